@@ -1,0 +1,88 @@
+//! [`UpdateCursor`]: walks a batch's updates in `(key, val, time)` order, borrowing keys and vals from the
+//! file's bytes. Blocks are verified as the cursor enters them, so a corrupt block surfaces as an error
+//! from [`UpdateCursor::step`] (or construction), never as wrong data.
+
+use super::reader::{BatchFile, Block};
+use crate::error::Result;
+use crate::wal::record::UpdateRef;
+
+/// A position in a batch: block, and key / val / update indexes within it.
+pub struct UpdateCursor<'a> {
+    batch: &'a BatchFile,
+    block_idx: usize,
+    /// `None` once past the last update.
+    block: Option<Block<'a>>,
+    key: usize,
+    val: usize,
+    upd: usize,
+}
+
+impl<'a> UpdateCursor<'a> {
+    /// A cursor at the first update of `batch`.
+    pub fn new(batch: &'a BatchFile) -> Result<Self> {
+        Self::at_block(batch, 0)
+    }
+
+    /// A cursor at the first update whose key is `>= key`, found through the block index.
+    pub fn seek(batch: &'a BatchFile, key: &[u8]) -> Result<Self> {
+        let mut c = Self::at_block(batch, batch.seek_block(key))?;
+        if let Some(block) = c.block {
+            // The block's last key is >= key, so this index is inside the block.
+            c.key = block.seek_key(key);
+            c.val = block.vals(c.key).start;
+            c.upd = block.updates(c.val).start;
+        }
+        Ok(c)
+    }
+
+    fn at_block(batch: &'a BatchFile, block_idx: usize) -> Result<Self> {
+        let block = if block_idx < batch.block_count() {
+            Some(batch.block(block_idx)?)
+        } else {
+            None
+        };
+        Ok(UpdateCursor {
+            batch,
+            block_idx,
+            block,
+            key: 0,
+            val: 0,
+            upd: 0,
+        })
+    }
+
+    /// The update under the cursor, or `None` at the end.
+    #[inline]
+    pub fn get(&self) -> Option<UpdateRef<'a>> {
+        let b = self.block.as_ref()?;
+        Some((
+            b.key(self.key),
+            b.val(self.val),
+            b.time(self.upd),
+            b.diff(self.upd),
+        ))
+    }
+
+    /// The key under the cursor, or `None` at the end.
+    #[inline]
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.block.as_ref().map(|b| b.key(self.key))
+    }
+
+    /// Moves to the next update; entering a new block verifies it.
+    pub fn step(&mut self) -> Result<()> {
+        let Some(b) = self.block else { return Ok(()) };
+        self.upd += 1;
+        if self.upd == b.update_count() {
+            *self = Self::at_block(self.batch, self.block_idx + 1)?;
+            return Ok(());
+        }
+        while self.upd >= b.updates(self.val).end {
+            self.val += 1;
+        }
+        while self.val >= b.vals(self.key).end {
+            self.key += 1;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,236 @@
+//! Batch file layout, version 1. All integers little-endian; all checksums xxh3-64.
+//!
+//! ```text
+//! file    := header(32) block* index footer(128)
+//! header  := 0 magic "DDPBATCH" | 8 version u32 | 12 reserved u32 | 16 reserved u64 | 24 checksum u64
+//!            (checksum = xxh3 of bytes 0..24)
+//! block   := starts at an offset that is a multiple of 8 (zero padding before it);
+//!            0 key_count u32 | 4 val_count u32 | 8 update_count u32 | 12 reserved u32
+//!            16 times   [update_count] u64
+//!               diffs   [update_count] i64
+//!               key_offs [key_count + 1] u32   byte offsets into key bytes; first 0
+//!               key_vals [key_count + 1] u32   key i owns vals key_vals[i]..key_vals[i+1]; first 0
+//!               val_offs [val_count + 1] u32   byte offsets into val bytes; first 0
+//!               val_upds [val_count + 1] u32   val j owns updates val_upds[j]..val_upds[j+1]; first 0
+//!               key bytes [key_offs[key_count]]
+//!               val bytes [val_offs[val_count]]
+//! index   := entry[block_count] (48 bytes each) key_area
+//! entry   := 0 offset u64 | 8 checksum u64 (xxh3 of the stored block) | 16 stored_len u32
+//!            | 20 raw_len u32 | 24 key_count u32 | 28 update_count u32 | 32 first_key_off u32
+//!            | 36 first_key_len u32 | 40 last_key_len u32 | 44 codec u8 | 45 reserved [u8; 3]
+//!            (the block's first key is key_area[first_key_off..][..first_key_len], its last key follows
+//!            immediately; codec 0 = stored raw, 1 = lz4 block, reserved and not written by version 1)
+//! footer  := 0 magic "DDPBFOOT" | 8 version u32 | 12 block_count u32 | 16 lower u64 | 24 upper u64
+//!            | 32 since u64 | 40 key_count u64 | 48 val_count u64 | 56 update_count u64
+//!            | 64 index_offset u64 | 72 index_len u64 | 80 index_checksum u64
+//!            | 88 filter_offset u64 | 96 filter_len u64 | 104 filter_kind u32 (0 = none, 1 = Bloom, see
+//!            [`super::filter`]; the section lies between the index and the footer) | 108 block_target_bytes
+//!            u32 | 112 reserved u64 | 120 checksum u64 (xxh3 of 0..120)
+//! ```
+//! In every version the header keeps this layout and the footer keeps its magic, version and checksum
+//! places, so a reader can tell a newer file from a corrupt one.
+//! A key never spans two blocks: a block may exceed the target size to hold all of one key's vals.
+
+use super::Description;
+use crate::error::{Error, Result};
+use crate::format::{checksum, Decoder, FormatVersion, PutLe};
+
+/// The batch format version this library writes and the newest it reads.
+pub const BATCH_VERSION: FormatVersion = FormatVersion(1);
+/// Magic at offset 0.
+pub const HEADER_MAGIC: &[u8; 8] = b"DDPBATCH";
+/// Magic at the start of the footer.
+pub const FOOTER_MAGIC: &[u8; 8] = b"DDPBFOOT";
+/// Header size in bytes.
+pub const HEADER_BYTES: usize = 32;
+/// Footer size in bytes.
+pub const FOOTER_BYTES: usize = 128;
+/// Index entry size in bytes.
+pub const INDEX_ENTRY_BYTES: usize = 48;
+/// Fixed part of a block before its arrays.
+pub const BLOCK_HEADER_BYTES: usize = 16;
+/// Block alignment in the file.
+pub const BLOCK_ALIGN: usize = 8;
+/// Codec of a block stored as is.
+pub const CODEC_RAW: u8 = 0;
+/// Codec of an lz4-compressed block (reserved; not written by version 1).
+pub const CODEC_LZ4: u8 = 1;
+/// Default target size of a block before the writer starts a new one.
+pub const DEFAULT_BLOCK_TARGET_BYTES: u32 = 64 << 10;
+
+/// The header, as bytes.
+pub fn encode_header() -> Vec<u8> {
+    let mut h = Vec::with_capacity(HEADER_BYTES);
+    h.extend_from_slice(HEADER_MAGIC);
+    h.put_u32(BATCH_VERSION.0);
+    h.put_u32(0);
+    h.put_u64(0);
+    h.put_u64(checksum(&h));
+    debug_assert_eq!(h.len(), HEADER_BYTES);
+    h
+}
+
+/// Checks the header at the start of `bytes` (at least [`HEADER_BYTES`] long).
+pub fn check_header(bytes: &[u8], file: &str) -> Result<()> {
+    let mut d = Decoder::new(&bytes[..HEADER_BYTES], 0, file);
+    if d.bytes(8, "magic")? != HEADER_MAGIC {
+        return Err(Error::corrupt(file, 0, "not a batch file (bad header magic)"));
+    }
+    // The checksum's place is fixed in every version, so it is checked first: a flipped version byte is
+    // corruption, not a newer file.
+    if crate::format::le_u64(bytes, 24) != checksum(&bytes[..24]) {
+        return Err(Error::corrupt(file, 24, "header checksum mismatch"));
+    }
+    FormatVersion::check(d.u32("version")?, BATCH_VERSION, file, 8)?;
+    Ok(())
+}
+
+/// The decoded footer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Footer {
+    /// Number of blocks.
+    pub block_count: u32,
+    /// The batch's description.
+    pub description: Description,
+    /// Distinct keys.
+    pub key_count: u64,
+    /// Distinct (key, val) pairs.
+    pub val_count: u64,
+    /// Updates.
+    pub update_count: u64,
+    /// Offset of the block index.
+    pub index_offset: u64,
+    /// Length of the block index.
+    pub index_len: u64,
+    /// xxh3 of the block index.
+    pub index_checksum: u64,
+    /// Offset of the key filter (0 when absent).
+    pub filter_offset: u64,
+    /// Length of the key filter.
+    pub filter_len: u64,
+    /// Kind of key filter (0 = none).
+    pub filter_kind: u32,
+    /// Block target size the writer used.
+    pub block_target_bytes: u32,
+}
+
+impl Footer {
+    /// The footer as bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut f = Vec::with_capacity(FOOTER_BYTES);
+        f.extend_from_slice(FOOTER_MAGIC);
+        f.put_u32(BATCH_VERSION.0);
+        f.put_u32(self.block_count);
+        f.put_u64(self.description.lower);
+        f.put_u64(self.description.upper);
+        f.put_u64(self.description.since);
+        f.put_u64(self.key_count);
+        f.put_u64(self.val_count);
+        f.put_u64(self.update_count);
+        f.put_u64(self.index_offset);
+        f.put_u64(self.index_len);
+        f.put_u64(self.index_checksum);
+        f.put_u64(self.filter_offset);
+        f.put_u64(self.filter_len);
+        f.put_u32(self.filter_kind);
+        f.put_u32(self.block_target_bytes);
+        f.put_u64(0);
+        f.put_u64(checksum(&f));
+        debug_assert_eq!(f.len(), FOOTER_BYTES);
+        f
+    }
+
+    /// Decodes the footer at `offset` of `file` (its last [`FOOTER_BYTES`] bytes).
+    pub fn decode(bytes: &[u8], offset: u64, file: &str) -> Result<Self> {
+        let mut d = Decoder::new(bytes, offset, file);
+        if d.bytes(8, "footer magic")? != FOOTER_MAGIC {
+            return Err(Error::corrupt(
+                file,
+                offset,
+                "bad footer magic (truncated or not a batch file)",
+            ));
+        }
+        if checksum(&bytes[..120]) != crate::format::le_u64(bytes, 120) {
+            return Err(Error::corrupt(file, offset + 120, "footer checksum mismatch"));
+        }
+        FormatVersion::check(d.u32("version")?, BATCH_VERSION, file, offset + 8)?;
+        let footer = Footer {
+            block_count: d.u32("block count")?,
+            description: Description {
+                lower: d.u64("lower")?,
+                upper: d.u64("upper")?,
+                since: d.u64("since")?,
+            },
+            key_count: d.u64("key count")?,
+            val_count: d.u64("val count")?,
+            update_count: d.u64("update count")?,
+            index_offset: d.u64("index offset")?,
+            index_len: d.u64("index length")?,
+            index_checksum: d.u64("index checksum")?,
+            filter_offset: d.u64("filter offset")?,
+            filter_len: d.u64("filter length")?,
+            filter_kind: d.u32("filter kind")?,
+            block_target_bytes: d.u32("block target")?,
+        };
+        Ok(footer)
+    }
+}
+
+/// One decoded block index entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Offset of the block in the file.
+    pub offset: u64,
+    /// xxh3 of the stored block bytes.
+    pub checksum: u64,
+    /// Stored length.
+    pub stored_len: u32,
+    /// Length once decompressed (equal to `stored_len` for raw blocks).
+    pub raw_len: u32,
+    /// Keys in the block.
+    pub key_count: u32,
+    /// Updates in the block.
+    pub update_count: u32,
+    /// Offset of the first key in the index key area.
+    pub first_key_off: u32,
+    /// Length of the first key.
+    pub first_key_len: u32,
+    /// Length of the last key, which follows the first in the key area.
+    pub last_key_len: u32,
+    /// Block codec.
+    pub codec: u8,
+}
+
+impl IndexEntry {
+    /// Appends the entry's 48 bytes.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.put_u64(self.offset);
+        out.put_u64(self.checksum);
+        out.put_u32(self.stored_len);
+        out.put_u32(self.raw_len);
+        out.put_u32(self.key_count);
+        out.put_u32(self.update_count);
+        out.put_u32(self.first_key_off);
+        out.put_u32(self.first_key_len);
+        out.put_u32(self.last_key_len);
+        out.push(self.codec);
+        out.extend_from_slice(&[0; 3]);
+    }
+
+    /// Decodes the 48 bytes at the start of `bytes` (at least that long), which stand at `offset` of `file`.
+    pub fn decode(bytes: &[u8], offset: u64, file: &str) -> Result<Self> {
+        let mut d = Decoder::new(&bytes[..INDEX_ENTRY_BYTES], offset, file);
+        Ok(IndexEntry {
+            offset: d.u64("block offset")?,
+            checksum: d.u64("block checksum")?,
+            stored_len: d.u32("stored length")?,
+            raw_len: d.u32("raw length")?,
+            key_count: d.u32("key count")?,
+            update_count: d.u32("update count")?,
+            first_key_off: d.u32("first key offset")?,
+            first_key_len: d.u32("first key length")?,
+            last_key_len: d.u32("last key length")?,
+            codec: d.u8("codec")?,
+        })
+    }
+}

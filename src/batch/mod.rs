@@ -1,0 +1,59 @@
+//! Batch files: immutable, sorted, consolidated, checksummed sets of updates with a [`Description`].
+//!
+//! A batch holds every update of one stream with time in `[lower, upper)` (times below `since` may have
+//! been advanced to `since` by logical compaction). Updates are sorted by `(key, val, time)` and
+//! consolidated: no two share `(key, val, time)` and no diff is zero.
+//!
+//! The layout (specified byte by byte in [`format`] and DESIGN.md) is a sequence of *blocks*, each a small
+//! columnar trie (keys → vals → (time, diff)) addressed by `u32` offset arrays, so a reader serves keys and
+//! vals as `&[u8]` straight out of the read-only memory map with no decoding pass. A block index with the
+//! first and last key of every block (a sparse index with fences) lets a reader seek without touching the
+//! data pages of other blocks. Every block, the index, the header and the footer carry xxh3 checksums.
+//!
+//! - [`writer`]: [`BatchWriter`] streams sorted updates into a [`crate::blob::BlobWriter`].
+//! - [`reader`]: [`BatchFile`] opens a batch's bytes, checks them, and hands out verified [`Block`]s.
+//! - [`cursor`]: [`UpdateCursor`] walks a batch's updates in order.
+
+pub mod cursor;
+pub mod filter;
+pub mod format;
+pub mod reader;
+pub mod writer;
+
+pub use cursor::UpdateCursor;
+pub use reader::{BatchFile, Block};
+pub use writer::{BatchStats, BatchWriter};
+
+/// The frontier value that stands for the empty antichain (a closed stream: no time is beyond it).
+/// Times are `u64` below this value.
+pub const FRONTIER_CLOSED: u64 = u64::MAX;
+
+/// The times a batch covers, as differential dataflow describes batches: updates with `lower <= time <
+/// upper`, where times not beyond `since` may have been advanced to `since`. Frontiers are single `u64`s
+/// (times are totally ordered); [`FRONTIER_CLOSED`] is the empty frontier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Description {
+    /// Every update's time is at or beyond this.
+    pub lower: u64,
+    /// Every update's time is below this.
+    pub upper: u64,
+    /// Times below this may have been advanced to it.
+    pub since: u64,
+}
+
+/// The name of batch file number `file_no` in the blob.
+pub fn batch_file_name(file_no: u64) -> String {
+    format!("{file_no:016x}.batch")
+}
+
+/// The file number in a batch file name, if `name` is one.
+pub fn parse_batch_file_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".batch")?;
+    if stem.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(stem, 16).ok()
+}
+
+#[cfg(test)]
+mod tests;

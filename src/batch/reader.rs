@@ -1,0 +1,578 @@
+//! [`BatchFile`]: a batch served from its bytes (normally a read-only memory map).
+//!
+//! Invariants, established by [`BatchFile::open`] and kept for the life of the value:
+//! - the header, footer and block index passed their checksums; every index entry points inside the
+//!   data region, in order and without overlap, and its keys lie inside the index key area;
+//! - a [`Block`] is handed out only after its checksum and structure (array sizes, monotone offsets, sorted
+//!   and consolidated contents, fences equal to its index keys) were checked, once per block per open
+//!   file. So every accessor of a `Block` reads in bounds and returns what the writer wrote.
+
+use super::filter::{Filter, FILTER_KIND_BLOOM};
+use super::format::{
+    check_header, Footer, IndexEntry, BLOCK_ALIGN, BLOCK_HEADER_BYTES, CODEC_LZ4, CODEC_RAW, FOOTER_BYTES,
+    HEADER_BYTES, INDEX_ENTRY_BYTES,
+};
+use super::Description;
+use crate::blob::{Blob, BlobBytes};
+use crate::error::{Error, Result};
+use crate::format::{checksum, le_u32, le_u64};
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// An open batch file.
+pub struct BatchFile {
+    name: String,
+    bytes: BlobBytes,
+    footer: Footer,
+    index: Vec<IndexEntry>,
+    /// Absolute offset of the index key area.
+    key_area: usize,
+    /// Whether block i has been verified.
+    verified: Box<[AtomicBool]>,
+    /// Decompressed copies of lz4 blocks, filled on first use.
+    decompressed: Box<[std::sync::OnceLock<Box<[u8]>>]>,
+    /// How many times a block was fetched through [`BatchFile::block`] (a measure of data pages touched).
+    block_reads: std::sync::atomic::AtomicU64,
+    /// The key filter's bit range in `bytes`, bit count and hash count (checked at open).
+    filter: Option<(Range<usize>, u64, u32)>,
+    /// Set once compaction replaced this batch: the file is deleted when the last holder drops it.
+    retire: parking_lot::Mutex<Option<(Arc<dyn Blob>, String)>>,
+}
+
+impl Drop for BatchFile {
+    fn drop(&mut self) {
+        if let Some((blob, object)) = self.retire.get_mut().take() {
+            // No manifest names this file any more and no reader holds it. A failed delete leaves an
+            // orphan, which the next open removes; there is no caller to report it to here.
+            let _ = blob.delete(&object);
+        }
+    }
+}
+
+impl std::fmt::Debug for BatchFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchFile")
+            .field("name", &self.name)
+            .field("footer", &self.footer)
+            .finish()
+    }
+}
+
+impl BatchFile {
+    /// Checks header, footer and index of `bytes`, read from the file `name`. Blocks are checked lazily,
+    /// on first use (or all at once by [`verify`](Self::verify)).
+    pub fn open(name: impl Into<String>, bytes: BlobBytes) -> Result<Self> {
+        let name = name.into();
+        let len = bytes.len();
+        if len < HEADER_BYTES + FOOTER_BYTES {
+            return Err(Error::corrupt(
+                &name,
+                0,
+                format!("{len} bytes is too short for a batch file"),
+            ));
+        }
+        check_header(&bytes, &name)?;
+        let footer_at = len - FOOTER_BYTES;
+        let footer = Footer::decode(&bytes[footer_at..], footer_at as u64, &name)?;
+        let bad = |offset: u64, detail: String| Error::corrupt(&name, offset, detail);
+        let index_start = footer.index_offset;
+        let index_end = index_start.checked_add(footer.index_len);
+        if index_start < HEADER_BYTES as u64 || index_end.is_none_or(|end| end > footer_at as u64) {
+            return Err(bad(footer_at as u64 + 64, "block index out of range".into()));
+        }
+        let (index_start, index_end) = (
+            index_start as usize,
+            footer.index_len as usize + index_start as usize,
+        );
+        let index_bytes = &bytes[index_start..index_end];
+        if checksum(index_bytes) != footer.index_checksum {
+            return Err(bad(index_start as u64, "block index checksum mismatch".into()));
+        }
+        let entries_len = footer.block_count as usize * INDEX_ENTRY_BYTES;
+        if entries_len > index_bytes.len() {
+            return Err(bad(
+                index_start as u64,
+                "block count does not fit the index".into(),
+            ));
+        }
+        let filter = match footer.filter_kind {
+            0 => None,
+            FILTER_KIND_BLOOM => {
+                let (start, len) = (footer.filter_offset, footer.filter_len);
+                let end = start.checked_add(len);
+                if start < index_end as u64 || end.is_none_or(|end| end > footer_at as u64) {
+                    return Err(bad(footer_at as u64 + 88, "key filter out of range".into()));
+                }
+                let range = start as usize..(start + len) as usize;
+                let f = Filter::open(&bytes[range.clone()], start, &name)?;
+                Some((range.start + 16..range.end - 8, f.bit_count(), f.hash_count()))
+            }
+            kind => {
+                return Err(bad(
+                    footer_at as u64 + 104,
+                    format!("unknown key filter kind {kind}"),
+                ));
+            }
+        };
+        let key_area = index_start + entries_len;
+        let key_area_len = index_end - key_area;
+        let mut index = Vec::with_capacity(footer.block_count as usize);
+        let mut data_end = HEADER_BYTES as u64;
+        let (mut keys, mut updates) = (0u64, 0u64);
+        for i in 0..footer.block_count as usize {
+            let at = index_start + i * INDEX_ENTRY_BYTES;
+            let e = IndexEntry::decode(&bytes[at..], at as u64, &name)?;
+            let at = at as u64;
+            let block_end = e.offset.checked_add(e.stored_len as u64);
+            if e.offset < data_end
+                || e.offset % BLOCK_ALIGN as u64 != 0
+                || block_end.is_none_or(|end| end > index_start as u64)
+            {
+                return Err(bad(at, format!("block {i} at offset {} out of place", e.offset)));
+            }
+            let keys_end = e.first_key_off as u64 + e.first_key_len as u64 + e.last_key_len as u64;
+            if keys_end > key_area_len as u64 {
+                return Err(bad(at + 32, format!("block {i} fence keys outside the key area")));
+            }
+            match e.codec {
+                CODEC_RAW if e.raw_len == e.stored_len => {}
+                CODEC_RAW => return Err(bad(at + 20, "raw block with raw length != stored length".into())),
+                CODEC_LZ4 => {}
+                c => return Err(bad(at + 44, format!("unknown block codec {c}"))),
+            }
+            if e.key_count == 0 || e.update_count == 0 {
+                return Err(bad(at + 24, format!("block {i} is empty")));
+            }
+            data_end = block_end.unwrap_or(u64::MAX);
+            keys += e.key_count as u64;
+            updates += e.update_count as u64;
+            index.push(e);
+        }
+        if keys != footer.key_count || updates != footer.update_count {
+            return Err(bad(
+                footer_at as u64 + 40,
+                "footer counts disagree with the block index".into(),
+            ));
+        }
+        let d = footer.description;
+        if d.lower > d.upper {
+            return Err(bad(footer_at as u64 + 16, "description lower above upper".into()));
+        }
+        let block_count = index.len();
+        let verified = (0..block_count).map(|_| AtomicBool::new(false)).collect();
+        Ok(BatchFile {
+            name,
+            bytes,
+            footer,
+            index,
+            key_area,
+            verified,
+            decompressed: (0..block_count).map(|_| std::sync::OnceLock::new()).collect(),
+            block_reads: std::sync::atomic::AtomicU64::new(0),
+            filter,
+            retire: parking_lot::Mutex::new(None),
+        })
+    }
+
+    /// Deletes the file `object` from `blob` once this value is dropped (by the last reader holding it).
+    /// Called when a merge has replaced the batch in the manifest.
+    pub fn retire_on_drop(&self, blob: Arc<dyn Blob>, object: String) {
+        *self.retire.lock() = Some((blob, object));
+    }
+
+    /// The file name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The batch's description.
+    pub fn description(&self) -> Description {
+        self.footer.description
+    }
+
+    /// The decoded footer.
+    pub fn footer(&self) -> &Footer {
+        &self.footer
+    }
+
+    /// The size of the file in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// Number of updates.
+    pub fn update_count(&self) -> u64 {
+        self.footer.update_count
+    }
+
+    /// Number of blocks.
+    pub fn block_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The index entry of block `i` (`i < block_count()`).
+    pub fn index_entry(&self, i: usize) -> &IndexEntry {
+        &self.index[i]
+    }
+
+    /// The first key of block `i`, from the index (no data page is touched).
+    pub fn block_first_key(&self, i: usize) -> &[u8] {
+        let e = &self.index[i];
+        let start = self.key_area + e.first_key_off as usize;
+        &self.bytes[start..start + e.first_key_len as usize]
+    }
+
+    /// The last key of block `i`, from the index.
+    pub fn block_last_key(&self, i: usize) -> &[u8] {
+        let e = &self.index[i];
+        let start = self.key_area + e.first_key_off as usize + e.first_key_len as usize;
+        &self.bytes[start..start + e.last_key_len as usize]
+    }
+
+    /// Whether `key` may be in this batch, from the key filter and the batch's first and last keys, without
+    /// touching any block (`false`: certainly not).
+    pub fn may_contain(&self, key: &[u8]) -> bool {
+        let n = self.index.len();
+        if n == 0 || key < self.block_first_key(0) || key > self.block_last_key(n - 1) {
+            return false;
+        }
+        match &self.filter {
+            Some((range, bits, hashes)) => {
+                Filter::from_parts(&self.bytes[range.clone()], *bits, *hashes).may_contain(key)
+            }
+            None => true,
+        }
+    }
+
+    /// Calls `f(val, time, diff)` for every update of `key` in this batch, in `(val, time)` order. Uses the
+    /// filter and the fences first, then reads (and on first use verifies) at most one block.
+    pub fn for_key(&self, key: &[u8], mut f: impl FnMut(&[u8], u64, i64)) -> Result<()> {
+        if !self.may_contain(key) {
+            return Ok(());
+        }
+        let b = self.seek_block(key);
+        if b >= self.block_count() || self.block_first_key(b) > key {
+            return Ok(());
+        }
+        let block = self.block(b)?;
+        let k = block.seek_key(key);
+        if k >= block.key_count() || block.key(k) != key {
+            return Ok(());
+        }
+        for j in block.vals(k) {
+            for x in block.updates(j) {
+                f(block.val(j), block.time(x), block.diff(x));
+            }
+        }
+        Ok(())
+    }
+
+    /// The first block that may hold `key` or a larger key (the sparse index's seek): the first block
+    /// whose last key is `>= key`. Returns `block_count()` when every key is smaller.
+    pub fn seek_block(&self, key: &[u8]) -> usize {
+        let (mut lo, mut hi) = (0, self.index.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.block_last_key(mid) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Block `i`, checked on first use.
+    pub fn block(&self, i: usize) -> Result<Block<'_>> {
+        let e = self
+            .index
+            .get(i)
+            .ok_or_else(|| Error::bad_input(format!("block {i} out of range")))?;
+        self.block_reads.fetch_add(1, Ordering::Relaxed);
+        if let Some(block) = self.verified_block(i) {
+            return Ok(block);
+        }
+        let start = e.offset as usize;
+        let stored = &self.bytes[start..start + e.stored_len as usize];
+        let corrupt = |off: u64, detail: String| Error::corrupt(&self.name, e.offset + off, detail);
+        if checksum(stored) != e.checksum {
+            return Err(corrupt(0, format!("block {i} checksum mismatch")));
+        }
+        let raw: &[u8] = match e.codec {
+            CODEC_LZ4 => {
+                let raw = lz4_flex::block::decompress(stored, e.raw_len as usize)
+                    .map_err(|err| corrupt(0, format!("block {i}: lz4: {err}")))?;
+                if raw.len() != e.raw_len as usize {
+                    return Err(corrupt(
+                        0,
+                        format!("block {i}: lz4 gave {} bytes, not {}", raw.len(), e.raw_len),
+                    ));
+                }
+                // Another thread may have won the race to fill the cache with the same bytes.
+                let _ = self.decompressed[i].set(raw.into_boxed_slice());
+                self.decompressed[i].get().map_or(&[][..], |b| &b[..])
+            }
+            _ => stored,
+        };
+        let block = Block::check(raw, e, self.block_first_key(i), self.block_last_key(i))
+            .map_err(|(off, detail)| corrupt(off as u64, format!("block {i}: {detail}")))?;
+        self.verified[i].store(true, Ordering::Release);
+        Ok(block)
+    }
+
+    /// Block `i` if it has been verified (always, after [`verify`](Self::verify) succeeded): the
+    /// infallible accessor for readers, such as DD cursors, that cannot return errors and so verify a
+    /// batch whole before using it. A raw block is served from the map; an lz4 block from its
+    /// decompressed copy, kept for the life of this value.
+    #[inline]
+    pub fn verified_block(&self, i: usize) -> Option<Block<'_>> {
+        let e = self.index.get(i)?;
+        if !self.verified[i].load(Ordering::Acquire) {
+            return None;
+        }
+        if e.codec == CODEC_LZ4 {
+            return self.decompressed[i].get().map(|raw| Block::layout(raw));
+        }
+        let start = e.offset as usize;
+        Some(Block::layout(&self.bytes[start..start + e.stored_len as usize]))
+    }
+
+    /// How many times [`block`](Self::block) fetched a block (lookups, cursors, merges): the data-page
+    /// touches, for tests and measurements.
+    pub fn block_reads(&self) -> u64 {
+        self.block_reads.load(Ordering::Relaxed)
+    }
+
+    /// Whether every block has been verified.
+    pub fn is_verified(&self) -> bool {
+        self.verified.iter().all(|v| v.load(Ordering::Acquire))
+    }
+
+    /// Checks every block, and that keys increase across blocks. Returns the first problem found.
+    pub fn verify(&self) -> Result<()> {
+        for i in 0..self.index.len() {
+            self.block(i)?;
+            if i > 0 && self.block_last_key(i - 1) >= self.block_first_key(i) {
+                let at = self.index[i].offset;
+                return Err(Error::corrupt(
+                    &self.name,
+                    at,
+                    format!("block {i} does not start above block {}", i - 1),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A verified block: a columnar trie of keys → vals → (time, diff), borrowed from the file's bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Block<'a> {
+    bytes: &'a [u8],
+    key_count: usize,
+    val_count: usize,
+    update_count: usize,
+    times_at: usize,
+    diffs_at: usize,
+    key_offs_at: usize,
+    key_vals_at: usize,
+    val_offs_at: usize,
+    val_upds_at: usize,
+    key_bytes_at: usize,
+    val_bytes_at: usize,
+}
+
+impl<'a> Block<'a> {
+    /// The array positions of a block that passed [`Block::check`] before.
+    fn layout(bytes: &'a [u8]) -> Self {
+        let (k, v, u) = (
+            le_u32(bytes, 0) as usize,
+            le_u32(bytes, 4) as usize,
+            le_u32(bytes, 8) as usize,
+        );
+        let mut b = Block::arrays(bytes, k, v, u);
+        b.val_bytes_at = b.key_bytes_at + b.u32_at(b.key_offs_at, k) as usize;
+        b
+    }
+
+    fn u32_at(&self, array_at: usize, i: usize) -> u32 {
+        le_u32(self.bytes, array_at + 4 * i)
+    }
+
+    /// Checks structure and order of `bytes` against its index entry and fence keys; on failure returns
+    /// the offset within the block and what is wrong.
+    fn check(
+        bytes: &'a [u8],
+        e: &IndexEntry,
+        first: &[u8],
+        last: &[u8],
+    ) -> std::result::Result<Self, (usize, String)> {
+        if bytes.len() < BLOCK_HEADER_BYTES {
+            return Err((0, "shorter than its header".into()));
+        }
+        let (k, v, u) = (
+            le_u32(bytes, 0) as usize,
+            le_u32(bytes, 4) as usize,
+            le_u32(bytes, 8) as usize,
+        );
+        if k != e.key_count as usize || u != e.update_count as usize || k == 0 || v < k || u < v {
+            return Err((
+                0,
+                format!("counts keys={k} vals={v} updates={u} disagree with the index"),
+            ));
+        }
+        let fixed = BLOCK_HEADER_BYTES + 16 * u + 8 * (k + 1) + 8 * (v + 1);
+        if fixed > bytes.len() {
+            return Err((0, "arrays overrun the block".into()));
+        }
+        // Offsets are only read after `fixed` is known to fit.
+        let mut b = Block::arrays(bytes, k, v, u);
+        let key_len = b.u32_at(b.key_offs_at, k) as usize;
+        let val_len = b.u32_at(b.val_offs_at, v) as usize;
+        if fixed + key_len + val_len != bytes.len() {
+            return Err((b.key_offs_at, "byte columns do not fill the block exactly".into()));
+        }
+        b.val_bytes_at = b.key_bytes_at + key_len;
+        let monotone =
+            |at: usize, n: usize, last: usize, strict: bool| -> std::result::Result<(), (usize, String)> {
+                if b.u32_at(at, 0) != 0 || b.u32_at(at, n) as usize != last {
+                    return Err((at, "offset array does not run from 0 to its end".into()));
+                }
+                for i in 0..n {
+                    let (x, y) = (b.u32_at(at, i), b.u32_at(at, i + 1));
+                    if y < x || (strict && y == x) {
+                        return Err((at + 4 * i, "offset array not increasing".into()));
+                    }
+                }
+                Ok(())
+            };
+        monotone(b.key_offs_at, k, key_len, false)?;
+        monotone(b.key_vals_at, k, v, true)?;
+        monotone(b.val_offs_at, v, val_len, false)?;
+        monotone(b.val_upds_at, v, u, true)?;
+        for i in 0..k {
+            if i > 0 && b.key(i - 1) >= b.key(i) {
+                return Err((b.key_offs_at + 4 * i, format!("key {i} not above key {}", i - 1)));
+            }
+            let vals = b.vals(i);
+            for j in vals.clone() {
+                if j > vals.start && b.val(j - 1) >= b.val(j) {
+                    return Err((b.val_offs_at + 4 * j, format!("val {j} not above val {}", j - 1)));
+                }
+                let upds = b.updates(j);
+                for x in upds.clone() {
+                    if x > upds.start && b.time(x - 1) >= b.time(x) {
+                        return Err((b.times_at + 8 * x, format!("time {x} not above time {}", x - 1)));
+                    }
+                    if b.diff(x) == 0 {
+                        return Err((b.diffs_at + 8 * x, format!("zero diff at update {x}")));
+                    }
+                }
+            }
+        }
+        if b.key(0) != first || b.key(k - 1) != last {
+            return Err((b.key_bytes_at, "first or last key differs from the index".into()));
+        }
+        Ok(b)
+    }
+
+    /// Where the fixed-width arrays start for `k` keys, `v` vals and `u` updates (`val_bytes_at` is set
+    /// by the caller, which knows the key bytes' length).
+    fn arrays(bytes: &'a [u8], k: usize, v: usize, u: usize) -> Self {
+        let times_at = BLOCK_HEADER_BYTES;
+        let diffs_at = times_at + 8 * u;
+        let key_offs_at = diffs_at + 8 * u;
+        let key_vals_at = key_offs_at + 4 * (k + 1);
+        let val_offs_at = key_vals_at + 4 * (k + 1);
+        let val_upds_at = val_offs_at + 4 * (v + 1);
+        let key_bytes_at = val_upds_at + 4 * (v + 1);
+        Block {
+            bytes,
+            key_count: k,
+            val_count: v,
+            update_count: u,
+            times_at,
+            diffs_at,
+            key_offs_at,
+            key_vals_at,
+            val_offs_at,
+            val_upds_at,
+            key_bytes_at,
+            val_bytes_at: key_bytes_at,
+        }
+    }
+
+    /// Number of keys.
+    pub fn key_count(&self) -> usize {
+        self.key_count
+    }
+
+    /// Number of (key, val) pairs.
+    pub fn val_count(&self) -> usize {
+        self.val_count
+    }
+
+    /// Number of updates.
+    pub fn update_count(&self) -> usize {
+        self.update_count
+    }
+
+    /// Key `i`, borrowed from the file.
+    #[inline]
+    pub fn key(&self, i: usize) -> &'a [u8] {
+        let (s, e) = (
+            self.u32_at(self.key_offs_at, i),
+            self.u32_at(self.key_offs_at, i + 1),
+        );
+        &self.bytes[self.key_bytes_at + s as usize..self.key_bytes_at + e as usize]
+    }
+
+    /// The vals of key `i`, as a range of val indexes.
+    #[inline]
+    pub fn vals(&self, i: usize) -> Range<usize> {
+        self.u32_at(self.key_vals_at, i) as usize..self.u32_at(self.key_vals_at, i + 1) as usize
+    }
+
+    /// Val `j`, borrowed from the file.
+    #[inline]
+    pub fn val(&self, j: usize) -> &'a [u8] {
+        let (s, e) = (
+            self.u32_at(self.val_offs_at, j),
+            self.u32_at(self.val_offs_at, j + 1),
+        );
+        &self.bytes[self.val_bytes_at + s as usize..self.val_bytes_at + e as usize]
+    }
+
+    /// The updates of val `j`, as a range of update indexes.
+    #[inline]
+    pub fn updates(&self, j: usize) -> Range<usize> {
+        self.u32_at(self.val_upds_at, j) as usize..self.u32_at(self.val_upds_at, j + 1) as usize
+    }
+
+    /// The time of update `x`.
+    #[inline]
+    pub fn time(&self, x: usize) -> u64 {
+        le_u64(self.bytes, self.times_at + 8 * x)
+    }
+
+    /// The diff of update `x`.
+    #[inline]
+    pub fn diff(&self, x: usize) -> i64 {
+        le_u64(self.bytes, self.diffs_at + 8 * x) as i64
+    }
+
+    /// The index of the first key `>= key` in this block (`key_count()` if none).
+    pub fn seek_key(&self, key: &[u8]) -> usize {
+        let (mut lo, mut hi) = (0, self.key_count);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.key(mid) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}

@@ -1,0 +1,168 @@
+//! [`DirBlob`]: a [`Blob`] over the files of one directory, read through read-only memory maps.
+//!
+//! Write protocol of one object `NAME`: create `NAME.tmp`, write, `fsync` it, rename it to `NAME`, `fsync`
+//! the directory. A crash before the rename leaves `NAME.tmp` (removed by the store on the next open); after
+//! the directory fsync the object survives any crash.
+
+use super::{check_name, Blob, BlobBytes, BlobWriter, TMP_SUFFIX};
+use crate::error::{Error, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Size of the write buffer in front of each object file.
+const WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// Objects as files in one directory.
+#[derive(Clone, Debug)]
+pub struct DirBlob {
+    dir: PathBuf,
+}
+
+impl DirBlob {
+    /// Uses `dir`, creating it (and its parents) if missing.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        Ok(DirBlob { dir })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// `fsync`s a directory, making the renames and removals in it durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("fsync directory {}", dir.display()), e))
+}
+
+impl Blob for DirBlob {
+    fn get(&self, name: &str) -> Result<Option<BlobBytes>> {
+        check_name(name)?;
+        let path = self.path(name);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+            .len();
+        if len == 0 {
+            return Ok(Some(BlobBytes::Heap(Arc::from(&[][..]))));
+        }
+        // SAFETY: objects are immutable once committed: they are written under a temporary name, renamed
+        // into place and never opened for writing again (a replacement is a new inode renamed over the
+        // name, which leaves this mapping intact). The map is read-only. Modifying the store's files from
+        // outside the library is outside its contract, as for every mmap-based store.
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|e| Error::io(format!("mmap {}", path.display()), e))?;
+        Ok(Some(BlobBytes::Mmap(Arc::new(map))))
+    }
+
+    fn create(&self, name: &str) -> Result<Box<dyn BlobWriter>> {
+        check_name(name)?;
+        let tmp = self.path(&format!("{name}{TMP_SUFFIX}"));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+        Ok(Box::new(DirWriter {
+            file: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, file)),
+            tmp,
+            dest: self.path(name),
+            dir: self.dir.clone(),
+            len: 0,
+        }))
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        check_name(name)?;
+        let path = self.path(name);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("remove {}", path.display()), e)),
+        }
+    }
+
+    fn list(&self) -> Result<Vec<String>> {
+        let ctx = || format!("list {}", self.dir.display());
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(|e| Error::io(ctx(), e))? {
+            let entry = entry.map_err(|e| Error::io(ctx(), e))?;
+            let is_file = entry.file_type().map_err(|e| Error::io(ctx(), e))?.is_file();
+            if let (true, Some(name)) = (is_file, entry.file_name().to_str()) {
+                if check_name(name).is_ok() {
+                    out.push(name.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn location(&self) -> String {
+        self.dir.display().to_string()
+    }
+}
+
+struct DirWriter {
+    /// `None` once committed.
+    file: Option<BufWriter<File>>,
+    tmp: PathBuf,
+    dest: PathBuf,
+    dir: PathBuf,
+    len: u64,
+}
+
+impl BlobWriter for DirWriter {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| Error::bad_input("write after commit"))?;
+        file.write_all(bytes)
+            .map_err(|e| Error::io(format!("write {}", self.tmp.display()), e))?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        let writer = self.file.take().ok_or_else(|| Error::bad_input("commit twice"))?;
+        let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
+        let file = writer
+            .into_inner()
+            .map_err(|e| Error::io(ctx("flush", &self.tmp), e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| Error::io(ctx("fsync", &self.tmp), e))?;
+        drop(file);
+        fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(ctx("rename", &self.tmp), e))?;
+        sync_dir(&self.dir)
+    }
+}
+
+impl Drop for DirWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            // Not committed: discard the temporary file. Failure is harmless (it is an orphan the next
+            // open removes), so it is ignored here where no error can be returned.
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}

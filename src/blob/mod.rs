@@ -1,0 +1,153 @@
+//! `Blob`: a flat namespace of immutable byte objects that holds batch files and the manifest.
+//!
+//! Contract every implementation keeps:
+//! - An object becomes visible under its name only when its writer's [`BlobWriter::commit`] returns, and
+//!   then it is durable (for the directory implementation: data fsync'd, renamed into place, directory
+//!   fsync'd). A crash before that leaves at most a temporary object that [`Blob::list`] reports with the
+//!   [`TMP_SUFFIX`] and that the store removes on the next open.
+//! - Committing over an existing name replaces it atomically: readers see the old bytes or the new ones.
+//! - Objects are never modified after commit, so [`Blob::get`] may hand out a read-only memory map.
+//!
+//! Two implementations: [`DirBlob`] (files in a directory, read through mmap) and [`MemBlob`] (in memory,
+//! for tests), and a wrapper, [`FaultyBlob`], that fails every call from a chosen point on.
+
+pub(crate) mod dir;
+mod fault;
+mod mem;
+
+pub use dir::DirBlob;
+pub use fault::FaultyBlob;
+pub use mem::MemBlob;
+
+use crate::error::Result;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// Suffix of an object still being written. Such objects are never read and are removed on open.
+pub const TMP_SUFFIX: &str = ".tmp";
+
+/// The bytes of one committed object: a read-only memory map of a file, or shared heap bytes.
+#[derive(Clone)]
+pub enum BlobBytes {
+    /// A read-only map of an immutable file.
+    Mmap(Arc<memmap2::Mmap>),
+    /// Bytes held in memory.
+    Heap(Arc<[u8]>),
+}
+
+impl Deref for BlobBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            BlobBytes::Mmap(m) => m,
+            BlobBytes::Heap(h) => h,
+        }
+    }
+}
+
+impl std::fmt::Debug for BlobBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            BlobBytes::Mmap(_) => "mmap",
+            BlobBytes::Heap(_) => "heap",
+        };
+        write!(f, "BlobBytes({kind}, {} bytes)", self.len())
+    }
+}
+
+/// A store of immutable named objects. See the module docs for the contract.
+pub trait Blob: Send + Sync + 'static {
+    /// The committed bytes under `name`, or `None` if there is no such object.
+    fn get(&self, name: &str) -> Result<Option<BlobBytes>>;
+
+    /// Starts writing an object that will be visible under `name` once committed.
+    fn create(&self, name: &str) -> Result<Box<dyn BlobWriter>>;
+
+    /// Writes `bytes` under `name` in one go (create, write, commit).
+    fn set(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let mut w = self.create(name)?;
+        w.write(bytes)?;
+        w.commit()
+    }
+
+    /// Removes `name`; removing an absent name is not an error. Durable when it returns.
+    fn delete(&self, name: &str) -> Result<()>;
+
+    /// Every object name, committed or temporary (ending in [`TMP_SUFFIX`]), in no particular order.
+    fn list(&self) -> Result<Vec<String>>;
+
+    /// Where the objects live, for error messages and tools (a directory path, or `mem:`).
+    fn location(&self) -> String;
+}
+
+/// An object being written. Dropping it without `commit` discards it.
+pub trait BlobWriter: Send {
+    /// Appends bytes.
+    fn write(&mut self, bytes: &[u8]) -> Result<()>;
+    /// Bytes written so far.
+    fn len(&self) -> u64;
+    /// Whether nothing was written yet.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Makes the object durable and visible under its name, replacing any previous object of that name.
+    fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// Checks that `name` is a plain object name: 1 to 128 bytes of `[A-Za-z0-9._-]`, not starting with a dot.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::bad_input(format!("invalid blob name {name:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contract, run against each implementation.
+    pub(crate) fn contract(blob: &dyn Blob) {
+        assert!(blob.get("a.batch").unwrap().is_none());
+        blob.set("a.batch", b"hello").unwrap();
+        assert_eq!(&*blob.get("a.batch").unwrap().unwrap(), b"hello");
+        // Uncommitted writes are invisible; dropping discards them.
+        let mut w = blob.create("b.batch").unwrap();
+        w.write(b"xy").unwrap();
+        assert_eq!(w.len(), 2);
+        assert!(blob.get("b.batch").unwrap().is_none());
+        drop(w);
+        assert!(blob.get("b.batch").unwrap().is_none());
+        // Replacement keeps old readers' bytes intact.
+        let old = blob.get("a.batch").unwrap().unwrap();
+        blob.set("a.batch", b"world!").unwrap();
+        assert_eq!(&*old, b"hello");
+        assert_eq!(&*blob.get("a.batch").unwrap().unwrap(), b"world!");
+        let mut names = blob.list().unwrap();
+        names.sort();
+        assert_eq!(names, vec!["a.batch".to_string()]);
+        blob.delete("a.batch").unwrap();
+        blob.delete("a.batch").unwrap();
+        assert!(blob.get("a.batch").unwrap().is_none());
+        assert!(blob.create("../x").is_err());
+        assert!(blob.create("").is_err());
+    }
+
+    #[test]
+    fn mem_blob_keeps_the_contract() {
+        contract(&MemBlob::new());
+    }
+
+    #[test]
+    fn dir_blob_keeps_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        contract(&DirBlob::open(dir.path()).unwrap());
+    }
+}

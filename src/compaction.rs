@@ -1,0 +1,454 @@
+//! Compaction: merging a stream's batches into fewer, larger ones, and advancing times to the stream's
+//! `since` while doing so (logical compaction).
+//!
+//! **Policy** (size-tiered, like differential dataflow's Spine). A batch's level is `floor(log2(updates))`.
+//! Batches are ordered by time; whenever an older batch's level is not above its newer neighbour's, the two
+//! are merged (newest pair first). Batch sizes then behave like a binary counter: a stream of n updates
+//! sealed in chunks of s has about `log2(n / s)` batches, and each update is rewritten about that many times.
+//!
+//! **Merge.** [`merge_batches`] streams the inputs through their mmaps ([`MergeIter`]) into a
+//! [`BatchWriter`]: memory is one block per input plus one output block, never a whole batch. Times below
+//! `since` become `since`; equal `(key, val, time)` are summed and zeros dropped.
+//!
+//! **Protocol** (one merge of stream S, inputs A and B adjacent in S's batch list):
+//! 1. under `state`: pick A, B; mark S as merging (one merge per stream at a time); allocate a file number;
+//! 2. no lock: write the output `N.batch.tmp`, fsync, rename to `N.batch`, fsync the directory; open it;
+//! 3. under `seal_lock` (no seal or other commit interleaves): write the manifest with A, B replaced by N
+//!    (temp, fsync, rename, fsync dir); then publish in memory and mark A and B to be deleted when their last
+//!    reader drops them.
+//!
+//! A crash before 3's rename leaves the old manifest and an orphan `N.batch` (removed on open); after it, the
+//! new manifest and orphans A, B (removed on open). Never a mix, never a lost update. A failure in 2 leaves
+//! everything as it was; a failure in 3 poisons the store (the manifest's fate is unknown until reopen).
+//!
+//! **Threads.** [`Workers`] runs `Options::compaction_threads` background threads fed by a queue of streams
+//! that sealed. `seal` waits only when a stream has more than `Options::max_batches_per_stream` batches
+//! (back-pressure). With zero threads, merges run inside `seal`.
+
+use crate::batch::{batch_file_name, BatchFile, BatchStats, BatchWriter, Description, UpdateCursor};
+use crate::blob::BlobWriter;
+use crate::error::{Error, Result};
+use crate::manifest::BatchMeta;
+use crate::merge::MergeIter;
+use crate::store::{Inner, Options, Store};
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A batch's level: `floor(log2(update_count))` (0 for 0 or 1 updates).
+pub fn level_of(update_count: u64) -> u32 {
+    63 - update_count.max(1).leading_zeros()
+}
+
+/// Which adjacent pair `(i, i + 1)` of batches (update counts, oldest first) to merge next, if any: the
+/// newest pair whose older batch's level is not above the newer's.
+pub fn pick_merge(update_counts: &[u64]) -> Option<usize> {
+    (0..update_counts.len().saturating_sub(1))
+        .rev()
+        .find(|&i| level_of(update_counts[i]) <= level_of(update_counts[i + 1]))
+}
+
+/// How often (in updates) a merge checks whether the store is shutting down.
+const CANCEL_CHECK_UPDATES: usize = 4096;
+
+/// Merges `inputs` (adjacent batches, oldest first) into `out` with `description`, advancing times below
+/// `description.since`. Returns `None`, discarding the output, if `stop` is set midway.
+pub fn merge_batches(
+    inputs: &[Arc<BatchFile>],
+    description: Description,
+    out: Box<dyn BlobWriter>,
+    options: &Options,
+    stop: &AtomicBool,
+) -> Result<Option<BatchStats>> {
+    let cursors = inputs
+        .iter()
+        .map(|b| UpdateCursor::new(b))
+        .collect::<Result<Vec<_>>>()?;
+    let mut writer = BatchWriter::new(out, description, options.block_target_bytes)?;
+    if options.filter_bits_per_key > 0 {
+        // The inputs' key counts bound the output's (keys only ever consolidate away).
+        let keys = inputs.iter().map(|b| b.footer().key_count).sum();
+        writer = writer.with_filter(keys, options.filter_bits_per_key);
+    }
+    writer = writer.with_compression(options.compress(inputs.iter().map(|b| b.update_count()).sum()));
+    for (i, update) in MergeIter::new(cursors, None, description.since).enumerate() {
+        if i % CANCEL_CHECK_UPDATES == 0 && stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let (k, v, t, d) = update?;
+        writer.push(k, v, t, d)?;
+    }
+    writer.finish().map(Some)
+}
+
+/// The background merge threads of one store, stopped and joined on drop.
+pub(crate) struct Workers {
+    queue: Arc<Queue>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+struct Queue {
+    /// Streams with merges possibly due, and whether to stop.
+    pending: Mutex<(VecDeque<String>, bool)>,
+    wake: Condvar,
+}
+
+impl Workers {
+    /// Starts `options.compaction_threads` threads merging for the store `inner`.
+    pub(crate) fn start(inner: &Arc<Inner>) -> Workers {
+        let queue = Arc::new(Queue {
+            pending: Mutex::new((VecDeque::new(), false)),
+            wake: Condvar::new(),
+        });
+        let threads = (0..inner.options.compaction_threads)
+            .map(|n| {
+                let (store, queue) = (Store::worker_handle(inner.clone()), queue.clone());
+                std::thread::Builder::new()
+                    .name(format!("ddpersist-compact-{n}"))
+                    .spawn(move || worker_loop(store, queue))
+            })
+            .filter_map(|spawned| spawned.ok())
+            .collect();
+        Workers { queue, threads }
+    }
+
+    fn push(&self, id: &str) {
+        let mut pending = self.queue.pending.lock();
+        if !pending.0.iter().any(|p| p == id) {
+            pending.0.push_back(id.to_string());
+        }
+        self.queue.wake.notify_one();
+    }
+
+    fn has_threads(&self) -> bool {
+        !self.threads.is_empty()
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.queue.pending.lock().1 = true;
+        self.queue.wake.notify_all();
+        for t in self.threads.drain(..) {
+            // A worker that panicked has nothing left to clean up; the store's state is consistent.
+            let _ = t.join();
+        }
+    }
+}
+
+fn worker_loop(store: Store, queue: Arc<Queue>) {
+    loop {
+        let id = {
+            let mut pending = queue.pending.lock();
+            loop {
+                if pending.1 {
+                    return;
+                }
+                if let Some(id) = pending.0.pop_front() {
+                    break id;
+                }
+                queue.wake.wait(&mut pending);
+            }
+        };
+        if let Err(e) = store.compact(&id) {
+            store.record_background_error(format!("merge of stream {id:?} failed: {e}"));
+        }
+    }
+}
+
+/// Clears a stream's `merging` flag however a merge ends.
+struct MergingGuard<'a> {
+    store: &'a Store,
+    id: &'a str,
+}
+
+impl Drop for MergingGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.store.inner.state.lock().streams.get_mut(self.id) {
+            s.merging = false;
+        }
+        self.store.inner.batches_changed.notify_all();
+    }
+}
+
+impl Store {
+    /// Runs every merge due for stream `id` now, on this thread; returns how many ran. (Background workers
+    /// do this after each seal; this is for callers that want a compacted stream at a known point.)
+    pub fn compact(&self, id: &str) -> Result<usize> {
+        let mut merges = 0;
+        while !self.inner.stopping.load(Ordering::Relaxed) && self.merge_once(id)? {
+            merges += 1;
+        }
+        Ok(merges)
+    }
+
+    /// Allows merges to advance times below `since` to `since` (and so to consolidate updates whose diffs
+    /// then sum to zero). Reads at times at or beyond `since` are unaffected. Durable when it returns.
+    ///
+    /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `since` is below the stream's current since
+    /// (it never goes backward) or is `u64::MAX`.
+    pub fn allow_compaction(&self, id: &str, since: u64) -> Result<()> {
+        if since == crate::FRONTIER_CLOSED {
+            return Err(Error::bad_input(
+                "since u64::MAX is reserved for the closed frontier",
+            ));
+        }
+        let _seal = self.inner.seal_lock.lock();
+        let mut next = {
+            let state = self.live_state()?;
+            let meta = state
+                .manifest
+                .stream(id)
+                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+            if since < meta.since {
+                return Err(Error::bad_input(format!(
+                    "since {since} of {id:?} is below its current since {}; since never goes backward",
+                    meta.since
+                )));
+            }
+            if since == meta.since {
+                return Ok(());
+            }
+            state.manifest.clone()
+        };
+        next.generation += 1;
+        if let Some(s) = next.streams.iter_mut().find(|s| s.id == id) {
+            s.since = since;
+        }
+        if let Err(e) = self.commit_manifest(&next) {
+            self.poison(format!(
+                "manifest commit failed in allow_compaction of {id:?}: {e}"
+            ));
+            return Err(e);
+        }
+        self.inner.state.lock().manifest = next;
+        Ok(())
+    }
+
+    /// The since of stream `id`: merges may have advanced times below it to it.
+    pub fn since(&self, id: &str) -> Result<u64> {
+        let state = self.live_state()?;
+        state
+            .manifest
+            .stream(id)
+            .map(|s| s.since)
+            .ok_or_else(|| Error::UnknownStream { id: id.to_string() })
+    }
+
+    /// The last failure of a background merge, if any. Merges are retried after the next seal; the store
+    /// keeps working (with more batches) meanwhile.
+    pub fn background_error(&self) -> Option<String> {
+        self.inner.state.lock().background_error.clone()
+    }
+
+    pub(crate) fn record_background_error(&self, detail: String) {
+        self.inner.state.lock().background_error = Some(detail);
+        self.inner.batches_changed.notify_all();
+    }
+
+    /// Queues stream `id` for the background workers, or merges inline when there are none.
+    pub(crate) fn schedule_compaction(&self, id: &str) {
+        match &self.handle {
+            Some(workers) if workers.has_threads() => workers.push(id),
+            _ => {
+                if let Err(e) = self.compact(id) {
+                    self.record_background_error(format!("merge of stream {id:?} failed: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Queues every stream (after open: merges a crash interrupted are due again).
+    pub(crate) fn schedule_compaction_all(&self) {
+        for id in self.streams() {
+            self.schedule_compaction(&id);
+        }
+    }
+
+    /// Back-pressure: waits while stream `id` has more batches than the configured bound and background
+    /// merges are making progress.
+    pub(crate) fn wait_for_merges(&self, id: &str) -> Result<()> {
+        let bound = self.inner.options.max_batches_per_stream.max(2);
+        let mut state = self.live_state()?;
+        loop {
+            let Some(stream) = state.streams.get(id) else {
+                return Ok(());
+            };
+            if stream.batches.len() <= bound || state.background_error.is_some() || state.poisoned.is_some() {
+                return Ok(());
+            }
+            if self.handle.as_ref().is_none_or(|w| !w.has_threads()) {
+                drop(state);
+                self.compact(id)?;
+                return Ok(());
+            }
+            self.inner
+                .batches_changed
+                .wait_for(&mut state, Duration::from_millis(100));
+        }
+    }
+
+    /// Runs one merge of stream `id` if one is due; returns whether it did.
+    fn merge_once(&self, id: &str) -> Result<bool> {
+        let (inputs, input_nos, description, file_no) = {
+            let mut state = self.live_state()?;
+            let since = state.manifest.stream(id).map_or(0, |s| s.since);
+            let metas: Vec<u64> = state
+                .manifest
+                .stream(id)
+                .map_or(Vec::new(), |s| s.batches.iter().map(|b| b.file_no).collect());
+            let Some(stream) = state.streams.get_mut(id) else {
+                return Ok(false);
+            };
+            debug_assert_eq!(
+                metas.len(),
+                stream.batches.len(),
+                "batch list and manifest disagree"
+            );
+            if stream.merging || metas.len() != stream.batches.len() {
+                return Ok(false);
+            }
+            let counts: Vec<u64> = stream.batches.iter().map(|b| b.update_count()).collect();
+            let Some(i) = pick_merge(&counts) else {
+                return Ok(false);
+            };
+            let inputs = stream.batches[i..i + 2].to_vec();
+            stream.merging = true;
+            let description = Description {
+                lower: inputs[0].description().lower,
+                upper: inputs[1].description().upper,
+                since,
+            };
+            (
+                inputs,
+                [metas[i], metas[i + 1]],
+                description,
+                state.alloc_file_no(),
+            )
+        };
+        let _merging = MergingGuard { store: self, id };
+        let name = batch_file_name(file_no);
+        let blob = &self.inner.blob;
+        let out = blob.create(&name)?;
+        let Some(stats) = merge_batches(
+            &inputs,
+            description,
+            out,
+            &self.inner.options,
+            &self.inner.stopping,
+        )?
+        else {
+            return Ok(false);
+        };
+        let output = if stats.update_count == 0 {
+            // Everything cancelled out: the inputs are replaced by nothing (a gap in the batch list).
+            let _ = blob.delete(&name);
+            None
+        } else {
+            let meta = BatchMeta {
+                file_no,
+                level: level_of(stats.update_count),
+                lower: description.lower,
+                upper: description.upper,
+                since: description.since,
+                update_count: stats.update_count,
+                size_bytes: stats.size_bytes,
+            };
+            match super::store::open_batch(&**blob, &meta) {
+                Ok(batch) => Some((Arc::new(batch), meta)),
+                Err(e) => {
+                    let _ = blob.delete(&name);
+                    return Err(e);
+                }
+            }
+        };
+        self.commit_merge(id, &inputs, input_nos, output, file_no)?;
+        Ok(true)
+    }
+
+    /// Step 3 of the protocol: swap the inputs for the output in the manifest, then in memory.
+    fn commit_merge(
+        &self,
+        id: &str,
+        inputs: &[Arc<BatchFile>],
+        input_nos: [u64; 2],
+        output: Option<(Arc<BatchFile>, BatchMeta)>,
+        file_no: u64,
+    ) -> Result<()> {
+        let _seal = self.inner.seal_lock.lock();
+        let mut next = self.live_state()?.manifest.clone();
+        let stream = next.streams.iter_mut().find(|s| s.id == id);
+        let at = stream.and_then(|s| {
+            let at = s.batches.iter().position(|b| b.file_no == input_nos[0])?;
+            (s.batches.get(at + 1).map(|b| b.file_no) == Some(input_nos[1])).then(|| {
+                s.batches.splice(at..at + 2, output.as_ref().map(|o| o.1));
+                at
+            })
+        });
+        // Only this merge removes these batches, and seals only append, so they are still adjacent.
+        let Some(at) = at else {
+            return Err(Error::corrupt(
+                "MANIFEST",
+                0,
+                format!("merge inputs of {id:?} vanished"),
+            ));
+        };
+        next.generation += 1;
+        next.next_file_no = next.next_file_no.max(file_no + 1);
+        if let Err(e) = self.commit_manifest(&next) {
+            self.poison(format!("manifest commit failed in a merge of {id:?}: {e}"));
+            return Err(e);
+        }
+        let mut state = self.inner.state.lock();
+        state.manifest = next;
+        if let Some(stream) = state.streams.get_mut(id) {
+            debug_assert!(Arc::ptr_eq(&stream.batches[at], &inputs[0]));
+            stream.batches.splice(at..at + 2, output.map(|o| o.0));
+        }
+        for (input, no) in inputs.iter().zip(input_nos) {
+            input.retire_on_drop(self.inner.blob.clone(), batch_file_name(no));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels() {
+        assert_eq!(level_of(0), 0);
+        assert_eq!(level_of(1), 0);
+        assert_eq!(level_of(2), 1);
+        assert_eq!(level_of(1023), 9);
+        assert_eq!(level_of(1024), 10);
+    }
+
+    #[test]
+    fn policy_behaves_like_a_binary_counter() {
+        // Simulate sealing equal chunks and merging whatever is due after each seal.
+        let mut batches: Vec<u64> = Vec::new();
+        for _ in 0..1000 {
+            batches.push(100);
+            while let Some(i) = pick_merge(&batches) {
+                let merged = batches[i] + batches[i + 1];
+                batches.splice(i..i + 2, [merged]);
+            }
+            assert!(batches.len() <= 11, "{batches:?}");
+            assert!(batches.windows(2).all(|w| level_of(w[0]) > level_of(w[1])));
+        }
+        assert_eq!(batches.iter().sum::<u64>(), 100_000);
+    }
+
+    #[test]
+    fn nothing_to_merge() {
+        assert_eq!(pick_merge(&[]), None);
+        assert_eq!(pick_merge(&[5]), None);
+        assert_eq!(pick_merge(&[1000, 10]), None);
+        assert_eq!(pick_merge(&[1000, 10, 10]), Some(1));
+    }
+}

@@ -1,0 +1,156 @@
+//! The one error type of the crate.
+//!
+//! Variants are split by what the caller can do about them: fix the input (`BadInput`, `UnknownStream`,
+//! `NotAStore`), wait or pick another directory (`Locked`), upgrade the library (`VersionTooNew`), restore
+//! from a backup or inspect the named file (`Corrupt`), or retry / fix the machine (`Io`).
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A `Result` whose error is this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong in ddpersist.
+#[derive(Debug)]
+pub enum Error {
+    /// An I/O operation failed. `context` names the file or operation.
+    Io {
+        /// What was being done, usually with the path.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Persisted bytes failed a check: bad magic, checksum mismatch, an offset out of range.
+    /// Nothing was changed on disk because of it.
+    Corrupt {
+        /// The file (or blob name) holding the bad bytes.
+        file: String,
+        /// Byte offset in that file where the bad structure starts.
+        offset: u64,
+        /// What check failed.
+        detail: String,
+    },
+    /// A file was written by a newer format version than this library reads.
+    VersionTooNew {
+        /// The file (or blob name).
+        file: String,
+        /// The version found in the file.
+        found: u32,
+        /// The newest version this library reads.
+        supported: u32,
+    },
+    /// The directory is locked by another process (or another `Store` in this one).
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// The path holds no store and may not become one (not a directory, or other files and no manifest,
+    /// or missing and creation was not asked for).
+    NotAStore {
+        /// The path.
+        path: PathBuf,
+        /// Why it is not a store.
+        reason: String,
+    },
+    /// No stream with this id exists in the store.
+    UnknownStream {
+        /// The id asked for.
+        id: String,
+    },
+    /// The request is invalid and was rejected without changing anything (e.g. a write below the sealed
+    /// upper, a seal that does not advance, an empty or duplicate id).
+    BadInput {
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A value could not be decoded by its [`crate::Codec`].
+    Decode {
+        /// What is wrong with the bytes.
+        detail: String,
+    },
+    /// The store was closed after a failed durable write; reopen it to recover.
+    Poisoned {
+        /// The failure that poisoned it.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// An [`Error::Io`] with `context`.
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// An [`Error::Corrupt`] at `file` + `offset`.
+    pub(crate) fn corrupt(file: impl Into<String>, offset: u64, detail: impl Into<String>) -> Self {
+        Error::Corrupt {
+            file: file.into(),
+            offset,
+            detail: detail.into(),
+        }
+    }
+
+    /// An [`Error::BadInput`].
+    pub(crate) fn bad_input(detail: impl Into<String>) -> Self {
+        Error::BadInput {
+            detail: detail.into(),
+        }
+    }
+
+    /// An [`Error::Decode`].
+    pub(crate) fn decode(detail: impl Into<String>) -> Self {
+        Error::Decode {
+            detail: detail.into(),
+        }
+    }
+
+    /// Whether this error reports persisted bytes that failed a check.
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::Corrupt { .. })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { context, source } => write!(f, "I/O error: {context}: {source}"),
+            Error::Corrupt { file, offset, detail } => {
+                write!(f, "corruption in {file} at offset {offset}: {detail}")
+            }
+            Error::VersionTooNew {
+                file,
+                found,
+                supported,
+            } => write!(
+                f,
+                "{file} has format version {found}, newer than the newest this library reads ({supported})"
+            ),
+            Error::Locked { path } => {
+                write!(
+                    f,
+                    "store {} is locked by another process or handle",
+                    path.display()
+                )
+            }
+            Error::NotAStore { path, reason } => {
+                write!(f, "{} is not a ddpersist store: {reason}", path.display())
+            }
+            Error::UnknownStream { id } => write!(f, "unknown stream id {id:?}"),
+            Error::BadInput { detail } => write!(f, "bad input: {detail}"),
+            Error::Decode { detail } => write!(f, "decode error: {detail}"),
+            Error::Poisoned { detail } => write!(f, "store poisoned by an earlier failure: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! # ddpersist
+//!
+//! Persistence for timely / differential dataflow: an LSM-style store of differential updates
+//! `(key, val, time, diff)` on local disk.
+//!
+//! Data path (one module per stage; DESIGN.md is the map):
+//! 1. [`Store::write`] frames the updates as one WAL record in the [`wal`] `Buffer` (fsync'd, with group
+//!    commit, for durable streams) and adds them to the stream's [`memtable`] (the FutureLog, by time);
+//! 2. [`Store::seal`] turns every update below the new upper into one immutable, sorted, checksummed
+//!    [`batch`] file, read back through a read-only mmap from the [`blob`] store, and commits the new
+//!    [`manifest`] atomically;
+//! 3. [`Store::snapshot`] reads batches and memtable as one consolidated, sorted sequence.
+//!
+//! ```
+//! use ddpersist::{Store, StreamOptions};
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path()).unwrap();
+//! store.create_stream("orders", StreamOptions::default()).unwrap();
+//! store.write("orders", &[("apple".to_string(), 3u64, 0, 1), ("pear".to_string(), 1u64, 1, 1)]).unwrap();
+//! store.seal("orders", 2).unwrap();
+//! drop(store);
+//! let store = Store::open(dir.path()).unwrap();
+//! let all: Vec<(String, u64, u64, i64)> = store.snapshot("orders").unwrap().decode().unwrap();
+//! assert_eq!(all, vec![("apple".to_string(), 3, 0, 1), ("pear".to_string(), 1, 1, 1)]);
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod blob;
+pub mod codec;
+pub mod compaction;
+pub mod error;
+pub mod format;
+pub mod lookup;
+pub mod manifest;
+pub mod memtable;
+pub mod merge;
+pub mod operators;
+pub mod snapshot;
+pub mod store;
+pub mod trace;
+pub mod wal;
+
+pub use batch::{Description, FRONTIER_CLOSED};
+pub use codec::Codec;
+pub use error::{Error, Result};
+pub use snapshot::Snapshot;
+pub use store::{Options, RecoveryReport, SealInfo, Sealed, Store, StreamOptions};
+pub use wal::record::{OwnedUpdate, UpdateRef};

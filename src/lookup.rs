@@ -1,0 +1,109 @@
+//! Point lookups: "key K as of time T", for one key or many, and timestamp lookups ("has this key ever
+//! been given a time, and which was the first?").
+//!
+//! A lookup reads the stream's sealed batches and its unsealed updates (memtable, and buckets a seal in
+//! progress is writing), so it sees every acknowledged write. Per batch it checks, without touching a data
+//! page: the description (`lower` above `as_of` means no update qualifies), the batch's first and last keys,
+//! and the Bloom key filter; only then does it binary-search the block index's fences and read one block.
+//! Batches are held by `Arc` for the lookup's duration, so concurrent merges do not disturb it.
+//!
+//! Times below the stream's `since` may have been advanced to `since` by merges: a lookup `as_of` a time
+//! before `since` is not meaningful (as for any DD trace), and a first time is reported as at least the
+//! time it has been advanced to.
+
+use crate::batch::BatchFile;
+use crate::codec::Codec;
+use crate::error::{Error, Result};
+use crate::memtable::for_key_in;
+use crate::store::Store;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The consolidated `(val, diff)` pairs of one key, vals in byte order, zero sums dropped.
+pub type Vals = Vec<(Vec<u8>, i64)>;
+
+/// Receives `(key index, val, time, diff)` for each update found.
+type Visit<'a> = &'a mut dyn FnMut(usize, &[u8], u64, i64);
+
+impl Store {
+    /// The consolidated `(val, diff)` pairs of `key` in stream `id`, over all updates with time at or
+    /// before `as_of` (sealed or not).
+    pub fn get_bytes(&self, id: &str, key: &[u8], as_of: u64) -> Result<Vals> {
+        Ok(self.get_many_bytes(id, &[key], as_of)?.pop().unwrap_or_default())
+    }
+
+    /// [`get_bytes`](Self::get_bytes) for many keys at once: one result per key, in the same order.
+    pub fn get_many_bytes(&self, id: &str, keys: &[&[u8]], as_of: u64) -> Result<Vec<Vals>> {
+        let mut acc: Vec<BTreeMap<Vec<u8>, i64>> = vec![BTreeMap::new(); keys.len()];
+        let batches = self.gather_unsealed(id, keys, as_of, &mut |i, val, _time, diff| {
+            *acc[i].entry(val.to_vec()).or_insert(0) += diff;
+        })?;
+        for batch in batches.iter().filter(|b| b.description().lower <= as_of) {
+            for (i, key) in keys.iter().enumerate() {
+                batch.for_key(key, |val, time, diff| {
+                    if time <= as_of {
+                        *acc[i].entry(val.to_vec()).or_insert(0) += diff;
+                    }
+                })?;
+            }
+        }
+        Ok(acc
+            .into_iter()
+            .map(|m| m.into_iter().filter(|(_, d)| *d != 0).collect())
+            .collect())
+    }
+
+    /// Typed [`get_bytes`](Self::get_bytes): the values of `key` as of `as_of`, with their multiplicities.
+    pub fn get<K: Codec, V: Codec>(&self, id: &str, key: &K, as_of: u64) -> Result<Vec<(V, i64)>> {
+        self.get_bytes(id, &key.to_bytes(), as_of)?
+            .into_iter()
+            .map(|(v, d)| Ok((V::decode(&v)?, d)))
+            .collect()
+    }
+
+    /// The first time at which stream `id` holds any update of `key` (sealed or not), or `None` if it
+    /// never had one. For timestamp persistence: "have we assigned this data a timestamp before?"
+    pub fn first_time_bytes(&self, id: &str, key: &[u8]) -> Result<Option<u64>> {
+        let mut first = u64::MAX;
+        let batches =
+            self.gather_unsealed(id, &[key], u64::MAX, &mut |_, _, time, _| first = first.min(time))?;
+        // Batches are in time order and every time in a batch is at or beyond its lower: stop once no
+        // later batch can hold an earlier time.
+        for batch in batches.iter() {
+            if first <= batch.description().lower {
+                break;
+            }
+            batch.for_key(key, |_, time, _| first = first.min(time))?;
+        }
+        // u64::MAX is never a valid time, so it stands for "none".
+        Ok((first != u64::MAX).then_some(first))
+    }
+
+    /// Typed [`first_time_bytes`](Self::first_time_bytes).
+    pub fn first_time<K: Codec>(&self, id: &str, key: &K) -> Result<Option<u64>> {
+        self.first_time_bytes(id, &key.to_bytes())
+    }
+
+    /// Under the state lock: calls `f(key index, val, time, diff)` for the unsealed updates of `keys` at
+    /// or before `as_of`, and returns the sealed batches to read after the lock is released.
+    fn gather_unsealed(
+        &self,
+        id: &str,
+        keys: &[&[u8]],
+        as_of: u64,
+        f: Visit<'_>,
+    ) -> Result<Vec<Arc<BatchFile>>> {
+        let state = self.live_state()?;
+        let s = state
+            .streams
+            .get(id)
+            .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+        for (i, key) in keys.iter().enumerate() {
+            s.memtable.for_key(key, as_of, |v, t, d| f(i, v, t, d));
+            if let Some(sealing) = &s.sealing {
+                for_key_in(sealing, key, as_of, |v, t, d| f(i, v, t, d));
+            }
+        }
+        Ok(s.batches.clone())
+    }
+}

@@ -1,0 +1,323 @@
+//! The manifest: which streams exist, their frontiers, and which batch files hold their sealed updates.
+//!
+//! It is one blob object, `MANIFEST`, replaced atomically on every change (the blob's commit protocol:
+//! write a temporary, fsync, rename, fsync the directory), so a crash leaves the old or the new manifest,
+//! never a mix. Every batch file it names existed and was durable before the manifest naming it was
+//! committed.
+//!
+//! Layout, version 1, little-endian:
+//! ```text
+//! 0   magic          [u8; 8] = "DDPMANIF"
+//! 8   version        u32     = 1
+//! 12  reserved       u32     = 0
+//! 16  generation     u64     incremented by every commit
+//! 24  next_file_no   u64     batch file numbers below this have been handed out
+//! 32  next_stream_no u32
+//! 36  stream_count   u32
+//! 40  streams        stream_count × stream
+//! ..  checksum       u64     xxh3 of every byte before it
+//! stream := stream_no u32 | id_len u32 | id [u8; id_len] (UTF-8) | upper u64 | since u64
+//!           | batch_count u32 | flags u32 (bit 0: not durable; other bits 0) | batches batch_count × batch
+//! batch  := file_no u64 | level u32 | reserved u32 | lower u64 | upper u64 | since u64
+//!           | update_count u64 | size_bytes u64                                   (56 bytes)
+//! ```
+//! Invariants checked on decode: ids and stream numbers unique, stream numbers below `next_stream_no`;
+//! per stream, batches ordered by `lower`, not overlapping, all below the stream's `upper` (gaps are
+//! frontier advances with no updates); file numbers unique and below `next_file_no`.
+
+use crate::error::{Error, Result};
+use crate::format::{checksum, Decoder, FormatVersion, PutLe};
+use std::collections::HashSet;
+
+/// The manifest's object name in the blob.
+pub const MANIFEST_NAME: &str = "MANIFEST";
+/// The manifest format version this library writes and the newest it reads.
+pub const MANIFEST_VERSION: FormatVersion = FormatVersion(1);
+const MAGIC: &[u8; 8] = b"DDPMANIF";
+/// Longest stream id, in bytes.
+pub const MAX_ID_BYTES: usize = 1024;
+
+/// The whole manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// Incremented by every commit.
+    pub generation: u64,
+    /// The next batch file number to hand out.
+    pub next_file_no: u64,
+    /// The next stream number to hand out.
+    pub next_stream_no: u32,
+    /// The streams, in creation order.
+    pub streams: Vec<StreamMeta>,
+}
+
+/// One stream's persisted state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamMeta {
+    /// Internal number, used in WAL records.
+    pub stream_no: u32,
+    /// The user's id.
+    pub id: String,
+    /// Every update at a time below this is in a batch file.
+    pub upper: u64,
+    /// Times below this may have been advanced to it (logical compaction).
+    pub since: u64,
+    /// Whether unsealed writes go through the WAL (survive a crash) or only to memory.
+    pub durable: bool,
+    /// Sealed batches, ordered by `lower`.
+    pub batches: Vec<BatchMeta>,
+}
+
+/// Stream flag: writes skip the WAL.
+const FLAG_NOT_DURABLE: u32 = 1;
+
+/// One batch file as the manifest records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchMeta {
+    /// File number; the file is [`crate::batch::batch_file_name`]`(file_no)`.
+    pub file_no: u64,
+    /// Compaction level (0 for a freshly sealed batch).
+    pub level: u32,
+    /// Description lower.
+    pub lower: u64,
+    /// Description upper.
+    pub upper: u64,
+    /// Description since.
+    pub since: u64,
+    /// Updates in the file.
+    pub update_count: u64,
+    /// File size.
+    pub size_bytes: u64,
+}
+
+impl Manifest {
+    /// The stream with id `id`.
+    pub fn stream(&self, id: &str) -> Option<&StreamMeta> {
+        self.streams.iter().find(|s| s.id == id)
+    }
+
+    /// The manifest as bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(MAGIC);
+        b.put_u32(MANIFEST_VERSION.0);
+        b.put_u32(0);
+        b.put_u64(self.generation);
+        b.put_u64(self.next_file_no);
+        b.put_u32(self.next_stream_no);
+        b.put_u32(self.streams.len() as u32);
+        for s in &self.streams {
+            b.put_u32(s.stream_no);
+            b.put_u32(s.id.len() as u32);
+            b.extend_from_slice(s.id.as_bytes());
+            b.put_u64(s.upper);
+            b.put_u64(s.since);
+            b.put_u32(s.batches.len() as u32);
+            b.put_u32(if s.durable { 0 } else { FLAG_NOT_DURABLE });
+            for m in &s.batches {
+                b.put_u64(m.file_no);
+                b.put_u32(m.level);
+                b.put_u32(0);
+                b.put_u64(m.lower);
+                b.put_u64(m.upper);
+                b.put_u64(m.since);
+                b.put_u64(m.update_count);
+                b.put_u64(m.size_bytes);
+            }
+        }
+        let sum = checksum(&b);
+        b.put_u64(sum);
+        b
+    }
+
+    /// Decodes and checks a manifest read from `file`.
+    pub fn decode(bytes: &[u8], file: &str) -> Result<Self> {
+        if bytes.len() < 48 {
+            return Err(Error::corrupt(
+                file,
+                0,
+                format!("{} bytes is too short for a manifest", bytes.len()),
+            ));
+        }
+        if &bytes[..8] != MAGIC {
+            return Err(Error::corrupt(file, 0, "not a manifest (bad magic)"));
+        }
+        let body_len = bytes.len() - 8;
+        // Magic, version and the trailing checksum keep their places in every version; the checksum is
+        // checked first so a damaged version field reads as corruption.
+        if checksum(&bytes[..body_len]) != crate::format::le_u64(bytes, body_len) {
+            return Err(Error::corrupt(
+                file,
+                body_len as u64,
+                "manifest checksum mismatch",
+            ));
+        }
+        let mut d = Decoder::new(&bytes[8..], 8, file);
+        FormatVersion::check(d.u32("version")?, MANIFEST_VERSION, file, 8)?;
+        let mut d = Decoder::new(&bytes[12..body_len], 12, file);
+        d.u32("reserved")?;
+        let generation = d.u64("generation")?;
+        let next_file_no = d.u64("next file number")?;
+        let next_stream_no = d.u32("next stream number")?;
+        let stream_count = d.u32("stream count")? as usize;
+        let mut streams = Vec::with_capacity(stream_count.min(d.remaining() / 32));
+        let (mut ids, mut nos, mut files) = (HashSet::new(), HashSet::new(), HashSet::new());
+        for _ in 0..stream_count {
+            let at = d.offset();
+            let stream_no = d.u32("stream number")?;
+            let id_len = d.u32("id length")? as usize;
+            let id = std::str::from_utf8(d.bytes(id_len, "id")?)
+                .map_err(|_| Error::corrupt(file, at + 8, "stream id is not UTF-8"))?
+                .to_string();
+            let upper = d.u64("upper")?;
+            let since = d.u64("since")?;
+            let batch_count = d.u32("batch count")? as usize;
+            let flags = d.u32("flags")?;
+            if flags & !FLAG_NOT_DURABLE != 0 {
+                return Err(Error::corrupt(
+                    file,
+                    d.offset() - 4,
+                    format!("unknown stream flags {flags:#x}"),
+                ));
+            }
+            if stream_no >= next_stream_no || !nos.insert(stream_no) || !ids.insert(id.clone()) {
+                return Err(Error::corrupt(
+                    file,
+                    at,
+                    format!("stream {id:?} number or id repeated or out of range"),
+                ));
+            }
+            let mut batches = Vec::with_capacity(batch_count.min(d.remaining() / 56));
+            for _ in 0..batch_count {
+                let at = d.offset();
+                let m = BatchMeta {
+                    file_no: d.u64("file number")?,
+                    level: {
+                        let level = d.u32("level")?;
+                        d.u32("reserved")?;
+                        level
+                    },
+                    lower: d.u64("lower")?,
+                    upper: d.u64("upper")?,
+                    since: d.u64("since")?,
+                    update_count: d.u64("update count")?,
+                    size_bytes: d.u64("size")?,
+                };
+                let prev_upper = batches.last().map_or(0, |p: &BatchMeta| p.upper);
+                let ordered = m.lower >= prev_upper && m.lower <= m.upper && m.upper <= upper;
+                if !ordered || m.file_no >= next_file_no || !files.insert(m.file_no) {
+                    return Err(Error::corrupt(
+                        file,
+                        at,
+                        format!("batch {} of stream {id:?} out of order or repeated", m.file_no),
+                    ));
+                }
+                batches.push(m);
+            }
+            streams.push(StreamMeta {
+                stream_no,
+                id,
+                upper,
+                since,
+                durable: flags & FLAG_NOT_DURABLE == 0,
+                batches,
+            });
+        }
+        d.finish("manifest")?;
+        Ok(Manifest {
+            generation,
+            next_file_no,
+            next_stream_no,
+            streams,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            generation: 3,
+            next_file_no: 10,
+            next_stream_no: 2,
+            streams: vec![
+                StreamMeta {
+                    stream_no: 0,
+                    id: "a".into(),
+                    upper: 0,
+                    since: 0,
+                    durable: false,
+                    batches: vec![],
+                },
+                StreamMeta {
+                    stream_no: 1,
+                    id: "b/é".into(),
+                    upper: 20,
+                    since: 5,
+                    durable: true,
+                    batches: vec![
+                        BatchMeta {
+                            file_no: 3,
+                            level: 0,
+                            lower: 0,
+                            upper: 10,
+                            since: 0,
+                            update_count: 7,
+                            size_bytes: 900,
+                        },
+                        BatchMeta {
+                            file_no: 9,
+                            level: 0,
+                            lower: 12,
+                            upper: 20,
+                            since: 0,
+                            update_count: 1,
+                            size_bytes: 300,
+                        },
+                    ],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        assert_eq!(Manifest::decode(&m.encode(), "M").unwrap(), m);
+    }
+
+    #[test]
+    fn every_flipped_byte_is_caught() {
+        let bytes = sample().encode();
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            let err = Manifest::decode(&bad, "M").unwrap_err();
+            assert!(err.is_corruption(), "byte {i}: {err}");
+        }
+        for cut in 0..bytes.len() {
+            assert!(Manifest::decode(&bytes[..cut], "M").is_err());
+        }
+    }
+
+    #[test]
+    fn newer_version_is_refused() {
+        let mut bytes = sample().encode();
+        bytes[8] = 2;
+        let n = bytes.len() - 8;
+        let sum = checksum(&bytes[..n]);
+        bytes[n..].copy_from_slice(&sum.to_le_bytes());
+        assert!(matches!(
+            Manifest::decode(&bytes, "M"),
+            Err(Error::VersionTooNew { found: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn overlapping_batches_are_corruption() {
+        let mut m = sample();
+        m.streams[1].batches[1].lower = 9;
+        assert!(Manifest::decode(&m.encode(), "M").unwrap_err().is_corruption());
+    }
+}

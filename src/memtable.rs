@@ -1,0 +1,289 @@
+//! The memtable (FutureLog): unsealed updates of one stream, indexed by time.
+//!
+//! Updates may arrive at any time at or beyond the stream's sealed upper, in any order. They are grouped
+//! into one [`Bucket`] per distinct time (a `BTreeMap`), so a seal takes exactly the buckets below its
+//! upper with `split_off`, and updates at later times stay put. Each bucket remembers the smallest WAL
+//! [`Lsn`] that wrote into it: the WAL may drop a record only once no bucket still needs it.
+//!
+//! Keys and vals are copied into one byte arena per bucket (no allocation per update).
+//! [`Run`] is the sorted, consolidated form that seals and snapshots read.
+
+use crate::wal::record::UpdateRef;
+use crate::wal::Lsn;
+use std::collections::BTreeMap;
+
+/// One update's place in a bucket's arena: the key at `at`, the val right after it.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    at: usize,
+    key_len: u32,
+    val_len: u32,
+    diff: i64,
+}
+
+/// The updates of one time.
+#[derive(Clone, Debug, Default)]
+pub struct Bucket {
+    min_lsn: Lsn,
+    arena: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+impl Bucket {
+    fn push(&mut self, key: &[u8], val: &[u8], diff: i64) {
+        let at = self.arena.len();
+        self.arena.extend_from_slice(key);
+        self.arena.extend_from_slice(val);
+        self.entries.push(Entry {
+            at,
+            key_len: key.len() as u32,
+            val_len: val.len() as u32,
+            diff,
+        });
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8], i64)> + '_ {
+        self.entries.iter().map(|e| {
+            let key_end = e.at + e.key_len as usize;
+            (
+                &self.arena[e.at..key_end],
+                &self.arena[key_end..key_end + e.val_len as usize],
+                e.diff,
+            )
+        })
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.arena.capacity() + self.entries.capacity() * std::mem::size_of::<Entry>()
+    }
+}
+
+/// Unsealed updates of one stream. See the module docs.
+#[derive(Default)]
+pub struct MemTable {
+    buckets: BTreeMap<u64, Bucket>,
+    update_count: usize,
+}
+
+/// Buckets taken out of a memtable by a seal, by time.
+pub type Drained = BTreeMap<u64, Bucket>;
+
+impl MemTable {
+    /// Adds an update written by the WAL record at `lsn`. Keys and vals must fit `u32` lengths (the WAL
+    /// limits them far below that).
+    pub fn insert(&mut self, (key, val, time, diff): UpdateRef<'_>, lsn: Lsn) {
+        debug_assert!(key.len() <= u32::MAX as usize && val.len() <= u32::MAX as usize);
+        let bucket = self.buckets.entry(time).or_insert_with(|| Bucket {
+            min_lsn: lsn,
+            ..Bucket::default()
+        });
+        bucket.min_lsn = bucket.min_lsn.min(lsn);
+        bucket.push(key, val, diff);
+        self.update_count += 1;
+    }
+
+    /// Takes every bucket with time below `upper`.
+    pub fn drain_below(&mut self, upper: u64) -> Drained {
+        let keep = self.buckets.split_off(&upper);
+        let drained = std::mem::replace(&mut self.buckets, keep);
+        self.update_count -= drained.values().map(|b| b.entries.len()).sum::<usize>();
+        drained
+    }
+
+    /// Puts back buckets taken by [`drain_below`](Self::drain_below) (a seal that failed).
+    pub fn restore(&mut self, drained: Drained) {
+        for (time, mut bucket) in drained {
+            self.update_count += bucket.entries.len();
+            match self.buckets.get_mut(&time) {
+                None => {
+                    self.buckets.insert(time, bucket);
+                }
+                Some(existing) => {
+                    existing.min_lsn = existing.min_lsn.min(bucket.min_lsn);
+                    for (k, v, d) in bucket.iter() {
+                        existing.push(k, v, d);
+                    }
+                    bucket.entries.clear();
+                }
+            }
+        }
+    }
+
+    /// The smallest WAL LSN any held update came from.
+    pub fn min_lsn(&self) -> Option<Lsn> {
+        min_lsn(&self.buckets)
+    }
+
+    /// Updates held.
+    pub fn update_count(&self) -> usize {
+        self.update_count
+    }
+
+    /// Heap bytes used, approximately.
+    pub fn heap_bytes(&self) -> usize {
+        self.buckets.values().map(Bucket::heap_bytes).sum()
+    }
+
+    /// Calls `f(val, time, diff)` for every held update of `key` with time at or before `as_of`. A scan of
+    /// those buckets (the memtable has no key index: it is bounded by how often the stream seals).
+    pub fn for_key(&self, key: &[u8], as_of: u64, f: impl FnMut(&[u8], u64, i64)) {
+        for_key_in(&self.buckets, key, as_of, f)
+    }
+
+    /// Every update held, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = UpdateRef<'_>> + '_ {
+        iter_buckets(&self.buckets)
+    }
+}
+
+/// [`MemTable::for_key`] over drained buckets.
+pub fn for_key_in(buckets: &Drained, key: &[u8], as_of: u64, mut f: impl FnMut(&[u8], u64, i64)) {
+    for (&time, bucket) in buckets.range(..=as_of) {
+        for (k, v, d) in bucket.iter() {
+            if k == key {
+                f(v, time, d);
+            }
+        }
+    }
+}
+
+/// The smallest WAL LSN any update in `buckets` came from.
+pub fn min_lsn(buckets: &Drained) -> Option<Lsn> {
+    buckets.values().map(|b| b.min_lsn).min()
+}
+
+/// Every update in `buckets`, in no particular order.
+pub fn iter_buckets(buckets: &Drained) -> impl Iterator<Item = UpdateRef<'_>> + '_ {
+    buckets
+        .iter()
+        .flat_map(|(&time, b)| b.iter().map(move |(k, v, d)| (k, v, time, d)))
+}
+
+/// A sorted, consolidated, owned run of updates: ordered by `(key, val, time)`, no repeated
+/// `(key, val, time)`, no zero diff.
+#[derive(Default)]
+pub struct Run {
+    arena: Vec<u8>,
+    /// (key at, key len, val len, time, diff)
+    entries: Vec<(usize, u32, u32, u64, i64)>,
+}
+
+impl Run {
+    /// Copies, sorts and consolidates `updates`.
+    pub fn from_updates<'a>(updates: impl Iterator<Item = UpdateRef<'a>>) -> Self {
+        let mut run = Run::default();
+        for (k, v, t, d) in updates {
+            let at = run.arena.len();
+            run.arena.extend_from_slice(k);
+            run.arena.extend_from_slice(v);
+            run.entries.push((at, k.len() as u32, v.len() as u32, t, d));
+        }
+        let arena = &run.arena;
+        let kv = |e: &(usize, u32, u32, u64, i64)| {
+            let key_end = e.0 + e.1 as usize;
+            (&arena[e.0..key_end], &arena[key_end..key_end + e.2 as usize], e.3)
+        };
+        run.entries.sort_unstable_by(|a, b| kv(a).cmp(&kv(b)));
+        // Consolidate: sum diffs of equal (key, val, time), drop zeros.
+        let mut out: Vec<(usize, u32, u32, u64, i64)> = Vec::with_capacity(run.entries.len());
+        for e in run.entries.iter().copied() {
+            match out.last_mut() {
+                Some(last) if kv(last) == kv(&e) => last.4 = last.4.wrapping_add(e.4),
+                _ => {
+                    if out.last().is_some_and(|l| l.4 == 0) {
+                        out.pop();
+                    }
+                    out.push(e);
+                }
+            }
+        }
+        if out.last().is_some_and(|l| l.4 == 0) {
+            out.pop();
+        }
+        run.entries = out;
+        run
+    }
+
+    /// Number of updates.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Number of distinct keys.
+    pub fn key_count(&self) -> usize {
+        let mut prev: Option<&[u8]> = None;
+        self.iter()
+            .filter(|(k, ..)| {
+                let new = prev != Some(*k);
+                prev = Some(k);
+                new
+            })
+            .count()
+    }
+
+    /// Update `i` (`i < len()`).
+    #[inline]
+    pub fn get(&self, i: usize) -> UpdateRef<'_> {
+        let (at, kl, vl, t, d) = self.entries[i];
+        let key_end = at + kl as usize;
+        (
+            &self.arena[at..key_end],
+            &self.arena[key_end..key_end + vl as usize],
+            t,
+            d,
+        )
+    }
+
+    /// The updates in order.
+    pub fn iter(&self) -> impl Iterator<Item = UpdateRef<'_>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_takes_exactly_the_times_below_upper() {
+        let mut m = MemTable::default();
+        m.insert((b"a", b"x", 5, 1), 10);
+        m.insert((b"b", b"x", 2, 1), 20);
+        m.insert((b"c", b"x", 9, 1), 5);
+        assert_eq!(m.min_lsn(), Some(5));
+        let d = m.drain_below(6);
+        assert_eq!(iter_buckets(&d).count(), 2);
+        assert_eq!(m.update_count(), 1);
+        assert_eq!(m.min_lsn(), Some(5));
+        m.restore(d);
+        assert_eq!(m.update_count(), 3);
+        assert_eq!(m.min_lsn(), Some(5));
+    }
+
+    #[test]
+    fn run_sorts_and_consolidates() {
+        let ups: Vec<UpdateRef<'_>> = vec![
+            (b"b", b"1", 1, 1),
+            (b"a", b"2", 1, 3),
+            (b"a", b"1", 2, 1),
+            (b"a", b"2", 1, -3),
+            (b"b", b"1", 1, 1),
+            (b"a", b"1", 1, 1),
+        ];
+        let run = Run::from_updates(ups.into_iter());
+        let got: Vec<_> = run.iter().collect();
+        assert_eq!(
+            got,
+            vec![
+                (&b"a"[..], &b"1"[..], 1, 1),
+                (b"a", b"1", 2, 1),
+                (b"b", b"1", 1, 2)
+            ]
+        );
+    }
+}

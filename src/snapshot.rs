@@ -1,0 +1,63 @@
+//! [`Snapshot`]: a consistent, read-only view of one stream: its sealed batches and a copy of its
+//! unsealed updates, as of the moment it was taken.
+//!
+//! Reading merges the batches (through their mmaps) and the memtable copy into one sequence sorted by
+//! `(key, val, time)` and consolidated (equal `(key, val, time)` summed, zero diffs dropped). The batches
+//! are held by `Arc`, so files stay mapped for as long as the snapshot lives.
+
+use crate::batch::{BatchFile, UpdateCursor};
+use crate::codec::Codec;
+use crate::error::Result;
+use crate::memtable::Run;
+use crate::merge::MergeIter;
+use crate::wal::record::OwnedUpdate;
+use std::sync::Arc;
+
+/// A consistent view of one stream. See the module docs.
+pub struct Snapshot {
+    pub(crate) batches: Vec<Arc<BatchFile>>,
+    pub(crate) unsealed: Run,
+    pub(crate) upper: u64,
+}
+
+impl Snapshot {
+    /// The stream's sealed upper when the snapshot was taken: updates below it came from batch files.
+    pub fn upper(&self) -> u64 {
+        self.upper
+    }
+
+    /// The sealed batches in the view, oldest first.
+    pub fn batches(&self) -> &[Arc<BatchFile>] {
+        &self.batches
+    }
+
+    /// Number of unsealed updates in the view (after consolidation).
+    pub fn unsealed_len(&self) -> usize {
+        self.unsealed.len()
+    }
+
+    /// The updates, sorted by `(key, val, time)` and consolidated. An item is an error when a batch
+    /// block fails its checks; iteration ends after an error.
+    pub fn iter(&self) -> Result<MergeIter<'_>> {
+        let cursors = self
+            .batches
+            .iter()
+            .map(|b| UpdateCursor::new(b))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(MergeIter::new(cursors, Some(&self.unsealed), 0))
+    }
+
+    /// Every update, owned: `(key, val, time, diff)`.
+    pub fn to_vec(&self) -> Result<Vec<OwnedUpdate>> {
+        self.iter()?
+            .map(|u| u.map(|(k, v, t, d)| (k.to_vec(), v.to_vec(), t, d)))
+            .collect()
+    }
+
+    /// Every update, decoded by the key and val [`Codec`]s.
+    pub fn decode<K: Codec, V: Codec>(&self) -> Result<Vec<(K, V, u64, i64)>> {
+        self.iter()?
+            .map(|u| u.and_then(|(k, v, t, d)| Ok((K::decode(k)?, V::decode(v)?, t, d))))
+            .collect()
+    }
+}

@@ -1,0 +1,497 @@
+//! [`Store`]: one directory holding many streams of differential updates.
+//!
+//! Owns the write path (WAL → memtable), seals (memtable → batch file → manifest), snapshots and
+//! recovery. Concurrency:
+//! - `state` (a mutex) guards the manifest copy, every stream's memtable, frontiers and open batches. It is
+//!   held only for in-memory work and the WAL *append* (a memcpy), never across an fsync or a file write.
+//! - `seal_lock` serialises the operations that commit a new manifest (`create_stream`, `seal`), so
+//!   manifest generations never race; the batch file is written while holding it but not `state`.
+//! - The WAL's own locks implement group commit: `write` appends under `state`, then waits for the sync
+//!   outside it, so writers on several threads share fsyncs.
+//!
+//! Invariants:
+//! - every batch file the manifest names exists and passed its header/footer/index checks when opened;
+//! - for each stream, every update with time below `pending_upper` is in a batch file or being sealed
+//!   into one, and `write` rejects times below it;
+//! - a WAL record may be released only when every update in it is in a committed batch file.
+
+use crate::batch::format::DEFAULT_BLOCK_TARGET_BYTES;
+use crate::batch::{
+    batch_file_name, parse_batch_file_name, BatchFile, BatchWriter, Description, FRONTIER_CLOSED,
+};
+use crate::blob::{Blob, DirBlob, TMP_SUFFIX};
+use crate::codec::Codec;
+use crate::error::{Error, Result};
+use crate::manifest::{BatchMeta, Manifest, StreamMeta, MANIFEST_NAME, MAX_ID_BYTES};
+use crate::memtable::{iter_buckets, min_lsn, Drained, MemTable, Run};
+use crate::snapshot::Snapshot;
+use crate::wal::record::{self, UpdateRef, MAX_KEY_BYTES, MAX_RECORD_BYTES, MAX_VAL_BYTES};
+use crate::wal::WalRecovery;
+use crate::wal::{Buffer, FileBuffer, Lsn, MemBuffer, TornTail};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod open;
+mod seal;
+
+pub(crate) use open::open_batch;
+
+/// Name of the lock file in a store directory.
+pub const LOCK_NAME: &str = "LOCK";
+/// Name of the WAL directory in a store directory.
+pub const WAL_DIR: &str = "wal";
+
+/// How a store is opened.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Create the store if the directory is missing or empty (default true).
+    pub create_if_missing: bool,
+    /// WAL segments roll over at about this size (default 64 MiB).
+    pub wal_segment_bytes: u64,
+    /// Target size of a batch file block (default 64 KiB).
+    pub block_target_bytes: u32,
+    /// What to do with a WAL record that is bad but followed by valid ones (default: fail the open).
+    pub wal_recovery: WalRecovery,
+    /// Background threads merging batches (default 1). With 0, merges run inside `seal`, before it
+    /// returns: deterministic, for tests and for callers that want no threads.
+    pub compaction_threads: usize,
+    /// lz4-compress the blocks of batches at this level or deeper (level = floor(log2(updates)); e.g. 20
+    /// compresses batches of a million updates and more). `None` (the default): never compress.
+    pub compress_from_level: Option<u32>,
+    /// Bits per key of each batch's key filter (default 10: about 1% false positives; 0: no filter).
+    pub filter_bits_per_key: u32,
+    /// Back-pressure bound: a `seal` of a stream with more batches than this waits until background merges
+    /// bring it under (default 64; a compacted stream of n updates has about log2(n / seal size) batches).
+    pub max_batches_per_stream: usize,
+}
+
+impl Options {
+    /// Whether a batch of about `update_count` updates is compressed.
+    pub(crate) fn compress(&self, update_count: u64) -> bool {
+        self.compress_from_level
+            .is_some_and(|l| crate::compaction::level_of(update_count) >= l)
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            create_if_missing: true,
+            wal_segment_bytes: 64 << 20,
+            block_target_bytes: DEFAULT_BLOCK_TARGET_BYTES,
+            wal_recovery: WalRecovery::Strict,
+            compaction_threads: 1,
+            compress_from_level: None,
+            filter_bits_per_key: crate::batch::filter::DEFAULT_BITS_PER_KEY,
+            max_batches_per_stream: 64,
+        }
+    }
+}
+
+/// How a stream is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// Whether `write` returns only once the updates are fsync'd in the WAL (default true). A stream that is
+    /// not durable keeps unsealed updates only in memory: for operator state a dataflow can recompute.
+    /// Sealed batches are durable either way.
+    pub durable: bool,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions { durable: true }
+    }
+}
+
+/// What an open found and repaired.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Whether the store was created by this open.
+    pub created: bool,
+    /// WAL records replayed.
+    pub wal_records: u64,
+    /// Updates put back into memtables from the WAL (the rest were already sealed).
+    pub updates_replayed: u64,
+    /// A torn WAL tail that was cut off.
+    pub torn_tail: Option<TornTail>,
+    /// Files removed because no manifest named them (left by an interrupted seal or write).
+    pub orphans_removed: Vec<String>,
+}
+
+/// What a seal produced.
+#[derive(Clone, Debug)]
+pub struct SealInfo {
+    /// The sealed interval.
+    pub description: Description,
+    /// Updates written (after consolidation); 0 when the interval had none, and then no file was written.
+    pub update_count: u64,
+    /// Where the batch file is (blob location and name), if one was written.
+    pub file: Option<String>,
+    /// The new batch, open, if one was written.
+    pub batch: Option<Arc<BatchFile>>,
+}
+
+/// The sealed part of one stream, as [`Store::sealed`] returns it.
+#[derive(Clone, Debug)]
+pub struct Sealed {
+    /// The batches, oldest first, with non-overlapping descriptions below `upper`.
+    pub batches: Vec<Arc<BatchFile>>,
+    /// Every update below this is in `batches`.
+    pub upper: u64,
+    /// Times below this may have been advanced to it.
+    pub since: u64,
+}
+
+/// A store: see the module docs. Cloning is cheap and shares the store (`Send + Sync`).
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+    /// Shared by every handle the user holds (not by background workers): when the last one drops, the
+    /// compaction workers are stopped and joined, so the directory lock is released by then.
+    pub(crate) handle: Option<Arc<crate::compaction::Workers>>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) blob: Arc<dyn Blob>,
+    pub(crate) buffer: Arc<dyn Buffer>,
+    pub(crate) options: Options,
+    pub(crate) state: Mutex<State>,
+    pub(crate) seal_lock: Mutex<()>,
+    /// Signalled whenever a stream's batch list changes (seals waiting on back-pressure wait on it).
+    pub(crate) batches_changed: parking_lot::Condvar,
+    /// Set when the last user handle drops: running merges stop early.
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
+    report: RecoveryReport,
+    /// Held for the life of the store: the lock on the directory's `LOCK` file.
+    _lock: Option<File>,
+}
+
+pub(crate) struct State {
+    pub(crate) manifest: Manifest,
+    pub(crate) streams: HashMap<String, StreamState>,
+    /// Set by a failure that leaves the store's durable state uncertain; every later call fails.
+    pub(crate) poisoned: Option<String>,
+    /// LSN just past the newest WAL record.
+    wal_end: Lsn,
+    /// The next batch file number to hand out (seals and merges allocate concurrently; the manifest
+    /// records the high-water mark at each commit).
+    next_file_no: u64,
+    /// The last failure of a background merge, if any (merges are retried; the store keeps working).
+    pub(crate) background_error: Option<String>,
+}
+
+impl State {
+    pub(crate) fn alloc_file_no(&mut self) -> u64 {
+        let n = self.next_file_no;
+        self.next_file_no += 1;
+        n
+    }
+}
+
+pub(crate) struct StreamState {
+    stream_no: u32,
+    durable: bool,
+    /// The committed upper (in the manifest).
+    upper: u64,
+    /// The upper of a seal in progress (or `upper`): writes below it are rejected.
+    pending_upper: u64,
+    pub(crate) memtable: MemTable,
+    /// Buckets being written by a seal in progress; still visible to snapshots.
+    pub(crate) sealing: Option<Arc<Drained>>,
+    sealing_min_lsn: Option<Lsn>,
+    /// Open batch files, in the manifest's order.
+    pub(crate) batches: Vec<Arc<BatchFile>>,
+    /// Whether a merge of this stream's batches is running (at most one per stream).
+    pub(crate) merging: bool,
+}
+
+impl StreamState {
+    fn new(stream_no: u32, durable: bool, upper: u64, batches: Vec<Arc<BatchFile>>) -> Self {
+        StreamState {
+            stream_no,
+            durable,
+            upper,
+            pending_upper: upper,
+            memtable: MemTable::default(),
+            sealing: None,
+            sealing_min_lsn: None,
+            batches,
+            merging: false,
+        }
+    }
+}
+
+/// LSN used for updates of streams that are not durable: never holds the WAL back.
+const NO_LSN: Lsn = Lsn::MAX;
+
+impl Store {
+    /// A handle for a background worker: shares the store but not the user handles' worker guard.
+    pub(crate) fn worker_handle(inner: Arc<Inner>) -> Store {
+        Store { inner, handle: None }
+    }
+
+    /// What the open found and repaired: torn WAL tail, orphans removed, updates replayed.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.report
+    }
+
+    /// The ids of every stream, in creation order.
+    pub fn streams(&self) -> Vec<String> {
+        self.inner
+            .state
+            .lock()
+            .manifest
+            .streams
+            .iter()
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    /// A copy of the current manifest.
+    pub fn manifest(&self) -> Manifest {
+        self.inner.state.lock().manifest.clone()
+    }
+
+    /// Creates a stream named `id` (1 to 1024 bytes of UTF-8). Durable when it returns.
+    /// Errors with [`Error::BadInput`] if the id is taken or invalid.
+    pub fn create_stream(&self, id: &str, options: StreamOptions) -> Result<()> {
+        if id.is_empty() || id.len() > MAX_ID_BYTES {
+            return Err(Error::bad_input(format!(
+                "stream id must be 1 to {MAX_ID_BYTES} bytes, got {}",
+                id.len()
+            )));
+        }
+        let _seal = self.inner.seal_lock.lock();
+        let mut next = {
+            let state = self.live_state()?;
+            if state.streams.contains_key(id) {
+                return Err(Error::bad_input(format!("stream {id:?} already exists")));
+            }
+            state.manifest.clone()
+        };
+        let stream_no = next.next_stream_no;
+        next.next_stream_no = stream_no
+            .checked_add(1)
+            .ok_or_else(|| Error::bad_input("stream numbers exhausted"))?;
+        next.generation += 1;
+        next.streams.push(StreamMeta {
+            stream_no,
+            id: id.to_string(),
+            upper: 0,
+            since: 0,
+            durable: options.durable,
+            batches: Vec::new(),
+        });
+        self.commit_manifest(&next)?;
+        let mut state = self.inner.state.lock();
+        state.manifest = next;
+        state.streams.insert(
+            id.to_string(),
+            StreamState::new(stream_no, options.durable, 0, Vec::new()),
+        );
+        Ok(())
+    }
+
+    /// Whether a stream named `id` exists.
+    pub fn has_stream(&self, id: &str) -> bool {
+        self.inner.state.lock().streams.contains_key(id)
+    }
+
+    /// Writes typed updates `(key, val, time, diff)` to stream `id`. See [`write_bytes`](Self::write_bytes).
+    pub fn write<K: Codec, V: Codec>(&self, id: &str, updates: &[(K, V, u64, i64)]) -> Result<()> {
+        let mut encoded = Vec::new();
+        let mut spans = Vec::with_capacity(updates.len());
+        for (k, v, t, d) in updates {
+            let start = encoded.len();
+            k.encode(&mut encoded);
+            let mid = encoded.len();
+            v.encode(&mut encoded);
+            spans.push((start, mid, encoded.len(), *t, *d));
+        }
+        self.write_bytes(
+            id,
+            spans
+                .iter()
+                .map(|&(s, m, e, t, d)| (&encoded[s..m], &encoded[m..e], t, d)),
+        )
+    }
+
+    /// Writes updates to stream `id`, all at once: when this returns `Ok`, they are in the memtable and,
+    /// for a durable stream, fsync'd in the WAL. On error nothing was written.
+    ///
+    /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] for a time below the stream's sealed upper
+    /// (or at [`FRONTIER_CLOSED`]), a key over 16 MiB, a val over 64 MiB, or more than 512 MiB in one call.
+    /// Zero diffs are dropped.
+    pub fn write_bytes<'a>(&self, id: &str, updates: impl IntoIterator<Item = UpdateRef<'a>>) -> Result<()> {
+        // Encode and validate outside the lock.
+        let mut payload = Vec::new();
+        record::begin_record(&mut payload, 0);
+        let (mut count, mut min_time) = (0u32, u64::MAX);
+        for (k, v, t, d) in updates {
+            if k.len() > MAX_KEY_BYTES || v.len() > MAX_VAL_BYTES {
+                return Err(Error::bad_input(format!(
+                    "key of {} or val of {} bytes over the limit",
+                    k.len(),
+                    v.len()
+                )));
+            }
+            if t == FRONTIER_CLOSED {
+                return Err(Error::bad_input(
+                    "time u64::MAX is reserved for the closed frontier",
+                ));
+            }
+            if d == 0 {
+                continue;
+            }
+            record::push_update(&mut payload, (k, v, t, d));
+            count = count
+                .checked_add(1)
+                .ok_or_else(|| Error::bad_input("too many updates in one write"))?;
+            min_time = min_time.min(t);
+            if payload.len() > MAX_RECORD_BYTES {
+                return Err(Error::bad_input(format!(
+                    "one write over {MAX_RECORD_BYTES} bytes; split it"
+                )));
+            }
+        }
+        record::finish_record(&mut payload, count);
+        let sync_to = {
+            let mut state = self.live_state()?;
+            let stream = state
+                .streams
+                .get_mut(id)
+                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+            if count == 0 {
+                return Ok(());
+            }
+            if min_time < stream.pending_upper {
+                return Err(Error::bad_input(format!(
+                    "write at time {min_time} below stream {id:?}'s sealed upper {}",
+                    stream.pending_upper
+                )));
+            }
+            payload[1..5].copy_from_slice(&stream.stream_no.to_le_bytes());
+            let durable = stream.durable;
+            let (lsn, end) = if durable {
+                self.inner.buffer.append(&payload)?
+            } else {
+                (NO_LSN, 0)
+            };
+            let rec = record::decode_record(&payload, "write")?;
+            for u in rec.updates {
+                stream.memtable.insert(u, lsn);
+            }
+            if durable {
+                state.wal_end = state.wal_end.max(end);
+            }
+            durable.then_some(end)
+        };
+        if let Some(end) = sync_to {
+            if let Err(e) = self.inner.buffer.sync(end) {
+                // The updates are in the memtable but may not be durable: refuse further work rather than
+                // serve writes that a crash could lose.
+                self.poison(format!("WAL sync failed: {e}"));
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn commit_manifest(&self, manifest: &Manifest) -> Result<()> {
+        self.inner.blob.set(MANIFEST_NAME, &manifest.encode())
+    }
+
+    pub(crate) fn poison(&self, detail: String) {
+        let mut state = self.inner.state.lock();
+        state.poisoned.get_or_insert(detail);
+    }
+
+    /// The state, unless the store is poisoned.
+    pub(crate) fn live_state(&self) -> Result<parking_lot::MutexGuard<'_, State>> {
+        let state = self.inner.state.lock();
+        match &state.poisoned {
+            Some(p) => Err(Error::Poisoned { detail: p.clone() }),
+            None => Ok(state),
+        }
+    }
+
+    /// The sealed upper of stream `id`: every update below it is in a batch file.
+    pub fn upper(&self, id: &str) -> Result<u64> {
+        let state = self.live_state()?;
+        state
+            .streams
+            .get(id)
+            .map(|s| s.upper)
+            .ok_or_else(|| Error::UnknownStream { id: id.to_string() })
+    }
+
+    /// A consistent view of everything written to stream `id`: sealed batches and unsealed updates.
+    pub fn snapshot(&self, id: &str) -> Result<Snapshot> {
+        let (batches, sealing, unsealed_copy, upper) = {
+            let state = self.live_state()?;
+            let s = state
+                .streams
+                .get(id)
+                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+            // Copying the memtable under the lock keeps the view consistent with concurrent writes.
+            let copy = Run::from_updates(s.memtable.iter());
+            (s.batches.clone(), s.sealing.clone(), copy, s.upper)
+        };
+        let unsealed = match sealing {
+            None => unsealed_copy,
+            Some(drained) => Run::from_updates(iter_buckets(&drained).chain(unsealed_copy.iter())),
+        };
+        Ok(Snapshot {
+            batches,
+            unsealed,
+            upper,
+        })
+    }
+
+    /// The sealed part of stream `id` only: its batches (oldest first; times between batches that no
+    /// batch covers had no updates), its upper and its since. Cheap: no copy of any data.
+    pub fn sealed(&self, id: &str) -> Result<Sealed> {
+        let state = self.live_state()?;
+        let s = state
+            .streams
+            .get(id)
+            .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+        let since = state.manifest.stream(id).map_or(0, |m| m.since);
+        Ok(Sealed {
+            batches: s.batches.clone(),
+            upper: s.upper,
+            since,
+        })
+    }
+
+    /// Number of unsealed updates held in memory for stream `id`.
+    pub fn unsealed_len(&self, id: &str) -> Result<usize> {
+        let state = self.live_state()?;
+        state
+            .streams
+            .get(id)
+            .map(|s| s.memtable.update_count())
+            .ok_or_else(|| Error::UnknownStream { id: id.to_string() })
+    }
+
+    /// The blob holding the batch files and manifest.
+    pub fn blob(&self) -> &Arc<dyn Blob> {
+        &self.inner.blob
+    }
+}
+
+/// The LSN before which no WAL record is needed: the oldest record holding an unsealed update, or the
+/// log's end when there is none.
+fn release_point(state: &State) -> Lsn {
+    state
+        .streams
+        .values()
+        .flat_map(|s| [s.memtable.min_lsn(), s.sealing_min_lsn])
+        .flatten()
+        .min()
+        .unwrap_or(state.wal_end)
+        .min(state.wal_end)
+}

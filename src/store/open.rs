@@ -1,0 +1,228 @@
+//! Opening a store: claiming the directory (lock file, "is this a store?"), reading the manifest, mapping
+//! and checking every batch it names, removing orphans, and replaying the WAL into the memtables.
+
+use super::*;
+
+impl Store {
+    /// Opens (or creates) the store in directory `path` with default [`Options`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Self::open_with(path, Options::default())
+    }
+
+    /// Opens (or creates, if allowed) the store in directory `path`, taking its lock file.
+    ///
+    /// Errors: [`Error::NotAStore`] if the directory holds other files and no manifest,
+    /// [`Error::Locked`] if another process or handle has it open, [`Error::VersionTooNew`] and
+    /// [`Error::Corrupt`] for files it cannot read.
+    pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        let lock = Self::claim_dir(&path, &options)?;
+        let blob = Arc::new(DirBlob::open(&path)?);
+        let buffer = Arc::new(FileBuffer::open(
+            path.join(WAL_DIR),
+            options.wal_segment_bytes,
+            options.wal_recovery,
+        )?);
+        Self::open_parts(blob, buffer, options, Some(lock))
+    }
+
+    /// Opens (or creates) a store over any [`Blob`] and [`Buffer`]: for in-memory stores, tests, and
+    /// fault-injecting wrappers. No lock file is taken; the caller ensures one store per blob.
+    pub fn open_on(blob: Arc<dyn Blob>, buffer: Arc<dyn Buffer>, options: Options) -> Result<Store> {
+        Self::open_parts(blob, buffer, options, None)
+    }
+
+    /// A store entirely in memory (a [`crate::blob::MemBlob`] and a [`MemBuffer`]): nothing survives it.
+    pub fn in_memory() -> Result<Store> {
+        Self::open_on(
+            Arc::new(crate::blob::MemBlob::new()),
+            Arc::new(MemBuffer::new()),
+            Options::default(),
+        )
+    }
+
+    /// Checks that `path` is a store or may become one, and locks it.
+    fn claim_dir(path: &Path, options: &Options) -> Result<File> {
+        let ctx = |what: &str| format!("{what} {}", path.display());
+        match fs::metadata(path) {
+            Ok(m) if !m.is_dir() => return Err(not_a_store(path, "it is not a directory")),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && options.create_if_missing => {
+                fs::create_dir_all(path).map_err(|e| Error::io(ctx("create"), e))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(not_a_store(
+                    path,
+                    "it does not exist and creation was not asked for",
+                ))
+            }
+            Err(e) => return Err(Error::io(ctx("stat"), e)),
+        }
+        if !path.join(MANIFEST_NAME).exists() {
+            // Not a store yet: it may become one only if it holds nothing but what a crashed creation left.
+            let wal_empty = |p: PathBuf| fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(false);
+            for entry in fs::read_dir(path).map_err(|e| Error::io(ctx("list"), e))? {
+                let entry = entry.map_err(|e| Error::io(ctx("list"), e))?;
+                let name = entry.file_name();
+                let ok = name == LOCK_NAME
+                    || name
+                        .to_str()
+                        .is_some_and(|n| n == format!("{MANIFEST_NAME}{TMP_SUFFIX}"))
+                    || (name == WAL_DIR && wal_empty(entry.path()));
+                if !ok {
+                    let why = format!("it holds {name:?} and no MANIFEST");
+                    return Err(not_a_store(path, &why));
+                }
+            }
+            if !options.create_if_missing {
+                return Err(not_a_store(
+                    path,
+                    "it has no MANIFEST and creation was not asked for",
+                ));
+            }
+        }
+        let lock_path = path.join(LOCK_NAME);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(ctx("create lock file in"), e))?;
+        match lock.try_lock() {
+            Ok(()) => Ok(lock),
+            Err(fs::TryLockError::WouldBlock) => Err(Error::Locked {
+                path: path.to_path_buf(),
+            }),
+            Err(fs::TryLockError::Error(e)) => Err(Error::io(ctx("lock"), e)),
+        }
+    }
+
+    fn open_parts(
+        blob: Arc<dyn Blob>,
+        buffer: Arc<dyn Buffer>,
+        options: Options,
+        lock: Option<File>,
+    ) -> Result<Store> {
+        let mut report = RecoveryReport::default();
+        let manifest = match blob.get(MANIFEST_NAME)? {
+            Some(bytes) => Manifest::decode(&bytes, &format!("{}/{MANIFEST_NAME}", blob.location()))?,
+            None => {
+                let m = Manifest {
+                    generation: 1,
+                    ..Manifest::default()
+                };
+                blob.set(MANIFEST_NAME, &m.encode())?;
+                report.created = true;
+                m
+            }
+        };
+        // Open every batch the manifest names; a missing or bad one fails the open.
+        let mut streams = HashMap::new();
+        let mut by_no = HashMap::new();
+        for s in &manifest.streams {
+            let mut batches = Vec::with_capacity(s.batches.len());
+            for m in &s.batches {
+                batches.push(Arc::new(open_batch(&*blob, m)?));
+            }
+            by_no.insert(s.stream_no, s.id.clone());
+            streams.insert(
+                s.id.clone(),
+                StreamState::new(s.stream_no, s.durable, s.upper, batches),
+            );
+        }
+        // Remove orphans: batch files the manifest does not name, and temporaries. Nothing the manifest
+        // names is ever removed.
+        let named: std::collections::HashSet<u64> = manifest
+            .streams
+            .iter()
+            .flat_map(|s| s.batches.iter().map(|b| b.file_no))
+            .collect();
+        for name in blob.list()? {
+            let orphan = name.ends_with(TMP_SUFFIX)
+                || parse_batch_file_name(&name).is_some_and(|n| !named.contains(&n));
+            if orphan {
+                blob.delete(&name)?;
+                report.orphans_removed.push(name);
+            }
+        }
+        report.orphans_removed.sort();
+        // Replay the WAL past each stream's sealed upper.
+        let mut wal_end = 0;
+        let location = blob.location();
+        let replay = buffer.replay(&mut |lsn, payload| {
+            let what = format!("{location}/{WAL_DIR} record at LSN {lsn}");
+            let rec = record::decode_record(payload, &what)?;
+            let id = by_no.get(&rec.stream_no).ok_or_else(|| {
+                Error::corrupt(&what, 1, format!("unknown stream number {}", rec.stream_no))
+            })?;
+            let stream = streams
+                .get_mut(id)
+                .ok_or_else(|| Error::corrupt(&what, 1, "stream vanished"))?;
+            for u in rec.updates {
+                if u.2 >= stream.upper {
+                    stream.memtable.insert(u, lsn);
+                    report.updates_replayed += 1;
+                }
+            }
+            // Past this record's first byte: a release point at or beyond every replayed record.
+            wal_end = lsn + 1;
+            Ok(())
+        })?;
+        report.wal_records = replay.records;
+        report.torn_tail = replay.torn_tail;
+        let next_file_no = manifest.next_file_no;
+        let state = State {
+            manifest,
+            streams,
+            poisoned: None,
+            wal_end,
+            next_file_no,
+            background_error: None,
+        };
+        let inner = Arc::new(Inner {
+            blob,
+            buffer,
+            options,
+            state: Mutex::new(state),
+            seal_lock: Mutex::new(()),
+            batches_changed: parking_lot::Condvar::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            report,
+            _lock: lock,
+        });
+        let workers = crate::compaction::Workers::start(&inner);
+        let store = Store {
+            inner,
+            handle: Some(Arc::new(workers)),
+        };
+        // Batches left unmerged by the previous run (or a crash) are merged now, in the background.
+        store.schedule_compaction_all();
+        Ok(store)
+    }
+}
+
+fn not_a_store(path: &Path, reason: &str) -> Error {
+    Error::NotAStore {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Opens the batch file `meta` names and checks it matches the manifest.
+pub(crate) fn open_batch(blob: &dyn Blob, meta: &BatchMeta) -> Result<BatchFile> {
+    let name = batch_file_name(meta.file_no);
+    let full = format!("{}/{name}", blob.location());
+    let bytes = blob
+        .get(&name)?
+        .ok_or_else(|| Error::corrupt(&full, 0, "batch file named by the manifest is missing"))?;
+    let batch = BatchFile::open(full.clone(), bytes)?;
+    let d = batch.description();
+    if (d.lower, d.upper, batch.update_count()) != (meta.lower, meta.upper, meta.update_count) {
+        return Err(Error::corrupt(
+            &full,
+            0,
+            "batch description or count disagrees with the manifest",
+        ));
+    }
+    Ok(batch)
+}

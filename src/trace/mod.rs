@@ -1,0 +1,1 @@
+//! Differential-dataflow trace over persisted batches (in progress; see DESIGN.md section 6).

@@ -1,0 +1,67 @@
+//! The write-ahead `Buffer`: where updates land first, before they are sealed into batch files.
+//!
+//! A [`Buffer`] is an append-only sequence of opaque records, each named by its [`Lsn`] (log sequence
+//! number: the logical byte position of the record in the log). Two implementations:
+//! - [`FileBuffer`]: segment files with length-prefixed, checksummed records and group commit (writers on
+//!   several threads share one `fdatasync`). Durable: after `sync(lsn)` returns, every record before `lsn`
+//!   survives a crash.
+//! - [`MemBuffer`]: records are dropped; nothing survives a restart. For operator state that a dataflow can
+//!   recompute, where the WAL's fsyncs would be wasted.
+//!
+//! The store decides what a record means ([`record`]); the buffer only frames, checksums and replays.
+
+mod file;
+mod mem;
+pub mod record;
+pub mod scan;
+
+pub use file::{FileBuffer, WalRecovery, WAL_VERSION};
+pub use mem::MemBuffer;
+pub use scan::scan;
+
+use crate::error::Result;
+
+/// A log sequence number: the logical byte position of a record in the log. Strictly increasing.
+pub type Lsn = u64;
+
+/// What an open found at the end of the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Records handed to the replay callback.
+    pub records: u64,
+    /// A partial last record that was cut off, if there was one.
+    pub torn_tail: Option<TornTail>,
+}
+
+/// A partial record at the end of the log (a write cut short by a crash), removed on open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment file.
+    pub file: String,
+    /// Offset in that file where the partial record started; the file now ends here.
+    pub offset: u64,
+    /// How many bytes were cut off.
+    pub dropped_bytes: u64,
+}
+
+/// Where updates wait until they are sealed. See the module docs.
+pub trait Buffer: Send + Sync + 'static {
+    /// Reads every record back, in order, calling `f(lsn, payload)` for each. Called once, on open, before
+    /// any `append`. Cuts off a torn tail; fails on corruption (naming file and offset) without deleting
+    /// anything.
+    fn replay(&self, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<ReplayReport>;
+
+    /// Appends one record and returns `(start, end)`: its LSN and the LSN just past it. The record is
+    /// durable only once `sync(end)` has returned.
+    fn append(&self, payload: &[u8]) -> Result<(Lsn, Lsn)>;
+
+    /// Returns once every record ending at or before `lsn` is durable. Concurrent callers share one sync.
+    fn sync(&self, lsn: Lsn) -> Result<()>;
+
+    /// Allows the buffer to drop every record that starts before `lsn` (their contents are sealed).
+    /// Dropping is by whole segments, so some older records may be kept.
+    fn release_before(&self, lsn: Lsn) -> Result<()>;
+
+    /// Whether records survive a restart.
+    fn is_durable(&self) -> bool;
+}

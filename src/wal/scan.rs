@@ -1,0 +1,183 @@
+//! Reading the WAL's segments back: every record checked, in order, without changing anything.
+//!
+//! [`scan`] applies the replay rules of [`super::FileBuffer`] (see `file.rs` for the format) and reports
+//! what replay would cut; `FileBuffer::replay` then makes that one change. Tools (`inspect verify`) call
+//! `scan` directly, so a check never modifies the store.
+
+use super::file::{
+    WalRecovery, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, WAL_VERSION,
+};
+use super::{Lsn, ReplayReport, TornTail};
+use crate::error::{Error, Result};
+use crate::format::{checksum, le_u32, le_u64, Decoder, FormatVersion};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// One segment file: `{first_lsn:020}.wal`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// LSN of its first record.
+    pub first_lsn: Lsn,
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// The one change replay makes to the log, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// Truncate the last segment at this offset (a torn last record).
+    TruncateLast {
+        /// The new length of the file.
+        offset: u64,
+    },
+    /// Remove the last segment: shorter than its header, so it holds no record.
+    RemovePartialSegment,
+}
+
+/// What a scan found.
+#[derive(Clone, Debug)]
+pub struct Scan {
+    /// Records passed to the callback, and the torn tail if any.
+    pub report: ReplayReport,
+    /// LSN just past the last valid record (where appends continue).
+    pub end_lsn: Lsn,
+    /// The segments, oldest first.
+    pub segments: Vec<Segment>,
+    /// What replay cuts off.
+    pub cut: Option<Cut>,
+}
+
+/// The segment files in `dir`, oldest first (other files are ignored).
+pub fn list_segments(dir: &Path) -> Result<Vec<Segment>> {
+    let ctx = || format!("list {}", dir.display());
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(ctx(), e))? {
+        let entry = entry.map_err(|e| Error::io(ctx(), e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name.strip_suffix(".wal") else {
+            continue;
+        };
+        if stem.len() != 20 {
+            continue;
+        }
+        let Ok(first_lsn) = stem.parse::<u64>() else {
+            continue;
+        };
+        out.push(Segment {
+            first_lsn,
+            path: entry.path(),
+        });
+    }
+    out.sort_by_key(|s| s.first_lsn);
+    Ok(out)
+}
+
+/// The end of the valid record starting at `at` in `bytes`, if one does.
+pub(crate) fn valid_record_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let header_end = at.checked_add(RECORD_HEADER_BYTES as usize)?;
+    if header_end > bytes.len() || le_u32(bytes, at + 12) != RECORD_MAGIC {
+        return None;
+    }
+    let len = le_u32(bytes, at + 8) as usize;
+    let end = header_end.checked_add(len)?;
+    if end > bytes.len() {
+        return None;
+    }
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&bytes[at + 8..header_end]);
+    h.update(&bytes[header_end..end]);
+    (h.digest() == le_u64(bytes, at)).then_some(end)
+}
+
+/// Checks a segment header; returns the segment's first LSN.
+fn check_header(bytes: &[u8], seg: &Segment, file_name: &str, expected_lsn: Option<Lsn>) -> Result<Lsn> {
+    let mut d = Decoder::new(bytes, 0, file_name);
+    if d.bytes(8, "segment magic")? != SEGMENT_MAGIC {
+        return Err(Error::corrupt(file_name, 0, "bad segment magic"));
+    }
+    if bytes.len() >= 32 && le_u64(bytes, 24) != checksum(&bytes[..24]) {
+        return Err(Error::corrupt(file_name, 24, "segment header checksum mismatch"));
+    }
+    FormatVersion::check(d.u32("version")?, WAL_VERSION, file_name, 8)?;
+    d.u32("reserved")?;
+    let first_lsn = d.u64("first lsn")?;
+    d.u64("header checksum")?;
+    if first_lsn != seg.first_lsn {
+        return Err(Error::corrupt(
+            file_name,
+            16,
+            "first LSN does not match the file name",
+        ));
+    }
+    match expected_lsn {
+        Some(expected) if first_lsn != expected => Err(Error::corrupt(
+            file_name,
+            16,
+            format!("LSN gap: segment starts at {first_lsn}, previous ended at {expected}"),
+        )),
+        _ => Ok(first_lsn),
+    }
+}
+
+/// Reads every record of the log in `dir`, in order, calling `f(lsn, payload)` for each; changes nothing.
+/// A bad record is a torn tail (reported, to be cut) only at the end of the last segment with no valid
+/// record after it — or anywhere in the last segment under [`WalRecovery::PointInTime`]; otherwise it is
+/// [`Error::Corrupt`] naming the file and offset.
+pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<Scan> {
+    let segments = list_segments(dir)?;
+    let mut report = ReplayReport::default();
+    let mut expected_lsn: Option<Lsn> = None;
+    let mut cut = None;
+    for (i, seg) in segments.iter().enumerate() {
+        let file_name = seg.path.display().to_string();
+        let bytes = fs::read(&seg.path).map_err(|e| Error::io(format!("read {file_name}"), e))?;
+        let is_last = i + 1 == segments.len();
+        if is_last && (bytes.len() as u64) < SEGMENT_HEADER_BYTES {
+            // A crash while creating the newest segment, before its header was synced: it holds no
+            // record. Replay removes it; its predecessor (or a fresh segment) becomes active.
+            report.torn_tail = Some(TornTail {
+                file: file_name,
+                offset: 0,
+                dropped_bytes: bytes.len() as u64,
+            });
+            cut = Some(Cut::RemovePartialSegment);
+            expected_lsn = expected_lsn.or(Some(seg.first_lsn));
+            break;
+        }
+        let first_lsn = check_header(&bytes, seg, &file_name, expected_lsn)?;
+        let mut at = SEGMENT_HEADER_BYTES as usize;
+        while at < bytes.len() {
+            if let Some(end) = valid_record_at(&bytes, at) {
+                let lsn = first_lsn + (at as u64 - SEGMENT_HEADER_BYTES);
+                f(lsn, &bytes[at + RECORD_HEADER_BYTES as usize..end])?;
+                report.records += 1;
+                at = end;
+                continue;
+            }
+            let later_valid = (at + 1..bytes.len()).any(|p| valid_record_at(&bytes, p).is_some());
+            if !is_last || (later_valid && recovery == WalRecovery::Strict) {
+                let why = if is_last {
+                    "bad record followed by valid records"
+                } else {
+                    "bad or partial record in a segment that is not the last"
+                };
+                return Err(Error::corrupt(&file_name, at as u64, why));
+            }
+            report.torn_tail = Some(TornTail {
+                file: file_name.clone(),
+                offset: at as u64,
+                dropped_bytes: (bytes.len() - at) as u64,
+            });
+            cut = Some(Cut::TruncateLast { offset: at as u64 });
+            break;
+        }
+        expected_lsn = Some(first_lsn + (at as u64 - SEGMENT_HEADER_BYTES));
+    }
+    Ok(Scan {
+        report,
+        end_lsn: expected_lsn.unwrap_or(0),
+        segments,
+        cut,
+    })
+}

@@ -1,0 +1,76 @@
+//! Helpers shared by the integration tests: a naive model of a stream, and file surgery.
+#![allow(dead_code)]
+
+use ddpersist::OwnedUpdate;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What a stream's snapshot must hold: every written update, consolidated and sorted.
+#[derive(Default, Clone, Debug)]
+pub struct Model {
+    sums: BTreeMap<(Vec<u8>, Vec<u8>, u64), i64>,
+}
+
+impl Model {
+    pub fn write(&mut self, key: &[u8], val: &[u8], time: u64, diff: i64) {
+        *self.sums.entry((key.to_vec(), val.to_vec(), time)).or_default() += diff;
+    }
+
+    /// Drops every update at or beyond `upper` (what a non-durable stream loses on restart).
+    pub fn forget_from(&mut self, upper: u64) {
+        self.sums.retain(|(_, _, t), _| *t < upper);
+    }
+
+    pub fn expected(&self) -> Vec<OwnedUpdate> {
+        self.sums
+            .iter()
+            .filter(|(_, d)| **d != 0)
+            .map(|((k, v, t), d)| (k.clone(), v.clone(), *t, *d))
+            .collect()
+    }
+}
+
+/// Deterministic pseudo-random numbers (splitmix64).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The batch files in a store directory.
+pub fn batch_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "batch"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The WAL segment files in a store directory.
+pub fn wal_segments(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Flips one byte of a file.
+pub fn flip_byte(path: &Path, offset: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[offset as usize] ^= 0x5A;
+    std::fs::write(path, bytes).unwrap();
+}

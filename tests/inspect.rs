@@ -1,0 +1,634 @@
+//! End-to-end tests of the `inspect` binary: builds real stores with `Store::open`, runs the binary on
+//! them, and checks its output, its exit codes, and that it never changes the store.
+
+use ddpersist::{Store, StreamOptions};
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `inspect` with `args`.
+fn inspect<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_inspect"))
+        .args(args)
+        .output()
+        .expect("run inspect")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// Asserts `o` exited with `code`, showing its output otherwise.
+fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// A store with two sealed streams and one unsealed (WAL-only) write:
+/// - "fruit" (durable): raw UTF-8 keys and vals, sealed at 2 (3 updates), then "plum" at 5 unsealed;
+/// - "bytes" (not durable): a non-UTF-8 key and a codec-encoded key, sealed at 1 (2 updates).
+fn build_store(dir: &Path) {
+    let store = Store::open(dir).unwrap();
+    store.create_stream("fruit", StreamOptions::default()).unwrap();
+    store
+        .create_stream("bytes", StreamOptions { durable: false })
+        .unwrap();
+    let fruit: [(&[u8], &[u8], u64, i64); 3] = [
+        (b"apple", b"red", 0, 1),
+        (b"pear", b"green \"ripe\"", 0, 2),
+        (b"apple", b"red", 1, -1),
+    ];
+    store.write_bytes("fruit", fruit).unwrap();
+    store
+        .write_bytes("bytes", [(&b"\xff\x00k"[..], &b"v"[..], 0, 7)])
+        .unwrap();
+    store
+        .write("bytes", &[(42u32, "forty-two".to_string(), 0, 1)])
+        .unwrap();
+    assert_eq!(store.seal("fruit", 2).unwrap().update_count, 3);
+    assert_eq!(store.seal("bytes", 1).unwrap().update_count, 2);
+    store
+        .write_bytes("fruit", [(&b"plum"[..], &b"purple"[..], 5, 1)])
+        .unwrap();
+}
+
+/// A fresh store in a temporary directory.
+fn fresh_store() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    build_store(&dir);
+    (tmp, dir)
+}
+
+/// Files of `dir` whose names end with `suffix`, sorted.
+fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_str().unwrap().ends_with(suffix))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every file under `dir` with its contents.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(tree(&path));
+        } else {
+            out.insert(path.clone(), fs::read(&path).unwrap());
+        }
+    }
+    out
+}
+
+fn flip_byte(path: &Path, offset: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[offset] ^= 0x01;
+    fs::write(path, bytes).unwrap();
+}
+
+fn truncate_by(path: &Path, cut: u64) {
+    let f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len - cut).unwrap();
+}
+
+#[test]
+fn listing_shows_streams_batches_and_wal_segments() {
+    let (_tmp, dir) = fresh_store();
+    let o = inspect(&[&dir]);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    for want in [
+        "manifest generation",
+        "stream \"fruit\"",
+        "stream_no 0, durable yes, upper 2, since 0",
+        "stream \"bytes\"",
+        "stream_no 1, durable no, upper 1, since 0",
+        "0000000000000000.batch",
+        "0000000000000001.batch",
+        "[0, 2)",
+        "[0, 1)",
+        "00000000000000000000.wal",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn listing_shows_batch_files_in_progress() {
+    let (_tmp, dir) = fresh_store();
+    std::fs::write(dir.join("00000000000000ff.batch.tmp"), b"being written").unwrap();
+    let o = inspect(&[&dir]);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    assert!(
+        text.contains("in progress (seals or merges being written): 1"),
+        "{text}"
+    );
+    assert!(text.contains("00000000000000ff.batch.tmp  13 bytes"), "{text}");
+    let o = inspect(&[dir.as_os_str(), OsStr::new("--json")]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("\"in_progress\":[{\"name\":\"00000000000000ff.batch.tmp\",\"bytes\":13}]"),
+        "{text}"
+    );
+}
+
+#[test]
+fn listing_json_has_the_right_counts() {
+    let (_tmp, dir) = fresh_store();
+    let o = inspect(&[dir.as_os_str(), OsStr::new("--json")]);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    assert_balanced(&text);
+    for key in [
+        "\"generation\":",
+        "\"streams\":",
+        "\"batches\":",
+        "\"wal_segments\":",
+        "\"durable\":false",
+    ] {
+        assert!(text.contains(key), "missing {key} in {text}");
+    }
+    let v = json::parse(&text).unwrap();
+    let streams = v.get("streams").array();
+    assert_eq!(streams.len(), 2);
+    assert_eq!(streams[0].get("id").str(), "fruit");
+    assert_eq!(streams[0].get("upper").num(), "2");
+    let batch = &streams[0].get("batches").array()[0];
+    assert_eq!(batch.get("file").str(), "0000000000000000.batch");
+    assert_eq!(batch.get("update_count").num(), "3");
+    assert_eq!(batch.get("description").get("upper").num(), "2");
+    assert_eq!(
+        streams[1].get("batches").array()[0].get("update_count").num(),
+        "2"
+    );
+    assert_eq!(v.get("wal_segments").array().len(), 1);
+}
+
+#[test]
+fn batch_shows_the_written_updates() {
+    let (_tmp, dir) = fresh_store();
+    let batches = files_ending(&dir, ".batch");
+    let o = inspect(&[OsStr::new("batch"), batches[0].as_os_str()]);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    for want in [
+        "description [0, 2) since 0",
+        "2 keys, 2 vals, 3 updates",
+        "\"apple\"",
+        "\"red\"",
+        "\"pear\"",
+        r#""green \"ripe\"""#,
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    let apple_rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("\"apple\""))
+        .collect();
+    assert_eq!(apple_rows.len(), 2, "{text}");
+    assert!(apple_rows[1].trim_end().ends_with("-1"), "{text}");
+    // Non-UTF-8 and codec-encoded keys print as hex.
+    let o = inspect(&[OsStr::new("batch"), batches[1].as_os_str()]);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains("0xff006b"), "{text}");
+    assert!(text.contains("0x0000002a"), "{text}");
+}
+
+#[test]
+fn batch_json_lists_every_update() {
+    let (_tmp, dir) = fresh_store();
+    let batches = files_ending(&dir, ".batch");
+    let o = inspect(&[OsStr::new("batch"), OsStr::new("--json"), batches[0].as_os_str()]);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    assert_balanced(&text);
+    let v = json::parse(&text).unwrap();
+    assert!(v.get("file").str().ends_with("0000000000000000.batch"));
+    assert_eq!(v.get("description").get("lower").num(), "0");
+    assert_eq!(v.get("update_count").num(), "3");
+    let updates = v.get("updates").array();
+    assert_eq!(updates.len(), 3);
+    assert_eq!(updates[0].get("key").get("utf8").str(), "apple");
+    assert_eq!(updates[1].get("diff").num(), "-1");
+    assert_eq!(updates[2].get("val").get("utf8").str(), "green \"ripe\"");
+    let o = inspect(&[OsStr::new("batch"), OsStr::new("--json"), batches[1].as_os_str()]);
+    let v = json::parse(&stdout(&o)).unwrap();
+    let hex_keys: Vec<String> = v
+        .get("updates")
+        .array()
+        .iter()
+        .map(|u| u.get("key").get("hex").str())
+        .collect();
+    assert_eq!(hex_keys, vec!["0000002a".to_string(), "ff006b".to_string()]);
+}
+
+#[test]
+fn verify_passes_on_a_good_store_and_changes_nothing() {
+    let (_tmp, dir) = fresh_store();
+    let before = tree(&dir);
+    let o = inspect(&[OsStr::new("verify"), dir.as_os_str()]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        stdout(&o).trim(),
+        "ok: 2 streams, 2 batch files, 5 updates, 2 WAL records verified"
+    );
+    let o = inspect(&[OsStr::new("verify"), OsStr::new("--json"), dir.as_os_str()]);
+    assert_exit(&o, 0);
+    let v = json::parse(&stdout(&o)).unwrap();
+    assert!(v.get("ok").bool());
+    assert_eq!(v.get("batch_files").num(), "2");
+    assert_eq!(v.get("updates").num(), "5");
+    assert_eq!(v.get("wal_records").num(), "2");
+    inspect(&[&dir]);
+    assert_eq!(tree(&dir), before, "inspect changed the store");
+}
+
+#[test]
+fn verify_fails_on_a_flipped_block_byte_naming_the_file() {
+    let (_tmp, dir) = fresh_store();
+    let batch = files_ending(&dir, ".batch").remove(0);
+    flip_byte(&batch, 40);
+    let o = inspect(&[OsStr::new("verify"), dir.as_os_str()]);
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(err.contains("0000000000000000.batch"), "{err}");
+    assert!(err.contains("checksum mismatch"), "{err}");
+    let o = inspect(&[OsStr::new("verify"), OsStr::new("--json"), dir.as_os_str()]);
+    assert_exit(&o, 1);
+    let v = json::parse(&stdout(&o)).unwrap();
+    assert!(!v.get("ok").bool());
+    assert!(v.get("error").str().contains("0000000000000000.batch"));
+    // Reading the damaged batch fails too, naming the file.
+    let o = inspect(&[OsStr::new("batch"), batch.as_os_str()]);
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("0000000000000000.batch"));
+}
+
+#[test]
+fn verify_fails_on_a_damaged_manifest_or_a_missing_batch() {
+    let (_tmp, dir) = fresh_store();
+    let batch = files_ending(&dir, ".batch").remove(1);
+    fs::remove_file(&batch).unwrap();
+    let o = inspect(&[OsStr::new("verify"), dir.as_os_str()]);
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("0000000000000001.batch"), "{}", stderr(&o));
+    flip_byte(&dir.join("MANIFEST"), 20);
+    let o = inspect(&[OsStr::new("verify"), dir.as_os_str()]);
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("MANIFEST"), "{}", stderr(&o));
+    assert_exit(&inspect(&[&dir]), 1);
+}
+
+#[test]
+fn verify_reports_a_torn_wal_tail_without_cutting_it() {
+    let (_tmp, dir) = fresh_store();
+    let segment = files_ending(&dir.join("wal"), ".wal").pop().unwrap();
+    truncate_by(&segment, 3);
+    let len = fs::metadata(&segment).unwrap().len();
+    let o = inspect(&[OsStr::new("verify"), dir.as_os_str()]);
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("torn tail"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("1 WAL records verified"), "{}", stdout(&o));
+    assert_eq!(
+        fs::metadata(&segment).unwrap().len(),
+        len,
+        "verify must not truncate"
+    );
+    let o = inspect(&[OsStr::new("verify"), OsStr::new("--json"), dir.as_os_str()]);
+    let v = json::parse(&stdout(&o)).unwrap();
+    assert!(v.get("ok").bool());
+    assert!(v.get("torn_tail").get("file").str().ends_with(".wal"));
+    // The store agrees: it opens, cutting the tail, and loses only the unsealed write.
+    let store = Store::open(&dir).unwrap();
+    assert!(store.recovery_report().torn_tail.is_some());
+}
+
+#[test]
+fn verify_warns_about_files_the_manifest_does_not_name() {
+    let (_tmp, dir) = fresh_store();
+    fs::write(dir.join("00000000000000ff.batch"), b"left by a crash").unwrap();
+    fs::write(dir.join("MANIFEST.tmp"), b"half a manifest").unwrap();
+    let o = inspect(&[OsStr::new("verify"), dir.as_os_str()]);
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    assert!(
+        err.contains("00000000000000ff.batch is not named by the manifest"),
+        "{err}"
+    );
+    assert!(err.contains("MANIFEST.tmp is not named by the manifest"), "{err}");
+    let o = inspect(&[OsStr::new("verify"), OsStr::new("--json"), dir.as_os_str()]);
+    assert_eq!(json::parse(&stdout(&o)).unwrap().get("warnings").array().len(), 2);
+}
+
+#[test]
+fn verify_fails_on_a_damaged_wal_record_followed_by_valid_ones() {
+    let (_tmp, dir) = fresh_store();
+    let segment = files_ending(&dir.join("wal"), ".wal").pop().unwrap();
+    flip_byte(&segment, 32 + 16);
+    let o = inspect(&[OsStr::new("verify"), dir.as_os_str()]);
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(err.contains("00000000000000000000.wal at offset 32"), "{err}");
+}
+
+#[test]
+fn inspect_works_while_the_store_is_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    store.write_bytes("s", [(&b"k"[..], &b"v"[..], 0, 1)]).unwrap();
+    assert_exit(&inspect(&[tmp.path()]), 0);
+    assert_exit(&inspect(&[OsStr::new("verify"), tmp.path().as_os_str()]), 0);
+    store.seal("s", 1).unwrap();
+}
+
+#[test]
+fn missing_or_odd_paths_are_errors_and_nothing_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope");
+    for args in [vec!["verify"], vec![], vec!["batch"]] {
+        let mut full: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        full.push(missing.as_os_str());
+        let o = inspect(&full);
+        assert_exit(&o, 1);
+        assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+    }
+    assert!(!missing.exists(), "inspect created the directory");
+    let o = inspect(&[tmp.path()]);
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("MANIFEST"), "{}", stderr(&o));
+    let junk = tmp.path().join("junk.batch");
+    fs::write(&junk, b"not a batch file").unwrap();
+    assert_exit(&inspect(&[OsStr::new("batch"), junk.as_os_str()]), 1);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &[][..],
+        &["batch"],
+        &["verify"],
+        &["frobnicate", "x"],
+        &["--bogus", "x"],
+    ] {
+        let o = inspect(args);
+        assert_exit(&o, 2);
+        assert!(stderr(&o).contains("usage:"), "{}", stderr(&o));
+    }
+    let o = inspect(&["--help"]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("usage:"));
+}
+
+/// Braces and brackets outside strings balance, and the text is one line.
+fn assert_balanced(text: &str) {
+    let (mut depth, mut in_string, mut escaped) = (0i64, false, false);
+    for c in text.trim_end().chars() {
+        match (in_string, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (true, false, '"') => in_string = false,
+            (false, _, '"') => in_string = true,
+            (false, _, '{' | '[') => depth += 1,
+            (false, _, '}' | ']') => depth -= 1,
+            _ => {}
+        }
+        assert!(depth >= 0, "unbalanced: {text}");
+    }
+    assert_eq!(depth, 0, "unbalanced: {text}");
+    assert!(!in_string);
+    assert_eq!(text.trim_end().lines().count(), 1);
+}
+
+/// A minimal JSON reader, enough to check the tool's output structurally.
+mod json {
+    #[derive(Debug, Clone)]
+    pub enum Value {
+        Null,
+        Bool(bool),
+        Num(String),
+        Str(String),
+        Arr(Vec<Value>),
+        Obj(Vec<(String, Value)>),
+    }
+
+    impl Value {
+        pub fn get(&self, key: &str) -> &Value {
+            match self {
+                Value::Obj(members) => {
+                    &members
+                        .iter()
+                        .find(|(k, _)| k == key)
+                        .unwrap_or_else(|| panic!("no {key}"))
+                        .1
+                }
+                other => panic!("{other:?} is not an object"),
+            }
+        }
+        pub fn array(&self) -> &[Value] {
+            match self {
+                Value::Arr(items) => items,
+                other => panic!("{other:?} is not an array"),
+            }
+        }
+        pub fn str(&self) -> String {
+            match self {
+                Value::Str(s) => s.clone(),
+                other => panic!("{other:?} is not a string"),
+            }
+        }
+        pub fn num(&self) -> &str {
+            match self {
+                Value::Num(n) => n,
+                other => panic!("{other:?} is not a number"),
+            }
+        }
+        pub fn bool(&self) -> bool {
+            match self {
+                Value::Bool(b) => *b,
+                other => panic!("{other:?} is not a boolean"),
+            }
+        }
+    }
+
+    /// Parses one JSON document (trailing whitespace allowed).
+    pub fn parse(text: &str) -> Result<Value, String> {
+        let mut p = Parser {
+            s: text.as_bytes(),
+            at: 0,
+        };
+        let v = p.value()?;
+        p.ws();
+        if p.at != p.s.len() {
+            return Err(format!("trailing bytes at {}", p.at));
+        }
+        Ok(v)
+    }
+
+    struct Parser<'a> {
+        s: &'a [u8],
+        at: usize,
+    }
+
+    impl Parser<'_> {
+        fn ws(&mut self) {
+            while self.s.get(self.at).is_some_and(|c| c.is_ascii_whitespace()) {
+                self.at += 1;
+            }
+        }
+
+        fn peek(&mut self) -> Result<u8, String> {
+            self.ws();
+            self.s
+                .get(self.at)
+                .copied()
+                .ok_or_else(|| "unexpected end".to_string())
+        }
+
+        fn eat(&mut self, c: u8) -> Result<(), String> {
+            if self.peek()? != c {
+                return Err(format!("expected {:?} at {}", c as char, self.at));
+            }
+            self.at += 1;
+            Ok(())
+        }
+
+        fn literal(&mut self, word: &str, v: Value) -> Result<Value, String> {
+            if !self.s[self.at..].starts_with(word.as_bytes()) {
+                return Err(format!("bad literal at {}", self.at));
+            }
+            self.at += word.len();
+            Ok(v)
+        }
+
+        fn value(&mut self) -> Result<Value, String> {
+            match self.peek()? {
+                b'{' => self.object(),
+                b'[' => self.array(),
+                b'"' => Ok(Value::Str(self.string()?)),
+                b't' => self.literal("true", Value::Bool(true)),
+                b'f' => self.literal("false", Value::Bool(false)),
+                b'n' => self.literal("null", Value::Null),
+                _ => self.number(),
+            }
+        }
+
+        fn object(&mut self) -> Result<Value, String> {
+            self.eat(b'{')?;
+            let mut members = Vec::new();
+            if self.peek()? == b'}' {
+                self.at += 1;
+                return Ok(Value::Obj(members));
+            }
+            loop {
+                self.peek()?;
+                let key = self.string()?;
+                self.eat(b':')?;
+                members.push((key, self.value()?));
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    b'}' => {
+                        self.at += 1;
+                        return Ok(Value::Obj(members));
+                    }
+                    _ => return Err(format!("expected , or }} at {}", self.at)),
+                }
+            }
+        }
+
+        fn array(&mut self) -> Result<Value, String> {
+            self.eat(b'[')?;
+            let mut items = Vec::new();
+            if self.peek()? == b']' {
+                self.at += 1;
+                return Ok(Value::Arr(items));
+            }
+            loop {
+                items.push(self.value()?);
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    b']' => {
+                        self.at += 1;
+                        return Ok(Value::Arr(items));
+                    }
+                    _ => return Err(format!("expected , or ] at {}", self.at)),
+                }
+            }
+        }
+
+        fn string(&mut self) -> Result<String, String> {
+            self.eat(b'"')?;
+            let mut out = Vec::new();
+            loop {
+                let c = *self.s.get(self.at).ok_or("unterminated string")?;
+                self.at += 1;
+                match c {
+                    b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
+                    b'\\' => self.escape(&mut out)?,
+                    c if c < 0x20 => return Err(format!("raw control byte at {}", self.at - 1)),
+                    c => out.push(c),
+                }
+            }
+        }
+
+        fn escape(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+            let c = *self.s.get(self.at).ok_or("unterminated escape")?;
+            self.at += 1;
+            let ch = match c {
+                b'"' => '"',
+                b'\\' => '\\',
+                b'/' => '/',
+                b'n' => '\n',
+                b'r' => '\r',
+                b't' => '\t',
+                b'b' => '\u{8}',
+                b'f' => '\u{c}',
+                b'u' => {
+                    let hex = std::str::from_utf8(self.s.get(self.at..self.at + 4).ok_or("short \\u")?)
+                        .map_err(|e| e.to_string())?;
+                    self.at += 4;
+                    let code = u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
+                    char::from_u32(code).ok_or("bad \\u escape")?
+                }
+                _ => return Err(format!("bad escape at {}", self.at - 1)),
+            };
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+            Ok(())
+        }
+
+        fn number(&mut self) -> Result<Value, String> {
+            let start = self.at;
+            while self
+                .s
+                .get(self.at)
+                .is_some_and(|c| c.is_ascii_digit() || b"-+.eE".contains(c))
+            {
+                self.at += 1;
+            }
+            let n = std::str::from_utf8(&self.s[start..self.at]).map_err(|e| e.to_string())?;
+            n.parse::<f64>()
+                .map_err(|_| format!("bad number {n:?} at {start}"))?;
+            Ok(Value::Num(n.to_string()))
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Read-only access to a store directory: the manifest, the batch files it names, a batch file given by
+//! path, and the WAL segment files.
+//!
+//! Nothing here takes the store's `LOCK` or writes anything: files are read through
+//! [`DirBlob::get`] (a read-only mmap) or plain reads, and no directory is created (`DirBlob::open`
+//! creates a missing directory, so the directory's existence is checked first).
+
+use crate::error::{corrupt, io};
+use ddpersist::batch::{batch_file_name, BatchFile};
+use ddpersist::blob::{Blob, BlobBytes, DirBlob};
+use ddpersist::manifest::{BatchMeta, Manifest, MANIFEST_NAME};
+use ddpersist::store::WAL_DIR;
+use ddpersist::{Error, Result};
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A store directory opened for reading, with its decoded manifest.
+pub struct StoreDir {
+    /// The directory's files.
+    pub blob: DirBlob,
+    /// The decoded (and checksum-verified) manifest.
+    pub manifest: Manifest,
+}
+
+impl StoreDir {
+    /// Reads and decodes `dir/MANIFEST`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let blob = existing_dir_blob(dir)?;
+        let path = format!("{}/{MANIFEST_NAME}", blob.location());
+        let missing = || not_found(&path, "no such file: not a ddpersist store");
+        let bytes = blob.get(MANIFEST_NAME)?.ok_or_else(missing)?;
+        let manifest = Manifest::decode(&bytes, &path)?;
+        Ok(StoreDir { blob, manifest })
+    }
+
+    /// The path of the batch file `meta` names, as errors name it.
+    pub fn batch_path(&self, meta: &BatchMeta) -> String {
+        format!("{}/{}", self.blob.location(), batch_file_name(meta.file_no))
+    }
+
+    /// Opens the batch file `meta` names (header, footer and index checked; blocks not yet).
+    pub fn open_batch(&self, meta: &BatchMeta) -> Result<BatchFile> {
+        let path = self.batch_path(meta);
+        let missing = || corrupt(&path, 0, "batch file named by the manifest is missing");
+        let bytes = self
+            .blob
+            .get(&batch_file_name(meta.file_no))?
+            .ok_or_else(missing)?;
+        BatchFile::open(path, bytes)
+    }
+
+    /// The store's WAL directory.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.blob.dir().join(WAL_DIR)
+    }
+}
+
+/// A [`DirBlob`] over `dir`, which must already exist (so that nothing is created).
+fn existing_dir_blob(dir: &Path) -> Result<DirBlob> {
+    let meta = fs::metadata(dir).map_err(|e| io(format!("stat {}", dir.display()), e))?;
+    if !meta.is_dir() {
+        let e = std::io::Error::new(ErrorKind::NotADirectory, "not a directory");
+        return Err(io(format!("open {}", dir.display()), e));
+    }
+    DirBlob::open(dir)
+}
+
+/// An [`Error::Io`] saying `path` is not there, with `why`.
+fn not_found(path: &str, why: &str) -> Error {
+    io(
+        format!("read {path}"),
+        std::io::Error::new(ErrorKind::NotFound, why),
+    )
+}
+
+/// Opens the batch file at `path`: mapped through a [`DirBlob`] on its directory, or read whole when its
+/// name is not one a blob accepts.
+pub fn open_batch_path(path: &Path) -> Result<BatchFile> {
+    let shown = path.display().to_string();
+    let meta = fs::metadata(path).map_err(|e| io(format!("stat {shown}"), e))?;
+    if !meta.is_file() {
+        let e = std::io::Error::new(ErrorKind::InvalidInput, "not a regular file");
+        return Err(io(format!("open {shown}"), e));
+    }
+    let bytes = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+        (Some(parent), Some(name)) => mapped_or_read(parent, name, path)?,
+        _ => read_whole(path)?,
+    };
+    BatchFile::open(shown, bytes)
+}
+
+/// The bytes of `dir/name` through a read-only map, falling back to a plain read of `path`.
+fn mapped_or_read(dir: &Path, name: &str, path: &Path) -> Result<BlobBytes> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    match existing_dir_blob(dir)?.get(name) {
+        Ok(Some(bytes)) => Ok(bytes),
+        // An invalid blob name (or the file vanished meanwhile): read it directly.
+        Ok(None) | Err(Error::BadInput { .. }) => read_whole(path),
+        Err(e) => Err(e),
+    }
+}
+
+fn read_whole(path: &Path) -> Result<BlobBytes> {
+    let bytes = fs::read(path).map_err(|e| io(format!("read {}", path.display()), e))?;
+    Ok(BlobBytes::Heap(Arc::from(bytes)))
+}
+
+/// One WAL segment file.
+#[derive(Clone, Debug)]
+pub struct SegmentFile {
+    /// File name, `{first_lsn:020}.wal`.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The segment files in `wal_dir`, oldest first; none when the directory does not exist.
+pub fn wal_segments(wal_dir: &Path) -> Result<Vec<SegmentFile>> {
+    if !wal_dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    ddpersist::wal::scan::list_segments(wal_dir)?
+        .into_iter()
+        .map(|seg| {
+            let size = fs::metadata(&seg.path)
+                .map_err(|e| io(format!("stat {}", seg.path.display()), e))?
+                .len();
+            let name = seg
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Ok(SegmentFile { name, size })
+        })
+        .collect()
+}
