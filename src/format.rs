@@ -63,6 +63,11 @@ impl<'a> Decoder<'a> {
         self.bytes.len() - self.pos
     }
 
+    /// An [`Error::Corrupt`] at absolute offset `offset` of this decoder's file.
+    pub fn error_at(&self, offset: u64, detail: impl Into<String>) -> Error {
+        Error::corrupt(self.file, offset, detail)
+    }
+
     /// An [`Error::Corrupt`] at the current offset.
     pub fn error(&self, detail: impl Into<String>) -> Error {
         Error::corrupt(self.file, self.offset(), detail)

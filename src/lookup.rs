@@ -85,7 +85,7 @@ impl Store {
     }
 
     /// Under the state lock: calls `f(key index, val, time, diff)` for the unsealed updates of `keys` at
-    /// or before `as_of`, and returns the sealed batches to read after the lock is released.
+    /// or before `as_of`, and returns the batches and spilled runs to read after the lock is released.
     fn gather_unsealed(
         &self,
         id: &str,
@@ -104,6 +104,7 @@ impl Store {
                 for_key_in(sealing, key, as_of, |v, t, d| f(i, v, t, d));
             }
         }
-        Ok(s.batches.clone())
+        // Spilled runs after the batches: all in time order, as `first_time_bytes` relies on.
+        Ok(s.batches.iter().chain(&s.spills).cloned().collect())
     }
 }

@@ -18,12 +18,15 @@
 //! ..  checksum       u64     xxh3 of every byte before it
 //! stream := stream_no u32 | id_len u32 | id [u8; id_len] (UTF-8) | upper u64 | since u64
 //!           | batch_count u32 | flags u32 (bit 0: not durable; other bits 0) | batches batch_count × batch
+//!           | spill_count u32 | reserved u32 | spilled_lsn u64 | spills spill_count × batch
 //! batch  := file_no u64 | level u32 | reserved u32 | lower u64 | upper u64 | since u64
 //!           | update_count u64 | size_bytes u64                                   (56 bytes)
 //! ```
 //! Invariants checked on decode: ids and stream numbers unique, stream numbers below `next_stream_no`;
 //! per stream, batches ordered by `lower`, not overlapping, all below the stream's `upper` (gaps are
-//! frontier advances with no updates); file numbers unique and below `next_file_no`.
+//! frontier advances with no updates); spills ordered by `lower` (they may overlap), all at or beyond the
+//! `upper`;
+//! file numbers unique and below `next_file_no`.
 
 use crate::error::{Error, Result};
 use crate::format::{checksum, Decoder, FormatVersion, PutLe};
@@ -65,10 +68,72 @@ pub struct StreamMeta {
     pub durable: bool,
     /// Sealed batches, ordered by `lower`.
     pub batches: Vec<BatchMeta>,
+    /// Spilled runs of the FutureLog: unsealed updates (times at or beyond `upper`) written out when the
+    /// memtable passed its budget, ordered by time range. Same file format as batches.
+    pub spills: Vec<BatchMeta>,
+    /// Every WAL record of this stream with an LSN below this is reflected in the batches and spilled
+    /// runs: replay skips such records (their unsealed updates are in the runs).
+    pub spilled_lsn: u64,
 }
 
 /// Stream flag: writes skip the WAL.
 const FLAG_NOT_DURABLE: u32 = 1;
+
+impl BatchMeta {
+    /// Appends the 56-byte entry.
+    fn encode(&self, b: &mut Vec<u8>) {
+        b.put_u64(self.file_no);
+        b.put_u32(self.level);
+        b.put_u32(0);
+        b.put_u64(self.lower);
+        b.put_u64(self.upper);
+        b.put_u64(self.since);
+        b.put_u64(self.update_count);
+        b.put_u64(self.size_bytes);
+    }
+
+    /// Decodes `count` entries that must be ordered by `lower`, inside `[bounds.0, bounds.1]`, not
+    /// overlapping unless `may_overlap`, with file numbers below `next_file_no` and not in `files` (which
+    /// collects them).
+    fn decode_list(
+        d: &mut Decoder<'_>,
+        count: usize,
+        bounds: (u64, u64),
+        may_overlap: bool,
+        next_file_no: u64,
+        files: &mut HashSet<u64>,
+        what: &str,
+    ) -> Result<Vec<BatchMeta>> {
+        let mut out: Vec<BatchMeta> = Vec::with_capacity(count.min(d.remaining() / 56));
+        for _ in 0..count {
+            let at = d.offset();
+            let file_no = d.u64("file number")?;
+            let level = d.u32("level")?;
+            d.u32("reserved")?;
+            let m = BatchMeta {
+                file_no,
+                level,
+                lower: d.u64("lower")?,
+                upper: d.u64("upper")?,
+                since: d.u64("since")?,
+                update_count: d.u64("update count")?,
+                size_bytes: d.u64("size")?,
+            };
+            let prev_upper = out
+                .last()
+                .map_or(bounds.0, |p| if may_overlap { p.lower } else { p.upper });
+            let ordered = m.lower >= prev_upper && m.lower <= m.upper && m.upper <= bounds.1;
+            if !ordered || m.file_no >= next_file_no || !files.insert(m.file_no) {
+                return Err(d.error_at(
+                    at,
+                    format!("{what} (file {}) out of order or repeated", m.file_no),
+                ));
+            }
+            out.push(m);
+        }
+        Ok(out)
+    }
+}
 
 /// One batch file as the manifest records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,16 +178,11 @@ impl Manifest {
             b.put_u64(s.since);
             b.put_u32(s.batches.len() as u32);
             b.put_u32(if s.durable { 0 } else { FLAG_NOT_DURABLE });
-            for m in &s.batches {
-                b.put_u64(m.file_no);
-                b.put_u32(m.level);
-                b.put_u32(0);
-                b.put_u64(m.lower);
-                b.put_u64(m.upper);
-                b.put_u64(m.since);
-                b.put_u64(m.update_count);
-                b.put_u64(m.size_bytes);
-            }
+            s.batches.iter().for_each(|m| m.encode(&mut b));
+            b.put_u32(s.spills.len() as u32);
+            b.put_u32(0);
+            b.put_u64(s.spilled_lsn);
+            s.spills.iter().for_each(|m| m.encode(&mut b));
         }
         let sum = checksum(&b);
         b.put_u64(sum);
@@ -186,33 +246,29 @@ impl Manifest {
                     format!("stream {id:?} number or id repeated or out of range"),
                 ));
             }
-            let mut batches = Vec::with_capacity(batch_count.min(d.remaining() / 56));
-            for _ in 0..batch_count {
-                let at = d.offset();
-                let m = BatchMeta {
-                    file_no: d.u64("file number")?,
-                    level: {
-                        let level = d.u32("level")?;
-                        d.u32("reserved")?;
-                        level
-                    },
-                    lower: d.u64("lower")?,
-                    upper: d.u64("upper")?,
-                    since: d.u64("since")?,
-                    update_count: d.u64("update count")?,
-                    size_bytes: d.u64("size")?,
-                };
-                let prev_upper = batches.last().map_or(0, |p: &BatchMeta| p.upper);
-                let ordered = m.lower >= prev_upper && m.lower <= m.upper && m.upper <= upper;
-                if !ordered || m.file_no >= next_file_no || !files.insert(m.file_no) {
-                    return Err(Error::corrupt(
-                        file,
-                        at,
-                        format!("batch {} of stream {id:?} out of order or repeated", m.file_no),
-                    ));
-                }
-                batches.push(m);
-            }
+            let what = format!("batch of stream {id:?}");
+            let batches = BatchMeta::decode_list(
+                &mut d,
+                batch_count,
+                (0, upper),
+                false,
+                next_file_no,
+                &mut files,
+                &what,
+            )?;
+            let spill_count = d.u32("spill count")? as usize;
+            d.u32("reserved")?;
+            let spilled_lsn = d.u64("spilled LSN")?;
+            let what = format!("spilled run of stream {id:?}");
+            let spills = BatchMeta::decode_list(
+                &mut d,
+                spill_count,
+                (upper, crate::FRONTIER_CLOSED),
+                true,
+                next_file_no,
+                &mut files,
+                &what,
+            )?;
             streams.push(StreamMeta {
                 stream_no,
                 id,
@@ -220,6 +276,8 @@ impl Manifest {
                 since,
                 durable: flags & FLAG_NOT_DURABLE == 0,
                 batches,
+                spills,
+                spilled_lsn,
             });
         }
         d.finish("manifest")?;
@@ -249,6 +307,8 @@ mod tests {
                     since: 0,
                     durable: false,
                     batches: vec![],
+                    spills: vec![],
+                    spilled_lsn: 0,
                 },
                 StreamMeta {
                     stream_no: 1,
@@ -276,6 +336,16 @@ mod tests {
                             size_bytes: 300,
                         },
                     ],
+                    spills: vec![BatchMeta {
+                        file_no: 4,
+                        level: 0,
+                        lower: 25,
+                        upper: 30,
+                        since: 0,
+                        update_count: 2,
+                        size_bytes: 200,
+                    }],
+                    spilled_lsn: 77,
                 },
             ],
         }

@@ -53,6 +53,11 @@ impl Bucket {
         })
     }
 
+    /// Key and val bytes plus the per-update overhead, as the memtable's budget counts them.
+    pub fn bytes(&self) -> usize {
+        bucket_bytes(self)
+    }
+
     fn heap_bytes(&self) -> usize {
         self.arena.capacity() + self.entries.capacity() * std::mem::size_of::<Entry>()
     }
@@ -63,6 +68,15 @@ impl Bucket {
 pub struct MemTable {
     buckets: BTreeMap<u64, Bucket>,
     update_count: usize,
+    /// Key and val bytes plus a fixed per-update overhead: what the memory budget is checked against.
+    bytes: usize,
+}
+
+/// Bytes charged per update on top of its key and val (its arena entry).
+const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
+
+fn bucket_bytes(b: &Bucket) -> usize {
+    b.arena.len() + b.entries.len() * ENTRY_BYTES
 }
 
 /// Buckets taken out of a memtable by a seal, by time.
@@ -80,6 +94,12 @@ impl MemTable {
         bucket.min_lsn = bucket.min_lsn.min(lsn);
         bucket.push(key, val, diff);
         self.update_count += 1;
+        self.bytes += key.len() + val.len() + ENTRY_BYTES;
+    }
+
+    /// Key and val bytes held, plus a fixed overhead per update.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Takes every bucket with time below `upper`.
@@ -87,6 +107,7 @@ impl MemTable {
         let keep = self.buckets.split_off(&upper);
         let drained = std::mem::replace(&mut self.buckets, keep);
         self.update_count -= drained.values().map(|b| b.entries.len()).sum::<usize>();
+        self.bytes -= drained.values().map(bucket_bytes).sum::<usize>();
         drained
     }
 
@@ -94,6 +115,7 @@ impl MemTable {
     pub fn restore(&mut self, drained: Drained) {
         for (time, mut bucket) in drained {
             self.update_count += bucket.entries.len();
+            self.bytes += bucket_bytes(&bucket);
             match self.buckets.get_mut(&time) {
                 None => {
                     self.buckets.insert(time, bucket);
@@ -152,6 +174,16 @@ pub fn min_lsn(buckets: &Drained) -> Option<Lsn> {
     buckets.values().map(|b| b.min_lsn).min()
 }
 
+/// Every update in `buckets` with time in `times`, in no particular order.
+pub fn iter_buckets_in(
+    buckets: &Drained,
+    times: std::ops::RangeInclusive<u64>,
+) -> impl Iterator<Item = UpdateRef<'_>> + '_ {
+    buckets
+        .range(times)
+        .flat_map(|(&time, b)| b.iter().map(move |(k, v, d)| (k, v, time, d)))
+}
+
 /// Every update in `buckets`, in no particular order.
 pub fn iter_buckets(buckets: &Drained) -> impl Iterator<Item = UpdateRef<'_>> + '_ {
     buckets
@@ -171,6 +203,12 @@ pub struct Run {
 impl Run {
     /// Copies, sorts and consolidates `updates`.
     pub fn from_updates<'a>(updates: impl Iterator<Item = UpdateRef<'a>>) -> Self {
+        Self::unsorted(updates).consolidate()
+    }
+
+    /// Copies `updates` as they come: not yet a valid `Run` until [`consolidate`](Self::consolidate)d
+    /// (a cheap copy to make under a lock, sorting after it is released).
+    pub fn unsorted<'a>(updates: impl Iterator<Item = UpdateRef<'a>>) -> Self {
         let mut run = Run::default();
         for (k, v, t, d) in updates {
             let at = run.arena.len();
@@ -178,15 +216,19 @@ impl Run {
             run.arena.extend_from_slice(v);
             run.entries.push((at, k.len() as u32, v.len() as u32, t, d));
         }
-        let arena = &run.arena;
+        run
+    }
+
+    /// Sorts by `(key, val, time)`, sums equal triples and drops zero sums.
+    pub fn consolidate(mut self) -> Self {
+        let arena = &self.arena;
         let kv = |e: &(usize, u32, u32, u64, i64)| {
             let key_end = e.0 + e.1 as usize;
             (&arena[e.0..key_end], &arena[key_end..key_end + e.2 as usize], e.3)
         };
-        run.entries.sort_unstable_by(|a, b| kv(a).cmp(&kv(b)));
-        // Consolidate: sum diffs of equal (key, val, time), drop zeros.
-        let mut out: Vec<(usize, u32, u32, u64, i64)> = Vec::with_capacity(run.entries.len());
-        for e in run.entries.iter().copied() {
+        self.entries.sort_unstable_by(|a, b| kv(a).cmp(&kv(b)));
+        let mut out: Vec<(usize, u32, u32, u64, i64)> = Vec::with_capacity(self.entries.len());
+        for e in self.entries.iter().copied() {
             match out.last_mut() {
                 Some(last) if kv(last) == kv(&e) => last.4 = last.4.wrapping_add(e.4),
                 _ => {
@@ -200,8 +242,8 @@ impl Run {
         if out.last().is_some_and(|l| l.4 == 0) {
             out.pop();
         }
-        run.entries = out;
-        run
+        self.entries = out;
+        self
     }
 
     /// Number of updates.

@@ -4,13 +4,15 @@
 //! Sources are batch cursors and, optionally, one in-memory [`Run`]. Each is sorted by `(key, val, time)`.
 //! Times below `since` are advanced to `since` as they are read; advancing is monotone, so every source
 //! stays sorted under it, and equal `(key, val, advanced time)` triples — within one source or across
-//! sources — are summed. Zero sums are dropped. Used by snapshots (`since` = 0: no advancing) and by
-//! compaction merges.
+//! sources — are summed. Zero sums are dropped. Optionally only a range of (original) times is read.
+//! Used by snapshots (`since` = 0: no advancing), by compaction merges, and by seals that draw from
+//! spilled runs.
 
 use crate::batch::UpdateCursor;
 use crate::error::Result;
 use crate::memtable::Run;
 use crate::wal::record::UpdateRef;
+use std::ops::Range;
 
 /// See the module docs.
 pub struct MergeIter<'a> {
@@ -18,7 +20,20 @@ pub struct MergeIter<'a> {
     run: Option<&'a Run>,
     run_pos: usize,
     since: u64,
+    /// Only updates whose (original) time lies in this range are read; the rest are skipped.
+    times: Range<u64>,
     failed: bool,
+}
+
+/// Steps `c` past updates whose time is outside `times`.
+fn settle(c: &mut UpdateCursor<'_>, times: &Range<u64>) -> Result<()> {
+    while let Some((_, _, t, _)) = c.get() {
+        if times.contains(&t) {
+            break;
+        }
+        c.step()?;
+    }
+    Ok(())
 }
 
 impl<'a> MergeIter<'a> {
@@ -29,7 +44,24 @@ impl<'a> MergeIter<'a> {
             run,
             run_pos: 0,
             since,
+            times: 0..u64::MAX,
             failed: false,
+        }
+    }
+
+    /// Reads only updates with time in `times` (before advancing): a seal takes a spilled run's updates
+    /// below its upper, and rewrites the rest.
+    pub fn with_times(mut self, times: Range<u64>) -> Self {
+        self.times = times;
+        self
+    }
+
+    fn settle_run(&mut self) {
+        while let Some((_, _, t, _)) = self.run_head() {
+            if self.times.contains(&t) {
+                break;
+            }
+            self.run_pos += 1;
         }
     }
 
@@ -43,6 +75,10 @@ impl<'a> MergeIter<'a> {
         let since = self.since;
         let advance = |(k, v, t, d): UpdateRef<'a>| (k, v, t.max(since), d);
         loop {
+            self.settle_run();
+            for c in &mut self.cursors {
+                settle(c, &self.times)?;
+            }
             // The smallest (key, val, advanced time) among the heads. Sources are few (one per batch plus
             // the memtable), so a linear scan beats a heap.
             let mut min: Option<(&'a [u8], &'a [u8], u64)> = None;
@@ -63,6 +99,7 @@ impl<'a> MergeIter<'a> {
                 }
                 diff = diff.wrapping_add(d);
                 self.run_pos += 1;
+                self.settle_run();
             }
             for c in &mut self.cursors {
                 while let Some((k, v, t, d)) = c.get().map(advance) {
@@ -71,6 +108,7 @@ impl<'a> MergeIter<'a> {
                     }
                     diff = diff.wrapping_add(d);
                     c.step()?;
+                    settle(c, &self.times)?;
                 }
             }
             if diff != 0 {

@@ -16,6 +16,8 @@ use std::sync::Arc;
 /// A consistent view of one stream. See the module docs.
 pub struct Snapshot {
     pub(crate) batches: Vec<Arc<BatchFile>>,
+    /// Spilled runs of the FutureLog (unsealed updates written out under memory pressure).
+    pub(crate) spills: Vec<Arc<BatchFile>>,
     pub(crate) unsealed: Run,
     pub(crate) upper: u64,
 }
@@ -31,7 +33,12 @@ impl Snapshot {
         &self.batches
     }
 
-    /// Number of unsealed updates in the view (after consolidation).
+    /// The spilled runs in the view: unsealed updates the memtable wrote out under memory pressure.
+    pub fn spills(&self) -> &[Arc<BatchFile>] {
+        &self.spills
+    }
+
+    /// Number of unsealed updates in the view held in memory (after consolidation).
     pub fn unsealed_len(&self) -> usize {
         self.unsealed.len()
     }
@@ -39,11 +46,8 @@ impl Snapshot {
     /// The updates, sorted by `(key, val, time)` and consolidated. An item is an error when a batch
     /// block fails its checks; iteration ends after an error.
     pub fn iter(&self) -> Result<MergeIter<'_>> {
-        let cursors = self
-            .batches
-            .iter()
-            .map(|b| UpdateCursor::new(b))
-            .collect::<Result<Vec<_>>>()?;
+        let files = self.batches.iter().chain(&self.spills);
+        let cursors = files.map(|b| UpdateCursor::new(b)).collect::<Result<Vec<_>>>()?;
         Ok(MergeIter::new(cursors, Some(&self.unsealed), 0))
     }
 

@@ -151,6 +151,38 @@ fn listing_shows_batch_files_in_progress() {
 }
 
 #[test]
+fn listing_and_verify_cover_spilled_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    {
+        let options = ddpersist::Options {
+            memtable_budget_bytes: 4096,
+            ..Default::default()
+        };
+        let store = ddpersist::Store::open_with(&dir, options).unwrap();
+        store
+            .create_stream("future", ddpersist::StreamOptions::default())
+            .unwrap();
+        for t in 0..100u64 {
+            store.write("future", &[(t, vec![7u8; 64], 10 + t, 1)]).unwrap();
+        }
+        assert!(!store.manifest().stream("future").unwrap().spills.is_empty());
+    }
+    let o = inspect(&[&dir]);
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("spilled runs (unsealed updates written out by the FutureLog)"),
+        "{}",
+        stdout(&o)
+    );
+    let o = inspect(&[dir.as_os_str(), OsStr::new("--json")]);
+    assert!(stdout(&o).contains("\"spills\":[{"), "{}", stdout(&o));
+    let o = inspect(&[OsStr::new("verify"), dir.as_os_str()]);
+    assert_exit(&o, 0);
+    assert!(stderr(&o).is_empty(), "warnings: {}", stderr(&o));
+}
+
+#[test]
 fn listing_json_has_the_right_counts() {
     let (_tmp, dir) = fresh_store();
     let o = inspect(&[dir.as_os_str(), OsStr::new("--json")]);

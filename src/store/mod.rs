@@ -23,7 +23,7 @@ use crate::blob::{Blob, DirBlob, TMP_SUFFIX};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::manifest::{BatchMeta, Manifest, StreamMeta, MANIFEST_NAME, MAX_ID_BYTES};
-use crate::memtable::{iter_buckets, min_lsn, Drained, MemTable, Run};
+use crate::memtable::{iter_buckets, iter_buckets_in, min_lsn, Drained, MemTable, Run};
 use crate::snapshot::Snapshot;
 use crate::wal::record::{self, UpdateRef, MAX_KEY_BYTES, MAX_RECORD_BYTES, MAX_VAL_BYTES};
 use crate::wal::WalRecovery;
@@ -61,6 +61,10 @@ pub struct Options {
     /// lz4-compress the blocks of batches at this level or deeper (level = floor(log2(updates)); e.g. 20
     /// compresses batches of a million updates and more). `None` (the default): never compress.
     pub compress_from_level: Option<u32>,
+    /// Memory budget of one stream's memtable (key and val bytes plus 24 bytes per update; default 64 MiB).
+    /// Past it, a write spills the memtable to sorted runs on disk (the FutureLog's spill), so memory stays
+    /// bounded even when a stream's frontier stalls.
+    pub memtable_budget_bytes: usize,
     /// Bits per key of each batch's key filter (default 10: about 1% false positives; 0: no filter).
     pub filter_bits_per_key: u32,
     /// Back-pressure bound: a `seal` of a stream with more batches than this waits until background merges
@@ -85,6 +89,7 @@ impl Default for Options {
             wal_recovery: WalRecovery::Strict,
             compaction_threads: 1,
             compress_from_level: None,
+            memtable_budget_bytes: 64 << 20,
             filter_bits_per_key: crate::batch::filter::DEFAULT_BITS_PER_KEY,
             max_batches_per_stream: 64,
         }
@@ -199,17 +204,25 @@ pub(crate) struct StreamState {
     /// The upper of a seal in progress (or `upper`): writes below it are rejected.
     pending_upper: u64,
     pub(crate) memtable: MemTable,
-    /// Buckets being written by a seal in progress; still visible to snapshots.
+    /// Buckets being written by a seal or a spill in progress; still visible to snapshots and lookups.
     pub(crate) sealing: Option<Arc<Drained>>,
     sealing_min_lsn: Option<Lsn>,
     /// Open batch files, in the manifest's order.
     pub(crate) batches: Vec<Arc<BatchFile>>,
+    /// Open spilled runs of the FutureLog (times at or beyond `upper`), ordered by lower time.
+    pub(crate) spills: Vec<Arc<BatchFile>>,
     /// Whether a merge of this stream's batches is running (at most one per stream).
     pub(crate) merging: bool,
 }
 
 impl StreamState {
-    fn new(stream_no: u32, durable: bool, upper: u64, batches: Vec<Arc<BatchFile>>) -> Self {
+    fn new(
+        stream_no: u32,
+        durable: bool,
+        upper: u64,
+        batches: Vec<Arc<BatchFile>>,
+        spills: Vec<Arc<BatchFile>>,
+    ) -> Self {
         StreamState {
             stream_no,
             durable,
@@ -219,6 +232,7 @@ impl StreamState {
             sealing: None,
             sealing_min_lsn: None,
             batches,
+            spills,
             merging: false,
         }
     }
@@ -284,13 +298,15 @@ impl Store {
             since: 0,
             durable: options.durable,
             batches: Vec::new(),
+            spills: Vec::new(),
+            spilled_lsn: 0,
         });
         self.commit_manifest(&next)?;
         let mut state = self.inner.state.lock();
         state.manifest = next;
         state.streams.insert(
             id.to_string(),
-            StreamState::new(stream_no, options.durable, 0, Vec::new()),
+            StreamState::new(stream_no, options.durable, 0, Vec::new(), Vec::new()),
         );
         Ok(())
     }
@@ -384,17 +400,26 @@ impl Store {
             for u in rec.updates {
                 stream.memtable.insert(u, lsn);
             }
+            let over_budget = stream.memtable.bytes() > self.inner.options.memtable_budget_bytes;
             if durable {
                 state.wal_end = state.wal_end.max(end);
             }
-            durable.then_some(end)
+            (durable.then_some(end), over_budget)
         };
-        if let Some(end) = sync_to {
+        if let (Some(end), _) = sync_to {
             if let Err(e) = self.inner.buffer.sync(end) {
                 // The updates are in the memtable but may not be durable: refuse further work rather than
                 // serve writes that a crash could lose.
                 self.poison(format!("WAL sync failed: {e}"));
                 return Err(e);
+            }
+        }
+        if sync_to.1 {
+            // The write itself is done (and durable): a failed spill must not report it as failed. The
+            // updates stay in memory, the failure is recorded (`background_error`), and the next write
+            // tries again. (A failed manifest commit poisons the store, as everywhere.)
+            if let Err(e) = self.spill_if_over_budget(id) {
+                self.record_background_error(format!("spill of stream {id:?} failed: {e}"));
             }
         }
         Ok(())
@@ -430,22 +455,30 @@ impl Store {
 
     /// A consistent view of everything written to stream `id`: sealed batches and unsealed updates.
     pub fn snapshot(&self, id: &str) -> Result<Snapshot> {
-        let (batches, sealing, unsealed_copy, upper) = {
+        let (batches, spills, sealing, copy, upper) = {
             let state = self.live_state()?;
             let s = state
                 .streams
                 .get(id)
                 .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
-            // Copying the memtable under the lock keeps the view consistent with concurrent writes.
-            let copy = Run::from_updates(s.memtable.iter());
-            (s.batches.clone(), s.sealing.clone(), copy, s.upper)
+            // Copying the memtable under the lock keeps the view consistent with concurrent writes; it is
+            // sorted after the lock is released.
+            let copy = Run::unsorted(s.memtable.iter());
+            (
+                s.batches.clone(),
+                s.spills.clone(),
+                s.sealing.clone(),
+                copy,
+                s.upper,
+            )
         };
         let unsealed = match sealing {
-            None => unsealed_copy,
-            Some(drained) => Run::from_updates(iter_buckets(&drained).chain(unsealed_copy.iter())),
+            None => copy.consolidate(),
+            Some(drained) => Run::from_updates(iter_buckets(&drained).chain(copy.iter())),
         };
         Ok(Snapshot {
             batches,
+            spills,
             unsealed,
             upper,
         })
@@ -465,6 +498,17 @@ impl Store {
             upper: s.upper,
             since,
         })
+    }
+
+    /// Bytes of unsealed updates held in memory for stream `id`, as the memory budget counts them (key
+    /// and val bytes plus 24 per update).
+    pub fn memtable_bytes(&self, id: &str) -> Result<usize> {
+        let state = self.live_state()?;
+        let s = state
+            .streams
+            .get(id)
+            .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+        Ok(s.memtable.bytes())
     }
 
     /// Number of unsealed updates held in memory for stream `id`.

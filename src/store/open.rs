@@ -119,15 +119,19 @@ impl Store {
         // Open every batch the manifest names; a missing or bad one fails the open.
         let mut streams = HashMap::new();
         let mut by_no = HashMap::new();
+        let manifest = drop_volatile_spills(&*blob, manifest)?;
         for s in &manifest.streams {
-            let mut batches = Vec::with_capacity(s.batches.len());
-            for m in &s.batches {
-                batches.push(Arc::new(open_batch(&*blob, m)?));
-            }
-            by_no.insert(s.stream_no, s.id.clone());
+            let open_all = |metas: &[BatchMeta]| -> Result<Vec<Arc<BatchFile>>> {
+                metas
+                    .iter()
+                    .map(|m| open_batch(&*blob, m).map(Arc::new))
+                    .collect()
+            };
+            let (batches, spills) = (open_all(&s.batches)?, open_all(&s.spills)?);
+            by_no.insert(s.stream_no, (s.id.clone(), s.spilled_lsn));
             streams.insert(
                 s.id.clone(),
-                StreamState::new(s.stream_no, s.durable, s.upper, batches),
+                StreamState::new(s.stream_no, s.durable, s.upper, batches, spills),
             );
         }
         // Remove orphans: batch files the manifest does not name, and temporaries. Nothing the manifest
@@ -135,7 +139,7 @@ impl Store {
         let named: std::collections::HashSet<u64> = manifest
             .streams
             .iter()
-            .flat_map(|s| s.batches.iter().map(|b| b.file_no))
+            .flat_map(|s| s.batches.iter().chain(&s.spills).map(|b| b.file_no))
             .collect();
         for name in blob.list()? {
             let orphan = name.ends_with(TMP_SUFFIX)
@@ -146,15 +150,21 @@ impl Store {
             }
         }
         report.orphans_removed.sort();
-        // Replay the WAL past each stream's sealed upper.
+        // Replay the WAL past each stream's sealed upper (and past what its spilled runs hold).
         let mut wal_end = 0;
         let location = blob.location();
         let replay = buffer.replay(&mut |lsn, payload| {
             let what = format!("{location}/{WAL_DIR} record at LSN {lsn}");
             let rec = record::decode_record(payload, &what)?;
-            let id = by_no.get(&rec.stream_no).ok_or_else(|| {
+            let (id, spilled_lsn) = by_no.get(&rec.stream_no).ok_or_else(|| {
                 Error::corrupt(&what, 1, format!("unknown stream number {}", rec.stream_no))
             })?;
+            // Past this record's first byte: a release point at or beyond every replayed record.
+            wal_end = lsn + 1;
+            if lsn < *spilled_lsn {
+                // Its updates are in batches (below the upper) and spilled runs (the rest).
+                return Ok(());
+            }
             let stream = streams
                 .get_mut(id)
                 .ok_or_else(|| Error::corrupt(&what, 1, "stream vanished"))?;
@@ -164,8 +174,6 @@ impl Store {
                     report.updates_replayed += 1;
                 }
             }
-            // Past this record's first byte: a release point at or beyond every replayed record.
-            wal_end = lsn + 1;
             Ok(())
         })?;
         report.wal_records = replay.records;
@@ -199,6 +207,22 @@ impl Store {
         store.schedule_compaction_all();
         Ok(store)
     }
+}
+
+/// A stream that is not durable loses its unsealed updates at a restart — including those its memtable
+/// spilled to runs: a dataflow recomputing that state would otherwise write them twice. Commits a
+/// manifest without those runs (their files are then orphans, removed below) if there were any.
+fn drop_volatile_spills(blob: &dyn Blob, mut manifest: Manifest) -> Result<Manifest> {
+    let volatile = |s: &StreamMeta| !s.durable && !s.spills.is_empty();
+    if !manifest.streams.iter().any(volatile) {
+        return Ok(manifest);
+    }
+    for s in manifest.streams.iter_mut().filter(|s| !s.durable) {
+        s.spills.clear();
+    }
+    manifest.generation += 1;
+    blob.set(MANIFEST_NAME, &manifest.encode())?;
+    Ok(manifest)
 }
 
 fn not_a_store(path: &Path, reason: &str) -> Error {

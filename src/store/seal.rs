@@ -1,6 +1,14 @@
-//! Sealing: the memtable's updates below a new upper become one batch file, and the manifest commits it.
+//! Sealing: the updates below a new upper — from the memtable and from spilled runs — become one batch
+//! file, and the manifest commits it together with the new upper. Also the FutureLog's spill: when a
+//! stream's memtable passes its memory budget, its updates are written out as sorted runs (same file
+//! format), which later seals draw from.
 
 use super::*;
+use crate::batch::UpdateCursor;
+use crate::merge::MergeIter;
+
+/// One file written by a seal or a spill, not yet committed.
+type Written = (Arc<BatchFile>, BatchMeta);
 
 impl Store {
     /// Seals stream `id` up to `upper`: every update with time below `upper` becomes one immutable batch
@@ -13,9 +21,9 @@ impl Store {
     pub fn seal(&self, id: &str, upper: u64) -> Result<SealInfo> {
         self.wait_for_merges(id)?;
         let seal_guard = self.inner.seal_lock.lock();
-        let (drained, lower, file_no, manifest) = {
+        let (drained, lower, consumed, file_nos, manifest) = {
             let mut state = self.live_state()?;
-            let file_no = state.alloc_file_no();
+            let batch_no = state.alloc_file_no();
             let manifest = state.manifest.clone();
             let stream = state
                 .streams
@@ -31,7 +39,18 @@ impl Store {
             stream.sealing_min_lsn = min_lsn(&drained);
             stream.sealing = Some(drained.clone());
             stream.pending_upper = upper;
-            (drained, stream.upper, file_no, manifest)
+            // Spilled runs holding times below the new upper: read whole into the batch, and what they
+            // hold at or beyond it rewritten as one remainder run.
+            let consumed: Vec<Arc<BatchFile>> = stream
+                .spills
+                .iter()
+                .filter(|s| s.description().lower < upper)
+                .cloned()
+                .collect();
+            let lower = stream.upper;
+            let remainder = consumed.iter().any(|b| b.description().upper > upper);
+            let remainder_no = remainder.then(|| state.alloc_file_no());
+            (drained, lower, consumed, (batch_no, remainder_no), manifest)
         };
         // A fresh batch's times are as written: its since is the minimum time, as in DD's batchers.
         // Merges advance times to the stream's since.
@@ -40,20 +59,24 @@ impl Store {
             upper,
             since: 0,
         };
-        let written = self.write_batch(&drained, description, file_no);
-        let (batch, meta) = match written {
+        let written = self.write_seal(&drained, &consumed, description, file_nos);
+        let (batch, remainder) = match written {
             Ok(x) => x,
             Err(e) => {
-                self.abort_seal(id, lower);
+                self.abort_flush(id, Some(lower));
                 return Err(e);
             }
         };
+        let consumed_nos: Vec<u64> = consumed.iter().filter_map(|b| file_no_of(b)).collect();
         let mut next = manifest;
         next.generation += 1;
-        next.next_file_no = next.next_file_no.max(file_no + 1);
+        next.next_file_no = next.next_file_no.max(file_nos.1.unwrap_or(file_nos.0) + 1);
         if let Some(s) = next.streams.iter_mut().find(|s| s.id == id) {
             s.upper = upper;
-            s.batches.extend(meta);
+            s.batches.extend(batch.as_ref().map(|b| b.1));
+            s.spills.retain(|m| !consumed_nos.contains(&m.file_no));
+            s.spills.extend(remainder.as_ref().map(|r| r.1));
+            s.spills.sort_by_key(|m| m.lower);
         }
         if let Err(e) = self.commit_manifest(&next) {
             self.poison(format!("manifest commit failed during seal of {id:?}: {e}"));
@@ -66,10 +89,18 @@ impl Store {
                 stream.upper = upper;
                 stream.sealing = None;
                 stream.sealing_min_lsn = None;
-                stream.batches.extend(batch.clone());
+                stream.batches.extend(batch.as_ref().map(|b| b.0.clone()));
+                stream
+                    .spills
+                    .retain(|s| !consumed.iter().any(|c| Arc::ptr_eq(s, c)));
+                stream.spills.extend(remainder.map(|r| r.0));
+                stream.spills.sort_by_key(|s| s.description().lower);
             }
             release_point(&state)
         };
+        for (run, no) in consumed.iter().zip(&consumed_nos) {
+            run.retire_on_drop(self.inner.blob.clone(), batch_file_name(*no));
+        }
         // The sealed records are durable in the batch file now; old WAL segments may go. A failure here
         // is harmless (the segments stay, their records are skipped on replay as sealed, and the next seal
         // tries again), and the seal itself has committed, so it is not reported as the seal's failure.
@@ -78,6 +109,7 @@ impl Store {
         // Merges commit under `seal_lock` too, so release it before one may run inline.
         drop(seal_guard);
         self.schedule_compaction(id);
+        let batch = batch.map(|b| b.0);
         Ok(SealInfo {
             description,
             update_count: batch.as_ref().map_or(0, |b| b.update_count()),
@@ -86,32 +118,71 @@ impl Store {
         })
     }
 
-    /// Sorts, consolidates and writes `drained` as batch file `file_no`; `None` if nothing remains.
-    fn write_batch(
+    /// Writes a seal's batch (memtable buckets and spilled runs, times below the upper) and, if a spilled
+    /// run reaches past the upper, the remainder run. On error, removes what it wrote.
+    fn write_seal(
         &self,
         drained: &Drained,
+        consumed: &[Arc<BatchFile>],
         description: Description,
-        file_no: u64,
-    ) -> Result<(Option<Arc<BatchFile>>, Option<BatchMeta>)> {
+        (batch_no, remainder_no): (u64, Option<u64>),
+    ) -> Result<(Option<Written>, Option<Written>)> {
         let run = Run::from_updates(iter_buckets(drained));
-        if run.is_empty() {
-            return Ok((None, None));
+        let cursors = consumed
+            .iter()
+            .map(|b| UpdateCursor::new(b))
+            .collect::<Result<Vec<_>>>()?;
+        let keys = run.key_count() as u64 + consumed.iter().map(|b| b.footer().key_count).sum::<u64>();
+        let count = run.len() as u64 + consumed.iter().map(|b| b.update_count()).sum::<u64>();
+        let updates = MergeIter::new(cursors, Some(&run), 0).with_times(0..description.upper);
+        let batch = self.write_file(batch_no, description, keys, count, updates)?;
+        let remainder_upper = consumed.iter().map(|b| b.description().upper).max().unwrap_or(0);
+        let Some(remainder_no) = remainder_no.filter(|_| remainder_upper > description.upper) else {
+            return Ok((batch, None));
+        };
+        let span = (description.upper, remainder_upper);
+        match self.write_remainder(consumed, remainder_no, span, (keys, count)) {
+            Ok(r) => Ok((batch, r)),
+            Err(e) => {
+                if batch.is_some() {
+                    let _ = self.inner.blob.delete(&batch_file_name(batch_no));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes `updates` (sorted, consolidated) as batch file `file_no` with `description`, sizing the key
+    /// filter for about `keys` keys and compressing if about `count` updates reach the configured level.
+    /// Returns `None`, writing nothing, when there are no updates.
+    fn write_file<'a>(
+        &self,
+        file_no: u64,
+        description: Description,
+        keys: u64,
+        count: u64,
+        updates: impl Iterator<Item = Result<UpdateRef<'a>>>,
+    ) -> Result<Option<Written>> {
+        let mut updates = updates.peekable();
+        if updates.peek().is_none() {
+            return Ok(None);
         }
         let name = batch_file_name(file_no);
         let blob = &self.inner.blob;
         let options = &self.inner.options;
         let mut writer = BatchWriter::new(blob.create(&name)?, description, options.block_target_bytes)?;
         if options.filter_bits_per_key > 0 {
-            writer = writer.with_filter(run.key_count() as u64, options.filter_bits_per_key);
+            writer = writer.with_filter(keys, options.filter_bits_per_key);
         }
-        writer = writer.with_compression(options.compress(run.len() as u64));
-        for (k, v, t, d) in run.iter() {
+        writer = writer.with_compression(options.compress(count));
+        for update in updates {
+            let (k, v, t, d) = update?;
             writer.push(k, v, t, d)?;
         }
         let stats = writer.finish()?;
         let meta = BatchMeta {
             file_no,
-            level: 0,
+            level: crate::compaction::level_of(stats.update_count),
             lower: description.lower,
             upper: description.upper,
             since: description.since,
@@ -119,7 +190,7 @@ impl Store {
             size_bytes: stats.size_bytes,
         };
         match open_batch(&**blob, &meta) {
-            Ok(batch) => Ok((Some(Arc::new(batch)), Some(meta))),
+            Ok(batch) => Ok(Some((Arc::new(batch), meta))),
             Err(e) => {
                 // Not named by any manifest: safe to remove (and removed on the next open if this fails).
                 let _ = blob.delete(&name);
@@ -128,8 +199,137 @@ impl Store {
         }
     }
 
-    /// Puts a failed seal's updates back into the memtable and its upper back to `lower`.
-    fn abort_seal(&self, id: &str, lower: u64) {
+    /// Spills stream `id`'s memtable to sorted runs on disk if it holds more than the memory budget
+    /// (`Options::memtable_budget_bytes`). Runs cover consecutive time ranges of about a quarter of the
+    /// budget each, so a later seal rewrites at most the runs its upper cuts through.
+    pub(crate) fn spill_if_over_budget(&self, id: &str) -> Result<()> {
+        let budget = self.inner.options.memtable_budget_bytes;
+        let _seal = self.inner.seal_lock.lock();
+        let (drained, manifest, spilled_lsn) = {
+            let mut state = self.live_state()?;
+            let manifest = state.manifest.clone();
+            let Some(stream) = state.streams.get_mut(id) else {
+                return Ok(());
+            };
+            if stream.memtable.bytes() <= budget {
+                return Ok(());
+            }
+            let drained = Arc::new(stream.memtable.drain_below(FRONTIER_CLOSED));
+            stream.sealing_min_lsn = min_lsn(&drained);
+            stream.sealing = Some(drained.clone());
+            // Every record appended so far had its updates in the memtable: once the runs commit, replay
+            // skips them.
+            (drained, manifest, state.wal_end)
+        };
+        let runs = match self.write_spill(&drained, (budget / 4).max(1 << 20)) {
+            Ok(runs) => runs,
+            Err(e) => {
+                self.abort_flush(id, None);
+                return Err(e);
+            }
+        };
+        let mut next = manifest;
+        next.generation += 1;
+        let high = runs.iter().map(|r| r.1.file_no + 1).max().unwrap_or(0);
+        next.next_file_no = next.next_file_no.max(high);
+        if let Some(s) = next.streams.iter_mut().find(|s| s.id == id) {
+            s.spills.extend(runs.iter().map(|r| r.1));
+            s.spills.sort_by_key(|m| m.lower);
+            s.spilled_lsn = s.spilled_lsn.max(spilled_lsn);
+        }
+        if let Err(e) = self.commit_manifest(&next) {
+            self.poison(format!("manifest commit failed during a spill of {id:?}: {e}"));
+            return Err(e);
+        }
+        let release = {
+            let mut state = self.inner.state.lock();
+            state.manifest = next;
+            if let Some(stream) = state.streams.get_mut(id) {
+                stream.sealing = None;
+                stream.sealing_min_lsn = None;
+                stream.spills.extend(runs.into_iter().map(|r| r.0));
+                stream.spills.sort_by_key(|s| s.description().lower);
+            }
+            release_point(&state)
+        };
+        // The spilled records are durable in run files now (for a durable stream).
+        let _ = self.inner.buffer.release_before(release);
+        Ok(())
+    }
+
+    /// Writes `drained` as runs of about `part_bytes` each, by time range. On error removes what it wrote.
+    fn write_spill(&self, drained: &Drained, part_bytes: usize) -> Result<Vec<Written>> {
+        let mut parts: Vec<Vec<u64>> = vec![Vec::new()];
+        let mut bytes = 0;
+        for (&time, bucket) in drained {
+            if bytes >= part_bytes {
+                parts.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += bucket.bytes();
+            if let Some(part) = parts.last_mut() {
+                part.push(time);
+            }
+        }
+        let mut written: Vec<Written> = Vec::new();
+        for times in parts.iter().filter(|p| !p.is_empty()) {
+            let (first, last) = (times[0], times[times.len() - 1]);
+            match self.write_spill_part(drained, first, last) {
+                Ok(w) => written.extend(w),
+                Err(e) => {
+                    for (_, meta) in &written {
+                        let _ = self.inner.blob.delete(&batch_file_name(meta.file_no));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    /// Writes the buckets of `drained` with times in `[first, last]` as one run.
+    fn write_spill_part(&self, drained: &Drained, first: u64, last: u64) -> Result<Option<Written>> {
+        let run = Run::from_updates(iter_buckets_in(drained, first..=last));
+        let file_no = self.inner.state.lock().alloc_file_no();
+        let description = Description {
+            lower: first,
+            upper: last + 1,
+            since: 0,
+        };
+        let updates = run.iter().map(Ok);
+        self.write_file(
+            file_no,
+            description,
+            run.key_count() as u64,
+            run.len() as u64,
+            updates,
+        )
+    }
+
+    /// The updates at or beyond `from` of the runs `consumed`, rewritten as one run up to `upper`.
+    fn write_remainder(
+        &self,
+        consumed: &[Arc<BatchFile>],
+        file_no: u64,
+        (from, upper): (u64, u64),
+        (keys, count): (u64, u64),
+    ) -> Result<Option<Written>> {
+        let cursors = consumed
+            .iter()
+            .map(|b| UpdateCursor::new(b))
+            .collect::<Result<Vec<_>>>()?;
+        let rest = Description {
+            lower: from,
+            upper,
+            since: 0,
+        };
+        let updates = MergeIter::new(cursors, None, 0).with_times(rest.lower..rest.upper);
+        self.write_file(file_no, rest, keys, count, updates)
+    }
+
+    /// Puts a failed seal's or spill's buckets back into the memtable (and a seal's upper back to
+    /// `lower`).
+    fn abort_flush(&self, id: &str, lower: Option<u64>) {
         let mut state = self.inner.state.lock();
         if let Some(stream) = state.streams.get_mut(id) {
             if let Some(drained) = stream.sealing.take() {
@@ -138,7 +338,15 @@ impl Store {
                 stream.memtable.restore(drained);
             }
             stream.sealing_min_lsn = None;
-            stream.pending_upper = lower;
+            if let Some(lower) = lower {
+                stream.pending_upper = lower;
+            }
         }
     }
+}
+
+/// The file number in a batch file's name (its name ends in the blob object name).
+fn file_no_of(batch: &BatchFile) -> Option<u64> {
+    let name = batch.name().rsplit('/').next()?;
+    parse_batch_file_name(name)
 }

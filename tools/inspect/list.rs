@@ -1,5 +1,5 @@
-//! `inspect DIR`: what the manifest records (generation, each stream's number, durability, frontiers and
-//! batches with their levels), the batch files being written right now (a seal or a merge in progress:
+//! `inspect DIR`: what the manifest records (generation, each stream's number, durability, frontiers,
+//! batches with their levels, and the FutureLog's spilled runs), the batch files being written right now (a seal or a merge in progress:
 //! `*.batch.tmp`, or a finished file not yet named by the manifest), and which WAL segments are on disk,
 //! as text or as one JSON object. Reads the manifest only: batch contents are checked by `inspect verify`.
 
@@ -98,10 +98,23 @@ fn write_stream_text(s: &StreamMeta, out: &mut dyn Write) -> io::Result<()> {
         frontier(s.since)
     )?;
     writeln!(out, "  batches: {}", s.batches.len())?;
-    if s.batches.is_empty() {
+    write_batch_table(&s.batches, out)?;
+    if !s.spills.is_empty() {
+        writeln!(
+            out,
+            "  spilled runs (unsealed updates written out by the FutureLog): {}",
+            s.spills.len()
+        )?;
+        write_batch_table(&s.spills, out)?;
+    }
+    Ok(())
+}
+
+fn write_batch_table(batches: &[BatchMeta], out: &mut dyn Write) -> io::Result<()> {
+    if batches.is_empty() {
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = s.batches.iter().map(batch_row).collect();
+    let rows: Vec<Vec<String>> = batches.iter().map(batch_row).collect();
     let mut widths = Widths::of_header(&BATCH_HEADER);
     rows.iter().for_each(|r| widths.fit(r));
     widths.write_row(out, "    ", &header_row(&BATCH_HEADER))?;
@@ -178,6 +191,12 @@ fn write_stream_json(w: &mut JsonWriter<'_>, s: &StreamMeta) -> io::Result<()> {
     w.key("batches")?;
     w.begin_array()?;
     for b in &s.batches {
+        write_batch_json(w, b)?;
+    }
+    w.end_array()?;
+    w.key("spills")?;
+    w.begin_array()?;
+    for b in &s.spills {
         write_batch_json(w, b)?;
     }
     w.end_array()?;

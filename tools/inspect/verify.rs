@@ -62,7 +62,7 @@ fn verify_store(dir: &Path, tally: &mut Tally) -> Result<()> {
     let store = StoreDir::open(dir)?;
     tally.streams = store.manifest.streams.len() as u64;
     for stream in &store.manifest.streams {
-        for meta in &stream.batches {
+        for meta in stream.batches.iter().chain(&stream.spills) {
             verify_batch(&store, meta, tally)?;
         }
     }
@@ -116,7 +116,12 @@ fn warn_unnamed_files(store: &StoreDir, tally: &mut Tally) -> Result<()> {
         .manifest
         .streams
         .iter()
-        .flat_map(|s| s.batches.iter().map(|b| batch_file_name(b.file_no)))
+        .flat_map(|s| {
+            s.batches
+                .iter()
+                .chain(&s.spills)
+                .map(|b| batch_file_name(b.file_no))
+        })
         .collect();
     let mut names = store.blob.list()?;
     names.sort();

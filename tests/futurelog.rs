@@ -1,0 +1,171 @@
+//! The FutureLog: unsealed updates past the memory budget spill to sorted runs on disk, which later
+//! seals draw from; memory stays bounded while a stream's frontier stalls.
+
+mod common;
+
+use common::{Model, Rng};
+use ddpersist::{Options, Store, StreamOptions};
+
+const BUDGET: usize = 64 << 10;
+
+fn options() -> Options {
+    Options {
+        memtable_budget_bytes: BUDGET,
+        compaction_threads: 0,
+        ..Options::default()
+    }
+}
+
+/// Writes `n` updates at times in `[from, from + spread)`, 50 per call.
+fn write_future(store: &Store, model: &mut Model, rng: &mut Rng, n: u64, from: u64, spread: u64) {
+    for _ in 0..n / 50 {
+        let ups: Vec<(Vec<u8>, Vec<u8>, u64, i64)> = (0..50)
+            .map(|_| {
+                let k = format!("key{:04}", rng.below(2000)).into_bytes();
+                (
+                    k,
+                    vec![b'v'; 20],
+                    from + rng.below(spread),
+                    1 - 2 * (rng.below(4) == 0) as i64,
+                )
+            })
+            .collect();
+        for (k, v, t, d) in &ups {
+            model.write(k, v, *t, *d);
+        }
+        store
+            .write_bytes("s", ups.iter().map(|(k, v, t, d)| (&k[..], &v[..], *t, *d)))
+            .unwrap();
+        assert!(store.memtable_bytes("s").unwrap() <= BUDGET, "memory over budget");
+    }
+}
+
+/// The blob holds the manifest and exactly the files it names.
+fn assert_no_leftovers(store: &Store) {
+    let m = store.manifest();
+    let mut named: Vec<String> = m
+        .streams
+        .iter()
+        .flat_map(|s| s.batches.iter().chain(&s.spills))
+        .map(|b| ddpersist::batch::batch_file_name(b.file_no))
+        .collect();
+    named.sort();
+    let mut files: Vec<String> = store
+        .blob()
+        .list()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.ends_with(".batch"))
+        .collect();
+    files.sort();
+    assert_eq!(files, named);
+}
+
+#[test]
+fn a_stalled_frontier_spills_and_later_seals_draw_from_the_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    let (mut model, mut rng) = (Model::default(), Rng(21));
+    // The frontier stalls at 0 while 20000 updates (about 1.2 MB) arrive for times 0..100.
+    write_future(&store, &mut model, &mut rng, 20_000, 0, 100);
+    let spills = store.manifest().stream("s").unwrap().spills.len();
+    assert!(spills >= 4, "only {spills} spilled runs");
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+    assert_eq!(
+        store.get_bytes("s", b"key0007", 50).unwrap(),
+        model_get(&model, b"key0007", 50)
+    );
+    // Restart: spilled runs come back, and WAL records already in them are not replayed twice.
+    drop(store);
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+    // The frontier moves in steps that cut through runs; more future updates keep arriving.
+    for upper in [10u64, 35, 36, 70] {
+        store.seal("s", upper).unwrap();
+        write_future(&store, &mut model, &mut rng, 1_000, upper, 60);
+        assert_eq!(
+            store.snapshot("s").unwrap().to_vec().unwrap(),
+            model.expected(),
+            "after seal {upper}"
+        );
+        let m = store.manifest();
+        let s = m.stream("s").unwrap();
+        assert!(
+            s.spills.iter().all(|r| r.lower >= upper),
+            "a spilled run below the upper"
+        );
+        assert_no_leftovers(&store);
+    }
+    store.seal("s", 1000).unwrap();
+    assert!(store.manifest().stream("s").unwrap().spills.is_empty());
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+    drop(store);
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+    assert_no_leftovers(&store);
+}
+
+fn model_get(model: &Model, key: &[u8], as_of: u64) -> Vec<(Vec<u8>, i64)> {
+    let mut acc = std::collections::BTreeMap::new();
+    for (k, v, t, d) in model.expected() {
+        if k == key && t <= as_of {
+            *acc.entry(v).or_insert(0) += d;
+        }
+    }
+    acc.into_iter().filter(|(_, d)| *d != 0).collect()
+}
+
+#[test]
+fn a_non_durable_stream_forgets_its_spills_at_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    store
+        .create_stream("s", StreamOptions { durable: false })
+        .unwrap();
+    let (mut model, mut rng) = (Model::default(), Rng(22));
+    write_future(&store, &mut model, &mut rng, 5_000, 0, 20);
+    store.seal("s", 10).unwrap();
+    write_future(&store, &mut model, &mut rng, 5_000, 10, 20);
+    assert!(!store.manifest().stream("s").unwrap().spills.is_empty());
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+    drop(store);
+    // Unsealed updates, spilled or not, are gone; sealed ones stay.
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    model.forget_from(10);
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+    assert!(store.manifest().stream("s").unwrap().spills.is_empty());
+    assert_no_leftovers(&store);
+}
+
+/// Millions of updates behind a stalled frontier: `DDPERSIST_LONG=1 cargo test --release --test futurelog`.
+#[test]
+#[ignore = "long: run with --ignored (release build recommended)"]
+fn millions_of_updates_behind_a_stalled_frontier_stay_within_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        memtable_budget_bytes: 8 << 20,
+        ..Options::default()
+    };
+    let store = Store::open_with(dir.path(), options).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    let mut rng = Rng(23);
+    let val = [b'x'; 100];
+    for _ in 0..3_000 {
+        let keys: Vec<[u8; 16]> = (0..1000).map(|_| (rng.next() as u128).to_be_bytes()).collect();
+        let t = 1 + rng.below(1_000_000);
+        store
+            .write_bytes("s", keys.iter().map(|k| (&k[..], &val[..], t, 1)))
+            .unwrap();
+        assert!(store.memtable_bytes("s").unwrap() <= 8 << 20);
+    }
+    let spilled: u64 = store
+        .manifest()
+        .stream("s")
+        .unwrap()
+        .spills
+        .iter()
+        .map(|r| r.update_count)
+        .sum();
+    assert!(spilled > 2_000_000, "{spilled}");
+}
