@@ -23,7 +23,8 @@
 //!
 //! **Threads.** [`Workers`] runs `Options::compaction_threads` background threads fed by a queue of streams
 //! that sealed. `seal` waits only when a stream has more than `Options::max_batches_per_stream` batches
-//! (back-pressure). With zero threads, merges run inside `seal`.
+//! (back-pressure); past that bound a merge is always due, of the adjacent pair with the fewest updates
+//! if none is due by size ([`pick_merge_bounded`]). With zero threads, merges run inside `seal`.
 
 use crate::batch::{batch_file_name, BatchFile, BatchStats, BatchWriter, Description, UpdateCursor};
 use crate::blob::BlobWriter;
@@ -49,6 +50,16 @@ pub fn pick_merge(update_counts: &[u64]) -> Option<usize> {
     (0..update_counts.len().saturating_sub(1))
         .rev()
         .find(|&i| level_of(update_counts[i]) <= level_of(update_counts[i + 1]))
+}
+
+/// [`pick_merge`], and beyond it, when there are more than `bound` batches, the adjacent pair with the
+/// fewest updates: the back-pressure bound on the batch count holds even when no merge is due by size.
+pub fn pick_merge_bounded(update_counts: &[u64], bound: usize) -> Option<usize> {
+    pick_merge(update_counts).or_else(|| {
+        (update_counts.len() > bound)
+            .then(|| (0..update_counts.len() - 1).min_by_key(|&i| update_counts[i] + update_counts[i + 1]))
+            .flatten()
+    })
 }
 
 /// How often (in updates) a merge checks whether the store is shutting down.
@@ -280,10 +291,15 @@ impl Store {
             if stream.batches.len() <= bound || state.background_error.is_some() || state.poisoned.is_some() {
                 return Ok(());
             }
-            if self.handle.as_ref().is_none_or(|w| !w.has_threads()) {
+            let workers = self.handle.as_ref().filter(|w| w.has_threads());
+            let Some(workers) = workers else {
                 drop(state);
                 self.compact(id)?;
                 return Ok(());
+            };
+            // Over the bound a merge is always due (`pick_merge_bounded`); make sure a worker is on it.
+            if !stream.merging {
+                workers.push(id);
             }
             self.inner
                 .batches_changed
@@ -312,7 +328,8 @@ impl Store {
                 return Ok(false);
             }
             let counts: Vec<u64> = stream.batches.iter().map(|b| b.update_count()).collect();
-            let Some(i) = pick_merge(&counts) else {
+            let bound = self.inner.options.max_batches_per_stream.max(2);
+            let Some(i) = pick_merge_bounded(&counts, bound) else {
                 return Ok(false);
             };
             let inputs = stream.batches[i..i + 2].to_vec();
@@ -442,6 +459,13 @@ mod tests {
             assert!(batches.windows(2).all(|w| level_of(w[0]) > level_of(w[1])));
         }
         assert_eq!(batches.iter().sum::<u64>(), 100_000);
+    }
+
+    #[test]
+    fn the_bound_forces_the_cheapest_merge() {
+        assert_eq!(pick_merge_bounded(&[8, 4, 2], 3), None);
+        assert_eq!(pick_merge_bounded(&[8, 4, 2], 2), Some(1));
+        assert_eq!(pick_merge_bounded(&[100, 2, 30, 1], 2), Some(1));
     }
 
     #[test]

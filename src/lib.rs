@@ -40,6 +40,7 @@ pub mod operators;
 pub mod snapshot;
 pub mod store;
 pub mod trace;
+pub mod upsert;
 pub mod wal;
 
 pub use batch::{Description, FRONTIER_CLOSED};

@@ -149,7 +149,14 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
         let mut at = SEGMENT_HEADER_BYTES as usize;
         while at < bytes.len() {
             if let Some(end) = valid_record_at(&bytes, at) {
-                let lsn = first_lsn + (at as u64 - SEGMENT_HEADER_BYTES);
+                // The LSN just past the record must fit a u64 (a corrupt or hostile segment name may
+                // start the segment near the end of the LSN space).
+                let Some(lsn) = first_lsn
+                    .checked_add(at as u64 - SEGMENT_HEADER_BYTES)
+                    .filter(|lsn| lsn.checked_add((end - at) as u64).is_some())
+                else {
+                    return Err(Error::corrupt(&file_name, at as u64, "record LSN overflows u64"));
+                };
                 f(lsn, &bytes[at + RECORD_HEADER_BYTES as usize..end])?;
                 report.records += 1;
                 at = end;
@@ -172,7 +179,8 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
             cut = Some(Cut::TruncateLast { offset: at as u64 });
             break;
         }
-        expected_lsn = Some(first_lsn + (at as u64 - SEGMENT_HEADER_BYTES));
+        // Every record's end LSN was checked above, so this cannot overflow.
+        expected_lsn = Some(first_lsn.saturating_add(at as u64 - SEGMENT_HEADER_BYTES));
     }
     Ok(Scan {
         report,
