@@ -99,6 +99,8 @@ pub fn merge_batches(
 pub(crate) struct Workers {
     queue: Arc<Queue>,
     threads: Vec<JoinHandle<()>>,
+    /// The store, to tell running merges to stop when the last user handle drops.
+    inner: Arc<Inner>,
 }
 
 struct Queue {
@@ -123,7 +125,11 @@ impl Workers {
             })
             .filter_map(|spawned| spawned.ok())
             .collect();
-        Workers { queue, threads }
+        Workers {
+            queue,
+            threads,
+            inner: inner.clone(),
+        }
     }
 
     fn push(&self, id: &str) {
@@ -141,6 +147,9 @@ impl Workers {
 
 impl Drop for Workers {
     fn drop(&mut self) {
+        // Running merges check this every few thousand updates and discard their output (the merge is
+        // due again at the next open).
+        self.inner.stopping.store(true, Ordering::Relaxed);
         self.queue.pending.lock().1 = true;
         self.queue.wake.notify_all();
         for t in self.threads.drain(..) {

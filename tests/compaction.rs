@@ -2,11 +2,10 @@
 
 mod common;
 
-use common::{batch_files, Model, Rng};
+use common::{accumulate, batch_files, blob_files, named_files, Model, Rng};
 use ddpersist::blob::{Blob, FaultyBlob, MemBlob};
 use ddpersist::wal::MemBuffer;
-use ddpersist::{Error, Options, OwnedUpdate, Store, StreamOptions};
-use std::collections::BTreeMap;
+use ddpersist::{Error, Options, Store, StreamOptions};
 use std::sync::Arc;
 
 fn inline() -> Options {
@@ -14,18 +13,6 @@ fn inline() -> Options {
         compaction_threads: 0,
         ..Options::default()
     }
-}
-
-/// The collection accumulated at time `t`: every (key, val) with the sum of its diffs at times <= t.
-fn accumulate(updates: &[OwnedUpdate], t: u64) -> BTreeMap<(Vec<u8>, Vec<u8>), i64> {
-    let mut acc = BTreeMap::new();
-    for (k, v, time, d) in updates {
-        if *time <= t {
-            *acc.entry((k.clone(), v.clone())).or_insert(0) += d;
-        }
-    }
-    acc.retain(|_, d| *d != 0);
-    acc
 }
 
 /// Writes `rounds` seals of `per_round` random updates each, recording them in `model`.
@@ -173,26 +160,10 @@ fn a_reader_keeps_its_batches_across_merges() {
             "{object} deleted under a reader"
         );
     }
-    let live: Vec<String> = store
-        .manifest()
-        .stream("s")
-        .unwrap()
-        .batches
-        .iter()
-        .map(|b| ddpersist::batch::batch_file_name(b.file_no))
-        .collect();
+    let live = named_files(&store);
     drop(held);
     // Once the reader is gone, only the live batches remain.
-    let mut names: Vec<String> = blob
-        .list()
-        .unwrap()
-        .into_iter()
-        .filter(|n| n.ends_with(".batch"))
-        .collect();
-    names.sort();
-    let mut live = live;
-    live.sort();
-    assert_eq!(names, live);
+    assert_eq!(blob_files(&blob), live);
     assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
 }
 
@@ -257,24 +228,11 @@ fn a_crash_at_any_step_of_a_merge_loses_nothing() {
             "crash at step {step}"
         );
         // Open removed what the crash left: the blob holds exactly what the manifest names.
-        let mut names: Vec<String> = faulty
-            .inner()
-            .list()
-            .unwrap()
-            .into_iter()
-            .filter(|n| n != "MANIFEST")
-            .collect();
-        names.sort();
-        let mut named: Vec<String> = store
-            .manifest()
-            .stream("s")
-            .unwrap()
-            .batches
-            .iter()
-            .map(|b| ddpersist::batch::batch_file_name(b.file_no))
-            .collect();
-        named.sort();
-        assert_eq!(names, named, "crash at step {step}");
+        assert_eq!(
+            blob_files(faulty.inner()),
+            named_files(&store),
+            "crash at step {step}"
+        );
         if !crashed {
             // The whole seal and every merge ran without reaching the fault: all steps are covered.
             assert!(

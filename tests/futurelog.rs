@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Model, Rng};
+use common::{blob_files, named_files, Model, Rng};
 use ddpersist::{Options, Store, StreamOptions};
 
 const BUDGET: usize = 64 << 10;
@@ -42,23 +42,7 @@ fn write_future(store: &Store, model: &mut Model, rng: &mut Rng, n: u64, from: u
 
 /// The blob holds the manifest and exactly the files it names.
 fn assert_no_leftovers(store: &Store) {
-    let m = store.manifest();
-    let mut named: Vec<String> = m
-        .streams
-        .iter()
-        .flat_map(|s| s.batches.iter().chain(&s.spills))
-        .map(|b| ddpersist::batch::batch_file_name(b.file_no))
-        .collect();
-    named.sort();
-    let mut files: Vec<String> = store
-        .blob()
-        .list()
-        .unwrap()
-        .into_iter()
-        .filter(|n| n.ends_with(".batch"))
-        .collect();
-    files.sort();
-    assert_eq!(files, named);
+    assert_eq!(blob_files(&**store.blob()), named_files(store));
 }
 
 #[test]
@@ -138,7 +122,7 @@ fn a_non_durable_stream_forgets_its_spills_at_restart() {
     assert_no_leftovers(&store);
 }
 
-/// Millions of updates behind a stalled frontier: `DDPERSIST_LONG=1 cargo test --release --test futurelog`.
+/// Millions of updates behind a stalled frontier: `cargo test --release --test futurelog -- --ignored`.
 #[test]
 #[ignore = "long: run with --ignored (release build recommended)"]
 fn millions_of_updates_behind_a_stalled_frontier_stay_within_the_budget() {

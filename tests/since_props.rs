@@ -4,11 +4,11 @@
 
 mod common;
 
+use common::accumulate;
 use ddpersist::blob::{FaultyBlob, MemBlob};
 use ddpersist::wal::MemBuffer;
 use ddpersist::{Options, OwnedUpdate, Store, StreamOptions};
 use proptest::prelude::*;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Clone, Debug)]
@@ -34,17 +34,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Reopen),
         1 => (0u64..40).prop_map(Op::Crash),
     ]
-}
-
-fn accumulate(updates: &[OwnedUpdate], t: u64) -> BTreeMap<(Vec<u8>, Vec<u8>), i64> {
-    let mut acc = BTreeMap::new();
-    for (k, v, time, d) in updates {
-        if *time <= t {
-            *acc.entry((k.clone(), v.clone())).or_insert(0) += d;
-        }
-    }
-    acc.retain(|_, d| *d != 0);
-    acc
 }
 
 struct Harness {

@@ -385,6 +385,7 @@ pub struct Block<'a> {
 
 impl<'a> Block<'a> {
     /// The array positions of a block that passed [`Block::check`] before.
+    #[inline]
     fn layout(bytes: &'a [u8]) -> Self {
         let (k, v, u) = (
             le_u32(bytes, 0) as usize,
@@ -396,6 +397,7 @@ impl<'a> Block<'a> {
         b
     }
 
+    #[inline]
     fn u32_at(&self, array_at: usize, i: usize) -> u32 {
         le_u32(self.bytes, array_at + 4 * i)
     }
@@ -479,6 +481,7 @@ impl<'a> Block<'a> {
 
     /// Where the fixed-width arrays start for `k` keys, `v` vals and `u` updates (`val_bytes_at` is set
     /// by the caller, which knows the key bytes' length).
+    #[inline]
     fn arrays(bytes: &'a [u8], k: usize, v: usize, u: usize) -> Self {
         let times_at = BLOCK_HEADER_BYTES;
         let diffs_at = times_at + 8 * u;

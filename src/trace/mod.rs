@@ -1,1 +1,95 @@
-//! Differential-dataflow trace over persisted batches (in progress; see DESIGN.md section 6).
+//! Differential-dataflow trace over persisted batches: the store's batch files served, straight from their
+//! memory maps, as a DD 0.26 arrangement.
+//!
+//! - [`batch`]: [`PersistedBatch`], one verified batch file (or none) with its DD description;
+//! - [`cursor`]: [`PersistedCursor`], DD's `Cursor` over a batch (keys and vals are `&[u8]`, times `u64`,
+//!   diffs `i64`);
+//! - [`persisted`]: [`PersistedTrace`], DD's `TraceReader` + `Trace` over a stream's batches;
+//! - [`containers`]: the byte-string containers the cursor names, and [`BytesSpine`], DD's in-memory
+//!   arrangement with the same key type (for joins against persisted arrangements).
+//!
+//! Frontiers: the store keeps a frontier as one `u64` (times are totally ordered), with
+//! [`FRONTIER_CLOSED`] standing for the empty antichain; DD uses `Antichain<u64>`. [`antichain`] and
+//! [`frontier_value`] convert between the two and are the only place that knows the correspondence.
+
+pub mod batch;
+pub mod containers;
+pub mod cursor;
+pub mod persisted;
+
+pub use batch::{description, PersistedBatch};
+pub use containers::{
+    BytesBatch, BytesBatcher, BytesBuilder, BytesContainer, BytesLayout, BytesSpine, BytesUpdate,
+    CopyContainer,
+};
+pub use cursor::PersistedCursor;
+pub use persisted::{PersistedSpan, PersistedTrace};
+
+use crate::error::Error;
+use crate::FRONTIER_CLOSED;
+use std::cell::RefCell;
+use std::rc::Rc;
+use timely::progress::frontier::AntichainRef;
+use timely::progress::Antichain;
+
+/// The antichain for a store frontier value: `[value]`, or the empty antichain for [`FRONTIER_CLOSED`].
+pub fn antichain(value: u64) -> Antichain<u64> {
+    if value == FRONTIER_CLOSED {
+        Antichain::new()
+    } else {
+        Antichain::from_elem(value)
+    }
+}
+
+/// The store frontier value of an antichain of `u64`s: its least element, or [`FRONTIER_CLOSED`] when
+/// it is empty. (Antichains of a total order have at most one element.)
+pub fn frontier_value(frontier: AntichainRef<'_, u64>) -> u64 {
+    frontier.iter().copied().min().unwrap_or(FRONTIER_CLOSED)
+}
+
+/// Where code that cannot return errors (DD's trace maintenance, a timely operator) records them. The
+/// first error is kept; later ones are counted. Clones share the slot. Not `Send`: it lives with the
+/// worker that owns the trace or operator.
+#[derive(Clone, Default)]
+pub struct ErrorSlot(Rc<RefCell<(Option<Error>, usize)>>);
+
+impl ErrorSlot {
+    /// Records `error`, unless an earlier one is still held (then only the count grows).
+    pub fn record(&self, error: Error) {
+        let mut slot = self.0.borrow_mut();
+        slot.1 += 1;
+        if slot.0.is_none() {
+            slot.0 = Some(error);
+        }
+    }
+
+    /// Whether an error is held.
+    pub fn is_set(&self) -> bool {
+        self.0.borrow().0.is_some()
+    }
+
+    /// The held error's message, if any.
+    pub fn message(&self) -> Option<String> {
+        self.0.borrow().0.as_ref().map(|e| e.to_string())
+    }
+
+    /// Takes the held error out of the slot.
+    pub fn take(&self) -> Option<Error> {
+        self.0.borrow_mut().0.take()
+    }
+
+    /// How many errors have been recorded in all (including taken ones).
+    pub fn count(&self) -> usize {
+        self.0.borrow().1
+    }
+}
+
+impl std::fmt::Debug for ErrorSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let slot = self.0.borrow();
+        f.debug_struct("ErrorSlot")
+            .field("error", &slot.0)
+            .field("count", &slot.1)
+            .finish()
+    }
+}

@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests: a naive model of a stream, and file surgery.
 #![allow(dead_code)]
 
-use ddpersist::OwnedUpdate;
+use ddpersist::blob::Blob;
+use ddpersist::{OwnedUpdate, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -73,4 +74,37 @@ pub fn flip_byte(path: &Path, offset: u64) {
     let mut bytes = std::fs::read(path).unwrap();
     bytes[offset as usize] ^= 0x5A;
     std::fs::write(path, bytes).unwrap();
+}
+
+/// The collection accumulated at time `t`: every (key, val) with the sum of its diffs at times <= t.
+pub fn accumulate(updates: &[OwnedUpdate], t: u64) -> BTreeMap<(Vec<u8>, Vec<u8>), i64> {
+    let mut acc = BTreeMap::new();
+    for (k, v, time, d) in updates {
+        if *time <= t {
+            *acc.entry((k.clone(), v.clone())).or_insert(0) += d;
+        }
+    }
+    acc.retain(|_, d| *d != 0);
+    acc
+}
+
+/// The batch files (and runs) every stream of `store`'s manifest names, sorted.
+pub fn named_files(store: &Store) -> Vec<String> {
+    let mut named: Vec<String> = store
+        .manifest()
+        .streams
+        .iter()
+        .flat_map(|s| s.batches.iter().chain(&s.spills))
+        .map(|b| ddpersist::batch::batch_file_name(b.file_no))
+        .collect();
+    named.sort();
+    named
+}
+
+/// The batch files (and temporaries) in `blob`, sorted.
+pub fn blob_files(blob: &dyn Blob) -> Vec<String> {
+    let ours = |n: &String| n.ends_with(".batch") || n.ends_with(".tmp");
+    let mut names: Vec<String> = blob.list().unwrap().into_iter().filter(ours).collect();
+    names.sort();
+    names
 }

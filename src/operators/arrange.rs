@@ -1,0 +1,235 @@
+//! [`ArrangePersisted`]: arrange a collection into a store stream, and serve the stream's batch files as a
+//! differential dataflow arrangement (`Arranged<TraceAgent<PersistedTrace>>`).
+//!
+//! What the operator does, mirroring DD's `arrange_core` and `TraceAgent::import`:
+//! 1. when built: checks the worker count, creates the worker's stream if missing, opens the stream's
+//!    sealed batches as a [`PersistedTrace`] and inserts them, through the `TraceWriter`, into the trace it
+//!    shares with readers (so joins built later preload them);
+//! 2. on its first activation: emits those spans, covering `[0, upper)` of earlier runs, under its initial
+//!    capability (time 0), so stream readers (`as_collection`, `reduce`) see the persisted data, then
+//!    downgrades its capability to the persisted upper;
+//! 3. on every activation: writes new input updates to the store and, when the input frontier advances,
+//!    seals and emits one span per advance (`Persister`), holding its capability at the trace's upper
+//!    (at or below every time a later span can hold); once the input is exhausted it closes the trace and
+//!    drops the capability;
+//! 4. exerts the trace: it adopts batches the store merged, and advances the stream's `since` as readers
+//!    allow (see [`PersistedTrace`]).
+//!
+//! Invariants: the spans on the output stream are exactly the spans inserted into the trace, in order, each
+//! sent under a capability at or below its lower bound; the capability is held at the trace's upper.
+
+use super::persister::{PersistHandle, Persister};
+use super::{check_worker_count, key_hash, worker_stream_id};
+use crate::codec::Codec;
+use crate::error::{Error, Result};
+use crate::store::{Store, StreamOptions};
+use crate::trace::{frontier_value, BytesBatcher, BytesSpine, BytesUpdate, PersistedSpan, PersistedTrace};
+use crate::FRONTIER_CLOSED;
+use differential_dataflow::logging::DifferentialEventBuilder;
+use differential_dataflow::operators::arrange::arrangement::arrange_core;
+use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
+use differential_dataflow::{Data, ExchangeData, VecCollection};
+use std::collections::BTreeSet;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::Stream;
+use timely::progress::Stamp;
+
+/// A persisted arrangement: the arrangement, and the handle on the operator that persists it.
+pub type PersistedArrangement<'scope> = (Arranged<'scope, TraceAgent<PersistedTrace>>, PersistHandle);
+
+/// How [`ArrangePersisted::arrange_persisted_with`] creates its streams.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PersistOptions {
+    /// Create the stream durable: unsealed updates survive a restart in the store's WAL, and the input must
+    /// then *not* replay them. The default, `false`, fits a replayable input (the usual case for operator
+    /// state): unsealed updates are lost on restart and the input replays from
+    /// [`PersistHandle::resume_at`]. An existing stream keeps the durability it was created with.
+    pub durable: bool,
+}
+
+/// Arranging a collection of `(key, val)` pairs into the store. See the module docs.
+pub trait ArrangePersisted<'scope> {
+    /// Arranges the collection by key into stream `id` of `store` (one stream per worker, see
+    /// [`worker_stream_id`]), with default [`PersistOptions`]. Returns the arrangement, served from the
+    /// batch files, and the worker's [`PersistHandle`].
+    ///
+    /// Errors (when building the dataflow): [`Error::BadInput`] if the arrangement was persisted by a
+    /// different number of workers; store errors from creating or opening the stream ([`Error::Corrupt`]
+    /// when a batch fails verification: opening reads every persisted block once).
+    fn arrange_persisted(self, store: &Store, id: &str) -> Result<PersistedArrangement<'scope>>;
+
+    /// As [`arrange_persisted`](Self::arrange_persisted), with options.
+    fn arrange_persisted_with(
+        self,
+        store: &Store,
+        id: &str,
+        options: PersistOptions,
+    ) -> Result<PersistedArrangement<'scope>>;
+
+    /// An in-memory arrangement of the same collection with the same key type and partitioning as a
+    /// persisted one: keys and vals encoded by their [`Codec`], exchanged by [`key_hash`]. Join it with a
+    /// persisted arrangement through `join_core`.
+    fn arrange_encoded(self) -> Arranged<'scope, TraceAgent<BytesSpine>>;
+}
+
+impl<'scope, K, V> ArrangePersisted<'scope> for VecCollection<'scope, u64, (K, V), i64>
+where
+    K: Codec + ExchangeData,
+    V: Codec + ExchangeData,
+{
+    fn arrange_persisted(self, store: &Store, id: &str) -> Result<PersistedArrangement<'scope>> {
+        self.arrange_persisted_with(store, id, PersistOptions::default())
+    }
+
+    fn arrange_persisted_with(
+        self,
+        store: &Store,
+        id: &str,
+        options: PersistOptions,
+    ) -> Result<PersistedArrangement<'scope>> {
+        let scope = self.inner.scope();
+        let (index, peers) = (scope.index(), scope.peers());
+        check_worker_count(store, id, peers)?;
+        let stream = worker_stream_id(id, index, peers);
+        if !store.has_stream(&stream) {
+            store.create_stream(
+                &stream,
+                StreamOptions {
+                    durable: options.durable,
+                },
+            )?;
+        }
+        let mut trace = PersistedTrace::open(store, &stream)?;
+        let upper = frontier_value(trace.upper().borrow());
+        let pending = unsealed_times(store, &stream, upper)?;
+        let persister = Persister::new(store, &stream, upper, pending, trace.errors().clone());
+        let handle = persister.handle();
+        let initial = trace.take_spans();
+        let arranged = if peers == 1 {
+            build(self.inner, Pipeline, trace, initial, persister)?
+        } else {
+            let mut scratch = Vec::new();
+            let exchange = Exchange::new(move |update: &((K, V), u64, i64)| {
+                scratch.clear();
+                (update.0).0.encode(&mut scratch);
+                key_hash(&scratch)
+            });
+            build(self.inner, exchange, trace, initial, persister)?
+        };
+        Ok((arranged, handle))
+    }
+
+    fn arrange_encoded(self) -> Arranged<'scope, TraceAgent<BytesSpine>> {
+        let encoded = self.map(|(k, v)| (k.to_bytes(), v.to_bytes()));
+        let exchange = Exchange::new(|update: &BytesUpdate| key_hash(&(update.0).0));
+        arrange_core::<_, _, BytesBatcher, BytesSpine>(
+            encoded.inner,
+            exchange,
+            "ArrangeEncoded",
+            BytesBatcher::new,
+        )
+    }
+}
+
+/// The times of updates a durable stream recovered from its WAL (written, not sealed) at or above `upper`.
+/// Empty, without reading anything, when there are none (always for streams that are not durable).
+fn unsealed_times(store: &Store, stream: &str, upper: u64) -> Result<BTreeSet<u64>> {
+    let mut times = BTreeSet::new();
+    if store.unsealed_len(stream)? == 0 {
+        return Ok(times);
+    }
+    let snapshot = store.snapshot(stream)?;
+    for update in snapshot.iter()? {
+        let (_, _, time, _) = update?;
+        if time >= upper {
+            times.insert(time);
+        }
+    }
+    Ok(times)
+}
+
+/// A container of input updates.
+type Updates<K, V> = Vec<((K, V), u64, i64)>;
+
+/// Builds the operator over `stream` (already partitioned by `pact`): see the module docs.
+fn build<'scope, K, V, P>(
+    stream: Stream<'scope, u64, Updates<K, V>>,
+    pact: P,
+    trace: PersistedTrace,
+    initial: Vec<PersistedSpan>,
+    mut persister: Persister,
+) -> Result<Arranged<'scope, TraceAgent<PersistedTrace>>>
+where
+    K: Codec + Data,
+    V: Codec + Data,
+    P: ParallelizationContract<u64, Updates<K, V>>,
+{
+    let scope = stream.scope();
+    let mut reader = None;
+    let reader_ref = &mut reader;
+    let output = stream.unary_frontier::<CapacityContainerBuilder<Vec<PersistedSpan>>, _, _, _>(
+        pact,
+        "ArrangePersisted",
+        move |capability, info| {
+            let logger = scope
+                .worker()
+                .logger_for::<DifferentialEventBuilder>("differential/arrange")
+                .map(Into::into);
+            let mut trace = trace;
+            trace.set_activator(scope.activator_for(info.address.clone()));
+            let (agent, mut writer) = TraceAgent::new(trace, info.clone(), logger);
+            for span in &initial {
+                let stamp = if span.has_updates() {
+                    Stamp::from_elem(0)
+                } else {
+                    Stamp::new()
+                };
+                writer.insert(span.clone(), stamp);
+            }
+            *reader_ref = Some(agent);
+            // The persisted spans go out on the first activation, whether or not the input moves.
+            scope.activator_for(info.address).activate();
+            let mut capability = Some(capability);
+            let mut initial = Some(initial);
+            move |(input, frontier), output| {
+                if let (Some(cap), Some(spans)) = (capability.as_ref(), initial.take()) {
+                    output.session(cap).give_iterator(spans.into_iter());
+                }
+                input.for_each(|_time, data| persister.stage(data));
+                persister.flush();
+                // An empty frontier (the input is exhausted) is FRONTIER_CLOSED; a frontier at u64::MAX, a
+                // time the store cannot hold, completes the times below it and no more.
+                let to = if frontier.frontier().is_empty() {
+                    FRONTIER_CLOSED
+                } else {
+                    frontier_value(frontier.frontier()).min(FRONTIER_CLOSED - 1)
+                };
+                if let Some(cap) = capability.as_ref() {
+                    let spans = persister.advance(to, &mut writer, *cap.time());
+                    if !spans.is_empty() {
+                        output.session(cap).give_iterator(spans.into_iter());
+                    }
+                }
+                let upper = persister.upper();
+                if upper == FRONTIER_CLOSED || (persister.stopped() && to == FRONTIER_CLOSED) {
+                    // Done (or failed, and the input is exhausted): release the dataflow.
+                    capability = None;
+                } else if let Some(cap) = capability.as_mut() {
+                    if *cap.time() < upper {
+                        // Cannot fail: `upper` only grows. (A failure would leave the capability lower,
+                        // which holds readers back but is never wrong.)
+                        let _ = cap.try_downgrade(&upper);
+                    }
+                }
+                writer.exert();
+            }
+        },
+    );
+    let trace = reader.ok_or_else(|| Error::bad_input("timely did not run the operator constructor"))?;
+    Ok(Arranged {
+        stream: output,
+        trace,
+    })
+}

@@ -1,0 +1,278 @@
+//! The state machine inside the `ArrangePersisted` operator, and [`PersistHandle`], the caller's view of it.
+//!
+//! [`Persister`] owns the write path of one worker's stream:
+//! - [`stage`](Persister::stage) encodes input updates (by [`Codec`]) into one reused buffer, skipping
+//!   those at times below the trace's upper: they are persisted already (a restarted dataflow replays its
+//!   input, and the replay is idempotent);
+//! - [`flush`](Persister::flush) writes the staged updates with one `Store::write_bytes` call and notes
+//!   their times as pending (written, not sealed);
+//! - [`advance`](Persister::advance) reacts to the input frontier moving to `f`: if updates are pending
+//!   below `f` it seals the stream at `f` (one batch file, one manifest commit); an interval without
+//!   updates touches no disk and only extends the trace with an update-free span. When the input is
+//!   exhausted (`f` empty) it seals what is pending up to one past its greatest time and closes the *trace*
+//!   but not the stream, so a later run can continue at later times.
+//!
+//! Invariants: `upper` is the trace's upper; every pending time is at or beyond it; the stream's sealed
+//! upper in the store is at or below it, and the stream has no update in between that is not pending.
+//!
+//! Errors (I/O, a poisoned store, a time the store cannot hold) cannot be returned from a timely operator.
+//! The first one is recorded in the shared [`ErrorSlot`] and the persister *stops*: it writes, seals and
+//! emits nothing more, so the arrangement's frontier stays at the last upper it served and no reader ever
+//! sees an incomplete time as complete. Once the input is exhausted the operator releases its capability
+//! anyway (so the dataflow can shut down); a caller must therefore check [`PersistHandle::error`] before
+//! trusting results at later times.
+
+use crate::codec::Codec;
+use crate::error::Error;
+use crate::store::Store;
+use crate::trace::batch::description;
+use crate::trace::{ErrorSlot, PersistedBatch, PersistedSpan, PersistedTrace};
+use crate::FRONTIER_CLOSED;
+use differential_dataflow::operators::arrange::TraceWriter;
+use differential_dataflow::trace::Span;
+use std::cell::Cell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use timely::progress::Stamp;
+
+/// Staged bytes (keys, vals and 24 bytes of framing per update) that trigger a write before the input is
+/// drained, keeping one write well under the store's 512 MiB limit.
+const FLUSH_BYTES: usize = 64 << 20;
+
+/// What the operator shares with its [`PersistHandle`]s.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The stream's sealed upper in the store.
+    sealed_upper: Cell<u64>,
+    /// The upper of the arrangement (its trace): at or above `sealed_upper`.
+    upper: Cell<u64>,
+    stopped: Cell<bool>,
+    errors: ErrorSlot,
+}
+
+/// The caller's view of one worker's persisting operator: what it has persisted and whether it failed.
+/// Cheap to clone; lives with the worker (not `Send`).
+#[derive(Clone, Debug)]
+pub struct PersistHandle {
+    stream: Rc<str>,
+    resume_at: u64,
+    shared: Rc<Shared>,
+}
+
+impl PersistHandle {
+    /// The store stream this worker persists into.
+    pub fn stream_id(&self) -> &str {
+        &self.stream
+    }
+
+    /// The stream's sealed upper when the operator was built. Input updates at earlier times were
+    /// persisted by an earlier run and are skipped; a restarted input needs only to replay from here on.
+    pub fn resume_at(&self) -> u64 {
+        self.resume_at
+    }
+
+    /// The stream's sealed upper now: every update below it is in a batch file.
+    pub fn sealed_upper(&self) -> u64 {
+        self.shared.sealed_upper.get()
+    }
+
+    /// The arrangement's upper: every update below it is in the trace (some intervals may be update-free
+    /// spans not yet recorded in the store).
+    pub fn upper(&self) -> u64 {
+        self.shared.upper.get()
+    }
+
+    /// Whether the operator stopped persisting after an error.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.get()
+    }
+
+    /// The first error the operator or its trace's maintenance met, as a message.
+    pub fn error(&self) -> Option<String> {
+        self.shared.errors.message()
+    }
+
+    /// Takes the first error out (a stopped operator stays stopped).
+    pub fn take_error(&self) -> Option<Error> {
+        self.shared.errors.take()
+    }
+
+    /// The shared error slot.
+    pub fn errors(&self) -> &ErrorSlot {
+        &self.shared.errors
+    }
+}
+
+/// The write path of one worker's stream: see the module docs.
+pub(crate) struct Persister {
+    store: Store,
+    stream: String,
+    upper: u64,
+    pending: BTreeSet<u64>,
+    buf: Vec<u8>,
+    /// `(key start, key end = val start, val end, time, diff)` into `buf`.
+    staged: Vec<(usize, usize, usize, u64, i64)>,
+    stopped: bool,
+    shared: Rc<Shared>,
+}
+
+impl Persister {
+    /// A persister for `stream`, whose trace ends at `upper` and which has unsealed updates at `pending`
+    /// times (recovered by a durable stream); errors go to `errors`.
+    pub(crate) fn new(
+        store: &Store,
+        stream: &str,
+        upper: u64,
+        pending: BTreeSet<u64>,
+        errors: ErrorSlot,
+    ) -> Self {
+        let shared = Shared {
+            sealed_upper: Cell::new(upper),
+            upper: Cell::new(upper),
+            stopped: Cell::new(false),
+            errors,
+        };
+        Persister {
+            store: store.clone(),
+            stream: stream.to_string(),
+            upper,
+            pending,
+            buf: Vec::new(),
+            staged: Vec::new(),
+            stopped: false,
+            shared: Rc::new(shared),
+        }
+    }
+
+    /// A handle on this persister.
+    pub(crate) fn handle(&self) -> PersistHandle {
+        PersistHandle {
+            stream: self.stream.as_str().into(),
+            resume_at: self.upper,
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The trace's upper.
+    pub(crate) fn upper(&self) -> u64 {
+        self.upper
+    }
+
+    /// Whether the persister stopped after an error.
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    fn fail(&mut self, error: Error) {
+        self.shared.errors.record(error);
+        self.stopped = true;
+        self.shared.stopped.set(true);
+    }
+
+    /// Encodes the updates of `data` not yet persisted into the staging buffer, and clears `data`.
+    pub(crate) fn stage<K: Codec, V: Codec>(&mut self, data: &mut Vec<((K, V), u64, i64)>) {
+        for ((key, val), time, diff) in data.iter() {
+            if self.stopped || *time < self.upper || *diff == 0 {
+                continue;
+            }
+            let start = self.buf.len();
+            key.encode(&mut self.buf);
+            let mid = self.buf.len();
+            val.encode(&mut self.buf);
+            self.staged.push((start, mid, self.buf.len(), *time, *diff));
+            if self.buf.len() + 24 * self.staged.len() >= FLUSH_BYTES {
+                self.flush();
+            }
+        }
+        data.clear();
+    }
+
+    /// Writes the staged updates to the store in one call.
+    pub(crate) fn flush(&mut self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let buf = &self.buf;
+        let updates = self
+            .staged
+            .iter()
+            .map(|&(s, m, e, t, d)| (&buf[s..m], &buf[m..e], t, d));
+        match self.store.write_bytes(&self.stream, updates) {
+            Ok(()) => {
+                let mut last = None;
+                for &(_, _, _, time, _) in &self.staged {
+                    if last != Some(time) {
+                        self.pending.insert(time);
+                        last = Some(time);
+                    }
+                }
+            }
+            Err(e) => self.fail(e),
+        }
+        self.staged.clear();
+        self.buf.clear();
+    }
+
+    /// Advances the trace to `to` (the input frontier; [`FRONTIER_CLOSED`] once the input is exhausted),
+    /// sealing pending updates below it. Inserts the new spans into `writer` (stamped with `cap_time`, the
+    /// operator's capability, which is at most the old upper) and returns them for the output.
+    pub(crate) fn advance(
+        &mut self,
+        to: u64,
+        writer: &mut TraceWriter<PersistedTrace>,
+        cap_time: u64,
+    ) -> Vec<PersistedSpan> {
+        let mut spans = Vec::new();
+        if self.stopped || to <= self.upper {
+            return spans;
+        }
+        let seal_to = if to == FRONTIER_CLOSED {
+            self.pending.last().map(|t| t.saturating_add(1))
+        } else {
+            self.pending.first().is_some_and(|t| *t < to).then_some(to)
+        };
+        if let Some(seal_to) = seal_to {
+            match self.seal(seal_to) {
+                Ok(span) => spans.push(span),
+                Err(e) => {
+                    self.fail(e);
+                    return spans;
+                }
+            }
+        }
+        if to > self.upper {
+            match description(self.upper, to, 0) {
+                Ok(desc) => spans.push(Span::new(desc, None)),
+                Err(e) => {
+                    self.fail(e);
+                    return spans;
+                }
+            }
+            self.upper = to;
+        }
+        for span in &spans {
+            let stamp = if span.has_updates() {
+                Stamp::from_elem(cap_time)
+            } else {
+                Stamp::new()
+            };
+            writer.insert(span.clone(), stamp);
+        }
+        self.shared.upper.set(self.upper);
+        spans
+    }
+
+    /// Seals the stream at `to` and returns the span `[upper, to)` serving the new batch.
+    fn seal(&mut self, to: u64) -> crate::Result<PersistedSpan> {
+        let info = self.store.seal(&self.stream, to)?;
+        self.shared.sealed_upper.set(to);
+        let desc = description(self.upper, to, 0)?;
+        let inner = info
+            .batch
+            .map(|file| PersistedBatch::new(file, desc.clone()))
+            .transpose()?;
+        self.pending = self.pending.split_off(&to);
+        self.upper = to;
+        Ok(Span::new(desc, inner))
+    }
+}

@@ -1,0 +1,126 @@
+//! [`PersistedBatch`]: one batch file (or none, for an update-free interval) with its differential
+//! dataflow [`Description`], served to DD through [`Navigable`].
+//!
+//! Invariants, established by the constructors and kept for the life of the value:
+//! - a batch with a file holds a file on which [`BatchFile::verify`] succeeded, so every block is marked
+//!   verified and [`BatchFile::verified_block`] returns `Some` for each of them (the cursor relies on it
+//!   to read without errors; it treats `None` as an empty block all the same);
+//! - every update in the file has a time in the description's `[lower, upper)` (times not beyond `since`
+//!   may have been advanced to `since`): the file's own description lies within the DD description.
+//!
+//! Clones share the file (`Arc`); the mmap stays valid for as long as any clone lives, whatever the
+//! store's compaction does meanwhile.
+
+use super::cursor::PersistedCursor;
+use super::{antichain, frontier_value};
+use crate::batch::BatchFile;
+use crate::error::{Error, Result};
+use differential_dataflow::trace::{Description, Navigable};
+use std::sync::Arc;
+
+/// A batch of persisted updates: see the module docs. Cheap to clone.
+#[derive(Clone)]
+pub struct PersistedBatch {
+    file: Option<Arc<BatchFile>>,
+    desc: Description<u64>,
+}
+
+impl std::fmt::Debug for PersistedBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersistedBatch")
+            .field("file", &self.file.as_ref().map(|b| b.name()))
+            .field("lower", self.desc.lower())
+            .field("upper", self.desc.upper())
+            .field("since", self.desc.since())
+            .finish()
+    }
+}
+
+impl PersistedBatch {
+    /// Serves `file` under the DD description `desc`, after checking every block of the file
+    /// ([`BatchFile::verify`]; cheap for blocks already verified) and that the file's own description lies
+    /// within `desc` (a file may start earlier than `desc` when the interval between them had no updates).
+    ///
+    /// Errors: [`Error::Corrupt`] from verification; [`Error::BadInput`] if the descriptions disagree.
+    pub fn new(file: Arc<BatchFile>, desc: Description<u64>) -> Result<Self> {
+        file.verify()?;
+        let d = file.description();
+        let (lower, upper) = (
+            frontier_value(desc.lower().borrow()),
+            frontier_value(desc.upper().borrow()),
+        );
+        if d.lower > lower || d.upper != upper {
+            return Err(Error::bad_input(format!(
+                "batch {} covers [{}, {}), which does not fit the description [{lower}, {upper})",
+                file.name(),
+                d.lower,
+                d.upper
+            )));
+        }
+        Ok(PersistedBatch {
+            file: Some(file),
+            desc,
+        })
+    }
+
+    /// Serves `file` under its own description (see [`new`](Self::new)).
+    pub fn from_file(file: Arc<BatchFile>) -> Result<Self> {
+        let d = file.description();
+        let desc = description(d.lower, d.upper, d.since)?;
+        Self::new(file, desc)
+    }
+
+    /// A batch with no updates over `desc`.
+    pub fn empty(desc: Description<u64>) -> Self {
+        PersistedBatch { file: None, desc }
+    }
+
+    /// The batch file, if the batch has updates.
+    pub fn file(&self) -> Option<&Arc<BatchFile>> {
+        self.file.as_ref()
+    }
+
+    /// The DD description: the batch holds every update of its stream with time in `[lower, upper)`.
+    pub fn description(&self) -> &Description<u64> {
+        &self.desc
+    }
+
+    /// Number of updates.
+    pub fn len(&self) -> usize {
+        self.file.as_ref().map_or(0, |f| f.update_count() as usize)
+    }
+
+    /// Whether the batch has no updates.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of blocks in the file (0 without one).
+    #[inline]
+    pub(crate) fn block_count(&self) -> usize {
+        self.file.as_ref().map_or(0, |f| f.block_count())
+    }
+}
+
+impl Navigable for PersistedBatch {
+    type Cursor = PersistedCursor;
+
+    fn cursor(&self) -> PersistedCursor {
+        PersistedCursor::new(self)
+    }
+}
+
+/// The DD description `[lower, upper)` with `since`, from our `u64` frontier values
+/// ([`FRONTIER_CLOSED`](crate::FRONTIER_CLOSED) is the empty antichain).
+///
+/// Errors with [`Error::BadInput`] if `lower` is closed (DD requires a non-empty lower) or above `upper`.
+pub fn description(lower: u64, upper: u64, since: u64) -> Result<Description<u64>> {
+    if lower == crate::FRONTIER_CLOSED || lower > upper {
+        return Err(Error::bad_input(format!("no batch can cover [{lower}, {upper})")));
+    }
+    Ok(Description::new(
+        antichain(lower),
+        antichain(upper),
+        antichain(since),
+    ))
+}

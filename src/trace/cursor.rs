@@ -1,0 +1,255 @@
+//! [`PersistedCursor`]: differential dataflow's `Cursor` over one [`PersistedBatch`], reading keys and vals
+//! as `&[u8]` straight out of the batch file's memory map.
+//!
+//! The cursor holds positions only; the batch is the cursor's `Storage`, so every borrowed key or val
+//! lives as long as the caller's borrow of the batch. Nothing is allocated or decoded per key: a key is a
+//! slice of the map, times and diffs are little-endian loads.
+//!
+//! Position: `(block, key, val)`, where `key` indexes keys within `block` and `val` indexes vals within
+//! the block. The cursor caches what the hot methods need so that stepping through vals touches no block
+//! header: `key_count` of the block and `vals = vals(key)` of the key. Invariants kept by every method:
+//! - either `block == block_count` (past the last key; then `key_count`, `vals` are zero), or
+//!   `block < block_count`, the block is readable, `key < key_count == block.key_count()`, and
+//!   `vals == block.vals(key)`;
+//! - `vals.start <= val <= vals.end` (`val == vals.end`: past the key's last val).
+//!
+//! Every read re-checks its index against the block it reads (a field comparison), so even a cursor
+//! used with a batch other than its own reads in bounds.
+//!
+//! Blocks are read with [`BatchFile::verified_block`](crate::batch::BatchFile::verified_block); a batch
+//! is only built from a verified file, so it always returns `Some`. Were it ever `None`, the block is
+//! skipped as if empty: the cursor never panics and never returns unverified bytes.
+
+use super::batch::PersistedBatch;
+use super::containers::{BytesContainer, CopyContainer};
+use crate::batch::Block;
+use differential_dataflow::trace::Cursor;
+
+/// A cursor over a [`PersistedBatch`]. See the module docs.
+#[derive(Clone, Debug)]
+pub struct PersistedCursor {
+    block: usize,
+    key: usize,
+    key_count: usize,
+    val: usize,
+    vals: std::ops::Range<usize>,
+}
+
+impl PersistedCursor {
+    /// A cursor at the first key of `batch`.
+    pub(crate) fn new(batch: &PersistedBatch) -> Self {
+        let mut cursor = PersistedCursor {
+            block: 0,
+            key: 0,
+            key_count: 0,
+            val: 0,
+            vals: 0..0,
+        };
+        cursor.settle(batch);
+        cursor
+    }
+
+    /// The block under the cursor, if the cursor is on a key.
+    #[inline]
+    fn current<'a>(&self, batch: &'a PersistedBatch) -> Option<Block<'a>> {
+        batch.file()?.verified_block(self.block)
+    }
+
+    /// Moves forward from `(block, key)` to the first readable key position at or after it (or to the end),
+    /// and rewinds the vals of that key.
+    fn settle(&mut self, batch: &PersistedBatch) {
+        let count = batch.block_count();
+        while self.block < count {
+            match self.current(batch) {
+                Some(b) if self.key < b.key_count() => {
+                    self.key_count = b.key_count();
+                    self.vals = b.vals(self.key);
+                    self.val = self.vals.start;
+                    return;
+                }
+                _ => {
+                    self.block += 1;
+                    self.key = 0;
+                }
+            }
+        }
+        self.block = count;
+        self.key = 0;
+        self.key_count = 0;
+        self.val = 0;
+        self.vals = 0..0;
+    }
+}
+
+/// The first index in `lo..hi` at which `less` is false, where `less` is true on a prefix of the range and
+/// false after it: gallops forward from `lo` (cheap for the short skips of merge joins), then bisects.
+#[inline]
+pub(crate) fn gallop(mut lo: usize, hi: usize, less: impl Fn(usize) -> bool) -> usize {
+    if lo >= hi || !less(lo) {
+        return lo;
+    }
+    let mut step = 1;
+    while lo + step < hi && less(lo + step) {
+        lo += step;
+        step <<= 1;
+    }
+    // `less(lo)` holds; the answer is in `lo + 1 ..= min(lo + step, hi)`.
+    let mut end = (lo + step).min(hi);
+    lo += 1;
+    while lo < end {
+        let mid = lo + (end - lo) / 2;
+        if less(mid) {
+            lo = mid + 1;
+        } else {
+            end = mid;
+        }
+    }
+    lo
+}
+
+impl Cursor for PersistedCursor {
+    type Storage = PersistedBatch;
+
+    type Key<'a> = &'a [u8];
+    type ValOwn = Vec<u8>;
+    type Val<'a> = &'a [u8];
+    type Time = u64;
+    type TimeGat<'a> = u64;
+    type Diff = i64;
+    type DiffGat<'a> = i64;
+
+    type KeyContainer = BytesContainer;
+    type ValContainer = BytesContainer;
+    type TimeContainer = CopyContainer<u64>;
+    type DiffContainer = CopyContainer<i64>;
+
+    #[inline]
+    fn key_valid(&self, storage: &PersistedBatch) -> bool {
+        self.block < storage.block_count()
+    }
+
+    #[inline]
+    fn val_valid(&self, storage: &PersistedBatch) -> bool {
+        self.val < self.vals.end && self.key_valid(storage)
+    }
+
+    /// The key under the cursor; the empty slice if the cursor is past the end (DD never asks then).
+    #[inline]
+    fn key<'a>(&self, storage: &'a PersistedBatch) -> &'a [u8] {
+        self.get_key(storage).unwrap_or(&[])
+    }
+
+    /// The val under the cursor; the empty slice if there is none (DD never asks then).
+    #[inline]
+    fn val<'a>(&self, storage: &'a PersistedBatch) -> &'a [u8] {
+        self.get_val(storage).unwrap_or(&[])
+    }
+
+    #[inline]
+    fn get_key<'a>(&self, storage: &'a PersistedBatch) -> Option<&'a [u8]> {
+        let b = self.current(storage)?;
+        (self.key < b.key_count()).then(|| b.key(self.key))
+    }
+
+    #[inline]
+    fn get_val<'a>(&self, storage: &'a PersistedBatch) -> Option<&'a [u8]> {
+        if self.val >= self.vals.end {
+            return None;
+        }
+        let b = self.current(storage)?;
+        (self.val < b.val_count()).then(|| b.val(self.val))
+    }
+
+    #[inline]
+    fn map_times<L: FnMut(u64, i64)>(&mut self, storage: &PersistedBatch, mut logic: L) {
+        if self.val >= self.vals.end {
+            return;
+        }
+        if let Some(b) = self.current(storage) {
+            if self.val < b.val_count() {
+                for x in b.updates(self.val) {
+                    logic(b.time(x), b.diff(x));
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn step_key(&mut self, storage: &PersistedBatch) {
+        if self.key_valid(storage) {
+            self.key += 1;
+            self.settle(storage);
+        }
+    }
+
+    /// Moves forward to the first key `>= key` (never backward), through the block fences when the key is
+    /// beyond the current block, then by galloping search within the block; rewinds the vals.
+    fn seek_key(&mut self, storage: &PersistedBatch, key: &[u8]) {
+        let Some(b) = self.current(storage) else { return };
+        let count = b.key_count();
+        if self.key < count && b.key(count - 1) >= key {
+            self.key = gallop(self.key, count, |i| b.key(i) < key);
+        } else if let Some(file) = storage.file() {
+            // Every key of this block is below `key`: the fences pick the first block that may hold it.
+            self.block = file.seek_block(key).max(self.block + 1);
+            self.key = file
+                .verified_block(self.block)
+                .map_or(0, |next| next.seek_key(key));
+        }
+        self.settle(storage);
+    }
+
+    #[inline]
+    fn step_val(&mut self, _storage: &PersistedBatch) {
+        if self.val < self.vals.end {
+            self.val += 1;
+        }
+    }
+
+    /// Moves forward to the first val `>= val` of the current key (never backward).
+    fn seek_val(&mut self, storage: &PersistedBatch, val: &[u8]) {
+        if self.val >= self.vals.end {
+            return;
+        }
+        if let Some(b) = self.current(storage) {
+            let end = self.vals.end.min(b.val_count());
+            self.val = gallop(self.val, end, |j| b.val(j) < val);
+        }
+    }
+
+    fn rewind_keys(&mut self, storage: &PersistedBatch) {
+        self.block = 0;
+        self.key = 0;
+        self.settle(storage);
+    }
+
+    #[inline]
+    fn rewind_vals(&mut self, _storage: &PersistedBatch) {
+        self.val = self.vals.start;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gallop;
+
+    #[test]
+    fn gallop_finds_the_first_non_less_index() {
+        let xs: Vec<u32> = (0..100).map(|x| x * 2).collect();
+        for lo in 0..xs.len() {
+            for target in 0..210 {
+                let want = lo
+                    + xs[lo..]
+                        .iter()
+                        .position(|&x| x >= target)
+                        .unwrap_or(xs.len() - lo);
+                assert_eq!(
+                    gallop(lo, xs.len(), |i| xs[i] < target),
+                    want,
+                    "lo {lo} target {target}"
+                );
+            }
+        }
+        assert_eq!(gallop(5, 5, |_| true), 5);
+    }
+}

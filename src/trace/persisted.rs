@@ -1,0 +1,412 @@
+//! [`PersistedTrace`]: a differential dataflow trace over the sealed batches of one store stream.
+//!
+//! The trace is a list of spans tiling `[0, upper)` in time order: each span is a [`PersistedBatch`]
+//! (`inner: Some`) or an update-free interval (`inner: None`), exactly as DD's own traces hand them out.
+//! It never merges batches itself. The store merges a stream's batch files in the background; the trace's
+//! maintenance ([`Trace::exert`], driven by the arranging operator) *adopts* those merged files in place of
+//! the spans they replace, which keeps the number of spans (and so the cursor fan-in) logarithmic and lets
+//! the store delete the files merged away (a file lives while any `Arc` to it does).
+//!
+//! Invariants:
+//! - spans are contiguous: the first starts at `[0]`, each starts where the previous ends, and the last
+//!   ends at `upper`; no span is empty (`lower != upper`);
+//! - a span with updates holds a verified batch file whose updates lie in the span's interval;
+//! - adoption only replaces spans ending at or before the physical compaction frontier (readers never ask
+//!   for a cut there) and only with files whose `since` is not beyond the logical compaction frontier
+//!   (readers' accumulations stay exact at every time they may ask about);
+//! - the stream's `since` in the store is only ever advanced to times at or before both the logical
+//!   compaction frontier and the sealed upper, so a restart never loses a distinction a reader could need.
+//!
+//! Maintenance runs only after something changed (an insert, a compaction frontier moving) and costs one
+//! `Store::sealed` call (a lock and a clone of the batch list). A merged file is checked block by block
+//! before it is adopted, at most `VERIFY_BLOCKS_PER_EXERT` blocks per call, the trace re-activating its
+//! operator until done; the stream's `since` is advanced (a manifest commit) at most once per
+//! `SINCE_EVERY_BATCHES` sealed batches.
+//!
+//! Errors met by maintenance cannot be returned (DD's `exert` is infallible): they are recorded in the
+//! trace's [`ErrorSlot`], and the trace keeps serving the spans it has.
+
+use super::batch::{description, PersistedBatch};
+use super::{antichain, frontier_value, ErrorSlot};
+use crate::batch::BatchFile;
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::FRONTIER_CLOSED;
+use differential_dataflow::logging::Logger;
+use differential_dataflow::trace::{ExertionLogic, Span, Trace, TraceReader};
+use std::sync::Arc;
+use timely::dataflow::operators::generic::OperatorInfo;
+use timely::progress::frontier::AntichainRef;
+use timely::progress::Antichain;
+use timely::scheduling::Activator;
+use timely::PartialOrder;
+
+/// One span of a [`PersistedTrace`].
+pub type PersistedSpan = Span<u64, PersistedBatch>;
+
+/// The store stream a trace reads, and what its maintenance has done so far.
+struct Link {
+    store: Store,
+    id: String,
+    /// Set by `insert` and by frontier changes: maintenance has something to look at.
+    dirty: bool,
+    /// Batches with updates inserted since the stream's `since` was last advanced.
+    sealed_data: usize,
+    /// Schedules the operator that exerts this trace while verification of merged files is unfinished.
+    activator: Option<Activator>,
+}
+
+/// The stream's `since` is advanced (one manifest commit) at most once per this many sealed batches.
+const SINCE_EVERY_BATCHES: usize = 8;
+
+/// Blocks of merged batch files checked per call of [`Trace::exert`] (about 16 MiB at the default block
+/// size): adoption spreads the checking of a large merged file over several activations.
+const VERIFY_BLOCKS_PER_EXERT: usize = 256;
+
+/// A trace over persisted batches: see the module docs.
+pub struct PersistedTrace {
+    spans: Vec<PersistedSpan>,
+    upper: Antichain<u64>,
+    logical: Antichain<u64>,
+    physical: Antichain<u64>,
+    link: Option<Link>,
+    errors: ErrorSlot,
+}
+
+impl PersistedTrace {
+    /// An empty trace (upper `[0]`) linked to no store.
+    pub fn empty() -> Self {
+        PersistedTrace {
+            spans: Vec::new(),
+            upper: Antichain::from_elem(0),
+            logical: Antichain::from_elem(0),
+            physical: Antichain::from_elem(0),
+            link: None,
+            errors: ErrorSlot::default(),
+        }
+    }
+
+    /// The sealed part of stream `id` of `store` as a trace: one span per batch file (each verified whole
+    /// first: this reads every block once) and one per gap between them, covering `[0, upper)`. Its
+    /// logical compaction frontier starts at the stream's `since`. The trace stays linked to the stream:
+    /// maintenance adopts the store's merged batches and advances the stream's `since`.
+    ///
+    /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], [`Error::Corrupt`] (a block failed its
+    /// checks, or batches overlap).
+    pub fn open(store: &Store, id: &str) -> Result<Self> {
+        let sealed = store.sealed(id)?;
+        let mut trace = PersistedTrace::empty();
+        for span in tile(&sealed.batches, sealed.upper, id)? {
+            trace.push(span);
+        }
+        trace.logical = antichain(sealed.since);
+        trace.link = Some(Link {
+            store: store.clone(),
+            id: id.to_string(),
+            dirty: false,
+            sealed_data: 0,
+            activator: None,
+        });
+        Ok(trace)
+    }
+
+    /// The upper frontier: every update of the stream below it is in the trace.
+    pub fn upper(&self) -> &Antichain<u64> {
+        &self.upper
+    }
+
+    /// Number of spans, with and without updates.
+    pub fn span_count(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Where maintenance records the errors it cannot return.
+    pub fn errors(&self) -> &ErrorSlot {
+        &self.errors
+    }
+
+    /// Shares `errors` as this trace's error slot (so an operator and its trace report in one place).
+    pub fn set_errors(&mut self, errors: ErrorSlot) {
+        self.errors = errors;
+    }
+
+    /// Has `activator` scheduled while maintenance has unfinished work (checking merged files), so that
+    /// work proceeds even when nothing else activates the operator that exerts the trace.
+    pub fn set_activator(&mut self, activator: Activator) {
+        if let Some(link) = self.link.as_mut() {
+            link.activator = Some(activator);
+        }
+    }
+
+    /// Removes and returns every span, leaving the trace empty (upper `[0]`) but linked, with its
+    /// compaction frontiers: for replaying the spans through a `TraceWriter`, which starts at `[0]`.
+    pub(crate) fn take_spans(&mut self) -> Vec<PersistedSpan> {
+        self.upper = Antichain::from_elem(0);
+        std::mem::take(&mut self.spans)
+    }
+
+    /// Appends `span`, which must start at the trace's upper and not be empty.
+    fn push(&mut self, span: PersistedSpan) {
+        self.upper.clone_from(span.upper());
+        self.spans.push(span);
+    }
+
+    /// Maintenance: adopt merged batches from the store, then advance the stream's `since`.
+    fn maintain(&mut self) -> Result<()> {
+        let Some(link) = self.link.as_mut() else {
+            return Ok(());
+        };
+        if !std::mem::take(&mut link.dirty) {
+            return Ok(());
+        }
+        let (store, id) = (link.store.clone(), link.id.clone());
+        let sealed = store.sealed(&id)?;
+        self.adopt(&sealed.batches, sealed.upper, &id)?;
+        let Some(link) = self.link.as_mut() else {
+            return Ok(());
+        };
+        if link.sealed_data >= SINCE_EVERY_BATCHES {
+            link.sealed_data = 0;
+            let since = frontier_value(self.logical.borrow()).min(sealed.upper);
+            if since > sealed.since && since != FRONTIER_CLOSED {
+                store.allow_compaction(&id, since)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the longest prefix of spans that the store's current batches tile more coarsely, within
+    /// the physical and logical compaction frontiers.
+    fn adopt(&mut self, batches: &[Arc<BatchFile>], store_upper: u64, id: &str) -> Result<()> {
+        let limit = frontier_value(self.physical.borrow())
+            .min(store_upper)
+            .min(frontier_value(self.upper.borrow()));
+        let logical = frontier_value(self.logical.borrow());
+        // The store's tiling of [0, store_upper), cut before the first tile we may not adopt.
+        let mut tiles = Vec::new();
+        let mut at = 0;
+        for b in batches {
+            let d = b.description();
+            if d.upper > limit || d.since > logical {
+                break;
+            }
+            if d.lower > at {
+                tiles.push((at, d.lower, None));
+            }
+            tiles.push((d.lower, d.upper, Some(b)));
+            at = d.upper;
+        }
+        let next_lower = batches.iter().map(|b| b.description().lower).find(|&l| l >= at);
+        let gap_end = next_lower.unwrap_or(store_upper).min(limit);
+        if gap_end > at {
+            tiles.push((at, gap_end, None));
+        }
+        if tiles.is_empty() {
+            return Ok(());
+        }
+        // Keep the tiles up to the last boundary that is also one of ours.
+        let ours: Vec<u64> = self
+            .spans
+            .iter()
+            .map(|s| frontier_value(s.upper().borrow()))
+            .collect();
+        while let Some(&(_, hi, _)) = tiles.last() {
+            if ours.contains(&hi) {
+                break;
+            }
+            tiles.pop();
+        }
+        let Some(&(_, boundary, _)) = tiles.last() else {
+            return Ok(());
+        };
+        let replaced = ours.iter().position(|&u| u == boundary).map_or(0, |i| i + 1);
+        let same = replaced == tiles.len()
+            && tiles.iter().zip(&self.spans).all(|((lo, hi, file), span)| {
+                frontier_value(span.lower().borrow()) == *lo
+                    && frontier_value(span.upper().borrow()) == *hi
+                    && match (file, &span.inner) {
+                        (Some(f), Some(b)) => b.file().is_some_and(|g| Arc::ptr_eq(f, g)),
+                        (None, None) => true,
+                        _ => false,
+                    }
+            });
+        if same {
+            return Ok(());
+        }
+        // Merged files are new to us: check their blocks, a bounded number per call, before adopting.
+        let mut fuel = VERIFY_BLOCKS_PER_EXERT;
+        for file in tiles.iter().filter_map(|t| t.2) {
+            for i in 0..file.block_count() {
+                if fuel == 0 {
+                    if let Some(link) = self.link.as_mut() {
+                        link.dirty = true;
+                        if let Some(activator) = &link.activator {
+                            activator.activate();
+                        }
+                    }
+                    return Ok(());
+                }
+                if file.verified_block(i).is_none() {
+                    file.block(i)?;
+                    fuel -= 1;
+                }
+            }
+        }
+        let mut fresh = Vec::with_capacity(tiles.len());
+        for (lo, hi, file) in tiles {
+            // A span we already serve over the same file and interval is reused as it is (no re-checks).
+            let kept = self.spans[..replaced].iter().find(|s| {
+                frontier_value(s.lower().borrow()) == lo
+                    && frontier_value(s.upper().borrow()) == hi
+                    && match (file, &s.inner) {
+                        (Some(f), Some(b)) => b.file().is_some_and(|g| Arc::ptr_eq(f, g)),
+                        _ => false,
+                    }
+            });
+            if let Some(span) = kept {
+                fresh.push(span.clone());
+                continue;
+            }
+            let since = file.map_or(0, |f| f.description().since);
+            let desc = description(lo, hi, since)?;
+            // Every block is checked by now; this checks the order across blocks.
+            let inner = file
+                .map(|f| PersistedBatch::new(f.clone(), desc.clone()))
+                .transpose()?;
+            fresh.push(Span::new(desc, inner));
+        }
+        if fresh.is_empty() {
+            return Err(Error::bad_input(format!("stream {id:?}: nothing to adopt")));
+        }
+        self.spans.splice(..replaced, fresh);
+        Ok(())
+    }
+}
+
+/// The spans tiling `[0, upper)` for `batches` (oldest first, non-overlapping), gaps included.
+fn tile(batches: &[Arc<BatchFile>], upper: u64, id: &str) -> Result<Vec<PersistedSpan>> {
+    let mut spans = Vec::with_capacity(batches.len() * 2 + 1);
+    let mut at = 0;
+    for b in batches {
+        let d = b.description();
+        if d.lower < at || d.upper > upper || d.lower >= d.upper {
+            return Err(Error::corrupt(
+                b.name(),
+                0,
+                format!("batch [{}, {}) out of order in stream {id:?}", d.lower, d.upper),
+            ));
+        }
+        if d.lower > at {
+            spans.push(Span::new(description(at, d.lower, 0)?, None));
+        }
+        spans.push(Span::new(
+            description(d.lower, d.upper, d.since)?,
+            Some(PersistedBatch::from_file(b.clone())?),
+        ));
+        at = d.upper;
+    }
+    if upper > at {
+        spans.push(Span::new(description(at, upper, 0)?, None));
+    }
+    Ok(spans)
+}
+
+impl TraceReader for PersistedTrace {
+    type Time = u64;
+    type Batch = PersistedBatch;
+
+    /// The spans with updates wholly below `upper`; `None` if `upper` cuts through one (readers hold the
+    /// physical compaction frontier at their cuts, so this does not happen to them).
+    fn spans_through(&mut self, upper: AntichainRef<u64>) -> Option<Vec<PersistedSpan>> {
+        if upper.less_equal(&0) {
+            return Some(Vec::new());
+        }
+        let mut out = Vec::new();
+        for span in self.spans.iter().filter(|s| s.has_updates()) {
+            let include_lower = PartialOrder::less_equal(&span.lower().borrow(), &upper);
+            let include_upper = PartialOrder::less_equal(&span.upper().borrow(), &upper);
+            if include_lower != include_upper && upper != span.lower().borrow() {
+                return None;
+            }
+            if include_upper {
+                out.push(span.clone());
+            }
+        }
+        Some(out)
+    }
+
+    fn set_logical_compaction(&mut self, frontier: AntichainRef<u64>) {
+        if self.logical.borrow() != frontier {
+            self.logical = frontier.to_owned();
+            if let Some(link) = self.link.as_mut() {
+                link.dirty = true;
+            }
+        }
+    }
+
+    fn get_logical_compaction(&mut self) -> AntichainRef<'_, u64> {
+        self.logical.borrow()
+    }
+
+    fn set_physical_compaction(&mut self, frontier: AntichainRef<'_, u64>) {
+        if self.physical.borrow() != frontier {
+            self.physical = frontier.to_owned();
+            if let Some(link) = self.link.as_mut() {
+                link.dirty = true;
+            }
+        }
+    }
+
+    fn get_physical_compaction(&mut self) -> AntichainRef<'_, u64> {
+        self.physical.borrow()
+    }
+
+    fn map_spans<F: FnMut(&PersistedSpan)>(&self, mut f: F) {
+        for span in &self.spans {
+            f(span)
+        }
+    }
+}
+
+impl Trace for PersistedTrace {
+    /// An empty trace linked to no store (DD's constructor for operator-made traces).
+    fn new(_info: OperatorInfo, _logging: Option<Logger>, _activator: Option<Activator>) -> Self {
+        PersistedTrace::empty()
+    }
+
+    /// Maintenance, when something changed since the last call: adopts merged batches from the store and
+    /// advances the stream's `since` (see the module docs). Errors go to [`errors`](Self::errors).
+    fn exert(&mut self) {
+        if let Err(e) = self.maintain() {
+            self.errors.record(e);
+        }
+    }
+
+    /// Ignored: the store's compaction decides how much merge work to do.
+    fn set_exert_logic(&mut self, _logic: ExertionLogic) {}
+
+    /// Appends `span`. A span that does not start at the trace's upper, or is empty, would break the
+    /// trace's tiling: it is refused and recorded as an error (DD's `TraceWriter` checks the same first).
+    fn insert(&mut self, span: PersistedSpan) {
+        if span.lower() != &self.upper || span.lower() == span.upper() {
+            self.errors.record(Error::bad_input(format!(
+                "span [{:?}, {:?}) does not extend a trace at {:?}",
+                span.lower(),
+                span.upper(),
+                self.upper
+            )));
+            return;
+        }
+        if let Some(link) = self.link.as_mut() {
+            link.dirty = true;
+            link.sealed_data += usize::from(span.has_updates());
+        }
+        self.push(span);
+    }
+
+    fn close(&mut self) {
+        if !self.upper.is_empty() {
+            self.insert(Span::empty(self.upper.clone(), Antichain::new()));
+        }
+    }
+}
