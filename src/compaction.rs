@@ -198,6 +198,9 @@ impl Store {
     /// Runs every merge due for stream `id` now, on this thread; returns how many ran. (Background workers
     /// do this after each seal; this is for callers that want a compacted stream at a known point.)
     pub fn compact(&self, id: &str) -> Result<usize> {
+        if !self.live_state()?.streams.contains_key(id) {
+            return Err(Error::UnknownStream { id: id.to_string() });
+        }
         let mut merges = 0;
         while !self.inner.stopping.load(Ordering::Relaxed) && self.merge_once(id)? {
             merges += 1;

@@ -152,4 +152,12 @@ fn millions_of_updates_behind_a_stalled_frontier_stay_within_the_budget() {
         .map(|r| r.update_count)
         .sum();
     assert!(spilled > 2_000_000, "{spilled}");
+    // Anonymous memory (heap) as the kernel counts it, for the record: the data is about 400 MB.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    for line in status
+        .lines()
+        .filter(|l| l.starts_with("RssAnon") || l.starts_with("VmHWM"))
+    {
+        println!("{line}");
+    }
 }

@@ -138,7 +138,11 @@ impl BatchFile {
             match e.codec {
                 CODEC_RAW if e.raw_len == e.stored_len => {}
                 CODEC_RAW => return Err(bad(at + 20, "raw block with raw length != stored length".into())),
-                CODEC_LZ4 => {}
+                // lz4 expands at most about 255-fold: a larger claim would size a huge allocation.
+                CODEC_LZ4 if (e.raw_len as u64) <= e.stored_len as u64 * 255 + 64 => {}
+                CODEC_LZ4 => {
+                    return Err(bad(at + 20, format!("lz4 block claims {} raw bytes", e.raw_len)));
+                }
                 c => return Err(bad(at + 44, format!("unknown block codec {c}"))),
             }
             if e.key_count == 0 || e.update_count == 0 {
@@ -349,18 +353,42 @@ impl BatchFile {
         self.verified.iter().all(|v| v.load(Ordering::Acquire))
     }
 
-    /// Checks every block, and that keys increase across blocks. Returns the first problem found.
+    /// Checks every block, and across blocks: keys increase, every key passes the key filter, every time
+    /// lies in the description, and the val count matches the footer. Returns the first problem found.
     pub fn verify(&self) -> Result<()> {
+        let d = self.footer.description;
+        let mut vals = 0u64;
         for i in 0..self.index.len() {
-            self.block(i)?;
+            let block = self.block(i)?;
+            let at = self.index[i].offset;
+            let bad = |detail: String| Error::corrupt(&self.name, at, format!("block {i}: {detail}"));
             if i > 0 && self.block_last_key(i - 1) >= self.block_first_key(i) {
-                let at = self.index[i].offset;
-                return Err(Error::corrupt(
-                    &self.name,
-                    at,
-                    format!("block {i} does not start above block {}", i - 1),
-                ));
+                return Err(bad(format!("does not start above block {}", i - 1)));
             }
+            for k in 0..block.key_count() {
+                if !self.may_contain(block.key(k)) {
+                    return Err(bad(format!("key {k} is missing from the key filter")));
+                }
+            }
+            // Times lie in the description (or were advanced to its since by a merge).
+            if let Some(x) = (0..block.update_count()).find(|&x| {
+                let t = block.time(x);
+                t < d.lower || (t >= d.upper && t != d.since)
+            }) {
+                return Err(bad(format!(
+                    "time {} outside the description {d:?}",
+                    block.time(x)
+                )));
+            }
+            vals += block.val_count() as u64;
+        }
+        if vals != self.footer.val_count {
+            let at = self.bytes.len() as u64 - FOOTER_BYTES as u64 + 48;
+            return Err(Error::corrupt(
+                &self.name,
+                at,
+                "footer val count disagrees with the blocks",
+            ));
         }
         Ok(())
     }

@@ -359,6 +359,8 @@ impl Store {
                     "time u64::MAX is reserved for the closed frontier",
                 ));
             }
+            // Every time is checked against the upper, even a zero diff's (which is then dropped).
+            min_time = min_time.min(t);
             if d == 0 {
                 continue;
             }
@@ -366,7 +368,6 @@ impl Store {
             count = count
                 .checked_add(1)
                 .ok_or_else(|| Error::bad_input("too many updates in one write"))?;
-            min_time = min_time.min(t);
             if payload.len() > MAX_RECORD_BYTES {
                 return Err(Error::bad_input(format!(
                     "one write over {MAX_RECORD_BYTES} bytes; split it"
@@ -380,14 +381,14 @@ impl Store {
                 .streams
                 .get_mut(id)
                 .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
-            if count == 0 {
-                return Ok(());
-            }
             if min_time < stream.pending_upper {
                 return Err(Error::bad_input(format!(
                     "write at time {min_time} below stream {id:?}'s sealed upper {}",
                     stream.pending_upper
                 )));
+            }
+            if count == 0 {
+                return Ok(());
             }
             payload[1..5].copy_from_slice(&stream.stream_no.to_le_bytes());
             let durable = stream.durable;

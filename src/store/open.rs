@@ -119,7 +119,7 @@ impl Store {
         // Open every batch the manifest names; a missing or bad one fails the open.
         let mut streams = HashMap::new();
         let mut by_no = HashMap::new();
-        let manifest = drop_volatile_spills(&*blob, manifest)?;
+        let manifest = drop_volatile_spills(&*blob, manifest, buffer.is_durable())?;
         for s in &manifest.streams {
             let open_all = |metas: &[BatchMeta]| -> Result<Vec<Arc<BatchFile>>> {
                 metas
@@ -209,15 +209,18 @@ impl Store {
     }
 }
 
-/// A stream that is not durable loses its unsealed updates at a restart — including those its memtable
+/// A stream that is not durable (or any stream, over a buffer that is not) loses its unsealed updates at a
+/// restart — including those its memtable
 /// spilled to runs: a dataflow recomputing that state would otherwise write them twice. Commits a
 /// manifest without those runs (their files are then orphans, removed below) if there were any.
-fn drop_volatile_spills(blob: &dyn Blob, mut manifest: Manifest) -> Result<Manifest> {
-    let volatile = |s: &StreamMeta| !s.durable && !s.spills.is_empty();
+fn drop_volatile_spills(blob: &dyn Blob, mut manifest: Manifest, durable_buffer: bool) -> Result<Manifest> {
+    // With a buffer that keeps nothing (MemBuffer), every stream loses its unsealed updates.
+    let lost = |s: &StreamMeta| !s.durable || !durable_buffer;
+    let volatile = |s: &StreamMeta| lost(s) && !s.spills.is_empty();
     if !manifest.streams.iter().any(volatile) {
         return Ok(manifest);
     }
-    for s in manifest.streams.iter_mut().filter(|s| !s.durable) {
+    for s in manifest.streams.iter_mut().filter(|s| lost(s)) {
         s.spills.clear();
     }
     manifest.generation += 1;

@@ -210,11 +210,19 @@ impl Buffer for FileBuffer {
         h.update(&header[8..16]);
         h.update(payload);
         header[0..8].copy_from_slice(&h.digest().to_le_bytes());
+        let start = state.next_lsn;
+        let Some(end) = start.checked_add(RECORD_HEADER_BYTES + payload.len() as u64) else {
+            // Only reachable with a segment named near u64::MAX: the log's LSN space is used up.
+            return Err(Error::corrupt(
+                self.dir.display().to_string(),
+                start,
+                "WAL LSN space exhausted",
+            ));
+        };
         state.pending.extend_from_slice(&header);
         state.pending.extend_from_slice(payload);
-        let start = state.next_lsn;
-        state.next_lsn += RECORD_HEADER_BYTES + payload.len() as u64;
-        Ok((start, state.next_lsn))
+        state.next_lsn = end;
+        Ok((start, end))
     }
 
     fn sync(&self, lsn: Lsn) -> Result<()> {
