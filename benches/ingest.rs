@@ -8,14 +8,16 @@
 //!
 //! Groups (see BENCHMARKS.md for results):
 //! - `ingest_updates`: `Throughput::Elements` = updates; also diagnostic variants (bigger writes, rarer
-//!   seals, merges inside `seal`) and two plain-file baselines writing the same number of bytes;
+//!   seals, merges inside `seal`, an in-memory store) and two plain-file baselines writing the same number
+//!   of bytes;
 //! - `ingest_bytes`: `Throughput::Bytes` = 116 bytes per update (16 key + 100 val; time and diff are not
 //!   counted), for the main variants and the sequential baseline (1 MiB `write_all`s, then one
 //!   `sync_data`: what `dd bs=1M conv=fdatasync` does);
 //! - `fsync`: 4 KiB write + `sync_data` per operation, appending (as the WAL does) or overwriting.
 //!
 //! After criterion's report, a summary prints each variant's median throughput, its ratio to the
-//! sequential baseline of the same run, and the share of time spent in `write_bytes` and in `seal`.
+//! sequential baseline of the same run, the share of time spent in `write_bytes` and in `seal`, and the
+//! write amplification (bytes written to files per byte of key and val).
 
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use ddpersist::{Options, Store, StreamOptions};
@@ -33,8 +35,8 @@ const RECORD: usize = KEY_BYTES + VAL_BYTES;
 /// Bytes counted per update for `Throughput::Bytes` and written by the baselines: key + val only (the 16
 /// bytes of time and diff are not counted).
 const UPDATE_BYTES: u64 = (KEY_BYTES + VAL_BYTES) as u64;
-/// Updates per timed iteration (all writers together).
-const UPDATES: usize = 200_000;
+/// Updates per timed iteration (all writers together): 12 seals of 10,000, also with 4 writers.
+const UPDATES: usize = 120_000;
 const CHUNK: usize = 1_000;
 const SEAL_EVERY: usize = 10_000;
 const WRITERS: usize = 4;
@@ -50,6 +52,8 @@ struct Workload {
     durable: bool,
     /// `Options::compaction_threads` (default 1: merges in the background; 0: inside `seal`).
     compaction_threads: usize,
+    /// `Store::in_memory()` instead of a directory: the same work without any I/O (the CPU bound).
+    in_memory: bool,
 }
 
 const DURABLE_1W: Workload = Workload {
@@ -58,6 +62,7 @@ const DURABLE_1W: Workload = Workload {
     seal_every: SEAL_EVERY,
     durable: true,
     compaction_threads: 1,
+    in_memory: false,
 };
 
 /// Time spent inside `write_bytes` and `seal` (summed over writer threads), for the summary.
@@ -65,6 +70,28 @@ const DURABLE_1W: Workload = Workload {
 struct Split {
     write: Duration,
     seal: Duration,
+}
+
+/// Per benchmark, summed over its iterations: `Split`, wall time, bytes this process passed to `write(2)`
+/// during the timed part (WAL, batch files, merges, manifests), and iterations.
+#[derive(Clone, Copy, Default)]
+struct Totals {
+    split: Split,
+    wall: Duration,
+    written: u64,
+    iters: u64,
+}
+
+/// Bytes this process has passed to `write(2)` so far (`wchar` in `/proc/self/io`; 0 where there is none).
+fn wchar() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("wchar:").map(|v| v.trim().parse().ok()))
+        })
+        .flatten()
+        .unwrap_or(0)
 }
 
 fn splitmix64(x: u64) -> u64 {
@@ -120,7 +147,11 @@ fn ingest(tmp: &Path, records: &[u8], w: Workload, key: &str) -> Duration {
         compaction_threads: w.compaction_threads,
         ..Options::default()
     };
-    let store = Store::open_with(dir.path(), options).unwrap();
+    let store = if w.in_memory {
+        Store::in_memory().unwrap()
+    } else {
+        Store::open_with(dir.path(), options).unwrap()
+    };
     let ids: Vec<String> = (0..w.writers).map(|s| format!("s{s}")).collect();
     for id in &ids {
         store
@@ -128,6 +159,7 @@ fn ingest(tmp: &Path, records: &[u8], w: Workload, key: &str) -> Duration {
             .unwrap();
     }
     let per = records.len() / w.writers;
+    let written_before = wchar();
     let (start, split);
     if w.writers == 1 {
         start = Instant::now();
@@ -159,16 +191,23 @@ fn ingest(tmp: &Path, records: &[u8], w: Workload, key: &str) -> Duration {
         (start, split) = (started.unwrap(), sum);
     }
     let elapsed = start.elapsed();
-    let mut splits = SPLITS.lock().unwrap();
-    let total = splits.entry(key.to_string()).or_default();
-    total.0.write += split.write;
-    total.0.seal += split.seal;
-    total.1 += elapsed;
-    assert_eq!(
-        store.unsealed_len(&ids[0]).unwrap(),
-        0,
-        "every update should be sealed"
-    );
+    let written = wchar() - written_before;
+    {
+        let mut totals = TOTALS.lock().unwrap();
+        let total = totals.entry(key.to_string()).or_default();
+        total.split.write += split.write;
+        total.split.seal += split.seal;
+        total.wall += elapsed;
+        total.written += written;
+        total.iters += 1;
+    }
+    for id in &ids {
+        assert_eq!(
+            store.unsealed_len(id).unwrap(),
+            0,
+            "every update should be sealed"
+        );
+    }
     drop(store);
     drop(dir);
     elapsed
@@ -199,8 +238,8 @@ fn seq_write(tmp: &Path, fill: &[u8], bytes: u64, sync_every: Option<usize>) -> 
     elapsed
 }
 
-/// Per benchmark: write/seal time and wall time summed over all its iterations, for the summary.
-static SPLITS: Mutex<BTreeMap<String, (Split, Duration)>> = Mutex::new(BTreeMap::new());
+/// Per benchmark, for the summary.
+static TOTALS: Mutex<BTreeMap<String, Totals>> = Mutex::new(BTreeMap::new());
 
 /// Per-iteration durations seen by each benchmark (warm-up included), for the summary.
 static SEEN: Mutex<BTreeMap<String, Vec<Duration>>> = Mutex::new(BTreeMap::new());
@@ -237,7 +276,7 @@ fn configure<M: criterion::measurement::Measurement>(group: &mut BenchmarkGroup<
     group
         .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
+        .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(secs));
 }
 
@@ -261,8 +300,8 @@ fn benches(c: &mut Criterion, tmp: &Path) {
             },
         ),
     ];
-    // Diagnostics: what moves with 10x bigger write calls, 10x rarer seals, or merges inside `seal`.
-    let diagnostics: [(&str, Workload); 4] = [
+    // Diagnostics: 10x bigger write calls, one seal per iteration, merges inside `seal`, no I/O at all.
+    let diagnostics: [(&str, Workload); 5] = [
         (
             "durable_1writer_chunk10000",
             Workload {
@@ -271,16 +310,16 @@ fn benches(c: &mut Criterion, tmp: &Path) {
             },
         ),
         (
-            "durable_1writer_seal100000",
+            "durable_1writer_seal_once",
             Workload {
-                seal_every: 100_000,
+                seal_every: UPDATES,
                 ..DURABLE_1W
             },
         ),
         (
-            "nondurable_1writer_seal100000",
+            "nondurable_1writer_seal_once",
             Workload {
-                seal_every: 100_000,
+                seal_every: UPDATES,
                 durable: false,
                 ..DURABLE_1W
             },
@@ -292,12 +331,19 @@ fn benches(c: &mut Criterion, tmp: &Path) {
                 ..DURABLE_1W
             },
         ),
+        (
+            "in_memory_1writer",
+            Workload {
+                in_memory: true,
+                ..DURABLE_1W
+            },
+        ),
     ];
     let wal_like = CHUNK * UPDATE_BYTES as usize;
 
     let gname = "ingest_updates";
     let mut g = c.benchmark_group(gname);
-    configure(&mut g, 3);
+    configure(&mut g, 2);
     g.throughput(Throughput::Elements(UPDATES as u64));
     for (name, w) in variants.iter().chain(&diagnostics) {
         bench(&mut g, gname, name, |key| ingest(tmp, &records, *w, key));
@@ -312,7 +358,7 @@ fn benches(c: &mut Criterion, tmp: &Path) {
 
     let gname = "ingest_bytes";
     let mut g = c.benchmark_group(gname);
-    configure(&mut g, 3);
+    configure(&mut g, 2);
     g.throughput(Throughput::Bytes(TOTAL_BYTES));
     for (name, w) in &variants {
         bench(&mut g, gname, name, |key| ingest(tmp, &records, *w, key));
@@ -362,22 +408,24 @@ fn median(v: &mut [Duration]) -> Duration {
 }
 
 /// Prints each benchmark's median time per iteration as throughput, its ratio to the sequential baseline
-/// of its group, and (ingest only) the share of writer time spent in `write_bytes` and in `seal`.
+/// of its group, and for ingest: the share of writer time spent in `write_bytes` and in `seal`, and the
+/// bytes written to files per byte of key and val (write amplification so far: WAL, batches, merges).
 fn summary() {
     let mut seen = SEEN.lock().unwrap();
-    let splits = SPLITS.lock().unwrap();
+    let totals = TOTALS.lock().unwrap();
     if seen.is_empty() {
         return;
     }
     let per_iter: BTreeMap<String, Duration> = seen.iter_mut().map(|(k, v)| (k.clone(), median(v))).collect();
     println!(
         "\nSummary: median time per iteration (warm-up included) of {UPDATES} updates = {:.1} MB \
-         ({UPDATE_BYTES} B/update); write/seal = share of writer time inside write_bytes / seal",
+         ({UPDATE_BYTES} B/update, key + val).\nwrite / seal: share of writer time inside write_bytes / seal; \
+         amp: bytes written to files during the timed part per byte of key + val.",
         TOTAL_BYTES as f64 / 1e6
     );
     println!(
-        "{:<50} {:>9} {:>11} {:>8} {:>7} {:>6} {:>6}",
-        "benchmark", "ms/iter", "updates/s", "MB/s", "vs seq", "write", "seal"
+        "{:<52} {:>8} {:>10} {:>7} {:>6} {:>5} {:>5} {:>5}",
+        "benchmark", "ms/iter", "updates/s", "MB/s", "vs seq", "write", "seal", "amp"
     );
     for (k, d) in per_iter.iter().filter(|(k, _)| k.starts_with("ingest")) {
         let secs = d.as_secs_f64();
@@ -387,25 +435,28 @@ fn summary() {
             .map_or("-".to_string(), |b| {
                 format!("{:.0}%", 100.0 * b.as_secs_f64() / secs)
             });
-        let (write, seal) = splits.get(k).map_or(("-".into(), "-".into()), |(s, wall)| {
+        let (write, seal, amp) = totals.get(k).map_or(("-".into(), "-".into(), "-".into()), |t| {
             let writers = if k.contains("4writers") { WRITERS } else { 1 } as f64;
-            let pct = |x: Duration| format!("{:.0}%", 100.0 * x.as_secs_f64() / wall.as_secs_f64() / writers);
-            (pct(s.write), pct(s.seal))
+            let pct =
+                |x: Duration| format!("{:.0}%", 100.0 * x.as_secs_f64() / t.wall.as_secs_f64() / writers);
+            let amp = t.written as f64 / (t.iters * TOTAL_BYTES) as f64;
+            (pct(t.split.write), pct(t.split.seal), format!("{amp:.1}"))
         });
         println!(
-            "{:<50} {:>9.1} {:>11.0} {:>8.1} {:>7} {:>6} {:>6}",
+            "{:<52} {:>8.1} {:>10.0} {:>7.1} {:>6} {:>5} {:>5} {:>5}",
             k,
             secs * 1e3,
             UPDATES as f64 / secs,
             TOTAL_BYTES as f64 / secs / 1e6,
             ratio,
             write,
-            seal
+            seal,
+            amp
         );
     }
     for (k, d) in per_iter.iter().filter(|(k, _)| k.starts_with("fsync")) {
         println!(
-            "{:<50} {:>9.3} {:>11.0} ops/s",
+            "{:<52} {:>8.3} {:>10.0} ops/s",
             k,
             d.as_secs_f64() * 1e3,
             1.0 / d.as_secs_f64()
@@ -417,7 +468,8 @@ fn main() {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(tmp).unwrap();
     eprintln!("temporary directories under {}", tmp.display());
-    let mut c = Criterion::default().configure_from_args();
+    // Plotting takes seconds per benchmark here and is not needed for the throughput figures.
+    let mut c = Criterion::default().without_plots().configure_from_args();
     benches(&mut c, tmp);
     c.final_summary();
     summary();

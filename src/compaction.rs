@@ -3,7 +3,7 @@
 //!
 //! **Policy** (size-tiered, like differential dataflow's Spine). A batch's level is `floor(log2(updates))`.
 //! Batches are ordered by time; whenever an older batch's level is not above its newer neighbour's, the two
-//! are merged (newest pair first). Batch sizes then behave like a binary counter: a stream of n updates
+//! are merged (oldest due pair first, so big merges are not starved by small ones). Batch sizes then behave like a binary counter: a stream of n updates
 //! sealed in chunks of s has about `log2(n / s)` batches, and each update is rewritten about that many times.
 //!
 //! **Merge.** [`merge_batches`] streams the inputs through their mmaps ([`MergeIter`]) into a
@@ -45,10 +45,11 @@ pub fn level_of(update_count: u64) -> u32 {
 }
 
 /// Which adjacent pair `(i, i + 1)` of batches (update counts, oldest first) to merge next, if any: the
-/// newest pair whose older batch's level is not above the newer's.
+/// oldest pair whose older batch's level is not above the newer's. Oldest first, so that a big merge that
+/// is due is not starved by the small merges new seals keep making due (it is also the merge that
+/// consolidates the most, under a trailing `since`).
 pub fn pick_merge(update_counts: &[u64]) -> Option<usize> {
     (0..update_counts.len().saturating_sub(1))
-        .rev()
         .find(|&i| level_of(update_counts[i]) <= level_of(update_counts[i + 1]))
 }
 

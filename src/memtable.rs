@@ -191,13 +191,33 @@ pub fn iter_buckets(buckets: &Drained) -> impl Iterator<Item = UpdateRef<'_>> + 
         .flat_map(|(&time, b)| b.iter().map(move |(k, v, d)| (k, v, time, d)))
 }
 
+/// One update of a [`Run`]: where its key and val are in the arena, plus the key's first 8 bytes
+/// (big-endian, zero-padded), which decide most comparisons of the sort without touching the arena.
+#[derive(Clone, Copy)]
+struct RunEntry {
+    prefix: u64,
+    at: usize,
+    key_len: u32,
+    val_len: u32,
+    time: u64,
+    diff: i64,
+}
+
+/// The first 8 bytes of `key` as a big-endian number, zero-padded: `key_prefix(a) < key_prefix(b)`
+/// implies `a < b`, and `a < b` implies `key_prefix(a) <= key_prefix(b)`.
+fn key_prefix(key: &[u8]) -> u64 {
+    let mut p = [0u8; 8];
+    let n = key.len().min(8);
+    p[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(p)
+}
+
 /// A sorted, consolidated, owned run of updates: ordered by `(key, val, time)`, no repeated
 /// `(key, val, time)`, no zero diff.
 #[derive(Default)]
 pub struct Run {
     arena: Vec<u8>,
-    /// (key at, key len, val len, time, diff)
-    entries: Vec<(usize, u32, u32, u64, i64)>,
+    entries: Vec<RunEntry>,
 }
 
 impl Run {
@@ -210,11 +230,19 @@ impl Run {
     /// (a cheap copy to make under a lock, sorting after it is released).
     pub fn unsorted<'a>(updates: impl Iterator<Item = UpdateRef<'a>>) -> Self {
         let mut run = Run::default();
-        for (k, v, t, d) in updates {
+        for (k, v, time, diff) in updates {
             let at = run.arena.len();
             run.arena.extend_from_slice(k);
             run.arena.extend_from_slice(v);
-            run.entries.push((at, k.len() as u32, v.len() as u32, t, d));
+            let (key_len, val_len) = (k.len() as u32, v.len() as u32);
+            run.entries.push(RunEntry {
+                prefix: key_prefix(k),
+                at,
+                key_len,
+                val_len,
+                time,
+                diff,
+            });
         }
         run
     }
@@ -222,24 +250,31 @@ impl Run {
     /// Sorts by `(key, val, time)`, sums equal triples and drops zero sums.
     pub fn consolidate(mut self) -> Self {
         let arena = &self.arena;
-        let kv = |e: &(usize, u32, u32, u64, i64)| {
-            let key_end = e.0 + e.1 as usize;
-            (&arena[e.0..key_end], &arena[key_end..key_end + e.2 as usize], e.3)
+        let kv = |e: &RunEntry| {
+            let key_end = e.at + e.key_len as usize;
+            (
+                &arena[e.at..key_end],
+                &arena[key_end..key_end + e.val_len as usize],
+                e.time,
+            )
         };
-        self.entries.sort_unstable_by(|a, b| kv(a).cmp(&kv(b)));
-        let mut out: Vec<(usize, u32, u32, u64, i64)> = Vec::with_capacity(self.entries.len());
+        self.entries
+            .sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| kv(a).cmp(&kv(b))));
+        let mut out: Vec<RunEntry> = Vec::with_capacity(self.entries.len());
         for e in self.entries.iter().copied() {
             match out.last_mut() {
-                Some(last) if kv(last) == kv(&e) => last.4 = last.4.wrapping_add(e.4),
+                Some(last) if last.prefix == e.prefix && kv(last) == kv(&e) => {
+                    last.diff = last.diff.wrapping_add(e.diff)
+                }
                 _ => {
-                    if out.last().is_some_and(|l| l.4 == 0) {
+                    if out.last().is_some_and(|l| l.diff == 0) {
                         out.pop();
                     }
                     out.push(e);
                 }
             }
         }
-        if out.last().is_some_and(|l| l.4 == 0) {
+        if out.last().is_some_and(|l| l.diff == 0) {
             out.pop();
         }
         self.entries = out;
@@ -271,13 +306,13 @@ impl Run {
     /// Update `i` (`i < len()`).
     #[inline]
     pub fn get(&self, i: usize) -> UpdateRef<'_> {
-        let (at, kl, vl, t, d) = self.entries[i];
-        let key_end = at + kl as usize;
+        let e = self.entries[i];
+        let key_end = e.at + e.key_len as usize;
         (
-            &self.arena[at..key_end],
-            &self.arena[key_end..key_end + vl as usize],
-            t,
-            d,
+            &self.arena[e.at..key_end],
+            &self.arena[key_end..key_end + e.val_len as usize],
+            e.time,
+            e.diff,
         )
     }
 

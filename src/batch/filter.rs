@@ -1,16 +1,21 @@
-//! The per-batch key filter: a Bloom filter over xxh3-128 hashes of the keys, so a lookup of an absent key
-//! skips a batch without touching its data pages (about 1% false positives at the default 10 bits per key).
+//! The per-batch key filter: a blocked Bloom filter over xxh3-128 hashes of the keys, so a lookup of an
+//! absent key skips a batch without touching its data pages (about 1% false positives at the default 10
+//! bits per key).
 //!
 //! Section layout (filter kind 1, little-endian), at the footer's `filter_offset`, `filter_len` bytes:
 //! ```text
-//! 0   bit_count    u64    m, a multiple of 64, at least 64
-//! 8   hash_count   u32    k, 1..=30
+//! 0   bit_count    u64    m, a multiple of 512, at least 512
+//! 8   hash_count   u32    k, 1..=16
 //! 12  reserved     u32    = 0
 //! 16  bits         [m / 64] u64    bit i is bit (i % 64) of word i / 64
 //! ..  checksum     u64    xxh3 of every byte before it in the section
 //! ```
-//! Key `x` sets bits `(h1 + i * h2) mod m` for `i < k`, where `h1`, `h2` are the low and high halves of
-//! `xxh3_128(x)` (`h2` forced odd). Double hashing as in Kirsch & Mitzenmacher.
+//! Key `x`, with `h1`, `h2` the low and high halves of `xxh3_128(x)`: its block (512 bits, one cache
+//! line) is `b = (h1 · (m / 512)) >> 64`; it sets bits `512·b + ((y >> 9·(i mod 7)) & 511)` for `i < k`,
+//! where `y` is `h2` for `i < 7` and is remixed (`y = y · 0x9E3779B97F4A7C15 ^ (y >> 29)`) before
+//! `i = 7, 14`.
+//! One cache line per key, and no division, make inserting and probing cheap; the price is a slightly
+//! higher false-positive rate than an unblocked filter of the same size.
 
 use crate::error::{Error, Result};
 use crate::format::{checksum, le_u32, le_u64, PutLe};
@@ -20,12 +25,23 @@ pub const FILTER_KIND_BLOOM: u32 = 1;
 /// Default bits per key.
 pub const DEFAULT_BITS_PER_KEY: u32 = 10;
 const HEADER_BYTES: usize = 16;
-const MAX_HASHES: u32 = 30;
+const MAX_HASHES: u32 = 16;
+/// Bits per block: one 64-byte cache line.
+const BLOCK_BITS: u64 = 512;
 
+/// The bits `key` sets, as absolute bit indexes into a filter of `blocks` blocks.
 #[inline]
-fn hashes(key: &[u8]) -> (u64, u64) {
+fn bits(key: &[u8], blocks: u64, hash_count: u32) -> impl Iterator<Item = u64> {
     let h = xxhash_rust::xxh3::xxh3_128(key);
-    (h as u64, ((h >> 64) as u64) | 1)
+    let (h1, mut x) = (h as u64, (h >> 64) as u64);
+    let block = ((h1 as u128 * blocks as u128) >> 64) as u64;
+    (0..hash_count).map(move |i| {
+        if i > 0 && i % 7 == 0 {
+            // Seven 9-bit positions used up: remix for the next seven.
+            x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (x >> 29);
+        }
+        block * BLOCK_BITS + ((x >> (9 * (i % 7))) & (BLOCK_BITS - 1))
+    })
 }
 
 /// Builds a filter sized for an expected number of keys.
@@ -39,8 +55,8 @@ impl FilterBuilder {
     pub fn new(expected_keys: u64, bits_per_key: u32) -> Self {
         let bits = (expected_keys.max(1))
             .saturating_mul(bits_per_key.max(1) as u64)
-            .max(64);
-        let words = bits.div_ceil(64) as usize;
+            .max(BLOCK_BITS);
+        let words = (bits.div_ceil(BLOCK_BITS) * (BLOCK_BITS / 64)) as usize;
         // k = ln 2 * bits per key minimises false positives.
         let hash_count = ((bits_per_key as f64 * 0.69).round() as u32).clamp(1, MAX_HASHES);
         FilterBuilder {
@@ -52,10 +68,8 @@ impl FilterBuilder {
     /// Adds a key.
     #[inline]
     pub fn insert(&mut self, key: &[u8]) {
-        let m = self.words.len() as u64 * 64;
-        let (h1, h2) = hashes(key);
-        for i in 0..self.hash_count as u64 {
-            let bit = h1.wrapping_add(i.wrapping_mul(h2)) % m;
+        let blocks = self.words.len() as u64 * 64 / BLOCK_BITS;
+        for bit in bits(key, blocks, self.hash_count) {
             self.words[(bit / 64) as usize] |= 1 << (bit % 64);
         }
     }
@@ -97,7 +111,7 @@ impl<'a> Filter<'a> {
         let bit_count = le_u64(bytes, 0);
         let hash_count = le_u32(bytes, 8);
         let bits = &bytes[HEADER_BYTES..sum_at];
-        if bit_count == 0 || !bit_count.is_multiple_of(64) || bit_count / 8 != bits.len() as u64 {
+        if bit_count == 0 || !bit_count.is_multiple_of(BLOCK_BITS) || bit_count / 8 != bits.len() as u64 {
             return Err(bad(0, "bit count does not match the section length"));
         }
         if hash_count == 0 || hash_count > MAX_HASHES {
@@ -133,11 +147,8 @@ impl<'a> Filter<'a> {
     /// Whether `key` may be in the batch (`false`: it certainly is not).
     #[inline]
     pub fn may_contain(&self, key: &[u8]) -> bool {
-        let (h1, h2) = hashes(key);
-        (0..self.hash_count as u64).all(|i| {
-            let bit = h1.wrapping_add(i.wrapping_mul(h2)) % self.bit_count;
-            self.bits[(bit / 8) as usize] & (1 << (bit % 8)) != 0
-        })
+        let mut probe = bits(key, self.bit_count / BLOCK_BITS, self.hash_count);
+        probe.all(|bit| self.bits[(bit / 8) as usize] & (1 << (bit % 8)) != 0)
     }
 }
 

@@ -70,7 +70,8 @@ pub trait Blob: Send + Sync + 'static {
         w.commit()
     }
 
-    /// Removes `name`; removing an absent name is not an error. Durable when it returns.
+    /// Removes `name`; removing an absent name is not an error. Not necessarily durable: a crash may bring
+    /// the object back (the store only deletes objects that no manifest names, which open removes again).
     fn delete(&self, name: &str) -> Result<()>;
 
     /// Every object name, committed or temporary (ending in [`TMP_SUFFIX`]), in no particular order.
