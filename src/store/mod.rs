@@ -213,6 +213,8 @@ pub(crate) struct StreamState {
     pub(crate) spills: Vec<Arc<BatchFile>>,
     /// Whether a merge of this stream's batches is running (at most one per stream).
     pub(crate) merging: bool,
+    /// Picks since the oldest due merge last had its turn (`compaction::pick_merge_fair`).
+    pub(crate) merge_turn: u32,
 }
 
 impl StreamState {
@@ -234,6 +236,7 @@ impl StreamState {
             batches,
             spills,
             merging: false,
+            merge_turn: 0,
         }
     }
 }
