@@ -191,7 +191,7 @@ fn check_batch_bytes(data: &[u8]) {
         assert_format_error(e, "lazy walk");
     }
     // ... then verify everything, and walk again over verified blocks.
-    let verified = batch.verify();
+    let verified = batch.verify_deep();
     let walked = UpdateCursor::new(&batch).and_then(|mut c| walk(&mut c));
     let Ok(()) = verified else {
         assert_format_error(&verified.unwrap_err(), "verify");

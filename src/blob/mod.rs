@@ -37,6 +37,7 @@ pub enum BlobBytes {
 
 impl Deref for BlobBytes {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         match self {
             BlobBytes::Mmap(m) => m,

@@ -33,6 +33,9 @@ pub struct PersistedCursor {
     key_count: usize,
     val: usize,
     vals: std::ops::Range<usize>,
+    shape: Block<'static>,
+    /// The current block's bytes in the file, when it is stored raw (else empty: read through the index).
+    raw: std::ops::Range<usize>,
 }
 
 impl PersistedCursor {
@@ -44,6 +47,8 @@ impl PersistedCursor {
             key_count: 0,
             val: 0,
             vals: 0..0,
+            shape: Block::empty(),
+            raw: 0..0,
         };
         cursor.settle(batch);
         cursor
@@ -52,6 +57,16 @@ impl PersistedCursor {
     /// The block under the cursor, if the cursor is on a key.
     #[inline]
     fn current<'a>(&self, batch: &'a PersistedBatch) -> Option<Block<'a>> {
+        let file = batch.file()?;
+        if !self.raw.is_empty() {
+            return Some(self.shape.attach(file.bytes().get(self.raw.clone())?));
+        }
+        let bytes = file.verified_block_bytes(self.block)?;
+        Some(self.shape.attach(bytes))
+    }
+
+    #[inline]
+    fn load<'a>(&self, batch: &'a PersistedBatch) -> Option<Block<'a>> {
         batch.file()?.verified_block(self.block)
     }
 
@@ -60,8 +75,13 @@ impl PersistedCursor {
     fn settle(&mut self, batch: &PersistedBatch) {
         let count = batch.block_count();
         while self.block < count {
-            match self.current(batch) {
+            match self.load(batch) {
                 Some(b) if self.key < b.key_count() => {
+                    self.shape = b.detach();
+                    self.raw = batch
+                        .file()
+                        .and_then(|f| f.verified_raw_range(self.block))
+                        .unwrap_or(0..0);
                     self.key_count = b.key_count();
                     self.vals = b.vals(self.key);
                     self.val = self.vals.start;
@@ -74,6 +94,8 @@ impl PersistedCursor {
             }
         }
         self.block = count;
+        self.raw = 0..0;
+        self.shape = Block::empty();
         self.key = 0;
         self.key_count = 0;
         self.val = 0;
@@ -178,6 +200,13 @@ impl Cursor for PersistedCursor {
     fn step_key(&mut self, storage: &PersistedBatch) {
         if self.key_valid(storage) {
             self.key += 1;
+            if self.key < self.key_count {
+                if let Some(b) = self.current(storage) {
+                    self.vals = b.vals(self.key);
+                    self.val = self.vals.start;
+                    return;
+                }
+            }
             self.settle(storage);
         }
     }

@@ -21,7 +21,8 @@
 //! caller writes everything pending and calls `fdatasync` once for all waiting writers (group commit).
 //! When a segment passes its size limit it is fsync'd and closed, and a new one is created and fsync'd
 //! together with the directory before any record is written to it. So only the last segment can have a
-//! torn tail.
+//! torn tail. When every record is released (all sealed) and the active segment holds at least 8 MiB, a
+//! new segment is started too, so the old one is deleted and a restart replays almost nothing.
 //!
 //! Replay: every record of every segment is checked. In the last segment, a record that fails its checks
 //! with no valid record after it is a torn tail: the file is truncated there (and fsync'd) and the cut is
@@ -45,6 +46,9 @@ pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"DDPWALSG";
 pub(crate) const SEGMENT_HEADER_BYTES: u64 = 32;
 pub(crate) const RECORD_MAGIC: u32 = 0x4C50_4444;
 pub(crate) const RECORD_HEADER_BYTES: u64 = 16;
+/// A fully released active segment at least this large is replaced by a fresh one (see
+/// `FileBuffer::release_before`), so restarts do not replay sealed records.
+pub const IDLE_ROTATE_BYTES: u64 = 8 << 20;
 /// The WAL format version this library writes and the newest it reads.
 pub const WAL_VERSION: FormatVersion = FormatVersion(1);
 
@@ -135,6 +139,32 @@ impl FileBuffer {
         file.sync_all().map_err(|e| Error::io(ctx("fsync"), e))?;
         sync_dir(&self.dir)?;
         Ok((Segment { first_lsn, path }, file))
+    }
+
+    /// When every record is released (nothing unsealed anywhere) and the active segment holds at least
+    /// [`IDLE_ROTATE_BYTES`], starts a new segment, so the old one can be deleted right away: a restart then
+    /// replays (almost) nothing instead of a segment of sealed records.
+    fn rotate_if_all_released(&self, lsn: Lsn) -> Result<()> {
+        // The sync lock orders this with writes of pending records, as a rollover in `sync` does.
+        let _sync = self.sync_lock.lock();
+        let end = {
+            let state = self.state.lock();
+            let idle = state.pending.is_empty()
+                && lsn >= state.next_lsn
+                && state.active.is_some()
+                && state.poisoned.is_none();
+            if !idle || state.active_bytes < IDLE_ROTATE_BYTES {
+                return Ok(());
+            }
+            state.next_lsn
+        };
+        // Records appended from here on start at `end` or later, and go to the new segment.
+        let (seg, file) = self.create_segment(end)?;
+        let mut state = self.state.lock();
+        state.segments.push(seg);
+        state.active = Some(Arc::new(file));
+        state.active_bytes = SEGMENT_HEADER_BYTES;
+        Ok(())
     }
 
     fn poison(&self, detail: String) -> Error {
@@ -279,6 +309,7 @@ impl Buffer for FileBuffer {
     }
 
     fn release_before(&self, lsn: Lsn) -> Result<()> {
+        self.rotate_if_all_released(lsn)?;
         let doomed: Vec<PathBuf> = {
             let mut state = self.state.lock();
             // Segment i holds LSNs [first_lsn(i), first_lsn(i + 1)); it may go once that end is <= lsn.
@@ -304,6 +335,7 @@ impl Buffer for FileBuffer {
 
 #[cfg(test)]
 mod tests {
+    use super::super::scan::list_segments;
     use super::*;
 
     type Replayed = Vec<(Lsn, Vec<u8>)>;
@@ -413,9 +445,9 @@ mod tests {
             buf.sync(l.1).unwrap();
             lsns.push(l);
         }
-        let before = super::super::scan::list_segments(&buf.dir).unwrap().len();
+        let before = list_segments(&buf.dir).unwrap().len();
         buf.release_before(lsns[5].0).unwrap();
-        let after = super::super::scan::list_segments(&buf.dir).unwrap();
+        let after = list_segments(&buf.dir).unwrap();
         assert!(after.len() < before);
         assert!(after[0].first_lsn <= lsns[5].0);
         drop(buf);
@@ -423,6 +455,33 @@ mod tests {
         let (got, _) = replay_all(&buf).unwrap();
         assert!(got.iter().any(|(l, _)| *l == lsns[5].0));
         assert_eq!(got.last().unwrap().0, lsns[9].0);
+    }
+
+    #[test]
+    fn a_fully_released_big_segment_is_replaced_so_restarts_replay_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let buf = FileBuffer::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
+        replay_all(&buf).unwrap();
+        let payload = vec![7u8; 1 << 20];
+        let mut end = 0;
+        for _ in 0..9 {
+            end = buf.append(&payload).unwrap().1;
+        }
+        buf.sync(end).unwrap();
+        // Not everything released: nothing changes.
+        buf.release_before(end - 1).unwrap();
+        assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
+        buf.release_before(end).unwrap();
+        let segments = list_segments(dir.path()).unwrap();
+        assert_eq!(segments.len(), 1);
+        assert_eq!(segments[0].first_lsn, end);
+        let (start, next) = buf.append(b"after").unwrap();
+        assert_eq!(start, end);
+        buf.sync(next).unwrap();
+        drop(buf);
+        let buf = FileBuffer::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
+        let (got, _) = replay_all(&buf).unwrap();
+        assert_eq!(got, vec![(end, b"after".to_vec())]);
     }
 
     #[test]

@@ -72,7 +72,7 @@ fn verify_store(dir: &Path, tally: &mut Tally) -> Result<()> {
 
 fn verify_batch(store: &StoreDir, meta: &BatchMeta, tally: &mut Tally) -> Result<()> {
     let batch = store.open_batch(meta)?;
-    batch.verify()?;
+    batch.verify_deep()?;
     check_against_manifest(&batch, meta, tally)?;
     tally.batch_files += 1;
     tally.updates += batch.update_count();
