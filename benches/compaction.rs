@@ -34,6 +34,9 @@
 //!
 //! Under `cargo test --benches` / `cargo bench -- --test` (criterion's test mode) both parts run small.
 
+mod common;
+
+use common::{hex_key, seq_write, splitmix64};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use ddpersist::batch::format::DEFAULT_BLOCK_TARGET_BYTES;
 use ddpersist::batch::{batch_file_name, parse_batch_file_name, BatchFile, BatchWriter, UpdateCursor};
@@ -44,8 +47,6 @@ use ddpersist::wal::{Buffer, FileBuffer, Lsn, ReplayReport, WalRecovery};
 use ddpersist::{Description, Options, Store, StreamOptions};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -134,19 +135,9 @@ fn heap_peak_since(mark: usize) -> usize {
 // ---------------------------------------------------------------------------------------------------------
 // Data.
 
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE5_E4B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// A 16-byte key: 16 hex digits of a splitmix64 of `i` (as in benches/ingest.rs).
 fn key_of(i: u64) -> [u8; KEY_BYTES] {
-    let mut k = [0u8; KEY_BYTES];
-    let mut c = std::io::Cursor::new(&mut k[..]);
-    write!(c, "{:016x}", splitmix64(i)).unwrap();
-    k
+    hex_key(i)
 }
 
 /// Appends a 100-byte pseudo-random val derived from `seed`.
@@ -446,26 +437,6 @@ fn merge_iteration(inputs: &MergeInputs, case: MergeCase) -> (Duration, MergeRes
     )
 }
 
-/// The `dd if=/dev/zero bs=1M conv=fdatasync` equivalent: `bytes` written in 1 MiB `write_all`s to a new
-/// file, then one `sync_data`.
-fn seq_write(tmp: &Path, fill: &[u8], bytes: u64) -> Duration {
-    let dir = tempfile::tempdir_in(tmp).unwrap();
-    let path = dir.path().join("seq");
-    let start = Instant::now();
-    let mut f = File::create(&path).unwrap();
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(fill.len() as u64) as usize;
-        f.write_all(&fill[..n]).unwrap();
-        left -= n as u64;
-    }
-    f.sync_data().unwrap();
-    let elapsed = start.elapsed();
-    drop(f);
-    drop(dir);
-    elapsed
-}
-
 /// Per benchmark: per-iteration durations (warm-up included), and for merges bytes in / out and peak heap.
 #[derive(Default)]
 struct Seen {
@@ -537,7 +508,7 @@ fn merge_benches(c: &mut Criterion, tmp: &Path, per_input: usize) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let t = seq_write(tmp, &fill, baseline_bytes);
+                let t = seq_write(tmp, &fill, baseline_bytes, None);
                 total += t;
                 let mut seen = SEEN.lock().unwrap();
                 let s = seen.entry(format!("{gname}/{BASELINE}")).or_default();

@@ -19,6 +19,9 @@
 //! sequential baseline of the same run, the share of time spent in `write_bytes` and in `seal`, and the
 //! write amplification (bytes written to files per byte of key and val).
 
+mod common;
+
+use common::{seq_write, splitmix64};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use ddpersist::{Options, Store, StreamOptions};
 use std::collections::BTreeMap;
@@ -92,13 +95,6 @@ fn wchar() -> u64 {
         })
         .flatten()
         .unwrap_or(0)
-}
-
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE5_E4B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// `UPDATES` records of key (16 hex digits of a splitmix64 of the index) then val (pseudo-random bytes).
@@ -209,31 +205,6 @@ fn ingest(tmp: &Path, records: &[u8], w: Workload, key: &str) -> Duration {
         );
     }
     drop(store);
-    drop(dir);
-    elapsed
-}
-
-/// The `dd if=/dev/zero bs=1M conv=fdatasync` equivalent: `bytes` written in 1 MiB `write_all`s to a new
-/// file, then one `sync_data`. With `sync_every`, a `sync_data` after every that many bytes instead (the
-/// I/O pattern of a WAL synced once per write call).
-fn seq_write(tmp: &Path, fill: &[u8], bytes: u64, sync_every: Option<usize>) -> Duration {
-    let dir = tempfile::tempdir_in(tmp).unwrap();
-    let path = dir.path().join("seq");
-    let piece = sync_every.unwrap_or(1 << 20);
-    let start = Instant::now();
-    let mut f = File::create(&path).unwrap();
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(piece as u64) as usize;
-        f.write_all(&fill[..n]).unwrap();
-        if sync_every.is_some() {
-            f.sync_data().unwrap();
-        }
-        left -= n as u64;
-    }
-    f.sync_data().unwrap();
-    let elapsed = start.elapsed();
-    drop(f);
     drop(dir);
     elapsed
 }

@@ -34,6 +34,9 @@
 //! Under `cargo test --benches` / `cargo bench -- --test` (criterion's test mode) everything runs small.
 //! A summary table (markdown) prints at the end: figure, ours, baseline, ratio, goal, met.
 
+mod common;
+
+use common::{hex_key, splitmix64};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use ddpersist::trace::{BytesBatch, BytesBatcher, BytesBuilder, BytesUpdate, PersistedBatch, PersistedTrace};
 use ddpersist::{Options, Store, StreamOptions};
@@ -72,22 +75,9 @@ const STREAM: &str = "s";
 type VecBatch = OrdValBatch<Vector<((Vec<u8>, Vec<u8>), u64, i64)>>;
 type VecBuilder = VecOrdValBuilder<Vec<u8>, Vec<u8>, u64, i64>;
 
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE5_E4B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Key `i`: 16 lowercase hex digits of splitmix64(i) (a bijection, so keys `i >= n` are misses).
 fn key(i: u64) -> [u8; KEY_BYTES] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let x = splitmix64(i);
-    let mut k = [0u8; KEY_BYTES];
-    for (j, b) in k.iter_mut().enumerate() {
-        *b = HEX[((x >> (60 - 4 * j)) & 15) as usize];
-    }
-    k
+    hex_key(i)
 }
 
 /// Val `i`: pseudo-random bytes.
