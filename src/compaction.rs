@@ -270,12 +270,7 @@ impl Store {
         if let Some(s) = next.streams.iter_mut().find(|s| s.id == id) {
             s.since = since;
         }
-        if let Err(e) = self.commit_manifest(&next) {
-            self.poison(format!(
-                "manifest commit failed in allow_compaction of {id:?}: {e}"
-            ));
-            return Err(e);
-        }
+        self.commit_manifest(&next, &format!("allow_compaction of {id:?}"))?;
         self.inner.state.lock().manifest = next;
         Ok(())
     }
@@ -456,10 +451,7 @@ impl Store {
         };
         next.generation += 1;
         next.next_file_no = next.next_file_no.max(file_no + 1);
-        if let Err(e) = self.commit_manifest(&next) {
-            self.poison(format!("manifest commit failed in a merge of {id:?}: {e}"));
-            return Err(e);
-        }
+        self.commit_manifest(&next, &format!("a merge of {id:?}"))?;
         let mut state = self.inner.state.lock();
         state.manifest = next;
         if let Some(stream) = state.streams.get_mut(id) {

@@ -304,7 +304,7 @@ impl Store {
             spills: Vec::new(),
             spilled_lsn: 0,
         });
-        self.commit_manifest(&next)?;
+        self.commit_manifest(&next, &format!("create_stream of {id:?}"))?;
         let mut state = self.inner.state.lock();
         state.manifest = next;
         state.streams.insert(
@@ -429,8 +429,14 @@ impl Store {
         Ok(())
     }
 
-    pub(crate) fn commit_manifest(&self, manifest: &Manifest) -> Result<()> {
-        self.inner.blob.set(MANIFEST_NAME, &manifest.encode())
+    /// Replaces the manifest with `manifest` (`what` names the operation, for the error). A failure poisons
+    /// the store: the new manifest may or may not have reached the disk, and only a reopen can tell.
+    pub(crate) fn commit_manifest(&self, manifest: &Manifest, what: &str) -> Result<()> {
+        let committed = self.inner.blob.set(MANIFEST_NAME, &manifest.encode());
+        if let Err(e) = &committed {
+            self.poison(format!("manifest commit failed in {what}: {e}"));
+        }
+        committed
     }
 
     pub(crate) fn poison(&self, detail: String) {

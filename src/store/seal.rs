@@ -78,10 +78,7 @@ impl Store {
             s.spills.extend(remainder.as_ref().map(|r| r.1));
             s.spills.sort_by_key(|m| m.lower);
         }
-        if let Err(e) = self.commit_manifest(&next) {
-            self.poison(format!("manifest commit failed during seal of {id:?}: {e}"));
-            return Err(e);
-        }
+        self.commit_manifest(&next, &format!("the seal of {id:?}"))?;
         let release = {
             let mut state = self.inner.state.lock();
             state.manifest = next;
@@ -237,10 +234,7 @@ impl Store {
             s.spills.sort_by_key(|m| m.lower);
             s.spilled_lsn = s.spilled_lsn.max(spilled_lsn);
         }
-        if let Err(e) = self.commit_manifest(&next) {
-            self.poison(format!("manifest commit failed during a spill of {id:?}: {e}"));
-            return Err(e);
-        }
+        self.commit_manifest(&next, &format!("a spill of {id:?}"))?;
         let release = {
             let mut state = self.inner.state.lock();
             state.manifest = next;
