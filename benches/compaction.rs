@@ -1106,16 +1106,13 @@ fn amplification(tmp: &Path, cfg: &AmpConfig) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let has = |f: &str| args.iter().any(|a| a == f);
-    // As criterion decides: without `--bench` (cargo test --benches) or with `--test`, run small.
-    let full = has("--bench") && !has("--test") && !has("--list");
+    let full = common::full_run();
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(tmp).unwrap();
     eprintln!("temporary directories under {}", tmp.display());
     let per_input = if full { MERGE_INPUT_UPDATES } else { 20_000 };
     let mut c = Criterion::default().configure_from_args();
-    if !has("--list") {
+    if !common::has_arg("--list") {
         merge_benches(&mut c, tmp, per_input);
     }
     c.final_summary();
@@ -1126,7 +1123,7 @@ fn main() {
         lag: env_or("DDPERSIST_BENCH_LAG", 10),
         compaction_threads: env_or("DDPERSIST_BENCH_COMPACTION_THREADS", 1),
     };
-    if cfg.updates > 0 && cfg.keys > 0 && !has("--list") {
+    if cfg.updates > 0 && cfg.keys > 0 && !common::has_arg("--list") {
         amplification(tmp, &cfg);
     }
 }

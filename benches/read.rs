@@ -864,10 +864,7 @@ fn summary(scan_n: Option<usize>, restart: Option<&Restart>) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let has = |f: &str| args.iter().any(|a| a == f);
-    // As criterion decides: without `--bench` (cargo test --benches) or with `--test`, run small.
-    let full = has("--bench") && !has("--test") && !has("--list");
+    let full = common::full_run();
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(tmp).unwrap();
     eprintln!("stores under {}", tmp.display());
@@ -882,7 +879,7 @@ fn main() {
         n => scan_default.min(n).max(1_000),
     };
     let mut c = Criterion::default().configure_from_args();
-    let listing = has("--list");
+    let listing = common::has_arg("--list");
     if !listing {
         read_benches(&mut c, tmp, Shape::new(scan_n));
     }

@@ -50,3 +50,14 @@ pub fn seq_write(tmp: &Path, fill: &[u8], bytes: u64, sync_every: Option<usize>)
     drop(dir);
     elapsed
 }
+
+/// Whether criterion runs the full benchmark: `--bench` without `--test` or `--list` (`cargo test
+/// --benches` and `--test` run a small version).
+pub fn full_run() -> bool {
+    has_arg("--bench") && !has_arg("--test") && !has_arg("--list")
+}
+
+/// Whether the bench was started with the command-line flag `flag`.
+pub fn has_arg(flag: &str) -> bool {
+    std::env::args().any(|a| a == flag)
+}
