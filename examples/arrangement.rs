@@ -1,11 +1,11 @@
 //! A persisted arrangement across restarts: arranges `(fruit, price)` updates into a store, joins them with
-//! an in-memory collection and counts prices per fruit. Run it twice with the same DIR: the second run
+//! an in-memory collection, counts prices per fruit and finds each fruit's highest price. Run it twice with the same DIR: the second run
 //! serves the first run's updates from the batch files (without replaying them) and adds its own at later
 //! times. (The colours are an ordinary in-memory collection: each run joins only its own.)
 //!
 //! `cargo run --example arrangement [DIR]` — without DIR it uses a fresh temporary directory (kept).
 
-use ddpersist::operators::ArrangePersisted;
+use ddpersist::operators::{ArrangePersisted, CountPersisted};
 use ddpersist::trace::{BytesBuilder, BytesSpine, BytesUpdate};
 use ddpersist::{Codec, Store};
 use differential_dataflow::input::Input;
@@ -39,19 +39,29 @@ fn main() -> ddpersist::Result<()> {
                 })
                 .inspect(|x| println!("  join  {x:?}"))
                 .probe_with(&probe);
+            // Counting reads each key's earlier count from the batch files (nothing arranged in memory).
+            persisted
+                .clone()
+                .count()
+                .map(move |(k, n)| (decode(&k), n))
+                .inspect(|x| println!("  count {x:?}"))
+                .probe_with(&probe);
+            // Any reduction: vals are in their encoding's order, the order of the prices.
             persisted
                 .reduce_abelian::<_, BytesBuilder, BytesSpine, _, _>(
-                    "CountPrices",
+                    "MaxPrice",
                     |_k, input: &[(&[u8], i64)], out: &mut Vec<(Vec<u8>, i64)>| {
-                        out.push((input.iter().map(|(_, d)| *d).sum::<i64>().to_bytes(), 1))
+                        if let Some((max, _)) = input.last() {
+                            out.push((max.to_vec(), 1))
+                        }
                     },
                     |vec: &mut Vec<BytesUpdate>, key: &[u8], upds: &mut Vec<(Vec<u8>, u64, i64)>| {
                         vec.clear();
                         vec.extend(upds.drain(..).map(|(v, t, r)| ((key.to_vec(), v), t, r)));
                     },
                 )
-                .as_collection(move |k: &[u8], v: &[u8]| (decode(k), i64::decode(v).unwrap_or_default()))
-                .inspect(|x| println!("  count {x:?}"))
+                .as_collection(move |k: &[u8], v: &[u8]| (decode(k), u64::decode(v).unwrap_or_default()))
+                .inspect(|x| println!("  max   {x:?}"))
                 .probe_with(&probe);
             Ok((prices_in, colors_in, handle))
         });

@@ -1,9 +1,11 @@
-//! The persisted arrangement against DD's in-memory arrangements: `join_core`, `reduce_abelian` and
-//! `as_collection` give the same results, with 1 and 2 workers, before and after restarts (served from the
+//! The persisted arrangement against DD's in-memory arrangements: `join_core`, `reduce_abelian`,
+//! `as_collection` and [`CountPersisted::count`] (against DD's `count`) give the same results, with 1 and 2 workers, before and after restarts (served from the
 //! store without replaying old input, and with an idempotent replay); plus the cursor against a model,
 //! adoption of merged batches, worker-count checks and error reporting.
 
-use ddpersist::operators::{worker_stream_id, ArrangePersisted, PersistHandle, PersistOptions};
+use ddpersist::operators::{
+    worker_stream_id, ArrangePersisted, CountPersisted, PersistHandle, PersistOptions,
+};
 use ddpersist::trace::{BytesBuilder, BytesSpine, BytesUpdate, PersistedTrace};
 use ddpersist::{Codec, Error, Options, Store, StreamOptions};
 use differential_dataflow::input::Input;
@@ -17,11 +19,12 @@ use timely::progress::Antichain;
 
 type Shared<D> = Arc<Mutex<Vec<(D, u64, i64)>>>;
 type Join = (String, u64, String);
-/// Consolidated outputs of join, count and collection.
+/// Consolidated outputs of join, reduce, collection and count.
 type Normalized = (
     Vec<(Join, u64, i64)>,
     Vec<((String, i64), u64, i64)>,
     Vec<((String, u64), u64, i64)>,
+    Vec<((String, i64), u64, i64)>,
 );
 /// `(key, val)` to its `(time, diff)` history.
 type History = BTreeMap<(Vec<u8>, Vec<u8>), Vec<(u64, i64)>>;
@@ -32,6 +35,8 @@ struct Outputs {
     join: Shared<Join>,
     count: Shared<(String, i64)>,
     coll: Shared<(String, u64)>,
+    /// Records per key: `CountPersisted::count` (ours), DD's `count` (reference).
+    tally: Shared<(String, i64)>,
 }
 
 impl Outputs {
@@ -41,6 +46,7 @@ impl Outputs {
             normalize(&self.join, floor),
             normalize(&self.count, floor),
             normalize(&self.coll, floor),
+            normalize(&self.tally, floor),
         )
     }
 }
@@ -56,9 +62,12 @@ fn normalize<D: Ord + Clone>(out: &Shared<D>, floor: u64) -> Vec<(D, u64, i64)> 
         .collect()
 }
 
-fn sink<D: Clone + 'static>(out: &Shared<D>) -> impl FnMut(&(D, u64, i64)) + 'static {
+fn sink<D: Clone + 'static, R: Copy + TryInto<i64>>(out: &Shared<D>) -> impl FnMut(&(D, u64, R)) + 'static {
     let out = out.clone();
-    move |x| out.lock().unwrap().push(x.clone())
+    move |(d, t, r)| {
+        let r = (*r).try_into().unwrap_or_else(|_| panic!("diff out of range"));
+        out.lock().unwrap().push((d.clone(), *t, r))
+    }
 }
 
 /// The input of one time: updates to the persisted collection `a` and to the join partner `b`.
@@ -133,6 +142,12 @@ fn run(dir: &Path, workers: usize, ours_from: u64, input: Vec<Round>) -> (Output
                 .inspect(sink(&o.count))
                 .probe_with(&probe);
             persisted
+                .clone()
+                .count()
+                .map(|(k, n)| (String::decode(&k).unwrap(), n))
+                .inspect(sink(&o.tally))
+                .probe_with(&probe);
+            persisted
                 .as_collection(|k: &[u8], v: &[u8]| (String::decode(k).unwrap(), u64::decode(v).unwrap()))
                 .inspect(sink(&o.coll))
                 .probe_with(&probe);
@@ -145,10 +160,16 @@ fn run(dir: &Path, workers: usize, ours_from: u64, input: Vec<Round>) -> (Output
                 .inspect(sink(&r.join))
                 .probe_with(&probe);
             a_ref
+                .clone()
                 .reduce(|_k, input: &[(&u64, i64)], output: &mut Vec<(i64, i64)>| {
                     output.push((input.iter().map(|(_, d)| *d).sum::<i64>(), 1))
                 })
                 .inspect(sink(&r.count))
+                .probe_with(&probe);
+            a_ref
+                .map(|(k, _)| k)
+                .count()
+                .inspect(sink(&r.tally))
                 .probe_with(&probe);
             ra.as_collection(|k: &String, v: &u64| (k.clone(), *v))
                 .inspect(sink(&r.coll))
@@ -193,12 +214,13 @@ fn run(dir: &Path, workers: usize, ours_from: u64, input: Vec<Round>) -> (Output
 fn assert_same(ours: &Outputs, reference: &Outputs, floor: u64, what: &str) {
     let (a, b) = (ours.normalized(floor), reference.normalized(floor));
     assert!(
-        !b.0.is_empty() && !b.1.is_empty() && !b.2.is_empty(),
+        !b.0.is_empty() && !b.1.is_empty() && !b.2.is_empty() && !b.3.is_empty(),
         "{what}: empty reference"
     );
     assert_eq!(a.0, b.0, "{what}: join_core");
     assert_eq!(a.1, b.1, "{what}: reduce_abelian");
     assert_eq!(a.2, b.2, "{what}: as_collection");
+    assert_eq!(a.3, b.3, "{what}: count");
 }
 
 /// Fresh run, restart with only new input, restart with a replay of everything: equal results each time.

@@ -589,7 +589,26 @@ impl<'a> Block<'a> {
         Block { bytes: &[], ..*self }
     }
 
-    /// A detached shape over `bytes` again (the same block's bytes).
+    /// The shape of this block as it lies at `start` in a larger buffer (the whole file): attached to
+    /// that buffer it reads the same block, with no sub-slicing per access.
+    #[inline]
+    pub fn rebase(&self, start: usize) -> Block<'static> {
+        Block {
+            bytes: &[],
+            times_at: self.times_at + start,
+            diffs_at: self.diffs_at + start,
+            key_offs_at: self.key_offs_at + start,
+            key_vals_at: self.key_vals_at + start,
+            val_offs_at: self.val_offs_at + start,
+            val_upds_at: self.val_upds_at + start,
+            key_bytes_at: self.key_bytes_at + start,
+            val_bytes_at: self.val_bytes_at + start,
+            ..*self
+        }
+    }
+
+    /// A detached shape over `bytes` again (the same block's bytes, or, for a
+    /// [`rebase`](Self::rebase)d shape, the buffer it was rebased into).
     #[inline]
     pub fn attach<'b>(&self, bytes: &'b [u8]) -> Block<'b> {
         Block { bytes, ..*self }

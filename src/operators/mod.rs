@@ -3,6 +3,7 @@
 //! - [`arrange`]: [`ArrangePersisted`], which arranges a collection into a store stream and serves it as a
 //!   DD arrangement over the persisted batches ([`PersistedTrace`](crate::trace::PersistedTrace)), and
 //!   [`ArrangePersisted::arrange_encoded`], the matching in-memory arrangement to join it with;
+//! - [`count`]: [`CountPersisted`], counts per key over a persisted arrangement, read from its batches;
 //! - [`upsert`]: [`UpsertPersisted`], the de-upsert operator, with its state in a store stream;
 //! - `persister`: the state machine inside the arranging operator (write, seal, emit) and
 //!   [`PersistHandle`], through which the caller sees what it persisted and the errors it met.
@@ -20,10 +21,12 @@
 //! [`Error::BadInput`].
 
 pub mod arrange;
+pub mod count;
 mod persister;
 pub mod upsert;
 
 pub use arrange::{ArrangePersisted, PersistOptions, PersistedArrangement};
+pub use count::CountPersisted;
 pub use persister::PersistHandle;
 pub use upsert::{Upsert, UpsertHandle, UpsertPersisted, Upserted};
 

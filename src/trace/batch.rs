@@ -23,6 +23,8 @@ use std::sync::Arc;
 pub struct PersistedBatch {
     file: Option<Arc<BatchFile>>,
     desc: Description<u64>,
+    /// `file`'s block count (0 without a file), cached for the cursor's hot `key_valid`.
+    block_count: usize,
 }
 
 impl std::fmt::Debug for PersistedBatch {
@@ -58,6 +60,7 @@ impl PersistedBatch {
             )));
         }
         Ok(PersistedBatch {
+            block_count: file.block_count(),
             file: Some(file),
             desc,
         })
@@ -72,7 +75,11 @@ impl PersistedBatch {
 
     /// A batch with no updates over `desc`.
     pub fn empty(desc: Description<u64>) -> Self {
-        PersistedBatch { file: None, desc }
+        PersistedBatch {
+            file: None,
+            desc,
+            block_count: 0,
+        }
     }
 
     /// The batch file, if the batch has updates.
@@ -96,9 +103,9 @@ impl PersistedBatch {
     }
 
     /// Number of blocks in the file (0 without one).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn block_count(&self) -> usize {
-        self.file.as_ref().map_or(0, |f| f.block_count())
+        self.block_count
     }
 }
 

@@ -33,9 +33,12 @@ pub struct PersistedCursor {
     key_count: usize,
     val: usize,
     vals: std::ops::Range<usize>,
+    /// The current block's shape: rebased onto the whole file's bytes when `raw`, else relative to the
+    /// block's decompressed bytes.
     shape: Block<'static>,
-    /// The current block's bytes in the file, when it is stored raw (else empty: read through the index).
-    raw: std::ops::Range<usize>,
+    /// Whether the current block is stored raw in the file (read through `shape` over the file's bytes,
+    /// with no index lookup or sub-slicing per access).
+    raw: bool,
 }
 
 impl PersistedCursor {
@@ -48,18 +51,18 @@ impl PersistedCursor {
             val: 0,
             vals: 0..0,
             shape: Block::empty(),
-            raw: 0..0,
+            raw: false,
         };
         cursor.settle(batch);
         cursor
     }
 
     /// The block under the cursor, if the cursor is on a key.
-    #[inline]
+    #[inline(always)]
     fn current<'a>(&self, batch: &'a PersistedBatch) -> Option<Block<'a>> {
         let file = batch.file()?;
-        if !self.raw.is_empty() {
-            return Some(self.shape.attach(file.bytes().get(self.raw.clone())?));
+        if self.raw {
+            return Some(self.shape.attach(file.bytes()));
         }
         let bytes = file.verified_block_bytes(self.block)?;
         Some(self.shape.attach(bytes))
@@ -77,11 +80,16 @@ impl PersistedCursor {
         while self.block < count {
             match self.load(batch) {
                 Some(b) if self.key < b.key_count() => {
-                    self.shape = b.detach();
-                    self.raw = batch
-                        .file()
-                        .and_then(|f| f.verified_raw_range(self.block))
-                        .unwrap_or(0..0);
+                    match batch.file().and_then(|f| f.verified_raw_range(self.block)) {
+                        Some(range) => {
+                            self.shape = b.rebase(range.start);
+                            self.raw = true;
+                        }
+                        None => {
+                            self.shape = b.detach();
+                            self.raw = false;
+                        }
+                    }
                     self.key_count = b.key_count();
                     self.vals = b.vals(self.key);
                     self.val = self.vals.start;
@@ -94,7 +102,7 @@ impl PersistedCursor {
             }
         }
         self.block = count;
-        self.raw = 0..0;
+        self.raw = false;
         self.shape = Block::empty();
         self.key = 0;
         self.key_count = 0;
@@ -145,35 +153,35 @@ impl Cursor for PersistedCursor {
     type TimeContainer = CopyContainer<u64>;
     type DiffContainer = CopyContainer<i64>;
 
-    #[inline]
+    #[inline(always)]
     fn key_valid(&self, storage: &PersistedBatch) -> bool {
         self.block < storage.block_count()
     }
 
-    #[inline]
+    #[inline(always)]
     fn val_valid(&self, storage: &PersistedBatch) -> bool {
         self.val < self.vals.end && self.key_valid(storage)
     }
 
     /// The key under the cursor; the empty slice if the cursor is past the end (DD never asks then).
-    #[inline]
+    #[inline(always)]
     fn key<'a>(&self, storage: &'a PersistedBatch) -> &'a [u8] {
         self.get_key(storage).unwrap_or(&[])
     }
 
     /// The val under the cursor; the empty slice if there is none (DD never asks then).
-    #[inline]
+    #[inline(always)]
     fn val<'a>(&self, storage: &'a PersistedBatch) -> &'a [u8] {
         self.get_val(storage).unwrap_or(&[])
     }
 
-    #[inline]
+    #[inline(always)]
     fn get_key<'a>(&self, storage: &'a PersistedBatch) -> Option<&'a [u8]> {
         let b = self.current(storage)?;
         (self.key < b.key_count()).then(|| b.key(self.key))
     }
 
-    #[inline]
+    #[inline(always)]
     fn get_val<'a>(&self, storage: &'a PersistedBatch) -> Option<&'a [u8]> {
         if self.val >= self.vals.end {
             return None;
@@ -182,7 +190,7 @@ impl Cursor for PersistedCursor {
         (self.val < b.val_count()).then(|| b.val(self.val))
     }
 
-    #[inline]
+    #[inline(always)]
     fn map_times<L: FnMut(u64, i64)>(&mut self, storage: &PersistedBatch, mut logic: L) {
         if self.val >= self.vals.end {
             return;
@@ -196,7 +204,7 @@ impl Cursor for PersistedCursor {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn step_key(&mut self, storage: &PersistedBatch) {
         if self.key_valid(storage) {
             self.key += 1;
@@ -228,7 +236,7 @@ impl Cursor for PersistedCursor {
         self.settle(storage);
     }
 
-    #[inline]
+    #[inline(always)]
     fn step_val(&mut self, _storage: &PersistedBatch) {
         if self.val < self.vals.end {
             self.val += 1;
