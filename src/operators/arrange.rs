@@ -18,18 +18,16 @@
 //! Invariants: the spans on the output stream are exactly the spans inserted into the trace, in order, each
 //! sent under a capability at or below its lower bound; the capability is held at the trace's upper.
 
-use super::persister::{PersistHandle, Persister};
-use super::{check_worker_count, key_hash, worker_stream_id};
+use super::persister::{input_bound, PersistHandle, Persister};
+use super::{check_worker_count, key_hash, unsealed_times, update_hash, worker_stream_id};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::store::{Store, StreamOptions};
 use crate::trace::{frontier_value, BytesBatcher, BytesSpine, BytesUpdate, PersistedSpan, PersistedTrace};
-use crate::FRONTIER_CLOSED;
 use differential_dataflow::logging::DifferentialEventBuilder;
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::{Data, ExchangeData, VecCollection};
-use std::collections::BTreeSet;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::generic::Operator;
@@ -110,12 +108,7 @@ where
         let arranged = if peers == 1 {
             build(self.inner, Pipeline, trace, initial, persister)?
         } else {
-            let mut scratch = Vec::new();
-            let exchange = Exchange::new(move |update: &((K, V), u64, i64)| {
-                scratch.clear();
-                (update.0).0.encode(&mut scratch);
-                key_hash(&scratch)
-            });
+            let exchange = Exchange::new(update_hash::<K, V>());
             build(self.inner, exchange, trace, initial, persister)?
         };
         Ok((arranged, handle))
@@ -131,23 +124,6 @@ where
             BytesBatcher::new,
         )
     }
-}
-
-/// The times of updates a durable stream recovered from its WAL (written, not sealed) at or above `upper`.
-/// Empty, without reading anything, when there are none (always for streams that are not durable).
-fn unsealed_times(store: &Store, stream: &str, upper: u64) -> Result<BTreeSet<u64>> {
-    let mut times = BTreeSet::new();
-    if store.unsealed_len(stream)? == 0 {
-        return Ok(times);
-    }
-    let snapshot = store.snapshot(stream)?;
-    for update in snapshot.iter()? {
-        let (_, _, time, _) = update?;
-        if time >= upper {
-            times.insert(time);
-        }
-    }
-    Ok(times)
 }
 
 /// A container of input updates.
@@ -199,30 +175,14 @@ where
                 }
                 input.for_each(|_time, data| persister.stage(data));
                 persister.flush();
-                // An empty frontier (the input is exhausted) is FRONTIER_CLOSED; a frontier at u64::MAX, a
-                // time the store cannot hold, completes the times below it and no more.
-                let to = if frontier.frontier().is_empty() {
-                    FRONTIER_CLOSED
-                } else {
-                    frontier_value(frontier.frontier()).min(FRONTIER_CLOSED - 1)
-                };
+                let to = input_bound(frontier.frontier());
                 if let Some(cap) = capability.as_ref() {
                     let spans = persister.advance(to, &mut writer, *cap.time());
                     if !spans.is_empty() {
                         output.session(cap).give_iterator(spans.into_iter());
                     }
                 }
-                let upper = persister.upper();
-                if upper == FRONTIER_CLOSED || (persister.stopped() && to == FRONTIER_CLOSED) {
-                    // Done (or failed, and the input is exhausted): release the dataflow.
-                    capability = None;
-                } else if let Some(cap) = capability.as_mut() {
-                    if *cap.time() < upper {
-                        // Cannot fail: `upper` only grows. (A failure would leave the capability lower,
-                        // which holds readers back but is never wrong.)
-                        let _ = cap.try_downgrade(&upper);
-                    }
-                }
+                persister.hold(&mut capability, to);
                 writer.exert();
             }
         },

@@ -4,6 +4,8 @@
 //!   DD arrangement over the persisted batches ([`PersistedTrace`](crate::trace::PersistedTrace)), and
 //!   [`ArrangePersisted::arrange_encoded`], the matching in-memory arrangement to join it with;
 //! - [`count`]: [`CountPersisted`], counts per key over a persisted arrangement, read from its batches;
+//! - [`persist`]: [`Persist`], which persists a collection through a [`Token`](crate::Token) and passes
+//!   it through, replaying what earlier runs persisted first;
 //! - [`upsert`]: [`UpsertPersisted`], the de-upsert operator, with its state in a store stream;
 //! - `persister`: the state machine inside the arranging operator (write, seal, emit) and
 //!   [`PersistHandle`], through which the caller sees what it persisted and the errors it met.
@@ -22,20 +24,35 @@
 
 pub mod arrange;
 pub mod count;
+pub mod persist;
 mod persister;
 pub mod upsert;
 
 pub use arrange::{ArrangePersisted, PersistOptions, PersistedArrangement};
 pub use count::CountPersisted;
+pub use persist::{Persist, Persisted};
 pub use persister::PersistHandle;
 pub use upsert::{Upsert, UpsertHandle, UpsertPersisted, Upserted};
 
+use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::store::Store;
+use std::collections::BTreeSet;
 
 /// The hash that places a key on a worker: xxh3-64 of the key's encoding (its bytes in the store).
 pub fn key_hash(key: &[u8]) -> u64 {
     crate::format::checksum(key)
+}
+
+/// The exchange function of persisting operators: [`key_hash`] of an update's encoded key (one scratch
+/// buffer reused across updates).
+pub(crate) fn update_hash<K: Codec, V>() -> impl FnMut(&((K, V), u64, i64)) -> u64 + 'static {
+    let mut scratch = Vec::new();
+    move |update| {
+        scratch.clear();
+        (update.0).0.encode(&mut scratch);
+        key_hash(&scratch)
+    }
 }
 
 /// The store stream worker `index` of `peers` uses for the arrangement `id`: `"{id}/w{index}of{peers}"`.
@@ -65,4 +82,21 @@ pub fn check_worker_count(store: &Store, id: &str, peers: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The times of updates a durable stream recovered from its WAL (written, not sealed) at or above `upper`.
+/// Empty, without reading anything, when there are none (always for streams that are not durable).
+pub(crate) fn unsealed_times(store: &Store, stream: &str, upper: u64) -> Result<BTreeSet<u64>> {
+    let mut times = BTreeSet::new();
+    if store.unsealed_len(stream)? == 0 {
+        return Ok(times);
+    }
+    let snapshot = store.snapshot(stream)?;
+    for update in snapshot.iter()? {
+        let (_, _, time, _) = update?;
+        if time >= upper {
+            times.insert(time);
+        }
+    }
+    Ok(times)
 }

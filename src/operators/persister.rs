@@ -24,20 +24,33 @@
 
 use crate::codec::Codec;
 use crate::error::Error;
+use crate::manager::PersistManager;
 use crate::store::Store;
 use crate::trace::batch::description;
-use crate::trace::{ErrorSlot, PersistedBatch, PersistedSpan, PersistedTrace};
+use crate::trace::{frontier_value, ErrorSlot, PersistedBatch, PersistedSpan, PersistedTrace};
 use crate::FRONTIER_CLOSED;
 use differential_dataflow::operators::arrange::TraceWriter;
 use differential_dataflow::trace::Span;
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
+use timely::dataflow::operators::Capability;
+use timely::progress::frontier::AntichainRef;
 use timely::progress::Stamp;
 
 /// Staged bytes (keys, vals and 24 bytes of framing per update) that trigger a write before the input is
 /// drained, keeping one write well under the store's 512 MiB limit.
 const FLUSH_BYTES: usize = 64 << 20;
+
+/// How far an operator's input `frontier` completes times: [`FRONTIER_CLOSED`] once the input is
+/// exhausted; a frontier at `u64::MAX`, a time the store cannot hold, completes the times below it only.
+pub(crate) fn input_bound(frontier: AntichainRef<u64>) -> u64 {
+    if frontier.is_empty() {
+        FRONTIER_CLOSED
+    } else {
+        frontier_value(frontier).min(FRONTIER_CLOSED - 1)
+    }
+}
 
 /// What the operator shares with its [`PersistHandle`]s.
 #[derive(Debug)]
@@ -114,6 +127,8 @@ pub(crate) struct Persister {
     staged: Vec<(usize, usize, usize, u64, i64)>,
     stopped: bool,
     shared: Rc<Shared>,
+    /// Pays for each write under the manager's rate limit, for operators built from a token.
+    throttle: Option<PersistManager>,
 }
 
 impl Persister {
@@ -141,7 +156,14 @@ impl Persister {
             staged: Vec::new(),
             stopped: false,
             shared: Rc::new(shared),
+            throttle: None,
         }
+    }
+
+    /// Makes every write pay `manager`'s rate limit first.
+    pub(crate) fn throttled_by(mut self, manager: PersistManager) -> Self {
+        self.throttle = Some(manager);
+        self
     }
 
     /// A handle on this persister.
@@ -161,6 +183,20 @@ impl Persister {
     /// Whether the persister stopped after an error.
     pub(crate) fn stopped(&self) -> bool {
         self.stopped
+    }
+
+    /// Holds the operator's `capability` at the upper after an advance to `to`: drops it when done (the
+    /// upper is closed) or failed with the input exhausted, releasing the dataflow; else downgrades it.
+    pub(crate) fn hold(&self, capability: &mut Option<Capability<u64>>, to: u64) {
+        if self.upper == FRONTIER_CLOSED || (self.stopped && to == FRONTIER_CLOSED) {
+            *capability = None;
+        } else if let Some(cap) = capability.as_mut() {
+            if *cap.time() < self.upper {
+                // Cannot fail: the upper only grows. (A failure would leave the capability lower, which
+                // holds readers back but is never wrong.)
+                let _ = cap.try_downgrade(&self.upper);
+            }
+        }
     }
 
     fn fail(&mut self, error: Error) {
@@ -191,6 +227,9 @@ impl Persister {
     pub(crate) fn flush(&mut self) {
         if self.staged.is_empty() {
             return;
+        }
+        if let Some(manager) = &self.throttle {
+            manager.throttle(self.buf.len() + 24 * self.staged.len());
         }
         let buf = &self.buf;
         let updates = self
@@ -226,12 +265,7 @@ impl Persister {
         if self.stopped || to <= self.upper {
             return spans;
         }
-        let seal_to = if to == FRONTIER_CLOSED {
-            self.pending.last().map(|t| t.saturating_add(1))
-        } else {
-            self.pending.first().is_some_and(|t| *t < to).then_some(to)
-        };
-        if let Some(seal_to) = seal_to {
+        if let Some(seal_to) = self.seal_point(to) {
             match self.seal(seal_to) {
                 Ok(span) => spans.push(span),
                 Err(e) => {
@@ -262,16 +296,50 @@ impl Persister {
         spans
     }
 
-    /// Seals the stream at `to` and returns the span `[upper, to)` serving the new batch.
-    fn seal(&mut self, to: u64) -> crate::Result<PersistedSpan> {
+    /// Advances to `to` as [`advance`](Self::advance) does, for an operator without a trace (the
+    /// pass-through [`Persist`](super::Persist) operator): seals pending updates below `to` and moves the
+    /// upper. Returns whether the upper moved (false when stopped, or on an error, which stops it).
+    pub(crate) fn advance_untraced(&mut self, to: u64) -> bool {
+        if self.stopped || to <= self.upper {
+            return false;
+        }
+        if let Some(seal_to) = self.seal_point(to) {
+            if let Err(e) = self.seal_store(seal_to) {
+                self.fail(e);
+                return false;
+            }
+        }
+        self.upper = to;
+        self.shared.upper.set(to);
+        true
+    }
+
+    /// Where an advance to `to` seals: below `to` if updates are pending there; once the input is
+    /// exhausted (`to` is [`FRONTIER_CLOSED`]), one past the greatest pending time; else nowhere.
+    fn seal_point(&self, to: u64) -> Option<u64> {
+        if to == FRONTIER_CLOSED {
+            self.pending.last().map(|t| t.saturating_add(1))
+        } else {
+            self.pending.first().is_some_and(|t| *t < to).then_some(to)
+        }
+    }
+
+    /// Seals the stream in the store at `to` (every pending update is below it or at or beyond it).
+    fn seal_store(&mut self, to: u64) -> crate::Result<crate::SealInfo> {
         let info = self.store.seal(&self.stream, to)?;
         self.shared.sealed_upper.set(to);
+        self.pending = self.pending.split_off(&to);
+        Ok(info)
+    }
+
+    /// Seals the stream at `to` and returns the span `[upper, to)` serving the new batch.
+    fn seal(&mut self, to: u64) -> crate::Result<PersistedSpan> {
+        let info = self.seal_store(to)?;
         let desc = description(self.upper, to, 0)?;
         let inner = info
             .batch
             .map(|file| PersistedBatch::new(file, desc.clone()))
             .transpose()?;
-        self.pending = self.pending.split_off(&to);
         self.upper = to;
         Ok(Span::new(desc, inner))
     }

@@ -1,0 +1,142 @@
+//! [`Persist`]: persists a collection through a [`Token`] and passes it through; on restart, replays
+//! what earlier runs persisted before anything else.
+//!
+//! The operator on worker `i` of `n` writes into the store stream
+//! [`worker_stream_id`]`(token.id(), i, n)` (input exchanged by [`key_hash`] when `n > 1`, as for
+//! [`ArrangePersisted`](super::ArrangePersisted), so a restarted dataflow finds each key's history on the
+//! worker that receives its new updates). It:
+//! 1. when built: reads the stream's snapshot (every persisted update, sealed or, for durable streams,
+//!    written and recovered from the WAL) and decodes it, so a decode error fails the build;
+//! 2. on its first activation: emits that replay, at the updates' own times;
+//! 3. on every activation: writes the new input updates to the store (paying the manager's rate limit),
+//!    then passes them through; input at times below [`PersistHandle::resume_at`] was persisted (and
+//!    replayed) already and is dropped, so replaying a source is idempotent;
+//! 4. when the input frontier advances: seals what is pending below it, and holds its output capability at
+//!    the persisted upper, so a downstream operator sees a time complete only once it is sealed.
+//!
+//! Errors cannot be returned from an operator: the first one is kept in the [`PersistHandle`], and the
+//! operator stops writing, passing through and advancing (until its input is exhausted, when it releases
+//! the dataflow anyway: check the handle).
+
+use super::persister::{input_bound, PersistHandle, Persister};
+use super::{check_worker_count, unsealed_times, update_hash, worker_stream_id};
+use crate::codec::Codec;
+use crate::error::{Error, Result};
+use crate::manager::Token;
+use crate::store::StreamOptions;
+use crate::trace::ErrorSlot;
+use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
+use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+
+/// The updates of a collection of `(key, val)` pairs.
+type Updates<K, V> = Vec<((K, V), u64, i64)>;
+
+/// A persisted collection, and the handle on the operator that persists it.
+pub type Persisted<'scope, K, V> = (VecCollection<'scope, u64, (K, V), i64>, PersistHandle);
+
+/// Persisting a collection of `(key, val)` pairs and passing it through. See the module docs.
+pub trait Persist<'scope, K, V> {
+    /// Persists the collection into the stream of `token` (on this worker) and returns the collection —
+    /// first what earlier runs persisted, then the new input — with the worker's [`PersistHandle`].
+    ///
+    /// Errors (when building the dataflow): [`Error::BadInput`] if the token is for another worker or
+    /// the stream was persisted by a different number of workers; store errors opening or reading the
+    /// stream; [`Error::Corrupt`] if a persisted key or val does not decode as `K` or `V`.
+    fn persist(self, token: Token) -> Result<Persisted<'scope, K, V>>;
+}
+
+impl<'scope, K, V> Persist<'scope, K, V> for VecCollection<'scope, u64, (K, V), i64>
+where
+    K: Codec + ExchangeData,
+    V: Codec + ExchangeData,
+{
+    fn persist(self, token: Token) -> Result<Persisted<'scope, K, V>> {
+        let scope = self.inner.scope();
+        let (index, peers) = (scope.index(), scope.peers());
+        if token.worker() != index {
+            return Err(Error::bad_input(format!(
+                "the token for {:?} is for worker {}, not worker {index}",
+                token.id(),
+                token.worker()
+            )));
+        }
+        let manager = token.manager().clone();
+        let store = manager.store().clone();
+        check_worker_count(&store, token.id(), peers)?;
+        let stream = worker_stream_id(token.id(), index, peers);
+        if !store.has_stream(&stream) {
+            let durable = manager.options().durable;
+            store.create_stream(&stream, StreamOptions { durable })?;
+        }
+        let snapshot = store.snapshot(&stream)?;
+        let upper = snapshot.upper();
+        let replay: Updates<K, V> = snapshot
+            .decode::<K, V>()?
+            .into_iter()
+            .map(|(k, v, t, d)| ((k, v), t, d))
+            .collect();
+        drop(snapshot);
+        let pending = unsealed_times(&store, &stream, upper)?;
+        let persister =
+            Persister::new(&store, &stream, upper, pending, ErrorSlot::default()).throttled_by(manager);
+        let handle = persister.handle();
+        let output = if peers == 1 {
+            build(self.inner, Pipeline, token, replay, persister)
+        } else {
+            let exchange = Exchange::new(update_hash::<K, V>());
+            build(self.inner, exchange, token, replay, persister)
+        };
+        Ok((output.as_collection(), handle))
+    }
+}
+
+/// Builds the operator over `stream` (partitioned by `pact`): see the module docs.
+fn build<'scope, K, V, P>(
+    stream: timely::dataflow::Stream<'scope, u64, Updates<K, V>>,
+    pact: P,
+    token: Token,
+    replay: Updates<K, V>,
+    mut persister: Persister,
+) -> timely::dataflow::Stream<'scope, u64, Updates<K, V>>
+where
+    K: Codec + ExchangeData,
+    V: Codec + ExchangeData,
+    P: ParallelizationContract<u64, Updates<K, V>>,
+{
+    let scope = stream.scope();
+    let resume_at = persister.upper();
+    stream.unary_frontier(pact, "Persist", move |capability, info| {
+        // The replay goes out on the first activation, whether or not the input moves.
+        scope.activator_for(info.address).activate();
+        let mut capability = Some(capability);
+        let mut replay = Some(replay);
+        // Held for the operator's life: no other operator persists this stream meanwhile.
+        let token = token;
+        let mut passed: Updates<K, V> = Vec::new();
+        move |(input, frontier), output| {
+            let _ = &token;
+            if let (Some(cap), Some(updates)) = (capability.as_ref(), replay.take()) {
+                if !updates.is_empty() {
+                    output.session(cap).give_container(&mut { updates });
+                }
+            }
+            input.for_each(|_time, data| {
+                data.retain(|(_, time, diff)| *time >= resume_at && *diff != 0);
+                passed.extend(data.iter().cloned());
+                persister.stage(data);
+            });
+            persister.flush();
+            if let Some(cap) = capability.as_ref() {
+                if !persister.stopped() && !passed.is_empty() {
+                    // Every passed time is at or beyond the input frontier, which is at or beyond `cap`.
+                    output.session(cap).give_container(&mut passed);
+                }
+            }
+            passed.clear();
+            let to = input_bound(frontier.frontier());
+            persister.advance_untraced(to);
+            persister.hold(&mut capability, to);
+        }
+    })
+}
