@@ -1,11 +1,13 @@
 //! `PersistManager`, tokens and the pass-through `Persist` operator: with 1 and 2 workers, a restarted
 //! dataflow replays exactly what was persisted and then the new input, a replayed source is idempotent,
-//! and tokens are one per stream and worker.
+//! and tokens are one per stream and worker; after a `kill -9` midway, every time the killed run saw
+//! complete downstream is persisted, and the re-run delivers the whole input exactly once.
 
 use ddpersist::operators::{worker_stream_id, Persist};
 use ddpersist::{Error, ManagerOptions, PersistManager, Store};
 use differential_dataflow::input::Input;
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
@@ -37,8 +39,13 @@ fn consolidate(updates: impl IntoIterator<Item = Update>) -> BTreeMap<((String, 
 }
 
 /// One run over the store in `dir`: feeds `input` (all of it, from time 0: a replayed source), returns
-/// what the persist operator passed on (all workers) and each worker's `resume_at`.
+/// what the persist operator passed on (all workers) and each worker's `resume_at`. With `pause_ms > 0`,
+/// sleeps that long per time and prints `complete T` once the output frontier passed `T`.
 fn run(dir: &Path, workers: usize, input: Vec<Vec<Update>>) -> (Vec<Update>, Vec<u64>) {
+    run_paced(dir, workers, input, 0)
+}
+
+fn run_paced(dir: &Path, workers: usize, input: Vec<Vec<Update>>, pause_ms: u64) -> (Vec<Update>, Vec<u64>) {
     let manager = PersistManager::with_options(
         Store::open(dir).unwrap(),
         ManagerOptions {
@@ -71,6 +78,10 @@ fn run(dir: &Path, workers: usize, input: Vec<Vec<Update>>) -> (Vec<Update>, Vec
             input_handle.advance_to(time + 1);
             input_handle.flush();
             worker.step_while(|| probe.less_than(&(time + 1)));
+            if pause_ms > 0 {
+                println!("complete {}", time + 1);
+                std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+            }
         }
         drop(input_handle);
         worker.step_while(|| !probe.done());
@@ -151,4 +162,63 @@ fn tokens_are_unique_and_checked() {
     assert!(manager.token("t", 1).is_ok());
     drop(token);
     assert!(manager.token("t", 0).is_ok());
+}
+
+/// The child process of `a_killed_run_loses_nothing_and_repeats_nothing`: runs slowly until killed.
+#[test]
+#[ignore = "run as a child process by a_killed_run_loses_nothing_and_repeats_nothing"]
+fn persist_child_process() {
+    let dir = std::env::var("DDPERSIST_PERSIST_CHILD").expect("run by the parent test");
+    run_paced(Path::new(&dir), 1, rounds(400), 20);
+}
+
+#[test]
+fn a_killed_run_loses_nothing_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "persist_child_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("DDPERSIST_PERSIST_CHILD", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // SIGKILL once downstream has seen some times complete, in the middle of the run.
+    let mut complete = 0;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        if let Some(t) = line.unwrap().strip_prefix("complete ") {
+            complete = t.parse::<u64>().unwrap();
+            if complete >= 25 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Every time downstream saw complete is persisted (the operator holds its output at the sealed upper).
+    let resume_at = Store::open(dir.path()).unwrap().upper("src/w0of1").unwrap();
+    assert!(
+        (complete..400).contains(&resume_at),
+        "complete {complete}, resume at {resume_at}"
+    );
+    // The re-run replays the persisted part, drops the replayed source below resume_at, and passes the
+    // rest through: the whole input, once.
+    let (out, resumes) = run(dir.path(), 1, rounds(60));
+    assert_eq!(resumes, vec![resume_at]);
+    assert_eq!(consolidate(out), consolidate(rounds(60).concat()));
+    let persisted: Vec<Update> = Store::open(dir.path())
+        .unwrap()
+        .snapshot("src/w0of1")
+        .unwrap()
+        .decode::<String, u64>()
+        .unwrap()
+        .into_iter()
+        .map(|(k, v, t, d)| ((k, v), t, d))
+        .collect();
+    assert_eq!(consolidate(persisted), consolidate(rounds(60).concat()));
 }
