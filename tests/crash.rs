@@ -12,7 +12,6 @@ use ddpersist::{Options, Store, StreamOptions};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 /// The key of update `i` of child run `cycle`.
 fn key(cycle: u64, i: u64) -> Vec<u8> {
@@ -64,19 +63,13 @@ fn kill_9_at_random_moments_loses_no_acknowledged_write() {
     let mut rng = Rng(99);
     let mut acked: BTreeSet<Vec<u8>> = BTreeSet::new();
     for cycle in 0..cycles {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "crash_child",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("DDPERSIST_CRASH_DIR", dir.path())
-            .env("DDPERSIST_CRASH_CYCLE", cycle.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = common::spawn_child(
+            "crash_child",
+            &[
+                ("DDPERSIST_CRASH_DIR", dir.path().display().to_string()),
+                ("DDPERSIST_CRASH_CYCLE", cycle.to_string()),
+            ],
+        );
         // Kill after a random number of acknowledged writes (somewhere among seals, merges and spills).
         let kill_after = 5 + rng.below(200);
         let mut seen = 0;

@@ -3,11 +3,12 @@
 //! and tokens are one per stream and worker; after a `kill -9` midway, every time the killed run saw
 //! complete downstream is persisted, and the re-run delivers the whole input exactly once.
 
+mod common;
+
 use ddpersist::operators::{worker_stream_id, Persist};
 use ddpersist::{Error, ManagerOptions, PersistManager, Store};
 use differential_dataflow::input::Input;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
@@ -175,28 +176,12 @@ fn persist_child_process() {
 #[test]
 fn a_killed_run_loses_nothing_and_repeats_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "persist_child_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("DDPERSIST_PERSIST_CHILD", dir.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_child(
+        "persist_child_process",
+        &[("DDPERSIST_PERSIST_CHILD", path(&dir))],
+    );
     // SIGKILL once downstream has seen some times complete, in the middle of the run.
-    let mut complete = 0;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        if let Some(t) = line.unwrap().strip_prefix("complete ") {
-            complete = t.parse::<u64>().unwrap();
-            if complete >= 25 {
-                break;
-            }
-        }
-    }
+    let complete = common::read_until(&mut child, "complete ", 25);
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -221,4 +206,8 @@ fn a_killed_run_loses_nothing_and_repeats_nothing() {
         .map(|(k, v, t, d)| ((k, v), t, d))
         .collect();
     assert_eq!(consolidate(persisted), consolidate(rounds(60).concat()));
+}
+
+fn path(dir: &tempfile::TempDir) -> String {
+    dir.path().display().to_string()
 }

@@ -2,10 +2,11 @@
 //! time; across a restart it resumes from the persisted state; and after a `kill -9` midway the persisted
 //! state plus the re-run's output hold every retraction once and no insertion twice.
 
+mod common;
+
 use ddpersist::operators::{Upsert, UpsertPersisted};
 use ddpersist::Store;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::operators::{Input, Inspect, Probe};
@@ -154,29 +155,10 @@ fn upsert_child_process() {
 #[test]
 fn a_killed_run_emits_no_duplicates_and_misses_no_retraction() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "upsert_child_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("DDPERSIST_UPSERT_CHILD", dir.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let dir_arg = dir.path().display().to_string();
+    let mut child = common::spawn_child("upsert_child_process", &[("DDPERSIST_UPSERT_CHILD", dir_arg)]);
     // Kill it (SIGKILL) once it has sealed some times, in the middle of the run.
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines {
-        if line
-            .unwrap()
-            .strip_prefix("sealed ")
-            .is_some_and(|t| t.parse::<u64>().unwrap() >= 25)
-        {
-            break;
-        }
-    }
+    common::read_until(&mut child, "sealed ", 25);
     child.kill().unwrap();
     child.wait().unwrap();
 

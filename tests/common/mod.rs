@@ -108,3 +108,32 @@ pub fn blob_files(blob: &dyn Blob) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Runs the `#[ignore]`d test `name` of the current test binary as a child process (with `envs` set and
+/// its stdout piped), for tests that kill a process midway (`kill -9`) and check what survived.
+pub fn spawn_child(name: &str, envs: &[(&str, String)]) -> std::process::Child {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"])
+        .stdout(std::process::Stdio::piped());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command.spawn().unwrap()
+}
+
+/// Reads `child`'s stdout until a line `"{prefix}N"` with `N >= at_least`; returns the last such `N`
+/// (smaller if the child's output ends first).
+pub fn read_until(child: &mut std::process::Child, prefix: &str, at_least: u64) -> u64 {
+    use std::io::{BufRead, BufReader};
+    let mut last = 0;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        if let Some(n) = line.unwrap().strip_prefix(prefix) {
+            last = n.parse::<u64>().unwrap();
+            if last >= at_least {
+                break;
+            }
+        }
+    }
+    last
+}
