@@ -20,6 +20,11 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// [`BatchFile::verify`] splits files of at least this many blocks across threads.
+pub(crate) const PARALLEL_VERIFY_BLOCKS: usize = 64;
+/// At most this many threads verify one file.
+const MAX_VERIFY_THREADS: usize = 4;
+
 /// An open batch file.
 pub struct BatchFile {
     name: String,
@@ -386,12 +391,67 @@ impl BatchFile {
     }
 
     /// Checks every block, and across blocks: keys increase, every time lies in the description, and the
-    /// val count matches the footer. Returns the first problem found. (See also
-    /// [`verify_deep`](Self::verify_deep).)
+    /// val count matches the footer. Returns the first problem found, in block order. (See also
+    /// [`verify_deep`](Self::verify_deep).) Files of [`PARALLEL_VERIFY_BLOCKS`] blocks or more are checked
+    /// by up to [`MAX_VERIFY_THREADS`] scoped threads over contiguous block ranges (restarting a trace
+    /// verifies every block it serves).
     pub fn verify(&self) -> Result<()> {
+        let n = self.index.len();
+        let threads = if n >= PARALLEL_VERIFY_BLOCKS {
+            std::thread::available_parallelism()
+                .map_or(1, |p| p.get())
+                .min(MAX_VERIFY_THREADS)
+        } else {
+            1
+        };
+        let vals = if threads <= 1 {
+            self.verify_blocks(0..n)?
+        } else {
+            // Contiguous ranges, one per thread; the first error in block order wins.
+            let chunk = n.div_ceil(threads);
+            let results: Vec<Result<u64>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let range = (t * chunk).min(n)..((t + 1) * chunk).min(n);
+                        scope.spawn(move || self.verify_blocks(range))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(Error::io(
+                                format!("verify {}", self.name),
+                                std::io::Error::other("a verification thread panicked"),
+                            ))
+                        })
+                    })
+                    .collect()
+            });
+            let mut vals = 0;
+            for r in results {
+                vals += r?;
+            }
+            vals
+        };
+        if vals != self.footer.val_count {
+            let at = self.bytes.len() as u64 - FOOTER_BYTES as u64 + 48;
+            return Err(Error::corrupt(
+                &self.name,
+                at,
+                "footer val count disagrees with the blocks",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The per-block part of [`verify`](Self::verify) over blocks `range`: each block's checksum and
+    /// structure, its times within the description, and its order after the previous block (by the
+    /// index's fence keys). Returns the blocks' val count.
+    fn verify_blocks(&self, range: std::ops::Range<usize>) -> Result<u64> {
         let d = self.footer.description;
         let mut vals = 0u64;
-        for i in 0..self.index.len() {
+        for i in range {
             let block = self.block(i)?;
             let at = self.index[i].offset;
             let bad = |detail: String| Error::corrupt(&self.name, at, format!("block {i}: {detail}"));
@@ -410,15 +470,7 @@ impl BatchFile {
             }
             vals += block.val_count() as u64;
         }
-        if vals != self.footer.val_count {
-            let at = self.bytes.len() as u64 - FOOTER_BYTES as u64 + 48;
-            return Err(Error::corrupt(
-                &self.name,
-                at,
-                "footer val count disagrees with the blocks",
-            ));
-        }
-        Ok(())
+        Ok(vals)
     }
 
     /// [`verify`](Self::verify), and also that every key passes the key filter (a hash per key: about 10×

@@ -206,3 +206,32 @@ fn file_names_round_trip() {
     assert_eq!(parse_batch_file_name("MANIFEST"), None);
     assert_eq!(parse_batch_file_name("zz.batch"), None);
 }
+
+#[test]
+fn parallel_verify_reports_the_first_bad_block_in_block_order() {
+    let blob = MemBlob::new();
+    let updates = sample(2000);
+    write(&blob, "p.batch", &updates, 256);
+    let good = blob.get("p.batch").unwrap().unwrap().to_vec();
+    let batch = BatchFile::open("p.batch", crate::blob::BlobBytes::Heap(good.clone().into())).unwrap();
+    let n = batch.block_count();
+    assert!(
+        n >= 2 * super::reader::PARALLEL_VERIFY_BLOCKS,
+        "{n} blocks: too few to split"
+    );
+    batch.verify().unwrap();
+    // Corrupt one block in the first quarter and one in the last: the error names the earlier one.
+    let (early, late) = (n / 4, n - 2);
+    let (at_early, at_late) = (batch.index_entry(early).offset, batch.index_entry(late).offset);
+    let mut bad = good;
+    for at in [at_early, at_late] {
+        bad[at as usize + 20] ^= 0x40;
+    }
+    let batch = BatchFile::open("p.batch", crate::blob::BlobBytes::Heap(bad.into())).unwrap();
+    match batch.verify() {
+        Err(Error::Corrupt { file, offset, .. }) => {
+            assert_eq!((file.as_str(), offset), ("p.batch", at_early));
+        }
+        other => panic!("expected corruption at block {early}, got {other:?}"),
+    }
+}
