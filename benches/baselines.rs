@@ -17,7 +17,8 @@
 //!   row below the time); fjall a prefix scan of the key; DD a fresh cursor's `seek_key` per lookup.
 //! - `baseline_scan`: every update in (key, val, time) order: ddpersist's persisted trace cursor (from
 //!   the mmap, over the batches its size-tiered levels hold after `Store::compact`: 2 here, read through
-//!   DD's `cursor_list` as DD operators read a trace; `benches/read.rs` compares one batch with one); SQLite `ORDER BY key, val, ts` (on the extra index); fjall a full iteration; DD the
+//!   DD's `cursor_list` as DD operators read a trace; `benches/read.rs` compares one batch with one);
+//!   `dd_inmemory_same_batches` holds the updates as DD batches split at the same times, read alike; SQLite `ORDER BY key, val, ts` (on the extra index); fjall a full iteration; DD the
 //!   batch's cursor.
 //!
 //! The fjall layout keeps one entry per `(key, val, time)` (all distinct here); a general mapping would
@@ -73,6 +74,10 @@ trait Engine {
     fn scan(&self) -> (u64, u64);
     /// After ingest, before the reads: what the engine needs to serve reads (an index, a compaction).
     fn prepare_reads(&mut self) {}
+    /// The time uppers of the batches the engine reads from (ddpersist only).
+    fn batch_uppers(&self) -> Vec<u64> {
+        Vec::new()
+    }
 }
 
 /// The store, and (for reads) the stream's batches as the persisted trace serves them.
@@ -110,6 +115,9 @@ impl Engine for Ours {
     }
     fn get(&self, key: &[u8], as_of: u64) -> Vec<(Vec<u8>, i64)> {
         self.0.get_bytes(STREAM, key, as_of).unwrap()
+    }
+    fn batch_uppers(&self) -> Vec<u64> {
+        self.1.iter().map(|b| b.description().upper()[0]).collect()
     }
     fn scan(&self) -> (u64, u64) {
         if let [batch] = &self.1[..] {
@@ -261,7 +269,17 @@ impl InMemory {
 impl Engine for InMemory {
     fn write(&mut self, _range: std::ops::Range<usize>) {}
     fn get(&self, key: &[u8], as_of: u64) -> Vec<(Vec<u8>, i64)> {
-        let (mut cursor, storage) = (self.0.cursor(), &self.0);
+        Self::get_in(&self.0, key, as_of)
+    }
+    fn scan(&self) -> (u64, u64) {
+        walk(&mut self.0.cursor(), &self.0)
+    }
+}
+
+impl InMemory {
+    /// The consolidated `(val, diff)`s of `key` as of `as_of` in `batch`.
+    fn get_in(batch: &BytesBatch, key: &[u8], as_of: u64) -> Vec<(Vec<u8>, i64)> {
+        let (mut cursor, storage) = (batch.cursor(), batch);
         cursor.seek_key(storage, key);
         let mut out = Vec::new();
         if cursor.get_key(storage) == Some(key) {
@@ -280,9 +298,52 @@ impl Engine for InMemory {
         }
         out
     }
-    fn scan(&self) -> (u64, u64) {
-        walk(&mut self.0.cursor(), &self.0)
+}
+
+/// DD's in-memory arrangement as several batches (split by time), read through `cursor_list`.
+struct InMemorySplit(Vec<std::rc::Rc<BytesBatch>>);
+
+impl InMemorySplit {
+    /// Batches holding the updates with times in `[previous upper, upper)` for each of `uppers`.
+    fn build(n: usize, uppers: &[u64]) -> Self {
+        let mut lower = 0;
+        let mut batches = Vec::new();
+        for &upper in uppers {
+            let mut updates: Vec<BytesUpdate> = (0..n)
+                .filter(|&i| (lower..upper).contains(&time(i)))
+                .map(|i| ((hex_key(i as u64).to_vec(), val(i as u64).to_vec()), time(i), 1))
+                .collect();
+            updates.sort_unstable();
+            let mut builder = BytesBuilder::with_capacity(updates.len(), updates.len(), updates.len());
+            builder.push(&mut updates);
+            batches.push(std::rc::Rc::new(builder.done().unwrap()));
+            lower = upper;
+        }
+        InMemorySplit(batches)
     }
+}
+
+impl Engine for InMemorySplit {
+    fn write(&mut self, _range: std::ops::Range<usize>) {}
+    fn get(&self, key: &[u8], as_of: u64) -> Vec<(Vec<u8>, i64)> {
+        let mut out: Vec<(Vec<u8>, i64)> = Vec::new();
+        for batch in &self.0 {
+            out.extend(InMemory::get_in(batch, key, as_of));
+        }
+        consolidate(out.into_iter())
+    }
+    fn scan(&self) -> (u64, u64) {
+        if let [batch] = &self.0[..] {
+            return walk(&mut batch.cursor(), batch);
+        }
+        let (mut cursor, storage) = cursor_list(self.0.clone());
+        walk(&mut cursor, &storage)
+    }
+}
+
+/// The uppers of the batches ddpersist serves (the first reader), to split the in-memory side alike.
+fn ours_batch_uppers(readers: &[(&str, Box<dyn Engine>)]) -> Vec<u64> {
+    readers[0].1.batch_uppers()
 }
 
 /// Every update under `cursor`, as `Engine::scan` reports it.
@@ -389,6 +450,9 @@ fn main() {
         readers.push((name, engine));
     }
     readers.push(("dd_inmemory", Box::new(InMemory::build(n))));
+    // The same updates as DD batches split where ours are, read through `cursor_list` like ours.
+    let split = InMemorySplit::build(n, &ours_batch_uppers(&readers));
+    readers.push(("dd_inmemory_same_batches", Box::new(split)));
     let as_of = time(n - 1);
     let keys: Vec<[u8; 16]> = (0..LOOKUPS as u64)
         .map(|j| {
@@ -417,7 +481,11 @@ fn main() {
     let mut g = c.benchmark_group("baseline_get");
     configure(&mut g);
     g.throughput(Throughput::Elements(LOOKUPS as u64));
-    for (name, engine) in &readers {
+    // The split in-memory side is for the scan only (its lookups merge per-batch answers naively).
+    for (name, engine) in readers
+        .iter()
+        .filter(|(name, _)| *name != "dd_inmemory_same_batches")
+    {
         g.bench_function(*name, |b| {
             b.iter(|| keys.iter().map(|k| engine.get(k, as_of).len()).sum::<usize>())
         });
