@@ -7,9 +7,10 @@
 //! timed, not opening the store or removing the directory.
 //!
 //! Groups (see BENCHMARKS.md for results):
-//! - `ingest_updates`: `Throughput::Elements` = updates; also diagnostic variants (bigger writes, rarer
-//!   seals, merges inside `seal`, an in-memory store) and two plain-file baselines writing the same number
-//!   of bytes;
+//! - `ingest_updates`: `Throughput::Elements` = updates; also one writer pipelined (seals on a second
+//!   thread; then also `write_bytes_unsynced` with a third thread calling `sync`), diagnostic variants
+//!   (bigger writes, rarer seals, merges inside `seal`, an in-memory store) and two plain-file baselines
+//!   writing the same number of bytes;
 //! - `ingest_bytes`: `Throughput::Bytes` = 116 bytes per update (16 key + 100 val; time and diff are not
 //!   counted), for the main variants and the sequential baseline (1 MiB `write_all`s, then one
 //!   `sync_data`: what `dd bs=1M conv=fdatasync` does);
@@ -23,12 +24,13 @@ mod common;
 
 use common::{seq_write, splitmix64};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
+use ddpersist::store::WriteTicket;
 use ddpersist::{Options, Store, StreamOptions};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
-use std::sync::{Barrier, Mutex};
+use std::sync::{mpsc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 const KEY_BYTES: usize = 16;
@@ -57,6 +59,15 @@ struct Workload {
     compaction_threads: usize,
     /// `Store::in_memory()` instead of a directory: the same work without any I/O (the CPU bound).
     in_memory: bool,
+    /// Seals run on a second thread (fed the uppers through a channel) while the writer goes on writing
+    /// later times; the timed part ends when the last seal has returned.
+    seal_thread: bool,
+    /// Writes use `write_bytes_unsynced`; a third thread `sync`s the greatest ticket it has received
+    /// (acknowledging writes once durable) while the writer goes on. The timed part ends when every
+    /// write is synced and every seal has returned.
+    unsynced: bool,
+    /// `Options::wal_zero_fill`.
+    zero_fill: bool,
 }
 
 const DURABLE_1W: Workload = Workload {
@@ -66,6 +77,9 @@ const DURABLE_1W: Workload = Workload {
     durable: true,
     compaction_threads: 1,
     in_memory: false,
+    seal_thread: false,
+    unsynced: false,
+    zero_fill: false,
 };
 
 /// Time spent inside `write_bytes` and `seal` (summed over writer threads), for the summary.
@@ -76,13 +90,28 @@ struct Split {
 }
 
 /// Per benchmark, summed over its iterations: `Split`, wall time, bytes this process passed to `write(2)`
-/// during the timed part (WAL, batch files, merges, manifests), and iterations.
+/// during the timed part (WAL, batch files, merges, manifests), CPU time of the whole process (every
+/// thread, background merges included) during the timed part, and iterations.
 #[derive(Clone, Copy, Default)]
 struct Totals {
     split: Split,
     wall: Duration,
     written: u64,
+    cpu: Duration,
     iters: u64,
+}
+
+/// CPU time (user + system, every thread) this process has used so far, from `/proc/self/stat` (in clock
+/// ticks of 10 ms; summed over many iterations that is precise enough). Zero where there is no such file.
+fn cpu_time() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat").ok().and_then(|s| {
+        // Fields after the command name (which is in parentheses and may hold spaces).
+        let rest = &s[s.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split(' ').collect();
+        // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    });
+    Duration::from_millis(ticks.unwrap_or(0) * 10)
 }
 
 /// Bytes this process has passed to `write(2)` so far (`wchar` in `/proc/self/io`; 0 where there is none).
@@ -114,6 +143,9 @@ fn data() -> Vec<u8> {
 
 /// Writes `records` to stream `id` as the workload says; times start at 0 and advance at each seal.
 fn write_stream(store: &Store, id: &str, records: &[u8], w: Workload) -> Split {
+    if w.seal_thread || w.unsynced {
+        return write_stream_pipelined(store, id, records, w);
+    }
     assert!(w.seal_every.is_multiple_of(w.chunk));
     let n = records.len() / RECORD;
     let mut split = Split::default();
@@ -136,11 +168,64 @@ fn write_stream(store: &Store, id: &str, records: &[u8], w: Workload) -> Split {
     split
 }
 
+/// `write_stream` with seals on a second thread and, if `w.unsynced`, writes that do not wait for the WAL,
+/// synced by a third thread. `Split::seal` is then the seal thread's time inside `seal`, which overlaps
+/// the writer's.
+fn write_stream_pipelined(store: &Store, id: &str, records: &[u8], w: Workload) -> Split {
+    let n = records.len() / RECORD;
+    let (seal_tx, seal_rx) = mpsc::channel::<u64>();
+    let (sync_tx, sync_rx) = mpsc::channel::<WriteTicket>();
+    std::thread::scope(|scope| {
+        let sealer = scope.spawn(move || {
+            let mut busy = Duration::ZERO;
+            for upper in seal_rx {
+                let t0 = Instant::now();
+                store.seal(id, upper).unwrap();
+                busy += t0.elapsed();
+            }
+            busy
+        });
+        let syncer = scope.spawn(move || {
+            while let Ok(mut ticket) = sync_rx.recv() {
+                ticket = sync_rx.try_iter().fold(ticket, Ord::max);
+                store.sync(ticket).unwrap();
+            }
+        });
+        let mut write = Duration::ZERO;
+        for (c, chunk) in records.chunks(w.chunk * RECORD).enumerate() {
+            let first = c * w.chunk;
+            let time = (first / w.seal_every) as u64;
+            let updates = chunk
+                .chunks_exact(RECORD)
+                .map(|r| (&r[..KEY_BYTES], &r[KEY_BYTES..], time, 1i64));
+            let t0 = Instant::now();
+            if w.unsynced {
+                let ticket = store.write_bytes_unsynced(id, updates).unwrap();
+                sync_tx.send(ticket).unwrap();
+            } else {
+                store.write_bytes(id, updates).unwrap();
+            }
+            write += t0.elapsed();
+            let done = first + chunk.len() / RECORD;
+            if done.is_multiple_of(w.seal_every) || done == n {
+                seal_tx.send(time + 1).unwrap();
+            }
+        }
+        drop((seal_tx, sync_tx));
+        syncer.join().unwrap();
+        Split {
+            write,
+            seal: sealer.join().unwrap(),
+        }
+    })
+}
+
 /// One timed iteration: a fresh store in a fresh directory, `w.writers` streams written concurrently.
 fn ingest(tmp: &Path, records: &[u8], w: Workload, key: &str) -> Duration {
     let dir = tempfile::tempdir_in(tmp).unwrap();
     let options = Options {
         compaction_threads: w.compaction_threads,
+        wal_zero_fill: w.zero_fill,
         ..Options::default()
     };
     let store = if w.in_memory {
@@ -155,7 +240,7 @@ fn ingest(tmp: &Path, records: &[u8], w: Workload, key: &str) -> Duration {
             .unwrap();
     }
     let per = records.len() / w.writers;
-    let written_before = wchar();
+    let (written_before, cpu_before) = (wchar(), cpu_time());
     let (start, split);
     if w.writers == 1 {
         start = Instant::now();
@@ -188,6 +273,7 @@ fn ingest(tmp: &Path, records: &[u8], w: Workload, key: &str) -> Duration {
     }
     let elapsed = start.elapsed();
     let written = wchar() - written_before;
+    let cpu = cpu_time().saturating_sub(cpu_before);
     {
         let mut totals = TOTALS.lock().unwrap();
         let total = totals.entry(key.to_string()).or_default();
@@ -195,6 +281,7 @@ fn ingest(tmp: &Path, records: &[u8], w: Workload, key: &str) -> Duration {
         total.split.seal += split.seal;
         total.wall += elapsed;
         total.written += written;
+        total.cpu += cpu;
         total.iters += 1;
     }
     for id in &ids {
@@ -254,7 +341,7 @@ fn configure<M: criterion::measurement::Measurement>(group: &mut BenchmarkGroup<
 fn benches(c: &mut Criterion, tmp: &Path) {
     let records = data();
     let fill = &records[..1 << 20];
-    let variants: [(&str, Workload); 3] = [
+    let variants: [(&str, Workload); 5] = [
         ("durable_1writer", DURABLE_1W),
         (
             "durable_4writers",
@@ -270,9 +357,42 @@ fn benches(c: &mut Criterion, tmp: &Path) {
                 ..DURABLE_1W
             },
         ),
+        // One writer, pipelined: seals on a second thread; then also writes that do not wait for their
+        // fsync (`write_bytes_unsynced`), acknowledged by a third thread calling `sync`.
+        (
+            "durable_1writer_seal_thread",
+            Workload {
+                seal_thread: true,
+                ..DURABLE_1W
+            },
+        ),
+        (
+            "durable_1writer_pipelined",
+            Workload {
+                seal_thread: true,
+                unsynced: true,
+                ..DURABLE_1W
+            },
+        ),
     ];
-    // Diagnostics: 10x bigger write calls, one seal per iteration, merges inside `seal`, no I/O at all.
-    let diagnostics: [(&str, Workload); 5] = [
+    // Diagnostics: the WAL zero-filled ahead (1 and 4 writers), 10x bigger write calls, one seal per iteration,
+    // merges inside `seal`, no I/O at all.
+    let diagnostics: [(&str, Workload); 7] = [
+        (
+            "durable_1writer_zero_fill",
+            Workload {
+                zero_fill: true,
+                ..DURABLE_1W
+            },
+        ),
+        (
+            "durable_4writers_zero_fill",
+            Workload {
+                writers: WRITERS,
+                zero_fill: true,
+                ..DURABLE_1W
+            },
+        ),
         (
             "durable_1writer_chunk10000",
             Workload {
@@ -391,12 +511,13 @@ fn summary() {
     println!(
         "\nSummary: median time per iteration (warm-up included) of {UPDATES} updates = {:.1} MB \
          ({UPDATE_BYTES} B/update, key + val).\nwrite / seal: share of writer time inside write_bytes / seal; \
-         amp: bytes written to files during the timed part per byte of key + val.",
+         amp: bytes written to files during the timed part per byte of key + val; cpu: CPU ms per \
+         iteration (all threads, mean over the timed parts).",
         TOTAL_BYTES as f64 / 1e6
     );
     println!(
-        "{:<52} {:>8} {:>10} {:>7} {:>6} {:>5} {:>5} {:>5}",
-        "benchmark", "ms/iter", "updates/s", "MB/s", "vs seq", "write", "seal", "amp"
+        "{:<52} {:>8} {:>10} {:>7} {:>6} {:>5} {:>5} {:>5} {:>6}",
+        "benchmark", "ms/iter", "updates/s", "MB/s", "vs seq", "write", "seal", "amp", "cpu"
     );
     for (k, d) in per_iter.iter().filter(|(k, _)| k.starts_with("ingest")) {
         let secs = d.as_secs_f64();
@@ -406,15 +527,22 @@ fn summary() {
             .map_or("-".to_string(), |b| {
                 format!("{:.0}%", 100.0 * b.as_secs_f64() / secs)
             });
-        let (write, seal, amp) = totals.get(k).map_or(("-".into(), "-".into(), "-".into()), |t| {
+        let dash = || "-".to_string();
+        let (write, seal, amp, cpu) = totals.get(k).map_or((dash(), dash(), dash(), dash()), |t| {
             let writers = if k.contains("4writers") { WRITERS } else { 1 } as f64;
             let pct =
                 |x: Duration| format!("{:.0}%", 100.0 * x.as_secs_f64() / t.wall.as_secs_f64() / writers);
             let amp = t.written as f64 / (t.iters * TOTAL_BYTES) as f64;
-            (pct(t.split.write), pct(t.split.seal), format!("{amp:.1}"))
+            let cpu = t.cpu.as_secs_f64() * 1e3 / t.iters as f64;
+            (
+                pct(t.split.write),
+                pct(t.split.seal),
+                format!("{amp:.1}"),
+                format!("{cpu:.1}"),
+            )
         });
         println!(
-            "{:<52} {:>8.1} {:>10.0} {:>7.1} {:>6} {:>5} {:>5} {:>5}",
+            "{:<52} {:>8.1} {:>10.0} {:>7.1} {:>6} {:>5} {:>5} {:>5} {:>6}",
             k,
             secs * 1e3,
             UPDATES as f64 / secs,
@@ -422,7 +550,8 @@ fn summary() {
             ratio,
             write,
             seal,
-            amp
+            amp,
+            cpu
         );
     }
     for (k, d) in per_iter.iter().filter(|(k, _)| k.starts_with("fsync")) {

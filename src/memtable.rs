@@ -97,6 +97,25 @@ impl MemTable {
         self.bytes += key.len() + val.len() + ENTRY_BYTES;
     }
 
+    /// Adds the updates of one WAL record at `lsn`, as [`insert`](Self::insert) would one by one, but
+    /// looking up each time's bucket once per run of equal times (a write usually has one time).
+    pub fn insert_all<'a>(&mut self, updates: impl IntoIterator<Item = UpdateRef<'a>>, lsn: Lsn) {
+        let mut updates = updates.into_iter().peekable();
+        while let Some(&(_, _, time, _)) = updates.peek() {
+            let bucket = self.buckets.entry(time).or_insert_with(|| Bucket {
+                min_lsn: lsn,
+                ..Bucket::default()
+            });
+            bucket.min_lsn = bucket.min_lsn.min(lsn);
+            while let Some((key, val, _, diff)) = updates.next_if(|u| u.2 == time) {
+                debug_assert!(key.len() <= u32::MAX as usize && val.len() <= u32::MAX as usize);
+                bucket.push(key, val, diff);
+                self.update_count += 1;
+                self.bytes += key.len() + val.len() + ENTRY_BYTES;
+            }
+        }
+    }
+
     /// Key and val bytes held, plus a fixed overhead per update.
     pub fn bytes(&self) -> usize {
         self.bytes
@@ -340,6 +359,31 @@ mod tests {
         m.restore(d);
         assert_eq!(m.update_count(), 3);
         assert_eq!(m.min_lsn(), Some(5));
+    }
+
+    #[test]
+    fn insert_all_equals_one_by_one() {
+        let ups: Vec<UpdateRef<'_>> = vec![
+            (b"b", b"1", 3, 1),
+            (b"a", b"22", 3, -1),
+            (b"c", b"", 1, 2),
+            (b"a", b"1", 3, 1),
+            (b"", b"x", 7, 1),
+        ];
+        let (mut one, mut all) = (MemTable::default(), MemTable::default());
+        one.insert(ups[0], 4);
+        for &u in &ups {
+            one.insert(u, 9);
+        }
+        all.insert_all([ups[0]], 4);
+        all.insert_all(ups.iter().copied(), 9);
+        assert_eq!(one.update_count(), all.update_count());
+        assert_eq!(one.bytes(), all.bytes());
+        assert_eq!(one.min_lsn(), all.min_lsn());
+        let (a, b): (Vec<_>, Vec<_>) = (one.iter().collect(), all.iter().collect());
+        assert_eq!(a, b);
+        assert_eq!(one.buckets.get(&3).map(|b| b.min_lsn), Some(4));
+        assert_eq!(all.buckets.get(&1).map(|b| b.min_lsn), Some(9));
     }
 
     #[test]

@@ -29,6 +29,8 @@ fn crash_child() {
         wal_segment_bytes: 64 << 10,
         block_target_bytes: 1024,
         memtable_budget_bytes: 256 << 10,
+        // Every other cycle zero-fills the WAL ahead (format 2), on the same store as the others.
+        wal_zero_fill: cycle % 2 == 1,
         ..Options::default()
     };
     let store = Store::open_with(Path::new(&dir), options).unwrap();
@@ -37,15 +39,31 @@ fn crash_child() {
     }
     let mut out = std::io::stdout().lock();
     let mut i = 0u64;
+    // Writes made with `write_bytes_unsynced` and not yet acknowledged: their first update, and the
+    // greatest ticket.
+    let (mut unacked_from, mut ticket) = (None, ddpersist::store::WriteTicket::default());
     loop {
         let upper = store.upper("s").unwrap();
         let keys: Vec<Vec<u8>> = (i..i + 20).map(|j| key(cycle, j)).collect();
-        store
-            .write_bytes("s", keys.iter().map(|k| (&k[..], &b"v"[..], upper + 1, 1)))
-            .unwrap();
-        // Acknowledged: durable in the WAL.
-        writeln!(out, "ack {i} {}", i + 20).unwrap();
-        out.flush().unwrap();
+        let updates = keys.iter().map(|k| (&k[..], &b"v"[..], upper + 1, 1));
+        // Two of three writes do not wait for the WAL; every other one of those syncs; a synced write
+        // makes every earlier write durable too (the WAL is written in order).
+        let step = i / 20;
+        if step.is_multiple_of(3) {
+            store.write_bytes("s", updates).unwrap();
+        } else {
+            ticket = ticket.max(store.write_bytes_unsynced("s", updates).unwrap());
+            unacked_from.get_or_insert(i);
+            if step % 3 == 2 {
+                store.sync(ticket).unwrap();
+            }
+        }
+        if step % 3 != 1 {
+            // Acknowledged: durable in the WAL.
+            let from = unacked_from.take().unwrap_or(i);
+            writeln!(out, "ack {from} {}", i + 20).unwrap();
+            out.flush().unwrap();
+        }
         i += 20;
         if i.is_multiple_of(100) {
             store.seal("s", upper + 2).unwrap();

@@ -102,9 +102,12 @@ fn flip_byte(path: &Path, offset: usize) {
     fs::write(path, bytes).unwrap();
 }
 
+/// Cuts `cut` bytes off the end of the file's content: a WAL segment may end in zeros filled ahead of the
+/// log (format version 2), which are not content, so those go first.
 fn truncate_by(path: &Path, cut: u64) {
+    let bytes = fs::read(path).unwrap();
+    let len = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1) as u64;
     let f = fs::OpenOptions::new().write(true).open(path).unwrap();
-    let len = f.metadata().unwrap().len();
     f.set_len(len - cut).unwrap();
 }
 

@@ -70,6 +70,14 @@ pub struct Options {
     /// Back-pressure bound: a `seal` of a stream with more batches than this waits until background merges
     /// bring it under (default 64; a compacted stream of n updates has about log2(n / seal size) batches).
     pub max_batches_per_stream: usize,
+    /// Keep the active WAL segment filled with zeros a few MiB ahead of the log's end, from a background
+    /// thread, so that WAL `fdatasync`s overwrite synced blocks instead of extending the file (default
+    /// false; see DESIGN.md §2.4). Costs a second write of every WAL byte (as zeros, off the write path).
+    /// Measured here (BENCHMARKS.md): a single synchronous writer's WAL syncs got 1.5–2× faster at the
+    /// median, but whole iterations, above all with four writers, gained or lost within the disk's noise
+    /// (an `fdatasync` of the log also waits for the filler's dirty zeros in the same file). Segments
+    /// created with it are WAL format version 2, which older versions of this crate cannot read.
+    pub wal_zero_fill: bool,
 }
 
 impl Options {
@@ -92,6 +100,7 @@ impl Default for Options {
             memtable_budget_bytes: 64 << 20,
             filter_bits_per_key: crate::batch::filter::DEFAULT_BITS_PER_KEY,
             max_batches_per_stream: 64,
+            wal_zero_fill: false,
         }
     }
 }
@@ -124,6 +133,22 @@ pub struct RecoveryReport {
     pub torn_tail: Option<TornTail>,
     /// Files removed because no manifest named them (left by an interrupted seal or write).
     pub orphans_removed: Vec<String>,
+}
+
+/// What [`Store::write_bytes_unsynced`] returns: the end of the write's WAL record, to pass to
+/// [`Store::sync`]. Tickets are ordered like the writes (by WAL position), so syncing the greatest of
+/// several covers them all. A write to a non-durable stream (or of no update) gets the zero ticket, which
+/// needs no sync.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WriteTicket {
+    lsn: Lsn,
+}
+
+impl WriteTicket {
+    /// The WAL position (LSN) just past the write's record; 0 when nothing needs syncing.
+    pub fn lsn(&self) -> Lsn {
+        self.lsn
+    }
 }
 
 /// What a seal produced.
@@ -345,8 +370,82 @@ impl Store {
     /// (or at [`FRONTIER_CLOSED`]), a key over 16 MiB, a val over 64 MiB, or more than 512 MiB in one call.
     /// Zero diffs are dropped.
     pub fn write_bytes<'a>(&self, id: &str, updates: impl IntoIterator<Item = UpdateRef<'a>>) -> Result<()> {
+        let (ticket, over_budget) = self.write_unsynced(id, updates)?;
+        self.sync_wal(ticket)?;
+        if over_budget {
+            self.spill_after_write(id);
+        }
+        Ok(())
+    }
+
+    /// Writes updates to stream `id` like [`write_bytes`](Self::write_bytes), but returns without waiting
+    /// for the WAL's fsync: the updates are in the memtable (visible to snapshots and lookups) and their
+    /// WAL record is queued. They are durable once [`sync`](Self::sync) with the returned ticket (or a
+    /// later one) has returned, or once a [`seal`](Self::seal) at an upper beyond their time has returned;
+    /// a crash before that may lose them — this write whole, never a part of it, together with every
+    /// later write that no seal has made durable either (the WAL is written in order). This lets one thread keep writing while another waits for durability (group
+    /// commit for a single writer): e.g. a source acknowledging its input only after `sync`.
+    ///
+    /// Errors: as [`write_bytes`](Self::write_bytes).
+    pub fn write_bytes_unsynced<'a>(
+        &self,
+        id: &str,
+        updates: impl IntoIterator<Item = UpdateRef<'a>>,
+    ) -> Result<WriteTicket> {
+        let (ticket, over_budget) = self.write_unsynced(id, updates)?;
+        if over_budget {
+            self.spill_after_write(id);
+        }
+        Ok(ticket)
+    }
+
+    /// Returns once every update written with `ticket` (and before it, by any thread) is durable: the
+    /// first caller writes every queued WAL record and `fdatasync`s once for all waiting callers. Returns
+    /// at once for tickets of non-durable streams or already durable ones.
+    ///
+    /// Errors: [`Error::Poisoned`]; an I/O error of the WAL, which poisons the store (the memtable may hold
+    /// updates that a crash would lose).
+    pub fn sync(&self, ticket: WriteTicket) -> Result<()> {
+        drop(self.live_state()?);
+        self.sync_wal(ticket)
+    }
+
+    /// Waits for the WAL up to `ticket`; a failure poisons the store.
+    fn sync_wal(&self, ticket: WriteTicket) -> Result<()> {
+        if ticket.lsn == 0 {
+            return Ok(());
+        }
+        if let Err(e) = self.inner.buffer.sync(ticket.lsn) {
+            // The updates are in the memtable but may not be durable: refuse further work rather than
+            // serve writes that a crash could lose.
+            self.poison(format!("WAL sync failed: {e}"));
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// A write's spill of an over-budget memtable. The write itself is done: a failed spill must not
+    /// report it as failed. The updates stay in memory, the failure is recorded (`background_error`), and
+    /// the next write tries again. (A failed manifest commit poisons the store, as everywhere.)
+    fn spill_after_write(&self, id: &str) {
+        if let Err(e) = self.spill_if_over_budget(id) {
+            self.record_background_error(format!("spill of stream {id:?} failed: {e}"));
+        }
+    }
+
+    /// Validates and encodes `updates`, appends their WAL record (not synced) and inserts them into the
+    /// memtable. Returns the ticket to sync and whether the memtable is now over its budget.
+    fn write_unsynced<'a>(
+        &self,
+        id: &str,
+        updates: impl IntoIterator<Item = UpdateRef<'a>>,
+    ) -> Result<(WriteTicket, bool)> {
         // Encode and validate outside the lock.
-        let mut payload = Vec::new();
+        let updates = updates.into_iter();
+        let mut payload = Vec::with_capacity(record::RECORD_PREFIX_BYTES + 64 * updates.size_hint().0);
+        // Where each update's key starts in `payload`, with its lengths, time and diff: the memtable
+        // insert reads the keys and vals back from the payload without decoding it.
+        let mut spans: Vec<(usize, u32, u32, u64, i64)> = Vec::with_capacity(updates.size_hint().0);
         record::begin_record(&mut payload, 0);
         let (mut count, mut min_time) = (0u32, u64::MAX);
         for (k, v, t, d) in updates {
@@ -367,7 +466,9 @@ impl Store {
             if d == 0 {
                 continue;
             }
+            let at = payload.len() + record::UPDATE_HEADER_BYTES;
             record::push_update(&mut payload, (k, v, t, d));
+            spans.push((at, k.len() as u32, v.len() as u32, t, d));
             count = count
                 .checked_add(1)
                 .ok_or_else(|| Error::bad_input("too many updates in one write"))?;
@@ -378,7 +479,7 @@ impl Store {
             }
         }
         record::finish_record(&mut payload, count);
-        let sync_to = {
+        {
             let mut state = self.live_state()?;
             let stream = state
                 .streams
@@ -391,7 +492,7 @@ impl Store {
                 )));
             }
             if count == 0 {
-                return Ok(());
+                return Ok((WriteTicket::default(), false));
             }
             payload[1..5].copy_from_slice(&stream.stream_no.to_le_bytes());
             let durable = stream.durable;
@@ -400,33 +501,21 @@ impl Store {
             } else {
                 (NO_LSN, 0)
             };
-            let rec = record::decode_record(&payload, "write")?;
-            for u in rec.updates {
-                stream.memtable.insert(u, lsn);
-            }
+            let updates = spans.iter().map(|&(at, key_len, val_len, t, d)| {
+                let key_end = at + key_len as usize;
+                let val_end = key_end + val_len as usize;
+                (&payload[at..key_end], &payload[key_end..val_end], t, d)
+            });
+            stream.memtable.insert_all(updates, lsn);
             let over_budget = stream.memtable.bytes() > self.inner.options.memtable_budget_bytes;
             if durable {
                 state.wal_end = state.wal_end.max(end);
             }
-            (durable.then_some(end), over_budget)
-        };
-        if let (Some(end), _) = sync_to {
-            if let Err(e) = self.inner.buffer.sync(end) {
-                // The updates are in the memtable but may not be durable: refuse further work rather than
-                // serve writes that a crash could lose.
-                self.poison(format!("WAL sync failed: {e}"));
-                return Err(e);
-            }
+            let ticket = WriteTicket {
+                lsn: if durable { end } else { 0 },
+            };
+            Ok((ticket, over_budget))
         }
-        if sync_to.1 {
-            // The write itself is done (and durable): a failed spill must not report it as failed. The
-            // updates stay in memory, the failure is recorded (`background_error`), and the next write
-            // tries again. (A failed manifest commit poisons the store, as everywhere.)
-            if let Err(e) = self.spill_if_over_budget(id) {
-                self.record_background_error(format!("spill of stream {id:?} failed: {e}"));
-            }
-        }
-        Ok(())
     }
 
     /// Replaces the manifest with `manifest` (`what` names the operation, for the error). A failure poisons

@@ -18,11 +18,14 @@ impl Store {
         let path = path.as_ref().to_path_buf();
         let lock = Self::claim_dir(&path, &options)?;
         let blob = Arc::new(DirBlob::open(&path)?);
-        let buffer = Arc::new(FileBuffer::open(
-            path.join(WAL_DIR),
-            options.wal_segment_bytes,
-            options.wal_recovery,
-        )?);
+        let buffer = Arc::new(
+            FileBuffer::open(
+                path.join(WAL_DIR),
+                options.wal_segment_bytes,
+                options.wal_recovery,
+            )?
+            .with_zero_fill(options.wal_zero_fill),
+        );
         Self::open_parts(blob, buffer, options, Some(lock))
     }
 

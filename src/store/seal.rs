@@ -125,6 +125,14 @@ impl Store {
         (batch_no, remainder_no): (u64, Option<u64>),
     ) -> Result<(Option<Written>, Option<Written>)> {
         let run = Run::from_updates(iter_buckets(drained));
+        if consumed.is_empty() {
+            // Only the memtable: the run is already sorted and consolidated, and every time in it is below
+            // the upper (the buckets were drained below it), so it goes to the writer as is. (The k-way
+            // merge below gives the same sequence, at about a sixth of a seal's CPU.)
+            let (keys, count) = (run.key_count() as u64, run.len() as u64);
+            let batch = self.write_file(batch_no, description, keys, count, run.iter().map(Ok))?;
+            return Ok((batch, None));
+        }
         let cursors = consumed
             .iter()
             .map(|b| UpdateCursor::new(b))

@@ -22,6 +22,11 @@ pub const MAX_VAL_BYTES: usize = 64 << 20;
 /// Largest record payload, in bytes: one `write` call must fit.
 pub const MAX_RECORD_BYTES: usize = 512 << 20;
 
+/// Bytes of a record before its first update: tag, stream number, count.
+pub const RECORD_PREFIX_BYTES: usize = 9;
+/// Bytes of an update before its key: time, diff, key length, val length.
+pub const UPDATE_HEADER_BYTES: usize = 24;
+
 /// One update borrowed from somewhere: `(key, val, time, diff)`.
 pub type UpdateRef<'a> = (&'a [u8], &'a [u8], u64, i64);
 

@@ -41,6 +41,11 @@ pub struct Scan {
     pub report: ReplayReport,
     /// LSN just past the last valid record (where appends continue).
     pub end_lsn: Lsn,
+    /// Offset in the last segment file just past its last valid record (where appends continue); 0 when
+    /// there is no segment with a complete header.
+    pub end_offset: u64,
+    /// Format version of the last segment with a complete header (0 when there is none).
+    pub last_version: u32,
     /// The segments, oldest first.
     pub segments: Vec<Segment>,
     /// What replay cuts off.
@@ -90,8 +95,13 @@ pub(crate) fn valid_record_at(bytes: &[u8], at: usize) -> Option<usize> {
     (h.digest() == le_u64(bytes, at)).then_some(end)
 }
 
-/// Checks a segment header; returns the segment's first LSN.
-fn check_header(bytes: &[u8], seg: &Segment, file_name: &str, expected_lsn: Option<Lsn>) -> Result<Lsn> {
+/// Checks a segment header; returns the segment's first LSN and format version.
+fn check_header(
+    bytes: &[u8],
+    seg: &Segment,
+    file_name: &str,
+    expected_lsn: Option<Lsn>,
+) -> Result<(Lsn, u32)> {
     let mut d = Decoder::new(bytes, 0, file_name);
     if d.bytes(8, "segment magic")? != SEGMENT_MAGIC {
         return Err(Error::corrupt(file_name, 0, "bad segment magic"));
@@ -99,7 +109,8 @@ fn check_header(bytes: &[u8], seg: &Segment, file_name: &str, expected_lsn: Opti
     if bytes.len() >= 32 && le_u64(bytes, 24) != checksum(&bytes[..24]) {
         return Err(Error::corrupt(file_name, 24, "segment header checksum mismatch"));
     }
-    FormatVersion::check(d.u32("version")?, WAL_VERSION, file_name, 8)?;
+    let version = d.u32("version")?;
+    FormatVersion::check(version, WAL_VERSION, file_name, 8)?;
     d.u32("reserved")?;
     let first_lsn = d.u64("first lsn")?;
     d.u64("header checksum")?;
@@ -116,11 +127,14 @@ fn check_header(bytes: &[u8], seg: &Segment, file_name: &str, expected_lsn: Opti
             16,
             format!("LSN gap: segment starts at {first_lsn}, previous ended at {expected}"),
         )),
-        _ => Ok(first_lsn),
+        _ => Ok((first_lsn, version)),
     }
 }
 
 /// Reads every record of the log in `dir`, in order, calling `f(lsn, payload)` for each; changes nothing.
+/// Zero bytes from a record's place to the end of a segment file are the end of that segment's records
+/// (space filled ahead of the log, format version 2), not a record and not a torn tail; the next segment
+/// must still start at the LSN where the records ended.
 /// A bad record is a torn tail (reported, to be cut) only at the end of the last segment with no valid
 /// record after it — or anywhere in the last segment under [`WalRecovery::PointInTime`]; otherwise it is
 /// [`Error::Corrupt`] naming the file and offset.
@@ -129,6 +143,8 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
     let mut report = ReplayReport::default();
     let mut expected_lsn: Option<Lsn> = None;
     let mut cut = None;
+    let mut end_offset = 0;
+    let mut last_version = 0;
     for (i, seg) in segments.iter().enumerate() {
         let file_name = seg.path.display().to_string();
         let bytes = fs::read(&seg.path).map_err(|e| Error::io(format!("read {file_name}"), e))?;
@@ -145,7 +161,8 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
             expected_lsn = expected_lsn.or(Some(seg.first_lsn));
             break;
         }
-        let first_lsn = check_header(&bytes, seg, &file_name, expected_lsn)?;
+        let (first_lsn, version) = check_header(&bytes, seg, &file_name, expected_lsn)?;
+        last_version = version;
         let mut at = SEGMENT_HEADER_BYTES as usize;
         while at < bytes.len() {
             if let Some(end) = valid_record_at(&bytes, at) {
@@ -162,7 +179,14 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
                 at = end;
                 continue;
             }
-            let later_valid = (at + 1..bytes.len()).any(|p| valid_record_at(&bytes, p).is_some());
+            // Past the last non-zero byte no record can start (its magic is not zero).
+            let Some(last_nonzero) = bytes[at..].iter().rposition(|&b| b != 0) else {
+                // Zeros to the end of the file: space the writer filled with zeros ahead of the log
+                // (version 2), never written by a record. The segment's records end here.
+                break;
+            };
+            let tail_end = at + last_nonzero + 1;
+            let later_valid = (at + 1..tail_end).any(|p| valid_record_at(&bytes, p).is_some());
             if !is_last || (later_valid && recovery == WalRecovery::Strict) {
                 let why = if is_last {
                     "bad record followed by valid records"
@@ -181,10 +205,13 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
         }
         // Every record's end LSN was checked above, so this cannot overflow.
         expected_lsn = Some(first_lsn.saturating_add(at as u64 - SEGMENT_HEADER_BYTES));
+        end_offset = at as u64;
     }
     Ok(Scan {
         report,
         end_lsn: expected_lsn.unwrap_or(0),
+        end_offset,
+        last_version,
         segments,
         cut,
     })
