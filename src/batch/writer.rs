@@ -366,7 +366,7 @@ impl BatchWriter {
         index.extend_from_slice(&self.index_keys);
         self.out.write(&index)?;
         let (filter_offset, filter_len, filter_kind) = match self.filter.take() {
-            Some(filter) => {
+            Some(mut filter) => {
                 let offset = self.out.len();
                 let section = filter.encode();
                 self.out.write(&section)?;
