@@ -181,9 +181,12 @@ impl<'a> KeySource<'a> {
     }
 }
 
-/// Where `emit` sends each update of a [`KeyMerge`]: `(key, val, time, diff)`, in strictly increasing
-/// `(key, val, time)` order, diffs non-zero.
-pub type Emit<'e, 'a> = dyn FnMut(&'a [u8], &'a [u8], u64, i64) -> Result<()> + 'e;
+/// Where a [`KeyMerge`] sends each update: `(key, val, time, diff)`, in strictly increasing
+/// `(key, val, time)` order, diffs non-zero. (A generic parameter, not `dyn`, so that the sink — the batch
+/// writer's `push` — inlines into the merge loop.)
+pub trait Emit<'a>: FnMut(&'a [u8], &'a [u8], u64, i64) -> Result<()> {}
+
+impl<'a, F: FnMut(&'a [u8], &'a [u8], u64, i64) -> Result<()>> Emit<'a> for F {}
 
 /// A k-way merge of batch files, key by key, advancing times below `since` and consolidating: yields
 /// exactly what [`MergeIter`] yields over the same batches (see the module docs for how it is cheaper).
@@ -219,7 +222,7 @@ impl<'a> KeyMerge<'a> {
 
     /// Emits the consolidated updates of the next key (possibly none, if they all cancel); `false` once
     /// every input is exhausted.
-    pub fn next_key(&mut self, emit: &mut Emit<'_, 'a>) -> Result<bool> {
+    pub fn next_key(&mut self, emit: &mut impl Emit<'a>) -> Result<bool> {
         self.tied.clear();
         let mut min: Option<&'a [u8]> = None;
         for (i, s) in self.sources.iter().enumerate() {
@@ -252,7 +255,7 @@ impl<'a> KeyMerge<'a> {
     }
 
     /// Emits the vals of `key`, which the sources in `tied` all hold, merged.
-    fn merge_vals(&mut self, key: &'a [u8], emit: &mut Emit<'_, 'a>) -> Result<()> {
+    fn merge_vals(&mut self, key: &'a [u8], emit: &mut impl Emit<'a>) -> Result<()> {
         self.vals.clear();
         for &i in &self.tied {
             let s = &self.sources[i];
@@ -302,7 +305,7 @@ impl<'a> KeyMerge<'a> {
 
 /// Emits val `j` of block `b` (under `key`), with times advanced to `since` and consolidated.
 #[inline]
-fn emit_val<'a>(key: &'a [u8], b: Block<'a>, j: usize, since: u64, emit: &mut Emit<'_, 'a>) -> Result<()> {
+fn emit_val<'a>(key: &'a [u8], b: Block<'a>, j: usize, since: u64, emit: &mut impl Emit<'a>) -> Result<()> {
     let val = b.val(j);
     let upds = b.updates(j);
     // Times are strictly increasing within a val: if the first is at or beyond `since`, none moves.
@@ -321,7 +324,7 @@ fn emit_consolidated<'a>(
     key: &'a [u8],
     val: &'a [u8],
     times: impl Iterator<Item = (u64, i64)>,
-    emit: &mut Emit<'_, 'a>,
+    emit: &mut impl Emit<'a>,
 ) -> Result<()> {
     let mut cur: Option<(u64, i64)> = None;
     for (t, d) in times {

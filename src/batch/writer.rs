@@ -403,6 +403,8 @@ pub struct BatchWriter {
     prev_block_last_key: Option<Vec<u8>>,
     last_time: u64,
     back: Back,
+    /// Whether to move the back end to a helper thread when the first block closes.
+    background: bool,
 }
 
 impl BatchWriter {
@@ -427,6 +429,7 @@ impl BatchWriter {
             block,
             prev_block_last_key: None,
             last_time: 0,
+            background: false,
             back: Back::Inline(Box::new(BlockSink {
                 out,
                 chunk: Vec::new(),
@@ -451,8 +454,8 @@ impl BatchWriter {
     }
 
     /// Adds a key filter (Bloom, `bits_per_key` bits per key) sized for about `expected_keys` keys: a
-    /// lookup of an absent key then skips this batch without reading its blocks. Call before
-    /// [`with_background_io`](Self::with_background_io) and before the first push.
+    /// lookup of an absent key then skips this batch without reading its blocks. Call before the first
+    /// push.
     pub fn with_filter(mut self, expected_keys: u64, bits_per_key: u32) -> Self {
         if let Some(sink) = self.inline_sink() {
             sink.filter = Some(FilterBuilder::new(expected_keys, bits_per_key));
@@ -461,8 +464,8 @@ impl BatchWriter {
     }
 
     /// Compresses blocks with lz4 (a block that does not shrink is stored raw). Readers decompress a
-    /// block once, on first use, and keep the copy for the life of the open file. Call before
-    /// [`with_background_io`](Self::with_background_io) and before the first push.
+    /// block once, on first use, and keep the copy for the life of the open file. Call before the first
+    /// push.
     pub fn with_compression(mut self, compress: bool) -> Self {
         if let Some(sink) = self.inline_sink() {
             sink.compress = compress;
@@ -472,20 +475,23 @@ impl BatchWriter {
 
     /// With `true`, a helper thread serialises, checksums, filters and writes the closed blocks while this
     /// thread builds the next ones (merges use it: on 2 cores it overlaps the block output and the
-    /// `write` calls with reading and merging the inputs). The file is the same byte for byte, and the
-    /// blob sees the same calls in the same order. If the thread cannot be started, blocks are written
-    /// inline. Call before the first push.
+    /// `write` calls with reading and merging the inputs). The thread starts when the first block closes
+    /// (a batch of one block never starts it). The file is the same byte for byte, and the blob sees the
+    /// same calls in the same order. If the thread cannot be started, blocks are written inline.
     pub fn with_background_io(mut self, background: bool) -> Self {
-        if !background || self.block.key_count() > 0 {
-            return self;
-        }
+        self.background = background;
+        self
+    }
+
+    /// Moves the sink to a helper thread (see [`with_background_io`](Self::with_background_io)).
+    fn start_helper(&mut self) {
         let Back::Inline(sink) = std::mem::replace(&mut self.back, Back::Gone) else {
-            return self;
+            return;
         };
         let (to_sink, blocks) = sync_channel(GROUPS_IN_FLIGHT);
         let (free_tx, free) = channel();
-        // The sink moves into the thread; if spawning fails the closure (and the sink) comes back only
-        // through the error's drop, so keep a way to rebuild: spawn with a shared slot.
+        // The sink moves into the thread through a shared slot: if spawning fails, the closure is dropped
+        // unrun and the sink is still in the slot, to be written inline.
         let slot = Arc::new(Mutex::new(Some(sink)));
         let in_thread = slot.clone();
         let spawned = std::thread::Builder::new()
@@ -511,7 +517,6 @@ impl BatchWriter {
                 None => Back::Gone,
             },
         };
-        self
     }
 
     /// Appends an update. Updates must come in strictly increasing `(key, val, time)` order, with a
@@ -586,6 +591,9 @@ impl BatchWriter {
         let prev = self.prev_block_last_key.get_or_insert_with(Vec::new);
         prev.clear();
         prev.extend_from_slice(self.block.last_key().unwrap_or_default());
+        if std::mem::take(&mut self.background) {
+            self.start_helper();
+        }
         match &mut self.back {
             Back::Inline(sink) => sink.add_block(&self.block)?,
             Back::Thread {
