@@ -161,6 +161,20 @@ impl BlockBuilder {
     }
 }
 
+/// `a.cmp(b)` for byte strings, deciding most pairs of distinct keys or vals from their first 8 bytes with
+/// one inline integer comparison instead of a call to `memcmp` (the merge compares every output key at
+/// least twice: ~5% of its CPU went to `memcmp` calls on 16-byte keys).
+#[inline]
+pub(crate) fn cmp_bytes(a: &[u8], b: &[u8]) -> Ordering {
+    if let (Some(x), Some(y)) = (a.first_chunk::<8>(), b.first_chunk::<8>()) {
+        let (x, y) = (u64::from_be_bytes(*x), u64::from_be_bytes(*y));
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    a.cmp(b)
+}
+
 /// Appends `words` little-endian, in one pass over a pre-sized tail (which the compiler vectorises, unlike a
 /// push per word).
 #[inline]
@@ -533,9 +547,9 @@ impl BatchWriter {
             )));
         }
         let step = match (self.block.last_key(), self.block.last_val()) {
-            (Some(last_key), Some(last_val)) => match last_key.cmp(key) {
+            (Some(last_key), Some(last_val)) => match cmp_bytes(last_key, key) {
                 Ordering::Less => Step::NewKey,
-                Ordering::Equal => match last_val.cmp(val) {
+                Ordering::Equal => match cmp_bytes(last_val, val) {
                     Ordering::Less => Step::NewVal,
                     Ordering::Equal if self.last_time < time => Step::SameVal,
                     _ => return Err(Error::bad_input(ORDER)),
@@ -684,6 +698,29 @@ impl Drop for BatchWriter {
 mod tests {
     use super::*;
     use crate::blob::{Blob, FaultyBlob, MemBlob};
+
+    #[test]
+    fn cmp_bytes_is_slice_order() {
+        let words: Vec<&[u8]> = vec![
+            b"",
+            b"a",
+            b"ab",
+            b"abcdefg",
+            b"abcdefgh",
+            b"abcdefgh\0",
+            b"abcdefghi",
+            b"abcdefgi",
+            b"b",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+            b"\x00\x00\x00\x00\x00\x00\x00\x01",
+        ];
+        for a in &words {
+            for b in &words {
+                assert_eq!(cmp_bytes(a, b), a.cmp(b), "{a:?} {b:?}");
+            }
+        }
+    }
 
     const DESC: Description = Description {
         lower: 0,
