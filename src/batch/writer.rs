@@ -393,11 +393,18 @@ fn sink_loop(
     Ok(None)
 }
 
+/// The error for a helper thread that ended without a result of its own: the output is not committed,
+/// as after a failed write.
+fn helper_failed(how: &str) -> Error {
+    Error::io(
+        "batch writer helper thread",
+        std::io::Error::other(how.to_string()),
+    )
+}
+
 /// Joins the helper thread, turning a panic in it into an error.
 fn join_sink(handle: JoinHandle<Result<Option<BatchStats>>>) -> Result<Option<BatchStats>> {
-    handle
-        .join()
-        .unwrap_or_else(|_| Err(Error::bad_input("batch writer helper thread panicked")))
+    handle.join().unwrap_or_else(|_| Err(helper_failed("panicked")))
 }
 
 /// Where an update goes relative to the block's last one.
@@ -648,7 +655,7 @@ impl BatchWriter {
         match std::mem::replace(&mut self.back, Back::Gone) {
             Back::Thread { handle, .. } => match join_sink(handle) {
                 Err(e) => e,
-                Ok(_) => Error::bad_input("batch writer helper thread stopped early"),
+                Ok(_) => helper_failed("stopped early"),
             },
             _ => Error::bad_input("batch writer used after a failure"),
         }
@@ -673,7 +680,7 @@ impl BatchWriter {
                 let _ = to_sink.send(ToSink::Finish(description, target));
                 match join_sink(handle)? {
                     Some(stats) => Ok(stats),
-                    None => Err(Error::bad_input("batch writer helper thread stopped early")),
+                    None => Err(helper_failed("stopped early")),
                 }
             }
             Back::Gone => Err(Error::bad_input("batch writer used after a failure")),
