@@ -241,7 +241,7 @@ impl<'a> KeyMerge<'a> {
         let Some(key) = min else { return Ok(false) };
         if let [only] = self.tied[..] {
             let s = &self.sources[only];
-            if let Some(b) = s.block {
+            if let Some(b) = &s.block {
                 for j in b.vals(s.key) {
                     emit_val(key, b, j, self.since, emit)?;
                 }
@@ -285,8 +285,8 @@ impl<'a> KeyMerge<'a> {
             }
             let Some(val) = min else { return Ok(()) };
             if let [only] = self.tied_vals[..] {
-                let (b, j, _) = self.vals[only];
-                emit_val(key, b, j, self.since, emit)?;
+                let (b, j, _) = &self.vals[only];
+                emit_val(key, b, *j, self.since, emit)?;
             } else {
                 self.times.clear();
                 for &i in &self.tied_vals {
@@ -305,8 +305,9 @@ impl<'a> KeyMerge<'a> {
 }
 
 /// Emits val `j` of block `b` (under `key`), with times advanced to `since` and consolidated.
-#[inline]
-fn emit_val<'a>(key: &'a [u8], b: Block<'a>, j: usize, since: u64, emit: &mut impl Emit<'a>) -> Result<()> {
+/// (Inlined into the merge loop: as a call it cost a prologue and a copy of the block's shape per val.)
+#[inline(always)]
+fn emit_val<'a>(key: &'a [u8], b: &Block<'a>, j: usize, since: u64, emit: &mut impl Emit<'a>) -> Result<()> {
     let val = b.val(j);
     let upds = b.updates(j);
     // Times are strictly increasing within a val: if the first is at or beyond `since`, none moves.
