@@ -7,9 +7,10 @@
 //! small ones new seals keep making due ([`pick_merge_fair`]). Batch sizes then behave like a binary counter: a stream of n updates
 //! sealed in chunks of s has about `log2(n / s)` batches, and each update is rewritten about that many times.
 //!
-//! **Merge.** [`merge_batches`] streams the inputs through their mmaps ([`MergeIter`]) into a
-//! [`BatchWriter`]: memory is one block per input plus one output block, never a whole batch. Times below
-//! `since` become `since`; equal `(key, val, time)` are summed and zeros dropped.
+//! **Merge.** [`merge_batches`] streams the inputs through their mmaps ([`KeyMerge`], a key at a time) into
+//! a [`BatchWriter`] whose helper thread serialises and writes the output blocks while this thread merges:
+//! memory is one block per input plus a few output blocks and a 1 MiB output chunk, never a whole batch.
+//! Times below `since` become `since`; equal `(key, val, time)` are summed and zeros dropped.
 //!
 //! **Protocol** (one merge of stream S, inputs A and B adjacent in S's batch list):
 //! 1. under `state`: pick A, B; mark S as merging (one merge per stream at a time); allocate a file number;
@@ -27,11 +28,11 @@
 //! (back-pressure); past that bound a merge is always due, of the adjacent pair with the fewest updates
 //! if none is due by size ([`pick_merge_bounded`]). With zero threads, merges run inside `seal`.
 
-use crate::batch::{batch_file_name, BatchFile, BatchStats, BatchWriter, Description, UpdateCursor};
+use crate::batch::{batch_file_name, BatchFile, BatchStats, BatchWriter, Description};
 use crate::blob::BlobWriter;
 use crate::error::{Error, Result};
 use crate::manifest::BatchMeta;
-use crate::merge::MergeIter;
+use crate::merge::KeyMerge;
 use crate::store::{Inner, Options, Store};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
@@ -103,23 +104,32 @@ pub fn merge_batches(
     options: &Options,
     stop: &AtomicBool,
 ) -> Result<Option<BatchStats>> {
-    let cursors = inputs
-        .iter()
-        .map(|b| UpdateCursor::new(b))
-        .collect::<Result<Vec<_>>>()?;
+    let batches: Vec<&BatchFile> = inputs.iter().map(|b| &**b).collect();
+    let mut merge = KeyMerge::new(&batches, description.since)?;
     let mut writer = BatchWriter::new(out, description, options.block_target_bytes)?;
     if options.filter_bits_per_key > 0 {
         // The inputs' key counts bound the output's (keys only ever consolidate away).
         let keys = inputs.iter().map(|b| b.footer().key_count).sum();
         writer = writer.with_filter(keys, options.filter_bits_per_key);
     }
-    writer = writer.with_compression(options.compress(inputs.iter().map(|b| b.update_count()).sum()));
-    for (i, update) in MergeIter::new(cursors, None, description.since).enumerate() {
-        if i % CANCEL_CHECK_UPDATES == 0 && stop.load(Ordering::Relaxed) {
-            return Ok(None);
+    // A helper thread writes the output's blocks while this one merges (see `BatchWriter`).
+    writer = writer
+        .with_compression(options.compress(inputs.iter().map(|b| b.update_count()).sum()))
+        .with_background_io(true);
+    let updates = std::cell::Cell::new(0usize);
+    let mut emit = |k: &[u8], v: &[u8], t: u64, d: i64| {
+        updates.set(updates.get() + 1);
+        writer.push(k, v, t, d)
+    };
+    let mut checked = 0usize;
+    while merge.next_key(&mut emit)? {
+        // Checked between keys, once `CANCEL_CHECK_UPDATES` updates have passed since the last check.
+        if updates.get() - checked >= CANCEL_CHECK_UPDATES {
+            checked = updates.get();
+            if stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
         }
-        let (k, v, t, d) = update?;
-        writer.push(k, v, t, d)?;
     }
     writer.finish().map(Some)
 }

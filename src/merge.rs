@@ -5,13 +5,21 @@
 //! Times below `since` are advanced to `since` as they are read; advancing is monotone, so every source
 //! stays sorted under it, and equal `(key, val, advanced time)` triples — within one source or across
 //! sources — are summed. Zero sums are dropped. Optionally only a range of (original) times is read.
-//! Used by snapshots (`since` = 0: no advancing), by compaction merges, and by seals that draw from
-//! spilled runs.
+//! Used by snapshots (`since` = 0: no advancing) and by seals that draw from spilled runs.
+//!
+//! [`KeyMerge`]: the same merge of batch files only, for compaction, one key at a time. It compares keys
+//! once per key (not `(key, val, time)` per update against every source), and a key present in one input
+//! only — the common case — is copied val by val and time by time without further comparisons, advancing
+//! and consolidating times within each val. Vals are compared only for a key present in several inputs.
+//! It reads blocks directly ([`Block`]), not through [`UpdateCursor`]. On the 2 × 500 k update merge
+//! benchmark it reads and merges in about half the CPU time of `MergeIter`.
 
-use crate::batch::UpdateCursor;
+use crate::batch::writer::cmp_bytes;
+use crate::batch::{BatchFile, Block, UpdateCursor};
 use crate::error::Result;
 use crate::memtable::Run;
 use crate::wal::record::UpdateRef;
+use std::cmp::Ordering;
 use std::ops::Range;
 
 /// See the module docs.
@@ -130,6 +138,291 @@ impl<'a> Iterator for MergeIter<'a> {
             Err(e) => {
                 self.failed = true;
                 Some(Err(e))
+            }
+        }
+    }
+}
+
+/// One input of a [`KeyMerge`]: a position (block, key) in a batch; `block` is `None` past the end.
+struct KeySource<'a> {
+    batch: &'a BatchFile,
+    block_idx: usize,
+    block: Option<Block<'a>>,
+    key: usize,
+}
+
+impl<'a> KeySource<'a> {
+    fn at_block(batch: &'a BatchFile, block_idx: usize) -> Result<Self> {
+        let block = if block_idx < batch.block_count() {
+            Some(batch.block(block_idx)?)
+        } else {
+            None
+        };
+        Ok(KeySource {
+            batch,
+            block_idx,
+            block,
+            key: 0,
+        })
+    }
+
+    #[inline]
+    fn key(&self) -> Option<&'a [u8]> {
+        self.block.as_ref().map(|b| b.key(self.key))
+    }
+
+    /// Moves to the next key; entering a new block verifies it.
+    fn advance(&mut self) -> Result<()> {
+        let Some(b) = &self.block else { return Ok(()) };
+        self.key += 1;
+        if self.key >= b.key_count() {
+            *self = Self::at_block(self.batch, self.block_idx + 1)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a [`KeyMerge`] sends each update: `(key, val, time, diff)`, in strictly increasing
+/// `(key, val, time)` order, diffs non-zero. (A generic parameter, not `dyn`, so that the sink — the batch
+/// writer's `push` — inlines into the merge loop.)
+pub trait Emit<'a>: FnMut(&'a [u8], &'a [u8], u64, i64) -> Result<()> {}
+
+impl<'a, F: FnMut(&'a [u8], &'a [u8], u64, i64) -> Result<()>> Emit<'a> for F {}
+
+/// A k-way merge of batch files, key by key, advancing times below `since` and consolidating: yields
+/// exactly what [`MergeIter`] yields over the same batches (see the module docs for how it is cheaper).
+pub struct KeyMerge<'a> {
+    sources: Vec<KeySource<'a>>,
+    since: u64,
+    /// Indexes of the sources at the current (smallest) key.
+    tied: Vec<usize>,
+    /// For a key in several sources: each one's block and current and end val index.
+    vals: Vec<(Block<'a>, usize, usize)>,
+    /// Indexes into `vals` of the sources at the current (smallest) val.
+    tied_vals: Vec<usize>,
+    /// The (advanced time, diff) pairs of one (key, val) across sources, to sort and consolidate.
+    times: Vec<(u64, i64)>,
+}
+
+impl<'a> KeyMerge<'a> {
+    /// Merges `batches`, advancing times below `since` to `since`.
+    pub fn new(batches: &[&'a BatchFile], since: u64) -> Result<Self> {
+        let sources = batches
+            .iter()
+            .map(|b| KeySource::at_block(b, 0))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(KeyMerge {
+            sources,
+            since,
+            tied: Vec::new(),
+            vals: Vec::new(),
+            tied_vals: Vec::new(),
+            times: Vec::new(),
+        })
+    }
+
+    /// Emits the consolidated updates of the next key (possibly none, if they all cancel); `false` once
+    /// every input is exhausted.
+    pub fn next_key(&mut self, emit: &mut impl Emit<'a>) -> Result<bool> {
+        self.tied.clear();
+        let mut min: Option<&'a [u8]> = None;
+        for (i, s) in self.sources.iter().enumerate() {
+            let Some(k) = s.key() else { continue };
+            match min.map(|m| cmp_bytes(k, m)) {
+                None | Some(Ordering::Less) => {
+                    min = Some(k);
+                    self.tied.clear();
+                    self.tied.push(i);
+                }
+                Some(Ordering::Equal) => self.tied.push(i),
+                Some(Ordering::Greater) => {}
+            }
+        }
+        let Some(key) = min else { return Ok(false) };
+        if let [only] = self.tied[..] {
+            let s = &self.sources[only];
+            if let Some(b) = &s.block {
+                for j in b.vals(s.key) {
+                    emit_val(key, b, j, self.since, emit)?;
+                }
+            }
+        } else {
+            self.merge_vals(key, emit)?;
+        }
+        for &i in &self.tied {
+            self.sources[i].advance()?;
+        }
+        Ok(true)
+    }
+
+    /// Emits the vals of `key`, which the sources in `tied` all hold, merged.
+    fn merge_vals(&mut self, key: &'a [u8], emit: &mut impl Emit<'a>) -> Result<()> {
+        self.vals.clear();
+        for &i in &self.tied {
+            let s = &self.sources[i];
+            if let Some(b) = s.block {
+                let r = b.vals(s.key);
+                self.vals.push((b, r.start, r.end));
+            }
+        }
+        loop {
+            self.tied_vals.clear();
+            let mut min: Option<&'a [u8]> = None;
+            for (i, &(b, j, end)) in self.vals.iter().enumerate() {
+                if j >= end {
+                    continue;
+                }
+                let v = b.val(j);
+                match min.map(|m| cmp_bytes(v, m)) {
+                    None | Some(Ordering::Less) => {
+                        min = Some(v);
+                        self.tied_vals.clear();
+                        self.tied_vals.push(i);
+                    }
+                    Some(Ordering::Equal) => self.tied_vals.push(i),
+                    Some(Ordering::Greater) => {}
+                }
+            }
+            let Some(val) = min else { return Ok(()) };
+            if let [only] = self.tied_vals[..] {
+                let (b, j, _) = &self.vals[only];
+                emit_val(key, b, *j, self.since, emit)?;
+            } else {
+                self.times.clear();
+                for &i in &self.tied_vals {
+                    let (b, j, _) = self.vals[i];
+                    self.times
+                        .extend(b.updates(j).map(|x| (b.time(x).max(self.since), b.diff(x))));
+                }
+                self.times.sort_unstable_by_key(|&(t, _)| t);
+                emit_consolidated(key, val, self.times.iter().copied(), emit)?;
+            }
+            for &i in &self.tied_vals {
+                self.vals[i].1 += 1;
+            }
+        }
+    }
+}
+
+/// Emits val `j` of block `b` (under `key`), with times advanced to `since` and consolidated.
+/// (Inlined into the merge loop: as a call it cost a prologue and a copy of the block's shape per val.)
+#[inline(always)]
+fn emit_val<'a>(key: &'a [u8], b: &Block<'a>, j: usize, since: u64, emit: &mut impl Emit<'a>) -> Result<()> {
+    let val = b.val(j);
+    let upds = b.updates(j);
+    // Times are strictly increasing within a val: if the first is at or beyond `since`, none moves.
+    if b.time(upds.start) >= since {
+        for x in upds {
+            emit(key, val, b.time(x), b.diff(x))?;
+        }
+        return Ok(());
+    }
+    emit_consolidated(key, val, upds.map(|x| (b.time(x).max(since), b.diff(x))), emit)
+}
+
+/// Emits `times` (sorted by time, possibly repeating) with equal times summed and zero sums dropped.
+#[inline]
+fn emit_consolidated<'a>(
+    key: &'a [u8],
+    val: &'a [u8],
+    times: impl Iterator<Item = (u64, i64)>,
+    emit: &mut impl Emit<'a>,
+) -> Result<()> {
+    let mut cur: Option<(u64, i64)> = None;
+    for (t, d) in times {
+        cur = match cur {
+            Some((ct, cd)) if ct == t => Some((ct, cd.wrapping_add(d))),
+            Some((ct, cd)) => {
+                if cd != 0 {
+                    emit(key, val, ct, cd)?;
+                }
+                Some((t, d))
+            }
+            None => Some((t, d)),
+        };
+    }
+    match cur {
+        Some((t, d)) if d != 0 => emit(key, val, t, d),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{BatchWriter, Description};
+    use crate::blob::{Blob, MemBlob};
+    use crate::OwnedUpdate;
+
+    fn batch(blob: &MemBlob, name: &str, mut updates: Vec<OwnedUpdate>) -> BatchFile {
+        updates.sort();
+        updates.dedup_by(|a, b| (&a.0, &a.1, a.2) == (&b.0, &b.1, b.2));
+        updates.retain(|u| u.3 != 0);
+        let desc = Description {
+            lower: 0,
+            upper: 1000,
+            since: 0,
+        };
+        let mut w = BatchWriter::new(blob.create(name).unwrap(), desc, 300).unwrap();
+        for (k, v, t, d) in &updates {
+            w.push(k, v, *t, *d).unwrap();
+        }
+        w.finish().unwrap();
+        BatchFile::open(name, blob.get(name).unwrap().unwrap()).unwrap()
+    }
+
+    /// Small pseudo-random generator (splitmix64).
+    fn next(s: &mut u64) -> u64 {
+        *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE5_E4B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    #[test]
+    fn key_merge_equals_merge_iter() {
+        let mut seed = 7;
+        for round in 0..60 {
+            let blob = MemBlob::new();
+            let inputs = 1 + round % 4;
+            // Few keys, vals and times, so that keys, vals and (advanced) times collide across inputs
+            // and diffs cancel.
+            let (keys, vals, times) = (
+                1 + next(&mut seed) % 40,
+                1 + next(&mut seed) % 4,
+                1 + next(&mut seed) % 9,
+            );
+            let batches: Vec<BatchFile> = (0..inputs)
+                .map(|i| {
+                    let n = next(&mut seed) % 300;
+                    let updates = (0..n)
+                        .map(|_| {
+                            let k = format!("k{:03}", next(&mut seed) % keys).into_bytes();
+                            let v = vec![b'v'; (next(&mut seed) % vals) as usize];
+                            let t = next(&mut seed) % times;
+                            let d = (next(&mut seed) % 5) as i64 - 2;
+                            (k, v, t, d)
+                        })
+                        .collect();
+                    batch(&blob, &format!("{i}.batch"), updates)
+                })
+                .collect();
+            for since in [0, 1, 4, 9, 20] {
+                let cursors = batches.iter().map(|b| UpdateCursor::new(b).unwrap()).collect();
+                let want: Vec<OwnedUpdate> = MergeIter::new(cursors, None, since)
+                    .map(|u| u.map(|(k, v, t, d)| (k.to_vec(), v.to_vec(), t, d)))
+                    .collect::<Result<_>>()
+                    .unwrap();
+                let refs: Vec<&BatchFile> = batches.iter().collect();
+                let mut merge = KeyMerge::new(&refs, since).unwrap();
+                let mut got = Vec::new();
+                let mut emit = |k: &[u8], v: &[u8], t: u64, d: i64| {
+                    got.push((k.to_vec(), v.to_vec(), t, d));
+                    Ok(())
+                };
+                while merge.next_key(&mut emit).unwrap() {}
+                assert_eq!(got, want, "round {round}, since {since}");
             }
         }
     }

@@ -235,8 +235,10 @@ fn a_crash_at_any_step_of_a_merge_loses_nothing() {
         );
         if !crashed {
             // The whole seal and every merge ran without reaching the fault: all steps are covered.
+            // (A merge output here is one `create`, the header `write`, one `write` of the rest — the
+            // batch writer hands the blob ~1 MiB at a time — and `commit`; then the manifest and deletes.)
             assert!(
-                merge_crashes >= 10,
+                merge_crashes >= 8,
                 "only {merge_crashes} crashes fell inside merges"
             );
             break;
