@@ -381,9 +381,10 @@ impl Store {
     /// Writes updates to stream `id` like [`write_bytes`](Self::write_bytes), but returns without waiting
     /// for the WAL's fsync: the updates are in the memtable (visible to snapshots and lookups) and their
     /// WAL record is queued. They are durable once [`sync`](Self::sync) with the returned ticket (or a
-    /// later one) has returned, or once a [`seal`](Self::seal) at an upper beyond their time has returned;
-    /// a crash before that may lose them — this write whole, never a part of it, together with every
-    /// later write that no seal has made durable either (the WAL is written in order). This lets one thread keep writing while another waits for durability (group
+    /// later one) has returned, or once any [`seal`](Self::seal) (of any stream) or a memtable spill has
+    /// returned: both sync the WAL up to every earlier write first. A crash before that may lose them —
+    /// this write whole, never a part of it, together with every later write not yet durable (the WAL is
+    /// written in order). This lets one thread keep writing while another waits for durability (group
     /// commit for a single writer): e.g. a source acknowledging its input only after `sync`.
     ///
     /// Errors: as [`write_bytes`](Self::write_bytes).

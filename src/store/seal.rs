@@ -21,7 +21,7 @@ impl Store {
     pub fn seal(&self, id: &str, upper: u64) -> Result<SealInfo> {
         self.wait_for_merges(id)?;
         let seal_guard = self.inner.seal_lock.lock();
-        let (drained, lower, consumed, file_nos, manifest) = {
+        let (drained, lower, consumed, file_nos, manifest, wal_end) = {
             let mut state = self.live_state()?;
             let batch_no = state.alloc_file_no();
             let manifest = state.manifest.clone();
@@ -50,8 +50,22 @@ impl Store {
             let lower = stream.upper;
             let remainder = consumed.iter().any(|b| b.description().upper > upper);
             let remainder_no = remainder.then(|| state.alloc_file_no());
-            (drained, lower, consumed, (batch_no, remainder_no), manifest)
+            (
+                drained,
+                lower,
+                consumed,
+                (batch_no, remainder_no),
+                manifest,
+                state.wal_end,
+            )
         };
+        // Every write before the seal is durable when it returns, also those written with
+        // `write_bytes_unsynced` (their updates at or beyond the upper stay in the memtable, so their WAL
+        // records must survive a crash). An fsync only if such a write is pending.
+        if let Err(e) = self.sync_wal(WriteTicket { lsn: wal_end }) {
+            self.abort_flush(id, Some(lower));
+            return Err(e);
+        }
         // A fresh batch's times are as written: its since is the minimum time, as in DD's batchers.
         // Merges advance times to the stream's since.
         let description = Description {
@@ -226,6 +240,12 @@ impl Store {
             // skips them.
             (drained, manifest, state.wal_end)
         };
+        // The manifest will say replay may skip every record below `spilled_lsn`: they must be on disk
+        // first, or a crash would let the log restart below it and a later acknowledged write be skipped.
+        if let Err(e) = self.sync_wal(WriteTicket { lsn: spilled_lsn }) {
+            self.abort_flush(id, None);
+            return Err(e);
+        }
         let runs = match self.write_spill(&drained, (budget / 4).max(1 << 20)) {
             Ok(runs) => runs,
             Err(e) => {

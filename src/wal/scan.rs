@@ -132,12 +132,13 @@ fn check_header(
 }
 
 /// Reads every record of the log in `dir`, in order, calling `f(lsn, payload)` for each; changes nothing.
-/// Zero bytes from a record's place to the end of a segment file are the end of that segment's records
-/// (space filled ahead of the log, format version 2), not a record and not a torn tail; the next segment
-/// must still start at the LSN where the records ended.
+/// In a segment of format version 2, zero bytes from a record's place to the end of the file are the end
+/// of that segment's records (space filled ahead of the log), not a record and not a torn tail; the next
+/// segment must still start at the LSN where the records ended.
 /// A bad record is a torn tail (reported, to be cut) only at the end of the last segment with no valid
-/// record after it — or anywhere in the last segment under [`WalRecovery::PointInTime`]; otherwise it is
-/// [`Error::Corrupt`] naming the file and offset.
+/// record after it — or anywhere in the last segment under [`WalRecovery::PointInTime`], or if that
+/// segment is of version 2 (written in place, where a power loss can drop any page of an unsynced flush);
+/// otherwise it is [`Error::Corrupt`] naming the file and offset.
 pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<Scan> {
     let segments = list_segments(dir)?;
     let mut report = ReplayReport::default();
@@ -179,15 +180,23 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
                 at = end;
                 continue;
             }
+            let zero_filled = version >= 2;
             // Past the last non-zero byte no record can start (its magic is not zero).
-            let Some(last_nonzero) = bytes[at..].iter().rposition(|&b| b != 0) else {
-                // Zeros to the end of the file: space the writer filled with zeros ahead of the log
-                // (version 2), never written by a record. The segment's records end here.
-                break;
+            let tail_end = match bytes[at..].iter().rposition(|&b| b != 0) {
+                Some(last_nonzero) => at + last_nonzero + 1,
+                // Zeros to the end of a version 2 file: space the writer filled with zeros ahead of the
+                // log, never written by a record. The segment's records end here. (In a version 1 file,
+                // which is only ever appended to, zeros are a torn tail, cut as before.)
+                None if zero_filled => break,
+                None => bytes.len(),
             };
-            let tail_end = at + last_nonzero + 1;
             let later_valid = (at + 1..tail_end).any(|p| valid_record_at(&bytes, p).is_some());
-            if !is_last || (later_valid && recovery == WalRecovery::Strict) {
+            // The last segment of version 2 is written in place over synced zeros: a power loss during a
+            // flush may keep any subset of its pages, so a lost page (zeros) followed by a surviving record
+            // of the same, never acknowledged, flush is an ordinary outcome there. Its bad record is a torn
+            // tail under both recovery modes, as under `PointInTime` (see DESIGN.md 2.4).
+            let strict = recovery == WalRecovery::Strict && !zero_filled;
+            if !is_last || (later_valid && strict) {
                 let why = if is_last {
                     "bad record followed by valid records"
                 } else {
