@@ -15,7 +15,7 @@
 //! benchmark it reads and merges in about half the CPU time of `MergeIter`.
 
 use crate::batch::writer::cmp_bytes;
-use crate::batch::{BatchFile, Block, UpdateCursor};
+use crate::batch::{BatchFile, Block, BlockBytes, UpdateCursor};
 use crate::error::Result;
 use crate::memtable::Run;
 use crate::wal::record::UpdateRef;
@@ -143,39 +143,51 @@ impl<'a> Iterator for MergeIter<'a> {
     }
 }
 
-/// One input of a [`KeyMerge`]: a position (block, key) in a batch; `block` is `None` past the end.
+/// One input of a [`KeyMerge`]: a position (block, key) in a batch. The current block is held as its shape
+/// and its bytes ([`BatchFile::block_for_merge`]): borrowed from the map for raw blocks, decompressed for
+/// this source alone for lz4 blocks (dropped when the source moves on, so a merge holds one decompressed
+/// block per input). `shape` is `None` past the end.
 struct KeySource<'a> {
     batch: &'a BatchFile,
     block_idx: usize,
-    block: Option<Block<'a>>,
+    shape: Option<Block<'static>>,
+    bytes: BlockBytes<'a>,
     key: usize,
 }
 
 impl<'a> KeySource<'a> {
     fn at_block(batch: &'a BatchFile, block_idx: usize) -> Result<Self> {
-        let block = if block_idx < batch.block_count() {
-            Some(batch.block(block_idx)?)
+        let (shape, bytes) = if block_idx < batch.block_count() {
+            let (shape, bytes) = batch.block_for_merge(block_idx)?;
+            (Some(shape), bytes)
         } else {
-            None
+            (None, BlockBytes::Borrowed(&[]))
         };
         Ok(KeySource {
             batch,
             block_idx,
-            block,
+            shape,
+            bytes,
             key: 0,
         })
     }
 
+    /// The current block, over its bytes.
+    #[inline(always)]
+    fn block(&self) -> Option<Block<'_>> {
+        self.shape.as_ref().map(|s| s.attach(&self.bytes))
+    }
+
     #[inline]
-    fn key(&self) -> Option<&'a [u8]> {
-        self.block.as_ref().map(|b| b.key(self.key))
+    fn key(&self) -> Option<&[u8]> {
+        self.block().map(|b| b.key(self.key))
     }
 
     /// Moves to the next key; entering a new block verifies it.
     fn advance(&mut self) -> Result<()> {
-        let Some(b) = &self.block else { return Ok(()) };
+        let Some(shape) = &self.shape else { return Ok(()) };
         self.key += 1;
-        if self.key >= b.key_count() {
+        if self.key >= shape.key_count() {
             *self = Self::at_block(self.batch, self.block_idx + 1)?;
         }
         Ok(())
@@ -183,11 +195,11 @@ impl<'a> KeySource<'a> {
 }
 
 /// Where a [`KeyMerge`] sends each update: `(key, val, time, diff)`, in strictly increasing
-/// `(key, val, time)` order, diffs non-zero. (A generic parameter, not `dyn`, so that the sink — the batch
-/// writer's `push` — inlines into the merge loop.)
-pub trait Emit<'a>: FnMut(&'a [u8], &'a [u8], u64, i64) -> Result<()> {}
+/// `(key, val, time)` order, diffs non-zero; the slices live for the call only. (A generic parameter, not
+/// `dyn`, so that the sink — the batch writer's `push` — inlines into the merge loop.)
+pub trait Emit: for<'b> FnMut(&'b [u8], &'b [u8], u64, i64) -> Result<()> {}
 
-impl<'a, F: FnMut(&'a [u8], &'a [u8], u64, i64) -> Result<()>> Emit<'a> for F {}
+impl<F: for<'b> FnMut(&'b [u8], &'b [u8], u64, i64) -> Result<()>> Emit for F {}
 
 /// A k-way merge of batch files, key by key, advancing times below `since` and consolidating: yields
 /// exactly what [`MergeIter`] yields over the same batches (see the module docs for how it is cheaper).
@@ -196,8 +208,14 @@ pub struct KeyMerge<'a> {
     since: u64,
     /// Indexes of the sources at the current (smallest) key.
     tied: Vec<usize>,
-    /// For a key in several sources: each one's block and current and end val index.
-    vals: Vec<(Block<'a>, usize, usize)>,
+    scratch: ValScratch,
+}
+
+/// The buffers [`merge_vals`] reuses from key to key.
+#[derive(Default)]
+struct ValScratch {
+    /// For a key in several sources: each one's source index and current and end val index.
+    vals: Vec<(usize, usize, usize)>,
     /// Indexes into `vals` of the sources at the current (smallest) val.
     tied_vals: Vec<usize>,
     /// The (advanced time, diff) pairs of one (key, val) across sources, to sort and consolidate.
@@ -215,91 +233,108 @@ impl<'a> KeyMerge<'a> {
             sources,
             since,
             tied: Vec::new(),
-            vals: Vec::new(),
-            tied_vals: Vec::new(),
-            times: Vec::new(),
+            scratch: ValScratch::default(),
         })
     }
 
     /// Emits the consolidated updates of the next key (possibly none, if they all cancel); `false` once
     /// every input is exhausted.
-    pub fn next_key(&mut self, emit: &mut impl Emit<'a>) -> Result<bool> {
-        self.tied.clear();
-        let mut min: Option<&'a [u8]> = None;
-        for (i, s) in self.sources.iter().enumerate() {
+    pub fn next_key(&mut self, emit: &mut impl Emit) -> Result<bool> {
+        let (sources, tied) = (&self.sources, &mut self.tied);
+        tied.clear();
+        let mut min: Option<&[u8]> = None;
+        for (i, s) in sources.iter().enumerate() {
             let Some(k) = s.key() else { continue };
             match min.map(|m| cmp_bytes(k, m)) {
                 None | Some(Ordering::Less) => {
                     min = Some(k);
-                    self.tied.clear();
-                    self.tied.push(i);
+                    tied.clear();
+                    tied.push(i);
                 }
-                Some(Ordering::Equal) => self.tied.push(i),
+                Some(Ordering::Equal) => tied.push(i),
                 Some(Ordering::Greater) => {}
             }
         }
         let Some(key) = min else { return Ok(false) };
-        if let [only] = self.tied[..] {
-            let s = &self.sources[only];
-            if let Some(b) = &s.block {
+        if let [only] = tied[..] {
+            let s = &sources[only];
+            if let Some(b) = s.block() {
                 for j in b.vals(s.key) {
-                    emit_val(key, b, j, self.since, emit)?;
+                    emit_val(key, &b, j, self.since, emit)?;
                 }
             }
         } else {
-            self.merge_vals(key, emit)?;
+            merge_vals(sources, tied, &mut self.scratch, key, self.since, emit)?;
         }
         for &i in &self.tied {
             self.sources[i].advance()?;
         }
         Ok(true)
     }
+}
 
-    /// Emits the vals of `key`, which the sources in `tied` all hold, merged.
-    fn merge_vals(&mut self, key: &'a [u8], emit: &mut impl Emit<'a>) -> Result<()> {
-        self.vals.clear();
-        for &i in &self.tied {
-            let s = &self.sources[i];
-            if let Some(b) = s.block {
-                let r = b.vals(s.key);
-                self.vals.push((b, r.start, r.end));
+/// Emits the vals of `key`, which the sources in `tied` all hold, merged.
+fn merge_vals(
+    sources: &[KeySource<'_>],
+    tied: &[usize],
+    scratch: &mut ValScratch,
+    key: &[u8],
+    since: u64,
+    emit: &mut impl Emit,
+) -> Result<()> {
+    let ValScratch {
+        vals,
+        tied_vals,
+        times,
+    } = scratch;
+    vals.clear();
+    for &i in tied {
+        let s = &sources[i];
+        if let Some(b) = s.block() {
+            let r = b.vals(s.key);
+            vals.push((i, r.start, r.end));
+        }
+    }
+    // Every source in `vals` is on a block (it was pushed only then).
+    let block = |i: usize| sources[i].block();
+    loop {
+        tied_vals.clear();
+        let mut min: Option<&[u8]> = None;
+        for (n, &(i, j, end)) in vals.iter().enumerate() {
+            if j >= end {
+                continue;
+            }
+            let Some(b) = block(i) else { continue };
+            let v = b.val(j);
+            match min.map(|m| cmp_bytes(v, m)) {
+                None | Some(Ordering::Less) => {
+                    min = Some(v);
+                    tied_vals.clear();
+                    tied_vals.push(n);
+                }
+                Some(Ordering::Equal) => tied_vals.push(n),
+                Some(Ordering::Greater) => {}
             }
         }
-        loop {
-            self.tied_vals.clear();
-            let mut min: Option<&'a [u8]> = None;
-            for (i, &(b, j, end)) in self.vals.iter().enumerate() {
-                if j >= end {
-                    continue;
-                }
-                let v = b.val(j);
-                match min.map(|m| cmp_bytes(v, m)) {
-                    None | Some(Ordering::Less) => {
-                        min = Some(v);
-                        self.tied_vals.clear();
-                        self.tied_vals.push(i);
-                    }
-                    Some(Ordering::Equal) => self.tied_vals.push(i),
-                    Some(Ordering::Greater) => {}
+        let Some(val) = min else { return Ok(()) };
+        if let [only] = tied_vals[..] {
+            let (i, j, _) = vals[only];
+            if let Some(b) = block(i) {
+                emit_val(key, &b, j, since, emit)?;
+            }
+        } else {
+            times.clear();
+            for &n in tied_vals.iter() {
+                let (i, j, _) = vals[n];
+                if let Some(b) = block(i) {
+                    times.extend(b.updates(j).map(|x| (b.time(x).max(since), b.diff(x))));
                 }
             }
-            let Some(val) = min else { return Ok(()) };
-            if let [only] = self.tied_vals[..] {
-                let (b, j, _) = &self.vals[only];
-                emit_val(key, b, *j, self.since, emit)?;
-            } else {
-                self.times.clear();
-                for &i in &self.tied_vals {
-                    let (b, j, _) = self.vals[i];
-                    self.times
-                        .extend(b.updates(j).map(|x| (b.time(x).max(self.since), b.diff(x))));
-                }
-                self.times.sort_unstable_by_key(|&(t, _)| t);
-                emit_consolidated(key, val, self.times.iter().copied(), emit)?;
-            }
-            for &i in &self.tied_vals {
-                self.vals[i].1 += 1;
-            }
+            times.sort_unstable_by_key(|&(t, _)| t);
+            emit_consolidated(key, val, times.iter().copied(), emit)?;
+        }
+        for &n in tied_vals.iter() {
+            vals[n].1 += 1;
         }
     }
 }
@@ -307,7 +342,7 @@ impl<'a> KeyMerge<'a> {
 /// Emits val `j` of block `b` (under `key`), with times advanced to `since` and consolidated.
 /// (Inlined into the merge loop: as a call it cost a prologue and a copy of the block's shape per val.)
 #[inline(always)]
-fn emit_val<'a>(key: &'a [u8], b: &Block<'a>, j: usize, since: u64, emit: &mut impl Emit<'a>) -> Result<()> {
+fn emit_val(key: &[u8], b: &Block<'_>, j: usize, since: u64, emit: &mut impl Emit) -> Result<()> {
     let val = b.val(j);
     let upds = b.updates(j);
     // Times are strictly increasing within a val: if the first is at or beyond `since`, none moves.
@@ -322,11 +357,11 @@ fn emit_val<'a>(key: &'a [u8], b: &Block<'a>, j: usize, since: u64, emit: &mut i
 
 /// Emits `times` (sorted by time, possibly repeating) with equal times summed and zero sums dropped.
 #[inline]
-fn emit_consolidated<'a>(
-    key: &'a [u8],
-    val: &'a [u8],
+fn emit_consolidated(
+    key: &[u8],
+    val: &[u8],
     times: impl Iterator<Item = (u64, i64)>,
-    emit: &mut impl Emit<'a>,
+    emit: &mut impl Emit,
 ) -> Result<()> {
     let mut cur: Option<(u64, i64)> = None;
     for (t, d) in times {
@@ -354,7 +389,8 @@ mod tests {
     use crate::blob::{Blob, MemBlob};
     use crate::OwnedUpdate;
 
-    fn batch(blob: &MemBlob, name: &str, mut updates: Vec<OwnedUpdate>) -> BatchFile {
+    /// A batch file of `updates` (sorted and consolidated first), lz4-compressed if `compress`.
+    fn batch_with(blob: &MemBlob, name: &str, mut updates: Vec<OwnedUpdate>, compress: bool) -> BatchFile {
         updates.sort();
         updates.dedup_by(|a, b| (&a.0, &a.1, a.2) == (&b.0, &b.1, b.2));
         updates.retain(|u| u.3 != 0);
@@ -363,7 +399,9 @@ mod tests {
             upper: 1000,
             since: 0,
         };
-        let mut w = BatchWriter::new(blob.create(name).unwrap(), desc, 300).unwrap();
+        let mut w = BatchWriter::new(blob.create(name).unwrap(), desc, 300)
+            .unwrap()
+            .with_compression(compress);
         for (k, v, t, d) in &updates {
             w.push(k, v, *t, *d).unwrap();
         }
@@ -383,6 +421,7 @@ mod tests {
     #[test]
     fn key_merge_equals_merge_iter() {
         let mut seed = 7;
+        let mut compressed_blocks = 0;
         for round in 0..60 {
             let blob = MemBlob::new();
             let inputs = 1 + round % 4;
@@ -405,15 +444,17 @@ mod tests {
                             (k, v, t, d)
                         })
                         .collect();
-                    batch(&blob, &format!("{i}.batch"), updates)
+                    // Every other round compressed: the merge then decompresses block by block.
+                    batch_with(&blob, &format!("{i}.batch"), updates, round % 2 == 1)
                 })
                 .collect();
+            if round % 2 == 1 {
+                let lz4 = |b: &BatchFile| {
+                    (0..b.block_count()).any(|i| b.index_entry(i).codec == crate::batch::format::CODEC_LZ4)
+                };
+                compressed_blocks += batches.iter().filter(|b| lz4(b)).count();
+            }
             for since in [0, 1, 4, 9, 20] {
-                let cursors = batches.iter().map(|b| UpdateCursor::new(b).unwrap()).collect();
-                let want: Vec<OwnedUpdate> = MergeIter::new(cursors, None, since)
-                    .map(|u| u.map(|(k, v, t, d)| (k.to_vec(), v.to_vec(), t, d)))
-                    .collect::<Result<_>>()
-                    .unwrap();
                 let refs: Vec<&BatchFile> = batches.iter().collect();
                 let mut merge = KeyMerge::new(&refs, since).unwrap();
                 let mut got = Vec::new();
@@ -422,8 +463,21 @@ mod tests {
                     Ok(())
                 };
                 while merge.next_key(&mut emit).unwrap() {}
+                if since == 0 {
+                    // The merge kept no decompressed block (MergeIter, below, caches them).
+                    assert!(batches.iter().all(|b| b.cached_blocks() == 0), "round {round}");
+                }
+                let cursors = batches.iter().map(|b| UpdateCursor::new(b).unwrap()).collect();
+                let want: Vec<OwnedUpdate> = MergeIter::new(cursors, None, since)
+                    .map(|u| u.map(|(k, v, t, d)| (k.to_vec(), v.to_vec(), t, d)))
+                    .collect::<Result<_>>()
+                    .unwrap();
                 assert_eq!(got, want, "round {round}, since {since}");
             }
         }
+        assert!(
+            compressed_blocks > 0,
+            "the compressed rounds must hold lz4 blocks"
+        );
     }
 }

@@ -21,7 +21,7 @@ pub mod reader;
 pub mod writer;
 
 pub use cursor::UpdateCursor;
-pub use reader::{BatchFile, Block};
+pub use reader::{BatchFile, Block, BlockBytes};
 pub use writer::{BatchStats, BatchWriter};
 
 /// The frontier value that stands for the empty antichain (a closed stream: no time is beyond it).

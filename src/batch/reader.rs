@@ -330,6 +330,56 @@ impl BatchFile {
         Ok(block)
     }
 
+    /// Block `i` for a one-pass reader that holds one block at a time (a merge): checked like
+    /// [`block`](Self::block), returned as its shape and its bytes. A raw block, or an lz4 block some other
+    /// reader already decompressed, is borrowed from the file; an lz4 block not yet decompressed is
+    /// decompressed into a buffer the caller owns and is *not* cached, so a merge of compressed inputs
+    /// holds one decompressed block per input, not the whole input.
+    pub fn block_for_merge(&self, i: usize) -> Result<(Block<'static>, BlockBytes<'_>)> {
+        let e = self
+            .index
+            .get(i)
+            .ok_or_else(|| Error::bad_input(format!("block {i} out of range")))?;
+        if e.codec != CODEC_LZ4 || self.decompressed[i].get().is_some() {
+            let block = self.block(i)?;
+            let bytes = match self.verified_block_bytes(i) {
+                Some(bytes) => bytes,
+                None => {
+                    return Err(Error::corrupt(
+                        &self.name,
+                        e.offset,
+                        format!("block {i}: not readable"),
+                    ))
+                }
+            };
+            return Ok((block.detach(), BlockBytes::Borrowed(bytes)));
+        }
+        self.block_reads.fetch_add(1, Ordering::Relaxed);
+        let start = e.offset as usize;
+        let stored = &self.bytes[start..start + e.stored_len as usize];
+        let corrupt = |off: u64, detail: String| Error::corrupt(&self.name, e.offset + off, detail);
+        if checksum(stored) != e.checksum {
+            return Err(corrupt(0, format!("block {i} checksum mismatch")));
+        }
+        let raw = lz4_flex::block::decompress(stored, e.raw_len as usize)
+            .map_err(|err| corrupt(0, format!("block {i}: lz4: {err}")))?;
+        if raw.len() != e.raw_len as usize {
+            return Err(corrupt(
+                0,
+                format!("block {i}: lz4 gave {} bytes, not {}", raw.len(), e.raw_len),
+            ));
+        }
+        let shape = Block::check(&raw, e, self.block_first_key(i), self.block_last_key(i))
+            .map_err(|(off, detail)| corrupt(off as u64, format!("block {i}: {detail}")))?
+            .detach();
+        Ok((shape, BlockBytes::Owned(raw.into_boxed_slice())))
+    }
+
+    /// How many blocks hold a cached decompressed copy (lz4 blocks read through [`block`](Self::block)).
+    pub fn cached_blocks(&self) -> usize {
+        self.decompressed.iter().filter(|c| c.get().is_some()).count()
+    }
+
     /// Block `i` if it has been verified (always, after [`verify`](Self::verify) succeeded): the
     /// infallible accessor for readers, such as DD cursors, that cannot return errors and so verify a
     /// batch whole before using it. A raw block is served from the map; an lz4 block from its
@@ -487,6 +537,27 @@ impl BatchFile {
             }
         }
         Ok(())
+    }
+}
+
+/// The bytes of a block handed out by [`BatchFile::block_for_merge`]: borrowed from the file (or its
+/// cache), or decompressed for the caller alone.
+#[derive(Debug)]
+pub enum BlockBytes<'a> {
+    /// The block's bytes in the file's map (raw) or in its decompressed cache.
+    Borrowed(&'a [u8]),
+    /// An lz4 block decompressed for this caller, dropped with it.
+    Owned(Box<[u8]>),
+}
+
+impl std::ops::Deref for BlockBytes<'_> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self {
+            BlockBytes::Borrowed(b) => b,
+            BlockBytes::Owned(b) => b,
+        }
     }
 }
 
