@@ -302,27 +302,14 @@ impl BatchFile {
         if let Some(block) = self.verified_block(i) {
             return Ok(block);
         }
-        let start = e.offset as usize;
-        let stored = &self.bytes[start..start + e.stored_len as usize];
         let corrupt = |off: u64, detail: String| Error::corrupt(&self.name, e.offset + off, detail);
-        if checksum(stored) != e.checksum {
-            return Err(corrupt(0, format!("block {i} checksum mismatch")));
-        }
-        let raw: &[u8] = match e.codec {
-            CODEC_LZ4 => {
-                let raw = lz4_flex::block::decompress(stored, e.raw_len as usize)
-                    .map_err(|err| corrupt(0, format!("block {i}: lz4: {err}")))?;
-                if raw.len() != e.raw_len as usize {
-                    return Err(corrupt(
-                        0,
-                        format!("block {i}: lz4 gave {} bytes, not {}", raw.len(), e.raw_len),
-                    ));
-                }
+        let raw: &[u8] = match self.stored_checked(i)? {
+            BlockBytes::Borrowed(stored) => stored,
+            BlockBytes::Owned(raw) => {
                 // Another thread may have won the race to fill the cache with the same bytes.
-                let _ = self.decompressed[i].set(raw.into_boxed_slice());
+                let _ = self.decompressed[i].set(raw);
                 self.decompressed[i].get().map_or(&[][..], |b| &b[..])
             }
-            _ => stored,
         };
         let block = Block::check(raw, e, self.block_first_key(i), self.block_last_key(i))
             .map_err(|(off, detail)| corrupt(off as u64, format!("block {i}: {detail}")))?;
@@ -355,24 +342,37 @@ impl BatchFile {
             return Ok((block.detach(), BlockBytes::Borrowed(bytes)));
         }
         self.block_reads.fetch_add(1, Ordering::Relaxed);
-        let start = e.offset as usize;
-        let stored = &self.bytes[start..start + e.stored_len as usize];
         let corrupt = |off: u64, detail: String| Error::corrupt(&self.name, e.offset + off, detail);
-        if checksum(stored) != e.checksum {
-            return Err(corrupt(0, format!("block {i} checksum mismatch")));
-        }
-        let raw = lz4_flex::block::decompress(stored, e.raw_len as usize)
-            .map_err(|err| corrupt(0, format!("block {i}: lz4: {err}")))?;
-        if raw.len() != e.raw_len as usize {
-            return Err(corrupt(
-                0,
-                format!("block {i}: lz4 gave {} bytes, not {}", raw.len(), e.raw_len),
-            ));
-        }
+        let raw = self.stored_checked(i)?;
         let shape = Block::check(&raw, e, self.block_first_key(i), self.block_last_key(i))
             .map_err(|(off, detail)| corrupt(off as u64, format!("block {i}: {detail}")))?
             .detach();
-        Ok((shape, BlockBytes::Owned(raw.into_boxed_slice())))
+        Ok((shape, raw))
+    }
+
+    /// Block `i`'s stored bytes after their checksum, decompressed (into a new buffer) if lz4: the
+    /// bytes [`Block::check`] is to be run on.
+    fn stored_checked(&self, i: usize) -> Result<BlockBytes<'_>> {
+        let e = &self.index[i];
+        let start = e.offset as usize;
+        let stored = &self.bytes[start..start + e.stored_len as usize];
+        let corrupt = |detail: String| Error::corrupt(&self.name, e.offset, detail);
+        if checksum(stored) != e.checksum {
+            return Err(corrupt(format!("block {i} checksum mismatch")));
+        }
+        if e.codec != CODEC_LZ4 {
+            return Ok(BlockBytes::Borrowed(stored));
+        }
+        let raw = lz4_flex::block::decompress(stored, e.raw_len as usize)
+            .map_err(|err| corrupt(format!("block {i}: lz4: {err}")))?;
+        if raw.len() != e.raw_len as usize {
+            return Err(corrupt(format!(
+                "block {i}: lz4 gave {} bytes, not {}",
+                raw.len(),
+                e.raw_len
+            )));
+        }
+        Ok(BlockBytes::Owned(raw.into_boxed_slice()))
     }
 
     /// How many blocks hold a cached decompressed copy (lz4 blocks read through [`block`](Self::block)).
