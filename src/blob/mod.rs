@@ -12,7 +12,7 @@
 //! for tests), and a wrapper, [`FaultyBlob`], that fails every call from a chosen point on.
 
 pub(crate) mod dir;
-mod fault;
+pub(crate) mod fault;
 mod mem;
 
 pub use dir::DirBlob;

@@ -8,13 +8,17 @@
 //! - [`MemBuffer`]: records are dropped; nothing survives a restart. For operator state that a dataflow can
 //!   recompute, where the WAL's fsyncs would be wasted.
 //!
+//! [`FaultyBuffer`] wraps either to fail every call from a chosen point on (tests).
+//!
 //! The store decides what a record means ([`record`]); the buffer only frames, checksums and replays.
 
+pub mod fault;
 mod file;
 mod mem;
 pub mod record;
 pub mod scan;
 
+pub use fault::FaultyBuffer;
 pub use file::{FileBuffer, WalRecovery, WAL_VERSION};
 pub use mem::MemBuffer;
 pub use scan::scan;

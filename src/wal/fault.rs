@@ -1,0 +1,71 @@
+//! [`FaultyBuffer`]: a [`Buffer`] wrapper that fails every call from a chosen point on, to test what a
+//! failing or dying WAL at each step leaves behind (the WAL's counterpart of
+//! [`FaultyBlob`](crate::blob::FaultyBlob)).
+//!
+//! Each `replay`, `append`, `sync` and `release_before` spends one unit of a shared budget; once it is
+//! spent, that call and every later one fail with an I/O error before reaching the wrapped buffer, as if
+//! the device had died there. A failed `append` writes nothing; a failed `sync` makes nothing durable that
+//! was not already. Reopening a store over the wrapped buffer's files then shows what survived.
+
+use super::{Buffer, Lsn, ReplayReport};
+use crate::error::Result;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+/// See the module docs.
+#[derive(Clone)]
+pub struct FaultyBuffer {
+    inner: Arc<dyn Buffer>,
+    budget: Arc<AtomicI64>,
+}
+
+impl FaultyBuffer {
+    /// Wraps `inner`, failing nothing until [`fail_after`](Self::fail_after) is called.
+    pub fn new(inner: Arc<dyn Buffer>) -> Self {
+        FaultyBuffer {
+            inner,
+            budget: Arc::new(AtomicI64::new(i64::MAX)),
+        }
+    }
+
+    /// Lets `ops` more calls succeed, then fails every call.
+    pub fn fail_after(&self, ops: u64) {
+        self.budget
+            .store(ops.min(i64::MAX as u64) as i64, Ordering::SeqCst);
+    }
+
+    /// Whether a call has failed since the last `fail_after`.
+    pub fn has_failed(&self) -> bool {
+        self.budget.load(Ordering::SeqCst) < 0
+    }
+
+    fn spend(&self, what: &str) -> Result<()> {
+        crate::blob::fault::spend(&self.budget, what)
+    }
+}
+
+impl Buffer for FaultyBuffer {
+    fn replay(&self, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<ReplayReport> {
+        self.spend("replay the WAL")?;
+        self.inner.replay(f)
+    }
+
+    fn append(&self, payload: &[u8]) -> Result<(Lsn, Lsn)> {
+        self.spend("append to the WAL")?;
+        self.inner.append(payload)
+    }
+
+    fn sync(&self, lsn: Lsn) -> Result<()> {
+        self.spend("sync the WAL")?;
+        self.inner.sync(lsn)
+    }
+
+    fn release_before(&self, lsn: Lsn) -> Result<()> {
+        self.spend("release WAL segments")?;
+        self.inner.release_before(lsn)
+    }
+
+    fn is_durable(&self) -> bool {
+        self.inner.is_durable()
+    }
+}
