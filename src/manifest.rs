@@ -160,6 +160,13 @@ impl Manifest {
         self.streams.iter().find(|s| s.id == id)
     }
 
+    /// The numbers of every file the manifest names: each stream's batches and spilled runs.
+    pub fn file_nos(&self) -> impl Iterator<Item = u64> + '_ {
+        self.streams
+            .iter()
+            .flat_map(|s| s.batches.iter().chain(&s.spills).map(|b| b.file_no))
+    }
+
     /// The manifest as bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::new();

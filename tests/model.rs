@@ -471,15 +471,7 @@ impl Harness {
         // and after listing the blob, and the check counts only if no commit came in between (a merge writes
         // its output before committing it, and deletes its inputs only after).
         let named = |m: &ddpersist::manifest::Manifest| -> BTreeSet<String> {
-            m.streams
-                .iter()
-                .flat_map(|s| {
-                    s.batches
-                        .iter()
-                        .chain(&s.spills)
-                        .map(|b| batch_file_name(b.file_no))
-                })
-                .collect()
+            m.file_nos().map(batch_file_name).collect()
         };
         for _ in 0..100 {
             let before = store.manifest();
@@ -736,17 +728,7 @@ impl Harness {
                 assert_eq!(report.torn_tail, None);
                 // Orphans: never a file the manifest names; with inline merges, only merged-away batches
                 // that held snapshots kept alive.
-                let named: BTreeSet<String> = store
-                    .manifest()
-                    .streams
-                    .iter()
-                    .flat_map(|s| {
-                        s.batches
-                            .iter()
-                            .chain(&s.spills)
-                            .map(|b| batch_file_name(b.file_no))
-                    })
-                    .collect();
+                let named: BTreeSet<String> = store.manifest().file_nos().map(batch_file_name).collect();
                 let held = self.held_batch_names();
                 for orphan in &report.orphans_removed {
                     assert!(

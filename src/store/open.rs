@@ -139,11 +139,7 @@ impl Store {
         }
         // Remove orphans: batch files the manifest does not name, and temporaries. Nothing the manifest
         // names is ever removed.
-        let named: std::collections::HashSet<u64> = manifest
-            .streams
-            .iter()
-            .flat_map(|s| s.batches.iter().chain(&s.spills).map(|b| b.file_no))
-            .collect();
+        let named: std::collections::HashSet<u64> = manifest.file_nos().collect();
         for name in blob.list()? {
             let orphan = name.ends_with(TMP_SUFFIX)
                 || parse_batch_file_name(&name).is_some_and(|n| !named.contains(&n));

@@ -92,10 +92,8 @@ pub fn accumulate(updates: &[OwnedUpdate], t: u64) -> BTreeMap<(Vec<u8>, Vec<u8>
 pub fn named_files(store: &Store) -> Vec<String> {
     let mut named: Vec<String> = store
         .manifest()
-        .streams
-        .iter()
-        .flat_map(|s| s.batches.iter().chain(&s.spills))
-        .map(|b| ddpersist::batch::batch_file_name(b.file_no))
+        .file_nos()
+        .map(ddpersist::batch::batch_file_name)
         .collect();
     named.sort();
     named

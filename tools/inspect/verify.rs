@@ -112,17 +112,7 @@ fn check_against_manifest(batch: &BatchFile, meta: &BatchMeta, tally: &mut Tally
 
 /// Warns about temporaries and batch files the manifest does not name (the next open removes them).
 fn warn_unnamed_files(store: &StoreDir, tally: &mut Tally) -> Result<()> {
-    let named: HashSet<String> = store
-        .manifest
-        .streams
-        .iter()
-        .flat_map(|s| {
-            s.batches
-                .iter()
-                .chain(&s.spills)
-                .map(|b| batch_file_name(b.file_no))
-        })
-        .collect();
+    let named: HashSet<String> = store.manifest.file_nos().map(batch_file_name).collect();
     let mut names = store.blob.list()?;
     names.sort();
     for name in names {
