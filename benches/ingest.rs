@@ -146,33 +146,57 @@ fn write_stream(store: &Store, id: &str, records: &[u8], w: Workload) -> Split {
     if w.seal_thread || w.unsynced {
         return write_stream_pipelined(store, id, records, w);
     }
-    assert!(w.seal_every.is_multiple_of(w.chunk));
-    let n = records.len() / RECORD;
     let mut split = Split::default();
-    for (c, chunk) in records.chunks(w.chunk * RECORD).enumerate() {
-        let first = c * w.chunk;
-        let time = (first / w.seal_every) as u64;
-        let updates = chunk
-            .chunks_exact(RECORD)
-            .map(|r| (&r[..KEY_BYTES], &r[KEY_BYTES..], time, 1i64));
+    for call in calls(records, w) {
         let t0 = Instant::now();
-        store.write_bytes(id, updates).unwrap();
+        store.write_bytes(id, call.updates()).unwrap();
         split.write += t0.elapsed();
-        let done = first + chunk.len() / RECORD;
-        if done.is_multiple_of(w.seal_every) || done == n {
+        if let Some(upper) = call.seal {
             let t0 = Instant::now();
-            store.seal(id, time + 1).unwrap();
+            store.seal(id, upper).unwrap();
             split.seal += t0.elapsed();
         }
     }
     split
 }
 
+/// One `write_bytes` call of the workload: its records (key then val), their time, and the upper to seal
+/// at right after it, if a seal is due.
+struct Call<'r> {
+    chunk: &'r [u8],
+    time: u64,
+    seal: Option<u64>,
+}
+
+impl<'r> Call<'r> {
+    fn updates(&self) -> impl Iterator<Item = (&'r [u8], &'r [u8], u64, i64)> + 'r {
+        let time = self.time;
+        self.chunk
+            .chunks_exact(RECORD)
+            .map(move |r| (&r[..KEY_BYTES], &r[KEY_BYTES..], time, 1i64))
+    }
+}
+
+/// The workload's write calls in order: `w.chunk` updates each, times advancing at each seal.
+fn calls(records: &[u8], w: Workload) -> impl Iterator<Item = Call<'_>> {
+    assert!(w.seal_every.is_multiple_of(w.chunk));
+    let n = records.len() / RECORD;
+    records
+        .chunks(w.chunk * RECORD)
+        .enumerate()
+        .map(move |(c, chunk)| {
+            let first = c * w.chunk;
+            let time = (first / w.seal_every) as u64;
+            let done = first + chunk.len() / RECORD;
+            let seal = (done.is_multiple_of(w.seal_every) || done == n).then_some(time + 1);
+            Call { chunk, time, seal }
+        })
+}
+
 /// `write_stream` with seals on a second thread and, if `w.unsynced`, writes that do not wait for the WAL,
 /// synced by a third thread. `Split::seal` is then the seal thread's time inside `seal`, which overlaps
 /// the writer's.
 fn write_stream_pipelined(store: &Store, id: &str, records: &[u8], w: Workload) -> Split {
-    let n = records.len() / RECORD;
     let (seal_tx, seal_rx) = mpsc::channel::<u64>();
     let (sync_tx, sync_rx) = mpsc::channel::<WriteTicket>();
     std::thread::scope(|scope| {
@@ -192,23 +216,17 @@ fn write_stream_pipelined(store: &Store, id: &str, records: &[u8], w: Workload) 
             }
         });
         let mut write = Duration::ZERO;
-        for (c, chunk) in records.chunks(w.chunk * RECORD).enumerate() {
-            let first = c * w.chunk;
-            let time = (first / w.seal_every) as u64;
-            let updates = chunk
-                .chunks_exact(RECORD)
-                .map(|r| (&r[..KEY_BYTES], &r[KEY_BYTES..], time, 1i64));
+        for call in calls(records, w) {
             let t0 = Instant::now();
             if w.unsynced {
-                let ticket = store.write_bytes_unsynced(id, updates).unwrap();
+                let ticket = store.write_bytes_unsynced(id, call.updates()).unwrap();
                 sync_tx.send(ticket).unwrap();
             } else {
-                store.write_bytes(id, updates).unwrap();
+                store.write_bytes(id, call.updates()).unwrap();
             }
             write += t0.elapsed();
-            let done = first + chunk.len() / RECORD;
-            if done.is_multiple_of(w.seal_every) || done == n {
-                seal_tx.send(time + 1).unwrap();
+            if let Some(upper) = call.seal {
+                seal_tx.send(upper).unwrap();
             }
         }
         drop((seal_tx, sync_tx));
