@@ -5,7 +5,7 @@
 //! never a mix. Every batch file it names existed and was durable before the manifest naming it was
 //! committed.
 //!
-//! Layout, version 1, little-endian:
+//! Layout, version 2, little-endian (version 1 is the same without flag bit 1; both are read):
 //! ```text
 //! 0   magic          [u8; 8] = "DDPMANIF"
 //! 8   version        u32     = 1
@@ -17,7 +17,8 @@
 //! 40  streams        stream_count × stream
 //! ..  checksum       u64     xxh3 of every byte before it
 //! stream := stream_no u32 | id_len u32 | id [u8; id_len] (UTF-8) | upper u64 | since u64
-//!           | batch_count u32 | flags u32 (bit 0: not durable; other bits 0) | batches batch_count × batch
+//!           | batch_count u32 | flags u32 (bit 0: not durable; bit 1: finished; other bits 0)
+//!           | batches batch_count × batch
 //!           | spill_count u32 | reserved u32 | spilled_lsn u64 | spills spill_count × batch
 //! batch  := file_no u64 | level u32 | reserved u32 | lower u64 | upper u64 | since u64
 //!           | update_count u64 | size_bytes u64                                   (56 bytes)
@@ -35,7 +36,8 @@ use std::collections::HashSet;
 /// The manifest's object name in the blob.
 pub const MANIFEST_NAME: &str = "MANIFEST";
 /// The manifest format version this library writes and the newest it reads.
-pub const MANIFEST_VERSION: FormatVersion = FormatVersion(1);
+/// Version 2 added the stream flag "finished" (bit 1).
+pub const MANIFEST_VERSION: FormatVersion = FormatVersion(2);
 const MAGIC: &[u8; 8] = b"DDPMANIF";
 /// Longest stream id, in bytes.
 pub const MAX_ID_BYTES: usize = 1024;
@@ -66,6 +68,11 @@ pub struct StreamMeta {
     pub since: u64,
     /// Whether unsealed writes go through the WAL (survive a crash) or only to memory.
     pub durable: bool,
+    /// Whether the stream's writer finished: its input was exhausted when it sealed at `upper`, so the run
+    /// that wrote it had no update at or beyond `upper`. A restart may then move `upper` forward without
+    /// losing anything (the restart protocol, `operators::resume`). Cleared by any later seal that does not
+    /// set it.
+    pub finished: bool,
     /// Sealed batches, ordered by `lower`.
     pub batches: Vec<BatchMeta>,
     /// Spilled runs of the FutureLog: unsealed updates (times at or beyond `upper`) written out when the
@@ -78,6 +85,8 @@ pub struct StreamMeta {
 
 /// Stream flag: writes skip the WAL.
 const FLAG_NOT_DURABLE: u32 = 1;
+/// Stream flag (version 2): the writer finished at `upper` (see [`StreamMeta::finished`]).
+const FLAG_FINISHED: u32 = 2;
 
 impl BatchMeta {
     /// Appends the 56-byte entry.
@@ -184,7 +193,9 @@ impl Manifest {
             b.put_u64(s.upper);
             b.put_u64(s.since);
             b.put_u32(s.batches.len() as u32);
-            b.put_u32(if s.durable { 0 } else { FLAG_NOT_DURABLE });
+            let flags =
+                if s.durable { 0 } else { FLAG_NOT_DURABLE } | if s.finished { FLAG_FINISHED } else { 0 };
+            b.put_u32(flags);
             s.batches.iter().for_each(|m| m.encode(&mut b));
             b.put_u32(s.spills.len() as u32);
             b.put_u32(0);
@@ -219,7 +230,13 @@ impl Manifest {
             ));
         }
         let mut d = Decoder::new(&bytes[8..], 8, file);
-        FormatVersion::check(d.u32("version")?, MANIFEST_VERSION, file, 8)?;
+        let version = d.u32("version")?;
+        FormatVersion::check(version, MANIFEST_VERSION, file, 8)?;
+        let known_flags = if version >= 2 {
+            FLAG_NOT_DURABLE | FLAG_FINISHED
+        } else {
+            FLAG_NOT_DURABLE
+        };
         let mut d = Decoder::new(&bytes[12..body_len], 12, file);
         d.u32("reserved")?;
         let generation = d.u64("generation")?;
@@ -239,7 +256,7 @@ impl Manifest {
             let since = d.u64("since")?;
             let batch_count = d.u32("batch count")? as usize;
             let flags = d.u32("flags")?;
-            if flags & !FLAG_NOT_DURABLE != 0 {
+            if flags & !known_flags != 0 {
                 return Err(Error::corrupt(
                     file,
                     d.offset() - 4,
@@ -282,6 +299,7 @@ impl Manifest {
                 upper,
                 since,
                 durable: flags & FLAG_NOT_DURABLE == 0,
+                finished: flags & FLAG_FINISHED != 0,
                 batches,
                 spills,
                 spilled_lsn,
@@ -313,6 +331,7 @@ mod tests {
                     upper: 0,
                     since: 0,
                     durable: false,
+                    finished: true,
                     batches: vec![],
                     spills: vec![],
                     spilled_lsn: 0,
@@ -323,6 +342,7 @@ mod tests {
                     upper: 20,
                     since: 5,
                     durable: true,
+                    finished: false,
                     batches: vec![
                         BatchMeta {
                             file_no: 3,
@@ -381,14 +401,33 @@ mod tests {
     #[test]
     fn newer_version_is_refused() {
         let mut bytes = sample().encode();
-        bytes[8] = 2;
+        bytes[8] = 3;
         let n = bytes.len() - 8;
         let sum = checksum(&bytes[..n]);
         bytes[n..].copy_from_slice(&sum.to_le_bytes());
         assert!(matches!(
             Manifest::decode(&bytes, "M"),
-            Err(Error::VersionTooNew { found: 2, .. })
+            Err(Error::VersionTooNew { found: 3, .. })
         ));
+    }
+
+    /// Version 1 manifests are read, but the flag version 2 added is unknown there.
+    #[test]
+    fn version_1_is_read_without_the_finished_flag() {
+        let mut m = sample();
+        m.streams[0].finished = false;
+        let mut bytes = m.encode();
+        bytes[8] = 1;
+        let n = bytes.len() - 8;
+        let sum = checksum(&bytes[..n]);
+        bytes[n..].copy_from_slice(&sum.to_le_bytes());
+        assert_eq!(Manifest::decode(&bytes, "M").unwrap(), m);
+        m.streams[0].finished = true;
+        let mut bytes = m.encode();
+        bytes[8] = 1;
+        let sum = checksum(&bytes[..n]);
+        bytes[n..].copy_from_slice(&sum.to_le_bytes());
+        assert!(Manifest::decode(&bytes, "M").unwrap_err().is_corruption());
     }
 
     #[test]

@@ -551,8 +551,19 @@ fn errors_reach_the_handle() {
             probe.less_than(&4),
             "the frontier must not pass the last good upper"
         );
+        // A failed operator holds its frontier for good, also once its input is exhausted: the dataflow
+        // must be dropped.
         drop(input);
-        worker.step_while(|| !probe.done());
+        for _ in 0..20 {
+            worker.step();
+        }
+        assert!(
+            !probe.done() && probe.less_than(&4),
+            "the failed operator holds its frontier"
+        );
+        for dataflow in worker.installed_dataflows() {
+            worker.drop_dataflow(dataflow);
+        }
         (handle.error(), handle.is_stopped(), handle.sealed_upper())
     });
     assert!(

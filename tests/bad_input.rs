@@ -111,11 +111,12 @@ fn a_locked_store_is_refused_until_released() {
 
 fn rewrite_version(
     bytes: &mut [u8],
+    version: u32,
     version_at: usize,
     checksum_range: std::ops::Range<usize>,
     sum_at: usize,
 ) {
-    bytes[version_at..version_at + 4].copy_from_slice(&2u32.to_le_bytes());
+    bytes[version_at..version_at + 4].copy_from_slice(&version.to_le_bytes());
     let sum = checksum(&bytes[checksum_range]);
     bytes[sum_at..sum_at + 8].copy_from_slice(&sum.to_le_bytes());
 }
@@ -128,17 +129,17 @@ fn files_from_a_newer_format_are_refused() {
     let original = std::fs::read(&manifest).unwrap();
     let mut bytes = original.clone();
     let n = bytes.len() - 8;
-    rewrite_version(&mut bytes, 8, 0..n, n);
+    rewrite_version(&mut bytes, 3, 8, 0..n, n);
     std::fs::write(&manifest, &bytes).unwrap();
     assert!(matches!(
         Store::open(dir.path()),
-        Err(Error::VersionTooNew { found: 2, .. })
+        Err(Error::VersionTooNew { found: 3, .. })
     ));
     std::fs::write(&manifest, &original).unwrap();
 
     let batch = batch_files(dir.path()).pop().unwrap();
     let mut bytes = std::fs::read(&batch).unwrap();
-    rewrite_version(&mut bytes, 8, 0..24, 24);
+    rewrite_version(&mut bytes, 2, 8, 0..24, 24);
     std::fs::write(&batch, &bytes).unwrap();
     match Store::open(dir.path()) {
         Err(Error::VersionTooNew { file, found: 2, .. }) => assert!(file.ends_with(".batch"), "{file}"),

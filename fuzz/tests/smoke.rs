@@ -233,6 +233,7 @@ fn manifest_seed(rng: &mut Rng) -> Vec<u8> {
             upper,
             since: rng.below(upper + 1),
             durable: rng.chance(2),
+            finished: rng.chance(2),
             batches,
             spills,
             spilled_lsn: [0, rng.below(1 << 20)][rng.index(2)],

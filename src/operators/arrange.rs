@@ -19,7 +19,8 @@
 //! sent under a capability at or below its lower bound; the capability is held at the trace's upper.
 
 use super::persister::{input_bound, PersistHandle, Persister};
-use super::{check_worker_count, key_hash, unsealed_times, update_hash, worker_stream_id};
+use super::resume::open_worker_stream;
+use super::{key_hash, unsealed_times, update_hash};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::store::{Store, StreamOptions};
@@ -54,8 +55,9 @@ pub trait ArrangePersisted<'scope> {
     /// batch files, and the worker's [`PersistHandle`].
     ///
     /// Errors (when building the dataflow): [`Error::BadInput`] if the arrangement was persisted by a
-    /// different number of workers; store errors from creating or opening the stream ([`Error::Corrupt`]
-    /// when a batch fails verification: opening reads every persisted block once).
+    /// different number of workers or by other workers (another process's directory), or `id` is in use
+    /// by another live operator on this worker; store errors from creating or opening the stream
+    /// ([`Error::Corrupt`] when a batch fails verification: opening reads every persisted block once).
     fn arrange_persisted(self, store: &Store, id: &str) -> Result<PersistedArrangement<'scope>>;
 
     /// As [`arrange_persisted`](Self::arrange_persisted), with options.
@@ -89,20 +91,18 @@ where
     ) -> Result<PersistedArrangement<'scope>> {
         let scope = self.inner.scope();
         let (index, peers) = (scope.index(), scope.peers());
-        check_worker_count(store, id, peers)?;
-        let stream = worker_stream_id(id, index, peers);
-        if !store.has_stream(&stream) {
-            store.create_stream(
-                &stream,
-                StreamOptions {
-                    durable: options.durable,
-                },
-            )?;
-        }
-        let mut trace = PersistedTrace::open(store, &stream)?;
+        let stream_options = StreamOptions {
+            durable: options.durable,
+        };
+        let opened = open_worker_stream(store, id, (index, peers), stream_options)?;
+        let mut trace = PersistedTrace::open(store, &opened.stream)?;
         let upper = frontier_value(trace.upper().borrow());
-        let pending = unsealed_times(store, &stream, upper)?;
-        let persister = Persister::new(store, &stream, upper, pending, trace.errors().clone());
+        debug_assert_eq!(
+            upper, opened.upper,
+            "the trace starts at the stream's sealed upper"
+        );
+        let pending = unsealed_times(store, &opened.stream, upper)?;
+        let persister = Persister::new(store, opened, pending, trace.errors().clone());
         let handle = persister.handle();
         let initial = trace.take_spans();
         let arranged = if peers == 1 {
@@ -182,7 +182,7 @@ where
                         output.session(cap).give_iterator(spans.into_iter());
                     }
                 }
-                persister.hold(&mut capability, to);
+                persister.hold(&mut capability);
                 writer.exert();
             }
         },

@@ -26,12 +26,14 @@ pub mod arrange;
 pub mod count;
 pub mod persist;
 mod persister;
+pub mod resume;
 pub mod upsert;
 
 pub use arrange::{ArrangePersisted, PersistOptions, PersistedArrangement};
 pub use count::CountPersisted;
 pub use persist::{Persist, Persisted};
 pub use persister::PersistHandle;
+pub use resume::{resume_at, ResumeState};
 pub use upsert::{Upsert, UpsertHandle, UpsertPersisted, Upserted};
 
 use crate::codec::Codec;

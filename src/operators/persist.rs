@@ -9,17 +9,29 @@
 //!    written and recovered from the WAL) and decodes it, so a decode error fails the build;
 //! 2. on its first activation: emits that replay, at the updates' own times;
 //! 3. on every activation: writes the new input updates to the store (paying the manager's rate limit),
-//!    then passes them through; input at times below [`PersistHandle::resume_at`] was persisted (and
-//!    replayed) already and is dropped, so replaying a source is idempotent;
-//! 4. when the input frontier advances: seals what is pending below it, and holds its output capability at
-//!    the persisted upper, so a downstream operator sees a time complete only once it is sealed.
+//!    then passes them through; input at times below [`PersistHandle::own_upper`] was persisted (and
+//!    replayed) already and is dropped, so replaying a source from [`PersistHandle::resume_at`] is
+//!    idempotent;
+//! 4. when the input frontier advances: seals the stream there (recording the advance even without
+//!    data), and holds its output capability at the persisted upper, so a downstream operator sees a time
+//!    complete only once it is sealed.
+//!
+//! **Exactly once.** With a replayable input (the default, streams that are not durable) the resume point
+//! is [`PersistHandle::resume_at`]: the input replays every time from there in full; each update reaches
+//! the store and the output once (the replay below a worker's own upper is dropped, the rest is new to
+//! it, since a stream that is not durable keeps nothing unsealed across a restart). A *durable* stream
+//! ([`ManagerOptions::durable`](crate::ManagerOptions::durable)) is for an input that cannot replay: every
+//! update the operator wrote before a crash survives in the WAL and is replayed downstream once, the input
+//! continues with new updates only, and updates it had sent but the operator had not yet written are lost
+//! with the crash. Replaying into a durable stream would write the recovered times twice.
 //!
 //! Errors cannot be returned from an operator: the first one is kept in the [`PersistHandle`], and the
-//! operator stops writing, passing through and advancing (until its input is exhausted, when it releases
-//! the dataflow anyway: check the handle).
+//! operator stops writing, passing through and advancing, and holds its capability for good, so nothing
+//! downstream sees a time complete that was not persisted. Drop the dataflow after an error.
 
 use super::persister::{input_bound, PersistHandle, Persister};
-use super::{check_worker_count, unsealed_times, update_hash, worker_stream_id};
+use super::resume::open_worker_stream;
+use super::{unsealed_times, update_hash};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::manager::Token;
@@ -63,12 +75,9 @@ where
         }
         let manager = token.manager().clone();
         let store = manager.store().clone();
-        check_worker_count(&store, token.id(), peers)?;
-        let stream = worker_stream_id(token.id(), index, peers);
-        if !store.has_stream(&stream) {
-            let durable = manager.options().durable;
-            store.create_stream(&stream, StreamOptions { durable })?;
-        }
+        let durable = manager.options().durable;
+        let opened = open_worker_stream(&store, token.id(), (index, peers), StreamOptions { durable })?;
+        let stream = opened.stream.clone();
         let snapshot = store.snapshot(&stream)?;
         let upper = snapshot.upper();
         let replay: Updates<K, V> = snapshot
@@ -78,8 +87,7 @@ where
             .collect();
         drop(snapshot);
         let pending = unsealed_times(&store, &stream, upper)?;
-        let persister =
-            Persister::new(&store, &stream, upper, pending, ErrorSlot::default()).throttled_by(manager);
+        let persister = Persister::new(&store, opened, pending, ErrorSlot::default()).throttled_by(manager);
         let handle = persister.handle();
         let output = if peers == 1 {
             build(self.inner, Pipeline, token, replay, persister)
@@ -105,7 +113,7 @@ where
     P: ParallelizationContract<u64, Updates<K, V>>,
 {
     let scope = stream.scope();
-    let resume_at = persister.upper();
+    let own_upper = persister.upper();
     stream.unary_frontier(pact, "Persist", move |capability, info| {
         // The replay goes out on the first activation, whether or not the input moves.
         scope.activator_for(info.address).activate();
@@ -122,7 +130,7 @@ where
                 }
             }
             input.for_each(|_time, data| {
-                data.retain(|(_, time, diff)| *time >= resume_at && *diff != 0);
+                data.retain(|(_, time, diff)| *time >= own_upper && *diff != 0);
                 passed.extend(data.iter().cloned());
                 persister.stage(data);
             });
@@ -136,7 +144,7 @@ where
             passed.clear();
             let to = input_bound(frontier.frontier());
             persister.advance_untraced(to);
-            persister.hold(&mut capability, to);
+            persister.hold(&mut capability);
         }
     })
 }

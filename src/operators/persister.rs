@@ -6,26 +6,29 @@
 //!   input, and the replay is idempotent);
 //! - [`flush`](Persister::flush) writes the staged updates with one `Store::write_bytes` call and notes
 //!   their times as pending (written, not sealed);
-//! - [`advance`](Persister::advance) reacts to the input frontier moving to `f`: if updates are pending
-//!   below `f` it seals the stream at `f` (one batch file, one manifest commit); an interval without
-//!   updates touches no disk and only extends the trace with an update-free span. When the input is
-//!   exhausted (`f` empty) it seals what is pending up to one past its greatest time and closes the *trace*
-//!   but not the stream, so a later run can continue at later times.
+//! - [`advance`](Persister::advance) reacts to the input frontier moving to `f`: it seals the stream at
+//!   `f` (one manifest commit, and one batch file if updates are pending below `f`), so every stream
+//!   records every frontier advance, with or without data (the restart protocol, [`super::resume`], needs
+//!   every worker's upper). When the input is exhausted (`f` empty) it seals what is pending up to one
+//!   past its greatest time, marks the stream *finished*, and closes the *trace* but not the stream, so a
+//!   later run can continue at later times.
 //!
 //! Invariants: `upper` is the trace's upper; every pending time is at or beyond it; the stream's sealed
 //! upper in the store is at or below it, and the stream has no update in between that is not pending.
 //!
 //! Errors (I/O, a poisoned store, a time the store cannot hold) cannot be returned from a timely operator.
 //! The first one is recorded in the shared [`ErrorSlot`] and the persister *stops*: it writes, seals and
-//! emits nothing more, so the arrangement's frontier stays at the last upper it served and no reader ever
-//! sees an incomplete time as complete. Once the input is exhausted the operator releases its capability
-//! anyway (so the dataflow can shut down); a caller must therefore check [`PersistHandle::error`] before
-//! trusting results at later times.
+//! emits nothing more, and its operator holds its capability at the last upper it served for good (also
+//! once the input is exhausted), so no operator downstream ever sees an incomplete time as complete — a
+//! persisted operator downstream never seals past it. The dataflow then never completes: a caller sees
+//! the error in [`PersistHandle::error`] (or waits for it from any thread with [`ErrorSlot::wait`]) and
+//! drops the dataflow (`worker.drop_dataflow`) or the process; a restart resumes from the last upper.
 
+use super::resume::{ResumeState, WorkerStream};
 use crate::codec::Codec;
 use crate::error::Error;
 use crate::manager::PersistManager;
-use crate::store::Store;
+use crate::store::{SealOptions, Store, WriterClaim};
 use crate::trace::batch::description;
 use crate::trace::{frontier_value, ErrorSlot, PersistedBatch, PersistedSpan, PersistedTrace};
 use crate::FRONTIER_CLOSED;
@@ -64,11 +67,12 @@ pub(crate) struct Shared {
 }
 
 /// The caller's view of one worker's persisting operator: what it has persisted and whether it failed.
-/// Cheap to clone; lives with the worker (not `Send`).
+/// Cheap to clone; lives with the worker (not `Send`; its [`errors`](Self::errors) slot is).
 #[derive(Clone, Debug)]
 pub struct PersistHandle {
     stream: Rc<str>,
-    resume_at: u64,
+    resume: ResumeState,
+    own_upper: u64,
     shared: Rc<Shared>,
 }
 
@@ -78,10 +82,23 @@ impl PersistHandle {
         &self.stream
     }
 
-    /// The stream's sealed upper when the operator was built. Input updates at earlier times were
-    /// persisted by an earlier run and are skipped; a restarted input needs only to replay from here on.
+    /// Where the dataflow's input resumes: the same value on every worker of the process (see
+    /// [`super::resume`]). Feed the input from this time on, replaying what earlier runs were given at
+    /// later times. In a cluster of processes, agree on the value with [`super::resume_at`].
     pub fn resume_at(&self) -> u64 {
-        self.resume_at
+        self.resume.resume_at()
+    }
+
+    /// What this store knows of the resume point, to combine across processes with
+    /// [`super::resume_at`].
+    pub fn resume_state(&self) -> ResumeState {
+        self.resume
+    }
+
+    /// This worker's stream's sealed upper when the operator was built (at or above
+    /// [`resume_at`](Self::resume_at)): input below it was persisted by an earlier run and is dropped.
+    pub fn own_upper(&self) -> u64 {
+        self.own_upper
     }
 
     /// The stream's sealed upper now: every update below it is in a batch file.
@@ -120,6 +137,9 @@ impl PersistHandle {
 pub(crate) struct Persister {
     store: Store,
     stream: String,
+    /// Held for the persister's life: no other operator writes the stream.
+    _claim: WriterClaim,
+    resume: ResumeState,
     upper: u64,
     pending: BTreeSet<u64>,
     buf: Vec<u8>,
@@ -132,15 +152,15 @@ pub(crate) struct Persister {
 }
 
 impl Persister {
-    /// A persister for `stream`, whose trace ends at `upper` and which has unsealed updates at `pending`
-    /// times (recovered by a durable stream); errors go to `errors`.
+    /// A persister for the worker stream `opened`, whose trace ends at its upper and which has unsealed
+    /// updates at `pending` times (recovered by a durable stream); errors go to `errors`.
     pub(crate) fn new(
         store: &Store,
-        stream: &str,
-        upper: u64,
+        opened: WorkerStream,
         pending: BTreeSet<u64>,
         errors: ErrorSlot,
     ) -> Self {
+        let upper = opened.upper;
         let shared = Shared {
             sealed_upper: Cell::new(upper),
             upper: Cell::new(upper),
@@ -149,7 +169,9 @@ impl Persister {
         };
         Persister {
             store: store.clone(),
-            stream: stream.to_string(),
+            stream: opened.stream,
+            _claim: opened.claim,
+            resume: opened.resume,
             upper,
             pending,
             buf: Vec::new(),
@@ -170,7 +192,8 @@ impl Persister {
     pub(crate) fn handle(&self) -> PersistHandle {
         PersistHandle {
             stream: self.stream.as_str().into(),
-            resume_at: self.upper,
+            resume: self.resume,
+            own_upper: self.upper,
             shared: self.shared.clone(),
         }
     }
@@ -185,10 +208,11 @@ impl Persister {
         self.stopped
     }
 
-    /// Holds the operator's `capability` at the upper after an advance to `to`: drops it when done (the
-    /// upper is closed) or failed with the input exhausted, releasing the dataflow; else downgrades it.
-    pub(crate) fn hold(&self, capability: &mut Option<Capability<u64>>, to: u64) {
-        if self.upper == FRONTIER_CLOSED || (self.stopped && to == FRONTIER_CLOSED) {
+    /// Holds the operator's `capability` at the upper: drops it when done (the upper is closed), releasing
+    /// the dataflow; else downgrades it. A stopped persister's upper no longer moves, so its capability
+    /// stays where it was for good.
+    pub(crate) fn hold(&self, capability: &mut Option<Capability<u64>>) {
+        if self.upper == FRONTIER_CLOSED {
             *capability = None;
         } else if let Some(cap) = capability.as_mut() {
             if *cap.time() < self.upper {
@@ -253,8 +277,9 @@ impl Persister {
     }
 
     /// Advances the trace to `to` (the input frontier; [`FRONTIER_CLOSED`] once the input is exhausted),
-    /// sealing pending updates below it. Inserts the new spans into `writer` (stamped with `cap_time`, the
-    /// operator's capability, which is at most the old upper) and returns them for the output.
+    /// sealing the stream there (see [`seal_point`](Self::seal_point)). Inserts the new spans into `writer`
+    /// (stamped with `cap_time`, the operator's capability, which is at most the old upper) and returns
+    /// them for the output.
     pub(crate) fn advance(
         &mut self,
         to: u64,
@@ -265,16 +290,16 @@ impl Persister {
         if self.stopped || to <= self.upper {
             return spans;
         }
-        if let Some(seal_to) = self.seal_point(to) {
-            match self.seal(seal_to) {
-                Ok(span) => spans.push(span),
-                Err(e) => {
-                    self.fail(e);
-                    return spans;
-                }
+        let (seal_to, finished) = self.seal_point(to);
+        match self.seal(seal_to, finished) {
+            Ok(span) => spans.extend(span),
+            Err(e) => {
+                self.fail(e);
+                return spans;
             }
         }
         if to > self.upper {
+            // Only once the input is exhausted: the trace closes, the stream stays open for later runs.
             match description(self.upper, to, 0) {
                 Ok(desc) => spans.push(Span::new(desc, None)),
                 Err(e) => {
@@ -297,50 +322,60 @@ impl Persister {
     }
 
     /// Advances to `to` as [`advance`](Self::advance) does, for an operator without a trace (the
-    /// pass-through [`Persist`](super::Persist) operator): seals pending updates below `to` and moves the
-    /// upper. Returns whether the upper moved (false when stopped, or on an error, which stops it).
+    /// pass-through [`Persist`](super::Persist) operator): seals the stream and moves the upper. Returns
+    /// whether the upper moved (false when stopped, or on an error, which stops it).
     pub(crate) fn advance_untraced(&mut self, to: u64) -> bool {
         if self.stopped || to <= self.upper {
             return false;
         }
-        if let Some(seal_to) = self.seal_point(to) {
-            if let Err(e) = self.seal_store(seal_to) {
-                self.fail(e);
-                return false;
-            }
+        let (seal_to, finished) = self.seal_point(to);
+        if let Err(e) = self.seal_store(seal_to, finished) {
+            self.fail(e);
+            return false;
         }
         self.upper = to;
         self.shared.upper.set(to);
         true
     }
 
-    /// Where an advance to `to` seals: below `to` if updates are pending there; once the input is
-    /// exhausted (`to` is [`FRONTIER_CLOSED`]), one past the greatest pending time; else nowhere.
-    fn seal_point(&self, to: u64) -> Option<u64> {
+    /// Where an advance to `to` seals the stream, and whether it marks it finished: at `to`, while the
+    /// input runs; once it is exhausted (`to` is [`FRONTIER_CLOSED`]), at one past the greatest pending
+    /// time (or at the upper, if nothing is pending), finished.
+    fn seal_point(&self, to: u64) -> (u64, bool) {
         if to == FRONTIER_CLOSED {
-            self.pending.last().map(|t| t.saturating_add(1))
+            let last = self.pending.last().map_or(0, |t| t.saturating_add(1));
+            (self.upper.max(last), true)
         } else {
-            self.pending.first().is_some_and(|t| *t < to).then_some(to)
+            (to, false)
         }
     }
 
-    /// Seals the stream in the store at `to` (every pending update is below it or at or beyond it).
-    fn seal_store(&mut self, to: u64) -> crate::Result<crate::SealInfo> {
-        let info = self.store.seal(&self.stream, to)?;
+    /// Seals the stream in the store at `to` (every pending update is below it or at or beyond it), marking
+    /// it `finished` or not. `to` may equal the stream's upper only to mark it finished.
+    fn seal_store(&mut self, to: u64, finished: bool) -> crate::Result<crate::SealInfo> {
+        let options = SealOptions {
+            finished,
+            since: None,
+        };
+        let info = self.store.seal_with(&self.stream, to, options)?;
         self.shared.sealed_upper.set(to);
         self.pending = self.pending.split_off(&to);
         Ok(info)
     }
 
-    /// Seals the stream at `to` and returns the span `[upper, to)` serving the new batch.
-    fn seal(&mut self, to: u64) -> crate::Result<PersistedSpan> {
-        let info = self.seal_store(to)?;
+    /// Seals the stream at `to` and returns the span `[upper, to)` serving the new batch (none if `to` is
+    /// the upper: a finishing edit only).
+    fn seal(&mut self, to: u64, finished: bool) -> crate::Result<Option<PersistedSpan>> {
+        let info = self.seal_store(to, finished)?;
+        if to == self.upper {
+            return Ok(None);
+        }
         let desc = description(self.upper, to, 0)?;
         let inner = info
             .batch
             .map(|file| PersistedBatch::new(file, desc.clone()))
             .transpose()?;
         self.upper = to;
-        Ok(Span::new(desc, inner))
+        Ok(Some(Span::new(desc, inner)))
     }
 }

@@ -7,21 +7,36 @@
 //! ([`apply_upserts`]: lookups as of the time, then a write at the time) and emits the resulting updates
 //! under that time; then it seals the state stream up to the frontier.
 //!
-//! Restart: the state stream is not durable, so after a crash it holds exactly the sealed times. Upserts at
-//! times below [`UpsertHandle::resume_at`] are ignored (they were applied before); the input must replay
-//! from there (a durable source replays its log). The output of the times below `resume_at` was emitted by
-//! the earlier run, the rest is emitted again: no insertion is duplicated and no retraction is lost.
+//! Restart: the state stream is not durable, so after a crash it holds exactly the sealed times, and it is
+//! also the operator's output collection. A restarted operator first emits the state it persisted (every
+//! earlier time, consolidated as compaction allows), so operators downstream recover what they had not
+//! persisted; downstream persisted operators drop what they had. Upserts at times below the worker's
+//! sealed upper ([`UpsertHandle::own_upper`]) were applied before and are ignored; the input replays from
+//! [`UpsertHandle::resume_at`] (the same on every worker of the process; see [`super::resume`]).
+//!
+//! Ordering: the operator holds its output frontier at the state's sealed upper, so no operator
+//! downstream seals a time before this operator's state has: after any crash the state is at least as far
+//! as every downstream stream, and the replay above closes the gap.
+//!
+//! Compaction: after each seal the state stream's since advances to just below the least sealed upper of
+//! the store's streams with a live writer (this dataflow's persisted operators), so its history stays
+//! exact wherever a downstream operator may need it replayed, and the state's size follows the number of
+//! keys, not of upserts.
+//!
+//! Errors: the first one is kept in the handle; the operator then stops applying upserts and sealing, and
+//! holds its output frontier where it was for good, so downstream never sees an incomplete time as
+//! complete. Drop the dataflow after an error; a restart resumes where the state was sealed.
 
-use super::{check_worker_count, key_hash, worker_stream_id};
+use super::key_hash;
+use super::resume::{open_worker_stream, ResumeState};
 use crate::codec::Codec;
 use crate::error::Result;
-use crate::store::{Store, StreamOptions};
+use crate::store::{SealOptions, Store, StreamOptions, WriterClaim};
+use crate::trace::ErrorSlot;
 use crate::upsert::apply_upserts;
 use crate::FRONTIER_CLOSED;
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
-use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::generic::Operator;
@@ -37,12 +52,13 @@ pub type Upserted<'scope, K, V> = (VecCollection<'scope, u64, (K, V), i64>, Upse
 /// Upserts waiting for their time to complete, with a capability to emit at that time.
 type Stash<K, V> = BTreeMap<u64, (Capability<u64>, Vec<(K, Option<V>)>)>;
 
-/// What the caller can see of a running de-upsert operator.
+/// What the caller can see of a running de-upsert operator. `Send + Sync`.
 #[derive(Clone, Debug)]
 pub struct UpsertHandle {
     stream: String,
-    resume_at: u64,
-    error: Arc<Mutex<Option<String>>>,
+    resume: ResumeState,
+    own_upper: u64,
+    errors: ErrorSlot,
 }
 
 impl UpsertHandle {
@@ -51,16 +67,31 @@ impl UpsertHandle {
         &self.stream
     }
 
-    /// The state's sealed upper when the operator was built: the input must replay upserts from this time
-    /// on; earlier ones are ignored.
+    /// Where the input resumes: the same on every worker of the process (see [`super::resume`]); in a
+    /// cluster, agree on it with [`super::resume_at`] over [`resume_state`](Self::resume_state).
     pub fn resume_at(&self) -> u64 {
-        self.resume_at
+        self.resume.resume_at()
     }
 
-    /// The first error the operator met, if any. After an error it stops applying upserts (it cannot
-    /// return errors to timely) and lets the dataflow finish; its output is then incomplete.
+    /// What this store knows of the resume point.
+    pub fn resume_state(&self) -> ResumeState {
+        self.resume
+    }
+
+    /// This worker's state's sealed upper when the operator was built: upserts below it were applied.
+    pub fn own_upper(&self) -> u64 {
+        self.own_upper
+    }
+
+    /// The first error the operator met, if any. After an error it stops applying upserts and holds its
+    /// output frontier (see the module docs).
     pub fn error(&self) -> Option<String> {
-        self.error.lock().clone()
+        self.errors.message()
+    }
+
+    /// The shared error slot (any thread may wait on it).
+    pub fn errors(&self) -> &ErrorSlot {
+        &self.errors
     }
 }
 
@@ -82,18 +113,27 @@ where
     fn upsert_persisted(self, store: &Store, id: &str) -> Result<Upserted<'scope, K, V>> {
         let scope = self.scope();
         let (index, peers) = (scope.index(), scope.peers());
-        check_worker_count(store, id, peers)?;
-        let stream = worker_stream_id(id, index, peers);
-        if !store.has_stream(&stream) {
-            store.create_stream(&stream, StreamOptions { durable: false })?;
-        }
+        let opened = open_worker_stream(store, id, (index, peers), StreamOptions { durable: false })?;
+        let replay: Vec<((K, V), u64, i64)> = store
+            .snapshot(&opened.stream)?
+            .decode::<K, V>()?
+            .into_iter()
+            .map(|(k, v, t, d)| ((k, v), t, d))
+            .collect();
         let handle = UpsertHandle {
-            stream,
-            resume_at: store.upper(&worker_stream_id(id, index, peers))?,
-            error: Default::default(),
+            stream: opened.stream.clone(),
+            resume: opened.resume,
+            own_upper: opened.upper,
+            errors: ErrorSlot::default(),
+        };
+        let state = State {
+            store: store.clone(),
+            handle: handle.clone(),
+            _claim: opened.claim,
+            replay,
         };
         let output = if peers == 1 {
-            build(self, Pipeline, store.clone(), handle.clone())
+            build(self, Pipeline, state)
         } else {
             let mut scratch = Vec::new();
             let exchange = Exchange::new(move |u: &Upsert<K, V>| {
@@ -101,45 +141,73 @@ where
                 u.0.encode(&mut scratch);
                 key_hash(&scratch)
             });
-            build(self, exchange, store.clone(), handle.clone())
+            build(self, exchange, state)
         };
         Ok((output, handle))
     }
 }
 
+/// What the operator owns besides its stash.
+struct State<K, V> {
+    store: Store,
+    handle: UpsertHandle,
+    /// Held for the operator's life: no other operator writes the state stream.
+    _claim: WriterClaim,
+    /// The persisted state, emitted on the first activation.
+    replay: Vec<((K, V), u64, i64)>,
+}
+
+/// Builds the operator over `input` (partitioned by `pact`): see the module docs.
 fn build<'scope, K, V, P>(
     input: Stream<'scope, u64, Vec<Upsert<K, V>>>,
     pact: P,
-    store: Store,
-    handle: UpsertHandle,
+    state: State<K, V>,
 ) -> VecCollection<'scope, u64, (K, V), i64>
 where
     K: Codec + ExchangeData,
     V: Codec + ExchangeData,
     P: ParallelizationContract<u64, Vec<Upsert<K, V>>>,
 {
+    let scope = input.scope();
     input
         .unary_frontier::<CapacityContainerBuilder<Vec<((K, V), u64, i64)>>, _, _, _>(
             pact,
             "UpsertPersisted",
-            move |_capability, _info| {
+            move |capability, info| {
+                // The persisted state goes out on the first activation, whether or not the input moves.
+                scope.activator_for(info.address).activate();
+                let State {
+                    store,
+                    handle,
+                    _claim,
+                    replay,
+                } = state;
+                let mut replay = Some(replay);
                 let mut stash: Stash<K, V> = BTreeMap::new();
-                let mut sealed = handle.resume_at;
+                // Holds the output frontier at the state's sealed upper (module docs: ordering).
+                let mut held = Some(capability);
+                let mut sealed = handle.own_upper;
                 // Just past the latest time applied.
-                let mut applied_upto = handle.resume_at;
+                let mut applied_upto = handle.own_upper;
                 move |(input, frontier), output| {
+                    let _ = &_claim;
+                    if let (Some(cap), Some(mut updates)) = (held.as_ref(), replay.take()) {
+                        if !updates.is_empty() {
+                            output.session(cap).give_container(&mut updates);
+                        }
+                    }
+                    let failed = handle.errors.is_set();
                     input.for_each(|cap, data| {
                         for (k, v, t) in data.drain(..) {
-                            if t < handle.resume_at {
-                                continue; // applied by an earlier run
+                            if t < handle.own_upper || failed {
+                                continue; // applied by an earlier run, or stopped
                             }
                             let entry = stash.entry(t).or_insert_with(|| (cap.delayed(&t, 0), Vec::new()));
                             entry.1.push((k, v));
                         }
                     });
-                    if handle.error.lock().is_some() {
-                        stash.clear();
-                        return;
+                    if failed {
+                        return; // holding `held` and the stash's capabilities for good
                     }
                     // Apply every complete time, in order.
                     while let Some(entry) = stash.first_entry() {
@@ -155,27 +223,53 @@ where
                                 output.session(&cap).give_iterator(updates);
                             }
                             Err(e) => {
-                                *handle.error.lock() = Some(format!("upsert at time {t}: {e}"));
-                                stash.clear();
+                                handle.errors.record(e);
+                                stash.insert(t, (cap, Vec::new()));
                                 return;
                             }
                         }
                     }
                     // Seal what is complete: the state below the frontier is final. An exhausted input
-                    // (empty frontier) may be this process ending, not the source: seal what was applied,
-                    // without closing the stream, so a later run can continue with later times.
-                    let upper = match frontier.frontier().iter().min() {
-                        Some(&f) => f.min(FRONTIER_CLOSED - 1),
-                        None => applied_upto,
+                    // (empty frontier) seals what was applied and marks the stream finished; a later run
+                    // continues with later times.
+                    let (upper, finished) = match frontier.frontier().iter().min() {
+                        Some(&f) => (f.min(FRONTIER_CLOSED - 1), false),
+                        None => (applied_upto.max(sealed), true),
                     };
-                    if upper > sealed {
-                        match store.seal(&handle.stream, upper) {
+                    if upper > sealed || (finished && held.is_some()) {
+                        let options = SealOptions {
+                            finished,
+                            since: Some(compaction_since(&store, upper)),
+                        };
+                        match store.seal_with(&handle.stream, upper, options) {
                             Ok(_) => sealed = upper,
-                            Err(e) => *handle.error.lock() = Some(format!("seal at {upper}: {e}")),
+                            Err(e) => {
+                                handle.errors.record(e);
+                                return;
+                            }
+                        }
+                    }
+                    if finished {
+                        held = None;
+                    } else if let Some(cap) = held.as_mut() {
+                        if *cap.time() < sealed {
+                            cap.downgrade(&sealed);
                         }
                     }
                 }
             },
         )
         .as_collection()
+}
+
+/// The since of a state stream sealed at `upper`: just below the least sealed upper of the store's
+/// streams with a live writer (and at most `upper`).
+fn compaction_since(store: &Store, upper: u64) -> u64 {
+    let least = store
+        .claimed_uppers()
+        .into_iter()
+        .map(|(_, u)| u)
+        .min()
+        .unwrap_or(upper);
+    least.min(upper).saturating_sub(1)
 }

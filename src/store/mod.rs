@@ -36,8 +36,11 @@ use std::sync::Arc;
 
 mod open;
 mod seal;
+mod writers;
 
 pub(crate) use open::open_batch;
+pub use seal::SealOptions;
+pub use writers::WriterClaim;
 
 /// Name of the lock file in a store directory.
 pub const LOCK_NAME: &str = "LOCK";
@@ -192,6 +195,8 @@ pub(crate) struct Inner {
     pub(crate) seal_lock: Mutex<()>,
     /// Signalled whenever a stream's batch list changes (seals waiting on back-pressure wait on it).
     pub(crate) batches_changed: parking_lot::Condvar,
+    /// Live writers and streams created by this open (`writers.rs`).
+    pub(crate) writers: Mutex<writers::Writers>,
     /// Set when the last user handle drops: running merges stop early.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
     report: RecoveryReport,
@@ -325,6 +330,7 @@ impl Store {
             upper: 0,
             since: 0,
             durable: options.durable,
+            finished: false,
             batches: Vec::new(),
             spills: Vec::new(),
             spilled_lsn: 0,
@@ -336,6 +342,8 @@ impl Store {
             id.to_string(),
             StreamState::new(stream_no, options.durable, 0, Vec::new(), Vec::new()),
         );
+        drop(state);
+        self.note_created(id);
         Ok(())
     }
 

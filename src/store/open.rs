@@ -192,6 +192,7 @@ impl Store {
             options,
             state: Mutex::new(state),
             seal_lock: Mutex::new(()),
+            writers: Mutex::default(),
             batches_changed: parking_lot::Condvar::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             report,

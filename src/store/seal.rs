@@ -7,6 +7,17 @@ use super::*;
 use crate::batch::UpdateCursor;
 use crate::merge::MergeIter;
 
+/// What [`Store::seal_with`] records besides the new upper, in the same manifest commit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SealOptions {
+    /// Mark the stream finished at the new upper: its writer's input is exhausted, it has no update at or
+    /// beyond the upper (see [`StreamMeta::finished`]). `false` clears the mark.
+    pub finished: bool,
+    /// Advance the stream's since to this (as [`Store::allow_compaction`] does), if it is above the
+    /// current since.
+    pub since: Option<u64>,
+}
+
 /// One file written by a seal or a spill, not yet committed.
 type Written = (Arc<BatchFile>, BatchMeta);
 
@@ -14,11 +25,29 @@ impl Store {
     /// Seals stream `id` up to `upper`: every update with time below `upper` becomes one immutable batch
     /// file with description `[previous upper, upper)`, and the stream's upper advances in the manifest.
     /// Durable when it returns. With no updates in the interval no file is written, only the upper moves.
+    /// Same as [`seal_with`](Self::seal_with) with default [`SealOptions`] (which clears `finished`).
     ///
     /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `upper` does not advance the stream's upper.
     /// If writing the batch file fails, nothing changes. If committing the manifest fails, the store is
     /// poisoned (the manifest may or may not have reached the disk); reopen it to recover.
     pub fn seal(&self, id: &str, upper: u64) -> Result<SealInfo> {
+        self.seal_with(id, upper, SealOptions::default())
+    }
+
+    /// Seals stream `id` up to `upper` as [`seal`](Self::seal) does, and records `options` in the same
+    /// manifest commit: whether the writer finished (see [`StreamMeta::finished`]), and a new since. The
+    /// upper may stay where it is if `options` change something (an edit of the flag or the since only).
+    ///
+    /// Errors: as [`seal`](Self::seal); [`Error::BadInput`] if `options.since` is `u64::MAX` or above
+    /// `upper`, or `upper` equals the stream's upper and `options` change nothing. A since below the
+    /// stream's current since is ignored (since never goes backward).
+    pub fn seal_with(&self, id: &str, upper: u64, options: SealOptions) -> Result<SealInfo> {
+        if options.since.is_some_and(|s| s == FRONTIER_CLOSED || s > upper) {
+            return Err(Error::bad_input(format!(
+                "since {:?} of a seal of {id:?} at {upper} is above the upper",
+                options.since
+            )));
+        }
         self.wait_for_merges(id)?;
         let seal_guard = self.inner.seal_lock.lock();
         let (drained, lower, consumed, file_nos, manifest, wal_end) = {
@@ -29,7 +58,11 @@ impl Store {
                 .streams
                 .get_mut(id)
                 .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
-            if upper <= stream.upper {
+            let meta = manifest.stream(id);
+            let edits = meta.is_some_and(|m| {
+                m.finished != options.finished || options.since.is_some_and(|s| s > m.since)
+            });
+            if upper < stream.upper || (upper == stream.upper && !edits) {
                 return Err(Error::bad_input(format!(
                     "seal of {id:?} at {upper} does not advance its upper {}",
                     stream.upper
@@ -87,6 +120,8 @@ impl Store {
         next.next_file_no = next.next_file_no.max(file_nos.1.unwrap_or(file_nos.0) + 1);
         if let Some(s) = next.streams.iter_mut().find(|s| s.id == id) {
             s.upper = upper;
+            s.finished = options.finished;
+            s.since = s.since.max(options.since.unwrap_or(0));
             s.batches.extend(batch.as_ref().map(|b| b.1));
             s.spills.retain(|m| !consumed_nos.contains(&m.file_no));
             s.spills.extend(remainder.as_ref().map(|r| r.1));
@@ -368,7 +403,7 @@ impl Store {
 }
 
 /// The file number in a batch file's name (its name ends in the blob object name).
-fn file_no_of(batch: &BatchFile) -> Option<u64> {
+pub(super) fn file_no_of(batch: &BatchFile) -> Option<u64> {
     let name = batch.name().rsplit('/').next()?;
     parse_batch_file_name(name)
 }

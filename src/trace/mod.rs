@@ -27,8 +27,8 @@ pub use persisted::{PersistedSpan, PersistedTrace};
 
 use crate::error::Error;
 use crate::FRONTIER_CLOSED;
-use std::cell::RefCell;
-use std::rc::Rc;
+use parking_lot::{Condvar, Mutex};
+use std::sync::Arc;
 use timely::progress::frontier::AntichainRef;
 use timely::progress::Antichain;
 
@@ -48,45 +48,58 @@ pub fn frontier_value(frontier: AntichainRef<'_, u64>) -> u64 {
 }
 
 /// Where code that cannot return errors (DD's trace maintenance, a timely operator) records them. The
-/// first error is kept; later ones are counted. Clones share the slot. Not `Send`: it lives with the
-/// worker that owns the trace or operator.
+/// first error is kept; later ones are counted. Clones share the slot; it is `Send + Sync`, so a clone can
+/// be handed to any thread that waits on a dataflow (see [`ErrorSlot::wait`]).
 #[derive(Clone, Default)]
-pub struct ErrorSlot(Rc<RefCell<(Option<Error>, usize)>>);
+pub struct ErrorSlot(Arc<(Mutex<Held>, Condvar)>);
+
+/// What an [`ErrorSlot`] holds: the first error not taken yet, and how many were recorded in all.
+type Held = (Option<Error>, usize);
 
 impl ErrorSlot {
     /// Records `error`, unless an earlier one is still held (then only the count grows).
     pub fn record(&self, error: Error) {
-        let mut slot = self.0.borrow_mut();
+        let mut slot = self.0 .0.lock();
         slot.1 += 1;
         if slot.0.is_none() {
             slot.0 = Some(error);
         }
+        self.0 .1.notify_all();
+    }
+
+    /// Waits up to `timeout` for an error to be recorded; returns its message if one is (or was) held.
+    pub fn wait(&self, timeout: std::time::Duration) -> Option<String> {
+        let mut slot = self.0 .0.lock();
+        if slot.0.is_none() {
+            let _ = self.0 .1.wait_for(&mut slot, timeout);
+        }
+        slot.0.as_ref().map(|e| e.to_string())
     }
 
     /// Whether an error is held.
     pub fn is_set(&self) -> bool {
-        self.0.borrow().0.is_some()
+        self.0 .0.lock().0.is_some()
     }
 
     /// The held error's message, if any.
     pub fn message(&self) -> Option<String> {
-        self.0.borrow().0.as_ref().map(|e| e.to_string())
+        self.0 .0.lock().0.as_ref().map(|e| e.to_string())
     }
 
     /// Takes the held error out of the slot.
     pub fn take(&self) -> Option<Error> {
-        self.0.borrow_mut().0.take()
+        self.0 .0.lock().0.take()
     }
 
     /// How many errors have been recorded in all (including taken ones).
     pub fn count(&self) -> usize {
-        self.0.borrow().1
+        self.0 .0.lock().1
     }
 }
 
 impl std::fmt::Debug for ErrorSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let slot = self.0.borrow();
+        let slot = self.0 .0.lock();
         f.debug_struct("ErrorSlot")
             .field("error", &slot.0)
             .field("count", &slot.1)

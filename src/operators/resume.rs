@@ -1,0 +1,194 @@
+//! The restart protocol of persisting operators: which stream a worker writes, whether the directory
+//! belongs to this worker, and where the dataflow's input resumes.
+//!
+//! Every persisting operator ([`ArrangePersisted`](super::ArrangePersisted), [`Persist`](super::Persist),
+//! [`UpsertPersisted`](super::UpsertPersisted)) opens its worker's stream through [`open_worker_stream`],
+//! which
+//! 1. refuses a store whose streams of the id were written by another number of workers, or by other
+//!    workers than this one (a directory of another process, or a process restarted with more workers);
+//! 2. creates the worker's stream if missing and claims it for the operator's life (a second operator on
+//!    the same id and worker fails to build);
+//! 3. computes the **resume point** `R` from the streams of the id (all workers' in one process):
+//!    - every stream records its upper at every frontier advance, with or without data, and, when its
+//!      input is exhausted, seals what it holds and marks itself *finished* (no update at or beyond its
+//!      upper);
+//!    - `R` is the least upper of the streams that are not finished, or, when all are finished, the
+//!      greatest upper. Below `R` every worker has sealed everything; at or beyond it no finished stream
+//!      has anything.
+//! 4. moves a finished stream that lags `R` up to `R` (it has nothing there) and clears its mark, so the
+//!    value of `R` is the same whichever worker computes it first.
+//!
+//! The input replays from `R` (the same value on every worker). A worker drops replayed input below its
+//! own stream's upper (it is persisted there: the replay must be the same data for those times) and
+//! persists the rest. After a clean shutdown all uppers are equal, so new input can start at `R`.
+//!
+//! Several processes (a timely cluster): each process opens its own store directory (one per process, the
+//! same one at every restart); the streams of other processes are not visible there, so each process
+//! computes `R` over its own workers' streams, and [`resume_at`] agrees on the dataflow-wide value.
+
+use super::{check_worker_count, worker_stream_id};
+use crate::error::{Error, Result};
+use crate::store::{SealOptions, Store, StreamOptions, WriterClaim};
+use std::cell::RefCell;
+use std::rc::Rc;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Input, Inspect, Probe};
+use timely::dataflow::ProbeHandle;
+use timely::worker::Worker;
+
+/// Where the input of a persisted dataflow resumes, as the streams of one store see it: combined over
+/// processes by [`resume_at`]. `Copy`, `Send`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ResumeState {
+    /// The least upper of the streams that are not finished, if any is not.
+    pub least_open_upper: Option<u64>,
+    /// The greatest upper of all the streams.
+    pub greatest_upper: u64,
+}
+
+impl ResumeState {
+    /// The resume point: the least open upper, or, when every stream finished, the greatest upper.
+    pub fn resume_at(&self) -> u64 {
+        self.least_open_upper.unwrap_or(self.greatest_upper)
+    }
+
+    /// The state of the union of the streams of `self` and `other`.
+    pub fn merge(self, other: ResumeState) -> ResumeState {
+        let least_open_upper = match (self.least_open_upper, other.least_open_upper) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        ResumeState {
+            least_open_upper,
+            greatest_upper: self.greatest_upper.max(other.greatest_upper),
+        }
+    }
+
+    /// The state of the streams of arrangement `id` persisted by `peers` workers in `store`.
+    pub fn of(store: &Store, id: &str, peers: usize) -> ResumeState {
+        let manifest = store.manifest();
+        let mut state = ResumeState::default();
+        for meta in &manifest.streams {
+            if worker_of(&meta.id, id).is_some_and(|(_, n)| n == peers) {
+                state = state.merge(ResumeState {
+                    least_open_upper: (!meta.finished).then_some(meta.upper),
+                    greatest_upper: meta.upper,
+                });
+            }
+        }
+        state
+    }
+}
+
+/// `(index, peers)` of a worker stream `"{id}/w{index}of{peers}"` of arrangement `id`.
+pub(crate) fn worker_of(stream: &str, id: &str) -> Option<(usize, usize)> {
+    let rest = stream.strip_prefix(id)?.strip_prefix("/w")?;
+    let (index, peers) = rest.split_once("of")?;
+    Some((index.parse().ok()?, peers.parse().ok()?))
+}
+
+/// A worker's stream, opened for one operator: see the module docs.
+pub(crate) struct WorkerStream {
+    /// The stream's id in the store.
+    pub(crate) stream: String,
+    /// The operator's claim on it, held for the operator's life.
+    pub(crate) claim: WriterClaim,
+    /// The stream's sealed upper: input below it is persisted already.
+    pub(crate) upper: u64,
+    /// The dataflow's resume point as this store sees it (the same on every worker of the process).
+    pub(crate) resume: ResumeState,
+}
+
+/// Opens worker `index` of `peers`'s stream of arrangement `id` in `store` for one operator, creating it
+/// (with `options`) if missing: see the module docs.
+///
+/// Errors: [`Error::BadInput`] if the id's streams were persisted by another number of workers, or the
+/// store holds streams of the id written by earlier runs but not this worker's (another process's
+/// directory, or a changed layout), or another live operator writes the stream; store errors.
+pub(crate) fn open_worker_stream(
+    store: &Store,
+    id: &str,
+    (index, peers): (usize, usize),
+    options: StreamOptions,
+) -> Result<WorkerStream> {
+    check_worker_count(store, id, peers)?;
+    let stream = worker_stream_id(id, index, peers);
+    if !store.has_stream(&stream) {
+        check_layout(store, id, index)?;
+        store.create_stream(&stream, options)?;
+    }
+    let claim = store.claim_writer(&stream)?;
+    let resume = ResumeState::of(store, id, peers);
+    let meta = store.manifest().stream(&stream).cloned();
+    let Some(meta) = meta else {
+        return Err(Error::UnknownStream { id: stream });
+    };
+    if meta.finished {
+        // Nothing at or beyond its upper: it may move to the resume point, and stops being finished.
+        let upper = meta.upper.max(resume.resume_at());
+        store.seal_with(&stream, upper, SealOptions::default())?;
+    }
+    let upper = store.upper(&stream)?;
+    Ok(WorkerStream {
+        stream,
+        claim,
+        upper,
+        resume,
+    })
+}
+
+/// Refuses to create worker `index`'s stream of `id` where earlier runs persisted the id by other workers
+/// only: the directory belongs to another process (or the process now runs more workers than wrote it).
+/// Streams created by this open of the store are this run's workers'; streams that never sealed anything
+/// hold nothing to lose and do not count.
+fn check_layout(store: &Store, id: &str, index: usize) -> Result<()> {
+    let manifest = store.manifest();
+    let foreign: Vec<&str> = manifest
+        .streams
+        .iter()
+        .filter(|m| worker_of(&m.id, id).is_some())
+        .filter(|m| !store.created_here(&m.id) && (m.upper > 0 || m.finished))
+        .map(|m| m.id.as_str())
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    Err(Error::bad_input(format!(
+        "store {} holds {foreign:?} from earlier runs but no stream of worker {index} for {id:?}: each \
+         process must reopen the directory it wrote, with the same number of workers (one directory per \
+         process)",
+        store.blob().location()
+    )))
+}
+
+/// The dataflow-wide resume point of the persisted operators whose local states are `states` (e.g.
+/// [`PersistHandle::resume_state`](super::PersistHandle::resume_state) of each), agreed by every worker of
+/// every process: builds and runs a small dataflow that broadcasts each worker's state, so every worker
+/// must call it, in the same order relative to its other dataflows. Returns the same value on every
+/// worker. With one process it equals each handle's [`resume_at`](super::PersistHandle::resume_at).
+pub fn resume_at(worker: &mut Worker, states: &[ResumeState]) -> u64 {
+    let local = states
+        .iter()
+        .copied()
+        .reduce(ResumeState::merge)
+        .unwrap_or_default();
+    let agreed: Rc<RefCell<Option<ResumeState>>> = Rc::default();
+    let sink = agreed.clone();
+    let probe = ProbeHandle::new();
+    let mut input = worker.dataflow::<u64, _, _>(|scope| {
+        let (input, stream) = scope.new_input::<Vec<ResumeState>>();
+        stream
+            .broadcast()
+            .inspect(move |state: &ResumeState| {
+                let mut agreed = sink.borrow_mut();
+                *agreed = Some(agreed.map_or(*state, |a| a.merge(*state)));
+            })
+            .probe_with(&probe);
+        input
+    });
+    input.send(local);
+    drop(input);
+    worker.step_while(|| !probe.done());
+    let agreed = *agreed.borrow();
+    agreed.unwrap_or(local).resume_at()
+}
