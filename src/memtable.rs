@@ -134,21 +134,17 @@ impl MemTable {
     /// `i64` ([`Error::DiffOverflow`] for the first that leaves it otherwise, its stream not yet named).
     /// Cheap while no bucket comes near the bound (see the module docs).
     pub fn check_sums<'a>(&self, updates: impl Iterator<Item = UpdateRef<'a>> + Clone) -> Result<()> {
-        let incoming: u128 = updates.clone().map(|u| u128::from(u.3.unsigned_abs())).sum();
-        let mut near = false;
-        let mut prev_time = None;
-        for (_, _, time, _) in updates.clone() {
-            if prev_time == Some(time) {
-                continue;
-            }
-            prev_time = Some(time);
-            let held = self.buckets.get(&time).map_or(0, |b| b.abs_sum);
-            if held + incoming > i64::MAX as u128 {
-                near = true;
-                break;
+        // One pass: the write's bound, and the largest bound of a bucket it writes to (looked up once per
+        // run of equal times; a write usually has one time).
+        let (mut incoming, mut held, mut prev_time) = (0u128, 0u128, None);
+        for (_, _, time, diff) in updates.clone() {
+            incoming += u128::from(diff.unsigned_abs());
+            if prev_time != Some(time) {
+                prev_time = Some(time);
+                held = held.max(self.buckets.get(&time).map_or(0, |b| b.abs_sum));
             }
         }
-        if !near {
+        if held + incoming <= i64::MAX as u128 {
             return Ok(());
         }
         // Exact: the sum of each (key, val, time) written, with the equal updates already held.
