@@ -1,8 +1,9 @@
 //! The one error type of the crate.
 //!
 //! Variants are split by what the caller can do about them: fix the input (`BadInput`, `UnknownStream`,
-//! `NotAStore`, `DiffOverflow`), wait or pick another directory (`Locked`), upgrade the library (`VersionTooNew`), restore
-//! from a backup or inspect the named file (`Corrupt`), or retry / fix the machine (`Io`).
+//! `NotAStore`, `DiffOverflow`), wait or pick another directory (`Locked`), upgrade the library
+//! (`VersionTooNew`), restore from a backup or inspect the named file (`Corrupt`), or retry / fix the
+//! machine (`Io`).
 
 use std::fmt;
 use std::path::PathBuf;

@@ -453,7 +453,7 @@ mod tests {
         let mut m = MemTable::default();
         m.insert((b"a", b"x", 1, max), 1);
         m.insert((b"a", b"y", 1, 5), 1);
-        // Far from the bound: accepted without summing.
+        // Another key: accepted.
         assert!(m.check_sums([(&b"b"[..], &b"x"[..], 1, 3)].into_iter()).is_ok());
         // Another val, another time, or a total that fits despite a partial sum out of range: accepted.
         let ok: Vec<UpdateRef<'_>> = vec![

@@ -253,7 +253,12 @@ proptest! {
     #[test]
     fn lookups_and_snapshots_agree_with_exact_arithmetic(
         ops in prop::collection::vec(
-            (0u64..3, 0u64..2, prop_oneof![Just(MAX), Just(i64::MIN), Just(MAX / 2), -3i64..4], any::<bool>()),
+            (
+                0u64..3,
+                0u64..2,
+                prop_oneof![Just(MAX), Just(i64::MIN), Just(MAX / 2), -3i64..4],
+                any::<bool>(),
+            ),
             1..24,
         )
     ) {
