@@ -97,6 +97,9 @@ const CANCEL_CHECK_UPDATES: usize = 4096;
 
 /// Merges `inputs` (adjacent batches, oldest first) into `out` with `description`, advancing times below
 /// `description.since`. Returns `None`, discarding the output, if `stop` is set midway.
+///
+/// Errors: I/O and [`Error::Corrupt`] errors; [`Error::DiffOverflow`] (its stream not named) if the updates
+/// of one `(key, val, time)`, times advanced, sum outside `i64`. On error the output is discarded.
 pub fn merge_batches(
     inputs: &[Arc<BatchFile>],
     description: Description,
@@ -236,6 +239,11 @@ impl Drop for MergingGuard<'_> {
 impl Store {
     /// Runs every merge due for stream `id` now, on this thread; returns how many ran. (Background workers
     /// do this after each seal; this is for callers that want a compacted stream at a known point.)
+    ///
+    /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], I/O and [`Error::Corrupt`] errors of the
+    /// batches; [`Error::DiffOverflow`] if advancing times to the stream's `since` makes the updates of
+    /// one `(key, val, time)` sum outside `i64`: that merge writes nothing and its inputs stay as they
+    /// are (readable; a lookup at or beyond the time reports the same overflow).
     pub fn compact(&self, id: &str) -> Result<usize> {
         if !self.live_state()?.streams.contains_key(id) {
             return Err(Error::UnknownStream { id: id.to_string() });
@@ -340,8 +348,15 @@ impl Store {
             let workers = self.handle.as_ref().filter(|w| w.has_threads());
             let Some(workers) = workers else {
                 drop(state);
-                self.compact(id)?;
-                return Ok(());
+                return match self.compact(id) {
+                    // A merge whose sum is out of range fails every time: record it as a background merge
+                    // would, rather than fail the seal (whose own updates are not at fault).
+                    Err(e @ Error::DiffOverflow { .. }) => {
+                        self.record_background_error(format!("merge of stream {id:?} failed: {e}"));
+                        Ok(())
+                    }
+                    other => other.map(|_| ()),
+                };
             };
             // Over the bound a merge is always due (`pick_merge_bounded`); make sure a worker is on it.
             if !stream.merging {
@@ -402,7 +417,8 @@ impl Store {
             out,
             &self.inner.options,
             &self.inner.stopping,
-        )?
+        )
+        .map_err(|e| e.in_stream(id))?
         else {
             return Ok(false);
         };

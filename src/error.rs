@@ -1,8 +1,9 @@
 //! The one error type of the crate.
 //!
 //! Variants are split by what the caller can do about them: fix the input (`BadInput`, `UnknownStream`,
-//! `NotAStore`), wait or pick another directory (`Locked`), upgrade the library (`VersionTooNew`), restore
-//! from a backup or inspect the named file (`Corrupt`), or retry / fix the machine (`Io`).
+//! `NotAStore`, `DiffOverflow`), wait or pick another directory (`Locked`), upgrade the library
+//! (`VersionTooNew`), restore from a backup or inspect the named file (`Corrupt`), or retry / fix the
+//! machine (`Io`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -68,6 +69,25 @@ pub enum Error {
         /// What is wrong with the bytes.
         detail: String,
     },
+    /// The diffs of one key's updates sum to a value outside `i64` (DESIGN.md, "Diff arithmetic"): the
+    /// updates of one `(key, val, time)` (written, or made equal by advancing times to the stream's
+    /// `since`), or the updates of a `(key, val)` accumulated up to a lookup's time. Only the true total
+    /// counts (sums are computed in `i128`): partial sums out of range are fine.
+    ///
+    /// A write that would cause it in the memtable is rejected whole, before anything is logged. Elsewhere
+    /// the operation fails and changes nothing: a seal or snapshot reading unsealed updates from spilled
+    /// runs and the memtable, a lookup, or a merge advancing times (recorded as the store's
+    /// [`background_error`](crate::Store::background_error); the batches stay unmerged and readable).
+    /// What the caller can do: write a compensating update (an opposite diff at the same key, val and a
+    /// time not yet sealed) so that the total fits again, or read as of an earlier time.
+    DiffOverflow {
+        /// The stream (empty if the operation does not know it, e.g. a merge of bare batch files).
+        stream: String,
+        /// The key's bytes (its [`crate::Codec`] encoding).
+        key: Vec<u8>,
+        /// The time of the update whose diff overflowed, or the lookup's `as_of`.
+        time: u64,
+    },
     /// The store was closed after a failed durable write; reopen it to recover.
     Poisoned {
         /// The failure that poisoned it.
@@ -107,6 +127,28 @@ impl Error {
         }
     }
 
+    /// An [`Error::DiffOverflow`] for `key` at `time`, its stream not yet named (see
+    /// [`in_stream`](Self::in_stream)).
+    pub(crate) fn diff_overflow(key: &[u8], time: u64) -> Self {
+        Error::DiffOverflow {
+            stream: String::new(),
+            key: key.to_vec(),
+            time,
+        }
+    }
+
+    /// This error, with the stream named `id` if it is an [`Error::DiffOverflow`] that names none yet.
+    pub(crate) fn in_stream(self, id: &str) -> Self {
+        match self {
+            Error::DiffOverflow { stream, key, time } if stream.is_empty() => Error::DiffOverflow {
+                stream: id.to_string(),
+                key,
+                time,
+            },
+            other => other,
+        }
+    }
+
     /// Whether this error reports persisted bytes that failed a check.
     pub fn is_corruption(&self) -> bool {
         matches!(self, Error::Corrupt { .. })
@@ -141,8 +183,24 @@ impl fmt::Display for Error {
             Error::UnknownStream { id } => write!(f, "unknown stream id {id:?}"),
             Error::BadInput { detail } => write!(f, "bad input: {detail}"),
             Error::Decode { detail } => write!(f, "decode error: {detail}"),
+            Error::DiffOverflow { stream, key, time } => write!(
+                f,
+                "diff overflow: the diffs of key {} (hex {}) in stream {stream:?} at time {time} sum \
+                 outside i64",
+                key.escape_ascii(),
+                Hex(key)
+            ),
             Error::Poisoned { detail } => write!(f, "store poisoned by an earlier failure: {detail}"),
         }
+    }
+}
+
+/// Bytes as lowercase hex, for messages.
+struct Hex<'a>(&'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
 

@@ -10,6 +10,9 @@
 //! Times below the stream's `since` may have been advanced to `since` by merges: a lookup `as_of` a time
 //! before `since` is not meaningful (as for any DD trace), and a first time is reported as at least the
 //! time it has been advanced to.
+//!
+//! A key's diffs are accumulated exactly (`i128`), in whatever order the sources are read: only the
+//! total of each val at `as_of` must fit `i64` (DESIGN.md, "Diff arithmetic").
 
 use crate::batch::BatchFile;
 use crate::codec::Codec;
@@ -28,32 +31,46 @@ type Visit<'a> = &'a mut dyn FnMut(usize, &[u8], u64, i64);
 impl Store {
     /// The consolidated `(val, diff)` pairs of `key` in stream `id`, over all updates with time at or
     /// before `as_of` (sealed or not).
+    ///
+    /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], I/O and [`Error::Corrupt`] errors of the
+    /// batches; [`Error::DiffOverflow`] (naming `as_of`) if a val's diffs sum outside `i64`.
     pub fn get_bytes(&self, id: &str, key: &[u8], as_of: u64) -> Result<Vals> {
         Ok(self.get_many_bytes(id, &[key], as_of)?.pop().unwrap_or_default())
     }
 
     /// [`get_bytes`](Self::get_bytes) for many keys at once: one result per key, in the same order.
+    /// Errors: as [`get_bytes`](Self::get_bytes).
     pub fn get_many_bytes(&self, id: &str, keys: &[&[u8]], as_of: u64) -> Result<Vec<Vals>> {
-        let mut acc: Vec<BTreeMap<Vec<u8>, i64>> = vec![BTreeMap::new(); keys.len()];
+        let mut acc: Vec<BTreeMap<Vec<u8>, i128>> = vec![BTreeMap::new(); keys.len()];
         let batches = self.gather_unsealed(id, keys, as_of, &mut |i, val, _time, diff| {
-            *acc[i].entry(val.to_vec()).or_insert(0) += diff;
+            *acc[i].entry(val.to_vec()).or_insert(0) += i128::from(diff);
         })?;
         for batch in batches.iter().filter(|b| b.description().lower <= as_of) {
             for (i, key) in keys.iter().enumerate() {
                 batch.for_key(key, |val, time, diff| {
                     if time <= as_of {
-                        *acc[i].entry(val.to_vec()).or_insert(0) += diff;
+                        *acc[i].entry(val.to_vec()).or_insert(0) += i128::from(diff);
                     }
                 })?;
             }
         }
-        Ok(acc
-            .into_iter()
-            .map(|m| m.into_iter().filter(|(_, d)| *d != 0).collect())
-            .collect())
+        acc.into_iter()
+            .zip(keys)
+            .map(|(m, key)| {
+                m.into_iter()
+                    .filter(|(_, d)| *d != 0)
+                    .map(|(v, d)| match i64::try_from(d) {
+                        Ok(d) => Ok((v, d)),
+                        Err(_) => Err(Error::diff_overflow(key, as_of).in_stream(id)),
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// Typed [`get_bytes`](Self::get_bytes): the values of `key` as of `as_of`, with their multiplicities.
+    /// Errors: as [`get_bytes`](Self::get_bytes), and [`Error::Decode`] for a val that does not decode
+    /// as `V`.
     pub fn get<K: Codec, V: Codec>(&self, id: &str, key: &K, as_of: u64) -> Result<Vec<(V, i64)>> {
         self.get_bytes(id, &key.to_bytes(), as_of)?
             .into_iter()

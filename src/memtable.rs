@@ -7,10 +7,21 @@
 //!
 //! Keys and vals are copied into one byte arena per bucket (no allocation per update).
 //! [`Run`] is the sorted, consolidated form that seals and snapshots read.
+//!
+//! Diff arithmetic (DESIGN.md, "Diff arithmetic"): equal `(key, val, time)` are summed in `i128` and a
+//! total outside `i64` is an [`Error::DiffOverflow`]. Each bucket keeps the sum of its diffs' absolute
+//! values as a bound: while the bound plus a write's is within `i64`, no total can leave it, and
+//! [`MemTable::check_sums`] costs one lookup per time; only past it are the bucket's equal updates summed.
 
+use crate::error::{Error, Result};
 use crate::wal::record::UpdateRef;
 use crate::wal::Lsn;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+/// Whether an exact sum of diffs fits an `i64` diff.
+fn fits(sum: i128) -> bool {
+    i64::try_from(sum).is_ok()
+}
 
 /// One update's place in a bucket's arena: the key at `at`, the val right after it.
 #[derive(Clone, Copy, Debug)]
@@ -27,6 +38,8 @@ pub struct Bucket {
     min_lsn: Lsn,
     arena: Vec<u8>,
     entries: Vec<Entry>,
+    /// The sum of the absolute values of the diffs: no sum of some of them is further from zero.
+    abs_sum: u128,
 }
 
 impl Bucket {
@@ -40,6 +53,7 @@ impl Bucket {
             val_len: val.len() as u32,
             diff,
         });
+        self.abs_sum += u128::from(diff.unsigned_abs());
     }
 
     fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8], i64)> + '_ {
@@ -113,6 +127,49 @@ impl MemTable {
                 self.update_count += 1;
                 self.bytes += key.len() + val.len() + ENTRY_BYTES;
             }
+        }
+    }
+
+    /// Checks that inserting `updates` keeps the sum of every `(key, val, time)` the memtable holds within
+    /// `i64` ([`Error::DiffOverflow`] for the first that leaves it otherwise, its stream not yet named).
+    /// Cheap while no bucket comes near the bound (see the module docs).
+    pub fn check_sums<'a>(&self, updates: impl Iterator<Item = UpdateRef<'a>> + Clone) -> Result<()> {
+        // One pass: the write's bound, and the largest bound of a bucket it writes to (looked up once per
+        // run of equal times; a write usually has one time).
+        let (mut incoming, mut held, mut prev_time) = (0u128, 0u128, None);
+        for (_, _, time, diff) in updates.clone() {
+            incoming += u128::from(diff.unsigned_abs());
+            if prev_time != Some(time) {
+                prev_time = Some(time);
+                held = held.max(self.buckets.get(&time).map_or(0, |b| b.abs_sum));
+            }
+        }
+        if held + incoming <= i64::MAX as u128 {
+            return Ok(());
+        }
+        // Exact: the sum of each (key, val, time) written, with the equal updates already held.
+        let mut sums: HashMap<(&[u8], &[u8], u64), i128> = HashMap::new();
+        for (k, v, t, d) in updates {
+            *sums.entry((k, v, t)).or_insert(0) += i128::from(d);
+        }
+        let times: std::collections::BTreeSet<u64> = sums.keys().map(|x| x.2).collect();
+        for time in times {
+            if let Some(bucket) = self.buckets.get(&time) {
+                for (k, v, d) in bucket.iter() {
+                    if let Some(sum) = sums.get_mut(&(k, v, time)) {
+                        *sum += i128::from(d);
+                    }
+                }
+            }
+        }
+        let first_bad = sums
+            .into_iter()
+            .filter(|(_, sum)| !fits(*sum))
+            .map(|((k, v, t), _)| (t, k, v))
+            .min();
+        match first_bad {
+            Some((t, k, _)) => Err(Error::diff_overflow(k, t)),
+            None => Ok(()),
         }
     }
 
@@ -241,7 +298,10 @@ pub struct Run {
 
 impl Run {
     /// Copies, sorts and consolidates `updates`.
-    pub fn from_updates<'a>(updates: impl Iterator<Item = UpdateRef<'a>>) -> Self {
+    ///
+    /// Errors: [`Error::DiffOverflow`] (its stream not yet named) if equal `(key, val, time)` sum outside
+    /// `i64`.
+    pub fn from_updates<'a>(updates: impl Iterator<Item = UpdateRef<'a>>) -> Result<Self> {
         Self::unsorted(updates).consolidate()
     }
 
@@ -266,8 +326,11 @@ impl Run {
         run
     }
 
-    /// Sorts by `(key, val, time)`, sums equal triples and drops zero sums.
-    pub fn consolidate(mut self) -> Self {
+    /// Sorts by `(key, val, time)`, sums equal triples (exactly: partial sums may leave `i64`) and drops
+    /// zero sums.
+    ///
+    /// Errors: [`Error::DiffOverflow`] (its stream not yet named) if a sum is outside `i64`.
+    pub fn consolidate(mut self) -> Result<Self> {
         let arena = &self.arena;
         let kv = |e: &RunEntry| {
             let key_end = e.at + e.key_len as usize;
@@ -280,24 +343,22 @@ impl Run {
         self.entries
             .sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| kv(a).cmp(&kv(b))));
         let mut out: Vec<RunEntry> = Vec::with_capacity(self.entries.len());
-        for e in self.entries.iter().copied() {
-            match out.last_mut() {
-                Some(last) if last.prefix == e.prefix && kv(last) == kv(&e) => {
-                    last.diff = last.diff.wrapping_add(e.diff)
-                }
-                _ => {
-                    if out.last().is_some_and(|l| l.diff == 0) {
-                        out.pop();
-                    }
-                    out.push(e);
-                }
+        let mut entries = self.entries.iter().copied().peekable();
+        while let Some(mut e) = entries.next() {
+            let mut sum = i128::from(e.diff);
+            while let Some(next) = entries.next_if(|n| n.prefix == e.prefix && kv(n) == kv(&e)) {
+                sum += i128::from(next.diff);
+            }
+            e.diff = i64::try_from(sum).map_err(|_| {
+                let (key, _, time) = kv(&e);
+                Error::diff_overflow(key, time)
+            })?;
+            if e.diff != 0 {
+                out.push(e);
             }
         }
-        if out.last().is_some_and(|l| l.diff == 0) {
-            out.pop();
-        }
         self.entries = out;
-        self
+        Ok(self)
     }
 
     /// Number of updates.
@@ -387,6 +448,52 @@ mod tests {
     }
 
     #[test]
+    fn check_sums_rejects_exactly_the_totals_out_of_range() {
+        let max = i64::MAX;
+        let mut m = MemTable::default();
+        m.insert((b"a", b"x", 1, max), 1);
+        m.insert((b"a", b"y", 1, 5), 1);
+        // Another key: accepted.
+        assert!(m.check_sums([(&b"b"[..], &b"x"[..], 1, 3)].into_iter()).is_ok());
+        // Another val, another time, or a total that fits despite a partial sum out of range: accepted.
+        let ok: Vec<UpdateRef<'_>> = vec![
+            (b"a", b"y", 1, max - 5),
+            (b"a", b"x", 2, max),
+            (b"a", b"x", 1, -1),
+        ];
+        assert!(m.check_sums(ok.iter().copied()).is_ok());
+        let fits: Vec<UpdateRef<'_>> = vec![(b"a", b"x", 1, max), (b"a", b"x", 1, -max)];
+        assert!(m.check_sums(fits.iter().copied()).is_ok());
+        // One over: rejected, naming the key and time.
+        let bad: Vec<UpdateRef<'_>> = vec![(b"c", b"x", 1, 1), (b"a", b"x", 1, 1)];
+        match m.check_sums(bad.iter().copied()) {
+            Err(Error::DiffOverflow { key, time, .. }) => assert_eq!((&key[..], time), (&b"a"[..], 1)),
+            other => panic!("{other:?}"),
+        }
+        // Below the minimum too.
+        let mut m = MemTable::default();
+        m.insert((b"a", b"x", 1, i64::MIN), 1);
+        assert!(m.check_sums([(&b"a"[..], &b"x"[..], 1, -1)].into_iter()).is_err());
+        assert!(m.check_sums([(&b"a"[..], &b"x"[..], 1, 1)].into_iter()).is_ok());
+    }
+
+    #[test]
+    fn consolidation_sums_exactly() {
+        let max = i64::MAX;
+        let ups: Vec<UpdateRef<'_>> = vec![(b"a", b"x", 1, max), (b"a", b"x", 1, max), (b"a", b"x", 1, -max)];
+        let run = Run::from_updates(ups.into_iter()).unwrap();
+        assert_eq!(
+            run.iter().collect::<Vec<_>>(),
+            vec![(&b"a"[..], &b"x"[..], 1, max)]
+        );
+        let ups: Vec<UpdateRef<'_>> = vec![(b"a", b"x", 1, max), (b"b", b"x", 1, 1), (b"a", b"x", 1, 1)];
+        match Run::from_updates(ups.into_iter()) {
+            Err(Error::DiffOverflow { key, time, .. }) => assert_eq!((&key[..], time), (&b"a"[..], 1)),
+            other => panic!("{:?}", other.map(|r| r.len())),
+        }
+    }
+
+    #[test]
     fn run_sorts_and_consolidates() {
         let ups: Vec<UpdateRef<'_>> = vec![
             (b"b", b"1", 1, 1),
@@ -396,7 +503,7 @@ mod tests {
             (b"b", b"1", 1, 1),
             (b"a", b"1", 1, 1),
         ];
-        let run = Run::from_updates(ups.into_iter());
+        let run = Run::from_updates(ups.into_iter()).unwrap();
         let got: Vec<_> = run.iter().collect();
         assert_eq!(
             got,

@@ -4,7 +4,8 @@
 //! Sources are batch cursors and, optionally, one in-memory [`Run`]. Each is sorted by `(key, val, time)`.
 //! Times below `since` are advanced to `since` as they are read; advancing is monotone, so every source
 //! stays sorted under it, and equal `(key, val, advanced time)` triples — within one source or across
-//! sources — are summed. Zero sums are dropped. Optionally only a range of (original) times is read.
+//! sources — are summed. Sums are exact (`i128`): a total outside `i64` is an [`Error::DiffOverflow`]
+//! (partial sums may leave it). Zero sums are dropped. Optionally only a range of (original) times is read.
 //! Used by snapshots (`since` = 0: no advancing) and by seals that draw from spilled runs.
 //!
 //! [`KeyMerge`]: the same merge of batch files only, for compaction, one key at a time. It compares keys
@@ -16,7 +17,7 @@
 
 use crate::batch::writer::cmp_bytes;
 use crate::batch::{BatchFile, Block, BlockBytes, UpdateCursor};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::memtable::Run;
 use crate::wal::record::UpdateRef;
 use std::cmp::Ordering;
@@ -31,6 +32,8 @@ pub struct MergeIter<'a> {
     /// Only updates whose (original) time lies in this range are read; the rest are skipped.
     times: Range<u64>,
     failed: bool,
+    /// The stream read, to name in errors (may be empty).
+    stream: String,
 }
 
 /// Steps `c` past updates whose time is outside `times`.
@@ -54,7 +57,14 @@ impl<'a> MergeIter<'a> {
             since,
             times: 0..u64::MAX,
             failed: false,
+            stream: String::new(),
         }
+    }
+
+    /// Names stream `id` in the [`Error::DiffOverflow`]s the merge reports.
+    pub fn in_stream(mut self, id: &str) -> Self {
+        self.stream = id.to_string();
+        self
     }
 
     /// Reads only updates with time in `times` (before advancing): a seal takes a spilled run's updates
@@ -100,12 +110,12 @@ impl<'a> MergeIter<'a> {
                 }
             }
             let Some(min) = min else { return Ok(None) };
-            let mut diff = 0i64;
+            let mut diff = 0i128;
             while let Some((k, v, t, d)) = self.run_head().map(advance) {
                 if (k, v, t) != min {
                     break;
                 }
-                diff = diff.wrapping_add(d);
+                diff += i128::from(d);
                 self.run_pos += 1;
                 self.settle_run();
             }
@@ -114,12 +124,13 @@ impl<'a> MergeIter<'a> {
                     if (k, v, t) != min {
                         break;
                     }
-                    diff = diff.wrapping_add(d);
+                    diff += i128::from(d);
                     c.step()?;
                     settle(c, &self.times)?;
                 }
             }
             if diff != 0 {
+                let diff = i64::try_from(diff).map_err(|_| Error::diff_overflow(min.0, min.2))?;
                 return Ok(Some((min.0, min.1, min.2, diff)));
             }
         }
@@ -137,7 +148,7 @@ impl<'a> Iterator for MergeIter<'a> {
             Ok(u) => u.map(Ok),
             Err(e) => {
                 self.failed = true;
-                Some(Err(e))
+                Some(Err(e.in_stream(&self.stream)))
             }
         }
     }
@@ -202,7 +213,8 @@ pub trait Emit: for<'b> FnMut(&'b [u8], &'b [u8], u64, i64) -> Result<()> {}
 impl<F: for<'b> FnMut(&'b [u8], &'b [u8], u64, i64) -> Result<()>> Emit for F {}
 
 /// A k-way merge of batch files, key by key, advancing times below `since` and consolidating: yields
-/// exactly what [`MergeIter`] yields over the same batches (see the module docs for how it is cheaper).
+/// exactly what [`MergeIter`] yields over the same batches (see the module docs for how it is cheaper),
+/// and fails where it fails ([`Error::DiffOverflow`], its stream not named).
 pub struct KeyMerge<'a> {
     sources: Vec<KeySource<'a>>,
     since: u64,
@@ -355,7 +367,8 @@ fn emit_val(key: &[u8], b: &Block<'_>, j: usize, since: u64, emit: &mut impl Emi
     emit_consolidated(key, val, upds.map(|x| (b.time(x).max(since), b.diff(x))), emit)
 }
 
-/// Emits `times` (sorted by time, possibly repeating) with equal times summed and zero sums dropped.
+/// Emits `times` (sorted by time, possibly repeating) with equal times summed (exactly: an
+/// [`Error::DiffOverflow`] if a sum leaves `i64`) and zero sums dropped.
 #[inline]
 fn emit_consolidated(
     key: &[u8],
@@ -363,22 +376,25 @@ fn emit_consolidated(
     times: impl Iterator<Item = (u64, i64)>,
     emit: &mut impl Emit,
 ) -> Result<()> {
-    let mut cur: Option<(u64, i64)> = None;
+    let mut emit_sum = |t: u64, sum: i128| match i64::try_from(sum) {
+        Ok(0) => Ok(()),
+        Ok(d) => emit(key, val, t, d),
+        Err(_) => Err(Error::diff_overflow(key, t)),
+    };
+    let mut cur: Option<(u64, i128)> = None;
     for (t, d) in times {
         cur = match cur {
-            Some((ct, cd)) if ct == t => Some((ct, cd.wrapping_add(d))),
+            Some((ct, cd)) if ct == t => Some((ct, cd + i128::from(d))),
             Some((ct, cd)) => {
-                if cd != 0 {
-                    emit(key, val, ct, cd)?;
-                }
-                Some((t, d))
+                emit_sum(ct, cd)?;
+                Some((t, i128::from(d)))
             }
-            None => Some((t, d)),
+            None => Some((t, i128::from(d))),
         };
     }
     match cur {
-        Some((t, d)) if d != 0 => emit(key, val, t, d),
-        _ => Ok(()),
+        Some((t, d)) => emit_sum(t, d),
+        None => Ok(()),
     }
 }
 
@@ -416,6 +432,53 @@ mod tests {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE5_E4B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+
+    #[test]
+    fn both_merges_sum_exactly_and_report_totals_out_of_range() {
+        let max = i64::MAX;
+        let blob = MemBlob::new();
+        let k = || b"k".to_vec();
+        let a = batch_with(
+            &blob,
+            "a.batch",
+            vec![(k(), vec![], 0, max), (k(), vec![], 1, max)],
+            false,
+        );
+        let b = batch_with(
+            &blob,
+            "b.batch",
+            vec![(k(), vec![], 2, -max), (k(), vec![], 3, 1)],
+            false,
+        );
+        let run = |since: u64| -> (Result<Vec<OwnedUpdate>>, Result<Vec<OwnedUpdate>>) {
+            let mut got = Vec::new();
+            let key_merge = KeyMerge::new(&[&a, &b], since).and_then(|mut m| {
+                let mut emit = |k: &[u8], v: &[u8], t: u64, d: i64| {
+                    got.push((k.to_vec(), v.to_vec(), t, d));
+                    Ok(())
+                };
+                while m.next_key(&mut emit)? {}
+                Ok(())
+            });
+            let cursors = [&a, &b].iter().map(|b| UpdateCursor::new(b).unwrap()).collect();
+            let merge_iter = MergeIter::new(cursors, None, since)
+                .map(|u| u.map(|(k, v, t, d)| (k.to_vec(), v.to_vec(), t, d)))
+                .collect();
+            (key_merge.map(|()| got), merge_iter)
+        };
+        // Times up to 2 collapse: max + max - max within range in all, partial sum out of it.
+        let (km, mi) = run(2);
+        let want = vec![(k(), vec![], 2, max), (k(), vec![], 3, 1)];
+        assert_eq!((km.unwrap(), mi.unwrap()), (want.clone(), want));
+        // Times 0 and 1 collapse: max + max is out of range.
+        let (km, mi) = run(1);
+        for r in [km, mi] {
+            match r {
+                Err(Error::DiffOverflow { key, time, .. }) => assert_eq!((key, time), (k(), 1)),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

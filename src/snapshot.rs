@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 /// A consistent view of one stream. See the module docs.
 pub struct Snapshot {
+    /// The stream's id, for errors.
+    pub(crate) stream: String,
     pub(crate) batches: Vec<Arc<BatchFile>>,
     /// Spilled runs of the FutureLog (unsealed updates written out under memory pressure).
     pub(crate) spills: Vec<Arc<BatchFile>>,
@@ -44,21 +46,24 @@ impl Snapshot {
     }
 
     /// The updates, sorted by `(key, val, time)` and consolidated. An item is an error when a batch
-    /// block fails its checks; iteration ends after an error.
+    /// block fails its checks, or [`Error::DiffOverflow`](crate::Error::DiffOverflow) when the updates of
+    /// one `(key, val, time)` in several spilled runs and the memtable sum outside `i64`; iteration ends
+    /// after an error.
     pub fn iter(&self) -> Result<MergeIter<'_>> {
         let files = self.batches.iter().chain(&self.spills);
         let cursors = files.map(|b| UpdateCursor::new(b)).collect::<Result<Vec<_>>>()?;
-        Ok(MergeIter::new(cursors, Some(&self.unsealed), 0))
+        Ok(MergeIter::new(cursors, Some(&self.unsealed), 0).in_stream(&self.stream))
     }
 
-    /// Every update, owned: `(key, val, time, diff)`.
+    /// Every update, owned: `(key, val, time, diff)`. Errors: as [`iter`](Self::iter).
     pub fn to_vec(&self) -> Result<Vec<OwnedUpdate>> {
         self.iter()?
             .map(|u| u.map(|(k, v, t, d)| (k.to_vec(), v.to_vec(), t, d)))
             .collect()
     }
 
-    /// Every update, decoded by the key and val [`Codec`]s.
+    /// Every update, decoded by the key and val [`Codec`]s. Errors: as [`iter`](Self::iter), and
+    /// [`Error::Decode`](crate::Error::Decode).
     pub fn decode<K: Codec, V: Codec>(&self) -> Result<Vec<(K, V, u64, i64)>> {
         self.iter()?
             .map(|u| u.and_then(|(k, v, t, d)| Ok((K::decode(k)?, V::decode(v)?, t, d))))

@@ -12,13 +12,17 @@
 //! against the state as of its predecessor. No insertion is applied twice and no retraction is lost.
 
 use crate::codec::Codec;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::Store;
 use std::collections::BTreeMap;
 
 /// Applies one time's upserts to stream `id` (the last record per key wins) and returns the differential
 /// updates `(key, val, diff)` it wrote at `time`, in key byte order. A record that leaves its key's value
 /// unchanged produces nothing.
+///
+/// Errors: those of [`Store::get_many_bytes`] and [`Store::write_bytes`] (nothing is written then);
+/// [`Error::DiffOverflow`] if a previous value's multiplicity is `i64::MIN`, which no retraction can undo
+/// in one `i64` diff.
 pub fn apply_upserts<K, V>(
     store: &Store,
     id: &str,
@@ -47,8 +51,11 @@ where
         // Retract whatever the state holds (one value with multiplicity 1, unless the stream was written
         // by something else), then insert the new value.
         for (val, diff) in prev {
-            out.push((key.clone(), V::decode(&val)?, -diff));
-            writes.push((key_bytes, val, -diff));
+            let retract = diff
+                .checked_neg()
+                .ok_or_else(|| Error::diff_overflow(key_bytes, time).in_stream(id))?;
+            out.push((key.clone(), V::decode(&val)?, retract));
+            writes.push((key_bytes, val, retract));
         }
         if let Some(n) = new_bytes {
             out.push((key.clone(), V::decode(&n)?, 1));

@@ -10,6 +10,12 @@
 //! vals, are applied in time order, and each change of the count is output as a retraction of the old
 //! `(key, count)` and an insertion of the new one. Zero counts are not reported, as in DD.
 //!
+//! Counts are summed exactly (`i128`; DESIGN.md, "Diff arithmetic"): partial sums out of range do not
+//! matter. A count outside `i64` cannot be output: it is not reported (like a zero count) and an
+//! [`Error::DiffOverflow`] naming the stream, key and time is recorded in the trace's
+//! [`ErrorSlot`](crate::trace::ErrorSlot) (the persist handle's, for an arrangement from
+//! `arrange_persisted`). Once back in range the count is reported again.
+//!
 //! Invariants:
 //! - `lower` is the upper bound of every batch processed so far, and the operator's trace handle holds
 //!   both compaction frontiers at `lower` after each activation, so the trace still distinguishes every
@@ -22,8 +28,8 @@
 //! out), the batches stay pending with their capabilities: the output stalls rather than reporting a
 //! wrong count.
 
+use crate::error::Error;
 use crate::trace::{PersistedBatch, PersistedTrace};
-use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::cursor::cursor_list;
 use differential_dataflow::trace::{Cursor, TraceReader};
@@ -42,6 +48,9 @@ pub trait CountPersisted<'scope> {
     /// Equal to DD's `arranged.as_collection(|k, _| k).count()` on the same input, without arranging
     /// anything in memory: each key's earlier count is read from the persisted batches.
     ///
+    /// A count outside `i64` is not reported; an [`Error::DiffOverflow`] is recorded in the trace's
+    /// [`ErrorSlot`](crate::trace::ErrorSlot) instead (see the module docs).
+    ///
     /// [`Codec`]: crate::Codec
     /// [`Codec::decode`]: crate::Codec::decode
     fn count(self) -> VecCollection<'scope, u64, (Vec<u8>, i64), isize>;
@@ -50,13 +59,22 @@ pub trait CountPersisted<'scope> {
 impl<'scope> CountPersisted<'scope> for Arranged<'scope, TraceAgent<PersistedTrace>> {
     fn count(self) -> VecCollection<'scope, u64, (Vec<u8>, i64), isize> {
         let mut trace = self.trace.clone();
+        let (errors, stream_id) = {
+            let shared = trace.trace_box_unstable();
+            let shared = shared.borrow();
+            let inner = shared.trace();
+            (
+                inner.errors().clone(),
+                inner.stream_id().unwrap_or_default().to_string(),
+            )
+        };
         self.stream
             .unary_frontier(Pipeline, "CountPersisted", move |_capability, _info| {
                 let mut lower = Antichain::from_elem(0u64);
                 let mut pending: Vec<PersistedBatch> = Vec::new();
                 let mut pending_upper = Antichain::from_elem(0u64);
                 let mut caps = CapabilitySet::new();
-                let mut times: Vec<(u64, i64)> = Vec::new();
+                let mut times: Vec<(u64, i128)> = Vec::new();
                 move |(input, _frontier), output| {
                     input.for_each(|capability, spans| {
                         for capability in capability.retain_stamp(0).iter() {
@@ -78,28 +96,34 @@ impl<'scope> CountPersisted<'scope> for Arranged<'scope, TraceAgent<PersistedTra
                     let (mut batch_cursor, batch_storage) = cursor_list(std::mem::take(&mut pending));
                     let (mut trace_cursor, trace_storage) = cursor_list(prior);
                     while let Some(key) = batch_cursor.get_key(&batch_storage) {
-                        let mut count = 0i64;
+                        let mut count = 0i128;
                         trace_cursor.seek_key(&trace_storage, key);
                         if trace_cursor.get_key(&trace_storage) == Some(key) {
                             while trace_cursor.val_valid(&trace_storage) {
-                                trace_cursor.map_times(&trace_storage, |_, diff| count += diff);
+                                trace_cursor.map_times(&trace_storage, |_, diff| count += i128::from(diff));
                                 trace_cursor.step_val(&trace_storage);
                             }
                         }
                         times.clear();
                         while batch_cursor.val_valid(&batch_storage) {
-                            batch_cursor.map_times(&batch_storage, |time, diff| times.push((time, diff)));
+                            batch_cursor
+                                .map_times(&batch_storage, |time, diff| times.push((time, i128::from(diff))));
                             batch_cursor.step_val(&batch_storage);
                         }
                         // One change per time: the updates of all vals at a time, summed.
-                        consolidate(&mut times);
+                        consolidate_exact(&mut times);
                         for &(time, diff) in &times {
-                            if count != 0 {
-                                session.give(((key.to_vec(), count), time, -1isize));
-                            }
+                            let old = reported(count);
                             count += diff;
-                            if count != 0 {
-                                session.give(((key.to_vec(), count), time, 1isize));
+                            let new = reported(count);
+                            if count != 0 && new.is_none() {
+                                errors.record(Error::diff_overflow(key, time).in_stream(&stream_id));
+                            }
+                            if let Some(old) = old {
+                                session.give(((key.to_vec(), old), time, -1isize));
+                            }
+                            if let Some(new) = new {
+                                session.give(((key.to_vec(), new), time, 1isize));
                             }
                         }
                         batch_cursor.step_key(&batch_storage);
@@ -113,4 +137,30 @@ impl<'scope> CountPersisted<'scope> for Arranged<'scope, TraceAgent<PersistedTra
             })
             .as_collection()
     }
+}
+
+/// The count to report: `None` for zero and for counts outside `i64`.
+fn reported(count: i128) -> Option<i64> {
+    i64::try_from(count).ok().filter(|&c| c != 0)
+}
+
+/// Sorts `(time, diff)` pairs by time, sums equal times exactly and drops zero sums.
+fn consolidate_exact(times: &mut Vec<(u64, i128)>) {
+    times.sort_unstable_by_key(|&(t, _)| t);
+    let mut out = 0;
+    for i in 0..times.len() {
+        if out > 0 && times[out - 1].0 == times[i].0 {
+            times[out - 1].1 += times[i].1;
+        } else {
+            if out > 0 && times[out - 1].1 == 0 {
+                out -= 1;
+            }
+            times[out] = times[i];
+            out += 1;
+        }
+    }
+    if out > 0 && times[out - 1].1 == 0 {
+        out -= 1;
+    }
+    times.truncate(out);
 }

@@ -375,7 +375,9 @@ impl Store {
     /// for a durable stream, fsync'd in the WAL. On error nothing was written.
     ///
     /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] for a time below the stream's sealed upper
-    /// (or at [`FRONTIER_CLOSED`]), a key over 16 MiB, a val over 64 MiB, or more than 512 MiB in one call.
+    /// (or at [`FRONTIER_CLOSED`]), a key over 16 MiB, a val over 64 MiB, or more than 512 MiB in one call;
+    /// [`Error::DiffOverflow`] if the diffs of one `(key, val, time)` — this write's together with those the
+    /// memtable holds — would sum outside `i64` (DESIGN.md, "Diff arithmetic"; partial sums do not count).
     /// Zero diffs are dropped.
     pub fn write_bytes<'a>(&self, id: &str, updates: impl IntoIterator<Item = UpdateRef<'a>>) -> Result<()> {
         let (ticket, over_budget) = self.write_unsynced(id, updates)?;
@@ -504,17 +506,22 @@ impl Store {
                 return Ok((WriteTicket::default(), false));
             }
             payload[1..5].copy_from_slice(&stream.stream_no.to_le_bytes());
+            let updates = spans.iter().map(|&(at, key_len, val_len, t, d)| {
+                let key_end = at + key_len as usize;
+                let val_end = key_end + val_len as usize;
+                (&payload[at..key_end], &payload[key_end..val_end], t, d)
+            });
+            // Before anything is logged: a write that would take a sum out of range is rejected whole.
+            stream
+                .memtable
+                .check_sums(updates.clone())
+                .map_err(|e| e.in_stream(id))?;
             let durable = stream.durable;
             let (lsn, end) = if durable {
                 self.inner.buffer.append(&payload)?
             } else {
                 (NO_LSN, 0)
             };
-            let updates = spans.iter().map(|&(at, key_len, val_len, t, d)| {
-                let key_end = at + key_len as usize;
-                let val_end = key_end + val_len as usize;
-                (&payload[at..key_end], &payload[key_end..val_end], t, d)
-            });
             stream.memtable.insert_all(updates, lsn);
             let over_budget = stream.memtable.bytes() > self.inner.options.memtable_budget_bytes;
             if durable {
@@ -562,6 +569,10 @@ impl Store {
     }
 
     /// A consistent view of everything written to stream `id`: sealed batches and unsealed updates.
+    ///
+    /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`]; [`Error::DiffOverflow`] if unsealed updates
+    /// of one `(key, val, time)` sum outside `i64` (possible only across spilled runs and the memtable,
+    /// whose writes are checked separately; reading the snapshot may report the same).
     pub fn snapshot(&self, id: &str) -> Result<Snapshot> {
         let (batches, spills, sealing, copy, upper) = {
             let state = self.live_state()?;
@@ -583,8 +594,10 @@ impl Store {
         let unsealed = match sealing {
             None => copy.consolidate(),
             Some(drained) => Run::from_updates(iter_buckets(&drained).chain(copy.iter())),
-        };
+        }
+        .map_err(|e| e.in_stream(id))?;
         Ok(Snapshot {
+            stream: id.to_string(),
             batches,
             spills,
             unsealed,

@@ -27,7 +27,10 @@ impl Store {
     /// Durable when it returns. With no updates in the interval no file is written, only the upper moves.
     /// Same as [`seal_with`](Self::seal_with) with default [`SealOptions`] (which clears `finished`).
     ///
-    /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `upper` does not advance the stream's upper.
+    /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `upper` does not advance the stream's upper;
+    /// [`Error::DiffOverflow`] if the updates of one `(key, val, time)` below `upper` sum outside `i64`
+    /// (possible only across spilled runs and the memtable: writes are checked against the memtable),
+    /// and then nothing changes: a compensating write at that time lets the seal through.
     /// If writing the batch file fails, nothing changes. If committing the manifest fails, the store is
     /// poisoned (the manifest may or may not have reached the disk); reopen it to recover.
     pub fn seal(&self, id: &str, upper: u64) -> Result<SealInfo> {
@@ -106,7 +109,9 @@ impl Store {
             upper,
             since: 0,
         };
-        let written = self.write_seal(&drained, &consumed, description, file_nos);
+        let written = self
+            .write_seal(&drained, &consumed, description, file_nos)
+            .map_err(|e| e.in_stream(id));
         let (batch, remainder) = match written {
             Ok(x) => x,
             Err(e) => {
@@ -173,7 +178,7 @@ impl Store {
         description: Description,
         (batch_no, remainder_no): (u64, Option<u64>),
     ) -> Result<(Option<Written>, Option<Written>)> {
-        let run = Run::from_updates(iter_buckets(drained));
+        let run = Run::from_updates(iter_buckets(drained))?;
         if consumed.is_empty() {
             // Only the memtable: the run is already sorted and consolidated, and every time in it is below
             // the upper (the buckets were drained below it), so it goes to the writer as is. (The k-way
@@ -285,7 +290,7 @@ impl Store {
             Ok(runs) => runs,
             Err(e) => {
                 self.abort_flush(id, None);
-                return Err(e);
+                return Err(e.in_stream(id));
             }
         };
         let mut next = manifest;
@@ -346,7 +351,7 @@ impl Store {
 
     /// Writes the buckets of `drained` with times in `[first, last]` as one run.
     fn write_spill_part(&self, drained: &Drained, first: u64, last: u64) -> Result<Option<Written>> {
-        let run = Run::from_updates(iter_buckets_in(drained, first..=last));
+        let run = Run::from_updates(iter_buckets_in(drained, first..=last))?;
         let file_no = self.inner.state.lock().alloc_file_no();
         let description = Description {
             lower: first,

@@ -120,6 +120,11 @@ impl PersistedTrace {
         self.spans.len()
     }
 
+    /// The id of the store stream the trace reads (`None` for a trace linked to no store).
+    pub fn stream_id(&self) -> Option<&str> {
+        self.link.as_ref().map(|l| l.id.as_str())
+    }
+
     /// Where maintenance records the errors it cannot return.
     pub fn errors(&self) -> &ErrorSlot {
         &self.errors
