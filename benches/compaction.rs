@@ -756,6 +756,7 @@ struct AmpConfig {
     keys: usize,
     lag: u64,
     compaction_threads: usize,
+    fan_in: usize,
 }
 
 /// Upserts over a fixed key space: each key's current version (0 = absent); version `v` of key `k` has the
@@ -840,6 +841,7 @@ fn amplification(tmp: &Path, cfg: &AmpConfig) {
     };
     let options = Options {
         compaction_threads: cfg.compaction_threads,
+        merge_fan_in: cfg.fan_in,
         ..Options::default()
     };
     let store = Store::open_on(Arc::new(blob), Arc::new(buffer), options.clone()).unwrap();
@@ -848,11 +850,12 @@ fn amplification(tmp: &Path, cfg: &AmpConfig) {
     let mut gen = Upserts::new(cfg.keys);
     eprintln!(
         "amplification: {} updates of upserts over {} keys, seal every {SEAL_EVERY}, since = upper - {}, \
-         compaction_threads {}, in {}",
+         compaction_threads {}, merge fan-in {}, in {}",
         cfg.updates,
         cfg.keys,
         cfg.lag,
         cfg.compaction_threads,
+        cfg.fan_in,
         dir.path().display()
     );
     let heap_mark = heap_mark();
@@ -939,7 +942,7 @@ fn amplification(tmp: &Path, cfg: &AmpConfig) {
             .iter()
             .map(|b| b.update_count())
             .collect();
-        if pick_merge(&counts).is_none() {
+        if pick_merge(&counts, cfg.fan_in).is_none() {
             break;
         }
         if cfg.compaction_threads == 0 {
@@ -1170,6 +1173,7 @@ fn main() {
         keys: env_or("DDPERSIST_BENCH_KEYS", if full { 1_000_000 } else { 10_000 }),
         lag: env_or("DDPERSIST_BENCH_LAG", 10),
         compaction_threads: env_or("DDPERSIST_BENCH_COMPACTION_THREADS", 1),
+        fan_in: env_or("DDPERSIST_BENCH_FAN_IN", Options::default().merge_fan_in),
     };
     if cfg.updates > 0 && cfg.keys > 0 && !common::has_arg("--list") {
         amplification(tmp, &cfg);

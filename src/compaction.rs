@@ -1,26 +1,30 @@
 //! Compaction: merging a stream's batches into fewer, larger ones, and advancing times to the stream's
 //! `since` while doing so (logical compaction).
 //!
-//! **Policy** (size-tiered, like differential dataflow's Spine). A batch's level is `floor(log2(updates))`.
-//! Batches are ordered by time; whenever an older batch's level is not above its newer neighbour's, the two
-//! are merged: the newest due pair, and every fourth pick the oldest, so big merges are not starved by the
-//! small ones new seals keep making due ([`pick_merge_fair`]). Batch sizes then behave like a binary counter: a stream of n updates
-//! sealed in chunks of s has about `log2(n / s)` batches, and each update is rewritten about that many times.
+//! **Policy** (tiered, as in Cassandra's size-tiered and RocksDB's universal compaction; with fan-in 2 it
+//! is differential dataflow's Spine, a binary counter). A batch's level is `floor(log2(updates))`, its tier
+//! `level / log2(fan_in)` (`Options::merge_fan_in`, default 8). Batches are ordered by time; `fan_in`
+//! adjacent batches of one tier are merged into one of the next tier, and an older batch of a lower tier
+//! than its newer neighbour (consolidation shrank it) is merged with it. The newest due merge runs, and
+//! every fourth pick the oldest, so big merges are not starved by the small ones new seals keep making due
+//! ([`pick_merge_fair`]). A stream of n updates sealed in chunks of s keeps fewer than `fan_in` batches per
+//! tier over `log_fan_in(n / s)` tiers, and each update is rewritten about `log_fan_in(n / s)` times: a
+//! third of the binary counter's rewrites at fan-in 8, for at most 7 batches per tier.
 //!
 //! **Merge.** [`merge_batches`] streams the inputs through their mmaps ([`KeyMerge`], a key at a time) into
 //! a [`BatchWriter`] whose helper thread serialises and writes the output blocks while this thread merges:
 //! memory is one block per input plus a few output blocks and a 1 MiB output chunk, never a whole batch.
 //! Times below `since` become `since`; equal `(key, val, time)` are summed and zeros dropped.
 //!
-//! **Protocol** (one merge of stream S, inputs A and B adjacent in S's batch list):
-//! 1. under `state`: pick A, B; mark S as merging (one merge per stream at a time); allocate a file number;
+//! **Protocol** (one merge of stream S, inputs A..B adjacent in S's batch list):
+//! 1. under `state`: pick A..B; mark S as merging (one merge per stream at a time); allocate a file number;
 //! 2. no lock: write the output `N.batch.tmp`, fsync, rename to `N.batch`, fsync the directory; open it;
-//! 3. under `seal_lock` (no seal or other commit interleaves): write the manifest with A, B replaced by N
-//!    (temp, fsync, rename, fsync dir); then publish in memory and mark A and B to be deleted when their last
-//!    reader drops them.
+//! 3. under `seal_lock` (no seal or other commit interleaves): write the manifest with A..B replaced by N
+//!    (temp, fsync, rename, fsync dir); then publish in memory and mark the inputs to be deleted when their
+//!    last reader drops them.
 //!
 //! A crash before 3's rename leaves the old manifest and an orphan `N.batch` (removed on open); after it, the
-//! new manifest and orphans A, B (removed on open). Never a mix, never a lost update. A failure in 2 leaves
+//! new manifest and orphan inputs (removed on open). Never a mix, never a lost update. A failure in 2 leaves
 //! everything as it was; a failure in 3 poisons the store (the manifest's fate is unknown until reopen).
 //!
 //! **Threads.** [`Workers`] runs `Options::compaction_threads` background threads fed by a queue of streams
@@ -46,21 +50,54 @@ pub fn level_of(update_count: u64) -> u32 {
     63 - update_count.max(1).leading_zeros()
 }
 
-/// Whether the adjacent batches `i` and `i + 1` (update counts, oldest first) are due to merge: the older
-/// one's level is not above the newer's.
-fn due(update_counts: &[u64], i: usize) -> bool {
-    level_of(update_counts[i]) <= level_of(update_counts[i + 1])
+/// A batch's tier under merge fan-in `fan_in` (a power of two from 2 to 64): `level / log2(fan_in)`, so
+/// merging `fan_in` batches of one tier makes one batch of the next tier.
+pub fn tier_of(update_count: u64, fan_in: usize) -> u32 {
+    level_of(update_count) / fan_in_bits(fan_in)
 }
 
-/// Which adjacent pair `(i, i + 1)` of batches (update counts, oldest first) to merge next, if any: the
-/// newest due pair (the cheap merges new seals make due), except that every [`FAIR_EVERY`]th pick, when an
-/// older pair is due too, it is the oldest due pair — so a big merge is never starved by small ones (with
-/// newest-first only, space amplification reached 8.5 over 10 M updates; with oldest-first only, small
-/// batches piled up to the back-pressure bound). `turn` counts the picks.
-pub fn pick_merge_fair(update_counts: &[u64], turn: &mut u32) -> Option<usize> {
-    let pairs = 0..update_counts.len().saturating_sub(1);
-    let newest = pairs.clone().rev().find(|&i| due(update_counts, i))?;
-    let oldest = pairs.clone().find(|&i| due(update_counts, i)).unwrap_or(newest);
+/// `log2(fan_in)` for a fan-in clamped to a power of two in `2..=64`.
+fn fan_in_bits(fan_in: usize) -> u32 {
+    let fan_in = fan_in.clamp(2, 64);
+    63 - (fan_in as u64).leading_zeros()
+}
+
+/// A merge the policy picks: `len` adjacent batches starting at `start` (oldest first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pick {
+    /// Index of the oldest input.
+    pub start: usize,
+    /// Number of inputs (at least 2).
+    pub len: usize,
+}
+
+/// The due merges of a stream whose batches have `update_counts` (oldest first), newest first: runs of
+/// `fan_in` adjacent batches of one tier, and adjacent pairs whose older batch is of a lower tier than the
+/// newer (an inversion, after consolidation shrank a batch). A tiered policy (as in Cassandra's STCS and
+/// RocksDB's universal compaction): each update is rewritten about `log_fan_in(n / seal size)` times, and a
+/// stream keeps fewer than `fan_in` batches per tier.
+fn due_merges(update_counts: &[u64], fan_in: usize) -> impl DoubleEndedIterator<Item = Pick> + '_ {
+    let fan_in = 1usize << fan_in_bits(fan_in);
+    let tiers: Vec<u32> = update_counts.iter().map(|&c| tier_of(c, fan_in)).collect();
+    (0..update_counts.len().saturating_sub(1)).filter_map(move |i| {
+        if tiers[i] < tiers[i + 1] {
+            return Some(Pick { start: i, len: 2 });
+        }
+        let run = tiers.get(i..i + fan_in)?;
+        run.iter().all(|&t| t == tiers[i]).then_some(Pick {
+            start: i,
+            len: fan_in,
+        })
+    })
+}
+
+/// Which merge to run next, if any: the newest due merge (the cheap ones new seals make due), except that
+/// every [`FAIR_EVERY`]th pick, when an older merge is due too, it is the oldest — so a big merge is never
+/// starved by small ones (with newest-first only, space amplification reached 8.5 over 10 M updates; with
+/// oldest-first only, small batches piled up to the back-pressure bound). `turn` counts the picks.
+pub fn pick_merge_fair(update_counts: &[u64], fan_in: usize, turn: &mut u32) -> Option<Pick> {
+    let newest = due_merges(update_counts, fan_in).next_back()?;
+    let oldest = due_merges(update_counts, fan_in).next().unwrap_or(newest);
     if oldest == newest {
         return Some(newest);
     }
@@ -72,23 +109,27 @@ pub fn pick_merge_fair(update_counts: &[u64], turn: &mut u32) -> Option<usize> {
     Some(newest)
 }
 
-/// How often [`pick_merge_fair`] takes the oldest due pair when an older one than the newest is due.
+/// How often [`pick_merge_fair`] takes the oldest due merge when an older one than the newest is due.
 pub const FAIR_EVERY: u32 = 4;
 
-/// The newest due pair, if any: whether a merge is due at all (the policy's fixpoint is `None`).
-pub fn pick_merge(update_counts: &[u64]) -> Option<usize> {
-    (0..update_counts.len().saturating_sub(1))
-        .rev()
-        .find(|&i| due(update_counts, i))
+/// The newest due merge, if any: whether a merge is due at all (the policy's fixpoint is `None`).
+pub fn pick_merge(update_counts: &[u64], fan_in: usize) -> Option<Pick> {
+    due_merges(update_counts, fan_in).next_back()
 }
 
 /// [`pick_merge_fair`], and beyond it, when there are more than `bound` batches, the adjacent pair with the
 /// fewest updates: the back-pressure bound on the batch count holds even when no merge is due by size.
-pub fn pick_merge_bounded(update_counts: &[u64], bound: usize, turn: &mut u32) -> Option<usize> {
-    pick_merge_fair(update_counts, turn).or_else(|| {
+pub fn pick_merge_bounded(
+    update_counts: &[u64],
+    fan_in: usize,
+    bound: usize,
+    turn: &mut u32,
+) -> Option<Pick> {
+    pick_merge_fair(update_counts, fan_in, turn).or_else(|| {
         (update_counts.len() > bound)
             .then(|| (0..update_counts.len() - 1).min_by_key(|&i| update_counts[i] + update_counts[i + 1]))
             .flatten()
+            .map(|start| Pick { start, len: 2 })
     })
 }
 
@@ -237,19 +278,40 @@ impl Drop for MergingGuard<'_> {
 }
 
 impl Store {
-    /// Runs every merge due for stream `id` now, on this thread; returns how many ran. (Background workers
-    /// do this after each seal; this is for callers that want a compacted stream at a known point.)
+    /// Runs every merge due for stream `id` now, on this thread, first waiting for a background merge of
+    /// the stream in flight; returns how many merges this call ran. When it returns, no merge of the stream
+    /// is due (unless the store is shutting down). (Background workers merge after each seal; this is for
+    /// callers that want a compacted stream at a known point.)
     ///
     /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], I/O and [`Error::Corrupt`] errors of the
     /// batches; [`Error::DiffOverflow`] if advancing times to the stream's `since` makes the updates of
     /// one `(key, val, time)` sum outside `i64`: that merge writes nothing and its inputs stay as they
     /// are (readable; a lookup at or beyond the time reports the same overflow).
     pub fn compact(&self, id: &str) -> Result<usize> {
-        if !self.live_state()?.streams.contains_key(id) {
-            return Err(Error::UnknownStream { id: id.to_string() });
-        }
         let mut merges = 0;
-        while !self.inner.stopping.load(Ordering::Relaxed) && self.merge_once(id)? {
+        while !self.inner.stopping.load(Ordering::Relaxed) {
+            {
+                let mut state = self.live_state()?;
+                loop {
+                    let stream = state
+                        .streams
+                        .get(id)
+                        .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+                    if !stream.merging {
+                        break;
+                    }
+                    self.inner
+                        .batches_changed
+                        .wait_for(&mut state, Duration::from_millis(100));
+                }
+            }
+            if !self.merge_once(id)? {
+                // A background merge may have started between the wait and the pick: wait for it too.
+                if self.live_state()?.streams.get(id).is_some_and(|s| s.merging) {
+                    continue;
+                }
+                break;
+            }
             merges += 1;
         }
         Ok(merges)
@@ -390,22 +452,19 @@ impl Store {
             }
             let counts: Vec<u64> = stream.batches.iter().map(|b| b.update_count()).collect();
             let bound = self.inner.options.max_batches_per_stream.max(2);
-            let Some(i) = pick_merge_bounded(&counts, bound, &mut stream.merge_turn) else {
+            let fan_in = self.inner.options.merge_fan_in;
+            let Some(pick) = pick_merge_bounded(&counts, fan_in, bound, &mut stream.merge_turn) else {
                 return Ok(false);
             };
-            let inputs = stream.batches[i..i + 2].to_vec();
+            let range = pick.start..pick.start + pick.len;
+            let inputs = stream.batches[range.clone()].to_vec();
             stream.merging = true;
             let description = Description {
                 lower: inputs[0].description().lower,
-                upper: inputs[1].description().upper,
+                upper: inputs[inputs.len() - 1].description().upper,
                 since,
             };
-            (
-                inputs,
-                [metas[i], metas[i + 1]],
-                description,
-                state.alloc_file_no(),
-            )
+            (inputs, metas[range].to_vec(), description, state.alloc_file_no())
         };
         let _merging = MergingGuard { store: self, id };
         let name = batch_file_name(file_no);
@@ -453,17 +512,19 @@ impl Store {
         &self,
         id: &str,
         inputs: &[Arc<BatchFile>],
-        input_nos: [u64; 2],
+        input_nos: Vec<u64>,
         output: Option<(Arc<BatchFile>, BatchMeta)>,
         file_no: u64,
     ) -> Result<()> {
         let _seal = self.inner.seal_lock.lock();
         let mut next = self.live_state()?.manifest.clone();
         let stream = next.streams.iter_mut().find(|s| s.id == id);
+        let n = input_nos.len();
         let at = stream.and_then(|s| {
             let at = s.batches.iter().position(|b| b.file_no == input_nos[0])?;
-            (s.batches.get(at + 1).map(|b| b.file_no) == Some(input_nos[1])).then(|| {
-                s.batches.splice(at..at + 2, output.as_ref().map(|o| o.1));
+            let found: Vec<u64> = s.batches.get(at..at + n)?.iter().map(|b| b.file_no).collect();
+            (found == input_nos).then(|| {
+                s.batches.splice(at..at + n, output.as_ref().map(|o| o.1));
                 at
             })
         });
@@ -482,7 +543,7 @@ impl Store {
         state.manifest = next;
         if let Some(stream) = state.streams.get_mut(id) {
             debug_assert!(Arc::ptr_eq(&stream.batches[at], &inputs[0]));
-            stream.batches.splice(at..at + 2, output.map(|o| o.0));
+            stream.batches.splice(at..at + n, output.map(|o| o.0));
         }
         for (input, no) in inputs.iter().zip(input_nos) {
             input.retire_on_drop(self.inner.blob.clone(), batch_file_name(no));
@@ -504,28 +565,47 @@ mod tests {
         assert_eq!(level_of(1024), 10);
     }
 
-    #[test]
-    fn policy_behaves_like_a_binary_counter() {
-        // Simulate sealing equal chunks and merging whatever is due after each seal.
+    /// Simulates sealing equal chunks of `chunk` updates `seals` times and merging whatever is due after
+    /// each seal; returns (most batches at once, updates rewritten by merges).
+    fn simulate(fan_in: usize, chunk: u64, seals: usize) -> (usize, u64) {
         let mut batches: Vec<u64> = Vec::new();
-        for _ in 0..1000 {
-            batches.push(100);
-            while let Some(i) = pick_merge(&batches) {
-                let merged = batches[i] + batches[i + 1];
-                batches.splice(i..i + 2, [merged]);
+        let (mut most, mut rewritten) = (0, 0);
+        for _ in 0..seals {
+            batches.push(chunk);
+            while let Some(p) = pick_merge(&batches, fan_in) {
+                let merged: u64 = batches[p.start..p.start + p.len].iter().sum();
+                rewritten += merged;
+                batches.splice(p.start..p.start + p.len, [merged]);
             }
-            assert!(batches.len() <= 11, "{batches:?}");
-            assert!(batches.windows(2).all(|w| level_of(w[0]) > level_of(w[1])));
+            most = most.max(batches.len());
         }
-        assert_eq!(batches.iter().sum::<u64>(), 100_000);
+        assert_eq!(batches.iter().sum::<u64>(), chunk * seals as u64);
+        (most, rewritten)
+    }
+
+    #[test]
+    fn fan_in_2_behaves_like_a_binary_counter() {
+        let (most, _) = simulate(2, 100, 1000);
+        assert!(most <= 11, "{most} batches");
+    }
+
+    #[test]
+    fn a_higher_fan_in_rewrites_less_and_bounds_batches_per_tier() {
+        let seals = 1000;
+        let (most2, rewritten2) = simulate(2, 10_000, seals);
+        let (most8, rewritten8) = simulate(8, 10_000, seals);
+        // log2(1000) ~ 10 rewrites per update against log8(1000) ~ 3.3.
+        assert!(rewritten8 * 5 < rewritten2 * 2, "{rewritten8} vs {rewritten2}");
+        assert!(most8 <= 7 * 4 + 1, "{most8} batches at fan-in 8 ({most2} at 2)");
     }
 
     #[test]
     fn the_bound_forces_the_cheapest_merge() {
         let mut turn = 0;
-        assert_eq!(pick_merge_bounded(&[8, 4, 2], 3, &mut turn), None);
-        assert_eq!(pick_merge_bounded(&[8, 4, 2], 2, &mut turn), Some(1));
-        assert_eq!(pick_merge_bounded(&[100, 2, 30, 1], 2, &mut turn), Some(1));
+        let pair = |start| Some(Pick { start, len: 2 });
+        assert_eq!(pick_merge_bounded(&[8, 4, 2], 2, 3, &mut turn), None);
+        assert_eq!(pick_merge_bounded(&[8, 4, 2], 2, 2, &mut turn), pair(1));
+        assert_eq!(pick_merge_bounded(&[100, 2, 30, 1], 2, 2, &mut turn), pair(1));
     }
 
     #[test]
@@ -534,16 +614,22 @@ mod tests {
         let counts = [100, 100, 10, 10];
         let mut turn = 0;
         let picks: Vec<usize> = (0..8)
-            .filter_map(|_| pick_merge_fair(&counts, &mut turn))
+            .filter_map(|_| pick_merge_fair(&counts, 2, &mut turn))
+            .map(|p| p.start)
             .collect();
         assert_eq!(picks, vec![2, 2, 2, 0, 2, 2, 2, 0]);
     }
 
     #[test]
     fn nothing_to_merge() {
-        assert_eq!(pick_merge(&[]), None);
-        assert_eq!(pick_merge(&[5]), None);
-        assert_eq!(pick_merge(&[1000, 10]), None);
-        assert_eq!(pick_merge(&[1000, 10, 10]), Some(1));
+        let pick = |start, len| Some(Pick { start, len });
+        assert_eq!(pick_merge(&[], 2), None);
+        assert_eq!(pick_merge(&[5], 2), None);
+        assert_eq!(pick_merge(&[1000, 10], 2), None);
+        assert_eq!(pick_merge(&[1000, 10, 10], 2), pick(1, 2));
+        // Fan-in 4: three batches of one tier wait for a fourth; an inversion merges at once.
+        assert_eq!(pick_merge(&[64, 64, 64], 4), None);
+        assert_eq!(pick_merge(&[64, 64, 64, 64], 4), pick(0, 4));
+        assert_eq!(pick_merge(&[1000, 4, 64], 4), pick(1, 2));
     }
 }

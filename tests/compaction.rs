@@ -15,6 +15,14 @@ fn inline() -> Options {
     }
 }
 
+/// Inline merges of pairs (fan-in 2, the binary counter): every seal of a small stream can make a merge due.
+fn inline_pairs() -> Options {
+    Options {
+        merge_fan_in: 2,
+        ..inline()
+    }
+}
+
 /// Writes `rounds` seals of `per_round` random updates each, recording them in `model`.
 fn ingest(store: &Store, id: &str, model: &mut Model, rng: &mut Rng, rounds: u64, per_round: u64) {
     let upper = store.upper(id).unwrap();
@@ -44,9 +52,10 @@ fn merges_keep_the_data_and_bound_the_batch_count() {
 
 #[test]
 fn compressed_levels_keep_the_data() {
-    // Level 10 and deeper: batches of 1024 updates and more are lz4-compressed, smaller ones are not.
+    // Level 9 and deeper: batches of 512 updates and more (the merges of 8 seals) are lz4-compressed,
+    // smaller ones are not.
     let options = Options {
-        compress_from_level: Some(10),
+        compress_from_level: Some(9),
         ..inline()
     };
     let dir = merges_keep_the_data(options);
@@ -66,7 +75,8 @@ fn merges_keep_the_data(options: Options) -> tempfile::TempDir {
     // Each seal and merge costs a few fsyncs: keep the count modest.
     ingest(&store, "s", &mut model, &mut rng, 60, 100);
     let batches = store.manifest().stream("s").unwrap().batches.len();
-    assert!(batches <= 7, "60 seals left {batches} batches");
+    // Fan-in 8: fewer than 8 batches per tier, over two tiers here.
+    assert!(batches <= 14, "60 seals left {batches} batches");
     assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
     // Only the files the manifest names remain: merged inputs were deleted.
     assert_eq!(batch_files(dir.path()).len(), batches);
@@ -85,10 +95,10 @@ fn background_workers_merge_and_stop_with_the_store() {
     ingest(&store, "s", &mut model, &mut rng, 100, 20);
     // Merges run in the background; wait (bounded) for them to catch up.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while store.manifest().stream("s").unwrap().batches.len() > 8 && std::time::Instant::now() < deadline {
+    while store.manifest().stream("s").unwrap().batches.len() > 14 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    assert!(store.manifest().stream("s").unwrap().batches.len() <= 8);
+    assert!(store.manifest().stream("s").unwrap().batches.len() <= 14);
     assert_eq!(store.background_error(), None);
     assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
     // Dropping the store stops the workers and releases the lock at once.
@@ -174,7 +184,12 @@ fn a_crash_at_any_step_of_a_merge_loses_nothing() {
     let mut merge_crashes = 0;
     loop {
         let faulty = FaultyBlob::new(MemBlob::new());
-        let store = Store::open_on(Arc::new(faulty.clone()), Arc::new(MemBuffer::new()), inline()).unwrap();
+        let store = Store::open_on(
+            Arc::new(faulty.clone()),
+            Arc::new(MemBuffer::new()),
+            inline_pairs(),
+        )
+        .unwrap();
         store
             .create_stream("s", StreamOptions { durable: false })
             .unwrap();
@@ -219,7 +234,7 @@ fn a_crash_at_any_step_of_a_merge_loses_nothing() {
         let store = Store::open_on(
             Arc::new(faulty.inner().clone()),
             Arc::new(MemBuffer::new()),
-            inline(),
+            inline_pairs(),
         )
         .unwrap();
         assert_eq!(
@@ -246,5 +261,39 @@ fn a_crash_at_any_step_of_a_merge_loses_nothing() {
         merge_crashes += 1;
         step += 1;
         assert!(step < 1000, "merge never finished");
+    }
+}
+
+/// `compact` waits for a background merge in flight and then runs every merge due: when it returns, no
+/// merge is due, whatever the background threads were doing (it used to return 0 while one ran).
+#[test]
+fn compact_waits_for_merges_in_flight_and_leaves_none_due() {
+    for fan_in in [2, 4, 8] {
+        let options = Options {
+            compaction_threads: 2,
+            merge_fan_in: fan_in,
+            ..Options::default()
+        };
+        let store = Store::open_on(Arc::new(MemBlob::new()), Arc::new(MemBuffer::new()), options).unwrap();
+        store.create_stream("s", StreamOptions::default()).unwrap();
+        let mut model = Model::default();
+        let mut rng = Rng(fan_in as u64);
+        for round in 0..5 {
+            ingest(&store, "s", &mut model, &mut rng, 20, 50);
+            store.compact("s").unwrap();
+            let counts: Vec<u64> = store
+                .sealed("s")
+                .unwrap()
+                .batches
+                .iter()
+                .map(|b| b.update_count())
+                .collect();
+            assert_eq!(
+                ddpersist::compaction::pick_merge(&counts, fan_in),
+                None,
+                "fan-in {fan_in}, round {round}: {counts:?}"
+            );
+        }
+        assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
     }
 }

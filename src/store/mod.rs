@@ -58,6 +58,10 @@ pub struct Options {
     pub block_target_bytes: u32,
     /// What to do with a WAL record that is bad but followed by valid ones (default: fail the open).
     pub wal_recovery: WalRecovery,
+    /// How many batches of one tier a merge combines (a power of two from 2 to 64; default 8): each update
+    /// is rewritten about `log_fan_in(updates / seal size)` times, and a stream keeps fewer than `fan_in`
+    /// batches per tier (see `compaction`). 2 is differential dataflow's binary-counter Spine.
+    pub merge_fan_in: usize,
     /// Background threads merging batches (default 1). With 0, merges run inside `seal`, before it
     /// returns: deterministic, for tests and for callers that want no threads.
     pub compaction_threads: usize,
@@ -99,6 +103,7 @@ impl Default for Options {
             block_target_bytes: DEFAULT_BLOCK_TARGET_BYTES,
             wal_recovery: WalRecovery::Strict,
             compaction_threads: 1,
+            merge_fan_in: 8,
             compress_from_level: None,
             memtable_budget_bytes: 64 << 20,
             filter_bits_per_key: crate::batch::filter::DEFAULT_BITS_PER_KEY,
