@@ -83,22 +83,32 @@ pub trait Codec: Sized {
     /// Appends the encoding of `Vec<Self>` holding `items`: each element behind `0x01`, then `0x00`.
     /// `u8` overrides it with the denser byte-string encoding; other implementations keep the default.
     fn encode_vec(items: &[Self], buf: &mut Vec<u8>) {
-        for v in items {
-            buf.push(1);
-            v.encode(buf);
-        }
-        buf.push(0);
+        encode_tagged(items, buf);
     }
 
     /// Reads a `Vec<Self>` written by [`Codec::encode_vec`] off the front of `bytes`.
     fn decode_vec(bytes: &mut &[u8]) -> Result<Vec<Self>> {
-        let mut out = Vec::new();
-        loop {
-            match take(bytes, 1, "sequence tag")?[0] {
-                0 => return Ok(out),
-                1 => out.push(Self::decode_from(bytes)?),
-                b => return Err(Error::decode(format!("sequence tag {b}"))),
-            }
+        decode_tagged(bytes)
+    }
+}
+
+/// Writes `items` as a sequence: each behind `0x01`, then `0x00`.
+fn encode_tagged<T: Codec>(items: &[T], buf: &mut Vec<u8>) {
+    for v in items {
+        buf.push(1);
+        v.encode(buf);
+    }
+    buf.push(0);
+}
+
+/// Reads a sequence written by [`encode_tagged`] off the front of `bytes`.
+fn decode_tagged<T: Codec>(bytes: &mut &[u8]) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    loop {
+        match take(bytes, 1, "sequence tag")?[0] {
+            0 => return Ok(out),
+            1 => out.push(T::decode_from(bytes)?),
+            b => return Err(Error::decode(format!("sequence tag {b}"))),
         }
     }
 }
@@ -365,21 +375,10 @@ pub struct Seq<T>(pub Vec<T>);
 
 impl<T: Codec> Codec for Seq<T> {
     fn encode(&self, buf: &mut Vec<u8>) {
-        for v in &self.0 {
-            buf.push(1);
-            v.encode(buf);
-        }
-        buf.push(0);
+        encode_tagged(&self.0, buf);
     }
     fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
-        let mut out = Vec::new();
-        loop {
-            match take(bytes, 1, "sequence tag")?[0] {
-                0 => return Ok(Seq(out)),
-                1 => out.push(T::decode_from(bytes)?),
-                b => return Err(Error::decode(format!("sequence tag {b}"))),
-            }
-        }
+        decode_tagged(bytes).map(Seq)
     }
 }
 

@@ -25,7 +25,8 @@
 //!
 //! The bytes of the serde data model, chosen so that the byte order of encodings is the order that
 //! `#[derive(PartialOrd, Ord)]` gives the type, and so that they agree with the std [`Codec`](super::Codec)
-//! encodings wherever both apply (a struct `{ a: u32, b: String }` is encoded as the tuple `(u32, String)`):
+//! encodings wherever both apply (a struct `{ a: u32, b: String }` is encoded as the tuple `(u32, String)`;
+//! only `Vec<u8>` differs, see the last point under Limits):
 //!
 //! | serde type | bytes |
 //! | --- | --- |
