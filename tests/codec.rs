@@ -192,6 +192,67 @@ proptest! {
     }
 }
 
+/// A float ordered by `total_cmp`, so it can sit in `Ord` types; serialized as the bare `f64`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+struct Total(f64);
+
+impl PartialEq for Total {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Total {}
+impl PartialOrd for Total {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Total {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct Reading {
+    sensor: u8,
+    value: Total,
+    history: Vec<Option<Total>>,
+}
+
+ddpersist::serde_codec!(Total, Reading);
+
+fn reading() -> impl Strategy<Value = Reading> {
+    let total = || special_f64().prop_map(Total);
+    (
+        0u8..2,
+        total(),
+        prop::collection::vec(prop::option::of(total()), 0..3),
+    )
+        .prop_map(|(sensor, value, history)| Reading {
+            sensor,
+            value,
+            history,
+        })
+}
+
+proptest! {
+    /// Floats (NaNs, -0.0, infinities) nested in serde structs, options, vectors and tuples keep their order
+    /// and every bit.
+    #[test]
+    fn floats_nested_in_serde_and_std_types(
+        a in (reading(), prop::option::of(reading())),
+        b in (reading(), prop::option::of(reading())),
+    ) {
+        check_pair(&a, &b);
+        check_pair(&vec![a.0.clone(), b.0.clone()], &vec![b.0.clone()]);
+        let back = Reading::decode(&a.0.to_bytes()).unwrap();
+        prop_assert_eq!(back.value.0.to_bits(), a.0.value.0.to_bits());
+        prop_assert_eq!(Total(a.0.value.0).to_bytes(), a.0.value.0.to_bytes());
+    }
+}
+
 #[test]
 fn float_order_of_the_specials() {
     let sorted = [

@@ -163,7 +163,9 @@ pub fn encode_or_panic<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) {
 /// assert_eq!(Tagged::<Event>::decode(&e.to_bytes()).unwrap(), e);
 /// ```
 ///
-/// Several non-generic types may be listed at once: `serde_codec!(A, B, C);`.
+/// Several non-generic types may be listed at once: `serde_codec!(A, B, C);`. The type must be one of the
+/// calling crate's own (Rust's orphan rule): a type from another crate needs a newtype, e.g.
+/// `#[derive(Serialize, Deserialize)] #[serde(transparent)] struct Day(chrono::NaiveDate);`.
 ///
 /// The generated `encode` panics for the rare values serde cannot encode in this format (see
 /// [`encode_or_panic`](crate::codec::ordered_serde::encode_or_panic)); decoding returns errors.
