@@ -22,6 +22,7 @@ use ddpersist::manifest::Manifest;
 use ddpersist::wal::record::{begin_record, decode_record, finish_record, push_update};
 use ddpersist::wal::{Buffer, FileBuffer, Lsn, ReplayReport, WalRecovery};
 use ddpersist::{Error, OwnedUpdate};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Debug;
 use std::fs;
@@ -700,23 +701,66 @@ fn codec_order<T: Codec + Debug + PartialEq + Ord>(a: &[u8], b: &[u8]) {
     }
 }
 
-/// Decodes `data` as several [`Codec`] types (`u64`, `i64`, `String`, `Vec<u8>`, `(String, u32)`,
-/// `Option<Vec<u8>>`), checking round trips; then splits it in two (at `data[0]`) and checks that decoded
-/// values order as their encodings do.
+/// A user struct stored through `ddpersist::serde_codec!` (the ordered serde format): integers, a string,
+/// a sequence of options, an enum, in declaration order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FuzzRecord {
+    /// A fixed-width integer.
+    pub id: u32,
+    /// An escaped string.
+    pub name: String,
+    /// A tagged sequence of options.
+    pub tags: Vec<Option<char>>,
+    /// An enum.
+    pub kind: FuzzKind,
+}
+
+/// A user enum with unit, newtype and struct variants.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum FuzzKind {
+    /// A unit variant.
+    A,
+    /// A newtype variant.
+    B(i16),
+    /// A struct variant.
+    C {
+        /// A serde sequence of bytes.
+        x: Vec<u8>,
+        /// A bool.
+        y: bool,
+    },
+}
+
+ddpersist::serde_codec!(FuzzRecord, FuzzKind);
+
+/// Decodes `data` as several [`Codec`] types (`u64`, `i64`, `usize`, `char`, `String`, `Vec<u8>`,
+/// `Vec<String>`, `(String, u32)`, `Option<Vec<u8>>`, and the serde types [`FuzzRecord`] and
+/// `(FuzzKind, Option<FuzzRecord>)`), checking round trips; then splits it in two (at `data[0]`) and checks
+/// that decoded values order as their encodings do.
 pub fn check_codec(data: &[u8]) {
     codec_round_trip::<u64>(data);
     codec_round_trip::<i64>(data);
+    codec_round_trip::<usize>(data);
+    codec_round_trip::<char>(data);
     codec_round_trip::<String>(data);
     codec_round_trip::<Vec<u8>>(data);
+    codec_round_trip::<Vec<String>>(data);
     codec_round_trip::<(String, u32)>(data);
     codec_round_trip::<Option<Vec<u8>>>(data);
+    codec_round_trip::<FuzzRecord>(data);
+    codec_round_trip::<(FuzzKind, Option<FuzzRecord>)>(data);
     if let Some((&split, rest)) = data.split_first() {
         let (a, b) = rest.split_at(split as usize % (rest.len() + 1));
         codec_order::<u64>(a, b);
         codec_order::<i64>(a, b);
+        codec_order::<usize>(a, b);
+        codec_order::<char>(a, b);
         codec_order::<String>(a, b);
         codec_order::<Vec<u8>>(a, b);
+        codec_order::<Vec<String>>(a, b);
         codec_order::<(String, u32)>(a, b);
         codec_order::<Option<Vec<u8>>>(a, b);
+        codec_order::<FuzzRecord>(a, b);
+        codec_order::<(FuzzKind, Option<FuzzRecord>)>(a, b);
     }
 }

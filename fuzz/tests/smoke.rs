@@ -295,7 +295,7 @@ fn segment_seed(rng: &mut Rng) -> Vec<u8> {
 
 fn codec_seed(rng: &mut Rng) -> Vec<u8> {
     let one = |rng: &mut Rng| -> Vec<u8> {
-        match rng.below(6) {
+        match rng.below(9) {
             0 => INTERESTING[rng.index(INTERESTING.len())].to_bytes(),
             1 => (rng.next() as i64 >> rng.below(64)).to_bytes(),
             2 => String::from_utf8_lossy(&rng.small_bytes(6))
@@ -307,11 +307,40 @@ fn codec_seed(rng: &mut Rng) -> Vec<u8> {
                 rng.next() as u32,
             )
                 .to_bytes(),
+            6 => fuzz_record(rng).to_bytes(),
+            7 => (fuzz_kind(rng), (!rng.chance(3)).then(|| fuzz_record(rng))).to_bytes(),
             _ => (!rng.chance(3)).then(|| rng.small_bytes(4)).to_bytes(),
         }
     };
     let (a, b) = (one(rng), one(rng));
     [&[a.len() as u8][..], &a, &b].concat()
+}
+
+fn small_string(rng: &mut Rng) -> String {
+    String::from_utf8_lossy(&rng.small_bytes(4)).into_owned()
+}
+
+fn fuzz_kind(rng: &mut Rng) -> FuzzKind {
+    match rng.below(3) {
+        0 => FuzzKind::A,
+        1 => FuzzKind::B(rng.next() as i16 >> rng.below(16)),
+        _ => FuzzKind::C {
+            x: rng.small_bytes(3),
+            y: rng.chance(2),
+        },
+    }
+}
+
+fn fuzz_record(rng: &mut Rng) -> FuzzRecord {
+    let tags = (0..rng.below(3))
+        .map(|_| (!rng.chance(3)).then(|| ['a', '\0', 'é', char::MAX][rng.index(4)]))
+        .collect();
+    FuzzRecord {
+        id: rng.below(3) as u32,
+        name: small_string(rng),
+        tags,
+        kind: fuzz_kind(rng),
+    }
 }
 
 fn seeds(n: usize, mut f: impl FnMut(&mut Rng) -> Vec<u8>) -> Vec<Vec<u8>> {
@@ -396,5 +425,7 @@ fn valid_inputs_decode_and_filter_has_no_false_negatives() {
         }
         assert!(Manifest::decode(&manifest_seed(&mut rng), "M").is_ok());
         assert!(ddpersist::wal::record::decode_record(&record_seed(&mut rng), "r").is_ok());
+        let r = fuzz_record(&mut rng);
+        assert_eq!(FuzzRecord::decode(&r.to_bytes()).unwrap(), r);
     }
 }

@@ -1,0 +1,425 @@
+//! Typed keys and values over the byte strings stored on disk.
+//!
+//! Every encoding here is *order-preserving* and *self-delimiting*: for values `a < b` of one type,
+//! `encode(a) < encode(b)` bytewise, and a value's encoding can be read off the front of a longer byte
+//! string. Both properties compose, so tuples, options, vectors and arrays of codec types are codec types
+//! too, and the byte order the store sorts by is the natural order of the typed values.
+//!
+//! Encodings (stable: they are part of the on-disk format, version 1; DESIGN.md §2.1 has the bytes):
+//! - unsigned integers: fixed width, big-endian; signed integers: big-endian with the sign bit flipped;
+//! - `usize` / `isize`: as `u64` / `i64` (8 bytes on every platform, so stores move between 32- and 64-bit
+//!   machines; a value that does not fit the platform's `usize` is a decode error there);
+//! - `char`: its code point as a `u32`;
+//! - `f32` / `f64`: the bits, big-endian, with the sign bit flipped for positive values and every bit flipped
+//!   for negative ones, which orders them as [`f64::total_cmp`] does (`-NaN < -inf < ... < -0.0 < +0.0 <
+//!   ... < +inf < +NaN`); every bit pattern, NaN payloads included, decodes to itself;
+//! - `bool`: one byte, 0 or 1; `()`: nothing;
+//! - `Vec<u8>` and `String`: the bytes with each `0x00` written as `0x00 0xFF`, terminated by `0x00 0x01`;
+//! - `Option<T>`: `0x00` for `None`, `0x01` then `T` for `Some`;
+//! - `Vec<T>` (other `T`) and [`Seq<T>`]: each element preceded by `0x01`, terminated by `0x00`;
+//! - tuples (up to 8 fields) and arrays `[T; N]`: the fields in order; `Box`, `Rc`, `Arc`: the value.
+//!
+//! Any other type with serde's `Serialize` and `Deserialize` gets a `Codec` from one line,
+//! [`serde_codec!`](crate::serde_codec): see [`ordered_serde`] for its encoding, which agrees with the
+//! one above wherever both apply.
+
+use crate::error::{Error, Result};
+use std::rc::Rc;
+use std::sync::Arc;
+
+pub mod ordered_serde;
+#[cfg(test)]
+mod tests;
+
+/// A type that can be stored as a key or a value.
+///
+/// Implementations must be order-preserving (`a.cmp(&b) == a.to_bytes().cmp(&b.to_bytes())`) and
+/// self-delimiting (`decode_from` reads exactly the bytes `encode` wrote off the front of a longer string).
+/// Std types have it (see the module docs); a type of your own that derives serde's `Serialize` and
+/// `Deserialize` gets it from [`serde_codec!`](crate::serde_codec).
+///
+/// A type without one is refused at compile time, with a note saying how to add one:
+///
+/// ```compile_fail,E0277
+/// struct Mine(u32);
+/// fn store<T: ddpersist::Codec>(_: T) {}
+/// store(Mine(1)); // `Mine` has no `ddpersist::Codec`, so it cannot be a key or val ...
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no `ddpersist::Codec`, so it cannot be a key or val of a persisted collection",
+    label = "`{Self}` does not implement `ddpersist::Codec`",
+    note = "keys and vals of persisted collections are stored as bytes through `ddpersist::Codec`; std types \
+            have it (integers, `usize`, `isize`, `char`, `f32`, `f64`, `bool`, `()`, `String`, `Vec`, \
+            `Option`, `Box`, tuples, arrays)",
+    note = "for your own type: `#[derive(serde::Serialize, serde::Deserialize)]` on it, then \
+            `ddpersist::serde_codec!(YourType);`"
+)]
+pub trait Codec: Sized {
+    /// Appends the encoding of `self` to `buf`.
+    fn encode(&self, buf: &mut Vec<u8>);
+
+    /// Reads one value off the front of `bytes`, advancing it past the encoding.
+    fn decode_from(bytes: &mut &[u8]) -> Result<Self>;
+
+    /// The encoding of `self` as a new vector.
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        self.encode(&mut buf);
+        buf
+    }
+
+    /// Decodes a value that must occupy all of `bytes`.
+    fn decode(mut bytes: &[u8]) -> Result<Self> {
+        let value = Self::decode_from(&mut bytes)?;
+        if !bytes.is_empty() {
+            return Err(Error::decode(format!(
+                "{} trailing bytes after value",
+                bytes.len()
+            )));
+        }
+        Ok(value)
+    }
+
+    /// Appends the encoding of `Vec<Self>` holding `items`: each element behind `0x01`, then `0x00`.
+    /// `u8` overrides it with the denser byte-string encoding; other implementations keep the default.
+    fn encode_vec(items: &[Self], buf: &mut Vec<u8>) {
+        encode_tagged(items, buf);
+    }
+
+    /// Reads a `Vec<Self>` written by [`Codec::encode_vec`] off the front of `bytes`.
+    fn decode_vec(bytes: &mut &[u8]) -> Result<Vec<Self>> {
+        decode_tagged(bytes)
+    }
+}
+
+/// Writes `items` as a sequence: each behind `0x01`, then `0x00`.
+fn encode_tagged<T: Codec>(items: &[T], buf: &mut Vec<u8>) {
+    for v in items {
+        buf.push(1);
+        v.encode(buf);
+    }
+    buf.push(0);
+}
+
+/// Reads a sequence written by [`encode_tagged`] off the front of `bytes`.
+fn decode_tagged<T: Codec>(bytes: &mut &[u8]) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    loop {
+        match take(bytes, 1, "sequence tag")?[0] {
+            0 => return Ok(out),
+            1 => out.push(T::decode_from(bytes)?),
+            b => return Err(Error::decode(format!("sequence tag {b}"))),
+        }
+    }
+}
+
+/// Splits `len` bytes off the front of `bytes`, or fails with a decode error naming `what`.
+pub(crate) fn take<'a>(bytes: &mut &'a [u8], len: usize, what: &str) -> Result<&'a [u8]> {
+    if bytes.len() < len {
+        return Err(Error::decode(format!(
+            "{what}: need {len} bytes, have {}",
+            bytes.len()
+        )));
+    }
+    let (head, tail) = bytes.split_at(len);
+    *bytes = tail;
+    Ok(head)
+}
+
+/// Reads an `N`-byte array off the front of `bytes`.
+pub(crate) fn take_array<const N: usize>(bytes: &mut &[u8], what: &str) -> Result<[u8; N]> {
+    let mut a = [0u8; N];
+    a.copy_from_slice(take(bytes, N, what)?);
+    Ok(a)
+}
+
+macro_rules! unsigned_codec {
+    ($($t:ty),*) => {$(
+        impl Codec for $t {
+            fn encode(&self, buf: &mut Vec<u8>) {
+                buf.extend_from_slice(&self.to_be_bytes());
+            }
+            fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
+                Ok(<$t>::from_be_bytes(take_array(bytes, stringify!($t))?))
+            }
+        }
+    )*};
+}
+unsigned_codec!(u16, u32, u64, u128);
+
+impl Codec for u8 {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        buf.push(*self);
+    }
+    fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
+        Ok(take(bytes, 1, "u8")?[0])
+    }
+    fn encode_vec(items: &[Self], buf: &mut Vec<u8>) {
+        encode_escaped(items, buf);
+    }
+    fn decode_vec(bytes: &mut &[u8]) -> Result<Vec<Self>> {
+        decode_escaped(bytes)
+    }
+}
+
+macro_rules! signed_codec {
+    ($($t:ty => $u:ty),*) => {$(
+        impl Codec for $t {
+            fn encode(&self, buf: &mut Vec<u8>) {
+                // Flipping the sign bit maps i::MIN..=i::MAX onto 0..=u::MAX monotonically.
+                let flipped = (*self as $u) ^ (1 << (<$u>::BITS - 1));
+                buf.extend_from_slice(&flipped.to_be_bytes());
+            }
+            fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
+                let flipped = <$u>::decode_from(bytes)?;
+                Ok((flipped ^ (1 << (<$u>::BITS - 1))) as $t)
+            }
+        }
+    )*};
+}
+signed_codec!(i8 => u8, i16 => u16, i32 => u32, i64 => u64, i128 => u128);
+
+/// `usize` is stored as a `u64`: 8 bytes on every platform, so a store written on a 64-bit machine reads
+/// on a 32-bit one (where values above `u32::MAX` are decode errors) and the other way round.
+impl Codec for usize {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        (*self as u64).encode(buf);
+    }
+    fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
+        let v = u64::decode_from(bytes)?;
+        usize::try_from(v).map_err(|_| Error::decode(format!("usize {v} does not fit this platform")))
+    }
+}
+
+/// `isize` is stored as an `i64`: 8 bytes on every platform (see `usize`).
+impl Codec for isize {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        (*self as i64).encode(buf);
+    }
+    fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
+        let v = i64::decode_from(bytes)?;
+        isize::try_from(v).map_err(|_| Error::decode(format!("isize {v} does not fit this platform")))
+    }
+}
+
+/// `char` is stored as its code point, a `u32`; decoding rejects surrogates and values above `0x10FFFF`.
+impl Codec for char {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        (*self as u32).encode(buf);
+    }
+    fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
+        let v = u32::decode_from(bytes)?;
+        char::from_u32(v).ok_or_else(|| Error::decode(format!("{v:#x} is not a char")))
+    }
+}
+
+macro_rules! float_codec {
+    ($($f:ty => $u:ty, $key:ident, $from_key:ident);*) => {$(
+        /// The order key of a float: its bits with the sign bit flipped when positive and every bit
+        /// flipped when negative, so keys order as `total_cmp` orders the floats. A bijection.
+        pub(crate) fn $key(x: $f) -> $u {
+            let bits = x.to_bits();
+            let sign: $u = 1 << (<$u>::BITS - 1);
+            if bits & sign != 0 { !bits } else { bits ^ sign }
+        }
+
+        /// The float whose order key is `key`.
+        pub(crate) fn $from_key(key: $u) -> $f {
+            let sign: $u = 1 << (<$u>::BITS - 1);
+            <$f>::from_bits(if key & sign != 0 { key ^ sign } else { !key })
+        }
+
+        /// Floats are stored in [`total_cmp`](f64::total_cmp) order: the big-endian bits with the sign bit
+        /// flipped for positive values and all bits flipped for negative ones. Every bit pattern (NaNs with
+        /// their payloads, `-0.0`) decodes to itself.
+        impl Codec for $f {
+            fn encode(&self, buf: &mut Vec<u8>) {
+                $key(*self).encode(buf);
+            }
+            fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
+                Ok($from_key(<$u>::decode_from(bytes)?))
+            }
+        }
+    )*};
+}
+float_codec!(f32 => u32, f32_key, f32_from_key; f64 => u64, f64_key, f64_from_key);
+
+impl Codec for bool {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        buf.push(*self as u8);
+    }
+    fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
+        decode_bool(take(bytes, 1, "bool")?[0])
+    }
+}
+
+/// The `bool` of a bool byte, which must be 0 or 1.
+pub(crate) fn decode_bool(b: u8) -> Result<bool> {
+    match b {
+        0 => Ok(false),
+        1 => Ok(true),
+        b => Err(Error::decode(format!("bool byte {b}"))),
+    }
+}
+
+impl Codec for () {
+    fn encode(&self, _buf: &mut Vec<u8>) {}
+    fn decode_from(_bytes: &mut &[u8]) -> Result<Self> {
+        Ok(())
+    }
+}
+
+/// Writes `raw` escaped: `0x00` becomes `0x00 0xFF`, then the terminator `0x00 0x01`. The terminator sorts
+/// below every escaped continuation, so a prefix sorts before its extensions.
+pub(crate) fn encode_escaped(raw: &[u8], buf: &mut Vec<u8>) {
+    for &b in raw {
+        buf.push(b);
+        if b == 0 {
+            buf.push(0xFF);
+        }
+    }
+    buf.extend_from_slice(&[0x00, 0x01]);
+}
+
+/// Reads a byte string written by [`encode_escaped`] off the front of `bytes`.
+pub(crate) fn decode_escaped(bytes: &mut &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b != 0 {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        match bytes.get(i + 1) {
+            Some(0xFF) => {
+                out.push(0);
+                i += 2;
+            }
+            Some(0x01) => {
+                *bytes = &bytes[i + 2..];
+                return Ok(out);
+            }
+            Some(other) => return Err(Error::decode(format!("bad escape byte {other:#x} at {i}"))),
+            None => break,
+        }
+    }
+    Err(Error::decode("byte string without terminator"))
+}
+
+/// Reads an escaped byte string that must be UTF-8.
+pub(crate) fn decode_escaped_str(bytes: &mut &[u8]) -> Result<String> {
+    String::from_utf8(decode_escaped(bytes)?).map_err(|e| Error::decode(format!("invalid UTF-8: {e}")))
+}
+
+impl Codec for String {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        encode_escaped(self.as_bytes(), buf);
+    }
+    fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
+        decode_escaped_str(bytes)
+    }
+}
+
+/// `Vec<u8>` is an escaped byte string (like `String`); any other `Vec<T>` is a sequence: each element
+/// behind `0x01`, terminated by `0x00`. Both keep lexicographic order.
+impl<T: Codec> Codec for Vec<T> {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        T::encode_vec(self, buf);
+    }
+    fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
+        T::decode_vec(bytes)
+    }
+}
+
+impl<T: Codec> Codec for Option<T> {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        match self {
+            None => buf.push(0),
+            Some(v) => {
+                buf.push(1);
+                v.encode(buf);
+            }
+        }
+    }
+    fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
+        match take(bytes, 1, "option tag")?[0] {
+            0 => Ok(None),
+            1 => Ok(Some(T::decode_from(bytes)?)),
+            b => Err(Error::decode(format!("option tag {b}"))),
+        }
+    }
+}
+
+macro_rules! pointer_codec {
+    ($($p:ident),*) => {$(
+        /// Encoded as the value it points to.
+        impl<T: Codec> Codec for $p<T> {
+            fn encode(&self, buf: &mut Vec<u8>) {
+                (**self).encode(buf);
+            }
+            fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
+                Ok($p::new(T::decode_from(bytes)?))
+            }
+        }
+    )*};
+}
+pointer_codec!(Box, Rc, Arc);
+
+/// A sequence of `T`, encoded element by element (each behind a `0x01`) and closed by `0x00`, which keeps
+/// lexicographic order. The same bytes as `Vec<T>` for every `T` but `u8`, where `Vec<u8>` has a denser
+/// encoding; kept for stores written before `Vec<T>` had a `Codec`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seq<T>(pub Vec<T>);
+
+impl<T: Codec> Codec for Seq<T> {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        encode_tagged(&self.0, buf);
+    }
+    fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
+        decode_tagged(bytes).map(Seq)
+    }
+}
+
+/// Arrays are their elements in order, with no length or framing (the length is part of the type).
+impl<T: Codec, const N: usize> Codec for [T; N] {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        for v in self {
+            v.encode(buf);
+        }
+    }
+    fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
+        let mut items = Vec::with_capacity(N);
+        for _ in 0..N {
+            items.push(T::decode_from(bytes)?);
+        }
+        items
+            .try_into()
+            .map_err(|_| Error::decode("array of the wrong length"))
+    }
+}
+
+macro_rules! tuple_codec {
+    ($($name:ident),+) => {
+        /// Tuples are their fields in order, with no framing.
+        impl<$($name: Codec),+> Codec for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn encode(&self, buf: &mut Vec<u8>) {
+                let ($($name,)+) = self;
+                $($name.encode(buf);)+
+            }
+            fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
+                Ok(($($name::decode_from(bytes)?,)+))
+            }
+        }
+    };
+}
+tuple_codec!(A);
+tuple_codec!(A, B);
+tuple_codec!(A, B, C);
+tuple_codec!(A, B, C, D);
+tuple_codec!(A, B, C, D, E);
+tuple_codec!(A, B, C, D, E, F);
+tuple_codec!(A, B, C, D, E, F, G);
+tuple_codec!(A, B, C, D, E, F, G, H);
