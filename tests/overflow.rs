@@ -20,10 +20,12 @@ const MAX: i64 = i64::MAX;
 /// One output update of the count operator: `((key, count), time, diff)`.
 type CountUpdate = ((Vec<u8>, i64), u64, isize);
 
-/// A store in memory whose merges run inside `seal` (and whose memtable spills past `budget` bytes).
+/// A store in memory whose merges run inside `seal`, two batches at a time (so two seals make a merge due),
+/// and whose memtable spills past `budget` bytes.
 fn store_with(budget: usize) -> Store {
     let options = Options {
         compaction_threads: 0,
+        merge_fan_in: 2,
         memtable_budget_bytes: budget,
         ..Options::default()
     };
