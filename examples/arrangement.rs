@@ -5,7 +5,7 @@
 //!
 //! `cargo run --example arrangement [DIR]` — without DIR it uses a fresh temporary directory (kept).
 
-use ddpersist::operators::{ArrangePersisted, CountPersisted};
+use ddpersist::operators::{ArrangeEncoded, ArrangePersisted, CountPersisted};
 use ddpersist::trace::{BytesBuilder, BytesSpine, BytesUpdate};
 use ddpersist::{Codec, Store};
 use differential_dataflow::input::Input;

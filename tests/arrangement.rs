@@ -4,7 +4,7 @@
 //! adoption of merged batches, worker-count checks and error reporting.
 
 use ddpersist::operators::{
-    worker_stream_id, ArrangePersisted, CountPersisted, PersistHandle, PersistOptions,
+    worker_stream_id, ArrangeEncoded, ArrangePersisted, CountPersisted, PersistHandle, PersistOptions,
 };
 use ddpersist::trace::{BytesBuilder, BytesSpine, BytesUpdate, PersistedTrace};
 use ddpersist::{Codec, Error, Options, Store, StreamOptions};

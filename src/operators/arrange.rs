@@ -20,11 +20,12 @@
 
 use super::persister::{input_bound, PersistHandle, Persister};
 use super::resume::open_worker_stream;
-use super::{key_hash, unsealed_times, update_hash};
+use super::{key_hash, unsealed_times, update_hash, PersistDiff};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::store::{Store, StreamOptions};
 use crate::trace::{frontier_value, BytesBatcher, BytesSpine, BytesUpdate, PersistedSpan, PersistedTrace};
+use differential_dataflow::lattice::Lattice;
 use differential_dataflow::logging::DifferentialEventBuilder;
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
@@ -32,8 +33,9 @@ use differential_dataflow::{Data, ExchangeData, VecCollection};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Map as _;
 use timely::dataflow::Stream;
-use timely::progress::Stamp;
+use timely::progress::{Stamp, Timestamp};
 
 /// A persisted arrangement: the arrangement, and the handle on the operator that persists it.
 pub type PersistedArrangement<'scope> = (Arranged<'scope, TraceAgent<PersistedTrace>>, PersistHandle);
@@ -48,8 +50,9 @@ pub struct PersistOptions {
     pub durable: bool,
 }
 
-/// Arranging a collection of `(key, val)` pairs into the store. See the module docs.
-pub trait ArrangePersisted<'scope> {
+/// Arranging a collection of `(key, val)` pairs (with `isize`, `i64` or `i32` diffs, see
+/// [`PersistDiff`]) into the store. See the module docs.
+pub trait ArrangePersisted<'scope, K, V> {
     /// Arranges the collection by key into stream `id` of `store` (one stream per worker, see
     /// [`worker_stream_id`]), with default [`PersistOptions`]. Returns the arrangement, served from the
     /// batch files, and the worker's [`PersistHandle`].
@@ -58,7 +61,10 @@ pub trait ArrangePersisted<'scope> {
     /// different number of workers or by other workers (another process's directory), or `id` is in use
     /// by another live operator on this worker; store errors from creating or opening the stream
     /// ([`Error::Corrupt`] when a batch fails verification: opening reads every persisted block once).
-    fn arrange_persisted(self, store: &Store, id: &str) -> Result<PersistedArrangement<'scope>>;
+    fn arrange_persisted(self, store: &Store, id: &str) -> Result<PersistedArrangement<'scope>>
+    where
+        K: Codec + ExchangeData,
+        V: Codec + ExchangeData;
 
     /// As [`arrange_persisted`](Self::arrange_persisted), with options.
     fn arrange_persisted_with(
@@ -66,20 +72,23 @@ pub trait ArrangePersisted<'scope> {
         store: &Store,
         id: &str,
         options: PersistOptions,
-    ) -> Result<PersistedArrangement<'scope>>;
-
-    /// An in-memory arrangement of the same collection with the same key type and partitioning as a
-    /// persisted one: keys and vals encoded by their [`Codec`], exchanged by [`key_hash`]. Join it with a
-    /// persisted arrangement through `join_core`.
-    fn arrange_encoded(self) -> Arranged<'scope, TraceAgent<BytesSpine>>;
+    ) -> Result<PersistedArrangement<'scope>>
+    where
+        K: Codec + ExchangeData,
+        V: Codec + ExchangeData;
 }
 
-impl<'scope, K, V> ArrangePersisted<'scope> for VecCollection<'scope, u64, (K, V), i64>
+impl<'scope, K, V, R> ArrangePersisted<'scope, K, V> for VecCollection<'scope, u64, (K, V), R>
 where
-    K: Codec + ExchangeData,
-    V: Codec + ExchangeData,
+    K: Data,
+    V: Data,
+    R: PersistDiff + differential_dataflow::difference::Semigroup,
 {
-    fn arrange_persisted(self, store: &Store, id: &str) -> Result<PersistedArrangement<'scope>> {
+    fn arrange_persisted(self, store: &Store, id: &str) -> Result<PersistedArrangement<'scope>>
+    where
+        K: Codec + ExchangeData,
+        V: Codec + ExchangeData,
+    {
         self.arrange_persisted_with(store, id, PersistOptions::default())
     }
 
@@ -88,7 +97,11 @@ where
         store: &Store,
         id: &str,
         options: PersistOptions,
-    ) -> Result<PersistedArrangement<'scope>> {
+    ) -> Result<PersistedArrangement<'scope>>
+    where
+        K: Codec + ExchangeData,
+        V: Codec + ExchangeData,
+    {
         let scope = self.inner.scope();
         let (index, peers) = (scope.index(), scope.peers());
         let stream_options = StreamOptions {
@@ -108,17 +121,43 @@ where
         let arranged = if peers == 1 {
             build(self.inner, Pipeline, trace, initial, persister)?
         } else {
-            let exchange = Exchange::new(update_hash::<K, V>());
+            let exchange = Exchange::new(update_hash::<K, V, R>());
             build(self.inner, exchange, trace, initial, persister)?
         };
         Ok((arranged, handle))
     }
+}
 
-    fn arrange_encoded(self) -> Arranged<'scope, TraceAgent<BytesSpine>> {
-        let encoded = self.map(|(k, v)| (k.to_bytes(), v.to_bytes()));
-        let exchange = Exchange::new(|update: &BytesUpdate| key_hash(&(update.0).0));
-        arrange_core::<_, _, BytesBatcher, BytesSpine>(
-            encoded.inner,
+/// The in-memory side of a join with a persisted arrangement, at any timestamp (also inside `iterate`).
+pub trait ArrangeEncoded<'scope, T: Timestamp + Lattice, K, V> {
+    /// An in-memory arrangement of the collection with the same key type and partitioning as a persisted
+    /// one: keys and vals encoded by their [`Codec`], exchanged by [`key_hash`], diffs as `i64`. Join it
+    /// with a persisted arrangement (or one [`enter`](Arranged::enter)ed into a nested scope) through
+    /// `join_core`.
+    fn arrange_encoded(self) -> Arranged<'scope, TraceAgent<BytesSpine<T>>>
+    where
+        K: Codec + ExchangeData,
+        V: Codec + ExchangeData;
+}
+
+impl<'scope, T, K, V, R> ArrangeEncoded<'scope, T, K, V> for VecCollection<'scope, T, (K, V), R>
+where
+    T: Timestamp + Lattice + ExchangeData,
+    K: Data,
+    V: Data,
+    R: PersistDiff + differential_dataflow::difference::Semigroup,
+{
+    fn arrange_encoded(self) -> Arranged<'scope, TraceAgent<BytesSpine<T>>>
+    where
+        K: Codec + ExchangeData,
+        V: Codec + ExchangeData,
+    {
+        let encoded = self
+            .inner
+            .map(|((k, v), t, r): ((K, V), T, R)| ((k.to_bytes(), v.to_bytes()), t, r.to_i64()));
+        let exchange = Exchange::new(|update: &BytesUpdate<T>| key_hash(&(update.0).0));
+        arrange_core::<_, _, BytesBatcher<T>, BytesSpine<T>>(
+            encoded,
             exchange,
             "ArrangeEncoded",
             BytesBatcher::new,
@@ -127,11 +166,11 @@ where
 }
 
 /// A container of input updates.
-type Updates<K, V> = Vec<((K, V), u64, i64)>;
+type Updates<K, V, R> = Vec<((K, V), u64, R)>;
 
 /// Builds the operator over `stream` (already partitioned by `pact`): see the module docs.
-fn build<'scope, K, V, P>(
-    stream: Stream<'scope, u64, Updates<K, V>>,
+fn build<'scope, K, V, R, P>(
+    stream: Stream<'scope, u64, Updates<K, V, R>>,
     pact: P,
     trace: PersistedTrace,
     initial: Vec<PersistedSpan>,
@@ -140,7 +179,8 @@ fn build<'scope, K, V, P>(
 where
     K: Codec + Data,
     V: Codec + Data,
-    P: ParallelizationContract<u64, Updates<K, V>>,
+    R: PersistDiff,
+    P: ParallelizationContract<u64, Updates<K, V, R>>,
 {
     let scope = stream.scope();
     let mut reader = None;

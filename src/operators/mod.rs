@@ -2,7 +2,7 @@
 //!
 //! - [`arrange`]: [`ArrangePersisted`], which arranges a collection into a store stream and serves it as a
 //!   DD arrangement over the persisted batches ([`PersistedTrace`](crate::trace::PersistedTrace)), and
-//!   [`ArrangePersisted::arrange_encoded`], the matching in-memory arrangement to join it with;
+//!   [`ArrangeEncoded::arrange_encoded`], the matching in-memory arrangement to join it with;
 //! - [`count`]: [`CountPersisted`], counts per key over a persisted arrangement, read from its batches;
 //! - [`persist`]: [`Persist`], which persists a collection through a [`Token`](crate::Token) and passes
 //!   it through, replaying what earlier runs persisted first;
@@ -10,11 +10,32 @@
 //! - `persister`: the state machine inside the arranging operator (write, seal, emit) and
 //!   [`PersistHandle`], through which the caller sees what it persisted and the errors it met.
 //!
+//! **DD operators on a persisted arrangement.** `arrange_persisted` takes `VecCollection<u64, (K, V), R>`
+//! with any [`Codec`] key and val (std types, or a serde type through `serde_codec!`) and `R` one of
+//! `isize` (what `new_collection()` gives), `i64`, `i32` ([`PersistDiff`]); the arrangement's keys and
+//! vals are `&[u8]` slices of the mapped files (decode them with [`Codec::decode`]) and its diffs `i64`.
+//!
+//! | DD | on a persisted arrangement |
+//! |---|---|
+//! | `arrange_by_key()` | `collection.arrange_persisted(&store, "id")?` → `(Arranged, PersistHandle)` |
+//! | `as_collection(f)` | `arranged.as_collection(\|k: &[u8], v: &[u8]\| (K::decode(k).unwrap(), V::decode(v).unwrap()))` |
+//! | `join_core(other, f)` | the other side by [`ArrangeEncoded::arrange_encoded`] (same key type and partitioning); `f` gets `&[u8]`s |
+//! | `join`, `join_map`, `semijoin`, `antijoin` | `join_core` against `other.arrange_encoded()` (for `semijoin`, `other.map(\|k\| (k, ()))`); `antijoin` = `collection.concat(semijoin.negate())` |
+//! | `reduce(f)` | `arranged.reduce_abelian::<_, BytesBuilder, BytesSpine, _>(...)` over `&[u8]` ([`crate::trace`]), or `as_collection` then `reduce` in memory |
+//! | `count()`, `count_total()` | [`CountPersisted::count`]: counts read from the persisted batches (`(key bytes, i64)`) |
+//! | `threshold_total`, `distinct_total` | `as_collection(...)` then DD's `threshold` / `distinct` (in memory) |
+//! | `iterate` (read-only use inside the loop) | `arranged.enter(scope)` inside the loop, joined with `inner.arrange_encoded()` (`tests/dd_ports.rs`: DD's bfs) |
+//! | `trace.import(scope)` | as with DD's traces: the import serves the persisted batches |
+//!
+//! A key or val type without a `Codec`, or another diff type, is a compile error that says what to add.
+//! Times are `u64` at the dataflow's top level (`worker.dataflow::<u64, _, _>`); other timestamps are
+//! not supported yet.
+//!
 //! **Partitioning.** With several workers each key lives on one worker, chosen by [`key_hash`] of the
 //! key's encoding (xxh3: stable across builds and processes, unlike DD's `Hashable`, so a restarted
 //! dataflow finds every key's history on the worker that receives its new updates). Joining a persisted
 //! arrangement with another arrangement requires both to be partitioned the same way: arrange the other
-//! side with [`ArrangePersisted::arrange_encoded`] (or exchange it by `key_hash` yourself). With one worker
+//! side with [`ArrangeEncoded::arrange_encoded`] (or exchange it by `key_hash` yourself). With one worker
 //! any partitioning works.
 //!
 //! **Streams.** Worker `i` of `n` persists into the stream [`worker_stream_id`]`(id, i, n)`, i.e.
@@ -29,7 +50,8 @@ mod persister;
 pub mod resume;
 pub mod upsert;
 
-pub use arrange::{ArrangePersisted, PersistOptions, PersistedArrangement};
+pub use arrange::{ArrangeEncoded, ArrangePersisted, PersistOptions, PersistedArrangement};
+
 pub use count::CountPersisted;
 pub use persist::{Persist, Persisted};
 pub use persister::PersistHandle;
@@ -39,6 +61,7 @@ pub use upsert::{Upsert, UpsertHandle, UpsertPersisted, Upserted};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::store::Store;
+use differential_dataflow::ExchangeData;
 use std::collections::BTreeSet;
 
 /// The hash that places a key on a worker: xxh3-64 of the key's encoding (its bytes in the store).
@@ -46,9 +69,39 @@ pub fn key_hash(key: &[u8]) -> u64 {
     crate::format::checksum(key)
 }
 
+/// The integer diff types a persisted collection may have: `i64` (what the store holds), and `isize` (DD's
+/// default, `new_collection()`) and `i32`, widened to `i64` when written. (On targets whose `isize` is
+/// wider than 64 bits, `isize` diffs beyond `i64` saturate; no such target runs timely today.)
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a diff type a persisted collection can have",
+    note = "persisted collections take `isize`, `i64` or `i32` diffs; map other diffs with `explode` or `map_in_place`"
+)]
+pub trait PersistDiff: ExchangeData + Copy {
+    /// The diff as the store holds it.
+    fn to_i64(self) -> i64;
+}
+
+impl PersistDiff for i64 {
+    fn to_i64(self) -> i64 {
+        self
+    }
+}
+
+impl PersistDiff for isize {
+    fn to_i64(self) -> i64 {
+        i64::try_from(self).unwrap_or(if self < 0 { i64::MIN } else { i64::MAX })
+    }
+}
+
+impl PersistDiff for i32 {
+    fn to_i64(self) -> i64 {
+        i64::from(self)
+    }
+}
+
 /// The exchange function of persisting operators: [`key_hash`] of an update's encoded key (one scratch
 /// buffer reused across updates).
-pub(crate) fn update_hash<K: Codec, V>() -> impl FnMut(&((K, V), u64, i64)) -> u64 + 'static {
+pub(crate) fn update_hash<K: Codec, V, R>() -> impl FnMut(&((K, V), u64, R)) -> u64 + 'static {
     let mut scratch = Vec::new();
     move |update| {
         scratch.clear();

@@ -92,7 +92,7 @@ where
         let output = if peers == 1 {
             build(self.inner, Pipeline, token, replay, persister)
         } else {
-            let exchange = Exchange::new(update_hash::<K, V>());
+            let exchange = Exchange::new(update_hash::<K, V, i64>());
             build(self.inner, exchange, token, replay, persister)
         };
         Ok((output.as_collection(), handle))

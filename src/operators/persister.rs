@@ -230,8 +230,12 @@ impl Persister {
     }
 
     /// Encodes the updates of `data` not yet persisted into the staging buffer, and clears `data`.
-    pub(crate) fn stage<K: Codec, V: Codec>(&mut self, data: &mut Vec<((K, V), u64, i64)>) {
+    pub(crate) fn stage<K: Codec, V: Codec, R: super::PersistDiff>(
+        &mut self,
+        data: &mut Vec<((K, V), u64, R)>,
+    ) {
         for ((key, val), time, diff) in data.iter() {
+            let diff = &diff.to_i64();
             if self.stopped || *time < self.upper || *diff == 0 {
                 continue;
             }

@@ -161,21 +161,24 @@ impl<T> PushInto<T> for CopyContainer<T> {
     }
 }
 
-/// Column layout of the in-memory byte-keyed arrangement: byte-string keys and vals, `u64` times,
-/// `i64` diffs.
-pub type BytesLayout = (BytesContainer, BytesContainer, Vec<u64>, Vec<i64>, OffsetList);
+/// Column layout of the in-memory byte-keyed arrangement: byte-string keys and vals, times `T` (`u64` at
+/// the top level; a product time inside `iterate`), `i64` diffs.
+pub type BytesLayout<T = u64> = (BytesContainer, BytesContainer, Vec<T>, Vec<i64>, OffsetList);
 /// One update fed to the in-memory byte-keyed arrangement: `((key, val), time, diff)`.
-pub type BytesUpdate = ((Vec<u8>, Vec<u8>), u64, i64);
+pub type BytesUpdate<T = u64> = ((Vec<u8>, Vec<u8>), T, i64);
 /// An in-memory batch of byte-string updates (DD's `OrdValBatch`).
-pub type BytesBatch = OrdValBatch<BytesLayout>;
+pub type BytesBatch<T = u64> = OrdValBatch<BytesLayout<T>>;
 /// DD's in-memory fueled spine of [`BytesBatch`]es; its cursor's keys and vals are `&[u8]`, like those of
 /// a [`PersistedTrace`](super::PersistedTrace), so the two can be joined.
-pub type BytesSpine = Spine<Rc<BytesBatch>>;
+pub type BytesSpine<T = u64> = Spine<Rc<BytesBatch<T>>>;
 /// Builds [`BytesBatch`]es from sorted, consolidated [`BytesUpdate`]s (e.g. as `reduce` output).
-pub type BytesBuilder = OrdValBuilder<BytesLayout, Vec<BytesUpdate>>;
+pub type BytesBuilder<T = u64> = OrdValBuilder<BytesLayout<T>, Vec<BytesUpdate<T>>>;
 /// Sorts and consolidates [`BytesUpdate`]s into [`BytesBatch`]es (the `arrange` batcher).
-pub type BytesBatcher =
-    MergeBatcher<ContainerChunker<Vec<BytesUpdate>>, VecMerger<(Vec<u8>, Vec<u8>), u64, i64>, BytesBuilder>;
+pub type BytesBatcher<T = u64> = MergeBatcher<
+    ContainerChunker<Vec<BytesUpdate<T>>>,
+    VecMerger<(Vec<u8>, Vec<u8>), T, i64>,
+    BytesBuilder<T>,
+>;
 
 #[cfg(test)]
 mod tests {

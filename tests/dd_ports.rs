@@ -1,0 +1,245 @@
+//! Differential dataflow's own computations over persisted arrangements, with DD's everyday types:
+//! `isize` diffs from `new_collection()`, `usize` nodes, `char` and serde struct vals; DD 0.26's
+//! `tests/bfs.rs` with its edges arranged persistently and brought into the `iterate` scope with `enter`,
+//! with 1 and 2 workers and a restart in the middle. Every answer is compared with the in-memory one.
+
+use ddpersist::operators::{ArrangeEncoded, ArrangePersisted, PersistHandle};
+use ddpersist::{Codec, Store};
+use differential_dataflow::input::Input;
+use differential_dataflow::operators::Iterate;
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use timely::dataflow::operators::{Inspect, Probe};
+use timely::dataflow::ProbeHandle;
+
+/// A user's own val type: serde derives and one line for its codec.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct Visit {
+    page: String,
+    weight: u32,
+}
+ddpersist::serde_codec!(Visit);
+
+fn consolidate<D: Ord + Clone>(updates: &[(D, i64)]) -> BTreeMap<D, i64> {
+    let mut acc = BTreeMap::new();
+    for (d, r) in updates {
+        *acc.entry(d.clone()).or_insert(0) += r;
+    }
+    acc.retain(|_, r| *r != 0);
+    acc
+}
+
+/// `new_collection()` as DD's examples write it (isize diffs, usize keys, char and struct vals): the
+/// persisted arrangement holds what DD's in-memory `arrange_by_key` holds.
+#[test]
+fn dd_types_arrange_as_in_memory() {
+    for workers in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let want = Arc::new(Mutex::new(Vec::new()));
+        let (g, w) = (got.clone(), want.clone());
+        timely::execute(timely::Config::process(workers), move |worker| {
+            let (g, w) = (g.clone(), w.clone());
+            let probe = ProbeHandle::new();
+            let mut input = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, visits) = scope.new_collection();
+                let (persisted, _handle): (_, PersistHandle) =
+                    visits.clone().arrange_persisted(&store, "visits").unwrap();
+                persisted
+                    .as_collection(|k: &[u8], v: &[u8]| {
+                        (usize::decode(k).unwrap(), <(char, Visit)>::decode(v).unwrap())
+                    })
+                    .inner
+                    .inspect(move |(d, _, r)| g.lock().unwrap().push((d.clone(), *r)))
+                    .probe_with(&probe);
+                visits
+                    .arrange_by_key()
+                    .as_collection(|k: &usize, v: &(char, Visit)| (*k, v.clone()))
+                    .inner
+                    .inspect(move |(d, _, r)| w.lock().unwrap().push((d.clone(), *r as i64)));
+                input
+            });
+            if worker.index() == 0 {
+                for t in 0..5u64 {
+                    input.advance_to(t);
+                    for i in 0..20usize {
+                        let visit = Visit {
+                            page: format!("p{}", (i * 7 + t as usize) % 9),
+                            weight: i as u32,
+                        };
+                        let c = char::from(b'a' + (i % 26) as u8);
+                        input.update((i % 7, (c, visit.clone())), 1isize);
+                        if t > 0 && i % 3 == 0 {
+                            input.update((i % 7, (c, visit)), -1isize);
+                        }
+                    }
+                }
+            }
+            input.advance_to(5);
+            input.flush();
+            worker.step_while(|| probe.less_than(&5));
+        })
+        .unwrap();
+        let got = consolidate(&got.lock().unwrap());
+        let want = consolidate(&want.lock().unwrap());
+        assert!(!want.is_empty());
+        assert_eq!(got, want, "{workers} workers");
+    }
+}
+
+type Node = usize;
+type Edge = (Node, Node);
+
+/// Edges added and removed over `rounds` rounds (DD's `tests/bfs.rs` input, with a fixed generator).
+fn edge_list(nodes: usize, edges: usize, rounds: u64) -> Vec<(Edge, u64, i64)> {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let mut present: Vec<Edge> = (0..edges).map(|_| (next(nodes), next(nodes))).collect();
+    let mut out: Vec<(Edge, u64, i64)> = present.iter().map(|e| (*e, 0, 1)).collect();
+    for round in 1..rounds {
+        let added = (next(nodes), next(nodes));
+        present.push(added);
+        out.push((added, round, 1));
+        // Remove an edge that is present (as DD's test does), never one twice.
+        let removed = present.swap_remove(next(present.len()));
+        out.push((removed, round, -1));
+    }
+    out
+}
+
+/// BFS from node 1 over the edges present after `round`, as `(distance, nodes at that distance)`.
+fn bfs_sequential(edges: &[(Edge, u64, i64)], round: u64) -> BTreeMap<(usize, usize), i64> {
+    let mut present = BTreeMap::new();
+    for (e, t, d) in edges.iter().filter(|e| e.1 <= round) {
+        let _ = t;
+        *present.entry(*e).or_insert(0i64) += d;
+    }
+    let mut dist: BTreeMap<usize, usize> = [(1, 0)].into();
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for ((src, dst), &cnt) in &present {
+            if cnt > 0 {
+                if let Some(&ds) = dist.get(src) {
+                    if dist.get(dst).is_none_or(|&dd| dd > ds + 1) {
+                        dist.insert(*dst, ds + 1);
+                        changed = true;
+                    }
+                }
+            }
+        }
+    }
+    let mut counts = BTreeMap::new();
+    for d in dist.values() {
+        *counts.entry(*d).or_insert(0usize) += 1;
+    }
+    counts.into_iter().map(|(d, c)| ((d, c), 1)).collect()
+}
+
+/// DD's bfs, with the edges a persisted arrangement entered into the loop: `join_core` of the loop's
+/// distances (arranged with `arrange_encoded`, the same key type) against it.
+fn bfs<'scope>(
+    edges: &ddpersist::operators::PersistedArrangement<'scope>,
+    roots: VecCollection<'scope, u64, Node, i64>,
+) -> VecCollection<'scope, u64, (Node, usize), i64> {
+    let arranged = edges.0.clone();
+    let nodes = roots.map(|x| (x, 0usize));
+    nodes.clone().iterate(|scope, inner| {
+        let edges = arranged.enter(scope);
+        let nodes = nodes.enter(scope);
+        inner
+            .map(|(n, d)| (n, d))
+            .arrange_encoded()
+            .join_core(edges, |_k, l: &[u8], d: &[u8]| {
+                Some((usize::decode(d).unwrap(), usize::decode(l).unwrap() + 1))
+            })
+            .concat(nodes)
+            .reduce(|_, s, t| t.push((*s[0].0, 1)))
+    })
+}
+
+/// One run over `dir`: edges persisted (fed from the handle's resume point), roots in memory; returns the
+/// bfs counts `(distance, nodes)` accumulated over the run's output, and the resume point.
+fn run_bfs(
+    dir: &Path,
+    workers: usize,
+    edges: Vec<(Edge, u64, i64)>,
+    rounds: u64,
+) -> (BTreeMap<(usize, usize), i64>, u64) {
+    let store = Store::open(dir).unwrap();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let resume = Arc::new(Mutex::new(0));
+    let (o, r) = (out.clone(), resume.clone());
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let o = o.clone();
+        let probe = ProbeHandle::new();
+        let (mut roots, mut edge_input, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (roots, root_collection) = scope.new_collection::<Node, i64>();
+            let (edge_input, edge_collection) = scope.new_collection::<Edge, i64>();
+            let persisted = edge_collection.arrange_persisted(&store, "edges").unwrap();
+            let handle = persisted.1.clone();
+            bfs(&persisted, root_collection)
+                .map(|(_, dist)| dist)
+                .count()
+                .inner
+                .inspect(move |((d, c), _, diff)| o.lock().unwrap().push(((*d, *c as usize), *diff as i64)))
+                .probe_with(&probe);
+            (roots, edge_input, handle)
+        });
+        let from = handle.resume_at();
+        *r.lock().unwrap() = from;
+        if worker.index() == 0 {
+            roots.update(1, 1);
+        }
+        edge_input.advance_to(from);
+        for round in from..rounds {
+            edge_input.advance_to(round);
+            if worker.index() == 0 {
+                for (e, _, d) in edges.iter().filter(|e| e.1 == round) {
+                    edge_input.update(*e, *d);
+                }
+            }
+        }
+        roots.advance_to(rounds);
+        edge_input.advance_to(rounds);
+        roots.flush();
+        edge_input.flush();
+        worker.step_while(|| probe.less_than(&rounds));
+        for dataflow in worker.installed_dataflows() {
+            worker.drop_dataflow(dataflow);
+        }
+    })
+    .unwrap();
+    let out = consolidate(&out.lock().unwrap());
+    let resume = *resume.lock().unwrap();
+    (out, resume)
+}
+
+/// DD's `tests/bfs.rs` over persisted edges, with 1 and 2 workers and a restart in the middle: the counts
+/// after each run equal the sequential answer at its last round.
+#[test]
+fn bfs_over_persisted_edges_with_a_restart() {
+    for workers in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let edges = edge_list(30, 60, 10);
+        let (first, resume) = run_bfs(dir.path(), workers, edges.clone(), 5);
+        assert_eq!(resume, 0);
+        assert_eq!(first, bfs_sequential(&edges, 4), "{workers} workers, first run");
+        let (second, resume) = run_bfs(dir.path(), workers, edges.clone(), 10);
+        assert_eq!(resume, 5, "the stopped run recorded every round");
+        assert_eq!(
+            second,
+            bfs_sequential(&edges, 9),
+            "{workers} workers, after the restart"
+        );
+    }
+}
