@@ -27,7 +27,7 @@
 //! new manifest and orphan inputs (removed on open). Never a mix, never a lost update. A failure in 2 leaves
 //! everything as it was; a failure in 3 poisons the store (the manifest's fate is unknown until reopen).
 //!
-//! **Threads.** [`Workers`] runs `Options::compaction_threads` background threads fed by a queue of streams
+//! **Threads.** `Workers` runs `Options::compaction_threads` background threads fed by a queue of streams
 //! that sealed. `seal` waits only when a stream has more than `Options::max_batches_per_stream` batches
 //! (back-pressure); past that bound a merge is always due, of the adjacent pair with the fewest updates
 //! if none is due by size ([`pick_merge_bounded`]). With zero threads, merges run inside `seal`.

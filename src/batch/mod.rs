@@ -4,7 +4,7 @@
 //! been advanced to `since` by logical compaction). Updates are sorted by `(key, val, time)` and
 //! consolidated: no two share `(key, val, time)` and no diff is zero.
 //!
-//! The layout (specified byte by byte in [`format`] and DESIGN.md) is a sequence of *blocks*, each a small
+//! The layout (specified byte by byte in [`format`](mod@format) and DESIGN.md) is a sequence of *blocks*, each a small
 //! columnar trie (keys → vals → (time, diff)) addressed by `u32` offset arrays, so a reader serves keys and
 //! vals as `&[u8]` straight out of the read-only memory map with no decoding pass. A block index with the
 //! first and last key of every block (a sparse index with fences) lets a reader seek without touching the

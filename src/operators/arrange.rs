@@ -54,7 +54,7 @@ pub struct PersistOptions {
 /// [`PersistDiff`]) into the store. See the module docs.
 pub trait ArrangePersisted<'scope, K, V> {
     /// Arranges the collection by key into stream `id` of `store` (one stream per worker, see
-    /// [`worker_stream_id`]), with default [`PersistOptions`]. Returns the arrangement, served from the
+    /// [`worker_stream_id`](super::worker_stream_id)), with default [`PersistOptions`]. Returns the arrangement, served from the
     /// batch files, and the worker's [`PersistHandle`].
     ///
     /// Errors (when building the dataflow): [`Error::BadInput`] if the arrangement was persisted by a

@@ -2,7 +2,7 @@
 //! what earlier runs persisted before anything else.
 //!
 //! The operator on worker `i` of `n` writes into the store stream
-//! [`worker_stream_id`]`(token.id(), i, n)` (input exchanged by [`key_hash`] when `n > 1`, as for
+//! [`worker_stream_id`](super::worker_stream_id)`(token.id(), i, n)` (input exchanged by [`key_hash`](super::key_hash) when `n > 1`, as for
 //! [`ArrangePersisted`](super::ArrangePersisted), so a restarted dataflow finds each key's history on the
 //! worker that receives its new updates). It:
 //! 1. when built: reads the stream's snapshot (every persisted update, sealed or, for durable streams,

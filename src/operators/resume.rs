@@ -2,7 +2,7 @@
 //! belongs to this worker, and where the dataflow's input resumes.
 //!
 //! Every persisting operator ([`ArrangePersisted`](super::ArrangePersisted), [`Persist`](super::Persist),
-//! [`UpsertPersisted`](super::UpsertPersisted)) opens its worker's stream through [`open_worker_stream`],
+//! [`UpsertPersisted`](super::UpsertPersisted)) opens its worker's stream through `open_worker_stream`,
 //! which
 //! 1. refuses a store whose streams of the id were written by another number of workers, or by other
 //!    workers than this one (a directory of another process, or a process restarted with more workers);

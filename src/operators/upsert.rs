@@ -97,7 +97,7 @@ impl UpsertHandle {
 
 /// De-upserting a stream into a persisted collection. See the module docs.
 pub trait UpsertPersisted<'scope, K, V> {
-    /// De-upserts into store stream `id` (one stream per worker, see [`worker_stream_id`]), returning the
+    /// De-upserts into store stream `id` (one stream per worker, see [`worker_stream_id`](super::worker_stream_id)), returning the
     /// collection of `(key, val)` with its updates, and this worker's handle.
     ///
     /// Errors (when building the dataflow): [`crate::Error::BadInput`] if the state was persisted by a
