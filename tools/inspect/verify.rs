@@ -2,7 +2,7 @@
 //! 1. the manifest decodes (its checksum and invariants);
 //! 2. every batch file it names exists, passes `BatchFile::open` and `verify` (every block's checksum
 //!    and structure), and agrees with the manifest's description and update count;
-//! 3. every WAL segment and record is well formed (a read-only scan, see [`crate::wal`]), and each record
+//! 3. every WAL segment and record is well formed (a read-only scan, see [`ddpersist::wal`]), and each record
 //!    decodes and names a stream in the manifest.
 //!
 //! Stops at the first failure. What is odd but harmless (a torn WAL tail, files the next open removes)

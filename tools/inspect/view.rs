@@ -8,7 +8,7 @@
 //!   it, and a manifest commit (dropping the spilled runs of streams that are not durable, as any open
 //!   does) is kept in memory. Every other write — a merge's batch file — is refused, so no merge runs (the
 //!   store records the refusal as a background error and serves reads as before).
-//! - [`WalReader`]: replays the WAL segments with the library's read-only scan ([`ddpersist::wal::scan`]:
+//! - [`WalReader`]: replays the WAL segments with the library's read-only scan ([`ddpersist::wal::scan()`]:
 //!   the replay rules without cutting a torn tail) and refuses appends.
 //!
 //! Unsealed updates of streams that are not durable live only in the memory of the process that wrote
@@ -168,5 +168,37 @@ impl Buffer for WalReader {
 
     fn is_durable(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_view_never_writes_to_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(MANIFEST_NAME), b"on disk").unwrap();
+        std::fs::write(tmp.path().join("0000000000000001.batch.tmp"), b"in progress").unwrap();
+        let view = ReadOnlyBlob::new(DirBlob::open(tmp.path()).unwrap());
+        // A merge's output is refused; a manifest commit stays in memory.
+        assert!(view.create("0000000000000002.batch").is_err());
+        view.set(MANIFEST_NAME, b"in memory").unwrap();
+        assert_eq!(&*view.get(MANIFEST_NAME).unwrap().unwrap(), b"in memory");
+        // Removing an orphan hides it.
+        view.delete("0000000000000001.batch.tmp").unwrap();
+        assert!(view.get("0000000000000001.batch.tmp").unwrap().is_none());
+        assert_eq!(view.list().unwrap(), vec![MANIFEST_NAME.to_string()]);
+        // The directory is as it was.
+        assert_eq!(std::fs::read(tmp.path().join(MANIFEST_NAME)).unwrap(), b"on disk");
+        assert!(tmp.path().join("0000000000000001.batch.tmp").exists());
+        assert!(!tmp.path().join("0000000000000002.batch").exists());
+        // The WAL refuses appends.
+        let wal = WalReader {
+            dir: tmp.path().join("wal"),
+            shares: Mutex::default(),
+        };
+        assert!(wal.append(b"x").is_err());
+        assert_eq!(wal.replay(&mut |_, _| Ok(())).unwrap(), ReplayReport::default());
     }
 }
