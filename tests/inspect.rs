@@ -2,11 +2,16 @@
 //! them, and checks its output, its exit codes, and that it never changes the store.
 
 use ddpersist::{Store, StreamOptions};
+use json::Get as _;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// Tests of `get`, `scan` and `stats`.
+#[path = "inspect/read.rs"]
+mod read;
 
 /// Runs `inspect` with `args`.
 fn inspect<S: AsRef<OsStr>>(args: &[S]) -> Output {
@@ -202,19 +207,16 @@ fn listing_json_has_the_right_counts() {
         assert!(text.contains(key), "missing {key} in {text}");
     }
     let v = json::parse(&text).unwrap();
-    let streams = v.get("streams").array();
+    let streams = v.at("streams").array();
     assert_eq!(streams.len(), 2);
-    assert_eq!(streams[0].get("id").str(), "fruit");
-    assert_eq!(streams[0].get("upper").num(), "2");
-    let batch = &streams[0].get("batches").array()[0];
-    assert_eq!(batch.get("file").str(), "0000000000000000.batch");
-    assert_eq!(batch.get("update_count").num(), "3");
-    assert_eq!(batch.get("description").get("upper").num(), "2");
-    assert_eq!(
-        streams[1].get("batches").array()[0].get("update_count").num(),
-        "2"
-    );
-    assert_eq!(v.get("wal_segments").array().len(), 1);
+    assert_eq!(streams[0].at("id").str(), "fruit");
+    assert_eq!(streams[0].at("upper").num(), "2");
+    let batch = &streams[0].at("batches").array()[0];
+    assert_eq!(batch.at("file").str(), "0000000000000000.batch");
+    assert_eq!(batch.at("update_count").num(), "3");
+    assert_eq!(batch.at("description").at("upper").num(), "2");
+    assert_eq!(streams[1].at("batches").array()[0].at("update_count").num(), "2");
+    assert_eq!(v.at("wal_segments").array().len(), 1);
 }
 
 #[test]
@@ -257,21 +259,21 @@ fn batch_json_lists_every_update() {
     let text = stdout(&o);
     assert_balanced(&text);
     let v = json::parse(&text).unwrap();
-    assert!(v.get("file").str().ends_with("0000000000000000.batch"));
-    assert_eq!(v.get("description").get("lower").num(), "0");
-    assert_eq!(v.get("update_count").num(), "3");
-    let updates = v.get("updates").array();
+    assert!(v.at("file").str().ends_with("0000000000000000.batch"));
+    assert_eq!(v.at("description").at("lower").num(), "0");
+    assert_eq!(v.at("update_count").num(), "3");
+    let updates = v.at("updates").array();
     assert_eq!(updates.len(), 3);
-    assert_eq!(updates[0].get("key").get("utf8").str(), "apple");
-    assert_eq!(updates[1].get("diff").num(), "-1");
-    assert_eq!(updates[2].get("val").get("utf8").str(), "green \"ripe\"");
+    assert_eq!(updates[0].at("key").at("utf8").str(), "apple");
+    assert_eq!(updates[1].at("diff").num(), "-1");
+    assert_eq!(updates[2].at("val").at("utf8").str(), "green \"ripe\"");
     let o = inspect(&[OsStr::new("batch"), OsStr::new("--json"), batches[1].as_os_str()]);
     let v = json::parse(&stdout(&o)).unwrap();
     let hex_keys: Vec<String> = v
-        .get("updates")
+        .at("updates")
         .array()
         .iter()
-        .map(|u| u.get("key").get("hex").str())
+        .map(|u| u.at("key").at("hex").str())
         .collect();
     assert_eq!(hex_keys, vec!["0000002a".to_string(), "ff006b".to_string()]);
 }
@@ -289,10 +291,10 @@ fn verify_passes_on_a_good_store_and_changes_nothing() {
     let o = inspect(&[OsStr::new("verify"), OsStr::new("--json"), dir.as_os_str()]);
     assert_exit(&o, 0);
     let v = json::parse(&stdout(&o)).unwrap();
-    assert!(v.get("ok").bool());
-    assert_eq!(v.get("batch_files").num(), "2");
-    assert_eq!(v.get("updates").num(), "5");
-    assert_eq!(v.get("wal_records").num(), "2");
+    assert!(v.at("ok").bool());
+    assert_eq!(v.at("batch_files").num(), "2");
+    assert_eq!(v.at("updates").num(), "5");
+    assert_eq!(v.at("wal_records").num(), "2");
     inspect(&[&dir]);
     assert_eq!(tree(&dir), before, "inspect changed the store");
 }
@@ -310,8 +312,8 @@ fn verify_fails_on_a_flipped_block_byte_naming_the_file() {
     let o = inspect(&[OsStr::new("verify"), OsStr::new("--json"), dir.as_os_str()]);
     assert_exit(&o, 1);
     let v = json::parse(&stdout(&o)).unwrap();
-    assert!(!v.get("ok").bool());
-    assert!(v.get("error").str().contains("0000000000000000.batch"));
+    assert!(!v.at("ok").bool());
+    assert!(v.at("error").str().contains("0000000000000000.batch"));
     // Reading the damaged batch fails too, naming the file.
     let o = inspect(&[OsStr::new("batch"), batch.as_os_str()]);
     assert_exit(&o, 1);
@@ -350,8 +352,8 @@ fn verify_reports_a_torn_wal_tail_without_cutting_it() {
     );
     let o = inspect(&[OsStr::new("verify"), OsStr::new("--json"), dir.as_os_str()]);
     let v = json::parse(&stdout(&o)).unwrap();
-    assert!(v.get("ok").bool());
-    assert!(v.get("torn_tail").get("file").str().ends_with(".wal"));
+    assert!(v.at("ok").bool());
+    assert!(v.at("torn_tail").at("file").str().ends_with(".wal"));
     // The store agrees: it opens, cutting the tail, and loses only the unsealed write.
     let store = Store::open(&dir).unwrap();
     assert!(store.recovery_report().torn_tail.is_some());
@@ -371,7 +373,7 @@ fn verify_warns_about_files_the_manifest_does_not_name() {
     );
     assert!(err.contains("MANIFEST.tmp is not named by the manifest"), "{err}");
     let o = inspect(&[OsStr::new("verify"), OsStr::new("--json"), dir.as_os_str()]);
-    assert_eq!(json::parse(&stdout(&o)).unwrap().get("warnings").array().len(), 2);
+    assert_eq!(json::parse(&stdout(&o)).unwrap().at("warnings").array().len(), 2);
 }
 
 #[test]
@@ -427,11 +429,12 @@ fn usage_errors_exit_2() {
     ] {
         let o = inspect(args);
         assert_exit(&o, 2);
-        assert!(stderr(&o).contains("usage:"), "{}", stderr(&o));
+        assert!(stderr(&o).starts_with("inspect: "), "{}", stderr(&o));
+        assert!(stderr(&o).contains("Usage:"), "{}", stderr(&o));
     }
     let o = inspect(&["--help"]);
     assert_exit(&o, 0);
-    assert!(stdout(&o).contains("usage:"));
+    assert!(stdout(&o).contains("Usage:"));
 }
 
 /// Braces and brackets outside strings balance, and the text is one line.
@@ -454,216 +457,47 @@ fn assert_balanced(text: &str) {
     assert_eq!(text.trim_end().lines().count(), 1);
 }
 
-/// A minimal JSON reader, enough to check the tool's output structurally.
+/// The JSON output, parsed with serde_json, read through short accessors that panic with the value.
 mod json {
-    #[derive(Debug, Clone)]
-    pub enum Value {
-        Null,
-        Bool(bool),
-        Num(String),
-        Str(String),
-        Arr(Vec<Value>),
-        Obj(Vec<(String, Value)>),
+    pub use serde_json::Value;
+
+    /// Parses one JSON document.
+    pub fn parse(text: &str) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(text)
     }
 
-    impl Value {
-        pub fn get(&self, key: &str) -> &Value {
-            match self {
-                Value::Obj(members) => {
-                    &members
-                        .iter()
-                        .find(|(k, _)| k == key)
-                        .unwrap_or_else(|| panic!("no {key}"))
-                        .1
-                }
-                other => panic!("{other:?} is not an object"),
-            }
-        }
-        pub fn array(&self) -> &[Value] {
-            match self {
-                Value::Arr(items) => items,
-                other => panic!("{other:?} is not an array"),
-            }
-        }
-        pub fn str(&self) -> String {
-            match self {
-                Value::Str(s) => s.clone(),
-                other => panic!("{other:?} is not a string"),
-            }
-        }
-        pub fn num(&self) -> &str {
-            match self {
-                Value::Num(n) => n,
-                other => panic!("{other:?} is not a number"),
-            }
-        }
-        pub fn bool(&self) -> bool {
-            match self {
-                Value::Bool(b) => *b,
-                other => panic!("{other:?} is not a boolean"),
-            }
-        }
+    /// Accessors that panic (showing the value) when the shape is not the expected one.
+    pub trait Get {
+        fn at(&self, key: &str) -> &Value;
+        fn array(&self) -> &[Value];
+        fn str(&self) -> String;
+        fn num(&self) -> String;
+        fn bool(&self) -> bool;
     }
 
-    /// Parses one JSON document (trailing whitespace allowed).
-    pub fn parse(text: &str) -> Result<Value, String> {
-        let mut p = Parser {
-            s: text.as_bytes(),
-            at: 0,
-        };
-        let v = p.value()?;
-        p.ws();
-        if p.at != p.s.len() {
-            return Err(format!("trailing bytes at {}", p.at));
+    impl Get for Value {
+        fn at(&self, key: &str) -> &Value {
+            self.as_object()
+                .unwrap_or_else(|| panic!("{self} is not an object"))
+                .get(key)
+                .unwrap_or_else(|| panic!("no {key} in {self}"))
         }
-        Ok(v)
-    }
-
-    struct Parser<'a> {
-        s: &'a [u8],
-        at: usize,
-    }
-
-    impl Parser<'_> {
-        fn ws(&mut self) {
-            while self.s.get(self.at).is_some_and(|c| c.is_ascii_whitespace()) {
-                self.at += 1;
-            }
+        fn array(&self) -> &[Value] {
+            self.as_array()
+                .unwrap_or_else(|| panic!("{self} is not an array"))
         }
-
-        fn peek(&mut self) -> Result<u8, String> {
-            self.ws();
-            self.s
-                .get(self.at)
-                .copied()
-                .ok_or_else(|| "unexpected end".to_string())
+        fn str(&self) -> String {
+            self.as_str()
+                .unwrap_or_else(|| panic!("{self} is not a string"))
+                .to_string()
         }
-
-        fn eat(&mut self, c: u8) -> Result<(), String> {
-            if self.peek()? != c {
-                return Err(format!("expected {:?} at {}", c as char, self.at));
-            }
-            self.at += 1;
-            Ok(())
+        fn num(&self) -> String {
+            assert!(self.is_number(), "{self} is not a number");
+            self.to_string()
         }
-
-        fn literal(&mut self, word: &str, v: Value) -> Result<Value, String> {
-            if !self.s[self.at..].starts_with(word.as_bytes()) {
-                return Err(format!("bad literal at {}", self.at));
-            }
-            self.at += word.len();
-            Ok(v)
-        }
-
-        fn value(&mut self) -> Result<Value, String> {
-            match self.peek()? {
-                b'{' => self.object(),
-                b'[' => self.array(),
-                b'"' => Ok(Value::Str(self.string()?)),
-                b't' => self.literal("true", Value::Bool(true)),
-                b'f' => self.literal("false", Value::Bool(false)),
-                b'n' => self.literal("null", Value::Null),
-                _ => self.number(),
-            }
-        }
-
-        fn object(&mut self) -> Result<Value, String> {
-            self.eat(b'{')?;
-            let mut members = Vec::new();
-            if self.peek()? == b'}' {
-                self.at += 1;
-                return Ok(Value::Obj(members));
-            }
-            loop {
-                self.peek()?;
-                let key = self.string()?;
-                self.eat(b':')?;
-                members.push((key, self.value()?));
-                match self.peek()? {
-                    b',' => self.at += 1,
-                    b'}' => {
-                        self.at += 1;
-                        return Ok(Value::Obj(members));
-                    }
-                    _ => return Err(format!("expected , or }} at {}", self.at)),
-                }
-            }
-        }
-
-        fn array(&mut self) -> Result<Value, String> {
-            self.eat(b'[')?;
-            let mut items = Vec::new();
-            if self.peek()? == b']' {
-                self.at += 1;
-                return Ok(Value::Arr(items));
-            }
-            loop {
-                items.push(self.value()?);
-                match self.peek()? {
-                    b',' => self.at += 1,
-                    b']' => {
-                        self.at += 1;
-                        return Ok(Value::Arr(items));
-                    }
-                    _ => return Err(format!("expected , or ] at {}", self.at)),
-                }
-            }
-        }
-
-        fn string(&mut self) -> Result<String, String> {
-            self.eat(b'"')?;
-            let mut out = Vec::new();
-            loop {
-                let c = *self.s.get(self.at).ok_or("unterminated string")?;
-                self.at += 1;
-                match c {
-                    b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
-                    b'\\' => self.escape(&mut out)?,
-                    c if c < 0x20 => return Err(format!("raw control byte at {}", self.at - 1)),
-                    c => out.push(c),
-                }
-            }
-        }
-
-        fn escape(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
-            let c = *self.s.get(self.at).ok_or("unterminated escape")?;
-            self.at += 1;
-            let ch = match c {
-                b'"' => '"',
-                b'\\' => '\\',
-                b'/' => '/',
-                b'n' => '\n',
-                b'r' => '\r',
-                b't' => '\t',
-                b'b' => '\u{8}',
-                b'f' => '\u{c}',
-                b'u' => {
-                    let hex = std::str::from_utf8(self.s.get(self.at..self.at + 4).ok_or("short \\u")?)
-                        .map_err(|e| e.to_string())?;
-                    self.at += 4;
-                    let code = u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
-                    char::from_u32(code).ok_or("bad \\u escape")?
-                }
-                _ => return Err(format!("bad escape at {}", self.at - 1)),
-            };
-            let mut buf = [0u8; 4];
-            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-            Ok(())
-        }
-
-        fn number(&mut self) -> Result<Value, String> {
-            let start = self.at;
-            while self
-                .s
-                .get(self.at)
-                .is_some_and(|c| c.is_ascii_digit() || b"-+.eE".contains(c))
-            {
-                self.at += 1;
-            }
-            let n = std::str::from_utf8(&self.s[start..self.at]).map_err(|e| e.to_string())?;
-            n.parse::<f64>()
-                .map_err(|_| format!("bad number {n:?} at {start}"))?;
-            Ok(Value::Num(n.to_string()))
+        fn bool(&self) -> bool {
+            self.as_bool()
+                .unwrap_or_else(|| panic!("{self} is not a boolean"))
         }
     }
 }

@@ -140,3 +140,8 @@ pub fn wal_segments(wal_dir: &Path) -> Result<Vec<SegmentFile>> {
         })
         .collect()
 }
+
+/// The file name of the batch file `meta` names.
+pub fn batch_name(meta: &BatchMeta) -> String {
+    batch_file_name(meta.file_no)
+}

@@ -6,10 +6,13 @@
 
 use crate::access::open_batch_path;
 use crate::error::ToolResult;
-use crate::json::JsonWriter;
-use crate::render::{count, frontier, header_row, interval, json_description, Bytes, Widths};
+use crate::render::{
+    count, frontier, interval, table, write_json_streamed, write_table, Bytes, DescriptionJson, PagedTable,
+    StreamedSeq,
+};
 use ddpersist::batch::{BatchFile, UpdateCursor};
 use ddpersist::UpdateRef;
+use serde::Serialize;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -34,14 +37,23 @@ pub fn run(path: &Path, json: bool, out: &mut dyn Write) -> ToolResult<()> {
     }
 }
 
-/// Calls `f` on every update of `batch`, in order.
-fn for_each_update(batch: &BatchFile, mut f: impl FnMut(UpdateRef<'_>) -> ToolResult<()>) -> ToolResult<()> {
-    let mut cursor = UpdateCursor::new(batch)?;
-    while let Some(update) = cursor.get() {
-        f(update)?;
-        cursor.step()?;
-    }
-    Ok(())
+/// Every update of `batch`, in order; an item is an error when a block fails its checks (and ends the
+/// iteration).
+fn updates(batch: &BatchFile) -> impl Iterator<Item = ddpersist::Result<UpdateRef<'_>>> {
+    let mut cursor = Some(UpdateCursor::new(batch));
+    std::iter::from_fn(move || {
+        let current = match cursor.as_mut()? {
+            Ok(c) => c,
+            Err(_) => return cursor.take().and_then(|c| c.err()).map(Err),
+        };
+        let update = current.get()?;
+        // The update borrows the file's mapped bytes, not the cursor.
+        let update = (update.0, update.1, update.2, update.3);
+        if let Err(e) = current.step() {
+            cursor = Some(Err(e));
+        }
+        Some(Ok(update))
+    })
 }
 
 fn write_text(batch: &BatchFile, out: &mut dyn Write) -> ToolResult<()> {
@@ -73,11 +85,9 @@ fn write_summary_text(batch: &BatchFile, out: &mut dyn Write) -> io::Result<()> 
 
 fn write_blocks_text(batch: &BatchFile, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "blocks:")?;
-    let rows: Vec<Vec<String>> = (0..batch.block_count()).map(|i| block_row(batch, i)).collect();
-    let mut widths = Widths::of_header(&BLOCK_HEADER);
-    rows.iter().for_each(|r| widths.fit(r));
-    widths.write_row(out, "  ", &header_row(&BLOCK_HEADER))?;
-    rows.iter().try_for_each(|r| widths.write_row(out, "  ", r))
+    let mut t = table(&BLOCK_HEADER, &[0, 1, 2, 3, 4]);
+    t.add_rows((0..batch.block_count()).map(|i| block_row(batch, i)));
+    write_table(out, "  ", &t)
 }
 
 fn block_row(batch: &BatchFile, i: usize) -> Vec<String> {
@@ -96,16 +106,18 @@ fn block_row(batch: &BatchFile, i: usize) -> Vec<String> {
 /// The updates table: one pass to size the columns, one to print.
 fn write_updates_text(batch: &BatchFile, out: &mut dyn Write) -> ToolResult<()> {
     writeln!(out, "updates:")?;
-    let mut widths = Widths::of_header(&UPDATE_HEADER);
-    for_each_update(batch, |u| {
-        widths.fit(&update_row(u));
-        Ok(())
-    })?;
-    widths.write_row(out, "  ", &header_row(&UPDATE_HEADER))?;
-    for_each_update(batch, |u| Ok(widths.write_row(out, "  ", &update_row(u))?))
+    let mut t = PagedTable::new(&UPDATE_HEADER, &[2, 3]);
+    for u in updates(batch) {
+        t.fit(&update_row(u?));
+    }
+    for u in updates(batch) {
+        t.push(out, "  ", update_row(u?))?;
+    }
+    Ok(t.finish(out, "  ")?)
 }
 
-fn update_row((key, val, time, diff): UpdateRef<'_>) -> Vec<String> {
+/// An update as table cells (also used by `scan`).
+pub fn update_row((key, val, time, diff): UpdateRef<'_>) -> Vec<String> {
     vec![
         Bytes::of(key).text(),
         Bytes::of(val).text(),
@@ -114,58 +126,79 @@ fn update_row((key, val, time, diff): UpdateRef<'_>) -> Vec<String> {
     ]
 }
 
-fn write_json(batch: &BatchFile, out: &mut dyn Write) -> ToolResult<()> {
-    let mut w = JsonWriter::new(out);
-    w.begin_object()?;
-    write_summary_json(&mut w, batch)?;
-    write_blocks_json(&mut w, batch)?;
-    w.key("updates")?;
-    w.begin_array()?;
-    for_each_update(batch, |u| Ok(write_update_json(&mut w, u)?))?;
-    w.end_array()?;
-    w.end_object()?;
-    Ok(w.finish()?)
+/// A batch file as JSON.
+#[derive(Serialize)]
+struct BatchJson<'a, S> {
+    file: &'a str,
+    description: DescriptionJson,
+    key_count: u64,
+    val_count: u64,
+    update_count: u64,
+    block_count: u32,
+    bytes: u64,
+    block_target_bytes: u32,
+    blocks: Vec<BlockJson<'a>>,
+    updates: &'a S,
 }
 
-fn write_summary_json(w: &mut JsonWriter<'_>, batch: &BatchFile) -> io::Result<()> {
-    let f = batch.footer();
-    w.field_str("file", batch.name())?;
-    json_description(w, &f.description)?;
-    w.field_u64("key_count", f.key_count)?;
-    w.field_u64("val_count", f.val_count)?;
-    w.field_u64("update_count", f.update_count)?;
-    w.field_u64("block_count", u64::from(f.block_count))?;
-    w.field_u64("bytes", batch.size_bytes())?;
-    w.field_u64("block_target_bytes", u64::from(f.block_target_bytes))
+/// One block of the index.
+#[derive(Serialize)]
+struct BlockJson<'a> {
+    offset: u64,
+    bytes: u32,
+    key_count: u32,
+    update_count: u32,
+    first_key: Bytes<'a>,
+    last_key: Bytes<'a>,
 }
 
-fn write_blocks_json(w: &mut JsonWriter<'_>, batch: &BatchFile) -> io::Result<()> {
-    w.key("blocks")?;
-    w.begin_array()?;
-    for i in 0..batch.block_count() {
-        let e = batch.index_entry(i);
-        w.begin_object()?;
-        w.field_u64("offset", e.offset)?;
-        w.field_u64("bytes", u64::from(e.stored_len))?;
-        w.field_u64("key_count", u64::from(e.key_count))?;
-        w.field_u64("update_count", u64::from(e.update_count))?;
-        w.key("first_key")?;
-        Bytes::of(batch.block_first_key(i)).json(w)?;
-        w.key("last_key")?;
-        Bytes::of(batch.block_last_key(i)).json(w)?;
-        w.end_object()?;
+/// An update as JSON.
+#[derive(Serialize)]
+pub struct UpdateJson<'a> {
+    key: Bytes<'a>,
+    val: Bytes<'a>,
+    time: u64,
+    diff: i64,
+}
+
+impl<'a> From<UpdateRef<'a>> for UpdateJson<'a> {
+    fn from((key, val, time, diff): UpdateRef<'a>) -> Self {
+        UpdateJson {
+            key: Bytes::of(key),
+            val: Bytes::of(val),
+            time,
+            diff,
+        }
     }
-    w.end_array()
 }
 
-fn write_update_json(w: &mut JsonWriter<'_>, (key, val, time, diff): UpdateRef<'_>) -> io::Result<()> {
-    w.begin_object()?;
-    w.key("key")?;
-    Bytes::of(key).json(w)?;
-    w.key("val")?;
-    Bytes::of(val).json(w)?;
-    w.field_u64("time", time)?;
-    w.key("diff")?;
-    w.i64(diff)?;
-    w.end_object()
+fn write_json(batch: &BatchFile, out: &mut dyn Write) -> ToolResult<()> {
+    let f = batch.footer();
+    let blocks = (0..batch.block_count())
+        .map(|i| {
+            let e = batch.index_entry(i);
+            BlockJson {
+                offset: e.offset,
+                bytes: e.stored_len,
+                key_count: e.key_count,
+                update_count: e.update_count,
+                first_key: Bytes::of(batch.block_first_key(i)),
+                last_key: Bytes::of(batch.block_last_key(i)),
+            }
+        })
+        .collect();
+    let updates = StreamedSeq::new(updates(batch).map(|u| u.map(UpdateJson::from)));
+    let doc = BatchJson {
+        file: batch.name(),
+        description: f.description.into(),
+        key_count: f.key_count,
+        val_count: f.val_count,
+        update_count: f.update_count,
+        block_count: f.block_count,
+        bytes: batch.size_bytes(),
+        block_target_bytes: f.block_target_bytes,
+        blocks,
+        updates: &updates,
+    };
+    write_json_streamed(out, &doc, &updates)
 }

@@ -5,12 +5,12 @@
 
 use crate::access::{wal_segments, SegmentFile, StoreDir};
 use crate::error::ToolResult;
-use crate::json::JsonWriter;
-use crate::render::{frontier, header_row, interval, json_description, json_frontier, Widths};
+use crate::render::{frontier, interval, table, write_json, write_table, DescriptionJson, Frontier};
 use ddpersist::batch::batch_file_name;
 use ddpersist::blob::Blob;
 use ddpersist::manifest::{BatchMeta, StreamMeta};
 use ddpersist::Description;
+use serde::Serialize;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -22,11 +22,10 @@ pub fn run(dir: &Path, json: bool, out: &mut dyn Write) -> ToolResult<()> {
     let segments = wal_segments(&store.wal_dir())?;
     let pending = in_progress(&store, dir)?;
     if json {
-        write_json(&store, &segments, &pending, out)?;
+        write_json(out, &listing_json(&store, &segments, &pending))
     } else {
-        write_text(&store, &segments, &pending, out)?;
+        Ok(write_text(&store, &segments, &pending, out)?)
     }
-    Ok(())
 }
 
 /// Batch files not (yet) named by the manifest, with their sizes: seals and merges in progress (or the
@@ -114,11 +113,9 @@ fn write_batch_table(batches: &[BatchMeta], out: &mut dyn Write) -> io::Result<(
     if batches.is_empty() {
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = batches.iter().map(batch_row).collect();
-    let mut widths = Widths::of_header(&BATCH_HEADER);
-    rows.iter().for_each(|r| widths.fit(r));
-    widths.write_row(out, "    ", &header_row(&BATCH_HEADER))?;
-    rows.iter().try_for_each(|r| widths.write_row(out, "    ", r))
+    let mut t = table(&BATCH_HEADER, &[1, 4, 5]);
+    t.add_rows(batches.iter().map(batch_row));
+    write_table(out, "    ", &t)
 }
 
 fn batch_row(b: &BatchMeta) -> Vec<String> {
@@ -140,75 +137,93 @@ fn description(b: &BatchMeta) -> Description {
     }
 }
 
-fn write_json(
-    store: &StoreDir,
-    segments: &[SegmentFile],
-    pending: &[(String, u64)],
-    out: &mut dyn Write,
-) -> io::Result<()> {
+/// The listing as JSON.
+#[derive(Serialize)]
+struct ListingJson<'a> {
+    dir: String,
+    generation: u64,
+    next_file_no: u64,
+    next_stream_no: u32,
+    streams: Vec<StreamJson<'a>>,
+    in_progress: Vec<FileJson<'a>>,
+    wal_segments: Vec<FileJson<'a>>,
+}
+
+/// A stream of the listing.
+#[derive(Serialize)]
+struct StreamJson<'a> {
+    id: &'a str,
+    stream_no: u32,
+    durable: bool,
+    upper: Frontier,
+    since: Frontier,
+    batches: Vec<BatchJson>,
+    spills: Vec<BatchJson>,
+}
+
+/// A batch file or spilled run the manifest names.
+#[derive(Serialize)]
+pub struct BatchJson {
+    file: String,
+    level: u32,
+    description: DescriptionJson,
+    update_count: u64,
+    bytes: u64,
+}
+
+impl From<&BatchMeta> for BatchJson {
+    fn from(b: &BatchMeta) -> Self {
+        BatchJson {
+            file: batch_file_name(b.file_no),
+            level: b.level,
+            description: description(b).into(),
+            update_count: b.update_count,
+            bytes: b.size_bytes,
+        }
+    }
+}
+
+/// A file and its size.
+#[derive(Serialize)]
+struct FileJson<'a> {
+    name: &'a str,
+    bytes: u64,
+}
+
+fn listing_json<'a>(
+    store: &'a StoreDir,
+    segments: &'a [SegmentFile],
+    pending: &'a [(String, u64)],
+) -> ListingJson<'a> {
     let m = &store.manifest;
-    let mut w = JsonWriter::new(out);
-    w.begin_object()?;
-    w.field_str("dir", &store.blob.location())?;
-    w.field_u64("generation", m.generation)?;
-    w.field_u64("next_file_no", m.next_file_no)?;
-    w.field_u64("next_stream_no", u64::from(m.next_stream_no))?;
-    w.key("streams")?;
-    w.begin_array()?;
-    for s in &m.streams {
-        write_stream_json(&mut w, s)?;
+    ListingJson {
+        dir: store.blob.location(),
+        generation: m.generation,
+        next_file_no: m.next_file_no,
+        next_stream_no: m.next_stream_no,
+        streams: m.streams.iter().map(stream_json).collect(),
+        in_progress: pending
+            .iter()
+            .map(|(name, bytes)| FileJson { name, bytes: *bytes })
+            .collect(),
+        wal_segments: segments
+            .iter()
+            .map(|seg| FileJson {
+                name: &seg.name,
+                bytes: seg.size,
+            })
+            .collect(),
     }
-    w.end_array()?;
-    w.key("in_progress")?;
-    w.begin_array()?;
-    for (name, bytes) in pending {
-        w.begin_object()?;
-        w.field_str("name", name)?;
-        w.field_u64("bytes", *bytes)?;
-        w.end_object()?;
-    }
-    w.end_array()?;
-    w.key("wal_segments")?;
-    w.begin_array()?;
-    for seg in segments {
-        w.begin_object()?;
-        w.field_str("name", &seg.name)?;
-        w.field_u64("bytes", seg.size)?;
-        w.end_object()?;
-    }
-    w.end_array()?;
-    w.end_object()?;
-    w.finish()
 }
 
-fn write_stream_json(w: &mut JsonWriter<'_>, s: &StreamMeta) -> io::Result<()> {
-    w.begin_object()?;
-    w.field_str("id", &s.id)?;
-    w.field_u64("stream_no", u64::from(s.stream_no))?;
-    w.field_bool("durable", s.durable)?;
-    json_frontier(w, "upper", s.upper)?;
-    json_frontier(w, "since", s.since)?;
-    w.key("batches")?;
-    w.begin_array()?;
-    for b in &s.batches {
-        write_batch_json(w, b)?;
+fn stream_json(s: &StreamMeta) -> StreamJson<'_> {
+    StreamJson {
+        id: &s.id,
+        stream_no: s.stream_no,
+        durable: s.durable,
+        upper: Frontier(s.upper),
+        since: Frontier(s.since),
+        batches: s.batches.iter().map(BatchJson::from).collect(),
+        spills: s.spills.iter().map(BatchJson::from).collect(),
     }
-    w.end_array()?;
-    w.key("spills")?;
-    w.begin_array()?;
-    for b in &s.spills {
-        write_batch_json(w, b)?;
-    }
-    w.end_array()?;
-    w.end_object()
-}
-
-fn write_batch_json(w: &mut JsonWriter<'_>, b: &BatchMeta) -> io::Result<()> {
-    w.begin_object()?;
-    w.field_str("file", &batch_file_name(b.file_no))?;
-    w.field_u64("level", u64::from(b.level))?;
-    json_description(w, &description(b))?;
-    w.field_u64("update_count", b.update_count)?;
-    w.field_u64("bytes", b.size_bytes)?;
-    w.end_object()
 }

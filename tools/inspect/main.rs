@@ -1,163 +1,277 @@
-//! `inspect`: a read-only look at a ddpersist store on disk. This file owns the command line: parsing,
-//! dispatch to one module per command, and exit codes (0 ok, 1 the store or a file failed a check or
-//! could not be read, 2 usage error).
+//! `inspect`: a read-only look at a ddpersist store on disk. This file owns the command line (clap):
+//! parsing, dispatch to one module per command, and exit codes (0 ok, 1 the store or a file failed a
+//! check or could not be read, 2 usage error).
 //!
 //! ```text
-//! inspect [--json] DIR            manifest, streams, batches and WAL segments
-//! inspect batch [--json] FILE     one batch file: summary, blocks, every update
-//! inspect verify [--json] DIR     check manifest, every batch block and every WAL record
+//! inspect [--json] DIR                          manifest, streams, batches and WAL segments (= list)
+//! inspect batch [--json] FILE                   one batch file: summary, blocks, every update
+//! inspect verify [--json] DIR                   check manifest, every batch block and every WAL record
+//! inspect get [--json] DIR STREAM KEY --as-of T  the (val, diff) pairs of KEY at time T
+//! inspect scan [--json] DIR STREAM [--from K] [--to K] [--limit N]   a stream's updates in key order
+//! inspect stats [--json] DIR                    per stream: levels, sizes, counts, amplification
 //! ```
 //! No command takes the store's lock or writes anything, so they work on a store that is open elsewhere.
 
 mod access;
 mod batch;
 mod error;
-mod json;
 mod list;
+mod read;
 mod render;
+mod stats;
 mod verify;
+mod view;
 
-use error::{ToolError, ToolResult};
-use std::ffi::OsString;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand};
+use error::ToolResult;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-usage: inspect [--json] DIR          list the manifest, streams, batches and WAL segments of store DIR
-       inspect batch [--json] FILE   print one batch file: summary, blocks and every update
-       inspect verify [--json] DIR   check the manifest, every batch file and every WAL record
-       inspect --help                show this message
+/// Exit status of a usage error.
+const USAGE_ERROR: u8 = 2;
 
-Nothing is locked or modified. A directory named `batch` or `verify` can be listed as `./batch`.
-Exit status: 0 ok, 1 failed check or unreadable file, 2 usage error.";
-
-/// What the command line asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Command {
-    List(PathBuf),
-    Batch(PathBuf),
-    Verify(PathBuf),
-    Help,
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "inspect",
+    about = "A read-only look at a ddpersist store: nothing is locked or modified, so it works on a store \
+             that is open elsewhere.",
+    after_help = "With only DIR, lists the store (as `inspect list DIR`); a directory named like a command \
+                  can be listed as `./NAME`.\nExit status: 0 ok, 1 failed check or unreadable file, 2 usage \
+                  error."
+)]
+struct Cli {
+    /// Print one JSON object (one line) instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Store directory to list (same as `inspect list DIR`).
+    dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-/// A parsed command line.
-#[derive(Debug, PartialEq, Eq)]
-struct Args {
-    command: Command,
-    json: bool,
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the manifest, streams, batches, spilled runs and WAL segments of store DIR.
+    List {
+        /// Store directory.
+        dir: PathBuf,
+    },
+    /// Print one batch file: summary, blocks and every update.
+    Batch {
+        /// A batch file (`*.batch`).
+        file: PathBuf,
+    },
+    /// Check the manifest, every batch file and every WAL record; exit 1 naming the file and offset of
+    /// the first damage. Shows a progress bar on a terminal for a large store.
+    Verify {
+        /// Store directory.
+        dir: PathBuf,
+    },
+    /// Print the values of KEY in STREAM as of time T: the (val, diff) pairs of every update at a time at
+    /// or before T, sealed or not, consolidated.
+    Get {
+        /// Store directory.
+        dir: PathBuf,
+        /// Stream id.
+        stream: String,
+        /// The key: UTF-8 text, or hex digits with --hex.
+        key: String,
+        /// The time to read as of.
+        #[arg(long, value_name = "T")]
+        as_of: u64,
+        /// KEY is hex digits (optionally 0x-prefixed): the key's raw bytes.
+        #[arg(long)]
+        hex: bool,
+    },
+    /// Print the updates of STREAM's snapshot (sealed and unsealed, consolidated) in key order.
+    Scan {
+        /// Store directory.
+        dir: PathBuf,
+        /// Stream id.
+        stream: String,
+        /// Start at this key (inclusive).
+        #[arg(long, value_name = "K")]
+        from: Option<String>,
+        /// Stop before this key (exclusive).
+        #[arg(long, value_name = "K")]
+        to: Option<String>,
+        /// Print at most N updates.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+        /// --from and --to are hex digits (optionally 0x-prefixed): raw key bytes.
+        #[arg(long)]
+        hex: bool,
+    },
+    /// Per stream: batches by level, sizes, update counts, spilled runs, WAL share, and amplification.
+    #[command(long_about = stats::HELP)]
+    Stats {
+        /// Store directory.
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args_os().skip(1)) {
-        Ok(args) => args,
-        Err(problem) => {
-            eprintln!("inspect: {problem}\n{USAGE}");
-            return ExitCode::from(2);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_exit(e),
+    };
+    let command = match (cli.command, cli.dir) {
+        // clap refuses DIR together with a command.
+        (Some(command), _) => command,
+        (None, Some(dir)) => Command::List { dir },
+        (None, None) => {
+            let e = Cli::command().error(ErrorKind::MissingRequiredArgument, "missing DIR (or a command)");
+            return usage_exit(e);
         }
     };
-    match run(args) {
+    match run(command, cli.json) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
+        Err(Failure::Usage(problem)) => usage_exit(Cli::command().error(ErrorKind::ValueValidation, problem)),
+        Err(Failure::Tool(e)) => {
+            eprintln!("inspect: {e}");
+            ExitCode::FAILURE
         }
     }
 }
 
-/// Runs `args`, writing the report to stdout.
-fn run(args: Args) -> ToolResult<()> {
+/// Prints a clap error (or the help it stands for) and returns its exit status.
+fn usage_exit(e: clap::Error) -> ExitCode {
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        print!("{}", e.render());
+        return ExitCode::SUCCESS;
+    }
+    let text = e.render().to_string();
+    eprint!("inspect: {}", text.strip_prefix("error: ").unwrap_or(&text));
+    ExitCode::from(USAGE_ERROR)
+}
+
+/// Why a command failed.
+enum Failure {
+    /// A malformed argument (exit 2).
+    Usage(String),
+    /// Reading or checking the store, or writing the report (exit 1).
+    Tool(error::ToolError),
+}
+
+impl From<error::ToolError> for Failure {
+    fn from(e: error::ToolError) -> Self {
+        Failure::Tool(e)
+    }
+}
+
+/// Runs `command`, writing the report to stdout.
+fn run(command: Command, json: bool) -> Result<(), Failure> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let result = match &args.command {
-        Command::List(dir) => list::run(dir, args.json, &mut out),
-        Command::Batch(file) => batch::run(file, args.json, &mut out),
-        Command::Verify(dir) => verify::run(dir, args.json, &mut out, &mut io::stderr()),
-        Command::Help => writeln!(out, "{USAGE}").map_err(ToolError::from),
+    let result: ToolResult<()> = match command {
+        Command::List { dir } => list::run(&dir, json, &mut out),
+        Command::Batch { file } => batch::run(&file, json, &mut out),
+        Command::Verify { dir } => verify::run(&dir, json, &mut out, &mut io::stderr()),
+        Command::Get {
+            dir,
+            stream,
+            key,
+            as_of,
+            hex,
+        } => {
+            let key = key_arg(&key, hex, "KEY")?;
+            read::get(&dir, &stream, &key, as_of, json, &mut out)
+        }
+        Command::Scan {
+            dir,
+            stream,
+            from,
+            to,
+            limit,
+            hex,
+        } => {
+            let range = read::KeyRange {
+                from: from.map(|k| key_arg(&k, hex, "--from")).transpose()?,
+                to: to.map(|k| key_arg(&k, hex, "--to")).transpose()?,
+                limit,
+            };
+            read::scan(&dir, &stream, &range, json, &mut out)
+        }
+        Command::Stats { dir } => stats::run(&dir, json, &mut out),
     };
     // Flush before reporting an error, so the report precedes it; a failed check outranks a failed flush.
-    let flushed = out.flush().map_err(ToolError::from);
-    result.and(flushed)
+    let flushed = out.flush().map_err(error::ToolError::from);
+    Ok(result.and(flushed)?)
 }
 
-/// Parses the arguments after the program name; `Err` is a usage problem.
-fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Args, String> {
-    let mut json = false;
-    let mut positional = Vec::new();
-    for arg in args {
-        match arg.to_str() {
-            Some("--json") => json = true,
-            Some("-h" | "--help") => {
-                return Ok(Args {
-                    command: Command::Help,
-                    json,
-                })
-            }
-            Some(flag) if flag.starts_with('-') && flag.len() > 1 => {
-                return Err(format!("unknown option {flag}"))
-            }
-            _ => positional.push(arg),
-        }
+/// The bytes of a key argument: its UTF-8 text, or the bytes its hex digits spell with `--hex`.
+fn key_arg(text: &str, hex: bool, what: &str) -> Result<Vec<u8>, Failure> {
+    if !hex {
+        return Ok(text.as_bytes().to_vec());
     }
-    Ok(Args {
-        command: command(positional)?,
-        json,
-    })
-}
-
-/// The command named by the positional arguments.
-fn command(positional: Vec<OsString>) -> Result<Command, String> {
-    let mut args = positional.into_iter();
-    let (first, second, rest) = (args.next(), args.next(), args.next());
-    if rest.is_some() {
-        return Err("too many arguments".to_string());
-    }
-    let Some(first) = first else {
-        return Err("missing DIR".to_string());
-    };
-    match (first.to_str(), second) {
-        (Some("batch"), Some(file)) => Ok(Command::Batch(file.into())),
-        (Some("verify"), Some(dir)) => Ok(Command::Verify(dir.into())),
-        (Some(cmd @ ("batch" | "verify")), None) => Err(format!("{cmd} needs a path")),
-        (_, None) => Ok(Command::List(first.into())),
-        (_, Some(_)) => Err(format!("unknown command {}", first.to_string_lossy())),
-    }
+    render::parse_hex(text)
+        .ok_or_else(|| Failure::Usage(format!("{what} {text:?} is not hex digits (--hex)")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Args, String> {
-        parse_args(args.iter().map(OsString::from))
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("inspect").chain(args.iter().copied()))
     }
 
     #[test]
     fn commands_and_flags() {
+        Cli::command().debug_assert();
         let list = parse(&["d"]).unwrap();
-        assert_eq!(list.command, Command::List("d".into()));
-        assert!(!list.json);
+        assert_eq!(list.dir, Some("d".into()));
+        assert!(list.command.is_none() && !list.json);
+        assert!(parse(&["d", "--json"]).unwrap().json);
         let batch = parse(&["batch", "--json", "f"]).unwrap();
-        assert_eq!(batch.command, Command::Batch("f".into()));
-        assert!(batch.json);
+        assert!(matches!(batch.command, Some(Command::Batch { .. })) && batch.json);
+        let verify = parse(&["--json", "verify", "d"]).unwrap();
+        assert!(matches!(verify.command, Some(Command::Verify { .. })) && verify.json);
+        let get = parse(&["get", "d", "s", "k", "--as-of", "7", "--hex"]).unwrap();
+        assert!(matches!(
+            get.command,
+            Some(Command::Get {
+                as_of: 7,
+                hex: true,
+                ..
+            })
+        ));
+        let scan = parse(&["scan", "d", "s", "--from", "a", "--limit", "3"]).unwrap();
+        assert!(matches!(
+            scan.command,
+            Some(Command::Scan {
+                limit: Some(3),
+                to: None,
+                ..
+            })
+        ));
         assert_eq!(
-            parse(&["--json", "verify", "d"]).unwrap().command,
-            Command::Verify("d".into())
+            parse(&["x", "--help"]).unwrap_err().kind(),
+            ErrorKind::DisplayHelp
         );
-        assert_eq!(parse(&["x", "--help"]).unwrap().command, Command::Help);
     }
 
     #[test]
     fn usage_errors() {
         for bad in [
-            &[][..],
-            &["batch"],
+            &["batch"][..],
             &["verify"],
             &["frob", "d"],
             &["--bogus", "d"],
             &["a", "b", "c"],
+            &["a", "verify", "c", "d"],
+            &["get", "d", "s", "k"],
+            &["get", "d", "s", "k", "--as-of", "x"],
+            &["scan", "d"],
+            &["scan", "d", "s", "--limit", "-1"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+        assert!(key_arg("zz", true, "KEY").is_err());
+        assert_eq!(key_arg("zz", false, "KEY").ok(), Some(b"zz".to_vec()));
     }
 }

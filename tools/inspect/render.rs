@@ -1,15 +1,17 @@
 //! How values are shown: keys and vals (printable UTF-8 in quotes, anything else as hex), frontiers
-//! (`closed` for the empty frontier), and plain-text tables with aligned columns.
+//! (`closed` for the empty frontier), JSON documents (serde), and plain-text tables (comfy-table).
 
-use crate::json::JsonWriter;
+use crate::error::{ToolError, ToolResult};
+use comfy_table::{CellAlignment, ColumnConstraint, Table, TableStyle, Width};
 use ddpersist::{Description, FRONTIER_CLOSED};
+use serde::ser::{Error as _, SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-/// Widest a table column is padded to; longer cells just overflow.
-const MAX_COLUMN_WIDTH: usize = 40;
-
 /// A key or val, classified for display.
+#[derive(Clone, Copy, Debug)]
 pub enum Bytes<'a> {
     /// Valid UTF-8 with no control characters.
     Utf8(&'a str),
@@ -26,22 +28,24 @@ impl<'a> Bytes<'a> {
         }
     }
 
-    /// For text output: `"quoted"` or `0x…`.
+    /// For text output: `"quoted"` (Rust string escapes) or `0x…`.
     pub fn text(&self) -> String {
         match self {
             Bytes::Utf8(s) => format!("{s:?}"),
             Bytes::Hex(b) => format!("0x{}", hex(b)),
         }
     }
+}
 
-    /// For JSON output: `{"utf8": "…"}` or `{"hex": "…"}`.
-    pub fn json(&self, w: &mut JsonWriter<'_>) -> io::Result<()> {
-        w.begin_object()?;
+/// In JSON: `{"utf8": "…"}` or `{"hex": "…"}`.
+impl Serialize for Bytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(1))?;
         match self {
-            Bytes::Utf8(s) => w.field_str("utf8", s)?,
-            Bytes::Hex(b) => w.field_str("hex", &hex(b))?,
+            Bytes::Utf8(text) => map.serialize_entry("utf8", text)?,
+            Bytes::Hex(b) => map.serialize_entry("hex", &hex(b))?,
         }
-        w.end_object()
+        map.end()
     }
 }
 
@@ -54,6 +58,32 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Bytes from hex digits (an optional `0x` prefix, even length); `None` when they are not hex.
+pub fn parse_hex(text: &str) -> Option<Vec<u8>> {
+    let digits = text.strip_prefix("0x").unwrap_or(text);
+    if !digits.len().is_multiple_of(2) || !digits.is_ascii() {
+        return None;
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// A frontier: in JSON a number, or the string `"closed"` for the empty frontier.
+#[derive(Clone, Copy, Debug)]
+pub struct Frontier(pub u64);
+
+impl Serialize for Frontier {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == FRONTIER_CLOSED {
+            s.serialize_str("closed")
+        } else {
+            s.serialize_u64(self.0)
+        }
+    }
+}
+
 /// A frontier for text output: the number, or `closed`.
 pub fn frontier(t: u64) -> String {
     if t == FRONTIER_CLOSED {
@@ -63,13 +93,24 @@ pub fn frontier(t: u64) -> String {
     }
 }
 
-/// Writes member `key` with a frontier: a number, or the string `"closed"`.
-pub fn json_frontier(w: &mut JsonWriter<'_>, key: &str, t: u64) -> io::Result<()> {
-    w.key(key)?;
-    if t == FRONTIER_CLOSED {
-        w.string("closed")
-    } else {
-        w.u64(t)
+/// A batch description in JSON: `{"lower": …, "upper": …, "since": …}`.
+#[derive(Serialize)]
+pub struct DescriptionJson {
+    /// Lower frontier.
+    pub lower: Frontier,
+    /// Upper frontier.
+    pub upper: Frontier,
+    /// Since frontier.
+    pub since: Frontier,
+}
+
+impl From<Description> for DescriptionJson {
+    fn from(d: Description) -> Self {
+        DescriptionJson {
+            lower: Frontier(d.lower),
+            upper: Frontier(d.upper),
+            since: Frontier(d.since),
+        }
     }
 }
 
@@ -87,62 +128,167 @@ pub fn interval(d: &Description) -> String {
     format!("[{}, {})", frontier(d.lower), frontier(d.upper))
 }
 
-/// Writes member `"description"`: `{"lower": …, "upper": …, "since": …}`.
-pub fn json_description(w: &mut JsonWriter<'_>, d: &Description) -> io::Result<()> {
-    w.key("description")?;
-    w.begin_object()?;
-    json_frontier(w, "lower", d.lower)?;
-    json_frontier(w, "upper", d.upper)?;
-    json_frontier(w, "since", d.since)?;
-    w.end_object()
+/// Writes `value` as one line of compact JSON.
+pub fn write_json<T: Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> ToolResult<()> {
+    serde_json::to_writer(&mut *out, value).map_err(io::Error::from)?;
+    writeln!(out)?;
+    Ok(())
 }
 
-/// Column widths of a text table, grown cell by cell.
-#[derive(Clone, Debug, Default)]
-pub struct Widths(Vec<usize>);
+/// A JSON array written straight from an iterator of fallible items, so that large outputs need no
+/// buffering. A failing item ends the document; [`StreamedSeq::take_error`] then returns that failure.
+pub struct StreamedSeq<I> {
+    items: RefCell<Option<I>>,
+    error: RefCell<Option<ddpersist::Error>>,
+}
 
-impl Widths {
-    /// Widths that fit `header`.
-    pub fn of_header(header: &[&str]) -> Self {
-        let mut w = Widths::default();
-        w.fit(
-            header
-                .iter()
-                .map(|h| h.to_string())
-                .collect::<Vec<_>>()
-                .as_slice(),
-        );
-        w
-    }
-
-    /// Widens the columns to fit `row` (up to [`MAX_COLUMN_WIDTH`]).
-    pub fn fit(&mut self, row: &[String]) {
-        if self.0.len() < row.len() {
-            self.0.resize(row.len(), 0);
-        }
-        for (w, cell) in self.0.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count().min(MAX_COLUMN_WIDTH));
+impl<I> StreamedSeq<I> {
+    /// An array of `items`' elements (serialized once).
+    pub fn new(items: I) -> Self {
+        StreamedSeq {
+            items: RefCell::new(Some(items)),
+            error: RefCell::new(None),
         }
     }
 
-    /// Writes `row` indented by `indent`, each cell padded to its column (the last one unpadded).
-    pub fn write_row(&self, out: &mut dyn Write, indent: &str, row: &[String]) -> io::Result<()> {
-        let mut line = String::from(indent);
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                let width = self.0.get(i).copied().unwrap_or(0);
-                let _ = write!(line, "{cell:<width$}  ");
+    /// The item error that cut the array short, if any.
+    pub fn take_error(&self) -> Option<ddpersist::Error> {
+        self.error.borrow_mut().take()
+    }
+}
+
+impl<T: Serialize, I: Iterator<Item = ddpersist::Result<T>>> Serialize for StreamedSeq<I> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let items = self.items.borrow_mut().take();
+        let mut seq = s.serialize_seq(None)?;
+        for item in items.into_iter().flatten() {
+            match item {
+                Ok(v) => seq.serialize_element(&v)?,
+                Err(e) => {
+                    let shown = S::Error::custom(&e);
+                    *self.error.borrow_mut() = Some(e);
+                    return Err(shown);
+                }
             }
         }
-        writeln!(out, "{}", line.trim_end())
+        seq.end()
     }
 }
 
-/// A header row as owned cells.
-pub fn header_row(header: &[&str]) -> Vec<String> {
-    header.iter().map(|h| h.to_string()).collect()
+/// Writes `value` (which holds `seq`) as JSON; a failure of one of `seq`'s items is returned as itself.
+pub fn write_json_streamed<T: Serialize, I>(
+    out: &mut dyn Write,
+    value: &T,
+    seq: &StreamedSeq<I>,
+) -> ToolResult<()> {
+    let written = write_json(out, value);
+    match seq.take_error() {
+        Some(e) => Err(ToolError::Store(e)),
+        None => written,
+    }
+}
+
+/// Table style: a dashed line under the header, columns two spaces apart, nothing else.
+const STYLE: TableStyle =
+    TableStyle::new().header_separator(comfy_table::LineStyle::none().fill('-').junction(' '));
+
+/// Cell padding (left, right): with the blank column junction, columns are two spaces apart.
+const PADDING: (u16, u16) = (0, 1);
+
+/// A table with `header`; the columns whose index is in `right` are right-aligned (numbers).
+pub fn table(header: &[&str], right: &[usize]) -> Table {
+    let mut t = Table::new();
+    t.set_header(header.to_vec());
+    style(&mut t, right);
+    t
+}
+
+/// Applies the style, the padding and the alignment of the columns in `right` to `t`'s columns.
+fn style(t: &mut Table, right: &[usize]) {
+    t.load_style(STYLE);
+    for (i, c) in t.column_iter_mut().enumerate() {
+        c.set_padding(PADDING);
+        if right.contains(&i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+}
+
+/// Writes `table` with every line indented by `indent`.
+pub fn write_table(out: &mut dyn Write, indent: &str, table: &Table) -> io::Result<()> {
+    for line in table.lines() {
+        writeln!(out, "{indent}{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+/// Rows a [`PagedTable`] holds before it writes them.
+const PAGE_ROWS: usize = 1024;
+
+/// A table too long to hold in memory (every update of a batch or a stream): the caller sizes the
+/// columns in a first pass over the rows ([`PagedTable::fit`]), then pushes them again in a second pass;
+/// they are written a page at a time, aligned to the widths of the first pass.
+pub struct PagedTable<'a> {
+    header: &'a [&'a str],
+    right: &'a [usize],
+    widths: Vec<usize>,
+    rows: Vec<Vec<String>>,
+    pages: usize,
+}
+
+impl<'a> PagedTable<'a> {
+    /// An empty table with `header`, the columns in `right` right-aligned.
+    pub fn new(header: &'a [&'a str], right: &'a [usize]) -> Self {
+        let widths = header.iter().map(|h| h.chars().count()).collect();
+        PagedTable {
+            header,
+            right,
+            widths,
+            rows: Vec::new(),
+            pages: 0,
+        }
+    }
+
+    /// First pass: widens the columns to fit `row`.
+    pub fn fit(&mut self, row: &[String]) {
+        for (w, cell) in self.widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+
+    /// Second pass: adds `row`, writing a full page.
+    pub fn push(&mut self, out: &mut dyn Write, indent: &str, row: Vec<String>) -> io::Result<()> {
+        self.rows.push(row);
+        if self.rows.len() == PAGE_ROWS {
+            self.flush(out, indent)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the rows not yet written (and the header, if nothing was written yet).
+    pub fn finish(mut self, out: &mut dyn Write, indent: &str) -> io::Result<()> {
+        self.flush(out, indent)
+    }
+
+    fn flush(&mut self, out: &mut dyn Write, indent: &str) -> io::Result<()> {
+        if self.pages > 0 && self.rows.is_empty() {
+            return Ok(());
+        }
+        let mut t = Table::new();
+        if self.pages == 0 {
+            t.set_header(self.header.to_vec());
+        }
+        // Later pages: same columns, without the header.
+        t.add_rows(self.rows.drain(..));
+        // An absolute width counts the padding too.
+        let pad = usize::from(PADDING.0 + PADDING.1);
+        let fixed =
+            |w: &usize| ColumnConstraint::Absolute(Width::Fixed(u16::try_from(w + pad).unwrap_or(u16::MAX)));
+        t.set_constraints(self.widths.iter().map(fixed));
+        style(&mut t, self.right);
+        self.pages += 1;
+        write_table(out, indent, &t)
+    }
 }
 
 #[cfg(test)]
@@ -157,22 +303,49 @@ mod tests {
         assert_eq!(Bytes::of(b"a\x00\x01").text(), "0x610001");
         assert_eq!(Bytes::of(b"\xff").text(), "0xff");
         assert_eq!(Bytes::of(b"tab\there").text(), "0x7461620968657265");
+        let json = serde_json::to_string(&[Bytes::of(b"a\"b"), Bytes::of(b"\xff")]).unwrap();
+        assert_eq!(json, r#"[{"utf8":"a\"b"},{"hex":"ff"}]"#);
+    }
+
+    #[test]
+    fn hex_parses_back() {
+        assert_eq!(parse_hex("ff006b"), Some(vec![0xff, 0, 0x6b]));
+        assert_eq!(parse_hex("0x0A"), Some(vec![10]));
+        assert_eq!(parse_hex(""), Some(vec![]));
+        assert_eq!(parse_hex("abc"), None);
+        assert_eq!(parse_hex("zz"), None);
+        assert_eq!(parse_hex("éé"), None);
     }
 
     #[test]
     fn closed_frontier_is_named() {
         assert_eq!(frontier(5), "5");
         assert_eq!(frontier(u64::MAX), "closed");
+        assert_eq!(
+            serde_json::to_string(&[Frontier(5), Frontier(u64::MAX)]).unwrap(),
+            r#"[5,"closed"]"#
+        );
     }
 
     #[test]
-    fn rows_are_aligned() {
-        let mut w = Widths::of_header(&["A", "BB"]);
-        w.fit(&["xyz".to_string(), "1".to_string()]);
+    fn pages_align_like_one_table() {
+        let rows: Vec<Vec<String>> = (0..PAGE_ROWS + 3)
+            .map(|i| vec![format!("k{i}"), i.to_string()])
+            .collect();
+        let mut t = PagedTable::new(&["KEY", "N"], &[1]);
+        rows.iter().for_each(|r| t.fit(r));
         let mut out = Vec::new();
-        w.write_row(&mut out, "  ", &header_row(&["A", "BB"])).unwrap();
-        w.write_row(&mut out, "  ", &["xyz".to_string(), "1".to_string()])
-            .unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "  A    BB\n  xyz  1\n");
+        for r in rows {
+            t.push(&mut out, "  ", r).unwrap();
+        }
+        t.finish(&mut out, "  ").unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), PAGE_ROWS + 3 + 2, "{text}");
+        assert!(lines[0].starts_with("  ") && lines[0].contains("KEY"), "{text}");
+        assert!(lines[1].contains("---"), "{text}");
+        // Every data row has the same width (numbers right-aligned under N).
+        let width = lines[2].len();
+        assert!(lines[2..].iter().all(|l| l.len() == width), "{text}");
     }
 }

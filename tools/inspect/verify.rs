@@ -2,24 +2,30 @@
 //! 1. the manifest decodes (its checksum and invariants);
 //! 2. every batch file it names exists, passes `BatchFile::open` and `verify` (every block's checksum
 //!    and structure), and agrees with the manifest's description and update count;
-//! 3. every WAL segment and record is well formed (a read-only scan, see [`crate::wal`]), and each record
+//! 3. every WAL segment and record is well formed (a read-only scan, see [`ddpersist::wal`]), and each record
 //!    decodes and names a stream in the manifest.
 //!
 //! Stops at the first failure. What is odd but harmless (a torn WAL tail, files the next open removes)
-//! is reported as a warning.
+//! is reported as a warning. On a terminal, a store of more than [`PROGRESS_FROM_BYTES`] shows a progress
+//! bar on stderr (never with `--json`).
 
 use crate::access::StoreDir;
 use crate::error::{corrupt, ToolError, ToolResult};
-use crate::json::JsonWriter;
+use crate::render::write_json;
 use ddpersist::batch::{batch_file_name, parse_batch_file_name, BatchFile};
 use ddpersist::blob::{Blob, TMP_SUFFIX};
 use ddpersist::manifest::BatchMeta;
 use ddpersist::wal::record::decode_record;
 use ddpersist::wal::{self, TornTail, WalRecovery};
 use ddpersist::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 use std::collections::HashSet;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::Path;
+
+/// Stores with more bytes than this (batch files, spilled runs and WAL segments) get a progress bar.
+pub const PROGRESS_FROM_BYTES: u64 = 64 << 20;
 
 /// What a verification covered, and what it found that is not an error.
 #[derive(Default)]
@@ -49,25 +55,58 @@ impl Tally {
 /// Returns the first failure after reporting it.
 pub fn run(dir: &Path, json: bool, out: &mut dyn Write, err: &mut dyn Write) -> ToolResult<()> {
     let mut tally = Tally::default();
-    let outcome = verify_store(dir, &mut tally);
+    let outcome = verify_store(dir, &mut tally, !json && io::stderr().is_terminal());
     if json {
-        write_json(dir, &tally, outcome.as_ref().err(), out)?;
+        write_json(out, &report_json(dir, &tally, outcome.as_ref().err()))?;
     } else {
         write_text(&tally, outcome.is_ok(), out, err)?;
     }
     outcome.map_err(ToolError::Store)
 }
 
-fn verify_store(dir: &Path, tally: &mut Tally) -> Result<()> {
+fn verify_store(dir: &Path, tally: &mut Tally, may_show_progress: bool) -> Result<()> {
     let store = StoreDir::open(dir)?;
     tally.streams = store.manifest.streams.len() as u64;
+    let progress = progress_bar(&store, may_show_progress)?;
     for stream in &store.manifest.streams {
         for meta in stream.batches.iter().chain(&stream.spills) {
+            progress.set_message(crate::access::batch_name(meta));
             verify_batch(&store, meta, tally)?;
+            progress.inc(meta.size_bytes);
         }
     }
     warn_unnamed_files(&store, tally)?;
-    verify_wal(&store, tally)
+    progress.set_message("WAL");
+    let verified = verify_wal(&store, tally);
+    progress.finish_and_clear();
+    verified
+}
+
+/// A progress bar over the bytes to verify: hidden unless allowed and the store is large.
+fn progress_bar(store: &StoreDir, allowed: bool) -> Result<ProgressBar> {
+    if !allowed {
+        return Ok(ProgressBar::hidden());
+    }
+    let files = store
+        .manifest
+        .streams
+        .iter()
+        .flat_map(|s| s.batches.iter().chain(&s.spills));
+    let batch_bytes: u64 = files.map(|m| m.size_bytes).sum();
+    let wal_bytes: u64 = crate::access::wal_segments(&store.wal_dir())?
+        .iter()
+        .map(|s| s.size)
+        .sum();
+    let total = batch_bytes + wal_bytes;
+    if total <= PROGRESS_FROM_BYTES {
+        return Ok(ProgressBar::hidden());
+    }
+    let bar = ProgressBar::new(total);
+    let template = "verify {bar:40} {bytes}/{total_bytes} ({eta} left) {msg}";
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    Ok(bar)
 }
 
 fn verify_batch(store: &StoreDir, meta: &BatchMeta, tally: &mut Tally) -> Result<()> {
@@ -171,41 +210,44 @@ fn write_text(tally: &Tally, ok: bool, out: &mut dyn Write, err: &mut dyn Write)
     Ok(())
 }
 
-fn write_json(
-    dir: &Path,
-    tally: &Tally,
-    error: Option<&ddpersist::Error>,
-    out: &mut dyn Write,
-) -> io::Result<()> {
-    let mut w = JsonWriter::new(out);
-    w.begin_object()?;
-    w.field_bool("ok", error.is_none())?;
-    if let Some(e) = error {
-        w.field_str("error", &e.to_string())?;
-    }
-    w.field_str("dir", &dir.display().to_string())?;
-    w.field_u64("streams", tally.streams)?;
-    w.field_u64("batch_files", tally.batch_files)?;
-    w.field_u64("updates", tally.updates)?;
-    w.field_u64("wal_records", tally.wal_records)?;
-    write_torn_tail_json(&mut w, tally.torn_tail.as_ref())?;
-    w.key("warnings")?;
-    w.begin_array()?;
-    for warning in tally.all_warnings() {
-        w.string(&warning)?;
-    }
-    w.end_array()?;
-    w.end_object()?;
-    w.finish()
+/// The verification report as JSON.
+#[derive(Serialize)]
+struct ReportJson {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    dir: String,
+    streams: u64,
+    batch_files: u64,
+    updates: u64,
+    wal_records: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    torn_tail: Option<TornTailJson>,
+    warnings: Vec<String>,
 }
 
-/// Member `"torn_tail"`: `{"file", "offset", "dropped_bytes"}`, omitted when there is none.
-fn write_torn_tail_json(w: &mut JsonWriter<'_>, torn: Option<&TornTail>) -> io::Result<()> {
-    let Some(t) = torn else { return Ok(()) };
-    w.key("torn_tail")?;
-    w.begin_object()?;
-    w.field_str("file", &t.file)?;
-    w.field_u64("offset", t.offset)?;
-    w.field_u64("dropped_bytes", t.dropped_bytes)?;
-    w.end_object()
+/// `{"file", "offset", "dropped_bytes"}` of a torn WAL tail.
+#[derive(Serialize)]
+struct TornTailJson {
+    file: String,
+    offset: u64,
+    dropped_bytes: u64,
+}
+
+fn report_json(dir: &Path, tally: &Tally, error: Option<&ddpersist::Error>) -> ReportJson {
+    ReportJson {
+        ok: error.is_none(),
+        error: error.map(ToString::to_string),
+        dir: dir.display().to_string(),
+        streams: tally.streams,
+        batch_files: tally.batch_files,
+        updates: tally.updates,
+        wal_records: tally.wal_records,
+        torn_tail: tally.torn_tail.as_ref().map(|t| TornTailJson {
+            file: t.file.clone(),
+            offset: t.offset,
+            dropped_bytes: t.dropped_bytes,
+        }),
+        warnings: tally.all_warnings(),
+    }
 }
