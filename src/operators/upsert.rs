@@ -21,7 +21,9 @@
 //! Compaction: after each seal the state stream's since advances to just below the least sealed upper of
 //! the store's streams with a live writer (this dataflow's persisted operators), so its history stays
 //! exact wherever a downstream operator may need it replayed, and the state's size follows the number of
-//! keys, not of upserts.
+//! keys, not of upserts. This needs the persisted operators downstream in the same store: keep a chain's
+//! operators in one store per process. In a cluster (the store holds only some workers' state streams)
+//! the state is not compacted, since downstream uppers in other processes are not visible here.
 //!
 //! Errors: the first one is kept in the handle; the operator then stops applying upserts and sealing, and
 //! holds its output frontier where it was for good, so downstream never sees an incomplete time as
@@ -128,6 +130,8 @@ where
         };
         let state = State {
             store: store.clone(),
+            id: id.to_string(),
+            peers,
             handle: handle.clone(),
             _claim: opened.claim,
             replay,
@@ -150,6 +154,9 @@ where
 /// What the operator owns besides its stash.
 struct State<K, V> {
     store: Store,
+    /// The upsert's id and the number of workers (for [`compaction_since`]).
+    id: String,
+    peers: usize,
     handle: UpsertHandle,
     /// Held for the operator's life: no other operator writes the state stream.
     _claim: WriterClaim,
@@ -178,6 +185,8 @@ where
                 scope.activator_for(info.address).activate();
                 let State {
                     store,
+                    id,
+                    peers,
                     handle,
                     _claim,
                     replay,
@@ -239,7 +248,7 @@ where
                     if upper > sealed || (finished && held.is_some()) {
                         let options = SealOptions {
                             finished,
-                            since: Some(compaction_since(&store, upper)),
+                            since: compaction_since(&store, &id, peers, upper),
                         };
                         match store.seal_with(&handle.stream, upper, options) {
                             Ok(_) => sealed = upper,
@@ -262,14 +271,24 @@ where
         .as_collection()
 }
 
-/// The since of a state stream sealed at `upper`: just below the least sealed upper of the store's
-/// streams with a live writer (and at most `upper`).
-fn compaction_since(store: &Store, upper: u64) -> u64 {
+/// The since of a state stream of upsert `id` (of `peers` workers) sealed at `upper`: just below the least
+/// sealed upper of the store's streams with a live writer (and at most `upper`). `None` (no compaction)
+/// when the store does not hold every worker's state stream: in a cluster the operators downstream may
+/// live in another process's store, whose uppers this one cannot see.
+fn compaction_since(store: &Store, id: &str, peers: usize, upper: u64) -> Option<u64> {
+    let held = store
+        .streams()
+        .iter()
+        .filter(|s| super::resume::worker_of(s, id).is_some_and(|(_, n)| n == peers))
+        .count();
+    if held < peers {
+        return None;
+    }
     let least = store
         .claimed_uppers()
         .into_iter()
         .map(|(_, u)| u)
         .min()
         .unwrap_or(upper);
-    least.min(upper).saturating_sub(1)
+    Some(least.min(upper).saturating_sub(1))
 }
