@@ -17,6 +17,7 @@ mod file;
 mod mem;
 pub mod record;
 pub mod scan;
+mod zero_fill;
 
 pub use fault::FaultyBuffer;
 pub use file::{FileBuffer, WalRecovery, WAL_VERSION};
@@ -37,7 +38,8 @@ pub struct ReplayReport {
     pub torn_tail: Option<TornTail>,
 }
 
-/// A partial record at the end of the log (a write cut short by a crash), removed on open.
+/// Bytes cut off the end of the log on open: a partial record (a write cut short by a crash), or, under
+/// point-in-time recovery, everything from the first bad record on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TornTail {
     /// The segment file.
@@ -46,6 +48,22 @@ pub struct TornTail {
     pub offset: u64,
     /// How many bytes were cut off.
     pub dropped_bytes: u64,
+    /// What is known about the cut bytes.
+    pub kind: CutKind,
+}
+
+/// What the log knows about bytes replay cut off (DESIGN.md 2.4: torn writes and damage told apart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CutKind {
+    /// Never acknowledged: no sync mark after them names an LSN past their start, so no `sync` covering
+    /// them returned (a torn write of the last flush, or a crash while creating a segment).
+    Unacknowledged,
+    /// In a segment written before sync marks (format version 1 or 2): a torn write or damage to
+    /// acknowledged bytes, which that format cannot tell apart.
+    Unknown,
+    /// Records a sync mark proves were made durable (so possibly acknowledged), cut because
+    /// [`WalRecovery::PointInTime`](crate::wal::WalRecovery::PointInTime) asked for it: data loss.
+    DataLoss,
 }
 
 /// Where updates wait until they are sealed. See the module docs.

@@ -5,8 +5,11 @@
 //! 3. every WAL segment and record is well formed (a read-only scan, see [`crate::wal`]), and each record
 //!    decodes and names a stream in the manifest.
 //!
-//! Stops at the first failure. What is odd but harmless (a torn WAL tail, files the next open removes)
-//! is reported as a warning.
+//! Stops at the first failure. What is odd but harmless (files the next open removes, a torn WAL tail
+//! that no sync mark covers, so never acknowledged) is reported as a warning. Bad WAL bytes it cannot
+//! prove were never acknowledged fail the check: damage before a sync mark naming a later LSN, and any
+//! bad tail of a segment written before sync marks existed (format version 1 or 2), where a torn write
+//! and damage look the same (DESIGN.md 2.4).
 
 use crate::access::StoreDir;
 use crate::error::{corrupt, ToolError, ToolResult};
@@ -15,7 +18,7 @@ use ddpersist::batch::{batch_file_name, parse_batch_file_name, BatchFile};
 use ddpersist::blob::{Blob, TMP_SUFFIX};
 use ddpersist::manifest::BatchMeta;
 use ddpersist::wal::record::decode_record;
-use ddpersist::wal::{self, TornTail, WalRecovery};
+use ddpersist::wal::{self, CutKind, TornTail, WalRecovery};
 use ddpersist::Result;
 use std::collections::HashSet;
 use std::io::{self, Write};
@@ -37,7 +40,8 @@ impl Tally {
     fn all_warnings(&self) -> Vec<String> {
         let torn = self.torn_tail.iter().map(|t| {
             format!(
-                "torn tail in {} at offset {}: {} bytes of a partial record (the next open cuts them off)",
+                "torn tail in {} at offset {}: {} bytes of a partial record, never acknowledged (no sync mark \
+                 covers them; the next open cuts them off)",
                 t.file, t.offset, t.dropped_bytes
             )
         });
@@ -139,6 +143,20 @@ fn verify_wal(store: &StoreDir, tally: &mut Tally) -> Result<()> {
         check_record(&location, lsn, payload, &streams)
     })?;
     tally.wal_records = scan.report.records;
+    if let Some(t) = &scan.report.torn_tail {
+        if t.kind != CutKind::Unacknowledged {
+            return Err(corrupt(
+                &t.file,
+                t.offset,
+                format!(
+                    "bad record at the end of a segment without sync marks (format version 1 or 2): {} bytes \
+                     that may have been acknowledged (a torn write cannot be told from damage there); the \
+                     next open cuts them off",
+                    t.dropped_bytes
+                ),
+            ));
+        }
+    }
     tally.torn_tail = scan.report.torn_tail;
     Ok(())
 }

@@ -1,0 +1,143 @@
+//! Damage to bytes the store made durable is reported, never mistaken for a torn write or passed over:
+//! a flipped bit in an acknowledged WAL record fails the open (naming file and offset) and `inspect
+//! verify`, while a genuinely torn, never acknowledged tail is still cut and reported.
+
+use ddpersist::wal::CutKind;
+use ddpersist::wal::WalRecovery;
+use ddpersist::{Error, Options, Store, StreamOptions};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const RECORD_MAGIC: [u8; 4] = 0x4C50_4444u32.to_le_bytes();
+
+fn keys(store: &Store) -> Vec<Vec<u8>> {
+    let mut keys: Vec<Vec<u8>> = store
+        .snapshot("s")
+        .unwrap()
+        .to_vec()
+        .unwrap()
+        .into_iter()
+        .map(|u| u.0)
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn only_segment(dir: &Path) -> PathBuf {
+    let mut segs: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    segs.pop().unwrap()
+}
+
+/// Offsets of the update records in a segment (found by their magic).
+fn record_starts(bytes: &[u8]) -> Vec<usize> {
+    (32 + 12..bytes.len().saturating_sub(4))
+        .filter(|&p| bytes[p..p + 4] == RECORD_MAGIC)
+        .map(|p| p - 12)
+        .collect()
+}
+
+/// A store with two acknowledged writes of stream "s", "k1" then "k2", nothing sealed; closed.
+fn two_acknowledged_writes(dir: &Path) {
+    let store = Store::open(dir).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    store.write_bytes("s", [(&b"k1"[..], &b"v"[..], 5, 1)]).unwrap();
+    store.write_bytes("s", [(&b"k2"[..], &b"v"[..], 5, 1)]).unwrap();
+}
+
+fn verify_exit(dir: &Path) -> (Option<i32>, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_inspect"))
+        .arg("verify")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[test]
+fn a_flipped_bit_in_the_last_acknowledged_wal_record_is_corruption_not_a_torn_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    two_acknowledged_writes(dir);
+    let seg = only_segment(dir);
+    let mut bytes = fs::read(&seg).unwrap();
+    let starts = record_starts(&bytes);
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    let last = starts[1];
+    bytes[last + 20] ^= 0x04; // one bit of the payload of k2's record
+    fs::write(&seg, &bytes).unwrap();
+
+    let (code, err) = verify_exit(dir);
+    assert_ne!(
+        code,
+        Some(0),
+        "inspect verify passed a damaged acknowledged record: {err}"
+    );
+    assert!(
+        err.contains(&format!("offset {last}")) || err.contains(&last.to_string()),
+        "{err}"
+    );
+
+    match Store::open(dir) {
+        Err(Error::Corrupt { file, offset, .. }) => {
+            assert!(file.ends_with(".wal"), "{file}");
+            assert_eq!(offset, last as u64);
+        }
+        Err(e) => panic!("expected corruption, got {e}"),
+        Ok(store) => panic!(
+            "opened, dropping an acknowledged write: {:?}, keys {:?}",
+            store.recovery_report().torn_tail,
+            keys(&store)
+        ),
+    }
+    assert_eq!(fs::read(&seg).unwrap(), bytes, "a failed open changes nothing");
+
+    // Point-in-time recovery opens, cutting the damaged record, and says it was acknowledged data.
+    let options = Options {
+        wal_recovery: WalRecovery::PointInTime,
+        ..Options::default()
+    };
+    let store = Store::open_with(dir, options).unwrap();
+    let torn = store.recovery_report().torn_tail.clone().unwrap();
+    assert_eq!(torn.offset, last as u64);
+    assert_eq!(torn.kind, CutKind::DataLoss);
+    assert_eq!(keys(&store), vec![b"k1".to_vec()]);
+}
+
+#[test]
+fn a_torn_never_acknowledged_flush_is_still_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    two_acknowledged_writes(dir);
+    let seg = only_segment(dir);
+    let bytes = fs::read(&seg).unwrap();
+    let starts = record_starts(&bytes);
+    // A crash in the middle of writing k2's flush: its record is cut short and nothing after it was
+    // written (in particular no sync mark: its fdatasync never returned).
+    let cut = starts[1] + 20;
+    fs::write(&seg, &bytes[..cut]).unwrap();
+    let (code, err) = verify_exit(dir);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("torn tail"), "{err}");
+    let store = Store::open(dir).unwrap();
+    let torn = store.recovery_report().torn_tail.clone().unwrap();
+    assert_eq!(torn.offset, starts[1] as u64);
+    assert_eq!(torn.kind, CutKind::Unacknowledged);
+    assert_eq!(keys(&store), vec![b"k1".to_vec()]);
+    drop(store);
+    // Garbage appended past the acknowledged records (a flush whose pages were half written) is cut too.
+    let mut bytes = fs::read(&seg).unwrap();
+    let len = bytes.len();
+    bytes.extend_from_slice(&[0xAB; 100]);
+    fs::write(&seg, &bytes).unwrap();
+    let store = Store::open(dir).unwrap();
+    assert_eq!(
+        store.recovery_report().torn_tail.clone().unwrap().offset,
+        len as u64
+    );
+    assert_eq!(keys(&store), vec![b"k1".to_vec()]);
+}
