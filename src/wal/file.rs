@@ -55,14 +55,14 @@
 //! [`WalRecovery::PointInTime`] asks to truncate at the first bad record instead.
 
 use super::scan::{scan, Cut, Scan, Segment};
+use super::segments::{SegmentFaultHook, SegmentFiles, SegmentStep};
 use super::zero_fill::{FillState, ZeroFill};
 use super::{Buffer, Lsn, ReplayReport};
-use crate::blob::dir::sync_dir;
 use crate::error::{Error, Result};
-use crate::format::{checksum, FormatVersion, PutLe};
+use crate::format::{checksum, FormatVersion};
 use parking_lot::{Condvar, Mutex};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -103,6 +103,8 @@ pub enum WalRecovery {
 /// The durable write-ahead log. See the module docs for format and protocol.
 pub struct FileBuffer {
     dir: PathBuf,
+    /// Creates and removes segment files (with the fault-injection hook).
+    files: SegmentFiles,
     segment_bytes: u64,
     recovery: WalRecovery,
     /// Appended records not yet written, and the log's end.
@@ -146,10 +148,6 @@ struct State {
     poisoned: Option<String>,
 }
 
-fn segment_name(first_lsn: Lsn) -> String {
-    format!("{first_lsn:020}.wal")
-}
-
 impl FileBuffer {
     /// A log in `dir` (created if missing) whose segments roll over at about `segment_bytes`.
     /// Call [`Buffer::replay`] before appending.
@@ -157,6 +155,10 @@ impl FileBuffer {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         Ok(FileBuffer {
+            files: SegmentFiles {
+                dir: dir.clone(),
+                hook: None,
+            },
             dir,
             segment_bytes: segment_bytes.max(SEGMENT_HEADER_BYTES + 1),
             recovery,
@@ -198,24 +200,14 @@ impl FileBuffer {
     }
 
     fn create_segment(&self, first_lsn: Lsn) -> Result<(Segment, File)> {
-        let path = self.dir.join(segment_name(first_lsn));
-        let mut header = Vec::with_capacity(SEGMENT_HEADER_BYTES as usize);
-        header.extend_from_slice(SEGMENT_MAGIC);
-        header.put_u32(WAL_VERSION.0);
-        let zero_filled = self.new_segment_zero_filled();
-        header.put_u32(if zero_filled { SEGMENT_FLAG_ZERO_FILLED } else { 0 });
-        header.put_u64(first_lsn);
-        header.put_u64(checksum(&header));
-        let ctx = |what: &str| format!("{what} {}", path.display());
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::io(ctx("create"), e))?;
-        file.write_all(&header).map_err(|e| Error::io(ctx("write"), e))?;
-        file.sync_all().map_err(|e| Error::io(ctx("fsync"), e))?;
-        sync_dir(&self.dir)?;
-        Ok((Segment { first_lsn, path }, file))
+        self.files.create(first_lsn, self.new_segment_zero_filled())
+    }
+
+    /// Calls `hook` before every step of creating, syncing and removing segment files, failing the step
+    /// if it returns an error: a fault-injection seam for tests (`tests/wal_faults.rs`).
+    pub fn with_segment_fault_hook(mut self, hook: SegmentFaultHook) -> Self {
+        self.files.hook = Some(hook);
+        self
     }
 
     /// When every record is released (nothing unsealed anywhere) and the active segment holds at least
@@ -238,10 +230,18 @@ impl FileBuffer {
         // The old segment ends in a sync mark written without a sync: sync it first, so that it is whole
         // on disk before its successor exists (only the last segment may have a torn tail, and the new
         // segment's first LSN must follow on from it).
-        let old = self.state.lock().active.clone();
-        if let Some(old) = old {
-            old.sync_data()
-                .map_err(|e| Error::io(format!("fsync the WAL segment before {}", segment_name(end)), e))?;
+        let old = {
+            let state = self.state.lock();
+            state
+                .active
+                .clone()
+                .zip(state.segments.last().map(|s| s.path.clone()))
+        };
+        if let Some((old, path)) = old {
+            self.files
+                .step(SegmentStep::SyncFile, &path)
+                .and_then(|_| old.sync_data())
+                .map_err(|e| Error::io(format!("fsync {}", path.display()), e))?;
         }
         // Records appended from here on start at `end` or later, and go to the new segment.
         let (seg, file) = self.create_segment(end)?;
@@ -310,15 +310,23 @@ impl Buffer for FileBuffer {
             end_offset,
             last_zero_filled,
             segments,
+            strays,
             cut,
         } = scan(&self.dir, self.recovery, f)?;
+        // Leftovers of failed segment creations hold no record: remove them, so that a later segment of
+        // the same name can be created. (A failure here changes nothing the log needs.)
+        if !strays.is_empty() {
+            for stray in &strays {
+                self.files.remove(&stray.path)?;
+            }
+            self.files.sync_dir()?;
+        }
         // Everything checked: now cut the torn tail (the only change replay makes) and open for append.
         let mut segments = segments;
         if cut == Some(Cut::RemovePartialSegment) {
             if let Some(partial) = segments.pop() {
-                let p = partial.path.display();
-                fs::remove_file(&partial.path).map_err(|e| Error::io(format!("remove {p}"), e))?;
-                sync_dir(&self.dir)?;
+                self.files.remove(&partial.path)?;
+                self.files.sync_dir()?;
             }
         }
         let (segments, active, zero_filled, active_bytes, file_len) = match segments.last() {
@@ -474,7 +482,7 @@ impl Buffer for FileBuffer {
 
     fn release_before(&self, lsn: Lsn) -> Result<()> {
         self.rotate_if_all_released(lsn)?;
-        let doomed: Vec<PathBuf> = {
+        let doomed: Vec<Segment> = {
             let mut state = self.state.lock();
             // Past the last record there are only sync marks, which need not be kept.
             let lsn = if lsn >= state.records_end {
@@ -487,15 +495,23 @@ impl Buffer for FileBuffer {
             let keep_from = (1..state.segments.len())
                 .find(|&i| state.segments[i].first_lsn > lsn)
                 .map_or(state.segments.len().saturating_sub(1), |i| i - 1);
-            state.segments.drain(..keep_from).map(|s| s.path).collect()
+            state.segments.drain(..keep_from).collect()
         };
         if doomed.is_empty() {
             return Ok(());
         }
-        for path in &doomed {
-            fs::remove_file(path).map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
+        // Oldest first, so that what stays is always a contiguous log.
+        for (i, seg) in doomed.iter().enumerate() {
+            if let Err(e) = self.files.remove(&seg.path) {
+                // Keep the segments not removed in the list, so that a later release removes them (a
+                // segment left on disk but forgotten would break the LSN chain at the next open).
+                let mut state = self.state.lock();
+                let rest = doomed[i..].iter().cloned();
+                state.segments.splice(0..0, rest);
+                return Err(e);
+            }
         }
-        sync_dir(&self.dir)
+        self.files.sync_dir()
     }
 
     fn is_durable(&self) -> bool {

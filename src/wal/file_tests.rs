@@ -1,6 +1,7 @@
 //! Unit tests of [`super::FileBuffer`]: replay rules, sync marks, zero-filling, rotation and release.
 
 use super::super::scan::list_segments;
+use super::super::segments::{segment_name, SegmentFiles};
 use super::super::zero_fill::{ZERO_AHEAD_BYTES, ZERO_MARGIN_BYTES};
 use super::*;
 use crate::wal::CutKind;
@@ -347,4 +348,35 @@ fn a_bad_record_no_sync_mark_covers_is_a_torn_flush_even_with_valid_records_afte
     let torn = report.torn_tail.unwrap();
     assert_eq!((torn.offset, torn.kind), (second as u64, CutKind::Unacknowledged));
     assert_eq!(fs::metadata(&seg).unwrap().len(), second as u64);
+}
+
+#[test]
+fn a_stray_segment_of_a_failed_creation_is_removed_and_its_predecessor_stays_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let lsns = write_records(dir.path(), 1 << 20, &[b"one", b"two", b"three"]);
+    // An idle rotation at the end of "one" created its segment but failed before adopting it; the log went
+    // on in segment 0, whose last flush was then torn by a crash (no sync mark, part of "three").
+    let files = SegmentFiles {
+        dir: dir.path().to_path_buf(),
+        hook: None,
+    };
+    let (stray, _) = files.create(lsns[0].1, false).unwrap();
+    let seg = dir.path().join(segment_name(0));
+    let end = SEGMENT_HEADER_BYTES + lsns[2].1;
+    let f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(end - 2).unwrap();
+    // A short stray (its header never written) before it too.
+    fs::write(dir.path().join(segment_name(lsns[0].0 + 1)), b"DDP").unwrap();
+    let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let (got, report) = replay_all(&buf).unwrap();
+    assert_eq!(got.len(), 2);
+    let torn = report.torn_tail.unwrap();
+    assert!(torn.file.ends_with(&segment_name(0)), "{}", torn.file);
+    assert_eq!(torn.kind, CutKind::Unacknowledged);
+    assert_eq!(list_segments(dir.path()).unwrap().len(), 1, "strays removed");
+    assert!(!stray.path.exists());
+    // Appends continue in segment 0.
+    let (start, e) = buf.append(b"four").unwrap();
+    assert_eq!(start, lsns[1].1);
+    buf.sync(e).unwrap();
 }

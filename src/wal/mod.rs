@@ -17,12 +17,14 @@ mod file;
 mod mem;
 pub mod record;
 pub mod scan;
+mod segments;
 mod zero_fill;
 
 pub use fault::FaultyBuffer;
 pub use file::{FileBuffer, WalRecovery, WAL_VERSION};
 pub use mem::MemBuffer;
 pub use scan::scan;
+pub use segments::{SegmentFaultHook, SegmentStep};
 
 use crate::error::Result;
 

@@ -48,8 +48,13 @@ pub struct Scan {
     /// Whether the last segment with a complete header may end in zeros filled ahead of the log (version
     /// 2, or version 3 with the zero-filled flag); false when there is none.
     pub last_zero_filled: bool,
-    /// The segments, oldest first.
+    /// The segments of the log, oldest first.
     pub segments: Vec<Segment>,
+    /// Segment files that are not part of the log: at most a header long (so they hold no record) and
+    /// either followed by another segment or starting at an LSN the log had already passed. They are what a
+    /// failed segment creation leaves (the file created, its header not written or not synced, the store
+    /// going on in the old segment). Replay removes them.
+    pub strays: Vec<Segment>,
     /// What replay cuts off.
     pub cut: Option<Cut>,
 }
@@ -201,7 +206,30 @@ fn check_header(
 /// - in the last segment of version 1 or 2 (no sync marks): a torn tail if no valid record follows it (or
 ///   under `PointInTime`, or in a zero-filled segment), else corruption; reported as [`CutKind::Unknown`].
 pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<Scan> {
-    let segments = list_segments(dir)?;
+    let listed = list_segments(dir)?;
+    // Files of at most a header's length hold no record. Before the last file, such a file is never part
+    // of a healthy log (a segment is succeeded only once it holds records): a stray of a failed creation.
+    let mut strays = Vec::new();
+    let mut segments = Vec::new();
+    let mut tail_len = 0;
+    for (i, seg) in listed.iter().enumerate() {
+        let len = fs::metadata(&seg.path)
+            .map_err(|e| Error::io(format!("stat {}", seg.path.display()), e))?
+            .len();
+        if i + 1 < listed.len() && len <= SEGMENT_HEADER_BYTES {
+            strays.push(seg.clone());
+        } else {
+            segments.push(seg.clone());
+            tail_len = len;
+        }
+    }
+    // The last file, if it holds no record either, may also be a stray that the log went on past (its
+    // creation failed, later records went to its predecessor): decided when its predecessor is read.
+    let tail_first_lsn = segments
+        .last()
+        .filter(|_| segments.len() >= 2 && tail_len <= SEGMENT_HEADER_BYTES)
+        .map(|s| s.first_lsn);
+    let mut drop_tail = false;
     let mut report = ReplayReport::default();
     let mut expected_lsn: Option<Lsn> = None;
     let mut cut = None;
@@ -211,6 +239,17 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
         let file_name = seg.path.display().to_string();
         let bytes = fs::read(&seg.path).map_err(|e| Error::io(format!("read {file_name}"), e))?;
         let is_last = i + 1 == segments.len();
+        if is_last && bytes.len() as u64 == SEGMENT_HEADER_BYTES {
+            if let Some(expected) = expected_lsn {
+                let (first_lsn, _, _) = check_header(&bytes, seg, &file_name, None)?;
+                if first_lsn < expected {
+                    // A header and nothing else, starting at an LSN its predecessor has records past: the
+                    // stray of a failed creation. (A healthy successor starts where its predecessor ends.)
+                    drop_tail = true;
+                    break;
+                }
+            }
+        }
         if is_last && (bytes.len() as u64) < SEGMENT_HEADER_BYTES {
             // A crash while creating the newest segment, before its header was synced: it holds no
             // record. Replay removes it; its predecessor (or a fresh segment) becomes active.
@@ -269,10 +308,15 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
                 None if zero_filled => break,
                 None => bytes.len(),
             };
-            if !is_last {
+            // The next and last file holds no record and starts at or before this bad record: a stray of a
+            // failed creation (a healthy successor starts past every record of this segment, since this
+            // one was synced whole before it was created), so this is the log's last segment.
+            let before_stray = i + 2 == segments.len() && tail_first_lsn.is_some_and(|t| t <= lsn_at(at));
+            if !is_last && !before_stray {
                 let why = "bad or partial record in a segment that is not the last";
                 return Err(Error::corrupt(&file_name, at as u64, why));
             }
+            drop_tail = before_stray;
             let kind = if marks {
                 // Proof that the bad bytes were made durable: a sync mark written after them, naming an
                 // LSN past their start (a mark is written only once the flush before it is synced).
@@ -316,6 +360,12 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
         // Every record's end LSN was checked above, so this cannot overflow.
         expected_lsn = Some(first_lsn.saturating_add(at as u64 - SEGMENT_HEADER_BYTES));
         end_offset = at as u64;
+        if drop_tail {
+            break;
+        }
+    }
+    if drop_tail {
+        strays.extend(segments.pop());
     }
     Ok(Scan {
         report,
@@ -323,6 +373,7 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
         end_offset,
         last_zero_filled,
         segments,
+        strays,
         cut,
     })
 }

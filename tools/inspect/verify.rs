@@ -143,6 +143,13 @@ fn verify_wal(store: &StoreDir, tally: &mut Tally) -> Result<()> {
         check_record(&location, lsn, payload, &streams)
     })?;
     tally.wal_records = scan.report.records;
+    for stray in &scan.strays {
+        tally.warnings.push(format!(
+            "{} holds no record and is not part of the log (left by a failed segment creation; the next \
+             open removes it)",
+            stray.path.display()
+        ));
+    }
     if let Some(t) = &scan.report.torn_tail {
         if t.kind != CutKind::Unacknowledged {
             return Err(corrupt(
