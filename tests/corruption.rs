@@ -141,3 +141,73 @@ fn a_torn_never_acknowledged_flush_is_still_cut() {
     );
     assert_eq!(keys(&store), vec![b"k1".to_vec()]);
 }
+
+/// A sealed store whose one batch file has several blocks of sizes that are not multiples of 8, so that
+/// zero padding lies between blocks and before the index. Returns the batch file's path.
+fn store_with_padded_batch(dir: &Path) -> PathBuf {
+    let store = Store::open_with(
+        dir,
+        Options {
+            block_target_bytes: 256,
+            compaction_threads: 0,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    let keys: Vec<String> = (0..200).map(|i| format!("key{i:03}")).collect();
+    store
+        .write_bytes("s", keys.iter().map(|k| (k.as_bytes(), &b"odd"[..], 1, 1)))
+        .unwrap();
+    let file = store.seal("s", 2).unwrap().file.unwrap();
+    dir.join(file)
+}
+
+/// The padding gaps of a batch file: between blocks, and between the last block and the index.
+fn padding(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let blob = ddpersist::blob::BlobBytes::Heap(bytes.to_vec().into());
+    let b = ddpersist::batch::BatchFile::open("batch", blob).unwrap();
+    let mut gaps = Vec::new();
+    let mut end = 32;
+    for i in 0..b.block_count() {
+        let e = b.index_entry(i);
+        gaps.push(end..e.offset as usize);
+        end = (e.offset + e.stored_len as u64) as usize;
+    }
+    gaps.push(end..b.footer().index_offset as usize);
+    gaps.into_iter().filter(|g| !g.is_empty()).collect()
+}
+
+#[test]
+fn a_flipped_bit_in_batch_padding_fails_the_scrub() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = store_with_padded_batch(tmp.path());
+    let mut bytes = fs::read(&path).unwrap();
+    let gaps = padding(&bytes);
+    assert!(gaps.len() >= 2, "no padding to damage: {gaps:?}");
+    let (code, err) = verify_exit(tmp.path());
+    assert_eq!(code, Some(0), "{err}");
+    for gap in gaps {
+        let at = gap.end - 1;
+        bytes[at] ^= 0x10;
+        let blob = ddpersist::blob::BlobBytes::Heap(bytes.clone().into());
+        let name = path.display().to_string();
+        let b = ddpersist::batch::BatchFile::open(&name, blob).unwrap();
+        match b.verify() {
+            Err(Error::Corrupt { file, offset, .. }) => {
+                assert_eq!((file, offset), (name.clone(), at as u64));
+            }
+            other => panic!("padding byte {at} flipped: verify says {other:?}"),
+        }
+        fs::write(&path, &bytes).unwrap();
+        let (code, err) = verify_exit(tmp.path());
+        assert_ne!(
+            code,
+            Some(0),
+            "inspect verify passed a flipped padding byte at {at}"
+        );
+        assert!(err.contains(&format!("offset {at}")), "{err}");
+        bytes[at] ^= 0x10;
+        fs::write(&path, &bytes).unwrap();
+    }
+}

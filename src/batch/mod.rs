@@ -18,6 +18,7 @@ pub mod cursor;
 pub mod filter;
 pub mod format;
 pub mod reader;
+mod scrub;
 pub mod writer;
 
 pub use cursor::UpdateCursor;

@@ -441,7 +441,8 @@ impl BatchFile {
     }
 
     /// Checks every block, and across blocks: keys increase, every time lies in the description, and the
-    /// val count matches the footer. Returns the first problem found, in block order. (See also
+    /// val count matches the footer; then the layout: padding, reserved fields and the sections' places,
+    /// so that every byte of the file is checked against the format (`batch/scrub.rs`). Returns the first problem found, in block order. (See also
     /// [`verify_deep`](Self::verify_deep).) Files of [`PARALLEL_VERIFY_BLOCKS`] blocks or more are checked
     /// by up to [`MAX_VERIFY_THREADS`] scoped threads over contiguous block ranges (restarting a trace
     /// verifies every block it serves).
@@ -492,7 +493,8 @@ impl BatchFile {
                 "footer val count disagrees with the blocks",
             ));
         }
-        Ok(())
+        // The bytes no checksum covers (padding) and the reserved fields.
+        self.verify_layout()
     }
 
     /// The per-block part of [`verify`](Self::verify) over blocks `range`: each block's checksum and
