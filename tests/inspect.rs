@@ -667,3 +667,46 @@ mod json {
         }
     }
 }
+
+#[test]
+fn verify_of_a_live_store_never_reports_a_file_a_merge_just_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let options = ddpersist::Options {
+        compaction_threads: 1,
+        ..ddpersist::Options::default()
+    };
+    let store = Store::open_with(&dir, options).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut t = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && t < 60 {
+                let keys: Vec<String> = (0..3000).map(|i| format!("k{t}-{i}")).collect();
+                store
+                    .write_bytes("s", keys.iter().map(|k| (k.as_bytes(), &b"v"[..], t, 1)))
+                    .unwrap();
+                store.seal("s", t + 1).unwrap();
+                t += 1;
+            }
+        })
+    };
+    let (mut runs, mut failures) = (0, Vec::new());
+    while !writer.is_finished() && runs < 40 {
+        let o = inspect(&[OsStr::new("verify"), dir.as_os_str()]);
+        if o.status.code() != Some(0) {
+            failures.push(stderr(&o));
+        }
+        runs += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of 40 verifications failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
+}

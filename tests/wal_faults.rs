@@ -242,3 +242,37 @@ fn every_failed_step_of_segment_creation_rotation_and_release_leaves_a_store_tha
     }
     assert!(fired_total > 20, "only {fired_total} failure points");
 }
+
+#[test]
+fn a_write_whose_own_fdatasync_failed_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fail = Arc::new(AtomicBool::new(false));
+    let armed = fail.clone();
+    let hook: SegmentFaultHook = Arc::new(move |step: SegmentStep, _: &Path| {
+        if step == SegmentStep::Flush && armed.swap(false, Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected fdatasync failure"));
+        }
+        Ok(())
+    });
+    let file = FileBuffer::open(tmp.path().join("wal"), 1 << 20, WalRecovery::Strict)
+        .unwrap()
+        .with_segment_fault_hook(hook);
+    let blob = Arc::new(DirBlob::open(tmp.path()).unwrap());
+    let store = Store::open_on(blob, Arc::new(file), options()).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    store.write_bytes("s", [(&b"a"[..], &b"v"[..], 1, 1)]).unwrap();
+    fail.store(true, Ordering::SeqCst);
+    let own = store
+        .write_bytes("s", [(&b"b"[..], &b"v"[..], 1, 1)])
+        .unwrap_err();
+    let msg = own.to_string();
+    assert!(!matches!(own, ddpersist::Error::Poisoned { .. }), "{msg}");
+    assert!(!msg.contains("earlier failure"), "{msg}");
+    assert!(msg.contains("injected fdatasync failure"), "{msg}");
+    // Later calls are refused because of that earlier failure.
+    let later = store
+        .write_bytes("s", [(&b"c"[..], &b"v"[..], 1, 1)])
+        .unwrap_err();
+    assert!(matches!(later, ddpersist::Error::Poisoned { .. }), "{later}");
+    assert!(later.to_string().contains("earlier failure"), "{later}");
+}

@@ -61,7 +61,7 @@ use super::{Buffer, Lsn, ReplayReport};
 use crate::error::{Error, Result};
 use crate::format::{checksum, FormatVersion};
 use parking_lot::{Condvar, Mutex};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -146,6 +146,8 @@ struct State {
     active_bytes: u64,
     /// Set after a failed write or sync; every later call fails.
     poisoned: Option<String>,
+    /// Records ending at or before this LSN were in a flush that failed.
+    failed_upto: Lsn,
 }
 
 impl FileBuffer {
@@ -153,7 +155,8 @@ impl FileBuffer {
     /// Call [`Buffer::replay`] before appending.
     pub fn open(dir: impl AsRef<Path>, segment_bytes: u64, recovery: WalRecovery) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        // A new WAL directory's entry in the store directory must survive a power loss like its segments.
+        crate::blob::dir::create_dir_durable(&dir)?;
         Ok(FileBuffer {
             files: SegmentFiles {
                 dir: dir.clone(),
@@ -171,6 +174,7 @@ impl FileBuffer {
                 active: None,
                 active_bytes: 0,
                 poisoned: None,
+                failed_upto: 0,
             }),
             sync_lock: Mutex::new(Vec::new()),
             durable_lsn: AtomicU64::new(0),
@@ -292,9 +296,12 @@ impl FileBuffer {
         result
     }
 
-    fn poison(&self, detail: String) -> Error {
-        self.state.lock().poisoned = Some(detail.clone());
-        Error::Poisoned { detail }
+    /// Refuses every later call because of `detail`; records ending at or before `failed_upto` were in
+    /// the flush that failed (their `sync` reports that failure as its own).
+    fn poison(&self, detail: String, failed_upto: Lsn) {
+        let mut state = self.state.lock();
+        state.poisoned.get_or_insert(detail);
+        state.failed_upto = state.failed_upto.max(failed_upto);
     }
 }
 
@@ -420,11 +427,23 @@ impl Buffer for FileBuffer {
         let (mut pending, end_lsn, file, rotate_at) = {
             let mut state = self.state.lock();
             if let Some(p) = &state.poisoned {
+                if lsn <= state.failed_upto {
+                    // This record was in the flush that failed: that is its own failure, not an earlier one.
+                    let context = format!("WAL flush up to LSN {}", state.failed_upto);
+                    return Err(Error::io(context, std::io::Error::other(p.clone())));
+                }
                 return Err(Error::Poisoned { detail: p.clone() });
             }
             let Some(file) = state.active.clone() else {
                 return Err(Error::bad_input("WAL sync before replay"));
             };
+            if lsn > state.next_lsn {
+                // Not a position of this log (a ticket of another one?): nothing to wait for.
+                return Err(Error::bad_input(format!(
+                    "WAL sync to LSN {lsn}, past the end of the log at {}",
+                    state.next_lsn
+                )));
+            }
             spare.clear();
             let pending = std::mem::replace(&mut state.pending, std::mem::take(&mut *spare));
             state.pending_lsn = state.next_lsn;
@@ -435,7 +454,6 @@ impl Buffer for FileBuffer {
         };
         let (file, offset) = file;
         self.fill.before_write(offset..offset + pending.len() as u64);
-        debug_assert!(end_lsn >= lsn, "sync past the end of the log");
         let path = || {
             self.state
                 .lock()
@@ -443,8 +461,18 @@ impl Buffer for FileBuffer {
                 .last()
                 .map(|s| s.path.display().to_string())
         };
-        if let Err(e) = file.write_all_at(&pending, offset).and_then(|_| file.sync_data()) {
-            return Err(self.poison(format!("WAL write/fdatasync of {:?} failed: {e}", path())));
+        let active_path = self.state.lock().segments.last().map(|s| s.path.clone());
+        let flushed = match &active_path {
+            Some(p) => self.files.step(SegmentStep::Flush, p),
+            None => Ok(()),
+        };
+        if let Err(e) =
+            flushed.and_then(|_| file.write_all_at(&pending, offset).and_then(|_| file.sync_data()))
+        {
+            let what = format!("WAL write/fdatasync of {:?}", path());
+            self.poison(format!("{what} failed: {e}"), end_lsn);
+            // This call's own failure (later calls get `Poisoned`).
+            return Err(Error::io(what, e));
         }
         pending.clear();
         *spare = pending;
@@ -456,7 +484,7 @@ impl Buffer for FileBuffer {
             let marked = self.write_sync_mark(end_lsn, &mut spare);
             self.durable_lsn.store(end_lsn, Ordering::Release);
             if let Err(e) = marked {
-                self.poison(format!("WAL sync mark write of {:?} failed: {e}", path()));
+                self.poison(format!("WAL sync mark write of {:?} failed: {e}", path()), 0);
             }
             return Ok(());
         }
@@ -466,7 +494,10 @@ impl Buffer for FileBuffer {
             // the new segment.
             let (seg, new_file) = match self.create_segment(end_lsn) {
                 Ok(x) => x,
-                Err(e) => return Err(self.poison(format!("WAL segment rollover failed: {e}"))),
+                Err(e) => {
+                    self.poison(format!("WAL segment rollover failed: {e}"), 0);
+                    return Err(e);
+                }
             };
             let new_file = Arc::new(new_file);
             let mut state = self.state.lock();

@@ -5,6 +5,7 @@ use super::super::segments::{segment_name, SegmentFiles};
 use super::super::zero_fill::{ZERO_AHEAD_BYTES, ZERO_MARGIN_BYTES};
 use super::*;
 use crate::wal::CutKind;
+use std::fs;
 
 type Replayed = Vec<(Lsn, Vec<u8>)>;
 

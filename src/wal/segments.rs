@@ -1,5 +1,5 @@
 //! Segment files of [`super::FileBuffer`]: creating one (header written and synced, then the directory)
-//! and removing released ones, every step behind an optional fault hook ([`SegmentFaultHook`]) so that tests
+//! and removing released ones, every step (and each group commit's flush) behind an optional fault hook ([`SegmentFaultHook`]) so that tests
 //! can fail each step in turn (`tests/wal_faults.rs`).
 
 use super::file::{SEGMENT_FLAG_ZERO_FILLED, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, WAL_VERSION};
@@ -26,6 +26,8 @@ pub enum SegmentStep {
     SyncDir,
     /// Removing a segment file (a released one, or a new one whose creation failed).
     Remove,
+    /// A group commit's write and `fdatasync` of the records to the active segment.
+    Flush,
 }
 
 /// Called before each [`SegmentStep`] with the file (or directory) it concerns; an error fails the step as

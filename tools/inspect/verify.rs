@@ -5,7 +5,9 @@
 //! 3. every WAL segment and record is well formed (a read-only scan, see [`crate::wal`]), and each record
 //!    decodes and names a stream in the manifest.
 //!
-//! Stops at the first failure. What is odd but harmless (files the next open removes, a torn WAL tail
+//! Stops at the first failure. On a live store, a failure while the manifest changed under the check (a
+//! merge deleted a file the manifest read had named) starts the check over, up to 5 times.
+//! What is odd but harmless (files the next open removes, a torn WAL tail
 //! that no sync mark covers, so never acknowledged) is reported as a warning. Bad WAL bytes it cannot
 //! prove were never acknowledged fail the check: damage before a sync mark naming a later LSN, and any
 //! bad tail of a segment written before sync marks existed (format version 1 or 2), where a torn write
@@ -33,6 +35,8 @@ struct Tally {
     wal_records: u64,
     torn_tail: Option<TornTail>,
     warnings: Vec<String>,
+    /// Batch files a live store's merges replaced (and deleted) while they were being checked.
+    replaced: u64,
 }
 
 impl Tally {
@@ -45,7 +49,15 @@ impl Tally {
                 t.file, t.offset, t.dropped_bytes
             )
         });
-        torn.chain(self.warnings.iter().cloned()).collect()
+        let replaced = (self.replaced > 0).then(|| {
+            format!(
+                "{} batch files were replaced by merges during the check and not verified",
+                self.replaced
+            )
+        });
+        torn.chain(self.warnings.iter().cloned())
+            .chain(replaced)
+            .collect()
     }
 }
 
@@ -62,20 +74,47 @@ pub fn run(dir: &Path, json: bool, out: &mut dyn Write, err: &mut dyn Write) -> 
     outcome.map_err(ToolError::Store)
 }
 
+/// How often the WAL check is started over when it fails while a live store changed under it.
+const WAL_ATTEMPTS: usize = 5;
+
 fn verify_store(dir: &Path, tally: &mut Tally) -> Result<()> {
     let store = StoreDir::open(dir)?;
     tally.streams = store.manifest.streams.len() as u64;
     for stream in &store.manifest.streams {
         for meta in stream.batches.iter().chain(&stream.spills) {
-            verify_batch(&store, meta, tally)?;
+            verify_batch(dir, &store, meta, tally)?;
         }
     }
     warn_unnamed_files(&store, tally)?;
-    verify_wal(&store, tally)
+    // A live store may release a segment or add a stream while the WAL is read: a failure counts only if
+    // the manifest did not change meanwhile (else the check starts over with the new manifest).
+    let mut store = store;
+    for attempt in 1.. {
+        let outcome = verify_wal(&store, tally);
+        if outcome.is_ok() || attempt >= WAL_ATTEMPTS {
+            return outcome;
+        }
+        let now = StoreDir::open(dir)?;
+        if now.manifest.generation == store.manifest.generation {
+            return outcome;
+        }
+        store = now;
+    }
+    Ok(())
 }
 
-fn verify_batch(store: &StoreDir, meta: &BatchMeta, tally: &mut Tally) -> Result<()> {
-    let batch = store.open_batch(meta)?;
+/// Verifies the batch file `meta` names. On a live store a merge may have deleted it since the manifest
+/// was read: a missing file is an error only if the current manifest still names it (else it is skipped:
+/// the merge's output holds its updates).
+fn verify_batch(dir: &Path, store: &StoreDir, meta: &BatchMeta, tally: &mut Tally) -> Result<()> {
+    let Some(batch) = store.open_batch_if_present(meta)? else {
+        let now = StoreDir::open(dir)?;
+        if now.manifest.file_nos().any(|n| n == meta.file_no) {
+            return Err(store.missing_batch(meta));
+        }
+        tally.replaced += 1;
+        return Ok(());
+    };
     batch.verify_deep()?;
     check_against_manifest(&batch, meta, tally)?;
     tally.batch_files += 1;
