@@ -15,9 +15,9 @@ use super::format::{
 use super::Description;
 use crate::blob::{Blob, BlobBytes};
 use crate::error::{Error, Result};
-use crate::format::{checksum, le_u32, le_u64};
+use crate::format::{checksum, le_u32};
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// [`BatchFile::verify`] splits files of at least this many blocks across threads.
@@ -33,8 +33,9 @@ pub struct BatchFile {
     index: Vec<IndexEntry>,
     /// Absolute offset of the index key area.
     key_area: usize,
-    /// Whether block i has been verified.
-    verified: Box<[AtomicBool]>,
+    /// Block i's shape (counts and array positions), set when it has been verified. Readers take the shape
+    /// from here, never again from the file's bytes, which another program could change under the map.
+    shapes: Box<[std::sync::OnceLock<Block<'static>>]>,
     /// Decompressed copies of lz4 blocks, filled on first use.
     decompressed: Box<[std::sync::OnceLock<Box<[u8]>>]>,
     /// How many times a block was fetched through [`BatchFile::block`] (a measure of data pages touched).
@@ -169,14 +170,14 @@ impl BatchFile {
             return Err(bad(footer_at as u64 + 16, "description lower above upper".into()));
         }
         let block_count = index.len();
-        let verified = (0..block_count).map(|_| AtomicBool::new(false)).collect();
+        let shapes = (0..block_count).map(|_| std::sync::OnceLock::new()).collect();
         Ok(BatchFile {
             name,
             bytes,
             footer,
             index,
             key_area,
-            verified,
+            shapes,
             decompressed: (0..block_count).map(|_| std::sync::OnceLock::new()).collect(),
             block_reads: std::sync::atomic::AtomicU64::new(0),
             filter,
@@ -313,7 +314,7 @@ impl BatchFile {
         };
         let block = Block::check(raw, e, self.block_first_key(i), self.block_last_key(i))
             .map_err(|(off, detail)| corrupt(off as u64, format!("block {i}: {detail}")))?;
-        self.verified[i].store(true, Ordering::Release);
+        let _ = self.shapes[i].set(block.detach());
         Ok(block)
     }
 
@@ -386,22 +387,15 @@ impl BatchFile {
     /// decompressed copy, kept for the life of this value.
     #[inline]
     pub fn verified_block(&self, i: usize) -> Option<Block<'_>> {
-        let e = self.index.get(i)?;
-        if !self.verified[i].load(Ordering::Acquire) {
-            return None;
-        }
-        if e.codec == CODEC_LZ4 {
-            return self.decompressed[i].get().map(|raw| Block::layout(raw));
-        }
-        let start = e.offset as usize;
-        Some(Block::layout(&self.bytes[start..start + e.stored_len as usize]))
+        let shape = self.shapes.get(i)?.get()?;
+        Some(shape.attach(self.verified_block_bytes(i)?))
     }
 
     /// Where block `i`'s raw bytes lie in [`bytes`](Self::bytes), if it is verified and stored raw.
     #[inline]
     pub fn verified_raw_range(&self, i: usize) -> Option<std::ops::Range<usize>> {
         let e = self.index.get(i)?;
-        if !self.verified[i].load(Ordering::Acquire) || e.codec == CODEC_LZ4 {
+        if self.shapes[i].get().is_none() || e.codec == CODEC_LZ4 {
             return None;
         }
         let start = e.offset as usize;
@@ -419,9 +413,7 @@ impl BatchFile {
     #[inline]
     pub fn verified_block_bytes(&self, i: usize) -> Option<&[u8]> {
         let e = self.index.get(i)?;
-        if !self.verified[i].load(Ordering::Acquire) {
-            return None;
-        }
+        self.shapes[i].get()?;
         if e.codec == CODEC_LZ4 {
             return self.decompressed[i].get().map(|raw| &raw[..]);
         }
@@ -437,7 +429,7 @@ impl BatchFile {
 
     /// Whether every block has been verified.
     pub fn is_verified(&self) -> bool {
-        self.verified.iter().all(|v| v.load(Ordering::Acquire))
+        self.shapes.iter().all(|s| s.get().is_some())
     }
 
     /// Checks every block, and across blocks: keys increase, every time lies in the description, and the
@@ -581,22 +573,20 @@ pub struct Block<'a> {
 }
 
 impl<'a> Block<'a> {
-    /// The array positions of a block that passed [`Block::check`] before.
-    #[inline]
-    fn layout(bytes: &'a [u8]) -> Self {
-        let (k, v, u) = (
-            le_u32(bytes, 0) as usize,
-            le_u32(bytes, 4) as usize,
-            le_u32(bytes, 8) as usize,
-        );
-        let mut b = Block::arrays(bytes, k, v, u);
-        b.val_bytes_at = b.key_bytes_at + b.u32_at(b.key_offs_at, k) as usize;
-        b
-    }
-
+    /// Element `i` of the `u32` array at `array_at`; 0 when the bytes are not there. Every accessor reads
+    /// through bounds checks like this one and never trusts an offset read from the bytes, so a block whose
+    /// bytes changed after it was verified (another program rewrote the file under the map) reads as
+    /// wrong values, never as a panic (DESIGN.md 2.2, "what the store assumes of its files").
     #[inline]
     fn u32_at(&self, array_at: usize, i: usize) -> u32 {
-        le_u32(self.bytes, array_at + 4 * i)
+        read_u32(self.bytes, array_at.wrapping_add(4 * i))
+    }
+
+    /// `bytes[start..end]` of this block's byte columns, or nothing when that is not a range of the bytes.
+    #[inline]
+    fn column(&self, base: usize, start: u32, end: u32) -> &'a [u8] {
+        let (s, e) = (base.wrapping_add(start as usize), base.wrapping_add(end as usize));
+        self.bytes.get(s..e).unwrap_or(&[])
     }
 
     /// Checks structure and order of `bytes` against its index entry and fence keys; on failure returns
@@ -763,13 +753,14 @@ impl<'a> Block<'a> {
             self.u32_at(self.key_offs_at, i),
             self.u32_at(self.key_offs_at, i + 1),
         );
-        &self.bytes[self.key_bytes_at + s as usize..self.key_bytes_at + e as usize]
+        self.column(self.key_bytes_at, s, e)
     }
 
-    /// The vals of key `i`, as a range of val indexes.
+    /// The vals of key `i`, as a range of val indexes (within `0..val_count()`).
     #[inline]
     pub fn vals(&self, i: usize) -> Range<usize> {
-        self.u32_at(self.key_vals_at, i) as usize..self.u32_at(self.key_vals_at, i + 1) as usize
+        let end = (self.u32_at(self.key_vals_at, i + 1) as usize).min(self.val_count);
+        (self.u32_at(self.key_vals_at, i) as usize).min(end)..end
     }
 
     /// Val `j`, borrowed from the file.
@@ -779,25 +770,26 @@ impl<'a> Block<'a> {
             self.u32_at(self.val_offs_at, j),
             self.u32_at(self.val_offs_at, j + 1),
         );
-        &self.bytes[self.val_bytes_at + s as usize..self.val_bytes_at + e as usize]
+        self.column(self.val_bytes_at, s, e)
     }
 
-    /// The updates of val `j`, as a range of update indexes.
+    /// The updates of val `j`, as a range of update indexes (within `0..update_count()`).
     #[inline]
     pub fn updates(&self, j: usize) -> Range<usize> {
-        self.u32_at(self.val_upds_at, j) as usize..self.u32_at(self.val_upds_at, j + 1) as usize
+        let end = (self.u32_at(self.val_upds_at, j + 1) as usize).min(self.update_count);
+        (self.u32_at(self.val_upds_at, j) as usize).min(end)..end
     }
 
-    /// The time of update `x`.
+    /// The time of update `x` (0 if `x` is out of range).
     #[inline]
     pub fn time(&self, x: usize) -> u64 {
-        le_u64(self.bytes, self.times_at + 8 * x)
+        read_u64(self.bytes, self.times_at.wrapping_add(8 * x))
     }
 
-    /// The diff of update `x`.
+    /// The diff of update `x` (0 if `x` is out of range).
     #[inline]
     pub fn diff(&self, x: usize) -> i64 {
-        le_u64(self.bytes, self.diffs_at + 8 * x) as i64
+        read_u64(self.bytes, self.diffs_at.wrapping_add(8 * x)) as i64
     }
 
     /// The index of the first key `>= key` in this block (`key_count()` if none).
@@ -812,5 +804,23 @@ impl<'a> Block<'a> {
             }
         }
         lo
+    }
+}
+
+/// The little-endian `u32` at `bytes[at..at + 4]`, or 0 when the bytes are not there.
+#[inline]
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    match bytes.get(at..at.wrapping_add(4)) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+        _ => 0,
+    }
+}
+
+/// The little-endian `u64` at `bytes[at..at + 8]`, or 0 when the bytes are not there.
+#[inline]
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    match bytes.get(at..at.wrapping_add(8)) {
+        Some(&[a, b, c, d, e, f, g, h]) => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
+        _ => 0,
     }
 }
