@@ -2,7 +2,8 @@
 //! file's bytes. Blocks are verified as the cursor enters them, so a corrupt block surfaces as an error
 //! from [`UpdateCursor::step`] (or construction), never as wrong data.
 
-use super::reader::{BatchFile, Block};
+use super::block::Block;
+use super::reader::BatchFile;
 use crate::error::Result;
 use crate::wal::record::UpdateRef;
 
