@@ -145,6 +145,11 @@ fn a_torn_never_acknowledged_flush_is_still_cut() {
 /// A sealed store whose one batch file has several blocks of sizes that are not multiples of 8, so that
 /// zero padding lies between blocks and before the index. Returns the batch file's path.
 fn store_with_padded_batch(dir: &Path) -> PathBuf {
+    padded_store(dir).1
+}
+
+/// [`store_with_padded_batch`], with the store still open.
+fn padded_store(dir: &Path) -> (Store, PathBuf) {
     let store = Store::open_with(
         dir,
         Options {
@@ -160,7 +165,7 @@ fn store_with_padded_batch(dir: &Path) -> PathBuf {
         .write_bytes("s", keys.iter().map(|k| (k.as_bytes(), &b"odd"[..], 1, 1)))
         .unwrap();
     let file = store.seal("s", 2).unwrap().file.unwrap();
-    dir.join(file)
+    (store, dir.join(file))
 }
 
 /// The padding gaps of a batch file: between blocks, and between the last block and the index.
@@ -224,15 +229,9 @@ fn next(state: &mut u64) -> u64 {
 fn a_batch_file_rewritten_in_place_under_a_running_store_never_panics_a_read() {
     for seed in 1..=40u64 {
         let tmp = tempfile::tempdir().unwrap();
-        let path = store_with_padded_batch(tmp.path());
-        let store = Store::open_with(
-            tmp.path(),
-            Options {
-                compaction_threads: 0,
-                ..Options::default()
-            },
-        )
-        .unwrap();
+        // The same store throughout (reopening it in a test binary whose other tests spawn processes can
+        // race with a child that briefly shares the LOCK file's descriptor between fork and exec).
+        let (store, path) = padded_store(tmp.path());
         let keys: Vec<Vec<u8>> = (0..200).map(|i| format!("key{i:03}").into_bytes()).collect();
         // First reads: every block is verified and (for raw blocks) served from the map from now on.
         for k in &keys {

@@ -144,6 +144,9 @@ struct State {
     active: Option<Arc<File>>,
     /// Bytes in the active segment file.
     active_bytes: u64,
+    /// The active segment is of version 3 or later, so sync marks may be written to it (an older one,
+    /// reopened, is only appended records: its readers would take a mark for a bad record).
+    active_marks: bool,
     /// Set after a failed write or sync; every later call fails.
     poisoned: Option<String>,
     /// Records ending at or before this LSN were in a flush that failed.
@@ -173,6 +176,7 @@ impl FileBuffer {
                 segments: Vec::new(),
                 active: None,
                 active_bytes: 0,
+                active_marks: true,
                 poisoned: None,
                 failed_upto: 0,
             }),
@@ -254,6 +258,7 @@ impl FileBuffer {
         state.segments.push(seg);
         state.active = Some(file.clone());
         state.active_bytes = SEGMENT_HEADER_BYTES;
+        state.active_marks = true;
         let zero_filled = self.new_segment_zero_filled();
         self.fill
             .set_active(file, zero_filled, SEGMENT_HEADER_BYTES, SEGMENT_HEADER_BYTES);
@@ -266,7 +271,7 @@ impl FileBuffer {
     fn write_sync_mark(&self, durable: Lsn, spare: &mut Vec<u8>) -> std::io::Result<()> {
         let (mut bytes, offset, file) = {
             let mut state = self.state.lock();
-            let Some(file) = state.active.clone() else {
+            let Some(file) = state.active.clone().filter(|_| state.active_marks) else {
                 return Ok(());
             };
             let start = state.next_lsn;
@@ -316,6 +321,7 @@ impl Buffer for FileBuffer {
             end_lsn: next_lsn,
             end_offset,
             last_zero_filled,
+            last_version,
             segments,
             strays,
             cut,
@@ -336,6 +342,7 @@ impl Buffer for FileBuffer {
                 self.files.sync_dir()?;
             }
         }
+        let segments_were_new = segments.is_empty();
         let (segments, active, zero_filled, active_bytes, file_len) = match segments.last() {
             Some(last) => {
                 let ctx = |what: &str| format!("{what} {}", last.path.display());
@@ -374,6 +381,8 @@ impl Buffer for FileBuffer {
         state.segments = segments;
         state.active = Some(active);
         state.active_bytes = active_bytes;
+        // A reopened segment of an older version gets no sync marks; a new one (version 3) does.
+        state.active_marks = segments_were_new || last_version >= 3;
         state.next_lsn = next_lsn;
         state.records_end = next_lsn;
         state.pending_lsn = next_lsn;
@@ -504,6 +513,7 @@ impl Buffer for FileBuffer {
             state.segments.push(seg);
             state.active = Some(new_file.clone());
             state.active_bytes = SEGMENT_HEADER_BYTES;
+            state.active_marks = true;
             let zero_filled = self.new_segment_zero_filled();
             self.fill
                 .set_active(new_file, zero_filled, SEGMENT_HEADER_BYTES, SEGMENT_HEADER_BYTES);

@@ -381,3 +381,28 @@ fn a_stray_segment_of_a_failed_creation_is_removed_and_its_predecessor_stays_the
     assert_eq!(start, lsns[1].1);
     buf.sync(e).unwrap();
 }
+
+#[test]
+fn a_reopened_segment_of_an_older_version_gets_no_sync_marks() {
+    let dir = tempfile::tempdir().unwrap();
+    // A version 1 segment, as an older release wrote it: header only.
+    let mut header = Vec::new();
+    header.extend_from_slice(SEGMENT_MAGIC);
+    header.extend_from_slice(&1u32.to_le_bytes());
+    header.extend_from_slice(&0u32.to_le_bytes());
+    header.extend_from_slice(&0u64.to_le_bytes());
+    let sum = checksum(&header);
+    header.extend_from_slice(&sum.to_le_bytes());
+    let seg = dir.path().join(segment_name(0));
+    fs::write(&seg, &header).unwrap();
+    let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    replay_all(&buf).unwrap();
+    let (_, end) = buf.append(b"one").unwrap();
+    buf.sync(end).unwrap();
+    drop(buf);
+    // Only the record: a version 1 reader would take a mark for a bad record.
+    assert_eq!(fs::metadata(&seg).unwrap().len(), SEGMENT_HEADER_BYTES + end);
+    let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let (got, report) = replay_all(&buf).unwrap();
+    assert_eq!((got.len(), report.torn_tail), (1, None));
+}

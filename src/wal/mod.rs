@@ -38,6 +38,9 @@ pub struct ReplayReport {
     pub records: u64,
     /// A partial last record that was cut off, if there was one.
     pub torn_tail: Option<TornTail>,
+    /// Segment files removed (or, by a read-only scan, to be removed) as strays of a failed segment
+    /// creation: at most a header long, so they held no record (see `scan::Scan::strays`).
+    pub strays: Vec<String>,
 }
 
 /// Bytes cut off the end of the log on open: a partial record (a write cut short by a crash), or, under

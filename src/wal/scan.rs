@@ -48,6 +48,9 @@ pub struct Scan {
     /// Whether the last segment with a complete header may end in zeros filled ahead of the log (version
     /// 2, or version 3 with the zero-filled flag); false when there is none.
     pub last_zero_filled: bool,
+    /// Format version of the last segment with a complete header (0 when there is none): sync marks are
+    /// written only to segments of version 3 or later.
+    pub last_version: u32,
     /// The segments of the log, oldest first.
     pub segments: Vec<Segment>,
     /// Segment files that are not part of the log: at most a header long (so they hold no record) and
@@ -235,6 +238,7 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
     let mut cut = None;
     let mut end_offset = 0;
     let mut last_zero_filled = false;
+    let mut last_version = 0;
     for (i, seg) in segments.iter().enumerate() {
         let file_name = seg.path.display().to_string();
         let bytes = fs::read(&seg.path).map_err(|e| Error::io(format!("read {file_name}"), e))?;
@@ -267,6 +271,7 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
         let marks = version >= 3;
         let zero_filled = version == 2 || (marks && flags & SEGMENT_FLAG_ZERO_FILLED != 0);
         last_zero_filled = zero_filled;
+        last_version = version;
         let lsn_at = |at: usize| first_lsn.saturating_add(at as u64 - SEGMENT_HEADER_BYTES);
         let mut at = SEGMENT_HEADER_BYTES as usize;
         while at < bytes.len() {
@@ -367,11 +372,13 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
     if drop_tail {
         strays.extend(segments.pop());
     }
+    report.strays = strays.iter().map(|s| s.path.display().to_string()).collect();
     Ok(Scan {
         report,
         end_lsn: expected_lsn.unwrap_or(0),
         end_offset,
         last_zero_filled,
+        last_version,
         segments,
         strays,
         cut,
