@@ -256,9 +256,8 @@ fn worker_loop(store: Store, queue: Arc<Queue>) {
                 queue.wake.wait(&mut pending);
             }
         };
-        if let Err(e) = store.compact(&id) {
-            store.record_background_error(format!("merge of stream {id:?} failed: {e}"));
-        }
+        let result = store.compact(&id);
+        store.merge_outcome(&id, result);
     }
 }
 
@@ -371,6 +370,21 @@ impl Store {
         self.inner.state.lock().background_error.clone()
     }
 
+    /// Records how a background (or inline) run of merges of stream `id` ended: a failure is reported by
+    /// [`background_error`](Self::background_error) and lets seals past the back-pressure bound go on
+    /// without waiting for merges; a success makes them wait again.
+    pub(crate) fn merge_outcome(&self, id: &str, result: Result<usize>) {
+        match result {
+            Ok(_) => {
+                self.inner.state.lock().merges_failing = false;
+            }
+            Err(e) => {
+                self.inner.state.lock().merges_failing = true;
+                self.record_background_error(format!("merge of stream {id:?} failed: {e}"));
+            }
+        }
+    }
+
     pub(crate) fn record_background_error(&self, detail: String) {
         self.inner.state.lock().background_error = Some(detail);
         self.inner.batches_changed.notify_all();
@@ -381,9 +395,8 @@ impl Store {
         match &self.handle {
             Some(workers) if workers.has_threads() => workers.push(id),
             _ => {
-                if let Err(e) = self.compact(id) {
-                    self.record_background_error(format!("merge of stream {id:?} failed: {e}"));
-                }
+                let result = self.compact(id);
+                self.merge_outcome(id, result);
             }
         }
     }
@@ -404,7 +417,7 @@ impl Store {
             let Some(stream) = state.streams.get(id) else {
                 return Ok(());
             };
-            if stream.batches.len() <= bound || state.background_error.is_some() || state.poisoned.is_some() {
+            if stream.batches.len() <= bound || state.merges_failing || state.poisoned.is_some() {
                 return Ok(());
             }
             let workers = self.handle.as_ref().filter(|w| w.has_threads());

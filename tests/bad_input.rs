@@ -204,3 +204,31 @@ fn bad_wal_record_before_valid_ones_fails_the_open_and_deletes_nothing() {
     assert_eq!(std::fs::read(&seg).unwrap(), damaged, "nothing changed");
     assert_ne!(before, damaged);
 }
+
+#[test]
+fn a_write_ticket_of_another_store_is_rejected() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Store::open(a_dir.path()).unwrap();
+    let b = Store::open(b_dir.path()).unwrap();
+    for s in [&a, &b] {
+        s.create_stream("s", StreamOptions::default()).unwrap();
+    }
+    let small = a
+        .write_bytes_unsynced("s", [(&b"k"[..], &b"v"[..], 1, 1)])
+        .unwrap();
+    // B's log is longer than A's, so A's ticket names a position B has already synced...
+    for i in 0..10u8 {
+        b.write_bytes("s", [(&[i][..], &[0u8; 100][..], 1, 1)]).unwrap();
+    }
+    let err = b.sync(small).unwrap_err();
+    assert!(matches!(err, Error::BadInput { .. }), "{err}");
+    // ...or one past its end.
+    let big = a
+        .write_bytes_unsynced("s", [(&b"k"[..], &vec![0u8; 10_000][..], 1, 1)])
+        .unwrap();
+    let err = b.sync(big).unwrap_err();
+    assert!(matches!(err, Error::BadInput { .. }), "{err}");
+    // Each store syncs its own tickets, and B is not poisoned by the rejections.
+    a.sync(big).unwrap();
+    b.write_bytes("s", [(&b"more"[..], &b"v"[..], 1, 1)]).unwrap();
+}

@@ -297,3 +297,120 @@ fn compact_waits_for_merges_in_flight_and_leaves_none_due() {
         assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
     }
 }
+
+/// A blob whose `create` calls on background merge threads fail while `fail` is set and wait while the
+/// gate is closed; seals (on the caller's thread) pass straight through.
+struct GateBlob {
+    inner: MemBlob,
+    fail: std::sync::atomic::AtomicBool,
+    closed: parking_lot::Mutex<bool>,
+    opened: parking_lot::Condvar,
+}
+
+impl GateBlob {
+    fn set_closed(&self, closed: bool) {
+        *self.closed.lock() = closed;
+        self.opened.notify_all();
+    }
+}
+
+impl Blob for GateBlob {
+    fn get(&self, name: &str) -> ddpersist::Result<Option<ddpersist::blob::BlobBytes>> {
+        self.inner.get(name)
+    }
+    fn create(&self, name: &str) -> ddpersist::Result<Box<dyn ddpersist::blob::BlobWriter>> {
+        let thread = std::thread::current();
+        let background = thread
+            .name()
+            .is_some_and(|n| n.starts_with("ddpersist-compact") || n.starts_with("ddpersist-batch-io"));
+        if background {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::Io {
+                    context: "create".into(),
+                    source: std::io::Error::other("injected merge failure"),
+                });
+            }
+            let mut closed = self.closed.lock();
+            while *closed {
+                self.opened.wait(&mut closed);
+            }
+        }
+        self.inner.create(name)
+    }
+    fn delete(&self, name: &str) -> ddpersist::Result<()> {
+        self.inner.delete(name)
+    }
+    fn list(&self) -> ddpersist::Result<Vec<String>> {
+        self.inner.list()
+    }
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+}
+
+#[test]
+fn back_pressure_holds_again_after_a_merge_failure() {
+    let blob = Arc::new(GateBlob {
+        inner: MemBlob::new(),
+        fail: false.into(),
+        closed: parking_lot::Mutex::new(false),
+        opened: parking_lot::Condvar::new(),
+    });
+    let options = Options {
+        compaction_threads: 1,
+        max_batches_per_stream: 2,
+        ..Options::default()
+    };
+    let store = Store::open_on(blob.clone(), Arc::new(MemBuffer::new()), options).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    let batches = |store: &Store| store.manifest().stream("s").unwrap().batches.len();
+    let seal_one = |store: &Store| {
+        let t = store.upper("s").unwrap();
+        store.write_bytes("s", [(&b"k"[..], &b"v"[..], t, 1)]).unwrap();
+        store.seal("s", t + 1).unwrap();
+    };
+    // 1. A merge fails.
+    blob.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..500 {
+        if store.background_error().is_some() {
+            break;
+        }
+        seal_one(&store);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(store.background_error().is_some(), "no merge failed");
+    // 2. Merges work again and catch up.
+    blob.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    seal_one(&store);
+    for _ in 0..1000 {
+        if batches(&store) <= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        batches(&store) <= 2,
+        "merges did not catch up: {}",
+        batches(&store)
+    );
+    // 3. Merges stall: seals past the bound must wait for them instead of piling batches up.
+    blob.set_closed(true);
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sealer = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            for _ in 0..6 {
+                seal_one(&store);
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let (n, sealed) = (batches(&store), done.load(std::sync::atomic::Ordering::SeqCst));
+    blob.set_closed(false);
+    sealer.join().unwrap();
+    assert!(
+        n <= 3 && sealed < 6,
+        "no back-pressure after a merge failure: {n} batches, {sealed} seals done"
+    );
+}

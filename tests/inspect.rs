@@ -107,15 +107,6 @@ fn flip_byte(path: &Path, offset: usize) {
     fs::write(path, bytes).unwrap();
 }
 
-/// Cuts `cut` bytes off the end of the file's content: a WAL segment may end in zeros filled ahead of the
-/// log (format version 2), which are not content, so those go first.
-fn truncate_by(path: &Path, cut: u64) {
-    let bytes = fs::read(path).unwrap();
-    let len = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1) as u64;
-    let f = fs::OpenOptions::new().write(true).open(path).unwrap();
-    f.set_len(len - cut).unwrap();
-}
-
 #[test]
 fn listing_shows_streams_batches_and_wal_segments() {
     let (_tmp, dir) = fresh_store();
@@ -339,11 +330,20 @@ fn verify_fails_on_a_damaged_manifest_or_a_missing_batch() {
 fn verify_reports_a_torn_wal_tail_without_cutting_it() {
     let (_tmp, dir) = fresh_store();
     let segment = files_ending(&dir.join("wal"), ".wal").pop().unwrap();
-    truncate_by(&segment, 3);
+    // A crash while writing the last record: its last 3 bytes and the sync mark (24 bytes) that follows
+    // every synced flush never reached the file.
+    let full = fs::metadata(&segment).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(full - 24 - 3)
+        .unwrap();
     let len = fs::metadata(&segment).unwrap().len();
     let o = inspect(&[OsStr::new("verify"), dir.as_os_str()]);
     assert_exit(&o, 0);
     assert!(stderr(&o).contains("torn tail"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("never acknowledged"), "{}", stderr(&o));
     assert!(stdout(&o).contains("1 WAL records verified"), "{}", stdout(&o));
     assert_eq!(
         fs::metadata(&segment).unwrap().len(),
@@ -500,4 +500,47 @@ mod json {
                 .unwrap_or_else(|| panic!("{self} is not a boolean"))
         }
     }
+}
+
+#[test]
+fn verify_of_a_live_store_never_reports_a_file_a_merge_just_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let options = ddpersist::Options {
+        compaction_threads: 1,
+        ..ddpersist::Options::default()
+    };
+    let store = Store::open_with(&dir, options).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut t = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && t < 60 {
+                let keys: Vec<String> = (0..3000).map(|i| format!("k{t}-{i}")).collect();
+                store
+                    .write_bytes("s", keys.iter().map(|k| (k.as_bytes(), &b"v"[..], t, 1)))
+                    .unwrap();
+                store.seal("s", t + 1).unwrap();
+                t += 1;
+            }
+        })
+    };
+    let (mut runs, mut failures) = (0, Vec::new());
+    while !writer.is_finished() && runs < 40 {
+        let o = inspect(&[OsStr::new("verify"), dir.as_os_str()]);
+        if o.status.code() != Some(0) {
+            failures.push(stderr(&o));
+        }
+        runs += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of 40 verifications failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
 }

@@ -2,7 +2,8 @@
 //! file's bytes. Blocks are verified as the cursor enters them, so a corrupt block surfaces as an error
 //! from [`UpdateCursor::step`] (or construction), never as wrong data.
 
-use super::reader::{BatchFile, Block};
+use super::block::Block;
+use super::reader::BatchFile;
 use crate::error::Result;
 use crate::wal::record::UpdateRef;
 
@@ -77,12 +78,27 @@ impl<'a> UpdateCursor<'a> {
             *self = Self::at_block(self.batch, self.block_idx + 1)?;
             return Ok(());
         }
+        // A verified block's arrays always lead to the next val and key; bytes changed under the map since
+        // (another program rewrote the file) may not: stop at the block's end instead of running past it.
         while self.upd >= b.updates(self.val).end {
             self.val += 1;
+            if self.val >= b.val_count() {
+                return Err(self.changed());
+            }
         }
         while self.val >= b.vals(self.key).end {
             self.key += 1;
+            if self.key >= b.key_count() {
+                return Err(self.changed());
+            }
         }
         Ok(())
+    }
+
+    /// The error for a block whose arrays no longer hold together.
+    fn changed(&self) -> crate::Error {
+        let at = self.batch.index_entry(self.block_idx).offset;
+        let detail = format!("block {}: changed after it was verified", self.block_idx);
+        crate::Error::corrupt(self.batch.name(), at, detail)
     }
 }

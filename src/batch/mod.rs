@@ -14,14 +14,17 @@
 //! - [`reader`]: [`BatchFile`] opens a batch's bytes, checks them, and hands out verified [`Block`]s.
 //! - [`cursor`]: [`UpdateCursor`] walks a batch's updates in order.
 
+mod block;
 pub mod cursor;
 pub mod filter;
 pub mod format;
 pub mod reader;
+mod scrub;
 pub mod writer;
 
+pub use block::Block;
 pub use cursor::UpdateCursor;
-pub use reader::{BatchFile, Block, BlockBytes};
+pub use reader::{BatchFile, BlockBytes};
 pub use writer::{BatchStats, BatchWriter};
 
 /// The frontier value that stands for the empty antichain (a closed stream: no time is beyond it).

@@ -7,17 +7,18 @@
 //!   and consolidated contents, fences equal to its index keys) were checked, once per block per open
 //!   file. So every accessor of a `Block` reads in bounds and returns what the writer wrote.
 
+use super::block::Block;
 use super::filter::{Filter, FILTER_KIND_BLOOM};
 use super::format::{
-    check_header, Footer, IndexEntry, BLOCK_ALIGN, BLOCK_HEADER_BYTES, CODEC_LZ4, CODEC_RAW, FOOTER_BYTES,
-    HEADER_BYTES, INDEX_ENTRY_BYTES,
+    check_header, Footer, IndexEntry, BLOCK_ALIGN, CODEC_LZ4, CODEC_RAW, FOOTER_BYTES, HEADER_BYTES,
+    INDEX_ENTRY_BYTES,
 };
 use super::Description;
 use crate::blob::{Blob, BlobBytes};
 use crate::error::{Error, Result};
-use crate::format::{checksum, le_u32, le_u64};
+use crate::format::checksum;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// [`BatchFile::verify`] splits files of at least this many blocks across threads.
@@ -33,8 +34,9 @@ pub struct BatchFile {
     index: Vec<IndexEntry>,
     /// Absolute offset of the index key area.
     key_area: usize,
-    /// Whether block i has been verified.
-    verified: Box<[AtomicBool]>,
+    /// Block i's shape (counts and array positions), set when it has been verified. Readers take the shape
+    /// from here, never again from the file's bytes, which another program could change under the map.
+    shapes: Box<[std::sync::OnceLock<Block<'static>>]>,
     /// Decompressed copies of lz4 blocks, filled on first use.
     decompressed: Box<[std::sync::OnceLock<Box<[u8]>>]>,
     /// How many times a block was fetched through [`BatchFile::block`] (a measure of data pages touched).
@@ -169,14 +171,14 @@ impl BatchFile {
             return Err(bad(footer_at as u64 + 16, "description lower above upper".into()));
         }
         let block_count = index.len();
-        let verified = (0..block_count).map(|_| AtomicBool::new(false)).collect();
+        let shapes = (0..block_count).map(|_| std::sync::OnceLock::new()).collect();
         Ok(BatchFile {
             name,
             bytes,
             footer,
             index,
             key_area,
-            verified,
+            shapes,
             decompressed: (0..block_count).map(|_| std::sync::OnceLock::new()).collect(),
             block_reads: std::sync::atomic::AtomicU64::new(0),
             filter,
@@ -313,7 +315,7 @@ impl BatchFile {
         };
         let block = Block::check(raw, e, self.block_first_key(i), self.block_last_key(i))
             .map_err(|(off, detail)| corrupt(off as u64, format!("block {i}: {detail}")))?;
-        self.verified[i].store(true, Ordering::Release);
+        let _ = self.shapes[i].set(block.detach());
         Ok(block)
     }
 
@@ -386,22 +388,15 @@ impl BatchFile {
     /// decompressed copy, kept for the life of this value.
     #[inline]
     pub fn verified_block(&self, i: usize) -> Option<Block<'_>> {
-        let e = self.index.get(i)?;
-        if !self.verified[i].load(Ordering::Acquire) {
-            return None;
-        }
-        if e.codec == CODEC_LZ4 {
-            return self.decompressed[i].get().map(|raw| Block::layout(raw));
-        }
-        let start = e.offset as usize;
-        Some(Block::layout(&self.bytes[start..start + e.stored_len as usize]))
+        let shape = self.shapes.get(i)?.get()?;
+        Some(shape.attach(self.verified_block_bytes(i)?))
     }
 
     /// Where block `i`'s raw bytes lie in [`bytes`](Self::bytes), if it is verified and stored raw.
     #[inline]
     pub fn verified_raw_range(&self, i: usize) -> Option<std::ops::Range<usize>> {
         let e = self.index.get(i)?;
-        if !self.verified[i].load(Ordering::Acquire) || e.codec == CODEC_LZ4 {
+        if self.shapes[i].get().is_none() || e.codec == CODEC_LZ4 {
             return None;
         }
         let start = e.offset as usize;
@@ -419,9 +414,7 @@ impl BatchFile {
     #[inline]
     pub fn verified_block_bytes(&self, i: usize) -> Option<&[u8]> {
         let e = self.index.get(i)?;
-        if !self.verified[i].load(Ordering::Acquire) {
-            return None;
-        }
+        self.shapes[i].get()?;
         if e.codec == CODEC_LZ4 {
             return self.decompressed[i].get().map(|raw| &raw[..]);
         }
@@ -437,11 +430,12 @@ impl BatchFile {
 
     /// Whether every block has been verified.
     pub fn is_verified(&self) -> bool {
-        self.verified.iter().all(|v| v.load(Ordering::Acquire))
+        self.shapes.iter().all(|s| s.get().is_some())
     }
 
     /// Checks every block, and across blocks: keys increase, every time lies in the description, and the
-    /// val count matches the footer. Returns the first problem found, in block order. (See also
+    /// val count matches the footer; then the layout: padding, reserved fields and the sections' places,
+    /// so that every byte of the file is checked against the format (`batch/scrub.rs`). Returns the first problem found, in block order. (See also
     /// [`verify_deep`](Self::verify_deep).) Files of [`PARALLEL_VERIFY_BLOCKS`] blocks or more are checked
     /// by up to [`MAX_VERIFY_THREADS`] scoped threads over contiguous block ranges (restarting a trace
     /// verifies every block it serves).
@@ -492,7 +486,8 @@ impl BatchFile {
                 "footer val count disagrees with the blocks",
             ));
         }
-        Ok(())
+        // The bytes no checksum covers (padding) and the reserved fields.
+        self.verify_layout()
     }
 
     /// The per-block part of [`verify`](Self::verify) over blocks `range`: each block's checksum and
@@ -558,257 +553,5 @@ impl std::ops::Deref for BlockBytes<'_> {
             BlockBytes::Borrowed(b) => b,
             BlockBytes::Owned(b) => b,
         }
-    }
-}
-
-/// A verified block: a columnar trie of keys → vals → (time, diff), borrowed from the file's bytes.
-#[derive(Clone, Copy, Debug)]
-pub struct Block<'a> {
-    bytes: &'a [u8],
-    key_count: usize,
-    val_count: usize,
-    update_count: usize,
-    times_at: usize,
-    diffs_at: usize,
-    key_offs_at: usize,
-    key_vals_at: usize,
-    val_offs_at: usize,
-    val_upds_at: usize,
-    key_bytes_at: usize,
-    val_bytes_at: usize,
-}
-
-impl<'a> Block<'a> {
-    /// The array positions of a block that passed [`Block::check`] before.
-    #[inline]
-    fn layout(bytes: &'a [u8]) -> Self {
-        let (k, v, u) = (
-            le_u32(bytes, 0) as usize,
-            le_u32(bytes, 4) as usize,
-            le_u32(bytes, 8) as usize,
-        );
-        let mut b = Block::arrays(bytes, k, v, u);
-        b.val_bytes_at = b.key_bytes_at + b.u32_at(b.key_offs_at, k) as usize;
-        b
-    }
-
-    #[inline]
-    fn u32_at(&self, array_at: usize, i: usize) -> u32 {
-        le_u32(self.bytes, array_at + 4 * i)
-    }
-
-    /// Checks structure and order of `bytes` against its index entry and fence keys; on failure returns
-    /// the offset within the block and what is wrong.
-    fn check(
-        bytes: &'a [u8],
-        e: &IndexEntry,
-        first: &[u8],
-        last: &[u8],
-    ) -> std::result::Result<Self, (usize, String)> {
-        if bytes.len() < BLOCK_HEADER_BYTES {
-            return Err((0, "shorter than its header".into()));
-        }
-        let (k, v, u) = (
-            le_u32(bytes, 0) as usize,
-            le_u32(bytes, 4) as usize,
-            le_u32(bytes, 8) as usize,
-        );
-        if k != e.key_count as usize || u != e.update_count as usize || k == 0 || v < k || u < v {
-            return Err((
-                0,
-                format!("counts keys={k} vals={v} updates={u} disagree with the index"),
-            ));
-        }
-        let fixed = BLOCK_HEADER_BYTES + 16 * u + 8 * (k + 1) + 8 * (v + 1);
-        if fixed > bytes.len() {
-            return Err((0, "arrays overrun the block".into()));
-        }
-        // Offsets are only read after `fixed` is known to fit.
-        let mut b = Block::arrays(bytes, k, v, u);
-        let key_len = b.u32_at(b.key_offs_at, k) as usize;
-        let val_len = b.u32_at(b.val_offs_at, v) as usize;
-        if fixed + key_len + val_len != bytes.len() {
-            return Err((b.key_offs_at, "byte columns do not fill the block exactly".into()));
-        }
-        b.val_bytes_at = b.key_bytes_at + key_len;
-        let monotone =
-            |at: usize, n: usize, last: usize, strict: bool| -> std::result::Result<(), (usize, String)> {
-                if b.u32_at(at, 0) != 0 || b.u32_at(at, n) as usize != last {
-                    return Err((at, "offset array does not run from 0 to its end".into()));
-                }
-                for i in 0..n {
-                    let (x, y) = (b.u32_at(at, i), b.u32_at(at, i + 1));
-                    if y < x || (strict && y == x) {
-                        return Err((at + 4 * i, "offset array not increasing".into()));
-                    }
-                }
-                Ok(())
-            };
-        monotone(b.key_offs_at, k, key_len, false)?;
-        monotone(b.key_vals_at, k, v, true)?;
-        monotone(b.val_offs_at, v, val_len, false)?;
-        monotone(b.val_upds_at, v, u, true)?;
-        for i in 0..k {
-            if i > 0 && b.key(i - 1) >= b.key(i) {
-                return Err((b.key_offs_at + 4 * i, format!("key {i} not above key {}", i - 1)));
-            }
-            let vals = b.vals(i);
-            for j in vals.clone() {
-                if j > vals.start && b.val(j - 1) >= b.val(j) {
-                    return Err((b.val_offs_at + 4 * j, format!("val {j} not above val {}", j - 1)));
-                }
-                let upds = b.updates(j);
-                for x in upds.clone() {
-                    if x > upds.start && b.time(x - 1) >= b.time(x) {
-                        return Err((b.times_at + 8 * x, format!("time {x} not above time {}", x - 1)));
-                    }
-                    if b.diff(x) == 0 {
-                        return Err((b.diffs_at + 8 * x, format!("zero diff at update {x}")));
-                    }
-                }
-            }
-        }
-        if b.key(0) != first || b.key(k - 1) != last {
-            return Err((b.key_bytes_at, "first or last key differs from the index".into()));
-        }
-        Ok(b)
-    }
-
-    /// Where the fixed-width arrays start for `k` keys, `v` vals and `u` updates (`val_bytes_at` is set
-    /// by the caller, which knows the key bytes' length).
-    #[inline]
-    fn arrays(bytes: &'a [u8], k: usize, v: usize, u: usize) -> Self {
-        let times_at = BLOCK_HEADER_BYTES;
-        let diffs_at = times_at + 8 * u;
-        let key_offs_at = diffs_at + 8 * u;
-        let key_vals_at = key_offs_at + 4 * (k + 1);
-        let val_offs_at = key_vals_at + 4 * (k + 1);
-        let val_upds_at = val_offs_at + 4 * (v + 1);
-        let key_bytes_at = val_upds_at + 4 * (v + 1);
-        Block {
-            bytes,
-            key_count: k,
-            val_count: v,
-            update_count: u,
-            times_at,
-            diffs_at,
-            key_offs_at,
-            key_vals_at,
-            val_offs_at,
-            val_upds_at,
-            key_bytes_at,
-            val_bytes_at: key_bytes_at,
-        }
-    }
-
-    /// The shape of no block (zero counts).
-    pub fn empty() -> Block<'static> {
-        Block::arrays(&[], 0, 0, 0)
-    }
-
-    /// This block's shape without its bytes (to cache in a cursor).
-    #[inline]
-    pub fn detach(&self) -> Block<'static> {
-        Block { bytes: &[], ..*self }
-    }
-
-    /// The shape of this block as it lies at `start` in a larger buffer (the whole file): attached to
-    /// that buffer it reads the same block, with no sub-slicing per access.
-    #[inline]
-    pub fn rebase(&self, start: usize) -> Block<'static> {
-        Block {
-            bytes: &[],
-            times_at: self.times_at + start,
-            diffs_at: self.diffs_at + start,
-            key_offs_at: self.key_offs_at + start,
-            key_vals_at: self.key_vals_at + start,
-            val_offs_at: self.val_offs_at + start,
-            val_upds_at: self.val_upds_at + start,
-            key_bytes_at: self.key_bytes_at + start,
-            val_bytes_at: self.val_bytes_at + start,
-            ..*self
-        }
-    }
-
-    /// A detached shape over `bytes` again (the same block's bytes, or, for a
-    /// [`rebase`](Self::rebase)d shape, the buffer it was rebased into).
-    #[inline]
-    pub fn attach<'b>(&self, bytes: &'b [u8]) -> Block<'b> {
-        Block { bytes, ..*self }
-    }
-
-    /// Number of keys.
-    #[inline]
-    pub fn key_count(&self) -> usize {
-        self.key_count
-    }
-
-    /// Number of (key, val) pairs.
-    #[inline]
-    pub fn val_count(&self) -> usize {
-        self.val_count
-    }
-
-    /// Number of updates.
-    pub fn update_count(&self) -> usize {
-        self.update_count
-    }
-
-    /// Key `i`, borrowed from the file.
-    #[inline]
-    pub fn key(&self, i: usize) -> &'a [u8] {
-        let (s, e) = (
-            self.u32_at(self.key_offs_at, i),
-            self.u32_at(self.key_offs_at, i + 1),
-        );
-        &self.bytes[self.key_bytes_at + s as usize..self.key_bytes_at + e as usize]
-    }
-
-    /// The vals of key `i`, as a range of val indexes.
-    #[inline]
-    pub fn vals(&self, i: usize) -> Range<usize> {
-        self.u32_at(self.key_vals_at, i) as usize..self.u32_at(self.key_vals_at, i + 1) as usize
-    }
-
-    /// Val `j`, borrowed from the file.
-    #[inline]
-    pub fn val(&self, j: usize) -> &'a [u8] {
-        let (s, e) = (
-            self.u32_at(self.val_offs_at, j),
-            self.u32_at(self.val_offs_at, j + 1),
-        );
-        &self.bytes[self.val_bytes_at + s as usize..self.val_bytes_at + e as usize]
-    }
-
-    /// The updates of val `j`, as a range of update indexes.
-    #[inline]
-    pub fn updates(&self, j: usize) -> Range<usize> {
-        self.u32_at(self.val_upds_at, j) as usize..self.u32_at(self.val_upds_at, j + 1) as usize
-    }
-
-    /// The time of update `x`.
-    #[inline]
-    pub fn time(&self, x: usize) -> u64 {
-        le_u64(self.bytes, self.times_at + 8 * x)
-    }
-
-    /// The diff of update `x`.
-    #[inline]
-    pub fn diff(&self, x: usize) -> i64 {
-        le_u64(self.bytes, self.diffs_at + 8 * x) as i64
-    }
-
-    /// The index of the first key `>= key` in this block (`key_count()` if none).
-    pub fn seek_key(&self, key: &[u8]) -> usize {
-        let (mut lo, mut hi) = (0, self.key_count);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if self.key(mid) < key {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
     }
 }

@@ -46,7 +46,7 @@ impl DirBlob {
     /// Uses `dir`, creating it (and its parents) if missing.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        create_dir_durable(&dir)?;
         Ok(DirBlob { dir })
     }
 
@@ -58,6 +58,32 @@ impl DirBlob {
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+}
+
+/// Creates `dir` and any missing ancestors, durably: each directory created is `fsync`'d into its parent
+/// (the parent's entry for it survives a power loss), top down. Returns the directories whose entries it
+/// made durable that way (the parents it synced), for tests; nothing when `dir` existed.
+pub(crate) fn create_dir_durable(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while fs::symlink_metadata(at).is_err() {
+        missing.push(at.to_path_buf());
+        match at.parent() {
+            Some(p) if !p.as_os_str().is_empty() => at = p,
+            _ => break,
+        }
+    }
+    fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    let mut synced = Vec::new();
+    for created in missing.iter().rev() {
+        let parent = match created.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        sync_dir(&parent)?;
+        synced.push(parent);
+    }
+    Ok(synced)
 }
 
 /// `fsync`s a directory, making the renames and removals in it durable.
@@ -220,5 +246,17 @@ mod tests {
         assert_eq!(bytes.len(), pieces * piece.len() + 4);
         assert!(bytes.chunks(piece.len()).take(pieces).all(|c| c == &piece[..]));
         assert_eq!(&bytes[bytes.len() - 4..], b"tail");
+    }
+
+    #[test]
+    fn a_created_directory_is_synced_into_each_new_parent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a").join("b");
+        let synced = create_dir_durable(&dir).unwrap();
+        assert!(dir.is_dir());
+        // Top down: the entry of "a" in the temp dir, then that of "b" in "a".
+        assert_eq!(synced, vec![tmp.path().to_path_buf(), tmp.path().join("a")]);
+        // An existing directory: nothing to do.
+        assert!(create_dir_durable(&dir).unwrap().is_empty());
     }
 }

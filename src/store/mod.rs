@@ -150,9 +150,17 @@ pub struct RecoveryReport {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WriteTicket {
     lsn: Lsn,
+    /// The [`Store`] that issued it (its `Inner::id`), so that another store's ticket is refused; 0 with the
+    /// zero ticket.
+    store: u64,
 }
 
 impl WriteTicket {
+    /// The ticket of store `store` for the WAL up to `lsn`.
+    pub(crate) fn at(lsn: Lsn, store: u64) -> Self {
+        WriteTicket { lsn, store }
+    }
+
     /// The WAL position (LSN) just past the write's record; 0 when nothing needs syncing.
     pub fn lsn(&self) -> Lsn {
         self.lsn
@@ -204,6 +212,8 @@ pub(crate) struct Inner {
     pub(crate) writers: Mutex<writers::Writers>,
     /// Set when the last user handle drops: running merges stop early.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
+    /// Unique among the stores of this process (from 1): stamped on write tickets.
+    pub(crate) id: u64,
     report: RecoveryReport,
     /// Held for the life of the store: the lock on the directory's `LOCK` file.
     _lock: Option<File>,
@@ -219,9 +229,16 @@ pub(crate) struct State {
     /// The next batch file number to hand out (seals and merges allocate concurrently; the manifest
     /// records the high-water mark at each commit).
     next_file_no: u64,
-    /// The last failure of a background merge, if any (merges are retried; the store keeps working).
+    /// The last failure of a background merge (or spill), if any (they are retried; the store keeps
+    /// working). Only reported: see `merges_failing`.
     pub(crate) background_error: Option<String>,
+    /// The last merge attempt failed (cleared by the next that succeeds): back-pressure does not wait for
+    /// merges while they fail, and waits again once one succeeds.
+    pub(crate) merges_failing: bool,
 }
+
+/// Numbers the stores of this process, for [`Inner::id`].
+pub(crate) static NEXT_STORE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl State {
     pub(crate) fn alloc_file_no(&mut self) -> u64 {
@@ -419,9 +436,15 @@ impl Store {
     /// first caller writes every queued WAL record and `fdatasync`s once for all waiting callers. Returns
     /// at once for tickets of non-durable streams or already durable ones.
     ///
-    /// Errors: [`Error::Poisoned`]; an I/O error of the WAL, which poisons the store (the memtable may hold
-    /// updates that a crash would lose).
+    /// Errors: [`Error::BadInput`] for a ticket another `Store` issued (nothing changes); [`Error::Poisoned`];
+    /// an I/O error of the WAL, which poisons the store (the memtable may hold updates that a crash would
+    /// lose).
     pub fn sync(&self, ticket: WriteTicket) -> Result<()> {
+        if ticket.lsn != 0 && ticket.store != self.inner.id {
+            return Err(Error::bad_input(
+                "a write ticket of another Store: sync it with the store that issued it",
+            ));
+        }
         drop(self.live_state()?);
         self.sync_wal(ticket)
     }
@@ -532,8 +555,12 @@ impl Store {
             if durable {
                 state.wal_end = state.wal_end.max(end);
             }
-            let ticket = WriteTicket {
-                lsn: if durable { end } else { 0 },
+            let ticket = match durable {
+                true => WriteTicket {
+                    lsn: end,
+                    store: self.inner.id,
+                },
+                false => WriteTicket::default(),
             };
             Ok((ticket, over_budget))
         }

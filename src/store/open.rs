@@ -51,7 +51,8 @@ impl Store {
             Ok(m) if !m.is_dir() => return Err(not_a_store(path, "it is not a directory")),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && options.create_if_missing => {
-                fs::create_dir_all(path).map_err(|e| Error::io(ctx("create"), e))?;
+                // Durably: the new directory's entry in its parent is fsync'd too.
+                crate::blob::dir::create_dir_durable(path)?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(not_a_store(
@@ -185,6 +186,7 @@ impl Store {
             wal_end,
             next_file_no,
             background_error: None,
+            merges_failing: false,
         };
         let inner = Arc::new(Inner {
             blob,
@@ -195,6 +197,7 @@ impl Store {
             writers: Mutex::default(),
             batches_changed: parking_lot::Condvar::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            id: super::NEXT_STORE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             report,
             _lock: lock,
         });

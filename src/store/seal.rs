@@ -98,7 +98,7 @@ impl Store {
         // Every write before the seal is durable when it returns, also those written with
         // `write_bytes_unsynced` (their updates at or beyond the upper stay in the memtable, so their WAL
         // records must survive a crash). An fsync only if such a write is pending.
-        if let Err(e) = self.sync_wal(WriteTicket { lsn: wal_end }) {
+        if let Err(e) = self.sync_wal(WriteTicket::at(wal_end, self.inner.id)) {
             self.abort_flush(id, Some(lower));
             return Err(e);
         }
@@ -282,7 +282,7 @@ impl Store {
         };
         // The manifest will say replay may skip every record below `spilled_lsn`: they must be on disk
         // first, or a crash would let the log restart below it and a later acknowledged write be skipped.
-        if let Err(e) = self.sync_wal(WriteTicket { lsn: spilled_lsn }) {
+        if let Err(e) = self.sync_wal(WriteTicket::at(spilled_lsn, self.inner.id)) {
             self.abort_flush(id, None);
             return Err(e);
         }

@@ -1,11 +1,11 @@
 //! [`FileBuffer`]: the durable write-ahead log, as numbered segment files in one directory.
 //!
-//! Segment file `{first_lsn:020}.wal` (format versions 1 and 2, little-endian):
+//! Segment file `{first_lsn:020}.wal` (format version 3 written; 1 and 2 read; little-endian):
 //! ```text
 //! header, 32 bytes:
 //!   0  magic      [u8; 8] = "DDPWALSG"
-//!   8  version    u32     = 1, or 2 when written with zero-filling
-//!   12 reserved   u32     = 0
+//!   8  version    u32     = 3 (1: appended, 2: zero-filled, both read)
+//!   12 flags      u32     version 3: bit 0 = zero-filled ahead of the log; before: reserved, 0
 //!   16 first_lsn  u64     LSN of the first record in this segment
 //!   24 checksum   u64     xxh3 of bytes 0..24
 //! records, back to back:
@@ -13,8 +13,17 @@
 //!   8  len        u32     payload length in bytes
 //!   12 magic      u32     = 0x4C50_4444 ("DDPL" little-endian)
 //!   16 payload    [u8; len]
-//! zero bytes to the end of the file (version 2): space filled ahead of the log, not yet used
+//! sync mark (version 3), in the LSN space like a record, never replayed:
+//!   0  checksum   u64     xxh3 of bytes 8..24
+//!   8  len        u32     = 8
+//!   12 magic      u32     = 0x4D50_4444 ("DDPM" little-endian)
+//!   16 durable    u64     every record ending at or before this LSN was fdatasync'd before the mark
+//! zero bytes to the end of the file (zero-filled segments): space filled ahead of the log, not yet used
 //! ```
+//! After each group commit's `fdatasync`, before anyone is acknowledged, the leader writes a sync mark
+//! naming the LSN synced (not synced itself: the next flush syncs it). A mark on disk proves the bytes
+//! before it were durable, which is how replay tells damage to acknowledged records (an error) from a torn,
+//! never acknowledged flush (cut): see [`super::scan::scan`] and DESIGN.md 2.4.
 //! The LSN of a record is `first_lsn` of its segment plus its offset past the segment header; the LSN
 //! space is contiguous across segments.
 //!
@@ -38,21 +47,22 @@
 //! torn tail. When every record is released (all sealed) and the active segment holds at least 8 MiB, a
 //! new segment is started too, so the old one is deleted and a restart replays almost nothing.
 //!
-//! Replay: every record of every segment is checked. In the last segment, a record that fails its checks
-//! with no valid record after it is a torn tail: the file is truncated there (and fsync'd) and the cut is
-//! reported. A bad record followed by a valid one, a bad segment header, a gap in the LSN space, or a torn
-//! tail in any segment but the last is corruption: open fails naming the file and offset, and nothing is
-//! changed — unless [`WalRecovery::PointInTime`] asks to truncate at the first bad record instead.
+//! Replay: every record of every segment is checked. In the last segment, a bad record that no later sync
+//! mark covers (in versions 1 and 2: with no valid record after it) is a torn tail: the file is truncated
+//! there (and fsync'd) and the cut is reported. A bad record a mark covers (versions 1 and 2: followed by
+//! a valid one), a bad segment header, a gap in the LSN space, or a torn tail in any segment but the last
+//! is corruption: open fails naming the file and offset, and nothing is changed — unless
+//! [`WalRecovery::PointInTime`] asks to truncate at the first bad record instead.
 
 use super::scan::{scan, Cut, Scan, Segment};
+use super::segments::{SegmentFaultHook, SegmentFiles, SegmentStep};
+use super::zero_fill::{FillState, ZeroFill};
 use super::{Buffer, Lsn, ReplayReport};
-use crate::blob::dir::sync_dir;
 use crate::error::{Error, Result};
-use crate::format::{checksum, FormatVersion, PutLe};
+use crate::format::{checksum, FormatVersion};
 use parking_lot::{Condvar, Mutex};
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::ops::Range;
+use std::fs::{File, OpenOptions};
+
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,19 +76,19 @@ pub(crate) const RECORD_HEADER_BYTES: u64 = 16;
 /// A fully released active segment at least this large is replaced by a fresh one (see
 /// `FileBuffer::release_before`), so restarts do not replay sealed records.
 pub const IDLE_ROTATE_BYTES: u64 = 8 << 20;
-/// The newest WAL format version this library reads, and the one it writes in segments it zero-fills
-/// ahead of the log.
-pub const WAL_VERSION: FormatVersion = FormatVersion(2);
-/// The version of segments written without zero-filling (no zero tail: readers of version 1 read them).
-pub const WAL_APPEND_VERSION: FormatVersion = FormatVersion(1);
-/// The zero-filler keeps at least this many bytes past the log's end filled with synced zeros...
-const ZERO_AHEAD_BYTES: u64 = 4 << 20;
-/// ...filling this many at a time (one `fdatasync` each)...
-const ZERO_STEP_BYTES: u64 = 2 << 20;
-/// ...never closer than this to the log's end, so that it does not hold up the writer on a new segment.
-const ZERO_MARGIN_BYTES: u64 = 256 << 10;
+/// The WAL format version this library writes, and the newest it reads (it reads 1, 2 and 3): version 3
+/// adds sync marks and the header's flags.
+pub const WAL_VERSION: FormatVersion = FormatVersion(3);
+/// Segment header flag (version 3): the segment is zero-filled ahead of the log, so zeros to its end are
+/// the end of its records.
+pub(crate) const SEGMENT_FLAG_ZERO_FILLED: u32 = 1;
+/// Magic of a sync mark (version 3), in place of a record's: "DDPM" little-endian.
+pub(crate) const MARK_MAGIC: u32 = 0x4D50_4444;
+/// A sync mark's payload: the LSN it names, `u64`.
+pub(crate) const MARK_PAYLOAD_BYTES: u64 = 8;
 
-/// What to do with a bad record that has valid records after it.
+/// What to do with a bad record that is provably not a torn write (a sync mark covers it, or, in a version
+/// 1 or 2 segment, valid records follow it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WalRecovery {
     /// Fail the open with [`Error::Corrupt`], changing nothing (the default).
@@ -93,6 +103,8 @@ pub enum WalRecovery {
 /// The durable write-ahead log. See the module docs for format and protocol.
 pub struct FileBuffer {
     dir: PathBuf,
+    /// Creates and removes segment files (with the fault-injection hook).
+    files: SegmentFiles,
     segment_bytes: u64,
     recovery: WalRecovery,
     /// Appended records not yet written, and the log's end.
@@ -105,133 +117,6 @@ pub struct FileBuffer {
     fill: Arc<ZeroFill>,
     /// The zero-filling thread, started by `replay`; stopped and joined on drop.
     filler: Mutex<Option<JoinHandle<()>>>,
-}
-
-/// The zero-filler's view of the active segment (see the module docs). Lock order: `FileBuffer.state`
-/// (or `sync_lock`) before this, never the other way.
-struct ZeroFill {
-    state: Mutex<FillState>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct FillState {
-    /// The active segment; `None` until replay.
-    file: Option<Arc<File>>,
-    /// Counts active segments, so a fill of a segment that has since rolled over is not credited.
-    segment: u64,
-    /// Offsets of the active segment known to hold zeros written and synced by the filler.
-    zeroed: Range<u64>,
-    /// A fill in progress: segment and offsets. The writer waits rather than write into it.
-    filling: Option<(u64, Range<u64>)>,
-    /// Offset the log has been written (or is being written) up to in the active segment.
-    write_end: u64,
-    /// Never fill past this offset (the segment size limit).
-    limit: u64,
-    /// Set by the first write, so that an open alone changes no file.
-    armed: bool,
-    /// A fill failed: no more filling (durability does not depend on it).
-    failed: bool,
-    /// Zero-filling is turned off (`FileBuffer::with_zero_fill`).
-    disabled: bool,
-    /// The active segment is of version 2 or later, so it may end in zeros (never fill a version 1 one).
-    fillable: bool,
-    stop: bool,
-}
-
-impl ZeroFill {
-    /// A new active segment of format `version`, whose records end at `write_end` and whose file is
-    /// `len` bytes long.
-    fn set_active(&self, file: Arc<File>, version: u32, write_end: u64, len: u64) {
-        let mut st = self.state.lock();
-        st.file = Some(file);
-        st.fillable = version >= WAL_VERSION.0;
-        st.segment += 1;
-        st.zeroed = len..len;
-        st.write_end = write_end;
-        self.changed.notify_all();
-    }
-
-    /// Called by the writer before it writes `range` of the active segment: waits while a fill covers
-    /// part of it, and lets the filler run ahead of it. Returns whether `range` was already zero-filled
-    /// (for tests).
-    fn before_write(&self, range: Range<u64>) -> bool {
-        let mut st = self.state.lock();
-        st.armed = true;
-        st.write_end = st.write_end.max(range.end);
-        while st
-            .filling
-            .as_ref()
-            .is_some_and(|(seg, f)| *seg == st.segment && f.start < range.end && range.start < f.end)
-        {
-            self.changed.wait(&mut st);
-        }
-        self.changed.notify_all();
-        st.zeroed.start <= range.start && range.end <= st.zeroed.end
-    }
-
-    /// The filler thread: fills `ZERO_STEP_BYTES` of zeros at a time, keeping `ZERO_AHEAD_BYTES` ahead of
-    /// the log's end, until stopped.
-    fn run(&self) {
-        let zeros = vec![0u8; 1 << 20];
-        loop {
-            let (file, segment, range) = {
-                let mut st = self.state.lock();
-                loop {
-                    if st.stop {
-                        return;
-                    }
-                    if let Some(job) = st.next_job() {
-                        st.filling = Some((job.1, job.2.clone()));
-                        break job;
-                    }
-                    self.changed.wait(&mut st);
-                }
-            };
-            let mut at = range.start;
-            let mut result = Ok(());
-            while at < range.end && result.is_ok() {
-                let n = (range.end - at).min(zeros.len() as u64) as usize;
-                result = file.write_all_at(&zeros[..n], at);
-                at += n as u64;
-            }
-            let result = result.and_then(|_| file.sync_data());
-            let mut st = self.state.lock();
-            st.filling = None;
-            match result {
-                Err(_) => st.failed = true,
-                Ok(()) if st.segment == segment => {
-                    if st.zeroed.end == range.start && !st.zeroed.is_empty() {
-                        st.zeroed.end = range.end;
-                    } else {
-                        st.zeroed = range;
-                    }
-                }
-                Ok(()) => {}
-            }
-            self.changed.notify_all();
-        }
-    }
-}
-
-impl FillState {
-    /// The next fill to do, if one is due: file, segment, offsets.
-    fn next_job(&self) -> Option<(Arc<File>, u64, Range<u64>)> {
-        if !self.armed || self.failed || self.disabled || !self.fillable || self.filling.is_some() {
-            return None;
-        }
-        let file = self.file.clone()?;
-        // Small segments (tests) get proportionally small fills.
-        let ahead = ZERO_AHEAD_BYTES.min(self.limit / 2);
-        let margin = ZERO_MARGIN_BYTES.min(self.limit / 8);
-        let step = ZERO_STEP_BYTES.min((self.limit / 4).max(4096));
-        if self.zeroed.end >= self.write_end.saturating_add(ahead) {
-            return None;
-        }
-        let start = self.zeroed.end.max(self.write_end.saturating_add(margin));
-        let end = start.saturating_add(step).min(self.limit);
-        (start < end).then_some((file, self.segment, start..end))
-    }
 }
 
 impl Drop for FileBuffer {
@@ -249,20 +134,23 @@ struct State {
     /// Encoded records appended since the last write; they start at `pending_lsn`.
     pending: Vec<u8>,
     pending_lsn: Lsn,
-    /// LSN just past the last appended record.
+    /// LSN just past the last appended record or sync mark.
     next_lsn: Lsn,
+    /// LSN just past the last appended record (sync marks excluded): releasing up to here releases all.
+    records_end: Lsn,
     /// Segments, oldest first; the last one is active. Empty until `replay`.
     segments: Vec<Segment>,
     /// The active segment, open for appending; `None` until `replay`.
     active: Option<Arc<File>>,
     /// Bytes in the active segment file.
     active_bytes: u64,
+    /// The active segment is of version 3 or later, so sync marks may be written to it (an older one,
+    /// reopened, is only appended records: its readers would take a mark for a bad record).
+    active_marks: bool,
     /// Set after a failed write or sync; every later call fails.
     poisoned: Option<String>,
-}
-
-fn segment_name(first_lsn: Lsn) -> String {
-    format!("{first_lsn:020}.wal")
+    /// Records ending at or before this LSN were in a flush that failed.
+    failed_upto: Lsn,
 }
 
 impl FileBuffer {
@@ -270,8 +158,13 @@ impl FileBuffer {
     /// Call [`Buffer::replay`] before appending.
     pub fn open(dir: impl AsRef<Path>, segment_bytes: u64, recovery: WalRecovery) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        // A new WAL directory's entry in the store directory must survive a power loss like its segments.
+        crate::blob::dir::create_dir_durable(&dir)?;
         Ok(FileBuffer {
+            files: SegmentFiles {
+                dir: dir.clone(),
+                hook: None,
+            },
             dir,
             segment_bytes: segment_bytes.max(SEGMENT_HEADER_BYTES + 1),
             recovery,
@@ -279,10 +172,13 @@ impl FileBuffer {
                 pending: Vec::new(),
                 pending_lsn: 0,
                 next_lsn: 0,
+                records_end: 0,
                 segments: Vec::new(),
                 active: None,
                 active_bytes: 0,
+                active_marks: true,
                 poisoned: None,
+                failed_upto: 0,
             }),
             sync_lock: Mutex::new(Vec::new()),
             durable_lsn: AtomicU64::new(0),
@@ -306,33 +202,20 @@ impl FileBuffer {
         self
     }
 
-    /// The format version of new segments: 2 if they will be zero-filled, else 1.
-    fn new_segment_version(&self) -> u32 {
-        if self.fill.state.lock().disabled {
-            WAL_APPEND_VERSION.0
-        } else {
-            WAL_VERSION.0
-        }
+    /// Whether new segments are zero-filled (their header's flag).
+    fn new_segment_zero_filled(&self) -> bool {
+        !self.fill.state.lock().disabled
     }
 
     fn create_segment(&self, first_lsn: Lsn) -> Result<(Segment, File)> {
-        let path = self.dir.join(segment_name(first_lsn));
-        let mut header = Vec::with_capacity(SEGMENT_HEADER_BYTES as usize);
-        header.extend_from_slice(SEGMENT_MAGIC);
-        header.put_u32(self.new_segment_version());
-        header.put_u32(0);
-        header.put_u64(first_lsn);
-        header.put_u64(checksum(&header));
-        let ctx = |what: &str| format!("{what} {}", path.display());
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::io(ctx("create"), e))?;
-        file.write_all(&header).map_err(|e| Error::io(ctx("write"), e))?;
-        file.sync_all().map_err(|e| Error::io(ctx("fsync"), e))?;
-        sync_dir(&self.dir)?;
-        Ok((Segment { first_lsn, path }, file))
+        self.files.create(first_lsn, self.new_segment_zero_filled())
+    }
+
+    /// Calls `hook` before every step of creating, syncing and removing segment files, failing the step
+    /// if it returns an error: a fault-injection seam for tests (`tests/wal_faults.rs`).
+    pub fn with_segment_fault_hook(mut self, hook: SegmentFaultHook) -> Self {
+        self.files.hook = Some(hook);
+        self
     }
 
     /// When every record is released (nothing unsealed anywhere) and the active segment holds at least
@@ -344,7 +227,7 @@ impl FileBuffer {
         let end = {
             let state = self.state.lock();
             let idle = state.pending.is_empty()
-                && lsn >= state.next_lsn
+                && lsn >= state.records_end
                 && state.active.is_some()
                 && state.poisoned.is_none();
             if !idle || state.active_bytes < IDLE_ROTATE_BYTES {
@@ -352,6 +235,22 @@ impl FileBuffer {
             }
             state.next_lsn
         };
+        // The old segment ends in a sync mark written without a sync: sync it first, so that it is whole
+        // on disk before its successor exists (only the last segment may have a torn tail, and the new
+        // segment's first LSN must follow on from it).
+        let old = {
+            let state = self.state.lock();
+            state
+                .active
+                .clone()
+                .zip(state.segments.last().map(|s| s.path.clone()))
+        };
+        if let Some((old, path)) = old {
+            self.files
+                .step(SegmentStep::SyncFile, &path)
+                .and_then(|_| old.sync_data())
+                .map_err(|e| Error::io(format!("fsync {}", path.display()), e))?;
+        }
         // Records appended from here on start at `end` or later, and go to the new segment.
         let (seg, file) = self.create_segment(end)?;
         let file = Arc::new(file);
@@ -359,15 +258,55 @@ impl FileBuffer {
         state.segments.push(seg);
         state.active = Some(file.clone());
         state.active_bytes = SEGMENT_HEADER_BYTES;
-        let version = self.new_segment_version();
+        state.active_marks = true;
+        let zero_filled = self.new_segment_zero_filled();
         self.fill
-            .set_active(file, version, SEGMENT_HEADER_BYTES, SEGMENT_HEADER_BYTES);
+            .set_active(file, zero_filled, SEGMENT_HEADER_BYTES, SEGMENT_HEADER_BYTES);
         Ok(())
     }
 
-    fn poison(&self, detail: String) -> Error {
-        self.state.lock().poisoned = Some(detail.clone());
-        Error::Poisoned { detail }
+    /// Appends a sync mark naming `durable` (every record ending at or before it is synced) and writes it,
+    /// with any records appended meanwhile, without syncing: the next flush syncs them. Called by the
+    /// group commit leader (holding `sync_lock`, whose buffer `spare` is) right after its `fdatasync`.
+    fn write_sync_mark(&self, durable: Lsn, spare: &mut Vec<u8>) -> std::io::Result<()> {
+        let (mut bytes, offset, file) = {
+            let mut state = self.state.lock();
+            let Some(file) = state.active.clone().filter(|_| state.active_marks) else {
+                return Ok(());
+            };
+            let start = state.next_lsn;
+            let Some(end) = start.checked_add(RECORD_HEADER_BYTES + MARK_PAYLOAD_BYTES) else {
+                // The LSN space is used up; appends fail from here on anyway.
+                return Ok(());
+            };
+            let mut mark = [0u8; (RECORD_HEADER_BYTES + MARK_PAYLOAD_BYTES) as usize];
+            mark[8..12].copy_from_slice(&(MARK_PAYLOAD_BYTES as u32).to_le_bytes());
+            mark[12..16].copy_from_slice(&MARK_MAGIC.to_le_bytes());
+            mark[16..24].copy_from_slice(&durable.to_le_bytes());
+            let sum = checksum(&mark[8..]);
+            mark[0..8].copy_from_slice(&sum.to_le_bytes());
+            state.pending.extend_from_slice(&mark);
+            state.next_lsn = end;
+            spare.clear();
+            let bytes = std::mem::replace(&mut state.pending, std::mem::take(spare));
+            state.pending_lsn = state.next_lsn;
+            let offset = state.active_bytes;
+            state.active_bytes += bytes.len() as u64;
+            (bytes, offset, file)
+        };
+        self.fill.before_write(offset..offset + bytes.len() as u64);
+        let result = file.write_all_at(&bytes, offset);
+        bytes.clear();
+        *spare = bytes;
+        result
+    }
+
+    /// Refuses every later call because of `detail`; records ending at or before `failed_upto` were in
+    /// the flush that failed (their `sync` reports that failure as its own).
+    fn poison(&self, detail: String, failed_upto: Lsn) {
+        let mut state = self.state.lock();
+        state.poisoned.get_or_insert(detail);
+        state.failed_upto = state.failed_upto.max(failed_upto);
     }
 }
 
@@ -381,20 +320,30 @@ impl Buffer for FileBuffer {
             report,
             end_lsn: next_lsn,
             end_offset,
+            last_zero_filled,
             last_version,
             segments,
+            strays,
             cut,
         } = scan(&self.dir, self.recovery, f)?;
+        // Leftovers of failed segment creations hold no record: remove them, so that a later segment of
+        // the same name can be created. (A failure here changes nothing the log needs.)
+        if !strays.is_empty() {
+            for stray in &strays {
+                self.files.remove(&stray.path)?;
+            }
+            self.files.sync_dir()?;
+        }
         // Everything checked: now cut the torn tail (the only change replay makes) and open for append.
         let mut segments = segments;
         if cut == Some(Cut::RemovePartialSegment) {
             if let Some(partial) = segments.pop() {
-                let p = partial.path.display();
-                fs::remove_file(&partial.path).map_err(|e| Error::io(format!("remove {p}"), e))?;
-                sync_dir(&self.dir)?;
+                self.files.remove(&partial.path)?;
+                self.files.sync_dir()?;
             }
         }
-        let (segments, active, version, active_bytes, file_len) = match segments.last() {
+        let segments_were_new = segments.is_empty();
+        let (segments, active, zero_filled, active_bytes, file_len) = match segments.last() {
             Some(last) => {
                 let ctx = |what: &str| format!("{what} {}", last.path.display());
                 // Not O_APPEND: records are written at explicit offsets, over the zero-filled tail.
@@ -407,15 +356,14 @@ impl Buffer for FileBuffer {
                     file.sync_all().map_err(|e| Error::io(ctx("fsync"), e))?;
                 }
                 let len = file.metadata().map_err(|e| Error::io(ctx("stat"), e))?.len();
-                (segments, file, last_version, end_offset, len)
+                (segments, file, last_zero_filled, end_offset, len)
             }
             None => {
                 let (seg, file) = self.create_segment(next_lsn)?;
-                let version = self.new_segment_version();
                 (
                     vec![seg],
                     file,
-                    version,
+                    self.new_segment_zero_filled(),
                     SEGMENT_HEADER_BYTES,
                     SEGMENT_HEADER_BYTES,
                 )
@@ -423,7 +371,7 @@ impl Buffer for FileBuffer {
         };
         let active = Arc::new(active);
         self.fill
-            .set_active(active.clone(), version, active_bytes, file_len);
+            .set_active(active.clone(), zero_filled, active_bytes, file_len);
         let fill = self.fill.clone();
         let filler = std::thread::Builder::new()
             .name("ddpersist-wal-zero".into())
@@ -433,7 +381,10 @@ impl Buffer for FileBuffer {
         state.segments = segments;
         state.active = Some(active);
         state.active_bytes = active_bytes;
+        // A reopened segment of an older version gets no sync marks; a new one (version 3) does.
+        state.active_marks = segments_were_new || last_version >= 3;
         state.next_lsn = next_lsn;
+        state.records_end = next_lsn;
         state.pending_lsn = next_lsn;
         self.durable_lsn.store(next_lsn, Ordering::Release);
         Ok(report)
@@ -469,6 +420,7 @@ impl Buffer for FileBuffer {
         state.pending.extend_from_slice(&header);
         state.pending.extend_from_slice(payload);
         state.next_lsn = end;
+        state.records_end = end;
         Ok((start, end))
     }
 
@@ -484,11 +436,23 @@ impl Buffer for FileBuffer {
         let (mut pending, end_lsn, file, rotate_at) = {
             let mut state = self.state.lock();
             if let Some(p) = &state.poisoned {
+                if lsn <= state.failed_upto {
+                    // This record was in the flush that failed: that is its own failure, not an earlier one.
+                    let context = format!("WAL flush up to LSN {}", state.failed_upto);
+                    return Err(Error::io(context, std::io::Error::other(p.clone())));
+                }
                 return Err(Error::Poisoned { detail: p.clone() });
             }
             let Some(file) = state.active.clone() else {
                 return Err(Error::bad_input("WAL sync before replay"));
             };
+            if lsn > state.next_lsn {
+                // Not a position of this log (a ticket of another one?): nothing to wait for.
+                return Err(Error::bad_input(format!(
+                    "WAL sync to LSN {lsn}, past the end of the log at {}",
+                    state.next_lsn
+                )));
+            }
             spare.clear();
             let pending = std::mem::replace(&mut state.pending, std::mem::take(&mut *spare));
             state.pending_lsn = state.next_lsn;
@@ -499,7 +463,6 @@ impl Buffer for FileBuffer {
         };
         let (file, offset) = file;
         self.fill.before_write(offset..offset + pending.len() as u64);
-        debug_assert!(end_lsn >= lsn, "sync past the end of the log");
         let path = || {
             self.state
                 .lock()
@@ -507,49 +470,89 @@ impl Buffer for FileBuffer {
                 .last()
                 .map(|s| s.path.display().to_string())
         };
-        if let Err(e) = file.write_all_at(&pending, offset).and_then(|_| file.sync_data()) {
-            return Err(self.poison(format!("WAL write/fdatasync of {:?} failed: {e}", path())));
+        let active_path = self.state.lock().segments.last().map(|s| s.path.clone());
+        let flushed = match &active_path {
+            Some(p) => self.files.step(SegmentStep::Flush, p),
+            None => Ok(()),
+        };
+        if let Err(e) =
+            flushed.and_then(|_| file.write_all_at(&pending, offset).and_then(|_| file.sync_data()))
+        {
+            let what = format!("WAL write/fdatasync of {:?}", path());
+            self.poison(format!("{what} failed: {e}"), end_lsn);
+            // This call's own failure (later calls get `Poisoned`).
+            return Err(Error::io(what, e));
         }
-        self.durable_lsn.store(end_lsn, Ordering::Release);
         pending.clear();
         *spare = pending;
-        if rotate_at {
+        if !rotate_at {
+            // The sync mark: once on disk, proof that everything before `end_lsn` was made durable, so
+            // that damage there is never taken for a torn write. Written before anyone is acknowledged
+            // (a process crash keeps it), synced by the next flush. A failure poisons the log for later
+            // calls; this flush is durable all the same.
+            let marked = self.write_sync_mark(end_lsn, &mut spare);
+            self.durable_lsn.store(end_lsn, Ordering::Release);
+            if let Err(e) = marked {
+                self.poison(format!("WAL sync mark write of {:?} failed: {e}", path()), 0);
+            }
+            return Ok(());
+        }
+        self.durable_lsn.store(end_lsn, Ordering::Release);
+        {
             // The old segment is fully synced; records appended meanwhile start at `end_lsn` and go to
             // the new segment.
             let (seg, new_file) = match self.create_segment(end_lsn) {
                 Ok(x) => x,
-                Err(e) => return Err(self.poison(format!("WAL segment rollover failed: {e}"))),
+                Err(e) => {
+                    self.poison(format!("WAL segment rollover failed: {e}"), 0);
+                    return Err(e);
+                }
             };
             let new_file = Arc::new(new_file);
             let mut state = self.state.lock();
             state.segments.push(seg);
             state.active = Some(new_file.clone());
             state.active_bytes = SEGMENT_HEADER_BYTES;
-            let version = self.new_segment_version();
+            state.active_marks = true;
+            let zero_filled = self.new_segment_zero_filled();
             self.fill
-                .set_active(new_file, version, SEGMENT_HEADER_BYTES, SEGMENT_HEADER_BYTES);
+                .set_active(new_file, zero_filled, SEGMENT_HEADER_BYTES, SEGMENT_HEADER_BYTES);
         }
         Ok(())
     }
 
     fn release_before(&self, lsn: Lsn) -> Result<()> {
         self.rotate_if_all_released(lsn)?;
-        let doomed: Vec<PathBuf> = {
+        let doomed: Vec<Segment> = {
             let mut state = self.state.lock();
+            // Past the last record there are only sync marks, which need not be kept.
+            let lsn = if lsn >= state.records_end {
+                lsn.max(state.next_lsn)
+            } else {
+                lsn
+            };
             // Segment i holds LSNs [first_lsn(i), first_lsn(i + 1)); it may go once that end is <= lsn.
             // The active (last) segment always stays.
             let keep_from = (1..state.segments.len())
                 .find(|&i| state.segments[i].first_lsn > lsn)
                 .map_or(state.segments.len().saturating_sub(1), |i| i - 1);
-            state.segments.drain(..keep_from).map(|s| s.path).collect()
+            state.segments.drain(..keep_from).collect()
         };
         if doomed.is_empty() {
             return Ok(());
         }
-        for path in &doomed {
-            fs::remove_file(path).map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
+        // Oldest first, so that what stays is always a contiguous log.
+        for (i, seg) in doomed.iter().enumerate() {
+            if let Err(e) = self.files.remove(&seg.path) {
+                // Keep the segments not removed in the list, so that a later release removes them (a
+                // segment left on disk but forgotten would break the LSN chain at the next open).
+                let mut state = self.state.lock();
+                let rest = doomed[i..].iter().cloned();
+                state.segments.splice(0..0, rest);
+                return Err(e);
+            }
         }
-        sync_dir(&self.dir)
+        self.files.sync_dir()
     }
 
     fn is_durable(&self) -> bool {
@@ -558,320 +561,5 @@ impl Buffer for FileBuffer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::scan::list_segments;
-    use super::*;
-
-    type Replayed = Vec<(Lsn, Vec<u8>)>;
-
-    fn replay_all(buf: &FileBuffer) -> Result<(Replayed, ReplayReport)> {
-        let mut out = Vec::new();
-        let report = buf.replay(&mut |lsn, p| {
-            out.push((lsn, p.to_vec()));
-            Ok(())
-        })?;
-        Ok((out, report))
-    }
-
-    fn write_records(dir: &Path, segment_bytes: u64, payloads: &[&[u8]]) -> Vec<(Lsn, Lsn)> {
-        let buf = FileBuffer::open(dir, segment_bytes, WalRecovery::Strict).unwrap();
-        replay_all(&buf).unwrap();
-        let lsns: Vec<_> = payloads.iter().map(|p| buf.append(p).unwrap()).collect();
-        buf.sync(lsns.last().unwrap().1).unwrap();
-        lsns
-    }
-
-    #[test]
-    fn records_come_back_in_order_across_segments() {
-        let dir = tempfile::tempdir().unwrap();
-        let payloads: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; i as usize * 3]).collect();
-        let refs: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
-        // Sync after each to force several rollovers with a tiny segment size.
-        let buf = FileBuffer::open(dir.path(), 200, WalRecovery::Strict).unwrap();
-        replay_all(&buf).unwrap();
-        let mut lsns = Vec::new();
-        for p in &refs {
-            let l = buf.append(p).unwrap();
-            buf.sync(l.1).unwrap();
-            lsns.push(l);
-        }
-        drop(buf);
-        assert!(fs::read_dir(dir.path()).unwrap().count() > 3);
-        let buf = FileBuffer::open(dir.path(), 200, WalRecovery::Strict).unwrap();
-        let (got, report) = replay_all(&buf).unwrap();
-        assert_eq!(report.torn_tail, None);
-        assert_eq!(got.len(), 50);
-        for ((lsn, p), ((start, _), want)) in got.iter().zip(lsns.iter().zip(&payloads)) {
-            assert_eq!(lsn, start);
-            assert_eq!(p, want);
-        }
-        // Appends continue the LSN space.
-        let (start, _) = buf.append(b"more").unwrap();
-        assert_eq!(start, lsns.last().unwrap().1);
-    }
-
-    #[test]
-    fn torn_tail_is_cut_and_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let lsns = write_records(dir.path(), 1 << 20, &[b"one", b"two", b"three"]);
-        let seg = dir.path().join(segment_name(0));
-        // The records' end (the file may go on with zeros filled ahead).
-        let len = SEGMENT_HEADER_BYTES + lsns[2].1;
-        let f = OpenOptions::new().write(true).open(&seg).unwrap();
-        f.set_len(len - 2).unwrap();
-        let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
-        let (got, report) = replay_all(&buf).unwrap();
-        assert_eq!(
-            got.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
-            vec![b"one".to_vec(), b"two".to_vec()]
-        );
-        let torn = report.torn_tail.unwrap();
-        assert_eq!(torn.dropped_bytes, 16 + 5 - 2);
-        assert_eq!(fs::metadata(&seg).unwrap().len(), torn.offset);
-    }
-
-    /// Waits until the zero-filler is idle (tests only).
-    fn fill_idle(buf: &FileBuffer) {
-        let mut st = buf.fill.state.lock();
-        while st.filling.is_some() || st.next_job().is_some() {
-            buf.fill.changed.wait(&mut st);
-        }
-    }
-
-    #[test]
-    fn zeros_are_filled_ahead_and_are_not_a_torn_tail() {
-        let dir = tempfile::tempdir().unwrap();
-        let seg = dir.path().join(segment_name(0));
-        let buf = FileBuffer::open(dir.path(), 64 << 20, WalRecovery::Strict)
-            .unwrap()
-            .with_zero_fill(true);
-        replay_all(&buf).unwrap();
-        // An open alone changes nothing.
-        fill_idle(&buf);
-        assert_eq!(fs::metadata(&seg).unwrap().len(), SEGMENT_HEADER_BYTES);
-        let payloads: Vec<Vec<u8>> = (0..40u32).map(|i| vec![i as u8 + 1; 100_000]).collect();
-        let mut end = 0;
-        let mut over_zeros = 0;
-        for p in &payloads {
-            let (start, e) = buf.append(p).unwrap();
-            fill_idle(&buf);
-            let range = SEGMENT_HEADER_BYTES + start..SEGMENT_HEADER_BYTES + e;
-            over_zeros += buf.fill.before_write(range) as u32;
-            buf.sync(e).unwrap();
-            end = e;
-        }
-        // After the first writes, the records went over zeros filled ahead of them.
-        assert!(over_zeros >= 30, "only {over_zeros} of 40 writes over zeros");
-        assert_eq!(crate::format::le_u32(&fs::read(&seg).unwrap(), 8), 2);
-        fill_idle(&buf);
-        let bytes = fs::read(&seg).unwrap();
-        let records_end = (SEGMENT_HEADER_BYTES + end) as usize;
-        assert!(bytes.len() >= records_end + (ZERO_AHEAD_BYTES - ZERO_MARGIN_BYTES) as usize);
-        assert!(bytes[records_end..].iter().all(|&b| b == 0));
-        drop(buf);
-        // The zeros are neither records nor a torn tail, and the open leaves them in place.
-        let buf = FileBuffer::open(dir.path(), 64 << 20, WalRecovery::Strict)
-            .unwrap()
-            .with_zero_fill(true);
-        let (got, report) = replay_all(&buf).unwrap();
-        assert_eq!(report.torn_tail, None);
-        assert_eq!(
-            got.iter().map(|r| &r.1).collect::<Vec<_>>(),
-            payloads.iter().collect::<Vec<_>>()
-        );
-        assert_eq!(fs::read(&seg).unwrap(), bytes);
-        // Appends continue at the records' end, over the zeros.
-        let (start, e) = buf.append(b"more").unwrap();
-        assert_eq!(start, end);
-        buf.sync(e).unwrap();
-        drop(buf);
-        let buf = FileBuffer::open(dir.path(), 64 << 20, WalRecovery::Strict).unwrap();
-        let (got, report) = replay_all(&buf).unwrap();
-        assert_eq!(report.torn_tail, None);
-        assert_eq!(got.last().unwrap(), &(end, b"more".to_vec()));
-        assert_eq!(got.len(), 41);
-    }
-
-    #[test]
-    fn without_zero_fill_records_are_appended() {
-        let dir = tempfile::tempdir().unwrap();
-        let buf = FileBuffer::open(dir.path(), 64 << 20, WalRecovery::Strict).unwrap();
-        replay_all(&buf).unwrap();
-        let mut end = 0;
-        for i in 0..10u8 {
-            let (_, e) = buf.append(&[i + 1; 100_000]).unwrap();
-            buf.sync(e).unwrap();
-            end = e;
-        }
-        fill_idle(&buf);
-        let seg = dir.path().join(segment_name(0));
-        let len = fs::metadata(&seg).unwrap().len();
-        assert_eq!(len, SEGMENT_HEADER_BYTES + end);
-        // A segment written without zero-filling is version 1 (readable by older versions)...
-        assert_eq!(crate::format::le_u32(&fs::read(&seg).unwrap(), 8), 1);
-        drop(buf);
-        // ...and is never zero-filled, even when reopened with zero-filling on.
-        let buf = FileBuffer::open(dir.path(), 64 << 20, WalRecovery::Strict)
-            .unwrap()
-            .with_zero_fill(true);
-        replay_all(&buf).unwrap();
-        let (_, e) = buf.append(&[9; 100_000]).unwrap();
-        buf.sync(e).unwrap();
-        fill_idle(&buf);
-        assert_eq!(fs::metadata(&seg).unwrap().len(), SEGMENT_HEADER_BYTES + e);
-    }
-
-    #[test]
-    fn a_torn_record_before_zeros_is_a_torn_tail() {
-        let dir = tempfile::tempdir().unwrap();
-        let lsns = write_records(dir.path(), 1 << 20, &[b"one", b"two", b"three"]);
-        let seg = dir.path().join(segment_name(0));
-        let mut bytes = fs::read(&seg).unwrap();
-        let third = (SEGMENT_HEADER_BYTES + lsns[2].0) as usize;
-        let end = (SEGMENT_HEADER_BYTES + lsns[2].1) as usize;
-        // The record's last bytes never reached the disk; zeros follow (filled ahead, or never written).
-        bytes.truncate(end);
-        bytes[end - 3..].fill(0);
-        bytes.extend_from_slice(&[0; 4096]);
-        fs::write(&seg, &bytes).unwrap();
-        let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
-        let (got, report) = replay_all(&buf).unwrap();
-        assert_eq!(got.len(), 2);
-        let torn = report.torn_tail.unwrap();
-        assert_eq!(torn.offset, third as u64);
-        assert_eq!(torn.dropped_bytes, (bytes.len() - third) as u64);
-        assert_eq!(fs::metadata(&seg).unwrap().len(), third as u64);
-    }
-
-    #[test]
-    fn zeroed_records_in_a_segment_that_is_not_the_last_are_corruption() {
-        let dir = tempfile::tempdir().unwrap();
-        let buf = FileBuffer::open(dir.path(), 100, WalRecovery::Strict).unwrap();
-        replay_all(&buf).unwrap();
-        for i in 0..3u8 {
-            let (_, end) = buf.append(&[i + 1; 90]).unwrap();
-            buf.sync(end).unwrap();
-        }
-        drop(buf);
-        // Each record filled a segment; zero the first segment's record, as if it had never been written.
-        let first = dir.path().join(segment_name(0));
-        let mut bytes = fs::read(&first).unwrap();
-        bytes[SEGMENT_HEADER_BYTES as usize..].fill(0);
-        fs::write(&first, &bytes).unwrap();
-        let buf = FileBuffer::open(dir.path(), 100, WalRecovery::Strict).unwrap();
-        let err = replay_all(&buf).unwrap_err();
-        assert!(err.is_corruption(), "{err}");
-        // A version 1 segment (no zero-fill) takes the zeros for a bad record; a version 2 one for the
-        // end of its records, and the next segment's first LSN then no longer follows on.
-        let msg = err.to_string();
-        assert!(msg.contains("not the last") || msg.contains("LSN gap"), "{msg}");
-    }
-
-    #[test]
-    fn bad_record_before_valid_ones_is_corruption_and_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let lsns = write_records(dir.path(), 1 << 20, &[b"one", b"two", b"three"]);
-        let seg = dir.path().join(segment_name(0));
-        let mut bytes = fs::read(&seg).unwrap();
-        let second = (SEGMENT_HEADER_BYTES + lsns[1].0) as usize;
-        bytes[second + 16] ^= 0xFF; // flip a payload byte of "two"
-        fs::write(&seg, &bytes).unwrap();
-        let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
-        match replay_all(&buf) {
-            Err(Error::Corrupt { file, offset, .. }) => {
-                assert!(file.ends_with(&segment_name(0)));
-                assert_eq!(offset, second as u64);
-            }
-            other => panic!("expected corruption, got {:?}", other.map(|r| r.1)),
-        }
-        assert_eq!(
-            fs::read(&seg).unwrap(),
-            bytes,
-            "a failed open must not change the log"
-        );
-        // Point-in-time recovery keeps the prefix and cuts the rest.
-        let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::PointInTime).unwrap();
-        let (got, report) = replay_all(&buf).unwrap();
-        assert_eq!(got.len(), 1);
-        assert_eq!(report.torn_tail.unwrap().offset, second as u64);
-    }
-
-    #[test]
-    fn release_drops_whole_old_segments_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let buf = FileBuffer::open(dir.path(), 100, WalRecovery::Strict).unwrap();
-        replay_all(&buf).unwrap();
-        let mut lsns = Vec::new();
-        for i in 0..10u8 {
-            let l = buf.append(&[i; 90]).unwrap();
-            buf.sync(l.1).unwrap();
-            lsns.push(l);
-        }
-        let before = list_segments(&buf.dir).unwrap().len();
-        buf.release_before(lsns[5].0).unwrap();
-        let after = list_segments(&buf.dir).unwrap();
-        assert!(after.len() < before);
-        assert!(after[0].first_lsn <= lsns[5].0);
-        drop(buf);
-        let buf = FileBuffer::open(dir.path(), 100, WalRecovery::Strict).unwrap();
-        let (got, _) = replay_all(&buf).unwrap();
-        assert!(got.iter().any(|(l, _)| *l == lsns[5].0));
-        assert_eq!(got.last().unwrap().0, lsns[9].0);
-    }
-
-    #[test]
-    fn a_fully_released_big_segment_is_replaced_so_restarts_replay_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let buf = FileBuffer::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
-        replay_all(&buf).unwrap();
-        let payload = vec![7u8; 1 << 20];
-        let mut end = 0;
-        for _ in 0..9 {
-            end = buf.append(&payload).unwrap().1;
-        }
-        buf.sync(end).unwrap();
-        // Not everything released: nothing changes.
-        buf.release_before(end - 1).unwrap();
-        assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
-        buf.release_before(end).unwrap();
-        let segments = list_segments(dir.path()).unwrap();
-        assert_eq!(segments.len(), 1);
-        assert_eq!(segments[0].first_lsn, end);
-        let (start, next) = buf.append(b"after").unwrap();
-        assert_eq!(start, end);
-        buf.sync(next).unwrap();
-        drop(buf);
-        let buf = FileBuffer::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
-        let (got, _) = replay_all(&buf).unwrap();
-        assert_eq!(got, vec![(end, b"after".to_vec())]);
-    }
-
-    #[test]
-    fn concurrent_writers_share_syncs() {
-        let dir = tempfile::tempdir().unwrap();
-        let buf = Arc::new(FileBuffer::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap());
-        replay_all(&buf).unwrap();
-        let threads: Vec<_> = (0..4u8)
-            .map(|t| {
-                let buf = buf.clone();
-                std::thread::spawn(move || {
-                    for i in 0..50u8 {
-                        let (_, end) = buf.append(&[t, i]).unwrap();
-                        buf.sync(end).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        drop(buf);
-        let buf = FileBuffer::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
-        let (got, _) = replay_all(&buf).unwrap();
-        assert_eq!(got.len(), 200);
-        for t in 0..4u8 {
-            let mine: Vec<u8> = got.iter().filter(|r| r.1[0] == t).map(|r| r.1[1]).collect();
-            assert_eq!(mine, (0..50).collect::<Vec<u8>>());
-        }
-    }
-}
+#[path = "file_tests.rs"]
+mod tests;

@@ -17,11 +17,14 @@ mod file;
 mod mem;
 pub mod record;
 pub mod scan;
+mod segments;
+mod zero_fill;
 
 pub use fault::FaultyBuffer;
 pub use file::{FileBuffer, WalRecovery, WAL_VERSION};
 pub use mem::MemBuffer;
 pub use scan::scan;
+pub use segments::{SegmentFaultHook, SegmentStep};
 
 use crate::error::Result;
 
@@ -35,9 +38,13 @@ pub struct ReplayReport {
     pub records: u64,
     /// A partial last record that was cut off, if there was one.
     pub torn_tail: Option<TornTail>,
+    /// Segment files removed (or, by a read-only scan, to be removed) as strays of a failed segment
+    /// creation: at most a header long, so they held no record (see `scan::Scan::strays`).
+    pub strays: Vec<String>,
 }
 
-/// A partial record at the end of the log (a write cut short by a crash), removed on open.
+/// Bytes cut off the end of the log on open: a partial record (a write cut short by a crash), or, under
+/// point-in-time recovery, everything from the first bad record on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TornTail {
     /// The segment file.
@@ -46,6 +53,22 @@ pub struct TornTail {
     pub offset: u64,
     /// How many bytes were cut off.
     pub dropped_bytes: u64,
+    /// What is known about the cut bytes.
+    pub kind: CutKind,
+}
+
+/// What the log knows about bytes replay cut off (DESIGN.md 2.4: torn writes and damage told apart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CutKind {
+    /// Never acknowledged: no sync mark after them names an LSN past their start, so no `sync` covering
+    /// them returned (a torn write of the last flush, or a crash while creating a segment).
+    Unacknowledged,
+    /// In a segment written before sync marks (format version 1 or 2): a torn write or damage to
+    /// acknowledged bytes, which that format cannot tell apart.
+    Unknown,
+    /// Records a sync mark proves were made durable (so possibly acknowledged), cut because
+    /// [`WalRecovery::PointInTime`](crate::wal::WalRecovery::PointInTime) asked for it: data loss.
+    DataLoss,
 }
 
 /// Where updates wait until they are sealed. See the module docs.

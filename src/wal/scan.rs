@@ -5,9 +5,10 @@
 //! `scan` directly, so a check never modifies the store.
 
 use super::file::{
-    WalRecovery, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, WAL_VERSION,
+    WalRecovery, MARK_MAGIC, MARK_PAYLOAD_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_FLAG_ZERO_FILLED,
+    SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, WAL_VERSION,
 };
-use super::{Lsn, ReplayReport, TornTail};
+use super::{CutKind, Lsn, ReplayReport, TornTail};
 use crate::error::{Error, Result};
 use crate::format::{checksum, le_u32, le_u64, Decoder, FormatVersion};
 use std::fs;
@@ -44,10 +45,19 @@ pub struct Scan {
     /// Offset in the last segment file just past its last valid record (where appends continue); 0 when
     /// there is no segment with a complete header.
     pub end_offset: u64,
-    /// Format version of the last segment with a complete header (0 when there is none).
+    /// Whether the last segment with a complete header may end in zeros filled ahead of the log (version
+    /// 2, or version 3 with the zero-filled flag); false when there is none.
+    pub last_zero_filled: bool,
+    /// Format version of the last segment with a complete header (0 when there is none): sync marks are
+    /// written only to segments of version 3 or later.
     pub last_version: u32,
-    /// The segments, oldest first.
+    /// The segments of the log, oldest first.
     pub segments: Vec<Segment>,
+    /// Segment files that are not part of the log: at most a header long (so they hold no record) and
+    /// either followed by another segment or starting at an LSN the log had already passed. They are what a
+    /// failed segment creation leaves (the file created, its header not written or not synced, the store
+    /// going on in the old segment). Replay removes them.
+    pub strays: Vec<Segment>,
     /// What replay cuts off.
     pub cut: Option<Cut>,
 }
@@ -78,13 +88,36 @@ pub fn list_segments(dir: &Path) -> Result<Vec<Segment>> {
     Ok(out)
 }
 
-/// The end of the valid record starting at `at` in `bytes`, if one does.
-pub(crate) fn valid_record_at(bytes: &[u8], at: usize) -> Option<usize> {
+/// A valid record or sync mark found at some offset of a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// An update record ending at this offset.
+    Record(usize),
+    /// A sync mark (format version 3) ending at `end`: every record ending at or before `durable` had been
+    /// made durable (its `fdatasync` had returned) before the mark was written.
+    Mark {
+        /// Offset just past the mark.
+        end: usize,
+        /// The LSN the mark names.
+        durable: Lsn,
+    },
+}
+
+/// The valid record (or, when `marks`, sync mark) starting at `at` in `bytes`, if one does.
+pub(crate) fn record_at(bytes: &[u8], at: usize, marks: bool) -> Option<Found> {
     let header_end = at.checked_add(RECORD_HEADER_BYTES as usize)?;
-    if header_end > bytes.len() || le_u32(bytes, at + 12) != RECORD_MAGIC {
+    if header_end > bytes.len() {
+        return None;
+    }
+    let magic = le_u32(bytes, at + 12);
+    let is_mark = marks && magic == MARK_MAGIC;
+    if magic != RECORD_MAGIC && !is_mark {
         return None;
     }
     let len = le_u32(bytes, at + 8) as usize;
+    if is_mark && len != MARK_PAYLOAD_BYTES as usize {
+        return None;
+    }
     let end = header_end.checked_add(len)?;
     if end > bytes.len() {
         return None;
@@ -92,16 +125,35 @@ pub(crate) fn valid_record_at(bytes: &[u8], at: usize) -> Option<usize> {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(&bytes[at + 8..header_end]);
     h.update(&bytes[header_end..end]);
-    (h.digest() == le_u64(bytes, at)).then_some(end)
+    if h.digest() != le_u64(bytes, at) {
+        return None;
+    }
+    Some(if is_mark {
+        Found::Mark {
+            end,
+            durable: le_u64(bytes, header_end),
+        }
+    } else {
+        Found::Record(end)
+    })
 }
 
-/// Checks a segment header; returns the segment's first LSN and format version.
+/// The end of the valid update record starting at `at` in `bytes`, if one does.
+pub(crate) fn valid_record_at(bytes: &[u8], at: usize) -> Option<usize> {
+    match record_at(bytes, at, false)? {
+        Found::Record(end) => Some(end),
+        Found::Mark { .. } => None,
+    }
+}
+
+/// Checks a segment header; returns the segment's first LSN, format version and flags (0 before
+/// version 3).
 fn check_header(
     bytes: &[u8],
     seg: &Segment,
     file_name: &str,
     expected_lsn: Option<Lsn>,
-) -> Result<(Lsn, u32)> {
+) -> Result<(Lsn, u32, u32)> {
     let mut d = Decoder::new(bytes, 0, file_name);
     if d.bytes(8, "segment magic")? != SEGMENT_MAGIC {
         return Err(Error::corrupt(file_name, 0, "bad segment magic"));
@@ -111,7 +163,16 @@ fn check_header(
     }
     let version = d.u32("version")?;
     FormatVersion::check(version, WAL_VERSION, file_name, 8)?;
-    d.u32("reserved")?;
+    let reserved = d.u32("flags")?;
+    // Before version 3 the field was reserved (written as 0, never read).
+    let flags = if version >= 3 { reserved } else { 0 };
+    if flags & !SEGMENT_FLAG_ZERO_FILLED != 0 {
+        return Err(Error::corrupt(
+            file_name,
+            12,
+            format!("unknown segment flags {flags:#x}"),
+        ));
+    }
     let first_lsn = d.u64("first lsn")?;
     d.u64("header checksum")?;
     if first_lsn != seg.first_lsn {
@@ -127,29 +188,72 @@ fn check_header(
             16,
             format!("LSN gap: segment starts at {first_lsn}, previous ended at {expected}"),
         )),
-        _ => Ok((first_lsn, version)),
+        _ => Ok((first_lsn, version, flags)),
     }
 }
 
 /// Reads every record of the log in `dir`, in order, calling `f(lsn, payload)` for each; changes nothing.
-/// In a segment of format version 2, zero bytes from a record's place to the end of the file are the end
-/// of that segment's records (space filled ahead of the log), not a record and not a torn tail; the next
-/// segment must still start at the LSN where the records ended.
-/// A bad record is a torn tail (reported, to be cut) only at the end of the last segment with no valid
-/// record after it — or anywhere in the last segment under [`WalRecovery::PointInTime`], or if that
-/// segment is of version 2 (written in place, where a power loss can drop any page of an unsynced flush);
-/// otherwise it is [`Error::Corrupt`] naming the file and offset.
+/// Sync marks (version 3) are checked and skipped.
+/// In a zero-filled segment (version 2, or 3 with the flag), zero bytes from a record's place to the end
+/// of the file are the end of that segment's records (space filled ahead of the log), not a record and not
+/// a torn tail; the next segment must still start at the LSN where the records ended.
+///
+/// A bad record (or bad bytes where one should start) is told apart as follows (DESIGN.md 2.4):
+/// - in a segment that is not the last: [`Error::Corrupt`] (every such segment was fsync'd whole before
+///   its successor was created);
+/// - in the last segment of version 3: if a valid sync mark after it names an LSN past its start, it was
+///   made durable, so it is [`Error::Corrupt`] naming file and offset — or, under
+///   [`WalRecovery::PointInTime`], cut with everything after it and reported as [`CutKind::DataLoss`].
+///   Otherwise no flush that reached it ever returned from its `fdatasync`: a torn tail, cut and reported
+///   as [`CutKind::Unacknowledged`];
+/// - in the last segment of version 1 or 2 (no sync marks): a torn tail if no valid record follows it (or
+///   under `PointInTime`, or in a zero-filled segment), else corruption; reported as [`CutKind::Unknown`].
 pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<Scan> {
-    let segments = list_segments(dir)?;
+    let listed = list_segments(dir)?;
+    // Files of at most a header's length hold no record. Before the last file, such a file is never part
+    // of a healthy log (a segment is succeeded only once it holds records): a stray of a failed creation.
+    let mut strays = Vec::new();
+    let mut segments = Vec::new();
+    let mut tail_len = 0;
+    for (i, seg) in listed.iter().enumerate() {
+        let len = fs::metadata(&seg.path)
+            .map_err(|e| Error::io(format!("stat {}", seg.path.display()), e))?
+            .len();
+        if i + 1 < listed.len() && len <= SEGMENT_HEADER_BYTES {
+            strays.push(seg.clone());
+        } else {
+            segments.push(seg.clone());
+            tail_len = len;
+        }
+    }
+    // The last file, if it holds no record either, may also be a stray that the log went on past (its
+    // creation failed, later records went to its predecessor): decided when its predecessor is read.
+    let tail_first_lsn = segments
+        .last()
+        .filter(|_| segments.len() >= 2 && tail_len <= SEGMENT_HEADER_BYTES)
+        .map(|s| s.first_lsn);
+    let mut drop_tail = false;
     let mut report = ReplayReport::default();
     let mut expected_lsn: Option<Lsn> = None;
     let mut cut = None;
     let mut end_offset = 0;
+    let mut last_zero_filled = false;
     let mut last_version = 0;
     for (i, seg) in segments.iter().enumerate() {
         let file_name = seg.path.display().to_string();
         let bytes = fs::read(&seg.path).map_err(|e| Error::io(format!("read {file_name}"), e))?;
         let is_last = i + 1 == segments.len();
+        if is_last && bytes.len() as u64 == SEGMENT_HEADER_BYTES {
+            if let Some(expected) = expected_lsn {
+                let (first_lsn, _, _) = check_header(&bytes, seg, &file_name, None)?;
+                if first_lsn < expected {
+                    // A header and nothing else, starting at an LSN its predecessor has records past: the
+                    // stray of a failed creation. (A healthy successor starts where its predecessor ends.)
+                    drop_tail = true;
+                    break;
+                }
+            }
+        }
         if is_last && (bytes.len() as u64) < SEGMENT_HEADER_BYTES {
             // A crash while creating the newest segment, before its header was synced: it holds no
             // record. Replay removes it; its predecessor (or a fresh segment) becomes active.
@@ -157,16 +261,24 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
                 file: file_name,
                 offset: 0,
                 dropped_bytes: bytes.len() as u64,
+                kind: CutKind::Unacknowledged,
             });
             cut = Some(Cut::RemovePartialSegment);
             expected_lsn = expected_lsn.or(Some(seg.first_lsn));
             break;
         }
-        let (first_lsn, version) = check_header(&bytes, seg, &file_name, expected_lsn)?;
+        let (first_lsn, version, flags) = check_header(&bytes, seg, &file_name, expected_lsn)?;
+        let marks = version >= 3;
+        let zero_filled = version == 2 || (marks && flags & SEGMENT_FLAG_ZERO_FILLED != 0);
+        last_zero_filled = zero_filled;
         last_version = version;
+        let lsn_at = |at: usize| first_lsn.saturating_add(at as u64 - SEGMENT_HEADER_BYTES);
         let mut at = SEGMENT_HEADER_BYTES as usize;
         while at < bytes.len() {
-            if let Some(end) = valid_record_at(&bytes, at) {
+            if let Some(found) = record_at(&bytes, at, marks) {
+                let end = match found {
+                    Found::Record(end) | Found::Mark { end, .. } => end,
+                };
                 // The LSN just past the record must fit a u64 (a corrupt or hostile segment name may
                 // start the segment near the end of the LSN space).
                 let Some(lsn) = first_lsn
@@ -175,39 +287,77 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
                 else {
                     return Err(Error::corrupt(&file_name, at as u64, "record LSN overflows u64"));
                 };
-                f(lsn, &bytes[at + RECORD_HEADER_BYTES as usize..end])?;
-                report.records += 1;
+                match found {
+                    Found::Record(_) => {
+                        f(lsn, &bytes[at + RECORD_HEADER_BYTES as usize..end])?;
+                        report.records += 1;
+                    }
+                    Found::Mark { durable, .. } if durable > lsn => {
+                        return Err(Error::corrupt(
+                            &file_name,
+                            at as u64,
+                            format!("sync mark at LSN {lsn} names LSN {durable}, past itself"),
+                        ));
+                    }
+                    Found::Mark { .. } => {}
+                }
                 at = end;
                 continue;
             }
-            let zero_filled = version >= 2;
             // Past the last non-zero byte no record can start (its magic is not zero).
             let tail_end = match bytes[at..].iter().rposition(|&b| b != 0) {
                 Some(last_nonzero) => at + last_nonzero + 1,
-                // Zeros to the end of a version 2 file: space the writer filled with zeros ahead of the
-                // log, never written by a record. The segment's records end here. (In a version 1 file,
-                // which is only ever appended to, zeros are a torn tail, cut as before.)
+                // Zeros to the end of a zero-filled file: space the writer filled with zeros ahead of the
+                // log, never written by a record. The segment's records end here. (In an appended file
+                // zeros are a torn tail, cut as any.)
                 None if zero_filled => break,
                 None => bytes.len(),
             };
-            let later_valid = (at + 1..tail_end).any(|p| valid_record_at(&bytes, p).is_some());
-            // The last segment of version 2 is written in place over synced zeros: a power loss during a
-            // flush may keep any subset of its pages, so a lost page (zeros) followed by a surviving record
-            // of the same, never acknowledged, flush is an ordinary outcome there. Its bad record is a torn
-            // tail under both recovery modes, as under `PointInTime` (see DESIGN.md 2.4).
-            let strict = recovery == WalRecovery::Strict && !zero_filled;
-            if !is_last || (later_valid && strict) {
-                let why = if is_last {
-                    "bad record followed by valid records"
-                } else {
-                    "bad or partial record in a segment that is not the last"
-                };
+            // The next and last file holds no record and starts at or before this bad record: a stray of a
+            // failed creation (a healthy successor starts past every record of this segment, since this
+            // one was synced whole before it was created), so this is the log's last segment.
+            let before_stray = i + 2 == segments.len() && tail_first_lsn.is_some_and(|t| t <= lsn_at(at));
+            if !is_last && !before_stray {
+                let why = "bad or partial record in a segment that is not the last";
                 return Err(Error::corrupt(&file_name, at as u64, why));
             }
+            drop_tail = before_stray;
+            let kind = if marks {
+                // Proof that the bad bytes were made durable: a sync mark written after them, naming an
+                // LSN past their start (a mark is written only once the flush before it is synced).
+                let bad_lsn = lsn_at(at);
+                let proven = (at + 1..tail_end).any(|p| {
+                    matches!(record_at(&bytes, p, true), Some(Found::Mark { durable, .. }) if durable > bad_lsn)
+                });
+                match (proven, recovery) {
+                    (true, WalRecovery::Strict) => {
+                        return Err(Error::corrupt(
+                            &file_name,
+                            at as u64,
+                            "damaged record in the synced part of the log (a later sync mark shows it \
+                             was made durable)",
+                        ));
+                    }
+                    (true, WalRecovery::PointInTime) => CutKind::DataLoss,
+                    (false, _) => CutKind::Unacknowledged,
+                }
+            } else {
+                let later_valid = (at + 1..tail_end).any(|p| valid_record_at(&bytes, p).is_some());
+                // The last segment of version 2 is written in place over synced zeros: a power loss during
+                // a flush may keep any subset of its pages, so a lost page (zeros) followed by a surviving
+                // record of the same, never acknowledged, flush is an ordinary outcome there. Its bad
+                // record is a torn tail under both recovery modes, as under `PointInTime` (DESIGN.md 2.4).
+                if later_valid && recovery == WalRecovery::Strict && !zero_filled {
+                    let why = "bad record followed by valid records";
+                    return Err(Error::corrupt(&file_name, at as u64, why));
+                }
+                CutKind::Unknown
+            };
             report.torn_tail = Some(TornTail {
                 file: file_name.clone(),
                 offset: at as u64,
                 dropped_bytes: (bytes.len() - at) as u64,
+                kind,
             });
             cut = Some(Cut::TruncateLast { offset: at as u64 });
             break;
@@ -215,13 +365,22 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
         // Every record's end LSN was checked above, so this cannot overflow.
         expected_lsn = Some(first_lsn.saturating_add(at as u64 - SEGMENT_HEADER_BYTES));
         end_offset = at as u64;
+        if drop_tail {
+            break;
+        }
     }
+    if drop_tail {
+        strays.extend(segments.pop());
+    }
+    report.strays = strays.iter().map(|s| s.path.display().to_string()).collect();
     Ok(Scan {
         report,
         end_lsn: expected_lsn.unwrap_or(0),
         end_offset,
+        last_zero_filled,
         last_version,
         segments,
+        strays,
         cut,
     })
 }

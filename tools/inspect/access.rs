@@ -40,15 +40,22 @@ impl StoreDir {
         format!("{}/{}", self.blob.location(), batch_file_name(meta.file_no))
     }
 
-    /// Opens the batch file `meta` names (header, footer and index checked; blocks not yet).
-    pub fn open_batch(&self, meta: &BatchMeta) -> Result<BatchFile> {
-        let path = self.batch_path(meta);
-        let missing = || corrupt(&path, 0, "batch file named by the manifest is missing");
-        let bytes = self
-            .blob
-            .get(&batch_file_name(meta.file_no))?
-            .ok_or_else(missing)?;
-        BatchFile::open(path, bytes)
+    /// Opens the batch file `meta` names (header, footer and index checked; blocks not yet), or `None`
+    /// when the file is missing.
+    pub fn open_batch_if_present(&self, meta: &BatchMeta) -> Result<Option<BatchFile>> {
+        match self.blob.get(&batch_file_name(meta.file_no))? {
+            Some(bytes) => BatchFile::open(self.batch_path(meta), bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The error for a batch file the manifest names that is not there.
+    pub fn missing_batch(&self, meta: &BatchMeta) -> Error {
+        corrupt(
+            &self.batch_path(meta),
+            0,
+            "batch file named by the manifest is missing",
+        )
     }
 
     /// The store's WAL directory.

@@ -5,9 +5,14 @@
 //! 3. every WAL segment and record is well formed (a read-only scan, see [`ddpersist::wal`]), and each record
 //!    decodes and names a stream in the manifest.
 //!
-//! Stops at the first failure. What is odd but harmless (a torn WAL tail, files the next open removes)
-//! is reported as a warning. On a terminal, a store of more than [`PROGRESS_FROM_BYTES`] shows a progress
-//! bar on stderr (never with `--json`).
+//! Stops at the first failure. On a live store, a failure while the manifest changed under the check (a
+//! merge deleted a file the manifest read had named) starts the check over, up to 5 times.
+//! What is odd but harmless (files the next open removes, a torn WAL tail
+//! that no sync mark covers, so never acknowledged) is reported as a warning. Bad WAL bytes it cannot
+//! prove were never acknowledged fail the check: damage before a sync mark naming a later LSN, and any
+//! bad tail of a segment written before sync marks existed (format version 1 or 2), where a torn write
+//! and damage look the same (DESIGN.md 2.4). On a terminal, a store of more than [`PROGRESS_FROM_BYTES`]
+//! shows a progress bar on stderr (never with `--json`).
 
 use crate::access::StoreDir;
 use crate::error::{corrupt, ToolError, ToolResult};
@@ -16,7 +21,7 @@ use ddpersist::batch::{batch_file_name, parse_batch_file_name, BatchFile};
 use ddpersist::blob::{Blob, TMP_SUFFIX};
 use ddpersist::manifest::BatchMeta;
 use ddpersist::wal::record::decode_record;
-use ddpersist::wal::{self, TornTail, WalRecovery};
+use ddpersist::wal::{self, CutKind, TornTail, WalRecovery};
 use ddpersist::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -36,6 +41,8 @@ struct Tally {
     wal_records: u64,
     torn_tail: Option<TornTail>,
     warnings: Vec<String>,
+    /// Batch files a live store's merges replaced (and deleted) while they were being checked.
+    replaced: u64,
 }
 
 impl Tally {
@@ -43,11 +50,20 @@ impl Tally {
     fn all_warnings(&self) -> Vec<String> {
         let torn = self.torn_tail.iter().map(|t| {
             format!(
-                "torn tail in {} at offset {}: {} bytes of a partial record (the next open cuts them off)",
+                "torn tail in {} at offset {}: {} bytes of a partial record, never acknowledged (no sync mark \
+                 covers them; the next open cuts them off)",
                 t.file, t.offset, t.dropped_bytes
             )
         });
-        torn.chain(self.warnings.iter().cloned()).collect()
+        let replaced = (self.replaced > 0).then(|| {
+            format!(
+                "{} batch files were replaced by merges during the check and not verified",
+                self.replaced
+            )
+        });
+        torn.chain(self.warnings.iter().cloned())
+            .chain(replaced)
+            .collect()
     }
 }
 
@@ -64,6 +80,9 @@ pub fn run(dir: &Path, json: bool, out: &mut dyn Write, err: &mut dyn Write) -> 
     outcome.map_err(ToolError::Store)
 }
 
+/// How often the WAL check is started over when it fails while a live store changed under it.
+const WAL_ATTEMPTS: usize = 5;
+
 fn verify_store(dir: &Path, tally: &mut Tally, may_show_progress: bool) -> Result<()> {
     let store = StoreDir::open(dir)?;
     tally.streams = store.manifest.streams.len() as u64;
@@ -71,15 +90,29 @@ fn verify_store(dir: &Path, tally: &mut Tally, may_show_progress: bool) -> Resul
     for stream in &store.manifest.streams {
         for meta in stream.batches.iter().chain(&stream.spills) {
             progress.set_message(crate::access::batch_name(meta));
-            verify_batch(&store, meta, tally)?;
+            verify_batch(dir, &store, meta, tally)?;
             progress.inc(meta.size_bytes);
         }
     }
     warn_unnamed_files(&store, tally)?;
     progress.set_message("WAL");
-    let verified = verify_wal(&store, tally);
+    // A live store may release a segment or add a stream while the WAL is read: a failure counts only if
+    // the manifest did not change meanwhile (else the check starts over with the new manifest).
+    let mut store = store;
+    let mut outcome = Ok(());
+    for attempt in 1..=WAL_ATTEMPTS {
+        outcome = verify_wal(&store, tally);
+        if outcome.is_ok() || attempt == WAL_ATTEMPTS {
+            break;
+        }
+        let now = StoreDir::open(dir)?;
+        if now.manifest.generation == store.manifest.generation {
+            break;
+        }
+        store = now;
+    }
     progress.finish_and_clear();
-    verified
+    outcome
 }
 
 /// A progress bar over the bytes to verify: hidden unless allowed and the store is large.
@@ -109,8 +142,18 @@ fn progress_bar(store: &StoreDir, allowed: bool) -> Result<ProgressBar> {
     Ok(bar)
 }
 
-fn verify_batch(store: &StoreDir, meta: &BatchMeta, tally: &mut Tally) -> Result<()> {
-    let batch = store.open_batch(meta)?;
+/// Verifies the batch file `meta` names. On a live store a merge may have deleted it since the manifest
+/// was read: a missing file is an error only if the current manifest still names it (else it is skipped:
+/// the merge's output holds its updates).
+fn verify_batch(dir: &Path, store: &StoreDir, meta: &BatchMeta, tally: &mut Tally) -> Result<()> {
+    let Some(batch) = store.open_batch_if_present(meta)? else {
+        let now = StoreDir::open(dir)?;
+        if now.manifest.file_nos().any(|n| n == meta.file_no) {
+            return Err(store.missing_batch(meta));
+        }
+        tally.replaced += 1;
+        return Ok(());
+    };
     batch.verify_deep()?;
     check_against_manifest(&batch, meta, tally)?;
     tally.batch_files += 1;
@@ -178,6 +221,27 @@ fn verify_wal(store: &StoreDir, tally: &mut Tally) -> Result<()> {
         check_record(&location, lsn, payload, &streams)
     })?;
     tally.wal_records = scan.report.records;
+    for stray in &scan.strays {
+        tally.warnings.push(format!(
+            "{} holds no record and is not part of the log (left by a failed segment creation; the next \
+             open removes it)",
+            stray.path.display()
+        ));
+    }
+    if let Some(t) = &scan.report.torn_tail {
+        if t.kind != CutKind::Unacknowledged {
+            return Err(corrupt(
+                &t.file,
+                t.offset,
+                format!(
+                    "bad record at the end of a segment without sync marks (format version 1 or 2): {} bytes \
+                     that may have been acknowledged (a torn write cannot be told from damage there); the \
+                     next open cuts them off",
+                    t.dropped_bytes
+                ),
+            ));
+        }
+    }
     tally.torn_tail = scan.report.torn_tail;
     Ok(())
 }

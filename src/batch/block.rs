@@ -1,0 +1,278 @@
+//! [`Block`]: one verified block of a batch file, read in place — a columnar trie of keys → vals →
+//! (time, diff) with `u32` offset arrays (layout in [`super::format`] and DESIGN.md 2.2). Every read is
+//! bounds-checked against the block, so bytes changed under the map after verification read as wrong
+//! values or an error, never as a panic (DESIGN.md 2.6).
+
+use super::format::{IndexEntry, BLOCK_HEADER_BYTES};
+use crate::format::le_u32;
+use std::ops::Range;
+
+/// A verified block: a columnar trie of keys → vals → (time, diff), borrowed from the file's bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Block<'a> {
+    bytes: &'a [u8],
+    key_count: usize,
+    val_count: usize,
+    update_count: usize,
+    times_at: usize,
+    diffs_at: usize,
+    key_offs_at: usize,
+    key_vals_at: usize,
+    val_offs_at: usize,
+    val_upds_at: usize,
+    key_bytes_at: usize,
+    val_bytes_at: usize,
+}
+
+impl<'a> Block<'a> {
+    /// Element `i` of the `u32` array at `array_at`; 0 when the bytes are not there. Every accessor reads
+    /// through bounds checks like this one and never trusts an offset read from the bytes, so a block whose
+    /// bytes changed after it was verified (another program rewrote the file under the map) reads as
+    /// wrong values, never as a panic (DESIGN.md 2.2, "what the store assumes of its files").
+    #[inline]
+    fn u32_at(&self, array_at: usize, i: usize) -> u32 {
+        read_u32(self.bytes, array_at.wrapping_add(4 * i))
+    }
+
+    /// `bytes[start..end]` of this block's byte columns, or nothing when that is not a range of the bytes.
+    #[inline]
+    fn column(&self, base: usize, start: u32, end: u32) -> &'a [u8] {
+        let (s, e) = (base.wrapping_add(start as usize), base.wrapping_add(end as usize));
+        self.bytes.get(s..e).unwrap_or(&[])
+    }
+
+    /// Checks structure and order of `bytes` against its index entry and fence keys; on failure returns
+    /// the offset within the block and what is wrong.
+    pub(super) fn check(
+        bytes: &'a [u8],
+        e: &IndexEntry,
+        first: &[u8],
+        last: &[u8],
+    ) -> std::result::Result<Self, (usize, String)> {
+        if bytes.len() < BLOCK_HEADER_BYTES {
+            return Err((0, "shorter than its header".into()));
+        }
+        let (k, v, u) = (
+            le_u32(bytes, 0) as usize,
+            le_u32(bytes, 4) as usize,
+            le_u32(bytes, 8) as usize,
+        );
+        if k != e.key_count as usize || u != e.update_count as usize || k == 0 || v < k || u < v {
+            return Err((
+                0,
+                format!("counts keys={k} vals={v} updates={u} disagree with the index"),
+            ));
+        }
+        let fixed = BLOCK_HEADER_BYTES + 16 * u + 8 * (k + 1) + 8 * (v + 1);
+        if fixed > bytes.len() {
+            return Err((0, "arrays overrun the block".into()));
+        }
+        // Offsets are only read after `fixed` is known to fit.
+        let mut b = Block::arrays(bytes, k, v, u);
+        let key_len = b.u32_at(b.key_offs_at, k) as usize;
+        let val_len = b.u32_at(b.val_offs_at, v) as usize;
+        if fixed + key_len + val_len != bytes.len() {
+            return Err((b.key_offs_at, "byte columns do not fill the block exactly".into()));
+        }
+        b.val_bytes_at = b.key_bytes_at + key_len;
+        let monotone =
+            |at: usize, n: usize, last: usize, strict: bool| -> std::result::Result<(), (usize, String)> {
+                if b.u32_at(at, 0) != 0 || b.u32_at(at, n) as usize != last {
+                    return Err((at, "offset array does not run from 0 to its end".into()));
+                }
+                for i in 0..n {
+                    let (x, y) = (b.u32_at(at, i), b.u32_at(at, i + 1));
+                    if y < x || (strict && y == x) {
+                        return Err((at + 4 * i, "offset array not increasing".into()));
+                    }
+                }
+                Ok(())
+            };
+        monotone(b.key_offs_at, k, key_len, false)?;
+        monotone(b.key_vals_at, k, v, true)?;
+        monotone(b.val_offs_at, v, val_len, false)?;
+        monotone(b.val_upds_at, v, u, true)?;
+        for i in 0..k {
+            if i > 0 && b.key(i - 1) >= b.key(i) {
+                return Err((b.key_offs_at + 4 * i, format!("key {i} not above key {}", i - 1)));
+            }
+            let vals = b.vals(i);
+            for j in vals.clone() {
+                if j > vals.start && b.val(j - 1) >= b.val(j) {
+                    return Err((b.val_offs_at + 4 * j, format!("val {j} not above val {}", j - 1)));
+                }
+                let upds = b.updates(j);
+                for x in upds.clone() {
+                    if x > upds.start && b.time(x - 1) >= b.time(x) {
+                        return Err((b.times_at + 8 * x, format!("time {x} not above time {}", x - 1)));
+                    }
+                    if b.diff(x) == 0 {
+                        return Err((b.diffs_at + 8 * x, format!("zero diff at update {x}")));
+                    }
+                }
+            }
+        }
+        if b.key(0) != first || b.key(k - 1) != last {
+            return Err((b.key_bytes_at, "first or last key differs from the index".into()));
+        }
+        Ok(b)
+    }
+
+    /// Where the fixed-width arrays start for `k` keys, `v` vals and `u` updates (`val_bytes_at` is set
+    /// by the caller, which knows the key bytes' length).
+    #[inline]
+    fn arrays(bytes: &'a [u8], k: usize, v: usize, u: usize) -> Self {
+        let times_at = BLOCK_HEADER_BYTES;
+        let diffs_at = times_at + 8 * u;
+        let key_offs_at = diffs_at + 8 * u;
+        let key_vals_at = key_offs_at + 4 * (k + 1);
+        let val_offs_at = key_vals_at + 4 * (k + 1);
+        let val_upds_at = val_offs_at + 4 * (v + 1);
+        let key_bytes_at = val_upds_at + 4 * (v + 1);
+        Block {
+            bytes,
+            key_count: k,
+            val_count: v,
+            update_count: u,
+            times_at,
+            diffs_at,
+            key_offs_at,
+            key_vals_at,
+            val_offs_at,
+            val_upds_at,
+            key_bytes_at,
+            val_bytes_at: key_bytes_at,
+        }
+    }
+
+    /// The shape of no block (zero counts).
+    pub fn empty() -> Block<'static> {
+        Block::arrays(&[], 0, 0, 0)
+    }
+
+    /// This block's shape without its bytes (to cache in a cursor).
+    #[inline]
+    pub fn detach(&self) -> Block<'static> {
+        Block { bytes: &[], ..*self }
+    }
+
+    /// The shape of this block as it lies at `start` in a larger buffer (the whole file): attached to
+    /// that buffer it reads the same block, with no sub-slicing per access.
+    #[inline]
+    pub fn rebase(&self, start: usize) -> Block<'static> {
+        Block {
+            bytes: &[],
+            times_at: self.times_at + start,
+            diffs_at: self.diffs_at + start,
+            key_offs_at: self.key_offs_at + start,
+            key_vals_at: self.key_vals_at + start,
+            val_offs_at: self.val_offs_at + start,
+            val_upds_at: self.val_upds_at + start,
+            key_bytes_at: self.key_bytes_at + start,
+            val_bytes_at: self.val_bytes_at + start,
+            ..*self
+        }
+    }
+
+    /// A detached shape over `bytes` again (the same block's bytes, or, for a
+    /// [`rebase`](Self::rebase)d shape, the buffer it was rebased into).
+    #[inline]
+    pub fn attach<'b>(&self, bytes: &'b [u8]) -> Block<'b> {
+        Block { bytes, ..*self }
+    }
+
+    /// Number of keys.
+    #[inline]
+    pub fn key_count(&self) -> usize {
+        self.key_count
+    }
+
+    /// Number of (key, val) pairs.
+    #[inline]
+    pub fn val_count(&self) -> usize {
+        self.val_count
+    }
+
+    /// Number of updates.
+    pub fn update_count(&self) -> usize {
+        self.update_count
+    }
+
+    /// Key `i`, borrowed from the file.
+    #[inline]
+    pub fn key(&self, i: usize) -> &'a [u8] {
+        let (s, e) = (
+            self.u32_at(self.key_offs_at, i),
+            self.u32_at(self.key_offs_at, i + 1),
+        );
+        self.column(self.key_bytes_at, s, e)
+    }
+
+    /// The vals of key `i`, as a range of val indexes (within `0..val_count()`).
+    #[inline]
+    pub fn vals(&self, i: usize) -> Range<usize> {
+        let end = (self.u32_at(self.key_vals_at, i + 1) as usize).min(self.val_count);
+        (self.u32_at(self.key_vals_at, i) as usize).min(end)..end
+    }
+
+    /// Val `j`, borrowed from the file.
+    #[inline]
+    pub fn val(&self, j: usize) -> &'a [u8] {
+        let (s, e) = (
+            self.u32_at(self.val_offs_at, j),
+            self.u32_at(self.val_offs_at, j + 1),
+        );
+        self.column(self.val_bytes_at, s, e)
+    }
+
+    /// The updates of val `j`, as a range of update indexes (within `0..update_count()`).
+    #[inline]
+    pub fn updates(&self, j: usize) -> Range<usize> {
+        let end = (self.u32_at(self.val_upds_at, j + 1) as usize).min(self.update_count);
+        (self.u32_at(self.val_upds_at, j) as usize).min(end)..end
+    }
+
+    /// The time of update `x` (0 if `x` is out of range).
+    #[inline]
+    pub fn time(&self, x: usize) -> u64 {
+        read_u64(self.bytes, self.times_at.wrapping_add(8 * x))
+    }
+
+    /// The diff of update `x` (0 if `x` is out of range).
+    #[inline]
+    pub fn diff(&self, x: usize) -> i64 {
+        read_u64(self.bytes, self.diffs_at.wrapping_add(8 * x)) as i64
+    }
+
+    /// The index of the first key `>= key` in this block (`key_count()` if none).
+    pub fn seek_key(&self, key: &[u8]) -> usize {
+        let (mut lo, mut hi) = (0, self.key_count);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.key(mid) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}
+
+/// The little-endian `u32` at `bytes[at..at + 4]`, or 0 when the bytes are not there.
+#[inline]
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    match bytes.get(at..at.wrapping_add(4)) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+        _ => 0,
+    }
+}
+
+/// The little-endian `u64` at `bytes[at..at + 8]`, or 0 when the bytes are not there.
+#[inline]
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    match bytes.get(at..at.wrapping_add(8)) {
+        Some(&[a, b, c, d, e, f, g, h]) => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
+        _ => 0,
+    }
+}
