@@ -1,7 +1,7 @@
 //! [`Block`]: one verified block of a batch file, read in place — a columnar trie of keys → vals →
-//! (time, diff) with `u32` offset arrays (layout in [`super::format`] and DESIGN.md 2.2). Every read is
+//! (time, diff) with `u32` offset arrays (layout in [`super::format`] and FORMAT.md §2). Every read is
 //! bounds-checked against the block, so bytes changed under the map after verification read as wrong
-//! values or an error, never as a panic (DESIGN.md 2.6).
+//! values or an error, never as a panic (FORMAT.md §6).
 
 use super::format::{IndexEntry, BLOCK_HEADER_BYTES};
 use crate::format::le_u32;
@@ -28,7 +28,7 @@ impl<'a> Block<'a> {
     /// Element `i` of the `u32` array at `array_at`; 0 when the bytes are not there. Every accessor reads
     /// through bounds checks like this one and never trusts an offset read from the bytes, so a block whose
     /// bytes changed after it was verified (another program rewrote the file under the map) reads as
-    /// wrong values, never as a panic (DESIGN.md 2.2, "what the store assumes of its files").
+    /// wrong values, never as a panic (FORMAT.md §2, "what the store assumes of its files").
     #[inline]
     fn u32_at(&self, array_at: usize, i: usize) -> u32 {
         read_u32(self.bytes, array_at.wrapping_add(4 * i))

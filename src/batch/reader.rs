@@ -436,8 +436,8 @@ impl BatchFile {
     /// Checks every block, and across blocks: keys increase, every time lies in the description, and the
     /// val count matches the footer; then the layout: padding, reserved fields and the sections' places,
     /// so that every byte of the file is checked against the format (`batch/scrub.rs`). Returns the first problem found, in block order. (See also
-    /// [`verify_deep`](Self::verify_deep).) Files of [`PARALLEL_VERIFY_BLOCKS`] blocks or more are checked
-    /// by up to [`MAX_VERIFY_THREADS`] scoped threads over contiguous block ranges (restarting a trace
+    /// [`verify_deep`](Self::verify_deep).) Files of `PARALLEL_VERIFY_BLOCKS` (64) blocks or more are checked
+    /// by up to `MAX_VERIFY_THREADS` (4) scoped threads over contiguous block ranges (restarting a trace
     /// verifies every block it serves).
     pub fn verify(&self) -> Result<()> {
         let n = self.index.len();

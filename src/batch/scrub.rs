@@ -2,7 +2,7 @@
 //! covers, and every field the format fixes, must be what the format says. Checksums cover the header,
 //! each block, the index, the key filter and the footer; what is left is the zero padding that aligns
 //! each block and the index to 8 bytes, and the reserved fields (inside checksummed bytes, but a writer
-//! or a forger could still set them). The rule (DESIGN.md 2.2): between the header and the first block,
+//! or a forger could still set them). The rule (FORMAT.md §2): between the header and the first block,
 //! between blocks, and between the last block and the index lie exactly the fewest zero bytes that align
 //! what follows to 8; the key filter (if any) follows the index immediately, and the footer follows it
 //! (or the index); the index's key area holds the fence keys back to back and nothing else; reserved

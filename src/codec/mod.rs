@@ -5,7 +5,7 @@
 //! string. Both properties compose, so tuples, options, vectors and arrays of codec types are codec types
 //! too, and the byte order the store sorts by is the natural order of the typed values.
 //!
-//! Encodings (stable: they are part of the on-disk format, version 1; DESIGN.md §2.1 has the bytes):
+//! Encodings (stable: they are part of the on-disk format, version 1; FORMAT.md §1 has the bytes):
 //! - unsigned integers: fixed width, big-endian; signed integers: big-endian with the sign bit flipped;
 //! - `usize` / `isize`: as `u64` / `i64` (8 bytes on every platform, so stores move between 32- and 64-bit
 //!   machines; a value that does not fit the platform's `usize` is a decode error there);

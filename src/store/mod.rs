@@ -79,7 +79,7 @@ pub struct Options {
     pub max_batches_per_stream: usize,
     /// Keep the active WAL segment filled with zeros a few MiB ahead of the log's end, from a background
     /// thread, so that WAL `fdatasync`s overwrite synced blocks instead of extending the file (default
-    /// false; see DESIGN.md §2.4). Costs a second write of every WAL byte (as zeros, off the write path).
+    /// false; see FORMAT.md §4). Costs a second write of every WAL byte (as zeros, off the write path).
     /// Measured here (BENCHMARKS.md): a single synchronous writer's WAL syncs got 1.5–2× faster at the
     /// median, but whole iterations, above all with four writers, gained or lost within the disk's noise
     /// (an `fdatasync` of the log also waits for the filler's dirty zeros in the same file). Segments

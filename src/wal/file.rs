@@ -23,7 +23,7 @@
 //! After each group commit's `fdatasync`, before anyone is acknowledged, the leader writes a sync mark
 //! naming the LSN synced (not synced itself: the next flush syncs it). A mark on disk proves the bytes
 //! before it were durable, which is how replay tells damage to acknowledged records (an error) from a torn,
-//! never acknowledged flush (cut): see [`super::scan::scan`] and DESIGN.md 2.4.
+//! never acknowledged flush (cut): see [`super::scan::scan`] and FORMAT.md §4.
 //! The LSN of a record is `first_lsn` of its segment plus its offset past the segment header; the LSN
 //! space is contiguous across segments.
 //!

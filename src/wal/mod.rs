@@ -57,7 +57,7 @@ pub struct TornTail {
     pub kind: CutKind,
 }
 
-/// What the log knows about bytes replay cut off (DESIGN.md 2.4: torn writes and damage told apart).
+/// What the log knows about bytes replay cut off (FORMAT.md §4: torn writes and damage told apart).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CutKind {
     /// Never acknowledged: no sync mark after them names an LSN past their start, so no `sync` covering
@@ -67,7 +67,7 @@ pub enum CutKind {
     /// acknowledged bytes, which that format cannot tell apart.
     Unknown,
     /// Records a sync mark proves were made durable (so possibly acknowledged), cut because
-    /// [`WalRecovery::PointInTime`](crate::wal::WalRecovery::PointInTime) asked for it: data loss.
+    /// [`WalRecovery::PointInTime`] asked for it: data loss.
     DataLoss,
 }
 

@@ -198,7 +198,7 @@ fn check_header(
 /// of the file are the end of that segment's records (space filled ahead of the log), not a record and not
 /// a torn tail; the next segment must still start at the LSN where the records ended.
 ///
-/// A bad record (or bad bytes where one should start) is told apart as follows (DESIGN.md 2.4):
+/// A bad record (or bad bytes where one should start) is told apart as follows (FORMAT.md §4):
 /// - in a segment that is not the last: [`Error::Corrupt`] (every such segment was fsync'd whole before
 ///   its successor was created);
 /// - in the last segment of version 3: if a valid sync mark after it names an LSN past its start, it was
@@ -346,7 +346,7 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
                 // The last segment of version 2 is written in place over synced zeros: a power loss during
                 // a flush may keep any subset of its pages, so a lost page (zeros) followed by a surviving
                 // record of the same, never acknowledged, flush is an ordinary outcome there. Its bad
-                // record is a torn tail under both recovery modes, as under `PointInTime` (DESIGN.md 2.4).
+                // record is a torn tail under both recovery modes, as under `PointInTime` (FORMAT.md §4).
                 if later_valid && recovery == WalRecovery::Strict && !zero_filled {
                     let why = "bad record followed by valid records";
                     return Err(Error::corrupt(&file_name, at as u64, why));

@@ -1,6 +1,6 @@
 //! The zero-filler of [`super::FileBuffer`] (opt-in): a background thread that keeps the active segment
 //! filled with synced zeros a few MiB ahead of the log, so that the log's `fdatasync`s overwrite blocks
-//! instead of extending the file (see `file.rs` and DESIGN.md 2.4). Durability never depends on it.
+//! instead of extending the file (see `file.rs` and FORMAT.md §4). Durability never depends on it.
 
 use parking_lot::{Condvar, Mutex};
 use std::fs::File;

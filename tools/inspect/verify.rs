@@ -11,7 +11,7 @@
 //! that no sync mark covers, so never acknowledged) is reported as a warning. Bad WAL bytes it cannot
 //! prove were never acknowledged fail the check: damage before a sync mark naming a later LSN, and any
 //! bad tail of a segment written before sync marks existed (format version 1 or 2), where a torn write
-//! and damage look the same (DESIGN.md 2.4). On a terminal, a store of more than [`PROGRESS_FROM_BYTES`]
+//! and damage look the same (FORMAT.md §4). On a terminal, a store of more than [`PROGRESS_FROM_BYTES`]
 //! shows a progress bar on stderr (never with `--json`).
 
 use crate::access::StoreDir;
