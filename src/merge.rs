@@ -15,7 +15,7 @@
 //! It reads blocks directly ([`Block`]), not through [`UpdateCursor`]. On the 2 × 500 k update merge
 //! benchmark it reads and merges in about half the CPU time of `MergeIter`.
 
-use crate::batch::writer::cmp_bytes;
+use crate::batch::builder::cmp_bytes;
 use crate::batch::{BatchFile, Block, BlockBytes, UpdateCursor};
 use crate::error::{Error, Result};
 use crate::memtable::Run;

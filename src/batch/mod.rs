@@ -15,11 +15,13 @@
 //! - [`cursor`]: [`UpdateCursor`] walks a batch's updates in order.
 
 mod block;
+pub(crate) mod builder;
 pub mod cursor;
 pub mod filter;
 pub mod format;
 pub mod reader;
 mod scrub;
+mod sink;
 pub mod writer;
 
 pub use block::Block;

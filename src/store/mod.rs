@@ -34,8 +34,10 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod edit;
 mod open;
 mod seal;
+mod write;
 mod writers;
 
 pub(crate) use open::open_batch;
@@ -333,38 +335,33 @@ impl Store {
                 id.len()
             )));
         }
-        let _seal = self.inner.seal_lock.lock();
-        let mut next = {
-            let state = self.live_state()?;
-            if state.streams.contains_key(id) {
+        let seal = self.inner.seal_lock.lock();
+        let what = format!("create_stream of {id:?}");
+        let edit = |next: &mut Manifest| {
+            if next.stream(id).is_some() {
                 return Err(Error::bad_input(format!("stream {id:?} already exists")));
             }
-            state.manifest.clone()
+            let stream_no = next.next_stream_no;
+            next.next_stream_no = stream_no
+                .checked_add(1)
+                .ok_or_else(|| Error::bad_input("stream numbers exhausted"))?;
+            next.streams.push(StreamMeta {
+                stream_no,
+                id: id.to_string(),
+                upper: 0,
+                since: 0,
+                durable: options.durable,
+                finished: false,
+                batches: Vec::new(),
+                spills: Vec::new(),
+                spilled_lsn: 0,
+            });
+            Ok(stream_no)
         };
-        let stream_no = next.next_stream_no;
-        next.next_stream_no = stream_no
-            .checked_add(1)
-            .ok_or_else(|| Error::bad_input("stream numbers exhausted"))?;
-        next.generation += 1;
-        next.streams.push(StreamMeta {
-            stream_no,
-            id: id.to_string(),
-            upper: 0,
-            since: 0,
-            durable: options.durable,
-            finished: false,
-            batches: Vec::new(),
-            spills: Vec::new(),
-            spilled_lsn: 0,
-        });
-        self.commit_manifest(&next, &format!("create_stream of {id:?}"))?;
-        let mut state = self.inner.state.lock();
-        state.manifest = next;
-        state.streams.insert(
-            id.to_string(),
-            StreamState::new(stream_no, options.durable, 0, Vec::new(), Vec::new()),
-        );
-        drop(state);
+        self.apply_edit(&seal, &what, edit, |state, stream_no| {
+            let stream = StreamState::new(stream_no, options.durable, 0, Vec::new(), Vec::new());
+            state.streams.insert(id.to_string(), stream);
+        })?;
         self.note_created(id);
         Ok(())
     }
@@ -372,208 +369,6 @@ impl Store {
     /// Whether a stream named `id` exists.
     pub fn has_stream(&self, id: &str) -> bool {
         self.inner.state.lock().streams.contains_key(id)
-    }
-
-    /// Writes typed updates `(key, val, time, diff)` to stream `id`. See [`write_bytes`](Self::write_bytes).
-    pub fn write<K: Codec, V: Codec>(&self, id: &str, updates: &[(K, V, u64, i64)]) -> Result<()> {
-        let mut encoded = Vec::new();
-        let mut spans = Vec::with_capacity(updates.len());
-        for (k, v, t, d) in updates {
-            let start = encoded.len();
-            k.encode(&mut encoded);
-            let mid = encoded.len();
-            v.encode(&mut encoded);
-            spans.push((start, mid, encoded.len(), *t, *d));
-        }
-        self.write_bytes(
-            id,
-            spans
-                .iter()
-                .map(|&(s, m, e, t, d)| (&encoded[s..m], &encoded[m..e], t, d)),
-        )
-    }
-
-    /// Writes updates to stream `id`, all at once: when this returns `Ok`, they are in the memtable and,
-    /// for a durable stream, fsync'd in the WAL. On error nothing was written.
-    ///
-    /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] for a time below the stream's sealed upper
-    /// (or at [`FRONTIER_CLOSED`]), a key over 16 MiB, a val over 64 MiB, or more than 512 MiB in one call;
-    /// [`Error::DiffOverflow`] if the diffs of one `(key, val, time)` — this write's together with those the
-    /// memtable holds — would sum outside `i64` (DESIGN.md, "Diff arithmetic"; partial sums do not count).
-    /// Zero diffs are dropped.
-    pub fn write_bytes<'a>(&self, id: &str, updates: impl IntoIterator<Item = UpdateRef<'a>>) -> Result<()> {
-        let (ticket, over_budget) = self.write_unsynced(id, updates)?;
-        self.sync_wal(ticket)?;
-        if over_budget {
-            self.spill_after_write(id);
-        }
-        Ok(())
-    }
-
-    /// Writes updates to stream `id` like [`write_bytes`](Self::write_bytes), but returns without waiting
-    /// for the WAL's fsync: the updates are in the memtable (visible to snapshots and lookups) and their
-    /// WAL record is queued. They are durable once [`sync`](Self::sync) with the returned ticket (or a
-    /// later one) has returned, or once any [`seal`](Self::seal) (of any stream) or a memtable spill has
-    /// returned: both sync the WAL up to every earlier write first. A crash before that may lose them —
-    /// this write whole, never a part of it, together with every later write not yet durable (the WAL is
-    /// written in order). This lets one thread keep writing while another waits for durability (group
-    /// commit for a single writer): e.g. a source acknowledging its input only after `sync`.
-    ///
-    /// Errors: as [`write_bytes`](Self::write_bytes).
-    pub fn write_bytes_unsynced<'a>(
-        &self,
-        id: &str,
-        updates: impl IntoIterator<Item = UpdateRef<'a>>,
-    ) -> Result<WriteTicket> {
-        let (ticket, over_budget) = self.write_unsynced(id, updates)?;
-        if over_budget {
-            self.spill_after_write(id);
-        }
-        Ok(ticket)
-    }
-
-    /// Returns once every update written with `ticket` (and before it, by any thread) is durable: the
-    /// first caller writes every queued WAL record and `fdatasync`s once for all waiting callers. Returns
-    /// at once for tickets of non-durable streams or already durable ones.
-    ///
-    /// Errors: [`Error::BadInput`] for a ticket another `Store` issued (nothing changes); [`Error::Poisoned`];
-    /// an I/O error of the WAL, which poisons the store (the memtable may hold updates that a crash would
-    /// lose).
-    pub fn sync(&self, ticket: WriteTicket) -> Result<()> {
-        if ticket.lsn != 0 && ticket.store != self.inner.id {
-            return Err(Error::bad_input(
-                "a write ticket of another Store: sync it with the store that issued it",
-            ));
-        }
-        drop(self.live_state()?);
-        self.sync_wal(ticket)
-    }
-
-    /// Waits for the WAL up to `ticket`; a failure poisons the store.
-    fn sync_wal(&self, ticket: WriteTicket) -> Result<()> {
-        if ticket.lsn == 0 {
-            return Ok(());
-        }
-        if let Err(e) = self.inner.buffer.sync(ticket.lsn) {
-            // The updates are in the memtable but may not be durable: refuse further work rather than
-            // serve writes that a crash could lose.
-            self.poison(format!("WAL sync failed: {e}"));
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// A write's spill of an over-budget memtable. The write itself is done: a failed spill must not
-    /// report it as failed. The updates stay in memory, the failure is recorded (`background_error`), and
-    /// the next write tries again. (A failed manifest commit poisons the store, as everywhere.)
-    fn spill_after_write(&self, id: &str) {
-        if let Err(e) = self.spill_if_over_budget(id) {
-            self.record_background_error(format!("spill of stream {id:?} failed: {e}"));
-        }
-    }
-
-    /// Validates and encodes `updates`, appends their WAL record (not synced) and inserts them into the
-    /// memtable. Returns the ticket to sync and whether the memtable is now over its budget.
-    fn write_unsynced<'a>(
-        &self,
-        id: &str,
-        updates: impl IntoIterator<Item = UpdateRef<'a>>,
-    ) -> Result<(WriteTicket, bool)> {
-        // Encode and validate outside the lock.
-        let updates = updates.into_iter();
-        let mut payload = Vec::with_capacity(record::RECORD_PREFIX_BYTES + 64 * updates.size_hint().0);
-        // Where each update's key starts in `payload`, with its lengths, time and diff: the memtable
-        // insert reads the keys and vals back from the payload without decoding it.
-        let mut spans: Vec<(usize, u32, u32, u64, i64)> = Vec::with_capacity(updates.size_hint().0);
-        record::begin_record(&mut payload, 0);
-        let (mut count, mut min_time) = (0u32, u64::MAX);
-        for (k, v, t, d) in updates {
-            if k.len() > MAX_KEY_BYTES || v.len() > MAX_VAL_BYTES {
-                return Err(Error::bad_input(format!(
-                    "key of {} or val of {} bytes over the limit",
-                    k.len(),
-                    v.len()
-                )));
-            }
-            if t == FRONTIER_CLOSED {
-                return Err(Error::bad_input(
-                    "time u64::MAX is reserved for the closed frontier",
-                ));
-            }
-            // Every time is checked against the upper, even a zero diff's (which is then dropped).
-            min_time = min_time.min(t);
-            if d == 0 {
-                continue;
-            }
-            let at = payload.len() + record::UPDATE_HEADER_BYTES;
-            record::push_update(&mut payload, (k, v, t, d));
-            spans.push((at, k.len() as u32, v.len() as u32, t, d));
-            count = count
-                .checked_add(1)
-                .ok_or_else(|| Error::bad_input("too many updates in one write"))?;
-            if payload.len() > MAX_RECORD_BYTES {
-                return Err(Error::bad_input(format!(
-                    "one write over {MAX_RECORD_BYTES} bytes; split it"
-                )));
-            }
-        }
-        record::finish_record(&mut payload, count);
-        {
-            let mut state = self.live_state()?;
-            let stream = state
-                .streams
-                .get_mut(id)
-                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
-            if min_time < stream.pending_upper {
-                return Err(Error::bad_input(format!(
-                    "write at time {min_time} below stream {id:?}'s sealed upper {}",
-                    stream.pending_upper
-                )));
-            }
-            if count == 0 {
-                return Ok((WriteTicket::default(), false));
-            }
-            payload[1..5].copy_from_slice(&stream.stream_no.to_le_bytes());
-            let updates = spans.iter().map(|&(at, key_len, val_len, t, d)| {
-                let key_end = at + key_len as usize;
-                let val_end = key_end + val_len as usize;
-                (&payload[at..key_end], &payload[key_end..val_end], t, d)
-            });
-            // Before anything is logged: a write that would take a sum out of range is rejected whole.
-            stream
-                .memtable
-                .check_sums(updates.clone())
-                .map_err(|e| e.in_stream(id))?;
-            let durable = stream.durable;
-            let (lsn, end) = if durable {
-                self.inner.buffer.append(&payload)?
-            } else {
-                (NO_LSN, 0)
-            };
-            stream.memtable.insert_all(updates, lsn);
-            let over_budget = stream.memtable.bytes() > self.inner.options.memtable_budget_bytes;
-            if durable {
-                state.wal_end = state.wal_end.max(end);
-            }
-            let ticket = match durable {
-                true => WriteTicket {
-                    lsn: end,
-                    store: self.inner.id,
-                },
-                false => WriteTicket::default(),
-            };
-            Ok((ticket, over_budget))
-        }
-    }
-
-    /// Replaces the manifest with `manifest` (`what` names the operation, for the error). A failure poisons
-    /// the store: the new manifest may or may not have reached the disk, and only a reopen can tell.
-    pub(crate) fn commit_manifest(&self, manifest: &Manifest, what: &str) -> Result<()> {
-        let committed = self.inner.blob.set(MANIFEST_NAME, &manifest.encode());
-        if let Err(e) = &committed {
-            self.poison(format!("manifest commit failed in {what}: {e}"));
-        }
-        committed
     }
 
     pub(crate) fn poison(&self, detail: String) {

@@ -53,18 +53,18 @@ impl Store {
         }
         self.wait_for_merges(id)?;
         let seal_guard = self.inner.seal_lock.lock();
-        let (drained, lower, consumed, file_nos, manifest, wal_end) = {
-            let mut state = self.live_state()?;
+        let (drained, lower, consumed, file_nos, wal_end) = {
+            let mut guard = self.live_state()?;
+            let state = &mut *guard;
             let batch_no = state.alloc_file_no();
-            let manifest = state.manifest.clone();
+            let meta = state.manifest.stream(id);
+            let edits = meta.is_some_and(|m| {
+                m.finished != options.finished || options.since.is_some_and(|s| s > m.since)
+            });
             let stream = state
                 .streams
                 .get_mut(id)
                 .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
-            let meta = manifest.stream(id);
-            let edits = meta.is_some_and(|m| {
-                m.finished != options.finished || options.since.is_some_and(|s| s > m.since)
-            });
             if upper < stream.upper || (upper == stream.upper && !edits) {
                 return Err(Error::bad_input(format!(
                     "seal of {id:?} at {upper} does not advance its upper {}",
@@ -86,14 +86,7 @@ impl Store {
             let lower = stream.upper;
             let remainder = consumed.iter().any(|b| b.description().upper > upper);
             let remainder_no = remainder.then(|| state.alloc_file_no());
-            (
-                drained,
-                lower,
-                consumed,
-                (batch_no, remainder_no),
-                manifest,
-                state.wal_end,
-            )
+            (drained, lower, consumed, (batch_no, remainder_no), state.wal_end)
         };
         // Every write before the seal is durable when it returns, also those written with
         // `write_bytes_unsynced` (their updates at or beyond the upper stay in the memtable, so their WAL
@@ -120,10 +113,13 @@ impl Store {
             }
         };
         let consumed_nos: Vec<u64> = consumed.iter().filter_map(|b| file_no_of(b)).collect();
-        let mut next = manifest;
-        next.generation += 1;
-        next.next_file_no = next.next_file_no.max(file_nos.1.unwrap_or(file_nos.0) + 1);
-        if let Some(s) = next.streams.iter_mut().find(|s| s.id == id) {
+        let edit = |next: &mut Manifest| {
+            next.next_file_no = next.next_file_no.max(file_nos.1.unwrap_or(file_nos.0) + 1);
+            let s = next
+                .streams
+                .iter_mut()
+                .find(|s| s.id == id)
+                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
             s.upper = upper;
             s.finished = options.finished;
             s.since = s.since.max(options.since.unwrap_or(0));
@@ -131,11 +127,9 @@ impl Store {
             s.spills.retain(|m| !consumed_nos.contains(&m.file_no));
             s.spills.extend(remainder.as_ref().map(|r| r.1));
             s.spills.sort_by_key(|m| m.lower);
-        }
-        self.commit_manifest(&next, &format!("the seal of {id:?}"))?;
-        let release = {
-            let mut state = self.inner.state.lock();
-            state.manifest = next;
+            Ok(())
+        };
+        let publish = |state: &mut State, ()| {
             if let Some(stream) = state.streams.get_mut(id) {
                 stream.upper = upper;
                 stream.sealing = None;
@@ -144,11 +138,12 @@ impl Store {
                 stream
                     .spills
                     .retain(|s| !consumed.iter().any(|c| Arc::ptr_eq(s, c)));
-                stream.spills.extend(remainder.map(|r| r.0));
+                stream.spills.extend(remainder.as_ref().map(|r| r.0.clone()));
                 stream.spills.sort_by_key(|s| s.description().lower);
             }
-            release_point(&state)
+            release_point(state)
         };
+        let release = self.apply_edit(&seal_guard, &format!("the seal of {id:?}"), edit, publish)?;
         for (run, no) in consumed.iter().zip(&consumed_nos) {
             run.retire_on_drop(self.inner.blob.clone(), batch_file_name(*no));
         }
@@ -263,10 +258,9 @@ impl Store {
     /// budget each, so a later seal rewrites at most the runs its upper cuts through.
     pub(crate) fn spill_if_over_budget(&self, id: &str) -> Result<()> {
         let budget = self.inner.options.memtable_budget_bytes;
-        let _seal = self.inner.seal_lock.lock();
-        let (drained, manifest, spilled_lsn) = {
+        let seal_guard = self.inner.seal_lock.lock();
+        let (drained, spilled_lsn) = {
             let mut state = self.live_state()?;
-            let manifest = state.manifest.clone();
             let Some(stream) = state.streams.get_mut(id) else {
                 return Ok(());
             };
@@ -278,7 +272,7 @@ impl Store {
             stream.sealing = Some(drained.clone());
             // Every record appended so far had its updates in the memtable: once the runs commit, replay
             // skips them.
-            (drained, manifest, state.wal_end)
+            (drained, state.wal_end)
         };
         // The manifest will say replay may skip every record below `spilled_lsn`: they must be on disk
         // first, or a crash would let the log restart below it and a later acknowledged write be skipped.
@@ -293,27 +287,26 @@ impl Store {
                 return Err(e.in_stream(id));
             }
         };
-        let mut next = manifest;
-        next.generation += 1;
         let high = runs.iter().map(|r| r.1.file_no + 1).max().unwrap_or(0);
-        next.next_file_no = next.next_file_no.max(high);
-        if let Some(s) = next.streams.iter_mut().find(|s| s.id == id) {
-            s.spills.extend(runs.iter().map(|r| r.1));
-            s.spills.sort_by_key(|m| m.lower);
-            s.spilled_lsn = s.spilled_lsn.max(spilled_lsn);
-        }
-        self.commit_manifest(&next, &format!("a spill of {id:?}"))?;
-        let release = {
-            let mut state = self.inner.state.lock();
-            state.manifest = next;
+        let edit = |next: &mut Manifest| {
+            next.next_file_no = next.next_file_no.max(high);
+            if let Some(s) = next.streams.iter_mut().find(|s| s.id == id) {
+                s.spills.extend(runs.iter().map(|r| r.1));
+                s.spills.sort_by_key(|m| m.lower);
+                s.spilled_lsn = s.spilled_lsn.max(spilled_lsn);
+            }
+            Ok(())
+        };
+        let publish = |state: &mut State, ()| {
             if let Some(stream) = state.streams.get_mut(id) {
                 stream.sealing = None;
                 stream.sealing_min_lsn = None;
-                stream.spills.extend(runs.into_iter().map(|r| r.0));
+                stream.spills.extend(runs.iter().map(|r| r.0.clone()));
                 stream.spills.sort_by_key(|s| s.description().lower);
             }
-            release_point(&state)
+            release_point(state)
         };
+        let release = self.apply_edit(&seal_guard, &format!("a spill of {id:?}"), edit, publish)?;
         // The spilled records are durable in run files now (for a durable stream).
         let _ = self.inner.buffer.release_before(release);
         Ok(())

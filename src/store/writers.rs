@@ -100,8 +100,8 @@ impl Store {
     /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] while a seal or spill of the stream is in
     /// progress; a failed manifest commit poisons the store.
     pub fn discard_unsealed(&self, id: &str) -> Result<u64> {
-        let _seal = self.inner.seal_lock.lock();
-        let (mut next, spills, count) = {
+        let seal = self.inner.seal_lock.lock();
+        let (spills, count, wal_end) = {
             let state = self.live_state()?;
             let s = state
                 .streams
@@ -117,24 +117,23 @@ impl Store {
             if count == 0 {
                 return Ok(0);
             }
-            let mut next = state.manifest.clone();
+            (s.spills.clone(), count, state.wal_end)
+        };
+        let edit = |next: &mut Manifest| {
             if let Some(m) = next.streams.iter_mut().find(|m| m.id == id) {
                 m.spills.clear();
-                m.spilled_lsn = m.spilled_lsn.max(state.wal_end);
+                m.spilled_lsn = m.spilled_lsn.max(wal_end);
             }
-            (next, s.spills.clone(), count)
+            Ok(())
         };
-        next.generation += 1;
-        self.commit_manifest(&next, &format!("discard_unsealed of {id:?}"))?;
-        let release = {
-            let mut state = self.inner.state.lock();
-            state.manifest = next;
+        let publish = |state: &mut State, ()| {
             if let Some(s) = state.streams.get_mut(id) {
                 s.memtable = MemTable::default();
                 s.spills.clear();
             }
-            release_point(&state)
+            release_point(state)
         };
+        let release = self.apply_edit(&seal, &format!("discard_unsealed of {id:?}"), edit, publish)?;
         for run in &spills {
             if let Some(no) = super::seal::file_no_of(run) {
                 run.retire_on_drop(self.inner.blob.clone(), batch_file_name(no));

@@ -1,0 +1,231 @@
+//! Running one merge: [`merge_batches`] streams the inputs into a new batch file; `merge_once` picks the
+//! inputs by the policy and `commit_merge` swaps them for the output in one manifest edit (steps 1–3 of
+//! the protocol in the module docs of `compaction`); `Store::compact` runs every merge due.
+
+use super::*;
+use crate::batch::{batch_file_name, BatchFile, BatchStats, BatchWriter, Description};
+use crate::blob::BlobWriter;
+use crate::manifest::BatchMeta;
+use crate::merge::KeyMerge;
+use crate::store::{Options, State};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often (in updates) a merge checks whether the store is shutting down.
+const CANCEL_CHECK_UPDATES: usize = 4096;
+
+/// Merges `inputs` (adjacent batches, oldest first) into `out` with `description`, advancing times below
+/// `description.since`. Returns `None`, discarding the output, if `stop` is set midway.
+///
+/// Errors: I/O and [`Error::Corrupt`] errors; [`Error::DiffOverflow`] (its stream not named) if the updates
+/// of one `(key, val, time)`, times advanced, sum outside `i64`. On error the output is discarded.
+pub fn merge_batches(
+    inputs: &[Arc<BatchFile>],
+    description: Description,
+    out: Box<dyn BlobWriter>,
+    options: &Options,
+    stop: &AtomicBool,
+) -> Result<Option<BatchStats>> {
+    let batches: Vec<&BatchFile> = inputs.iter().map(|b| &**b).collect();
+    let mut merge = KeyMerge::new(&batches, description.since)?;
+    let mut writer = BatchWriter::new(out, description, options.block_target_bytes)?;
+    if options.filter_bits_per_key > 0 {
+        // The inputs' key counts bound the output's (keys only ever consolidate away).
+        let keys = inputs.iter().map(|b| b.footer().key_count).sum();
+        writer = writer.with_filter(keys, options.filter_bits_per_key);
+    }
+    // A helper thread writes the output's blocks while this one merges (see `BatchWriter`).
+    writer = writer
+        .with_compression(options.compress(inputs.iter().map(|b| b.update_count()).sum()))
+        .with_background_io(true);
+    let updates = std::cell::Cell::new(0usize);
+    let mut emit = |k: &[u8], v: &[u8], t: u64, d: i64| {
+        updates.set(updates.get() + 1);
+        writer.push(k, v, t, d)
+    };
+    let mut checked = 0usize;
+    while merge.next_key(&mut emit)? {
+        // Checked between keys, once `CANCEL_CHECK_UPDATES` updates have passed since the last check.
+        if updates.get() - checked >= CANCEL_CHECK_UPDATES {
+            checked = updates.get();
+            if stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+        }
+    }
+    writer.finish().map(Some)
+}
+
+/// Clears a stream's `merging` flag however a merge ends.
+struct MergingGuard<'a> {
+    store: &'a Store,
+    id: &'a str,
+}
+
+impl Drop for MergingGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.store.inner.state.lock().streams.get_mut(self.id) {
+            s.merging = false;
+        }
+        self.store.inner.batches_changed.notify_all();
+    }
+}
+
+impl Store {
+    /// Runs every merge due for stream `id` now, on this thread, first waiting for a background merge of
+    /// the stream in flight; returns how many merges this call ran. When it returns, no merge of the stream
+    /// is due (unless the store is shutting down). (Background workers merge after each seal; this is for
+    /// callers that want a compacted stream at a known point.)
+    ///
+    /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], I/O and [`Error::Corrupt`] errors of the
+    /// batches; [`Error::DiffOverflow`] if advancing times to the stream's `since` makes the updates of
+    /// one `(key, val, time)` sum outside `i64`: that merge writes nothing and its inputs stay as they
+    /// are (readable; a lookup at or beyond the time reports the same overflow).
+    pub fn compact(&self, id: &str) -> Result<usize> {
+        let mut merges = 0;
+        while !self.inner.stopping.load(Ordering::Relaxed) {
+            {
+                let mut state = self.live_state()?;
+                loop {
+                    let stream = state
+                        .streams
+                        .get(id)
+                        .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+                    if !stream.merging {
+                        break;
+                    }
+                    self.inner
+                        .batches_changed
+                        .wait_for(&mut state, Duration::from_millis(100));
+                }
+            }
+            if !self.merge_once(id)? {
+                // A background merge may have started between the wait and the pick: wait for it too.
+                if self.live_state()?.streams.get(id).is_some_and(|s| s.merging) {
+                    continue;
+                }
+                break;
+            }
+            merges += 1;
+        }
+        Ok(merges)
+    }
+
+    /// Runs one merge of stream `id` if one is due; returns whether it did.
+    fn merge_once(&self, id: &str) -> Result<bool> {
+        let (inputs, input_nos, description, file_no) = {
+            let mut state = self.live_state()?;
+            let since = state.manifest.stream(id).map_or(0, |s| s.since);
+            let metas: Vec<u64> = state
+                .manifest
+                .stream(id)
+                .map_or(Vec::new(), |s| s.batches.iter().map(|b| b.file_no).collect());
+            let Some(stream) = state.streams.get_mut(id) else {
+                return Ok(false);
+            };
+            debug_assert_eq!(
+                metas.len(),
+                stream.batches.len(),
+                "batch list and manifest disagree"
+            );
+            if stream.merging || metas.len() != stream.batches.len() {
+                return Ok(false);
+            }
+            let counts: Vec<u64> = stream.batches.iter().map(|b| b.update_count()).collect();
+            let bound = self.inner.options.max_batches_per_stream.max(2);
+            let fan_in = self.inner.options.merge_fan_in;
+            let Some(pick) = pick_merge_bounded(&counts, fan_in, bound, &mut stream.merge_turn) else {
+                return Ok(false);
+            };
+            let range = pick.start..pick.start + pick.len;
+            let inputs = stream.batches[range.clone()].to_vec();
+            stream.merging = true;
+            let description = Description {
+                lower: inputs[0].description().lower,
+                upper: inputs[inputs.len() - 1].description().upper,
+                since,
+            };
+            (inputs, metas[range].to_vec(), description, state.alloc_file_no())
+        };
+        let _merging = MergingGuard { store: self, id };
+        let name = batch_file_name(file_no);
+        let blob = &self.inner.blob;
+        let out = blob.create(&name)?;
+        let Some(stats) = merge_batches(
+            &inputs,
+            description,
+            out,
+            &self.inner.options,
+            &self.inner.stopping,
+        )
+        .map_err(|e| e.in_stream(id))?
+        else {
+            return Ok(false);
+        };
+        let output = if stats.update_count == 0 {
+            // Everything cancelled out: the inputs are replaced by nothing (a gap in the batch list).
+            let _ = blob.delete(&name);
+            None
+        } else {
+            let meta = BatchMeta {
+                file_no,
+                level: level_of(stats.update_count),
+                lower: description.lower,
+                upper: description.upper,
+                since: description.since,
+                update_count: stats.update_count,
+                size_bytes: stats.size_bytes,
+            };
+            match crate::store::open_batch(&**blob, &meta) {
+                Ok(batch) => Some((Arc::new(batch), meta)),
+                Err(e) => {
+                    let _ = blob.delete(&name);
+                    return Err(e);
+                }
+            }
+        };
+        self.commit_merge(id, &inputs, input_nos, output, file_no)?;
+        Ok(true)
+    }
+
+    /// Step 3 of the protocol: swap the inputs for the output in the manifest, then in memory.
+    fn commit_merge(
+        &self,
+        id: &str,
+        inputs: &[Arc<BatchFile>],
+        input_nos: Vec<u64>,
+        output: Option<(Arc<BatchFile>, BatchMeta)>,
+        file_no: u64,
+    ) -> Result<()> {
+        let seal = self.inner.seal_lock.lock();
+        let n = input_nos.len();
+        let edit = |next: &mut Manifest| {
+            next.next_file_no = next.next_file_no.max(file_no + 1);
+            let stream = next.streams.iter_mut().find(|s| s.id == id);
+            let at = stream.and_then(|s| {
+                let at = s.batches.iter().position(|b| b.file_no == input_nos[0])?;
+                let found: Vec<u64> = s.batches.get(at..at + n)?.iter().map(|b| b.file_no).collect();
+                (found == input_nos).then(|| {
+                    s.batches.splice(at..at + n, output.as_ref().map(|o| o.1));
+                    at
+                })
+            });
+            // Only this merge removes these batches, and seals only append, so they are still adjacent.
+            at.ok_or_else(|| Error::corrupt("MANIFEST", 0, format!("merge inputs of {id:?} vanished")))
+        };
+        let publish = |state: &mut State, at: usize| {
+            if let Some(stream) = state.streams.get_mut(id) {
+                debug_assert!(Arc::ptr_eq(&stream.batches[at], &inputs[0]));
+                stream
+                    .batches
+                    .splice(at..at + n, output.as_ref().map(|o| o.0.clone()));
+            }
+        };
+        self.apply_edit(&seal, &format!("a merge of {id:?}"), edit, publish)?;
+        for (input, no) in inputs.iter().zip(input_nos) {
+            input.retire_on_drop(self.inner.blob.clone(), batch_file_name(no));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,176 @@
+//! The background merge threads ([`Workers`]): a queue of streams that sealed, `Options::compaction_threads`
+//! threads draining it, back-pressure on seals past `Options::max_batches_per_stream`, and the record of
+//! background failures.
+
+use super::*;
+use crate::store::Inner;
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The background merge threads of one store, stopped and joined on drop.
+pub(crate) struct Workers {
+    queue: Arc<Queue>,
+    threads: Vec<JoinHandle<()>>,
+    /// The store, to tell running merges to stop when the last user handle drops.
+    inner: Arc<Inner>,
+}
+
+struct Queue {
+    /// Streams with merges possibly due, and whether to stop.
+    pending: Mutex<(VecDeque<String>, bool)>,
+    wake: Condvar,
+}
+
+impl Workers {
+    /// Starts `options.compaction_threads` threads merging for the store `inner`.
+    pub(crate) fn start(inner: &Arc<Inner>) -> Workers {
+        let queue = Arc::new(Queue {
+            pending: Mutex::new((VecDeque::new(), false)),
+            wake: Condvar::new(),
+        });
+        let threads = (0..inner.options.compaction_threads)
+            .map(|n| {
+                let (store, queue) = (Store::worker_handle(inner.clone()), queue.clone());
+                std::thread::Builder::new()
+                    .name(format!("ddpersist-compact-{n}"))
+                    .spawn(move || worker_loop(store, queue))
+            })
+            .filter_map(|spawned| spawned.ok())
+            .collect();
+        Workers {
+            queue,
+            threads,
+            inner: inner.clone(),
+        }
+    }
+
+    fn push(&self, id: &str) {
+        let mut pending = self.queue.pending.lock();
+        if !pending.0.iter().any(|p| p == id) {
+            pending.0.push_back(id.to_string());
+        }
+        self.queue.wake.notify_one();
+    }
+
+    fn has_threads(&self) -> bool {
+        !self.threads.is_empty()
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        // Running merges check this every few thousand updates and discard their output (the merge is
+        // due again at the next open).
+        self.inner.stopping.store(true, Ordering::Relaxed);
+        self.queue.pending.lock().1 = true;
+        self.queue.wake.notify_all();
+        for t in self.threads.drain(..) {
+            // A worker that panicked has nothing left to clean up; the store's state is consistent.
+            let _ = t.join();
+        }
+    }
+}
+
+fn worker_loop(store: Store, queue: Arc<Queue>) {
+    loop {
+        let id = {
+            let mut pending = queue.pending.lock();
+            loop {
+                if pending.1 {
+                    return;
+                }
+                if let Some(id) = pending.0.pop_front() {
+                    break id;
+                }
+                queue.wake.wait(&mut pending);
+            }
+        };
+        let result = store.compact(&id);
+        store.merge_outcome(&id, result);
+    }
+}
+
+impl Store {
+    /// The last failure of a background merge, if any. Merges are retried after the next seal; the store
+    /// keeps working (with more batches) meanwhile.
+    pub fn background_error(&self) -> Option<String> {
+        self.inner.state.lock().background_error.clone()
+    }
+
+    /// Records how a background (or inline) run of merges of stream `id` ended: a failure is reported by
+    /// [`background_error`](Self::background_error) and lets seals past the back-pressure bound go on
+    /// without waiting for merges; a success makes them wait again.
+    pub(crate) fn merge_outcome(&self, id: &str, result: Result<usize>) {
+        match result {
+            Ok(_) => {
+                self.inner.state.lock().merges_failing = false;
+            }
+            Err(e) => {
+                self.inner.state.lock().merges_failing = true;
+                self.record_background_error(format!("merge of stream {id:?} failed: {e}"));
+            }
+        }
+    }
+
+    pub(crate) fn record_background_error(&self, detail: String) {
+        self.inner.state.lock().background_error = Some(detail);
+        self.inner.batches_changed.notify_all();
+    }
+
+    /// Queues stream `id` for the background workers, or merges inline when there are none.
+    pub(crate) fn schedule_compaction(&self, id: &str) {
+        match &self.handle {
+            Some(workers) if workers.has_threads() => workers.push(id),
+            _ => {
+                let result = self.compact(id);
+                self.merge_outcome(id, result);
+            }
+        }
+    }
+
+    /// Queues every stream (after open: merges a crash interrupted are due again).
+    pub(crate) fn schedule_compaction_all(&self) {
+        for id in self.streams() {
+            self.schedule_compaction(&id);
+        }
+    }
+
+    /// Back-pressure: waits while stream `id` has more batches than the configured bound and background
+    /// merges are making progress.
+    pub(crate) fn wait_for_merges(&self, id: &str) -> Result<()> {
+        let bound = self.inner.options.max_batches_per_stream.max(2);
+        let mut state = self.live_state()?;
+        loop {
+            let Some(stream) = state.streams.get(id) else {
+                return Ok(());
+            };
+            if stream.batches.len() <= bound || state.merges_failing || state.poisoned.is_some() {
+                return Ok(());
+            }
+            let workers = self.handle.as_ref().filter(|w| w.has_threads());
+            let Some(workers) = workers else {
+                drop(state);
+                return match self.compact(id) {
+                    // A merge whose sum is out of range fails every time: record it as a background merge
+                    // would, rather than fail the seal (whose own updates are not at fault).
+                    Err(e @ Error::DiffOverflow { .. }) => {
+                        self.record_background_error(format!("merge of stream {id:?} failed: {e}"));
+                        Ok(())
+                    }
+                    other => other.map(|_| ()),
+                };
+            };
+            // Over the bound a merge is always due (`pick_merge_bounded`); make sure a worker is on it.
+            if !stream.merging {
+                workers.push(id);
+            }
+            self.inner
+                .batches_changed
+                .wait_for(&mut state, Duration::from_millis(100));
+        }
+    }
+}

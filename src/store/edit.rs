@@ -1,0 +1,54 @@
+//! The one edit path of the store's durable state.
+//!
+//! Every change of what the manifest records — creating a stream, a seal, a spill, `allow_compaction`, a
+//! merge's swap of its inputs for its output, `discard_unsealed` (and, next, moving batches between
+//! streams when re-sharding) — is one *edit* applied by [`Store::apply_edit`], under `seal_lock`:
+//! 1. clone the current manifest and apply the edit to the copy (an edit may refuse, changing nothing);
+//! 2. bump the generation and commit the copy durably (`MANIFEST.tmp`, fsync, rename, fsync the
+//!    directory: the blob's atomic `set`); a failed commit poisons the store, since only a reopen can tell
+//!    which manifest the disk holds;
+//! 3. publish: under `state`, install the new manifest and make the matching change to the in-memory
+//!    stream state (memtable, open batch files, upper), so readers see the new state at once.
+//!
+//! Invariant: the manifest in `state` is always the last one committed, and only `apply_edit` replaces it
+//! (the initial one is read or created at open).
+
+use super::*;
+use parking_lot::MutexGuard;
+
+impl Store {
+    /// Applies one edit of the manifest: see the module docs. `_seal` proves the caller holds
+    /// `seal_lock`; `what` names the operation in the error a failed commit poisons the store with.
+    /// `edit` changes the copy and returns what `publish` needs; `publish` makes the in-memory change
+    /// under `state` once the commit is durable, and its result is returned.
+    ///
+    /// Errors: [`Error::Poisoned`]; whatever `edit` returns (nothing is committed then); the commit's I/O
+    /// error (the store is then poisoned).
+    pub(crate) fn apply_edit<E, P>(
+        &self,
+        _seal: &MutexGuard<'_, ()>,
+        what: &str,
+        edit: impl FnOnce(&mut Manifest) -> Result<E>,
+        publish: impl FnOnce(&mut State, E) -> P,
+    ) -> Result<P> {
+        let mut next = self.live_state()?.manifest.clone();
+        let generation = next.generation;
+        let edited = edit(&mut next)?;
+        next.generation = generation + 1;
+        self.commit_manifest(&next, what)?;
+        let mut state = self.inner.state.lock();
+        debug_assert_eq!(state.manifest.generation, generation, "an edit raced another");
+        state.manifest = next;
+        Ok(publish(&mut state, edited))
+    }
+
+    /// Replaces the manifest with `manifest` (`what` names the operation, for the error). A failure poisons
+    /// the store: the new manifest may or may not have reached the disk, and only a reopen can tell.
+    fn commit_manifest(&self, manifest: &Manifest, what: &str) -> Result<()> {
+        let committed = self.inner.blob.set(MANIFEST_NAME, &manifest.encode());
+        if let Err(e) = &committed {
+            self.poison(format!("manifest commit failed in {what}: {e}"));
+        }
+        committed
+    }
+}
