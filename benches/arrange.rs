@@ -4,7 +4,7 @@
 //! frontier has passed the last time (for ddpersist: every update sealed into batch files, durable).
 //!
 //! `cargo bench --bench arrange` (N = 1 M, 3 rounds, median); `DDPERSIST_BENCH_UPDATES=10000000` for
-//! 10 M; `DDPERSIST_BENCH_ROUNDS` rounds. Each round runs both, alternating which goes first. Prints one
+//! 10 M; `DDPERSIST_BENCH_ROUNDS` rounds; `DDPERSIST_BENCH_FAN_IN` the merge fan-in (default 8). Each round runs both, alternating which goes first. Prints one
 //! table: medians, the ratio, and the persisted store's batch count at the end.
 
 use ddpersist::operators::ArrangePersisted;
@@ -99,7 +99,11 @@ fn main() {
     for round in 0..rounds {
         let mut persisted = || {
             let dir = tempfile::tempdir_in(tmp).unwrap();
-            let store = Store::open(dir.path()).unwrap();
+            let options = ddpersist::Options {
+                merge_fan_in: env_or("DDPERSIST_BENCH_FAN_IN", 8) as usize,
+                ..ddpersist::Options::default()
+            };
+            let store = Store::open_with(dir.path(), options).unwrap();
             let took = run(n, Some(&store));
             batches = store.sealed("bench/w0of1").unwrap().batches.len();
             took
