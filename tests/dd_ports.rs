@@ -2,8 +2,9 @@
 //! `isize` diffs from `new_collection()`, `usize` nodes, `char` and serde struct vals; DD 0.26's
 //! `tests/bfs.rs` with its edges arranged persistently and brought into the `iterate` scope with `enter`,
 //! with 1 and 2 workers and a restart in the middle; arrangements in dataflows with `usize` and `u32`
-//! times (DD's examples infer `usize`), restarted; DD's `tests/join.rs` at `usize` times, joined with
-//! `join_core` against `arrange_encoded()`. Every answer is compared with the in-memory one.
+//! times (DD's examples infer `usize`), restarted; `u8` times up to the type's last time, with `count`;
+//! DD's `tests/join.rs` at `usize` times, joined with `join_core` against `arrange_encoded()`. Every
+//! answer is compared with the in-memory one.
 
 use ddpersist::operators::{ArrangeEncoded, ArrangePersisted, PersistHandle, PersistTime};
 use ddpersist::{Codec, Store};
@@ -429,5 +430,53 @@ fn dd_join_at_usize_times_with_a_restart() {
             vec![((0, (0, 'a')), 0usize, 1i64), ((1, (2, 'B')), 0, 1)],
             "run {run}"
         );
+    }
+}
+
+/// `u8` times up to the last one, 255: the finished stream is sealed at 256, beyond `u8`, which a restarted
+/// `u8` dataflow reads as the closed frontier; its arrangement serves every update, and `count` (at `u8`
+/// times) counts them, in both runs.
+#[test]
+fn u8_times_to_the_last_one_with_a_restart_and_count() {
+    use ddpersist::operators::CountPersisted;
+
+    let dir = tempfile::tempdir().unwrap();
+    for run in 0..2 {
+        let store = Store::open(dir.path()).unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let counts = Arc::new(Mutex::new(Vec::new()));
+        let (g, c) = (got.clone(), counts.clone());
+        let resume = timely::execute_directly(move |worker| {
+            let (mut input, handle) = worker.dataflow::<u8, _, _>(|scope| {
+                let (input, pairs) = scope.new_collection::<(usize, String), isize>();
+                let (arranged, handle) = pairs.arrange_persisted(&store, "bytes").unwrap();
+                arranged
+                    .clone()
+                    .as_collection(|k: &[u8], v: &[u8]| {
+                        (usize::decode(k).unwrap(), String::decode(v).unwrap())
+                    })
+                    .inner
+                    .inspect(move |(d, _, r)| g.lock().unwrap().push((d.clone(), *r)));
+                arranged.count().inner.inspect(move |((k, n), _, r)| {
+                    c.lock()
+                        .unwrap()
+                        .push(((usize::decode(k).unwrap(), *n), *r as i64))
+                });
+                (input, handle)
+            });
+            // Replayed in full by the second run: dropped, it is persisted.
+            for t in 250..=255u8 {
+                input.advance_to(t);
+                input.insert((usize::from(t % 3), format!("t{t}")));
+            }
+            handle.resume_at()
+        });
+        assert_eq!(resume, if run == 0 { 0 } else { 256 }, "run {run}");
+        let want: Pairs = (250..=255u8)
+            .map(|t| ((usize::from(t % 3), format!("t{t}")), 1))
+            .collect();
+        assert_eq!(consolidate(&got.lock().unwrap()), want, "run {run}");
+        let want_counts: BTreeMap<(usize, i64), i64> = (0..3).map(|k| ((k, 2), 1)).collect();
+        assert_eq!(consolidate(&counts.lock().unwrap()), want_counts, "run {run}");
     }
 }
