@@ -198,7 +198,7 @@ fn ensure_store(tmp: &Path, shape: Shape) -> PathBuf {
 /// Whether the store in `dir` opens, verifies whole (every block) and holds `shape.n` updates.
 fn readable(dir: &Path, shape: Shape) -> Result<(), String> {
     let store = Store::open(dir).map_err(|e| e.to_string())?;
-    let trace = PersistedTrace::open(&store, STREAM).map_err(|e| e.to_string())?;
+    let trace = PersistedTrace::<u64>::open(&store, STREAM).map_err(|e| e.to_string())?;
     let mut n = 0;
     trace.map_spans(|s| n += s.inner.as_ref().map_or(0, |b| b.len()));
     if n != shape.n {
@@ -464,7 +464,7 @@ fn read_benches(c: &mut Criterion, tmp: &Path, shape: Shape) {
     let dir = ensure_store(tmp, shape);
     let store = Store::open(&dir).unwrap();
     assert_eq!(store.compact(STREAM).unwrap(), 0, "the store is fully merged");
-    let mut trace = PersistedTrace::open(&store, STREAM).unwrap();
+    let mut trace = PersistedTrace::<u64>::open(&store, STREAM).unwrap();
     let ours = persisted_batch(&mut trace);
     let order = key_order(shape.n);
     let bytes = build_bytes(updates(shape, order.iter().map(|&i| i as usize)));
@@ -584,7 +584,7 @@ fn open_get(dir: &Path, probe: &[u8], as_of: u64) -> (Duration, Duration) {
 fn open_trace(dir: &Path, probe: &[u8], as_of: u64) -> Duration {
     let start = Instant::now();
     let store = Store::open(dir).unwrap();
-    let mut trace = PersistedTrace::open(&store, STREAM).unwrap();
+    let mut trace = PersistedTrace::<u64>::open(&store, STREAM).unwrap();
     let upper = trace.upper().clone();
     let (mut cursor, storage) = cursor_list(trace.batches_through(upper.borrow()).unwrap());
     let mut s = Sums::default();

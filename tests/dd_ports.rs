@@ -1,9 +1,12 @@
 //! Differential dataflow's own computations over persisted arrangements, with DD's everyday types:
 //! `isize` diffs from `new_collection()`, `usize` nodes, `char` and serde struct vals; DD 0.26's
 //! `tests/bfs.rs` with its edges arranged persistently and brought into the `iterate` scope with `enter`,
-//! with 1 and 2 workers and a restart in the middle. Every answer is compared with the in-memory one.
+//! with 1 and 2 workers and a restart in the middle; arrangements in dataflows with `usize` and `u32`
+//! times (DD's examples infer `usize`), restarted; `u8` times up to the type's last time, with `count`;
+//! DD's `tests/join.rs` at `usize` times, joined with `join_core` against `arrange_encoded()`. Every
+//! answer is compared with the in-memory one.
 
-use ddpersist::operators::{ArrangeEncoded, ArrangePersisted, PersistHandle};
+use ddpersist::operators::{ArrangeEncoded, ArrangePersisted, PersistHandle, PersistTime};
 use ddpersist::{Codec, Store};
 use differential_dataflow::input::Input;
 use differential_dataflow::operators::Iterate;
@@ -241,5 +244,239 @@ fn bfs_over_persisted_edges_with_a_restart() {
             bfs_sequential(&edges, 9),
             "{workers} workers, after the restart"
         );
+    }
+}
+
+/// Round `round`'s updates of the timestamp tests: pairs added, and some of the previous round's removed.
+fn pair_updates(round: u64) -> Vec<((usize, String), isize)> {
+    let mut out = Vec::new();
+    for i in 0..12usize {
+        let r = round as usize;
+        out.push(((i % 5, format!("v{}", (i * 3 + r) % 7)), 1));
+        if round > 0 && i % 4 == 0 {
+            out.push(((i % 5, format!("v{}", (i * 3 + r - 1) % 7)), -1));
+        }
+    }
+    out
+}
+
+/// Consolidated `(data, diff)` updates of one side of [`run_arrange_at`].
+type Pairs = BTreeMap<(usize, String), i64>;
+
+/// One run over `dir` in a dataflow with times `T`: the persisted side gets rounds from the handle's
+/// resume point (a store time, converted with `T::from_u64`) to `rounds`, the in-memory `arrange_by_key`
+/// side every round. Returns both sides' consolidated outputs and the resume point.
+fn run_arrange_at<T: PersistTime>(dir: &Path, workers: usize, rounds: u64) -> (Pairs, Pairs, u64) {
+    let store = Store::open(dir).unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let want = Arc::new(Mutex::new(Vec::new()));
+    let resume = Arc::new(Mutex::new(0));
+    let (g, w, r) = (got.clone(), want.clone(), resume.clone());
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let (g, w) = (g.clone(), w.clone());
+        let time = |t: u64| T::from_u64(t).unwrap();
+        let probe = ProbeHandle::new();
+        let (mut persisted_input, mut memory_input, handle) = worker.dataflow::<T, _, _>(|scope| {
+            let (persisted_input, persisted) = scope.new_collection::<(usize, String), isize>();
+            let (memory_input, memory) = scope.new_collection::<(usize, String), isize>();
+            let (arranged, handle) = persisted.arrange_persisted(&store, "pairs").unwrap();
+            arranged
+                .as_collection(|k: &[u8], v: &[u8]| (usize::decode(k).unwrap(), String::decode(v).unwrap()))
+                .inner
+                .inspect(move |(d, _t, r): &(_, T, _)| g.lock().unwrap().push((d.clone(), *r)))
+                .probe_with(&probe);
+            memory
+                .arrange_by_key()
+                .as_collection(|k: &usize, v: &String| (*k, v.clone()))
+                .inner
+                .inspect(move |(d, _, r)| w.lock().unwrap().push((d.clone(), *r as i64)))
+                .probe_with(&probe);
+            (persisted_input, memory_input, handle)
+        });
+        let from = handle.resume_at();
+        *r.lock().unwrap() = from;
+        persisted_input.advance_to(time(from));
+        for round in 0..rounds {
+            memory_input.advance_to(time(round));
+            if round >= from {
+                persisted_input.advance_to(time(round));
+            }
+            if worker.index() == 0 {
+                for (pair, diff) in pair_updates(round) {
+                    memory_input.update(pair.clone(), diff);
+                    if round >= from {
+                        persisted_input.update(pair, diff);
+                    }
+                }
+            }
+        }
+        persisted_input.advance_to(time(rounds));
+        memory_input.advance_to(time(rounds));
+        persisted_input.flush();
+        memory_input.flush();
+        worker.step_while(|| probe.less_than(&time(rounds)));
+        for dataflow in worker.installed_dataflows() {
+            worker.drop_dataflow(dataflow);
+        }
+    })
+    .unwrap();
+    let got = consolidate(&got.lock().unwrap());
+    let want = consolidate(&want.lock().unwrap());
+    let resume = *resume.lock().unwrap();
+    (got, want, resume)
+}
+
+/// `arrange_persisted` at timestamp `T`, with 1 and 2 workers: equal to the in-memory arrangement after
+/// a first run and after a restart that reads what the first persisted.
+fn arrange_with_a_restart_at<T: PersistTime>() {
+    for workers in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let (got, want, resume) = run_arrange_at::<T>(dir.path(), workers, 3);
+        assert_eq!(resume, 0);
+        assert!(!want.is_empty());
+        assert_eq!(got, want, "{workers} workers, first run");
+        let (got, want, resume) = run_arrange_at::<T>(dir.path(), workers, 6);
+        assert_eq!(resume, 3, "the first run persisted rounds 0..3");
+        assert_eq!(got, want, "{workers} workers, after the restart");
+    }
+}
+
+/// DD's examples' inferred `usize` times: `worker.dataflow::<usize, _, _>`.
+#[test]
+fn usize_times_arrange_as_in_memory_with_a_restart() {
+    arrange_with_a_restart_at::<usize>();
+}
+
+/// `u32` times.
+#[test]
+fn u32_times_arrange_as_in_memory_with_a_restart() {
+    arrange_with_a_restart_at::<u32>();
+}
+
+/// A stream persisted by a dataflow with `u64` times beyond `u16`'s range cannot be read at `u16`: the
+/// operator refuses it when built, instead of reading wrong times.
+#[test]
+fn times_beyond_the_timestamp_type_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    {
+        let store = store.clone();
+        timely::execute_directly(move |worker| {
+            let mut input = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, pairs) = scope.new_collection::<(usize, String), isize>();
+                pairs.arrange_persisted(&store, "wide").unwrap();
+                input
+            });
+            input.advance_to(70_000);
+            input.insert((1, "x".to_string()));
+            input.advance_to(70_001);
+            input.flush();
+        });
+    }
+    timely::execute_directly(move |worker| {
+        worker.dataflow::<u16, _, _>(|scope| {
+            let (_input, pairs) = scope.new_collection::<(usize, String), isize>();
+            let error = pairs
+                .arrange_persisted(&store, "wide")
+                .err()
+                .expect("times do not fit u16");
+            assert!(error.to_string().contains("beyond the range"), "{error}");
+        });
+    });
+}
+
+/// DD 0.26's `tests/join.rs` `join`, at `usize` times: the right side persisted, the left side arranged
+/// with `arrange_encoded`, joined with `join_core`. A second run replays the same input (dropped: it is
+/// persisted already) and gives the same answer.
+#[test]
+fn dd_join_at_usize_times_with_a_restart() {
+    use differential_dataflow::AsCollection;
+    use timely::dataflow::operators::capture::Extract;
+    use timely::dataflow::operators::{Capture, ToStream};
+
+    let dir = tempfile::tempdir().unwrap();
+    for run in 0..2 {
+        let store = Store::open(dir.path()).unwrap();
+        let data = timely::execute_directly(move |worker| {
+            worker.dataflow::<usize, _, _>(|scope| {
+                let col1 = vec![((0, 0), Default::default(), 1), ((1, 2), Default::default(), 1)]
+                    .into_iter()
+                    .to_stream(scope)
+                    .as_collection();
+                let col2 = vec![
+                    ((0, 'a'), Default::default(), 1),
+                    ((1, 'B'), Default::default(), 1),
+                ]
+                .into_iter()
+                .to_stream(scope)
+                .as_collection();
+                let (col2, _handle) = col2.arrange_persisted(&store, "col2").unwrap();
+                // should produce triples `(0,0,'a')` and `(1,2,'B')`.
+                col1.arrange_encoded()
+                    .join_core(col2, |k: &[u8], v1: &[u8], v2: &[u8]| {
+                        Some((
+                            i32::decode(k).unwrap(),
+                            (i32::decode(v1).unwrap(), char::decode(v2).unwrap()),
+                        ))
+                    })
+                    .inner
+                    .capture()
+            })
+        });
+        let extracted = data.extract();
+        assert_eq!(extracted.len(), 1, "run {run}");
+        assert_eq!(
+            extracted[0].1,
+            vec![((0, (0, 'a')), 0usize, 1i64), ((1, (2, 'B')), 0, 1)],
+            "run {run}"
+        );
+    }
+}
+
+/// `u8` times up to the last one, 255: the finished stream is sealed at 256, beyond `u8`, which a restarted
+/// `u8` dataflow reads as the closed frontier; its arrangement serves every update, and `count` (at `u8`
+/// times) counts them, in both runs.
+#[test]
+fn u8_times_to_the_last_one_with_a_restart_and_count() {
+    use ddpersist::operators::CountPersisted;
+
+    let dir = tempfile::tempdir().unwrap();
+    for run in 0..2 {
+        let store = Store::open(dir.path()).unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let counts = Arc::new(Mutex::new(Vec::new()));
+        let (g, c) = (got.clone(), counts.clone());
+        let resume = timely::execute_directly(move |worker| {
+            let (mut input, handle) = worker.dataflow::<u8, _, _>(|scope| {
+                let (input, pairs) = scope.new_collection::<(usize, String), isize>();
+                let (arranged, handle) = pairs.arrange_persisted(&store, "bytes").unwrap();
+                arranged
+                    .clone()
+                    .as_collection(|k: &[u8], v: &[u8]| {
+                        (usize::decode(k).unwrap(), String::decode(v).unwrap())
+                    })
+                    .inner
+                    .inspect(move |(d, _, r)| g.lock().unwrap().push((d.clone(), *r)));
+                arranged.count().inner.inspect(move |((k, n), _, r)| {
+                    c.lock()
+                        .unwrap()
+                        .push(((usize::decode(k).unwrap(), *n), *r as i64))
+                });
+                (input, handle)
+            });
+            // Replayed in full by the second run: dropped, it is persisted.
+            for t in 250..=255u8 {
+                input.advance_to(t);
+                input.insert((usize::from(t % 3), format!("t{t}")));
+            }
+            handle.resume_at()
+        });
+        assert_eq!(resume, if run == 0 { 0 } else { 256 }, "run {run}");
+        let want: Pairs = (250..=255u8)
+            .map(|t| ((usize::from(t % 3), format!("t{t}")), 1))
+            .collect();
+        assert_eq!(consolidate(&got.lock().unwrap()), want, "run {run}");
+        let want_counts: BTreeMap<(usize, i64), i64> = (0..3).map(|k| ((k, 2), 1)).collect();
+        assert_eq!(consolidate(&counts.lock().unwrap()), want_counts, "run {run}");
     }
 }

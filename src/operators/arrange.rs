@@ -1,12 +1,14 @@
 //! [`ArrangePersisted`]: arrange a collection into a store stream, and serve the stream's batch files as a
-//! differential dataflow arrangement (`Arranged<TraceAgent<PersistedTrace>>`).
+//! differential dataflow arrangement (`Arranged<TraceAgent<PersistedTrace<T>>>`), at any top-level
+//! timestamp `T` that is a [`PersistTime`] (`u64`, `u32`, `usize`, `u16`, `u8`): input times are stored as
+//! `u64` ([`PersistTime::to_u64`]) and read back as `T`.
 //!
 //! What the operator does, mirroring DD's `arrange_core` and `TraceAgent::import`:
 //! 1. when built: checks the worker count, creates the worker's stream if missing, opens the stream's
 //!    sealed batches as a [`PersistedTrace`] and inserts them, through the `TraceWriter`, into the trace it
 //!    shares with readers (so joins built later preload them);
 //! 2. on its first activation: emits those spans, covering `[0, upper)` of earlier runs, under its initial
-//!    capability (time 0), so stream readers (`as_collection`, `reduce`) see the persisted data, then
+//!    capability (time `T::minimum()`), so stream readers (`as_collection`, `reduce`) see the persisted data, then
 //!    downgrades its capability to the persisted upper;
 //! 3. on every activation: writes new input updates to the store and, when the input frontier advances,
 //!    seals and emits one span per advance (`Persister`), holding its capability at the trace's upper
@@ -20,11 +22,11 @@
 
 use super::persister::{input_bound, PersistHandle, Persister};
 use super::resume::open_worker_stream;
-use super::{key_hash, unsealed_times, update_hash, PersistDiff};
+use super::{key_hash, unsealed_times, update_hash, PersistDiff, PersistTime};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::store::{Store, StreamOptions};
-use crate::trace::{frontier_value, BytesBatcher, BytesSpine, BytesUpdate, PersistedSpan, PersistedTrace};
+use crate::trace::{antichain, BytesBatcher, BytesSpine, BytesUpdate, PersistedSpan, PersistedTrace};
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::logging::DifferentialEventBuilder;
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
@@ -37,8 +39,10 @@ use timely::dataflow::operators::vec::Map as _;
 use timely::dataflow::Stream;
 use timely::progress::{Stamp, Timestamp};
 
-/// A persisted arrangement: the arrangement, and the handle on the operator that persists it.
-pub type PersistedArrangement<'scope> = (Arranged<'scope, TraceAgent<PersistedTrace>>, PersistHandle);
+/// A persisted arrangement over times `T` (`u64` by default): the arrangement, and the handle on the
+/// operator that persists it.
+pub type PersistedArrangement<'scope, T = u64> =
+    (Arranged<'scope, TraceAgent<PersistedTrace<T>>>, PersistHandle);
 
 /// How [`ArrangePersisted::arrange_persisted_with`] creates its streams.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,8 +55,13 @@ pub struct PersistOptions {
 }
 
 /// Arranging a collection of `(key, val)` pairs (with `isize`, `i64` or `i32` diffs, see
-/// [`PersistDiff`]) into the store. See the module docs.
-pub trait ArrangePersisted<'scope, K, V> {
+/// [`PersistDiff`]) at a top-level timestamp `T` (a [`PersistTime`]: `u64`, `u32`, `usize`, ...) into the
+/// store. See the module docs.
+///
+/// The store holds times as `u64`: a stream written at one timestamp type can be read at another whose
+/// range holds its times. The [`PersistHandle`]'s times (`resume_at`, `upper`, ...) are store times, `u64`;
+/// convert them with [`PersistTime::from_u64`] (e.g. `usize::from_u64(handle.resume_at())`).
+pub trait ArrangePersisted<'scope, K, V, T: PersistTime = u64> {
     /// Arranges the collection by key into stream `id` of `store` (one stream per worker, see
     /// [`worker_stream_id`](super::worker_stream_id)), with default [`PersistOptions`]. Returns the arrangement, served from the
     /// batch files, and the worker's [`PersistHandle`].
@@ -61,7 +70,7 @@ pub trait ArrangePersisted<'scope, K, V> {
     /// different number of workers or by other workers (another process's directory), or `id` is in use
     /// by another live operator on this worker; store errors from creating or opening the stream
     /// ([`Error::Corrupt`] when a batch fails verification: opening reads every persisted block once).
-    fn arrange_persisted(self, store: &Store, id: &str) -> Result<PersistedArrangement<'scope>>
+    fn arrange_persisted(self, store: &Store, id: &str) -> Result<PersistedArrangement<'scope, T>>
     where
         K: Codec + ExchangeData,
         V: Codec + ExchangeData;
@@ -72,19 +81,20 @@ pub trait ArrangePersisted<'scope, K, V> {
         store: &Store,
         id: &str,
         options: PersistOptions,
-    ) -> Result<PersistedArrangement<'scope>>
+    ) -> Result<PersistedArrangement<'scope, T>>
     where
         K: Codec + ExchangeData,
         V: Codec + ExchangeData;
 }
 
-impl<'scope, K, V, R> ArrangePersisted<'scope, K, V> for VecCollection<'scope, u64, (K, V), R>
+impl<'scope, T, K, V, R> ArrangePersisted<'scope, K, V, T> for VecCollection<'scope, T, (K, V), R>
 where
+    T: PersistTime,
     K: Data,
     V: Data,
     R: PersistDiff + differential_dataflow::difference::Semigroup,
 {
-    fn arrange_persisted(self, store: &Store, id: &str) -> Result<PersistedArrangement<'scope>>
+    fn arrange_persisted(self, store: &Store, id: &str) -> Result<PersistedArrangement<'scope, T>>
     where
         K: Codec + ExchangeData,
         V: Codec + ExchangeData,
@@ -97,7 +107,7 @@ where
         store: &Store,
         id: &str,
         options: PersistOptions,
-    ) -> Result<PersistedArrangement<'scope>>
+    ) -> Result<PersistedArrangement<'scope, T>>
     where
         K: Codec + ExchangeData,
         V: Codec + ExchangeData,
@@ -108,20 +118,20 @@ where
             durable: options.durable,
         };
         let opened = open_worker_stream(store, id, (index, peers), stream_options)?;
-        let mut trace = PersistedTrace::open(store, &opened.stream)?;
-        let upper = frontier_value(trace.upper().borrow());
+        let mut trace = PersistedTrace::<T>::open(store, &opened.stream)?;
         debug_assert_eq!(
-            upper, opened.upper,
+            trace.upper(),
+            &antichain::<T>(opened.upper),
             "the trace starts at the stream's sealed upper"
         );
-        let pending = unsealed_times(store, &opened.stream, upper)?;
+        let pending = unsealed_times(store, &opened.stream, opened.upper)?;
         let persister = Persister::new(store, opened, pending, trace.errors().clone());
         let handle = persister.handle();
         let initial = trace.take_spans();
         let arranged = if peers == 1 {
             build(self.inner, Pipeline, trace, initial, persister)?
         } else {
-            let exchange = Exchange::new(update_hash::<K, V, R>());
+            let exchange = Exchange::new(update_hash::<K, V, T, R>());
             build(self.inner, exchange, trace, initial, persister)?
         };
         Ok((arranged, handle))
@@ -166,26 +176,27 @@ where
 }
 
 /// A container of input updates.
-type Updates<K, V, R> = Vec<((K, V), u64, R)>;
+type Updates<K, V, T, R> = Vec<((K, V), T, R)>;
 
 /// Builds the operator over `stream` (already partitioned by `pact`): see the module docs.
-fn build<'scope, K, V, R, P>(
-    stream: Stream<'scope, u64, Updates<K, V, R>>,
+fn build<'scope, K, V, T, R, P>(
+    stream: Stream<'scope, T, Updates<K, V, T, R>>,
     pact: P,
-    trace: PersistedTrace,
-    initial: Vec<PersistedSpan>,
+    trace: PersistedTrace<T>,
+    initial: Vec<PersistedSpan<T>>,
     mut persister: Persister,
-) -> Result<Arranged<'scope, TraceAgent<PersistedTrace>>>
+) -> Result<Arranged<'scope, TraceAgent<PersistedTrace<T>>>>
 where
     K: Codec + Data,
     V: Codec + Data,
+    T: PersistTime,
     R: PersistDiff,
-    P: ParallelizationContract<u64, Updates<K, V, R>>,
+    P: ParallelizationContract<T, Updates<K, V, T, R>>,
 {
     let scope = stream.scope();
     let mut reader = None;
     let reader_ref = &mut reader;
-    let output = stream.unary_frontier::<CapacityContainerBuilder<Vec<PersistedSpan>>, _, _, _>(
+    let output = stream.unary_frontier::<CapacityContainerBuilder<Vec<PersistedSpan<T>>>, _, _, _>(
         pact,
         "ArrangePersisted",
         move |capability, info| {
@@ -198,7 +209,7 @@ where
             let (agent, mut writer) = TraceAgent::new(trace, info.clone(), logger);
             for span in &initial {
                 let stamp = if span.has_updates() {
-                    Stamp::from_elem(0)
+                    Stamp::from_elem(T::minimum())
                 } else {
                     Stamp::new()
                 };

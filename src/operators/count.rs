@@ -5,7 +5,7 @@
 //! `Arranged::count_total`, which needs the arrangement's key type to be a sized `&K` (a persisted
 //! arrangement's keys are `&[u8]` slices of the map) and its vals to be `()`. This operator does for a
 //! persisted arrangement of `(key, val)` pairs what `count_total` does for an in-memory one, over a totally
-//! ordered time (`u64`): for each key in each new batch, the key's count before the batch is read from the
+//! ordered time (any [`PersistTime`]: `u64`, `u32`, `usize`, ...): for each key in each new batch, the key's count before the batch is read from the
 //! trace (every batch below the batch's lower bound), then the batch's updates of the key, over all its
 //! vals, are applied in time order, and each change of the count is output as a retraction of the old
 //! `(key, count)` and an insertion of the new one. Zero counts are not reported, as in DD.
@@ -29,6 +29,7 @@
 //! wrong count.
 
 use crate::error::Error;
+use crate::operators::PersistTime;
 use crate::trace::{PersistedBatch, PersistedTrace};
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::cursor::cursor_list;
@@ -39,8 +40,9 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::CapabilitySet;
 use timely::progress::Antichain;
 
-/// Counting the records of each key of a persisted arrangement. See the module docs.
-pub trait CountPersisted<'scope> {
+/// Counting the records of each key of a persisted arrangement over times `T` (`u64` by default). See the
+/// module docs.
+pub trait CountPersisted<'scope, T: PersistTime = u64> {
     /// For each key, the number of its records (the sum of the diffs of all its `(key, val)` pairs) at
     /// every time, as a collection of `(key, count)` with the key as stored (its [`Codec`] encoding;
     /// decode it with [`Codec::decode`]). Keys whose count is zero are absent.
@@ -53,11 +55,11 @@ pub trait CountPersisted<'scope> {
     ///
     /// [`Codec`]: crate::Codec
     /// [`Codec::decode`]: crate::Codec::decode
-    fn count(self) -> VecCollection<'scope, u64, (Vec<u8>, i64), isize>;
+    fn count(self) -> VecCollection<'scope, T, (Vec<u8>, i64), isize>;
 }
 
-impl<'scope> CountPersisted<'scope> for Arranged<'scope, TraceAgent<PersistedTrace>> {
-    fn count(self) -> VecCollection<'scope, u64, (Vec<u8>, i64), isize> {
+impl<'scope, T: PersistTime> CountPersisted<'scope, T> for Arranged<'scope, TraceAgent<PersistedTrace<T>>> {
+    fn count(self) -> VecCollection<'scope, T, (Vec<u8>, i64), isize> {
         let mut trace = self.trace.clone();
         let (errors, stream_id) = {
             let shared = trace.trace_box_unstable();
@@ -70,11 +72,11 @@ impl<'scope> CountPersisted<'scope> for Arranged<'scope, TraceAgent<PersistedTra
         };
         self.stream
             .unary_frontier(Pipeline, "CountPersisted", move |_capability, _info| {
-                let mut lower = Antichain::from_elem(0u64);
-                let mut pending: Vec<PersistedBatch> = Vec::new();
-                let mut pending_upper = Antichain::from_elem(0u64);
+                let mut lower = Antichain::from_elem(T::minimum());
+                let mut pending: Vec<PersistedBatch<T>> = Vec::new();
+                let mut pending_upper = Antichain::from_elem(T::minimum());
                 let mut caps = CapabilitySet::new();
-                let mut times: Vec<(u64, i128)> = Vec::new();
+                let mut times: Vec<(T, i128)> = Vec::new();
                 move |(input, _frontier), output| {
                     input.for_each(|capability, spans| {
                         for capability in capability.retain_stamp(0).iter() {
@@ -117,7 +119,7 @@ impl<'scope> CountPersisted<'scope> for Arranged<'scope, TraceAgent<PersistedTra
                             count += diff;
                             let new = reported(count);
                             if count != 0 && new.is_none() {
-                                errors.record(Error::diff_overflow(key, time).in_stream(&stream_id));
+                                errors.record(Error::diff_overflow(key, time.to_u64()).in_stream(&stream_id));
                             }
                             if let Some(old) = old {
                                 session.give(((key.to_vec(), old), time, -1isize));
@@ -145,7 +147,7 @@ fn reported(count: i128) -> Option<i64> {
 }
 
 /// Sorts `(time, diff)` pairs by time, sums equal times exactly and drops zero sums.
-fn consolidate_exact(times: &mut Vec<(u64, i128)>) {
+fn consolidate_exact<T: Ord + Copy>(times: &mut Vec<(T, i128)>) {
     times.sort_unstable_by_key(|&(t, _)| t);
     let mut out = 0;
     for i in 0..times.len() {

@@ -10,10 +10,12 @@
 //! - `persister`: the state machine inside the arranging operator (write, seal, emit) and
 //!   [`PersistHandle`], through which the caller sees what it persisted and the errors it met.
 //!
-//! **DD operators on a persisted arrangement.** `arrange_persisted` takes `VecCollection<u64, (K, V), R>`
-//! with any [`Codec`] key and val (std types, or a serde type through `serde_codec!`) and `R` one of
+//! **DD operators on a persisted arrangement.** `arrange_persisted` takes `VecCollection<T, (K, V), R>`
+//! at any top-level timestamp `T` that is a [`PersistTime`] (`u64`, `u32`, `usize` — what DD's examples
+//! infer —, `u16`, `u8`) with any [`Codec`] key and val (std types, or a serde type through `serde_codec!`) and `R` one of
 //! `isize` (what `new_collection()` gives), `i64`, `i32` ([`PersistDiff`]); the arrangement's keys and
-//! vals are `&[u8]` slices of the mapped files (decode them with [`Codec::decode`]) and its diffs `i64`.
+//! vals are `&[u8]` slices of the mapped files (decode them with [`Codec::decode`]), its times `T` and its
+//! diffs `i64`.
 //!
 //! | DD | on a persisted arrangement |
 //! |---|---|
@@ -22,14 +24,23 @@
 //! | `join_core(other, f)` | the other side by [`ArrangeEncoded::arrange_encoded`] (same key type and partitioning); `f` gets `&[u8]`s |
 //! | `join`, `join_map`, `semijoin`, `antijoin` | `join_core` against `other.arrange_encoded()` (for `semijoin`, `other.map(\|k\| (k, ()))`); `antijoin` = `collection.concat(semijoin.negate())` |
 //! | `reduce(f)` | `arranged.reduce_abelian::<_, BytesBuilder, BytesSpine, _>(...)` over `&[u8]` ([`crate::trace`]), or `as_collection` then `reduce` in memory |
-//! | `count()`, `count_total()` | [`CountPersisted::count`]: counts read from the persisted batches (`(key bytes, i64)`) |
+//! | `count()`, `count_total()` | [`CountPersisted::count`]: counts read from the persisted batches (`(key bytes, i64)`, times `T`) |
 //! | `threshold_total`, `distinct_total` | `as_collection(...)` then DD's `threshold` / `distinct` (in memory) |
 //! | `iterate` (read-only use inside the loop) | `arranged.enter(scope)` inside the loop, joined with `inner.arrange_encoded()` (`tests/dd_ports.rs`: DD's bfs) |
 //! | `trace.import(scope)` | as with DD's traces: the import serves the persisted batches |
 //!
-//! A key or val type without a `Codec`, or another diff type, is a compile error that says what to add.
-//! Times are `u64` at the dataflow's top level (`worker.dataflow::<u64, _, _>`); other timestamps are
-//! not supported yet.
+//! A key or val type without a `Codec`, another diff type, or another timestamp type, is a compile error
+//! that says what to use.
+//!
+//! **Times.** The store holds `u64` times; `arrange_persisted`, [`CountPersisted`], the trace
+//! ([`PersistedTrace<T>`](crate::trace::PersistedTrace), `T = u64` by default), its batches and cursors
+//! work at any [`PersistTime`] `T` and convert at the boundary ([`PersistTime::to_u64`] when writing,
+//! [`PersistTime::from_u64`] when reading; a store frontier beyond `T`'s range is `T`'s empty frontier).
+//! A stream can be read at another timestamp type whose range holds its times; a batch holding a time
+//! that does not fit is refused ([`Error::BadInput`]). Top level only: inside `iterate` use
+//! `arranged.enter(scope)`, as with DD. [`PersistHandle`]'s times (`resume_at`, `upper`, ...) stay store
+//! times (`u64`): convert with `T::from_u64(handle.resume_at())`. [`Persist`] and [`UpsertPersisted`]
+//! take `u64` times only.
 //!
 //! **Partitioning.** With several workers each key lives on one worker, chosen by [`key_hash`] of the
 //! key's encoding (xxh3: stable across builds and processes, unlike DD's `Hashable`, so a restarted
@@ -48,6 +59,7 @@ pub mod count;
 pub mod persist;
 mod persister;
 pub mod resume;
+pub mod time;
 pub mod upsert;
 
 pub use arrange::{ArrangeEncoded, ArrangePersisted, PersistOptions, PersistedArrangement};
@@ -56,6 +68,7 @@ pub use count::CountPersisted;
 pub use persist::{Persist, Persisted};
 pub use persister::PersistHandle;
 pub use resume::{resume_at, ResumeState};
+pub use time::PersistTime;
 pub use upsert::{Upsert, UpsertHandle, UpsertPersisted, Upserted};
 
 use crate::codec::Codec;
@@ -101,7 +114,7 @@ impl PersistDiff for i32 {
 
 /// The exchange function of persisting operators: [`key_hash`] of an update's encoded key (one scratch
 /// buffer reused across updates).
-pub(crate) fn update_hash<K: Codec, V, R>() -> impl FnMut(&((K, V), u64, R)) -> u64 + 'static {
+pub(crate) fn update_hash<K: Codec, V, T, R>() -> impl FnMut(&((K, V), T, R)) -> u64 + 'static {
     let mut scratch = Vec::new();
     move |update| {
         scratch.clear();

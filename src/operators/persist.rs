@@ -1,6 +1,9 @@
 //! [`Persist`]: persists a collection through a [`Token`] and passes it through; on restart, replays
 //! what earlier runs persisted before anything else.
 //!
+//! Times: `u64` only (`VecCollection<u64, ...>`); [`ArrangePersisted`](super::ArrangePersisted) takes any
+//! [`PersistTime`](super::PersistTime).
+//!
 //! The operator on worker `i` of `n` writes into the store stream
 //! [`worker_stream_id`](super::worker_stream_id)`(token.id(), i, n)` (input exchanged by [`key_hash`](super::key_hash) when `n > 1`, as for
 //! [`ArrangePersisted`](super::ArrangePersisted), so a restarted dataflow finds each key's history on the
@@ -92,7 +95,7 @@ where
         let output = if peers == 1 {
             build(self.inner, Pipeline, token, replay, persister)
         } else {
-            let exchange = Exchange::new(update_hash::<K, V, i64>());
+            let exchange = Exchange::new(update_hash::<K, V, u64, i64>());
             build(self.inner, exchange, token, replay, persister)
         };
         Ok((output.as_collection(), handle))

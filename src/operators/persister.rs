@@ -1,6 +1,10 @@
 //! The state machine inside the `ArrangePersisted` operator, and [`PersistHandle`], the caller's view of it.
 //!
 //! [`Persister`] owns the write path of one worker's stream:
+//! The persister works in the store's `u64` times: input times of any [`PersistTime`] `T` are converted
+//! with [`PersistTime::to_u64`] as they are staged, input frontiers by [`input_bound`], and the spans it
+//! makes for a trace over `T` by [`description`] (an upper beyond `T`'s range is `T`'s empty frontier).
+//!
 //! - [`stage`](Persister::stage) encodes input updates (by [`Codec`]) into one reused buffer, skipping
 //!   those at times below the trace's upper: they are persisted already (a restarted dataflow replays its
 //!   input, and the replay is idempotent);
@@ -25,12 +29,13 @@
 //! drops the dataflow (`worker.drop_dataflow`) or the process; a restart resumes from the last upper.
 
 use super::resume::{ResumeState, WorkerStream};
+use super::PersistTime;
 use crate::codec::Codec;
 use crate::error::Error;
 use crate::manager::PersistManager;
 use crate::store::{SealOptions, Store, WriterClaim};
 use crate::trace::batch::description;
-use crate::trace::{frontier_value, ErrorSlot, PersistedBatch, PersistedSpan, PersistedTrace};
+use crate::trace::{antichain, frontier_value, ErrorSlot, PersistedBatch, PersistedSpan, PersistedTrace};
 use crate::FRONTIER_CLOSED;
 use differential_dataflow::operators::arrange::TraceWriter;
 use differential_dataflow::trace::Span;
@@ -45,9 +50,10 @@ use timely::progress::Stamp;
 /// drained, keeping one write well under the store's 512 MiB limit.
 const FLUSH_BYTES: usize = 64 << 20;
 
-/// How far an operator's input `frontier` completes times: [`FRONTIER_CLOSED`] once the input is
-/// exhausted; a frontier at `u64::MAX`, a time the store cannot hold, completes the times below it only.
-pub(crate) fn input_bound(frontier: AntichainRef<u64>) -> u64 {
+/// How far an operator's input `frontier` completes times, as a store time: [`FRONTIER_CLOSED`] once the
+/// input is exhausted; a frontier at `u64::MAX`, a time the store cannot hold, completes the times below it
+/// only.
+pub(crate) fn input_bound<T: PersistTime>(frontier: AntichainRef<T>) -> u64 {
     if frontier.is_empty() {
         FRONTIER_CLOSED
     } else {
@@ -208,17 +214,21 @@ impl Persister {
         self.stopped
     }
 
-    /// Holds the operator's `capability` at the upper: drops it when done (the upper is closed), releasing
-    /// the dataflow; else downgrades it. A stopped persister's upper no longer moves, so its capability
-    /// stays where it was for good.
-    pub(crate) fn hold(&self, capability: &mut Option<Capability<u64>>) {
-        if self.upper == FRONTIER_CLOSED {
-            *capability = None;
-        } else if let Some(cap) = capability.as_mut() {
-            if *cap.time() < self.upper {
-                // Cannot fail: the upper only grows. (A failure would leave the capability lower, which
-                // holds readers back but is never wrong.)
-                let _ = cap.try_downgrade(&self.upper);
+    /// Holds the operator's `capability` at the upper: drops it when done (the upper is closed, or beyond
+    /// the range of `T`), releasing the dataflow; else downgrades it. A stopped persister's upper no longer
+    /// moves, so its capability stays where it was for good.
+    pub(crate) fn hold<T: PersistTime>(&self, capability: &mut Option<Capability<T>>) {
+        let upper = antichain::<T>(self.upper);
+        match upper.first() {
+            None => *capability = None,
+            Some(upper) => {
+                if let Some(cap) = capability.as_mut() {
+                    if cap.time() < upper {
+                        // Cannot fail: the upper only grows. (A failure would leave the capability lower,
+                        // which holds readers back but is never wrong.)
+                        let _ = cap.try_downgrade(upper);
+                    }
+                }
             }
         }
     }
@@ -230,12 +240,13 @@ impl Persister {
     }
 
     /// Encodes the updates of `data` not yet persisted into the staging buffer, and clears `data`.
-    pub(crate) fn stage<K: Codec, V: Codec, R: super::PersistDiff>(
+    pub(crate) fn stage<K: Codec, V: Codec, T: PersistTime, R: super::PersistDiff>(
         &mut self,
-        data: &mut Vec<((K, V), u64, R)>,
+        data: &mut Vec<((K, V), T, R)>,
     ) {
         for ((key, val), time, diff) in data.iter() {
             let diff = &diff.to_i64();
+            let time = &time.to_u64();
             if self.stopped || *time < self.upper || *diff == 0 {
                 continue;
             }
@@ -284,12 +295,12 @@ impl Persister {
     /// sealing the stream there (see [`seal_point`](Self::seal_point)). Inserts the new spans into `writer`
     /// (stamped with `cap_time`, the operator's capability, which is at most the old upper) and returns
     /// them for the output.
-    pub(crate) fn advance(
+    pub(crate) fn advance<T: PersistTime>(
         &mut self,
         to: u64,
-        writer: &mut TraceWriter<PersistedTrace>,
-        cap_time: u64,
-    ) -> Vec<PersistedSpan> {
+        writer: &mut TraceWriter<PersistedTrace<T>>,
+        cap_time: T,
+    ) -> Vec<PersistedSpan<T>> {
         let mut spans = Vec::new();
         if self.stopped || to <= self.upper {
             return spans;
@@ -302,7 +313,10 @@ impl Persister {
                 return spans;
             }
         }
-        if to > self.upper {
+        if to > self.upper && antichain::<T>(self.upper).is_empty() {
+            // The seal went beyond `T`'s range: the trace is closed already.
+            self.upper = to;
+        } else if to > self.upper {
             // Only once the input is exhausted: the trace closes, the stream stays open for later runs.
             match description(self.upper, to, 0) {
                 Ok(desc) => spans.push(Span::new(desc, None)),
@@ -369,7 +383,7 @@ impl Persister {
 
     /// Seals the stream at `to` and returns the span `[upper, to)` serving the new batch (none if `to` is
     /// the upper: a finishing edit only).
-    fn seal(&mut self, to: u64, finished: bool) -> crate::Result<Option<PersistedSpan>> {
+    fn seal<T: PersistTime>(&mut self, to: u64, finished: bool) -> crate::Result<Option<PersistedSpan<T>>> {
         let info = self.seal_store(to, finished)?;
         if to == self.upper {
             return Ok(None);

@@ -1,6 +1,8 @@
 //! [`UpsertPersisted`]: the de-upsert operator. Turns a stream of upserts `(key, Some(val) | None, time)`
 //! into a differential collection of `(key, val)` — retracting each key's previous value and inserting the
 //! new one, `None` deleting — with the previous values read from a store stream (see [`crate::upsert`]).
+//! Times: `u64` only; [`ArrangePersisted`](super::ArrangePersisted) takes any
+//! [`PersistTime`](super::PersistTime).
 //!
 //! Per worker (keys exchanged by [`key_hash`] when there are several), the operator stashes upserts by
 //! time; when the input frontier passes a time it applies that time's upserts against the state

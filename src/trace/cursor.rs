@@ -1,9 +1,12 @@
 //! [`PersistedCursor`]: differential dataflow's `Cursor` over one [`PersistedBatch`], reading keys and vals
-//! as `&[u8]` straight out of the batch file's memory map.
+//! as `&[u8]` straight out of the batch file's memory map, and times as the batch's [`PersistTime`] `T`
+//! (`u64` by default; each stored `u64` time converted as it is read).
 //!
 //! The cursor holds positions only; the batch is the cursor's `Storage`, so every borrowed key or val
 //! lives as long as the caller's borrow of the batch. Nothing is allocated or decoded per key: a key is a
-//! slice of the map, times and diffs are little-endian loads.
+//! slice of the map, times and diffs are little-endian loads (a time then converted by
+//! [`PersistTime::from_u64`], the identity for `u64`; a time that does not fit `T` is skipped, which cannot
+//! happen: a batch's times are checked to fit `T` when it is built).
 //!
 //! Position: `(block, key, val)`, where `key` indexes keys within `block` and `val` indexes vals within
 //! the block. The cursor caches what the hot methods need so that stepping through vals touches no block
@@ -23,11 +26,13 @@
 use super::batch::PersistedBatch;
 use super::containers::{BytesContainer, CopyContainer};
 use crate::batch::Block;
+use crate::operators::PersistTime;
 use differential_dataflow::trace::Cursor;
+use std::marker::PhantomData;
 
 /// A cursor over a [`PersistedBatch`]. See the module docs.
 #[derive(Clone, Debug)]
-pub struct PersistedCursor {
+pub struct PersistedCursor<T = u64> {
     block: usize,
     key: usize,
     key_count: usize,
@@ -39,11 +44,13 @@ pub struct PersistedCursor {
     /// Whether the current block is stored raw in the file (read through `shape` over the file's bytes,
     /// with no index lookup or sub-slicing per access).
     raw: bool,
+    /// The times' type (the cursor holds no time).
+    time: PhantomData<fn() -> T>,
 }
 
-impl PersistedCursor {
+impl<T: PersistTime> PersistedCursor<T> {
     /// A cursor at the first key of `batch`.
-    pub(crate) fn new(batch: &PersistedBatch) -> Self {
+    pub(crate) fn new(batch: &PersistedBatch<T>) -> Self {
         let mut cursor = PersistedCursor {
             block: 0,
             key: 0,
@@ -52,6 +59,7 @@ impl PersistedCursor {
             vals: 0..0,
             shape: Block::empty(),
             raw: false,
+            time: PhantomData,
         };
         cursor.settle(batch);
         cursor
@@ -59,7 +67,7 @@ impl PersistedCursor {
 
     /// The block under the cursor, if the cursor is on a key.
     #[inline(always)]
-    fn current<'a>(&self, batch: &'a PersistedBatch) -> Option<Block<'a>> {
+    fn current<'a>(&self, batch: &'a PersistedBatch<T>) -> Option<Block<'a>> {
         let file = batch.file()?;
         if self.raw {
             return Some(self.shape.attach(file.bytes()));
@@ -69,13 +77,13 @@ impl PersistedCursor {
     }
 
     #[inline]
-    fn load<'a>(&self, batch: &'a PersistedBatch) -> Option<Block<'a>> {
+    fn load<'a>(&self, batch: &'a PersistedBatch<T>) -> Option<Block<'a>> {
         batch.file()?.verified_block(self.block)
     }
 
     /// Moves forward from `(block, key)` to the first readable key position at or after it (or to the end),
     /// and rewinds the vals of that key.
-    fn settle(&mut self, batch: &PersistedBatch) {
+    fn settle(&mut self, batch: &PersistedBatch<T>) {
         let count = batch.block_count();
         while self.block < count {
             match self.load(batch) {
@@ -137,52 +145,52 @@ pub(crate) fn gallop(mut lo: usize, hi: usize, less: impl Fn(usize) -> bool) -> 
     lo
 }
 
-impl Cursor for PersistedCursor {
-    type Storage = PersistedBatch;
+impl<T: PersistTime> Cursor for PersistedCursor<T> {
+    type Storage = PersistedBatch<T>;
 
     type Key<'a> = &'a [u8];
     type ValOwn = Vec<u8>;
     type Val<'a> = &'a [u8];
-    type Time = u64;
-    type TimeGat<'a> = u64;
+    type Time = T;
+    type TimeGat<'a> = T;
     type Diff = i64;
     type DiffGat<'a> = i64;
 
     type KeyContainer = BytesContainer;
     type ValContainer = BytesContainer;
-    type TimeContainer = CopyContainer<u64>;
+    type TimeContainer = CopyContainer<T>;
     type DiffContainer = CopyContainer<i64>;
 
     #[inline(always)]
-    fn key_valid(&self, storage: &PersistedBatch) -> bool {
+    fn key_valid(&self, storage: &PersistedBatch<T>) -> bool {
         self.block < storage.block_count()
     }
 
     #[inline(always)]
-    fn val_valid(&self, storage: &PersistedBatch) -> bool {
+    fn val_valid(&self, storage: &PersistedBatch<T>) -> bool {
         self.val < self.vals.end && self.key_valid(storage)
     }
 
     /// The key under the cursor; the empty slice if the cursor is past the end (DD never asks then).
     #[inline(always)]
-    fn key<'a>(&self, storage: &'a PersistedBatch) -> &'a [u8] {
+    fn key<'a>(&self, storage: &'a PersistedBatch<T>) -> &'a [u8] {
         self.get_key(storage).unwrap_or(&[])
     }
 
     /// The val under the cursor; the empty slice if there is none (DD never asks then).
     #[inline(always)]
-    fn val<'a>(&self, storage: &'a PersistedBatch) -> &'a [u8] {
+    fn val<'a>(&self, storage: &'a PersistedBatch<T>) -> &'a [u8] {
         self.get_val(storage).unwrap_or(&[])
     }
 
     #[inline(always)]
-    fn get_key<'a>(&self, storage: &'a PersistedBatch) -> Option<&'a [u8]> {
+    fn get_key<'a>(&self, storage: &'a PersistedBatch<T>) -> Option<&'a [u8]> {
         let b = self.current(storage)?;
         (self.key < b.key_count()).then(|| b.key(self.key))
     }
 
     #[inline(always)]
-    fn get_val<'a>(&self, storage: &'a PersistedBatch) -> Option<&'a [u8]> {
+    fn get_val<'a>(&self, storage: &'a PersistedBatch<T>) -> Option<&'a [u8]> {
         if self.val >= self.vals.end {
             return None;
         }
@@ -191,21 +199,23 @@ impl Cursor for PersistedCursor {
     }
 
     #[inline(always)]
-    fn map_times<L: FnMut(u64, i64)>(&mut self, storage: &PersistedBatch, mut logic: L) {
+    fn map_times<L: FnMut(T, i64)>(&mut self, storage: &PersistedBatch<T>, mut logic: L) {
         if self.val >= self.vals.end {
             return;
         }
         if let Some(b) = self.current(storage) {
             if self.val < b.val_count() {
                 for x in b.updates(self.val) {
-                    logic(b.time(x), b.diff(x));
+                    if let Some(time) = T::from_u64(b.time(x)) {
+                        logic(time, b.diff(x));
+                    }
                 }
             }
         }
     }
 
     #[inline(always)]
-    fn step_key(&mut self, storage: &PersistedBatch) {
+    fn step_key(&mut self, storage: &PersistedBatch<T>) {
         if self.key_valid(storage) {
             self.key += 1;
             if self.key < self.key_count {
@@ -221,7 +231,7 @@ impl Cursor for PersistedCursor {
 
     /// Moves forward to the first key `>= key` (never backward), through the block fences when the key is
     /// beyond the current block, then by galloping search within the block; rewinds the vals.
-    fn seek_key(&mut self, storage: &PersistedBatch, key: &[u8]) {
+    fn seek_key(&mut self, storage: &PersistedBatch<T>, key: &[u8]) {
         let Some(b) = self.current(storage) else { return };
         let count = b.key_count();
         if self.key < count && b.key(count - 1) >= key {
@@ -237,14 +247,14 @@ impl Cursor for PersistedCursor {
     }
 
     #[inline(always)]
-    fn step_val(&mut self, _storage: &PersistedBatch) {
+    fn step_val(&mut self, _storage: &PersistedBatch<T>) {
         if self.val < self.vals.end {
             self.val += 1;
         }
     }
 
     /// Moves forward to the first val `>= val` of the current key (never backward).
-    fn seek_val(&mut self, storage: &PersistedBatch, val: &[u8]) {
+    fn seek_val(&mut self, storage: &PersistedBatch<T>, val: &[u8]) {
         if self.val >= self.vals.end {
             return;
         }
@@ -254,14 +264,14 @@ impl Cursor for PersistedCursor {
         }
     }
 
-    fn rewind_keys(&mut self, storage: &PersistedBatch) {
+    fn rewind_keys(&mut self, storage: &PersistedBatch<T>) {
         self.block = 0;
         self.key = 0;
         self.settle(storage);
     }
 
     #[inline]
-    fn rewind_vals(&mut self, _storage: &PersistedBatch) {
+    fn rewind_vals(&mut self, _storage: &PersistedBatch<T>) {
         self.val = self.vals.start;
     }
 }

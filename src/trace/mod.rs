@@ -2,15 +2,18 @@
 //! memory maps, as a DD 0.26 arrangement.
 //!
 //! - [`batch`]: [`PersistedBatch`], one verified batch file (or none) with its DD description;
-//! - [`cursor`]: [`PersistedCursor`], DD's `Cursor` over a batch (keys and vals are `&[u8]`, times `u64`,
-//!   diffs `i64`);
+//! - [`cursor`]: [`PersistedCursor`], DD's `Cursor` over a batch (keys and vals are `&[u8]`, times the
+//!   dataflow's [`PersistTime`] `T`, `u64` by default, diffs `i64`);
 //! - [`persisted`]: [`PersistedTrace`], DD's `TraceReader` + `Trace` over a stream's batches;
 //! - [`containers`]: the byte-string containers the cursor names, and [`BytesSpine`], DD's in-memory
 //!   arrangement with the same key type (for joins against persisted arrangements).
 //!
-//! Frontiers: the store keeps a frontier as one `u64` (times are totally ordered), with
-//! [`FRONTIER_CLOSED`] standing for the empty antichain; DD uses `Antichain<u64>`. [`antichain`] and
-//! [`frontier_value`] convert between the two and are the only place that knows the correspondence.
+//! Times: the store keeps `u64` times; the trace, its batches and cursors serve them as any
+//! [`PersistTime`] `T` (`u64`, `u32`, `usize`, ...; the type parameter defaults to `u64`), converting each
+//! time as it is read. Frontiers: the store keeps a frontier as one `u64` (times are totally ordered), with
+//! [`FRONTIER_CLOSED`] standing for the empty antichain; DD uses `Antichain<T>`. [`antichain`] and
+//! [`frontier_value`] convert between the two and are the only place that knows the correspondence (a
+//! store frontier beyond `T`'s range is `T`'s empty antichain: every time of `T` is below it).
 
 pub mod batch;
 pub mod containers;
@@ -26,25 +29,31 @@ pub use cursor::PersistedCursor;
 pub use persisted::{PersistedSpan, PersistedTrace};
 
 use crate::error::Error;
+use crate::operators::PersistTime;
 use crate::FRONTIER_CLOSED;
 use parking_lot::{Condvar, Mutex};
 use std::sync::Arc;
 use timely::progress::frontier::AntichainRef;
 use timely::progress::Antichain;
 
-/// The antichain for a store frontier value: `[value]`, or the empty antichain for [`FRONTIER_CLOSED`].
-pub fn antichain(value: u64) -> Antichain<u64> {
+/// The antichain for a store frontier value: `[value]` (as a `T`), or the empty antichain for
+/// [`FRONTIER_CLOSED`] and for values beyond `T`'s range (every time of `T` is below them).
+pub fn antichain<T: PersistTime>(value: u64) -> Antichain<T> {
     if value == FRONTIER_CLOSED {
         Antichain::new()
     } else {
-        Antichain::from_elem(value)
+        T::from_u64(value).map_or_else(Antichain::new, Antichain::from_elem)
     }
 }
 
-/// The store frontier value of an antichain of `u64`s: its least element, or [`FRONTIER_CLOSED`] when
-/// it is empty. (Antichains of a total order have at most one element.)
-pub fn frontier_value(frontier: AntichainRef<'_, u64>) -> u64 {
-    frontier.iter().copied().min().unwrap_or(FRONTIER_CLOSED)
+/// The store frontier value of an antichain of `T`s: its least element as a `u64`, or
+/// [`FRONTIER_CLOSED`] when it is empty. (Antichains of a total order have at most one element.)
+pub fn frontier_value<T: PersistTime>(frontier: AntichainRef<'_, T>) -> u64 {
+    frontier
+        .iter()
+        .map(|t| t.to_u64())
+        .min()
+        .unwrap_or(FRONTIER_CLOSED)
 }
 
 /// Where code that cannot return errors (DD's trace maintenance, a timely operator) records them. The

@@ -1,4 +1,6 @@
-//! [`PersistedTrace`]: a differential dataflow trace over the sealed batches of one store stream.
+//! [`PersistedTrace`]: a differential dataflow trace over the sealed batches of one store stream, at a
+//! [`PersistTime`] `T` (`u64` by default; the store's `u64` times and frontiers are converted by
+//! [`antichain`] and [`frontier_value`]).
 //!
 //! The trace is a list of spans tiling `[0, upper)` in time order: each span is a [`PersistedBatch`]
 //! (`inner: Some`) or an update-free interval (`inner: None`), exactly as DD's own traces hand them out.
@@ -30,6 +32,7 @@ use super::batch::{description, PersistedBatch};
 use super::{antichain, frontier_value, ErrorSlot};
 use crate::batch::BatchFile;
 use crate::error::{Error, Result};
+use crate::operators::PersistTime;
 use crate::store::Store;
 use crate::FRONTIER_CLOSED;
 use differential_dataflow::logging::Logger;
@@ -41,8 +44,8 @@ use timely::progress::Antichain;
 use timely::scheduling::Activator;
 use timely::PartialOrder;
 
-/// One span of a [`PersistedTrace`].
-pub type PersistedSpan = Span<u64, PersistedBatch>;
+/// One span of a [`PersistedTrace`] over times `T`.
+pub type PersistedSpan<T = u64> = Span<T, PersistedBatch<T>>;
 
 /// The store stream a trace reads, and what its maintenance has done so far.
 struct Link {
@@ -64,23 +67,23 @@ const SINCE_EVERY_BATCHES: usize = 8;
 const VERIFY_BLOCKS_PER_EXERT: usize = 256;
 
 /// A trace over persisted batches: see the module docs.
-pub struct PersistedTrace {
-    spans: Vec<PersistedSpan>,
-    upper: Antichain<u64>,
-    logical: Antichain<u64>,
-    physical: Antichain<u64>,
+pub struct PersistedTrace<T = u64> {
+    spans: Vec<PersistedSpan<T>>,
+    upper: Antichain<T>,
+    logical: Antichain<T>,
+    physical: Antichain<T>,
     link: Option<Link>,
     errors: ErrorSlot,
 }
 
-impl PersistedTrace {
+impl<T: PersistTime> PersistedTrace<T> {
     /// An empty trace (upper `[0]`) linked to no store.
     pub fn empty() -> Self {
         PersistedTrace {
             spans: Vec::new(),
-            upper: Antichain::from_elem(0),
-            logical: Antichain::from_elem(0),
-            physical: Antichain::from_elem(0),
+            upper: Antichain::from_elem(T::minimum()),
+            logical: Antichain::from_elem(T::minimum()),
+            physical: Antichain::from_elem(T::minimum()),
             link: None,
             errors: ErrorSlot::default(),
         }
@@ -92,10 +95,12 @@ impl PersistedTrace {
     /// maintenance adopts the store's merged batches and advances the stream's `since`.
     ///
     /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], [`Error::Corrupt`] (a block failed its
-    /// checks, or batches overlap).
+    /// checks, or batches overlap), [`Error::BadInput`] (a batch holds times beyond `T`'s range).
+    ///
+    /// With times other than `u64`, name the type: `PersistedTrace::<u32>::open(&store, id)`.
     pub fn open(store: &Store, id: &str) -> Result<Self> {
         let sealed = store.sealed(id)?;
-        let mut trace = PersistedTrace::empty();
+        let mut trace = PersistedTrace::<T>::empty();
         for span in tile(&sealed.batches, sealed.upper, id)? {
             trace.push(span);
         }
@@ -111,7 +116,7 @@ impl PersistedTrace {
     }
 
     /// The upper frontier: every update of the stream below it is in the trace.
-    pub fn upper(&self) -> &Antichain<u64> {
+    pub fn upper(&self) -> &Antichain<T> {
         &self.upper
     }
 
@@ -145,13 +150,13 @@ impl PersistedTrace {
 
     /// Removes and returns every span, leaving the trace empty (upper `[0]`) but linked, with its
     /// compaction frontiers: for replaying the spans through a `TraceWriter`, which starts at `[0]`.
-    pub(crate) fn take_spans(&mut self) -> Vec<PersistedSpan> {
-        self.upper = Antichain::from_elem(0);
+    pub(crate) fn take_spans(&mut self) -> Vec<PersistedSpan<T>> {
+        self.upper = Antichain::from_elem(T::minimum());
         std::mem::take(&mut self.spans)
     }
 
     /// Appends `span`, which must start at the trace's upper and not be empty.
-    fn push(&mut self, span: PersistedSpan) {
+    fn push(&mut self, span: PersistedSpan<T>) {
         self.upper.clone_from(span.upper());
         self.spans.push(span);
     }
@@ -289,7 +294,7 @@ impl PersistedTrace {
 }
 
 /// The spans tiling `[0, upper)` for `batches` (oldest first, non-overlapping), gaps included.
-fn tile(batches: &[Arc<BatchFile>], upper: u64, id: &str) -> Result<Vec<PersistedSpan>> {
+fn tile<T: PersistTime>(batches: &[Arc<BatchFile>], upper: u64, id: &str) -> Result<Vec<PersistedSpan<T>>> {
     let mut spans = Vec::with_capacity(batches.len() * 2 + 1);
     let mut at = 0;
     for b in batches {
@@ -316,14 +321,14 @@ fn tile(batches: &[Arc<BatchFile>], upper: u64, id: &str) -> Result<Vec<Persiste
     Ok(spans)
 }
 
-impl TraceReader for PersistedTrace {
-    type Time = u64;
-    type Batch = PersistedBatch;
+impl<T: PersistTime> TraceReader for PersistedTrace<T> {
+    type Time = T;
+    type Batch = PersistedBatch<T>;
 
     /// The spans with updates wholly below `upper`; `None` if `upper` cuts through one (readers hold the
     /// physical compaction frontier at their cuts, so this does not happen to them).
-    fn spans_through(&mut self, upper: AntichainRef<u64>) -> Option<Vec<PersistedSpan>> {
-        if upper.less_equal(&0) {
+    fn spans_through(&mut self, upper: AntichainRef<T>) -> Option<Vec<PersistedSpan<T>>> {
+        if upper.less_equal(&T::minimum()) {
             return Some(Vec::new());
         }
         let mut out = Vec::new();
@@ -340,7 +345,7 @@ impl TraceReader for PersistedTrace {
         Some(out)
     }
 
-    fn set_logical_compaction(&mut self, frontier: AntichainRef<u64>) {
+    fn set_logical_compaction(&mut self, frontier: AntichainRef<T>) {
         if self.logical.borrow() != frontier {
             self.logical = frontier.to_owned();
             if let Some(link) = self.link.as_mut() {
@@ -349,11 +354,11 @@ impl TraceReader for PersistedTrace {
         }
     }
 
-    fn get_logical_compaction(&mut self) -> AntichainRef<'_, u64> {
+    fn get_logical_compaction(&mut self) -> AntichainRef<'_, T> {
         self.logical.borrow()
     }
 
-    fn set_physical_compaction(&mut self, frontier: AntichainRef<'_, u64>) {
+    fn set_physical_compaction(&mut self, frontier: AntichainRef<'_, T>) {
         if self.physical.borrow() != frontier {
             self.physical = frontier.to_owned();
             if let Some(link) = self.link.as_mut() {
@@ -362,18 +367,18 @@ impl TraceReader for PersistedTrace {
         }
     }
 
-    fn get_physical_compaction(&mut self) -> AntichainRef<'_, u64> {
+    fn get_physical_compaction(&mut self) -> AntichainRef<'_, T> {
         self.physical.borrow()
     }
 
-    fn map_spans<F: FnMut(&PersistedSpan)>(&self, mut f: F) {
+    fn map_spans<F: FnMut(&PersistedSpan<T>)>(&self, mut f: F) {
         for span in &self.spans {
             f(span)
         }
     }
 }
 
-impl Trace for PersistedTrace {
+impl<T: PersistTime> Trace for PersistedTrace<T> {
     /// An empty trace linked to no store (DD's constructor for operator-made traces).
     fn new(_info: OperatorInfo, _logging: Option<Logger>, _activator: Option<Activator>) -> Self {
         PersistedTrace::empty()
@@ -392,7 +397,7 @@ impl Trace for PersistedTrace {
 
     /// Appends `span`. A span that does not start at the trace's upper, or is empty, would break the
     /// trace's tiling: it is refused and recorded as an error (DD's `TraceWriter` checks the same first).
-    fn insert(&mut self, span: PersistedSpan) {
+    fn insert(&mut self, span: PersistedSpan<T>) {
         if span.lower() != &self.upper || span.lower() == span.upper() {
             self.errors.record(Error::bad_input(format!(
                 "span [{:?}, {:?}) does not extend a trace at {:?}",
