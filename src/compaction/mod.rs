@@ -11,8 +11,8 @@
 //! tier over `log_fan_in(n / s)` tiers, and each update is rewritten about `log_fan_in(n / s)` times: a
 //! third of the binary counter's rewrites at fan-in 8, for at most 7 batches per tier.
 //!
-//! **Merge.** [`merge_batches`] streams the inputs through their mmaps ([`KeyMerge`], a key at a time) into
-//! a [`BatchWriter`] whose helper thread serialises and writes the output blocks while this thread merges:
+//! **Merge.** [`merge_batches`] streams the inputs through their mmaps ([`KeyMerge`](crate::merge::KeyMerge), a key at a time) into
+//! a [`BatchWriter`](crate::batch::BatchWriter) whose helper thread serialises and writes the output blocks while this thread merges:
 //! memory is one block per input plus a few output blocks and a 1 MiB output chunk, never a whole batch.
 //! Times below `since` become `since`; equal `(key, val, time)` are summed and zeros dropped.
 //!
