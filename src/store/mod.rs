@@ -87,6 +87,12 @@ pub struct Options {
     /// (an `fdatasync` of the log also waits for the filler's dirty zeros in the same file). Segments
     /// created with it are WAL format version 2, which older versions of this crate cannot read.
     pub wal_zero_fill: bool,
+    /// Bound on the WAL bytes kept for unsealed updates (default 1 GiB; `None`: no bound), like RocksDB's
+    /// `max_total_wal_size`. Past it, a write spills the unsealed updates of the stream holding the
+    /// oldest WAL record to sorted runs (the FutureLog's spill), so whole segments can be released: one
+    /// stalled durable stream cannot pin the log while others write, and the WAL a reopen replays stays
+    /// about this size, whatever the history.
+    pub max_wal_bytes: Option<u64>,
 }
 
 impl Options {
@@ -111,6 +117,7 @@ impl Default for Options {
             filter_bits_per_key: crate::batch::filter::DEFAULT_BITS_PER_KEY,
             max_batches_per_stream: 64,
             wal_zero_fill: false,
+            max_wal_bytes: Some(1 << 30),
         }
     }
 }

@@ -257,6 +257,12 @@ impl Store {
     /// (`Options::memtable_budget_bytes`). Runs cover consecutive time ranges of about a quarter of the
     /// budget each, so a later seal rewrites at most the runs its upper cuts through.
     pub(crate) fn spill_if_over_budget(&self, id: &str) -> Result<()> {
+        self.spill_if_over(id, self.inner.options.memtable_budget_bytes)
+    }
+
+    /// Spills stream `id`'s memtable (as [`spill_if_over_budget`](Self::spill_if_over_budget) does) if it
+    /// holds more than `threshold` bytes; with 0, whenever it holds anything (the WAL bound).
+    pub(crate) fn spill_if_over(&self, id: &str, threshold: usize) -> Result<()> {
         let budget = self.inner.options.memtable_budget_bytes;
         let seal_guard = self.inner.seal_lock.lock();
         let (drained, spilled_lsn) = {
@@ -264,7 +270,7 @@ impl Store {
             let Some(stream) = state.streams.get_mut(id) else {
                 return Ok(());
             };
-            if stream.memtable.bytes() <= budget {
+            if stream.memtable.bytes() <= threshold || stream.memtable.update_count() == 0 {
                 return Ok(());
             }
             let drained = Arc::new(stream.memtable.drain_below(FRONTIER_CLOSED));

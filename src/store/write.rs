@@ -38,6 +38,7 @@ impl Store {
         if over_budget {
             self.spill_after_write(id);
         }
+        self.bound_wal();
         Ok(())
     }
 
@@ -60,6 +61,7 @@ impl Store {
         if over_budget {
             self.spill_after_write(id);
         }
+        self.bound_wal();
         Ok(ticket)
     }
 
@@ -100,6 +102,41 @@ impl Store {
     fn spill_after_write(&self, id: &str) {
         if let Err(e) = self.spill_if_over_budget(id) {
             self.record_background_error(format!("spill of stream {id:?} failed: {e}"));
+        }
+    }
+
+    /// Keeps the WAL bytes held for unsealed updates under `Options::max_wal_bytes`: while the log from
+    /// the oldest record still holding an unsealed update to its end is longer, spills the stream holding
+    /// that record (once per stream per call). A failed spill is recorded as a background error; the
+    /// write that triggered it has succeeded.
+    fn bound_wal(&self) {
+        let Some(max) = self.inner.options.max_wal_bytes else {
+            return;
+        };
+        let mut spilled: Vec<String> = Vec::new();
+        loop {
+            let oldest = {
+                let state = self.inner.state.lock();
+                if state.wal_end <= max {
+                    return; // the whole log is within the bound (the common case: one comparison)
+                }
+                let oldest = state
+                    .streams
+                    .iter()
+                    .filter(|(id, s)| s.sealing.is_none() && !spilled.contains(id))
+                    .filter_map(|(id, s)| s.memtable.min_lsn().map(|lsn| (lsn, id.clone())))
+                    .filter(|(lsn, _)| *lsn != NO_LSN)
+                    .min();
+                oldest.filter(|(lsn, _)| state.wal_end.saturating_sub(*lsn) > max)
+            };
+            let Some((_, id)) = oldest else {
+                return;
+            };
+            if let Err(e) = self.spill_if_over(&id, 0) {
+                self.record_background_error(format!("spill of stream {id:?} (WAL bound) failed: {e}"));
+                return;
+            }
+            spilled.push(id);
         }
     }
 
