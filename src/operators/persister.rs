@@ -91,6 +91,10 @@ impl PersistHandle {
     /// Where the dataflow's input resumes: the same value on every worker of the process (see
     /// [`super::resume`]). Feed the input from this time on, replaying what earlier runs were given at
     /// later times. In a cluster of processes, agree on the value with [`super::resume_at`].
+    ///
+    /// A durable stream's input does not replay: its *new* updates must be at or beyond
+    /// [`ResumeState::greatest_upper`] of [`resume_state`](Self::resume_state) (after a crash the workers'
+    /// uppers may differ, and a worker drops input below its own upper as persisted).
     pub fn resume_at(&self) -> u64 {
         self.resume.resume_at()
     }
@@ -318,14 +322,14 @@ impl Persister {
             self.upper = to;
         } else if to > self.upper {
             // Only once the input is exhausted: the trace closes, the stream stays open for later runs.
+            // On an error the span sealed above is still inserted below: the caller emits it.
             match description(self.upper, to, 0) {
-                Ok(desc) => spans.push(Span::new(desc, None)),
-                Err(e) => {
-                    self.fail(e);
-                    return spans;
+                Ok(desc) => {
+                    spans.push(Span::new(desc, None));
+                    self.upper = to;
                 }
+                Err(e) => self.fail(e),
             }
-            self.upper = to;
         }
         for span in &spans {
             let stamp = if span.has_updates() {

@@ -23,8 +23,9 @@
 //! Compaction: after each seal the state stream's since advances to just below the least sealed upper of
 //! the store's streams with a live writer (this dataflow's persisted operators), so its history stays
 //! exact wherever a downstream operator may need it replayed, and the state's size follows the number of
-//! keys, not of upserts. This needs the persisted operators downstream in the same store: keep a chain's
-//! operators in one store per process. In a cluster (the store holds only some workers' state streams)
+//! keys, not of upserts. This needs the persisted operators downstream in the same store, alive while the
+//! upsert runs: keep a chain's operators in one store per process and in one dataflow (a downstream
+//! operator dropped while the upsert goes on no longer holds the since back). In a cluster (the store holds only some workers' state streams)
 //! the state is not compacted, since downstream uppers in other processes are not visible here.
 //!
 //! Errors: the first one is kept in the handle; the operator then stops applying upserts and sealing, and

@@ -1,8 +1,8 @@
 //! The one edit path of the store's durable state.
 //!
 //! Every change of what the manifest records — creating a stream, a seal, a spill, `allow_compaction`, a
-//! merge's swap of its inputs for its output, `discard_unsealed` (and, next, moving batches between
-//! streams when re-sharding) — is one *edit* applied by [`Store::apply_edit`], under `seal_lock`:
+//! merge's swap of its inputs for its output (and, next, moving batches between streams when
+//! re-sharding) — is one *edit* applied by [`Store::apply_edit`], under `seal_lock`:
 //! 1. clone the current manifest and apply the edit to the copy (an edit may refuse, changing nothing);
 //! 2. bump the generation and commit the copy durably (`MANIFEST.tmp`, fsync, rename, fsync the
 //!    directory: the blob's atomic `set`); a failed commit poisons the store, since only a reopen can tell

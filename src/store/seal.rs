@@ -115,18 +115,17 @@ impl Store {
         let consumed_nos: Vec<u64> = consumed.iter().filter_map(|b| file_no_of(b)).collect();
         let edit = |next: &mut Manifest| {
             next.next_file_no = next.next_file_no.max(file_nos.1.unwrap_or(file_nos.0) + 1);
-            let s = next
-                .streams
-                .iter_mut()
-                .find(|s| s.id == id)
-                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
-            s.upper = upper;
-            s.finished = options.finished;
-            s.since = s.since.max(options.since.unwrap_or(0));
-            s.batches.extend(batch.as_ref().map(|b| b.1));
-            s.spills.retain(|m| !consumed_nos.contains(&m.file_no));
-            s.spills.extend(remainder.as_ref().map(|r| r.1));
-            s.spills.sort_by_key(|m| m.lower);
+            // The stream exists (streams are never removed, and `seal_lock` is held since it was found);
+            // this edit cannot fail, so the stream is never left half-sealed by a refused edit.
+            if let Some(s) = next.streams.iter_mut().find(|s| s.id == id) {
+                s.upper = upper;
+                s.finished = options.finished;
+                s.since = s.since.max(options.since.unwrap_or(0));
+                s.batches.extend(batch.as_ref().map(|b| b.1));
+                s.spills.retain(|m| !consumed_nos.contains(&m.file_no));
+                s.spills.extend(remainder.as_ref().map(|r| r.1));
+                s.spills.sort_by_key(|m| m.lower);
+            }
             Ok(())
         };
         let publish = |state: &mut State, ()| {

@@ -1,6 +1,5 @@
-//! Who writes a stream: at most one live writer per stream ([`Store::claim_writer`]), which streams this
-//! open of the store created ([`Store::created_here`]), and dropping a stream's unsealed updates at a
-//! restart ([`Store::discard_unsealed`]).
+//! Who writes a stream: at most one live writer per stream ([`Store::claim_writer`]), and which streams this
+//! open of the store created ([`Store::created_here`]).
 //!
 //! These serve the restart protocol of the dataflow operators (`operators::resume`): an operator claims
 //! its stream for its life, so one arrangement id used twice is refused when the second dataflow is built
@@ -87,60 +86,5 @@ impl Store {
     /// Notes that this open created stream `id`.
     pub(crate) fn note_created(&self, id: &str) {
         self.inner.writers.lock().created.insert(id.to_string());
-    }
-
-    /// Drops every unsealed update of stream `id` (memtable and spilled runs), durably: the manifest
-    /// commit records that replay skips the stream's WAL records written so far. Returns how many updates
-    /// were dropped (spilled runs counted by their update count). No-op, committing nothing, when there
-    /// are none.
-    ///
-    /// For restarts whose input replays every time at or beyond the sealed upper in full: the unsealed
-    /// updates belong to times that were not complete, and the replay brings them again.
-    ///
-    /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] while a seal or spill of the stream is in
-    /// progress; a failed manifest commit poisons the store.
-    pub fn discard_unsealed(&self, id: &str) -> Result<u64> {
-        let seal = self.inner.seal_lock.lock();
-        let (spills, count, wal_end) = {
-            let state = self.live_state()?;
-            let s = state
-                .streams
-                .get(id)
-                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
-            if s.sealing.is_some() {
-                return Err(Error::bad_input(format!(
-                    "stream {id:?} is being sealed; its unsealed updates cannot be discarded now"
-                )));
-            }
-            let spilled: u64 = s.spills.iter().map(|b| b.update_count()).sum();
-            let count = s.memtable.update_count() as u64 + spilled;
-            if count == 0 {
-                return Ok(0);
-            }
-            (s.spills.clone(), count, state.wal_end)
-        };
-        let edit = |next: &mut Manifest| {
-            if let Some(m) = next.streams.iter_mut().find(|m| m.id == id) {
-                m.spills.clear();
-                m.spilled_lsn = m.spilled_lsn.max(wal_end);
-            }
-            Ok(())
-        };
-        let publish = |state: &mut State, ()| {
-            if let Some(s) = state.streams.get_mut(id) {
-                s.memtable = MemTable::default();
-                s.spills.clear();
-            }
-            release_point(state)
-        };
-        let release = self.apply_edit(&seal, &format!("discard_unsealed of {id:?}"), edit, publish)?;
-        for run in &spills {
-            if let Some(no) = super::seal::file_no_of(run) {
-                run.retire_on_drop(self.inner.blob.clone(), batch_file_name(no));
-            }
-        }
-        // As after a seal: a failure to release segments is harmless (their records are skipped).
-        let _ = self.inner.buffer.release_before(release);
-        Ok(count)
     }
 }
