@@ -101,8 +101,9 @@ impl Store {
         self.first_time_bytes(id, &key.to_bytes())
     }
 
-    /// Under the state lock: calls `f(key index, val, time, diff)` for the unsealed updates of `keys` at
-    /// or before `as_of`, and returns the batches and spilled runs to read after the lock is released.
+    /// Calls `f(key index, val, time, diff)` for the unsealed updates of `keys` at or before `as_of`, and
+    /// returns the batches and spilled runs to read. Under the state lock it only clones the stream's
+    /// version and the memtable's buckets up to `as_of` (shared, copy on write); the scan runs after.
     fn gather_unsealed(
         &self,
         id: &str,
@@ -110,18 +111,20 @@ impl Store {
         as_of: u64,
         f: Visit<'_>,
     ) -> Result<Vec<Arc<BatchFile>>> {
-        let state = self.live_state()?;
-        let s = state
-            .streams
-            .get(id)
-            .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+        let view = self.read_view(id, ..=as_of)?;
         for (i, key) in keys.iter().enumerate() {
-            s.memtable.for_key(key, as_of, |v, t, d| f(i, v, t, d));
-            if let Some(sealing) = &s.sealing {
-                for_key_in(sealing, key, as_of, |v, t, d| f(i, v, t, d));
+            for_key_in(&view.buckets, key, as_of, |v, t, d| f(i, v, t, d));
+            if let Some(flushing) = &view.flushing {
+                for_key_in(flushing, key, as_of, |v, t, d| f(i, v, t, d));
             }
         }
         // Spilled runs after the batches: all in time order, as `first_time_bytes` relies on.
-        Ok(s.batches.iter().chain(&s.spills).cloned().collect())
+        let version = &view.version;
+        Ok(version
+            .batches()
+            .iter()
+            .chain(version.spills())
+            .cloned()
+            .collect())
     }
 }

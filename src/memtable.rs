@@ -5,7 +5,10 @@
 //! upper with `split_off`, and updates at later times stay put. Each bucket remembers the smallest WAL
 //! [`Lsn`] that wrote into it: the WAL may drop a record only once no bucket still needs it.
 //!
-//! Keys and vals are copied into one byte arena per bucket (no allocation per update).
+//! Keys and vals are copied into one byte arena per bucket (no allocation per update). Buckets are shared
+//! copy-on-write (`Arc`): a snapshot or lookup takes the bucket index under the store's lock in
+//! O(buckets) and reads the buckets after releasing it; a later write into a bucket still shared copies
+//! that one bucket first.
 //! [`Run`] is the sorted, consolidated form that seals and snapshots read.
 //!
 //! Diff arithmetic (DESIGN.md, "Diff arithmetic"): equal `(key, val, time)` are summed in `i128` and a
@@ -17,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::wal::record::UpdateRef;
 use crate::wal::Lsn;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Whether an exact sum of diffs fits an `i64` diff.
 fn fits(sum: i128) -> bool {
@@ -80,7 +84,7 @@ impl Bucket {
 /// Unsealed updates of one stream. See the module docs.
 #[derive(Default)]
 pub struct MemTable {
-    buckets: BTreeMap<u64, Bucket>,
+    buckets: Drained,
     update_count: usize,
     /// Key and val bytes plus a fixed per-update overhead: what the memory budget is checked against.
     bytes: usize,
@@ -93,22 +97,14 @@ fn bucket_bytes(b: &Bucket) -> usize {
     b.arena.len() + b.entries.len() * ENTRY_BYTES
 }
 
-/// Buckets taken out of a memtable by a seal, by time.
-pub type Drained = BTreeMap<u64, Bucket>;
+/// Buckets by time: taken out of a memtable by a seal, or shared with a reader ([`MemTable::share`]).
+pub type Drained = BTreeMap<u64, Arc<Bucket>>;
 
 impl MemTable {
     /// Adds an update written by the WAL record at `lsn`. Keys and vals must fit `u32` lengths (the WAL
     /// limits them far below that).
-    pub fn insert(&mut self, (key, val, time, diff): UpdateRef<'_>, lsn: Lsn) {
-        debug_assert!(key.len() <= u32::MAX as usize && val.len() <= u32::MAX as usize);
-        let bucket = self.buckets.entry(time).or_insert_with(|| Bucket {
-            min_lsn: lsn,
-            ..Bucket::default()
-        });
-        bucket.min_lsn = bucket.min_lsn.min(lsn);
-        bucket.push(key, val, diff);
-        self.update_count += 1;
-        self.bytes += key.len() + val.len() + ENTRY_BYTES;
+    pub fn insert(&mut self, update: UpdateRef<'_>, lsn: Lsn) {
+        self.insert_all([update], lsn)
     }
 
     /// Adds the updates of one WAL record at `lsn`, as [`insert`](Self::insert) would one by one, but
@@ -116,10 +112,13 @@ impl MemTable {
     pub fn insert_all<'a>(&mut self, updates: impl IntoIterator<Item = UpdateRef<'a>>, lsn: Lsn) {
         let mut updates = updates.into_iter().peekable();
         while let Some(&(_, _, time, _)) = updates.peek() {
-            let bucket = self.buckets.entry(time).or_insert_with(|| Bucket {
-                min_lsn: lsn,
-                ..Bucket::default()
+            let bucket = self.buckets.entry(time).or_insert_with(|| {
+                Arc::new(Bucket {
+                    min_lsn: lsn,
+                    ..Bucket::default()
+                })
             });
+            let bucket = Arc::make_mut(bucket);
             bucket.min_lsn = bucket.min_lsn.min(lsn);
             while let Some((key, val, _, diff)) = updates.next_if(|u| u.2 == time) {
                 debug_assert!(key.len() <= u32::MAX as usize && val.len() <= u32::MAX as usize);
@@ -183,13 +182,13 @@ impl MemTable {
         let keep = self.buckets.split_off(&upper);
         let drained = std::mem::replace(&mut self.buckets, keep);
         self.update_count -= drained.values().map(|b| b.entries.len()).sum::<usize>();
-        self.bytes -= drained.values().map(bucket_bytes).sum::<usize>();
+        self.bytes -= drained.values().map(|b| bucket_bytes(b)).sum::<usize>();
         drained
     }
 
     /// Puts back buckets taken by [`drain_below`](Self::drain_below) (a seal that failed).
     pub fn restore(&mut self, drained: Drained) {
-        for (time, mut bucket) in drained {
+        for (time, bucket) in drained {
             self.update_count += bucket.entries.len();
             self.bytes += bucket_bytes(&bucket);
             match self.buckets.get_mut(&time) {
@@ -197,14 +196,19 @@ impl MemTable {
                     self.buckets.insert(time, bucket);
                 }
                 Some(existing) => {
+                    let existing = Arc::make_mut(existing);
                     existing.min_lsn = existing.min_lsn.min(bucket.min_lsn);
                     for (k, v, d) in bucket.iter() {
                         existing.push(k, v, d);
                     }
-                    bucket.entries.clear();
                 }
             }
         }
+    }
+
+    /// The buckets with times in `range`, shared (O(buckets), no update copied): see the module docs.
+    pub fn share(&self, range: impl std::ops::RangeBounds<u64>) -> Drained {
+        self.buckets.range(range).map(|(t, b)| (*t, b.clone())).collect()
     }
 
     /// The smallest WAL LSN any held update came from.
@@ -219,7 +223,7 @@ impl MemTable {
 
     /// Heap bytes used, approximately.
     pub fn heap_bytes(&self) -> usize {
-        self.buckets.values().map(Bucket::heap_bytes).sum()
+        self.buckets.values().map(|b| b.heap_bytes()).sum()
     }
 
     /// Calls `f(val, time, diff)` for every held update of `key` with time at or before `as_of`. A scan of

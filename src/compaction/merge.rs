@@ -7,7 +7,7 @@ use crate::batch::{batch_file_name, BatchFile, BatchStats, BatchWriter, Descript
 use crate::blob::BlobWriter;
 use crate::manifest::BatchMeta;
 use crate::merge::KeyMerge;
-use crate::store::{Options, State};
+use crate::store::Options;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,37 +116,30 @@ impl Store {
     fn merge_once(&self, id: &str) -> Result<bool> {
         let (inputs, input_nos, description, file_no) = {
             let mut state = self.live_state()?;
-            let since = state.manifest.stream(id).map_or(0, |s| s.since);
-            let metas: Vec<u64> = state
-                .manifest
-                .stream(id)
-                .map_or(Vec::new(), |s| s.batches.iter().map(|b| b.file_no).collect());
             let Some(stream) = state.streams.get_mut(id) else {
                 return Ok(false);
             };
-            debug_assert_eq!(
-                metas.len(),
-                stream.batches.len(),
-                "batch list and manifest disagree"
-            );
-            if stream.merging || metas.len() != stream.batches.len() {
+            if stream.merging {
                 return Ok(false);
             }
-            let counts: Vec<u64> = stream.batches.iter().map(|b| b.update_count()).collect();
+            let version = stream.version.clone();
+            let since = version.since();
+            let counts: Vec<u64> = version.batches().iter().map(|b| b.update_count()).collect();
             let bound = self.inner.options.max_batches_per_stream.max(2);
             let fan_in = self.inner.options.merge_fan_in;
             let Some(pick) = pick_merge_bounded(&counts, fan_in, bound, &mut stream.merge_turn) else {
                 return Ok(false);
             };
             let range = pick.start..pick.start + pick.len;
-            let inputs = stream.batches[range.clone()].to_vec();
+            let inputs = version.batches()[range.clone()].to_vec();
+            let input_nos: Vec<u64> = version.meta().batches[range].iter().map(|b| b.file_no).collect();
             stream.merging = true;
             let description = Description {
                 lower: inputs[0].description().lower,
                 upper: inputs[inputs.len() - 1].description().upper,
                 since,
             };
-            (inputs, metas[range].to_vec(), description, state.alloc_file_no())
+            (inputs, input_nos, description, state.alloc_file_no())
         };
         let _merging = MergingGuard { store: self, id };
         let name = batch_file_name(file_no);
@@ -212,17 +205,11 @@ impl Store {
                 })
             });
             // Only this merge removes these batches, and seals only append, so they are still adjacent.
-            at.ok_or_else(|| Error::corrupt("MANIFEST", 0, format!("merge inputs of {id:?} vanished")))
+            at.map(|_| ())
+                .ok_or_else(|| Error::corrupt("MANIFEST", 0, format!("merge inputs of {id:?} vanished")))
         };
-        let publish = |state: &mut State, at: usize| {
-            if let Some(stream) = state.streams.get_mut(id) {
-                debug_assert!(Arc::ptr_eq(&stream.batches[at], &inputs[0]));
-                stream
-                    .batches
-                    .splice(at..at + n, output.as_ref().map(|o| o.0.clone()));
-            }
-        };
-        self.apply_edit(&seal, &format!("a merge of {id:?}"), edit, publish)?;
+        let written: Vec<_> = output.iter().cloned().collect();
+        self.apply_edit(&seal, &format!("a merge of {id:?}"), &written, edit, |_, _| ())?;
         for (input, no) in inputs.iter().zip(input_nos) {
             input.retire_on_drop(self.inner.blob.clone(), batch_file_name(no));
         }

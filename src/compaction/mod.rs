@@ -161,7 +161,13 @@ impl Store {
         if self.since(id)? == since {
             return Ok(());
         }
-        self.apply_edit(&seal, &format!("allow_compaction of {id:?}"), edit, |_, ()| ())
+        self.apply_edit(
+            &seal,
+            &format!("allow_compaction of {id:?}"),
+            &[],
+            edit,
+            |_, ()| (),
+        )
     }
 
     /// The since of stream `id`: merges may have advanced times below it to it.

@@ -148,7 +148,7 @@ impl Store {
             let Some(stream) = state.streams.get(id) else {
                 return Ok(());
             };
-            if stream.batches.len() <= bound || state.merges_failing || state.poisoned.is_some() {
+            if stream.version.batches().len() <= bound || state.merges_failing || state.poisoned.is_some() {
                 return Ok(());
             }
             let workers = self.handle.as_ref().filter(|w| w.has_threads());

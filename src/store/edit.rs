@@ -7,12 +7,19 @@
 //! 2. bump the generation and commit the copy durably (`MANIFEST.tmp`, fsync, rename, fsync the
 //!    directory: the blob's atomic `set`); a failed commit poisons the store, since only a reopen can tell
 //!    which manifest the disk holds;
-//! 3. publish: under `state`, install the new manifest and make the matching change to the in-memory
-//!    stream state (memtable, open batch files, upper), so readers see the new state at once.
+//! 3. publish: under `state`, install the new manifest and, for every stream whose entry the edit
+//!    changed, a new [`Version`] derived from that entry (its files taken from the previous version and
+//!    the files the edit wrote), then make the matching change to the memtable side (`publish`: the
+//!    flush in progress ends), so readers see the new state at once.
 //!
-//! Invariant: the manifest in `state` is always the last one committed, and only `apply_edit` replaces it
-//! (the initial one is read or created at open).
+//! The new versions are derived before the commit (a bug that names a file nobody opened fails the edit,
+//! committing nothing), while `seal_lock` keeps every other edit out.
+//!
+//! Invariants: the manifest in `state` is always the last one committed, and only `apply_edit` replaces it
+//! (the initial one is read or created at open); every stream's version is derived from that manifest's
+//! entry, so open files and manifest cannot disagree.
 
+use super::version::Version;
 use super::*;
 use parking_lot::MutexGuard;
 
@@ -28,6 +35,7 @@ impl Store {
         &self,
         _seal: &MutexGuard<'_, ()>,
         what: &str,
+        written: &[Written],
         edit: impl FnOnce(&mut Manifest) -> Result<E>,
         publish: impl FnOnce(&mut State, E) -> P,
     ) -> Result<P> {
@@ -35,11 +43,45 @@ impl Store {
         let generation = next.generation;
         let edited = edit(&mut next)?;
         next.generation = generation + 1;
+        let versions = self.derive_versions(&next, written)?;
         self.commit_manifest(&next, what)?;
         let mut state = self.inner.state.lock();
         debug_assert_eq!(state.manifest.generation, generation, "an edit raced another");
         state.manifest = next;
-        Ok(publish(&mut state, edited))
+        let state = &mut *state;
+        for (id, version) in versions {
+            match state.streams.get_mut(&id) {
+                Some(stream) => stream.version = version,
+                None => {
+                    state.streams.insert(id, StreamState::new(version));
+                }
+            }
+        }
+        if state.streams.len() != state.manifest.streams.len() {
+            // An edit removed streams (re-sharding, next): their in-memory state goes with them.
+            let live = &state.manifest;
+            state.streams.retain(|id, _| live.stream(id).is_some());
+        }
+        Ok(publish(state, edited))
+    }
+
+    /// The new version of every stream whose entry in `next` differs from its current version's (or that
+    /// is new), its files taken from the current version and `written`.
+    fn derive_versions(&self, next: &Manifest, written: &[Written]) -> Result<Vec<(String, Arc<Version>)>> {
+        let state = self.live_state()?;
+        let mut derived = Vec::new();
+        for meta in &next.streams {
+            let current = state.streams.get(&meta.id).map(|s| &s.version);
+            if current.is_some_and(|v| v.meta() == meta) {
+                continue;
+            }
+            let mut files: HashMap<u64, Arc<BatchFile>> =
+                current.map(|v| v.files().collect()).unwrap_or_default();
+            files.extend(written.iter().map(|(b, m)| (m.file_no, b.clone())));
+            let version = Version::derive(meta.clone(), &files)?;
+            derived.push((meta.id.clone(), Arc::new(version)));
+        }
+        Ok(derived)
     }
 
     /// Replaces the manifest with `manifest` (`what` names the operation, for the error). A failure poisons

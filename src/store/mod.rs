@@ -35,14 +35,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod edit;
+mod flush;
 mod open;
-mod seal;
+mod version;
 mod write;
 mod writers;
 
+pub use flush::SealOptions;
 pub(crate) use open::open_batch;
-pub use seal::SealOptions;
+pub use version::Version;
 pub use writers::WriterClaim;
+
+/// One file written by a seal, a spill or a merge, not yet committed: open, with its manifest entry.
+pub(crate) type Written = (Arc<BatchFile>, BatchMeta);
 
 /// Name of the lock file in a store directory.
 pub const LOCK_NAME: &str = "LOCK";
@@ -257,21 +262,17 @@ impl State {
     }
 }
 
+/// One stream in memory: its current [`Version`] (durable state, swapped whole by each manifest edit) and
+/// what is not durable in the batches yet (the memtable, a flush in progress).
 pub(crate) struct StreamState {
-    stream_no: u32,
-    durable: bool,
-    /// The committed upper (in the manifest).
-    upper: u64,
-    /// The upper of a seal in progress (or `upper`): writes below it are rejected.
+    /// The stream's state as of the last manifest commit (only `apply_edit` replaces it).
+    pub(crate) version: Arc<Version>,
+    /// The upper of a seal in progress (or the version's upper): writes below it are rejected.
     pending_upper: u64,
     pub(crate) memtable: MemTable,
     /// Buckets being written by a seal or a spill in progress; still visible to snapshots and lookups.
     pub(crate) sealing: Option<Arc<Drained>>,
     sealing_min_lsn: Option<Lsn>,
-    /// Open batch files, in the manifest's order.
-    pub(crate) batches: Vec<Arc<BatchFile>>,
-    /// Open spilled runs of the FutureLog (times at or beyond `upper`), ordered by lower time.
-    pub(crate) spills: Vec<Arc<BatchFile>>,
     /// Whether a merge of this stream's batches is running (at most one per stream).
     pub(crate) merging: bool,
     /// Picks since the oldest due merge last had its turn (`compaction::pick_merge_fair`).
@@ -279,27 +280,27 @@ pub(crate) struct StreamState {
 }
 
 impl StreamState {
-    fn new(
-        stream_no: u32,
-        durable: bool,
-        upper: u64,
-        batches: Vec<Arc<BatchFile>>,
-        spills: Vec<Arc<BatchFile>>,
-    ) -> Self {
+    fn new(version: Arc<Version>) -> Self {
         StreamState {
-            stream_no,
-            durable,
-            upper,
-            pending_upper: upper,
+            pending_upper: version.upper(),
+            version,
             memtable: MemTable::default(),
             sealing: None,
             sealing_min_lsn: None,
-            batches,
-            spills,
             merging: false,
             merge_turn: 0,
         }
     }
+}
+
+/// What readers of one stream see ([`Store::read_view`]): nothing in it changes after it is taken.
+pub(crate) struct ReadView {
+    /// The durable state.
+    pub(crate) version: Arc<Version>,
+    /// The buckets a flush in progress is writing (not yet in `version`).
+    pub(crate) flushing: Option<Arc<Drained>>,
+    /// The memtable's buckets in the requested time range.
+    pub(crate) buckets: Drained,
 }
 
 /// LSN used for updates of streams that are not durable: never holds the WAL back.
@@ -363,12 +364,10 @@ impl Store {
                 spills: Vec::new(),
                 spilled_lsn: 0,
             });
-            Ok(stream_no)
+            Ok(())
         };
-        self.apply_edit(&seal, &what, edit, |state, stream_no| {
-            let stream = StreamState::new(stream_no, options.durable, 0, Vec::new(), Vec::new());
-            state.streams.insert(id.to_string(), stream);
-        })?;
+        // `apply_edit` installs the new stream's (empty) version.
+        self.apply_edit(&seal, &what, &[], edit, |_, _| ())?;
         self.note_created(id);
         Ok(())
     }
@@ -392,14 +391,39 @@ impl Store {
         }
     }
 
-    /// The sealed upper of stream `id`: every update below it is in a batch file.
-    pub fn upper(&self, id: &str) -> Result<u64> {
+    /// Reads stream `id`'s in-memory state under the state lock with `f` (O(1) work only: see §4 of
+    /// DESIGN.md). Errors: [`Error::UnknownStream`], [`Error::Poisoned`].
+    fn with_stream<R>(&self, id: &str, f: impl FnOnce(&StreamState) -> R) -> Result<R> {
         let state = self.live_state()?;
-        state
+        let stream = state
             .streams
             .get(id)
-            .map(|s| s.upper)
-            .ok_or_else(|| Error::UnknownStream { id: id.to_string() })
+            .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+        Ok(f(stream))
+    }
+
+    /// What readers of stream `id` see: its current version, and the memtable's buckets with times in
+    /// `times` and those of a flush in progress, shared (copy on write: a later write into one of them
+    /// copies that bucket), so the lock is held for a clone of the bucket index only.
+    pub(crate) fn read_view(&self, id: &str, times: impl std::ops::RangeBounds<u64>) -> Result<ReadView> {
+        self.with_stream(id, |s| ReadView {
+            version: s.version.clone(),
+            flushing: s.sealing.clone(),
+            buckets: s.memtable.share(times),
+        })
+    }
+
+    /// The sealed upper of stream `id`: every update below it is in a batch file.
+    pub fn upper(&self, id: &str) -> Result<u64> {
+        self.with_stream(id, |s| s.version.upper())
+    }
+
+    /// The current [`Version`] of stream `id`: its durable state as of the last manifest commit, shared
+    /// (an `Arc` clone; later seals and merges publish new versions and leave this one as it is).
+    ///
+    /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`].
+    pub fn version(&self, id: &str) -> Result<Arc<Version>> {
+        self.with_stream(id, |s| s.version.clone())
     }
 
     /// A consistent view of everything written to stream `id`: sealed batches and unsealed updates.
@@ -408,72 +432,39 @@ impl Store {
     /// of one `(key, val, time)` sum outside `i64` (possible only across spilled runs and the memtable,
     /// whose writes are checked separately; reading the snapshot may report the same).
     pub fn snapshot(&self, id: &str) -> Result<Snapshot> {
-        let (batches, spills, sealing, copy, upper) = {
-            let state = self.live_state()?;
-            let s = state
-                .streams
-                .get(id)
-                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
-            // Copying the memtable under the lock keeps the view consistent with concurrent writes; it is
-            // sorted after the lock is released.
-            let copy = Run::unsorted(s.memtable.iter());
-            (
-                s.batches.clone(),
-                s.spills.clone(),
-                s.sealing.clone(),
-                copy,
-                s.upper,
-            )
-        };
-        let unsealed = match sealing {
-            None => copy.consolidate(),
-            Some(drained) => Run::from_updates(iter_buckets(&drained).chain(copy.iter())),
-        }
-        .map_err(|e| e.in_stream(id))?;
+        let view = self.read_view(id, ..)?;
+        let flushing = view.flushing.iter().flat_map(|d| iter_buckets(d));
+        let unsealed =
+            Run::from_updates(flushing.chain(iter_buckets(&view.buckets))).map_err(|e| e.in_stream(id))?;
         Ok(Snapshot {
             stream: id.to_string(),
-            batches,
-            spills,
+            batches: view.version.batches().to_vec(),
+            spills: view.version.spills().to_vec(),
             unsealed,
-            upper,
+            upper: view.version.upper(),
         })
     }
 
     /// The sealed part of stream `id` only: its batches (oldest first; times between batches that no
     /// batch covers had no updates), its upper and its since. Cheap: no copy of any data.
     pub fn sealed(&self, id: &str) -> Result<Sealed> {
-        let state = self.live_state()?;
-        let s = state
-            .streams
-            .get(id)
-            .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
-        let since = state.manifest.stream(id).map_or(0, |m| m.since);
+        let version = self.version(id)?;
         Ok(Sealed {
-            batches: s.batches.clone(),
-            upper: s.upper,
-            since,
+            batches: version.batches().to_vec(),
+            upper: version.upper(),
+            since: version.since(),
         })
     }
 
     /// Bytes of unsealed updates held in memory for stream `id`, as the memory budget counts them (key
     /// and val bytes plus 24 per update).
     pub fn memtable_bytes(&self, id: &str) -> Result<usize> {
-        let state = self.live_state()?;
-        let s = state
-            .streams
-            .get(id)
-            .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
-        Ok(s.memtable.bytes())
+        self.with_stream(id, |s| s.memtable.bytes())
     }
 
     /// Number of unsealed updates held in memory for stream `id`.
     pub fn unsealed_len(&self, id: &str) -> Result<usize> {
-        let state = self.live_state()?;
-        state
-            .streams
-            .get(id)
-            .map(|s| s.memtable.update_count())
-            .ok_or_else(|| Error::UnknownStream { id: id.to_string() })
+        self.with_stream(id, |s| s.memtable.update_count())
     }
 
     /// The blob holding the batch files and manifest.

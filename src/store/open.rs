@@ -125,18 +125,9 @@ impl Store {
         let mut by_no = HashMap::new();
         let manifest = drop_volatile_spills(&*blob, manifest, buffer.is_durable())?;
         for s in &manifest.streams {
-            let open_all = |metas: &[BatchMeta]| -> Result<Vec<Arc<BatchFile>>> {
-                metas
-                    .iter()
-                    .map(|m| open_batch(&*blob, m).map(Arc::new))
-                    .collect()
-            };
-            let (batches, spills) = (open_all(&s.batches)?, open_all(&s.spills)?);
+            let version = super::version::Version::open(&*blob, s.clone())?;
             by_no.insert(s.stream_no, (s.id.clone(), s.spilled_lsn));
-            streams.insert(
-                s.id.clone(),
-                StreamState::new(s.stream_no, s.durable, s.upper, batches, spills),
-            );
+            streams.insert(s.id.clone(), StreamState::new(Arc::new(version)));
         }
         // Remove orphans: batch files the manifest does not name, and temporaries. Nothing the manifest
         // names is ever removed.
@@ -169,7 +160,7 @@ impl Store {
                 .get_mut(id)
                 .ok_or_else(|| Error::corrupt(&what, 1, "stream vanished"))?;
             for u in rec.updates {
-                if u.2 >= stream.upper {
+                if u.2 >= stream.version.upper() {
                     stream.memtable.insert(u, lsn);
                     report.updates_replayed += 1;
                 }

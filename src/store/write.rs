@@ -201,7 +201,7 @@ impl Store {
             if count == 0 {
                 return Ok((WriteTicket::default(), false));
             }
-            payload[1..5].copy_from_slice(&stream.stream_no.to_le_bytes());
+            payload[1..5].copy_from_slice(&stream.version.stream_no().to_le_bytes());
             let updates = spans.iter().map(|&(at, key_len, val_len, t, d)| {
                 let key_end = at + key_len as usize;
                 let val_end = key_end + val_len as usize;
@@ -212,7 +212,7 @@ impl Store {
                 .memtable
                 .check_sums(updates.clone())
                 .map_err(|e| e.in_stream(id))?;
-            let durable = stream.durable;
+            let durable = stream.version.durable();
             let (lsn, end) = if durable {
                 self.inner.buffer.append(&payload)?
             } else {

@@ -74,7 +74,7 @@ impl Store {
         let live: Vec<String> = self.inner.writers.lock().live.iter().cloned().collect();
         let state = self.inner.state.lock();
         live.into_iter()
-            .filter_map(|id| state.streams.get(&id).map(|s| (id.clone(), s.upper)))
+            .filter_map(|id| state.streams.get(&id).map(|s| (id.clone(), s.version.upper())))
             .collect()
     }
 

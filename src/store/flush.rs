@@ -1,7 +1,22 @@
-//! Sealing: the updates below a new upper — from the memtable and from spilled runs — become one batch
-//! file, and the manifest commits it together with the new upper. Also the FutureLog's spill: when a
-//! stream's memtable passes its memory budget, its updates are written out as sorted runs (same file
-//! format), which later seals draw from.
+//! Flushing: the memtable's updates become batch files, and one manifest edit commits them. Two kinds,
+//! one protocol:
+//! - a **seal** takes the updates below a new upper — from the memtable and from spilled runs — into one
+//!   batch file with description `[upper, new upper)`, and moves the stream's upper;
+//! - a **spill** (the FutureLog's, when a stream's memtable passes its memory budget or the WAL its bound)
+//!   writes every unsealed update out as sorted runs (same file format) that later seals draw from.
+//!
+//! The protocol (`Store::flush`), under `seal_lock`:
+//! 1. under `state`: take the buckets out of the memtable into `sealing` (still visible to snapshots and
+//!    lookups), and for a seal raise `pending_upper` (writes below it are refused from now on);
+//! 2. sync the WAL up to its current end: every write before the flush is durable (the manifest may say
+//!    replay skips records the flush covers, so they must be on disk first);
+//! 3. write the files (not yet named by the manifest: a crash leaves orphans, removed at open);
+//! 4. one edit through `Store::apply_edit` names them (and for a seal moves the upper), commits, and
+//!    publishes the stream's new version; `sealing` ends;
+//! 5. release the WAL segments no unsealed update needs.
+//!
+//! A failure in steps 2–3 puts the buckets back (`abort_flush`) and changes nothing; a failed commit in
+//! step 4 poisons the store (only a reopen can tell which manifest is on disk).
 
 use super::*;
 use crate::batch::UpdateCursor;
@@ -18,8 +33,32 @@ pub struct SealOptions {
     pub since: Option<u64>,
 }
 
-/// One file written by a seal or a spill, not yet committed.
-type Written = (Arc<BatchFile>, BatchMeta);
+/// A seal in progress: step 1's choices.
+struct SealPlan {
+    description: Description,
+    options: SealOptions,
+    /// Spilled runs holding times below the new upper: read whole into the batch, what they hold at or
+    /// beyond it rewritten as one remainder run.
+    consumed: Vec<Arc<BatchFile>>,
+    /// File numbers of the batch and of the remainder run (if a consumed run reaches past the upper).
+    file_nos: (u64, Option<u64>),
+}
+
+/// What a flush took out of the memtable (step 1).
+struct Taken {
+    drained: Arc<Drained>,
+    /// The WAL's end when the buckets were taken: every record before it is covered.
+    wal_end: Lsn,
+}
+
+/// The files a flush wrote (step 3).
+#[derive(Default)]
+struct Flushed {
+    /// A seal's batch (none when the interval had no update).
+    batch: Option<Written>,
+    /// New spilled runs (a spill's, or a seal's remainder).
+    runs: Vec<Written>,
+}
 
 impl Store {
     /// Seals stream `id` up to `upper`: every update with time below `upper` becomes one immutable batch
@@ -53,117 +92,170 @@ impl Store {
         }
         self.wait_for_merges(id)?;
         let seal_guard = self.inner.seal_lock.lock();
-        let (drained, lower, consumed, file_nos, wal_end) = {
+        let (taken, plan) = {
             let mut guard = self.live_state()?;
             let state = &mut *guard;
             let batch_no = state.alloc_file_no();
-            let meta = state.manifest.stream(id);
-            let edits = meta.is_some_and(|m| {
-                m.finished != options.finished || options.since.is_some_and(|s| s > m.since)
-            });
             let stream = state
                 .streams
                 .get_mut(id)
                 .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
-            if upper < stream.upper || (upper == stream.upper && !edits) {
+            let meta = stream.version.meta();
+            let edits = meta.finished != options.finished || options.since.is_some_and(|s| s > meta.since);
+            let lower = meta.upper;
+            if upper < lower || (upper == lower && !edits) {
                 return Err(Error::bad_input(format!(
-                    "seal of {id:?} at {upper} does not advance its upper {}",
-                    stream.upper
+                    "seal of {id:?} at {upper} does not advance its upper {lower}"
                 )));
             }
-            let drained = Arc::new(stream.memtable.drain_below(upper));
-            stream.sealing_min_lsn = min_lsn(&drained);
-            stream.sealing = Some(drained.clone());
+            let drained = stream.begin_flush(upper);
             stream.pending_upper = upper;
-            // Spilled runs holding times below the new upper: read whole into the batch, and what they
-            // hold at or beyond it rewritten as one remainder run.
-            let consumed: Vec<Arc<BatchFile>> = stream
-                .spills
-                .iter()
+            let consumed: Vec<Arc<BatchFile>> = (stream.version.spills().iter())
                 .filter(|s| s.description().lower < upper)
                 .cloned()
                 .collect();
-            let lower = stream.upper;
             let remainder = consumed.iter().any(|b| b.description().upper > upper);
             let remainder_no = remainder.then(|| state.alloc_file_no());
-            (drained, lower, consumed, (batch_no, remainder_no), state.wal_end)
+            // A fresh batch's times are as written: its since is the minimum time, as in DD's batchers.
+            // Merges advance times to the stream's since.
+            let description = Description {
+                lower,
+                upper,
+                since: 0,
+            };
+            let taken = Taken {
+                drained,
+                wal_end: state.wal_end,
+            };
+            let plan = SealPlan {
+                description,
+                options,
+                consumed,
+                file_nos: (batch_no, remainder_no),
+            };
+            (taken, plan)
         };
-        // Every write before the seal is durable when it returns, also those written with
-        // `write_bytes_unsynced` (their updates at or beyond the upper stay in the memtable, so their WAL
-        // records must survive a crash). An fsync only if such a write is pending.
-        if let Err(e) = self.sync_wal(WriteTicket::at(wal_end, self.inner.id)) {
-            self.abort_flush(id, Some(lower));
-            return Err(e);
-        }
-        // A fresh batch's times are as written: its since is the minimum time, as in DD's batchers.
-        // Merges advance times to the stream's since.
-        let description = Description {
-            lower,
-            upper,
-            since: 0,
-        };
-        let written = self
-            .write_seal(&drained, &consumed, description, file_nos)
-            .map_err(|e| e.in_stream(id));
-        let (batch, remainder) = match written {
-            Ok(x) => x,
-            Err(e) => {
-                self.abort_flush(id, Some(lower));
-                return Err(e);
-            }
-        };
-        let consumed_nos: Vec<u64> = consumed.iter().filter_map(|b| file_no_of(b)).collect();
-        let edit = |next: &mut Manifest| {
-            next.next_file_no = next.next_file_no.max(file_nos.1.unwrap_or(file_nos.0) + 1);
-            // The stream exists (streams are never removed, and `seal_lock` is held since it was found);
-            // this edit cannot fail, so the stream is never left half-sealed by a refused edit.
-            if let Some(s) = next.streams.iter_mut().find(|s| s.id == id) {
-                s.upper = upper;
-                s.finished = options.finished;
-                s.since = s.since.max(options.since.unwrap_or(0));
-                s.batches.extend(batch.as_ref().map(|b| b.1));
-                s.spills.retain(|m| !consumed_nos.contains(&m.file_no));
-                s.spills.extend(remainder.as_ref().map(|r| r.1));
-                s.spills.sort_by_key(|m| m.lower);
-            }
-            Ok(())
-        };
-        let publish = |state: &mut State, ()| {
-            if let Some(stream) = state.streams.get_mut(id) {
-                stream.upper = upper;
-                stream.sealing = None;
-                stream.sealing_min_lsn = None;
-                stream.batches.extend(batch.as_ref().map(|b| b.0.clone()));
-                stream
-                    .spills
-                    .retain(|s| !consumed.iter().any(|c| Arc::ptr_eq(s, c)));
-                stream.spills.extend(remainder.as_ref().map(|r| r.0.clone()));
-                stream.spills.sort_by_key(|s| s.description().lower);
-            }
-            release_point(state)
-        };
-        let release = self.apply_edit(&seal_guard, &format!("the seal of {id:?}"), edit, publish)?;
-        for (run, no) in consumed.iter().zip(&consumed_nos) {
-            run.retire_on_drop(self.inner.blob.clone(), batch_file_name(*no));
-        }
-        // The sealed records are durable in the batch file now; old WAL segments may go. A failure here
-        // is harmless (the segments stay, their records are skipped on replay as sealed, and the next seal
-        // tries again), and the seal itself has committed, so it is not reported as the seal's failure.
-        let _ = self.inner.buffer.release_before(release);
-        self.inner.batches_changed.notify_all();
-        // Merges commit under `seal_lock` too, so release it before one may run inline.
-        drop(seal_guard);
+        let batch = self.flush(seal_guard, id, taken, Some(&plan))?;
         self.schedule_compaction(id);
-        let batch = batch.map(|b| b.0);
         Ok(SealInfo {
-            description,
+            description: plan.description,
             update_count: batch.as_ref().map_or(0, |b| b.update_count()),
             file: batch.as_ref().map(|b| b.name().to_string()),
             batch,
         })
     }
 
-    /// Writes a seal's batch (memtable buckets and spilled runs, times below the upper) and, if a spilled
+    /// Spills stream `id`'s memtable to sorted runs on disk if it holds more than the memory budget
+    /// (`Options::memtable_budget_bytes`). Runs cover consecutive time ranges of about a quarter of the
+    /// budget each, so a later seal rewrites at most the runs its upper cuts through.
+    pub(crate) fn spill_if_over_budget(&self, id: &str) -> Result<()> {
+        self.spill_if_over(id, self.inner.options.memtable_budget_bytes)
+    }
+
+    /// Spills stream `id`'s memtable (as [`spill_if_over_budget`](Self::spill_if_over_budget) does) if it
+    /// holds more than `threshold` bytes; with 0, whenever it holds anything (the WAL bound).
+    pub(crate) fn spill_if_over(&self, id: &str, threshold: usize) -> Result<()> {
+        let seal_guard = self.inner.seal_lock.lock();
+        let taken = {
+            let mut state = self.live_state()?;
+            let wal_end = state.wal_end;
+            let Some(stream) = state.streams.get_mut(id) else {
+                return Ok(());
+            };
+            if stream.memtable.bytes() <= threshold || stream.memtable.update_count() == 0 {
+                return Ok(());
+            }
+            // Every record appended so far had its updates in the memtable: once the runs commit, replay
+            // skips them.
+            let drained = stream.begin_flush(FRONTIER_CLOSED);
+            Taken { drained, wal_end }
+        };
+        self.flush(seal_guard, id, taken, None).map(|_| ())
+    }
+
+    /// Steps 2–5 of the protocol (module docs) for the buckets `taken` out of stream `id`'s memtable: a
+    /// seal by `plan`, or a spill without one. Returns a seal's new batch.
+    fn flush(
+        &self,
+        seal_guard: parking_lot::MutexGuard<'_, ()>,
+        id: &str,
+        taken: Taken,
+        plan: Option<&SealPlan>,
+    ) -> Result<Option<Arc<BatchFile>>> {
+        let lower = plan.map(|p| p.description.lower);
+        // Every write before the flush is durable when it returns, also those written with
+        // `write_bytes_unsynced` (a seal's updates at or beyond the upper stay in the memtable, and a
+        // spill's manifest says replay may skip every record below `wal_end`: a crash must not let the
+        // log restart below it). An fsync only if such a write is pending.
+        if let Err(e) = self.sync_wal(WriteTicket::at(taken.wal_end, self.inner.id)) {
+            self.abort_flush(id, lower);
+            return Err(e);
+        }
+        let written = match plan {
+            Some(plan) => self.write_seal(&taken.drained, &plan.consumed, plan.description, plan.file_nos),
+            None => {
+                let part_bytes = (self.inner.options.memtable_budget_bytes / 4).max(1 << 20);
+                self.write_spill(&taken.drained, part_bytes)
+                    .map(|runs| Flushed { batch: None, runs })
+            }
+        };
+        let flushed = match written.map_err(|e| e.in_stream(id)) {
+            Ok(f) => f,
+            Err(e) => {
+                self.abort_flush(id, lower);
+                return Err(e);
+            }
+        };
+        let files: Vec<Written> = flushed.batch.iter().chain(&flushed.runs).cloned().collect();
+        let consumed = plan.map_or(&[][..], |p| &p.consumed[..]);
+        let consumed_nos: Vec<u64> = consumed.iter().filter_map(|b| file_no_of(b)).collect();
+        let edit = |next: &mut Manifest| {
+            let high = files.iter().map(|f| f.1.file_no + 1).max().unwrap_or(0);
+            next.next_file_no = next.next_file_no.max(high);
+            // The stream exists (streams are never removed, and `seal_lock` is held since it was found);
+            // this edit cannot fail, so the stream is never left half-flushed by a refused edit.
+            if let Some(s) = next.streams.iter_mut().find(|s| s.id == id) {
+                match plan {
+                    Some(plan) => {
+                        s.upper = plan.description.upper;
+                        s.finished = plan.options.finished;
+                        s.since = s.since.max(plan.options.since.unwrap_or(0));
+                        s.batches.extend(flushed.batch.as_ref().map(|b| b.1));
+                    }
+                    None => s.spilled_lsn = s.spilled_lsn.max(taken.wal_end),
+                }
+                s.spills.retain(|m| !consumed_nos.contains(&m.file_no));
+                s.spills.extend(flushed.runs.iter().map(|r| r.1));
+                s.spills.sort_by_key(|m| m.lower);
+            }
+            Ok(())
+        };
+        let publish = |state: &mut State, ()| {
+            if let Some(stream) = state.streams.get_mut(id) {
+                stream.sealing = None;
+                stream.sealing_min_lsn = None;
+            }
+            release_point(state)
+        };
+        let what = match plan {
+            Some(_) => format!("the seal of {id:?}"),
+            None => format!("a spill of {id:?}"),
+        };
+        let release = self.apply_edit(&seal_guard, &what, &files, edit, publish)?;
+        for (run, no) in consumed.iter().zip(&consumed_nos) {
+            run.retire_on_drop(self.inner.blob.clone(), batch_file_name(*no));
+        }
+        // The flushed records are durable in batch files now; old WAL segments may go. A failure here is
+        // harmless (the segments stay, their records are skipped on replay, and the next flush tries
+        // again), and the flush itself has committed, so it is not reported as its failure.
+        let _ = self.inner.buffer.release_before(release);
+        self.inner.batches_changed.notify_all();
+        // Merges commit under `seal_lock` too: it is released before one may run inline.
+        drop(seal_guard);
+        Ok(flushed.batch.map(|b| b.0))
+    }
+
+    /// Step 3 of a seal: writes its batch (memtable buckets and spilled runs, times below the upper) and, if a spilled
     /// run reaches past the upper, the remainder run. On error, removes what it wrote.
     fn write_seal(
         &self,
@@ -171,7 +263,7 @@ impl Store {
         consumed: &[Arc<BatchFile>],
         description: Description,
         (batch_no, remainder_no): (u64, Option<u64>),
-    ) -> Result<(Option<Written>, Option<Written>)> {
+    ) -> Result<Flushed> {
         let run = Run::from_updates(iter_buckets(drained))?;
         if consumed.is_empty() {
             // Only the memtable: the run is already sorted and consolidated, and every time in it is below
@@ -179,7 +271,10 @@ impl Store {
             // merge below gives the same sequence, at about a sixth of a seal's CPU.)
             let (keys, count) = (run.key_count() as u64, run.len() as u64);
             let batch = self.write_file(batch_no, description, keys, count, run.iter().map(Ok))?;
-            return Ok((batch, None));
+            return Ok(Flushed {
+                batch,
+                runs: Vec::new(),
+            });
         }
         let cursors = consumed
             .iter()
@@ -191,11 +286,17 @@ impl Store {
         let batch = self.write_file(batch_no, description, keys, count, updates)?;
         let remainder_upper = consumed.iter().map(|b| b.description().upper).max().unwrap_or(0);
         let Some(remainder_no) = remainder_no.filter(|_| remainder_upper > description.upper) else {
-            return Ok((batch, None));
+            return Ok(Flushed {
+                batch,
+                runs: Vec::new(),
+            });
         };
         let span = (description.upper, remainder_upper);
         match self.write_remainder(consumed, remainder_no, span, (keys, count)) {
-            Ok(r) => Ok((batch, r)),
+            Ok(r) => Ok(Flushed {
+                batch,
+                runs: r.into_iter().collect(),
+            }),
             Err(e) => {
                 if batch.is_some() {
                     let _ = self.inner.blob.delete(&batch_file_name(batch_no));
@@ -252,72 +353,7 @@ impl Store {
         }
     }
 
-    /// Spills stream `id`'s memtable to sorted runs on disk if it holds more than the memory budget
-    /// (`Options::memtable_budget_bytes`). Runs cover consecutive time ranges of about a quarter of the
-    /// budget each, so a later seal rewrites at most the runs its upper cuts through.
-    pub(crate) fn spill_if_over_budget(&self, id: &str) -> Result<()> {
-        self.spill_if_over(id, self.inner.options.memtable_budget_bytes)
-    }
-
-    /// Spills stream `id`'s memtable (as [`spill_if_over_budget`](Self::spill_if_over_budget) does) if it
-    /// holds more than `threshold` bytes; with 0, whenever it holds anything (the WAL bound).
-    pub(crate) fn spill_if_over(&self, id: &str, threshold: usize) -> Result<()> {
-        let budget = self.inner.options.memtable_budget_bytes;
-        let seal_guard = self.inner.seal_lock.lock();
-        let (drained, spilled_lsn) = {
-            let mut state = self.live_state()?;
-            let Some(stream) = state.streams.get_mut(id) else {
-                return Ok(());
-            };
-            if stream.memtable.bytes() <= threshold || stream.memtable.update_count() == 0 {
-                return Ok(());
-            }
-            let drained = Arc::new(stream.memtable.drain_below(FRONTIER_CLOSED));
-            stream.sealing_min_lsn = min_lsn(&drained);
-            stream.sealing = Some(drained.clone());
-            // Every record appended so far had its updates in the memtable: once the runs commit, replay
-            // skips them.
-            (drained, state.wal_end)
-        };
-        // The manifest will say replay may skip every record below `spilled_lsn`: they must be on disk
-        // first, or a crash would let the log restart below it and a later acknowledged write be skipped.
-        if let Err(e) = self.sync_wal(WriteTicket::at(spilled_lsn, self.inner.id)) {
-            self.abort_flush(id, None);
-            return Err(e);
-        }
-        let runs = match self.write_spill(&drained, (budget / 4).max(1 << 20)) {
-            Ok(runs) => runs,
-            Err(e) => {
-                self.abort_flush(id, None);
-                return Err(e.in_stream(id));
-            }
-        };
-        let high = runs.iter().map(|r| r.1.file_no + 1).max().unwrap_or(0);
-        let edit = |next: &mut Manifest| {
-            next.next_file_no = next.next_file_no.max(high);
-            if let Some(s) = next.streams.iter_mut().find(|s| s.id == id) {
-                s.spills.extend(runs.iter().map(|r| r.1));
-                s.spills.sort_by_key(|m| m.lower);
-                s.spilled_lsn = s.spilled_lsn.max(spilled_lsn);
-            }
-            Ok(())
-        };
-        let publish = |state: &mut State, ()| {
-            if let Some(stream) = state.streams.get_mut(id) {
-                stream.sealing = None;
-                stream.sealing_min_lsn = None;
-                stream.spills.extend(runs.iter().map(|r| r.0.clone()));
-                stream.spills.sort_by_key(|s| s.description().lower);
-            }
-            release_point(state)
-        };
-        let release = self.apply_edit(&seal_guard, &format!("a spill of {id:?}"), edit, publish)?;
-        // The spilled records are durable in run files now (for a durable stream).
-        let _ = self.inner.buffer.release_before(release);
-        Ok(())
-    }
-
-    /// Writes `drained` as runs of about `part_bytes` each, by time range. On error removes what it wrote.
+    /// Step 3 of a spill: writes `drained` as runs of about `part_bytes` each, by time range. On error removes what it wrote.
     fn write_spill(&self, drained: &Drained, part_bytes: usize) -> Result<Vec<Written>> {
         let mut parts: Vec<Vec<u64>> = vec![Vec::new()];
         let mut bytes = 0;
@@ -387,13 +423,12 @@ impl Store {
         self.write_file(file_no, rest, keys, count, updates)
     }
 
-    /// Puts a failed seal's or spill's buckets back into the memtable (and a seal's upper back to
-    /// `lower`).
+    /// Puts a failed flush's buckets back into the memtable (and a seal's upper back to `lower`).
     fn abort_flush(&self, id: &str, lower: Option<u64>) {
         let mut state = self.inner.state.lock();
         if let Some(stream) = state.streams.get_mut(id) {
             if let Some(drained) = stream.sealing.take() {
-                // A snapshot may briefly share the buckets; then restore a copy.
+                // A snapshot may briefly share the bucket index; then restore a copy of it.
                 let drained = Arc::try_unwrap(drained).unwrap_or_else(|shared| (*shared).clone());
                 stream.memtable.restore(drained);
             }
@@ -402,6 +437,21 @@ impl Store {
                 stream.pending_upper = lower;
             }
         }
+    }
+}
+
+impl StreamState {
+    /// Step 1 of a flush: takes the memtable's buckets below `upper` into `sealing` (still visible to
+    /// readers) and returns them.
+    fn begin_flush(&mut self, upper: u64) -> Arc<Drained> {
+        debug_assert!(
+            self.sealing.is_none(),
+            "two flushes of one stream (seal_lock is held)"
+        );
+        let drained = Arc::new(self.memtable.drain_below(upper));
+        self.sealing_min_lsn = min_lsn(&drained);
+        self.sealing = Some(drained.clone());
+        drained
     }
 }
 
