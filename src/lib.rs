@@ -49,5 +49,7 @@ pub use codec::Codec;
 pub use error::{Error, Result};
 pub use manager::{ManagerOptions, PersistManager, Token};
 pub use snapshot::Snapshot;
-pub use store::{Options, RecoveryReport, SealInfo, SealOptions, Sealed, Store, StreamOptions, WriterClaim};
+pub use store::{
+    Options, RecoveryReport, SealInfo, SealOptions, Sealed, Store, StreamOptions, Version, WriterClaim,
+};
 pub use wal::record::{OwnedUpdate, UpdateRef};
