@@ -44,6 +44,15 @@ struct SealPlan {
     file_nos: (u64, Option<u64>),
 }
 
+/// The updates an [`append_bytes`](Store::append_bytes) adds to its seal, validated as they are read.
+pub(super) struct Appended<'i, 'a> {
+    /// The lower the caller expects the stream's upper to be.
+    pub(super) lower: u64,
+    /// At least as many as the updates (sizes the batch's key filter).
+    pub(super) count_hint: u64,
+    pub(super) updates: &'i mut dyn Iterator<Item = Result<UpdateRef<'a>>>,
+}
+
 /// What a flush took out of the memtable (step 1).
 struct Taken {
     drained: Arc<Drained>,
@@ -84,6 +93,18 @@ impl Store {
     /// `upper`, or `upper` equals the stream's upper and `options` change nothing. A since below the
     /// stream's current since is ignored (since never goes backward).
     pub fn seal_with(&self, id: &str, upper: u64, options: SealOptions) -> Result<SealInfo> {
+        self.seal_appending(id, upper, options, None)
+    }
+
+    /// A seal (as [`seal_with`](Self::seal_with)) whose batch also holds `appended`: validated updates of
+    /// [`append_bytes`](Self::append_bytes), sorted and consolidated, times in the sealed interval.
+    pub(super) fn seal_appending(
+        &self,
+        id: &str,
+        upper: u64,
+        options: SealOptions,
+        appended: Option<Appended<'_, '_>>,
+    ) -> Result<SealInfo> {
         if options.since.is_some_and(|s| s == FRONTIER_CLOSED || s > upper) {
             return Err(Error::bad_input(format!(
                 "since {:?} of a seal of {id:?} at {upper} is above the upper",
@@ -103,6 +124,11 @@ impl Store {
             let meta = stream.version.meta();
             let edits = meta.finished != options.finished || options.since.is_some_and(|s| s > meta.since);
             let lower = meta.upper;
+            if let Some(expected) = appended.as_ref().map(|a| a.lower).filter(|l| *l != lower) {
+                return Err(Error::bad_input(format!(
+                    "append to {id:?} at lower {expected}, but its upper is {lower}"
+                )));
+            }
             if upper < lower || (upper == lower && !edits) {
                 return Err(Error::bad_input(format!(
                     "seal of {id:?} at {upper} does not advance its upper {lower}"
@@ -135,7 +161,7 @@ impl Store {
             };
             (taken, plan)
         };
-        let batch = self.flush(seal_guard, id, taken, Some(&plan))?;
+        let batch = self.flush(seal_guard, id, taken, Some((&plan, appended)))?;
         self.schedule_compaction(id);
         Ok(SealInfo {
             description: plan.description,
@@ -180,8 +206,12 @@ impl Store {
         seal_guard: parking_lot::MutexGuard<'_, ()>,
         id: &str,
         taken: Taken,
-        plan: Option<&SealPlan>,
+        seal: Option<(&SealPlan, Option<Appended<'_, '_>>)>,
     ) -> Result<Option<Arc<BatchFile>>> {
+        let (plan, appended) = match seal {
+            Some((plan, appended)) => (Some(plan), appended),
+            None => (None, None),
+        };
         let lower = plan.map(|p| p.description.lower);
         // Every write before the flush is durable when it returns, also those written with
         // `write_bytes_unsynced` (a seal's updates at or beyond the upper stay in the memtable, and a
@@ -192,7 +222,7 @@ impl Store {
             return Err(e);
         }
         let written = match plan {
-            Some(plan) => self.write_seal(&taken.drained, &plan.consumed, plan.description, plan.file_nos),
+            Some(plan) => self.write_seal(&taken.drained, appended, plan),
             None => {
                 let part_bytes = (self.inner.options.memtable_budget_bytes / 4).max(1 << 20);
                 self.write_spill(&taken.drained, part_bytes)
@@ -260,11 +290,26 @@ impl Store {
     fn write_seal(
         &self,
         drained: &Drained,
-        consumed: &[Arc<BatchFile>],
-        description: Description,
-        (batch_no, remainder_no): (u64, Option<u64>),
+        appended: Option<Appended<'_, '_>>,
+        plan: &SealPlan,
     ) -> Result<Flushed> {
-        let run = Run::from_updates(iter_buckets(drained))?;
+        let (consumed, description) = (&plan.consumed[..], plan.description);
+        let (batch_no, remainder_no) = plan.file_nos;
+        let run = match appended {
+            // Nothing else in the interval: the appended updates go to the writer as they come (validated
+            // on the way; no copy, no sort).
+            Some(appended) if drained.is_empty() && consumed.is_empty() => {
+                let (count, updates) = (appended.count_hint, appended.updates);
+                let batch = self.write_file(batch_no, description, count, count, updates)?;
+                let runs = Vec::new();
+                return Ok(Flushed { batch, runs });
+            }
+            Some(appended) => {
+                let updates = appended.updates.collect::<Result<Vec<_>>>()?;
+                Run::from_updates(iter_buckets(drained).chain(updates))?
+            }
+            None => Run::from_updates(iter_buckets(drained))?,
+        };
         if consumed.is_empty() {
             // Only the memtable: the run is already sorted and consolidated, and every time in it is below
             // the upper (the buckets were drained below it), so it goes to the writer as is. (The k-way

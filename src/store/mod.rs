@@ -34,6 +34,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod append;
 mod edit;
 mod flush;
 mod open;
