@@ -41,7 +41,7 @@ use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use ddpersist::batch::format::DEFAULT_BLOCK_TARGET_BYTES;
 use ddpersist::batch::{batch_file_name, parse_batch_file_name, BatchFile, BatchWriter};
 use ddpersist::blob::{Blob, BlobBytes, BlobWriter, DirBlob};
-use ddpersist::compaction::{level_of, merge_batches, pick_merge};
+use ddpersist::compaction::{level_of, merge_batches, pick_merge, pick_space_amp};
 use ddpersist::merge::KeyMerge;
 use ddpersist::wal::{Buffer, FileBuffer, Lsn, ReplayReport, WalRecovery};
 use ddpersist::{Description, Options, Store, StreamOptions};
@@ -757,6 +757,8 @@ struct AmpConfig {
     lag: u64,
     compaction_threads: usize,
     fan_in: usize,
+    /// `Options::max_space_amplification_percent` (0: off).
+    space_amp: u32,
 }
 
 /// Upserts over a fixed key space: each key's current version (0 = absent); version `v` of key `k` has the
@@ -842,6 +844,7 @@ fn amplification(tmp: &Path, cfg: &AmpConfig) {
     let options = Options {
         compaction_threads: cfg.compaction_threads,
         merge_fan_in: cfg.fan_in,
+        max_space_amplification_percent: (cfg.space_amp > 0).then_some(cfg.space_amp),
         ..Options::default()
     };
     let store = Store::open_on(Arc::new(blob), Arc::new(buffer), options.clone()).unwrap();
@@ -850,12 +853,13 @@ fn amplification(tmp: &Path, cfg: &AmpConfig) {
     let mut gen = Upserts::new(cfg.keys);
     eprintln!(
         "amplification: {} updates of upserts over {} keys, seal every {SEAL_EVERY}, since = upper - {}, \
-         compaction_threads {}, merge fan-in {}, in {}",
+         compaction_threads {}, merge fan-in {}, space-amplification trigger {}% (0: off), in {}",
         cfg.updates,
         cfg.keys,
         cfg.lag,
         cfg.compaction_threads,
         cfg.fan_in,
+        cfg.space_amp,
         dir.path().display()
     );
     let heap_mark = heap_mark();
@@ -942,7 +946,8 @@ fn amplification(tmp: &Path, cfg: &AmpConfig) {
             .iter()
             .map(|b| b.update_count())
             .collect();
-        if pick_merge(&counts, cfg.fan_in).is_none() {
+        let space_amp = (cfg.space_amp > 0).then(|| pick_space_amp(&counts, cfg.space_amp));
+        if pick_merge(&counts, cfg.fan_in).is_none() && space_amp.flatten().is_none() {
             break;
         }
         if cfg.compaction_threads == 0 {
@@ -1174,6 +1179,7 @@ fn main() {
         lag: env_or("DDPERSIST_BENCH_LAG", 10),
         compaction_threads: env_or("DDPERSIST_BENCH_COMPACTION_THREADS", 1),
         fan_in: env_or("DDPERSIST_BENCH_FAN_IN", Options::default().merge_fan_in),
+        space_amp: env_or("DDPERSIST_BENCH_SPACE_AMP", 0),
     };
     if cfg.updates > 0 && cfg.keys > 0 && !common::has_arg("--list") {
         amplification(tmp, &cfg);

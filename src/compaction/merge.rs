@@ -127,7 +127,10 @@ impl Store {
             let counts: Vec<u64> = version.batches().iter().map(|b| b.update_count()).collect();
             let bound = self.inner.options.max_batches_per_stream.max(2);
             let fan_in = self.inner.options.merge_fan_in;
-            let Some(pick) = pick_merge_bounded(&counts, fan_in, bound, &mut stream.merge_turn) else {
+            let space_amp = self.inner.options.max_space_amplification_percent;
+            let pick = space_amp.and_then(|percent| pick_space_amp(&counts, percent));
+            let pick = pick.or_else(|| pick_merge_bounded(&counts, fan_in, bound, &mut stream.merge_turn));
+            let Some(pick) = pick else {
                 return Ok(false);
             };
             let range = pick.start..pick.start + pick.len;

@@ -109,6 +109,22 @@ pub fn pick_merge_fair(update_counts: &[u64], fan_in: usize, turn: &mut u32) -> 
 /// How often [`pick_merge_fair`] takes the oldest due merge when an older one than the newest is due.
 pub const FAIR_EVERY: u32 = 4;
 
+/// The size-amplification trigger of RocksDB's universal compaction (`max_size_amplification_percent`):
+/// when the batches newer than the oldest hold more than `percent`% as many updates as the oldest, all of
+/// them are merged into one. Tiers alone keep up to `fan_in - 1` batches per tier whose updates may cancel
+/// (upserts: a retraction and its insertion in different batches), so a stream can take several times
+/// its live size on disk; this bounds it, for the price of rewriting the whole stream each time the newer
+/// batches grow past the bound (the oldest batch grows by a factor of `1 + percent / 100` per trigger).
+pub fn pick_space_amp(update_counts: &[u64], percent: u32) -> Option<Pick> {
+    let (&oldest, newer) = update_counts.split_first()?;
+    let newer: u128 = newer.iter().map(|&c| u128::from(c)).sum();
+    let over = newer > 0 && newer * 100 > u128::from(oldest) * u128::from(percent);
+    over.then_some(Pick {
+        start: 0,
+        len: update_counts.len(),
+    })
+}
+
 /// The newest due merge, if any: whether a merge is due at all (the policy's fixpoint is `None`).
 pub fn pick_merge(update_counts: &[u64], fan_in: usize) -> Option<Pick> {
     due_merges(update_counts, fan_in).next_back()
@@ -226,6 +242,37 @@ mod tests {
         // log2(1000) ~ 10 rewrites per update against log8(1000) ~ 3.3.
         assert!(rewritten8 * 5 < rewritten2 * 2, "{rewritten8} vs {rewritten2}");
         assert!(most8 <= 7 * 4 + 1, "{most8} batches at fan-in 8 ({most2} at 2)");
+    }
+
+    #[test]
+    fn the_space_amplification_trigger_merges_everything_past_its_bound() {
+        let all = |len| Some(Pick { start: 0, len });
+        assert_eq!(pick_space_amp(&[], 200), None);
+        assert_eq!(pick_space_amp(&[10], 200), None);
+        assert_eq!(
+            pick_space_amp(&[100, 100, 100], 200),
+            None,
+            "exactly at the bound"
+        );
+        assert_eq!(pick_space_amp(&[100, 100, 100, 1], 200), all(4));
+        assert_eq!(pick_space_amp(&[0, 1], 200), all(2));
+        assert_eq!(
+            pick_space_amp(&[u64::MAX, u64::MAX, u64::MAX], 100),
+            all(3),
+            "no overflow"
+        );
+        // Sealing equal chunks: the oldest batch grows by a factor of about 1 + percent / 100 per trigger.
+        let (mut batches, mut oldest): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
+        #[allow(clippy::same_item_push)] // one seal of 10 updates per round, merged in between
+        for _ in 0..100 {
+            batches.push(10);
+            if let Some(p) = pick_space_amp(&batches, 200) {
+                let merged: u64 = batches[p.start..p.start + p.len].iter().sum();
+                batches.splice(p.start..p.start + p.len, [merged]);
+                oldest.push(merged);
+            }
+        }
+        assert_eq!(oldest, vec![40, 130, 400], "{batches:?}");
     }
 
     #[test]

@@ -70,6 +70,13 @@ pub struct Options {
     /// is rewritten about `log_fan_in(updates / seal size)` times, and a stream keeps fewer than `fan_in`
     /// batches per tier (see `compaction`). 2 is differential dataflow's binary-counter Spine.
     pub merge_fan_in: usize,
+    /// The size-amplification trigger (RocksDB universal compaction's `max_size_amplification_percent`):
+    /// when a stream's batches newer than its oldest hold more than this percentage of the oldest's
+    /// updates, one merge rewrites them all into one batch (`compaction::pick_space_amp`). Bounds the disk
+    /// space of streams whose updates cancel (upserts) to about `1 + percent / 100` times the oldest batch,
+    /// at the cost of whole-stream merges (which hold the stream's other merges meanwhile). `None` (the
+    /// default): tiers only. BENCHMARKS.md has the trade-off measured.
+    pub max_space_amplification_percent: Option<u32>,
     /// Background threads merging batches (default 1). With 0, merges run inside `seal`, before it
     /// returns: deterministic, for tests and for callers that want no threads.
     pub compaction_threads: usize,
@@ -118,6 +125,7 @@ impl Default for Options {
             wal_recovery: WalRecovery::Strict,
             compaction_threads: 1,
             merge_fan_in: 8,
+            max_space_amplification_percent: None,
             compress_from_level: None,
             memtable_budget_bytes: 64 << 20,
             filter_bits_per_key: crate::batch::filter::DEFAULT_BITS_PER_KEY,
