@@ -6,13 +6,13 @@
 //!   writes every unsealed update out as sorted runs (same file format) that later seals draw from.
 //!
 //! The protocol (`Store::flush`), under `seal_lock`:
-//! 1. under `state`: take the buckets out of the memtable into `sealing` (still visible to snapshots and
+//! 1. under `state`: take the buckets out of the memtable into `flushing` (still visible to snapshots and
 //!    lookups), and for a seal raise `pending_upper` (writes below it are refused from now on);
 //! 2. sync the WAL up to its current end: every write before the flush is durable (the manifest may say
 //!    replay skips records the flush covers, so they must be on disk first);
 //! 3. write the files (not yet named by the manifest: a crash leaves orphans, removed at open);
 //! 4. one edit through `Store::apply_edit` names them (and for a seal moves the upper), commits, and
-//!    publishes the stream's new version; `sealing` ends;
+//!    publishes the stream's new version; `flushing` ends;
 //! 5. release the WAL segments no unsealed update needs.
 //!
 //! A failure in steps 2–3 puts the buckets back (`abort_flush`) and changes nothing; a failed commit in
@@ -262,8 +262,8 @@ impl Store {
         };
         let publish = |state: &mut State, ()| {
             if let Some(stream) = state.streams.get_mut(id) {
-                stream.sealing = None;
-                stream.sealing_min_lsn = None;
+                stream.flushing = None;
+                stream.flushing_min_lsn = None;
             }
             release_point(state)
         };
@@ -472,12 +472,12 @@ impl Store {
     fn abort_flush(&self, id: &str, lower: Option<u64>) {
         let mut state = self.inner.state.lock();
         if let Some(stream) = state.streams.get_mut(id) {
-            if let Some(drained) = stream.sealing.take() {
+            if let Some(drained) = stream.flushing.take() {
                 // A snapshot may briefly share the bucket index; then restore a copy of it.
                 let drained = Arc::try_unwrap(drained).unwrap_or_else(|shared| (*shared).clone());
                 stream.memtable.restore(drained);
             }
-            stream.sealing_min_lsn = None;
+            stream.flushing_min_lsn = None;
             if let Some(lower) = lower {
                 stream.pending_upper = lower;
             }
@@ -486,16 +486,16 @@ impl Store {
 }
 
 impl StreamState {
-    /// Step 1 of a flush: takes the memtable's buckets below `upper` into `sealing` (still visible to
+    /// Step 1 of a flush: takes the memtable's buckets below `upper` into `flushing` (still visible to
     /// readers) and returns them.
     fn begin_flush(&mut self, upper: u64) -> Arc<Drained> {
         debug_assert!(
-            self.sealing.is_none(),
+            self.flushing.is_none(),
             "two flushes of one stream (seal_lock is held)"
         );
         let drained = Arc::new(self.memtable.drain_below(upper));
-        self.sealing_min_lsn = min_lsn(&drained);
-        self.sealing = Some(drained.clone());
+        self.flushing_min_lsn = min_lsn(&drained);
+        self.flushing = Some(drained.clone());
         drained
     }
 }

@@ -280,8 +280,8 @@ pub(crate) struct StreamState {
     pending_upper: u64,
     pub(crate) memtable: MemTable,
     /// Buckets being written by a seal or a spill in progress; still visible to snapshots and lookups.
-    pub(crate) sealing: Option<Arc<Drained>>,
-    sealing_min_lsn: Option<Lsn>,
+    pub(crate) flushing: Option<Arc<Drained>>,
+    flushing_min_lsn: Option<Lsn>,
     /// Whether a merge of this stream's batches is running (at most one per stream).
     pub(crate) merging: bool,
     /// Picks since the oldest due merge last had its turn (`compaction::pick_merge_fair`).
@@ -294,8 +294,8 @@ impl StreamState {
             pending_upper: version.upper(),
             version,
             memtable: MemTable::default(),
-            sealing: None,
-            sealing_min_lsn: None,
+            flushing: None,
+            flushing_min_lsn: None,
             merging: false,
             merge_turn: 0,
         }
@@ -417,7 +417,7 @@ impl Store {
     pub(crate) fn read_view(&self, id: &str, times: impl std::ops::RangeBounds<u64>) -> Result<ReadView> {
         self.with_stream(id, |s| ReadView {
             version: s.version.clone(),
-            flushing: s.sealing.clone(),
+            flushing: s.flushing.clone(),
             buckets: s.memtable.share(times),
         })
     }
@@ -488,7 +488,7 @@ fn release_point(state: &State) -> Lsn {
     state
         .streams
         .values()
-        .flat_map(|s| [s.memtable.min_lsn(), s.sealing_min_lsn])
+        .flat_map(|s| [s.memtable.min_lsn(), s.flushing_min_lsn])
         .flatten()
         .min()
         .unwrap_or(state.wal_end)

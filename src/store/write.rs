@@ -123,7 +123,7 @@ impl Store {
                 let oldest = state
                     .streams
                     .iter()
-                    .filter(|(id, s)| s.sealing.is_none() && !spilled.contains(id))
+                    .filter(|(id, s)| s.flushing.is_none() && !spilled.contains(id))
                     .filter_map(|(id, s)| s.memtable.min_lsn().map(|lsn| (lsn, id.clone())))
                     .filter(|(lsn, _)| *lsn != NO_LSN)
                     .min();
