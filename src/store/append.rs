@@ -67,19 +67,8 @@ impl Store {
         lower: u64,
         upper: u64,
     ) -> Result<SealInfo> {
-        let mut encoded = Vec::new();
-        let mut spans = Vec::with_capacity(updates.len());
-        for (k, v, t, d) in updates {
-            let start = encoded.len();
-            k.encode(&mut encoded);
-            let mid = encoded.len();
-            v.encode(&mut encoded);
-            spans.push((start, mid, encoded.len(), *t, *d));
-        }
-        let refs = spans
-            .iter()
-            .map(|&(s, m, e, t, d)| (&encoded[s..m], &encoded[m..e], t, d));
-        self.append_bytes(id, refs, lower, upper)
+        let encoded = super::write::Encoded::new(updates);
+        self.append_bytes(id, encoded.iter(), lower, upper)
     }
 }
 

@@ -7,21 +7,7 @@ use super::*;
 impl Store {
     /// Writes typed updates `(key, val, time, diff)` to stream `id`. See [`write_bytes`](Self::write_bytes).
     pub fn write<K: Codec, V: Codec>(&self, id: &str, updates: &[(K, V, u64, i64)]) -> Result<()> {
-        let mut encoded = Vec::new();
-        let mut spans = Vec::with_capacity(updates.len());
-        for (k, v, t, d) in updates {
-            let start = encoded.len();
-            k.encode(&mut encoded);
-            let mid = encoded.len();
-            v.encode(&mut encoded);
-            spans.push((start, mid, encoded.len(), *t, *d));
-        }
-        self.write_bytes(
-            id,
-            spans
-                .iter()
-                .map(|&(s, m, e, t, d)| (&encoded[s..m], &encoded[m..e], t, d)),
-        )
+        self.write_bytes(id, Encoded::new(updates).iter())
     }
 
     /// Writes updates to stream `id`, all at once: when this returns `Ok`, they are in the memtable and,
@@ -232,5 +218,35 @@ impl Store {
             };
             Ok((ticket, over_budget))
         }
+    }
+}
+
+/// Typed updates encoded into one buffer by their [`Codec`]s, read back as [`UpdateRef`]s (for the typed
+/// `write` and `append`).
+pub(super) struct Encoded {
+    bytes: Vec<u8>,
+    /// Per update: where its key starts, where its val starts and ends, its time and diff.
+    spans: Vec<(usize, usize, usize, u64, i64)>,
+}
+
+impl Encoded {
+    pub(super) fn new<K: Codec, V: Codec>(updates: &[(K, V, u64, i64)]) -> Self {
+        let mut bytes = Vec::new();
+        let mut spans = Vec::with_capacity(updates.len());
+        for (k, v, t, d) in updates {
+            let start = bytes.len();
+            k.encode(&mut bytes);
+            let mid = bytes.len();
+            v.encode(&mut bytes);
+            spans.push((start, mid, bytes.len(), *t, *d));
+        }
+        Encoded { bytes, spans }
+    }
+
+    pub(super) fn iter(&self) -> impl ExactSizeIterator<Item = UpdateRef<'_>> + '_ {
+        let bytes = &self.bytes;
+        self.spans
+            .iter()
+            .map(move |&(s, m, e, t, d)| (&bytes[s..m], &bytes[m..e], t, d))
     }
 }
