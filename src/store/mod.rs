@@ -1,19 +1,28 @@
 //! [`Store`]: one directory holding many streams of differential updates.
 //!
-//! Owns the write path (WAL → memtable), seals (memtable → batch file → manifest), snapshots and
-//! recovery. Concurrency:
-//! - `state` (a mutex) guards the manifest copy, every stream's memtable, frontiers and open batches. It is
-//!   held only for in-memory work and the WAL *append* (a memcpy), never across an fsync or a file write.
-//! - `seal_lock` serialises the operations that commit a new manifest (`create_stream`, `seal`), so
-//!   manifest generations never race; the batch file is written while holding it but not `state`.
+//! The stages, one file each: `open` (recovery: manifest, batch files, WAL replay), `write` (WAL →
+//! memtable), `flush` (seals and spills: memtable → batch files → one manifest edit), `append` (a sorted
+//! interval straight into a batch), `edit` (`apply_edit`, the one path that changes the manifest and
+//! publishes each stream's new [`Version`]), `version`, `writers` (one live writer per stream). Merges are
+//! in `crate::compaction`, lookups in `crate::lookup`.
+//!
+//! Concurrency (DESIGN.md §4):
+//! - `state` (a mutex) guards the manifest copy, and per stream its current `Arc<Version>`, memtable,
+//!   `pending_upper` and the flush in progress. It is held only for in-memory work of O(1) or O(buckets)
+//!   and the WAL *append* (a memcpy), never across an fsync or a file write, never to copy or scan updates
+//!   (readers take the version and the memtable's shared buckets and read after releasing it).
+//! - `seal_lock` serialises every manifest edit (`create_stream`, seals and appends, spills,
+//!   `allow_compaction`, a merge's commit), so manifest generations never race; a flush's files are written
+//!   while holding it (a merge's are not: only its commit takes it).
 //! - The WAL's own locks implement group commit: `write` appends under `state`, then waits for the sync
 //!   outside it, so writers on several threads share fsyncs.
 //!
 //! Invariants:
-//! - every batch file the manifest names exists and passed its header/footer/index checks when opened;
-//! - for each stream, every update with time below `pending_upper` is in a batch file or being sealed
+//! - every batch file the manifest names exists and passed its header/footer/index checks when opened,
+//!   and every stream's version is derived from its manifest entry (`apply_edit`);
+//! - for each stream, every update with time below `pending_upper` is in a batch file or being flushed
 //!   into one, and `write` rejects times below it;
-//! - a WAL record may be released only when every update in it is in a committed batch file.
+//! - a WAL record may be released only when every update in it is in a committed batch file or run.
 
 use crate::batch::format::DEFAULT_BLOCK_TARGET_BYTES;
 use crate::batch::{
