@@ -93,6 +93,17 @@ pub enum Error {
         /// The failure that poisoned it.
         detail: String,
     },
+    /// A compare-and-append ([`Store::append`](crate::Store::append)) expected the stream's upper at
+    /// `expected`, but it is at `current` (another writer moved it, or the caller lost track): nothing
+    /// changed. Continue from `current` (the interval below it is persisted).
+    UpperMismatch {
+        /// The stream's id.
+        stream: String,
+        /// The lower the append named.
+        expected: u64,
+        /// The stream's upper.
+        current: u64,
+    },
 }
 
 impl Error {
@@ -191,6 +202,14 @@ impl fmt::Display for Error {
                 Hex(key)
             ),
             Error::Poisoned { detail } => write!(f, "store poisoned by an earlier failure: {detail}"),
+            Error::UpperMismatch {
+                stream,
+                expected,
+                current,
+            } => write!(
+                f,
+                "append to stream {stream:?} at lower {expected}, but its upper is {current}"
+            ),
         }
     }
 }

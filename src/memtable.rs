@@ -410,6 +410,43 @@ impl Run {
 mod tests {
     use super::*;
 
+    /// Every update of `buckets`, sorted.
+    fn sorted(buckets: &Drained) -> Vec<(Vec<u8>, Vec<u8>, u64, i64)> {
+        let mut all: Vec<_> = iter_buckets(buckets)
+            .map(|(k, v, t, d)| (k.to_vec(), v.to_vec(), t, d))
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn shared_buckets_are_copied_on_write() {
+        let mut m = MemTable::default();
+        m.insert((b"a", b"1", 5, 1), 10);
+        m.insert((b"b", b"1", 6, 1), 11);
+        let view = m.share(..);
+        let before = sorted(&view);
+        // Into a shared bucket, a new bucket, and a bucket the view does not hold.
+        m.insert((b"c", b"1", 5, 1), 12);
+        m.insert((b"d", b"1", 7, 1), 13);
+        let narrow = m.share(..=5);
+        m.insert((b"e", b"1", 6, -1), 14);
+        assert_eq!(sorted(&view), before, "a reader's view never changes");
+        assert_eq!(sorted(&narrow).len(), 2, "{narrow:?}");
+        assert_eq!((m.update_count(), m.min_lsn()), (5, Some(10)));
+        // A failed flush puts back buckets that a reader still shares: the memtable and the view stay right.
+        let drained = m.drain_below(7);
+        let held = drained.clone();
+        m.insert((b"f", b"1", 5, 1), 15);
+        m.restore(drained);
+        assert_eq!(sorted(&held).len(), 4);
+        assert_eq!(m.update_count(), 6);
+        assert_eq!(m.bytes(), 6 * (2 + ENTRY_BYTES));
+        let mut all = sorted(&m.share(..));
+        all.dedup();
+        assert_eq!(all.len(), 6);
+    }
+
     #[test]
     fn drain_takes_exactly_the_times_below_upper() {
         let mut m = MemTable::default();

@@ -79,6 +79,10 @@ fn an_append_seals_what_writes_put_below_its_upper_too() {
         .map(|i| (i % 50, "v".to_string(), i % 40, if i == 0 { -1 } else { 1 }))
         .collect();
     store.write("s", &written).unwrap();
+    assert!(
+        !store.version("s").unwrap().spills().is_empty(),
+        "the write spilled"
+    );
     let appended = sorted(30, 0, 20);
     store.append("s", &appended, 0, 20).unwrap();
     let sealed: u64 = store
@@ -131,8 +135,16 @@ fn a_refused_append_changes_nothing() {
     };
     let v = |s: &str| s.to_string();
     // The lower is not the stream's upper (compare-and-append), or the interval is empty.
-    bad_input(store.append("s", &sorted(3, 6, 1), 6, 9));
-    bad_input(store.append("s", &sorted(3, 0, 1), 0, 9));
+    for lower in [0, 6] {
+        match store.append("s", &sorted(3, lower, 1), lower, 9) {
+            Err(Error::UpperMismatch {
+                stream,
+                expected,
+                current,
+            }) => assert_eq!((stream.as_str(), expected, current), ("s", lower, 5)),
+            other => panic!("expected UpperMismatch, got {other:?}"),
+        }
+    }
     bad_input(store.append::<u64, String>("s", &[], 5, 5));
     // Out of order (failing late, after a block's worth was written), a repeat, a zero diff, times outside.
     let mut unsorted = sorted(5000, 5, 5);
@@ -153,4 +165,78 @@ fn a_refused_append_changes_nothing() {
     store.append("s", &[(1u64, v("a"), 6, 1)], 5, 10).unwrap();
     store.write("s", &[(2u64, v("b"), 10, 1)]).unwrap();
     assert_eq!(contents(&store, "s").len(), before.len() + 2);
+}
+
+/// The three ways an append's batch is built: streamed (exact size hint), collected first (an iterator
+/// that does not know its length), and merged with updates `write` put in the memtable below the upper.
+#[test]
+fn appends_stream_collect_or_merge_and_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    let owned: Vec<(Vec<u8>, Vec<u8>, u64, i64)> = (0u32..300)
+        .map(|i| (i.to_be_bytes().to_vec(), b"v".to_vec(), u64::from(i % 3), 1))
+        .collect();
+    let refs = || owned.iter().map(|(k, v, t, d)| (&k[..], &v[..], *t, *d));
+    // Exact: streamed. Unknown length (filter): collected first. Both hold every update.
+    store.append_bytes("s", refs(), 0, 3).unwrap();
+    let unknown = refs().map(|(k, v, t, d)| (k, v, t + 3, d)).filter(|_| true);
+    assert_eq!(unknown.size_hint(), (0, Some(300)));
+    store.append_bytes("s", unknown, 3, 6).unwrap();
+    // With a write below the upper, not spilled: merged with it (and one of them cancelled).
+    store
+        .write_bytes(
+            "s",
+            [(&owned[0].0[..], &b"v"[..], 6, -1), (&b"w"[..], &b"x"[..], 7, 1)],
+        )
+        .unwrap();
+    store
+        .append_bytes("s", refs().map(|(k, v, t, d)| (k, v, t + 6, d)), 6, 9)
+        .unwrap();
+    assert!(store.version("s").unwrap().spills().is_empty());
+    let counts: Vec<u64> = store
+        .sealed("s")
+        .unwrap()
+        .batches
+        .iter()
+        .map(|b| b.update_count())
+        .collect();
+    assert_eq!(counts.iter().sum::<u64>(), 300 + 300 + 300, "{counts:?}");
+    assert_eq!(contents(&store, "s").len(), 900);
+    assert_eq!(store.get_bytes("s", b"w", 9).unwrap(), vec![(b"x".to_vec(), 1)]);
+}
+
+/// A refused or panicking append leaves the stream as it was: its upper, its memtable (writes below the
+/// refused upper stay, and writes at the upper are taken again) and its files.
+#[test]
+fn a_refused_or_panicking_append_restores_the_memtable_and_the_upper() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    store.write("s", &[(1u64, "w".to_string(), 2, 1)]).unwrap();
+    let before = (contents(&store, "s"), files(dir.path()));
+    // Refused midway (out of order) and panicking midway, each with a memtable update below its upper.
+    let bad = [(5u64, "a".to_string(), 1, 1), (4, "a".to_string(), 1, 1)];
+    assert!(matches!(
+        store.append("s", &bad, 0, 5),
+        Err(Error::BadInput { .. })
+    ));
+    let keys: Vec<[u8; 8]> = (0u64..10_000).map(|i| i.to_be_bytes()).collect();
+    let panicking = keys.iter().enumerate().map(|(i, k)| {
+        assert!(i < 9_000, "the caller's iterator fails");
+        (&k[..], &b"v"[..], 3u64, 1i64)
+    });
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        store.append_bytes("s", panicking, 0, 5)
+    }));
+    assert!(caught.is_err());
+    assert_eq!(store.upper("s").unwrap(), 0);
+    assert_eq!((contents(&store, "s"), files(dir.path())), before);
+    // Writes below the refused upper are taken again, and the next append seals them with its own.
+    store.write("s", &[(2u64, "w".to_string(), 3, 1)]).unwrap();
+    store.append("s", &[(0u64, "a".to_string(), 4, 1)], 0, 5).unwrap();
+    assert_eq!(store.sealed("s").unwrap().batches[0].update_count(), 3);
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(contents(&store, "s").len(), 3);
 }

@@ -216,6 +216,8 @@ where
                 writer.insert(span.clone(), stamp);
             }
             *reader_ref = Some(agent);
+            // Seals run on a thread of their own; each one done activates the operator (`sealer.rs`).
+            persister.pipeline(scope.worker().sync_activator_for(info.address.to_vec()));
             // The persisted spans go out on the first activation, whether or not the input moves.
             scope.activator_for(info.address).activate();
             let mut capability = Some(capability);

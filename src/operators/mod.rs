@@ -59,6 +59,7 @@ pub mod count;
 pub mod persist;
 mod persister;
 pub mod resume;
+mod sealer;
 pub mod time;
 pub mod upsert;
 

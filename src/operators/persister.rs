@@ -15,10 +15,16 @@
 //!   records every frontier advance, with or without data (the restart protocol, [`super::resume`], needs
 //!   every worker's upper). When the input is exhausted (`f` empty) it seals what is pending up to one
 //!   past its greatest time, marks the stream *finished*, and closes the *trace* but not the stream, so a
-//!   later run can continue at later times.
+//!   later run can continue at later times. In the arranging operator seals are *pipelined*
+//!   ([`Sealer`]): `advance` requests the seal (the pending times below it are the seal's from then on)
+//!   and returns the spans of the seals done since the last call, in order; the operator keeps taking
+//!   input while a seal's fsyncs run, and its capability, the trace's upper and the handle move only as
+//!   seals finish. At most `MAX_SEALS_IN_FLIGHT` are queued (then `advance` waits for the oldest).
 //!
-//! Invariants: `upper` is the trace's upper; every pending time is at or beyond it; the stream's sealed
-//! upper in the store is at or below it, and the stream has no update in between that is not pending.
+//! Invariants: `upper` is the trace's upper (of the seals done); `requested` and `requested_seal` are the
+//! trace and stream uppers of the last seal requested, at or beyond it; every pending time is at or
+//! beyond `requested_seal`; the stream's sealed upper in the store lies between `upper`'s seal and
+//! `requested_seal`, and the stream has no update beyond it that is not pending or in a requested seal.
 //!
 //! Errors (I/O, a poisoned store, a time the store cannot hold) cannot be returned from a timely operator.
 //! The first one is recorded in the shared [`ErrorSlot`] and the persister *stops*: it writes, seals and
@@ -29,6 +35,7 @@
 //! drops the dataflow (`worker.drop_dataflow`) or the process; a restart resumes from the last upper.
 
 use super::resume::{ResumeState, WorkerStream};
+use super::sealer::{Request, Sealer};
 use super::PersistTime;
 use crate::codec::Codec;
 use crate::error::Error;
@@ -45,6 +52,10 @@ use std::rc::Rc;
 use timely::dataflow::operators::Capability;
 use timely::progress::frontier::AntichainRef;
 use timely::progress::Stamp;
+use timely::scheduling::SyncActivator;
+
+/// Seals a pipelined persister may have queued before an advance waits for the oldest.
+const MAX_SEALS_IN_FLIGHT: usize = 2;
 
 /// Staged bytes (keys, vals and 24 bytes of framing per update) that trigger a write before the input is
 /// drained, keeping one write well under the store's 512 MiB limit.
@@ -147,6 +158,13 @@ impl PersistHandle {
 pub(crate) struct Persister {
     store: Store,
     stream: String,
+    /// Runs seals on a thread of their own, if pipelined (declared before the claim: dropping it waits for
+    /// the seals in flight, which must finish while the claim is held).
+    sealer: Option<Sealer>,
+    /// The trace upper of the last seal requested (`upper` when none is in flight).
+    requested: u64,
+    /// The stream upper the last seal requested (the stream's sealed upper once it is done).
+    requested_seal: u64,
     /// Held for the persister's life: no other operator writes the stream.
     _claim: WriterClaim,
     resume: ResumeState,
@@ -180,6 +198,9 @@ impl Persister {
         Persister {
             store: store.clone(),
             stream: opened.stream,
+            sealer: None,
+            requested: upper,
+            requested_seal: upper,
             _claim: opened.claim,
             resume: opened.resume,
             upper,
@@ -196,6 +217,13 @@ impl Persister {
     pub(crate) fn throttled_by(mut self, manager: PersistManager) -> Self {
         self.throttle = Some(manager);
         self
+    }
+
+    /// Runs this persister's seals on a thread of their own (see [`Sealer`]), which activates the operator
+    /// through `activator` when one is done. If the thread cannot be spawned, seals stay on the caller's
+    /// thread (the same results, without the overlap).
+    pub(crate) fn pipeline(&mut self, activator: SyncActivator) {
+        self.sealer = Sealer::start(self.store.clone(), self.stream.clone(), activator).ok();
     }
 
     /// A handle on this persister.
@@ -306,30 +334,29 @@ impl Persister {
         cap_time: T,
     ) -> Vec<PersistedSpan<T>> {
         let mut spans = Vec::new();
-        if self.stopped || to <= self.upper {
-            return spans;
-        }
-        let (seal_to, finished) = self.seal_point(to);
-        match self.seal(seal_to, finished) {
-            Ok(span) => spans.extend(span),
-            Err(e) => {
-                self.fail(e);
-                return spans;
-            }
-        }
-        if to > self.upper && antichain::<T>(self.upper).is_empty() {
-            // The seal went beyond `T`'s range: the trace is closed already.
-            self.upper = to;
-        } else if to > self.upper {
-            // Only once the input is exhausted: the trace closes, the stream stays open for later runs.
-            // On an error the span sealed above is still inserted below: the caller emits it.
-            match description(self.upper, to, 0) {
-                Ok(desc) => {
-                    spans.push(Span::new(desc, None));
-                    self.upper = to;
+        if !self.stopped && to > self.requested {
+            let request = self.request(to);
+            match &mut self.sealer {
+                None => {
+                    let result = self
+                        .store
+                        .seal_with(&self.stream, request.seal_to, request.options);
+                    spans.extend(self.finish(request, result));
                 }
-                Err(e) => self.fail(e),
+                Some(sealer) => {
+                    // At most `MAX_SEALS_IN_FLIGHT` queued: past it the operator waits (back-pressure).
+                    let waited = (sealer.in_flight() >= MAX_SEALS_IN_FLIGHT)
+                        .then(|| sealer.wait_done())
+                        .flatten();
+                    sealer.submit(request);
+                    if let Some(done) = waited {
+                        spans.extend(self.finish(done.request, done.result));
+                    }
+                }
             }
+        }
+        while let Some(done) = self.sealer.as_mut().and_then(Sealer::try_done) {
+            spans.extend(self.finish(done.request, done.result));
         }
         for span in &spans {
             let stamp = if span.has_updates() {
@@ -343,6 +370,69 @@ impl Persister {
         spans
     }
 
+    /// Plans the seal of an advance of the trace to `to` (see [`seal_point`](Self::seal_point)): the
+    /// pending times below the seal point are its from now on.
+    fn request(&mut self, to: u64) -> Request {
+        let (seal_to, finished) = self.seal_point(to);
+        self.pending = self.pending.split_off(&seal_to);
+        self.requested = to;
+        self.requested_seal = seal_to;
+        let options = SealOptions {
+            finished,
+            since: None,
+        };
+        Request { to, seal_to, options }
+    }
+
+    /// Applies a seal's `result` (requests finish in order): the new batch's span `[upper, seal_to)`, and
+    /// once the input is exhausted the closing span up to `request.to`. An error stops the persister.
+    fn finish<T: PersistTime>(
+        &mut self,
+        request: Request,
+        result: crate::Result<crate::SealInfo>,
+    ) -> Vec<PersistedSpan<T>> {
+        let mut spans = Vec::new();
+        if self.stopped {
+            return spans;
+        }
+        let info = match result {
+            Ok(info) => info,
+            Err(e) => {
+                self.fail(e);
+                return spans;
+            }
+        };
+        let (to, seal_to) = (request.to, request.seal_to);
+        self.shared.sealed_upper.set(seal_to);
+        if seal_to > self.upper {
+            match self.span(seal_to, info) {
+                Ok(span) => {
+                    spans.push(span);
+                    self.upper = seal_to;
+                }
+                Err(e) => {
+                    self.fail(e);
+                    return spans;
+                }
+            }
+        }
+        if to > self.upper && antichain::<T>(self.upper).is_empty() {
+            // The seal went beyond `T`'s range: the trace is closed already.
+            self.upper = to;
+        } else if to > self.upper {
+            // Only once the input is exhausted: the trace closes, the stream stays open for later runs.
+            // On an error the span sealed above is still inserted: the caller emits it.
+            match description(self.upper, to, 0) {
+                Ok(desc) => {
+                    spans.push(Span::new(desc, None));
+                    self.upper = to;
+                }
+                Err(e) => self.fail(e),
+            }
+        }
+        spans
+    }
+
     /// Advances to `to` as [`advance`](Self::advance) does, for an operator without a trace (the
     /// pass-through [`Persist`](super::Persist) operator): seals the stream and moves the upper. Returns
     /// whether the upper moved (false when stopped, or on an error, which stops it).
@@ -350,54 +440,41 @@ impl Persister {
         if self.stopped || to <= self.upper {
             return false;
         }
-        let (seal_to, finished) = self.seal_point(to);
-        if let Err(e) = self.seal_store(seal_to, finished) {
+        let request = self.request(to);
+        if let Err(e) = self
+            .store
+            .seal_with(&self.stream, request.seal_to, request.options)
+        {
             self.fail(e);
             return false;
         }
+        self.shared.sealed_upper.set(request.seal_to);
         self.upper = to;
+        self.requested = to;
         self.shared.upper.set(to);
         true
     }
 
     /// Where an advance to `to` seals the stream, and whether it marks it finished: at `to`, while the
     /// input runs; once it is exhausted (`to` is [`FRONTIER_CLOSED`]), at one past the greatest pending
-    /// time (or at the upper, if nothing is pending), finished.
+    /// time (or at the last requested seal's upper, if nothing is pending), finished.
     fn seal_point(&self, to: u64) -> (u64, bool) {
         if to == FRONTIER_CLOSED {
             let last = self.pending.last().map_or(0, |t| t.saturating_add(1));
-            (self.upper.max(last), true)
+            // Not below a seal still in flight: seals of a stream only move its upper forward.
+            (self.requested_seal.max(last), true)
         } else {
             (to, false)
         }
     }
 
-    /// Seals the stream in the store at `to` (every pending update is below it or at or beyond it), marking
-    /// it `finished` or not. `to` may equal the stream's upper only to mark it finished.
-    fn seal_store(&mut self, to: u64, finished: bool) -> crate::Result<crate::SealInfo> {
-        let options = SealOptions {
-            finished,
-            since: None,
-        };
-        let info = self.store.seal_with(&self.stream, to, options)?;
-        self.shared.sealed_upper.set(to);
-        self.pending = self.pending.split_off(&to);
-        Ok(info)
-    }
-
-    /// Seals the stream at `to` and returns the span `[upper, to)` serving the new batch (none if `to` is
-    /// the upper: a finishing edit only).
-    fn seal<T: PersistTime>(&mut self, to: u64, finished: bool) -> crate::Result<Option<PersistedSpan<T>>> {
-        let info = self.seal_store(to, finished)?;
-        if to == self.upper {
-            return Ok(None);
-        }
+    /// The span `[upper, to)` serving the batch a seal at `to` wrote (none if it had no update).
+    fn span<T: PersistTime>(&self, to: u64, info: crate::SealInfo) -> crate::Result<PersistedSpan<T>> {
         let desc = description(self.upper, to, 0)?;
         let inner = info
             .batch
             .map(|file| PersistedBatch::new(file, desc.clone()))
             .transpose()?;
-        self.upper = to;
-        Ok(Some(Span::new(desc, inner)))
+        Ok(Span::new(desc, inner))
     }
 }

@@ -7,7 +7,7 @@
 //! straight into one batch file and commits it with the new upper in one manifest edit — the bytes are
 //! written once, with no WAL copy and no sort (the path Materialize's persist takes: write the batch, then
 //! commit a pointer to it, `compare_and_append`). `lower` must be the stream's upper (compare-and-append:
-//! a writer that lost track of the stream learns it from the error and resumes from [`Store::upper`]).
+//! a writer that lost track of the stream learns it from [`Error::UpperMismatch`] and resumes there).
 //!
 //! Updates that `write` put below `upper` (in the memtable or spilled runs) are sealed into the same batch:
 //! `append` is a seal with more updates, and the stream's invariants are the seal's.
@@ -24,10 +24,16 @@ impl Store {
     /// `(key, val, time)` once, with nonzero diffs and times in `[lower, upper)`; they are checked as they
     /// are written (no copy and no sort when the stream holds nothing else below `upper`).
     ///
-    /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `lower` is not the stream's upper, `upper`
-    /// is not above it, an update breaks the order, repeats a `(key, val, time)`, has a zero diff, a time
+    /// `updates` is read while the store's seal lock is held (every stream's seals, spills and merge
+    /// commits wait meanwhile): it must not call into this `Store` (that would deadlock), and should be
+    /// quick (data in hand, not a network read). An append clears the stream's `finished` mark, as a
+    /// [`seal`](Self::seal) does.
+    ///
+    /// Errors: [`Error::UnknownStream`]; [`Error::UpperMismatch`] if `lower` is not the stream's upper
+    /// (nothing changes: continue from the upper it names); [`Error::BadInput`] if `upper` is not above
+    /// `lower`, an update breaks the order, repeats a `(key, val, time)`, has a zero diff, a time
     /// outside `[lower, upper)`, a key over 16 MiB or a val over 64 MiB — then nothing changes (the partial
-    /// file is removed); [`Error::DiffOverflow`] as for [`seal`](Self::seal) when updates written earlier
+    /// file is removed; the same if the iterator panics); [`Error::DiffOverflow`] as for [`seal`](Self::seal) when updates written earlier
     /// below `upper` sum with these outside `i64`; I/O errors (nothing changes); a failed manifest commit
     /// poisons the store, as for `seal`.
     pub fn append_bytes<'a>(
@@ -43,7 +49,10 @@ impl Store {
             )));
         }
         let updates = updates.into_iter();
-        let count_hint = updates.size_hint().1.unwrap_or(updates.size_hint().0).max(1) as u64;
+        let exact_count = match updates.size_hint() {
+            (low, Some(high)) if low == high => Some(low as u64),
+            _ => None,
+        };
         let mut checked = Checked {
             inner: updates,
             range: (lower, upper),
@@ -52,7 +61,7 @@ impl Store {
         };
         let appended = Appended {
             lower,
-            count_hint,
+            exact_count,
             updates: &mut checked,
         };
         self.seal_appending(id, upper, SealOptions::default(), Some(appended))

@@ -29,8 +29,10 @@ impl Store {
     /// `edit` changes the copy and returns what `publish` needs; `publish` makes the in-memory change
     /// under `state` once the commit is durable, and its result is returned.
     ///
-    /// Errors: [`Error::Poisoned`]; whatever `edit` returns (nothing is committed then); the commit's I/O
-    /// error (the store is then poisoned).
+    /// Errors: [`Error::Poisoned`]; whatever `edit` returns (nothing is committed then);
+    /// [`Error::Corrupt`] naming the manifest if the edited manifest names a batch file that is neither
+    /// open nor in `written` (a bug in the edit; nothing is committed then); the commit's I/O error (the
+    /// store is then poisoned).
     pub(crate) fn apply_edit<E, P>(
         &self,
         _seal: &MutexGuard<'_, ()>,
@@ -57,21 +59,35 @@ impl Store {
                 }
             }
         }
-        if state.streams.len() != state.manifest.streams.len() {
-            // An edit removed streams (re-sharding, next): their in-memory state goes with them.
-            let live = &state.manifest;
-            state.streams.retain(|id, _| live.stream(id).is_some());
-        }
+        // An edit that removes streams (re-sharding, next) takes their in-memory state with it; it must
+        // have moved their unsealed updates first.
+        let live: std::collections::HashSet<&str> =
+            state.manifest.streams.iter().map(|s| s.id.as_str()).collect();
+        state.streams.retain(|id, s| {
+            let keep = live.contains(id.as_str());
+            debug_assert!(
+                keep || (s.memtable.update_count() == 0 && s.flushing.is_none()),
+                "an edit removed stream {id:?} holding unsealed updates"
+            );
+            keep
+        });
         Ok(publish(state, edited))
     }
 
     /// The new version of every stream whose entry in `next` differs from its current version's (or that
     /// is new), its files taken from the current version and `written`.
     fn derive_versions(&self, next: &Manifest, written: &[Written]) -> Result<Vec<(String, Arc<Version>)>> {
-        let state = self.live_state()?;
+        // The current versions (O(streams) `Arc` clones under the lock; `seal_lock` keeps them current), then
+        // the comparisons without it.
+        let versions: HashMap<String, Arc<Version>> = {
+            let state = self.live_state()?;
+            let ids = next.streams.iter().map(|m| &m.id);
+            ids.filter_map(|id| Some((id.clone(), state.streams.get(id)?.version.clone())))
+                .collect()
+        };
         let mut derived = Vec::new();
         for meta in &next.streams {
-            let current = state.streams.get(&meta.id).map(|s| &s.version);
+            let current = versions.get(&meta.id);
             if current.is_some_and(|v| v.meta() == meta) {
                 continue;
             }

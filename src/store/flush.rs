@@ -15,7 +15,8 @@
 //!    publishes the stream's new version; `flushing` ends;
 //! 5. release the WAL segments no unsealed update needs.
 //!
-//! A failure in steps 2–3 puts the buckets back (`abort_flush`) and changes nothing; a failed commit in
+//! A failure (or a panic) before the commit puts the buckets back and removes the files written
+//! (`FlushGuard`): nothing changes; a failed commit in
 //! step 4 poisons the store (only a reopen can tell which manifest is on disk).
 
 use super::*;
@@ -48,10 +49,15 @@ struct SealPlan {
 pub(super) struct Appended<'i, 'a> {
     /// The lower the caller expects the stream's upper to be.
     pub(super) lower: u64,
-    /// At least as many as the updates (sizes the batch's key filter).
-    pub(super) count_hint: u64,
+    /// The number of updates, when the iterator knows it exactly (its `size_hint`); then they stream
+    /// into the batch as they come, else they are collected first to size its key filter.
+    pub(super) exact_count: Option<u64>,
     pub(super) updates: &'i mut dyn Iterator<Item = Result<UpdateRef<'a>>>,
 }
+
+/// The most keys an appending iterator's `size_hint` sizes a key filter for (2^28: a 320 MiB filter at
+/// 10 bits per key).
+const MAX_FILTER_KEYS_HINT: u64 = 1 << 28;
 
 /// What a flush took out of the memtable (step 1).
 struct Taken {
@@ -125,9 +131,11 @@ impl Store {
             let edits = meta.finished != options.finished || options.since.is_some_and(|s| s > meta.since);
             let lower = meta.upper;
             if let Some(expected) = appended.as_ref().map(|a| a.lower).filter(|l| *l != lower) {
-                return Err(Error::bad_input(format!(
-                    "append to {id:?} at lower {expected}, but its upper is {lower}"
-                )));
+                return Err(Error::UpperMismatch {
+                    stream: id.to_string(),
+                    expected,
+                    current: lower,
+                });
             }
             if upper < lower || (upper == lower && !edits) {
                 return Err(Error::bad_input(format!(
@@ -212,15 +220,20 @@ impl Store {
             Some((plan, appended)) => (Some(plan), appended),
             None => (None, None),
         };
-        let lower = plan.map(|p| p.description.lower);
+        // Undoes step 1 unless the edit commits: on an error return, and on a panic (an appending caller's
+        // iterator runs in step 3), so the stream never stays half-flushed.
+        let mut guard = FlushGuard {
+            store: self,
+            id,
+            lower: plan.map(|p| p.description.lower),
+            written: Vec::new(),
+            armed: true,
+        };
         // Every write before the flush is durable when it returns, also those written with
         // `write_bytes_unsynced` (a seal's updates at or beyond the upper stay in the memtable, and a
         // spill's manifest says replay may skip every record below `wal_end`: a crash must not let the
         // log restart below it). An fsync only if such a write is pending.
-        if let Err(e) = self.sync_wal(WriteTicket::at(taken.wal_end, self.inner.id)) {
-            self.abort_flush(id, lower);
-            return Err(e);
-        }
+        self.sync_wal(WriteTicket::at(taken.wal_end, self.inner.id))?;
         let written = match plan {
             Some(plan) => self.write_seal(&taken.drained, appended, plan),
             None => {
@@ -229,21 +242,16 @@ impl Store {
                     .map(|runs| Flushed { batch: None, runs })
             }
         };
-        let flushed = match written.map_err(|e| e.in_stream(id)) {
-            Ok(f) => f,
-            Err(e) => {
-                self.abort_flush(id, lower);
-                return Err(e);
-            }
-        };
+        let flushed = written.map_err(|e| e.in_stream(id))?;
         let files: Vec<Written> = flushed.batch.iter().chain(&flushed.runs).cloned().collect();
+        guard.written = files.iter().map(|f| batch_file_name(f.1.file_no)).collect();
         let consumed = plan.map_or(&[][..], |p| &p.consumed[..]);
         let consumed_nos: Vec<u64> = consumed.iter().filter_map(|b| file_no_of(b)).collect();
         let edit = |next: &mut Manifest| {
             let high = files.iter().map(|f| f.1.file_no + 1).max().unwrap_or(0);
             next.next_file_no = next.next_file_no.max(high);
-            // The stream exists (streams are never removed, and `seal_lock` is held since it was found);
-            // this edit cannot fail, so the stream is never left half-flushed by a refused edit.
+            // The stream exists (`seal_lock` has been held since it was found, and only an edit removes
+            // streams); this edit refuses nothing.
             if let Some(s) = next.streams.iter_mut().find(|s| s.id == id) {
                 match plan {
                     Some(plan) => {
@@ -272,6 +280,7 @@ impl Store {
             None => format!("a spill of {id:?}"),
         };
         let release = self.apply_edit(&seal_guard, &what, &files, edit, publish)?;
+        guard.armed = false;
         for (run, no) in consumed.iter().zip(&consumed_nos) {
             run.retire_on_drop(self.inner.blob.clone(), batch_file_name(*no));
         }
@@ -299,8 +308,19 @@ impl Store {
             // Nothing else in the interval: the appended updates go to the writer as they come (validated
             // on the way; no copy, no sort).
             Some(appended) if drained.is_empty() && consumed.is_empty() => {
-                let (count, updates) = (appended.count_hint, appended.updates);
-                let batch = self.write_file(batch_no, description, count, count, updates)?;
+                let batch = match appended.exact_count {
+                    // The filter is sized for at most `MAX_FILTER_KEYS_HINT` keys whatever an iterator
+                    // claims (a larger batch gets a fuller filter, never a huge allocation).
+                    Some(count) => {
+                        let keys = count.min(MAX_FILTER_KEYS_HINT);
+                        self.write_file(batch_no, description, keys, count, appended.updates)?
+                    }
+                    None => {
+                        let updates = appended.updates.collect::<Result<Vec<_>>>()?;
+                        let count = updates.len() as u64;
+                        self.write_file(batch_no, description, count, count, updates.into_iter().map(Ok))?
+                    }
+                };
                 let runs = Vec::new();
                 return Ok(Flushed { batch, runs });
             }
@@ -468,7 +488,7 @@ impl Store {
         self.write_file(file_no, rest, keys, count, updates)
     }
 
-    /// Puts a failed flush's buckets back into the memtable (and a seal's upper back to `lower`).
+    /// Puts a failed flush's buckets back into the memtable (and a seal's `pending_upper` back to `lower`).
     fn abort_flush(&self, id: &str, lower: Option<u64>) {
         let mut state = self.inner.state.lock();
         if let Some(stream) = state.streams.get_mut(id) {
@@ -480,6 +500,33 @@ impl Store {
             stream.flushing_min_lsn = None;
             if let Some(lower) = lower {
                 stream.pending_upper = lower;
+            }
+        }
+    }
+}
+
+/// Undoes step 1 of a flush that did not commit (see [`Store::flush`]): puts the buckets back, restores
+/// `pending_upper`, and removes the files it wrote — unless the store is poisoned (a failed manifest
+/// commit may have named them: the next open decides).
+struct FlushGuard<'s> {
+    store: &'s Store,
+    id: &'s str,
+    /// A seal's lower (its `pending_upper` goes back to it); `None` for a spill.
+    lower: Option<u64>,
+    written: Vec<String>,
+    armed: bool,
+}
+
+impl Drop for FlushGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.store.abort_flush(self.id, self.lower);
+        if self.store.inner.state.lock().poisoned.is_none() {
+            for name in &self.written {
+                // Named by no manifest: an orphan the next open removes if this fails.
+                let _ = self.store.inner.blob.delete(name);
             }
         }
     }

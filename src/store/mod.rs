@@ -84,7 +84,8 @@ pub struct Options {
     /// updates, one merge rewrites them all into one batch (`compaction::pick_space_amp`). Bounds the disk
     /// space of streams whose updates cancel (upserts) to about `1 + percent / 100` times the oldest batch,
     /// at the cost of whole-stream merges (which hold the stream's other merges meanwhile). `None` (the
-    /// default): tiers only. BENCHMARKS.md has the trade-off measured.
+    /// default): tiers only; `Some(0)` rewrites the whole stream at every seal. The test
+    /// `tests/compaction.rs` measures the trade-off on upserts.
     pub max_space_amplification_percent: Option<u32>,
     /// Background threads merging batches (default 1). With 0, merges run inside `seal`, before it
     /// returns: deterministic, for tests and for callers that want no threads.
@@ -409,8 +410,8 @@ impl Store {
         }
     }
 
-    /// Reads stream `id`'s in-memory state under the state lock with `f` (O(1) work only: see §4 of
-    /// DESIGN.md). Errors: [`Error::UnknownStream`], [`Error::Poisoned`].
+    /// Reads stream `id`'s in-memory state under the state lock with `f` (O(1) or O(buckets) work only,
+    /// never a copy or scan of updates: see DESIGN.md §4). Errors: [`Error::UnknownStream`], [`Error::Poisoned`].
     fn with_stream<R>(&self, id: &str, f: impl FnOnce(&StreamState) -> R) -> Result<R> {
         let state = self.live_state()?;
         let stream = state
