@@ -15,8 +15,12 @@
 //!   its upper; the upper at least that of every seal that returned, and at most the greatest upper
 //!   asked for before the crash.
 //!
-//! The default run checks a bounded sample of states at every crash point; `DDPERSIST_CRASH_STATES=full`
-//! checks every prefix and more page subsets (minutes). Counts are printed at the end (`--nocapture`).
+//! A second power loss during recovery is explored too: the open of a crash state is itself run with crash
+//! points recorded, and each of its states must open the same way.
+//!
+//! The default run checks a bounded sample of states at every crash point (and recovery crashes at one in
+//! 16); `DDPERSIST_CRASH_STATES=full` runs longer workloads and checks every prefix, 16 page subsets, and
+//! recovery crashes at every crash point. Counts are printed at the end (`--nocapture`).
 
 use ddpersist::blob::DirBlob;
 use ddpersist::fs::{CrashPoint, CrashState, Fs, SimFs};
@@ -409,8 +413,8 @@ fn states(point: &CrashPoint, full: bool, rng: &mut Rng) -> Vec<CrashState> {
         out.push(CrashState::Prefix(n));
     }
     if full {
-        out.extend((1..n).map(CrashState::Prefix));
         out.extend((0..16).map(|_| CrashState::Pages(rng.below(u64::MAX))));
+        out.extend((1..n).map(CrashState::Prefix));
     } else {
         if n > 1 {
             out.push(CrashState::Prefix(1 + rng.below(n as u64 - 1) as usize));
@@ -424,6 +428,9 @@ fn states(point: &CrashPoint, full: bool, rng: &mut Rng) -> Vec<CrashState> {
 struct Counts {
     points: u64,
     states: u64,
+    /// Crash points of recoveries (a second crash while opening a crash state), and their states.
+    recovery_points: u64,
+    recovery_states: u64,
     cover: Coverage,
 }
 
@@ -439,7 +446,7 @@ fn explore(seed: u64, steps: usize, full: bool, zero_fill: bool) -> Counts {
     };
     for point in &points {
         counts.points += 1;
-        for which in states(point, full, &mut rng) {
+        for (i, which) in states(point, full, &mut rng).into_iter().enumerate() {
             counts.states += 1;
             let go_on = which == CrashState::Prefix(point.pending()) || (full && which == CrashState::Synced);
             if let Err(e) = check(&point.state(which), point.call, &m, zero_fill, go_on) {
@@ -447,6 +454,29 @@ fn explore(seed: u64, steps: usize, full: bool, zero_fill: bool) -> Counts {
                     "seed {seed} (zero fill {zero_fill}), crash after call {} ({which:?}): {e}",
                     point.call
                 );
+            }
+            // A second power loss during the recovery of this state (its removals of orphans and strays,
+            // the cut of a torn tail, a new segment): every state of every crash point of that open. All
+            // of them for the first four states of each crash point in full mode (synced only, everything,
+            // two page subsets), of one crash point in 16 by default.
+            if i < 4 && (full || counts.points.is_multiple_of(16)) {
+                let state = point.state(which);
+                state.record_crash_points(true);
+                // Whether this open fails is `check`'s business, above.
+                drop(open(&state, zero_fill));
+                for inner in state.take_crash_points() {
+                    counts.recovery_points += 1;
+                    for again in states(&inner, false, &mut rng) {
+                        counts.recovery_states += 1;
+                        if let Err(e) = check(&inner.state(again), point.call, &m, zero_fill, false) {
+                            panic!(
+                                "seed {seed} (zero fill {zero_fill}), crash after call {} ({which:?}), then \
+                                 after call {} of its recovery ({again:?}): {e}",
+                                point.call, inner.call
+                            );
+                        }
+                    }
+                }
             }
         }
     }
@@ -464,6 +494,8 @@ fn every_crash_state_of_a_store_workload_opens_with_every_acknowledged_write() {
         let c = explore(seed, steps, full, seed % 2 == 1);
         total.points += c.points;
         total.states += c.states;
+        total.recovery_points += c.recovery_points;
+        total.recovery_states += c.recovery_states;
         total.cover.add(c.cover);
     }
     eprintln!(
@@ -471,6 +503,10 @@ fn every_crash_state_of_a_store_workload_opens_with_every_acknowledged_write() {
         if full { "full" } else { "default sample" },
         total.points,
         total.states
+    );
+    eprintln!(
+        "crash_states: and a second crash during recovery: {} crash points, {} states",
+        total.recovery_points, total.recovery_states
     );
     eprintln!("crash_states: the workloads exercised {:?}", total.cover);
     let c = total.cover;
