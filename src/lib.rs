@@ -32,6 +32,7 @@ pub mod codec;
 pub mod compaction;
 pub mod error;
 pub mod format;
+pub mod fs;
 pub mod lookup;
 pub mod manager;
 pub mod manifest;

@@ -6,7 +6,7 @@
 
 use super::{check_name, Blob, BlobBytes, BlobWriter, TMP_SUFFIX};
 use crate::error::{Error, Result};
-use std::fs::{self, File, OpenOptions};
+use crate::fs::{sync_dir, Appender, Fs, OpenHow, StdFs};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,34 +20,34 @@ const WRITE_BUFFER_BYTES: usize = 1 << 20;
 /// starting all of it then. It does not wait and promises nothing: durability is still the commit's fsync.
 const WRITEBACK_BYTES: u64 = 8 << 20;
 
-/// Starts writeback of `len` bytes at `offset` of `file` without waiting for it. A hint: errors are ignored
-/// (an I/O error on these pages is reported again by the commit's fsync).
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: `sync_file_range` reads no memory of ours; the descriptor is open for as long as `file` is
-    // borrowed, and any offset and length are valid arguments (the kernel clips them to the file).
-    let _ = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
-
-/// Objects as files in one directory.
-#[derive(Clone, Debug)]
+/// Objects as files in one directory, through an [`Fs`] (the real file system unless built with
+/// [`DirBlob::on`]).
+#[derive(Clone)]
 pub struct DirBlob {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
 }
 
+impl std::fmt::Debug for DirBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirBlob").field("dir", &self.dir).finish()
+    }
+}
+
 impl DirBlob {
-    /// Uses `dir`, creating it (and its parents) if missing.
+    /// Uses `dir` on the real file system, creating it (and its parents) if missing.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::on(StdFs::shared(), dir)
+    }
+
+    /// Uses `dir` on the file system `fs` (for example a [`crate::fs::SimFs`]), creating it (and its
+    /// parents) if missing.
+    ///
+    /// Errors: [`Error::Io`] if the directory cannot be created or synced into its parent.
+    pub fn on(fs: Arc<dyn Fs>, dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        create_dir_durable(&dir)?;
-        Ok(DirBlob { dir })
+        crate::fs::create_dir_durable(&*fs, &dir)?;
+        Ok(DirBlob { fs, dir })
     }
 
     /// The directory.
@@ -60,75 +60,30 @@ impl DirBlob {
     }
 }
 
-/// Creates `dir` and any missing ancestors, durably: each directory created is `fsync`'d into its parent
-/// (the parent's entry for it survives a power loss), top down. Returns the directories whose entries it
-/// made durable that way (the parents it synced), for tests; nothing when `dir` existed.
+/// [`crate::fs::create_dir_durable`] on the real file system.
 pub(crate) fn create_dir_durable(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut missing = Vec::new();
-    let mut at = dir;
-    while fs::symlink_metadata(at).is_err() {
-        missing.push(at.to_path_buf());
-        match at.parent() {
-            Some(p) if !p.as_os_str().is_empty() => at = p,
-            _ => break,
-        }
-    }
-    fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-    let mut synced = Vec::new();
-    for created in missing.iter().rev() {
-        let parent = match created.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        sync_dir(&parent)?;
-        synced.push(parent);
-    }
-    Ok(synced)
-}
-
-/// `fsync`s a directory, making the renames and removals in it durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("fsync directory {}", dir.display()), e))
+    crate::fs::create_dir_durable(&StdFs, dir)
 }
 
 impl Blob for DirBlob {
     fn get(&self, name: &str) -> Result<Option<BlobBytes>> {
         check_name(name)?;
         let path = self.path(name);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
-        };
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
-            .len();
-        if len == 0 {
-            return Ok(Some(BlobBytes::Heap(Arc::from(&[][..]))));
-        }
-        // SAFETY: objects are immutable once committed: they are written under a temporary name, renamed
-        // into place and never opened for writing again (a replacement is a new inode renamed over the
-        // name, which leaves this mapping intact). The map is read-only. Modifying the store's files from
-        // outside the library is outside its contract, as for every mmap-based store.
-        let map = unsafe { memmap2::Mmap::map(&file) }
-            .map_err(|e| Error::io(format!("mmap {}", path.display()), e))?;
-        Ok(Some(BlobBytes::Mmap(Arc::new(map))))
+        self.fs
+            .map(&path)
+            .map_err(|e| Error::io(format!("open or mmap {}", path.display()), e))
     }
 
     fn create(&self, name: &str) -> Result<Box<dyn BlobWriter>> {
         check_name(name)?;
         let tmp = self.path(&format!("{name}{TMP_SUFFIX}"));
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
+        let file = self
+            .fs
+            .open(&tmp, OpenHow::CreateTruncate)
             .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
         Ok(Box::new(DirWriter {
-            file: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, file)),
+            fs: self.fs.clone(),
+            file: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, Appender(file))),
             tmp,
             dest: self.path(name),
             dir: self.dir.clone(),
@@ -142,7 +97,7 @@ impl Blob for DirBlob {
         let path = self.path(name);
         // No directory fsync: the store only deletes objects no manifest names (orphans, merged-away
         // batches), and one that a crash resurrects is an orphan again, removed at the next open.
-        match fs::remove_file(&path) {
+        match self.fs.remove(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io(format!("remove {}", path.display()), e)),
@@ -150,18 +105,11 @@ impl Blob for DirBlob {
     }
 
     fn list(&self) -> Result<Vec<String>> {
-        let ctx = || format!("list {}", self.dir.display());
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(|e| Error::io(ctx(), e))? {
-            let entry = entry.map_err(|e| Error::io(ctx(), e))?;
-            let is_file = entry.file_type().map_err(|e| Error::io(ctx(), e))?.is_file();
-            if let (true, Some(name)) = (is_file, entry.file_name().to_str()) {
-                if check_name(name).is_ok() {
-                    out.push(name.to_string());
-                }
-            }
-        }
-        Ok(out)
+        let names = self
+            .fs
+            .list(&self.dir)
+            .map_err(|e| Error::io(format!("list {}", self.dir.display()), e))?;
+        Ok(names.into_iter().filter(|n| check_name(n).is_ok()).collect())
     }
 
     fn location(&self) -> String {
@@ -170,8 +118,9 @@ impl Blob for DirBlob {
 }
 
 struct DirWriter {
+    fs: Arc<dyn Fs>,
     /// `None` once committed.
-    file: Option<BufWriter<File>>,
+    file: Option<BufWriter<Appender>>,
     tmp: PathBuf,
     dest: PathBuf,
     dir: PathBuf,
@@ -192,7 +141,9 @@ impl BlobWriter for DirWriter {
         // The bytes still in the buffer are not in the page cache yet; only those before them are.
         let in_file = self.len - file.buffer().len() as u64;
         if in_file - self.writeback_from >= WRITEBACK_BYTES {
-            start_writeback(file.get_ref(), self.writeback_from, in_file - self.writeback_from);
+            file.get_ref()
+                .0
+                .start_writeback(self.writeback_from, in_file - self.writeback_from);
             self.writeback_from = in_file;
         }
         Ok(())
@@ -205,14 +156,16 @@ impl BlobWriter for DirWriter {
     fn commit(mut self: Box<Self>) -> Result<()> {
         let writer = self.file.take().ok_or_else(|| Error::bad_input("commit twice"))?;
         let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
-        let file = writer
+        let Appender(file) = writer
             .into_inner()
             .map_err(|e| Error::io(ctx("flush", &self.tmp), e.into_error()))?;
         file.sync_all()
             .map_err(|e| Error::io(ctx("fsync", &self.tmp), e))?;
         drop(file);
-        fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(ctx("rename", &self.tmp), e))?;
-        sync_dir(&self.dir)
+        self.fs
+            .rename(&self.tmp, &self.dest)
+            .map_err(|e| Error::io(ctx("rename", &self.tmp), e))?;
+        sync_dir(&*self.fs, &self.dir)
     }
 }
 
@@ -221,7 +174,7 @@ impl Drop for DirWriter {
         if self.file.take().is_some() {
             // Not committed: discard the temporary file. Failure is harmless (it is an orphan the next
             // open removes), so it is ignored here where no error can be returned.
-            let _ = fs::remove_file(&self.tmp);
+            let _ = self.fs.remove(&self.tmp);
         }
     }
 }

@@ -152,4 +152,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         contract(&DirBlob::open(dir.path()).unwrap());
     }
+
+    #[test]
+    fn dir_blob_on_a_simulated_file_system_keeps_the_contract() {
+        let fs = crate::fs::SimFs::new();
+        contract(&DirBlob::on(fs.shared(), "/store").unwrap());
+    }
 }

@@ -54,16 +54,14 @@
 //! is corruption: open fails naming the file and offset, and nothing is changed — unless
 //! [`WalRecovery::PointInTime`] asks to truncate at the first bad record instead.
 
-use super::scan::{scan, Cut, Scan, Segment};
+use super::scan::{scan_on, Cut, Scan, Segment};
 use super::segments::{SegmentFaultHook, SegmentFiles, SegmentStep};
 use super::zero_fill::{FillState, ZeroFill};
 use super::{Buffer, Lsn, ReplayReport};
 use crate::error::{Error, Result};
 use crate::format::{checksum, FormatVersion};
+use crate::fs::{Fs, FsFile, OpenHow, StdFs};
 use parking_lot::{Condvar, Mutex};
-use std::fs::{File, OpenOptions};
-
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -141,7 +139,7 @@ struct State {
     /// Segments, oldest first; the last one is active. Empty until `replay`.
     segments: Vec<Segment>,
     /// The active segment, open for appending; `None` until `replay`.
-    active: Option<Arc<File>>,
+    active: Option<Arc<dyn FsFile>>,
     /// Bytes in the active segment file.
     active_bytes: u64,
     /// The active segment is of version 3 or later, so sync marks may be written to it (an older one,
@@ -157,11 +155,24 @@ impl FileBuffer {
     /// A log in `dir` (created if missing) whose segments roll over at about `segment_bytes`.
     /// Call [`Buffer::replay`] before appending.
     pub fn open(dir: impl AsRef<Path>, segment_bytes: u64, recovery: WalRecovery) -> Result<Self> {
+        Self::on(StdFs::shared(), dir, segment_bytes, recovery)
+    }
+
+    /// As [`FileBuffer::open`], on the file system `fs` (for example a [`crate::fs::SimFs`]).
+    ///
+    /// Errors: [`Error::Io`] if the directory cannot be created or synced into its parent.
+    pub fn on(
+        fs: Arc<dyn Fs>,
+        dir: impl AsRef<Path>,
+        segment_bytes: u64,
+        recovery: WalRecovery,
+    ) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         // A new WAL directory's entry in the store directory must survive a power loss like its segments.
-        crate::blob::dir::create_dir_durable(&dir)?;
+        crate::fs::create_dir_durable(&*fs, &dir)?;
         Ok(FileBuffer {
             files: SegmentFiles {
+                fs,
                 dir: dir.clone(),
                 hook: None,
             },
@@ -207,7 +218,7 @@ impl FileBuffer {
         !self.fill.state.lock().disabled
     }
 
-    fn create_segment(&self, first_lsn: Lsn) -> Result<(Segment, File)> {
+    fn create_segment(&self, first_lsn: Lsn) -> Result<(Segment, Arc<dyn FsFile>)> {
         self.files.create(first_lsn, self.new_segment_zero_filled())
     }
 
@@ -253,7 +264,6 @@ impl FileBuffer {
         }
         // Records appended from here on start at `end` or later, and go to the new segment.
         let (seg, file) = self.create_segment(end)?;
-        let file = Arc::new(file);
         let mut state = self.state.lock();
         state.segments.push(seg);
         state.active = Some(file.clone());
@@ -295,7 +305,7 @@ impl FileBuffer {
             (bytes, offset, file)
         };
         self.fill.before_write(offset..offset + bytes.len() as u64);
-        let result = file.write_all_at(&bytes, offset);
+        let result = file.write_at(&bytes, offset);
         bytes.clear();
         *spare = bytes;
         result
@@ -325,7 +335,7 @@ impl Buffer for FileBuffer {
             segments,
             strays,
             cut,
-        } = scan(&self.dir, self.recovery, f)?;
+        } = scan_on(&*self.files.fs, &self.dir, self.recovery, f)?;
         // Leftovers of failed segment creations hold no record: remove them, so that a later segment of
         // the same name can be created. (A failure here changes nothing the log needs.)
         if !strays.is_empty() {
@@ -347,15 +357,16 @@ impl Buffer for FileBuffer {
             Some(last) => {
                 let ctx = |what: &str| format!("{what} {}", last.path.display());
                 // Not O_APPEND: records are written at explicit offsets, over the zero-filled tail.
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&last.path)
+                let file = self
+                    .files
+                    .fs
+                    .open(&last.path, OpenHow::Existing)
                     .map_err(|e| Error::io(ctx("open"), e))?;
                 if let Some(Cut::TruncateLast { offset }) = cut {
                     file.set_len(offset).map_err(|e| Error::io(ctx("truncate"), e))?;
                     file.sync_all().map_err(|e| Error::io(ctx("fsync"), e))?;
                 }
-                let len = file.metadata().map_err(|e| Error::io(ctx("stat"), e))?.len();
+                let len = file.len().map_err(|e| Error::io(ctx("stat"), e))?;
                 (segments, file, last_zero_filled, end_offset, len)
             }
             None => {
@@ -369,7 +380,6 @@ impl Buffer for FileBuffer {
                 )
             }
         };
-        let active = Arc::new(active);
         self.fill
             .set_active(active.clone(), zero_filled, active_bytes, file_len);
         let fill = self.fill.clone();
@@ -475,9 +485,7 @@ impl Buffer for FileBuffer {
             Some(p) => self.files.step(SegmentStep::Flush, p),
             None => Ok(()),
         };
-        if let Err(e) =
-            flushed.and_then(|_| file.write_all_at(&pending, offset).and_then(|_| file.sync_data()))
-        {
+        if let Err(e) = flushed.and_then(|_| file.write_at(&pending, offset).and_then(|_| file.sync_data())) {
             let what = format!("WAL write/fdatasync of {:?}", path());
             self.poison(format!("{what} failed: {e}"), end_lsn);
             // This call's own failure (later calls get `Poisoned`).
@@ -508,7 +516,6 @@ impl Buffer for FileBuffer {
                     return Err(e);
                 }
             };
-            let new_file = Arc::new(new_file);
             let mut state = self.state.lock();
             state.segments.push(seg);
             state.active = Some(new_file.clone());

@@ -5,7 +5,7 @@ use super::super::segments::{segment_name, SegmentFiles};
 use super::super::zero_fill::{ZERO_AHEAD_BYTES, ZERO_MARGIN_BYTES};
 use super::*;
 use crate::wal::CutKind;
-use std::fs;
+use std::fs::{self, OpenOptions};
 
 type Replayed = Vec<(Lsn, Vec<u8>)>;
 
@@ -358,6 +358,7 @@ fn a_stray_segment_of_a_failed_creation_is_removed_and_its_predecessor_stays_the
     // An idle rotation at the end of "one" created its segment but failed before adopting it; the log went
     // on in segment 0, whose last flush was then torn by a crash (no sync mark, part of "three").
     let files = SegmentFiles {
+        fs: StdFs::shared(),
         dir: dir.path().to_path_buf(),
         hook: None,
     };
@@ -405,4 +406,26 @@ fn a_reopened_segment_of_an_older_version_gets_no_sync_marks() {
     let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
     let (got, report) = replay_all(&buf).unwrap();
     assert_eq!((got.len(), report.torn_tail), (1, None));
+}
+
+#[test]
+fn a_last_segment_of_a_header_of_zeros_is_a_torn_creation() {
+    // Found by `tests/crash_states.rs`: a power loss while creating a segment kept its size (a header) but
+    // not its bytes. It never held a record (records follow the header's fsync), so it is cut, not corrupt.
+    let dir = tempfile::tempdir().unwrap();
+    let lsns = write_records(dir.path(), 1 << 20, &[b"one", b"two"]);
+    let next = lsns[1].1 + MARK;
+    let stray = dir.path().join(segment_name(next));
+    fs::write(&stray, [0u8; SEGMENT_HEADER_BYTES as usize]).unwrap();
+    let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let (got, report) = replay_all(&buf).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(report.torn_tail.unwrap().kind, CutKind::Unacknowledged);
+    assert!(!stray.exists());
+    let (start, end) = buf.append(b"three").unwrap();
+    assert_eq!(start, next);
+    buf.sync(end).unwrap();
+    drop(buf);
+    let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    assert_eq!(replay_all(&buf).unwrap().0.len(), 3);
 }

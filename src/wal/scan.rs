@@ -11,7 +11,7 @@ use super::file::{
 use super::{CutKind, Lsn, ReplayReport, TornTail};
 use crate::error::{Error, Result};
 use crate::format::{checksum, le_u32, le_u64, Decoder, FormatVersion};
-use std::fs;
+use crate::fs::{Fs, StdFs};
 use std::path::{Path, PathBuf};
 
 /// One segment file: `{first_lsn:020}.wal`.
@@ -64,12 +64,14 @@ pub struct Scan {
 
 /// The segment files in `dir`, oldest first (other files are ignored).
 pub fn list_segments(dir: &Path) -> Result<Vec<Segment>> {
+    list_segments_on(&StdFs, dir)
+}
+
+/// The segment files in `dir` of the file system `fs`, oldest first (other files are ignored).
+pub fn list_segments_on(fs: &dyn Fs, dir: &Path) -> Result<Vec<Segment>> {
     let ctx = || format!("list {}", dir.display());
     let mut out = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| Error::io(ctx(), e))? {
-        let entry = entry.map_err(|e| Error::io(ctx(), e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for name in fs.list(dir).map_err(|e| Error::io(ctx(), e))? {
         let Some(stem) = name.strip_suffix(".wal") else {
             continue;
         };
@@ -81,7 +83,7 @@ pub fn list_segments(dir: &Path) -> Result<Vec<Segment>> {
         };
         out.push(Segment {
             first_lsn,
-            path: entry.path(),
+            path: dir.join(&name),
         });
     }
     out.sort_by_key(|s| s.first_lsn);
@@ -209,16 +211,26 @@ fn check_header(
 /// - in the last segment of version 1 or 2 (no sync marks): a torn tail if no valid record follows it (or
 ///   under `PointInTime`, or in a zero-filled segment), else corruption; reported as [`CutKind::Unknown`].
 pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<Scan> {
-    let listed = list_segments(dir)?;
+    scan_on(&StdFs, dir, recovery, f)
+}
+
+/// [`scan`] of the log in `dir` of the file system `fs`.
+pub fn scan_on(
+    fs: &dyn Fs,
+    dir: &Path,
+    recovery: WalRecovery,
+    f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>,
+) -> Result<Scan> {
+    let listed = list_segments_on(fs, dir)?;
     // Files of at most a header's length hold no record. Before the last file, such a file is never part
     // of a healthy log (a segment is succeeded only once it holds records): a stray of a failed creation.
     let mut strays = Vec::new();
     let mut segments = Vec::new();
     let mut tail_len = 0;
     for (i, seg) in listed.iter().enumerate() {
-        let len = fs::metadata(&seg.path)
-            .map_err(|e| Error::io(format!("stat {}", seg.path.display()), e))?
-            .len();
+        let len = fs
+            .len(&seg.path)
+            .map_err(|e| Error::io(format!("stat {}", seg.path.display()), e))?;
         if i + 1 < listed.len() && len <= SEGMENT_HEADER_BYTES {
             strays.push(seg.clone());
         } else {
@@ -241,9 +253,17 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
     let mut last_version = 0;
     for (i, seg) in segments.iter().enumerate() {
         let file_name = seg.path.display().to_string();
-        let bytes = fs::read(&seg.path).map_err(|e| Error::io(format!("read {file_name}"), e))?;
+        let bytes = fs
+            .read(&seg.path)
+            .map_err(|e| Error::io(format!("read {file_name}"), e))?;
         let is_last = i + 1 == segments.len();
-        if is_last && bytes.len() as u64 == SEGMENT_HEADER_BYTES {
+        // A last file of at most a header holds no record. If even its header is bad, it is what a power
+        // loss while creating it leaves (its size reached the disk, its bytes did not: zeros): a header is
+        // synced before any record is written, so no record was ever in it. Cut like a shorter file.
+        let bad_header_only = is_last
+            && bytes.len() as u64 == SEGMENT_HEADER_BYTES
+            && check_header(&bytes, seg, &file_name, None).is_err();
+        if is_last && bytes.len() as u64 == SEGMENT_HEADER_BYTES && !bad_header_only {
             if let Some(expected) = expected_lsn {
                 let (first_lsn, _, _) = check_header(&bytes, seg, &file_name, None)?;
                 if first_lsn < expected {
@@ -254,7 +274,7 @@ pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> 
                 }
             }
         }
-        if is_last && (bytes.len() as u64) < SEGMENT_HEADER_BYTES {
+        if is_last && ((bytes.len() as u64) < SEGMENT_HEADER_BYTES || bad_header_only) {
             // A crash while creating the newest segment, before its header was synced: it holds no
             // record. Replay removes it; its predecessor (or a fresh segment) becomes active.
             report.torn_tail = Some(TornTail {

@@ -5,11 +5,10 @@
 use super::file::{SEGMENT_FLAG_ZERO_FILLED, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, WAL_VERSION};
 use super::scan::Segment;
 use super::Lsn;
-use crate::blob::dir::sync_dir;
 use crate::error::{Error, Result};
 use crate::format::{checksum, PutLe};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use crate::fs::{Fs, FsFile, OpenHow};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,6 +35,7 @@ pub type SegmentFaultHook = Arc<dyn Fn(SegmentStep, &Path) -> io::Result<()> + S
 
 /// The segment files in one directory.
 pub(crate) struct SegmentFiles {
+    pub(crate) fs: Arc<dyn Fs>,
     pub(crate) dir: PathBuf,
     pub(crate) hook: Option<SegmentFaultHook>,
 }
@@ -59,13 +59,13 @@ impl SegmentFiles {
         let ctx = || format!("fsync directory {}", self.dir.display());
         self.step(SegmentStep::SyncDir, &self.dir)
             .map_err(|e| Error::io(ctx(), e))?;
-        sync_dir(&self.dir)
+        crate::fs::sync_dir(&*self.fs, &self.dir)
     }
 
     /// Removes a segment file (no directory sync).
     pub(crate) fn remove(&self, path: &Path) -> Result<()> {
         self.step(SegmentStep::Remove, path)
-            .and_then(|_| fs::remove_file(path))
+            .and_then(|_| self.fs.remove(path))
             .map_err(|e| Error::io(format!("remove {}", path.display()), e))
     }
 
@@ -74,15 +74,15 @@ impl SegmentFiles {
     /// earlier failed creation (no record is ever written to a segment before it is created whole): it is
     /// replaced. On failure, removes what it created (best effort: replay also recognises the leftover
     /// as a stray, see [`super::scan::Scan::strays`]).
-    pub(crate) fn create(&self, first_lsn: Lsn, zero_filled: bool) -> Result<(Segment, File)> {
+    pub(crate) fn create(&self, first_lsn: Lsn, zero_filled: bool) -> Result<(Segment, Arc<dyn FsFile>)> {
         let path = self.dir.join(segment_name(first_lsn));
-        if fs::symlink_metadata(&path).is_ok() {
+        if self.fs.exists(&path) {
             self.remove(&path)?;
         }
         match self.try_create(&path, first_lsn, zero_filled) {
             Ok(file) => Ok((Segment { first_lsn, path }, file)),
             Err(e) => {
-                if fs::symlink_metadata(&path).is_ok() && self.remove(&path).is_ok() {
+                if self.fs.exists(&path) && self.remove(&path).is_ok() {
                     let _ = self.sync_dir();
                 }
                 Err(e)
@@ -90,7 +90,7 @@ impl SegmentFiles {
         }
     }
 
-    fn try_create(&self, path: &Path, first_lsn: Lsn, zero_filled: bool) -> Result<File> {
+    fn try_create(&self, path: &Path, first_lsn: Lsn, zero_filled: bool) -> Result<Arc<dyn FsFile>> {
         let mut header = Vec::with_capacity(SEGMENT_HEADER_BYTES as usize);
         header.extend_from_slice(SEGMENT_MAGIC);
         header.put_u32(WAL_VERSION.0);
@@ -98,12 +98,12 @@ impl SegmentFiles {
         header.put_u64(first_lsn);
         header.put_u64(checksum(&header));
         let ctx = |what: &str| format!("{what} {}", path.display());
-        let mut file = self
+        let file = self
             .step(SegmentStep::Create, path)
-            .and_then(|_| OpenOptions::new().write(true).create_new(true).open(path))
+            .and_then(|_| self.fs.open(path, OpenHow::CreateNew))
             .map_err(|e| Error::io(ctx("create"), e))?;
         self.step(SegmentStep::WriteHeader, path)
-            .and_then(|_| file.write_all(&header))
+            .and_then(|_| file.append(&header))
             .map_err(|e| Error::io(ctx("write"), e))?;
         self.step(SegmentStep::SyncFile, path)
             .and_then(|_| file.sync_all())

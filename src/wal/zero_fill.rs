@@ -2,10 +2,9 @@
 //! filled with synced zeros a few MiB ahead of the log, so that the log's `fdatasync`s overwrite blocks
 //! instead of extending the file (see `file.rs` and FORMAT.md §4). Durability never depends on it.
 
+use crate::fs::FsFile;
 use parking_lot::{Condvar, Mutex};
-use std::fs::File;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 /// The zero-filler keeps at least this many bytes past the log's end filled with synced zeros...
@@ -25,7 +24,7 @@ pub(super) struct ZeroFill {
 #[derive(Default)]
 pub(super) struct FillState {
     /// The active segment; `None` until replay.
-    pub(super) file: Option<Arc<File>>,
+    pub(super) file: Option<Arc<dyn FsFile>>,
     /// Counts active segments, so a fill of a segment that has since rolled over is not credited.
     pub(super) segment: u64,
     /// Offsets of the active segment known to hold zeros written and synced by the filler.
@@ -51,7 +50,7 @@ pub(super) struct FillState {
 impl ZeroFill {
     /// A new active segment of format `version`, whose records end at `write_end` and whose file is
     /// `len` bytes long.
-    pub(super) fn set_active(&self, file: Arc<File>, fillable: bool, write_end: u64, len: u64) {
+    pub(super) fn set_active(&self, file: Arc<dyn FsFile>, fillable: bool, write_end: u64, len: u64) {
         let mut st = self.state.lock();
         st.file = Some(file);
         st.fillable = fillable;
@@ -101,7 +100,7 @@ impl ZeroFill {
             let mut result = Ok(());
             while at < range.end && result.is_ok() {
                 let n = (range.end - at).min(zeros.len() as u64) as usize;
-                result = file.write_all_at(&zeros[..n], at);
+                result = file.write_at(&zeros[..n], at);
                 at += n as u64;
             }
             let result = result.and_then(|_| file.sync_data());
@@ -125,7 +124,7 @@ impl ZeroFill {
 
 impl FillState {
     /// The next fill to do, if one is due: file, segment, offsets.
-    pub(super) fn next_job(&self) -> Option<(Arc<File>, u64, Range<u64>)> {
+    pub(super) fn next_job(&self) -> Option<(Arc<dyn FsFile>, u64, Range<u64>)> {
         if !self.armed || self.failed || self.disabled || !self.fillable || self.filling.is_some() {
             return None;
         }
