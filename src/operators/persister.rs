@@ -222,7 +222,13 @@ impl Persister {
     /// the range of `T`), releasing the dataflow; else downgrades it. A stopped persister's upper no longer
     /// moves, so its capability stays where it was for good.
     pub(crate) fn hold<T: PersistTime>(&self, capability: &mut Option<Capability<T>>) {
-        let upper = antichain::<T>(self.upper);
+        self.hold_within(capability, FRONTIER_CLOSED);
+    }
+
+    /// [`hold`](Self::hold), never beyond `bound`: an arrangement's checked upper, which stops for good
+    /// at a persisted block that fails its checksum (fail-stop, `trace/persisted.rs`).
+    pub(crate) fn hold_within<T: PersistTime>(&self, capability: &mut Option<Capability<T>>, bound: u64) {
+        let upper = antichain::<T>(self.upper.min(bound));
         match upper.first() {
             None => *capability = None,
             Some(upper) => {
@@ -396,7 +402,8 @@ impl Persister {
         let inner = info
             .batch
             .map(|file| PersistedBatch::new(file, desc.clone()))
-            .transpose()?;
+            .transpose()?
+            .map(|b| b.reporting_to(self.shared.errors.clone()));
         self.upper = to;
         Ok(Some(Span::new(desc, inner)))
     }
