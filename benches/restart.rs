@@ -112,7 +112,7 @@ fn restart(dir: &Path, probe: [u8; 16], complete: bool) -> Duration {
     let upper = store.upper(&stream()).unwrap();
     timely::execute_directly(move |worker| {
         let frontier = ProbeHandle::new();
-        let (input, mut trace) = worker.dataflow::<u64, _, _>(|scope| {
+        let (mut input, mut trace) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, coll) = scope.new_collection::<(String, String), i64>();
             let (arranged, _handle) = coll.arrange_persisted(&store, ID).unwrap();
             arranged.stream.probe_with(&frontier);
@@ -135,6 +135,9 @@ fn restart(dir: &Path, probe: [u8; 16], complete: bool) -> Duration {
         }
         assert_eq!(found, 1);
         if complete {
+            // The input's frontier bounds the output's too: move it to the persisted upper (no seal).
+            input.advance_to(upper);
+            input.flush();
             worker.step_while(|| frontier.less_than(&upper));
         }
         let elapsed = start.elapsed();
