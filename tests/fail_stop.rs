@@ -113,7 +113,7 @@ fn a_damaged_block_stops_the_arrangement_at_its_span() {
             worker.step();
         }
         let frontier = probe.with_frontier(|f| f.first().copied());
-        let stopped = handle.errors().is_stopped();
+        let stopped = handle.errors().is_stopped() && handle.is_stopped();
         let error = handle.errors().take();
         drop(input);
         for _ in 0..20 {

@@ -122,9 +122,10 @@ impl PersistHandle {
         self.shared.upper.get()
     }
 
-    /// Whether the operator stopped persisting after an error.
+    /// Whether the operator stopped after an error: persisting failed, or (an arrangement) a persisted
+    /// block failed its checksum and the arrangement holds its frontier for good (fail-stop).
     pub fn is_stopped(&self) -> bool {
-        self.shared.stopped.get()
+        self.shared.stopped.get() || self.shared.errors.is_stopped()
     }
 
     /// The first error the operator or its trace's maintenance met, as a message.
