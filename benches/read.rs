@@ -24,7 +24,7 @@
 //!    Parts 1 and 2 use `SCAN_UPDATES` (1 M; at most `DDPERSIST_BENCH_UPDATES`).
 //! 3. `restart` (plain timing, after criterion; `RESTART_SAMPLES` runs, median): `DDPERSIST_BENCH_UPDATES`
 //!    (default 10 M; 0 skips) updates. Ours: `Store::open` then the first `get_bytes` of a hit ("open + first
-//!    get", blocks verified lazily) or `PersistedTrace::open` (verifies every block) then a cursor lookup
+//!    get", blocks verified lazily) or `PersistedTrace::open` (reads no block since verify once) then a cursor lookup
 //!    ("open + trace ready"), page cache warm, and cold (every file of the store dropped from the page cache
 //!    with `dd iflag=nocache count=0` first, when that works). Baseline: building the in-memory batch from the
 //!    sorted updates already in a `Vec` (the minimum a restart without persistence costs, source not re-read;
@@ -580,7 +580,7 @@ fn open_get(dir: &Path, probe: &[u8], as_of: u64) -> (Duration, Duration) {
     (open, total)
 }
 
-/// Store::open, PersistedTrace::open (every block verified), then a cursor lookup of `probe`.
+/// Store::open, PersistedTrace::open (no block read; blocks checksummed on first touch), then a cursor lookup of `probe`.
 fn open_trace(dir: &Path, probe: &[u8], as_of: u64) -> Duration {
     let start = Instant::now();
     let store = Store::open(dir).unwrap();

@@ -1,4 +1,4 @@
-//! [`Block`]: one verified block of a batch file, read in place — a columnar trie of keys → vals →
+//! [`Block`]: one checksummed block of a batch file, read in place — a columnar trie of keys → vals →
 //! (time, diff) with `u32` offset arrays (layout in [`super::format`] and FORMAT.md §2). Every read is
 //! bounds-checked against the block, so bytes changed under the map after verification read as wrong
 //! values or an error, never as a panic (FORMAT.md §6).
@@ -7,7 +7,7 @@ use super::format::{IndexEntry, BLOCK_HEADER_BYTES};
 use crate::format::le_u32;
 use std::ops::Range;
 
-/// A verified block: a columnar trie of keys → vals → (time, diff), borrowed from the file's bytes.
+/// A block whose checksum and shape passed: a columnar trie of keys → vals → (time, diff), borrowed from the file's bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct Block<'a> {
     bytes: &'a [u8],
@@ -41,14 +41,12 @@ impl<'a> Block<'a> {
         self.bytes.get(s..e).unwrap_or(&[])
     }
 
-    /// Checks structure and order of `bytes` against its index entry and fence keys; on failure returns
-    /// the offset within the block and what is wrong.
-    pub(super) fn check(
-        bytes: &'a [u8],
-        e: &IndexEntry,
-        first: &[u8],
-        last: &[u8],
-    ) -> std::result::Result<Self, (usize, String)> {
+    /// The block's shape (counts and array positions) from `bytes`, checked against its index entry so
+    /// that every array and both byte columns lie inside `bytes` and fill it exactly: O(1), no pass over
+    /// the contents. This is all a read needs after the checksum (the writer built the contents sorted and
+    /// consolidated, and the checksum proves these are its bytes); [`check_contents`](Self::check_contents)
+    /// is the full pass, for `verify`. On failure returns the offset within the block and what is wrong.
+    pub(super) fn shape(bytes: &'a [u8], e: &IndexEntry) -> std::result::Result<Self, (usize, String)> {
         if bytes.len() < BLOCK_HEADER_BYTES {
             return Err((0, "shorter than its header".into()));
         }
@@ -63,6 +61,7 @@ impl<'a> Block<'a> {
                 format!("counts keys={k} vals={v} updates={u} disagree with the index"),
             ));
         }
+        // No overflow: k and u come from `u32`s, and v <= u.
         let fixed = BLOCK_HEADER_BYTES + 16 * u + 8 * (k + 1) + 8 * (v + 1);
         if fixed > bytes.len() {
             return Err((0, "arrays overrun the block".into()));
@@ -75,6 +74,23 @@ impl<'a> Block<'a> {
             return Err((b.key_offs_at, "byte columns do not fill the block exactly".into()));
         }
         b.val_bytes_at = b.key_bytes_at + key_len;
+        Ok(b)
+    }
+
+    /// The full structural pass over a block with a valid [`shape`](Self::shape): offset arrays run from
+    /// 0 to their ends and increase (strictly for vals per key and updates per val), keys, vals per key
+    /// and times per val strictly increase, no diff is zero, and the first and last keys equal the index's
+    /// fences `first` and `last`. O(block). On failure returns the offset within the block and what is
+    /// wrong.
+    pub(super) fn check_contents(
+        &self,
+        first: &[u8],
+        last: &[u8],
+    ) -> std::result::Result<(), (usize, String)> {
+        let b = self;
+        let (k, v, u) = (b.key_count, b.val_count, b.update_count);
+        let key_len = b.val_bytes_at - b.key_bytes_at;
+        let val_len = b.bytes.len().saturating_sub(b.val_bytes_at);
         let monotone =
             |at: usize, n: usize, last: usize, strict: bool| -> std::result::Result<(), (usize, String)> {
                 if b.u32_at(at, 0) != 0 || b.u32_at(at, n) as usize != last {
@@ -115,7 +131,7 @@ impl<'a> Block<'a> {
         if b.key(0) != first || b.key(k - 1) != last {
             return Err((b.key_bytes_at, "first or last key differs from the index".into()));
         }
-        Ok(b)
+        Ok(())
     }
 
     /// Where the fixed-width arrays start for `k` keys, `v` vals and `u` updates (`val_bytes_at` is set

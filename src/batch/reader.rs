@@ -3,9 +3,21 @@
 //! Invariants, established by [`BatchFile::open`] and kept for the life of the value:
 //! - the header, footer and block index passed their checksums; every index entry points inside the
 //!   data region, in order and without overlap, and its keys lie inside the index key area;
-//! - a [`Block`] is handed out only after its checksum and structure (array sizes, monotone offsets, sorted
-//!   and consolidated contents, fences equal to its index keys) were checked, once per block per open
-//!   file. So every accessor of a `Block` reads in bounds and returns what the writer wrote.
+//! - a [`Block`] is handed out only after its checksum and its shape (counts equal to the index's, every
+//!   array and byte column inside the block and filling it exactly: O(1)) were checked, once per block per
+//!   open file (the block's `shapes` slot is its one atomic "verified" state). So every accessor of a
+//!   `Block` reads in bounds and returns what the writer wrote.
+//!
+//! The verification rule (DESIGN.md §5, "Verify once"): the *structure* of a block's contents (monotone
+//! offsets, sorted keys, vals and times, non-zero diffs, fences equal to the index) is guaranteed by the
+//! writer, which refuses any update out of `(key, val, time)` order, with a zero diff or a time outside
+//! the description, and lays out offsets and fences itself; the checksum, computed by the writer over the
+//! bytes it laid out, proves on read that these are those bytes. So reads check the checksum only (lazily,
+//! on first touch), and the structural pass runs where it finds something the checksum cannot: in
+//! [`BatchFile::verify`] (`inspect verify`, the scrubber, tests), against a writer bug or a forged file.
+//! Reads never depend on the structure for memory safety: every accessor is bounds-checked and clamps its
+//! ranges, so a block that passes its checksum but is malformed (or changes after its check) reads as
+//! wrong values or an error, never as a panic or an endless loop.
 
 use super::block::Block;
 use super::filter::{Filter, FILTER_KIND_BLOOM};
@@ -294,7 +306,8 @@ impl BatchFile {
         lo
     }
 
-    /// Block `i`, checked on first use.
+    /// Block `i`, its checksum and shape checked on first use (not its contents' order: see the module
+    /// docs). Errors: [`Error::Corrupt`] naming the file and the block's offset.
     pub fn block(&self, i: usize) -> Result<Block<'_>> {
         let e = self
             .index
@@ -313,7 +326,7 @@ impl BatchFile {
                 self.decompressed[i].get().map_or(&[][..], |b| &b[..])
             }
         };
-        let block = Block::check(raw, e, self.block_first_key(i), self.block_last_key(i))
+        let block = Block::shape(raw, e)
             .map_err(|(off, detail)| corrupt(off as u64, format!("block {i}: {detail}")))?;
         let _ = self.shapes[i].set(block.detach());
         Ok(block)
@@ -346,7 +359,7 @@ impl BatchFile {
         self.block_reads.fetch_add(1, Ordering::Relaxed);
         let corrupt = |off: u64, detail: String| Error::corrupt(&self.name, e.offset + off, detail);
         let raw = self.stored_checked(i)?;
-        let shape = Block::check(&raw, e, self.block_first_key(i), self.block_last_key(i))
+        let shape = Block::shape(&raw, e)
             .map_err(|(off, detail)| corrupt(off as u64, format!("block {i}: {detail}")))?
             .detach();
         Ok((shape, raw))
@@ -433,7 +446,8 @@ impl BatchFile {
         self.shapes.iter().all(|s| s.get().is_some())
     }
 
-    /// Checks every block, and across blocks: keys increase, every time lies in the description, and the
+    /// Checks every block (checksum, then the full structural pass: monotone offsets, sorted and
+    /// consolidated contents, fences equal to the index), and across blocks: keys increase, every time lies in the description, and the
     /// val count matches the footer; then the layout: padding, reserved fields and the sections' places,
     /// so that every byte of the file is checked against the format (`batch/scrub.rs`). Returns the first problem found, in block order. (See also
     /// [`verify_deep`](Self::verify_deep).) Files of `PARALLEL_VERIFY_BLOCKS` (64) blocks or more are checked
@@ -500,6 +514,18 @@ impl BatchFile {
             let block = self.block(i)?;
             let at = self.index[i].offset;
             let bad = |detail: String| Error::corrupt(&self.name, at, format!("block {i}: {detail}"));
+            // The structural pass reads skip (the writer's guarantee, checked here against the bytes). An
+            // lz4 block's offsets are within its decompressed bytes: reported at the block's start.
+            block
+                .check_contents(self.block_first_key(i), self.block_last_key(i))
+                .map_err(|(off, detail)| {
+                    let off = if self.index[i].codec == CODEC_RAW {
+                        off as u64
+                    } else {
+                        0
+                    };
+                    Error::corrupt(&self.name, at + off, format!("block {i}: {detail}"))
+                })?;
             if i > 0 && self.block_last_key(i - 1) >= self.block_first_key(i) {
                 return Err(bad(format!("does not start above block {}", i - 1)));
             }

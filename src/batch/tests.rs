@@ -235,3 +235,58 @@ fn parallel_verify_reports_the_first_bad_block_in_block_order() {
         other => panic!("expected corruption at block {early}, got {other:?}"),
     }
 }
+
+/// Reads check a block's checksum and shape, not its contents' structure (the writer's guarantee): a block
+/// rewritten with a matching checksum (a forged file, or a writer bug) must still never panic a read, and
+/// `verify` (the structural pass of `inspect verify`) must report what the checksum cannot.
+#[test]
+fn forged_blocks_with_valid_checksums_never_panic_a_read() {
+    use crate::format::checksum;
+    let blob = MemBlob::new();
+    let updates = sample(30);
+    write(&blob, "g.batch", &updates, 400);
+    let good = blob.get("g.batch").unwrap().unwrap().to_vec();
+    let file = BatchFile::open("g.batch", crate::blob::BlobBytes::Heap(good.clone().into())).unwrap();
+    let e = *file.index_entry(0);
+    let (index_at, footer_at) = (
+        file.footer().index_offset as usize,
+        good.len() - format::FOOTER_BYTES,
+    );
+    let index_len = file.footer().index_len as usize;
+    let block = e.offset as usize..e.offset as usize + e.stored_len as usize;
+    let (mut structural, mut reads_erred) = (0, 0);
+    for at in block.clone() {
+        for value in [0u8, 0xFF, good[at] ^ 0x01] {
+            let mut bad = good.clone();
+            if bad[at] == value {
+                continue;
+            }
+            bad[at] = value;
+            // Re-seal the forgery: block checksum, index checksum, footer checksum.
+            let sum = checksum(&bad[block.clone()]);
+            bad[index_at + 8..index_at + 16].copy_from_slice(&sum.to_le_bytes());
+            let sum = checksum(&bad[index_at..index_at + index_len]);
+            bad[footer_at + 80..footer_at + 88].copy_from_slice(&sum.to_le_bytes());
+            let sum = checksum(&bad[footer_at..footer_at + 120]);
+            bad[footer_at + 120..footer_at + 128].copy_from_slice(&sum.to_le_bytes());
+            let Ok(b) = BatchFile::open("g.batch", crate::blob::BlobBytes::Heap(bad.into())) else {
+                continue;
+            };
+            // None of these may panic; what they return is not checked against the data.
+            let mut erred = read_all(&b).is_err();
+            for (k, ..) in &updates {
+                erred |= b.for_key(k, |_, _, _| {}).is_err();
+            }
+            let _ = UpdateCursor::seek(&b, b"key-000010").map(|c| c.get().map(|u| u.0.len()));
+            reads_erred += usize::from(erred);
+            if matches!(b.verify(), Err(Error::Corrupt { .. })) {
+                structural += 1;
+            }
+        }
+    }
+    assert!(structural > 0, "verify caught no forged block");
+    assert!(
+        reads_erred < structural,
+        "reads should not pay for the structural pass ({reads_erred} read errors, {structural} caught)"
+    );
+}

@@ -26,7 +26,10 @@ use super::{key_hash, unsealed_times, update_hash, PersistDiff, PersistTime};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::store::{Store, StreamOptions};
-use crate::trace::{antichain, BytesBatcher, BytesSpine, BytesUpdate, PersistedSpan, PersistedTrace};
+use crate::trace::check::CHECK_BLOCKS_PER_ACTIVATION;
+use crate::trace::{
+    antichain, BytesBatcher, BytesSpine, BytesUpdate, PersistedSpan, PersistedTrace, SpanChecker,
+};
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::logging::DifferentialEventBuilder;
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
@@ -69,7 +72,8 @@ pub trait ArrangePersisted<'scope, K, V, T: PersistTime = u64> {
     /// Errors (when building the dataflow): [`Error::BadInput`] if the arrangement was persisted by a
     /// different number of workers or by other workers (another process's directory), or `id` is in use
     /// by another live operator on this worker; store errors from creating or opening the stream
-    /// ([`Error::Corrupt`] when a batch fails verification: opening reads every persisted block once).
+    /// ([`Error::Corrupt`] when batch files are missing or disagree with the manifest; a damaged block is
+    /// met later and stops the arrangement: fail-stop, see [`PersistedTrace`]).
     fn arrange_persisted(self, store: &Store, id: &str) -> Result<PersistedArrangement<'scope, T>>
     where
         K: Codec + ExchangeData,
@@ -194,6 +198,7 @@ where
     P: ParallelizationContract<T, Updates<K, V, T, R>>,
 {
     let scope = stream.scope();
+    let mut checker = SpanChecker::new(trace.errors().clone());
     let mut reader = None;
     let reader_ref = &mut reader;
     let output = stream.unary_frontier::<CapacityContainerBuilder<Vec<PersistedSpan<T>>>, _, _, _>(
@@ -207,7 +212,9 @@ where
             let mut trace = trace;
             trace.set_activator(scope.activator_for(info.address.clone()));
             let (agent, mut writer) = TraceAgent::new(trace, info.clone(), logger);
+            let checking = scope.activator_for(info.address.clone());
             for span in &initial {
+                checker.push(span);
                 let stamp = if span.has_updates() {
                     Stamp::from_elem(T::minimum())
                 } else {
@@ -231,11 +238,16 @@ where
                 let to = input_bound(frontier.frontier());
                 if let Some(cap) = capability.as_ref() {
                     let spans = persister.advance(to, &mut writer, *cap.time());
+                    spans.iter().for_each(|span| checker.push(span));
                     if !spans.is_empty() {
                         output.session(cap).give_iterator(spans.into_iter());
                     }
                 }
-                persister.hold(&mut capability);
+                // Fail-stop: no time completes before the blocks below it passed their checksums.
+                if checker.check(CHECK_BLOCKS_PER_ACTIVATION) {
+                    checking.activate();
+                }
+                persister.hold_within(&mut capability, checker.checked_upper());
                 writer.exert();
             }
         },

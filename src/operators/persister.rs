@@ -133,9 +133,10 @@ impl PersistHandle {
         self.shared.upper.get()
     }
 
-    /// Whether the operator stopped persisting after an error.
+    /// Whether the operator stopped after an error: persisting failed, or (an arrangement) a persisted
+    /// block failed its checksum and the arrangement holds its frontier for good (fail-stop).
     pub fn is_stopped(&self) -> bool {
-        self.shared.stopped.get()
+        self.shared.stopped.get() || self.shared.errors.is_stopped()
     }
 
     /// The first error the operator or its trace's maintenance met, as a message.
@@ -250,7 +251,13 @@ impl Persister {
     /// the range of `T`), releasing the dataflow; else downgrades it. A stopped persister's upper no longer
     /// moves, so its capability stays where it was for good.
     pub(crate) fn hold<T: PersistTime>(&self, capability: &mut Option<Capability<T>>) {
-        let upper = antichain::<T>(self.upper);
+        self.hold_within(capability, FRONTIER_CLOSED);
+    }
+
+    /// [`hold`](Self::hold), never beyond `bound`: an arrangement's checked upper, which stops for good
+    /// at a persisted block that fails its checksum (fail-stop, `trace/persisted.rs`).
+    pub(crate) fn hold_within<T: PersistTime>(&self, capability: &mut Option<Capability<T>>, bound: u64) {
+        let upper = antichain::<T>(self.upper.min(bound));
         match upper.first() {
             None => *capability = None,
             Some(upper) => {
@@ -474,7 +481,8 @@ impl Persister {
         let inner = info
             .batch
             .map(|file| PersistedBatch::new(file, desc.clone()))
-            .transpose()?;
+            .transpose()?
+            .map(|b| b.reporting_to(self.shared.errors.clone()));
         Ok(Span::new(desc, inner))
     }
 }

@@ -3,19 +3,27 @@
 //! default): the file's `u64` times are read as `T`s.
 //!
 //! Invariants, established by the constructors and kept for the life of the value:
-//! - a batch with a file holds a file on which [`BatchFile::verify`] succeeded, so every block is marked
-//!   verified and [`BatchFile::verified_block`] returns `Some` for each of them (the cursor relies on it
-//!   to read without errors; it treats `None` as an empty block all the same);
 //! - every update in the file has a time in the description's `[lower, upper)` (times not beyond `since`
 //!   may have been advanced to `since`): the file's own description lies within the DD description;
 //! - every time in the file fits `T` (its description's upper is at most one past `T`'s greatest time).
+//!
+//! Blocks are *not* checked up front (that made opening a trace O(data)). A cursor checks a block's
+//! checksum on first touch ([`PersistedBatch::block`]; one atomic "verified" state per block, shared with
+//! lookups through the `BatchFile`). A DD cursor cannot return an error, so a block that fails is
+//! *fail-stop*: the error (naming file and offset) goes to the batch's [`ErrorSlot`] with
+//! [`ErrorSlot::fail_stop`], and the cursor stops serving the batch (it moves to its end: nothing at or
+//! after the bad block is served). The arranging operator shares the slot and holds its frontier once it
+//! is stopped, and it never lets a time complete before every block of the spans below it passed its
+//! checksum ([`SpanChecker`](super::SpanChecker)); a block that
+//! passed is served from then on. So a cursor can only ever cut short a batch at times not yet
+//! complete, and what it skipped is never passed on at a complete time (DESIGN.md §5, "Fail-stop").
 //!
 //! Clones share the file (`Arc`); the mmap stays valid for as long as any clone lives, whatever the
 //! store's compaction does meanwhile.
 
 use super::cursor::PersistedCursor;
-use super::{antichain, frontier_value};
-use crate::batch::BatchFile;
+use super::{antichain, frontier_value, ErrorSlot};
+use crate::batch::{BatchFile, Block};
 use crate::error::{Error, Result};
 use crate::operators::PersistTime;
 use differential_dataflow::trace::{Description, Navigable};
@@ -28,6 +36,8 @@ pub struct PersistedBatch<T = u64> {
     desc: Description<T>,
     /// `file`'s block count (0 without a file), cached for the cursor's hot `key_valid`.
     block_count: usize,
+    /// Where a cursor reports a block that fails its checksum (and stops serving): the trace's slot.
+    errors: ErrorSlot,
 }
 
 impl<T: std::fmt::Debug> std::fmt::Debug for PersistedBatch<T> {
@@ -42,14 +52,14 @@ impl<T: std::fmt::Debug> std::fmt::Debug for PersistedBatch<T> {
 }
 
 impl<T: PersistTime> PersistedBatch<T> {
-    /// Serves `file` under the DD description `desc`, after checking every block of the file
-    /// ([`BatchFile::verify`]; cheap for blocks already verified) and that the file's own description lies
+    /// Serves `file` under the DD description `desc`, after checking that the file's own description lies
     /// within `desc` (a file may start earlier than `desc` when the interval between them had no updates).
+    /// Reads no block: each is checked on first touch (see the module docs). Cursor errors go to a slot of
+    /// the batch's own until [`reporting_to`](Self::reporting_to) names the trace's.
     ///
-    /// Errors: [`Error::Corrupt`] from verification; [`Error::BadInput`] if the descriptions disagree, or
-    /// the file holds times beyond `T`'s range (written by a dataflow with a wider timestamp).
+    /// Errors: [`Error::BadInput`] if the descriptions disagree, or the file holds times beyond `T`'s
+    /// range (written by a dataflow with a wider timestamp).
     pub fn new(file: Arc<BatchFile>, desc: Description<T>) -> Result<Self> {
-        file.verify()?;
         let d = file.description();
         if d.upper > 0 && T::from_u64(d.upper - 1).is_none() {
             return Err(Error::bad_input(format!(
@@ -75,7 +85,40 @@ impl<T: PersistTime> PersistedBatch<T> {
             block_count: file.block_count(),
             file: Some(file),
             desc,
+            errors: ErrorSlot::default(),
         })
+    }
+
+    /// This batch, reporting cursor errors to `errors` (the trace's and the arranging operator's slot).
+    pub fn reporting_to(mut self, errors: ErrorSlot) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    /// Where cursor errors go.
+    pub fn errors(&self) -> &ErrorSlot {
+        &self.errors
+    }
+
+    /// Block `i` for a cursor: its checksum and shape checked on first touch (an atomic load after that).
+    /// `None` when `i` is out of range or the block fails its check: then the error, naming file and
+    /// offset, is recorded with [`ErrorSlot::fail_stop`].
+    #[inline]
+    pub(crate) fn block(&self, i: usize) -> Option<Block<'_>> {
+        let file = self.file.as_ref()?;
+        if let Some(block) = file.verified_block(i) {
+            return Some(block);
+        }
+        if i >= self.block_count {
+            return None;
+        }
+        match file.block(i) {
+            Ok(block) => Some(block),
+            Err(e) => {
+                self.errors.fail_stop(e);
+                None
+            }
+        }
     }
 
     /// Serves `file` under its own description (see [`new`](Self::new)).
@@ -91,6 +134,7 @@ impl<T: PersistTime> PersistedBatch<T> {
             file: None,
             desc,
             block_count: 0,
+            errors: ErrorSlot::default(),
         }
     }
 

@@ -19,9 +19,10 @@
 //! Every read re-checks its index against the block it reads (a field comparison), so even a cursor
 //! used with a batch other than its own reads in bounds.
 //!
-//! Blocks are read with [`BatchFile::verified_block`](crate::batch::BatchFile::verified_block); a batch
-//! is only built from a verified file, so it always returns `Some`. Were it ever `None`, the block is
-//! skipped as if empty: the cursor never panics and never returns unverified bytes.
+//! Blocks are read with [`PersistedBatch::block`]: a block's checksum is checked the first time any
+//! reader touches it. A block that fails stops the batch's error slot (fail-stop, see
+//! [`super::batch`]) and the cursor moves to the batch's end. The cursor never panics and never returns
+//! bytes that failed their checksum.
 
 use super::batch::PersistedBatch;
 use super::containers::{BytesContainer, CopyContainer};
@@ -78,7 +79,7 @@ impl<T: PersistTime> PersistedCursor<T> {
 
     #[inline]
     fn load<'a>(&self, batch: &'a PersistedBatch<T>) -> Option<Block<'a>> {
-        batch.file()?.verified_block(self.block)
+        batch.block(self.block)
     }
 
     /// Moves forward from `(block, key)` to the first readable key position at or after it (or to the end),
@@ -103,6 +104,8 @@ impl<T: PersistTime> PersistedCursor<T> {
                     self.val = self.vals.start;
                     return;
                 }
+                // A block that failed its checksum (fail-stop): serve nothing more of this batch.
+                None => break,
                 _ => {
                     self.block += 1;
                     self.key = 0;
@@ -239,9 +242,7 @@ impl<T: PersistTime> Cursor for PersistedCursor<T> {
         } else if let Some(file) = storage.file() {
             // Every key of this block is below `key`: the fences pick the first block that may hold it.
             self.block = file.seek_block(key).max(self.block + 1);
-            self.key = file
-                .verified_block(self.block)
-                .map_or(0, |next| next.seek_key(key));
+            self.key = storage.block(self.block).map_or(0, |next| next.seek_key(key));
         }
         self.settle(storage);
     }

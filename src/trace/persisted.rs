@@ -19,16 +19,30 @@
 //! - the stream's `since` in the store is only ever advanced to times at or before both the logical
 //!   compaction frontier and the sealed upper, so a restart never loses a distinction a reader could need.
 //!
-//! Maintenance runs only after something changed (an insert, a compaction frontier moving) and costs one
-//! `Store::sealed` call (a lock and a clone of the batch list). A merged file is checked block by block
-//! before it is adopted, at most `VERIFY_BLOCKS_PER_EXERT` blocks per call, the trace re-activating its
-//! operator until done; the stream's `since` is advanced (a manifest commit) at most once per
-//! `SINCE_EVERY_BATCHES` sealed batches.
+//! Opening reads no block: it costs the store's batch list and one `BatchFile` per batch (header, footer
+//! and index, checked when the store opened the file), so a trace is ready in milliseconds whatever the
+//! store's size. Blocks are checked (checksum only: see `batch/reader.rs` for why the structure need not
+//! be) on first touch by a cursor, and in the background by the arranging operator's [`SpanChecker`].
 //!
-//! Errors met by maintenance cannot be returned (DD's `exert` is infallible): they are recorded in the
-//! trace's [`ErrorSlot`], and the trace keeps serving the spans it has.
+//! **Fail-stop.** A DD cursor cannot return an error. A block that fails its checksum — found by a cursor
+//! or by the [`SpanChecker`] — is recorded in the trace's [`ErrorSlot`] with [`ErrorSlot::fail_stop`]
+//! (the error names file and offset; the arranging operator's `PersistHandle` reports it): cursors stop
+//! serving that batch at the bad block, the checker's checked upper stays at or below the bad span's
+//! lower, and the operator holds its frontier there for good. So no time whose data the bad block holds
+//! ever completes downstream: output a cursor produced without the block is only ever at incomplete
+//! times. (Spans below the checked upper passed every check and are served on: their times are complete
+//! and their data right.)
+//!
+//! Maintenance otherwise runs only after something changed (an insert, a compaction frontier moving) and
+//! costs one `Store::sealed` call (a lock and a clone of the batch list). A merged file is checksummed
+//! block by block before it is adopted, at most `VERIFY_BLOCKS_PER_EXERT` blocks per call; the stream's
+//! `since` is advanced (a manifest commit) at most once per `SINCE_EVERY_BATCHES` sealed batches. Other
+//! errors met by maintenance cannot be returned either (DD's `exert` is infallible): they are recorded in
+//! the trace's [`ErrorSlot`], and the trace keeps serving the spans it has.
 
 use super::batch::{description, PersistedBatch};
+#[cfg(doc)]
+use super::SpanChecker;
 use super::{antichain, frontier_value, ErrorSlot};
 use crate::batch::BatchFile;
 use crate::error::{Error, Result};
@@ -62,9 +76,9 @@ struct Link {
 /// The stream's `since` is advanced (one manifest commit) at most once per this many sealed batches.
 const SINCE_EVERY_BATCHES: usize = 8;
 
-/// Blocks of merged batch files checked per call of [`Trace::exert`] (about 16 MiB at the default block
-/// size): adoption spreads the checking of a large merged file over several activations.
-const VERIFY_BLOCKS_PER_EXERT: usize = 256;
+/// Blocks of merged batch files checksummed per call of [`Trace::exert`] (about 16 MiB at the default
+/// block size): adoption spreads the checking of a large merged file over several activations.
+pub(crate) const VERIFY_BLOCKS_PER_EXERT: usize = 256;
 
 /// A trace over persisted batches: see the module docs.
 pub struct PersistedTrace<T = u64> {
@@ -89,13 +103,16 @@ impl<T: PersistTime> PersistedTrace<T> {
         }
     }
 
-    /// The sealed part of stream `id` of `store` as a trace: one span per batch file (each verified whole
-    /// first: this reads every block once) and one per gap between them, covering `[0, upper)`. Its
+    /// The sealed part of stream `id` of `store` as a trace: one span per batch file and one per gap
+    /// between them, covering `[0, upper)`. Reads no block (they are checked on first touch, and in the
+    /// background by the operator's [`SpanChecker`]; see the module docs), so it takes milliseconds at any
+    /// size. Its
     /// logical compaction frontier starts at the stream's `since`. The trace stays linked to the stream:
     /// maintenance adopts the store's merged batches and advances the stream's `since`.
     ///
-    /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], [`Error::Corrupt`] (a block failed its
-    /// checks, or batches overlap), [`Error::BadInput`] (a batch holds times beyond `T`'s range).
+    /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], [`Error::Corrupt`] (batches overlap),
+    /// [`Error::BadInput`] (a batch holds times beyond `T`'s range). A damaged block is not an error here:
+    /// it stops the trace when met (fail-stop, module docs).
     ///
     /// With times other than `u64`, name the type: `PersistedTrace::<u32>::open(&store, id)`.
     pub fn open(store: &Store, id: &str) -> Result<Self> {
@@ -135,8 +152,14 @@ impl<T: PersistTime> PersistedTrace<T> {
         &self.errors
     }
 
-    /// Shares `errors` as this trace's error slot (so an operator and its trace report in one place).
+    /// Shares `errors` as this trace's error slot (so an operator and its trace report in one place); its
+    /// batches' cursors report there too.
     pub fn set_errors(&mut self, errors: ErrorSlot) {
+        for span in &mut self.spans {
+            if let Some(batch) = span.inner.take() {
+                span.inner = Some(batch.reporting_to(errors.clone()));
+            }
+        }
         self.errors = errors;
     }
 
@@ -155,8 +178,12 @@ impl<T: PersistTime> PersistedTrace<T> {
         std::mem::take(&mut self.spans)
     }
 
-    /// Appends `span`, which must start at the trace's upper and not be empty.
-    fn push(&mut self, span: PersistedSpan<T>) {
+    /// Appends `span`, which must start at the trace's upper and not be empty; its batch reports to the
+    /// trace's error slot.
+    fn push(&mut self, mut span: PersistedSpan<T>) {
+        if let Some(batch) = span.inner.take() {
+            span.inner = Some(batch.reporting_to(self.errors.clone()));
+        }
         self.upper.clone_from(span.upper());
         self.spans.push(span);
     }
@@ -279,10 +306,11 @@ impl<T: PersistTime> PersistedTrace<T> {
             }
             let since = file.map_or(0, |f| f.description().since);
             let desc = description(lo, hi, since)?;
-            // Every block is checked by now; this checks the order across blocks.
+            // Every block's checksum is checked by now.
             let inner = file
                 .map(|f| PersistedBatch::new(f.clone(), desc.clone()))
-                .transpose()?;
+                .transpose()?
+                .map(|b| b.reporting_to(self.errors.clone()));
             fresh.push(Span::new(desc, inner));
         }
         if fresh.is_empty() {
