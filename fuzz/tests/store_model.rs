@@ -167,9 +167,14 @@ fn sequences() -> Vec<Vec<Op>> {
     }
     merges.push(Op::Compact { slot: 0 });
     let mut faulted = Vec::new();
-    for (i, site) in [FaultSite::Blob, FaultSite::Wal, FaultSite::Segment]
-        .into_iter()
-        .enumerate()
+    for (i, site) in [
+        FaultSite::Blob,
+        FaultSite::Wal,
+        FaultSite::Segment,
+        FaultSite::Late,
+    ]
+    .into_iter()
+    .enumerate()
     {
         faulted.push(write(0, vec![u(b"aa", b"a\0", 0, 1), u(b"aa", b"a\0", 5, 1)]));
         faulted.push(unsynced(1, vec![u(b"\0a", b"", 0, 1)]));
@@ -352,7 +357,12 @@ fn fault_after_every_call_of_a_workload() {
     let workload = sweep_workload();
     let mut stats = Stats::default();
     for setup in setups() {
-        for site in [FaultSite::Blob, FaultSite::Wal, FaultSite::Segment] {
+        for site in [
+            FaultSite::Blob,
+            FaultSite::Wal,
+            FaultSite::Segment,
+            FaultSite::Late,
+        ] {
             for after in 0..(40 * iters()).min(255) as u8 {
                 let mut ops = vec![fault(site, after)];
                 ops.extend(workload.iter().cloned());

@@ -17,6 +17,8 @@ pub enum FaultSite {
     Wal,
     /// `FileBuffer`'s segment steps: create, write header, fsync file or directory, remove, flush.
     Segment,
+    /// Blob commits and WAL syncs that take effect, then fail (`late.rs`).
+    Late,
 }
 
 /// "Fail every call at `site` after `after` more calls".
@@ -122,7 +124,12 @@ fn gen_updates(u: &mut Unstructured<'_>, max: u8) -> Vec<GenUpdate> {
 }
 
 fn fault(u: &mut Unstructured<'_>) -> Fault {
-    let site = [FaultSite::Blob, FaultSite::Wal, FaultSite::Segment][(byte(u) % 3) as usize];
+    let site = [
+        FaultSite::Blob,
+        FaultSite::Wal,
+        FaultSite::Segment,
+        FaultSite::Late,
+    ][(byte(u) % 4) as usize];
     Fault {
         site,
         after: byte(u) % 48,

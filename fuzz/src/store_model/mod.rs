@@ -54,10 +54,12 @@ const MAX_TICKETS: usize = 8;
 
 mod checks;
 pub mod input;
+pub mod late;
 mod ops;
 mod reopen;
 
 pub use input::{decode, encode, Fault, FaultSite, GenUpdate, Op, Setup, MAX_OPS};
+use late::{LateBlob, LateBuffer};
 
 /// Figures of one run (or, summed, of many).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -189,10 +191,12 @@ struct Harness {
     _dir: tempfile::TempDir,
     wal_dir: PathBuf,
     blob: MemBlob,
-    faulty_blob: FaultyBlob<MemBlob>,
+    faulty_blob: FaultyBlob<LateBlob<MemBlob>>,
     faulty_wal: FaultyBuffer,
     /// The segment hook's budget: calls that still succeed.
     segment_budget: Arc<AtomicI64>,
+    /// The late faults' budget (`late.rs`).
+    late_budget: Arc<AtomicI64>,
     store: Option<Store>,
     /// Reopens so far: tickets of earlier epochs belong to another `Store`.
     epoch: u64,
@@ -231,13 +235,17 @@ impl Harness {
         let blob = MemBlob::new();
         let mut h = Harness {
             options: setup.options(),
-            faulty_blob: FaultyBlob::new(blob.clone()),
+            faulty_blob: FaultyBlob::new(LateBlob {
+                inner: blob.clone(),
+                budget: Arc::new(AtomicI64::new(i64::MAX)),
+            }),
             faulty_wal: FaultyBuffer::new(Arc::new(MemBuffer::new())),
             setup,
             _dir: dir,
             wal_dir,
             blob,
             segment_budget: Arc::new(AtomicI64::new(i64::MAX)),
+            late_budget: Arc::new(AtomicI64::new(i64::MAX)),
             store: None,
             epoch: 0,
             slots: [Slot::Absent, Slot::Absent, Slot::Absent],
@@ -268,8 +276,12 @@ impl Harness {
     /// Opens a store over the blob and the WAL directory, with fresh fault wrappers; `fault` is armed on
     /// them before the open.
     fn try_open(&mut self, fault: Option<Fault>) -> ddpersist::Result<Store> {
-        self.faulty_blob = FaultyBlob::new(self.blob.clone());
         self.segment_budget = Arc::new(AtomicI64::new(i64::MAX));
+        self.late_budget = Arc::new(AtomicI64::new(i64::MAX));
+        self.faulty_blob = FaultyBlob::new(LateBlob {
+            inner: self.blob.clone(),
+            budget: self.late_budget.clone(),
+        });
         let inner: Arc<dyn Buffer> = if self.setup.durable_wal {
             let budget = self.segment_budget.clone();
             let hook: SegmentFaultHook = Arc::new(move |_step, _path| {
@@ -285,7 +297,10 @@ impl Harness {
         } else {
             Arc::new(MemBuffer::new())
         };
-        self.faulty_wal = FaultyBuffer::new(inner);
+        self.faulty_wal = FaultyBuffer::new(Arc::new(LateBuffer {
+            inner,
+            budget: self.late_budget.clone(),
+        }));
         if let Some(f) = fault {
             self.arm(f);
         }
@@ -301,6 +316,7 @@ impl Harness {
             FaultSite::Blob => self.faulty_blob.fail_after(u64::from(f.after)),
             FaultSite::Wal => self.faulty_wal.fail_after(u64::from(f.after)),
             FaultSite::Segment => self.segment_budget.store(i64::from(f.after), Ordering::SeqCst),
+            FaultSite::Late => self.late_budget.store(i64::from(f.after), Ordering::SeqCst),
         }
         self.stats.faults_armed += 1;
         self.armed = true;
@@ -310,6 +326,7 @@ impl Harness {
         self.faulty_blob.has_failed()
             || self.faulty_wal.has_failed()
             || self.segment_budget.load(Ordering::SeqCst) < 0
+            || self.late_budget.load(Ordering::SeqCst) < 0
     }
 
     /// Notes whether an armed fault fired.
@@ -328,6 +345,7 @@ impl Harness {
         self.faulty_blob.heal();
         self.faulty_wal.fail_after(u64::MAX);
         self.segment_budget.store(i64::MAX, Ordering::SeqCst);
+        self.late_budget.store(i64::MAX, Ordering::SeqCst);
         self.armed = false;
     }
 
