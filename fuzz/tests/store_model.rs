@@ -199,7 +199,14 @@ fn sequences() -> Vec<Vec<Op>> {
         faulted.push(Op::Heal);
         faulted.push(Op::Seal { slot: 1, by: 1 });
     }
-    vec![basics, merges, faulted]
+    // The sync of a zero ticket (a write to a non-durable stream) acknowledges no earlier durable write.
+    let zero_ticket = vec![
+        unsynced(0, vec![u(b"a\0", b"a\0", 1, -1)]),
+        unsynced(1, vec![u(b"b", b"", 0, -2)]),
+        Op::Sync { ticket: 1 },
+        Op::Reopen { fault: None },
+    ];
+    vec![basics, merges, faulted, zero_ticket]
 }
 
 /// The fixed workload of the sweep: writes (synced and not), seals, a spill-prone batch of updates,
@@ -270,6 +277,33 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
     b
 }
 
+/// Runs one input; on a finding, saves it to `artifacts/store_model/` and prints its operations first.
+fn run(input: &[u8]) -> Stats {
+    match std::panic::catch_unwind(|| run_store_model(input)) {
+        Ok(stats) => stats,
+        Err(panic) => {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("artifacts")
+                .join("store_model");
+            let name = format!(
+                "crash-{:016x}",
+                Rng(input.len() as u64
+                    ^ input
+                        .iter()
+                        .fold(0u64, |h, &b| h.wrapping_mul(31).wrapping_add(u64::from(b))))
+                .next()
+            );
+            let saved = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(dir.join(&name), input));
+            eprintln!(
+                "finding: input {name} ({saved:?}), {} bytes: {input:02x?}",
+                input.len()
+            );
+            eprintln!("decoded: {:#?}", decode(input));
+            std::panic::resume_unwind(panic)
+        }
+    }
+}
+
 fn report(what: &str, s: &Stats) {
     eprintln!(
         "store_model {what}: {} executions, {} operations, {} writes and {} seals acknowledged, {} faults \
@@ -318,6 +352,19 @@ fn corpus_mutations_and_random_inputs() {
         for ops in sequences() {
             corpus.push(encode(&setup, &ops));
         }
+        // The sweep's workload with a fault armed at a few call counts, at each site.
+        for site in [
+            FaultSite::Blob,
+            FaultSite::Wal,
+            FaultSite::Segment,
+            FaultSite::Late,
+        ] {
+            for after in [3, 10, 25] {
+                let mut ops = vec![fault(site, after)];
+                ops.extend(sweep_workload());
+                corpus.push(encode(&setup, &ops));
+            }
+        }
     }
     if std::env::var_os("DDP_FUZZ_WRITE_CORPUS").is_some() {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -330,7 +377,7 @@ fn corpus_mutations_and_random_inputs() {
     }
     let mut stats = Stats::default();
     for input in &corpus {
-        stats += run_store_model(input);
+        stats += run(input);
     }
     report("corpus", &stats);
     assert!(stats.faults_fired > 0 && stats.reopens > 0 && stats.seals > 0);
@@ -338,13 +385,13 @@ fn corpus_mutations_and_random_inputs() {
     let mut mutated = Stats::default();
     for _ in 0..100 * iters() {
         let seed = &corpus[rng.index(corpus.len())];
-        mutated += run_store_model(&mutate(&mut rng, seed));
+        mutated += run(&mutate(&mut rng, seed));
     }
     report("mutations", &mutated);
     let mut random = Stats::default();
     for _ in 0..1500 * iters() {
         let len = 8 + rng.index(200);
-        random += run_store_model(&rng.bytes(len));
+        random += run(&rng.bytes(len));
     }
     report("random", &random);
     assert!(random.faults_fired > 0 && random.reopens > random.executions);
