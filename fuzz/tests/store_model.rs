@@ -420,3 +420,37 @@ fn fault_after_every_call_of_a_workload() {
     report("sweep", &stats);
     assert!(stats.faults_fired > 0 && stats.poisonings > 0);
 }
+
+/// Inputs the target found, run as regressions: each is (what it found, the input in hex).
+const REGRESSIONS: [(&str, &str); 2] = [
+    (
+        "the sync of a zero ticket (a non-durable write) was taken to acknowledge an earlier durable write (a model bug)",
+        "eeae05b373a4d521b629e2b4530a9991c9d6b26a6c57f08a599b04d92f3a5ccfc6193c7df6486295cd88f14d8540afff8516063d13684fe6c7a86d0723e8e9b4442f54ecd899f97d59bd939529bbfd15eedffc02b63ce05005c98c706afad9ec7682c601db303140b576f107a914afbe4e56c1f24a3f84c83ae14ff82a7dab8ce0d06a284789ec8abfe3515ef63551d7e5edc9ad7d432454f303d05bcddbfea90e5308720750",
+    ),
+    (
+        "an open under a fault returned a store its own merges had poisoned (the harness expected a working store)",
+        "b6f915aa28a81a3c1c39d4550530cf42c45834aad2b6ed3e471ca37d759fc463791f36b323eb31db38b3908fdb77f2ae0d622d1aece854486a7dbdfe821973b6420b902eac9d0e7d84df028cb01a52664933e3d61ba6bcb71be3ab5249ad804fa6d9c02cfcf896fb8361f0c4928c9707f5cf58cc8bd63bb7c363388fe3e7968a4309a3faa7a1ecb461c87154bf088d111f4ad9a8ba491a1fc4dafbe3c12243dc294e303ca15a6d4c18bb838f1d01b89164997069a5",
+    ),
+];
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The inputs in `REGRESSIONS`, and any in `artifacts/store_model/` (a local fuzzing run's findings).
+#[test]
+fn regressions_and_artifacts() {
+    for (what, hex) in REGRESSIONS {
+        eprintln!("regression: {what}");
+        run(&unhex(hex));
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("artifacts")
+        .join("store_model");
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        eprintln!("artifact {}", entry.path().display());
+        run_store_model(&std::fs::read(entry.path()).unwrap());
+    }
+}
