@@ -113,6 +113,12 @@ impl Harness {
             self.check_stream(slot, when);
         }
         self.check_held(when);
+        // Background failures (a write's spill, a merge) come only from injected faults.
+        self.note_fired();
+        if !self.faulted {
+            let e = self.store().background_error();
+            assert_eq!(e, None, "background error with no fault fired ({when})");
+        }
     }
 
     /// `get_bytes`, `get_many_bytes` and `first_time_bytes` against the model (as `tests/model.rs`).
