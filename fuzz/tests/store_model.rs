@@ -454,3 +454,19 @@ fn regressions_and_artifacts() {
         run_store_model(&std::fs::read(entry.path()).unwrap());
     }
 }
+
+/// Replays `corpus/store_model/` (what `cargo fuzz run store_model` kept) and prints its figures; with no
+/// corpus, does nothing. For figures of a fuzzing run: `cargo test --release --test store_model corpus_figures
+/// -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn corpus_figures() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join("store_model");
+    let mut stats = Stats::default();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        stats += run(&std::fs::read(entry.path()).unwrap());
+    }
+    report("fuzzing corpus", &stats);
+}
