@@ -60,6 +60,10 @@ pub enum Op {
     WriteClosed { slot: u8, diff: i8 },
     /// Seal to `upper + by` (`by` in `1..=8`).
     Seal { slot: u8, by: u8 },
+    /// `seal_with` to `upper + by` (`by` in `0..4`; 0: an edit of the since only) advancing the since to
+    /// `since + since_by` (`0..7`) in the same commit: refused if that since is above the new upper, or
+    /// if nothing changes.
+    SealWith { slot: u8, by: u8, since_by: u8 },
     /// Seal to `upper - back` (saturating): refused.
     SealStale { slot: u8, back: u8 },
     /// `allow_compaction` to `since + by` (`by == 0`: no change).
@@ -283,6 +287,11 @@ impl Op {
             },
             21..=22 => Op::Fault(fault(u)),
             23 => Op::Heal,
+            25 => Op::SealWith {
+                slot: slot(u),
+                by: byte(u) % 4,
+                since_by: byte(u) % 7,
+            },
             _ => {
                 let armed = byte(u) & 1 == 1;
                 Op::Reopen {
@@ -343,6 +352,7 @@ impl Op {
                 encode_fault(f, out);
             }
             Op::Heal => out.push(23),
+            Op::SealWith { slot, by, since_by } => out.extend([25, *slot, *by, *since_by]),
             Op::Reopen { fault } => {
                 out.extend([24, u8::from(fault.is_some())]);
                 if let Some(f) = fault {

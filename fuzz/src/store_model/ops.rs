@@ -186,6 +186,41 @@ impl Harness {
                 }
                 self.check_stream(slot, "after a seal");
             }
+            Op::SealWith { slot, by, since_by } => {
+                let slot = usize::from(*slot % 3);
+                let exists = self.model(slot).is_some();
+                let (lower, since) = self.model(slot).map_or((0, 0), |m| (m.upper, m.since));
+                let (upper, to) = (lower + u64::from(*by), since + u64::from(*since_by));
+                // Refused: a since above the new upper, or nothing to change (the upper stays, the since
+                // does not advance, `finished` stays false).
+                let refused = to > upper || (*by == 0 && to <= since);
+                let options = ddpersist::SealOptions {
+                    finished: false,
+                    since: Some(to),
+                };
+                let r = self.store().seal_with(SLOTS[slot], upper, options);
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                match self.outcome(&r, "seal_with", refused, !exists && to <= upper) {
+                    Outcome::Ok => {
+                        assert!(!refused, "seal_with to {upper}, since {to} accepted: {r:?}");
+                        let d = r.expect("Ok").description;
+                        assert_eq!((d.lower, d.upper), (lower, upper), "seal_with description");
+                        self.stats.seals += 1;
+                        if let Some(m) = self.model_mut(slot) {
+                            m.upper = upper;
+                            m.since = m.since.max(to);
+                        }
+                        self.acknowledge_through(seq);
+                    }
+                    Outcome::Io if self.poisoned => {
+                        self.uncertain.push(Uncertain::Seal { slot, seq, upper });
+                        self.uncertain.push(Uncertain::Since { slot, since: to });
+                    }
+                    Outcome::BadInput | Outcome::Unknown | Outcome::Poisoned | Outcome::Io => {}
+                }
+                self.check_stream(slot, "after seal_with");
+            }
             Op::SealStale { slot, back } => {
                 let slot = usize::from(*slot % 3);
                 let exists = self.model(slot).is_some();
