@@ -13,6 +13,9 @@
 //! on a copy whose checksums were recomputed ("repaired") wherever the damaged structure still lets us
 //! find them.
 
+pub mod store_model;
+pub use store_model::check_store_model;
+
 use ddpersist::batch::format::{FOOTER_BYTES, HEADER_BYTES, INDEX_ENTRY_BYTES};
 use ddpersist::batch::{BatchFile, UpdateCursor};
 use ddpersist::blob::BlobBytes;
