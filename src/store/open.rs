@@ -14,6 +14,10 @@ impl Store {
     /// Errors: [`Error::NotAStore`] if the directory holds other files and no manifest,
     /// [`Error::Locked`] if another process or handle has it open, [`Error::VersionTooNew`] and
     /// [`Error::Corrupt`] for files it cannot read.
+    ///
+    /// Merges left due by the previous run start at once (in the background; inline, before this returns,
+    /// with `Options::compaction_threads == 0`): a merge whose manifest commit fails then poisons the
+    /// store this returns `Ok` with, and its calls return [`Error::Poisoned`] (reopen to recover).
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         let lock = Self::claim_dir(&path, &options)?;

@@ -19,7 +19,7 @@
 //! Every read re-checks its index against the block it reads (a field comparison), so even a cursor
 //! used with a batch other than its own reads in bounds.
 //!
-//! Blocks are read with [`PersistedBatch::block`]: a block's checksum is checked the first time any
+//! Blocks are read with `PersistedBatch::block`: a block's checksum is checked the first time any
 //! reader touches it. A block that fails stops the batch's error slot (fail-stop, see
 //! [`super::batch`]) and the cursor moves to the batch's end. The cursor never panics and never returns
 //! bytes that failed their checksum.
