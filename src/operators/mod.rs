@@ -60,6 +60,9 @@ pub mod persist;
 mod persister;
 pub mod resume;
 pub mod time;
+pub mod typed;
+pub mod typed_join;
+pub mod typed_reduce;
 pub mod upsert;
 
 pub use arrange::{ArrangeEncoded, ArrangePersisted, PersistOptions, PersistedArrangement};
@@ -69,6 +72,8 @@ pub use persist::{Persist, Persisted};
 pub use persister::PersistHandle;
 pub use resume::{resume_at, ResumeState};
 pub use time::PersistTime;
+pub use typed::{ArrangeTyped, ArrangeTypedBySelf, TypedArranged, TypedEncoded, TypedPersisted, TypedTrace};
+pub use typed_join::{JoinSide, SemijoinSide};
 pub use upsert::{Upsert, UpsertHandle, UpsertPersisted, Upserted};
 
 use crate::codec::Codec;
@@ -92,11 +97,19 @@ pub fn key_hash(key: &[u8]) -> u64 {
 pub trait PersistDiff: ExchangeData + Copy {
     /// The diff as the store holds it.
     fn to_i64(self) -> i64;
+
+    /// A diff the store holds (an `i64`, possibly a sum of several written diffs), as this type, or `None`
+    /// if it does not fit (an `i32` diff summed beyond `i32`). The typed operators
+    /// ([`TypedArranged`]) report `None` as an [`Error::DiffOverflow`].
+    fn from_i64(diff: i64) -> Option<Self>;
 }
 
 impl PersistDiff for i64 {
     fn to_i64(self) -> i64 {
         self
+    }
+    fn from_i64(diff: i64) -> Option<Self> {
+        Some(diff)
     }
 }
 
@@ -104,11 +117,17 @@ impl PersistDiff for isize {
     fn to_i64(self) -> i64 {
         i64::try_from(self).unwrap_or(if self < 0 { i64::MIN } else { i64::MAX })
     }
+    fn from_i64(diff: i64) -> Option<Self> {
+        isize::try_from(diff).ok()
+    }
 }
 
 impl PersistDiff for i32 {
     fn to_i64(self) -> i64 {
         i64::from(self)
+    }
+    fn from_i64(diff: i64) -> Option<Self> {
+        i32::try_from(diff).ok()
     }
 }
 

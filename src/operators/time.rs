@@ -13,16 +13,16 @@
 
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::ExchangeData;
-use timely::order::TotalOrder;
+use timely::order::{Product, TotalOrder};
 use timely::progress::timestamp::Refines;
 use timely::progress::Timestamp;
 
 /// A totally ordered timely timestamp that maps losslessly, in order, into the store's `u64` times
-/// (see the module docs): `u8`, `u16`, `u32`, `u64`, `usize`. A top-level timestamp (`Refines<()>`), so
+/// (see the module docs): `u8`, `u16`, `u32`, `u64`, `usize`, and `Product<(), T>` of those. A top-level timestamp (`Refines<()>`), so
 /// generic code can build a dataflow with it (`worker.dataflow::<T, _, _>`).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a timestamp a persisted arrangement can have",
-    note = "persisted arrangements take the top-level timestamps `u64`, `u32`, `usize`, `u16` and `u8`"
+    note = "persisted arrangements take the top-level timestamps `u64`, `u32`, `usize`, `u16`, `u8` and `Product<(), T>` of those"
 )]
 pub trait PersistTime: Timestamp + Refines<()> + Lattice + TotalOrder + ExchangeData + Copy {
     /// The time as the store holds it. Order-preserving: `a <= b` exactly when `a.to_u64() <= b.to_u64()`.
@@ -75,6 +75,19 @@ impl PersistTime for usize {
     }
 }
 
+/// `Product<(), T>`, the top-level timestamp DD's `examples/arrange.rs` uses (`worker.dataflow::<Product<(),
+/// usize>, _, _>`): totally ordered by its inner coordinate, stored as that coordinate's `u64`.
+impl<T: PersistTime> PersistTime for Product<(), T> {
+    #[inline(always)]
+    fn to_u64(self) -> u64 {
+        self.inner.to_u64()
+    }
+    #[inline(always)]
+    fn from_u64(time: u64) -> Option<Self> {
+        T::from_u64(time).map(|inner| Product::new((), inner))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::PersistTime;
@@ -102,6 +115,10 @@ mod tests {
                 (t <= 65_535).then_some(t)
             );
             assert_eq!(u8::from_u64(t).map(PersistTime::to_u64), (t <= 255).then_some(t));
+            assert_eq!(
+                timely::order::Product::<(), usize>::from_u64(t).map(PersistTime::to_u64),
+                Some(t)
+            );
         }
         assert!(3u32.to_u64() < 4u32.to_u64());
     }
