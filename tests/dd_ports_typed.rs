@@ -496,3 +496,68 @@ fn typed_operators_equal_in_memory_with_a_restart() {
         }
     }
 }
+
+/// Reading an arrangement with other types than it was written with: every typed operator records the
+/// decode error in the handle's slot and holds its frontier (a probe never passes the time), never
+/// panicking and never reporting an incomplete answer as complete.
+#[test]
+fn decode_failures_are_reported_and_hold_the_frontier() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        timely::execute_directly(move |worker| {
+            let mut input = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, pairs) = scope.new_collection::<(String, String), isize>();
+                pairs.arrange_by_key_persisted(&store, "mismatch").unwrap();
+                input
+            });
+            input.insert(("a key".to_string(), "a longer string".to_string()));
+            input.advance_to(1);
+        });
+    }
+    type Build = for<'s> fn(
+        ddpersist::operators::TypedPersisted<'s, usize, u32>,
+        VecCollectionOf<'s>,
+    ) -> VecCollectionOf<'s>;
+    type VecCollectionOf<'s> = differential_dataflow::VecCollection<'s, u64, (usize, u32), isize>;
+    let operators: [(&str, Build); 5] = [
+        ("as_collection", |a, _| a.as_collection(|k, v| (*k, *v))),
+        ("join", |a, o| a.join(o).map(|(k, (v, _))| (k, v))),
+        ("semijoin", |a, o| a.semijoin(o.map(|(k, _)| k))),
+        ("reduce", |a, _| a.reduce(|_, s, t| t.push((*s[0].0, 1isize)))),
+        ("count_total", |a, _| a.count_total().map(|(k, c)| (k, c as u32))),
+    ];
+    for (name, build) in operators {
+        let store = Store::open(dir.path()).unwrap();
+        timely::execute_directly(move |worker| {
+            let probe = ProbeHandle::new();
+            let (mut input, mut other, handle) = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, pairs) = scope.new_collection::<(usize, u32), isize>();
+                let (other, others) = scope.new_collection::<(usize, u32), isize>();
+                let arranged = pairs.arrange_by_key_persisted(&store, "mismatch").unwrap();
+                let handle = arranged.handle().unwrap().clone();
+                build(arranged, others).probe_with(&probe);
+                (input, other, handle)
+            });
+            other.insert((1, 7));
+            for input in [&mut input, &mut other] {
+                input.advance_to(3);
+                input.flush();
+            }
+            for _ in 0..200 {
+                worker.step();
+            }
+            let error = handle
+                .error()
+                .unwrap_or_else(|| panic!("{name}: the decode error is reported"));
+            assert!(error.contains("does not decode"), "{name}: {error}");
+            assert!(
+                probe.less_than(&1),
+                "{name}: the frontier is held at the failing time"
+            );
+            for dataflow in worker.installed_dataflows() {
+                worker.drop_dataflow(dataflow);
+            }
+        });
+    }
+}

@@ -30,6 +30,7 @@ use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::trace::{BytesBatcher, BytesContainer, BytesSpine, BytesUpdate, ErrorSlot, PersistedTrace};
+use differential_dataflow::difference::Semigroup;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
@@ -39,10 +40,10 @@ use differential_dataflow::{AsCollection, Data, ExchangeData, VecCollection};
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::rc::Rc;
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map as _;
-use timely::dataflow::operators::CapabilitySet;
 use timely::dataflow::{Scope, Stream};
 use timely::progress::timestamp::Refines;
 use timely::progress::Timestamp;
@@ -289,10 +290,61 @@ where
             })
             .as_collection()
     }
+
+    /// An empty collection that holds its frontier for good at the time of every batch of this
+    /// arrangement holding a key or val that does not decode (or a diff that does not fit `R`), each
+    /// recorded in `failures`. Concatenated to the output of an operator that cannot hold its own
+    /// capabilities (DD's join and reduce), it keeps downstream from seeing a time complete whose output
+    /// may miss a skipped record. It holds nothing otherwise (also inside `iterate`). Each batch is decoded
+    /// once more for it.
+    pub(crate) fn guard<D: Data, R2: Semigroup + 'static>(
+        &self,
+        failures: &Failures,
+    ) -> VecCollection<'scope, Tr::Time, D, R2> {
+        let failures = failures.clone();
+        self.stream
+            .clone()
+            .unary::<CapacityContainerBuilder<Vec<(D, Tr::Time, R2)>>, _, _, _>(
+                Pipeline,
+                "TypedGuard",
+                move |_, _| {
+                    let mut held = Vec::new();
+                    move |input, _output| {
+                        input.for_each(|time, data| {
+                            let failed_before = failures.count();
+                            for span in data.iter() {
+                                let Some(batch) = span.inner.as_ref() else {
+                                    continue;
+                                };
+                                let mut cursor = batch.cursor();
+                                while let Some(key_bytes) = cursor.get_key(batch) {
+                                    let _ = failures.decode::<K>("key", key_bytes);
+                                    while let Some(val_bytes) = cursor.get_val(batch) {
+                                        let _ = failures.decode::<V>("val", val_bytes);
+                                        cursor.map_times(batch, |_, d| {
+                                            let _ = failures.diff::<R>(
+                                                key_bytes,
+                                                <BatchCursor<Tr> as Cursor>::owned_diff(d),
+                                            );
+                                        });
+                                        cursor.step_val(batch);
+                                    }
+                                    cursor.step_key(batch);
+                                }
+                            }
+                            if failures.count() > failed_before {
+                                held.push(time.retain_stamp(0));
+                            }
+                        });
+                    }
+                },
+            )
+            .as_collection()
+    }
 }
 
 /// Where a typed operator reports records it skips: the error slots to record in, and a per-operator
-/// count that [`hold_on_failure`] watches.
+/// count (an operator holds its frontier when it grew during an activation).
 #[derive(Clone)]
 pub(crate) struct Failures {
     slots: Vec<ErrorSlot>,
@@ -369,33 +421,6 @@ impl Failures {
         }
         converted
     }
-}
-
-/// Passes `collection` through, holding its frontier for good once `failures` has counted a skipped
-/// record: the held capability is at or below the input frontier at the last activation before the
-/// failure, so at or below the failure's time.
-pub(crate) fn hold_on_failure<'scope, T, D, R>(
-    collection: VecCollection<'scope, T, D, R>,
-    failures: &Failures,
-) -> VecCollection<'scope, T, D, R>
-where
-    T: Timestamp,
-    D: Data,
-    R: differential_dataflow::difference::Semigroup + 'static,
-{
-    let count = failures.count.clone();
-    collection
-        .inner
-        .unary_frontier(Pipeline, "HoldOnFailure", move |capability, _| {
-            let mut held = CapabilitySet::from_elem(capability);
-            move |(input, frontier), output| {
-                input.for_each(|time, data| output.session(&time).give_container(data));
-                if count.get() == 0 {
-                    held.downgrade(&frontier.frontier());
-                }
-            }
-        })
-        .as_collection()
 }
 
 /// Arranging a collection of `(key, val)` pairs into a typed arrangement (DD's `arrange_by_key`).

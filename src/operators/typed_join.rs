@@ -13,7 +13,7 @@
 //! (`R: Multiply<R2>`). Decode failures: see [`super::typed`] (reported in both sides' error slots;
 //! the output frontier is held).
 
-use super::typed::{hold_on_failure, ArrangeTyped, ArrangeTypedBySelf, Failures, TypedArranged};
+use super::typed::{ArrangeTyped, ArrangeTypedBySelf, Failures, TypedArranged};
 use super::PersistDiff;
 use crate::codec::Codec;
 use crate::trace::{BytesContainer, BytesSpine};
@@ -177,6 +177,7 @@ where
     {
         let other = other.into_side();
         let failures = self.failures().and(&other.failures());
+        let guards = self.guard(&failures).concat(other.guard(&failures));
         let f = failures.clone();
         let (mut keys, mut vals, mut vals2) =
             (Decoded::<K>::new(), Decoded::<V>::new(), Decoded::<S::Val>::new());
@@ -202,7 +203,7 @@ where
                 }
             },
         );
-        hold_on_failure(stream.as_collection(), &failures)
+        stream.as_collection().concat(guards)
     }
 
     /// DD's `join`: `((key, (val, val2)), r * r2)` for each match with `other` (a [`JoinSide`]: a

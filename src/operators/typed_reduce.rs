@@ -13,7 +13,7 @@
 //! counts to the diff type `R` ([`PersistDiff::from_i64`]). Decode failures, and counts that do not fit
 //! `R`: see [`super::typed`] (recorded, skipped, output frontier held for good).
 
-use super::typed::{hold_on_failure, TypedArranged};
+use super::typed::TypedArranged;
 use super::PersistDiff;
 use crate::codec::Codec;
 use crate::error::Error;
@@ -72,6 +72,7 @@ where
         R2: Ord + Abelian + 'static,
     {
         let failures = self.failures();
+        let guard = self.guard(&failures);
         let f = failures.clone();
         let mut vals: Vec<(V, R)> = Vec::new();
         let reduced = self
@@ -98,7 +99,7 @@ where
         let f = failures.clone();
         let output =
             reduced.flat_map_ref(move |k: &[u8], v: &V2| f.decode::<K>("key", k).map(|k| (k, v.clone())));
-        hold_on_failure(output, &failures)
+        output.concat(guard)
     }
 }
 
