@@ -561,3 +561,121 @@ fn decode_failures_are_reported_and_hold_the_frontier() {
         });
     }
 }
+
+/// `persist` and `upsert_persisted` at `usize` times (DD's examples' inferred timestamp), with 1 and 2
+/// workers and a restart: the second run replays what the first persisted, then continues; its output
+/// accumulates to the same collection as an uninterrupted in-memory computation.
+#[test]
+fn persist_and_upsert_at_usize_times_with_a_restart() {
+    use ddpersist::operators::{Persist, UpsertPersisted};
+    use ddpersist::PersistManager;
+    use timely::dataflow::operators::Input as _;
+
+    /// Upserts of round `t`: key `k{i}` set to `t * 10 + i`, every third deleted.
+    fn upserts(t: usize) -> Vec<(String, Option<u32>, usize)> {
+        (0..4)
+            .map(|i| {
+                let val = (!(t + i).is_multiple_of(3)).then_some((t * 10 + i) as u32);
+                (format!("k{}", (t + i) % 5), val, t)
+            })
+            .collect()
+    }
+    type Seen = Arc<Mutex<Vec<(String, i64)>>>;
+    fn run(dir: &Path, workers: usize, rounds: usize) -> (BTreeMap<String, i64>, BTreeMap<String, i64>, u64) {
+        let manager = PersistManager::new(Store::open(dir).unwrap());
+        let (persisted, upserted): (Seen, Seen) = Default::default();
+        let resume = Arc::new(Mutex::new(0u64));
+        let (p, u, r) = (persisted.clone(), upserted.clone(), resume.clone());
+        timely::execute(timely::Config::process(workers), move |worker| {
+            let token = manager.token("pairs", worker.index()).unwrap();
+            let probe = ProbeHandle::new();
+            let store = manager.store().clone();
+            let (mut pairs, mut ups, from) = worker.dataflow::<usize, _, _>(|scope| {
+                let (pairs_input, pairs) = scope.new_collection::<(usize, String), i64>();
+                let (persisted, handle) = pairs.persist(token).unwrap();
+                let p = p.clone();
+                persisted
+                    .inner
+                    .inspect(move |(d, _, r)| p.lock().unwrap().push((format!("{d:?}"), *r)))
+                    .probe_with(&probe);
+                let (ups_input, ups) = scope.new_input::<Vec<(String, Option<u32>, usize)>>();
+                let (upserted, upsert_handle) = ups.upsert_persisted(&store, "upserts").unwrap();
+                let u = u.clone();
+                upserted
+                    .inner
+                    .inspect(move |(d, _, r)| u.lock().unwrap().push((format!("{d:?}"), *r)))
+                    .probe_with(&probe);
+                (
+                    pairs_input,
+                    ups_input,
+                    handle.resume_at().min(upsert_handle.resume_at()),
+                )
+            });
+            *r.lock().unwrap() = from;
+            let from = from as usize;
+            pairs.advance_to(from);
+            ups.advance_to(from);
+            for t in from..rounds {
+                pairs.advance_to(t);
+                ups.advance_to(t);
+                if worker.index() == 0 {
+                    pairs.update((t % 3, format!("v{t}")), 1);
+                    for upsert in upserts(t) {
+                        ups.send(upsert);
+                    }
+                }
+            }
+            pairs.advance_to(rounds);
+            pairs.flush();
+            ups.advance_to(rounds);
+            worker.step_while(|| probe.less_than(&rounds));
+            for dataflow in worker.installed_dataflows() {
+                worker.drop_dataflow(dataflow);
+            }
+        })
+        .unwrap();
+        let consolidate = |seen: &Seen| {
+            let mut acc = BTreeMap::new();
+            for (d, r) in seen.lock().unwrap().iter() {
+                *acc.entry(d.clone()).or_insert(0) += r;
+            }
+            acc.retain(|_, r| *r != 0);
+            acc
+        };
+        let resume = *resume.lock().unwrap();
+        (consolidate(&persisted), consolidate(&upserted), resume)
+    }
+    /// What an uninterrupted run over rounds `0..rounds` accumulates to.
+    fn expected(rounds: usize) -> (BTreeMap<String, i64>, BTreeMap<String, i64>) {
+        let pairs = (0..rounds)
+            .map(|t| (format!("{:?}", (t % 3, format!("v{t}"))), 1))
+            .collect();
+        let mut state = BTreeMap::new();
+        for t in 0..rounds {
+            for (k, v, _) in upserts(t) {
+                match v {
+                    Some(v) => state.insert(k, v),
+                    None => state.remove(&k),
+                };
+            }
+        }
+        let upserted = state
+            .into_iter()
+            .map(|(k, v)| (format!("{:?}", (k, v)), 1))
+            .collect();
+        (pairs, upserted)
+    }
+    for workers in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let (pairs, upserted, resume) = run(dir.path(), workers, 4);
+        assert_eq!(resume, 0);
+        assert_eq!((pairs, upserted), expected(4), "{workers} workers, first run");
+        let (pairs, upserted, resume) = run(dir.path(), workers, 9);
+        assert_eq!(resume, 4, "{workers} workers: the first run persisted its rounds");
+        assert_eq!(
+            (pairs, upserted),
+            expected(9),
+            "{workers} workers, after the restart"
+        );
+    }
+}
