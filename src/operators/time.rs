@@ -3,7 +3,8 @@
 //!
 //! The store keeps times as `u64`. A timestamp type `T` qualifies when it is totally ordered and embeds
 //! into `u64` losslessly and in order, onto a prefix `0 ..= T::MAX` of the `u64`s: `u8`, `u16`, `u32`,
-//! `u64` and `usize` (8 bytes in the store on every platform, like its [`Codec`](crate::Codec)).
+//! `u64` and `usize` (8 bytes in the store on every platform, like its [`Codec`](crate::Codec)), and
+//! `Product<(), T>` of those (the timestamp of DD's `examples/arrange.rs`), stored as its inner coordinate.
 //!
 //! Frontiers convert at the boundary with the store ([`crate::trace::antichain`],
 //! [`crate::trace::frontier_value`]): a store frontier value `v` is the `T` frontier `[v]` when `v` fits

@@ -28,6 +28,23 @@ use timely::container::PushInto;
 use timely::progress::Timestamp;
 
 /// The other side of a typed join: a collection of `(K, V2)` pairs, or a typed arrangement of them.
+///
+/// DD's own `arrange_by_key()` arrangement is refused at compile time, with a note to call
+/// `arrange_by_key_encoded()`:
+///
+/// ```compile_fail,E0277
+/// use ddpersist::operators::ArrangeTyped;
+/// use differential_dataflow::VecCollection;
+///
+/// fn port<'s>(
+///     store: &ddpersist::Store,
+///     a: VecCollection<'s, u64, (u64, String), isize>,
+///     b: VecCollection<'s, u64, (u64, u32), isize>,
+/// ) {
+///     let persisted = a.arrange_by_key_persisted(store, "a").unwrap();
+///     persisted.join(b.arrange_by_key()); // use `b` or `b.arrange_by_key_encoded()`
+/// }
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the other side of a join with a typed persisted arrangement",
     label = "expected a `VecCollection` of `(key, val)` pairs or an `arrange_by_key_encoded()` arrangement",
