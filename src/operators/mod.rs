@@ -118,7 +118,7 @@ pub trait PersistDiff: ExchangeData + Copy {
 
     /// A diff the store holds (an `i64`, possibly a sum of several written diffs), as this type, or `None`
     /// if it does not fit (an `i32` diff summed beyond `i32`). The typed operators
-    /// ([`TypedArranged`]) report `None` as an [`Error::DiffOverflow`].
+    /// ([`TypedArranged`]) report `None` as an [`Error::Decode`] and hold their frontier.
     fn from_i64(diff: i64) -> Option<Self>;
 }
 

@@ -18,7 +18,7 @@
 //! as `K` / `V` means the arrangement is read with other types than it was written with (a version or type
 //! mismatch) or a codec bug. DD's operator closures cannot return errors, so a typed operator that meets
 //! one (or a diff that does not fit `R`, see [`PersistDiff::from_i64`]): records an
-//! [`Error::Decode`] (or [`Error::DiffOverflow`]) naming the stream and the bytes in the arrangement's
+//! [`Error::Decode`] naming the stream and the bytes in the arrangement's
 //! [`ErrorSlot`] (for a persisted arrangement, its [`PersistHandle`]'s), skips the record, and holds its
 //! output frontier for good at or below the time of the failure. Nothing downstream ever sees a time
 //! complete whose output may miss the skipped record: a probe stalls, and the slot says why. Drop the
@@ -379,11 +379,6 @@ impl Failures {
         self.count.get()
     }
 
-    /// The store stream the operator reads (empty for an in-memory arrangement).
-    pub(crate) fn origin(&self) -> &str {
-        &self.origin
-    }
-
     /// Counts a skipped record and records `error()` in every slot.
     pub(crate) fn record(&self, error: impl Fn() -> Error) {
         self.count.set(self.count.get() + 1);
@@ -412,14 +407,26 @@ impl Failures {
         }
     }
 
-    /// `diff` as an `R`, or `None` after recording an [`Error::DiffOverflow`] for `key`.
+    /// `diff` as an `R`, or `None` after recording an [`Error::Decode`] naming `key`.
     #[inline]
     pub(crate) fn diff<R: PersistDiff>(&self, key: &[u8], diff: i64) -> Option<R> {
         let converted = R::from_i64(diff);
         if converted.is_none() {
-            self.record(|| Error::diff_overflow(key, 0).in_stream(&self.origin));
+            self.out_of_range::<R>(key, i128::from(diff));
         }
         converted
+    }
+
+    /// Records an [`Error::Decode`]: the diff (or count) `value` of `key` does not fit the diff type `R`.
+    pub(crate) fn out_of_range<R>(&self, key: &[u8], value: i128) {
+        self.record(|| {
+            Error::decode(format!(
+                "a diff of key {:?} of arrangement {:?} accumulates to {value}, outside the diff type {}",
+                key.escape_ascii().to_string(),
+                self.origin,
+                std::any::type_name::<R>()
+            ))
+        });
     }
 }
 
