@@ -283,7 +283,15 @@ pub(crate) fn encode_escaped(raw: &[u8], buf: &mut Vec<u8>) {
 
 /// Reads a byte string written by [`encode_escaped`] off the front of `bytes`.
 pub(crate) fn decode_escaped(bytes: &mut &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
+    // Fast path: no escaped 0x00 before the terminator, so the value is one copy (one allocation).
+    if let Some(end) = bytes.iter().position(|&b| b == 0) {
+        if bytes.get(end + 1) == Some(&0x01) {
+            let out = bytes[..end].to_vec();
+            *bytes = &bytes[end + 2..];
+            return Ok(out);
+        }
+    }
+    let mut out = Vec::with_capacity(bytes.len().min(64));
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
