@@ -7,6 +7,10 @@
 //! Then the same operators over a changing input with 1 and 2 workers and a restart in the middle, every
 //! output compared with DD's in-memory operators on the same input. `DD_PORTS_LONG=1` runs DD's large
 //! scales (`join_scale_1000000`, `reduce_scaling` at 100 000) and a longer restart run.
+//!
+//! Also: decode failures (an arrangement read with other types than it was written with) are reported in
+//! the handle and hold every typed operator's frontier; `persist` and `upsert_persisted` at `usize` times
+//! with a restart; README's snippet as written there.
 
 use ddpersist::operators::{ArrangeTyped, ArrangeTypedBySelf};
 use ddpersist::Store;
