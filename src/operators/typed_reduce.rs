@@ -11,7 +11,8 @@
 //! time order), but they read any val type (a key's count is the sum of the diffs of all its `(key, val)`
 //! pairs, i.e. DD's `as_collection(|k, _| k).count_total()`), sum exactly in `i128`, and convert the
 //! counts to the diff type `R` ([`PersistDiff::from_i64`]). Decode failures, and counts that do not fit
-//! `R` (reported as [`Error::Decode`](crate::Error::Decode)): see [`super::typed`] (recorded, skipped, output frontier held for good).
+//! `R` (reported as [`Error::Decode`]): see [`super::typed`] (recorded, skipped, output frontier held for
+//! good).
 
 use super::typed::TypedArranged;
 use super::PersistDiff;
