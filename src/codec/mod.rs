@@ -287,6 +287,8 @@ pub(crate) fn encode_escaped(raw: &[u8], buf: &mut Vec<u8>) {
 
 /// Reads a byte string written by [`encode_escaped`] off the front of `bytes`.
 pub(crate) fn decode_escaped(bytes: &mut &[u8]) -> Result<Vec<u8>> {
+    // Runs between zero bytes are copied whole (memchr finds the zeros a word at a time): a value with no
+    // escaped 0x00 is one copy into one allocation of its exact size.
     let mut out = Vec::new();
     let mut from = 0;
     while let Some(zero) = memchr::memchr(0, &bytes[from..]).map(|at| from + at) {

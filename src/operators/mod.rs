@@ -10,27 +10,44 @@
 //! - `persister`: the state machine inside the arranging operator (write, seal, emit) and
 //!   [`PersistHandle`], through which the caller sees what it persisted and the errors it met.
 //!
-//! **DD operators on a persisted arrangement.** `arrange_persisted` takes `VecCollection<T, (K, V), R>`
-//! at any top-level timestamp `T` that is a [`PersistTime`] (`u64`, `u32`, `usize` — what DD's examples
-//! infer —, `u16`, `u8`) with any [`Codec`] key and val (std types, or a serde type through `serde_codec!`) and `R` one of
-//! `isize` (what `new_collection()` gives), `i64`, `i32` ([`PersistDiff`]); the arrangement's keys and
-//! vals are `&[u8]` slices of the mapped files (decode them with [`Codec::decode`]), its times `T` and its
-//! diffs `i64`.
+//! - [`typed`], [`typed_join`], [`typed_reduce`]: [`TypedArranged`], the typed view of a persisted (or
+//!   encoded in-memory) arrangement, whose operators hand closures decoded `&K`, `&V` and emit the input's
+//!   diff type: DD code ports by changing its `arrange_*` call only.
+//!
+//! **DD operators on a persisted arrangement.** [`ArrangeTyped::arrange_by_key_persisted`] takes
+//! `VecCollection<T, (K, V), R>` at any top-level timestamp `T` that is a [`PersistTime`] (`u64`, `u32`,
+//! `usize` — what DD's examples infer —, `u16`, `u8`, `Product<(), T>`) with any [`Codec`] key and val (std
+//! types, or a serde type through `serde_codec!`) and `R` one of `isize` (what `new_collection()` gives),
+//! `i64`, `i32` ([`PersistDiff`]), and returns a [`TypedPersisted`]`<K, V, T, R>`. Its operators take DD's
+//! closures unchanged (`&K`, `&V`, `&[(&V, R)]`) and emit diffs of type `R` (`isize` in, `isize` out). The
+//! untyped [`ArrangePersisted::arrange_persisted`] (keys and vals `&[u8]`, diffs `i64`) stays for byte-level
+//! use; [`TypedArranged::arranged`] gives the byte arrangement under a typed one.
 //!
 //! | DD | on a persisted arrangement |
 //! |---|---|
-//! | `arrange_by_key()` | `collection.arrange_persisted(&store, "id")?` → `(Arranged, PersistHandle)` |
-//! | `as_collection(f)` | `arranged.as_collection(\|k: &[u8], v: &[u8]\| (K::decode(k).unwrap(), V::decode(v).unwrap()))` |
-//! | `join_core(other, f)` | the other side by [`ArrangeEncoded::arrange_encoded`] (same key type and partitioning); `f` gets `&[u8]`s |
-//! | `join`, `join_map`, `semijoin`, `antijoin` | `join_core` against `other.arrange_encoded()` (for `semijoin`, `other.map(\|k\| (k, ()))`); `antijoin` = `collection.concat(semijoin.negate())` |
-//! | `reduce(f)` | `arranged.reduce_abelian::<_, BytesBuilder, BytesSpine, _>(...)` over `&[u8]` ([`crate::trace`]), or `as_collection` then `reduce` in memory |
-//! | `count()`, `count_total()` | [`CountPersisted::count`]: counts read from the persisted batches (`(key bytes, i64)`, times `T`) |
-//! | `threshold_total`, `distinct_total` | `as_collection(...)` then DD's `threshold` / `distinct` (in memory) |
-//! | `iterate` (read-only use inside the loop) | `arranged.enter(scope)` inside the loop, joined with `inner.arrange_encoded()` (`tests/dd_ports.rs`: DD's bfs) |
-//! | `trace.import(scope)` | as with DD's traces: the import serves the persisted batches |
+//! | `arrange_by_key()` | `collection.arrange_by_key_persisted(&store, "id")?` ([`ArrangeTyped`]); the handle: `arranged.handle()` |
+//! | `arrange_by_self()` | `collection.arrange_by_self_persisted(&store, "id")?` ([`ArrangeTypedBySelf`]) |
+//! | `as_collection(\|k, v\| ..)`, `flat_map_ref` | the same call: `k: &K`, `v: &V`, diffs `R` |
+//! | `join_core(other, \|k, v1, v2\| ..)` | the same call; `other` a collection of `(K, V2)` or `other.arrange_by_key_encoded()` (not DD's `arrange_by_key()`: a compile error says so, [`JoinSide`]) |
+//! | `join(other)`, `join_map(other, f)` | the same call on the persisted arrangement; `other` a `VecCollection<(K, V2), R2>` (arranged inside by `arrange_by_key_encoded`) or a typed arrangement |
+//! | `semijoin(keys)`, `antijoin(keys)` | the same call; `keys` a `VecCollection<K, R2>` or `arrange_by_self_encoded()` ([`SemijoinSide`]) |
+//! | `Collection::join_core(arranged, f)` | `collection.arrange_by_key_encoded().join_core(arranged, f)` (DD arranges the receiver with `Hashable`) |
+//! | `reduce(\|k, s, t\| ..)` | the same call: `k: &K`, `s: &[(&V, R)]`, output `VecCollection<(K, V2), R2>` |
+//! | `count_total()` | the same call: `VecCollection<(K, R), isize>` (over all of a key's vals) |
+//! | `threshold_total(f)`, `distinct_total()` | the same call: `VecCollection<K, R2>` / `VecCollection<K, isize>` |
+//! | `count()` (`Collection`) | `arrange_by_self_persisted(..)?.count_total()`, or [`CountPersisted::count`] on the byte arrangement |
+//! | `iterate` (read-only use inside the loop) | `arranged.enter(scope)` inside the loop, joined with `inner.arrange_by_key_encoded()` (`tests/dd_ports_typed.rs`, `tests/dd_ports_arrange.rs`) |
+//! | `trace.import(scope)` | the same call: `arranged.trace.import(scope)` gives a typed arrangement |
+//! | `persist` a collection / de-upsert | [`Persist::persist`], [`UpsertPersisted::upsert_persisted`], at any [`PersistTime`] |
 //!
-//! A key or val type without a `Codec`, another diff type, or another timestamp type, is a compile error
-//! that says what to use.
+//! A key or val type without a `Codec`, another diff type, another timestamp type, or DD's own arrangement
+//! as the other side of a join, is a compile error that says what to use.
+//!
+//! **Decode failures.** A typed operator that meets stored bytes that do not decode as `K` / `V` (the
+//! arrangement read with other types than it was written with) records an [`Error::Decode`] in the
+//! arrangement's [`ErrorSlot`](crate::trace::ErrorSlot) (the [`PersistHandle`]'s), skips the record and
+//! holds its output frontier for good: a probe stalls rather than pass a time whose answer may be
+//! incomplete (see [`typed`]). It never panics.
 //!
 //! **Times.** The store holds `u64` times; `arrange_persisted`, [`CountPersisted`], the trace
 //! ([`PersistedTrace<T>`](crate::trace::PersistedTrace), `T = u64` by default), its batches and cursors
@@ -40,7 +57,7 @@
 //! that does not fit is refused ([`Error::BadInput`]). Top level only: inside `iterate` use
 //! `arranged.enter(scope)`, as with DD. [`PersistHandle`]'s times (`resume_at`, `upper`, ...) stay store
 //! times (`u64`): convert with `T::from_u64(handle.resume_at())`. [`Persist`] and [`UpsertPersisted`]
-//! take `u64` times only.
+//! take any [`PersistTime`] too.
 //!
 //! **Partitioning.** With several workers each key lives on one worker, chosen by [`key_hash`] of the
 //! key's encoding (xxh3: stable across builds and processes, unlike DD's `Hashable`, so a restarted
@@ -61,6 +78,9 @@ mod persister;
 pub mod resume;
 mod sealer;
 pub mod time;
+pub mod typed;
+pub mod typed_join;
+pub mod typed_reduce;
 pub mod upsert;
 
 pub use arrange::{ArrangeEncoded, ArrangePersisted, PersistOptions, PersistedArrangement};
@@ -70,6 +90,9 @@ pub use persist::{Persist, Persisted};
 pub use persister::PersistHandle;
 pub use resume::{resume_at, ResumeState};
 pub use time::PersistTime;
+pub use typed::{ArrangeTyped, ArrangeTypedBySelf, TypedArranged, TypedEncoded, TypedPersisted, TypedTrace};
+pub use typed_join::{JoinSide, Joined, SemijoinSide};
+pub use typed_reduce::{ReduceBuilder, ReduceLayout, ReduceSpine};
 pub use upsert::{Upsert, UpsertHandle, UpsertPersisted, Upserted};
 
 use crate::codec::Codec;
@@ -93,11 +116,19 @@ pub fn key_hash(key: &[u8]) -> u64 {
 pub trait PersistDiff: ExchangeData + Copy {
     /// The diff as the store holds it.
     fn to_i64(self) -> i64;
+
+    /// A diff the store holds (an `i64`, possibly a sum of several written diffs), as this type, or `None`
+    /// if it does not fit (an `i32` diff summed beyond `i32`). The typed operators
+    /// ([`TypedArranged`]) report `None` as an [`Error::Decode`] and hold their frontier.
+    fn from_i64(diff: i64) -> Option<Self>;
 }
 
 impl PersistDiff for i64 {
     fn to_i64(self) -> i64 {
         self
+    }
+    fn from_i64(diff: i64) -> Option<Self> {
+        Some(diff)
     }
 }
 
@@ -105,11 +136,17 @@ impl PersistDiff for isize {
     fn to_i64(self) -> i64 {
         i64::try_from(self).unwrap_or(if self < 0 { i64::MIN } else { i64::MAX })
     }
+    fn from_i64(diff: i64) -> Option<Self> {
+        isize::try_from(diff).ok()
+    }
 }
 
 impl PersistDiff for i32 {
     fn to_i64(self) -> i64 {
         i64::from(self)
+    }
+    fn from_i64(diff: i64) -> Option<Self> {
+        i32::try_from(diff).ok()
     }
 }
 

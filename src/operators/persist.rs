@@ -1,8 +1,9 @@
 //! [`Persist`]: persists a collection through a [`Token`] and passes it through; on restart, replays
 //! what earlier runs persisted before anything else.
 //!
-//! Times: `u64` only (`VecCollection<u64, ...>`); [`ArrangePersisted`](super::ArrangePersisted) takes any
-//! [`PersistTime`](super::PersistTime).
+//! Times: any top-level [`PersistTime`] `T` (`u64`, the default, `u32`, `usize`, ...), stored as `u64`
+//! as for [`ArrangePersisted`](super::ArrangePersisted); a persisted time beyond `T`'s range fails the build
+//! ([`Error::BadInput`]). The handle's times are store times (`u64`).
 //!
 //! The operator on worker `i` of `n` writes into the store stream
 //! [`worker_stream_id`](super::worker_stream_id)`(token.id(), i, n)` (input exchanged by [`key_hash`](super::key_hash) when `n > 1`, as for
@@ -34,7 +35,7 @@
 
 use super::persister::{input_bound, PersistHandle, Persister};
 use super::resume::open_worker_stream;
-use super::{unsealed_times, update_hash};
+use super::{unsealed_times, update_hash, PersistTime};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::manager::Token;
@@ -44,29 +45,33 @@ use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 
-/// The updates of a collection of `(key, val)` pairs.
-type Updates<K, V> = Vec<((K, V), u64, i64)>;
+/// The updates of a collection of `(key, val)` pairs at times `T`.
+type Updates<K, V, T> = Vec<((K, V), T, i64)>;
 
-/// A persisted collection, and the handle on the operator that persists it.
-pub type Persisted<'scope, K, V> = (VecCollection<'scope, u64, (K, V), i64>, PersistHandle);
+/// A persisted collection over times `T` (`u64` by default), and the handle on the operator that persists
+/// it.
+pub type Persisted<'scope, K, V, T = u64> = (VecCollection<'scope, T, (K, V), i64>, PersistHandle);
 
-/// Persisting a collection of `(key, val)` pairs and passing it through. See the module docs.
-pub trait Persist<'scope, K, V> {
+/// Persisting a collection of `(key, val)` pairs at times `T` (a [`PersistTime`], `u64` by default) and
+/// passing it through. See the module docs.
+pub trait Persist<'scope, K, V, T: PersistTime = u64> {
     /// Persists the collection into the stream of `token` (on this worker) and returns the collection —
     /// first what earlier runs persisted, then the new input — with the worker's [`PersistHandle`].
     ///
     /// Errors (when building the dataflow): [`Error::BadInput`] if the token is for another worker or
     /// the stream was persisted by a different number of workers; store errors opening or reading the
-    /// stream; [`Error::Corrupt`] if a persisted key or val does not decode as `K` or `V`.
-    fn persist(self, token: Token) -> Result<Persisted<'scope, K, V>>;
+    /// stream; [`Error::Corrupt`] if a persisted key or val does not decode as `K` or `V`;
+    /// [`Error::BadInput`] if a persisted time is beyond `T`'s range.
+    fn persist(self, token: Token) -> Result<Persisted<'scope, K, V, T>>;
 }
 
-impl<'scope, K, V> Persist<'scope, K, V> for VecCollection<'scope, u64, (K, V), i64>
+impl<'scope, K, V, T> Persist<'scope, K, V, T> for VecCollection<'scope, T, (K, V), i64>
 where
     K: Codec + ExchangeData,
     V: Codec + ExchangeData,
+    T: PersistTime,
 {
-    fn persist(self, token: Token) -> Result<Persisted<'scope, K, V>> {
+    fn persist(self, token: Token) -> Result<Persisted<'scope, K, V, T>> {
         let scope = self.inner.scope();
         let (index, peers) = (scope.index(), scope.peers());
         if token.worker() != index {
@@ -83,11 +88,18 @@ where
         let stream = opened.stream.clone();
         let snapshot = store.snapshot(&stream)?;
         let upper = snapshot.upper();
-        let replay: Updates<K, V> = snapshot
+        let replay: Updates<K, V, T> = snapshot
             .decode::<K, V>()?
             .into_iter()
-            .map(|(k, v, t, d)| ((k, v), t, d))
-            .collect();
+            .map(|(k, v, t, d)| {
+                let time = T::from_u64(t).ok_or_else(|| {
+                    Error::bad_input(format!(
+                        "stream {stream:?} holds time {t}, beyond the range of the dataflow's timestamp type"
+                    ))
+                })?;
+                Ok(((k, v), time, d))
+            })
+            .collect::<Result<_>>()?;
         drop(snapshot);
         let pending = unsealed_times(&store, &stream, upper)?;
         let persister = Persister::new(&store, opened, pending, ErrorSlot::default()).throttled_by(manager);
@@ -95,7 +107,7 @@ where
         let output = if peers == 1 {
             build(self.inner, Pipeline, token, replay, persister)
         } else {
-            let exchange = Exchange::new(update_hash::<K, V, u64, i64>());
+            let exchange = Exchange::new(update_hash::<K, V, T, i64>());
             build(self.inner, exchange, token, replay, persister)
         };
         Ok((output.as_collection(), handle))
@@ -103,17 +115,18 @@ where
 }
 
 /// Builds the operator over `stream` (partitioned by `pact`): see the module docs.
-fn build<'scope, K, V, P>(
-    stream: timely::dataflow::Stream<'scope, u64, Updates<K, V>>,
+fn build<'scope, K, V, T, P>(
+    stream: timely::dataflow::Stream<'scope, T, Updates<K, V, T>>,
     pact: P,
     token: Token,
-    replay: Updates<K, V>,
+    replay: Updates<K, V, T>,
     mut persister: Persister,
-) -> timely::dataflow::Stream<'scope, u64, Updates<K, V>>
+) -> timely::dataflow::Stream<'scope, T, Updates<K, V, T>>
 where
     K: Codec + ExchangeData,
     V: Codec + ExchangeData,
-    P: ParallelizationContract<u64, Updates<K, V>>,
+    T: PersistTime,
+    P: ParallelizationContract<T, Updates<K, V, T>>,
 {
     let scope = stream.scope();
     let own_upper = persister.upper();
@@ -124,7 +137,7 @@ where
         let mut replay = Some(replay);
         // Held for the operator's life: no other operator persists this stream meanwhile.
         let token = token;
-        let mut passed: Updates<K, V> = Vec::new();
+        let mut passed: Updates<K, V, T> = Vec::new();
         move |(input, frontier), output| {
             let _ = &token;
             if let (Some(cap), Some(updates)) = (capability.as_ref(), replay.take()) {
@@ -133,7 +146,7 @@ where
                 }
             }
             input.for_each(|_time, data| {
-                data.retain(|(_, time, diff)| *time >= own_upper && *diff != 0);
+                data.retain(|(_, time, diff)| time.to_u64() >= own_upper && *diff != 0);
                 passed.extend(data.iter().cloned());
                 persister.stage(data);
             });

@@ -3,7 +3,8 @@
 //!
 //! The store keeps times as `u64`. A timestamp type `T` qualifies when it is totally ordered and embeds
 //! into `u64` losslessly and in order, onto a prefix `0 ..= T::MAX` of the `u64`s: `u8`, `u16`, `u32`,
-//! `u64` and `usize` (8 bytes in the store on every platform, like its [`Codec`](crate::Codec)).
+//! `u64` and `usize` (8 bytes in the store on every platform, like its [`Codec`](crate::Codec)), and
+//! `Product<(), T>` of those (the timestamp of DD's `examples/arrange.rs`), stored as its inner coordinate.
 //!
 //! Frontiers convert at the boundary with the store ([`crate::trace::antichain`],
 //! [`crate::trace::frontier_value`]): a store frontier value `v` is the `T` frontier `[v]` when `v` fits
@@ -13,16 +14,16 @@
 
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::ExchangeData;
-use timely::order::TotalOrder;
+use timely::order::{Product, TotalOrder};
 use timely::progress::timestamp::Refines;
 use timely::progress::Timestamp;
 
 /// A totally ordered timely timestamp that maps losslessly, in order, into the store's `u64` times
-/// (see the module docs): `u8`, `u16`, `u32`, `u64`, `usize`. A top-level timestamp (`Refines<()>`), so
+/// (see the module docs): `u8`, `u16`, `u32`, `u64`, `usize`, and `Product<(), T>` of those. A top-level timestamp (`Refines<()>`), so
 /// generic code can build a dataflow with it (`worker.dataflow::<T, _, _>`).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a timestamp a persisted arrangement can have",
-    note = "persisted arrangements take the top-level timestamps `u64`, `u32`, `usize`, `u16` and `u8`"
+    note = "persisted arrangements take the top-level timestamps `u64`, `u32`, `usize`, `u16`, `u8` and `Product<(), T>` of those"
 )]
 pub trait PersistTime: Timestamp + Refines<()> + Lattice + TotalOrder + ExchangeData + Copy {
     /// The time as the store holds it. Order-preserving: `a <= b` exactly when `a.to_u64() <= b.to_u64()`.
@@ -75,6 +76,19 @@ impl PersistTime for usize {
     }
 }
 
+/// `Product<(), T>`, the top-level timestamp DD's `examples/arrange.rs` uses (`worker.dataflow::<Product<(),
+/// usize>, _, _>`): totally ordered by its inner coordinate, stored as that coordinate's `u64`.
+impl<T: PersistTime> PersistTime for Product<(), T> {
+    #[inline(always)]
+    fn to_u64(self) -> u64 {
+        self.inner.to_u64()
+    }
+    #[inline(always)]
+    fn from_u64(time: u64) -> Option<Self> {
+        T::from_u64(time).map(|inner| Product::new((), inner))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::PersistTime;
@@ -102,6 +116,10 @@ mod tests {
                 (t <= 65_535).then_some(t)
             );
             assert_eq!(u8::from_u64(t).map(PersistTime::to_u64), (t <= 255).then_some(t));
+            assert_eq!(
+                timely::order::Product::<(), usize>::from_u64(t).map(PersistTime::to_u64),
+                Some(t)
+            );
         }
         assert!(3u32.to_u64() < 4u32.to_u64());
     }

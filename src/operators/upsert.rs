@@ -1,8 +1,9 @@
 //! [`UpsertPersisted`]: the de-upsert operator. Turns a stream of upserts `(key, Some(val) | None, time)`
 //! into a differential collection of `(key, val)` — retracting each key's previous value and inserting the
 //! new one, `None` deleting — with the previous values read from a store stream (see [`crate::upsert`]).
-//! Times: `u64` only; [`ArrangePersisted`](super::ArrangePersisted) takes any
-//! [`PersistTime`](super::PersistTime).
+//! Times: any top-level [`PersistTime`] `T` (`u64`, the default, `u32`, `usize`, ...), stored as `u64`;
+//! a persisted time beyond `T`'s range fails the build ([`crate::Error::BadInput`]). The handle's times are
+//! store times (`u64`).
 //!
 //! Per worker (keys exchanged by [`key_hash`] when there are several), the operator stashes upserts by
 //! time; when the input frontier passes a time it applies that time's upserts against the state
@@ -32,10 +33,10 @@
 //! holds its output frontier where it was for good, so downstream never sees an incomplete time as
 //! complete. Drop the dataflow after an error; a restart resumes where the state was sealed.
 
-use super::key_hash;
 use super::resume::{open_worker_stream, ResumeState};
+use super::{key_hash, PersistTime};
 use crate::codec::Codec;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::{SealOptions, Store, StreamOptions, WriterClaim};
 use crate::trace::ErrorSlot;
 use crate::upsert::apply_upserts;
@@ -48,14 +49,14 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-/// An upsert: `(key, new value or None to delete, time)`.
-pub type Upsert<K, V> = (K, Option<V>, u64);
+/// An upsert: `(key, new value or None to delete, time)`, at times `T` (`u64` by default).
+pub type Upsert<K, V, T = u64> = (K, Option<V>, T);
 
-/// The de-upserted collection and this worker's handle.
-pub type Upserted<'scope, K, V> = (VecCollection<'scope, u64, (K, V), i64>, UpsertHandle);
+/// The de-upserted collection (times `T`, `u64` by default) and this worker's handle.
+pub type Upserted<'scope, K, V, T = u64> = (VecCollection<'scope, T, (K, V), i64>, UpsertHandle);
 
 /// Upserts waiting for their time to complete, with a capability to emit at that time.
-type Stash<K, V> = BTreeMap<u64, (Capability<u64>, Vec<(K, Option<V>)>)>;
+type Stash<K, V, T> = BTreeMap<T, (Capability<T>, Vec<(K, Option<V>)>)>;
 
 /// What the caller can see of a running de-upsert operator. `Send + Sync`.
 #[derive(Clone, Debug)]
@@ -100,31 +101,42 @@ impl UpsertHandle {
     }
 }
 
-/// De-upserting a stream into a persisted collection. See the module docs.
-pub trait UpsertPersisted<'scope, K, V> {
+/// De-upserting a stream of upserts at times `T` (a [`PersistTime`], `u64` by default) into a persisted
+/// collection. See the module docs.
+pub trait UpsertPersisted<'scope, K, V, T: PersistTime = u64> {
     /// De-upserts into store stream `id` (one stream per worker, see [`worker_stream_id`](super::worker_stream_id)), returning the
     /// collection of `(key, val)` with its updates, and this worker's handle.
     ///
     /// Errors (when building the dataflow): [`crate::Error::BadInput`] if the state was persisted by a
-    /// different number of workers; store errors from creating or opening the stream.
-    fn upsert_persisted(self, store: &Store, id: &str) -> Result<Upserted<'scope, K, V>>;
+    /// different number of workers, or a persisted time is beyond `T`'s range; store errors from creating
+    /// or opening the stream.
+    fn upsert_persisted(self, store: &Store, id: &str) -> Result<Upserted<'scope, K, V, T>>;
 }
 
-impl<'scope, K, V> UpsertPersisted<'scope, K, V> for Stream<'scope, u64, Vec<Upsert<K, V>>>
+impl<'scope, K, V, T> UpsertPersisted<'scope, K, V, T> for Stream<'scope, T, Vec<Upsert<K, V, T>>>
 where
     K: Codec + ExchangeData,
     V: Codec + ExchangeData,
+    T: PersistTime,
 {
-    fn upsert_persisted(self, store: &Store, id: &str) -> Result<Upserted<'scope, K, V>> {
+    fn upsert_persisted(self, store: &Store, id: &str) -> Result<Upserted<'scope, K, V, T>> {
         let scope = self.scope();
         let (index, peers) = (scope.index(), scope.peers());
         let opened = open_worker_stream(store, id, (index, peers), StreamOptions { durable: false })?;
-        let replay: Vec<((K, V), u64, i64)> = store
+        let replay: Vec<((K, V), T, i64)> = store
             .snapshot(&opened.stream)?
             .decode::<K, V>()?
             .into_iter()
-            .map(|(k, v, t, d)| ((k, v), t, d))
-            .collect();
+            .map(|(k, v, t, d)| {
+                let time = T::from_u64(t).ok_or_else(|| {
+                    Error::bad_input(format!(
+                        "stream {:?} holds time {t}, beyond the range of the dataflow's timestamp type",
+                        opened.stream
+                    ))
+                })?;
+                Ok(((k, v), time, d))
+            })
+            .collect::<Result<_>>()?;
         let handle = UpsertHandle {
             stream: opened.stream.clone(),
             resume: opened.resume,
@@ -143,7 +155,7 @@ where
             build(self, Pipeline, state)
         } else {
             let mut scratch = Vec::new();
-            let exchange = Exchange::new(move |u: &Upsert<K, V>| {
+            let exchange = Exchange::new(move |u: &Upsert<K, V, T>| {
                 scratch.clear();
                 u.0.encode(&mut scratch);
                 key_hash(&scratch)
@@ -155,7 +167,7 @@ where
 }
 
 /// What the operator owns besides its stash.
-struct State<K, V> {
+struct State<K, V, T> {
     store: Store,
     /// The upsert's id and the number of workers (for [`compaction_since`]).
     id: String,
@@ -164,23 +176,24 @@ struct State<K, V> {
     /// Held for the operator's life: no other operator writes the state stream.
     _claim: WriterClaim,
     /// The persisted state, emitted on the first activation.
-    replay: Vec<((K, V), u64, i64)>,
+    replay: Vec<((K, V), T, i64)>,
 }
 
 /// Builds the operator over `input` (partitioned by `pact`): see the module docs.
-fn build<'scope, K, V, P>(
-    input: Stream<'scope, u64, Vec<Upsert<K, V>>>,
+fn build<'scope, K, V, T, P>(
+    input: Stream<'scope, T, Vec<Upsert<K, V, T>>>,
     pact: P,
-    state: State<K, V>,
-) -> VecCollection<'scope, u64, (K, V), i64>
+    state: State<K, V, T>,
+) -> VecCollection<'scope, T, (K, V), i64>
 where
     K: Codec + ExchangeData,
     V: Codec + ExchangeData,
-    P: ParallelizationContract<u64, Vec<Upsert<K, V>>>,
+    T: PersistTime,
+    P: ParallelizationContract<T, Vec<Upsert<K, V, T>>>,
 {
     let scope = input.scope();
     input
-        .unary_frontier::<CapacityContainerBuilder<Vec<((K, V), u64, i64)>>, _, _, _>(
+        .unary_frontier::<CapacityContainerBuilder<Vec<((K, V), T, i64)>>, _, _, _>(
             pact,
             "UpsertPersisted",
             move |capability, info| {
@@ -195,7 +208,7 @@ where
                     replay,
                 } = state;
                 let mut replay = Some(replay);
-                let mut stash: Stash<K, V> = BTreeMap::new();
+                let mut stash: Stash<K, V, T> = BTreeMap::new();
                 // Holds the output frontier at the state's sealed upper (module docs: ordering).
                 let mut held = Some(capability);
                 let mut sealed = handle.own_upper;
@@ -211,7 +224,7 @@ where
                     let failed = handle.errors.is_set();
                     input.for_each(|cap, data| {
                         for (k, v, t) in data.drain(..) {
-                            if t < handle.own_upper || failed {
+                            if t.to_u64() < handle.own_upper || failed {
                                 continue; // applied by an earlier run, or stopped
                             }
                             let entry = stash.entry(t).or_insert_with(|| (cap.delayed(&t, 0), Vec::new()));
@@ -228,9 +241,9 @@ where
                             break;
                         }
                         let (cap, records) = entry.remove();
-                        match apply_upserts(&store, &handle.stream, t, records) {
+                        match apply_upserts(&store, &handle.stream, t.to_u64(), records) {
                             Ok(updates) => {
-                                applied_upto = applied_upto.max(t + 1);
+                                applied_upto = applied_upto.max(t.to_u64() + 1);
                                 let updates = updates.into_iter().map(|(k, v, d)| ((k, v), t, d));
                                 output.session(&cap).give_iterator(updates);
                             }
@@ -245,7 +258,7 @@ where
                     // (empty frontier) seals what was applied and marks the stream finished; a later run
                     // continues with later times.
                     let (upper, finished) = match frontier.frontier().iter().min() {
-                        Some(&f) => (f.min(FRONTIER_CLOSED - 1), false),
+                        Some(&f) => (f.to_u64().min(FRONTIER_CLOSED - 1), false),
                         None => (applied_upto.max(sealed), true),
                     };
                     if upper > sealed || (finished && held.is_some()) {
@@ -264,8 +277,11 @@ where
                     if finished {
                         held = None;
                     } else if let Some(cap) = held.as_mut() {
-                        if *cap.time() < sealed {
-                            cap.downgrade(&sealed);
+                        match T::from_u64(sealed) {
+                            Some(sealed) if *cap.time() < sealed => cap.downgrade(&sealed),
+                            Some(_) => {}
+                            // Sealed beyond `T`'s range: every time of `T` is complete.
+                            None => held = None,
                         }
                     }
                 }

@@ -130,6 +130,11 @@ impl ErrorSlot {
         self.0.held.lock().0.take()
     }
 
+    /// Whether `self` and `other` are clones of one slot.
+    pub fn same(&self, other: &ErrorSlot) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// How many errors have been recorded in all (including taken ones).
     pub fn count(&self) -> usize {
         self.0.held.lock().1

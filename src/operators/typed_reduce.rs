@@ -1,0 +1,263 @@
+//! Reductions of a [`TypedArranged`] with DD's signatures: `reduce` (typed input `&[(&V, R)]`, typed
+//! output `VecCollection<(K, V2), R2>`), and over totally ordered times `count_total`, `threshold_total`,
+//! `distinct_total`.
+//!
+//! `reduce` is DD's `reduce_abelian` over the byte-keyed trace, with a closure that decodes each key and
+//! its vals before calling the user's logic; its output is arranged in memory with the key as stored and
+//! the typed `V2` vals (no re-encoding), then flattened with the key decoded.
+//!
+//! The `*_total` operators are written as DD writes `count_total` / `threshold_total` (for each key in a
+//! new batch, its count before the batch is read from the trace, then the batch's updates are applied in
+//! time order), but they read any val type (a key's count is the sum of the diffs of all its `(key, val)`
+//! pairs, i.e. DD's `as_collection(|k, _| k).count_total()`), sum exactly in `i128`, and convert the
+//! counts to the diff type `R` ([`PersistDiff::from_i64`]). Decode failures, and counts that do not fit
+//! `R` (reported as [`Error::Decode`]): see [`super::typed`] (recorded, skipped, output frontier held for
+//! good).
+
+use super::typed::TypedArranged;
+use super::PersistDiff;
+use crate::codec::Codec;
+use crate::error::Error;
+use crate::trace::BytesContainer;
+use differential_dataflow::difference::Abelian;
+use differential_dataflow::trace::cursor::cursor_list;
+use differential_dataflow::trace::implementations::ord_neu::{OrdValBatch, OrdValBuilder};
+use differential_dataflow::trace::implementations::spine_fueled::Spine;
+use differential_dataflow::trace::implementations::OffsetList;
+use differential_dataflow::trace::{BatchCursor, Cursor, Navigable, TraceReader};
+use differential_dataflow::{AsCollection, Data, VecCollection};
+use std::rc::Rc;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::CapabilitySet;
+use timely::order::TotalOrder;
+use timely::progress::{Antichain, Timestamp};
+
+/// Column layout of a typed `reduce`'s output arrangement: keys as stored (bytes), typed vals `V2`,
+/// times `T`, diffs `R2`.
+pub type ReduceLayout<V2, T, R2> = (BytesContainer, Vec<V2>, Vec<T>, Vec<R2>, OffsetList);
+/// The in-memory spine of a typed `reduce`'s output.
+pub type ReduceSpine<V2, T, R2> = Spine<Rc<OrdValBatch<ReduceLayout<V2, T, R2>>>>;
+/// The builder of a typed `reduce`'s output batches.
+pub type ReduceBuilder<V2, T, R2> = OrdValBuilder<ReduceLayout<V2, T, R2>, Vec<((Vec<u8>, V2), T, R2)>>;
+
+impl<'scope, Tr, K, V, R> TypedArranged<'scope, Tr, K, V, R>
+where
+    Tr: TraceReader<Batch: Navigable> + Clone + 'static,
+    BatchCursor<Tr>: Cursor<Time = Tr::Time, Diff = i64, KeyContainer = BytesContainer>,
+    for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a [u8], Val<'a> = &'a [u8]>,
+    K: Codec + Data,
+    V: Codec + Data,
+    R: PersistDiff,
+{
+    /// DD's `reduce`: for each key with records, `logic(&key, &[(&val, r)], &mut output)` with the vals in
+    /// order and their accumulated diffs; the output `(val2, r2)` pairs become `((key, val2), r2)`.
+    pub fn reduce<L, V2, R2>(self, logic: L) -> VecCollection<'scope, Tr::Time, (K, V2), R2>
+    where
+        L: FnMut(&K, &[(&V, R)], &mut Vec<(V2, R2)>) + 'static,
+        V2: Data,
+        R2: Ord + Abelian + 'static,
+    {
+        self.reduce_named("TypedReduce", logic)
+    }
+
+    /// [`reduce`](Self::reduce), with the operator named `name`.
+    pub fn reduce_named<L, V2, R2>(
+        self,
+        name: &str,
+        mut logic: L,
+    ) -> VecCollection<'scope, Tr::Time, (K, V2), R2>
+    where
+        L: FnMut(&K, &[(&V, R)], &mut Vec<(V2, R2)>) + 'static,
+        V2: Data,
+        R2: Ord + Abelian + 'static,
+    {
+        let failures = self.failures();
+        let guard = self.guard(&failures);
+        let f = failures.clone();
+        let mut vals: Vec<(V, R)> = Vec::new();
+        let reduced = self
+            .arranged()
+            .reduce_abelian::<_, ReduceBuilder<V2, Tr::Time, R2>, ReduceSpine<V2, Tr::Time, R2>, BytesContainer, _>(
+                name,
+                move |k: &[u8], input: &[(&[u8], i64)], output: &mut Vec<(V2, R2)>| {
+                    let Some(key) = f.decode::<K>("key", k) else { return };
+                    vals.clear();
+                    for (v, d) in input {
+                        let (Some(v), Some(d)) = (f.decode::<V>("val", v), f.diff::<R>(k, *d)) else {
+                            return;
+                        };
+                        vals.push((v, d));
+                    }
+                    let refs: Vec<(&V, R)> = vals.iter().map(|(v, r)| (v, *r)).collect();
+                    logic(&key, &refs, output);
+                },
+                |buffer, key: &[u8], updates| {
+                    buffer.clear();
+                    buffer.extend(updates.drain(..).map(|(v, t, r)| ((key.to_vec(), v), t, r)));
+                },
+            );
+        let f = failures.clone();
+        let output =
+            reduced.flat_map_ref(move |k: &[u8], v: &V2| f.decode::<K>("key", k).map(|k| (k, v.clone())));
+        output.concat(guard)
+    }
+}
+
+impl<'scope, Tr, K, V, R> TypedArranged<'scope, Tr, K, V, R>
+where
+    Tr: TraceReader<Batch: Navigable, Time: TotalOrder> + Clone + 'static,
+    BatchCursor<Tr>: Cursor<Time = Tr::Time, Diff = i64, KeyContainer = BytesContainer>,
+    for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a [u8], Val<'a> = &'a [u8]>,
+    K: Codec + Data,
+    V: 'static,
+    R: PersistDiff,
+{
+    /// DD's `count_total`: `((key, count), ±1)` with `count` the key's accumulated diff (over all its vals)
+    /// as an `R`; keys with count zero are absent.
+    pub fn count_total(self) -> VecCollection<'scope, Tr::Time, (K, R), isize> {
+        self.total("TypedCountTotal", |key, old, new, out| {
+            if let Some(old) = old {
+                out.push(((key.clone(), old), -1));
+            }
+            if let Some(new) = new {
+                out.push(((key.clone(), new), 1));
+            }
+        })
+    }
+
+    /// DD's `threshold_total`: each key with weight `thresh(&key, &count)` (for non-zero counts; a zero
+    /// count thresholds to zero).
+    pub fn threshold_total<R2, F>(self, mut thresh: F) -> VecCollection<'scope, Tr::Time, K, R2>
+    where
+        R2: Abelian + 'static,
+        F: FnMut(&K, &R) -> R2 + 'static,
+    {
+        self.total("TypedThresholdTotal", move |key, old, new, out| {
+            let mut diff = new.map_or_else(R2::zero, |new| thresh(key, &new));
+            if let Some(old) = old {
+                let mut old = thresh(key, &old);
+                old.negate();
+                diff.plus_equals(&old);
+            }
+            if !diff.is_zero() {
+                out.push((key.clone(), diff));
+            }
+        })
+    }
+
+    /// DD's `distinct_total`: each key with a non-zero count, once.
+    pub fn distinct_total(self) -> VecCollection<'scope, Tr::Time, K, isize> {
+        self.threshold_total(|_, _| 1isize)
+    }
+
+    /// The driver of the `*_total` operators (module docs): `emit(&key, old, new, &mut out)` for each
+    /// change of a key's count at a time, `None` standing for zero; `out`'s records go out at the time.
+    fn total<D, R2, F>(self, name: &str, mut emit: F) -> VecCollection<'scope, Tr::Time, D, R2>
+    where
+        D: Data,
+        R2: differential_dataflow::difference::Semigroup + 'static,
+        F: FnMut(&K, Option<R>, Option<R>, &mut Vec<(D, R2)>) + 'static,
+    {
+        let failures = self.failures();
+        let mut trace = self.trace.inner.clone();
+        self.stream
+            .unary_frontier(Pipeline, name, move |_, _| {
+                let mut lower = Antichain::from_elem(Tr::Time::minimum());
+                let mut upper = Antichain::from_elem(Tr::Time::minimum());
+                let mut held = Vec::new();
+                let mut times: Vec<(Tr::Time, i128)> = Vec::new();
+                let mut out = Vec::new();
+                move |(input, _frontier), output| {
+                    lower.clone_from(&upper);
+                    let mut batches = Vec::new();
+                    let mut caps = CapabilitySet::new();
+                    input.for_each(|capability, spans| {
+                        for capability in capability.retain_stamp(0).iter() {
+                            caps.insert(capability.clone());
+                        }
+                        for span in spans.drain(..) {
+                            upper.clone_from(span.upper()); // spans arrive in order
+                            batches.extend(span.inner);
+                        }
+                    });
+                    if !caps.is_empty() {
+                        let failed_before = failures.count();
+                        let Some(prior) = trace.batches_through(lower.borrow()) else {
+                            failures.record(|| {
+                                Error::bad_input("a trace span straddles a total operator's lower bound")
+                            });
+                            held.push(caps);
+                            return;
+                        };
+                        let mut session = output.session(&caps);
+                        let (mut batch_cursor, batch_storage) = cursor_list(batches);
+                        let (mut trace_cursor, trace_storage) = cursor_list(prior);
+                        while let Some(k) = batch_cursor.get_key(&batch_storage) {
+                            let Some(key) = failures.decode::<K>("key", k) else {
+                                batch_cursor.step_key(&batch_storage);
+                                continue;
+                            };
+                            let mut count = 0i128;
+                            trace_cursor.seek_key(&trace_storage, k);
+                            if trace_cursor.get_key(&trace_storage) == Some(k) {
+                                while trace_cursor.val_valid(&trace_storage) {
+                                    trace_cursor.map_times(&trace_storage, |_, d| {
+                                        count += i128::from(<BatchCursor<Tr> as Cursor>::owned_diff(d))
+                                    });
+                                    trace_cursor.step_val(&trace_storage);
+                                }
+                            }
+                            times.clear();
+                            while batch_cursor.val_valid(&batch_storage) {
+                                batch_cursor.map_times(&batch_storage, |t, d| {
+                                    let t = <BatchCursor<Tr> as Cursor>::owned_time(t);
+                                    times.push((t, i128::from(<BatchCursor<Tr> as Cursor>::owned_diff(d))));
+                                });
+                                batch_cursor.step_val(&batch_storage);
+                            }
+                            times.sort_by(|a, b| a.0.cmp(&b.0));
+                            let mut i = 0;
+                            while i < times.len() {
+                                let time = times[i].0.clone();
+                                let old = count;
+                                while i < times.len() && times[i].0 == time {
+                                    count += times[i].1;
+                                    i += 1;
+                                }
+                                if count == old {
+                                    continue;
+                                }
+                                let (Some(old), Some(new)) = (as_diff::<R>(old), as_diff::<R>(count)) else {
+                                    failures.out_of_range::<R>(k, count);
+                                    continue;
+                                };
+                                emit(&key, old, new, &mut out);
+                                for (datum, diff) in out.drain(..) {
+                                    session.give((datum, time.clone(), diff));
+                                }
+                            }
+                            batch_cursor.step_key(&batch_storage);
+                        }
+                        drop(session);
+                        if failures.count() > failed_before {
+                            held.push(caps);
+                        }
+                    }
+                    trace.advance_upper(&mut upper);
+                    trace.set_logical_compaction(upper.borrow());
+                    trace.set_physical_compaction(upper.borrow());
+                }
+            })
+            .as_collection()
+    }
+}
+
+/// A count as the diff type: `Some(None)` for zero, `Some(Some(r))` when it fits `R`, `None` when not.
+fn as_diff<R: PersistDiff>(count: i128) -> Option<Option<R>> {
+    if count == 0 {
+        return Some(None);
+    }
+    let count = i64::try_from(count).ok()?;
+    R::from_i64(count).map(Some)
+}
