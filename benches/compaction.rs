@@ -24,7 +24,7 @@
 //!    insert). `CHUNK` updates per `write_bytes`, a seal every `SEAL_EVERY` updates (one time per seal
 //!    interval), then `allow_compaction(upper - DDPERSIST_BENCH_LAG)` (default 10 seals) so merges
 //!    consolidate. `DDPERSIST_BENCH_COMPACTION_THREADS` (default 1) sets `Options::compaction_threads`.
-//!    The store runs over a `Blob` wrapper of `DirBlob` and a `Buffer` wrapper of `FileBuffer` that count
+//!    The store runs over a `Blob` wrapper of `DirBlob` and a `Log` wrapper of `FileLog` that count
 //!    every byte written to batch files, the manifest and the WAL. Prints write amplification (batch bytes
 //!    written / (updates x 116)), WAL bytes, space amplification (live batch bytes / (live (key, val) pairs
 //!    x 116), and / the size of one fully merged batch of the final contents, at the end and at its peak
@@ -43,7 +43,7 @@ use ddpersist::batch::{batch_file_name, parse_batch_file_name, BatchFile, BatchW
 use ddpersist::blob::{Blob, BlobBytes, BlobWriter, DirBlob};
 use ddpersist::compaction::{level_of, merge_batches, pick_merge, pick_space_amp};
 use ddpersist::merge::KeyMerge;
-use ddpersist::wal::{Buffer, FileBuffer, Lsn, ReplayReport, WalRecovery};
+use ddpersist::wal::{FileLog, Log, Lsn, ReplayReport, WalRecovery};
 use ddpersist::{Description, Options, Store, StreamOptions};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
@@ -721,13 +721,13 @@ impl Blob for CountingBlob {
     }
 }
 
-/// A `FileBuffer` that counts the log bytes appended (records with their 16-byte headers).
-struct CountingBuffer {
-    inner: FileBuffer,
+/// A `FileLog` that counts the log bytes appended (records with their 16-byte headers).
+struct CountingLog {
+    inner: FileLog,
     counters: Arc<Counters>,
 }
 
-impl Buffer for CountingBuffer {
+impl Log for CountingLog {
     fn replay(
         &self,
         f: &mut dyn FnMut(Lsn, &[u8]) -> ddpersist::Result<()>,
@@ -837,8 +837,8 @@ fn amplification(tmp: &Path, cfg: &AmpConfig) {
         inner: DirBlob::open(dir.path()).unwrap(),
         counters: counters.clone(),
     };
-    let buffer = CountingBuffer {
-        inner: FileBuffer::open(dir.path().join("wal"), 64 << 20, WalRecovery::Strict).unwrap(),
+    let buffer = CountingLog {
+        inner: FileLog::open(dir.path().join("wal"), 64 << 20, WalRecovery::Strict).unwrap(),
         counters: counters.clone(),
     };
     let options = Options {

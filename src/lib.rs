@@ -4,7 +4,7 @@
 //! `(key, val, time, diff)` on local disk.
 //!
 //! Data path (one module per stage; DESIGN.md is the map):
-//! 1. [`Store::write`] frames the updates as one WAL record in the [`wal`] `Buffer` (fsync'd, with group
+//! 1. [`Store::write`] frames the updates as one WAL record in the [`wal`] `Log` (fsync'd, with group
 //!    commit, for durable streams) and adds them to the stream's [`memtable`] (the FutureLog, by time);
 //! 2. [`Store::seal`] turns every update below the new upper into one immutable, sorted, checksummed
 //!    [`batch`] file, read back through a read-only mmap from the [`blob`] store, and commits the new
@@ -30,8 +30,8 @@ pub mod batch;
 pub mod blob;
 pub mod codec;
 pub mod compaction;
+pub mod encoding;
 pub mod error;
-pub mod format;
 pub mod fs;
 pub mod lookup;
 pub mod manager;
@@ -42,7 +42,6 @@ pub mod operators;
 pub mod snapshot;
 pub mod store;
 pub mod trace;
-pub mod upsert;
 pub mod wal;
 
 pub use batch::{Description, FRONTIER_CLOSED};

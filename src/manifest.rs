@@ -29,8 +29,8 @@
 //! `upper`;
 //! file numbers unique and below `next_file_no`.
 
+use crate::encoding::{checksum, Decoder, FormatVersion, PutLe};
 use crate::error::{Error, Result};
-use crate::format::{checksum, Decoder, FormatVersion, PutLe};
 use std::collections::HashSet;
 
 /// The manifest's object name in the blob.
@@ -222,7 +222,7 @@ impl Manifest {
         let body_len = bytes.len() - 8;
         // Magic, version and the trailing checksum keep their places in every version; the checksum is
         // checked first so a damaged version field reads as corruption.
-        if checksum(&bytes[..body_len]) != crate::format::le_u64(bytes, body_len) {
+        if checksum(&bytes[..body_len]) != crate::encoding::le_u64(bytes, body_len) {
             return Err(Error::corrupt(
                 file,
                 body_len as u64,

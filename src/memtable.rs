@@ -9,7 +9,7 @@
 //! copy-on-write (`Arc`): a snapshot or lookup takes the bucket index under the store's lock in
 //! O(buckets) and reads the buckets after releasing it; a later write into a bucket still shared copies
 //! that one bucket first.
-//! [`Run`] is the sorted, consolidated form that seals and snapshots read.
+//! [`Consolidated`] is the sorted, consolidated form that seals and snapshots read.
 //!
 //! Diff arithmetic (DESIGN.md, "Diff arithmetic"): equal `(key, val, time)` are summed in `i128` and a
 //! total outside `i64` is an [`Error::DiffOverflow`]. Each bucket keeps the sum of its diffs' absolute
@@ -271,7 +271,7 @@ pub fn iter_buckets(buckets: &Drained) -> impl Iterator<Item = UpdateRef<'_>> + 
         .flat_map(|(&time, b)| b.iter().map(move |(k, v, d)| (k, v, time, d)))
 }
 
-/// One update of a [`Run`]: where its key and val are in the arena, plus the key's first 8 bytes
+/// One update of a [`Consolidated`]: where its key and val are in the arena, plus the key's first 8 bytes
 /// (big-endian, zero-padded), which decide most comparisons of the sort without touching the arena.
 #[derive(Clone, Copy)]
 struct RunEntry {
@@ -295,12 +295,12 @@ fn key_prefix(key: &[u8]) -> u64 {
 /// A sorted, consolidated, owned run of updates: ordered by `(key, val, time)`, no repeated
 /// `(key, val, time)`, no zero diff.
 #[derive(Default)]
-pub struct Run {
+pub struct Consolidated {
     arena: Vec<u8>,
     entries: Vec<RunEntry>,
 }
 
-impl Run {
+impl Consolidated {
     /// Copies, sorts and consolidates `updates`.
     ///
     /// Errors: [`Error::DiffOverflow`] (its stream not yet named) if equal `(key, val, time)` sum outside
@@ -309,10 +309,10 @@ impl Run {
         Self::unsorted(updates).consolidate()
     }
 
-    /// Copies `updates` as they come: not yet a valid `Run` until [`consolidate`](Self::consolidate)d
+    /// Copies `updates` as they come: not yet a valid `Consolidated` until [`consolidate`](Self::consolidate)d
     /// (a cheap copy to make under a lock, sorting after it is released).
     pub fn unsorted<'a>(updates: impl Iterator<Item = UpdateRef<'a>>) -> Self {
-        let mut run = Run::default();
+        let mut run = Consolidated::default();
         for (k, v, time, diff) in updates {
             let at = run.arena.len();
             run.arena.extend_from_slice(k);
@@ -522,13 +522,13 @@ mod tests {
     fn consolidation_sums_exactly() {
         let max = i64::MAX;
         let ups: Vec<UpdateRef<'_>> = vec![(b"a", b"x", 1, max), (b"a", b"x", 1, max), (b"a", b"x", 1, -max)];
-        let run = Run::from_updates(ups.into_iter()).unwrap();
+        let run = Consolidated::from_updates(ups.into_iter()).unwrap();
         assert_eq!(
             run.iter().collect::<Vec<_>>(),
             vec![(&b"a"[..], &b"x"[..], 1, max)]
         );
         let ups: Vec<UpdateRef<'_>> = vec![(b"a", b"x", 1, max), (b"b", b"x", 1, 1), (b"a", b"x", 1, 1)];
-        match Run::from_updates(ups.into_iter()) {
+        match Consolidated::from_updates(ups.into_iter()) {
             Err(Error::DiffOverflow { key, time, .. }) => assert_eq!((&key[..], time), (&b"a"[..], 1)),
             other => panic!("{:?}", other.map(|r| r.len())),
         }
@@ -544,7 +544,7 @@ mod tests {
             (b"b", b"1", 1, 1),
             (b"a", b"1", 1, 1),
         ];
-        let run = Run::from_updates(ups.into_iter()).unwrap();
+        let run = Consolidated::from_updates(ups.into_iter()).unwrap();
         let got: Vec<_> = run.iter().collect();
         assert_eq!(
             got,

@@ -1,7 +1,7 @@
 //! [`MergeIter`]: a k-way merge of sorted update sources into one sorted, consolidated sequence, with
 //! logical compaction.
 //!
-//! Sources are batch cursors and, optionally, one in-memory [`Run`]. Each is sorted by `(key, val, time)`.
+//! Sources are batch cursors and, optionally, one in-memory [`Consolidated`]. Each is sorted by `(key, val, time)`.
 //! Times below `since` are advanced to `since` as they are read; advancing is monotone, so every source
 //! stays sorted under it, and equal `(key, val, advanced time)` triples — within one source or across
 //! sources — are summed. Sums are exact (`i128`): a total outside `i64` is an [`Error::DiffOverflow`]
@@ -18,7 +18,7 @@
 use crate::batch::builder::cmp_bytes;
 use crate::batch::{BatchFile, Block, BlockBytes, UpdateCursor};
 use crate::error::{Error, Result};
-use crate::memtable::Run;
+use crate::memtable::Consolidated;
 use crate::wal::record::UpdateRef;
 use std::cmp::Ordering;
 use std::ops::Range;
@@ -26,7 +26,7 @@ use std::ops::Range;
 /// See the module docs.
 pub struct MergeIter<'a> {
     cursors: Vec<UpdateCursor<'a>>,
-    run: Option<&'a Run>,
+    run: Option<&'a Consolidated>,
     run_pos: usize,
     since: u64,
     /// Only updates whose (original) time lies in this range are read; the rest are skipped.
@@ -49,7 +49,7 @@ fn settle(c: &mut UpdateCursor<'_>, times: &Range<u64>) -> Result<()> {
 
 impl<'a> MergeIter<'a> {
     /// Merges `cursors` and `run`, advancing times below `since` to `since`.
-    pub fn new(cursors: Vec<UpdateCursor<'a>>, run: Option<&'a Run>, since: u64) -> Self {
+    pub fn new(cursors: Vec<UpdateCursor<'a>>, run: Option<&'a Consolidated>, since: u64) -> Self {
         MergeIter {
             cursors,
             run,

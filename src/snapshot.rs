@@ -8,7 +8,7 @@
 use crate::batch::{BatchFile, UpdateCursor};
 use crate::codec::Codec;
 use crate::error::Result;
-use crate::memtable::Run;
+use crate::memtable::Consolidated;
 use crate::merge::MergeIter;
 use crate::wal::record::OwnedUpdate;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ pub struct Snapshot {
     pub(crate) batches: Vec<Arc<BatchFile>>,
     /// Spilled runs of the FutureLog (unsealed updates written out under memory pressure).
     pub(crate) spills: Vec<Arc<BatchFile>>,
-    pub(crate) unsealed: Run,
+    pub(crate) unsealed: Consolidated,
     pub(crate) upper: u64,
 }
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{batch_files, flip_byte, wal_segments};
-use ddpersist::format::checksum;
+use ddpersist::encoding::checksum;
 use ddpersist::{Error, Store, StreamOptions};
 
 fn store_with_data(dir: &std::path::Path) -> Store {

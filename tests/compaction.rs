@@ -4,7 +4,7 @@ mod common;
 
 use common::{accumulate, batch_files, blob_files, named_files, Model, Rng};
 use ddpersist::blob::{Blob, FaultyBlob, MemBlob};
-use ddpersist::wal::MemBuffer;
+use ddpersist::wal::MemLog;
 use ddpersist::{Error, Options, Store, StreamOptions};
 use std::sync::Arc;
 
@@ -149,7 +149,7 @@ fn since_advances_times_keeps_accumulations_and_never_goes_back() {
 #[test]
 fn a_reader_keeps_its_batches_across_merges() {
     let blob = MemBlob::new();
-    let store = Store::open_on(Arc::new(blob.clone()), Arc::new(MemBuffer::new()), inline()).unwrap();
+    let store = Store::open_on(Arc::new(blob.clone()), Arc::new(MemLog::new()), inline()).unwrap();
     store
         .create_stream("s", StreamOptions { durable: false })
         .unwrap();
@@ -184,12 +184,8 @@ fn a_crash_at_any_step_of_a_merge_loses_nothing() {
     let mut merge_crashes = 0;
     loop {
         let faulty = FaultyBlob::new(MemBlob::new());
-        let store = Store::open_on(
-            Arc::new(faulty.clone()),
-            Arc::new(MemBuffer::new()),
-            inline_pairs(),
-        )
-        .unwrap();
+        let store =
+            Store::open_on(Arc::new(faulty.clone()), Arc::new(MemLog::new()), inline_pairs()).unwrap();
         store
             .create_stream("s", StreamOptions { durable: false })
             .unwrap();
@@ -233,7 +229,7 @@ fn a_crash_at_any_step_of_a_merge_loses_nothing() {
         }
         let store = Store::open_on(
             Arc::new(faulty.inner().clone()),
-            Arc::new(MemBuffer::new()),
+            Arc::new(MemLog::new()),
             inline_pairs(),
         )
         .unwrap();
@@ -274,7 +270,7 @@ fn compact_waits_for_merges_in_flight_and_leaves_none_due() {
             merge_fan_in: fan_in,
             ..Options::default()
         };
-        let store = Store::open_on(Arc::new(MemBlob::new()), Arc::new(MemBuffer::new()), options).unwrap();
+        let store = Store::open_on(Arc::new(MemBlob::new()), Arc::new(MemLog::new()), options).unwrap();
         store.create_stream("s", StreamOptions::default()).unwrap();
         let mut model = Model::default();
         let mut rng = Rng(fan_in as u64);
@@ -361,7 +357,7 @@ fn back_pressure_holds_again_after_a_merge_failure() {
         max_batches_per_stream: 2,
         ..Options::default()
     };
-    let store = Store::open_on(blob.clone(), Arc::new(MemBuffer::new()), options).unwrap();
+    let store = Store::open_on(blob.clone(), Arc::new(MemLog::new()), options).unwrap();
     store.create_stream("s", StreamOptions::default()).unwrap();
     let batches = |store: &Store| store.manifest().stream("s").unwrap().batches.len();
     let seal_one = |store: &Store| {

@@ -24,7 +24,7 @@
 
 use ddpersist::blob::DirBlob;
 use ddpersist::fs::{CrashPoint, CrashState, Fs, SimFs};
-use ddpersist::wal::{FileBuffer, WalRecovery};
+use ddpersist::wal::{FileLog, WalRecovery};
 use ddpersist::{Options, Store, StreamOptions};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,7 +52,7 @@ fn options() -> Options {
 fn open(fs: &SimFs, zero_fill: bool) -> ddpersist::Result<Store> {
     let blob = DirBlob::on(fs.shared(), STORE_DIR)?;
     let wal =
-        FileBuffer::on(fs.shared(), WAL_DIR, SEGMENT_BYTES, WalRecovery::Strict)?.with_zero_fill(zero_fill);
+        FileLog::on(fs.shared(), WAL_DIR, SEGMENT_BYTES, WalRecovery::Strict)?.with_zero_fill(zero_fill);
     Store::open_on(Arc::new(blob), Arc::new(wal), options())
 }
 

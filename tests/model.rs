@@ -2,9 +2,9 @@
 //! model, whose snapshot is every update written so far, consolidated and sorted by (key, val, time).
 //!
 //! Backends:
-//! - a directory store (`Store::open` / `Store::open_with`, a `FileBuffer` WAL): unsealed writes to durable
+//! - a directory store (`Store::open` / `Store::open_with`, a `FileLog` WAL): unsealed writes to durable
 //!   streams survive a reopen, unsealed writes to non-durable streams do not;
-//! - an in-memory store (`MemBlob` + `MemBuffer`), reopened over a clone of the same blob with a fresh
+//! - an in-memory store (`MemBlob` + `MemLog`), reopened over a clone of the same blob with a fresh
 //!   buffer: only sealed updates survive, whatever the stream's durability flag says.
 //!
 //! Compaction runs as configured (background threads by default, or inline in `seal`), so the set of batch
@@ -18,7 +18,7 @@
 
 use ddpersist::batch::{batch_file_name, UpdateCursor};
 use ddpersist::blob::MemBlob;
-use ddpersist::wal::MemBuffer;
+use ddpersist::wal::MemLog;
 use ddpersist::{Error, Options, OwnedUpdate, Snapshot, Store, StreamOptions, FRONTIER_CLOSED};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -178,7 +178,7 @@ impl StreamModel {
 enum Backend {
     /// A directory store; `None` opens with `Store::open` (default options), `Some` with `Store::open_with`.
     Dir(Option<Options>),
-    /// `MemBlob` + a fresh `MemBuffer` on every open.
+    /// `MemBlob` + a fresh `MemLog` on every open.
     Mem(Options),
 }
 
@@ -290,7 +290,7 @@ impl Harness {
             }
             Backend::Mem(options) => Store::open_on(
                 Arc::new(self.blob.clone()),
-                Arc::new(MemBuffer::new()),
+                Arc::new(MemLog::new()),
                 options.clone(),
             )
             .unwrap(),
@@ -836,7 +836,7 @@ proptest! {
     }
 
     /// (b) An in-memory store with non-durable streams, reopened over the same `MemBlob` with a new
-    /// `MemBuffer`: only sealed updates (time below the upper) survive a reopen.
+    /// `MemLog`: only sealed updates (time below the upper) survive a reopen.
     #[test]
     fn mem_store_non_durable_streams_match_the_model(n in 1usize..=3, ops in ops()) {
         run(Backend::Mem(Options::default()), &[false; 3][..n], &ops);
@@ -859,7 +859,7 @@ proptest! {
         run(Backend::Dir(Some(options)), &durable, &ops);
     }
 
-    /// An in-memory store with random options whose streams may claim durability: a `MemBuffer` keeps
+    /// An in-memory store with random options whose streams may claim durability: a `MemLog` keeps
     /// nothing, so unsealed updates are lost on reopen all the same.
     #[test]
         fn mem_store_random_options_match_the_model(
@@ -867,7 +867,7 @@ proptest! {
         options in options(),
         ops in ops(),
     ) {
-        // No spills for durable streams here: on a `MemBuffer` their spilled runs survive a reopen while the
+        // No spills for durable streams here: on a `MemLog` their spilled runs survive a reopen while the
         // rest of their unsealed updates do not (see `spilled_runs_on_a_non_durable_buffer_...`).
         let mut options = options;
         if durable.iter().any(|&d| d) {
@@ -1011,7 +1011,7 @@ fn back_pressure_with_no_merge_due_does_not_block_seal_forever() {
         max_batches_per_stream: 2,
         ..Options::default()
     };
-    let store = Store::open_on(Arc::new(MemBlob::new()), Arc::new(MemBuffer::new()), options).unwrap();
+    let store = Store::open_on(Arc::new(MemBlob::new()), Arc::new(MemLog::new()), options).unwrap();
     store
         .create_stream("s", StreamOptions { durable: false })
         .unwrap();
@@ -1040,10 +1040,10 @@ fn back_pressure_with_no_merge_due_does_not_block_seal_forever() {
         );
     }
 }
-/// A WAL segment (header and, if `payload` is given, one record; checksums included) as `FileBuffer`
+/// A WAL segment (header and, if `payload` is given, one record; checksums included) as `FileLog`
 /// writes it.
 fn wal_segment(first_lsn: u64, payload: Option<&[u8]>) -> Vec<u8> {
-    use ddpersist::format::checksum;
+    use ddpersist::encoding::checksum;
     let mut b = b"DDPWALSG".to_vec();
     b.extend_from_slice(&1u32.to_le_bytes());
     b.extend_from_slice(&0u32.to_le_bytes());
@@ -1098,7 +1098,7 @@ fn wal_segment_near_the_end_of_the_lsn_space_is_corruption_not_a_panic() {
 
 /// A store whose WAL ends a few bytes short of `u64::MAX` (one valid, header-only segment named
 /// `18446744073709551611.wal`) opens fine, but the first durable write overflows the WAL's next LSN
-/// (`FileBuffer::append`, `state.next_lsn += RECORD_HEADER_BYTES + len` in `wal/file.rs`): a panic in debug
+/// (`FileLog::append`, `state.next_lsn += RECORD_HEADER_BYTES + len` in `wal/file.rs`): a panic in debug
 /// builds; in release builds the LSN wraps, the write is acknowledged, and the next open fails because the
 /// record's LSN overflows. The write (or the open) should fail with an error instead, and an acknowledged
 /// write must survive a reopen.
@@ -1121,13 +1121,13 @@ fn write_at_the_end_of_the_lsn_space_is_an_error_not_a_panic() {
     }
 }
 
-/// On a store whose WAL buffer keeps nothing (`MemBuffer`), a reopen loses every unsealed update of every
+/// On a store whose WAL buffer keeps nothing (`MemLog`), a reopen loses every unsealed update of every
 /// stream, durable or not, except the ones a durable stream's memtable happened to spill to runs (the
 /// manifest keeps those; `drop_volatile_spills` drops spills only for streams created with
 /// `durable: false`). The stream then holds an arbitrary subset of its unsealed updates: a dataflow that
 /// recomputes its unsealed state after the restart writes the spilled ones twice — the very hazard
 /// `drop_volatile_spills` guards against for non-durable streams. With a buffer that is not durable, spills
-/// should be dropped for every stream (or every unsealed update kept, which a `MemBuffer` cannot do).
+/// should be dropped for every stream (or every unsealed update kept, which a `MemLog` cannot do).
 #[test]
 fn spilled_runs_on_a_non_durable_buffer_do_not_outlive_the_rest_of_the_memtable() {
     let blob = MemBlob::new();
@@ -1136,14 +1136,7 @@ fn spilled_runs_on_a_non_durable_buffer_do_not_outlive_the_rest_of_the_memtable(
         compaction_threads: 0,
         ..Options::default()
     };
-    let open = || {
-        Store::open_on(
-            Arc::new(blob.clone()),
-            Arc::new(MemBuffer::new()),
-            options.clone(),
-        )
-        .unwrap()
-    };
+    let open = || Store::open_on(Arc::new(blob.clone()), Arc::new(MemLog::new()), options.clone()).unwrap();
     let store = open();
     store.create_stream("s", StreamOptions { durable: true }).unwrap();
     // 2 × (24 + 2) bytes: over the budget, spilled.
@@ -1158,6 +1151,6 @@ fn spilled_runs_on_a_non_durable_buffer_do_not_outlive_the_rest_of_the_memtable(
     drop(store);
     let store = open();
     let after = store.snapshot("s").unwrap().decode::<u8, u8>().unwrap();
-    // All or nothing: a `MemBuffer` cannot keep the memtable's update, so nothing unsealed.
-    assert_eq!(after, vec![], "unsealed updates after reopen on a MemBuffer");
+    // All or nothing: a `MemLog` cannot keep the memtable's update, so nothing unsealed.
+    assert_eq!(after, vec![], "unsealed updates after reopen on a MemLog");
 }

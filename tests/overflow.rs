@@ -5,9 +5,9 @@
 //! fits give the right answer.
 
 use ddpersist::blob::MemBlob;
+use ddpersist::operators::upsert::apply_upserts;
 use ddpersist::operators::{ArrangePersisted, CountPersisted};
-use ddpersist::upsert::apply_upserts;
-use ddpersist::wal::MemBuffer;
+use ddpersist::wal::MemLog;
 use ddpersist::{Codec, Error, Options, Store, StreamOptions};
 use differential_dataflow::input::Input;
 use proptest::prelude::*;
@@ -29,7 +29,7 @@ fn store_with(budget: usize) -> Store {
         memtable_budget_bytes: budget,
         ..Options::default()
     };
-    let store = Store::open_on(Arc::new(MemBlob::new()), Arc::new(MemBuffer::new()), options).unwrap();
+    let store = Store::open_on(Arc::new(MemBlob::new()), Arc::new(MemLog::new()), options).unwrap();
     store.create_stream("s", StreamOptions::default()).unwrap();
     store
 }

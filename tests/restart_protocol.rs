@@ -7,7 +7,7 @@ use ddpersist::blob::{FaultyBlob, MemBlob};
 use ddpersist::operators::{
     key_hash, resume_at, worker_stream_id, ArrangePersisted, PersistHandle, Upsert, UpsertPersisted,
 };
-use ddpersist::wal::MemBuffer;
+use ddpersist::wal::MemLog;
 use ddpersist::{Codec, Error, Options, SealOptions, Store, StreamOptions};
 use differential_dataflow::input::Input as _;
 use std::collections::BTreeMap;
@@ -584,7 +584,7 @@ fn a_failed_operator_holds_downstream_and_the_chain_converges() {
     let open_u = |blob: &FaultyBlob<MemBlob>| {
         Store::open_on(
             Arc::new(blob.clone()),
-            Arc::new(MemBuffer::new()),
+            Arc::new(MemLog::new()),
             Options::default(),
         )
         .unwrap()

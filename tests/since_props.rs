@@ -6,7 +6,7 @@ mod common;
 
 use common::accumulate;
 use ddpersist::blob::{FaultyBlob, MemBlob};
-use ddpersist::wal::MemBuffer;
+use ddpersist::wal::MemLog;
 use ddpersist::{Options, OwnedUpdate, Store, StreamOptions};
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -51,7 +51,7 @@ impl Harness {
             block_target_bytes: 64,
             ..Options::default()
         };
-        Store::open_on(Arc::new(blob.clone()), Arc::new(MemBuffer::new()), options).unwrap()
+        Store::open_on(Arc::new(blob.clone()), Arc::new(MemLog::new()), options).unwrap()
     }
 
     fn store(&self) -> &Store {

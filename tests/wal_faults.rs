@@ -1,15 +1,15 @@
-//! A WAL that fails at every step: wrap the store's `FileBuffer` in a `FaultyBuffer`, let `k` calls
+//! A WAL that fails at every step: wrap the store's `FileLog` in a `FaultyLog`, let `k` calls
 //! succeed and fail every later one, for every `k` a workload of writes, seals and spills reaches. After each
 //! failure the store refuses further work (or the workload stops at the error), and a reopen with a healthy
 //! WAL holds every write that was acknowledged, and nothing that was never written.
 //!
-//! Below the `Buffer` calls, the `FileBuffer`'s segment fault hook fails each step of creating, rotating
+//! Below the `Log` calls, the `FileLog`'s segment fault hook fails each step of creating, rotating
 //! and removing segment files (the k-th only, as a transient disk-full would, or every step from the k-th
 //! on), in workloads of idle rotations and of rollovers: the store reopens, in `Strict` mode, with every
 //! acknowledged write.
 
 use ddpersist::blob::DirBlob;
-use ddpersist::wal::{FaultyBuffer, FileBuffer, SegmentFaultHook, SegmentStep, WalRecovery};
+use ddpersist::wal::{FaultyLog, FileLog, SegmentFaultHook, SegmentStep, WalRecovery};
 use ddpersist::{Options, Store, StreamOptions};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -33,8 +33,8 @@ fn key(i: u64) -> String {
 /// every key the workload tried to write, and whether the fault fired.
 fn run(dir: &Path, k: u64) -> (BTreeSet<String>, BTreeSet<String>, bool) {
     let opts = options();
-    let file = FileBuffer::open(dir.join("wal"), opts.wal_segment_bytes, WalRecovery::Strict).unwrap();
-    let faulty = FaultyBuffer::new(Arc::new(file));
+    let file = FileLog::open(dir.join("wal"), opts.wal_segment_bytes, WalRecovery::Strict).unwrap();
+    let faulty = FaultyLog::new(Arc::new(file));
     let blob = Arc::new(DirBlob::open(dir).unwrap());
     let store = Store::open_on(blob, Arc::new(faulty.clone()), opts).unwrap();
     if !store.has_stream("s") {
@@ -132,7 +132,7 @@ fn run_segment_faults(
     workload: fn(&Store, &mut BTreeSet<String>, &mut BTreeSet<String>),
 ) -> (BTreeSet<String>, BTreeSet<String>, bool) {
     let (steps, fired) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
-    let file = FileBuffer::open(dir.join("wal"), segment_bytes, WalRecovery::Strict)
+    let file = FileLog::open(dir.join("wal"), segment_bytes, WalRecovery::Strict)
         .unwrap()
         .with_segment_fault_hook(hook(fail, steps, fired.clone()));
     let blob = Arc::new(DirBlob::open(dir).unwrap());
@@ -265,7 +265,7 @@ fn a_write_whose_own_fdatasync_failed_says_so() {
         }
         Ok(())
     });
-    let file = FileBuffer::open(tmp.path().join("wal"), 1 << 20, WalRecovery::Strict)
+    let file = FileLog::open(tmp.path().join("wal"), 1 << 20, WalRecovery::Strict)
         .unwrap()
         .with_segment_fault_hook(hook);
     let blob = Arc::new(DirBlob::open(tmp.path()).unwrap());

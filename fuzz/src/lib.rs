@@ -20,10 +20,10 @@ use ddpersist::batch::format::{FOOTER_BYTES, HEADER_BYTES, INDEX_ENTRY_BYTES};
 use ddpersist::batch::{BatchFile, UpdateCursor};
 use ddpersist::blob::BlobBytes;
 use ddpersist::codec::Codec;
-use ddpersist::format::checksum;
+use ddpersist::encoding::checksum;
 use ddpersist::manifest::Manifest;
 use ddpersist::wal::record::{begin_record, decode_record, finish_record, push_update};
-use ddpersist::wal::{Buffer, FileBuffer, Lsn, ReplayReport, WalRecovery};
+use ddpersist::wal::{FileLog, Log, Lsn, ReplayReport, WalRecovery};
 use ddpersist::{Error, OwnedUpdate};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -433,7 +433,7 @@ pub fn segment_files(data: &[u8]) -> Vec<(Lsn, Vec<u8>)> {
     files
 }
 
-/// The segment file(s) of `data` in a `wal` directory, opened with `FileBuffer::open(dir, 1 << 20,
+/// The segment file(s) of `data` in a `wal` directory, opened with `FileLog::open(dir, 1 << 20,
 /// WalRecovery::Strict)` and replayed; never panics. A failed replay changes no file; a successful one cuts
 /// only a torn tail, replays the same records again after a reopen, agrees with point-in-time recovery,
 /// and lets appends continue the LSN space.
@@ -455,8 +455,8 @@ pub fn check_wal_segment(data: &[u8]) {
 
 type Records = Vec<(Lsn, Vec<u8>)>;
 
-fn replay(dir: &Path, recovery: WalRecovery) -> ddpersist::Result<(FileBuffer, Records, ReplayReport)> {
-    let buf = FileBuffer::open(dir, 1 << 20, recovery)?;
+fn replay(dir: &Path, recovery: WalRecovery) -> ddpersist::Result<(FileLog, Records, ReplayReport)> {
+    let buf = FileLog::open(dir, 1 << 20, recovery)?;
     let mut records = Vec::new();
     let report = buf.replay(&mut |lsn, payload| {
         // The store decodes every payload it replays; so do we (any result is fine).
@@ -615,7 +615,7 @@ fn check_zero_tail(files: &[(Lsn, Vec<u8>)], records: &Records, report: &ReplayR
 fn check_replayed(
     wal: &Path,
     before: &BTreeMap<String, Vec<u8>>,
-    buf: FileBuffer,
+    buf: FileLog,
     records: Records,
     report: ReplayReport,
 ) {

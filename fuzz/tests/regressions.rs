@@ -4,7 +4,7 @@
 use ddpersist::batch::format::FOOTER_BYTES;
 use ddpersist::batch::{BatchFile, BatchWriter, Description, UpdateCursor};
 use ddpersist::blob::{Blob, BlobBytes, MemBlob};
-use ddpersist::wal::{Buffer, FileBuffer, WalRecovery};
+use ddpersist::wal::{FileLog, Log, WalRecovery};
 use ddpersist_fuzz::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,7 +39,7 @@ unsafe impl GlobalAlloc for Tracking {
 #[global_allocator]
 static ALLOCATOR: Tracking = Tracking;
 
-/// A segment header plus records, checksums included, as `FileBuffer` writes them.
+/// A segment header plus records, checksums included, as `FileLog` writes them.
 fn segment_bytes(first_lsn: u64, payloads: &[&[u8]]) -> Vec<u8> {
     let mut b = Vec::new();
     b.extend_from_slice(b"DDPWALSG");
@@ -75,7 +75,7 @@ fn wal_lsn_overflow_is_corruption_not_a_panic() {
     let dir = scratch_dir();
     std::fs::write(dir.path().join(segment_name(first_lsn)), &seg).unwrap();
     let replayed = std::panic::catch_unwind(|| {
-        let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+        let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
         buf.replay(&mut |_, _| Ok(())).map(drop)
     });
     match replayed {
@@ -88,7 +88,7 @@ fn wal_lsn_overflow_is_corruption_not_a_panic() {
 /// Found by the `wal_segment` target: a log that replays fine but ends near `u64::MAX` — here a lone
 /// segment named `18446744073709551615.wal` that is shorter than its header (replay treats it as a segment
 /// whose creation crashed, removes it, and creates a fresh one at the same LSN), or a header-only segment
-/// named a few bytes below `u64::MAX` — makes the next `FileBuffer::append` overflow `next_lsn`
+/// named a few bytes below `u64::MAX` — makes the next `FileLog::append` overflow `next_lsn`
 /// (`wal/file.rs`, `state.next_lsn += RECORD_HEADER_BYTES + len`): a panic in debug builds, and in release
 /// builds the LSN wraps, the record lands in a segment whose name says it starts near `u64::MAX`, and the
 /// next replay rejects the log as corrupt. `append` (or replay) should return an error instead.
@@ -111,7 +111,7 @@ fn wal_append_at_the_end_of_the_lsn_space_is_an_error_not_a_panic() {
     )
     .unwrap();
     let appended = std::panic::catch_unwind(|| {
-        let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+        let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
         buf.replay(&mut |_, _| Ok(()))?;
         let (_, end) = buf.append(b"payload")?;
         buf.sync(end)
@@ -121,7 +121,7 @@ fn wal_append_at_the_end_of_the_lsn_space_is_an_error_not_a_panic() {
         Ok(Err(_)) => {} // refused: fine
         Ok(Ok(())) => {
             // Accepted: then the record must come back.
-            let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+            let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
             let mut got = Vec::new();
             buf.replay(&mut |_, p| {
                 got.push(p.to_vec());

@@ -11,7 +11,7 @@ use ddpersist::blob::{Blob, MemBlob};
 use ddpersist::codec::Codec;
 use ddpersist::manifest::{BatchMeta, Manifest, StreamMeta};
 use ddpersist::wal::record::{begin_record, finish_record, push_update};
-use ddpersist::wal::{Buffer, FileBuffer, WalRecovery};
+use ddpersist::wal::{FileLog, Log, WalRecovery};
 use ddpersist_fuzz::*;
 use std::path::PathBuf;
 
@@ -255,13 +255,13 @@ fn record_seed(rng: &mut Rng) -> Vec<u8> {
     buf
 }
 
-/// WAL segments written by `FileBuffer` itself: one segment, or two after a rollover, as an input for
+/// WAL segments written by `FileLog` itself: one segment, or two after a rollover, as an input for
 /// `check_wal_segment`.
 fn segment_seed(rng: &mut Rng) -> Vec<u8> {
     let dir = scratch_dir();
     let two = rng.chance(2);
     let segment_bytes = if two { 64 + rng.below(200) } else { 1 << 20 };
-    let buf = FileBuffer::open(dir.path(), segment_bytes, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), segment_bytes, WalRecovery::Strict).unwrap();
     buf.replay(&mut |_, _| Ok(())).unwrap();
     for _ in 0..rng.index(8) {
         let payload = if rng.chance(2) {

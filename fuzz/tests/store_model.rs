@@ -67,7 +67,7 @@ fn fault(site: FaultSite, after: u8) -> Op {
     Op::Fault(Fault { site, after })
 }
 
-/// Setups: durable and non-durable streams, over a durable WAL or a `MemBuffer`; option bytes chosen for
+/// Setups: durable and non-durable streams, over a durable WAL or a `MemLog`; option bytes chosen for
 /// defaults, tiny WAL segments and blocks, spills on every write, a small WAL bound, compression and
 /// filters, back-pressure bound 2 and fan-in 2.
 fn setups() -> Vec<Setup> {
@@ -96,7 +96,7 @@ fn setups() -> Vec<Setup> {
             [Some(true), Some(false), None],
             [1 + 4 * 3, 1 + 3 * 8, 2, 1 + 4 * 5, 1 + 4 * 2],
         ),
-        // A `MemBuffer`: unsealed updates never survive.
+        // A `MemLog`: unsealed updates never survive.
         s(false, [Some(true), Some(false), None], [1, 1, 4, 0, 0]),
     ]
 }

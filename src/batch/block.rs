@@ -4,7 +4,7 @@
 //! values or an error, never as a panic (FORMAT.md §6).
 
 use super::format::{IndexEntry, BLOCK_HEADER_BYTES};
-use crate::format::le_u32;
+use crate::encoding::le_u32;
 use std::ops::Range;
 
 /// A block whose checksum and shape passed: a columnar trie of keys → vals → (time, diff), borrowed from the file's bytes.

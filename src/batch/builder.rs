@@ -2,8 +2,8 @@
 //! `u32` offset arrays; layout in FORMAT.md §2), serialised with its header and checksum, lz4 optionally.
 
 use super::format::BLOCK_HEADER_BYTES;
+use crate::encoding::PutLe;
 use crate::error::{Error, Result};
-use crate::format::PutLe;
 use std::cmp::Ordering;
 
 /// The columns of the block being built (see [`super::format`]). Offset arrays start with their leading 0

@@ -17,8 +17,8 @@
 //! One cache line per key, and no division, make inserting and probing cheap; the price is a slightly
 //! higher false-positive rate than an unblocked filter of the same size.
 
+use crate::encoding::{checksum, le_u32, le_u64, PutLe};
 use crate::error::{Error, Result};
-use crate::format::{checksum, le_u32, le_u64, PutLe};
 
 /// Filter kind in the batch footer.
 pub const FILTER_KIND_BLOOM: u32 = 1;

@@ -32,8 +32,8 @@
 //! A key never spans two blocks: a block may exceed the target size to hold all of one key's vals.
 
 use super::Description;
+use crate::encoding::{checksum, Decoder, FormatVersion, PutLe};
 use crate::error::{Error, Result};
-use crate::format::{checksum, Decoder, FormatVersion, PutLe};
 
 /// The batch format version this library writes and the newest it reads.
 pub const BATCH_VERSION: FormatVersion = FormatVersion(1);
@@ -78,7 +78,7 @@ pub fn check_header(bytes: &[u8], file: &str) -> Result<()> {
     }
     // The checksum's place is fixed in every version, so it is checked first: a flipped version byte is
     // corruption, not a newer file.
-    if crate::format::le_u64(bytes, 24) != checksum(&bytes[..24]) {
+    if crate::encoding::le_u64(bytes, 24) != checksum(&bytes[..24]) {
         return Err(Error::corrupt(file, 24, "header checksum mismatch"));
     }
     FormatVersion::check(d.u32("version")?, BATCH_VERSION, file, 8)?;
@@ -150,7 +150,7 @@ impl Footer {
                 "bad footer magic (truncated or not a batch file)",
             ));
         }
-        if checksum(&bytes[..120]) != crate::format::le_u64(bytes, 120) {
+        if checksum(&bytes[..120]) != crate::encoding::le_u64(bytes, 120) {
             return Err(Error::corrupt(file, offset + 120, "footer checksum mismatch"));
         }
         FormatVersion::check(d.u32("version")?, BATCH_VERSION, file, offset + 8)?;

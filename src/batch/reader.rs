@@ -27,8 +27,8 @@ use super::format::{
 };
 use super::Description;
 use crate::blob::{Blob, BlobBytes};
+use crate::encoding::checksum;
 use crate::error::{Error, Result};
-use crate::format::checksum;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

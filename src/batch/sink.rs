@@ -8,8 +8,8 @@ use super::format::{
 };
 use super::Description;
 use crate::blob::BlobWriter;
+use crate::encoding::checksum;
 use crate::error::{Error, Result};
-use crate::format::checksum;
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
 

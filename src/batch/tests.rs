@@ -194,7 +194,7 @@ fn newer_version_is_refused() {
     write(&blob, "v.batch", &sample(3), 128);
     let mut bytes = blob.get("v.batch").unwrap().unwrap().to_vec();
     bytes[8] = 2;
-    let sum = crate::format::checksum(&bytes[..24]);
+    let sum = crate::encoding::checksum(&bytes[..24]);
     bytes[24..32].copy_from_slice(&sum.to_le_bytes());
     let r = BatchFile::open("v.batch", crate::blob::BlobBytes::Heap(bytes.into()));
     assert!(matches!(r, Err(Error::VersionTooNew { found: 2, .. })));
@@ -241,7 +241,7 @@ fn parallel_verify_reports_the_first_bad_block_in_block_order() {
 /// `verify` (the structural pass of `inspect verify`) must report what the checksum cannot.
 #[test]
 fn forged_blocks_with_valid_checksums_never_panic_a_read() {
-    use crate::format::checksum;
+    use crate::encoding::checksum;
     let blob = MemBlob::new();
     let updates = sample(30);
     write(&blob, "g.batch", &updates, 400);

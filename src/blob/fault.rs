@@ -50,7 +50,7 @@ impl<B: Blob + Clone> FaultyBlob<B> {
 }
 
 /// Fails a call once the shared `budget` of successful calls is spent (for [`FaultyBlob`] and
-/// [`FaultyBuffer`](crate::wal::FaultyBuffer)): an I/O error naming `what`.
+/// [`FaultyLog`](crate::wal::FaultyLog)): an I/O error naming `what`.
 pub(crate) fn spend(budget: &AtomicI64, what: &str) -> Result<()> {
     if budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
         return Err(Error::io(what, std::io::Error::other("injected fault")));

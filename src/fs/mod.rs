@@ -1,7 +1,7 @@
 //! `Fs`: the seam under the store's file I/O, so that the same code runs on the real file system
 //! ([`StdFs`]) and on a simulated one that can crash ([`SimFs`]).
 //!
-//! Only [`crate::blob::DirBlob`] (batch files and the manifest) and [`crate::wal::FileBuffer`] (WAL
+//! Only [`crate::blob::DirBlob`] (batch files and the manifest) and [`crate::wal::FileLog`] (WAL
 //! segments) touch files, and only through the handful of operations here: open (create, truncate or
 //! existing), positioned and appending writes, `set_len`, `fdatasync`/`fsync`, rename, remove, whole-file
 //! reads and read-only maps, listing and `fsync` of a directory. Errors are plain [`std::io::Error`]s; the
@@ -15,7 +15,7 @@
 //!
 //! The seam is a trait object (`Arc<dyn Fs>`, files as `Arc<dyn FsFile>`) rather than a generic
 //! parameter: every call through it is followed by a system call (or, for `DirBlob`'s buffered writes,
-//! made once per MiB), so the dynamic dispatch costs nothing measurable, and `DirBlob` and `FileBuffer`
+//! made once per MiB), so the dynamic dispatch costs nothing measurable, and `DirBlob` and `FileLog`
 //! keep their non-generic public types.
 
 pub mod sim;
@@ -41,7 +41,7 @@ pub enum OpenHow {
     Existing,
 }
 
-/// A file system: the operations `DirBlob` and `FileBuffer` need. Paths are absolute or relative to the
+/// A file system: the operations `DirBlob` and `FileLog` need. Paths are absolute or relative to the
 /// process's working directory, as for `std::fs`.
 pub trait Fs: Send + Sync + 'static {
     /// Opens `path` for writing (positioned writes, and appends from offset 0 on).
@@ -107,7 +107,7 @@ impl Write for Appender {
 pub struct StdFs;
 
 impl StdFs {
-    /// A shared handle, as `DirBlob` and `FileBuffer` take it.
+    /// A shared handle, as `DirBlob` and `FileLog` take it.
     pub fn shared() -> Arc<dyn Fs> {
         Arc::new(StdFs)
     }

@@ -22,7 +22,7 @@
 //! Not modelled: torn writes inside a page (a page is old or new as a whole; sector tearing is left to the
 //! checksums), directory creation (directories are durable once created), data corruption of synced bytes
 //! (the corruption tests do that), reads of unsynced data failing, and I/O errors (the `Faulty*` wrappers
-//! and `FileBuffer::with_segment_fault_hook` inject those). Renames are within one directory.
+//! and `FileLog::with_segment_fault_hook` inject those). Renames are within one directory.
 
 use super::{Fs, FsFile, OpenHow};
 use crate::blob::BlobBytes;
@@ -328,7 +328,7 @@ impl SimFs {
         }
     }
 
-    /// A shared handle, as `DirBlob` and `FileBuffer` take it.
+    /// A shared handle, as `DirBlob` and `FileLog` take it.
     pub fn shared(&self) -> Arc<dyn Fs> {
         Arc::new(self.clone())
     }

@@ -103,7 +103,7 @@ use std::collections::BTreeSet;
 
 /// The hash that places a key on a worker: xxh3-64 of the key's encoding (its bytes in the store).
 pub fn key_hash(key: &[u8]) -> u64 {
-    crate::format::checksum(key)
+    crate::encoding::checksum(key)
 }
 
 /// The integer diff types a persisted collection may have: `i64` (what the store holds), and `isize` (DD's

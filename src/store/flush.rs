@@ -287,7 +287,7 @@ impl Store {
         // The flushed records are durable in batch files now; old WAL segments may go. A failure here is
         // harmless (the segments stay, their records are skipped on replay, and the next flush tries
         // again), and the flush itself has committed, so it is not reported as its failure.
-        let _ = self.inner.buffer.release_before(release);
+        let _ = self.inner.log.release_before(release);
         self.inner.batches_changed.notify_all();
         // Merges commit under `seal_lock` too: it is released before one may run inline.
         drop(seal_guard);
@@ -326,9 +326,9 @@ impl Store {
             }
             Some(appended) => {
                 let updates = appended.updates.collect::<Result<Vec<_>>>()?;
-                Run::from_updates(iter_buckets(drained).chain(updates))?
+                Consolidated::from_updates(iter_buckets(drained).chain(updates))?
             }
-            None => Run::from_updates(iter_buckets(drained))?,
+            None => Consolidated::from_updates(iter_buckets(drained))?,
         };
         if consumed.is_empty() {
             // Only the memtable: the run is already sorted and consolidated, and every time in it is below
@@ -450,7 +450,7 @@ impl Store {
 
     /// Writes the buckets of `drained` with times in `[first, last]` as one run.
     fn write_spill_part(&self, drained: &Drained, first: u64, last: u64) -> Result<Option<Written>> {
-        let run = Run::from_updates(iter_buckets_in(drained, first..=last))?;
+        let run = Consolidated::from_updates(iter_buckets_in(drained, first..=last))?;
         let file_no = self.inner.state.lock().alloc_file_no();
         let description = Description {
             lower: first,

@@ -32,11 +32,11 @@ use crate::blob::{Blob, DirBlob, TMP_SUFFIX};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::manifest::{BatchMeta, Manifest, StreamMeta, MANIFEST_NAME, MAX_ID_BYTES};
-use crate::memtable::{iter_buckets, iter_buckets_in, min_lsn, Drained, MemTable, Run};
+use crate::memtable::{iter_buckets, iter_buckets_in, min_lsn, Consolidated, Drained, MemTable};
 use crate::snapshot::Snapshot;
 use crate::wal::record::{self, UpdateRef, MAX_KEY_BYTES, MAX_RECORD_BYTES, MAX_VAL_BYTES};
 use crate::wal::WalRecovery;
-use crate::wal::{Buffer, FileBuffer, Lsn, MemBuffer, TornTail};
+use crate::wal::{FileLog, Log, Lsn, MemLog, TornTail};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -236,7 +236,7 @@ pub struct Store {
 
 pub(crate) struct Inner {
     pub(crate) blob: Arc<dyn Blob>,
-    pub(crate) buffer: Arc<dyn Buffer>,
+    pub(crate) log: Arc<dyn Log>,
     pub(crate) options: Options,
     pub(crate) state: Mutex<State>,
     pub(crate) seal_lock: Mutex<()>,
@@ -454,8 +454,8 @@ impl Store {
     pub fn snapshot(&self, id: &str) -> Result<Snapshot> {
         let view = self.read_view(id, ..)?;
         let flushing = view.flushing.iter().flat_map(|d| iter_buckets(d));
-        let unsealed =
-            Run::from_updates(flushing.chain(iter_buckets(&view.buckets))).map_err(|e| e.in_stream(id))?;
+        let unsealed = Consolidated::from_updates(flushing.chain(iter_buckets(&view.buckets)))
+            .map_err(|e| e.in_stream(id))?;
         Ok(Snapshot {
             stream: id.to_string(),
             batches: view.version.batches().to_vec(),

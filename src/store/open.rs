@@ -22,28 +22,28 @@ impl Store {
         let path = path.as_ref().to_path_buf();
         let lock = Self::claim_dir(&path, &options)?;
         let blob = Arc::new(DirBlob::open(&path)?);
-        let buffer = Arc::new(
-            FileBuffer::open(
+        let log = Arc::new(
+            FileLog::open(
                 path.join(WAL_DIR),
                 options.wal_segment_bytes,
                 options.wal_recovery,
             )?
             .with_zero_fill(options.wal_zero_fill),
         );
-        Self::open_parts(blob, buffer, options, Some(lock))
+        Self::open_parts(blob, log, options, Some(lock))
     }
 
-    /// Opens (or creates) a store over any [`Blob`] and [`Buffer`]: for in-memory stores, tests, and
+    /// Opens (or creates) a store over any [`Blob`] and [`Log`]: for in-memory stores, tests, and
     /// fault-injecting wrappers. No lock file is taken; the caller ensures one store per blob.
-    pub fn open_on(blob: Arc<dyn Blob>, buffer: Arc<dyn Buffer>, options: Options) -> Result<Store> {
-        Self::open_parts(blob, buffer, options, None)
+    pub fn open_on(blob: Arc<dyn Blob>, log: Arc<dyn Log>, options: Options) -> Result<Store> {
+        Self::open_parts(blob, log, options, None)
     }
 
-    /// A store entirely in memory (a [`crate::blob::MemBlob`] and a [`MemBuffer`]): nothing survives it.
+    /// A store entirely in memory (a [`crate::blob::MemBlob`] and a [`MemLog`]): nothing survives it.
     pub fn in_memory() -> Result<Store> {
         Self::open_on(
             Arc::new(crate::blob::MemBlob::new()),
-            Arc::new(MemBuffer::new()),
+            Arc::new(MemLog::new()),
             Options::default(),
         )
     }
@@ -107,7 +107,7 @@ impl Store {
 
     fn open_parts(
         blob: Arc<dyn Blob>,
-        buffer: Arc<dyn Buffer>,
+        log: Arc<dyn Log>,
         options: Options,
         lock: Option<File>,
     ) -> Result<Store> {
@@ -127,7 +127,7 @@ impl Store {
         // Open every batch the manifest names; a missing or bad one fails the open.
         let mut streams = HashMap::new();
         let mut by_no = HashMap::new();
-        let manifest = drop_volatile_spills(&*blob, manifest, buffer.is_durable())?;
+        let manifest = drop_volatile_spills(&*blob, manifest, log.is_durable())?;
         for s in &manifest.streams {
             let version = super::version::Version::open(&*blob, s.clone())?;
             by_no.insert(s.stream_no, (s.id.clone(), s.spilled_lsn));
@@ -148,7 +148,7 @@ impl Store {
         // Replay the WAL past each stream's sealed upper (and past what its spilled runs hold).
         let mut wal_end = 0;
         let location = blob.location();
-        let replay = buffer.replay(&mut |lsn, payload| {
+        let replay = log.replay(&mut |lsn, payload| {
             let what = format!("{location}/{WAL_DIR} record at LSN {lsn}");
             let rec = record::decode_record(payload, &what)?;
             let (id, spilled_lsn) = by_no.get(&rec.stream_no).ok_or_else(|| {
@@ -185,7 +185,7 @@ impl Store {
         };
         let inner = Arc::new(Inner {
             blob,
-            buffer,
+            log,
             options,
             state: Mutex::new(state),
             seal_lock: Mutex::new(()),
@@ -207,12 +207,12 @@ impl Store {
     }
 }
 
-/// A stream that is not durable (or any stream, over a buffer that is not) loses its unsealed updates at a
+/// A stream that is not durable (or any stream, over a WAL that is not) loses its unsealed updates at a
 /// restart — including those its memtable
 /// spilled to runs: a dataflow recomputing that state would otherwise write them twice. Commits a
 /// manifest without those runs (their files are then orphans, removed below) if there were any.
 fn drop_volatile_spills(blob: &dyn Blob, mut manifest: Manifest, durable_buffer: bool) -> Result<Manifest> {
-    // With a buffer that keeps nothing (MemBuffer), every stream loses its unsealed updates.
+    // With a WAL that keeps nothing (MemLog), every stream loses its unsealed updates.
     let lost = |s: &StreamMeta| !s.durable || !durable_buffer;
     let volatile = |s: &StreamMeta| lost(s) && !s.spills.is_empty();
     if !manifest.streams.iter().any(volatile) {

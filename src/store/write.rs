@@ -73,7 +73,7 @@ impl Store {
         if ticket.lsn == 0 {
             return Ok(());
         }
-        if let Err(e) = self.inner.buffer.sync(ticket.lsn) {
+        if let Err(e) = self.inner.log.sync(ticket.lsn) {
             // The updates are in the memtable but may not be durable: refuse further work rather than
             // serve writes that a crash could lose.
             self.poison(format!("WAL sync failed: {e}"));
@@ -200,7 +200,7 @@ impl Store {
                 .map_err(|e| e.in_stream(id))?;
             let durable = stream.version.durable();
             let (lsn, end) = if durable {
-                self.inner.buffer.append(&payload)?
+                self.inner.log.append(&payload)?
             } else {
                 (NO_LSN, 0)
             };

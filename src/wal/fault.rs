@@ -1,4 +1,4 @@
-//! [`FaultyBuffer`]: a [`Buffer`] wrapper that fails every call from a chosen point on, to test what a
+//! [`FaultyLog`]: a [`Log`] wrapper that fails every call from a chosen point on, to test what a
 //! failing or dying WAL at each step leaves behind (the WAL's counterpart of
 //! [`FaultyBlob`](crate::blob::FaultyBlob)).
 //!
@@ -7,22 +7,22 @@
 //! the device had died there. A failed `append` writes nothing; a failed `sync` makes nothing durable that
 //! was not already. Reopening a store over the wrapped buffer's files then shows what survived.
 
-use super::{Buffer, Lsn, ReplayReport};
+use super::{Log, Lsn, ReplayReport};
 use crate::error::Result;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 /// See the module docs.
 #[derive(Clone)]
-pub struct FaultyBuffer {
-    inner: Arc<dyn Buffer>,
+pub struct FaultyLog {
+    inner: Arc<dyn Log>,
     budget: Arc<AtomicI64>,
 }
 
-impl FaultyBuffer {
+impl FaultyLog {
     /// Wraps `inner`, failing nothing until [`fail_after`](Self::fail_after) is called.
-    pub fn new(inner: Arc<dyn Buffer>) -> Self {
-        FaultyBuffer {
+    pub fn new(inner: Arc<dyn Log>) -> Self {
+        FaultyLog {
             inner,
             budget: Arc::new(AtomicI64::new(i64::MAX)),
         }
@@ -44,7 +44,7 @@ impl FaultyBuffer {
     }
 }
 
-impl Buffer for FaultyBuffer {
+impl Log for FaultyLog {
     fn replay(&self, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<ReplayReport> {
         self.spend("replay the WAL")?;
         self.inner.replay(f)

@@ -1,4 +1,4 @@
-//! [`FileBuffer`]: the durable write-ahead log, as numbered segment files in one directory.
+//! [`FileLog`]: the durable write-ahead log, as numbered segment files in one directory.
 //!
 //! Segment file `{first_lsn:020}.wal` (format version 3 written; 1 and 2 read; little-endian):
 //! ```text
@@ -27,7 +27,7 @@
 //! The LSN of a record is `first_lsn` of its segment plus its offset past the segment header; the LSN
 //! space is contiguous across segments.
 //!
-//! Zero-filling ahead (version 2, opt-in with [`FileBuffer::with_zero_fill`]): `fdatasync` after an
+//! Zero-filling ahead (version 2, opt-in with [`FileLog::with_zero_fill`]): `fdatasync` after an
 //! append must also write the file's new size (an inode update); after an overwrite of blocks already
 //! written and synced it writes only the data, which measured 1.3–4× faster here. (But an `fdatasync`
 //! also waits for the filler's dirty zeros in the same file, which made four concurrent writers slower;
@@ -57,9 +57,9 @@
 use super::scan::{scan_on, Cut, Scan, Segment};
 use super::segments::{SegmentFaultHook, SegmentFiles, SegmentStep};
 use super::zero_fill::{FillState, ZeroFill};
-use super::{Buffer, Lsn, ReplayReport};
+use super::{Log, Lsn, ReplayReport};
+use crate::encoding::{checksum, FormatVersion};
 use crate::error::{Error, Result};
-use crate::format::{checksum, FormatVersion};
 use crate::fs::{Fs, FsFile, OpenHow, StdFs};
 use parking_lot::{Condvar, Mutex};
 use std::path::{Path, PathBuf};
@@ -72,7 +72,7 @@ pub(crate) const SEGMENT_HEADER_BYTES: u64 = 32;
 pub(crate) const RECORD_MAGIC: u32 = 0x4C50_4444;
 pub(crate) const RECORD_HEADER_BYTES: u64 = 16;
 /// A fully released active segment at least this large is replaced by a fresh one (see
-/// `FileBuffer::release_before`), so restarts do not replay sealed records.
+/// `FileLog::release_before`), so restarts do not replay sealed records.
 pub const IDLE_ROTATE_BYTES: u64 = 8 << 20;
 /// The WAL format version this library writes, and the newest it reads (it reads 1, 2 and 3): version 3
 /// adds sync marks and the header's flags.
@@ -99,7 +99,7 @@ pub enum WalRecovery {
 }
 
 /// The durable write-ahead log. See the module docs for format and protocol.
-pub struct FileBuffer {
+pub struct FileLog {
     dir: PathBuf,
     /// Creates and removes segment files (with the fault-injection hook).
     files: SegmentFiles,
@@ -117,7 +117,7 @@ pub struct FileBuffer {
     filler: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl Drop for FileBuffer {
+impl Drop for FileLog {
     fn drop(&mut self) {
         self.fill.state.lock().stop = true;
         self.fill.changed.notify_all();
@@ -151,14 +151,14 @@ struct State {
     failed_upto: Lsn,
 }
 
-impl FileBuffer {
+impl FileLog {
     /// A log in `dir` (created if missing) whose segments roll over at about `segment_bytes`.
-    /// Call [`Buffer::replay`] before appending.
+    /// Call [`Log::replay`] before appending.
     pub fn open(dir: impl AsRef<Path>, segment_bytes: u64, recovery: WalRecovery) -> Result<Self> {
         Self::on(StdFs::shared(), dir, segment_bytes, recovery)
     }
 
-    /// As [`FileBuffer::open`], on the file system `fs` (for example a [`crate::fs::SimFs`]).
+    /// As [`FileLog::open`], on the file system `fs` (for example a [`crate::fs::SimFs`]).
     ///
     /// Errors: [`Error::Io`] if the directory cannot be created or synced into its parent.
     pub fn on(
@@ -170,7 +170,7 @@ impl FileBuffer {
         let dir = dir.as_ref().to_path_buf();
         // A new WAL directory's entry in the store directory must survive a power loss like its segments.
         crate::fs::create_dir_durable(&*fs, &dir)?;
-        Ok(FileBuffer {
+        Ok(FileLog {
             files: SegmentFiles {
                 fs,
                 dir: dir.clone(),
@@ -320,7 +320,7 @@ impl FileBuffer {
     }
 }
 
-impl Buffer for FileBuffer {
+impl Log for FileLog {
     fn replay(&self, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<ReplayReport> {
         let mut state = self.state.lock();
         if state.active.is_some() {

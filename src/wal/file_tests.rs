@@ -1,4 +1,4 @@
-//! Unit tests of [`super::FileBuffer`]: replay rules, sync marks, zero-filling, rotation and release.
+//! Unit tests of [`super::FileLog`]: replay rules, sync marks, zero-filling, rotation and release.
 
 use super::super::scan::list_segments;
 use super::super::segments::{segment_name, SegmentFiles};
@@ -12,7 +12,7 @@ type Replayed = Vec<(Lsn, Vec<u8>)>;
 /// Bytes of a sync mark.
 const MARK: u64 = RECORD_HEADER_BYTES + MARK_PAYLOAD_BYTES;
 
-fn replay_all(buf: &FileBuffer) -> Result<(Replayed, ReplayReport)> {
+fn replay_all(buf: &FileLog) -> Result<(Replayed, ReplayReport)> {
     let mut out = Vec::new();
     let report = buf.replay(&mut |lsn, p| {
         out.push((lsn, p.to_vec()));
@@ -22,7 +22,7 @@ fn replay_all(buf: &FileBuffer) -> Result<(Replayed, ReplayReport)> {
 }
 
 fn write_records(dir: &Path, segment_bytes: u64, payloads: &[&[u8]]) -> Vec<(Lsn, Lsn)> {
-    let buf = FileBuffer::open(dir, segment_bytes, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir, segment_bytes, WalRecovery::Strict).unwrap();
     replay_all(&buf).unwrap();
     let lsns: Vec<_> = payloads.iter().map(|p| buf.append(p).unwrap()).collect();
     buf.sync(lsns.last().unwrap().1).unwrap();
@@ -35,7 +35,7 @@ fn records_come_back_in_order_across_segments() {
     let payloads: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; i as usize * 3]).collect();
     let refs: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
     // Sync after each to force several rollovers with a tiny segment size.
-    let buf = FileBuffer::open(dir.path(), 200, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 200, WalRecovery::Strict).unwrap();
     replay_all(&buf).unwrap();
     let mut lsns = Vec::new();
     for p in &refs {
@@ -45,7 +45,7 @@ fn records_come_back_in_order_across_segments() {
     }
     drop(buf);
     assert!(fs::read_dir(dir.path()).unwrap().count() > 3);
-    let buf = FileBuffer::open(dir.path(), 200, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 200, WalRecovery::Strict).unwrap();
     let (got, report) = replay_all(&buf).unwrap();
     assert_eq!(report.torn_tail, None);
     assert_eq!(got.len(), 50);
@@ -68,7 +68,7 @@ fn torn_tail_is_cut_and_reported() {
     let len = SEGMENT_HEADER_BYTES + lsns[2].1;
     let f = OpenOptions::new().write(true).open(&seg).unwrap();
     f.set_len(len - 2).unwrap();
-    let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
     let (got, report) = replay_all(&buf).unwrap();
     assert_eq!(
         got.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
@@ -80,7 +80,7 @@ fn torn_tail_is_cut_and_reported() {
 }
 
 /// Waits until the zero-filler is idle (tests only).
-fn fill_idle(buf: &FileBuffer) {
+fn fill_idle(buf: &FileLog) {
     let mut st = buf.fill.state.lock();
     while st.filling.is_some() || st.next_job().is_some() {
         buf.fill.changed.wait(&mut st);
@@ -91,7 +91,7 @@ fn fill_idle(buf: &FileBuffer) {
 fn zeros_are_filled_ahead_and_are_not_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let seg = dir.path().join(segment_name(0));
-    let buf = FileBuffer::open(dir.path(), 64 << 20, WalRecovery::Strict)
+    let buf = FileLog::open(dir.path(), 64 << 20, WalRecovery::Strict)
         .unwrap()
         .with_zero_fill(true);
     replay_all(&buf).unwrap();
@@ -112,8 +112,8 @@ fn zeros_are_filled_ahead_and_are_not_a_torn_tail() {
     // After the first writes, the records went over zeros filled ahead of them.
     assert!(over_zeros >= 30, "only {over_zeros} of 40 writes over zeros");
     let header = fs::read(&seg).unwrap();
-    assert_eq!(crate::format::le_u32(&header, 8), 3);
-    assert_eq!(crate::format::le_u32(&header, 12), SEGMENT_FLAG_ZERO_FILLED);
+    assert_eq!(crate::encoding::le_u32(&header, 8), 3);
+    assert_eq!(crate::encoding::le_u32(&header, 12), SEGMENT_FLAG_ZERO_FILLED);
     fill_idle(&buf);
     let bytes = fs::read(&seg).unwrap();
     // The records, then the last flush's sync mark, then zeros.
@@ -122,7 +122,7 @@ fn zeros_are_filled_ahead_and_are_not_a_torn_tail() {
     assert!(bytes[records_end..].iter().all(|&b| b == 0));
     drop(buf);
     // The zeros are neither records nor a torn tail, and the open leaves them in place.
-    let buf = FileBuffer::open(dir.path(), 64 << 20, WalRecovery::Strict)
+    let buf = FileLog::open(dir.path(), 64 << 20, WalRecovery::Strict)
         .unwrap()
         .with_zero_fill(true);
     let (got, report) = replay_all(&buf).unwrap();
@@ -137,7 +137,7 @@ fn zeros_are_filled_ahead_and_are_not_a_torn_tail() {
     assert_eq!(start, end + MARK);
     buf.sync(e).unwrap();
     drop(buf);
-    let buf = FileBuffer::open(dir.path(), 64 << 20, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 64 << 20, WalRecovery::Strict).unwrap();
     let (got, report) = replay_all(&buf).unwrap();
     assert_eq!(report.torn_tail, None);
     assert_eq!(got.last().unwrap(), &(end + MARK, b"more".to_vec()));
@@ -147,7 +147,7 @@ fn zeros_are_filled_ahead_and_are_not_a_torn_tail() {
 #[test]
 fn without_zero_fill_records_are_appended() {
     let dir = tempfile::tempdir().unwrap();
-    let buf = FileBuffer::open(dir.path(), 64 << 20, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 64 << 20, WalRecovery::Strict).unwrap();
     replay_all(&buf).unwrap();
     let mut end = 0;
     for i in 0..10u8 {
@@ -161,10 +161,10 @@ fn without_zero_fill_records_are_appended() {
     // Appended: the records, each sync followed by its sync mark.
     assert_eq!(len, SEGMENT_HEADER_BYTES + end + MARK);
     // A segment written without zero-filling has no zero-fill flag...
-    assert_eq!(crate::format::le_u32(&fs::read(&seg).unwrap(), 12), 0);
+    assert_eq!(crate::encoding::le_u32(&fs::read(&seg).unwrap(), 12), 0);
     drop(buf);
     // ...and is never zero-filled, even when reopened with zero-filling on.
-    let buf = FileBuffer::open(dir.path(), 64 << 20, WalRecovery::Strict)
+    let buf = FileLog::open(dir.path(), 64 << 20, WalRecovery::Strict)
         .unwrap()
         .with_zero_fill(true);
     replay_all(&buf).unwrap();
@@ -187,7 +187,7 @@ fn a_torn_record_before_zeros_is_a_torn_tail() {
     bytes[end - 3..].fill(0);
     bytes.extend_from_slice(&[0; 4096]);
     fs::write(&seg, &bytes).unwrap();
-    let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
     let (got, report) = replay_all(&buf).unwrap();
     assert_eq!(got.len(), 2);
     let torn = report.torn_tail.unwrap();
@@ -199,7 +199,7 @@ fn a_torn_record_before_zeros_is_a_torn_tail() {
 #[test]
 fn zeroed_records_in_a_segment_that_is_not_the_last_are_corruption() {
     let dir = tempfile::tempdir().unwrap();
-    let buf = FileBuffer::open(dir.path(), 100, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 100, WalRecovery::Strict).unwrap();
     replay_all(&buf).unwrap();
     for i in 0..3u8 {
         let (_, end) = buf.append(&[i + 1; 90]).unwrap();
@@ -211,7 +211,7 @@ fn zeroed_records_in_a_segment_that_is_not_the_last_are_corruption() {
     let mut bytes = fs::read(&first).unwrap();
     bytes[SEGMENT_HEADER_BYTES as usize..].fill(0);
     fs::write(&first, &bytes).unwrap();
-    let buf = FileBuffer::open(dir.path(), 100, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 100, WalRecovery::Strict).unwrap();
     let err = replay_all(&buf).unwrap_err();
     assert!(err.is_corruption(), "{err}");
     // A version 1 segment (no zero-fill) takes the zeros for a bad record; a version 2 one for the
@@ -229,7 +229,7 @@ fn bad_record_before_valid_ones_is_corruption_and_changes_nothing() {
     let second = (SEGMENT_HEADER_BYTES + lsns[1].0) as usize;
     bytes[second + 16] ^= 0xFF; // flip a payload byte of "two"
     fs::write(&seg, &bytes).unwrap();
-    let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
     match replay_all(&buf) {
         Err(Error::Corrupt { file, offset, .. }) => {
             assert!(file.ends_with(&segment_name(0)));
@@ -243,7 +243,7 @@ fn bad_record_before_valid_ones_is_corruption_and_changes_nothing() {
         "a failed open must not change the log"
     );
     // Point-in-time recovery keeps the prefix and cuts the rest.
-    let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::PointInTime).unwrap();
+    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::PointInTime).unwrap();
     let (got, report) = replay_all(&buf).unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(report.torn_tail.unwrap().offset, second as u64);
@@ -252,7 +252,7 @@ fn bad_record_before_valid_ones_is_corruption_and_changes_nothing() {
 #[test]
 fn release_drops_whole_old_segments_only() {
     let dir = tempfile::tempdir().unwrap();
-    let buf = FileBuffer::open(dir.path(), 100, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 100, WalRecovery::Strict).unwrap();
     replay_all(&buf).unwrap();
     let mut lsns = Vec::new();
     for i in 0..10u8 {
@@ -266,7 +266,7 @@ fn release_drops_whole_old_segments_only() {
     assert!(after.len() < before);
     assert!(after[0].first_lsn <= lsns[5].0);
     drop(buf);
-    let buf = FileBuffer::open(dir.path(), 100, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 100, WalRecovery::Strict).unwrap();
     let (got, _) = replay_all(&buf).unwrap();
     assert!(got.iter().any(|(l, _)| *l == lsns[5].0));
     assert_eq!(got.last().unwrap().0, lsns[9].0);
@@ -275,7 +275,7 @@ fn release_drops_whole_old_segments_only() {
 #[test]
 fn a_fully_released_big_segment_is_replaced_so_restarts_replay_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let buf = FileBuffer::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
     replay_all(&buf).unwrap();
     let payload = vec![7u8; 1 << 20];
     let mut end = 0;
@@ -295,7 +295,7 @@ fn a_fully_released_big_segment_is_replaced_so_restarts_replay_nothing() {
     assert_eq!(start, end + MARK);
     buf.sync(next).unwrap();
     drop(buf);
-    let buf = FileBuffer::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
     let (got, _) = replay_all(&buf).unwrap();
     assert_eq!(got, vec![(end + MARK, b"after".to_vec())]);
 }
@@ -303,7 +303,7 @@ fn a_fully_released_big_segment_is_replaced_so_restarts_replay_nothing() {
 #[test]
 fn concurrent_writers_share_syncs() {
     let dir = tempfile::tempdir().unwrap();
-    let buf = Arc::new(FileBuffer::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap());
+    let buf = Arc::new(FileLog::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap());
     replay_all(&buf).unwrap();
     let threads: Vec<_> = (0..4u8)
         .map(|t| {
@@ -320,7 +320,7 @@ fn concurrent_writers_share_syncs() {
         t.join().unwrap();
     }
     drop(buf);
-    let buf = FileBuffer::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
     let (got, _) = replay_all(&buf).unwrap();
     assert_eq!(got.len(), 200);
     for t in 0..4u8 {
@@ -343,7 +343,7 @@ fn a_bad_record_no_sync_mark_covers_is_a_torn_flush_even_with_valid_records_afte
     let second = (SEGMENT_HEADER_BYTES + lsns[1].0) as usize;
     bytes[second + 16] ^= 0xFF;
     fs::write(&seg, &bytes).unwrap();
-    let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
     let (got, report) = replay_all(&buf).unwrap();
     assert_eq!(got.len(), 1);
     let torn = report.torn_tail.unwrap();
@@ -369,7 +369,7 @@ fn a_stray_segment_of_a_failed_creation_is_removed_and_its_predecessor_stays_the
     f.set_len(end - 2).unwrap();
     // A short stray (its header never written) before it too.
     fs::write(dir.path().join(segment_name(lsns[0].0 + 1)), b"DDP").unwrap();
-    let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
     let (got, report) = replay_all(&buf).unwrap();
     assert_eq!(got.len(), 2);
     let torn = report.torn_tail.unwrap();
@@ -396,14 +396,14 @@ fn a_reopened_segment_of_an_older_version_gets_no_sync_marks() {
     header.extend_from_slice(&sum.to_le_bytes());
     let seg = dir.path().join(segment_name(0));
     fs::write(&seg, &header).unwrap();
-    let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
     replay_all(&buf).unwrap();
     let (_, end) = buf.append(b"one").unwrap();
     buf.sync(end).unwrap();
     drop(buf);
     // Only the record: a version 1 reader would take a mark for a bad record.
     assert_eq!(fs::metadata(&seg).unwrap().len(), SEGMENT_HEADER_BYTES + end);
-    let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
     let (got, report) = replay_all(&buf).unwrap();
     assert_eq!((got.len(), report.torn_tail), (1, None));
 }
@@ -417,7 +417,7 @@ fn a_last_segment_of_a_header_of_zeros_is_a_torn_creation() {
     let next = lsns[1].1 + MARK;
     let stray = dir.path().join(segment_name(next));
     fs::write(&stray, [0u8; SEGMENT_HEADER_BYTES as usize]).unwrap();
-    let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
     let (got, report) = replay_all(&buf).unwrap();
     assert_eq!(got.len(), 2);
     assert_eq!(report.torn_tail.unwrap().kind, CutKind::Unacknowledged);
@@ -426,6 +426,6 @@ fn a_last_segment_of_a_header_of_zeros_is_a_torn_creation() {
     assert_eq!(start, next);
     buf.sync(end).unwrap();
     drop(buf);
-    let buf = FileBuffer::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
     assert_eq!(replay_all(&buf).unwrap().0.len(), 3);
 }

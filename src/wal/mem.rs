@@ -1,24 +1,24 @@
-//! [`MemBuffer`]: a non-durable [`Buffer`] for recomputable operator state.
+//! [`MemLog`]: a non-durable [`Log`] for recomputable operator state.
 
-use super::{Buffer, Lsn, ReplayReport};
+use super::{Log, Lsn, ReplayReport};
 use crate::error::Result;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Keeps no records at all: updates live only in the memtable until sealed, and a restart loses whatever
 /// was not sealed. LSNs still advance, so the store's bookkeeping is the same as with a durable buffer.
 #[derive(Debug, Default)]
-pub struct MemBuffer {
+pub struct MemLog {
     next_lsn: AtomicU64,
 }
 
-impl MemBuffer {
+impl MemLog {
     /// A new, empty buffer.
     pub fn new() -> Self {
         Self::default()
     }
 }
 
-impl Buffer for MemBuffer {
+impl Log for MemLog {
     fn replay(&self, _f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<ReplayReport> {
         Ok(ReplayReport::default())
     }

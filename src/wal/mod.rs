@@ -1,16 +1,16 @@
-//! The write-ahead `Buffer`: where updates land first, before they are sealed into batch files.
+//! The write-ahead `Log`: where updates land first, before they are sealed into batch files.
 //!
-//! A [`Buffer`] is an append-only sequence of opaque records, each named by its [`Lsn`] (log sequence
+//! A [`Log`] is an append-only sequence of opaque records, each named by its [`Lsn`] (log sequence
 //! number: the logical byte position of the record in the log). Two implementations:
-//! - [`FileBuffer`]: segment files with length-prefixed, checksummed records and group commit (writers on
+//! - [`FileLog`]: segment files with length-prefixed, checksummed records and group commit (writers on
 //!   several threads share one `fdatasync`). Durable: after `sync(lsn)` returns, every record before `lsn`
 //!   survives a crash.
-//! - [`MemBuffer`]: records are dropped; nothing survives a restart. For operator state that a dataflow can
+//! - [`MemLog`]: records are dropped; nothing survives a restart. For operator state that a dataflow can
 //!   recompute, where the WAL's fsyncs would be wasted.
 //!
-//! [`FaultyBuffer`] wraps either to fail every call from a chosen point on (tests).
+//! [`FaultyLog`] wraps either to fail every call from a chosen point on (tests).
 //!
-//! The store decides what a record means ([`record`]); the buffer only frames, checksums and replays.
+//! The store decides what a record means ([`record`]); the log only frames, checksums and replays.
 
 pub mod fault;
 mod file;
@@ -20,9 +20,9 @@ pub mod scan;
 mod segments;
 mod zero_fill;
 
-pub use fault::FaultyBuffer;
-pub use file::{FileBuffer, WalRecovery, WAL_VERSION};
-pub use mem::MemBuffer;
+pub use fault::FaultyLog;
+pub use file::{FileLog, WalRecovery, WAL_VERSION};
+pub use mem::MemLog;
 pub use scan::scan;
 pub use segments::{SegmentFaultHook, SegmentStep};
 
@@ -72,7 +72,7 @@ pub enum CutKind {
 }
 
 /// Where updates wait until they are sealed. See the module docs.
-pub trait Buffer: Send + Sync + 'static {
+pub trait Log: Send + Sync + 'static {
     /// Reads every record back, in order, calling `f(lsn, payload)` for each. Called once, on open, before
     /// any `append`. Cuts off a torn tail; fails on corruption (naming file and offset) without deleting
     /// anything.
@@ -85,7 +85,7 @@ pub trait Buffer: Send + Sync + 'static {
     /// Returns once every record ending at or before `lsn` is durable. Concurrent callers share one sync.
     fn sync(&self, lsn: Lsn) -> Result<()>;
 
-    /// Allows the buffer to drop every record that starts before `lsn` (their contents are sealed).
+    /// Allows the log to drop every record that starts before `lsn` (their contents are sealed).
     /// Dropping is by whole segments, so some older records may be kept.
     fn release_before(&self, lsn: Lsn) -> Result<()>;
 

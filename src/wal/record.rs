@@ -9,8 +9,8 @@
 //! ```
 //! A record is applied whole or not at all: the buffer's checksum covers it.
 
+use crate::encoding::{Decoder, PutLe};
 use crate::error::{Error, Result};
-use crate::format::{Decoder, PutLe};
 
 /// Tag of a record holding updates.
 pub const TAG_UPDATES: u8 = 1;

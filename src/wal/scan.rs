@@ -1,7 +1,7 @@
 //! Reading the WAL's segments back: every record checked, in order, without changing anything.
 //!
-//! [`scan`] applies the replay rules of [`super::FileBuffer`] (see `file.rs` for the format) and reports
-//! what replay would cut; `FileBuffer::replay` then makes that one change. Tools (`inspect verify`) call
+//! [`scan`] applies the replay rules of [`super::FileLog`] (see `file.rs` for the format) and reports
+//! what replay would cut; `FileLog::replay` then makes that one change. Tools (`inspect verify`) call
 //! `scan` directly, so a check never modifies the store.
 
 use super::file::{
@@ -9,8 +9,8 @@ use super::file::{
     SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, WAL_VERSION,
 };
 use super::{CutKind, Lsn, ReplayReport, TornTail};
+use crate::encoding::{checksum, le_u32, le_u64, Decoder, FormatVersion};
 use crate::error::{Error, Result};
-use crate::format::{checksum, le_u32, le_u64, Decoder, FormatVersion};
 use crate::fs::{Fs, StdFs};
 use std::path::{Path, PathBuf};
 

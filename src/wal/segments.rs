@@ -1,12 +1,12 @@
-//! Segment files of [`super::FileBuffer`]: creating one (header written and synced, then the directory)
+//! Segment files of [`super::FileLog`]: creating one (header written and synced, then the directory)
 //! and removing released ones, every step (and each group commit's flush) behind an optional fault hook ([`SegmentFaultHook`]) so that tests
 //! can fail each step in turn (`tests/wal_faults.rs`).
 
 use super::file::{SEGMENT_FLAG_ZERO_FILLED, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, WAL_VERSION};
 use super::scan::Segment;
 use super::Lsn;
+use crate::encoding::{checksum, PutLe};
 use crate::error::{Error, Result};
-use crate::format::{checksum, PutLe};
 use crate::fs::{Fs, FsFile, OpenHow};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ pub enum SegmentStep {
 }
 
 /// Called before each [`SegmentStep`] with the file (or directory) it concerns; an error fails the step as
-/// if the system call had failed. For fault-injection tests ([`super::FileBuffer::with_segment_fault_hook`]).
+/// if the system call had failed. For fault-injection tests ([`super::FileLog::with_segment_fault_hook`]).
 pub type SegmentFaultHook = Arc<dyn Fn(SegmentStep, &Path) -> io::Result<()> + Send + Sync>;
 
 /// The segment files in one directory.

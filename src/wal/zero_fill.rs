@@ -1,4 +1,4 @@
-//! The zero-filler of [`super::FileBuffer`] (opt-in): a background thread that keeps the active segment
+//! The zero-filler of [`super::FileLog`] (opt-in): a background thread that keeps the active segment
 //! filled with synced zeros a few MiB ahead of the log, so that the log's `fdatasync`s overwrite blocks
 //! instead of extending the file (see `file.rs` and FORMAT.md §4). Durability never depends on it.
 
@@ -14,7 +14,7 @@ const ZERO_STEP_BYTES: u64 = 2 << 20;
 /// ...never closer than this to the log's end, so that it does not hold up the writer on a new segment.
 pub(super) const ZERO_MARGIN_BYTES: u64 = 256 << 10;
 
-/// The zero-filler's view of the active segment (see the module docs). Lock order: `FileBuffer.state`
+/// The zero-filler's view of the active segment (see the module docs). Lock order: `FileLog.state`
 /// (or `sync_lock`) before this, never the other way.
 pub(super) struct ZeroFill {
     pub(super) state: Mutex<FillState>,
@@ -39,7 +39,7 @@ pub(super) struct FillState {
     pub(super) armed: bool,
     /// A fill failed: no more filling (durability does not depend on it).
     pub(super) failed: bool,
-    /// Zero-filling is turned off (`FileBuffer::with_zero_fill`).
+    /// Zero-filling is turned off (`FileLog::with_zero_fill`).
     pub(super) disabled: bool,
     /// The active segment was created zero-filled (version 2, or 3 with the flag), so it may end in zeros
     /// (never fill one that was not).

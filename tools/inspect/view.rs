@@ -18,7 +18,7 @@ use crate::access::StoreDir;
 use ddpersist::blob::{Blob, BlobBytes, BlobWriter, DirBlob, MemBlob};
 use ddpersist::manifest::MANIFEST_NAME;
 use ddpersist::wal::record::decode_record;
-use ddpersist::wal::{self, Buffer, Lsn, ReplayReport, WalRecovery};
+use ddpersist::wal::{self, Log, Lsn, ReplayReport, WalRecovery};
 use ddpersist::{Error, Options, Result, Store};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashSet};
@@ -126,14 +126,14 @@ impl Blob for ReadOnlyBlob {
     }
 }
 
-/// A WAL [`Buffer`] that replays the segment files of a directory and refuses appends.
+/// A WAL [`Log`] that replays the segment files of a directory and refuses appends.
 pub struct WalReader {
     dir: PathBuf,
     /// What the replay saw, by stream number.
     shares: Mutex<BTreeMap<u32, WalShare>>,
 }
 
-impl Buffer for WalReader {
+impl Log for WalReader {
     fn replay(&self, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<ReplayReport> {
         if !self.dir.is_dir() {
             return Ok(ReplayReport::default());

@@ -13,9 +13,9 @@ pub const MAX_OPS: usize = 64;
 pub enum FaultSite {
     /// `FaultyBlob`: `get`, `create`, `delete`, `list`, a writer's `write` and `commit`.
     Blob,
-    /// `FaultyBuffer`: `replay`, `append`, `sync`, `release_before`.
+    /// `FaultyLog`: `replay`, `append`, `sync`, `release_before`.
     Wal,
-    /// `FileBuffer`'s segment steps: create, write header, fsync file or directory, remove, flush.
+    /// `FileLog`'s segment steps: create, write header, fsync file or directory, remove, flush.
     Segment,
     /// Blob commits and WAL syncs that take effect, then fail (`late.rs`).
     Late,
@@ -95,7 +95,7 @@ pub enum Op {
 /// How the store is set up: options, initial streams, WAL kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Setup {
-    /// A durable WAL (`FileBuffer` in a scratch directory) or a `MemBuffer` (keeps nothing).
+    /// A durable WAL (`FileLog` in a scratch directory) or a `MemLog` (keeps nothing).
     pub durable_wal: bool,
     /// Streams created at the start: `Some(durable)` per slot.
     pub streams: [Option<bool>; 3],

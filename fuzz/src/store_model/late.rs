@@ -1,6 +1,6 @@
 //! Late faults: a blob commit or a WAL sync that takes effect and then reports failure, as when `rename`
 //! succeeded but the directory's `fsync` failed, or the data reached the disk but `fdatasync` returned an
-//! error. `FaultyBlob` and `FaultyBuffer` fail before the call reaches the wrapped one, so with them a
+//! error. `FaultyBlob` and `FaultyLog` fail before the call reaches the wrapped one, so with them a
 //! failed call never took effect; these wrappers give the other outcome, so that the model's "applied or
 //! not" is exercised both ways.
 //!
@@ -8,7 +8,7 @@
 //! is passed on and then fails with an I/O error.
 
 use ddpersist::blob::{Blob, BlobBytes, BlobWriter};
-use ddpersist::wal::{Buffer, Lsn, ReplayReport};
+use ddpersist::wal::{Log, Lsn, ReplayReport};
 use ddpersist::{Error, Result};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -83,13 +83,13 @@ impl BlobWriter for LateWriter {
     }
 }
 
-/// A [`Buffer`] whose syncs, once `budget` is spent, sync and then fail.
-pub struct LateBuffer {
-    pub inner: Arc<dyn Buffer>,
+/// A [`Log`] whose syncs, once `budget` is spent, sync and then fail.
+pub struct LateLog {
+    pub inner: Arc<dyn Log>,
     pub budget: Arc<AtomicI64>,
 }
 
-impl Buffer for LateBuffer {
+impl Log for LateLog {
     fn replay(&self, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<ReplayReport> {
         self.inner.replay(f)
     }

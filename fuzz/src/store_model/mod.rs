@@ -3,13 +3,13 @@
 //!
 //! The input decodes (with [`arbitrary::Unstructured`]; every byte string is a valid input) into a
 //! [`Setup`] — store options, which of three streams exist at the start and whether they are durable,
-//! whether the WAL is a durable `FileBuffer` or a `MemBuffer` — and up to [`MAX_OPS`] [`Op`]s: writes
+//! whether the WAL is a durable `FileLog` or a `MemLog` — and up to [`MAX_OPS`] [`Op`]s: writes
 //! (synced and unsynced, valid and refused), `sync` of a ticket, seals (valid and stale, and `seal_with`
 //! advancing the since),
 //! `allow_compaction` (forward and back), `compact`, point lookups, snapshots (checked now, or held and
 //! checked later), stream creation, arming a fault ("fail every call after `k` more") at one of three
-//! sites — the blob (`FaultyBlob` over a `MemBlob`), the WAL (`FaultyBuffer`), or the WAL's segment-file
-//! steps (`FileBuffer::with_segment_fault_hook`) — healing, and crash-and-reopen (drop the store, open a new
+//! sites — the blob (`FaultyBlob` over a `MemBlob`), the WAL (`FaultyLog`), or the WAL's segment-file
+//! steps (`FileLog::with_segment_fault_hook`) — healing, and crash-and-reopen (drop the store, open a new
 //! one over the same blob and WAL directory, optionally with a fault armed during the open).
 //!
 //! The model holds, per stream, every update whose write returned `Ok`, the upper and the since, plus what
@@ -39,7 +39,7 @@
 
 use ddpersist::batch::UpdateCursor;
 use ddpersist::blob::{FaultyBlob, MemBlob};
-use ddpersist::wal::{Buffer, CutKind, FaultyBuffer, FileBuffer, MemBuffer, SegmentFaultHook, WalRecovery};
+use ddpersist::wal::{CutKind, FaultyLog, FileLog, Log, MemLog, SegmentFaultHook, WalRecovery};
 use ddpersist::{Error, Options, OwnedUpdate, Snapshot, Store, StreamOptions, FRONTIER_CLOSED};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -60,7 +60,7 @@ mod ops;
 mod reopen;
 
 pub use input::{decode, encode, Fault, FaultSite, GenUpdate, Op, Setup, MAX_OPS};
-use late::{LateBlob, LateBuffer};
+use late::{LateBlob, LateLog};
 
 /// Figures of one run (or, summed, of many).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -193,7 +193,7 @@ struct Harness {
     wal_dir: PathBuf,
     blob: MemBlob,
     faulty_blob: FaultyBlob<LateBlob<MemBlob>>,
-    faulty_wal: FaultyBuffer,
+    faulty_wal: FaultyLog,
     /// The segment hook's budget: calls that still succeed.
     segment_budget: Arc<AtomicI64>,
     /// The late faults' budget (`late.rs`).
@@ -240,7 +240,7 @@ impl Harness {
                 inner: blob.clone(),
                 budget: Arc::new(AtomicI64::new(i64::MAX)),
             }),
-            faulty_wal: FaultyBuffer::new(Arc::new(MemBuffer::new())),
+            faulty_wal: FaultyLog::new(Arc::new(MemLog::new())),
             setup,
             _dir: dir,
             wal_dir,
@@ -283,7 +283,7 @@ impl Harness {
             inner: self.blob.clone(),
             budget: self.late_budget.clone(),
         });
-        let inner: Arc<dyn Buffer> = if self.setup.durable_wal {
+        let inner: Arc<dyn Log> = if self.setup.durable_wal {
             let budget = self.segment_budget.clone();
             let hook: SegmentFaultHook = Arc::new(move |_step, _path| {
                 if budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
@@ -291,14 +291,14 @@ impl Harness {
                 }
                 Ok(())
             });
-            let file = FileBuffer::open(&self.wal_dir, self.options.wal_segment_bytes, WalRecovery::Strict)
+            let file = FileLog::open(&self.wal_dir, self.options.wal_segment_bytes, WalRecovery::Strict)
                 .expect("opening the WAL directory")
                 .with_segment_fault_hook(hook);
             Arc::new(file)
         } else {
-            Arc::new(MemBuffer::new())
+            Arc::new(MemLog::new())
         };
-        self.faulty_wal = FaultyBuffer::new(Arc::new(LateBuffer {
+        self.faulty_wal = FaultyLog::new(Arc::new(LateLog {
             inner,
             budget: self.late_budget.clone(),
         }));

@@ -1,6 +1,6 @@
 //! [`UpsertPersisted`]: the de-upsert operator. Turns a stream of upserts `(key, Some(val) | None, time)`
 //! into a differential collection of `(key, val)` — retracting each key's previous value and inserting the
-//! new one, `None` deleting — with the previous values read from a store stream (see [`crate::upsert`]).
+//! new one, `None` deleting — with the previous values read from a store stream (see [`apply_upserts`]).
 //! Times: any top-level [`PersistTime`] `T` (`u64`, the default, `u32`, `usize`, ...), stored as `u64`;
 //! a persisted time beyond `T`'s range fails the build ([`crate::Error::BadInput`]). The handle's times are
 //! store times (`u64`).
@@ -39,8 +39,9 @@ use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::store::{SealOptions, Store, StreamOptions, WriterClaim};
 use crate::trace::ErrorSlot;
-use crate::upsert::apply_upserts;
+mod apply;
 use crate::FRONTIER_CLOSED;
+pub use apply::apply_upserts;
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use std::collections::BTreeMap;
 use timely::container::CapacityContainerBuilder;
