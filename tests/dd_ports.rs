@@ -1,12 +1,14 @@
 //! Differential dataflow's own computations over persisted arrangements, with DD's everyday types:
 //! `isize` diffs from `new_collection()`, `usize` nodes, `char` and serde struct vals; DD 0.26's
-//! `tests/bfs.rs` with its edges arranged persistently and brought into the `iterate` scope with `enter`,
+//! `tests/bfs.rs` with its edges a typed persisted arrangement brought into the `iterate` scope with `enter`,
 //! with 1 and 2 workers and a restart in the middle; arrangements in dataflows with `usize` and `u32`
 //! times (DD's examples infer `usize`), restarted; `u8` times up to the type's last time, with `count`;
 //! DD's `tests/join.rs` at `usize` times, joined with `join_core` against `arrange_encoded()`. Every
 //! answer is compared with the in-memory one.
 
-use ddpersist::operators::{ArrangeEncoded, ArrangePersisted, PersistHandle, PersistTime};
+use ddpersist::operators::{
+    ArrangeEncoded, ArrangePersisted, ArrangeTyped, PersistHandle, PersistTime, TypedPersisted,
+};
 use ddpersist::{Codec, Store};
 use differential_dataflow::input::Input;
 use differential_dataflow::operators::Iterate;
@@ -148,23 +150,21 @@ fn bfs_sequential(edges: &[(Edge, u64, i64)], round: u64) -> BTreeMap<(usize, us
     counts.into_iter().map(|(d, c)| ((d, c), 1)).collect()
 }
 
-/// DD's bfs, with the edges a persisted arrangement entered into the loop: `join_core` of the loop's
-/// distances (arranged with `arrange_encoded`, the same key type) against it.
+/// DD's `tests/bfs.rs` `bfs`, with its one change: the edges are a typed persisted arrangement (made by
+/// `arrange_by_key_persisted` outside the loop) instead of a collection, entered into the loop and joined
+/// with the loop's distances. DD's `inner.join_map(&edges, |_k, l, d| (*d, l + 1))` arranges both sides
+/// itself; with the edges arranged already, the join runs from their side, its closure taking the edge's
+/// destination `d` before the distance `l`. Times `usize`, diffs `isize`, as in DD's test.
 fn bfs<'scope>(
-    edges: &ddpersist::operators::PersistedArrangement<'scope>,
-    roots: VecCollection<'scope, u64, Node, i64>,
-) -> VecCollection<'scope, u64, (Node, usize), i64> {
-    let arranged = edges.0.clone();
-    let nodes = roots.map(|x| (x, 0usize));
+    edges: &TypedPersisted<'scope, Node, Node, usize, isize>,
+    roots: VecCollection<'scope, usize, Node, isize>,
+) -> VecCollection<'scope, usize, (Node, usize), isize> {
+    let nodes = roots.map(|x| (x, 0));
     nodes.clone().iterate(|scope, inner| {
-        let edges = arranged.enter(scope);
+        let edges = edges.clone().enter(scope);
         let nodes = nodes.enter(scope);
-        inner
-            .map(|(n, d)| (n, d))
-            .arrange_encoded()
-            .join_core(edges, |_k, l: &[u8], d: &[u8]| {
-                Some((usize::decode(d).unwrap(), usize::decode(l).unwrap() + 1))
-            })
+        edges
+            .join_map(inner, |_k, d, l| (*d, l + 1))
             .concat(nodes)
             .reduce(|_, s, t| t.push((*s[0].0, 1)))
     })
@@ -182,14 +182,15 @@ fn run_bfs(
     let out = Arc::new(Mutex::new(Vec::new()));
     let resume = Arc::new(Mutex::new(0));
     let (o, r) = (out.clone(), resume.clone());
+    let rounds = rounds as usize;
     timely::execute(timely::Config::process(workers), move |worker| {
         let o = o.clone();
         let probe = ProbeHandle::new();
-        let (mut roots, mut edge_input, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (roots, root_collection) = scope.new_collection::<Node, i64>();
-            let (edge_input, edge_collection) = scope.new_collection::<Edge, i64>();
-            let persisted = edge_collection.arrange_persisted(&store, "edges").unwrap();
-            let handle = persisted.1.clone();
+        let (mut roots, mut edge_input, handle) = worker.dataflow::<usize, _, _>(|scope| {
+            let (roots, root_collection) = scope.new_collection::<Node, isize>();
+            let (edge_input, edge_collection) = scope.new_collection::<Edge, isize>();
+            let persisted = edge_collection.arrange_by_key_persisted(&store, "edges").unwrap();
+            let handle = persisted.handle().unwrap().clone();
             bfs(&persisted, root_collection)
                 .map(|(_, dist)| dist)
                 .count()
@@ -198,8 +199,8 @@ fn run_bfs(
                 .probe_with(&probe);
             (roots, edge_input, handle)
         });
-        let from = handle.resume_at();
-        *r.lock().unwrap() = from;
+        let from = usize::from_u64(handle.resume_at()).expect("resume point within usize");
+        *r.lock().unwrap() = from as u64;
         if worker.index() == 0 {
             roots.update(1, 1);
         }
@@ -207,8 +208,8 @@ fn run_bfs(
         for round in from..rounds {
             edge_input.advance_to(round);
             if worker.index() == 0 {
-                for (e, _, d) in edges.iter().filter(|e| e.1 == round) {
-                    edge_input.update(*e, *d);
+                for (e, _, d) in edges.iter().filter(|e| e.1 == round as u64) {
+                    edge_input.update(*e, *d as isize);
                 }
             }
         }
