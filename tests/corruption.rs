@@ -2,6 +2,9 @@
 //! a flipped bit in an acknowledged WAL record fails the open (naming file and offset) and `inspect
 //! verify`, while a genuinely torn, never acknowledged tail is still cut and reported.
 
+mod common;
+
+use common::snapshot_keys;
 use ddpersist::wal::CutKind;
 use ddpersist::wal::WalRecovery;
 use ddpersist::{Error, Options, Store, StreamOptions};
@@ -10,19 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const RECORD_MAGIC: [u8; 4] = 0x4C50_4444u32.to_le_bytes();
-
-fn keys(store: &Store) -> Vec<Vec<u8>> {
-    let mut keys: Vec<Vec<u8>> = store
-        .snapshot("s")
-        .unwrap()
-        .to_vec()
-        .unwrap()
-        .into_iter()
-        .map(|u| u.0)
-        .collect();
-    keys.sort();
-    keys
-}
 
 fn only_segment(dir: &Path) -> PathBuf {
     let mut segs: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
@@ -91,7 +81,7 @@ fn a_flipped_bit_in_the_last_acknowledged_wal_record_is_corruption_not_a_torn_ta
         Ok(store) => panic!(
             "opened, dropping an acknowledged write: {:?}, keys {:?}",
             store.recovery_report().torn_tail,
-            keys(&store)
+            snapshot_keys(&store, "s")
         ),
     }
     assert_eq!(fs::read(&seg).unwrap(), bytes, "a failed open changes nothing");
@@ -105,7 +95,7 @@ fn a_flipped_bit_in_the_last_acknowledged_wal_record_is_corruption_not_a_torn_ta
     let torn = store.recovery_report().torn_tail.clone().unwrap();
     assert_eq!(torn.offset, last as u64);
     assert_eq!(torn.kind, CutKind::DataLoss);
-    assert_eq!(keys(&store), vec![b"k1".to_vec()]);
+    assert_eq!(snapshot_keys(&store, "s"), vec![b"k1".to_vec()]);
 }
 
 #[test]
@@ -127,7 +117,7 @@ fn a_torn_never_acknowledged_flush_is_still_cut() {
     let torn = store.recovery_report().torn_tail.clone().unwrap();
     assert_eq!(torn.offset, starts[1] as u64);
     assert_eq!(torn.kind, CutKind::Unacknowledged);
-    assert_eq!(keys(&store), vec![b"k1".to_vec()]);
+    assert_eq!(snapshot_keys(&store, "s"), vec![b"k1".to_vec()]);
     drop(store);
     // Garbage appended past the acknowledged records (a flush whose pages were half written) is cut too.
     let mut bytes = fs::read(&seg).unwrap();
@@ -139,7 +129,7 @@ fn a_torn_never_acknowledged_flush_is_still_cut() {
         store.recovery_report().torn_tail.clone().unwrap().offset,
         len as u64
     );
-    assert_eq!(keys(&store), vec![b"k1".to_vec()]);
+    assert_eq!(snapshot_keys(&store, "s"), vec![b"k1".to_vec()]);
 }
 
 /// A sealed store whose one batch file has several blocks of sizes that are not multiples of 8, so that

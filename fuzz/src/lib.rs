@@ -799,3 +799,50 @@ pub fn check_codec(data: &[u8]) {
         codec_order::<(FuzzKind, Option<FuzzRecord>)>(a, b);
     }
 }
+
+/// splitmix64: a small deterministic generator for the smoke tests' inputs and mutations (seeded, so a
+/// failure names the input that reproduces it).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    #[allow(clippy::should_implement_trait)] // not an iterator: it never ends
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+    /// An index below `n` (0 when `n` is 0).
+    pub fn index(&mut self, n: usize) -> usize {
+        self.below(n as u64) as usize
+    }
+    /// True once in `one_in` times.
+    pub fn chance(&mut self, one_in: u64) -> bool {
+        self.below(one_in) == 0
+    }
+    /// Random bytes, `len` of them.
+    pub fn exact_bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+    /// Random bytes, 0 to `max_len` of them.
+    pub fn bytes(&mut self, max_len: usize) -> Vec<u8> {
+        let len = self.index(max_len + 1);
+        self.exact_bytes(len)
+    }
+    /// 0 to `max_len` bytes from a tiny alphabet (with the zero byte), so values collide and escapes are
+    /// common.
+    pub fn small_bytes(&mut self, max_len: usize) -> Vec<u8> {
+        let len = self.index(max_len + 1);
+        (0..len).map(|_| [0u8, 1, b'a', 0xFF][self.index(4)]).collect()
+    }
+}

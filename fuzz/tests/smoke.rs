@@ -15,41 +15,6 @@ use ddpersist::wal::{FileLog, Log, WalRecovery};
 use ddpersist_fuzz::*;
 use std::path::PathBuf;
 
-/// splitmix64: small, deterministic, good enough.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-    fn index(&mut self, n: usize) -> usize {
-        self.below(n as u64) as usize
-    }
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
-    }
-    fn bytes(&mut self, max_len: usize) -> Vec<u8> {
-        let len = self.index(max_len + 1);
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-    /// Bytes from a tiny alphabet (with the zero byte), so values collide and escapes are common.
-    fn small_bytes(&mut self, max_len: usize) -> Vec<u8> {
-        let len = self.index(max_len + 1);
-        (0..len).map(|_| [0u8, 1, b'a', 0xFF][self.index(4)]).collect()
-    }
-}
-
 fn iters() -> usize {
     std::env::var("SMOKE_ITERS")
         .ok()

@@ -10,30 +10,8 @@
 use ddpersist_fuzz::store_model::{
     decode, encode, run_ops, run_store_model, Fault, FaultSite, GenUpdate, Op, Setup, Stats,
 };
+use ddpersist_fuzz::Rng;
 use std::path::PathBuf;
-
-/// splitmix64, as in `tests/smoke.rs`.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn index(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
 
 fn iters() -> usize {
     std::env::var("SMOKE_ITERS")
@@ -286,7 +264,7 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
             2 => {
                 let at = rng.index(len + 1);
                 let n = 1 + rng.index(8);
-                let ins = rng.bytes(n);
+                let ins = rng.exact_bytes(n);
                 b.splice(at..at, ins);
             }
             _ if len > 1 => {
@@ -416,7 +394,7 @@ fn corpus_mutations_and_random_inputs() {
     let mut random = Stats::default();
     for _ in 0..1500 * iters() {
         let len = 8 + rng.index(200);
-        random += run(&rng.bytes(len));
+        random += run(&rng.exact_bytes(len));
     }
     report("random", &random);
     assert!(random.faults_fired > 0 && random.reopens > random.executions);

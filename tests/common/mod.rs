@@ -135,3 +135,18 @@ pub fn read_until(child: &mut std::process::Child, prefix: &str, at_least: u64) 
     }
     last
 }
+
+/// The key of every update a snapshot of stream `id` holds, sorted (a key once per update).
+pub fn snapshot_keys(store: &Store, id: &str) -> Vec<Vec<u8>> {
+    let updates = store.snapshot(id).unwrap().to_vec().unwrap();
+    let mut keys: Vec<Vec<u8>> = updates.into_iter().map(|u| u.0).collect();
+    keys.sort();
+    keys
+}
+
+/// The distinct keys of stream `id`'s snapshot, sorted.
+pub fn distinct_keys(store: &Store, id: &str) -> Vec<Vec<u8>> {
+    let mut keys = snapshot_keys(store, id);
+    keys.dedup();
+    keys
+}
