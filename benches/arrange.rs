@@ -101,6 +101,7 @@ fn main() {
             let dir = tempfile::tempdir_in(tmp).unwrap();
             let options = ddpersist::Options {
                 merge_fan_in: env_or("DDPERSIST_BENCH_FAN_IN", 8) as usize,
+                memtable_budget_bytes: (env_or("DDPERSIST_BENCH_MEMTABLE_MIB", 64) as usize) << 20,
                 ..ddpersist::Options::default()
             };
             let store = Store::open_with(dir.path(), options).unwrap();

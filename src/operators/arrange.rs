@@ -14,8 +14,8 @@
 //!    seals and emits one span per advance (`Persister`), holding its capability at the trace's upper
 //!    (at or below every time a later span can hold); once the input is exhausted it closes the trace and
 //!    drops the capability;
-//! 4. exerts the trace: it adopts batches the store merged, and advances the stream's `since` as readers
-//!    allow (see [`PersistedTrace`]).
+//! 4. exerts the trace: it adopts batches the store merged, and hands the `since` its readers allow to the
+//!    persister, whose next seal commits it (see [`PersistedTrace`]).
 //!
 //! Invariants: the spans on the output stream are exactly the spans inserted into the trace, in order, each
 //! sent under a capability at or below its lower bound; the capability is held at the trace's upper.
@@ -27,6 +27,7 @@ use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::store::{Store, StreamOptions};
 use crate::trace::check::CHECK_BLOCKS_PER_ACTIVATION;
+use crate::trace::persisted::AllowedSince;
 use crate::trace::{
     antichain, BytesBatcher, BytesSpine, BytesUpdate, PersistedSpan, PersistedTrace, SpanChecker,
 };
@@ -129,7 +130,11 @@ where
             "the trace starts at the stream's sealed upper"
         );
         let pending = unsealed_times(store, &opened.stream, opened.upper)?;
-        let persister = Persister::new(store, opened, pending, trace.errors().clone());
+        let mut persister = Persister::new(store, opened, pending, trace.errors().clone());
+        // The trace's readers advance the stream's since through the persister's seals.
+        let allowed = AllowedSince::default();
+        trace.allow_since_through(allowed.clone());
+        persister.advance_since_from(allowed);
         let handle = persister.handle();
         let initial = trace.take_spans();
         let arranged = if peers == 1 {
@@ -235,6 +240,8 @@ where
                 }
                 input.for_each(|_time, data| persister.stage(data));
                 persister.flush();
+                // Maintenance first, so the seal below carries the since the trace's readers allow now.
+                writer.exert();
                 let to = input_bound(frontier.frontier());
                 if let Some(cap) = capability.as_ref() {
                     let spans = persister.advance(to, &mut writer, *cap.time());
@@ -248,7 +255,6 @@ where
                     checking.activate();
                 }
                 persister.hold_within(&mut capability, checker.checked_upper());
-                writer.exert();
             }
         },
     );

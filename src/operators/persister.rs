@@ -19,7 +19,9 @@
 //!   ([`Sealer`]): `advance` requests the seal (the pending times below it are the seal's from then on)
 //!   and returns the spans of the seals done since the last call, in order; the operator keeps taking
 //!   input while a seal's fsyncs run, and its capability, the trace's upper and the handle move only as
-//!   seals finish. At most `MAX_SEALS_IN_FLIGHT` are queued (then `advance` waits for the oldest).
+//!   seals finish. At most `MAX_SEALS_IN_FLIGHT` are queued; an advance beyond them is deferred, and the
+//!   next seal requested covers every deferred advance (seals coalesce while the disk is behind, so batches
+//!   grow with the backlog instead of the operator waiting).
 //!
 //! Invariants: `upper` is the trace's upper (of the seals done); `requested` and `requested_seal` are the
 //! trace and stream uppers of the last seal requested, at or beyond it; every pending time is at or
@@ -42,6 +44,7 @@ use crate::error::Error;
 use crate::manager::PersistManager;
 use crate::store::{SealOptions, Store, WriterClaim};
 use crate::trace::batch::description;
+use crate::trace::persisted::AllowedSince;
 use crate::trace::{antichain, frontier_value, ErrorSlot, PersistedBatch, PersistedSpan, PersistedTrace};
 use crate::FRONTIER_CLOSED;
 use differential_dataflow::operators::arrange::TraceWriter;
@@ -54,7 +57,7 @@ use timely::progress::frontier::AntichainRef;
 use timely::progress::Stamp;
 use timely::scheduling::SyncActivator;
 
-/// Seals a pipelined persister may have queued before an advance waits for the oldest.
+/// Seals a pipelined persister may have queued; advances beyond them wait for the next request (coalesce).
 const MAX_SEALS_IN_FLIGHT: usize = 2;
 
 /// Staged bytes (keys, vals and 24 bytes of framing per update) that trigger a write before the input is
@@ -178,6 +181,12 @@ pub(crate) struct Persister {
     shared: Rc<Shared>,
     /// Pays for each write under the manager's rate limit, for operators built from a token.
     throttle: Option<PersistManager>,
+    /// The since the trace's readers allow, committed with the next seal (arranging operators only).
+    allowed: Option<AllowedSince>,
+    /// The since the last seal requested (0 before any).
+    requested_since: u64,
+    /// Bytes written (keys, vals and 24 bytes of framing per update) since the last seal requested.
+    unrequested_bytes: usize,
 }
 
 impl Persister {
@@ -211,7 +220,16 @@ impl Persister {
             stopped: false,
             shared: Rc::new(shared),
             throttle: None,
+            allowed: None,
+            requested_since: 0,
+            unrequested_bytes: 0,
         }
+    }
+
+    /// Commits the since `allowed` holds with each seal (see [`AllowedSince`]): how an arrangement's
+    /// readers advance the stream's `since` without a manifest commit of their own.
+    pub(crate) fn advance_since_from(&mut self, allowed: AllowedSince) {
+        self.allowed = Some(allowed);
     }
 
     /// Makes every write pay `manager`'s rate limit first.
@@ -309,6 +327,7 @@ impl Persister {
         if let Some(manager) = &self.throttle {
             manager.throttle(self.buf.len() + 24 * self.staged.len());
         }
+        self.unrequested_bytes += self.buf.len() + 24 * self.staged.len();
         let buf = &self.buf;
         let updates = self
             .staged
@@ -341,7 +360,29 @@ impl Persister {
         cap_time: T,
     ) -> Vec<PersistedSpan<T>> {
         let mut spans = Vec::new();
-        if !self.stopped && to > self.requested {
+        while let Some(done) = self.sealer.as_mut().and_then(Sealer::try_done) {
+            spans.extend(self.finish(done.request, done.result));
+        }
+        // With `MAX_SEALS_IN_FLIGHT` seals queued the advance is deferred, not waited for: the operator
+        // keeps taking input, and the next seal, requested when one finishes (the sealer activates the
+        // operator), covers every advance since (seals coalesce while the disk is behind).
+        // Coalescing is bounded: past half the store's memtable budget of updates not yet in a requested
+        // seal, the operator waits for the oldest seal (back-pressure) rather than have the store spill them
+        // to disk, which would write them once more.
+        if let Some(sealer) = self.sealer.as_mut() {
+            if sealer.in_flight() >= MAX_SEALS_IN_FLIGHT
+                && 2 * self.unrequested_bytes >= self.store.options().memtable_budget_bytes
+            {
+                if let Some(done) = sealer.wait_done() {
+                    spans.extend(self.finish(done.request, done.result));
+                }
+            }
+        }
+        let slot = self
+            .sealer
+            .as_ref()
+            .is_none_or(|s| s.in_flight() < MAX_SEALS_IN_FLIGHT);
+        if !self.stopped && to > self.requested && slot {
             let request = self.request(to);
             match &mut self.sealer {
                 None => {
@@ -350,20 +391,8 @@ impl Persister {
                         .seal_with(&self.stream, request.seal_to, request.options);
                     spans.extend(self.finish(request, result));
                 }
-                Some(sealer) => {
-                    // At most `MAX_SEALS_IN_FLIGHT` queued: past it the operator waits (back-pressure).
-                    let waited = (sealer.in_flight() >= MAX_SEALS_IN_FLIGHT)
-                        .then(|| sealer.wait_done())
-                        .flatten();
-                    sealer.submit(request);
-                    if let Some(done) = waited {
-                        spans.extend(self.finish(done.request, done.result));
-                    }
-                }
+                Some(sealer) => sealer.submit(request),
             }
-        }
-        while let Some(done) = self.sealer.as_mut().and_then(Sealer::try_done) {
-            spans.extend(self.finish(done.request, done.result));
         }
         for span in &spans {
             let stamp = if span.has_updates() {
@@ -382,12 +411,18 @@ impl Persister {
     fn request(&mut self, to: u64) -> Request {
         let (seal_to, finished) = self.seal_point(to);
         self.pending = self.pending.split_off(&seal_to);
+        self.unrequested_bytes = 0;
         self.requested = to;
         self.requested_seal = seal_to;
-        let options = SealOptions {
-            finished,
-            since: None,
-        };
+        // At or below the seal's upper, as a stream's since must be; a since not above the last one is no
+        // edit.
+        let since = self
+            .allowed
+            .as_ref()
+            .map(|a| a.get().min(seal_to))
+            .filter(|&s| s > self.requested_since);
+        self.requested_since = since.unwrap_or(self.requested_since);
+        let options = SealOptions { finished, since };
         Request { to, seal_to, options }
     }
 

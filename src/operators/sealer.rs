@@ -81,7 +81,7 @@ impl Sealer {
         }
     }
 
-    /// Seals requested and not yet returned by [`try_done`](Self::try_done) or [`wait_done`](Self::wait_done).
+    /// Seals requested and not yet returned by [`try_done`](Self::try_done).
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight
     }

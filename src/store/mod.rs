@@ -482,6 +482,11 @@ impl Store {
         self.with_stream(id, |s| s.memtable.bytes())
     }
 
+    /// The options the store was opened with.
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
     /// Number of unsealed updates held in memory for stream `id`.
     pub fn unsealed_len(&self, id: &str) -> Result<usize> {
         self.with_stream(id, |s| s.memtable.update_count())

@@ -17,7 +17,9 @@
 //!   for a cut there) and only with files whose `since` is not beyond the logical compaction frontier
 //!   (readers' accumulations stay exact at every time they may ask about);
 //! - the stream's `since` in the store is only ever advanced to times at or before both the logical
-//!   compaction frontier and the sealed upper, so a restart never loses a distinction a reader could need.
+//!   compaction frontier and the sealed upper, so a restart never loses a distinction a reader could need;
+//!   and only by the stream's writer: maintenance hands the allowed since to the arranging operator
+//!   ([`AllowedSince`]), whose next seal commits it. A reader never edits the manifest.
 //!
 //! Opening reads no block: it costs the store's batch list and one `BatchFile` per batch (header, footer
 //! and index, checked when the store opened the file), so a trace is ready in milliseconds whatever the
@@ -35,8 +37,8 @@
 //!
 //! Maintenance otherwise runs only after something changed (an insert, a compaction frontier moving) and
 //! costs one `Store::sealed` call (a lock and a clone of the batch list). A merged file is checksummed
-//! block by block before it is adopted, at most `VERIFY_BLOCKS_PER_EXERT` blocks per call; the stream's
-//! `since` is advanced (a manifest commit) at most once per `SINCE_EVERY_BATCHES` sealed batches. Other
+//! block by block before it is adopted, at most `VERIFY_BLOCKS_PER_EXERT` blocks per call. Advancing the
+//! stream's `since` costs no commit of its own: it rides the writer's next seal. Other
 //! errors met by maintenance cannot be returned either (DD's `exert` is infallible): they are recorded in
 //! the trace's [`ErrorSlot`], and the trace keeps serving the spans it has.
 
@@ -51,6 +53,7 @@ use crate::store::Store;
 use crate::FRONTIER_CLOSED;
 use differential_dataflow::logging::Logger;
 use differential_dataflow::trace::{ExertionLogic, Span, Trace, TraceReader};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use timely::dataflow::operators::generic::OperatorInfo;
 use timely::progress::frontier::AntichainRef;
@@ -67,14 +70,30 @@ struct Link {
     id: String,
     /// Set by `insert` and by frontier changes: maintenance has something to look at.
     dirty: bool,
-    /// Batches with updates inserted since the stream's `since` was last advanced.
-    sealed_data: usize,
+    /// Where maintenance hands the since readers allow to the stream's writer, if it has one.
+    allowed: Option<AllowedSince>,
     /// Schedules the operator that exerts this trace while verification of merged files is unfinished.
     activator: Option<Activator>,
 }
 
-/// The stream's `since` is advanced (one manifest commit) at most once per this many sealed batches.
-const SINCE_EVERY_BATCHES: usize = 8;
+/// The `since` a trace's readers allow for its stream, handed from the trace's maintenance to the stream's
+/// writer (the arranging operator's [`Persister`](crate::operators)), which commits it with its next seal:
+/// the manifest is only ever edited by the stream's writer, never by a reader, and advancing the since
+/// costs no commit of its own. Holds a store time, at or below the trace's logical compaction frontier
+/// and the stream's sealed upper; it only grows.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AllowedSince(Arc<AtomicU64>);
+
+impl AllowedSince {
+    /// The since allowed so far (0 until readers allow more).
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn raise(&self, since: u64) {
+        self.0.fetch_max(since, Ordering::Relaxed);
+    }
+}
 
 /// Blocks of merged batch files checksummed per call of [`Trace::exert`] (about 16 MiB at the default
 /// block size): adoption spreads the checking of a large merged file over several activations.
@@ -108,7 +127,8 @@ impl<T: PersistTime> PersistedTrace<T> {
     /// background by the operator's [`SpanChecker`]; see the module docs), so it takes milliseconds at any
     /// size. Its
     /// logical compaction frontier starts at the stream's `since`. The trace stays linked to the stream:
-    /// maintenance adopts the store's merged batches and advances the stream's `since`.
+    /// maintenance adopts the store's merged batches. (The stream's `since` is advanced by its writer: an
+    /// arranging operator hands its trace's allowed since to its seals; a trace opened here does not.)
     ///
     /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], [`Error::Corrupt`] (batches overlap),
     /// [`Error::BadInput`] (a batch holds times beyond `T`'s range). A damaged block is not an error here:
@@ -126,7 +146,7 @@ impl<T: PersistTime> PersistedTrace<T> {
             store: store.clone(),
             id: id.to_string(),
             dirty: false,
-            sealed_data: 0,
+            allowed: None,
             activator: None,
         });
         Ok(trace)
@@ -171,6 +191,14 @@ impl<T: PersistTime> PersistedTrace<T> {
         }
     }
 
+    /// Hands the since this trace's readers allow to the stream's writer through `allowed` (see
+    /// [`AllowedSince`]); without it, the trace never advances the stream's since.
+    pub(crate) fn allow_since_through(&mut self, allowed: AllowedSince) {
+        if let Some(link) = self.link.as_mut() {
+            link.allowed = Some(allowed);
+        }
+    }
+
     /// Removes and returns every span, leaving the trace empty (upper `[0]`) but linked, with its
     /// compaction frontiers: for replaying the spans through a `TraceWriter`, which starts at `[0]`.
     pub(crate) fn take_spans(&mut self) -> Vec<PersistedSpan<T>> {
@@ -188,7 +216,7 @@ impl<T: PersistTime> PersistedTrace<T> {
         self.spans.push(span);
     }
 
-    /// Maintenance: adopt merged batches from the store, then advance the stream's `since`.
+    /// Maintenance: adopt merged batches from the store, then hand the allowed since to the writer.
     fn maintain(&mut self) -> Result<()> {
         let Some(link) = self.link.as_mut() else {
             return Ok(());
@@ -199,14 +227,10 @@ impl<T: PersistTime> PersistedTrace<T> {
         let (store, id) = (link.store.clone(), link.id.clone());
         let sealed = store.sealed(&id)?;
         self.adopt(&sealed.batches, sealed.upper, &id)?;
-        let Some(link) = self.link.as_mut() else {
-            return Ok(());
-        };
-        if link.sealed_data >= SINCE_EVERY_BATCHES {
-            link.sealed_data = 0;
+        if let Some(allowed) = self.link.as_ref().and_then(|l| l.allowed.as_ref()) {
             let since = frontier_value(self.logical.borrow()).min(sealed.upper);
-            if since > sealed.since && since != FRONTIER_CLOSED {
-                store.allow_compaction(&id, since)?;
+            if since != FRONTIER_CLOSED {
+                allowed.raise(since);
             }
         }
         Ok(())
@@ -413,7 +437,7 @@ impl<T: PersistTime> Trace for PersistedTrace<T> {
     }
 
     /// Maintenance, when something changed since the last call: adopts merged batches from the store and
-    /// advances the stream's `since` (see the module docs). Errors go to [`errors`](Self::errors).
+    /// hands the since its readers allow to the stream's writer (see the module docs). Errors go to [`errors`](Self::errors).
     fn exert(&mut self) {
         if let Err(e) = self.maintain() {
             self.errors.record(e);
@@ -437,7 +461,6 @@ impl<T: PersistTime> Trace for PersistedTrace<T> {
         }
         if let Some(link) = self.link.as_mut() {
             link.dirty = true;
-            link.sealed_data += usize::from(span.has_updates());
         }
         self.push(span);
     }
