@@ -93,37 +93,12 @@ pub struct PersistHandle {
     stream: Rc<str>,
     resume: ResumeState,
     own_upper: u64,
+    errors: ErrorSlot,
     shared: Rc<Shared>,
 }
 
 impl PersistHandle {
-    /// The store stream this worker persists into.
-    pub fn stream_id(&self) -> &str {
-        &self.stream
-    }
-
-    /// Where the dataflow's input resumes: the same value on every worker of the process (see
-    /// [`super::resume`]). Feed the input from this time on, replaying what earlier runs were given at
-    /// later times. In a cluster of processes, agree on the value with [`super::resume_at`].
-    ///
-    /// A durable stream's input does not replay: its *new* updates must be at or beyond
-    /// [`ResumeState::greatest_upper`] of [`resume_state`](Self::resume_state) (after a crash the workers'
-    /// uppers may differ, and a worker drops input below its own upper as persisted).
-    pub fn resume_at(&self) -> u64 {
-        self.resume.resume_at()
-    }
-
-    /// What this store knows of the resume point, to combine across processes with
-    /// [`super::resume_at`].
-    pub fn resume_state(&self) -> ResumeState {
-        self.resume
-    }
-
-    /// This worker's stream's sealed upper when the operator was built (at or above
-    /// [`resume_at`](Self::resume_at)): input below it was persisted by an earlier run and is dropped.
-    pub fn own_upper(&self) -> u64 {
-        self.own_upper
-    }
+    super::resume::worker_handle_accessors!();
 
     /// The stream's sealed upper now: every update below it is in a batch file.
     pub fn sealed_upper(&self) -> u64 {
@@ -139,22 +114,12 @@ impl PersistHandle {
     /// Whether the operator stopped after an error: persisting failed, or (an arrangement) a persisted
     /// block failed its checksum and the arrangement holds its frontier for good (fail-stop).
     pub fn is_stopped(&self) -> bool {
-        self.shared.stopped.get() || self.shared.errors.is_stopped()
-    }
-
-    /// The first error the operator or its trace's maintenance met, as a message.
-    pub fn error(&self) -> Option<String> {
-        self.shared.errors.message()
+        self.shared.stopped.get() || self.errors.is_stopped()
     }
 
     /// Takes the first error out (a stopped operator stays stopped).
     pub fn take_error(&self) -> Option<Error> {
-        self.shared.errors.take()
-    }
-
-    /// The shared error slot.
-    pub fn errors(&self) -> &ErrorSlot {
-        &self.shared.errors
+        self.errors.take()
     }
 }
 
@@ -251,6 +216,7 @@ impl Persister {
             stream: self.stream.as_str().into(),
             resume: self.resume,
             own_upper: self.upper,
+            errors: self.shared.errors.clone(),
             shared: self.shared.clone(),
         }
     }

@@ -192,3 +192,52 @@ pub fn resume_at(worker: &mut Worker, states: &[ResumeState]) -> u64 {
     let agreed = *agreed.borrow();
     agreed.unwrap_or(local).resume_at()
 }
+
+/// The accessors every persisting operator's handle shares ([`PersistHandle`](super::PersistHandle),
+/// [`UpsertHandle`](super::UpsertHandle)): its worker's stream, where its input resumes, and its error
+/// slot. The handle has fields `stream` (derefs to `str`), `resume` ([`ResumeState`]), `own_upper`
+/// (`u64`) and `errors` ([`ErrorSlot`](crate::trace::ErrorSlot)).
+macro_rules! worker_handle_accessors {
+    () => {
+        /// The store stream this worker persists into (`"{id}/w{index}of{peers}"`).
+        pub fn stream_id(&self) -> &str {
+            &self.stream
+        }
+
+        /// Where the dataflow's input resumes: the same value on every worker of the process (see
+        /// [`resume`](crate::operators::resume)). Feed the input from this time on, replaying what earlier
+        /// runs were given at later times. In a cluster of processes, agree on the value with
+        /// [`resume_at`](crate::operators::resume_at) over [`resume_state`](Self::resume_state).
+        ///
+        /// A durable stream's input does not replay: its *new* updates must be at or beyond
+        /// [`ResumeState::greatest_upper`](crate::operators::ResumeState::greatest_upper) (after a crash
+        /// the workers' uppers may differ, and a worker drops input below its own upper as persisted).
+        pub fn resume_at(&self) -> u64 {
+            self.resume.resume_at()
+        }
+
+        /// What this store knows of the resume point, to combine across processes with
+        /// [`resume_at`](crate::operators::resume_at).
+        pub fn resume_state(&self) -> crate::operators::ResumeState {
+            self.resume
+        }
+
+        /// This worker's stream's sealed upper when the operator was built (at or above
+        /// [`resume_at`](Self::resume_at)): input below it was persisted by an earlier run and is dropped.
+        pub fn own_upper(&self) -> u64 {
+            self.own_upper
+        }
+
+        /// The first error the operator (or its trace's maintenance) met, as a message. After an error
+        /// the operator stops and holds its output frontier for good.
+        pub fn error(&self) -> Option<String> {
+            self.errors.message()
+        }
+
+        /// The shared error slot (`Send + Sync`: any thread may wait on it).
+        pub fn errors(&self) -> &crate::trace::ErrorSlot {
+            &self.errors
+        }
+    };
+}
+pub(crate) use worker_handle_accessors;

@@ -19,7 +19,7 @@
 //! - the stream's `since` in the store is only ever advanced to times at or before both the logical
 //!   compaction frontier and the sealed upper, so a restart never loses a distinction a reader could need;
 //!   and only by the stream's writer: maintenance hands the allowed since to the arranging operator
-//!   ([`AllowedSince`]), whose next seal commits it. A reader never edits the manifest.
+//!   (`AllowedSince`), whose next seal commits it. A reader never edits the manifest.
 //!
 //! Opening reads no block: it costs the store's batch list and one `BatchFile` per batch (header, footer
 //! and index, checked when the store opened the file), so a trace is ready in milliseconds whatever the

@@ -69,37 +69,7 @@ pub struct UpsertHandle {
 }
 
 impl UpsertHandle {
-    /// The store stream holding this worker's state.
-    pub fn stream_id(&self) -> &str {
-        &self.stream
-    }
-
-    /// Where the input resumes: the same on every worker of the process (see [`super::resume`]); in a
-    /// cluster, agree on it with [`super::resume_at`] over [`resume_state`](Self::resume_state).
-    pub fn resume_at(&self) -> u64 {
-        self.resume.resume_at()
-    }
-
-    /// What this store knows of the resume point.
-    pub fn resume_state(&self) -> ResumeState {
-        self.resume
-    }
-
-    /// This worker's state's sealed upper when the operator was built: upserts below it were applied.
-    pub fn own_upper(&self) -> u64 {
-        self.own_upper
-    }
-
-    /// The first error the operator met, if any. After an error it stops applying upserts and holds its
-    /// output frontier (see the module docs).
-    pub fn error(&self) -> Option<String> {
-        self.errors.message()
-    }
-
-    /// The shared error slot (any thread may wait on it).
-    pub fn errors(&self) -> &ErrorSlot {
-        &self.errors
-    }
+    super::resume::worker_handle_accessors!();
 }
 
 /// De-upserting a stream of upserts at times `T` (a [`PersistTime`], `u64` by default) into a persisted
