@@ -309,11 +309,32 @@ impl BatchFile {
     /// Block `i`, its checksum and shape checked on first use (not its contents' order: see the module
     /// docs). Errors: [`Error::Corrupt`] naming the file and the block's offset.
     pub fn block(&self, i: usize) -> Result<Block<'_>> {
+        self.block_reads.fetch_add(1, Ordering::Relaxed);
+        self.checked_block(i)
+    }
+
+    /// Checks the checksum and shape of every raw (uncompressed) block not checked yet, through the
+    /// mapping, marking them verified: for a file this process has just written (a seal's or a merge's
+    /// output), so that the writer's thread pays the first touch (page faults, one checksum pass over the
+    /// file) instead of the first lookup or cursor, or the arranging operator's worker thread. lz4 blocks
+    /// are left to their first reader (checking one here would cache its decompressed copy). Not counted
+    /// in [`block_reads`](Self::block_reads). Errors: [`Error::Corrupt`] naming the file and the block's
+    /// offset (the bytes mapped differ from those written).
+    pub fn check_written(&self) -> Result<()> {
+        for i in 0..self.index.len() {
+            if self.index[i].codec != CODEC_LZ4 {
+                self.checked_block(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`block`](Self::block) without counting the read.
+    fn checked_block(&self, i: usize) -> Result<Block<'_>> {
         let e = self
             .index
             .get(i)
             .ok_or_else(|| Error::bad_input(format!("block {i} out of range")))?;
-        self.block_reads.fetch_add(1, Ordering::Relaxed);
         if let Some(block) = self.verified_block(i) {
             return Ok(block);
         }

@@ -173,7 +173,7 @@ impl Store {
                 update_count: stats.update_count,
                 size_bytes: stats.size_bytes,
             };
-            match crate::store::open_batch(&**blob, &meta) {
+            match crate::store::open_written_batch(&**blob, &meta) {
                 Ok(batch) => Some((Arc::new(batch), meta)),
                 Err(e) => {
                     let _ = blob.delete(&name);

@@ -150,8 +150,6 @@ pub(crate) struct Persister {
     allowed: Option<AllowedSince>,
     /// The since the last seal requested (0 before any).
     requested_since: u64,
-    /// Bytes written (keys, vals and 24 bytes of framing per update) since the last seal requested.
-    unrequested_bytes: usize,
 }
 
 impl Persister {
@@ -187,7 +185,6 @@ impl Persister {
             throttle: None,
             allowed: None,
             requested_since: 0,
-            unrequested_bytes: 0,
         }
     }
 
@@ -293,7 +290,6 @@ impl Persister {
         if let Some(manager) = &self.throttle {
             manager.throttle(self.buf.len() + 24 * self.staged.len());
         }
-        self.unrequested_bytes += self.buf.len() + 24 * self.staged.len();
         let buf = &self.buf;
         let updates = self
             .staged
@@ -332,12 +328,13 @@ impl Persister {
         // With `MAX_SEALS_IN_FLIGHT` seals queued the advance is deferred, not waited for: the operator
         // keeps taking input, and the next seal, requested when one finishes (the sealer activates the
         // operator), covers every advance since (seals coalesce while the disk is behind).
-        // Coalescing is bounded: past half the store's memtable budget of updates not yet in a requested
-        // seal, the operator waits for the oldest seal (back-pressure) rather than have the store spill them
-        // to disk, which would write them once more.
+        // Coalescing is bounded: once the stream's memtable (updates written and not yet in a seal that
+        // started) holds half the store's memtable budget, the operator waits for the oldest seal
+        // (back-pressure) rather than have the store spill them to disk, which would write them once more.
         if let Some(sealer) = self.sealer.as_mut() {
             if sealer.in_flight() >= MAX_SEALS_IN_FLIGHT
-                && 2 * self.unrequested_bytes >= self.store.options().memtable_budget_bytes
+                && 2 * self.store.memtable_bytes(&self.stream).unwrap_or(0)
+                    >= self.store.options().memtable_budget_bytes
             {
                 if let Some(done) = sealer.wait_done() {
                     spans.extend(self.finish(done.request, done.result));
@@ -377,7 +374,6 @@ impl Persister {
     fn request(&mut self, to: u64) -> Request {
         let (seal_to, finished) = self.seal_point(to);
         self.pending = self.pending.split_off(&seal_to);
-        self.unrequested_bytes = 0;
         self.requested = to;
         self.requested_seal = seal_to;
         // At or below the seal's upper, as a stream's since must be; a since not above the last one is no

@@ -408,7 +408,7 @@ impl Store {
             update_count: stats.update_count,
             size_bytes: stats.size_bytes,
         };
-        match open_batch(&**blob, &meta) {
+        match open_written_batch(&**blob, &meta) {
             Ok(batch) => Ok(Some((Arc::new(batch), meta))),
             Err(e) => {
                 // Not named by any manifest: safe to remove (and removed on the next open if this fails).

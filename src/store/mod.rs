@@ -52,7 +52,7 @@ mod write;
 mod writers;
 
 pub use flush::SealOptions;
-pub(crate) use open::open_batch;
+pub(crate) use open::{open_batch, open_written_batch};
 pub use version::Version;
 pub use writers::WriterClaim;
 

@@ -233,6 +233,15 @@ fn not_a_store(path: &Path, reason: &str) -> Error {
     }
 }
 
+/// Opens the batch file `meta` names, which this process has just written (a seal's, spill's or merge's
+/// output, before its commit), and checks its raw blocks through the mapping
+/// ([`BatchFile::check_written`]): the writing thread pays the first touch, not the first reader.
+pub(crate) fn open_written_batch(blob: &dyn Blob, meta: &BatchMeta) -> Result<BatchFile> {
+    let batch = open_batch(blob, meta)?;
+    batch.check_written()?;
+    Ok(batch)
+}
+
 /// Opens the batch file `meta` names and checks it matches the manifest.
 pub(crate) fn open_batch(blob: &dyn Blob, meta: &BatchMeta) -> Result<BatchFile> {
     let name = batch_file_name(meta.file_no);
