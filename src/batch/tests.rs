@@ -290,3 +290,29 @@ fn forged_blocks_with_valid_checksums_never_panic_a_read() {
         "reads should not pay for the structural pass ({reads_erred} read errors, {structural} caught)"
     );
 }
+
+/// `check_written` checks every raw block once, marking it verified without counting reads, and names the
+/// first block whose mapped bytes differ from those written.
+#[test]
+fn check_written_verifies_every_raw_block_and_names_a_bad_one() {
+    let blob = MemBlob::new();
+    let updates = sample(200);
+    write(&blob, "w.batch", &updates, 400);
+    let good = blob.get("w.batch").unwrap().unwrap().to_vec();
+    let batch = BatchFile::open("w.batch", crate::blob::BlobBytes::Heap(good.clone().into())).unwrap();
+    assert!(batch.block_count() >= 3, "{} blocks", batch.block_count());
+    assert!(!batch.is_verified());
+    batch.check_written().unwrap();
+    assert!(batch.is_verified());
+    assert_eq!(batch.block_reads(), 0, "the writer's check is not a read");
+    assert_eq!(read_all(&batch).unwrap().len(), updates.len());
+
+    let second = batch.index_entry(1).offset;
+    let mut bad = good;
+    bad[second as usize + 3] ^= 0x10;
+    let batch = BatchFile::open("w.batch", crate::blob::BlobBytes::Heap(bad.into())).unwrap();
+    match batch.check_written() {
+        Err(Error::Corrupt { file, offset, .. }) => assert_eq!((file.as_str(), offset), ("w.batch", second)),
+        other => panic!("expected corruption at block 1, got {other:?}"),
+    }
+}
