@@ -33,13 +33,11 @@ pub mod compaction;
 pub mod encoding;
 pub mod error;
 pub mod fs;
-pub mod lookup;
 pub mod manager;
 pub mod manifest;
 pub mod memtable;
-pub mod merge;
 pub mod operators;
-pub mod snapshot;
+pub mod read;
 pub mod store;
 pub mod trace;
 pub mod wal;
@@ -48,7 +46,7 @@ pub use batch::{Description, FRONTIER_CLOSED};
 pub use codec::Codec;
 pub use error::{Error, Result};
 pub use manager::{ManagerOptions, PersistManager, Token};
-pub use snapshot::Snapshot;
+pub use read::Snapshot;
 pub use store::{
     Options, RecoveryReport, SealInfo, SealOptions, Sealed, Store, StreamOptions, Version, WriterClaim,
 };

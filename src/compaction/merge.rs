@@ -2,11 +2,11 @@
 //! inputs by the policy and `commit_merge` swaps them for the output in one manifest edit (steps 1–3 of
 //! the protocol in the module docs of `compaction`); `Store::compact` runs every merge due.
 
+use super::key_merge::KeyMerge;
 use super::*;
 use crate::batch::{batch_file_name, BatchFile, BatchStats, BatchWriter, Description};
 use crate::blob::BlobWriter;
 use crate::manifest::BatchMeta;
-use crate::merge::KeyMerge;
 use crate::store::Options;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -11,7 +11,7 @@
 //! tier over `log_fan_in(n / s)` tiers, and each update is rewritten about `log_fan_in(n / s)` times: a
 //! third of the binary counter's rewrites at fan-in 8, for at most 7 batches per tier.
 //!
-//! **Merge.** [`merge_batches`] streams the inputs through their mmaps ([`KeyMerge`](crate::merge::KeyMerge), a key at a time) into
+//! **Merge.** [`merge_batches`] streams the inputs through their mmaps ([`KeyMerge`], a key at a time) into
 //! a [`BatchWriter`](crate::batch::BatchWriter) whose helper thread serialises and writes the output blocks while this thread merges:
 //! memory is one block per input plus a few output blocks and a 1 MiB output chunk, never a whole batch.
 //! Times below `since` become `since`; equal `(key, val, time)` are summed and zeros dropped.
@@ -32,9 +32,11 @@
 //! (back-pressure); past that bound a merge is always due, of the adjacent pair with the fewest updates
 //! if none is due by size ([`pick_merge_bounded`]). With zero threads, merges run inside `seal`.
 
+mod key_merge;
 mod merge;
 mod workers;
 
+pub use key_merge::{Emit, KeyMerge};
 pub use merge::merge_batches;
 pub(crate) use workers::Workers;
 

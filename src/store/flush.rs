@@ -21,7 +21,7 @@
 
 use super::*;
 use crate::batch::UpdateCursor;
-use crate::merge::MergeIter;
+use crate::read::MergeIter;
 
 /// What [`Store::seal_with`] records besides the new upper, in the same manifest commit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
