@@ -8,7 +8,7 @@
 //!    commit, for durable streams) and adds them to the stream's [`memtable`] (the FutureLog, by time);
 //! 2. [`Store::seal`] turns every update below the new upper into one immutable, sorted, checksummed
 //!    [`batch`] file, read back through a read-only mmap from the [`blob`] store, and commits the new
-//!    [`manifest`] atomically;
+//!    manifest ([`version`]) atomically;
 //! 3. [`Store::snapshot`] reads batches and memtable as one consolidated, sorted sequence.
 //!
 //! ```
@@ -34,12 +34,12 @@ pub mod encoding;
 pub mod error;
 pub mod fs;
 pub mod manager;
-pub mod manifest;
 pub mod memtable;
 pub mod operators;
 pub mod read;
 pub mod store;
 pub mod trace;
+pub mod version;
 pub mod wal;
 
 pub use batch::{Description, FRONTIER_CLOSED};
@@ -47,7 +47,6 @@ pub use codec::Codec;
 pub use error::{Error, Result};
 pub use manager::{ManagerOptions, PersistManager, Token};
 pub use read::Snapshot;
-pub use store::{
-    Options, RecoveryReport, SealInfo, SealOptions, Sealed, Store, StreamOptions, Version, WriterClaim,
-};
+pub use store::{Options, RecoveryReport, SealInfo, SealOptions, Sealed, Store, StreamOptions, WriterClaim};
+pub use version::Version;
 pub use wal::record::{OwnedUpdate, UpdateRef};

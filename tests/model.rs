@@ -470,7 +470,7 @@ impl Harness {
         // merged-away batches held snapshots still read. With background merges, the manifest is read before
         // and after listing the blob, and the check counts only if no commit came in between (a merge writes
         // its output before committing it, and deletes its inputs only after).
-        let named = |m: &ddpersist::manifest::Manifest| -> BTreeSet<String> {
+        let named = |m: &ddpersist::version::Manifest| -> BTreeSet<String> {
             m.file_nos().map(batch_file_name).collect()
         };
         for _ in 0..100 {

@@ -6,8 +6,8 @@ use super::key_merge::KeyMerge;
 use super::*;
 use crate::batch::{batch_file_name, BatchFile, BatchStats, BatchWriter, Description};
 use crate::blob::BlobWriter;
-use crate::manifest::BatchMeta;
 use crate::store::Options;
+use crate::version::BatchMeta;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,7 +173,7 @@ impl Store {
                 update_count: stats.update_count,
                 size_bytes: stats.size_bytes,
             };
-            match crate::store::open_batch(&**blob, &meta) {
+            match crate::version::open_batch(&**blob, &meta) {
                 Ok(batch) => Some((Arc::new(batch), meta)),
                 Err(e) => {
                     let _ = blob.delete(&name);

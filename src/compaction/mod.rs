@@ -41,8 +41,8 @@ pub use merge::merge_batches;
 pub(crate) use workers::Workers;
 
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
 use crate::store::Store;
+use crate::version::Manifest;
 
 /// A batch's level: `floor(log2(update_count))` (0 for 0 or 1 updates).
 pub fn level_of(update_count: u64) -> u32 {

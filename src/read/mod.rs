@@ -20,7 +20,7 @@ pub use snapshot::Snapshot;
 use crate::error::Result;
 use crate::memtable::Drained;
 use crate::store::Store;
-use crate::store::Version;
+use crate::version::Version;
 use std::sync::Arc;
 
 /// What readers of one stream see ([`Store::read_view`]): nothing in it changes after it is taken.

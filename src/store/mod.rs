@@ -3,8 +3,8 @@
 //! The stages, one file each: `open` (recovery: manifest, batch files, WAL replay), `write` (WAL →
 //! memtable), `flush` (seals and spills: memtable → batch files → one manifest edit), `append` (a sorted
 //! interval straight into a batch), `edit` (`apply_edit`, the one path that changes the manifest and
-//! publishes each stream's new [`Version`]), `version`, `writers` (one live writer per stream). Merges are
-//! in `crate::compaction`; snapshots and lookups in `crate::read`.
+//! publishes each stream's new [`Version`], kept in `crate::version` with the manifest), `writers` (one
+//! live writer per stream). Merges are in `crate::compaction`; snapshots and lookups in `crate::read`.
 //!
 //! Concurrency (DESIGN.md §4):
 //! - `state` (a mutex) guards the manifest copy, and per stream its current `Arc<Version>`, memtable,
@@ -31,8 +31,8 @@ use crate::batch::{
 use crate::blob::{Blob, DirBlob, TMP_SUFFIX};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
-use crate::manifest::{BatchMeta, Manifest, StreamMeta, MANIFEST_NAME, MAX_ID_BYTES};
 use crate::memtable::{iter_buckets, iter_buckets_in, min_lsn, Consolidated, Drained, MemTable};
+use crate::version::{open_batch, BatchMeta, Manifest, StreamMeta, Version, MANIFEST_NAME, MAX_ID_BYTES};
 use crate::wal::record::{self, UpdateRef, MAX_KEY_BYTES, MAX_RECORD_BYTES, MAX_VAL_BYTES};
 use crate::wal::WalRecovery;
 use crate::wal::{FileLog, Log, Lsn, MemLog, TornTail};
@@ -46,13 +46,10 @@ mod append;
 mod edit;
 mod flush;
 mod open;
-mod version;
 mod write;
 mod writers;
 
 pub use flush::SealOptions;
-pub(crate) use open::open_batch;
-pub use version::Version;
 pub use writers::WriterClaim;
 
 /// One file written by a seal, a spill or a merge, not yet committed: open, with its manifest entry.
