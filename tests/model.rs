@@ -1098,8 +1098,8 @@ fn wal_segment_near_the_end_of_the_lsn_space_is_corruption_not_a_panic() {
 
 /// A store whose WAL ends a few bytes short of `u64::MAX` (one valid, header-only segment named
 /// `18446744073709551611.wal`) opens fine, but the first durable write overflows the WAL's next LSN
-/// (`FileLog::append_record` in `wal/group_commit.rs`, `state.next_lsn += RECORD_HEADER_BYTES + len`): a panic in debug
-/// builds; in release builds the LSN wraps, the write is acknowledged, and the next open fails because the
+/// (`FileLog::append_record` in `wal/group_commit.rs`, `state.next_lsn += RECORD_HEADER_BYTES + len`): a
+/// panic in debug builds; in release builds the LSN wraps, the write is acknowledged, and the next open fails because the
 /// record's LSN overflows. The write (or the open) should fail with an error instead, and an acknowledged
 /// write must survive a reopen.
 #[test]
