@@ -90,7 +90,10 @@ pub use pass_through::{Persist, Persisted};
 pub use persister::PersistHandle;
 pub use resume::{resume_at, ResumeState};
 pub use time::PersistTime;
-pub use typed::{ArrangeTyped, ArrangeTypedBySelf, TypedArranged, TypedEncoded, TypedPersisted, TypedTrace};
+pub use typed::{
+    ArrangeTyped, ArrangeTypedBySelf, BytesCursor, BytesTrace, TypedArranged, TypedEncoded, TypedPersisted,
+    TypedTrace,
+};
 pub use typed_join::{JoinSide, Joined, SemijoinSide};
 pub use typed_reduce::{ReduceBuilder, ReduceLayout, ReduceSpine};
 pub use upsert::{Upsert, UpsertHandle, UpsertPersisted, Upserted};
