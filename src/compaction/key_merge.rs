@@ -117,15 +117,8 @@ impl<'a> KeyMerge<'a> {
         tied.clear();
         let mut min: Option<&[u8]> = None;
         for (i, s) in sources.iter().enumerate() {
-            let Some(k) = s.key() else { continue };
-            match min.map(|m| cmp_bytes(k, m)) {
-                None | Some(Ordering::Less) => {
-                    min = Some(k);
-                    tied.clear();
-                    tied.push(i);
-                }
-                Some(Ordering::Equal) => tied.push(i),
-                Some(Ordering::Greater) => {}
+            if let Some(k) = s.key() {
+                offer(&mut min, tied, k, i);
             }
         }
         let Some(key) = min else { return Ok(false) };
@@ -143,6 +136,22 @@ impl<'a> KeyMerge<'a> {
             self.sources[i].advance()?;
         }
         Ok(true)
+    }
+}
+
+/// One step of finding the smallest byte string among several inputs and which inputs hold it: keeps
+/// `min` the smallest offered so far and `tied` the positions `n` that offered it. (Always inlined: it is
+/// the inner loop of both the key and the val comparison.)
+#[inline(always)]
+fn offer<'b>(min: &mut Option<&'b [u8]>, tied: &mut Vec<usize>, candidate: &'b [u8], n: usize) {
+    match min.map(|m| cmp_bytes(candidate, m)) {
+        None | Some(Ordering::Less) => {
+            *min = Some(candidate);
+            tied.clear();
+            tied.push(n);
+        }
+        Some(Ordering::Equal) => tied.push(n),
+        Some(Ordering::Greater) => {}
     }
 }
 
@@ -177,16 +186,8 @@ fn merge_vals(
             if j >= end {
                 continue;
             }
-            let Some(b) = block(i) else { continue };
-            let v = b.val(j);
-            match min.map(|m| cmp_bytes(v, m)) {
-                None | Some(Ordering::Less) => {
-                    min = Some(v);
-                    tied_vals.clear();
-                    tied_vals.push(n);
-                }
-                Some(Ordering::Equal) => tied_vals.push(n),
-                Some(Ordering::Greater) => {}
+            if let Some(b) = block(i) {
+                offer(&mut min, tied_vals, b.val(j), n);
             }
         }
         let Some(val) = min else { return Ok(()) };
