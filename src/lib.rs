@@ -8,8 +8,10 @@
 //!    commit, for durable streams) and adds them to the stream's [`memtable`] (the FutureLog, by time);
 //! 2. [`Store::seal`] turns every update below the new upper into one immutable, sorted, checksummed
 //!    [`batch`] file, read back through a read-only mmap from the [`blob`] store, and commits the new
-//!    manifest ([`version`]) atomically;
-//! 3. [`Store::snapshot`] reads batches and memtable as one consolidated, sorted sequence.
+//!    manifest ([`version`]) atomically, publishing the stream's new [`Version`];
+//! 3. [`read`]: [`Store::snapshot`] reads batches and memtable as one consolidated, sorted sequence, and
+//!    [`Store::get`] looks up one key; a dataflow reads the same batches through the DD [`trace`];
+//! 4. [`compaction`] merges a stream's batches in the background.
 //!
 //! ```
 //! use ddpersist::{Store, StreamOptions};
