@@ -8,8 +8,10 @@
 //!    commit, for durable streams) and adds them to the stream's [`memtable`] (the FutureLog, by time);
 //! 2. [`Store::seal`] turns every update below the new upper into one immutable, sorted, checksummed
 //!    [`batch`] file, read back through a read-only mmap from the [`blob`] store, and commits the new
-//!    [`manifest`] atomically;
-//! 3. [`Store::snapshot`] reads batches and memtable as one consolidated, sorted sequence.
+//!    manifest ([`version`]) atomically, publishing the stream's new [`Version`];
+//! 3. [`read`]: [`Store::snapshot`] reads batches and memtable as one consolidated, sorted sequence, and
+//!    [`Store::get`] looks up one key; a dataflow reads the same batches through the DD [`trace`];
+//! 4. [`compaction`] merges a stream's batches in the background.
 //!
 //! ```
 //! use ddpersist::{Store, StreamOptions};
@@ -33,23 +35,20 @@ pub mod compaction;
 pub mod encoding;
 pub mod error;
 pub mod fs;
-pub mod lookup;
 pub mod manager;
-pub mod manifest;
 pub mod memtable;
-pub mod merge;
 pub mod operators;
-pub mod snapshot;
+pub mod read;
 pub mod store;
 pub mod trace;
+pub mod version;
 pub mod wal;
 
 pub use batch::{Description, FRONTIER_CLOSED};
 pub use codec::Codec;
 pub use error::{Error, Result};
 pub use manager::{ManagerOptions, PersistManager, Token};
-pub use snapshot::Snapshot;
-pub use store::{
-    Options, RecoveryReport, SealInfo, SealOptions, Sealed, Store, StreamOptions, Version, WriterClaim,
-};
+pub use read::Snapshot;
+pub use store::{Options, RecoveryReport, SealInfo, SealOptions, Sealed, Store, StreamOptions, WriterClaim};
+pub use version::Version;
 pub use wal::record::{OwnedUpdate, UpdateRef};

@@ -470,7 +470,7 @@ impl Harness {
         // merged-away batches held snapshots still read. With background merges, the manifest is read before
         // and after listing the blob, and the check counts only if no commit came in between (a merge writes
         // its output before committing it, and deletes its inputs only after).
-        let named = |m: &ddpersist::manifest::Manifest| -> BTreeSet<String> {
+        let named = |m: &ddpersist::version::Manifest| -> BTreeSet<String> {
             m.file_nos().map(batch_file_name).collect()
         };
         for _ in 0..100 {
@@ -1098,8 +1098,8 @@ fn wal_segment_near_the_end_of_the_lsn_space_is_corruption_not_a_panic() {
 
 /// A store whose WAL ends a few bytes short of `u64::MAX` (one valid, header-only segment named
 /// `18446744073709551611.wal`) opens fine, but the first durable write overflows the WAL's next LSN
-/// (`FileLog::append`, `state.next_lsn += RECORD_HEADER_BYTES + len` in `wal/file.rs`): a panic in debug
-/// builds; in release builds the LSN wraps, the write is acknowledged, and the next open fails because the
+/// (`FileLog::append_record` in `wal/group_commit.rs`, `state.next_lsn += RECORD_HEADER_BYTES + len`): a
+/// panic in debug builds; in release builds the LSN wraps, the write is acknowledged, and the next open fails because the
 /// record's LSN overflows. The write (or the open) should fail with an error instead, and an acknowledged
 /// write must survive a reopen.
 #[test]

@@ -37,7 +37,7 @@ fn check_agrees_with_manifest(store: &Store, id: &str) {
             .map(|b| b.name().rsplit('/').next().unwrap().to_string())
             .collect()
     };
-    let expect = |metas: &[ddpersist::manifest::BatchMeta]| -> Vec<String> {
+    let expect = |metas: &[ddpersist::version::BatchMeta]| -> Vec<String> {
         metas
             .iter()
             .map(|m| ddpersist::batch::batch_file_name(m.file_no))

@@ -21,7 +21,7 @@ use ddpersist::batch::{BatchFile, UpdateCursor};
 use ddpersist::blob::BlobBytes;
 use ddpersist::codec::Codec;
 use ddpersist::encoding::checksum;
-use ddpersist::manifest::Manifest;
+use ddpersist::version::Manifest;
 use ddpersist::wal::record::{begin_record, decode_record, finish_record, push_update};
 use ddpersist::wal::{FileLog, Log, Lsn, ReplayReport, WalRecovery};
 use ddpersist::{Error, OwnedUpdate};

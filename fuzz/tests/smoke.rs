@@ -9,7 +9,7 @@
 use ddpersist::batch::{BatchWriter, Description};
 use ddpersist::blob::{Blob, MemBlob};
 use ddpersist::codec::Codec;
-use ddpersist::manifest::{BatchMeta, Manifest, StreamMeta};
+use ddpersist::version::{BatchMeta, Manifest, StreamMeta};
 use ddpersist::wal::record::{begin_record, finish_record, push_update};
 use ddpersist::wal::{FileLog, Log, WalRecovery};
 use ddpersist_fuzz::*;

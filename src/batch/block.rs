@@ -41,6 +41,22 @@ impl<'a> Block<'a> {
         self.bytes.get(s..e).unwrap_or(&[])
     }
 
+    /// Entry `i` of a byte column (keys or vals): the bytes at `bytes_at` between offsets `i` and `i + 1`
+    /// of the offset array at `offs_at`.
+    #[inline]
+    fn entry(&self, offs_at: usize, bytes_at: usize, i: usize) -> &'a [u8] {
+        let (s, e) = (self.u32_at(offs_at, i), self.u32_at(offs_at, i + 1));
+        self.column(bytes_at, s, e)
+    }
+
+    /// Range `i` of a prefix-sum array at `array_at` (a key's vals, a val's updates): entries `i` to
+    /// `i + 1`, clamped to `0..bound`.
+    #[inline]
+    fn span(&self, array_at: usize, i: usize, bound: usize) -> Range<usize> {
+        let end = (self.u32_at(array_at, i + 1) as usize).min(bound);
+        (self.u32_at(array_at, i) as usize).min(end)..end
+    }
+
     /// The block's shape (counts and array positions) from `bytes`, checked against its index entry so
     /// that every array and both byte columns lie inside `bytes` and fill it exactly: O(1), no pass over
     /// the contents. This is all a read needs after the checksum (the writer built the contents sorted and
@@ -217,35 +233,25 @@ impl<'a> Block<'a> {
     /// Key `i`, borrowed from the file.
     #[inline]
     pub fn key(&self, i: usize) -> &'a [u8] {
-        let (s, e) = (
-            self.u32_at(self.key_offs_at, i),
-            self.u32_at(self.key_offs_at, i + 1),
-        );
-        self.column(self.key_bytes_at, s, e)
+        self.entry(self.key_offs_at, self.key_bytes_at, i)
     }
 
     /// The vals of key `i`, as a range of val indexes (within `0..val_count()`).
     #[inline]
     pub fn vals(&self, i: usize) -> Range<usize> {
-        let end = (self.u32_at(self.key_vals_at, i + 1) as usize).min(self.val_count);
-        (self.u32_at(self.key_vals_at, i) as usize).min(end)..end
+        self.span(self.key_vals_at, i, self.val_count)
     }
 
     /// Val `j`, borrowed from the file.
     #[inline]
     pub fn val(&self, j: usize) -> &'a [u8] {
-        let (s, e) = (
-            self.u32_at(self.val_offs_at, j),
-            self.u32_at(self.val_offs_at, j + 1),
-        );
-        self.column(self.val_bytes_at, s, e)
+        self.entry(self.val_offs_at, self.val_bytes_at, j)
     }
 
     /// The updates of val `j`, as a range of update indexes (within `0..update_count()`).
     #[inline]
     pub fn updates(&self, j: usize) -> Range<usize> {
-        let end = (self.u32_at(self.val_upds_at, j + 1) as usize).min(self.update_count);
-        (self.u32_at(self.val_upds_at, j) as usize).min(end)..end
+        self.span(self.val_upds_at, j, self.update_count)
     }
 
     /// The time of update `x` (0 if `x` is out of range).
@@ -262,16 +268,7 @@ impl<'a> Block<'a> {
 
     /// The index of the first key `>= key` in this block (`key_count()` if none).
     pub fn seek_key(&self, key: &[u8]) -> usize {
-        let (mut lo, mut hi) = (0, self.key_count);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if self.key(mid) < key {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
+        super::partition_point(self.key_count, |i| self.key(i) < key)
     }
 }
 

@@ -60,5 +60,20 @@ pub fn parse_batch_file_name(name: &str) -> Option<u64> {
     u64::from_str_radix(stem, 16).ok()
 }
 
+/// The first index in `0..n` at which `below` is false, where `below` holds on a prefix of `0..n` (a
+/// binary search: std's `slice::partition_point`, over indexes whose items are computed, not stored).
+fn partition_point(n: usize, mut below: impl FnMut(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if below(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
 #[cfg(test)]
 mod tests;

@@ -294,16 +294,7 @@ impl BatchFile {
     /// The first block that may hold `key` or a larger key (the sparse index's seek): the first block
     /// whose last key is `>= key`. Returns `block_count()` when every key is smaller.
     pub fn seek_block(&self, key: &[u8]) -> usize {
-        let (mut lo, mut hi) = (0, self.index.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if self.block_last_key(mid) < key {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
+        super::partition_point(self.index.len(), |i| self.block_last_key(i) < key)
     }
 
     /// Block `i`, its checksum and shape checked on first use (not its contents' order: see the module

@@ -11,36 +11,69 @@ use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+/// The fail-from-the-k-th-call logic of [`FaultyBlob`] and [`FaultyLog`](crate::wal::FaultyLog): a
+/// budget of successful calls shared by a wrapper's clones (and a blob's writers); once it is spent, every
+/// call fails.
+#[derive(Clone)]
+pub(crate) struct FaultBudget(Arc<AtomicI64>);
+
+impl FaultBudget {
+    /// A budget that fails nothing until [`fail_after`](Self::fail_after).
+    pub(crate) fn unlimited() -> Self {
+        FaultBudget(Arc::new(AtomicI64::new(i64::MAX)))
+    }
+
+    /// Lets `ops` more calls succeed, then fails every call.
+    pub(crate) fn fail_after(&self, ops: u64) {
+        self.0.store(ops.min(i64::MAX as u64) as i64, Ordering::SeqCst);
+    }
+
+    /// Stops failing.
+    pub(crate) fn heal(&self) {
+        self.0.store(i64::MAX, Ordering::SeqCst);
+    }
+
+    /// Whether a call has failed since the last `fail_after`.
+    pub(crate) fn has_failed(&self) -> bool {
+        self.0.load(Ordering::SeqCst) < 0
+    }
+
+    /// Spends one call: an I/O error naming `what` once the budget is spent.
+    pub(crate) fn spend(&self, what: &str) -> Result<()> {
+        if self.0.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            return Err(Error::io(what, std::io::Error::other("injected fault")));
+        }
+        Ok(())
+    }
+}
+
 /// See the module docs.
 #[derive(Clone)]
 pub struct FaultyBlob<B> {
     inner: B,
-    budget: Arc<AtomicI64>,
+    budget: FaultBudget,
 }
 
 impl<B: Blob + Clone> FaultyBlob<B> {
     /// Wraps `inner`, failing nothing until [`fail_after`](Self::fail_after) is called.
     pub fn new(inner: B) -> Self {
-        FaultyBlob {
-            inner,
-            budget: Arc::new(AtomicI64::new(i64::MAX)),
-        }
+        let budget = FaultBudget::unlimited();
+        FaultyBlob { inner, budget }
     }
 
     /// Lets `ops` more calls succeed, then fails every call.
     pub fn fail_after(&self, ops: u64) {
-        self.budget
-            .store(ops.min(i64::MAX as u64) as i64, Ordering::SeqCst);
+        self.budget.fail_after(ops)
     }
 
     /// Stops failing.
     pub fn heal(&self) {
-        self.budget.store(i64::MAX, Ordering::SeqCst);
+        self.budget.heal()
     }
 
     /// Whether a call has failed since the last `fail_after`.
     pub fn has_failed(&self) -> bool {
-        self.budget.load(Ordering::SeqCst) < 0
+        self.budget.has_failed()
     }
 
     /// The wrapped blob.
@@ -49,23 +82,14 @@ impl<B: Blob + Clone> FaultyBlob<B> {
     }
 }
 
-/// Fails a call once the shared `budget` of successful calls is spent (for [`FaultyBlob`] and
-/// [`FaultyLog`](crate::wal::FaultyLog)): an I/O error naming `what`.
-pub(crate) fn spend(budget: &AtomicI64, what: &str) -> Result<()> {
-    if budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
-        return Err(Error::io(what, std::io::Error::other("injected fault")));
-    }
-    Ok(())
-}
-
 impl<B: Blob + Clone> Blob for FaultyBlob<B> {
     fn get(&self, name: &str) -> Result<Option<BlobBytes>> {
-        spend(&self.budget, &format!("get {name}"))?;
+        self.budget.spend(&format!("get {name}"))?;
         self.inner.get(name)
     }
 
     fn create(&self, name: &str) -> Result<Box<dyn BlobWriter>> {
-        spend(&self.budget, &format!("create {name}"))?;
+        self.budget.spend(&format!("create {name}"))?;
         let inner = self.inner.create(name)?;
         Ok(Box::new(FaultyWriter {
             inner,
@@ -75,12 +99,12 @@ impl<B: Blob + Clone> Blob for FaultyBlob<B> {
     }
 
     fn delete(&self, name: &str) -> Result<()> {
-        spend(&self.budget, &format!("delete {name}"))?;
+        self.budget.spend(&format!("delete {name}"))?;
         self.inner.delete(name)
     }
 
     fn list(&self) -> Result<Vec<String>> {
-        spend(&self.budget, "list")?;
+        self.budget.spend("list")?;
         self.inner.list()
     }
 
@@ -91,13 +115,13 @@ impl<B: Blob + Clone> Blob for FaultyBlob<B> {
 
 struct FaultyWriter {
     inner: Box<dyn BlobWriter>,
-    budget: Arc<AtomicI64>,
+    budget: FaultBudget,
     name: String,
 }
 
 impl BlobWriter for FaultyWriter {
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        spend(&self.budget, &format!("write {}", self.name))?;
+        self.budget.spend(&format!("write {}", self.name))?;
         self.inner.write(bytes)
     }
 
@@ -106,7 +130,7 @@ impl BlobWriter for FaultyWriter {
     }
 
     fn commit(self: Box<Self>) -> Result<()> {
-        spend(&self.budget, &format!("commit {}", self.name))?;
+        self.budget.spend(&format!("commit {}", self.name))?;
         self.inner.commit()
     }
 }

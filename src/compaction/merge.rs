@@ -1,13 +1,13 @@
 //! Running one merge: [`merge_batches`] streams the inputs into a new batch file; `merge_once` picks the
-//! inputs by the policy and `commit_merge` swaps them for the output in one manifest edit (steps 1–3 of
-//! the protocol in the module docs of `compaction`); `Store::compact` runs every merge due.
+//! inputs by the policy and writes the output (steps 1 and 2 of the protocol in the module docs of
+//! `compaction`; step 3 is `commit`); `Store::compact` runs every merge due.
 
+use super::key_merge::KeyMerge;
 use super::*;
 use crate::batch::{batch_file_name, BatchFile, BatchStats, BatchWriter, Description};
 use crate::blob::BlobWriter;
-use crate::manifest::BatchMeta;
-use crate::merge::KeyMerge;
 use crate::store::Options;
+use crate::version::BatchMeta;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,7 +173,7 @@ impl Store {
                 update_count: stats.update_count,
                 size_bytes: stats.size_bytes,
             };
-            match crate::store::open_written_batch(&**blob, &meta) {
+            match crate::version::open_written_batch(&**blob, &meta) {
                 Ok(batch) => Some((Arc::new(batch), meta)),
                 Err(e) => {
                     let _ = blob.delete(&name);
@@ -183,39 +183,5 @@ impl Store {
         };
         self.commit_merge(id, &inputs, input_nos, output, file_no)?;
         Ok(true)
-    }
-
-    /// Step 3 of the protocol: swap the inputs for the output in the manifest, then in memory.
-    fn commit_merge(
-        &self,
-        id: &str,
-        inputs: &[Arc<BatchFile>],
-        input_nos: Vec<u64>,
-        output: Option<(Arc<BatchFile>, BatchMeta)>,
-        file_no: u64,
-    ) -> Result<()> {
-        let seal = self.inner.seal_lock.lock();
-        let n = input_nos.len();
-        let edit = |next: &mut Manifest| {
-            next.next_file_no = next.next_file_no.max(file_no + 1);
-            let stream = next.streams.iter_mut().find(|s| s.id == id);
-            let at = stream.and_then(|s| {
-                let at = s.batches.iter().position(|b| b.file_no == input_nos[0])?;
-                let found: Vec<u64> = s.batches.get(at..at + n)?.iter().map(|b| b.file_no).collect();
-                (found == input_nos).then(|| {
-                    s.batches.splice(at..at + n, output.as_ref().map(|o| o.1));
-                    at
-                })
-            });
-            // Only this merge removes these batches, and seals only append, so they are still adjacent.
-            at.map(|_| ())
-                .ok_or_else(|| Error::corrupt("MANIFEST", 0, format!("merge inputs of {id:?} vanished")))
-        };
-        let written: Vec<_> = output.iter().cloned().collect();
-        self.apply_edit(&seal, &format!("a merge of {id:?}"), &written, edit, |_, _| ())?;
-        for (input, no) in inputs.iter().zip(input_nos) {
-            input.retire_on_drop(self.inner.blob.clone(), batch_file_name(no));
-        }
-        Ok(())
     }
 }

@@ -1,6 +1,10 @@
 //! Compaction: merging a stream's batches into fewer, larger ones, and advancing times to the stream's
 //! `since` while doing so (logical compaction).
 //!
+//! One file per part: `policy` (which batches to merge), `merge` (one merge: picking under the lock and
+//! writing the output, `Store::compact`), `key_merge` (the k-way merge itself, [`KeyMerge`]), `commit`
+//! (step 3 of the protocol, and `Store::allow_compaction`), `workers` (threads and back-pressure).
+//!
 //! **Policy** (tiered, as in Cassandra's size-tiered and RocksDB's universal compaction; with fan-in 2 it
 //! is differential dataflow's Spine, a binary counter). A batch's level is `floor(log2(updates))`, its tier
 //! `level / log2(fan_in)` (`Options::merge_fan_in`, default 8). Batches are ordered by time; `fan_in`
@@ -11,7 +15,7 @@
 //! tier over `log_fan_in(n / s)` tiers, and each update is rewritten about `log_fan_in(n / s)` times: a
 //! third of the binary counter's rewrites at fan-in 8, for at most 7 batches per tier.
 //!
-//! **Merge.** [`merge_batches`] streams the inputs through their mmaps ([`KeyMerge`](crate::merge::KeyMerge), a key at a time) into
+//! **Merge.** [`merge_batches`] streams the inputs through their mmaps ([`KeyMerge`], a key at a time) into
 //! a [`BatchWriter`](crate::batch::BatchWriter) whose helper thread serialises and writes the output blocks while this thread merges:
 //! memory is one block per input plus a few output blocks and a 1 MiB output chunk, never a whole batch.
 //! Times below `since` become `since`; equal `(key, val, time)` are summed and zeros dropped.
@@ -32,280 +36,18 @@
 //! (back-pressure); past that bound a merge is always due, of the adjacent pair with the fewest updates
 //! if none is due by size ([`pick_merge_bounded`]). With zero threads, merges run inside `seal`.
 
+mod commit;
+mod key_merge;
 mod merge;
+mod policy;
 mod workers;
 
+pub use key_merge::{Emit, KeyMerge};
 pub use merge::merge_batches;
+pub use policy::{
+    level_of, pick_merge, pick_merge_bounded, pick_merge_fair, pick_space_amp, tier_of, Pick, FAIR_EVERY,
+};
 pub(crate) use workers::Workers;
 
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
 use crate::store::Store;
-
-/// A batch's level: `floor(log2(update_count))` (0 for 0 or 1 updates).
-pub fn level_of(update_count: u64) -> u32 {
-    63 - update_count.max(1).leading_zeros()
-}
-
-/// A batch's tier under merge fan-in `fan_in` (a power of two from 2 to 64): `level / log2(fan_in)`, so
-/// merging `fan_in` batches of one tier makes one batch of the next tier.
-pub fn tier_of(update_count: u64, fan_in: usize) -> u32 {
-    level_of(update_count) / fan_in_bits(fan_in)
-}
-
-/// `log2(fan_in)` for a fan-in clamped to a power of two in `2..=64`.
-fn fan_in_bits(fan_in: usize) -> u32 {
-    let fan_in = fan_in.clamp(2, 64);
-    63 - (fan_in as u64).leading_zeros()
-}
-
-/// A merge the policy picks: `len` adjacent batches starting at `start` (oldest first).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pick {
-    /// Index of the oldest input.
-    pub start: usize,
-    /// Number of inputs (at least 2).
-    pub len: usize,
-}
-
-/// The due merges of a stream whose batches have `update_counts` (oldest first), newest first: runs of
-/// `fan_in` adjacent batches of one tier, and adjacent pairs whose older batch is of a lower tier than the
-/// newer (an inversion, after consolidation shrank a batch). A tiered policy (as in Cassandra's STCS and
-/// RocksDB's universal compaction): each update is rewritten about `log_fan_in(n / seal size)` times, and a
-/// stream keeps fewer than `fan_in` batches per tier.
-fn due_merges(update_counts: &[u64], fan_in: usize) -> impl DoubleEndedIterator<Item = Pick> + '_ {
-    let fan_in = 1usize << fan_in_bits(fan_in);
-    let tiers: Vec<u32> = update_counts.iter().map(|&c| tier_of(c, fan_in)).collect();
-    (0..update_counts.len().saturating_sub(1)).filter_map(move |i| {
-        if tiers[i] < tiers[i + 1] {
-            return Some(Pick { start: i, len: 2 });
-        }
-        let run = tiers.get(i..i + fan_in)?;
-        run.iter().all(|&t| t == tiers[i]).then_some(Pick {
-            start: i,
-            len: fan_in,
-        })
-    })
-}
-
-/// Which merge to run next, if any: the newest due merge (the cheap ones new seals make due), except that
-/// every [`FAIR_EVERY`]th pick, when an older merge is due too, it is the oldest — so a big merge is never
-/// starved by small ones (with newest-first only, space amplification reached 8.5 over 10 M updates; with
-/// oldest-first only, small batches piled up to the back-pressure bound). `turn` counts the picks.
-pub fn pick_merge_fair(update_counts: &[u64], fan_in: usize, turn: &mut u32) -> Option<Pick> {
-    let newest = due_merges(update_counts, fan_in).next_back()?;
-    let oldest = due_merges(update_counts, fan_in).next().unwrap_or(newest);
-    if oldest == newest {
-        return Some(newest);
-    }
-    *turn += 1;
-    if *turn >= FAIR_EVERY {
-        *turn = 0;
-        return Some(oldest);
-    }
-    Some(newest)
-}
-
-/// How often [`pick_merge_fair`] takes the oldest due merge when an older one than the newest is due.
-pub const FAIR_EVERY: u32 = 4;
-
-/// The size-amplification trigger of RocksDB's universal compaction (`max_size_amplification_percent`):
-/// when the batches newer than the oldest hold more than `percent`% as many updates as the oldest, all of
-/// them are merged into one. Tiers alone keep up to `fan_in - 1` batches per tier whose updates may cancel
-/// (upserts: a retraction and its insertion in different batches), so a stream can take several times
-/// its live size on disk; this bounds it, for the price of rewriting the whole stream each time the newer
-/// batches grow past the bound (the oldest batch grows by a factor of `1 + percent / 100` per trigger).
-pub fn pick_space_amp(update_counts: &[u64], percent: u32) -> Option<Pick> {
-    let (&oldest, newer) = update_counts.split_first()?;
-    let newer: u128 = newer.iter().map(|&c| u128::from(c)).sum();
-    let over = newer > 0 && newer * 100 > u128::from(oldest) * u128::from(percent);
-    over.then_some(Pick {
-        start: 0,
-        len: update_counts.len(),
-    })
-}
-
-/// The newest due merge, if any: whether a merge is due at all (the policy's fixpoint is `None`).
-pub fn pick_merge(update_counts: &[u64], fan_in: usize) -> Option<Pick> {
-    due_merges(update_counts, fan_in).next_back()
-}
-
-/// [`pick_merge_fair`], and beyond it, when there are more than `bound` batches, the adjacent pair with the
-/// fewest updates: the back-pressure bound on the batch count holds even when no merge is due by size.
-pub fn pick_merge_bounded(
-    update_counts: &[u64],
-    fan_in: usize,
-    bound: usize,
-    turn: &mut u32,
-) -> Option<Pick> {
-    pick_merge_fair(update_counts, fan_in, turn).or_else(|| {
-        (update_counts.len() > bound)
-            .then(|| (0..update_counts.len() - 1).min_by_key(|&i| update_counts[i] + update_counts[i + 1]))
-            .flatten()
-            .map(|start| Pick { start, len: 2 })
-    })
-}
-
-impl Store {
-    /// Allows merges to advance times below `since` to `since` (and so to consolidate updates whose diffs
-    /// then sum to zero). Reads at times at or beyond `since` are unaffected. Durable when it returns.
-    ///
-    /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `since` is below the stream's current since
-    /// (it never goes backward) or is `u64::MAX`.
-    pub fn allow_compaction(&self, id: &str, since: u64) -> Result<()> {
-        if since == crate::FRONTIER_CLOSED {
-            return Err(Error::bad_input(
-                "since u64::MAX is reserved for the closed frontier",
-            ));
-        }
-        let seal = self.inner.seal_lock.lock();
-        let edit = |next: &mut Manifest| {
-            let meta = next
-                .streams
-                .iter_mut()
-                .find(|s| s.id == id)
-                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
-            if since < meta.since {
-                return Err(Error::bad_input(format!(
-                    "since {since} of {id:?} is below its current since {}; since never goes backward",
-                    meta.since
-                )));
-            }
-            meta.since = since;
-            Ok(())
-        };
-        if self.since(id)? == since {
-            return Ok(());
-        }
-        self.apply_edit(
-            &seal,
-            &format!("allow_compaction of {id:?}"),
-            &[],
-            edit,
-            |_, ()| (),
-        )
-    }
-
-    /// The since of stream `id`: merges may have advanced times below it to it.
-    pub fn since(&self, id: &str) -> Result<u64> {
-        let state = self.live_state()?;
-        state
-            .manifest
-            .stream(id)
-            .map(|s| s.since)
-            .ok_or_else(|| Error::UnknownStream { id: id.to_string() })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn levels() {
-        assert_eq!(level_of(0), 0);
-        assert_eq!(level_of(1), 0);
-        assert_eq!(level_of(2), 1);
-        assert_eq!(level_of(1023), 9);
-        assert_eq!(level_of(1024), 10);
-    }
-
-    /// Simulates sealing equal chunks of `chunk` updates `seals` times and merging whatever is due after
-    /// each seal; returns (most batches at once, updates rewritten by merges).
-    fn simulate(fan_in: usize, chunk: u64, seals: usize) -> (usize, u64) {
-        let mut batches: Vec<u64> = Vec::new();
-        let (mut most, mut rewritten) = (0, 0);
-        for _ in 0..seals {
-            batches.push(chunk);
-            while let Some(p) = pick_merge(&batches, fan_in) {
-                let merged: u64 = batches[p.start..p.start + p.len].iter().sum();
-                rewritten += merged;
-                batches.splice(p.start..p.start + p.len, [merged]);
-            }
-            most = most.max(batches.len());
-        }
-        assert_eq!(batches.iter().sum::<u64>(), chunk * seals as u64);
-        (most, rewritten)
-    }
-
-    #[test]
-    fn fan_in_2_behaves_like_a_binary_counter() {
-        let (most, _) = simulate(2, 100, 1000);
-        assert!(most <= 11, "{most} batches");
-    }
-
-    #[test]
-    fn a_higher_fan_in_rewrites_less_and_bounds_batches_per_tier() {
-        let seals = 1000;
-        let (most2, rewritten2) = simulate(2, 10_000, seals);
-        let (most8, rewritten8) = simulate(8, 10_000, seals);
-        // log2(1000) ~ 10 rewrites per update against log8(1000) ~ 3.3.
-        assert!(rewritten8 * 5 < rewritten2 * 2, "{rewritten8} vs {rewritten2}");
-        assert!(most8 <= 7 * 4 + 1, "{most8} batches at fan-in 8 ({most2} at 2)");
-    }
-
-    #[test]
-    fn the_space_amplification_trigger_merges_everything_past_its_bound() {
-        let all = |len| Some(Pick { start: 0, len });
-        assert_eq!(pick_space_amp(&[], 200), None);
-        assert_eq!(pick_space_amp(&[10], 200), None);
-        assert_eq!(
-            pick_space_amp(&[100, 100, 100], 200),
-            None,
-            "exactly at the bound"
-        );
-        assert_eq!(pick_space_amp(&[100, 100, 100, 1], 200), all(4));
-        assert_eq!(pick_space_amp(&[0, 1], 200), all(2));
-        assert_eq!(
-            pick_space_amp(&[u64::MAX, u64::MAX, u64::MAX], 100),
-            all(3),
-            "no overflow"
-        );
-        // Sealing equal chunks: the oldest batch grows by a factor of about 1 + percent / 100 per trigger.
-        let (mut batches, mut oldest): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
-        #[allow(clippy::same_item_push)] // one seal of 10 updates per round, merged in between
-        for _ in 0..100 {
-            batches.push(10);
-            if let Some(p) = pick_space_amp(&batches, 200) {
-                let merged: u64 = batches[p.start..p.start + p.len].iter().sum();
-                batches.splice(p.start..p.start + p.len, [merged]);
-                oldest.push(merged);
-            }
-        }
-        assert_eq!(oldest, vec![40, 130, 400], "{batches:?}");
-    }
-
-    #[test]
-    fn the_bound_forces_the_cheapest_merge() {
-        let mut turn = 0;
-        let pair = |start| Some(Pick { start, len: 2 });
-        assert_eq!(pick_merge_bounded(&[8, 4, 2], 2, 3, &mut turn), None);
-        assert_eq!(pick_merge_bounded(&[8, 4, 2], 2, 2, &mut turn), pair(1));
-        assert_eq!(pick_merge_bounded(&[100, 2, 30, 1], 2, 2, &mut turn), pair(1));
-    }
-
-    #[test]
-    fn an_old_due_merge_gets_its_turn() {
-        // Pairs (0, 1) and (2, 3) are both due: mostly the newest, every FAIR_EVERY-th pick the oldest.
-        let counts = [100, 100, 10, 10];
-        let mut turn = 0;
-        let picks: Vec<usize> = (0..8)
-            .filter_map(|_| pick_merge_fair(&counts, 2, &mut turn))
-            .map(|p| p.start)
-            .collect();
-        assert_eq!(picks, vec![2, 2, 2, 0, 2, 2, 2, 0]);
-    }
-
-    #[test]
-    fn nothing_to_merge() {
-        let pick = |start, len| Some(Pick { start, len });
-        assert_eq!(pick_merge(&[], 2), None);
-        assert_eq!(pick_merge(&[5], 2), None);
-        assert_eq!(pick_merge(&[1000, 10], 2), None);
-        assert_eq!(pick_merge(&[1000, 10, 10], 2), pick(1, 2));
-        // Fan-in 4: three batches of one tier wait for a fourth; an inversion merges at once.
-        assert_eq!(pick_merge(&[64, 64, 64], 4), None);
-        assert_eq!(pick_merge(&[64, 64, 64, 64], 4), pick(0, 4));
-        assert_eq!(pick_merge(&[1000, 4, 64], 4), pick(1, 2));
-    }
-}

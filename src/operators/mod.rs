@@ -4,8 +4,8 @@
 //!   DD arrangement over the persisted batches ([`PersistedTrace`](crate::trace::PersistedTrace)), and
 //!   [`ArrangeEncoded::arrange_encoded`], the matching in-memory arrangement to join it with;
 //! - [`count`]: [`CountPersisted`], counts per key over a persisted arrangement, read from its batches;
-//! - [`persist`]: [`Persist`], which persists a collection through a [`Token`](crate::Token) and passes
-//!   it through, replaying what earlier runs persisted first;
+//! - [`pass_through`]: [`Persist`], which persists a collection through a [`Token`](crate::Token) and
+//!   passes it through, replaying what earlier runs persisted first;
 //! - [`upsert`]: [`UpsertPersisted`], the de-upsert operator, with its state in a store stream;
 //! - `persister`: the state machine inside the arranging operator (write, seal, emit) and
 //!   [`PersistHandle`], through which the caller sees what it persisted and the errors it met.
@@ -73,7 +73,7 @@
 
 pub mod arrange;
 pub mod count;
-pub mod persist;
+pub mod pass_through;
 mod persister;
 pub mod resume;
 mod sealer;
@@ -86,11 +86,14 @@ pub mod upsert;
 pub use arrange::{ArrangeEncoded, ArrangePersisted, PersistOptions, PersistedArrangement};
 
 pub use count::CountPersisted;
-pub use persist::{Persist, Persisted};
+pub use pass_through::{Persist, Persisted};
 pub use persister::PersistHandle;
 pub use resume::{resume_at, ResumeState};
 pub use time::PersistTime;
-pub use typed::{ArrangeTyped, ArrangeTypedBySelf, TypedArranged, TypedEncoded, TypedPersisted, TypedTrace};
+pub use typed::{
+    ArrangeTyped, ArrangeTypedBySelf, BytesCursor, BytesTrace, TypedArranged, TypedEncoded, TypedPersisted,
+    TypedTrace,
+};
 pub use typed_join::{JoinSide, Joined, SemijoinSide};
 pub use typed_reduce::{ReduceBuilder, ReduceLayout, ReduceSpine};
 pub use upsert::{Upsert, UpsertHandle, UpsertPersisted, Upserted};

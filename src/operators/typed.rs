@@ -138,6 +138,38 @@ impl<Tr: Trace + 'static, K, V, R> TypedTrace<TraceAgent<Tr>, K, V, R> {
     }
 }
 
+/// What a typed operator asks of a trace: DD's [`TraceReader`] at times `T` (cloneable, `'static`)
+/// whose batch cursors read keys and vals as byte slices (keys in a [`BytesContainer`]) with `i64`
+/// diffs: the layout of a persisted arrangement and of an encoded in-memory one. Implemented for every
+/// such trace; written once here so that each operator's bounds name it in one line.
+pub trait BytesTrace:
+    TraceReader<Batch: Navigable<Cursor: BytesCursor<<Self as TraceReader>::Time>>> + Clone + 'static
+{
+}
+
+impl<Tr> BytesTrace for Tr where
+    Tr: TraceReader<Batch: Navigable<Cursor: BytesCursor<<Tr as TraceReader>::Time>>> + Clone + 'static
+{
+}
+
+/// The batch cursor of a [`BytesTrace`]: keys and vals as byte slices, keys in a [`BytesContainer`],
+/// times `T`, diffs `i64`. Implemented for every such cursor.
+pub trait BytesCursor<T>:
+    for<'a> Cursor<Key<'a> = &'a [u8], Val<'a> = &'a [u8], Time = T, Diff = i64, KeyContainer = BytesContainer>
+{
+}
+
+impl<T, C> BytesCursor<T> for C where
+    C: for<'a> Cursor<
+        Key<'a> = &'a [u8],
+        Val<'a> = &'a [u8],
+        Time = T,
+        Diff = i64,
+        KeyContainer = BytesContainer,
+    >
+{
+}
+
 /// An arrangement whose stored keys and vals are the [`Codec`] encodings of `K` and `V`, with `i64`
 /// diffs standing for diffs of type `R`, used with DD's operators on `&K` and `&V` (see the module docs
 /// and the table in [`crate::operators`]). Fields as DD's `Arranged`: the stream of batches and the trace.
@@ -225,9 +257,7 @@ impl<'scope, Tr: TraceReader + Clone, K, V, R> TypedArranged<'scope, Tr, K, V, R
 
 impl<'scope, Tr, K, V, R> TypedArranged<'scope, Tr, K, V, R>
 where
-    Tr: TraceReader<Batch: Navigable> + Clone + 'static,
-    BatchCursor<Tr>: Cursor<Time = Tr::Time, Diff = i64, KeyContainer = BytesContainer>,
-    for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a [u8], Val<'a> = &'a [u8]>,
+    Tr: BytesTrace,
     K: Codec + 'static,
     V: Codec + 'static,
     R: PersistDiff,

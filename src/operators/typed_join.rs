@@ -13,7 +13,7 @@
 //! (`R: Multiply<R2>`). Decode failures: see [`super::typed`] (reported in both sides' error slots;
 //! the output frontier is held).
 
-use super::typed::{ArrangeTyped, ArrangeTypedBySelf, Failures, TypedArranged};
+use super::typed::{ArrangeTyped, ArrangeTypedBySelf, BytesTrace, Failures, TypedArranged};
 use super::PersistDiff;
 use crate::codec::Codec;
 use crate::trace::{BytesContainer, BytesSpine};
@@ -22,7 +22,7 @@ use differential_dataflow::difference::{Abelian, Multiply, Semigroup};
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::operators::arrange::TraceAgent;
 use differential_dataflow::operators::join::join_traces;
-use differential_dataflow::trace::{BatchCursor, Cursor, Navigable, TraceReader};
+use differential_dataflow::trace::TraceReader;
 use differential_dataflow::{AsCollection, Data, ExchangeData, VecCollection};
 use timely::container::PushInto;
 use timely::progress::Timestamp;
@@ -56,11 +56,11 @@ use timely::progress::Timestamp;
 )]
 pub trait JoinSide<'scope, T: Timestamp + Lattice, K> {
     /// The other side's val type.
-    type Val;
+    type Val: Codec + 'static;
     /// The other side's diff type.
-    type Diff;
-    /// The other side's trace.
-    type Trace: TraceReader<Time = T>;
+    type Diff: PersistDiff;
+    /// The other side's trace: bytes, as a persisted arrangement's.
+    type Trace: BytesTrace + TraceReader<Time = T>;
     /// The other side as a typed arrangement (arranging a collection with `arrange_by_key_encoded`).
     fn into_side(self) -> TypedArranged<'scope, Self::Trace, K, Self::Val, Self::Diff>;
 }
@@ -80,7 +80,7 @@ where
     }
 }
 
-impl<'scope, Tr: TraceReader, K, V2, R2> JoinSide<'scope, Tr::Time, K>
+impl<'scope, Tr: BytesTrace, K, V2: Codec + 'static, R2: PersistDiff> JoinSide<'scope, Tr::Time, K>
     for TypedArranged<'scope, Tr, K, V2, R2>
 {
     type Val = V2;
@@ -101,9 +101,9 @@ impl<'scope, Tr: TraceReader, K, V2, R2> JoinSide<'scope, Tr::Time, K>
 )]
 pub trait SemijoinSide<'scope, T: Timestamp + Lattice, K> {
     /// The other side's diff type.
-    type Diff;
-    /// The other side's trace.
-    type Trace: TraceReader<Time = T>;
+    type Diff: PersistDiff;
+    /// The other side's trace: bytes, as a persisted arrangement's.
+    type Trace: BytesTrace + TraceReader<Time = T>;
     /// The other side as a typed arrangement of `(key, ())`.
     fn into_keys(self) -> TypedArranged<'scope, Self::Trace, K, (), Self::Diff>;
 }
@@ -121,7 +121,7 @@ where
     }
 }
 
-impl<'scope, Tr: TraceReader, K, R2> SemijoinSide<'scope, Tr::Time, K>
+impl<'scope, Tr: BytesTrace, K, R2: PersistDiff> SemijoinSide<'scope, Tr::Time, K>
     for TypedArranged<'scope, Tr, K, (), R2>
 {
     type Diff = R2;
@@ -167,9 +167,7 @@ impl<D: Codec> Decoded<D> {
 
 impl<'scope, Tr, K, V, R> TypedArranged<'scope, Tr, K, V, R>
 where
-    Tr: TraceReader<Batch: Navigable> + Clone + 'static,
-    BatchCursor<Tr>: Cursor<Time = Tr::Time, Diff = i64, KeyContainer = BytesContainer>,
-    for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a [u8], Val<'a> = &'a [u8]>,
+    Tr: BytesTrace,
     K: Codec + Data,
     V: Codec + Data,
     R: PersistDiff,
@@ -183,11 +181,6 @@ where
     ) -> VecCollection<'scope, Tr::Time, I::Item, <R as Multiply<S::Diff>>::Output>
     where
         S: JoinSide<'scope, Tr::Time, K>,
-        S::Trace: TraceReader<Batch: Navigable> + Clone + 'static,
-        BatchCursor<S::Trace>: Cursor<Time = Tr::Time, Diff = i64, KeyContainer = BytesContainer>,
-        for<'a> BatchCursor<S::Trace>: Cursor<Key<'a> = &'a [u8], Val<'a> = &'a [u8]>,
-        S::Val: Codec + 'static,
-        S::Diff: PersistDiff,
         R: Multiply<S::Diff, Output: Semigroup + 'static>,
         I: IntoIterator<Item: Data>,
         L: FnMut(&K, &V, &S::Val) -> I + 'static,
@@ -230,11 +223,7 @@ where
     pub fn join<S>(self, other: S) -> Joined<'scope, Tr::Time, Pair<K, V, S::Val>, R, S::Diff>
     where
         S: JoinSide<'scope, Tr::Time, K>,
-        S::Trace: TraceReader<Batch: Navigable> + Clone + 'static,
-        BatchCursor<S::Trace>: Cursor<Time = Tr::Time, Diff = i64, KeyContainer = BytesContainer>,
-        for<'a> BatchCursor<S::Trace>: Cursor<Key<'a> = &'a [u8], Val<'a> = &'a [u8]>,
-        S::Val: Codec + Data,
-        S::Diff: PersistDiff,
+        S::Val: Data,
         R: Multiply<S::Diff, Output: Semigroup + 'static>,
     {
         self.join_core(other, |k, v, v2| Some((k.clone(), (v.clone(), v2.clone()))))
@@ -248,11 +237,6 @@ where
     ) -> VecCollection<'scope, Tr::Time, D, <R as Multiply<S::Diff>>::Output>
     where
         S: JoinSide<'scope, Tr::Time, K>,
-        S::Trace: TraceReader<Batch: Navigable> + Clone + 'static,
-        BatchCursor<S::Trace>: Cursor<Time = Tr::Time, Diff = i64, KeyContainer = BytesContainer>,
-        for<'a> BatchCursor<S::Trace>: Cursor<Key<'a> = &'a [u8], Val<'a> = &'a [u8]>,
-        S::Val: Codec + 'static,
-        S::Diff: PersistDiff,
         R: Multiply<S::Diff, Output: Semigroup + 'static>,
         D: Data,
         L: FnMut(&K, &V, &S::Val) -> D + 'static,
@@ -265,10 +249,6 @@ where
     pub fn semijoin<S>(self, other: S) -> Joined<'scope, Tr::Time, (K, V), R, S::Diff>
     where
         S: SemijoinSide<'scope, Tr::Time, K>,
-        S::Trace: TraceReader<Batch: Navigable> + Clone + 'static,
-        BatchCursor<S::Trace>: Cursor<Time = Tr::Time, Diff = i64, KeyContainer = BytesContainer>,
-        for<'a> BatchCursor<S::Trace>: Cursor<Key<'a> = &'a [u8], Val<'a> = &'a [u8]>,
-        S::Diff: PersistDiff,
         R: Multiply<S::Diff, Output: Semigroup + 'static>,
     {
         self.join_core(other.into_keys(), |k, v, _| Some((k.clone(), v.clone())))
@@ -279,10 +259,6 @@ where
     pub fn antijoin<S>(self, other: S) -> VecCollection<'scope, Tr::Time, (K, V), R>
     where
         S: SemijoinSide<'scope, Tr::Time, K>,
-        S::Trace: TraceReader<Batch: Navigable> + Clone + 'static,
-        BatchCursor<S::Trace>: Cursor<Time = Tr::Time, Diff = i64, KeyContainer = BytesContainer>,
-        for<'a> BatchCursor<S::Trace>: Cursor<Key<'a> = &'a [u8], Val<'a> = &'a [u8]>,
-        S::Diff: PersistDiff,
         R: Multiply<S::Diff, Output = R> + Abelian + 'static,
     {
         let all = self.clone().as_collection(|k, v| (k.clone(), v.clone()));

@@ -14,7 +14,7 @@
 //! `R` (reported as [`Error::Decode`]): see [`super::typed`] (recorded, skipped, output frontier held for
 //! good).
 
-use super::typed::TypedArranged;
+use super::typed::{BytesTrace, TypedArranged};
 use super::PersistDiff;
 use crate::codec::Codec;
 use crate::error::Error;
@@ -24,7 +24,7 @@ use differential_dataflow::trace::cursor::cursor_list;
 use differential_dataflow::trace::implementations::ord_neu::{OrdValBatch, OrdValBuilder};
 use differential_dataflow::trace::implementations::spine_fueled::Spine;
 use differential_dataflow::trace::implementations::OffsetList;
-use differential_dataflow::trace::{BatchCursor, Cursor, Navigable, TraceReader};
+use differential_dataflow::trace::{BatchCursor, Cursor};
 use differential_dataflow::{AsCollection, Data, VecCollection};
 use std::rc::Rc;
 use timely::dataflow::channels::pact::Pipeline;
@@ -43,9 +43,7 @@ pub type ReduceBuilder<V2, T, R2> = OrdValBuilder<ReduceLayout<V2, T, R2>, Vec<(
 
 impl<'scope, Tr, K, V, R> TypedArranged<'scope, Tr, K, V, R>
 where
-    Tr: TraceReader<Batch: Navigable> + Clone + 'static,
-    BatchCursor<Tr>: Cursor<Time = Tr::Time, Diff = i64, KeyContainer = BytesContainer>,
-    for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a [u8], Val<'a> = &'a [u8]>,
+    Tr: BytesTrace,
     K: Codec + Data,
     V: Codec + Data,
     R: PersistDiff,
@@ -106,9 +104,7 @@ where
 
 impl<'scope, Tr, K, V, R> TypedArranged<'scope, Tr, K, V, R>
 where
-    Tr: TraceReader<Batch: Navigable, Time: TotalOrder> + Clone + 'static,
-    BatchCursor<Tr>: Cursor<Time = Tr::Time, Diff = i64, KeyContainer = BytesContainer>,
-    for<'a> BatchCursor<Tr>: Cursor<Key<'a> = &'a [u8], Val<'a> = &'a [u8]>,
+    Tr: BytesTrace<Time: TotalOrder>,
     K: Codec + Data,
     V: 'static,
     R: PersistDiff,

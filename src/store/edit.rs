@@ -19,7 +19,6 @@
 //! (the initial one is read or created at open); every stream's version is derived from that manifest's
 //! entry, so open files and manifest cannot disagree.
 
-use super::version::Version;
 use super::*;
 use parking_lot::MutexGuard;
 

@@ -21,7 +21,8 @@
 
 use super::*;
 use crate::batch::UpdateCursor;
-use crate::merge::MergeIter;
+use crate::read::MergeIter;
+use crate::version::open_written_batch;
 
 /// What [`Store::seal_with`] records besides the new upper, in the same manifest commit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 //! The stages, one file each: `open` (recovery: manifest, batch files, WAL replay), `write` (WAL →
 //! memtable), `flush` (seals and spills: memtable → batch files → one manifest edit), `append` (a sorted
 //! interval straight into a batch), `edit` (`apply_edit`, the one path that changes the manifest and
-//! publishes each stream's new [`Version`]), `version`, `writers` (one live writer per stream). Merges are
-//! in `crate::compaction`, lookups in `crate::lookup`.
+//! publishes each stream's new [`Version`], kept in `crate::version` with the manifest), `writers` (one
+//! live writer per stream). Merges are in `crate::compaction`; snapshots and lookups in `crate::read`.
 //!
 //! Concurrency (DESIGN.md §4):
 //! - `state` (a mutex) guards the manifest copy, and per stream its current `Arc<Version>`, memtable,
@@ -31,9 +31,8 @@ use crate::batch::{
 use crate::blob::{Blob, DirBlob, TMP_SUFFIX};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
-use crate::manifest::{BatchMeta, Manifest, StreamMeta, MANIFEST_NAME, MAX_ID_BYTES};
 use crate::memtable::{iter_buckets, iter_buckets_in, min_lsn, Consolidated, Drained, MemTable};
-use crate::snapshot::Snapshot;
+use crate::version::{BatchMeta, Manifest, StreamMeta, Version, MANIFEST_NAME, MAX_ID_BYTES};
 use crate::wal::record::{self, UpdateRef, MAX_KEY_BYTES, MAX_RECORD_BYTES, MAX_VAL_BYTES};
 use crate::wal::WalRecovery;
 use crate::wal::{FileLog, Log, Lsn, MemLog, TornTail};
@@ -47,13 +46,10 @@ mod append;
 mod edit;
 mod flush;
 mod open;
-mod version;
 mod write;
 mod writers;
 
 pub use flush::SealOptions;
-pub(crate) use open::{open_batch, open_written_batch};
-pub use version::Version;
 pub use writers::WriterClaim;
 
 /// One file written by a seal, a spill or a merge, not yet committed: open, with its manifest entry.
@@ -313,16 +309,6 @@ impl StreamState {
     }
 }
 
-/// What readers of one stream see ([`Store::read_view`]): nothing in it changes after it is taken.
-pub(crate) struct ReadView {
-    /// The durable state.
-    pub(crate) version: Arc<Version>,
-    /// The buckets a flush in progress is writing (not yet in `version`).
-    pub(crate) flushing: Option<Arc<Drained>>,
-    /// The memtable's buckets in the requested time range.
-    pub(crate) buckets: Drained,
-}
-
 /// LSN used for updates of streams that are not durable: never holds the WAL back.
 const NO_LSN: Lsn = Lsn::MAX;
 
@@ -413,24 +399,13 @@ impl Store {
 
     /// Reads stream `id`'s in-memory state under the state lock with `f` (O(1) or O(buckets) work only,
     /// never a copy or scan of updates: see DESIGN.md §4). Errors: [`Error::UnknownStream`], [`Error::Poisoned`].
-    fn with_stream<R>(&self, id: &str, f: impl FnOnce(&StreamState) -> R) -> Result<R> {
+    pub(crate) fn with_stream<R>(&self, id: &str, f: impl FnOnce(&StreamState) -> R) -> Result<R> {
         let state = self.live_state()?;
         let stream = state
             .streams
             .get(id)
             .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
         Ok(f(stream))
-    }
-
-    /// What readers of stream `id` see: its current version, and the memtable's buckets with times in
-    /// `times` and those of a flush in progress, shared (copy on write: a later write into one of them
-    /// copies that bucket), so the lock is held for a clone of the bucket index only.
-    pub(crate) fn read_view(&self, id: &str, times: impl std::ops::RangeBounds<u64>) -> Result<ReadView> {
-        self.with_stream(id, |s| ReadView {
-            version: s.version.clone(),
-            flushing: s.flushing.clone(),
-            buckets: s.memtable.share(times),
-        })
     }
 
     /// The sealed upper of stream `id`: every update below it is in a batch file.
@@ -444,36 +419,6 @@ impl Store {
     /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`].
     pub fn version(&self, id: &str) -> Result<Arc<Version>> {
         self.with_stream(id, |s| s.version.clone())
-    }
-
-    /// A consistent view of everything written to stream `id`: sealed batches and unsealed updates.
-    ///
-    /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`]; [`Error::DiffOverflow`] if unsealed updates
-    /// of one `(key, val, time)` sum outside `i64` (possible only across spilled runs and the memtable,
-    /// whose writes are checked separately; reading the snapshot may report the same).
-    pub fn snapshot(&self, id: &str) -> Result<Snapshot> {
-        let view = self.read_view(id, ..)?;
-        let flushing = view.flushing.iter().flat_map(|d| iter_buckets(d));
-        let unsealed = Consolidated::from_updates(flushing.chain(iter_buckets(&view.buckets)))
-            .map_err(|e| e.in_stream(id))?;
-        Ok(Snapshot {
-            stream: id.to_string(),
-            batches: view.version.batches().to_vec(),
-            spills: view.version.spills().to_vec(),
-            unsealed,
-            upper: view.version.upper(),
-        })
-    }
-
-    /// The sealed part of stream `id` only: its batches (oldest first; times between batches that no
-    /// batch covers had no updates), its upper and its since. Cheap: no copy of any data.
-    pub fn sealed(&self, id: &str) -> Result<Sealed> {
-        let version = self.version(id)?;
-        Ok(Sealed {
-            batches: version.batches().to_vec(),
-            upper: version.upper(),
-            since: version.since(),
-        })
     }
 
     /// Bytes of unsealed updates held in memory for stream `id`, as the memory budget counts them (key

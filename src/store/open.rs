@@ -129,7 +129,7 @@ impl Store {
         let mut by_no = HashMap::new();
         let manifest = drop_volatile_spills(&*blob, manifest, log.is_durable())?;
         for s in &manifest.streams {
-            let version = super::version::Version::open(&*blob, s.clone())?;
+            let version = Version::open(&*blob, s.clone())?;
             by_no.insert(s.stream_no, (s.id.clone(), s.spilled_lsn));
             streams.insert(s.id.clone(), StreamState::new(Arc::new(version)));
         }
@@ -231,32 +231,4 @@ fn not_a_store(path: &Path, reason: &str) -> Error {
         path: path.to_path_buf(),
         reason: reason.to_string(),
     }
-}
-
-/// Opens the batch file `meta` names, which this process has just written (a seal's, spill's or merge's
-/// output, before its commit), and checks its raw blocks through the mapping
-/// ([`BatchFile::check_written`]): the writing thread pays the first touch, not the first reader.
-pub(crate) fn open_written_batch(blob: &dyn Blob, meta: &BatchMeta) -> Result<BatchFile> {
-    let batch = open_batch(blob, meta)?;
-    batch.check_written()?;
-    Ok(batch)
-}
-
-/// Opens the batch file `meta` names and checks it matches the manifest.
-pub(crate) fn open_batch(blob: &dyn Blob, meta: &BatchMeta) -> Result<BatchFile> {
-    let name = batch_file_name(meta.file_no);
-    let full = format!("{}/{name}", blob.location());
-    let bytes = blob
-        .get(&name)?
-        .ok_or_else(|| Error::corrupt(&full, 0, "batch file named by the manifest is missing"))?;
-    let batch = BatchFile::open(full.clone(), bytes)?;
-    let d = batch.description();
-    if (d.lower, d.upper, batch.update_count()) != (meta.lower, meta.upper, meta.update_count) {
-        return Err(Error::corrupt(
-            &full,
-            0,
-            "batch description or count disagrees with the manifest",
-        ));
-    }
-    Ok(batch)
 }

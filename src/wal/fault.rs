@@ -8,60 +8,53 @@
 //! was not already. Reopening a store over the wrapped buffer's files then shows what survived.
 
 use super::{Log, Lsn, ReplayReport};
+use crate::blob::fault::FaultBudget;
 use crate::error::Result;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 /// See the module docs.
 #[derive(Clone)]
 pub struct FaultyLog {
     inner: Arc<dyn Log>,
-    budget: Arc<AtomicI64>,
+    budget: FaultBudget,
 }
 
 impl FaultyLog {
     /// Wraps `inner`, failing nothing until [`fail_after`](Self::fail_after) is called.
     pub fn new(inner: Arc<dyn Log>) -> Self {
-        FaultyLog {
-            inner,
-            budget: Arc::new(AtomicI64::new(i64::MAX)),
-        }
+        let budget = FaultBudget::unlimited();
+        FaultyLog { inner, budget }
     }
 
     /// Lets `ops` more calls succeed, then fails every call.
     pub fn fail_after(&self, ops: u64) {
-        self.budget
-            .store(ops.min(i64::MAX as u64) as i64, Ordering::SeqCst);
+        self.budget.fail_after(ops)
     }
 
     /// Whether a call has failed since the last `fail_after`.
     pub fn has_failed(&self) -> bool {
-        self.budget.load(Ordering::SeqCst) < 0
-    }
-
-    fn spend(&self, what: &str) -> Result<()> {
-        crate::blob::fault::spend(&self.budget, what)
+        self.budget.has_failed()
     }
 }
 
 impl Log for FaultyLog {
     fn replay(&self, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<ReplayReport> {
-        self.spend("replay the WAL")?;
+        self.budget.spend("replay the WAL")?;
         self.inner.replay(f)
     }
 
     fn append(&self, payload: &[u8]) -> Result<(Lsn, Lsn)> {
-        self.spend("append to the WAL")?;
+        self.budget.spend("append to the WAL")?;
         self.inner.append(payload)
     }
 
     fn sync(&self, lsn: Lsn) -> Result<()> {
-        self.spend("sync the WAL")?;
+        self.budget.spend("sync the WAL")?;
         self.inner.sync(lsn)
     }
 
     fn release_before(&self, lsn: Lsn) -> Result<()> {
-        self.spend("release WAL segments")?;
+        self.budget.spend("release WAL segments")?;
         self.inner.release_before(lsn)
     }
 

@@ -1,9 +1,13 @@
 //! Unit tests of [`super::FileLog`]: replay rules, sync marks, zero-filling, rotation and release.
 
+use super::super::format::{
+    MARK_PAYLOAD_BYTES, RECORD_HEADER_BYTES, SEGMENT_FLAG_ZERO_FILLED, SEGMENT_MAGIC,
+};
 use super::super::scan::list_segments;
 use super::super::segments::{segment_name, SegmentFiles};
 use super::super::zero_fill::{ZERO_AHEAD_BYTES, ZERO_MARGIN_BYTES};
 use super::*;
+use crate::encoding::checksum;
 use crate::wal::CutKind;
 use std::fs::{self, OpenOptions};
 

@@ -14,6 +14,8 @@
 
 pub mod fault;
 mod file;
+mod format;
+mod group_commit;
 mod mem;
 pub mod record;
 pub mod scan;
@@ -21,7 +23,8 @@ mod segments;
 mod zero_fill;
 
 pub use fault::FaultyLog;
-pub use file::{FileLog, WalRecovery, WAL_VERSION};
+pub use file::{FileLog, WalRecovery};
+pub use format::WAL_VERSION;
 pub use mem::MemLog;
 pub use scan::scan;
 pub use segments::{SegmentFaultHook, SegmentStep};

@@ -1,11 +1,12 @@
 //! Reading the WAL's segments back: every record checked, in order, without changing anything.
 //!
-//! [`scan`] applies the replay rules of [`super::FileLog`] (see `file.rs` for the format) and reports
+//! [`scan`] applies the replay rules of [`super::FileLog`] (see `format.rs` for the format) and reports
 //! what replay would cut; `FileLog::replay` then makes that one change. Tools (`inspect verify`) call
 //! `scan` directly, so a check never modifies the store.
 
-use super::file::{
-    WalRecovery, MARK_MAGIC, MARK_PAYLOAD_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_FLAG_ZERO_FILLED,
+use super::file::WalRecovery;
+use super::format::{
+    MARK_MAGIC, MARK_PAYLOAD_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_FLAG_ZERO_FILLED,
     SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, WAL_VERSION,
 };
 use super::{CutKind, Lsn, ReplayReport, TornTail};

@@ -1,16 +1,27 @@
-//! Segment files of [`super::FileLog`]: creating one (header written and synced, then the directory)
-//! and removing released ones, every step (and each group commit's flush) behind an optional fault hook ([`SegmentFaultHook`]) so that tests
-//! can fail each step in turn (`tests/wal_faults.rs`).
+//! Segment files of [`FileLog`]: creating one (header written and synced, then the directory), starting
+//! it as the active segment (at a rollover, or an idle rotation when every record is released), and
+//! removing released ones. Every step (and each group commit's flush) is behind an optional fault hook
+//! ([`SegmentFaultHook`]) so that tests can fail each step in turn (`tests/wal_faults.rs`).
+//!
+//! When a segment passes its size limit it is fsync'd and closed, and a new one is created and fsync'd
+//! together with the directory before any record is written to it. So only the last segment can have a
+//! torn tail. When every record is released (all sealed) and the active segment holds at least
+//! [`IDLE_ROTATE_BYTES`], a new segment is started too, so the old one is deleted and a restart replays
+//! almost nothing.
 
-use super::file::{SEGMENT_FLAG_ZERO_FILLED, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, WAL_VERSION};
+use super::file::FileLog;
+use super::format::{segment_header, SEGMENT_HEADER_BYTES};
 use super::scan::Segment;
 use super::Lsn;
-use crate::encoding::{checksum, PutLe};
 use crate::error::{Error, Result};
 use crate::fs::{Fs, FsFile, OpenHow};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// A fully released active segment at least this large is replaced by a fresh one (see
+/// `FileLog::release_segments`), so restarts do not replay sealed records.
+pub(crate) const IDLE_ROTATE_BYTES: u64 = 8 << 20;
 
 /// A step of segment management, as seen by a [`SegmentFaultHook`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,12 +102,7 @@ impl SegmentFiles {
     }
 
     fn try_create(&self, path: &Path, first_lsn: Lsn, zero_filled: bool) -> Result<Arc<dyn FsFile>> {
-        let mut header = Vec::with_capacity(SEGMENT_HEADER_BYTES as usize);
-        header.extend_from_slice(SEGMENT_MAGIC);
-        header.put_u32(WAL_VERSION.0);
-        header.put_u32(if zero_filled { SEGMENT_FLAG_ZERO_FILLED } else { 0 });
-        header.put_u64(first_lsn);
-        header.put_u64(checksum(&header));
+        let header = segment_header(first_lsn, zero_filled);
         let ctx = |what: &str| format!("{what} {}", path.display());
         let file = self
             .step(SegmentStep::Create, path)
@@ -110,5 +116,100 @@ impl SegmentFiles {
             .map_err(|e| Error::io(ctx("fsync"), e))?;
         self.sync_dir()?;
         Ok(file)
+    }
+}
+
+impl FileLog {
+    /// Creates the segment starting at `first_lsn` (not yet the active one).
+    pub(super) fn create_segment(&self, first_lsn: Lsn) -> Result<(Segment, Arc<dyn FsFile>)> {
+        self.files.create(first_lsn, self.new_segment_zero_filled())
+    }
+
+    /// Creates the segment starting at `first_lsn` and makes it the active one (the previous active
+    /// segment must be synced whole: only the last segment may have a torn tail).
+    pub(super) fn start_segment(&self, first_lsn: Lsn) -> Result<()> {
+        let (seg, file) = self.create_segment(first_lsn)?;
+        let mut state = self.state.lock();
+        state.segments.push(seg);
+        state.active = Some(file.clone());
+        state.active_bytes = SEGMENT_HEADER_BYTES;
+        state.active_marks = true;
+        let zero_filled = self.new_segment_zero_filled();
+        self.fill
+            .set_active(file, zero_filled, SEGMENT_HEADER_BYTES, SEGMENT_HEADER_BYTES);
+        Ok(())
+    }
+
+    /// When every record is released (nothing unsealed anywhere) and the active segment holds at least
+    /// [`IDLE_ROTATE_BYTES`], starts a new segment, so the old one can be deleted right away: a restart then
+    /// replays (almost) nothing instead of a segment of sealed records.
+    fn rotate_if_all_released(&self, lsn: Lsn) -> Result<()> {
+        // The sync lock orders this with writes of pending records, as a rollover in `sync` does.
+        let _sync = self.sync_lock.lock();
+        let end = {
+            let state = self.state.lock();
+            let idle = state.pending.is_empty()
+                && lsn >= state.records_end
+                && state.active.is_some()
+                && state.poisoned.is_none();
+            if !idle || state.active_bytes < IDLE_ROTATE_BYTES {
+                return Ok(());
+            }
+            state.next_lsn
+        };
+        // The old segment ends in a sync mark written without a sync: sync it first, so that it is whole
+        // on disk before its successor exists (only the last segment may have a torn tail, and the new
+        // segment's first LSN must follow on from it).
+        let old = {
+            let state = self.state.lock();
+            state
+                .active
+                .clone()
+                .zip(state.segments.last().map(|s| s.path.clone()))
+        };
+        if let Some((old, path)) = old {
+            self.files
+                .step(SegmentStep::SyncFile, &path)
+                .and_then(|_| old.sync_data())
+                .map_err(|e| Error::io(format!("fsync {}", path.display()), e))?;
+        }
+        // Records appended from here on start at `end` or later, and go to the new segment.
+        self.start_segment(end)
+    }
+
+    /// [`Log::release_before`](super::Log::release_before): removes the segments wholly before `lsn`
+    /// (after an idle rotation, when everything is released).
+    pub(super) fn release_segments(&self, lsn: Lsn) -> Result<()> {
+        self.rotate_if_all_released(lsn)?;
+        let doomed: Vec<Segment> = {
+            let mut state = self.state.lock();
+            // Past the last record there are only sync marks, which need not be kept.
+            let lsn = if lsn >= state.records_end {
+                lsn.max(state.next_lsn)
+            } else {
+                lsn
+            };
+            // Segment i holds LSNs [first_lsn(i), first_lsn(i + 1)); it may go once that end is <= lsn.
+            // The active (last) segment always stays.
+            let keep_from = (1..state.segments.len())
+                .find(|&i| state.segments[i].first_lsn > lsn)
+                .map_or(state.segments.len().saturating_sub(1), |i| i - 1);
+            state.segments.drain(..keep_from).collect()
+        };
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        // Oldest first, so that what stays is always a contiguous log.
+        for (i, seg) in doomed.iter().enumerate() {
+            if let Err(e) = self.files.remove(&seg.path) {
+                // Keep the segments not removed in the list, so that a later release removes them (a
+                // segment left on disk but forgotten would break the LSN chain at the next open).
+                let mut state = self.state.lock();
+                let rest = doomed[i..].iter().cloned();
+                state.segments.splice(0..0, rest);
+                return Err(e);
+            }
+        }
+        self.files.sync_dir()
     }
 }

@@ -8,8 +8,8 @@
 use crate::error::{corrupt, io};
 use ddpersist::batch::{batch_file_name, BatchFile};
 use ddpersist::blob::{Blob, BlobBytes, DirBlob};
-use ddpersist::manifest::{BatchMeta, Manifest, MANIFEST_NAME};
 use ddpersist::store::WAL_DIR;
+use ddpersist::version::{BatchMeta, Manifest, MANIFEST_NAME};
 use ddpersist::{Error, Result};
 use std::fs;
 use std::io::ErrorKind;

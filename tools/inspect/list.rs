@@ -8,7 +8,7 @@ use crate::error::ToolResult;
 use crate::render::{frontier, interval, table, write_json, write_table, DescriptionJson, Frontier};
 use ddpersist::batch::batch_file_name;
 use ddpersist::blob::Blob;
-use ddpersist::manifest::{BatchMeta, StreamMeta};
+use ddpersist::version::{BatchMeta, StreamMeta};
 use ddpersist::Description;
 use serde::Serialize;
 use std::io::{self, Write};

@@ -7,7 +7,7 @@ use crate::access::wal_segments;
 use crate::error::ToolResult;
 use crate::render::{count, frontier, table, write_json, write_table, Frontier};
 use crate::view::{open_read_only, WalShare};
-use ddpersist::manifest::{BatchMeta, StreamMeta};
+use ddpersist::version::{BatchMeta, StreamMeta};
 use ddpersist::Store;
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -19,7 +19,7 @@ use crate::error::{corrupt, ToolError, ToolResult};
 use crate::render::write_json;
 use ddpersist::batch::{batch_file_name, parse_batch_file_name, BatchFile};
 use ddpersist::blob::{Blob, TMP_SUFFIX};
-use ddpersist::manifest::BatchMeta;
+use ddpersist::version::BatchMeta;
 use ddpersist::wal::record::decode_record;
 use ddpersist::wal::{self, CutKind, TornTail, WalRecovery};
 use ddpersist::Result;

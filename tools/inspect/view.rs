@@ -16,7 +16,7 @@
 
 use crate::access::StoreDir;
 use ddpersist::blob::{Blob, BlobBytes, BlobWriter, DirBlob, MemBlob};
-use ddpersist::manifest::MANIFEST_NAME;
+use ddpersist::version::MANIFEST_NAME;
 use ddpersist::wal::record::decode_record;
 use ddpersist::wal::{self, Log, Lsn, ReplayReport, WalRecovery};
 use ddpersist::{Error, Options, Result, Store};

@@ -1,19 +1,26 @@
-//! [`Version`]: one stream's durable state as of one manifest commit, immutable and shared.
+//! The version stage: the [`Manifest`] (`manifest`: the one durable record of every stream's batches,
+//! spilled runs, upper and since, and its byte layout) and [`Version`], one stream's durable state as of
+//! one manifest commit, immutable and shared. The one function that edits the manifest, commits it and
+//! publishes the new versions is the store's (`Store::apply_edit`, in `store/edit.rs`), since it works
+//! under the store's locks.
 //!
 //! A version is what the manifest records about a stream ([`StreamMeta`]: upper, since, the finished flag,
 //! the batch and spilled-run lists) together with those files, open. It never changes: every edit of the
-//! manifest ([`Store::apply_edit`](super::Store)) derives the new version of each stream it touched from the
+//! manifest (`Store::apply_edit`) derives the new version of each stream it touched from the
 //! edited [`StreamMeta`] and swaps it in whole, so the open files cannot drift from the manifest (LevelDB's
 //! `Version`/`VersionEdit`, RocksDB's `SuperVersion`). Readers (snapshots, lookups, the DD trace, merges)
 //! clone the `Arc` and read without any lock while later edits publish newer versions; a batch file
 //! retired by a merge stays mapped until the last version naming it is dropped.
 
-use crate::batch::BatchFile;
+use crate::batch::{batch_file_name, BatchFile};
 use crate::blob::Blob;
 use crate::error::{Error, Result};
-use crate::manifest::{BatchMeta, StreamMeta};
 use std::collections::HashMap;
 use std::sync::Arc;
+
+mod manifest;
+
+pub use manifest::{BatchMeta, Manifest, StreamMeta, MANIFEST_NAME, MANIFEST_VERSION, MAX_ID_BYTES};
 
 /// One stream's durable state as of one manifest commit: see the module docs.
 #[derive(Debug)]
@@ -31,10 +38,7 @@ impl Version {
     /// Errors: [`Error::Corrupt`] if a file is missing or disagrees with the manifest; I/O errors.
     pub(crate) fn open(blob: &dyn Blob, meta: StreamMeta) -> Result<Version> {
         let open_all = |metas: &[BatchMeta]| -> Result<Vec<Arc<BatchFile>>> {
-            metas
-                .iter()
-                .map(|m| super::open_batch(blob, m).map(Arc::new))
-                .collect()
+            metas.iter().map(|m| open_batch(blob, m).map(Arc::new)).collect()
         };
         let (batches, spills) = (open_all(&meta.batches)?, open_all(&meta.spills)?);
         Ok(Version {
@@ -56,7 +60,7 @@ impl Version {
                 .map(|m| {
                     files.get(&m.file_no).cloned().ok_or_else(|| {
                         Error::corrupt(
-                            crate::manifest::MANIFEST_NAME,
+                            MANIFEST_NAME,
                             0,
                             format!(
                                 "an edit of {:?} names batch file {} that is not open",
@@ -117,4 +121,32 @@ impl Version {
     pub(crate) fn stream_no(&self) -> u32 {
         self.meta.stream_no
     }
+}
+
+/// Opens the batch file `meta` names, which this process has just written (a seal's, spill's or merge's
+/// output, before its commit), and checks its raw blocks through the mapping
+/// ([`BatchFile::check_written`]): the writing thread pays the first touch, not the first reader.
+pub(crate) fn open_written_batch(blob: &dyn Blob, meta: &BatchMeta) -> Result<BatchFile> {
+    let batch = open_batch(blob, meta)?;
+    batch.check_written()?;
+    Ok(batch)
+}
+
+/// Opens the batch file `meta` names and checks it matches the manifest.
+pub(crate) fn open_batch(blob: &dyn Blob, meta: &BatchMeta) -> Result<BatchFile> {
+    let name = batch_file_name(meta.file_no);
+    let full = format!("{}/{name}", blob.location());
+    let bytes = blob
+        .get(&name)?
+        .ok_or_else(|| Error::corrupt(&full, 0, "batch file named by the manifest is missing"))?;
+    let batch = BatchFile::open(full.clone(), bytes)?;
+    let d = batch.description();
+    if (d.lower, d.upper, batch.update_count()) != (meta.lower, meta.upper, meta.update_count) {
+        return Err(Error::corrupt(
+            &full,
+            0,
+            "batch description or count disagrees with the manifest",
+        ));
+    }
+    Ok(batch)
 }

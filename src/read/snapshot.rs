@@ -1,15 +1,17 @@
-//! [`Snapshot`]: a consistent, read-only view of one stream: its sealed batches and a copy of its
+//! [`Snapshot`] ([`Store::snapshot`]): a consistent, read-only view of one stream: its sealed batches and a copy of its
 //! unsealed updates, as of the moment it was taken.
 //!
 //! Reading merges the batches (through their mmaps) and the memtable copy into one sequence sorted by
 //! `(key, val, time)` and consolidated (equal `(key, val, time)` summed, zero diffs dropped). The batches
 //! are held by `Arc`, so files stay mapped for as long as the snapshot lives.
 
+use super::MergeIter;
 use crate::batch::{BatchFile, UpdateCursor};
 use crate::codec::Codec;
 use crate::error::Result;
+use crate::memtable::iter_buckets;
 use crate::memtable::Consolidated;
-use crate::merge::MergeIter;
+use crate::store::{Sealed, Store};
 use crate::wal::record::OwnedUpdate;
 use std::sync::Arc;
 
@@ -68,5 +70,38 @@ impl Snapshot {
         self.iter()?
             .map(|u| u.and_then(|(k, v, t, d)| Ok((K::decode(k)?, V::decode(v)?, t, d))))
             .collect()
+    }
+}
+
+impl Store {
+    /// A consistent view of everything written to stream `id`: sealed batches and unsealed updates.
+    ///
+    /// Errors: [`Error::UnknownStream`](crate::Error::UnknownStream),
+    /// [`Error::Poisoned`](crate::Error::Poisoned); [`Error::DiffOverflow`](crate::Error::DiffOverflow)
+    /// if unsealed updates of one `(key, val, time)` sum outside `i64` (possible only across spilled runs
+    /// and the memtable, whose writes are checked separately; reading the snapshot may report the same).
+    pub fn snapshot(&self, id: &str) -> Result<Snapshot> {
+        let view = self.read_view(id, ..)?;
+        let flushing = view.flushing.iter().flat_map(|d| iter_buckets(d));
+        let unsealed = Consolidated::from_updates(flushing.chain(iter_buckets(&view.buckets)))
+            .map_err(|e| e.in_stream(id))?;
+        Ok(Snapshot {
+            stream: id.to_string(),
+            batches: view.version.batches().to_vec(),
+            spills: view.version.spills().to_vec(),
+            unsealed,
+            upper: view.version.upper(),
+        })
+    }
+
+    /// The sealed part of stream `id` only: its batches (oldest first; times between batches that no
+    /// batch covers had no updates), its upper and its since. Cheap: no copy of any data.
+    pub fn sealed(&self, id: &str) -> Result<Sealed> {
+        let version = self.version(id)?;
+        Ok(Sealed {
+            batches: version.batches().to_vec(),
+            upper: version.upper(),
+            since: version.since(),
+        })
     }
 }

@@ -1,0 +1,84 @@
+//! The WAL's bytes (FORMAT.md §4): constants and the encoders of a segment header, a record header and a
+//! sync mark (the decoder is [`super::scan`]).
+//!
+//! Segment file `{first_lsn:020}.wal` (format version 3 written; 1 and 2 read; little-endian):
+//! ```text
+//! header, 32 bytes:
+//!   0  magic      [u8; 8] = "DDPWALSG"
+//!   8  version    u32     = 3 (1: appended, 2: zero-filled, both read)
+//!   12 flags      u32     version 3: bit 0 = zero-filled ahead of the log; before: reserved, 0
+//!   16 first_lsn  u64     LSN of the first record in this segment
+//!   24 checksum   u64     xxh3 of bytes 0..24
+//! records, back to back:
+//!   0  checksum   u64     xxh3 of bytes 8..16 of this header followed by the payload
+//!   8  len        u32     payload length in bytes
+//!   12 magic      u32     = 0x4C50_4444 ("DDPL" little-endian)
+//!   16 payload    [u8; len]
+//! sync mark (version 3), in the LSN space like a record, never replayed:
+//!   0  checksum   u64     xxh3 of bytes 8..24
+//!   8  len        u32     = 8
+//!   12 magic      u32     = 0x4D50_4444 ("DDPM" little-endian)
+//!   16 durable    u64     every record ending at or before this LSN was fdatasync'd before the mark
+//! zero bytes to the end of the file (zero-filled segments): space filled ahead of the log, not yet used
+//! ```
+//! After each group commit's `fdatasync`, before anyone is acknowledged, the leader writes a sync mark
+//! naming the LSN synced (not synced itself: the next flush syncs it). A mark on disk proves the bytes
+//! before it were durable, which is how replay tells damage to acknowledged records (an error) from a torn,
+//! never acknowledged flush (cut): see [`super::scan::scan`] and FORMAT.md §4.
+//! The LSN of a record is `first_lsn` of its segment plus its offset past the segment header; the LSN
+//! space is contiguous across segments.
+
+use super::Lsn;
+use crate::encoding::{checksum, FormatVersion, PutLe};
+
+pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"DDPWALSG";
+pub(crate) const SEGMENT_HEADER_BYTES: u64 = 32;
+pub(crate) const RECORD_MAGIC: u32 = 0x4C50_4444;
+pub(crate) const RECORD_HEADER_BYTES: u64 = 16;
+/// The WAL format version this library writes, and the newest it reads (it reads 1, 2 and 3): version 3
+/// adds sync marks and the header's flags.
+pub const WAL_VERSION: FormatVersion = FormatVersion(3);
+/// Segment header flag (version 3): the segment is zero-filled ahead of the log, so zeros to its end are
+/// the end of its records.
+pub(crate) const SEGMENT_FLAG_ZERO_FILLED: u32 = 1;
+/// Magic of a sync mark (version 3), in place of a record's: "DDPM" little-endian.
+pub(crate) const MARK_MAGIC: u32 = 0x4D50_4444;
+/// A sync mark's payload: the LSN it names, `u64`.
+pub(crate) const MARK_PAYLOAD_BYTES: u64 = 8;
+/// Bytes of a sync mark, header included.
+pub(crate) const MARK_BYTES: usize = (RECORD_HEADER_BYTES + MARK_PAYLOAD_BYTES) as usize;
+
+/// The header of a segment (of [`WAL_VERSION`]) whose first record is at `first_lsn`.
+pub(crate) fn segment_header(first_lsn: Lsn, zero_filled: bool) -> Vec<u8> {
+    let mut header = Vec::with_capacity(SEGMENT_HEADER_BYTES as usize);
+    header.extend_from_slice(SEGMENT_MAGIC);
+    header.put_u32(WAL_VERSION.0);
+    header.put_u32(if zero_filled { SEGMENT_FLAG_ZERO_FILLED } else { 0 });
+    header.put_u64(first_lsn);
+    header.put_u64(checksum(&header));
+    header
+}
+
+/// The header of a record holding `payload` (at most `u32::MAX` bytes: the caller checks).
+pub(crate) fn record_header(payload: &[u8]) -> [u8; RECORD_HEADER_BYTES as usize] {
+    debug_assert!(payload.len() <= u32::MAX as usize);
+    let mut header = [0u8; RECORD_HEADER_BYTES as usize];
+    header[8..12].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    header[12..16].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&header[8..16]);
+    h.update(payload);
+    header[0..8].copy_from_slice(&h.digest().to_le_bytes());
+    header
+}
+
+/// A sync mark naming `durable`: every record ending at or before it was `fdatasync`'d before the mark.
+pub(crate) fn sync_mark(durable: Lsn) -> [u8; MARK_BYTES] {
+    let mut mark = [0u8; MARK_BYTES];
+    mark[8..12].copy_from_slice(&(MARK_PAYLOAD_BYTES as u32).to_le_bytes());
+    mark[12..16].copy_from_slice(&MARK_MAGIC.to_le_bytes());
+    mark[16..24].copy_from_slice(&durable.to_le_bytes());
+    let sum = checksum(&mark[8..]);
+    mark[0..8].copy_from_slice(&sum.to_le_bytes());
+    mark
+}
