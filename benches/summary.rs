@@ -10,7 +10,8 @@
 //! 1. `arrange_persisted` wall time, from the first update until the arrangement's frontier passed the last
 //!    time (every update sealed, durable), against DD's in-memory `arrange_by_key` (benches/arrange.rs's
 //!    run, `common::arrange::run`); the two alternate which goes first. The store's batch count at the end.
-//! 2. Durable ingest, updates/s, `common::engines::ingest` (1,000 updates per durable write): ddpersist
+//! 2. Durable ingest, updates/s, `common::engines::ingest` (1,000 updates per durable write; after it, untimed,
+//!    each engine answers a few lookups, checked): ddpersist
 //!    `write_bytes` (durable per call) + `seal` per 10,000; ddpersist `append_bytes` per 10,000 (durable at
 //!    the seal); SQLite with the seed's schema (WAL, `synchronous=FULL`, one transaction per 1,000); fjall
 //!    (one write batch per 1,000, `PersistMode::SyncData`). The engines alternate their order per round.
@@ -38,7 +39,9 @@
 mod common;
 
 use common::arrange;
-use common::engines::{ingest, time, Engine, Fjall, InMemory, Ours, OursAppend, Sqlite, SEAL_EVERY, STREAM};
+use common::engines::{
+    ingest, time, val, Engine, Fjall, InMemory, Ours, OursAppend, Sqlite, SEAL_EVERY, STREAM,
+};
 use common::restart::{open_get, trace_ready};
 use common::{env_or, full_run, has_arg, hex_key, loadavg, median, print_table, splitmix64, wchar, yes, Row};
 use ddpersist::codec::Codec;
@@ -87,15 +90,27 @@ struct Ingested {
     dir: TempDir,
 }
 
-/// Writes the `n` updates into a fresh directory through `kind`, then (ddpersist) runs every merge due,
-/// then closes the engine.
+/// Writes the `n` updates into a fresh directory through `kind`, checks a few lookups (untimed; reads
+/// write nothing), then (ddpersist) runs every merge due, then closes the engine.
 fn ingest_once(tmp: &Path, n: usize, kind: Kind) -> Ingested {
     let dir = tempfile::tempdir_in(tmp).unwrap();
     let before = wchar();
     let timed = |engine: &mut dyn Engine| {
         let start = Instant::now();
         ingest(engine, n);
-        start.elapsed()
+        let took = start.elapsed();
+        // The first, middle and last update, and a key never written (SQLite scans for each: few).
+        let as_of = time(n - 1);
+        for i in [0, n / 2, n - 1, n] {
+            let want = if i < n {
+                vec![(val(i as u64).to_vec(), 1)]
+            } else {
+                Vec::new()
+            };
+            let got = engine.get(&hex_key(i as u64), as_of);
+            assert_eq!(got, want, "{}: the lookup of update {i}", kind.name());
+        }
+        took
     };
     let (took, batches) = match kind {
         Kind::Write | Kind::Append => {
