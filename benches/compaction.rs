@@ -36,7 +36,7 @@
 
 mod common;
 
-use common::{hex_key, seq_write, splitmix64};
+use common::{env_or, hex_key, median, seq_write, splitmix64};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use ddpersist::batch::format::DEFAULT_BLOCK_TARGET_BYTES;
 use ddpersist::batch::{batch_file_name, parse_batch_file_name, BatchFile, BatchWriter};
@@ -549,11 +549,6 @@ fn merge_benches(c: &mut Criterion, tmp: &Path, per_input: usize) {
     g.finish();
 }
 
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 /// Prints each merge benchmark's median (and best) time as input and output MB/s, the output rate's ratio
 /// to the sequential baseline of the same run, the merging thread's CPU time, and where file I/O waited.
 fn merge_summary(per_input: usize) {
@@ -800,13 +795,6 @@ impl Upserts {
     fn live_pairs(&self) -> u64 {
         self.version.iter().filter(|&&v| v > 0).count() as u64
     }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
 }
 
 /// The `.batch` files in `dir` now, whatever the manifest says (retired inputs not yet deleted included):

@@ -22,7 +22,7 @@
 
 mod common;
 
-use common::{seq_write, splitmix64};
+use common::{median, seq_write, splitmix64, wchar};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use ddpersist::store::WriteTicket;
 use ddpersist::{Options, Store, StreamOptions};
@@ -112,18 +112,6 @@ fn cpu_time() -> Duration {
         Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
     });
     Duration::from_millis(ticks.unwrap_or(0) * 10)
-}
-
-/// Bytes this process has passed to `write(2)` so far (`wchar` in `/proc/self/io`; 0 where there is none).
-fn wchar() -> u64 {
-    std::fs::read_to_string("/proc/self/io")
-        .ok()
-        .and_then(|io| {
-            io.lines()
-                .find_map(|l| l.strip_prefix("wchar:").map(|v| v.trim().parse().ok()))
-        })
-        .flatten()
-        .unwrap_or(0)
 }
 
 /// `UPDATES` records of key (16 hex digits of a splitmix64 of the index) then val (pseudo-random bytes).
@@ -509,11 +497,6 @@ fn benches(c: &mut Criterion, tmp: &Path) {
         });
     }
     g.finish();
-}
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 /// Prints each benchmark's median time per iteration as throughput, its ratio to the sequential baseline

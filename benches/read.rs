@@ -43,7 +43,8 @@
 
 mod common;
 
-use common::{hex_key, splitmix64};
+use common::restart::open_get;
+use common::{env_or, hex_key, print_table, splitmix64, yes, Row};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use ddpersist::trace::{BytesBatch, BytesBatcher, BytesBuilder, BytesUpdate, PersistedBatch, PersistedTrace};
 use ddpersist::{Options, Store, StreamOptions};
@@ -96,13 +97,6 @@ fn val(i: u64) -> [u8; VAL_BYTES] {
         piece.copy_from_slice(&s.to_le_bytes()[..piece.len()]);
     }
     v
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// How a store of `n` updates is sealed: `seals` seals of `seal` updates (the last may be short); update
@@ -575,18 +569,6 @@ struct Restart {
     batcher: Vec<Duration>,
 }
 
-/// Store::open, then the first `get_bytes` of `probe`: (open, open + get).
-fn open_get(dir: &Path, probe: &[u8], as_of: u64) -> (Duration, Duration) {
-    let start = Instant::now();
-    let store = Store::open(dir).unwrap();
-    let open = start.elapsed();
-    let vals = store.get_bytes(STREAM, probe, as_of).unwrap();
-    let total = start.elapsed();
-    assert_eq!(vals.len(), 1);
-    drop(store);
-    (open, total)
-}
-
 /// Store::open, PersistedTrace::open (no block read; blocks checksummed on first touch), then a cursor lookup of `probe`.
 fn open_trace(dir: &Path, probe: &[u8], as_of: u64) -> Duration {
     let start = Instant::now();
@@ -630,7 +612,7 @@ fn restart(tmp: &Path, n: usize, samples: usize) -> Restart {
     // One untimed open first, so the page cache holds the store for the warm runs.
     open_trace(&dir, &probe, as_of);
     for _ in 0..samples {
-        let (open, total) = open_get(&dir, &probe, as_of);
+        let (open, total) = open_get(&dir, STREAM, &probe, as_of);
         r.open.push(open);
         r.open_get.push(total);
         r.open_trace.push(open_trace(&dir, &probe, as_of));
@@ -639,7 +621,7 @@ fn restart(tmp: &Path, n: usize, samples: usize) -> Restart {
     if r.cold_ok {
         for _ in 0..samples {
             evict(&dir);
-            r.cold_open_get.push(open_get(&dir, &probe, as_of).1);
+            r.cold_open_get.push(open_get(&dir, STREAM, &probe, as_of).1);
             evict(&dir);
             r.cold_open_trace.push(open_trace(&dir, &probe, as_of));
         }
@@ -681,16 +663,6 @@ fn median(v: &[Duration]) -> Option<Duration> {
     let mut v = v.to_vec();
     v.sort();
     v.get(v.len() / 2).copied()
-}
-
-/// One row of the summary table.
-struct Row {
-    figure: String,
-    ours: String,
-    baseline: String,
-    ratio: String,
-    goal: String,
-    met: String,
 }
 
 /// A row comparing `ours` to `base` (times; `at_most` = goal on ours / base, or `at_least` on base / ours).
@@ -741,10 +713,6 @@ enum Goal {
     None,
     /// No goal: baseline / ours.
     Faster,
-}
-
-fn yes(b: bool) -> String {
-    if b { "yes" } else { "**no**" }.into()
 }
 
 fn summary(scan_n: Option<usize>, restart: Option<&Restart>) {
@@ -874,14 +842,7 @@ fn summary(scan_n: Option<usize>, restart: Option<&Restart>) {
         return;
     }
     println!("\nSummary: median per iteration (warm-up included)\n");
-    println!("| figure | ours | baseline | ratio | goal | met? |");
-    println!("|---|---:|---:|---:|---|---|");
-    for r in rows {
-        println!(
-            "| {} | {} | {} | {} | {} | {} |",
-            r.figure, r.ours, r.baseline, r.ratio, r.goal, r.met
-        );
-    }
+    print_table("ours", "baseline", &rows);
 }
 
 /// Typed val `i`: 100 characters (hex digits of a pseudo-random sequence).

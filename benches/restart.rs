@@ -22,18 +22,14 @@
 
 mod common;
 
+use common::restart::trace_ready;
 use common::{hex_key, splitmix64};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
-use ddpersist::operators::{worker_stream_id, ArrangePersisted};
+use ddpersist::operators::worker_stream_id;
 use ddpersist::{Options, Store, StreamOptions};
-use differential_dataflow::input::Input;
-use differential_dataflow::trace::cursor::cursor_list;
-use differential_dataflow::trace::{Cursor, TraceReader};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use timely::dataflow::operators::probe::Handle as ProbeHandle;
-use timely::dataflow::operators::Probe;
 
 const ID: &str = "a";
 const SEAL: usize = 10_000;
@@ -104,51 +100,6 @@ fn ensure_store(tmp: &Path, n: usize) -> PathBuf {
     dir
 }
 
-/// Store open, the arrangement built, a cursor seeking `probe`; with `complete`, then steps until the
-/// arrangement's frontier reaches the persisted upper. Returns the time taken.
-fn restart(dir: &Path, probe: [u8; 16], complete: bool) -> Duration {
-    let start = Instant::now();
-    let store = Store::open(dir).unwrap();
-    let upper = store.upper(&stream()).unwrap();
-    timely::execute_directly(move |worker| {
-        let frontier = ProbeHandle::new();
-        let (mut input, mut trace) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, coll) = scope.new_collection::<(String, String), i64>();
-            let (arranged, _handle) = coll.arrange_persisted(&store, ID).unwrap();
-            arranged.stream.probe_with(&frontier);
-            (input, arranged.trace)
-        });
-        let mut through = timely::progress::Antichain::new();
-        trace.read_upper(&mut through);
-        let (mut cursor, storage) = cursor_list(trace.batches_through(through.borrow()).unwrap());
-        cursor.seek_key(&storage, &probe);
-        assert_eq!(
-            cursor.get_key(&storage),
-            Some(&probe[..]),
-            "the probe key is missing"
-        );
-        let mut found = 0;
-        while let Some(v) = cursor.get_val(&storage) {
-            cursor.map_times(&storage, |t, d| found += i64::from(t < upper) * d);
-            black_box(v);
-            cursor.step_val(&storage);
-        }
-        assert_eq!(found, 1);
-        if complete {
-            // The input's frontier bounds the output's too: move it to the persisted upper (no seal).
-            input.advance_to(upper);
-            input.flush();
-            worker.step_while(|| frontier.less_than(&upper));
-        }
-        let elapsed = start.elapsed();
-        drop((cursor, storage, trace, input));
-        for dataflow in worker.installed_dataflows() {
-            worker.drop_dataflow(dataflow);
-        }
-        elapsed
-    })
-}
-
 /// `LOOKUPS` hits of random keys on a store opened before the clock starts.
 fn fresh_gets(dir: &Path, n: usize, seed: u64) -> Duration {
     let store = Store::open(dir).unwrap();
@@ -210,10 +161,10 @@ fn main() {
         let mut g = c.benchmark_group("restart");
         configure(&mut g, full);
         g.bench_function(format!("trace_ready/{n}"), |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| restart(&dir, probe, false)).sum())
+            b.iter_custom(|iters| (0..iters).map(|_| trace_ready(&dir, ID, &probe, false)).sum())
         });
         g.bench_function(format!("frontier_complete/{n}"), |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| restart(&dir, probe, true)).sum())
+            b.iter_custom(|iters| (0..iters).map(|_| trace_ready(&dir, ID, &probe, true)).sum())
         });
         g.finish();
         let mut g = c.benchmark_group("fresh_get");
@@ -233,7 +184,7 @@ fn main() {
         g.finish();
         let mut times: Vec<Duration> = (0..if full { COLD_SAMPLES } else { 1 })
             .filter(|_| evict(&dir))
-            .map(|_| restart(&dir, probe, false))
+            .map(|_| trace_ready(&dir, ID, &probe, false))
             .collect();
         times.sort();
         if let Some(m) = times.get(times.len() / 2) {

@@ -1,6 +1,12 @@
-//! Pieces shared by the benches: the data generator and the sequential-write baseline each bench measures
-//! in the same run.
+//! Pieces shared by the benches: the data generator, the sequential-write baseline each bench measures
+//! in the same run, and small helpers (environment, medians, /proc counters). Submodules: the engines of
+//! the baselines ([`engines`]), the arrangement run of benches/arrange.rs ([`arrange`]) and the restart
+//! measurements of benches/restart.rs and benches/read.rs ([`restart`]).
 #![allow(dead_code)]
+
+pub mod arrange;
+pub mod engines;
+pub mod restart;
 
 use std::fs::File;
 use std::io::Write;
@@ -60,4 +66,67 @@ pub fn full_run() -> bool {
 /// Whether the bench was started with the command-line flag `flag`.
 pub fn has_arg(flag: &str) -> bool {
     std::env::args().any(|a| a == flag)
+}
+
+/// The environment variable `name` parsed as a number (`_` separators allowed), or `default` when it is unset or not a number.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// The median of `v` (the upper one of an even count); `v` is sorted in place. Panics when `v` is empty.
+pub fn median<T: Ord + Copy>(v: &mut [T]) -> T {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Bytes this process has passed to `write(2)` so far (`wchar` in `/proc/self/io`; 0 where there is none).
+pub fn wchar() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("wchar:").map(|v| v.trim().parse().ok()))
+        })
+        .flatten()
+        .unwrap_or(0)
+}
+
+/// The machine's load averages over 1, 5 and 15 minutes, as `/proc/loadavg` gives them (`?` where there
+/// is none).
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// One row of a summary table: a figure, ours, the baseline measured in the same run, their ratio, the
+/// goal and whether it is met.
+pub struct Row {
+    pub figure: String,
+    pub ours: String,
+    pub baseline: String,
+    pub ratio: String,
+    pub goal: String,
+    pub met: String,
+}
+
+/// Whether a goal is met, as a summary table says it (`**no**` stands out).
+pub fn yes(b: bool) -> String {
+    if b { "yes" } else { "**no**" }.into()
+}
+
+/// Prints `rows` as a markdown table, with `ours` and `baseline` as the headers of those columns.
+pub fn print_table(ours: &str, baseline: &str, rows: &[Row]) {
+    println!("| figure | {ours} | {baseline} | ratio | goal | met |");
+    println!("|---|---:|---:|---:|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            r.figure, r.ours, r.baseline, r.ratio, r.goal, r.met
+        );
+    }
 }
