@@ -31,6 +31,7 @@ fn main() {
             let options = ddpersist::Options {
                 merge_fan_in: env_or("DDPERSIST_BENCH_FAN_IN", 8),
                 memtable_budget_bytes: env_or("DDPERSIST_BENCH_MEMTABLE_MIB", 64) << 20,
+                compaction_threads: env_or("DDPERSIST_BENCH_COMPACTION_THREADS", 1),
                 ..ddpersist::Options::default()
             };
             let store = Store::open_with(dir.path(), options).unwrap();

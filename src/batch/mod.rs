@@ -22,6 +22,7 @@ pub mod format;
 pub mod reader;
 mod scrub;
 mod sink;
+mod verify;
 pub mod writer;
 
 pub use block::Block;

@@ -33,11 +33,6 @@ use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// [`BatchFile::verify`] splits files of at least this many blocks across threads.
-pub(crate) const PARALLEL_VERIFY_BLOCKS: usize = 64;
-/// At most this many threads verify one file.
-const MAX_VERIFY_THREADS: usize = 4;
-
 /// An open batch file.
 pub struct BatchFile {
     name: String,
@@ -456,120 +451,6 @@ impl BatchFile {
     /// Whether every block has been verified.
     pub fn is_verified(&self) -> bool {
         self.shapes.iter().all(|s| s.get().is_some())
-    }
-
-    /// Checks every block (checksum, then the full structural pass: monotone offsets, sorted and
-    /// consolidated contents, fences equal to the index), and across blocks: keys increase, every time lies in the description, and the
-    /// val count matches the footer; then the layout: padding, reserved fields and the sections' places,
-    /// so that every byte of the file is checked against the format (`batch/scrub.rs`). Returns the first problem found, in block order. (See also
-    /// [`verify_deep`](Self::verify_deep).) Files of `PARALLEL_VERIFY_BLOCKS` (64) blocks or more are checked
-    /// by up to `MAX_VERIFY_THREADS` (4) scoped threads over contiguous block ranges (restarting a trace
-    /// verifies every block it serves).
-    pub fn verify(&self) -> Result<()> {
-        let n = self.index.len();
-        let threads = if n >= PARALLEL_VERIFY_BLOCKS {
-            std::thread::available_parallelism()
-                .map_or(1, |p| p.get())
-                .min(MAX_VERIFY_THREADS)
-        } else {
-            1
-        };
-        let vals = if threads <= 1 {
-            self.verify_blocks(0..n)?
-        } else {
-            // Contiguous ranges, one per thread; the first error in block order wins.
-            let chunk = n.div_ceil(threads);
-            let results: Vec<Result<u64>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..threads)
-                    .map(|t| {
-                        let range = (t * chunk).min(n)..((t + 1) * chunk).min(n);
-                        scope.spawn(move || self.verify_blocks(range))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(Error::io(
-                                format!("verify {}", self.name),
-                                std::io::Error::other("a verification thread panicked"),
-                            ))
-                        })
-                    })
-                    .collect()
-            });
-            let mut vals = 0;
-            for r in results {
-                vals += r?;
-            }
-            vals
-        };
-        if vals != self.footer.val_count {
-            let at = self.bytes.len() as u64 - FOOTER_BYTES as u64 + 48;
-            return Err(Error::corrupt(
-                &self.name,
-                at,
-                "footer val count disagrees with the blocks",
-            ));
-        }
-        // The bytes no checksum covers (padding) and the reserved fields.
-        self.verify_layout()
-    }
-
-    /// The per-block part of [`verify`](Self::verify) over blocks `range`: each block's checksum and
-    /// structure, its times within the description, and its order after the previous block (by the
-    /// index's fence keys). Returns the blocks' val count.
-    fn verify_blocks(&self, range: std::ops::Range<usize>) -> Result<u64> {
-        let d = self.footer.description;
-        let mut vals = 0u64;
-        for i in range {
-            let block = self.block(i)?;
-            let at = self.index[i].offset;
-            let bad = |detail: String| Error::corrupt(&self.name, at, format!("block {i}: {detail}"));
-            // The structural pass reads skip (the writer's guarantee, checked here against the bytes). An
-            // lz4 block's offsets are within its decompressed bytes: reported at the block's start.
-            block
-                .check_contents(self.block_first_key(i), self.block_last_key(i))
-                .map_err(|(off, detail)| {
-                    let off = if self.index[i].codec == CODEC_RAW {
-                        off as u64
-                    } else {
-                        0
-                    };
-                    Error::corrupt(&self.name, at + off, format!("block {i}: {detail}"))
-                })?;
-            if i > 0 && self.block_last_key(i - 1) >= self.block_first_key(i) {
-                return Err(bad(format!("does not start above block {}", i - 1)));
-            }
-            // Times lie in the description (or were advanced to its since by a merge).
-            if let Some(x) = (0..block.update_count()).find(|&x| {
-                let t = block.time(x);
-                t < d.lower || (t >= d.upper && t != d.since)
-            }) {
-                return Err(bad(format!(
-                    "time {} outside the description {d:?}",
-                    block.time(x)
-                )));
-            }
-            vals += block.val_count() as u64;
-        }
-        Ok(vals)
-    }
-
-    /// [`verify`](Self::verify), and also that every key passes the key filter (a hash per key: about 10×
-    /// the cost of `verify` on large batches). The filter's bytes are checksummed at open in any case;
-    /// this catches a writer that built the filter wrong. For tools (`inspect verify`) and fuzzing.
-    pub fn verify_deep(&self) -> Result<()> {
-        self.verify()?;
-        for i in 0..self.index.len() {
-            let block = self.block(i)?;
-            if let Some(k) = (0..block.key_count()).find(|&k| !self.may_contain(block.key(k))) {
-                let at = self.index[i].offset;
-                let detail = format!("block {i}: key {k} is missing from the key filter");
-                return Err(Error::corrupt(&self.name, at, detail));
-            }
-        }
-        Ok(())
     }
 }
 

@@ -216,7 +216,7 @@ fn parallel_verify_reports_the_first_bad_block_in_block_order() {
     let batch = BatchFile::open("p.batch", crate::blob::BlobBytes::Heap(good.clone().into())).unwrap();
     let n = batch.block_count();
     assert!(
-        n >= 2 * super::reader::PARALLEL_VERIFY_BLOCKS,
+        n >= 2 * super::verify::PARALLEL_VERIFY_BLOCKS,
         "{n} blocks: too few to split"
     );
     batch.verify().unwrap();
