@@ -118,8 +118,8 @@ impl BatchWriter {
     }
 
     /// With `true`, a helper thread serialises, checksums, filters and writes the closed blocks while this
-    /// thread builds the next ones (merges use it: on 2 cores it overlaps the block output and the
-    /// `write` calls with reading and merging the inputs). The thread starts when the first block closes
+    /// thread builds the next ones (merges and flushes use it: on 2 cores it overlaps the block output and
+    /// the `write` calls with reading and merging the inputs, or with building a seal's blocks). The thread starts when the first block closes
     /// (a batch of one block never starts it). The file is the same byte for byte, and the blob sees the
     /// same calls in the same order. If the thread cannot be started, blocks are written inline.
     pub fn with_background_io(mut self, background: bool) -> Self {

@@ -394,7 +394,11 @@ impl Store {
         if options.filter_bits_per_key > 0 {
             writer = writer.with_filter(keys, options.filter_bits_per_key);
         }
-        writer = writer.with_compression(options.compress(count));
+        // A helper thread checksums, filters and writes the blocks while this thread sorts and builds the
+        // next (as merges do): a large seal's `write` calls overlap its build.
+        writer = writer
+            .with_compression(options.compress(count))
+            .with_background_io(true);
         for update in updates {
             let (k, v, t, d) = update?;
             writer.push(k, v, t, d)?;
