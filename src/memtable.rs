@@ -274,7 +274,7 @@ pub fn iter_buckets(buckets: &Drained) -> impl Iterator<Item = UpdateRef<'_>> + 
 /// One update of a [`Consolidated`]: where its key and val are in the arena, plus the key's first 8 bytes
 /// (big-endian, zero-padded), which decide most comparisons of the sort without touching the arena.
 #[derive(Clone, Copy)]
-struct RunEntry {
+struct ConsolidatedEntry {
     prefix: u64,
     at: usize,
     key_len: u32,
@@ -292,12 +292,12 @@ fn key_prefix(key: &[u8]) -> u64 {
     u64::from_be_bytes(p)
 }
 
-/// A sorted, consolidated, owned run of updates: ordered by `(key, val, time)`, no repeated
+/// Sorted, consolidated, owned updates: ordered by `(key, val, time)`, no repeated
 /// `(key, val, time)`, no zero diff.
 #[derive(Default)]
 pub struct Consolidated {
     arena: Vec<u8>,
-    entries: Vec<RunEntry>,
+    entries: Vec<ConsolidatedEntry>,
 }
 
 impl Consolidated {
@@ -312,13 +312,13 @@ impl Consolidated {
     /// Copies `updates` as they come: not yet a valid `Consolidated` until [`consolidate`](Self::consolidate)d
     /// (a cheap copy to make under a lock, sorting after it is released).
     pub fn unsorted<'a>(updates: impl Iterator<Item = UpdateRef<'a>>) -> Self {
-        let mut run = Consolidated::default();
+        let mut out = Consolidated::default();
         for (k, v, time, diff) in updates {
-            let at = run.arena.len();
-            run.arena.extend_from_slice(k);
-            run.arena.extend_from_slice(v);
+            let at = out.arena.len();
+            out.arena.extend_from_slice(k);
+            out.arena.extend_from_slice(v);
             let (key_len, val_len) = (k.len() as u32, v.len() as u32);
-            run.entries.push(RunEntry {
+            out.entries.push(ConsolidatedEntry {
                 prefix: key_prefix(k),
                 at,
                 key_len,
@@ -327,7 +327,7 @@ impl Consolidated {
                 diff,
             });
         }
-        run
+        out
     }
 
     /// Sorts by `(key, val, time)`, sums equal triples (exactly: partial sums may leave `i64`) and drops
@@ -336,7 +336,7 @@ impl Consolidated {
     /// Errors: [`Error::DiffOverflow`] (its stream not yet named) if a sum is outside `i64`.
     pub fn consolidate(mut self) -> Result<Self> {
         let arena = &self.arena;
-        let kv = |e: &RunEntry| {
+        let kv = |e: &ConsolidatedEntry| {
             let key_end = e.at + e.key_len as usize;
             (
                 &arena[e.at..key_end],
@@ -346,7 +346,7 @@ impl Consolidated {
         };
         self.entries
             .sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| kv(a).cmp(&kv(b))));
-        let mut out: Vec<RunEntry> = Vec::with_capacity(self.entries.len());
+        let mut out: Vec<ConsolidatedEntry> = Vec::with_capacity(self.entries.len());
         let mut entries = self.entries.iter().copied().peekable();
         while let Some(mut e) = entries.next() {
             let mut sum = i128::from(e.diff);
@@ -522,9 +522,9 @@ mod tests {
     fn consolidation_sums_exactly() {
         let max = i64::MAX;
         let ups: Vec<UpdateRef<'_>> = vec![(b"a", b"x", 1, max), (b"a", b"x", 1, max), (b"a", b"x", 1, -max)];
-        let run = Consolidated::from_updates(ups.into_iter()).unwrap();
+        let consolidated = Consolidated::from_updates(ups.into_iter()).unwrap();
         assert_eq!(
-            run.iter().collect::<Vec<_>>(),
+            consolidated.iter().collect::<Vec<_>>(),
             vec![(&b"a"[..], &b"x"[..], 1, max)]
         );
         let ups: Vec<UpdateRef<'_>> = vec![(b"a", b"x", 1, max), (b"b", b"x", 1, 1), (b"a", b"x", 1, 1)];
@@ -535,7 +535,7 @@ mod tests {
     }
 
     #[test]
-    fn run_sorts_and_consolidates() {
+    fn consolidated_sorts_and_sums() {
         let ups: Vec<UpdateRef<'_>> = vec![
             (b"b", b"1", 1, 1),
             (b"a", b"2", 1, 3),
@@ -544,8 +544,8 @@ mod tests {
             (b"b", b"1", 1, 1),
             (b"a", b"1", 1, 1),
         ];
-        let run = Consolidated::from_updates(ups.into_iter()).unwrap();
-        let got: Vec<_> = run.iter().collect();
+        let consolidated = Consolidated::from_updates(ups.into_iter()).unwrap();
+        let got: Vec<_> = consolidated.iter().collect();
         assert_eq!(
             got,
             vec![

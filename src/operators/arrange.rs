@@ -239,7 +239,7 @@ where
                     output.session(cap).give_iterator(spans.into_iter());
                 }
                 input.for_each(|_time, data| persister.stage(data));
-                persister.flush();
+                persister.write_staged();
                 // Maintenance first, so the seal below carries the since the trace's readers allow now.
                 writer.exert();
                 let to = input_bound(frontier.frontier());

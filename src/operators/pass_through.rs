@@ -150,7 +150,7 @@ where
                 passed.extend(data.iter().cloned());
                 persister.stage(data);
             });
-            persister.flush();
+            persister.write_staged();
             if let Some(cap) = capability.as_ref() {
                 if !persister.stopped() && !passed.is_empty() {
                     // Every passed time is at or beyond the input frontier, which is at or beyond `cap`.

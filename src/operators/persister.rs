@@ -1,6 +1,7 @@
-//! The state machine inside the `ArrangePersisted` operator, and [`PersistHandle`], the caller's view of it.
+//! [`Persister`]: the write path of one worker's stream, the state machine inside the persisting operators
+//! (`ArrangePersisted`, whose seals are pipelined, and the pass-through `Persist`), and [`PersistHandle`],
+//! the caller's view of it.
 //!
-//! [`Persister`] owns the write path of one worker's stream:
 //! The persister works in the store's `u64` times: input times of any [`PersistTime`] `T` are converted
 //! with [`PersistTime::to_u64`] as they are staged, input frontiers by [`input_bound`], and the spans it
 //! makes for a trace over `T` by [`description`] (an upper beyond `T`'s range is `T`'s empty frontier).
@@ -8,8 +9,8 @@
 //! - [`stage`](Persister::stage) encodes input updates (by [`Codec`]) into one reused buffer, skipping
 //!   those at times below the trace's upper: they are persisted already (a restarted dataflow replays its
 //!   input, and the replay is idempotent);
-//! - [`flush`](Persister::flush) writes the staged updates with one `Store::write_bytes` call and notes
-//!   their times as pending (written, not sealed);
+//! - [`write_staged`](Persister::write_staged) writes the staged updates with one `Store::write_bytes`
+//!   call and notes their times as pending (written, not sealed);
 //! - [`advance`](Persister::advance) reacts to the input frontier moving to `f`: it seals the stream at
 //!   `f` (one manifest commit, and one batch file if updates are pending below `f`), so every stream
 //!   records every frontier advance, with or without data (the restart protocol, [`super::resume`], needs
@@ -21,7 +22,12 @@
 //!   input while a seal's fsyncs run, and its capability, the trace's upper and the handle move only as
 //!   seals finish. At most `MAX_SEALS_IN_FLIGHT` are queued; an advance beyond them is deferred, and the
 //!   next seal requested covers every deferred advance (seals coalesce while the disk is behind, so batches
-//!   grow with the backlog instead of the operator waiting).
+//!   grow with the backlog instead of the operator waiting). Coalescing is bounded: once the stream's
+//!   memtable holds half of `Options::memtable_budget_bytes`, `advance` waits for the oldest seal rather
+//!   than let the store spill (write the updates once more).
+//! - the since: an arranging operator's trace hands the since its readers allow to the persister
+//!   ([`AllowedSince`]), and each seal requested carries it (at most the seal's upper) in its own manifest
+//!   edit, so readers advance the stream's since without a commit of their own.
 //!
 //! Invariants: `upper` is the trace's upper (of the seals done); `requested` and `requested_seal` are the
 //! trace and stream uppers of the last seal requested, at or beyond it; every pending time is at or
@@ -276,14 +282,14 @@ impl Persister {
             val.encode(&mut self.buf);
             self.staged.push((start, mid, self.buf.len(), *time, *diff));
             if self.buf.len() + 24 * self.staged.len() >= FLUSH_BYTES {
-                self.flush();
+                self.write_staged();
             }
         }
         data.clear();
     }
 
     /// Writes the staged updates to the store in one call.
-    pub(crate) fn flush(&mut self) {
+    pub(crate) fn write_staged(&mut self) {
         if self.staged.is_empty() {
             return;
         }

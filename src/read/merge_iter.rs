@@ -18,8 +18,8 @@ use std::ops::Range;
 /// See the module docs.
 pub struct MergeIter<'a> {
     cursors: Vec<UpdateCursor<'a>>,
-    run: Option<&'a Consolidated>,
-    run_pos: usize,
+    unsealed: Option<&'a Consolidated>,
+    unsealed_pos: usize,
     since: u64,
     /// Only updates whose (original) time lies in this range are read; the rest are skipped.
     times: Range<u64>,
@@ -40,12 +40,12 @@ fn settle(c: &mut UpdateCursor<'_>, times: &Range<u64>) -> Result<()> {
 }
 
 impl<'a> MergeIter<'a> {
-    /// Merges `cursors` and `run`, advancing times below `since` to `since`.
-    pub fn new(cursors: Vec<UpdateCursor<'a>>, run: Option<&'a Consolidated>, since: u64) -> Self {
+    /// Merges `cursors` and `unsealed`, advancing times below `since` to `since`.
+    pub fn new(cursors: Vec<UpdateCursor<'a>>, unsealed: Option<&'a Consolidated>, since: u64) -> Self {
         MergeIter {
             cursors,
-            run,
-            run_pos: 0,
+            unsealed,
+            unsealed_pos: 0,
             since,
             times: 0..u64::MAX,
             failed: false,
@@ -71,13 +71,13 @@ impl<'a> MergeIter<'a> {
             if self.times.contains(&t) {
                 break;
             }
-            self.run_pos += 1;
+            self.unsealed_pos += 1;
         }
     }
 
     fn run_head(&self) -> Option<UpdateRef<'a>> {
-        let run = self.run?;
-        (self.run_pos < run.len()).then(|| run.get(self.run_pos))
+        let unsealed = self.unsealed?;
+        (self.unsealed_pos < unsealed.len()).then(|| unsealed.get(self.unsealed_pos))
     }
 
     /// The next consolidated update, or `None` at the end.
@@ -108,7 +108,7 @@ impl<'a> MergeIter<'a> {
                     break;
                 }
                 diff += i128::from(d);
-                self.run_pos += 1;
+                self.unsealed_pos += 1;
                 self.settle_run();
             }
             for c in &mut self.cursors {

@@ -2,7 +2,7 @@
 //!
 //! Every change of what the manifest records — creating a stream, a seal, a spill, `allow_compaction`, a
 //! merge's swap of its inputs for its output (and, next, moving batches between streams when
-//! re-sharding) — is one *edit* applied by [`Store::apply_edit`], under `seal_lock`:
+//! re-sharding) — is one *edit* applied by [`Store::apply_edit`], under `edit_lock`:
 //! 1. clone the current manifest and apply the edit to the copy (an edit may refuse, changing nothing);
 //! 2. bump the generation and commit the copy durably (`MANIFEST.tmp`, fsync, rename, fsync the
 //!    directory: the blob's atomic `set`); a failed commit poisons the store, since only a reopen can tell
@@ -13,18 +13,21 @@
 //!    flush in progress ends), so readers see the new state at once.
 //!
 //! The new versions are derived before the commit (a bug that names a file nobody opened fails the edit,
-//! committing nothing), while `seal_lock` keeps every other edit out.
+//! committing nothing), while `edit_lock` keeps every other edit out.
 //!
 //! Invariants: the manifest in `state` is always the last one committed, and only `apply_edit` replaces it
 //! (the initial one is read or created at open); every stream's version is derived from that manifest's
-//! entry, so open files and manifest cannot disagree.
+//! entry, so open files and manifest cannot disagree. One commit happens outside it, at open, before any
+//! `Store` or `Version` exists: recovery drops the spilled runs of streams that lose their unsealed
+//! updates at a restart (`store/open.rs`, `drop_volatile_spills`), with the same atomic replace (the
+//! blob's `set`) and a bumped generation.
 
 use super::*;
 use parking_lot::MutexGuard;
 
 impl Store {
-    /// Applies one edit of the manifest: see the module docs. `_seal` proves the caller holds
-    /// `seal_lock`; `what` names the operation in the error a failed commit poisons the store with.
+    /// Applies one edit of the manifest: see the module docs. `_edit` proves the caller holds
+    /// `edit_lock`; `what` names the operation in the error a failed commit poisons the store with.
     /// `edit` changes the copy and returns what `publish` needs; `publish` makes the in-memory change
     /// under `state` once the commit is durable, and its result is returned.
     ///
@@ -34,7 +37,7 @@ impl Store {
     /// store is then poisoned).
     pub(crate) fn apply_edit<E, P>(
         &self,
-        _seal: &MutexGuard<'_, ()>,
+        _edit: &MutexGuard<'_, ()>,
         what: &str,
         written: &[Written],
         edit: impl FnOnce(&mut Manifest) -> Result<E>,
@@ -76,7 +79,7 @@ impl Store {
     /// The new version of every stream whose entry in `next` differs from its current version's (or that
     /// is new), its files taken from the current version and `written`.
     fn derive_versions(&self, next: &Manifest, written: &[Written]) -> Result<Vec<(String, Arc<Version>)>> {
-        // The current versions (O(streams) `Arc` clones under the lock; `seal_lock` keeps them current), then
+        // The current versions (O(streams) `Arc` clones under the lock; `edit_lock` keeps them current), then
         // the comparisons without it.
         let versions: HashMap<String, Arc<Version>> = {
             let state = self.live_state()?;

@@ -5,7 +5,7 @@
 //! - a **spill** (the FutureLog's, when a stream's memtable passes its memory budget or the WAL its bound)
 //!   writes every unsealed update out as sorted runs (same file format) that later seals draw from.
 //!
-//! The protocol (`Store::flush`), under `seal_lock`:
+//! The protocol (`Store::flush`), under `edit_lock`:
 //! 1. under `state`: take the buckets out of the memtable into `flushing` (still visible to snapshots and
 //!    lookups), and for a seal raise `pending_upper` (writes below it are refused from now on);
 //! 2. sync the WAL up to its current end: every write before the flush is durable (the manifest may say
@@ -119,7 +119,7 @@ impl Store {
             )));
         }
         self.wait_for_merges(id)?;
-        let seal_guard = self.inner.seal_lock.lock();
+        let edit_guard = self.inner.edit_lock.lock();
         let (taken, plan) = {
             let mut guard = self.live_state()?;
             let state = &mut *guard;
@@ -170,7 +170,7 @@ impl Store {
             };
             (taken, plan)
         };
-        let batch = self.flush(seal_guard, id, taken, Some((&plan, appended)))?;
+        let batch = self.flush(edit_guard, id, taken, Some((&plan, appended)))?;
         self.schedule_compaction(id);
         Ok(SealInfo {
             description: plan.description,
@@ -190,7 +190,7 @@ impl Store {
     /// Spills stream `id`'s memtable (as [`spill_if_over_budget`](Self::spill_if_over_budget) does) if it
     /// holds more than `threshold` bytes; with 0, whenever it holds anything (the WAL bound).
     pub(crate) fn spill_if_over(&self, id: &str, threshold: usize) -> Result<()> {
-        let seal_guard = self.inner.seal_lock.lock();
+        let edit_guard = self.inner.edit_lock.lock();
         let taken = {
             let mut state = self.live_state()?;
             let wal_end = state.wal_end;
@@ -205,14 +205,14 @@ impl Store {
             let drained = stream.begin_flush(FRONTIER_CLOSED);
             Taken { drained, wal_end }
         };
-        self.flush(seal_guard, id, taken, None).map(|_| ())
+        self.flush(edit_guard, id, taken, None).map(|_| ())
     }
 
     /// Steps 2–5 of the protocol (module docs) for the buckets `taken` out of stream `id`'s memtable: a
     /// seal by `plan`, or a spill without one. Returns a seal's new batch.
     fn flush(
         &self,
-        seal_guard: parking_lot::MutexGuard<'_, ()>,
+        edit_guard: parking_lot::MutexGuard<'_, ()>,
         id: &str,
         taken: Taken,
         seal: Option<(&SealPlan, Option<Appended<'_, '_>>)>,
@@ -251,7 +251,7 @@ impl Store {
         let edit = |next: &mut Manifest| {
             let high = files.iter().map(|f| f.1.file_no + 1).max().unwrap_or(0);
             next.next_file_no = next.next_file_no.max(high);
-            // The stream exists (`seal_lock` has been held since it was found, and only an edit removes
+            // The stream exists (`edit_lock` has been held since it was found, and only an edit removes
             // streams); this edit refuses nothing.
             if let Some(s) = next.streams.iter_mut().find(|s| s.id == id) {
                 match plan {
@@ -280,7 +280,7 @@ impl Store {
             Some(_) => format!("the seal of {id:?}"),
             None => format!("a spill of {id:?}"),
         };
-        let release = self.apply_edit(&seal_guard, &what, &files, edit, publish)?;
+        let release = self.apply_edit(&edit_guard, &what, &files, edit, publish)?;
         guard.armed = false;
         for (run, no) in consumed.iter().zip(&consumed_nos) {
             run.retire_on_drop(self.inner.blob.clone(), batch_file_name(*no));
@@ -290,8 +290,8 @@ impl Store {
         // again), and the flush itself has committed, so it is not reported as its failure.
         let _ = self.inner.log.release_before(release);
         self.inner.batches_changed.notify_all();
-        // Merges commit under `seal_lock` too: it is released before one may run inline.
-        drop(seal_guard);
+        // Merges commit under `edit_lock` too: it is released before one may run inline.
+        drop(edit_guard);
         Ok(flushed.batch.map(|b| b.0))
     }
 
@@ -305,7 +305,7 @@ impl Store {
     ) -> Result<Flushed> {
         let (consumed, description) = (&plan.consumed[..], plan.description);
         let (batch_no, remainder_no) = plan.file_nos;
-        let run = match appended {
+        let unsealed = match appended {
             // Nothing else in the interval: the appended updates go to the writer as they come (validated
             // on the way; no copy, no sort).
             Some(appended) if drained.is_empty() && consumed.is_empty() => {
@@ -332,11 +332,11 @@ impl Store {
             None => Consolidated::from_updates(iter_buckets(drained))?,
         };
         if consumed.is_empty() {
-            // Only the memtable: the run is already sorted and consolidated, and every time in it is below
+            // Only the memtable: its updates are already sorted and consolidated, and every time in it is below
             // the upper (the buckets were drained below it), so it goes to the writer as is. (The k-way
             // merge below gives the same sequence, at about a sixth of a seal's CPU.)
-            let (keys, count) = (run.key_count() as u64, run.len() as u64);
-            let batch = self.write_file(batch_no, description, keys, count, run.iter().map(Ok))?;
+            let (keys, count) = (unsealed.key_count() as u64, unsealed.len() as u64);
+            let batch = self.write_file(batch_no, description, keys, count, unsealed.iter().map(Ok))?;
             return Ok(Flushed {
                 batch,
                 runs: Vec::new(),
@@ -346,9 +346,9 @@ impl Store {
             .iter()
             .map(|b| UpdateCursor::new(b))
             .collect::<Result<Vec<_>>>()?;
-        let keys = run.key_count() as u64 + consumed.iter().map(|b| b.footer().key_count).sum::<u64>();
-        let count = run.len() as u64 + consumed.iter().map(|b| b.update_count()).sum::<u64>();
-        let updates = MergeIter::new(cursors, Some(&run), 0).with_times(0..description.upper);
+        let keys = unsealed.key_count() as u64 + consumed.iter().map(|b| b.footer().key_count).sum::<u64>();
+        let count = unsealed.len() as u64 + consumed.iter().map(|b| b.update_count()).sum::<u64>();
+        let updates = MergeIter::new(cursors, Some(&unsealed), 0).with_times(0..description.upper);
         let batch = self.write_file(batch_no, description, keys, count, updates)?;
         let remainder_upper = consumed.iter().map(|b| b.description().upper).max().unwrap_or(0);
         let Some(remainder_no) = remainder_no.filter(|_| remainder_upper > description.upper) else {
@@ -543,7 +543,7 @@ impl StreamState {
     fn begin_flush(&mut self, upper: u64) -> Arc<Drained> {
         debug_assert!(
             self.flushing.is_none(),
-            "two flushes of one stream (seal_lock is held)"
+            "two flushes of one stream (edit_lock is held)"
         );
         let drained = Arc::new(self.memtable.drain_below(upper));
         self.flushing_min_lsn = min_lsn(&drained);

@@ -11,7 +11,7 @@
 //!   `pending_upper` and the flush in progress. It is held only for in-memory work of O(1) or O(buckets)
 //!   and the WAL *append* (a memcpy), never across an fsync or a file write, never to copy or scan updates
 //!   (readers take the version and the memtable's shared buckets and read after releasing it).
-//! - `seal_lock` serialises every manifest edit (`create_stream`, seals and appends, spills,
+//! - `edit_lock` serialises every manifest edit (`create_stream`, seals and appends, spills,
 //!   `allow_compaction`, a merge's commit), so manifest generations never race; a flush's files are written
 //!   while holding it (a merge's are not: only its commit takes it).
 //! - The WAL's own locks implement group commit: `write` appends under `state`, then waits for the sync
@@ -46,6 +46,7 @@ mod append;
 mod edit;
 mod flush;
 mod open;
+mod streams;
 mod write;
 mod writers;
 
@@ -235,7 +236,7 @@ pub(crate) struct Inner {
     pub(crate) log: Arc<dyn Log>,
     pub(crate) options: Options,
     pub(crate) state: Mutex<State>,
-    pub(crate) seal_lock: Mutex<()>,
+    pub(crate) edit_lock: Mutex<()>,
     /// Signalled whenever a stream's batch list changes (seals waiting on back-pressure wait on it).
     pub(crate) batches_changed: parking_lot::Condvar,
     /// Live writers and streams created by this open (`writers.rs`).
@@ -340,49 +341,6 @@ impl Store {
         self.inner.state.lock().manifest.clone()
     }
 
-    /// Creates a stream named `id` (1 to 1024 bytes of UTF-8). Durable when it returns.
-    /// Errors with [`Error::BadInput`] if the id is taken or invalid.
-    pub fn create_stream(&self, id: &str, options: StreamOptions) -> Result<()> {
-        if id.is_empty() || id.len() > MAX_ID_BYTES {
-            return Err(Error::bad_input(format!(
-                "stream id must be 1 to {MAX_ID_BYTES} bytes, got {}",
-                id.len()
-            )));
-        }
-        let seal = self.inner.seal_lock.lock();
-        let what = format!("create_stream of {id:?}");
-        let edit = |next: &mut Manifest| {
-            if next.stream(id).is_some() {
-                return Err(Error::bad_input(format!("stream {id:?} already exists")));
-            }
-            let stream_no = next.next_stream_no;
-            next.next_stream_no = stream_no
-                .checked_add(1)
-                .ok_or_else(|| Error::bad_input("stream numbers exhausted"))?;
-            next.streams.push(StreamMeta {
-                stream_no,
-                id: id.to_string(),
-                upper: 0,
-                since: 0,
-                durable: options.durable,
-                finished: false,
-                batches: Vec::new(),
-                spills: Vec::new(),
-                spilled_lsn: 0,
-            });
-            Ok(())
-        };
-        // `apply_edit` installs the new stream's (empty) version.
-        self.apply_edit(&seal, &what, &[], edit, |_, _| ())?;
-        self.note_created(id);
-        Ok(())
-    }
-
-    /// Whether a stream named `id` exists.
-    pub fn has_stream(&self, id: &str) -> bool {
-        self.inner.state.lock().streams.contains_key(id)
-    }
-
     pub(crate) fn poison(&self, detail: String) {
         let mut state = self.inner.state.lock();
         state.poisoned.get_or_insert(detail);
@@ -406,19 +364,6 @@ impl Store {
             .get(id)
             .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
         Ok(f(stream))
-    }
-
-    /// The sealed upper of stream `id`: every update below it is in a batch file.
-    pub fn upper(&self, id: &str) -> Result<u64> {
-        self.with_stream(id, |s| s.version.upper())
-    }
-
-    /// The current [`Version`] of stream `id`: its durable state as of the last manifest commit, shared
-    /// (an `Arc` clone; later seals and merges publish new versions and leave this one as it is).
-    ///
-    /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`].
-    pub fn version(&self, id: &str) -> Result<Arc<Version>> {
-        self.with_stream(id, |s| s.version.clone())
     }
 
     /// Bytes of unsealed updates held in memory for stream `id`, as the memory budget counts them (key

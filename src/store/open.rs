@@ -188,7 +188,7 @@ impl Store {
             log,
             options,
             state: Mutex::new(state),
-            seal_lock: Mutex::new(()),
+            edit_lock: Mutex::new(()),
             writers: Mutex::default(),
             batches_changed: parking_lot::Condvar::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -210,10 +210,11 @@ impl Store {
 /// A stream that is not durable (or any stream, over a WAL that is not) loses its unsealed updates at a
 /// restart — including those its memtable
 /// spilled to runs: a dataflow recomputing that state would otherwise write them twice. Commits a
-/// manifest without those runs (their files are then orphans, removed below) if there were any.
-fn drop_volatile_spills(blob: &dyn Blob, mut manifest: Manifest, durable_buffer: bool) -> Result<Manifest> {
+/// manifest without those runs (their files are then orphans, removed below) if there were any: the one
+/// manifest commit outside `Store::apply_edit` (there is no `Store` yet; see `store/edit.rs`).
+fn drop_volatile_spills(blob: &dyn Blob, mut manifest: Manifest, durable_log: bool) -> Result<Manifest> {
     // With a WAL that keeps nothing (MemLog), every stream loses its unsealed updates.
-    let lost = |s: &StreamMeta| !s.durable || !durable_buffer;
+    let lost = |s: &StreamMeta| !s.durable || !durable_log;
     let volatile = |s: &StreamMeta| lost(s) && !s.spills.is_empty();
     if !manifest.streams.iter().any(volatile) {
         return Ok(manifest);

@@ -1,0 +1,108 @@
+//! A stream's life in the store: creating it, its frontiers (`upper`, `since`) and current [`Version`],
+//! and [`Store::allow_compaction`], the edit that advances its since (which merges then advance times
+//! to). Each change is one edit through `Store::apply_edit` (`store/edit.rs`); seals, which also move the
+//! upper and may carry a since, are in `store/flush.rs`.
+
+use super::*;
+
+impl Store {
+    /// Creates a stream named `id` (1 to 1024 bytes of UTF-8). Durable when it returns.
+    /// Errors with [`Error::BadInput`] if the id is taken or invalid.
+    pub fn create_stream(&self, id: &str, options: StreamOptions) -> Result<()> {
+        if id.is_empty() || id.len() > MAX_ID_BYTES {
+            return Err(Error::bad_input(format!(
+                "stream id must be 1 to {MAX_ID_BYTES} bytes, got {}",
+                id.len()
+            )));
+        }
+        let guard = self.inner.edit_lock.lock();
+        let what = format!("create_stream of {id:?}");
+        let edit = |next: &mut Manifest| {
+            if next.stream(id).is_some() {
+                return Err(Error::bad_input(format!("stream {id:?} already exists")));
+            }
+            let stream_no = next.next_stream_no;
+            next.next_stream_no = stream_no
+                .checked_add(1)
+                .ok_or_else(|| Error::bad_input("stream numbers exhausted"))?;
+            next.streams.push(StreamMeta {
+                stream_no,
+                id: id.to_string(),
+                upper: 0,
+                since: 0,
+                durable: options.durable,
+                finished: false,
+                batches: Vec::new(),
+                spills: Vec::new(),
+                spilled_lsn: 0,
+            });
+            Ok(())
+        };
+        // `apply_edit` installs the new stream's (empty) version.
+        self.apply_edit(&guard, &what, &[], edit, |_, _| ())?;
+        self.note_created(id);
+        Ok(())
+    }
+
+    /// Whether a stream named `id` exists.
+    pub fn has_stream(&self, id: &str) -> bool {
+        self.inner.state.lock().streams.contains_key(id)
+    }
+
+    /// The sealed upper of stream `id`: every update below it is in a batch file.
+    pub fn upper(&self, id: &str) -> Result<u64> {
+        self.with_stream(id, |s| s.version.upper())
+    }
+
+    /// The current [`Version`] of stream `id`: its durable state as of the last manifest commit, shared
+    /// (an `Arc` clone; later seals and merges publish new versions and leave this one as it is).
+    ///
+    /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`].
+    pub fn version(&self, id: &str) -> Result<Arc<Version>> {
+        self.with_stream(id, |s| s.version.clone())
+    }
+
+    /// Allows merges to advance times below `since` to `since` (and so to consolidate updates whose diffs
+    /// then sum to zero). Reads at times at or beyond `since` are unaffected. Durable when it returns.
+    ///
+    /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `since` is below the stream's current since
+    /// (it never goes backward) or is `u64::MAX`.
+    pub fn allow_compaction(&self, id: &str, since: u64) -> Result<()> {
+        if since == crate::FRONTIER_CLOSED {
+            return Err(Error::bad_input(
+                "since u64::MAX is reserved for the closed frontier",
+            ));
+        }
+        let guard = self.inner.edit_lock.lock();
+        let edit = |next: &mut Manifest| {
+            let meta = next
+                .streams
+                .iter_mut()
+                .find(|s| s.id == id)
+                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+            if since < meta.since {
+                return Err(Error::bad_input(format!(
+                    "since {since} of {id:?} is below its current since {}; since never goes backward",
+                    meta.since
+                )));
+            }
+            meta.since = since;
+            Ok(())
+        };
+        if self.since(id)? == since {
+            return Ok(());
+        }
+        self.apply_edit(
+            &guard,
+            &format!("allow_compaction of {id:?}"),
+            &[],
+            edit,
+            |_, ()| (),
+        )
+    }
+
+    /// The since of stream `id`: merges may have advanced times below it to it.
+    pub fn since(&self, id: &str) -> Result<u64> {
+        self.with_stream(id, |s| s.version.since())
+    }
+}
