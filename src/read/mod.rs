@@ -15,7 +15,7 @@ mod snapshot;
 
 pub use lookup::Vals;
 pub use merge_iter::MergeIter;
-pub use snapshot::Snapshot;
+pub use snapshot::{Sealed, Snapshot};
 
 use crate::error::Result;
 use crate::memtable::Drained;

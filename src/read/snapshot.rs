@@ -11,7 +11,7 @@ use crate::codec::Codec;
 use crate::error::Result;
 use crate::memtable::iter_buckets;
 use crate::memtable::Consolidated;
-use crate::store::{Sealed, Store};
+use crate::store::Store;
 use crate::wal::record::OwnedUpdate;
 use std::sync::Arc;
 
@@ -71,6 +71,17 @@ impl Snapshot {
             .map(|u| u.and_then(|(k, v, t, d)| Ok((K::decode(k)?, V::decode(v)?, t, d))))
             .collect()
     }
+}
+
+/// The sealed part of one stream, as [`Store::sealed`] returns it.
+#[derive(Clone, Debug)]
+pub struct Sealed {
+    /// The batches, oldest first, with non-overlapping descriptions below `upper`.
+    pub batches: Vec<Arc<BatchFile>>,
+    /// Every update below this is in `batches`.
+    pub upper: u64,
+    /// Times below this may have been advanced to it.
+    pub since: u64,
 }
 
 impl Store {

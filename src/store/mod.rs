@@ -211,17 +211,6 @@ pub struct SealInfo {
     pub batch: Option<Arc<BatchFile>>,
 }
 
-/// The sealed part of one stream, as [`Store::sealed`] returns it.
-#[derive(Clone, Debug)]
-pub struct Sealed {
-    /// The batches, oldest first, with non-overlapping descriptions below `upper`.
-    pub batches: Vec<Arc<BatchFile>>,
-    /// Every update below this is in `batches`.
-    pub upper: u64,
-    /// Times below this may have been advanced to it.
-    pub since: u64,
-}
-
 /// A store: see the module docs. Cloning is cheap and shares the store (`Send + Sync`).
 #[derive(Clone)]
 pub struct Store {

@@ -1,0 +1,185 @@
+//! [`Consolidated`]: a memtable's updates sorted by `(key, val, time)`, equal triples summed and zero sums
+//! dropped, owned in one arena: what a seal writes into its batch (directly, or through `MergeIter` with
+//! spilled runs) and what a snapshot reads of the unsealed updates. Sums are exact (`i128`); a total
+//! outside `i64` is an [`Error::DiffOverflow`] (DESIGN.md, "Diff arithmetic").
+
+use crate::error::{Error, Result};
+use crate::wal::record::UpdateRef;
+
+/// One update of a [`Consolidated`]: where its key and val are in the arena, plus the key's first 8 bytes
+/// (big-endian, zero-padded), which decide most comparisons of the sort without touching the arena.
+#[derive(Clone, Copy)]
+struct ConsolidatedEntry {
+    prefix: u64,
+    at: usize,
+    key_len: u32,
+    val_len: u32,
+    time: u64,
+    diff: i64,
+}
+
+/// The first 8 bytes of `key` as a big-endian number, zero-padded: `key_prefix(a) < key_prefix(b)`
+/// implies `a < b`, and `a < b` implies `key_prefix(a) <= key_prefix(b)`.
+fn key_prefix(key: &[u8]) -> u64 {
+    let mut p = [0u8; 8];
+    let n = key.len().min(8);
+    p[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(p)
+}
+
+/// Sorted, consolidated, owned updates: ordered by `(key, val, time)`, no repeated
+/// `(key, val, time)`, no zero diff.
+#[derive(Default)]
+pub struct Consolidated {
+    arena: Vec<u8>,
+    entries: Vec<ConsolidatedEntry>,
+}
+
+impl Consolidated {
+    /// Copies, sorts and consolidates `updates`.
+    ///
+    /// Errors: [`Error::DiffOverflow`] (its stream not yet named) if equal `(key, val, time)` sum outside
+    /// `i64`.
+    pub fn from_updates<'a>(updates: impl Iterator<Item = UpdateRef<'a>>) -> Result<Self> {
+        Self::unsorted(updates).consolidate()
+    }
+
+    /// Copies `updates` as they come: not yet a valid `Consolidated` until [`consolidate`](Self::consolidate)d
+    /// (a cheap copy to make under a lock, sorting after it is released).
+    pub fn unsorted<'a>(updates: impl Iterator<Item = UpdateRef<'a>>) -> Self {
+        let mut out = Consolidated::default();
+        for (k, v, time, diff) in updates {
+            let at = out.arena.len();
+            out.arena.extend_from_slice(k);
+            out.arena.extend_from_slice(v);
+            let (key_len, val_len) = (k.len() as u32, v.len() as u32);
+            out.entries.push(ConsolidatedEntry {
+                prefix: key_prefix(k),
+                at,
+                key_len,
+                val_len,
+                time,
+                diff,
+            });
+        }
+        out
+    }
+
+    /// Sorts by `(key, val, time)`, sums equal triples (exactly: partial sums may leave `i64`) and drops
+    /// zero sums.
+    ///
+    /// Errors: [`Error::DiffOverflow`] (its stream not yet named) if a sum is outside `i64`.
+    pub fn consolidate(mut self) -> Result<Self> {
+        let arena = &self.arena;
+        let kv = |e: &ConsolidatedEntry| {
+            let key_end = e.at + e.key_len as usize;
+            (
+                &arena[e.at..key_end],
+                &arena[key_end..key_end + e.val_len as usize],
+                e.time,
+            )
+        };
+        self.entries
+            .sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| kv(a).cmp(&kv(b))));
+        let mut out: Vec<ConsolidatedEntry> = Vec::with_capacity(self.entries.len());
+        let mut entries = self.entries.iter().copied().peekable();
+        while let Some(mut e) = entries.next() {
+            let mut sum = i128::from(e.diff);
+            while let Some(next) = entries.next_if(|n| n.prefix == e.prefix && kv(n) == kv(&e)) {
+                sum += i128::from(next.diff);
+            }
+            e.diff = i64::try_from(sum).map_err(|_| {
+                let (key, _, time) = kv(&e);
+                Error::diff_overflow(key, time)
+            })?;
+            if e.diff != 0 {
+                out.push(e);
+            }
+        }
+        self.entries = out;
+        Ok(self)
+    }
+
+    /// Number of updates.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Number of distinct keys.
+    pub fn key_count(&self) -> usize {
+        let mut prev: Option<&[u8]> = None;
+        self.iter()
+            .filter(|(k, ..)| {
+                let new = prev != Some(*k);
+                prev = Some(k);
+                new
+            })
+            .count()
+    }
+
+    /// Update `i` (`i < len()`).
+    #[inline]
+    pub fn get(&self, i: usize) -> UpdateRef<'_> {
+        let e = self.entries[i];
+        let key_end = e.at + e.key_len as usize;
+        (
+            &self.arena[e.at..key_end],
+            &self.arena[key_end..key_end + e.val_len as usize],
+            e.time,
+            e.diff,
+        )
+    }
+
+    /// The updates in order.
+    pub fn iter(&self) -> impl Iterator<Item = UpdateRef<'_>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consolidation_sums_exactly() {
+        let max = i64::MAX;
+        let ups: Vec<UpdateRef<'_>> = vec![(b"a", b"x", 1, max), (b"a", b"x", 1, max), (b"a", b"x", 1, -max)];
+        let consolidated = Consolidated::from_updates(ups.into_iter()).unwrap();
+        assert_eq!(
+            consolidated.iter().collect::<Vec<_>>(),
+            vec![(&b"a"[..], &b"x"[..], 1, max)]
+        );
+        let ups: Vec<UpdateRef<'_>> = vec![(b"a", b"x", 1, max), (b"b", b"x", 1, 1), (b"a", b"x", 1, 1)];
+        match Consolidated::from_updates(ups.into_iter()) {
+            Err(Error::DiffOverflow { key, time, .. }) => assert_eq!((&key[..], time), (&b"a"[..], 1)),
+            other => panic!("{:?}", other.map(|r| r.len())),
+        }
+    }
+
+    #[test]
+    fn consolidated_sorts_and_sums() {
+        let ups: Vec<UpdateRef<'_>> = vec![
+            (b"b", b"1", 1, 1),
+            (b"a", b"2", 1, 3),
+            (b"a", b"1", 2, 1),
+            (b"a", b"2", 1, -3),
+            (b"b", b"1", 1, 1),
+            (b"a", b"1", 1, 1),
+        ];
+        let consolidated = Consolidated::from_updates(ups.into_iter()).unwrap();
+        let got: Vec<_> = consolidated.iter().collect();
+        assert_eq!(
+            got,
+            vec![
+                (&b"a"[..], &b"1"[..], 1, 1),
+                (b"a", b"1", 2, 1),
+                (b"b", b"1", 1, 2)
+            ]
+        );
+    }
+}
