@@ -28,7 +28,7 @@ impl<'a> Block<'a> {
     /// Element `i` of the `u32` array at `array_at`; 0 when the bytes are not there. Every accessor reads
     /// through bounds checks like this one and never trusts an offset read from the bytes, so a block whose
     /// bytes changed after it was verified (another program rewrote the file under the map) reads as
-    /// wrong values, never as a panic (FORMAT.md §2, "what the store assumes of its files").
+    /// wrong values, never as a panic (FORMAT.md §6, "what the store assumes of its storage").
     #[inline]
     fn u32_at(&self, array_at: usize, i: usize) -> u32 {
         read_u32(self.bytes, array_at.wrapping_add(4 * i))

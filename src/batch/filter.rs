@@ -1,19 +1,10 @@
 //! The per-batch key filter: a blocked Bloom filter over xxh3-128 hashes of the keys, so a lookup of an
-//! absent key skips a batch without touching its data pages (about 1% false positives at the default 10
-//! bits per key).
+//! absent key skips a batch without touching its data pages (false-positive rate at the default 10 bits per
+//! key: BENCHMARKS.md, "Figures behind the formats").
 //!
-//! Section layout (filter kind 1, little-endian), at the footer's `filter_offset`, `filter_len` bytes:
-//! ```text
-//! 0   bit_count    u64    m, a multiple of 512, at least 512
-//! 8   hash_count   u32    k, 1..=16
-//! 12  reserved     u32    = 0
-//! 16  bits         [m / 64] u64    bit i is bit (i % 64) of word i / 64
-//! ..  checksum     u64    xxh3 of every byte before it in the section
-//! ```
-//! Key `x`, with `h1`, `h2` the low and high halves of `xxh3_128(x)`: its block (512 bits, one cache
-//! line) is `b = (h1 · (m / 512)) >> 64`; it sets bits `512·b + ((y >> 9·(i mod 7)) & 511)` for `i < k`,
-//! where `y` is `h2` for `i < 7` and is remixed (`y = y · 0x9E3779B97F4A7C15 ^ (y >> 29)`) before
-//! `i = 7, 14`.
+//! Section (filter kind 1) at the footer's `filter_offset`: bit count, hash count, the bits, a checksum;
+//! each key sets `k` bits inside one 512-bit block chosen from its xxh3-128 hash. The bytes and the bit
+//! positions have one home, FORMAT.md §2 ("Key filter section").
 //! One cache line per key, and no division, make inserting and probing cheap; the price is a slightly
 //! higher false-positive rate than an unblocked filter of the same size.
 

@@ -1,32 +1,9 @@
 //! Batch file layout, version 1. All integers little-endian; all checksums xxh3-64.
 //!
-//! ```text
-//! file    := header(32) block* index footer(128)
-//! header  := 0 magic "DDPBATCH" | 8 version u32 | 12 reserved u32 | 16 reserved u64 | 24 checksum u64
-//!            (checksum = xxh3 of bytes 0..24)
-//! block   := starts at an offset that is a multiple of 8 (zero padding before it);
-//!            0 key_count u32 | 4 val_count u32 | 8 update_count u32 | 12 reserved u32
-//!            16 times   [update_count] u64
-//!               diffs   [update_count] i64
-//!               key_offs [key_count + 1] u32   byte offsets into key bytes; first 0
-//!               key_vals [key_count + 1] u32   key i owns vals key_vals[i]..key_vals[i+1]; first 0
-//!               val_offs [val_count + 1] u32   byte offsets into val bytes; first 0
-//!               val_upds [val_count + 1] u32   val j owns updates val_upds[j]..val_upds[j+1]; first 0
-//!               key bytes [key_offs[key_count]]
-//!               val bytes [val_offs[val_count]]
-//! index   := entry[block_count] (48 bytes each) key_area
-//! entry   := 0 offset u64 | 8 checksum u64 (xxh3 of the stored block) | 16 stored_len u32
-//!            | 20 raw_len u32 | 24 key_count u32 | 28 update_count u32 | 32 first_key_off u32
-//!            | 36 first_key_len u32 | 40 last_key_len u32 | 44 codec u8 | 45 reserved [u8; 3]
-//!            (the block's first key is key_area[first_key_off..][..first_key_len], its last key follows
-//!            immediately; codec 0 = stored raw, 1 = lz4 block, reserved and not written by version 1)
-//! footer  := 0 magic "DDPBFOOT" | 8 version u32 | 12 block_count u32 | 16 lower u64 | 24 upper u64
-//!            | 32 since u64 | 40 key_count u64 | 48 val_count u64 | 56 update_count u64
-//!            | 64 index_offset u64 | 72 index_len u64 | 80 index_checksum u64
-//!            | 88 filter_offset u64 | 96 filter_len u64 | 104 filter_kind u32 (0 = none, 1 = Bloom, see
-//!            [`super::filter`]; the section lies between the index and the footer) | 108 block_target_bytes
-//!            u32 | 112 reserved u64 | 120 checksum u64 (xxh3 of 0..120)
-//! ```
+//! A file is a 32-byte header, 8-byte-aligned blocks (each a columnar trie of keys → vals → (time, diff)
+//! with `u32` offset arrays; stored raw or lz4-compressed), an index of 48-byte entries plus a key area
+//! holding every block's first and last key, an optional key filter section ([`super::filter`]), and a
+//! 128-byte footer. The byte layout has one home, FORMAT.md §2.
 //! In every version the header keeps this layout and the footer keeps its magic, version and checksum
 //! places, so a reader can tell a newer file from a corrupt one.
 //! A key never spans two blocks: a block may exceed the target size to hold all of one key's vals.
@@ -53,7 +30,8 @@ pub const BLOCK_HEADER_BYTES: usize = 16;
 pub const BLOCK_ALIGN: usize = 8;
 /// Codec of a block stored as is.
 pub const CODEC_RAW: u8 = 0;
-/// Codec of an lz4-compressed block (reserved; not written by version 1).
+/// Codec of an lz4-compressed block (lz4 block format), written for batches at or past
+/// `Options::compress_from_level` when the block shrinks (FORMAT.md §2).
 pub const CODEC_LZ4: u8 = 1;
 /// Default target size of a block before the writer starts a new one.
 pub const DEFAULT_BLOCK_TARGET_BYTES: u32 = 64 << 10;

@@ -4,7 +4,7 @@
 //! been advanced to `since` by logical compaction). Updates are sorted by `(key, val, time)` and
 //! consolidated: no two share `(key, val, time)` and no diff is zero.
 //!
-//! The layout (specified byte by byte in [`format`](mod@format) and DESIGN.md) is a sequence of *blocks*, each a small
+//! The layout (specified byte by byte in FORMAT.md §2; constants in [`format`](mod@format)) is a sequence of *blocks*, each a small
 //! columnar trie (keys → vals → (time, diff)) addressed by `u32` offset arrays, so a reader serves keys and
 //! vals as `&[u8]` straight out of the read-only memory map with no decoding pass. A block index with the
 //! first and last key of every block (a sparse index with fences) lets a reader seek without touching the
@@ -13,6 +13,14 @@
 //! - [`writer`]: [`BatchWriter`] streams sorted updates into a [`crate::blob::BlobWriter`].
 //! - [`reader`]: [`BatchFile`] opens a batch's bytes, checks them, and hands out verified [`Block`]s.
 //! - [`cursor`]: [`UpdateCursor`] walks a batch's updates in order.
+//! - `block`: [`Block`], one block read in place, every access bounds-checked.
+//! - `builder`: builds one block's columns as the writer pushes updates.
+//! - `sink`: the writer's output side: chunks, index, key filter, footer (optionally on a helper I/O
+//!   thread).
+//! - [`filter`]: the key filter (a blocked Bloom filter).
+//! - [`format`](mod@format): the layout's constants and encoders (FORMAT.md §2).
+//! - `scrub`: checks padding, reserved fields and section places (every byte of a file).
+//! - `verify`: [`BatchFile::verify`], the full structural check for tools and tests.
 
 mod block;
 pub(crate) mod builder;

@@ -300,8 +300,8 @@ impl BatchFile {
     }
 
     /// Checks the checksum and shape of every raw (uncompressed) block not checked yet, through the
-    /// mapping, marking them verified: for a file this process has just written (a seal's or a merge's
-    /// output), so that the writer's thread pays the first touch (page faults, one checksum pass over the
+    /// mapping, marking them verified: for a file this process has just written (a seal's, spill's or
+    /// merge's output), so that the writer's thread pays the first touch (page faults, one checksum pass over the
     /// file) instead of the first lookup or cursor, or the arranging operator's worker thread. lz4 blocks
     /// are left to their first reader (checking one here would cache its decompressed copy). Not counted
     /// in [`block_reads`](Self::block_reads). Errors: [`Error::Corrupt`] naming the file and the block's

@@ -20,8 +20,7 @@ impl BatchFile {
     /// val count matches the footer; then the layout: padding, reserved fields and the sections' places,
     /// so that every byte of the file is checked against the format (`batch/scrub.rs`). Returns the first problem found, in block order. (See also
     /// [`verify_deep`](Self::verify_deep).) Files of `PARALLEL_VERIFY_BLOCKS` (64) blocks or more are checked
-    /// by up to `MAX_VERIFY_THREADS` (4) scoped threads over contiguous block ranges (restarting a trace
-    /// verifies every block it serves).
+    /// by up to `MAX_VERIFY_THREADS` (4) scoped threads over contiguous block ranges.
     pub fn verify(&self) -> Result<()> {
         let n = self.block_count();
         let threads = if n >= PARALLEL_VERIFY_BLOCKS {
@@ -113,8 +112,8 @@ impl BatchFile {
         Ok(vals)
     }
 
-    /// [`verify`](Self::verify), and also that every key passes the key filter (a hash per key: about 10×
-    /// the cost of `verify` on large batches). The filter's bytes are checksummed at open in any case;
+    /// [`verify`](Self::verify), and also that every key passes the key filter (a hash per key: several times
+    /// the cost of `verify` on large batches; BENCHMARKS.md, "Figures behind the formats"). The filter's bytes are checksummed at open in any case;
     /// this catches a writer that built the filter wrong. For tools (`inspect verify`) and fuzzing.
     pub fn verify_deep(&self) -> Result<()> {
         self.verify()?;

@@ -4,8 +4,8 @@
 //! every source), and a key present in one input only — the common case — is copied val by val and time
 //! by time without further comparisons, advancing and consolidating times within each val. Vals are
 //! compared only for a key present in several inputs. It reads blocks directly ([`Block`]), not through
-//! [`UpdateCursor`](crate::batch::UpdateCursor). On the 2 × 500 k update merge benchmark it reads and
-//! merges in about half the CPU time of `MergeIter`.
+//! [`UpdateCursor`](crate::batch::UpdateCursor). Its CPU against `MergeIter`'s: BENCHMARKS.md, "Figures
+//! behind the formats".
 //!
 //! Sums are exact (`i128`): a total outside `i64` is an [`Error::DiffOverflow`] (partial sums may leave
 //! it). Zero sums are dropped.

@@ -141,7 +141,7 @@ impl Fs for StdFs {
         // SAFETY: the store maps only immutable files: batch files and manifests are written under a
         // temporary name, renamed into place and never opened for writing again (a replacement is a new
         // inode renamed over the name, which leaves this mapping intact). The map is read-only. Modifying
-        // the store's files from outside the library is outside its contract (DESIGN.md), as for every
+        // the store's files from outside the library is outside its contract (FORMAT.md §6), as for every
         // mmap-based store.
         let map = unsafe { memmap2::Mmap::map(&file) }?;
         Ok(Some(BlobBytes::Mmap(Arc::new(map))))

@@ -81,9 +81,8 @@ pub struct Options {
     /// updates, one merge rewrites them all into one batch (`compaction::pick_space_amp`). Bounds the disk
     /// space of streams whose updates cancel (upserts) to about `1 + percent / 100` times the oldest batch,
     /// at the cost of whole-stream merges (which hold the stream's other merges meanwhile). `None` (the
-    /// default): tiers only; `Some(0)` rewrites the whole stream at every seal. Measured on 2 M upserts
-    /// (BENCHMARKS.md): at 200 the stream ends at 1.83× its live data instead of 4.48×, for no more bytes
-    /// written.
+    /// default): tiers only; `Some(0)` rewrites the whole stream at every seal. Effect: BENCHMARKS.md,
+    /// "Size-amplification trigger".
     pub max_space_amplification_percent: Option<u32>,
     /// Background threads merging batches (default 1). With 0, merges run inside `seal`, before it
     /// returns: deterministic, for tests and for callers that want no threads.
@@ -92,25 +91,24 @@ pub struct Options {
     /// compresses batches of a million updates and more). `None` (the default): never compress.
     pub compress_from_level: Option<u32>,
     /// Memory budget of one stream's memtable (key and val bytes plus 24 bytes per update; default 64 MiB).
-    /// Past it, a write spills the memtable to sorted runs on disk (the FutureLog's spill), so memory stays
+    /// Past it, a write spills the memtable to sorted runs on disk (a spill), so memory stays
     /// bounded even when a stream's frontier stalls.
     pub memtable_budget_bytes: usize,
-    /// Bits per key of each batch's key filter (default 10: about 1% false positives; 0: no filter).
+    /// Bits per key of each batch's key filter (default 10; 0: no filter; false-positive
+    /// rate: BENCHMARKS.md, "Figures behind the formats").
     pub filter_bits_per_key: u32,
     /// Back-pressure bound: a `seal` of a stream with more batches than this waits until background merges
     /// bring it under (default 64; a compacted stream of n updates has about log2(n / seal size) batches).
     pub max_batches_per_stream: usize,
     /// Keep the active WAL segment filled with zeros a few MiB ahead of the log's end, from a background
     /// thread, so that WAL `fdatasync`s overwrite synced blocks instead of extending the file (default
-    /// false; see FORMAT.md §4). Costs a second write of every WAL byte (as zeros, off the write path).
-    /// Measured here (BENCHMARKS.md): a single synchronous writer's WAL syncs got 1.5–2× faster at the
-    /// median, but whole iterations, above all with four writers, gained or lost within the disk's noise
-    /// (an `fdatasync` of the log also waits for the filler's dirty zeros in the same file). Segments
-    /// created with it are WAL format version 2, which older versions of this crate cannot read.
+    /// false; FORMAT.md §4, DESIGN.md §6). Costs a second write of every WAL byte (as zeros, off the write
+    /// path); its effect on sync latency: BENCHMARKS.md, "Figures behind the formats". Segments created
+    /// with it carry a header flag; segments created without it are never zero-filled.
     pub wal_zero_fill: bool,
     /// Bound on the WAL bytes kept for unsealed updates (default 1 GiB; `None`: no bound), like RocksDB's
     /// `max_total_wal_size`. Past it, a write spills the unsealed updates of the stream holding the
-    /// oldest WAL record to sorted runs (the FutureLog's spill), so whole segments can be released: one
+    /// oldest WAL record to sorted runs (a spill), so whole segments can be released: one
     /// stalled durable stream cannot pin the log while others write, and the WAL a reopen replays stays
     /// about this size, whatever the history.
     pub max_wal_bytes: Option<u64>,

@@ -5,24 +5,10 @@
 //! never a mix. Every batch file it names existed and was durable before the manifest naming it was
 //! committed.
 //!
-//! Layout, version 2, little-endian (version 1 is the same without flag bit 1; both are read):
-//! ```text
-//! 0   magic          [u8; 8] = "DDPMANIF"
-//! 8   version        u32     = 1
-//! 12  reserved       u32     = 0
-//! 16  generation     u64     incremented by every commit
-//! 24  next_file_no   u64     batch file numbers below this have been handed out
-//! 32  next_stream_no u32
-//! 36  stream_count   u32
-//! 40  streams        stream_count × stream
-//! ..  checksum       u64     xxh3 of every byte before it
-//! stream := stream_no u32 | id_len u32 | id [u8; id_len] (UTF-8) | upper u64 | since u64
-//!           | batch_count u32 | flags u32 (bit 0: not durable; bit 1: finished; other bits 0)
-//!           | batches batch_count × batch
-//!           | spill_count u32 | reserved u32 | spilled_lsn u64 | spills spill_count × batch
-//! batch  := file_no u64 | level u32 | reserved u32 | lower u64 | upper u64 | since u64
-//!           | update_count u64 | size_bytes u64                                   (56 bytes)
-//! ```
+//! Format version 2 (version 1, without stream flag bit 1, is read too): a header with the generation and
+//! the next file and stream numbers, then per stream its id, upper, since, flags, batches and spilled runs
+//! with `spilled_lsn`, then an xxh3 checksum of everything before it. The byte layout has one home,
+//! FORMAT.md §3.
 //! Invariants checked on decode: ids and stream numbers unique, stream numbers below `next_stream_no`;
 //! per stream, batches ordered by `lower`, not overlapping, all below the stream's `upper` (gaps are
 //! frontier advances with no updates); spills ordered by `lower` (they may overlap), all at or beyond the
@@ -75,7 +61,7 @@ pub struct StreamMeta {
     pub finished: bool,
     /// Sealed batches, ordered by `lower`.
     pub batches: Vec<BatchMeta>,
-    /// Spilled runs of the FutureLog: unsealed updates (times at or beyond `upper`) written out when the
+    /// Spilled runs of the memtable: unsealed updates (times at or beyond `upper`) written out when the
     /// memtable passed its budget, ordered by time range. Same file format as batches.
     pub spills: Vec<BatchMeta>,
     /// Every WAL record of this stream with an LSN below this is reflected in the batches and spilled

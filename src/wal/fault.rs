@@ -3,9 +3,9 @@
 //! [`FaultyBlob`](crate::blob::FaultyBlob)).
 //!
 //! Each `replay`, `append`, `sync` and `release_before` spends one unit of a shared budget; once it is
-//! spent, that call and every later one fail with an I/O error before reaching the wrapped buffer, as if
+//! spent, that call and every later one fail with an I/O error before reaching the wrapped log, as if
 //! the device had died there. A failed `append` writes nothing; a failed `sync` makes nothing durable that
-//! was not already. Reopening a store over the wrapped buffer's files then shows what survived.
+//! was not already. Reopening a store over the wrapped log's files then shows what survived.
 
 use super::{Log, Lsn, ReplayReport};
 use crate::blob::fault::FaultBudget;

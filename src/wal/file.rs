@@ -3,25 +3,20 @@
 //! [`super::group_commit`], segment creation, rollover and release in [`super::segments`], the read-only
 //! scan replay applies in [`super::scan`].
 //!
-//! Zero-filling ahead (version 2, opt-in with [`FileLog::with_zero_fill`]): `fdatasync` after an
-//! append must also write the file's new size (an inode update); after an overwrite of blocks already
-//! written and synced it writes only the data, which measured 1.3–4× faster here. (But an `fdatasync`
-//! also waits for the filler's dirty zeros in the same file, which made four concurrent writers slower;
-//! hence opt-in.) So a background thread keeps the active segment filled with zeros
-//! (written, then `fdatasync`'d) a few MiB ahead of the log's end, and records are written over them at
-//! explicit offsets. A run of zeros to the end of a file is therefore the end of its records: it holds
-//! no record (a record's magic is not zero). Version 1 files hold such a tail only after a crash (size
-//! extended, data not written: never acknowledged), so this reader applies the rule to both versions; a
-//! version 1 reader would take the zeros for a torn or bad record, so segments created with zero-filling
-//! are version 2 (and only those are ever filled). Durability never depends on the zero-filling: each
-//! sync is still a full `fdatasync` of the records written, and a failed zero-fill only stops the filling.
+//! Zero-filling ahead (opt-in with [`FileLog::with_zero_fill`]; segments created with it carry header
+//! flag bit 0): a background thread keeps the active segment filled with zeros ahead of the log, and
+//! records are written over them at explicit offsets ([`super::zero_fill`]; the bytes and the zero-tail
+//! rule, which applies to those segments only, are in FORMAT.md §4; the reasons in DESIGN.md §6; its
+//! effect in BENCHMARKS.md, "Figures behind the formats").
 //!
-//! Replay: every record of every segment is checked. In the last segment, a bad record that no later sync
-//! mark covers (in versions 1 and 2: with no valid record after it) is a torn tail: the file is truncated
-//! there (and fsync'd) and the cut is reported. A bad record a mark covers (versions 1 and 2: followed by
-//! a valid one), a bad segment header, a gap in the LSN space, or a torn tail in any segment but the last
-//! is corruption: open fails naming the file and offset, and nothing is changed — unless
-//! [`WalRecovery::PointInTime`] asks to truncate at the first bad record instead.
+//! Replay ([`super::scan`]): every record of every segment is checked. A bad segment header, a gap in the
+//! LSN space, or a bad record in any segment but the last is corruption: open fails naming the file and
+//! offset, and nothing is changed, under either [`WalRecovery`]. In the last segment, a bad record is a
+//! torn tail — the file is truncated there (and fsync'd) and the cut is reported — when no later sync mark
+//! covers it (version 3), when no valid record follows it (versions 1 and 2), or always in a zero-filled
+//! version 2 segment (written in place, so a power loss may keep any subset of a group commit's pages). Otherwise
+//! (a mark covers it, or, in an appended version 1 or 2 segment, a valid record follows it) it is
+//! corruption — unless [`WalRecovery::PointInTime`] asks to cut the last segment there instead.
 
 use super::format::SEGMENT_HEADER_BYTES;
 use super::scan::{scan_on, Cut, Segment};
@@ -36,14 +31,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// What to do with a bad record that is provably not a torn write (a sync mark covers it, or, in a version
-/// 1 or 2 segment, valid records follow it).
+/// What to do with a bad record in the last segment that is not taken for a torn write: a sync mark
+/// covers it (version 3), or valid records follow it in an appended version 1 or 2 segment (in the last
+/// zero-filled version 2 segment a bad record is a torn tail under both modes). Corruption anywhere else
+/// (a bad header, an LSN gap, a bad record in an earlier segment) fails the open under both.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WalRecovery {
     /// Fail the open with [`Error::Corrupt`], changing nothing (the default).
     #[default]
     Strict,
-    /// Keep the log up to the first bad record, and cut off (and report) everything after it. Loses
+    /// Keep the last segment up to its first bad record, and cut off (and report) everything after it. Loses
     /// acknowledged writes if the bad record was in the synced part of the log; use to recover a store
     /// by hand after inspecting it.
     PointInTime,
@@ -98,7 +95,7 @@ pub(super) struct State {
     pub(super) active_marks: bool,
     /// Set after a failed write or sync; every later call fails.
     pub(super) poisoned: Option<String>,
-    /// Records ending at or before this LSN were in a flush that failed.
+    /// Records ending at or before this LSN were in a group commit that failed.
     pub(super) failed_upto: Lsn,
 }
 
@@ -157,8 +154,9 @@ impl FileLog {
     }
 
     /// Whether to keep the active segment zero-filled ahead of the log (default false; see the module
-    /// docs). Segments created with it are format version 2; without it, version 1 (plain appends). A
-    /// version 1 segment is never zero-filled, even when reopened with this on.
+    /// docs). Every new segment is format version 3; those created with it carry header flag bit 0, and
+    /// a segment created without it (or by an older release) is never zero-filled, even when reopened
+    /// with this on.
     pub fn with_zero_fill(self, on: bool) -> Self {
         self.fill.state.lock().disabled = !on;
         self

@@ -1,30 +1,13 @@
 //! The WAL's bytes (FORMAT.md §4): constants and the encoders of a segment header, a record header and a
 //! sync mark (the decoder is [`super::scan`]).
 //!
-//! Segment file `{first_lsn:020}.wal` (format version 3 written; 1 and 2 read; little-endian):
-//! ```text
-//! header, 32 bytes:
-//!   0  magic      [u8; 8] = "DDPWALSG"
-//!   8  version    u32     = 3 (1: appended, 2: zero-filled, both read)
-//!   12 flags      u32     version 3: bit 0 = zero-filled ahead of the log; before: reserved, 0
-//!   16 first_lsn  u64     LSN of the first record in this segment
-//!   24 checksum   u64     xxh3 of bytes 0..24
-//! records, back to back:
-//!   0  checksum   u64     xxh3 of bytes 8..16 of this header followed by the payload
-//!   8  len        u32     payload length in bytes
-//!   12 magic      u32     = 0x4C50_4444 ("DDPL" little-endian)
-//!   16 payload    [u8; len]
-//! sync mark (version 3), in the LSN space like a record, never replayed:
-//!   0  checksum   u64     xxh3 of bytes 8..24
-//!   8  len        u32     = 8
-//!   12 magic      u32     = 0x4D50_4444 ("DDPM" little-endian)
-//!   16 durable    u64     every record ending at or before this LSN was fdatasync'd before the mark
-//! zero bytes to the end of the file (zero-filled segments): space filled ahead of the log, not yet used
-//! ```
-//! After each group commit's `fdatasync`, before anyone is acknowledged, the leader writes a sync mark
-//! naming the LSN synced (not synced itself: the next flush syncs it). A mark on disk proves the bytes
-//! before it were durable, which is how replay tells damage to acknowledged records (an error) from a torn,
-//! never acknowledged flush (cut): see [`super::scan::scan`] and FORMAT.md §4.
+//! Segment file `{first_lsn:020}.wal` (format version 3 written; 1 and 2 read): a 32-byte header, then
+//! records and sync marks back to back, then (in a zero-filled segment) zeros to the end of the file. The
+//! byte layout has one home, FORMAT.md §4. After each group commit's `fdatasync`, before anyone is
+//! acknowledged, the leader writes a sync mark naming the LSN synced (not synced itself: the next group
+//! commit syncs it). A mark on disk proves the bytes before it were durable, which is how replay tells
+//! damage to acknowledged records (an error) from a torn, never acknowledged group commit (cut): see
+//! [`super::scan::scan`] and FORMAT.md §4.
 //! The LSN of a record is `first_lsn` of its segment plus its offset past the segment header; the LSN
 //! space is contiguous across segments.
 

@@ -5,14 +5,14 @@ use crate::error::Result;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Keeps no records at all: updates live only in the memtable until sealed, and a restart loses whatever
-/// was not sealed. LSNs still advance, so the store's bookkeeping is the same as with a durable buffer.
+/// was not sealed. LSNs still advance, so the store's bookkeeping is the same as with a durable log.
 #[derive(Debug, Default)]
 pub struct MemLog {
     next_lsn: AtomicU64,
 }
 
 impl MemLog {
-    /// A new, empty buffer.
+    /// A new, empty log.
     pub fn new() -> Self {
         Self::default()
     }

@@ -1,13 +1,9 @@
 //! The payload of a WAL record as the store writes it: a batch of updates to one stream.
 //!
-//! Layout (version 1, little-endian):
-//! ```text
-//! 0   tag        u8   = 1 (updates)
-//! 1   stream_no  u32  the stream's number in the manifest
-//! 5   count      u32  number of updates
-//! 9   updates    count × { time u64 | diff i64 | key_len u32 | val_len u32 | key | val }
-//! ```
-//! A record is applied whole or not at all: the buffer's checksum covers it.
+//! Layout (version 1, little-endian): tag `u8` = 1, `stream_no` `u32`, `count` `u32`, then `count`
+//! updates, each `time` `u64`, `diff` `i64`, key and val lengths `u32`, key and val bytes (FORMAT.md §4,
+//! "payload").
+//! A record is applied whole or not at all: the log's record checksum covers it.
 
 use crate::encoding::{Decoder, PutLe};
 use crate::error::{Error, Result};
@@ -66,7 +62,7 @@ pub struct UpdatesRecord<'a> {
     pub updates: Vec<UpdateRef<'a>>,
 }
 
-/// Decodes a payload read back from the buffer. `what` names it in errors (file and LSN).
+/// Decodes a payload read back from the log. `what` names it in errors (file and LSN).
 pub fn decode_record<'a>(payload: &'a [u8], what: &'a str) -> Result<UpdatesRecord<'a>> {
     let mut d = Decoder::new(payload, 0, what);
     let tag = d.u8("record tag")?;

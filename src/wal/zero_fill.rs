@@ -1,6 +1,7 @@
 //! The zero-filler of [`super::FileLog`] (opt-in): a background thread that keeps the active segment
 //! filled with synced zeros a few MiB ahead of the log, so that the log's `fdatasync`s overwrite blocks
-//! instead of extending the file (see `file.rs` and FORMAT.md §4). Durability never depends on it.
+//! instead of extending the file. Bytes and the zero-tail rule: FORMAT.md §4; reasons: DESIGN.md §6; effect:
+//! BENCHMARKS.md, "Figures behind the formats". Durability never depends on it.
 
 use crate::fs::FsFile;
 use parking_lot::{Condvar, Mutex};
