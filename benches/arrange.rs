@@ -6,7 +6,9 @@
 //! benches/summary.rs measures the same as its row 1, beside the other rows.
 //!
 //! `cargo bench --bench arrange` (N = 1 M, 3 rounds, median); `DDPERSIST_BENCH_UPDATES=10000000` for
-//! 10 M; `DDPERSIST_BENCH_ROUNDS` rounds; `DDPERSIST_BENCH_FAN_IN` the merge fan-in (default 8). Each
+//! 10 M; `DDPERSIST_BENCH_ROUNDS` rounds; `DDPERSIST_BENCH_FAN_IN` the merge fan-in (default 8);
+//! `DDPERSIST_BENCH_MEMTABLE_MIB` the memtable budget (default 256, the store's default);
+//! `DDPERSIST_BENCH_COMPACTION_THREADS` the merge threads (default 1). Each
 //! round runs both, alternating which goes first. Prints one table: medians, the ratio, and the persisted
 //! store's batch count at the end.
 
@@ -30,7 +32,7 @@ fn main() {
             let dir = tempfile::tempdir_in(tmp).unwrap();
             let options = ddpersist::Options {
                 merge_fan_in: env_or("DDPERSIST_BENCH_FAN_IN", 8),
-                memtable_budget_bytes: env_or("DDPERSIST_BENCH_MEMTABLE_MIB", 64) << 20,
+                memtable_budget_bytes: env_or("DDPERSIST_BENCH_MEMTABLE_MIB", 256) << 20,
                 compaction_threads: env_or("DDPERSIST_BENCH_COMPACTION_THREADS", 1),
                 ..ddpersist::Options::default()
             };

@@ -90,9 +90,11 @@ pub struct Options {
     /// lz4-compress the blocks of batches at this level or deeper (level = floor(log2(updates)); e.g. 20
     /// compresses batches of a million updates and more). `None` (the default): never compress.
     pub compress_from_level: Option<u32>,
-    /// Memory budget of one stream's memtable (key and val bytes plus 24 bytes per update; default 64 MiB).
-    /// Past it, a write spills the memtable to sorted runs on disk (a spill), so memory stays
-    /// bounded even when a stream's frontier stalls.
+    /// Memory budget of one stream's memtable (key and val bytes plus 24 bytes per update; default
+    /// 256 MiB). Past it, a write spills the memtable to sorted runs on disk (a spill), so memory stays
+    /// bounded even when a stream's frontier stalls. An arrangement's seals coalesce up to half of it while
+    /// the disk is behind (`operators/persister.rs`): a larger budget makes fewer, larger batches, so fewer
+    /// merges (BENCHMARKS.md, "arrange_persisted": 64 MiB let merges fall behind at 30 M updates).
     pub memtable_budget_bytes: usize,
     /// Bits per key of each batch's key filter (default 10; 0: no filter; false-positive
     /// rate: BENCHMARKS.md, "Figures behind the formats").
@@ -133,7 +135,7 @@ impl Default for Options {
             merge_fan_in: 8,
             max_space_amplification_percent: None,
             compress_from_level: None,
-            memtable_budget_bytes: 64 << 20,
+            memtable_budget_bytes: 256 << 20,
             filter_bits_per_key: crate::batch::filter::DEFAULT_BITS_PER_KEY,
             max_batches_per_stream: 64,
             wal_zero_fill: false,
