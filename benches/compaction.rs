@@ -824,7 +824,7 @@ fn amplification(tmp: &Path, cfg: &AmpConfig) {
         inner: DirBlob::open(dir.path()).unwrap(),
         counters: counters.clone(),
     };
-    let buffer = CountingLog {
+    let log = CountingLog {
         inner: FileLog::open(dir.path().join("wal"), 64 << 20, WalRecovery::Strict).unwrap(),
         counters: counters.clone(),
     };
@@ -834,7 +834,7 @@ fn amplification(tmp: &Path, cfg: &AmpConfig) {
         max_space_amplification_percent: (cfg.space_amp > 0).then_some(cfg.space_amp),
         ..Options::default()
     };
-    let store = Store::open_on(Arc::new(blob), Arc::new(buffer), options.clone()).unwrap();
+    let store = Store::open_on(Arc::new(blob), Arc::new(log), options.clone()).unwrap();
     let id = "upserts";
     store.create_stream(id, StreamOptions::default()).unwrap();
     let mut gen = Upserts::new(cfg.keys);

@@ -5,7 +5,7 @@
 //! - a directory store (`Store::open` / `Store::open_with`, a `FileLog` WAL): unsealed writes to durable
 //!   streams survive a reopen, unsealed writes to non-durable streams do not;
 //! - an in-memory store (`MemBlob` + `MemLog`), reopened over a clone of the same blob with a fresh
-//!   buffer: only sealed updates survive, whatever the stream's durability flag says.
+//!   log: only sealed updates survive, whatever the stream's durability flag says.
 //!
 //! Compaction runs as configured (background threads by default, or inline in `seal`), so the set of batch
 //! files is not deterministic; the checks are. With the stream's `since` at 0 a snapshot equals the model
@@ -1121,12 +1121,12 @@ fn write_at_the_end_of_the_lsn_space_is_an_error_not_a_panic() {
     }
 }
 
-/// On a store whose WAL buffer keeps nothing (`MemLog`), a reopen loses every unsealed update of every
+/// On a store whose WAL keeps nothing (`MemLog`), a reopen loses every unsealed update of every
 /// stream, durable or not, except the ones a durable stream's memtable happened to spill to runs (the
 /// manifest keeps those; `drop_volatile_spills` drops spills only for streams created with
 /// `durable: false`). The stream then holds an arbitrary subset of its unsealed updates: a dataflow that
 /// recomputes its unsealed state after the restart writes the spilled ones twice — the very hazard
-/// `drop_volatile_spills` guards against for non-durable streams. With a buffer that is not durable, spills
+/// `drop_volatile_spills` guards against for non-durable streams. With a log that is not durable, spills
 /// should be dropped for every stream (or every unsealed update kept, which a `MemLog` cannot do).
 #[test]
 fn spilled_runs_on_a_non_durable_buffer_do_not_outlive_the_rest_of_the_memtable() {

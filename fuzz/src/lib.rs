@@ -456,15 +456,15 @@ pub fn check_wal_segment(data: &[u8]) {
 type Records = Vec<(Lsn, Vec<u8>)>;
 
 fn replay(dir: &Path, recovery: WalRecovery) -> ddpersist::Result<(FileLog, Records, ReplayReport)> {
-    let buf = FileLog::open(dir, 1 << 20, recovery)?;
+    let log = FileLog::open(dir, 1 << 20, recovery)?;
     let mut records = Vec::new();
-    let report = buf.replay(&mut |lsn, payload| {
+    let report = log.replay(&mut |lsn, payload| {
         // The store decodes every payload it replays; so do we (any result is fine).
         let _ = decode_record(payload, "replayed record");
         records.push((lsn, payload.to_vec()));
         Ok(())
     })?;
-    Ok((buf, records, report))
+    Ok((log, records, report))
 }
 
 fn dir_contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -523,13 +523,13 @@ fn check_segments(files: &[(Lsn, Vec<u8>)]) {
                 "a failed replay changed the log ({e})"
             );
             // Point-in-time recovery may keep a prefix; whatever it keeps must then behave.
-            if let Ok((buf, records, report)) = replay(&wal, WalRecovery::PointInTime) {
-                check_replayed(&wal, &before, buf, records, report);
+            if let Ok((log, records, report)) = replay(&wal, WalRecovery::PointInTime) {
+                check_replayed(&wal, &before, log, records, report);
             }
         }
-        Ok((buf, records, report)) => {
+        Ok((log, records, report)) => {
             let strict = (records.clone(), report.clone());
-            check_replayed(&wal, &before, buf, records, report);
+            check_replayed(&wal, &before, log, records, report);
             check_zero_tail(files, &strict.0, &strict.1);
             // Point-in-time recovery differs only for bad records followed by valid ones: here it agrees.
             let (_tmp2, wal2) = wal_dir(files);
@@ -615,7 +615,7 @@ fn check_zero_tail(files: &[(Lsn, Vec<u8>)], records: &Records, report: &ReplayR
 fn check_replayed(
     wal: &Path,
     before: &BTreeMap<String, Vec<u8>>,
-    buf: FileLog,
+    log: FileLog,
     records: Records,
     report: ReplayReport,
 ) {
@@ -664,11 +664,11 @@ fn check_replayed(
     }
     let payload = b"appended by the fuzz check";
     // A log whose LSN space is used up refuses appends (as corruption); nothing else may fail here.
-    let (start, end) = match buf.append(payload) {
+    let (start, end) = match log.append(payload) {
         Err(e) if e.to_string().contains("LSN space exhausted") => return,
         other => other.expect("append after replay"),
     };
-    buf.sync(end).expect("sync after replay");
+    log.sync(end).expect("sync after replay");
     if let Some((lsn, p)) = records.last() {
         // Sync marks (version 3) may follow the last record.
         assert!(
@@ -676,7 +676,7 @@ fn check_replayed(
             "append does not continue the LSN space"
         );
     }
-    drop(buf);
+    drop(log);
     let (_, again, report2) = replay(wal, WalRecovery::Strict).expect("a log that replayed replays again");
     assert_eq!(report2.torn_tail, None, "torn tail on the second open");
     assert_eq!(

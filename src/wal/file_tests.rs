@@ -16,9 +16,9 @@ type Replayed = Vec<(Lsn, Vec<u8>)>;
 /// Bytes of a sync mark.
 const MARK: u64 = RECORD_HEADER_BYTES + MARK_PAYLOAD_BYTES;
 
-fn replay_all(buf: &FileLog) -> Result<(Replayed, ReplayReport)> {
+fn replay_all(log: &FileLog) -> Result<(Replayed, ReplayReport)> {
     let mut out = Vec::new();
-    let report = buf.replay(&mut |lsn, p| {
+    let report = log.replay(&mut |lsn, p| {
         out.push((lsn, p.to_vec()));
         Ok(())
     })?;
@@ -26,10 +26,10 @@ fn replay_all(buf: &FileLog) -> Result<(Replayed, ReplayReport)> {
 }
 
 fn write_records(dir: &Path, segment_bytes: u64, payloads: &[&[u8]]) -> Vec<(Lsn, Lsn)> {
-    let buf = FileLog::open(dir, segment_bytes, WalRecovery::Strict).unwrap();
-    replay_all(&buf).unwrap();
-    let lsns: Vec<_> = payloads.iter().map(|p| buf.append(p).unwrap()).collect();
-    buf.sync(lsns.last().unwrap().1).unwrap();
+    let log = FileLog::open(dir, segment_bytes, WalRecovery::Strict).unwrap();
+    replay_all(&log).unwrap();
+    let lsns: Vec<_> = payloads.iter().map(|p| log.append(p).unwrap()).collect();
+    log.sync(lsns.last().unwrap().1).unwrap();
     lsns
 }
 
@@ -39,18 +39,18 @@ fn records_come_back_in_order_across_segments() {
     let payloads: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; i as usize * 3]).collect();
     let refs: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
     // Sync after each to force several rollovers with a tiny segment size.
-    let buf = FileLog::open(dir.path(), 200, WalRecovery::Strict).unwrap();
-    replay_all(&buf).unwrap();
+    let log = FileLog::open(dir.path(), 200, WalRecovery::Strict).unwrap();
+    replay_all(&log).unwrap();
     let mut lsns = Vec::new();
     for p in &refs {
-        let l = buf.append(p).unwrap();
-        buf.sync(l.1).unwrap();
+        let l = log.append(p).unwrap();
+        log.sync(l.1).unwrap();
         lsns.push(l);
     }
-    drop(buf);
+    drop(log);
     assert!(fs::read_dir(dir.path()).unwrap().count() > 3);
-    let buf = FileLog::open(dir.path(), 200, WalRecovery::Strict).unwrap();
-    let (got, report) = replay_all(&buf).unwrap();
+    let log = FileLog::open(dir.path(), 200, WalRecovery::Strict).unwrap();
+    let (got, report) = replay_all(&log).unwrap();
     assert_eq!(report.torn_tail, None);
     assert_eq!(got.len(), 50);
     for ((lsn, p), ((start, _), want)) in got.iter().zip(lsns.iter().zip(&payloads)) {
@@ -58,7 +58,7 @@ fn records_come_back_in_order_across_segments() {
         assert_eq!(p, want);
     }
     // Appends continue the LSN space (past the last flush's sync mark, unless that flush rolled over).
-    let (start, _) = buf.append(b"more").unwrap();
+    let (start, _) = log.append(b"more").unwrap();
     let gap = start - lsns.last().unwrap().1;
     assert!(gap == 0 || gap == MARK, "{gap}");
 }
@@ -72,8 +72,8 @@ fn torn_tail_is_cut_and_reported() {
     let len = SEGMENT_HEADER_BYTES + lsns[2].1;
     let f = OpenOptions::new().write(true).open(&seg).unwrap();
     f.set_len(len - 2).unwrap();
-    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
-    let (got, report) = replay_all(&buf).unwrap();
+    let log = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let (got, report) = replay_all(&log).unwrap();
     assert_eq!(
         got.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
         vec![b"one".to_vec(), b"two".to_vec()]
@@ -84,10 +84,10 @@ fn torn_tail_is_cut_and_reported() {
 }
 
 /// Waits until the zero-filler is idle (tests only).
-fn fill_idle(buf: &FileLog) {
-    let mut st = buf.fill.state.lock();
+fn fill_idle(log: &FileLog) {
+    let mut st = log.fill.state.lock();
     while st.filling.is_some() || st.next_job().is_some() {
-        buf.fill.changed.wait(&mut st);
+        log.fill.changed.wait(&mut st);
     }
 }
 
@@ -95,22 +95,22 @@ fn fill_idle(buf: &FileLog) {
 fn zeros_are_filled_ahead_and_are_not_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let seg = dir.path().join(segment_name(0));
-    let buf = FileLog::open(dir.path(), 64 << 20, WalRecovery::Strict)
+    let log = FileLog::open(dir.path(), 64 << 20, WalRecovery::Strict)
         .unwrap()
         .with_zero_fill(true);
-    replay_all(&buf).unwrap();
+    replay_all(&log).unwrap();
     // An open alone changes nothing.
-    fill_idle(&buf);
+    fill_idle(&log);
     assert_eq!(fs::metadata(&seg).unwrap().len(), SEGMENT_HEADER_BYTES);
     let payloads: Vec<Vec<u8>> = (0..40u32).map(|i| vec![i as u8 + 1; 100_000]).collect();
     let mut end = 0;
     let mut over_zeros = 0;
     for p in &payloads {
-        let (start, e) = buf.append(p).unwrap();
-        fill_idle(&buf);
+        let (start, e) = log.append(p).unwrap();
+        fill_idle(&log);
         let range = SEGMENT_HEADER_BYTES + start..SEGMENT_HEADER_BYTES + e;
-        over_zeros += buf.fill.before_write(range) as u32;
-        buf.sync(e).unwrap();
+        over_zeros += log.fill.before_write(range) as u32;
+        log.sync(e).unwrap();
         end = e;
     }
     // After the first writes, the records went over zeros filled ahead of them.
@@ -118,18 +118,18 @@ fn zeros_are_filled_ahead_and_are_not_a_torn_tail() {
     let header = fs::read(&seg).unwrap();
     assert_eq!(crate::encoding::le_u32(&header, 8), 3);
     assert_eq!(crate::encoding::le_u32(&header, 12), SEGMENT_FLAG_ZERO_FILLED);
-    fill_idle(&buf);
+    fill_idle(&log);
     let bytes = fs::read(&seg).unwrap();
     // The records, then the last flush's sync mark, then zeros.
     let records_end = (SEGMENT_HEADER_BYTES + end + MARK) as usize;
     assert!(bytes.len() >= records_end + (ZERO_AHEAD_BYTES - ZERO_MARGIN_BYTES) as usize);
     assert!(bytes[records_end..].iter().all(|&b| b == 0));
-    drop(buf);
+    drop(log);
     // The zeros are neither records nor a torn tail, and the open leaves them in place.
-    let buf = FileLog::open(dir.path(), 64 << 20, WalRecovery::Strict)
+    let log = FileLog::open(dir.path(), 64 << 20, WalRecovery::Strict)
         .unwrap()
         .with_zero_fill(true);
-    let (got, report) = replay_all(&buf).unwrap();
+    let (got, report) = replay_all(&log).unwrap();
     assert_eq!(report.torn_tail, None);
     assert_eq!(
         got.iter().map(|r| &r.1).collect::<Vec<_>>(),
@@ -137,12 +137,12 @@ fn zeros_are_filled_ahead_and_are_not_a_torn_tail() {
     );
     assert_eq!(fs::read(&seg).unwrap(), bytes);
     // Appends continue past the last sync mark, over the zeros.
-    let (start, e) = buf.append(b"more").unwrap();
+    let (start, e) = log.append(b"more").unwrap();
     assert_eq!(start, end + MARK);
-    buf.sync(e).unwrap();
-    drop(buf);
-    let buf = FileLog::open(dir.path(), 64 << 20, WalRecovery::Strict).unwrap();
-    let (got, report) = replay_all(&buf).unwrap();
+    log.sync(e).unwrap();
+    drop(log);
+    let log = FileLog::open(dir.path(), 64 << 20, WalRecovery::Strict).unwrap();
+    let (got, report) = replay_all(&log).unwrap();
     assert_eq!(report.torn_tail, None);
     assert_eq!(got.last().unwrap(), &(end + MARK, b"more".to_vec()));
     assert_eq!(got.len(), 41);
@@ -151,30 +151,30 @@ fn zeros_are_filled_ahead_and_are_not_a_torn_tail() {
 #[test]
 fn without_zero_fill_records_are_appended() {
     let dir = tempfile::tempdir().unwrap();
-    let buf = FileLog::open(dir.path(), 64 << 20, WalRecovery::Strict).unwrap();
-    replay_all(&buf).unwrap();
+    let log = FileLog::open(dir.path(), 64 << 20, WalRecovery::Strict).unwrap();
+    replay_all(&log).unwrap();
     let mut end = 0;
     for i in 0..10u8 {
-        let (_, e) = buf.append(&[i + 1; 100_000]).unwrap();
-        buf.sync(e).unwrap();
+        let (_, e) = log.append(&[i + 1; 100_000]).unwrap();
+        log.sync(e).unwrap();
         end = e;
     }
-    fill_idle(&buf);
+    fill_idle(&log);
     let seg = dir.path().join(segment_name(0));
     let len = fs::metadata(&seg).unwrap().len();
     // Appended: the records, each sync followed by its sync mark.
     assert_eq!(len, SEGMENT_HEADER_BYTES + end + MARK);
     // A segment written without zero-filling has no zero-fill flag...
     assert_eq!(crate::encoding::le_u32(&fs::read(&seg).unwrap(), 12), 0);
-    drop(buf);
+    drop(log);
     // ...and is never zero-filled, even when reopened with zero-filling on.
-    let buf = FileLog::open(dir.path(), 64 << 20, WalRecovery::Strict)
+    let log = FileLog::open(dir.path(), 64 << 20, WalRecovery::Strict)
         .unwrap()
         .with_zero_fill(true);
-    replay_all(&buf).unwrap();
-    let (_, e) = buf.append(&[9; 100_000]).unwrap();
-    buf.sync(e).unwrap();
-    fill_idle(&buf);
+    replay_all(&log).unwrap();
+    let (_, e) = log.append(&[9; 100_000]).unwrap();
+    log.sync(e).unwrap();
+    fill_idle(&log);
     assert_eq!(fs::metadata(&seg).unwrap().len(), SEGMENT_HEADER_BYTES + e + MARK);
 }
 
@@ -191,8 +191,8 @@ fn a_torn_record_before_zeros_is_a_torn_tail() {
     bytes[end - 3..].fill(0);
     bytes.extend_from_slice(&[0; 4096]);
     fs::write(&seg, &bytes).unwrap();
-    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
-    let (got, report) = replay_all(&buf).unwrap();
+    let log = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let (got, report) = replay_all(&log).unwrap();
     assert_eq!(got.len(), 2);
     let torn = report.torn_tail.unwrap();
     assert_eq!(torn.offset, third as u64);
@@ -203,20 +203,20 @@ fn a_torn_record_before_zeros_is_a_torn_tail() {
 #[test]
 fn zeroed_records_in_a_segment_that_is_not_the_last_are_corruption() {
     let dir = tempfile::tempdir().unwrap();
-    let buf = FileLog::open(dir.path(), 100, WalRecovery::Strict).unwrap();
-    replay_all(&buf).unwrap();
+    let log = FileLog::open(dir.path(), 100, WalRecovery::Strict).unwrap();
+    replay_all(&log).unwrap();
     for i in 0..3u8 {
-        let (_, end) = buf.append(&[i + 1; 90]).unwrap();
-        buf.sync(end).unwrap();
+        let (_, end) = log.append(&[i + 1; 90]).unwrap();
+        log.sync(end).unwrap();
     }
-    drop(buf);
+    drop(log);
     // Each record filled a segment; zero the first segment's record, as if it had never been written.
     let first = dir.path().join(segment_name(0));
     let mut bytes = fs::read(&first).unwrap();
     bytes[SEGMENT_HEADER_BYTES as usize..].fill(0);
     fs::write(&first, &bytes).unwrap();
-    let buf = FileLog::open(dir.path(), 100, WalRecovery::Strict).unwrap();
-    let err = replay_all(&buf).unwrap_err();
+    let log = FileLog::open(dir.path(), 100, WalRecovery::Strict).unwrap();
+    let err = replay_all(&log).unwrap_err();
     assert!(err.is_corruption(), "{err}");
     // A version 1 segment (no zero-fill) takes the zeros for a bad record; a version 2 one for the
     // end of its records, and the next segment's first LSN then no longer follows on.
@@ -233,8 +233,8 @@ fn bad_record_before_valid_ones_is_corruption_and_changes_nothing() {
     let second = (SEGMENT_HEADER_BYTES + lsns[1].0) as usize;
     bytes[second + 16] ^= 0xFF; // flip a payload byte of "two"
     fs::write(&seg, &bytes).unwrap();
-    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
-    match replay_all(&buf) {
+    let log = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    match replay_all(&log) {
         Err(Error::Corrupt { file, offset, .. }) => {
             assert!(file.ends_with(&segment_name(0)));
             assert_eq!(offset, second as u64);
@@ -247,8 +247,8 @@ fn bad_record_before_valid_ones_is_corruption_and_changes_nothing() {
         "a failed open must not change the log"
     );
     // Point-in-time recovery keeps the prefix and cuts the rest.
-    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::PointInTime).unwrap();
-    let (got, report) = replay_all(&buf).unwrap();
+    let log = FileLog::open(dir.path(), 1 << 20, WalRecovery::PointInTime).unwrap();
+    let (got, report) = replay_all(&log).unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(report.torn_tail.unwrap().offset, second as u64);
 }
@@ -256,22 +256,22 @@ fn bad_record_before_valid_ones_is_corruption_and_changes_nothing() {
 #[test]
 fn release_drops_whole_old_segments_only() {
     let dir = tempfile::tempdir().unwrap();
-    let buf = FileLog::open(dir.path(), 100, WalRecovery::Strict).unwrap();
-    replay_all(&buf).unwrap();
+    let log = FileLog::open(dir.path(), 100, WalRecovery::Strict).unwrap();
+    replay_all(&log).unwrap();
     let mut lsns = Vec::new();
     for i in 0..10u8 {
-        let l = buf.append(&[i; 90]).unwrap();
-        buf.sync(l.1).unwrap();
+        let l = log.append(&[i; 90]).unwrap();
+        log.sync(l.1).unwrap();
         lsns.push(l);
     }
-    let before = list_segments(&buf.dir).unwrap().len();
-    buf.release_before(lsns[5].0).unwrap();
-    let after = list_segments(&buf.dir).unwrap();
+    let before = list_segments(&log.dir).unwrap().len();
+    log.release_before(lsns[5].0).unwrap();
+    let after = list_segments(&log.dir).unwrap();
     assert!(after.len() < before);
     assert!(after[0].first_lsn <= lsns[5].0);
-    drop(buf);
-    let buf = FileLog::open(dir.path(), 100, WalRecovery::Strict).unwrap();
-    let (got, _) = replay_all(&buf).unwrap();
+    drop(log);
+    let log = FileLog::open(dir.path(), 100, WalRecovery::Strict).unwrap();
+    let (got, _) = replay_all(&log).unwrap();
     assert!(got.iter().any(|(l, _)| *l == lsns[5].0));
     assert_eq!(got.last().unwrap().0, lsns[9].0);
 }
@@ -279,43 +279,43 @@ fn release_drops_whole_old_segments_only() {
 #[test]
 fn a_fully_released_big_segment_is_replaced_so_restarts_replay_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let buf = FileLog::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
-    replay_all(&buf).unwrap();
+    let log = FileLog::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
+    replay_all(&log).unwrap();
     let payload = vec![7u8; 1 << 20];
     let mut end = 0;
     for _ in 0..9 {
-        end = buf.append(&payload).unwrap().1;
+        end = log.append(&payload).unwrap().1;
     }
-    buf.sync(end).unwrap();
+    log.sync(end).unwrap();
     // Not everything released: nothing changes.
-    buf.release_before(end - 1).unwrap();
+    log.release_before(end - 1).unwrap();
     assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
-    buf.release_before(end).unwrap();
+    log.release_before(end).unwrap();
     let segments = list_segments(dir.path()).unwrap();
     assert_eq!(segments.len(), 1);
     // The old segment ended in the sync mark of the last flush.
     assert_eq!(segments[0].first_lsn, end + MARK);
-    let (start, next) = buf.append(b"after").unwrap();
+    let (start, next) = log.append(b"after").unwrap();
     assert_eq!(start, end + MARK);
-    buf.sync(next).unwrap();
-    drop(buf);
-    let buf = FileLog::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
-    let (got, _) = replay_all(&buf).unwrap();
+    log.sync(next).unwrap();
+    drop(log);
+    let log = FileLog::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
+    let (got, _) = replay_all(&log).unwrap();
     assert_eq!(got, vec![(end + MARK, b"after".to_vec())]);
 }
 
 #[test]
 fn concurrent_writers_share_syncs() {
     let dir = tempfile::tempdir().unwrap();
-    let buf = Arc::new(FileLog::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap());
-    replay_all(&buf).unwrap();
+    let log = Arc::new(FileLog::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap());
+    replay_all(&log).unwrap();
     let threads: Vec<_> = (0..4u8)
         .map(|t| {
-            let buf = buf.clone();
+            let log = log.clone();
             std::thread::spawn(move || {
                 for i in 0..50u8 {
-                    let (_, end) = buf.append(&[t, i]).unwrap();
-                    buf.sync(end).unwrap();
+                    let (_, end) = log.append(&[t, i]).unwrap();
+                    log.sync(end).unwrap();
                 }
             })
         })
@@ -323,9 +323,9 @@ fn concurrent_writers_share_syncs() {
     for t in threads {
         t.join().unwrap();
     }
-    drop(buf);
-    let buf = FileLog::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
-    let (got, _) = replay_all(&buf).unwrap();
+    drop(log);
+    let log = FileLog::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
+    let (got, _) = replay_all(&log).unwrap();
     assert_eq!(got.len(), 200);
     for t in 0..4u8 {
         let mine: Vec<u8> = got.iter().filter(|r| r.1[0] == t).map(|r| r.1[1]).collect();
@@ -347,8 +347,8 @@ fn a_bad_record_no_sync_mark_covers_is_a_torn_flush_even_with_valid_records_afte
     let second = (SEGMENT_HEADER_BYTES + lsns[1].0) as usize;
     bytes[second + 16] ^= 0xFF;
     fs::write(&seg, &bytes).unwrap();
-    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
-    let (got, report) = replay_all(&buf).unwrap();
+    let log = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let (got, report) = replay_all(&log).unwrap();
     assert_eq!(got.len(), 1);
     let torn = report.torn_tail.unwrap();
     assert_eq!((torn.offset, torn.kind), (second as u64, CutKind::Unacknowledged));
@@ -373,8 +373,8 @@ fn a_stray_segment_of_a_failed_creation_is_removed_and_its_predecessor_stays_the
     f.set_len(end - 2).unwrap();
     // A short stray (its header never written) before it too.
     fs::write(dir.path().join(segment_name(lsns[0].0 + 1)), b"DDP").unwrap();
-    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
-    let (got, report) = replay_all(&buf).unwrap();
+    let log = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let (got, report) = replay_all(&log).unwrap();
     assert_eq!(got.len(), 2);
     let torn = report.torn_tail.unwrap();
     assert!(torn.file.ends_with(&segment_name(0)), "{}", torn.file);
@@ -382,9 +382,9 @@ fn a_stray_segment_of_a_failed_creation_is_removed_and_its_predecessor_stays_the
     assert_eq!(list_segments(dir.path()).unwrap().len(), 1, "strays removed");
     assert!(!stray.path.exists());
     // Appends continue in segment 0.
-    let (start, e) = buf.append(b"four").unwrap();
+    let (start, e) = log.append(b"four").unwrap();
     assert_eq!(start, lsns[1].1);
-    buf.sync(e).unwrap();
+    log.sync(e).unwrap();
 }
 
 #[test]
@@ -400,15 +400,15 @@ fn a_reopened_segment_of_an_older_version_gets_no_sync_marks() {
     header.extend_from_slice(&sum.to_le_bytes());
     let seg = dir.path().join(segment_name(0));
     fs::write(&seg, &header).unwrap();
-    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
-    replay_all(&buf).unwrap();
-    let (_, end) = buf.append(b"one").unwrap();
-    buf.sync(end).unwrap();
-    drop(buf);
+    let log = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    replay_all(&log).unwrap();
+    let (_, end) = log.append(b"one").unwrap();
+    log.sync(end).unwrap();
+    drop(log);
     // Only the record: a version 1 reader would take a mark for a bad record.
     assert_eq!(fs::metadata(&seg).unwrap().len(), SEGMENT_HEADER_BYTES + end);
-    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
-    let (got, report) = replay_all(&buf).unwrap();
+    let log = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let (got, report) = replay_all(&log).unwrap();
     assert_eq!((got.len(), report.torn_tail), (1, None));
 }
 
@@ -421,15 +421,15 @@ fn a_last_segment_of_a_header_of_zeros_is_a_torn_creation() {
     let next = lsns[1].1 + MARK;
     let stray = dir.path().join(segment_name(next));
     fs::write(&stray, [0u8; SEGMENT_HEADER_BYTES as usize]).unwrap();
-    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
-    let (got, report) = replay_all(&buf).unwrap();
+    let log = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    let (got, report) = replay_all(&log).unwrap();
     assert_eq!(got.len(), 2);
     assert_eq!(report.torn_tail.unwrap().kind, CutKind::Unacknowledged);
     assert!(!stray.exists());
-    let (start, end) = buf.append(b"three").unwrap();
+    let (start, end) = log.append(b"three").unwrap();
     assert_eq!(start, next);
-    buf.sync(end).unwrap();
-    drop(buf);
-    let buf = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
-    assert_eq!(replay_all(&buf).unwrap().0.len(), 3);
+    log.sync(end).unwrap();
+    drop(log);
+    let log = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
+    assert_eq!(replay_all(&log).unwrap().0.len(), 3);
 }
