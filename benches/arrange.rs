@@ -30,12 +30,7 @@ fn main() {
     for round in 0..rounds {
         let mut persisted = || {
             let dir = tempfile::tempdir_in(tmp).unwrap();
-            let options = ddpersist::Options {
-                merge_fan_in: env_or("DDPERSIST_BENCH_FAN_IN", 8),
-                memtable_budget_bytes: env_or("DDPERSIST_BENCH_MEMTABLE_MIB", 256) << 20,
-                compaction_threads: env_or("DDPERSIST_BENCH_COMPACTION_THREADS", 1),
-                ..ddpersist::Options::default()
-            };
+            let options = common::bench_options();
             let store = Store::open_with(dir.path(), options).unwrap();
             let took = run(n, Some(&store), "bench");
             batches = store.sealed("bench/w0of1").unwrap().batches.len();

@@ -211,7 +211,7 @@ fn main() {
     for round in 0..rounds {
         let mut persisted = || {
             let dir = tempfile::tempdir_in(tmp).unwrap();
-            let store = Store::open(dir.path()).unwrap();
+            let store = Store::open_with(dir.path(), common::bench_options()).unwrap();
             let took = arrange::run(n as u64, Some(&store), ARRANGEMENT);
             arranged_batches = store.sealed(&stream).unwrap().batches.len();
             store.compact(&stream).unwrap();
@@ -275,7 +275,7 @@ fn main() {
         let (ours_fresh, answers) = timed_lookups(&keys, |k| store.get_bytes(STREAM, k, as_of).unwrap());
         let (ours_warm, again) = timed_lookups(&keys, |k| store.get_bytes(STREAM, k, as_of).unwrap());
         drop(store);
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_with(dir.path(), common::bench_options()).unwrap();
         let (ours_reopened, restarted) = timed_lookups(&keys, |k| store.get_bytes(STREAM, k, as_of).unwrap());
         let (dd_fresh, want) = timed_lookups(&keys, |k| InMemory::get_in(&dd_batch.0, k, as_of));
         assert!(
@@ -304,7 +304,7 @@ fn main() {
     let mut first_get: Vec<Duration> = (0..samples)
         .map(|_| open_get(arranged_dir.path(), &stream, &probe, u64::MAX - 1).1)
         .collect();
-    let restart_batches = Store::open(arranged_dir.path())
+    let restart_batches = Store::open_with(arranged_dir.path(), common::bench_options())
         .unwrap()
         .sealed(&stream)
         .unwrap()

@@ -52,7 +52,7 @@ pub struct Ours(pub Store, pub Vec<PersistedBatch>);
 
 impl Ours {
     pub fn open(dir: &Path) -> Self {
-        let store = Store::open(dir).unwrap();
+        let store = Store::open_with(dir, crate::common::bench_options()).unwrap();
         if !store.has_stream(STREAM) {
             store.create_stream(STREAM, StreamOptions::default()).unwrap();
         }

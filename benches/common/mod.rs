@@ -68,6 +68,19 @@ pub fn has_arg(flag: &str) -> bool {
     std::env::args().any(|a| a == flag)
 }
 
+/// The store options of a bench run: the defaults, with `DDPERSIST_BENCH_FAN_IN` (merge fan-in),
+/// `DDPERSIST_BENCH_MEMTABLE_MIB` (memtable budget) and `DDPERSIST_BENCH_COMPACTION_THREADS` when set.
+#[allow(dead_code)]
+pub fn bench_options() -> ddpersist::Options {
+    let d = ddpersist::Options::default();
+    ddpersist::Options {
+        merge_fan_in: env_or("DDPERSIST_BENCH_FAN_IN", d.merge_fan_in),
+        memtable_budget_bytes: env_or("DDPERSIST_BENCH_MEMTABLE_MIB", d.memtable_budget_bytes >> 20) << 20,
+        compaction_threads: env_or("DDPERSIST_BENCH_COMPACTION_THREADS", d.compaction_threads),
+        ..d
+    }
+}
+
 /// The environment variable `name` parsed as a number (`_` separators allowed), or `default` when it is unset or not a number.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)

@@ -18,7 +18,7 @@ use timely::dataflow::operators::Probe;
 /// the arrangement's frontier reaches the persisted upper. Returns the time taken.
 pub fn trace_ready(dir: &Path, id: &str, probe: &[u8], complete: bool) -> Duration {
     let start = Instant::now();
-    let store = Store::open(dir).unwrap();
+    let store = Store::open_with(dir, crate::common::bench_options()).unwrap();
     let (id, probe) = (id.to_string(), probe.to_vec());
     let upper = store.upper(&worker_stream_id(&id, 0, 1)).unwrap();
     timely::execute_directly(move |worker| {
@@ -64,7 +64,7 @@ pub fn trace_ready(dir: &Path, id: &str, probe: &[u8], complete: bool) -> Durati
 /// (open, open + get).
 pub fn open_get(dir: &Path, id: &str, probe: &[u8], as_of: u64) -> (Duration, Duration) {
     let start = Instant::now();
-    let store = Store::open(dir).unwrap();
+    let store = Store::open_with(dir, crate::common::bench_options()).unwrap();
     let open = start.elapsed();
     let vals = store.get_bytes(id, probe, as_of).unwrap();
     let total = start.elapsed();
