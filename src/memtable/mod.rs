@@ -87,7 +87,7 @@ impl Bucket {
 /// Unsealed updates of one stream. See the module docs.
 #[derive(Default)]
 pub struct MemTable {
-    buckets: Drained,
+    buckets: Buckets,
     update_count: usize,
     /// Key and val bytes plus a fixed per-update overhead: what the memory budget is checked against.
     bytes: usize,
@@ -101,7 +101,7 @@ fn bucket_bytes(b: &Bucket) -> usize {
 }
 
 /// Buckets by time: taken out of a memtable by a seal, or shared with a reader ([`MemTable::share`]).
-pub type Drained = BTreeMap<u64, Arc<Bucket>>;
+pub type Buckets = BTreeMap<u64, Arc<Bucket>>;
 
 impl MemTable {
     /// Adds an update written by the WAL record at `lsn`. Keys and vals must fit `u32` lengths (the WAL
@@ -181,7 +181,7 @@ impl MemTable {
     }
 
     /// Takes every bucket with time below `upper`.
-    pub fn drain_below(&mut self, upper: u64) -> Drained {
+    pub fn drain_below(&mut self, upper: u64) -> Buckets {
         let keep = self.buckets.split_off(&upper);
         let drained = std::mem::replace(&mut self.buckets, keep);
         self.update_count -= drained.values().map(|b| b.entries.len()).sum::<usize>();
@@ -190,7 +190,7 @@ impl MemTable {
     }
 
     /// Puts back buckets taken by [`drain_below`](Self::drain_below) (a seal that failed).
-    pub fn restore(&mut self, drained: Drained) {
+    pub fn restore(&mut self, drained: Buckets) {
         for (time, bucket) in drained {
             self.update_count += bucket.entries.len();
             self.bytes += bucket_bytes(&bucket);
@@ -210,7 +210,7 @@ impl MemTable {
     }
 
     /// The buckets with times in `range`, shared (O(buckets), no update copied): see the module docs.
-    pub fn share(&self, range: impl std::ops::RangeBounds<u64>) -> Drained {
+    pub fn share(&self, range: impl std::ops::RangeBounds<u64>) -> Buckets {
         self.buckets.range(range).map(|(t, b)| (*t, b.clone())).collect()
     }
 
@@ -242,7 +242,7 @@ impl MemTable {
 }
 
 /// [`MemTable::for_key`] over drained buckets.
-pub fn for_key_in(buckets: &Drained, key: &[u8], as_of: u64, mut f: impl FnMut(&[u8], u64, i64)) {
+pub fn for_key_in(buckets: &Buckets, key: &[u8], as_of: u64, mut f: impl FnMut(&[u8], u64, i64)) {
     for (&time, bucket) in buckets.range(..=as_of) {
         for (k, v, d) in bucket.iter() {
             if k == key {
@@ -253,13 +253,13 @@ pub fn for_key_in(buckets: &Drained, key: &[u8], as_of: u64, mut f: impl FnMut(&
 }
 
 /// The smallest WAL LSN any update in `buckets` came from.
-pub fn min_lsn(buckets: &Drained) -> Option<Lsn> {
+pub fn min_lsn(buckets: &Buckets) -> Option<Lsn> {
     buckets.values().map(|b| b.min_lsn).min()
 }
 
 /// Every update in `buckets` with time in `times`, in no particular order.
 pub fn iter_buckets_in(
-    buckets: &Drained,
+    buckets: &Buckets,
     times: std::ops::RangeInclusive<u64>,
 ) -> impl Iterator<Item = UpdateRef<'_>> + '_ {
     buckets
@@ -268,7 +268,7 @@ pub fn iter_buckets_in(
 }
 
 /// Every update in `buckets`, in no particular order.
-pub fn iter_buckets(buckets: &Drained) -> impl Iterator<Item = UpdateRef<'_>> + '_ {
+pub fn iter_buckets(buckets: &Buckets) -> impl Iterator<Item = UpdateRef<'_>> + '_ {
     buckets
         .iter()
         .flat_map(|(&time, b)| b.iter().map(move |(k, v, d)| (k, v, time, d)))
@@ -279,7 +279,7 @@ mod tests {
     use super::*;
 
     /// Every update of `buckets`, sorted.
-    fn sorted(buckets: &Drained) -> Vec<(Vec<u8>, Vec<u8>, u64, i64)> {
+    fn sorted(buckets: &Buckets) -> Vec<(Vec<u8>, Vec<u8>, u64, i64)> {
         let mut all: Vec<_> = iter_buckets(buckets)
             .map(|(k, v, t, d)| (k.to_vec(), v.to_vec(), t, d))
             .collect();

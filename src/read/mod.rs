@@ -18,7 +18,7 @@ pub use merge_iter::MergeIter;
 pub use snapshot::{Sealed, Snapshot};
 
 use crate::error::Result;
-use crate::memtable::Drained;
+use crate::memtable::Buckets;
 use crate::store::Store;
 use crate::version::Version;
 use std::sync::Arc;
@@ -28,9 +28,9 @@ pub(crate) struct ReadView {
     /// The durable state.
     pub(crate) version: Arc<Version>,
     /// The buckets a flush in progress is writing (not yet in `version`).
-    pub(crate) flushing: Option<Arc<Drained>>,
+    pub(crate) flushing: Option<Arc<Buckets>>,
     /// The memtable's buckets in the requested time range.
-    pub(crate) buckets: Drained,
+    pub(crate) buckets: Buckets,
 }
 
 impl Store {

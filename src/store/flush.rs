@@ -62,7 +62,7 @@ const MAX_FILTER_KEYS_HINT: u64 = 1 << 28;
 
 /// What a flush took out of the memtable (step 1).
 struct Taken {
-    drained: Arc<Drained>,
+    drained: Arc<Buckets>,
     /// The WAL's end when the buckets were taken: every record before it is covered.
     wal_end: Lsn,
 }
@@ -299,7 +299,7 @@ impl Store {
     /// run reaches past the upper, the remainder run. On error, removes what it wrote.
     fn write_seal(
         &self,
-        drained: &Drained,
+        drained: &Buckets,
         appended: Option<Appended<'_, '_>>,
         plan: &SealPlan,
     ) -> Result<Flushed> {
@@ -424,7 +424,7 @@ impl Store {
     }
 
     /// Step 3 of a spill: writes `drained` as runs of about `part_bytes` each, by time range. On error removes what it wrote.
-    fn write_spill(&self, drained: &Drained, part_bytes: usize) -> Result<Vec<Written>> {
+    fn write_spill(&self, drained: &Buckets, part_bytes: usize) -> Result<Vec<Written>> {
         let mut parts: Vec<Vec<u64>> = vec![Vec::new()];
         let mut bytes = 0;
         for (&time, bucket) in drained {
@@ -454,7 +454,7 @@ impl Store {
     }
 
     /// Writes the buckets of `drained` with times in `[first, last]` as one run.
-    fn write_spill_part(&self, drained: &Drained, first: u64, last: u64) -> Result<Option<Written>> {
+    fn write_spill_part(&self, drained: &Buckets, first: u64, last: u64) -> Result<Option<Written>> {
         let run = Consolidated::from_updates(iter_buckets_in(drained, first..=last))?;
         let file_no = self.inner.state.lock().alloc_file_no();
         let description = Description {
@@ -540,7 +540,7 @@ impl Drop for FlushGuard<'_> {
 impl StreamState {
     /// Step 1 of a flush: takes the memtable's buckets below `upper` into `flushing` (still visible to
     /// readers) and returns them.
-    fn begin_flush(&mut self, upper: u64) -> Arc<Drained> {
+    fn begin_flush(&mut self, upper: u64) -> Arc<Buckets> {
         debug_assert!(
             self.flushing.is_none(),
             "two flushes of one stream (edit_lock is held)"

@@ -31,7 +31,7 @@ use crate::batch::{
 use crate::blob::{Blob, DirBlob, TMP_SUFFIX};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
-use crate::memtable::{iter_buckets, iter_buckets_in, min_lsn, Consolidated, Drained, MemTable};
+use crate::memtable::{iter_buckets, iter_buckets_in, min_lsn, Buckets, Consolidated, MemTable};
 use crate::version::{BatchMeta, Manifest, StreamMeta, Version, MANIFEST_NAME, MAX_ID_BYTES};
 use crate::wal::record::{self, UpdateRef, MAX_KEY_BYTES, MAX_RECORD_BYTES, MAX_VAL_BYTES};
 use crate::wal::WalRecovery;
@@ -277,7 +277,7 @@ pub(crate) struct StreamState {
     pending_upper: u64,
     pub(crate) memtable: MemTable,
     /// Buckets being written by a seal or a spill in progress; still visible to snapshots and lookups.
-    pub(crate) flushing: Option<Arc<Drained>>,
+    pub(crate) flushing: Option<Arc<Buckets>>,
     flushing_min_lsn: Option<Lsn>,
     /// Whether a merge of this stream's batches is running (at most one per stream).
     pub(crate) merging: bool,
