@@ -13,8 +13,8 @@
 //!   call and notes their times as pending (written, not sealed);
 //! - [`advance`](Persister::advance) reacts to the input frontier moving to `f`: it seals the stream at
 //!   `f` (one manifest commit, and one batch file if updates are pending below `f`), so every stream
-//!   records every frontier advance, with or without data (the restart protocol, [`super::resume`], needs
-//!   every worker's upper). When the input is exhausted (`f` empty) it seals what is pending up to one
+//!   records every frontier advance, with or without data (advances deferred while seals are queued are
+//!   sealed together: see below; the restart protocol, [`super::resume`], needs every worker's upper). When the input is exhausted (`f` empty) it seals what is pending up to one
 //!   past its greatest time, marks the stream *finished*, and closes the *trace* but not the stream, so a
 //!   later run can continue at later times. In the arranging operator seals are *pipelined*
 //!   ([`Sealer`]): `advance` requests the seal (the pending times below it are the seal's from then on)

@@ -9,9 +9,9 @@
 //! 2. creates the worker's stream if missing and claims it for the operator's life (a second operator on
 //!    the same id and worker fails to build);
 //! 3. computes the **resume point** `R` from the streams of the id (all workers' in one process):
-//!    - every stream records its upper at every frontier advance, with or without data, and, when its
-//!      input is exhausted, seals what it holds and marks itself *finished* (no update at or beyond its
-//!      upper);
+//!    - every stream records its upper at every frontier advance (or several at once, when seals
+//!      coalesce), with or without data, and, when its input is exhausted, seals what it holds and marks
+//!      itself *finished* (no update at or beyond its upper);
 //!    - `R` is the least upper of the streams that are not finished, or, when all are finished, the
 //!      greatest upper. Below `R` every worker has sealed everything; at or beyond it no finished stream
 //!      has anything.
