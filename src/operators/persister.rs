@@ -89,7 +89,6 @@ pub(crate) struct Shared {
     /// The upper of the arrangement (its trace): at or above `sealed_upper`.
     upper: Cell<u64>,
     stopped: Cell<bool>,
-    errors: ErrorSlot,
 }
 
 /// The caller's view of one worker's persisting operator: what it has persisted and whether it failed.
@@ -150,6 +149,8 @@ pub(crate) struct Persister {
     staged: Vec<(usize, usize, usize, u64, i64)>,
     stopped: bool,
     shared: Rc<Shared>,
+    /// Where the first error goes; its handles hold the same slot.
+    errors: ErrorSlot,
     /// Pays for each write under the manager's rate limit, for operators built from a token.
     throttle: Option<PersistManager>,
     /// The since the trace's readers allow, committed with the next seal (arranging operators only).
@@ -172,7 +173,6 @@ impl Persister {
             sealed_upper: Cell::new(upper),
             upper: Cell::new(upper),
             stopped: Cell::new(false),
-            errors,
         };
         Persister {
             store: store.clone(),
@@ -188,6 +188,7 @@ impl Persister {
             staged: Vec::new(),
             stopped: false,
             shared: Rc::new(shared),
+            errors,
             throttle: None,
             allowed: None,
             requested_since: 0,
@@ -219,7 +220,7 @@ impl Persister {
             stream: self.stream.as_str().into(),
             resume: self.resume,
             own_upper: self.upper,
-            errors: self.shared.errors.clone(),
+            errors: self.errors.clone(),
             shared: self.shared.clone(),
         }
     }
@@ -260,7 +261,7 @@ impl Persister {
     }
 
     fn fail(&mut self, error: Error) {
-        self.shared.errors.record(error);
+        self.errors.record(error);
         self.stopped = true;
         self.shared.stopped.set(true);
     }
@@ -485,7 +486,7 @@ impl Persister {
             .batch
             .map(|file| PersistedBatch::new(file, desc.clone()))
             .transpose()?
-            .map(|b| b.reporting_to(self.shared.errors.clone()));
+            .map(|b| b.reporting_to(self.errors.clone()));
         Ok(Span::new(desc, inner))
     }
 }
