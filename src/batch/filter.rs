@@ -8,6 +8,7 @@
 //! One cache line per key, and no division, make inserting and probing cheap; the price is a slightly
 //! higher false-positive rate than an unblocked filter of the same size.
 
+use super::prefetch;
 use crate::encoding::{checksum, le_u32, le_u64, PutLe};
 use crate::error::{Error, Result};
 
@@ -19,24 +20,6 @@ const HEADER_BYTES: usize = 16;
 const MAX_HASHES: u32 = 16;
 /// Bits per block: one 64-byte cache line.
 const BLOCK_BITS: u64 = 512;
-
-/// Asks the CPU to bring the cache line of `words[at]` in, without waiting for it (a hint; nothing if
-/// `at` is out of range or the target has no prefetch instruction).
-#[inline]
-fn prefetch(words: &[u64], at: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(w) = words.get(at) {
-        // SAFETY: prefetching reads nothing architecturally and cannot fault; the pointer is to a live
-        // element anyway. SSE (and so `prefetcht0`) is part of the x86_64 baseline.
-        unsafe {
-            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                (w as *const u64).cast::<i8>(),
-            )
-        };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (words, at);
-}
 
 /// Words in one filter block.
 const WORDS_PER_BLOCK: usize = (BLOCK_BITS / 64) as usize;
@@ -90,12 +73,6 @@ fn set_bits(line: &mut [u64], h: u128, hash_count: u32) {
         }
         x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (x >> 29);
     }
-}
-
-/// The bits `key` sets, as absolute bit indexes into a filter of `blocks` blocks.
-#[inline]
-fn bits(key: &[u8], blocks: u64, hash_count: u32) -> impl Iterator<Item = u64> {
-    bits_of_hash(xxhash_rust::xxh3::xxh3_128(key), blocks, hash_count)
 }
 
 /// Keys hashed but not yet set in the bits: each insert prefetches its key's (random) cache line and the
@@ -227,8 +204,28 @@ impl<'a> Filter<'a> {
     /// Whether `key` may be in the batch (`false`: it certainly is not).
     #[inline]
     pub fn may_contain(&self, key: &[u8]) -> bool {
-        let mut probe = bits(key, self.bit_count / BLOCK_BITS, self.hash_count);
-        probe.all(|bit| self.bits[(bit / 8) as usize] & (1 << (bit % 8)) != 0)
+        self.may_contain_hash(xxhash_rust::xxh3::xxh3_128(key))
+    }
+
+    /// [`may_contain`](Self::may_contain) for a key whose xxh3-128 hash is `h`.
+    #[inline]
+    pub fn may_contain_hash(&self, h: u128) -> bool {
+        let mut probe = bits_of_hash(h, self.bit_count / BLOCK_BITS, self.hash_count);
+        probe.all(|bit| {
+            self.bits
+                .get((bit / 8) as usize)
+                .is_some_and(|b| b & (1 << (bit % 8)) != 0)
+        })
+    }
+
+    /// Asks the CPU to load the bytes [`may_contain_hash`](Self::may_contain_hash)`(h)` will read: one
+    /// 64-byte filter block, which spans two cache lines when the section's bits are not 64-byte aligned
+    /// in the map (FORMAT.md §2 aligns them to 8), so both ends are requested.
+    #[inline]
+    pub fn prefetch(&self, h: u128) {
+        let start = block_of(h, (self.bit_count / BLOCK_BITS) as usize) * (BLOCK_BITS / 8) as usize;
+        prefetch(self.bits, start);
+        prefetch(self.bits, start + (BLOCK_BITS / 8) as usize - 1);
     }
 }
 
@@ -267,7 +264,7 @@ mod tests {
             let mut expect = vec![0u64; b.words.len()];
             let blocks = b.words.len() as u64 / WORDS_PER_BLOCK as u64;
             for k in &keys {
-                for bit in bits(k, blocks, b.hash_count) {
+                for bit in bits_of_hash(xxhash_rust::xxh3::xxh3_128(k), blocks, b.hash_count) {
                     expect[(bit / 64) as usize] |= 1 << (bit % 64);
                 }
             }

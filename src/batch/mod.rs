@@ -18,6 +18,8 @@
 //! - `sink`: the writer's output side: chunks, index, key filter, footer (optionally on a helper I/O
 //!   thread).
 //! - [`filter`]: the key filter (a blocked Bloom filter).
+//! - [`seek`]: a lookup's [`KeyProbe`] (hash and prefix computed once) and the in-memory fence prefixes
+//!   that find a key's block with few cache misses.
 //! - [`format`](mod@format): the layout's constants and encoders (FORMAT.md §2).
 //! - `scrub`: checks padding, reserved fields and section places (every byte of a file).
 //! - `verify`: [`BatchFile::verify`], the full structural check for tools and tests.
@@ -29,6 +31,7 @@ pub mod filter;
 pub mod format;
 pub mod reader;
 mod scrub;
+pub mod seek;
 mod sink;
 mod verify;
 pub mod writer;
@@ -36,6 +39,7 @@ pub mod writer;
 pub use block::Block;
 pub use cursor::UpdateCursor;
 pub use reader::{BatchFile, BlockBytes};
+pub use seek::KeyProbe;
 pub use writer::{BatchStats, BatchWriter};
 
 /// The frontier value that stands for the empty antichain (a closed stream: no time is beyond it).
@@ -82,6 +86,24 @@ fn partition_point(n: usize, mut below: impl FnMut(usize) -> bool) -> usize {
         }
     }
     lo
+}
+
+/// Asks the CPU to bring the cache line of `items[at]` in, without waiting for it (a hint; nothing if
+/// `at` is out of range or the target has no prefetch instruction).
+#[inline]
+pub(crate) fn prefetch<T>(items: &[T], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(w) = items.get(at) {
+        // SAFETY: prefetching reads nothing architecturally and cannot fault; the pointer is to a live
+        // element anyway. SSE (and so `prefetcht0`) is part of the x86_64 baseline.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                (w as *const T).cast::<i8>(),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (items, at);
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! - the header, footer and block index passed their checksums; every index entry points inside the
 //!   data region, in order and without overlap, and its keys lie inside the index key area;
 //! - a [`Block`] is handed out only after its checksum and its shape (counts equal to the index's, every
-//!   array and byte column inside the block and filling it exactly: O(1)) were checked, once per block per
+//!   array and byte column inside the block and filling it exactly: O(1), plus one pass over the key
+//!   offsets to note a fixed key width) were checked, once per block per
 //!   open file (the block's `shapes` slot is its one atomic "verified" state). So every accessor of a
 //!   `Block` reads in bounds and returns what the writer wrote.
 //!
@@ -25,6 +26,7 @@ use super::format::{
     check_header, Footer, IndexEntry, BLOCK_ALIGN, CODEC_LZ4, CODEC_RAW, FOOTER_BYTES, HEADER_BYTES,
     INDEX_ENTRY_BYTES,
 };
+use super::seek::{Fences, KeyProbe};
 use super::Description;
 use crate::blob::{Blob, BlobBytes};
 use crate::encoding::checksum;
@@ -41,6 +43,8 @@ pub struct BatchFile {
     index: Vec<IndexEntry>,
     /// Absolute offset of the index key area.
     key_area: usize,
+    /// The prefixes of every block's fence keys, in memory (`super::seek`).
+    fences: Fences,
     /// Block i's shape (counts and array positions), set when it has been verified. Readers take the shape
     /// from here, never again from the file's bytes, which another program could change under the map.
     shapes: Box<[std::sync::OnceLock<Block<'static>>]>,
@@ -178,6 +182,13 @@ impl BatchFile {
             return Err(bad(footer_at as u64 + 16, "description lower above upper".into()));
         }
         let block_count = index.len();
+        let fence = |i: usize, last: bool| {
+            let e: &IndexEntry = &index[i];
+            let start = key_area + e.first_key_off as usize + if last { e.first_key_len as usize } else { 0 };
+            let len = if last { e.last_key_len } else { e.first_key_len } as usize;
+            &bytes[start..start + len]
+        };
+        let fences = Fences::new(block_count, |i| fence(i, false), |i| fence(i, true));
         let shapes = (0..block_count).map(|_| std::sync::OnceLock::new()).collect();
         Ok(BatchFile {
             name,
@@ -185,6 +196,7 @@ impl BatchFile {
             footer,
             index,
             key_area,
+            fences,
             shapes,
             decompressed: (0..block_count).map(|_| std::sync::OnceLock::new()).collect(),
             block_reads: std::sync::atomic::AtomicU64::new(0),
@@ -251,28 +263,55 @@ impl BatchFile {
     /// Whether `key` may be in this batch, from the key filter and the batch's first and last keys, without
     /// touching any block (`false`: certainly not).
     pub fn may_contain(&self, key: &[u8]) -> bool {
+        self.may_contain_probe(&KeyProbe::new(key))
+    }
+
+    /// [`may_contain`](Self::may_contain) for a key whose probe (hash, prefix) is already computed.
+    pub fn may_contain_probe(&self, probe: &KeyProbe<'_>) -> bool {
         let n = self.index.len();
-        if n == 0 || key < self.block_first_key(0) || key > self.block_last_key(n - 1) {
+        if n == 0
+            || self.fences.first_above(0, probe, || self.block_first_key(0))
+            || self
+                .fences
+                .last_below(n - 1, probe, || self.block_last_key(n - 1))
+        {
             return false;
         }
         match &self.filter {
             Some((range, bits, hashes)) => {
-                Filter::from_parts(&self.bytes[range.clone()], *bits, *hashes).may_contain(key)
+                Filter::from_parts(&self.bytes[range.clone()], *bits, *hashes).may_contain_hash(probe.hash)
             }
             None => true,
         }
     }
 
+    /// Asks the CPU to load the key filter's cache line for `probe` (a hint, no effect on results): a
+    /// lookup over many batches prefetches every batch's line first, so their misses overlap.
+    #[inline]
+    pub fn prefetch(&self, probe: &KeyProbe<'_>) {
+        if let Some((range, bits, hashes)) = &self.filter {
+            Filter::from_parts(&self.bytes[range.clone()], *bits, *hashes).prefetch(probe.hash);
+        }
+    }
+
     /// Calls `f(val, time, diff)` for every update of `key` in this batch, in `(val, time)` order. Uses the
     /// filter and the fences first, then reads (and on first use verifies) at most one block.
-    pub fn for_key(&self, key: &[u8], mut f: impl FnMut(&[u8], u64, i64)) -> Result<()> {
-        if !self.may_contain(key) {
+    /// Errors: [`Error::Corrupt`] naming the file and offset of a block that fails its check.
+    pub fn for_key(&self, key: &[u8], f: impl FnMut(&[u8], u64, i64)) -> Result<()> {
+        self.for_key_probe(&KeyProbe::new(key), f)
+    }
+
+    /// [`for_key`](Self::for_key) for a key whose probe is already computed (one per lookup, shared by
+    /// every batch).
+    pub fn for_key_probe(&self, probe: &KeyProbe<'_>, mut f: impl FnMut(&[u8], u64, i64)) -> Result<()> {
+        if !self.may_contain_probe(probe) {
             return Ok(());
         }
-        let b = self.seek_block(key);
-        if b >= self.block_count() || self.block_first_key(b) > key {
+        let b = self.fences.seek(probe, |i| self.block_last_key(i));
+        if b >= self.block_count() || self.fences.first_above(b, probe, || self.block_first_key(b)) {
             return Ok(());
         }
+        let key = probe.key;
         let block = self.block(b)?;
         let k = block.seek_key(key);
         if k >= block.key_count() || block.key(k) != key {
@@ -289,7 +328,8 @@ impl BatchFile {
     /// The first block that may hold `key` or a larger key (the sparse index's seek): the first block
     /// whose last key is `>= key`. Returns `block_count()` when every key is smaller.
     pub fn seek_block(&self, key: &[u8]) -> usize {
-        super::partition_point(self.index.len(), |i| self.block_last_key(i) < key)
+        self.fences
+            .seek(&KeyProbe::unhashed(key), |i| self.block_last_key(i))
     }
 
     /// Block `i`, its checksum and shape checked on first use (not its contents' order: see the module

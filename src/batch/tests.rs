@@ -316,3 +316,40 @@ fn check_written_verifies_every_raw_block_and_names_a_bad_one() {
         other => panic!("expected corruption at block 1, got {other:?}"),
     }
 }
+
+proptest::proptest! {
+    /// `for_key` and `seek` against a sorted list: keys share long prefixes (so fence prefixes tie and
+    /// the full keys decide) and are either all of one width (blocks read keys without their offsets) or
+    /// of mixed widths, in blocks of a few keys each.
+    #[test]
+    fn lookups_and_seeks_agree_with_a_model_for_fixed_and_mixed_width_keys(
+        suffixes in proptest::collection::btree_set(proptest::collection::vec(0u8..3, 1..4), 1..80),
+        fixed in proptest::bool::ANY,
+        absent in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..5), 0..20),
+    ) {
+        let key = |s: &[u8]| {
+            let mut k = b"common-prefix/".to_vec();
+            k.extend_from_slice(s);
+            if fixed {
+                k.resize(14 + 4, 9);
+            }
+            k
+        };
+        let mut keys: Vec<Vec<u8>> = suffixes.iter().map(|s| key(s)).collect();
+        keys.sort();
+        keys.dedup();
+        let updates: Vec<Owned> = keys.iter().enumerate().map(|(i, k)| (k.clone(), vec![i as u8], 1, 1)).collect();
+        let blob = MemBlob::new();
+        write(&blob, "a.batch", &updates, 64);
+        let batch = BatchFile::open("a.batch", blob.get("a.batch").unwrap().unwrap()).unwrap();
+        let probes = keys.iter().cloned().chain(absent.iter().map(|s| key(s))).chain(absent.iter().cloned());
+        for probe in probes {
+            let mut got = Vec::new();
+            batch.for_key(&probe, |v, t, d| got.push((v.to_vec(), t, d))).unwrap();
+            let want: Vec<_> = updates.iter().filter(|u| u.0 == probe).map(|u| (u.1.clone(), u.2, u.3)).collect();
+            proptest::prop_assert_eq!(got, want);
+            let c = UpdateCursor::seek(&batch, &probe).unwrap();
+            proptest::prop_assert_eq!(c.key(), keys.iter().find(|k| **k >= probe).map(|k| k.as_slice()));
+        }
+    }
+}

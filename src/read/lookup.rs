@@ -5,6 +5,8 @@
 //! progress is writing), so it sees every acknowledged write. Per batch it checks, without touching a data
 //! page: the description (`lower` above `as_of` means no update qualifies), the batch's first and last keys,
 //! and the Bloom key filter; only then does it binary-search the block index's fences and read one block.
+//! The key's hash and prefix are computed once for all batches, and every batch's filter line is
+//! prefetched before any is probed (`batch::seek`): a lookup is bound by cache misses, which then overlap.
 //! Batches are held by `Arc` for the lookup's duration, so concurrent merges do not disturb it.
 //!
 //! Times below the stream's `since` may have been advanced to `since` by merges: a lookup `as_of` a time
@@ -14,12 +16,11 @@
 //! A key's diffs are accumulated exactly (`i128`), in whatever order the sources are read: only the
 //! total of each val at `as_of` must fit `i64` (DESIGN.md, "Diff arithmetic").
 
-use crate::batch::BatchFile;
+use crate::batch::{BatchFile, KeyProbe};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::memtable::for_key_in;
 use crate::store::Store;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The consolidated `(val, diff)` pairs of one key, vals in byte order, zero sums dropped.
@@ -41,29 +42,45 @@ impl Store {
     /// [`get_bytes`](Self::get_bytes) for many keys at once: one result per key, in the same order.
     /// Errors: as [`get_bytes`](Self::get_bytes).
     pub fn get_many_bytes(&self, id: &str, keys: &[&[u8]], as_of: u64) -> Result<Vec<Vals>> {
-        let mut acc: Vec<BTreeMap<Vec<u8>, i128>> = vec![BTreeMap::new(); keys.len()];
-        let batches = self.gather_unsealed(id, keys, as_of, &mut |i, val, _time, diff| {
-            *acc[i].entry(val.to_vec()).or_insert(0) += i128::from(diff);
+        // Per key, every `(val, diff)` found, consolidated at the end: most keys have one val, so a
+        // list and one sort cost less than a map.
+        let mut acc: Vec<Vec<(Vec<u8>, i128)>> = vec![Vec::new(); keys.len()];
+        let mut batches = self.gather_unsealed(id, keys, as_of, &mut |i, val, _time, diff| {
+            acc[i].push((val.to_vec(), i128::from(diff)));
         })?;
-        for batch in batches.iter().filter(|b| b.description().lower <= as_of) {
-            for (i, key) in keys.iter().enumerate() {
-                batch.for_key(key, |val, time, diff| {
+        batches.retain(|b| b.description().lower <= as_of);
+        for (i, key) in keys.iter().enumerate() {
+            // One probe a key; every batch's filter line is requested before any is read, so the
+            // batches' cache misses overlap (batch::seek).
+            let probe = KeyProbe::new(key);
+            for batch in &batches {
+                batch.prefetch(&probe);
+            }
+            for batch in &batches {
+                batch.for_key_probe(&probe, |val, time, diff| {
                     if time <= as_of {
-                        *acc[i].entry(val.to_vec()).or_insert(0) += i128::from(diff);
+                        acc[i].push((val.to_vec(), i128::from(diff)));
                     }
                 })?;
             }
         }
         acc.into_iter()
             .zip(keys)
-            .map(|(m, key)| {
-                m.into_iter()
-                    .filter(|(_, d)| *d != 0)
-                    .map(|(v, d)| match i64::try_from(d) {
-                        Ok(d) => Ok((v, d)),
-                        Err(_) => Err(Error::diff_overflow(key, as_of).in_stream(id)),
-                    })
-                    .collect()
+            .map(|(mut found, key)| {
+                found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                let mut out: Vals = Vec::with_capacity(found.len());
+                let mut found = found.into_iter().peekable();
+                while let Some((val, mut sum)) = found.next() {
+                    while let Some((_, d)) = found.next_if(|(v, _)| *v == val) {
+                        sum += d;
+                    }
+                    if sum != 0 {
+                        let d =
+                            i64::try_from(sum).map_err(|_| Error::diff_overflow(key, as_of).in_stream(id))?;
+                        out.push((val, d));
+                    }
+                }
+                Ok(out)
             })
             .collect()
     }
@@ -86,11 +103,12 @@ impl Store {
             self.gather_unsealed(id, &[key], u64::MAX, &mut |_, _, time, _| first = first.min(time))?;
         // Batches are in time order and every time in a batch is at or beyond its lower: stop once no
         // later batch can hold an earlier time.
+        let probe = KeyProbe::new(key);
         for batch in batches.iter() {
             if first <= batch.description().lower {
                 break;
             }
-            batch.for_key(key, |_, time, _| first = first.min(time))?;
+            batch.for_key_probe(&probe, |_, time, _| first = first.min(time))?;
         }
         // u64::MAX is never a valid time, so it stands for "none".
         Ok((first != u64::MAX).then_some(first))

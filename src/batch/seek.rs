@@ -1,0 +1,171 @@
+//! Finding a key's block without touching a data page, and with few cache misses.
+//!
+//! A point lookup over a stream's batches is bound by memory latency, not by instructions: each binary
+//! search probe into the mapped fence keys of a large batch is a cache (and TLB) miss. Two things here
+//! cut those misses:
+//! - [`KeyProbe`]: a key with its filter hash (xxh3-128) and its 8-byte prefix, computed once per lookup
+//!   and shared by every batch it is looked up in, so each batch's key filter cache line can be
+//!   prefetched before any is read ([`BatchFile::prefetch`](super::BatchFile::prefetch)): the misses of
+//!   all batches overlap instead of following one another.
+//! - [`Fences`]: the first 8 bytes of every block's first and last key, held in memory as big-endian
+//!   `u64`s (16 bytes a block, built at open from the already-checked index), so the sparse index's
+//!   binary search compares integers in a dense array and reads a mapped fence key only among blocks
+//!   whose prefix equals the key's. The same idea as the "key prefix" in the leaf pages of B-trees
+//!   (Graefe and Larson, "B-tree indexes and CPU caches", ICDE 2001: poor man's normalized keys).
+//!
+//! Prefix order agrees with byte order: a zero-padded 8-byte prefix of `a` below that of `b` means
+//! `a < b` (the first differing byte is either compared directly, or `a` ended there and is a proper
+//! prefix of `b`); only equal prefixes need the whole keys.
+
+use std::cmp::Ordering;
+
+/// The first 8 bytes of `key`, zero-padded, read big-endian: comparing two prefixes orders their keys
+/// unless the prefixes are equal (module docs).
+#[inline]
+pub fn key_prefix(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
+
+/// A key to look up, with what every batch's filter and fences need of it, computed once.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyProbe<'k> {
+    /// The key's bytes (its encoding in the store).
+    pub key: &'k [u8],
+    /// xxh3-128 of `key`: the key filter's hash (FORMAT.md §2, "Key filter section").
+    pub(crate) hash: u128,
+    /// [`key_prefix`] of `key`.
+    pub(crate) prefix: u64,
+}
+
+impl<'k> KeyProbe<'k> {
+    /// The probe of `key`.
+    #[inline]
+    pub fn new(key: &'k [u8]) -> Self {
+        KeyProbe {
+            key,
+            hash: xxhash_rust::xxh3::xxh3_128(key),
+            prefix: key_prefix(key),
+        }
+    }
+
+    /// The probe of `key` for a fence search only ([`Fences::seek`] and the fence tests read no hash):
+    /// its hash is left 0, so it must not be given to a filter.
+    #[inline]
+    pub(crate) fn unhashed(key: &'k [u8]) -> Self {
+        KeyProbe {
+            key,
+            hash: 0,
+            prefix: key_prefix(key),
+        }
+    }
+
+    /// `self.key` against a stored key whose prefix is `prefix`; `stored` reads the whole stored key and
+    /// is called only when the prefixes are equal.
+    #[inline]
+    fn cmp_with<'s>(&self, prefix: u64, stored: impl FnOnce() -> &'s [u8]) -> Ordering {
+        match self.prefix.cmp(&prefix) {
+            Ordering::Equal => self.key.cmp(stored()),
+            other => other,
+        }
+    }
+}
+
+/// The prefixes of every block's first and last key (module docs), in block order.
+#[derive(Debug, Default)]
+pub struct Fences {
+    first: Box<[u64]>,
+    last: Box<[u64]>,
+}
+
+impl Fences {
+    /// The fences of `n` blocks whose first and last keys are `first_key(i)` and `last_key(i)`.
+    pub fn new<'a>(
+        n: usize,
+        first_key: impl Fn(usize) -> &'a [u8],
+        last_key: impl Fn(usize) -> &'a [u8],
+    ) -> Self {
+        Fences {
+            first: (0..n).map(|i| key_prefix(first_key(i))).collect(),
+            last: (0..n).map(|i| key_prefix(last_key(i))).collect(),
+        }
+    }
+
+    /// The first block whose last key is `>= probe.key` (`last.len()` if none): an integer binary search
+    /// over the prefixes, then a binary search reading `last_key` only over the blocks whose last key's
+    /// prefix equals the probe's. `last_key(i)` must be the key [`new`](Self::new) took for block `i`.
+    pub fn seek<'a>(&self, probe: &KeyProbe<'_>, last_key: impl Fn(usize) -> &'a [u8]) -> usize {
+        let lo = self.last.partition_point(|&p| p < probe.prefix);
+        let tied = self.last[lo..].partition_point(|&p| p == probe.prefix);
+        lo + super::partition_point(tied, |j| last_key(lo + j) < probe.key)
+    }
+
+    /// Whether block `i`'s first key is above `probe.key` (`first_key(i)` read only on a prefix tie).
+    #[inline]
+    pub fn first_above<'a>(
+        &self,
+        i: usize,
+        probe: &KeyProbe<'_>,
+        first_key: impl FnOnce() -> &'a [u8],
+    ) -> bool {
+        probe.cmp_with(self.first[i], first_key) == Ordering::Less
+    }
+
+    /// Whether block `i`'s last key is below `probe.key` (`last_key(i)` read only on a prefix tie).
+    #[inline]
+    pub fn last_below<'a>(
+        &self,
+        i: usize,
+        probe: &KeyProbe<'_>,
+        last_key: impl FnOnce() -> &'a [u8],
+    ) -> bool {
+        probe.cmp_with(self.last[i], last_key) == Ordering::Greater
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        // Short alphabets and lengths around 8 make prefix ties and proper prefixes common.
+        prop::collection::vec(prop::sample::select(vec![0u8, 1, 0x61, 0xff]), 0..12)
+    }
+
+    proptest! {
+        #[test]
+        fn prefix_order_agrees_with_byte_order(a in key(), b in key()) {
+            let (pa, pb) = (key_prefix(&a), key_prefix(&b));
+            if pa != pb {
+                prop_assert_eq!(pa.cmp(&pb), a.cmp(&b));
+            }
+        }
+
+        #[test]
+        fn seek_and_fence_tests_equal_the_plain_comparisons(
+            mut keys in prop::collection::vec(key(), 1..60),
+            block in 1usize..5,
+            probes in prop::collection::vec(key(), 1..20),
+        ) {
+            keys.sort();
+            keys.dedup();
+            // Blocks of `block` sorted keys each: fences are the first and last of each chunk.
+            let blocks: Vec<&[Vec<u8>]> = keys.chunks(block).collect();
+            let first = |i: usize| blocks[i][0].as_slice();
+            let last = |i: usize| blocks[i][blocks[i].len() - 1].as_slice();
+            let fences = Fences::new(blocks.len(), first, last);
+            for p in probes.iter().chain(keys.iter()) {
+                let probe = KeyProbe::new(p);
+                let want = blocks.partition_point(|b| b[b.len() - 1].as_slice() < p.as_slice());
+                prop_assert_eq!(fences.seek(&probe, last), want);
+                for i in 0..blocks.len() {
+                    prop_assert_eq!(fences.first_above(i, &probe, || first(i)), first(i) > p.as_slice());
+                    prop_assert_eq!(fences.last_below(i, &probe, || last(i)), last(i) < p.as_slice());
+                }
+            }
+        }
+    }
+}
