@@ -161,3 +161,27 @@ fn millions_of_updates_behind_a_stalled_frontier_stay_within_the_budget() {
         println!("{line}");
     }
 }
+
+#[test]
+fn a_non_durable_stream_writes_no_wal_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    store
+        .create_stream("s", StreamOptions { durable: false })
+        .unwrap();
+    store.create_stream("d", StreamOptions::default()).unwrap();
+    let wal_bytes = || -> u64 {
+        common::wal_segments(dir.path())
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum()
+    };
+    let before = wal_bytes();
+    let (mut model, mut rng) = (Model::default(), Rng(24));
+    write_future(&store, &mut model, &mut rng, 2_000, 0, 20);
+    assert_eq!(wal_bytes(), before, "the non-durable writes reached the WAL");
+    // They are in the memtable all the same, and a durable stream's write does reach the WAL.
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+    store.write_bytes("d", [(&b"k"[..], &b"v"[..], 1, 1)]).unwrap();
+    assert!(wal_bytes() > before);
+}

@@ -107,14 +107,18 @@ impl MemTable {
     /// Adds an update written by the WAL record at `lsn`. Keys and vals must fit `u32` lengths (the WAL
     /// limits them far below that).
     pub fn insert(&mut self, update: UpdateRef<'_>, lsn: Lsn) {
-        self.insert_all([update], lsn)
+        self.insert_all(&[update], lsn)
     }
 
-    /// Adds the updates of one WAL record at `lsn`, as [`insert`](Self::insert) would one by one, but
-    /// looking up each time's bucket once per run of equal times (a write usually has one time).
-    pub fn insert_all<'a>(&mut self, updates: impl IntoIterator<Item = UpdateRef<'a>>, lsn: Lsn) {
-        let mut updates = updates.into_iter().peekable();
-        while let Some(&(_, _, time, _)) = updates.peek() {
+    /// Adds the updates of one write (one WAL record at `lsn`), as [`insert`](Self::insert) would one by
+    /// one, but looking up each time's bucket once per run of equal times (a write usually has one time)
+    /// and growing its arena once per run, to the run's size.
+    pub fn insert_all(&mut self, updates: &[UpdateRef<'_>], lsn: Lsn) {
+        let mut rest = updates;
+        while let Some(&(_, _, time, _)) = rest.first() {
+            let run_len = rest.iter().position(|u| u.2 != time).unwrap_or(rest.len());
+            let (run, later) = rest.split_at(run_len);
+            rest = later;
             let bucket = self.buckets.entry(time).or_insert_with(|| {
                 Arc::new(Bucket {
                     min_lsn: lsn,
@@ -123,7 +127,11 @@ impl MemTable {
             });
             let bucket = Arc::make_mut(bucket);
             bucket.min_lsn = bucket.min_lsn.min(lsn);
-            while let Some((key, val, _, diff)) = updates.next_if(|u| u.2 == time) {
+            bucket
+                .arena
+                .reserve(run.iter().map(|u| u.0.len() + u.1.len()).sum());
+            bucket.entries.reserve(run.len());
+            for &(key, val, _, diff) in run {
                 debug_assert!(key.len() <= u32::MAX as usize && val.len() <= u32::MAX as usize);
                 bucket.push(key, val, diff);
                 self.update_count += 1;
@@ -345,8 +353,8 @@ mod tests {
         for &u in &ups {
             one.insert(u, 9);
         }
-        all.insert_all([ups[0]], 4);
-        all.insert_all(ups.iter().copied(), 9);
+        all.insert_all(&[ups[0]], 4);
+        all.insert_all(&ups, 9);
         assert_eq!(one.update_count(), all.update_count());
         assert_eq!(one.bytes(), all.bytes());
         assert_eq!(one.min_lsn(), all.min_lsn());

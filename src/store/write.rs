@@ -126,21 +126,25 @@ impl Store {
         }
     }
 
-    /// Validates and encodes `updates`, appends their WAL record (not synced) and inserts them into the
-    /// memtable. Returns the ticket to sync and whether the memtable is now over its budget.
+    /// Validates `updates`, encodes and appends their WAL record (not synced; durable streams only) and
+    /// inserts them into the memtable. Returns the ticket to sync and whether the memtable is now over its
+    /// budget. A stream that is not durable gets no record: its updates are copied once, into the memtable.
     fn write_unsynced<'a>(
         &self,
         id: &str,
         updates: impl IntoIterator<Item = UpdateRef<'a>>,
     ) -> Result<(WriteTicket, bool)> {
-        // Encode and validate outside the lock.
+        // A stream's durability is fixed when it is created, and streams are never removed.
+        let durable = self.with_stream(id, |s| s.version.durable())?;
+        // Validate (and encode, for the WAL) outside the lock.
         let updates = updates.into_iter();
-        let mut payload = Vec::with_capacity(record::RECORD_PREFIX_BYTES + 64 * updates.size_hint().0);
-        // Where each update's key starts in `payload`, with its lengths, time and diff: the memtable
-        // insert reads the keys and vals back from the payload without decoding it.
-        let mut spans: Vec<(usize, u32, u32, u64, i64)> = Vec::with_capacity(updates.size_hint().0);
-        record::begin_record(&mut payload, 0);
-        let (mut count, mut min_time) = (0u32, u64::MAX);
+        let mut refs: Vec<UpdateRef<'a>> = Vec::with_capacity(updates.size_hint().0);
+        let mut payload = Vec::new();
+        let mut record_bytes = record::RECORD_PREFIX_BYTES;
+        if durable {
+            record::begin_record(&mut payload, 0);
+        }
+        let mut min_time = u64::MAX;
         for (k, v, t, d) in updates {
             if k.len() > MAX_KEY_BYTES || v.len() > MAX_VAL_BYTES {
                 return Err(Error::bad_input(format!(
@@ -159,65 +163,60 @@ impl Store {
             if d == 0 {
                 continue;
             }
-            let at = payload.len() + record::UPDATE_HEADER_BYTES;
-            record::push_update(&mut payload, (k, v, t, d));
-            spans.push((at, k.len() as u32, v.len() as u32, t, d));
-            count = count
-                .checked_add(1)
-                .ok_or_else(|| Error::bad_input("too many updates in one write"))?;
-            if payload.len() > MAX_RECORD_BYTES {
+            record_bytes += record::UPDATE_HEADER_BYTES + k.len() + v.len();
+            if record_bytes > MAX_RECORD_BYTES {
                 return Err(Error::bad_input(format!(
                     "one write over {MAX_RECORD_BYTES} bytes; split it"
                 )));
             }
-        }
-        record::finish_record(&mut payload, count);
-        {
-            let mut state = self.live_state()?;
-            let stream = state
-                .streams
-                .get_mut(id)
-                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
-            if min_time < stream.pending_upper {
-                return Err(Error::bad_input(format!(
-                    "write at time {min_time} below stream {id:?}'s sealed upper {}",
-                    stream.pending_upper
-                )));
-            }
-            if count == 0 {
-                return Ok((WriteTicket::default(), false));
-            }
-            payload[1..5].copy_from_slice(&stream.version.stream_no().to_le_bytes());
-            let updates = spans.iter().map(|&(at, key_len, val_len, t, d)| {
-                let key_end = at + key_len as usize;
-                let val_end = key_end + val_len as usize;
-                (&payload[at..key_end], &payload[key_end..val_end], t, d)
-            });
-            // Before anything is logged: a write that would take a sum out of range is rejected whole.
-            stream
-                .memtable
-                .check_sums(updates.clone())
-                .map_err(|e| e.in_stream(id))?;
-            let durable = stream.version.durable();
-            let (lsn, end) = if durable {
-                self.inner.log.append(&payload)?
-            } else {
-                (NO_LSN, 0)
-            };
-            stream.memtable.insert_all(updates, lsn);
-            let over_budget = stream.memtable.bytes() > self.inner.options.memtable_budget_bytes;
             if durable {
-                state.wal_end = state.wal_end.max(end);
+                record::push_update(&mut payload, (k, v, t, d));
             }
-            let ticket = match durable {
-                true => WriteTicket {
-                    lsn: end,
-                    store: self.inner.id,
-                },
-                false => WriteTicket::default(),
-            };
-            Ok((ticket, over_budget))
+            refs.push((k, v, t, d));
         }
+        let count =
+            u32::try_from(refs.len()).map_err(|_| Error::bad_input("too many updates in one write"))?;
+        if durable {
+            record::finish_record(&mut payload, count);
+        }
+        let mut state = self.live_state()?;
+        let stream = state
+            .streams
+            .get_mut(id)
+            .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+        if min_time < stream.pending_upper {
+            return Err(Error::bad_input(format!(
+                "write at time {min_time} below stream {id:?}'s sealed upper {}",
+                stream.pending_upper
+            )));
+        }
+        if count == 0 {
+            return Ok((WriteTicket::default(), false));
+        }
+        // Before anything is logged: a write that would take a sum out of range is rejected whole.
+        stream
+            .memtable
+            .check_sums(refs.iter().copied())
+            .map_err(|e| e.in_stream(id))?;
+        let (lsn, end) = if durable {
+            payload[1..5].copy_from_slice(&stream.version.stream_no().to_le_bytes());
+            self.inner.log.append(&payload)?
+        } else {
+            (NO_LSN, 0)
+        };
+        stream.memtable.insert_all(&refs, lsn);
+        let over_budget = stream.memtable.bytes() > self.inner.options.memtable_budget_bytes;
+        if durable {
+            state.wal_end = state.wal_end.max(end);
+        }
+        let ticket = match durable {
+            true => WriteTicket {
+                lsn: end,
+                store: self.inner.id,
+            },
+            false => WriteTicket::default(),
+        };
+        Ok((ticket, over_budget))
     }
 }
 
