@@ -5,10 +5,27 @@
 
 use crate::error::{Error, Result};
 
-/// xxh3-64 of `bytes`: the one checksum used by every file this crate writes.
+/// xxh3-64 of `bytes`: the one checksum used by every file this crate writes (the `twox-hash` crate,
+/// which uses AVX2 where the CPU has it).
 #[inline]
 pub fn checksum(bytes: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(bytes)
+    twox_hash::XxHash3_64::oneshot(bytes)
+}
+
+/// [`checksum`] of the concatenation of `parts`, without concatenating them.
+pub fn checksum_parts(parts: &[&[u8]]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = twox_hash::XxHash3_64::default();
+    for part in parts {
+        h.write(part);
+    }
+    h.finish()
+}
+
+/// xxh3-128 of `bytes`: the key filter's hash of a key (FORMAT.md §2, "Key filter section").
+#[inline]
+pub fn hash128(bytes: &[u8]) -> u128 {
+    twox_hash::XxHash3_128::oneshot(bytes)
 }
 
 /// A format version: the `u32` written after each file's magic. Readers accept versions up to their own.

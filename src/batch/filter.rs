@@ -107,7 +107,7 @@ impl FilterBuilder {
     /// Adds a key.
     #[inline]
     pub fn insert(&mut self, key: &[u8]) {
-        let h = xxhash_rust::xxh3::xxh3_128(key);
+        let h = crate::encoding::hash128(key);
         prefetch(
             &self.words,
             block_of(h, self.words.len() / WORDS_PER_BLOCK) * WORDS_PER_BLOCK,
@@ -204,7 +204,7 @@ impl<'a> Filter<'a> {
     /// Whether `key` may be in the batch (`false`: it certainly is not).
     #[inline]
     pub fn may_contain(&self, key: &[u8]) -> bool {
-        self.may_contain_hash(xxhash_rust::xxh3::xxh3_128(key))
+        self.may_contain_hash(crate::encoding::hash128(key))
     }
 
     /// [`may_contain`](Self::may_contain) for a key whose xxh3-128 hash is `h`.
@@ -264,7 +264,7 @@ mod tests {
             let mut expect = vec![0u64; b.words.len()];
             let blocks = b.words.len() as u64 / WORDS_PER_BLOCK as u64;
             for k in &keys {
-                for bit in bits_of_hash(xxhash_rust::xxh3::xxh3_128(k), blocks, b.hash_count) {
+                for bit in bits_of_hash(crate::encoding::hash128(k), blocks, b.hash_count) {
                     expect[(bit / 64) as usize] |= 1 << (bit % 64);
                 }
             }

@@ -46,7 +46,7 @@ impl<'k> KeyProbe<'k> {
     pub fn new(key: &'k [u8]) -> Self {
         KeyProbe {
             key,
-            hash: xxhash_rust::xxh3::xxh3_128(key),
+            hash: crate::encoding::hash128(key),
             prefix: key_prefix(key),
         }
     }

@@ -48,10 +48,8 @@ pub(crate) fn record_header(payload: &[u8]) -> [u8; RECORD_HEADER_BYTES as usize
     let mut header = [0u8; RECORD_HEADER_BYTES as usize];
     header[8..12].copy_from_slice(&(payload.len() as u32).to_le_bytes());
     header[12..16].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(&header[8..16]);
-    h.update(payload);
-    header[0..8].copy_from_slice(&h.digest().to_le_bytes());
+    let sum = crate::encoding::checksum_parts(&[&header[8..16], payload]);
+    header[0..8].copy_from_slice(&sum.to_le_bytes());
     header
 }
 

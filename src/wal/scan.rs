@@ -125,10 +125,9 @@ pub(crate) fn record_at(bytes: &[u8], at: usize, marks: bool) -> Option<Found> {
     if end > bytes.len() {
         return None;
     }
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(&bytes[at + 8..header_end]);
-    h.update(&bytes[header_end..end]);
-    if h.digest() != le_u64(bytes, at) {
+    if crate::encoding::checksum_parts(&[&bytes[at + 8..header_end], &bytes[header_end..end]])
+        != le_u64(bytes, at)
+    {
         return None;
     }
     Some(if is_mark {
