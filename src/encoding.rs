@@ -186,6 +186,17 @@ pub(crate) fn le_u32(bytes: &[u8], at: usize) -> u32 {
 
 #[cfg(test)]
 mod tests {
+
+    /// The on-disk checksums are the reference XXH3 (seed 0): the published values for the empty input
+    /// pin the algorithm whichever crate computes it.
+    #[test]
+    fn checksums_are_the_reference_xxh3() {
+        assert_eq!(checksum(b""), 0x2D06_8005_38D3_94C2);
+        assert_eq!(hash128(b""), 0x99AA_06D3_0147_98D8_6001_C324_468D_497F);
+        let long: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        assert_eq!(checksum_parts(&[&long[..1234], &long[1234..]]), checksum(&long));
+    }
+
     use super::*;
 
     #[test]
