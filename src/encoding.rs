@@ -186,6 +186,7 @@ pub(crate) fn le_u32(bytes: &[u8], at: usize) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     /// The on-disk checksums are the reference XXH3 (seed 0): the published values for the empty input
     /// pin the algorithm whichever crate computes it.
@@ -196,8 +197,6 @@ mod tests {
         let long: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
         assert_eq!(checksum_parts(&[&long[..1234], &long[1234..]]), checksum(&long));
     }
-
-    use super::*;
 
     #[test]
     fn decoder_reports_absolute_offset_on_short_read() {
