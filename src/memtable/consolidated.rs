@@ -192,4 +192,33 @@ mod tests {
             ]
         );
     }
+
+    proptest::proptest! {
+        /// Against a map: keys with long shared prefixes (ties of the 8-byte sort prefix), proper prefixes
+        /// of each other, repeated `(key, val, time)`s and diffs that cancel.
+        #[test]
+        fn consolidation_equals_a_map_of_sums(
+            ups in proptest::collection::vec(
+                (proptest::collection::vec(0u8..3, 0..11), 0u8..3, 0u64..3, -2i64..3),
+                0..200,
+            )
+        ) {
+            let owned: Vec<(Vec<u8>, Vec<u8>, u64, i64)> = ups
+                .into_iter()
+                .map(|(k, v, t, d)| (k, vec![v], t, d))
+                .collect();
+            let mut want = std::collections::BTreeMap::new();
+            for (k, v, t, d) in &owned {
+                *want.entry((k.clone(), v.clone(), *t)).or_insert(0i64) += d;
+            }
+            let want: Vec<_> = want.into_iter().filter(|(_, d)| *d != 0).map(|((k, v, t), d)| (k, v, t, d)).collect();
+            let refs = owned.iter().map(|(k, v, t, d)| (&k[..], &v[..], *t, *d));
+            let got: Vec<_> = Consolidated::from_updates(refs)
+                .unwrap()
+                .iter()
+                .map(|(k, v, t, d)| (k.to_vec(), v.to_vec(), t, d))
+                .collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
 }
