@@ -62,8 +62,9 @@ impl<'a> Block<'a> {
     }
 
     /// The block's shape (counts and array positions) from `bytes`, checked against its index entry so
-    /// that every array and both byte columns lie inside `bytes` and fill it exactly: O(1), no pass over
-    /// the contents, but for one pass over the key offsets noting whether all keys have one width. This is all a read needs after the checksum (the writer built the contents sorted and
+    /// that every array and both byte columns lie inside `bytes` and fill it exactly, and noting whether all
+    /// keys have one width: O(keys), one pass over the `4 · (keys + 1)` bytes of key offsets, no pass over
+    /// the contents. This is all a read needs after the checksum (the writer built the contents sorted and
     /// consolidated, and the checksum proves these are its bytes); [`check_contents`](Self::check_contents)
     /// is the full pass, for `verify`. On failure returns the offset within the block and what is wrong.
     pub(super) fn shape(bytes: &'a [u8], e: &IndexEntry) -> std::result::Result<Self, (usize, String)> {
@@ -107,10 +108,9 @@ impl<'a> Block<'a> {
             return 0;
         };
         let uniform = w > 0
-            && offsets
-                .chunks_exact(4)
-                .enumerate()
-                .all(|(i, o)| u32::from_le_bytes([o[0], o[1], o[2], o[3]]) as usize == i * w);
+            && offsets.chunks_exact(4).enumerate().all(|(i, o)| {
+                Some(u32::from_le_bytes([o[0], o[1], o[2], o[3]]) as usize) == i.checked_mul(w)
+            });
         if uniform {
             w
         } else {
@@ -256,17 +256,19 @@ impl<'a> Block<'a> {
         self.update_count
     }
 
-    /// Key `i`, borrowed from the file.
+    /// Key `i`, borrowed from the file; empty for `i >= key_count()`.
     #[inline]
     pub fn key(&self, i: usize) -> &'a [u8] {
+        if i >= self.key_count {
+            return &[];
+        }
         match self.key_width {
             0 => self.entry(self.key_offs_at, self.key_bytes_at, i),
             // The offsets are `i * w` (checked at shape time): the same bytes, without reading them.
-            w if i < self.key_count => {
+            w => {
                 let start = self.key_bytes_at + i * w;
                 self.bytes.get(start..start + w).unwrap_or(&[])
             }
-            _ => &[],
         }
     }
 
@@ -305,9 +307,10 @@ impl<'a> Block<'a> {
         if self.key_width == 0 {
             return super::partition_point(self.key_count, |i| self.key(i) < key);
         }
-        // Keys of one width: a branch-free lower bound that asks for both keys the next step may read
-        // while this step's comparison waits on memory, so the search's cache misses overlap in pairs
-        // (the search is bound by them, not by the comparisons).
+        // Keys of one width: a lower bound whose step updates `base` without a branch and asks for both
+        // keys the next step may read while this step's comparison waits on memory, so the search's cache
+        // misses overlap in pairs (the search is bound by them, not by the comparisons). The layout study
+        // behind it: Khuong and Morin, "Array layouts for comparison-based searching", 2017.
         let w = self.key_width;
         let prefetch = |i: usize| super::prefetch(self.bytes, self.key_bytes_at + i * w);
         let (mut base, mut size) = (0, self.key_count);

@@ -5,7 +5,7 @@
 //! Section (filter kind 1) at the footer's `filter_offset`: bit count, hash count, the bits, a checksum;
 //! each key sets `k` bits inside one 512-bit block chosen from its xxh3-128 hash. The bytes and the bit
 //! positions have one home, FORMAT.md §2 ("Key filter section").
-//! One cache line per key, and no division, make inserting and probing cheap; the price is a slightly
+//! One 64-byte block per key (one or two cache lines: the section is not aligned in the file), and no division, make inserting and probing cheap; the price is a slightly
 //! higher false-positive rate than an unblocked filter of the same size.
 
 use super::prefetch;
@@ -18,7 +18,7 @@ pub const FILTER_KIND_BLOOM: u32 = 1;
 pub const DEFAULT_BITS_PER_KEY: u32 = 10;
 const HEADER_BYTES: usize = 16;
 const MAX_HASHES: u32 = 16;
-/// Bits per block: one 64-byte cache line.
+/// Bits per block: 64 bytes, a cache line's size.
 const BLOCK_BITS: u64 = 512;
 
 /// Words in one filter block.
@@ -211,16 +211,18 @@ impl<'a> Filter<'a> {
     #[inline]
     pub fn may_contain_hash(&self, h: u128) -> bool {
         let mut probe = bits_of_hash(h, self.bit_count / BLOCK_BITS, self.hash_count);
+        // A bit outside the section (impossible after `open`'s checks) answers "may contain": a filter
+        // may only ever err towards reading the batch.
         probe.all(|bit| {
-            self.bits
-                .get((bit / 8) as usize)
-                .is_some_and(|b| b & (1 << (bit % 8)) != 0)
+            let byte = self.bits.get((bit / 8) as usize);
+            debug_assert!(byte.is_some(), "filter bit {bit} outside the section");
+            byte.is_none_or(|b| b & (1 << (bit % 8)) != 0)
         })
     }
 
     /// Asks the CPU to load the bytes [`may_contain_hash`](Self::may_contain_hash)`(h)` will read: one
-    /// 64-byte filter block, which spans two cache lines when the section's bits are not 64-byte aligned
-    /// in the map (FORMAT.md §2 aligns them to 8), so both ends are requested.
+    /// 64-byte filter block, at whatever alignment the section has in the map (it follows the index's key
+    /// area, FORMAT.md §2), so one or two cache lines: both ends are requested.
     #[inline]
     pub fn prefetch(&self, h: u128) {
         let start = block_of(h, (self.bit_count / BLOCK_BITS) as usize) * (BLOCK_BITS / 8) as usize;

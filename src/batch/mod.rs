@@ -18,7 +18,7 @@
 //! - `sink`: the writer's output side: chunks, index, key filter, footer (optionally on a helper I/O
 //!   thread).
 //! - [`filter`]: the key filter (a blocked Bloom filter).
-//! - [`seek`]: a lookup's [`KeyProbe`] (hash and prefix computed once) and the in-memory fence prefixes
+//! - `seek`: a lookup's [`KeyProbe`] (hash and prefix computed once) and the in-memory fence prefixes
 //!   that find a key's block with few cache misses.
 //! - [`format`](mod@format): the layout's constants and encoders (FORMAT.md §2).
 //! - `scrub`: checks padding, reserved fields and section places (every byte of a file).
@@ -31,7 +31,7 @@ pub mod filter;
 pub mod format;
 pub mod reader;
 mod scrub;
-pub mod seek;
+pub(crate) mod seek;
 mod sink;
 mod verify;
 pub mod writer;

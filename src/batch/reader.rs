@@ -4,9 +4,8 @@
 //! - the header, footer and block index passed their checksums; every index entry points inside the
 //!   data region, in order and without overlap, and its keys lie inside the index key area;
 //! - a [`Block`] is handed out only after its checksum and its shape (counts equal to the index's, every
-//!   array and byte column inside the block and filling it exactly: O(1), plus one pass over the key
-//!   offsets to note a fixed key width) were checked, once per block per
-//!   open file (the block's `shapes` slot is its one atomic "verified" state). So every accessor of a
+//!   array and byte column inside the block and filling it exactly; O(keys): one pass over the key
+//!   offsets, which also notes a fixed key width) were checked, once per block per open file (the block's `shapes` slot is its one atomic "verified" state). So every accessor of a
 //!   `Block` reads in bounds and returns what the writer wrote.
 //!
 //! The verification rule (DESIGN.md §5, "Verify once"): the *structure* of a block's contents (monotone
@@ -56,6 +55,14 @@ pub struct BatchFile {
     filter: Option<(Range<usize>, u64, u32)>,
     /// Set once compaction replaced this batch: the file is deleted when the last holder drops it.
     retire: parking_lot::Mutex<Option<(Arc<dyn Blob>, String)>>,
+}
+
+/// The first (or, with `last`, the last) key of the block of index entry `e`, in the index key area at
+/// `key_area` of `bytes` (in bounds: `BatchFile::open` checks every entry's keys lie inside the area).
+fn fence_key<'b>(bytes: &'b [u8], key_area: usize, e: &IndexEntry, last: bool) -> &'b [u8] {
+    let start = key_area + e.first_key_off as usize + if last { e.first_key_len as usize } else { 0 };
+    let len = if last { e.last_key_len } else { e.first_key_len } as usize;
+    &bytes[start..start + len]
 }
 
 impl Drop for BatchFile {
@@ -182,13 +189,11 @@ impl BatchFile {
             return Err(bad(footer_at as u64 + 16, "description lower above upper".into()));
         }
         let block_count = index.len();
-        let fence = |i: usize, last: bool| {
-            let e: &IndexEntry = &index[i];
-            let start = key_area + e.first_key_off as usize + if last { e.first_key_len as usize } else { 0 };
-            let len = if last { e.last_key_len } else { e.first_key_len } as usize;
-            &bytes[start..start + len]
-        };
-        let fences = Fences::new(block_count, |i| fence(i, false), |i| fence(i, true));
+        let fences = Fences::new(
+            block_count,
+            |i| fence_key(&bytes, key_area, &index[i], false),
+            |i| fence_key(&bytes, key_area, &index[i], true),
+        );
         let shapes = (0..block_count).map(|_| std::sync::OnceLock::new()).collect();
         Ok(BatchFile {
             name,
@@ -248,16 +253,12 @@ impl BatchFile {
 
     /// The first key of block `i`, from the index (no data page is touched).
     pub fn block_first_key(&self, i: usize) -> &[u8] {
-        let e = &self.index[i];
-        let start = self.key_area + e.first_key_off as usize;
-        &self.bytes[start..start + e.first_key_len as usize]
+        fence_key(&self.bytes, self.key_area, &self.index[i], false)
     }
 
     /// The last key of block `i`, from the index.
     pub fn block_last_key(&self, i: usize) -> &[u8] {
-        let e = &self.index[i];
-        let start = self.key_area + e.first_key_off as usize + e.first_key_len as usize;
-        &self.bytes[start..start + e.last_key_len as usize]
+        fence_key(&self.bytes, self.key_area, &self.index[i], true)
     }
 
     /// Whether `key` may be in this batch, from the key filter and the batch's first and last keys, without

@@ -22,7 +22,7 @@ use std::cmp::Ordering;
 /// The first 8 bytes of `key`, zero-padded, read big-endian: comparing two prefixes orders their keys
 /// unless the prefixes are equal (module docs).
 #[inline]
-pub fn key_prefix(key: &[u8]) -> u64 {
+pub(crate) fn key_prefix(key: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     let n = key.len().min(8);
     b[..n].copy_from_slice(&key[..n]);
@@ -32,8 +32,7 @@ pub fn key_prefix(key: &[u8]) -> u64 {
 /// A key to look up, with what every batch's filter and fences need of it, computed once.
 #[derive(Clone, Copy, Debug)]
 pub struct KeyProbe<'k> {
-    /// The key's bytes (its encoding in the store).
-    pub key: &'k [u8],
+    pub(crate) key: &'k [u8],
     /// xxh3-128 of `key`: the key filter's hash (FORMAT.md §2, "Key filter section").
     pub(crate) hash: u128,
     /// [`key_prefix`] of `key`.
@@ -49,6 +48,12 @@ impl<'k> KeyProbe<'k> {
             hash: crate::encoding::hash128(key),
             prefix: key_prefix(key),
         }
+    }
+
+    /// The key's bytes (its encoding in the store).
+    #[inline]
+    pub fn key(&self) -> &'k [u8] {
+        self.key
     }
 
     /// The probe of `key` for a fence search only ([`Fences::seek`] and the fence tests read no hash):
@@ -74,8 +79,8 @@ impl<'k> KeyProbe<'k> {
 }
 
 /// The prefixes of every block's first and last key (module docs), in block order.
-#[derive(Debug, Default)]
-pub struct Fences {
+#[derive(Debug)]
+pub(crate) struct Fences {
     first: Box<[u64]>,
     last: Box<[u64]>,
 }
@@ -96,15 +101,15 @@ impl Fences {
     /// The first block whose last key is `>= probe.key` (`last.len()` if none): an integer binary search
     /// over the prefixes, then a binary search reading `last_key` only over the blocks whose last key's
     /// prefix equals the probe's. `last_key(i)` must be the key [`new`](Self::new) took for block `i`.
-    pub fn seek<'a>(&self, probe: &KeyProbe<'_>, last_key: impl Fn(usize) -> &'a [u8]) -> usize {
+    pub(crate) fn seek<'a>(&self, probe: &KeyProbe<'_>, last_key: impl Fn(usize) -> &'a [u8]) -> usize {
         let lo = self.last.partition_point(|&p| p < probe.prefix);
         let tied = self.last[lo..].partition_point(|&p| p == probe.prefix);
         lo + super::partition_point(tied, |j| last_key(lo + j) < probe.key)
     }
 
-    /// Whether block `i`'s first key is above `probe.key` (`first_key(i)` read only on a prefix tie).
+    /// Whether block `i` (`< len`) has its first key above `probe.key` (`first_key(i)` read only on a prefix tie).
     #[inline]
-    pub fn first_above<'a>(
+    pub(crate) fn first_above<'a>(
         &self,
         i: usize,
         probe: &KeyProbe<'_>,
@@ -113,9 +118,9 @@ impl Fences {
         probe.cmp_with(self.first[i], first_key) == Ordering::Less
     }
 
-    /// Whether block `i`'s last key is below `probe.key` (`last_key(i)` read only on a prefix tie).
+    /// Whether block `i` (`< len`) has its last key below `probe.key` (`last_key(i)` read only on a prefix tie).
     #[inline]
-    pub fn last_below<'a>(
+    pub(crate) fn last_below<'a>(
         &self,
         i: usize,
         probe: &KeyProbe<'_>,

@@ -340,7 +340,8 @@ proptest::proptest! {
         keys.dedup();
         let updates: Vec<Owned> = keys.iter().enumerate().map(|(i, k)| (k.clone(), vec![i as u8], 1, 1)).collect();
         let blob = MemBlob::new();
-        write(&blob, "a.batch", &updates, 64);
+        // A 256-byte target: blocks of a few keys, so each block's key search takes several steps.
+        write(&blob, "a.batch", &updates, 256);
         let batch = BatchFile::open("a.batch", blob.get("a.batch").unwrap().unwrap()).unwrap();
         let probes = keys.iter().cloned().chain(absent.iter().map(|s| key(s))).chain(absent.iter().cloned());
         for probe in probes {

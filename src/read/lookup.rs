@@ -29,6 +29,15 @@ pub type Vals = Vec<(Vec<u8>, i64)>;
 /// Receives `(key index, val, time, diff)` for each update found.
 type Visit<'a> = &'a mut dyn FnMut(usize, &[u8], u64, i64);
 
+/// Adds `(val, diff)` to a key's list: onto its last entry when that holds the same val (a batch yields
+/// a key's updates in `(val, time)` order, so a val's many times there take one entry).
+fn add(found: &mut Vec<(Vec<u8>, i128)>, val: &[u8], diff: i64) {
+    match found.last_mut() {
+        Some((last, sum)) if last.as_slice() == val => *sum += i128::from(diff),
+        _ => found.push((val.to_vec(), i128::from(diff))),
+    }
+}
+
 impl Store {
     /// The consolidated `(val, diff)` pairs of `key` in stream `id`, over all updates with time at or
     /// before `as_of` (sealed or not).
@@ -42,11 +51,11 @@ impl Store {
     /// [`get_bytes`](Self::get_bytes) for many keys at once: one result per key, in the same order.
     /// Errors: as [`get_bytes`](Self::get_bytes).
     pub fn get_many_bytes(&self, id: &str, keys: &[&[u8]], as_of: u64) -> Result<Vec<Vals>> {
-        // Per key, every `(val, diff)` found, consolidated at the end: most keys have one val, so a
-        // list and one sort cost less than a map.
+        // Per key, the `(val, diff)`s found, consolidated at the end: most keys have one val, so a list
+        // and one sort cost less than a map.
         let mut acc: Vec<Vec<(Vec<u8>, i128)>> = vec![Vec::new(); keys.len()];
         let mut batches = self.gather_unsealed(id, keys, as_of, &mut |i, val, _time, diff| {
-            acc[i].push((val.to_vec(), i128::from(diff)));
+            add(&mut acc[i], val, diff)
         })?;
         batches.retain(|b| b.description().lower <= as_of);
         for (i, key) in keys.iter().enumerate() {
@@ -59,7 +68,7 @@ impl Store {
             for batch in &batches {
                 batch.for_key_probe(&probe, |val, time, diff| {
                     if time <= as_of {
-                        acc[i].push((val.to_vec(), i128::from(diff)));
+                        add(&mut acc[i], val, diff)
                     }
                 })?;
             }

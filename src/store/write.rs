@@ -134,16 +134,10 @@ impl Store {
         id: &str,
         updates: impl IntoIterator<Item = UpdateRef<'a>>,
     ) -> Result<(WriteTicket, bool)> {
-        // A stream's durability is fixed when it is created, and streams are never removed.
-        let durable = self.with_stream(id, |s| s.version.durable())?;
-        // Validate (and encode, for the WAL) outside the lock.
+        // Validate outside the lock, keeping references to the caller's bytes.
         let updates = updates.into_iter();
         let mut refs: Vec<UpdateRef<'a>> = Vec::with_capacity(updates.size_hint().0);
-        let mut payload = Vec::new();
         let mut record_bytes = record::RECORD_PREFIX_BYTES;
-        if durable {
-            record::begin_record(&mut payload, 0);
-        }
         let mut min_time = u64::MAX;
         for (k, v, t, d) in updates {
             if k.len() > MAX_KEY_BYTES || v.len() > MAX_VAL_BYTES {
@@ -169,15 +163,22 @@ impl Store {
                     "one write over {MAX_RECORD_BYTES} bytes; split it"
                 )));
             }
-            if durable {
-                record::push_update(&mut payload, (k, v, t, d));
-            }
             refs.push((k, v, t, d));
         }
         let count =
             u32::try_from(refs.len()).map_err(|_| Error::bad_input("too many updates in one write"))?;
-        if durable {
+        // A stream's durability is fixed when it is created, and streams are never removed: read it with
+        // a short look under the lock, and encode the WAL record (durable streams only) outside it.
+        let durable = self.with_stream(id, |s| s.version.durable())?;
+        let mut payload = Vec::new();
+        if durable && count > 0 {
+            payload.reserve_exact(record_bytes);
+            record::begin_record(&mut payload, 0);
+            for &update in &refs {
+                record::push_update(&mut payload, update);
+            }
             record::finish_record(&mut payload, count);
+            debug_assert_eq!(payload.len(), record_bytes);
         }
         let mut state = self.live_state()?;
         let stream = state

@@ -125,9 +125,8 @@ pub(crate) fn record_at(bytes: &[u8], at: usize, marks: bool) -> Option<Found> {
     if end > bytes.len() {
         return None;
     }
-    if crate::encoding::checksum_parts(&[&bytes[at + 8..header_end], &bytes[header_end..end]])
-        != le_u64(bytes, at)
-    {
+    // The header's checked bytes and the payload are contiguous here: one one-shot checksum.
+    if crate::encoding::checksum(&bytes[at + 8..end]) != le_u64(bytes, at) {
         return None;
     }
     Some(if is_mark {
