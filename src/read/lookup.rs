@@ -21,6 +21,7 @@ use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::memtable::for_key_in;
 use crate::store::Store;
+use crate::version::Version;
 use std::sync::Arc;
 
 /// The consolidated `(val, diff)` pairs of one key, vals in byte order, zero sums dropped.
@@ -54,10 +55,12 @@ impl Store {
         // Per key, the `(val, diff)`s found, consolidated at the end: most keys have one val, so a list
         // and one sort cost less than a map.
         let mut acc: Vec<Vec<(Vec<u8>, i128)>> = vec![Vec::new(); keys.len()];
-        let mut batches = self.gather_unsealed(id, keys, as_of, &mut |i, val, _time, diff| {
+        let version = self.gather_unsealed(id, keys, as_of, &mut |i, val, _time, diff| {
             add(&mut acc[i], val, diff)
         })?;
-        batches.retain(|b| b.description().lower <= as_of);
+        let batches: Vec<&BatchFile> = sources(&version)
+            .filter(|b| b.description().lower <= as_of)
+            .collect();
         for (i, key) in keys.iter().enumerate() {
             // One probe a key; every batch's filter line is requested before any is read, so the
             // batches' cache misses overlap (batch::seek).
@@ -108,12 +111,12 @@ impl Store {
     /// never had one. For timestamp persistence: "have we assigned this data a timestamp before?"
     pub fn first_time_bytes(&self, id: &str, key: &[u8]) -> Result<Option<u64>> {
         let mut first = u64::MAX;
-        let batches =
+        let version =
             self.gather_unsealed(id, &[key], u64::MAX, &mut |_, _, time, _| first = first.min(time))?;
         // Batches are in time order and every time in a batch is at or beyond its lower: stop once no
         // later batch can hold an earlier time.
         let probe = KeyProbe::new(key);
-        for batch in batches.iter() {
+        for batch in sources(&version) {
             if first <= batch.description().lower {
                 break;
             }
@@ -129,15 +132,10 @@ impl Store {
     }
 
     /// Calls `f(key index, val, time, diff)` for the unsealed updates of `keys` at or before `as_of`, and
-    /// returns the batches and spilled runs to read. Under the state lock it only clones the stream's
-    /// version and the memtable's buckets up to `as_of` (shared, copy on write); the scan runs after.
-    fn gather_unsealed(
-        &self,
-        id: &str,
-        keys: &[&[u8]],
-        as_of: u64,
-        f: Visit<'_>,
-    ) -> Result<Vec<Arc<BatchFile>>> {
+    /// returns the version whose batches and spilled runs are to be read ([`sources`]). Under the state
+    /// lock it only clones the stream's version and the memtable's buckets up to `as_of` (shared, copy on
+    /// write); the scan runs after.
+    fn gather_unsealed(&self, id: &str, keys: &[&[u8]], as_of: u64, f: Visit<'_>) -> Result<Arc<Version>> {
         let view = self.read_view(id, ..=as_of)?;
         for (i, key) in keys.iter().enumerate() {
             for_key_in(&view.buckets, key, as_of, |v, t, d| f(i, v, t, d));
@@ -145,13 +143,11 @@ impl Store {
                 for_key_in(flushing, key, as_of, |v, t, d| f(i, v, t, d));
             }
         }
-        // Spilled runs after the batches: all in time order, as `first_time_bytes` relies on.
-        let version = &view.version;
-        Ok(version
-            .batches()
-            .iter()
-            .chain(version.spills())
-            .cloned()
-            .collect())
+        Ok(view.version)
     }
+}
+
+/// The batches of `version`, then its spilled runs: all in time order, as `first_time_bytes` relies on.
+fn sources(version: &Version) -> impl Iterator<Item = &BatchFile> {
+    version.batches().iter().chain(version.spills()).map(|b| &**b)
 }
