@@ -22,7 +22,8 @@
 //!
 //! **Protocol** (one merge of stream S, inputs A..B adjacent in S's batch list):
 //! 1. under `state`: pick A..B; mark S as merging (one merge per stream at a time); allocate a file number;
-//! 2. no lock: write the output `N.batch.tmp`, fsync, rename to `N.batch`, fsync the directory; open it;
+//! 2. no lock: write the output under its final name `N.batch` (`Blob::create_new`), fsync it; open it (its
+//!    name becomes durable with step 3's directory fsync: DESIGN.md §3);
 //! 3. under `edit_lock` (no seal or other commit interleaves): write the manifest with A..B replaced by N
 //!    (temp, fsync, rename, fsync dir); then publish in memory and mark the inputs to be deleted when their
 //!    last reader drops them.
