@@ -72,9 +72,11 @@ pub struct Options {
     pub block_target_bytes: u32,
     /// What to do with a WAL record that is bad but followed by valid ones (default: fail the open).
     pub wal_recovery: WalRecovery,
-    /// How many batches of one tier a merge combines (a power of two from 2 to 64; default 8): each update
-    /// is rewritten about `log_fan_in(updates / seal size)` times, and a stream keeps fewer than `fan_in`
-    /// batches per tier (see `compaction`). 2 is differential dataflow's binary-counter Spine.
+    /// How many batches of one tier a merge combines (a power of two from 2 to 64; default 16): each
+    /// update is rewritten about `log_fan_in(updates / seal size)` times, and a stream keeps fewer than
+    /// `fan_in` batches per tier (see `compaction`). 2 is differential dataflow's binary-counter Spine; 8
+    /// (the default before 2026-11-30) rewrites each update about a third more often for about half the
+    /// batches (BENCHMARKS.md, "Write path, session of 2026-11-30 night").
     pub merge_fan_in: usize,
     /// The size-amplification trigger (RocksDB universal compaction's `max_size_amplification_percent`):
     /// when a stream's batches newer than its oldest hold more than this percentage of the oldest's
@@ -132,7 +134,7 @@ impl Default for Options {
             block_target_bytes: DEFAULT_BLOCK_TARGET_BYTES,
             wal_recovery: WalRecovery::Strict,
             compaction_threads: 1,
-            merge_fan_in: 8,
+            merge_fan_in: 16,
             max_space_amplification_percent: None,
             compress_from_level: None,
             memtable_budget_bytes: 256 << 20,
