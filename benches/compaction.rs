@@ -714,9 +714,6 @@ impl Blob for CountingBlob {
     fn create_new(&self, name: &str) -> ddpersist::Result<Box<dyn BlobWriter>> {
         self.counted(name, self.inner.create_new(name)?)
     }
-    fn sync_new(&self, names: &[String]) -> ddpersist::Result<()> {
-        self.inner.sync_new(names)
-    }
     fn delete(&self, name: &str) -> ddpersist::Result<()> {
         self.inner.delete(name)
     }

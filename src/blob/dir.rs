@@ -4,29 +4,20 @@
 //! `fsync` it, rename it to `NAME`, `fsync` the directory. A crash before the rename leaves `NAME.tmp`
 //! (removed by the store on the next open); after the directory fsync the object survives any crash.
 //!
-//! Through [`Blob::create_new`] (batch files: a fresh name each): create `NAME` itself, write; its commit
-//! hands the `fsync` to a helper thread and returns. [`Blob::sync_new`] joins that thread. The pointer
-//! commit [`Blob::set_after`] (the manifest naming it) writes and fsyncs `MANIFEST.tmp` while the batch's
-//! fsync runs, joins it, then renames and fsyncs the directory: one directory fsync makes both names
-//! durable, and the batch's fsync overlaps the manifest's. Before that a crash leaves the batch unnamed by
-//! any manifest (partial, whole, or absent), and the store removes it on the next open. A failed batch
-//! fsync fails the pointer commit before its rename. This relies on the directory fsync making every
-//! earlier entry change of the directory durable, and on a rename in a directory not becoming durable
-//! before an earlier creation in it (true of journaling file systems, ext4, XFS, btrfs, which commit
-//! directory changes in order; DESIGN.md §3).
+//! Through [`Blob::create_new`] (batch files: a fresh name each): create `NAME` itself, write, `fsync` it;
+//! no rename and no directory fsync of its own. Its directory entry becomes durable with the next
+//! `create` commit's directory fsync (the manifest naming it, in this same directory), before which a
+//! crash leaves it unnamed by any manifest (partial, whole, or absent), and the store removes it on the
+//! next open. This relies on the directory fsync making every earlier entry change of the directory
+//! durable, and on a rename in a directory not becoming durable before an earlier creation in it (true
+//! of journaling file systems, ext4, XFS, btrfs, which commit directory changes in order; DESIGN.md §3).
 
 use super::{check_name, Blob, BlobBytes, BlobWriter, TMP_SUFFIX};
 use crate::error::{Error, Result};
 use crate::fs::{sync_dir, Appender, Fs, OpenHow, StdFs};
-use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-
-/// The fsyncs of new objects in flight, by name (see [`Blob::sync_new`]).
-type PendingSyncs = Arc<Mutex<HashMap<String, JoinHandle<std::io::Result<()>>>>>;
 
 /// Size of the write buffer in front of each object file.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
@@ -43,8 +34,6 @@ const WRITEBACK_BYTES: u64 = 8 << 20;
 pub struct DirBlob {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
-    /// Shared by clones: a clone may wait for an object another clone wrote.
-    pending: PendingSyncs,
 }
 
 impl std::fmt::Debug for DirBlob {
@@ -66,11 +55,7 @@ impl DirBlob {
     pub fn on(fs: Arc<dyn Fs>, dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         crate::fs::create_dir_durable(&*fs, &dir)?;
-        Ok(DirBlob {
-            fs,
-            dir,
-            pending: PendingSyncs::default(),
-        })
+        Ok(DirBlob { fs, dir })
     }
 
     /// The directory.
@@ -82,24 +67,21 @@ impl DirBlob {
         self.dir.join(name)
     }
 
-    /// A writer of the file `path`: renamed to `dest` (then the directory fsync'd) at commit if given,
-    /// else (`create_new`) fsync'd by a helper thread registered under `name` in `pending`.
-    fn writer(&self, name: &str, path: PathBuf, dest: Option<PathBuf>) -> Result<DirWriter> {
+    /// A writer of the file `path`, renamed to `dest` (then the directory fsync'd) at commit if given.
+    fn writer(&self, path: PathBuf, dest: Option<PathBuf>) -> Result<Box<dyn BlobWriter>> {
         let file = self
             .fs
             .open(&path, OpenHow::CreateTruncate)
             .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
-        Ok(DirWriter {
+        Ok(Box::new(DirWriter {
             fs: self.fs.clone(),
             file: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, Appender(file))),
-            name: name.to_string(),
             path,
             dest,
             dir: self.dir.clone(),
-            pending: self.pending.clone(),
             len: 0,
             writeback_from: 0,
-        })
+        }))
     }
 }
 
@@ -120,38 +102,12 @@ impl Blob for DirBlob {
     fn create(&self, name: &str) -> Result<Box<dyn BlobWriter>> {
         check_name(name)?;
         let tmp = self.path(&format!("{name}{TMP_SUFFIX}"));
-        Ok(Box::new(self.writer(name, tmp, Some(self.path(name)))?))
+        self.writer(tmp, Some(self.path(name)))
     }
 
     fn create_new(&self, name: &str) -> Result<Box<dyn BlobWriter>> {
         check_name(name)?;
-        Ok(Box::new(self.writer(name, self.path(name), None)?))
-    }
-
-    fn sync_new(&self, names: &[String]) -> Result<()> {
-        for name in names {
-            // Taken out of the map first: the lock is not held while joining.
-            let Some(sync) = self.pending.lock().remove(name) else {
-                continue;
-            };
-            let path = self.path(name);
-            match sync.join() {
-                Ok(synced) => synced.map_err(|e| Error::io(format!("fsync {}", path.display()), e))?,
-                Err(_) => {
-                    let e = std::io::Error::other("the fsync thread panicked");
-                    return Err(Error::io(format!("fsync {}", path.display()), e));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn set_after(&self, name: &str, bytes: &[u8], new: &[String]) -> Result<()> {
-        check_name(name)?;
-        let tmp = self.path(&format!("{name}{TMP_SUFFIX}"));
-        let mut w = self.writer(name, tmp, Some(self.path(name)))?;
-        w.write(bytes)?;
-        w.commit_after(|| self.sync_new(new))
+        self.writer(self.path(name), None)
     }
 
     fn delete(&self, name: &str) -> Result<()> {
@@ -159,8 +115,6 @@ impl Blob for DirBlob {
         let path = self.path(name);
         // No directory fsync: the store only deletes objects no manifest names (orphans, merged-away
         // batches), and one that a crash resurrects is an orphan again, removed at the next open.
-        // A new object's fsync still in flight is left to finish on its own: nothing will publish it.
-        drop(self.pending.lock().remove(name));
         match self.fs.remove(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -185,14 +139,11 @@ struct DirWriter {
     fs: Arc<dyn Fs>,
     /// `None` once committed.
     file: Option<BufWriter<Appender>>,
-    /// The object's name (`pending`'s key).
-    name: String,
     /// The file written.
     path: PathBuf,
     /// The name it is renamed to at commit (`create`); `None` when written under its name (`create_new`).
     dest: Option<PathBuf>,
     dir: PathBuf,
-    pending: PendingSyncs,
     len: u64,
     /// Bytes before this offset have been handed to writeback.
     writeback_from: u64,
@@ -222,42 +173,19 @@ impl BlobWriter for DirWriter {
         self.len
     }
 
-    fn commit(self: Box<Self>) -> Result<()> {
-        self.commit_after(|| Ok(()))
-    }
-}
-
-impl DirWriter {
-    /// Commits: for `create`, fsync, then `before_rename` (on error the temporary is removed and nothing
-    /// is renamed), rename, fsync the directory; for `create_new`, the fsync starts on a helper thread
-    /// (registered in `pending` for [`Blob::sync_new`]) and `before_rename` is not called.
-    fn commit_after(mut self, before_rename: impl FnOnce() -> Result<()>) -> Result<()> {
+    fn commit(mut self: Box<Self>) -> Result<()> {
         let writer = self.file.take().ok_or_else(|| Error::bad_input("commit twice"))?;
         let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
         let Appender(file) = writer
             .into_inner()
             .map_err(|e| Error::io(ctx("flush", &self.path), e.into_error()))?;
-        let Some(dest) = &self.dest else {
-            // `create_new`: every byte is in the file; the fsync runs beside the caller's next steps (the
-            // checks of the new batch, the manifest's write and fsync), and the name becomes durable with
-            // the pointer commit's directory fsync.
-            let sync = std::thread::Builder::new()
-                .name("ddpersist-blob-sync".into())
-                .spawn(move || file.sync_all());
-            let sync = match sync {
-                Ok(handle) => handle,
-                Err(e) => return Err(Error::io(ctx("start the fsync of", &self.path), e)),
-            };
-            self.pending.lock().insert(self.name.clone(), sync);
-            return Ok(());
-        };
         file.sync_all()
             .map_err(|e| Error::io(ctx("fsync", &self.path), e))?;
         drop(file);
-        if let Err(e) = before_rename() {
-            let _ = self.fs.remove(&self.path);
-            return Err(e);
-        }
+        let Some(dest) = &self.dest else {
+            // `create_new`: the name becomes durable with the next `create` commit's directory fsync.
+            return Ok(());
+        };
         self.fs
             .rename(&self.path, dest)
             .map_err(|e| Error::io(ctx("rename", &self.path), e))?;
@@ -296,108 +224,6 @@ mod tests {
         assert_eq!(bytes.len(), pieces * piece.len() + 4);
         assert!(bytes.chunks(piece.len()).take(pieces).all(|c| c == &piece[..]));
         assert_eq!(&bytes[bytes.len() - 4..], b"tail");
-    }
-
-    /// A file system whose file fsyncs fail for paths ending in `.batch`.
-    struct BatchSyncFails(Arc<dyn Fs>);
-
-    struct FailingFile(Arc<dyn crate::fs::FsFile>);
-
-    impl crate::fs::FsFile for FailingFile {
-        fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-            self.0.write_at(buf, offset)
-        }
-        fn append(&self, buf: &[u8]) -> std::io::Result<()> {
-            self.0.append(buf)
-        }
-        fn set_len(&self, len: u64) -> std::io::Result<()> {
-            self.0.set_len(len)
-        }
-        fn sync_data(&self) -> std::io::Result<()> {
-            Err(std::io::Error::other("injected fsync failure"))
-        }
-        fn sync_all(&self) -> std::io::Result<()> {
-            Err(std::io::Error::other("injected fsync failure"))
-        }
-        fn len(&self) -> std::io::Result<u64> {
-            self.0.len()
-        }
-    }
-
-    impl Fs for BatchSyncFails {
-        fn open(&self, path: &Path, how: OpenHow) -> std::io::Result<Arc<dyn crate::fs::FsFile>> {
-            let file = self.0.open(path, how)?;
-            if path.extension().is_some_and(|e| e == "batch") {
-                return Ok(Arc::new(FailingFile(file)));
-            }
-            Ok(file)
-        }
-        fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-            self.0.read(path)
-        }
-        fn map(&self, path: &Path) -> std::io::Result<Option<BlobBytes>> {
-            self.0.map(path)
-        }
-        fn len(&self, path: &Path) -> std::io::Result<u64> {
-            self.0.len(path)
-        }
-        fn exists(&self, path: &Path) -> bool {
-            self.0.exists(path)
-        }
-        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-            self.0.rename(from, to)
-        }
-        fn remove(&self, path: &Path) -> std::io::Result<()> {
-            self.0.remove(path)
-        }
-        fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
-            self.0.list(dir)
-        }
-        fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
-            self.0.create_dir_all(dir)
-        }
-        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
-            self.0.sync_dir(dir)
-        }
-    }
-
-    /// A new object's fsync runs beside the pointer's write; a failed one fails the pointer commit before
-    /// its rename: the old pointer stands and no temporary is left.
-    #[test]
-    fn a_pointer_is_not_published_over_a_new_object_whose_fsync_failed() {
-        let sim = crate::fs::SimFs::new();
-        let blob = DirBlob::on(Arc::new(BatchSyncFails(sim.shared())), "/store").unwrap();
-        blob.set("MANIFEST", b"old").unwrap();
-        let mut w = blob.create_new("1.batch").unwrap();
-        w.write(b"data").unwrap();
-        w.commit().unwrap();
-        let new = ["1.batch".to_string()];
-        let err = blob.set_after("MANIFEST", b"new", &new).unwrap_err();
-        assert!(err.to_string().contains("1.batch"), "{err}");
-        assert_eq!(&*blob.get("MANIFEST").unwrap().unwrap(), b"old");
-        let mut names = blob.list().unwrap();
-        names.sort();
-        assert_eq!(names, vec!["1.batch".to_string(), "MANIFEST".to_string()]);
-    }
-
-    /// Once the pointer commit returns, the new object's bytes and name and the pointer are durable
-    /// together: the power-loss state that keeps only what was synced holds all of them.
-    #[test]
-    fn a_pointer_commit_makes_the_new_objects_it_waited_for_durable() {
-        let sim = crate::fs::SimFs::new();
-        let blob = DirBlob::on(sim.shared(), "/store").unwrap();
-        blob.set("MANIFEST", b"old").unwrap();
-        let mut w = blob.create_new("1.batch").unwrap();
-        w.write(&[7u8; 10_000]).unwrap();
-        w.commit().unwrap();
-        sim.record_crash_points(true);
-        blob.set_after("MANIFEST", b"new", &["1.batch".to_string()])
-            .unwrap();
-        let last = sim.take_crash_points().pop().unwrap();
-        let synced = last.state(crate::fs::CrashState::Synced);
-        let after = DirBlob::on(synced.shared(), "/store").unwrap();
-        assert_eq!(&*after.get("MANIFEST").unwrap().unwrap(), b"new");
-        assert_eq!(&*after.get("1.batch").unwrap().unwrap(), &[7u8; 10_000][..]);
     }
 
     #[test]

@@ -108,11 +108,6 @@ impl<B: Blob + Clone> Blob for FaultyBlob<B> {
         }))
     }
 
-    fn sync_new(&self, names: &[String]) -> Result<()> {
-        self.budget.spend("sync new objects")?;
-        self.inner.sync_new(names)
-    }
-
     fn delete(&self, name: &str) -> Result<()> {
         self.budget.spend(&format!("delete {name}"))?;
         self.inner.delete(name)

@@ -8,13 +8,12 @@
 //!   leaves at most a temporary object that [`Blob::list`] reports with the [`TMP_SUFFIX`] and that the
 //!   store removes on the next open. Readers of an existing name see the old bytes or the new ones.
 //! - [`Blob::create_new`]: an immutable object under a fresh name (a batch file), that only a pointer
-//!   committed later (a manifest written with [`Blob::set_after`], naming it) makes part of the store. Its
-//!   writer's commit writes it and may return before it is durable; [`Blob::sync_new`] (or `set_after`)
-//!   waits until it is, and its *name* is durable once a later `create` commit returns (for the directory
-//!   implementation: the file is written in place and fsync'd on a helper thread while the manifest is
-//!   written, and the manifest's directory fsync makes both names durable; an object store's put is
-//!   atomic and durable at once). Until then a crash may leave it absent, or partial under its name: the
-//!   store names it in no manifest then, and removes it on the next open.
+//!   committed later (a manifest written with `create`) makes part of the store. Its commit makes its
+//!   bytes durable; its *name* is durable once a later `create` commit returns (for the directory
+//!   implementation: the file is written in place and fsync'd, and the manifest's directory fsync makes
+//!   both names durable; an object store's put is atomic and durable at once). Until then a crash may
+//!   leave it absent, or partial under its name: the store names it in no manifest then, and removes it on
+//!   the next open.
 //!
 //! Objects are never modified after commit, so [`Blob::get`] may hand out a read-only memory map.
 //!
@@ -75,38 +74,15 @@ pub trait Blob: Send + Sync + 'static {
     fn create(&self, name: &str) -> Result<Box<dyn BlobWriter>>;
 
     /// Starts writing an immutable object under `name`, a name no object holds (a new file number), that a
-    /// later [`set_after`](Self::set_after) in this blob (the manifest naming it) publishes; see the
-    /// module docs. Once its writer's commit returns the object reads back whole; it is durable once
-    /// [`sync_new`](Self::sync_new) naming it returns, and its name once a later `create` commit returns.
-    /// Until then the object may be listed while partial (a reader must only look up names a committed
-    /// pointer holds). Dropping the writer without commit removes it.
+    /// later [`create`](Self::create) commit in this blob (the manifest naming it) publishes; see the
+    /// module docs. Its writer's commit makes the bytes durable, and the name is durable once a later
+    /// `create` commit returns; until then the object may be listed while partial (a reader must only
+    /// look up names a committed pointer holds). Dropping the writer without commit removes it.
     ///
-    /// The default is [`create`](Self::create), which is also correct (durable at commit, at the cost of
-    /// the directory implementation's extra directory fsync).
+    /// The default is [`create`](Self::create), which is also correct (durable at once, at the cost of the
+    /// directory implementation's extra directory fsync).
     fn create_new(&self, name: &str) -> Result<Box<dyn BlobWriter>> {
         self.create(name)
-    }
-
-    /// Waits until the objects `names`, committed through [`create_new`](Self::create_new) writers, are
-    /// durable (their names: once a later `create` commit returns). A name with nothing pending (already
-    /// waited for, deleted, or unknown) returns at once. The default has nothing to wait for.
-    ///
-    /// Errors: the I/O error of making one of them durable (the caller must not publish them then).
-    fn sync_new(&self, names: &[String]) -> Result<()> {
-        let _ = names;
-        Ok(())
-    }
-
-    /// Replaces `name` with `bytes`, as [`set`](Self::set), once the new objects `new` are durable
-    /// ([`sync_new`](Self::sync_new)): the pointer commit that publishes them. When it returns, `name` and
-    /// every object in `new` (bytes and name) are durable. On error, `name` may hold the old or the new
-    /// bytes (as after a failed `set`), and the new bytes only if every object in `new` was durable.
-    ///
-    /// The default waits for `new`, then sets; the directory implementation waits between the fsync of
-    /// the new pointer's temporary and its rename, so the two fsyncs overlap.
-    fn set_after(&self, name: &str, bytes: &[u8], new: &[String]) -> Result<()> {
-        self.sync_new(new)?;
-        self.set(name, bytes)
     }
 
     /// Writes `bytes` under `name` in one go (create, write, commit).
@@ -196,12 +172,6 @@ mod tests {
         drop(w);
         assert!(blob.get("8.batch").unwrap().is_none());
         assert_eq!(blob.list().unwrap(), vec!["7.batch".to_string()]);
-        // Published by a pointer set after it is durable.
-        blob.set_after("P", b"7.batch", &["7.batch".to_string()]).unwrap();
-        blob.sync_new(&["7.batch".to_string(), "unknown".to_string()])
-            .unwrap();
-        assert_eq!(&*blob.get("P").unwrap().unwrap(), b"7.batch");
-        blob.delete("P").unwrap();
         blob.delete("7.batch").unwrap();
     }
 

@@ -22,11 +22,11 @@
 //!
 //! **Protocol** (one merge of stream S, inputs A..B adjacent in S's batch list):
 //! 1. under `state`: pick A..B; mark S as merging (one merge per stream at a time); allocate a file number;
-//! 2. no lock: write the output under its final name `N.batch` (`Blob::create_new`; its fsync starts on a
-//!    helper thread); open it (bytes and name become durable in step 3: DESIGN.md §3);
+//! 2. no lock: write the output under its final name `N.batch` (`Blob::create_new`), fsync it; open it (its
+//!    name becomes durable with step 3's directory fsync: DESIGN.md §3);
 //! 3. under `edit_lock` (no seal or other commit interleaves): write the manifest with A..B replaced by N
-//!    (temp, fsync, wait for N's fsync, rename, fsync dir); then publish in memory and mark the inputs
-//!    to be deleted when their last reader drops them.
+//!    (temp, fsync, rename, fsync dir); then publish in memory and mark the inputs to be deleted when their
+//!    last reader drops them.
 //!
 //! A crash before 3's rename leaves the old manifest and an orphan `N.batch` (removed on open); after it, the
 //! new manifest and orphan inputs (removed on open). Never a mix, never a lost update. A failure in 2 leaves

@@ -4,10 +4,9 @@
 //! merge's swap of its inputs for its output (and, next, moving batches between streams when
 //! re-sharding) — is one *edit* applied by [`Store::apply_edit`], under `edit_lock`:
 //! 1. clone the current manifest and apply the edit to the copy (an edit may refuse, changing nothing);
-//! 2. bump the generation and commit the copy durably once the files the edit wrote are (`MANIFEST.tmp`,
-//!    fsync, wait for the written files' fsyncs, rename, fsync the directory: the blob's atomic
-//!    `set_after`); a failed commit poisons the store, since only a reopen can tell which manifest the
-//!    disk holds;
+//! 2. bump the generation and commit the copy durably (`MANIFEST.tmp`, fsync, rename, fsync the
+//!    directory: the blob's atomic `set`); a failed commit poisons the store, since only a reopen can tell
+//!    which manifest the disk holds;
 //! 3. publish: under `state`, install the new manifest and, for every stream whose entry the edit
 //!    changed, a new [`Version`] derived from that entry (its files taken from the previous version and
 //!    the files the edit wrote), then make the matching change to the memtable side (`publish`: the
@@ -49,7 +48,7 @@ impl Store {
         let edited = edit(&mut next)?;
         next.generation = generation + 1;
         let versions = self.derive_versions(&next, written)?;
-        self.commit_manifest(&next, what, written)?;
+        self.commit_manifest(&next, what)?;
         let mut state = self.inner.state.lock();
         debug_assert_eq!(state.manifest.generation, generation, "an edit raced another");
         state.manifest = next;
@@ -105,11 +104,8 @@ impl Store {
 
     /// Replaces the manifest with `manifest` (`what` names the operation, for the error). A failure poisons
     /// the store: the new manifest may or may not have reached the disk, and only a reopen can tell.
-    /// The files in `written` are made durable first (`Blob::set_after`: for a directory, their fsyncs
-    /// overlap the manifest's own).
-    fn commit_manifest(&self, manifest: &Manifest, what: &str, written: &[Written]) -> Result<()> {
-        let new: Vec<String> = written.iter().map(|w| batch_file_name(w.1.file_no)).collect();
-        let committed = self.inner.blob.set_after(MANIFEST_NAME, &manifest.encode(), &new);
+    fn commit_manifest(&self, manifest: &Manifest, what: &str) -> Result<()> {
+        let committed = self.inner.blob.set(MANIFEST_NAME, &manifest.encode());
         if let Err(e) = &committed {
             self.poison(format!("manifest commit failed in {what}: {e}"));
         }
