@@ -102,7 +102,10 @@ pub struct Options {
     /// rate: BENCHMARKS.md, "Figures behind the formats").
     pub filter_bits_per_key: u32,
     /// Back-pressure bound: a `seal` of a stream with more batches than this waits until background merges
-    /// bring it under (default 64; a compacted stream of n updates has about log2(n / seal size) batches).
+    /// bring it under (default 64). With merges keeping up, a stream of n updates sealed s at a time holds
+    /// fewer than `merge_fan_in` batches in each of about `log_fan_in(n / s) + 1` tiers: at fan-in 16 at
+    /// most 45 for up to 4,095 seals, 60 for up to 65,535; past the bound the cheapest adjacent pair
+    /// merges whatever its tiers.
     pub max_batches_per_stream: usize,
     /// Keep the active WAL segment filled with zeros a few MiB ahead of the log's end, from a background
     /// thread, so that WAL `fdatasync`s overwrite synced blocks instead of extending the file (default
