@@ -689,20 +689,30 @@ impl BlobWriter for CountingWriter {
     }
 }
 
-impl Blob for CountingBlob {
-    fn get(&self, name: &str) -> ddpersist::Result<Option<BlobBytes>> {
-        self.inner.get(name)
-    }
-    fn create(&self, name: &str) -> ddpersist::Result<Box<dyn BlobWriter>> {
+impl CountingBlob {
+    /// `inner`, writing object `name`, with its bytes counted.
+    fn counted(&self, name: &str, inner: Box<dyn BlobWriter>) -> ddpersist::Result<Box<dyn BlobWriter>> {
         let batch = parse_batch_file_name(name).is_some();
         if batch {
             self.counters.batch_files.fetch_add(1, Relaxed);
         }
         Ok(Box::new(CountingWriter {
-            inner: self.inner.create(name)?,
+            inner,
             counters: self.counters.clone(),
             batch,
         }))
+    }
+}
+
+impl Blob for CountingBlob {
+    fn get(&self, name: &str) -> ddpersist::Result<Option<BlobBytes>> {
+        self.inner.get(name)
+    }
+    fn create(&self, name: &str) -> ddpersist::Result<Box<dyn BlobWriter>> {
+        self.counted(name, self.inner.create(name)?)
+    }
+    fn create_new(&self, name: &str) -> ddpersist::Result<Box<dyn BlobWriter>> {
+        self.counted(name, self.inner.create_new(name)?)
     }
     fn delete(&self, name: &str) -> ddpersist::Result<()> {
         self.inner.delete(name)

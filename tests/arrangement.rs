@@ -466,10 +466,12 @@ fn cursor_agrees_with_a_model() {
 #[test]
 fn merged_batches_are_adopted() {
     let dir = tempfile::tempdir().unwrap();
-    // Tiny blocks: merged files have more blocks than one exert checks, so adoption takes several.
+    // Tiny blocks: merged files have more blocks than one exert checks, so adoption takes several. Fan-in
+    // 8: forty seals make merges of two tiers (the batch count below is sized for it).
     let options = Options {
         compaction_threads: 0,
         block_target_bytes: 64,
+        merge_fan_in: 8,
         ..Options::default()
     };
     let store = Store::open_with(dir.path(), options).unwrap();

@@ -8,9 +8,12 @@ use ddpersist::wal::MemLog;
 use ddpersist::{Error, Options, Store, StreamOptions};
 use std::sync::Arc;
 
+/// Inline merges (in `seal`) at fan-in 8: the batch counts and merge sequences below are sized for it (the
+/// default fan-in is 16; these tests are about what merges keep, not about the default).
 fn inline() -> Options {
     Options {
         compaction_threads: 0,
+        merge_fan_in: 8,
         ..Options::default()
     }
 }

@@ -1,8 +1,16 @@
 //! [`DirBlob`]: a [`Blob`] over the files of one directory, read through read-only memory maps.
 //!
-//! Write protocol of one object `NAME`: create `NAME.tmp`, write, `fsync` it, rename it to `NAME`, `fsync`
-//! the directory. A crash before the rename leaves `NAME.tmp` (removed by the store on the next open); after
-//! the directory fsync the object survives any crash.
+//! Write protocol of one object `NAME` through [`Blob::create`] (the manifest): create `NAME.tmp`, write,
+//! `fsync` it, rename it to `NAME`, `fsync` the directory. A crash before the rename leaves `NAME.tmp`
+//! (removed by the store on the next open); after the directory fsync the object survives any crash.
+//!
+//! Through [`Blob::create_new`] (batch files: a fresh name each): create `NAME` itself, write, `fsync` it;
+//! no rename and no directory fsync of its own. Its directory entry becomes durable with the next
+//! `create` commit's directory fsync (the manifest naming it, in this same directory), before which a
+//! crash leaves it unnamed by any manifest (partial, whole, or absent), and the store removes it on the
+//! next open. This relies on the directory fsync making every earlier entry change of the directory
+//! durable, and on a rename in a directory not becoming durable before an earlier creation in it (true
+//! of journaling file systems, ext4, XFS, btrfs, which commit directory changes in order; DESIGN.md §3).
 
 use super::{check_name, Blob, BlobBytes, BlobWriter, TMP_SUFFIX};
 use crate::error::{Error, Result};
@@ -58,6 +66,23 @@ impl DirBlob {
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+
+    /// A writer of the file `path`, renamed to `dest` (then the directory fsync'd) at commit if given.
+    fn writer(&self, path: PathBuf, dest: Option<PathBuf>) -> Result<Box<dyn BlobWriter>> {
+        let file = self
+            .fs
+            .open(&path, OpenHow::CreateTruncate)
+            .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+        Ok(Box::new(DirWriter {
+            fs: self.fs.clone(),
+            file: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, Appender(file))),
+            path,
+            dest,
+            dir: self.dir.clone(),
+            len: 0,
+            writeback_from: 0,
+        }))
+    }
 }
 
 /// [`crate::fs::create_dir_durable`] on the real file system.
@@ -77,19 +102,12 @@ impl Blob for DirBlob {
     fn create(&self, name: &str) -> Result<Box<dyn BlobWriter>> {
         check_name(name)?;
         let tmp = self.path(&format!("{name}{TMP_SUFFIX}"));
-        let file = self
-            .fs
-            .open(&tmp, OpenHow::CreateTruncate)
-            .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
-        Ok(Box::new(DirWriter {
-            fs: self.fs.clone(),
-            file: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, Appender(file))),
-            tmp,
-            dest: self.path(name),
-            dir: self.dir.clone(),
-            len: 0,
-            writeback_from: 0,
-        }))
+        self.writer(tmp, Some(self.path(name)))
+    }
+
+    fn create_new(&self, name: &str) -> Result<Box<dyn BlobWriter>> {
+        check_name(name)?;
+        self.writer(self.path(name), None)
     }
 
     fn delete(&self, name: &str) -> Result<()> {
@@ -121,8 +139,10 @@ struct DirWriter {
     fs: Arc<dyn Fs>,
     /// `None` once committed.
     file: Option<BufWriter<Appender>>,
-    tmp: PathBuf,
-    dest: PathBuf,
+    /// The file written.
+    path: PathBuf,
+    /// The name it is renamed to at commit (`create`); `None` when written under its name (`create_new`).
+    dest: Option<PathBuf>,
     dir: PathBuf,
     len: u64,
     /// Bytes before this offset have been handed to writeback.
@@ -136,7 +156,7 @@ impl BlobWriter for DirWriter {
             .as_mut()
             .ok_or_else(|| Error::bad_input("write after commit"))?;
         file.write_all(bytes)
-            .map_err(|e| Error::io(format!("write {}", self.tmp.display()), e))?;
+            .map_err(|e| Error::io(format!("write {}", self.path.display()), e))?;
         self.len += bytes.len() as u64;
         // The bytes still in the buffer are not in the page cache yet; only those before them are.
         let in_file = self.len - file.buffer().len() as u64;
@@ -158,13 +178,17 @@ impl BlobWriter for DirWriter {
         let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
         let Appender(file) = writer
             .into_inner()
-            .map_err(|e| Error::io(ctx("flush", &self.tmp), e.into_error()))?;
+            .map_err(|e| Error::io(ctx("flush", &self.path), e.into_error()))?;
         file.sync_all()
-            .map_err(|e| Error::io(ctx("fsync", &self.tmp), e))?;
+            .map_err(|e| Error::io(ctx("fsync", &self.path), e))?;
         drop(file);
+        let Some(dest) = &self.dest else {
+            // `create_new`: the name becomes durable with the next `create` commit's directory fsync.
+            return Ok(());
+        };
         self.fs
-            .rename(&self.tmp, &self.dest)
-            .map_err(|e| Error::io(ctx("rename", &self.tmp), e))?;
+            .rename(&self.path, dest)
+            .map_err(|e| Error::io(ctx("rename", &self.path), e))?;
         sync_dir(&*self.fs, &self.dir)
     }
 }
@@ -172,9 +196,10 @@ impl BlobWriter for DirWriter {
 impl Drop for DirWriter {
     fn drop(&mut self) {
         if self.file.take().is_some() {
-            // Not committed: discard the temporary file. Failure is harmless (it is an orphan the next
-            // open removes), so it is ignored here where no error can be returned.
-            let _ = self.fs.remove(&self.tmp);
+            // Not committed: discard the file (a temporary, or a new object under its name that no
+            // manifest names). Failure is harmless (it is an orphan the next open removes), so it is
+            // ignored here where no error can be returned.
+            let _ = self.fs.remove(&self.path);
         }
     }
 }

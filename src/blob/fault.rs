@@ -98,6 +98,16 @@ impl<B: Blob + Clone> Blob for FaultyBlob<B> {
         }))
     }
 
+    fn create_new(&self, name: &str) -> Result<Box<dyn BlobWriter>> {
+        self.budget.spend(&format!("create {name}"))?;
+        let inner = self.inner.create_new(name)?;
+        Ok(Box::new(FaultyWriter {
+            inner,
+            budget: self.budget.clone(),
+            name: name.to_string(),
+        }))
+    }
+
     fn delete(&self, name: &str) -> Result<()> {
         self.budget.spend(&format!("delete {name}"))?;
         self.inner.delete(name)

@@ -1,12 +1,21 @@
 //! `Blob`: a flat namespace of immutable byte objects that holds batch files and the manifest.
 //!
-//! Contract every implementation keeps:
-//! - An object becomes visible under its name only when its writer's [`BlobWriter::commit`] returns, and
-//!   then it is durable (for the directory implementation: data fsync'd, renamed into place, directory
-//!   fsync'd). A crash before that leaves at most a temporary object that [`Blob::list`] reports with the
-//!   [`TMP_SUFFIX`] and that the store removes on the next open.
-//! - Committing over an existing name replaces it atomically: readers see the old bytes or the new ones.
-//! - Objects are never modified after commit, so [`Blob::get`] may hand out a read-only memory map.
+//! Two ways to write an object, as in an object store with a pointer committed after the data (the
+//! protocol of Materialize's persist: write the part, then compare-and-set the pointer to it):
+//! - [`Blob::create`]: an object that replaces its name atomically (the manifest). It becomes visible
+//!   under its name only when its writer's [`BlobWriter::commit`] returns, and then it is durable (for the
+//!   directory implementation: data fsync'd, renamed into place, directory fsync'd). A crash before that
+//!   leaves at most a temporary object that [`Blob::list`] reports with the [`TMP_SUFFIX`] and that the
+//!   store removes on the next open. Readers of an existing name see the old bytes or the new ones.
+//! - [`Blob::create_new`]: an immutable object under a fresh name (a batch file), that only a pointer
+//!   committed later (a manifest written with `create`) makes part of the store. Its commit makes its
+//!   bytes durable; its *name* is durable once a later `create` commit returns (for the directory
+//!   implementation: the file is written in place and fsync'd, and the manifest's directory fsync makes
+//!   both names durable; an object store's put is atomic and durable at once). Until then a crash may
+//!   leave it absent, or partial under its name: the store names it in no manifest then, and removes it on
+//!   the next open.
+//!
+//! Objects are never modified after commit, so [`Blob::get`] may hand out a read-only memory map.
 //!
 //! Two implementations: [`DirBlob`] (files in a directory, read through mmap) and [`MemBlob`] (in memory,
 //! for tests), and a wrapper, [`FaultyBlob`], that fails every call from a chosen point on.
@@ -63,6 +72,18 @@ pub trait Blob: Send + Sync + 'static {
 
     /// Starts writing an object that will be visible under `name` once committed.
     fn create(&self, name: &str) -> Result<Box<dyn BlobWriter>>;
+
+    /// Starts writing an immutable object under `name`, a name no object holds (a new file number), that a
+    /// later [`create`](Self::create) commit in this blob (the manifest naming it) publishes; see the
+    /// module docs. Its writer's commit makes the bytes durable, and the name is durable once a later
+    /// `create` commit returns; until then the object may be listed while partial (a reader must only
+    /// look up names a committed pointer holds). Dropping the writer without commit removes it.
+    ///
+    /// The default is [`create`](Self::create), which is also correct (durable at once, at the cost of the
+    /// directory implementation's extra directory fsync).
+    fn create_new(&self, name: &str) -> Result<Box<dyn BlobWriter>> {
+        self.create(name)
+    }
 
     /// Writes `bytes` under `name` in one go (create, write, commit).
     fn set(&self, name: &str, bytes: &[u8]) -> Result<()> {
@@ -140,6 +161,18 @@ mod tests {
         assert!(blob.get("a.batch").unwrap().is_none());
         assert!(blob.create("../x").is_err());
         assert!(blob.create("").is_err());
+        assert!(blob.create_new("../x").is_err());
+        // A new object: readable under its name once committed; dropped uncommitted, it is gone.
+        let mut w = blob.create_new("7.batch").unwrap();
+        w.write(b"new").unwrap();
+        w.commit().unwrap();
+        assert_eq!(&*blob.get("7.batch").unwrap().unwrap(), b"new");
+        let mut w = blob.create_new("8.batch").unwrap();
+        w.write(b"partial").unwrap();
+        drop(w);
+        assert!(blob.get("8.batch").unwrap().is_none());
+        assert_eq!(blob.list().unwrap(), vec!["7.batch".to_string()]);
+        blob.delete("7.batch").unwrap();
     }
 
     #[test]

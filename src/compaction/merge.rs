@@ -147,7 +147,7 @@ impl Store {
         let _merging = MergingGuard { store: self, id };
         let name = batch_file_name(file_no);
         let blob = &self.inner.blob;
-        let out = blob.create(&name)?;
+        let out = blob.create_new(&name)?;
         let Some(stats) = merge_batches(
             &inputs,
             description,

@@ -7,13 +7,13 @@
 //!
 //! **Policy** (tiered, as in Cassandra's size-tiered and RocksDB's universal compaction; with fan-in 2 it
 //! is differential dataflow's Spine, a binary counter). A batch's level is `floor(log2(updates))`, its tier
-//! `level / log2(fan_in)` (`Options::merge_fan_in`, default 8). Batches are ordered by time; `fan_in`
+//! `level / log2(fan_in)` (`Options::merge_fan_in`, default 16). Batches are ordered by time; `fan_in`
 //! adjacent batches of one tier are merged into one of the next tier, and an older batch of a lower tier
 //! than its newer neighbour (consolidation shrank it) is merged with it. The newest due merge runs, and
 //! every fourth pick the oldest, so big merges are not starved by the small ones new seals keep making due
 //! ([`pick_merge_fair`]). A stream of n updates sealed in chunks of s keeps fewer than `fan_in` batches per
 //! tier over `log_fan_in(n / s)` tiers, and each update is rewritten about `log_fan_in(n / s)` times: a
-//! third of the binary counter's rewrites at fan-in 8, for at most 7 batches per tier.
+//! quarter of the binary counter's rewrites at fan-in 16, for at most 15 batches per tier.
 //!
 //! **Merge.** [`merge_batches`] streams the inputs through their mmaps ([`KeyMerge`], a key at a time) into
 //! a [`BatchWriter`](crate::batch::BatchWriter) whose helper thread serialises and writes the output blocks while this thread merges:
@@ -22,7 +22,8 @@
 //!
 //! **Protocol** (one merge of stream S, inputs A..B adjacent in S's batch list):
 //! 1. under `state`: pick A..B; mark S as merging (one merge per stream at a time); allocate a file number;
-//! 2. no lock: write the output `N.batch.tmp`, fsync, rename to `N.batch`, fsync the directory; open it;
+//! 2. no lock: write the output under its final name `N.batch` (`Blob::create_new`), fsync it; open it (its
+//!    name becomes durable with step 3's directory fsync: DESIGN.md §3);
 //! 3. under `edit_lock` (no seal or other commit interleaves): write the manifest with A..B replaced by N
 //!    (temp, fsync, rename, fsync dir); then publish in memory and mark the inputs to be deleted when their
 //!    last reader drops them.

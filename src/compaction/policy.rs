@@ -184,6 +184,42 @@ mod tests {
         );
     }
 
+    /// A long run of small seals, merged as they come: each update is rewritten at most
+    /// `floor(log_fan_in(seals))` times (once per tier it is promoted through; tiers are powers of the
+    /// fan-in, so a run of `fan_in` seals of one tier makes one batch of the next, whatever the seal size),
+    /// and the stream never holds more than `fan_in - 1` batches per tier (plus the seal just made).
+    #[test]
+    fn rewrites_per_update_are_bounded_by_the_tiers_a_long_run_of_seals_spans() {
+        for fan_in in [2, 4, 8, 16, 32] {
+            for chunk in [1, 100, 10_000, 12_345] {
+                let mut seals = 1;
+                while seals <= 3000 {
+                    let (most, rewritten) = simulate(fan_in, chunk, seals);
+                    let payload = chunk * seals as u64;
+                    // floor(log_fan_in(seals)), in integers.
+                    let tiers = std::iter::successors(Some(fan_in), |p| Some(p * fan_in))
+                        .take_while(|&p| p <= seals)
+                        .count() as u64;
+                    let at = format!("fan-in {fan_in}, {seals} seals of {chunk}");
+                    assert!(rewritten <= payload * tiers, "{at}: {rewritten} rewritten");
+                    assert!(
+                        most <= (fan_in - 1) * (tiers as usize + 1) + 1,
+                        "{at}: {most} batches at once"
+                    );
+                    seals = seals * 3 + 1;
+                }
+            }
+        }
+        // The default fan-in over 3,000 seals (30 M updates sealed per 10,000, as in the benches): each
+        // update rewritten at most twice (log16(3000) = 2.9), where fan-in 8 rewrites most three times.
+        let default = crate::Options::default().merge_fan_in;
+        let (_, rewritten) = simulate(default, 10_000, 3000);
+        assert!(
+            rewritten <= 2 * 10_000 * 3000,
+            "{rewritten} rewritten at fan-in {default}"
+        );
+    }
+
     #[test]
     fn fan_in_2_behaves_like_a_binary_counter() {
         let (most, _) = simulate(2, 100, 1000);

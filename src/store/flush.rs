@@ -390,7 +390,7 @@ impl Store {
         let name = batch_file_name(file_no);
         let blob = &self.inner.blob;
         let options = &self.inner.options;
-        let mut writer = BatchWriter::new(blob.create(&name)?, description, options.block_target_bytes)?;
+        let mut writer = BatchWriter::new(blob.create_new(&name)?, description, options.block_target_bytes)?;
         if options.filter_bits_per_key > 0 {
             writer = writer.with_filter(keys, options.filter_bits_per_key);
         }

@@ -133,12 +133,16 @@ impl Store {
             by_no.insert(s.stream_no, (s.id.clone(), s.spilled_lsn));
             streams.insert(s.id.clone(), StreamState::new(Arc::new(version)));
         }
-        // Remove orphans: batch files the manifest does not name, and temporaries. Nothing the manifest
-        // names is ever removed.
+        // Remove orphans: batch files the manifest does not name (written under their name by a flush or
+        // a merge that did not commit: partial, whole, or a removal a crash undid), and temporaries.
+        // Nothing the manifest names is ever removed. New files are numbered past every file seen here,
+        // so an orphan whose removal a crash undoes is never taken for a new file of its number.
         let named: std::collections::HashSet<u64> = manifest.file_nos().collect();
+        let mut next_file_no = manifest.next_file_no;
         for name in blob.list()? {
-            let orphan = name.ends_with(TMP_SUFFIX)
-                || parse_batch_file_name(&name).is_some_and(|n| !named.contains(&n));
+            let file_no = parse_batch_file_name(&name);
+            next_file_no = next_file_no.max(file_no.map_or(0, |n| n.saturating_add(1)));
+            let orphan = name.ends_with(TMP_SUFFIX) || file_no.is_some_and(|n| !named.contains(&n));
             if orphan {
                 blob.delete(&name)?;
                 report.orphans_removed.push(name);
@@ -173,7 +177,6 @@ impl Store {
         })?;
         report.wal_records = replay.records;
         report.torn_tail = replay.torn_tail;
-        let next_file_no = manifest.next_file_no;
         let state = State {
             manifest,
             streams,
