@@ -7,13 +7,13 @@
 //!
 //! **Policy** (tiered, as in Cassandra's size-tiered and RocksDB's universal compaction; with fan-in 2 it
 //! is differential dataflow's Spine, a binary counter). A batch's level is `floor(log2(updates))`, its tier
-//! `level / log2(fan_in)` (`Options::merge_fan_in`, default 16). Batches are ordered by time; `fan_in`
+//! `level / log2(fan_in)` (`Options::merge_fan_in`, default 8). Batches are ordered by time; `fan_in`
 //! adjacent batches of one tier are merged into one of the next tier, and an older batch of a lower tier
 //! than its newer neighbour (consolidation shrank it) is merged with it. The newest due merge runs, and
 //! every fourth pick the oldest, so big merges are not starved by the small ones new seals keep making due
 //! ([`pick_merge_fair`]). A stream of n updates sealed in chunks of s keeps fewer than `fan_in` batches per
 //! tier over `log_fan_in(n / s)` tiers, and each update is rewritten about `log_fan_in(n / s)` times: a
-//! quarter of the binary counter's rewrites at fan-in 16, for at most 15 batches per tier.
+//! third of the binary counter's rewrites at fan-in 8, for at most 7 batches per tier.
 //!
 //! **Merge.** [`merge_batches`] streams the inputs through their mmaps ([`KeyMerge`], a key at a time) into
 //! a [`BatchWriter`](crate::batch::BatchWriter) whose helper thread serialises and writes the output blocks while this thread merges:

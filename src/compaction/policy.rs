@@ -211,12 +211,17 @@ mod tests {
             }
         }
         // The default fan-in over 3,000 seals (30 M updates sealed per 10,000, as in the benches): each
-        // update rewritten at most twice (log16(3000) = 2.9), where fan-in 8 rewrites most three times.
+        // update rewritten at most three times (floor(log8(3000)) = 3); fan-in 16 at most twice.
         let default = crate::Options::default().merge_fan_in;
         let (_, rewritten) = simulate(default, 10_000, 3000);
         assert!(
-            rewritten <= 2 * 10_000 * 3000,
+            rewritten <= 3 * 10_000 * 3000,
             "{rewritten} rewritten at fan-in {default}"
+        );
+        let (_, rewritten) = simulate(16, 10_000, 3000);
+        assert!(
+            rewritten <= 2 * 10_000 * 3000,
+            "{rewritten} rewritten at fan-in 16"
         );
     }
 

@@ -72,11 +72,12 @@ pub struct Options {
     pub block_target_bytes: u32,
     /// What to do with a WAL record that is bad but followed by valid ones (default: fail the open).
     pub wal_recovery: WalRecovery,
-    /// How many batches of one tier a merge combines (a power of two from 2 to 64; default 16): each
+    /// How many batches of one tier a merge combines (a power of two from 2 to 64; default 8): each
     /// update is rewritten about `log_fan_in(updates / seal size)` times, and a stream keeps fewer than
-    /// `fan_in` batches per tier (see `compaction`). 2 is differential dataflow's binary-counter Spine; 8
-    /// (the default before 2026-11-30) rewrites each update about a third more often for about half the
-    /// batches (BENCHMARKS.md, "Write path, session of 2026-11-30 night").
+    /// `fan_in` batches per tier (see `compaction`). 2 is differential dataflow's binary-counter Spine; 16
+    /// rewrites each update about a quarter less often for about twice the batches, and reaches the
+    /// back-pressure bound (`max_batches_per_stream`) after 65,535 seals instead of 8⁹ (BENCHMARKS.md,
+    /// "Write path, session of 2026-11-30 night"; DESIGN.md §6, "Compaction policy").
     pub merge_fan_in: usize,
     /// The size-amplification trigger (RocksDB universal compaction's `max_size_amplification_percent`):
     /// when a stream's batches newer than its oldest hold more than this percentage of the oldest's
@@ -103,9 +104,9 @@ pub struct Options {
     pub filter_bits_per_key: u32,
     /// Back-pressure bound: a `seal` of a stream with more batches than this waits until background merges
     /// bring it under (default 64). With merges keeping up, a stream of n updates sealed s at a time holds
-    /// fewer than `merge_fan_in` batches in each of about `log_fan_in(n / s) + 1` tiers: at fan-in 16 at
-    /// most 45 for up to 4,095 seals, 60 for up to 65,535; past the bound the cheapest adjacent pair
-    /// merges whatever its tiers.
+    /// fewer than `merge_fan_in` batches in each of about `log_fan_in(n / s) + 1` tiers: at fan-in 8 at
+    /// most 35 for up to 32,767 seals, 63 for up to 8⁹ − 1 (at fan-in 16: 60 for up to 65,535); past the
+    /// bound the cheapest adjacent pair merges whatever its tiers.
     pub max_batches_per_stream: usize,
     /// Keep the active WAL segment filled with zeros a few MiB ahead of the log's end, from a background
     /// thread, so that WAL `fdatasync`s overwrite synced blocks instead of extending the file (default
@@ -137,7 +138,7 @@ impl Default for Options {
             block_target_bytes: DEFAULT_BLOCK_TARGET_BYTES,
             wal_recovery: WalRecovery::Strict,
             compaction_threads: 1,
-            merge_fan_in: 16,
+            merge_fan_in: 8,
             max_space_amplification_percent: None,
             compress_from_level: None,
             memtable_budget_bytes: 256 << 20,
