@@ -132,7 +132,7 @@ impl Consolidated {
     }
 
     /// The updates in order. Sorted order visits the arena at random, one cache miss or two per update, so
-    /// the iterator asks for the key and val bytes of the update [`PREFETCH_AHEAD`] places ahead as it
+    /// the iterator asks for the key and val bytes of the update 8 places ahead (`PREFETCH_AHEAD`) as it
     /// yields each one: a seal writing the updates then waits on memory far less (the writer's order check
     /// on each key was most of a seal's time).
     pub fn iter(&self) -> impl Iterator<Item = UpdateRef<'_>> + '_ {
