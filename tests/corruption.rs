@@ -152,7 +152,7 @@ fn padded_store(dir: &Path) -> (Store, PathBuf) {
     store.create_stream("s", StreamOptions::default()).unwrap();
     let keys: Vec<String> = (0..200).map(|i| format!("key{i:03}")).collect();
     store
-        .write_bytes("s", keys.iter().map(|k| (k.as_bytes(), &b"odd"[..], 1, 1)))
+        .write_bytes("s", keys.iter().map(|k| (k.as_bytes(), &b"oddly"[..], 1, 1)))
         .unwrap();
     let file = store.seal("s", 2).unwrap().file.unwrap();
     (store, dir.join(file))

@@ -1,10 +1,16 @@
 //! [`Block`]: one checksummed block of a batch file, read in place — a columnar trie of keys → vals →
-//! (time, diff) with `u32` offset arrays (layout in [`super::format`] and FORMAT.md §2). Every read is
-//! bounds-checked against the block, so bytes changed under the map after verification read as wrong
-//! values or an error, never as a panic (FORMAT.md §6).
+//! (time, diff) (layout in [`super::format`] and FORMAT.md §2): in format version 2 times and diffs are
+//! frame-of-reference coded (a base in the header, each value's offset from it in 0, 1, 2, 4 or 8 bytes),
+//! and an offset array is left out when a width (keys or vals of one width) or a count (one val per key,
+//! one update per val) implies it; version 1 blocks are read as the case of full widths and every array.
+//! Every read is bounds-checked against the block, so bytes changed under the map after verification
+//! read as wrong values or an error, never as a panic (FORMAT.md §6).
 
-use super::format::{IndexEntry, BLOCK_HEADER_BYTES};
-use crate::encoding::le_u32;
+use super::format::{
+    IndexEntry, BATCH_VERSION_1, BLOCK_HEADER_BYTES, BLOCK_HEADER_BYTES_V1, FLAG_ONE_UPDATE_PER_VAL,
+    FLAG_ONE_VAL_PER_KEY,
+};
+use crate::encoding::{le_u32, le_u64};
 use std::ops::Range;
 
 /// A block whose checksum and shape passed: a columnar trie of keys → vals → (time, diff), borrowed from the file's bytes.
@@ -22,10 +28,22 @@ pub struct Block<'a> {
     val_upds_at: usize,
     key_bytes_at: usize,
     val_bytes_at: usize,
-    /// The width in bytes every key of the block has, when they all have one (0 otherwise): noted when
-    /// the shape is checked, so a key is then read without its two offsets (a seek's binary search
-    /// touches key bytes only, one cache miss a probe instead of two).
+    /// The width in bytes every key of the block has, when they all have one (0 otherwise): in version 2
+    /// the header's, in version 1 noted when the shape is checked. A key is then read without offsets
+    /// (a seek's binary search touches key bytes only, one cache miss a probe instead of two).
     key_width: usize,
+    /// The width in bytes of every val, or 0 when the vals have offsets (always 0 in version 1).
+    val_width: usize,
+    /// Bytes per stored time (0, 1, 2, 4 or 8) and the base they are added to.
+    time_width: usize,
+    time_base: u64,
+    /// Bytes per stored diff (0, 1, 2, 4 or 8) and the base they are added to (wrapping).
+    diff_width: usize,
+    diff_base: i64,
+    /// Every key has one val (no `key_vals` array).
+    one_val_per_key: bool,
+    /// Every val has one update (no `val_upds` array).
+    one_update_per_val: bool,
 }
 
 impl<'a> Block<'a> {
@@ -61,14 +79,24 @@ impl<'a> Block<'a> {
         (self.u32_at(array_at, i) as usize).min(end)..end
     }
 
-    /// The block's shape (counts and array positions) from `bytes`, checked against its index entry so
-    /// that every array and both byte columns lie inside `bytes` and fill it exactly, and noting whether all
-    /// keys have one width: O(keys), one pass over the `4 · (keys + 1)` bytes of key offsets, no pass over
-    /// the contents. This is all a read needs after the checksum (the writer built the contents sorted and
+    /// The block's shape (counts, widths, bases and column positions) from `bytes`, a block of a file of
+    /// format `version` (1 or 2), checked against its index entry so that every column lies inside
+    /// `bytes` and they fill it exactly. Version 2: O(1). Version 1: O(keys), one pass over the
+    /// `4 · (keys + 1)` bytes of key offsets to note whether all keys have one width. No pass over the
+    /// contents: this is all a read needs after the checksum (the writer built the contents sorted and
     /// consolidated, and the checksum proves these are its bytes); [`check_contents`](Self::check_contents)
     /// is the full pass, for `verify`. On failure returns the offset within the block and what is wrong.
-    pub(super) fn shape(bytes: &'a [u8], e: &IndexEntry) -> std::result::Result<Self, (usize, String)> {
-        if bytes.len() < BLOCK_HEADER_BYTES {
+    pub(super) fn shape(
+        bytes: &'a [u8],
+        e: &IndexEntry,
+        version: u32,
+    ) -> std::result::Result<Self, (usize, String)> {
+        let header = if version == BATCH_VERSION_1 {
+            BLOCK_HEADER_BYTES_V1
+        } else {
+            BLOCK_HEADER_BYTES
+        };
+        if bytes.len() < header {
             return Err((0, "shorter than its header".into()));
         }
         let (k, v, u) = (
@@ -82,20 +110,49 @@ impl<'a> Block<'a> {
                 format!("counts keys={k} vals={v} updates={u} disagree with the index"),
             ));
         }
-        // No overflow: k and u come from `u32`s, and v <= u.
-        let fixed = BLOCK_HEADER_BYTES + 16 * u + 8 * (k + 1) + 8 * (v + 1);
+        let mut b = Block::arrays(bytes, k, v, u);
+        if version != BATCH_VERSION_1 {
+            let (flags, reserved) = (bytes[14], bytes[15]);
+            b.time_width = width_code(bytes[12]).ok_or((12, format!("time width {}", bytes[12])))?;
+            b.diff_width = width_code(bytes[13]).ok_or((13, format!("diff width {}", bytes[13])))?;
+            if flags & !(FLAG_ONE_VAL_PER_KEY | FLAG_ONE_UPDATE_PER_VAL) != 0 || reserved != 0 {
+                return Err((
+                    14,
+                    format!("unknown flags {flags:#x} or reserved byte {reserved}"),
+                ));
+            }
+            b.one_val_per_key = flags & FLAG_ONE_VAL_PER_KEY != 0;
+            b.one_update_per_val = flags & FLAG_ONE_UPDATE_PER_VAL != 0;
+            if (b.one_val_per_key && v != k) || (b.one_update_per_val && u != v) {
+                return Err((14, format!("flags {flags:#x} disagree with the counts")));
+            }
+            b.key_width = le_u32(bytes, 16) as usize;
+            b.val_width = le_u32(bytes, 20) as usize;
+            b.time_base = le_u64(bytes, 24);
+            b.diff_base = le_u64(bytes, 32) as i64;
+        }
+        b.place_columns(header);
+        // No overflow: counts come from `u32`s, widths are at most 8 or a `u32`, on 64-bit targets.
+        let fixed = b.key_bytes_at;
         if fixed > bytes.len() {
-            return Err((0, "arrays overrun the block".into()));
+            return Err((0, "columns overrun the block".into()));
         }
         // Offsets are only read after `fixed` is known to fit.
-        let mut b = Block::arrays(bytes, k, v, u);
-        let key_len = b.u32_at(b.key_offs_at, k) as usize;
-        let val_len = b.u32_at(b.val_offs_at, v) as usize;
-        if fixed + key_len + val_len != bytes.len() {
+        let key_len = match b.key_width {
+            0 => b.u32_at(b.key_offs_at, k) as usize,
+            w => k.saturating_mul(w),
+        };
+        let val_len = match b.val_width {
+            0 => b.u32_at(b.val_offs_at, v) as usize,
+            w => v.saturating_mul(w),
+        };
+        if fixed.checked_add(key_len).and_then(|x| x.checked_add(val_len)) != Some(bytes.len()) {
             return Err((b.key_offs_at, "byte columns do not fill the block exactly".into()));
         }
         b.val_bytes_at = b.key_bytes_at + key_len;
-        b.key_width = b.fixed_key_width();
+        if version == BATCH_VERSION_1 {
+            b.key_width = b.fixed_key_width();
+        }
         Ok(b)
     }
 
@@ -120,9 +177,9 @@ impl<'a> Block<'a> {
 
     /// The full structural pass over a block with a valid [`shape`](Self::shape): offset arrays run from
     /// 0 to their ends and increase (strictly for vals per key and updates per val), keys, vals per key
-    /// and times per val strictly increase, no diff is zero, and the first and last keys equal the index's
-    /// fences `first` and `last`. O(block). On failure returns the offset within the block and what is
-    /// wrong.
+    /// and times per val strictly increase, no time passes `u64::MAX` from its base, no diff is zero, and
+    /// the first and last keys equal the index's fences `first` and `last`. O(block). On failure returns
+    /// the offset within the block and what is wrong.
     pub(super) fn check_contents(
         &self,
         first: &[u8],
@@ -132,39 +189,56 @@ impl<'a> Block<'a> {
         let (k, v, u) = (b.key_count, b.val_count, b.update_count);
         let key_len = b.val_bytes_at - b.key_bytes_at;
         let val_len = b.bytes.len().saturating_sub(b.val_bytes_at);
-        let monotone =
-            |at: usize, n: usize, last: usize, strict: bool| -> std::result::Result<(), (usize, String)> {
-                if b.u32_at(at, 0) != 0 || b.u32_at(at, n) as usize != last {
-                    return Err((at, "offset array does not run from 0 to its end".into()));
+        // An array is in the block when it has a place of its own (it is left out as a whole).
+        let monotone = |at: usize,
+                        next_at: usize,
+                        n: usize,
+                        last: usize,
+                        strict: bool|
+         -> std::result::Result<(), (usize, String)> {
+            if at == next_at {
+                return Ok(());
+            }
+            if b.u32_at(at, 0) != 0 || b.u32_at(at, n) as usize != last {
+                return Err((at, "offset array does not run from 0 to its end".into()));
+            }
+            for i in 0..n {
+                let (x, y) = (b.u32_at(at, i), b.u32_at(at, i + 1));
+                if y < x || (strict && y == x) {
+                    return Err((at + 4 * i, "offset array not increasing".into()));
                 }
-                for i in 0..n {
-                    let (x, y) = (b.u32_at(at, i), b.u32_at(at, i + 1));
-                    if y < x || (strict && y == x) {
-                        return Err((at + 4 * i, "offset array not increasing".into()));
-                    }
-                }
-                Ok(())
-            };
-        monotone(b.key_offs_at, k, key_len, false)?;
-        monotone(b.key_vals_at, k, v, true)?;
-        monotone(b.val_offs_at, v, val_len, false)?;
-        monotone(b.val_upds_at, v, u, true)?;
+            }
+            Ok(())
+        };
+        monotone(b.key_offs_at, b.key_vals_at, k, key_len, false)?;
+        monotone(b.key_vals_at, b.val_offs_at, k, v, true)?;
+        monotone(b.val_offs_at, b.val_upds_at, v, val_len, false)?;
+        monotone(b.val_upds_at, b.key_bytes_at, v, u, true)?;
+        let time_at = |x: usize| b.times_at + b.time_width * x;
+        for x in 0..u {
+            if b.time_base
+                .checked_add(read_word(b.bytes, time_at(x), b.time_width))
+                .is_none()
+            {
+                return Err((time_at(x), format!("time {x} passes u64::MAX")));
+            }
+        }
         for i in 0..k {
             if i > 0 && b.key(i - 1) >= b.key(i) {
-                return Err((b.key_offs_at + 4 * i, format!("key {i} not above key {}", i - 1)));
+                return Err((b.key_bytes_at, format!("key {i} not above key {}", i - 1)));
             }
             let vals = b.vals(i);
             for j in vals.clone() {
                 if j > vals.start && b.val(j - 1) >= b.val(j) {
-                    return Err((b.val_offs_at + 4 * j, format!("val {j} not above val {}", j - 1)));
+                    return Err((b.val_bytes_at, format!("val {j} not above val {}", j - 1)));
                 }
                 let upds = b.updates(j);
                 for x in upds.clone() {
                     if x > upds.start && b.time(x - 1) >= b.time(x) {
-                        return Err((b.times_at + 8 * x, format!("time {x} not above time {}", x - 1)));
+                        return Err((time_at(x), format!("time {x} not above time {}", x - 1)));
                     }
                     if b.diff(x) == 0 {
-                        return Err((b.diffs_at + 8 * x, format!("zero diff at update {x}")));
+                        return Err((b.diffs_at + b.diff_width * x, format!("zero diff at update {x}")));
                     }
                 }
             }
@@ -175,32 +249,50 @@ impl<'a> Block<'a> {
         Ok(())
     }
 
-    /// Where the fixed-width arrays start for `k` keys, `v` vals and `u` updates (`val_bytes_at` is set
-    /// by the caller, which knows the key bytes' length).
+    /// The shape of a version 1 block of `k` keys, `v` vals and `u` updates: full-width times and diffs,
+    /// every offset array (`val_bytes_at` is set by the caller, which knows the key bytes' length).
     #[inline]
     fn arrays(bytes: &'a [u8], k: usize, v: usize, u: usize) -> Self {
-        let times_at = BLOCK_HEADER_BYTES;
-        let diffs_at = times_at + 8 * u;
-        let key_offs_at = diffs_at + 8 * u;
-        let key_vals_at = key_offs_at + 4 * (k + 1);
-        let val_offs_at = key_vals_at + 4 * (k + 1);
-        let val_upds_at = val_offs_at + 4 * (v + 1);
-        let key_bytes_at = val_upds_at + 4 * (v + 1);
-        Block {
+        let mut b = Block {
             bytes,
             key_count: k,
             val_count: v,
             update_count: u,
-            times_at,
-            diffs_at,
-            key_offs_at,
-            key_vals_at,
-            val_offs_at,
-            val_upds_at,
-            key_bytes_at,
-            val_bytes_at: key_bytes_at,
+            times_at: 0,
+            diffs_at: 0,
+            key_offs_at: 0,
+            key_vals_at: 0,
+            val_offs_at: 0,
+            val_upds_at: 0,
+            key_bytes_at: 0,
+            val_bytes_at: 0,
             key_width: 0,
-        }
+            val_width: 0,
+            time_width: 8,
+            time_base: 0,
+            diff_width: 8,
+            diff_base: 0,
+            one_val_per_key: false,
+            one_update_per_val: false,
+        };
+        b.place_columns(BLOCK_HEADER_BYTES_V1);
+        b
+    }
+
+    /// Places the columns after a header of `header` bytes from the counts, widths and flags: the times,
+    /// the diffs, then each offset array the block has (none of length 0: a left-out array has no place,
+    /// so `key_offs_at == key_vals_at` says "no key offsets"), then the key bytes.
+    fn place_columns(&mut self, header: usize) {
+        let (k, v, u) = (self.key_count, self.val_count, self.update_count);
+        let array = |present: bool, n: usize| if present { 4 * (n + 1) } else { 0 };
+        self.times_at = header;
+        self.diffs_at = self.times_at + self.time_width * u;
+        self.key_offs_at = self.diffs_at + self.diff_width * u;
+        self.key_vals_at = self.key_offs_at + array(self.key_width == 0, k);
+        self.val_offs_at = self.key_vals_at + array(!self.one_val_per_key, k);
+        self.val_upds_at = self.val_offs_at + array(self.val_width == 0, v);
+        self.key_bytes_at = self.val_upds_at + array(!self.one_update_per_val, v);
+        self.val_bytes_at = self.key_bytes_at;
     }
 
     /// The shape of no block (zero counts).
@@ -275,31 +367,52 @@ impl<'a> Block<'a> {
     /// The vals of key `i`, as a range of val indexes (within `0..val_count()`).
     #[inline]
     pub fn vals(&self, i: usize) -> Range<usize> {
+        if self.one_val_per_key {
+            return one(i, self.val_count);
+        }
         self.span(self.key_vals_at, i, self.val_count)
     }
 
-    /// Val `j`, borrowed from the file.
+    /// Val `j`, borrowed from the file; empty for `j >= val_count()`.
     #[inline]
     pub fn val(&self, j: usize) -> &'a [u8] {
-        self.entry(self.val_offs_at, self.val_bytes_at, j)
+        match self.val_width {
+            0 => self.entry(self.val_offs_at, self.val_bytes_at, j),
+            _ if j >= self.val_count => &[],
+            w => {
+                let start = self.val_bytes_at + j * w;
+                self.bytes.get(start..start + w).unwrap_or(&[])
+            }
+        }
     }
 
     /// The updates of val `j`, as a range of update indexes (within `0..update_count()`).
     #[inline]
     pub fn updates(&self, j: usize) -> Range<usize> {
+        if self.one_update_per_val {
+            return one(j, self.update_count);
+        }
         self.span(self.val_upds_at, j, self.update_count)
     }
 
     /// The time of update `x` (0 if `x` is out of range).
     #[inline]
     pub fn time(&self, x: usize) -> u64 {
-        read_u64(self.bytes, self.times_at.wrapping_add(8 * x))
+        if x >= self.update_count {
+            return 0;
+        }
+        let stored = read_word(self.bytes, self.times_at + self.time_width * x, self.time_width);
+        self.time_base.wrapping_add(stored)
     }
 
     /// The diff of update `x` (0 if `x` is out of range).
     #[inline]
     pub fn diff(&self, x: usize) -> i64 {
-        read_u64(self.bytes, self.diffs_at.wrapping_add(8 * x)) as i64
+        if x >= self.update_count {
+            return 0;
+        }
+        let stored = read_word(self.bytes, self.diffs_at + self.diff_width * x, self.diff_width);
+        self.diff_base.wrapping_add(stored as i64)
     }
 
     /// The index of the first key `>= key` in this block (`key_count()` if none).
@@ -325,6 +438,34 @@ impl<'a> Block<'a> {
             size -= half;
         }
         base + usize::from(size == 1 && self.key(base) < key)
+    }
+}
+
+/// `i..i + 1` clamped to `0..bound`: the one val of key `i`, or the one update of val `i`, when a block
+/// has one per key (per val).
+#[inline]
+fn one(i: usize, bound: usize) -> Range<usize> {
+    i.min(bound)..i.saturating_add(1).min(bound)
+}
+
+/// A width code of a version 2 block header as a width in bytes: 0, 1, 2, 4 or 8; `None` for others.
+fn width_code(code: u8) -> Option<usize> {
+    matches!(code, 0 | 1 | 2 | 4 | 8).then_some(code as usize)
+}
+
+/// The little-endian unsigned integer of `width` bytes (0, 1, 2, 4 or 8) at `bytes[at..]`, or 0 when the
+/// bytes are not there (or `width` is 0).
+#[inline]
+fn read_word(bytes: &[u8], at: usize, width: usize) -> u64 {
+    match width {
+        0 => 0,
+        1 => bytes.get(at).map_or(0, |&b| b as u64),
+        2 => match bytes.get(at..at.wrapping_add(2)) {
+            Some(&[a, b]) => u16::from_le_bytes([a, b]) as u64,
+            _ => 0,
+        },
+        4 => read_u32(bytes, at) as u64,
+        _ => read_u64(bytes, at),
     }
 }
 

@@ -1,7 +1,10 @@
 //! `BlockBuilder`: one data block of a batch file being built (keys, vals, times and diffs in columns with
-//! `u32` offset arrays; layout in FORMAT.md §2), serialised with its header and checksum, lz4 optionally.
+//! `u32` offset arrays), serialised in format version 2 (FORMAT.md §2): times and diffs frame-of-reference
+//! coded in the fewest bytes that hold the block's range, offset arrays left out where the block's widths
+//! or counts imply them. What the encoding needs (ranges, uniform widths) is tracked as the block fills,
+//! so its size is known in O(1) at every key (the writer cuts blocks by size).
 
-use super::format::BLOCK_HEADER_BYTES;
+use super::format::{BLOCK_HEADER_BYTES, FLAG_ONE_UPDATE_PER_VAL, FLAG_ONE_VAL_PER_KEY};
 use crate::encoding::PutLe;
 use crate::error::{Error, Result};
 use std::cmp::Ordering;
@@ -18,11 +21,48 @@ pub(super) struct BlockBuilder {
     pub(super) val_upds: Vec<u32>,
     pub(super) key_bytes: Vec<u8>,
     pub(super) val_bytes: Vec<u8>,
+    /// The least and greatest time and diff so far (valid when `times` is not empty).
+    time_min: u64,
+    time_max: u64,
+    diff_min: i64,
+    diff_max: i64,
+    /// The width every key (val) so far has, or `MIXED` (valid when there is one).
+    key_width: usize,
+    val_width: usize,
+}
+
+/// A uniform-width tracker's value once two widths differ.
+const MIXED: usize = usize::MAX;
+
+/// How a closed block is encoded (FORMAT.md §2, version 2): its header fields but the counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Layout {
+    /// Bytes per stored time and diff: 0, 1, 2, 4 or 8.
+    time_width: usize,
+    diff_width: usize,
+    /// Every key's (val's) width when the block leaves out their offsets, else 0.
+    key_width: usize,
+    val_width: usize,
+    /// `FLAG_ONE_VAL_PER_KEY` and `FLAG_ONE_UPDATE_PER_VAL`.
+    flags: u8,
+}
+
+/// The fewest of 0, 1, 2, 4 or 8 bytes that hold `range`.
+fn width_of(range: u64) -> usize {
+    match range {
+        0 => 0,
+        1..=0xFF => 1,
+        0x100..=0xFFFF => 2,
+        0x1_0000..=0xFFFF_FFFF => 4,
+        _ => 8,
+    }
 }
 
 impl BlockBuilder {
     pub(super) fn reset(&mut self) {
         self.times.clear();
+        self.key_width = MIXED;
+        self.val_width = MIXED;
         self.diffs.clear();
         self.key_bytes.clear();
         self.val_bytes.clear();
@@ -55,11 +95,60 @@ impl BlockBuilder {
         (n > 0).then(|| &self.val_bytes[self.val_offs[n - 1] as usize..self.val_offs[n] as usize])
     }
 
-    /// Size of the block once closed.
+    /// Appends an update's time and diff to the open val.
+    #[inline]
+    pub(super) fn push_update(&mut self, time: u64, diff: i64) {
+        if self.times.is_empty() {
+            (self.time_min, self.time_max, self.diff_min, self.diff_max) = (time, time, diff, diff);
+        } else {
+            self.time_min = self.time_min.min(time);
+            self.time_max = self.time_max.max(time);
+            self.diff_min = self.diff_min.min(diff);
+            self.diff_max = self.diff_max.max(diff);
+        }
+        self.times.push(time);
+        self.diffs.push(diff);
+    }
+
+    /// The block's encoding as it stands (O(1)).
+    pub(super) fn layout(&self) -> Layout {
+        let (k, v, u) = (self.key_count(), self.val_count(), self.times.len());
+        let uniform = |w: usize| if w == MIXED { 0 } else { w };
+        let mut flags = 0;
+        if k == v {
+            flags |= FLAG_ONE_VAL_PER_KEY;
+        }
+        if v == u {
+            flags |= FLAG_ONE_UPDATE_PER_VAL;
+        }
+        let (time_range, diff_range) = match u {
+            0 => (0, 0),
+            _ => (
+                self.time_max - self.time_min,
+                self.diff_max.wrapping_sub(self.diff_min) as u64,
+            ),
+        };
+        Layout {
+            time_width: width_of(time_range),
+            diff_width: width_of(diff_range),
+            key_width: uniform(self.key_width),
+            val_width: uniform(self.val_width),
+            flags,
+        }
+    }
+
+    /// Size of the block once closed (O(1)): it is the size [`serialize_into`](Self::serialize_into)
+    /// writes.
     pub(super) fn raw_len(&self) -> usize {
+        let l = self.layout();
+        let (k, v, u) = (self.key_count(), self.val_count(), self.times.len());
+        let array = |present: bool, n: usize| if present { 4 * (n + 1) } else { 0 };
         BLOCK_HEADER_BYTES
-            + 16 * self.times.len()
-            + 4 * (2 * (self.key_count() + 1) + 2 * (self.val_count() + 1))
+            + (l.time_width + l.diff_width) * u
+            + array(l.key_width == 0, k)
+            + array(l.flags & FLAG_ONE_VAL_PER_KEY == 0, k)
+            + array(l.val_width == 0, v)
+            + array(l.flags & FLAG_ONE_UPDATE_PER_VAL == 0, v)
             + self.key_bytes.len()
             + self.val_bytes.len()
     }
@@ -88,6 +177,7 @@ impl BlockBuilder {
         self.key_bytes.extend_from_slice(key);
         let n = Self::offset_u32(self.key_bytes.len(), "key bytes")?;
         self.key_offs.push(n);
+        self.key_width = track_width(self.key_width, self.key_offs.len() == 2, key.len());
         Ok(())
     }
 
@@ -95,6 +185,7 @@ impl BlockBuilder {
         self.val_bytes.extend_from_slice(val);
         let n = Self::offset_u32(self.val_bytes.len(), "val bytes")?;
         self.val_offs.push(n);
+        self.val_width = track_width(self.val_width, self.val_offs.len() == 2, val.len());
         Ok(())
     }
 
@@ -113,24 +204,80 @@ impl BlockBuilder {
         &self.key_bytes[self.key_offs[i] as usize..self.key_offs[i + 1] as usize]
     }
 
-    /// Appends the closed block's bytes to `out`.
+    /// Appends the closed block's bytes to `out` (FORMAT.md §2, version 2 block).
     pub(super) fn serialize_into(&self, out: &mut Vec<u8>) -> Result<()> {
         let raw_len = Self::offset_u32(self.raw_len(), "bytes")?;
+        let l = self.layout();
         let start = out.len();
         out.reserve(raw_len as usize);
         out.put_u32(self.key_count() as u32);
         out.put_u32(self.val_count() as u32);
         out.put_u32(self.times.len() as u32);
-        out.put_u32(0);
-        put_le_words(out, &self.times, u64::to_le_bytes);
-        put_le_words(out, &self.diffs, i64::to_le_bytes);
-        for offs in [&self.key_offs, &self.key_vals, &self.val_offs, &self.val_upds] {
-            put_le_words(out, offs, u32::to_le_bytes);
+        out.extend_from_slice(&[l.time_width as u8, l.diff_width as u8, l.flags, 0]);
+        // Widths are a key's (val's) length, which `start_key` (`start_val`) checked fits a `u32`.
+        out.put_u32(l.key_width as u32);
+        out.put_u32(l.val_width as u32);
+        let (time_base, diff_base) = if self.times.is_empty() {
+            (0, 0)
+        } else {
+            (self.time_min, self.diff_min)
+        };
+        out.put_u64(time_base);
+        out.put_i64(diff_base);
+        put_narrow(out, self.times.iter().map(|&t| t - time_base), l.time_width);
+        put_narrow(
+            out,
+            self.diffs.iter().map(|&d| d.wrapping_sub(diff_base) as u64),
+            l.diff_width,
+        );
+        let arrays = [
+            (&self.key_offs, l.key_width == 0),
+            (&self.key_vals, l.flags & FLAG_ONE_VAL_PER_KEY == 0),
+            (&self.val_offs, l.val_width == 0),
+            (&self.val_upds, l.flags & FLAG_ONE_UPDATE_PER_VAL == 0),
+        ];
+        for (offs, present) in arrays {
+            if present {
+                put_le_words(out, offs, u32::to_le_bytes);
+            }
         }
         out.extend_from_slice(&self.key_bytes);
         out.extend_from_slice(&self.val_bytes);
         debug_assert_eq!(out.len() - start, raw_len as usize);
         Ok(())
+    }
+}
+
+/// The uniform width of a column after adding an entry of `len` bytes to one whose uniform width so far
+/// is `width` (`first`: the entry is the column's first).
+#[inline]
+fn track_width(width: usize, first: bool, len: usize) -> usize {
+    if first || width == len {
+        len
+    } else {
+        MIXED
+    }
+}
+
+/// Appends `words` (each below `2^(8 · width)`) as `width`-byte little-endian integers; `width` is 0, 1, 2,
+/// 4 or 8. One pass over a pre-sized tail per width, as [`put_le_words`].
+fn put_narrow(out: &mut Vec<u8>, words: impl ExactSizeIterator<Item = u64>, width: usize) {
+    let start = out.len();
+    out.resize(start + width * words.len(), 0);
+    let tail = &mut out[start..];
+    match width {
+        0 => {}
+        1 => tail.iter_mut().zip(words).for_each(|(d, w)| *d = w as u8),
+        2 => narrow(tail, words, |w| (w as u16).to_le_bytes()),
+        4 => narrow(tail, words, |w| (w as u32).to_le_bytes()),
+        _ => narrow(tail, words, u64::to_le_bytes),
+    }
+}
+
+#[inline]
+fn narrow<const N: usize>(tail: &mut [u8], words: impl Iterator<Item = u64>, le: impl Fn(u64) -> [u8; N]) {
+    for (dst, w) in tail.chunks_exact_mut(N).zip(words) {
+        dst.copy_from_slice(&le(w));
     }
 }
 

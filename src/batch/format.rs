@@ -1,7 +1,10 @@
-//! Batch file layout, version 1. All integers little-endian; all checksums xxh3-64.
+//! Batch file layout, version 2 (version 1 is still read). All integers little-endian; all checksums
+//! xxh3-64.
 //!
-//! A file is a 32-byte header, 8-byte-aligned blocks (each a columnar trie of keys → vals → (time, diff)
-//! with `u32` offset arrays; stored raw or lz4-compressed), an index of 48-byte entries plus a key area
+//! A file is a 32-byte header, 8-byte-aligned blocks (each a columnar trie of keys → vals → (time, diff):
+//! in version 2 times and diffs frame-of-reference coded in 0 to 8 bytes, offset arrays left out where
+//! widths or counts make them implied; in version 1 full-width times and diffs and every `u32` offset
+//! array; stored raw or lz4-compressed), an index of 48-byte entries plus a key area
 //! holding every block's first and last key, an optional key filter section ([`super::filter`]), and a
 //! 128-byte footer. The byte layout has one home, FORMAT.md §2.
 //! In every version the header keeps this layout and the footer keeps its magic, version and checksum
@@ -13,7 +16,9 @@ use crate::encoding::{checksum, Decoder, FormatVersion, PutLe};
 use crate::error::{Error, Result};
 
 /// The batch format version this library writes and the newest it reads.
-pub const BATCH_VERSION: FormatVersion = FormatVersion(1);
+pub const BATCH_VERSION: FormatVersion = FormatVersion(2);
+/// The first batch format version: full-width block columns (FORMAT.md §2, "Version 1 blocks").
+pub const BATCH_VERSION_1: u32 = 1;
 /// Magic at offset 0.
 pub const HEADER_MAGIC: &[u8; 8] = b"DDPBATCH";
 /// Magic at the start of the footer.
@@ -24,8 +29,14 @@ pub const HEADER_BYTES: usize = 32;
 pub const FOOTER_BYTES: usize = 128;
 /// Index entry size in bytes.
 pub const INDEX_ENTRY_BYTES: usize = 48;
-/// Fixed part of a block before its arrays.
-pub const BLOCK_HEADER_BYTES: usize = 16;
+/// Fixed part of a version 2 block before its columns: counts, widths, flags and the two bases.
+pub const BLOCK_HEADER_BYTES: usize = 40;
+/// Fixed part of a version 1 block before its arrays: the three counts and a reserved word.
+pub const BLOCK_HEADER_BYTES_V1: usize = 16;
+/// Block flag (version 2): every key has exactly one val (`key_vals` is left out).
+pub const FLAG_ONE_VAL_PER_KEY: u8 = 1;
+/// Block flag (version 2): every val has exactly one update (`val_upds` is left out).
+pub const FLAG_ONE_UPDATE_PER_VAL: u8 = 2;
 /// Block alignment in the file.
 pub const BLOCK_ALIGN: usize = 8;
 /// Codec of a block stored as is.
@@ -48,8 +59,9 @@ pub fn encode_header() -> Vec<u8> {
     h
 }
 
-/// Checks the header at the start of `bytes` (at least [`HEADER_BYTES`] long).
-pub fn check_header(bytes: &[u8], file: &str) -> Result<()> {
+/// Checks the header at the start of `bytes` (at least [`HEADER_BYTES`] long); returns its format version
+/// (1 or 2). Errors: `Corrupt` (magic, checksum, version 0), `VersionTooNew`.
+pub fn check_header(bytes: &[u8], file: &str) -> Result<u32> {
     let mut d = Decoder::new(&bytes[..HEADER_BYTES], 0, file);
     if d.bytes(8, "magic")? != HEADER_MAGIC {
         return Err(Error::corrupt(file, 0, "not a batch file (bad header magic)"));
@@ -59,13 +71,17 @@ pub fn check_header(bytes: &[u8], file: &str) -> Result<()> {
     if crate::encoding::le_u64(bytes, 24) != checksum(&bytes[..24]) {
         return Err(Error::corrupt(file, 24, "header checksum mismatch"));
     }
-    FormatVersion::check(d.u32("version")?, BATCH_VERSION, file, 8)?;
-    Ok(())
+    let version = d.u32("version")?;
+    FormatVersion::check(version, BATCH_VERSION, file, 8)?;
+    Ok(version)
 }
 
 /// The decoded footer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Footer {
+    /// The format version (equal to the header's; the writer writes [`BATCH_VERSION`]): it says how the
+    /// blocks are laid out.
+    pub version: u32,
     /// Number of blocks.
     pub block_count: u32,
     /// The batch's description.
@@ -97,7 +113,7 @@ impl Footer {
     pub fn encode(&self) -> Vec<u8> {
         let mut f = Vec::with_capacity(FOOTER_BYTES);
         f.extend_from_slice(FOOTER_MAGIC);
-        f.put_u32(BATCH_VERSION.0);
+        f.put_u32(self.version);
         f.put_u32(self.block_count);
         f.put_u64(self.description.lower);
         f.put_u64(self.description.upper);
@@ -131,8 +147,10 @@ impl Footer {
         if checksum(&bytes[..120]) != crate::encoding::le_u64(bytes, 120) {
             return Err(Error::corrupt(file, offset + 120, "footer checksum mismatch"));
         }
-        FormatVersion::check(d.u32("version")?, BATCH_VERSION, file, offset + 8)?;
+        let version = d.u32("version")?;
+        FormatVersion::check(version, BATCH_VERSION, file, offset + 8)?;
         let footer = Footer {
+            version,
             block_count: d.u32("block count")?,
             description: Description {
                 lower: d.u64("lower")?,

@@ -5,8 +5,9 @@
 //! consolidated: no two share `(key, val, time)` and no diff is zero.
 //!
 //! The layout (specified byte by byte in FORMAT.md §2; constants in [`format`](mod@format)) is a sequence of *blocks*, each a small
-//! columnar trie (keys → vals → (time, diff)) addressed by `u32` offset arrays, so a reader serves keys and
-//! vals as `&[u8]` straight out of the read-only memory map with no decoding pass. A block index with the
+//! columnar trie (keys → vals → (time, diff)) addressed by `u32` offset arrays (left out where fixed widths
+//! or one-to-one counts imply them) with frame-of-reference coded times and diffs (format version 2), so a
+//! reader serves keys and vals as `&[u8]` straight out of the read-only memory map with no decoding pass. A block index with the
 //! first and last key of every block (a sparse index with fences) lets a reader seek without touching the
 //! data pages of other blocks. Every block, the index, the header and the footer carry xxh3 checksums.
 //!

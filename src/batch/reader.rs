@@ -97,10 +97,17 @@ impl BatchFile {
                 format!("{len} bytes is too short for a batch file"),
             ));
         }
-        check_header(&bytes, &name)?;
+        let version = check_header(&bytes, &name)?;
         let footer_at = len - FOOTER_BYTES;
         let footer = Footer::decode(&bytes[footer_at..], footer_at as u64, &name)?;
         let bad = |offset: u64, detail: String| Error::corrupt(&name, offset, detail);
+        if footer.version != version {
+            let detail = format!(
+                "footer version {} differs from the header's {version}",
+                footer.version
+            );
+            return Err(bad(footer_at as u64 + 8, detail));
+        }
         let index_start = footer.index_offset;
         let index_end = index_start.checked_add(footer.index_len);
         if index_start < HEADER_BYTES as u64 || index_end.is_none_or(|end| end > footer_at as u64) {
@@ -374,7 +381,7 @@ impl BatchFile {
                 self.decompressed[i].get().map_or(&[][..], |b| &b[..])
             }
         };
-        let block = Block::shape(raw, e)
+        let block = Block::shape(raw, e, self.footer.version)
             .map_err(|(off, detail)| corrupt(off as u64, format!("block {i}: {detail}")))?;
         let _ = self.shapes[i].set(block.detach());
         Ok(block)
@@ -407,7 +414,7 @@ impl BatchFile {
         self.block_reads.fetch_add(1, Ordering::Relaxed);
         let corrupt = |off: u64, detail: String| Error::corrupt(&self.name, e.offset + off, detail);
         let raw = self.stored_checked(i)?;
-        let shape = Block::shape(&raw, e)
+        let shape = Block::shape(&raw, e, self.footer.version)
             .map_err(|(off, detail)| corrupt(off as u64, format!("block {i}: {detail}")))?
             .detach();
         Ok((shape, raw))

@@ -8,7 +8,7 @@
 //! (or the index); the index's key area holds the fence keys back to back and nothing else; reserved
 //! fields are zero.
 
-use super::format::{BLOCK_ALIGN, CODEC_RAW, FOOTER_BYTES, HEADER_BYTES, INDEX_ENTRY_BYTES};
+use super::format::{BATCH_VERSION_1, BLOCK_ALIGN, CODEC_RAW, FOOTER_BYTES, HEADER_BYTES, INDEX_ENTRY_BYTES};
 use super::BatchFile;
 use crate::error::{Error, Result};
 use std::ops::Range;
@@ -45,17 +45,26 @@ impl BatchFile {
                 ));
             }
             fence_bytes += e.first_key_len as u64 + e.last_key_len as u64;
-            // The block's reserved u32 (bytes 12..16 of its raw layout).
+            // The block's reserved bytes: 12..16 of its raw layout in version 1 (a u32), 15 in version 2
+            // (after the widths and flags, which `Block::shape` checked).
+            let reserved = if footer.version == BATCH_VERSION_1 {
+                12..16
+            } else {
+                15..16
+            };
             let raw = self.verified_block_bytes(i).ok_or_else(|| {
                 self.bad(
                     start,
                     format!("block {i} checked for layout before it was verified"),
                 )
             })?;
-            if let Some(p) = raw.get(12..16).and_then(|r| r.iter().position(|&b| b != 0)) {
+            if let Some(p) = raw
+                .get(reserved.clone())
+                .and_then(|r| r.iter().position(|&b| b != 0))
+            {
                 // Raw blocks are the file's bytes; an lz4 block's layout exists only decompressed.
                 let at = if e.codec == CODEC_RAW {
-                    start + 12 + p
+                    start + reserved.start + p
                 } else {
                     start
                 };

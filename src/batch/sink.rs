@@ -4,7 +4,8 @@
 
 use super::filter::{FilterBuilder, FILTER_KIND_BLOOM};
 use super::format::{
-    Footer, IndexEntry, BLOCK_ALIGN, CODEC_LZ4, CODEC_RAW, FOOTER_BYTES, HEADER_BYTES, INDEX_ENTRY_BYTES,
+    Footer, IndexEntry, BATCH_VERSION, BLOCK_ALIGN, CODEC_LZ4, CODEC_RAW, FOOTER_BYTES, HEADER_BYTES,
+    INDEX_ENTRY_BYTES,
 };
 use super::Description;
 use crate::blob::BlobWriter;
@@ -146,6 +147,7 @@ impl BlockSink {
             None => (0, 0, 0),
         };
         let footer = Footer {
+            version: BATCH_VERSION.0,
             block_count: self.block_count,
             description,
             key_count: self.key_count,

@@ -220,8 +220,7 @@ impl BatchWriter {
             }
             Step::SameVal => {}
         }
-        self.block.times.push(time);
-        self.block.diffs.push(diff);
+        self.block.push_update(time, diff);
         self.last_time = time;
         Ok(())
     }
