@@ -6,10 +6,21 @@
 //! instead of two operators writing one stream; and a stream created by an earlier open tells a worker
 //! that the directory was written by some set of workers.
 //!
-//! Invariant: `Writers::live` holds exactly the ids of live [`WriterClaim`]s.
+//! Invariant: `Writers::live` holds exactly the ids of live [`WriterClaim`]s, and [`PROCESS_CLAIMS`] holds
+//! exactly one entry per live claim of any store of the process.
 
 use super::*;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Weak;
+
+/// Every live [`WriterClaim`] of the process, across stores: its number, its store and its stream. A
+/// leaf lock (no other lock is taken under it). Read by [`Store::process_claimed_uppers`]: an upsert's
+/// state may be compacted only up to the least upper of the persisted operators downstream of it, and
+/// those may write other stores of the process.
+static PROCESS_CLAIMS: Mutex<BTreeMap<u64, (Weak<Inner>, String)>> = Mutex::new(BTreeMap::new());
+/// The next claim's number in [`PROCESS_CLAIMS`].
+static NEXT_CLAIM: AtomicU64 = AtomicU64::new(0);
 
 /// The writer registry of one open store (guarded by its own mutex, never held with `state`'s).
 #[derive(Default)]
@@ -25,6 +36,8 @@ pub(crate) struct Writers {
 pub struct WriterClaim {
     inner: Arc<Inner>,
     id: String,
+    /// Its number in [`PROCESS_CLAIMS`].
+    number: u64,
 }
 
 impl WriterClaim {
@@ -37,6 +50,7 @@ impl WriterClaim {
 impl Drop for WriterClaim {
     fn drop(&mut self) {
         self.inner.writers.lock().live.remove(&self.id);
+        PROCESS_CLAIMS.lock().remove(&self.number);
     }
 }
 
@@ -63,18 +77,27 @@ impl Store {
                  operator per worker at a time (is the same id used in two dataflows?)"
             )));
         }
+        let number = NEXT_CLAIM.fetch_add(1, Ordering::Relaxed);
+        let entry = (Arc::downgrade(&self.inner), id.to_string());
+        PROCESS_CLAIMS.lock().insert(number, entry);
         Ok(WriterClaim {
             inner: self.inner.clone(),
             id: id.to_string(),
+            number,
         })
     }
 
-    /// The live claims' streams and their sealed uppers, in no order.
-    pub(crate) fn claimed_uppers(&self) -> Vec<(String, u64)> {
-        let live: Vec<String> = self.inner.writers.lock().live.iter().cloned().collect();
-        let state = self.inner.state.lock();
-        live.into_iter()
-            .filter_map(|id| state.streams.get(&id).map(|s| (id.clone(), s.version.upper())))
+    /// The sealed upper of every stream with a live [`WriterClaim`] in any store of this process, in no
+    /// order: the persisted operators running here, whichever store they write.
+    pub(crate) fn process_claimed_uppers() -> Vec<u64> {
+        let claims: Vec<(Weak<Inner>, String)> = PROCESS_CLAIMS.lock().values().cloned().collect();
+        claims
+            .into_iter()
+            .filter_map(|(inner, id)| {
+                let inner = inner.upgrade()?;
+                let state = inner.state.lock();
+                state.streams.get(&id).map(|s| s.version.upper())
+            })
             .collect()
     }
 

@@ -22,12 +22,16 @@
 //! as every downstream stream, and the replay above closes the gap.
 //!
 //! Compaction: after each seal the state stream's since advances to just below the least sealed upper of
-//! the store's streams with a live writer (this dataflow's persisted operators), so its history stays
-//! exact wherever a downstream operator may need it replayed, and the state's size follows the number of
-//! keys, not of upserts. This needs the persisted operators downstream in the same store, alive while the
-//! upsert runs: keep a chain's operators in one store per process and in one dataflow (a downstream
-//! operator dropped while the upsert goes on no longer holds the since back). In a cluster (the store holds only some workers' state streams)
-//! the state is not compacted, since downstream uppers in other processes are not visible here.
+//! the streams with a live writer in any store of this process (the persisted operators running here,
+//! this dataflow's among them), so its history stays exact wherever a downstream operator may need it
+//! replayed, and the state's size follows the number of keys, not of upserts. (A downstream operator whose
+//! upper lagged the state's would otherwise, after a restart, get the state's history before the since
+//! collapsed into one time at or past its upper, and keep values whose retractions were compacted away:
+//! the fault `tests/restart_protocol.rs`'s chain over two stores hit when the arrangement's seals lagged.)
+//! This needs the persisted operators downstream alive while the upsert runs: keep a chain's operators in
+//! one dataflow (a downstream operator dropped while the upsert goes on no longer holds the since back). In
+//! a cluster (the store holds only some workers' state streams) the state is not compacted, since
+//! downstream uppers in other processes are not visible here.
 //!
 //! Errors: the first one is kept in the handle; the operator then stops applying upserts and sealing, and
 //! holds its output frontier where it was for good, so downstream never sees an incomplete time as
@@ -262,7 +266,8 @@ where
 }
 
 /// The since of a state stream of upsert `id` (of `peers` workers) sealed at `upper`: just below the least
-/// sealed upper of the store's streams with a live writer (and at most `upper`). `None` (no compaction)
+/// sealed upper of the streams with a live writer in any store of the process (and at most `upper`).
+/// `None` (no compaction)
 /// when the store does not hold every worker's state stream: in a cluster the operators downstream may
 /// live in another process's store, whose uppers this one cannot see.
 fn compaction_since(store: &Store, id: &str, peers: usize, upper: u64) -> Option<u64> {
@@ -274,11 +279,44 @@ fn compaction_since(store: &Store, id: &str, peers: usize, upper: u64) -> Option
     if held < peers {
         return None;
     }
-    let least = store
-        .claimed_uppers()
-        .into_iter()
-        .map(|(_, u)| u)
-        .min()
-        .unwrap_or(upper);
+    let least = Store::process_claimed_uppers().into_iter().min().unwrap_or(upper);
     Some(least.min(upper).saturating_sub(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::MemBlob;
+    use crate::operators::worker_stream_id;
+    use crate::wal::MemLog;
+    use std::sync::Arc;
+
+    fn store_with(id: &str, upper: u64) -> (Store, WriterClaim) {
+        let store = Store::open_on(
+            Arc::new(MemBlob::new()),
+            Arc::new(MemLog::new()),
+            Default::default(),
+        )
+        .unwrap();
+        let stream = worker_stream_id(id, 0, 1);
+        store
+            .create_stream(&stream, StreamOptions { durable: false })
+            .unwrap();
+        store.seal(&stream, upper).unwrap();
+        let claim = store.claim_writer(&stream).unwrap();
+        (store, claim)
+    }
+
+    /// A persisted operator downstream of the upsert may write another store of the process: the state is
+    /// compacted no further than its upper, or a restart would replay the state's history collapsed past
+    /// what that operator persisted (values whose retractions were compacted away stay in its output).
+    #[test]
+    fn the_state_is_compacted_no_further_than_a_persisted_operator_in_another_store() {
+        let (u, _u_claim) = store_with("u", 5);
+        let (_a, a_claim) = store_with("a", 2);
+        // Other tests of this process may hold claims at lower uppers: "no further than" is the property.
+        assert!(compaction_since(&u, "u", 1, 5).is_some_and(|since| since <= 1));
+        drop(a_claim);
+        assert!(compaction_since(&u, "u", 1, 5).is_some_and(|since| since <= 4));
+    }
 }
