@@ -6,7 +6,7 @@
 //! - tag 2, [`RecordFormat::Varint`] (WAL version 4 segments only): `stream_no` `u32`, `count` `u32`, then
 //!   `count` updates, each the time as the zig-zag varint of its wrapping difference from the previous
 //!   update's time (0 before the first), the diff as a zig-zag varint, key and val lengths as varints
-//!   ([`super::varint`]), key and val bytes: 4 bytes of framing for a typical update (the time of the one
+//!   (`wal/varint.rs`), key and val bytes: 4 bytes of framing for a typical update (the time of the one
 //!   before, a small diff, lengths under 128).
 //!
 //! The writer writes tag 2, except into a reopened segment of an older WAL version, whose readers know
