@@ -1083,9 +1083,11 @@ fn store_with_wal_segment(first_lsn: u64, segment: Vec<u8>) -> tempfile::TempDir
 fn wal_segment_near_the_end_of_the_lsn_space_is_corruption_not_a_panic() {
     // A valid record: one update to stream number 0 ("s").
     let mut payload = Vec::new();
-    ddpersist::wal::record::begin_record(&mut payload, 0);
-    ddpersist::wal::record::push_update(&mut payload, (b"k", b"v", 1, 1));
-    ddpersist::wal::record::finish_record(&mut payload, 1);
+    use ddpersist::wal::record::{RecordEncoder, RecordFormat};
+    // Tag 1: the segment below is of version 1.
+    let mut encoder = RecordEncoder::begin(&mut payload, 0, RecordFormat::Fixed);
+    encoder.push(&mut payload, (b"k", b"v", 1, 1));
+    encoder.finish(&mut payload);
     let first_lsn = u64::MAX - 8;
     let dir = store_with_wal_segment(first_lsn, wal_segment(first_lsn, Some(&payload)));
     let opened = std::panic::catch_unwind(|| Store::open(dir.path()).map(drop));

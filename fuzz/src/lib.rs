@@ -22,7 +22,7 @@ use ddpersist::blob::BlobBytes;
 use ddpersist::codec::Codec;
 use ddpersist::encoding::checksum;
 use ddpersist::version::Manifest;
-use ddpersist::wal::record::{begin_record, decode_record, finish_record, push_update};
+use ddpersist::wal::record::{decode_record, RecordEncoder, RecordFormat, RECORD_PREFIX_BYTES};
 use ddpersist::wal::{FileLog, Log, Lsn, ReplayReport, WalRecovery};
 use ddpersist::{Error, OwnedUpdate};
 use serde::{Deserialize, Serialize};
@@ -343,8 +343,9 @@ fn check_manifest_bytes(data: &[u8]) {
 // WAL records
 // ---------------------------------------------------------------------------------------------------------
 
-/// `decode_record` on arbitrary bytes; a decoded record re-encodes to exactly the input (the encoding is
-/// canonical: the count is exact and nothing may trail).
+/// `decode_record` on arbitrary bytes (both tags: fixed-width and varint framing); a decoded record
+/// re-encodes to exactly the input (the encoding is canonical: the count is exact, nothing may trail, every
+/// varint is as short as can be) and, in the other format, to the same updates.
 pub fn check_wal_record(data: &[u8]) {
     let rec = match decode_record(data, "fuzz record") {
         Ok(r) => r,
@@ -356,13 +357,40 @@ pub fn check_wal_record(data: &[u8]) {
             return;
         }
     };
-    let mut buf = Vec::new();
-    begin_record(&mut buf, rec.stream_no);
-    for u in &rec.updates {
-        push_update(&mut buf, *u);
+    // Both formats: its own re-encodes to exactly the input, with the size `update_bytes` computes (as the
+    // store's write path sizes a record before encoding it); the other decodes to the same updates.
+    for format in [rec.format, other_format(rec.format)] {
+        let mut size = RECORD_PREFIX_BYTES;
+        let mut prev_time = 0;
+        for &u in &rec.updates {
+            size += format.update_bytes(prev_time, u);
+            prev_time = u.2;
+        }
+        let mut buf = Vec::new();
+        let mut encoder = RecordEncoder::begin(&mut buf, rec.stream_no, format);
+        for &u in &rec.updates {
+            encoder.push(&mut buf, u);
+        }
+        encoder.finish(&mut buf);
+        assert_eq!(buf.len(), size, "{format:?} record size");
+        if format == rec.format {
+            assert_eq!(buf, data, "record does not re-encode to its bytes");
+        } else {
+            let again = decode_record(&buf, "re-encoded record").expect("a re-encoded record decodes");
+            assert_eq!((again.stream_no, again.format), (rec.stream_no, format));
+            assert_eq!(
+                again.updates, rec.updates,
+                "{format:?} record changes the updates"
+            );
+        }
     }
-    finish_record(&mut buf, rec.updates.len() as u32);
-    assert_eq!(buf, data, "record does not re-encode to its bytes");
+}
+
+fn other_format(format: RecordFormat) -> RecordFormat {
+    match format {
+        RecordFormat::Fixed => RecordFormat::Varint,
+        RecordFormat::Varint => RecordFormat::Fixed,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ use ddpersist::batch::{BatchWriter, Description};
 use ddpersist::blob::{Blob, MemBlob};
 use ddpersist::codec::Codec;
 use ddpersist::version::{BatchMeta, Manifest, StreamMeta};
-use ddpersist::wal::record::{begin_record, finish_record, push_update};
+use ddpersist::wal::record::{RecordEncoder, RecordFormat};
 use ddpersist::wal::{FileLog, Log, WalRecovery};
 use ddpersist_fuzz::*;
 use std::path::PathBuf;
@@ -215,13 +215,19 @@ fn manifest_seed(rng: &mut Rng) -> Vec<u8> {
 
 fn record_seed(rng: &mut Rng) -> Vec<u8> {
     let mut buf = Vec::new();
-    begin_record(&mut buf, rng.below(5) as u32);
-    let n = rng.index(6);
-    for _ in 0..n {
+    // Both tags; varint records (tag 2, what the store writes) with times and diffs of every size.
+    let format = [RecordFormat::Fixed, RecordFormat::Varint][rng.index(2)];
+    let mut encoder = RecordEncoder::begin(&mut buf, rng.below(5) as u32, format);
+    for _ in 0..rng.index(6) {
         let (k, v) = (rng.small_bytes(4), rng.small_bytes(4));
-        push_update(&mut buf, (&k, &v, rng.below(10), rng.below(5) as i64 - 2));
+        let (time, diff) = match rng.index(3) {
+            0 => (rng.below(10), rng.below(5) as i64 - 2),
+            1 => (rng.next(), rng.next() as i64),
+            _ => (u64::MAX - rng.below(3), [i64::MIN, i64::MAX, 0][rng.index(3)]),
+        };
+        encoder.push(&mut buf, (&k, &v, time, diff));
     }
-    finish_record(&mut buf, n as u32);
+    encoder.finish(&mut buf);
     buf
 }
 

@@ -3,6 +3,7 @@
 //! budget. `state` is held only for the append (a memcpy) and the insert, never across an fsync.
 
 use super::*;
+use crate::wal::record::{RecordEncoder, RecordFormat};
 
 impl Store {
     /// Writes typed updates `(key, val, time, diff)` to stream `id`. See [`write_bytes`](Self::write_bytes).
@@ -137,7 +138,11 @@ impl Store {
         // Validate outside the lock, keeping references to the caller's bytes.
         let updates = updates.into_iter();
         let mut refs: Vec<UpdateRef<'a>> = Vec::with_capacity(updates.size_hint().0);
-        let mut record_bytes = record::RECORD_PREFIX_BYTES;
+        // The record's exact size in either format: the log picks one below. The limit applies to the
+        // fixed-width size, the larger.
+        let mut fixed_bytes = record::RECORD_PREFIX_BYTES;
+        let mut varint_bytes = record::RECORD_PREFIX_BYTES;
+        let mut prev_time = 0;
         let mut min_time = u64::MAX;
         for (k, v, t, d) in updates {
             if k.len() > MAX_KEY_BYTES || v.len() > MAX_VAL_BYTES {
@@ -157,8 +162,10 @@ impl Store {
             if d == 0 {
                 continue;
             }
-            record_bytes += record::UPDATE_HEADER_BYTES + k.len() + v.len();
-            if record_bytes > MAX_RECORD_BYTES {
+            fixed_bytes += RecordFormat::Fixed.update_bytes(prev_time, (k, v, t, d));
+            varint_bytes += RecordFormat::Varint.update_bytes(prev_time, (k, v, t, d));
+            prev_time = t;
+            if fixed_bytes > MAX_RECORD_BYTES {
                 return Err(Error::bad_input(format!(
                     "one write over {MAX_RECORD_BYTES} bytes; split it"
                 )));
@@ -172,12 +179,19 @@ impl Store {
         let durable = self.with_stream(id, |s| s.version.durable())?;
         let mut payload = Vec::new();
         if durable && count > 0 {
+            // Varint unless the log's active segment is of an older WAL version (then until it rolls over).
+            // Read before the append: a log that takes varint records never goes back.
+            let format = self.inner.log.record_format();
+            let record_bytes = match format {
+                RecordFormat::Fixed => fixed_bytes,
+                RecordFormat::Varint => varint_bytes,
+            };
             payload.reserve_exact(record_bytes);
-            record::begin_record(&mut payload, 0);
+            let mut encoder = RecordEncoder::begin(&mut payload, 0, format);
             for &update in &refs {
-                record::push_update(&mut payload, update);
+                encoder.push(&mut payload, update);
             }
-            record::finish_record(&mut payload, count);
+            encoder.finish(&mut payload);
             debug_assert_eq!(payload.len(), record_bytes);
         }
         let mut state = self.live_state()?;

@@ -61,4 +61,8 @@ impl Log for FaultyLog {
     fn is_durable(&self) -> bool {
         self.inner.is_durable()
     }
+
+    fn record_format(&self) -> super::record::RecordFormat {
+        self.inner.record_format()
+    }
 }

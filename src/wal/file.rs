@@ -13,12 +13,13 @@
 //! LSN space, or a bad record in any segment but the last is corruption: open fails naming the file and
 //! offset, and nothing is changed, under either [`WalRecovery`]. In the last segment, a bad record is a
 //! torn tail — the file is truncated there (and fsync'd) and the cut is reported — when no later sync mark
-//! covers it (version 3), when no valid record follows it (versions 1 and 2), or always in a zero-filled
+//! covers it (versions 3 and 4), when no valid record follows it (versions 1 and 2), or always in a zero-filled
 //! version 2 segment (written in place, so a power loss may keep any subset of a group commit's pages). Otherwise
 //! (a mark covers it, or, in an appended version 1 or 2 segment, a valid record follows it) it is
 //! corruption — unless [`WalRecovery::PointInTime`] asks to cut the last segment there instead.
 
 use super::format::SEGMENT_HEADER_BYTES;
+use super::record::RecordFormat;
 use super::scan::{scan_on, Cut, Segment};
 use super::segments::{SegmentFaultHook, SegmentFiles};
 use super::zero_fill::{FillState, ZeroFill};
@@ -27,12 +28,12 @@ use crate::error::{Error, Result};
 use crate::fs::{Fs, FsFile, OpenHow, StdFs};
 use parking_lot::{Condvar, Mutex};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// What to do with a bad record in the last segment that is not taken for a torn write: a sync mark
-/// covers it (version 3), or valid records follow it in an appended version 1 or 2 segment (in the last
+/// covers it (versions 3 and 4), or valid records follow it in an appended version 1 or 2 segment (in the last
 /// zero-filled version 2 segment a bad record is a torn tail under both modes). Corruption anywhere else
 /// (a bad header, an LSN gap, a bad record in an earlier segment) fails the open under both.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -59,6 +60,10 @@ pub struct FileLog {
     pub(super) sync_lock: Mutex<Vec<u8>>,
     /// Every record ending at or before this LSN is durable.
     pub(super) durable_lsn: AtomicU64,
+    /// The active segment is of version 4 or later, so records appended now may be varint records (tag
+    /// 2; an older segment, reopened, takes tag 1 only: its readers know no other). Set, never cleared,
+    /// under `state` when such a segment becomes the active one, so an append after reading it lands in one.
+    pub(super) active_varint: AtomicBool,
     /// Shared with the zero-filling thread.
     pub(super) fill: Arc<ZeroFill>,
     /// The zero-filling thread, started by `replay`; stopped and joined on drop.
@@ -141,6 +146,7 @@ impl FileLog {
             }),
             sync_lock: Mutex::new(Vec::new()),
             durable_lsn: AtomicU64::new(0),
+            active_varint: AtomicBool::new(false),
             fill: Arc::new(ZeroFill {
                 state: Mutex::new(FillState {
                     limit: segment_bytes,
@@ -154,7 +160,7 @@ impl FileLog {
     }
 
     /// Whether to keep the active segment zero-filled ahead of the log (default false; see the module
-    /// docs). Every new segment is format version 3; those created with it carry header flag bit 0, and
+    /// docs). Every new segment is format version 4; those created with it carry header flag bit 0, and
     /// a segment created without it (or by an older release) is never zero-filled, even when reopened
     /// with this on.
     pub fn with_zero_fill(self, on: bool) -> Self {
@@ -238,8 +244,11 @@ impl Log for FileLog {
         state.segments = segments;
         state.active = Some(active);
         state.active_bytes = active_bytes;
-        // A reopened segment of an older version gets no sync marks; a new one (version 3) does.
+        // A reopened segment of an older version gets no sync marks (before version 3) and only tag 1
+        // records (before version 4); a new one gets both.
         state.active_marks = segments_were_new || scan.last_version >= 3;
+        let varint = segments_were_new || scan.last_version >= 4;
+        self.active_varint.store(varint, Ordering::Release);
         state.next_lsn = next_lsn;
         state.records_end = next_lsn;
         state.pending_lsn = next_lsn;
@@ -261,6 +270,13 @@ impl Log for FileLog {
 
     fn is_durable(&self) -> bool {
         true
+    }
+
+    fn record_format(&self) -> RecordFormat {
+        match self.active_varint.load(Ordering::Acquire) {
+            true => RecordFormat::Varint,
+            false => RecordFormat::Fixed,
+        }
     }
 }
 

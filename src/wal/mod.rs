@@ -10,7 +10,8 @@
 //!
 //! [`FaultyLog`] wraps either to fail every call from a chosen point on (tests).
 //!
-//! The store decides what a record means ([`record`]); the log only frames, checksums and replays.
+//! The store decides what a record means ([`record`]); the log only frames, checksums and replays — and
+//! says which record format its active segment's readers understand ([`Log::record_format`]).
 
 pub mod fault;
 mod file;
@@ -20,6 +21,7 @@ mod mem;
 pub mod record;
 pub mod scan;
 mod segments;
+mod varint;
 mod zero_fill;
 
 pub use fault::FaultyLog;
@@ -30,6 +32,7 @@ pub use scan::scan;
 pub use segments::{SegmentFaultHook, SegmentStep};
 
 use crate::error::Result;
+use record::RecordFormat;
 
 /// A log sequence number: the logical byte position of a record in the log. Strictly increasing.
 pub type Lsn = u64;
@@ -94,4 +97,12 @@ pub trait Log: Send + Sync + 'static {
 
     /// Whether records survive a restart.
     fn is_durable(&self) -> bool;
+
+    /// The record payload format an append made now may use ([`record`]): [`RecordFormat::Varint`]
+    /// (the default) unless the log appends to a segment whose readers know only the fixed-width format
+    /// — for [`FileLog`], a segment of WAL version 3 or older reopened as the last one, until the next
+    /// rollover or rotation. Once `Varint`, it never goes back, so a caller may read it before `append`.
+    fn record_format(&self) -> RecordFormat {
+        RecordFormat::Varint
+    }
 }

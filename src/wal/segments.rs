@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::fs::{Fs, FsFile, OpenHow};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// A fully released active segment at least this large is replaced by a fresh one (see
@@ -134,6 +135,7 @@ impl FileLog {
         state.active = Some(file.clone());
         state.active_bytes = SEGMENT_HEADER_BYTES;
         state.active_marks = true;
+        self.active_varint.store(true, Ordering::Release);
         let zero_filled = self.new_segment_zero_filled();
         self.fill
             .set_active(file, zero_filled, SEGMENT_HEADER_BYTES, SEGMENT_HEADER_BYTES);
