@@ -4,7 +4,8 @@
 //! full structural check (`BatchFile::verify_deep`), and a merge of old files into a new one.
 //!
 //! - `tests/fixtures/batch_v1/`: batch format 1 (FORMAT.md §2), written at commit 005c60e: stream `s`.
-//! - `tests/fixtures/batch_v2/`: batch format 2 (narrow columns), streams `s` and `u` (`u`'s blocks take
+//! - `tests/fixtures/batch_v2/`: batch format 2 (narrow columns), written by the commit that introduced
+//!   it, streams `s` and `u` (`u`'s blocks take
 //!   every narrow path: keys and vals of one width, one val per key, one update per val, one diff).
 //!
 //! Regenerate a fixture for a new format version only (an old one must never change):

@@ -124,8 +124,14 @@ fn drive(target: &str, seeds: Vec<Vec<u8>>, mutations_per_seed: usize, random: u
 // ---------------------------------------------------------------------------------------------------------
 
 fn batch_seed(rng: &mut Rng) -> Vec<u8> {
-    let lower = rng.below(4);
-    let upper = lower + 1 + rng.below(6);
+    // One seed in four spans far apart times (time columns of 2 to 8 bytes, a large base).
+    let (lower, upper) = match rng.chance(4) {
+        true => (rng.below(1 << 40), u64::MAX - rng.below(4)),
+        false => {
+            let lower = rng.below(4);
+            (lower, lower + 1 + rng.below(6))
+        }
+    };
     let mut updates = std::collections::BTreeMap::new();
     // One seed in three has keys and vals of one width each: blocks that leave out their offsets.
     let fixed = rng.chance(3);

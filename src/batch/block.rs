@@ -7,8 +7,8 @@
 //! read as wrong values or an error, never as a panic (FORMAT.md §6).
 
 use super::format::{
-    IndexEntry, BATCH_VERSION_1, BLOCK_HEADER_BYTES, BLOCK_HEADER_BYTES_V1, FLAG_ONE_UPDATE_PER_VAL,
-    FLAG_ONE_VAL_PER_KEY,
+    IndexEntry, BATCH_VERSION_1, BLOCK_HEADER_BYTES, BLOCK_HEADER_BYTES_V1, FLAG_FIXED_KEYS, FLAG_FIXED_VALS,
+    FLAG_ONE_UPDATE_PER_VAL, FLAG_ONE_VAL_PER_KEY,
 };
 use crate::encoding::{le_u32, le_u64};
 use std::ops::Range;
@@ -32,7 +32,8 @@ pub struct Block<'a> {
     /// the header's, in version 1 noted when the shape is checked. A key is then read without offsets
     /// (a seek's binary search touches key bytes only, one cache miss a probe instead of two).
     key_width: usize,
-    /// The width in bytes of every val, or 0 when the vals have offsets (always 0 in version 1).
+    /// Every val is `val_width` bytes (0 allowed: `()` vals), with no offsets (never in version 1).
+    val_fixed: bool,
     val_width: usize,
     /// Bytes per stored time (0, 1, 2, 4 or 8) and the base they are added to.
     time_width: usize,
@@ -115,7 +116,8 @@ impl<'a> Block<'a> {
             let (flags, reserved) = (bytes[14], bytes[15]);
             b.time_width = width_code(bytes[12]).ok_or((12, format!("time width {}", bytes[12])))?;
             b.diff_width = width_code(bytes[13]).ok_or((13, format!("diff width {}", bytes[13])))?;
-            if flags & !(FLAG_ONE_VAL_PER_KEY | FLAG_ONE_UPDATE_PER_VAL) != 0 || reserved != 0 {
+            let known = FLAG_ONE_VAL_PER_KEY | FLAG_ONE_UPDATE_PER_VAL | FLAG_FIXED_KEYS | FLAG_FIXED_VALS;
+            if flags & !known != 0 || reserved != 0 {
                 return Err((
                     14,
                     format!("unknown flags {flags:#x} or reserved byte {reserved}"),
@@ -126,8 +128,15 @@ impl<'a> Block<'a> {
             if (b.one_val_per_key && v != k) || (b.one_update_per_val && u != v) {
                 return Err((14, format!("flags {flags:#x} disagree with the counts")));
             }
-            b.key_width = le_u32(bytes, 16) as usize;
-            b.val_width = le_u32(bytes, 20) as usize;
+            let (key_width, val_width) = (le_u32(bytes, 16) as usize, le_u32(bytes, 20) as usize);
+            b.val_fixed = flags & FLAG_FIXED_VALS != 0;
+            if (flags & FLAG_FIXED_KEYS != 0) != (key_width > 0) || (!b.val_fixed && val_width != 0) {
+                let detail =
+                    format!("key width {key_width} or val width {val_width} disagree with flags {flags:#x}");
+                return Err((16, detail));
+            }
+            b.key_width = key_width;
+            b.val_width = val_width;
             b.time_base = le_u64(bytes, 24);
             b.diff_base = le_u64(bytes, 32) as i64;
         }
@@ -142,12 +151,15 @@ impl<'a> Block<'a> {
             0 => b.u32_at(b.key_offs_at, k) as usize,
             w => k.saturating_mul(w),
         };
-        let val_len = match b.val_width {
-            0 => b.u32_at(b.val_offs_at, v) as usize,
-            w => v.saturating_mul(w),
+        let val_len = match b.val_fixed {
+            false => b.u32_at(b.val_offs_at, v) as usize,
+            true => v.saturating_mul(b.val_width),
         };
         if fixed.checked_add(key_len).and_then(|x| x.checked_add(val_len)) != Some(bytes.len()) {
-            return Err((b.key_offs_at, "byte columns do not fill the block exactly".into()));
+            return Err((
+                b.key_bytes_at,
+                "byte columns do not fill the block exactly".into(),
+            ));
         }
         b.val_bytes_at = b.key_bytes_at + key_len;
         if version == BATCH_VERSION_1 {
@@ -267,6 +279,7 @@ impl<'a> Block<'a> {
             key_bytes_at: 0,
             val_bytes_at: 0,
             key_width: 0,
+            val_fixed: false,
             val_width: 0,
             time_width: 8,
             time_base: 0,
@@ -290,7 +303,7 @@ impl<'a> Block<'a> {
         self.key_offs_at = self.diffs_at + self.diff_width * u;
         self.key_vals_at = self.key_offs_at + array(self.key_width == 0, k);
         self.val_offs_at = self.key_vals_at + array(!self.one_val_per_key, k);
-        self.val_upds_at = self.val_offs_at + array(self.val_width == 0, v);
+        self.val_upds_at = self.val_offs_at + array(!self.val_fixed, v);
         self.key_bytes_at = self.val_upds_at + array(!self.one_update_per_val, v);
         self.val_bytes_at = self.key_bytes_at;
     }
@@ -376,14 +389,14 @@ impl<'a> Block<'a> {
     /// Val `j`, borrowed from the file; empty for `j >= val_count()`.
     #[inline]
     pub fn val(&self, j: usize) -> &'a [u8] {
-        match self.val_width {
-            0 => self.entry(self.val_offs_at, self.val_bytes_at, j),
-            _ if j >= self.val_count => &[],
-            w => {
-                let start = self.val_bytes_at + j * w;
-                self.bytes.get(start..start + w).unwrap_or(&[])
-            }
+        if j >= self.val_count {
+            return &[];
         }
+        if self.val_fixed {
+            let (w, start) = (self.val_width, self.val_bytes_at + j * self.val_width);
+            return self.bytes.get(start..start + w).unwrap_or(&[]);
+        }
+        self.entry(self.val_offs_at, self.val_bytes_at, j)
     }
 
     /// The updates of val `j`, as a range of update indexes (within `0..update_count()`).

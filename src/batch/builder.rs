@@ -4,7 +4,9 @@
 //! or counts imply them. What the encoding needs (ranges, uniform widths) is tracked as the block fills,
 //! so its size is known in O(1) at every key (the writer cuts blocks by size).
 
-use super::format::{BLOCK_HEADER_BYTES, FLAG_ONE_UPDATE_PER_VAL, FLAG_ONE_VAL_PER_KEY};
+use super::format::{
+    BLOCK_HEADER_BYTES, FLAG_FIXED_KEYS, FLAG_FIXED_VALS, FLAG_ONE_UPDATE_PER_VAL, FLAG_ONE_VAL_PER_KEY,
+};
 use crate::encoding::PutLe;
 use crate::error::{Error, Result};
 use std::cmp::Ordering;
@@ -40,11 +42,113 @@ pub(super) struct Layout {
     /// Bytes per stored time and diff: 0, 1, 2, 4 or 8.
     time_width: usize,
     diff_width: usize,
-    /// Every key's (val's) width when the block leaves out their offsets, else 0.
+    /// Every key's (val's) width under `FLAG_FIXED_KEYS` (`FLAG_FIXED_VALS`), else 0.
     key_width: usize,
     val_width: usize,
-    /// `FLAG_ONE_VAL_PER_KEY` and `FLAG_ONE_UPDATE_PER_VAL`.
+    /// `FLAG_*`: one val per key, one update per val, fixed-width keys, fixed-width vals.
     flags: u8,
+}
+
+impl Layout {
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// What a block's encoding depends on, O(1) to keep up to date: its counts and byte lengths, the ranges
+/// of its times and diffs (valid when `updates > 0`), and the width all its keys (vals) share, or
+/// `MIXED`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Stats {
+    keys: usize,
+    vals: usize,
+    updates: usize,
+    key_bytes: usize,
+    val_bytes: usize,
+    time_min: u64,
+    time_max: u64,
+    diff_min: i64,
+    diff_max: i64,
+    key_width: usize,
+    val_width: usize,
+}
+
+impl Stats {
+    /// The encoding a block of these contents gets.
+    fn layout(&self) -> Layout {
+        let mut flags = 0;
+        if self.keys == self.vals {
+            flags |= FLAG_ONE_VAL_PER_KEY;
+        }
+        if self.vals == self.updates {
+            flags |= FLAG_ONE_UPDATE_PER_VAL;
+        }
+        // A fixed key width is at least 1 (keys strictly increase, so only a lone key can be empty).
+        let key_width = match self.key_width {
+            MIXED | 0 => 0,
+            w => {
+                flags |= FLAG_FIXED_KEYS;
+                w
+            }
+        };
+        let val_width = match self.val_width {
+            MIXED => 0,
+            w => {
+                flags |= FLAG_FIXED_VALS;
+                w
+            }
+        };
+        let (time_range, diff_range) = match self.updates {
+            0 => (0, 0),
+            _ => (
+                self.time_max - self.time_min,
+                self.diff_max.wrapping_sub(self.diff_min) as u64,
+            ),
+        };
+        Layout {
+            time_width: width_of(time_range),
+            diff_width: width_of(diff_range),
+            key_width,
+            val_width,
+            flags,
+        }
+    }
+
+    /// The block's length in bytes once closed.
+    pub(super) fn len(&self) -> usize {
+        let l = self.layout();
+        let array = |present: bool, n: usize| if present { 4 * (n + 1) } else { 0 };
+        BLOCK_HEADER_BYTES
+            + (l.time_width + l.diff_width) * self.updates
+            + array(!l.has(FLAG_FIXED_KEYS), self.keys)
+            + array(!l.has(FLAG_ONE_VAL_PER_KEY), self.keys)
+            + array(!l.has(FLAG_FIXED_VALS), self.vals)
+            + array(!l.has(FLAG_ONE_UPDATE_PER_VAL), self.vals)
+            + self.key_bytes
+            + self.val_bytes
+    }
+
+    /// These contents with one more key of `key_len` bytes holding one val of `val_len` bytes with one
+    /// update at `time` with `diff`: what the writer checks against the block's target before it adds a
+    /// key, since the key may widen every column of the block.
+    pub(super) fn with_key(mut self, key_len: usize, val_len: usize, time: u64, diff: i64) -> Self {
+        self.key_width = track_width(self.key_width, self.keys == 0, key_len);
+        self.val_width = track_width(self.val_width, self.vals == 0, val_len);
+        if self.updates == 0 {
+            (self.time_min, self.time_max, self.diff_min, self.diff_max) = (time, time, diff, diff);
+        } else {
+            self.time_min = self.time_min.min(time);
+            self.time_max = self.time_max.max(time);
+            self.diff_min = self.diff_min.min(diff);
+            self.diff_max = self.diff_max.max(diff);
+        }
+        self.keys += 1;
+        self.vals += 1;
+        self.updates += 1;
+        self.key_bytes += key_len;
+        self.val_bytes += val_len;
+        self
+    }
 }
 
 /// The fewest of 0, 1, 2, 4 or 8 bytes that hold `range`.
@@ -110,47 +214,27 @@ impl BlockBuilder {
         self.diffs.push(diff);
     }
 
-    /// The block's encoding as it stands (O(1)).
-    pub(super) fn layout(&self) -> Layout {
-        let (k, v, u) = (self.key_count(), self.val_count(), self.times.len());
-        let uniform = |w: usize| if w == MIXED { 0 } else { w };
-        let mut flags = 0;
-        if k == v {
-            flags |= FLAG_ONE_VAL_PER_KEY;
-        }
-        if v == u {
-            flags |= FLAG_ONE_UPDATE_PER_VAL;
-        }
-        let (time_range, diff_range) = match u {
-            0 => (0, 0),
-            _ => (
-                self.time_max - self.time_min,
-                self.diff_max.wrapping_sub(self.diff_min) as u64,
-            ),
-        };
-        Layout {
-            time_width: width_of(time_range),
-            diff_width: width_of(diff_range),
-            key_width: uniform(self.key_width),
-            val_width: uniform(self.val_width),
-            flags,
+    /// What the block's encoding depends on, as it stands (O(1)).
+    pub(super) fn stats(&self) -> Stats {
+        Stats {
+            keys: self.key_count(),
+            vals: self.val_count(),
+            updates: self.times.len(),
+            key_bytes: self.key_bytes.len(),
+            val_bytes: self.val_bytes.len(),
+            time_min: self.time_min,
+            time_max: self.time_max,
+            diff_min: self.diff_min,
+            diff_max: self.diff_max,
+            key_width: self.key_width,
+            val_width: self.val_width,
         }
     }
 
     /// Size of the block once closed (O(1)): it is the size [`serialize_into`](Self::serialize_into)
     /// writes.
     pub(super) fn raw_len(&self) -> usize {
-        let l = self.layout();
-        let (k, v, u) = (self.key_count(), self.val_count(), self.times.len());
-        let array = |present: bool, n: usize| if present { 4 * (n + 1) } else { 0 };
-        BLOCK_HEADER_BYTES
-            + (l.time_width + l.diff_width) * u
-            + array(l.key_width == 0, k)
-            + array(l.flags & FLAG_ONE_VAL_PER_KEY == 0, k)
-            + array(l.val_width == 0, v)
-            + array(l.flags & FLAG_ONE_UPDATE_PER_VAL == 0, v)
-            + self.key_bytes.len()
-            + self.val_bytes.len()
+        self.stats().len()
     }
 
     pub(super) fn offset_u32(len: usize, what: &str) -> Result<u32> {
@@ -206,15 +290,17 @@ impl BlockBuilder {
 
     /// Appends the closed block's bytes to `out` (FORMAT.md §2, version 2 block).
     pub(super) fn serialize_into(&self, out: &mut Vec<u8>) -> Result<()> {
-        let raw_len = Self::offset_u32(self.raw_len(), "bytes")?;
-        let l = self.layout();
+        let stats = self.stats();
+        let raw_len = Self::offset_u32(stats.len(), "bytes")?;
+        let l = stats.layout();
         let start = out.len();
         out.reserve(raw_len as usize);
         out.put_u32(self.key_count() as u32);
         out.put_u32(self.val_count() as u32);
         out.put_u32(self.times.len() as u32);
         out.extend_from_slice(&[l.time_width as u8, l.diff_width as u8, l.flags, 0]);
-        // Widths are a key's (val's) length, which `start_key` (`start_val`) checked fits a `u32`.
+        // Widths are a key's (val's) length, which `start_key` (`start_val`) checked fits a `u32`; 0 when
+        // the flag is clear.
         out.put_u32(l.key_width as u32);
         out.put_u32(l.val_width as u32);
         let (time_base, diff_base) = if self.times.is_empty() {
@@ -231,10 +317,10 @@ impl BlockBuilder {
             l.diff_width,
         );
         let arrays = [
-            (&self.key_offs, l.key_width == 0),
-            (&self.key_vals, l.flags & FLAG_ONE_VAL_PER_KEY == 0),
-            (&self.val_offs, l.val_width == 0),
-            (&self.val_upds, l.flags & FLAG_ONE_UPDATE_PER_VAL == 0),
+            (&self.key_offs, !l.has(FLAG_FIXED_KEYS)),
+            (&self.key_vals, !l.has(FLAG_ONE_VAL_PER_KEY)),
+            (&self.val_offs, !l.has(FLAG_FIXED_VALS)),
+            (&self.val_upds, !l.has(FLAG_ONE_UPDATE_PER_VAL)),
         ];
         for (offs, present) in arrays {
             if present {

@@ -37,6 +37,10 @@ pub const BLOCK_HEADER_BYTES_V1: usize = 16;
 pub const FLAG_ONE_VAL_PER_KEY: u8 = 1;
 /// Block flag (version 2): every val has exactly one update (`val_upds` is left out).
 pub const FLAG_ONE_UPDATE_PER_VAL: u8 = 2;
+/// Block flag (version 2): every key is `key_width` (≥ 1) bytes long (`key_offs` is left out).
+pub const FLAG_FIXED_KEYS: u8 = 4;
+/// Block flag (version 2): every val is `val_width` (≥ 0) bytes long (`val_offs` is left out).
+pub const FLAG_FIXED_VALS: u8 = 8;
 /// Block alignment in the file.
 pub const BLOCK_ALIGN: usize = 8;
 /// Codec of a block stored as is.

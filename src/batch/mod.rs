@@ -108,4 +108,6 @@ pub(crate) fn prefetch<T>(items: &[T], at: usize) {
 }
 
 #[cfg(test)]
+mod narrow_tests;
+#[cfg(test)]
 mod tests;

@@ -3,9 +3,10 @@
 //! Invariants, established by [`BatchFile::open`] and kept for the life of the value:
 //! - the header, footer and block index passed their checksums; every index entry points inside the
 //!   data region, in order and without overlap, and its keys lie inside the index key area;
-//! - a [`Block`] is handed out only after its checksum and its shape (counts equal to the index's, every
-//!   array and byte column inside the block and filling it exactly; O(keys): one pass over the key
-//!   offsets, which also notes a fixed key width) were checked, once per block per open file (the block's `shapes` slot is its one atomic "verified" state). So every accessor of a
+//! - a [`Block`] is handed out only after its checksum and its shape (counts equal to the index's; in
+//!   format version 2 the width codes, flags, widths and reserved byte valid; every array and byte column
+//!   inside the block and filling it exactly; O(1) in version 2, O(keys) in version 1: one pass over the
+//!   key offsets, which also notes a fixed key width) were checked, once per block per open file (the block's `shapes` slot is its one atomic "verified" state). So every accessor of a
 //!   `Block` reads in bounds and returns what the writer wrote.
 //!
 //! The verification rule (DESIGN.md §5, "Verify once"): the *structure* of a block's contents (monotone

@@ -1,6 +1,6 @@
 //! The full check of a batch file, for tools and tests ([`BatchFile::verify`], `inspect verify`, the
 //! scrubber): every block's checksum *and* the structure of its contents (monotone offsets, sorted and
-//! consolidated updates, fences equal to the index), order across blocks, times within the description,
+//! consolidated updates, no time past `u64::MAX` from its block's base, fences equal to the index), order across blocks, times within the description,
 //! the footer's val count, and (`scrub.rs`) every byte of the layout. Reads skip the structural pass
 //! (DESIGN.md §5, "Verify once": the writer guarantees the structure, the checksum proves the bytes);
 //! this is where what a checksum cannot catch — a writer bug, a forged file — is found.
