@@ -23,18 +23,40 @@ pub(super) struct BlockBuilder {
     pub(super) val_upds: Vec<u32>,
     pub(super) key_bytes: Vec<u8>,
     pub(super) val_bytes: Vec<u8>,
-    /// The least and greatest time and diff so far (valid when `times` is not empty).
-    time_min: u64,
-    time_max: u64,
-    diff_min: i64,
-    diff_max: i64,
-    /// The width every key (val) so far has, or `MIXED` (valid when there is one).
-    key_width: usize,
-    val_width: usize,
+    /// What the encoding needs of the contents so far.
+    ranges: Ranges,
 }
 
 /// A uniform-width tracker's value once two widths differ.
 const MIXED: usize = usize::MAX;
+
+/// The ranges a block's encoding depends on, kept up to date in O(1) as it fills: the least and greatest
+/// time and diff (valid once there is an update), and the width every key (val) has, or `MIXED` (valid
+/// once there is one).
+#[derive(Clone, Copy, Debug, Default)]
+struct Ranges {
+    time_min: u64,
+    time_max: u64,
+    diff_min: i64,
+    diff_max: i64,
+    key_width: usize,
+    val_width: usize,
+}
+
+impl Ranges {
+    /// Takes in an update (`first`: the block's first).
+    #[inline]
+    fn add_update(&mut self, first: bool, time: u64, diff: i64) {
+        if first {
+            (self.time_min, self.time_max, self.diff_min, self.diff_max) = (time, time, diff, diff);
+        } else {
+            self.time_min = self.time_min.min(time);
+            self.time_max = self.time_max.max(time);
+            self.diff_min = self.diff_min.min(diff);
+            self.diff_max = self.diff_max.max(diff);
+        }
+    }
+}
 
 /// How a closed block is encoded (FORMAT.md §2, version 2): its header fields but the counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,9 +77,7 @@ impl Layout {
     }
 }
 
-/// What a block's encoding depends on, O(1) to keep up to date: its counts and byte lengths, the ranges
-/// of its times and diffs (valid when `updates > 0`), and the width all its keys (vals) share, or
-/// `MIXED`.
+/// What a block's encoding depends on: its counts, its byte lengths and its [`Ranges`].
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Stats {
     keys: usize,
@@ -65,12 +85,7 @@ pub(super) struct Stats {
     updates: usize,
     key_bytes: usize,
     val_bytes: usize,
-    time_min: u64,
-    time_max: u64,
-    diff_min: i64,
-    diff_max: i64,
-    key_width: usize,
-    val_width: usize,
+    ranges: Ranges,
 }
 
 impl Stats {
@@ -84,14 +99,15 @@ impl Stats {
             flags |= FLAG_ONE_UPDATE_PER_VAL;
         }
         // A fixed key width is at least 1 (keys strictly increase, so only a lone key can be empty).
-        let key_width = match self.key_width {
+        let r = &self.ranges;
+        let key_width = match r.key_width {
             MIXED | 0 => 0,
             w => {
                 flags |= FLAG_FIXED_KEYS;
                 w
             }
         };
-        let val_width = match self.val_width {
+        let val_width = match r.val_width {
             MIXED => 0,
             w => {
                 flags |= FLAG_FIXED_VALS;
@@ -101,8 +117,8 @@ impl Stats {
         let (time_range, diff_range) = match self.updates {
             0 => (0, 0),
             _ => (
-                self.time_max - self.time_min,
-                self.diff_max.wrapping_sub(self.diff_min) as u64,
+                r.time_max - r.time_min,
+                r.diff_max.wrapping_sub(r.diff_min) as u64,
             ),
         };
         Layout {
@@ -132,16 +148,10 @@ impl Stats {
     /// update at `time` with `diff`: what the writer checks against the block's target before it adds a
     /// key, since the key may widen every column of the block.
     pub(super) fn with_key(mut self, key_len: usize, val_len: usize, time: u64, diff: i64) -> Self {
-        self.key_width = track_width(self.key_width, self.keys == 0, key_len);
-        self.val_width = track_width(self.val_width, self.vals == 0, val_len);
-        if self.updates == 0 {
-            (self.time_min, self.time_max, self.diff_min, self.diff_max) = (time, time, diff, diff);
-        } else {
-            self.time_min = self.time_min.min(time);
-            self.time_max = self.time_max.max(time);
-            self.diff_min = self.diff_min.min(diff);
-            self.diff_max = self.diff_max.max(diff);
-        }
+        let r = &mut self.ranges;
+        r.key_width = track_width(r.key_width, self.keys == 0, key_len);
+        r.val_width = track_width(r.val_width, self.vals == 0, val_len);
+        r.add_update(self.updates == 0, time, diff);
         self.keys += 1;
         self.vals += 1;
         self.updates += 1;
@@ -165,8 +175,8 @@ fn width_of(range: u64) -> usize {
 impl BlockBuilder {
     pub(super) fn reset(&mut self) {
         self.times.clear();
-        self.key_width = MIXED;
-        self.val_width = MIXED;
+        self.ranges.key_width = MIXED;
+        self.ranges.val_width = MIXED;
         self.diffs.clear();
         self.key_bytes.clear();
         self.val_bytes.clear();
@@ -202,14 +212,7 @@ impl BlockBuilder {
     /// Appends an update's time and diff to the open val.
     #[inline]
     pub(super) fn push_update(&mut self, time: u64, diff: i64) {
-        if self.times.is_empty() {
-            (self.time_min, self.time_max, self.diff_min, self.diff_max) = (time, time, diff, diff);
-        } else {
-            self.time_min = self.time_min.min(time);
-            self.time_max = self.time_max.max(time);
-            self.diff_min = self.diff_min.min(diff);
-            self.diff_max = self.diff_max.max(diff);
-        }
+        self.ranges.add_update(self.times.is_empty(), time, diff);
         self.times.push(time);
         self.diffs.push(diff);
     }
@@ -222,12 +225,7 @@ impl BlockBuilder {
             updates: self.times.len(),
             key_bytes: self.key_bytes.len(),
             val_bytes: self.val_bytes.len(),
-            time_min: self.time_min,
-            time_max: self.time_max,
-            diff_min: self.diff_min,
-            diff_max: self.diff_max,
-            key_width: self.key_width,
-            val_width: self.val_width,
+            ranges: self.ranges,
         }
     }
 
@@ -261,7 +259,8 @@ impl BlockBuilder {
         self.key_bytes.extend_from_slice(key);
         let n = Self::offset_u32(self.key_bytes.len(), "key bytes")?;
         self.key_offs.push(n);
-        self.key_width = track_width(self.key_width, self.key_offs.len() == 2, key.len());
+        let r = &mut self.ranges;
+        r.key_width = track_width(r.key_width, self.key_offs.len() == 2, key.len());
         Ok(())
     }
 
@@ -269,7 +268,8 @@ impl BlockBuilder {
         self.val_bytes.extend_from_slice(val);
         let n = Self::offset_u32(self.val_bytes.len(), "val bytes")?;
         self.val_offs.push(n);
-        self.val_width = track_width(self.val_width, self.val_offs.len() == 2, val.len());
+        let r = &mut self.ranges;
+        r.val_width = track_width(r.val_width, self.val_offs.len() == 2, val.len());
         Ok(())
     }
 
@@ -306,7 +306,7 @@ impl BlockBuilder {
         let (time_base, diff_base) = if self.times.is_empty() {
             (0, 0)
         } else {
-            (self.time_min, self.diff_min)
+            (self.ranges.time_min, self.ranges.diff_min)
         };
         out.put_u64(time_base);
         out.put_i64(diff_base);

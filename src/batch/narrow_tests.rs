@@ -5,16 +5,7 @@ use super::*;
 use crate::blob::{Blob, MemBlob};
 use crate::encoding::checksum;
 use crate::OwnedUpdate as Owned;
-
-fn read_all(batch: &BatchFile) -> crate::Result<Vec<Owned>> {
-    let mut c = UpdateCursor::new(batch)?;
-    let mut out = Vec::new();
-    while let Some((k, v, t, d)) = c.get() {
-        out.push((k.to_vec(), v.to_vec(), t, d));
-        c.step()?;
-    }
-    Ok(out)
-}
+use tests::read_all;
 
 /// Writes `updates` (sorted, consolidated) into a batch over all of time, blocks of `target` bytes.
 fn write_any_times(blob: &MemBlob, updates: &[Owned], target: u32, compress: bool) -> BatchFile {

@@ -46,7 +46,7 @@ fn write_with(blob: &MemBlob, name: &str, updates: &[Owned], target: u32, compre
     w.finish().unwrap()
 }
 
-fn read_all(batch: &BatchFile) -> crate::Result<Vec<Owned>> {
+pub(super) fn read_all(batch: &BatchFile) -> crate::Result<Vec<Owned>> {
     let mut c = UpdateCursor::new(batch)?;
     let mut out = Vec::new();
     while let Some((k, v, t, d)) = c.get() {
