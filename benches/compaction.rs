@@ -753,6 +753,9 @@ impl Log for CountingLog {
     fn is_durable(&self) -> bool {
         self.inner.is_durable()
     }
+    fn record_format(&self) -> ddpersist::wal::record::RecordFormat {
+        self.inner.record_format()
+    }
 }
 
 struct AmpConfig {

@@ -138,8 +138,8 @@ impl Store {
         // Validate outside the lock, keeping references to the caller's bytes.
         let updates = updates.into_iter();
         let mut refs: Vec<UpdateRef<'a>> = Vec::with_capacity(updates.size_hint().0);
-        // The record's exact size in either format: the log picks one below. The limit applies to the
-        // fixed-width size, the larger.
+        // The record's exact size in either format: the log picks one below. The limit applies to both
+        // (varint framing is usually smaller, but up to 28 bytes an update against 24).
         let mut fixed_bytes = record::RECORD_PREFIX_BYTES;
         let mut varint_bytes = record::RECORD_PREFIX_BYTES;
         let mut prev_time = 0;
@@ -165,7 +165,7 @@ impl Store {
             fixed_bytes += RecordFormat::Fixed.update_bytes(prev_time, (k, v, t, d));
             varint_bytes += RecordFormat::Varint.update_bytes(prev_time, (k, v, t, d));
             prev_time = t;
-            if fixed_bytes > MAX_RECORD_BYTES {
+            if fixed_bytes.max(varint_bytes) > MAX_RECORD_BYTES {
                 return Err(Error::bad_input(format!(
                     "one write over {MAX_RECORD_BYTES} bytes; split it"
                 )));

@@ -21,10 +21,10 @@ pub(crate) const RECORD_HEADER_BYTES: u64 = 16;
 /// The WAL format version this library writes, and the newest it reads (it reads 1 to 4): version 3
 /// adds sync marks and the header's flags, version 4 varint record payloads (tag 2, [`super::record`]).
 pub const WAL_VERSION: FormatVersion = FormatVersion(4);
-/// Segment header flag (version 3): the segment is zero-filled ahead of the log, so zeros to its end are
+/// Segment header flag (version 3 on): the segment is zero-filled ahead of the log, so zeros to its end are
 /// the end of its records.
 pub(crate) const SEGMENT_FLAG_ZERO_FILLED: u32 = 1;
-/// Magic of a sync mark (version 3), in place of a record's: "DDPM" little-endian.
+/// Magic of a sync mark (version 3 on), in place of a record's: "DDPM" little-endian.
 pub(crate) const MARK_MAGIC: u32 = 0x4D50_4444;
 /// A sync mark's payload: the LSN it names, `u64`.
 pub(crate) const MARK_PAYLOAD_BYTES: u64 = 8;

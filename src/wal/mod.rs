@@ -99,10 +99,12 @@ pub trait Log: Send + Sync + 'static {
     fn is_durable(&self) -> bool;
 
     /// The record payload format an append made now may use ([`record`]): [`RecordFormat::Varint`]
-    /// (the default) unless the log appends to a segment whose readers know only the fixed-width format
-    /// — for [`FileLog`], a segment of WAL version 3 or older reopened as the last one, until the next
-    /// rollover or rotation. Once `Varint`, it never goes back, so a caller may read it before `append`.
+    /// unless the log appends to a segment whose readers know only the fixed-width format — for
+    /// [`FileLog`], a segment of WAL version 3 or older reopened as the last one, until the next rollover
+    /// or rotation. Once `Varint`, it never goes back, so a caller may read it before `append`. The
+    /// default is [`RecordFormat::Fixed`], which every reader knows: a log that wraps another must pass
+    /// the question through to get the denser records.
     fn record_format(&self) -> RecordFormat {
-        RecordFormat::Varint
+        RecordFormat::Fixed
     }
 }

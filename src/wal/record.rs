@@ -174,7 +174,9 @@ pub fn decode_record<'a>(payload: &'a [u8], what: &'a str) -> Result<UpdatesReco
     if count > d.remaining() / min_update_bytes {
         return Err(d.error(format!("update count {count} does not fit in the record")));
     }
-    let mut updates = Vec::with_capacity(count);
+    // At most 64 Ki updates reserved up front: a forged count within the payload's bound could otherwise
+    // ask for about 12 times the payload (48 bytes an update, 4 payload bytes each) before any decodes.
+    let mut updates = Vec::with_capacity(count.min(1 << 16));
     let mut prev_time = 0u64;
     for _ in 0..count {
         let (time, diff, key_len, val_len) = match format {

@@ -96,7 +96,7 @@ pub fn list_segments_on(fs: &dyn Fs, dir: &Path) -> Result<Vec<Segment>> {
 pub(crate) enum Found {
     /// An update record ending at this offset.
     Record(usize),
-    /// A sync mark (format version 3) ending at `end`: every record ending at or before `durable` had been
+    /// A sync mark (format version 3 on) ending at `end`: every record ending at or before `durable` had been
     /// made durable (its `fdatasync` had returned) before the mark was written.
     Mark {
         /// Offset just past the mark.
@@ -194,8 +194,8 @@ fn check_header(
 }
 
 /// Reads every record of the log in `dir`, in order, calling `f(lsn, payload)` for each; changes nothing.
-/// Sync marks (version 3) are checked and skipped.
-/// In a zero-filled segment (version 2, or 3 with the flag), zero bytes from a record's place to the end
+/// Sync marks (version 3 on) are checked and skipped.
+/// In a zero-filled segment (version 2, or 3 or 4 with the flag), zero bytes from a record's place to the end
 /// of the file are the end of that segment's records (space filled ahead of the log), not a record and not
 /// a torn tail; the next segment must still start at the LSN where the records ended.
 ///

@@ -113,4 +113,8 @@ impl Log for LateLog {
     fn is_durable(&self) -> bool {
         self.inner.is_durable()
     }
+
+    fn record_format(&self) -> ddpersist::wal::record::RecordFormat {
+        self.inner.record_format()
+    }
 }
