@@ -170,10 +170,22 @@ fn a_varint_record_in_a_version_3_segment_is_read() {
     assert_eq!(store.recovery_report().updates_replayed, 5);
 }
 
+/// A newer release's segment of a header only (what a rollover leaves before its first record) is refused
+/// too, and left in place: only a damaged header (a torn creation) is removed.
+#[test]
+fn a_wal_segment_of_a_newer_version_holding_only_its_header_is_refused_not_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_segment(dir.path(), segment(5, &[]));
+    let path = dir.path().join("wal").join(format!("{:020}.wal", 0));
+    match Store::open(dir.path()) {
+        Err(Error::VersionTooNew { found: 5, .. }) => {}
+        other => panic!("expected VersionTooNew, got {:?}", other.err()),
+    }
+    assert!(path.exists(), "the newer segment was removed");
+}
+
 #[test]
 fn a_wal_segment_of_a_newer_version_is_refused() {
-    // (A segment of a header only holds no record: replay removes it as a torn creation, whatever its
-    // version. This one holds a record.)
     let dir = tempfile::tempdir().unwrap();
     store_with_segment(
         dir.path(),

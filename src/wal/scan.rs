@@ -258,10 +258,12 @@ pub fn scan_on(
         let is_last = i + 1 == segments.len();
         // A last file of at most a header holds no record. If even its header is bad, it is what a power
         // loss while creating it leaves (its size reached the disk, its bytes did not: zeros): a header is
-        // synced before any record is written, so no record was ever in it. Cut like a shorter file.
+        // synced before any record is written, so no record was ever in it. Cut like a shorter file. A
+        // whole header of a newer version is not damage but a newer release's segment: refused
+        // (`VersionTooNew`, below), never removed.
         let bad_header_only = is_last
             && bytes.len() as u64 == SEGMENT_HEADER_BYTES
-            && check_header(&bytes, seg, &file_name, None).is_err();
+            && check_header(&bytes, seg, &file_name, None).is_err_and(|e| e.is_corruption());
         if is_last && bytes.len() as u64 == SEGMENT_HEADER_BYTES && !bad_header_only {
             if let Some(expected) = expected_lsn {
                 let (first_lsn, _, _) = check_header(&bytes, seg, &file_name, None)?;
