@@ -16,6 +16,8 @@
 //! Case counts are modest so the suite stays fast in debug builds; `PROPTEST_CASES` sets the number of
 //! cases and `MODEL_MAX_OPS` the longest operation sequence, for longer runs.
 
+mod common;
+
 use ddpersist::batch::{batch_file_name, UpdateCursor};
 use ddpersist::blob::MemBlob;
 use ddpersist::wal::MemLog;
@@ -1040,25 +1042,11 @@ fn back_pressure_with_no_merge_due_does_not_block_seal_forever() {
         );
     }
 }
-/// A WAL segment (header and, if `payload` is given, one record; checksums included) as `FileLog`
-/// writes it.
+
+/// A WAL segment of version 1 (header and, if `payload` is given, one record; checksums included), as
+/// `FileLog` wrote it.
 fn wal_segment(first_lsn: u64, payload: Option<&[u8]>) -> Vec<u8> {
-    use ddpersist::encoding::checksum;
-    let mut b = b"DDPWALSG".to_vec();
-    b.extend_from_slice(&1u32.to_le_bytes());
-    b.extend_from_slice(&0u32.to_le_bytes());
-    b.extend_from_slice(&first_lsn.to_le_bytes());
-    let sum = checksum(&b);
-    b.extend_from_slice(&sum.to_le_bytes());
-    if let Some(payload) = payload {
-        let mut header = (payload.len() as u32).to_le_bytes().to_vec();
-        header.extend_from_slice(&0x4C50_4444u32.to_le_bytes());
-        let sum = checksum(&[&header[..], payload].concat());
-        b.extend_from_slice(&sum.to_le_bytes());
-        b.extend_from_slice(&header);
-        b.extend_from_slice(payload);
-    }
-    b
+    common::wal_segment_bytes(1, first_lsn, payload.as_slice())
 }
 
 /// A store with stream "s" (durable) whose WAL directory holds only `segment`, named after `first_lsn`.

@@ -6,30 +6,15 @@
 mod common;
 
 use common::{wal_segments, Model};
-use ddpersist::encoding::checksum;
 use ddpersist::wal::record::{decode_record, RecordEncoder, RecordFormat, TAG_UPDATES, TAG_VARINT_UPDATES};
 use ddpersist::wal::WalRecovery;
 use ddpersist::{Error, Options, Store, StreamOptions};
 use std::path::Path;
 
-/// A WAL segment of format `version` starting at LSN 0 holding `payloads`, one record each (checksums
-/// included), as a release writing that version wrote it (no sync marks: they are optional).
+/// A WAL segment of format `version` starting at LSN 0 holding `payloads`, one record each.
 fn segment(version: u32, payloads: &[Vec<u8>]) -> Vec<u8> {
-    let mut b = b"DDPWALSG".to_vec();
-    b.extend_from_slice(&version.to_le_bytes());
-    b.extend_from_slice(&0u32.to_le_bytes());
-    b.extend_from_slice(&0u64.to_le_bytes());
-    let sum = checksum(&b);
-    b.extend_from_slice(&sum.to_le_bytes());
-    for payload in payloads {
-        let mut header = (payload.len() as u32).to_le_bytes().to_vec();
-        header.extend_from_slice(&0x4C50_4444u32.to_le_bytes());
-        let sum = checksum(&[&header[..], payload].concat());
-        b.extend_from_slice(&sum.to_le_bytes());
-        b.extend_from_slice(&header);
-        b.extend_from_slice(payload);
-    }
-    b
+    let payloads: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
+    common::wal_segment_bytes(version, 0, &payloads)
 }
 
 /// A record of `updates` to stream number 0 in `format`.

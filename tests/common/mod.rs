@@ -150,3 +150,25 @@ pub fn distinct_keys(store: &Store, id: &str) -> Vec<Vec<u8>> {
     keys.dedup();
     keys
 }
+
+/// A WAL segment as a release writing format `version` wrote it, built by hand from FORMAT.md §4: its
+/// header (starting at `first_lsn`, no flags) and one record per payload, checksums included, with no
+/// sync marks (they are optional).
+pub fn wal_segment_bytes(version: u32, first_lsn: u64, payloads: &[&[u8]]) -> Vec<u8> {
+    use ddpersist::encoding::checksum;
+    let mut b = b"DDPWALSG".to_vec();
+    b.extend_from_slice(&version.to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b.extend_from_slice(&first_lsn.to_le_bytes());
+    let sum = checksum(&b);
+    b.extend_from_slice(&sum.to_le_bytes());
+    for payload in payloads {
+        let mut header = (payload.len() as u32).to_le_bytes().to_vec();
+        header.extend_from_slice(&0x4C50_4444u32.to_le_bytes());
+        let sum = checksum(&[&header[..], payload].concat());
+        b.extend_from_slice(&sum.to_le_bytes());
+        b.extend_from_slice(&header);
+        b.extend_from_slice(payload);
+    }
+    b
+}
