@@ -756,6 +756,10 @@ impl Log for CountingLog {
     fn record_format(&self) -> ddpersist::wal::record::RecordFormat {
         self.inner.record_format()
     }
+
+    fn takes_seal_records(&self) -> bool {
+        self.inner.takes_seal_records()
+    }
 }
 
 struct AmpConfig {

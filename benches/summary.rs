@@ -12,13 +12,17 @@
 //!    run, `common::arrange::run`); the two alternate which goes first. The store's batch count at the end.
 //! 2. Durable ingest, updates/s, `common::engines::ingest` (1,000 updates per durable write; after it, untimed,
 //!    each engine answers a few lookups, checked): ddpersist
-//!    `write_bytes` (durable per call) + `seal` per 10,000; ddpersist `append_bytes` per 10,000 (durable at
+//!    `write_bytes` (durable per call) + `seal` per 10,000; the same with `seal_logged` (each seal durable
+//!    through one WAL record when it returns, its batch written by the store's flush thread meanwhile:
+//!    when the ingest returns every update and every upper is durable, some batches not yet written, as
+//!    SQLite's WAL holds pages not yet checkpointed); ddpersist `append_bytes` per 10,000 (durable at
 //!    the seal); SQLite with the seed's schema (WAL, `synchronous=FULL`, one transaction per 1,000); fjall
 //!    (one write batch per 1,000, `PersistMode::SyncData`). The engines alternate their order per round.
 //! 3. Bytes written per payload byte (key + val: 116 bytes an update) by those same ingests, counted as the
 //!    delta of `wchar` in `/proc/self/io` (bytes passed to `write`/`pwrite` by every thread of the process,
 //!    exited threads included) from before the engine opens until it is closed; for ddpersist after
-//!    `Store::compact` has run every merge due, so merges are counted in full (the batch count at the end is
+//!    `Store::compact` has written every logged seal's batch and run every merge due, so seals and merges
+//!    are counted in full (the batch count at the end is
 //!    printed). Writes through a shared mmap would not count: ddpersist maps its batch files read-only
 //!    (`src/fs/mod.rs`) and writes batch files, WAL and manifest with `write`/`pwrite` (`src/blob/dir.rs`,
 //!    `src/fs/mod.rs`, `src/wal/`); fjall and lsm-tree use no mmap; SQLite writes its WAL and database with
@@ -43,7 +47,7 @@ mod common;
 
 use common::arrange;
 use common::engines::{
-    ingest, time, val, Engine, Fjall, InMemory, Ours, OursAppend, Sqlite, SEAL_EVERY, STREAM,
+    ingest, time, val, Engine, Fjall, InMemory, Ours, OursAppend, OursLogged, Sqlite, SEAL_EVERY, STREAM,
 };
 use common::restart::{open_get, trace_ready};
 use common::{env_or, full_run, has_arg, hex_key, loadavg, median, print_table, splitmix64, wchar, yes, Row};
@@ -66,17 +70,19 @@ const ARRANGEMENT: &str = "summary";
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Write,
+    Logged,
     Append,
     Sqlite,
     Fjall,
 }
 
-const KINDS: [Kind; 4] = [Kind::Write, Kind::Append, Kind::Sqlite, Kind::Fjall];
+const KINDS: [Kind; 5] = [Kind::Write, Kind::Logged, Kind::Append, Kind::Sqlite, Kind::Fjall];
 
 impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Write => "ddpersist write_bytes",
+            Kind::Logged => "ddpersist write_bytes + seal_logged",
             Kind::Append => "ddpersist append_bytes",
             Kind::Sqlite => "SQLite",
             Kind::Fjall => "fjall",
@@ -118,10 +124,11 @@ fn ingest_once(tmp: &Path, n: usize, kind: Kind) -> Ingested {
         took
     };
     let (took, batches, kept) = match kind {
-        Kind::Write | Kind::Append => {
+        Kind::Write | Kind::Logged | Kind::Append => {
             let store = Ours::open(dir.path()).0;
             let took = match kind {
                 Kind::Write => timed(&mut Ours(store.clone(), Vec::new())),
+                Kind::Logged => timed(&mut OursLogged(store.clone())),
                 _ => timed(&mut OursAppend(store.clone(), Vec::with_capacity(SEAL_EVERY), 0)),
             };
             store.compact(STREAM).unwrap();
@@ -238,7 +245,7 @@ fn main() {
     // Rows 2 and 3; row 4's store is the last `write_bytes` ingest.
     let mut took: Vec<Vec<Duration>> = vec![Vec::new(); KINDS.len()];
     let mut written: Vec<Vec<u64>> = vec![Vec::new(); KINDS.len()];
-    let mut batches = [0usize; 2];
+    let mut batches = [0usize; 3];
     let mut read_stores = Vec::new();
     for round in 0..rounds as usize {
         for j in 0..KINDS.len() {
@@ -316,7 +323,7 @@ fn main() {
     drop(arranged_dir);
     let (ready, first_get) = (median(&mut ready), median(&mut first_get));
 
-    let (w, a, s, f) = (0, 1, 2, 3);
+    let (w, l, a, s, f) = (0, 1, 2, 3, 4);
     let ingest_row = |k: usize, what: &str| {
         row(
             &format!("2. durable ingest: {what}"),
@@ -351,9 +358,11 @@ fn main() {
             "≤ 1.0× DD",
             Some(ours_arrange <= dd_arrange),
         ),
-        ingest_row(w, "`write_bytes` (durable) + seal per 10,000"),
+        ingest_row(w, "`write_bytes` (durable) + `seal` per 10,000"),
+        ingest_row(l, "`write_bytes` (durable) + `seal_logged` per 10,000"),
         ingest_row(a, "`append_bytes` per 10,000 (durable at the seal)"),
-        amp_row(w, "`write_bytes`"),
+        amp_row(w, "`write_bytes` + `seal`"),
+        amp_row(l, "`write_bytes` + `seal_logged`"),
         amp_row(a, "`append_bytes`"),
         row(
             "4. key-as-of-time hit, fresh after merges (mean)",

@@ -1,7 +1,8 @@
 //! Power-loss crash states of real store workloads, explored on the simulated file system (`SimFs`), in the
 //! way of ALICE (OSDI '14) and CrashMonkey (OSDI '18).
 //!
-//! A workload of durable and unsynced writes, writes to a non-durable stream, seals, spills (a small
+//! A workload of durable and unsynced writes, writes to a non-durable stream, seals (ordinary and logged:
+//! a WAL seal record before the batch), spills (a small
 //! memtable budget and WAL bound), WAL rollovers (small segments), merges (`compact` after
 //! `allow_compaction`, and inline merges at seals) and reopens runs once on a `SimFs` that records the disk
 //! after every mutating or syncing call. For every such crash point, and each power-loss state
@@ -233,7 +234,12 @@ fn run_workload(fs: &SimFs, seed: u64, steps: usize, zero_fill: bool) -> Model {
                 let s = (op % 2) as usize;
                 let upper = time[s] + 1 + rng.below(3);
                 let issued = fs.calls();
-                st.seal(STREAMS[s], upper).unwrap();
+                // Half the seals are logged (`seal_logged`: a WAL seal record, then the batch; for the
+                // non-durable stream an ordinary seal).
+                match rng.below(2) {
+                    0 => st.seal_logged(STREAMS[s], upper).unwrap(),
+                    _ => drop(st.seal(STREAMS[s], upper).unwrap()),
+                }
                 let at = fs.calls();
                 m.seals.push(Seal {
                     stream: s,

@@ -6,7 +6,9 @@
 mod common;
 
 use common::{wal_segments, Model};
-use ddpersist::wal::record::{decode_record, RecordEncoder, RecordFormat, TAG_UPDATES, TAG_VARINT_UPDATES};
+use ddpersist::wal::record::{
+    decode, RecordEncoder, RecordFormat, TAG_SEAL, TAG_UPDATES, TAG_VARINT_UPDATES,
+};
 use ddpersist::wal::WalRecovery;
 use ddpersist::{Error, Options, Store, StreamOptions};
 use std::path::Path;
@@ -43,7 +45,7 @@ fn store_with_segment(dir: &Path, segment: Vec<u8>) {
 fn segment_tags(dir: &Path) -> Vec<(u32, Vec<u8>)> {
     let mut records = Vec::new();
     ddpersist::wal::scan(&dir.join("wal"), WalRecovery::Strict, &mut |lsn, payload| {
-        decode_record(payload, "record")?;
+        decode(payload, "record")?;
         records.push((lsn, payload[0]));
         Ok(())
     })
@@ -120,7 +122,7 @@ fn fixed_width_records_of_an_older_release_replay_and_new_ones_follow_the_segmen
         "appends continued in the old segment: {tags:?}"
     );
     for (version, segment_tags) in &tags[1..] {
-        assert_eq!(*version, 4);
+        assert_eq!(*version, ddpersist::wal::WAL_VERSION.0);
         assert!(segment_tags.iter().all(|&t| t == TAG_VARINT_UPDATES), "{tags:?}");
     }
     assert!(tags[1..].iter().any(|(_, t)| !t.is_empty()), "{tags:?}");
@@ -131,7 +133,7 @@ fn fixed_width_records_of_an_older_release_replay_and_new_ones_follow_the_segmen
 }
 
 #[test]
-fn a_new_store_writes_varint_records_into_version_4_segments() {
+fn a_new_store_writes_varint_and_seal_records_into_current_segments() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store.create_stream("s", StreamOptions::default()).unwrap();
@@ -140,9 +142,24 @@ fn a_new_store_writes_varint_records_into_version_4_segments() {
         .write_bytes("s", new.iter().map(|(k, v, t, d)| (&k[..], &v[..], *t, *d)))
         .unwrap();
     drop(store);
-    assert_eq!(segment_tags(dir.path()), vec![(4, vec![TAG_VARINT_UPDATES])]);
+    let current = ddpersist::wal::WAL_VERSION.0;
+    assert_eq!(
+        segment_tags(dir.path()),
+        vec![(current, vec![TAG_VARINT_UPDATES])]
+    );
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.recovery_report().updates_replayed, 50);
+    // A logged seal is a tag 3 record (version 5 on).
+    let options = ddpersist::Options {
+        compaction_threads: 0,
+        ..Default::default()
+    };
+    drop(store);
+    let store = Store::open_with(dir.path(), options).unwrap();
+    store.seal_logged("s", 2).unwrap();
+    drop(store);
+    let tags = segment_tags(dir.path());
+    assert!(tags.iter().any(|(_, t)| t.contains(&TAG_SEAL)), "{tags:?}");
 }
 
 #[test]
@@ -160,10 +177,10 @@ fn a_varint_record_in_a_version_3_segment_is_read() {
 #[test]
 fn a_wal_segment_of_a_newer_version_holding_only_its_header_is_refused_not_removed() {
     let dir = tempfile::tempdir().unwrap();
-    store_with_segment(dir.path(), segment(5, &[]));
+    store_with_segment(dir.path(), segment(6, &[]));
     let path = dir.path().join("wal").join(format!("{:020}.wal", 0));
     match Store::open(dir.path()) {
-        Err(Error::VersionTooNew { found: 5, .. }) => {}
+        Err(Error::VersionTooNew { found: 6, .. }) => {}
         other => panic!("expected VersionTooNew, got {:?}", other.err()),
     }
     assert!(path.exists(), "the newer segment was removed");
@@ -174,12 +191,12 @@ fn a_wal_segment_of_a_newer_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     store_with_segment(
         dir.path(),
-        segment(5, &[record(RecordFormat::Varint, &updates(0, 1, 1))]),
+        segment(6, &[record(RecordFormat::Varint, &updates(0, 1, 1))]),
     );
     match Store::open(dir.path()) {
         Err(Error::VersionTooNew {
-            found: 5,
-            supported: 4,
+            found: 6,
+            supported: 5,
             file,
         }) => assert!(file.ends_with(".wal"), "{file}"),
         other => panic!("expected VersionTooNew, got {:?}", other.err()),

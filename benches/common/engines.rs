@@ -1,6 +1,7 @@
 //! The engines benches/baselines.rs and benches/summary.rs compare on one workload: update `i` =
 //! (`hex_key(i)`: 16 bytes, all distinct; `val(i)`: 100 pseudo-random bytes; time `i / SEAL_EVERY`; diff
-//! +1). ddpersist through `write_bytes` + `seal` ([`Ours`]) and through `append_bytes` ([`OursAppend`]),
+//! +1). ddpersist through `write_bytes` + `seal` ([`Ours`]), `write_bytes` + `seal_logged` ([`OursLogged`]) and
+//! through `append_bytes` ([`OursAppend`]),
 //! SQLite with the seed's schema ([`Sqlite`]), fjall ([`Fjall`]) and DD's in-memory batch ([`InMemory`]);
 //! [`ingest`] writes the workload into one, `CHUNK` updates per durable write.
 
@@ -69,13 +70,18 @@ impl Ours {
     }
 }
 
+/// Writes updates `range` of the workload to `store` with one durable `write_bytes`.
+fn write_range(store: &Store, range: std::ops::Range<usize>) {
+    let data: Vec<([u8; 16], [u8; 100], u64)> = range
+        .map(|i| (hex_key(i as u64), val(i as u64), time(i)))
+        .collect();
+    let updates = data.iter().map(|(k, v, t)| (&k[..], &v[..], *t, 1i64));
+    store.write_bytes(STREAM, updates).unwrap();
+}
+
 impl Engine for Ours {
     fn write(&mut self, range: std::ops::Range<usize>) {
-        let data: Vec<([u8; 16], [u8; 100], u64)> = range
-            .map(|i| (hex_key(i as u64), val(i as u64), time(i)))
-            .collect();
-        let updates = data.iter().map(|(k, v, t)| (&k[..], &v[..], *t, 1i64));
-        self.0.write_bytes(STREAM, updates).unwrap();
+        write_range(&self.0, range);
     }
     fn seal(&mut self, upper: u64) {
         self.0.seal(STREAM, upper).unwrap();
@@ -294,6 +300,25 @@ pub fn consolidate(pairs: impl Iterator<Item = (Vec<u8>, i64)>) -> Vec<(Vec<u8>,
         *sums.entry(v).or_insert(0) += d;
     }
     sums.into_iter().filter(|(_, d)| *d != 0).collect()
+}
+
+/// The store fed as [`Ours`] is, but sealed with `Store::seal_logged`: each seal durable through one WAL
+/// record when it returns, its batch written by the store's flush thread meanwhile.
+pub struct OursLogged(pub Store);
+
+impl Engine for OursLogged {
+    fn write(&mut self, range: std::ops::Range<usize>) {
+        write_range(&self.0, range);
+    }
+    fn seal(&mut self, upper: u64) {
+        self.0.seal_logged(STREAM, upper).unwrap();
+    }
+    fn get(&self, key: &[u8], as_of: u64) -> Vec<(Vec<u8>, i64)> {
+        self.0.get_bytes(STREAM, key, as_of).unwrap()
+    }
+    fn scan(&self) -> (u64, u64) {
+        unreachable!("ingest only")
+    }
 }
 
 /// The store fed by `Store::append_bytes`: a source durable only at the seal (every `SEAL_EVERY`

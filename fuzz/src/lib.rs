@@ -22,7 +22,9 @@ use ddpersist::blob::BlobBytes;
 use ddpersist::codec::Codec;
 use ddpersist::encoding::checksum;
 use ddpersist::version::Manifest;
-use ddpersist::wal::record::{decode_record, RecordEncoder, RecordFormat, RECORD_PREFIX_BYTES};
+use ddpersist::wal::record::{
+    decode, decode_record, encode_seal, Record, RecordEncoder, RecordFormat, RECORD_PREFIX_BYTES, TAG_SEAL,
+};
 use ddpersist::wal::{FileLog, Log, Lsn, ReplayReport, WalRecovery};
 use ddpersist::{Error, OwnedUpdate};
 use serde::{Deserialize, Serialize};
@@ -343,10 +345,20 @@ fn check_manifest_bytes(data: &[u8]) {
 // WAL records
 // ---------------------------------------------------------------------------------------------------------
 
-/// `decode_record` on arbitrary bytes (both tags: fixed-width and varint framing); a decoded record
+/// `decode_record` on arbitrary bytes (both updates tags: fixed-width and varint framing; tag 3, a seal
+/// record, through `decode`); a decoded record
 /// re-encodes to exactly the input (the encoding is canonical: the count is exact, nothing may trail, every
 /// varint is as short as can be) and, in the other format, to the same updates.
 pub fn check_wal_record(data: &[u8]) {
+    // Tag 3, a seal record: decodes only from exactly its 13 bytes, and re-encodes to them.
+    if data.first() == Some(&TAG_SEAL) {
+        match decode(data, "fuzz record") {
+            Ok(Record::Seal(seal)) => assert_eq!(&encode_seal(seal.stream_no, seal.upper)[..], data),
+            Ok(other) => panic!("tag 3 decoded as {other:?}"),
+            Err(e) => assert!(e.is_corruption(), "decode: unexpected kind of error: {e:?}"),
+        }
+        return;
+    }
     let rec = match decode_record(data, "fuzz record") {
         Ok(r) => r,
         Err(e) => {
@@ -611,6 +623,30 @@ fn check_zero_tail(files: &[(Lsn, Vec<u8>)], records: &Records, report: &ReplayR
         Err(e) if version >= 3 && !zero_filled && report.torn_tail.is_some() && e.is_corruption() => return,
         other => other.expect("a log that replayed replays with a zero tail"),
     };
+    if again.len() > records.len() && !zero_filled {
+        // A record cut short in its trailing zero bytes (a seal record's upper below 2^56 ends in zeros;
+        // any payload may) is completed by the zeros, exactly as written: it was the torn tail, and is
+        // read now, the log's last record (nothing but zeros follows it).
+        let cut = report
+            .torn_tail
+            .as_ref()
+            .expect("a record appeared where nothing was cut");
+        assert_eq!(
+            &again[..records.len()],
+            &records[..],
+            "a zero tail changed the earlier records"
+        );
+        assert_eq!(
+            again.len(),
+            records.len() + 1,
+            "a zero tail completed more than one record"
+        );
+        let (lsn, payload) = &again[records.len()];
+        let start = cut.offset - SEGMENT_HEADER as u64 + *last_lsn;
+        assert_eq!(*lsn, start, "the completed record starts at the cut");
+        assert!(payload.ends_with(&[0]), "a completed record ends in a zero byte");
+        return;
+    }
     assert_eq!(&again, records, "a zero tail changed the records");
     let torn = |r: &ReplayReport, extra: u64| {
         r.torn_tail

@@ -73,16 +73,18 @@ impl Drop for MergingGuard<'_> {
 }
 
 impl Store {
-    /// Runs every merge due for stream `id` now, on this thread, first waiting for a background merge of
-    /// the stream in flight; returns how many merges this call ran. When it returns, no merge of the stream
-    /// is due (unless the store is shutting down). (Background workers merge after each seal; this is for
+    /// Runs every merge due for stream `id` now, on this thread, first writing the batches of its logged
+    /// seals not yet written ([`Store::complete_seals`]) and waiting for a background merge of the stream
+    /// in flight; returns how many merges this call ran. When it returns, no merge of the stream is due
+    /// (unless the store is shutting down). (Background workers merge after each seal; this is for
     /// callers that want a compacted stream at a known point.)
     ///
-    /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], I/O and [`Error::Corrupt`] errors of the
+    /// Errors: as [`Store::complete_seals`]; [`Error::UnknownStream`], [`Error::Poisoned`], I/O and [`Error::Corrupt`] errors of the
     /// batches; [`Error::DiffOverflow`] if advancing times to the stream's `since` makes the updates of
     /// one `(key, val, time)` sum outside `i64`: that merge writes nothing and its inputs stay as they
     /// are (readable; a lookup at or beyond the time reports the same overflow).
     pub fn compact(&self, id: &str) -> Result<usize> {
+        self.flush_logged(id)?;
         let mut merges = 0;
         while !self.inner.stopping.load(Ordering::Relaxed) {
             {

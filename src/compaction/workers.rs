@@ -11,28 +11,66 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// The background merge threads of one store, stopped and joined on drop.
+/// The background threads of one store — merges, and one flush thread for logged seals
+/// (`store/logged.rs`) — stopped and joined on drop.
 pub(crate) struct Workers {
     queue: Arc<Queue>,
+    /// Streams with logged seals to flush: the flush thread's queue (flushes come first, as RocksDB runs
+    /// memtable flushes in their own, higher-priority pool: a merge takes seconds, a flush milliseconds).
+    flushes: Arc<Queue>,
     threads: Vec<JoinHandle<()>>,
     /// The store, to tell running merges to stop when the last user handle drops.
     inner: Arc<Inner>,
 }
 
+#[derive(Default)]
 struct Queue {
-    /// Streams with merges possibly due, and whether to stop.
+    /// Streams with work possibly due, and whether to stop.
     pending: Mutex<(VecDeque<String>, bool)>,
     wake: Condvar,
 }
 
+impl Queue {
+    fn push(&self, id: &str) {
+        let mut pending = self.pending.lock();
+        if !pending.0.iter().any(|p| p == id) {
+            pending.0.push_back(id.to_string());
+        }
+        self.wake.notify_one();
+    }
+
+    /// The next stream, waiting for one; `None` once stopped — with `drain`, only once stopped and empty.
+    fn pop(&self, drain: bool) -> Option<String> {
+        let mut pending = self.pending.lock();
+        loop {
+            let stopped = pending.1;
+            if stopped && !drain {
+                return None;
+            }
+            if let Some(id) = pending.0.pop_front() {
+                return Some(id);
+            }
+            if stopped {
+                return None;
+            }
+            self.wake.wait(&mut pending);
+        }
+    }
+
+    fn stop(&self) {
+        self.pending.lock().1 = true;
+        self.wake.notify_all();
+    }
+}
+
 impl Workers {
     /// Starts `options.compaction_threads` threads merging for the store `inner`.
+    /// Starts `options.compaction_threads` threads merging for the store `inner`, and (with any) the flush
+    /// thread.
     pub(crate) fn start(inner: &Arc<Inner>) -> Workers {
-        let queue = Arc::new(Queue {
-            pending: Mutex::new((VecDeque::new(), false)),
-            wake: Condvar::new(),
-        });
-        let threads = (0..inner.options.compaction_threads)
+        let (queue, flushes) = (Arc::new(Queue::default()), Arc::new(Queue::default()));
+        let merging = inner.options.compaction_threads;
+        let mut threads: Vec<JoinHandle<()>> = (0..merging)
             .map(|n| {
                 let (store, queue) = (Store::worker_handle(inner.clone()), queue.clone());
                 std::thread::Builder::new()
@@ -41,22 +79,32 @@ impl Workers {
             })
             .filter_map(|spawned| spawned.ok())
             .collect();
+        if !threads.is_empty() {
+            let store = Store::worker_handle(inner.clone());
+            let (flushes, merges) = (flushes.clone(), queue.clone());
+            let flusher = std::thread::Builder::new()
+                .name("ddpersist-flush".into())
+                .spawn(move || flush_loop(store, flushes, merges));
+            threads.extend(flusher.ok());
+        }
         Workers {
             queue,
+            flushes,
             threads,
             inner: inner.clone(),
         }
     }
 
     fn push(&self, id: &str) {
-        let mut pending = self.queue.pending.lock();
-        if !pending.0.iter().any(|p| p == id) {
-            pending.0.push_back(id.to_string());
-        }
-        self.queue.wake.notify_one();
+        self.queue.push(id);
     }
 
-    fn has_threads(&self) -> bool {
+    /// Queues stream `id`'s logged seals for the flush thread.
+    pub(crate) fn push_flush(&self, id: &str) {
+        self.flushes.push(id);
+    }
+
+    pub(crate) fn has_threads(&self) -> bool {
         !self.threads.is_empty()
     }
 }
@@ -66,8 +114,10 @@ impl Drop for Workers {
         // Running merges check this every few thousand updates and discard their output (the merge is
         // due again at the next open).
         self.inner.stopping.store(true, Ordering::Relaxed);
-        self.queue.pending.lock().1 = true;
-        self.queue.wake.notify_all();
+        self.queue.stop();
+        // The flush thread first writes the logged seals queued (a clean close leaves none to the next
+        // open).
+        self.flushes.stop();
         for t in self.threads.drain(..) {
             // A worker that panicked has nothing left to clean up; the store's state is consistent.
             let _ = t.join();
@@ -76,21 +126,21 @@ impl Drop for Workers {
 }
 
 fn worker_loop(store: Store, queue: Arc<Queue>) {
-    loop {
-        let id = {
-            let mut pending = queue.pending.lock();
-            loop {
-                if pending.1 {
-                    return;
-                }
-                if let Some(id) = pending.0.pop_front() {
-                    break id;
-                }
-                queue.wake.wait(&mut pending);
-            }
-        };
+    while let Some(id) = queue.pop(false) {
         let result = store.compact(&id);
         store.merge_outcome(&id, result);
+    }
+}
+
+/// The flush thread: completes the logged seals of each stream queued; a failure is recorded (the seals
+/// stay logged, and the next `seal_logged` or `complete_seals` tries again).
+fn flush_loop(store: Store, queue: Arc<Queue>, merges: Arc<Queue>) {
+    while let Some(id) = queue.pop(true) {
+        if let Err(e) = store.flush_logged(&id) {
+            store.record_background_error(format!("flush of stream {id:?}'s logged seal failed: {e}"));
+        }
+        // Its new batch may make merges due: the merge threads' work.
+        merges.push(&id);
     }
 }
 

@@ -1,5 +1,5 @@
 //! Flushing: the memtable's updates become batch files, and one manifest edit commits them. Two kinds,
-//! one protocol:
+//! one protocol (a seal's step 1, its plan, is in `store/seal.rs`):
 //! - a **seal** takes the updates below a new upper — from the memtable and from spilled runs — into one
 //!   batch file with description `[upper, new upper)`, and moves the stream's upper;
 //! - a **spill** (the FutureLog's, when a stream's memtable passes its memory budget or the WAL its bound)
@@ -7,7 +7,8 @@
 //!
 //! The protocol (`Store::flush`), under `edit_lock`:
 //! 1. under `state`: take the buckets out of the memtable into `flushing` (still visible to snapshots and
-//!    lookups), and for a seal raise `pending_upper` (writes below it are refused from now on);
+//!    lookups), and for a seal raise `pending_upper` (writes below it are refused from now on; a logged
+//!    seal, `store/logged.rs`, raised it already);
 //! 2. sync the WAL up to its current end: every write before the flush is durable (the manifest may say
 //!    replay skips records the flush covers, so they must be on disk first);
 //! 3. write the files (not yet named by the manifest: a crash leaves orphans, removed at open);
@@ -24,26 +25,15 @@ use crate::batch::UpdateCursor;
 use crate::read::MergeIter;
 use crate::version::open_written_batch;
 
-/// What [`Store::seal_with`] records besides the new upper, in the same manifest commit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SealOptions {
-    /// Mark the stream finished at the new upper: its writer's input is exhausted, it has no update at or
-    /// beyond the upper (see [`StreamMeta::finished`]). `false` clears the mark.
-    pub finished: bool,
-    /// Advance the stream's since to this (as [`Store::allow_compaction`] does), if it is above the
-    /// current since.
-    pub since: Option<u64>,
-}
-
-/// A seal in progress: step 1's choices.
-struct SealPlan {
-    description: Description,
-    options: SealOptions,
+/// A seal in progress: step 1's choices (`store/seal.rs`).
+pub(super) struct SealPlan {
+    pub(super) description: Description,
+    pub(super) options: SealOptions,
     /// Spilled runs holding times below the new upper: read whole into the batch, what they hold at or
     /// beyond it rewritten as one remainder run.
-    consumed: Vec<Arc<BatchFile>>,
+    pub(super) consumed: Vec<Arc<BatchFile>>,
     /// File numbers of the batch and of the remainder run (if a consumed run reaches past the upper).
-    file_nos: (u64, Option<u64>),
+    pub(super) file_nos: (u64, Option<u64>),
 }
 
 /// The updates an [`append_bytes`](Store::append_bytes) adds to its seal, validated as they are read.
@@ -61,10 +51,10 @@ pub(super) struct Appended<'i, 'a> {
 const MAX_FILTER_KEYS_HINT: u64 = 1 << 28;
 
 /// What a flush took out of the memtable (step 1).
-struct Taken {
-    drained: Arc<Buckets>,
+pub(super) struct Taken {
+    pub(super) drained: Arc<Buckets>,
     /// The WAL's end when the buckets were taken: every record before it is covered.
-    wal_end: Lsn,
+    pub(super) wal_end: Lsn,
 }
 
 /// The files a flush wrote (step 3).
@@ -77,109 +67,6 @@ struct Flushed {
 }
 
 impl Store {
-    /// Seals stream `id` up to `upper`: every update with time below `upper` becomes one immutable batch
-    /// file with description `[previous upper, upper)`, and the stream's upper advances in the manifest.
-    /// Durable when it returns. With no updates in the interval no file is written, only the upper moves.
-    /// Same as [`seal_with`](Self::seal_with) with default [`SealOptions`] (which clears `finished`).
-    ///
-    /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `upper` does not advance the stream's upper;
-    /// [`Error::DiffOverflow`] if the updates of one `(key, val, time)` below `upper` sum outside `i64`
-    /// (possible only across spilled runs and the memtable: writes are checked against the memtable),
-    /// and then nothing changes: a compensating write at that time lets the seal through.
-    /// If writing the batch file fails, nothing changes. If committing the manifest fails, the store is
-    /// poisoned (the manifest may or may not have reached the disk); reopen it to recover.
-    pub fn seal(&self, id: &str, upper: u64) -> Result<SealInfo> {
-        self.seal_with(id, upper, SealOptions::default())
-    }
-
-    /// Seals stream `id` up to `upper` as [`seal`](Self::seal) does, and records `options` in the same
-    /// manifest commit: whether the writer finished (see [`StreamMeta::finished`]), and a new since. The
-    /// upper may stay where it is if `options` change something (an edit of the flag or the since only).
-    ///
-    /// Errors: as [`seal`](Self::seal); [`Error::BadInput`] if `options.since` is `u64::MAX` or above
-    /// `upper`, or `upper` equals the stream's upper and `options` change nothing. A since below the
-    /// stream's current since is ignored (since never goes backward).
-    pub fn seal_with(&self, id: &str, upper: u64, options: SealOptions) -> Result<SealInfo> {
-        self.seal_appending(id, upper, options, None)
-    }
-
-    /// A seal (as [`seal_with`](Self::seal_with)) whose batch also holds `appended`: validated updates of
-    /// [`append_bytes`](Self::append_bytes), sorted and consolidated, times in the sealed interval.
-    pub(super) fn seal_appending(
-        &self,
-        id: &str,
-        upper: u64,
-        options: SealOptions,
-        appended: Option<Appended<'_, '_>>,
-    ) -> Result<SealInfo> {
-        if options.since.is_some_and(|s| s == FRONTIER_CLOSED || s > upper) {
-            return Err(Error::bad_input(format!(
-                "since {:?} of a seal of {id:?} at {upper} is above the upper",
-                options.since
-            )));
-        }
-        self.wait_for_merges(id)?;
-        let edit_guard = self.inner.edit_lock.lock();
-        let (taken, plan) = {
-            let mut guard = self.live_state()?;
-            let state = &mut *guard;
-            let batch_no = state.alloc_file_no();
-            let stream = state
-                .streams
-                .get_mut(id)
-                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
-            let meta = stream.version.meta();
-            let edits = meta.finished != options.finished || options.since.is_some_and(|s| s > meta.since);
-            let lower = meta.upper;
-            if let Some(expected) = appended.as_ref().map(|a| a.lower).filter(|l| *l != lower) {
-                return Err(Error::UpperMismatch {
-                    stream: id.to_string(),
-                    expected,
-                    current: lower,
-                });
-            }
-            if upper < lower || (upper == lower && !edits) {
-                return Err(Error::bad_input(format!(
-                    "seal of {id:?} at {upper} does not advance its upper {lower}"
-                )));
-            }
-            let drained = stream.begin_flush(upper);
-            stream.pending_upper = upper;
-            let consumed: Vec<Arc<BatchFile>> = (stream.version.spills().iter())
-                .filter(|s| s.description().lower < upper)
-                .cloned()
-                .collect();
-            let remainder = consumed.iter().any(|b| b.description().upper > upper);
-            let remainder_no = remainder.then(|| state.alloc_file_no());
-            // A fresh batch's times are as written: its since is the minimum time, as in DD's batchers.
-            // Merges advance times to the stream's since.
-            let description = Description {
-                lower,
-                upper,
-                since: 0,
-            };
-            let taken = Taken {
-                drained,
-                wal_end: state.wal_end,
-            };
-            let plan = SealPlan {
-                description,
-                options,
-                consumed,
-                file_nos: (batch_no, remainder_no),
-            };
-            (taken, plan)
-        };
-        let batch = self.flush(edit_guard, id, taken, Some((&plan, appended)))?;
-        self.schedule_compaction(id);
-        Ok(SealInfo {
-            description: plan.description,
-            update_count: batch.as_ref().map_or(0, |b| b.update_count()),
-            file: batch.as_ref().map(|b| b.name().to_string()),
-            batch,
-        })
-    }
-
     /// Spills stream `id`'s memtable to sorted runs on disk if it holds more than the memory budget
     /// (`Options::memtable_budget_bytes`). Runs cover consecutive time ranges of about a quarter of the
     /// budget each, so a later seal rewrites at most the runs its upper cuts through.
@@ -210,7 +97,7 @@ impl Store {
 
     /// Steps 2–5 of the protocol (module docs) for the buckets `taken` out of stream `id`'s memtable: a
     /// seal by `plan`, or a spill without one. Returns a seal's new batch.
-    fn flush(
+    pub(super) fn flush(
         &self,
         edit_guard: parking_lot::MutexGuard<'_, ()>,
         id: &str,
@@ -273,6 +160,11 @@ impl Store {
             if let Some(stream) = state.streams.get_mut(id) {
                 stream.flushing = None;
                 stream.flushing_min_lsn = None;
+                // Logged seals this batch reaches are done: their records may be released.
+                let sealed = plan.map_or(0, |p| p.description.upper);
+                while stream.logged.front().is_some_and(|l| l.0 <= sealed) {
+                    stream.logged.pop_front();
+                }
             }
             release_point(state)
         };
@@ -493,7 +385,8 @@ impl Store {
         self.write_file(file_no, rest, keys, count, updates)
     }
 
-    /// Puts a failed flush's buckets back into the memtable (and a seal's `pending_upper` back to `lower`).
+    /// Puts a failed flush's buckets back into the memtable (and a seal's `pending_upper` back to `lower`,
+    /// or to the newest logged seal's upper).
     fn abort_flush(&self, id: &str, lower: Option<u64>) {
         let mut state = self.inner.state.lock();
         if let Some(stream) = state.streams.get_mut(id) {
@@ -504,7 +397,8 @@ impl Store {
             }
             stream.flushing_min_lsn = None;
             if let Some(lower) = lower {
-                stream.pending_upper = lower;
+                // Not below a logged seal: that one is durable in the WAL, flushed or not.
+                stream.pending_upper = lower.max(stream.logged.back().map_or(0, |l| l.0));
             }
         }
     }
@@ -540,7 +434,7 @@ impl Drop for FlushGuard<'_> {
 impl StreamState {
     /// Step 1 of a flush: takes the memtable's buckets below `upper` into `flushing` (still visible to
     /// readers) and returns them.
-    fn begin_flush(&mut self, upper: u64) -> Arc<Buckets> {
+    pub(super) fn begin_flush(&mut self, upper: u64) -> Arc<Buckets> {
         debug_assert!(
             self.flushing.is_none(),
             "two flushes of one stream (edit_lock is held)"

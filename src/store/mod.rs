@@ -1,7 +1,8 @@
 //! [`Store`]: one directory holding many streams of differential updates.
 //!
 //! The stages, one file each: `open` (recovery: manifest, batch files, WAL replay), `write` (WAL →
-//! memtable), `flush` (seals and spills: memtable → batch files → one manifest edit), `append` (a sorted
+//! memtable), `seal` (a seal's plan) and `flush` (seals and spills: memtable → batch files → one manifest
+//! edit), `logged` (seals made durable by a WAL record, flushed in the background), `append` (a sorted
 //! interval straight into a batch), `edit` (`apply_edit`, the one path that changes the manifest and
 //! publishes each stream's new [`Version`], kept in `crate::version` with the manifest), `writers` (one
 //! live writer per stream). Merges are in `crate::compaction`; snapshots and lookups in `crate::read`.
@@ -22,7 +23,8 @@
 //!   and every stream's version is derived from its manifest entry (`apply_edit`);
 //! - for each stream, every update with time below `pending_upper` is in a batch file or being flushed
 //!   into one, and `write` rejects times below it;
-//! - a WAL record may be released only when every update in it is in a committed batch file or run.
+//! - a WAL record may be released only when every update in it is in a committed batch file or run, and
+//!   a seal record only when a committed batch reaches its upper.
 
 use crate::batch::format::DEFAULT_BLOCK_TARGET_BYTES;
 use crate::batch::{
@@ -45,12 +47,14 @@ use std::sync::Arc;
 mod append;
 mod edit;
 mod flush;
+mod logged;
 mod open;
+mod seal;
 mod streams;
 mod write;
 mod writers;
 
-pub use flush::SealOptions;
+pub use seal::SealOptions;
 pub use writers::WriterClaim;
 
 /// One file written by a seal, a spill or a merge, not yet committed: open, with its manifest entry.
@@ -285,6 +289,9 @@ pub(crate) struct StreamState {
     /// Buckets being written by a seal or a spill in progress; still visible to snapshots and lookups.
     pub(crate) flushing: Option<Arc<Buckets>>,
     flushing_min_lsn: Option<Lsn>,
+    /// Seals logged in the WAL whose batch is not committed yet (`seal_logged`), oldest first: each its
+    /// upper and the LSN of its seal record (the WAL keeps it until the batch commits).
+    pub(crate) logged: std::collections::VecDeque<(u64, Lsn)>,
     /// Whether a merge of this stream's batches is running (at most one per stream).
     pub(crate) merging: bool,
     /// Picks since the oldest due merge last had its turn (`compaction::pick_merge_fair`).
@@ -299,6 +306,7 @@ impl StreamState {
             memtable: MemTable::default(),
             flushing: None,
             flushing_min_lsn: None,
+            logged: std::collections::VecDeque::new(),
             merging: false,
             merge_turn: 0,
         }
@@ -383,13 +391,19 @@ impl Store {
     }
 }
 
-/// The LSN before which no WAL record is needed: the oldest record holding an unsealed update, or the
-/// log's end when there is none.
+/// The LSN before which no WAL record is needed: the oldest record holding an unsealed update or a logged
+/// seal whose batch is not committed, or the log's end when there is none.
 fn release_point(state: &State) -> Lsn {
     state
         .streams
         .values()
-        .flat_map(|s| [s.memtable.min_lsn(), s.flushing_min_lsn])
+        .flat_map(|s| {
+            [
+                s.memtable.min_lsn(),
+                s.flushing_min_lsn,
+                s.logged.front().map(|l| l.1),
+            ]
+        })
         .flatten()
         .min()
         .unwrap_or(state.wal_end)

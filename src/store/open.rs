@@ -1,5 +1,6 @@
 //! Opening a store: claiming the directory (lock file, "is this a store?"), reading the manifest, mapping
-//! and checking every batch it names, removing orphans, and replaying the WAL into the memtables.
+//! and checking every batch it names, removing orphans, replaying the WAL into the memtables, and
+//! completing the seals it logged (`store/logged.rs`).
 
 use super::*;
 
@@ -154,7 +155,24 @@ impl Store {
         let location = blob.location();
         let replay = log.replay(&mut |lsn, payload| {
             let what = format!("{location}/{WAL_DIR} record at LSN {lsn}");
-            let rec = record::decode_record(payload, &what)?;
+            let rec = match record::decode(payload, &what)? {
+                record::Record::Updates(rec) => rec,
+                record::Record::Seal(seal) => {
+                    // Whatever the stream's `spilled_lsn`: a spill keeps the updates, not the upper.
+                    let (id, _) = by_no.get(&seal.stream_no).ok_or_else(|| {
+                        Error::corrupt(&what, 1, format!("unknown stream number {}", seal.stream_no))
+                    })?;
+                    wal_end = lsn + 1;
+                    let stream = streams
+                        .get_mut(id)
+                        .ok_or_else(|| Error::corrupt(&what, 1, "stream vanished"))?;
+                    if seal.upper > stream.pending_upper {
+                        stream.pending_upper = seal.upper;
+                        stream.logged.push_back((seal.upper, lsn));
+                    }
+                    return Ok(());
+                }
+            };
             let (id, spilled_lsn) = by_no.get(&rec.stream_no).ok_or_else(|| {
                 Error::corrupt(&what, 1, format!("unknown stream number {}", rec.stream_no))
             })?;
@@ -204,6 +222,8 @@ impl Store {
             inner,
             handle: Some(Arc::new(workers)),
         };
+        // Seals logged but not flushed by the previous run: their batches now, before anyone writes.
+        store.complete_logged_at_open()?;
         // Batches left unmerged by the previous run (or a crash) are merged now, in the background.
         store.schedule_compaction_all();
         Ok(store)

@@ -65,4 +65,8 @@ impl Log for FaultyLog {
     fn record_format(&self) -> super::record::RecordFormat {
         self.inner.record_format()
     }
+
+    fn takes_seal_records(&self) -> bool {
+        self.inner.takes_seal_records()
+    }
 }

@@ -18,7 +18,7 @@
 //! (a mark covers it, or, in an appended version 1 or 2 segment, a valid record follows it) it is
 //! corruption — unless [`WalRecovery::PointInTime`] asks to cut the last segment there instead.
 
-use super::format::SEGMENT_HEADER_BYTES;
+use super::format::{SEGMENT_HEADER_BYTES, WAL_VERSION};
 use super::record::RecordFormat;
 use super::scan::{scan_on, Cut, Segment};
 use super::segments::{SegmentFaultHook, SegmentFiles};
@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::fs::{Fs, FsFile, OpenHow, StdFs};
 use parking_lot::{Condvar, Mutex};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -60,10 +60,12 @@ pub struct FileLog {
     pub(super) sync_lock: Mutex<Vec<u8>>,
     /// Every record ending at or before this LSN is durable.
     pub(super) durable_lsn: AtomicU64,
-    /// The active segment is of version 4 or later, so records appended now may be varint records (tag
-    /// 2; an older segment, reopened, takes tag 1 only: its readers know no other). Set, never cleared,
-    /// under `state` when such a segment becomes the active one, so an append after reading it lands in one.
-    pub(super) active_varint: AtomicBool,
+    /// The WAL version of the active segment (0 before `replay`): which record tags an append made now
+    /// may use — tag 1 always, tag 2 (varint updates) from version 4, tag 3 (seals) from version 5; an
+    /// older segment, reopened, takes only what its readers know. Set under `state` when a segment becomes
+    /// the active one, and only ever raised, so an append after reading it lands in a segment at least as
+    /// new.
+    pub(super) active_version: AtomicU32,
     /// Shared with the zero-filling thread.
     pub(super) fill: Arc<ZeroFill>,
     /// The zero-filling thread, started by `replay`; stopped and joined on drop.
@@ -146,7 +148,7 @@ impl FileLog {
             }),
             sync_lock: Mutex::new(Vec::new()),
             durable_lsn: AtomicU64::new(0),
-            active_varint: AtomicBool::new(false),
+            active_version: AtomicU32::new(0),
             fill: Arc::new(ZeroFill {
                 state: Mutex::new(FillState {
                     limit: segment_bytes,
@@ -247,8 +249,11 @@ impl Log for FileLog {
         // A reopened segment of an older version gets no sync marks (before version 3) and only tag 1
         // records (before version 4); a new one gets both.
         state.active_marks = segments_were_new || scan.last_version >= 3;
-        let varint = segments_were_new || scan.last_version >= 4;
-        self.active_varint.store(varint, Ordering::Release);
+        let version = match segments_were_new {
+            true => WAL_VERSION.0,
+            false => scan.last_version,
+        };
+        self.active_version.store(version, Ordering::Release);
         state.next_lsn = next_lsn;
         state.records_end = next_lsn;
         state.pending_lsn = next_lsn;
@@ -273,10 +278,14 @@ impl Log for FileLog {
     }
 
     fn record_format(&self) -> RecordFormat {
-        match self.active_varint.load(Ordering::Acquire) {
+        match self.active_version.load(Ordering::Acquire) >= 4 {
             true => RecordFormat::Varint,
             false => RecordFormat::Fixed,
         }
+    }
+
+    fn takes_seal_records(&self) -> bool {
+        self.active_version.load(Ordering::Acquire) >= 5
     }
 }
 

@@ -116,7 +116,7 @@ fn zeros_are_filled_ahead_and_are_not_a_torn_tail() {
     // After the first writes, the records went over zeros filled ahead of them.
     assert!(over_zeros >= 30, "only {over_zeros} of 40 writes over zeros");
     let header = fs::read(&seg).unwrap();
-    assert_eq!(crate::encoding::le_u32(&header, 8), 4);
+    assert_eq!(crate::encoding::le_u32(&header, 8), WAL_VERSION.0);
     assert_eq!(crate::encoding::le_u32(&header, 12), SEGMENT_FLAG_ZERO_FILLED);
     fill_idle(&log);
     let bytes = fs::read(&seg).unwrap();
@@ -435,8 +435,8 @@ fn a_last_segment_of_a_header_of_zeros_is_a_torn_creation() {
 }
 
 #[test]
-fn a_reopened_segment_of_an_older_version_takes_fixed_records_until_it_rolls_over() {
-    for version in [1u32, 2, 3] {
+fn a_reopened_segment_of_an_older_version_takes_only_its_tags_until_it_rolls_over() {
+    for version in [1u32, 2, 3, 4] {
         let dir = tempfile::tempdir().unwrap();
         let mut header = Vec::new();
         header.extend_from_slice(SEGMENT_MAGIC);
@@ -448,27 +448,30 @@ fn a_reopened_segment_of_an_older_version_takes_fixed_records_until_it_rolls_ove
         fs::write(dir.path().join(segment_name(0)), &header).unwrap();
         let log = FileLog::open(dir.path(), 256, WalRecovery::Strict).unwrap();
         replay_all(&log).unwrap();
-        assert_eq!(log.record_format(), RecordFormat::Fixed, "version {version}");
+        // Varint records from version 4, seal records from version 5.
+        let tags = |log: &FileLog| (log.record_format(), log.takes_seal_records());
+        let old = match version {
+            4 => (RecordFormat::Varint, false),
+            _ => (RecordFormat::Fixed, false),
+        };
+        assert_eq!(tags(&log), old, "version {version}");
         let (_, end) = log.append(&[7u8; 100]).unwrap();
         log.sync(end).unwrap();
-        assert_eq!(
-            log.record_format(),
-            RecordFormat::Fixed,
-            "version {version}: not yet full"
-        );
-        // Past 256 bytes the segment rolls over to a version 4 one, which takes varint records.
+        assert_eq!(tags(&log), old, "version {version}: not yet full");
+        // Past 256 bytes the segment rolls over to one of the current version, which takes every tag.
         let (_, end) = log.append(&[8u8; 200]).unwrap();
         log.sync(end).unwrap();
-        assert_eq!(log.record_format(), RecordFormat::Varint, "version {version}");
+        assert_eq!(tags(&log), (RecordFormat::Varint, true), "version {version}");
         let segments = list_segments(dir.path()).unwrap();
         assert_eq!(segments.len(), 2);
         let new = fs::read(&segments[1].path).unwrap();
-        assert_eq!(crate::encoding::le_u32(&new, 8), 4);
+        assert_eq!(crate::encoding::le_u32(&new, 8), WAL_VERSION.0);
     }
-    // A new log, and a reopened version 4 segment: varint records from the start.
+    // A new log, and a reopened current segment: every tag from the start.
     let dir = tempfile::tempdir().unwrap();
     write_records(dir.path(), 1 << 20, &[b"one"]);
     let log = FileLog::open(dir.path(), 1 << 20, WalRecovery::Strict).unwrap();
     replay_all(&log).unwrap();
     assert_eq!(log.record_format(), RecordFormat::Varint);
+    assert!(log.takes_seal_records());
 }

@@ -1,7 +1,7 @@
 //! The WAL's bytes (FORMAT.md §4): constants and the encoders of a segment header, a record header and a
 //! sync mark (the decoder is [`super::scan`]).
 //!
-//! Segment file `{first_lsn:020}.wal` (format version 4 written; 1 to 3 read): a 32-byte header, then
+//! Segment file `{first_lsn:020}.wal` (format version 5 written; 1 to 4 read): a 32-byte header, then
 //! records and sync marks back to back, then (in a zero-filled segment) zeros to the end of the file. The
 //! byte layout has one home, FORMAT.md §4. After each group commit's `fdatasync`, before anyone is
 //! acknowledged, the leader writes a sync mark naming the LSN synced (not synced itself: the next group
@@ -18,9 +18,10 @@ pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"DDPWALSG";
 pub(crate) const SEGMENT_HEADER_BYTES: u64 = 32;
 pub(crate) const RECORD_MAGIC: u32 = 0x4C50_4444;
 pub(crate) const RECORD_HEADER_BYTES: u64 = 16;
-/// The WAL format version this library writes, and the newest it reads (it reads 1 to 4): version 3
-/// adds sync marks and the header's flags, version 4 varint record payloads (tag 2, [`super::record`]).
-pub const WAL_VERSION: FormatVersion = FormatVersion(4);
+/// The WAL format version this library writes, and the newest it reads (it reads 1 to 5): version 3
+/// adds sync marks and the header's flags, version 4 varint record payloads (tag 2, [`super::record`]),
+/// version 5 seal records (tag 3).
+pub const WAL_VERSION: FormatVersion = FormatVersion(5);
 /// Segment header flag (version 3 on): the segment is zero-filled ahead of the log, so zeros to its end are
 /// the end of its records.
 pub(crate) const SEGMENT_FLAG_ZERO_FILLED: u32 = 1;

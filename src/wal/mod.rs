@@ -107,4 +107,13 @@ pub trait Log: Send + Sync + 'static {
     fn record_format(&self) -> RecordFormat {
         RecordFormat::Fixed
     }
+
+    /// Whether an append made now may be a seal record (tag 3, [`record::encode_seal`]): for
+    /// [`FileLog`], unless the active segment is of WAL version 4 or older (reopened as the last one,
+    /// until the next rollover or rotation), whose readers do not know tag 3. Once `true`, it stays so.
+    /// The default is `false` (the store then seals synchronously instead): a log that wraps another
+    /// must pass the question through. A log that keeps nothing ([`MemLog`]) answers `false`.
+    fn takes_seal_records(&self) -> bool {
+        false
+    }
 }

@@ -1,13 +1,16 @@
-//! The payload of a WAL record as the store writes it: a batch of updates to one stream.
+//! The payload of a WAL record as the store writes it: a batch of updates to one stream, or a seal.
 //!
-//! Two formats, told apart by the first byte, the record's tag (FORMAT.md §4, "payload"; little-endian):
+//! Three kinds, told apart by the first byte, the record's tag (FORMAT.md §4, "payload"; little-endian):
 //! - tag 1, [`RecordFormat::Fixed`]: `stream_no` `u32`, `count` `u32`, then `count` updates, each `time`
 //!   `u64`, `diff` `i64`, key and val lengths `u32`, key and val bytes: 24 bytes of framing an update;
 //! - tag 2, [`RecordFormat::Varint`] (WAL version 4 segments only): `stream_no` `u32`, `count` `u32`, then
 //!   `count` updates, each the time as the zig-zag varint of its wrapping difference from the previous
 //!   update's time (0 before the first), the diff as a zig-zag varint, key and val lengths as varints
 //!   (`wal/varint.rs`), key and val bytes: 4 bytes of framing for a typical update (the time of the one
-//!   before, a small diff, lengths under 128).
+//!   before, a small diff, lengths under 128);
+//! - tag 3, a seal (WAL version 5 segments only): `stream_no` `u32`, `upper` `u64` — the stream's upper
+//!   is at least `upper` from this record on, whether or not its batch file was written
+//!   (`Store::seal_logged`).
 //!
 //! The writer writes tag 2, except into a reopened segment of an older WAL version, whose readers know
 //! tag 1 only ([`super::Log::record_format`]); the reader reads both. A record is applied whole or not at
@@ -22,6 +25,10 @@ use crate::error::{Error, Result};
 pub const TAG_UPDATES: u8 = 1;
 /// Tag of a record of updates with varint framing ([`RecordFormat::Varint`]).
 pub const TAG_VARINT_UPDATES: u8 = 2;
+/// Tag of a seal record ([`SealRecord`]).
+pub const TAG_SEAL: u8 = 3;
+/// Bytes of a seal record: tag, stream number, upper.
+pub const SEAL_RECORD_BYTES: usize = 13;
 
 /// Largest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 16 << 20;
@@ -155,10 +162,54 @@ pub struct UpdatesRecord<'a> {
     pub updates: Vec<UpdateRef<'a>>,
 }
 
-/// Decodes a payload read back from the log, of either format. `what` names it in errors (file and LSN);
+/// A decoded seal record: stream `stream_no`'s upper is at least `upper`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealRecord {
+    /// The stream's number.
+    pub stream_no: u32,
+    /// The upper the seal reached (a time, exclusive).
+    pub upper: u64,
+}
+
+/// A decoded record of any kind.
+#[derive(Debug)]
+pub enum Record<'a> {
+    /// Tag 1 or 2: updates.
+    Updates(UpdatesRecord<'a>),
+    /// Tag 3: a seal.
+    Seal(SealRecord),
+}
+
+/// The payload of a seal record (tag 3, [`SEAL_RECORD_BYTES`] bytes) for stream `stream_no` at `upper`.
+pub fn encode_seal(stream_no: u32, upper: u64) -> [u8; SEAL_RECORD_BYTES] {
+    let mut out = [0u8; SEAL_RECORD_BYTES];
+    out[0] = TAG_SEAL;
+    out[1..5].copy_from_slice(&stream_no.to_le_bytes());
+    out[5..13].copy_from_slice(&upper.to_le_bytes());
+    out
+}
+
+/// Decodes a payload read back from the log, of any kind (as [`decode_record`] does for updates).
+///
+/// Errors: as [`decode_record`]; for a seal record, [`Error::Corrupt`] if it is not exactly
+/// [`SEAL_RECORD_BYTES`] long.
+pub fn decode<'a>(payload: &'a [u8], what: &'a str) -> Result<Record<'a>> {
+    if payload.first() != Some(&TAG_SEAL) {
+        return decode_record(payload, what).map(Record::Updates);
+    }
+    let mut d = Decoder::new(payload, 0, what);
+    d.u8("record tag")?;
+    let stream_no = d.u32("stream number")?;
+    let upper = d.u64("seal upper")?;
+    d.finish("seal record")?;
+    Ok(Record::Seal(SealRecord { stream_no, upper }))
+}
+
+/// Decodes a payload read back from the log, of either updates format (a seal record is an error here:
+/// read every kind with [`decode`]). `what` names it in errors (file and LSN);
 /// error offsets are within the payload.
 ///
-/// Errors: [`Error::Corrupt`] for an unknown tag, a count the payload cannot hold, a truncated, overlong or
+/// Errors: [`Error::Corrupt`] for an unknown tag (also tag 3), a count the payload cannot hold, a truncated, overlong or
 /// overflowing varint, a length past the payload's end, or trailing bytes.
 pub fn decode_record<'a>(payload: &'a [u8], what: &'a str) -> Result<UpdatesRecord<'a>> {
     let mut d = Decoder::new(payload, 0, what);

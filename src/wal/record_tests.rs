@@ -125,6 +125,49 @@ fn unknown_tags_and_trailing_bytes_are_corruption() {
 }
 
 #[test]
+fn seal_records_have_known_bytes_and_round_trip() {
+    let payload = encode_seal(0x0102_0304, 0x1122_3344_5566_7788);
+    assert_eq!(
+        payload,
+        [3, 4, 3, 2, 1, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]
+    );
+    match decode(&payload, "t").unwrap() {
+        Record::Seal(seal) => assert_eq!(
+            seal,
+            SealRecord {
+                stream_no: 0x0102_0304,
+                upper: 0x1122_3344_5566_7788
+            }
+        ),
+        other => panic!("decoded {other:?}"),
+    }
+    // `decode` reads updates records as `decode_record` does.
+    let updates = encode(RecordFormat::Varint, 9, &[(b"k", b"v", 5, -1)]);
+    match decode(&updates, "t").unwrap() {
+        Record::Updates(r) => assert_eq!((r.stream_no, r.updates), (9, vec![(&b"k"[..], &b"v"[..], 5, -1)])),
+        other => panic!("decoded {other:?}"),
+    }
+}
+
+#[test]
+fn short_or_long_seal_records_are_corruption() {
+    let payload = encode_seal(1, 2);
+    for cut in 1..payload.len() {
+        let e = decode(&payload[..cut], "wal/0.wal record at LSN 7").unwrap_err();
+        assert!(e.is_corruption(), "{e}");
+    }
+    let mut long = payload.to_vec();
+    long.push(0);
+    match decode(&long, "t") {
+        Err(Error::Corrupt { offset, detail, .. }) => {
+            assert_eq!(offset, SEAL_RECORD_BYTES as u64);
+            assert!(detail.contains("trailing"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn counts_the_payload_cannot_hold_are_corruption_before_allocating() {
     for format in BOTH {
         let mut buf = encode(format, 1, &[(b"", b"", 0, 0)]);

@@ -10,7 +10,7 @@
 //! almost nothing.
 
 use super::file::FileLog;
-use super::format::{segment_header, SEGMENT_HEADER_BYTES};
+use super::format::{segment_header, SEGMENT_HEADER_BYTES, WAL_VERSION};
 use super::scan::Segment;
 use super::Lsn;
 use crate::error::{Error, Result};
@@ -135,7 +135,7 @@ impl FileLog {
         state.active = Some(file.clone());
         state.active_bytes = SEGMENT_HEADER_BYTES;
         state.active_marks = true;
-        self.active_varint.store(true, Ordering::Release);
+        self.active_version.store(WAL_VERSION.0, Ordering::Release);
         let zero_filled = self.new_segment_zero_filled();
         self.fill
             .set_active(file, zero_filled, SEGMENT_HEADER_BYTES, SEGMENT_HEADER_BYTES);

@@ -117,4 +117,8 @@ impl Log for LateLog {
     fn record_format(&self) -> ddpersist::wal::record::RecordFormat {
         self.inner.record_format()
     }
+
+    fn takes_seal_records(&self) -> bool {
+        self.inner.takes_seal_records()
+    }
 }

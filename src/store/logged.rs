@@ -1,0 +1,141 @@
+//! Logged seals ([`Store::seal_logged`]): a seal made durable by one WAL record (tag 3, FORMAT.md §4), its
+//! batch file and manifest commit written afterwards, off the caller's path, by the store's flush thread
+//! — as RocksDB switches a full memtable and flushes it in the background, its WAL keeping it durable
+//! meanwhile.
+//!
+//! The protocol:
+//! 1. under `state`: append the seal record `(stream, upper)` and raise `pending_upper` (writes below it
+//!    are refused from now on), and note `(upper, record LSN)` in the stream's `logged` list;
+//! 2. outside it: the WAL's group commit up to the record (durable when `seal_logged` returns);
+//! 3. the flush thread (`compaction::Workers`; inline without threads) seals to the newest logged upper
+//!    (`SealTo::Logged`: the flush protocol of `store/flush.rs`), and that commit drops the logged seals it
+//!    reaches; the WAL keeps a seal record (`release_point`) until then.
+//!
+//! At open, replay reads every seal record (even below a stream's `spilled_lsn`: its updates may be in
+//! spilled runs, its upper is not) and the open seals each stream to its newest logged upper before it
+//! returns, so a crash at any point after step 2 recovers the upper.
+
+use super::seal::SealTo;
+use super::*;
+
+/// The most logged seals of one stream whose batches are not committed: past it, `seal_logged` completes
+/// them on the caller's thread first (the flush thread is behind).
+const MAX_LOGGED_SEALS: usize = 2;
+
+impl Store {
+    /// Seals stream `id` up to `upper` as [`seal`](Self::seal) does, but durably through the WAL: returns
+    /// once a seal record is fsync'd (one group commit, shared with concurrent writers), and the batch file
+    /// and manifest commit are written afterwards by the store's flush thread. From the return on, writes
+    /// below `upper` are refused and the upper is durable: a restart recovers it (the open completes the
+    /// seal). [`upper`](Self::upper) and the batches ([`sealed`](Self::sealed), a DD trace) reach it when
+    /// the batch commits; [`complete_seals`](Self::complete_seals) waits for that (and
+    /// [`compact`](Self::compact) does first). Snapshots and lookups see the updates throughout (from the
+    /// memtable until the batch commits).
+    ///
+    /// A seal that cannot be logged is an ordinary [`seal`](Self::seal) (it returns once the batch is
+    /// committed): a stream that is not durable (the seal is its durability point), a log that keeps
+    /// nothing, and a WAL whose active segment is of version 4 or older (reopened, until it rolls over).
+    /// With `Options::compaction_threads == 0` there is no flush thread: the batch is written before this
+    /// returns, after the record.
+    ///
+    /// Back-pressure: as `seal`'s (the stream's batch bound), and when 2 logged seals of the stream are not
+    /// committed yet (the flush thread is behind), this completes them first.
+    ///
+    /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `upper` does not advance the stream's
+    /// pending upper (the newest seal's, logged or not); an error of completing earlier logged seals
+    /// (nothing of this seal happened); a WAL error, which poisons the store (as a write's). A failure of
+    /// the background flush is reported by [`background_error`](Self::background_error) and returned by
+    /// the next `complete_seals`; the seal stays durable in the WAL and is retried.
+    pub fn seal_logged(&self, id: &str, upper: u64) -> Result<()> {
+        let durable = self.with_stream(id, |s| s.version.durable())?;
+        let log = &self.inner.log;
+        if !durable || !log.is_durable() || !log.takes_seal_records() {
+            return self.seal(id, upper).map(|_| ());
+        }
+        self.wait_for_merges(id)?;
+        if self.with_stream(id, |s| s.logged.len() >= MAX_LOGGED_SEALS)? {
+            self.complete_seals(id)?;
+        }
+        let end = {
+            let mut guard = self.live_state()?;
+            let state = &mut *guard;
+            let stream = state
+                .streams
+                .get_mut(id)
+                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+            if upper <= stream.pending_upper {
+                return Err(Error::bad_input(format!(
+                    "seal of {id:?} at {upper} does not advance its upper {}",
+                    stream.pending_upper
+                )));
+            }
+            let (lsn, end) = log.append(&record::encode_seal(stream.version.stream_no(), upper))?;
+            stream.pending_upper = upper;
+            stream.logged.push_back((upper, lsn));
+            state.wal_end = state.wal_end.max(end);
+            end
+        };
+        self.sync_wal(WriteTicket::at(end, self.inner.id))?;
+        self.schedule_flush(id);
+        Ok(())
+    }
+
+    /// Writes the batch of every logged seal of stream `id` not committed yet
+    /// ([`seal_logged`](Self::seal_logged)), on this thread (after a flush already running); returns once the stream's
+    /// [`upper`](Self::upper) reaches every upper logged before the call.
+    ///
+    /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`]; as [`seal`](Self::seal)'s when writing the
+    /// batch fails (nothing changes: the seal stays logged and is retried by the next call).
+    pub fn complete_seals(&self, id: &str) -> Result<()> {
+        if self.flush_logged(id)? {
+            self.schedule_compaction(id);
+        }
+        Ok(())
+    }
+
+    /// [`complete_seals`](Self::complete_seals) without scheduling merges (the flush thread queues them
+    /// itself); returns whether it committed a batch.
+    pub(crate) fn flush_logged(&self, id: &str) -> Result<bool> {
+        let logged = self.with_stream(id, |s| s.logged.back().map(|l| l.0))?;
+        let Some(target) = logged else {
+            return Ok(false);
+        };
+        let mut flushed = false;
+        while self.upper(id)? < target {
+            self.seal_to(id, SealTo::Logged, SealOptions::default(), None)?;
+            flushed = true;
+        }
+        Ok(flushed)
+    }
+
+    /// Hands stream `id`'s logged seals to the flush thread, or completes them inline when there is none
+    /// (a failure is then recorded as a background error: the seal itself is durable).
+    fn schedule_flush(&self, id: &str) {
+        match &self.handle {
+            Some(workers) if workers.has_threads() => workers.push_flush(id),
+            _ => {
+                if let Err(e) = self.complete_seals(id) {
+                    self.record_background_error(format!("flush of stream {id:?}'s logged seal failed: {e}"));
+                }
+            }
+        }
+    }
+
+    /// At open, after replay: completes every stream's logged seals, before the store is handed out —
+    /// unless the log takes no seal records (a read-only view of a live store, which writes nothing: the
+    /// logged updates stay in its memtables, visible, and its `pending_upper`s at the logged uppers).
+    pub(super) fn complete_logged_at_open(&self) -> Result<()> {
+        if !self.inner.log.takes_seal_records() {
+            return Ok(());
+        }
+        let ids: Vec<String> = {
+            let state = self.live_state()?;
+            let logged = state.streams.iter().filter(|(_, s)| !s.logged.is_empty());
+            logged.map(|(id, _)| id.clone()).collect()
+        };
+        for id in ids {
+            self.complete_seals(&id)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,165 @@
+//! Seals: the stream's upper moves, and every update below it becomes one batch file ([`Store::seal`],
+//! [`Store::seal_with`], and the seals of `append` and of logged seals). Step 1 of the flush protocol
+//! (`store/flush.rs`) is here — the interval, the spilled runs it consumes, the file numbers — and the rest
+//! of the protocol is `Store::flush`'s.
+
+use super::flush::{Appended, SealPlan, Taken};
+use super::*;
+
+/// What [`Store::seal_with`] records besides the new upper, in the same manifest commit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SealOptions {
+    /// Mark the stream finished at the new upper: its writer's input is exhausted, it has no update at or
+    /// beyond the upper (see [`StreamMeta::finished`]). `false` clears the mark.
+    pub finished: bool,
+    /// Advance the stream's since to this (as [`Store::allow_compaction`] does), if it is above the
+    /// current since.
+    pub since: Option<u64>,
+}
+
+/// Where a seal takes the upper.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum SealTo {
+    /// This upper.
+    At(u64),
+    /// The newest logged seal's upper (`Store::seal_logged`), read under the locks; a seal that finds
+    /// none beyond the stream's upper does nothing.
+    Logged,
+}
+
+impl Store {
+    /// Seals stream `id` up to `upper`: every update with time below `upper` becomes one immutable batch
+    /// file with description `[previous upper, upper)`, and the stream's upper advances in the manifest.
+    /// Durable when it returns. With no updates in the interval no file is written, only the upper moves.
+    /// Same as [`seal_with`](Self::seal_with) with default [`SealOptions`] (which clears `finished`).
+    ///
+    /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `upper` does not advance the stream's upper;
+    /// [`Error::DiffOverflow`] if the updates of one `(key, val, time)` below `upper` sum outside `i64`
+    /// (possible only across spilled runs and the memtable: writes are checked against the memtable),
+    /// and then nothing changes: a compensating write at that time lets the seal through.
+    /// If writing the batch file fails, nothing changes. If committing the manifest fails, the store is
+    /// poisoned (the manifest may or may not have reached the disk); reopen it to recover.
+    pub fn seal(&self, id: &str, upper: u64) -> Result<SealInfo> {
+        self.seal_with(id, upper, SealOptions::default())
+    }
+
+    /// Seals stream `id` up to `upper` as [`seal`](Self::seal) does, and records `options` in the same
+    /// manifest commit: whether the writer finished (see [`StreamMeta::finished`]), and a new since. The
+    /// upper may stay where it is if `options` change something (an edit of the flag or the since only).
+    ///
+    /// Errors: as [`seal`](Self::seal); [`Error::BadInput`] if `options.since` is `u64::MAX` or above
+    /// `upper`, or `upper` equals the stream's upper and `options` change nothing. A since below the
+    /// stream's current since is ignored (since never goes backward).
+    pub fn seal_with(&self, id: &str, upper: u64, options: SealOptions) -> Result<SealInfo> {
+        self.seal_appending(id, upper, options, None)
+    }
+
+    /// A seal (as [`seal_with`](Self::seal_with)) whose batch also holds `appended`: validated updates of
+    /// [`append_bytes`](Self::append_bytes), sorted and consolidated, times in the sealed interval.
+    pub(super) fn seal_appending(
+        &self,
+        id: &str,
+        upper: u64,
+        options: SealOptions,
+        appended: Option<Appended<'_, '_>>,
+    ) -> Result<SealInfo> {
+        if options.since.is_some_and(|s| s == FRONTIER_CLOSED || s > upper) {
+            return Err(Error::bad_input(format!(
+                "since {:?} of a seal of {id:?} at {upper} is above the upper",
+                options.since
+            )));
+        }
+        self.wait_for_merges(id)?;
+        let info = self.seal_to(id, SealTo::At(upper), options, appended)?;
+        self.schedule_compaction(id);
+        Ok(info)
+    }
+
+    /// The seal itself (after back-pressure): to `to`, with `options`, adding `appended`.
+    pub(super) fn seal_to(
+        &self,
+        id: &str,
+        to: SealTo,
+        options: SealOptions,
+        appended: Option<Appended<'_, '_>>,
+    ) -> Result<SealInfo> {
+        let edit_guard = self.inner.edit_lock.lock();
+        let (taken, plan) = {
+            let mut guard = self.live_state()?;
+            let state = &mut *guard;
+            let batch_no = state.alloc_file_no();
+            let stream = state
+                .streams
+                .get_mut(id)
+                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+            let meta = stream.version.meta();
+            let edits = meta.finished != options.finished || options.since.is_some_and(|s| s > meta.since);
+            let lower = meta.upper;
+            let upper = match to {
+                SealTo::At(upper) => upper,
+                SealTo::Logged => match stream.logged.back() {
+                    Some(&(logged, _)) if logged > lower => logged,
+                    // Nothing left to flush: another thread's flush (or a seal beyond it) committed it.
+                    _ => {
+                        return Ok(SealInfo {
+                            description: Description {
+                                lower,
+                                upper: lower,
+                                since: 0,
+                            },
+                            update_count: 0,
+                            file: None,
+                            batch: None,
+                        })
+                    }
+                },
+            };
+            if let Some(expected) = appended.as_ref().map(|a| a.lower).filter(|l| *l != lower) {
+                return Err(Error::UpperMismatch {
+                    stream: id.to_string(),
+                    expected,
+                    current: lower,
+                });
+            }
+            if upper < lower || (upper == lower && !edits) {
+                return Err(Error::bad_input(format!(
+                    "seal of {id:?} at {upper} does not advance its upper {lower}"
+                )));
+            }
+            let drained = stream.begin_flush(upper);
+            // A logged seal may have raised it further already.
+            stream.pending_upper = stream.pending_upper.max(upper);
+            let consumed: Vec<Arc<BatchFile>> = (stream.version.spills().iter())
+                .filter(|s| s.description().lower < upper)
+                .cloned()
+                .collect();
+            let remainder = consumed.iter().any(|b| b.description().upper > upper);
+            let remainder_no = remainder.then(|| state.alloc_file_no());
+            // A fresh batch's times are as written: its since is the minimum time, as in DD's batchers.
+            // Merges advance times to the stream's since.
+            let description = Description {
+                lower,
+                upper,
+                since: 0,
+            };
+            let taken = Taken {
+                drained,
+                wal_end: state.wal_end,
+            };
+            let plan = SealPlan {
+                description,
+                options,
+                consumed,
+                file_nos: (batch_no, remainder_no),
+            };
+            (taken, plan)
+        };
+        let batch = self.flush(edit_guard, id, taken, Some((&plan, appended)))?;
+        Ok(SealInfo {
+            description: plan.description,
+            update_count: batch.as_ref().map_or(0, |b| b.update_count()),
+            file: batch.as_ref().map(|b| b.name().to_string()),
+            batch,
+        })
+    }
+}

@@ -1,0 +1,285 @@
+//! Logged seals (`Store::seal_logged`): durable through one WAL record, the batch written afterwards.
+//! The upper of a logged seal survives a restart whether or not its batch was written (also when a spill
+//! committed past its record), writes below it are refused from the return on, readers see its updates
+//! throughout, and a seal that cannot be logged is an ordinary seal. Power-loss states of workloads with
+//! logged seals: `tests/crash_states.rs`.
+
+mod common;
+
+use common::{wal_segment_bytes, wal_segments, Model};
+use ddpersist::blob::{DirBlob, FaultyBlob};
+use ddpersist::wal::record::{decode, Record, TAG_SEAL};
+use ddpersist::wal::{FileLog, WalRecovery};
+use ddpersist::{Error, Options, Store, StreamOptions};
+use std::path::Path;
+use std::sync::Arc;
+
+/// No background threads: a logged seal's batch is written inline, after its record.
+fn inline() -> Options {
+    Options {
+        compaction_threads: 0,
+        ..Options::default()
+    }
+}
+
+/// A store on `dir` whose batch files go through a `FaultyBlob` (to fail the flush after the record).
+fn open_faulty(dir: &Path, options: Options) -> (Store, Arc<FaultyBlob<DirBlob>>) {
+    let blob = Arc::new(FaultyBlob::new(DirBlob::open(dir).unwrap()));
+    let log = FileLog::open(dir.join("wal"), options.wal_segment_bytes, WalRecovery::Strict).unwrap();
+    let store = Store::open_on(blob.clone(), Arc::new(log), options).unwrap();
+    (store, blob)
+}
+
+fn write(store: &Store, model: &mut Model, id: &str, from: u64, n: u64, time: u64) {
+    let updates: Vec<(Vec<u8>, Vec<u8>, u64, i64)> = (from..from + n)
+        .map(|i| {
+            (
+                format!("k{i:06}").into_bytes(),
+                format!("v{i}").into_bytes(),
+                time,
+                1,
+            )
+        })
+        .collect();
+    for (k, v, t, d) in &updates {
+        model.write(k, v, *t, *d);
+    }
+    let refs = updates.iter().map(|(k, v, t, d)| (&k[..], &v[..], *t, *d));
+    store.write_bytes(id, refs).unwrap();
+}
+
+/// The seal records in the WAL of the store in `dir`: (stream number, upper).
+fn seal_records(dir: &Path) -> Vec<(u32, u64)> {
+    let mut seals = Vec::new();
+    ddpersist::wal::scan(&dir.join("wal"), WalRecovery::Strict, &mut |_, payload| {
+        if let Record::Seal(s) = decode(payload, "record")? {
+            seals.push((s.stream_no, s.upper));
+        }
+        Ok(())
+    })
+    .unwrap();
+    seals
+}
+
+#[test]
+fn a_logged_seal_whose_batch_was_never_written_is_recovered_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = Model::default();
+    {
+        let (store, blob) = open_faulty(dir.path(), inline());
+        store.create_stream("s", StreamOptions::default()).unwrap();
+        write(&store, &mut model, "s", 0, 50, 3);
+        write(&store, &mut model, "s", 50, 50, 7);
+        // The record is logged and synced; writing the batch fails.
+        blob.fail_after(0);
+        store.seal_logged("s", 5).unwrap();
+        assert!(store.background_error().unwrap().contains("logged seal"));
+        // The seal is durable: below it writes are refused, readers see every update, the batch is missing.
+        blob.heal();
+        let below = store.write_bytes("s", [(&b"late"[..], &b"v"[..], 4, 1)]);
+        assert!(matches!(below, Err(Error::BadInput { .. })), "{below:?}");
+        assert_eq!(store.upper("s").unwrap(), 0);
+        assert!(store.sealed("s").unwrap().batches.is_empty());
+        assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+        assert_eq!(seal_records(dir.path()), vec![(0, 5)]);
+        // A crash now: nothing more is written.
+    }
+    let store = Store::open_with(dir.path(), inline()).unwrap();
+    assert_eq!(store.upper("s").unwrap(), 5, "the open completed the logged seal");
+    let sealed = store.sealed("s").unwrap();
+    assert_eq!(sealed.batches.len(), 1);
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+    assert_eq!(
+        store.unsealed_len("s").unwrap(),
+        50,
+        "the updates at time 7 stay unsealed"
+    );
+    let below = store.write_bytes("s", [(&b"late"[..], &b"v"[..], 4, 1)]);
+    assert!(matches!(below, Err(Error::BadInput { .. })), "{below:?}");
+}
+
+#[test]
+fn a_failed_flush_is_retried_by_complete_seals() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = Model::default();
+    let (store, blob) = open_faulty(dir.path(), inline());
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    write(&store, &mut model, "s", 0, 20, 1);
+    blob.fail_after(0);
+    store.seal_logged("s", 2).unwrap();
+    assert!(store.complete_seals("s").is_err(), "the blob still fails");
+    blob.heal();
+    store.complete_seals("s").unwrap();
+    assert_eq!(store.upper("s").unwrap(), 2);
+    assert_eq!(store.unsealed_len("s").unwrap(), 0);
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+    // Committed: the seal record's segment may go (nothing else holds it).
+    write(&store, &mut model, "s", 20, 5, 9);
+    drop(store);
+    let store = Store::open_with(dir.path(), inline()).unwrap();
+    assert_eq!(store.upper("s").unwrap(), 2);
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+}
+
+#[test]
+fn a_spill_past_the_seal_record_keeps_the_logged_upper() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = Model::default();
+    let options = Options {
+        memtable_budget_bytes: 4 << 10,
+        ..inline()
+    };
+    {
+        let (store, blob) = open_faulty(dir.path(), options.clone());
+        store.create_stream("s", StreamOptions::default()).unwrap();
+        write(&store, &mut model, "s", 0, 30, 1);
+        blob.fail_after(0);
+        store.seal_logged("s", 2).unwrap();
+        blob.heal();
+        // Past the budget: the memtable (the logged seal's updates too) spills to runs, and the manifest
+        // says replay may skip every record before the spill, the seal record among them.
+        for round in 0..10 {
+            write(&store, &mut model, "s", 100 + 30 * round, 30, 5);
+        }
+        assert!(!store.manifest().streams[0].spills.is_empty(), "a spill ran");
+        assert_eq!(store.upper("s").unwrap(), 0);
+    }
+    let store = Store::open_with(dir.path(), options).unwrap();
+    assert_eq!(
+        store.upper("s").unwrap(),
+        2,
+        "the seal record is read past the spill"
+    );
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+    let sealed = store.sealed("s").unwrap();
+    let in_batches: u64 = sealed.batches.iter().map(|b| b.update_count()).sum();
+    assert_eq!(
+        in_batches, 30,
+        "the batch holds exactly the updates below the logged upper"
+    );
+    let spilled: u64 = store.manifest().streams[0]
+        .spills
+        .iter()
+        .map(|m| m.update_count)
+        .sum();
+    assert_eq!(
+        store.unsealed_len("s").unwrap() as u64 + spilled + in_batches,
+        330
+    );
+}
+
+#[test]
+fn logged_seals_with_a_flush_thread_end_in_the_same_batches_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = Model::default();
+    let options = Options {
+        wal_segment_bytes: 16 << 10,
+        ..Options::default()
+    };
+    {
+        let store = Store::open_with(dir.path(), options.clone()).unwrap();
+        store.create_stream("s", StreamOptions::default()).unwrap();
+        for t in 0..40u64 {
+            write(&store, &mut model, "s", t * 50, 50, t);
+            store.seal_logged("s", t + 1).unwrap();
+            assert!(store.upper("s").unwrap() <= t + 1);
+            // Readers see everything written, flushed or not.
+            if t % 10 == 9 {
+                assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+            }
+        }
+        let refused = store.seal_logged("s", 40);
+        assert!(matches!(refused, Err(Error::BadInput { .. })), "{refused:?}");
+        store.complete_seals("s").unwrap();
+        assert_eq!(store.upper("s").unwrap(), 40);
+        assert_eq!(store.unsealed_len("s").unwrap(), 0);
+        assert_eq!(store.background_error(), None);
+        store.compact("s").unwrap();
+        assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+        // Every seal record is released with its segment once its batch committed: at most the active
+        // segment's remain.
+        assert!(wal_segments(dir.path()).len() <= 2);
+    }
+    let store = Store::open_with(dir.path(), options).unwrap();
+    assert_eq!(store.upper("s").unwrap(), 40);
+    assert_eq!(store.recovery_report().updates_replayed, 0);
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+}
+
+#[test]
+fn dropping_the_store_flushes_the_logged_seals() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = Model::default();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.create_stream("s", StreamOptions::default()).unwrap();
+        for t in 0..5u64 {
+            write(&store, &mut model, "s", t * 10, 10, t);
+            store.seal_logged("s", t + 1).unwrap();
+        }
+    }
+    // The flush thread wrote them before the store closed: the open has nothing to complete.
+    let store = Store::open_with(dir.path(), inline()).unwrap();
+    assert_eq!(store.manifest().streams[0].upper, 5);
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+}
+
+#[test]
+fn a_seal_that_cannot_be_logged_is_an_ordinary_seal() {
+    // A stream that is not durable: the seal is its durability point.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_stream("n", StreamOptions { durable: false })
+        .unwrap();
+    let mut model = Model::default();
+    write(&store, &mut model, "n", 0, 10, 0);
+    store.seal_logged("n", 1).unwrap();
+    assert_eq!(store.upper("n").unwrap(), 1, "sealed before it returned");
+    assert!(seal_records(dir.path()).is_empty());
+    drop(store);
+
+    // A WAL whose last segment is of version 4 (reopened): its readers know no seal record.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    drop(store);
+    for path in wal_segments(dir.path()) {
+        std::fs::remove_file(path).unwrap();
+    }
+    let segment = wal_segment_bytes(4, 0, &[]);
+    std::fs::write(dir.path().join("wal").join(format!("{:020}.wal", 0)), segment).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut model = Model::default();
+    write(&store, &mut model, "s", 0, 10, 0);
+    store.seal_logged("s", 1).unwrap();
+    assert_eq!(store.upper("s").unwrap(), 1, "sealed before it returned");
+    drop(store);
+    let mut tags = Vec::new();
+    ddpersist::wal::scan(&dir.path().join("wal"), WalRecovery::Strict, &mut |_, p| {
+        tags.push(p[0]);
+        Ok(())
+    })
+    .unwrap();
+    assert!(!tags.contains(&TAG_SEAL), "{tags:?}");
+}
+
+#[test]
+fn unknown_streams_and_seals_that_do_not_advance_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), inline()).unwrap();
+    assert!(matches!(
+        store.seal_logged("nope", 1),
+        Err(Error::UnknownStream { .. })
+    ));
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    store.seal_logged("s", 3).unwrap();
+    for upper in [0, 3] {
+        let r = store.seal_logged("s", upper);
+        assert!(matches!(r, Err(Error::BadInput { .. })), "{upper}: {r:?}");
+    }
+    assert!(matches!(
+        store.complete_seals("nope"),
+        Err(Error::UnknownStream { .. })
+    ));
+}
