@@ -160,6 +160,20 @@ impl Error {
         }
     }
 
+    /// A replay callback's error about a WAL record's payload, re-anchored: an [`Error::Corrupt`] at
+    /// `offset` within the payload becomes one at `payload_at + offset` of the segment file `file`, its
+    /// detail naming the record's LSN. Other errors are unchanged.
+    pub(crate) fn within_payload(self, file: &str, payload_at: u64, lsn: u64) -> Self {
+        match self {
+            Error::Corrupt { offset, detail, .. } => Error::Corrupt {
+                file: file.to_string(),
+                offset: payload_at.saturating_add(offset),
+                detail: format!("record at LSN {lsn}: {detail}"),
+            },
+            other => other,
+        }
+    }
+
     /// Whether this error reports persisted bytes that failed a check.
     pub fn is_corruption(&self) -> bool {
         matches!(self, Error::Corrupt { .. })

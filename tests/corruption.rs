@@ -259,3 +259,58 @@ fn a_batch_file_rewritten_in_place_under_a_running_store_never_panics_a_read() {
         let _ = snapshot.to_vec();
     }
 }
+
+/// A store with one durable stream "s" (number 0) whose WAL is only a version 5 segment of `payloads`.
+fn store_with_records(dir: &Path, payloads: &[&[u8]]) -> PathBuf {
+    let store = Store::open(dir).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    drop(store);
+    fs::remove_file(only_segment(dir)).unwrap();
+    let path = dir.join("wal").join(format!("{:020}.wal", 0));
+    fs::write(&path, common::wal_segment_bytes(5, 0, payloads)).unwrap();
+    path
+}
+
+/// A fixed-width record (tag 1) of one update to stream `stream_no`.
+fn record(stream_no: u32, key: &[u8], time: u64, diff: i64) -> Vec<u8> {
+    let mut p = vec![1u8];
+    p.extend_from_slice(&stream_no.to_le_bytes());
+    p.extend_from_slice(&1u32.to_le_bytes());
+    p.extend_from_slice(&time.to_le_bytes());
+    p.extend_from_slice(&diff.to_le_bytes());
+    p.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    p.extend_from_slice(&1u32.to_le_bytes());
+    p.extend_from_slice(key);
+    p.push(b'v');
+    p
+}
+
+/// A record whose checksum holds but whose contents `write` never logs (an update at the closed frontier,
+/// a zero diff, an unknown stream, a bad payload) fails the open, naming the segment file and the offset
+/// of the bad bytes in it — never replayed, never cut as a torn tail.
+#[test]
+fn checksummed_wal_records_write_never_logs_are_corruption_at_their_file_and_offset() {
+    let good = record(0, b"k", 3, 1);
+    // Segment header 32 bytes, then each record's 16-byte header before its payload.
+    let second_payload = 32 + 16 + good.len() as u64 + 16;
+    let key_at = 9 + 24;
+    let cases: Vec<(Vec<u8>, u64, &str)> = vec![
+        (record(0, b"k", u64::MAX, 1), key_at, "closed frontier"),
+        (record(0, b"k", 5, 0), key_at, "diff 0"),
+        (record(7, b"k", 5, 1), 1, "unknown stream number 7"),
+        (vec![9, 0, 0], 0, "unknown record tag 9"),
+    ];
+    for (payload, at, what) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = store_with_records(dir.path(), &[&good, &payload]);
+        match Store::open(dir.path()) {
+            Err(Error::Corrupt { file, offset, detail }) => {
+                assert_eq!(Path::new(&file), segment, "{what}");
+                assert_eq!(offset, second_payload + at, "{what}: {detail}");
+                assert!(detail.contains(what), "{what}: {detail}");
+                assert!(detail.contains("LSN"), "{what}: {detail}");
+            }
+            other => panic!("{what}: expected Corrupt, got {:?}", other.err()),
+        }
+    }
+}

@@ -185,6 +185,23 @@ impl Store {
             let stream = streams
                 .get_mut(id)
                 .ok_or_else(|| Error::corrupt(&what, 1, "stream vanished"))?;
+            // What `write` never logs is corruption, even under a valid checksum: never replayed.
+            for &(k, v, t, d) in &rec.updates {
+                let bad = if k.len() > MAX_KEY_BYTES || v.len() > MAX_VAL_BYTES {
+                    Some("a key or val over the limit")
+                } else if t == FRONTIER_CLOSED {
+                    Some("an update at time u64::MAX (the closed frontier)")
+                } else if d == 0 {
+                    Some("an update with diff 0")
+                } else {
+                    None
+                };
+                if let Some(bad) = bad {
+                    // The key's offset in the payload (both borrow from it).
+                    let at = (k.as_ptr() as usize).saturating_sub(payload.as_ptr() as usize);
+                    return Err(Error::corrupt(&what, at as u64, bad));
+                }
+            }
             for u in rec.updates {
                 if u.2 >= stream.version.upper() {
                     stream.memtable.insert(u, lsn);

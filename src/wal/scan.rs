@@ -194,7 +194,8 @@ fn check_header(
 }
 
 /// Reads every record of the log in `dir`, in order, calling `f(lsn, payload)` for each; changes nothing.
-/// Sync marks (version 3 on) are checked and skipped.
+/// Sync marks (version 3 on) are checked and skipped. An [`Error::Corrupt`] that `f` returns names an
+/// offset within the payload: it is returned naming the segment file and the offset in it.
 /// In a zero-filled segment (version 2, or 3 or 4 with the flag), zero bytes from a record's place to the end
 /// of the file are the end of that segment's records (space filled ahead of the log), not a record and not
 /// a torn tail; the next segment must still start at the LSN where the records ended.
@@ -310,7 +311,9 @@ pub fn scan_on(
                 };
                 match found {
                     Found::Record(_) => {
-                        f(lsn, &bytes[at + RECORD_HEADER_BYTES as usize..end])?;
+                        let payload_at = at + RECORD_HEADER_BYTES as usize;
+                        f(lsn, &bytes[payload_at..end])
+                            .map_err(|e| e.within_payload(&file_name, payload_at as u64, lsn))?;
                         report.records += 1;
                     }
                     Found::Mark { durable, .. } if durable > lsn => {
