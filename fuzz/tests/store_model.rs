@@ -92,6 +92,7 @@ fn sequences() -> Vec<Vec<Op>> {
         ),
         Op::Hold { slot: 0 },
         Op::Seal { slot: 0, by: 2 },
+        Op::SealLogged { slot: 1, by: 1 },
         Op::WriteBelow {
             slot: 0,
             updates: vec![u(b"ab", b"ba", 0, 1)],
@@ -224,7 +225,11 @@ fn sweep_workload() -> Vec<Op> {
         ));
         ops.push(unsynced(1, vec![u(&key, b"", 0, 1)]));
         ops.push(unsynced(0, vec![u(&key, b"\0\0", 3, 1)]));
-        ops.push(Op::Seal { slot: n % 2, by: 2 });
+        // Ordinary and logged seals (a fault between the seal record and the batch leaves it logged).
+        ops.push(match n < 2 {
+            true => Op::Seal { slot: n % 2, by: 2 },
+            false => Op::SealLogged { slot: n % 2, by: 2 },
+        });
     }
     ops.extend([
         Op::AllowCompaction { slot: 0, by: 2 },

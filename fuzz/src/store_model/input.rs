@@ -60,6 +60,10 @@ pub enum Op {
     WriteClosed { slot: u8, diff: i8 },
     /// Seal to `upper + by` (`by` in `1..=8`).
     Seal { slot: u8, by: u8 },
+    /// `seal_logged` to `upper + by` (`by` in `1..=8`): the seal record, then (no flush thread here) the
+    /// batch inline; if a fault failed the batch, the seal stays logged and a crash-and-reopen follows at
+    /// once, whose open must complete it.
+    SealLogged { slot: u8, by: u8 },
     /// `seal_with` to `upper + by` (`by` in `0..4`; 0: an edit of the since only) advancing the since to
     /// `since + since_by` (`0..7`) in the same commit: refused if that since is above the new upper, or
     /// if nothing changes.
@@ -254,7 +258,11 @@ impl Op {
                 slot: slot(u),
                 diff: (byte(u) % 3) as i8 - 1,
             },
-            9..=11 => Op::Seal {
+            9..=10 => Op::Seal {
+                slot: slot(u),
+                by: 1 + byte(u) % 8,
+            },
+            11 => Op::SealLogged {
                 slot: slot(u),
                 by: 1 + byte(u) % 8,
             },
@@ -326,6 +334,7 @@ impl Op {
             }
             Op::WriteClosed { slot, diff } => out.extend([8, *slot, (diff.clamp(&-1, &1) + 1) as u8]),
             Op::Seal { slot, by } => out.extend([9, *slot, by.max(&1) - 1]),
+            Op::SealLogged { slot, by } => out.extend([11, *slot, by.max(&1) - 1]),
             Op::SealStale { slot, back } => out.extend([12, *slot, *back]),
             Op::AllowCompaction { slot, by } => out.extend([13, *slot, *by]),
             Op::AllowCompactionBack { slot } => out.extend([14, *slot]),

@@ -4,7 +4,8 @@
 //! The input decodes (with [`arbitrary::Unstructured`]; every byte string is a valid input) into a
 //! [`Setup`] — store options, which of three streams exist at the start and whether they are durable,
 //! whether the WAL is a durable `FileLog` or a `MemLog` — and up to [`MAX_OPS`] [`Op`]s: writes
-//! (synced and unsynced, valid and refused), `sync` of a ticket, seals (valid and stale, and `seal_with`
+//! (synced and unsynced, valid and refused), `sync` of a ticket, seals (valid and stale, logged — a
+//! failed batch of a logged seal is followed by a crash-and-reopen whose open must complete it — and `seal_with`
 //! advancing the since),
 //! `allow_compaction` (forward and back), `compact`, point lookups, snapshots (checked now, or held and
 //! checked later), stream creation, arming a fault ("fail every call after `k` more") at one of three

@@ -186,6 +186,34 @@ impl Harness {
                 }
                 self.check_stream(slot, "after a seal");
             }
+            Op::SealLogged { slot, by } => {
+                let slot = usize::from(*slot % 3);
+                let exists = self.model(slot).is_some();
+                let upper = self.model(slot).map_or(1, |m| m.upper + u64::from(*by));
+                let r = self.store().seal_logged(SLOTS[slot], upper);
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                match self.outcome(&r, "seal_logged", false, !exists) {
+                    Outcome::Ok => {
+                        self.stats.seals += 1;
+                        if let Some(m) = self.model_mut(slot) {
+                            m.upper = upper;
+                        }
+                        // The seal record's group commit synced every earlier write.
+                        self.acknowledge_through(seq);
+                        if self.store().upper(SLOTS[slot]).ok() != Some(upper) {
+                            // Logged, its batch not written (a fault failed it): durable all the same. A
+                            // crash now; the open completes it.
+                            self.reopen(None);
+                        }
+                    }
+                    Outcome::Io if self.poisoned => {
+                        self.uncertain.push(Uncertain::Seal { slot, seq, upper });
+                    }
+                    _ => {}
+                }
+                self.check_stream(slot, "after seal_logged");
+            }
             Op::SealWith { slot, by, since_by } => {
                 let slot = usize::from(*slot % 3);
                 let exists = self.model(slot).is_some();
