@@ -101,7 +101,7 @@ mod tests {
     use super::*;
 
     /// `n` elements of `width` bytes, little-endian, after `pad` bytes of 0xEE, followed by `tail` bytes
-    /// of 0xEE (what lies after a column: other columns, which a read must mask off).
+    /// of 0xEE (what lies after a column: other columns, which a read must not take in).
     fn column_bytes(values: &[u64], width: usize, pad: usize, tail: usize) -> Vec<u8> {
         let mut b = vec![0xEE; pad];
         for v in values {
