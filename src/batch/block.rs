@@ -3,9 +3,12 @@
 //! frame-of-reference coded (a base in the header, each value's offset from it in 0, 1, 2, 4 or 8 bytes),
 //! and an offset array is left out when a width (keys or vals of one width) or a count (one val per key,
 //! one update per val) implies it; version 1 blocks are read as the case of full widths and every array.
+//! A block's time and diff widths are resolved once, when its shape is taken, into a [`NarrowColumn`]
+//! each (place, width and base held together).
 //! Every read is bounds-checked against the block, so bytes changed under the map after verification
 //! read as wrong values or an error, never as a panic (FORMAT.md §6).
 
+use super::column::NarrowColumn;
 use super::format::{
     IndexEntry, BATCH_VERSION_1, BLOCK_HEADER_BYTES, BLOCK_HEADER_BYTES_V1, FLAG_FIXED_KEYS, FLAG_FIXED_VALS,
     FLAG_ONE_UPDATE_PER_VAL, FLAG_ONE_VAL_PER_KEY,
@@ -20,8 +23,10 @@ pub struct Block<'a> {
     key_count: usize,
     val_count: usize,
     update_count: usize,
-    times_at: usize,
-    diffs_at: usize,
+    /// The times: their place, width (0, 1, 2, 4 or 8 bytes) and base, the width resolved once.
+    times: NarrowColumn,
+    /// The diffs likewise (a diff is its column's `u64` read as `i64`: the base added wrapping).
+    diffs: NarrowColumn,
     key_offs_at: usize,
     key_vals_at: usize,
     val_offs_at: usize,
@@ -35,12 +40,6 @@ pub struct Block<'a> {
     /// Every val is `val_width` bytes (0 allowed: `()` vals), with no offsets (never in version 1).
     val_fixed: bool,
     val_width: usize,
-    /// Bytes per stored time (0, 1, 2, 4 or 8) and the base they are added to.
-    time_width: usize,
-    time_base: u64,
-    /// Bytes per stored diff (0, 1, 2, 4 or 8) and the base they are added to (wrapping).
-    diff_width: usize,
-    diff_base: i64,
     /// Every key has one val (no `key_vals` array).
     one_val_per_key: bool,
     /// Every val has one update (no `val_upds` array).
@@ -114,8 +113,14 @@ impl<'a> Block<'a> {
         let mut b = Block::arrays(bytes, k, v, u);
         if version != BATCH_VERSION_1 {
             let (flags, reserved) = (bytes[14], bytes[15]);
-            b.time_width = width_code(bytes[12]).ok_or((12, format!("time width {}", bytes[12])))?;
-            b.diff_width = width_code(bytes[13]).ok_or((13, format!("diff width {}", bytes[13])))?;
+            // A width code is the width in bytes (FORMAT.md §2); the bases follow the widths.
+            let column = |code_at: usize, base_at: usize, what: &str| {
+                let code = bytes[code_at];
+                NarrowColumn::new(0, code as usize, le_u64(bytes, base_at))
+                    .ok_or_else(|| (code_at, format!("{what} width {code}")))
+            };
+            b.times = column(12, 24, "time")?;
+            b.diffs = column(13, 32, "diff")?;
             let known = FLAG_ONE_VAL_PER_KEY | FLAG_ONE_UPDATE_PER_VAL | FLAG_FIXED_KEYS | FLAG_FIXED_VALS;
             if flags & !known != 0 || reserved != 0 {
                 return Err((
@@ -137,8 +142,6 @@ impl<'a> Block<'a> {
             }
             b.key_width = key_width;
             b.val_width = val_width;
-            b.time_base = le_u64(bytes, 24);
-            b.diff_base = le_u64(bytes, 32) as i64;
         }
         b.place_columns(header);
         // No overflow: counts come from `u32`s, widths are at most 8 or a `u32`, on 64-bit targets.
@@ -226,12 +229,9 @@ impl<'a> Block<'a> {
         monotone(b.key_vals_at, b.val_offs_at, k, v, true)?;
         monotone(b.val_offs_at, b.val_upds_at, v, val_len, false)?;
         monotone(b.val_upds_at, b.key_bytes_at, v, u, true)?;
-        let time_at = |x: usize| b.times_at + b.time_width * x;
+        let time_at = |x: usize| b.times.offset_of(x);
         for x in 0..u {
-            if b.time_base
-                .checked_add(read_word(b.bytes, time_at(x), b.time_width))
-                .is_none()
-            {
+            if b.times.base().checked_add(b.times.stored(b.bytes, x)).is_none() {
                 return Err((time_at(x), format!("time {x} passes u64::MAX")));
             }
         }
@@ -250,7 +250,7 @@ impl<'a> Block<'a> {
                         return Err((time_at(x), format!("time {x} not above time {}", x - 1)));
                     }
                     if b.diff(x) == 0 {
-                        return Err((b.diffs_at + b.diff_width * x, format!("zero diff at update {x}")));
+                        return Err((b.diffs.offset_of(x), format!("zero diff at update {x}")));
                     }
                 }
             }
@@ -270,8 +270,8 @@ impl<'a> Block<'a> {
             key_count: k,
             val_count: v,
             update_count: u,
-            times_at: 0,
-            diffs_at: 0,
+            times: FULL_WIDTH,
+            diffs: FULL_WIDTH,
             key_offs_at: 0,
             key_vals_at: 0,
             val_offs_at: 0,
@@ -281,10 +281,6 @@ impl<'a> Block<'a> {
             key_width: 0,
             val_fixed: false,
             val_width: 0,
-            time_width: 8,
-            time_base: 0,
-            diff_width: 8,
-            diff_base: 0,
             one_val_per_key: false,
             one_update_per_val: false,
         };
@@ -298,9 +294,9 @@ impl<'a> Block<'a> {
     fn place_columns(&mut self, header: usize) {
         let (k, v, u) = (self.key_count, self.val_count, self.update_count);
         let array = |present: bool, n: usize| if present { 4 * (n + 1) } else { 0 };
-        self.times_at = header;
-        self.diffs_at = self.times_at + self.time_width * u;
-        self.key_offs_at = self.diffs_at + self.diff_width * u;
+        self.times = self.times.placed_at(header);
+        self.diffs = self.diffs.placed_at(self.times.offset_of(u));
+        self.key_offs_at = self.diffs.offset_of(u);
         self.key_vals_at = self.key_offs_at + array(self.key_width == 0, k);
         self.val_offs_at = self.key_vals_at + array(!self.one_val_per_key, k);
         self.val_upds_at = self.val_offs_at + array(!self.val_fixed, v);
@@ -325,8 +321,8 @@ impl<'a> Block<'a> {
     pub fn rebase(&self, start: usize) -> Block<'static> {
         Block {
             bytes: &[],
-            times_at: self.times_at + start,
-            diffs_at: self.diffs_at + start,
+            times: self.times.rebase(start),
+            diffs: self.diffs.rebase(start),
             key_offs_at: self.key_offs_at + start,
             key_vals_at: self.key_vals_at + start,
             val_offs_at: self.val_offs_at + start,
@@ -414,8 +410,7 @@ impl<'a> Block<'a> {
         if x >= self.update_count {
             return 0;
         }
-        let stored = read_word(self.bytes, self.times_at + self.time_width * x, self.time_width);
-        self.time_base.wrapping_add(stored)
+        self.times.get(self.bytes, x)
     }
 
     /// The diff of update `x` (0 if `x` is out of range).
@@ -424,8 +419,17 @@ impl<'a> Block<'a> {
         if x >= self.update_count {
             return 0;
         }
-        let stored = read_word(self.bytes, self.diffs_at + self.diff_width * x, self.diff_width);
-        self.diff_base.wrapping_add(stored as i64)
+        self.diffs.get(self.bytes, x) as i64
+    }
+
+    /// The `(time, diff)` of each update of val `j`, in time order (nothing for `j >= val_count()`): the
+    /// updates' range is clamped to the block once, so a read tests no range (as [`time`](Self::time)
+    /// and [`diff`](Self::diff) do), only its bytes' bounds.
+    #[inline]
+    pub fn times_of(&self, j: usize) -> impl Iterator<Item = (u64, i64)> + 'a {
+        let (bytes, times, diffs) = (self.bytes, self.times, self.diffs);
+        let updates = if j < self.val_count { self.updates(j) } else { 0..0 };
+        updates.map(move |x| (times.get(bytes, x), diffs.get(bytes, x) as i64))
     }
 
     /// The index of the first key `>= key` in this block (`key_count()` if none).
@@ -461,41 +465,14 @@ fn one(i: usize, bound: usize) -> Range<usize> {
     i.min(bound)..i.saturating_add(1).min(bound)
 }
 
-/// A width code of a version 2 block header as a width in bytes: 0, 1, 2, 4 or 8; `None` for others.
-fn width_code(code: u8) -> Option<usize> {
-    matches!(code, 0 | 1 | 2 | 4 | 8).then_some(code as usize)
-}
-
-/// The little-endian unsigned integer of `width` bytes (0, 1, 2, 4 or 8) at `bytes[at..]`, or 0 when the
-/// bytes are not there (or `width` is 0).
-#[inline]
-fn read_word(bytes: &[u8], at: usize, width: usize) -> u64 {
-    match width {
-        0 => 0,
-        1 => bytes.get(at).map_or(0, |&b| b as u64),
-        2 => match bytes.get(at..at.wrapping_add(2)) {
-            Some(&[a, b]) => u16::from_le_bytes([a, b]) as u64,
-            _ => 0,
-        },
-        4 => read_u32(bytes, at) as u64,
-        _ => read_u64(bytes, at),
-    }
-}
+/// The columns of a version 1 block: times and diffs of 8 bytes, base 0 (placed by `place_columns`).
+const FULL_WIDTH: NarrowColumn = NarrowColumn::full_width();
 
 /// The little-endian `u32` at `bytes[at..at + 4]`, or 0 when the bytes are not there.
 #[inline]
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
     match bytes.get(at..at.wrapping_add(4)) {
         Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
-        _ => 0,
-    }
-}
-
-/// The little-endian `u64` at `bytes[at..at + 8]`, or 0 when the bytes are not there.
-#[inline]
-fn read_u64(bytes: &[u8], at: usize) -> u64 {
-    match bytes.get(at..at.wrapping_add(8)) {
-        Some(&[a, b, c, d, e, f, g, h]) => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
         _ => 0,
     }
 }

@@ -15,6 +15,7 @@
 //! - [`reader`]: [`BatchFile`] opens a batch's bytes, checks them, and hands out verified [`Block`]s.
 //! - [`cursor`]: [`UpdateCursor`] walks a batch's updates in order.
 //! - `block`: [`Block`], one block read in place, every access bounds-checked.
+//! - `column`: a block's frame-of-reference coded times or diffs, their width resolved once per block.
 //! - `builder`: builds one block's columns as the writer pushes updates.
 //! - `sink`: the writer's output side: chunks, index, key filter, footer (optionally on a helper I/O
 //!   thread).
@@ -27,6 +28,7 @@
 
 mod block;
 pub(crate) mod builder;
+mod column;
 pub mod cursor;
 pub mod filter;
 pub mod format;

@@ -97,6 +97,18 @@ proptest::proptest! {
             let want: Vec<Owned> = updates.iter().filter(|u| &u.0 == k).cloned().collect();
             proptest::prop_assert_eq!(found, want);
         }
+        // A val's updates read at once equal them read one by one; a val past the block's has none.
+        for i in 0..batch.block_count() {
+            let block = batch.block(i).unwrap();
+            for j in 0..block.val_count() + 2 {
+                let one_by_one: Vec<(u64, i64)> = if j < block.val_count() {
+                    block.updates(j).map(|x| (block.time(x), block.diff(x))).collect()
+                } else {
+                    Vec::new()
+                };
+                proptest::prop_assert_eq!(block.times_of(j).collect::<Vec<_>>(), one_by_one);
+            }
+        }
     }
 }
 
@@ -202,6 +214,29 @@ fn forged_block_headers_are_corruption() {
         reseal(&mut b);
         let err = open(b).unwrap().block(0).unwrap_err();
         assert!(err.is_corruption(), "field {field} = {value:?}: {err:?}");
+    }
+}
+
+/// A time or diff width code outside 0, 1, 2, 4, 8 (under a valid checksum) is corruption naming the
+/// file and the code's own offset in it, whether the block is read in place or for a merge.
+#[test]
+fn a_forged_width_code_names_the_file_and_its_offset() {
+    let (base, at) = one_block_file(&small());
+    for (field, code) in [(12usize, 3u8), (12, 9), (12, u8::MAX), (13, 5), (13, 16)] {
+        let mut b = base.clone();
+        b[at + field] = code;
+        reseal(&mut b);
+        let batch = open(b).unwrap();
+        for err in [batch.block(0).unwrap_err(), batch.block_for_merge(0).unwrap_err()] {
+            match err {
+                crate::Error::Corrupt { file, offset, detail } => {
+                    assert_eq!(file, "f");
+                    assert_eq!(offset, (at + field) as u64, "{detail}");
+                    assert!(detail.contains(&format!("width {code}")), "{detail}");
+                }
+                e => panic!("field {field} = {code}: {e:?}"),
+            }
+        }
     }
 }
 

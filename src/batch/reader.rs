@@ -327,8 +327,9 @@ impl BatchFile {
             return Ok(());
         }
         for j in block.vals(k) {
-            for x in block.updates(j) {
-                f(block.val(j), block.time(x), block.diff(x));
+            let val = block.val(j);
+            for (time, diff) in block.times_of(j) {
+                f(val, time, diff);
             }
         }
         Ok(())

@@ -207,11 +207,9 @@ impl<T: PersistTime> Cursor for PersistedCursor<T> {
             return;
         }
         if let Some(b) = self.current(storage) {
-            if self.val < b.val_count() {
-                for x in b.updates(self.val) {
-                    if let Some(time) = T::from_u64(b.time(x)) {
-                        logic(time, b.diff(x));
-                    }
+            for (time, diff) in b.times_of(self.val) {
+                if let Some(time) = T::from_u64(time) {
+                    logic(time, diff);
                 }
             }
         }
