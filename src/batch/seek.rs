@@ -103,7 +103,7 @@ impl Fences {
     /// prefix equals the probe's. `last_key(i)` must be the key [`new`](Self::new) took for block `i`.
     pub(crate) fn seek<'a>(&self, probe: &KeyProbe<'_>, last_key: impl Fn(usize) -> &'a [u8]) -> usize {
         let lo = self.last.partition_point(|&p| p < probe.prefix);
-        let tied = self.last[lo..].partition_point(|&p| p == probe.prefix);
+        let tied = tie_len(&self.last[lo..], probe.prefix);
         lo + super::partition_point(tied, |j| last_key(lo + j) < probe.key)
     }
 
@@ -130,6 +130,23 @@ impl Fences {
     }
 }
 
+/// How many values at the start of the non-decreasing `a` equal `p` (all `>= p`): a galloping search
+/// from the start (Bentley and Yao, 1976), so a short tie — the usual one, 0 or 1 fences — costs a probe
+/// or two next to the one the lower bound just read, not a binary search over the rest of the array.
+fn tie_len(a: &[u64], p: u64) -> usize {
+    let mut step = 1;
+    let mut lo = 0;
+    while lo < a.len() && a[lo] == p {
+        let next = (lo + step).min(a.len());
+        if next == a.len() || a[next] != p {
+            return next.min(lo + 1) + a[next.min(lo + 1)..next].partition_point(|&x| x == p);
+        }
+        lo = next;
+        step *= 2;
+    }
+    lo
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,7 +157,33 @@ mod tests {
         prop::collection::vec(prop::sample::select(vec![0u8, 1, 0x61, 0xff]), 0..12)
     }
 
+    /// Sorted arrays with ties of every length: spread, clustered, skewed (powers), repeated.
+    fn sorted_values() -> impl Strategy<Value = Vec<u64>> {
+        let value = prop_oneof![
+            any::<u64>(),
+            0u64..50,
+            (0u32..64).prop_map(|e| 1u64 << e),
+            prop::sample::select(vec![0, 1, u64::MAX - 1, u64::MAX]),
+        ];
+        prop::collection::vec(value, 0..400).prop_map(|mut v| {
+            v.sort_unstable();
+            v
+        })
+    }
+
     proptest! {
+        #[test]
+        fn tie_len_equals_the_plain_search(
+            a in sorted_values(),
+            probes in prop::collection::vec(any::<u64>(), 1..20),
+        ) {
+            for p in probes.iter().copied().chain(a.iter().copied()).chain([0, 1, u64::MAX]) {
+                let want = a.partition_point(|&x| x < p);
+                let tie = a[want..].partition_point(|&x| x == p);
+                prop_assert_eq!(tie_len(&a[want..], p), tie, "{}", p);
+            }
+        }
+
         #[test]
         fn prefix_order_agrees_with_byte_order(a in key(), b in key()) {
             let (pa, pb) = (key_prefix(&a), key_prefix(&b));
