@@ -544,3 +544,50 @@ fn verify_of_a_live_store_never_reports_a_file_a_merge_just_deleted() {
         failures.first()
     );
 }
+
+/// A store whose last seal is logged in the WAL and whose batch was never written (a crash between the
+/// two): `inspect` reads it without writing anything — `verify` passes, counting the seal record among
+/// the WAL records, and `get` finds the logged updates — and the store then opens with the seal done.
+#[test]
+fn a_logged_seal_without_its_batch_is_read_and_left_as_it_is() {
+    use ddpersist::blob::{DirBlob, FaultyBlob};
+    use ddpersist::wal::{FileLog, WalRecovery};
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    {
+        let options = ddpersist::Options {
+            compaction_threads: 0,
+            ..Default::default()
+        };
+        fs::create_dir_all(&dir).unwrap();
+        let blob = Arc::new(FaultyBlob::new(DirBlob::open(&dir).unwrap()));
+        let log = FileLog::open(dir.join("wal"), 64 << 20, WalRecovery::Strict).unwrap();
+        let store = Store::open_on(blob.clone(), Arc::new(log), options).unwrap();
+        store.create_stream("fruit", StreamOptions::default()).unwrap();
+        store
+            .write_bytes("fruit", [(&b"apple"[..], &b"red"[..], 0, 1)])
+            .unwrap();
+        blob.fail_after(0);
+        store.seal_logged("fruit", 1).unwrap();
+        assert_eq!(store.upper("fruit").unwrap(), 0, "the batch was not written");
+    }
+    let before = tree(&dir);
+    let o = inspect(&[OsStr::new("verify"), dir.as_os_str()]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("2 WAL records verified"), "{}", stdout(&o));
+    let get = [
+        OsStr::new("get"),
+        dir.as_os_str(),
+        OsStr::new("fruit"),
+        OsStr::new("apple"),
+        OsStr::new("--as-of"),
+        OsStr::new("0"),
+    ];
+    let o = inspect(&get);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("\"red\""), "{}", stdout(&o));
+    assert_eq!(tree(&dir), before, "inspect changed the store");
+    let store = Store::open(&dir).unwrap();
+    assert_eq!(store.upper("fruit").unwrap(), 1, "the open completed the seal");
+}

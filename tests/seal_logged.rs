@@ -283,3 +283,74 @@ fn unknown_streams_and_seals_that_do_not_advance_are_refused() {
         Err(Error::UnknownStream { .. })
     ));
 }
+
+/// Where the updates of one `(key, val, time)` below the upper could sum outside `i64` (spilled runs and
+/// the memtable), a logged seal could never complete (the compensating write would be refused below its
+/// upper): it seals synchronously instead, which fails and changes nothing, and the compensating write
+/// lets it through. The store reopens.
+#[test]
+fn a_logged_seal_that_could_overflow_seals_synchronously() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        memtable_budget_bytes: 1,
+        ..inline()
+    };
+    {
+        let store = Store::open_with(dir.path(), options.clone()).unwrap();
+        store.create_stream("s", StreamOptions::default()).unwrap();
+        // Each write spills (the budget is 1 byte): the two meet only in the seal.
+        store.write("s", &[(1u64, 0u64, 0, i64::MAX)]).unwrap();
+        store.write("s", &[(1u64, 0u64, 0, 1)]).unwrap();
+        let r = store.seal_logged("s", 1);
+        assert!(matches!(r, Err(Error::DiffOverflow { .. })), "{r:?}");
+        assert_eq!(store.upper("s").unwrap(), 0);
+        assert!(seal_records(dir.path()).is_empty(), "nothing was logged");
+        store.write("s", &[(1u64, 0u64, 0, -1)]).unwrap();
+        store.seal_logged("s", 1).unwrap();
+        assert_eq!(store.upper("s").unwrap(), 1);
+    }
+    let store = Store::open_with(dir.path(), options).unwrap();
+    assert_eq!(store.upper("s").unwrap(), 1);
+    let got = store.snapshot("s").unwrap().decode::<u64, u64>().unwrap();
+    assert_eq!(got, vec![(1, 0, 0, i64::MAX)]);
+}
+
+/// Once `seal_logged(s, 10)` returns, the stream's upper is 10 for every call, whether or not its batch
+/// was written: a seal below it is refused, an append must start at it, deterministically.
+#[test]
+fn seals_and_appends_below_a_logged_upper_are_refused_whatever_the_flush_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, blob) = open_faulty(dir.path(), inline());
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    store.write("s", &[(1u64, 0u64, 3, 1)]).unwrap();
+    blob.fail_after(0);
+    store.seal_logged("s", 10).unwrap();
+    blob.heal();
+    assert_eq!(store.upper("s").unwrap(), 0, "the batch is not written");
+    let appended = store.append("s", &[(2u64, 0u64, 5, 1)], 0, 6);
+    assert!(
+        matches!(appended, Err(Error::UpperMismatch { current: 10, .. })),
+        "{appended:?}"
+    );
+    let below = store.seal("s", 8);
+    assert!(matches!(below, Err(Error::BadInput { .. })), "{below:?}");
+    store.append("s", &[(2u64, 0u64, 12, 1)], 10, 20).unwrap();
+    assert_eq!(store.upper("s").unwrap(), 20);
+    let got = store.snapshot("s").unwrap().decode::<u64, u64>().unwrap();
+    assert_eq!(got, vec![(1, 0, 3, 1), (2, 0, 12, 1)]);
+
+    // With the flush thread racing the caller: the same answers every time.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    for t in (0..400u64).step_by(2) {
+        store.write("s", &[(t, 0u64, t, 1)]).unwrap();
+        store.seal_logged("s", t + 2).unwrap();
+        for upper in [t + 1, t + 2] {
+            let r = store.seal("s", upper);
+            assert!(matches!(r, Err(Error::BadInput { .. })), "{upper}: {r:?}");
+        }
+        let r = store.append("s", &[(t, 1u64, t, 1)], t, t + 1);
+        assert!(matches!(r, Err(Error::UpperMismatch { .. })), "{r:?}");
+    }
+}

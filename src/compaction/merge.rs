@@ -74,17 +74,25 @@ impl Drop for MergingGuard<'_> {
 
 impl Store {
     /// Runs every merge due for stream `id` now, on this thread, first writing the batches of its logged
-    /// seals not yet written ([`Store::complete_seals`]) and waiting for a background merge of the stream
-    /// in flight; returns how many merges this call ran. When it returns, no merge of the stream is due
+    /// seals not yet written ([`Store::complete_seals`]; a failure there is recorded as a background
+    /// error, not returned) and waiting for a background merge of the stream in flight; returns how many
+    /// merges this call ran. When it returns, no merge of the stream is due
     /// (unless the store is shutting down). (Background workers merge after each seal; this is for
     /// callers that want a compacted stream at a known point.)
     ///
-    /// Errors: as [`Store::complete_seals`]; [`Error::UnknownStream`], [`Error::Poisoned`], I/O and [`Error::Corrupt`] errors of the
+    /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], I/O and [`Error::Corrupt`] errors of the
     /// batches; [`Error::DiffOverflow`] if advancing times to the stream's `since` makes the updates of
     /// one `(key, val, time)` sum outside `i64`: that merge writes nothing and its inputs stay as they
     /// are (readable; a lookup at or beyond the time reports the same overflow).
     pub fn compact(&self, id: &str) -> Result<usize> {
-        self.flush_logged(id)?;
+        // A failed flush of a logged seal is its own (recorded, retried), not a failed merge: the merges
+        // of the batches there are go on.
+        if let Err(e) = self.flush_logged(id) {
+            if matches!(e, Error::UnknownStream { .. } | Error::Poisoned { .. }) {
+                return Err(e);
+            }
+            self.record_background_error(format!("flush of stream {id:?}'s logged seal failed: {e}"));
+        }
         let mut merges = 0;
         while !self.inner.stopping.load(Ordering::Relaxed) {
             {

@@ -18,6 +18,8 @@ pub(crate) struct Workers {
     /// Streams with logged seals to flush: the flush thread's queue (flushes come first, as RocksDB runs
     /// memtable flushes in their own, higher-priority pool: a merge takes seconds, a flush milliseconds).
     flushes: Arc<Queue>,
+    /// Whether the flush thread runs (it may have failed to start: then logged seals complete inline).
+    has_flusher: bool,
     threads: Vec<JoinHandle<()>>,
     /// The store, to tell running merges to stop when the last user handle drops.
     inner: Arc<Inner>,
@@ -79,17 +81,20 @@ impl Workers {
             })
             .filter_map(|spawned| spawned.ok())
             .collect();
+        let mut has_flusher = false;
         if !threads.is_empty() {
             let store = Store::worker_handle(inner.clone());
             let (flushes, merges) = (flushes.clone(), queue.clone());
             let flusher = std::thread::Builder::new()
                 .name("ddpersist-flush".into())
                 .spawn(move || flush_loop(store, flushes, merges));
+            has_flusher = flusher.is_ok();
             threads.extend(flusher.ok());
         }
         Workers {
             queue,
             flushes,
+            has_flusher,
             threads,
             inner: inner.clone(),
         }
@@ -104,6 +109,11 @@ impl Workers {
         self.flushes.push(id);
     }
 
+    /// Whether the flush thread runs.
+    pub(crate) fn has_flusher(&self) -> bool {
+        self.has_flusher
+    }
+
     pub(crate) fn has_threads(&self) -> bool {
         !self.threads.is_empty()
     }
@@ -115,8 +125,8 @@ impl Drop for Workers {
         // due again at the next open).
         self.inner.stopping.store(true, Ordering::Relaxed);
         self.queue.stop();
-        // The flush thread first writes the logged seals queued (a clean close leaves none to the next
-        // open).
+        // The flush thread first writes the logged seals queued (a seal whose flush failed and was not
+        // queued again stays logged, for the next open).
         self.flushes.stop();
         for t in self.threads.drain(..) {
             // A worker that panicked has nothing left to clean up; the store's state is consistent.

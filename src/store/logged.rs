@@ -13,13 +13,19 @@
 //!
 //! At open, replay reads every seal record (even below a stream's `spilled_lsn`: its updates may be in
 //! spilled runs, its upper is not) and the open seals each stream to its newest logged upper before it
-//! returns, so a crash at any point after step 2 recovers the upper.
+//! returns, so a crash at any point after step 2 recovers the upper (if that seal fails, the open still
+//! succeeds, with the seal logged and a background error).
+//!
+//! A logged seal is the stream's upper for every call from its return on: `write` refuses times below
+//! it, and `seal`, `seal_with` and `append` first complete the logged seals and refuse an upper (or a
+//! `lower`) below one logged meanwhile.
 
 use super::seal::SealTo;
 use super::*;
 
 /// The most logged seals of one stream whose batches are not committed: past it, `seal_logged` completes
-/// them on the caller's thread first (the flush thread is behind).
+/// them on the caller's thread first (the flush thread is behind). Checked before the lock is taken to
+/// log, so concurrent callers may pass it by one each: a bound on memory, not an invariant.
 const MAX_LOGGED_SEALS: usize = 2;
 
 impl Store {
@@ -34,7 +40,10 @@ impl Store {
     ///
     /// A seal that cannot be logged is an ordinary [`seal`](Self::seal) (it returns once the batch is
     /// committed): a stream that is not durable (the seal is its durability point), a log that keeps
-    /// nothing, and a WAL whose active segment is of version 4 or older (reopened, until it rolls over).
+    /// nothing, a WAL whose active segment is of version 4 or older (reopened, until it rolls over), and a
+    /// stream whose spilled runs reach below `upper` or whose spill in flight holds times below it (only
+    /// there can the updates of one `(key, val, time)` sum outside `i64`: an ordinary seal then fails and
+    /// lets a compensating write through, which a logged seal, refusing writes below its upper, could not).
     /// With `Options::compaction_threads == 0` there is no flush thread: the batch is written before this
     /// returns, after the record.
     ///
@@ -43,9 +52,12 @@ impl Store {
     ///
     /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `upper` does not advance the stream's
     /// pending upper (the newest seal's, logged or not); an error of completing earlier logged seals
-    /// (nothing of this seal happened); a WAL error, which poisons the store (as a write's). A failure of
-    /// the background flush is reported by [`background_error`](Self::background_error) and returned by
-    /// the next `complete_seals`; the seal stays durable in the WAL and is retried.
+    /// (nothing of this seal happened); as `seal`'s when it falls back to one; a WAL error, which poisons
+    /// the store (as a write's): the seal record may or may not have reached the disk, so a reopen may
+    /// or may not recover the upper. A failure of the background flush is reported by
+    /// [`background_error`](Self::background_error); the seal stays durable in the WAL, and the next
+    /// `seal_logged`, [`complete_seals`](Self::complete_seals) or `compact` of the stream tries again
+    /// (`complete_seals` returns the error if it fails again).
     pub fn seal_logged(&self, id: &str, upper: u64) -> Result<()> {
         let durable = self.with_stream(id, |s| s.version.durable())?;
         let log = &self.inner.log;
@@ -68,6 +80,23 @@ impl Store {
                     "seal of {id:?} at {upper} does not advance its upper {}",
                     stream.pending_upper
                 )));
+            }
+            // A logged seal must be able to complete. Its sums can leave `i64` only across spilled runs
+            // and the memtable, or across a spill in flight and the writes made since it took their
+            // buckets (a write is checked against the memtable only); an ordinary seal reports that and
+            // lets a compensating write through, but a logged one already refuses writes below its
+            // upper. So those cases seal synchronously. (Past this check, writes are at or above `upper`:
+            // no new overlap below it can appear.)
+            let spilled_below = stream
+                .version
+                .spills()
+                .iter()
+                .any(|s| s.description().lower < upper);
+            let spill_in_flight = (stream.flushing.as_ref())
+                .is_some_and(|b| b.range(stream.pending_upper..upper).next().is_some());
+            if spilled_below || spill_in_flight {
+                drop(guard);
+                return self.seal(id, upper).map(|_| ());
             }
             let (lsn, end) = log.append(&record::encode_seal(stream.version.stream_no(), upper))?;
             stream.pending_upper = upper;
@@ -112,7 +141,7 @@ impl Store {
     /// (a failure is then recorded as a background error: the seal itself is durable).
     fn schedule_flush(&self, id: &str) {
         match &self.handle {
-            Some(workers) if workers.has_threads() => workers.push_flush(id),
+            Some(workers) if workers.has_flusher() => workers.push_flush(id),
             _ => {
                 if let Err(e) = self.complete_seals(id) {
                     self.record_background_error(format!("flush of stream {id:?}'s logged seal failed: {e}"));
@@ -121,21 +150,25 @@ impl Store {
         }
     }
 
-    /// At open, after replay: completes every stream's logged seals, before the store is handed out —
-    /// unless the log takes no seal records (a read-only view of a live store, which writes nothing: the
-    /// logged updates stay in its memtables, visible, and its `pending_upper`s at the logged uppers).
-    pub(super) fn complete_logged_at_open(&self) -> Result<()> {
-        if !self.inner.log.takes_seal_records() {
-            return Ok(());
-        }
-        let ids: Vec<String> = {
-            let state = self.live_state()?;
-            let logged = state.streams.iter().filter(|(_, s)| !s.logged.is_empty());
-            logged.map(|(id, _)| id.clone()).collect()
+    /// At open, after replay: completes every stream's logged seals, before the store is handed out. A
+    /// failure (a full disk; a view whose blob refuses writes, `tools/inspect`) is recorded as a background
+    /// error and does not fail the open: the seals stay logged (their updates in the memtable, visible;
+    /// writes below their uppers refused) and are tried again by the next `seal_logged`,
+    /// `complete_seals` or `compact` of the stream.
+    pub(super) fn complete_logged_at_open(&self) {
+        let ids: Vec<String> = match self.live_state() {
+            Ok(state) => (state.streams.iter())
+                .filter(|(_, s)| !s.logged.is_empty())
+                .map(|(id, _)| id.clone())
+                .collect(),
+            Err(_) => return,
         };
         for id in ids {
-            self.complete_seals(&id)?;
+            if let Err(e) = self.complete_seals(&id) {
+                self.record_background_error(format!(
+                    "flush of stream {id:?}'s logged seal at open failed: {e}"
+                ));
+            }
         }
-        Ok(())
     }
 }

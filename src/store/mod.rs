@@ -283,7 +283,8 @@ impl State {
 pub(crate) struct StreamState {
     /// The stream's state as of the last manifest commit (only `apply_edit` replaces it).
     pub(crate) version: Arc<Version>,
-    /// The upper of a seal in progress (or the version's upper): writes below it are rejected.
+    /// The upper of a seal in progress, or of the newest logged seal not committed (`logged`), or the
+    /// version's upper: writes below it are rejected.
     pending_upper: u64,
     pub(crate) memtable: MemTable,
     /// Buckets being written by a seal or a spill in progress; still visible to snapshots and lookups.

@@ -239,8 +239,9 @@ impl Store {
             inner,
             handle: Some(Arc::new(workers)),
         };
-        // Seals logged but not flushed by the previous run: their batches now, before anyone writes.
-        store.complete_logged_at_open()?;
+        // Seals logged but not flushed by the previous run: their batches now, before the store is handed
+        // out (a failure leaves them logged, as a background error).
+        store.complete_logged_at_open();
         // Batches left unmerged by the previous run (or a crash) are merged now, in the background.
         store.schedule_compaction_all();
         Ok(store)

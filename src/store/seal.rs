@@ -69,6 +69,9 @@ impl Store {
                 options.since
             )));
         }
+        // Logged seals first: the stream's upper is theirs (the check in `seal_to` covers one logged
+        // after this).
+        self.flush_logged(id)?;
         self.wait_for_merges(id)?;
         let info = self.seal_to(id, SealTo::At(upper), options, appended)?;
         self.schedule_compaction(id);
@@ -114,6 +117,23 @@ impl Store {
                     }
                 },
             };
+            // A logged seal not committed yet (logged after `seal_appending` completed the earlier ones)
+            // is the stream's durable upper: nothing may be sealed or appended below it.
+            let logged = stream.logged.back().map(|l| l.0).filter(|&l| l > lower);
+            if let (SealTo::At(_), Some(logged)) = (to, logged) {
+                if let Some(expected) = appended.as_ref().map(|a| a.lower) {
+                    return Err(Error::UpperMismatch {
+                        stream: id.to_string(),
+                        expected,
+                        current: logged,
+                    });
+                }
+                if upper < logged {
+                    return Err(Error::bad_input(format!(
+                        "seal of {id:?} at {upper} does not advance its upper {logged} (a logged seal's)"
+                    )));
+                }
+            }
             if let Some(expected) = appended.as_ref().map(|a| a.lower).filter(|l| *l != lower) {
                 return Err(Error::UpperMismatch {
                     stream: id.to_string(),

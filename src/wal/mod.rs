@@ -81,7 +81,7 @@ pub enum CutKind {
 pub trait Log: Send + Sync + 'static {
     /// Reads every record back, in order, calling `f(lsn, payload)` for each. Called once, on open, before
     /// any `append`. Cuts off a torn tail; fails on corruption (naming file and offset) without deleting
-    /// anything. An [`Error::Corrupt`] returned by `f` names an offset within the payload; [`FileLog`]
+    /// anything. An [`Error::Corrupt`](crate::Error::Corrupt) returned by `f` names an offset within the payload; [`FileLog`]
     /// returns it naming the segment file and the offset in it (the payload's start added).
     fn replay(&self, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<ReplayReport>;
 

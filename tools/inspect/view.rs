@@ -6,8 +6,10 @@
 //! - [`ReadOnlyBlob`]: the directory's files as they are. What an open would change stays in this
 //!   process: removing an orphan (a seal or merge in progress elsewhere, or a crash's leftovers) only hides
 //!   it, and a manifest commit (dropping the spilled runs of streams that are not durable, as any open
-//!   does) is kept in memory. Every other write — a merge's batch file — is refused, so no merge runs (the
-//!   store records the refusal as a background error and serves reads as before).
+//!   does) is kept in memory. Every other write — a merge's batch file, the batch of a seal logged in the
+//!   WAL whose batch was not written (`Store::seal_logged`, a crash between the two) — is refused, so no
+//!   merge runs and such a seal stays logged, its updates read from the replayed memtable (the store
+//!   records each refusal as a background error and serves reads as before).
 //! - [`WalReader`]: replays the WAL segments with the library's read-only scan ([`ddpersist::wal::scan()`]:
 //!   the replay rules without cutting a torn tail) and refuses appends.
 //!
