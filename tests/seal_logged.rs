@@ -354,3 +354,102 @@ fn seals_and_appends_below_a_logged_upper_are_refused_whatever_the_flush_did() {
         assert!(matches!(r, Err(Error::UpperMismatch { .. })), "{r:?}");
     }
 }
+
+/// A blob whose first `create_new` after `armed` waits for `released`, then fails: a spill held in
+/// flight, then failed.
+#[derive(Default)]
+struct Gate {
+    /// (armed, entered, released)
+    state: std::sync::Mutex<(bool, bool, bool)>,
+    cv: std::sync::Condvar,
+}
+
+struct GatedBlob {
+    inner: ddpersist::blob::MemBlob,
+    gate: Arc<Gate>,
+}
+
+impl ddpersist::blob::Blob for GatedBlob {
+    fn get(&self, name: &str) -> ddpersist::Result<Option<ddpersist::blob::BlobBytes>> {
+        self.inner.get(name)
+    }
+    fn create(&self, name: &str) -> ddpersist::Result<Box<dyn ddpersist::blob::BlobWriter>> {
+        self.inner.create(name)
+    }
+    fn create_new(&self, name: &str) -> ddpersist::Result<Box<dyn ddpersist::blob::BlobWriter>> {
+        let mut s = self.gate.state.lock().unwrap();
+        if s.0 {
+            *s = (false, true, s.2);
+            self.gate.cv.notify_all();
+            while !s.2 {
+                s = self.gate.cv.wait(s).unwrap();
+            }
+            return Err(Error::Io {
+                context: "a held spill".into(),
+                source: std::io::Error::other("injected"),
+            });
+        }
+        drop(s);
+        self.inner.create_new(name)
+    }
+    fn delete(&self, name: &str) -> ddpersist::Result<()> {
+        self.inner.delete(name)
+    }
+    fn list(&self) -> ddpersist::Result<Vec<String>> {
+        self.inner.list()
+    }
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+}
+
+/// A write made while a spill is in flight is checked against the memtable only; when the spill fails,
+/// its buckets come back beside that write unchecked, and one `(key, val, time)` may sum outside `i64`
+/// within the memtable. A logged seal then seals synchronously (it fails, changing nothing), and the
+/// compensating write lets it through — never a logged seal that could not complete.
+#[test]
+fn a_failed_spill_leaves_no_logged_seal_that_cannot_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Arc::new(Gate::default());
+    let blob = Arc::new(GatedBlob {
+        inner: ddpersist::blob::MemBlob::default(),
+        gate: gate.clone(),
+    });
+    let log = FileLog::open(dir.path().join("wal"), 64 << 20, WalRecovery::Strict).unwrap();
+    let options = Options {
+        memtable_budget_bytes: 1,
+        ..inline()
+    };
+    let store = Store::open_on(blob, Arc::new(log), options).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    gate.state.lock().unwrap().0 = true;
+    let first = store.clone();
+    let spilling = std::thread::spawn(move || first.write("s", &[(1u64, 0u64, 0, i64::MAX)]));
+    {
+        let mut s = gate.state.lock().unwrap();
+        while !s.1 {
+            s = gate.cv.wait(s).unwrap();
+        }
+    }
+    // The spill of the first write is in flight; the second is checked against the memtable only.
+    let second = store.clone();
+    let meanwhile = std::thread::spawn(move || second.write("s", &[(1u64, 0u64, 0, 1)]));
+    while store.unsealed_len("s").unwrap() == 0 {
+        std::thread::yield_now();
+    }
+    {
+        let mut s = gate.state.lock().unwrap();
+        s.2 = true;
+        gate.cv.notify_all();
+    }
+    // Both writes returned Ok (a failed spill is a background error), and both are in the memtable.
+    spilling.join().unwrap().unwrap();
+    meanwhile.join().unwrap().unwrap();
+    assert_eq!(store.unsealed_len("s").unwrap(), 2);
+    let r = store.seal_logged("s", 1);
+    assert!(matches!(r, Err(Error::DiffOverflow { .. })), "{r:?}");
+    assert!(seal_records(dir.path()).is_empty(), "nothing was logged");
+    store.write("s", &[(1u64, 0u64, 0, -1)]).unwrap();
+    store.seal_logged("s", 1).unwrap();
+    assert_eq!(store.upper("s").unwrap(), 1);
+}

@@ -188,6 +188,14 @@ impl MemTable {
         self.bytes
     }
 
+    /// Whether the updates of one `(key, val, time)` below `upper` might sum outside `i64`: a bucket there
+    /// whose diffs' absolute values sum past `i64::MAX` (the bound `check_sums` keeps; a bucket passes it
+    /// only when updates were put back without the check, by a failed spill or by WAL replay after a
+    /// crash during one). O(buckets below `upper`).
+    pub fn may_overflow_below(&self, upper: u64) -> bool {
+        (self.buckets.range(..upper)).any(|(_, b)| b.abs_sum > i64::MAX as u128)
+    }
+
     /// Takes every bucket with time below `upper`.
     pub fn drain_below(&mut self, upper: u64) -> Buckets {
         let keep = self.buckets.split_off(&upper);
@@ -362,6 +370,19 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(one.buckets.get(&3).map(|b| b.min_lsn), Some(4));
         assert_eq!(all.buckets.get(&1).map(|b| b.min_lsn), Some(9));
+    }
+
+    #[test]
+    fn may_overflow_below_sees_buckets_past_the_bound_below_the_upper() {
+        let mut m = MemTable::default();
+        m.insert((b"k", b"v", 3, i64::MAX), 1);
+        assert!(!m.may_overflow_below(10));
+        // What a failed spill or a replay puts back without the check.
+        m.insert((b"k", b"v", 3, 1), 2);
+        assert!(m.may_overflow_below(4));
+        assert!(!m.may_overflow_below(3), "the bucket at 3 is not below 3");
+        m.insert((b"k", b"v", 3, -1), 3);
+        assert!(m.may_overflow_below(4), "a bound, not the sum: |MAX| + 1 + 1");
     }
 
     #[test]

@@ -90,7 +90,8 @@ impl Store {
     /// Errors: [`Error::UnknownStream`](crate::Error::UnknownStream),
     /// [`Error::Poisoned`](crate::Error::Poisoned); [`Error::DiffOverflow`](crate::Error::DiffOverflow)
     /// if unsealed updates of one `(key, val, time)` sum outside `i64` (possible only across spilled runs
-    /// and the memtable, whose writes are checked separately; reading the snapshot may report the same).
+    /// and the memtable, whose writes are checked separately, or within it after a failed spill put its
+    /// buckets back; reading the snapshot may report the same).
     pub fn snapshot(&self, id: &str) -> Result<Snapshot> {
         let view = self.read_view(id, ..)?;
         let flushing = view.flushing.iter().flat_map(|d| iter_buckets(d));

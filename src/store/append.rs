@@ -29,8 +29,10 @@ impl Store {
     /// quick (data in hand, not a network read). An append clears the stream's `finished` mark, as a
     /// [`seal`](Self::seal) does.
     ///
-    /// Errors: [`Error::UnknownStream`]; [`Error::UpperMismatch`] if `lower` is not the stream's upper
-    /// (nothing changes: continue from the upper it names); [`Error::BadInput`] if `upper` is not above
+    /// Errors: [`Error::UnknownStream`]; [`Error::UpperMismatch`] if `lower` is not the stream's upper —
+    /// after its logged seals ([`seal_logged`](Self::seal_logged)) are completed, or the upper of one
+    /// logged meanwhile (nothing changes: continue from the upper it names); an error of completing the
+    /// logged seals; [`Error::BadInput`] if `upper` is not above
     /// `lower`, an update breaks the order, repeats a `(key, val, time)`, has a zero diff, a time
     /// outside `[lower, upper)`, a key over 16 MiB or a val over 64 MiB — then nothing changes (the partial
     /// file is removed; the same if the iterator panics); [`Error::DiffOverflow`] as for [`seal`](Self::seal) when updates written earlier

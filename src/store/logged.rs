@@ -41,9 +41,11 @@ impl Store {
     /// A seal that cannot be logged is an ordinary [`seal`](Self::seal) (it returns once the batch is
     /// committed): a stream that is not durable (the seal is its durability point), a log that keeps
     /// nothing, a WAL whose active segment is of version 4 or older (reopened, until it rolls over), and a
-    /// stream whose spilled runs reach below `upper` or whose spill in flight holds times below it (only
-    /// there can the updates of one `(key, val, time)` sum outside `i64`: an ordinary seal then fails and
-    /// lets a compensating write through, which a logged seal, refusing writes below its upper, could not).
+    /// stream whose spilled runs reach below `upper`, whose spill in flight holds times below it, or whose
+    /// memtable holds a time below it with diffs past the write check's bound (put back by a failed spill
+    /// or by replay): only there can the updates of one `(key, val, time)` sum outside `i64`, and an
+    /// ordinary seal then fails and lets a compensating write through, which a logged seal, refusing
+    /// writes below its upper, could not.
     /// With `Options::compaction_threads == 0` there is no flush thread: the batch is written before this
     /// returns, after the record.
     ///
@@ -82,11 +84,12 @@ impl Store {
                 )));
             }
             // A logged seal must be able to complete. Its sums can leave `i64` only across spilled runs
-            // and the memtable, or across a spill in flight and the writes made since it took their
-            // buckets (a write is checked against the memtable only); an ordinary seal reports that and
-            // lets a compensating write through, but a logged one already refuses writes below its
-            // upper. So those cases seal synchronously. (Past this check, writes are at or above `upper`:
-            // no new overlap below it can appear.)
+            // and the memtable, across a spill in flight and the writes made since it took their buckets
+            // (a write is checked against the memtable only), or within a memtable bucket put back
+            // without that check (by a failed spill, or by replay after a crash during one: its bound
+            // shows it); an ordinary seal reports that and lets a compensating write through, but a
+            // logged one already refuses writes below its upper. So those cases seal synchronously.
+            // (Past this check, writes are at or above `upper`: no new overlap below it can appear.)
             let spilled_below = stream
                 .version
                 .spills()
@@ -94,7 +97,7 @@ impl Store {
                 .any(|s| s.description().lower < upper);
             let spill_in_flight = (stream.flushing.as_ref())
                 .is_some_and(|b| b.range(stream.pending_upper..upper).next().is_some());
-            if spilled_below || spill_in_flight {
+            if spilled_below || spill_in_flight || stream.memtable.may_overflow_below(upper) {
                 drop(guard);
                 return self.seal(id, upper).map(|_| ());
             }
@@ -151,24 +154,26 @@ impl Store {
     }
 
     /// At open, after replay: completes every stream's logged seals, before the store is handed out. A
-    /// failure (a full disk; a view whose blob refuses writes, `tools/inspect`) is recorded as a background
-    /// error and does not fail the open: the seals stay logged (their updates in the memtable, visible;
-    /// writes below their uppers refused) and are tried again by the next `seal_logged`,
+    /// failure that leaves the store working (a full disk; a view whose blob refuses writes,
+    /// `tools/inspect`) is recorded as a background error and does not fail the open (one that poisons
+    /// it, a failed manifest commit, is returned): the seals stay logged (their updates in the memtable,
+    /// visible; writes below their uppers refused) and are tried again by the next `seal_logged`,
     /// `complete_seals` or `compact` of the stream.
-    pub(super) fn complete_logged_at_open(&self) {
-        let ids: Vec<String> = match self.live_state() {
-            Ok(state) => (state.streams.iter())
-                .filter(|(_, s)| !s.logged.is_empty())
-                .map(|(id, _)| id.clone())
-                .collect(),
-            Err(_) => return,
-        };
+    pub(super) fn complete_logged_at_open(&self) -> Result<()> {
+        let ids: Vec<String> = (self.live_state()?.streams.iter())
+            .filter(|(_, s)| !s.logged.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in ids {
             if let Err(e) = self.complete_seals(&id) {
-                self.record_background_error(format!(
-                    "flush of stream {id:?}'s logged seal at open failed: {e}"
-                ));
+                // A failed WAL sync or manifest commit poisons the store: then the open fails.
+                if self.inner.state.lock().poisoned.is_some() {
+                    return Err(e);
+                }
+                let detail = format!("flush of stream {id:?}'s logged seal at open failed: {e}");
+                self.record_background_error(detail);
             }
         }
+        Ok(())
     }
 }

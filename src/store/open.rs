@@ -241,7 +241,7 @@ impl Store {
         };
         // Seals logged but not flushed by the previous run: their batches now, before the store is handed
         // out (a failure leaves them logged, as a background error).
-        store.complete_logged_at_open();
+        store.complete_logged_at_open()?;
         // Batches left unmerged by the previous run (or a crash) are merged now, in the background.
         store.schedule_compaction_all();
         Ok(store)

@@ -33,10 +33,16 @@ impl Store {
     /// Durable when it returns. With no updates in the interval no file is written, only the upper moves.
     /// Same as [`seal_with`](Self::seal_with) with default [`SealOptions`] (which clears `finished`).
     ///
-    /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `upper` does not advance the stream's upper;
-    /// [`Error::DiffOverflow`] if the updates of one `(key, val, time)` below `upper` sum outside `i64`
-    /// (possible only across spilled runs and the memtable: writes are checked against the memtable),
-    /// and then nothing changes: a compensating write at that time lets the seal through.
+    /// The stream's logged seals ([`seal_logged`](Self::seal_logged)) are completed first: the upper
+    /// this seal must advance is theirs.
+    ///
+    /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `upper` does not advance the stream's upper
+    /// (or is below a seal logged meanwhile); an error of completing the logged seals first (as this
+    /// call's own); [`Error::DiffOverflow`] if the updates of one `(key, val, time)` below `upper` sum
+    /// outside `i64` (possible only across spilled runs and the memtable — writes are checked against the
+    /// memtable — or within it after a failed spill put back its buckets beside writes made while it was
+    /// in flight, or a replay after a crash during one), and then nothing changes: a compensating write at
+    /// that time lets the seal through.
     /// If writing the batch file fails, nothing changes. If committing the manifest fails, the store is
     /// poisoned (the manifest may or may not have reached the disk); reopen it to recover.
     pub fn seal(&self, id: &str, upper: u64) -> Result<SealInfo> {
