@@ -297,27 +297,22 @@ fn compact_waits_for_merges_in_flight_and_leaves_none_due() {
     }
 }
 
-/// A blob whose `create` calls on background merge threads fail while `fail` is set and wait while the
-/// gate is closed; seals (on the caller's thread) pass straight through.
-struct GateBlob {
-    inner: MemBlob,
+/// What a [`common::HookBlob`] does to `create` calls on background merge threads: fail while `fail` is
+/// set, wait while the gate is closed; seals (on the caller's thread) pass straight through.
+#[derive(Default)]
+struct MergeGate {
     fail: std::sync::atomic::AtomicBool,
     closed: parking_lot::Mutex<bool>,
     opened: parking_lot::Condvar,
 }
 
-impl GateBlob {
+impl MergeGate {
     fn set_closed(&self, closed: bool) {
         *self.closed.lock() = closed;
         self.opened.notify_all();
     }
-}
 
-impl Blob for GateBlob {
-    fn get(&self, name: &str) -> ddpersist::Result<Option<ddpersist::blob::BlobBytes>> {
-        self.inner.get(name)
-    }
-    fn create(&self, name: &str) -> ddpersist::Result<Box<dyn ddpersist::blob::BlobWriter>> {
+    fn enter(&self) -> ddpersist::Result<()> {
         let thread = std::thread::current();
         let background = thread
             .name()
@@ -334,33 +329,21 @@ impl Blob for GateBlob {
                 self.opened.wait(&mut closed);
             }
         }
-        self.inner.create(name)
-    }
-    fn delete(&self, name: &str) -> ddpersist::Result<()> {
-        self.inner.delete(name)
-    }
-    fn list(&self) -> ddpersist::Result<Vec<String>> {
-        self.inner.list()
-    }
-    fn location(&self) -> String {
-        self.inner.location()
+        Ok(())
     }
 }
 
 #[test]
 fn back_pressure_holds_again_after_a_merge_failure() {
-    let blob = Arc::new(GateBlob {
-        inner: MemBlob::new(),
-        fail: false.into(),
-        closed: parking_lot::Mutex::new(false),
-        opened: parking_lot::Condvar::new(),
-    });
+    let gate = Arc::new(MergeGate::default());
+    let hooked = gate.clone();
+    let blob = Arc::new(common::HookBlob::new(move |_| hooked.enter()));
     let options = Options {
         compaction_threads: 1,
         max_batches_per_stream: 2,
         ..Options::default()
     };
-    let store = Store::open_on(blob.clone(), Arc::new(MemLog::new()), options).unwrap();
+    let store = Store::open_on(blob, Arc::new(MemLog::new()), options).unwrap();
     store.create_stream("s", StreamOptions::default()).unwrap();
     let batches = |store: &Store| store.manifest().stream("s").unwrap().batches.len();
     let seal_one = |store: &Store| {
@@ -369,7 +352,7 @@ fn back_pressure_holds_again_after_a_merge_failure() {
         store.seal("s", t + 1).unwrap();
     };
     // 1. A merge fails.
-    blob.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    gate.fail.store(true, std::sync::atomic::Ordering::SeqCst);
     for _ in 0..500 {
         if store.background_error().is_some() {
             break;
@@ -379,7 +362,7 @@ fn back_pressure_holds_again_after_a_merge_failure() {
     }
     assert!(store.background_error().is_some(), "no merge failed");
     // 2. Merges work again and catch up.
-    blob.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    gate.fail.store(false, std::sync::atomic::Ordering::SeqCst);
     seal_one(&store);
     for _ in 0..1000 {
         if batches(&store) <= 2 {
@@ -393,7 +376,7 @@ fn back_pressure_holds_again_after_a_merge_failure() {
         batches(&store)
     );
     // 3. Merges stall: seals past the bound must wait for them instead of piling batches up.
-    blob.set_closed(true);
+    gate.set_closed(true);
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let sealer = {
         let (store, done) = (store.clone(), done.clone());
@@ -406,7 +389,7 @@ fn back_pressure_holds_again_after_a_merge_failure() {
     };
     std::thread::sleep(std::time::Duration::from_millis(1000));
     let (n, sealed) = (batches(&store), done.load(std::sync::atomic::Ordering::SeqCst));
-    blob.set_closed(false);
+    gate.set_closed(false);
     sealer.join().unwrap();
     assert!(
         n <= 3 && sealed < 6,

@@ -355,8 +355,8 @@ fn seals_and_appends_below_a_logged_upper_are_refused_whatever_the_flush_did() {
     }
 }
 
-/// A blob whose first `create_new` after `armed` waits for `released`, then fails: a spill held in
-/// flight, then failed.
+/// The first file write after `armed` waits for `released`, then fails: a spill held in flight, then
+/// failed (through a [`common::HookBlob`]).
 #[derive(Default)]
 struct Gate {
     /// (armed, entered, released)
@@ -364,42 +364,21 @@ struct Gate {
     cv: std::sync::Condvar,
 }
 
-struct GatedBlob {
-    inner: ddpersist::blob::MemBlob,
-    gate: Arc<Gate>,
-}
-
-impl ddpersist::blob::Blob for GatedBlob {
-    fn get(&self, name: &str) -> ddpersist::Result<Option<ddpersist::blob::BlobBytes>> {
-        self.inner.get(name)
-    }
-    fn create(&self, name: &str) -> ddpersist::Result<Box<dyn ddpersist::blob::BlobWriter>> {
-        self.inner.create(name)
-    }
-    fn create_new(&self, name: &str) -> ddpersist::Result<Box<dyn ddpersist::blob::BlobWriter>> {
-        let mut s = self.gate.state.lock().unwrap();
-        if s.0 {
-            *s = (false, true, s.2);
-            self.gate.cv.notify_all();
-            while !s.2 {
-                s = self.gate.cv.wait(s).unwrap();
-            }
-            return Err(Error::Io {
-                context: "a held spill".into(),
-                source: std::io::Error::other("injected"),
-            });
+impl Gate {
+    fn enter(&self) -> ddpersist::Result<()> {
+        let mut s = self.state.lock().unwrap();
+        if !s.0 {
+            return Ok(());
         }
-        drop(s);
-        self.inner.create_new(name)
-    }
-    fn delete(&self, name: &str) -> ddpersist::Result<()> {
-        self.inner.delete(name)
-    }
-    fn list(&self) -> ddpersist::Result<Vec<String>> {
-        self.inner.list()
-    }
-    fn location(&self) -> String {
-        self.inner.location()
+        *s = (false, true, s.2);
+        self.cv.notify_all();
+        while !s.2 {
+            s = self.cv.wait(s).unwrap();
+        }
+        Err(Error::Io {
+            context: "a held spill".into(),
+            source: std::io::Error::other("injected"),
+        })
     }
 }
 
@@ -411,10 +390,8 @@ impl ddpersist::blob::Blob for GatedBlob {
 fn a_failed_spill_leaves_no_logged_seal_that_cannot_complete() {
     let dir = tempfile::tempdir().unwrap();
     let gate = Arc::new(Gate::default());
-    let blob = Arc::new(GatedBlob {
-        inner: ddpersist::blob::MemBlob::default(),
-        gate: gate.clone(),
-    });
+    let hooked = gate.clone();
+    let blob = Arc::new(common::HookBlob::new(move |_| hooked.enter()));
     let log = FileLog::open(dir.path().join("wal"), 64 << 20, WalRecovery::Strict).unwrap();
     let options = Options {
         memtable_budget_bytes: 1,

@@ -172,3 +172,46 @@ pub fn wal_segment_bytes(version: u32, first_lsn: u64, payloads: &[&[u8]]) -> Ve
     }
     b
 }
+
+/// A [`ddpersist::blob::MemBlob`] whose `create` and `create_new` first call `hook(name)`: an error it
+/// returns is the call's, and it may block, so a test can fail or hold a store's file writes (a merge's,
+/// a spill's) at a moment of its choosing.
+pub struct HookBlob {
+    pub inner: ddpersist::blob::MemBlob,
+    pub hook: Box<WriteHook>,
+}
+
+/// The hook of a [`HookBlob`]: called with the name of each object about to be created.
+pub type WriteHook = dyn Fn(&str) -> ddpersist::Result<()> + Send + Sync;
+
+impl HookBlob {
+    pub fn new(hook: impl Fn(&str) -> ddpersist::Result<()> + Send + Sync + 'static) -> Self {
+        HookBlob {
+            inner: ddpersist::blob::MemBlob::new(),
+            hook: Box::new(hook),
+        }
+    }
+}
+
+impl Blob for HookBlob {
+    fn get(&self, name: &str) -> ddpersist::Result<Option<ddpersist::blob::BlobBytes>> {
+        self.inner.get(name)
+    }
+    fn create(&self, name: &str) -> ddpersist::Result<Box<dyn ddpersist::blob::BlobWriter>> {
+        (self.hook)(name)?;
+        self.inner.create(name)
+    }
+    fn create_new(&self, name: &str) -> ddpersist::Result<Box<dyn ddpersist::blob::BlobWriter>> {
+        (self.hook)(name)?;
+        self.inner.create_new(name)
+    }
+    fn delete(&self, name: &str) -> ddpersist::Result<()> {
+        self.inner.delete(name)
+    }
+    fn list(&self) -> ddpersist::Result<Vec<String>> {
+        self.inner.list()
+    }
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+}
