@@ -13,7 +13,7 @@
 //! LSN space, or a bad record in any segment but the last is corruption: open fails naming the file and
 //! offset, and nothing is changed, under either [`WalRecovery`]. In the last segment, a bad record is a
 //! torn tail — the file is truncated there (and fsync'd) and the cut is reported — when no later sync mark
-//! covers it (versions 3 and 4), when no valid record follows it (versions 1 and 2), or always in a zero-filled
+//! covers it (versions 3 and later), when no valid record follows it (versions 1 and 2), or always in a zero-filled
 //! version 2 segment (written in place, so a power loss may keep any subset of a group commit's pages). Otherwise
 //! (a mark covers it, or, in an appended version 1 or 2 segment, a valid record follows it) it is
 //! corruption — unless [`WalRecovery::PointInTime`] asks to cut the last segment there instead.
@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// What to do with a bad record in the last segment that is not taken for a torn write: a sync mark
-/// covers it (versions 3 and 4), or valid records follow it in an appended version 1 or 2 segment (in the last
+/// covers it (versions 3 and later), or valid records follow it in an appended version 1 or 2 segment (in the last
 /// zero-filled version 2 segment a bad record is a torn tail under both modes). Corruption anywhere else
 /// (a bad header, an LSN gap, a bad record in an earlier segment) fails the open under both.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -162,7 +162,7 @@ impl FileLog {
     }
 
     /// Whether to keep the active segment zero-filled ahead of the log (default false; see the module
-    /// docs). Every new segment is format version 4; those created with it carry header flag bit 0, and
+    /// docs). Every new segment is of the current format version; those created with it carry header flag bit 0, and
     /// a segment created without it (or by an older release) is never zero-filled, even when reopened
     /// with this on.
     pub fn with_zero_fill(self, on: bool) -> Self {
@@ -246,8 +246,8 @@ impl Log for FileLog {
         state.segments = segments;
         state.active = Some(active);
         state.active_bytes = active_bytes;
-        // A reopened segment of an older version gets no sync marks (before version 3) and only tag 1
-        // records (before version 4); a new one gets both.
+        // A reopened segment of an older version gets no sync marks (before version 3), only tag 1
+        // records (before version 4) and no seal records (before version 5); a new one gets them all.
         state.active_marks = segments_were_new || scan.last_version >= 3;
         let version = match segments_were_new {
             true => WAL_VERSION.0,

@@ -3,7 +3,7 @@
 //! Three kinds, told apart by the first byte, the record's tag (FORMAT.md §4, "payload"; little-endian):
 //! - tag 1, [`RecordFormat::Fixed`]: `stream_no` `u32`, `count` `u32`, then `count` updates, each `time`
 //!   `u64`, `diff` `i64`, key and val lengths `u32`, key and val bytes: 24 bytes of framing an update;
-//! - tag 2, [`RecordFormat::Varint`] (WAL version 4 segments only): `stream_no` `u32`, `count` `u32`, then
+//! - tag 2, [`RecordFormat::Varint`] (WAL version 4 segments and later only): `stream_no` `u32`, `count` `u32`, then
 //!   `count` updates, each the time as the zig-zag varint of its wrapping difference from the previous
 //!   update's time (0 before the first), the diff as a zig-zag varint, key and val lengths as varints
 //!   (`wal/varint.rs`), key and val bytes: 4 bytes of framing for a typical update (the time of the one

@@ -47,10 +47,11 @@ pub struct Scan {
     /// there is no segment with a complete header.
     pub end_offset: u64,
     /// Whether the last segment with a complete header may end in zeros filled ahead of the log (version
-    /// 2, or version 3 or 4 with the zero-filled flag); false when there is none.
+    /// 2, or version 3 and later with the zero-filled flag); false when there is none.
     pub last_zero_filled: bool,
     /// Format version of the last segment with a complete header (0 when there is none): sync marks are
-    /// written only to segments of version 3 or later, varint records (tag 2) only to version 4 or later.
+    /// written only to segments of version 3 or later, varint records (tag 2) only to version 4 or later,
+    /// seal records (tag 3) only to version 5 or later.
     pub last_version: u32,
     /// The segments of the log, oldest first.
     pub segments: Vec<Segment>,
@@ -196,14 +197,14 @@ fn check_header(
 /// Reads every record of the log in `dir`, in order, calling `f(lsn, payload)` for each; changes nothing.
 /// Sync marks (version 3 on) are checked and skipped. An [`Error::Corrupt`] that `f` returns names an
 /// offset within the payload: it is returned naming the segment file and the offset in it.
-/// In a zero-filled segment (version 2, or 3 or 4 with the flag), zero bytes from a record's place to the end
+/// In a zero-filled segment (version 2, or 3 and later with the flag), zero bytes from a record's place to the end
 /// of the file are the end of that segment's records (space filled ahead of the log), not a record and not
 /// a torn tail; the next segment must still start at the LSN where the records ended.
 ///
 /// A bad record (or bad bytes where one should start) is told apart as follows (FORMAT.md §4):
 /// - in a segment that is not the last: [`Error::Corrupt`] (every such segment was fsync'd whole before
 ///   its successor was created);
-/// - in the last segment of version 3 or 4: if a valid sync mark after it names an LSN past its start, it was
+/// - in the last segment of version 3 or later: if a valid sync mark after it names an LSN past its start, it was
 ///   made durable, so it is [`Error::Corrupt`] naming file and offset — or, under
 ///   [`WalRecovery::PointInTime`], cut with everything after it and reported as [`CutKind::DataLoss`].
 ///   Otherwise no flush that reached it ever returned from its `fdatasync`: a torn tail, cut and reported
