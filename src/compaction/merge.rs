@@ -91,7 +91,7 @@ impl Store {
             if matches!(e, Error::UnknownStream { .. } | Error::Poisoned { .. }) {
                 return Err(e);
             }
-            self.record_background_error(format!("flush of stream {id:?}'s logged seal failed: {e}"));
+            self.record_flush_failure(id, &e);
         }
         let mut merges = 0;
         while !self.inner.stopping.load(Ordering::Relaxed) {

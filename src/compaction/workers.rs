@@ -147,7 +147,7 @@ fn worker_loop(store: Store, queue: Arc<Queue>) {
 fn flush_loop(store: Store, queue: Arc<Queue>, merges: Arc<Queue>) {
     while let Some(id) = queue.pop(true) {
         if let Err(e) = store.flush_logged(&id) {
-            store.record_background_error(format!("flush of stream {id:?}'s logged seal failed: {e}"));
+            store.record_flush_failure(&id, &e);
         }
         // Its new batch may make merges due: the merge threads' work.
         merges.push(&id);

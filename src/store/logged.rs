@@ -147,10 +147,16 @@ impl Store {
             Some(workers) if workers.has_flusher() => workers.push_flush(id),
             _ => {
                 if let Err(e) = self.complete_seals(id) {
-                    self.record_background_error(format!("flush of stream {id:?}'s logged seal failed: {e}"));
+                    self.record_flush_failure(id, &e);
                 }
             }
         }
+    }
+
+    /// Records that writing the batch of stream `id`'s logged seals failed with `e` (they stay logged and
+    /// are tried again): a background error.
+    pub(crate) fn record_flush_failure(&self, id: &str, e: &Error) {
+        self.record_background_error(format!("flush of stream {id:?}'s logged seal failed: {e}"));
     }
 
     /// At open, after replay: completes every stream's logged seals, before the store is handed out. A
@@ -170,8 +176,7 @@ impl Store {
                 if self.inner.state.lock().poisoned.is_some() {
                     return Err(e);
                 }
-                let detail = format!("flush of stream {id:?}'s logged seal at open failed: {e}");
-                self.record_background_error(detail);
+                self.record_flush_failure(&id, &e);
             }
         }
         Ok(())

@@ -155,17 +155,19 @@ impl Store {
         let location = blob.location();
         let replay = log.replay(&mut |lsn, payload| {
             let what = format!("{location}/{WAL_DIR} record at LSN {lsn}");
-            let rec = match record::decode(payload, &what)? {
+            let rec = record::decode(payload, &what)?;
+            let (id, spilled_lsn) = by_no.get(&rec.stream_no()).ok_or_else(|| {
+                Error::corrupt(&what, 1, format!("unknown stream number {}", rec.stream_no()))
+            })?;
+            // Past this record's first byte: a release point at or beyond every replayed record.
+            wal_end = lsn + 1;
+            let stream = streams
+                .get_mut(id)
+                .ok_or_else(|| Error::corrupt(&what, 1, "stream vanished"))?;
+            let rec = match rec {
                 record::Record::Updates(rec) => rec,
+                // Whatever the stream's `spilled_lsn`: a spill keeps the updates, not the upper.
                 record::Record::Seal(seal) => {
-                    // Whatever the stream's `spilled_lsn`: a spill keeps the updates, not the upper.
-                    let (id, _) = by_no.get(&seal.stream_no).ok_or_else(|| {
-                        Error::corrupt(&what, 1, format!("unknown stream number {}", seal.stream_no))
-                    })?;
-                    wal_end = lsn + 1;
-                    let stream = streams
-                        .get_mut(id)
-                        .ok_or_else(|| Error::corrupt(&what, 1, "stream vanished"))?;
                     if seal.upper > stream.pending_upper {
                         stream.pending_upper = seal.upper;
                         stream.logged.push_back((seal.upper, lsn));
@@ -173,18 +175,10 @@ impl Store {
                     return Ok(());
                 }
             };
-            let (id, spilled_lsn) = by_no.get(&rec.stream_no).ok_or_else(|| {
-                Error::corrupt(&what, 1, format!("unknown stream number {}", rec.stream_no))
-            })?;
-            // Past this record's first byte: a release point at or beyond every replayed record.
-            wal_end = lsn + 1;
             if lsn < *spilled_lsn {
                 // Its updates are in batches (below the upper) and spilled runs (the rest).
                 return Ok(());
             }
-            let stream = streams
-                .get_mut(id)
-                .ok_or_else(|| Error::corrupt(&what, 1, "stream vanished"))?;
             // What `write` never logs is corruption, even under a valid checksum: never replayed.
             for &(k, v, t, d) in &rec.updates {
                 let bad = if k.len() > MAX_KEY_BYTES || v.len() > MAX_VAL_BYTES {

@@ -180,6 +180,16 @@ pub enum Record<'a> {
     Seal(SealRecord),
 }
 
+impl Record<'_> {
+    /// The number of the stream the record is about.
+    pub fn stream_no(&self) -> u32 {
+        match self {
+            Record::Updates(r) => r.stream_no,
+            Record::Seal(s) => s.stream_no,
+        }
+    }
+}
+
 /// The payload of a seal record (tag 3, [`SEAL_RECORD_BYTES`] bytes) for stream `stream_no` at `upper`.
 pub fn encode_seal(stream_no: u32, upper: u64) -> [u8; SEAL_RECORD_BYTES] {
     let mut out = [0u8; SEAL_RECORD_BYTES];

@@ -20,7 +20,7 @@ use crate::render::write_json;
 use ddpersist::batch::{batch_file_name, parse_batch_file_name, BatchFile};
 use ddpersist::blob::{Blob, TMP_SUFFIX};
 use ddpersist::version::BatchMeta;
-use ddpersist::wal::record::{decode, Record};
+use ddpersist::wal::record::decode;
 use ddpersist::wal::{self, CutKind, TornTail, WalRecovery};
 use ddpersist::Result;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -249,10 +249,7 @@ fn verify_wal(store: &StoreDir, tally: &mut Tally) -> Result<()> {
 /// A record must decode as the store writes it and name a stream of the manifest.
 fn check_record(location: &str, lsn: u64, payload: &[u8], streams: &HashSet<u32>) -> Result<()> {
     let what = format!("{location} (record at LSN {lsn})");
-    let stream_no = match decode(payload, &what)? {
-        Record::Updates(r) => r.stream_no,
-        Record::Seal(seal) => seal.stream_no,
-    };
+    let stream_no = decode(payload, &what)?.stream_no();
     if !streams.contains(&stream_no) {
         return Err(corrupt(
             &what,

@@ -19,7 +19,7 @@
 use crate::access::StoreDir;
 use ddpersist::blob::{Blob, BlobBytes, BlobWriter, DirBlob, MemBlob};
 use ddpersist::version::MANIFEST_NAME;
-use ddpersist::wal::record::{decode, Record};
+use ddpersist::wal::record::decode;
 use ddpersist::wal::{self, Log, Lsn, ReplayReport, WalRecovery};
 use ddpersist::{Error, Options, Result, Store};
 use parking_lot::Mutex;
@@ -144,11 +144,7 @@ impl Log for WalReader {
         let mut shares = self.shares.lock();
         let scan = wal::scan(&self.dir, WalRecovery::Strict, &mut |lsn, payload| {
             let what = format!("{location} (record at LSN {lsn})");
-            let stream_no = match decode(payload, &what)? {
-                Record::Updates(r) => r.stream_no,
-                Record::Seal(seal) => seal.stream_no,
-            };
-            let share = shares.entry(stream_no).or_default();
+            let share = shares.entry(decode(payload, &what)?.stream_no()).or_default();
             share.records += 1;
             share.bytes += payload.len() as u64;
             f(lsn, payload)
