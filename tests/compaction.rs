@@ -110,6 +110,56 @@ fn background_workers_merge_and_stop_with_the_store() {
     assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
 }
 
+/// `(thread name, nice value)` of every thread of this process (Linux: `/proc/self/task/*/stat`, field 19).
+#[cfg(target_os = "linux")]
+fn thread_nice_values() -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let (Ok(stat), Ok(name)) = (
+            std::fs::read_to_string(task.path().join("stat")),
+            std::fs::read_to_string(task.path().join("comm")),
+        ) else {
+            continue; // The thread exited meanwhile.
+        };
+        // The fields after the name, which ends at the last ')': state is field 3, nice field 19.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let nice: i64 = after.split(' ').nth(19 - 3).unwrap().parse().unwrap();
+        out.push((name.trim().to_string(), nice));
+    }
+    out
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn background_threads_run_at_the_background_nice_value() {
+    // 13: no other test's store uses it (the default is 10), so its threads are this store's.
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        background_nice: 13,
+        ..Options::default()
+    };
+    let store = Store::open_with(dir.path(), options).unwrap();
+    let ours = || -> Vec<String> {
+        let threads = thread_nice_values();
+        let mut names: Vec<String> = threads.into_iter().filter(|t| t.1 == 13).map(|t| t.0).collect();
+        names.sort();
+        names
+    };
+    // The threads set their nice value as they start: wait (bounded) for both.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while ours().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // (Linux keeps the first 15 bytes of a thread's name: "ddpersist-compact-0" reads "ddpersist-compa".)
+    assert_eq!(ours(), ["ddpersist-compa", "ddpersist-flush"]);
+    // The writer's thread keeps its own.
+    let me = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let after = &me[me.rfind(')').unwrap() + 2..];
+    assert_ne!(after.split(' ').nth(16).unwrap(), "13");
+    drop(store);
+    assert_eq!(ours(), Vec::<String>::new(), "the store's threads end with it");
+}
+
 #[test]
 fn since_advances_times_keeps_accumulations_and_never_goes_back() {
     let dir = tempfile::tempdir().unwrap();

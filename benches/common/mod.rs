@@ -69,7 +69,8 @@ pub fn has_arg(flag: &str) -> bool {
 }
 
 /// The store options of a bench run: the defaults, with `DDPERSIST_BENCH_FAN_IN` (merge fan-in),
-/// `DDPERSIST_BENCH_MEMTABLE_MIB` (memtable budget), `DDPERSIST_BENCH_COMPACTION_THREADS` and
+/// `DDPERSIST_BENCH_MEMTABLE_MIB` (memtable budget), `DDPERSIST_BENCH_COMPACTION_THREADS`,
+/// `DDPERSIST_BENCH_BACKGROUND_NICE` (`Options::background_nice`) and
 /// `DDPERSIST_BENCH_BLOCK_KIB` (block target, KiB) when set.
 #[allow(dead_code)]
 pub fn bench_options() -> ddpersist::Options {
@@ -78,6 +79,7 @@ pub fn bench_options() -> ddpersist::Options {
         merge_fan_in: env_or("DDPERSIST_BENCH_FAN_IN", d.merge_fan_in),
         memtable_budget_bytes: env_or("DDPERSIST_BENCH_MEMTABLE_MIB", d.memtable_budget_bytes >> 20) << 20,
         compaction_threads: env_or("DDPERSIST_BENCH_COMPACTION_THREADS", d.compaction_threads),
+        background_nice: env_or("DDPERSIST_BENCH_BACKGROUND_NICE", d.background_nice),
         block_target_bytes: env_or("DDPERSIST_BENCH_BLOCK_KIB", d.block_target_bytes >> 10) << 10,
         ..d
     }

@@ -72,12 +72,16 @@ impl Workers {
     pub(crate) fn start(inner: &Arc<Inner>) -> Workers {
         let (queue, flushes) = (Arc::new(Queue::default()), Arc::new(Queue::default()));
         let merging = inner.options.compaction_threads;
+        let nice = inner.options.background_nice;
         let mut threads: Vec<JoinHandle<()>> = (0..merging)
             .map(|n| {
                 let (store, queue) = (Store::worker_handle(inner.clone()), queue.clone());
                 std::thread::Builder::new()
                     .name(format!("ddpersist-compact-{n}"))
-                    .spawn(move || worker_loop(store, queue))
+                    .spawn(move || {
+                        lower_priority(nice);
+                        worker_loop(store, queue)
+                    })
             })
             .filter_map(|spawned| spawned.ok())
             .collect();
@@ -87,7 +91,10 @@ impl Workers {
             let (flushes, merges) = (flushes.clone(), queue.clone());
             let flusher = std::thread::Builder::new()
                 .name("ddpersist-flush".into())
-                .spawn(move || flush_loop(store, flushes, merges));
+                .spawn(move || {
+                    lower_priority(nice);
+                    flush_loop(store, flushes, merges)
+                });
             has_flusher = flusher.is_ok();
             threads.extend(flusher.ok());
         }
@@ -133,6 +140,22 @@ impl Drop for Workers {
             let _ = t.join();
         }
     }
+}
+
+/// Gives the calling thread the nice value `nice` (at most 19), as `setpriority(PRIO_PROCESS, tid, nice)`:
+/// on Linux the nice value is per thread, and threads it starts inherit it (the batch writer's I/O
+/// helper). Best effort: a failure (a seccomp filter, say) leaves the thread as it was.
+fn lower_priority(nice: u8) {
+    #[cfg(target_os = "linux")]
+    if nice > 0 {
+        // SAFETY: `gettid` has no preconditions and cannot fail.
+        let tid = unsafe { libc::gettid() };
+        // SAFETY: `setpriority` only reads its integer arguments; `tid` is this thread's id, so it changes
+        // only this thread's nice value. Its result is ignored on purpose (best effort, above).
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, i32::from(nice.min(19))) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 fn worker_loop(store: Store, queue: Arc<Queue>) {

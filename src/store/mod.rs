@@ -94,6 +94,13 @@ pub struct Options {
     /// Background threads merging batches (default 1). With 0, merges run inside `seal`, before it
     /// returns: deterministic, for tests and for callers that want no threads.
     pub compaction_threads: usize,
+    /// The nice value (Linux: per thread, 0 to 19, higher runs less) of the background threads — merges,
+    /// the flush thread of logged seals, and the batch-writing helpers they start — so that on a busy
+    /// machine they take the CPU the writers leave (RocksDB's `Env::LowerThreadPoolCPUPriority`; default
+    /// 10; 0 leaves them at the process's). Values past 19 count as 19. Back-pressure
+    /// (`max_batches_per_stream`, and the flush thread's two logged seals) still bounds how far they may
+    /// fall behind. Ignored elsewhere than Linux. Effect: BENCHMARKS.md, "Background thread priority".
+    pub background_nice: u8,
     /// lz4-compress the blocks of batches at this level or deeper (level = floor(log2(updates)); e.g. 20
     /// compresses batches of a million updates and more). `None` (the default): never compress.
     pub compress_from_level: Option<u32>,
@@ -142,6 +149,7 @@ impl Default for Options {
             block_target_bytes: DEFAULT_BLOCK_TARGET_BYTES,
             wal_recovery: WalRecovery::Strict,
             compaction_threads: 1,
+            background_nice: 10,
             merge_fan_in: 8,
             max_space_amplification_percent: None,
             compress_from_level: None,

@@ -68,7 +68,7 @@ pub struct FileLog {
     pub(super) active_version: AtomicU32,
     /// Shared with the zero-filling thread.
     pub(super) fill: Arc<ZeroFill>,
-    /// The zero-filling thread, started by `replay`; stopped and joined on drop.
+    /// The zero-filling thread, started by `replay` when zero-filling is on; stopped and joined on drop.
     pub(super) filler: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -237,12 +237,15 @@ impl Log for FileLog {
         };
         self.fill
             .set_active(active.clone(), zero_filled, active_bytes, file_len);
-        let fill = self.fill.clone();
-        let filler = std::thread::Builder::new()
-            .name("ddpersist-wal-zero".into())
-            .spawn(move || fill.run())
-            .map_err(|e| Error::io("start the WAL zero-filling thread", e))?;
-        *self.filler.lock() = Some(filler);
+        // Only with zero-filling on: a waiting filler would be woken by every write for nothing.
+        if self.new_segment_zero_filled() {
+            let fill = self.fill.clone();
+            let filler = std::thread::Builder::new()
+                .name("ddpersist-wal-zero".into())
+                .spawn(move || fill.run())
+                .map_err(|e| Error::io("start the WAL zero-filling thread", e))?;
+            *self.filler.lock() = Some(filler);
+        }
         state.segments = segments;
         state.active = Some(active);
         state.active_bytes = active_bytes;

@@ -153,6 +153,8 @@ fn without_zero_fill_records_are_appended() {
     let dir = tempfile::tempdir().unwrap();
     let log = FileLog::open(dir.path(), 64 << 20, WalRecovery::Strict).unwrap();
     replay_all(&log).unwrap();
+    // No filler thread: it would only be woken by every write for nothing.
+    assert!(log.filler.lock().is_none());
     let mut end = 0;
     for i in 0..10u8 {
         let (_, e) = log.append(&[i + 1; 100_000]).unwrap();
@@ -172,6 +174,8 @@ fn without_zero_fill_records_are_appended() {
         .unwrap()
         .with_zero_fill(true);
     replay_all(&log).unwrap();
+    // With zero-filling on, the filler runs (for the segments to come).
+    assert!(log.filler.lock().is_some());
     let (_, e) = log.append(&[9; 100_000]).unwrap();
     log.sync(e).unwrap();
     fill_idle(&log);
