@@ -36,7 +36,8 @@
 //!    all `N`) with a fresh cursor per lookup (`seek_key`, vals, `map_times`), the same keys. Every answer is
 //!    checked equal. Diagnostic rows, after the other engines' ingests: the same keys again on the same store
 //!    (blocks already touched), and the same keys after the store is reopened (a restart: every block read is touched for the first time by the
-//!    new process and checksummed then).
+//!    new process and checksummed then), then that reopened store after `Store::major_compact` (every batch
+//!    merged into one) on keys not looked up before, against DD's seek of the same keys.
 //! 5. Restart → trace ready, page cache warm: `Store::open`, a timely worker, `arrange_persisted` built
 //!    over row 1's store (compacted), and the first cursor seek answered (`common::restart::trace_ready`),
 //!    against the store-level first lookup (`Store::open` + `get_bytes`, `common::restart::open_get`).
@@ -282,7 +283,8 @@ fn main() {
     let dd_batch = InMemory::build(n);
     let as_of = time(n - 1);
     let (mut fresh, mut warm, mut dd_seek, mut reopened) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (store, dir, keys, (ours_fresh, answers)) in read_stores {
+    let (mut major, mut dd_major) = (Vec::new(), Vec::new());
+    for (round, (store, dir, keys, (ours_fresh, answers))) in read_stores.into_iter().enumerate() {
         let (ours_warm, again) = timed_lookups(&keys, |k| store.get_bytes(STREAM, k, as_of).unwrap());
         drop(store);
         let store = Store::open_with(dir.path(), common::bench_options()).unwrap();
@@ -293,6 +295,18 @@ fn main() {
             "row 4: ddpersist's answers differ from DD's"
         );
         assert!(want.iter().all(|a| a.len() == 1), "row 4: every key is a hit");
+        // Diagnostic: the reopened store merged into one batch (`major_compact`), then keys not looked up
+        // before, fresh, against DD's seek of the same keys.
+        store.major_compact(STREAM).unwrap();
+        let keys = lookup_keys(n, 1_000 + round as u64);
+        let (ours_major, got) = timed_lookups(&keys, |k| store.get_bytes(STREAM, k, as_of).unwrap());
+        let (dd_major_seek, want) = timed_lookups(&keys, |k| InMemory::get_in(&dd_batch.0, k, as_of));
+        assert!(
+            got == want,
+            "row 4: ddpersist's answers after major_compact differ from DD's"
+        );
+        major.push(ours_major);
+        dd_major.push(dd_major_seek);
         fresh.push(ours_fresh);
         warm.push(ours_warm);
         reopened.push(ours_reopened);
@@ -301,6 +315,7 @@ fn main() {
     drop(dd_batch);
     let (fresh, warm, dd_seek) = (median(&mut fresh), median(&mut warm), median(&mut dd_seek));
     let reopened = median(&mut reopened);
+    let (major, dd_major) = (median(&mut major), median(&mut dd_major));
 
     // Row 5: restart of row 1's arrangement, warm; one untimed run first fills the page cache.
     let arranged_dir = arranged_dir.unwrap();
@@ -385,6 +400,14 @@ fn main() {
             micros(reopened),
             format!("DD fresh-cursor seek {}", micros(dd_seek)),
             reopened.as_secs_f64() / dd_s,
+            "-",
+            None,
+        ),
+        row(
+            "4. (diagnostic) new keys fresh after `major_compact` (one batch)",
+            micros(major),
+            format!("DD fresh-cursor seek {}", micros(dd_major)),
+            major.as_secs_f64() / dd_major.as_secs_f64(),
             "-",
             None,
         ),

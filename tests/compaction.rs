@@ -200,6 +200,58 @@ fn since_advances_times_keeps_accumulations_and_never_goes_back() {
 }
 
 #[test]
+fn a_major_compaction_merges_every_batch_into_one_and_keeps_every_accumulation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), inline()).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    assert_eq!(store.major_compact("s").unwrap(), 0, "no batch: nothing to merge");
+    let (mut model, mut rng) = (Model::default(), Rng(7));
+    ingest(&store, "s", &mut model, &mut rng, 30, 20);
+    store.allow_compaction("s", 12).unwrap();
+    assert!(store.manifest().stream("s").unwrap().batches.len() >= 2);
+    assert!(store.major_compact("s").unwrap() >= 1);
+    assert_eq!(store.manifest().stream("s").unwrap().batches.len(), 1);
+    let got = store.snapshot("s").unwrap().to_vec().unwrap();
+    let want = model.expected();
+    for t in [12, 13, 20, 29, 40] {
+        assert_eq!(accumulate(&got, t), accumulate(&want, t), "accumulation at {t}");
+    }
+    // Its merge advanced times to `since`, as every merge does.
+    assert!(got.iter().all(|u| u.2 >= 12));
+    assert_eq!(
+        store.major_compact("s").unwrap(),
+        0,
+        "one batch: nothing left to merge"
+    );
+    assert!(matches!(
+        store.major_compact("nope"),
+        Err(Error::UnknownStream { .. })
+    ));
+    drop(store);
+    let store = Store::open_with(dir.path(), inline()).unwrap();
+    assert_eq!(store.manifest().stream("s").unwrap().batches.len(), 1);
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), got);
+}
+
+#[test]
+fn a_major_compaction_waits_for_background_merges_and_leaves_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    let (mut model, mut rng) = (Model::default(), Rng(8));
+    // Background merges run meanwhile (the default: one merge thread).
+    ingest(&store, "s", &mut model, &mut rng, 100, 20);
+    store.major_compact("s").unwrap();
+    assert_eq!(store.manifest().stream("s").unwrap().batches.len(), 1);
+    assert_eq!(store.background_error(), None);
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+    // Later seals stack on it as before.
+    ingest(&store, "s", &mut model, &mut rng, 3, 20);
+    store.compact("s").unwrap();
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+}
+
+#[test]
 fn a_reader_keeps_its_batches_across_merges() {
     let blob = MemBlob::new();
     let store = Store::open_on(Arc::new(blob.clone()), Arc::new(MemLog::new()), inline()).unwrap();

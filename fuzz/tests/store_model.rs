@@ -124,7 +124,10 @@ fn sequences() -> Vec<Vec<Op>> {
         Op::Sync { ticket: 1 },
         Op::Snapshot { slot: 0 },
         Op::AllowCompaction { slot: 0, by: 3 },
-        Op::Compact { slot: 0 },
+        Op::Compact {
+            slot: 0,
+            major: false,
+        },
         Op::Seal { slot: 1, by: 4 },
         Op::Seal { slot: 2, by: 1 },
         Op::Reopen { fault: None },
@@ -164,7 +167,14 @@ fn sequences() -> Vec<Vec<Op>> {
             merges.push(Op::AllowCompaction { slot: 0, by: 5 });
         }
     }
-    merges.push(Op::Compact { slot: 0 });
+    merges.push(Op::Compact {
+        slot: 0,
+        major: false,
+    });
+    merges.push(write(0, vec![u(b"a", b"", 3, 1)]));
+    merges.push(Op::Seal { slot: 0, by: 1 });
+    merges.push(Op::Compact { slot: 0, major: true });
+    merges.push(Op::Snapshot { slot: 0 });
     let mut faulted = Vec::new();
     for (i, site) in [
         FaultSite::Blob,
@@ -191,7 +201,10 @@ fn sequences() -> Vec<Vec<Op>> {
             slot: 2,
             durable: false,
         });
-        faulted.push(Op::Compact { slot: 0 });
+        faulted.push(Op::Compact {
+            slot: 0,
+            major: false,
+        });
         faulted.push(Op::Snapshot { slot: 0 });
         faulted.push(Op::Reopen {
             fault: Some(Fault {
@@ -233,7 +246,10 @@ fn sweep_workload() -> Vec<Op> {
     }
     ops.extend([
         Op::AllowCompaction { slot: 0, by: 2 },
-        Op::Compact { slot: 0 },
+        Op::Compact {
+            slot: 0,
+            major: false,
+        },
         Op::Create {
             slot: 2,
             durable: true,

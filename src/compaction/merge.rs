@@ -57,6 +57,15 @@ pub fn merge_batches(
     writer.finish().map(Some)
 }
 
+/// Which batches [`Store::merge_once`] merges.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// The merge the policy finds due, if any.
+    Due,
+    /// All of the stream's batches, if there are two or more (a major compaction).
+    Whole,
+}
+
 /// Clears a stream's `merging` flag however a merge ends.
 struct MergingGuard<'a> {
     store: &'a Store,
@@ -95,22 +104,8 @@ impl Store {
         }
         let mut merges = 0;
         while !self.inner.stopping.load(Ordering::Relaxed) {
-            {
-                let mut state = self.live_state()?;
-                loop {
-                    let stream = state
-                        .streams
-                        .get(id)
-                        .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
-                    if !stream.merging {
-                        break;
-                    }
-                    self.inner
-                        .batches_changed
-                        .wait_for(&mut state, Duration::from_millis(100));
-                }
-            }
-            if !self.merge_once(id)? {
+            self.wait_for_merge_in_flight(id)?;
+            if !self.merge_once(id, Scope::Due)? {
                 // A background merge may have started between the wait and the pick: wait for it too.
                 if self.live_state()?.streams.get(id).is_some_and(|s| s.merging) {
                     continue;
@@ -122,8 +117,52 @@ impl Store {
         Ok(merges)
     }
 
-    /// Runs one merge of stream `id` if one is due; returns whether it did.
-    fn merge_once(&self, id: &str) -> Result<bool> {
+    /// A major compaction (Bigtable's term: every file of a tablet rewritten into one): runs every merge
+    /// due, as [`compact`](Self::compact) does, then merges all of stream `id`'s batches into one, so that
+    /// a lookup probes one key filter and searches one batch instead of one per batch (about 65 ns a batch
+    /// at 10 M updates, BENCHMARKS.md, "Major compaction"), and a DD cursor walks one batch. Costs one
+    /// rewrite of the whole stream (its bytes written once more): for a stream whose writers have gone
+    /// quiet, after a bulk load, or before serving reads from it; differential dataflow's own trace merges
+    /// down to one batch when idle the same way. Times are advanced to the stream's `since`, as in every
+    /// merge. Batches sealed while the merge runs stay beside its output. Returns how many merges ran.
+    ///
+    /// Errors: as [`compact`](Self::compact).
+    pub fn major_compact(&self, id: &str) -> Result<usize> {
+        let mut merges = self.compact(id)?;
+        while !self.inner.stopping.load(Ordering::Relaxed) {
+            self.wait_for_merge_in_flight(id)?;
+            if self.merge_once(id, Scope::Whole)? {
+                merges += 1;
+                break;
+            }
+            // Nothing to merge, or a background merge started between the wait and the pick.
+            if !self.live_state()?.streams.get(id).is_some_and(|s| s.merging) {
+                break;
+            }
+        }
+        Ok(merges)
+    }
+
+    /// Waits while a merge of stream `id` is in flight. Errors: [`Error::UnknownStream`],
+    /// [`Error::Poisoned`].
+    fn wait_for_merge_in_flight(&self, id: &str) -> Result<()> {
+        let mut state = self.live_state()?;
+        loop {
+            let stream = state
+                .streams
+                .get(id)
+                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+            if !stream.merging {
+                return Ok(());
+            }
+            self.inner
+                .batches_changed
+                .wait_for(&mut state, Duration::from_millis(100));
+        }
+    }
+
+    /// Runs one merge of stream `id` over `scope` if there is one; returns whether it did.
+    fn merge_once(&self, id: &str, scope: Scope) -> Result<bool> {
         let (inputs, input_nos, description, file_no) = {
             let mut state = self.live_state()?;
             let Some(stream) = state.streams.get_mut(id) else {
@@ -138,8 +177,15 @@ impl Store {
             let bound = self.inner.options.max_batches_per_stream.max(2);
             let fan_in = self.inner.options.merge_fan_in;
             let space_amp = self.inner.options.max_space_amplification_percent;
-            let pick = space_amp.and_then(|percent| pick_space_amp(&counts, percent));
-            let pick = pick.or_else(|| pick_merge_bounded(&counts, fan_in, bound, &mut stream.merge_turn));
+            let pick = match scope {
+                Scope::Whole => (counts.len() >= 2).then_some(Pick {
+                    start: 0,
+                    len: counts.len(),
+                }),
+                Scope::Due => space_amp
+                    .and_then(|percent| pick_space_amp(&counts, percent))
+                    .or_else(|| pick_merge_bounded(&counts, fan_in, bound, &mut stream.merge_turn)),
+            };
             let Some(pick) = pick else {
                 return Ok(false);
             };

@@ -2,7 +2,7 @@
 //! `since` while doing so (logical compaction).
 //!
 //! One file per part: `policy` (which batches to merge), `merge` (one merge: picking under the lock and
-//! writing the output, `Store::compact`), `key_merge` (the k-way merge itself, [`KeyMerge`]), `commit`
+//! writing the output, `Store::compact`, `Store::major_compact`), `key_merge` (the k-way merge itself, [`KeyMerge`]), `commit`
 //! (step 3 of the protocol, and `Store::allow_compaction`), `workers` (threads and back-pressure).
 //!
 //! **Policy** (tiered, as in Cassandra's size-tiered and RocksDB's universal compaction; with fan-in 2 it
@@ -14,6 +14,7 @@
 //! ([`pick_merge_fair`]). A stream of n updates sealed in chunks of s keeps fewer than `fan_in` batches per
 //! tier over `log_fan_in(n / s)` tiers, and each update is rewritten about `log_fan_in(n / s)` times: a
 //! third of the binary counter's rewrites at fan-in 8, for at most 7 batches per tier.
+//! `Store::major_compact` merges all of a stream's batches into one, when the caller asks.
 //!
 //! **Merge.** [`merge_batches`] streams the inputs through their mmaps ([`KeyMerge`], a key at a time) into
 //! a [`BatchWriter`](crate::batch::BatchWriter) whose helper thread serialises and writes the output blocks while this thread merges:

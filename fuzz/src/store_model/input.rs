@@ -74,8 +74,8 @@ pub enum Op {
     AllowCompaction { slot: u8, by: u8 },
     /// `allow_compaction` backwards (to `FRONTIER_CLOSED` when the since is 0): refused.
     AllowCompactionBack { slot: u8 },
-    /// `compact`: every merge due now.
-    Compact { slot: u8 },
+    /// `compact`: every merge due now; with `major`, `major_compact`: then every batch merged into one.
+    Compact { slot: u8, major: bool },
     /// `get_bytes`, `get_many_bytes` as of `since + as_of`, and `first_time_bytes`.
     Lookup {
         slot: u8,
@@ -275,7 +275,13 @@ impl Op {
                 by: byte(u) % 6,
             },
             14 => Op::AllowCompactionBack { slot: slot(u) },
-            15 => Op::Compact { slot: slot(u) },
+            15 => {
+                let b = byte(u);
+                Op::Compact {
+                    slot: b % 3,
+                    major: b / 3 % 2 == 1,
+                }
+            }
             16..=17 => {
                 let slot = slot(u);
                 let key = small_bytes(u);
@@ -338,7 +344,7 @@ impl Op {
             Op::SealStale { slot, back } => out.extend([12, *slot, *back]),
             Op::AllowCompaction { slot, by } => out.extend([13, *slot, *by]),
             Op::AllowCompactionBack { slot } => out.extend([14, *slot]),
-            Op::Compact { slot } => out.extend([15, *slot]),
+            Op::Compact { slot, major } => out.extend([15, *slot % 3 + 3 * u8::from(*major)]),
             Op::Lookup {
                 slot,
                 key,

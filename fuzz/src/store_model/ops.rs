@@ -289,12 +289,22 @@ impl Harness {
                 );
                 self.check_stream(slot, "after a refused allow_compaction");
             }
-            Op::Compact { slot } => {
+            Op::Compact { slot, major } => {
                 let slot = usize::from(*slot % 3);
                 let exists = self.model(slot).is_some();
-                let r = self.store().compact(SLOTS[slot]);
-                self.outcome(&r, "compact", false, !exists);
-                self.check_stream(slot, "after compact");
+                let (r, what) = match major {
+                    true => (self.store().major_compact(SLOTS[slot]), "major_compact"),
+                    false => (self.store().compact(SLOTS[slot]), "compact"),
+                };
+                self.outcome(&r, what, false, !exists);
+                if *major && r.is_ok() && exists {
+                    let batches = self.store().sealed(SLOTS[slot]).map(|v| v.batches.len());
+                    assert!(
+                        batches.as_ref().is_ok_and(|n| *n <= 1),
+                        "{what} left {batches:?} batches"
+                    );
+                }
+                self.check_stream(slot, &format!("after {what}"));
             }
             Op::Lookup {
                 slot,
