@@ -36,8 +36,9 @@
 //!    all `N`) with a fresh cursor per lookup (`seek_key`, vals, `map_times`), the same keys. Every answer is
 //!    checked equal. Diagnostic rows, after the other engines' ingests: the same keys again on the same store
 //!    (blocks already touched), and the same keys after the store is reopened (a restart: every block read is touched for the first time by the
-//!    new process and checksummed then), then that reopened store after `Store::major_compact` (every batch
-//!    merged into one) on keys not looked up before, against DD's seek of the same keys.
+//!    new process and checksummed then); last, that reopened store after `Store::major_compact` (every
+//!    batch merged into one; its time and bytes written printed) on keys not looked up before, against DD's
+//!    seek of the same keys.
 //! 5. Restart → trace ready, page cache warm: `Store::open`, a timely worker, `arrange_persisted` built
 //!    over row 1's store (compacted), and the first cursor seek answered (`common::restart::trace_ready`),
 //!    against the store-level first lookup (`Store::open` + `get_bytes`, `common::restart::open_get`).
@@ -283,8 +284,8 @@ fn main() {
     let dd_batch = InMemory::build(n);
     let as_of = time(n - 1);
     let (mut fresh, mut warm, mut dd_seek, mut reopened) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut major, mut dd_major) = (Vec::new(), Vec::new());
-    for (round, (store, dir, keys, (ours_fresh, answers))) in read_stores.into_iter().enumerate() {
+    let mut reopened_stores = Vec::new();
+    for (store, dir, keys, (ours_fresh, answers)) in read_stores {
         let (ours_warm, again) = timed_lookups(&keys, |k| store.get_bytes(STREAM, k, as_of).unwrap());
         drop(store);
         let store = Store::open_with(dir.path(), common::bench_options()).unwrap();
@@ -295,9 +296,26 @@ fn main() {
             "row 4: ddpersist's answers differ from DD's"
         );
         assert!(want.iter().all(|a| a.len() == 1), "row 4: every key is a hit");
-        // Diagnostic: the reopened store merged into one batch (`major_compact`), then keys not looked up
-        // before, fresh, against DD's seek of the same keys.
+        fresh.push(ours_fresh);
+        warm.push(ours_warm);
+        reopened.push(ours_reopened);
+        dd_seek.push(dd_fresh);
+        reopened_stores.push((store, dir));
+    }
+    // Diagnostic, after every other row-4 measurement (its writes would disturb them): each reopened store
+    // merged into one batch (`major_compact`: its time and bytes written), then keys not looked up before,
+    // fresh, against DD's seek of the same keys.
+    let (mut major, mut dd_major, mut major_took, mut major_written) = (vec![], vec![], vec![], vec![]);
+    for (round, (store, _dir)) in reopened_stores.into_iter().enumerate() {
+        let (before, start) = (wchar(), Instant::now());
         store.major_compact(STREAM).unwrap();
+        major_took.push(start.elapsed());
+        major_written.push(wchar() - before);
+        assert_eq!(
+            store.sealed(STREAM).unwrap().batches.len(),
+            1,
+            "major_compact leaves one batch"
+        );
         let keys = lookup_keys(n, 1_000 + round as u64);
         let (ours_major, got) = timed_lookups(&keys, |k| store.get_bytes(STREAM, k, as_of).unwrap());
         let (dd_major_seek, want) = timed_lookups(&keys, |k| InMemory::get_in(&dd_batch.0, k, as_of));
@@ -305,17 +323,16 @@ fn main() {
             got == want,
             "row 4: ddpersist's answers after major_compact differ from DD's"
         );
+        assert!(want.iter().all(|a| a.len() == 1), "row 4: every key is a hit");
         major.push(ours_major);
         dd_major.push(dd_major_seek);
-        fresh.push(ours_fresh);
-        warm.push(ours_warm);
-        reopened.push(ours_reopened);
-        dd_seek.push(dd_fresh);
     }
     drop(dd_batch);
     let (fresh, warm, dd_seek) = (median(&mut fresh), median(&mut warm), median(&mut dd_seek));
     let reopened = median(&mut reopened);
     let (major, dd_major) = (median(&mut major), median(&mut dd_major));
+    let major_took = median(&mut major_took);
+    let major_amp = median(&mut major_written) as f64 / (n as u64 * PAYLOAD) as f64;
 
     // Row 5: restart of row 1's arrangement, warm; one untimed run first fills the page cache.
     let arranged_dir = arranged_dir.unwrap();
@@ -404,7 +421,10 @@ fn main() {
             None,
         ),
         row(
-            "4. (diagnostic) new keys fresh after `major_compact` (one batch)",
+            &format!(
+                "4. (diagnostic) new keys fresh after `major_compact` (one batch; it took {}, wrote {major_amp:.2} bytes / payload byte)",
+                secs(major_took)
+            ),
             micros(major),
             format!("DD fresh-cursor seek {}", micros(dd_major)),
             major.as_secs_f64() / dd_major.as_secs_f64(),

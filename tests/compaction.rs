@@ -8,8 +8,8 @@ use ddpersist::wal::MemLog;
 use ddpersist::{Error, Options, Store, StreamOptions};
 use std::sync::Arc;
 
-/// Inline merges (in `seal`) at fan-in 8: the batch counts and merge sequences below are sized for it (the
-/// default fan-in is 16; these tests are about what merges keep, not about the default).
+/// Inline merges (in `seal`) at fan-in 8: the batch counts and merge sequences below are sized for it
+/// (these tests are about what merges keep, not about the default, which is 8 too).
 fn inline() -> Options {
     Options {
         compaction_threads: 0,
@@ -110,56 +110,6 @@ fn background_workers_merge_and_stop_with_the_store() {
     assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
 }
 
-/// `(thread name, nice value)` of every thread of this process (Linux: `/proc/self/task/*/stat`, field 19).
-#[cfg(target_os = "linux")]
-fn thread_nice_values() -> Vec<(String, i64)> {
-    let mut out = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let (Ok(stat), Ok(name)) = (
-            std::fs::read_to_string(task.path().join("stat")),
-            std::fs::read_to_string(task.path().join("comm")),
-        ) else {
-            continue; // The thread exited meanwhile.
-        };
-        // The fields after the name, which ends at the last ')': state is field 3, nice field 19.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let nice: i64 = after.split(' ').nth(19 - 3).unwrap().parse().unwrap();
-        out.push((name.trim().to_string(), nice));
-    }
-    out
-}
-
-#[cfg(target_os = "linux")]
-#[test]
-fn background_threads_run_at_the_background_nice_value() {
-    // 13: no other test's store uses it (the default is 10), so its threads are this store's.
-    let dir = tempfile::tempdir().unwrap();
-    let options = Options {
-        background_nice: 13,
-        ..Options::default()
-    };
-    let store = Store::open_with(dir.path(), options).unwrap();
-    let ours = || -> Vec<String> {
-        let threads = thread_nice_values();
-        let mut names: Vec<String> = threads.into_iter().filter(|t| t.1 == 13).map(|t| t.0).collect();
-        names.sort();
-        names
-    };
-    // The threads set their nice value as they start: wait (bounded) for both.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while ours().len() < 2 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    // (Linux keeps the first 15 bytes of a thread's name: "ddpersist-compact-0" reads "ddpersist-compa".)
-    assert_eq!(ours(), ["ddpersist-compa", "ddpersist-flush"]);
-    // The writer's thread keeps its own.
-    let me = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-    let after = &me[me.rfind(')').unwrap() + 2..];
-    assert_ne!(after.split(' ').nth(16).unwrap(), "13");
-    drop(store);
-    assert_eq!(ours(), Vec::<String>::new(), "the store's threads end with it");
-}
-
 #[test]
 fn since_advances_times_keeps_accumulations_and_never_goes_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -248,6 +198,52 @@ fn a_major_compaction_waits_for_background_merges_and_leaves_one_batch() {
     // Later seals stack on it as before.
     ingest(&store, "s", &mut model, &mut rng, 3, 20);
     store.compact("s").unwrap();
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+}
+
+#[test]
+fn a_major_compaction_completes_logged_seals_and_leaves_spilled_runs_beside_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    // A memtable budget of 4 KiB: unsealed updates spill to sorted runs.
+    let options = Options {
+        memtable_budget_bytes: 4 << 10,
+        ..Options::default()
+    };
+    let store = Store::open_with(dir.path(), options).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    let (mut model, mut rng) = (Model::default(), Rng(9));
+    ingest(&store, "s", &mut model, &mut rng, 20, 20);
+    // Two seals logged (their batches written by the flush thread, or by the compaction), then unsealed
+    // updates past the budget, beyond the upper.
+    let first = store.upper("s").unwrap();
+    for t in first..first + 2 {
+        let (k, v) = (format!("k{:03}", rng.below(300)).into_bytes(), b"z".to_vec());
+        model.write(&k, &v, t, 1);
+        store.write_bytes("s", [(&k[..], &v[..], t, 1)]).unwrap();
+        store.seal_logged("s", t + 1).unwrap();
+    }
+    let later = first + 7;
+    for i in 0..400u32 {
+        let k = format!("late{i:04}").into_bytes();
+        model.write(&k, b"v", later, 1);
+        store.write_bytes("s", [(&k[..], &b"v"[..], later, 1)]).unwrap();
+    }
+    assert!(
+        !store.manifest().stream("s").unwrap().spills.is_empty(),
+        "the late updates spilled"
+    );
+    store.major_compact("s").unwrap();
+    let stream = store.manifest().stream("s").unwrap().clone();
+    assert_eq!(
+        (stream.batches.len(), stream.upper),
+        (1, first + 2),
+        "the logged seals are in it"
+    );
+    assert!(!stream.spills.is_empty(), "unsealed runs stay beside the batch");
+    assert_eq!(store.background_error(), None);
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
 }
 

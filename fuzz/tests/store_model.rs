@@ -201,9 +201,10 @@ fn sequences() -> Vec<Vec<Op>> {
             slot: 2,
             durable: false,
         });
+        // A major compaction under two of the four faults.
         faulted.push(Op::Compact {
             slot: 0,
-            major: false,
+            major: i % 2 == 1,
         });
         faulted.push(Op::Snapshot { slot: 0 });
         faulted.push(Op::Reopen {

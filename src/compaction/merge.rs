@@ -66,6 +66,16 @@ enum Scope {
     Whole,
 }
 
+/// What [`Store::merge_once`] did.
+enum Step {
+    /// Ran a merge and committed it.
+    Merged,
+    /// Another merge of the stream was in flight: nothing picked (the caller waits and tries again).
+    Busy,
+    /// Nothing to merge (or the stream is gone, or the store is stopping).
+    Nothing,
+}
+
 /// Clears a stream's `merging` flag however a merge ends.
 struct MergingGuard<'a> {
     store: &'a Store,
@@ -105,39 +115,43 @@ impl Store {
         let mut merges = 0;
         while !self.inner.stopping.load(Ordering::Relaxed) {
             self.wait_for_merge_in_flight(id)?;
-            if !self.merge_once(id, Scope::Due)? {
-                // A background merge may have started between the wait and the pick: wait for it too.
-                if self.live_state()?.streams.get(id).is_some_and(|s| s.merging) {
-                    continue;
-                }
-                break;
+            match self.merge_once(id, Scope::Due)? {
+                Step::Merged => merges += 1,
+                // A background merge started between the wait and the pick: wait for it too.
+                Step::Busy => {}
+                Step::Nothing => break,
             }
-            merges += 1;
         }
         Ok(merges)
     }
 
     /// A major compaction (Bigtable's term: every file of a tablet rewritten into one): runs every merge
     /// due, as [`compact`](Self::compact) does, then merges all of stream `id`'s batches into one, so that
-    /// a lookup probes one key filter and searches one batch instead of one per batch (about 65 ns a batch
-    /// at 10 M updates, BENCHMARKS.md, "Major compaction"), and a DD cursor walks one batch. Costs one
-    /// rewrite of the whole stream (its bytes written once more): for a stream whose writers have gone
-    /// quiet, after a bulk load, or before serving reads from it; differential dataflow's own trace merges
-    /// down to one batch when idle the same way. Times are advanced to the stream's `since`, as in every
-    /// merge. Batches sealed while the merge runs stay beside its output. Returns how many merges ran.
+    /// a lookup probes one batch's key filter and searches one batch instead of one per batch (about 65 ns
+    /// a batch at 10 M updates, BENCHMARKS.md, "Major compaction"; spilled runs and unsealed updates are
+    /// read as before), and a DD cursor walks one batch. For a stream whose writers have gone quiet, after
+    /// a bulk load, or before serving reads from it (the policy never does it on its own: it cannot tell a
+    /// pause from the end of ingest).
     ///
-    /// Errors: as [`compact`](Self::compact).
+    /// Costs: the due merges, then one rewrite of the whole stream (its bytes written once more). While
+    /// that merge runs (seconds for gigabytes) no other merge of the stream can, so seals that find the
+    /// stream past `Options::max_batches_per_stream` wait for it; batches sealed meanwhile stay beside its
+    /// output. Times are advanced to the stream's `since`, as in every merge, in the batches it rewrites:
+    /// a stream already of one batch is left as it is. Returns how many merges ran (0 when the stream has
+    /// at most one batch and none is due, or the store is shutting down).
+    ///
+    /// Errors: as [`compact`](Self::compact); [`Error::DiffOverflow`] if the whole stream's updates of one
+    /// `(key, val, time)` at `since` sum outside `i64` (where merges of fewer batches might not): the
+    /// batches stay as they are.
     pub fn major_compact(&self, id: &str) -> Result<usize> {
-        let mut merges = self.compact(id)?;
+        let merges = self.compact(id)?;
         while !self.inner.stopping.load(Ordering::Relaxed) {
             self.wait_for_merge_in_flight(id)?;
-            if self.merge_once(id, Scope::Whole)? {
-                merges += 1;
-                break;
-            }
-            // Nothing to merge, or a background merge started between the wait and the pick.
-            if !self.live_state()?.streams.get(id).is_some_and(|s| s.merging) {
-                break;
+            match self.merge_once(id, Scope::Whole)? {
+                Step::Merged => return Ok(merges + 1),
+                // A background merge started between the wait and the pick: wait for it, then merge all.
+                Step::Busy => {}
+                Step::Nothing => break,
             }
         }
         Ok(merges)
@@ -161,15 +175,15 @@ impl Store {
         }
     }
 
-    /// Runs one merge of stream `id` over `scope` if there is one; returns whether it did.
-    fn merge_once(&self, id: &str, scope: Scope) -> Result<bool> {
+    /// Runs one merge of stream `id` over `scope` if there is one; returns what it did.
+    fn merge_once(&self, id: &str, scope: Scope) -> Result<Step> {
         let (inputs, input_nos, description, file_no) = {
             let mut state = self.live_state()?;
             let Some(stream) = state.streams.get_mut(id) else {
-                return Ok(false);
+                return Ok(Step::Nothing);
             };
             if stream.merging {
-                return Ok(false);
+                return Ok(Step::Busy);
             }
             let version = stream.version.clone();
             let since = version.since();
@@ -187,7 +201,7 @@ impl Store {
                     .or_else(|| pick_merge_bounded(&counts, fan_in, bound, &mut stream.merge_turn)),
             };
             let Some(pick) = pick else {
-                return Ok(false);
+                return Ok(Step::Nothing);
             };
             let range = pick.start..pick.start + pick.len;
             let inputs = version.batches()[range.clone()].to_vec();
@@ -213,7 +227,8 @@ impl Store {
         )
         .map_err(|e| e.in_stream(id))?
         else {
-            return Ok(false);
+            // Stopped: the output is discarded (the merge is due again at the next open).
+            return Ok(Step::Nothing);
         };
         let output = if stats.update_count == 0 {
             // Everything cancelled out: the inputs are replaced by nothing (a gap in the batch list).
@@ -238,6 +253,6 @@ impl Store {
             }
         };
         self.commit_merge(id, &inputs, input_nos, output, file_no)?;
-        Ok(true)
+        Ok(Step::Merged)
     }
 }

@@ -91,10 +91,7 @@ impl Workers {
             let (flushes, merges) = (flushes.clone(), queue.clone());
             let flusher = std::thread::Builder::new()
                 .name("ddpersist-flush".into())
-                .spawn(move || {
-                    lower_priority(nice);
-                    flush_loop(store, flushes, merges)
-                });
+                .spawn(move || flush_loop(store, flushes, merges));
             has_flusher = flusher.is_ok();
             threads.extend(flusher.ok());
         }
@@ -142,17 +139,25 @@ impl Drop for Workers {
     }
 }
 
-/// Gives the calling thread the nice value `nice` (at most 19), as `setpriority(PRIO_PROCESS, tid, nice)`:
-/// on Linux the nice value is per thread, and threads it starts inherit it (the batch writer's I/O
-/// helper). Best effort: a failure (a seccomp filter, say) leaves the thread as it was.
+/// Lowers the calling thread's CPU priority to the nice value `nice` (at most 19), never raising it: a
+/// thread already at `nice` or above (inherited from the thread that opened the store) stays as it is.
+/// On Linux the nice value is per thread (`setpriority(PRIO_PROCESS, tid, ..)`), and threads it starts
+/// inherit it (the batch writer's I/O helper). Best effort: a failure (a seccomp filter, say) leaves the
+/// thread as it was.
 fn lower_priority(nice: u8) {
     #[cfg(target_os = "linux")]
     if nice > 0 {
         // SAFETY: `gettid` has no preconditions and cannot fail.
-        let tid = unsafe { libc::gettid() };
-        // SAFETY: `setpriority` only reads its integer arguments; `tid` is this thread's id, so it changes
-        // only this thread's nice value. Its result is ignored on purpose (best effort, above).
-        unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, i32::from(nice.min(19))) };
+        let tid = unsafe { libc::gettid() } as libc::id_t;
+        // SAFETY: `getpriority` only reads its integer arguments and this thread's nice value (`tid` is
+        // this thread). It returns -1 both for nice -1 and on error; either way `max` below keeps `nice`.
+        let current = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
+        let target = current.max(i32::from(nice.min(19)));
+        if target != current {
+            // SAFETY: as above; it changes only this thread's nice value, and only upwards (lower
+            // priority, which needs no privilege). Its result is ignored on purpose (best effort).
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, target) };
+        }
     }
     #[cfg(not(target_os = "linux"))]
     let _ = nice;

@@ -94,12 +94,15 @@ pub struct Options {
     /// Background threads merging batches (default 1). With 0, merges run inside `seal`, before it
     /// returns: deterministic, for tests and for callers that want no threads.
     pub compaction_threads: usize,
-    /// The nice value (Linux: per thread, 0 to 19, higher runs less) of the background threads — merges,
-    /// the flush thread of logged seals, and the batch-writing helpers they start — so that on a busy
-    /// machine they take the CPU the writers leave (RocksDB's `Env::LowerThreadPoolCPUPriority`; default
-    /// 10; 0 leaves them at the process's). Values past 19 count as 19. Back-pressure
-    /// (`max_batches_per_stream`, and the flush thread's two logged seals) still bounds how far they may
-    /// fall behind. Ignored elsewhere than Linux. Effect: BENCHMARKS.md, "Background thread priority".
+    /// The nice value (Linux: per thread, 0 to 19, higher runs less) the merge threads, and the
+    /// batch-writing helpers they start, lower themselves to, so that on a busy machine they take the CPU
+    /// the writers leave (RocksDB's `Env::LowerThreadPoolCPUPriority` on its compaction pool; default 10).
+    /// Never raises a priority: a thread that inherited a higher nice value from the thread that opened
+    /// the store keeps it; 0 leaves them at that inherited value. Values past 19 count as 19. The flush
+    /// thread of logged seals keeps the opener's priority (it holds the lock seals and appends wait on, as
+    /// RocksDB's flushes run in its high-priority pool). Back-pressure (`max_batches_per_stream`) still
+    /// bounds how far merges may fall behind. Ignored elsewhere than Linux. Effect: BENCHMARKS.md,
+    /// "Background thread priority".
     pub background_nice: u8,
     /// lz4-compress the blocks of batches at this level or deeper (level = floor(log2(updates)); e.g. 20
     /// compresses batches of a million updates and more). `None` (the default): never compress.

@@ -1,0 +1,70 @@
+//! The background threads' CPU priority (`Options::background_nice`). One test in a file of its own: the
+//! test reads the nice value of every thread of its process, so no other test's store may run beside it.
+
+#![cfg(target_os = "linux")]
+
+use ddpersist::{Options, Store};
+use std::time::{Duration, Instant};
+
+/// The nice value of thread `stat` (the text of `/proc/.../stat`; field 19, after the name's last ')').
+fn nice_of(stat: &str) -> i64 {
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(19 - 3).unwrap().parse().unwrap()
+}
+
+/// `(thread name, nice value)` of every thread of this process whose name starts with `prefix` (Linux keeps
+/// a thread name's first 15 bytes: "ddpersist-compact-0" reads "ddpersist-compa").
+fn threads(prefix: &str) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let (Ok(stat), Ok(name)) = (
+            std::fs::read_to_string(task.path().join("stat")),
+            std::fs::read_to_string(task.path().join("comm")),
+        ) else {
+            continue; // The thread exited meanwhile.
+        };
+        let name = name.trim().to_string();
+        if name.starts_with(prefix) {
+            out.push((name, nice_of(&stat)));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn merge_threads_lower_themselves_to_the_background_nice_value_and_never_raise_it() {
+    let own = nice_of(&std::fs::read_to_string("/proc/thread-self/stat").unwrap());
+    for (asked, want) in [(13u8, own.max(13)), (0, own)] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            background_nice: asked,
+            ..Options::default()
+        };
+        let store = Store::open_with(dir.path(), options).unwrap();
+        // Each thread sets its name, and the merge thread its nice value, as it starts: wait (bounded).
+        let (merging, flushing) = (
+            vec![("ddpersist-compa".to_string(), want)],
+            vec![("ddpersist-flush".to_string(), own)],
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while (threads("ddpersist-compa") != merging || threads("ddpersist-flush") != flushing)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(threads("ddpersist-compa"), merging, "asked {asked}");
+        // The flush thread and the caller's thread keep the opener's priority.
+        assert_eq!(threads("ddpersist-flush"), flushing);
+        assert_eq!(
+            nice_of(&std::fs::read_to_string("/proc/thread-self/stat").unwrap()),
+            own
+        );
+        drop(store);
+        assert_eq!(
+            threads("ddpersist-"),
+            Vec::new(),
+            "the store's threads end with it"
+        );
+    }
+}
