@@ -61,6 +61,12 @@ fn merge_threads_lower_themselves_to_the_background_nice_value_and_never_raise_i
             own
         );
         drop(store);
+        // A joined thread may stay listed for a moment after `join` returns (the kernel wakes the joiner
+        // before it removes the thread): wait (bounded) for the list to empty.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !threads("ddpersist-").is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert_eq!(
             threads("ddpersist-"),
             Vec::new(),

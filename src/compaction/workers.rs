@@ -139,22 +139,30 @@ impl Drop for Workers {
     }
 }
 
-/// Lowers the calling thread's CPU priority to the nice value `nice` (at most 19), never raising it: a
-/// thread already at `nice` or above (inherited from the thread that opened the store) stays as it is.
-/// On Linux the nice value is per thread (`setpriority(PRIO_PROCESS, tid, ..)`), and threads it starts
-/// inherit it (the batch writer's I/O helper). Best effort: a failure (a seccomp filter, say) leaves the
-/// thread as it was.
+/// Lowers the calling thread's CPU priority to that of nice value `nice` (at most 19): raises its nice
+/// value to `nice`, never lowering it (a thread that inherited a higher nice value from the thread that
+/// opened the store keeps it). On Linux the nice value is per thread (`setpriority(PRIO_PROCESS, tid,
+/// ..)`), and threads it starts inherit it (the batch writer's I/O helper). Best effort: a failure (a
+/// seccomp filter, say) leaves the thread as it was.
 fn lower_priority(nice: u8) {
     #[cfg(target_os = "linux")]
     if nice > 0 {
-        // SAFETY: `gettid` has no preconditions and cannot fail.
-        let tid = unsafe { libc::gettid() } as libc::id_t;
-        // SAFETY: `getpriority` only reads its integer arguments and this thread's nice value (`tid` is
-        // this thread). It returns -1 both for nice -1 and on error; either way `max` below keeps `nice`.
-        let current = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
+        // SAFETY: `gettid` has no preconditions and cannot fail; `__errno_location` returns this thread's
+        // `errno`, valid for the thread's life.
+        let (tid, errno) = unsafe { (libc::gettid() as libc::id_t, libc::__errno_location()) };
+        // SAFETY: `errno` is this thread's (above); `getpriority` only reads its integer arguments and
+        // this thread's nice value. It returns -1 both for nice -1 and on error, told apart by `errno`.
+        let current = unsafe {
+            *errno = 0;
+            let p = libc::getpriority(libc::PRIO_PROCESS, tid);
+            (*errno == 0).then_some(p)
+        };
+        let Some(current) = current else {
+            return; // Unknown: leave it rather than risk raising it.
+        };
         let target = current.max(i32::from(nice.min(19)));
         if target != current {
-            // SAFETY: as above; it changes only this thread's nice value, and only upwards (lower
+            // SAFETY: as above; it changes only this thread's nice value, and only upwards (a lower
             // priority, which needs no privilege). Its result is ignored on purpose (best effort).
             unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, target) };
         }

@@ -94,11 +94,12 @@ pub struct Options {
     /// Background threads merging batches (default 1). With 0, merges run inside `seal`, before it
     /// returns: deterministic, for tests and for callers that want no threads.
     pub compaction_threads: usize,
-    /// The nice value (Linux: per thread, 0 to 19, higher runs less) the merge threads, and the
-    /// batch-writing helpers they start, lower themselves to, so that on a busy machine they take the CPU
+    /// The nice value (Linux: per thread, 0 to 19, higher runs less) the merge threads raise theirs to
+    /// (and the batch-writing helpers they start inherit), so that on a busy machine they take the CPU
     /// the writers leave (RocksDB's `Env::LowerThreadPoolCPUPriority` on its compaction pool; default 10).
     /// Never raises a priority: a thread that inherited a higher nice value from the thread that opened
-    /// the store keeps it; 0 leaves them at that inherited value. Values past 19 count as 19. The flush
+    /// the store keeps it; 0 leaves them at that inherited value. Merges run by `compact`,
+    /// `major_compact` or back-pressure on the caller's thread keep the caller's priority. Values past 19 count as 19. The flush
     /// thread of logged seals keeps the opener's priority (it holds the lock seals and appends wait on, as
     /// RocksDB's flushes run in its high-priority pool). Back-pressure (`max_batches_per_stream`) still
     /// bounds how far merges may fall behind. Ignored elsewhere than Linux. Effect: BENCHMARKS.md,
