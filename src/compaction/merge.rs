@@ -112,17 +112,7 @@ impl Store {
             }
             self.record_flush_failure(id, &e);
         }
-        let mut merges = 0;
-        while !self.inner.stopping.load(Ordering::Relaxed) {
-            self.wait_for_merge_in_flight(id)?;
-            match self.merge_once(id, Scope::Due)? {
-                Step::Merged => merges += 1,
-                // A background merge started between the wait and the pick: wait for it too.
-                Step::Busy => {}
-                Step::Nothing => break,
-            }
-        }
-        Ok(merges)
+        self.merge_while_due(id, Scope::Due, usize::MAX)
     }
 
     /// A major compaction (Bigtable's term: every file of a tablet rewritten into one): runs every merge
@@ -137,20 +127,27 @@ impl Store {
     /// that merge runs (seconds for gigabytes) no other merge of the stream can, so seals that find the
     /// stream past `Options::max_batches_per_stream` wait for it; batches sealed meanwhile stay beside its
     /// output. A merge thread that takes up the stream meanwhile waits for it too, and with the default
-    /// single merge thread the other streams' merges wait behind it. Times are advanced to the stream's `since`, as in every merge, in the batches it rewrites:
-    /// a stream already of one batch is left as it is. Returns how many merges ran (0 when the stream has
+    /// single merge thread the other streams' merges wait behind it. Times are advanced to the stream's
+    /// `since`, as in every merge, in the batches it rewrites: a stream already of one batch is left as it
+    /// is. Returns how many merges ran (0 when the stream has
     /// at most one batch and none is due, or the store is shutting down).
     ///
     /// Errors: as [`compact`](Self::compact); [`Error::DiffOverflow`] if the whole stream's updates of one
     /// `(key, val, time)` at `since` sum outside `i64` (where merges of fewer batches might not): the
     /// batches stay as they are.
     pub fn major_compact(&self, id: &str) -> Result<usize> {
-        let merges = self.compact(id)?;
-        while !self.inner.stopping.load(Ordering::Relaxed) {
+        Ok(self.compact(id)? + self.merge_while_due(id, Scope::Whole, 1)?)
+    }
+
+    /// Runs merges of stream `id` over `scope`, up to `limit` of them, until none is left to pick or the
+    /// store stops; before each pick it waits for a merge in flight (a background merge that starts
+    /// between the wait and the pick is waited for too). Returns how many it ran.
+    fn merge_while_due(&self, id: &str, scope: Scope, limit: usize) -> Result<usize> {
+        let mut merges = 0;
+        while merges < limit && !self.inner.stopping.load(Ordering::Relaxed) {
             self.wait_for_merge_in_flight(id)?;
-            match self.merge_once(id, Scope::Whole)? {
-                Step::Merged => return Ok(merges + 1),
-                // A background merge started between the wait and the pick: wait for it, then merge all.
+            match self.merge_once(id, scope)? {
+                Step::Merged => merges += 1,
                 Step::Busy => {}
                 Step::Nothing => break,
             }

@@ -98,10 +98,10 @@ pub struct Options {
     /// (and the batch-writing helpers they start inherit), so that on a busy machine they take the CPU
     /// the writers leave (RocksDB's `Env::LowerThreadPoolCPUPriority` on its compaction pool; default 10).
     /// Never raises a priority: a thread that inherited a higher nice value from the thread that opened
-    /// the store keeps it; 0 leaves them at that inherited value. Merges run by `compact`,
-    /// `major_compact` or back-pressure on the caller's thread keep the caller's priority. Values past 19 count as 19. The flush
-    /// thread of logged seals keeps the opener's priority (it holds the lock seals and appends wait on, as
-    /// RocksDB's flushes run in its high-priority pool). Back-pressure (`max_batches_per_stream`) still
+    /// the store keeps it; 0 leaves them at that inherited value. Values past 19 count as 19. Merges run
+    /// by `compact`, `major_compact` or back-pressure on the caller's thread keep the caller's priority,
+    /// and the flush thread of logged seals keeps the opener's (it holds the lock seals and appends wait
+    /// on, as RocksDB's flushes run in its high-priority pool). Back-pressure (`max_batches_per_stream`) still
     /// bounds how far merges may fall behind. Ignored elsewhere than Linux. Effect: BENCHMARKS.md,
     /// "Background thread priority".
     pub background_nice: u8,

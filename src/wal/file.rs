@@ -163,9 +163,9 @@ impl FileLog {
 
     /// Whether to keep the active segment zero-filled ahead of the log (default false; see the module
     /// docs). Takes effect at [`replay`](Log::replay), which starts the filling thread only when it is on:
-    /// call it before. Every new segment is of the current format version; those created with it carry header flag bit 0, and
-    /// a segment created without it (or by an older release) is never zero-filled, even when reopened
-    /// with this on.
+    /// call it before. Every new segment is of the current format version; those created with it carry
+    /// header flag bit 0, and a segment created without it (or by an older release) is never zero-filled,
+    /// even when reopened with this on.
     pub fn with_zero_fill(self, on: bool) -> Self {
         self.fill.state.lock().disabled = !on;
         self
