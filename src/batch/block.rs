@@ -432,19 +432,71 @@ impl<'a> Block<'a> {
         updates.map(move |x| (times.get(bytes, x), diffs.get(bytes, x) as i64))
     }
 
+    /// Asks the CPU for the first bytes that reading key `i`'s vals and updates will load, as far as
+    /// their places follow from `i` without a load: key `i`'s entry in `key_vals`, or (one val per key)
+    /// val `i`'s bytes or offset and, with one update per val, its time and diff. A hint only.
+    ///
+    /// [`seek_key`](Self::seek_key) calls it for the middle of its remaining range once that range is
+    /// [`WARM_AT_KEYS`] keys or fewer: the key found is then within a few KiB of that middle, so its val
+    /// usually lies on the page warmed, and that page's translation (a TLB miss, the costliest part of a
+    /// cold read from a large map) and cache line load overlap the search's last steps instead of
+    /// following them.
+    #[inline]
+    fn warm(&self, i: usize) {
+        if !self.one_val_per_key {
+            super::prefetch(self.bytes, self.key_vals_at.wrapping_add(4 * i));
+            return;
+        }
+        if self.val_fixed {
+            super::prefetch(self.bytes, self.val_bytes_at.wrapping_add(i * self.val_width));
+        } else {
+            super::prefetch(self.bytes, self.val_offs_at.wrapping_add(4 * i));
+        }
+        if self.one_update_per_val {
+            for column in [self.times, self.diffs] {
+                if column.width() > 0 {
+                    super::prefetch(self.bytes, column.offset_of(i));
+                }
+            }
+        }
+    }
+
     /// The index of the first key `>= key` in this block (`key_count()` if none).
     pub fn seek_key(&self, key: &[u8]) -> usize {
+        self.seek_key_in(key, 0..self.key_count)
+    }
+
+    /// [`seek_key`](Self::seek_key) given that the answer is in `range.start..=range.end` (from the
+    /// block's [`KeySamples`](super::seek::KeySamples)): a search of that range only. A range outside
+    /// the block is clamped to it.
+    pub(crate) fn seek_key_in(&self, key: &[u8], range: Range<usize>) -> usize {
+        let end = range.end.min(self.key_count);
+        let start = range.start.min(end);
         if self.key_width == 0 {
-            return super::partition_point(self.key_count, |i| self.key(i) < key);
+            return start + super::partition_point(end - start, |i| self.key(start + i) < key);
         }
         // Keys of one width: a lower bound whose step updates `base` without a branch and asks for both
         // keys the next step may read while this step's comparison waits on memory, so the search's cache
         // misses overlap in pairs (the search is bound by them, not by the comparisons). The layout study
-        // behind it: Khuong and Morin, "Array layouts for comparison-based searching", 2017.
+        // behind it: Khuong and Morin, "Array layouts for comparison-based searching", 2017. A range of
+        // a few cache lines (a sampled one) is asked for whole first: one round of misses.
         let w = self.key_width;
         let prefetch = |i: usize| super::prefetch(self.bytes, self.key_bytes_at + i * w);
-        let (mut base, mut size) = (0, self.key_count);
+        let (mut base, mut size) = (start, end - start);
+        if size * w <= PREFETCH_WHOLE_BYTES {
+            let (mut at, last) = (self.key_bytes_at + start * w, self.key_bytes_at + end * w);
+            while at < last {
+                super::prefetch(self.bytes, at);
+                at += 64;
+            }
+            super::prefetch(self.bytes, last.saturating_sub(1));
+        }
+        let mut warmed = false;
         while size > 1 {
+            if !warmed && size <= WARM_AT_KEYS {
+                warmed = true;
+                self.warm(base + size / 2);
+            }
             let half = size / 2;
             let next = (size - half) / 2;
             prefetch(base + next);
@@ -457,6 +509,15 @@ impl<'a> Block<'a> {
         base + usize::from(size == 1 && self.key(base) < key)
     }
 }
+
+/// A fixed-width key range of at most this many bytes is prefetched whole before it is searched.
+const PREFETCH_WHOLE_BYTES: usize = 1024;
+
+/// How few keys a key search's remaining range must hold before [`Block::warm`] asks for its middle
+/// key's val and update: 64 keys of 100-byte vals span 6.4 KB, so the key found is then most often on
+/// the val page of the middle one. Measured (16 to 256 tried): BENCHMARKS.md, "Lookups: key samples, a
+/// warmed val page, word-wise filter probes".
+const WARM_AT_KEYS: usize = 64;
 
 /// `i..i + 1` clamped to `0..bound`: the one val of key `i`, or the one update of val `i`, when a block
 /// has one per key (per val).

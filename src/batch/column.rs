@@ -54,6 +54,12 @@ impl NarrowColumn {
         self.base
     }
 
+    /// Bytes per element: 0 (every element is the base, nothing to read), 1, 2, 4 or 8.
+    #[inline]
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
     /// Offset of element `i` in the bytes read (for error reports and the next column's place).
     #[inline]
     pub fn offset_of(&self, i: usize) -> usize {

@@ -31,8 +31,9 @@ fn block_of(h: u128, blocks: usize) -> usize {
 }
 
 /// The bits a key with hash `h` (its `xxh3_128`) sets, as absolute bit indexes into a filter of `blocks`
-/// blocks.
-#[inline]
+/// blocks: the format's definition (FORMAT.md §2), one bit at a time. The builder and the probe work on
+/// a block's words ([`set_bits`]); the tests hold both to this.
+#[cfg(test)]
 fn bits_of_hash(h: u128, blocks: u64, hash_count: u32) -> impl Iterator<Item = u64> {
     let mut x = (h >> 64) as u64;
     let block = block_of(h, blocks as usize) as u64;
@@ -207,17 +208,35 @@ impl<'a> Filter<'a> {
         self.may_contain_hash(crate::encoding::hash128(key))
     }
 
-    /// [`may_contain`](Self::may_contain) for a key whose xxh3-128 hash is `h`.
+    /// [`may_contain`](Self::may_contain) for a key whose xxh3-128 hash is `h`: the key's bits as a
+    /// 512-bit mask ([`set_bits`], as the builder sets them), tested against its filter block a word at a
+    /// time, with no branch per bit.
     #[inline]
     pub fn may_contain_hash(&self, h: u128) -> bool {
-        let mut probe = bits_of_hash(h, self.bit_count / BLOCK_BITS, self.hash_count);
-        // A bit outside the section (impossible after `open`'s checks) answers "may contain": a filter
-        // may only ever err towards reading the batch.
-        probe.all(|bit| {
-            let byte = self.bits.get((bit / 8) as usize);
-            debug_assert!(byte.is_some(), "filter bit {bit} outside the section");
-            byte.is_none_or(|b| b & (1 << (bit % 8)) != 0)
-        })
+        let mut mask = [0u64; WORDS_PER_BLOCK];
+        set_bits(&mut mask, h, self.hash_count);
+        self.block_has(h, &mask)
+    }
+
+    /// Whether every bit of `mask` (the bits of hash `h` within its block) is set in `h`'s block. A block
+    /// outside the section (impossible after `open`'s checks) answers "may contain": a filter may only
+    /// ever err towards reading the batch.
+    #[inline]
+    fn block_has(&self, h: u128, mask: &[u64; WORDS_PER_BLOCK]) -> bool {
+        const BLOCK_BYTES: usize = (BLOCK_BITS / 8) as usize;
+        let start = block_of(h, (self.bit_count / BLOCK_BITS) as usize) * BLOCK_BYTES;
+        let Some(line) = self.bits.get(start..start + BLOCK_BYTES) else {
+            debug_assert!(false, "filter block at byte {start} outside the section");
+            return true;
+        };
+        // Bit b of the block is bit b % 8 of byte b / 8 (FORMAT.md §2), that is bit b % 64 of the
+        // little-endian word b / 64.
+        let (words, _) = line.as_chunks::<8>();
+        let missing = mask
+            .iter()
+            .zip(words)
+            .fold(0, |acc, (m, w)| acc | (m & !u64::from_le_bytes(*w)));
+        missing == 0
     }
 
     /// Asks the CPU to load the bytes [`may_contain_hash`](Self::may_contain_hash)`(h)` will read: one
@@ -271,6 +290,45 @@ mod tests {
                 }
             }
             assert_eq!(b.words, expect, "{bits_per_key} bits per key");
+        }
+    }
+
+    #[test]
+    fn a_probe_reads_exactly_the_bits_of_the_format() {
+        // Random filter bits, so that each of a key's bits is sometimes set and sometimes not: the word
+        // test must agree with the bit-by-bit definition every time.
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed ^ (seed >> 31)
+        };
+        for hash_count in [1, 3, 7, 8, 14, 16] {
+            for blocks in [1usize, 3, 40] {
+                // Dense enough that a 7-bit key is often fully set.
+                let bits: Vec<u8> = (0..blocks * 64)
+                    .map(|_| (next() | next() | next()) as u8)
+                    .collect();
+                let f = Filter::from_parts(&bits, blocks as u64 * BLOCK_BITS, hash_count);
+                let (mut yes, mut no) = (0, 0);
+                for _ in 0..2_000 {
+                    let h = (u128::from(next()) << 64) | u128::from(next());
+                    let want = bits_of_hash(h, blocks as u64, hash_count)
+                        .all(|b| bits[(b / 8) as usize] & (1 << (b % 8)) != 0);
+                    assert_eq!(
+                        f.may_contain_hash(h),
+                        want,
+                        "{hash_count} hashes, {blocks} blocks"
+                    );
+                    if want {
+                        yes += 1
+                    } else {
+                        no += 1
+                    }
+                }
+                assert!(yes > 0 && no > 0, "{hash_count} hashes: {yes} set, {no} not");
+            }
         }
     }
 

@@ -26,7 +26,7 @@ use super::format::{
     check_header, Footer, IndexEntry, BLOCK_ALIGN, CODEC_LZ4, CODEC_RAW, FOOTER_BYTES, HEADER_BYTES,
     INDEX_ENTRY_BYTES,
 };
-use super::seek::{Fences, KeyProbe};
+use super::seek::{Fences, KeyProbe, KeySamples};
 use super::Description;
 use crate::blob::{Blob, BlobBytes};
 use crate::encoding::checksum;
@@ -45,9 +45,10 @@ pub struct BatchFile {
     key_area: usize,
     /// The prefixes of every block's fence keys, in memory (`super::seek`).
     fences: Fences,
-    /// Block i's shape (counts and array positions), set when it has been verified. Readers take the shape
-    /// from here, never again from the file's bytes, which another program could change under the map.
-    shapes: Box<[std::sync::OnceLock<Block<'static>>]>,
+    /// Block i's shape (counts and array positions) and key samples, set when it has been verified.
+    /// Readers take the shape from here, never again from the file's bytes, which another program could
+    /// change under the map.
+    shapes: Box<[std::sync::OnceLock<(Block<'static>, KeySamples)>]>,
     /// Decompressed copies of lz4 blocks, filled on first use.
     decompressed: Box<[std::sync::OnceLock<Box<[u8]>>]>,
     /// How many times a block was fetched through [`BatchFile::block`] (a measure of data pages touched).
@@ -322,7 +323,11 @@ impl BatchFile {
         }
         let key = probe.key;
         let block = self.block(b)?;
-        let k = block.seek_key(key);
+        // Set by `block` (it verified the block if no one had).
+        let range = self.shapes[b]
+            .get()
+            .map_or(0..block.key_count(), |(_, s)| s.range(probe));
+        let k = block.seek_key_in(key, range);
         if k >= block.key_count() || block.key(k) != key {
             return Ok(());
         }
@@ -385,7 +390,8 @@ impl BatchFile {
         };
         let block = Block::shape(raw, e, self.footer.version)
             .map_err(|(off, detail)| corrupt(off as u64, format!("block {i}: {detail}")))?;
-        let _ = self.shapes[i].set(block.detach());
+        let samples = KeySamples::new(block.key_count(), |k| block.key(k));
+        let _ = self.shapes[i].set((block.detach(), samples));
         Ok(block)
     }
 
@@ -458,7 +464,7 @@ impl BatchFile {
     /// decompressed copy, kept for the life of this value.
     #[inline]
     pub fn verified_block(&self, i: usize) -> Option<Block<'_>> {
-        let shape = self.shapes.get(i)?.get()?;
+        let (shape, _) = self.shapes.get(i)?.get()?;
         Some(shape.attach(self.verified_block_bytes(i)?))
     }
 

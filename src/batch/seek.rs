@@ -130,6 +130,57 @@ impl Fences {
     }
 }
 
+/// Keys sampled per block by [`KeySamples`]: 16 prefixes, two cache lines of memory a block.
+const SAMPLES: usize = 16;
+
+/// The prefixes of a block's keys at [`SAMPLES`] evenly spaced positions (key `i · n / SAMPLES` for
+/// `i < SAMPLES`, of `n` keys), taken when the block is checked and held in memory with its shape: a
+/// lookup narrows its key search to the keys between two samples, about a sixteenth of the block, with
+/// no data page touched (a 64 KiB block of 16-byte keys and 100-byte vals: 35 keys of 550, 560 bytes,
+/// fetched in one round of cache misses instead of a binary search's five). The fences' idea one level
+/// down (module docs); 128 bytes a block, 0.2% of a 64 KiB block.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KeySamples {
+    prefix: [u64; SAMPLES],
+    /// The block's key count.
+    keys: usize,
+}
+
+impl KeySamples {
+    /// The samples of a block of `keys` keys, key `i` being `key(i)`.
+    pub fn new<'a>(keys: usize, key: impl Fn(usize) -> &'a [u8]) -> Self {
+        KeySamples {
+            prefix: std::array::from_fn(|i| key_prefix(key(Self::position(i, keys)))),
+            keys,
+        }
+    }
+
+    /// Sample `i`'s key index in a block of `keys` keys.
+    #[inline]
+    fn position(i: usize, keys: usize) -> usize {
+        i * keys / SAMPLES
+    }
+
+    /// The key indexes that can hold the block's first key `>= probe.key`: that index is in
+    /// `range.start..=range.end` (`range.end` being the block's key count when every sampled key is at
+    /// or below the probe's prefix). A sampled key with a smaller prefix is below the probe and one with
+    /// a larger prefix is above it (module docs); an equal prefix tells nothing.
+    #[inline]
+    pub fn range(&self, probe: &KeyProbe<'_>) -> std::ops::Range<usize> {
+        let below = self.prefix.iter().filter(|&&p| p < probe.prefix).count();
+        let not_above = self.prefix.iter().filter(|&&p| p <= probe.prefix).count();
+        let start = match below {
+            0 => 0,
+            j => Self::position(j - 1, self.keys) + 1,
+        };
+        let end = match not_above {
+            SAMPLES => self.keys,
+            j => Self::position(j, self.keys),
+        };
+        start..end.max(start)
+    }
+}
+
 /// How many values at the start of the non-decreasing `a` equal `p` (all `>= p`): a galloping search
 /// from the start (Bentley and Yao, 1976), so a short tie — the usual one, 0 or 1 fences — costs a probe
 /// or two next to the one the lower bound just read, not a binary search over the rest of the array.
@@ -189,6 +240,22 @@ mod tests {
             let (pa, pb) = (key_prefix(&a), key_prefix(&b));
             if pa != pb {
                 prop_assert_eq!(pa.cmp(&pb), a.cmp(&b));
+            }
+        }
+
+        #[test]
+        fn the_sampled_range_holds_the_plain_seek(
+            mut keys in prop::collection::vec(key(), 1..200),
+            probes in prop::collection::vec(key(), 1..20),
+        ) {
+            keys.sort();
+            keys.dedup();
+            let samples = KeySamples::new(keys.len(), |i| keys[i].as_slice());
+            for p in probes.iter().chain(keys.iter()) {
+                let want = keys.partition_point(|k| k.as_slice() < p.as_slice());
+                let range = samples.range(&KeyProbe::new(p));
+                prop_assert!(range.start <= want && want <= range.end, "{:?} not in {:?}", want, range);
+                prop_assert!(range.end <= keys.len());
             }
         }
 

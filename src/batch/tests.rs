@@ -331,20 +331,23 @@ fn check_written_verifies_every_raw_block_and_names_a_bad_one() {
 }
 
 proptest::proptest! {
-    /// `for_key` and `seek` against a sorted list: keys share long prefixes (so fence prefixes tie and
-    /// the full keys decide) and are either all of one width (blocks read keys without their offsets) or
-    /// of mixed widths, in blocks of a few keys each.
+    /// `for_key` and `seek` against a sorted list: keys either share long prefixes (so fence and sample
+    /// prefixes tie and the full keys decide) or differ in their first bytes, and are either all of one
+    /// width (blocks read keys without their offsets) or of mixed widths, in blocks of a few keys each or
+    /// of hundreds (so a lookup's key samples narrow its search, `seek::KeySamples`).
     #[test]
     fn lookups_and_seeks_agree_with_a_model_for_fixed_and_mixed_width_keys(
-        suffixes in proptest::collection::btree_set(proptest::collection::vec(0u8..3, 1..4), 1..80),
+        suffixes in proptest::collection::btree_set(proptest::collection::vec(0u8..3, 1..7), 1..400),
         fixed in proptest::bool::ANY,
-        absent in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..5), 0..20),
+        prefixed in proptest::bool::ANY,
+        target in proptest::sample::select(vec![256u32, 8192]),
+        absent in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..7), 0..20),
     ) {
         let key = |s: &[u8]| {
-            let mut k = b"common-prefix/".to_vec();
+            let mut k = if prefixed { b"common-prefix/".to_vec() } else { Vec::new() };
             k.extend_from_slice(s);
             if fixed {
-                k.resize(14 + 4, 9);
+                k.resize(if prefixed { 14 } else { 0 } + 7, 9);
             }
             k
         };
@@ -353,8 +356,9 @@ proptest::proptest! {
         keys.dedup();
         let updates: Vec<Owned> = keys.iter().enumerate().map(|(i, k)| (k.clone(), vec![i as u8], 1, 1)).collect();
         let blob = MemBlob::new();
-        // A 256-byte target: blocks of a few keys, so each block's key search takes several steps.
-        write(&blob, "a.batch", &updates, 256);
+        // A 256-byte target: blocks of a few keys, so each block's key search takes several steps; 8 KiB:
+        // blocks of hundreds, each sampled.
+        write(&blob, "a.batch", &updates, target);
         let batch = BatchFile::open("a.batch", blob.get("a.batch").unwrap().unwrap()).unwrap();
         let probes = keys.iter().cloned().chain(absent.iter().map(|s| key(s))).chain(absent.iter().cloned());
         for probe in probes {

@@ -46,7 +46,16 @@ impl Store {
     /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], I/O and [`Error::Corrupt`] errors of the
     /// batches; [`Error::DiffOverflow`] (naming `as_of`) if a val's diffs sum outside `i64`.
     pub fn get_bytes(&self, id: &str, key: &[u8], as_of: u64) -> Result<Vals> {
-        Ok(self.get_many_bytes(id, &[key], as_of)?.pop().unwrap_or_default())
+        // One key: one list, and no per-key vectors or batch list (a lookup's allocations are a
+        // measurable part of a warm hit).
+        let mut found = Vec::new();
+        let version = self.gather_unsealed(id, &[key], as_of, &mut |_, val, _time, diff| {
+            add(&mut found, val, diff)
+        })?;
+        probe_batches(&version, &KeyProbe::new(key), as_of, |val, diff| {
+            add(&mut found, val, diff)
+        })?;
+        consolidate(found, key, as_of).map_err(|e| e.in_stream(id))
     }
 
     /// [`get_bytes`](Self::get_bytes) for many keys at once: one result per key, in the same order.
@@ -58,42 +67,14 @@ impl Store {
         let version = self.gather_unsealed(id, keys, as_of, &mut |i, val, _time, diff| {
             add(&mut acc[i], val, diff)
         })?;
-        let batches: Vec<&BatchFile> = sources(&version)
-            .filter(|b| b.description().lower <= as_of)
-            .collect();
-        for (i, key) in keys.iter().enumerate() {
-            // One probe a key; every batch's filter line is requested before any is read, so the
-            // batches' cache misses overlap (batch::seek).
-            let probe = KeyProbe::new(key);
-            for batch in &batches {
-                batch.prefetch(&probe);
-            }
-            for batch in &batches {
-                batch.for_key_probe(&probe, |val, time, diff| {
-                    if time <= as_of {
-                        add(&mut acc[i], val, diff)
-                    }
-                })?;
-            }
+        for (found, key) in acc.iter_mut().zip(keys) {
+            probe_batches(&version, &KeyProbe::new(key), as_of, |val, diff| {
+                add(found, val, diff)
+            })?;
         }
         acc.into_iter()
             .zip(keys)
-            .map(|(mut found, key)| {
-                found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                let mut out: Vals = Vec::with_capacity(found.len());
-                let mut found = found.into_iter().peekable();
-                while let Some((val, mut sum)) = found.next() {
-                    while let Some((_, d)) = found.next_if(|(v, _)| *v == val) {
-                        sum += d;
-                    }
-                    if sum != 0 {
-                        let d =
-                            i64::try_from(sum).map_err(|_| Error::diff_overflow(key, as_of).in_stream(id))?;
-                        out.push((val, d));
-                    }
-                }
-                Ok(out)
-            })
+            .map(|(found, key)| consolidate(found, key, as_of).map_err(|e| e.in_stream(id)))
             .collect()
     }
 
@@ -145,6 +126,48 @@ impl Store {
         }
         Ok(view.version)
     }
+}
+
+/// Calls `f(val, diff)` for every update of `probe`'s key at or before `as_of` in the batches and spilled
+/// runs of `version` that can hold one (`lower <= as_of`). Every such batch's filter line is requested
+/// before any is read, so the batches' cache misses overlap (`batch::seek`).
+fn probe_batches(
+    version: &Version,
+    probe: &KeyProbe<'_>,
+    as_of: u64,
+    mut f: impl FnMut(&[u8], i64),
+) -> Result<()> {
+    let batches = || sources(version).filter(|b| b.description().lower <= as_of);
+    for batch in batches() {
+        batch.prefetch(probe);
+    }
+    for batch in batches() {
+        batch.for_key_probe(probe, |val, time, diff| {
+            if time <= as_of {
+                f(val, diff)
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// A key's found `(val, diff)`s consolidated: vals in byte order, each val's diffs summed (exactly, in
+/// `i128`), zero sums dropped. Errors: [`Error::DiffOverflow`] naming `key` and `as_of` if a sum is
+/// outside `i64`.
+fn consolidate(mut found: Vec<(Vec<u8>, i128)>, key: &[u8], as_of: u64) -> Result<Vals> {
+    found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut out: Vals = Vec::with_capacity(found.len());
+    let mut found = found.into_iter().peekable();
+    while let Some((val, mut sum)) = found.next() {
+        while let Some((_, d)) = found.next_if(|(v, _)| *v == val) {
+            sum += d;
+        }
+        if sum != 0 {
+            let d = i64::try_from(sum).map_err(|_| Error::diff_overflow(key, as_of))?;
+            out.push((val, d));
+        }
+    }
+    Ok(out)
 }
 
 /// The batches of `version`, then its spilled runs: all in time order, as `first_time_bytes` relies on.
