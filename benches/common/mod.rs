@@ -70,8 +70,8 @@ pub fn has_arg(flag: &str) -> bool {
 
 /// The store options of a bench run: the defaults, with `DDPERSIST_BENCH_FAN_IN` (merge fan-in),
 /// `DDPERSIST_BENCH_MEMTABLE_MIB` (memtable budget), `DDPERSIST_BENCH_COMPACTION_THREADS`,
-/// `DDPERSIST_BENCH_BACKGROUND_NICE` (`Options::background_nice`) and
-/// `DDPERSIST_BENCH_BLOCK_KIB` (block target, KiB) when set.
+/// `DDPERSIST_BENCH_BACKGROUND_NICE` (`Options::background_nice`),
+/// `DDPERSIST_BENCH_BLOCK_KIB` (block target, KiB) and `DDPERSIST_BENCH_WAL_ZERO_FILL` (1: on) when set.
 #[allow(dead_code)]
 pub fn bench_options() -> ddpersist::Options {
     let d = ddpersist::Options::default();
@@ -81,6 +81,7 @@ pub fn bench_options() -> ddpersist::Options {
         compaction_threads: env_or("DDPERSIST_BENCH_COMPACTION_THREADS", d.compaction_threads),
         background_nice: env_or("DDPERSIST_BENCH_BACKGROUND_NICE", d.background_nice),
         block_target_bytes: env_or("DDPERSIST_BENCH_BLOCK_KIB", d.block_target_bytes >> 10) << 10,
+        wal_zero_fill: env_or("DDPERSIST_BENCH_WAL_ZERO_FILL", u8::from(d.wal_zero_fill)) != 0,
         ..d
     }
 }

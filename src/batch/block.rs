@@ -436,8 +436,8 @@ impl<'a> Block<'a> {
     /// their places follow from `i` without a load: key `i`'s entry in `key_vals`, or (one val per key)
     /// val `i`'s bytes or offset and, with one update per val, its time and diff. A hint only.
     ///
-    /// [`seek_key`](Self::seek_key) calls it for the middle of its remaining range once that range is
-    /// [`WARM_AT_KEYS`] keys or fewer: the key found is then within a few KiB of that middle, so its val
+    /// The search of fixed-width keys ([`seek_key_in`](Self::seek_key_in)) calls it for the middle of
+    /// its remaining range once that range is [`WARM_AT_KEYS`] keys or fewer: the key found is then within a few KiB of that middle, so its val
     /// usually lies on the page warmed, and that page's translation (a TLB miss, the costliest part of a
     /// cold read from a large map) and cache line load overlap the search's last steps instead of
     /// following them.
@@ -515,8 +515,8 @@ const PREFETCH_WHOLE_BYTES: usize = 1024;
 
 /// How few keys a key search's remaining range must hold before [`Block::warm`] asks for its middle
 /// key's val and update: 64 keys of 100-byte vals span 6.4 KB, so the key found is then most often on
-/// the val page of the middle one. Measured (16 to 256 tried): BENCHMARKS.md, "Lookups: key samples, a
-/// warmed val page, word-wise filter probes".
+/// the val page of the middle one. Measured (16, 32, 64, 128 and 256 tried): BENCHMARKS.md, "Lookups:
+/// key samples, a warmed val page, word-wise filter probes".
 const WARM_AT_KEYS: usize = 64;
 
 /// `i..i + 1` clamped to `0..bound`: the one val of key `i`, or the one update of val `i`, when a block

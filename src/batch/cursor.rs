@@ -4,6 +4,7 @@
 
 use super::block::Block;
 use super::reader::BatchFile;
+use super::seek::KeyProbe;
 use crate::error::Result;
 use crate::wal::record::UpdateRef;
 
@@ -29,7 +30,7 @@ impl<'a> UpdateCursor<'a> {
         let mut c = Self::at_block(batch, batch.seek_block(key))?;
         if let Some(block) = c.block {
             // The block's last key is >= key, so this index is inside the block.
-            c.key = block.seek_key(key);
+            c.key = block.seek_key_in(key, batch.sampled_range(c.block_idx, &KeyProbe::unhashed(key)));
             c.val = block.vals(c.key).start;
             c.upd = block.updates(c.val).start;
         }

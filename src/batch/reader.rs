@@ -323,11 +323,7 @@ impl BatchFile {
         }
         let key = probe.key;
         let block = self.block(b)?;
-        // Set by `block` (it verified the block if no one had).
-        let range = self.shapes[b]
-            .get()
-            .map_or(0..block.key_count(), |(_, s)| s.range(probe));
-        let k = block.seek_key_in(key, range);
+        let k = block.seek_key_in(key, self.sampled_range(b, probe));
         if k >= block.key_count() || block.key(k) != key {
             return Ok(());
         }
@@ -338,6 +334,18 @@ impl BatchFile {
             }
         }
         Ok(())
+    }
+
+    /// The key indexes of block `i` that hold its first key `>= probe.key` (the index is in
+    /// `start..=end`), from the block's key samples ([`KeySamples::range`]); for a block not verified
+    /// yet (no samples), every index (`0..usize::MAX`: [`Block::seek_key_in`] clamps it). For
+    /// [`Block::seek_key_in`] on block `i`.
+    #[inline]
+    pub(crate) fn sampled_range(&self, i: usize, probe: &KeyProbe<'_>) -> Range<usize> {
+        match self.shapes.get(i).and_then(|s| s.get()) {
+            Some((shape, samples)) => samples.range(probe, shape.key_count()),
+            None => 0..usize::MAX,
+        }
     }
 
     /// The first block that may hold `key` or a larger key (the sparse index's seek): the first block

@@ -130,7 +130,7 @@ impl Fences {
     }
 }
 
-/// Keys sampled per block by [`KeySamples`]: 16 prefixes, two cache lines of memory a block.
+/// Keys sampled per block by [`KeySamples`]: 16 prefixes, 128 bytes of memory a block.
 const SAMPLES: usize = 16;
 
 /// The prefixes of a block's keys at [`SAMPLES`] evenly spaced positions (key `i · n / SAMPLES` for
@@ -138,12 +138,11 @@ const SAMPLES: usize = 16;
 /// lookup narrows its key search to the keys between two samples, about a sixteenth of the block, with
 /// no data page touched (a 64 KiB block of 16-byte keys and 100-byte vals: 35 keys of 550, 560 bytes,
 /// fetched in one round of cache misses instead of a binary search's five). The fences' idea one level
-/// down (module docs); 128 bytes a block, 0.2% of a 64 KiB block.
+/// down (module docs); 128 bytes a block (0.2% of a 64 KiB block), their slots allocated when the file
+/// is opened, for every block.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KeySamples {
     prefix: [u64; SAMPLES],
-    /// The block's key count.
-    keys: usize,
 }
 
 impl KeySamples {
@@ -151,7 +150,6 @@ impl KeySamples {
     pub fn new<'a>(keys: usize, key: impl Fn(usize) -> &'a [u8]) -> Self {
         KeySamples {
             prefix: std::array::from_fn(|i| key_prefix(key(Self::position(i, keys)))),
-            keys,
         }
     }
 
@@ -161,21 +159,22 @@ impl KeySamples {
         i * keys / SAMPLES
     }
 
-    /// The key indexes that can hold the block's first key `>= probe.key`: that index is in
-    /// `range.start..=range.end` (`range.end` being the block's key count when every sampled key is at
-    /// or below the probe's prefix). A sampled key with a smaller prefix is below the probe and one with
-    /// a larger prefix is above it (module docs); an equal prefix tells nothing.
+    /// The key indexes that can hold the first key `>= probe.key` of the block of `keys` keys these
+    /// samples were taken from: that index is in `range.start..=range.end` (`range.end` being `keys`
+    /// when every sampled key is at or below the probe's prefix). A sampled key with a smaller prefix is
+    /// below the probe and one with a larger prefix is above it (module docs); an equal prefix tells
+    /// nothing.
     #[inline]
-    pub fn range(&self, probe: &KeyProbe<'_>) -> std::ops::Range<usize> {
+    pub fn range(&self, probe: &KeyProbe<'_>, keys: usize) -> std::ops::Range<usize> {
         let below = self.prefix.iter().filter(|&&p| p < probe.prefix).count();
         let not_above = self.prefix.iter().filter(|&&p| p <= probe.prefix).count();
         let start = match below {
             0 => 0,
-            j => Self::position(j - 1, self.keys) + 1,
+            j => Self::position(j - 1, keys) + 1,
         };
         let end = match not_above {
-            SAMPLES => self.keys,
-            j => Self::position(j, self.keys),
+            SAMPLES => keys,
+            j => Self::position(j, keys),
         };
         start..end.max(start)
     }
@@ -253,7 +252,7 @@ mod tests {
             let samples = KeySamples::new(keys.len(), |i| keys[i].as_slice());
             for p in probes.iter().chain(keys.iter()) {
                 let want = keys.partition_point(|k| k.as_slice() < p.as_slice());
-                let range = samples.range(&KeyProbe::new(p));
+                let range = samples.range(&KeyProbe::new(p), keys.len());
                 prop_assert!(range.start <= want && want <= range.end, "{:?} not in {:?}", want, range);
                 prop_assert!(range.end <= keys.len());
             }

@@ -334,13 +334,14 @@ proptest::proptest! {
     /// `for_key` and `seek` against a sorted list: keys either share long prefixes (so fence and sample
     /// prefixes tie and the full keys decide) or differ in their first bytes, and are either all of one
     /// width (blocks read keys without their offsets) or of mixed widths, in blocks of a few keys each or
-    /// of hundreds (so a lookup's key samples narrow its search, `seek::KeySamples`).
+    /// of hundreds (so a lookup's key samples narrow its search, `seek::KeySamples`), raw or lz4.
     #[test]
     fn lookups_and_seeks_agree_with_a_model_for_fixed_and_mixed_width_keys(
         suffixes in proptest::collection::btree_set(proptest::collection::vec(0u8..3, 1..7), 1..400),
         fixed in proptest::bool::ANY,
         prefixed in proptest::bool::ANY,
         target in proptest::sample::select(vec![256u32, 8192]),
+        compress in proptest::bool::ANY,
         absent in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..7), 0..20),
     ) {
         let key = |s: &[u8]| {
@@ -358,9 +359,12 @@ proptest::proptest! {
         let blob = MemBlob::new();
         // A 256-byte target: blocks of a few keys, so each block's key search takes several steps; 8 KiB:
         // blocks of hundreds, each sampled.
-        write(&blob, "a.batch", &updates, target);
+        write_with(&blob, "a.batch", &updates, target, compress);
         let batch = BatchFile::open("a.batch", blob.get("a.batch").unwrap().unwrap()).unwrap();
-        let probes = keys.iter().cloned().chain(absent.iter().map(|s| key(s))).chain(absent.iter().cloned());
+        // Present keys, absent ones, and each present key with a byte more (longer than any stored key
+        // of a fixed width).
+        let longer = keys.iter().map(|k| [k.as_slice(), &[0]].concat());
+        let probes = keys.iter().cloned().chain(absent.iter().map(|s| key(s))).chain(absent.iter().cloned()).chain(longer);
         for probe in probes {
             let mut got = Vec::new();
             batch.for_key(&probe, |v, t, d| got.push((v.to_vec(), t, d))).unwrap();

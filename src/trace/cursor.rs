@@ -26,7 +26,7 @@
 
 use super::batch::PersistedBatch;
 use super::containers::{BytesContainer, CopyContainer};
-use crate::batch::Block;
+use crate::batch::{Block, KeyProbe};
 use crate::operators::PersistTime;
 use differential_dataflow::trace::Cursor;
 use std::marker::PhantomData;
@@ -240,7 +240,10 @@ impl<T: PersistTime> Cursor for PersistedCursor<T> {
         } else if let Some(file) = storage.file() {
             // Every key of this block is below `key`: the fences pick the first block that may hold it.
             self.block = file.seek_block(key).max(self.block + 1);
-            self.key = storage.block(self.block).map_or(0, |next| next.seek_key(key));
+            // The samples exist once `block` has checked the block (on its first touch).
+            self.key = storage.block(self.block).map_or(0, |next| {
+                next.seek_key_in(key, file.sampled_range(self.block, &KeyProbe::unhashed(key)))
+            });
         }
         self.settle(storage);
     }
