@@ -272,3 +272,43 @@ fn a_widening_key_starts_a_new_block() {
     }
     assert_eq!(read_all(&batch).unwrap(), updates);
 }
+
+proptest::proptest! {
+    /// The writer's block cut: `Stats::fit_with_key` (a widest-columns bound, then the exact size) agrees
+    /// with the exact size of the block with the key, at every target around it, whatever the block's
+    /// widths (keys and vals of one width or mixed, times and diffs spread or not, several vals a key).
+    #[test]
+    fn the_block_cut_check_equals_the_exact_size(
+        keys in proptest::collection::vec(
+            (1usize..6, proptest::collection::vec((0usize..4, proptest::collection::vec((0u64..70_000, -3i64..3), 1..3)), 1..3)),
+            0..20,
+        ),
+        next in (1usize..6, 0usize..4, 0u64..70_000, -3i64..3),
+    ) {
+        let mut b = builder::BlockBuilder::default();
+        b.reset(); // as the writer starts each block: offset arrays with their leading 0
+        for (k, (key_len, vals)) in keys.iter().enumerate() {
+            let key = vec![k as u8; *key_len];
+            b.start_key(&key).unwrap();
+            for (j, (val_len, updates)) in vals.iter().enumerate() {
+                b.start_val(&vec![j as u8; *val_len]).unwrap();
+                for &(t, d) in updates {
+                    b.push_update(t, d);
+                }
+                b.close_val().unwrap();
+            }
+            b.close_key().unwrap();
+        }
+        let (key_len, val_len, time, diff) = next;
+        let stats = b.stats();
+        let exact = stats.with_key(key_len, val_len, time, diff).len();
+        // Up to well past the widest-columns bound, so both of its answers are checked.
+        for target in exact.saturating_sub(40)..exact + 2_000 {
+            proptest::prop_assert_eq!(
+                stats.fit_with_key(key_len, val_len, time, diff, target),
+                exact <= target,
+                "target {}", target
+            );
+        }
+    }
+}

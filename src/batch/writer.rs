@@ -199,12 +199,13 @@ impl BatchWriter {
         };
         match step {
             Step::NewKey
-                if self
-                    .block
-                    .stats()
-                    .with_key(key.len(), val.len(), time, diff)
-                    .len()
-                    > self.block_target_bytes as usize =>
+                if !self.block.stats().fit_with_key(
+                    key.len(),
+                    val.len(),
+                    time,
+                    diff,
+                    self.block_target_bytes as usize,
+                ) =>
             {
                 // Cut the block at a key boundary (keys never span blocks), before a key that would take
                 // it past the target: with it, not only its own bytes but every column it widens.
