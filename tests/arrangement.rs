@@ -387,14 +387,21 @@ fn trace_imports_into_another_dataflow() {
     assert_eq!(got, expected);
 }
 
-/// Many small blocks: the cursor's steps and seeks agree with a sorted model.
+/// Many small blocks: the cursor's steps and seeks agree with a sorted model; blocks of one or two keys,
+/// and blocks of dozens (a seek into a new block narrows its search by the block's key samples).
 #[test]
 fn cursor_agrees_with_a_model() {
+    for block_target_bytes in [64, 512] {
+        cursor_agrees_with_a_model_in_blocks_of(block_target_bytes);
+    }
+}
+
+fn cursor_agrees_with_a_model_in_blocks_of(block_target_bytes: u32) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(
         dir.path(),
         Options {
-            block_target_bytes: 64,
+            block_target_bytes,
             ..Options::default()
         },
     )
@@ -421,7 +428,15 @@ fn cursor_agrees_with_a_model() {
     let mut trace = PersistedTrace::open(&store, "s").unwrap();
     let mut read = History::new();
     let batches = trace.batches_through(Antichain::from_elem(3).borrow()).unwrap();
-    assert!(batches.iter().any(|b| b.file().unwrap().block_count() > 5));
+    let most_blocks = batches
+        .iter()
+        .map(|b| b.file().unwrap().block_count())
+        .max()
+        .unwrap();
+    assert!(
+        most_blocks > if block_target_bytes <= 64 { 5 } else { 1 },
+        "{most_blocks} blocks"
+    );
     for batch in &batches {
         let mut cursor = batch.cursor();
         for ((k, v), upds) in cursor.to_vec(batch, |k| k.to_vec(), |v| v.to_vec()) {
@@ -448,6 +463,21 @@ fn cursor_agrees_with_a_model() {
         cursor.seek_key(batch, target.as_bytes());
         let want = keys.iter().find(|k| k.as_slice() >= target.as_bytes());
         assert_eq!(cursor.get_key(batch), want.map(|k| k.as_slice()), "seek {target}");
+    }
+    // Every key and every gap between keys, forward: each seek that leaves its block lands in another.
+    cursor.rewind_keys(batch);
+    let mut distinct = keys.clone();
+    distinct.dedup();
+    for key in &distinct {
+        for target in [key.clone(), [key.as_slice(), b"x"].concat()] {
+            cursor.seek_key(batch, &target);
+            let want = keys.iter().find(|k| **k >= target);
+            assert_eq!(
+                cursor.get_key(batch),
+                want.map(|k| k.as_slice()),
+                "seek {target:?}"
+            );
+        }
     }
     cursor.rewind_keys(batch);
     cursor.seek_key(batch, b"key010");

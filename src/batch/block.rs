@@ -437,10 +437,10 @@ impl<'a> Block<'a> {
     /// val `i`'s bytes or offset and, with one update per val, its time and diff. A hint only.
     ///
     /// The search of fixed-width keys ([`seek_key_in`](Self::seek_key_in)) calls it for the middle of
-    /// its remaining range once that range is [`WARM_AT_KEYS`] keys or fewer: the key found is then within a few KiB of that middle, so its val
-    /// usually lies on the page warmed, and that page's translation (a TLB miss, the costliest part of a
-    /// cold read from a large map) and cache line load overlap the search's last steps instead of
-    /// following them.
+    /// its remaining range once that range is [`WARM_AT_KEYS`] keys or fewer: the key found is then
+    /// within a few KiB of that middle, so its val usually lies on the page warmed, and that page's
+    /// translation (a TLB miss, the costliest part of a cold read from a large map) and cache line load
+    /// overlap the search's last steps instead of following them.
     #[inline]
     fn warm(&self, i: usize) {
         if !self.one_val_per_key {

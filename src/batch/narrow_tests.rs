@@ -280,7 +280,13 @@ proptest::proptest! {
     #[test]
     fn the_block_cut_check_equals_the_exact_size(
         keys in proptest::collection::vec(
-            (1usize..6, proptest::collection::vec((0usize..4, proptest::collection::vec((0u64..70_000, -3i64..3), 1..3)), 1..3)),
+            (
+                1usize..6,
+                proptest::collection::vec(
+                    (0usize..4, proptest::collection::vec((0u64..70_000, -3i64..3), 1..3)),
+                    1..3,
+                ),
+            ),
             0..20,
         ),
         next in (1usize..6, 0usize..4, 0u64..70_000, -3i64..3),

@@ -364,7 +364,12 @@ proptest::proptest! {
         // Present keys, absent ones, and each present key with a byte more (longer than any stored key
         // of a fixed width).
         let longer = keys.iter().map(|k| [k.as_slice(), &[0]].concat());
-        let probes = keys.iter().cloned().chain(absent.iter().map(|s| key(s))).chain(absent.iter().cloned()).chain(longer);
+        let probes = keys
+            .iter()
+            .cloned()
+            .chain(absent.iter().map(|s| key(s)))
+            .chain(absent.iter().cloned())
+            .chain(longer);
         for probe in probes {
             let mut got = Vec::new();
             batch.for_key(&probe, |v, t, d| got.push((v.to_vec(), t, d))).unwrap();

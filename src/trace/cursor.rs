@@ -231,7 +231,8 @@ impl<T: PersistTime> Cursor for PersistedCursor<T> {
     }
 
     /// Moves forward to the first key `>= key` (never backward), through the block fences when the key is
-    /// beyond the current block, then by galloping search within the block; rewinds the vals.
+    /// beyond the current block, then by galloping search within the block (or, in a block it moved to, a
+    /// search of the keys between two of the block's key samples); rewinds the vals.
     fn seek_key(&mut self, storage: &PersistedBatch<T>, key: &[u8]) {
         let Some(b) = self.current(storage) else { return };
         let count = b.key_count();
