@@ -27,6 +27,14 @@ fn inline_pairs() -> Options {
 }
 
 /// Writes `rounds` seals of `per_round` random updates each, recording them in `model`.
+/// A store with `options` in a new temporary directory (the returned guard keeps it), with stream "s".
+fn store_with_stream(options: Options) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), options).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    (dir, store)
+}
+
 fn ingest(store: &Store, id: &str, model: &mut Model, rng: &mut Rng, rounds: u64, per_round: u64) {
     let upper = store.upper(id).unwrap();
     for r in 0..rounds {
@@ -71,9 +79,7 @@ fn compressed_levels_keep_the_data() {
 }
 
 fn merges_keep_the_data(options: Options) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), options.clone()).unwrap();
-    store.create_stream("s", StreamOptions::default()).unwrap();
+    let (dir, store) = store_with_stream(options.clone());
     let (mut model, mut rng) = (Model::default(), Rng(1));
     // Each seal and merge costs a few fsyncs: keep the count modest.
     ingest(&store, "s", &mut model, &mut rng, 60, 100);
@@ -91,9 +97,7 @@ fn merges_keep_the_data(options: Options) -> tempfile::TempDir {
 
 #[test]
 fn background_workers_merge_and_stop_with_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store.create_stream("s", StreamOptions::default()).unwrap();
+    let (dir, store) = store_with_stream(Options::default());
     let (mut model, mut rng) = (Model::default(), Rng(2));
     ingest(&store, "s", &mut model, &mut rng, 100, 20);
     // Merges run in the background; wait (bounded) for them to catch up.
@@ -112,9 +116,7 @@ fn background_workers_merge_and_stop_with_the_store() {
 
 #[test]
 fn since_advances_times_keeps_accumulations_and_never_goes_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), inline()).unwrap();
-    store.create_stream("s", StreamOptions::default()).unwrap();
+    let (dir, store) = store_with_stream(inline());
     let (mut model, mut rng) = (Model::default(), Rng(3));
     ingest(&store, "s", &mut model, &mut rng, 40, 30);
     store.allow_compaction("s", 30).unwrap();
@@ -151,9 +153,7 @@ fn since_advances_times_keeps_accumulations_and_never_goes_back() {
 
 #[test]
 fn a_major_compaction_merges_every_batch_into_one_and_keeps_every_accumulation() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), inline()).unwrap();
-    store.create_stream("s", StreamOptions::default()).unwrap();
+    let (dir, store) = store_with_stream(inline());
     assert_eq!(store.major_compact("s").unwrap(), 0, "no batch: nothing to merge");
     let (mut model, mut rng) = (Model::default(), Rng(7));
     ingest(&store, "s", &mut model, &mut rng, 30, 20);
@@ -185,9 +185,7 @@ fn a_major_compaction_merges_every_batch_into_one_and_keeps_every_accumulation()
 
 #[test]
 fn a_major_compaction_waits_for_background_merges_and_leaves_one_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store.create_stream("s", StreamOptions::default()).unwrap();
+    let (_dir, store) = store_with_stream(Options::default());
     let (mut model, mut rng) = (Model::default(), Rng(8));
     // Background merges run meanwhile (the default: one merge thread).
     ingest(&store, "s", &mut model, &mut rng, 100, 20);
@@ -203,14 +201,12 @@ fn a_major_compaction_waits_for_background_merges_and_leaves_one_batch() {
 
 #[test]
 fn a_major_compaction_completes_logged_seals_and_leaves_spilled_runs_beside_its_batch() {
-    let dir = tempfile::tempdir().unwrap();
     // A memtable budget of 4 KiB: unsealed updates spill to sorted runs.
     let options = Options {
         memtable_budget_bytes: 4 << 10,
         ..Options::default()
     };
-    let store = Store::open_with(dir.path(), options).unwrap();
-    store.create_stream("s", StreamOptions::default()).unwrap();
+    let (dir, store) = store_with_stream(options);
     let (mut model, mut rng) = (Model::default(), Rng(9));
     ingest(&store, "s", &mut model, &mut rng, 20, 20);
     // Two seals logged (their batches written by the flush thread, or by the compaction), then unsealed
@@ -501,13 +497,11 @@ fn back_pressure_holds_again_after_a_merge_failure() {
 #[test]
 fn the_space_amplification_trigger_bounds_what_upserts_leave_on_disk() {
     let stored = |percent: Option<u32>| -> (u64, u64) {
-        let dir = tempfile::tempdir().unwrap();
         let options = Options {
             max_space_amplification_percent: percent,
             ..inline()
         };
-        let store = Store::open_with(dir.path(), options).unwrap();
-        store.create_stream("s", StreamOptions::default()).unwrap();
+        let (_dir, store) = store_with_stream(options);
         let keys = 100u64;
         let mut most = 0;
         for round in 0u64..40 {
