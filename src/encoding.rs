@@ -13,6 +13,12 @@ pub fn checksum(bytes: &[u8]) -> u64 {
     twox_hash::XxHash3_64::oneshot(bytes)
 }
 
+/// xxh3 of `bytes` seeded with `seed` (seed 0 is [`checksum`]): WAL records and sync marks of version 6
+/// seed theirs with their LSN (FORMAT.md §4).
+pub fn checksum_seeded(bytes: &[u8], seed: u64) -> u64 {
+    twox_hash::XxHash3_64::oneshot_with_seed(seed, bytes)
+}
+
 /// [`checksum`] of the concatenation of `parts`, without concatenating them (a streaming hasher: it
 /// allocates its state, so one-shot [`checksum`] is cheaper for contiguous bytes).
 pub fn checksum_parts(parts: &[&[u8]]) -> u64 {

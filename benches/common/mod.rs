@@ -82,6 +82,7 @@ pub fn bench_options() -> ddpersist::Options {
         background_nice: env_or("DDPERSIST_BENCH_BACKGROUND_NICE", d.background_nice),
         block_target_bytes: env_or("DDPERSIST_BENCH_BLOCK_KIB", d.block_target_bytes >> 10) << 10,
         wal_zero_fill: env_or("DDPERSIST_BENCH_WAL_ZERO_FILL", u8::from(d.wal_zero_fill)) != 0,
+        wal_segment_bytes: env_or("DDPERSIST_BENCH_WAL_SEGMENT_MIB", d.wal_segment_bytes >> 20) << 20,
         ..d
     }
 }

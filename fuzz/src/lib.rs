@@ -20,7 +20,7 @@ use ddpersist::batch::format::{FOOTER_BYTES, HEADER_BYTES, INDEX_ENTRY_BYTES};
 use ddpersist::batch::{BatchFile, UpdateCursor};
 use ddpersist::blob::BlobBytes;
 use ddpersist::codec::Codec;
-use ddpersist::encoding::checksum;
+use ddpersist::encoding::{checksum, checksum_seeded};
 use ddpersist::version::Manifest;
 use ddpersist::wal::record::{
     decode, decode_record, encode_seal, Record, RecordEncoder, RecordFormat, RECORD_PREFIX_BYTES, TAG_SEAL,
@@ -428,6 +428,9 @@ pub fn repair_segment(b: &mut [u8]) {
     }
     let sum = checksum(&b[..24]);
     put_u64(b, 24, sum);
+    // From WAL version 6 a record's checksum is seeded with its LSN (FORMAT.md §4).
+    let version = le_u32(b, 8).unwrap_or(0);
+    let first_lsn = le_u64(b, 16).unwrap_or(0);
     let mut at = SEGMENT_HEADER;
     while let Some(len) = le_u32(b, at + 8) {
         let end = at + 16 + len as usize;
@@ -436,7 +439,8 @@ pub fn repair_segment(b: &mut [u8]) {
         }
         let mut covered = b[at + 8..at + 16].to_vec();
         covered.extend_from_slice(&b[at + 16..end]);
-        let sum = checksum(&covered);
+        let lsn = first_lsn.wrapping_add((at - SEGMENT_HEADER) as u64);
+        let sum = checksum_seeded(&covered, if version >= 6 { lsn } else { 0 });
         put_u64(b, at, sum);
         at = end;
     }
@@ -617,6 +621,9 @@ fn check_zero_tail(files: &[(Lsn, Vec<u8>)], records: &Records, report: &ReplayR
     let version = u32::from_le_bytes([last[8], last[9], last[10], last[11]]);
     let flags = u32::from_le_bytes([last[12], last[13], last[14], last[15]]);
     let zero_filled = version == 2 || (version >= 3 && flags & 1 != 0);
+    // A recycled last segment (version 6, flag bit 1) ends its records at the first bad bytes when no valid
+    // record follows them, zeros included: not a torn tail (FORMAT.md §4, "Recycled segments").
+    let recycled = version >= 6 && flags & 2 != 0;
     let (_, again, report2) = match replay(&wal, WalRecovery::Strict) {
         // In an appended segment with sync marks (version 3), zeros may complete a sync mark whose zero
         // high bytes were cut off, and the mark then proves the cut bytes durable: corruption, fine.
@@ -625,12 +632,14 @@ fn check_zero_tail(files: &[(Lsn, Vec<u8>)], records: &Records, report: &ReplayR
     };
     if again.len() > records.len() && !zero_filled {
         // A record cut short in its trailing zero bytes (a seal record's upper below 2^56 ends in zeros;
-        // any payload may) is completed by the zeros, exactly as written: it was the torn tail, and is
-        // read now, the log's last record (nothing but zeros follows it).
-        let cut = report
-            .torn_tail
-            .as_ref()
-            .expect("a record appeared where nothing was cut");
+        // any payload may) is completed by the zeros, exactly as written: it was the torn tail (or, in a
+        // recycled segment, bytes past the records' end, not cut), and is read now, the log's last record
+        // (nothing but zeros follows it).
+        let cut = report.torn_tail.as_ref();
+        assert!(
+            cut.is_some() || recycled,
+            "a record appeared where nothing was cut"
+        );
         assert_eq!(
             &again[..records.len()],
             &records[..],
@@ -642,8 +651,10 @@ fn check_zero_tail(files: &[(Lsn, Vec<u8>)], records: &Records, report: &ReplayR
             "a zero tail completed more than one record"
         );
         let (lsn, payload) = &again[records.len()];
-        let start = cut.offset - SEGMENT_HEADER as u64 + *last_lsn;
-        assert_eq!(*lsn, start, "the completed record starts at the cut");
+        if let Some(cut) = cut {
+            let start = cut.offset - SEGMENT_HEADER as u64 + *last_lsn;
+            assert_eq!(*lsn, start, "the completed record starts at the cut");
+        }
         assert!(payload.ends_with(&[0]), "a completed record ends in a zero byte");
         return;
     }
@@ -656,10 +667,14 @@ fn check_zero_tail(files: &[(Lsn, Vec<u8>)], records: &Records, report: &ReplayR
     // Zero-filled segments (version 2, or 3 with flag bit 0) end their records at a zero tail; appended
     // segments take zeros past their records for a torn tail, cut at the old end.
     let expected = match torn(report, ZEROS as u64) {
-        None if !zero_filled => Some((segment_name(*last_lsn), last.len() as u64, ZEROS as u64)),
+        None if !zero_filled && !recycled => Some((segment_name(*last_lsn), last.len() as u64, ZEROS as u64)),
         t => t,
     };
-    if let (Some(want), Some(got), true) = (&expected, torn(&report2, 0), version >= 3 && !zero_filled) {
+    if let (Some(want), Some(got), true) = (
+        &expected,
+        torn(&report2, 0),
+        version >= 3 && !zero_filled && !recycled,
+    ) {
         // Zeros may complete a sync mark cut short (its high bytes are zeros): the cut then starts later,
         // never earlier, and still runs to the end of the file.
         assert_eq!(got.0, want.0, "a zero tail moved the torn tail to another file");

@@ -209,7 +209,7 @@ impl<'a> Filter<'a> {
     }
 
     /// [`may_contain`](Self::may_contain) for a key whose xxh3-128 hash is `h`: the key's bits as a
-    /// 512-bit mask ([`set_bits`], as the builder sets them), tested against its filter block a word at a
+    /// 512-bit mask (`set_bits`, as the builder sets them), tested against its filter block a word at a
     /// time, with no branch per bit.
     #[inline]
     pub fn may_contain_hash(&self, h: u128) -> bool {

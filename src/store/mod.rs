@@ -70,7 +70,10 @@ pub const WAL_DIR: &str = "wal";
 pub struct Options {
     /// Create the store if the directory is missing or empty (default true).
     pub create_if_missing: bool,
-    /// WAL segments roll over at about this size (default 64 MiB).
+    /// WAL segments roll over at about this size, in bytes (default 16 MiB). Up to two released segments
+    /// are kept and reused by rollovers, so that the log's `fdatasync`s overwrite allocated blocks
+    /// (`wal::FileLog`, FORMAT.md §4 "Recycled segments"); an open reads the last segment whole, which
+    /// for a recycled one means up to this many bytes (BENCHMARKS.md, "WAL segment recycling").
     pub wal_segment_bytes: u64,
     /// Target size of a batch file block (default 64 KiB).
     pub block_target_bytes: u32,
@@ -149,7 +152,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             create_if_missing: true,
-            wal_segment_bytes: 64 << 20,
+            wal_segment_bytes: 16 << 20,
             block_target_bytes: DEFAULT_BLOCK_TARGET_BYTES,
             wal_recovery: WalRecovery::Strict,
             compaction_threads: 1,

@@ -17,6 +17,12 @@
 //! version 2 segment (written in place, so a power loss may keep any subset of a group commit's pages). Otherwise
 //! (a mark covers it, or, in an appended version 1 or 2 segment, a valid record follows it) it is
 //! corruption — unless [`WalRecovery::PointInTime`] asks to cut the last segment there instead.
+//!
+//! Recycled segments (version 6, [`super::segments`]): a rollover may reuse a released segment file, so
+//! past the last segment's records may lie an earlier incarnation's bytes, which fail their checksums
+//! (seeded with the LSN). There, bad bytes with no valid record anywhere after them end the records
+//! without a cut or a report; with a valid record after them (and no sync mark covering them) they are a
+//! torn group commit, cut and reported as above. Replay adopts the kept files (`*.free`) it finds.
 
 use super::format::{SEGMENT_HEADER_BYTES, WAL_VERSION};
 use super::record::RecordFormat;
@@ -100,6 +106,9 @@ pub(super) struct State {
     /// The active segment is of version 3 or later, so sync marks may be written to it (an older one,
     /// reopened, is only appended records: its readers would take a mark for a bad record).
     pub(super) active_marks: bool,
+    /// The active segment is a recycled file (header flag bit 1): it may be longer than its records, and
+    /// is truncated to them before a successor is started.
+    pub(super) active_recycled: bool,
     /// Set after a failed write or sync; every later call fails.
     pub(super) poisoned: Option<String>,
     /// Records ending at or before this LSN were in a group commit that failed.
@@ -130,6 +139,7 @@ impl FileLog {
                 fs,
                 dir: dir.clone(),
                 hook: None,
+                free: Mutex::new(Vec::new()),
             },
             dir,
             segment_bytes: segment_bytes.max(SEGMENT_HEADER_BYTES + 1),
@@ -143,6 +153,7 @@ impl FileLog {
                 active: None,
                 active_bytes: 0,
                 active_marks: true,
+                active_recycled: false,
                 poisoned: None,
                 failed_upto: 0,
             }),
@@ -208,6 +219,8 @@ impl Log for FileLog {
                 self.files.sync_dir()?;
             }
         }
+        // Released segments kept for recycling by an earlier run.
+        *self.files.free.lock() = self.files.list_free()?;
         let segments_were_new = segments.is_empty();
         let (segments, active, zero_filled, active_bytes, file_len) = match segments.last() {
             Some(last) => {
@@ -253,6 +266,7 @@ impl Log for FileLog {
         // A reopened segment of an older version gets no sync marks (before version 3), only tag 1
         // records (before version 4) and no seal records (before version 5); a new one gets them all.
         state.active_marks = segments_were_new || scan.last_version >= 3;
+        state.active_recycled = !segments_were_new && scan.last_recycled;
         let version = match segments_were_new {
             true => WAL_VERSION.0,
             false => scan.last_version,

@@ -7,7 +7,7 @@
 //! that fills the active segment rolls over to a new one instead ([`super::segments`]).
 
 use super::file::FileLog;
-use super::format::{record_header, sync_mark, MARK_BYTES, RECORD_HEADER_BYTES};
+use super::format::{checksum_seed, record_header, sync_mark, MARK_BYTES, RECORD_HEADER_BYTES};
 use super::segments::SegmentStep;
 use super::Lsn;
 use crate::error::{Error, Result};
@@ -27,8 +27,11 @@ impl FileLog {
         if state.active.is_none() {
             return Err(Error::bad_input("WAL append before replay"));
         }
-        let header = record_header(payload);
         let start = state.next_lsn;
+        // Read under `state`, which a rollover holds while it changes the active segment (and re-seeds
+        // the records still pending if their seed changes: `FileLog::start_segment`).
+        let version = self.active_version.load(Ordering::Acquire);
+        let header = record_header(payload, checksum_seed(version, start));
         let Some(end) = start.checked_add(RECORD_HEADER_BYTES + payload.len() as u64) else {
             // Only reachable with a segment named near u64::MAX: the log's LSN space is used up.
             return Err(Error::corrupt(
@@ -121,7 +124,7 @@ impl FileLog {
         self.durable_lsn.store(end_lsn, Ordering::Release);
         // The old segment is fully synced; records appended meanwhile start at `end_lsn` and go to the new
         // segment.
-        if let Err(e) = self.start_segment(end_lsn) {
+        if let Err(e) = self.start_segment(end_lsn, true) {
             self.poison(format!("WAL segment rollover failed: {e}"), 0);
             return Err(e);
         }
@@ -142,7 +145,8 @@ impl FileLog {
                 // The LSN space is used up; appends fail from here on anyway.
                 return Ok(());
             };
-            state.pending.extend_from_slice(&sync_mark(durable));
+            let seed = checksum_seed(self.active_version.load(Ordering::Acquire), start);
+            state.pending.extend_from_slice(&sync_mark(durable, seed));
             state.next_lsn = end;
             spare.clear();
             let bytes = std::mem::replace(&mut state.pending, std::mem::take(spare));

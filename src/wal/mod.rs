@@ -3,8 +3,9 @@
 //! A [`Log`] is an append-only sequence of opaque records, each named by its [`Lsn`] (log sequence
 //! number: the logical byte position of the record in the log). Two implementations:
 //! - [`FileLog`]: segment files with length-prefixed, checksummed records and group commit (writers on
-//!   several threads share one `fdatasync`). Durable: after `sync(lsn)` returns, every record before `lsn`
-//!   survives a crash.
+//!   several threads share one `fdatasync`); released segments are recycled by rollovers, so that syncs
+//!   overwrite allocated blocks. Durable: after `sync(lsn)` returns, every record before `lsn` survives a
+//!   crash.
 //! - [`MemLog`]: records are dropped; nothing survives a restart. For operator state that a dataflow can
 //!   recompute, where the WAL's fsyncs would be wasted.
 //!

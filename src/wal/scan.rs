@@ -6,8 +6,9 @@
 
 use super::file::WalRecovery;
 use super::format::{
-    MARK_MAGIC, MARK_PAYLOAD_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_FLAG_ZERO_FILLED,
-    SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, WAL_VERSION,
+    checksum_seed, checksum_seeded, MARK_MAGIC, MARK_PAYLOAD_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC,
+    SEEDED_VERSION, SEGMENT_FLAG_RECYCLED, SEGMENT_FLAG_ZERO_FILLED, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
+    WAL_VERSION,
 };
 use super::{CutKind, Lsn, ReplayReport, TornTail};
 use crate::encoding::{checksum, le_u32, le_u64, Decoder, FormatVersion};
@@ -53,6 +54,9 @@ pub struct Scan {
     /// written only to segments of version 3 or later, varint records (tag 2) only to version 4 or later,
     /// seal records (tag 3) only to version 5 or later.
     pub last_version: u32,
+    /// Whether the last segment with a complete header is a recycled file (version 6 on, header flag bit
+    /// 1): past its records it may hold an earlier incarnation's bytes, which replay leaves in place.
+    pub last_recycled: bool,
     /// The segments of the log, oldest first.
     pub segments: Vec<Segment>,
     /// Segment files that are not part of the log: at most a header long (so they hold no record) and
@@ -107,8 +111,9 @@ pub(crate) enum Found {
     },
 }
 
-/// The valid record (or, when `marks`, sync mark) starting at `at` in `bytes`, if one does.
-pub(crate) fn record_at(bytes: &[u8], at: usize, marks: bool) -> Option<Found> {
+/// The valid record (or, when `marks`, sync mark) starting at `at` in `bytes`, if one does, its checksum
+/// seeded with `seed` ([`checksum_seed`] of the segment's version and the LSN at `at`).
+pub(crate) fn record_at(bytes: &[u8], at: usize, marks: bool, seed: u64) -> Option<Found> {
     let header_end = at.checked_add(RECORD_HEADER_BYTES as usize)?;
     if header_end > bytes.len() {
         return None;
@@ -127,7 +132,7 @@ pub(crate) fn record_at(bytes: &[u8], at: usize, marks: bool) -> Option<Found> {
         return None;
     }
     // The header's checked bytes and the payload are contiguous here: one one-shot checksum.
-    if crate::encoding::checksum(&bytes[at + 8..end]) != le_u64(bytes, at) {
+    if checksum_seeded(&bytes[at + 8..end], seed) != le_u64(bytes, at) {
         return None;
     }
     Some(if is_mark {
@@ -140,9 +145,25 @@ pub(crate) fn record_at(bytes: &[u8], at: usize, marks: bool) -> Option<Found> {
     })
 }
 
-/// The end of the valid update record starting at `at` in `bytes`, if one does.
-pub(crate) fn valid_record_at(bytes: &[u8], at: usize) -> Option<usize> {
-    match record_at(bytes, at, false)? {
+/// The offsets in `range` where a record or sync mark could start in `bytes`: those whose magic field
+/// (offset 12) begins with the bytes both magics share ("DDP"). Every valid record or mark starts at one;
+/// found with `memchr::memmem`, so that searching megabytes of a recycled segment's old bytes after a bad
+/// record costs a scan at memory speed, not a checksum attempt at every byte.
+pub(crate) fn magic_starts(bytes: &[u8], range: std::ops::Range<usize>) -> impl Iterator<Item = usize> + '_ {
+    const SHARED: &[u8; 3] = b"DDP";
+    debug_assert_eq!(&RECORD_MAGIC.to_le_bytes()[..3], SHARED);
+    debug_assert_eq!(&MARK_MAGIC.to_le_bytes()[..3], SHARED);
+    let lo = (range.start + 12).min(bytes.len());
+    let hi = (range.end + 12 + SHARED.len()).min(bytes.len()).max(lo);
+    memchr::memmem::find_iter(&bytes[lo..hi], SHARED)
+        .map(move |i| range.start + i)
+        .filter(move |p| *p < range.end)
+}
+
+/// The end of the valid update record starting at `at` in `bytes` (checksum seeded with `seed`), if one
+/// does.
+pub(crate) fn valid_record_at(bytes: &[u8], at: usize, seed: u64) -> Option<usize> {
+    match record_at(bytes, at, false, seed)? {
         Found::Record(end) => Some(end),
         Found::Mark { .. } => None,
     }
@@ -166,9 +187,13 @@ fn check_header(
     let version = d.u32("version")?;
     FormatVersion::check(version, WAL_VERSION, file_name, 8)?;
     let reserved = d.u32("flags")?;
-    // Before version 3 the field was reserved (written as 0, never read).
+    // Before version 3 the field was reserved (written as 0, never read); bit 1 is known from version 6.
     let flags = if version >= 3 { reserved } else { 0 };
-    if flags & !SEGMENT_FLAG_ZERO_FILLED != 0 {
+    let known = match version >= SEEDED_VERSION {
+        true => SEGMENT_FLAG_ZERO_FILLED | SEGMENT_FLAG_RECYCLED,
+        false => SEGMENT_FLAG_ZERO_FILLED,
+    };
+    if flags & !known != 0 {
         return Err(Error::corrupt(
             file_name,
             12,
@@ -252,6 +277,7 @@ pub fn scan_on(
     let mut end_offset = 0;
     let mut last_zero_filled = false;
     let mut last_version = 0;
+    let mut last_recycled = false;
     for (i, seg) in segments.iter().enumerate() {
         let file_name = seg.path.display().to_string();
         let bytes = fs
@@ -293,12 +319,15 @@ pub fn scan_on(
         let (first_lsn, version, flags) = check_header(&bytes, seg, &file_name, expected_lsn)?;
         let marks = version >= 3;
         let zero_filled = version == 2 || (marks && flags & SEGMENT_FLAG_ZERO_FILLED != 0);
+        let recycled = flags & SEGMENT_FLAG_RECYCLED != 0;
         last_zero_filled = zero_filled;
         last_version = version;
+        last_recycled = recycled;
         let lsn_at = |at: usize| first_lsn.saturating_add(at as u64 - SEGMENT_HEADER_BYTES);
+        let seed_at = |at: usize| checksum_seed(version, lsn_at(at));
         let mut at = SEGMENT_HEADER_BYTES as usize;
         while at < bytes.len() {
-            if let Some(found) = record_at(&bytes, at, marks) {
+            if let Some(found) = record_at(&bytes, at, marks, seed_at(at)) {
                 let end = match found {
                     Found::Record(end) | Found::Mark { end, .. } => end,
                 };
@@ -351,9 +380,23 @@ pub fn scan_on(
                 // Proof that the bad bytes were made durable: a sync mark written after them, naming an
                 // LSN past their start (a mark is written only once the flush before it is synced).
                 let bad_lsn = lsn_at(at);
-                let proven = (at + 1..tail_end).any(|p| {
-                    matches!(record_at(&bytes, p, true), Some(Found::Mark { durable, .. }) if durable > bad_lsn)
-                });
+                let (mut any_valid, mut proven) = (false, false);
+                let after = magic_starts(&bytes, at + 1..tail_end);
+                for found in after.filter_map(|p| record_at(&bytes, p, true, seed_at(p))) {
+                    any_valid = true;
+                    if matches!(found, Found::Mark { durable, .. } if durable > bad_lsn) {
+                        proven = true;
+                        break;
+                    }
+                }
+                // In the last recycled segment, bytes past the records of which none is valid (at the
+                // LSN of its place) are an earlier incarnation's, or a torn flush of this one that left
+                // no whole record: neither was acknowledged, and no valid bytes remain that a later open
+                // could take for records. The segment's records end here: not cut, not reported, as a
+                // zero-filled segment's zeros (appends overwrite them).
+                if recycled && is_last && !any_valid {
+                    break;
+                }
                 match (proven, recovery) {
                     (true, WalRecovery::Strict) => {
                         return Err(Error::corrupt(
@@ -367,7 +410,8 @@ pub fn scan_on(
                     (false, _) => CutKind::Unacknowledged,
                 }
             } else {
-                let later_valid = (at + 1..tail_end).any(|p| valid_record_at(&bytes, p).is_some());
+                let later_valid = magic_starts(&bytes, at + 1..tail_end)
+                    .any(|p| valid_record_at(&bytes, p, seed_at(p)).is_some());
                 // The last segment of version 2 is written in place over synced zeros: a power loss during
                 // a flush may keep any subset of its pages, so a lost page (zeros) followed by a surviving
                 // record of the same, never acknowledged, flush is an ordinary outcome there. Its bad
@@ -404,6 +448,7 @@ pub fn scan_on(
         end_offset,
         last_zero_filled,
         last_version,
+        last_recycled,
         segments,
         strays,
         cut,

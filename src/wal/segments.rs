@@ -8,13 +8,28 @@
 //! torn tail. When every record is released (all sealed) and the active segment holds at least
 //! [`IDLE_ROTATE_BYTES`], a new segment is started too, so the old one is deleted and a restart replays
 //! almost nothing.
+//!
+//! Recycling (WAL version 6): up to [`RECYCLE_KEEP`] released segments are renamed `{first_lsn:020}.free`
+//! instead of deleted, and a rollover makes one of them the new segment (header rewritten and synced,
+//! then renamed to the segment's name and the directory synced) instead of creating a file. Its records
+//! then overwrite blocks already allocated and written, so each group commit's `fdatasync` writes no file
+//! metadata (on ext4 an appending `fdatasync` also writes the inode: BENCHMARKS.md). Past the log's end
+//! the file holds the earlier incarnation's records, whose checksums fail: they are seeded with their
+//! LSN, which differs (FORMAT.md §4, "Recycled segments"; RocksDB's recyclable log records carry the log
+//! number for the same reason). An idle rotation starts a fresh, small file (a restart reads the last
+//! segment whole), and a recycled segment is truncated to its records before its successor exists, so
+//! only the last segment can hold an earlier incarnation's bytes.
 
 use super::file::FileLog;
-use super::format::{segment_header, SEGMENT_HEADER_BYTES, WAL_VERSION};
+use super::format::{
+    reseed_records, segment_header, SEEDED_VERSION, SEGMENT_FLAG_RECYCLED, SEGMENT_FLAG_ZERO_FILLED,
+    SEGMENT_HEADER_BYTES, WAL_VERSION,
+};
 use super::scan::Segment;
 use super::Lsn;
 use crate::error::{Error, Result};
 use crate::fs::{Fs, FsFile, OpenHow};
+use parking_lot::Mutex;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -23,6 +38,12 @@ use std::sync::Arc;
 /// A fully released active segment at least this large is replaced by a fresh one (see
 /// `FileLog::release_segments`), so restarts do not replay sealed records.
 pub(crate) const IDLE_ROTATE_BYTES: u64 = 8 << 20;
+
+/// At most this many released segments are kept for recycling; further ones are deleted.
+pub(crate) const RECYCLE_KEEP: usize = 2;
+
+/// The suffix of a released segment kept for recycling: `{first_lsn:020}.free`.
+pub(crate) const FREE_SUFFIX: &str = ".free";
 
 /// A step of segment management, as seen by a [`SegmentFaultHook`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +58,8 @@ pub enum SegmentStep {
     SyncDir,
     /// Removing a segment file (a released one, or a new one whose creation failed).
     Remove,
+    /// Renaming a file: a released segment kept for recycling, or a kept one becoming a new segment.
+    Rename,
     /// A group commit's write and `fdatasync` of the records to the active segment.
     Flush,
 }
@@ -50,6 +73,9 @@ pub(crate) struct SegmentFiles {
     pub(crate) fs: Arc<dyn Fs>,
     pub(crate) dir: PathBuf,
     pub(crate) hook: Option<SegmentFaultHook>,
+    /// Released segment files kept for recycling (`*.free`), oldest first; at most [`RECYCLE_KEEP`] are
+    /// added by releases (an open adopts whatever it finds).
+    pub(crate) free: Mutex<Vec<PathBuf>>,
 }
 
 /// The file name of the segment starting at `first_lsn`.
@@ -74,6 +100,84 @@ impl SegmentFiles {
         crate::fs::sync_dir(&*self.fs, &self.dir)
     }
 
+    /// Renames `from` to `to` (no directory sync).
+    pub(crate) fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        self.step(SegmentStep::Rename, from)
+            .and_then(|_| self.fs.rename(from, to))
+            .map_err(|e| Error::io(format!("rename {} to {}", from.display(), to.display()), e))
+    }
+
+    /// The released segment files kept for recycling in the directory (`{first_lsn:020}.free`), oldest
+    /// first.
+    pub(crate) fn list_free(&self) -> Result<Vec<PathBuf>> {
+        let names = self
+            .fs
+            .list(&self.dir)
+            .map_err(|e| Error::io(format!("list {}", self.dir.display()), e))?;
+        let mut free: Vec<(u64, PathBuf)> = names
+            .iter()
+            .filter_map(|name| {
+                let stem = name.strip_suffix(FREE_SUFFIX)?;
+                let lsn = stem.parse::<u64>().ok().filter(|_| stem.len() == 20)?;
+                Some((lsn, self.dir.join(name)))
+            })
+            .collect();
+        free.sort();
+        Ok(free.into_iter().map(|(_, path)| path).collect())
+    }
+
+    /// Makes a kept file the segment starting at `first_lsn`: header (flag [`SEGMENT_FLAG_RECYCLED`])
+    /// written over the old one and synced, then the file renamed to the segment's name and the
+    /// directory synced; the caller guarantees no segment of the log has that name. `Ok(None)` when no
+    /// file is kept, or when a step failed (the file is then dropped from the pool and what the failed
+    /// step left is removed where it matters: the caller creates a fresh segment, which replaces a file
+    /// of that name).
+    pub(crate) fn recycle(&self, first_lsn: Lsn) -> Option<(Segment, Arc<dyn FsFile>)> {
+        let free = {
+            let mut pool = self.free.lock();
+            if pool.is_empty() {
+                return None;
+            }
+            pool.remove(0)
+        };
+        let path = self.dir.join(segment_name(first_lsn));
+        let header = segment_header(first_lsn, SEGMENT_FLAG_RECYCLED);
+        let renamed = || -> Result<Arc<dyn FsFile>> {
+            let ctx = |what: &str| format!("{what} {}", free.display());
+            let file = self
+                .fs
+                .open(&free, OpenHow::Existing)
+                .map_err(|e| Error::io(ctx("open"), e))?;
+            self.step(SegmentStep::WriteHeader, &free)
+                .and_then(|_| file.write_at(&header, 0))
+                .map_err(|e| Error::io(ctx("write"), e))?;
+            self.step(SegmentStep::SyncFile, &free)
+                .and_then(|_| file.sync_data())
+                .map_err(|e| Error::io(ctx("fdatasync"), e))?;
+            self.rename(&free, &path)?;
+            self.sync_dir()?;
+            Ok(file)
+        };
+        match renamed() {
+            Ok(file) => Some((Segment { first_lsn, path }, file)),
+            // The caller's fresh creation removes a file left under the segment's name; a file left
+            // under its free name holds nothing the log needs (the next open adopts it again).
+            Err(_) => None,
+        }
+    }
+
+    /// Keeps the released segment `seg` for recycling (renamed to its free name, which it returns) if
+    /// `keep`, else removes it; no directory sync.
+    pub(crate) fn release(&self, seg: &Segment, keep: bool) -> Result<Option<PathBuf>> {
+        let kept = self.dir.join(format!("{:020}{FREE_SUFFIX}", seg.first_lsn));
+        // A kept file of that name (left by an earlier run) is never replaced: one is enough.
+        if !keep || self.fs.exists(&kept) {
+            return self.remove(&seg.path).map(|_| None);
+        }
+        self.rename(&seg.path, &kept)?;
+        Ok(Some(kept))
+    }
+
     /// Removes a segment file (no directory sync).
     pub(crate) fn remove(&self, path: &Path) -> Result<()> {
         self.step(SegmentStep::Remove, path)
@@ -87,11 +191,12 @@ impl SegmentFiles {
     /// replaced. On failure, removes what it created (best effort: replay also recognises the leftover
     /// as a stray, see [`super::scan::Scan::strays`]).
     pub(crate) fn create(&self, first_lsn: Lsn, zero_filled: bool) -> Result<(Segment, Arc<dyn FsFile>)> {
+        let flags = if zero_filled { SEGMENT_FLAG_ZERO_FILLED } else { 0 };
         let path = self.dir.join(segment_name(first_lsn));
         if self.fs.exists(&path) {
             self.remove(&path)?;
         }
-        match self.try_create(&path, first_lsn, zero_filled) {
+        match self.try_create(&path, first_lsn, flags) {
             Ok(file) => Ok((Segment { first_lsn, path }, file)),
             Err(e) => {
                 if self.fs.exists(&path) && self.remove(&path).is_ok() {
@@ -102,8 +207,8 @@ impl SegmentFiles {
         }
     }
 
-    fn try_create(&self, path: &Path, first_lsn: Lsn, zero_filled: bool) -> Result<Arc<dyn FsFile>> {
-        let header = segment_header(first_lsn, zero_filled);
+    fn try_create(&self, path: &Path, first_lsn: Lsn, flags: u32) -> Result<Arc<dyn FsFile>> {
+        let header = segment_header(first_lsn, flags);
         let ctx = |what: &str| format!("{what} {}", path.display());
         let file = self
             .step(SegmentStep::Create, path)
@@ -126,19 +231,65 @@ impl FileLog {
         self.files.create(first_lsn, self.new_segment_zero_filled())
     }
 
-    /// Creates the segment starting at `first_lsn` and makes it the active one (the previous active
-    /// segment must be synced whole: only the last segment may have a torn tail).
-    pub(super) fn start_segment(&self, first_lsn: Lsn) -> Result<()> {
-        let (seg, file) = self.create_segment(first_lsn)?;
+    /// Starts the segment starting at `first_lsn` and makes it the active one (the previous active
+    /// segment must be synced whole: only the last segment may have a torn tail): a kept file recycled
+    /// when `recycle` (a rollover) and one is kept, else a new file. A recycled previous segment is first
+    /// truncated to its records, so that only the last segment holds an earlier incarnation's bytes.
+    pub(super) fn start_segment(&self, first_lsn: Lsn, recycle: bool) -> Result<()> {
+        self.trim_recycled_active()?;
+        let recycled = recycle.then(|| self.files.recycle(first_lsn)).flatten();
+        let is_recycled = recycled.is_some();
+        let (seg, file) = match recycled {
+            Some(found) => found,
+            None => self.create_segment(first_lsn)?,
+        };
+        let file_len = match is_recycled {
+            true => file
+                .len()
+                .map_err(|e| Error::io(format!("stat {}", seg.path.display()), e))?,
+            false => SEGMENT_HEADER_BYTES,
+        };
         let mut state = self.state.lock();
         state.segments.push(seg);
         state.active = Some(file.clone());
         state.active_bytes = SEGMENT_HEADER_BYTES;
         state.active_marks = true;
+        state.active_recycled = is_recycled;
+        // Records appended since the rollover's flush was taken were encoded for the old segment: re-seed
+        // them if its version seeded differently (only a reopened segment older than version 6).
+        let old_version = self.active_version.load(Ordering::Acquire);
+        if old_version < SEEDED_VERSION && !state.pending.is_empty() {
+            let first = state.pending_lsn;
+            reseed_records(&mut state.pending, first, WAL_VERSION.0);
+        }
         self.active_version.store(WAL_VERSION.0, Ordering::Release);
-        let zero_filled = self.new_segment_zero_filled();
+        let zero_filled = !is_recycled && self.new_segment_zero_filled();
         self.fill
-            .set_active(file, zero_filled, SEGMENT_HEADER_BYTES, SEGMENT_HEADER_BYTES);
+            .set_active(file, zero_filled, SEGMENT_HEADER_BYTES, file_len);
+        Ok(())
+    }
+
+    /// Truncates the active segment to its records if it is recycled and longer (the earlier
+    /// incarnation's bytes past them), syncing the new length: called before a successor is started.
+    fn trim_recycled_active(&self) -> Result<()> {
+        let (file, end, path) = {
+            let state = self.state.lock();
+            match (&state.active, state.segments.last()) {
+                (Some(file), Some(seg)) if state.active_recycled => {
+                    (file.clone(), state.active_bytes, seg.path.clone())
+                }
+                _ => return Ok(()),
+            }
+        };
+        let ctx = |what: &str| format!("{what} {}", path.display());
+        let len = file.len().map_err(|e| Error::io(ctx("stat"), e))?;
+        if len > end {
+            file.set_len(end).map_err(|e| Error::io(ctx("truncate"), e))?;
+            self.files
+                .step(SegmentStep::SyncFile, &path)
+                .and_then(|_| file.sync_all())
+                .map_err(|e| Error::io(ctx("fsync"), e))?;
+        }
         Ok(())
     }
 
@@ -175,8 +326,9 @@ impl FileLog {
                 .and_then(|_| old.sync_data())
                 .map_err(|e| Error::io(format!("fsync {}", path.display()), e))?;
         }
-        // Records appended from here on start at `end` or later, and go to the new segment.
-        self.start_segment(end)
+        // Records appended from here on start at `end` or later, and go to the new segment: a fresh,
+        // small file, so that a restart reads little (not a recycled one, which a restart reads whole).
+        self.start_segment(end, false)
     }
 
     /// [`Log::release_before`](super::Log::release_before): removes the segments wholly before `lsn`
@@ -201,17 +353,32 @@ impl FileLog {
         if doomed.is_empty() {
             return Ok(());
         }
-        // Oldest first, so that what stays is always a contiguous log.
+        // Oldest first, so that what stays is always a contiguous log. Each is kept for recycling or
+        // removed; the kept ones join the pool once the directory is synced.
+        let mut kept = Vec::new();
+        let room = RECYCLE_KEEP.saturating_sub(self.files.free.lock().len());
         for (i, seg) in doomed.iter().enumerate() {
-            if let Err(e) = self.files.remove(&seg.path) {
-                // Keep the segments not removed in the list, so that a later release removes them (a
-                // segment left on disk but forgotten would break the LSN chain at the next open).
-                let mut state = self.state.lock();
-                let rest = doomed[i..].iter().cloned();
-                state.segments.splice(0..0, rest);
-                return Err(e);
+            // The newest `room` of them are kept.
+            let keep = doomed.len() - i <= room;
+            match self.files.release(seg, keep) {
+                Ok(Some(path)) => kept.push(path),
+                Ok(None) => {}
+                Err(e) => {
+                    // Keep the segments not released in the list, so that a later release removes them
+                    // (a segment left on disk but forgotten would break the LSN chain at the next open).
+                    let mut state = self.state.lock();
+                    let rest = doomed[i..].iter().cloned();
+                    state.segments.splice(0..0, rest);
+                    return Err(e);
+                }
             }
         }
-        self.files.sync_dir()
+        self.files.sync_dir()?;
+        self.files.free.lock().extend(kept);
+        Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "recycle_tests.rs"]
+mod tests;

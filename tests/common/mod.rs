@@ -165,7 +165,10 @@ pub fn wal_segment_bytes(version: u32, first_lsn: u64, payloads: &[&[u8]]) -> Ve
     for payload in payloads {
         let mut header = (payload.len() as u32).to_le_bytes().to_vec();
         header.extend_from_slice(&0x4C50_4444u32.to_le_bytes());
-        let sum = checksum(&[&header[..], payload].concat());
+        // From version 6 a record's checksum is seeded with its LSN (FORMAT.md §4).
+        let lsn = first_lsn + (b.len() as u64 - 32);
+        let seed = if version >= 6 { lsn } else { 0 };
+        let sum = twox_hash::XxHash3_64::oneshot_with_seed(seed, &[&header[..], payload].concat());
         b.extend_from_slice(&sum.to_le_bytes());
         b.extend_from_slice(&header);
         b.extend_from_slice(payload);
