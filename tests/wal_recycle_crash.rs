@@ -171,3 +171,84 @@ fn every_crash_state_of_recycling_replays_exactly_the_acknowledged_records() {
     assert!(recycled_total > 0, "the workloads recycled no segment");
     assert!(states_total > points_total);
 }
+
+/// A release whose directory fsync failed leaves its kept files' names not durable: the next run's open
+/// adopts them, and must make those names durable before a rollover writes a new header into one (else a
+/// power loss could bring one back under its old segment name, with the new segment's header, and fail
+/// every open). Every crash state of the next run opens, with every record it acknowledged.
+#[test]
+fn kept_files_whose_names_were_not_synced_are_synced_before_reuse() {
+    use ddpersist::wal::{SegmentFaultHook, SegmentStep};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let fs = SimFs::new();
+    let fail_dir_sync = Arc::new(AtomicBool::new(false));
+    let hook: SegmentFaultHook = {
+        let fail = fail_dir_sync.clone();
+        Arc::new(move |step: SegmentStep, _: &std::path::Path| {
+            match step == SegmentStep::SyncDir && fail.load(Ordering::SeqCst) {
+                true => Err(std::io::Error::other("injected directory fsync failure")),
+                false => Ok(()),
+            }
+        })
+    };
+    let log = FileLog::on(fs.shared(), WAL_DIR, SEGMENT_BYTES, WalRecovery::Strict)
+        .unwrap()
+        .with_segment_fault_hook(hook);
+    log.replay(&mut |_, _| Ok(())).unwrap();
+    let mut end = 0;
+    for no in 0..12 {
+        end = log.append(&payload(no, 300)).unwrap().1;
+        log.sync(end).unwrap();
+    }
+    fail_dir_sync.store(true, Ordering::SeqCst);
+    assert!(
+        log.release_before(end).is_err(),
+        "the release's directory fsync fails"
+    );
+    drop(log);
+    let kept = fs.list(std::path::Path::new(WAL_DIR)).unwrap();
+    assert!(kept.iter().any(|n| n.ends_with(".free")), "{kept:?}");
+    // The next run, its crash points recorded.
+    fs.record_crash_points(true);
+    let (log, _) = open(&fs).unwrap();
+    let mut m = Model::default();
+    for no in 100..112 {
+        let p = payload(no, 300);
+        let (start, e) = log.append(&p).unwrap();
+        m.appended.insert(start, p);
+        log.sync(e).unwrap();
+        m.acked.push((fs.calls(), e));
+    }
+    drop(log);
+    let points = fs.take_crash_points();
+    let mut rng = Rng(3);
+    let mut states = 0;
+    for point in &points {
+        let which = [
+            CrashState::Synced,
+            CrashState::Prefix(point.pending()),
+            CrashState::Pages(rng.below(u64::MAX)),
+        ];
+        for which in which {
+            states += 1;
+            let state = point.state(which);
+            let (_, got) = open(&state)
+                .unwrap_or_else(|e| panic!("crash after call {} ({which:?}): open failed: {e}", point.call));
+            let acked = (m.acked.iter())
+                .filter(|(at, _)| *at <= point.call)
+                .map(|(_, end)| *end)
+                .max()
+                .unwrap_or(0);
+            for (lsn, p) in &m.appended {
+                let kept = got.iter().any(|(l, q)| l == lsn && q == p);
+                assert!(
+                    kept || lsn + 16 + p.len() as u64 > acked,
+                    "crash after call {} ({which:?}): acknowledged record at LSN {lsn} lost",
+                    point.call
+                );
+            }
+        }
+    }
+    assert!(states > 0);
+}

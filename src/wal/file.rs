@@ -219,8 +219,14 @@ impl Log for FileLog {
                 self.files.sync_dir()?;
             }
         }
-        // Released segments kept for recycling by an earlier run.
-        *self.files.free.lock() = self.files.list_free()?;
+        // Released segments kept for recycling by an earlier run. Their names may not be durable yet (a
+        // crash before the release's directory fsync): sync the directory before a rollover writes a new
+        // header into one, or a power loss could bring it back under its segment name with that header.
+        let free = self.files.list_free()?;
+        if !free.is_empty() {
+            self.files.sync_dir()?;
+        }
+        *self.files.free.lock() = free;
         let segments_were_new = segments.is_empty();
         let (segments, active, zero_filled, active_bytes, file_len) = match segments.last() {
             Some(last) => {

@@ -45,16 +45,20 @@ pub(crate) const RECYCLE_KEEP: usize = 2;
 /// The suffix of a released segment kept for recycling: `{first_lsn:020}.free`.
 pub(crate) const FREE_SUFFIX: &str = ".free";
 
-/// A step of segment management, as seen by a [`SegmentFaultHook`].
+/// A step of segment management, as seen by a [`SegmentFaultHook`]. Non-exhaustive: new steps come with
+/// new segment operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SegmentStep {
     /// Creating a new segment file.
     Create,
     /// Writing a new segment's header.
     WriteHeader,
-    /// `fsync` of a segment file: a new one's header, or the old one before an idle rotation.
+    /// `fsync` of a segment file: a new one's header (a recycled one's: `fdatasync`), the old one before
+    /// an idle rotation, or a recycled one cut to its records before its successor.
     SyncFile,
-    /// `fsync` of the WAL directory, after a segment was created or removed.
+    /// `fsync` of the WAL directory, after a segment was created, renamed or removed, or when an open
+    /// adopts kept files.
     SyncDir,
     /// Removing a segment file (a released one, or a new one whose creation failed).
     Remove,
@@ -127,12 +131,13 @@ impl SegmentFiles {
     }
 
     /// Makes a kept file the segment starting at `first_lsn`: header (flag [`SEGMENT_FLAG_RECYCLED`])
-    /// written over the old one and synced, then the file renamed to the segment's name and the
-    /// directory synced; the caller guarantees no segment of the log has that name. `Ok(None)` when no
-    /// file is kept, or when a step failed (the file is then dropped from the pool and what the failed
-    /// step left is removed where it matters: the caller creates a fresh segment, which replaces a file
-    /// of that name).
-    pub(crate) fn recycle(&self, first_lsn: Lsn) -> Option<(Segment, Arc<dyn FsFile>)> {
+    /// written over the old one, the file cut to `max_bytes` if longer (a kept file of a store that had
+    /// larger segments), synced, then renamed to the segment's name and the directory synced; the caller
+    /// guarantees no segment of the log has that name. `None` when no file is kept, or when a step failed:
+    /// the file is then dropped from the pool and removed (best effort) if still under its free name (the
+    /// caller creates a fresh segment, which replaces a file left under the segment's name), so that
+    /// repeated failures leave no files behind.
+    pub(crate) fn recycle(&self, first_lsn: Lsn, max_bytes: u64) -> Option<(Segment, Arc<dyn FsFile>)> {
         let free = {
             let mut pool = self.free.lock();
             if pool.is_empty() {
@@ -151,8 +156,15 @@ impl SegmentFiles {
             self.step(SegmentStep::WriteHeader, &free)
                 .and_then(|_| file.write_at(&header, 0))
                 .map_err(|e| Error::io(ctx("write"), e))?;
+            let len = file.len().map_err(|e| Error::io(ctx("stat"), e))?;
+            let cut = len > max_bytes;
+            if cut {
+                file.set_len(max_bytes)
+                    .map_err(|e| Error::io(ctx("truncate"), e))?;
+            }
+            // A new length needs the inode written too; a header alone, only the data.
             self.step(SegmentStep::SyncFile, &free)
-                .and_then(|_| file.sync_data())
+                .and_then(|_| if cut { file.sync_all() } else { file.sync_data() })
                 .map_err(|e| Error::io(ctx("fdatasync"), e))?;
             self.rename(&free, &path)?;
             self.sync_dir()?;
@@ -160,9 +172,14 @@ impl SegmentFiles {
         };
         match renamed() {
             Ok(file) => Some((Segment { first_lsn, path }, file)),
-            // The caller's fresh creation removes a file left under the segment's name; a file left
-            // under its free name holds nothing the log needs (the next open adopts it again).
-            Err(_) => None,
+            // The caller's fresh creation removes a file left under the segment's name; one left under
+            // its free name holds nothing the log needs, and goes.
+            Err(_) => {
+                if self.fs.exists(&free) && self.remove(&free).is_ok() {
+                    let _ = self.sync_dir();
+                }
+                None
+            }
         }
     }
 
@@ -237,7 +254,9 @@ impl FileLog {
     /// truncated to its records, so that only the last segment holds an earlier incarnation's bytes.
     pub(super) fn start_segment(&self, first_lsn: Lsn, recycle: bool) -> Result<()> {
         self.trim_recycled_active()?;
-        let recycled = recycle.then(|| self.files.recycle(first_lsn)).flatten();
+        let recycled = recycle
+            .then(|| self.files.recycle(first_lsn, self.segment_bytes))
+            .flatten();
         let is_recycled = recycled.is_some();
         let (seg, file) = match recycled {
             Some(found) => found,

@@ -51,8 +51,14 @@ pub(super) struct FillState {
 impl ZeroFill {
     /// A new active segment of format `version`, whose records end at `write_end` and whose file is
     /// `len` bytes long.
+    /// Waits for a fill in progress (of the old segment) to end first: once a segment is no longer the
+    /// active one it may be released and recycled, and a fill still writing zeros into it would then
+    /// overwrite the records of its next incarnation.
     pub(super) fn set_active(&self, file: Arc<dyn FsFile>, fillable: bool, write_end: u64, len: u64) {
         let mut st = self.state.lock();
+        while st.filling.is_some() {
+            self.changed.wait(&mut st);
+        }
         st.file = Some(file);
         st.fillable = fillable;
         st.segment += 1;
