@@ -9,6 +9,7 @@
 //! higher false-positive rate than an unblocked filter of the same size.
 
 use super::prefetch;
+use super::seek::{FilterMask, KeyProbe};
 use crate::encoding::{checksum, le_u32, le_u64, PutLe};
 use crate::error::{Error, Result};
 
@@ -22,7 +23,7 @@ const MAX_HASHES: u32 = 16;
 const BLOCK_BITS: u64 = 512;
 
 /// Words in one filter block.
-const WORDS_PER_BLOCK: usize = (BLOCK_BITS / 64) as usize;
+pub(crate) const WORDS_PER_BLOCK: usize = (BLOCK_BITS / 64) as usize;
 
 /// The block of a key with hash `h` (its `xxh3_128`) in a filter of `blocks` blocks.
 #[inline]
@@ -44,6 +45,21 @@ fn bits_of_hash(h: u128, blocks: u64, hash_count: u32) -> impl Iterator<Item = u
         }
         block * BLOCK_BITS + ((x >> (9 * (i % 7))) & (BLOCK_BITS - 1))
     })
+}
+
+/// The bits of hash `h` within its block for filters of the default hash count (that of
+/// [`DEFAULT_BITS_PER_KEY`]), as [`KeyProbe::new`] keeps them.
+pub(crate) fn default_mask(h: u128) -> FilterMask {
+    let hash_count = hash_count_for(DEFAULT_BITS_PER_KEY);
+    let mut words = [0u64; WORDS_PER_BLOCK];
+    set_bits(&mut words, h, hash_count);
+    FilterMask { hash_count, words }
+}
+
+/// The hash count of a filter of `bits_per_key` bits a key: `bits_per_key × ln 2`, rounded, within
+/// `1..=MAX_HASHES` (FORMAT.md §2).
+fn hash_count_for(bits_per_key: u32) -> u32 {
+    ((bits_per_key as f64 * 0.69).round() as u32).clamp(1, MAX_HASHES)
 }
 
 /// Sets the bits of the key with hash `h` in its block `line` (the same bits as [`bits_of_hash`]). Seven
@@ -97,7 +113,7 @@ impl FilterBuilder {
             .max(BLOCK_BITS);
         let words = (bits.div_ceil(BLOCK_BITS) * (BLOCK_BITS / 64)) as usize;
         // k = ln 2 * bits per key minimises false positives.
-        let hash_count = ((bits_per_key as f64 * 0.69).round() as u32).clamp(1, MAX_HASHES);
+        let hash_count = hash_count_for(bits_per_key);
         FilterBuilder {
             words: vec![0; words],
             hash_count,
@@ -218,6 +234,16 @@ impl<'a> Filter<'a> {
         self.block_has(h, &mask)
     }
 
+    /// [`may_contain_hash`](Self::may_contain_hash) for `probe`'s key, with the bits the probe computed
+    /// once for its lookup when they are for this filter's hash count (the default's), else its own.
+    #[inline]
+    pub(crate) fn may_contain_probe(&self, probe: &KeyProbe<'_>) -> bool {
+        match probe.mask.hash_count == self.hash_count {
+            true => self.block_has(probe.hash, &probe.mask.words),
+            false => self.may_contain_hash(probe.hash),
+        }
+    }
+
     /// Whether every bit of `mask` (the bits of hash `h` within its block) is set in `h`'s block. A block
     /// outside the section (impossible after `open`'s checks) answers "may contain": a filter may only
     /// ever err towards reading the batch.
@@ -304,6 +330,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             seed ^ (seed >> 31)
         };
+        assert_eq!(hash_count_for(DEFAULT_BITS_PER_KEY), 7);
         for hash_count in [1, 3, 7, 8, 14, 16] {
             for blocks in [1usize, 3, 40] {
                 // Dense enough that a 7-bit key is often fully set.
@@ -313,7 +340,11 @@ mod tests {
                 let f = Filter::from_parts(&bits, blocks as u64 * BLOCK_BITS, hash_count);
                 let (mut yes, mut no) = (0, 0);
                 for _ in 0..2_000 {
-                    let h = (u128::from(next()) << 64) | u128::from(next());
+                    let key = next().to_le_bytes();
+                    // A lookup's probe carries the bits of the default hash count (7): the filters of
+                    // that count use them, the others compute their own; both must read the format's.
+                    let probe = KeyProbe::new(&key);
+                    let h = probe.hash;
                     let want = bits_of_hash(h, blocks as u64, hash_count)
                         .all(|b| bits[(b / 8) as usize] & (1 << (b % 8)) != 0);
                     assert_eq!(
@@ -321,6 +352,7 @@ mod tests {
                         want,
                         "{hash_count} hashes, {blocks} blocks"
                     );
+                    assert_eq!(f.may_contain_probe(&probe), want, "{hash_count} hashes, probe");
                     if want {
                         yes += 1
                     } else {

@@ -289,7 +289,7 @@ impl BatchFile {
         }
         match &self.filter {
             Some((range, bits, hashes)) => {
-                Filter::from_parts(&self.bytes[range.clone()], *bits, *hashes).may_contain_hash(probe.hash)
+                Filter::from_parts(&self.bytes[range.clone()], *bits, *hashes).may_contain_probe(probe)
             }
             None => true,
         }

@@ -37,16 +37,29 @@ pub struct KeyProbe<'k> {
     pub(crate) hash: u128,
     /// [`key_prefix`] of `key`.
     pub(crate) prefix: u64,
+    /// The key's bits within its filter block for filters of `mask.hash_count` hash functions (the
+    /// default's), so that a lookup over many batches computes them once, not once a batch.
+    pub(crate) mask: FilterMask,
+}
+
+/// The bits of a key's hash within its 512-bit filter block, for filters of `hash_count` hash functions
+/// ([`super::filter`]); `hash_count` 0: not computed (any filter computes its own).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FilterMask {
+    pub(crate) hash_count: u32,
+    pub(crate) words: [u64; super::filter::WORDS_PER_BLOCK],
 }
 
 impl<'k> KeyProbe<'k> {
     /// The probe of `key`.
     #[inline]
     pub fn new(key: &'k [u8]) -> Self {
+        let hash = crate::encoding::hash128(key);
         KeyProbe {
             key,
-            hash: crate::encoding::hash128(key),
+            hash,
             prefix: key_prefix(key),
+            mask: super::filter::default_mask(hash),
         }
     }
 
@@ -64,6 +77,10 @@ impl<'k> KeyProbe<'k> {
             key,
             hash: 0,
             prefix: key_prefix(key),
+            mask: FilterMask {
+                hash_count: 0,
+                words: [0; super::filter::WORDS_PER_BLOCK],
+            },
         }
     }
 
