@@ -80,6 +80,7 @@ pub fn bench_options() -> ddpersist::Options {
         memtable_budget_bytes: env_or("DDPERSIST_BENCH_MEMTABLE_MIB", d.memtable_budget_bytes >> 20) << 20,
         compaction_threads: env_or("DDPERSIST_BENCH_COMPACTION_THREADS", d.compaction_threads),
         background_nice: env_or("DDPERSIST_BENCH_BACKGROUND_NICE", d.background_nice),
+        background_idle: env_or("DDPERSIST_BENCH_BACKGROUND_IDLE", u8::from(d.background_idle)) != 0,
         block_target_bytes: env_or("DDPERSIST_BENCH_BLOCK_KIB", d.block_target_bytes >> 10) << 10,
         wal_zero_fill: env_or("DDPERSIST_BENCH_WAL_ZERO_FILL", u8::from(d.wal_zero_fill)) != 0,
         wal_segment_bytes: env_or("DDPERSIST_BENCH_WAL_SEGMENT_MIB", d.wal_segment_bytes >> 20) << 20,

@@ -72,7 +72,7 @@ impl Workers {
     pub(crate) fn start(inner: &Arc<Inner>) -> Workers {
         let (queue, flushes) = (Arc::new(Queue::default()), Arc::new(Queue::default()));
         let merging = inner.options.compaction_threads;
-        let nice = inner.options.background_nice;
+        let (nice, idle) = (inner.options.background_nice, inner.options.background_idle);
         let mut threads: Vec<JoinHandle<()>> = (0..merging)
             .map(|n| {
                 let (store, queue) = (Store::worker_handle(inner.clone()), queue.clone());
@@ -80,6 +80,9 @@ impl Workers {
                     .name(format!("ddpersist-compact-{n}"))
                     .spawn(move || {
                         lower_priority(nice);
+                        if idle {
+                            schedule_idle();
+                        }
                         worker_loop(store, queue)
                     })
             })
@@ -169,6 +172,19 @@ fn lower_priority(nice: u8) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = nice;
+}
+
+/// Puts the calling thread under `SCHED_IDLE` (`Options::background_idle`): it runs only on a CPU no
+/// other thread wants (and the threads it starts inherit that). Best effort: a failure leaves it as it was.
+fn schedule_idle() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 names the calling thread (Linux schedules threads one by one); `param` is a valid
+        // `sched_param` that `sched_setscheduler` only reads (priority 0, the only one `SCHED_IDLE` takes).
+        // Lowering a thread's own policy needs no privilege. The result is ignored on purpose.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    }
 }
 
 fn worker_loop(store: Store, queue: Arc<Queue>) {
