@@ -53,6 +53,8 @@ fn threads_with(prefix: &str, field: impl Fn(&str) -> i64) -> Vec<(String, i64)>
 #[test]
 fn merge_threads_lower_themselves_to_the_background_nice_value_and_never_raise_it() {
     let own = nice_of(&std::fs::read_to_string("/proc/thread-self/stat").unwrap());
+    // The threads inherit the opener's policy (0, `SCHED_OTHER`, unless the tests run under `chrt`).
+    let own_policy = stat_field(&std::fs::read_to_string("/proc/thread-self/stat").unwrap(), 41);
     for (asked, want, idle) in [
         (13u8, own.max(13), false),
         (0, own, false),
@@ -79,7 +81,7 @@ fn merge_threads_lower_themselves_to_the_background_nice_value_and_never_raise_i
         assert_eq!(threads("ddpersist-compa"), merging, "asked {asked}");
         // With `background_idle`, the merge thread (only) runs under SCHED_IDLE; it is set right after
         // the nice value, so wait for it too (bounded).
-        let policy = if idle { SCHED_IDLE } else { 0 };
+        let policy = if idle { SCHED_IDLE } else { own_policy };
         while policies("ddpersist-compa") != [("ddpersist-compa".to_string(), policy)]
             && Instant::now() < deadline
         {
@@ -90,7 +92,10 @@ fn merge_threads_lower_themselves_to_the_background_nice_value_and_never_raise_i
             [("ddpersist-compa".to_string(), policy)],
             "idle {idle}"
         );
-        assert_eq!(policies("ddpersist-flush"), [("ddpersist-flush".to_string(), 0)]);
+        assert_eq!(
+            policies("ddpersist-flush"),
+            [("ddpersist-flush".to_string(), own_policy)]
+        );
         // The flush thread and the caller's thread keep the opener's priority.
         assert_eq!(threads("ddpersist-flush"), flushing);
         assert_eq!(

@@ -70,8 +70,10 @@ pub fn has_arg(flag: &str) -> bool {
 
 /// The store options of a bench run: the defaults, with `DDPERSIST_BENCH_FAN_IN` (merge fan-in),
 /// `DDPERSIST_BENCH_MEMTABLE_MIB` (memtable budget), `DDPERSIST_BENCH_COMPACTION_THREADS`,
-/// `DDPERSIST_BENCH_BACKGROUND_NICE` (`Options::background_nice`),
-/// `DDPERSIST_BENCH_BLOCK_KIB` (block target, KiB) and `DDPERSIST_BENCH_WAL_ZERO_FILL` (1: on) when set.
+/// `DDPERSIST_BENCH_BACKGROUND_NICE` (`Options::background_nice`), `DDPERSIST_BENCH_BACKGROUND_IDLE` (1:
+/// `Options::background_idle`), `DDPERSIST_BENCH_BLOCK_KIB` (block target, KiB),
+/// `DDPERSIST_BENCH_WAL_ZERO_FILL` (1: on) and `DDPERSIST_BENCH_WAL_SEGMENT_MIB` (`Options::wal_segment_bytes`,
+/// MiB) when set.
 #[allow(dead_code)]
 pub fn bench_options() -> ddpersist::Options {
     let d = ddpersist::Options::default();

@@ -55,7 +55,7 @@ fn setups() -> Vec<Setup> {
         option_bytes,
     };
     vec![
-        // Defaults (64 MiB segments and budget, 1 GiB WAL bound), durable + non-durable.
+        // The option bytes' largest choices (64 MiB segments and budget, 1 GiB WAL bound), durable + non-durable.
         s(
             true,
             [Some(true), Some(false), None],

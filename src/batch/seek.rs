@@ -3,7 +3,8 @@
 //! A point lookup over a stream's batches is bound by memory latency, not by instructions: each binary
 //! search probe into the mapped fence keys of a large batch is a cache (and TLB) miss. Two things here
 //! cut those misses:
-//! - [`KeyProbe`]: a key with its filter hash (xxh3-128) and its 8-byte prefix, computed once per lookup
+//! - [`KeyProbe`]: a key with its filter hash (xxh3-128), its bits in a filter of the default hash count
+//!   and its 8-byte prefix, computed once per lookup
 //!   and shared by every batch it is looked up in, so each batch's key filter cache line can be
 //!   prefetched before any is read ([`BatchFile::prefetch`](super::BatchFile::prefetch)): the misses of
 //!   all batches overlap instead of following one another.
@@ -38,7 +39,8 @@ pub struct KeyProbe<'k> {
     /// [`key_prefix`] of `key`.
     pub(crate) prefix: u64,
     /// The key's bits within its filter block for filters of `mask.hash_count` hash functions (the
-    /// default's), so that a lookup over many batches computes them once, not once a batch.
+    /// default's), so that a lookup over many batches computes them once, not once a batch. A store with
+    /// another `Options::filter_bits_per_key` computes them per batch, as before, plus this once.
     pub(crate) mask: FilterMask,
 }
 

@@ -180,10 +180,11 @@ fn schedule_idle() {
     #[cfg(target_os = "linux")]
     {
         let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: pid 0 names the calling thread (Linux schedules threads one by one); `param` is a valid
-        // `sched_param` that `sched_setscheduler` only reads (priority 0, the only one `SCHED_IDLE` takes).
-        // Lowering a thread's own policy needs no privilege. The result is ignored on purpose.
-        unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        // SAFETY: `pthread_self()` is the calling thread, alive for the call; `param` is a valid
+        // `sched_param` that is only read (priority 0, the only one `SCHED_IDLE` takes). Lowering a
+        // thread's own policy needs no privilege. (The pthread call, not `sched_setscheduler`, which musl
+        // does not implement.) The result is ignored on purpose.
+        unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_IDLE, &param) };
     }
 }
 

@@ -70,10 +70,13 @@ pub const WAL_DIR: &str = "wal";
 pub struct Options {
     /// Create the store if the directory is missing or empty (default true).
     pub create_if_missing: bool,
-    /// WAL segments roll over at about this size, in bytes (default 16 MiB). Up to two released segments
-    /// are kept and reused by rollovers, so that the log's `fdatasync`s overwrite allocated blocks
-    /// (`wal::FileLog`, FORMAT.md §4 "Recycled segments"); an open reads the last segment whole, which
-    /// for a recycled one means up to this many bytes (BENCHMARKS.md, "WAL segment recycling").
+    /// WAL segments roll over at about this size, in bytes (default 16 MiB; values below 33, a header and
+    /// a byte, count as 33): a segment passes it by at most its last group commit. Up to two released
+    /// segments are kept and reused by rollovers, so that the log's `fdatasync`s overwrite allocated
+    /// blocks (`wal::FileLog`, FORMAT.md §4 "Recycled segments"); the kept files take up to about two
+    /// segments of disk beside the log (also in a store whose releases all come with idle rotations,
+    /// which never reuse them). An open reads the last segment whole, which for a recycled one means
+    /// about this many bytes (BENCHMARKS.md, "WAL segment recycling").
     pub wal_segment_bytes: u64,
     /// Target size of a batch file block (default 64 KiB).
     pub block_target_bytes: u32,
@@ -108,13 +111,16 @@ pub struct Options {
     /// bounds how far merges may fall behind. Ignored elsewhere than Linux. Effect: BENCHMARKS.md,
     /// "Background thread priority".
     pub background_nice: u8,
-    /// Run the merge threads under Linux's `SCHED_IDLE` policy as well (default false): they then get a
-    /// CPU only when no other thread of the machine wants it, and a woken writer preempts them at once
-    /// (RocksDB's `CpuPriority::kIdle` for its compaction pool). At 10 M durable updates it cut the
-    /// writer's wait for a CPU by half and the ingest time by 5–10% (BENCHMARKS.md, "Merge threads under
-    /// SCHED_IDLE"); but merges then stop while every core is busy, so a CPU-bound dataflow meets
-    /// back-pressure (`max_batches_per_stream`) sooner. The policy cannot be undone by an unprivileged
-    /// thread, so it is chosen once, when the store opens. Ignored elsewhere than Linux.
+    /// Run the merge threads under Linux's `SCHED_IDLE` policy as well (default false): they then get
+    /// only a very small share of a busy CPU, and a woken writer preempts them at once (RocksDB's
+    /// `CpuPriority::kIdle` for its compaction pool). At 10 M durable updates it cut the writer's wait
+    /// for a CPU by half and the ingest time by 4.5–10% (BENCHMARKS.md, "Merge threads under
+    /// SCHED_IDLE"; at 1 M it changed nothing). The costs, while other threads keep every core busy:
+    /// merges nearly stop, so batches pile up towards back-pressure (`max_batches_per_stream`), and a
+    /// seal held there waits for them; and a merge's manifest commit, which holds the lock seals, appends
+    /// and stream edits take, stretches with it (the priority inversion the flush thread avoids by keeping
+    /// the opener's priority). With the default `RLIMIT_NICE` a thread cannot leave `SCHED_IDLE`, so the
+    /// policy is chosen once, when the store opens. Ignored elsewhere than Linux.
     pub background_idle: bool,
     /// lz4-compress the blocks of batches at this level or deeper (level = floor(log2(updates)); e.g. 20
     /// compresses batches of a million updates and more). `None` (the default): never compress.

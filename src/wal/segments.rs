@@ -268,6 +268,10 @@ impl FileLog {
                 .map_err(|e| Error::io(format!("stat {}", seg.path.display()), e))?,
             false => SEGMENT_HEADER_BYTES,
         };
+        // No fill of the old segment may outlive its being active (it may be recycled next); wait for one
+        // in progress now, before `state` is taken (records go through `sync_lock`, which the caller holds,
+        // so none is written to the old segment meanwhile).
+        self.fill.retire();
         let mut state = self.state.lock();
         state.segments.push(seg);
         state.active = Some(file.clone());

@@ -16,7 +16,7 @@ const ZERO_STEP_BYTES: u64 = 2 << 20;
 pub(super) const ZERO_MARGIN_BYTES: u64 = 256 << 10;
 
 /// The zero-filler's view of the active segment (see the module docs). Lock order: `FileLog.state`
-/// (or `sync_lock`) before this, never the other way.
+/// (or `sync_lock`) before this, never the other way; the filler thread takes only this lock.
 pub(super) struct ZeroFill {
     pub(super) state: Mutex<FillState>,
     pub(super) changed: Condvar,
@@ -51,9 +51,10 @@ pub(super) struct FillState {
 impl ZeroFill {
     /// A new active segment of format `version`, whose records end at `write_end` and whose file is
     /// `len` bytes long.
-    /// Waits for a fill in progress (of the old segment) to end first: once a segment is no longer the
-    /// active one it may be released and recycled, and a fill still writing zeros into it would then
-    /// overwrite the records of its next incarnation.
+    /// Waits for a fill in progress to end first (callers that hold `FileLog.state` call
+    /// [`retire`](Self::retire) before taking it, so that this wait is instant): once a segment is no
+    /// longer the active one it may be released and recycled, and a fill still writing zeros into it
+    /// would then overwrite the records of its next incarnation.
     pub(super) fn set_active(&self, file: Arc<dyn FsFile>, fillable: bool, write_end: u64, len: u64) {
         let mut st = self.state.lock();
         while st.filling.is_some() {
@@ -65,6 +66,17 @@ impl ZeroFill {
         st.zeroed = len..len;
         st.write_end = write_end;
         self.changed.notify_all();
+    }
+
+    /// Stops filling the active segment, which is about to be replaced: no new fill starts, and this
+    /// returns once the fill in progress (if any) has ended. Called by a rollover before it takes
+    /// `FileLog.state`, so that no lock is held across the fill's write and `fdatasync`.
+    pub(super) fn retire(&self) {
+        let mut st = self.state.lock();
+        st.file = None;
+        while st.filling.is_some() {
+            self.changed.wait(&mut st);
+        }
     }
 
     /// Called by the writer before it writes `range` of the active segment: waits while a fill covers
