@@ -19,11 +19,11 @@ pub fn checksum_seeded(bytes: &[u8], seed: u64) -> u64 {
     twox_hash::XxHash3_64::oneshot_with_seed(seed, bytes)
 }
 
-/// [`checksum`] of the concatenation of `parts`, without concatenating them (a streaming hasher: it
-/// allocates its state, so one-shot [`checksum`] is cheaper for contiguous bytes).
-pub fn checksum_parts(parts: &[&[u8]]) -> u64 {
+/// [`checksum_seeded`] of the concatenation of `parts`, without concatenating them (a streaming hasher:
+/// it allocates its state, so one-shot [`checksum_seeded`] is cheaper for contiguous bytes).
+pub fn checksum_parts_seeded(parts: &[&[u8]], seed: u64) -> u64 {
     use std::hash::Hasher;
-    let mut h = twox_hash::XxHash3_64::default();
+    let mut h = twox_hash::XxHash3_64::with_seed(seed);
     for part in parts {
         h.write(part);
     }
@@ -207,7 +207,11 @@ mod tests {
             let split = split.min(bytes.len());
             proptest::prop_assert_eq!(checksum(&bytes), xxhash_rust::xxh3::xxh3_64(&bytes));
             proptest::prop_assert_eq!(hash128(&bytes), xxhash_rust::xxh3::xxh3_128(&bytes));
-            proptest::prop_assert_eq!(checksum_parts(&[&bytes[..split], &bytes[split..]]), checksum(&bytes));
+            proptest::prop_assert_eq!(checksum_parts_seeded(&[&bytes[..split], &bytes[split..]], 0), checksum(&bytes));
+            proptest::prop_assert_eq!(
+                checksum_parts_seeded(&[&bytes[..split], &bytes[split..]], split as u64),
+                checksum_seeded(&bytes, split as u64)
+            );
         }
     }
 
@@ -218,7 +222,10 @@ mod tests {
         assert_eq!(checksum(b""), 0x2D06_8005_38D3_94C2);
         assert_eq!(hash128(b""), 0x99AA_06D3_0147_98D8_6001_C324_468D_497F);
         let long: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
-        assert_eq!(checksum_parts(&[&long[..1234], &long[1234..]]), checksum(&long));
+        assert_eq!(
+            checksum_parts_seeded(&[&long[..1234], &long[1234..]], 0),
+            checksum(&long)
+        );
     }
 
     #[test]

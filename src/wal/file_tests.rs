@@ -4,7 +4,7 @@ use super::super::format::{
     MARK_PAYLOAD_BYTES, RECORD_HEADER_BYTES, SEGMENT_FLAG_ZERO_FILLED, SEGMENT_MAGIC,
 };
 use super::super::scan::list_segments;
-use super::super::segments::{segment_name, SegmentFiles};
+use super::super::segments::{segment_name, SegmentFiles, FREE_SUFFIX};
 use super::super::zero_fill::{ZERO_AHEAD_BYTES, ZERO_MARGIN_BYTES};
 use super::*;
 use crate::encoding::checksum;
@@ -283,6 +283,9 @@ fn release_drops_whole_old_segments_only() {
 #[test]
 fn a_fully_released_big_segment_is_replaced_so_restarts_replay_nothing() {
     let dir = tempfile::tempdir().unwrap();
+    // A kept file (left by an earlier run for recycling): an idle rotation does not take it.
+    let kept = dir.path().join(format!("{:020}{FREE_SUFFIX}", 1u64));
+    fs::write(&kept, vec![1u8; 4096]).unwrap();
     let log = FileLog::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
     replay_all(&log).unwrap();
     let payload = vec![7u8; 1 << 20];
@@ -299,6 +302,27 @@ fn a_fully_released_big_segment_is_replaced_so_restarts_replay_nothing() {
     assert_eq!(segments.len(), 1);
     // The old segment ended in the sync mark of the last flush.
     assert_eq!(segments[0].first_lsn, end + MARK);
+    // The new segment is a fresh, small file (a restart reads the last segment whole), not a recycled
+    // one; the kept file stays, and the released segment is kept beside it.
+    let header = fs::read(&segments[0].path).unwrap();
+    assert_eq!(header.len() as u64, SEGMENT_HEADER_BYTES);
+    assert_eq!(
+        u32::from_le_bytes(header[12..16].try_into().unwrap()),
+        0,
+        "header flags"
+    );
+    assert!(kept.exists(), "an idle rotation does not take a kept file");
+    let free = fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(FREE_SUFFIX)
+        })
+        .count();
+    assert_eq!(free, 2);
     let (start, next) = log.append(b"after").unwrap();
     assert_eq!(start, end + MARK);
     log.sync(next).unwrap();

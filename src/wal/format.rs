@@ -15,7 +15,7 @@
 
 use super::Lsn;
 pub(crate) use crate::encoding::checksum_seeded;
-use crate::encoding::{checksum, FormatVersion, PutLe};
+use crate::encoding::{checksum, checksum_parts_seeded, le_u32, FormatVersion, PutLe};
 
 pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"DDPWALSG";
 pub(crate) const SEGMENT_HEADER_BYTES: u64 = 32;
@@ -88,28 +88,13 @@ pub(crate) fn sync_mark(durable: Lsn, seed: u64) -> [u8; MARK_BYTES] {
     mark
 }
 
-/// [`checksum_seeded`] of the concatenation of `parts`.
-fn checksum_parts_seeded(parts: &[&[u8]], seed: u64) -> u64 {
-    use std::hash::Hasher;
-    let mut h = twox_hash::XxHash3_64::with_seed(seed);
-    for part in parts {
-        h.write(part);
-    }
-    h.finish()
-}
-
 /// Sets the checksums of the records in `pending` (records back to back, as appended, the first at LSN
 /// `first_lsn`) for a segment of format `version`: appends encode for the active segment, and records
 /// still pending when the log rolls over from a segment older than version 6 land in a newer one.
 pub(crate) fn reseed_records(pending: &mut [u8], first_lsn: Lsn, version: u32) {
     let mut at = 0usize;
     while at + RECORD_HEADER_BYTES as usize <= pending.len() {
-        let len = u32::from_le_bytes([
-            pending[at + 8],
-            pending[at + 9],
-            pending[at + 10],
-            pending[at + 11],
-        ]) as usize;
+        let len = le_u32(pending, at + 8) as usize;
         let end = at + RECORD_HEADER_BYTES as usize + len;
         debug_assert!(end <= pending.len(), "pending holds whole records");
         let Some(record) = pending.get_mut(at..end) else {

@@ -284,36 +284,6 @@ fn records_pending_at_a_rollover_from_an_older_segment_are_reseeded_for_their_ls
 }
 
 #[test]
-fn an_idle_rotation_starts_a_fresh_small_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = FileLog::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
-    replay_all(&log).unwrap();
-    // Kept files exist (left by an earlier run).
-    let kept = dir.path().join(format!("{:020}{FREE_SUFFIX}", 1u64));
-    fs::write(&kept, vec![1u8; 4096]).unwrap();
-    drop(log);
-    let log = FileLog::open(dir.path(), 1 << 30, WalRecovery::Strict).unwrap();
-    replay_all(&log).unwrap();
-    let payload = vec![7u8; 1 << 20];
-    let mut end = 0;
-    for _ in 0..9 {
-        end = log.append(&payload).unwrap().1;
-    }
-    log.sync(end).unwrap();
-    log.release_before(end).unwrap();
-    let segments = list_segments(dir.path()).unwrap();
-    assert_eq!(segments.len(), 1);
-    assert_eq!(flags(&segments[0]), 0);
-    assert_eq!(
-        fs::metadata(&segments[0].path).unwrap().len(),
-        SEGMENT_HEADER_BYTES
-    );
-    assert!(kept.exists(), "an idle rotation does not take a kept file");
-    // The released segment is kept too.
-    assert_eq!(free_files(dir.path()).len(), 2);
-}
-
-#[test]
 fn the_magic_search_finds_every_place_a_record_or_mark_starts() {
     use super::super::format::sync_mark;
     use super::super::scan::magic_starts;

@@ -75,24 +75,31 @@ pub fn list_segments(dir: &Path) -> Result<Vec<Segment>> {
 
 /// The segment files in `dir` of the file system `fs`, oldest first (other files are ignored).
 pub fn list_segments_on(fs: &dyn Fs, dir: &Path) -> Result<Vec<Segment>> {
+    let files = list_numbered_on(fs, dir, ".wal")?;
+    Ok(files
+        .into_iter()
+        .map(|(first_lsn, path)| Segment { first_lsn, path })
+        .collect())
+}
+
+/// The files in `dir` of the file system `fs` named `{lsn:020}{suffix}` (segments, `.wal`; kept ones,
+/// `.free`), as `(lsn, path)`, by LSN (other files are ignored).
+pub(crate) fn list_numbered_on(fs: &dyn Fs, dir: &Path, suffix: &str) -> Result<Vec<(Lsn, PathBuf)>> {
     let ctx = || format!("list {}", dir.display());
     let mut out = Vec::new();
     for name in fs.list(dir).map_err(|e| Error::io(ctx(), e))? {
-        let Some(stem) = name.strip_suffix(".wal") else {
+        let Some(stem) = name.strip_suffix(suffix) else {
             continue;
         };
         if stem.len() != 20 {
             continue;
         }
-        let Ok(first_lsn) = stem.parse::<u64>() else {
+        let Ok(lsn) = stem.parse::<u64>() else {
             continue;
         };
-        out.push(Segment {
-            first_lsn,
-            path: dir.join(&name),
-        });
+        out.push((lsn, dir.join(&name)));
     }
-    out.sort_by_key(|s| s.first_lsn);
+    out.sort();
     Ok(out)
 }
 

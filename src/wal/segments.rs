@@ -25,7 +25,7 @@ use super::format::{
     reseed_records, segment_header, SEEDED_VERSION, SEGMENT_FLAG_RECYCLED, SEGMENT_FLAG_ZERO_FILLED,
     SEGMENT_HEADER_BYTES, WAL_VERSION,
 };
-use super::scan::Segment;
+use super::scan::{list_numbered_on, Segment};
 use super::Lsn;
 use crate::error::{Error, Result};
 use crate::fs::{Fs, FsFile, OpenHow};
@@ -114,19 +114,7 @@ impl SegmentFiles {
     /// The released segment files kept for recycling in the directory (`{first_lsn:020}.free`), oldest
     /// first.
     pub(crate) fn list_free(&self) -> Result<Vec<PathBuf>> {
-        let names = self
-            .fs
-            .list(&self.dir)
-            .map_err(|e| Error::io(format!("list {}", self.dir.display()), e))?;
-        let mut free: Vec<(u64, PathBuf)> = names
-            .iter()
-            .filter_map(|name| {
-                let stem = name.strip_suffix(FREE_SUFFIX)?;
-                let lsn = stem.parse::<u64>().ok().filter(|_| stem.len() == 20)?;
-                Some((lsn, self.dir.join(name)))
-            })
-            .collect();
-        free.sort();
+        let free = list_numbered_on(&*self.fs, &self.dir, FREE_SUFFIX)?;
         Ok(free.into_iter().map(|(_, path)| path).collect())
     }
 
