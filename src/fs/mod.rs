@@ -85,8 +85,10 @@ pub trait FsFile: Send + Sync {
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
-    /// A hint to start writing back `len` bytes at `offset` without waiting; promises nothing.
-    fn start_writeback(&self, _offset: u64, _len: u64) {}
+    /// Write-behind, a hint for I/O scheduling that promises no durability: waits until every byte of
+    /// `range` already under writeback (handed to it by an earlier call) is written, then starts writing
+    /// back the rest of `range` without waiting for it. Default: nothing.
+    fn write_behind(&self, _range: std::ops::Range<u64>) {}
 }
 
 /// An [`FsFile`] as a [`std::io::Write`] that appends (for a `BufWriter` in front of it).
@@ -208,15 +210,20 @@ impl FsFile for StdFile {
         Ok(self.0.metadata()?.len())
     }
     #[cfg(target_os = "linux")]
-    fn start_writeback(&self, offset: u64, len: u64) {
+    fn write_behind(&self, range: std::ops::Range<u64>) {
         use std::os::fd::AsRawFd;
-        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        let len = range.end.saturating_sub(range.start);
+        let (Ok(offset), Ok(len)) = (i64::try_from(range.start), i64::try_from(len)) else {
             return;
         };
+        if len == 0 {
+            return;
+        }
+        let how = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE;
         // SAFETY: `sync_file_range` reads no memory of ours; the descriptor is open for as long as `self`
         // is borrowed, and any offset and length are valid arguments (the kernel clips them to the file).
-        let _ =
-            unsafe { libc::sync_file_range(self.0.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+        // Its result is ignored on purpose: a hint (the commit's fsync reports any write error).
+        let _ = unsafe { libc::sync_file_range(self.0.as_raw_fd(), offset, len, how) };
     }
 }
 
