@@ -32,8 +32,9 @@ use std::sync::Arc;
 
 const STORE_DIR: &str = "/store";
 const WAL_DIR: &str = "/store/wal";
-/// Small WAL segments, so that workloads roll over and release segments.
-const SEGMENT_BYTES: u64 = 2048;
+/// Small WAL segments, so that workloads roll over, release segments and recycle them (at 2048 bytes the
+/// default sample recycled none).
+const SEGMENT_BYTES: u64 = 1024;
 const STREAMS: [&str; 2] = ["d", "n"];
 const DURABLE: [bool; 2] = [true, false];
 
@@ -115,8 +116,9 @@ struct Coverage {
     merges: u64,
     /// WAL segment files seen.
     segments: u64,
-    /// WAL segments seen that are recycled files (header flag bit 1: a released segment reused). Printed,
-    /// not required: recycling's own crash states are explored by tests/wal_recycle_crash.rs.
+    /// WAL segments seen that are recycled files (header flag bit 1: a released segment reused), so that
+    /// the store's crash states include a recycled active segment holding an earlier incarnation's bytes
+    /// past its records (tests/wal_recycle_crash.rs explores recycling's own steps in a WAL alone).
     recycled: u64,
     reopens: u64,
 }
@@ -535,7 +537,7 @@ fn every_crash_state_of_a_store_workload_opens_with_every_acknowledged_write() {
     eprintln!("crash_states: the workloads exercised {:?}", total.cover);
     let c = total.cover;
     assert!(
-        c.spills > 0 && c.merges > 0 && c.segments > 2 && c.reopens > 0,
+        c.spills > 0 && c.merges > 0 && c.segments > 2 && c.recycled > 0 && c.reopens > 0,
         "{c:?}"
     );
     assert!(total.states > total.points);

@@ -121,11 +121,12 @@ impl SegmentFiles {
     /// Makes a kept file the segment starting at `first_lsn`: header (flag [`SEGMENT_FLAG_RECYCLED`])
     /// written over the old one, the file cut to `max_bytes` if longer (a kept file of a store that had
     /// larger segments), synced, then renamed to the segment's name and the directory synced; the caller
-    /// guarantees no segment of the log has that name. `None` when no file is kept, or when a step failed:
+    /// guarantees no segment of the log has that name. Returns the segment, its open file and the file's
+    /// length in bytes after the cut. `None` when no file is kept, or when a step failed:
     /// the file is then dropped from the pool and removed (best effort) if still under its free name (the
     /// caller creates a fresh segment, which replaces a file left under the segment's name), so that
     /// repeated failures leave no files behind.
-    pub(crate) fn recycle(&self, first_lsn: Lsn, max_bytes: u64) -> Option<(Segment, Arc<dyn FsFile>)> {
+    pub(crate) fn recycle(&self, first_lsn: Lsn, max_bytes: u64) -> Option<(Segment, Arc<dyn FsFile>, u64)> {
         let free = {
             let mut pool = self.free.lock();
             if pool.is_empty() {
@@ -135,7 +136,7 @@ impl SegmentFiles {
         };
         let path = self.dir.join(segment_name(first_lsn));
         let header = segment_header(first_lsn, SEGMENT_FLAG_RECYCLED);
-        let renamed = || -> Result<Arc<dyn FsFile>> {
+        let renamed = || -> Result<(Arc<dyn FsFile>, u64)> {
             let ctx = |what: &str| format!("{what} {}", free.display());
             let file = self
                 .fs
@@ -156,10 +157,10 @@ impl SegmentFiles {
                 .map_err(|e| Error::io(ctx("fdatasync"), e))?;
             self.rename(&free, &path)?;
             self.sync_dir()?;
-            Ok(file)
+            Ok((file, len.min(max_bytes)))
         };
         match renamed() {
-            Ok(file) => Some((Segment { first_lsn, path }, file)),
+            Ok((file, len)) => Some((Segment { first_lsn, path }, file, len)),
             // The caller's fresh creation removes a file left under the segment's name; one left under
             // its free name holds nothing the log needs, and goes.
             Err(_) => {
@@ -246,15 +247,13 @@ impl FileLog {
             .then(|| self.files.recycle(first_lsn, self.segment_bytes))
             .flatten();
         let is_recycled = recycled.is_some();
-        let (seg, file) = match recycled {
+        // A recycled file's length is what `recycle` left it (read there, cut to the segment size).
+        let (seg, file, file_len) = match recycled {
             Some(found) => found,
-            None => self.create_segment(first_lsn)?,
-        };
-        let file_len = match is_recycled {
-            true => file
-                .len()
-                .map_err(|e| Error::io(format!("stat {}", seg.path.display()), e))?,
-            false => SEGMENT_HEADER_BYTES,
+            None => {
+                let (seg, file) = self.create_segment(first_lsn)?;
+                (seg, file, SEGMENT_HEADER_BYTES)
+            }
         };
         // No fill of the old segment may outlive its being active (it may be recycled next); wait for one
         // in progress now, before `state` is taken (records go through `sync_lock`, which the caller holds,
