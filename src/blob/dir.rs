@@ -29,14 +29,18 @@ const WRITE_BUFFER_BYTES: usize = 1 << 20;
 /// So a large object (a merge output) goes to disk as it is written, with at most about two steps (plus
 /// the write buffer) in flight or dirty, and its commit's fsync finds little left to write. Why bounded and
 /// small: the WAL's `fdatasync`s queue behind whatever writeback is in flight on the device; with 8 MiB
-/// handed over at once and not waited for, a durable writer's p99 write took 6 ms against 3 ms with this,
-/// and ingest beside merges 10% longer (BENCHMARKS.md, "Write-behind"). Batch writers hand over about 1 MiB
-/// at a time (their chunk, `batch::sink`), so this is the effective step. Durability is still the commit's
-/// fsync alone.
+/// handed over at once and never waited for, a durable writer's p99 write beside merges took 5.4–6.1 ms
+/// against 2.9–3.4 ms with this, and ingest up to 10% longer (BENCHMARKS.md, "Write-behind"). Writes larger
+/// than a step are handed over a step at a time. Durability is still the commit's fsync; a write error
+/// the wait reports (and so takes from that fsync, on Linux) fails the write and the commit.
 const WRITEBACK_BYTES: u64 = 1 << 20;
 
-/// Which bytes of an object a [`DirWriter`] hands to writeback next (`WRITEBACK_BYTES` at a time), and
-/// which earlier hand-off that must first wait for.
+/// Steps end on a page boundary: the partly written last page is left dirty, so the next write to it
+/// neither writes it twice nor waits for its writeback (on devices that keep pages stable under I/O).
+const WRITEBACK_ALIGN: u64 = 4096;
+
+/// Which bytes of an object a [`DirWriter`] hands to writeback next (`WRITEBACK_BYTES` at a time, ending on
+/// a page boundary), and which earlier hand-off that must first wait for.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct WriteBehind {
     /// Start of the bytes last handed to writeback, which may still be in flight.
@@ -47,16 +51,17 @@ struct WriteBehind {
 
 impl WriteBehind {
     /// With the object's first `in_file` bytes in the page cache: the range to pass to
-    /// `FsFile::write_behind` (the last hand-off's bytes, to wait for, and the new ones, to start), if a
-    /// step's worth is new.
+    /// `FsFile::write_behind` (the last hand-off's bytes, to wait for, and the new whole pages, to start),
+    /// if a step's worth is new.
     fn next(&mut self, in_file: u64) -> Option<std::ops::Range<u64>> {
-        if in_file.saturating_sub(self.handed_to) < WRITEBACK_BYTES {
+        let end = in_file - in_file % WRITEBACK_ALIGN;
+        if end.saturating_sub(self.handed_to) < WRITEBACK_BYTES {
             return None;
         }
-        let range = self.in_flight_from..in_file;
+        let range = self.in_flight_from..end;
         *self = WriteBehind {
             in_flight_from: self.handed_to,
-            handed_to: in_file,
+            handed_to: end,
         };
         Some(range)
     }
@@ -114,7 +119,8 @@ impl DirBlob {
             dest,
             dir: self.dir.clone(),
             len: 0,
-            write_behind: WriteBehind::default(),
+            write_behind: Some(WriteBehind::default()),
+            failed: None,
         }))
     }
 }
@@ -179,22 +185,42 @@ struct DirWriter {
     dest: Option<PathBuf>,
     dir: PathBuf,
     len: u64,
-    write_behind: WriteBehind,
+    /// `None` once the file system said it cannot write behind.
+    write_behind: Option<WriteBehind>,
+    /// Set when write-behind reported a failed write: the object can never be committed.
+    failed: Option<String>,
 }
 
 impl BlobWriter for DirWriter {
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Some(failed) = &self.failed {
+            return Err(failed_write(&self.path, failed));
+        }
         let file = self
             .file
             .as_mut()
             .ok_or_else(|| Error::bad_input("write after commit"))?;
-        file.write_all(bytes)
-            .map_err(|e| Error::io(format!("write {}", self.path.display()), e))?;
-        self.len += bytes.len() as u64;
-        // The bytes still in the buffer are not in the page cache yet; only those before them are.
-        let in_file = self.len - file.buffer().len() as u64;
-        if let Some(range) = self.write_behind.next(in_file) {
-            file.get_ref().0.write_behind(range);
+        // A step at a time, so that a large write (a merge output's index and filter) is handed to
+        // writeback as it goes, not all at once at the commit.
+        for piece in bytes.chunks(WRITEBACK_BYTES as usize) {
+            file.write_all(piece)
+                .map_err(|e| Error::io(format!("write {}", self.path.display()), e))?;
+            self.len += piece.len() as u64;
+            // The bytes still in the buffer are not in the page cache yet; only those before them are.
+            let in_file = self.len - file.buffer().len() as u64;
+            let Some(range) = self.write_behind.as_mut().and_then(|w| w.next(in_file)) else {
+                continue;
+            };
+            match file.get_ref().0.write_behind(range) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => self.write_behind = None,
+                Err(e) => {
+                    // An earlier write of this file failed, and the commit's fsync may no longer say so.
+                    let what = format!("write-behind (sync_file_range) of {}", self.path.display());
+                    self.failed = Some(e.to_string());
+                    return Err(Error::io(what, e));
+                }
+            }
         }
         Ok(())
     }
@@ -204,6 +230,9 @@ impl BlobWriter for DirWriter {
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
+        if let Some(failed) = &self.failed {
+            return Err(failed_write(&self.path, failed));
+        }
         let writer = self.file.take().ok_or_else(|| Error::bad_input("commit twice"))?;
         let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
         let Appender(file) = writer
@@ -223,6 +252,14 @@ impl BlobWriter for DirWriter {
     }
 }
 
+/// The error of every call on a writer after write-behind reported a failed write of its file.
+fn failed_write(path: &Path, detail: &str) -> Error {
+    Error::io(
+        format!("write {} (an earlier write failed)", path.display()),
+        std::io::Error::other(detail.to_string()),
+    )
+}
+
 impl Drop for DirWriter {
     fn drop(&mut self) {
         if self.file.take().is_some() {
@@ -237,6 +274,7 @@ impl Drop for DirWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::FsFile;
 
     #[test]
     fn a_large_object_under_early_writeback_reads_back_whole() {
@@ -257,26 +295,128 @@ mod tests {
     }
 
     #[test]
-    fn write_behind_waits_for_the_previous_step_and_starts_the_new_bytes() {
-        let step = WRITEBACK_BYTES;
+    fn write_behind_waits_for_the_previous_step_and_starts_the_new_pages() {
+        let (step, page) = (WRITEBACK_BYTES, WRITEBACK_ALIGN);
         let mut w = WriteBehind::default();
         assert_eq!(w.next(0), None);
         assert_eq!(w.next(step - 1), None, "less than a step is left dirty");
-        // The first step: nothing in flight to wait for.
-        assert_eq!(w.next(step + 10), Some(0..step + 10));
-        assert_eq!(w.next(step + 10 + step - 1), None);
+        // The first step: nothing in flight to wait for; the partly written last page stays dirty.
+        assert_eq!(w.next(step + 10), Some(0..step));
+        assert_eq!(w.next(2 * step - 1), None, "not a step of whole pages yet");
         // Each later one waits for the step before it (still maybe in flight), never for older bytes,
-        // and starts exactly the bytes not handed over yet: the ranges tile the object.
-        assert_eq!(w.next(3 * step), Some(0..3 * step));
-        assert_eq!(w.next(5 * step), Some(step + 10..5 * step));
-        assert_eq!(w.next(6 * step), Some(3 * step..6 * step));
+        // and starts exactly the whole pages not handed over yet: the ranges tile the object.
+        assert_eq!(w.next(3 * step + 10), Some(0..3 * step));
+        assert_eq!(w.next(5 * step + page), Some(step..5 * step + page));
+        assert_eq!(w.next(6 * step + page), Some(3 * step..6 * step + page));
         assert_eq!(
             w,
             WriteBehind {
-                in_flight_from: 5 * step,
-                handed_to: 6 * step
+                in_flight_from: 5 * step + page,
+                handed_to: 6 * step + page
             }
         );
+    }
+
+    /// A file system whose files' write-behind fails with `kind` (Linux reports an earlier failed write
+    /// of the file to the call that waits for its writeback: `EIO` here).
+    struct FailingBehind(std::io::ErrorKind);
+
+    struct FailingBehindFile(Arc<dyn FsFile>, std::io::ErrorKind);
+
+    impl FsFile for FailingBehindFile {
+        fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+            self.0.write_at(buf, offset)
+        }
+        fn append(&self, buf: &[u8]) -> std::io::Result<()> {
+            self.0.append(buf)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.0.set_len(len)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.0.sync_data()
+        }
+        fn sync_all(&self) -> std::io::Result<()> {
+            self.0.sync_all()
+        }
+        fn len(&self) -> std::io::Result<u64> {
+            self.0.len()
+        }
+        fn write_behind(&self, _range: std::ops::Range<u64>) -> std::io::Result<()> {
+            Err(std::io::Error::new(self.1, "write-behind refused by the test"))
+        }
+    }
+
+    impl Fs for FailingBehind {
+        fn open(&self, path: &Path, how: OpenHow) -> std::io::Result<Arc<dyn FsFile>> {
+            Ok(Arc::new(FailingBehindFile(StdFs.open(path, how)?, self.0)))
+        }
+        fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+            StdFs.read(path)
+        }
+        fn map(&self, path: &Path) -> std::io::Result<Option<BlobBytes>> {
+            StdFs.map(path)
+        }
+        fn len(&self, path: &Path) -> std::io::Result<u64> {
+            StdFs.len(path)
+        }
+        fn exists(&self, path: &Path) -> bool {
+            StdFs.exists(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            StdFs.rename(from, to)
+        }
+        fn remove(&self, path: &Path) -> std::io::Result<()> {
+            StdFs.remove(path)
+        }
+        fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+            StdFs.list(dir)
+        }
+        fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+            StdFs.create_dir_all(dir)
+        }
+        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+            StdFs.sync_dir(dir)
+        }
+    }
+
+    /// Writes `steps` steps' worth of bytes (in pieces of a step and a half, so that pieces cross steps)
+    /// and commits; returns the first error.
+    fn write_steps(blob: &DirBlob, name: &str, steps: usize) -> Result<()> {
+        let mut w = blob.create(name)?;
+        let piece = vec![7u8; WRITEBACK_BYTES as usize * 3 / 2];
+        for _ in 0..(steps * 2).div_ceil(3) {
+            w.write(&piece)?;
+        }
+        w.commit()
+    }
+
+    #[test]
+    fn a_failed_write_reported_by_write_behind_fails_the_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs: Arc<dyn Fs> = Arc::new(FailingBehind(std::io::ErrorKind::Other));
+        let blob = DirBlob::on(fs, dir.path()).unwrap();
+        let mut w = blob.create("a.batch").unwrap();
+        let piece = vec![7u8; 3 * WRITEBACK_BYTES as usize];
+        let err = w.write(&piece).unwrap_err();
+        assert!(format!("{err}").contains("write-behind"), "{err}");
+        // Nothing more is taken, and the object can never be committed (its fsync might succeed).
+        assert!(w.write(b"more").is_err());
+        assert!(w.commit().is_err());
+        assert!(blob.get("a.batch").unwrap().is_none());
+        assert!(write_steps(&blob, "b.batch", 4).is_err());
+        assert!(blob.get("b.batch").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_file_system_without_write_behind_still_writes_whole_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs: Arc<dyn Fs> = Arc::new(FailingBehind(std::io::ErrorKind::Unsupported));
+        let blob = DirBlob::on(fs, dir.path()).unwrap();
+        write_steps(&blob, "a.batch", 4).unwrap();
+        let bytes = blob.get("a.batch").unwrap().unwrap();
+        assert_eq!(bytes.len(), 3 * WRITEBACK_BYTES as usize * 3 / 2);
+        assert!(bytes.iter().all(|b| *b == 7));
     }
 
     #[test]

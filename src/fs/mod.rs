@@ -85,10 +85,17 @@ pub trait FsFile: Send + Sync {
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
-    /// Write-behind, a hint for I/O scheduling that promises no durability: waits until every byte of
-    /// `range` already under writeback (handed to it by an earlier call) is written, then starts writing
-    /// back the rest of `range` without waiting for it. Default: nothing.
-    fn write_behind(&self, _range: std::ops::Range<u64>) {}
+    /// Write-behind, for I/O scheduling (it promises no durability): waits until every page of `range`
+    /// already under writeback is written, then starts writeback of the range's dirty pages (which may
+    /// itself block while the device's queue is full). Default: nothing.
+    ///
+    /// Errors: [`io::ErrorKind::Unsupported`] where the file system or kernel cannot do it (the caller may
+    /// go on without); any other error is a failed earlier write of this file, which the caller must treat
+    /// as the file's own failure: on Linux the wait reports it to this call and not again to a later
+    /// `fsync` of the same open file (`file_check_and_advance_wb_err`).
+    fn write_behind(&self, _range: std::ops::Range<u64>) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// An [`FsFile`] as a [`std::io::Write`] that appends (for a `BufWriter` in front of it).
@@ -210,20 +217,28 @@ impl FsFile for StdFile {
         Ok(self.0.metadata()?.len())
     }
     #[cfg(target_os = "linux")]
-    fn write_behind(&self, range: std::ops::Range<u64>) {
+    fn write_behind(&self, range: std::ops::Range<u64>) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         let len = range.end.saturating_sub(range.start);
         let (Ok(offset), Ok(len)) = (i64::try_from(range.start), i64::try_from(len)) else {
-            return;
+            return Ok(()); // Past any file this can write: nothing to hand over.
         };
         if len == 0 {
-            return;
+            return Ok(()); // A zero length would mean "to the end of the file".
         }
         let how = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE;
         // SAFETY: `sync_file_range` reads no memory of ours; the descriptor is open for as long as `self`
-        // is borrowed, and any offset and length are valid arguments (the kernel clips them to the file).
-        // Its result is ignored on purpose: a hint (the commit's fsync reports any write error).
-        let _ = unsafe { libc::sync_file_range(self.0.as_raw_fd(), offset, len, how) };
+        // is borrowed, and any offset and positive length are valid arguments (the kernel clips them).
+        if unsafe { libc::sync_file_range(self.0.as_raw_fd(), offset, len, how) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENOSYS | libc::EINVAL | libc::ESPIPE | libc::EOPNOTSUPP) => {
+                Err(io::Error::new(io::ErrorKind::Unsupported, e))
+            }
+            _ => Err(e),
+        }
     }
 }
 
