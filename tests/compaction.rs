@@ -398,6 +398,8 @@ struct MergeGate {
     fail: std::sync::atomic::AtomicBool,
     closed: parking_lot::Mutex<bool>,
     opened: parking_lot::Condvar,
+    /// Background `create` calls that found the gate closed.
+    held: std::sync::atomic::AtomicUsize,
 }
 
 impl MergeGate {
@@ -419,6 +421,9 @@ impl MergeGate {
                 });
             }
             let mut closed = self.closed.lock();
+            if *closed {
+                self.held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
             while *closed {
                 self.opened.wait(&mut closed);
             }
@@ -488,6 +493,83 @@ fn back_pressure_holds_again_after_a_merge_failure() {
     assert!(
         n <= 3 && sealed < 6,
         "no back-pressure after a merge failure: {n} batches, {sealed} seals done"
+    );
+}
+
+/// While a background merge runs (held here at its output's `create`), a seal at the back-pressure bound
+/// merges the batches newer than that merge's inputs itself (a tail merge, on the sealing thread) instead
+/// of waiting for it: the seals go on, the batch count stays bounded, and every update survives both
+/// merges' commits in either order.
+#[test]
+fn a_seal_at_the_bound_merges_the_newest_batches_beside_a_running_merge() {
+    let gate = Arc::new(MergeGate::default());
+    let hooked = gate.clone();
+    let blob = Arc::new(common::HookBlob::new(move |_| hooked.enter()));
+    let bound = 4;
+    let options = Options {
+        compaction_threads: 1,
+        max_batches_per_stream: bound,
+        merge_fan_in: 2,
+        ..Options::default()
+    };
+    let store = Store::open_on(blob, Arc::new(MemLog::new()), options).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    let batches = |store: &Store| store.manifest().stream("s").unwrap().batches.len();
+    let model = Arc::new(parking_lot::Mutex::new(Model::default()));
+    let seal_one = {
+        let model = model.clone();
+        move |store: &Store, i: u64| {
+            let t = store.upper("s").unwrap();
+            let (k, v) = (format!("k{:03}", i % 50).into_bytes(), vec![b'a' + (i % 3) as u8]);
+            store.write_bytes("s", [(&k[..], &v[..], t, 1)]).unwrap();
+            model.lock().write(&k, &v, t, 1);
+            store.seal("s", t + 1).unwrap();
+        }
+    };
+    // 1. Hold the background merge thread in a merge.
+    gate.set_closed(true);
+    let mut i = 0;
+    while gate.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(i < 1000, "no background merge started");
+        seal_one(&store, i);
+        i += 1;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // 2. Seal on, past the bound: every seal returns, and the batches stay bounded.
+    let sealer = {
+        let (store, seal_one) = (store.clone(), seal_one.clone());
+        std::thread::spawn(move || {
+            let mut most = 0;
+            for j in 0..40 {
+                seal_one(&store, i + j);
+                most = most.max(batches(&store));
+            }
+            most
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !sealer.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let finished = sealer.is_finished();
+    gate.set_closed(false);
+    let most = sealer.join().unwrap();
+    assert!(
+        finished,
+        "seals waited for the held merge instead of merging beside it"
+    );
+    // The held merge's inputs, the bound, and one batch sealed since the last tail merge.
+    assert!(most <= bound + 8 + 1, "the batches piled up to {most}");
+    // 3. Both merges commit; nothing is lost or doubled.
+    store.compact("s").unwrap();
+    assert_eq!(
+        store.snapshot("s").unwrap().to_vec().unwrap(),
+        model.lock().expected()
+    );
+    assert!(
+        store.background_error().is_none(),
+        "{:?}",
+        store.background_error()
     );
 }
 

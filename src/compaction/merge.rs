@@ -58,16 +58,20 @@ pub fn merge_batches(
 }
 
 /// Which batches [`Store::merge_once`] merges.
-#[derive(Clone, Copy)]
-enum Scope {
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
     /// The merge the policy finds due, if any.
     Due,
     /// All of the stream's batches, if there are two or more (a major compaction).
     Whole,
+    /// While another merge of the stream runs: the newest due merge among the batches newer than that
+    /// merge's inputs, or past the back-pressure bound their adjacent pair with the fewest updates
+    /// ([`pick_tail`]); nothing when no merge runs.
+    Tail,
 }
 
 /// What [`Store::merge_once`] did.
-enum Step {
+pub(crate) enum Step {
     /// Ran a merge and committed it.
     Merged,
     /// Another merge of the stream was in flight: nothing picked (the caller waits and tries again).
@@ -76,16 +80,20 @@ enum Step {
     Nothing,
 }
 
-/// Clears a stream's `merging` flag however a merge ends.
+/// Clears a stream's `merging` (or, for a tail merge, `tail_merging`) flag however a merge ends.
 struct MergingGuard<'a> {
     store: &'a Store,
     id: &'a str,
+    tail: bool,
 }
 
 impl Drop for MergingGuard<'_> {
     fn drop(&mut self) {
         if let Some(s) = self.store.inner.state.lock().streams.get_mut(self.id) {
-            s.merging = false;
+            match self.tail {
+                true => s.tail_merging = false,
+                false => s.merging = false,
+            }
         }
         self.store.inner.batches_changed.notify_all();
     }
@@ -155,7 +163,7 @@ impl Store {
         Ok(merges)
     }
 
-    /// Waits while a merge of stream `id` is in flight. Errors: [`Error::UnknownStream`],
+    /// Waits while a merge (or tail merge) of stream `id` is in flight. Errors: [`Error::UnknownStream`],
     /// [`Error::Poisoned`].
     fn wait_for_merge_in_flight(&self, id: &str) -> Result<()> {
         let mut state = self.live_state()?;
@@ -164,7 +172,7 @@ impl Store {
                 .streams
                 .get(id)
                 .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
-            if !stream.merging {
+            if !stream.merging && !stream.tail_merging {
                 return Ok(());
             }
             self.inner
@@ -173,15 +181,21 @@ impl Store {
         }
     }
 
-    /// Runs one merge of stream `id` over `scope` if there is one; returns what it did.
-    fn merge_once(&self, id: &str, scope: Scope) -> Result<Step> {
+    /// Runs one merge of stream `id` over `scope` if there is one; returns what it did. A tail merge
+    /// (`Scope::Tail`) runs only beside another merge of the stream, on batches newer than its inputs; the
+    /// other scopes run only when no merge of the stream runs.
+    pub(crate) fn merge_once(&self, id: &str, scope: Scope) -> Result<Step> {
+        let tail = scope == Scope::Tail;
         let (inputs, input_nos, description, file_no) = {
             let mut state = self.live_state()?;
             let Some(stream) = state.streams.get_mut(id) else {
                 return Ok(Step::Nothing);
             };
-            if stream.merging {
+            if stream.tail_merging || (stream.merging && !tail) {
                 return Ok(Step::Busy);
+            }
+            if tail && !stream.merging {
+                return Ok(Step::Nothing);
             }
             let version = stream.version.clone();
             let since = version.since();
@@ -197,6 +211,13 @@ impl Store {
                 Scope::Due => space_amp
                     .and_then(|percent| pick_space_amp(&counts, percent))
                     .or_else(|| pick_merge_bounded(&counts, fan_in, bound, &mut stream.merge_turn)),
+                Scope::Tail => {
+                    // Batches are only ever appended or replaced by a merge's output, so the running
+                    // merge's newest input is still there, and everything after it is newer.
+                    let through = stream.merging_through;
+                    let at = version.meta().batches.iter().position(|b| b.file_no == through);
+                    at.and_then(|at| pick_tail(&counts, at + 1, fan_in, bound))
+                }
             };
             let Some(pick) = pick else {
                 return Ok(Step::Nothing);
@@ -204,7 +225,12 @@ impl Store {
             let range = pick.start..pick.start + pick.len;
             let inputs = version.batches()[range.clone()].to_vec();
             let input_nos: Vec<u64> = version.meta().batches[range].iter().map(|b| b.file_no).collect();
-            stream.merging = true;
+            if tail {
+                stream.tail_merging = true;
+            } else {
+                stream.merging = true;
+                stream.merging_through = input_nos[input_nos.len() - 1];
+            }
             let description = Description {
                 lower: inputs[0].description().lower,
                 upper: inputs[inputs.len() - 1].description().upper,
@@ -212,7 +238,11 @@ impl Store {
             };
             (inputs, input_nos, description, state.alloc_file_no())
         };
-        let _merging = MergingGuard { store: self, id };
+        let _merging = MergingGuard {
+            store: self,
+            id,
+            tail,
+        };
         let name = batch_file_name(file_no);
         let blob = &self.inner.blob;
         let out = blob.create_new(&name)?;

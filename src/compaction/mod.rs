@@ -22,7 +22,8 @@
 //! Times below `since` become `since`; equal `(key, val, time)` are summed and zeros dropped.
 //!
 //! **Protocol** (one merge of stream S, inputs A..B adjacent in S's batch list):
-//! 1. under `state`: pick A..B; mark S as merging (one merge per stream at a time); allocate a file number;
+//! 1. under `state`: pick A..B; mark S as merging (one merge per stream at a time, besides a tail merge of
+//!    batches newer than its inputs, below); allocate a file number;
 //! 2. no lock: write the output under its final name `N.batch` (`Blob::create_new`), fsync it; open it (its
 //!    name becomes durable with step 3's directory fsync: DESIGN.md §3);
 //! 3. under `edit_lock` (no seal or other commit interleaves): write the manifest with A..B replaced by N
@@ -36,7 +37,10 @@
 //! **Threads.** `Workers` runs `Options::compaction_threads` background threads fed by a queue of streams
 //! that sealed. `seal` waits only when a stream has more than `Options::max_batches_per_stream` batches
 //! (back-pressure); past that bound a merge is always due, of the adjacent pair with the fewest updates
-//! if none is due by size ([`pick_merge_bounded`]). With zero threads, merges run inside `seal`.
+//! if none is due by size ([`pick_merge_bounded`]). While a merge of the stream runs, the held seal runs
+//! tail merges itself, on its thread: batches newer than that merge's inputs ([`pick_tail`]), which it
+//! never touches, so the two commit in either order (each finds its inputs by file number). With zero
+//! threads, merges run inside `seal`.
 
 mod commit;
 mod key_merge;
@@ -47,7 +51,8 @@ mod workers;
 pub use key_merge::{Emit, KeyMerge};
 pub use merge::merge_batches;
 pub use policy::{
-    level_of, pick_merge, pick_merge_bounded, pick_merge_fair, pick_space_amp, tier_of, Pick, FAIR_EVERY,
+    level_of, pick_merge, pick_merge_bounded, pick_merge_fair, pick_space_amp, pick_tail, tier_of, Pick,
+    FAIR_EVERY,
 };
 pub(crate) use workers::Workers;
 

@@ -253,7 +253,9 @@ impl Store {
     }
 
     /// Back-pressure: waits while stream `id` has more batches than the configured bound and background
-    /// merges are making progress.
+    /// merges are making progress. While a merge of the stream runs, it does not just wait: it merges the
+    /// batches newer than that merge's inputs itself (a tail merge, `Scope::Tail`), one merge at a time, so
+    /// that one big merge (seconds) does not hold every seal at the bound meanwhile.
     pub(crate) fn wait_for_merges(&self, id: &str) -> Result<()> {
         let bound = self.inner.options.max_batches_per_stream.max(2);
         let mut state = self.live_state()?;
@@ -280,6 +282,25 @@ impl Store {
             // Over the bound a merge is always due (`pick_merge_bounded`); make sure a worker is on it.
             if !stream.merging {
                 workers.push(id);
+            } else if !stream.tail_merging {
+                // A merge runs (maybe a big one, for seconds): rather than wait for it, merge the newest
+                // batches, which it does not hold, on this thread. A failure is recorded as a background
+                // merge's is (and lets this seal go on), not returned: the seal's own updates are not at
+                // fault.
+                drop(state);
+                match self.merge_once(id, super::merge::Scope::Tail) {
+                    Ok(super::merge::Step::Merged) => {}
+                    Ok(_) => {
+                        state = self.live_state()?;
+                        self.inner
+                            .batches_changed
+                            .wait_for(&mut state, Duration::from_millis(100));
+                        continue;
+                    }
+                    Err(e) => self.merge_outcome(id, Err(e)),
+                }
+                state = self.live_state()?;
+                continue;
             }
             self.inner
                 .batches_changed

@@ -135,7 +135,9 @@ pub struct Options {
     /// rate: BENCHMARKS.md, "Figures behind the formats").
     pub filter_bits_per_key: u32,
     /// Back-pressure bound: a `seal` of a stream with more batches than this waits until background merges
-    /// bring it under (default 64). With merges keeping up, a stream of n updates sealed s at a time holds
+    /// bring it under (default 64); while a merge of the stream runs, the seal merges the batches newer than
+    /// that merge's inputs itself meanwhile, on its own thread (a tail merge), so that one big merge does
+    /// not hold every seal for its whole length. With merges keeping up, a stream of n updates sealed s at a time holds
     /// fewer than `merge_fan_in` batches in each of about `log_fan_in(n / s) + 1` tiers: at fan-in 8 at
     /// most 35 for up to 32,767 seals, 63 for up to 8⁹ − 1 (at fan-in 16: 60 for up to 65,535); past the
     /// bound the cheapest adjacent pair merges whatever its tiers.
@@ -323,8 +325,14 @@ pub(crate) struct StreamState {
     /// Seals logged in the WAL whose batch is not committed yet (`seal_logged`), oldest first: each its
     /// upper and the LSN of its seal record (the WAL keeps it until the batch commits).
     pub(crate) logged: std::collections::VecDeque<(u64, Lsn)>,
-    /// Whether a merge of this stream's batches is running (at most one per stream).
+    /// Whether a merge of this stream's batches is running (at most one per stream, besides a tail merge).
     pub(crate) merging: bool,
+    /// The file number of the newest input of the running merge (`merging`): a tail merge beside it takes
+    /// only batches newer than that one.
+    pub(crate) merging_through: u64,
+    /// Whether a tail merge is running: one of batches newer than the running merge's, by a seal that
+    /// would otherwise wait at the back-pressure bound (`compaction::workers`).
+    pub(crate) tail_merging: bool,
     /// Picks since the oldest due merge last had its turn (`compaction::pick_merge_fair`).
     pub(crate) merge_turn: u32,
 }
@@ -339,6 +347,8 @@ impl StreamState {
             flushing_min_lsn: None,
             logged: std::collections::VecDeque::new(),
             merging: false,
+            merging_through: 0,
+            tail_merging: false,
             merge_turn: 0,
         }
     }
