@@ -64,8 +64,8 @@ pub(crate) enum Scope {
     Due,
     /// All of the stream's batches, if there are two or more (a major compaction).
     Whole,
-    /// While another merge of the stream runs: the newest due merge among the batches newer than that
-    /// merge's inputs, or past the back-pressure bound their adjacent pair with the fewest updates
+    /// While another merge of the stream runs, among the batches newer than that merge's inputs: past the
+    /// back-pressure bound their adjacent pair with the fewest updates, else their newest due merge
     /// ([`pick_tail`]); nothing when no merge runs.
     Tail,
 }
@@ -132,9 +132,10 @@ impl Store {
     /// pause from the end of ingest).
     ///
     /// Costs: the due merges, then one rewrite of the whole stream (its bytes written once more). While
-    /// that merge runs (seconds for gigabytes) no other merge of the stream can, so seals that find the
-    /// stream past `Options::max_batches_per_stream` wait for it; batches sealed meanwhile stay beside its
-    /// output. A merge thread that takes up the stream meanwhile waits for it too, and with the default
+    /// that merge runs (seconds for gigabytes) no other merge of the stream can but tail merges of the
+    /// batches sealed since it started, run by seals that find the stream past
+    /// `Options::max_batches_per_stream` (two or more such batches are needed: until then those seals wait
+    /// for it); batches sealed meanwhile stay beside its output. A merge thread that takes up the stream meanwhile waits for it too, and with the default
     /// single merge thread the other streams' merges wait behind it. Times are advanced to the stream's
     /// `since`, as in every merge, in the batches it rewrites: a stream already of one batch is left as it
     /// is. Returns how many merges ran (0 when the stream has

@@ -117,16 +117,19 @@ pub fn pick_merge_bounded(
 }
 
 /// The merge a tail merge runs (`Scope::Tail`): among the batches after index `from` (those newer than the
-/// running merge's inputs), the newest due merge, or, when the stream has more than `bound` batches, the
-/// adjacent pair of them with the fewest updates. Indices are into `update_counts`.
+/// running merge's inputs), when the stream has more than `bound` batches the adjacent pair with the fewest
+/// updates (the least work that brings the count down by one: a tail merge runs on a sealing thread, at
+/// its priority), else the newest due merge. Indices are into `update_counts`.
 pub fn pick_tail(update_counts: &[u64], from: usize, fan_in: usize, bound: usize) -> Option<Pick> {
     let tail = update_counts.get(from..)?;
-    let pick = pick_merge(tail, fan_in).or_else(|| {
-        (update_counts.len() > bound && tail.len() >= 2)
+    let pick = if update_counts.len() > bound {
+        (tail.len() >= 2)
             .then(|| (0..tail.len() - 1).min_by_key(|&i| tail[i] + tail[i + 1]))
             .flatten()
             .map(|start| Pick { start, len: 2 })
-    })?;
+    } else {
+        pick_merge(tail, fan_in)
+    }?;
     Some(Pick {
         start: from + pick.start,
         len: pick.len,
@@ -145,9 +148,11 @@ mod tests {
         // Nothing due in the tail and under the bound: nothing, even with merges due before it.
         let counts = [8, 8, 8, 1000, 9];
         assert_eq!(pick_tail(&counts, 3, 2, 64), None);
-        // Over the bound, none due: the tail's adjacent pair with the fewest updates.
+        // Over the bound: the tail's adjacent pair with the fewest updates, even where a merge is due.
         let counts = [8, 8, 8, 1000, 300, 100, 40];
         assert_eq!(pick_tail(&counts, 3, 2, 64), None);
+        assert_eq!(pick_tail(&counts, 3, 2, 6), Some(Pick { start: 5, len: 2 }));
+        let counts = [1000, 1000, 1000, 100, 8, 8, 1];
         assert_eq!(pick_tail(&counts, 3, 2, 6), Some(Pick { start: 5, len: 2 }));
         // A tail of one batch, or none, has nothing to merge.
         assert_eq!(pick_tail(&counts, 6, 2, 1), None);

@@ -254,8 +254,10 @@ impl Store {
 
     /// Back-pressure: waits while stream `id` has more batches than the configured bound and background
     /// merges are making progress. While a merge of the stream runs, it does not just wait: it merges the
-    /// batches newer than that merge's inputs itself (a tail merge, `Scope::Tail`), one merge at a time, so
-    /// that one big merge (seconds) does not hold every seal at the bound meanwhile.
+    /// batches newer than that merge's inputs itself (a tail merge, `Scope::Tail`: their cheapest adjacent
+    /// pair), one merge at a time, so that one big merge (seconds) does not hold every seal at the bound
+    /// meanwhile. It waits when fewer than two such batches exist (the running merge holds nearly all of
+    /// them: a major compaction, or the size-amplification trigger, started near the bound).
     pub(crate) fn wait_for_merges(&self, id: &str) -> Result<()> {
         let bound = self.inner.options.max_batches_per_stream.max(2);
         let mut state = self.live_state()?;
@@ -297,6 +299,7 @@ impl Store {
                             .wait_for(&mut state, Duration::from_millis(100));
                         continue;
                     }
+                    Err(e @ Error::Poisoned { .. }) => return Err(e),
                     Err(e) => self.merge_outcome(id, Err(e)),
                 }
                 state = self.live_state()?;

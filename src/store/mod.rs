@@ -136,8 +136,9 @@ pub struct Options {
     pub filter_bits_per_key: u32,
     /// Back-pressure bound: a `seal` of a stream with more batches than this waits until background merges
     /// bring it under (default 64); while a merge of the stream runs, the seal merges the batches newer than
-    /// that merge's inputs itself meanwhile, on its own thread (a tail merge), so that one big merge does
-    /// not hold every seal for its whole length. With merges keeping up, a stream of n updates sealed s at a time holds
+    /// that merge's inputs itself meanwhile, on its own thread (a tail merge: the cheapest adjacent pair of
+    /// them), so that one big merge does not hold every seal for its whole length (it still does when
+    /// fewer than two batches are newer than its inputs, as when a major compaction starts near the bound). With merges keeping up, a stream of n updates sealed s at a time holds
     /// fewer than `merge_fan_in` batches in each of about `log_fan_in(n / s) + 1` tiers: at fan-in 8 at
     /// most 35 for up to 32,767 seals, 63 for up to 8⁹ − 1 (at fan-in 16: 60 for up to 65,535); past the
     /// bound the cheapest adjacent pair merges whatever its tiers.
