@@ -498,52 +498,97 @@ fn back_pressure_holds_again_after_a_merge_failure() {
     );
 }
 
+/// The back-pressure bound of the tail-merge tests.
+const TAIL_BOUND: usize = 4;
+
+/// A store whose one merge thread is held in a merge (at its output's `create`, by `gate`), its stream
+/// "s" sealed one update at a time, and the model of what was sealed.
+struct HeldMerge {
+    store: Store,
+    gate: Arc<MergeGate>,
+    model: Arc<parking_lot::Mutex<Model>>,
+    /// The number of the next seal (`seal_one`'s `i`).
+    next: u64,
+}
+
+impl HeldMerge {
+    /// Opens the store (bound `TAIL_BOUND`, fan-in 2, one merge thread) over a blob whose `create` first
+    /// calls `hook`, then seals until a background merge is held.
+    fn start(hook: impl Fn() + Send + Sync + 'static) -> HeldMerge {
+        let gate = Arc::new(MergeGate::default());
+        let hooked = gate.clone();
+        let blob = Arc::new(common::HookBlob::new(move |_| {
+            hook();
+            hooked.enter()
+        }));
+        let options = Options {
+            compaction_threads: 1,
+            max_batches_per_stream: TAIL_BOUND,
+            merge_fan_in: 2,
+            ..Options::default()
+        };
+        let store = Store::open_on(blob, Arc::new(MemLog::new()), options).unwrap();
+        store.create_stream("s", StreamOptions::default()).unwrap();
+        let model = Arc::new(parking_lot::Mutex::new(Model::default()));
+        gate.set_closed(true);
+        let mut next = 0;
+        while gate.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(next < 1000, "no background merge started");
+            seal_one(&store, &model, next);
+            next += 1;
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        HeldMerge {
+            store,
+            gate,
+            model,
+            next,
+        }
+    }
+
+    /// After both merges: a compaction leaves exactly the model, and no merge failed.
+    fn check(&self) {
+        self.store.compact("s").unwrap();
+        assert_eq!(
+            self.store.snapshot("s").unwrap().to_vec().unwrap(),
+            self.model.lock().expected()
+        );
+        assert!(
+            self.store.background_error().is_none(),
+            "{:?}",
+            self.store.background_error()
+        );
+    }
+}
+
+/// Writes one update of key `i % 50` at the stream's upper and seals past it, recording it in `model`.
+fn seal_one(store: &Store, model: &parking_lot::Mutex<Model>, i: u64) {
+    let t = store.upper("s").unwrap();
+    let (k, v) = (format!("k{:03}", i % 50).into_bytes(), vec![b'a' + (i % 3) as u8]);
+    store.write_bytes("s", [(&k[..], &v[..], t, 1)]).unwrap();
+    model.lock().write(&k, &v, t, 1);
+    store.seal("s", t + 1).unwrap();
+}
+
+fn batches(store: &Store) -> usize {
+    store.manifest().stream("s").unwrap().batches.len()
+}
+
 /// While a background merge runs (held here at its output's `create`), a seal at the back-pressure bound
 /// merges the batches newer than that merge's inputs itself (a tail merge, on the sealing thread) instead
 /// of waiting for it: the seals go on, the batch count stays bounded, and every update survives both
 /// merges' commits in either order.
 #[test]
 fn a_seal_at_the_bound_merges_the_newest_batches_beside_a_running_merge() {
-    let gate = Arc::new(MergeGate::default());
-    let hooked = gate.clone();
-    let blob = Arc::new(common::HookBlob::new(move |_| hooked.enter()));
-    let bound = 4;
-    let options = Options {
-        compaction_threads: 1,
-        max_batches_per_stream: bound,
-        merge_fan_in: 2,
-        ..Options::default()
-    };
-    let store = Store::open_on(blob, Arc::new(MemLog::new()), options).unwrap();
-    store.create_stream("s", StreamOptions::default()).unwrap();
-    let batches = |store: &Store| store.manifest().stream("s").unwrap().batches.len();
-    let model = Arc::new(parking_lot::Mutex::new(Model::default()));
-    let seal_one = {
-        let model = model.clone();
-        move |store: &Store, i: u64| {
-            let t = store.upper("s").unwrap();
-            let (k, v) = (format!("k{:03}", i % 50).into_bytes(), vec![b'a' + (i % 3) as u8]);
-            store.write_bytes("s", [(&k[..], &v[..], t, 1)]).unwrap();
-            model.lock().write(&k, &v, t, 1);
-            store.seal("s", t + 1).unwrap();
-        }
-    };
-    // 1. Hold the background merge thread in a merge.
-    gate.set_closed(true);
-    let mut i = 0;
-    while gate.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(i < 1000, "no background merge started");
-        seal_one(&store, i);
-        i += 1;
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    let held = HeldMerge::start(|| {});
+    let (store, gate, bound) = (&held.store, &held.gate, TAIL_BOUND);
     // 2. Seal on, past the bound: every seal returns, and the batches stay bounded.
     let sealer = {
-        let (store, seal_one) = (store.clone(), seal_one.clone());
+        let (store, model, i) = (store.clone(), held.model.clone(), held.next);
         std::thread::spawn(move || {
             let mut most = 0;
             for j in 0..40 {
-                seal_one(&store, i + j);
+                seal_one(&store, &model, i + j);
                 most = most.max(batches(&store));
             }
             most
@@ -563,16 +608,7 @@ fn a_seal_at_the_bound_merges_the_newest_batches_beside_a_running_merge() {
     // A seal goes on at the bound (the held merge's inputs counted in it) and adds one batch.
     assert!(most <= bound + 1, "the batches piled up to {most}");
     // 3. Both merges commit; nothing is lost or doubled.
-    store.compact("s").unwrap();
-    assert_eq!(
-        store.snapshot("s").unwrap().to_vec().unwrap(),
-        model.lock().expected()
-    );
-    assert!(
-        store.background_error().is_none(),
-        "{:?}",
-        store.background_error()
-    );
+    held.check();
 }
 
 /// The other commit order of a tail merge: the running merge commits while a tail merge (held at its
@@ -580,14 +616,13 @@ fn a_seal_at_the_bound_merges_the_newest_batches_beside_a_running_merge() {
 /// after the running merge's splice. Every update survives.
 #[test]
 fn a_tail_merge_commits_after_the_merge_it_ran_beside() {
-    let gate = Arc::new(MergeGate::default());
     // One-shot: holds the next `create` on the thread named "tail-sealer" once armed.
     let tail = Arc::new((
         parking_lot::Mutex::new((false, false)), // (armed, held)
         parking_lot::Condvar::new(),
     ));
-    let (hooked, tail_hook) = (gate.clone(), tail.clone());
-    let blob = Arc::new(common::HookBlob::new(move |_| {
+    let tail_hook = tail.clone();
+    let held = HeldMerge::start(move || {
         if std::thread::current().name() == Some("tail-sealer") {
             let mut state = tail_hook.0.lock();
             if state.0 {
@@ -598,42 +633,12 @@ fn a_tail_merge_commits_after_the_merge_it_ran_beside() {
                 }
             }
         }
-        hooked.enter()
-    }));
-    let bound = 4;
-    let options = Options {
-        compaction_threads: 1,
-        max_batches_per_stream: bound,
-        merge_fan_in: 2,
-        ..Options::default()
-    };
-    let store = Store::open_on(blob, Arc::new(MemLog::new()), options).unwrap();
-    store.create_stream("s", StreamOptions::default()).unwrap();
-    let batches = |store: &Store| store.manifest().stream("s").unwrap().batches.len();
-    let model = Arc::new(parking_lot::Mutex::new(Model::default()));
-    let seal_one = {
-        let model = model.clone();
-        move |store: &Store, i: u64| {
-            let t = store.upper("s").unwrap();
-            let (k, v) = (format!("k{:03}", i % 50).into_bytes(), vec![b'a' + (i % 3) as u8]);
-            store.write_bytes("s", [(&k[..], &v[..], t, 1)]).unwrap();
-            model.lock().write(&k, &v, t, 1);
-            store.seal("s", t + 1).unwrap();
-        }
-    };
-    // 1. Hold the background merge thread in a merge.
-    gate.set_closed(true);
-    let mut i = 0;
-    while gate.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(i < 1000, "no background merge started");
-        seal_one(&store, i);
-        i += 1;
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    });
+    let (store, gate, bound) = (&held.store, &held.gate, TAIL_BOUND);
     // 2. Seal past the bound on "tail-sealer": the first seal there over the bound runs a tail merge
     // (its first `create`), which the hook holds.
     let sealer = {
-        let (store, seal_one, tail) = (store.clone(), seal_one.clone(), tail.clone());
+        let (store, model, tail, i) = (store.clone(), held.model.clone(), tail.clone(), held.next);
         std::thread::Builder::new()
             .name("tail-sealer".into())
             .spawn(move || {
@@ -643,7 +648,7 @@ fn a_tail_merge_commits_after_the_merge_it_ran_beside() {
                         tail.0.lock().0 = true;
                         armed = true;
                     }
-                    seal_one(&store, i + j);
+                    seal_one(&store, &model, i + j);
                 }
             })
             .unwrap()
@@ -660,23 +665,14 @@ fn a_tail_merge_commits_after_the_merge_it_ran_beside() {
     };
     wait_until("a tail merge", &|| tail.0.lock().1);
     // 3. The running merge commits first (one batch fewer: its two inputs become one).
-    let before = batches(&store);
+    let before = batches(store);
     gate.set_closed(false);
-    wait_until("the running merge's commit", &|| batches(&store) < before);
+    wait_until("the running merge's commit", &|| batches(store) < before);
     // 4. Then the tail merge.
     tail.0.lock().1 = false;
     tail.1.notify_all();
     sealer.join().unwrap();
-    store.compact("s").unwrap();
-    assert_eq!(
-        store.snapshot("s").unwrap().to_vec().unwrap(),
-        model.lock().expected()
-    );
-    assert!(
-        store.background_error().is_none(),
-        "{:?}",
-        store.background_error()
-    );
+    held.check();
 }
 
 /// Upserts of a fixed key set with the since following the upper: tiers alone keep retractions and their

@@ -135,8 +135,9 @@ impl Store {
     /// that merge runs (seconds for gigabytes) no other merge of the stream can but tail merges of the
     /// batches sealed since it started, run by seals that find the stream past
     /// `Options::max_batches_per_stream` (two or more such batches are needed: until then those seals wait
-    /// for it); batches sealed meanwhile stay beside its output. A merge thread that takes up the stream meanwhile waits for it too, and with the default
-    /// single merge thread the other streams' merges wait behind it. Times are advanced to the stream's
+    /// for it); batches sealed meanwhile stay beside its output. A merge thread that takes up the stream
+    /// meanwhile waits for it too, and with the default single merge thread the other streams' merges wait
+    /// behind it. Times are advanced to the stream's
     /// `since`, as in every merge, in the batches it rewrites: a stream already of one batch is left as it
     /// is. Returns how many merges ran (0 when the stream has
     /// at most one batch and none is due, or the store is shutting down).

@@ -2,6 +2,7 @@
 //! threads draining it, back-pressure on seals past `Options::max_batches_per_stream`, and the record of
 //! background failures.
 
+use super::merge::{Scope, Step};
 use super::*;
 use crate::store::Inner;
 use parking_lot::{Condvar, Mutex};
@@ -290,20 +291,20 @@ impl Store {
                 // merge's is (and lets this seal go on), not returned: the seal's own updates are not at
                 // fault.
                 drop(state);
-                match self.merge_once(id, super::merge::Scope::Tail) {
-                    Ok(super::merge::Step::Merged) => {}
-                    Ok(_) => {
-                        state = self.live_state()?;
-                        self.inner
-                            .batches_changed
-                            .wait_for(&mut state, Duration::from_millis(100));
-                        continue;
-                    }
+                // Checked again at once after a merge or a failure (which lets the seal go on); after
+                // nothing to merge, checked again once the batches change.
+                let again = match self.merge_once(id, Scope::Tail) {
+                    Ok(step) => matches!(step, Step::Merged),
                     Err(e @ Error::Poisoned { .. }) => return Err(e),
-                    Err(e) => self.merge_outcome(id, Err(e)),
-                }
+                    Err(e) => {
+                        self.merge_outcome(id, Err(e));
+                        true
+                    }
+                };
                 state = self.live_state()?;
-                continue;
+                if again {
+                    continue;
+                }
             }
             self.inner
                 .batches_changed
