@@ -4,7 +4,8 @@
 //! `cargo bench --bench compaction`. Two parts, both in one process, on the disk holding
 //! `CARGO_TARGET_TMPDIR` (the repository's disk):
 //!
-//! 1. `merge` (criterion, 10 samples): `MERGE_INPUTS` input batch files of `MERGE_INPUT_UPDATES` updates
+//! 1. `merge` (criterion, 10 samples): `DDPERSIST_BENCH_MERGE_INPUTS` (default 2; the merge policy's tier
+//!    merges take `Options::merge_fan_in`, 8) input batch files of `MERGE_UPDATES / inputs` updates
 //!    each (16-byte pseudo-random keys, 100-byte pseudo-random vals, input `j` at time `j`), written once
 //!    with `BatchWriter` (key filter and compression as a seal would). Each iteration reopens the inputs
 //!    (a fresh `BatchFile`, so every block is checked and, for lz4, decompressed again, as when the merge
@@ -55,9 +56,13 @@ const KEY_BYTES: usize = 16;
 const VAL_BYTES: usize = 100;
 /// Logical bytes of one update (key + val), the denominator of write and space amplification.
 const LOGICAL_BYTES: u64 = (KEY_BYTES + VAL_BYTES) as u64;
-/// Inputs of the merge benchmarks, and updates in each.
-const MERGE_INPUTS: usize = 2;
-const MERGE_INPUT_UPDATES: usize = 500_000;
+/// Updates in all the inputs of one merge benchmark together.
+const MERGE_UPDATES: usize = 1_000_000;
+
+/// Inputs of the merge benchmarks (`DDPERSIST_BENCH_MERGE_INPUTS`, default 2).
+fn merge_inputs() -> usize {
+    env_or("DDPERSIST_BENCH_MERGE_INPUTS", 2).max(1)
+}
 /// Updates per `write_bytes` call and per seal in the amplification run.
 const CHUNK: usize = 1_000;
 const SEAL_EVERY: usize = 10_000;
@@ -325,13 +330,13 @@ struct MergeInputs {
     updates: u64,
 }
 
-/// Writes `MERGE_INPUTS` sorted batches of `per_input` updates, as a seal would (filter, compression).
+/// Writes [`merge_inputs`] sorted batches of `per_input` updates, as a seal would (filter, compression).
 fn write_inputs(tmp: &Path, per_input: usize, compress: bool) -> MergeInputs {
     let dir = tempfile::tempdir_in(tmp).unwrap();
     let blob = DirBlob::open(dir.path()).unwrap();
     let (mut names, mut bytes) = (Vec::new(), 0);
     let mut val = Vec::with_capacity(VAL_BYTES);
-    for j in 0..MERGE_INPUTS {
+    for j in 0..merge_inputs() {
         let mut keys: Vec<([u8; KEY_BYTES], u64)> = (0..per_input as u64)
             .map(|i| {
                 let n = (j * per_input) as u64 + i;
@@ -366,7 +371,7 @@ fn write_inputs(tmp: &Path, per_input: usize, compress: bool) -> MergeInputs {
         blob,
         names,
         bytes,
-        updates: (MERGE_INPUTS * per_input) as u64,
+        updates: (merge_inputs() * per_input) as u64,
     }
 }
 
@@ -565,14 +570,15 @@ fn merge_summary(per_input: usize) {
         )
     });
     println!(
-        "\nSummary (merge): {MERGE_INPUTS} inputs x {per_input} updates; MB = 10^6 bytes; per benchmark, over \
+        "\nSummary (merge): {} inputs x {per_input} updates; MB = 10^6 bytes; per benchmark, over \
          its iterations (warm-up included): median and min wall ms, median CPU ms of the merging thread \
          (cpu) and of the whole process (all: the merging thread plus the batch writer's helper I/O thread); \
          out MB/s = output file bytes / median time; vs seq = out MB/s / baseline MB/s, on medians and on \
          mins (for to_null / iter_only diagnostics: what the rate would be with a free disk); cpu MB/s = \
          output (or input, iter_only) bytes / process CPU time; heap = peak heap the merge held; write / commit = \
          median ms inside the output file's write calls (on the helper thread, overlapped with merging) / its \
-         commit (fsync, rename, directory fsync)"
+         commit (fsync, rename, directory fsync)",
+        merge_inputs()
     );
     println!(
         "{:<40} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8} {:>6} {:>6} {:>7} {:>6} {:>7} {:>5} {:>6}",
@@ -1170,7 +1176,7 @@ fn main() {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(tmp).unwrap();
     eprintln!("temporary directories under {}", tmp.display());
-    let per_input = if full { MERGE_INPUT_UPDATES } else { 20_000 };
+    let per_input = if full { MERGE_UPDATES } else { 40_000 } / merge_inputs();
     let mut c = Criterion::default().configure_from_args();
     if !common::has_arg("--list") {
         merge_benches(&mut c, tmp, per_input);

@@ -348,9 +348,10 @@ mod tests {
     fn key_merge_equals_merge_iter() {
         let mut seed = 7;
         let mut compressed_blocks = 0;
-        for round in 0..60 {
+        for round in 0..72 {
             let blob = MemBlob::new();
-            let inputs = 1 + round % 4;
+            // Up to 9 inputs: past the tiered policy's fan-in of 8, as a major compaction merges.
+            let inputs = 1 + round % 9;
             // Few keys, vals and times, so that keys, vals and (advanced) times collide across inputs
             // and diffs cancel.
             let (keys, vals, times) = (
