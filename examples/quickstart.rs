@@ -2,7 +2,9 @@
 //! reads back.
 //!
 //! `cargo run --release --example quickstart [DIR]` — without DIR it uses a fresh temporary directory.
-//! Either way the directory is left in place, so `cargo run --bin inspect -- DIR` can look at it.
+//! Either way the directory is left in place, so `cargo run --bin inspect -- DIR` can look at it. Run it
+//! again on the same DIR: each run writes its updates at times from the stream's upper on, so the second
+//! run reads back the first run's updates and its own (the same keys again, at later times).
 
 use ddpersist::{Store, StreamOptions};
 
@@ -50,7 +52,7 @@ fn main() -> ddpersist::Result<()> {
         )?;
         let sealed = store.seal("fruit", t + 2)?;
         println!(
-            "sealed fruit {:?}: {} updates in {:?}",
+            "sealed stream \"fruit\" {:?}: {} updates in {:?}",
             sealed.description, sealed.update_count, sealed.file
         );
         // This one stays unsealed: it lives in the WAL and comes back on reopen.
@@ -60,9 +62,13 @@ fn main() -> ddpersist::Result<()> {
 
     let store = Store::open(&dir)?;
     let report = store.recovery_report();
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
     println!(
-        "reopened: {} WAL records replayed, {} updates unsealed",
-        report.wal_records, report.updates_replayed
+        "reopened: {} WAL record{} replayed, {} update{} unsealed",
+        report.wal_records,
+        plural(report.wal_records),
+        report.updates_replayed,
+        plural(report.updates_replayed)
     );
     for (k, v, t, d) in store.snapshot("fruit")?.decode::<String, u64>()? {
         println!("fruit  {k:>6} {v:>4} @ {t} {d:+}");
@@ -71,5 +77,11 @@ fn main() -> ddpersist::Result<()> {
         println!("stock  {k:>6} {v} @ {t} {d:+}");
     }
     println!("inspect it with: cargo run --bin inspect -- {}", dir.display());
+    // Typed streams store a `String` key as its bytes then `00 01`: `--key-as string` encodes the key so.
+    println!(
+        "look up a key: cargo run --bin inspect -- get {} fruit apple --as-of {} --key-as string --val-as u64",
+        dir.display(),
+        store.upper("fruit")?
+    );
     Ok(())
 }

@@ -296,3 +296,89 @@ fn stats_reports_levels_sizes_and_amplification() {
     assert_eq!(n(bytes.at("live_updates")), 2);
     assert_eq!(n(v.at("totals").at("batches").at("count")), 2);
 }
+
+#[test]
+fn get_and_scan_read_and_show_typed_keys_and_vals() {
+    // A typed stream, as the quickstart and typed arrangements write it: `String` keys (stored with their
+    // `00 01` terminator), `String` and `u64` vals.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = Store::open(&dir).unwrap();
+    store.create_stream("veg", StreamOptions::default()).unwrap();
+    store.create_stream("counts", StreamOptions::default()).unwrap();
+    let veg = [
+        ("apple".to_string(), "warehouse-a".to_string(), 0, 2),
+        ("leek".to_string(), "warehouse-b".to_string(), 1, 1),
+    ];
+    store.write("veg", &veg).unwrap();
+    store
+        .write("counts", &[(7u64, -3i64, 0, 1), (300u64, 5i64, 0, 1)])
+        .unwrap();
+    store.seal("veg", 2).unwrap();
+    drop(store);
+    let d = dir.as_os_str();
+    // ["get" or "scan", DIR, rest...]
+    let args = |cmd: &str, rest: &[&str]| -> Vec<std::ffi::OsString> {
+        let mut v = vec![cmd.into(), d.to_owned()];
+        v.extend(rest.iter().map(|s| s.into()));
+        v
+    };
+
+    // Raw text finds nothing: the stored key is "apple" 00 01.
+    let o = inspect(&args("get", &["veg", "apple", "--as-of", "5"]));
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("0 values"), "{}", stdout(&o));
+    // With --key-as string it is found, and --val-as string shows the val as text.
+    let typed = ["--key-as", "string", "--val-as", "string"];
+    let mut get_args = args("get", &["veg", "apple", "--as-of", "5"]);
+    get_args.extend(typed.iter().map(|s| s.into()));
+    let o = inspect(&get_args);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains("key \"apple\" as of 5: 1 value"), "{text}");
+    assert!(text.contains("\"warehouse-a\"") && text.contains('2'), "{text}");
+    get_args.push("--json".into());
+    let o = inspect(&get_args);
+    assert_exit(&o, 0);
+    let v = json::parse(&stdout(&o)).unwrap();
+    assert_eq!(v.at("key").at("string").str(), "apple");
+    let values = v.at("values").array();
+    assert_eq!(values.len(), 1);
+    assert_eq!(values[0].at("val").at("string").str(), "warehouse-a");
+
+    // scan: --from encoded as a String key; keys and vals decoded.
+    let mut scan_args = args("scan", &["veg", "--from", "b"]);
+    scan_args.extend(typed.iter().map(|s| s.into()));
+    let o = inspect(&scan_args);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    assert!(
+        text.contains("\"leek\"") && text.contains("\"warehouse-b\""),
+        "{text}"
+    );
+    assert!(!text.contains("apple") && text.contains("1 update"), "{text}");
+
+    // u64 keys and i64 vals; a key that is not a u64 is a usage error (exit 2).
+    let o = inspect(&args(
+        "get",
+        &[
+            "counts", "300", "--as-of", "0", "--key-as", "u64", "--val-as", "i64",
+        ],
+    ));
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("key 300 as of 0: 1 value"), "{}", stdout(&o));
+    let o = inspect(&args("scan", &["counts", "--key-as", "u64", "--val-as", "i64"]));
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("-3") && stdout(&o).contains("300"),
+        "{}",
+        stdout(&o)
+    );
+    let o = inspect(&args("get", &["counts", "x", "--as-of", "0", "--key-as", "u64"]));
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("not a u64"), "{}", stderr(&o));
+    // Vals that do not decode as the codec are shown raw, not hidden.
+    let o = inspect(&args("scan", &["veg", "--val-as", "u64"]));
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("0x"), "{}", stdout(&o));
+}

@@ -8,6 +8,7 @@
 //! inspect verify [--json] DIR                   check manifest, every batch block and every WAL record
 //! inspect get [--json] DIR STREAM KEY --as-of T  the (val, diff) pairs of KEY at time T
 //! inspect scan [--json] DIR STREAM [--from K] [--to K] [--limit N]   a stream's updates in key order
+//!   (both: --key-as / --val-as raw|string|u64|i64 read KEY, K and show keys, vals as the library's codec)
 //! inspect stats [--json] DIR                    per stream: levels, sizes, counts, amplification
 //! ```
 //! No command takes the store's lock or writes anything, so they work on a store that is open elsewhere.
@@ -78,14 +79,16 @@ enum Command {
         dir: PathBuf,
         /// Stream id.
         stream: String,
-        /// The key: UTF-8 text, or hex digits with --hex.
+        /// The key: UTF-8 text, hex digits with --hex, or a value with --key-as.
         key: String,
         /// The time to read as of.
         #[arg(long, value_name = "T")]
         as_of: u64,
         /// KEY is hex digits (optionally 0x-prefixed): the key's raw bytes.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "key_as")]
         hex: bool,
+        #[command(flatten)]
+        shown: AsArgs,
     },
     /// Print the updates of STREAM's snapshot (sealed and unsealed, consolidated) in key order.
     Scan {
@@ -103,8 +106,10 @@ enum Command {
         #[arg(long, value_name = "N")]
         limit: Option<u64>,
         /// --from and --to are hex digits (optionally 0x-prefixed): raw key bytes.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "key_as")]
         hex: bool,
+        #[command(flatten)]
+        shown: AsArgs,
     },
     /// Per stream: batches by level, sizes, update counts, spilled runs, WAL share, and amplification.
     #[command(long_about = stats::HELP)]
@@ -112,6 +117,28 @@ enum Command {
         /// Store directory.
         dir: PathBuf,
     },
+}
+
+/// How `get` and `scan` read key arguments and show keys and vals.
+#[derive(Debug, clap::Args)]
+struct AsArgs {
+    /// Keys are values of this codec of the library (FORMAT.md §1): KEY, --from and --to are encoded
+    /// with it, and keys that decode are shown decoded. Typed streams and arrangements store a `String`
+    /// key as its bytes then `00 01`: use `string` for them.
+    #[arg(long, value_enum, default_value_t = render::As::Raw, value_name = "CODEC")]
+    key_as: render::As,
+    /// Vals are shown decoded with this codec when they decode (else as raw bytes).
+    #[arg(long, value_enum, default_value_t = render::As::Raw, value_name = "CODEC")]
+    val_as: render::As,
+}
+
+impl AsArgs {
+    fn shown(&self) -> read::Shown {
+        read::Shown {
+            key: self.key_as,
+            val: self.val_as,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -177,9 +204,10 @@ fn run(command: Command, json: bool) -> Result<(), Failure> {
             key,
             as_of,
             hex,
+            shown,
         } => {
-            let key = key_arg(&key, hex, "KEY")?;
-            read::get(&dir, &stream, &key, as_of, json, &mut out)
+            let key = key_arg(&key, hex, shown.key_as, "KEY")?;
+            read::get(&dir, &stream, &key, as_of, shown.shown(), json, &mut out)
         }
         Command::Scan {
             dir,
@@ -188,13 +216,15 @@ fn run(command: Command, json: bool) -> Result<(), Failure> {
             to,
             limit,
             hex,
+            shown,
         } => {
+            let arg = |k: String, what| key_arg(&k, hex, shown.key_as, what);
             let range = read::KeyRange {
-                from: from.map(|k| key_arg(&k, hex, "--from")).transpose()?,
-                to: to.map(|k| key_arg(&k, hex, "--to")).transpose()?,
+                from: from.map(|k| arg(k, "--from")).transpose()?,
+                to: to.map(|k| arg(k, "--to")).transpose()?,
                 limit,
             };
-            read::scan(&dir, &stream, &range, json, &mut out)
+            read::scan(&dir, &stream, &range, shown.shown(), json, &mut out)
         }
         Command::Stats { dir } => stats::run(&dir, json, &mut out),
     };
@@ -203,13 +233,16 @@ fn run(command: Command, json: bool) -> Result<(), Failure> {
     Ok(result.and(flushed)?)
 }
 
-/// The bytes of a key argument: its UTF-8 text, or the bytes its hex digits spell with `--hex`.
-fn key_arg(text: &str, hex: bool, what: &str) -> Result<Vec<u8>, Failure> {
-    if !hex {
-        return Ok(text.as_bytes().to_vec());
+/// The bytes of a key argument: the bytes its hex digits spell with `--hex`, else its value encoded as
+/// `key_as` says (its UTF-8 text for `raw`).
+fn key_arg(text: &str, hex: bool, key_as: render::As, what: &str) -> Result<Vec<u8>, Failure> {
+    if hex {
+        return render::parse_hex(text)
+            .ok_or_else(|| Failure::Usage(format!("{what} {text:?} is not hex digits (--hex)")));
     }
-    render::parse_hex(text)
-        .ok_or_else(|| Failure::Usage(format!("{what} {text:?} is not hex digits (--hex)")))
+    key_as
+        .encode(text)
+        .map_err(|e| Failure::Usage(format!("{what} {text:?} (--key-as {key_as:?}): {e}")))
 }
 
 #[cfg(test)]
@@ -271,7 +304,21 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
-        assert!(key_arg("zz", true, "KEY").is_err());
-        assert_eq!(key_arg("zz", false, "KEY").ok(), Some(b"zz".to_vec()));
+        assert!(key_arg("zz", true, render::As::Raw, "KEY").is_err());
+        assert_eq!(
+            key_arg("zz", false, render::As::Raw, "KEY").ok(),
+            Some(b"zz".to_vec())
+        );
+        assert_eq!(
+            key_arg("zz", false, render::As::String, "KEY").ok(),
+            Some(b"zz\x00\x01".to_vec())
+        );
+        assert_eq!(
+            key_arg("258", false, render::As::U64, "KEY").ok(),
+            Some(vec![0, 0, 0, 0, 0, 0, 1, 2])
+        );
+        assert!(key_arg("-1", false, render::As::U64, "KEY").is_err());
+        assert!(parse(&["get", "d", "s", "k", "--as-of", "1", "--hex", "--key-as", "string"]).is_err());
+        assert!(parse(&["get", "d", "s", "k", "--as-of", "1", "--key-as", "str"]).is_err());
     }
 }

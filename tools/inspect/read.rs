@@ -6,10 +6,9 @@
 //! [`Store::get_bytes`]: ddpersist::Store::get_bytes
 //! [`Store::snapshot`]: ddpersist::Store::snapshot
 
-use crate::batch::update_row;
 use crate::error::ToolResult;
 use crate::render::{
-    count, frontier, table, write_json, write_json_streamed, write_table, Bytes, Frontier, PagedTable,
+    count, frontier, table, write_json, write_json_streamed, write_table, As, Bytes, Frontier, PagedTable,
     StreamedSeq,
 };
 use crate::view::open_read_only;
@@ -17,6 +16,15 @@ use ddpersist::{Result, UpdateRef};
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
+
+/// How keys and vals are shown (`--key-as`, `--val-as`; [`As`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Shown {
+    /// Keys.
+    pub key: As,
+    /// Vals.
+    pub val: As,
+}
 
 /// Which keys `scan` prints.
 #[derive(Clone, Debug, Default)]
@@ -68,6 +76,7 @@ pub fn get(
     stream: &str,
     key: &[u8],
     as_of: u64,
+    shown: Shown,
     json: bool,
     out: &mut dyn Write,
 ) -> ToolResult<()> {
@@ -77,13 +86,13 @@ pub fn get(
         let values = vals
             .iter()
             .map(|(v, d)| ValJson {
-                val: Bytes::of(v),
+                val: shown.val.show(v),
                 diff: *d,
             })
             .collect();
         let doc = GetJson {
             stream,
-            key: Bytes::of(key),
+            key: shown.key.show(key),
             as_of,
             values,
         };
@@ -92,12 +101,15 @@ pub fn get(
     writeln!(
         out,
         "stream {stream:?}, key {} as of {as_of}: {}",
-        Bytes::of(key).text(),
+        shown.key.show(key).text(),
         count(vals.len() as u64, "value")
     )?;
     if !vals.is_empty() {
         let mut t = table(&["VAL", "DIFF"], &[1]);
-        t.add_rows(vals.iter().map(|(v, d)| vec![Bytes::of(v).text(), d.to_string()]));
+        t.add_rows(
+            vals.iter()
+                .map(|(v, d)| vec![shown.val.show(v).text(), d.to_string()]),
+        );
         write_table(out, "  ", &t)?;
     }
     Ok(())
@@ -129,15 +141,22 @@ struct ScanUpdateJson<'a> {
 const SCAN_HEADER: [&str; 5] = ["KEY", "VAL", "TIME", "DIFF", "SEALED"];
 
 /// Prints the updates of `stream`'s snapshot whose keys are in `range`, in key order.
-pub fn scan(dir: &Path, stream: &str, range: &KeyRange, json: bool, out: &mut dyn Write) -> ToolResult<()> {
+pub fn scan(
+    dir: &Path,
+    stream: &str,
+    range: &KeyRange,
+    shown: Shown,
+    json: bool,
+    out: &mut dyn Write,
+) -> ToolResult<()> {
     let view = open_read_only(dir)?;
     let snapshot = view.store.snapshot(stream)?;
     let upper = snapshot.upper();
     if json {
         let updates = StreamedSeq::new(range.select(snapshot.iter()?).map(|u| {
             u.map(|(key, val, time, diff)| ScanUpdateJson {
-                key: Bytes::of(key),
-                val: Bytes::of(val),
+                key: shown.key.show(key),
+                val: shown.val.show(val),
                 time,
                 diff,
                 sealed: time < upper,
@@ -146,17 +165,21 @@ pub fn scan(dir: &Path, stream: &str, range: &KeyRange, json: bool, out: &mut dy
         let doc = ScanJson {
             stream,
             upper: Frontier(upper),
-            from: range.from.as_deref().map(Bytes::of),
-            to: range.to.as_deref().map(Bytes::of),
+            from: range.from.as_deref().map(|k| shown.key.show(k)),
+            to: range.to.as_deref().map(|k| shown.key.show(k)),
             limit: range.limit,
             updates: &updates,
         };
         return write_json_streamed(out, &doc, &updates);
     }
-    let row = |u: UpdateRef<'_>| {
-        let mut cells = update_row(u);
-        cells.push(if u.2 < upper { "yes" } else { "no" }.to_string());
-        cells
+    let row = |(key, val, time, diff): UpdateRef<'_>| {
+        vec![
+            shown.key.show(key).text(),
+            shown.val.show(val).text(),
+            time.to_string(),
+            diff.to_string(),
+            if time < upper { "yes" } else { "no" }.to_string(),
+        ]
     };
     writeln!(
         out,

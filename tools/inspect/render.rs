@@ -11,12 +11,18 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 /// A key or val, classified for display.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Bytes<'a> {
     /// Valid UTF-8 with no control characters.
     Utf8(&'a str),
     /// Anything else.
     Hex(&'a [u8]),
+    /// A value decoded with the library's `String` codec (`--key-as string`, `--val-as string`).
+    Str(String),
+    /// A value decoded with the library's `u64` codec.
+    U64(u64),
+    /// A value decoded with the library's `i64` codec.
+    I64(i64),
 }
 
 impl<'a> Bytes<'a> {
@@ -28,24 +34,79 @@ impl<'a> Bytes<'a> {
         }
     }
 
-    /// For text output: `"quoted"` (Rust string escapes) or `0x…`.
+    /// For text output: `"quoted"` (Rust string escapes), `0x…`, or the decoded number.
     pub fn text(&self) -> String {
         match self {
             Bytes::Utf8(s) => format!("{s:?}"),
+            Bytes::Str(s) => format!("{s:?}"),
             Bytes::Hex(b) => format!("0x{}", hex(b)),
+            Bytes::U64(n) => n.to_string(),
+            Bytes::I64(n) => n.to_string(),
         }
     }
 }
 
-/// In JSON: `{"utf8": "…"}` or `{"hex": "…"}`.
+/// In JSON: `{"utf8": "…"}`, `{"hex": "…"}`, or for a decoded value `{"string": "…"}`, `{"u64": n}`,
+/// `{"i64": n}`.
 impl Serialize for Bytes<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(1))?;
         match self {
             Bytes::Utf8(text) => map.serialize_entry("utf8", text)?,
             Bytes::Hex(b) => map.serialize_entry("hex", &hex(b))?,
+            Bytes::Str(text) => map.serialize_entry("string", text)?,
+            Bytes::U64(n) => map.serialize_entry("u64", n)?,
+            Bytes::I64(n) => map.serialize_entry("i64", n)?,
         }
         map.end()
+    }
+}
+
+/// How `get` and `scan` read key arguments and show keys or vals (`--key-as`, `--val-as`): as raw bytes,
+/// or as values of one of the library's codecs (`ddpersist::codec`, FORMAT.md §1), the encoding typed
+/// streams and arrangements store: a `String` key `apple` is stored as `apple` then `00 01`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum As {
+    /// The bytes themselves: UTF-8 text in quotes, anything else as hex.
+    #[default]
+    Raw,
+    /// `String` (also `Vec<u8>` holding UTF-8).
+    String,
+    /// `u64` (also `usize`).
+    U64,
+    /// `i64` (also `isize`).
+    I64,
+}
+
+impl As {
+    /// The stored bytes of the value `text` spells; `Err` names what is wrong with it.
+    pub fn encode(self, text: &str) -> Result<Vec<u8>, String> {
+        use ddpersist::codec::Codec;
+        match self {
+            As::Raw => Ok(text.as_bytes().to_vec()),
+            As::String => Ok(text.to_string().to_bytes()),
+            As::U64 => text
+                .parse::<u64>()
+                .map(|n| n.to_bytes())
+                .map_err(|e| format!("not a u64: {e}")),
+            As::I64 => text
+                .parse::<i64>()
+                .map(|n| n.to_bytes())
+                .map_err(|e| format!("not an i64: {e}")),
+        }
+    }
+
+    /// `bytes` for display: decoded when they are exactly one value of the codec, else as raw bytes
+    /// ([`Bytes::of`]), so that nothing stored is hidden.
+    pub fn show(self, bytes: &[u8]) -> Bytes<'_> {
+        use ddpersist::codec::Codec;
+        let decoded = match self {
+            As::Raw => None,
+            As::String => String::decode(bytes).ok().map(Bytes::Str),
+            As::U64 => u64::decode(bytes).ok().map(Bytes::U64),
+            As::I64 => i64::decode(bytes).ok().map(Bytes::I64),
+        };
+        decoded.unwrap_or_else(|| Bytes::of(bytes))
     }
 }
 
@@ -347,5 +408,30 @@ mod tests {
         // Every data row has the same width (numbers right-aligned under N).
         let width = lines[2].len();
         assert!(lines[2..].iter().all(|l| l.len() == width), "{text}");
+    }
+
+    #[test]
+    fn codec_values_round_trip_and_the_rest_shows_raw() {
+        for (codec, text) in [
+            (As::String, "apple"),
+            (As::U64, "18446744073709551615"),
+            (As::I64, "-7"),
+        ] {
+            let bytes = codec.encode(text).unwrap();
+            let shown = codec.show(&bytes).text();
+            let want = if codec == As::String {
+                format!("{text:?}")
+            } else {
+                text.to_string()
+            };
+            assert_eq!(shown, want, "{codec:?}");
+        }
+        assert_eq!(As::String.encode("a").unwrap(), b"a\x00\x01");
+        assert_eq!(As::Raw.encode("a").unwrap(), b"a");
+        // Not one value of the codec: shown as the raw bytes.
+        assert_eq!(As::U64.show(b"abc").text(), "\"abc\"");
+        assert_eq!(As::String.show(b"apple").text(), "\"apple\"");
+        assert_eq!(As::I64.show(&[0u8; 9]).text(), format!("0x{}", "00".repeat(9)));
+        assert!(As::U64.encode("-1").is_err() && As::I64.encode("x").is_err());
     }
 }
