@@ -198,7 +198,8 @@ impl fmt::Display for Error {
             Error::Locked { path } => {
                 write!(
                     f,
-                    "store {} is locked by another process or handle",
+                    "store {} is locked by another process or handle (open a store once per process, \
+                     before `timely::execute`, and clone the `Store` into the workers)",
                     path.display()
                 )
             }

@@ -129,11 +129,11 @@ fn files_from_a_newer_format_are_refused() {
     let original = std::fs::read(&manifest).unwrap();
     let mut bytes = original.clone();
     let n = bytes.len() - 8;
-    rewrite_version(&mut bytes, 3, 8, 0..n, n);
+    rewrite_version(&mut bytes, 4, 8, 0..n, n);
     std::fs::write(&manifest, &bytes).unwrap();
     assert!(matches!(
         Store::open(dir.path()),
-        Err(Error::VersionTooNew { found: 3, .. })
+        Err(Error::VersionTooNew { found: 4, .. })
     ));
     std::fs::write(&manifest, &original).unwrap();
 

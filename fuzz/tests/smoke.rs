@@ -213,6 +213,11 @@ fn manifest_seed(rng: &mut Rng) -> Vec<u8> {
             batches,
             spills,
             spilled_lsn: [0, rng.below(1 << 20)][rng.index(2)],
+            types: if rng.chance(2) {
+                String::new()
+            } else {
+                format!("key u64, val Vec<u8> {s}")
+            },
         });
         m.next_stream_no += 1 + rng.below(2) as u32;
     }

@@ -80,6 +80,17 @@ pub trait Codec: Sized {
         Ok(value)
     }
 
+    /// A name of this type's encoding, which a store records per stream so that a stream written with
+    /// one type is not read as another (`Store::check_types`; a typed persisted operator records and checks
+    /// its key's and val's at build). Two types whose encodings may differ must not share a name. The
+    /// default is [`std::any::type_name`]: override it in an implementation whose values must stay
+    /// readable across a change of that name (a renamed or moved type, another compiler version). The
+    /// built-in implementations name themselves (`u64`, `String`, `Vec<u8>`, `(u32, String)`, ...), and
+    /// `serde_codec!(T)` names `T` as written in the macro call.
+    fn schema() -> String {
+        std::any::type_name::<Self>().to_string()
+    }
+
     /// Appends the encoding of `Vec<Self>` holding `items`: each element behind `0x01`, then `0x00`.
     /// `u8` overrides it with the denser byte-string encoding; other implementations keep the default.
     fn encode_vec(items: &[Self], buf: &mut Vec<u8>) {
@@ -142,6 +153,9 @@ macro_rules! unsigned_codec {
             fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
                 Ok(<$t>::from_be_bytes(take_array(bytes, stringify!($t))?))
             }
+            fn schema() -> String {
+                stringify!($t).to_string()
+            }
         }
     )*};
 }
@@ -153,6 +167,9 @@ impl Codec for u8 {
     }
     fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
         Ok(take(bytes, 1, "u8")?[0])
+    }
+    fn schema() -> String {
+        "u8".to_string()
     }
     fn encode_vec(items: &[Self], buf: &mut Vec<u8>) {
         encode_escaped(items, buf);
@@ -173,6 +190,9 @@ macro_rules! signed_codec {
             fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
                 let flipped = <$u>::decode_from(bytes)?;
                 Ok((flipped ^ (1 << (<$u>::BITS - 1))) as $t)
+            }
+            fn schema() -> String {
+                stringify!($t).to_string()
             }
         }
     )*};
@@ -317,6 +337,9 @@ pub(crate) fn decode_escaped_str(bytes: &mut &[u8]) -> Result<String> {
 }
 
 impl Codec for String {
+    fn schema() -> String {
+        "String".to_string()
+    }
     fn encode(&self, buf: &mut Vec<u8>) {
         encode_escaped(self.as_bytes(), buf);
     }
@@ -328,6 +351,9 @@ impl Codec for String {
 /// `Vec<u8>` is an escaped byte string (like `String`); any other `Vec<T>` is a sequence: each element
 /// behind `0x01`, terminated by `0x00`. Both keep lexicographic order.
 impl<T: Codec> Codec for Vec<T> {
+    fn schema() -> String {
+        format!("Vec<{}>", T::schema())
+    }
     fn encode(&self, buf: &mut Vec<u8>) {
         T::encode_vec(self, buf);
     }
@@ -337,6 +363,9 @@ impl<T: Codec> Codec for Vec<T> {
 }
 
 impl<T: Codec> Codec for Option<T> {
+    fn schema() -> String {
+        format!("Option<{}>", T::schema())
+    }
     fn encode(&self, buf: &mut Vec<u8>) {
         match self {
             None => buf.push(0),
@@ -359,6 +388,9 @@ macro_rules! pointer_codec {
     ($($p:ident),*) => {$(
         /// Encoded as the value it points to.
         impl<T: Codec> Codec for $p<T> {
+            fn schema() -> String {
+                T::schema()
+            }
             fn encode(&self, buf: &mut Vec<u8>) {
                 (**self).encode(buf);
             }
@@ -377,6 +409,9 @@ pointer_codec!(Box, Rc, Arc);
 pub struct Seq<T>(pub Vec<T>);
 
 impl<T: Codec> Codec for Seq<T> {
+    fn schema() -> String {
+        format!("Seq<{}>", T::schema())
+    }
     fn encode(&self, buf: &mut Vec<u8>) {
         encode_tagged(&self.0, buf);
     }
@@ -387,6 +422,9 @@ impl<T: Codec> Codec for Seq<T> {
 
 /// Arrays are their elements in order, with no length or framing (the length is part of the type).
 impl<T: Codec, const N: usize> Codec for [T; N] {
+    fn schema() -> String {
+        format!("[{}; {N}]", T::schema())
+    }
     fn encode(&self, buf: &mut Vec<u8>) {
         for v in self {
             v.encode(buf);
@@ -407,6 +445,13 @@ macro_rules! tuple_codec {
     ($($name:ident),+) => {
         /// Tuples are their fields in order, with no framing.
         impl<$($name: Codec),+> Codec for ($($name,)+) {
+            fn schema() -> String {
+                let fields: &[String] = &[$($name::schema()),+];
+                if let [one] = fields {
+                    return format!("({one},)");
+                }
+                format!("({})", fields.join(", "))
+            }
             #[allow(non_snake_case)]
             fn encode(&self, buf: &mut Vec<u8>) {
                 let ($($name,)+) = self;

@@ -186,6 +186,9 @@ macro_rules! serde_codec {
     };
     ($($t:ty),+ $(,)?) => {$(
         impl $crate::Codec for $t {
+            fn schema() -> ::std::string::String {
+                ::std::string::String::from(concat!("serde ", stringify!($t)))
+            }
             fn encode(&self, buf: &mut ::std::vec::Vec<u8>) {
                 $crate::codec::ordered_serde::encode_or_panic(self, buf)
             }

@@ -35,7 +35,7 @@
 
 use super::persister::{input_bound, PersistHandle, Persister};
 use super::resume::open_worker_stream;
-use super::{unsealed_times, update_hash, PersistTime};
+use super::{types_of, unsealed_times, update_hash, PersistTime};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::manager::Token;
@@ -84,7 +84,13 @@ where
         let manager = token.manager().clone();
         let store = manager.store().clone();
         let durable = manager.options().durable;
-        let opened = open_worker_stream(&store, token.id(), (index, peers), StreamOptions { durable })?;
+        let opened = open_worker_stream(
+            &store,
+            token.id(),
+            (index, peers),
+            StreamOptions { durable },
+            &types_of::<K, V>(),
+        )?;
         let stream = opened.stream.clone();
         let snapshot = store.snapshot(&stream)?;
         let upper = snapshot.upper();

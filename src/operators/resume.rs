@@ -29,6 +29,7 @@
 use super::{check_worker_count, worker_stream_id};
 use crate::error::{Error, Result};
 use crate::store::{SealOptions, Store, StreamOptions, WriterClaim};
+use crate::version::MAX_ID_BYTES;
 use std::cell::RefCell;
 use std::rc::Rc;
 use timely::dataflow::operators::vec::Broadcast;
@@ -100,23 +101,39 @@ pub(crate) struct WorkerStream {
 }
 
 /// Opens worker `index` of `peers`'s stream of arrangement `id` in `store` for one operator, creating it
-/// (with `options`) if missing: see the module docs.
+/// (with `options`) if missing, and checks (or, the first time, records) that it holds keys and vals of
+/// `types` ([`types_of`](super::types_of)): see the module docs.
 ///
-/// Errors: [`Error::BadInput`] if the id's streams were persisted by another number of workers, or the
-/// store holds streams of the id written by earlier runs but not this worker's (another process's
-/// directory, or a changed layout), or another live operator writes the stream; store errors.
+/// Errors: [`Error::BadInput`] if the id is empty, if the id's streams were persisted by another number of
+/// workers, or the store holds streams of the id written by earlier runs but not this worker's (another
+/// process's directory, or a changed layout), or the stream was written with other types
+/// ([`Store::check_types`]), or another live operator writes the stream; store errors.
 pub(crate) fn open_worker_stream(
     store: &Store,
     id: &str,
     (index, peers): (usize, usize),
     options: StreamOptions,
+    types: &str,
 ) -> Result<WorkerStream> {
+    if id.is_empty() {
+        return Err(Error::bad_input("an operator's id must not be empty"));
+    }
     check_worker_count(store, id, peers)?;
     let stream = worker_stream_id(id, index, peers);
     if !store.has_stream(&stream) {
         check_layout(store, id, index)?;
-        store.create_stream(&stream, options)?;
+        store.create_stream(&stream, options).map_err(|e| match e {
+            // The limit applies to the worker's stream id: name the operator's id and its own limit.
+            Error::BadInput { .. } if stream.len() > MAX_ID_BYTES => Error::bad_input(format!(
+                "operator id {id:?} is {} bytes; with {peers} workers it may be at most {} (its streams \
+                 are named {stream:?})",
+                id.len(),
+                MAX_ID_BYTES - (stream.len() - id.len())
+            )),
+            e => e,
+        })?;
     }
+    store.check_types(&stream, types)?;
     let claim = store.claim_writer(&stream)?;
     let resume = ResumeState::of(store, id, peers);
     let meta = store.manifest().stream(&stream).cloned();

@@ -35,6 +35,7 @@ impl Store {
                 batches: Vec::new(),
                 spills: Vec::new(),
                 spilled_lsn: 0,
+                types: String::new(),
             });
             Ok(())
         };
@@ -42,6 +43,51 @@ impl Store {
         self.apply_edit(&guard, &what, &[], edit, |_, _| ())?;
         self.note_created(id);
         Ok(())
+    }
+
+    /// Checks that stream `id` holds keys and vals of `types` — a name of their encodings, as typed
+    /// persisted operators give it at build ([`Codec::schema`](crate::codec::Codec::schema) of the key
+    /// and of the val) — and records `types` if the stream has none recorded yet (a new stream, one
+    /// written only through the byte-level API, or one written before manifest version 3), durably, in
+    /// one manifest edit. Reading a stream through other types than it was written with could decode
+    /// other values from the same bytes, which no later check would notice; this is the check.
+    ///
+    /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if the stream records other types (nothing
+    /// changes) or `types` is empty or over 64 KiB; [`Error::Poisoned`]; the manifest commit's I/O error
+    /// (which poisons the store).
+    pub fn check_types(&self, id: &str, types: &str) -> Result<()> {
+        if types.is_empty() || types.len() > crate::version::MAX_TYPES_BYTES {
+            return Err(Error::bad_input(format!(
+                "types of stream {id:?} must be 1 to 64 KiB, got {} bytes",
+                types.len()
+            )));
+        }
+        let recorded = self.with_stream(id, |s| s.version.meta().types.clone())?;
+        let differ = |recorded: &str| {
+            Error::bad_input(format!(
+                "stream {id:?} was written with {recorded}, not {types}: open it with the types it was \
+                 written with (a stream's keys and vals are read back by their encodings, which other \
+                 types may decode to other values)"
+            ))
+        };
+        if recorded == types {
+            return Ok(());
+        }
+        if !recorded.is_empty() {
+            return Err(differ(&recorded));
+        }
+        let guard = self.inner.edit_lock.lock();
+        let edit = |next: &mut Manifest| {
+            let meta = next.stream_mut(id)?;
+            // Another caller may have recorded types since the look above.
+            match meta.types.as_str() {
+                "" => meta.types = types.to_string(),
+                same if same == types => {}
+                other => return Err(differ(other)),
+            }
+            Ok(())
+        };
+        self.apply_edit(&guard, &format!("check_types of {id:?}"), &[], edit, |_, ()| ())
     }
 
     /// Whether a stream named `id` exists.
@@ -75,11 +121,7 @@ impl Store {
         }
         let guard = self.inner.edit_lock.lock();
         let edit = |next: &mut Manifest| {
-            let meta = next
-                .streams
-                .iter_mut()
-                .find(|s| s.id == id)
-                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+            let meta = next.stream_mut(id)?;
             if since < meta.since {
                 return Err(Error::bad_input(format!(
                     "since {since} of {id:?} is below its current since {}; since never goes backward",

@@ -5,9 +5,10 @@
 //! never a mix. Every batch file it names existed and was durable before the manifest naming it was
 //! committed.
 //!
-//! Format version 2 (version 1, without stream flag bit 1, is read too): a header with the generation and
-//! the next file and stream numbers, then per stream its id, upper, since, flags, batches and spilled runs
-//! with `spilled_lsn`, then an xxh3 checksum of everything before it. The byte layout has one home,
+//! Format version 3 (versions 1, without stream flag bit 1, and 2, without the stream's types, are read
+//! too): a header with the generation and the next file and stream numbers, then per stream its id,
+//! upper, since, flags, batches and spilled runs with `spilled_lsn`, and the names of its key and val
+//! encodings, then an xxh3 checksum of everything before it. The byte layout has one home,
 //! FORMAT.md §3.
 //! Invariants checked on decode: ids and stream numbers unique, stream numbers below `next_stream_no`;
 //! per stream, batches ordered by `lower`, not overlapping, all below the stream's `upper` (gaps are
@@ -22,11 +23,13 @@ use std::collections::HashSet;
 /// The manifest's object name in the blob.
 pub const MANIFEST_NAME: &str = "MANIFEST";
 /// The manifest format version this library writes and the newest it reads.
-/// Version 2 added the stream flag "finished" (bit 1).
-pub const MANIFEST_VERSION: FormatVersion = FormatVersion(2);
+/// Version 2 added the stream flag "finished" (bit 1); version 3 the stream's types.
+pub const MANIFEST_VERSION: FormatVersion = FormatVersion(3);
 const MAGIC: &[u8; 8] = b"DDPMANIF";
 /// Longest stream id, in bytes.
 pub const MAX_ID_BYTES: usize = 1024;
+/// Longest [`StreamMeta::types`], in bytes.
+pub const MAX_TYPES_BYTES: usize = 64 * 1024;
 
 /// The whole manifest.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -67,6 +70,10 @@ pub struct StreamMeta {
     /// Every WAL record of this stream with an LSN below this is reflected in the batches and spilled
     /// runs: replay skips such records (their unsealed updates are in the runs).
     pub spilled_lsn: u64,
+    /// The names of the encodings of the stream's keys and vals (see `Store::check_types`), recorded by
+    /// the first typed operator that opened it; empty if none did (a byte-level stream, or one written
+    /// before manifest version 3).
+    pub types: String,
 }
 
 /// Stream flag: writes skip the WAL.
@@ -155,6 +162,14 @@ impl Manifest {
         self.streams.iter().find(|s| s.id == id)
     }
 
+    /// The stream with id `id`, to edit; [`Error::UnknownStream`] if there is none.
+    pub(crate) fn stream_mut(&mut self, id: &str) -> Result<&mut StreamMeta> {
+        self.streams
+            .iter_mut()
+            .find(|s| s.id == id)
+            .ok_or_else(|| Error::UnknownStream { id: id.to_string() })
+    }
+
     /// The numbers of every file the manifest names: each stream's batches and spilled runs.
     pub fn file_nos(&self) -> impl Iterator<Item = u64> + '_ {
         self.streams
@@ -184,9 +199,11 @@ impl Manifest {
             b.put_u32(flags);
             s.batches.iter().for_each(|m| m.encode(&mut b));
             b.put_u32(s.spills.len() as u32);
-            b.put_u32(0);
+            debug_assert!(s.types.len() <= MAX_TYPES_BYTES);
+            b.put_u32(s.types.len() as u32);
             b.put_u64(s.spilled_lsn);
             s.spills.iter().for_each(|m| m.encode(&mut b));
+            b.extend_from_slice(s.types.as_bytes());
         }
         let sum = checksum(&b);
         b.put_u64(sum);
@@ -267,7 +284,9 @@ impl Manifest {
                 &what,
             )?;
             let spill_count = d.u32("spill count")? as usize;
-            d.u32("reserved")?;
+            // Reserved (zero) before version 3.
+            let types_at = d.offset();
+            let types_len = d.u32("types length")? as usize;
             let spilled_lsn = d.u64("spilled LSN")?;
             let what = format!("spilled run of stream {id:?}");
             let spills = BatchMeta::decode_list(
@@ -279,6 +298,21 @@ impl Manifest {
                 &mut files,
                 &what,
             )?;
+            let types = if version >= 3 {
+                if types_len > MAX_TYPES_BYTES {
+                    return Err(Error::corrupt(
+                        file,
+                        types_at,
+                        format!("types of stream {id:?}: {types_len} bytes is over the limit"),
+                    ));
+                }
+                let at = d.offset();
+                std::str::from_utf8(d.bytes(types_len, "types")?)
+                    .map_err(|_| Error::corrupt(file, at, format!("types of stream {id:?} are not UTF-8")))?
+                    .to_string()
+            } else {
+                String::new()
+            };
             streams.push(StreamMeta {
                 stream_no,
                 id,
@@ -289,6 +323,7 @@ impl Manifest {
                 batches,
                 spills,
                 spilled_lsn,
+                types,
             });
         }
         d.finish("manifest")?;
@@ -321,6 +356,7 @@ mod tests {
                     batches: vec![],
                     spills: vec![],
                     spilled_lsn: 0,
+                    types: String::new(),
                 },
                 StreamMeta {
                     stream_no: 1,
@@ -359,6 +395,7 @@ mod tests {
                         size_bytes: 200,
                     }],
                     spilled_lsn: 77,
+                    types: "key (u32, String), val serde Price".into(),
                 },
             ],
         }
@@ -387,20 +424,67 @@ mod tests {
     #[test]
     fn newer_version_is_refused() {
         let mut bytes = sample().encode();
-        bytes[8] = 3;
+        bytes[8] = 4;
         let n = bytes.len() - 8;
         let sum = checksum(&bytes[..n]);
         bytes[n..].copy_from_slice(&sum.to_le_bytes());
         assert!(matches!(
             Manifest::decode(&bytes, "M"),
-            Err(Error::VersionTooNew { found: 3, .. })
+            Err(Error::VersionTooNew { found: 4, .. })
         ));
+    }
+
+    /// The manifest of `m` (which must record no types) as version `version` wrote it: version 3's layout
+    /// with no types is versions 1 and 2's, whose `types_len` was a reserved zero.
+    fn as_version(m: &Manifest, version: u8) -> Vec<u8> {
+        assert!(m.streams.iter().all(|s| s.types.is_empty()));
+        let mut bytes = m.encode();
+        bytes[8] = version;
+        let n = bytes.len() - 8;
+        let sum = checksum(&bytes[..n]);
+        bytes[n..].copy_from_slice(&sum.to_le_bytes());
+        bytes
+    }
+
+    /// Versions 1 and 2 are read with no types; a nonzero reserved field there is not a length.
+    #[test]
+    fn versions_before_3_are_read_without_types() {
+        let mut m = sample();
+        m.streams[1].types.clear();
+        assert_eq!(Manifest::decode(&as_version(&m, 2), "M").unwrap(), m);
+        let mut bytes = as_version(&m, 2);
+        // The second stream's reserved field: after its header (4 + 4 + 3 + 8 + 8 + 4 + 4 bytes), two
+        // batches of 56 and its spill count.
+        let first = 40 + 4 + 4 + 1 + 8 + 8 + 4 + 4 + 4 + 4 + 8;
+        let at = first + 4 + 4 + "b/é".len() + 8 + 8 + 4 + 4 + 2 * 56 + 4;
+        assert_eq!(&bytes[at..at + 4], &[0, 0, 0, 0]);
+        bytes[at] = 9;
+        let n = bytes.len() - 8;
+        let sum = checksum(&bytes[..n]);
+        bytes[n..].copy_from_slice(&sum.to_le_bytes());
+        assert_eq!(Manifest::decode(&bytes, "M").unwrap(), m);
+    }
+
+    /// Types over the limit, or not UTF-8, are corruption.
+    #[test]
+    fn bad_types_are_corruption() {
+        let mut m = sample();
+        m.streams[1].types = "x".repeat(MAX_TYPES_BYTES);
+        assert_eq!(Manifest::decode(&m.encode(), "M").unwrap(), m);
+        let mut bytes = m.encode();
+        let at = bytes.len() - 8 - MAX_TYPES_BYTES;
+        bytes[at] = 0xff;
+        let n = bytes.len() - 8;
+        let sum = checksum(&bytes[..n]);
+        bytes[n..].copy_from_slice(&sum.to_le_bytes());
+        assert!(Manifest::decode(&bytes, "M").unwrap_err().is_corruption());
     }
 
     /// Version 1 manifests are read, but the flag version 2 added is unknown there.
     #[test]
     fn version_1_is_read_without_the_finished_flag() {
         let mut m = sample();
+        m.streams[1].types.clear();
         m.streams[0].finished = false;
         let mut bytes = m.encode();
         bytes[8] = 1;

@@ -20,7 +20,9 @@ use std::sync::Arc;
 
 mod manifest;
 
-pub use manifest::{BatchMeta, Manifest, StreamMeta, MANIFEST_NAME, MANIFEST_VERSION, MAX_ID_BYTES};
+pub use manifest::{
+    BatchMeta, Manifest, StreamMeta, MANIFEST_NAME, MANIFEST_VERSION, MAX_ID_BYTES, MAX_TYPES_BYTES,
+};
 
 /// One stream's durable state as of one manifest commit: see the module docs.
 #[derive(Debug)]

@@ -96,6 +96,9 @@ fn write_stream_text(s: &StreamMeta, out: &mut dyn Write) -> io::Result<()> {
         frontier(s.upper),
         frontier(s.since)
     )?;
+    if !s.types.is_empty() {
+        writeln!(out, "  types: {}", s.types)?;
+    }
     writeln!(out, "  batches: {}", s.batches.len())?;
     write_batch_table(&s.batches, out)?;
     if !s.spills.is_empty() {
@@ -157,6 +160,8 @@ struct StreamJson<'a> {
     durable: bool,
     upper: Frontier,
     since: Frontier,
+    /// The names of the key's and val's encodings; empty if none recorded.
+    types: &'a str,
     batches: Vec<BatchJson>,
     spills: Vec<BatchJson>,
 }
@@ -223,6 +228,7 @@ fn stream_json(s: &StreamMeta) -> StreamJson<'_> {
         durable: s.durable,
         upper: Frontier(s.upper),
         since: Frontier(s.since),
+        types: &s.types,
         batches: s.batches.iter().map(BatchJson::from).collect(),
         spills: s.spills.iter().map(BatchJson::from).collect(),
     }

@@ -38,6 +38,7 @@
 //! complete. Drop the dataflow after an error; a restart resumes where the state was sealed.
 
 use super::resume::{open_worker_stream, ResumeState};
+use super::types_of;
 use super::{key_hash, PersistTime};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
@@ -97,7 +98,13 @@ where
     fn upsert_persisted(self, store: &Store, id: &str) -> Result<Upserted<'scope, K, V, T>> {
         let scope = self.scope();
         let (index, peers) = (scope.index(), scope.peers());
-        let opened = open_worker_stream(store, id, (index, peers), StreamOptions { durable: false })?;
+        let opened = open_worker_stream(
+            store,
+            id,
+            (index, peers),
+            StreamOptions { durable: false },
+            &types_of::<K, V>(),
+        )?;
         let replay: Vec<((K, V), T, i64)> = store
             .snapshot(&opened.stream)?
             .decode::<K, V>()?

@@ -1,0 +1,213 @@
+//! A stream records the types it was written with (the names of its key's and val's encodings,
+//! `Codec::schema`), and a persisted operator opened over it with other types fails when the dataflow is
+//! built, with `Error::BadInput`, instead of decoding other values from the same bytes: `(u32, u32)` keys
+//! read as `u64` decode without error to other numbers, `i64` vals read as `u64` too. Found by an
+//! independent check (a DD user's program reopening an arrangement with other types). Also: the
+//! `Store::check_types` API itself, types surviving a restart, and the operator id checks.
+
+use ddpersist::codec::Codec;
+use ddpersist::operators::{ArrangePersisted, ArrangeTyped, Persist, UpsertPersisted};
+use ddpersist::{Error, PersistManager, Store, StreamOptions};
+use differential_dataflow::input::Input;
+use std::path::Path;
+
+/// Builds `arrange_by_key_persisted` over `(K, V)` pairs on `dir`'s store, feeds `updates` at time
+/// `resume_at` and steps until sealed; returns the build's error, if any.
+fn arrange<K, V>(dir: &Path, updates: Vec<(K, V)>) -> Option<Error>
+where
+    K: Codec + timely::ExchangeData + Clone + Ord + std::hash::Hash + std::fmt::Debug + Sync,
+    V: Codec + timely::ExchangeData + Clone + Ord + std::hash::Hash + std::fmt::Debug + Sync,
+{
+    let store = Store::open(dir).unwrap();
+    timely::execute_directly(move |worker| {
+        let built = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, pairs) = scope.new_collection::<(K, V), isize>();
+            pairs
+                .arrange_by_key_persisted(&store, "t")
+                .map(|a| (input, a.handle().unwrap().clone()))
+        });
+        let (mut input, handle) = match built {
+            Ok(b) => b,
+            Err(e) => return Some(e),
+        };
+        let start = handle.resume_at();
+        input.advance_to(start);
+        for u in updates {
+            input.insert(u);
+        }
+        input.advance_to(start + 1);
+        input.flush();
+        while handle.sealed_upper() < start + 1 && handle.error().is_none() {
+            worker.step();
+        }
+        assert!(handle.error().is_none(), "{:?}", handle.error());
+        None
+    })
+}
+
+fn assert_types_refused(e: Option<Error>, written: &str, read: &str) {
+    match e {
+        Some(Error::BadInput { detail }) => {
+            assert!(detail.contains(written) && detail.contains(read), "{detail}");
+        }
+        other => panic!("expected BadInput naming {written} and {read}, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_arrangement_reopened_with_other_types_is_refused_at_build() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(arrange(dir.path(), vec![((1u32, 2u32), 7u64), ((3, 4), 8)]).is_none());
+    // The same 8 bytes decode as a u64: refused, not read as 4294967298.
+    assert_types_refused(
+        arrange(dir.path(), vec![(5u64, 7u64)]),
+        "key (u32, u32), val u64",
+        "key u64, val u64",
+    );
+    // The right types still open, and see the first run's updates.
+    assert!(arrange(dir.path(), vec![((5u32, 6u32), 9u64)]).is_none());
+    let store = Store::open(dir.path()).unwrap();
+    let stream = ddpersist::operators::worker_stream_id("t", 0, 1);
+    let got = store
+        .snapshot(&stream)
+        .unwrap()
+        .decode::<(u32, u32), u64>()
+        .unwrap();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(
+        store.manifest().stream(&stream).unwrap().types,
+        "key (u32, u32), val u64"
+    );
+}
+
+#[test]
+fn vals_of_another_type_are_refused_too() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(arrange(dir.path(), vec![(1u64, -5i64), (2, 5)]).is_none());
+    assert_types_refused(arrange(dir.path(), vec![(1u64, 5u64)]), "val i64", "val u64");
+    // Strings and serde types name themselves.
+    let dir = tempfile::tempdir().unwrap();
+    assert!(arrange(dir.path(), vec![("apple".to_string(), vec![1u8, 2])]).is_none());
+    assert_types_refused(
+        arrange(dir.path(), vec![("apple".to_string(), "x".to_string())]),
+        "key String, val Vec<u8>",
+        "key String, val String",
+    );
+}
+
+#[test]
+fn the_byte_level_arrangement_and_persist_and_upsert_check_types_too() {
+    // `arrange_persisted` (byte-level output, typed input).
+    let dir = tempfile::tempdir().unwrap();
+    assert!(arrange(dir.path(), vec![(1u64, 2u64)]).is_none());
+    let store = Store::open(dir.path()).unwrap();
+    let refused = timely::execute_directly(move |worker| {
+        worker.dataflow::<u64, _, _>(|scope| {
+            let (_input, pairs) = scope.new_collection::<(String, u64), i64>();
+            pairs.arrange_persisted(&store, "t").err()
+        })
+    });
+    assert_types_refused(refused, "key u64, val u64", "key String, val u64");
+
+    // `persist` through a manager's token.
+    let dir = tempfile::tempdir().unwrap();
+    for (run, types_ok) in [(0, true), (1, false)] {
+        let manager = PersistManager::new(Store::open(dir.path()).unwrap());
+        let result = timely::execute_directly(move |worker| {
+            let token = manager.token("orders", 0).unwrap();
+            worker.dataflow::<u64, _, _>(|scope| {
+                if run == 0 {
+                    let (mut input, orders) = scope.new_collection::<(u64, String), i64>();
+                    input.update((1, "one".to_string()), 1);
+                    orders.persist(token).map(|_| ()).err()
+                } else {
+                    let (_input, orders) = scope.new_collection::<(String, String), i64>();
+                    orders.persist(token).map(|_| ()).err()
+                }
+            })
+        });
+        if types_ok {
+            assert!(result.is_none(), "{result:?}");
+        } else {
+            assert_types_refused(result, "key u64, val String", "key String, val String");
+        }
+    }
+
+    // `upsert_persisted`.
+    let dir = tempfile::tempdir().unwrap();
+    for (run, types_ok) in [(0, true), (1, false)] {
+        let store = Store::open(dir.path()).unwrap();
+        let result = timely::execute_directly(move |worker| {
+            worker.dataflow::<u64, _, _>(|scope| {
+                use timely::dataflow::operators::ToStream;
+                if run == 0 {
+                    let upserts = vec![(1u64, Some(2u64), 0u64)].into_iter().to_stream(scope);
+                    upserts.upsert_persisted(&store, "u").map(|_| ()).err()
+                } else {
+                    let upserts = vec![(1u64, Some(2u32), 0u64)].into_iter().to_stream(scope);
+                    upserts.upsert_persisted(&store, "u").map(|_| ()).err()
+                }
+            })
+        });
+        if types_ok {
+            assert!(result.is_none(), "{result:?}");
+        } else {
+            assert_types_refused(result, "key u64, val u64", "key u64, val u32");
+        }
+    }
+}
+
+#[test]
+fn check_types_records_once_durably_and_refuses_others() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.create_stream("s", StreamOptions::default()).unwrap();
+        assert_eq!(store.manifest().stream("s").unwrap().types, "");
+        store.check_types("s", "key u64, val u64").unwrap();
+        store.check_types("s", "key u64, val u64").unwrap();
+        assert!(matches!(
+            store.check_types("s", "key u32, val u64"),
+            Err(Error::BadInput { .. })
+        ));
+        assert!(matches!(store.check_types("s", ""), Err(Error::BadInput { .. })));
+        assert!(matches!(
+            store.check_types("nope", "key u64, val u64"),
+            Err(Error::UnknownStream { .. })
+        ));
+    }
+    // Recorded in the manifest: a restart keeps it.
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.manifest().stream("s").unwrap().types, "key u64, val u64");
+    assert!(matches!(
+        store.check_types("s", "key String, val u64"),
+        Err(Error::BadInput { .. })
+    ));
+}
+
+#[test]
+fn operator_ids_are_checked_in_the_callers_terms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (empty, long) = timely::execute_directly(move |worker| {
+        worker.dataflow::<u64, _, _>(|scope| {
+            let (_input, pairs) = scope.new_collection::<(u64, u64), isize>();
+            let empty = pairs.clone().arrange_by_key_persisted(&store, "").err();
+            let long = pairs.arrange_by_key_persisted(&store, &"x".repeat(1020)).err();
+            (empty, long)
+        })
+    });
+    match empty {
+        Some(Error::BadInput { detail }) => assert!(detail.contains("must not be empty"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+    match long {
+        Some(Error::BadInput { detail }) => {
+            assert!(
+                detail.contains("1020 bytes") && detail.contains("at most 1018"),
+                "{detail}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
