@@ -3,7 +3,8 @@
 //! built, with `Error::BadInput`, instead of decoding other values from the same bytes: `(u32, u32)` keys
 //! read as `u64` decode without error to other numbers, `i64` vals read as `u64` too. Found by an
 //! independent check (a DD user's program reopening an arrangement with other types). Also: the
-//! `Store::check_types` API itself, types surviving a restart, and the operator id checks.
+//! `Store::check_types` and `Store::set_types` API (a stream holding updates but no record is not
+//! guessed at), types surviving a restart, encoding names, and the operator id checks.
 
 use ddpersist::codec::Codec;
 use ddpersist::operators::{ArrangePersisted, ArrangeTyped, Persist, UpsertPersisted};
@@ -210,4 +211,78 @@ fn operator_ids_are_checked_in_the_callers_terms() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_stream_holding_updates_but_no_types_is_not_recorded_until_set_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = ddpersist::operators::worker_stream_id("t", 0, 1);
+    {
+        // Written through the Store API alone: updates, no types.
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .create_stream(&stream, StreamOptions { durable: false })
+            .unwrap();
+        store.write(&stream, &[(1u64, 2u64, 0, 1)]).unwrap();
+        store.seal(&stream, 1).unwrap();
+        // A check cannot know its types: it records none and refuses nothing.
+        store.check_types(&stream, "key String, val u64").unwrap();
+        assert_eq!(store.manifest().stream(&stream).unwrap().types, "");
+    }
+    assert!(arrange(dir.path(), vec![(2u64, 3u64)]).is_none());
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.manifest().stream(&stream).unwrap().types, "");
+    // The caller who knows them records them; from then on other types are refused.
+    store.set_types(&stream, "key u64, val u64").unwrap();
+    drop(store);
+    assert_types_refused(
+        arrange(dir.path(), vec![(1u32, 2u64)]),
+        "key u64, val u64",
+        "key u32, val u64",
+    );
+    assert!(arrange(dir.path(), vec![(4u64, 5u64)]).is_none());
+    // set_types replaces (a converted stream) and "" clears.
+    let store = Store::open(dir.path()).unwrap();
+    store.set_types(&stream, "key u32, val u64").unwrap();
+    assert_eq!(
+        store.manifest().stream(&stream).unwrap().types,
+        "key u32, val u64"
+    );
+    store.set_types(&stream, "").unwrap();
+    assert_eq!(store.manifest().stream(&stream).unwrap().types, "");
+}
+
+#[test]
+fn encoding_names() {
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+    struct Order {
+        id: u64,
+    }
+    ddpersist::serde_codec!(Order as "Order/v2");
+    assert_eq!(Order::schema(), "serde Order/v2");
+    assert_eq!(<(u32, String)>::schema(), "(u32, String)");
+    assert_eq!(<(u8,)>::schema(), "(u8,)");
+    assert_eq!(<Vec<Option<i64>>>::schema(), "Vec<Option<i64>>");
+    assert_eq!(<[usize; 3]>::schema(), "[usize; 3]");
+    assert_eq!(<std::sync::Arc<bool>>::schema(), "bool");
+    assert_eq!(<()>::schema(), "()");
+    assert_eq!(<(f64, char, isize)>::schema(), "(f64, char, isize)");
+}
+
+#[test]
+fn an_empty_id_that_names_existing_streams_still_opens() {
+    // Earlier releases took an empty id; its streams stay readable.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let stream = ddpersist::operators::worker_stream_id("", 0, 1);
+    store
+        .create_stream(&stream, StreamOptions { durable: false })
+        .unwrap();
+    let built = timely::execute_directly(move |worker| {
+        worker.dataflow::<u64, _, _>(|scope| {
+            let (_input, pairs) = scope.new_collection::<(u64, u64), isize>();
+            pairs.arrange_by_key_persisted(&store, "").map(|_| ()).err()
+        })
+    });
+    assert!(built.is_none(), "{built:?}");
 }

@@ -83,10 +83,14 @@ pub trait Codec: Sized {
     /// A name of this type's encoding, which a store records per stream so that a stream written with
     /// one type is not read as another (`Store::check_types`; a typed persisted operator records and checks
     /// its key's and val's at build). Two types whose encodings may differ must not share a name. The
-    /// default is [`std::any::type_name`]: override it in an implementation whose values must stay
-    /// readable across a change of that name (a renamed or moved type, another compiler version). The
-    /// built-in implementations name themselves (`u64`, `String`, `Vec<u8>`, `(u32, String)`, ...), and
-    /// `serde_codec!(T)` names `T` as written in the macro call.
+    /// default is [`std::any::type_name`], which the compiler does not promise to keep: override it in an
+    /// implementation whose values must stay readable across a change of that name (a renamed or moved
+    /// type, another compiler version). The built-in implementations name themselves (`u64`, `String`,
+    /// `Vec<u8>`, `(u32, String)`, ...), `serde_codec!(T)` names `T` as written in the macro call (`serde
+    /// T`), `serde_codec!(T as "name")` as given (`serde name`: to tell apart two types of one name, or a
+    /// type's versions whose fields differ), and the generic form `serde_codec!(impl<G> T<G>)` by
+    /// `serde ` and `type_name`. Names are compared, not layouts: a type whose encoding changes (a serde
+    /// struct's fields) must change its name.
     fn schema() -> String {
         std::any::type_name::<Self>().to_string()
     }
@@ -202,6 +206,9 @@ signed_codec!(i8 => u8, i16 => u16, i32 => u32, i64 => u64, i128 => u128);
 /// `usize` is stored as a `u64`: 8 bytes on every platform, so a store written on a 64-bit machine reads
 /// on a 32-bit one (where values above `u32::MAX` are decode errors) and the other way round.
 impl Codec for usize {
+    fn schema() -> String {
+        "usize".to_string()
+    }
     fn encode(&self, buf: &mut Vec<u8>) {
         (*self as u64).encode(buf);
     }
@@ -213,6 +220,9 @@ impl Codec for usize {
 
 /// `isize` is stored as an `i64`: 8 bytes on every platform (see `usize`).
 impl Codec for isize {
+    fn schema() -> String {
+        "isize".to_string()
+    }
     fn encode(&self, buf: &mut Vec<u8>) {
         (*self as i64).encode(buf);
     }
@@ -224,6 +234,9 @@ impl Codec for isize {
 
 /// `char` is stored as its code point, a `u32`; decoding rejects surrogates and values above `0x10FFFF`.
 impl Codec for char {
+    fn schema() -> String {
+        "char".to_string()
+    }
     fn encode(&self, buf: &mut Vec<u8>) {
         (*self as u32).encode(buf);
     }
@@ -253,6 +266,9 @@ macro_rules! float_codec {
         /// flipped for positive values and all bits flipped for negative ones. Every bit pattern (NaNs with
         /// their payloads, `-0.0`) decodes to itself.
         impl Codec for $f {
+            fn schema() -> String {
+                stringify!($f).to_string()
+            }
             fn encode(&self, buf: &mut Vec<u8>) {
                 $key(*self).encode(buf);
             }
@@ -265,6 +281,9 @@ macro_rules! float_codec {
 float_codec!(f32 => u32, f32_key, f32_from_key; f64 => u64, f64_key, f64_from_key);
 
 impl Codec for bool {
+    fn schema() -> String {
+        "bool".to_string()
+    }
     fn encode(&self, buf: &mut Vec<u8>) {
         buf.push(*self as u8);
     }
@@ -283,6 +302,9 @@ pub(crate) fn decode_bool(b: u8) -> Result<bool> {
 }
 
 impl Codec for () {
+    fn schema() -> String {
+        "()".to_string()
+    }
     fn encode(&self, _buf: &mut Vec<u8>) {}
     fn decode_from(_bytes: &mut &[u8]) -> Result<Self> {
         Ok(())

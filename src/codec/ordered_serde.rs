@@ -155,15 +155,24 @@ pub fn encode_or_panic<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) {
 /// #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 /// struct Tagged<T> { tag: u8, value: T }
 ///
+/// #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+/// struct Order { id: u64, cents: u64, note: String }
+///
 /// ddpersist::serde_codec!(Event);
 /// ddpersist::serde_codec!(impl<T> Tagged<T>);
+/// ddpersist::serde_codec!(Order as "Order/v2");
 ///
 /// use ddpersist::Codec;
 /// let e = Tagged { tag: 1, value: Event::Key('x') };
 /// assert_eq!(Tagged::<Event>::decode(&e.to_bytes()).unwrap(), e);
+/// assert_eq!(Event::schema(), "serde Event");
+/// assert_eq!(Order::schema(), "serde Order/v2");
 /// ```
 ///
-/// Several non-generic types may be listed at once: `serde_codec!(A, B, C);`. The type must be one of the
+/// Several non-generic types may be listed at once: `serde_codec!(A, B, C);`. A stream records the
+/// name of its key's and val's encodings ([`Codec::schema`](crate::Codec::schema)): `serde T` for
+/// `serde_codec!(T)`, so give `serde_codec!(T as "name")` a new name when `T`'s fields change (the
+/// stream's old contents do not decode as the new type). The type must be one of the
 /// calling crate's own (Rust's orphan rule): a type from another crate needs a newtype, e.g.
 /// `#[derive(Serialize, Deserialize)] #[serde(transparent)] struct Day(chrono::NaiveDate);`.
 ///
@@ -176,6 +185,22 @@ macro_rules! serde_codec {
         where
             $t: $crate::codec::ordered_serde::SerdeType,
         {
+            fn schema() -> ::std::string::String {
+                ::std::format!("serde {}", ::std::any::type_name::<Self>())
+            }
+            fn encode(&self, buf: &mut ::std::vec::Vec<u8>) {
+                $crate::codec::ordered_serde::encode_or_panic(self, buf)
+            }
+            fn decode_from(bytes: &mut &[u8]) -> $crate::Result<Self> {
+                $crate::codec::ordered_serde::decode_from(bytes)
+            }
+        }
+    };
+    ($t:ty as $name:literal) => {
+        impl $crate::Codec for $t {
+            fn schema() -> ::std::string::String {
+                ::std::string::String::from(concat!("serde ", $name))
+            }
             fn encode(&self, buf: &mut ::std::vec::Vec<u8>) {
                 $crate::codec::ordered_serde::encode_or_panic(self, buf)
             }

@@ -72,8 +72,9 @@ pub trait ArrangePersisted<'scope, K, V, T: PersistTime = u64> {
     /// batch files, and the worker's [`PersistHandle`].
     ///
     /// Errors (when building the dataflow): [`Error::BadInput`] if the arrangement was persisted by a
-    /// different number of workers or by other workers (another process's directory), or `id` is in use
-    /// by another live operator on this worker; store errors from creating or opening the stream
+    /// different number of workers or by other workers (another process's directory), or with other key
+    /// or val types (`Store::check_types`), or `id` is empty or in use by another live operator on this
+    /// worker; store errors from creating or opening the stream
     /// ([`Error::Corrupt`] when batch files are missing or disagree with the manifest; a damaged block is
     /// met later and stops the arrangement: fail-stop, see [`PersistedTrace`]).
     fn arrange_persisted(self, store: &Store, id: &str) -> Result<PersistedArrangement<'scope, T>>

@@ -6,8 +6,10 @@
 //! which
 //! 1. refuses a store whose streams of the id were written by another number of workers, or by other
 //!    workers than this one (a directory of another process, or a process restarted with more workers);
-//! 2. creates the worker's stream if missing and claims it for the operator's life (a second operator on
-//!    the same id and worker fails to build);
+//! 2. creates the worker's stream if missing, checks that it holds the operator's key and val types (or
+//!    records them in a stream that holds nothing yet: [`Store::check_types`]; other types fail to
+//!    build), and claims it for the operator's life (a second operator on the same id and worker fails
+//!    to build);
 //! 3. computes the **resume point** `R` from the streams of the id (all workers' in one process):
 //!    - every stream records its upper at every frontier advance (or several at once, when seals
 //!      coalesce), with or without data, and, when its input is exhausted, seals what it holds and marks
@@ -104,7 +106,7 @@ pub(crate) struct WorkerStream {
 /// (with `options`) if missing, and checks (or, the first time, records) that it holds keys and vals of
 /// `types` ([`types_of`](super::types_of)): see the module docs.
 ///
-/// Errors: [`Error::BadInput`] if the id is empty, if the id's streams were persisted by another number of
+/// Errors: [`Error::BadInput`] if the id is empty (and names no stream yet), if the id's streams were persisted by another number of
 /// workers, or the store holds streams of the id written by earlier runs but not this worker's (another
 /// process's directory, or a changed layout), or the stream was written with other types
 /// ([`Store::check_types`]), or another live operator writes the stream; store errors.
@@ -115,11 +117,12 @@ pub(crate) fn open_worker_stream(
     options: StreamOptions,
     types: &str,
 ) -> Result<WorkerStream> {
-    if id.is_empty() {
+    let stream = worker_stream_id(id, index, peers);
+    // (Earlier releases took an empty id: its streams stay readable.)
+    if id.is_empty() && !store.has_stream(&stream) {
         return Err(Error::bad_input("an operator's id must not be empty"));
     }
     check_worker_count(store, id, peers)?;
-    let stream = worker_stream_id(id, index, peers);
     if !store.has_stream(&stream) {
         check_layout(store, id, index)?;
         store.create_stream(&stream, options).map_err(|e| match e {

@@ -47,47 +47,76 @@ impl Store {
 
     /// Checks that stream `id` holds keys and vals of `types` — a name of their encodings, as typed
     /// persisted operators give it at build ([`Codec::schema`](crate::codec::Codec::schema) of the key
-    /// and of the val) — and records `types` if the stream has none recorded yet (a new stream, one
-    /// written only through the byte-level API, or one written before manifest version 3), durably, in
-    /// one manifest edit. Reading a stream through other types than it was written with could decode
-    /// other values from the same bytes, which no later check would notice; this is the check.
+    /// and of the val, `"key K, val V"`) — and records `types` if the stream has none recorded and holds
+    /// no update yet (no batch, no spilled run, nothing unsealed), durably, in one manifest edit. A stream
+    /// that holds updates but no types (written through the `Store` API alone, or before manifest version
+    /// 3) is not checked and gets none recorded: its types are not known, and recording the caller's could
+    /// lock the right ones out; [`set_types`](Self::set_types) records them. Reading a stream through other
+    /// types than it was written with could decode other values from the same bytes, which no later check
+    /// would notice; this is the check. It compares names, not layouts: a type whose encoding changes must
+    /// change its name (`Codec::schema`).
     ///
     /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if the stream records other types (nothing
     /// changes) or `types` is empty or over 64 KiB; [`Error::Poisoned`]; the manifest commit's I/O error
     /// (which poisons the store).
     pub fn check_types(&self, id: &str, types: &str) -> Result<()> {
-        if types.is_empty() || types.len() > crate::version::MAX_TYPES_BYTES {
-            return Err(Error::bad_input(format!(
-                "types of stream {id:?} must be 1 to 64 KiB, got {} bytes",
-                types.len()
-            )));
-        }
-        let recorded = self.with_stream(id, |s| s.version.meta().types.clone())?;
+        check_types_arg(id, types)?;
         let differ = |recorded: &str| {
             Error::bad_input(format!(
                 "stream {id:?} was written with {recorded}, not {types}: open it with the types it was \
                  written with (a stream's keys and vals are read back by their encodings, which other \
-                 types may decode to other values)"
+                 types may decode to other values), or, after converting its contents, record the new \
+                 ones with Store::set_types"
             ))
         };
-        if recorded == types {
-            return Ok(());
-        }
-        if !recorded.is_empty() {
-            return Err(differ(&recorded));
+        // (types recorded, holds updates)
+        let look = |s: &StreamState| {
+            let v = &s.version;
+            let holds = !v.batches().is_empty() || !v.spills().is_empty() || s.memtable.update_count() > 0;
+            (v.meta().types.clone(), holds)
+        };
+        match self.with_stream(id, look)? {
+            (recorded, _) if recorded == types => return Ok(()),
+            (recorded, _) if !recorded.is_empty() => return Err(differ(&recorded)),
+            (_, true) => return Ok(()),
+            (_, false) => {}
         }
         let guard = self.inner.edit_lock.lock();
+        // Under `edit_lock` no other edit runs: look again, and commit only a change.
+        match self.with_stream(id, look)? {
+            (recorded, _) if recorded == types => return Ok(()),
+            (recorded, _) if !recorded.is_empty() => return Err(differ(&recorded)),
+            (_, true) => return Ok(()),
+            (_, false) => {}
+        }
+        self.record_types(&guard, id, types)
+    }
+
+    /// Records `types` as stream `id`'s key and val types, replacing any recorded (`""` clears them): for
+    /// a stream whose contents were converted to other types, or one written without a record (through
+    /// the `Store` API alone, or before manifest version 3) whose types the caller knows. Durable when it
+    /// returns. See [`check_types`](Self::check_types).
+    ///
+    /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `types` is over 64 KiB;
+    /// [`Error::Poisoned`]; the manifest commit's I/O error (which poisons the store).
+    pub fn set_types(&self, id: &str, types: &str) -> Result<()> {
+        if !types.is_empty() {
+            check_types_arg(id, types)?;
+        }
+        let guard = self.inner.edit_lock.lock();
+        if self.with_stream(id, |s| s.version.meta().types == types)? {
+            return Ok(());
+        }
+        self.record_types(&guard, id, types)
+    }
+
+    /// The edit of `check_types` and `set_types`: stream `id`'s types become `types`.
+    fn record_types(&self, guard: &parking_lot::MutexGuard<'_, ()>, id: &str, types: &str) -> Result<()> {
         let edit = |next: &mut Manifest| {
-            let meta = next.stream_mut(id)?;
-            // Another caller may have recorded types since the look above.
-            match meta.types.as_str() {
-                "" => meta.types = types.to_string(),
-                same if same == types => {}
-                other => return Err(differ(other)),
-            }
+            next.stream_mut(id)?.types = types.to_string();
             Ok(())
         };
-        self.apply_edit(&guard, &format!("check_types of {id:?}"), &[], edit, |_, ()| ())
+        self.apply_edit(guard, &format!("types of {id:?}"), &[], edit, |_, ()| ())
     }
 
     /// Whether a stream named `id` exists.
@@ -147,4 +176,15 @@ impl Store {
     pub fn since(&self, id: &str) -> Result<u64> {
         self.with_stream(id, |s| s.version.since())
     }
+}
+
+/// Refuses empty or over-long types of stream `id`.
+fn check_types_arg(id: &str, types: &str) -> Result<()> {
+    if types.is_empty() || types.len() > crate::version::MAX_TYPES_BYTES {
+        return Err(Error::bad_input(format!(
+            "types of stream {id:?} must be 1 to 64 KiB, got {} bytes",
+            types.len()
+        )));
+    }
+    Ok(())
 }

@@ -177,11 +177,17 @@ impl Manifest {
             .flat_map(|s| s.batches.iter().chain(&s.spills).map(|b| b.file_no))
     }
 
-    /// The manifest as bytes.
+    /// The manifest as bytes: version 3, or version 2 while no stream records types (the same bytes but
+    /// the version: a release before version 3 can still open the store).
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::new();
         b.extend_from_slice(MAGIC);
-        b.put_u32(MANIFEST_VERSION.0);
+        let version = if self.streams.iter().all(|s| s.types.is_empty()) {
+            2
+        } else {
+            MANIFEST_VERSION.0
+        };
+        b.put_u32(version);
         b.put_u32(0);
         b.put_u64(self.generation);
         b.put_u64(self.next_file_no);
@@ -424,6 +430,7 @@ mod tests {
     #[test]
     fn newer_version_is_refused() {
         let mut bytes = sample().encode();
+        assert_eq!(bytes[8], 3, "a manifest recording types is version 3");
         bytes[8] = 4;
         let n = bytes.len() - 8;
         let sum = checksum(&bytes[..n]);
@@ -446,11 +453,13 @@ mod tests {
         bytes
     }
 
-    /// Versions 1 and 2 are read with no types; a nonzero reserved field there is not a length.
+    /// Versions 1 and 2 are read with no types; a nonzero reserved field there is not a length. A
+    /// manifest that records no types is written as version 2.
     #[test]
     fn versions_before_3_are_read_without_types() {
         let mut m = sample();
         m.streams[1].types.clear();
+        assert_eq!(m.encode()[8], 2, "no types recorded: written as version 2");
         assert_eq!(Manifest::decode(&as_version(&m, 2), "M").unwrap(), m);
         let mut bytes = as_version(&m, 2);
         // The second stream's reserved field: after its header (4 + 4 + 3 + 8 + 8 + 4 + 4 bytes), two
