@@ -79,6 +79,24 @@ fn an_arrangement_reopened_with_other_types_is_refused_at_build() {
         store.manifest().stream(&stream).unwrap().types,
         "key (u32, u32), val u64"
     );
+    // The typed Store API checks the record too; the byte calls read the bytes as they are.
+    let refused = |r: ddpersist::Result<()>| matches!(r, Err(Error::BadInput { .. }));
+    assert!(refused(store.get::<u64, u64>(&stream, &1, 5).map(|_| ())));
+    assert!(refused(
+        store.snapshot(&stream).unwrap().decode::<u64, u64>().map(|_| ())
+    ));
+    assert!(refused(store.write(&stream, &[(1u64, 2u64, 9, 1)])));
+    assert!(refused(
+        store.append(&stream, &[(1u64, 2u64, 9, 1)], 9, 10).map(|_| ())
+    ));
+    assert_eq!(
+        store.get::<(u32, u32), u64>(&stream, &(1, 2), 5).unwrap(),
+        vec![(7, 1)]
+    );
+    assert_eq!(
+        store.get_bytes(&stream, &(1u32, 2u32).to_bytes(), 5).unwrap(),
+        vec![(7u64.to_bytes(), 1)]
+    );
 }
 
 #[test]

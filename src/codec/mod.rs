@@ -107,6 +107,12 @@ pub trait Codec: Sized {
     }
 }
 
+/// What a stream records as its types ([`Store::check_types`](crate::Store::check_types)) for keys `K`
+/// and vals `V`: `"key {K::schema()}, val {V::schema()}"`.
+pub(crate) fn types_of<K: Codec, V: Codec>() -> String {
+    format!("key {}, val {}", K::schema(), V::schema())
+}
+
 /// Writes `items` as a sequence: each behind `0x01`, then `0x00`.
 fn encode_tagged<T: Codec>(items: &[T], buf: &mut Vec<u8>) {
     for v in items {

@@ -164,11 +164,7 @@ pub(crate) fn update_hash<K: Codec, V, T, R>() -> impl FnMut(&((K, V), T, R)) ->
     }
 }
 
-/// What a persisted operator records as its stream's types ([`Store::check_types`]): the names of the
-/// key's and the val's encodings ([`Codec::schema`](crate::codec::Codec::schema)).
-pub(crate) fn types_of<K: crate::codec::Codec, V: crate::codec::Codec>() -> String {
-    format!("key {}, val {}", K::schema(), V::schema())
-}
+pub(crate) use crate::codec::types_of;
 
 /// The store stream worker `index` of `peers` uses for the arrangement `id`: `"{id}/w{index}of{peers}"`.
 pub fn worker_stream_id(id: &str, index: usize, peers: usize) -> String {

@@ -79,9 +79,11 @@ impl Store {
     }
 
     /// Typed [`get_bytes`](Self::get_bytes): the values of `key` as of `as_of`, with their multiplicities.
-    /// Errors: as [`get_bytes`](Self::get_bytes), and [`Error::Decode`] for a val that does not decode
+    /// Errors: as [`get_bytes`](Self::get_bytes); [`Error::BadInput`] if the stream records other key or
+    /// val types ([`check_types`](Self::check_types)); [`Error::Decode`] for a val that does not decode
     /// as `V`.
     pub fn get<K: Codec, V: Codec>(&self, id: &str, key: &K, as_of: u64) -> Result<Vec<(V, i64)>> {
+        self.refuse_other_types::<K, V>(id)?;
         self.get_bytes(id, &key.to_bytes(), as_of)?
             .into_iter()
             .map(|(v, d)| Ok((V::decode(&v)?, d)))

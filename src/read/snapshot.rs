@@ -24,6 +24,8 @@ pub struct Snapshot {
     pub(crate) spills: Vec<Arc<BatchFile>>,
     pub(crate) unsealed: Consolidated,
     pub(crate) upper: u64,
+    /// The stream's recorded key and val types (empty: none recorded).
+    pub(crate) types: String,
 }
 
 impl Snapshot {
@@ -64,9 +66,11 @@ impl Snapshot {
             .collect()
     }
 
-    /// Every update, decoded by the key and val [`Codec`]s. Errors: as [`iter`](Self::iter), and
-    /// [`Error::Decode`](crate::Error::Decode).
+    /// Every update, decoded by the key and val [`Codec`]s. Errors: as [`iter`](Self::iter);
+    /// [`Error::BadInput`](crate::Error::BadInput) if the stream records other key or val types
+    /// ([`Store::check_types`]); [`Error::Decode`](crate::Error::Decode).
     pub fn decode<K: Codec, V: Codec>(&self) -> Result<Vec<(K, V, u64, i64)>> {
+        crate::store::refuse_other_types::<K, V>(&self.stream, &self.types)?;
         self.iter()?
             .map(|u| u.and_then(|(k, v, t, d)| Ok((K::decode(k)?, V::decode(v)?, t, d))))
             .collect()
@@ -103,6 +107,7 @@ impl Store {
             spills: view.version.spills().to_vec(),
             unsealed,
             upper: view.version.upper(),
+            types: view.version.meta().types.clone(),
         })
     }
 

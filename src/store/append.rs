@@ -70,7 +70,8 @@ impl Store {
     }
 
     /// Typed [`append_bytes`](Self::append_bytes): `updates` sorted by `(key, val, time)` in the keys' and
-    /// vals' [`Codec`] order (which is their encodings' byte order). Errors: as `append_bytes`.
+    /// vals' [`Codec`] order (which is their encodings' byte order). Errors: as `append_bytes`, and
+    /// [`Error::BadInput`] if the stream records other key or val types ([`check_types`](Self::check_types)).
     pub fn append<K: Codec, V: Codec>(
         &self,
         id: &str,
@@ -78,6 +79,7 @@ impl Store {
         lower: u64,
         upper: u64,
     ) -> Result<SealInfo> {
+        self.refuse_other_types::<K, V>(id)?;
         let encoded = super::write::Encoded::new(updates);
         self.append_bytes(id, encoded.iter(), lower, upper)
     }

@@ -55,6 +55,7 @@ mod write;
 mod writers;
 
 pub use seal::SealOptions;
+pub(crate) use streams::refuse_other_types;
 pub use writers::WriterClaim;
 
 /// One file written by a seal, a spill or a merge, not yet committed: open, with its manifest entry.

@@ -178,6 +178,36 @@ impl Store {
     }
 }
 
+/// For the typed `Store` API (`write`, `append`, `get`, `Snapshot::decode`): [`Error::BadInput`] if stream
+/// `id` records types (`recorded`) other than keys `K`'s and vals `V`'s. Nothing recorded: no check.
+pub(crate) fn refuse_other_types<K: crate::codec::Codec, V: crate::codec::Codec>(
+    id: &str,
+    recorded: &str,
+) -> Result<()> {
+    if recorded.is_empty() {
+        return Ok(());
+    }
+    let types = crate::codec::types_of::<K, V>();
+    if recorded == types {
+        return Ok(());
+    }
+    Err(Error::bad_input(format!(
+        "stream {id:?} was written with {recorded}, not {types}: read and write it with the types it \
+         was written with, or its bytes as they are (the *_bytes calls)"
+    )))
+}
+
+impl Store {
+    /// [`refuse_other_types`] for stream `id` as it is now.
+    pub(crate) fn refuse_other_types<K: crate::codec::Codec, V: crate::codec::Codec>(
+        &self,
+        id: &str,
+    ) -> Result<()> {
+        let recorded = self.with_stream(id, |s| s.version.meta().types.clone())?;
+        refuse_other_types::<K, V>(id, &recorded)
+    }
+}
+
 /// Refuses empty or over-long types of stream `id`.
 fn check_types_arg(id: &str, types: &str) -> Result<()> {
     if types.is_empty() || types.len() > crate::version::MAX_TYPES_BYTES {

@@ -7,7 +7,9 @@ use crate::wal::record::{RecordEncoder, RecordFormat};
 
 impl Store {
     /// Writes typed updates `(key, val, time, diff)` to stream `id`. See [`write_bytes`](Self::write_bytes).
+    /// Also [`Error::BadInput`] if the stream records other key or val types ([`check_types`](Self::check_types)).
     pub fn write<K: Codec, V: Codec>(&self, id: &str, updates: &[(K, V, u64, i64)]) -> Result<()> {
+        self.refuse_other_types::<K, V>(id)?;
         self.write_bytes(id, Encoded::new(updates).iter())
     }
 
