@@ -294,6 +294,10 @@ impl BatchWriter {
 
     /// Writes the last block, the index and the footer, and commits the file (durable when this returns).
     pub fn finish(mut self) -> Result<BatchStats> {
+        // A batch of one block (a small seal: a frontier advance of a few updates) is written on this
+        // thread: a helper started for its last block would only add a thread start and two hand-offs to
+        // the seal's latency (several milliseconds per round on a busy 2-core machine).
+        self.background = false;
         self.write_block()?;
         let (description, target) = (self.description, self.block_target_bytes);
         match std::mem::replace(&mut self.back, Back::Gone) {

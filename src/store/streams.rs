@@ -198,13 +198,16 @@ pub(crate) fn refuse_other_types<K: crate::codec::Codec, V: crate::codec::Codec>
 }
 
 impl Store {
-    /// [`refuse_other_types`] for stream `id` as it is now.
+    /// [`refuse_other_types`] for stream `id` as it is now. Any other error (an unknown stream, a poisoned
+    /// store) is left to the call that follows, which reports it in its own order.
     pub(crate) fn refuse_other_types<K: crate::codec::Codec, V: crate::codec::Codec>(
         &self,
         id: &str,
     ) -> Result<()> {
-        let recorded = self.with_stream(id, |s| s.version.meta().types.clone())?;
-        refuse_other_types::<K, V>(id, &recorded)
+        match self.with_stream(id, |s| s.version.meta().types.clone()) {
+            Ok(recorded) => refuse_other_types::<K, V>(id, &recorded),
+            Err(_) => Ok(()),
+        }
     }
 }
 
