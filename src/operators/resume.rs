@@ -118,12 +118,13 @@ pub(crate) fn open_worker_stream(
     types: &str,
 ) -> Result<WorkerStream> {
     let stream = worker_stream_id(id, index, peers);
+    let exists = store.has_stream(&stream);
     // (Earlier releases took an empty id: its streams stay readable.)
-    if id.is_empty() && !store.has_stream(&stream) {
+    if id.is_empty() && !exists {
         return Err(Error::bad_input("an operator's id must not be empty"));
     }
     check_worker_count(store, id, peers)?;
-    if !store.has_stream(&stream) {
+    if !exists {
         check_layout(store, id, index)?;
         store.create_stream(&stream, options).map_err(|e| match e {
             // The limit applies to the worker's stream id: name the operator's id and its own limit.

@@ -61,33 +61,16 @@ impl Store {
     /// (which poisons the store).
     pub fn check_types(&self, id: &str, types: &str) -> Result<()> {
         check_types_arg(id, types)?;
-        let differ = |recorded: &str| {
-            Error::bad_input(format!(
-                "stream {id:?} was written with {recorded}, not {types}: open it with the types it was \
-                 written with (a stream's keys and vals are read back by their encodings, which other \
-                 types may decode to other values), or, after converting its contents, record the new \
-                 ones with Store::set_types"
-            ))
-        };
-        // (types recorded, holds updates)
-        let look = |s: &StreamState| {
+        // Under `edit_lock` no other edit changes the record between the look and the commit.
+        let guard = self.inner.edit_lock.lock();
+        let (recorded, holds) = self.with_stream(id, |s| {
             let v = &s.version;
             let holds = !v.batches().is_empty() || !v.spills().is_empty() || s.memtable.update_count() > 0;
             (v.meta().types.clone(), holds)
-        };
-        match self.with_stream(id, look)? {
-            (recorded, _) if recorded == types => return Ok(()),
-            (recorded, _) if !recorded.is_empty() => return Err(differ(&recorded)),
-            (_, true) => return Ok(()),
-            (_, false) => {}
-        }
-        let guard = self.inner.edit_lock.lock();
-        // Under `edit_lock` no other edit runs: look again, and commit only a change.
-        match self.with_stream(id, look)? {
-            (recorded, _) if recorded == types => return Ok(()),
-            (recorded, _) if !recorded.is_empty() => return Err(differ(&recorded)),
-            (_, true) => return Ok(()),
-            (_, false) => {}
+        })?;
+        refuse_unless_recorded(id, &recorded, types)?;
+        if !recorded.is_empty() || holds {
+            return Ok(());
         }
         self.record_types(&guard, id, types)
     }
@@ -178,6 +161,20 @@ impl Store {
     }
 }
 
+/// [`Error::BadInput`] if stream `id` records types (`recorded`, non-empty) other than `types`. Nothing
+/// recorded: no check.
+fn refuse_unless_recorded(id: &str, recorded: &str, types: &str) -> Result<()> {
+    if recorded.is_empty() || recorded == types {
+        return Ok(());
+    }
+    Err(Error::bad_input(format!(
+        "stream {id:?} was written with {recorded}, not {types}: use the types it was written with (a \
+         stream's keys and vals are read back by their encodings, which other types may decode to other \
+         values), or its bytes as they are (the *_bytes calls), or, after converting its contents, record \
+         the new types with Store::set_types"
+    )))
+}
+
 /// For the typed `Store` API (`write`, `append`, `get`, `Snapshot::decode`): [`Error::BadInput`] if stream
 /// `id` records types (`recorded`) other than keys `K`'s and vals `V`'s. Nothing recorded: no check.
 pub(crate) fn refuse_other_types<K: crate::codec::Codec, V: crate::codec::Codec>(
@@ -185,16 +182,9 @@ pub(crate) fn refuse_other_types<K: crate::codec::Codec, V: crate::codec::Codec>
     recorded: &str,
 ) -> Result<()> {
     if recorded.is_empty() {
-        return Ok(());
+        return Ok(()); // the common case, without forming the names
     }
-    let types = crate::codec::types_of::<K, V>();
-    if recorded == types {
-        return Ok(());
-    }
-    Err(Error::bad_input(format!(
-        "stream {id:?} was written with {recorded}, not {types}: read and write it with the types it \
-         was written with, or its bytes as they are (the *_bytes calls)"
-    )))
+    refuse_unless_recorded(id, recorded, &crate::codec::types_of::<K, V>())
 }
 
 impl Store {
@@ -204,9 +194,14 @@ impl Store {
         &self,
         id: &str,
     ) -> Result<()> {
-        match self.with_stream(id, |s| s.version.meta().types.clone()) {
-            Ok(recorded) => refuse_other_types::<K, V>(id, &recorded),
-            Err(_) => Ok(()),
+        // The record is copied only when there is one (a stream a typed operator wrote).
+        let types = |s: &StreamState| {
+            let t = &s.version.meta().types;
+            (!t.is_empty()).then(|| t.clone())
+        };
+        match self.with_stream(id, types) {
+            Ok(Some(recorded)) => refuse_other_types::<K, V>(id, &recorded),
+            Ok(None) | Err(_) => Ok(()),
         }
     }
 }

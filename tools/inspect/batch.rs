@@ -6,6 +6,7 @@
 
 use crate::access::open_batch_path;
 use crate::error::ToolResult;
+use crate::read::Shown;
 use crate::render::{
     count, frontier, interval, table, write_json_streamed, write_table, Bytes, DescriptionJson, PagedTable,
     StreamedSeq,
@@ -108,19 +109,19 @@ fn write_updates_text(batch: &BatchFile, out: &mut dyn Write) -> ToolResult<()> 
     writeln!(out, "updates:")?;
     let mut t = PagedTable::new(&UPDATE_HEADER, &[2, 3]);
     for u in updates(batch) {
-        t.fit(&update_row(u?));
+        t.fit(&update_row(u?, Shown::default()));
     }
     for u in updates(batch) {
-        t.push(out, "  ", update_row(u?))?;
+        t.push(out, "  ", update_row(u?, Shown::default()))?;
     }
     Ok(t.finish(out, "  ")?)
 }
 
-/// An update as table cells (also used by `scan`).
-pub fn update_row((key, val, time, diff): UpdateRef<'_>) -> Vec<String> {
+/// An update as table cells, keys and vals shown as `shown` says (also used by `scan`).
+pub fn update_row((key, val, time, diff): UpdateRef<'_>, shown: Shown) -> Vec<String> {
     vec![
-        Bytes::of(key).text(),
-        Bytes::of(val).text(),
+        shown.key.show(key).text(),
+        shown.val.show(val).text(),
         time.to_string(),
         diff.to_string(),
     ]

@@ -6,6 +6,7 @@
 //! [`Store::get_bytes`]: ddpersist::Store::get_bytes
 //! [`Store::snapshot`]: ddpersist::Store::snapshot
 
+use crate::batch::update_row;
 use crate::error::ToolResult;
 use crate::render::{
     count, frontier, table, write_json, write_json_streamed, write_table, As, Bytes, Frontier, PagedTable,
@@ -172,14 +173,10 @@ pub fn scan(
         };
         return write_json_streamed(out, &doc, &updates);
     }
-    let row = |(key, val, time, diff): UpdateRef<'_>| {
-        vec![
-            shown.key.show(key).text(),
-            shown.val.show(val).text(),
-            time.to_string(),
-            diff.to_string(),
-            if time < upper { "yes" } else { "no" }.to_string(),
-        ]
+    let row = |u: UpdateRef<'_>| {
+        let mut cells = update_row(u, shown);
+        cells.push(if u.2 < upper { "yes" } else { "no" }.to_string());
+        cells
     };
     writeln!(
         out,
