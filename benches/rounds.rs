@@ -7,13 +7,17 @@
 //!
 //! `cargo bench --bench rounds` (or the built binary with `--bench`): `DDPERSIST_BENCH_ROUNDS` rounds
 //! (default 200; 20 without `--bench`, as under `cargo test --benches`) with `DDPERSIST_BENCH_WORKERS`
-//! timely workers (default 1; worker 0 inserts). Prints the median and p90 per round of each, their
-//! ratio, and the machine's load average. The store lives under `CARGO_TARGET_TMPDIR` and is deleted.
+//! timely workers (default 1; worker 0 inserts), each spinning as DD's examples do
+//! (`worker.step_while`). Prints the median and p90 per round of each, their ratio, worker 0's seals by
+//! where they ran (`PersistHandle::seals`: inline on the worker, or pipelined on the seal thread), and
+//! the machine's load average. With `DDPERSIST_BENCH_WAIT=0` the rounds do not wait for their output
+//! (one `worker.step()` each, the input running ahead of the disk, as a throughput-bound source): then
+//! it prints the whole run's time instead. The store lives under `CARGO_TARGET_TMPDIR` and is deleted.
 
 mod common;
 
 use common::{env_or, full_run, loadavg};
-use ddpersist::operators::ArrangeTyped;
+use ddpersist::operators::{ArrangeTyped, SealCounts};
 use ddpersist::Store;
 use differential_dataflow::input::Input;
 use differential_dataflow::operators::CountTotal;
@@ -22,27 +26,29 @@ use std::time::{Duration, Instant};
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 
-/// Runs `rounds` rounds over a persisted (`Some(store)`) or in-memory arrangement with `workers` workers;
-/// returns worker 0's time per round.
-fn run(store: Option<Store>, rounds: u64, workers: usize) -> Vec<Duration> {
-    let times = Arc::new(Mutex::new(Vec::new()));
+/// Runs `rounds` rounds over a persisted (`Some(store)`) or in-memory arrangement with `workers` workers,
+/// each waiting for its output if `wait`; returns worker 0's time per round and its seal counts.
+fn run(store: Option<Store>, rounds: u64, workers: usize, wait: bool) -> (Vec<Duration>, SealCounts) {
+    let times = Arc::new(Mutex::new((Vec::new(), SealCounts::default())));
     let out = times.clone();
     timely::execute(timely::Config::process(workers), move |worker| {
         let probe = ProbeHandle::new();
         let store = store.clone();
-        let mut input = worker.dataflow::<u64, _, _>(|scope| {
+        let (mut input, handle) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, pairs) = scope.new_collection::<(u64, u64), isize>();
             match &store {
                 Some(store) => {
                     let arranged = pairs.arrange_by_key_persisted(store, "rounds").unwrap();
+                    let handle = arranged.trace.handle().cloned();
                     arranged.count_total().inner.probe_with(&probe);
+                    (input, handle)
                 }
                 // DD's `count_total` on the keys arranges them in memory and counts.
                 None => {
                     pairs.map(|(k, _)| k).count_total().inner.probe_with(&probe);
+                    (input, None)
                 }
             }
-            input
         });
         let mut mine = Vec::with_capacity(rounds as usize);
         for r in 0..rounds {
@@ -52,11 +58,16 @@ fn run(store: Option<Store>, rounds: u64, workers: usize) -> Vec<Duration> {
             }
             input.advance_to(r + 1);
             input.flush();
-            worker.step_while(|| probe.less_than(input.time()));
+            if wait || r + 1 == rounds {
+                worker.step_while(|| probe.less_than(input.time()));
+            } else {
+                worker.step();
+            }
             mine.push(start.elapsed());
         }
         if worker.index() == 0 {
-            *out.lock().unwrap() = mine;
+            let seals = handle.map(|h| h.seals()).unwrap_or_default();
+            *out.lock().unwrap() = (mine, seals);
         }
     })
     .unwrap();
@@ -73,21 +84,44 @@ fn summary(v: &mut [Duration]) -> (Duration, Duration) {
 fn main() {
     let rounds: u64 = env_or("DDPERSIST_BENCH_ROUNDS", if full_run() { 200 } else { 20 }).max(1);
     let workers: usize = env_or("DDPERSIST_BENCH_WORKERS", 1).max(1);
+    let wait = env_or("DDPERSIST_BENCH_WAIT", 1u8) != 0;
     let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(tmp).unwrap();
     let dir = tempfile::tempdir_in(tmp).unwrap();
     println!("load average before: {}", loadavg());
-    let mut memory = run(None, rounds, workers);
-    let mut persisted = run(Some(Store::open(dir.path()).unwrap()), rounds, workers);
-    let ((m50, m90), (p50, p90)) = (summary(&mut memory), summary(&mut persisted));
-    println!("{rounds} rounds of one update, {workers} worker(s), time per round:");
-    println!("| arrangement | median | p90 |");
-    println!("| --- | --- | --- |");
-    println!("| DD in memory (`count_total` of the keys) | {m50:?} | {m90:?} |");
-    println!("| ddpersist (`arrange_by_key_persisted`) | {p50:?} | {p90:?} |");
+    let start = Instant::now();
+    let (mut memory, _) = run(None, rounds, workers, wait);
+    let memory_total = start.elapsed();
+    let start = Instant::now();
+    let store = Store::open(dir.path()).unwrap();
+    let (mut persisted, seals) = run(Some(store), rounds, workers, wait);
+    let persisted_total = start.elapsed();
+    let waiting = if wait {
+        "waiting for its output"
+    } else {
+        "not waiting"
+    };
+    println!("{rounds} rounds of one update, {waiting}, {workers} worker(s):");
+    if wait {
+        let ((m50, m90), (p50, p90)) = (summary(&mut memory), summary(&mut persisted));
+        println!("| arrangement | median per round | p90 |");
+        println!("| --- | --- | --- |");
+        println!("| DD in memory (`count_total` of the keys) | {m50:?} | {m90:?} |");
+        println!("| ddpersist (`arrange_by_key_persisted`) | {p50:?} | {p90:?} |");
+        println!(
+            "median ratio: {:.0}x",
+            p50.as_secs_f64() / m50.as_secs_f64().max(1e-9)
+        );
+    } else {
+        println!("| arrangement | whole run |");
+        println!("| --- | --- |");
+        println!("| DD in memory (`count_total` of the keys) | {memory_total:?} |");
+        println!("| ddpersist (`arrange_by_key_persisted`, with its open) | {persisted_total:?} |");
+    }
     println!(
-        "median ratio: {:.0}x; load average after: {}",
-        p50.as_secs_f64() / m50.as_secs_f64().max(1e-9),
+        "worker 0's seals: {} inline, {} pipelined; load average after: {}",
+        seals.inline,
+        seals.pipelined,
         loadavg()
     );
 }

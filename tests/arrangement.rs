@@ -5,6 +5,7 @@
 
 use ddpersist::operators::{
     worker_stream_id, ArrangeEncoded, ArrangePersisted, CountPersisted, PersistHandle, PersistOptions,
+    SealCounts,
 };
 use ddpersist::trace::{BytesBuilder, BytesSpine, BytesUpdate, PersistedTrace};
 use ddpersist::{Codec, Error, Options, Store, StreamOptions};
@@ -26,6 +27,8 @@ type Normalized = (
     Vec<((String, u64), u64, i64)>,
     Vec<((String, i64), u64, i64)>,
 );
+/// A worker's persist handle after a run: `(resume_at, upper, seals)`.
+type HandleState = (u64, u64, SealCounts);
 /// `(key, val)` to its `(time, diff)` history.
 type History = BTreeMap<(Vec<u8>, Vec<u8>), Vec<(u64, i64)>>;
 
@@ -101,8 +104,14 @@ fn rounds(from: u64, to: u64) -> Vec<Round> {
 
 /// Runs one dataflow over the store in `dir` with `workers` workers. The reference pipeline (DD's own
 /// in-memory arrangements) gets every round; the persisted one only the rounds at times `>= ours_from`.
-/// Returns our outputs, the reference's, and each worker's persist handle state `(resume_at, upper)`.
-fn run(dir: &Path, workers: usize, ours_from: u64, input: Vec<Round>) -> (Outputs, Outputs, Vec<(u64, u64)>) {
+/// Returns our outputs, the reference's, and each worker's persist handle state `(resume_at, upper,
+/// seals)`. Every round waits for its output (latency-bound), so after the first seal most run inline.
+fn run(
+    dir: &Path,
+    workers: usize,
+    ours_from: u64,
+    input: Vec<Round>,
+) -> (Outputs, Outputs, Vec<HandleState>) {
     let store = Store::open(dir).unwrap();
     let (ours, reference) = (Outputs::default(), Outputs::default());
     let (o, r) = (ours.clone(), reference.clone());
@@ -204,7 +213,7 @@ fn run(dir: &Path, workers: usize, ours_from: u64, input: Vec<Round>) -> (Output
         drop((in_ours, in_ref, in_b));
         worker.step_while(|| !probe.done());
         assert_eq!(handle.error(), None);
-        (handle.resume_at(), handle.upper())
+        (handle.resume_at(), handle.upper(), handle.seals())
     })
     .unwrap();
     let handles = guards.join().into_iter().map(|r| r.unwrap()).collect();
@@ -230,7 +239,12 @@ fn restarts(workers: usize) {
     assert_same(&ours, &reference, 0, "fresh run, exact times");
     assert!(handles
         .iter()
-        .all(|&(resume, upper)| resume == 0 && upper == ddpersist::FRONTIER_CLOSED));
+        .all(|&(resume, upper, _)| resume == 0 && upper == ddpersist::FRONTIER_CLOSED));
+    // The rounds wait for their output: the first seal is pipelined, finds the input idle, and the
+    // following run inline (`SealCounts`), so the equalities above cover both.
+    for &(_, _, seals) in &handles {
+        assert!(seals.pipelined >= 1 && seals.inline >= 8, "{seals:?}");
+    }
 
     // Restart: the persisted part is served from the store; `a` gets only the new rounds.
     let (ours, reference, handles) = run(dir.path(), workers, 16, rounds(0, 24));

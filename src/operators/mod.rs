@@ -87,7 +87,7 @@ pub use arrange::{ArrangeEncoded, ArrangePersisted, PersistOptions, PersistedArr
 
 pub use count::CountPersisted;
 pub use pass_through::{Persist, Persisted};
-pub use persister::PersistHandle;
+pub use persister::{PersistHandle, SealCounts};
 pub use resume::{resume_at, ResumeState};
 pub use time::PersistTime;
 pub use typed::{

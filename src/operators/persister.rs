@@ -22,7 +22,9 @@
 //!   input while a seal's fsyncs run, and its capability, the trace's upper and the handle move only as
 //!   seals finish. At most `MAX_SEALS_IN_FLIGHT` are queued; an advance beyond them is deferred, and the
 //!   next seal requested covers every deferred advance (seals coalesce while the disk is behind, so batches
-//!   grow with the backlog instead of the operator waiting). Coalescing is bounded: once the stream's
+//!   grow with the backlog instead of the operator waiting). When a pipelined seal finds the input idle
+//!   until it is done (the dataflow waits for each timestamp's output), the next `INLINE_SEALS` seals of a
+//!   small memtable run inline on the worker's thread instead ([`SealCounts`] says why). Coalescing is bounded: once the stream's
 //!   memtable holds half of `Options::memtable_budget_bytes`, `advance` waits for the oldest seal rather
 //!   than let the store spill (write the updates once more).
 //! - the since: an arranging operator's trace hands the since its readers allow to the persister
@@ -66,6 +68,14 @@ use timely::scheduling::SyncActivator;
 /// Seals a pipelined persister may have queued; advances beyond them wait for the next request (coalesce).
 const MAX_SEALS_IN_FLIGHT: usize = 2;
 
+/// Seals a pipelined persister runs on the worker's thread after a pipelined seal found its input idle
+/// (latency-bound: see [`Persister::advance`]); the seal after them is pipelined again, to look.
+const INLINE_SEALS: u32 = 16;
+
+/// The most bytes the stream's memtable may hold for a seal to run on the worker's thread: a seal this
+/// size writes one or a few blocks, in about the time of its fsyncs.
+const INLINE_SEAL_MAX_BYTES: usize = 1 << 20;
+
 /// Staged bytes (keys, vals and 24 bytes of framing per update) that trigger a write before the input is
 /// drained, keeping one write well under the store's 512 MiB limit.
 const FLUSH_BYTES: usize = 64 << 20;
@@ -89,6 +99,24 @@ pub(crate) struct Shared {
     /// The upper of the arrangement (its trace): at or above `sealed_upper`.
     upper: Cell<u64>,
     stopped: Cell<bool>,
+    seals: Cell<SealCounts>,
+}
+
+/// How many seals a persisting operator ran, by where they ran ([`PersistHandle::seals`]).
+///
+/// An arranging operator runs its seals on a thread of its own (*pipelined*: the worker keeps taking
+/// input during a seal's fsyncs, and seals coalesce while the disk is behind). When a pipelined seal
+/// finds the operator's input idle until it is done — the dataflow waits for this operator's output
+/// before it advances the input, one timestamp at a time — the following seals run *inline*, on the
+/// worker's thread, where they wait for no CPU: a timely worker that spins (`worker.step_while`) keeps
+/// its core busy, and the seal thread's wake-ups after each fsync then wait for a time slice
+/// (BENCHMARKS.md, "One timestamp's latency"). The pass-through `persist` operator seals inline always.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SealCounts {
+    /// Seals run on the worker's thread.
+    pub inline: u64,
+    /// Seals run on the operator's seal thread.
+    pub pipelined: u64,
 }
 
 /// The caller's view of one worker's persisting operator: what it has persisted and whether it failed.
@@ -126,6 +154,11 @@ impl PersistHandle {
     pub fn take_error(&self) -> Option<Error> {
         self.errors.take()
     }
+
+    /// How many seals the operator requested so far, by where they ran (see [`SealCounts`]).
+    pub fn seals(&self) -> SealCounts {
+        self.shared.seals.get()
+    }
 }
 
 /// The write path of one worker's stream: see the module docs.
@@ -157,6 +190,8 @@ pub(crate) struct Persister {
     allowed: Option<AllowedSince>,
     /// The since the last seal requested (0 before any).
     requested_since: u64,
+    /// Seals left to run inline before the next is pipelined again (see [`SealCounts`]).
+    inline_seals: u32,
 }
 
 impl Persister {
@@ -173,6 +208,7 @@ impl Persister {
             sealed_upper: Cell::new(upper),
             upper: Cell::new(upper),
             stopped: Cell::new(false),
+            seals: Cell::new(SealCounts::default()),
         };
         Persister {
             store: store.clone(),
@@ -192,6 +228,7 @@ impl Persister {
             throttle: None,
             allowed: None,
             requested_since: 0,
+            inline_seals: 0,
         }
     }
 
@@ -329,8 +366,18 @@ impl Persister {
         cap_time: T,
     ) -> Vec<PersistedSpan<T>> {
         let mut spans = Vec::new();
+        let mut drained = false;
         while let Some(done) = self.sealer.as_mut().and_then(Sealer::try_done) {
             spans.extend(self.finish(done.request, done.result));
+            drained = true;
+        }
+        // Latency-bound: the pipelined seals just done found the input where they left it (no advance
+        // arrived meanwhile), so the dataflow waits for their output before it moves on, and the next
+        // seals run inline (`SealCounts`). A seal done after the input moved on ends inline seals: the
+        // input runs ahead of the disk, and pipelined seals let it (and coalesce).
+        if drained {
+            let idle = to == self.requested && self.sealer.as_ref().is_some_and(|s| s.in_flight() == 0);
+            self.inline_seals = if idle { INLINE_SEALS } else { 0 };
         }
         // With `MAX_SEALS_IN_FLIGHT` seals queued the advance is deferred, not waited for: the operator
         // keeps taking input, and the next seal, requested when one finishes (the sealer activates the
@@ -353,16 +400,32 @@ impl Persister {
             .as_ref()
             .is_none_or(|s| s.in_flight() < MAX_SEALS_IN_FLIGHT);
         if !self.stopped && to > self.requested && slot {
+            let inline = match &self.sealer {
+                None => true,
+                Some(sealer) => {
+                    sealer.in_flight() == 0
+                        && self.inline_seals > 0
+                        && self.store.memtable_bytes(&self.stream).unwrap_or(usize::MAX)
+                            <= INLINE_SEAL_MAX_BYTES
+                }
+            };
             let request = self.request(to);
-            match &mut self.sealer {
-                None => {
+            let mut counts = self.shared.seals.get();
+            match (&mut self.sealer, inline) {
+                (Some(sealer), false) => {
+                    counts.pipelined += 1;
+                    sealer.submit(request);
+                }
+                _ => {
+                    counts.inline += 1;
+                    self.inline_seals = self.inline_seals.saturating_sub(1);
                     let result = self
                         .store
                         .seal_with(&self.stream, request.seal_to, request.options);
                     spans.extend(self.finish(request, result));
                 }
-                Some(sealer) => sealer.submit(request),
             }
+            self.shared.seals.set(counts);
         }
         for span in &spans {
             let stamp = if span.has_updates() {
@@ -452,6 +515,9 @@ impl Persister {
             return false;
         }
         let request = self.request(to);
+        let mut counts = self.shared.seals.get();
+        counts.inline += 1;
+        self.shared.seals.set(counts);
         if let Err(e) = self
             .store
             .seal_with(&self.stream, request.seal_to, request.options)

@@ -10,6 +10,10 @@
 //! later. Writes at times at or beyond a requested upper go on meanwhile (the store takes them while a
 //! seal is in flight: they are above its `pending_upper`).
 //!
+//! A persister whose input waits for each seal (latency-bound) runs its seals inline instead, on the
+//! worker's thread (`SealCounts` in `persister.rs`): there a spinning timely worker cannot keep the seal
+//! waiting for a CPU.
+//!
 //! After a failed seal the thread runs no further request (the persister stops on the error). Dropping
 //! the sealer waits for the seal in flight: the operator's writer claim on the stream outlives every seal
 //! it requested.
