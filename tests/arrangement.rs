@@ -5,7 +5,7 @@
 
 use ddpersist::operators::{
     worker_stream_id, ArrangeEncoded, ArrangePersisted, CountPersisted, PersistHandle, PersistOptions,
-    SealCounts,
+    SealCounts, SealMode,
 };
 use ddpersist::trace::{BytesBuilder, BytesSpine, BytesUpdate, PersistedTrace};
 use ddpersist::{Codec, Error, Options, Store, StreamOptions};
@@ -105,12 +105,13 @@ fn rounds(from: u64, to: u64) -> Vec<Round> {
 /// Runs one dataflow over the store in `dir` with `workers` workers. The reference pipeline (DD's own
 /// in-memory arrangements) gets every round; the persisted one only the rounds at times `>= ours_from`.
 /// Returns our outputs, the reference's, and each worker's persist handle state `(resume_at, upper,
-/// seals)`. Every round waits for its output (latency-bound), so after the first seal most run inline.
+/// seals)`. Every round waits for its output, so `SealMode::Adaptive` runs most seals inline.
 fn run(
     dir: &Path,
     workers: usize,
     ours_from: u64,
     input: Vec<Round>,
+    seals: SealMode,
 ) -> (Outputs, Outputs, Vec<HandleState>) {
     let store = Store::open(dir).unwrap();
     let (ours, reference) = (Outputs::default(), Outputs::default());
@@ -122,7 +123,11 @@ fn run(
             let (in_ref, a_ref) = scope.new_collection::<(String, u64), i64>();
             let (in_b, b) = scope.new_collection::<(String, String), i64>();
 
-            let (persisted, handle) = a_ours.arrange_persisted(&store, "a").unwrap();
+            let options = PersistOptions {
+                seals,
+                ..PersistOptions::default()
+            };
+            let (persisted, handle) = a_ours.arrange_persisted_with(&store, "a", options).unwrap();
             let partner = b.clone().arrange_encoded();
             persisted
                 .clone()
@@ -232,29 +237,42 @@ fn assert_same(ours: &Outputs, reference: &Outputs, floor: u64, what: &str) {
     assert_eq!(a.3, b.3, "{what}: count");
 }
 
-/// Fresh run, restart with only new input, restart with a replay of everything: equal results each time.
-fn restarts(workers: usize) {
+/// Each worker's seals in the three runs of `restarts` (17, 9 and 7 seals: the rounds and the close), by
+/// `mode`: with `Adaptive` the first is pipelined, finds the input idle (every round waits for its
+/// output), and the following run inline.
+fn expected_seals(mode: SealMode) -> [SealCounts; 3] {
+    let counts = |inline, pipelined| SealCounts { inline, pipelined };
+    match mode {
+        SealMode::Adaptive => [counts(16, 1), counts(8, 1), counts(6, 1)],
+        SealMode::Pipelined => [counts(0, 17), counts(0, 9), counts(0, 7)],
+        SealMode::Inline => [counts(17, 0), counts(9, 0), counts(7, 0)],
+    }
+}
+
+/// Fresh run, restart with only new input, restart with a replay of everything: equal results each time,
+/// with seals placed by `mode`.
+fn restarts(workers: usize, mode: SealMode) {
     let dir = tempfile::tempdir().unwrap();
-    let (ours, reference, handles) = run(dir.path(), workers, 0, rounds(0, 16));
+    let expected = expected_seals(mode);
+    let seals = |handles: &[HandleState]| handles.iter().map(|h| h.2).collect::<Vec<_>>();
+    let (ours, reference, handles) = run(dir.path(), workers, 0, rounds(0, 16), mode);
     assert_same(&ours, &reference, 0, "fresh run, exact times");
     assert!(handles
         .iter()
         .all(|&(resume, upper, _)| resume == 0 && upper == ddpersist::FRONTIER_CLOSED));
-    // The rounds wait for their output: the first seal is pipelined, finds the input idle, and the
-    // following run inline (`SealCounts`), so the equalities above cover both.
-    for &(_, _, seals) in &handles {
-        assert!(seals.pipelined >= 1 && seals.inline >= 8, "{seals:?}");
-    }
+    assert_eq!(seals(&handles), vec![expected[0]; workers]);
 
     // Restart: the persisted part is served from the store; `a` gets only the new rounds.
-    let (ours, reference, handles) = run(dir.path(), workers, 16, rounds(0, 24));
+    let (ours, reference, handles) = run(dir.path(), workers, 16, rounds(0, 24), mode);
     assert_same(&ours, &reference, 16, "restart with new input only");
     assert_eq!(handles.iter().map(|h| h.0).max(), Some(16), "{handles:?}");
+    assert_eq!(seals(&handles), vec![expected[1]; workers]);
 
     // Restart again, replaying all of `a`'s input: updates below the persisted upper are skipped.
-    let (ours, reference, handles) = run(dir.path(), workers, 0, rounds(0, 30));
+    let (ours, reference, handles) = run(dir.path(), workers, 0, rounds(0, 30), mode);
     assert_same(&ours, &reference, 24, "restart with a full replay");
     assert_eq!(handles.iter().map(|h| h.0).max(), Some(24), "{handles:?}");
+    assert_eq!(seals(&handles), vec![expected[2]; workers]);
 
     // The store holds exactly `a`'s input (merged across the workers' streams).
     let store = Store::open(dir.path()).unwrap();
@@ -282,18 +300,24 @@ fn restarts(workers: usize) {
 
 #[test]
 fn one_worker_matches_in_memory_across_restarts() {
-    restarts(1);
+    restarts(1, SealMode::Adaptive);
 }
 
 #[test]
 fn two_workers_match_in_memory_across_restarts() {
-    restarts(2);
+    restarts(2, SealMode::Adaptive);
+}
+
+#[test]
+fn pipelined_and_inline_seals_match_in_memory_across_restarts() {
+    restarts(2, SealMode::Pipelined);
+    restarts(1, SealMode::Inline);
 }
 
 #[test]
 fn a_different_worker_count_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    run(dir.path(), 2, 0, rounds(0, 2));
+    run(dir.path(), 2, 0, rounds(0, 2), SealMode::Adaptive);
     let store = Store::open(dir.path()).unwrap();
     let refused = timely::execute_directly(move |worker| {
         worker.dataflow::<u64, _, _>(|scope| {
@@ -325,7 +349,10 @@ fn durable_stream_serves_recovered_updates() {
         let probe = ProbeHandle::new();
         let (mut input, handle) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, a) = scope.new_collection::<(String, u64), i64>();
-            let options = PersistOptions { durable: true };
+            let options = PersistOptions {
+                durable: true,
+                ..PersistOptions::default()
+            };
             let (arranged, handle) = a.arrange_persisted_with(&store, "d", options).unwrap();
             arranged
                 .as_collection(|k: &[u8], v: &[u8]| (String::decode(k).unwrap(), u64::decode(v).unwrap()))
@@ -360,7 +387,7 @@ fn durable_stream_serves_recovered_updates() {
 #[test]
 fn trace_imports_into_another_dataflow() {
     let dir = tempfile::tempdir().unwrap();
-    run(dir.path(), 1, 0, rounds(0, 3));
+    run(dir.path(), 1, 0, rounds(0, 3), SealMode::Adaptive);
     let store = Store::open(dir.path()).unwrap();
     let out: Shared<(String, u64)> = Default::default();
     let o = out.clone();

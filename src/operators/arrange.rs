@@ -23,6 +23,7 @@
 
 use super::persister::{input_bound, PersistHandle, Persister};
 use super::resume::open_worker_stream;
+use super::sealer::SealMode;
 use super::{key_hash, types_of, unsealed_times, update_hash, PersistDiff, PersistTime};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
@@ -57,6 +58,8 @@ pub struct PersistOptions {
     /// state): unsealed updates are lost on restart and the input replays from
     /// [`PersistHandle::resume_at`]. An existing stream keeps the durability it was created with.
     pub durable: bool,
+    /// Where the operator runs its seals (default [`SealMode::Adaptive`]).
+    pub seals: SealMode,
 }
 
 /// Arranging a collection of `(key, val)` pairs (with `isize`, `i64` or `i32` diffs, see
@@ -133,6 +136,7 @@ where
         );
         let pending = unsealed_times(store, &opened.stream, opened.upper)?;
         let mut persister = Persister::new(store, opened, pending, trace.errors().clone());
+        persister.set_seal_mode(options.seals);
         // The trace's readers advance the stream's since through the persister's seals.
         let allowed = AllowedSince::default();
         trace.allow_since_through(allowed.clone());
@@ -246,7 +250,7 @@ where
                 writer.exert();
                 let to = input_bound(frontier.frontier());
                 if let Some(cap) = capability.as_ref() {
-                    let spans = persister.advance(to, &mut writer, *cap.time());
+                    let spans = persister.advance(to, &mut writer);
                     spans.iter().for_each(|span| checker.push(span));
                     if !spans.is_empty() {
                         output.session(cap).give_iterator(spans.into_iter());

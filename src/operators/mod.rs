@@ -87,8 +87,9 @@ pub use arrange::{ArrangeEncoded, ArrangePersisted, PersistOptions, PersistedArr
 
 pub use count::CountPersisted;
 pub use pass_through::{Persist, Persisted};
-pub use persister::{PersistHandle, SealCounts};
+pub use persister::PersistHandle;
 pub use resume::{resume_at, ResumeState};
+pub use sealer::{SealCounts, SealMode};
 pub use time::PersistTime;
 pub use typed::{
     ArrangeTyped, ArrangeTypedBySelf, BytesCursor, BytesTrace, TypedArranged, TypedEncoded, TypedPersisted,

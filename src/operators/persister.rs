@@ -22,11 +22,10 @@
 //!   input while a seal's fsyncs run, and its capability, the trace's upper and the handle move only as
 //!   seals finish. At most `MAX_SEALS_IN_FLIGHT` are queued; an advance beyond them is deferred, and the
 //!   next seal requested covers every deferred advance (seals coalesce while the disk is behind, so batches
-//!   grow with the backlog instead of the operator waiting). When a pipelined seal finds the input idle
-//!   until it is done (the dataflow waits for each timestamp's output), the next `INLINE_SEALS` seals of a
-//!   small memtable run inline on the worker's thread instead ([`SealCounts`] says why). Coalescing is bounded: once the stream's
-//!   memtable holds half of `Options::memtable_budget_bytes`, `advance` waits for the oldest seal rather
-//!   than let the store spill (write the updates once more).
+//!   grow with the backlog instead of the operator waiting). While the input is slower than seals, seals
+//!   run inline on the worker's thread instead ([`SealMode::Adaptive`]). Coalescing is bounded: once the
+//!   stream's memtable holds half of `Options::memtable_budget_bytes`, `advance` waits for the oldest
+//!   seal rather than let the store spill (write the updates once more).
 //! - the since: an arranging operator's trace hands the since its readers allow to the persister
 //!   ([`AllowedSince`]), and each seal requested carries it (at most the seal's upper) in its own manifest
 //!   edit, so readers advance the stream's since without a commit of their own.
@@ -45,7 +44,7 @@
 //! drops the dataflow (`worker.drop_dataflow`) or the process; a restart resumes from the last upper.
 
 use super::resume::{ResumeState, WorkerStream};
-use super::sealer::{Request, Sealer};
+use super::sealer::{Placement, Request, SealCounts, SealMode, Sealer};
 use super::PersistTime;
 use crate::codec::Codec;
 use crate::error::Error;
@@ -67,14 +66,6 @@ use timely::scheduling::SyncActivator;
 
 /// Seals a pipelined persister may have queued; advances beyond them wait for the next request (coalesce).
 const MAX_SEALS_IN_FLIGHT: usize = 2;
-
-/// Seals a pipelined persister runs on the worker's thread after a pipelined seal found its input idle
-/// (latency-bound: see [`Persister::advance`]); the seal after them is pipelined again, to look.
-const INLINE_SEALS: u32 = 16;
-
-/// The most bytes the stream's memtable may hold for a seal to run on the worker's thread: a seal this
-/// size writes one or a few blocks, in about the time of its fsyncs.
-const INLINE_SEAL_MAX_BYTES: usize = 1 << 20;
 
 /// Staged bytes (keys, vals and 24 bytes of framing per update) that trigger a write before the input is
 /// drained, keeping one write well under the store's 512 MiB limit.
@@ -100,23 +91,6 @@ pub(crate) struct Shared {
     upper: Cell<u64>,
     stopped: Cell<bool>,
     seals: Cell<SealCounts>,
-}
-
-/// How many seals a persisting operator ran, by where they ran ([`PersistHandle::seals`]).
-///
-/// An arranging operator runs its seals on a thread of its own (*pipelined*: the worker keeps taking
-/// input during a seal's fsyncs, and seals coalesce while the disk is behind). When a pipelined seal
-/// finds the operator's input idle until it is done — the dataflow waits for this operator's output
-/// before it advances the input, one timestamp at a time — the following seals run *inline*, on the
-/// worker's thread, where they wait for no CPU: a timely worker that spins (`worker.step_while`) keeps
-/// its core busy, and the seal thread's wake-ups after each fsync then wait for a time slice
-/// (BENCHMARKS.md, "One timestamp's latency"). The pass-through `persist` operator seals inline always.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SealCounts {
-    /// Seals run on the worker's thread.
-    pub inline: u64,
-    /// Seals run on the operator's seal thread.
-    pub pipelined: u64,
 }
 
 /// The caller's view of one worker's persisting operator: what it has persisted and whether it failed.
@@ -155,7 +129,9 @@ impl PersistHandle {
         self.errors.take()
     }
 
-    /// How many seals the operator requested so far, by where they ran (see [`SealCounts`]).
+    /// How many seals this worker's operator requested since it was built (not across restarts), by
+    /// where they run: inline on the worker's thread, or pipelined on its seal thread (counted when
+    /// submitted, so a seal in flight counts). See [`SealMode`].
     pub fn seals(&self) -> SealCounts {
         self.shared.seals.get()
     }
@@ -190,8 +166,8 @@ pub(crate) struct Persister {
     allowed: Option<AllowedSince>,
     /// The since the last seal requested (0 before any).
     requested_since: u64,
-    /// Seals left to run inline before the next is pipelined again (see [`SealCounts`]).
-    inline_seals: u32,
+    /// Where seals run (with the sealer).
+    placement: Placement,
 }
 
 impl Persister {
@@ -228,7 +204,7 @@ impl Persister {
             throttle: None,
             allowed: None,
             requested_since: 0,
-            inline_seals: 0,
+            placement: Placement::new(SealMode::Adaptive),
         }
     }
 
@@ -244,11 +220,18 @@ impl Persister {
         self
     }
 
+    /// Where [`pipeline`](Self::pipeline) runs seals (before it; [`SealMode::Adaptive`] by default).
+    pub(crate) fn set_seal_mode(&mut self, mode: SealMode) {
+        self.placement = Placement::new(mode);
+    }
+
     /// Runs this persister's seals on a thread of their own (see [`Sealer`]), which activates the operator
-    /// through `activator` when one is done. If the thread cannot be spawned, seals stay on the caller's
-    /// thread (the same results, without the overlap).
+    /// through `activator` when one is done, unless its [`SealMode`] is `Inline`. If the thread cannot be
+    /// spawned, seals stay on the caller's thread (the same results, without the overlap).
     pub(crate) fn pipeline(&mut self, activator: SyncActivator) {
-        self.sealer = Sealer::start(self.store.clone(), self.stream.clone(), activator).ok();
+        if self.placement.mode() != SealMode::Inline {
+            self.sealer = Sealer::start(self.store.clone(), self.stream.clone(), activator).ok();
+        }
     }
 
     /// A handle on this persister.
@@ -357,27 +340,24 @@ impl Persister {
 
     /// Advances the trace to `to` (the input frontier; [`FRONTIER_CLOSED`] once the input is exhausted),
     /// sealing the stream there (see [`seal_point`](Self::seal_point)). Inserts the new spans into `writer`
-    /// (stamped with `cap_time`, the operator's capability, which is at most the old upper) and returns
-    /// them for the output.
+    /// (each stamped with its lower) and returns them for the output. Blocks the worker for a whole seal
+    /// when it runs inline ([`SealMode`]), and for the oldest pipelined one under back-pressure (below).
     pub(crate) fn advance<T: PersistTime>(
         &mut self,
         to: u64,
         writer: &mut TraceWriter<PersistedTrace<T>>,
-        cap_time: T,
     ) -> Vec<PersistedSpan<T>> {
-        let mut spans = Vec::new();
+        let mut spans: Vec<PersistedSpan<T>> = Vec::new();
         let mut drained = false;
         while let Some(done) = self.sealer.as_mut().and_then(Sealer::try_done) {
             spans.extend(self.finish(done.request, done.result));
             drained = true;
         }
-        // Latency-bound: the pipelined seals just done found the input where they left it (no advance
-        // arrived meanwhile), so the dataflow waits for their output before it moves on, and the next
-        // seals run inline (`SealCounts`). A seal done after the input moved on ends inline seals: the
-        // input runs ahead of the disk, and pipelined seals let it (and coalesce).
+        // The pipelined seals just done found the input where they left it (no advance arrived while
+        // they ran) or not: see `SealMode::Adaptive`.
         if drained {
             let idle = to == self.requested && self.sealer.as_ref().is_some_and(|s| s.in_flight() == 0);
-            self.inline_seals = if idle { INLINE_SEALS } else { 0 };
+            self.placement.pipelined_done(idle);
         }
         // With `MAX_SEALS_IN_FLIGHT` seals queued the advance is deferred, not waited for: the operator
         // keeps taking input, and the next seal, requested when one finishes (the sealer activates the
@@ -403,10 +383,7 @@ impl Persister {
             let inline = match &self.sealer {
                 None => true,
                 Some(sealer) => {
-                    sealer.in_flight() == 0
-                        && self.inline_seals > 0
-                        && self.store.memtable_bytes(&self.stream).unwrap_or(usize::MAX)
-                            <= INLINE_SEAL_MAX_BYTES
+                    sealer.in_flight() == 0 && self.placement.inline_next(&self.store, &self.stream)
                 }
             };
             let request = self.request(to);
@@ -418,7 +395,7 @@ impl Persister {
                 }
                 _ => {
                     counts.inline += 1;
-                    self.inline_seals = self.inline_seals.saturating_sub(1);
+                    self.placement.ran_inline();
                     let result = self
                         .store
                         .seal_with(&self.stream, request.seal_to, request.options);
@@ -427,9 +404,16 @@ impl Persister {
             }
             self.shared.seals.set(counts);
         }
+        // Each span goes to the trace's listeners (`TraceAgent::import`s) stamped with its lower: their
+        // capabilities follow the trace's upper, which is the span's lower, while the operator's own
+        // capability may be held below it (the block check after a restart, `hold_within`).
         for span in &spans {
             let stamp = if span.has_updates() {
-                Stamp::from_elem(cap_time)
+                let mut stamp = Stamp::new();
+                for time in span.lower().elements() {
+                    stamp.insert(*time);
+                }
+                stamp
             } else {
                 Stamp::new()
             };

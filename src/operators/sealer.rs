@@ -10,9 +10,9 @@
 //! later. Writes at times at or beyond a requested upper go on meanwhile (the store takes them while a
 //! seal is in flight: they are above its `pending_upper`).
 //!
-//! A persister whose input waits for each seal (latency-bound) runs its seals inline instead, on the
-//! worker's thread (`SealCounts` in `persister.rs`): there a spinning timely worker cannot keep the seal
-//! waiting for a CPU.
+//! Whether a seal runs here or inline on the worker's thread is [`Placement`]'s choice, by the operator's
+//! [`SealMode`]: inline while the input is slower than seals, where a spinning timely worker cannot keep
+//! the seal waiting for a CPU.
 //!
 //! After a failed seal the thread runs no further request (the persister stops on the error). Dropping
 //! the sealer waits for the seal in flight: the operator's writer claim on the stream outlives every seal
@@ -20,6 +20,102 @@
 
 use crate::error::{Error, Result};
 use crate::store::{SealInfo, SealOptions, Store};
+
+/// Seals an adaptive persister runs inline after a pipelined seal found the input idle
+/// ([`SealMode::Adaptive`]); the one after them is pipelined again, to look.
+const INLINE_SEALS: u32 = 16;
+
+/// The most bytes the stream's memtable may hold for an adaptive seal to run inline (with no spilled
+/// run): the seal then writes at most this much, one or a few blocks, in about the time of its fsyncs.
+const INLINE_SEAL_MAX_BYTES: usize = 1 << 20;
+
+/// Where an arranging operator runs its seals ([`PersistOptions::seals`](super::PersistOptions::seals)).
+///
+/// A seal is a batch file and a manifest commit, three dependent fsyncs (~1 ms on this project's
+/// machine). On a thread of its own (*pipelined*) the worker keeps taking input meanwhile, and seals
+/// coalesce while the disk is behind (DESIGN.md §5). But a timely worker that spins
+/// (`worker.step_while`, as DD's examples do) keeps its core busy, and then the seal thread's wake-up
+/// after each fsync waits for a time slice: with two such workers on two cores a dataflow waiting for
+/// each timestamp's output took 4.1 ms a round pipelined, 1.9–2.3 ms inline, on the worker's thread
+/// (BENCHMARKS.md, "One timestamp's latency with two workers"). Inline, the worker does nothing else
+/// during the seal: not a cost while it would only wait for the seal's output, a cost to other operators
+/// and dataflows on the worker otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SealMode {
+    /// Pipelined, except while the input is slower than seals: when a pipelined seal is done and no
+    /// frontier advance arrived while it ran (a dataflow that waits for each timestamp's output; also a
+    /// source paced slower than the disk), the next 16 seals run inline, then one is pipelined again to
+    /// look; a pipelined seal done after the input moved on ends inline seals, so an input that runs
+    /// ahead of the disk is pipelined again within at most 16 seals. A seal runs inline only if the
+    /// stream's memtable holds at most 1 MiB and no spilled run, and the store runs merges on threads of
+    /// its own (`Options::compaction_threads` > 0): else a seal could write, or merge, much more on the
+    /// worker's thread. A seal may still run a merge under back-pressure (`Options::max_batches_per_stream`)
+    /// on the thread that seals.
+    #[default]
+    Adaptive,
+    /// Always on the seal thread.
+    Pipelined,
+    /// Always on the worker's thread (no seal thread is started).
+    Inline,
+}
+
+/// How many seals a persisting operator requested, by where they run ([`PersistHandle::seals`](
+/// super::PersistHandle::seals)). The pass-through `persist` operator seals inline always.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SealCounts {
+    /// Seals run on the worker's thread.
+    pub inline: u64,
+    /// Seals submitted to the operator's seal thread.
+    pub pipelined: u64,
+}
+
+/// Where the next seal runs: a [`SealMode`] and, for `Adaptive`, the inline seals left.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Placement {
+    mode: SealMode,
+    /// Seals left to run inline before the next is pipelined again (`Adaptive` only).
+    inline_left: u32,
+}
+
+impl Placement {
+    pub(crate) fn new(mode: SealMode) -> Self {
+        Placement { mode, inline_left: 0 }
+    }
+
+    pub(crate) fn mode(&self) -> SealMode {
+        self.mode
+    }
+
+    /// Notes that pipelined seals are done, and whether the input was `idle` while they ran (no advance
+    /// arrived, none in flight now).
+    pub(crate) fn pipelined_done(&mut self, idle: bool) {
+        if self.mode == SealMode::Adaptive {
+            self.inline_left = if idle { INLINE_SEALS } else { 0 };
+        }
+    }
+
+    /// Whether the next seal of `stream` runs inline, nothing being in flight (`Adaptive`: within the
+    /// bounds of the mode's docs).
+    pub(crate) fn inline_next(&self, store: &Store, stream: &str) -> bool {
+        match self.mode {
+            SealMode::Inline => true,
+            SealMode::Pipelined => false,
+            SealMode::Adaptive => {
+                self.inline_left > 0
+                    && store.options().compaction_threads > 0
+                    && store
+                        .memtable_bytes(stream)
+                        .is_ok_and(|b| b <= INLINE_SEAL_MAX_BYTES)
+                    && store.version(stream).is_ok_and(|v| v.spills().is_empty())
+            }
+        }
+    }
+
+    /// Notes a seal run inline.
+    pub(crate) fn ran_inline(&mut self) {
+        self.inline_left = self.inline_left.saturating_sub(1);
+    }
+}
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use timely::scheduling::SyncActivator;
