@@ -27,8 +27,8 @@ type Normalized = (
     Vec<((String, u64), u64, i64)>,
     Vec<((String, i64), u64, i64)>,
 );
-/// A worker's persist handle after a run: `(resume_at, upper, seals)`.
-type HandleState = (u64, u64, SealCounts);
+/// A worker's persist handle after a run: `(resume_at, upper, seals, replayed updates)`.
+type HandleState = (u64, u64, SealCounts, u64);
 /// `(key, val)` to its `(time, diff)` history.
 type History = BTreeMap<(Vec<u8>, Vec<u8>), Vec<(u64, i64)>>;
 
@@ -218,7 +218,8 @@ fn run(
         drop((in_ours, in_ref, in_b));
         worker.step_while(|| !probe.done());
         assert_eq!(handle.error(), None);
-        (handle.resume_at(), handle.upper(), handle.seals())
+        let replayed = handle.replayed_updates();
+        (handle.resume_at(), handle.upper(), handle.seals(), replayed)
     })
     .unwrap();
     let handles = guards.join().into_iter().map(|r| r.unwrap()).collect();
@@ -255,24 +256,30 @@ fn restarts(workers: usize, mode: SealMode) {
     let dir = tempfile::tempdir().unwrap();
     let expected = expected_seals(mode);
     let seals = |handles: &[HandleState]| handles.iter().map(|h| h.2).collect::<Vec<_>>();
+    let replayed = |handles: &[HandleState]| handles.iter().map(|h| h.3).sum::<u64>();
     let (ours, reference, handles) = run(dir.path(), workers, 0, rounds(0, 16), mode);
     assert_same(&ours, &reference, 0, "fresh run, exact times");
     assert!(handles
         .iter()
-        .all(|&(resume, upper, _)| resume == 0 && upper == ddpersist::FRONTIER_CLOSED));
+        .all(|&(resume, upper, _, _)| resume == 0 && upper == ddpersist::FRONTIER_CLOSED));
     assert_eq!(seals(&handles), vec![expected[0]; workers]);
+    assert_eq!(replayed(&handles), 0);
 
     // Restart: the persisted part is served from the store; `a` gets only the new rounds.
     let (ours, reference, handles) = run(dir.path(), workers, 16, rounds(0, 24), mode);
     assert_same(&ours, &reference, 16, "restart with new input only");
     assert_eq!(handles.iter().map(|h| h.0).max(), Some(16), "{handles:?}");
     assert_eq!(seals(&handles), vec![expected[1]; workers]);
+    assert_eq!(replayed(&handles), 0, "the input starts at the resume point");
 
     // Restart again, replaying all of `a`'s input: updates below the persisted upper are skipped.
     let (ours, reference, handles) = run(dir.path(), workers, 0, rounds(0, 30), mode);
     assert_same(&ours, &reference, 24, "restart with a full replay");
     assert_eq!(handles.iter().map(|h| h.0).max(), Some(24), "{handles:?}");
     assert_eq!(seals(&handles), vec![expected[2]; workers]);
+    // Every update of `a` below the persisted upper 24 was dropped as a replay.
+    let below: usize = rounds(0, 24).iter().map(|r| r.a.len()).sum();
+    assert_eq!(replayed(&handles), below as u64);
 
     // The store holds exactly `a`'s input (merged across the workers' streams).
     let store = Store::open(dir.path()).unwrap();

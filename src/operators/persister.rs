@@ -91,6 +91,8 @@ pub(crate) struct Shared {
     upper: Cell<u64>,
     stopped: Cell<bool>,
     seals: Cell<SealCounts>,
+    /// Input updates dropped as below the trace's upper (see `PersistHandle::replayed_updates`).
+    replayed: Cell<u64>,
 }
 
 /// The caller's view of one worker's persisting operator: what it has persisted and whether it failed.
@@ -134,6 +136,17 @@ impl PersistHandle {
     /// submitted, so a seal in flight counts). See [`SealMode`].
     pub fn seals(&self) -> SealCounts {
         self.shared.seals.get()
+    }
+
+    /// How many input updates (with nonzero diffs) this worker's operator dropped since it was built
+    /// because their times lay below the trace's upper: a replay of input an earlier run persisted (the
+    /// restart protocol: [`resume`](crate::operators::resume)). They are not compared with what the
+    /// store holds: a restarted input must replay the same updates below [`own_upper`](Self::own_upper),
+    /// or start at [`resume_at`](Self::resume_at) with none below it (then this stays 0). A count where
+    /// none was expected means the input was fed from too early a time, and what it held there that the
+    /// store does not is lost.
+    pub fn replayed_updates(&self) -> u64 {
+        self.shared.replayed.get()
     }
 }
 
@@ -185,6 +198,7 @@ impl Persister {
             upper: Cell::new(upper),
             stopped: Cell::new(false),
             seals: Cell::new(SealCounts::default()),
+            replayed: Cell::new(0),
         };
         Persister {
             store: store.clone(),
@@ -291,10 +305,15 @@ impl Persister {
         &mut self,
         data: &mut Vec<((K, V), T, R)>,
     ) {
+        let mut replayed = 0;
         for ((key, val), time, diff) in data.iter() {
             let diff = &diff.to_i64();
             let time = &time.to_u64();
-            if self.stopped || *time < self.upper || *diff == 0 {
+            if self.stopped || *diff == 0 {
+                continue;
+            }
+            if *time < self.upper {
+                replayed += 1;
                 continue;
             }
             let start = self.buf.len();
@@ -305,6 +324,9 @@ impl Persister {
             if self.buf.len() + 24 * self.staged.len() >= FLUSH_BYTES {
                 self.write_staged();
             }
+        }
+        if replayed > 0 {
+            self.shared.replayed.set(self.shared.replayed.get() + replayed);
         }
         data.clear();
     }
