@@ -196,6 +196,11 @@ impl MemTable {
         (self.buckets.range(..upper)).any(|(_, b)| b.abs_sum > i64::MAX as u128)
     }
 
+    /// Whether a bucket with time below `upper` is held.
+    pub fn holds_below(&self, upper: u64) -> bool {
+        self.buckets.range(..upper).next().is_some()
+    }
+
     /// Takes every bucket with time below `upper`.
     pub fn drain_below(&mut self, upper: u64) -> Buckets {
         let keep = self.buckets.split_off(&upper);

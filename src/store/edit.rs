@@ -3,7 +3,9 @@
 //! Every change of what the manifest records — creating a stream, a seal, a spill, `allow_compaction`, a
 //! merge's swap of its inputs for its output (and, next, moving batches between streams when
 //! re-sharding) — is one *edit* applied by [`Store::apply_edit`], under `edit_lock`:
-//! 1. clone the current manifest and apply the edit to the copy (an edit may refuse, changing nothing);
+//! 1. clone the current manifest, apply the queued riders' seals to the copy (`store/ride.rs`: seals with
+//!    nothing to write that waited for `edit_lock`), then the edit (an edit may refuse, changing nothing;
+//!    the riders then wait for the next edit);
 //! 2. bump the generation and commit the copy durably (`MANIFEST.tmp`, fsync, rename, fsync the
 //!    directory: the blob's atomic `set`); a failed commit poisons the store, since only a reopen can tell
 //!    which manifest the disk holds;
@@ -43,12 +45,41 @@ impl Store {
         edit: impl FnOnce(&mut Manifest) -> Result<E>,
         publish: impl FnOnce(&mut State, E) -> P,
     ) -> Result<P> {
-        let mut next = self.live_state()?.manifest.clone();
+        let (mut next, riders) = {
+            let mut state = self.live_state()?;
+            (state.manifest.clone(), std::mem::take(&mut state.riders))
+        };
         let generation = next.generation;
-        let edited = edit(&mut next)?;
+        // Queued riders first: their seals come before this edit (`store/ride.rs`).
+        ride::apply(&mut next, &riders);
+        let edited = edit(&mut next);
         next.generation = generation + 1;
-        let versions = self.derive_versions(&next, written)?;
-        self.commit_manifest(&next, what)?;
+        let versions = edited
+            .and_then(|edited| Ok((edited, self.derive_versions(&next, written)?)))
+            .and_then(|(edited, versions)| {
+                self.commit_manifest(&next, what)?;
+                Ok((edited, versions))
+            });
+        let (edited, versions) = match versions {
+            Ok(v) => v,
+            Err(e) => {
+                let mut state = self.inner.state.lock();
+                match &state.poisoned {
+                    // The commit failed: nothing rides on.
+                    Some(p) => {
+                        let detail = p.clone();
+                        ride::finish(&mut state, riders, || {
+                            Err(Error::Poisoned {
+                                detail: detail.clone(),
+                            })
+                        });
+                    }
+                    // Nothing was committed: the riders wait for the next edit.
+                    None => state.riders.splice(0..0, riders).for_each(drop),
+                }
+                return Err(e);
+            }
+        };
         let mut state = self.inner.state.lock();
         debug_assert_eq!(state.manifest.generation, generation, "an edit raced another");
         state.manifest = next;
@@ -73,6 +104,7 @@ impl Store {
             );
             keep
         });
+        ride::finish(state, riders, || Ok(()));
         Ok(publish(state, edited))
     }
 

@@ -4,14 +4,16 @@
 //! memtable), `seal` (a seal's plan) and `flush` (seals and spills: memtable → batch files → one manifest
 //! edit), `logged` (seals made durable by a WAL record, flushed in the background), `append` (a sorted
 //! interval straight into a batch), `edit` (`apply_edit`, the one path that changes the manifest and
-//! publishes each stream's new [`Version`], kept in `crate::version` with the manifest), `writers` (one
-//! live writer per stream). Merges are in `crate::compaction`; snapshots and lookups in `crate::read`.
+//! publishes each stream's new [`Version`], kept in `crate::version` with the manifest), `ride` (seals
+//! with nothing to write carried by the edit in flight), `writers` (one live writer per stream). Merges are in `crate::compaction`; snapshots and lookups in `crate::read`.
 //!
 //! Concurrency (DESIGN.md §4):
 //! - `state` (a mutex) guards the manifest copy, and per stream its current `Arc<Version>`, memtable,
 //!   `pending_upper` and the flush in progress. It is held only for in-memory work of O(1) or O(buckets)
 //!   and the WAL *append* (a memcpy), never across an fsync or a file write, never to copy or scan updates
 //!   (readers take the version and the memtable's shared buckets and read after releasing it).
+//! - seals with nothing to write that find `edit_lock` held queue as riders (`State::riders`) and are
+//!   committed by the next edit, with it (`ride`: a group commit of manifest edits);
 //! - `edit_lock` serialises every manifest edit (`create_stream`, seals and appends, spills,
 //!   `allow_compaction`, a merge's commit), so manifest generations never race; a flush's files are written
 //!   while holding it (a merge's are not: only its commit takes it).
@@ -49,6 +51,7 @@ mod edit;
 mod flush;
 mod logged;
 mod open;
+mod ride;
 mod seal;
 mod streams;
 mod write;
@@ -299,6 +302,8 @@ pub(crate) struct State {
     /// The last merge attempt failed (cleared by the next that succeeds): back-pressure does not wait for
     /// merges while they fail, and waits again once one succeeds.
     pub(crate) merges_failing: bool,
+    /// Seals that only move an upper, queued for the next manifest edit to carry (`store/ride.rs`).
+    riders: Vec<ride::Rider>,
 }
 
 /// Numbers the stores of this process, for [`Inner::id`].
@@ -337,6 +342,9 @@ pub(crate) struct StreamState {
     pub(crate) tail_merging: bool,
     /// Picks since the oldest due merge last had its turn (`compaction::pick_merge_fair`).
     pub(crate) merge_turn: u32,
+    /// The upper of this stream's queued rider (`store/ride.rs`), not committed yet: a seal of the stream
+    /// planned meanwhile starts there.
+    riding: Option<u64>,
 }
 
 impl StreamState {
@@ -352,6 +360,7 @@ impl StreamState {
             merging_through: 0,
             tail_merging: false,
             merge_turn: 0,
+            riding: None,
         }
     }
 }

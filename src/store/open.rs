@@ -214,6 +214,7 @@ impl Store {
             next_file_no,
             background_error: None,
             merges_failing: false,
+            riders: Vec::new(),
         };
         let inner = Arc::new(Inner {
             blob,

@@ -92,7 +92,19 @@ impl Store {
         options: SealOptions,
         appended: Option<Appended<'_, '_>>,
     ) -> Result<SealInfo> {
-        let edit_guard = self.inner.edit_lock.lock();
+        let edit_guard = match self.inner.edit_lock.try_lock() {
+            Some(guard) => guard,
+            None => {
+                // Another edit is in flight: a seal with nothing to write rides on its commit
+                // (`store/ride.rs`).
+                if let (SealTo::At(upper), None) = (to, appended.as_ref()) {
+                    if let Some(queued) = self.try_ride(id, upper, options)? {
+                        return self.ride(queued, upper);
+                    }
+                }
+                self.inner.edit_lock.lock()
+            }
+        };
         let (taken, plan) = {
             let mut guard = self.live_state()?;
             let state = &mut *guard;
@@ -103,7 +115,8 @@ impl Store {
                 .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
             let meta = stream.version.meta();
             let edits = meta.finished != options.finished || options.since.is_some_and(|s| s > meta.since);
-            let lower = meta.upper;
+            // A queued rider's seal comes first (`store/ride.rs`).
+            let lower = stream.riding.unwrap_or(meta.upper);
             let upper = match to {
                 SealTo::At(upper) => upper,
                 SealTo::Logged => match stream.logged.back() {

@@ -46,7 +46,7 @@ impl Store {
     }
 
     /// Checks that stream `id` holds keys and vals of `types` — a name of their encodings, as typed
-    /// persisted operators give it at build ([`Codec::schema`](crate::codec::Codec::schema) of the key
+    /// persisted operators give it at build ([`Codec::schema`] of the key
     /// and of the val, `"key K, val V"`) — and records `types` if the stream has none recorded and holds
     /// no update yet (no batch, no spilled run, nothing unsealed), durably, in one manifest edit. A stream
     /// that holds updates but no types (written through the `Store` API alone, or before manifest version
