@@ -167,7 +167,8 @@ fn seals_with_nothing_to_write_ride_on_the_commit_in_flight() {
         .map(|(id, upper)| queued_rider(&store, id, upper))
         .collect();
     // A seal of `b` with an update at 8, queued behind them: not a rider (it has a batch to write); it
-    // starts at the rider's upper 5.
+    // plans after the riders' commit is published, so it starts at 5. (A seal planned while a rider of
+    // its stream is still queued starts at the rider's upper: `store/ride.rs`'s unit tests.)
     store.write_bytes("b", [(&b"k"[..], &b"v"[..], 8, 1)]).unwrap();
     let with_data = {
         let store = store.clone();
@@ -211,11 +212,75 @@ fn riders_commit_on_their_own_when_the_edit_in_flight_fails() {
     gate.set_closed(false);
     assert!(sealer.join().unwrap().is_err(), "the gated seal fails");
     assert_eq!(rider.join().unwrap().unwrap().description.upper, 5);
-    // The failed seal committed nothing; `b`'s rider and the seal of `a` at 3 (its update at 0 put back)
-    // committed, together or apart.
+    // The failed seal committed nothing and put `b`'s rider back; the rider and the seal of `a` at 3 (its
+    // update at 0 put back) committed, together (whichever took `edit_lock` first carried the rider) or
+    // apart.
     let info = same_stream.join().unwrap().unwrap();
     assert_eq!((info.description.lower, info.update_count), (0, 1));
     let commits = store.manifest().generation - generation;
     assert!((1..=2).contains(&commits), "{commits} commits");
     assert_eq!([store.upper("a").unwrap(), store.upper("b").unwrap()], [3, 5]);
+}
+
+/// A durable log in memory that records how far it was synced (and keeps nothing).
+#[derive(Default)]
+struct SyncLog {
+    next: AtomicU64,
+    synced: AtomicU64,
+}
+
+impl ddpersist::wal::Log for SyncLog {
+    fn replay(
+        &self,
+        _f: &mut dyn FnMut(ddpersist::wal::Lsn, &[u8]) -> ddpersist::Result<()>,
+    ) -> ddpersist::Result<ddpersist::wal::ReplayReport> {
+        Ok(Default::default())
+    }
+    fn append(&self, payload: &[u8]) -> ddpersist::Result<(u64, u64)> {
+        let len = payload.len() as u64 + 1;
+        let start = self.next.fetch_add(len, Ordering::SeqCst) + 1;
+        Ok((start, start + len))
+    }
+    fn sync(&self, lsn: u64) -> ddpersist::Result<()> {
+        self.synced.fetch_max(lsn, Ordering::SeqCst);
+        Ok(())
+    }
+    fn release_before(&self, _lsn: u64) -> ddpersist::Result<()> {
+        Ok(())
+    }
+    fn is_durable(&self) -> bool {
+        true
+    }
+}
+
+/// `write_bytes_unsynced`'s promise holds for a rider: a write made before any seal returns is durable
+/// when it does, though the seal in flight synced the WAL before that write.
+#[test]
+fn a_rider_syncs_the_writes_before_it() {
+    let gate = Arc::new(SealGate::default());
+    let hooked = gate.clone();
+    let blob = Arc::new(common::HookBlob::new(move |name| hooked.enter(name)));
+    let log = Arc::new(SyncLog::default());
+    let options = ddpersist::Options {
+        compaction_threads: 0,
+        ..ddpersist::Options::default()
+    };
+    let store = Store::open_on(blob, log.clone(), options).unwrap();
+    for id in ["a", "b", "c"] {
+        store.create_stream(id, StreamOptions::default()).unwrap();
+    }
+    store.write_bytes("a", [(&b"k"[..], &b"v"[..], 0, 1)]).unwrap();
+    let sealer = seal_a_held(&store, &gate);
+    // `a`'s seal synced the WAL before its batch's `create`, where it is held now.
+    let ticket = store
+        .write_bytes_unsynced("c", [(&b"k"[..], &b"v"[..], 10, 1)])
+        .unwrap();
+    let rider = queued_rider(&store, "b", 5);
+    assert!(
+        log.synced.load(Ordering::SeqCst) >= ticket.lsn(),
+        "synced before it queued"
+    );
+    gate.set_closed(false);
+    sealer.join().unwrap().unwrap();
+    rider.join().unwrap().unwrap();
 }

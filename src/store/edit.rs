@@ -49,37 +49,16 @@ impl Store {
             let mut state = self.live_state()?;
             (state.manifest.clone(), std::mem::take(&mut state.riders))
         };
+        // Queued riders first: their seals come before this edit (`store/ride.rs`). Unless this edit
+        // publishes them, they go back to the queue (or fail with the poisoned store) when `carried`
+        // drops: on an error return or a panic alike.
+        let mut carried = ride::Carried::new(self, riders);
         let generation = next.generation;
-        // Queued riders first: their seals come before this edit (`store/ride.rs`).
-        ride::apply(&mut next, &riders);
-        let edited = edit(&mut next);
+        carried.apply(&mut next);
+        let edited = edit(&mut next)?;
         next.generation = generation + 1;
-        let versions = edited
-            .and_then(|edited| Ok((edited, self.derive_versions(&next, written)?)))
-            .and_then(|(edited, versions)| {
-                self.commit_manifest(&next, what)?;
-                Ok((edited, versions))
-            });
-        let (edited, versions) = match versions {
-            Ok(v) => v,
-            Err(e) => {
-                let mut state = self.inner.state.lock();
-                match &state.poisoned {
-                    // The commit failed: nothing rides on.
-                    Some(p) => {
-                        let detail = p.clone();
-                        ride::finish(&mut state, riders, || {
-                            Err(Error::Poisoned {
-                                detail: detail.clone(),
-                            })
-                        });
-                    }
-                    // Nothing was committed: the riders wait for the next edit.
-                    None => state.riders.splice(0..0, riders).for_each(drop),
-                }
-                return Err(e);
-            }
-        };
+        let versions = self.derive_versions(&next, written)?;
+        self.commit_manifest(&next, what)?;
         let mut state = self.inner.state.lock();
         debug_assert_eq!(state.manifest.generation, generation, "an edit raced another");
         state.manifest = next;
@@ -104,7 +83,7 @@ impl Store {
             );
             keep
         });
-        ride::finish(state, riders, || Ok(()));
+        carried.publish(state);
         Ok(publish(state, edited))
     }
 

@@ -5,7 +5,8 @@
 //! edit), `logged` (seals made durable by a WAL record, flushed in the background), `append` (a sorted
 //! interval straight into a batch), `edit` (`apply_edit`, the one path that changes the manifest and
 //! publishes each stream's new [`Version`], kept in `crate::version` with the manifest), `ride` (seals
-//! with nothing to write carried by the edit in flight), `writers` (one live writer per stream). Merges are in `crate::compaction`; snapshots and lookups in `crate::read`.
+//! with nothing to write carried by the edit in flight), `writers` (one live writer per stream). Merges
+//! are in `crate::compaction`; snapshots and lookups in `crate::read`.
 //!
 //! Concurrency (DESIGN.md §4):
 //! - `state` (a mutex) guards the manifest copy, and per stream its current `Arc<Version>`, memtable,
@@ -342,9 +343,9 @@ pub(crate) struct StreamState {
     pub(crate) tail_merging: bool,
     /// Picks since the oldest due merge last had its turn (`compaction::pick_merge_fair`).
     pub(crate) merge_turn: u32,
-    /// The upper of this stream's queued rider (`store/ride.rs`), not committed yet: a seal of the stream
-    /// planned meanwhile starts there.
-    riding: Option<u64>,
+    /// The upper and options of this stream's queued rider (`store/ride.rs`), not committed yet: a seal of
+    /// the stream planned meanwhile starts there.
+    riding: Option<(u64, SealOptions)>,
 }
 
 impl StreamState {

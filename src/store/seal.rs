@@ -44,7 +44,9 @@ impl Store {
     /// in flight, or a replay after a crash during one), and then nothing changes: a compensating write at
     /// that time lets the seal through.
     /// If writing the batch file fails, nothing changes. If committing the manifest fails, the store is
-    /// poisoned (the manifest may or may not have reached the disk); reopen it to recover.
+    /// poisoned (the manifest may or may not have reached the disk); reopen it to recover. A seal with
+    /// nothing to write that found another edit in flight commits with it (`store/ride.rs`) and returns
+    /// [`Error::Poisoned`] if that commit failed.
     pub fn seal(&self, id: &str, upper: u64) -> Result<SealInfo> {
         self.seal_with(id, upper, SealOptions::default())
     }
@@ -98,6 +100,10 @@ impl Store {
                 // Another edit is in flight: a seal with nothing to write rides on its commit
                 // (`store/ride.rs`).
                 if let (SealTo::At(upper), None) = (to, appended.as_ref()) {
+                    // As every seal: the writes before it are durable when it returns (the flush of a
+                    // seal that writes a file syncs the WAL too). An fsync only if one is pending.
+                    let wal_end = self.live_state()?.wal_end;
+                    self.sync_wal(WriteTicket::at(wal_end, self.inner.id))?;
                     if let Some(queued) = self.try_ride(id, upper, options)? {
                         return self.ride(queued, upper);
                     }
@@ -114,9 +120,12 @@ impl Store {
                 .get_mut(id)
                 .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
             let meta = stream.version.meta();
-            let edits = meta.finished != options.finished || options.since.is_some_and(|s| s > meta.since);
-            // A queued rider's seal comes first (`store/ride.rs`).
-            let lower = stream.riding.unwrap_or(meta.upper);
+            // A queued rider's seal comes first (`store/ride.rs`): the upper, flag and since it leaves.
+            let (lower, finished, since) = match stream.riding {
+                Some((upper, o)) => (upper, o.finished, meta.since.max(o.since.unwrap_or(0))),
+                None => (meta.upper, meta.finished, meta.since),
+            };
+            let edits = finished != options.finished || options.since.is_some_and(|s| s > since);
             let upper = match to {
                 SealTo::At(upper) => upper,
                 SealTo::Logged => match stream.logged.back() {
