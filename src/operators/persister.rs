@@ -409,14 +409,13 @@ impl Persister {
                 }
             };
             let request = self.request(to);
-            let mut counts = self.shared.seals.get();
             match (&mut self.sealer, inline) {
                 (Some(sealer), false) => {
-                    counts.pipelined += 1;
                     sealer.submit(request);
+                    self.count_seal(false);
                 }
                 _ => {
-                    counts.inline += 1;
+                    self.count_seal(true);
                     self.placement.ran_inline();
                     let result = self
                         .store
@@ -424,7 +423,6 @@ impl Persister {
                     spans.extend(self.finish(request, result));
                 }
             }
-            self.shared.seals.set(counts);
         }
         // Each span goes to the trace's listeners (`TraceAgent::import`s) stamped with its lower: their
         // capabilities follow the trace's upper, which is the span's lower, while the operator's own
@@ -443,6 +441,16 @@ impl Persister {
         }
         self.shared.upper.set(self.upper);
         spans
+    }
+
+    /// Counts a seal requested, run `inline` or pipelined ([`PersistHandle::seals`]).
+    fn count_seal(&self, inline: bool) {
+        let mut counts = self.shared.seals.get();
+        match inline {
+            true => counts.inline += 1,
+            false => counts.pipelined += 1,
+        }
+        self.shared.seals.set(counts);
     }
 
     /// Plans the seal of an advance of the trace to `to` (see [`seal_point`](Self::seal_point)): the
@@ -521,9 +529,7 @@ impl Persister {
             return false;
         }
         let request = self.request(to);
-        let mut counts = self.shared.seals.get();
-        counts.inline += 1;
-        self.shared.seals.set(counts);
+        self.count_seal(true);
         if let Err(e) = self
             .store
             .seal_with(&self.stream, request.seal_to, request.options)

@@ -104,9 +104,10 @@ impl Placement {
                 self.inline_left > 0
                     && store.options().compaction_threads > 0
                     && store
-                        .memtable_bytes(stream)
-                        .is_ok_and(|b| b <= INLINE_SEAL_MAX_BYTES)
-                    && store.version(stream).is_ok_and(|v| v.spills().is_empty())
+                        .with_stream(stream, |s| {
+                            s.memtable.bytes() <= INLINE_SEAL_MAX_BYTES && s.version.spills().is_empty()
+                        })
+                        .unwrap_or(false)
             }
         }
     }

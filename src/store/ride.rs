@@ -8,11 +8,13 @@
 //! the stream below the new upper in the memtable or in a spilled run, no flush or logged seal of the
 //! stream in progress, no appended updates — is a *rider*: under `state` it raises the stream's
 //! `pending_upper` (writes below it are refused from then on, as for any seal), notes the upper as the
-//! stream's `riding`, and queues its edit; then it waits for `edit_lock`. Whoever holds `edit_lock` next
-//! applies every queued rider's edit to its manifest copy *before* its own edit (`Store::apply_edit`) and
-//! commits them together; each rider's call returns once that commit is published. A rider that finds
-//! its edit not taken when it gets `edit_lock` (the holder committed before it queued, or made no edit)
-//! commits the queue itself.
+//! stream's `riding`, and queues its edit; then it waits for `edit_lock`. (Before it queues, as every
+//! seal, it syncs the WAL up to its end if a write is pending: `store/seal.rs`.) The next edit that
+//! commits applies every queued rider's edit to its manifest copy *before* its own (`Store::apply_edit`)
+//! and commits them together; each rider's call returns once it gets `edit_lock` after that commit is
+//! published (behind any thread that waited for the lock before it). A rider that finds its edit not
+//! taken when it gets `edit_lock` (the holder committed before it queued, made no edit, or its edit
+//! refused) commits the queue itself.
 //!
 //! Order: a rider's seal comes before any edit applied after it queued. A seal of the same stream
 //! planned meanwhile starts at the rider's upper (`StreamState::riding`, in `store/seal.rs`); a rider is
