@@ -1,14 +1,15 @@
 //! Fail-stop of a persisted arrangement (DESIGN.md §5): a block of a batch file damaged between runs is
 //! met after the restart (the trace opens without reading blocks); the error reaches the handle naming
 //! the file and the block's offset, the arrangement's frontier stops at the damaged span's lower, every
-//! output at a complete time is right, and nothing panics.
+//! output at a complete time is right, and nothing panics. An import of the trace into another dataflow,
+//! made before the damaged block is checked, stops at the same span.
 
 mod common;
 
 use common::{batch_files, flip_byte};
 use ddpersist::batch::BatchFile;
 use ddpersist::blob::BlobBytes;
-use ddpersist::operators::ArrangePersisted;
+use ddpersist::operators::{ArrangePersisted, ArrangeTyped, ImportChecked};
 use ddpersist::{Codec, Error, Options, Store};
 use differential_dataflow::input::Input;
 use std::collections::BTreeMap;
@@ -41,13 +42,20 @@ fn round(t: u64) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// Persists rounds 0..ROUNDS, one time each, and finishes the input.
-fn first_run(dir: &Path) {
+/// Persists rounds 0..ROUNDS, one time each, and finishes the input: arranged by `arrange_persisted`, or
+/// by `arrange_by_key_persisted` if `typed`.
+fn first_run(dir: &Path, typed: bool) {
     let store = Store::open_with(dir, options()).unwrap();
     timely::execute_directly(move |worker| {
         let probe = ProbeHandle::new();
         let (mut input, handle) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, a) = scope.new_collection::<(String, u64), i64>();
+            if typed {
+                let arranged = a.arrange_by_key_persisted(&store, "a").unwrap();
+                let handle = arranged.handle().unwrap().clone();
+                arranged.stream.probe_with(&probe);
+                return (input, handle);
+            }
             let (arranged, handle) = a.arrange_persisted(&store, "a").unwrap();
             arranged.stream.probe_with(&probe);
             (input, handle)
@@ -88,7 +96,7 @@ fn damage(dir: &Path) -> (String, u64) {
 #[test]
 fn a_damaged_block_stops_the_arrangement_at_its_span() {
     let tmp = tempfile::tempdir().unwrap();
-    first_run(tmp.path());
+    first_run(tmp.path(), false);
     let (bad_file, bad_offset) = damage(tmp.path());
 
     let store = Store::open_with(tmp.path(), options()).unwrap();
@@ -135,9 +143,12 @@ fn a_damaged_block_stops_the_arrangement_at_its_span() {
     }
     // The spans below the damaged one were checked: their times complete; the damaged one's never does.
     assert_eq!(frontier, Some(BAD));
-    // Every output at a complete time accumulates to the right collection.
-    let out = out.lock().unwrap();
-    for t in 0..frontier.unwrap() {
+    assert_complete_outputs_right(&out.lock().unwrap(), frontier.unwrap());
+}
+
+/// Every output at a time below `frontier` (a complete time) accumulates to the right collection.
+fn assert_complete_outputs_right(out: &[((String, u64), u64, i64)], frontier: u64) {
+    for t in 0..frontier {
         let mut got: BTreeMap<(String, u64), i64> = BTreeMap::new();
         for (d, _, r) in out.iter().filter(|(_, time, _)| *time <= t) {
             *got.entry(d.clone()).or_default() += r;
@@ -148,11 +159,88 @@ fn a_damaged_block_stops_the_arrangement_at_its_span() {
     }
 }
 
+/// The restarted arrangement's trace imported into a second dataflow before any block is checked (a
+/// byte-level `import_checked`, or the typed `trace.import`): the import replays every restored span and
+/// follows the trace's upper, but its times complete only over checked blocks, so it too stops at the
+/// damaged span's lower, with every output at a complete time right. (DD's plain `import` would pass
+/// the damaged span's times.)
+#[test]
+fn an_import_made_before_the_check_stops_at_the_damaged_span() {
+    for typed in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        first_run(tmp.path(), typed);
+        let (bad_file, _) = damage(tmp.path());
+        let store = Store::open_with(tmp.path(), options()).unwrap();
+        let out: Output = Default::default();
+        let o = out.clone();
+        let (error, frontier, arranged_frontier) = timely::execute_directly(move |worker| {
+            let probe = ProbeHandle::new();
+            let imported = ProbeHandle::new();
+            let (mut input, errors) = if typed {
+                let (input, mut trace, errors) = worker.dataflow::<u64, _, _>(|scope| {
+                    let (input, a) = scope.new_collection::<(String, u64), i64>();
+                    let arranged = a.arrange_by_key_persisted(&store, "a").unwrap();
+                    let errors = arranged.errors().clone();
+                    arranged.stream.probe_with(&probe);
+                    (input, arranged.trace, errors)
+                });
+                worker.dataflow::<u64, _, _>(|scope| {
+                    trace
+                        .import(scope)
+                        .as_collection(|k: &String, v: &u64| (k.clone(), *v))
+                        .inspect(move |(d, t, r)| o.lock().unwrap().push((d.clone(), *t, *r)))
+                        .probe_with(&imported);
+                });
+                (input, errors)
+            } else {
+                let (input, mut trace, errors) = worker.dataflow::<u64, _, _>(|scope| {
+                    let (input, a) = scope.new_collection::<(String, u64), i64>();
+                    let (arranged, handle) = a.arrange_persisted(&store, "a").unwrap();
+                    arranged.stream.probe_with(&probe);
+                    (input, arranged.trace, handle.errors().clone())
+                });
+                worker.dataflow::<u64, _, _>(|scope| {
+                    trace
+                        .import_checked(scope)
+                        .as_collection(|k: &[u8], v: &[u8]| {
+                            (String::decode(k).unwrap(), u64::decode(v).unwrap())
+                        })
+                        .inspect(move |(d, t, r)| o.lock().unwrap().push((d.clone(), *t, *r)))
+                        .probe_with(&imported);
+                });
+                (input, errors)
+            };
+            input.advance_to(ROUNDS);
+            input.flush();
+            for _ in 0..200 {
+                worker.step();
+            }
+            let frontier = imported.with_frontier(|f| f.first().copied());
+            let arranged_frontier = probe.with_frontier(|f| f.first().copied());
+            let error = errors.take();
+            drop(input);
+            for dataflow in worker.installed_dataflows() {
+                worker.drop_dataflow(dataflow);
+            }
+            (error, frontier, arranged_frontier)
+        });
+        match error {
+            Some(Error::Corrupt { file, .. }) => {
+                assert!(file.ends_with(&bad_file), "{file} is not {bad_file}")
+            }
+            other => panic!("typed {typed}: expected the damaged block's error, got {other:?}"),
+        }
+        assert_eq!(arranged_frontier, Some(BAD), "typed {typed}: the arrangement");
+        assert_eq!(frontier, Some(BAD), "typed {typed}: the import");
+        assert_complete_outputs_right(&out.lock().unwrap(), BAD);
+    }
+}
+
 /// The same damage, read through lookups: an error naming the file, never a panic or a wrong value.
 #[test]
 fn a_damaged_block_is_an_error_for_lookups() {
     let tmp = tempfile::tempdir().unwrap();
-    first_run(tmp.path());
+    first_run(tmp.path(), false);
     let (bad_file, _) = damage(tmp.path());
     let store = Store::open_with(tmp.path(), options()).unwrap();
     let stream = ddpersist::operators::worker_stream_id("a", 0, 1);

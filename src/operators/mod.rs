@@ -4,6 +4,8 @@
 //!   DD arrangement over the persisted batches ([`PersistedTrace`](crate::trace::PersistedTrace)), and
 //!   [`ArrangeEncoded::arrange_encoded`], the matching in-memory arrangement to join it with;
 //! - [`count`]: [`CountPersisted`], counts per key over a persisted arrangement, read from its batches;
+//! - [`import`]: [`ImportChecked`], imports of a persisted trace into another dataflow that complete times
+//!   only over blocks that passed their checksums (fail-stop);
 //! - [`pass_through`]: [`Persist`], which persists a collection through a [`Token`](crate::Token) and
 //!   passes it through, replaying what earlier runs persisted first;
 //! - [`upsert`]: [`UpsertPersisted`], the de-upsert operator, with its state in a store stream;
@@ -37,7 +39,7 @@
 //! | `threshold_total(f)`, `distinct_total()` | the same call: `VecCollection<K, R2>` / `VecCollection<K, isize>` |
 //! | `count()` (`Collection`) | `arrange_by_self_persisted(..)?.count_total()`, or [`CountPersisted::count`] on the byte arrangement |
 //! | `iterate` (read-only use inside the loop) | `arranged.enter(scope)` inside the loop, joined with `inner.arrange_by_key_encoded()` (`tests/dd_ports_typed.rs`, `tests/dd_ports_arrange.rs`) |
-//! | `trace.import(scope)` | the same call: `arranged.trace.import(scope)` gives a typed arrangement |
+//! | `trace.import(scope)` | the same call: `arranged.trace.import(scope)` gives a typed arrangement whose times complete only over checked blocks ([`import`]); on the byte-level trace, [`ImportChecked::import_checked`] |
 //! | `persist` a collection / de-upsert | [`Persist::persist`], [`UpsertPersisted::upsert_persisted`], at any [`PersistTime`] |
 //!
 //! A key or val type without a `Codec`, another diff type, another timestamp type, or DD's own arrangement
@@ -73,6 +75,7 @@
 
 pub mod arrange;
 pub mod count;
+pub mod import;
 pub mod pass_through;
 mod persister;
 pub mod resume;
@@ -86,6 +89,7 @@ pub mod upsert;
 pub use arrange::{ArrangeEncoded, ArrangePersisted, PersistOptions, PersistedArrangement};
 
 pub use count::CountPersisted;
+pub use import::{hold_until_checked, ImportChecked};
 pub use pass_through::{Persist, Persisted};
 pub use persister::PersistHandle;
 pub use resume::{resume_at, ResumeState};

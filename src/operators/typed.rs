@@ -25,11 +25,14 @@
 //! dataflow and fix the types. It never panics and never reports a wrong answer as final.
 
 use super::arrange::{ArrangePersisted, PersistOptions};
+use super::import::hold_until_checked;
 use super::{key_hash, PersistDiff, PersistHandle, PersistTime};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::trace::{BytesBatcher, BytesContainer, BytesSpine, BytesUpdate, ErrorSlot, PersistedTrace};
+use crate::trace::{
+    BytesBatcher, BytesContainer, BytesSpine, BytesUpdate, CheckedBatch, ErrorSlot, PersistedTrace,
+};
 use differential_dataflow::difference::Semigroup;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
@@ -124,15 +127,17 @@ impl<Tr, K, V, R> TypedTrace<Tr, K, V, R> {
     }
 }
 
-impl<Tr: Trace + 'static, K, V, R> TypedTrace<TraceAgent<Tr>, K, V, R> {
-    /// DD's `TraceAgent::import`: the arrangement, typed, in another dataflow over the same times.
+impl<Tr: Trace<Batch: CheckedBatch> + 'static, K, V, R> TypedTrace<TraceAgent<Tr>, K, V, R> {
+    /// DD's `TraceAgent::import`: the arrangement, typed, in another dataflow over the same times. For a
+    /// persisted trace the import's times complete only over blocks that passed their checksums
+    /// ([`hold_until_checked`]; fail-stop as for the arranging operator, DESIGN.md §5).
     pub fn import<'scope>(
         &mut self,
         scope: Scope<'scope, Tr::Time>,
     ) -> TypedArranged<'scope, TraceAgent<Tr>, K, V, R> {
         let arranged = self.inner.import(scope);
         TypedArranged {
-            stream: arranged.stream,
+            stream: hold_until_checked(arranged.stream),
             trace: self.with(arranged.trace),
         }
     }

@@ -23,7 +23,7 @@ pub mod cursor;
 pub mod persisted;
 
 pub use batch::{description, PersistedBatch};
-pub use check::SpanChecker;
+pub use check::{CheckedBatch, SpanChecker};
 pub use containers::{
     BytesBatch, BytesBatcher, BytesBuilder, BytesContainer, BytesLayout, BytesSpine, BytesUpdate,
     CopyContainer,

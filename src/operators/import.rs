@@ -1,0 +1,124 @@
+//! Imports of a persisted trace into another dataflow whose times complete only over checked blocks
+//! (fail-stop, DESIGN.md §5).
+//!
+//! DD's `TraceAgent::import` replays the trace's spans and then follows the trace's upper: after a
+//! restart, the restored spans are in the trace at once (their blocks are checked lazily, in the
+//! background, by the arranging operator's [`SpanChecker`]), so a plain import's times below the
+//! persisted upper can complete before a damaged block is found — and the import's operators, whose
+//! cursors skip that block, would then have passed an incomplete time. [`ImportChecked::import_checked`]
+//! (and [`TypedTrace::import`](super::TypedTrace::import), which uses it) puts [`hold_until_checked`]
+//! behind the import: the spans pass on at once, but no time at or beyond the lower of a span whose
+//! blocks have not all passed their checksums completes. A block that fails stops the trace's
+//! [`ErrorSlot`](crate::trace::ErrorSlot) (the [`PersistHandle`](super::PersistHandle) reports the file
+//! and offset) and holds the import's frontier there for good, as the arranging operator's is held.
+//!
+//! Cost: each block is checked once per process (the verified bits live with the file), so an import made
+//! after the arranging operator's checker went through the restored spans checks nothing; one made before
+//! shares the work. Checks run 256 blocks per activation, as the arranging operator's.
+
+use super::PersistTime;
+use crate::trace::check::CHECK_BLOCKS_PER_ACTIVATION;
+use crate::trace::{CheckedBatch, PersistedTrace, SpanChecker};
+use differential_dataflow::lattice::Lattice;
+use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
+use differential_dataflow::trace::Span;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::CapabilitySet;
+use timely::dataflow::{Scope, Stream};
+use timely::progress::{Antichain, Timestamp};
+use timely::PartialOrder;
+
+/// A stream of spans, as an arrangement's `stream`.
+type Spans<'scope, T, B> = Stream<'scope, T, Vec<Span<T, B>>>;
+
+/// Passes `spans` on unchanged and holds the output frontier below the lower of the first span whose
+/// blocks have not all passed their checksums (see the module docs). Spans of batch types without files
+/// ([`CheckedBatch::HAS_FILES`] false) pass with no operator added.
+///
+/// Takes the spans in time order (as an arrangement's stream, or an import's, carries them); a span
+/// stamped with a time beyond its lower (no DD operator sends one) is passed on but held at its stamp.
+pub fn hold_until_checked<'scope, T, B>(spans: Spans<'scope, T, B>) -> Spans<'scope, T, B>
+where
+    T: Timestamp + Lattice,
+    B: CheckedBatch + Clone + 'static,
+{
+    if !B::HAS_FILES {
+        return spans;
+    }
+    let scope = spans.scope();
+    spans.unary_frontier::<CapacityContainerBuilder<Vec<Span<T, B>>>, _, _, _>(
+        Pipeline,
+        "HoldUntilChecked",
+        move |initial, info| {
+            drop(initial);
+            let activator = scope.activator_for(info.address);
+            // Created with the first span that has a file: the slot its batch's cursors report to.
+            let mut checker: Option<SpanChecker<Antichain<T>>> = None;
+            let mut held = CapabilitySet::<T>::new();
+            move |(input, _frontier), output| {
+                input.for_each(|cap, data| {
+                    for span in data.iter() {
+                        if let Some((file, errors)) = span.inner.as_ref().and_then(|b| b.checked_file()) {
+                            checker
+                                .get_or_insert_with(|| {
+                                    SpanChecker::starting_at(errors.clone(), span.lower().clone())
+                                })
+                                .push_file(Some(file), span.lower().clone(), span.upper().clone());
+                        }
+                    }
+                    let retained = cap.retain_stamp(0);
+                    for c in retained.iter() {
+                        held.insert(c.clone());
+                    }
+                    output.session(&cap).give_container(data);
+                });
+                let Some(checker) = checker.as_mut() else {
+                    held = CapabilitySet::new();
+                    return;
+                };
+                if checker.check(CHECK_BLOCKS_PER_ACTIVATION) {
+                    activator.activate();
+                }
+                match checker.unchecked_lower() {
+                    None => held = CapabilitySet::new(),
+                    Some(lower) => {
+                        // Hold at the lower of the first unchecked span, when the held capabilities allow.
+                        let allowed = lower
+                            .iter()
+                            .all(|t| held.iter().any(|c| PartialOrder::less_equal(c.time(), t)));
+                        if allowed && !held.is_empty() {
+                            held.downgrade(lower.elements());
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Importing a byte-level persisted trace ([`PersistedTrace`], as
+/// [`ArrangePersisted`](super::ArrangePersisted) makes it) into another dataflow with fail-stop (see the
+/// module docs). The typed arrangement's `trace.import(scope)` does this already; DD's plain `import` of
+/// the byte-level trace follows the trace's upper, and its times may complete over blocks not yet checked.
+pub trait ImportChecked<T: PersistTime> {
+    /// DD's `TraceAgent::import`, with the import's times completing only over checked blocks.
+    fn import_checked<'scope>(
+        &mut self,
+        scope: Scope<'scope, T>,
+    ) -> Arranged<'scope, TraceAgent<PersistedTrace<T>>>;
+}
+
+impl<T: PersistTime> ImportChecked<T> for TraceAgent<PersistedTrace<T>> {
+    fn import_checked<'scope>(
+        &mut self,
+        scope: Scope<'scope, T>,
+    ) -> Arranged<'scope, TraceAgent<PersistedTrace<T>>> {
+        let arranged = self.import(scope);
+        Arranged {
+            stream: hold_until_checked(arranged.stream),
+            trace: arranged.trace,
+        }
+    }
+}
