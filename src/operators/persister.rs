@@ -460,12 +460,16 @@ impl Persister {
         self.pending = self.pending.split_off(&seal_to);
         self.requested = to;
         self.requested_seal = seal_to;
-        // At or below the seal's upper, as a stream's since must be; a since not above the last one is no
-        // edit.
+        // What the readers allow, at most what persisted operators downstream allow (below their uppers:
+        // `compaction_since`), so at or below the seal's upper, as a stream's since must be; a since not
+        // above the last one is no edit.
         let since = self
             .allowed
             .as_ref()
-            .map(|a| a.get().min(seal_to))
+            .and_then(|a| {
+                let (id, peers) = super::resume::operator_of(&self.stream)?;
+                super::resume::compaction_since(&self.store, id, peers, seal_to).map(|cap| a.get().min(cap))
+            })
             .filter(|&s| s > self.requested_since);
         self.requested_since = since.unwrap_or(self.requested_since);
         let options = SealOptions { finished, since };

@@ -247,7 +247,7 @@ where
                     if upper > sealed || (finished && held.is_some()) {
                         let options = SealOptions {
                             finished,
-                            since: compaction_since(&store, &id, peers, upper),
+                            since: super::resume::compaction_since(&store, &id, peers, upper),
                         };
                         match store.seal_with(&handle.stream, upper, options) {
                             Ok(_) => sealed = upper,
@@ -271,24 +271,6 @@ where
             },
         )
         .as_collection()
-}
-
-/// The since of a state stream of upsert `id` (of `peers` workers) sealed at `upper`: just below the least
-/// sealed upper of the streams with a live writer in any store of the process (and at most `upper`).
-/// `None` (no compaction)
-/// when the store does not hold every worker's state stream: in a cluster the operators downstream may
-/// live in another process's store, whose uppers this one cannot see.
-fn compaction_since(store: &Store, id: &str, peers: usize, upper: u64) -> Option<u64> {
-    let held = store
-        .streams()
-        .iter()
-        .filter(|s| super::resume::worker_of(s, id).is_some_and(|(_, n)| n == peers))
-        .count();
-    if held < peers {
-        return None;
-    }
-    let least = Store::process_claimed_uppers().into_iter().min().unwrap_or(upper);
-    Some(least.min(upper).saturating_sub(1))
 }
 
 #[cfg(test)]
@@ -323,8 +305,8 @@ mod tests {
         let (u, _u_claim) = store_with("u", 5);
         let (_a, a_claim) = store_with("a", 2);
         // Other tests of this process may hold claims at lower uppers: "no further than" is the property.
-        assert!(compaction_since(&u, "u", 1, 5).is_some_and(|since| since <= 1));
+        assert!(super::super::resume::compaction_since(&u, "u", 1, 5).is_some_and(|since| since <= 1));
         drop(a_claim);
-        assert!(compaction_since(&u, "u", 1, 5).is_some_and(|since| since <= 4));
+        assert!(super::super::resume::compaction_since(&u, "u", 1, 5).is_some_and(|since| since <= 4));
     }
 }
