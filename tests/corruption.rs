@@ -314,3 +314,47 @@ fn checksummed_wal_records_write_never_logs_are_corruption_at_their_file_and_off
         }
     }
 }
+
+/// A key filter damaged between runs: the store opens (an open reads no key filter), every lookup that
+/// uses the filter fails naming the file and the filter's checksum offset (never a wrong answer), a
+/// snapshot (which uses no filter) still reads every update, and `inspect verify` reports the damage.
+#[test]
+fn a_damaged_key_filter_fails_lookups_not_the_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = Store::open(dir).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    let keys: Vec<Vec<u8>> = (0..100).map(|i| format!("k{i:03}").into_bytes()).collect();
+    store
+        .write_bytes("s", keys.iter().map(|k| (&k[..], &b"v"[..], 1, 1)))
+        .unwrap();
+    store.seal("s", 2).unwrap();
+    drop(store);
+    let files = common::batch_files(dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let path = &files[0];
+    let bytes = fs::read(path).unwrap();
+    let file =
+        ddpersist::batch::BatchFile::open("x", ddpersist::blob::BlobBytes::Heap(bytes.into())).unwrap();
+    let (at, len) = (file.footer().filter_offset, file.footer().filter_len);
+    assert!(len > 24, "the batch has a key filter");
+    drop(file);
+    common::flip_byte(path, at + 20);
+
+    let store = Store::open(dir).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    for _ in 0..2 {
+        match store.get_bytes("s", b"k005", 2) {
+            Err(Error::Corrupt { file, offset, .. }) => {
+                assert!(file.ends_with(&name), "{file} is not {name}");
+                assert_eq!(offset, at + len - 8, "the filter's checksum");
+            }
+            other => panic!("expected the filter's damage, got {other:?}"),
+        }
+    }
+    assert_eq!(snapshot_keys(&store, "s"), keys);
+    drop(store);
+    let (code, err) = verify_exit(dir);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("key filter"), "{err}");
+}

@@ -171,17 +171,23 @@ pub struct Filter<'a> {
 }
 
 impl<'a> Filter<'a> {
-    /// Checks the section `bytes`, which start at `offset` of `file`.
+    /// Checks the section `bytes`, which start at `offset` of `file`: its checksum ([`check_sum`](Self::check_sum))
+    /// and its header ([`parse`](Self::parse)). Errors: [`Error::Corrupt`] naming the file and offset.
     pub fn open(bytes: &'a [u8], offset: u64, file: &str) -> Result<Self> {
+        Self::check_sum(bytes, offset, file)?;
+        Self::parse(bytes, offset, file)
+    }
+
+    /// The section `bytes` (at `offset` of `file`) read without its checksum: its length, bit count and hash
+    /// count checked against each other, so that probing it stays in bounds whatever its bits hold.
+    /// Errors: [`Error::Corrupt`] naming the file and offset.
+    pub fn parse(bytes: &'a [u8], offset: u64, file: &str) -> Result<Self> {
         let bad =
             |at: usize, what: &str| Error::corrupt(file, offset + at as u64, format!("key filter: {what}"));
         if bytes.len() < HEADER_BYTES + 8 + 8 {
             return Err(bad(0, "too short"));
         }
         let sum_at = bytes.len() - 8;
-        if checksum(&bytes[..sum_at]) != le_u64(bytes, sum_at) {
-            return Err(bad(sum_at, "checksum mismatch"));
-        }
         let bit_count = le_u64(bytes, 0);
         let hash_count = le_u32(bytes, 8);
         let bits = &bytes[HEADER_BYTES..sum_at];
@@ -196,6 +202,21 @@ impl<'a> Filter<'a> {
             bit_count,
             hash_count,
         })
+    }
+
+    /// Checks the checksum of the section `bytes` (at `offset` of `file`; at least 8 bytes long, as
+    /// [`parse`](Self::parse) requires). Errors: [`Error::Corrupt`] at the checksum's offset.
+    pub fn check_sum(bytes: &[u8], offset: u64, file: &str) -> Result<()> {
+        let too_short = || Error::corrupt(file, offset, "key filter: too short");
+        let sum_at = bytes.len().checked_sub(8).ok_or_else(too_short)?;
+        if checksum(&bytes[..sum_at]) != le_u64(bytes, sum_at) {
+            return Err(Error::corrupt(
+                file,
+                offset + sum_at as u64,
+                "key filter: checksum mismatch",
+            ));
+        }
+        Ok(())
     }
 
     /// A filter over `bits` with the parameters of a section that [`open`](Self::open) checked before.

@@ -53,10 +53,24 @@ pub struct BatchFile {
     decompressed: Box<[std::sync::OnceLock<Box<[u8]>>]>,
     /// How many times a block was fetched through [`BatchFile::block`] (a measure of data pages touched).
     block_reads: std::sync::atomic::AtomicU64,
-    /// The key filter's bit range in `bytes`, bit count and hash count (checked at open).
-    filter: Option<(Range<usize>, u64, u32)>,
+    /// The key filter, if the file has one: its header is checked at open, its checksum on first use.
+    filter: Option<FilterSection>,
     /// Set once compaction replaced this batch: the file is deleted when the last holder drops it.
     retire: parking_lot::Mutex<Option<(Arc<dyn Blob>, String)>>,
+}
+
+/// Where a batch file's key filter lies, and whether its checksum passed: checked on first use
+/// ([`BatchFile::may_contain`]) or by the file's writer ([`BatchFile::check_written`]), not at open, so
+/// that opening a store reads no filter (O(files + index), not O(keys)).
+struct FilterSection {
+    /// The whole section in `bytes` (header, bits, checksum).
+    section: Range<usize>,
+    /// The bits.
+    bits: Range<usize>,
+    bit_count: u64,
+    hash_count: u32,
+    /// Whether the section passed its checksum, once checked.
+    passed: std::sync::OnceLock<bool>,
 }
 
 /// The first (or, with `last`, the last) key of the block of index entry `e`, in the index key area at
@@ -139,8 +153,14 @@ impl BatchFile {
                     return Err(bad(footer_at as u64 + 88, "key filter out of range".into()));
                 }
                 let range = start as usize..(start + len) as usize;
-                let f = Filter::open(&bytes[range.clone()], start, &name)?;
-                Some((range.start + 16..range.end - 8, f.bit_count(), f.hash_count()))
+                let f = Filter::parse(&bytes[range.clone()], start, &name)?;
+                Some(FilterSection {
+                    bits: range.start + 16..range.end - 8,
+                    section: range,
+                    bit_count: f.bit_count(),
+                    hash_count: f.hash_count(),
+                    passed: std::sync::OnceLock::new(),
+                })
             }
             kind => {
                 return Err(bad(
@@ -271,13 +291,14 @@ impl BatchFile {
     }
 
     /// Whether `key` may be in this batch, from the key filter and the batch's first and last keys, without
-    /// touching any block (`false`: certainly not).
-    pub fn may_contain(&self, key: &[u8]) -> bool {
+    /// touching any block (`false`: certainly not). The filter's checksum is checked on its first use.
+    /// Errors: [`Error::Corrupt`] naming the file and the filter's checksum offset if it fails.
+    pub fn may_contain(&self, key: &[u8]) -> Result<bool> {
         self.may_contain_probe(&KeyProbe::new(key))
     }
 
     /// [`may_contain`](Self::may_contain) for a key whose probe (hash, prefix) is already computed.
-    pub fn may_contain_probe(&self, probe: &KeyProbe<'_>) -> bool {
+    pub fn may_contain_probe(&self, probe: &KeyProbe<'_>) -> Result<bool> {
         let n = self.index.len();
         if n == 0
             || self.fences.first_above(0, probe, || self.block_first_key(0))
@@ -285,22 +306,47 @@ impl BatchFile {
                 .fences
                 .last_below(n - 1, probe, || self.block_last_key(n - 1))
         {
-            return false;
+            return Ok(false);
         }
-        match &self.filter {
-            Some((range, bits, hashes)) => {
-                Filter::from_parts(&self.bytes[range.clone()], *bits, *hashes).may_contain_probe(probe)
-            }
+        Ok(match self.checked_filter()? {
+            Some(filter) => filter.may_contain_probe(probe),
             None => true,
+        })
+    }
+
+    /// The key filter, its checksum checked on first use (the result is kept). Errors: [`Error::Corrupt`]
+    /// naming the file and the checksum's offset.
+    pub(crate) fn checked_filter(&self) -> Result<Option<Filter<'_>>> {
+        let Some(f) = &self.filter else {
+            return Ok(None);
+        };
+        let section = &self.bytes[f.section.clone()];
+        let offset = f.section.start as u64;
+        let passed = *f
+            .passed
+            .get_or_init(|| Filter::check_sum(section, offset, &self.name).is_ok());
+        if !passed {
+            // Rare: checked again for the error's detail.
+            Filter::check_sum(section, offset, &self.name)?;
+            return Err(Error::corrupt(
+                &self.name,
+                offset,
+                "key filter: checksum mismatch",
+            ));
         }
+        Ok(Some(Filter::from_parts(
+            &self.bytes[f.bits.clone()],
+            f.bit_count,
+            f.hash_count,
+        )))
     }
 
     /// Asks the CPU to load the key filter's cache line for `probe` (a hint, no effect on results): a
     /// lookup over many batches prefetches every batch's line first, so their misses overlap.
     #[inline]
     pub fn prefetch(&self, probe: &KeyProbe<'_>) {
-        if let Some((range, bits, hashes)) = &self.filter {
-            Filter::from_parts(&self.bytes[range.clone()], *bits, *hashes).prefetch(probe.hash);
+        if let Some(f) = &self.filter {
+            Filter::from_parts(&self.bytes[f.bits.clone()], f.bit_count, f.hash_count).prefetch(probe.hash);
         }
     }
 
@@ -314,7 +360,7 @@ impl BatchFile {
     /// [`for_key`](Self::for_key) for a key whose probe is already computed (one per lookup, shared by
     /// every batch).
     pub fn for_key_probe(&self, probe: &KeyProbe<'_>, mut f: impl FnMut(&[u8], u64, i64)) -> Result<()> {
-        if !self.may_contain_probe(probe) {
+        if !self.may_contain_probe(probe)? {
             return Ok(());
         }
         let b = self.fences.seek(probe, |i| self.block_last_key(i));
@@ -362,14 +408,16 @@ impl BatchFile {
         self.checked_block(i)
     }
 
-    /// Checks the checksum and shape of every raw (uncompressed) block not checked yet, through the
-    /// mapping, marking them verified: for a file this process has just written (a seal's, spill's or
-    /// merge's output), so that the writer's thread pays the first touch (page faults, one checksum pass over the
-    /// file) instead of the first lookup or cursor, or the arranging operator's worker thread. lz4 blocks
-    /// are left to their first reader (checking one here would cache its decompressed copy). Not counted
-    /// in [`block_reads`](Self::block_reads). Errors: [`Error::Corrupt`] naming the file and the block's
-    /// offset (the bytes mapped differ from those written).
+    /// Checks the checksum and shape of every raw (uncompressed) block not checked yet, and the key
+    /// filter's checksum, through the mapping, marking them verified: for a file this process has just
+    /// written (a seal's, spill's or merge's output), so that the writer's thread pays the first touch
+    /// (page faults, one checksum pass over the file) instead of the first lookup or cursor, or the
+    /// arranging operator's worker thread. lz4 blocks are left to their first reader (checking one here
+    /// would cache its decompressed copy). Not counted in [`block_reads`](Self::block_reads). Errors:
+    /// [`Error::Corrupt`] naming the file and the offset of the block or filter checksum (the bytes mapped
+    /// differ from those written).
     pub fn check_written(&self) -> Result<()> {
+        self.checked_filter()?;
         for i in 0..self.index.len() {
             if self.index[i].codec != CODEC_LZ4 {
                 self.checked_block(i)?;

@@ -15,13 +15,14 @@ pub(crate) const PARALLEL_VERIFY_BLOCKS: usize = 64;
 const MAX_VERIFY_THREADS: usize = 4;
 
 impl BatchFile {
-    /// Checks every block (checksum, then the full structural pass: monotone offsets, sorted and
+    /// Checks the key filter's checksum, every block (checksum, then the full structural pass: monotone offsets, sorted and
     /// consolidated contents, fences equal to the index), and across blocks: keys increase, every time lies in the description, and the
     /// val count matches the footer; then the layout: padding, reserved fields and the sections' places,
     /// so that every byte of the file is checked against the format (`batch/scrub.rs`). Returns the first problem found, in block order. (See also
     /// [`verify_deep`](Self::verify_deep).) Files of `PARALLEL_VERIFY_BLOCKS` (64) blocks or more are checked
     /// by up to `MAX_VERIFY_THREADS` (4) scoped threads over contiguous block ranges.
     pub fn verify(&self) -> Result<()> {
+        self.checked_filter()?;
         let n = self.block_count();
         let threads = if n >= PARALLEL_VERIFY_BLOCKS {
             std::thread::available_parallelism()
@@ -113,13 +114,15 @@ impl BatchFile {
     }
 
     /// [`verify`](Self::verify), and also that every key passes the key filter (a hash per key: several times
-    /// the cost of `verify` on large batches; BENCHMARKS.md, "Figures behind the formats"). The filter's bytes are checksummed at open in any case;
+    /// the cost of `verify` on large batches; BENCHMARKS.md, "Figures behind the formats"). The filter's bytes are checksummed by `verify` in any case;
     /// this catches a writer that built the filter wrong. For tools (`inspect verify`) and fuzzing.
     pub fn verify_deep(&self) -> Result<()> {
         self.verify()?;
         for i in 0..self.block_count() {
             let block = self.block(i)?;
-            if let Some(k) = (0..block.key_count()).find(|&k| !self.may_contain(block.key(k))) {
+            if let Some(k) =
+                (0..block.key_count()).find(|&k| !matches!(self.may_contain(block.key(k)), Ok(true)))
+            {
                 let at = self.index_entry(i).offset;
                 let detail = format!("block {i}: key {k} is missing from the key filter");
                 return Err(Error::corrupt(self.name(), at, detail));
