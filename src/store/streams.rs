@@ -123,6 +123,14 @@ impl Store {
     /// Allows merges to advance times below `since` to `since` (and so to consolidate updates whose diffs
     /// then sum to zero). Reads at times at or beyond `since` are unaffected. Durable when it returns.
     ///
+    /// A since beyond the stream's upper is allowed (as DD's logical compaction frontier may be): updates
+    /// written later at times below it are advanced too. A persisted operator's stream
+    /// (`operators`) has its since set by the operator's seals, below the uppers of the persisted
+    /// operators downstream of it. Do not raise it by hand: the history the operator re-emits after a
+    /// restart would be collapsed to the new since, the restarted dataflow's answers below it lost, and a
+    /// persisted operator downstream whose upper is below it would take that history again (rows doubled,
+    /// retractions lost; `tests/restart_compaction.rs` shows the rule the operators follow).
+    ///
     /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `since` is below the stream's current since
     /// (it never goes backward) or is `u64::MAX`.
     pub fn allow_compaction(&self, id: &str, since: u64) -> Result<()> {
