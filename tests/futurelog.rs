@@ -1,10 +1,14 @@
 //! The FutureLog: unsealed updates past the memory budget spill to sorted runs on disk, which later
-//! seals draw from; memory stays bounded while a stream's frontier stalls.
+//! seals draw from; memory stays bounded while a stream's frontier stalls. On a store whose WAL keeps
+//! nothing (`MemLog`), spilled runs do not outlive the rest of the memtable.
 
 mod common;
 
 use common::{blob_files, named_files, Model, Rng};
+use ddpersist::blob::MemBlob;
+use ddpersist::wal::MemLog;
 use ddpersist::{Options, Store, StreamOptions};
+use std::sync::Arc;
 
 const BUDGET: usize = 64 << 10;
 
@@ -184,4 +188,38 @@ fn a_non_durable_stream_writes_no_wal_record() {
     assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap(), model.expected());
     store.write_bytes("d", [(&b"k"[..], &b"v"[..], 1, 1)]).unwrap();
     assert!(wal_bytes() > before);
+}
+
+/// On a store whose WAL keeps nothing (`MemLog`), a reopen loses every unsealed update of every
+/// stream, durable or not, except the ones a durable stream's memtable happened to spill to runs (the
+/// manifest keeps those; `drop_volatile_spills` drops spills only for streams created with
+/// `durable: false`). The stream then holds an arbitrary subset of its unsealed updates: a dataflow that
+/// recomputes its unsealed state after the restart writes the spilled ones twice — the very hazard
+/// `drop_volatile_spills` guards against for non-durable streams. With a log that is not durable, spills
+/// should be dropped for every stream (or every unsealed update kept, which a `MemLog` cannot do).
+#[test]
+fn spilled_runs_on_a_non_durable_buffer_do_not_outlive_the_rest_of_the_memtable() {
+    let blob = MemBlob::new();
+    let options = Options {
+        memtable_budget_bytes: 40,
+        compaction_threads: 0,
+        ..Options::default()
+    };
+    let open = || Store::open_on(Arc::new(blob.clone()), Arc::new(MemLog::new()), options.clone()).unwrap();
+    let store = open();
+    store.create_stream("s", StreamOptions { durable: true }).unwrap();
+    // 2 × (24 + 2) bytes: over the budget, spilled.
+    store.write("s", &[(1u8, 1u8, 5, 1), (2u8, 2u8, 6, 1)]).unwrap();
+    // 26 bytes: stays in the memtable.
+    store.write("s", &[(3u8, 3u8, 7, 1)]).unwrap();
+    assert!(
+        !store.snapshot("s").unwrap().spills().is_empty(),
+        "the first write did not spill"
+    );
+    assert_eq!(store.snapshot("s").unwrap().to_vec().unwrap().len(), 3);
+    drop(store);
+    let store = open();
+    let after = store.snapshot("s").unwrap().decode::<u8, u8>().unwrap();
+    // All or nothing: a `MemLog` cannot keep the memtable's update, so nothing unsealed.
+    assert_eq!(after, vec![], "unsealed updates after reopen on a MemLog");
 }

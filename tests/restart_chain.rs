@@ -2,18 +2,26 @@
 //! `count` — killed with SIGKILL at a random point (between or inside times) and restarted with 1, 2 and
 //! 4 workers: the restarted run, fed from the least resume point of the chain, ends with exactly the
 //! in-memory answer.
+//!
+//! A failed operator holds its frontier, and so everything downstream: an `upsert_persisted` whose store
+//! fails mid-run, chained into `arrange_persisted` over another store, lets nothing downstream seal past
+//! what it persisted, and after a restart on healthy storage the chain converges to the in-memory answer.
 
 mod common;
 
-use ddpersist::operators::{ArrangePersisted, CountPersisted, Persist, UpsertPersisted};
-use ddpersist::{Codec, PersistManager, Store};
+use ddpersist::blob::{FaultyBlob, MemBlob};
+use ddpersist::operators::{
+    worker_stream_id, ArrangePersisted, CountPersisted, Persist, Upsert, UpsertPersisted,
+};
+use ddpersist::wal::MemLog;
+use ddpersist::{Codec, Options, PersistManager, Store};
 use differential_dataflow::input::Input as _;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::{Inspect, Probe};
-use timely::dataflow::ProbeHandle;
+use timely::dataflow::operators::{Input as _, Inspect, Probe};
+use timely::dataflow::{InputHandle, ProbeHandle};
 
 /// Source events `((user, item), time)`: six per time.
 fn events(times: u64) -> Vec<((String, u64), u64)> {
@@ -157,4 +165,149 @@ fn a_killed_chain_converges() {
             "{workers} workers, second restart"
         );
     }
+}
+
+// ---- A failed operator in a chain ----
+
+type Row = (String, u64);
+type Update = (Row, u64, i64);
+type Collection = BTreeMap<Row, i64>;
+
+fn accumulate<'a>(updates: impl IntoIterator<Item = &'a Update>) -> Collection {
+    let mut acc = Collection::new();
+    for (row, _, diff) in updates {
+        *acc.entry(row.clone()).or_insert(0) += diff;
+    }
+    acc.retain(|_, d| *d != 0);
+    acc
+}
+
+const KEYS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+
+/// Upserts `(key, Some(time))` for every key at every time below `times`, deleting every third.
+fn upserts(times: u64) -> Vec<Upsert<String, u64>> {
+    let mut out = Vec::new();
+    for t in 0..times {
+        for (i, k) in KEYS.iter().enumerate() {
+            let val = (!(t + i as u64).is_multiple_of(3)).then_some(t);
+            out.push((k.to_string(), val, t));
+        }
+    }
+    out
+}
+
+/// The de-upserted collection after every upsert of `input`.
+fn upserted(input: &[Upsert<String, u64>]) -> Collection {
+    let mut state = BTreeMap::new();
+    for (k, v, _) in input {
+        match v {
+            Some(v) => state.insert(k.clone(), *v),
+            None => state.remove(k),
+        };
+    }
+    state.into_iter().map(|(k, v)| ((k, v), 1)).collect()
+}
+
+/// Chained `upsert_persisted` (store `u`) → `arrange_persisted` (store `a`). Feeds the upserts of times
+/// from the least resume point of the two on (from time `t` of `fail`, if given, every call of `u`'s blob
+/// fails). Returns the arrangement's output.
+fn run_chain(
+    u: &Store,
+    a: &Store,
+    input: &[Upsert<String, u64>],
+    fail: Option<(&FaultyBlob<MemBlob>, u64)>,
+) -> Vec<Update> {
+    let (u, a) = (u.clone(), a.clone());
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let o = output.clone();
+    let input = input.to_vec();
+    let fail = fail.map(|(b, t)| (b.clone(), t));
+    timely::execute_directly(move |worker| {
+        let mut upserts = InputHandle::new();
+        let probe = ProbeHandle::new();
+        let (uh, ah) = worker.dataflow::<u64, _, _>(|scope| {
+            let (collection, uh) = scope.input_from(&mut upserts).upsert_persisted(&u, "u").unwrap();
+            let (arranged, ah) = collection.arrange_persisted(&a, "a").unwrap();
+            arranged
+                .as_collection(|k: &[u8], v: &[u8]| (String::decode(k).unwrap(), u64::decode(v).unwrap()))
+                .inner
+                .inspect(move |x| o.lock().unwrap().push(x.clone()))
+                .probe_with(&probe);
+            (uh, ah)
+        });
+        let resume = uh.resume_at().min(ah.resume_at());
+        let last = input.iter().map(|x| x.2).max().unwrap_or(0);
+        for t in resume..=last {
+            if let Some((blob, at)) = &fail {
+                if t == *at {
+                    blob.fail_after(0);
+                }
+            }
+            upserts.advance_to(t);
+            for x in input.iter().filter(|x| x.2 == t) {
+                upserts.send(x.clone());
+            }
+            upserts.advance_to(t + 1);
+            for _ in 0..50 {
+                worker.step();
+            }
+        }
+        drop(upserts);
+        for _ in 0..100 {
+            worker.step();
+        }
+        let done = probe.done();
+        if fail.is_some() {
+            assert!(
+                !done,
+                "a failed upsert holds the frontier of everything downstream"
+            );
+            assert!(uh.error().is_some());
+            for dataflow in worker.installed_dataflows() {
+                worker.drop_dataflow(dataflow);
+            }
+        } else {
+            worker.step_while(|| !probe.done());
+            assert_eq!((uh.error(), ah.error()), (None, None));
+        }
+    });
+    let output = output.lock().unwrap().clone();
+    output
+}
+
+/// An upsert whose store fails at time 5 while the input moves on to 10: nothing downstream seals past
+/// what the upsert persisted; after a restart the chain converges to the in-memory result.
+#[test]
+fn a_failed_operator_holds_downstream_and_the_chain_converges() {
+    let u_blob = FaultyBlob::new(MemBlob::new());
+    let open_u = |blob: &FaultyBlob<MemBlob>| {
+        Store::open_on(
+            Arc::new(blob.clone()),
+            Arc::new(MemLog::new()),
+            Options::default(),
+        )
+        .unwrap()
+    };
+    let a_dir = tempfile::tempdir().unwrap();
+    let input = upserts(10);
+    let uppers = |u: &Store, a: &Store| {
+        let u_upper = u.upper(&worker_stream_id("u", 0, 1)).unwrap();
+        (u_upper, a.upper(&worker_stream_id("a", 0, 1)).unwrap())
+    };
+    {
+        let (u, a) = (open_u(&u_blob), Store::open(a_dir.path()).unwrap());
+        run_chain(&u, &a, &input, Some((&u_blob, 5)));
+    }
+    // Restart on healthy storage: the chain replays from the least resume point and converges.
+    u_blob.heal();
+    let (u, a) = (open_u(&u_blob), Store::open(a_dir.path()).unwrap());
+    let (u_upper, a_upper) = uppers(&u, &a);
+    assert!(u_upper <= 5, "the upsert's state sealed to {u_upper}");
+    assert!(
+        a_upper <= u_upper,
+        "downstream sealed {a_upper}, past the upsert's {u_upper}"
+    );
+    let out = run_chain(&u, &a, &input, None);
+    assert_eq!(accumulate(&out), upserted(&input));
+    assert_eq!(uppers(&u, &a), (10, 10));
 }

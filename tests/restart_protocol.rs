@@ -1,20 +1,17 @@
 //! The restart protocol of persisted dataflows (`operators::resume`): one resume point for all workers,
 //! idle workers' frontiers recorded, uneven uppers after a crash, finished streams, the directory layout
-//! of a cluster, one live operator per id, and failed operators holding their frontier so chained
-//! operators converge after a restart. Every run's output is compared with the in-memory answer.
+//! of a cluster, and one live operator per id. Every run's output is compared with the in-memory answer.
+//! (Failed operators holding their frontier so chained operators converge after a restart:
+//! `tests/restart_chain.rs`.)
 
-use ddpersist::blob::{FaultyBlob, MemBlob};
-use ddpersist::operators::{
-    key_hash, resume_at, worker_stream_id, ArrangePersisted, PersistHandle, Upsert, UpsertPersisted,
-};
-use ddpersist::wal::MemLog;
-use ddpersist::{Codec, Error, Options, SealOptions, Store, StreamOptions};
+use ddpersist::operators::{key_hash, resume_at, worker_stream_id, ArrangePersisted, PersistHandle};
+use ddpersist::{Codec, Error, SealOptions, Store, StreamOptions};
 use differential_dataflow::input::Input as _;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use timely::dataflow::operators::{Input as _, Inspect, Probe};
-use timely::dataflow::{InputHandle, ProbeHandle};
+use timely::dataflow::operators::{Inspect, Probe};
+use timely::dataflow::ProbeHandle;
 
 type Row = (String, u64);
 type Update = (Row, u64, i64);
@@ -483,132 +480,4 @@ fn a_cluster_of_two_processes_restarts_from_one_resume_point() {
     expected.remove(&row("a", 20));
     expected.insert(row("z", 1), 1);
     assert_eq!(accumulate(&out), expected);
-}
-
-/// Upserts `(key, Some(time))` for every key at every time below `times`, deleting every third.
-fn upserts(times: u64) -> Vec<Upsert<String, u64>> {
-    let mut out = Vec::new();
-    for t in 0..times {
-        for (i, k) in KEYS.iter().enumerate() {
-            let val = (!(t + i as u64).is_multiple_of(3)).then_some(t);
-            out.push((k.to_string(), val, t));
-        }
-    }
-    out
-}
-
-/// The de-upserted collection after every upsert of `input`.
-fn upserted(input: &[Upsert<String, u64>]) -> Collection {
-    let mut state = BTreeMap::new();
-    for (k, v, _) in input {
-        match v {
-            Some(v) => state.insert(k.clone(), *v),
-            None => state.remove(k),
-        };
-    }
-    state.into_iter().map(|(k, v)| ((k, v), 1)).collect()
-}
-
-/// Chained `upsert_persisted` (store `u`) → `arrange_persisted` (store `a`). Feeds the upserts of times
-/// from the least resume point of the two on (from time `t` of `fail`, if given, every call of `u`'s blob
-/// fails). Returns the arrangement's output.
-fn run_chain(
-    u: &Store,
-    a: &Store,
-    input: &[Upsert<String, u64>],
-    fail: Option<(&FaultyBlob<MemBlob>, u64)>,
-) -> Vec<Update> {
-    let (u, a) = (u.clone(), a.clone());
-    let output = Arc::new(Mutex::new(Vec::new()));
-    let o = output.clone();
-    let input = input.to_vec();
-    let fail = fail.map(|(b, t)| (b.clone(), t));
-    timely::execute_directly(move |worker| {
-        let mut upserts = InputHandle::new();
-        let probe = ProbeHandle::new();
-        let (uh, ah) = worker.dataflow::<u64, _, _>(|scope| {
-            let (collection, uh) = scope.input_from(&mut upserts).upsert_persisted(&u, "u").unwrap();
-            let (arranged, ah) = collection.arrange_persisted(&a, "a").unwrap();
-            arranged
-                .as_collection(|k: &[u8], v: &[u8]| (String::decode(k).unwrap(), u64::decode(v).unwrap()))
-                .inner
-                .inspect(move |x| o.lock().unwrap().push(x.clone()))
-                .probe_with(&probe);
-            (uh, ah)
-        });
-        let resume = uh.resume_at().min(ah.resume_at());
-        let last = input.iter().map(|x| x.2).max().unwrap_or(0);
-        for t in resume..=last {
-            if let Some((blob, at)) = &fail {
-                if t == *at {
-                    blob.fail_after(0);
-                }
-            }
-            upserts.advance_to(t);
-            for x in input.iter().filter(|x| x.2 == t) {
-                upserts.send(x.clone());
-            }
-            upserts.advance_to(t + 1);
-            for _ in 0..50 {
-                worker.step();
-            }
-        }
-        drop(upserts);
-        for _ in 0..100 {
-            worker.step();
-        }
-        let done = probe.done();
-        if fail.is_some() {
-            assert!(
-                !done,
-                "a failed upsert holds the frontier of everything downstream"
-            );
-            assert!(uh.error().is_some());
-            for dataflow in worker.installed_dataflows() {
-                worker.drop_dataflow(dataflow);
-            }
-        } else {
-            worker.step_while(|| !probe.done());
-            assert_eq!((uh.error(), ah.error()), (None, None));
-        }
-    });
-    let output = output.lock().unwrap().clone();
-    output
-}
-
-/// An upsert whose store fails at time 5 while the input moves on to 10: nothing downstream seals past
-/// what the upsert persisted; after a restart the chain converges to the in-memory result.
-#[test]
-fn a_failed_operator_holds_downstream_and_the_chain_converges() {
-    let u_blob = FaultyBlob::new(MemBlob::new());
-    let open_u = |blob: &FaultyBlob<MemBlob>| {
-        Store::open_on(
-            Arc::new(blob.clone()),
-            Arc::new(MemLog::new()),
-            Options::default(),
-        )
-        .unwrap()
-    };
-    let a_dir = tempfile::tempdir().unwrap();
-    let input = upserts(10);
-    let uppers = |u: &Store, a: &Store| {
-        let u_upper = u.upper(&worker_stream_id("u", 0, 1)).unwrap();
-        (u_upper, a.upper(&worker_stream_id("a", 0, 1)).unwrap())
-    };
-    {
-        let (u, a) = (open_u(&u_blob), Store::open(a_dir.path()).unwrap());
-        run_chain(&u, &a, &input, Some((&u_blob, 5)));
-    }
-    // Restart on healthy storage: the chain replays from the least resume point and converges.
-    u_blob.heal();
-    let (u, a) = (open_u(&u_blob), Store::open(a_dir.path()).unwrap());
-    let (u_upper, a_upper) = uppers(&u, &a);
-    assert!(u_upper <= 5, "the upsert's state sealed to {u_upper}");
-    assert!(
-        a_upper <= u_upper,
-        "downstream sealed {a_upper}, past the upsert's {u_upper}"
-    );
-    let out = run_chain(&u, &a, &input, None);
-    assert_eq!(accumulate(&out), upserted(&input));
-    assert_eq!(uppers(&u, &a), (10, 10));
 }

@@ -7,6 +7,11 @@
 //! and removing segment files (the k-th only, as a transient disk-full would, or every step from the k-th
 //! on), in workloads of idle rotations and of rollovers: the store reopens, in `Strict` mode, with every
 //! acknowledged write.
+//!
+//! At the end of the LSN space: a WAL segment near `u64::MAX`, or a write that would overflow the next
+//! LSN, is an error (corruption on open, a refused write), never a panic or wrapped LSNs.
+
+mod common;
 
 use ddpersist::blob::DirBlob;
 use ddpersist::wal::{FaultyLog, FileLog, SegmentFaultHook, SegmentStep, WalRecovery};
@@ -286,4 +291,72 @@ fn a_write_whose_own_fdatasync_failed_says_so() {
         .unwrap_err();
     assert!(matches!(later, ddpersist::Error::Poisoned { .. }), "{later}");
     assert!(later.to_string().contains("earlier failure"), "{later}");
+}
+
+/// A WAL segment of version 1 (header and, if `payload` is given, one record; checksums included), as
+/// `FileLog` wrote it.
+fn wal_segment(first_lsn: u64, payload: Option<&[u8]>) -> Vec<u8> {
+    common::wal_segment_bytes(1, first_lsn, payload.as_slice())
+}
+
+/// A store with stream "s" (durable) whose WAL directory holds only `segment`, named after `first_lsn`.
+fn store_with_wal_segment(first_lsn: u64, segment: Vec<u8>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    drop(store);
+    let wal = dir.path().join("wal");
+    for e in std::fs::read_dir(&wal).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    std::fs::write(wal.join(format!("{first_lsn:020}.wal")), segment).unwrap();
+    dir
+}
+
+/// Regression: a store whose WAL holds one segment starting near `u64::MAX` (segment names are any 20-digit
+/// number; after old segments are released the first one may start anywhere). `Store::open` used to panic
+/// with "attempt to add with overflow" in `wal::scan::scan` in debug builds, and in release builds the LSNs
+/// wrapped and new appends restarted at LSN 16. It must fail with `Error::Corrupt`.
+#[test]
+fn wal_segment_near_the_end_of_the_lsn_space_is_corruption_not_a_panic() {
+    // A valid record: one update to stream number 0 ("s").
+    let mut payload = Vec::new();
+    use ddpersist::wal::record::{RecordEncoder, RecordFormat};
+    // Tag 1: the segment below is of version 1.
+    let mut encoder = RecordEncoder::begin(&mut payload, 0, RecordFormat::Fixed);
+    encoder.push(&mut payload, (b"k", b"v", 1, 1));
+    encoder.finish(&mut payload);
+    let first_lsn = u64::MAX - 8;
+    let dir = store_with_wal_segment(first_lsn, wal_segment(first_lsn, Some(&payload)));
+    let opened = std::panic::catch_unwind(|| Store::open(dir.path()).map(drop));
+    match opened {
+        Ok(Err(e)) => assert!(e.is_corruption(), "{e}"),
+        Ok(Ok(())) => panic!("open accepted a WAL whose LSNs overflow u64"),
+        Err(_) => panic!("open panicked"),
+    }
+}
+
+/// A store whose WAL ends a few bytes short of `u64::MAX` (one valid, header-only segment named
+/// `18446744073709551611.wal`) opens fine, but the first durable write overflows the WAL's next LSN
+/// (`FileLog::append_record` in `wal/group_commit.rs`, `state.next_lsn += RECORD_HEADER_BYTES + len`): a
+/// panic in debug builds; in release builds the LSN wraps, the write is acknowledged, and the next open fails because the
+/// record's LSN overflows. The write (or the open) should fail with an error instead, and an acknowledged
+/// write must survive a reopen.
+#[test]
+fn write_at_the_end_of_the_lsn_space_is_an_error_not_a_panic() {
+    let first_lsn = u64::MAX - 4;
+    let dir = store_with_wal_segment(first_lsn, wal_segment(first_lsn, None));
+    let written = std::panic::catch_unwind(|| {
+        let store = Store::open(dir.path())?;
+        store.write("s", &[(1u8, 2u8, 3, 1)])
+    });
+    match written {
+        Err(_) => panic!("open or write panicked"),
+        Ok(Err(_)) => {} // refused: fine
+        Ok(Ok(())) => {
+            let store = Store::open(dir.path()).expect("a store that acknowledged a write must reopen");
+            let got = store.snapshot("s").unwrap().decode::<u8, u8>().unwrap();
+            assert_eq!(got, vec![(1, 2, 3, 1)], "acknowledged write lost");
+        }
+    }
 }

@@ -38,7 +38,7 @@
 //! | `count_total()` | the same call: `VecCollection<(K, R), isize>` (over all of a key's vals) |
 //! | `threshold_total(f)`, `distinct_total()` | the same call: `VecCollection<K, R2>` / `VecCollection<K, isize>` |
 //! | `count()` (`Collection`) | `arrange_by_self_persisted(..)?.count_total()`, or [`CountPersisted::count`] on the byte arrangement |
-//! | `iterate` (read-only use inside the loop) | `arranged.enter(scope)` inside the loop, joined with `inner.arrange_by_key_encoded()` (`tests/dd_ports_typed.rs`, `tests/dd_ports_arrange.rs`) |
+//! | `iterate` (read-only use inside the loop) | `arranged.enter(scope)` inside the loop, joined with `inner.arrange_by_key_encoded()` (`tests/dd_ports.rs`, `tests/dd_ports_arrange.rs`) |
 //! | `trace.import(scope)` | the same call: `arranged.trace.import(scope)` gives a typed arrangement whose times complete only over checked blocks ([`import`]); on the byte-level trace, [`ImportChecked::import_checked`] |
 //! | `persist` a collection / de-upsert | [`Persist::persist`], [`UpsertPersisted::upsert_persisted`], at any [`PersistTime`] |
 //!

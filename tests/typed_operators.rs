@@ -1,0 +1,267 @@
+//! Typed persisted operators beyond DD's ports: decode failures (an arrangement read with other types
+//! than it was written with) are reported in the handle and hold every typed operator's frontier;
+//! `persist` and `upsert_persisted` at `usize` times with a restart; README's snippet as written there.
+
+use ddpersist::operators::ArrangeTyped;
+use ddpersist::Store;
+use differential_dataflow::input::Input;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use timely::dataflow::operators::{Inspect, Probe};
+use timely::dataflow::ProbeHandle;
+
+/// Reading an arrangement whose bytes do not decode as its types: every typed operator records the
+/// decode error in the handle's slot and holds its frontier (a probe never passes the time), never
+/// panicking and never reporting an incomplete answer as complete. (A stream written by a typed operator
+/// records its types, and other types are refused when the dataflow is built: `tests/stream_types.rs`.
+/// This one is written through the `Store` API, which records none, so only decoding can tell.)
+#[test]
+fn decode_failures_are_reported_and_hold_the_frontier() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let stream = ddpersist::operators::worker_stream_id("mismatch", 0, 1);
+        store
+            .create_stream(&stream, ddpersist::StreamOptions { durable: false })
+            .unwrap();
+        let update = ("a key".to_string(), "a longer string".to_string(), 0, 1);
+        store.write(&stream, &[update]).unwrap();
+        store.seal(&stream, 1).unwrap();
+    }
+    type Build = for<'s> fn(
+        ddpersist::operators::TypedPersisted<'s, usize, u32>,
+        VecCollectionOf<'s>,
+    ) -> VecCollectionOf<'s>;
+    type VecCollectionOf<'s> = differential_dataflow::VecCollection<'s, u64, (usize, u32), isize>;
+    let operators: [(&str, Build); 5] = [
+        ("as_collection", |a, _| a.as_collection(|k, v| (*k, *v))),
+        ("join", |a, o| a.join(o).map(|(k, (v, _))| (k, v))),
+        ("semijoin", |a, o| a.semijoin(o.map(|(k, _)| k))),
+        ("reduce", |a, _| a.reduce(|_, s, t| t.push((*s[0].0, 1isize)))),
+        ("count_total", |a, _| a.count_total().map(|(k, c)| (k, c as u32))),
+    ];
+    for (name, build) in operators {
+        let store = Store::open(dir.path()).unwrap();
+        timely::execute_directly(move |worker| {
+            let probe = ProbeHandle::new();
+            let (mut input, mut other, handle) = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, pairs) = scope.new_collection::<(usize, u32), isize>();
+                let (other, others) = scope.new_collection::<(usize, u32), isize>();
+                let arranged = pairs.arrange_by_key_persisted(&store, "mismatch").unwrap();
+                let handle = arranged.handle().unwrap().clone();
+                build(arranged, others).probe_with(&probe);
+                (input, other, handle)
+            });
+            other.insert((1, 7));
+            for input in [&mut input, &mut other] {
+                input.advance_to(3);
+                input.flush();
+            }
+            for _ in 0..200 {
+                worker.step();
+            }
+            let error = handle
+                .error()
+                .unwrap_or_else(|| panic!("{name}: the decode error is reported"));
+            assert!(error.contains("does not decode"), "{name}: {error}");
+            assert!(
+                probe.less_than(&1),
+                "{name}: the frontier is held at the failing time"
+            );
+            for dataflow in worker.installed_dataflows() {
+                worker.drop_dataflow(dataflow);
+            }
+        });
+    }
+}
+
+/// `persist` and `upsert_persisted` at `usize` times (DD's examples' inferred timestamp), with 1 and 2
+/// workers and a restart: the second run replays what the first persisted, then continues; its output
+/// accumulates to the same collection as an uninterrupted in-memory computation.
+#[test]
+fn persist_and_upsert_at_usize_times_with_a_restart() {
+    use ddpersist::operators::{Persist, UpsertPersisted};
+    use ddpersist::PersistManager;
+    use timely::dataflow::operators::Input as _;
+
+    /// Upserts of round `t`: key `k{i}` set to `t * 10 + i`, every third deleted.
+    fn upserts(t: usize) -> Vec<(String, Option<u32>, usize)> {
+        (0..4)
+            .map(|i| {
+                let val = (!(t + i).is_multiple_of(3)).then_some((t * 10 + i) as u32);
+                (format!("k{}", (t + i) % 5), val, t)
+            })
+            .collect()
+    }
+    type Seen = Arc<Mutex<Vec<(String, i64)>>>;
+    fn run(dir: &Path, workers: usize, rounds: usize) -> (BTreeMap<String, i64>, BTreeMap<String, i64>, u64) {
+        let manager = PersistManager::new(Store::open(dir).unwrap());
+        let (persisted, upserted): (Seen, Seen) = Default::default();
+        let resume = Arc::new(Mutex::new(0u64));
+        let (p, u, r) = (persisted.clone(), upserted.clone(), resume.clone());
+        timely::execute(timely::Config::process(workers), move |worker| {
+            let token = manager.token("pairs", worker.index()).unwrap();
+            let probe = ProbeHandle::new();
+            let store = manager.store().clone();
+            let (mut pairs, mut ups, from) = worker.dataflow::<usize, _, _>(|scope| {
+                let (pairs_input, pairs) = scope.new_collection::<(usize, String), i64>();
+                let (persisted, handle) = pairs.persist(token).unwrap();
+                let p = p.clone();
+                persisted
+                    .inner
+                    .inspect(move |(d, _, r)| p.lock().unwrap().push((format!("{d:?}"), *r)))
+                    .probe_with(&probe);
+                let (ups_input, ups) = scope.new_input::<Vec<(String, Option<u32>, usize)>>();
+                let (upserted, upsert_handle) = ups.upsert_persisted(&store, "upserts").unwrap();
+                let u = u.clone();
+                upserted
+                    .inner
+                    .inspect(move |(d, _, r)| u.lock().unwrap().push((format!("{d:?}"), *r)))
+                    .probe_with(&probe);
+                (
+                    pairs_input,
+                    ups_input,
+                    handle.resume_at().min(upsert_handle.resume_at()),
+                )
+            });
+            *r.lock().unwrap() = from;
+            let from = from as usize;
+            pairs.advance_to(from);
+            ups.advance_to(from);
+            for t in from..rounds {
+                pairs.advance_to(t);
+                ups.advance_to(t);
+                if worker.index() == 0 {
+                    pairs.update((t % 3, format!("v{t}")), 1);
+                    for upsert in upserts(t) {
+                        ups.send(upsert);
+                    }
+                }
+            }
+            pairs.advance_to(rounds);
+            pairs.flush();
+            ups.advance_to(rounds);
+            worker.step_while(|| probe.less_than(&rounds));
+            for dataflow in worker.installed_dataflows() {
+                worker.drop_dataflow(dataflow);
+            }
+        })
+        .unwrap();
+        let consolidate = |seen: &Seen| {
+            let mut acc = BTreeMap::new();
+            for (d, r) in seen.lock().unwrap().iter() {
+                *acc.entry(d.clone()).or_insert(0) += r;
+            }
+            acc.retain(|_, r| *r != 0);
+            acc
+        };
+        let resume = *resume.lock().unwrap();
+        (consolidate(&persisted), consolidate(&upserted), resume)
+    }
+    /// What an uninterrupted run over rounds `0..rounds` accumulates to.
+    fn expected(rounds: usize) -> (BTreeMap<String, i64>, BTreeMap<String, i64>) {
+        let pairs = (0..rounds)
+            .map(|t| (format!("{:?}", (t % 3, format!("v{t}"))), 1))
+            .collect();
+        let mut state = BTreeMap::new();
+        for t in 0..rounds {
+            for (k, v, _) in upserts(t) {
+                match v {
+                    Some(v) => state.insert(k, v),
+                    None => state.remove(&k),
+                };
+            }
+        }
+        let upserted = state
+            .into_iter()
+            .map(|(k, v)| (format!("{:?}", (k, v)), 1))
+            .collect();
+        (pairs, upserted)
+    }
+    for workers in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let (pairs, upserted, resume) = run(dir.path(), workers, 4);
+        assert_eq!(resume, 0);
+        assert_eq!((pairs, upserted), expected(4), "{workers} workers, first run");
+        let (pairs, upserted, resume) = run(dir.path(), workers, 9);
+        assert_eq!(resume, 4, "{workers} workers: the first run persisted its rounds");
+        assert_eq!(
+            (pairs, upserted),
+            expected(9),
+            "{workers} workers, after the restart"
+        );
+    }
+}
+
+/// README's snippet ("Keeping a collection's state across restarts"), as written there, inside a
+/// dataflow: a serde struct val with isize diffs, typed `as_collection`, `count_total` and `join`.
+#[test]
+fn readme_snippet() {
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+    struct Price {
+        cents: u64,
+        currency: String,
+    }
+    ddpersist::serde_codec!(Price); // your serde type, stored in key order
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    timely::execute_directly(move |worker| {
+        let probe = ProbeHandle::new();
+        let (mut input, mut orders_input) = worker
+            .dataflow::<u64, _, _>(|scope| -> ddpersist::Result<_> {
+                let (orders_input, orders) = scope.new_collection::<(String, u32), isize>();
+                // --- the snippet ---
+                let (input, prices) = scope.new_collection::<(String, Price), isize>(); // DD's usual isize diffs
+                let arranged = prices.arrange_by_key_persisted(&store, "prices")?; // was: prices.arrange_by_key()
+                let cheap = arranged
+                    .clone()
+                    .as_collection(|k, v| (k.clone(), v.cents))
+                    .filter(|x| x.1 < 100);
+                let counts = arranged.clone().count_total(); // (String, isize)
+                let joined = arranged.join(orders); // orders: VecCollection<(String, u32), isize>
+                                                    // --- end ---
+                let (s1, s2, s3) = (s.clone(), s.clone(), s.clone());
+                cheap
+                    .inspect(move |x| s1.lock().unwrap().push(format!("cheap {x:?}")))
+                    .probe_with(&probe);
+                counts
+                    .inspect(move |x| s2.lock().unwrap().push(format!("count {x:?}")))
+                    .probe_with(&probe);
+                joined
+                    .inspect(move |x| s3.lock().unwrap().push(format!("joined {x:?}")))
+                    .probe_with(&probe);
+                Ok((input, orders_input))
+            })
+            .unwrap();
+        let price = |cents| Price {
+            cents,
+            currency: "EUR".into(),
+        };
+        input.insert(("apple".into(), price(50)));
+        input.insert(("pear".into(), price(150)));
+        orders_input.insert(("pear".into(), 3));
+        input.advance_to(1);
+        orders_input.advance_to(1);
+        input.flush();
+        orders_input.flush();
+        worker.step_while(|| probe.less_than(&1));
+    });
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    let price = |cents| Price {
+        cents,
+        currency: "EUR".into(),
+    };
+    let mut want = vec![
+        format!("cheap ({:?}, 0, 1)", ("apple".to_string(), 50u64)),
+        format!("count ({:?}, 0, 1)", ("apple".to_string(), 1isize)),
+        format!("count ({:?}, 0, 1)", ("pear".to_string(), 1isize)),
+        format!("joined ({:?}, 0, 1)", ("pear".to_string(), (price(150), 3u32))),
+    ];
+    want.sort();
+    assert_eq!(seen, want);
+}
