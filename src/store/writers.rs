@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Weak;
 
-/// Every live [`WriterClaim`] of the process, across stores: its number, its store and its stream. A
-/// leaf lock (no other lock is taken under it). Read by [`Store::process_claimed_uppers`]: an upsert's
+/// Every live [`WriterClaim`] of the process, across stores: its number, its store and its stream. Only
+/// [`Store::process_claimed_uppers`] takes another lock under it (each claimed store's `state`). Read by it: an upsert's
 /// state may be compacted only up to the least upper of the persisted operators downstream of it, and
 /// those may write other stores of the process.
 static PROCESS_CLAIMS: Mutex<BTreeMap<u64, (Weak<Inner>, String)>> = Mutex::new(BTreeMap::new());
@@ -89,14 +89,22 @@ impl Store {
 
     /// The sealed upper of every stream with a live [`WriterClaim`] in any store of this process, in no
     /// order: the persisted operators running here, whichever store they write.
+    ///
+    /// Reads each store's `state` under the [`PROCESS_CLAIMS`] lock: a claim leaves the registry (under
+    /// that lock) before its own strong reference to the store drops, so the reference taken here is
+    /// never the store's last, and a store closed by its last handle meanwhile still releases its
+    /// directory lock on that thread, at once (not later, on this one: a reopen would find it `Locked`).
+    /// Lock order: `PROCESS_CLAIMS`, then a store's `state`; nothing takes `PROCESS_CLAIMS` under `state`.
     pub(crate) fn process_claimed_uppers() -> Vec<u64> {
-        let claims: Vec<(Weak<Inner>, String)> = PROCESS_CLAIMS.lock().values().cloned().collect();
+        let claims = PROCESS_CLAIMS.lock();
         claims
-            .into_iter()
+            .values()
             .filter_map(|(inner, id)| {
                 let inner = inner.upgrade()?;
-                let state = inner.state.lock();
-                state.streams.get(&id).map(|s| s.version.upper())
+                #[cfg(test)]
+                tests::hold_a_moment();
+                let upper = inner.state.lock().streams.get(id).map(|s| s.version.upper());
+                upper
             })
             .collect()
     }
@@ -109,5 +117,55 @@ impl Store {
     /// Notes that this open created stream `id`.
     pub(crate) fn note_created(&self, id: &str) {
         self.inner.writers.lock().created.insert(id.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    /// Microseconds [`Store::process_claimed_uppers`] holds each store it upgraded before reading it (a
+    /// test widens the window in which it holds a reference).
+    static HOLD_MICROS: AtomicU64 = AtomicU64::new(0);
+
+    pub(super) fn hold_a_moment() {
+        let micros = HOLD_MICROS.load(Ordering::Relaxed);
+        if micros > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(micros));
+        }
+    }
+
+    /// A store closed by its last handle releases its directory at once, even while another thread
+    /// reads the process's claimed uppers (as every arranging operator's seal does): a reopen right
+    /// after never finds it `Locked`. (When the reader held the last strong reference for a moment, the
+    /// store dropped later on the reader's thread.)
+    #[test]
+    fn a_closed_store_reopens_while_claimed_uppers_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.create_stream("s", Default::default()).unwrap();
+        }
+        HOLD_MICROS.store(500, Ordering::Relaxed);
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::black_box(Store::process_claimed_uppers());
+                }
+            })
+        };
+        for round in 0..100 {
+            let store = Store::open(dir.path())
+                .unwrap_or_else(|e| panic!("round {round}: the closed store was not released: {e}"));
+            let claim = store.claim_writer("s").unwrap();
+            drop(claim);
+            drop(store);
+        }
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap();
+        HOLD_MICROS.store(0, Ordering::Relaxed);
     }
 }
