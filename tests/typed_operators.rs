@@ -265,3 +265,88 @@ fn readme_snippet() {
     want.sort();
     assert_eq!(seen, want);
 }
+
+/// A C-like enum with explicit discriminants: derived `Ord` follows the discriminants (Low < Mid < High),
+/// serde's encoding the declaration order (High, Low, Mid).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+enum Priority {
+    High = 3,
+    Low = 1,
+    Mid = 2,
+}
+ddpersist::serde_codec!(Priority);
+
+/// A struct with a `Reverse` field (DD's idiom to put the largest score first); serde encodes
+/// `Reverse<T>` as `T`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+struct ByScoreDesc {
+    score: std::cmp::Reverse<u32>,
+    name: String,
+}
+ddpersist::serde_codec!(ByScoreDesc);
+
+/// Arranges `vals` under one key and takes each key's least val (DD's `s[0]` idiom); returns the output
+/// at complete times and the handle's error.
+fn least_val<V>(vals: Vec<V>) -> (Vec<(u32, V)>, Option<String>)
+where
+    V: ddpersist::Codec + differential_dataflow::ExchangeData + std::hash::Hash + Sync,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let o = out.clone();
+    let error = timely::execute_directly(move |worker| {
+        let probe = ProbeHandle::new();
+        let (mut input, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, c) = scope.new_collection::<(u32, V), isize>();
+            let arranged = c.arrange_by_key_persisted(&store, "least").unwrap();
+            let handle = arranged.handle().unwrap().clone();
+            arranged
+                .reduce(|_, s, t| t.push((s[0].0.clone(), 1isize)))
+                .inspect(move |((k, v), _, _)| o.lock().unwrap().push((*k, v.clone())))
+                .probe_with(&probe);
+            (input, handle)
+        });
+        for v in vals {
+            input.insert((1, v));
+        }
+        input.advance_to(1);
+        input.flush();
+        for _ in 0..1_000 {
+            worker.step();
+        }
+        assert!(probe.less_than(&1), "a refused input must not complete its time");
+        let error = handle.error();
+        for dataflow in worker.installed_dataflows() {
+            worker.drop_dataflow(dataflow);
+        }
+        error
+    });
+    let out = out.lock().unwrap().clone();
+    (out, error)
+}
+
+/// A `Codec` whose byte order differs from the type's `Ord` would make the persisted arrangement sort
+/// and group unlike DD's (`s[0]` the wrong val): the arranging operator refuses the input with an error
+/// naming the types and holds its frontier, so no answer is ever complete (found by an independent check:
+/// the persisted `reduce` answered `High` where DD answers `Low`).
+#[test]
+fn a_codec_that_orders_unlike_ord_is_refused() {
+    assert!(Priority::Low < Priority::High);
+    let (out, error) = least_val(vec![Priority::High, Priority::Low, Priority::Mid]);
+    assert!(out.is_empty(), "{out:?}");
+    let error = error.expect("the misordering codec is reported");
+    assert!(
+        error.contains("unlike their Ord") && error.contains("Priority"),
+        "{error}"
+    );
+
+    let e = |score, name: &str| ByScoreDesc {
+        score: std::cmp::Reverse(score),
+        name: name.into(),
+    };
+    let (out, error) = least_val(vec![e(10, "ten"), e(90, "ninety"), e(50, "fifty")]);
+    assert!(out.is_empty(), "{out:?}");
+    let error = error.expect("the misordering codec is reported");
+    assert!(error.contains("ByScoreDesc"), "{error}");
+}

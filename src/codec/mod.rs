@@ -52,7 +52,10 @@ mod tests;
             have it (integers, `usize`, `isize`, `char`, `f32`, `f64`, `bool`, `()`, `String`, `Vec`, \
             `Option`, `Box`, tuples, arrays)",
     note = "for your own type: `#[derive(serde::Serialize, serde::Deserialize)]` on it, then \
-            `ddpersist::serde_codec!(YourType);`"
+            `ddpersist::serde_codec!(YourType);`",
+    note = "for a std or third-party type without one (`Duration`, `BTreeSet`, `IpAddr`, ...): wrap it in a \
+            newtype of your own, derive serde on that and use `serde_codec!` (its serde form must order as \
+            its `Ord`: not `Reverse`, see `ddpersist::codec::ordered_serde`)"
 )]
 pub trait Codec: Sized {
     /// Appends the encoding of `self` to `buf`.

@@ -52,10 +52,19 @@
 //!
 //! The byte order agrees with the derived `Ord` because serde serializes fields in declaration order and
 //! enum variants by declaration index, as derived `Ord` compares them; sequences and strings compare
-//! lexicographically with a prefix first (the terminators sort lowest). It does not hold when `Ord` is
-//! written by hand to differ from that, or when `Ord` compares something serde skips (`#[serde(skip)]`):
-//! then unequal values share an encoding and the store would merge them. Floats order as
-//! [`f64::total_cmp`], which distinguishes `-0.0` from `0.0` and NaNs from each other.
+//! lexicographically with a prefix first (the terminators sort lowest). Floats order as
+//! [`f64::total_cmp`], which distinguishes `-0.0` from `0.0` and NaNs from each other. It does not hold:
+//! - for an enum with explicit discriminants in another order than its variants' (`enum P { High = 3,
+//!   Low = 1 }`): derived `Ord` follows the discriminants, serde the declaration index;
+//! - for a field of a type whose serde form orders unlike its `Ord`: `std::cmp::Reverse<T>` (serialized
+//!   as `T`), `PathBuf` (serialized as its string; `Ord` and `Eq` compare components, so `"a//b" ==
+//!   "a/b"`);
+//! - when `Ord` is written by hand to differ from the fields' order, or compares something serde skips
+//!   (`#[serde(skip)]`: unequal values share an encoding).
+//!
+//! The persisting operators check neighbouring input updates' encodings against their `Ord` and refuse
+//! such a type with [`Error::BadInput`] (`operators`), rather than serve an arrangement that sorts or
+//! groups unlike DD's; the store API (`Store::write`) does not check.
 //!
 //! # Limits
 //!

@@ -82,6 +82,11 @@ pub(crate) fn input_bound<T: PersistTime>(frontier: AntichainRef<T>) -> u64 {
     }
 }
 
+/// At most the first 32 bytes of `bytes`, for error messages.
+fn truncated(bytes: &[u8]) -> &[u8] {
+    &bytes[..bytes.len().min(32)]
+}
+
 /// What the operator shares with its [`PersistHandle`]s.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -301,12 +306,24 @@ impl Persister {
     }
 
     /// Encodes the updates of `data` not yet persisted into the staging buffer, and clears `data`.
-    pub(crate) fn stage<K: Codec, V: Codec, T: PersistTime, R: super::PersistDiff>(
-        &mut self,
-        data: &mut Vec<((K, V), T, R)>,
-    ) {
+    ///
+    /// Checks, for each update and the one staged before it from `data`, that the encodings of their
+    /// `(key, val)` compare as the values do under `Ord` (the [`Codec`] contract: a type whose encoding
+    /// orders or equates values unlike its `Ord` — an enum with explicit discriminants or a
+    /// `std::cmp::Reverse` field through `serde_codec!`, a hand-written `Ord` — would give other answers
+    /// than DD's in-memory arrangement, since the store sorts and groups by bytes). A disagreement stops
+    /// the persister with [`Error::BadInput`] naming the types (a check of neighbours in input order: it
+    /// finds a codec that misorders common values at once, not every one).
+    pub(crate) fn stage<K, V, T, R>(&mut self, data: &mut Vec<((K, V), T, R)>)
+    where
+        K: Codec + Ord,
+        V: Codec + Ord,
+        T: PersistTime,
+        R: super::PersistDiff,
+    {
         let mut replayed = 0;
-        for ((key, val), time, diff) in data.iter() {
+        let mut previous: Option<(&(K, V), usize)> = None;
+        for (kv, time, diff) in data.iter() {
             let diff = &diff.to_i64();
             let time = &time.to_u64();
             if self.stopped || *diff == 0 {
@@ -317,12 +334,32 @@ impl Persister {
                 continue;
             }
             let start = self.buf.len();
-            key.encode(&mut self.buf);
+            kv.0.encode(&mut self.buf);
             let mid = self.buf.len();
-            val.encode(&mut self.buf);
+            kv.1.encode(&mut self.buf);
             self.staged.push((start, mid, self.buf.len(), *time, *diff));
+            if let Some((prev, at)) = previous {
+                let (p_start, p_mid, p_end, ..) = self.staged[at];
+                let bytes = (&self.buf[start..mid], &self.buf[mid..]);
+                let prev_bytes = (&self.buf[p_start..p_mid], &self.buf[p_mid..p_end]);
+                if prev.cmp(kv) != prev_bytes.cmp(&bytes) {
+                    self.fail(Error::bad_input(format!(
+                        "the Codec of ({}, {}) orders two updates' (key, val) unlike their Ord (encodings \
+                         {:02x?} and {:02x?}): the store would sort or group them unlike DD's arrangement \
+                         (enum variants with explicit discriminants, `Reverse` fields and hand-written `Ord`s \
+                         do not order as serde encodes them; see `codec::ordered_serde`)",
+                        K::schema(),
+                        V::schema(),
+                        truncated(prev_bytes.0),
+                        truncated(bytes.0),
+                    )));
+                    continue;
+                }
+            }
+            previous = Some((kv, self.staged.len() - 1));
             if self.buf.len() + 24 * self.staged.len() >= FLUSH_BYTES {
                 self.write_staged();
+                previous = None;
             }
         }
         if replayed > 0 {
@@ -333,6 +370,11 @@ impl Persister {
 
     /// Writes the staged updates to the store in one call.
     pub(crate) fn write_staged(&mut self) {
+        if self.stopped {
+            // A stopped persister writes nothing more (module docs).
+            self.staged.clear();
+            self.buf.clear();
+        }
         if self.staged.is_empty() {
             return;
         }
