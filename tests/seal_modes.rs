@@ -111,8 +111,8 @@ fn waiting_rounds_seal_inline_and_look_again_every_17th_seal() {
         seals: SealMode::Adaptive,
     };
     let (seals, got) = run(&store, rounds);
-    // 41 seals (the rounds and the close): pipelined, 16 inline, pipelined, 16 inline, pipelined, 6 inline.
-    assert_eq!(seals, counts(38, 3));
+    // 41 seals (the rounds and the close): 16 inline, pipelined, 16 inline, pipelined, 7 inline.
+    assert_eq!(seals, counts(39, 2));
     assert_eq!(got, expected(rounds));
 }
 
@@ -127,9 +127,10 @@ fn rounds_that_run_ahead_stay_pipelined() {
         seals: SealMode::Adaptive,
     };
     let (seals, got) = run(&store, rounds);
-    // A pipelined seal is drained in a later step than it was requested in, after the next advance: it
-    // never finds the input idle, but the last (at the close, after the loop waits).
-    assert!(seals.inline <= 16, "{seals:?}");
+    // The first 16 seals run inline; then a pipelined seal is drained in a later step than it was
+    // requested in, after the next advance: it never finds the input idle, but the last (at the close,
+    // after the loop waits).
+    assert!(seals.inline <= 17, "{seals:?}");
     assert!(seals.pipelined >= 1, "{seals:?}");
     assert_eq!(got, expected(rounds));
 }
@@ -262,4 +263,54 @@ fn a_restarted_arrangement_imported_elsewhere_takes_new_seals() {
         *want.entry(0).or_insert(0) += 3;
         assert_eq!(got, want, "{mode:?}");
     }
+}
+
+/// Steps until a probe passes time 1 after one round of input, for DD's in-memory arrangement and a
+/// persisted one on a fresh store in `dir`.
+fn steps_to_first_output(dir: &std::path::Path, persisted: bool) -> usize {
+    let store = Store::open(dir).unwrap();
+    timely::execute_directly(move |worker| {
+        let probe = ProbeHandle::new();
+        let mut input = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, pairs) = scope.new_collection::<(u64, String), isize>();
+            if persisted {
+                let arranged = pairs.arrange_by_key_persisted(&store, "first").unwrap();
+                arranged
+                    .as_collection(|k, v| (*k, v.clone()))
+                    .inner
+                    .probe_with(&probe);
+            } else {
+                let arranged = pairs.arrange_by_key();
+                arranged
+                    .as_collection(|k, v| (*k, v.clone()))
+                    .inner
+                    .probe_with(&probe);
+            }
+            input
+        });
+        let from = *input.time();
+        input.insert((from, "a".to_string()));
+        input.advance_to(from + 1);
+        input.flush();
+        let mut steps = 0;
+        while probe.less_than(&(from + 1)) && steps < 1_000_000 {
+            worker.step();
+            steps += 1;
+        }
+        steps
+    })
+}
+
+/// A dataflow's first timestamp completes within a few worker steps, as with DD's in-memory
+/// arrangement (the first seals run inline), so DD code that steps a fixed number of times sees its
+/// output (found by an independent check: ~22,000 steps while the first seal was pipelined).
+#[test]
+fn the_first_timestamp_completes_in_a_few_steps_as_in_memory() {
+    let memory = steps_to_first_output(tempfile::tempdir().unwrap().path(), false);
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = steps_to_first_output(dir.path(), true);
+    assert!(
+        fresh <= memory + 2,
+        "persisted {fresh} steps against {memory} in memory"
+    );
 }

@@ -42,10 +42,10 @@ const INLINE_SEAL_MAX_BYTES: usize = 1 << 20;
 /// and dataflows on the worker otherwise.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SealMode {
-    /// Pipelined, except while the input is slower than seals: when a pipelined seal is done and no
-    /// frontier advance arrived while it ran (a dataflow that waits for each timestamp's output; also a
-    /// source paced slower than the disk), the next 16 seals run inline, then one is pipelined again to
-    /// look; a pipelined seal done after the input moved on ends inline seals, so an input that runs
+    /// Pipelined, except while the input is slower than seals: the first 16 seals run inline, and when a
+    /// pipelined seal is done and no frontier advance arrived while it ran (a dataflow that waits for
+    /// each timestamp's output; also a source paced slower than the disk), the next 16 seals run inline,
+    /// then one is pipelined again to look; a pipelined seal done after the input moved on ends inline seals, so an input that runs
     /// ahead of the disk is pipelined again within at most 16 seals. A seal runs inline only if the
     /// stream's memtable holds at most 1 MiB and no spilled run, and the store runs merges on threads of
     /// its own (`Options::compaction_threads` > 0): else a seal could write, or merge, much more on the
@@ -78,8 +78,14 @@ pub(crate) struct Placement {
 }
 
 impl Placement {
+    /// Starts with inline seals (`Adaptive`): a dataflow's first timestamps complete within a few worker
+    /// steps, as with DD's in-memory arrangement (DD code that steps a fixed number of times, as DD's own
+    /// tests do, sees their output); the first pipelined seal after them looks at the input.
     pub(crate) fn new(mode: SealMode) -> Self {
-        Placement { mode, inline_left: 0 }
+        Placement {
+            mode,
+            inline_left: INLINE_SEALS,
+        }
     }
 
     pub(crate) fn mode(&self) -> SealMode {
