@@ -350,3 +350,55 @@ fn a_codec_that_orders_unlike_ord_is_refused() {
     let error = error.expect("the misordering codec is reported");
     assert!(error.contains("ByScoreDesc"), "{error}");
 }
+
+/// Runs a `count_total` over `arrange_by_key_persisted` at `i32` times (what Rust infers for
+/// `advance_to(1)` with nothing else to go by, as in DD's tests), feeding `rounds` from the arrangement's
+/// resume point; returns the counts at the last time and the resume point.
+fn counts_at_i32_times(dir: &Path, rounds: std::ops::Range<i32>) -> (BTreeMap<u32, isize>, i32) {
+    use ddpersist::operators::PersistTime;
+    let store = Store::open(dir).unwrap();
+    let out = Arc::new(Mutex::new(BTreeMap::new()));
+    let o = out.clone();
+    let resume = timely::execute_directly(move |worker| {
+        let probe = ProbeHandle::new();
+        let (mut input, handle) = worker.dataflow(|scope| {
+            let (input, pairs) = scope.new_collection::<(u32, u32), isize>();
+            let arranged = pairs.arrange_by_key_persisted(&store, "signed").unwrap();
+            let handle = arranged.handle().unwrap().clone();
+            arranged
+                .count_total()
+                .inspect(move |((k, n), _, d)| *o.lock().unwrap().entry(*k).or_insert(0) += n * d)
+                .probe_with(&probe);
+            (input, handle)
+        });
+        let resume = i32::from_u64(handle.resume_at()).expect("an i32 time");
+        input.advance_to(resume.max(rounds.start));
+        for t in resume.max(rounds.start)..rounds.end {
+            input.insert((t as u32 % 3, t as u32));
+            input.advance_to(t + 1);
+            input.flush();
+            worker.step_while(|| probe.less_than(&(t + 1)));
+        }
+        resume
+    });
+    let mut counts = out.lock().unwrap().clone();
+    counts.retain(|_, n| *n != 0);
+    (counts, resume)
+}
+
+/// `i32` times persist and restart: the second run resumes at the first run's upper (as an `i32`) and
+/// counts every update of both.
+#[test]
+fn arrangements_at_i32_times_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, resume) = counts_at_i32_times(dir.path(), 1..6);
+    assert_eq!(
+        resume,
+        i32::MIN,
+        "a fresh arrangement resumes at timely's minimum"
+    );
+    assert_eq!(first, BTreeMap::from([(0, 1), (1, 2), (2, 2)]));
+    let (second, resume) = counts_at_i32_times(dir.path(), 1..9);
+    assert_eq!(resume, 6);
+    assert_eq!(second, BTreeMap::from([(0, 2), (1, 3), (2, 3)]));
+}

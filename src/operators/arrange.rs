@@ -1,6 +1,7 @@
 //! [`ArrangePersisted`]: arrange a collection into a store stream, and serve the stream's batch files as a
 //! differential dataflow arrangement (`Arranged<TraceAgent<PersistedTrace<T>>>`), at any top-level
-//! timestamp `T` that is a [`PersistTime`] (`u64`, `u32`, `usize`, `u16`, `u8`, and `Product<(), T>` of
+//! timestamp `T` that is a [`PersistTime`] (`u64`, `u32`, `usize`, `u16`, `u8`, the signed ones offset by
+//! their minimum, and `Product<(), T>` of
 //! those): input times are stored as
 //! `u64` ([`PersistTime::to_u64`]) and read back as `T`.
 //!

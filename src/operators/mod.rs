@@ -18,7 +18,7 @@
 //!
 //! **DD operators on a persisted arrangement.** [`ArrangeTyped::arrange_by_key_persisted`] takes
 //! `VecCollection<T, (K, V), R>` at any top-level timestamp `T` that is a [`PersistTime`] (`u64`, `u32`,
-//! `usize` — what DD's examples infer —, `u16`, `u8`, `Product<(), T>`) with any [`Codec`] key and val (std
+//! `usize` — what DD's examples infer —, `u16`, `u8`, the signed `i32` — what Rust infers for `advance_to(1)` alone, as in DD's tests —, `i64`, `isize`, `i16`, `i8` (stored offset by their minimum), `Product<(), T>`) with any [`Codec`] key and val (std
 //! types, or a serde type through `serde_codec!`) and `R` one of `isize` (what `new_collection()` gives),
 //! `i64`, `i32` ([`PersistDiff`]), and returns a [`TypedPersisted`]`<K, V, T, R>`. Its operators take DD's
 //! closures unchanged (`&K`, `&V`, `&[(&V, R)]`) and emit diffs of type `R` (`isize` in, `isize` out). The

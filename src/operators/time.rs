@@ -3,8 +3,11 @@
 //!
 //! The store keeps times as `u64`. A timestamp type `T` qualifies when it is totally ordered and embeds
 //! into `u64` losslessly and in order, onto a prefix `0 ..= T::MAX` of the `u64`s: `u8`, `u16`, `u32`,
-//! `u64` and `usize` (8 bytes in the store on every platform, like its [`Codec`](crate::Codec)), and
-//! `Product<(), T>` of those (the timestamp of DD's `examples/arrange.rs`), stored as its inner coordinate.
+//! `u64` and `usize` (8 bytes in the store on every platform, like its [`Codec`](crate::Codec)); the
+//! signed `i8`, `i16`, `i32`, `i64` and `isize`, offset by their minimum (timely's `minimum()` is `MIN`;
+//! `i32` is what Rust infers for `advance_to(1)` with nothing else to go by, as in DD's tests), so the
+//! store time of `t` is `t - MIN`; and `Product<(), T>` of those (the timestamp of DD's
+//! `examples/arrange.rs`), stored as its inner coordinate.
 //!
 //! Frontiers convert at the boundary with the store ([`crate::trace::antichain`],
 //! [`crate::trace::frontier_value`]): a store frontier value `v` is the `T` frontier `[v]` when `v` fits
@@ -19,11 +22,12 @@ use timely::progress::timestamp::Refines;
 use timely::progress::Timestamp;
 
 /// A totally ordered timely timestamp that maps losslessly, in order, into the store's `u64` times
-/// (see the module docs): `u8`, `u16`, `u32`, `u64`, `usize`, and `Product<(), T>` of those. A top-level timestamp (`Refines<()>`), so
+/// (see the module docs): `u8`, `u16`, `u32`, `u64`, `usize`, the signed `i8` to `i64` and `isize`
+/// (offset by their minimum), and `Product<(), T>` of those. A top-level timestamp (`Refines<()>`), so
 /// generic code can build a dataflow with it (`worker.dataflow::<T, _, _>`).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a timestamp a persisted arrangement can have",
-    note = "persisted arrangements take the top-level timestamps `u64`, `u32`, `usize`, `u16`, `u8` and `Product<(), T>` of those"
+    note = "persisted arrangements take the top-level timestamps `u64`, `u32`, `usize`, `u16`, `u8`, `i64`, `i32`, `isize`, `i16`, `i8` and `Product<(), T>` of those"
 )]
 pub trait PersistTime: Timestamp + Refines<()> + Lattice + TotalOrder + ExchangeData + Copy {
     /// The time as the store holds it. Order-preserving: `a <= b` exactly when `a.to_u64() <= b.to_u64()`.
@@ -62,6 +66,41 @@ macro_rules! narrow_time {
 }
 
 narrow_time!(u8, u16, u32);
+
+/// Times of the signed types (`i32` is what Rust infers for `input.advance_to(1)` with nothing else to go
+/// by, as in DD's tests): stored offset by the type's minimum (timely's `minimum()` for a signed time is
+/// `MIN`), so `MIN` is store time 0 and the order is kept: `to_u64(t) = t - MIN`. `i64::MAX` maps to
+/// `u64::MAX`, a time the store refuses (as `u64::MAX` itself).
+macro_rules! signed_time {
+    ($($t:ty => $u:ty),*) => {$(
+        impl PersistTime for $t {
+            #[inline(always)]
+            fn to_u64(self) -> u64 {
+                // Flipping the sign bit maps MIN..=MAX onto 0..=<$u>::MAX in order.
+                u64::from((self as $u) ^ (1 << (<$u>::BITS - 1)))
+            }
+            #[inline(always)]
+            fn from_u64(time: u64) -> Option<Self> {
+                let unsigned = <$u>::try_from(time).ok()?;
+                Some((unsigned ^ (1 << (<$u>::BITS - 1))) as $t)
+            }
+        }
+    )*};
+}
+
+signed_time!(i8 => u8, i16 => u16, i32 => u32, i64 => u64);
+
+/// `isize` is stored as `i64` (offset by `i64::MIN`, as the other signed times by their minimum).
+impl PersistTime for isize {
+    #[inline(always)]
+    fn to_u64(self) -> u64 {
+        i64::try_from(self).unwrap_or(i64::MAX).to_u64()
+    }
+    #[inline(always)]
+    fn from_u64(time: u64) -> Option<Self> {
+        i64::from_u64(time).and_then(|t| isize::try_from(t).ok())
+    }
+}
 
 /// `usize` is stored as `u64` (8 bytes). On a target whose `usize` were wider than 64 bits, times beyond
 /// `u64` would saturate to `u64::MAX`, a time the store refuses; no such target runs timely today.
@@ -122,5 +161,25 @@ mod tests {
             );
         }
         assert!(3u32.to_u64() < 4u32.to_u64());
+    }
+
+    #[test]
+    fn signed_times_round_trip_in_order_from_their_minimum() {
+        let i32s = [i32::MIN, i32::MIN + 1, -1, 0, 1, 7, i32::MAX];
+        assert_eq!(i32::MIN.to_u64(), 0, "timely's minimum is store time 0");
+        assert_eq!(i32::MAX.to_u64(), u64::from(u32::MAX));
+        for w in i32s.windows(2) {
+            assert!(w[0].to_u64() < w[1].to_u64(), "{w:?}");
+        }
+        for t in i32s {
+            assert_eq!(i32::from_u64(t.to_u64()), Some(t));
+            assert_eq!(i64::from_u64(i64::from(t).to_u64()), Some(i64::from(t)));
+            assert_eq!(isize::from_u64((t as isize).to_u64()), Some(t as isize));
+        }
+        assert_eq!(i32::from_u64(u64::from(u32::MAX) + 1), None, "beyond i32::MAX");
+        assert_eq!(i64::MIN.to_u64(), 0);
+        assert_eq!(i64::MAX.to_u64(), u64::MAX);
+        assert_eq!(i8::from_u64(0), Some(i8::MIN));
+        assert_eq!(i16::from_u64(u64::from(u16::MAX)), Some(i16::MAX));
     }
 }
