@@ -402,3 +402,62 @@ fn arrangements_at_i32_times_restart() {
     assert_eq!(resume, 6);
     assert_eq!(second, BTreeMap::from([(0, 2), (1, 3), (2, 3)]));
 }
+
+/// DD's `import_named` and `import_core` on a typed persisted trace keep its types (closures over `&K`,
+/// `&V`), and `import_core`'s button shuts the import down (its frontier closes) while the arrangement
+/// runs on.
+#[test]
+fn typed_imports_named_and_core_keep_the_types_and_shut_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    timely::execute_directly(move |worker| {
+        let probe = ProbeHandle::new();
+        let (mut input, mut trace) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, pairs) = scope.new_collection::<(u64, String), isize>();
+            let arranged = pairs.arrange_by_key_persisted(&store, "imported").unwrap();
+            arranged.stream.clone().probe_with(&probe);
+            (input, arranged.trace)
+        });
+        input.insert((1, "one".to_string()));
+        input.advance_to(1);
+        input.flush();
+        worker.step_while(|| probe.less_than(&1));
+        let (named, core) = (ProbeHandle::new(), ProbeHandle::new());
+        let (s1, s2) = (s.clone(), s.clone());
+        worker.dataflow::<u64, _, _>(|scope| {
+            trace
+                .import_named(scope, "Named")
+                .as_collection(|k: &u64, v: &String| (*k, v.clone()))
+                .inspect(move |(d, _, r)| s1.lock().unwrap().push(("named", d.clone(), *r)))
+                .probe_with(&named);
+        });
+        let mut button = worker.dataflow::<u64, _, _>(|scope| {
+            let (arranged, button) = trace.import_core(scope, "Core");
+            arranged
+                .as_collection(|k: &u64, v: &String| (*k, v.clone()))
+                .inspect(move |(d, _, r)| s2.lock().unwrap().push(("core", d.clone(), *r)))
+                .probe_with(&core);
+            button
+        });
+        worker.step_while(|| named.less_than(&1) || core.less_than(&1));
+        button.press();
+        for _ in 0..100 {
+            worker.step();
+        }
+        assert!(core.done(), "a shut down import's frontier closes");
+        assert!(!named.done(), "the other import follows the running arrangement");
+        drop(input);
+        worker.step_while(|| !named.done());
+    });
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("core", (1, "one".to_string()), 1),
+            ("named", (1, "one".to_string()), 1)
+        ]
+    );
+}

@@ -36,7 +36,7 @@ use crate::trace::{
 use differential_dataflow::difference::Semigroup;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
-use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
+use differential_dataflow::operators::arrange::{Arranged, ShutdownButton, TraceAgent};
 use differential_dataflow::trace::wrappers::enter::TraceEnter;
 use differential_dataflow::trace::{BatchCursor, Cursor, Navigable, SpanOf, Trace, TraceReader};
 use differential_dataflow::{AsCollection, Data, ExchangeData, VecCollection};
@@ -135,11 +135,35 @@ impl<Tr: Trace<Batch: CheckedBatch> + 'static, K, V, R> TypedTrace<TraceAgent<Tr
         &mut self,
         scope: Scope<'scope, Tr::Time>,
     ) -> TypedArranged<'scope, TraceAgent<Tr>, K, V, R> {
-        let arranged = self.inner.import(scope);
-        TypedArranged {
+        self.import_named(scope, "ArrangedSource")
+    }
+
+    /// DD's `TraceAgent::import_named`: [`import`](Self::import) with the import operator named `name`.
+    pub fn import_named<'scope>(
+        &mut self,
+        scope: Scope<'scope, Tr::Time>,
+        name: &str,
+    ) -> TypedArranged<'scope, TraceAgent<Tr>, K, V, R> {
+        self.import_core(scope, name).0
+    }
+
+    /// DD's `TraceAgent::import_core`: [`import_named`](Self::import_named), and the button that shuts the
+    /// import down (its frontier then closes, as DD's, once the blocks it received are checked; a damaged
+    /// one holds it, as fail-stop does).
+    pub fn import_core<'scope>(
+        &mut self,
+        scope: Scope<'scope, Tr::Time>,
+        name: &str,
+    ) -> (
+        TypedArranged<'scope, TraceAgent<Tr>, K, V, R>,
+        ShutdownButton<timely::dataflow::operators::CapabilitySet<Tr::Time>>,
+    ) {
+        let (arranged, button) = self.inner.import_core(scope, name);
+        let typed = TypedArranged {
             stream: hold_until_checked(arranged.stream),
             trace: self.with(arranged.trace),
-        }
+        };
+        (typed, button)
     }
 }
 
