@@ -156,7 +156,7 @@ impl<Tr: Trace<Batch: CheckedBatch> + 'static, K, V, R> TypedTrace<TraceAgent<Tr
         name: &str,
     ) -> (
         TypedArranged<'scope, TraceAgent<Tr>, K, V, R>,
-        ShutdownButton<timely::dataflow::operators::CapabilitySet<Tr::Time>>,
+        ImportButton<Tr::Time>,
     ) {
         let (arranged, button) = self.inner.import_core(scope, name);
         let typed = TypedArranged {
@@ -166,6 +166,9 @@ impl<Tr: Trace<Batch: CheckedBatch> + 'static, K, V, R> TypedTrace<TraceAgent<Tr
         (typed, button)
     }
 }
+
+/// The button that shuts down an import ([`TypedTrace::import_core`]): DD's.
+pub type ImportButton<T> = ShutdownButton<timely::dataflow::operators::CapabilitySet<T>>;
 
 /// What a typed operator asks of a trace: DD's [`TraceReader`] at times `T` (cloneable, `'static`)
 /// whose batch cursors read keys and vals as byte slices (keys in a [`BytesContainer`]) with `i64`
