@@ -154,10 +154,7 @@ impl<Tr: Trace<Batch: CheckedBatch> + 'static, K, V, R> TypedTrace<TraceAgent<Tr
         &mut self,
         scope: Scope<'scope, Tr::Time>,
         name: &str,
-    ) -> (
-        TypedArranged<'scope, TraceAgent<Tr>, K, V, R>,
-        ImportButton<Tr::Time>,
-    ) {
+    ) -> TypedImport<'scope, Tr, K, V, R> {
         let (arranged, button) = self.inner.import_core(scope, name);
         let typed = TypedArranged {
             stream: hold_until_checked(arranged.stream),
@@ -169,6 +166,12 @@ impl<Tr: Trace<Batch: CheckedBatch> + 'static, K, V, R> TypedTrace<TraceAgent<Tr
 
 /// The button that shuts down an import ([`TypedTrace::import_core`]): DD's.
 pub type ImportButton<T> = ShutdownButton<timely::dataflow::operators::CapabilitySet<T>>;
+
+/// What [`TypedTrace::import_core`] returns: the typed import and its [`ImportButton`].
+pub type TypedImport<'scope, Tr, K, V, R> = (
+    TypedArranged<'scope, TraceAgent<Tr>, K, V, R>,
+    ImportButton<<Tr as TraceReader>::Time>,
+);
 
 /// What a typed operator asks of a trace: DD's [`TraceReader`] at times `T` (cloneable, `'static`)
 /// whose batch cursors read keys and vals as byte slices (keys in a [`BytesContainer`]) with `i64`
