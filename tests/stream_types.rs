@@ -304,3 +304,99 @@ fn an_empty_id_that_names_existing_streams_still_opens() {
     });
     assert!(built.is_none(), "{built:?}");
 }
+
+/// Builds `arrange_by_key_persisted` at times `T` over `(u64, u64)` pairs on `dir`'s store and seals one
+/// update at its resume point; returns the build's error, if any.
+fn arrange_at<T: ddpersist::operators::PersistTime>(dir: &Path, key: u64) -> Option<Error> {
+    let store = Store::open(dir).unwrap();
+    timely::execute_directly(move |worker| {
+        let built = worker.dataflow::<T, _, _>(|scope| {
+            let (input, pairs) = scope.new_collection::<(u64, u64), isize>();
+            pairs
+                .arrange_by_key_persisted(&store, "t")
+                .map(|a| (input, a.handle().unwrap().clone()))
+        });
+        let (mut input, handle) = match built {
+            Ok(b) => b,
+            Err(e) => return Some(e),
+        };
+        let start = handle.resume_at();
+        input.advance_to(T::from_u64(start).unwrap());
+        input.insert((key, key));
+        input.advance_to(T::from_u64(start + 1).unwrap());
+        input.flush();
+        while handle.sealed_upper() < start + 1 && handle.error().is_none() {
+            worker.step();
+        }
+        assert!(handle.error().is_none(), "{:?}", handle.error());
+        None
+    })
+}
+
+/// A stream records how its operator's times map onto the store's (signed times are offset by their
+/// minimum, unsigned ones are not), and a restart at a timestamp type of another mapping is refused at
+/// build: a stream written at `u64` times and reopened at `i32` times would have its store time 1 read as
+/// `i32::MIN + 1`, every update at another time and its resume point far in the past (found by a review
+/// of the signed times). Types of one mapping (`u64` and `u32`; `i64` and `isize`) reopen each other's
+/// streams; the store's own typed API reads either (it works in store times).
+#[test]
+fn a_restart_at_a_timestamp_type_of_another_mapping_is_refused() {
+    use ddpersist::trace::PersistedTrace;
+    let stream = ddpersist::operators::worker_stream_id("t", 0, 1);
+
+    let unsigned = tempfile::tempdir().unwrap();
+    assert!(arrange_at::<u64>(unsigned.path(), 1).is_none());
+    assert_types_refused(
+        arrange_at::<i32>(unsigned.path(), 2),
+        "stored as t,",
+        "not as t - i32::MIN",
+    );
+    assert_types_refused(
+        arrange_at::<i64>(unsigned.path(), 2),
+        "stored as t,",
+        "not as t - i64::MIN",
+    );
+    assert!(arrange_at::<u32>(unsigned.path(), 3).is_none(), "u32 maps as u64");
+    {
+        let store = Store::open(unsigned.path()).unwrap();
+        assert_eq!(
+            store.manifest().stream(&stream).unwrap().types,
+            "key u64, val u64"
+        );
+        assert!(matches!(
+            PersistedTrace::<i32>::open(&store, &stream),
+            Err(Error::BadInput { .. })
+        ));
+        assert!(PersistedTrace::<u32>::open(&store, &stream).is_ok());
+    }
+
+    let signed = tempfile::tempdir().unwrap();
+    assert!(arrange_at::<i64>(signed.path(), 1).is_none());
+    assert!(
+        arrange_at::<isize>(signed.path(), 2).is_none(),
+        "isize maps as i64"
+    );
+    assert_types_refused(
+        arrange_at::<u64>(signed.path(), 3),
+        "stored as t - i64::MIN",
+        "not as t:",
+    );
+    assert_types_refused(
+        arrange_at::<i32>(signed.path(), 3),
+        "t - i64::MIN",
+        "not as t - i32::MIN",
+    );
+    let store = Store::open(signed.path()).unwrap();
+    assert_eq!(
+        store.manifest().stream(&stream).unwrap().types,
+        "key u64, val u64; time stored as t - i64::MIN"
+    );
+    assert!(matches!(
+        PersistedTrace::<u64>::open(&store, &stream),
+        Err(Error::BadInput { .. })
+    ));
+    // The store's API reads store times: the dataflow started at i64::MIN, store time 0.
+    let got = store.snapshot(&stream).unwrap().decode::<u64, u64>().unwrap();
+    let times: Vec<u64> = got.iter().map(|u| u.2).collect();
+    assert_eq!(times, [0, 1], "{got:?}");
+}

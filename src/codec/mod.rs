@@ -116,6 +116,40 @@ pub(crate) fn types_of<K: Codec, V: Codec>() -> String {
     format!("key {}, val {}", K::schema(), V::schema())
 }
 
+/// The part of a stream's recorded `types` that says how its times are stored (`""`: as themselves).
+pub(crate) fn time_part(types: &str) -> &str {
+    types.split_once(TIME_PART).map_or("", |(_, time)| time)
+}
+
+/// The part of a stream's recorded `types` that names its keys and vals.
+pub(crate) fn key_val_part(types: &str) -> &str {
+    types.split_once(TIME_PART).map_or(types, |(key_val, _)| key_val)
+}
+
+/// What separates a stream's key and val types from how its times are stored (no type name holds it).
+const TIME_PART: &str = "; time stored as ";
+
+/// `key_val` then, unless `stored_as` is empty, how the stream's times are stored.
+pub(crate) fn with_time_part(key_val: String, stored_as: &str) -> String {
+    if stored_as.is_empty() {
+        key_val
+    } else {
+        format!("{key_val}{TIME_PART}{stored_as}")
+    }
+}
+
+/// [`Error::BadInput`] for stream `id`, whose times are stored as `recorded` (a [`time_part`]) and are to
+/// be read as stored as `wanted`.
+pub(crate) fn time_mismatch(id: &str, recorded: &str, wanted: &str) -> Error {
+    let name = |m: &str| if m.is_empty() { "t" } else { m }.to_string();
+    Error::bad_input(format!(
+        "stream {id:?} holds times stored as {}, not as {}: its updates would be read at other times; use \
+         the timestamp type it was written with",
+        name(recorded),
+        name(wanted)
+    ))
+}
+
 /// Writes `items` as a sequence: each behind `0x01`, then `0x00`.
 fn encode_tagged<T: Codec>(items: &[T], buf: &mut Vec<u8>) {
     for v in items {

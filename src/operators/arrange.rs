@@ -25,7 +25,7 @@
 use super::persister::{input_bound, PersistHandle, Persister};
 use super::resume::open_worker_stream;
 use super::sealer::SealMode;
-use super::{key_hash, types_of, unsealed_times, update_hash, PersistDiff, PersistTime};
+use super::{key_hash, types_at, unsealed_times, update_hash, PersistDiff, PersistTime};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::store::{Store, StreamOptions};
@@ -128,7 +128,7 @@ where
         let stream_options = StreamOptions {
             durable: options.durable,
         };
-        let opened = open_worker_stream(store, id, (index, peers), stream_options, &types_of::<K, V>())?;
+        let opened = open_worker_stream(store, id, (index, peers), stream_options, &types_at::<K, V, T>())?;
         let mut trace = PersistedTrace::<T>::open(store, &opened.stream)?;
         debug_assert_eq!(
             trace.upper(),

@@ -169,7 +169,7 @@ pub(crate) fn update_hash<K: Codec, V, T, R>() -> impl FnMut(&((K, V), T, R)) ->
     }
 }
 
-pub(crate) use crate::codec::types_of;
+pub(crate) use time::{refuse_other_time, types_at};
 
 /// The store stream worker `index` of `peers` uses for the arrangement `id`: `"{id}/w{index}of{peers}"`.
 pub fn worker_stream_id(id: &str, index: usize, peers: usize) -> String {

@@ -35,7 +35,7 @@
 
 use super::persister::{input_bound, PersistHandle, Persister};
 use super::resume::open_worker_stream;
-use super::{types_of, unsealed_times, update_hash, PersistTime};
+use super::{types_at, unsealed_times, update_hash, PersistTime};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::manager::Token;
@@ -90,7 +90,7 @@ where
             token.id(),
             (index, peers),
             StreamOptions { durable },
-            &types_of::<K, V>(),
+            &types_at::<K, V, T>(),
         )?;
         let stream = opened.stream.clone();
         let snapshot = store.snapshot(&stream)?;

@@ -3,7 +3,7 @@
 //!
 //! The store keeps times as `u64`. A timestamp type `T` qualifies when it is totally ordered and embeds
 //! into `u64` losslessly and in order, onto a prefix `0 ..= T::MAX` of the `u64`s: `u8`, `u16`, `u32`,
-//! `u64` and `usize` (8 bytes in the store on every platform, like its [`Codec`](crate::Codec)); the
+//! `u64` and `usize` (8 bytes in the store on every platform, like its [`Codec`]); the
 //! signed `i8`, `i16`, `i32`, `i64` and `isize`, offset by their minimum (timely's `minimum()` is `MIN`;
 //! `i32` is what Rust infers for `advance_to(1)` with nothing else to go by, as in DD's tests), so the
 //! store time of `t` is `t - MIN`; and `Product<(), T>` of those (the timestamp of DD's
@@ -21,6 +21,9 @@ use timely::order::{Product, TotalOrder};
 use timely::progress::timestamp::Refines;
 use timely::progress::Timestamp;
 
+use crate::codec::{time_mismatch, time_part, types_of, with_time_part, Codec};
+use crate::error::Result;
+
 /// A totally ordered timely timestamp that maps losslessly, in order, into the store's `u64` times
 /// (see the module docs): `u8`, `u16`, `u32`, `u64`, `usize`, the signed `i8` to `i64` and `isize`
 /// (offset by their minimum), and `Product<(), T>` of those. A top-level timestamp (`Refines<()>`), so
@@ -36,6 +39,16 @@ pub trait PersistTime: Timestamp + Refines<()> + Lattice + TotalOrder + Exchange
     /// The time the store's `time` stands for, or `None` if `time` is beyond this type's range.
     /// Inverse of [`to_u64`](Self::to_u64).
     fn from_u64(time: u64) -> Option<Self>;
+
+    /// How [`to_u64`](Self::to_u64) maps a time `t`, when it is not the identity: `"t - i32::MIN"` for
+    /// `i32`, `""` (the default) for the unsigned types. A persisted operator records it with its stream's
+    /// key and val types, so a restart at another mapping (a dataflow at `i32` times over a stream written
+    /// at `u64` times, whose stored times would stand for other times) fails to build with
+    /// [`Error::BadInput`](crate::Error::BadInput) instead of losing or doubling updates. Types of one
+    /// mapping (`u32` and `u64`; `i64` and `isize`) read each other's streams.
+    fn stored_as() -> &'static str {
+        ""
+    }
 }
 
 impl PersistTime for u64 {
@@ -84,6 +97,9 @@ macro_rules! signed_time {
                 let unsigned = <$u>::try_from(time).ok()?;
                 Some((unsigned ^ (1 << (<$u>::BITS - 1))) as $t)
             }
+            fn stored_as() -> &'static str {
+                concat!("t - ", stringify!($t), "::MIN")
+            }
         }
     )*};
 }
@@ -99,6 +115,9 @@ impl PersistTime for isize {
     #[inline(always)]
     fn from_u64(time: u64) -> Option<Self> {
         i64::from_u64(time).and_then(|t| isize::try_from(t).ok())
+    }
+    fn stored_as() -> &'static str {
+        i64::stored_as()
     }
 }
 
@@ -126,6 +145,27 @@ impl<T: PersistTime> PersistTime for Product<(), T> {
     fn from_u64(time: u64) -> Option<Self> {
         T::from_u64(time).map(|inner| Product::new((), inner))
     }
+    fn stored_as() -> &'static str {
+        T::stored_as()
+    }
+}
+
+/// What a persisted operator at times `T` records as its stream's types ([`Store::check_types`]): the
+/// key's and val's ([`types_of`]), then, for times not stored as themselves, `"; time stored as "` and
+/// [`PersistTime::stored_as`]. Streams of unsigned times record what earlier releases did.
+///
+/// [`Store::check_types`]: crate::Store::check_types
+pub(crate) fn types_at<K: Codec, V: Codec, T: PersistTime>() -> String {
+    with_time_part(types_of::<K, V>(), T::stored_as())
+}
+
+/// [`Error::BadInput`](crate::Error::BadInput) unless stream `id`, whose recorded types are `recorded`, holds times stored as `T`
+/// stores them. A stream that records no types (written by the byte-level API) is not checked.
+pub(crate) fn refuse_other_time<T: PersistTime>(id: &str, recorded: &str) -> Result<()> {
+    if recorded.is_empty() || time_part(recorded) == T::stored_as() {
+        return Ok(());
+    }
+    Err(time_mismatch(id, time_part(recorded), T::stored_as()))
 }
 
 #[cfg(test)]
@@ -181,5 +221,32 @@ mod tests {
         assert_eq!(i64::MAX.to_u64(), u64::MAX);
         assert_eq!(i8::from_u64(0), Some(i8::MIN));
         assert_eq!(i16::from_u64(u64::from(u16::MAX)), Some(i16::MAX));
+    }
+
+    #[test]
+    fn a_stream_records_how_its_times_are_stored() {
+        use super::{refuse_other_time, types_at};
+        use crate::codec::{key_val_part, time_part};
+        use timely::order::Product;
+        let unsigned = types_at::<u64, String, u64>();
+        assert_eq!(unsigned, "key u64, val String", "as earlier releases recorded");
+        assert_eq!(types_at::<u64, String, u32>(), unsigned);
+        assert_eq!(types_at::<u64, String, Product<(), usize>>(), unsigned);
+        let signed = types_at::<u64, String, i32>();
+        assert_eq!(signed, "key u64, val String; time stored as t - i32::MIN");
+        assert_eq!(key_val_part(&signed), unsigned);
+        assert_eq!(time_part(&signed), "t - i32::MIN");
+        assert_eq!(time_part(&unsigned), "");
+        assert_eq!(types_at::<u64, String, isize>(), types_at::<u64, String, i64>());
+        assert_ne!(types_at::<u64, String, i64>(), signed);
+
+        assert!(refuse_other_time::<u64>("s", &unsigned).is_ok());
+        assert!(refuse_other_time::<i32>("s", &signed).is_ok());
+        assert!(refuse_other_time::<Product<(), i32>>("s", &signed).is_ok());
+        assert!(refuse_other_time::<i32>("s", "").is_ok(), "nothing recorded");
+        let e = refuse_other_time::<i32>("s", &unsigned).unwrap_err().to_string();
+        assert!(e.contains("stored as t, not as t - i32::MIN"), "{e}");
+        assert!(refuse_other_time::<u64>("s", &signed).is_err());
+        assert!(refuse_other_time::<i64>("s", &signed).is_err());
     }
 }

@@ -131,11 +131,14 @@ impl<T: PersistTime> PersistedTrace<T> {
     /// arranging operator hands its trace's allowed since to its seals; a trace opened here does not.)
     ///
     /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], [`Error::Corrupt`] (batches overlap),
-    /// [`Error::BadInput`] (a batch holds times beyond `T`'s range). A damaged block is not an error here:
+    /// [`Error::BadInput`] (a batch holds times beyond `T`'s range, or a persisted operator wrote the stream
+    /// at times stored otherwise than `T`'s: [`PersistTime::stored_as`]). A damaged block is not an error here:
     /// it stops the trace when met (fail-stop, module docs).
     ///
     /// With times other than `u64`, name the type: `PersistedTrace::<u32>::open(&store, id)`.
     pub fn open(store: &Store, id: &str) -> Result<Self> {
+        let recorded = store.with_stream(id, |s| s.version.meta().types.clone())?;
+        crate::operators::refuse_other_time::<T>(id, &recorded)?;
         let sealed = store.sealed(id)?;
         let mut trace = PersistedTrace::<T>::empty();
         for span in tile(&sealed.batches, sealed.upper, id)? {

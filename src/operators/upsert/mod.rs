@@ -38,7 +38,7 @@
 //! complete. Drop the dataflow after an error; a restart resumes where the state was sealed.
 
 use super::resume::{open_worker_stream, ResumeState};
-use super::types_of;
+use super::types_at;
 use super::{key_hash, PersistTime};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
@@ -104,7 +104,7 @@ where
             id,
             (index, peers),
             StreamOptions { durable: false },
-            &types_of::<K, V>(),
+            &types_at::<K, V, T>(),
         )?;
         let replay: Vec<((K, V), T, i64)> = store
             .snapshot(&opened.stream)?
