@@ -58,6 +58,7 @@ mod streams;
 mod write;
 mod writers;
 
+pub use open::LOCK_WAIT;
 pub use seal::SealOptions;
 pub(crate) use streams::refuse_other_types;
 pub use writers::WriterClaim;
