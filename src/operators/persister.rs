@@ -505,12 +505,15 @@ impl Persister {
         // What the readers allow, at most what persisted operators downstream allow (below their uppers:
         // `compaction_since`), so at or below the seal's upper, as a stream's since must be; a since not
         // above the last one is no edit.
+        // The cap reads the manifest and the process's claims: only when the readers allow more.
         let since = self
             .allowed
             .as_ref()
-            .and_then(|a| {
+            .map(|a| a.get())
+            .filter(|&allowed| allowed > self.requested_since)
+            .and_then(|allowed| {
                 let (id, peers) = super::resume::operator_of(&self.stream)?;
-                super::resume::compaction_since(&self.store, id, peers, seal_to).map(|cap| a.get().min(cap))
+                super::resume::compaction_since(&self.store, id, peers, seal_to).map(|cap| allowed.min(cap))
             })
             .filter(|&s| s > self.requested_since);
         self.requested_since = since.unwrap_or(self.requested_since);

@@ -84,26 +84,33 @@ impl ResumeState {
 }
 
 /// The greatest since a persisted operator's worker stream (of operator `id`, `peers` workers) may take
-/// with its seal at `upper`: just below the least sealed upper of the streams with a live writer in any
-/// store of the process ([`Store::process_claimed_uppers`]), and at most `upper`. After a restart every
-/// persisted operator re-emits its persisted history, and a persisted operator downstream drops only
-/// what lies below its own upper: merges advance times below the since *to* the since, so a since at or
-/// beyond a downstream upper would move history that operator holds to times it takes again (rows
-/// doubled, retractions lost). Operators of other dataflows in the process hold the since back too: safe,
-/// at worst less compaction. `None` (no compaction) when the store does not hold every worker's stream of
-/// the operator: in a cluster, operators downstream may live in another process's store, whose uppers
-/// this one cannot see. For de-upsert's state and the arranging operator's trace (DESIGN.md §5).
+/// with its seal at `upper`: just below the least sealed upper of every persisted operator's stream in
+/// `store`, written this run or not, and of the streams with a live writer in any store of the process
+/// ([`Store::process_claimed_uppers`]), and at most `upper`. After a restart every persisted operator
+/// re-emits its persisted history, and a persisted operator downstream drops only what lies below its own
+/// upper: merges advance times below the since *to* the since, so a since at or beyond a downstream upper
+/// would move history that operator holds to times it takes again (rows doubled, retractions lost). A
+/// downstream operator not built this run (a dataflow built in parts, one rebuilt later) holds the since
+/// back through its stream's recorded upper; which operators are downstream is not recorded, so every
+/// other persisted operator in the store holds it back too: safe, at worst less compaction, until that
+/// operator runs again (DESIGN.md §5.1). A downstream operator in another store is seen only while it
+/// runs. `None` (no compaction) when the store does not hold every worker's stream of the
+/// operator: in a cluster, operators downstream may live in another process's store, whose uppers this
+/// one cannot see. For de-upsert's state and the arranging operator's trace (DESIGN.md §5).
 pub(crate) fn compaction_since(store: &Store, id: &str, peers: usize, upper: u64) -> Option<u64> {
-    let held = store
-        .streams()
-        .iter()
-        .filter(|s| worker_of(s, id).is_some_and(|(_, n)| n == peers))
-        .count();
+    let mut held = 0;
+    let mut least = upper;
+    for meta in &store.manifest().streams {
+        if let Some((op, n)) = operator_of(&meta.id) {
+            held += usize::from(op == id && n == peers);
+            least = least.min(meta.upper);
+        }
+    }
     if held < peers {
         return None;
     }
-    let least = Store::process_claimed_uppers().into_iter().min().unwrap_or(upper);
-    Some(least.min(upper).saturating_sub(1))
+    let live = Store::process_claimed_uppers().into_iter().min().unwrap_or(upper);
+    Some(least.min(live).saturating_sub(1))
 }
 
 /// `(id, peers)` of a worker stream `"{id}/w{index}of{peers}"`.
