@@ -337,7 +337,7 @@ fn a_codec_that_orders_unlike_ord_is_refused() {
     assert!(out.is_empty(), "{out:?}");
     let error = error.expect("the misordering codec is reported");
     assert!(
-        error.contains("unlike their Ord") && error.contains("Priority"),
+        error.contains("unlike their Ord") && error.contains("Priority") && error.contains("key then val"),
         "{error}"
     );
 

@@ -62,9 +62,12 @@
 //! - when `Ord` is written by hand to differ from the fields' order, or compares something serde skips
 //!   (`#[serde(skip)]`: unequal values share an encoding).
 //!
-//! The persisting operators check neighbouring input updates' encodings against their `Ord` and refuse
-//! such a type with [`Error::BadInput`] (`operators`), rather than serve an arrangement that sorts or
-//! groups unlike DD's; the store API (`Store::write`) does not check.
+//! The arranging and persisting operators (`arrange_persisted`, `persist`) check neighbouring input
+//! updates' encodings against their `Ord` and refuse such a type with [`Error::BadInput`] (`operators`),
+//! rather than serve an arrangement that sorts or groups unlike DD's. `upsert_persisted`'s state is keyed
+//! by encodings and its output is a collection, so order does not matter there, equality does: it checks
+//! that every key decodes back to itself and refuses a key type whose encoding loses what `Eq` compares
+//! (`#[serde(skip)]`). The store API (`Store::write`) does not check.
 //!
 //! # Limits
 //!

@@ -345,13 +345,14 @@ impl Persister {
                 if prev.cmp(kv) != prev_bytes.cmp(&bytes) {
                     self.fail(Error::bad_input(format!(
                         "the Codec of ({}, {}) orders two updates' (key, val) unlike their Ord (encodings \
-                         {:02x?} and {:02x?}): the store would sort or group them unlike DD's arrangement \
+                         {:02x?} and {:02x?}, key then val): the store would sort or group them unlike DD's \
+                         arrangement \
                          (enum variants with explicit discriminants, `Reverse` fields and hand-written `Ord`s \
                          do not order as serde encodes them; see `codec::ordered_serde`)",
                         K::schema(),
                         V::schema(),
-                        truncated(prev_bytes.0),
-                        truncated(bytes.0),
+                        (truncated(prev_bytes.0), truncated(prev_bytes.1)),
+                        (truncated(bytes.0), truncated(bytes.1)),
                     )));
                     continue;
                 }

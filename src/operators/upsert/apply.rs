@@ -20,9 +20,14 @@ use std::collections::BTreeMap;
 /// updates `(key, val, diff)` it wrote at `time`, in key byte order. A record that leaves its key's value
 /// unchanged produces nothing.
 ///
+/// The state is keyed by the keys' encodings, so each key must decode back to itself: a [`Codec`] that
+/// gives unequal keys one encoding (a `#[serde(skip)]` field through `serde_codec!`) would merge their
+/// values, and retract one key's value under the other. Each record's key is checked (a decode and a
+/// comparison per record, beside a lookup's cost); the order of the encodings does not matter here.
+///
 /// Errors: those of [`Store::get_many_bytes`] and [`Store::write_bytes`] (nothing is written then);
 /// [`Error::DiffOverflow`] if a previous value's multiplicity is `i64::MIN`, which no retraction can undo
-/// in one `i64` diff.
+/// in one `i64` diff; [`Error::BadInput`] (nothing written) for a key that does not decode back to itself.
 pub fn apply_upserts<K, V>(
     store: &Store,
     id: &str,
@@ -30,13 +35,23 @@ pub fn apply_upserts<K, V>(
     records: Vec<(K, Option<V>)>,
 ) -> Result<Vec<(K, V, i64)>>
 where
-    K: Codec + Clone,
+    K: Codec + Clone + PartialEq,
     V: Codec,
 {
     // Keyed by encoding, so lookups and output follow the store's (byte) order.
     let mut latest: BTreeMap<Vec<u8>, (K, Option<V>)> = BTreeMap::new();
     for (k, v) in records {
-        latest.insert(k.to_bytes(), (k, v));
+        let bytes = k.to_bytes();
+        if K::decode(&bytes).ok().as_ref() != Some(&k) {
+            return Err(Error::bad_input(format!(
+                "stream {id:?}: the Codec of {} does not decode a key's encoding ({:02x?}) back to the key: \
+                 the upsert's state is keyed by encodings, so unequal keys would share a value (a field serde skips \
+                 does not round-trip; see `codec::ordered_serde`)",
+                K::schema(),
+                &bytes[..bytes.len().min(32)]
+            )));
+        }
+        latest.insert(bytes, (k, v));
     }
     let keys: Vec<&[u8]> = latest.keys().map(|k| &k[..]).collect();
     let previous = store.get_many_bytes(id, &keys, time)?;
@@ -114,6 +129,43 @@ mod tests {
         assert_eq!(
             acc.into_iter().collect::<Vec<_>>(),
             vec![(("a".into(), 4), 1), (("b".into(), 5), 1)]
+        );
+    }
+
+    /// A key type whose encoding drops a field `Eq` compares: two keys would share one state entry, and
+    /// one key's value would be retracted under the other. Refused before anything is looked up or written.
+    #[test]
+    fn a_key_that_does_not_decode_to_itself_is_refused() {
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        struct Tagged {
+            id: u32,
+            #[serde(skip)]
+            tag: u32,
+        }
+        crate::serde_codec!(Tagged);
+        let store = Store::in_memory().unwrap();
+        store
+            .create_stream("u", StreamOptions { durable: false })
+            .unwrap();
+        let plain = Tagged { id: 1, tag: 0 };
+        let out = apply_upserts(&store, "u", 0, vec![(plain.clone(), Some(1u32))]);
+        assert_eq!(out.unwrap(), vec![(plain, 1, 1)], "a default tag round-trips");
+        let tagged = Tagged { id: 1, tag: 7 };
+        match apply_upserts(&store, "u", 1, vec![(tagged, Some(2u32))]) {
+            Err(Error::BadInput { detail }) => {
+                assert!(detail.contains("Tagged") && detail.contains("\"u\""), "{detail}")
+            }
+            other => panic!("expected BadInput, got {other:?}"),
+        }
+        assert_eq!(
+            store
+                .snapshot("u")
+                .unwrap()
+                .decode::<Tagged, u32>()
+                .unwrap()
+                .len(),
+            1,
+            "nothing written"
         );
     }
 }
