@@ -166,7 +166,7 @@ fn assert_complete_outputs_right(out: &[((String, u64), u64, i64)], frontier: u6
 /// the damaged span's times.)
 #[test]
 fn an_import_made_before_the_check_stops_at_the_damaged_span() {
-    for typed in [false, true] {
+    for (typed, frontier_import) in [(false, false), (true, false), (true, true)] {
         let tmp = tempfile::tempdir().unwrap();
         first_run(tmp.path(), typed);
         let (bad_file, _) = damage(tmp.path());
@@ -185,10 +185,22 @@ fn an_import_made_before_the_check_stops_at_the_damaged_span() {
                     (input, arranged.trace, errors)
                 });
                 worker.dataflow::<u64, _, _>(|scope| {
+                    let inspect = move |(d, t, r): &((String, u64), u64, i64)| {
+                        o.lock().unwrap().push((d.clone(), *t, *r))
+                    };
+                    if frontier_import {
+                        // DD's import_frontier, typed: the same hold.
+                        let (imported_arrangement, _button) = trace.import_frontier(scope, "Frontier");
+                        imported_arrangement
+                            .as_collection(|k: &String, v: &u64| (k.clone(), *v))
+                            .inspect(inspect)
+                            .probe_with(&imported);
+                        return;
+                    }
                     trace
                         .import(scope)
                         .as_collection(|k: &String, v: &u64| (k.clone(), *v))
-                        .inspect(move |(d, t, r)| o.lock().unwrap().push((d.clone(), *t, *r)))
+                        .inspect(inspect)
                         .probe_with(&imported);
                 });
                 (input, errors)
@@ -228,10 +240,16 @@ fn an_import_made_before_the_check_stops_at_the_damaged_span() {
             Some(Error::Corrupt { file, .. }) => {
                 assert!(file.ends_with(&bad_file), "{file} is not {bad_file}")
             }
-            other => panic!("typed {typed}: expected the damaged block's error, got {other:?}"),
+            other => {
+                panic!("typed {typed} ({frontier_import}): expected the damaged block's error, got {other:?}")
+            }
         }
         assert_eq!(arranged_frontier, Some(BAD), "typed {typed}: the arrangement");
-        assert_eq!(frontier, Some(BAD), "typed {typed}: the import");
+        assert_eq!(
+            frontier,
+            Some(BAD),
+            "typed {typed} ({frontier_import}): the import"
+        );
         assert_complete_outputs_right(&out.lock().unwrap(), BAD);
     }
 }

@@ -461,3 +461,89 @@ fn typed_imports_named_and_core_keep_the_types_and_shut_down() {
         ]
     );
 }
+
+/// DD's `import_frontier_core` on a typed persisted trace: each time advanced by `since`, times at or
+/// beyond `until` left out, the import's frontier closed once every time is; the updates and times equal
+/// those of DD's own `import_frontier_core` of an in-memory `arrange_by_key` of the same input, and
+/// `import_frontier` (since = the trace's logical compaction, 0 here) equals DD's too.
+#[test]
+fn typed_import_frontier_matches_dds() {
+    use timely::progress::Antichain;
+    type Seen = Vec<((u64, u64), u64, isize)>;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (persisted, in_memory) = (
+        Arc::new(Mutex::new(Seen::new())),
+        Arc::new(Mutex::new(Seen::new())),
+    );
+    let (pf, mf) = (
+        Arc::new(Mutex::new(Seen::new())),
+        Arc::new(Mutex::new(Seen::new())),
+    );
+    let (p, m, p2, m2) = (persisted.clone(), in_memory.clone(), pf.clone(), mf.clone());
+    timely::execute_directly(move |worker| {
+        let probe = ProbeHandle::new();
+        let (mut input, mut typed, mut dd) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, pairs) = scope.new_collection::<(u64, u64), isize>();
+            let typed = pairs
+                .clone()
+                .arrange_by_key_persisted(&store, "frontier")
+                .unwrap();
+            typed.stream.clone().probe_with(&probe);
+            (input, typed.trace, pairs.arrange_by_key().trace)
+        });
+        for t in 0..6u64 {
+            input.advance_to(t);
+            input.insert((t % 2, t));
+            if t == 3 {
+                input.remove((1, 1));
+            }
+        }
+        input.advance_to(6);
+        input.flush();
+        worker.step_while(|| probe.less_than(&6));
+        let (since, until) = (Antichain::from_elem(2u64), Antichain::from_elem(4u64));
+        let (cut, whole) = (ProbeHandle::new(), ProbeHandle::new());
+        worker.dataflow::<u64, _, _>(|scope| {
+            let (a, _) = typed.import_frontier_core(scope, "P", since.clone(), until.clone());
+            a.as_collection(|k: &u64, v: &u64| (*k, *v))
+                .inspect(move |u| p.lock().unwrap().push(*u))
+                .probe_with(&cut);
+            let (a, _) = dd.import_frontier_core(scope, "M", since, until);
+            a.as_collection(|k: &u64, v: &u64| (*k, *v))
+                .inspect(move |u| m.lock().unwrap().push(*u));
+            let (a, _) = typed.import_frontier(scope, "PF");
+            a.as_collection(|k: &u64, v: &u64| (*k, *v))
+                .inspect(move |u| p2.lock().unwrap().push(*u))
+                .probe_with(&whole);
+            let (a, _) = dd.import_frontier(scope, "MF");
+            a.as_collection(|k: &u64, v: &u64| (*k, *v))
+                .inspect(move |u| m2.lock().unwrap().push(*u));
+        });
+        worker.step_while(|| !cut.done() || whole.less_than(&6));
+        drop(input);
+        worker.step_while(|| !whole.done());
+    });
+    let consolidated = |seen: &Arc<Mutex<Seen>>| {
+        let mut acc = BTreeMap::new();
+        for (d, t, r) in seen.lock().unwrap().iter() {
+            *acc.entry((*t, *d)).or_insert(0) += r;
+        }
+        acc.retain(|_, r| *r != 0);
+        acc
+    };
+    let cut = consolidated(&persisted);
+    assert_eq!(cut, consolidated(&in_memory));
+    let times: Vec<u64> = cut.keys().map(|(t, _)| *t).collect();
+    assert_eq!(
+        times,
+        [2, 2, 2, 3, 3],
+        "0..=2 advanced to 2, 4 and 5 left out: {cut:?}"
+    );
+    assert_eq!(consolidated(&pf), consolidated(&mf));
+    assert_eq!(
+        consolidated(&pf).len(),
+        7,
+        "every update, times as they are (since 0)"
+    );
+}

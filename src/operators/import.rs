@@ -12,16 +12,20 @@
 //! [`ErrorSlot`](crate::trace::ErrorSlot) (the [`PersistHandle`](super::PersistHandle) reports the file
 //! and offset) and holds the import's frontier there for good, as the arranging operator's is held.
 //!
+//! The typed trace's imports ([`TypedTrace::import`], `import_named`, `import_core`, `import_frontier`,
+//! `import_frontier_core`: DD's `TraceAgent` methods of those names, typed) all hold so.
+//!
 //! Cost: each block is checked once per process (the verified bits live with the file), so an import made
 //! after the arranging operator's checker went through the restored spans checks nothing; one made before
 //! shares the work. Checks run 256 blocks per activation, as the arranging operator's.
 
-use super::PersistTime;
+use super::{PersistTime, TypedArranged, TypedTrace};
 use crate::trace::check::CHECK_BLOCKS_PER_ACTIVATION;
 use crate::trace::{CheckedBatch, PersistedTrace, SpanChecker};
 use differential_dataflow::lattice::Lattice;
-use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
-use differential_dataflow::trace::Span;
+use differential_dataflow::operators::arrange::{Arranged, ShutdownButton, TraceAgent};
+use differential_dataflow::trace::wrappers::frontier::TraceFrontier;
+use differential_dataflow::trace::{Span, Trace, TraceReader};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
@@ -122,3 +126,81 @@ impl<T: PersistTime> ImportChecked<T> for TraceAgent<PersistedTrace<T>> {
         }
     }
 }
+
+impl<Tr: Trace<Batch: CheckedBatch> + 'static, K, V, R> TypedTrace<TraceAgent<Tr>, K, V, R> {
+    /// DD's `TraceAgent::import`: the arrangement, typed, in another dataflow over the same times. For a
+    /// persisted trace the import's times complete only over blocks that passed their checksums
+    /// ([`hold_until_checked`]; fail-stop as for the arranging operator, DESIGN.md §5).
+    pub fn import<'scope>(
+        &mut self,
+        scope: Scope<'scope, Tr::Time>,
+    ) -> TypedArranged<'scope, TraceAgent<Tr>, K, V, R> {
+        self.import_named(scope, "ArrangedSource")
+    }
+
+    /// DD's `TraceAgent::import_named`: [`import`](Self::import) with the import operator named `name`.
+    pub fn import_named<'scope>(
+        &mut self,
+        scope: Scope<'scope, Tr::Time>,
+        name: &str,
+    ) -> TypedArranged<'scope, TraceAgent<Tr>, K, V, R> {
+        self.import_core(scope, name).0
+    }
+
+    /// DD's `TraceAgent::import_core`: [`import_named`](Self::import_named), and the button that shuts the
+    /// import down (its frontier then closes, as DD's, once the blocks it received are checked; a damaged
+    /// one holds it, as fail-stop does).
+    pub fn import_core<'scope>(
+        &mut self,
+        scope: Scope<'scope, Tr::Time>,
+        name: &str,
+    ) -> TypedImport<'scope, TraceAgent<Tr>, K, V, R> {
+        let (arranged, button) = self.inner.import_core(scope, name);
+        let typed = TypedArranged {
+            stream: hold_until_checked(arranged.stream),
+            trace: self.with(arranged.trace),
+        };
+        (typed, button)
+    }
+
+    /// DD's `TraceAgent::import_frontier`: the arrangement, typed, in another dataflow, with every time
+    /// advanced by the trace's logical compaction frontier (as it is now), so an import of a compacted
+    /// trace presents each update once, at a time the trace can still distinguish. Fail-stop as
+    /// [`import`](Self::import).
+    pub fn import_frontier<'scope>(
+        &mut self,
+        scope: Scope<'scope, Tr::Time>,
+        name: &str,
+    ) -> TypedImport<'scope, TraceFrontier<TraceAgent<Tr>>, K, V, R> {
+        let since = self.inner.get_logical_compaction().to_owned();
+        self.import_frontier_core(scope, name, since, Antichain::new())
+    }
+
+    /// DD's `TraceAgent::import_frontier_core`: the updates of times in `[since, until)`, each time first
+    /// advanced by `since`; times at or beyond `until` are left out, and the import's frontier closes once
+    /// every time is (an empty `until` leaves nothing out). Fail-stop as [`import`](Self::import).
+    pub fn import_frontier_core<'scope>(
+        &mut self,
+        scope: Scope<'scope, Tr::Time>,
+        name: &str,
+        since: Antichain<Tr::Time>,
+        until: Antichain<Tr::Time>,
+    ) -> TypedImport<'scope, TraceFrontier<TraceAgent<Tr>>, K, V, R> {
+        let (arranged, button) = self.inner.import_frontier_core(scope, name, since, until);
+        let typed = TypedArranged {
+            stream: hold_until_checked(arranged.stream),
+            trace: self.with(arranged.trace),
+        };
+        (typed, button)
+    }
+}
+
+/// The button that shuts down an import ([`TypedTrace::import_core`]): DD's.
+pub type ImportButton<T> = ShutdownButton<CapabilitySet<T>>;
+
+/// What [`TypedTrace::import_core`] and [`TypedTrace::import_frontier_core`] return: the typed import
+/// (over trace `Tr`: DD's `TraceAgent`, or its `TraceFrontier`) and its [`ImportButton`].
+pub type TypedImport<'scope, Tr, K, V, R> = (
+    TypedArranged<'scope, Tr, K, V, R>,
+    ImportButton<<Tr as TraceReader>::Time>,
+);

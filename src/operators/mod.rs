@@ -39,7 +39,7 @@
 //! | `threshold_total(f)`, `distinct_total()` | the same call: `VecCollection<K, R2>` / `VecCollection<K, isize>` |
 //! | `count()` (`Collection`) | `arrange_by_self_persisted(..)?.count_total()`, or [`CountPersisted::count`] on the byte arrangement |
 //! | `iterate` (read-only use inside the loop) | `arranged.enter(scope)` inside the loop, joined with `inner.arrange_by_key_encoded()` (`tests/dd_ports.rs`, `tests/dd_ports_arrange.rs`) |
-//! | `trace.import(scope)`, `import_named`, `import_core` | the same calls: `arranged.trace.import(scope)` gives a typed arrangement whose times complete only over checked blocks ([`import`]); on the byte-level trace, [`ImportChecked::import_checked`] |
+//! | `trace.import(scope)`, `import_named`, `import_core`, `import_frontier`, `import_frontier_core` | the same calls: `arranged.trace.import(scope)` gives a typed arrangement whose times complete only over checked blocks ([`import`]); on the byte-level trace, [`ImportChecked::import_checked`] |
 //! | `persist` a collection / de-upsert | [`Persist::persist`], [`UpsertPersisted::upsert_persisted`], at any [`PersistTime`] |
 //!
 //! A key or val type without a `Codec`, another diff type, another timestamp type, or DD's own arrangement
@@ -89,7 +89,7 @@ pub mod upsert;
 pub use arrange::{ArrangeEncoded, ArrangePersisted, PersistOptions, PersistedArrangement};
 
 pub use count::CountPersisted;
-pub use import::{hold_until_checked, ImportChecked};
+pub use import::{hold_until_checked, ImportButton, ImportChecked, TypedImport};
 pub use pass_through::{Persist, Persisted};
 pub use persister::PersistHandle;
 pub use resume::{resume_at, ResumeState};

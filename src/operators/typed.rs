@@ -25,20 +25,17 @@
 //! dataflow and fix the types. It never panics and never reports a wrong answer as final.
 
 use super::arrange::{ArrangePersisted, PersistOptions};
-use super::import::hold_until_checked;
 use super::{key_hash, PersistDiff, PersistHandle, PersistTime};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::trace::{
-    BytesBatcher, BytesContainer, BytesSpine, BytesUpdate, CheckedBatch, ErrorSlot, PersistedTrace,
-};
+use crate::trace::{BytesBatcher, BytesContainer, BytesSpine, BytesUpdate, ErrorSlot, PersistedTrace};
 use differential_dataflow::difference::Semigroup;
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
-use differential_dataflow::operators::arrange::{Arranged, ShutdownButton, TraceAgent};
+use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::wrappers::enter::TraceEnter;
-use differential_dataflow::trace::{BatchCursor, Cursor, Navigable, SpanOf, Trace, TraceReader};
+use differential_dataflow::trace::{BatchCursor, Cursor, Navigable, SpanOf, TraceReader};
 use differential_dataflow::{AsCollection, Data, ExchangeData, VecCollection};
 use std::cell::Cell;
 use std::marker::PhantomData;
@@ -116,7 +113,7 @@ impl<Tr, K, V, R> TypedTrace<Tr, K, V, R> {
     }
 
     /// The same trace with other types (no check: the operators report bytes that do not decode).
-    fn with<Tr2, K2, V2, R2>(&self, inner: Tr2) -> TypedTrace<Tr2, K2, V2, R2> {
+    pub(crate) fn with<Tr2, K2, V2, R2>(&self, inner: Tr2) -> TypedTrace<Tr2, K2, V2, R2> {
         TypedTrace {
             inner,
             errors: self.errors.clone(),
@@ -126,52 +123,6 @@ impl<Tr, K, V, R> TypedTrace<Tr, K, V, R> {
         }
     }
 }
-
-impl<Tr: Trace<Batch: CheckedBatch> + 'static, K, V, R> TypedTrace<TraceAgent<Tr>, K, V, R> {
-    /// DD's `TraceAgent::import`: the arrangement, typed, in another dataflow over the same times. For a
-    /// persisted trace the import's times complete only over blocks that passed their checksums
-    /// ([`hold_until_checked`]; fail-stop as for the arranging operator, DESIGN.md §5).
-    pub fn import<'scope>(
-        &mut self,
-        scope: Scope<'scope, Tr::Time>,
-    ) -> TypedArranged<'scope, TraceAgent<Tr>, K, V, R> {
-        self.import_named(scope, "ArrangedSource")
-    }
-
-    /// DD's `TraceAgent::import_named`: [`import`](Self::import) with the import operator named `name`.
-    pub fn import_named<'scope>(
-        &mut self,
-        scope: Scope<'scope, Tr::Time>,
-        name: &str,
-    ) -> TypedArranged<'scope, TraceAgent<Tr>, K, V, R> {
-        self.import_core(scope, name).0
-    }
-
-    /// DD's `TraceAgent::import_core`: [`import_named`](Self::import_named), and the button that shuts the
-    /// import down (its frontier then closes, as DD's, once the blocks it received are checked; a damaged
-    /// one holds it, as fail-stop does).
-    pub fn import_core<'scope>(
-        &mut self,
-        scope: Scope<'scope, Tr::Time>,
-        name: &str,
-    ) -> TypedImport<'scope, Tr, K, V, R> {
-        let (arranged, button) = self.inner.import_core(scope, name);
-        let typed = TypedArranged {
-            stream: hold_until_checked(arranged.stream),
-            trace: self.with(arranged.trace),
-        };
-        (typed, button)
-    }
-}
-
-/// The button that shuts down an import ([`TypedTrace::import_core`]): DD's.
-pub type ImportButton<T> = ShutdownButton<timely::dataflow::operators::CapabilitySet<T>>;
-
-/// What [`TypedTrace::import_core`] returns: the typed import and its [`ImportButton`].
-pub type TypedImport<'scope, Tr, K, V, R> = (
-    TypedArranged<'scope, TraceAgent<Tr>, K, V, R>,
-    ImportButton<<Tr as TraceReader>::Time>,
-);
 
 /// What a typed operator asks of a trace: DD's [`TraceReader`] at times `T` (cloneable, `'static`)
 /// whose batch cursors read keys and vals as byte slices (keys in a [`BytesContainer`]) with `i64`

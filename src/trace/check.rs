@@ -138,6 +138,16 @@ impl<T: PersistTime> CheckedBatch for PersistedBatch<T> {
     }
 }
 
+/// An import's batch with its times advanced and cut (`import_frontier`): its file is the wrapped one's.
+impl<B: CheckedBatch, T> CheckedBatch
+    for differential_dataflow::trace::wrappers::frontier::BatchFrontier<B, T>
+{
+    const HAS_FILES: bool = B::HAS_FILES;
+    fn checked_file(&self) -> Option<(&Arc<BatchFile>, &ErrorSlot)> {
+        self.inner().checked_file()
+    }
+}
+
 impl<T: timely::progress::Timestamp + differential_dataflow::lattice::Lattice> CheckedBatch
     for Rc<BytesBatch<T>>
 {
