@@ -63,6 +63,56 @@ order_props! {
     eight_tuple_order: (u8, u8, u8, u8, u8, u8, u8, bool) =
         (0u8..2, 0u8..2, 0u8..2, 0u8..2, 0u8..2, 0u8..2, 0u8..2, any::<bool>());
     seq_order: ddpersist::codec::Seq<u8> = prop::collection::vec(0u8..3, 0..4).prop_map(ddpersist::codec::Seq);
+    reverse_order: std::cmp::Reverse<u32> = small_or_any::<u32>().prop_map(std::cmp::Reverse);
+    reverse_string_order: (std::cmp::Reverse<String>, u8) =
+        (small_string().prop_map(std::cmp::Reverse), 0u8..2);
+    reverse_nested_order: std::cmp::Reverse<(Option<i8>, Vec<u8>)> =
+        (prop::option::of(-1i8..2), small_bytes()).prop_map(std::cmp::Reverse);
+    wrapping_order: std::num::Wrapping<i16> = any::<i16>().prop_map(std::num::Wrapping);
+    btree_set_order: std::collections::BTreeSet<u8> = prop::collection::btree_set(0u8..4, 0..4);
+    btree_map_order: std::collections::BTreeMap<u8, String> =
+        prop::collection::btree_map(0u8..3, small_string(), 0..3);
+    vec_deque_order: std::collections::VecDeque<u8> =
+        prop::collection::vec_deque(0u8..3, 0..4);
+    result_order: Result<u8, String> = prop_oneof![
+        (0u8..3).prop_map(Ok),
+        small_string().prop_map(Err),
+    ];
+    duration_order: std::time::Duration = prop_oneof![
+        (0u64..3, 0u32..3).prop_map(|(s, n)| std::time::Duration::new(s, n)),
+        (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| std::time::Duration::new(s, n)),
+    ];
+    ip_order: std::net::IpAddr = prop_oneof![
+        any::<[u8; 4]>().prop_map(std::net::IpAddr::from),
+        any::<[u8; 16]>().prop_map(std::net::IpAddr::from),
+        (0u8..2).prop_map(|o| std::net::IpAddr::from([o; 4])),
+    ];
+    socket_order: std::net::SocketAddr = prop_oneof![
+        ((0u8..2), 0u16..3).prop_map(|(o, p)| std::net::SocketAddr::from(([o; 4], p))),
+        ((0u8..2), 0u16..3, 0u32..2, 0u32..2).prop_map(|(o, p, f, s)| {
+            std::net::SocketAddr::V6(std::net::SocketAddrV6::new([o; 16].into(), p, f, s))
+        }),
+    ];
+}
+
+/// Sets and maps decode only from elements in strictly increasing order (what the encoder writes), and a
+/// duration only below a second of nanoseconds: other bytes are decode errors, not another value.
+#[test]
+fn sets_maps_and_durations_refuse_bytes_the_encoder_does_not_write() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let unsorted = [1, 2, 1, 1, 0];
+    expect_decode_error(BTreeSet::<u8>::decode(&unsorted), &unsorted);
+    let repeated = [1, 1, 1, 1, 0];
+    expect_decode_error(BTreeSet::<u8>::decode(&repeated), &repeated);
+    let map_repeated = [1, 1, 7, 1, 1, 8, 0];
+    expect_decode_error(BTreeMap::<u8, u8>::decode(&map_repeated), &map_repeated);
+    let mut nanos = 5u64.to_bytes();
+    nanos.extend(1_000_000_000u32.to_bytes());
+    expect_decode_error(std::time::Duration::decode(&nanos), &nanos);
+    // A set is its elements as a sequence: Vec's bytes for the same elements, for any element type.
+    let set: BTreeSet<u32> = [3, 1, 2].into();
+    assert_eq!(set.to_bytes(), vec![1u32, 2, 3].to_bytes());
+    assert_eq!(std::cmp::Reverse(5u8).to_bytes(), [!5u8]);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -96,6 +96,67 @@ fn dd_types_arrange_as_in_memory() {
     }
 }
 
+/// DD's "greatest first" idiom: vals `(Reverse<u64>, String)` so a `reduce` takes the largest score as
+/// `s[0]`, and a `BTreeSet` and a `Duration` in the val: the persisted arrangement's reduce gives what DD's
+/// in-memory one gives (std types through their own `Codec`, which `Reverse` inverts).
+#[test]
+fn greatest_first_with_reverse_as_in_memory() {
+    use std::cmp::Reverse;
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+    type Val = (Reverse<u64>, String, BTreeSet<u8>, Duration);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (got, want) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    let (g, w) = (got.clone(), want.clone());
+    timely::execute_directly(move |worker| {
+        let probe = ProbeHandle::new();
+        let mut input = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, scores) = scope.new_collection::<(u32, Val), isize>();
+            let top = |_: &u32, s: &[(&Val, isize)], t: &mut Vec<(Val, isize)>| t.push((s[0].0.clone(), 1));
+            scores
+                .clone()
+                .arrange_by_key_persisted(&store, "scores")
+                .unwrap()
+                .reduce(top)
+                .inner
+                .inspect(move |(d, _, r)| g.lock().unwrap().push((d.clone(), *r as i64)))
+                .probe_with(&probe);
+            scores
+                .reduce(top)
+                .inner
+                .inspect(move |(d, _, r)| w.lock().unwrap().push((d.clone(), *r as i64)));
+            input
+        });
+        for t in 0..4u64 {
+            input.advance_to(t);
+            for i in 0..12u64 {
+                let score = (i * 37 + t * 11) % 50;
+                let tags = BTreeSet::from([(i % 3) as u8, (t % 2) as u8]);
+                let val = (
+                    Reverse(score),
+                    format!("n{i}"),
+                    tags,
+                    Duration::from_millis(score),
+                );
+                input.update(((i % 4) as u32, val.clone()), 1isize);
+                if t > 0 && i % 5 == 0 {
+                    input.update(((i % 4) as u32, val), -1isize);
+                }
+            }
+        }
+        input.advance_to(4);
+        input.flush();
+        worker.step_while(|| probe.less_than(&4));
+    });
+    let (got, want) = (
+        consolidate(&got.lock().unwrap()),
+        consolidate(&want.lock().unwrap()),
+    );
+    assert_eq!(want.len(), 4, "one top val per key: {want:?}");
+    assert_eq!(got, want);
+}
+
 type Node = usize;
 type Edge = (Node, Node);
 

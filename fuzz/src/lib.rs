@@ -852,8 +852,12 @@ pub enum FuzzKind {
 
 ddpersist::serde_codec!(FuzzRecord, FuzzKind);
 
+/// A key of std types whose encodings invert (`Reverse`) and must be in order (a set).
+type StdMix = (std::cmp::Reverse<String>, std::collections::BTreeSet<u16>);
+
 /// Decodes `data` as several [`Codec`] types (`u64`, `i64`, `usize`, `char`, `String`, `Vec<u8>`,
-/// `Vec<String>`, `(String, u32)`, `Option<Vec<u8>>`, and the serde types [`FuzzRecord`] and
+/// `Vec<String>`, `(String, u32)`, `Option<Vec<u8>>`, `(Reverse<String>, BTreeSet<u16>)`,
+/// `Result<Duration, IpAddr>`, `BTreeMap<u8, SocketAddr>`, and the serde types [`FuzzRecord`] and
 /// `(FuzzKind, Option<FuzzRecord>)`), checking round trips; then splits it in two (at `data[0]`) and checks
 /// that decoded values order as their encodings do.
 pub fn check_codec(data: &[u8]) {
@@ -866,6 +870,9 @@ pub fn check_codec(data: &[u8]) {
     codec_round_trip::<Vec<String>>(data);
     codec_round_trip::<(String, u32)>(data);
     codec_round_trip::<Option<Vec<u8>>>(data);
+    codec_round_trip::<StdMix>(data);
+    codec_round_trip::<Result<std::time::Duration, std::net::IpAddr>>(data);
+    codec_round_trip::<std::collections::BTreeMap<u8, std::net::SocketAddr>>(data);
     codec_round_trip::<FuzzRecord>(data);
     codec_round_trip::<(FuzzKind, Option<FuzzRecord>)>(data);
     if let Some((&split, rest)) = data.split_first() {
@@ -879,6 +886,9 @@ pub fn check_codec(data: &[u8]) {
         codec_order::<Vec<String>>(a, b);
         codec_order::<(String, u32)>(a, b);
         codec_order::<Option<Vec<u8>>>(a, b);
+        codec_order::<StdMix>(a, b);
+        codec_order::<Result<std::time::Duration, std::net::IpAddr>>(a, b);
+        codec_order::<std::collections::BTreeMap<u8, std::net::SocketAddr>>(a, b);
         codec_order::<FuzzRecord>(a, b);
         codec_order::<(FuzzKind, Option<FuzzRecord>)>(a, b);
     }

@@ -17,7 +17,12 @@
 //! - `Vec<u8>` and `String`: the bytes with each `0x00` written as `0x00 0xFF`, terminated by `0x00 0x01`;
 //! - `Option<T>`: `0x00` for `None`, `0x01` then `T` for `Some`;
 //! - `Vec<T>` (other `T`) and [`Seq<T>`]: each element preceded by `0x01`, terminated by `0x00`;
-//! - tuples (up to 8 fields) and arrays `[T; N]`: the fields in order; `Box`, `Rc`, `Arc`: the value.
+//! - tuples (up to 8 fields) and arrays `[T; N]`: the fields in order; `Box`, `Rc`, `Arc`: the value;
+//! - `Reverse<T>`: `T`'s encoding with every bit inverted; `Wrapping<T>`: `T`'s; `BTreeSet<T>`,
+//!   `BTreeMap<K, V>` (entries as `(K, V)`) and `VecDeque<T>`: as `Vec<T>` of their elements in order;
+//!   `Result<T, E>`: `0x00` then `T` or `0x01` then `E`; `Duration`: seconds `u64`, nanoseconds `u32`;
+//!   `Ipv4Addr`, `Ipv6Addr`: the octets; `IpAddr`, `SocketAddr`: `0x00` (V4) or `0x01` (V6), then the
+//!   address; `SocketAddrV4`, `SocketAddrV6`: the address, port (and flow info, scope id), big-endian.
 //!
 //! Any other type with serde's `Serialize` and `Deserialize` gets a `Codec` from one line,
 //! [`serde_codec!`](crate::serde_codec): see [`ordered_serde`] for its encoding, which agrees with the
@@ -28,6 +33,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 pub mod ordered_serde;
+mod std_types;
 #[cfg(test)]
 mod tests;
 
@@ -50,10 +56,11 @@ mod tests;
     label = "`{Self}` does not implement `ddpersist::Codec`",
     note = "keys and vals of persisted collections are stored as bytes through `ddpersist::Codec`; std types \
             have it (integers, `usize`, `isize`, `char`, `f32`, `f64`, `bool`, `()`, `String`, `Vec`, \
-            `Option`, `Box`, tuples, arrays)",
+            `Option`, `Box`, tuples, arrays, `Reverse`, `BTreeSet`, `BTreeMap`, `VecDeque`, `Result`, \
+            `Duration`, `IpAddr`, `SocketAddr`)",
     note = "for your own type: `#[derive(serde::Serialize, serde::Deserialize)]` on it, then \
             `ddpersist::serde_codec!(YourType);`",
-    note = "for a std or third-party type without one (`Duration`, `BTreeSet`, `IpAddr`, ...): wrap it in a \
+    note = "for a std or third-party type without one (`PathBuf`, `SystemTime`, ...): wrap it in a \
             newtype of your own, derive serde on that and use `serde_codec!` (its serde form must order as \
             its `Ord`: not `Reverse`, see `ddpersist::codec::ordered_serde`)"
 )]
