@@ -49,8 +49,6 @@ pub use codec::Codec;
 pub use error::{Error, Result};
 pub use manager::{ManagerOptions, PersistManager, Token};
 pub use read::{Sealed, Snapshot};
-pub use store::{
-    Options, RecoveryReport, SealInfo, SealOptions, Store, StreamOptions, WriterClaim, LOCK_WAIT,
-};
+pub use store::{Options, RecoveryReport, SealInfo, SealOptions, Store, StreamOptions, WriterClaim};
 pub use version::Version;
 pub use wal::record::{OwnedUpdate, UpdateRef};

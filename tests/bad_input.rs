@@ -113,8 +113,8 @@ fn a_locked_store_is_refused_until_released() {
 /// A store closed while the process spawns child processes reopens at once: a child holds a copy of the
 /// lock file's descriptor, and so the lock, from its fork to its exec, so an immediate reopen found the
 /// directory `Locked` (1,884 of 2,000 reopens beside a thread spawning `true` in a loop; seen as a
-/// flaky `Locked` in `tests/restart_chain.rs`, whose other test spawns children). The open tries the
-/// lock again for up to `LOCK_WAIT`; a store really open elsewhere is still refused, after that wait.
+/// flaky `Locked` in `tests/restart_chain.rs`, whose other test spawns children). A store releases its
+/// lock explicitly when it closes; a store really open is still refused at once.
 #[test]
 fn a_store_reopens_while_the_process_spawns_children() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -135,9 +135,7 @@ fn a_store_reopens_while_the_process_spawns_children() {
         drop(Store::open(dir.path()).unwrap());
     }
     let held = Store::open(dir.path()).unwrap();
-    let started = std::time::Instant::now();
     assert!(matches!(Store::open(dir.path()), Err(Error::Locked { .. })));
-    assert!(started.elapsed() >= ddpersist::LOCK_WAIT);
     drop(held);
     stop.store(true, Ordering::Relaxed);
     assert!(spawner.join().unwrap() > 0);

@@ -58,7 +58,6 @@ mod streams;
 mod write;
 mod writers;
 
-pub use open::LOCK_WAIT;
 pub use seal::SealOptions;
 pub(crate) use streams::refuse_other_types;
 pub use writers::WriterClaim;
@@ -285,7 +284,7 @@ pub(crate) struct Inner {
     pub(crate) id: u64,
     report: RecoveryReport,
     /// Held for the life of the store: the lock on the directory's `LOCK` file.
-    _lock: Option<File>,
+    _lock: Option<open::DirLock>,
 }
 
 pub(crate) struct State {
