@@ -93,19 +93,25 @@ impl ResumeState {
 /// downstream operator not built this run (a dataflow built in parts, one rebuilt later) holds the since
 /// back through its stream's recorded upper; which operators are downstream is not recorded, so every
 /// other persisted operator in the store holds it back too: safe, at worst less compaction, until that
-/// operator runs again (DESIGN.md §5.1). A downstream operator in another store is seen only while it
+/// operator runs again (DESIGN.md §5.1). A stream at upper 0 (an id that never sealed anything) holds
+/// nothing back: it drops nothing from a replay, so it cannot double rows. A downstream operator in another store is seen only while it
 /// runs. `None` (no compaction) when the store does not hold every worker's stream of the
 /// operator: in a cluster, operators downstream may live in another process's store, whose uppers this
 /// one cannot see. For de-upsert's state and the arranging operator's trace (DESIGN.md §5).
 pub(crate) fn compaction_since(store: &Store, id: &str, peers: usize, upper: u64) -> Option<u64> {
-    let mut held = 0;
-    let mut least = upper;
-    for meta in &store.manifest().streams {
-        if let Some((op, n)) = operator_of(&meta.id) {
-            held += usize::from(op == id && n == peers);
-            least = least.min(meta.upper);
+    let (held, least) = store.with_manifest(|manifest| {
+        let (mut held, mut least) = (0, upper);
+        for meta in &manifest.streams {
+            if let Some((op, n)) = operator_of(&meta.id) {
+                held += usize::from(op == id && n == peers);
+                // A stream at upper 0 holds nothing it would drop from a replay: it cannot double rows.
+                if meta.upper > 0 {
+                    least = least.min(meta.upper);
+                }
+            }
         }
-    }
+        (held, least)
+    });
     if held < peers {
         return None;
     }

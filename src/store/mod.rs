@@ -397,6 +397,12 @@ impl Store {
         self.inner.state.lock().manifest.clone()
     }
 
+    /// `f` of the current manifest, read under the state lock without copying it (for callers on the
+    /// seal path; `f` must not call back into the store).
+    pub(crate) fn with_manifest<R>(&self, f: impl FnOnce(&Manifest) -> R) -> R {
+        f(&self.inner.state.lock().manifest)
+    }
+
     pub(crate) fn poison(&self, detail: String) {
         let mut state = self.inner.state.lock();
         state.poisoned.get_or_insert(detail);
