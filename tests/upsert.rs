@@ -226,3 +226,56 @@ fn the_state_is_compacted_to_one_value_per_key() {
         input.len()
     );
 }
+
+/// A key type whose `Codec` drops a field its `Eq` compares (`#[serde(skip)]`): the operator stops with
+/// `BadInput` naming the type, holds its frontier (no time of the refused input completes) and writes
+/// nothing for it, instead of merging two keys' values.
+#[test]
+fn a_key_codec_that_loses_what_eq_compares_stops_the_upsert() {
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+    struct Tagged {
+        id: u32,
+        #[serde(skip)]
+        tag: u32,
+    }
+    ddpersist::serde_codec!(Tagged);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let s = store.clone();
+    let (error, passed) = timely::execute_directly(move |worker| {
+        let mut input = InputHandle::new();
+        let probe = ProbeHandle::new();
+        let upsert = worker.dataflow::<u64, _, _>(|scope| {
+            let (collection, upsert) = scope
+                .input_from(&mut input)
+                .upsert_persisted(&s, "tagged")
+                .unwrap();
+            collection.inner.probe_with(&probe);
+            upsert
+        });
+        input.send((Tagged { id: 1, tag: 0 }, Some(1u32), 0u64));
+        input.advance_to(1);
+        worker.step_while(|| probe.less_than(&1));
+        input.send((Tagged { id: 1, tag: 7 }, Some(2), 1));
+        input.advance_to(2);
+        for _ in 0..200 {
+            worker.step();
+        }
+        let result = (upsert.error(), !probe.less_than(&2));
+        for dataflow in worker.installed_dataflows() {
+            worker.drop_dataflow(dataflow);
+        }
+        result
+    });
+    match error {
+        Some(message) => assert!(
+            message.contains("Tagged") && message.contains("decode"),
+            "{message}"
+        ),
+        None => panic!("expected the refusal"),
+    }
+    assert!(!passed, "the refused time must not complete");
+    let stream = ddpersist::operators::worker_stream_id("tagged", 0, 1);
+    let state = store.snapshot(&stream).unwrap().decode::<Tagged, u32>().unwrap();
+    assert_eq!(state.len(), 1, "only the first time's update: {state:?}");
+}

@@ -20,14 +20,18 @@ use std::collections::BTreeMap;
 /// updates `(key, val, diff)` it wrote at `time`, in key byte order. A record that leaves its key's value
 /// unchanged produces nothing.
 ///
-/// The state is keyed by the keys' encodings, so each key must decode back to itself: a [`Codec`] that
-/// gives unequal keys one encoding (a `#[serde(skip)]` field through `serde_codec!`) would merge their
-/// values, and retract one key's value under the other. Each record's key is checked (a decode and a
-/// comparison per record, beside a lookup's cost); the order of the encodings does not matter here.
+/// The state is keyed by the keys' encodings, so the [`Codec`] must agree with `Ord` on the keys: keys
+/// are taken in `Ord` order (`Ord`-equal records are one key, the last wins, as DD's upsert), each must
+/// decode back to itself, and their encodings must strictly increase. A codec that gives unequal keys one
+/// encoding (a `#[serde(skip)]` field through `serde_codec!`) would merge their values and retract one
+/// key's value under the other; one that encodes `Ord`-equal keys differently (a hand-written `Ord`)
+/// would keep two values for one key. Checked per time's records: a decode and two comparisons a record,
+/// beside a lookup's cost (keys of different times are not compared).
 ///
 /// Errors: those of [`Store::get_many_bytes`] and [`Store::write_bytes`] (nothing is written then);
 /// [`Error::DiffOverflow`] if a previous value's multiplicity is `i64::MIN`, which no retraction can undo
-/// in one `i64` diff; [`Error::BadInput`] (nothing written) for a key that does not decode back to itself.
+/// in one `i64` diff; [`Error::BadInput`] (nothing written) for keys whose encodings disagree with their
+/// `Ord` as above.
 pub fn apply_upserts<K, V>(
     store: &Store,
     id: &str,
@@ -35,29 +39,40 @@ pub fn apply_upserts<K, V>(
     records: Vec<(K, Option<V>)>,
 ) -> Result<Vec<(K, V, i64)>>
 where
-    K: Codec + Clone + PartialEq,
+    K: Codec + Clone + Ord,
     V: Codec,
 {
-    // Keyed by encoding, so lookups and output follow the store's (byte) order.
-    let mut latest: BTreeMap<Vec<u8>, (K, Option<V>)> = BTreeMap::new();
+    let mut by_key: BTreeMap<K, Option<V>> = BTreeMap::new();
     for (k, v) in records {
+        by_key.insert(k, v);
+    }
+    // In Ord order; checked to be the encodings' (byte) order too, which lookups and output follow.
+    let mut latest: Vec<(Vec<u8>, K, Option<V>)> = Vec::with_capacity(by_key.len());
+    for (k, v) in by_key {
         let bytes = k.to_bytes();
-        if K::decode(&bytes).ok().as_ref() != Some(&k) {
+        let disagrees = if K::decode(&bytes).ok().as_ref() != Some(&k) {
+            Some("does not decode a key's encoding back to the key")
+        } else if latest.last().is_some_and(|(prev, ..)| *prev >= bytes) {
+            Some("orders two keys' encodings unlike their Ord")
+        } else {
+            None
+        };
+        if let Some(what) = disagrees {
             return Err(Error::bad_input(format!(
-                "stream {id:?}: the Codec of {} does not decode a key's encoding ({:02x?}) back to the key: \
-                 the upsert's state is keyed by encodings, so unequal keys would share a value (a field serde skips \
-                 does not round-trip; see `codec::ordered_serde`)",
+                "stream {id:?}: the Codec of {} {what} (encoding {:02x?}): the upsert's state is keyed \
+                 by encodings, so keys would share or split values (a field serde skips, a hand-written \
+                 Ord; see `codec::ordered_serde`)",
                 K::schema(),
                 &bytes[..bytes.len().min(32)]
             )));
         }
-        latest.insert(bytes, (k, v));
+        latest.push((bytes, k, v));
     }
-    let keys: Vec<&[u8]> = latest.keys().map(|k| &k[..]).collect();
+    let keys: Vec<&[u8]> = latest.iter().map(|(k, ..)| &k[..]).collect();
     let previous = store.get_many_bytes(id, &keys, time)?;
     let mut writes: Vec<(&[u8], Vec<u8>, i64)> = Vec::new();
     let mut out = Vec::new();
-    for ((key_bytes, (key, new)), prev) in latest.iter().zip(previous) {
+    for ((key_bytes, key, new), prev) in latest.iter().zip(previous) {
         let new_bytes = new.as_ref().map(|v| v.to_bytes());
         let unchanged = matches!((&new_bytes, &prev[..]), (Some(n), [(p, 1)]) if n == p);
         if unchanged {
@@ -167,5 +182,47 @@ mod tests {
             1,
             "nothing written"
         );
+    }
+
+    /// A key type whose `Ord` ignores case while its encoding keeps it: "A" and "a" are one key to DD's
+    /// upsert but two encodings, so the state would keep two values. Refused when both meet at one time;
+    /// the error names the disagreement.
+    #[test]
+    fn keys_whose_ord_disagrees_with_their_encoding_are_refused() {
+        #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+        struct NoCase(String);
+        impl PartialEq for NoCase {
+            fn eq(&self, other: &Self) -> bool {
+                self.0.eq_ignore_ascii_case(&other.0)
+            }
+        }
+        impl Eq for NoCase {}
+        impl PartialOrd for NoCase {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl Ord for NoCase {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.0.to_ascii_lowercase().cmp(&other.0.to_ascii_lowercase())
+            }
+        }
+        crate::serde_codec!(NoCase);
+        let store = Store::in_memory().unwrap();
+        store
+            .create_stream("u", StreamOptions { durable: false })
+            .unwrap();
+        let key = |k: &str| NoCase(k.to_string());
+        // "B" < "a" in bytes, but "a" < "B" ignoring case.
+        let records = vec![(key("a"), Some(1u32)), (key("B"), Some(2))];
+        match apply_upserts(&store, "u", 0, records) {
+            Err(Error::BadInput { detail }) => {
+                assert!(detail.contains("unlike their Ord"), "{detail}")
+            }
+            other => panic!("expected BadInput, got {other:?}"),
+        }
+        // Ord-equal keys at one time are one key, the last record wins, as in DD's upsert.
+        let out = apply_upserts(&store, "u", 0, vec![(key("a"), Some(1u32)), (key("A"), Some(2))]);
+        assert_eq!(out.unwrap().len(), 1);
     }
 }
