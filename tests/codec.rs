@@ -68,6 +68,16 @@ order_props! {
         (small_string().prop_map(std::cmp::Reverse), 0u8..2);
     reverse_nested_order: std::cmp::Reverse<(Option<i8>, Vec<u8>)> =
         (prop::option::of(-1i8..2), small_bytes()).prop_map(std::cmp::Reverse);
+    reverse_reverse_order: std::cmp::Reverse<std::cmp::Reverse<String>> =
+        small_string().prop_map(|s| std::cmp::Reverse(std::cmp::Reverse(s)));
+    reverse_unit_order: (std::cmp::Reverse<()>, std::cmp::Reverse<[u8; 0]>, u8) =
+        (Just(std::cmp::Reverse(())), Just(std::cmp::Reverse([])), 0u8..3);
+    vec_of_reverse_order: Vec<std::cmp::Reverse<(u16, String)>> = prop::collection::vec(
+        (0u16..3, small_string()).prop_map(std::cmp::Reverse),
+        0..4,
+    );
+    reverse_long_order: std::cmp::Reverse<Vec<u64>> =
+        prop::collection::vec(small_or_any::<u64>(), 0..40).prop_map(std::cmp::Reverse);
     wrapping_order: std::num::Wrapping<i16> = any::<i16>().prop_map(std::num::Wrapping);
     btree_set_order: std::collections::BTreeSet<u8> = prop::collection::btree_set(0u8..4, 0..4);
     btree_map_order: std::collections::BTreeMap<u8, String> =
@@ -109,7 +119,8 @@ fn sets_maps_and_durations_refuse_bytes_the_encoder_does_not_write() {
     let mut nanos = 5u64.to_bytes();
     nanos.extend(1_000_000_000u32.to_bytes());
     expect_decode_error(std::time::Duration::decode(&nanos), &nanos);
-    // A set is its elements as a sequence: Vec's bytes for the same elements, for any element type.
+    // A set is its elements as a sequence: Vec's bytes for the same elements (for elements other than
+    // u8, whose Vec is an escaped byte string).
     let set: BTreeSet<u32> = [3, 1, 2].into();
     assert_eq!(set.to_bytes(), vec![1u32, 2, 3].to_bytes());
     assert_eq!(std::cmp::Reverse(5u8).to_bytes(), [!5u8]);

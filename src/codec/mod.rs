@@ -19,14 +19,16 @@
 //! - `Vec<T>` (other `T`) and [`Seq<T>`]: each element preceded by `0x01`, terminated by `0x00`;
 //! - tuples (up to 8 fields) and arrays `[T; N]`: the fields in order; `Box`, `Rc`, `Arc`: the value;
 //! - `Reverse<T>`: `T`'s encoding with every bit inverted; `Wrapping<T>`: `T`'s; `BTreeSet<T>`,
-//!   `BTreeMap<K, V>` (entries as `(K, V)`) and `VecDeque<T>`: as `Vec<T>` of their elements in order;
+//!   `BTreeMap<K, V>` (entries as `(K, V)`) and `VecDeque<T>`: their elements in order, each behind
+//!   `0x01`, then `0x00` (as `Vec<T>` for `T` other than `u8`, `Seq<T>` for every `T`);
 //!   `Result<T, E>`: `0x00` then `T` or `0x01` then `E`; `Duration`: seconds `u64`, nanoseconds `u32`;
 //!   `Ipv4Addr`, `Ipv6Addr`: the octets; `IpAddr`, `SocketAddr`: `0x00` (V4) or `0x01` (V6), then the
 //!   address; `SocketAddrV4`, `SocketAddrV6`: the address, port (and flow info, scope id), big-endian.
 //!
 //! Any other type with serde's `Serialize` and `Deserialize` gets a `Codec` from one line,
 //! [`serde_codec!`](crate::serde_codec): see [`ordered_serde`] for its encoding, which agrees with the
-//! one above wherever both apply.
+//! one above wherever both apply, except for `Vec<u8>` and the types whose serde form differs (`Reverse`,
+//! IP and socket addresses: their order holds through their own `Codec`, not as serde fields).
 
 use crate::error::{Error, Result};
 use std::rc::Rc;

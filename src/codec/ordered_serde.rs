@@ -26,7 +26,9 @@
 //! The bytes of the serde data model, chosen so that the byte order of encodings is the order that
 //! `#[derive(PartialOrd, Ord)]` gives the type, and so that they agree with the std [`Codec`](super::Codec)
 //! encodings wherever both apply (a struct `{ a: u32, b: String }` is encoded as the tuple `(u32, String)`;
-//! only `Vec<u8>` differs, see the last point under Limits):
+//! `Vec<u8>` differs, see the last point under Limits, and so do the std types whose serde form is not
+//! their `Codec` form: `Reverse<T>`, serialized as `T`, and the IP and socket addresses, serialized as
+//! their display strings):
 //!
 //! | serde type | bytes |
 //! | --- | --- |
@@ -58,7 +60,9 @@
 //!   Low = 1 }`): derived `Ord` follows the discriminants, serde the declaration index;
 //! - for a field of a type whose serde form orders unlike its `Ord`: `std::cmp::Reverse<T>` (serialized
 //!   as `T`), `PathBuf` (serialized as its string; `Ord` and `Eq` compare components, so `"a//b" ==
-//!   "a/b"`);
+//!   "a/b"`), the IP and socket addresses (serialized as display strings: `"10.0.0.1" < "9.0.0.1"`);
+//!   these types have a `Codec` of their own, which keeps their order: use them as keys or vals
+//!   directly, or in tuples, not as fields of a `serde_codec!` type;
 //! - when `Ord` is written by hand to differ from the fields' order, or compares something serde skips
 //!   (`#[serde(skip)]`: unequal values share an encoding).
 //!

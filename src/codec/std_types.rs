@@ -18,8 +18,11 @@ use std::time::Duration;
 
 /// `T`'s encoding with every bit inverted. Encodings are prefix-free, so two differ at some byte before
 /// either ends, and inverting that byte inverts their order: `Reverse(a) < Reverse(b)` exactly when
-/// `a > b`, as `Reverse`'s `Ord`. Decoding inverts the rest of the input into a scratch buffer to find
-/// where `T`'s encoding ends (linear in the bytes that follow it).
+/// `a > b`, as `Reverse`'s `Ord`. Decoding inverts a window of the input into a scratch buffer and
+/// decodes `T` from it, doubling the window (from 64 bytes) while `T` does not fit: linear in `T`'s
+/// encoding, not in the bytes that follow it (a `Vec<Reverse<T>>` decodes in linear time). A decoder
+/// reads its bytes in order and stops where its encoding ends, so a value decoded from a window is the
+/// one the whole input holds.
 impl<T: Codec> Codec for Reverse<T> {
     fn schema() -> String {
         format!("Reverse<{}>", T::schema())
@@ -32,11 +35,21 @@ impl<T: Codec> Codec for Reverse<T> {
         }
     }
     fn decode_from(bytes: &mut &[u8]) -> Result<Self> {
-        let inverted: Vec<u8> = bytes.iter().map(|b| !b).collect();
-        let mut rest = &inverted[..];
-        let value = T::decode_from(&mut rest)?;
-        *bytes = &bytes[inverted.len() - rest.len()..];
-        Ok(Reverse(value))
+        let mut window = bytes.len().min(64);
+        let mut inverted = Vec::with_capacity(window);
+        loop {
+            inverted.clear();
+            inverted.extend(bytes[..window].iter().map(|b| !b));
+            let mut rest = &inverted[..];
+            match T::decode_from(&mut rest) {
+                Ok(value) => {
+                    *bytes = &bytes[window - rest.len()..];
+                    return Ok(Reverse(value));
+                }
+                Err(e) if window == bytes.len() => return Err(e),
+                Err(_) => window = (window * 2).min(bytes.len()),
+            }
+        }
     }
 }
 
