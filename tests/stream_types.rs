@@ -395,6 +395,16 @@ fn a_restart_at_a_timestamp_type_of_another_mapping_is_refused() {
         PersistedTrace::<u64>::open(&store, &stream),
         Err(Error::BadInput { .. })
     ));
+    // An encoding name holding the separator would be read as the time part: refused.
+    let other = "other";
+    store
+        .create_stream(other, StreamOptions { durable: false })
+        .unwrap();
+    let twice = "key serde a; time stored as b, val u64; time stored as t - i32::MIN";
+    assert!(matches!(
+        store.check_types(other, twice),
+        Err(Error::BadInput { .. })
+    ));
     // The store's API reads store times: the dataflow started at i64::MIN, store time 0.
     let got = store.snapshot(&stream).unwrap().decode::<u64, u64>().unwrap();
     let times: Vec<u64> = got.iter().map(|u| u.2).collect();

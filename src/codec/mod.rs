@@ -136,7 +136,7 @@ pub(crate) fn key_val_part(types: &str) -> &str {
 }
 
 /// What separates a stream's key and val types from how its times are stored (no type name holds it).
-const TIME_PART: &str = "; time stored as ";
+pub(crate) const TIME_PART: &str = "; time stored as ";
 
 /// `key_val` then, unless `stored_as` is empty, how the stream's times are stored.
 pub(crate) fn with_time_part(key_val: String, stored_as: &str) -> String {

@@ -47,7 +47,8 @@ impl Store {
 
     /// Checks that stream `id` holds keys and vals of `types` — a name of their encodings, as typed
     /// persisted operators give it at build ([`Codec::schema`] of the key
-    /// and of the val, `"key K, val V"`) — and records `types` if the stream has none recorded and holds
+    /// and of the val, `"key K, val V"`, and for operators at signed times how their times are stored,
+    /// `"key K, val V; time stored as t - i32::MIN"`) — and records `types` if the stream has none recorded and holds
     /// no update yet (no batch, no spilled run, nothing unsealed), durably, in one manifest edit. A stream
     /// that holds updates but no types (written through the `Store` API alone, or before manifest version
     /// 3) is not checked and gets none recorded: its types are not known, and recording the caller's could
@@ -220,12 +221,20 @@ impl Store {
     }
 }
 
-/// Refuses empty or over-long types of stream `id`.
+/// Refuses empty or over-long types of stream `id`, and types that say twice how times are stored (an
+/// encoding name holding `"; time stored as "` would be read as the time part).
 fn check_types_arg(id: &str, types: &str) -> Result<()> {
     if types.is_empty() || types.len() > crate::version::MAX_TYPES_BYTES {
         return Err(Error::bad_input(format!(
             "types of stream {id:?} must be 1 to 64 KiB, got {} bytes",
             types.len()
+        )));
+    }
+    if types.matches(crate::codec::TIME_PART).count() > 1 {
+        return Err(Error::bad_input(format!(
+            "types of stream {id:?} ({types:?}) name an encoding holding {:?}: rename it \
+             (`serde_codec!(T as \"name\")`)",
+            crate::codec::TIME_PART
         )));
     }
     Ok(())
