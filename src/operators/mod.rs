@@ -29,14 +29,15 @@
 //! |---|---|
 //! | `arrange_by_key()` | `collection.arrange_by_key_persisted(&store, "id")?` ([`ArrangeTyped`]); the handle: `arranged.handle()` |
 //! | `arrange_by_self()` | `collection.arrange_by_self_persisted(&store, "id")?` ([`ArrangeTypedBySelf`]) |
-//! | `as_collection(\|k, v\| ..)`, `flat_map_ref` | the same call: `k: &K`, `v: &V`, diffs `R` |
+//! | `as_collection(\|k, v\| ..)`, `flat_map_ref`, `as_vecs()` | the same call: `k: &K`, `v: &V`, diffs `R` |
+//! | `enter(scope)`, `enter_region(region)`, `leave_region(outer)` | the same call |
 //! | `join_core(other, \|k, v1, v2\| ..)` | the same call; `other` a collection of `(K, V2)` or `other.arrange_by_key_encoded()` (not DD's `arrange_by_key()`: a compile error says so, [`JoinSide`]) |
 //! | `join(other)`, `join_map(other, f)` | the same call on the persisted arrangement; `other` a `VecCollection<(K, V2), R2>` (arranged inside by `arrange_by_key_encoded`) or a typed arrangement |
 //! | `semijoin(keys)`, `antijoin(keys)` | the same call; `keys` a `VecCollection<K, R2>` or `arrange_by_self_encoded()` ([`SemijoinSide`]) |
 //! | `Collection::join_core(arranged, f)` | `collection.arrange_by_key_encoded().join_core(arranged, f)` (DD arranges the receiver with `Hashable`) |
 //! | `reduce(\|k, s, t\| ..)` | the same call: `k: &K`, `s: &[(&V, R)]`, output `VecCollection<(K, V2), R2>` |
-//! | `count_total()` | the same call: `VecCollection<(K, R), isize>` (over all of a key's vals) |
-//! | `threshold_total(f)`, `distinct_total()` | the same call: `VecCollection<K, R2>` / `VecCollection<K, isize>` |
+//! | `count_total()`, `count_total_core::<R2>()` | the same call: `VecCollection<(K, R), isize>` / `<.., R2>` (over all of a key's vals) |
+//! | `threshold_total(f)`, `distinct_total()`, `distinct_total_core::<R2>()` | the same call: `VecCollection<K, R2>` / `VecCollection<K, isize>` (not `threshold_semigroup`) |
 //! | `count()` (`Collection`) | `arrange_by_self_persisted(..)?.count_total()`, or [`CountPersisted::count`] on the byte arrangement |
 //! | `iterate` (read-only use inside the loop) | `arranged.enter(scope)` inside the loop, joined with `inner.arrange_by_key_encoded()` (`tests/dd_ports.rs`, `tests/dd_ports_arrange.rs`) |
 //! | `trace.import(scope)`, `import_named`, `import_core`, `import_frontier`, `import_frontier_core` | the same calls: `arranged.trace.import(scope)` gives a typed arrangement whose times complete only over checked blocks ([`import`]); on the byte-level trace, [`ImportChecked::import_checked`] |

@@ -235,6 +235,16 @@ impl<'scope, Tr: TraceReader + Clone, K, V, R> TypedArranged<'scope, Tr, K, V, R
         }
     }
 
+    /// DD's `Arranged::leave_region`: back out of a region entered with
+    /// [`enter_region`](Self::enter_region).
+    pub fn leave_region<'outer>(self, outer: Scope<'outer, Tr::Time>) -> TypedArranged<'outer, Tr, K, V, R> {
+        let left = self.arranged().leave_region(outer);
+        TypedArranged {
+            stream: left.stream,
+            trace: self.trace,
+        }
+    }
+
     /// Where a typed operator reports decode failures.
     pub(crate) fn failures(&self) -> Failures {
         Failures::new(vec![self.trace.errors.clone()], self.trace.origin.clone())
@@ -255,6 +265,16 @@ where
         L: FnMut(&K, &V) -> D + 'static,
     {
         self.flat_map_ref(move |k, v| Some(logic(k, v)))
+    }
+
+    /// DD's `Arranged::as_vecs`: the `(key, val)` pairs, decoded, with diffs `R`. Decode failures as in
+    /// [`as_collection`](Self::as_collection).
+    pub fn as_vecs(self) -> VecCollection<'scope, Tr::Time, (K, V), R>
+    where
+        K: Data,
+        V: Data,
+    {
+        self.as_collection(|k, v| (k.clone(), v.clone()))
     }
 
     /// DD's `Arranged::flat_map_ref` with `&K`, `&V`. Decode failures as in

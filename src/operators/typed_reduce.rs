@@ -112,12 +112,21 @@ where
     /// DD's `count_total`: `((key, count), ±1)` with `count` the key's accumulated diff (over all its vals)
     /// as an `R`; keys with count zero are absent.
     pub fn count_total(self) -> VecCollection<'scope, Tr::Time, (K, R), isize> {
+        self.count_total_core()
+    }
+
+    /// DD's `count_total_core`: [`count_total`](Self::count_total) with output diffs of type `R2`
+    /// (`R2::from(1)` and `R2::from(-1)`), e.g. `i32`.
+    pub fn count_total_core<R2>(self) -> VecCollection<'scope, Tr::Time, (K, R), R2>
+    where
+        R2: differential_dataflow::difference::Semigroup + From<i8> + 'static,
+    {
         self.total("TypedCountTotal", |key, old, new, out| {
             if let Some(old) = old {
-                out.push(((key.clone(), old), -1));
+                out.push(((key.clone(), old), R2::from(-1)));
             }
             if let Some(new) = new {
-                out.push(((key.clone(), new), 1));
+                out.push(((key.clone(), new), R2::from(1)));
             }
         })
     }
@@ -144,7 +153,14 @@ where
 
     /// DD's `distinct_total`: each key with a non-zero count, once.
     pub fn distinct_total(self) -> VecCollection<'scope, Tr::Time, K, isize> {
-        self.threshold_total(|_, _| 1isize)
+        self.distinct_total_core()
+    }
+
+    /// DD's `distinct_total_core`: [`distinct_total`](Self::distinct_total) with output diffs of type `R2`.
+    pub fn distinct_total_core<R2: Abelian + From<i8> + 'static>(
+        self,
+    ) -> VecCollection<'scope, Tr::Time, K, R2> {
+        self.threshold_total(|_, _| R2::from(1))
     }
 
     /// The driver of the `*_total` operators (module docs): `emit(&key, old, new, &mut out)` for each
