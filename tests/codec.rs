@@ -105,6 +105,33 @@ order_props! {
     ];
 }
 
+/// `Reverse` decodes from a window of the input that doubles from 64 bytes: values whose encodings end,
+/// or hold an escaped `0x00`, at and around the window's edges, followed by more bytes, round-trip, and a
+/// serde type longer than the first window too.
+#[test]
+fn reverse_decodes_across_its_window_edges() {
+    use std::cmp::Reverse;
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+    struct Long {
+        name: String,
+        tags: Vec<u32>,
+    }
+    ddpersist::serde_codec!(Long);
+    for len in 50usize..140 {
+        for zero_at in [0, len / 2, len.saturating_sub(1)] {
+            let mut text: String = (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            text.replace_range(zero_at..zero_at + 1, "\0");
+            let value = (Reverse(text.clone()), 7u8);
+            check::check_round_trip(&value, &value.to_bytes());
+            let long = Reverse(Long {
+                name: text.clone(),
+                tags: (0..len as u32 / 8).collect(),
+            });
+            check::check_round_trip(&long, &long.to_bytes());
+        }
+    }
+}
+
 /// Sets and maps decode only from elements in strictly increasing order (what the encoder writes), and a
 /// duration only below a second of nanoseconds: other bytes are decode errors, not another value.
 #[test]

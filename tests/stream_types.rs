@@ -405,6 +405,21 @@ fn a_restart_at_a_timestamp_type_of_another_mapping_is_refused() {
         store.check_types(other, twice),
         Err(Error::BadInput { .. })
     ));
+    // Nor from a type name through an operator at u64 times (no time part of its own).
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+    struct Odd(u64);
+    ddpersist::serde_codec!(Odd as "odd; time stored as t");
+    let odd = tempfile::tempdir().unwrap();
+    let built = {
+        let store = Store::open(odd.path()).unwrap();
+        timely::execute_directly(move |worker| {
+            worker.dataflow::<u64, _, _>(|scope| {
+                let (_input, pairs) = scope.new_collection::<(Odd, u64), isize>();
+                pairs.arrange_by_key_persisted(&store, "odd").map(|_| ()).err()
+            })
+        })
+    };
+    assert!(matches!(built, Some(Error::BadInput { .. })), "{built:?}");
     // The store's API reads store times: the dataflow started at i64::MIN, store time 0.
     let got = store.snapshot(&stream).unwrap().decode::<u64, u64>().unwrap();
     let times: Vec<u64> = got.iter().map(|u| u.2).collect();

@@ -42,7 +42,8 @@ mod tests;
 /// A type that can be stored as a key or a value.
 ///
 /// Implementations must be order-preserving (`a.cmp(&b) == a.to_bytes().cmp(&b.to_bytes())`) and
-/// self-delimiting (`decode_from` reads exactly the bytes `encode` wrote off the front of a longer string).
+/// self-delimiting (`decode_from` reads exactly the bytes `encode` wrote off the front of a longer string,
+/// and fails on a strict prefix of an encoding: the end of the input is never a terminator).
 /// Std types have it (see the module docs); a type of your own that derives serde's `Serialize` and
 /// `Deserialize` gets it from [`serde_codec!`](crate::serde_codec).
 ///
@@ -135,12 +136,14 @@ pub(crate) fn key_val_part(types: &str) -> &str {
     types.split_once(TIME_PART).map_or(types, |(key_val, _)| key_val)
 }
 
-/// What separates a stream's key and val types from how its times are stored (no type name holds it).
+/// What separates a stream's key and val types from how its times are stored. A type name holding it
+/// is refused (`with_time_part` then adds a second one, which `Store::check_types` refuses).
 pub(crate) const TIME_PART: &str = "; time stored as ";
 
-/// `key_val` then, unless `stored_as` is empty, how the stream's times are stored.
+/// `key_val` then, unless `stored_as` is empty, how the stream's times are stored (always, when
+/// `key_val` holds the separator itself, so that the result holds it twice and is refused).
 pub(crate) fn with_time_part(key_val: String, stored_as: &str) -> String {
-    if stored_as.is_empty() {
+    if stored_as.is_empty() && !key_val.contains(TIME_PART) {
         key_val
     } else {
         format!("{key_val}{TIME_PART}{stored_as}")

@@ -69,9 +69,10 @@
 //! The arranging and persisting operators (`arrange_persisted`, `persist`) check neighbouring input
 //! updates' encodings against their `Ord` and refuse such a type with [`Error::BadInput`] (`operators`),
 //! rather than serve an arrangement that sorts or groups unlike DD's. `upsert_persisted`'s state is keyed
-//! by encodings: it checks each time's keys (each decodes back to itself, and their encodings increase
-//! in `Ord` order) and refuses a key type whose encoding loses what `Eq` compares (`#[serde(skip)]`) or
-//! orders unlike `Ord`. The store API (`Store::write`) does not check.
+//! by encodings and its output is a collection, so order does not matter there, equality does: it
+//! checks each time's keys (each decodes back to itself; `Ord`-equal keys encode alike) and refuses a key
+//! type whose encoding loses what `Eq` compares (`#[serde(skip)]`) or splits what it equates. The store
+//! API (`Store::write`) does not check.
 //!
 //! # Limits
 //!

@@ -42,10 +42,14 @@ impl<T: Codec> Codec for Reverse<T> {
             inverted.extend(bytes[..window].iter().map(|b| !b));
             let mut rest = &inverted[..];
             match T::decode_from(&mut rest) {
-                Ok(value) => {
+                // A value that ends exactly at a window's end short of the input is decoded again from
+                // a larger window: a decoder that took the end of its input for a terminator would
+                // otherwise return a cut value.
+                Ok(value) if !rest.is_empty() || window == bytes.len() => {
                     *bytes = &bytes[window - rest.len()..];
                     return Ok(Reverse(value));
                 }
+                Ok(_) => window = (window * 2).min(bytes.len()),
                 Err(e) if window == bytes.len() => return Err(e),
                 Err(_) => window = (window * 2).min(bytes.len()),
             }
@@ -66,8 +70,8 @@ impl<T: Codec> Codec for Wrapping<T> {
     }
 }
 
-/// Reads a sequence (each element behind `0x01`, then `0x00`) whose elements must be strictly increasing (a set's,
-/// or a map's keys: the only order the encoder writes).
+/// Reads a sequence (each element behind `0x01`, then `0x00`) whose elements must be strictly
+/// increasing (a set's, or a map's keys: the only order the encoder writes).
 fn decode_increasing<T: Codec, K: Ord>(
     bytes: &mut &[u8],
     key: impl Fn(&T) -> &K,

@@ -21,8 +21,11 @@ impl Store {
         let n = input_nos.len();
         let edit = |next: &mut Manifest| {
             next.next_file_no = next.next_file_no.max(file_no + 1);
-            let stream = next.streams.iter_mut().find(|s| s.id == id);
-            let at = stream.and_then(|s| {
+            // Dropped while the merge ran (`Store::drop_stream`): nothing to commit.
+            let Some(stream) = next.streams.iter_mut().find(|s| s.id == id) else {
+                return Err(Error::UnknownStream { id: id.to_string() });
+            };
+            let at = Some(stream).and_then(|s| {
                 let at = s.batches.iter().position(|b| b.file_no == input_nos[0])?;
                 let found: Vec<u64> = s.batches.get(at..at + n)?.iter().map(|b| b.file_no).collect();
                 (found == input_nos).then(|| {
@@ -35,7 +38,15 @@ impl Store {
                 .ok_or_else(|| Error::corrupt("MANIFEST", 0, format!("merge inputs of {id:?} vanished")))
         };
         let written: Vec<_> = output.iter().cloned().collect();
-        self.apply_edit(&guard, &format!("a merge of {id:?}"), &written, edit, |_, _| ())?;
+        let committed = self.apply_edit(&guard, &format!("a merge of {id:?}"), &written, edit, |_, _| ());
+        if let Err(e @ Error::UnknownStream { .. }) = committed {
+            // The output names nothing: removed now (else the next open removes it as an orphan).
+            if let Some((batch, meta)) = output {
+                batch.retire_on_drop(self.inner.blob.clone(), batch_file_name(meta.file_no));
+            }
+            return Err(e);
+        }
+        committed?;
         for (input, no) in inputs.iter().zip(input_nos) {
             input.retire_on_drop(self.inner.blob.clone(), batch_file_name(no));
         }

@@ -167,7 +167,7 @@ impl Store {
 
     /// Waits while a merge (or tail merge) of stream `id` is in flight. Errors: [`Error::UnknownStream`],
     /// [`Error::Poisoned`].
-    fn wait_for_merge_in_flight(&self, id: &str) -> Result<()> {
+    pub(crate) fn wait_for_merge_in_flight(&self, id: &str) -> Result<()> {
         let mut state = self.live_state()?;
         loop {
             let stream = state

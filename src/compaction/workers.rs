@@ -200,8 +200,10 @@ fn worker_loop(store: Store, queue: Arc<Queue>) {
 /// stay logged, and the next `seal_logged` or `complete_seals` tries again).
 fn flush_loop(store: Store, queue: Arc<Queue>, merges: Arc<Queue>) {
     while let Some(id) = queue.pop(true) {
-        if let Err(e) = store.flush_logged(&id) {
-            store.record_flush_failure(&id, &e);
+        match store.flush_logged(&id) {
+            // Dropped after it was queued: nothing to flush.
+            Ok(_) | Err(Error::UnknownStream { .. }) => {}
+            Err(e) => store.record_flush_failure(&id, &e),
         }
         // Its new batch may make merges due: the merge threads' work.
         merges.push(&id);
@@ -223,6 +225,8 @@ impl Store {
             Ok(_) => {
                 self.inner.state.lock().merges_failing = false;
             }
+            // Dropped (`Store::drop_stream`) after it was queued or while it merged: nothing failed.
+            Err(Error::UnknownStream { .. }) => {}
             Err(e) => {
                 self.inner.state.lock().merges_failing = true;
                 self.record_background_error(format!("merge of stream {id:?} failed: {e}"));

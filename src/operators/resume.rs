@@ -93,10 +93,10 @@ impl ResumeState {
 /// downstream operator not built this run (a dataflow built in parts, one rebuilt later) holds the since
 /// back through its stream's recorded upper; which operators are downstream is not recorded, so every
 /// other persisted operator in the store holds it back too: safe, at worst less compaction, until that
-/// operator runs again (DESIGN.md §5.1). A stream at upper 0 (an id that never sealed anything) holds
-/// nothing back: it drops nothing from a replay, so it cannot double rows. A downstream operator in another store is seen only while it
-/// runs. `None` (no compaction) when the store does not hold every worker's stream of the
-/// operator: in a cluster, operators downstream may live in another process's store, whose uppers this
+/// operator runs again or its stream is dropped ([`Store::drop_stream`]; DESIGN.md §5.1). A stream at
+/// upper 0 (an id that never sealed anything) holds nothing back: it drops nothing from a replay, so it
+/// cannot double rows. A downstream operator in another store is seen only while it runs. `None` (no
+/// compaction) when the store does not hold every worker's stream of the operator: in a cluster, operators downstream may live in another process's store, whose uppers this
 /// one cannot see. For de-upsert's state and the arranging operator's trace (DESIGN.md §5).
 pub(crate) fn compaction_since(store: &Store, id: &str, peers: usize, upper: u64) -> Option<u64> {
     let (held, least) = store.with_manifest(|manifest| {
@@ -148,10 +148,10 @@ pub(crate) struct WorkerStream {
 
 /// Opens worker `index` of `peers`'s stream of arrangement `id` in `store` for one operator, creating it
 /// (with `options`) if missing, and checks (or, the first time, records) that it holds keys and vals of
-/// `types` ([`types_of`](super::types_of)): see the module docs.
+/// `types` ([`types_at`](super::types_at)): see the module docs.
 ///
-/// Errors: [`Error::BadInput`] if the id is empty (and names no stream yet), if the id's streams were persisted by another number of
-/// workers, or the store holds streams of the id written by earlier runs but not this worker's (another
+/// Errors: [`Error::BadInput`] if the id is empty (and names no stream yet), if the id's streams were
+/// persisted by another number of workers, or the store holds streams of the id written by earlier runs but not this worker's (another
 /// process's directory, or a changed layout), or the stream was written with other types
 /// ([`Store::check_types`]), or another live operator writes the stream; store errors.
 pub(crate) fn open_worker_stream(

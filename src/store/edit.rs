@@ -1,8 +1,8 @@
 //! The one edit path of the store's durable state.
 //!
 //! Every change of what the manifest records — creating a stream, a seal, a spill, `allow_compaction`, a
-//! merge's swap of its inputs for its output (and, next, moving batches between streams when
-//! re-sharding) — is one *edit* applied by [`Store::apply_edit`], under `edit_lock`:
+//! merge's swap of its inputs for its output, dropping a stream (and, next, moving batches between
+//! streams when re-sharding) — is one *edit* applied by [`Store::apply_edit`], under `edit_lock`:
 //! 1. clone the current manifest, apply the queued riders' seals to the copy (`store/ride.rs`: seals with
 //!    nothing to write that waited for `edit_lock`), then the edit (an edit may refuse, changing nothing;
 //!    the riders then wait for the next edit);
@@ -71,14 +71,17 @@ impl Store {
                 }
             }
         }
-        // An edit that removes streams (re-sharding, next) takes their in-memory state with it; it must
-        // have moved their unsealed updates first.
+        // An edit that removes streams takes their in-memory state with it: `drop_stream` discards the
+        // stream's unsealed updates (WAL replay skips their records); any other such edit (re-sharding,
+        // next) must have moved them first.
         let live: std::collections::HashSet<&str> =
             state.manifest.streams.iter().map(|s| s.id.as_str()).collect();
+        let dropping = state.dropping.take();
         state.streams.retain(|id, s| {
             let keep = live.contains(id.as_str());
             debug_assert!(
-                keep || (s.memtable.update_count() == 0 && s.flushing.is_none()),
+                keep || dropping.as_deref() == Some(id.as_str())
+                    || (s.memtable.update_count() == 0 && s.flushing.is_none()),
                 "an edit removed stream {id:?} holding unsealed updates"
             );
             keep

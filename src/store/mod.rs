@@ -305,6 +305,8 @@ pub(crate) struct State {
     pub(crate) merges_failing: bool,
     /// Seals that only move an upper, queued for the next manifest edit to carry (`store/ride.rs`).
     riders: Vec<ride::Rider>,
+    /// The stream a `drop_stream` edit removes, while it is applied: its unsealed updates go with it.
+    pub(crate) dropping: Option<String>,
 }
 
 /// Numbers the stores of this process, for [`Inner::id`].

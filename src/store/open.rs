@@ -145,6 +145,7 @@ impl Store {
         let mut streams = HashMap::new();
         let mut by_no = HashMap::new();
         let manifest = drop_volatile_spills(&*blob, manifest, log.is_durable())?;
+        let next_stream_no = manifest.next_stream_no;
         for s in &manifest.streams {
             let version = Version::open(&*blob, s.clone())?;
             by_no.insert(s.stream_no, (s.id.clone(), s.spilled_lsn));
@@ -172,11 +173,20 @@ impl Store {
         let replay = log.replay(&mut |lsn, payload| {
             let what = format!("{location}/{WAL_DIR} record at LSN {lsn}");
             let rec = record::decode(payload, &what)?;
-            let (id, spilled_lsn) = by_no.get(&rec.stream_no()).ok_or_else(|| {
-                Error::corrupt(&what, 1, format!("unknown stream number {}", rec.stream_no()))
-            })?;
             // Past this record's first byte: a release point at or beyond every replayed record.
             wal_end = lsn + 1;
+            let Some((id, spilled_lsn)) = by_no.get(&rec.stream_no()) else {
+                // A number below the manifest's next one that names no stream was dropped
+                // (`Store::drop_stream`): its records are discarded with it. Numbers are never reused.
+                if rec.stream_no() < next_stream_no {
+                    return Ok(());
+                }
+                return Err(Error::corrupt(
+                    &what,
+                    1,
+                    format!("unknown stream number {}", rec.stream_no()),
+                ));
+            };
             let stream = streams
                 .get_mut(id)
                 .ok_or_else(|| Error::corrupt(&what, 1, "stream vanished"))?;
@@ -231,6 +241,7 @@ impl Store {
             background_error: None,
             merges_failing: false,
             riders: Vec::new(),
+            dropping: None,
         };
         let inner = Arc::new(Inner {
             blob,

@@ -137,7 +137,8 @@ impl<'s> Carried<'s> {
     /// Applies the riders to `next`, in queue order.
     pub(super) fn apply(&self, next: &mut Manifest) {
         for r in &self.riders {
-            // The stream exists (no edit removes streams yet) and its upper is below the rider's: only
+            // The stream exists (unless dropped since the rider queued: its seal then has nothing to
+            // move, and the rider returns as carried) and its upper is below the rider's: only
             // seals move it, and a seal of the stream planned after the rider queued starts at the
             // rider's upper (and is applied after it, in this edit or a later one).
             if let Some(s) = next.streams.iter_mut().find(|s| s.id == r.id) {

@@ -48,8 +48,9 @@ impl Store {
     /// Checks that stream `id` holds keys and vals of `types` — a name of their encodings, as typed
     /// persisted operators give it at build ([`Codec::schema`] of the key
     /// and of the val, `"key K, val V"`, and for operators at signed times how their times are stored,
-    /// `"key K, val V; time stored as t - i32::MIN"`) — and records `types` if the stream has none recorded and holds
-    /// no update yet (no batch, no spilled run, nothing unsealed), durably, in one manifest edit. A stream
+    /// `"key K, val V; time stored as t - i32::MIN"`) — and records `types` if the stream has none
+    /// recorded and holds no update yet (no batch, no spilled run, nothing unsealed), durably, in one
+    /// manifest edit. A stream
     /// that holds updates but no types (written through the `Store` API alone, or before manifest version
     /// 3) is not checked and gets none recorded: its types are not known, and recording the caller's could
     /// lock the right ones out; [`set_types`](Self::set_types) records them. Reading a stream through other
@@ -106,6 +107,75 @@ impl Store {
     /// Whether a stream named `id` exists.
     pub fn has_stream(&self, id: &str) -> bool {
         self.inner.state.lock().streams.contains_key(id)
+    }
+
+    /// Drops stream `id` and everything it holds — its batches, spilled runs, unsealed updates and
+    /// types — in one manifest edit, durable when it returns; its files are deleted once no reader maps
+    /// them. The id can then be created again, as a new, empty stream. For retiring a persisted operator's
+    /// id that no dataflow runs any more: every persisted operator's stream in a store holds back the
+    /// compaction of the store's other operators (DESIGN.md §5.1), so a retired id must be dropped.
+    ///
+    /// It first completes the stream's logged seals and waits for its merge, seal or spill in flight. A
+    /// merge of the stream that starts meanwhile finds it gone and writes nothing. The stream's WAL
+    /// records stay in the log until it is released and are skipped at replay: a record of a stream number
+    /// below the manifest's next one that names no stream belongs to a dropped stream (numbers are never
+    /// reused). Writes, seals and reads of the id after the drop fail with [`Error::UnknownStream`]; a
+    /// [`PersistedTrace`](crate::trace::PersistedTrace) still open on it keeps the files it maps and stops
+    /// following the stream.
+    ///
+    /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if a live operator writes the stream (a
+    /// [`WriterClaim`]: drop its dataflow first); [`Error::Poisoned`]; a logged seal's flush error; the
+    /// manifest commit's I/O error (which poisons the store).
+    pub fn drop_stream(&self, id: &str) -> Result<()> {
+        loop {
+            self.flush_logged(id)?;
+            self.wait_for_merge_in_flight(id)?;
+            if self.is_claimed(id) {
+                return Err(Error::bad_input(format!(
+                    "stream {id:?} is written by a live operator: drop its dataflow before the stream"
+                )));
+            }
+            let guard = self.inner.edit_lock.lock();
+            // Under edit_lock no seal, spill or merge of the stream can commit, so its version and files
+            // stay as read here; one in flight is waited for (with edit_lock released, which it needs).
+            let files = {
+                let mut state = self.live_state()?;
+                let stream = state
+                    .streams
+                    .get(id)
+                    .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+                let busy = stream.merging
+                    || stream.tail_merging
+                    || stream.flushing.is_some()
+                    || !stream.logged.is_empty();
+                if busy {
+                    None
+                } else {
+                    let files: Vec<(u64, Arc<BatchFile>)> = stream.version.files().collect();
+                    state.dropping = Some(id.to_string());
+                    Some(files)
+                }
+            };
+            let Some(files) = files else {
+                drop(guard);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                continue;
+            };
+            let edit = |next: &mut Manifest| {
+                next.streams.retain(|s| s.id != id);
+                Ok(())
+            };
+            let dropped = self.apply_edit(&guard, &format!("drop_stream of {id:?}"), &[], edit, |_, ()| ());
+            if dropped.is_err() {
+                self.inner.state.lock().dropping = None;
+            }
+            dropped?;
+            for (no, file) in files {
+                file.retire_on_drop(self.inner.blob.clone(), batch_file_name(no));
+            }
+            self.inner.batches_changed.notify_all();
+            return Ok(());
+        }
     }
 
     /// The sealed upper of stream `id`: every update below it is in a batch file.
