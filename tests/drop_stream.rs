@@ -111,44 +111,114 @@ fn a_live_operators_stream_is_refused() {
     assert!(store.streams().is_empty());
 }
 
-/// Dropped while background merges of it run and another stream is written: no background error, no
-/// poisoned store, and the other stream's updates all there after a reopen.
+/// Dropped while background merges of it run and another thread writes another stream, then created
+/// again at once under the same id (a merge of the old stream still running must not reach the new one):
+/// no background error, no poisoned store, no file left behind (checked before any reopen could remove
+/// orphans), and the other stream's updates all there after a reopen.
 #[test]
-fn a_stream_dropped_beside_merges_and_writers() {
+fn a_stream_dropped_beside_merges_and_writers_and_created_again() {
     let dir = tempfile::tempdir().unwrap();
     let options = Options {
         merge_fan_in: 2,
         ..Options::default()
     };
     let store = Store::open_with(dir.path(), options.clone()).unwrap();
+    store
+        .create_stream("other", StreamOptions { durable: true })
+        .unwrap();
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for t in 0..200u64 {
+                store.write("other", &[update(t, t)]).unwrap();
+                store.seal("other", t + 1).unwrap();
+            }
+        })
+    };
     for round in 0..5u64 {
-        let id = format!("busy{round}");
         store
-            .create_stream(&id, StreamOptions { durable: false })
+            .create_stream(
+                "busy",
+                StreamOptions {
+                    durable: round % 2 == 0,
+                },
+            )
             .unwrap();
-        store
-            .create_stream("other", StreamOptions { durable: false })
-            .ok();
         for t in 0..20 {
             let updates: Vec<_> = (0..200).map(|i| update(i + 1000 * t, t)).collect();
-            store.write(&id, &updates).unwrap();
-            store.seal(&id, t + 1).unwrap();
-            let t_other = round * 20 + t;
-            store.write("other", &[update(t_other, t_other)]).unwrap();
-            store.seal("other", t_other + 1).unwrap();
+            store.write("busy", &updates).unwrap();
+            store.seal("busy", t + 1).unwrap();
         }
-        // Merges of `id` are queued or running now.
-        store.drop_stream(&id).unwrap();
-        assert_eq!(store.background_error(), None);
+        store.write("busy", &[update(1, 30)]).unwrap();
+        // Merges of "busy" are queued or running now.
+        store.drop_stream("busy").unwrap();
+        assert_eq!(store.background_error(), None, "round {round}");
     }
+    writer.join().unwrap();
+    store
+        .create_stream("busy", StreamOptions { durable: true })
+        .unwrap();
     store.compact("other").unwrap();
     assert_eq!(store.background_error(), None);
+    assert!(store
+        .snapshot("busy")
+        .unwrap()
+        .decode::<u64, String>()
+        .unwrap()
+        .is_empty());
+    // Background merges of "other" may still be finishing: wait for the files to settle.
+    let named = || files_of(&store, "other") + files_of(&store, "busy");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while batch_files(dir.path()).len() != named() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        batch_files(dir.path()).len(),
+        named(),
+        "no file of a dropped stream left"
+    );
     drop(store);
     let store = Store::open_with(dir.path(), options).unwrap();
-    assert_eq!(store.streams(), ["other"]);
+    assert!(store.recovery_report().orphans_removed.is_empty());
+    let mut streams = store.streams();
+    streams.sort();
+    assert_eq!(streams, ["busy", "other"]);
     let other = store.snapshot("other").unwrap().decode::<u64, String>().unwrap();
-    assert_eq!(other.len(), 100);
-    assert_eq!(batch_files(dir.path()).len(), files_of(&store, "other"));
+    assert_eq!(other.len(), 200);
+}
+
+/// A stream with spilled runs and a logged seal whose batch is not written yet drops whole: no file left,
+/// and a reopen replays neither its updates nor its seal record.
+#[test]
+fn spilled_runs_and_logged_seals_drop_with_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        memtable_budget_bytes: 64 << 10,
+        compaction_threads: 0,
+        ..Options::default()
+    };
+    {
+        let store = Store::open_with(dir.path(), options.clone()).unwrap();
+        store.create_stream("s", StreamOptions { durable: true }).unwrap();
+        for t in 0..4u64 {
+            let updates: Vec<_> = (0..2_000).map(|i| update(i + 10_000 * t, 10 + t)).collect();
+            store.write("s", &updates).unwrap();
+        }
+        assert!(
+            !store.manifest().stream("s").unwrap().spills.is_empty(),
+            "spilled"
+        );
+        store.seal_logged("s", 11).unwrap();
+        store.drop_stream("s").unwrap();
+        assert!(
+            batch_files(dir.path()).is_empty(),
+            "{:?}",
+            batch_files(dir.path())
+        );
+    }
+    let store = Store::open_with(dir.path(), options).unwrap();
+    assert!(store.streams().is_empty());
+    assert!(batch_files(dir.path()).is_empty());
 }
 
 /// Why it exists: a persisted operator no longer run holds back the compaction of the store's other

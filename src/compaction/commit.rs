@@ -8,10 +8,12 @@ use crate::version::{BatchMeta, Manifest};
 use std::sync::Arc;
 
 impl Store {
-    /// Step 3 of the protocol: swap the inputs for the output in the manifest, then in memory.
+    /// Step 3 of the protocol: swap the inputs for the output in the manifest, then in memory, in stream
+    /// `id` numbered `stream_no` (the one the merge read). Errors: [`Error::UnknownStream`] if that
+    /// stream was dropped meanwhile (the output is retired); as `apply_edit`.
     pub(super) fn commit_merge(
         &self,
-        id: &str,
+        (id, stream_no): (&str, u32),
         inputs: &[Arc<BatchFile>],
         input_nos: Vec<u64>,
         output: Option<(Arc<BatchFile>, BatchMeta)>,
@@ -21,8 +23,13 @@ impl Store {
         let n = input_nos.len();
         let edit = |next: &mut Manifest| {
             next.next_file_no = next.next_file_no.max(file_no + 1);
-            // Dropped while the merge ran (`Store::drop_stream`): nothing to commit.
-            let Some(stream) = next.streams.iter_mut().find(|s| s.id == id) else {
+            // Dropped while the merge ran (`Store::drop_stream`; perhaps created again under the id, with
+            // another number): nothing to commit.
+            let found = next
+                .streams
+                .iter_mut()
+                .find(|s| s.id == id && s.stream_no == stream_no);
+            let Some(stream) = found else {
                 return Err(Error::UnknownStream { id: id.to_string() });
             };
             let at = Some(stream).and_then(|s| {

@@ -80,16 +80,20 @@ pub(crate) enum Step {
     Nothing,
 }
 
-/// Clears a stream's `merging` (or, for a tail merge, `tail_merging`) flag however a merge ends.
+/// Clears a stream's `merging` (or, for a tail merge, `tail_merging`) flag however a merge ends (unless
+/// the stream was dropped meanwhile: a stream created again under its id, another number, is not its).
 struct MergingGuard<'a> {
     store: &'a Store,
     id: &'a str,
+    stream_no: u32,
     tail: bool,
 }
 
 impl Drop for MergingGuard<'_> {
     fn drop(&mut self) {
-        if let Some(s) = self.store.inner.state.lock().streams.get_mut(self.id) {
+        let mut state = self.store.inner.state.lock();
+        let stream = state.streams.get_mut(self.id);
+        if let Some(s) = stream.filter(|s| s.version.stream_no() == self.stream_no) {
             match self.tail {
                 true => s.tail_merging = false,
                 false => s.merging = false,
@@ -188,11 +192,14 @@ impl Store {
     /// other scopes run only when no merge of the stream runs.
     pub(crate) fn merge_once(&self, id: &str, scope: Scope) -> Result<Step> {
         let tail = scope == Scope::Tail;
-        let (inputs, input_nos, description, file_no) = {
+        let (inputs, input_nos, description, stream_no, file_no) = {
             let mut state = self.live_state()?;
             let Some(stream) = state.streams.get_mut(id) else {
                 return Ok(Step::Nothing);
             };
+            if stream.dropping {
+                return Ok(Step::Nothing);
+            }
             if stream.tail_merging || (stream.merging && !tail) {
                 return Ok(Step::Busy);
             }
@@ -238,11 +245,13 @@ impl Store {
                 upper: inputs[inputs.len() - 1].description().upper,
                 since,
             };
-            (inputs, input_nos, description, state.alloc_file_no())
+            let stream_no = version.stream_no();
+            (inputs, input_nos, description, stream_no, state.alloc_file_no())
         };
         let _merging = MergingGuard {
             store: self,
             id,
+            stream_no,
             tail,
         };
         let name = batch_file_name(file_no);
@@ -282,7 +291,7 @@ impl Store {
                 }
             }
         };
-        self.commit_merge(id, &inputs, input_nos, output, file_no)?;
+        self.commit_merge((id, stream_no), &inputs, input_nos, output, file_no)?;
         Ok(Step::Merged)
     }
 }

@@ -61,7 +61,9 @@ impl Store {
     /// `seal_logged`, [`complete_seals`](Self::complete_seals) or `compact` of the stream tries again
     /// (`complete_seals` returns the error if it fails again).
     pub fn seal_logged(&self, id: &str, upper: u64) -> Result<()> {
-        let durable = self.with_stream(id, |s| s.version.durable())?;
+        // The number says, under the lock below, that it is still that stream (not dropped and created
+        // again meanwhile, perhaps with another durability).
+        let (durable, stream_no) = self.with_stream(id, |s| (s.version.durable(), s.version.stream_no()))?;
         let log = &self.inner.log;
         if !durable || !log.is_durable() || !log.takes_seal_records() {
             return self.seal(id, upper).map(|_| ());
@@ -76,6 +78,7 @@ impl Store {
             let stream = state
                 .streams
                 .get_mut(id)
+                .filter(|s| s.version.stream_no() == stream_no)
                 .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
             if upper <= stream.pending_upper {
                 return Err(Error::bad_input(format!(

@@ -348,6 +348,8 @@ pub(crate) struct StreamState {
     /// The upper and options of this stream's queued rider (`store/ride.rs`), not committed yet: a seal of
     /// the stream planned meanwhile starts there.
     riding: Option<(u64, SealOptions)>,
+    /// Set by `drop_stream` while it waits to remove the stream: no new merge of it starts.
+    pub(crate) dropping: bool,
 }
 
 impl StreamState {
@@ -364,6 +366,7 @@ impl StreamState {
             tail_merging: false,
             merge_turn: 0,
             riding: None,
+            dropping: false,
         }
     }
 }

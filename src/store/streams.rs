@@ -109,73 +109,78 @@ impl Store {
         self.inner.state.lock().streams.contains_key(id)
     }
 
-    /// Drops stream `id` and everything it holds — its batches, spilled runs, unsealed updates and
-    /// types — in one manifest edit, durable when it returns; its files are deleted once no reader maps
-    /// them. The id can then be created again, as a new, empty stream. For retiring a persisted operator's
-    /// id that no dataflow runs any more: every persisted operator's stream in a store holds back the
-    /// compaction of the store's other operators (DESIGN.md §5.1), so a retired id must be dropped.
+    /// Drops stream `id` and everything it holds — its batches, spilled runs, unsealed updates, logged
+    /// seals not yet written and types — in one manifest edit, durable when it returns; its files are
+    /// deleted once no reader maps them. The id can then be created again, as a new, empty stream (a
+    /// stream is known by its number inside the store: calls that looked at the old one fail with
+    /// [`Error::UnknownStream`] rather than reach the new one). For retiring a persisted operator's id that
+    /// no dataflow runs any more: every persisted operator's stream in a store holds back the compaction of
+    /// the store's other operators (DESIGN.md §5.1), so a retired id must be dropped, each of its workers'
+    /// streams ([`worker_stream_id`](crate::operators::worker_stream_id)); after a crash part way through,
+    /// drop the rest (the ones already dropped are [`Error::UnknownStream`]).
     ///
-    /// It first completes the stream's logged seals and waits for its merge, seal or spill in flight. A
-    /// merge of the stream that starts meanwhile finds it gone and writes nothing. The stream's WAL
-    /// records stay in the log until it is released and are skipped at replay: a record of a stream number
-    /// below the manifest's next one that names no stream belongs to a dropped stream (numbers are never
-    /// reused). Writes, seals and reads of the id after the drop fail with [`Error::UnknownStream`]; a
-    /// [`PersistedTrace`](crate::trace::PersistedTrace) still open on it keeps the files it maps and stops
-    /// following the stream.
+    /// It claims the stream (as an operator would, so none can start writing it meanwhile), stops new
+    /// merges of it and waits for the one in flight; no seal or spill of it can commit while its edit holds
+    /// `edit_lock`. Its WAL records stay in the log until released and are skipped at replay: a record of
+    /// a stream number below the manifest's next one that names no stream belongs to a dropped stream
+    /// (numbers are never reused). Writes, seals and reads of the id after the drop fail with
+    /// [`Error::UnknownStream`]; a [`PersistedTrace`](crate::trace::PersistedTrace) still open on it keeps
+    /// the files it maps and stops at its next maintenance with that error in its slot (fail-stop).
     ///
     /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if a live operator writes the stream (a
-    /// [`WriterClaim`]: drop its dataflow first); [`Error::Poisoned`]; a logged seal's flush error; the
-    /// manifest commit's I/O error (which poisons the store).
+    /// [`WriterClaim`]: drop its dataflow first); [`Error::Poisoned`]; the manifest commit's I/O error
+    /// (which poisons the store).
     pub fn drop_stream(&self, id: &str) -> Result<()> {
-        loop {
-            self.flush_logged(id)?;
-            self.wait_for_merge_in_flight(id)?;
-            if self.is_claimed(id) {
-                return Err(Error::bad_input(format!(
-                    "stream {id:?} is written by a live operator: drop its dataflow before the stream"
-                )));
+        let claim = self.claim_writer(id).map_err(|e| match e {
+            Error::BadInput { .. } => Error::bad_input(format!(
+                "stream {id:?} is written by a live operator: drop its dataflow before the stream"
+            )),
+            e => e,
+        })?;
+        let mark = |dropping: bool| {
+            if let Some(s) = self.inner.state.lock().streams.get_mut(id) {
+                s.dropping = dropping;
             }
-            let guard = self.inner.edit_lock.lock();
-            // Under edit_lock no seal, spill or merge of the stream can commit, so its version and files
-            // stay as read here; one in flight is waited for (with edit_lock released, which it needs).
-            let files = {
-                let mut state = self.live_state()?;
-                let stream = state
-                    .streams
-                    .get(id)
-                    .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
-                let busy = stream.merging
-                    || stream.tail_merging
-                    || stream.flushing.is_some()
-                    || !stream.logged.is_empty();
-                if busy {
-                    None
-                } else {
-                    let files: Vec<(u64, Arc<BatchFile>)> = stream.version.files().collect();
-                    state.dropping = Some(id.to_string());
-                    Some(files)
-                }
-            };
-            let Some(files) = files else {
-                drop(guard);
-                std::thread::sleep(std::time::Duration::from_millis(1));
-                continue;
-            };
-            let edit = |next: &mut Manifest| {
-                next.streams.retain(|s| s.id != id);
-                Ok(())
-            };
-            let dropped = self.apply_edit(&guard, &format!("drop_stream of {id:?}"), &[], edit, |_, ()| ());
-            if dropped.is_err() {
-                self.inner.state.lock().dropping = None;
-            }
-            dropped?;
-            for (no, file) in files {
-                file.retire_on_drop(self.inner.blob.clone(), batch_file_name(no));
-            }
-            self.inner.batches_changed.notify_all();
-            return Ok(());
+        };
+        mark(true);
+        let dropped = self.drop_claimed(id);
+        if dropped.is_err() {
+            mark(false);
         }
+        drop(claim);
+        dropped
+    }
+
+    /// [`drop_stream`](Self::drop_stream) once the stream is claimed and marked: no new merge of it starts.
+    fn drop_claimed(&self, id: &str) -> Result<()> {
+        self.wait_for_merge_in_flight(id)?;
+        let guard = self.inner.edit_lock.lock();
+        // Under edit_lock no seal, spill or merge of the stream commits (a flush holds edit_lock whole),
+        // and no merge of it runs (waited for; none starts once marked): its version and files stay as
+        // read here. Its logged seals and memtable leave with its in-memory state.
+        let files: Vec<(u64, Arc<BatchFile>)> = {
+            let mut state = self.live_state()?;
+            let stream = state
+                .streams
+                .get(id)
+                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+            debug_assert!(!stream.merging && !stream.tail_merging && stream.flushing.is_none());
+            let files = stream.version.files().collect();
+            state.dropping = Some(id.to_string());
+            files
+        };
+        let edit = |next: &mut Manifest| {
+            next.streams.retain(|s| s.id != id);
+            Ok(())
+        };
+        let dropped = self.apply_edit(&guard, &format!("drop_stream of {id:?}"), &[], edit, |_, ()| ());
+        self.inner.state.lock().dropping = None;
+        dropped?;
+        for (no, file) in files {
+            file.retire_on_drop(self.inner.blob.clone(), batch_file_name(no));
+        }
+        self.inner.batches_changed.notify_all();
+        Ok(())
     }
 
     /// The sealed upper of stream `id`: every update below it is in a batch file.

@@ -176,9 +176,10 @@ impl Store {
         }
         let count =
             u32::try_from(refs.len()).map_err(|_| Error::bad_input("too many updates in one write"))?;
-        // A stream's durability is fixed when it is created, and streams are never removed: read it with
-        // a short look under the lock, and encode the WAL record (durable streams only) outside it.
-        let durable = self.with_stream(id, |s| s.version.durable())?;
+        // A stream's durability is fixed when it is created: read it with a short look under the lock,
+        // and encode the WAL record (durable streams only) outside it. The stream's number says, under
+        // the lock below, that it is still that stream (not dropped and created again meanwhile).
+        let (durable, stream_no) = self.with_stream(id, |s| (s.version.durable(), s.version.stream_no()))?;
         let mut payload = Vec::new();
         if durable && count > 0 {
             // Varint unless the log's active segment is of an older WAL version (then until it rolls over).
@@ -200,6 +201,7 @@ impl Store {
         let stream = state
             .streams
             .get_mut(id)
+            .filter(|s| s.version.stream_no() == stream_no)
             .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
         if min_time < stream.pending_upper {
             return Err(Error::bad_input(format!(

@@ -109,11 +109,6 @@ impl Store {
             .collect()
     }
 
-    /// Whether a live [`WriterClaim`] holds stream `id` (an operator writes it).
-    pub(crate) fn is_claimed(&self, id: &str) -> bool {
-        self.inner.writers.lock().live.contains(id)
-    }
-
     /// Whether stream `id` was created by this open of the store (not read from its manifest).
     pub fn created_here(&self, id: &str) -> bool {
         self.inner.writers.lock().created.contains(id)

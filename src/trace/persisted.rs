@@ -68,6 +68,8 @@ pub type PersistedSpan<T = u64> = Span<T, PersistedBatch<T>>;
 struct Link {
     store: Store,
     id: String,
+    /// The stream's number: a stream dropped and created again under `id` is not this one.
+    stream_no: u32,
     /// Set by `insert` and by frontier changes: maintenance has something to look at.
     dirty: bool,
     /// Where maintenance hands the since readers allow to the stream's writer, if it has one.
@@ -137,7 +139,8 @@ impl<T: PersistTime> PersistedTrace<T> {
     ///
     /// With times other than `u64`, name the type: `PersistedTrace::<u32>::open(&store, id)`.
     pub fn open(store: &Store, id: &str) -> Result<Self> {
-        let recorded = store.with_stream(id, |s| s.version.meta().types.clone())?;
+        let (recorded, stream_no) =
+            store.with_stream(id, |s| (s.version.meta().types.clone(), s.version.stream_no()))?;
         crate::operators::refuse_other_time::<T>(id, &recorded)?;
         let sealed = store.sealed(id)?;
         let mut trace = PersistedTrace::<T>::empty();
@@ -148,6 +151,7 @@ impl<T: PersistTime> PersistedTrace<T> {
         trace.link = Some(Link {
             store: store.clone(),
             id: id.to_string(),
+            stream_no,
             dirty: false,
             allowed: None,
             activator: None,
@@ -228,6 +232,10 @@ impl<T: PersistTime> PersistedTrace<T> {
             return Ok(());
         }
         let (store, id) = (link.store.clone(), link.id.clone());
+        // Dropped (`Store::drop_stream`), perhaps created again under the id: not this trace's stream.
+        if store.with_stream(&id, |s| s.version.stream_no())? != link.stream_no {
+            return Err(Error::UnknownStream { id });
+        }
         let sealed = store.sealed(&id)?;
         self.adopt(&sealed.batches, sealed.upper, &id)?;
         if let Some(allowed) = self.link.as_ref().and_then(|l| l.allowed.as_ref()) {
