@@ -114,11 +114,17 @@ impl Store {
     /// The sealed part of stream `id` only: its batches (oldest first; times between batches that no
     /// batch covers had no updates), its upper and its since. Cheap: no copy of any data.
     pub fn sealed(&self, id: &str) -> Result<Sealed> {
-        let version = self.version(id)?;
-        Ok(Sealed {
+        Ok(Sealed::of(&*self.version(id)?))
+    }
+}
+
+impl Sealed {
+    /// The sealed part of `version`.
+    pub(crate) fn of(version: &crate::Version) -> Sealed {
+        Sealed {
             batches: version.batches().to_vec(),
             upper: version.upper(),
             since: version.since(),
-        })
+        }
     }
 }

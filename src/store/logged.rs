@@ -131,16 +131,33 @@ impl Store {
     /// [`complete_seals`](Self::complete_seals) without scheduling merges (the flush thread queues them
     /// itself); returns whether it committed a batch.
     pub(crate) fn flush_logged(&self, id: &str) -> Result<bool> {
-        let logged = self.with_stream(id, |s| s.logged.back().map(|l| l.0))?;
+        let now = |s: &StreamState| {
+            (
+                s.logged.back().map(|l| l.0),
+                s.version.upper(),
+                s.version.stream_no(),
+            )
+        };
+        let (logged, _, stream_no) = self.with_stream(id, now)?;
         let Some(target) = logged else {
             return Ok(false);
         };
+        #[cfg(test)]
+        tests::hold_flush(id);
         let mut flushed = false;
-        while self.upper(id)? < target {
+        loop {
+            // The stream these seals were logged in: not one created again under `id` after a drop, whose
+            // upper would never reach `target` (and whose logged seals, if any, are its own).
+            let (_, upper, no) = self.with_stream(id, now)?;
+            if no != stream_no {
+                return Err(Error::UnknownStream { id: id.to_string() });
+            }
+            if upper >= target {
+                return Ok(flushed);
+            }
             self.seal_to(id, SealTo::Logged, SealOptions::default(), None)?;
             flushed = true;
         }
-        Ok(flushed)
     }
 
     /// Hands stream `id`'s logged seals to the flush thread, or completes them inline when there is none
@@ -183,5 +200,58 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A test-only pause of `flush_logged` of one stream id after it read its target, for the interleaving
+    /// below.
+    static HOLD: parking_lot::Mutex<Option<(String, u64)>> = parking_lot::Mutex::new(None);
+
+    pub(super) fn hold_flush(id: &str) {
+        let hold = HOLD.lock().clone();
+        if let Some((held, millis)) = hold.filter(|(held, _)| held == id) {
+            debug_assert_eq!(held, id);
+            std::thread::sleep(std::time::Duration::from_millis(millis));
+        }
+    }
+
+    /// The flush thread reads a logged seal's upper by id, then waits for `edit_lock`; a `drop_stream`
+    /// and a `create_stream` of the id in between leave it facing a new stream whose upper never reaches
+    /// the old seal's. It must stop (`UnknownStream`, which the flush thread ignores), not seal the new
+    /// stream forever: with the check removed, this test's store never closes.
+    #[test]
+    fn a_flush_of_a_stream_dropped_and_created_again_stops() {
+        let id = "held-flush";
+        *HOLD.lock() = Some((id.to_string(), 300));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_stream(id, StreamOptions { durable: true }).unwrap();
+        store.write(id, &[(1u64, 1u64, 0, 1)]).unwrap();
+        // Logged: the flush thread takes it up (and is held after reading the target), as does this one.
+        store.seal_logged(id, 1).unwrap();
+        let flusher = {
+            let store = store.clone();
+            std::thread::spawn(move || store.flush_logged(id))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        store.drop_stream(id).unwrap();
+        store.create_stream(id, StreamOptions { durable: true }).unwrap();
+        *HOLD.lock() = None;
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let flushed = flusher.join().unwrap();
+            let upper = store.upper(id);
+            drop(store); // joins the flush thread
+            done.send((flushed, upper)).unwrap()
+        });
+        let (flushed, upper) = finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the flushes stopped and the store closed");
+        assert!(matches!(flushed, Err(Error::UnknownStream { .. })), "{flushed:?}");
+        assert_eq!(upper.unwrap(), 0, "the new stream was not sealed");
     }
 }

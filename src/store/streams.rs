@@ -137,16 +137,12 @@ impl Store {
             )),
             e => e,
         })?;
-        let mark = |dropping: bool| {
-            if let Some(s) = self.inner.state.lock().streams.get_mut(id) {
-                s.dropping = dropping;
-            }
-        };
-        mark(true);
-        let dropped = self.drop_claimed(id);
-        if dropped.is_err() {
-            mark(false);
+        if let Some(s) = self.inner.state.lock().streams.get_mut(id) {
+            s.dropping = true;
         }
+        // However `drop_claimed` ends (an error, a panic), a stream still there merges again.
+        let _unmark = Unmark { store: self, id };
+        let dropped = self.drop_claimed(id);
         drop(claim);
         dropped
     }
@@ -242,6 +238,20 @@ impl Store {
     /// The since of stream `id`: merges may have advanced times below it to it.
     pub fn since(&self, id: &str) -> Result<u64> {
         self.with_stream(id, |s| s.version.since())
+    }
+}
+
+/// Clears the `dropping` mark of stream `id` (if still there) when `drop_stream` ends.
+struct Unmark<'a> {
+    store: &'a Store,
+    id: &'a str,
+}
+
+impl Drop for Unmark<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.store.inner.state.lock().streams.get_mut(self.id) {
+            s.dropping = false;
+        }
     }
 }
 

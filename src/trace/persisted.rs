@@ -139,10 +139,11 @@ impl<T: PersistTime> PersistedTrace<T> {
     ///
     /// With times other than `u64`, name the type: `PersistedTrace::<u32>::open(&store, id)`.
     pub fn open(store: &Store, id: &str) -> Result<Self> {
-        let (recorded, stream_no) =
-            store.with_stream(id, |s| (s.version.meta().types.clone(), s.version.stream_no()))?;
-        crate::operators::refuse_other_time::<T>(id, &recorded)?;
-        let sealed = store.sealed(id)?;
+        // Types, number and batches from one version.
+        let version = store.version(id)?;
+        let stream_no = version.stream_no();
+        crate::operators::refuse_other_time::<T>(id, &version.meta().types)?;
+        let sealed = crate::read::Sealed::of(&version);
         let mut trace = PersistedTrace::<T>::empty();
         for span in tile(&sealed.batches, sealed.upper, id)? {
             trace.push(span);
@@ -233,10 +234,12 @@ impl<T: PersistTime> PersistedTrace<T> {
         }
         let (store, id) = (link.store.clone(), link.id.clone());
         // Dropped (`Store::drop_stream`), perhaps created again under the id: not this trace's stream.
-        if store.with_stream(&id, |s| s.version.stream_no())? != link.stream_no {
+        // The number and the batches come from one version.
+        let version = store.version(&id)?;
+        if version.stream_no() != link.stream_no {
             return Err(Error::UnknownStream { id });
         }
-        let sealed = store.sealed(&id)?;
+        let sealed = crate::read::Sealed::of(&version);
         self.adopt(&sealed.batches, sealed.upper, &id)?;
         if let Some(allowed) = self.link.as_ref().and_then(|l| l.allowed.as_ref()) {
             let since = frontier_value(self.logical.borrow()).min(sealed.upper);
