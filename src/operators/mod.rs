@@ -78,6 +78,7 @@ pub mod arrange;
 pub mod count;
 pub mod import;
 pub mod pass_through;
+mod persist_handle;
 mod persister;
 pub mod resume;
 mod sealer;
@@ -92,7 +93,7 @@ pub use arrange::{ArrangeEncoded, ArrangePersisted, PersistOptions, PersistedArr
 pub use count::CountPersisted;
 pub use import::{hold_until_checked, ImportButton, ImportChecked, TypedImport};
 pub use pass_through::{Persist, Persisted};
-pub use persister::PersistHandle;
+pub use persist_handle::PersistHandle;
 pub use resume::{resume_at, ResumeState};
 pub use sealer::{SealCounts, SealMode};
 pub use time::PersistTime;

@@ -43,6 +43,7 @@
 //! the error in [`PersistHandle::error`] (or waits for it from any thread with [`ErrorSlot::wait`]) and
 //! drops the dataflow (`worker.drop_dataflow`) or the process; a restart resumes from the last upper.
 
+pub(crate) use super::persist_handle::{PersistHandle, Shared};
 use super::resume::{ResumeState, WorkerStream};
 use super::sealer::{Placement, Request, SealCounts, SealMode, Sealer};
 use super::PersistTime;
@@ -85,74 +86,6 @@ pub(crate) fn input_bound<T: PersistTime>(frontier: AntichainRef<T>) -> u64 {
 /// At most the first 32 bytes of `bytes`, for error messages.
 fn truncated(bytes: &[u8]) -> &[u8] {
     &bytes[..bytes.len().min(32)]
-}
-
-/// What the operator shares with its [`PersistHandle`]s.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    /// The stream's sealed upper in the store.
-    sealed_upper: Cell<u64>,
-    /// The upper of the arrangement (its trace): at or above `sealed_upper`.
-    upper: Cell<u64>,
-    stopped: Cell<bool>,
-    seals: Cell<SealCounts>,
-    /// Input updates dropped as below the trace's upper (see `PersistHandle::replayed_updates`).
-    replayed: Cell<u64>,
-}
-
-/// The caller's view of one worker's persisting operator: what it has persisted and whether it failed.
-/// Cheap to clone; lives with the worker (not `Send`; its [`errors`](Self::errors) slot is).
-#[derive(Clone, Debug)]
-pub struct PersistHandle {
-    stream: Rc<str>,
-    resume: ResumeState,
-    own_upper: u64,
-    errors: ErrorSlot,
-    shared: Rc<Shared>,
-}
-
-impl PersistHandle {
-    super::resume::worker_handle_accessors!();
-
-    /// The stream's sealed upper now: every update below it is in a batch file.
-    pub fn sealed_upper(&self) -> u64 {
-        self.shared.sealed_upper.get()
-    }
-
-    /// The arrangement's upper: every update below it is in the trace (some intervals may be update-free
-    /// spans not yet recorded in the store).
-    pub fn upper(&self) -> u64 {
-        self.shared.upper.get()
-    }
-
-    /// Whether the operator stopped after an error: persisting failed, or (an arrangement) a persisted
-    /// block failed its checksum and the arrangement holds its frontier for good (fail-stop).
-    pub fn is_stopped(&self) -> bool {
-        self.shared.stopped.get() || self.errors.is_stopped()
-    }
-
-    /// Takes the first error out (a stopped operator stays stopped).
-    pub fn take_error(&self) -> Option<Error> {
-        self.errors.take()
-    }
-
-    /// How many seals this worker's operator requested since it was built (not across restarts), by
-    /// where they run: inline on the worker's thread, or pipelined on its seal thread (counted when
-    /// submitted, so a seal in flight counts). See [`SealMode`].
-    pub fn seals(&self) -> SealCounts {
-        self.shared.seals.get()
-    }
-
-    /// How many input updates (with nonzero diffs) this worker's operator dropped since it was built
-    /// because their times lay below the trace's upper: a replay of input an earlier run persisted (the
-    /// restart protocol: [`resume`](crate::operators::resume)). They are not compared with what the
-    /// store holds: a restarted input must replay the same updates below [`own_upper`](Self::own_upper),
-    /// or start at [`resume_at`](Self::resume_at) with none below it (then this stays 0). A count where
-    /// none was expected means the input was fed from too early a time, and what it held there that the
-    /// store does not is lost.
-    pub fn replayed_updates(&self) -> u64 {
-        self.shared.replayed.get()
-    }
 }
 
 /// The write path of one worker's stream: see the module docs.
