@@ -19,9 +19,19 @@ where
     K: Codec + timely::ExchangeData + Clone + Ord + std::hash::Hash + std::fmt::Debug + Sync,
     V: Codec + timely::ExchangeData + Clone + Ord + std::hash::Hash + std::fmt::Debug + Sync,
 {
+    arrange_in::<u64, K, V>(dir, updates)
+}
+
+/// [`arrange`] in a dataflow at times `T`.
+fn arrange_in<T, K, V>(dir: &Path, updates: Vec<(K, V)>) -> Option<Error>
+where
+    T: ddpersist::operators::PersistTime,
+    K: Codec + timely::ExchangeData + Clone + Ord + std::hash::Hash + std::fmt::Debug + Sync,
+    V: Codec + timely::ExchangeData + Clone + Ord + std::hash::Hash + std::fmt::Debug + Sync,
+{
     let store = Store::open(dir).unwrap();
     timely::execute_directly(move |worker| {
-        let built = worker.dataflow::<u64, _, _>(|scope| {
+        let built = worker.dataflow::<T, _, _>(|scope| {
             let (input, pairs) = scope.new_collection::<(K, V), isize>();
             pairs
                 .arrange_by_key_persisted(&store, "t")
@@ -32,11 +42,11 @@ where
             Err(e) => return Some(e),
         };
         let start = handle.resume_at();
-        input.advance_to(start);
+        input.advance_to(T::from_u64(start).unwrap());
         for u in updates {
             input.insert(u);
         }
-        input.advance_to(start + 1);
+        input.advance_to(T::from_u64(start + 1).unwrap());
         input.flush();
         while handle.sealed_upper() < start + 1 && handle.error().is_none() {
             worker.step();
@@ -305,32 +315,9 @@ fn an_empty_id_that_names_existing_streams_still_opens() {
     assert!(built.is_none(), "{built:?}");
 }
 
-/// Builds `arrange_by_key_persisted` at times `T` over `(u64, u64)` pairs on `dir`'s store and seals one
-/// update at its resume point; returns the build's error, if any.
+/// [`arrange_in`] at times `T` of one `(key, key)` pair.
 fn arrange_at<T: ddpersist::operators::PersistTime>(dir: &Path, key: u64) -> Option<Error> {
-    let store = Store::open(dir).unwrap();
-    timely::execute_directly(move |worker| {
-        let built = worker.dataflow::<T, _, _>(|scope| {
-            let (input, pairs) = scope.new_collection::<(u64, u64), isize>();
-            pairs
-                .arrange_by_key_persisted(&store, "t")
-                .map(|a| (input, a.handle().unwrap().clone()))
-        });
-        let (mut input, handle) = match built {
-            Ok(b) => b,
-            Err(e) => return Some(e),
-        };
-        let start = handle.resume_at();
-        input.advance_to(T::from_u64(start).unwrap());
-        input.insert((key, key));
-        input.advance_to(T::from_u64(start + 1).unwrap());
-        input.flush();
-        while handle.sealed_upper() < start + 1 && handle.error().is_none() {
-            worker.step();
-        }
-        assert!(handle.error().is_none(), "{:?}", handle.error());
-        None
-    })
+    arrange_in::<T, u64, u64>(dir, vec![(key, key)])
 }
 
 /// A stream records how its operator's times map onto the store's (signed times are offset by their
