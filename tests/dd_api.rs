@@ -1,6 +1,6 @@
 //! DD's `Arranged` API on a typed persisted arrangement, call for call against DD's own in-memory
 //! arrangement of the same input: `as_vecs`, `enter_region` then `leave_region`, `count_total_core` and
-//! `distinct_total_core` at `i32` diffs (DD's calls for other diff types). Each answer is compared with
+//! `distinct_total_core` at `i32` diffs (DD's calls for other diff types), `threshold_semigroup`. Each answer is compared with
 //! DD's, consolidated at every time.
 
 use ddpersist::operators::{ArrangeTyped, ArrangeTypedBySelf};
@@ -117,4 +117,86 @@ fn as_vecs_regions_and_core_totals_answer_as_dds() {
         consolidated(&distinct_dd),
         "distinct_total_core"
     );
+}
+
+/// DD's `threshold_semigroup` on a persisted arrangement by self, against DD's over the same keys: one
+/// threshold that sees whether a key had updates before (`old` is `None` only for a key's first time; the
+/// counts here never return to zero, where DD's answer would depend on its compaction), one over counts
+/// that do return to zero.
+#[test]
+fn threshold_semigroup_answers_as_dds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (first, first_dd) = seen::<u32>();
+    let (over, over_dd) = seen::<u32>();
+    let (f, fd, o, od) = (first.clone(), first_dd.clone(), over.clone(), over_dd.clone());
+    // A key's first count shows as 1000 + count, later changes as the count's difference.
+    fn first_seen(_: &u32, new: &isize, old: Option<&isize>) -> Option<isize> {
+        Some(old.map_or(1000 + new, |old| new - old))
+    }
+    // Keys with a count over 2: the change of that property.
+    fn over_two(_: &u32, new: &isize, old: Option<&isize>) -> Option<isize> {
+        let now = isize::from(*new > 2);
+        let before = old.map_or(0, |old| isize::from(*old > 2));
+        (now != before).then_some(now - before)
+    }
+    timely::execute_directly(move |worker| {
+        let probe = ProbeHandle::new();
+        let (mut growing, mut churning) = worker.dataflow::<u64, _, _>(|scope| {
+            let (growing, keys) = scope.new_collection::<u32, isize>();
+            let persisted = keys
+                .clone()
+                .arrange_by_self_persisted(&store, "semigroup")
+                .unwrap();
+            persisted
+                .threshold_semigroup(first_seen)
+                .inner
+                .inspect(move |(x, t, r)| f.lock().unwrap().push((*x, *t, *r as i64)))
+                .probe_with(&probe);
+            keys.threshold_semigroup(first_seen)
+                .inner
+                .inspect(move |(x, t, r)| fd.lock().unwrap().push((*x, *t, *r as i64)));
+            let (churning, keys) = scope.new_collection::<u32, isize>();
+            let persisted = keys
+                .clone()
+                .arrange_by_self_persisted(&store, "semigroup-churn")
+                .unwrap();
+            persisted
+                .threshold_semigroup(over_two)
+                .inner
+                .inspect(move |(x, t, r)| o.lock().unwrap().push((*x, *t, *r as i64)))
+                .probe_with(&probe);
+            keys.threshold_semigroup(over_two)
+                .inner
+                .inspect(move |(x, t, r)| od.lock().unwrap().push((*x, *t, *r as i64)));
+            (growing, churning)
+        });
+        for t in 0..6u64 {
+            growing.advance_to(t);
+            churning.advance_to(t);
+            for i in 0..8u32 {
+                // Keys 0..5 from time 0, keys 5..7 first seen at time 3; key 0 loses one a time.
+                growing.insert(i % 5 + if t >= 3 { 5 * (i % 2) } else { 0 });
+                churning.insert(i % 3);
+            }
+            if t > 1 {
+                growing.remove(0);
+                for _ in 0..6 {
+                    churning.remove((t % 3) as u32); // the key's count drops back to zero, or below 2
+                }
+            }
+        }
+        growing.advance_to(6);
+        churning.advance_to(6);
+        growing.flush();
+        churning.flush();
+        worker.step_while(|| probe.less_than(&6));
+    });
+    assert!(consolidated(&first_dd).len() > 5);
+    assert!(
+        consolidated(&over_dd).values().any(|r| *r < 0),
+        "some key drops below the threshold"
+    );
+    assert_eq!(consolidated(&first), consolidated(&first_dd), "first_seen");
+    assert_eq!(consolidated(&over), consolidated(&over_dd), "over_two");
 }

@@ -37,7 +37,7 @@
 //! | `Collection::join_core(arranged, f)` | `collection.arrange_by_key_encoded().join_core(arranged, f)` (DD arranges the receiver with `Hashable`) |
 //! | `reduce(\|k, s, t\| ..)` | the same call: `k: &K`, `s: &[(&V, R)]`, output `VecCollection<(K, V2), R2>` |
 //! | `count_total()`, `count_total_core::<R2>()` | the same call: `VecCollection<(K, R), isize>` / `<.., R2>` (over all of a key's vals) |
-//! | `threshold_total(f)`, `distinct_total()`, `distinct_total_core::<R2>()` | the same call: `VecCollection<K, R2>` / `VecCollection<K, isize>` (not `threshold_semigroup`) |
+//! | `threshold_total(f)`, `threshold_semigroup(f)`, `distinct_total()`, `distinct_total_core::<R2>()` | the same call: `VecCollection<K, R2>` / `VecCollection<K, isize>` (over all of a key's vals) |
 //! | `count()` (`Collection`) | `arrange_by_self_persisted(..)?.count_total()`, or [`CountPersisted::count`] on the byte arrangement |
 //! | `iterate` (read-only use inside the loop) | `arranged.enter(scope)` inside the loop, joined with `inner.arrange_by_key_encoded()` (`tests/dd_ports.rs`, `tests/dd_ports_arrange.rs`) |
 //! | `trace.import(scope)`, `import_named`, `import_core`, `import_frontier`, `import_frontier_core` | the same calls: `arranged.trace.import(scope)` gives a typed arrangement whose times complete only over checked blocks ([`import`]); on the byte-level trace, [`ImportChecked::import_checked`] |
@@ -128,7 +128,7 @@ pub trait PersistDiff: ExchangeData + Copy {
     fn to_i64(self) -> i64;
 
     /// A diff the store holds (an `i64`, possibly a sum of several written diffs), as this type, or `None`
-    /// if it does not fit (an `i32` diff summed beyond `i32`). The typed operators
+    /// if it does not fit (an `i32` diff summed beyond `i32`); `Some` for 0. The typed operators
     /// ([`TypedArranged`]) report `None` as an [`Error::Decode`] and hold their frontier.
     fn from_i64(diff: i64) -> Option<Self>;
 }

@@ -1,6 +1,6 @@
 //! Reductions of a [`TypedArranged`] with DD's signatures: `reduce` (typed input `&[(&V, R)]`, typed
 //! output `VecCollection<(K, V2), R2>`), and over totally ordered times `count_total`, `threshold_total`,
-//! `distinct_total`.
+//! `threshold_semigroup`, `distinct_total`.
 //!
 //! `reduce` is DD's `reduce_abelian` over the byte-keyed trace, with a closure that decodes each key and
 //! its vals before calling the user's logic; its output is arranged in memory with the key as stored and
@@ -121,7 +121,7 @@ where
     where
         R2: differential_dataflow::difference::Semigroup + From<i8> + 'static,
     {
-        self.total("TypedCountTotal", |key, old, new, out| {
+        self.total("TypedCountTotal", |key, _prior, old, new, out| {
             if let Some(old) = old {
                 out.push(((key.clone(), old), R2::from(-1)));
             }
@@ -138,7 +138,7 @@ where
         R2: Abelian + 'static,
         F: FnMut(&K, &R) -> R2 + 'static,
     {
-        self.total("TypedThresholdTotal", move |key, old, new, out| {
+        self.total("TypedThresholdTotal", move |key, _prior, old, new, out| {
             let mut diff = new.map_or_else(R2::zero, |new| thresh(key, &new));
             if let Some(old) = old {
                 let mut old = thresh(key, &old);
@@ -147,6 +147,31 @@ where
             }
             if !diff.is_zero() {
                 out.push((key.clone(), diff));
+            }
+        })
+    }
+
+    /// DD's `threshold_semigroup`: for each time at which a key's count changes,
+    /// `thresh(&key, &new_count, old_count)` with `old_count` `None` when the key had no update before
+    /// (DD: no update in the trace or earlier in the batch) and `Some(&count)` otherwise, zero included;
+    /// a `Some(r2)` output that is not zero goes out as `(key, r2)` at the time. `threshold_total` is this
+    /// with zero counts treated as absent. (DD calls `thresh` for each of a key's times in a batch; a time
+    /// at which the key's vals' diffs cancel, possible here since the count sums over every val, leaves
+    /// the count unchanged and is skipped.)
+    pub fn threshold_semigroup<R2, F>(self, mut thresh: F) -> VecCollection<'scope, Tr::Time, K, R2>
+    where
+        R2: differential_dataflow::difference::Semigroup + 'static,
+        F: FnMut(&K, &R, Option<&R>) -> Option<R2> + 'static,
+    {
+        self.total("TypedThresholdSemigroup", move |key, prior, old, new, out| {
+            // Every diff type holds zero (`PersistDiff::from_i64`'s contract); a type that did not
+            // would have no count to pass.
+            let Some(zero) = R::from_i64(0) else { return };
+            let old = prior.then(|| old.unwrap_or(zero));
+            if let Some(diff) = thresh(key, &new.unwrap_or(zero), old.as_ref()) {
+                if !diff.is_zero() {
+                    out.push((key.clone(), diff));
+                }
             }
         })
     }
@@ -163,13 +188,15 @@ where
         self.threshold_total(|_, _| R2::from(1))
     }
 
-    /// The driver of the `*_total` operators (module docs): `emit(&key, old, new, &mut out)` for each
-    /// change of a key's count at a time, `None` standing for zero; `out`'s records go out at the time.
+    /// The driver of the `*_total` operators (module docs): `emit(&key, prior, old, new, &mut out)` for each
+    /// change of a key's count at a time, `None` standing for zero and `prior` telling whether the key had
+    /// any update before the time (in the trace or at an earlier time of the batch); `out`'s records go out
+    /// at the time.
     fn total<D, R2, F>(self, name: &str, mut emit: F) -> VecCollection<'scope, Tr::Time, D, R2>
     where
         D: Data,
         R2: differential_dataflow::difference::Semigroup + 'static,
-        F: FnMut(&K, Option<R>, Option<R>, &mut Vec<(D, R2)>) + 'static,
+        F: FnMut(&K, bool, Option<R>, Option<R>, &mut Vec<(D, R2)>) + 'static,
     {
         let failures = self.failures();
         let mut trace = self.trace.inner.clone();
@@ -212,7 +239,8 @@ where
                             };
                             let mut count = 0i128;
                             trace_cursor.seek_key(&trace_storage, k);
-                            if trace_cursor.get_key(&trace_storage) == Some(k) {
+                            let mut prior = trace_cursor.get_key(&trace_storage) == Some(k);
+                            if prior {
                                 while trace_cursor.val_valid(&trace_storage) {
                                     trace_cursor.map_times(&trace_storage, |_, d| {
                                         count += i128::from(<BatchCursor<Tr> as Cursor>::owned_diff(d))
@@ -240,11 +268,12 @@ where
                                 if count == old {
                                     continue;
                                 }
+                                let seen = std::mem::replace(&mut prior, true);
                                 let (Some(old), Some(new)) = (as_diff::<R>(old), as_diff::<R>(count)) else {
                                     failures.out_of_range::<R>(k, count);
                                     continue;
                                 };
-                                emit(&key, old, new, &mut out);
+                                emit(&key, seen, old, new, &mut out);
                                 for (datum, diff) in out.drain(..) {
                                     session.give((datum, time.clone(), diff));
                                 }
