@@ -1,7 +1,8 @@
 //! DD's `Arranged` API on a typed persisted arrangement, call for call against DD's own in-memory
 //! arrangement of the same input: `as_vecs`, `enter_region` then `leave_region`, `count_total_core` and
-//! `distinct_total_core` at `i32` diffs (DD's calls for other diff types), `threshold_semigroup`. Each answer is compared with
-//! DD's, consolidated at every time.
+//! `distinct_total_core` at `i32` diffs (DD's calls for other diff types), `threshold_semigroup`,
+//! `reduce_abelian` and `reduce_core` with DD's trace types. Each answer is compared with DD's,
+//! consolidated at every time.
 
 use ddpersist::operators::{ArrangeTyped, ArrangeTypedBySelf};
 use ddpersist::Store;
@@ -199,4 +200,109 @@ fn threshold_semigroup_answers_as_dds() {
     );
     assert_eq!(consolidated(&first), consolidated(&first_dd), "first_seen");
     assert_eq!(consolidated(&over), consolidated(&over_dd), "over_two");
+}
+
+/// DD's `reduce_abelian::<_, ValBuilder<..>, ValSpine<..>>` and `reduce_core` on a persisted arrangement,
+/// with 2 workers, against DD's own over the same collection; each output trace is then joined
+/// (`join_core`) with DD's own `arrange_by_key()` of another collection: the outputs are keyed by `&K` and
+/// partitioned by DD's `Hashable`, so the join meets every key on the right worker.
+#[test]
+fn reduce_abelian_and_reduce_core_answer_as_dds_and_join_dds_arrangements() {
+    use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    type Pair = (Seen<(u32, u64)>, Seen<(u32, u64)>);
+    let sinks: Vec<Pair> = (0..4).map(|_| seen()).collect();
+    let shared = sinks.clone();
+    let store = Store::open(&path).unwrap();
+    // The largest val of each key, and how many vals a key has (via reduce_core over its current output).
+    fn max(_: &u32, input: &[(&u64, isize)], output: &mut Vec<(u64, isize)>) {
+        output.push((*input.last().unwrap().0, 1));
+    }
+    let count =
+        |_: &u32, input: &[(&u64, isize)], output: &mut Vec<(u64, isize)>, change: &mut Vec<(u64, isize)>| {
+            let now = input.len() as u64;
+            let before = output.first().map(|(v, _)| *v);
+            if before != Some(now) {
+                if let Some(before) = before {
+                    change.push((before, -1));
+                }
+                if now > 0 {
+                    change.push((now, 1));
+                }
+            }
+        };
+    timely::execute(timely::Config::process(2), move |worker| {
+        let probe = ProbeHandle::new();
+        let sinks = shared.clone();
+        let (mut pairs_in, mut other_in) = worker.dataflow::<u64, _, _>(|scope| {
+            let (pairs_in, pairs) = scope.new_collection::<(u32, u64), isize>();
+            let (other_in, other) = scope.new_collection::<(u32, u64), isize>();
+            let persisted = pairs
+                .clone()
+                .arrange_by_key_persisted(&store, "reduce-dd")
+                .unwrap();
+            let other = other.arrange_by_key();
+            let ours = [
+                persisted
+                    .clone()
+                    .reduce_abelian::<_, ValBuilder<_, _, _, _>, ValSpine<_, _, _, _>>("Max", max),
+                persisted.reduce_core::<_, ValBuilder<_, _, _, _>, ValSpine<_, _, _, _>>("Count", count),
+            ];
+            let theirs = [
+                pairs
+                    .clone()
+                    .reduce_abelian::<_, ValBuilder<_, _, _, _>, ValSpine<_, _, _, _>>("Max", max),
+                pairs.reduce_core::<_, ValBuilder<_, _, _, _>, ValSpine<_, _, _, _>>("Count", count),
+            ];
+            for (i, (ours, theirs)) in ours.into_iter().zip(theirs).enumerate() {
+                for (j, arranged) in [ours, theirs].into_iter().enumerate() {
+                    let (plain, joined) = (sinks[2 * i].clone(), sinks[2 * i + 1].clone());
+                    let (plain, joined) = if j == 0 {
+                        (plain.0, joined.0)
+                    } else {
+                        (plain.1, joined.1)
+                    };
+                    arranged
+                        .clone()
+                        .as_collection(|k: &u32, v: &u64| (*k, *v))
+                        .inner
+                        .inspect(move |(x, t, r)| plain.lock().unwrap().push((*x, *t, *r as i64)))
+                        .probe_with(&probe);
+                    arranged
+                        .join_core(other.clone(), |k: &u32, v: &u64, w: &u64| {
+                            Some((*k, v * 1000 + w))
+                        })
+                        .inner
+                        .inspect(move |(x, t, r)| joined.lock().unwrap().push((*x, *t, *r as i64)))
+                        .probe_with(&probe);
+                }
+            }
+            (pairs_in, other_in)
+        });
+        let (index, peers) = (worker.index() as u32, worker.peers() as u32);
+        for t in 0..5u64 {
+            pairs_in.advance_to(t);
+            other_in.advance_to(t);
+            for i in (0..40u32).filter(|i| i % peers == index) {
+                pairs_in.insert((i % 11, u64::from(i) + t));
+                if t > 1 && i % 3 == 0 {
+                    pairs_in.remove((i % 11, u64::from(i) + t - 2));
+                }
+                if t == 0 && i < 11 {
+                    other_in.insert((i, u64::from(i) * 7));
+                }
+            }
+        }
+        pairs_in.advance_to(5);
+        other_in.advance_to(5);
+        pairs_in.flush();
+        other_in.flush();
+        worker.step_while(|| probe.less_than(&5));
+    })
+    .unwrap();
+    for (i, (ours, theirs)) in sinks.iter().enumerate() {
+        assert!(consolidated(theirs).len() > 5, "output {i} is not trivial");
+        assert_eq!(consolidated(ours), consolidated(theirs), "output {i}");
+    }
 }

@@ -36,6 +36,7 @@
 //! | `semijoin(keys)`, `antijoin(keys)` | the same call; `keys` a `VecCollection<K, R2>` or `arrange_by_self_encoded()` ([`SemijoinSide`]) |
 //! | `Collection::join_core(arranged, f)` | `collection.arrange_by_key_encoded().join_core(arranged, f)` (DD arranges the receiver with `Hashable`) |
 //! | `reduce(\|k, s, t\| ..)` | the same call: `k: &K`, `s: &[(&V, R)]`, output `VecCollection<(K, V2), R2>` |
+//! | `reduce_abelian::<_, Bu, T2>(name, f)`, `reduce_core::<_, Bu, T2>(name, f)` | the same call (`Bu` also DD's `Sealer`, as `ValBuilder` is): DD's `Arranged<TraceAgent<T2>>`, keyed by `&K` and placed by `Hashable`, so it joins DD's own arrangements; output vals of any type |
 //! | `count_total()`, `count_total_core::<R2>()` | the same call: `VecCollection<(K, R), isize>` / `<.., R2>` (over all of a key's vals) |
 //! | `threshold_total(f)`, `threshold_semigroup(f)`, `distinct_total()`, `distinct_total_core::<R2>()` | the same call: `VecCollection<K, R2>` / `VecCollection<K, isize>` (over all of a key's vals) |
 //! | `count()` (`Collection`) | `arrange_by_self_persisted(..)?.count_total()`, or [`CountPersisted::count`] on the byte arrangement |

@@ -2,9 +2,12 @@
 //! output `VecCollection<(K, V2), R2>`), and over totally ordered times `count_total`, `threshold_total`,
 //! `threshold_semigroup`, `distinct_total`.
 //!
-//! `reduce` is DD's `reduce_abelian` over the byte-keyed trace, with a closure that decodes each key and
+//! `reduce` is DD's `reduce_core` over the byte-keyed trace, with a closure that decodes each key and
 //! its vals before calling the user's logic; its output is arranged in memory with the key as stored and
-//! the typed `V2` vals (no re-encoding), then flattened with the key decoded.
+//! the typed `V2` vals (no re-encoding), then flattened with the key decoded. `reduce_abelian` and
+//! `reduce_core` take DD's type arguments (builder, trace) and arrange that output once more into the
+//! caller's trace type, keyed by `&K` and placed on workers by DD's `Hashable` as DD's own arrangements
+//! are (DD's reduce keeps the input's key read type, `&[u8]` here, so it cannot output `&K` keys itself).
 //!
 //! The `*_total` operators are written as DD writes `count_total` / `threshold_total` (for each key in a
 //! new batch, its count before the batch is read from the trace, then the batch's updates are applied in
@@ -19,15 +22,21 @@ use super::PersistDiff;
 use crate::codec::Codec;
 use crate::error::Error;
 use crate::trace::BytesContainer;
-use differential_dataflow::difference::Abelian;
-use differential_dataflow::trace::cursor::cursor_list;
+use differential_dataflow::batcher::merge::vec::VecMerger;
+use differential_dataflow::batcher::merge::{MergeBatcher, Sealer};
+use differential_dataflow::consolidation::consolidate;
+use differential_dataflow::difference::{Abelian, Semigroup};
+use differential_dataflow::hashable::Hashable;
+use differential_dataflow::operators::arrange::arrangement::arrange_core;
+use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
+use differential_dataflow::trace::cursor::{cursor_list, BatchDiff, BatchValOwn};
 use differential_dataflow::trace::implementations::ord_neu::{OrdValBatch, OrdValBuilder};
 use differential_dataflow::trace::implementations::spine_fueled::Spine;
-use differential_dataflow::trace::implementations::OffsetList;
-use differential_dataflow::trace::{BatchCursor, Cursor};
-use differential_dataflow::{AsCollection, Data, VecCollection};
+use differential_dataflow::trace::implementations::{ContainerChunker, OffsetList};
+use differential_dataflow::trace::{BatchCursor, Cursor, Navigable, Trace};
+use differential_dataflow::{AsCollection, Data, ExchangeData, VecCollection};
 use std::rc::Rc;
-use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::CapabilitySet;
 use timely::order::TotalOrder;
@@ -60,15 +69,83 @@ where
     }
 
     /// [`reduce`](Self::reduce), with the operator named `name`.
-    pub fn reduce_named<L, V2, R2>(
-        self,
-        name: &str,
-        mut logic: L,
-    ) -> VecCollection<'scope, Tr::Time, (K, V2), R2>
+    pub fn reduce_named<L, V2, R2>(self, name: &str, logic: L) -> VecCollection<'scope, Tr::Time, (K, V2), R2>
     where
         L: FnMut(&K, &[(&V, R)], &mut Vec<(V2, R2)>) + 'static,
         V2: Data,
         R2: Ord + Abelian + 'static,
+    {
+        self.reduce_typed(name, abelian(logic))
+    }
+
+    /// DD's `reduce_abelian::<L, Bu, T2>(name, logic)`: [`reduce`](Self::reduce) whose output is arranged
+    /// into DD's trace type `T2` by the builder `Bu` (e.g. `ValBuilder<_, _, _, _>`, `ValSpine<_, _, _, _>`),
+    /// with `&K` keys partitioned by DD's `Hashable` as DD's own arrangements are, so the result joins with
+    /// them. The output vals may be of another type than the input's. The reduction runs over the persisted
+    /// byte-keyed trace and its output is arranged once more, keyed by `K` (one more copy of the output
+    /// than DD's in-memory `reduce_abelian`, which keys both by `&K`). `Bu` must also be DD's batch
+    /// sealer of the output updates (`ValBuilder` and `KeyBuilder` are).
+    pub fn reduce_abelian<L, Bu, T2>(self, name: &str, logic: L) -> Arranged<'scope, TraceAgent<T2>>
+    where
+        K: ExchangeData + Hashable,
+        T2: Trace<Batch: Navigable, Time = Tr::Time> + 'static,
+        for<'a> BatchCursor<T2>:
+            Cursor<Key<'a> = &'a K, ValOwn: ExchangeData, Time = T2::Time, Diff: ExchangeData + Abelian>,
+        Bu: Sealer<Vec<((K, BatchValOwn<T2>), Tr::Time, BatchDiff<T2>)>, Output: Into<T2::Batch>> + 'static,
+        L: FnMut(&K, &[(&V, R)], &mut Vec<(BatchValOwn<T2>, BatchDiff<T2>)>) + 'static,
+    {
+        self.reduce_core::<_, Bu, T2>(name, abelian(logic))
+    }
+
+    /// DD's `reduce_core::<L, Bu, T2>(name, logic)`: `logic(&key, &[(&val, r)], &output, &mut change)`
+    /// with the key's current output (vals and diffs, consolidated) and the changes to make to it, called
+    /// also for a key whose input is empty but whose output is not; arranged as
+    /// [`reduce_abelian`](Self::reduce_abelian)'s output.
+    pub fn reduce_core<L, Bu, T2>(self, name: &str, logic: L) -> Arranged<'scope, TraceAgent<T2>>
+    where
+        K: ExchangeData + Hashable,
+        T2: Trace<Batch: Navigable, Time = Tr::Time> + 'static,
+        for<'a> BatchCursor<T2>:
+            Cursor<Key<'a> = &'a K, ValOwn: ExchangeData, Time = T2::Time, Diff: ExchangeData + Semigroup>,
+        Bu: Sealer<Vec<((K, BatchValOwn<T2>), Tr::Time, BatchDiff<T2>)>, Output: Into<T2::Batch>> + 'static,
+        L: FnMut(
+                &K,
+                &[(&V, R)],
+                &mut Vec<(BatchValOwn<T2>, BatchDiff<T2>)>,
+                &mut Vec<(BatchValOwn<T2>, BatchDiff<T2>)>,
+            ) + 'static,
+    {
+        type Update<K, V2, T, R2> = ((K, V2), T, R2);
+        let output = self.reduce_typed(name, logic);
+        let exchange = Exchange::new(|update: &Update<K, BatchValOwn<T2>, Tr::Time, BatchDiff<T2>>| {
+            (update.0).0.hashed().into()
+        });
+        arrange_core::<
+            _,
+            _,
+            MergeBatcher<
+                ContainerChunker<Vec<Update<K, BatchValOwn<T2>, Tr::Time, BatchDiff<T2>>>>,
+                VecMerger<(K, BatchValOwn<T2>), Tr::Time, BatchDiff<T2>>,
+                Bu,
+            >,
+            T2,
+        >(
+            output.inner,
+            exchange,
+            &format!("Arrange: {name}"),
+            MergeBatcher::new,
+        )
+    }
+
+    /// The reduction under every typed `reduce*`: DD's `reduce_core` over the byte-keyed trace, the key
+    /// and vals decoded for `logic` (a key or val that does not decode, or a diff that does not fit `R`,
+    /// is reported and the key left unchanged), the output arranged in memory with the key as stored and
+    /// typed `V2` vals, then flattened with the key decoded; the guard holds the frontier on a failure.
+    fn reduce_typed<L, V2, R2>(self, name: &str, mut logic: L) -> VecCollection<'scope, Tr::Time, (K, V2), R2>
+    where
+        L: FnMut(&K, &[(&V, R)], &mut Vec<(V2, R2)>, &mut Vec<(V2, R2)>) + 'static,
+        V2: Data,
+        R2: Ord + Semigroup + 'static,
     {
         let failures = self.failures();
         let guard = self.guard(&failures);
@@ -76,9 +153,9 @@ where
         let mut vals: Vec<(V, R)> = Vec::new();
         let reduced = self
             .arranged()
-            .reduce_abelian::<_, ReduceBuilder<V2, Tr::Time, R2>, ReduceSpine<V2, Tr::Time, R2>, BytesContainer, _>(
+            .reduce_core::<_, ReduceBuilder<V2, Tr::Time, R2>, ReduceSpine<V2, Tr::Time, R2>, BytesContainer, _>(
                 name,
-                move |k: &[u8], input: &[(&[u8], i64)], output: &mut Vec<(V2, R2)>| {
+                move |k: &[u8], input: &[(&[u8], i64)], output: &mut Vec<(V2, R2)>, change: &mut Vec<(V2, R2)>| {
                     let Some(key) = f.decode::<K>("key", k) else { return };
                     vals.clear();
                     for (v, d) in input {
@@ -88,7 +165,7 @@ where
                         vals.push((v, d));
                     }
                     let refs: Vec<(&V, R)> = vals.iter().map(|(v, r)| (v, *r)).collect();
-                    logic(&key, &refs, output);
+                    logic(&key, &refs, output, change);
                 },
                 |buffer, key: &[u8], updates| {
                     buffer.clear();
@@ -99,6 +176,33 @@ where
         let output =
             reduced.flat_map_ref(move |k: &[u8], v: &V2| f.decode::<K>("key", k).map(|k| (k, v.clone())));
         output.concat(guard)
+    }
+}
+
+/// A key's output vals with their diffs (its current output, or the changes to make to it).
+type Changes<V2, R2> = Vec<(V2, R2)>;
+
+/// A `reduce_core` logic: `(key, input, current output, changes)`.
+trait CoreLogic<K, V, R, V2, R2>: FnMut(&K, &[(&V, R)], &mut Changes<V2, R2>, &mut Changes<V2, R2>) {}
+impl<K, V, R, V2, R2, F> CoreLogic<K, V, R, V2, R2> for F where
+    F: FnMut(&K, &[(&V, R)], &mut Changes<V2, R2>, &mut Changes<V2, R2>)
+{
+}
+
+/// DD's `reduce_abelian` as a `reduce_core` logic: the key's new output is `logic`'s (nothing for an empty
+/// input), the change is that minus the current output, consolidated.
+fn abelian<K, V, R, V2: Ord, R2: Abelian>(
+    mut logic: impl FnMut(&K, &[(&V, R)], &mut Changes<V2, R2>),
+) -> impl CoreLogic<K, V, R, V2, R2> {
+    move |key, input, output, change| {
+        if !input.is_empty() {
+            logic(key, input, change);
+        }
+        change.extend(output.drain(..).map(|(v, mut r)| {
+            r.negate();
+            (v, r)
+        }));
+        consolidate(change);
     }
 }
 
@@ -160,7 +264,7 @@ where
     /// the count unchanged and is skipped.)
     pub fn threshold_semigroup<R2, F>(self, mut thresh: F) -> VecCollection<'scope, Tr::Time, K, R2>
     where
-        R2: differential_dataflow::difference::Semigroup + 'static,
+        R2: Semigroup + 'static,
         F: FnMut(&K, &R, Option<&R>) -> Option<R2> + 'static,
     {
         self.total("TypedThresholdSemigroup", move |key, prior, old, new, out| {
@@ -195,7 +299,7 @@ where
     fn total<D, R2, F>(self, name: &str, mut emit: F) -> VecCollection<'scope, Tr::Time, D, R2>
     where
         D: Data,
-        R2: differential_dataflow::difference::Semigroup + 'static,
+        R2: Semigroup + 'static,
         F: FnMut(&K, bool, Option<R>, Option<R>, &mut Vec<(D, R2)>) + 'static,
     {
         let failures = self.failures();
