@@ -43,11 +43,21 @@ struct RunResult {
     own_upper: Vec<u64>,
 }
 
+/// How a run ends.
+#[derive(Clone, Copy, PartialEq)]
+enum End {
+    /// The input closes and the dataflow completes.
+    Close,
+    /// The dataflow is dropped once the last time is complete (the process stops with the input open).
+    Drop,
+    /// A run that only reads: the input closes at once, nothing fed, not even an advance.
+    ReadOnly,
+}
+
 /// Runs `arrange_persisted(store, "x")` with `workers` workers over `dir`. Worker 0 feeds `feed(resume_at)`
 /// (updates at times at or beyond the resume point it is given); every worker advances its input through
-/// the fed times. With `close`, the input is closed and the dataflow completes; else it is dropped once
-/// the last time is complete (the process stops with the input open).
-fn run(dir: &Path, workers: usize, feed: fn(u64) -> Vec<Update>, close: bool) -> RunResult {
+/// the fed times; then the run ends as `end` says.
+fn run(dir: &Path, workers: usize, feed: fn(u64) -> Vec<Update>, end: End) -> RunResult {
     let store = Store::open(dir).unwrap();
     let output = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -69,6 +79,12 @@ fn run(dir: &Path, workers: usize, feed: fn(u64) -> Vec<Update>, close: bool) ->
         s.lock()
             .unwrap()
             .push((worker.index(), resume, handle.own_upper()));
+        if end == End::ReadOnly {
+            drop(input);
+            worker.step_while(|| !probe.done());
+            assert_eq!(handle.error(), None);
+            return;
+        }
         let updates = feed(resume);
         let last = updates.iter().map(|u| u.1).max().unwrap_or(resume);
         input.advance_to(resume);
@@ -84,7 +100,7 @@ fn run(dir: &Path, workers: usize, feed: fn(u64) -> Vec<Update>, close: bool) ->
         input.flush();
         worker.step_while(|| probe.less_than(&(last + 1)));
         assert_eq!(handle.error(), None);
-        if close {
+        if end == End::Close {
             drop(input);
             worker.step_while(|| !probe.done());
         } else {
@@ -116,7 +132,7 @@ fn an_idle_worker_does_not_drop_new_input() {
         |t| vec![(row("solo", 2), t, -1), (row("solo", 3), t, 1)],
     ];
     for (i, feed) in feeds.into_iter().enumerate() {
-        let result = run(dir.path(), 2, feed, true);
+        let result = run(dir.path(), 2, feed, End::Close);
         assert_eq!(
             result.resume_at[0], result.resume_at[1],
             "run {i}: one resume point for every worker"
@@ -142,7 +158,7 @@ fn every_frontier_advance_is_recorded_with_or_without_data() {
         dir.path(),
         2,
         |_| (0..6).map(|t| (row("solo", t), t, 1)).collect(),
-        false,
+        End::Drop,
     );
     assert_eq!(first.resume_at, vec![0, 0]);
     let store = Store::open(dir.path()).unwrap();
@@ -154,7 +170,7 @@ fn every_frontier_advance_is_recorded_with_or_without_data() {
         );
     }
     drop(store);
-    let second = run(dir.path(), 2, |t| vec![(row("solo", 9), t, 1)], true);
+    let second = run(dir.path(), 2, |t| vec![(row("solo", 9), t, 1)], End::Close);
     assert_eq!(second.resume_at, vec![6, 6]);
     let mut expected: Collection = (0..6).map(|t| (row("solo", t), 1)).collect();
     expected.insert(row("solo", 9), 1);
@@ -216,10 +232,30 @@ fn uneven_uppers_resume_at_the_least_and_lose_nothing() {
         dir.path(),
         2,
         |t| history(&KEYS, 10).into_iter().filter(|u| u.1 >= t).collect(),
-        true,
+        End::Close,
     );
     assert_eq!(result.resume_at, vec![5, 5]);
     assert_eq!(result.own_upper, vec![5, 8]);
+    assert_eq!(accumulate(&result.output), accumulate(&all));
+
+    // A run that only reads in between (builds, feeds nothing, closes its input) leaves the gap
+    // replayable: worker 0's stream is not marked finished at 5 below worker 1's 8 (the next resume
+    // point would jump to 8 and worker 0's rows at times 5..8 would never be persisted).
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        persist_part(&store, 0, &all, 5, false);
+        persist_part(&store, 1, &all, 8, false);
+    }
+    let read = run(dir.path(), 2, |_| Vec::new(), End::ReadOnly);
+    assert_eq!(read.resume_at, vec![5, 5]);
+    let result = run(
+        dir.path(),
+        2,
+        |t| history(&KEYS, 10).into_iter().filter(|u| u.1 >= t).collect(),
+        End::Close,
+    );
+    assert_eq!(result.resume_at, vec![5, 5], "the gap is replayed");
     assert_eq!(accumulate(&result.output), accumulate(&all));
 }
 
@@ -240,7 +276,7 @@ fn finished_streams_resume_at_the_greatest_upper() {
             .collect();
         persist_part(&store, 1, &early, 4, true);
     }
-    let result = run(dir.path(), 2, |t| vec![(row("new", t), t, 1)], true);
+    let result = run(dir.path(), 2, |t| vec![(row("new", t), t, 1)], End::Close);
     assert_eq!(result.resume_at, vec![8, 8]);
     assert_eq!(
         result.own_upper,
@@ -272,7 +308,7 @@ fn finished_streams_resume_at_the_greatest_upper() {
                 .filter(|u| worker_of(&u.0 .0, 2) == 0 && u.1 >= t)
                 .collect()
         },
-        true,
+        End::Close,
     );
     assert_eq!(result.resume_at, vec![5, 5]);
     assert_eq!(result.own_upper, vec![5, 5]);

@@ -393,9 +393,7 @@ impl Persister {
                 _ => {
                     self.count_seal(true);
                     self.placement.ran_inline();
-                    let result = self
-                        .store
-                        .seal_with(&self.stream, request.seal_to, request.options);
+                    let result = request.run(&self.store, &self.stream);
                     spans.extend(self.finish(request, result));
                 }
             }
@@ -433,6 +431,7 @@ impl Persister {
     /// pending times below the seal point are its from now on.
     fn request(&mut self, to: u64) -> Request {
         let (seal_to, finished) = self.seal_point(to);
+        let sealed_before = self.requested_seal;
         self.pending = self.pending.split_off(&seal_to);
         self.requested = to;
         self.requested_seal = seal_to;
@@ -452,7 +451,13 @@ impl Persister {
             .filter(|&s| s > self.requested_since);
         self.requested_since = since.unwrap_or(self.requested_since);
         let options = SealOptions { finished, since };
-        Request { to, seal_to, options }
+        let noop = seal_to == sealed_before && !finished && since.is_none();
+        Request {
+            to,
+            seal_to,
+            options,
+            noop,
+        }
     }
 
     /// Applies a seal's `result` (requests finish in order): the new batch's span `[upper, seal_to)`, and
@@ -513,10 +518,7 @@ impl Persister {
         }
         let request = self.request(to);
         self.count_seal(true);
-        if let Err(e) = self
-            .store
-            .seal_with(&self.stream, request.seal_to, request.options)
-        {
+        if let Err(e) = request.run(&self.store, &self.stream) {
             self.fail(e);
             return false;
         }
@@ -529,12 +531,14 @@ impl Persister {
 
     /// Where an advance to `to` seals the stream, and whether it marks it finished: at `to`, while the
     /// input runs; once it is exhausted (`to` is [`FRONTIER_CLOSED`]), at one past the greatest pending
-    /// time (or at the last requested seal's upper, if nothing is pending), finished.
+    /// time (or at the last requested seal's upper, if nothing is pending), finished if that reaches the
+    /// greatest upper of the operator's streams when it was built ([`ResumeState::finishes`]).
     fn seal_point(&self, to: u64) -> (u64, bool) {
         if to == FRONTIER_CLOSED {
             let last = self.pending.last().map_or(0, |t| t.saturating_add(1));
             // Not below a seal still in flight: seals of a stream only move its upper forward.
-            (self.requested_seal.max(last), true)
+            let seal_to = self.requested_seal.max(last);
+            (seal_to, self.resume.finishes(seal_to))
         } else {
             (to, false)
         }
