@@ -766,6 +766,10 @@ impl Log for CountingLog {
     fn takes_seal_records(&self) -> bool {
         self.inner.takes_seal_records()
     }
+
+    fn next_lsn(&self) -> Option<Lsn> {
+        self.inner.next_lsn()
+    }
 }
 
 struct AmpConfig {

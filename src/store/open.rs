@@ -261,6 +261,8 @@ impl Store {
             inner,
             handle: Some(Arc::new(workers)),
         };
+        // Before any append: spill marks past the log's end (a log cut or lost) come down to it.
+        store.lower_spill_marks()?;
         // Seals logged but not flushed by the previous run: their batches now, before the store is handed
         // out (a failure leaves them logged, as a background error).
         store.complete_logged_at_open()?;
@@ -294,5 +296,37 @@ fn not_a_store(path: &Path, reason: &str) -> Error {
     Error::NotAStore {
         path: path.to_path_buf(),
         reason: reason.to_string(),
+    }
+}
+
+impl Store {
+    /// Lowers every stream's spill mark (`spilled_lsn`: replay skips records below it, whose updates are
+    /// in the stream's spilled runs) that lies past the log's end to that end, in one manifest edit,
+    /// before anything is appended. A log restarts below a mark only when it lost its tail or all of it
+    /// (cut by [`WalRecovery::PointInTime`](crate::wal::WalRecovery::PointInTime), or a WAL directory
+    /// lost): new records would then get LSNs below the mark and the next replay would skip them as
+    /// spilled — writes acknowledged after such an open, lost at the one after. Records below the new
+    /// mark were below the old one too, so replay skips the same records as before.
+    fn lower_spill_marks(&self) -> Result<()> {
+        let Some(end) = self.inner.log.next_lsn() else {
+            return Ok(());
+        };
+        let past = |m: &Manifest| m.streams.iter().any(|s| s.spilled_lsn > end);
+        if !past(&self.inner.state.lock().manifest) {
+            return Ok(());
+        }
+        let edit = self.inner.edit_lock.lock();
+        self.apply_edit(
+            &edit,
+            "lower spill marks to the log's end",
+            &[],
+            |m| {
+                for s in m.streams.iter_mut() {
+                    s.spilled_lsn = s.spilled_lsn.min(end);
+                }
+                Ok(())
+            },
+            |_, ()| (),
+        )
     }
 }

@@ -58,6 +58,10 @@ impl Log for FaultyLog {
         self.inner.release_before(lsn)
     }
 
+    fn next_lsn(&self) -> Option<Lsn> {
+        self.inner.next_lsn()
+    }
+
     fn is_durable(&self) -> bool {
         self.inner.is_durable()
     }

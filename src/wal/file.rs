@@ -289,6 +289,10 @@ impl Log for FileLog {
         self.append_record(payload)
     }
 
+    fn next_lsn(&self) -> Option<Lsn> {
+        Some(self.state.lock().next_lsn)
+    }
+
     fn sync(&self, lsn: Lsn) -> Result<()> {
         self.group_commit(lsn)
     }

@@ -45,6 +45,10 @@ impl Log for MemLog {
     fn is_durable(&self) -> bool {
         false
     }
+
+    fn next_lsn(&self) -> Option<Lsn> {
+        Some(self.next_lsn.load(Ordering::Relaxed))
+    }
 }
 
 #[cfg(test)]

@@ -118,4 +118,14 @@ pub trait Log: Send + Sync + 'static {
     fn takes_seal_records(&self) -> bool {
         false
     }
+
+    /// The LSN the next [`append`](Self::append) gets (the end of the log), once replayed. The store
+    /// compares it with the spill marks of its manifest (`spilled_lsn`: records below one are in a
+    /// stream's spilled runs and skipped at replay): a log that restarts below a mark — cut by
+    /// [`WalRecovery::PointInTime`], or its directory lost — would give new records LSNs the next replay
+    /// skips, so the open lowers such marks to this first. `None` (the default) when the log cannot tell:
+    /// the store then cannot check. A log that wraps another must pass it through.
+    fn next_lsn(&self) -> Option<Lsn> {
+        None
+    }
 }

@@ -118,6 +118,10 @@ impl Log for LateLog {
         self.inner.record_format()
     }
 
+    fn next_lsn(&self) -> Option<Lsn> {
+        self.inner.next_lsn()
+    }
+
     fn takes_seal_records(&self) -> bool {
         self.inner.takes_seal_records()
     }
