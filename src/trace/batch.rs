@@ -36,6 +36,10 @@ pub struct PersistedBatch<T = u64> {
     desc: Description<T>,
     /// `file`'s block count (0 without a file), cached for the cursor's hot `key_valid`.
     block_count: usize,
+    /// The description's since as a store time when it is beyond the file's own (0 otherwise: the file's
+    /// times are at or beyond it already): a cursor reads every time below it as it (consolidated), as if
+    /// the file were merged there (DD: a batch's times are advanced by its since).
+    since: u64,
     /// Where a cursor reports a block that fails its checksum (and stops serving): the trace's slot.
     errors: ErrorSlot,
 }
@@ -83,6 +87,9 @@ impl<T: PersistTime> PersistedBatch<T> {
         }
         Ok(PersistedBatch {
             block_count: file.block_count(),
+            since: Some(frontier_value(desc.since().borrow()))
+                .filter(|&s| s > d.since)
+                .unwrap_or(0),
             file: Some(file),
             desc,
             errors: ErrorSlot::default(),
@@ -123,15 +130,29 @@ impl<T: PersistTime> PersistedBatch<T> {
 
     /// Serves `file` under its own description (see [`new`](Self::new)).
     pub fn from_file(file: Arc<BatchFile>) -> Result<Self> {
+        Self::from_file_as_of(file, 0)
+    }
+
+    /// [`from_file`](Self::from_file), its times read as of `since` (the stream's since, when that is
+    /// beyond the file's): every time below it reads as `since`, a `(key, val)`'s diffs there summed, so
+    /// the batch reads the same before and after a merge at that since would rewrite it. What a trace
+    /// opened at a restart emits thus depends on the stream's since only, not on which merges have run.
+    pub fn from_file_as_of(file: Arc<BatchFile>, since: u64) -> Result<Self> {
         let d = file.description();
-        let desc = description(d.lower, d.upper, d.since)?;
+        let desc = description(d.lower, d.upper, d.since.max(since))?;
         Self::new(file, desc)
+    }
+
+    /// The store time every time below which a cursor reads as it (0: none).
+    pub(crate) fn since(&self) -> u64 {
+        self.since
     }
 
     /// A batch with no updates over `desc`.
     pub fn empty(desc: Description<T>) -> Self {
         PersistedBatch {
             file: None,
+            since: frontier_value(desc.since().borrow()),
             desc,
             block_count: 0,
             errors: ErrorSlot::default(),

@@ -16,6 +16,9 @@
 //! - adoption only replaces spans ending at or before the physical compaction frontier (readers never ask
 //!   for a cut there) and only with files whose `since` is not beyond the logical compaction frontier
 //!   (readers' accumulations stay exact at every time they may ask about);
+//! - a trace opened on a stream reads its batches as of the stream's `since`
+//!   ([`PersistedBatch::from_file_as_of`]: times below it read as it, summed), so the spans it hands out
+//!   at a restart read the same whichever merges have run;
 //! - the stream's `since` in the store is only ever advanced to times at or before both the logical
 //!   compaction frontier and the sealed upper, so a restart never loses a distinction a reader could need;
 //!   and only by the stream's writer: maintenance hands the allowed since to the arranging operator
@@ -145,7 +148,7 @@ impl<T: PersistTime> PersistedTrace<T> {
         crate::operators::refuse_other_time::<T>(id, &version.meta().types)?;
         let sealed = crate::read::Sealed::of(&version);
         let mut trace = PersistedTrace::<T>::empty();
-        for span in tile(&sealed.batches, sealed.upper, id)? {
+        for span in tile(&sealed.batches, sealed.upper, sealed.since, id)? {
             trace.push(span);
         }
         trace.logical = antichain(sealed.since);
@@ -359,8 +362,14 @@ impl<T: PersistTime> PersistedTrace<T> {
     }
 }
 
-/// The spans tiling `[0, upper)` for `batches` (oldest first, non-overlapping), gaps included.
-fn tile<T: PersistTime>(batches: &[Arc<BatchFile>], upper: u64, id: &str) -> Result<Vec<PersistedSpan<T>>> {
+/// The spans tiling `[0, upper)` for `batches` (oldest first, non-overlapping), gaps included, each batch
+/// read as of the stream's `since` ([`PersistedBatch::from_file_as_of`]).
+fn tile<T: PersistTime>(
+    batches: &[Arc<BatchFile>],
+    upper: u64,
+    since: u64,
+    id: &str,
+) -> Result<Vec<PersistedSpan<T>>> {
     let mut spans = Vec::with_capacity(batches.len() * 2 + 1);
     let mut at = 0;
     for b in batches {
@@ -376,8 +385,8 @@ fn tile<T: PersistTime>(batches: &[Arc<BatchFile>], upper: u64, id: &str) -> Res
             spans.push(Span::new(description(at, d.lower, 0)?, None));
         }
         spans.push(Span::new(
-            description(d.lower, d.upper, d.since)?,
-            Some(PersistedBatch::from_file(b.clone())?),
+            description(d.lower, d.upper, d.since.max(since))?,
+            Some(PersistedBatch::from_file_as_of(b.clone(), since)?),
         ));
         at = d.upper;
     }
