@@ -45,8 +45,8 @@ use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 
-/// The updates of a collection of `(key, val)` pairs at times `T`.
-type Updates<K, V, T> = Vec<((K, V), T, i64)>;
+// The updates of a collection of `(key, val)` pairs at times `T`.
+use super::resume::Replay as Updates;
 
 /// A persisted collection over times `T` (`u64` by default), and the handle on the operator that persists
 /// it.
@@ -93,21 +93,7 @@ where
             &types_at::<K, V, T>(),
         )?;
         let stream = opened.stream.clone();
-        let snapshot = store.snapshot(&stream)?;
-        let upper = snapshot.upper();
-        let replay: Updates<K, V, T> = snapshot
-            .decode::<K, V>()?
-            .into_iter()
-            .map(|(k, v, t, d)| {
-                let time = T::from_u64(t).ok_or_else(|| {
-                    Error::bad_input(format!(
-                        "stream {stream:?} holds time {t}, beyond the range of the dataflow's timestamp type"
-                    ))
-                })?;
-                Ok(((k, v), time, d))
-            })
-            .collect::<Result<_>>()?;
-        drop(snapshot);
+        let (replay, upper): (Updates<K, V, T>, u64) = super::resume::replay_as_of_since(&store, &stream)?;
         let pending = unsealed_times(&store, &stream, upper)?;
         let persister = Persister::new(&store, opened, pending, ErrorSlot::default()).throttled_by(manager);
         let handle = persister.handle();

@@ -41,7 +41,7 @@ use super::resume::{open_worker_stream, ResumeState};
 use super::types_at;
 use super::{key_hash, PersistTime};
 use crate::codec::Codec;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::{SealOptions, Store, StreamOptions, WriterClaim};
 use crate::trace::ErrorSlot;
 mod apply;
@@ -106,20 +106,7 @@ where
             StreamOptions { durable: false },
             &types_at::<K, V, T>(),
         )?;
-        let replay: Vec<((K, V), T, i64)> = store
-            .snapshot(&opened.stream)?
-            .decode::<K, V>()?
-            .into_iter()
-            .map(|(k, v, t, d)| {
-                let time = T::from_u64(t).ok_or_else(|| {
-                    Error::bad_input(format!(
-                        "stream {:?} holds time {t}, beyond the range of the dataflow's timestamp type",
-                        opened.stream
-                    ))
-                })?;
-                Ok(((k, v), time, d))
-            })
-            .collect::<Result<_>>()?;
+        let (replay, _) = super::resume::replay_as_of_since::<K, V, T>(store, &opened.stream)?;
         let handle = UpsertHandle {
             stream: opened.stream.clone(),
             resume: opened.resume,
