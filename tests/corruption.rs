@@ -358,3 +358,41 @@ fn a_damaged_key_filter_fails_lookups_not_the_open() {
     assert_ne!(code, Some(0), "{err}");
     assert!(err.contains("key filter"), "{err}");
 }
+
+/// A batch file whose bytes are another batch's (a misdirected write, a file restored under the wrong
+/// name): the manifest records each batch's size and fingerprint (FORMAT.md §3), so the open fails
+/// naming the file, as does `inspect verify`, whether the other batch's size differs or not. (Found by
+/// an adversarial test: a batch of the same interval and count was served as the stream's data.)
+#[test]
+fn another_batch_files_bytes_in_a_batchs_place_are_corruption() {
+    for (a_key, b_key) in [("alice", "bob"), ("alic", "bobb")] {
+        let dir = tempfile::tempdir().unwrap();
+        let names = {
+            let store = Store::open(dir.path()).unwrap();
+            for (id, key, val) in [("a", a_key, 1u64), ("b", b_key, 666)] {
+                store.create_stream(id, StreamOptions::default()).unwrap();
+                store.write(id, &[(key.to_string(), val, 0, 1)]).unwrap();
+                store.seal(id, 1).unwrap();
+            }
+            let manifest = store.manifest();
+            let name = |id: &str| {
+                let file_no = manifest.stream(id).unwrap().batches[0].file_no;
+                dir.path().join(ddpersist::batch::batch_file_name(file_no))
+            };
+            (name("a"), name("b"))
+        };
+        let same_size = fs::metadata(&names.0).unwrap().len() == fs::metadata(&names.1).unwrap().len();
+        assert_eq!(
+            same_size,
+            a_key.len() == b_key.len(),
+            "{a_key}: the sizes differ or not, as meant"
+        );
+        fs::copy(&names.1, &names.0).unwrap();
+        let err = Store::open(dir.path()).err().expect("the open fails");
+        assert!(err.is_corruption(), "{err}");
+        let file = names.0.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(err.to_string().contains(&file), "{err} names {file}");
+        let (code, stderr) = verify_exit(dir.path());
+        assert_eq!(code, Some(1), "inspect verify: {stderr}");
+    }
+}

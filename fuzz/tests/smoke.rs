@@ -178,6 +178,7 @@ fn manifest_seed(rng: &mut Rng) -> Vec<u8> {
             since: rng.below(lower + 1),
             update_count: rng.below(1000),
             size_bytes: rng.below(1 << 20),
+            fingerprint: rng.below(1 << 32) as u32,
         };
         m.next_file_no += 1 + rng.below(3);
         b

@@ -260,6 +260,13 @@ impl BatchFile {
         &self.footer
     }
 
+    /// The file's fingerprint as the manifest records it (FORMAT.md §3): the low 32 bits of the block
+    /// index's checksum (which covers every block's checksum, so every stored byte of the data), 1 where
+    /// those are 0 (0 means "not recorded").
+    pub fn fingerprint(&self) -> u32 {
+        (self.footer.index_checksum as u32).max(1)
+    }
+
     /// The size of the file in bytes.
     pub fn size_bytes(&self) -> u64 {
         self.bytes.len() as u64

@@ -274,7 +274,7 @@ impl Store {
             let _ = blob.delete(&name);
             None
         } else {
-            let meta = BatchMeta {
+            let mut meta = BatchMeta {
                 file_no,
                 level: level_of(stats.update_count),
                 lower: description.lower,
@@ -282,8 +282,9 @@ impl Store {
                 since: description.since,
                 update_count: stats.update_count,
                 size_bytes: stats.size_bytes,
+                fingerprint: 0,
             };
-            match crate::version::open_written_batch(&**blob, &meta) {
+            match crate::version::open_written_batch(&**blob, &mut meta) {
                 Ok(batch) => Some((Arc::new(batch), meta)),
                 Err(e) => {
                     let _ = blob.delete(&name);

@@ -296,7 +296,7 @@ impl Store {
             writer.push(k, v, t, d)?;
         }
         let stats = writer.finish()?;
-        let meta = BatchMeta {
+        let mut meta = BatchMeta {
             file_no,
             level: crate::compaction::level_of(stats.update_count),
             lower: description.lower,
@@ -304,8 +304,9 @@ impl Store {
             since: description.since,
             update_count: stats.update_count,
             size_bytes: stats.size_bytes,
+            fingerprint: 0,
         };
-        match open_written_batch(&**blob, &meta) {
+        match open_written_batch(&**blob, &mut meta) {
             Ok(batch) => Ok(Some((Arc::new(batch), meta))),
             Err(e) => {
                 // Not named by any manifest: safe to remove (and removed on the next open if this fails).

@@ -86,7 +86,7 @@ impl BatchMeta {
     fn encode(&self, b: &mut Vec<u8>) {
         b.put_u64(self.file_no);
         b.put_u32(self.level);
-        b.put_u32(0);
+        b.put_u32(self.fingerprint);
         b.put_u64(self.lower);
         b.put_u64(self.upper);
         b.put_u64(self.since);
@@ -111,7 +111,7 @@ impl BatchMeta {
             let at = d.offset();
             let file_no = d.u64("file number")?;
             let level = d.u32("level")?;
-            d.u32("reserved")?;
+            let fingerprint = d.u32("fingerprint")?;
             let m = BatchMeta {
                 file_no,
                 level,
@@ -120,6 +120,7 @@ impl BatchMeta {
                 since: d.u64("since")?,
                 update_count: d.u64("update count")?,
                 size_bytes: d.u64("size")?,
+                fingerprint,
             };
             let prev_upper = out
                 .last()
@@ -154,6 +155,10 @@ pub struct BatchMeta {
     pub update_count: u64,
     /// File size.
     pub size_bytes: u64,
+    /// The file's [`fingerprint`](crate::batch::BatchFile::fingerprint), 0 if not recorded (a batch
+    /// committed before it was, FORMAT.md §3): the open compares it, so another batch file's bytes in
+    /// this file's place are corruption, not data.
+    pub fingerprint: u32,
 }
 
 impl Manifest {
@@ -380,6 +385,7 @@ mod tests {
                             since: 0,
                             update_count: 7,
                             size_bytes: 900,
+                            fingerprint: 0xdead_beef,
                         },
                         BatchMeta {
                             file_no: 9,
@@ -389,6 +395,7 @@ mod tests {
                             since: 0,
                             update_count: 1,
                             size_bytes: 300,
+                            fingerprint: 0,
                         },
                     ],
                     spills: vec![BatchMeta {
@@ -399,6 +406,7 @@ mod tests {
                         since: 0,
                         update_count: 2,
                         size_bytes: 200,
+                        fingerprint: 7,
                     }],
                     spilled_lsn: 77,
                     types: "key (u32, String), val serde Price".into(),

@@ -128,27 +128,67 @@ impl Version {
 /// Opens the batch file `meta` names, which this process has just written (a seal's, spill's or merge's
 /// output, before its commit), and checks its raw blocks through the mapping
 /// ([`BatchFile::check_written`]): the writing thread pays the first touch, not the first reader.
-pub(crate) fn open_written_batch(blob: &dyn Blob, meta: &BatchMeta) -> Result<BatchFile> {
+/// Records the file's fingerprint in `meta`.
+pub(crate) fn open_written_batch(blob: &dyn Blob, meta: &mut BatchMeta) -> Result<BatchFile> {
     let batch = open_batch(blob, meta)?;
     batch.check_written()?;
+    meta.fingerprint = batch.fingerprint();
     Ok(batch)
 }
 
-/// Opens the batch file `meta` names and checks it matches the manifest.
+/// Opens the batch file `meta` names and checks it is the one the manifest names ([`check_batch`]).
 pub(crate) fn open_batch(blob: &dyn Blob, meta: &BatchMeta) -> Result<BatchFile> {
     let name = batch_file_name(meta.file_no);
     let full = format!("{}/{name}", blob.location());
     let bytes = blob
         .get(&name)?
         .ok_or_else(|| Error::corrupt(&full, 0, "batch file named by the manifest is missing"))?;
-    let batch = BatchFile::open(full.clone(), bytes)?;
+    let batch = BatchFile::open(full, bytes)?;
+    check_batch(&batch, meta)?;
+    Ok(batch)
+}
+
+/// Checks that `batch` is the file the manifest entry `meta` names: its description's interval, its
+/// update count, its size in bytes and, where recorded (not 0), its fingerprint
+/// ([`BatchFile::fingerprint`], FORMAT.md §3). A file of the right name with another batch's bytes (a
+/// misdirected write, a file copied or restored over it) fails here instead of being served as this one.
+/// The open of a store and `inspect verify` both check every batch so.
+///
+/// Errors: [`Error::Corrupt`] naming the file (offset 0) and what differs.
+pub fn check_batch(batch: &BatchFile, meta: &BatchMeta) -> Result<()> {
     let d = batch.description();
     if (d.lower, d.upper, batch.update_count()) != (meta.lower, meta.upper, meta.update_count) {
         return Err(Error::corrupt(
-            &full,
+            batch.name(),
             0,
-            "batch description or count disagrees with the manifest",
+            format!(
+                "the file holds [{}, {}) with {} updates, the manifest names [{}, {}) with {}",
+                d.lower,
+                d.upper,
+                batch.update_count(),
+                meta.lower,
+                meta.upper,
+                meta.update_count
+            ),
         ));
     }
-    Ok(batch)
+    let recorded = meta.fingerprint != 0;
+    if batch.size_bytes() != meta.size_bytes || (recorded && batch.fingerprint() != meta.fingerprint) {
+        return Err(Error::corrupt(
+            batch.name(),
+            0,
+            format!(
+                "not the batch file the manifest names: {} bytes with fingerprint {:#010x}, the manifest \
+                 records {} bytes{}",
+                batch.size_bytes(),
+                batch.fingerprint(),
+                meta.size_bytes,
+                match recorded {
+                    true => format!(" with fingerprint {:#010x}", meta.fingerprint),
+                    false => String::new(),
+                }
+            ),
+        ));
+    }
+    Ok(())
 }
