@@ -306,3 +306,61 @@ fn reduce_abelian_and_reduce_core_answer_as_dds_and_join_dds_arrangements() {
         assert_eq!(consolidated(ours), consolidated(theirs), "output {i}");
     }
 }
+
+/// A C-like enum with explicit discriminants: derived `Ord` follows them (Low < Mid < High), serde's
+/// encoding the declaration order (High, Low, Mid).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+enum Priority {
+    High = 3,
+    Low = 1,
+    Mid = 2,
+}
+ddpersist::serde_codec!(Priority);
+
+/// Vals whose encodings order unlike their `Ord`, each written at its own time (so no seal compares two
+/// of them and the arranging operator's order check cannot see it): `reduce` still hands the logic each
+/// key's vals in `Ord` order, as DD does, and answers as DD (found by an adversarial test: `s[0]` was
+/// `High` where DD's is `Low`).
+#[test]
+fn reduce_sees_vals_in_ord_order_whatever_their_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (ours, theirs) = seen::<(u8, Priority)>();
+    let (o, t) = (ours.clone(), theirs.clone());
+    timely::execute_directly(move |worker| {
+        let probe = ProbeHandle::new();
+        let mut input = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, pairs) = scope.new_collection::<(u8, Priority), isize>();
+            let least =
+                |_: &u8, s: &[(&Priority, isize)], out: &mut Vec<(Priority, isize)>| out.push((*s[0].0, 1));
+            let persisted = pairs
+                .clone()
+                .arrange_by_key_persisted(&store, "priority")
+                .unwrap();
+            persisted
+                .reduce(least)
+                .inner
+                .inspect(move |(x, t, r)| o.lock().unwrap().push((*x, *t, *r as i64)))
+                .probe_with(&probe);
+            pairs
+                .reduce(least)
+                .inner
+                .inspect(move |(x, time, r)| t.lock().unwrap().push((*x, *time, *r as i64)));
+            input
+        });
+        let steps = [
+            (Priority::High, 1),
+            (Priority::Low, 1),
+            (Priority::Mid, 1),
+            (Priority::Low, -1),
+        ];
+        for (time, (val, diff)) in steps.into_iter().enumerate() {
+            input.update((1, val), diff);
+            input.advance_to(time as u64 + 1);
+            input.flush();
+            worker.step_while(|| probe.less_than(&(time as u64 + 1)));
+        }
+    });
+    assert!(consolidated(&theirs).contains_key(&(1, (1, Priority::Low))));
+    assert_eq!(consolidated(&ours), consolidated(&theirs));
+}

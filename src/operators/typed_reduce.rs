@@ -150,7 +150,7 @@ where
         let failures = self.failures();
         let guard = self.guard(&failures);
         let f = failures.clone();
-        let mut vals: Vec<(V, R)> = Vec::new();
+        let mut vals: Vec<(V, i128)> = Vec::new();
         let reduced = self
             .arranged()
             .reduce_core::<_, ReduceBuilder<V2, Tr::Time, R2>, ReduceSpine<V2, Tr::Time, R2>, BytesContainer, _>(
@@ -159,12 +159,33 @@ where
                     let Some(key) = f.decode::<K>("key", k) else { return };
                     vals.clear();
                     for (v, d) in input {
-                        let (Some(v), Some(d)) = (f.decode::<V>("val", v), f.diff::<R>(k, *d)) else {
+                        let Some(v) = f.decode::<V>("val", v) else { return };
+                        vals.push((v, i128::from(*d)));
+                    }
+                    // DD hands `logic` the vals in `Ord` order, each once. Stored vals come in the order
+                    // of their encodings, which a codec may give otherwise (a serde enum with explicit
+                    // discriminants: `Ord` follows them, serde the declaration order), and persisted in
+                    // separate batches no operator compared them: sort, and sum `Ord`-equal vals.
+                    if !vals.is_sorted_by(|a, b| a.0 < b.0) {
+                        vals.sort_by(|a, b| a.0.cmp(&b.0));
+                        vals.dedup_by(|later, kept| {
+                            let equal = later.0 == kept.0;
+                            if equal {
+                                kept.1 += later.1;
+                            }
+                            equal
+                        });
+                        vals.retain(|(_, d)| *d != 0);
+                    }
+                    let mut refs: Vec<(&V, R)> = Vec::with_capacity(vals.len());
+                    for (v, d) in vals.iter() {
+                        let Ok(d) = i64::try_from(*d) else {
+                            f.out_of_range::<R>(k, *d);
                             return;
                         };
-                        vals.push((v, d));
+                        let Some(d) = f.diff::<R>(k, d) else { return };
+                        refs.push((v, d));
                     }
-                    let refs: Vec<(&V, R)> = vals.iter().map(|(v, r)| (v, *r)).collect();
                     logic(&key, &refs, output, change);
                 },
                 |buffer, key: &[u8], updates| {
