@@ -41,6 +41,9 @@ struct RunResult {
     output: Vec<Update>,
     resume_at: Vec<u64>,
     own_upper: Vec<u64>,
+    /// A read-only run's output frontier after its input closed and the workers stepped for a while
+    /// (`None`: the dataflow completed).
+    held_at: Option<u64>,
 }
 
 /// How a run ends.
@@ -50,7 +53,8 @@ enum End {
     Close,
     /// The dataflow is dropped once the last time is complete (the process stops with the input open).
     Drop,
-    /// A run that only reads: the input closes at once, nothing fed, not even an advance.
+    /// A run that only reads: the input closes at once, nothing fed, not even an advance; the workers
+    /// step until the dataflow completes or for half a second, then drop it.
     ReadOnly,
 }
 
@@ -61,7 +65,8 @@ fn run(dir: &Path, workers: usize, feed: fn(u64) -> Vec<Update>, end: End) -> Ru
     let store = Store::open(dir).unwrap();
     let output = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let (o, s) = (output.clone(), seen.clone());
+    let held = Arc::new(Mutex::new(None));
+    let (o, s, h) = (output.clone(), seen.clone(), held.clone());
     timely::execute(timely::Config::process(workers), move |worker| {
         let probe = ProbeHandle::new();
         let o = o.clone();
@@ -81,8 +86,13 @@ fn run(dir: &Path, workers: usize, feed: fn(u64) -> Vec<Update>, end: End) -> Ru
             .push((worker.index(), resume, handle.own_upper()));
         if end == End::ReadOnly {
             drop(input);
-            worker.step_while(|| !probe.done());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+            worker.step_while(|| !probe.done() && std::time::Instant::now() < deadline);
             assert_eq!(handle.error(), None);
+            *h.lock().unwrap() = probe.with_frontier(|f| f.first().copied());
+            for dataflow in worker.installed_dataflows() {
+                worker.drop_dataflow(dataflow);
+            }
             return;
         }
         let updates = feed(resume);
@@ -113,10 +123,12 @@ fn run(dir: &Path, workers: usize, feed: fn(u64) -> Vec<Update>, end: End) -> Ru
     let mut seen = seen.lock().unwrap().clone();
     seen.sort();
     let output = output.lock().unwrap().clone();
+    let held_at = *held.lock().unwrap();
     RunResult {
         output,
         resume_at: seen.iter().map(|s| s.1).collect(),
         own_upper: seen.iter().map(|s| s.2).collect(),
+        held_at,
     }
 }
 
@@ -240,15 +252,23 @@ fn uneven_uppers_resume_at_the_least_and_lose_nothing() {
 
     // A run that only reads in between (builds, feeds nothing, closes its input) leaves the gap
     // replayable: worker 0's stream is not marked finished at 5 below worker 1's 8 (the next resume
-    // point would jump to 8 and worker 0's rows at times 5..8 would never be persisted).
+    // point would jump to 8 and worker 0's rows at times 5..8 would never be persisted), and the
+    // arrangement's output frontier stays at 5 (times beyond are incomplete: a downstream persisted
+    // operator sealing past them dropped worker 0's rows at 5..8 when they were replayed).
+    // Both streams compacted to 4 already (a run before allowed it): the read-only run's closing seal,
+    // which now changes nothing, must not ask the store for a since it has (an error before).
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::open(dir.path()).unwrap();
         persist_part(&store, 0, &all, 5, false);
         persist_part(&store, 1, &all, 8, false);
+        for w in 0..2 {
+            store.allow_compaction(&worker_stream_id("x", w, 2), 4).unwrap();
+        }
     }
     let read = run(dir.path(), 2, |_| Vec::new(), End::ReadOnly);
     assert_eq!(read.resume_at, vec![5, 5]);
+    assert_eq!(read.held_at, Some(5), "the output frontier waits for the gap");
     let result = run(
         dir.path(),
         2,

@@ -115,7 +115,7 @@ pub(crate) struct Persister {
     throttle: Option<PersistManager>,
     /// The since the trace's readers allow, committed with the next seal (arranging operators only).
     allowed: Option<AllowedSince>,
-    /// The since the last seal requested (0 before any).
+    /// The since the last seal requested (the stream's since before any).
     requested_since: u64,
     /// Where seals run (with the sealer).
     placement: Placement,
@@ -131,6 +131,7 @@ impl Persister {
         errors: ErrorSlot,
     ) -> Self {
         let upper = opened.upper;
+        let requested_since = store.since(&opened.stream).unwrap_or(0);
         let shared = Shared {
             sealed_upper: Cell::new(upper),
             upper: Cell::new(upper),
@@ -155,7 +156,7 @@ impl Persister {
             errors,
             throttle: None,
             allowed: None,
-            requested_since: 0,
+            requested_since,
             placement: Placement::new(SealMode::Adaptive),
         }
     }
@@ -451,7 +452,9 @@ impl Persister {
             .filter(|&s| s > self.requested_since);
         self.requested_since = since.unwrap_or(self.requested_since);
         let options = SealOptions { finished, since };
-        let noop = seal_to == sealed_before && !finished && since.is_none();
+        // (A since alone would be an edit, but one the store may take as none — below a since advanced
+        // meanwhile — and refuse; the next run's seals carry it.)
+        let noop = seal_to == sealed_before && !finished;
         Request {
             to,
             seal_to,
@@ -495,6 +498,10 @@ impl Persister {
         if to > self.upper && antichain::<T>(self.upper).is_empty() {
             // The seal went beyond `T`'s range: the trace is closed already.
             self.upper = to;
+        } else if to > self.upper && !request.options.finished {
+            // The input ended before this stream caught up with its peers (`ResumeState::finishes`):
+            // what lies beyond its upper is incomplete, so the trace and the output frontier stay there
+            // (the run does not complete; the next run replays the gap).
         } else if to > self.upper {
             // Only once the input is exhausted: the trace closes, the stream stays open for later runs.
             // On an error the span sealed above is still inserted: the caller emits it.
@@ -513,7 +520,7 @@ impl Persister {
     /// pass-through [`Persist`](super::Persist) operator): seals the stream and moves the upper. Returns
     /// whether the upper moved (false when stopped, or on an error, which stops it).
     pub(crate) fn advance_untraced(&mut self, to: u64) -> bool {
-        if self.stopped || to <= self.upper {
+        if self.stopped || to <= self.upper || to <= self.requested {
             return false;
         }
         let request = self.request(to);
@@ -523,8 +530,14 @@ impl Persister {
             return false;
         }
         self.shared.sealed_upper.set(request.seal_to);
+        // An input that ended before the stream caught up with its peers holds the upper at the seal
+        // (see `finish`).
+        let to = match request.options.finished || to != FRONTIER_CLOSED {
+            true => to,
+            false => request.seal_to,
+        };
         self.upper = to;
-        self.requested = to;
+        self.requested = request.to;
         self.shared.upper.set(to);
         true
     }
@@ -532,7 +545,10 @@ impl Persister {
     /// Where an advance to `to` seals the stream, and whether it marks it finished: at `to`, while the
     /// input runs; once it is exhausted (`to` is [`FRONTIER_CLOSED`]), at one past the greatest pending
     /// time (or at the last requested seal's upper, if nothing is pending), finished if that reaches the
-    /// greatest upper of the operator's streams when it was built ([`ResumeState::finishes`]).
+    /// greatest upper of the operator's streams when it was built ([`ResumeState::finishes`]). An
+    /// exhausted input that does not finish the stream leaves the trace's upper, and so the operator's
+    /// output frontier, at the seal: the times beyond are incomplete (another worker persisted them, this
+    /// one did not), and downstream operators must not take them as complete.
     fn seal_point(&self, to: u64) -> (u64, bool) {
         if to == FRONTIER_CLOSED {
             let last = self.pending.last().map_or(0, |t| t.saturating_add(1));

@@ -246,7 +246,9 @@ where
                             }
                         }
                     }
-                    if closed {
+                    // An input that ended before the stream caught up with its peers holds the output
+                    // frontier at the seal: the times beyond are incomplete (`ResumeState::finishes`).
+                    if finished {
                         held = None;
                     } else if let Some(cap) = held.as_mut() {
                         match T::from_u64(sealed) {
