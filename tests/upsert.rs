@@ -9,7 +9,6 @@ use ddpersist::Store;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::{Input, Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 
@@ -279,92 +278,4 @@ fn a_key_codec_that_loses_what_eq_compares_stops_the_upsert() {
     let stream = ddpersist::operators::worker_stream_id("tagged", 0, 1);
     let state = store.snapshot(&stream).unwrap().decode::<Tagged, u32>().unwrap();
     assert_eq!(state.len(), 1, "only the first time's update: {state:?}");
-}
-
-/// After a crash between two workers' seals (worker 0's state sealed to 5, worker 1's to 8), a run that
-/// only reads (feeds nothing and closes its input) must leave the gap replayable: worker 0's stream is
-/// not marked finished at 5 (it would let the next resume point jump to 8, and worker 0's upserts at
-/// times 5..8 would be dropped as persisted) and its output frontier stays at 5, so the next run,
-/// replaying everything, ends with the whole input's state.
-#[test]
-fn a_read_only_run_after_uneven_uppers_keeps_the_gap_replayable() {
-    use ddpersist::operators::{key_hash, worker_stream_id};
-    use ddpersist::{Codec, SealOptions, StreamOptions};
-    let input = upserts(10);
-    let worker = |k: &String| (key_hash(&k.to_bytes()) % 2) as usize;
-    assert!(input.iter().any(|u| worker(&u.0) == 0) && input.iter().any(|u| worker(&u.0) == 1));
-    let dir = tempfile::tempdir().unwrap();
-    {
-        // Each worker's stream holds the state's changes of its keys below its upper, as the operator
-        // writes them.
-        let store = Store::open(dir.path()).unwrap();
-        for (w, upper) in [(0, 5), (1, 8)] {
-            let id = worker_stream_id("u", w, 2);
-            store
-                .create_stream(&id, StreamOptions { durable: false })
-                .unwrap();
-            let mut changes: Vec<(String, u32, u64, i64)> = Vec::new();
-            let mut before: BTreeMap<String, u32> = BTreeMap::new();
-            for t in 0..upper {
-                let after: BTreeMap<String, u32> = state_at(&input, t)
-                    .into_iter()
-                    .filter(|(k, _)| worker(k) == w)
-                    .collect();
-                for (k, v) in &before {
-                    if after.get(k) != Some(v) {
-                        changes.push((k.clone(), *v, t, -1));
-                    }
-                }
-                for (k, v) in &after {
-                    if before.get(k) != Some(v) {
-                        changes.push((k.clone(), *v, t, 1));
-                    }
-                }
-                before = after;
-            }
-            store.write(&id, &changes).unwrap();
-            store
-                .seal_with(
-                    &id,
-                    upper,
-                    SealOptions {
-                        finished: false,
-                        since: None,
-                    },
-                )
-                .unwrap();
-        }
-    }
-    // The read-only run: nothing fed, the input closed at once. The output frontier stays at worker 0's
-    // upper (times beyond are incomplete), so the run does not complete: dropped after half a second.
-    let store = Store::open(dir.path()).unwrap();
-    let held = timely::execute(timely::Config::process(2), move |worker| {
-        let probe = ProbeHandle::new();
-        let mut handle: InputHandle<u64, CapacityContainerBuilder<Vec<Upsert<String, u32>>>> =
-            InputHandle::new();
-        let upsert = worker.dataflow::<u64, _, _>(|scope| {
-            let (collection, upsert) = scope
-                .input_from(&mut handle)
-                .upsert_persisted(&store, "u")
-                .unwrap();
-            collection.inner.probe_with(&probe);
-            upsert
-        });
-        drop(handle);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-        worker.step_while(|| !probe.done() && std::time::Instant::now() < deadline);
-        assert_eq!(upsert.error(), None);
-        let held = probe.with_frontier(|f| f.first().copied());
-        for dataflow in worker.installed_dataflows() {
-            worker.drop_dataflow(dataflow);
-        }
-        held
-    })
-    .unwrap()
-    .join();
-    for held in held {
-        assert_eq!(held.unwrap(), Some(5), "the output frontier waits for the gap");
-    }
-    let out = run(dir.path(), 2, input.clone(), 0);
-    assert_eq!(accumulate(&out, 9), state_at(&input, 9));
 }

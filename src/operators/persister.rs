@@ -131,6 +131,7 @@ impl Persister {
         errors: ErrorSlot,
     ) -> Self {
         let upper = opened.upper;
+        // The stream's since as of the build: a seal asks for a since only above it.
         let requested_since = store.since(&opened.stream).unwrap_or(0);
         let shared = Shared {
             sealed_upper: Cell::new(upper),
@@ -394,7 +395,9 @@ impl Persister {
                 _ => {
                     self.count_seal(true);
                     self.placement.ran_inline();
-                    let result = request.run(&self.store, &self.stream);
+                    let result = self
+                        .store
+                        .seal_with(&self.stream, request.seal_to, request.options);
                     spans.extend(self.finish(request, result));
                 }
             }
@@ -432,7 +435,6 @@ impl Persister {
     /// pending times below the seal point are its from now on.
     fn request(&mut self, to: u64) -> Request {
         let (seal_to, finished) = self.seal_point(to);
-        let sealed_before = self.requested_seal;
         self.pending = self.pending.split_off(&seal_to);
         self.requested = to;
         self.requested_seal = seal_to;
@@ -452,15 +454,7 @@ impl Persister {
             .filter(|&s| s > self.requested_since);
         self.requested_since = since.unwrap_or(self.requested_since);
         let options = SealOptions { finished, since };
-        // (A since alone would be an edit, but one the store may take as none — below a since advanced
-        // meanwhile — and refuse; the next run's seals carry it.)
-        let noop = seal_to == sealed_before && !finished;
-        Request {
-            to,
-            seal_to,
-            options,
-            noop,
-        }
+        Request { to, seal_to, options }
     }
 
     /// Applies a seal's `result` (requests finish in order): the new batch's span `[upper, seal_to)`, and
@@ -498,10 +492,6 @@ impl Persister {
         if to > self.upper && antichain::<T>(self.upper).is_empty() {
             // The seal went beyond `T`'s range: the trace is closed already.
             self.upper = to;
-        } else if to > self.upper && !request.options.finished {
-            // The input ended before this stream caught up with its peers (`ResumeState::finishes`):
-            // what lies beyond its upper is incomplete, so the trace and the output frontier stay there
-            // (the run does not complete; the next run replays the gap).
         } else if to > self.upper {
             // Only once the input is exhausted: the trace closes, the stream stays open for later runs.
             // On an error the span sealed above is still inserted: the caller emits it.
@@ -520,41 +510,33 @@ impl Persister {
     /// pass-through [`Persist`](super::Persist) operator): seals the stream and moves the upper. Returns
     /// whether the upper moved (false when stopped, or on an error, which stops it).
     pub(crate) fn advance_untraced(&mut self, to: u64) -> bool {
-        if self.stopped || to <= self.upper || to <= self.requested {
+        if self.stopped || to <= self.upper {
             return false;
         }
         let request = self.request(to);
         self.count_seal(true);
-        if let Err(e) = request.run(&self.store, &self.stream) {
+        if let Err(e) = self
+            .store
+            .seal_with(&self.stream, request.seal_to, request.options)
+        {
             self.fail(e);
             return false;
         }
         self.shared.sealed_upper.set(request.seal_to);
-        // An input that ended before the stream caught up with its peers holds the upper at the seal
-        // (see `finish`).
-        let to = match request.options.finished || to != FRONTIER_CLOSED {
-            true => to,
-            false => request.seal_to,
-        };
         self.upper = to;
-        self.requested = request.to;
+        self.requested = to;
         self.shared.upper.set(to);
         true
     }
 
     /// Where an advance to `to` seals the stream, and whether it marks it finished: at `to`, while the
     /// input runs; once it is exhausted (`to` is [`FRONTIER_CLOSED`]), at one past the greatest pending
-    /// time (or at the last requested seal's upper, if nothing is pending), finished if that reaches the
-    /// greatest upper of the operator's streams when it was built ([`ResumeState::finishes`]). An
-    /// exhausted input that does not finish the stream leaves the trace's upper, and so the operator's
-    /// output frontier, at the seal: the times beyond are incomplete (another worker persisted them, this
-    /// one did not), and downstream operators must not take them as complete.
+    /// time (or at the last requested seal's upper, if nothing is pending), finished.
     fn seal_point(&self, to: u64) -> (u64, bool) {
         if to == FRONTIER_CLOSED {
             let last = self.pending.last().map_or(0, |t| t.saturating_add(1));
             // Not below a seal still in flight: seals of a stream only move its upper forward.
-            let seal_to = self.requested_seal.max(last);
-            (seal_to, self.resume.finishes(seal_to))
+            (self.requested_seal.max(last), true)
         } else {
             (to, false)
         }

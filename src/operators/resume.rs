@@ -13,10 +13,7 @@
 //! 3. computes the **resume point** `R` from the streams of the id (all workers' in one process):
 //!    - every stream records its upper at every frontier advance (or several at once, when seals
 //!      coalesce), with or without data, and, when its input is exhausted, seals what it holds and marks
-//!      itself *finished* (no update at or beyond its upper) — if its upper reaches the greatest upper of
-//!      the id's streams when the operator was built ([`ResumeState::finishes`]): below it, the run ended
-//!      before replaying a gap another worker's stream holds (a crash between their seals), and the
-//!      stream stays open so that the next run replays it;
+//!      itself *finished* (no update at or beyond its upper);
 //!    - `R` is the least upper of the streams that are not finished, or, when all are finished, the
 //!      greatest upper. Below `R` every worker has sealed everything; at or beyond it no finished stream
 //!      has anything.
@@ -56,17 +53,6 @@ impl ResumeState {
     /// The resume point: the least open upper, or, when every stream finished, the greatest upper.
     pub fn resume_at(&self) -> u64 {
         self.least_open_upper.unwrap_or(self.greatest_upper)
-    }
-
-    /// Whether a stream whose input was exhausted, sealed at `upper`, may be marked finished (nothing at
-    /// or beyond its upper, so a later resume point may pass it): only if `upper` reaches this state's
-    /// greatest upper (the operator's streams' when it was built). Below it, another worker persisted
-    /// times this one has not (a crash between their seals) and this run's input ended before replaying
-    /// them (e.g. a run that only reads, closing its input at once): marked finished, the next resume
-    /// point would be that greatest upper and the gap would never be replayed. Unfinished, the stream
-    /// keeps the resume point at its upper.
-    pub fn finishes(&self, upper: u64) -> bool {
-        upper >= self.greatest_upper
     }
 
     /// The state of the union of the streams of `self` and `other`.

@@ -20,7 +20,6 @@
 
 use crate::error::{Error, Result};
 use crate::store::{SealInfo, SealOptions, Store};
-use crate::Description;
 
 /// Seals an adaptive persister runs inline after a pipelined seal found the input idle
 /// ([`SealMode::Adaptive`]); the one after them is pipelined again, to look.
@@ -135,28 +134,6 @@ pub(crate) struct Request {
     pub(crate) to: u64,
     pub(crate) seal_to: u64,
     pub(crate) options: SealOptions,
-    /// Nothing for the store to do: an exhausted input that seals no further than the last request and
-    /// does not mark the stream finished (see `Persister::seal_point`); only the trace closes.
-    pub(crate) noop: bool,
-}
-
-impl Request {
-    /// Runs the seal on `stream` of `store` (nothing, for a no-op: an empty interval at `seal_to`).
-    pub(crate) fn run(&self, store: &Store, stream: &str) -> Result<SealInfo> {
-        if self.noop {
-            return Ok(SealInfo {
-                description: Description {
-                    lower: self.seal_to,
-                    upper: self.seal_to,
-                    since: 0,
-                },
-                update_count: 0,
-                file: None,
-                batch: None,
-            });
-        }
-        store.seal_with(stream, self.seal_to, self.options)
-    }
 }
 
 /// A request and what its seal returned.
@@ -183,7 +160,7 @@ impl Sealer {
             .name("ddpersist-seal".into())
             .spawn(move || {
                 for request in inbox {
-                    let result = request.run(&store, &stream);
+                    let result = store.seal_with(&stream, request.seal_to, request.options);
                     let failed = result.is_err();
                     // The operator may be gone (its dataflow dropped): then nobody waits for the result.
                     let _ = outbox.send(Done { request, result });

@@ -227,12 +227,10 @@ where
                     // Seal what is complete: the state below the frontier is final. An exhausted input
                     // (empty frontier) seals what was applied and marks the stream finished; a later run
                     // continues with later times.
-                    let (upper, closed) = match frontier.frontier().iter().min() {
+                    let (upper, finished) = match frontier.frontier().iter().min() {
                         Some(&f) => (f.to_u64().min(FRONTIER_CLOSED - 1), false),
                         None => (applied_upto.max(sealed), true),
                     };
-                    // Not below the gap a crash left between the workers' uppers ([`ResumeState::finishes`]).
-                    let finished = closed && handle.resume.finishes(upper);
                     if upper > sealed || (finished && held.is_some()) {
                         let options = SealOptions {
                             finished,
@@ -246,8 +244,6 @@ where
                             }
                         }
                     }
-                    // An input that ended before the stream caught up with its peers holds the output
-                    // frontier at the seal: the times beyond are incomplete (`ResumeState::finishes`).
                     if finished {
                         held = None;
                     } else if let Some(cap) = held.as_mut() {
