@@ -36,7 +36,7 @@
 //! | `semijoin(keys)`, `antijoin(keys)` | the same call; `keys` a `VecCollection<K, R2>` or `arrange_by_self_encoded()` ([`SemijoinSide`]) |
 //! | `Collection::join_core(arranged, f)` | `collection.arrange_by_key_encoded().join_core(arranged, f)` (DD arranges the receiver with `Hashable`) |
 //! | `reduce(\|k, s, t\| ..)` | the same call: `k: &K`, `s: &[(&V, R)]`, output `VecCollection<(K, V2), R2>` |
-//! | `reduce_abelian::<_, Bu, T2>(name, f)`, `reduce_core::<_, Bu, T2>(name, f)` | the same call (`Bu` also DD's `Sealer`, as `ValBuilder` is): DD's `Arranged<TraceAgent<T2>>`, keyed by `&K` and placed by `Hashable`, so it joins DD's own arrangements; output vals of any type |
+//! | `reduce_abelian::<_, Bu, T2>(name, f)`, `reduce_core::<_, Bu, T2>(name, f)` (DD's `Collection` form) | the same call (`Bu` also DD's `Sealer`, as `ValBuilder` is): DD's `Arranged<TraceAgent<T2>>`, keyed by `&K` and placed by `Hashable`, so it joins DD's own arrangements; output vals of any type. DD's `Arranged` form, `::<_, Bu, T2, _, _>(name, f, push)`: drop the last two type arguments and the `push` closure (the builders taken build from `((K, V2), T, R2)` updates, which is all DD's usual `push` makes) |
 //! | `count_total()`, `count_total_core::<R2>()` | the same call: `VecCollection<(K, R), isize>` / `<.., R2>` (over all of a key's vals) |
 //! | `threshold_total(f)`, `threshold_semigroup(f)`, `distinct_total()`, `distinct_total_core::<R2>()` | the same call: `VecCollection<K, R2>` / `VecCollection<K, isize>` (over all of a key's vals) |
 //! | `count()` (`Collection`) | `arrange_by_self_persisted(..)?.count_total()`, or [`CountPersisted::count`] on the byte arrangement |
@@ -59,7 +59,11 @@
 //! [`PersistTime::from_u64`] when reading; a store frontier beyond `T`'s range is `T`'s empty frontier).
 //! A stream can be read at another timestamp type whose range holds its times; a batch holding a time
 //! that does not fit is refused ([`Error::BadInput`]). Top level only: inside `iterate` use
-//! `arranged.enter(scope)`, as with DD. [`PersistHandle`]'s times (`resume_at`, `upper`, ...) stay store
+//! `arranged.enter(scope)`, as with DD. The store keeps `u64::MAX` for the closed frontier: a time there is
+//! refused ([`Error::BadInput`]), and a frontier advanced to `u64::MAX` (of `u64` times, or a signed type's
+//! greatest time, stored as `u64::MAX`) seals only below `u64::MAX - 1`, so an update at `u64::MAX - 1`
+//! completes when the input closes, not before (found by an adversarial test; DD completes it at the
+//! advance). [`PersistHandle`]'s times (`resume_at`, `upper`, ...) stay store
 //! times (`u64`): convert with `T::from_u64(handle.resume_at())`. [`Persist`] and [`UpsertPersisted`]
 //! take any [`PersistTime`] too.
 //!
