@@ -2,7 +2,13 @@
 //!
 //! Every encoding here is *order-preserving* and *self-delimiting*: for values `a < b` of one type,
 //! `encode(a) < encode(b)` bytewise, and a value's encoding can be read off the front of a longer byte
-//! string. Both properties compose, so tuples, options, vectors and arrays of codec types are codec types
+//! string. The contract a `Codec` of a key or val type must keep (the persisted operators match keys by
+//! their bytes, as DD's arrangements match them by `Ord`): values equal under `Ord` encode to equal bytes,
+//! and order as `Ord` does. A hand-written `Ord` coarser than the data (a case-insensitive key) breaks it:
+//! `"Apple"` and `"apple"` are one key to DD and two here, so a join finds no match where DD's finds one;
+//! normalise such keys (lowercase them) before they are persisted. The persisting operators catch a
+//! broken contract where two updates they compare disagree (`BadInput`, frontier held), not every time
+//! (found by an adversarial test). Both properties compose, so tuples, options, vectors and arrays of codec types are codec types
 //! too, and the byte order the store sorts by is the natural order of the typed values.
 //!
 //! Encodings (stable: they are part of the on-disk format, version 1; FORMAT.md §1 has the bytes):
