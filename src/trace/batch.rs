@@ -62,7 +62,8 @@ impl<T: PersistTime> PersistedBatch<T> {
     /// the batch's own until [`reporting_to`](Self::reporting_to) names the trace's.
     ///
     /// Errors: [`Error::BadInput`] if the descriptions disagree, or the file holds times beyond `T`'s
-    /// range (written by a dataflow with a wider timestamp).
+    /// range (written by a dataflow with a wider timestamp), or `desc`'s since (beyond the file's own, so
+    /// times below it read as it) is beyond `T`'s range.
     pub fn new(file: Arc<BatchFile>, desc: Description<T>) -> Result<Self> {
         let d = file.description();
         if d.upper > 0 && T::from_u64(d.upper - 1).is_none() {
@@ -85,11 +86,20 @@ impl<T: PersistTime> PersistedBatch<T> {
                 d.upper
             )));
         }
+        let since = Some(frontier_value(desc.since().borrow()))
+            .filter(|&s| s > d.since)
+            .unwrap_or(0);
+        if since > 0 && T::from_u64(since).is_none() {
+            // Every time would read as one `T` cannot hold: refuse rather than read nothing.
+            return Err(Error::bad_input(format!(
+                "batch {} is read as of since {since}, beyond the range of the dataflow's timestamp type {}",
+                file.name(),
+                std::any::type_name::<T>()
+            )));
+        }
         Ok(PersistedBatch {
             block_count: file.block_count(),
-            since: Some(frontier_value(desc.since().borrow()))
-                .filter(|&s| s > d.since)
-                .unwrap_or(0),
+            since,
             file: Some(file),
             desc,
             errors: ErrorSlot::default(),

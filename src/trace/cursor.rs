@@ -370,6 +370,15 @@ mod tests {
         );
     }
 
+    /// A since a narrower timestamp cannot hold would read every time as nothing: refused.
+    #[test]
+    fn a_since_beyond_the_timestamp_range_is_refused() {
+        let f = file(&[(b"a", b"x", 1, 1)]);
+        assert!(PersistedBatch::<u32>::from_file_as_of(f.clone(), 5).is_ok());
+        let err = PersistedBatch::<u32>::from_file_as_of(f, 1 << 33).unwrap_err();
+        assert!(err.to_string().contains("beyond the range"), "{err}");
+    }
+
     #[test]
     fn gallop_finds_the_first_non_less_index() {
         let xs: Vec<u32> = (0..100).map(|x| x * 2).collect();
