@@ -231,7 +231,8 @@ where
     for (k, v, t, d) in snapshot.decode::<K, V>()? {
         let time = T::from_u64(t.max(since)).ok_or_else(|| {
             Error::bad_input(format!(
-                "stream {stream:?} holds time {t}, beyond the range of the dataflow's timestamp type"
+                "stream {stream:?} holds time {t} (read as of its since {since}), beyond the range of the \
+                 dataflow's timestamp type"
             ))
         })?;
         if t <= since && summing {
