@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: a naive model of a stream, and file surgery.
 #![allow(dead_code)]
 
+pub mod dropin;
+
 use ddpersist::blob::Blob;
 use ddpersist::{OwnedUpdate, Store};
 use std::collections::BTreeMap;
