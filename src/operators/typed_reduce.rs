@@ -364,10 +364,13 @@ where
                             };
                             let mut count = 0i128;
                             trace_cursor.seek_key(&trace_storage, k);
-                            let mut prior = trace_cursor.get_key(&trace_storage) == Some(k);
-                            if prior {
+                            // Whether the trace holds an update of the key (one that consolidated away
+                            // below the since does not count, as in DD's compacted trace).
+                            let mut prior = false;
+                            if trace_cursor.get_key(&trace_storage) == Some(k) {
                                 while trace_cursor.val_valid(&trace_storage) {
                                     trace_cursor.map_times(&trace_storage, |_, d| {
+                                        prior = true;
                                         count += i128::from(<BatchCursor<Tr> as Cursor>::owned_diff(d))
                                     });
                                     trace_cursor.step_val(&trace_storage);
