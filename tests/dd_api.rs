@@ -364,3 +364,66 @@ fn reduce_sees_vals_in_ord_order_whatever_their_encoding() {
     assert!(consolidated(&theirs).contains_key(&(1, (1, Priority::Low))));
     assert_eq!(consolidated(&ours), consolidated(&theirs));
 }
+
+/// `i16` and `i8` diffs (DD's `Semigroup` integers): a persisted arrangement at each counts and joins as
+/// DD's, the diffs widened to `i64` in the store and narrowed back.
+#[test]
+fn narrow_diffs_count_and_join_as_dds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (counts, counts_dd) = seen::<(u32, i16)>();
+    let (joined, joined_dd) = seen::<(u32, u8, u8)>();
+    let (c, cd, j, jd) = (
+        counts.clone(),
+        counts_dd.clone(),
+        joined.clone(),
+        joined_dd.clone(),
+    );
+    timely::execute_directly(move |worker| {
+        let probe = ProbeHandle::new();
+        let (mut keys_in, mut pairs_in) = worker.dataflow::<u64, _, _>(|scope| {
+            let (keys_in, keys) = scope.new_collection::<u32, i16>();
+            let (pairs_in, pairs) = scope.new_collection::<(u32, u8), i8>();
+            keys.clone()
+                .arrange_by_self_persisted(&store, "i16")
+                .unwrap()
+                .count_total()
+                .inner
+                .inspect(move |(x, t, r)| c.lock().unwrap().push((*x, *t, *r as i64)))
+                .probe_with(&probe);
+            keys.count_total()
+                .inner
+                .inspect(move |(x, t, r)| cd.lock().unwrap().push((*x, *t, *r as i64)));
+            let persisted = pairs.clone().arrange_by_key_persisted(&store, "i8").unwrap();
+            persisted
+                .join_map(pairs.clone(), |k, a, b| (*k, *a, *b))
+                .inner
+                .inspect(move |(x, t, r)| j.lock().unwrap().push((*x, *t, i64::from(*r))))
+                .probe_with(&probe);
+            pairs
+                .clone()
+                .join_map(pairs, |k, a, b| (*k, *a, *b))
+                .inner
+                .inspect(move |(x, t, r)| jd.lock().unwrap().push((*x, *t, i64::from(*r))));
+            (keys_in, pairs_in)
+        });
+        for t in 0..4u64 {
+            for i in 0..10u32 {
+                keys_in.update(i % 4, if (i + t as u32).is_multiple_of(3) { -2 } else { 3 });
+                pairs_in.update((i % 3, (i * t as u32) as u8), if i % 2 == 0 { 2 } else { -1 });
+            }
+            keys_in.advance_to(t + 1);
+            pairs_in.advance_to(t + 1);
+            keys_in.flush();
+            pairs_in.flush();
+            worker.step_while(|| probe.less_than(&(t + 1)));
+        }
+    });
+    assert!(!consolidated(&counts_dd).is_empty() && !consolidated(&joined_dd).is_empty());
+    assert_eq!(
+        consolidated(&counts),
+        consolidated(&counts_dd),
+        "count_total at i16"
+    );
+    assert_eq!(consolidated(&joined), consolidated(&joined_dd), "join at i8");
+}

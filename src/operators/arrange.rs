@@ -63,7 +63,7 @@ pub struct PersistOptions {
     pub seals: SealMode,
 }
 
-/// Arranging a collection of `(key, val)` pairs (with `isize`, `i64` or `i32` diffs, see
+/// Arranging a collection of `(key, val)` pairs (with `isize`, `i64`, `i32`, `i16` or `i8` diffs, see
 /// [`PersistDiff`]) at a top-level timestamp `T` (a [`PersistTime`]: `u64`, `u32`, `usize`, ...) into the
 /// store. See the module docs.
 ///

@@ -122,11 +122,11 @@ pub fn key_hash(key: &[u8]) -> u64 {
 }
 
 /// The integer diff types a persisted collection may have: `i64` (what the store holds), and `isize` (DD's
-/// default, `new_collection()`) and `i32`, widened to `i64` when written. (On targets whose `isize` is
+/// default, `new_collection()`), `i32`, `i16` and `i8`, widened to `i64` when written. (On targets whose `isize` is
 /// wider than 64 bits, `isize` diffs beyond `i64` saturate; no such target runs timely today.)
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a diff type a persisted collection can have",
-    note = "persisted collections take `isize`, `i64` or `i32` diffs; map other diffs with `explode` or `map_in_place`"
+    note = "persisted collections take `isize`, `i64`, `i32`, `i16` or `i8` diffs; map other diffs with `explode` or `map_in_place`"
 )]
 pub trait PersistDiff: ExchangeData + Copy {
     /// The diff as the store holds it.
@@ -156,14 +156,20 @@ impl PersistDiff for isize {
     }
 }
 
-impl PersistDiff for i32 {
-    fn to_i64(self) -> i64 {
-        i64::from(self)
-    }
-    fn from_i64(diff: i64) -> Option<Self> {
-        i32::try_from(diff).ok()
-    }
+/// The narrower signed diffs: widened to `i64` when written, narrowed back (or `None`) when read.
+macro_rules! narrow_diff {
+    ($($t:ty),*) => {$(
+        impl PersistDiff for $t {
+            fn to_i64(self) -> i64 {
+                i64::from(self)
+            }
+            fn from_i64(diff: i64) -> Option<Self> {
+                <$t>::try_from(diff).ok()
+            }
+        }
+    )*};
 }
+narrow_diff!(i32, i16, i8);
 
 /// The exchange function of persisting operators: [`key_hash`] of an update's encoded key (one scratch
 /// buffer reused across updates).
