@@ -46,6 +46,11 @@ impl Store {
     /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], I/O and [`Error::Corrupt`] errors of the
     /// batches; [`Error::DiffOverflow`] (naming `as_of`) if a val's diffs sum outside `i64`.
     pub fn get_bytes(&self, id: &str, key: &[u8], as_of: u64) -> Result<Vals> {
+        self.get_in_version(id, key, as_of).map(|(found, _)| found)
+    }
+
+    /// [`get_bytes`](Self::get_bytes), with the version of the stream it read.
+    fn get_in_version(&self, id: &str, key: &[u8], as_of: u64) -> Result<(Vals, Arc<Version>)> {
         // One key: one list, and no per-key vectors or batch list (a lookup's allocations are a
         // measurable part of a warm hit).
         let mut found = Vec::new();
@@ -55,7 +60,9 @@ impl Store {
         probe_batches(&version, &KeyProbe::new(key), as_of, |val, diff| {
             add(&mut found, val, diff)
         })?;
-        consolidate(found, key, as_of).map_err(|e| e.in_stream(id))
+        consolidate(found, key, as_of)
+            .map(|found| (found, version))
+            .map_err(|e| e.in_stream(id))
     }
 
     /// [`get_bytes`](Self::get_bytes) for many keys at once: one result per key, in the same order.
@@ -80,14 +87,15 @@ impl Store {
 
     /// Typed [`get_bytes`](Self::get_bytes): the values of `key` as of `as_of`, with their multiplicities.
     /// Errors: as [`get_bytes`](Self::get_bytes); [`Error::BadInput`] if the stream records other key or
-    /// val types ([`check_types`](Self::check_types)); [`Error::Decode`] for a val that does not decode
+    /// val types ([`check_types`](Self::check_types): those of the stream the lookup read, should the id
+    /// have been dropped and created again meanwhile); [`Error::Decode`] for a val that does not decode
     /// as `V`.
     pub fn get<K: Codec, V: Codec>(&self, id: &str, key: &K, as_of: u64) -> Result<Vec<(V, i64)>> {
-        self.refuse_other_types::<K, V>(id)?;
-        self.get_bytes(id, &key.to_bytes(), as_of)?
-            .into_iter()
-            .map(|(v, d)| Ok((V::decode(&v)?, d)))
-            .collect()
+        let (found, version) = self.get_in_version(id, &key.to_bytes(), as_of)?;
+        // The types of the stream the lookup read (not of the id now: it may have been dropped and
+        // created again meanwhile).
+        crate::store::refuse_other_types::<K, V>(id, &version.meta().types)?;
+        found.into_iter().map(|(v, d)| Ok((V::decode(&v)?, d))).collect()
     }
 
     /// The first time at which stream `id` holds any update of `key` (sealed or not), or `None` if it

@@ -45,6 +45,18 @@ impl Store {
         lower: u64,
         upper: u64,
     ) -> Result<SealInfo> {
+        self.append_checked(id, None, updates, (lower, upper))
+    }
+
+    /// [`append_bytes`](Self::append_bytes) to the stream numbered `checked` if given (the one a typed
+    /// call checked the types of): [`Error::UnknownStream`] if the id names another stream by now.
+    pub(super) fn append_checked<'a>(
+        &self,
+        id: &str,
+        checked: Option<u32>,
+        updates: impl IntoIterator<Item = UpdateRef<'a>>,
+        (lower, upper): (u64, u64),
+    ) -> Result<SealInfo> {
         if upper <= lower {
             return Err(Error::bad_input(format!(
                 "append to {id:?} of [{lower}, {upper}): the upper must be above the lower"
@@ -55,7 +67,7 @@ impl Store {
             (low, Some(high)) if low == high => Some(low as u64),
             _ => None,
         };
-        let mut checked = Checked {
+        let mut checked_updates = Checked {
             inner: updates,
             range: (lower, upper),
             prev: None,
@@ -64,14 +76,16 @@ impl Store {
         let appended = Appended {
             lower,
             exact_count,
-            updates: &mut checked,
+            updates: &mut checked_updates,
+            checked,
         };
         self.seal_appending(id, upper, SealOptions::default(), Some(appended))
     }
 
     /// Typed [`append_bytes`](Self::append_bytes): `updates` sorted by `(key, val, time)` in the keys' and
     /// vals' [`Codec`] order (which is their encodings' byte order). Errors: as `append_bytes`, and
-    /// [`Error::BadInput`] if the stream records other key or val types ([`check_types`](Self::check_types)).
+    /// [`Error::BadInput`] if the stream records other key or val types ([`check_types`](Self::check_types)),
+    /// [`Error::UnknownStream`] if the id was dropped and created again between that check and the append.
     pub fn append<K: Codec, V: Codec>(
         &self,
         id: &str,
@@ -79,9 +93,9 @@ impl Store {
         lower: u64,
         upper: u64,
     ) -> Result<SealInfo> {
-        self.refuse_other_types::<K, V>(id)?;
+        let checked = self.refuse_other_types::<K, V>(id)?;
         let encoded = super::write::Encoded::new(updates);
-        self.append_bytes(id, encoded.iter(), lower, upper)
+        self.append_checked(id, checked, encoded.iter(), (lower, upper))
     }
 }
 

@@ -44,6 +44,9 @@ pub(super) struct Appended<'i, 'a> {
     /// into the batch as they come, else they are collected first to size its key filter.
     pub(super) exact_count: Option<u64>,
     pub(super) updates: &'i mut dyn Iterator<Item = Result<UpdateRef<'a>>>,
+    /// The number of the stream a typed `append` checked the types of, if it did: the seal refuses another
+    /// stream of the id ([`Error::UnknownStream`]; dropped and created again meanwhile).
+    pub(super) checked: Option<u32>,
 }
 
 /// The most keys an appending iterator's `size_hint` sizes a key filter for (2^28: a 320 MiB filter at

@@ -118,6 +118,10 @@ impl Store {
             let stream = state
                 .streams
                 .get_mut(id)
+                .filter(|s| {
+                    let checked = appended.as_ref().and_then(|a| a.checked);
+                    checked.is_none_or(|no| no == s.version.stream_no())
+                })
                 .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
             let meta = stream.version.meta();
             // A queued rider's seal comes first (`store/ride.rs`): the upper, flag and since it leaves.

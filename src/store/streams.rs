@@ -288,20 +288,23 @@ pub(crate) fn refuse_other_types<K: crate::codec::Codec, V: crate::codec::Codec>
 }
 
 impl Store {
-    /// [`refuse_other_types`] for stream `id` as it is now. Any other error (an unknown stream, a poisoned
-    /// store) is left to the call that follows, which reports it in its own order.
+    /// [`refuse_other_types`] for stream `id` as it is now; returns the number of the stream checked, for
+    /// the call that follows to refuse another stream of the id (dropped and created again meanwhile,
+    /// `Store::drop_stream`). Any other error (an unknown stream, a poisoned store) is left to the call that
+    /// follows, which reports it in its own order.
     pub(crate) fn refuse_other_types<K: crate::codec::Codec, V: crate::codec::Codec>(
         &self,
         id: &str,
-    ) -> Result<()> {
+    ) -> Result<Option<u32>> {
         // The record is copied only when there is one (a stream a typed operator wrote).
         let types = |s: &StreamState| {
             let t = &s.version.meta().types;
-            (!t.is_empty()).then(|| t.clone())
+            ((!t.is_empty()).then(|| t.clone()), s.version.stream_no())
         };
         match self.with_stream(id, types) {
-            Ok(Some(recorded)) => refuse_other_types::<K, V>(id, &recorded),
-            Ok(None) | Err(_) => Ok(()),
+            Ok((Some(recorded), no)) => refuse_other_types::<K, V>(id, &recorded).map(|()| Some(no)),
+            Ok((None, no)) => Ok(Some(no)),
+            Err(_) => Ok(None),
         }
     }
 }

@@ -7,10 +7,12 @@ use crate::wal::record::{RecordEncoder, RecordFormat};
 
 impl Store {
     /// Writes typed updates `(key, val, time, diff)` to stream `id`. See [`write_bytes`](Self::write_bytes).
-    /// Also [`Error::BadInput`] if the stream records other key or val types ([`check_types`](Self::check_types)).
+    /// Also [`Error::BadInput`] if the stream records other key or val types ([`check_types`](Self::check_types)),
+    /// and [`Error::UnknownStream`] if the id was dropped and created again between that check and the
+    /// write (the write goes to the stream checked or nowhere).
     pub fn write<K: Codec, V: Codec>(&self, id: &str, updates: &[(K, V, u64, i64)]) -> Result<()> {
-        self.refuse_other_types::<K, V>(id)?;
-        self.write_bytes(id, Encoded::new(updates).iter())
+        let checked = self.refuse_other_types::<K, V>(id)?;
+        self.write_checked(id, checked, Encoded::new(updates).iter())
     }
 
     /// Writes updates to stream `id`, all at once: when this returns `Ok`, they are in the memtable and,
@@ -22,7 +24,18 @@ impl Store {
     /// memtable holds — would sum outside `i64` (DESIGN.md, "Diff arithmetic"; partial sums do not count).
     /// Zero diffs are dropped.
     pub fn write_bytes<'a>(&self, id: &str, updates: impl IntoIterator<Item = UpdateRef<'a>>) -> Result<()> {
-        let (ticket, over_budget) = self.write_unsynced(id, updates)?;
+        self.write_checked(id, None, updates)
+    }
+
+    /// [`write_bytes`](Self::write_bytes) into the stream numbered `checked` if given (the one a typed
+    /// call checked the types of): [`Error::UnknownStream`] if the id names another stream by now.
+    pub(super) fn write_checked<'a>(
+        &self,
+        id: &str,
+        checked: Option<u32>,
+        updates: impl IntoIterator<Item = UpdateRef<'a>>,
+    ) -> Result<()> {
+        let (ticket, over_budget) = self.write_unsynced(id, checked, updates)?;
         self.sync_wal(ticket)?;
         if over_budget {
             self.spill_after_write(id);
@@ -46,7 +59,7 @@ impl Store {
         id: &str,
         updates: impl IntoIterator<Item = UpdateRef<'a>>,
     ) -> Result<WriteTicket> {
-        let (ticket, over_budget) = self.write_unsynced(id, updates)?;
+        let (ticket, over_budget) = self.write_unsynced(id, None, updates)?;
         if over_budget {
             self.spill_after_write(id);
         }
@@ -132,9 +145,11 @@ impl Store {
     /// Validates `updates`, encodes and appends their WAL record (not synced; durable streams only) and
     /// inserts them into the memtable. Returns the ticket to sync and whether the memtable is now over its
     /// budget. A stream that is not durable gets no record: its updates are copied once, into the memtable.
+    /// With `checked`, the stream must be the one of that number ([`Error::UnknownStream`] otherwise).
     fn write_unsynced<'a>(
         &self,
         id: &str,
+        checked: Option<u32>,
         updates: impl IntoIterator<Item = UpdateRef<'a>>,
     ) -> Result<(WriteTicket, bool)> {
         // Validate outside the lock, keeping references to the caller's bytes.
@@ -180,6 +195,9 @@ impl Store {
         // and encode the WAL record (durable streams only) outside it. The stream's number says, under
         // the lock below, that it is still that stream (not dropped and created again meanwhile).
         let (durable, stream_no) = self.with_stream(id, |s| (s.version.durable(), s.version.stream_no()))?;
+        if checked.is_some_and(|no| no != stream_no) {
+            return Err(Error::UnknownStream { id: id.to_string() });
+        }
         let mut payload = Vec::new();
         if durable && count > 0 {
             // Varint unless the log's active segment is of an older WAL version (then until it rolls over).
@@ -266,5 +284,42 @@ impl Encoded {
         self.spans
             .iter()
             .map(move |&(s, m, e, t, d)| (&bytes[s..m], &bytes[m..e], t, d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{Store, StreamOptions};
+    use crate::Error;
+
+    /// A typed call checks the types of one stream and then writes, appends or reads: if the id was
+    /// dropped and created again in between (with other types, say), the write or append refuses the new
+    /// stream, and a lookup checks the types of the stream it read.
+    #[test]
+    fn a_typed_call_acts_on_the_stream_it_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_stream("s", StreamOptions::default()).unwrap();
+        let old = store.refuse_other_types::<String, u64>("s").unwrap();
+        store.drop_stream("s").unwrap();
+        store.create_stream("s", StreamOptions::default()).unwrap();
+        store.set_types("s", "key u32, val u32").unwrap();
+        let update = [(&b"k"[..], &b"v"[..], 0, 1)];
+        let err = store.write_checked("s", old, update).unwrap_err();
+        assert!(matches!(err, Error::UnknownStream { .. }), "{err}");
+        let err = store.append_checked("s", old, update, (0, 1)).unwrap_err();
+        assert!(matches!(err, Error::UnknownStream { .. }), "{err}");
+        assert_eq!(
+            store.snapshot("s").unwrap().iter().unwrap().count(),
+            0,
+            "nothing reached the new stream"
+        );
+        // Checked against the new stream, they go through; the typed lookup refuses its types.
+        let new = store.refuse_other_types::<u32, u32>("s").unwrap();
+        store
+            .write_checked("s", new, [(&0u32.to_be_bytes()[..], &[0, 0, 0, 1][..], 0, 1)])
+            .unwrap();
+        assert!(store.get::<String, u64>("s", &"k".to_string(), 0).is_err());
+        assert_eq!(store.get::<u32, u32>("s", &0, 0).unwrap(), vec![(1, 1)]);
     }
 }
