@@ -63,7 +63,7 @@ impl Store {
     pub fn seal_logged(&self, id: &str, upper: u64) -> Result<()> {
         // The number says, under the lock below, that it is still that stream (not dropped and created
         // again meanwhile, perhaps with another durability).
-        let (durable, stream_no) = self.with_stream(id, |s| (s.version.durable(), s.version.stream_no()))?;
+        let (durable, stream_no) = self.durability(id)?;
         let log = &self.inner.log;
         if !durable || !log.is_durable() || !log.takes_seal_records() {
             return self.seal(id, upper).map(|_| ());

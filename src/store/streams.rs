@@ -239,6 +239,12 @@ impl Store {
     pub fn since(&self, id: &str) -> Result<u64> {
         self.with_stream(id, |s| s.version.since())
     }
+
+    /// Whether stream `id` is durable, and its number (which tells a call that reads it before taking the
+    /// lock again that it is still that stream, not one of the id dropped and created again meanwhile).
+    pub(crate) fn durability(&self, id: &str) -> Result<(bool, u32)> {
+        self.with_stream(id, |s| (s.version.durable(), s.version.stream_no()))
+    }
 }
 
 /// Clears the `dropping` mark of stream `id` (if still there) when `drop_stream` ends.

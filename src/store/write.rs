@@ -194,7 +194,7 @@ impl Store {
         // A stream's durability is fixed when it is created: read it with a short look under the lock,
         // and encode the WAL record (durable streams only) outside it. The stream's number says, under
         // the lock below, that it is still that stream (not dropped and created again meanwhile).
-        let (durable, stream_no) = self.with_stream(id, |s| (s.version.durable(), s.version.stream_no()))?;
+        let (durable, stream_no) = self.durability(id)?;
         if checked.is_some_and(|no| no != stream_no) {
             return Err(Error::UnknownStream { id: id.to_string() });
         }
