@@ -66,16 +66,24 @@ impl Store {
     /// Claims stream `id` for one writer (an operator) until the returned claim drops.
     ///
     /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if a live claim on `id` exists (two operators
-    /// would write one stream: e.g. one arrangement id used in two dataflows of a worker).
+    /// would write one stream: e.g. one arrangement id used in two dataflows of a worker; or
+    /// [`drop_stream`](Self::drop_stream) is removing it, which the message says).
     pub fn claim_writer(&self, id: &str) -> Result<WriterClaim> {
         if !self.has_stream(id) {
             return Err(Error::UnknownStream { id: id.to_string() });
         }
         if !self.inner.writers.lock().live.insert(id.to_string()) {
-            return Err(Error::bad_input(format!(
-                "stream {id:?} is already written by a live operator: a persisted id may be used by one \
-                 operator per worker at a time (is the same id used in two dataflows?)"
-            )));
+            // `drop_stream` claims the stream while it removes it.
+            let dropping = self.with_stream(id, |s| s.dropping).unwrap_or(false);
+            return Err(Error::bad_input(match dropping {
+                true => format!(
+                    "stream {id:?} is being dropped (`Store::drop_stream`): build again once it returns"
+                ),
+                false => format!(
+                    "stream {id:?} is already written by a live operator: a persisted id may be used by one \
+                     operator per worker at a time (is the same id used in two dataflows?)"
+                ),
+            }));
         }
         let number = NEXT_CLAIM.fetch_add(1, Ordering::Relaxed);
         let entry = (Arc::downgrade(&self.inner), id.to_string());
@@ -167,5 +175,21 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         reader.join().unwrap();
         HOLD_MICROS.store(0, Ordering::Relaxed);
+    }
+
+    /// A claim refused while `drop_stream` holds the stream says so, not that the id is used twice.
+    #[test]
+    fn a_claim_during_a_drop_says_the_stream_is_being_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_stream("s", Default::default()).unwrap();
+        let first = store.claim_writer("s").unwrap();
+        let err = store.claim_writer("s").err().unwrap().to_string();
+        assert!(err.contains("already written by a live operator"), "{err}");
+        // As `drop_stream` marks the stream it has claimed.
+        store.inner.state.lock().streams.get_mut("s").unwrap().dropping = true;
+        let err = store.claim_writer("s").err().unwrap().to_string();
+        assert!(err.contains("being dropped"), "{err}");
+        drop(first);
     }
 }
