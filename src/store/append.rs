@@ -13,6 +13,7 @@
 //! `append` is a seal with more updates, and the stream's invariants are the seal's.
 
 use super::flush::Appended;
+use super::streams::CheckedStream;
 use super::*;
 use std::cmp::Ordering;
 
@@ -45,15 +46,15 @@ impl Store {
         lower: u64,
         upper: u64,
     ) -> Result<SealInfo> {
-        self.append_checked(id, None, updates, (lower, upper))
+        self.append_checked(id, CheckedStream::Unchecked, updates, (lower, upper))
     }
 
-    /// [`append_bytes`](Self::append_bytes) to the stream numbered `checked` if given (the one a typed
-    /// call checked the types of): [`Error::UnknownStream`] if the id names another stream by now.
+    /// [`append_bytes`](Self::append_bytes) to the stream a typed call `checked` the types of:
+    /// [`Error::UnknownStream`] if the id names another stream by now (or none was there at the check).
     pub(super) fn append_checked<'a>(
         &self,
         id: &str,
-        checked: Option<u32>,
+        checked: CheckedStream,
         updates: impl IntoIterator<Item = UpdateRef<'a>>,
         (lower, upper): (u64, u64),
     ) -> Result<SealInfo> {

@@ -46,7 +46,7 @@ pub(super) struct Appended<'i, 'a> {
     pub(super) updates: &'i mut dyn Iterator<Item = Result<UpdateRef<'a>>>,
     /// The number of the stream a typed `append` checked the types of, if it did: the seal refuses another
     /// stream of the id ([`Error::UnknownStream`]; dropped and created again meanwhile).
-    pub(super) checked: Option<u32>,
+    pub(super) checked: super::streams::CheckedStream,
 }
 
 /// The most keys an appending iterator's `size_hint` sizes a key filter for (2^28: a 320 MiB filter at

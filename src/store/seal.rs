@@ -119,8 +119,9 @@ impl Store {
                 .streams
                 .get_mut(id)
                 .filter(|s| {
-                    let checked = appended.as_ref().and_then(|a| a.checked);
-                    checked.is_none_or(|no| no == s.version.stream_no())
+                    appended
+                        .as_ref()
+                        .is_none_or(|a| a.checked.admits(s.version.stream_no()))
                 })
                 .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
             let meta = stream.version.meta();

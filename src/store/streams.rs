@@ -293,24 +293,50 @@ pub(crate) fn refuse_other_types<K: crate::codec::Codec, V: crate::codec::Codec>
     refuse_unless_recorded(id, key_val, &crate::codec::types_of::<K, V>())
 }
 
+/// Which stream a typed call checked the types of ([`Store::refuse_other_types`]), for the write or append
+/// that follows to act on that stream only: one of the id created, or dropped and created again, since
+/// the check is [`Error::UnknownStream`](crate::Error::UnknownStream) to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CheckedStream {
+    /// No check (the byte-level calls): any stream of the id.
+    Unchecked,
+    /// The stream of this number.
+    Stream(u32),
+    /// No stream of the id existed at the check: none may be written.
+    Absent,
+}
+
+impl CheckedStream {
+    /// Whether the stream numbered `no` is the one checked.
+    pub(crate) fn admits(self, no: u32) -> bool {
+        match self {
+            CheckedStream::Unchecked => true,
+            CheckedStream::Stream(checked) => checked == no,
+            CheckedStream::Absent => false,
+        }
+    }
+}
+
 impl Store {
-    /// [`refuse_other_types`] for stream `id` as it is now; returns the number of the stream checked, for
-    /// the call that follows to refuse another stream of the id (dropped and created again meanwhile,
+    /// [`refuse_other_types`] for stream `id` as it is now; returns which stream it checked, for the call
+    /// that follows to refuse another stream of the id (created, or dropped and created again meanwhile,
     /// `Store::drop_stream`). Any other error (an unknown stream, a poisoned store) is left to the call that
     /// follows, which reports it in its own order.
     pub(crate) fn refuse_other_types<K: crate::codec::Codec, V: crate::codec::Codec>(
         &self,
         id: &str,
-    ) -> Result<Option<u32>> {
+    ) -> Result<CheckedStream> {
         // The record is copied only when there is one (a stream a typed operator wrote).
         let types = |s: &StreamState| {
             let t = &s.version.meta().types;
             ((!t.is_empty()).then(|| t.clone()), s.version.stream_no())
         };
         match self.with_stream(id, types) {
-            Ok((Some(recorded), no)) => refuse_other_types::<K, V>(id, &recorded).map(|()| Some(no)),
-            Ok((None, no)) => Ok(Some(no)),
-            Err(_) => Ok(None),
+            Ok((Some(recorded), no)) => {
+                refuse_other_types::<K, V>(id, &recorded).map(|()| CheckedStream::Stream(no))
+            }
+            Ok((None, no)) => Ok(CheckedStream::Stream(no)),
+            Err(_) => Ok(CheckedStream::Absent),
         }
     }
 }

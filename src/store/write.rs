@@ -2,6 +2,7 @@
 //! streams) and inserting them into the stream's memtable; and the spill a write triggers past the memory
 //! budget. `state` is held only for the append (a memcpy) and the insert, never across an fsync.
 
+use super::streams::CheckedStream;
 use super::*;
 use crate::wal::record::{RecordEncoder, RecordFormat};
 
@@ -24,15 +25,15 @@ impl Store {
     /// memtable holds — would sum outside `i64` (DESIGN.md, "Diff arithmetic"; partial sums do not count).
     /// Zero diffs are dropped.
     pub fn write_bytes<'a>(&self, id: &str, updates: impl IntoIterator<Item = UpdateRef<'a>>) -> Result<()> {
-        self.write_checked(id, None, updates)
+        self.write_checked(id, CheckedStream::Unchecked, updates)
     }
 
-    /// [`write_bytes`](Self::write_bytes) into the stream numbered `checked` if given (the one a typed
-    /// call checked the types of): [`Error::UnknownStream`] if the id names another stream by now.
+    /// [`write_bytes`](Self::write_bytes) into the stream a typed call `checked` the types of:
+    /// [`Error::UnknownStream`] if the id names another stream by now (or none was there at the check).
     pub(super) fn write_checked<'a>(
         &self,
         id: &str,
-        checked: Option<u32>,
+        checked: CheckedStream,
         updates: impl IntoIterator<Item = UpdateRef<'a>>,
     ) -> Result<()> {
         let (ticket, over_budget) = self.write_unsynced(id, checked, updates)?;
@@ -59,7 +60,7 @@ impl Store {
         id: &str,
         updates: impl IntoIterator<Item = UpdateRef<'a>>,
     ) -> Result<WriteTicket> {
-        let (ticket, over_budget) = self.write_unsynced(id, None, updates)?;
+        let (ticket, over_budget) = self.write_unsynced(id, CheckedStream::Unchecked, updates)?;
         if over_budget {
             self.spill_after_write(id);
         }
@@ -145,11 +146,11 @@ impl Store {
     /// Validates `updates`, encodes and appends their WAL record (not synced; durable streams only) and
     /// inserts them into the memtable. Returns the ticket to sync and whether the memtable is now over its
     /// budget. A stream that is not durable gets no record: its updates are copied once, into the memtable.
-    /// With `checked`, the stream must be the one of that number ([`Error::UnknownStream`] otherwise).
+    /// The stream must be the one `checked` admits ([`Error::UnknownStream`] otherwise).
     fn write_unsynced<'a>(
         &self,
         id: &str,
-        checked: Option<u32>,
+        checked: CheckedStream,
         updates: impl IntoIterator<Item = UpdateRef<'a>>,
     ) -> Result<(WriteTicket, bool)> {
         // Validate outside the lock, keeping references to the caller's bytes.
@@ -195,7 +196,7 @@ impl Store {
         // and encode the WAL record (durable streams only) outside it. The stream's number says, under
         // the lock below, that it is still that stream (not dropped and created again meanwhile).
         let (durable, stream_no) = self.durability(id)?;
-        if checked.is_some_and(|no| no != stream_no) {
+        if !checked.admits(stream_no) {
             return Err(Error::UnknownStream { id: id.to_string() });
         }
         let mut payload = Vec::new();
@@ -321,5 +322,12 @@ mod tests {
             .unwrap();
         assert!(store.get::<String, u64>("s", &"k".to_string(), 0).is_err());
         assert_eq!(store.get::<u32, u32>("s", &0, 0).unwrap(), vec![(1, 1)]);
+        // Checked while no stream of the id existed: one created since is refused too (review).
+        let absent = store.refuse_other_types::<String, u64>("t").unwrap();
+        store.create_stream("t", StreamOptions::default()).unwrap();
+        let err = store.write_checked("t", absent, update).unwrap_err();
+        assert!(matches!(err, Error::UnknownStream { .. }), "{err}");
+        let err = store.append_checked("t", absent, update, (0, 1)).unwrap_err();
+        assert!(matches!(err, Error::UnknownStream { .. }), "{err}");
     }
 }
