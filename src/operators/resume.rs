@@ -22,7 +22,9 @@
 //!
 //! The input replays from `R` (the same value on every worker). A worker drops replayed input below its
 //! own stream's upper (it is persisted there: the replay must be the same data for those times) and
-//! persists the rest. After a clean shutdown all uppers are equal, so new input can start at `R`.
+//! persists the rest. After a clean shutdown all uppers are equal, so new input can start at `R`. A
+//! closed input is the source's end (its streams are marked finished): a run that only reads keeps its
+//! input open (advanced to `R`) and drops its dataflow.
 //!
 //! Several processes (a timely cluster): each process opens its own store directory (one per process, the
 //! same one at every restart); the streams of other processes are not visible there, so each process
@@ -324,6 +326,9 @@ macro_rules! worker_handle_accessors {
         /// [`resume`](crate::operators::resume)). Feed the input from this time on, replaying what earlier
         /// runs were given at later times. In a cluster of processes, agree on the value with
         /// [`resume_at`](crate::operators::resume_at) over [`resume_state`](Self::resume_state).
+        /// Closing the input declares that the source ends there: a run that only reads must not close
+        /// it (after a crash another worker may hold times this one must still replay, and a close
+        /// would skip them for good); advance it to this time and drop the dataflow instead.
         ///
         /// A durable stream's input does not replay: its *new* updates must be at or beyond
         /// [`ResumeState::greatest_upper`](crate::operators::ResumeState::greatest_upper) (after a crash

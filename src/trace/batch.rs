@@ -55,6 +55,15 @@ impl<T: std::fmt::Debug> std::fmt::Debug for PersistedBatch<T> {
     }
 }
 
+/// The refusal of a batch read as of a `since` beyond `T`'s range (every time would read as it).
+fn beyond_range<T>(file: &BatchFile, since: u64) -> Error {
+    Error::bad_input(format!(
+        "batch {} is read as of since {since}, beyond the range of the dataflow's timestamp type {}",
+        file.name(),
+        std::any::type_name::<T>()
+    ))
+}
+
 impl<T: PersistTime> PersistedBatch<T> {
     /// Serves `file` under the DD description `desc`, after checking that the file's own description lies
     /// within `desc` (a file may start earlier than `desc` when the interval between them had no updates).
@@ -91,11 +100,7 @@ impl<T: PersistTime> PersistedBatch<T> {
             .unwrap_or(0);
         if since > 0 && T::from_u64(since).is_none() {
             // Every time would read as one `T` cannot hold: refuse rather than read nothing.
-            return Err(Error::bad_input(format!(
-                "batch {} is read as of since {since}, beyond the range of the dataflow's timestamp type {}",
-                file.name(),
-                std::any::type_name::<T>()
-            )));
+            return Err(beyond_range::<T>(&file, since));
         }
         Ok(PersistedBatch {
             block_count: file.block_count(),
@@ -149,6 +154,9 @@ impl<T: PersistTime> PersistedBatch<T> {
     /// opened at a restart emits thus depends on the stream's since only, not on which merges have run.
     pub fn from_file_as_of(file: Arc<BatchFile>, since: u64) -> Result<Self> {
         let d = file.description();
+        if since > d.since && T::from_u64(since).is_none() {
+            return Err(beyond_range::<T>(&file, since));
+        }
         let desc = description(d.lower, d.upper, d.since.max(since))?;
         Self::new(file, desc)
     }

@@ -376,7 +376,10 @@ mod tests {
         let f = file(&[(b"a", b"x", 1, 1)]);
         assert!(PersistedBatch::<u32>::from_file_as_of(f.clone(), 5).is_ok());
         let err = PersistedBatch::<u32>::from_file_as_of(f, 1 << 33).unwrap_err();
-        assert!(err.to_string().contains("beyond the range"), "{err}");
+        assert!(
+            err.to_string().contains("since 8589934592, beyond the range"),
+            "{err}"
+        );
     }
 
     #[test]
