@@ -170,7 +170,7 @@ impl<T: PersistTime> PersistedBatch<T> {
     pub fn empty(desc: Description<T>) -> Self {
         PersistedBatch {
             file: None,
-            since: frontier_value(desc.since().borrow()),
+            since: 0, // no times to read
             desc,
             block_count: 0,
             errors: ErrorSlot::default(),

@@ -384,10 +384,9 @@ fn tile<T: PersistTime>(
         if d.lower > at {
             spans.push(Span::new(description(at, d.lower, 0)?, None));
         }
-        spans.push(Span::new(
-            description(d.lower, d.upper, d.since.max(since))?,
-            Some(PersistedBatch::from_file_as_of(b.clone(), since)?),
-        ));
+        // The span's description is the batch's own (read as of the stream's since).
+        let batch = PersistedBatch::from_file_as_of(b.clone(), since)?;
+        spans.push(Span::new(batch.description().clone(), Some(batch)));
         at = d.upper;
     }
     if upper > at {
