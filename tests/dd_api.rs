@@ -4,6 +4,9 @@
 //! `reduce_abelian` and `reduce_core` with DD's trace types. Each answer is compared with DD's,
 //! consolidated at every time.
 
+mod common;
+
+use common::Priority;
 use ddpersist::operators::{ArrangeTyped, ArrangeTypedBySelf};
 use ddpersist::Store;
 use differential_dataflow::input::Input;
@@ -306,16 +309,6 @@ fn reduce_abelian_and_reduce_core_answer_as_dds_and_join_dds_arrangements() {
         assert_eq!(consolidated(ours), consolidated(theirs), "output {i}");
     }
 }
-
-/// A C-like enum with explicit discriminants: derived `Ord` follows them (Low < Mid < High), serde's
-/// encoding the declaration order (High, Low, Mid).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-enum Priority {
-    High = 3,
-    Low = 1,
-    Mid = 2,
-}
-ddpersist::serde_codec!(Priority);
 
 /// Vals whose encodings order unlike their `Ord`, each written at its own time (so no seal compares two
 /// of them and the arranging operator's order check cannot see it): `reduce` still hands the logic each

@@ -2,6 +2,9 @@
 //! than it was written with) are reported in the handle and hold every typed operator's frontier;
 //! `persist` and `upsert_persisted` at `usize` times with a restart; README's snippet as written there.
 
+mod common;
+
+use common::Priority;
 use ddpersist::operators::ArrangeTyped;
 use ddpersist::Store;
 use differential_dataflow::input::Input;
@@ -265,16 +268,6 @@ fn readme_snippet() {
     want.sort();
     assert_eq!(seen, want);
 }
-
-/// A C-like enum with explicit discriminants: derived `Ord` follows the discriminants (Low < Mid < High),
-/// serde's encoding the declaration order (High, Low, Mid).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-enum Priority {
-    High = 3,
-    Low = 1,
-    Mid = 2,
-}
-ddpersist::serde_codec!(Priority);
 
 /// A struct with a `Reverse` field (DD's idiom to put the largest score first); serde encodes
 /// `Reverse<T>` as `T`.

@@ -220,3 +220,13 @@ impl Blob for HookBlob {
         self.inner.location()
     }
 }
+
+/// A C-like enum with explicit discriminants: derived `Ord` follows the discriminants (Low < Mid < High),
+/// serde's encoding the declaration order (High, Low, Mid).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Priority {
+    High = 3,
+    Low = 1,
+    Mid = 2,
+}
+ddpersist::serde_codec!(Priority);
