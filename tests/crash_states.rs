@@ -25,8 +25,12 @@
 //!
 //! The workload itself (`run_workload`): `crash_states/workload.rs`.
 
+mod common;
+
+use common::states;
+pub(crate) use common::Rng;
 use ddpersist::blob::DirBlob;
-use ddpersist::fs::{CrashPoint, CrashState, Fs, SimFs};
+use ddpersist::fs::{CrashState, Fs, SimFs};
 use ddpersist::wal::{FileLog, WalRecovery};
 use ddpersist::{Options, Store, StreamOptions};
 use std::collections::BTreeMap;
@@ -64,19 +68,6 @@ fn open(fs: &SimFs, zero_fill: bool) -> ddpersist::Result<Store> {
     let wal =
         FileLog::on(fs.shared(), WAL_DIR, SEGMENT_BYTES, WalRecovery::Strict)?.with_zero_fill(zero_fill);
     Store::open_on(Arc::new(blob), Arc::new(wal), options())
-}
-
-/// Deterministic pseudo-random numbers (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    }
 }
 
 /// One written update. Keys are unique, so a consolidated snapshot holds each with diff 1.
@@ -254,25 +245,6 @@ fn check(state: &SimFs, k: u64, m: &Model, zero_fill: bool, and_go_on: bool) -> 
         }
     }
     Ok(())
-}
-
-/// The states checked at one crash point.
-fn states(point: &CrashPoint, full: bool, rng: &mut Rng) -> Vec<CrashState> {
-    let n = point.pending();
-    let mut out = vec![CrashState::Synced];
-    if n > 0 {
-        out.push(CrashState::Prefix(n));
-    }
-    if full {
-        out.extend((0..16).map(|_| CrashState::Pages(rng.below(u64::MAX))));
-        out.extend((1..n).map(CrashState::Prefix));
-    } else {
-        if n > 1 {
-            out.push(CrashState::Prefix(1 + rng.below(n as u64 - 1) as usize));
-        }
-        out.push(CrashState::Pages(rng.below(u64::MAX)));
-    }
-    out
 }
 
 #[derive(Default)]

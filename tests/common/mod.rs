@@ -4,6 +4,7 @@
 pub mod dropin;
 
 use ddpersist::blob::Blob;
+use ddpersist::fs::{CrashPoint, CrashState};
 use ddpersist::{OwnedUpdate, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,27 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
+}
+
+/// The power-loss states checked at one crash point (`tests/crash_states*.rs`): only synced data, every
+/// later operation, and a random subset of unsynced pages; `full` adds every prefix and 16 page subsets, the
+/// default one random prefix.
+pub fn states(point: &CrashPoint, full: bool, rng: &mut Rng) -> Vec<CrashState> {
+    let n = point.pending();
+    let mut out = vec![CrashState::Synced];
+    if n > 0 {
+        out.push(CrashState::Prefix(n));
+    }
+    if full {
+        out.extend((0..16).map(|_| CrashState::Pages(rng.below(u64::MAX))));
+        out.extend((1..n).map(CrashState::Prefix));
+    } else {
+        if n > 1 {
+            out.push(CrashState::Prefix(1 + rng.below(n as u64 - 1) as usize));
+        }
+        out.push(CrashState::Pages(rng.below(u64::MAX)));
+    }
+    out
 }
 
 /// The batch files in a store directory.
