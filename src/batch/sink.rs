@@ -99,13 +99,16 @@ impl BlockSink {
             (CODEC_RAW, self.chunk.len() - start)
         };
         let stored = &self.chunk[start..];
+        // The index records sizes and counts as `u32`: a block past them (one key's data over 4 GiB) is
+        // refused, never recorded truncated.
+        let fit = |n: usize, what: &str| BlockBuilder::offset_u32(n, what);
         let entry = IndexEntry {
             offset,
             checksum: checksum(stored),
-            stored_len: stored.len() as u32,
-            raw_len: raw_len as u32,
-            key_count: block.key_count() as u32,
-            update_count: block.times.len() as u32,
+            stored_len: fit(stored.len(), "the stored bytes")?,
+            raw_len: fit(raw_len, "the bytes")?,
+            key_count: fit(block.key_count(), "the keys")?,
+            update_count: fit(block.times.len(), "the updates")?,
             first_key_off,
             first_key_len: first_key.len() as u32,
             last_key_len: last_key.len() as u32,

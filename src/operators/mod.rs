@@ -213,11 +213,14 @@ pub fn check_worker_count(store: &Store, id: &str, peers: usize) -> Result<()> {
     Ok(())
 }
 
-/// The times of updates a durable stream recovered from its WAL (written, not sealed) at or above `upper`.
-/// Empty, without reading anything, when there are none (always for streams that are not durable).
+/// The times of updates a durable stream recovered (written, not sealed) at or above `upper`: from its WAL
+/// into the memtable, or in its spilled runs (found by an adversarial test: a durable stream whose
+/// unsealed updates were all spilled before a restart was sealed past them as finished when its source
+/// ended). Empty, without reading anything, when there are none (always for streams that are not
+/// durable).
 pub(crate) fn unsealed_times(store: &Store, stream: &str, upper: u64) -> Result<BTreeSet<u64>> {
     let mut times = BTreeSet::new();
-    if store.unsealed_len(stream)? == 0 {
+    if !store.holds_unsealed(stream)? {
         return Ok(times);
     }
     let snapshot = store.snapshot(stream)?;

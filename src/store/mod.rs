@@ -444,9 +444,21 @@ impl Store {
         &self.inner.options
     }
 
-    /// Number of unsealed updates held in memory for stream `id`.
+    /// Number of unsealed updates held in memory for stream `id` (its memtable; not those of a flush in
+    /// progress or in spilled runs: [`holds_unsealed`](Self::holds_unsealed) asks about all of them).
+    /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`].
     pub fn unsealed_len(&self, id: &str) -> Result<usize> {
         self.with_stream(id, |s| s.memtable.update_count())
+    }
+
+    /// Whether stream `id` holds any unsealed update (written, at or beyond its upper): in its memtable,
+    /// in a seal or spill in progress, or in a spilled run (a memtable written out under memory pressure,
+    /// which a reopen reads from disk, not into memory). Errors: [`Error::UnknownStream`],
+    /// [`Error::Poisoned`].
+    pub fn holds_unsealed(&self, id: &str) -> Result<bool> {
+        self.with_stream(id, |s| {
+            s.memtable.update_count() > 0 || s.flushing.is_some() || !s.version.spills().is_empty()
+        })
     }
 
     /// The blob holding the batch files and manifest.

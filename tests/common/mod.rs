@@ -131,6 +131,16 @@ pub fn blob_files(blob: &dyn Blob) -> Vec<String> {
     names
 }
 
+/// The environment variable `name` a parent test sets for its child process (`spawn_child`), or `None`
+/// when the child test runs on its own (`cargo test -- --ignored`): it then has nothing to do and returns.
+pub fn child_var(name: &str) -> Option<String> {
+    let value = std::env::var(name).ok();
+    if value.is_none() {
+        eprintln!("{name} is not set: a child process of another test, run on its own; nothing to do");
+    }
+    value
+}
+
 /// Runs the `#[ignore]`d test `name` of the current test binary as a child process (with `envs` set and
 /// its stdout piped), for tests that kill a process midway (`kill -9`) and check what survived.
 pub fn spawn_child(name: &str, envs: &[(&str, String)]) -> std::process::Child {

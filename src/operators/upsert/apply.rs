@@ -30,6 +30,8 @@ use std::collections::btree_map::{BTreeMap, Entry};
 /// otherwise faithful works.
 ///
 /// Errors: those of [`Store::get_many_bytes`] and [`Store::write_bytes`] (nothing is written then);
+/// [`Error::BadInput`] at `time` `u64::MAX` (the closed frontier; a signed time type's greatest time is
+/// stored there), whether or not the records change anything;
 /// [`Error::DiffOverflow`] if a previous value's multiplicity is `i64::MIN`, which no retraction can undo
 /// in one `i64` diff; [`Error::BadInput`] (nothing written) for keys whose encodings disagree with them
 /// as above.
@@ -43,6 +45,13 @@ where
     K: Codec + Clone + Ord,
     V: Codec,
 {
+    if time == crate::FRONTIER_CLOSED {
+        // As a write refuses it, whether or not the records change anything (found by an adversarial
+        // test: an upsert of nothing there overflowed the operator's bookkeeping).
+        return Err(Error::bad_input(format!(
+            "stream {id:?}: an upsert at time u64::MAX, which the store keeps for the closed frontier"
+        )));
+    }
     let refuse = |what: &str, bytes: &[u8]| {
         Error::bad_input(format!(
             "stream {id:?}: the Codec of {} {what} (encoding {:02x?}): the upsert's state is keyed by \

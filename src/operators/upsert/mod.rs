@@ -213,7 +213,7 @@ where
                         let (cap, records) = entry.remove();
                         match apply_upserts(&store, &handle.stream, t.to_u64(), records) {
                             Ok(updates) => {
-                                applied_upto = applied_upto.max(t.to_u64() + 1);
+                                applied_upto = applied_upto.max(t.to_u64().saturating_add(1));
                                 let updates = updates.into_iter().map(|(k, v, d)| ((k, v), t, d));
                                 output.session(&cap).give_iterator(updates);
                             }
