@@ -363,9 +363,9 @@ fn batch_files(state: &SimFs) -> Vec<(String, Option<u64>)> {
 /// own; the manifest commit's directory fsync makes its name durable. At every crash point of two seals
 /// and a merge, in every state (synced only, every prefix of the later operations, page subsets), the
 /// store opens with every write (all acknowledged before), an upper of a seal asked for; the batch files
-/// its manifest does not name (partial, whole, or written by a merge) are removed as orphans and the rest
-/// kept; and a new seal after recovery numbers its file past every file that state held, so that an orphan
-/// whose removal a second crash undoes is never taken for a new file (nor overwritten by one).
+/// its manifest does not name (partial, whole, or written by a merge) are removed as orphans, durably
+/// (none is left after the open), and the rest kept; and a new seal after recovery numbers its file past
+/// every file the manifest names, which no orphan can then come back under.
 #[test]
 fn a_batch_file_under_its_final_name_counts_only_once_a_manifest_names_it() {
     let fs = SimFs::new();
@@ -431,8 +431,18 @@ fn a_batch_file_under_its_final_name_counts_only_once_a_manifest_names_it() {
                 }
             }
             merged += manifest.streams[0].batches.iter().filter(|b| b.level > 0).count();
-            // Go on: the next seal's file is numbered past every file of this state, orphans included.
-            let high = files.iter().filter_map(|f| f.1).max().unwrap_or(0);
+            // The orphans are gone (their removal made durable before any new file: a crash now keeps
+            // the directory as it is).
+            // (The open may have merged at once: the manifest it left.)
+            let now: Vec<u64> = manifest.file_nos().collect();
+            let left: Vec<Option<u64>> = batch_files(&state).into_iter().map(|f| f.1).collect();
+            assert!(
+                left.iter().all(|no| no.is_some_and(|no| now.contains(&no))),
+                "{at}: after the open, batch files {left:?}, the manifest names {now:?}"
+            );
+            // Go on: the next seal's file is numbered past every file the manifest names (and, being
+            // created `O_EXCL`, could not take an existing file's name anyway).
+            let high = now.iter().copied().max().unwrap_or(0);
             let t = upper.max(30);
             store
                 .write_bytes("d", [(&b"after"[..], &b"v"[..], t, 1)])

@@ -107,10 +107,18 @@ impl DirBlob {
     }
 
     /// A writer of the file `path`, renamed to `dest` (then the directory fsync'd) at commit if given.
+    /// A temporary (`dest` given) is truncated if a crash left one; a new object (`create_new`) must not
+    /// exist: it is opened `O_EXCL`, so a file number taken twice (a bug, or a stray file) fails the write
+    /// instead of truncating a file a manifest may name and a reader may have mapped.
     fn writer(&self, path: PathBuf, dest: Option<PathBuf>) -> Result<Box<dyn BlobWriter>> {
+        let how = if dest.is_some() {
+            OpenHow::CreateTruncate
+        } else {
+            OpenHow::CreateNew
+        };
         let file = self
             .fs
-            .open(&path, OpenHow::CreateTruncate)
+            .open(&path, how)
             .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
         Ok(Box::new(DirWriter {
             fs: self.fs.clone(),
@@ -160,6 +168,10 @@ impl Blob for DirBlob {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io(format!("remove {}", path.display()), e)),
         }
+    }
+
+    fn sync_deletes(&self) -> Result<()> {
+        sync_dir(&*self.fs, &self.dir)
     }
 
     fn list(&self) -> Result<Vec<String>> {

@@ -113,6 +113,11 @@ impl<B: Blob + Clone> Blob for FaultyBlob<B> {
         self.inner.delete(name)
     }
 
+    fn sync_deletes(&self) -> Result<()> {
+        self.budget.spend("sync deletes")?;
+        self.inner.sync_deletes()
+    }
+
     fn list(&self) -> Result<Vec<String>> {
         self.budget.spend("list")?;
         self.inner.list()

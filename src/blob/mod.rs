@@ -96,6 +96,14 @@ pub trait Blob: Send + Sync + 'static {
     /// the object back (the store only deletes objects that no manifest names, which open removes again).
     fn delete(&self, name: &str) -> Result<()>;
 
+    /// Makes every [`delete`](Self::delete) so far durable (a directory fsync for files; the default does
+    /// nothing, for blobs whose deletes are durable when they return). The store's open calls it after
+    /// removing orphans, before it creates any object, so that it can number new files past the named ones
+    /// only.
+    fn sync_deletes(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Every object name, committed or temporary (ending in [`TMP_SUFFIX`]), in no particular order.
     fn list(&self) -> Result<Vec<String>>;
 

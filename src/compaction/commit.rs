@@ -22,7 +22,7 @@ impl Store {
         let guard = self.inner.edit_lock.lock();
         let n = input_nos.len();
         let edit = |next: &mut Manifest| {
-            next.next_file_no = next.next_file_no.max(file_no + 1);
+            next.next_file_no = next.next_file_no.max(file_no.saturating_add(1));
             // Dropped while the merge ran (`Store::drop_stream`; perhaps created again under the id, with
             // another number): nothing to commit.
             let found = next

@@ -254,6 +254,7 @@ impl Store {
             stream_no,
             tail,
         };
+        let file_no = file_no?;
         let name = batch_file_name(file_no);
         let blob = &self.inner.blob;
         let out = blob.create_new(&name)?;

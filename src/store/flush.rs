@@ -139,7 +139,11 @@ impl Store {
         let consumed = plan.map_or(&[][..], |p| &p.consumed[..]);
         let consumed_nos: Vec<u64> = consumed.iter().filter_map(|b| file_no_of(b)).collect();
         let edit = |next: &mut Manifest| {
-            let high = files.iter().map(|f| f.1.file_no + 1).max().unwrap_or(0);
+            let high = files
+                .iter()
+                .map(|f| f.1.file_no.saturating_add(1))
+                .max()
+                .unwrap_or(0);
             next.next_file_no = next.next_file_no.max(high);
             // The stream exists (`edit_lock` has been held since it was found, and only an edit removes
             // streams); this edit refuses nothing.
@@ -352,7 +356,7 @@ impl Store {
     /// Writes the buckets of `drained` with times in `[first, last]` as one run.
     fn write_spill_part(&self, drained: &Buckets, first: u64, last: u64) -> Result<Option<Written>> {
         let run = Consolidated::from_updates(iter_buckets_in(drained, first..=last))?;
-        let file_no = self.inner.state.lock().alloc_file_no();
+        let file_no = self.inner.state.lock().alloc_file_no()?;
         let description = Description {
             lower: first,
             upper: last + 1,

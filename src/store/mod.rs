@@ -313,10 +313,28 @@ pub(crate) struct State {
 pub(crate) static NEXT_STORE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl State {
-    pub(crate) fn alloc_file_no(&mut self) -> u64 {
+    /// Errors: [`Error::Corrupt`] naming the manifest once the numbers are used up (`u64::MAX` is never
+    /// a file's number: a manifest's next number must pass every file's) — only a damaged manifest gets
+    /// there, since open numbers new files past the named ones only (stray files are removed first).
+    pub(crate) fn alloc_file_no(&mut self) -> Result<u64> {
         let n = self.next_file_no;
-        self.next_file_no += 1;
-        n
+        if n == u64::MAX {
+            return Err(Error::corrupt(
+                MANIFEST_NAME,
+                0,
+                "its next file number is u64::MAX: no new batch file can be numbered",
+            ));
+        }
+        self.next_file_no = n + 1;
+        Ok(n)
+    }
+
+    /// Gives back `n`, the number [`alloc_file_no`](Self::alloc_file_no) returned last (under the same
+    /// lock), unused; any other number stays taken (a gap in the numbering is harmless).
+    pub(crate) fn give_back_file_no(&mut self, n: u64) {
+        if self.next_file_no == n + 1 {
+            self.next_file_no = n;
+        }
     }
 }
 

@@ -152,19 +152,24 @@ impl Store {
             streams.insert(s.id.clone(), StreamState::new(Arc::new(version)));
         }
         // Remove orphans: batch files the manifest does not name (written under their name by a flush or
-        // a merge that did not commit: partial, whole, or a removal a crash undid), and temporaries.
-        // Nothing the manifest names is ever removed. New files are numbered past every file seen here,
-        // so an orphan whose removal a crash undoes is never taken for a new file of its number.
+        // a merge that did not commit: partial, whole, or a removal a crash undid; or stray), and
+        // temporaries. Nothing the manifest names is ever removed. The removals are made durable before
+        // any new file is created, so new files are numbered past the named ones (the manifest's next
+        // number) only: an orphan never comes back under a new file's number, and a stray file with a
+        // huge number does not use the numbers up (found by an adversarial test: one named
+        // `ffffffffffffffff.batch` wrapped the numbering to 0, over a live batch).
         let named: std::collections::HashSet<u64> = manifest.file_nos().collect();
-        let mut next_file_no = manifest.next_file_no;
+        let next_file_no = manifest.next_file_no;
         for name in blob.list()? {
             let file_no = parse_batch_file_name(&name);
-            next_file_no = next_file_no.max(file_no.map_or(0, |n| n.saturating_add(1)));
             let orphan = name.ends_with(TMP_SUFFIX) || file_no.is_some_and(|n| !named.contains(&n));
             if orphan {
                 blob.delete(&name)?;
                 report.orphans_removed.push(name);
             }
+        }
+        if !report.orphans_removed.is_empty() {
+            blob.sync_deletes()?;
         }
         report.orphans_removed.sort();
         // Replay the WAL past each stream's sealed upper (and past what its spilled runs hold).

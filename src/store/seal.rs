@@ -114,7 +114,10 @@ impl Store {
         let (taken, plan) = {
             let mut guard = self.live_state()?;
             let state = &mut *guard;
-            let batch_no = state.alloc_file_no();
+            // The batch's number and, should the seal split a spilled run, the remainder's: both taken
+            // before anything changes (the second given back below if unused).
+            let batch_no = state.alloc_file_no()?;
+            let spare_no = state.alloc_file_no()?;
             let stream = state
                 .streams
                 .get_mut(id)
@@ -187,7 +190,10 @@ impl Store {
                 .cloned()
                 .collect();
             let remainder = consumed.iter().any(|b| b.description().upper > upper);
-            let remainder_no = remainder.then(|| state.alloc_file_no());
+            let remainder_no = remainder.then_some(spare_no);
+            if !remainder {
+                state.give_back_file_no(spare_no);
+            }
             // A fresh batch's times are as written: its since is the minimum time, as in DD's batchers.
             // Merges advance times to the stream's since.
             let description = Description {
