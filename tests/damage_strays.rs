@@ -2,6 +2,7 @@
 //! non-detections: each must give a clear error naming the file, or be handled, never a panic or wrong
 //! data.
 
+use ddpersist::Error;
 use ddpersist::{Store, StreamOptions};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -59,5 +60,52 @@ fn a_stray_batch_file_of_the_greatest_number_does_not_break_later_seals() {
     assert_eq!(
         store.snapshot("s").unwrap().decode::<u64, u64>().unwrap(),
         expected
+    );
+}
+
+fn wal_segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Two fresh stores' first WAL segments have the same name (`00000000000000000000.wal`). Another store's
+/// segment put in a store's `wal/` (a restore or copy mix-up) replayed its records into this store's
+/// streams by stream number (found by an adversarial test: this store's acknowledged write gone, the
+/// other's served, no error from the open nor from `inspect verify`). From WAL version 7 a segment's header
+/// checksum is seeded with its store's id (the manifest's `store_id`): the open and `inspect verify` refuse
+/// it as corruption naming the segment.
+#[test]
+fn a_wal_segment_of_another_store_is_refused_not_replayed() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for (dir, key) in [(a.path(), 1u64), (b.path(), 2u64)] {
+        let store = Store::open(dir).unwrap();
+        store.create_stream("s", StreamOptions::default()).unwrap();
+        store.write("s", &[(key, key, 5, 1)]).unwrap(); // durable: acknowledged through the WAL
+    }
+    let (sa, sb) = (wal_segments(a.path()), wal_segments(b.path()));
+    assert_eq!(sa.len(), 1);
+    assert_eq!(sa[0].file_name(), sb[0].file_name());
+    fs::copy(&sb[0], &sa[0]).unwrap();
+
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_inspect"))
+        .arg("verify")
+        .arg(a.path())
+        .output()
+        .unwrap();
+    let opened = Store::open(a.path()).map(|s| s.snapshot("s").unwrap().decode::<u64, u64>().unwrap());
+    let refused = matches!(&opened, Err(Error::Corrupt { file, .. }) if file.contains("wal"));
+    let verify_failed = verify.status.code() == Some(1);
+    assert!(
+        refused && verify_failed,
+        "expected Error::Corrupt naming the foreign WAL segment, got {opened:?} (this store wrote \
+         (1, 1, 5, 1)); inspect verify exited {:?}: {}",
+        verify.status.code(),
+        String::from_utf8_lossy(&verify.stdout)
     );
 }

@@ -164,6 +164,7 @@ fn batch_seed(rng: &mut Rng) -> Vec<u8> {
 
 fn manifest_seed(rng: &mut Rng) -> Vec<u8> {
     let mut m = Manifest {
+        store_id: rng.below(1 << 32) as u32,
         generation: rng.below(100),
         next_file_no: 0,
         next_stream_no: 0,

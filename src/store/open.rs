@@ -133,6 +133,7 @@ impl Store {
             Some(bytes) => Manifest::decode(&bytes, &format!("{}/{MANIFEST_NAME}", blob.location()))?,
             None => {
                 let m = Manifest {
+                    store_id: new_store_id(),
                     generation: 1,
                     ..Manifest::default()
                 };
@@ -172,6 +173,8 @@ impl Store {
             blob.sync_deletes()?;
         }
         report.orphans_removed.sort();
+        // The log learns whose it is before it reads a segment: a segment of another store is refused.
+        log.bind_store(manifest.store_id);
         // Replay the WAL past each stream's sealed upper (and past what its spilled runs hold).
         let mut wal_end = 0;
         let location = blob.location();
@@ -295,6 +298,28 @@ fn drop_volatile_spills(blob: &dyn Blob, mut manifest: Manifest, durable_log: bo
     manifest.generation += 1;
     blob.set(MANIFEST_NAME, &manifest.encode())?;
     Ok(manifest)
+}
+
+/// A new store's identity (`Manifest::store_id`): nonzero, and different for stores created apart — the
+/// xxh3 of the clock, the process id, a per-process counter and a stack address; not a secret, only a
+/// way to tell one store's WAL segments from another's.
+fn new_store_id() -> u32 {
+    static CREATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let local = 0u8;
+    let mut seed = Vec::with_capacity(32);
+    seed.extend_from_slice(&nanos.to_le_bytes());
+    seed.extend_from_slice(&u64::from(std::process::id()).to_le_bytes());
+    seed.extend_from_slice(
+        &CREATED
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .to_le_bytes(),
+    );
+    seed.extend_from_slice(&(std::ptr::addr_of!(local) as usize as u64).to_le_bytes());
+    let h = crate::encoding::checksum(&seed);
+    ((h ^ (h >> 32)) as u32).max(1)
 }
 
 fn not_a_store(path: &Path, reason: &str) -> Error {

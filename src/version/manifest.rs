@@ -34,6 +34,11 @@ pub const MAX_TYPES_BYTES: usize = 64 * 1024;
 /// The whole manifest.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Manifest {
+    /// The store's identity: a random nonzero number chosen when the store was created, which seeds the
+    /// checksum of every WAL segment header the store writes (FORMAT.md §4, version 7), so that a
+    /// segment of another store is refused at open; 0 for stores created before it was recorded (no
+    /// check). In the header's formerly reserved `u32`.
+    pub store_id: u32,
     /// Incremented by every commit.
     pub generation: u64,
     /// The next batch file number to hand out.
@@ -193,7 +198,7 @@ impl Manifest {
             MANIFEST_VERSION.0
         };
         b.put_u32(version);
-        b.put_u32(0);
+        b.put_u32(self.store_id);
         b.put_u64(self.generation);
         b.put_u64(self.next_file_no);
         b.put_u32(self.next_stream_no);
@@ -252,7 +257,8 @@ impl Manifest {
             FLAG_NOT_DURABLE
         };
         let mut d = Decoder::new(&bytes[12..body_len], 12, file);
-        d.u32("reserved")?;
+        // Reserved (written 0) before the store id was recorded: 0 reads as none.
+        let store_id = d.u32("store id")?;
         let generation = d.u64("generation")?;
         let next_file_no = d.u64("next file number")?;
         let next_stream_no = d.u32("next stream number")?;
@@ -339,6 +345,7 @@ impl Manifest {
         }
         d.finish("manifest")?;
         Ok(Manifest {
+            store_id,
             generation,
             next_file_no,
             next_stream_no,
@@ -353,6 +360,7 @@ mod tests {
 
     fn sample() -> Manifest {
         Manifest {
+            store_id: 0x5EED,
             generation: 3,
             next_file_no: 10,
             next_stream_no: 2,

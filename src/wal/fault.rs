@@ -73,4 +73,8 @@ impl Log for FaultyLog {
     fn takes_seal_records(&self) -> bool {
         self.inner.takes_seal_records()
     }
+
+    fn bind_store(&self, store_id: u32) {
+        self.inner.bind_store(store_id)
+    }
 }

@@ -76,6 +76,9 @@ pub struct FileLog {
     pub(super) fill: Arc<ZeroFill>,
     /// The zero-filling thread, started by `replay` when zero-filling is on; stopped and joined on drop.
     pub(super) filler: Mutex<Option<JoinHandle<()>>>,
+    /// Whether [`Log::bind_store`] named the store (`files.store_id`): replay then checks version 7
+    /// segment headers against it; unbound, their checksum is not checked (the id is unknown).
+    pub(super) bound: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for FileLog {
@@ -140,6 +143,7 @@ impl FileLog {
                 dir: dir.clone(),
                 hook: None,
                 free: Mutex::new(Vec::new()),
+                store_id: AtomicU32::new(0),
             },
             dir,
             segment_bytes: segment_bytes.max(SEGMENT_HEADER_BYTES + 1),
@@ -169,6 +173,7 @@ impl FileLog {
                 changed: Condvar::new(),
             }),
             filler: Mutex::new(None),
+            bound: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -201,7 +206,8 @@ impl Log for FileLog {
         if state.active.is_some() {
             return Err(Error::bad_input("WAL replayed twice"));
         }
-        let scan = scan_on(&*self.files.fs, &self.dir, self.recovery, f)?;
+        let store = Some(self.files.store_id()).filter(|_| self.bound.load(Ordering::Relaxed));
+        let scan = scan_on(&*self.files.fs, &self.dir, self.recovery, store, f)?;
         let (next_lsn, cut) = (scan.end_lsn, scan.cut);
         // Leftovers of failed segment creations hold no record: remove them, so that a later segment of
         // the same name can be created. (A failure here changes nothing the log needs.)
@@ -314,6 +320,11 @@ impl Log for FileLog {
 
     fn takes_seal_records(&self) -> bool {
         self.active_version.load(Ordering::Acquire) >= 5
+    }
+
+    fn bind_store(&self, store_id: u32) {
+        self.files.store_id.store(store_id, Ordering::Relaxed);
+        self.bound.store(true, Ordering::Relaxed);
     }
 }
 

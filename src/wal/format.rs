@@ -15,17 +15,20 @@
 
 use super::Lsn;
 pub(crate) use crate::encoding::checksum_seeded;
-use crate::encoding::{checksum, checksum_parts_seeded, le_u32, FormatVersion, PutLe};
+use crate::encoding::{checksum_parts_seeded, le_u32, FormatVersion, PutLe};
 
 pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"DDPWALSG";
 pub(crate) const SEGMENT_HEADER_BYTES: u64 = 32;
 pub(crate) const RECORD_MAGIC: u32 = 0x4C50_4444;
 pub(crate) const RECORD_HEADER_BYTES: u64 = 16;
-/// The WAL format version this library writes, and the newest it reads (it reads 1 to 6): version 3
+/// The WAL format version this library writes, and the newest it reads (it reads 1 to 7): version 3
 /// adds sync marks and the header's flags, version 4 varint record payloads (tag 2, [`super::record`]),
 /// version 5 seal records (tag 3), version 6 checksums seeded with the record's LSN and recycled
-/// segments (header flag bit 1).
-pub const WAL_VERSION: FormatVersion = FormatVersion(6);
+/// segments (header flag bit 1), version 7 the header checksum seeded with the store's id.
+pub const WAL_VERSION: FormatVersion = FormatVersion(7);
+/// The first WAL version whose segment header checksum is seeded with the store's id (the manifest's
+/// `store_id`; 0 for a store that records none, which is plain xxh3).
+pub(crate) const STORE_SEEDED_VERSION: u32 = 7;
 /// The first WAL version whose record and mark checksums are seeded with their LSN.
 pub(crate) const SEEDED_VERSION: u32 = 6;
 /// Segment header flag (version 3 on): the segment is zero-filled ahead of the log, so zeros to its end are
@@ -52,15 +55,16 @@ pub(crate) fn checksum_seed(version: u32, lsn: Lsn) -> u64 {
     }
 }
 
-/// The header of a segment (of [`WAL_VERSION`]) whose first record is at `first_lsn`, with header
-/// `flags` ([`SEGMENT_FLAG_ZERO_FILLED`], [`SEGMENT_FLAG_RECYCLED`]).
-pub(crate) fn segment_header(first_lsn: Lsn, flags: u32) -> Vec<u8> {
+/// The header of a segment (of [`WAL_VERSION`]) of the store `store_id` whose first record is at
+/// `first_lsn`, with header `flags` ([`SEGMENT_FLAG_ZERO_FILLED`], [`SEGMENT_FLAG_RECYCLED`]); its
+/// checksum seeded with the store's id.
+pub(crate) fn segment_header(first_lsn: Lsn, flags: u32, store_id: u32) -> Vec<u8> {
     let mut header = Vec::with_capacity(SEGMENT_HEADER_BYTES as usize);
     header.extend_from_slice(SEGMENT_MAGIC);
     header.put_u32(WAL_VERSION.0);
     header.put_u32(flags);
     header.put_u64(first_lsn);
-    header.put_u64(checksum(&header));
+    header.put_u64(checksum_seeded(&header, u64::from(store_id)));
     header
 }
 

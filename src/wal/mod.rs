@@ -29,7 +29,7 @@ pub use fault::FaultyLog;
 pub use file::{FileLog, WalRecovery};
 pub use format::WAL_VERSION;
 pub use mem::MemLog;
-pub use scan::scan;
+pub use scan::{scan, scan_of_store};
 pub use segments::{SegmentFaultHook, SegmentStep};
 
 use crate::error::Result;
@@ -127,5 +127,14 @@ pub trait Log: Send + Sync + 'static {
     /// the store then cannot check. A log that wraps another must pass it through.
     fn next_lsn(&self) -> Option<Lsn> {
         None
+    }
+
+    /// Binds the log to its store's identity (the manifest's `store_id`; 0: none recorded), before
+    /// [`replay`](Self::replay): [`FileLog`] seeds the header checksum of every segment it creates with it
+    /// (WAL version 7) and refuses at replay, as [`Error::Corrupt`](crate::Error::Corrupt) naming the
+    /// segment, a version 7 segment whose header checksum fails under it — a segment of another store
+    /// (or damage). The default does nothing: a log that wraps another must pass it through.
+    fn bind_store(&self, store_id: u32) {
+        let _ = store_id;
     }
 }

@@ -334,7 +334,7 @@ fn a_record_appended_during_a_rollover_from_a_version_5_segment_comes_back() {
     use std::sync::{Mutex, OnceLock};
     let dir = tempfile::tempdir().unwrap();
     // A version 5 segment (first LSN 0) holding one record, as the previous release wrote it.
-    let mut header = segment_header(0, 0);
+    let mut header = segment_header(0, 0, 0);
     header[8..12].copy_from_slice(&5u32.to_le_bytes());
     let sum = checksum(&header[..24]);
     header[24..32].copy_from_slice(&sum.to_le_bytes());

@@ -8,7 +8,7 @@ use super::file::WalRecovery;
 use super::format::{
     checksum_seed, checksum_seeded, MARK_MAGIC, MARK_PAYLOAD_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC,
     SEEDED_VERSION, SEGMENT_FLAG_RECYCLED, SEGMENT_FLAG_ZERO_FILLED, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
-    WAL_VERSION,
+    STORE_SEEDED_VERSION, WAL_VERSION,
 };
 use super::{CutKind, Lsn, ReplayReport, TornTail};
 use crate::encoding::{checksum, le_u32, le_u64, Decoder, FormatVersion};
@@ -178,18 +178,42 @@ pub(crate) fn valid_record_at(bytes: &[u8], at: usize, seed: u64) -> Option<usiz
 
 /// Checks a segment header; returns the segment's first LSN, format version and flags (0 before
 /// version 3).
+///
+/// From version 7 the header checksum is seeded with the store's id: checked against `store` when given
+/// (a mismatch names the segment as another store's, or damaged), not checked without it.
 fn check_header(
     bytes: &[u8],
     seg: &Segment,
     file_name: &str,
     expected_lsn: Option<Lsn>,
+    store: Option<u32>,
 ) -> Result<(Lsn, u32, u32)> {
     let mut d = Decoder::new(bytes, 0, file_name);
     if d.bytes(8, "segment magic")? != SEGMENT_MAGIC {
         return Err(Error::corrupt(file_name, 0, "bad segment magic"));
     }
-    if bytes.len() >= 32 && le_u64(bytes, 24) != checksum(&bytes[..24]) {
-        return Err(Error::corrupt(file_name, 24, "segment header checksum mismatch"));
+    let stored_version = if bytes.len() >= 12 { le_u32(bytes, 8) } else { 0 };
+    if bytes.len() >= 32 {
+        let sum = le_u64(bytes, 24);
+        let plain = sum == checksum(&bytes[..24]);
+        if stored_version < STORE_SEEDED_VERSION {
+            if !plain {
+                return Err(Error::corrupt(file_name, 24, "segment header checksum mismatch"));
+            }
+        } else if let Some(id) = store {
+            // A newer release's header (refused below as `VersionTooNew`) may be checksummed either way.
+            let newer_plain = stored_version > WAL_VERSION.0 && plain;
+            if sum != checksum_seeded(&bytes[..24], u64::from(id)) && !newer_plain {
+                return Err(Error::corrupt(
+                    file_name,
+                    24,
+                    format!(
+                        "segment header checksum mismatch under this store's id {id:#010x}: a WAL segment \
+                         of another store, or damaged"
+                    ),
+                ));
+            }
+        }
     }
     let version = d.u32("version")?;
     FormatVersion::check(version, WAL_VERSION, file_name, 8)?;
@@ -243,15 +267,32 @@ fn check_header(
 ///   as [`CutKind::Unacknowledged`];
 /// - in the last segment of version 1 or 2 (no sync marks): a torn tail if no valid record follows it (or
 ///   under `PointInTime`, or in a zero-filled segment), else corruption; reported as [`CutKind::Unknown`].
+///
+/// The header checksum of a version 7 segment, seeded with its store's id, is not checked here (the id
+/// is not known): [`scan_of_store`] checks it.
 pub fn scan(dir: &Path, recovery: WalRecovery, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<Scan> {
-    scan_on(&StdFs, dir, recovery, f)
+    scan_on(&StdFs, dir, recovery, None, f)
 }
 
-/// [`scan`] of the log in `dir` of the file system `fs`.
+/// [`scan`] of the log of the store whose manifest records `store_id` (0: none recorded): a version 7
+/// segment whose header checksum fails under it is [`Error::Corrupt`] naming the segment (another store's
+/// segment, or damage).
+pub fn scan_of_store(
+    dir: &Path,
+    recovery: WalRecovery,
+    store_id: u32,
+    f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>,
+) -> Result<Scan> {
+    scan_on(&StdFs, dir, recovery, Some(store_id), f)
+}
+
+/// [`scan`] of the log in `dir` of the file system `fs`, checking version 7 segment headers against
+/// `store` (the store's id) when given.
 pub fn scan_on(
     fs: &dyn Fs,
     dir: &Path,
     recovery: WalRecovery,
+    store: Option<u32>,
     f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>,
 ) -> Result<Scan> {
     let listed = list_segments_on(fs, dir)?;
@@ -298,10 +339,10 @@ pub fn scan_on(
         // (`VersionTooNew`, below), never removed.
         let bad_header_only = is_last
             && bytes.len() as u64 == SEGMENT_HEADER_BYTES
-            && check_header(&bytes, seg, &file_name, None).is_err_and(|e| e.is_corruption());
+            && check_header(&bytes, seg, &file_name, None, store).is_err_and(|e| e.is_corruption());
         if is_last && bytes.len() as u64 == SEGMENT_HEADER_BYTES && !bad_header_only {
             if let Some(expected) = expected_lsn {
-                let (first_lsn, _, _) = check_header(&bytes, seg, &file_name, None)?;
+                let (first_lsn, _, _) = check_header(&bytes, seg, &file_name, None, store)?;
                 if first_lsn < expected {
                     // A header and nothing else, starting at an LSN its predecessor has records past: the
                     // stray of a failed creation. (A healthy successor starts where its predecessor ends.)
@@ -323,7 +364,7 @@ pub fn scan_on(
             expected_lsn = expected_lsn.or(Some(seg.first_lsn));
             break;
         }
-        let (first_lsn, version, flags) = check_header(&bytes, seg, &file_name, expected_lsn)?;
+        let (first_lsn, version, flags) = check_header(&bytes, seg, &file_name, expected_lsn, store)?;
         let marks = version >= 3;
         let zero_filled = version == 2 || (marks && flags & SEGMENT_FLAG_ZERO_FILLED != 0);
         let recycled = flags & SEGMENT_FLAG_RECYCLED != 0;

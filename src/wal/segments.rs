@@ -80,6 +80,9 @@ pub(crate) struct SegmentFiles {
     /// Released segment files kept for recycling (`*.free`), oldest first; at most [`RECYCLE_KEEP`] are
     /// added by releases (an open adopts whatever it finds).
     pub(crate) free: Mutex<Vec<PathBuf>>,
+    /// The store's id (`Log::bind_store`; 0 until bound), which seeds the header checksum of every segment
+    /// created.
+    pub(crate) store_id: std::sync::atomic::AtomicU32,
 }
 
 /// The file name of the segment starting at `first_lsn`.
@@ -88,6 +91,11 @@ pub(crate) fn segment_name(first_lsn: Lsn) -> String {
 }
 
 impl SegmentFiles {
+    /// The store's id new segment headers are seeded with.
+    pub(crate) fn store_id(&self) -> u32 {
+        self.store_id.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Runs the fault hook for `step` on `path`.
     pub(crate) fn step(&self, step: SegmentStep, path: &Path) -> io::Result<()> {
         match &self.hook {
@@ -135,7 +143,7 @@ impl SegmentFiles {
             pool.remove(0)
         };
         let path = self.dir.join(segment_name(first_lsn));
-        let header = segment_header(first_lsn, SEGMENT_FLAG_RECYCLED);
+        let header = segment_header(first_lsn, SEGMENT_FLAG_RECYCLED, self.store_id());
         let renamed = || -> Result<(Arc<dyn FsFile>, u64)> {
             let ctx = |what: &str| format!("{what} {}", free.display());
             let file = self
@@ -214,7 +222,7 @@ impl SegmentFiles {
     }
 
     fn try_create(&self, path: &Path, first_lsn: Lsn, flags: u32) -> Result<Arc<dyn FsFile>> {
-        let header = segment_header(first_lsn, flags);
+        let header = segment_header(first_lsn, flags, self.store_id());
         let ctx = |what: &str| format!("{what} {}", path.display());
         let file = self
             .step(SegmentStep::Create, path)

@@ -200,10 +200,14 @@ fn verify_wal(store: &StoreDir, tally: &mut Tally) -> Result<()> {
     }
     let streams: HashSet<u32> = store.manifest.streams.iter().map(|s| s.stream_no).collect();
     let location = wal_dir.display().to_string();
-    // The library's own scan: the replay rules, without replay's one change (cutting a torn tail).
-    let scan = wal::scan(&wal_dir, WalRecovery::Strict, &mut |lsn, payload| {
-        check_record(&location, lsn, payload, &streams)
-    })?;
+    // The library's own scan: the replay rules, without replay's one change (cutting a torn tail), with
+    // segment headers checked against the manifest's store id (another store's segment fails).
+    let scan = wal::scan_of_store(
+        &wal_dir,
+        WalRecovery::Strict,
+        store.manifest.store_id,
+        &mut |lsn, payload| check_record(&location, lsn, payload, &streams),
+    )?;
     tally.wal_records = scan.report.records;
     for stray in &scan.strays {
         tally.warnings.push(format!(
