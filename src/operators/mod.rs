@@ -124,6 +124,19 @@ pub fn key_hash(key: &[u8]) -> u64 {
 /// The integer diff types a persisted collection may have: `i64` (what the store holds), and `isize` (DD's
 /// default, `new_collection()`), `i32`, `i16` and `i8`, widened to `i64` when written. (On targets whose `isize` is
 /// wider than 64 bits, `isize` diffs beyond `i64` saturate; no such target runs timely today.)
+///
+/// Another diff type (DD's semigroup `Present`, say) is a compile error that names this trait and what to
+/// use (found by an adversarial port: it was a method that did not exist, with no such note):
+///
+/// ```compile_fail,E0277
+/// use ddpersist::operators::ArrangeTyped;
+/// use differential_dataflow::difference::Present;
+/// use differential_dataflow::VecCollection;
+///
+/// fn port<'s>(store: &ddpersist::Store, sets: VecCollection<'s, u64, (u32, u32), Present>) {
+///     sets.arrange_by_key_persisted(store, "sets").unwrap(); // map the diffs to `isize` first
+/// }
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a diff type a persisted collection can have",
     note = "persisted collections take `isize`, `i64`, `i32`, `i16` or `i8` diffs; map other diffs with `explode` or `map_in_place`"

@@ -474,7 +474,8 @@ pub trait ArrangeTyped<'scope, T: Timestamp + Lattice, K, V, R> {
     /// Errors: those of [`ArrangePersisted::arrange_persisted`].
     fn arrange_by_key_persisted(self, store: &Store, id: &str) -> Result<TypedPersisted<'scope, K, V, T, R>>
     where
-        T: PersistTime;
+        T: PersistTime,
+        R: PersistDiff;
 
     /// As [`arrange_by_key_persisted`](Self::arrange_by_key_persisted), with options.
     fn arrange_by_key_persisted_with(
@@ -484,23 +485,29 @@ pub trait ArrangeTyped<'scope, T: Timestamp + Lattice, K, V, R> {
         options: PersistOptions,
     ) -> Result<TypedPersisted<'scope, K, V, T, R>>
     where
-        T: PersistTime;
+        T: PersistTime,
+        R: PersistDiff;
 
     /// An in-memory arrangement with a persisted one's encoding and partitioning (by [`key_hash`]), at
     /// any time (also inside `iterate`): the other side of a join with a persisted arrangement.
-    fn arrange_by_key_encoded(self) -> TypedEncoded<'scope, K, V, T, R>;
+    fn arrange_by_key_encoded(self) -> TypedEncoded<'scope, K, V, T, R>
+    where
+        R: PersistDiff;
 }
 
+// `R: PersistDiff` sits on the methods, not the impl, so that another diff type (DD's `Present`) is a
+// compile error naming `PersistDiff`'s note (what diffs to use), not a method that does not exist.
 impl<'scope, T, K, V, R> ArrangeTyped<'scope, T, K, V, R> for VecCollection<'scope, T, (K, V), R>
 where
     T: Timestamp + Lattice + ExchangeData,
     K: Codec + ExchangeData,
     V: Codec + ExchangeData,
-    R: PersistDiff + differential_dataflow::difference::Semigroup,
+    R: differential_dataflow::difference::Semigroup + ExchangeData,
 {
     fn arrange_by_key_persisted(self, store: &Store, id: &str) -> Result<TypedPersisted<'scope, K, V, T, R>>
     where
         T: PersistTime,
+        R: PersistDiff,
     {
         self.arrange_by_key_persisted_with(store, id, PersistOptions::default())
     }
@@ -513,6 +520,7 @@ where
     ) -> Result<TypedPersisted<'scope, K, V, T, R>>
     where
         T: PersistTime,
+        R: PersistDiff,
     {
         let (arranged, handle) = self.arrange_persisted_with(store, id, options)?;
         let errors = handle.errors().clone();
@@ -521,7 +529,10 @@ where
         Ok(typed)
     }
 
-    fn arrange_by_key_encoded(self) -> TypedEncoded<'scope, K, V, T, R> {
+    fn arrange_by_key_encoded(self) -> TypedEncoded<'scope, K, V, T, R>
+    where
+        R: PersistDiff,
+    {
         let encoded = self
             .inner
             .map(|((k, v), t, r): ((K, V), T, R)| ((k.to_bytes(), v.to_bytes()), t, r.to_i64()));
@@ -545,26 +556,33 @@ pub trait ArrangeTypedBySelf<'scope, T: Timestamp + Lattice, K, R> {
         id: &str,
     ) -> Result<TypedPersisted<'scope, K, (), T, R>>
     where
-        T: PersistTime;
+        T: PersistTime,
+        R: PersistDiff;
 
     /// [`ArrangeTyped::arrange_by_key_encoded`] of `(key, ())`.
-    fn arrange_by_self_encoded(self) -> TypedEncoded<'scope, K, (), T, R>;
+    fn arrange_by_self_encoded(self) -> TypedEncoded<'scope, K, (), T, R>
+    where
+        R: PersistDiff;
 }
 
 impl<'scope, T, K, R> ArrangeTypedBySelf<'scope, T, K, R> for VecCollection<'scope, T, K, R>
 where
     T: Timestamp + Lattice + ExchangeData,
     K: Codec + ExchangeData,
-    R: PersistDiff + differential_dataflow::difference::Semigroup,
+    R: differential_dataflow::difference::Semigroup + ExchangeData,
 {
     fn arrange_by_self_persisted(self, store: &Store, id: &str) -> Result<TypedPersisted<'scope, K, (), T, R>>
     where
         T: PersistTime,
+        R: PersistDiff,
     {
         self.map(|k| (k, ())).arrange_by_key_persisted(store, id)
     }
 
-    fn arrange_by_self_encoded(self) -> TypedEncoded<'scope, K, (), T, R> {
+    fn arrange_by_self_encoded(self) -> TypedEncoded<'scope, K, (), T, R>
+    where
+        R: PersistDiff,
+    {
         self.map(|k| (k, ())).arrange_by_key_encoded()
     }
 }
