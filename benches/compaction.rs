@@ -770,6 +770,10 @@ impl Log for CountingLog {
     fn next_lsn(&self) -> Option<Lsn> {
         self.inner.next_lsn()
     }
+
+    fn bind_store(&self, store_id: u32) {
+        self.inner.bind_store(store_id)
+    }
 }
 
 struct AmpConfig {

@@ -264,6 +264,7 @@ fn kill_loop(peers: usize, cycles: u64, seed: u64) {
         let _ = child.kill();
         let status = child.wait().unwrap();
         let what = format!("cycle {cycle} (end {end}, close {close}, status {status:?})");
+        common::assert_killed_or_succeeded(status, &what);
         let store = Store::open(dir.path()).unwrap();
         let p = check_streams(&store, "p", peers, &what);
         let a = check_streams(&store, "a", peers, &what);

@@ -181,6 +181,7 @@ fn kill_loop(peers: usize, cycles: u64, seed: u64) {
         let _ = child.kill();
         let status = child.wait().unwrap();
         let what = format!("cycle {cycle} (start {start:?}, complete {complete:?}, status {status:?})");
+        common::assert_killed_or_succeeded(status, &what);
         if let (Some(start), Some(complete)) = (start, complete) {
             for t in start..complete {
                 for (k, v) in sent(peers, cycle + 1, t) {

@@ -273,6 +273,7 @@ fn kill_loop(peers: usize, cycles: u64, seed: u64) {
         let _ = child.kill();
         let status = child.wait().unwrap();
         let what = format!("cycle {cycle} (end {end}, {how}, status {status:?})");
+        common::assert_killed_or_succeeded(status, &what);
         let store = Store::open(dir.path()).unwrap();
         check(&store, peers, &what);
     }

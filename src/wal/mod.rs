@@ -132,8 +132,9 @@ pub trait Log: Send + Sync + 'static {
     /// Binds the log to its store's identity (the manifest's `store_id`; 0: none recorded), before
     /// [`replay`](Self::replay): [`FileLog`] seeds the header checksum of every segment it creates with it
     /// (WAL version 7) and refuses at replay, as [`Error::Corrupt`](crate::Error::Corrupt) naming the
-    /// segment, a version 7 segment whose header checksum fails under it — a segment of another store
-    /// (or damage). The default does nothing: a log that wraps another must pass it through.
+    /// segment, a version 7 segment whose header checksum matches neither it nor the plain checksum — a
+    /// segment of another store (or damage). The default does nothing: a log that wraps another must pass
+    /// it through, or its segments carry no id (checksummed plain: accepted, not checked).
     fn bind_store(&self, store_id: u32) {
         let _ = store_id;
     }

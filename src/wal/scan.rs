@@ -180,7 +180,8 @@ pub(crate) fn valid_record_at(bytes: &[u8], at: usize, seed: u64) -> Option<usiz
 /// version 3).
 ///
 /// From version 7 the header checksum is seeded with the store's id: checked against `store` when given
-/// (a mismatch names the segment as another store's, or damaged), not checked without it.
+/// (a mismatch with it and with the plain checksum, which a log never bound to a store writes, names the
+/// segment as another store's, or damaged), not checked without it.
 fn check_header(
     bytes: &[u8],
     seg: &Segment,
@@ -201,9 +202,10 @@ fn check_header(
                 return Err(Error::corrupt(file_name, 24, "segment header checksum mismatch"));
             }
         } else if let Some(id) = store {
-            // A newer release's header (refused below as `VersionTooNew`) may be checksummed either way.
-            let newer_plain = stored_version > WAL_VERSION.0 && plain;
-            if sum != checksum_seeded(&bytes[..24], u64::from(id)) && !newer_plain {
+            // Plain: written by a log never bound to a store (a `Log` wrapper that does not pass
+            // `bind_store` through, a bare `FileLog`), which records no id; or a newer release's header
+            // (refused below as `VersionTooNew`). Either way not another store's.
+            if sum != checksum_seeded(&bytes[..24], u64::from(id)) && !plain {
                 return Err(Error::corrupt(
                     file_name,
                     24,
@@ -337,9 +339,11 @@ pub fn scan_on(
         // synced before any record is written, so no record was ever in it. Cut like a shorter file. A
         // whole header of a newer version is not damage but a newer release's segment: refused
         // (`VersionTooNew`, below), never removed.
+        // (Bad here means damaged, checked without the store's id: a whole header of another store is
+        // refused below, not removed — found by a review.)
         let bad_header_only = is_last
             && bytes.len() as u64 == SEGMENT_HEADER_BYTES
-            && check_header(&bytes, seg, &file_name, None, store).is_err_and(|e| e.is_corruption());
+            && check_header(&bytes, seg, &file_name, None, None).is_err_and(|e| e.is_corruption());
         if is_last && bytes.len() as u64 == SEGMENT_HEADER_BYTES && !bad_header_only {
             if let Some(expected) = expected_lsn {
                 let (first_lsn, _, _) = check_header(&bytes, seg, &file_name, None, store)?;

@@ -154,6 +154,16 @@ pub fn spawn_child(name: &str, envs: &[(&str, String)]) -> std::process::Child {
     command.spawn().unwrap()
 }
 
+/// Checks how a killed child process ended: killed by SIGKILL, or exited successfully before the kill
+/// (it finished first); a child that failed on its own (a panic, a failed assertion) fails the test.
+pub fn assert_killed_or_succeeded(status: std::process::ExitStatus, what: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        status.success() || status.signal() == Some(9),
+        "{what}: the child process failed on its own: {status:?}"
+    );
+}
+
 /// Reads `child`'s stdout until a line `"{prefix}N"` with `N >= at_least`; returns the last such `N`
 /// (smaller if the child's output ends first).
 pub fn read_until(child: &mut std::process::Child, prefix: &str, at_least: u64) -> u64 {

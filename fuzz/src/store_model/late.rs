@@ -122,6 +122,10 @@ impl Log for LateLog {
         self.inner.next_lsn()
     }
 
+    fn bind_store(&self, store_id: u32) {
+        self.inner.bind_store(store_id)
+    }
+
     fn takes_seal_records(&self) -> bool {
         self.inner.takes_seal_records()
     }
