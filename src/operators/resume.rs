@@ -185,6 +185,9 @@ pub(crate) fn open_worker_stream(
     }
     store.check_types(&stream, types)?;
     let claim = store.claim_writer(&stream)?;
+    // A stream that keeps no unsealed update across a restart starts from its upper within a process too:
+    // an earlier operator of it, dropped with a time taken in but not sealed, leaves none behind.
+    store.discard_volatile_unsealed(&stream)?;
     let resume = ResumeState::of(store, id, peers);
     let meta = store.manifest().stream(&stream).cloned();
     let Some(meta) = meta else {
@@ -258,14 +261,19 @@ where
 /// Refuses to create worker `index`'s stream of `id` where earlier runs persisted the id by other workers
 /// only: the directory belongs to another process (or the process now runs more workers than wrote it).
 /// Streams created by this open of the store are this run's workers'; streams that never sealed anything
-/// hold nothing to lose and do not count.
+/// and hold no unsealed update hold nothing to lose and do not count.
 fn check_layout(store: &Store, id: &str, index: usize) -> Result<()> {
     let manifest = store.manifest();
     let foreign: Vec<&str> = manifest
         .streams
         .iter()
         .filter(|m| worker_of(&m.id, id).is_some())
-        .filter(|m| !store.created_here(&m.id) && (m.upper > 0 || m.finished))
+        .filter(|m| {
+            // A durable stream at upper 0 may still hold unsealed updates (found by an adversarial test:
+            // swapped directories in a cluster lost them).
+            let holds = m.upper > 0 || m.finished || store.holds_unsealed(&m.id).unwrap_or(true);
+            !store.created_here(&m.id) && holds
+        })
         .map(|m| m.id.as_str())
         .collect();
     if foreign.is_empty() {

@@ -179,6 +179,61 @@ impl Store {
         Ok(())
     }
 
+    /// Discards the unsealed updates of stream `id` if it keeps none across a restart (not durable, or any
+    /// stream over a WAL that keeps nothing): its memtable, and its spilled runs (one manifest edit). A
+    /// persisted operator that takes over such a stream calls it (holding the stream's writer claim), so
+    /// it starts from the stream's upper, as after a restart, also when an earlier operator of the stream
+    /// in this process was dropped with a time taken in but not sealed (found by an adversarial test: the
+    /// rebuilt operator, fed again from its resume point, wrote and emitted that time's updates twice).
+    /// Returns how many updates it discarded (spilled runs counted as written). Nothing for a durable
+    /// stream: its unsealed updates are the source's, which does not replay them.
+    ///
+    /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], the manifest commit's.
+    pub(crate) fn discard_volatile_unsealed(&self, id: &str) -> Result<u64> {
+        let durable_log = self.inner.log.is_durable();
+        // A flush holds edit_lock whole: none is in progress while it is held here.
+        let guard = self.inner.edit_lock.lock();
+        let (discarded, spills) = {
+            let mut state = self.live_state()?;
+            let stream = state
+                .streams
+                .get_mut(id)
+                .ok_or_else(|| Error::UnknownStream { id: id.to_string() })?;
+            if stream.version.meta().durable && durable_log {
+                return Ok(0);
+            }
+            debug_assert!(stream.flushing.is_none(), "a flush in progress outside edit_lock");
+            let discarded = stream.memtable.update_count() as u64;
+            stream.memtable = crate::memtable::MemTable::default();
+            let metas = &stream.version.meta().spills;
+            let spills: Vec<(u64, Arc<BatchFile>)> = (metas.iter().map(|m| m.file_no))
+                .zip(stream.version.spills().iter().cloned())
+                .collect();
+            let spilled: u64 = metas.iter().map(|m| m.update_count).sum();
+            (discarded + spilled, spills)
+        };
+        if spills.is_empty() {
+            return Ok(discarded);
+        }
+        let edit = |next: &mut Manifest| {
+            if let Some(s) = next.streams.iter_mut().find(|s| s.id == id) {
+                s.spills.clear();
+            }
+            Ok(())
+        };
+        self.apply_edit(
+            &guard,
+            &format!("discarding the unsealed updates of {id:?}"),
+            &[],
+            edit,
+            |_, ()| (),
+        )?;
+        for (no, file) in spills {
+            file.retire_on_drop(self.inner.blob.clone(), batch_file_name(no));
+        }
+        Ok(discarded)
+    }
+
     /// The sealed upper of stream `id`: every update below it is in a batch file.
     pub fn upper(&self, id: &str) -> Result<u64> {
         self.with_stream(id, |s| s.version.upper())
