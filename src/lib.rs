@@ -49,6 +49,8 @@ pub use codec::Codec;
 pub use error::{Error, Result};
 pub use manager::{ManagerOptions, PersistManager, Token};
 pub use read::{Sealed, Snapshot};
-pub use store::{Options, RecoveryReport, SealInfo, SealOptions, Store, StreamOptions, WriterClaim};
+pub use store::{
+    HeldAtOpen, Options, RecoveryReport, SealInfo, SealOptions, Store, StreamOptions, WriterClaim,
+};
 pub use version::Version;
 pub use wal::record::{OwnedUpdate, UpdateRef};

@@ -23,7 +23,7 @@
 
 mod common;
 
-use common::{states, Rng};
+use common::{states, BuildFailed, Rng};
 use ddpersist::blob::DirBlob;
 use ddpersist::fs::{CrashPoint, SimFs};
 use ddpersist::operators::{ArrangePersisted, Persist, Upsert, UpsertPersisted};
@@ -142,12 +142,15 @@ fn run(
     let outs: [Arc<Mutex<Vec<Update>>>; 3] = Default::default();
     let o = outs.clone();
     let manager = PersistManager::new(store.clone());
+    let failed = BuildFailed::default();
     let guards = timely::execute(
         timely::Config::process(workers),
         move |worker| -> Result<([u64; 3], Completed), String> {
             let probe = ProbeHandle::new();
             let index = worker.index();
-            let token = manager.token("persist", index).map_err(|e| e.to_string())?;
+            let token = manager
+                .token("persist", index)
+                .map_err(|e| failed.fail(worker, e.to_string()))?;
             let mut upsert_input = InputHandle::new();
             let built = worker.dataflow::<u64, _, _>(|scope| -> Result<_, String> {
                 let (input, rows) = scope.new_collection::<Row, i64>();
@@ -178,7 +181,7 @@ fn run(
                     .probe_with(&probe);
                 Ok((input, a, p, u))
             });
-            let (mut input, a, p, u) = built?;
+            let (mut input, a, p, u) = built.map_err(|e| failed.fail(worker, e))?;
             let resume = [a.resume_at(), p.resume_at(), u.resume_at()];
             let from = *resume.iter().min().unwrap();
             input.advance_to(from);
@@ -186,7 +189,7 @@ fn run(
             let mut complete = Vec::new();
             if read_only {
                 input.flush();
-                worker.step_while(|| probe.less_than(&from));
+                worker.step_while(|| probe.less_than(&from) && !failed.is_set());
                 for dataflow in worker.installed_dataflows() {
                     worker.drop_dataflow(dataflow);
                 }
@@ -205,13 +208,14 @@ fn run(
                     input.advance_to(t + 1);
                     upsert_input.advance_to(t + 1);
                     input.flush();
-                    worker.step_while(|| probe.less_than(&(t + 1)));
+                    worker.step_while(|| probe.less_than(&(t + 1)) && !failed.is_set());
                     complete.push((t + 1, calls()));
                 }
                 drop(input);
                 drop(upsert_input);
-                worker.step_while(|| !probe.done());
+                worker.step_while(|| !probe.done() && !failed.is_set());
             }
+            failed.check(worker)?;
             for (name, e) in OPERATORS.iter().zip([a.error(), p.error(), u.error()]) {
                 if let Some(e) = e {
                     return Err(format!("{name}: {e}"));
@@ -221,10 +225,7 @@ fn run(
         },
     )
     .map_err(|e| format!("timely: {e}"))?;
-    let mut results = Vec::new();
-    for r in guards.join() {
-        results.push(r.map_err(|e| format!("a worker failed: {e}"))??);
-    }
+    let mut results = joined(guards.join())?;
     let (resume, complete) = results.swap_remove(0);
     if let Some(other) = results.iter().find(|r| r.0 != resume) {
         return Err(format!("workers resumed at {resume:?} and {:?}", other.0));
@@ -235,6 +236,24 @@ fn run(
         resume,
         complete,
     })
+}
+
+/// Every worker's result, or every worker's error (a worker that failed to build and the others that
+/// stopped waiting for it: `BuildFailed`).
+fn joined<T>(results: Vec<Result<Result<T, String>, String>>) -> Result<Vec<T>, String> {
+    let mut errors = Vec::new();
+    let mut ok = Vec::new();
+    for (index, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(Ok(t)) => ok.push(t),
+            Ok(Err(e)) => errors.push(format!("worker {index}: {e}")),
+            Err(e) => errors.push(format!("worker {index} panicked: {e}")),
+        }
+    }
+    match errors.is_empty() {
+        true => Ok(ok),
+        false => Err(errors.join("; ")),
+    }
 }
 
 /// Each operator's output against the source from `run.resume[i]` on (the persisted part re-emitted at or
@@ -381,10 +400,13 @@ fn run_durable(
         durable: true,
     };
     let manager = PersistManager::with_options(store, options);
+    let failed = BuildFailed::default();
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let probe = ProbeHandle::new();
         let index = worker.index();
-        let token = manager.token("durable", index).map_err(|e| e.to_string())?;
+        let token = manager
+            .token("durable", index)
+            .map_err(|e| failed.fail(worker, e.to_string()))?;
         let o = o.clone();
         let built = worker.dataflow::<u64, _, _>(|scope| -> Result<_, String> {
             let (input, rows) = scope.new_collection::<Row, i64>();
@@ -395,7 +417,7 @@ fn run_durable(
                 .probe_with(&probe);
             Ok((input, handle))
         });
-        let (mut input, handle) = built?;
+        let (mut input, handle) = built.map_err(|e| failed.fail(worker, e))?;
         let mut complete = Vec::new();
         input.advance_to(times.start);
         for t in times.clone() {
@@ -412,24 +434,19 @@ fn run_durable(
             }
             input.advance_to(t + 1);
             input.flush();
-            worker.step_while(|| probe.less_than(&(t + 1)));
+            worker.step_while(|| probe.less_than(&(t + 1)) && !failed.is_set());
             complete.push((t + 1, calls()));
         }
         drop(input);
-        worker.step_while(|| !probe.done());
+        worker.step_while(|| !probe.done() && !failed.is_set());
+        failed.check(worker)?;
         match handle.error() {
             Some(e) => Err(e),
             None => Ok(complete),
         }
     })
     .map_err(|e| format!("timely: {e}"))?;
-    let mut complete = Vec::new();
-    for r in guards.join() {
-        let c = r.map_err(|e| format!("a worker failed: {e}"))??;
-        if complete.is_empty() {
-            complete = c;
-        }
-    }
+    let complete = joined(guards.join())?.swap_remove(0);
     let out = out.lock().unwrap().clone();
     Ok((out, complete))
 }

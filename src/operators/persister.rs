@@ -119,6 +119,9 @@ pub(crate) struct Persister {
     requested_since: u64,
     /// Where seals run (with the sealer).
     placement: Placement,
+    /// Streams of other workers to confirm as this process's before the first seal
+    /// ([`confirm_layout`](super::resume::confirm_layout)).
+    unconfirmed: Vec<String>,
 }
 
 impl Persister {
@@ -159,6 +162,7 @@ impl Persister {
             allowed: None,
             requested_since,
             placement: Placement::new(SealMode::Adaptive),
+            unconfirmed: opened.unconfirmed,
         }
     }
 
@@ -230,6 +234,19 @@ impl Persister {
                         let _ = cap.try_downgrade(upper);
                     }
                 }
+            }
+        }
+    }
+
+    /// Whether the stream's layout is confirmed before its first seal (`resume::confirm_layout`); a
+    /// refusal stops the persister.
+    fn layout_confirmed(&mut self) -> bool {
+        let confirmed = super::resume::confirm_layout(&self.store, &self.stream, &mut self.unconfirmed);
+        match confirmed {
+            Ok(()) => true,
+            Err(e) => {
+                self.fail(e);
+                false
             }
         }
     }
@@ -379,7 +396,7 @@ impl Persister {
             .sealer
             .as_ref()
             .is_none_or(|s| s.in_flight() < MAX_SEALS_IN_FLIGHT);
-        if !self.stopped && to > self.requested && slot {
+        if !self.stopped && to > self.requested && slot && self.layout_confirmed() {
             let inline = match &self.sealer {
                 None => true,
                 Some(sealer) => {
@@ -510,7 +527,7 @@ impl Persister {
     /// pass-through [`Persist`](super::Persist) operator): seals the stream and moves the upper. Returns
     /// whether the upper moved (false when stopped, or on an error, which stops it).
     pub(crate) fn advance_untraced(&mut self, to: u64) -> bool {
-        if self.stopped || to <= self.upper {
+        if self.stopped || to <= self.upper || !self.layout_confirmed() {
             return false;
         }
         let request = self.request(to);

@@ -32,7 +32,7 @@
 
 use super::{check_worker_count, worker_stream_id};
 use crate::error::{Error, Result};
-use crate::store::{SealOptions, Store, StreamOptions, WriterClaim};
+use crate::store::{HeldAtOpen, SealOptions, Store, StreamOptions, WriterClaim};
 use crate::version::MAX_ID_BYTES;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -146,6 +146,10 @@ pub(crate) struct WorkerStream {
     pub(crate) upper: u64,
     /// The dataflow's resume point as this store sees it (the same on every worker of the process).
     pub(crate) resume: ResumeState,
+    /// Other workers' streams of the operator that held only unsealed updates when the store was opened,
+    /// while this worker had no stream: this process's own workers must claim them before this worker's
+    /// first seal ([`confirm_layout`]).
+    pub(crate) unconfirmed: Vec<String>,
 }
 
 /// Opens worker `index` of `peers`'s stream of arrangement `id` in `store` for one operator, creating it
@@ -170,8 +174,9 @@ pub(crate) fn open_worker_stream(
         return Err(Error::bad_input("an operator's id must not be empty"));
     }
     check_worker_count(store, id, peers)?;
+    let mut unconfirmed = Vec::new();
     if !exists {
-        check_layout(store, id, index)?;
+        unconfirmed = check_layout(store, id, index)?;
         store.create_stream(&stream, options).map_err(|e| match e {
             // The limit applies to the worker's stream id: name the operator's id and its own limit.
             Error::BadInput { .. } if stream.len() > MAX_ID_BYTES => Error::bad_input(format!(
@@ -204,6 +209,7 @@ pub(crate) fn open_worker_stream(
         claim,
         upper,
         resume,
+        unconfirmed,
     })
 }
 
@@ -260,31 +266,71 @@ where
 
 /// Refuses to create worker `index`'s stream of `id` where earlier runs persisted the id by other workers
 /// only: the directory belongs to another process (or the process now runs more workers than wrote it).
-/// Streams created by this open of the store are this run's workers'; streams that never sealed anything
-/// and hold no unsealed update hold nothing to lose and do not count.
-fn check_layout(store: &Store, id: &str, index: usize) -> Result<()> {
+/// Judged by what the streams held when the store was opened ([`Store::held_data_at_open`]), never by
+/// what they hold now: workers build at different moments, and one that built first may have written its
+/// stream already (under load in CI, a worker refused the directory another worker of its own process had
+/// just written, and the dataflow, built on one worker only, hung; `tests/restart_build_order.rs`).
+///
+/// - A stream that held sealed data: refused now. In one process no worker seals before every worker
+///   built (the frontier waits for all), and building creates the worker's stream durably first, so no
+///   crash of a run leaves one worker's stream sealed and another's missing.
+/// - A stream that held only unsealed (durable) updates: ambiguous. A crashed run of this same process
+///   leaves it when one worker wrote before another had built; another process's directory looks the
+///   same. Returned: [`confirm_layout`] decides before this worker's first seal, when every worker of
+///   the process has built and claimed its stream.
+/// - Streams that held nothing hold nothing to lose and do not count.
+fn check_layout(store: &Store, id: &str, index: usize) -> Result<Vec<String>> {
     let manifest = store.manifest();
-    let foreign: Vec<&str> = manifest
-        .streams
-        .iter()
-        .filter(|m| worker_of(&m.id, id).is_some())
-        .filter(|m| {
-            // A durable stream at upper 0 may still hold unsealed updates (found by an adversarial test:
-            // swapped directories in a cluster lost them).
-            let holds = m.upper > 0 || m.finished || store.holds_unsealed(&m.id).unwrap_or(true);
-            !store.created_here(&m.id) && holds
-        })
-        .map(|m| m.id.as_str())
-        .collect();
-    if foreign.is_empty() {
+    let mut sealed = Vec::new();
+    let mut unsealed = Vec::new();
+    for m in manifest.streams.iter().filter(|m| worker_of(&m.id, id).is_some()) {
+        match store.held_data_at_open(&m.id) {
+            Some(HeldAtOpen::Sealed) => sealed.push(m.id.clone()),
+            Some(HeldAtOpen::Unsealed) => unsealed.push(m.id.clone()),
+            None => {}
+        }
+    }
+    match sealed.is_empty() {
+        true => Ok(unsealed),
+        false => Err(foreign_layout(store, id, index, &sealed)),
+    }
+}
+
+/// Before the first seal of a worker's `stream`, for which [`check_layout`] left `unconfirmed`:
+/// every such stream must have been claimed in this process since the store was opened (by its own
+/// worker's operator, which every worker of the process has built once the frontier moved). One that was
+/// not belongs to another process's workers: [`Error::BadInput`] as at build, and the operator stops
+/// before it seals anything. Clears `unconfirmed` once confirmed.
+pub(crate) fn confirm_layout(store: &Store, stream: &str, unconfirmed: &mut Vec<String>) -> Result<()> {
+    if unconfirmed.is_empty() {
         return Ok(());
     }
-    Err(Error::bad_input(format!(
+    let foreign: Vec<String> = unconfirmed
+        .iter()
+        .filter(|s| !store.claimed_since_open(s))
+        .cloned()
+        .collect();
+    match foreign.is_empty() {
+        true => {
+            unconfirmed.clear();
+            Ok(())
+        }
+        false => {
+            let (id, _) = operator_of(stream).unwrap_or((stream, 0));
+            let index = worker_of(stream, id).map_or(0, |w| w.0);
+            Err(foreign_layout(store, id, index, &foreign))
+        }
+    }
+}
+
+/// The error of a store holding `foreign` streams of `id` from earlier runs but none of worker `index`.
+fn foreign_layout(store: &Store, id: &str, index: usize, foreign: &[String]) -> Error {
+    Error::bad_input(format!(
         "store {} holds {foreign:?} from earlier runs but no stream of worker {index} for {id:?}: each \
          process must reopen the directory it wrote, with the same number of workers (one directory per \
          process)",
         store.blob().location()
-    )))
+    ))
 }
 
 /// The dataflow-wide resume point of the persisted operators whose local states are `states` (e.g.
@@ -421,5 +467,60 @@ mod tests {
             replay_as_of_since::<String, u64, u64>(&store, "s").unwrap(),
             before
         );
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::{confirm_layout, open_worker_stream};
+    use crate::store::{HeldAtOpen, Store, StreamOptions};
+
+    /// A store whose only stream of `"x"` is worker `held`'s of 2, holding `sealed` data or only
+    /// unsealed durable updates, reopened.
+    fn store_holding(dir: &std::path::Path, held: usize, sealed: bool) -> Store {
+        let stream = super::worker_stream_id("x", held, 2);
+        {
+            let store = Store::open(dir).unwrap();
+            store
+                .create_stream(&stream, StreamOptions { durable: true })
+                .unwrap();
+            store.write(&stream, &[(1u64, 2u64, 0, 1)]).unwrap();
+            if sealed {
+                store.seal(&stream, 1).unwrap();
+            }
+        }
+        Store::open(dir).unwrap()
+    }
+
+    /// Another worker's stream that held sealed data at the open refuses the build at once; one that held
+    /// only unsealed updates is confirmed before the first seal, once claimed in this process, and refused
+    /// there if it never was (another process's directory).
+    #[test]
+    fn a_missing_worker_stream_is_judged_by_what_the_others_held_at_the_open() {
+        let types = "key u64, val u64";
+        let options = StreamOptions { durable: true };
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_holding(dir.path(), 1, true);
+        let err = open_worker_stream(&store, "x", (0, 2), options, types)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("the directory it wrote"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_holding(dir.path(), 1, false);
+        let mut opened = open_worker_stream(&store, "x", (0, 2), options, types).unwrap();
+        assert_eq!(opened.unconfirmed, vec!["x/w1of2".to_string()]);
+        // Not claimed in this process: another process's stream.
+        let err = confirm_layout(&store, &opened.stream, &mut opened.unconfirmed).unwrap_err();
+        assert!(err.to_string().contains("no stream of worker 0"), "{err}");
+        // Claimed by this process's worker 1 (its operator built meanwhile): confirmed.
+        let claim = store.claim_writer("x/w1of2").unwrap();
+        confirm_layout(&store, &opened.stream, &mut opened.unconfirmed).unwrap();
+        assert!(opened.unconfirmed.is_empty());
+        drop(claim);
+        // What this process writes after the open never counts: a new worker stream holding updates.
+        store.write(&opened.stream, &[(3u64, 4u64, 0, 1)]).unwrap();
+        assert_eq!(store.held_data_at_open(&opened.stream), None);
+        assert_eq!(store.held_data_at_open("x/w1of2"), Some(HeldAtOpen::Unsealed));
     }
 }

@@ -60,7 +60,7 @@ mod writers;
 
 pub use seal::SealOptions;
 pub(crate) use streams::refuse_other_types;
-pub use writers::WriterClaim;
+pub use writers::{HeldAtOpen, WriterClaim};
 
 /// One file written by a seal, a spill or a merge, not yet committed: open, with its manifest entry.
 pub(crate) type Written = (Arc<BatchFile>, BatchMeta);

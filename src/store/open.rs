@@ -240,6 +240,25 @@ impl Store {
         })?;
         report.wal_records = replay.records;
         report.torn_tail = replay.torn_tail;
+        // Which streams held data at this open (`Store::held_data_at_open`), before anything changes them.
+        let held_at_open = manifest
+            .streams
+            .iter()
+            .filter_map(|m| {
+                let unsealed = !m.spills.is_empty()
+                    || streams.get(&m.id).is_some_and(|s| {
+                        s.memtable.update_count() > 0
+                            || !s.version.spills().is_empty()
+                            || !s.logged.is_empty()
+                    });
+                let held = match (m.upper > 0 || m.finished, unsealed) {
+                    (true, _) => super::writers::HeldAtOpen::Sealed,
+                    (false, true) => super::writers::HeldAtOpen::Unsealed,
+                    (false, false) => return None,
+                };
+                Some((m.id.clone(), held))
+            })
+            .collect();
         let state = State {
             manifest,
             streams,
@@ -257,7 +276,7 @@ impl Store {
             options,
             state: Mutex::new(state),
             edit_lock: Mutex::new(()),
-            writers: Mutex::default(),
+            writers: Mutex::new(super::writers::Writers::new(held_at_open)),
             batches_changed: parking_lot::Condvar::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             id: super::NEXT_STORE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),

@@ -40,9 +40,7 @@ impl Store {
             Ok(())
         };
         // `apply_edit` installs the new stream's (empty) version.
-        self.apply_edit(&guard, &what, &[], edit, |_, _| ())?;
-        self.note_created(id);
-        Ok(())
+        self.apply_edit(&guard, &what, &[], edit, |_, _| ())
     }
 
     /// Checks that stream `id` holds keys and vals of `types` — a name of their encodings, as typed
@@ -172,6 +170,8 @@ impl Store {
         let dropped = self.apply_edit(&guard, &format!("drop_stream of {id:?}"), &[], edit, |_, ()| ());
         self.inner.state.lock().dropping = None;
         dropped?;
+        // A stream created again under this id holds nothing from before this open.
+        self.forget_held_at_open(id);
         for (no, file) in files {
             file.retire_on_drop(self.inner.blob.clone(), batch_file_name(no));
         }

@@ -1,16 +1,19 @@
-//! Who writes a stream: at most one live writer per stream ([`Store::claim_writer`]), and which streams this
-//! open of the store created ([`Store::created_here`]).
+//! Who writes a stream: at most one live writer per stream ([`Store::claim_writer`]), and which streams
+//! held data when this open of the store began ([`Store::held_data_at_open`]).
 //!
 //! These serve the restart protocol of the dataflow operators (`operators::resume`): an operator claims
 //! its stream for its life, so one arrangement id used twice is refused when the second dataflow is built
-//! instead of two operators writing one stream; and a stream created by an earlier open tells a worker
-//! that the directory was written by some set of workers.
+//! instead of two operators writing one stream; and a stream that held data at the open tells a worker
+//! that the directory was written by some set of workers. It is fixed at the open, not read from the
+//! current state: another worker of this process may have written its own stream already when this one
+//! looks (found by `tests/crash_states_operators.rs`, where the idle worker refused a layout it had
+//! written itself and the dataflow hung).
 //!
 //! Invariant: `Writers::live` holds exactly the ids of live [`WriterClaim`]s, and [`PROCESS_CLAIMS`] holds
 //! exactly one entry per live claim of any store of the process.
 
 use super::*;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Weak;
 
@@ -27,8 +30,32 @@ static NEXT_CLAIM: AtomicU64 = AtomicU64::new(0);
 pub(crate) struct Writers {
     /// Streams with a live [`WriterClaim`].
     live: HashSet<String>,
-    /// Streams created by this open of the store (the rest were in the manifest it read).
-    created: HashSet<String>,
+    /// Streams that held data when this open of the store began (fixed by the open), each with what it
+    /// held.
+    held_at_open: HashMap<String, HeldAtOpen>,
+    /// Streams claimed by a writer since this open (live or released since).
+    claimed: HashSet<String>,
+}
+
+/// What a stream held when the store was opened ([`Store::held_data_at_open`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeldAtOpen {
+    /// Sealed data: a sealed upper past 0, or the finished mark (and maybe unsealed updates too).
+    Sealed,
+    /// Unsealed updates only (a durable stream's, recovered from the WAL, spilled runs or logged seals),
+    /// at upper 0.
+    Unsealed,
+}
+
+impl Writers {
+    /// The registry of a store opened with `held_at_open`'s streams holding data.
+    pub(crate) fn new(held_at_open: HashMap<String, HeldAtOpen>) -> Self {
+        Writers {
+            live: HashSet::new(),
+            held_at_open,
+            claimed: HashSet::new(),
+        }
+    }
 }
 
 /// The right to write one stream, from [`Store::claim_writer`]; dropping it releases the stream.
@@ -72,7 +99,13 @@ impl Store {
         if !self.has_stream(id) {
             return Err(Error::UnknownStream { id: id.to_string() });
         }
-        if !self.inner.writers.lock().live.insert(id.to_string()) {
+        let inserted = {
+            let mut writers = self.inner.writers.lock();
+            let inserted = writers.live.insert(id.to_string());
+            writers.claimed.insert(id.to_string());
+            inserted
+        };
+        if !inserted {
             // `drop_stream` claims the stream while it removes it.
             let dropping = self.with_stream(id, |s| s.dropping).unwrap_or(false);
             return Err(Error::bad_input(match dropping {
@@ -117,14 +150,23 @@ impl Store {
             .collect()
     }
 
-    /// Whether stream `id` was created by this open of the store (not read from its manifest).
-    pub fn created_here(&self, id: &str) -> bool {
-        self.inner.writers.lock().created.contains(id)
+    /// What stream `id` held when this store was opened, if anything: sealed data (a sealed upper past
+    /// 0, or marked finished), or only unsealed updates recovered from the WAL, spilled runs or logged
+    /// seals. Fixed by the open: what this process writes afterwards never counts, and a stream created
+    /// since holds `None`.
+    pub fn held_data_at_open(&self, id: &str) -> Option<HeldAtOpen> {
+        self.inner.writers.lock().held_at_open.get(id).copied()
     }
 
-    /// Notes that this open created stream `id`.
-    pub(crate) fn note_created(&self, id: &str) {
-        self.inner.writers.lock().created.insert(id.to_string());
+    /// Whether stream `id` has been claimed by a writer ([`claim_writer`](Self::claim_writer)) since
+    /// this store was opened, whether or not the claim is still live.
+    pub fn claimed_since_open(&self, id: &str) -> bool {
+        self.inner.writers.lock().claimed.contains(id)
+    }
+
+    /// Notes that stream `id` was dropped: what it held at the open is gone.
+    pub(crate) fn forget_held_at_open(&self, id: &str) {
+        self.inner.writers.lock().held_at_open.remove(id);
     }
 }
 

@@ -272,3 +272,34 @@ pub enum Priority {
     Mid = 2,
 }
 ddpersist::serde_codec!(Priority);
+
+/// A flag shared by the workers of one timely run: set by a worker whose dataflow failed to build. The
+/// dataflow then runs on some workers only and never completes, so the others stop waiting for it
+/// (`step_while(|| ... && !failed.is_set())`) and the test fails with the error instead of hanging.
+#[derive(Clone, Default)]
+pub struct BuildFailed(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl BuildFailed {
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records that `worker` failed to build with `error`: sets the flag and drops the worker's
+    /// dataflows (a worker returns only once it has none). Returns `error`.
+    pub fn fail<E>(&self, worker: &mut timely::worker::Worker, error: E) -> E {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        for dataflow in worker.installed_dataflows() {
+            worker.drop_dataflow(dataflow);
+        }
+        error
+    }
+
+    /// After a worker's loops: if a worker's build failed, drops this worker's dataflows too (it stopped
+    /// waiting for them: they never complete) and says so.
+    pub fn check(&self, worker: &mut timely::worker::Worker) -> Result<(), String> {
+        match self.is_set() {
+            true => Err(self.fail(worker, "another worker's build failed".to_string())),
+            false => Ok(()),
+        }
+    }
+}

@@ -120,6 +120,7 @@ where
             handle: handle.clone(),
             _claim: opened.claim,
             replay,
+            unconfirmed: opened.unconfirmed,
         };
         let output = if peers == 1 {
             build(self, Pipeline, state)
@@ -147,6 +148,9 @@ struct State<K, V, T> {
     _claim: WriterClaim,
     /// The persisted state, emitted on the first activation.
     replay: Vec<((K, V), T, i64)>,
+    /// Other workers' streams to confirm as this process's before the first seal
+    /// ([`confirm_layout`](super::resume::confirm_layout)).
+    unconfirmed: Vec<String>,
 }
 
 /// Builds the operator over `input` (partitioned by `pact`): see the module docs.
@@ -176,6 +180,7 @@ where
                     handle,
                     _claim,
                     replay,
+                    mut unconfirmed,
                 } = state;
                 let mut replay = Some(replay);
                 let mut stash: Stash<K, V, T> = BTreeMap::new();
@@ -232,6 +237,12 @@ where
                         None => (applied_upto.max(sealed), true),
                     };
                     if upper > sealed || (finished && held.is_some()) {
+                        if let Err(e) =
+                            super::resume::confirm_layout(&store, &handle.stream, &mut unconfirmed)
+                        {
+                            handle.errors.record(e);
+                            return;
+                        }
                         let options = SealOptions {
                             finished,
                             since: super::resume::compaction_since(&store, &id, peers, upper),
