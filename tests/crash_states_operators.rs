@@ -31,6 +31,7 @@ use ddpersist::wal::{FileLog, WalRecovery};
 use ddpersist::{Codec, Options, PersistManager, Store};
 use differential_dataflow::input::Input as _;
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::operators::{Input, Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
@@ -386,13 +387,19 @@ fn every_crash_state_with_an_idle_worker_restarts_with_nothing_lost_or_doubled()
 
 /// A source that cannot replay, persisted into a durable stream (`ManagerOptions::durable`): each time's
 /// updates in two activations (so a crash can fall inside a time). Returns the operator's output and, with
-/// `calls`, the file-system call counts at which each time was complete.
+/// `calls`, the file-system call counts at which each time was complete. With `stagger`, the other
+/// workers build only once worker 0 has written its first updates, so that crash states fall between a
+/// write and another worker's stream creation (the case `tests/restart_build_order.rs` found; without it
+/// only some interleavings have them).
 fn run_durable(
     store: Store,
     workers: usize,
     times: std::ops::Range<u64>,
+    stagger: bool,
     calls: impl Fn() -> u64 + Send + Sync + 'static,
 ) -> Result<(Vec<Update>, Completed), String> {
+    let wrote = Arc::new(std::sync::atomic::AtomicBool::new(!stagger));
+    let first_stream = store.clone();
     let out: Arc<Mutex<Vec<Update>>> = Arc::default();
     let o = out.clone();
     let options = ddpersist::ManagerOptions {
@@ -404,6 +411,10 @@ fn run_durable(
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let probe = ProbeHandle::new();
         let index = worker.index();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while index != 0 && !wrote.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let token = manager
             .token("durable", index)
             .map_err(|e| failed.fail(worker, e.to_string()))?;
@@ -431,6 +442,13 @@ fn run_durable(
                 }
                 input.flush();
                 worker.step();
+                let own = format!("durable/w0of{workers}");
+                while index == 0 && !wrote.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                    if first_stream.holds_unsealed(&own).unwrap_or(true) {
+                        wrote.store(true, Ordering::SeqCst);
+                    }
+                    worker.step();
+                }
             }
             input.advance_to(t + 1);
             input.flush();
@@ -498,8 +516,8 @@ fn check_durable(state: &SimFs, workers: usize, k: u64, complete: &[(u64, u64)])
         return Err(format!("{u:?} lost: time {acked} was complete"));
     }
     let next = held.keys().map(|u| u.1 + 1).max().unwrap_or(0);
-    let (out, _) =
-        run_durable(store, workers, next..TIMES + 3, || 0).map_err(|e| format!("the restarted run: {e}"))?;
+    let (out, _) = run_durable(store, workers, next..TIMES + 3, false, || 0)
+        .map_err(|e| format!("the restarted run: {e}"))?;
     let mut want = held.clone();
     want.extend((next..TIMES + 3).flat_map(rows).map(|(r, t, d)| ((r, t), d)));
     let got = multiset(&out);
@@ -518,7 +536,7 @@ fn explore_durable(workers: usize) {
     fs.record_crash_points(true);
     let store = open(&fs).unwrap();
     let counter = fs.clone();
-    let (out, complete) = run_durable(store, workers, 0..TIMES, move || counter.calls()).unwrap();
+    let (out, complete) = run_durable(store, workers, 0..TIMES, true, move || counter.calls()).unwrap();
     assert_eq!(
         multiset(&out),
         multiset(&(0..TIMES).flat_map(rows).collect::<Vec<_>>())
