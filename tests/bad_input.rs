@@ -161,13 +161,40 @@ fn files_from_a_newer_format_are_refused() {
     let original = std::fs::read(&manifest).unwrap();
     let mut bytes = original.clone();
     let n = bytes.len() - 8;
-    rewrite_version(&mut bytes, 4, 8, 0..n, n);
+    rewrite_version(&mut bytes, 5, 8, 0..n, n);
     std::fs::write(&manifest, &bytes).unwrap();
     assert!(matches!(
         Store::open(dir.path()),
-        Err(Error::VersionTooNew { found: 4, .. })
+        Err(Error::VersionTooNew { found: 5, .. })
     ));
     std::fs::write(&manifest, &original).unwrap();
+
+    // A manifest edit of a newer format (the store closed with edits after its snapshot).
+    let mut edits: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("MANIFEST-EDIT-")
+        })
+        .collect();
+    edits.sort();
+    let edit = edits.pop().expect("the store left manifest edits");
+    let original_edit = std::fs::read(&edit).unwrap();
+    let mut bytes = original_edit.clone();
+    let n = bytes.len() - 8;
+    rewrite_version(&mut bytes, 2, 8, 0..n, n);
+    std::fs::write(&edit, &bytes).unwrap();
+    match Store::open(dir.path()) {
+        Err(Error::VersionTooNew { file, found: 2, .. }) => {
+            assert!(file.contains("MANIFEST-EDIT-"), "{file}")
+        }
+        other => panic!("expected VersionTooNew, got {:?}", other.err()),
+    }
+    std::fs::write(&edit, &original_edit).unwrap();
 
     let batch = batch_files(dir.path()).pop().unwrap();
     let mut bytes = std::fs::read(&batch).unwrap();

@@ -405,9 +405,11 @@ fn a_batch_file_under_its_final_name_counts_only_once_a_manifest_names_it() {
                 "{at}: a batch temporary {files:?}"
             );
             // The manifest on disk in this state, before the open (which may merge at once) changes it.
-            let bytes = state.read(std::path::Path::new("/store/MANIFEST")).unwrap();
-            let kept: Vec<u64> = ddpersist::version::Manifest::decode(&bytes, "MANIFEST")
+            let blob = ddpersist::blob::DirBlob::on(state.shared(), "/store").unwrap();
+            let kept: Vec<u64> = ddpersist::version::read_manifest(&blob)
                 .unwrap_or_else(|e| panic!("{at}: {e}"))
+                .expect("a manifest")
+                .manifest
                 .file_nos()
                 .collect();
             let store = open(&state, false).unwrap_or_else(|e| panic!("{at}: open failed: {e}"));

@@ -9,7 +9,7 @@
 use ddpersist::batch::{BatchWriter, Description};
 use ddpersist::blob::{Blob, MemBlob};
 use ddpersist::codec::Codec;
-use ddpersist::version::{BatchMeta, Manifest, StreamMeta};
+use ddpersist::version::{BatchMeta, Manifest, ManifestEdit, StreamMeta};
 use ddpersist::wal::record::{RecordEncoder, RecordFormat};
 use ddpersist::wal::{FileLog, Log, WalRecovery};
 use ddpersist_fuzz::*;
@@ -381,6 +381,36 @@ fn manifest() {
         60,
         500 * iters(),
         check_manifest,
+    );
+}
+
+/// Manifest edits: each seed the edit from a random manifest to a changed copy of it.
+fn manifest_edit_seed(rng: &mut Rng) -> Vec<u8> {
+    let old = Manifest::decode(&manifest_seed(rng), "M").unwrap();
+    let mut new = old.clone();
+    new.generation += 1;
+    if !new.streams.is_empty() && rng.chance(2) {
+        new.streams.remove(rng.index(new.streams.len()));
+    }
+    for s in new.streams.iter_mut() {
+        if rng.chance(2) {
+            continue;
+        }
+        s.upper += 1 + rng.below(3);
+        s.spills.clear();
+        s.finished = rng.chance(2);
+    }
+    ManifestEdit::between(&old, &new).encode()
+}
+
+#[test]
+fn manifest_edit() {
+    drive(
+        "manifest_edit",
+        seeds(40 * iters(), manifest_edit_seed),
+        60,
+        500 * iters(),
+        check_manifest_edit,
     );
 }
 

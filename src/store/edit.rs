@@ -6,8 +6,10 @@
 //! 1. clone the current manifest, apply the queued riders' seals to the copy (`store/ride.rs`: seals with
 //!    nothing to write that waited for `edit_lock`), then the edit (an edit may refuse, changing nothing;
 //!    the riders then wait for the next edit);
-//! 2. bump the generation and commit the copy durably (`MANIFEST.tmp`, fsync, rename, fsync the
-//!    directory: the blob's atomic `set`); a failed commit poisons the store, since only a reopen can tell
+//! 2. bump the generation and commit it durably: as an edit object holding the entries of the streams
+//!    the edit changed or added and the ids of those it removed (`version::edit`), or, after many edits,
+//!    as a new snapshot of the whole manifest; either by the blob's atomic `set` (a temporary, fsync,
+//!    rename, fsync the directory); a failed commit poisons the store, since only a reopen can tell
 //!    which manifest the disk holds;
 //! 3. publish: under `state`, install the new manifest and, for every stream whose entry the edit
 //!    changed, a new [`Version`] derived from that entry (its files taken from the previous version and
@@ -25,6 +27,8 @@
 //! blob's `set`) and a bumped generation.
 
 use super::*;
+use crate::version::edit::{edit_name, MAX_EDITS};
+use crate::version::ManifestEdit;
 use parking_lot::MutexGuard;
 
 impl Store {
@@ -58,7 +62,7 @@ impl Store {
         let edited = edit(&mut next)?;
         next.generation = generation + 1;
         let versions = self.derive_versions(&next, written)?;
-        self.commit_manifest(&next, what)?;
+        self.commit_manifest(&next, &versions, what)?;
         let mut state = self.inner.state.lock();
         debug_assert_eq!(state.manifest.generation, generation, "an edit raced another");
         state.manifest = next;
@@ -116,13 +120,81 @@ impl Store {
         Ok(derived)
     }
 
-    /// Replaces the manifest with `manifest` (`what` names the operation, for the error). A failure poisons
-    /// the store: the new manifest may or may not have reached the disk, and only a reopen can tell.
-    fn commit_manifest(&self, manifest: &Manifest, what: &str) -> Result<()> {
-        let committed = self.inner.blob.set(MANIFEST_NAME, &manifest.encode());
+    /// Commits `next`, whose changed or new streams' versions are `changed` (`what` names the operation,
+    /// for the error): as one edit object holding those entries and the removed streams' ids, or, once the
+    /// edits since the snapshot are many or large, as a new snapshot, after which the edits it covers are
+    /// deleted (`version::edit`; a delete that does not reach the disk leaves a stale edit the next open
+    /// removes). A failure poisons the store: the commit may or may not have reached the disk, and only a
+    /// reopen can tell.
+    fn commit_manifest(&self, next: &Manifest, changed: &[(String, Arc<Version>)], what: &str) -> Result<()> {
+        let mut log = self.inner.manifest_log.lock();
+        let committed =
+            if log.edits.len() < MAX_EDITS && log.edit_bytes < log.snapshot_bytes.max(MIN_SNAPSHOT_BYTES) {
+                let removed = {
+                    let live: std::collections::HashSet<&str> =
+                        next.streams.iter().map(|s| s.id.as_str()).collect();
+                    let state = self.live_state()?;
+                    let gone = state
+                        .manifest
+                        .streams
+                        .iter()
+                        .filter(|s| !live.contains(s.id.as_str()));
+                    gone.map(|s| s.id.clone()).collect()
+                };
+                let edit = ManifestEdit {
+                    store_id: next.store_id,
+                    generation: next.generation,
+                    next_file_no: next.next_file_no,
+                    next_stream_no: next.next_stream_no,
+                    removed,
+                    changed: changed.iter().map(|(_, v)| v.meta().clone()).collect(),
+                };
+                let bytes = edit.encode();
+                let set = self.inner.blob.set(&edit_name(next.generation), &bytes);
+                set.map(|()| {
+                    log.edits.push(next.generation);
+                    log.edit_bytes += bytes.len();
+                })
+            } else {
+                let bytes = next.encode();
+                let set = self.inner.blob.set(MANIFEST_NAME, &bytes);
+                set.map(|()| {
+                    for generation in log.edits.drain(..) {
+                        let _ = self.inner.blob.delete(&edit_name(generation));
+                    }
+                    log.edit_bytes = 0;
+                    log.snapshot_bytes = bytes.len();
+                })
+            };
         if let Err(e) = &committed {
             self.poison(format!("manifest commit failed in {what}: {e}"));
         }
         committed
+    }
+}
+
+/// A snapshot is rewritten once the edits since it hold at least this many bytes, or the snapshot's size
+/// if larger (`version::edit`).
+const MIN_SNAPSHOT_BYTES: usize = 64 << 10;
+
+/// The edits committed since the manifest's snapshot (guarded by its own mutex, taken only under
+/// `edit_lock`).
+#[derive(Debug, Default)]
+pub(crate) struct ManifestLog {
+    /// Their generations, in order.
+    pub(crate) edits: Vec<u64>,
+    /// Their total size in bytes.
+    pub(crate) edit_bytes: usize,
+    /// The snapshot's size in bytes.
+    pub(crate) snapshot_bytes: usize,
+}
+
+impl ManifestLog {
+    /// The log of a store whose snapshot is `snapshot_bytes` long, with no edit after it.
+    pub(crate) fn new(snapshot_bytes: usize) -> Self {
+        ManifestLog {
+            snapshot_bytes,
+            ..ManifestLog::default()
+        }
     }
 }

@@ -276,7 +276,9 @@ pub(crate) struct Inner {
     pub(crate) edit_lock: Mutex<()>,
     /// Signalled whenever a stream's batch list changes (seals waiting on back-pressure wait on it).
     pub(crate) batches_changed: parking_lot::Condvar,
-    /// Live writers and streams created by this open (`writers.rs`).
+    /// The manifest's edits since its snapshot (`edit.rs`).
+    pub(crate) manifest_log: Mutex<edit::ManifestLog>,
+    /// Live writers, streams claimed since this open and what streams held at it (`writers.rs`).
     pub(crate) writers: Mutex<writers::Writers>,
     /// Set when the last user handle drops: running merges stop early.
     pub(crate) stopping: std::sync::atomic::AtomicBool,

@@ -3,6 +3,7 @@
 //! completing the seals it logged (`store/logged.rs`).
 
 use super::*;
+use crate::version::edit::edit_name;
 
 /// The lock on a store directory's `LOCK` file (`flock`), held for the store's life and released
 /// explicitly when it drops (after the store's background threads ended: the last reference to the store
@@ -129,8 +130,13 @@ impl Store {
         lock: Option<DirLock>,
     ) -> Result<Store> {
         let mut report = RecoveryReport::default();
-        let manifest = match blob.get(MANIFEST_NAME)? {
-            Some(bytes) => Manifest::decode(&bytes, &format!("{}/{MANIFEST_NAME}", blob.location()))?,
+        // The snapshot and the edits after it (`version::edit`).
+        let (manifest, edit_objects, read_bytes) = match crate::version::read_manifest(&*blob)? {
+            Some(read) => {
+                let mut names: Vec<String> = read.edits.iter().map(|e| edit_name(e.0)).collect();
+                names.extend(read.stale);
+                (read.manifest, names, read.snapshot_bytes)
+            }
             None => {
                 let m = Manifest {
                     store_id: new_store_id(),
@@ -139,14 +145,15 @@ impl Store {
                 };
                 blob.set(MANIFEST_NAME, &m.encode())?;
                 report.created = true;
-                m
+                let len = m.encode().len();
+                (m, Vec::new(), len)
             }
         };
         // Open every batch the manifest names; a missing or bad one fails the open.
         let mut streams = HashMap::new();
         let mut by_no = HashMap::new();
+        let generation = manifest.generation;
         let manifest = drop_volatile_spills(&*blob, manifest, log.is_durable())?;
-        let next_stream_no = manifest.next_stream_no;
         for s in &manifest.streams {
             let version = Version::open(&*blob, s.clone())?;
             by_no.insert(s.stream_no, (s.id.clone(), s.spilled_lsn));
@@ -169,6 +176,23 @@ impl Store {
                 report.orphans_removed.push(name);
             }
         }
+        // After the orphans (a new snapshot's temporary would take an orphan temporary's place), edits
+        // are folded into a new snapshot (unless dropping spills just wrote one), then removed: the
+        // store starts with none, and the removals need no fsync (a stale edit is ignored and removed by
+        // the next open).
+        let snapshot_bytes = if edit_objects.is_empty() && manifest.generation == generation {
+            read_bytes
+        } else {
+            let bytes = manifest.encode();
+            if manifest.generation == generation {
+                blob.set(MANIFEST_NAME, &bytes)?;
+            }
+            for name in &edit_objects {
+                blob.delete(name)?;
+            }
+            bytes.len()
+        };
+        let next_stream_no = manifest.next_stream_no;
         if !report.orphans_removed.is_empty() {
             blob.sync_deletes()?;
         }
@@ -276,6 +300,7 @@ impl Store {
             options,
             state: Mutex::new(state),
             edit_lock: Mutex::new(()),
+            manifest_log: Mutex::new(super::edit::ManifestLog::new(snapshot_bytes)),
             writers: Mutex::new(super::writers::Writers::new(held_at_open)),
             batches_changed: parking_lot::Condvar::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),

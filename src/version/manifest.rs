@@ -1,12 +1,12 @@
 //! The manifest: which streams exist, their frontiers, and which batch files hold their sealed updates.
 //!
-//! It is one blob object, `MANIFEST`, replaced atomically on every change (the blob's commit protocol:
-//! write a temporary, fsync, rename, fsync the directory), so a crash leaves the old or the new manifest,
-//! never a mix. Every batch file it names existed and was durable before the manifest naming it was
-//! committed.
+//! It is one blob object, `MANIFEST` (a snapshot), followed by the edit objects committed since
+//! (`version::edit`); each is written atomically (the blob's commit protocol: write a temporary, fsync,
+//! rename, fsync the directory), so a crash leaves the old or the new manifest, never a mix. Every batch
+//! file it names existed and was durable before the commit naming it.
 //!
-//! Format version 3 (versions 1, without stream flag bit 1, and 2, without the stream's types, are read
-//! too): a header with the generation and the next file and stream numbers, then per stream its id,
+//! Format version 4 (versions 1, without stream flag bit 1, 2, without the stream's types, and 3, the
+//! same bytes, are read too): a header with the generation and the next file and stream numbers, then per stream its id,
 //! upper, since, flags, batches and spilled runs with `spilled_lsn`, and the names of its key and val
 //! encodings, then an xxh3 checksum of everything before it. The byte layout has one home,
 //! FORMAT.md §3.
@@ -23,8 +23,10 @@ use std::collections::HashSet;
 /// The manifest's object name in the blob.
 pub const MANIFEST_NAME: &str = "MANIFEST";
 /// The manifest format version this library writes and the newest it reads.
-/// Version 2 added the stream flag "finished" (bit 1); version 3 the stream's types.
-pub const MANIFEST_VERSION: FormatVersion = FormatVersion(3);
+/// Version 2 added the stream flag "finished" (bit 1); version 3 the stream's types; version 4 (the same
+/// bytes) says that edit objects may follow the manifest (`version::edit`), which a release before it
+/// would ignore.
+pub const MANIFEST_VERSION: FormatVersion = FormatVersion(4);
 const MAGIC: &[u8; 8] = b"DDPMANIF";
 /// Longest stream id, in bytes.
 pub const MAX_ID_BYTES: usize = 1024;
@@ -166,6 +168,100 @@ pub struct BatchMeta {
     pub fingerprint: u32,
 }
 
+impl StreamMeta {
+    /// Appends the stream's entry (FORMAT.md §3), as the manifest and a manifest edit hold it.
+    pub(crate) fn encode(&self, b: &mut Vec<u8>) {
+        b.put_u32(self.stream_no);
+        b.put_u32(self.id.len() as u32);
+        b.extend_from_slice(self.id.as_bytes());
+        b.put_u64(self.upper);
+        b.put_u64(self.since);
+        b.put_u32(self.batches.len() as u32);
+        let flags =
+            if self.durable { 0 } else { FLAG_NOT_DURABLE } | if self.finished { FLAG_FINISHED } else { 0 };
+        b.put_u32(flags);
+        self.batches.iter().for_each(|m| m.encode(b));
+        b.put_u32(self.spills.len() as u32);
+        debug_assert!(self.types.len() <= MAX_TYPES_BYTES);
+        b.put_u32(self.types.len() as u32);
+        b.put_u64(self.spilled_lsn);
+        self.spills.iter().for_each(|m| m.encode(b));
+        b.extend_from_slice(self.types.as_bytes());
+    }
+
+    /// Decodes one stream entry of a manifest (or edit) of format `version`: its batches ordered below its
+    /// upper, its spills at or beyond it, file numbers below `next_file_no` and not in `files` (which
+    /// collects them).
+    pub(crate) fn decode(
+        d: &mut Decoder<'_>,
+        version: u32,
+        next_file_no: u64,
+        files: &mut HashSet<u64>,
+    ) -> Result<StreamMeta> {
+        let known_flags = if version >= 2 {
+            FLAG_NOT_DURABLE | FLAG_FINISHED
+        } else {
+            FLAG_NOT_DURABLE
+        };
+        let at = d.offset();
+        let stream_no = d.u32("stream number")?;
+        let id_len = d.u32("id length")? as usize;
+        let id = std::str::from_utf8(d.bytes(id_len, "id")?)
+            .map_err(|_| d.error_at(at + 8, "stream id is not UTF-8"))?
+            .to_string();
+        let upper = d.u64("upper")?;
+        let since = d.u64("since")?;
+        let batch_count = d.u32("batch count")? as usize;
+        let flags = d.u32("flags")?;
+        if flags & !known_flags != 0 {
+            return Err(d.error_at(d.offset() - 4, format!("unknown stream flags {flags:#x}")));
+        }
+        let what = format!("batch of stream {id:?}");
+        let batches = BatchMeta::decode_list(d, batch_count, (0, upper), false, next_file_no, files, &what)?;
+        let spill_count = d.u32("spill count")? as usize;
+        // Reserved (zero) before version 3.
+        let types_at = d.offset();
+        let types_len = d.u32("types length")? as usize;
+        let spilled_lsn = d.u64("spilled LSN")?;
+        let what = format!("spilled run of stream {id:?}");
+        let spills = BatchMeta::decode_list(
+            d,
+            spill_count,
+            (upper, crate::FRONTIER_CLOSED),
+            true,
+            next_file_no,
+            files,
+            &what,
+        )?;
+        let types = if version >= 3 {
+            if types_len > MAX_TYPES_BYTES {
+                return Err(d.error_at(
+                    types_at,
+                    format!("types of stream {id:?}: {types_len} bytes is over the limit"),
+                ));
+            }
+            let at = d.offset();
+            std::str::from_utf8(d.bytes(types_len, "types")?)
+                .map_err(|_| d.error_at(at, format!("types of stream {id:?} are not UTF-8")))?
+                .to_string()
+        } else {
+            String::new()
+        };
+        Ok(StreamMeta {
+            stream_no,
+            id,
+            upper,
+            since,
+            durable: flags & FLAG_NOT_DURABLE == 0,
+            finished: flags & FLAG_FINISHED != 0,
+            batches,
+            spills,
+            spilled_lsn,
+            types,
+        })
+    }
+}
+
 impl Manifest {
     /// The stream with id `id`.
     pub fn stream(&self, id: &str) -> Option<&StreamMeta> {
@@ -187,39 +283,18 @@ impl Manifest {
             .flat_map(|s| s.batches.iter().chain(&s.spills).map(|b| b.file_no))
     }
 
-    /// The manifest as bytes: version 3, or version 2 while no stream records types (the same bytes but
-    /// the version: a release before version 3 can still open the store).
+    /// The manifest as bytes, version 4: the snapshot the manifest's edits follow (`version::edit`).
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::new();
         b.extend_from_slice(MAGIC);
-        let version = if self.streams.iter().all(|s| s.types.is_empty()) {
-            2
-        } else {
-            MANIFEST_VERSION.0
-        };
-        b.put_u32(version);
+        b.put_u32(MANIFEST_VERSION.0);
         b.put_u32(self.store_id);
         b.put_u64(self.generation);
         b.put_u64(self.next_file_no);
         b.put_u32(self.next_stream_no);
         b.put_u32(self.streams.len() as u32);
         for s in &self.streams {
-            b.put_u32(s.stream_no);
-            b.put_u32(s.id.len() as u32);
-            b.extend_from_slice(s.id.as_bytes());
-            b.put_u64(s.upper);
-            b.put_u64(s.since);
-            b.put_u32(s.batches.len() as u32);
-            let flags =
-                if s.durable { 0 } else { FLAG_NOT_DURABLE } | if s.finished { FLAG_FINISHED } else { 0 };
-            b.put_u32(flags);
-            s.batches.iter().for_each(|m| m.encode(&mut b));
-            b.put_u32(s.spills.len() as u32);
-            debug_assert!(s.types.len() <= MAX_TYPES_BYTES);
-            b.put_u32(s.types.len() as u32);
-            b.put_u64(s.spilled_lsn);
-            s.spills.iter().for_each(|m| m.encode(&mut b));
-            b.extend_from_slice(s.types.as_bytes());
+            s.encode(&mut b);
         }
         let sum = checksum(&b);
         b.put_u64(sum);
@@ -251,11 +326,6 @@ impl Manifest {
         let mut d = Decoder::new(&bytes[8..], 8, file);
         let version = d.u32("version")?;
         FormatVersion::check(version, MANIFEST_VERSION, file, 8)?;
-        let known_flags = if version >= 2 {
-            FLAG_NOT_DURABLE | FLAG_FINISHED
-        } else {
-            FLAG_NOT_DURABLE
-        };
         let mut d = Decoder::new(&bytes[12..body_len], 12, file);
         // Reserved (written 0) before the store id was recorded: 0 reads as none.
         let store_id = d.u32("store id")?;
@@ -267,81 +337,18 @@ impl Manifest {
         let (mut ids, mut nos, mut files) = (HashSet::new(), HashSet::new(), HashSet::new());
         for _ in 0..stream_count {
             let at = d.offset();
-            let stream_no = d.u32("stream number")?;
-            let id_len = d.u32("id length")? as usize;
-            let id = std::str::from_utf8(d.bytes(id_len, "id")?)
-                .map_err(|_| Error::corrupt(file, at + 8, "stream id is not UTF-8"))?
-                .to_string();
-            let upper = d.u64("upper")?;
-            let since = d.u64("since")?;
-            let batch_count = d.u32("batch count")? as usize;
-            let flags = d.u32("flags")?;
-            if flags & !known_flags != 0 {
-                return Err(Error::corrupt(
-                    file,
-                    d.offset() - 4,
-                    format!("unknown stream flags {flags:#x}"),
-                ));
-            }
-            if stream_no >= next_stream_no || !nos.insert(stream_no) || !ids.insert(id.clone()) {
+            let stream = StreamMeta::decode(&mut d, version, next_file_no, &mut files)?;
+            if stream.stream_no >= next_stream_no
+                || !nos.insert(stream.stream_no)
+                || !ids.insert(stream.id.clone())
+            {
                 return Err(Error::corrupt(
                     file,
                     at,
-                    format!("stream {id:?} number or id repeated or out of range"),
+                    format!("stream {:?} number or id repeated or out of range", stream.id),
                 ));
             }
-            let what = format!("batch of stream {id:?}");
-            let batches = BatchMeta::decode_list(
-                &mut d,
-                batch_count,
-                (0, upper),
-                false,
-                next_file_no,
-                &mut files,
-                &what,
-            )?;
-            let spill_count = d.u32("spill count")? as usize;
-            // Reserved (zero) before version 3.
-            let types_at = d.offset();
-            let types_len = d.u32("types length")? as usize;
-            let spilled_lsn = d.u64("spilled LSN")?;
-            let what = format!("spilled run of stream {id:?}");
-            let spills = BatchMeta::decode_list(
-                &mut d,
-                spill_count,
-                (upper, crate::FRONTIER_CLOSED),
-                true,
-                next_file_no,
-                &mut files,
-                &what,
-            )?;
-            let types = if version >= 3 {
-                if types_len > MAX_TYPES_BYTES {
-                    return Err(Error::corrupt(
-                        file,
-                        types_at,
-                        format!("types of stream {id:?}: {types_len} bytes is over the limit"),
-                    ));
-                }
-                let at = d.offset();
-                std::str::from_utf8(d.bytes(types_len, "types")?)
-                    .map_err(|_| Error::corrupt(file, at, format!("types of stream {id:?} are not UTF-8")))?
-                    .to_string()
-            } else {
-                String::new()
-            };
-            streams.push(StreamMeta {
-                stream_no,
-                id,
-                upper,
-                since,
-                durable: flags & FLAG_NOT_DURABLE == 0,
-                finished: flags & FLAG_FINISHED != 0,
-                batches,
-                spills,
-                spilled_lsn,
-                types,
-            });
+            streams.push(stream);
         }
         d.finish("manifest")?;
         Ok(Manifest {
@@ -446,14 +453,14 @@ mod tests {
     #[test]
     fn newer_version_is_refused() {
         let mut bytes = sample().encode();
-        assert_eq!(bytes[8], 3, "a manifest recording types is version 3");
-        bytes[8] = 4;
+        assert_eq!(bytes[8], 4, "a manifest is written as version 4");
+        bytes[8] = 5;
         let n = bytes.len() - 8;
         let sum = checksum(&bytes[..n]);
         bytes[n..].copy_from_slice(&sum.to_le_bytes());
         assert!(matches!(
             Manifest::decode(&bytes, "M"),
-            Err(Error::VersionTooNew { found: 4, .. })
+            Err(Error::VersionTooNew { found: 5, .. })
         ));
     }
 
@@ -469,14 +476,14 @@ mod tests {
         bytes
     }
 
-    /// Versions 1 and 2 are read with no types; a nonzero reserved field there is not a length. A
-    /// manifest that records no types is written as version 2.
+    /// Versions 1 and 2 are read with no types; a nonzero reserved field there is not a length. Version
+    /// 3 is version 4's bytes.
     #[test]
     fn versions_before_3_are_read_without_types() {
         let mut m = sample();
         m.streams[1].types.clear();
-        assert_eq!(m.encode()[8], 2, "no types recorded: written as version 2");
         assert_eq!(Manifest::decode(&as_version(&m, 2), "M").unwrap(), m);
+        assert_eq!(Manifest::decode(&as_version(&m, 3), "M").unwrap(), m);
         let mut bytes = as_version(&m, 2);
         // The second stream's reserved field: after its header (4 + 4 + 3 + 8 + 8 + 4 + 4 bytes), two
         // batches of 56 and its spill count.

@@ -18,8 +18,10 @@ use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub mod edit;
 mod manifest;
 
+pub use edit::{read_manifest, ManifestEdit, ReadManifest};
 pub use manifest::{
     BatchMeta, Manifest, StreamMeta, MANIFEST_NAME, MANIFEST_VERSION, MAX_ID_BYTES, MAX_TYPES_BYTES,
 };

@@ -24,15 +24,44 @@ pub struct StoreDir {
     pub manifest: Manifest,
 }
 
+/// The names of the manifest's edit objects in `blob`, sorted.
+fn edit_objects(blob: &DirBlob) -> Result<Vec<String>> {
+    let mut names: Vec<String> = blob
+        .list()?
+        .into_iter()
+        .filter(|n| ddpersist::version::edit::parse_edit_name(n).is_some())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 impl StoreDir {
-    /// Reads and decodes `dir/MANIFEST`.
+    /// Reads and decodes `dir/MANIFEST` and the edits after it (`ddpersist::version::read_manifest`).
     pub fn open(dir: &Path) -> Result<Self> {
         let blob = existing_dir_blob(dir)?;
         let path = format!("{}/{MANIFEST_NAME}", blob.location());
         let missing = || not_found(&path, "no such file: not a ddpersist store");
-        let bytes = blob.get(MANIFEST_NAME)?.ok_or_else(missing)?;
-        let manifest = Manifest::decode(&bytes, &path)?;
-        Ok(StoreDir { blob, manifest })
+        // A live store may commit an edit, or rewrite its snapshot and remove the edits it covers, while
+        // they are read: a failure while the edit objects changed starts over (up to 20 times).
+        let mut tries = 0;
+        loop {
+            let before = edit_objects(&blob)?;
+            match ddpersist::version::read_manifest(&blob) {
+                Ok(read) => {
+                    return Ok(StoreDir {
+                        manifest: read.ok_or_else(missing)?.manifest,
+                        blob,
+                    })
+                }
+                Err(e) => {
+                    tries += 1;
+                    if tries == 20 || edit_objects(&blob)? == before {
+                        return Err(e);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(tries));
+                }
+            }
+        }
     }
 
     /// The path of the batch file `meta` names, as errors name it.

@@ -121,7 +121,8 @@ impl Blob for ReadOnlyBlob {
     }
 
     fn create(&self, name: &str) -> Result<Box<dyn BlobWriter>> {
-        if name == MANIFEST_NAME {
+        // The manifest's snapshot and edits: what the store's open and edits commit, kept in memory.
+        if name == MANIFEST_NAME || ddpersist::version::edit::parse_edit_name(name).is_some() {
             self.hidden.lock().remove(name);
             return self.overlay.create(name);
         }
