@@ -346,10 +346,22 @@ fn foreign_layout(store: &Store, id: &str, index: usize, foreign: &[String]) -> 
 
 /// The dataflow-wide resume point of the persisted operators whose local states are `states` (e.g.
 /// [`PersistHandle::resume_state`](super::PersistHandle::resume_state) of each), agreed by every worker of
-/// every process: builds and runs a small dataflow that broadcasts each worker's state, so every worker
-/// must call it, in the same order relative to its other dataflows. Returns the same value on every
-/// worker. With one process it equals each handle's [`resume_at`](super::PersistHandle::resume_at).
+/// every process: [`agree_resume_state`]'s [`ResumeState::resume_at`]. Every worker must call it, in the
+/// same order relative to its other dataflows. Returns the same value on every worker. With one process,
+/// and every worker's operators built before any stepped them, it equals each handle's
+/// [`resume_at`](super::PersistHandle::resume_at).
 pub fn resume_at(worker: &mut Worker, states: &[ResumeState]) -> u64 {
+    agree_resume_state(worker, states).resume_at()
+}
+
+/// The union of the local states `states` of every worker of every process ([`ResumeState::merge`]):
+/// builds and runs a small dataflow that broadcasts each worker's state, so every worker must call it, in
+/// the same order relative to its other dataflows. Returns the same state on every worker: feed a
+/// replayable input from its [`resume_at`](ResumeState::resume_at), and an input that cannot replay
+/// (durable streams) with new updates at or beyond its `greatest_upper` (a worker's own handle sees only
+/// its process's streams, and, in a dataflow rebuilt in a running process, the streams as they were when
+/// that worker built: another worker's old dataflow may have sealed further meanwhile).
+pub fn agree_resume_state(worker: &mut Worker, states: &[ResumeState]) -> ResumeState {
     let local = states
         .iter()
         .copied()
@@ -373,7 +385,7 @@ pub fn resume_at(worker: &mut Worker, states: &[ResumeState]) -> u64 {
     drop(input);
     worker.step_while(|| !probe.done());
     let agreed = *agreed.borrow();
-    agreed.unwrap_or(local).resume_at()
+    agreed.unwrap_or(local)
 }
 
 /// The accessors every persisting operator's handle shares ([`PersistHandle`](super::PersistHandle),

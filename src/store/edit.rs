@@ -21,10 +21,11 @@
 //!
 //! Invariants: the manifest in `state` is always the last one committed, and only `apply_edit` replaces it
 //! (the initial one is read or created at open); every stream's version is derived from that manifest's
-//! entry, so open files and manifest cannot disagree. One commit happens outside it, at open, before any
-//! `Store` or `Version` exists: recovery drops the spilled runs of streams that lose their unsealed
-//! updates at a restart (`store/open.rs`, `drop_volatile_spills`), with the same atomic replace (the
-//! blob's `set`) and a bumped generation.
+//! entry, so open files and manifest cannot disagree. Two commits happen outside it, at open, before any
+//! `Store` exists: recovery drops the spilled runs of streams that lose their unsealed updates at a
+//! restart (`store/open.rs`, `drop_volatile_spills`), with the same atomic replace (the blob's `set`) and a
+//! bumped generation; and it folds the manifest's edits (or an older version's snapshot) into a new
+//! snapshot, which writes only what it read.
 
 use super::*;
 use crate::version::edit::{edit_name, MAX_EDITS};

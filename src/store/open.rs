@@ -131,11 +131,13 @@ impl Store {
     ) -> Result<Store> {
         let mut report = RecoveryReport::default();
         // The snapshot and the edits after it (`version::edit`).
-        let (manifest, edit_objects, read_bytes) = match crate::version::read_manifest(&*blob)? {
+        let (manifest, edit_objects, read_bytes, old_snapshot) = match crate::version::read_manifest(&*blob)?
+        {
             Some(read) => {
                 let mut names: Vec<String> = read.edits.iter().map(|e| edit_name(e.0)).collect();
                 names.extend(read.stale);
-                (read.manifest, names, read.snapshot_bytes)
+                let old = read.snapshot_version < crate::version::MANIFEST_VERSION.0;
+                (read.manifest, names, read.snapshot_bytes, old)
             }
             None => {
                 let m = Manifest {
@@ -146,7 +148,7 @@ impl Store {
                 blob.set(MANIFEST_NAME, &m.encode())?;
                 report.created = true;
                 let len = m.encode().len();
-                (m, Vec::new(), len)
+                (m, Vec::new(), len, false)
             }
         };
         // Open every batch the manifest names; a missing or bad one fails the open.
@@ -180,7 +182,10 @@ impl Store {
         // are folded into a new snapshot (unless dropping spills just wrote one), then removed: the
         // store starts with none, and the removals need no fsync (a stale edit is ignored and removed by
         // the next open).
-        let snapshot_bytes = if edit_objects.is_empty() && manifest.generation == generation {
+        // A snapshot of an older version is rewritten as well, before any edit follows it: a release
+        // before version 4 would read it and ignore the edits (found by a review).
+        let snapshot_bytes = if edit_objects.is_empty() && manifest.generation == generation && !old_snapshot
+        {
             read_bytes
         } else {
             let bytes = manifest.encode();
@@ -275,7 +280,9 @@ impl Store {
                             || !s.version.spills().is_empty()
                             || !s.logged.is_empty()
                     });
-                let held = match (m.upper > 0 || m.finished, unsealed) {
+                // A seal logged in the WAL but not yet in the manifest is a seal (completed below).
+                let logged = streams.get(&m.id).is_some_and(|s| !s.logged.is_empty());
+                let held = match (m.upper > 0 || m.finished || logged, unsealed) {
                     (true, _) => super::writers::HeldAtOpen::Sealed,
                     (false, true) => super::writers::HeldAtOpen::Unsealed,
                     (false, false) => return None,
@@ -327,8 +334,9 @@ impl Store {
 /// A stream that is not durable (or any stream, over a WAL that is not) loses its unsealed updates at a
 /// restart — including those its memtable
 /// spilled to runs: a dataflow recomputing that state would otherwise write them twice. Commits a
-/// manifest without those runs (their files are then orphans, removed below) if there were any: the one
-/// manifest commit outside `Store::apply_edit` (there is no `Store` yet; see `store/edit.rs`).
+/// manifest without those runs (their files are then orphans, removed below) if there were any: one of the
+/// two manifest commits outside `Store::apply_edit` (there is no `Store` yet; see `store/edit.rs`; the
+/// other folds the manifest's edits into a snapshot, below it in `open_parts`).
 fn drop_volatile_spills(blob: &dyn Blob, mut manifest: Manifest, durable_log: bool) -> Result<Manifest> {
     // With a WAL that keeps nothing (MemLog), every stream loses its unsealed updates.
     let lost = |s: &StreamMeta| !s.durable || !durable_log;

@@ -40,7 +40,8 @@ pub fn edit_name(generation: u64) -> String {
 /// The generation an object name holds, if it names an edit.
 pub fn parse_edit_name(name: &str) -> Option<u64> {
     let hex = name.strip_prefix(EDIT_PREFIX)?;
-    (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok())?
+    let canonical = hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    canonical.then(|| u64::from_str_radix(hex, 16).ok())?
 }
 
 /// What one commit changed: see the module docs.
@@ -218,6 +219,9 @@ pub struct ReadManifest {
     pub snapshot_generation: u64,
     /// The snapshot's size in bytes.
     pub snapshot_bytes: usize,
+    /// The snapshot's format version (below [`MANIFEST_VERSION`]: written by an older release, which
+    /// would not read edits after it; a writable open rewrites it before any edit).
+    pub snapshot_version: u32,
     /// The edits applied: generation and size in bytes, in order.
     pub edits: Vec<(u64, usize)>,
     /// Names of edit objects at or below the snapshot's generation (left over from a snapshot rewrite).
@@ -271,6 +275,7 @@ pub fn read_manifest(blob: &dyn Blob) -> Result<Option<ReadManifest>> {
         manifest,
         snapshot_generation,
         snapshot_bytes: bytes.len(),
+        snapshot_version: crate::encoding::le_u32(&bytes, 8),
         edits,
         stale: stale.into_iter().map(edit_name).collect(),
     }))

@@ -146,4 +146,7 @@ fn edit_names_round_trip() {
     assert_eq!(parse_edit_name("MANIFEST"), None);
     assert_eq!(parse_edit_name("MANIFEST-EDIT-12"), None);
     assert_eq!(parse_edit_name("MANIFEST-EDIT-zzzzzzzzzzzzzzzz"), None);
+    // Only the names `edit_name` writes: lowercase, no sign.
+    assert_eq!(parse_edit_name("MANIFEST-EDIT-000000000000000A"), None);
+    assert_eq!(parse_edit_name("MANIFEST-EDIT-+00000000000000a"), None);
 }
