@@ -132,29 +132,7 @@ fn model(id: &str) -> Vec<OwnedUpdate> {
 
 /// Copies fixture `name` into a fresh directory (an open takes its lock and may tidy it).
 fn open_copy(name: &str, tmp: &tempfile::TempDir) -> Store {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    let dst = tmp.path().join(name);
-    for entry in walk(&src) {
-        let to = dst.join(entry.strip_prefix(&src).unwrap());
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(&entry, &to).unwrap();
-    }
-    Store::open_with(&dst, options()).unwrap()
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
+    Store::open_with(common::copy_fixture(name, tmp), options()).unwrap()
 }
 
 /// Every read path returns the fixture's updates from `store`: the accumulation as of every time from

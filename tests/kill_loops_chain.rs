@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::Rng;
+use common::{accumulate_rows, Rng};
 use ddpersist::operators::{key_hash, worker_stream_id, ArrangePersisted, Persist};
 use ddpersist::{Codec, PersistManager, Store};
 use differential_dataflow::input::Input as _;
@@ -69,15 +69,6 @@ fn history(peers: usize, end: u64) -> Vec<Update> {
     (0..end)
         .flat_map(|t| source(peers, t).into_iter().map(move |(r, d)| (r, t, d)))
         .collect()
-}
-
-fn accumulate(updates: &[Update]) -> BTreeMap<Row, i64> {
-    let mut acc = BTreeMap::new();
-    for (row, _, d) in updates {
-        *acc.entry(row.clone()).or_insert(0) += d;
-    }
-    acc.retain(|_, d| *d != 0);
-    acc
 }
 
 /// `(key, val, time) -> diff`, times advanced to `since`, zero sums dropped.
@@ -301,8 +292,8 @@ fn kill_loop(peers: usize, cycles: u64, seed: u64) {
         "{what}"
     );
     assert_eq!(
-        accumulate(&out),
-        accumulate(&history(peers, end)),
+        accumulate_rows(&out),
+        accumulate_rows(&history(peers, end)),
         "{what}: arrangement output"
     );
 }

@@ -3,36 +3,11 @@
 //! an older release would read alone (it would see an older state and remove the batch files only the
 //! edits name). Fixed: a writable open rewrites an older snapshot as version 4 first.
 
+mod common;
+
 use ddpersist::version::edit::parse_edit_name;
 use ddpersist::version::{read_manifest, Manifest};
 use ddpersist::{Options, Store, StreamOptions};
-use std::path::{Path, PathBuf};
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-fn copy_fixture(name: &str, tmp: &tempfile::TempDir) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    let dst = tmp.path().join(name);
-    for entry in walk(&src) {
-        let to = dst.join(entry.strip_prefix(&src).unwrap());
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(&entry, &to).unwrap();
-    }
-    dst
-}
 
 /// FORMAT.md §3: "always written as 4, so a release that would ignore the edits refuses the store".
 /// A store written by the previous release (snapshot version 2/3) and opened by this one with no edits
@@ -42,7 +17,7 @@ fn copy_fixture(name: &str, tmp: &tempfile::TempDir) -> PathBuf {
 #[test]
 fn edits_never_follow_a_snapshot_an_older_release_reads() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = copy_fixture("batch_v2", &tmp);
+    let dir = common::copy_fixture("batch_v2", &tmp);
     let store = Store::open_with(
         &dir,
         Options {

@@ -13,11 +13,10 @@
 
 mod common;
 
-use common::BuildFailed;
+use common::{accumulate_rows, BuildFailed};
 use ddpersist::operators::{worker_stream_id, ArrangePersisted, Persist};
 use ddpersist::{Codec, ManagerOptions, PersistManager, Store, StreamOptions};
 use differential_dataflow::input::Input as _;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,15 +31,6 @@ fn rows() -> Vec<Update> {
     (0..3)
         .flat_map(|t| (0..16).map(move |i| ((format!("k{i}"), t), t, 1)))
         .collect()
-}
-
-fn accumulate(updates: &[Update]) -> BTreeMap<Row, i64> {
-    let mut acc = BTreeMap::new();
-    for (row, _, d) in updates {
-        *acc.entry(row.clone()).or_insert(0) += d;
-    }
-    acc.retain(|_, d| *d != 0);
-    acc
 }
 
 /// Which operator a run builds.
@@ -169,7 +159,7 @@ fn a_worker_building_after_another_wrote_its_stream_is_not_refused() {
         crashed_first_run(dir.path(), durable, false);
         let (errors, out) = run(dir.path(), operator, 0);
         assert_eq!(errors, vec![None, None], "{operator:?}");
-        assert_eq!(accumulate(&out), accumulate(&rows()), "{operator:?}");
+        assert_eq!(accumulate_rows(&out), accumulate_rows(&rows()), "{operator:?}");
     }
 }
 
@@ -187,6 +177,10 @@ fn a_crashed_run_whose_worker_wrote_before_another_built_restarts() {
         assert_eq!(errors, vec![None, None], "worker {early} first");
         let mut want = rows();
         want.push(recovered_update());
-        assert_eq!(accumulate(&out), accumulate(&want), "worker {early} first");
+        assert_eq!(
+            accumulate_rows(&out),
+            accumulate_rows(&want),
+            "worker {early} first"
+        );
     }
 }

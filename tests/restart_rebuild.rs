@@ -10,6 +10,10 @@
 //! (Fixed: a persisted operator taking over a stream that is not durable discards what an earlier one
 //! left unsealed, `Store::discard_volatile_unsealed`.)
 
+mod common;
+
+use common::accumulate_rows;
+
 use ddpersist::operators::{ArrangePersisted, Persist};
 use ddpersist::{Codec, PersistManager, Store};
 use differential_dataflow::input::Input as _;
@@ -23,15 +27,6 @@ type Update = (Row, u64, i64);
 
 fn rows_at(t: u64) -> Vec<Row> {
     (0..3).map(|i| (format!("k{i}"), t * 10 + i)).collect()
-}
-
-fn accumulate(updates: &[Update]) -> BTreeMap<Row, i64> {
-    let mut acc = BTreeMap::new();
-    for (row, _, d) in updates {
-        *acc.entry(row.clone()).or_insert(0) += d;
-    }
-    acc.retain(|_, d| *d != 0);
-    acc
 }
 
 fn expected(end: u64) -> BTreeMap<Row, i64> {
@@ -102,7 +97,7 @@ fn arrangement_dropped_mid_time_and_rebuilt_holds_each_row_once() {
         }
     });
     let (output, resumes) = out.lock().unwrap().clone();
-    let got = accumulate(&output);
+    let got = accumulate_rows(&output);
     let doubled: Vec<_> = got.iter().filter(|(_, d)| **d != 1).collect();
     assert_eq!(
         got,
@@ -185,7 +180,7 @@ fn persist_dropped_mid_time_and_rebuilt_passes_each_row_once() {
         }
     });
     let (output, resumes) = out.lock().unwrap().clone();
-    let got = accumulate(&output);
+    let got = accumulate_rows(&output);
     let doubled: Vec<_> = got.iter().filter(|(_, d)| **d != 1).collect();
     assert_eq!(
         got,

@@ -5,10 +5,13 @@
 //! durable input fed from worker 0's own `greatest_upper` lost 15 of 24 new rows. README ("Restarting"):
 //! agree with `operators::agree_resume_state`, as here; the output must hold every update once.
 
+mod common;
+
+use common::accumulate_rows;
+
 use ddpersist::operators::{worker_stream_id, ArrangePersisted, Persist, PersistOptions};
 use ddpersist::{Codec, ManagerOptions, PersistManager, Store};
 use differential_dataflow::input::Input as _;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,15 +25,6 @@ fn rows_at(t: u64, tag: u64) -> Vec<Row> {
     (0..8)
         .map(|i| (format!("k{i}"), tag * 1000 + t * 10 + i))
         .collect()
-}
-
-fn accumulate(updates: &[Update]) -> BTreeMap<Row, i64> {
-    let mut acc = BTreeMap::new();
-    for (row, _, d) in updates {
-        *acc.entry(row.clone()).or_insert(0) += d;
-    }
-    acc.retain(|_, d| *d != 0);
-    acc
 }
 
 fn wait_flag(flag: &AtomicBool, secs: u64) -> bool {
@@ -238,8 +232,8 @@ fn check(op: Op) {
     if durable {
         want.extend(report.second.iter().cloned());
     }
-    let got = accumulate(&report.out);
-    let want = accumulate(&want);
+    let got = accumulate_rows(&report.out);
+    let want = accumulate_rows(&want);
     let missing: Vec<_> = want.iter().filter(|(k, v)| got.get(*k) != Some(*v)).collect();
     let extra: Vec<_> = got.iter().filter(|(k, v)| want.get(*k) != Some(*v)).collect();
     assert!(

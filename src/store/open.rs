@@ -145,10 +145,10 @@ impl Store {
                     generation: 1,
                     ..Manifest::default()
                 };
-                blob.set(MANIFEST_NAME, &m.encode())?;
+                let bytes = m.encode();
+                blob.set(MANIFEST_NAME, &bytes)?;
                 report.created = true;
-                let len = m.encode().len();
-                (m, Vec::new(), len, false)
+                (m, Vec::new(), bytes.len(), false)
             }
         };
         // Open every batch the manifest names; a missing or bad one fails the open.
@@ -274,14 +274,10 @@ impl Store {
             .streams
             .iter()
             .filter_map(|m| {
-                let unsealed = !m.spills.is_empty()
-                    || streams.get(&m.id).is_some_and(|s| {
-                        s.memtable.update_count() > 0
-                            || !s.version.spills().is_empty()
-                            || !s.logged.is_empty()
-                    });
+                let stream = streams.get(&m.id);
                 // A seal logged in the WAL but not yet in the manifest is a seal (completed below).
-                let logged = streams.get(&m.id).is_some_and(|s| !s.logged.is_empty());
+                let logged = stream.is_some_and(|s| !s.logged.is_empty());
+                let unsealed = !m.spills.is_empty() || stream.is_some_and(|s| s.memtable.update_count() > 0);
                 let held = match (m.upper > 0 || m.finished || logged, unsealed) {
                     (true, _) => super::writers::HeldAtOpen::Sealed,
                     (false, true) => super::writers::HeldAtOpen::Unsealed,

@@ -303,3 +303,42 @@ impl BuildFailed {
         }
     }
 }
+
+/// The collection `updates` (`(row, time, diff)`, DD's update triples) accumulate to over all times: each
+/// row's summed diff, zero sums dropped.
+pub fn accumulate_rows<R: Ord + Clone, T>(updates: &[(R, T, i64)]) -> BTreeMap<R, i64> {
+    let mut acc = BTreeMap::new();
+    for (row, _, d) in updates {
+        *acc.entry(row.clone()).or_insert(0) += d;
+    }
+    acc.retain(|_, d| *d != 0);
+    acc
+}
+
+/// Copies the fixture directory `tests/fixtures/{name}` into `tmp` and returns the copy's path.
+pub fn copy_fixture(name: &str, tmp: &tempfile::TempDir) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let dst = tmp.path().join(name);
+    for entry in files_under(&src) {
+        let to = dst.join(entry.strip_prefix(&src).unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &to).unwrap();
+    }
+    dst
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
