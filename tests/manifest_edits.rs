@@ -87,29 +87,30 @@ fn commits_write_edits_the_snapshot_is_rewritten_and_an_open_folds_them() {
     assert_disk_agrees(dir.path(), &store);
 }
 
-/// Figures for BENCHMARKS.md ("Manifest commits"): stream creation and seal cost with many streams, and
-/// the bytes one seal's commit writes. Run: `cargo test --release --test manifest_edits -- --ignored
-/// --nocapture`.
+/// Figures for BENCHMARKS.md ("Manifest commits"): stream creation and seal cost with many streams, on
+/// disk (with the commits' fsyncs) and in memory (`MemBlob` and `MemLog`: what a commit costs beside its
+/// I/O, which is what grows with the number of streams), and the bytes one seal's commit writes. Run:
+/// `cargo test --release --test manifest_edits -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn manifest_commit_cost() {
-    for streams in [200usize, 2_000] {
+    for streams in [200usize, 2_000, 20_000] {
+        let in_memory = || {
+            let blob = std::sync::Arc::new(ddpersist::blob::MemBlob::new());
+            let log = std::sync::Arc::new(ddpersist::wal::MemLog::new());
+            Store::open_on(blob, log, options()).unwrap()
+        };
+        let (create, seal) = commit_cost(&in_memory(), streams);
+        println!(
+            "{streams} streams, in memory: create {:.1} µs/stream; seal {:.1} µs",
+            create * 1e6,
+            seal * 1e6
+        );
+        if streams > 2_000 {
+            continue;
+        }
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_with(dir.path(), options()).unwrap();
-        let start = Instant::now();
-        for s in 0..streams {
-            store
-                .create_stream(&format!("stream-{s:05}"), StreamOptions { durable: true })
-                .unwrap();
-        }
-        let create = start.elapsed();
-        let seals = 200u64;
-        let start = Instant::now();
-        for t in 0..seals {
-            store.write("stream-00000", &[(t, t, t, 1i64)]).unwrap();
-            store.seal("stream-00000", t + 1).unwrap();
-        }
-        let seal = start.elapsed();
+        let (create, seal) = commit_cost(&Store::open_with(dir.path(), options()).unwrap(), streams);
         let snapshot = std::fs::metadata(dir.path().join("MANIFEST")).unwrap().len();
         let edit_bytes: Vec<u64> = edits(dir.path())
             .iter()
@@ -117,11 +118,29 @@ fn manifest_commit_cost() {
             .collect();
         let edit = edit_bytes.iter().max().copied().unwrap_or(0);
         println!(
-            "{streams} streams: create {:.2} ms/stream ({:.1} s in all); seal {:.2} ms; snapshot {snapshot} B, \
+            "{streams} streams, on disk: create {:.2} ms/stream; seal {:.2} ms; snapshot {snapshot} B, \
              largest edit {edit} B",
-            create.as_secs_f64() * 1e3 / streams as f64,
-            create.as_secs_f64(),
-            seal.as_secs_f64() * 1e3 / seals as f64,
+            create * 1e3,
+            seal * 1e3,
         );
     }
+}
+
+/// Creates `streams` durable streams in `store`, then writes and seals one of them 200 times: seconds
+/// per create and per seal.
+fn commit_cost(store: &Store, streams: usize) -> (f64, f64) {
+    let start = Instant::now();
+    for s in 0..streams {
+        store
+            .create_stream(&format!("stream-{s:05}"), StreamOptions { durable: true })
+            .unwrap();
+    }
+    let create = start.elapsed().as_secs_f64() / streams as f64;
+    let seals = 200u64;
+    let start = Instant::now();
+    for t in 0..seals {
+        store.write("stream-00000", &[(t, t, t, 1i64)]).unwrap();
+        store.seal("stream-00000", t + 1).unwrap();
+    }
+    (create, start.elapsed().as_secs_f64() / seals as f64)
 }

@@ -168,7 +168,7 @@ fn manifest_seed(rng: &mut Rng) -> Vec<u8> {
         generation: rng.below(100),
         next_file_no: 0,
         next_stream_no: 0,
-        streams: Vec::new(),
+        streams: Default::default(),
     };
     let meta = |m: &mut Manifest, rng: &mut Rng, lower: u64, upper: u64| {
         let b = BatchMeta {
@@ -205,7 +205,7 @@ fn manifest_seed(rng: &mut Rng) -> Vec<u8> {
         } else {
             format!("s{s}")
         };
-        m.streams.push(StreamMeta {
+        m.streams.push_back(std::sync::Arc::new(StreamMeta {
             stream_no: m.next_stream_no,
             id,
             upper,
@@ -220,7 +220,7 @@ fn manifest_seed(rng: &mut Rng) -> Vec<u8> {
             } else {
                 format!("key u64, val Vec<u8> {s}")
             },
-        });
+        }));
         m.next_stream_no += 1 + rng.below(2) as u32;
     }
     m.encode()
@@ -396,6 +396,7 @@ fn manifest_edit_seed(rng: &mut Rng) -> Vec<u8> {
         if rng.chance(2) {
             continue;
         }
+        let s = std::sync::Arc::make_mut(s);
         s.upper += 1 + rng.below(3);
         s.spills.clear();
         s.finished = rng.chance(2);

@@ -26,9 +26,8 @@ impl Store {
             // Dropped while the merge ran (`Store::drop_stream`; perhaps created again under the id, with
             // another number): nothing to commit.
             let found = next
-                .streams
-                .iter_mut()
-                .find(|s| s.id == id && s.stream_no == stream_no);
+                .streams_mut_where(|s| s.id == id && s.stream_no == stream_no)
+                .next();
             let Some(stream) = found else {
                 return Err(Error::UnknownStream { id: id.to_string() });
             };

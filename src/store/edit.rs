@@ -3,9 +3,10 @@
 //! Every change of what the manifest records — creating a stream, a seal, a spill, `allow_compaction`, a
 //! merge's swap of its inputs for its output, dropping a stream (and, next, moving batches between
 //! streams when re-sharding) — is one *edit* applied by [`Store::apply_edit`], under `edit_lock`:
-//! 1. clone the current manifest, apply the queued riders' seals to the copy (`store/ride.rs`: seals with
-//!    nothing to write that waited for `edit_lock`), then the edit (an edit may refuse, changing nothing;
-//!    the riders then wait for the next edit);
+//! 1. copy the current manifest (O(1): its stream entries are shared, and copied on write), apply the
+//!    queued riders' seals to the copy (`store/ride.rs`: seals with nothing to write that waited for
+//!    `edit_lock`), then the edit (an edit may refuse, changing nothing; the riders then wait for the next
+//!    edit), and find what changed ([`ManifestEdit::between`]: a walk comparing pointers);
 //! 2. bump the generation and commit it durably: as an edit object holding the entries of the streams
 //!    the edit changed or added and the ids of those it removed (`version::edit`), or, after many edits,
 //!    as a new snapshot of the whole manifest; either by the blob's atomic `set` (a temporary, fsync,
@@ -50,22 +51,28 @@ impl Store {
         edit: impl FnOnce(&mut Manifest) -> Result<E>,
         publish: impl FnOnce(&mut State, E) -> P,
     ) -> Result<P> {
-        let (mut next, riders) = {
+        // `edit_lock` keeps `state.manifest` the current one until this edit installs its successor; the
+        // clone shares every stream's entry (`Manifest::streams`).
+        let (current, riders) = {
             let mut state = self.live_state()?;
             (state.manifest.clone(), std::mem::take(&mut state.riders))
         };
+        let mut next = current.clone();
         // Queued riders first: their seals come before this edit (`store/ride.rs`). Unless this edit
         // publishes them, they go back to the queue (or fail with the poisoned store) when `carried`
         // drops: on an error return or a panic alike.
         let mut carried = ride::Carried::new(self, riders);
-        let generation = next.generation;
         carried.apply(&mut next);
         let edited = edit(&mut next)?;
-        next.generation = generation + 1;
-        let versions = self.derive_versions(&next, written)?;
-        self.commit_manifest(&next, &versions, what)?;
+        next.generation = current.generation + 1;
+        let change = ManifestEdit::between(&current, &next);
+        let versions = self.derive_versions(&change, written)?;
+        self.commit_manifest(&next, &change, what)?;
         let mut state = self.inner.state.lock();
-        debug_assert_eq!(state.manifest.generation, generation, "an edit raced another");
+        debug_assert_eq!(
+            state.manifest.generation, current.generation,
+            "an edit raced another"
+        );
         state.manifest = next;
         let state = &mut *state;
         for (id, version) in versions {
@@ -79,39 +86,35 @@ impl Store {
         // An edit that removes streams takes their in-memory state with it: `drop_stream` discards the
         // stream's unsealed updates (WAL replay skips their records); any other such edit (re-sharding,
         // next) must have moved them first.
-        let live: std::collections::HashSet<&str> =
-            state.manifest.streams.iter().map(|s| s.id.as_str()).collect();
         let dropping = state.dropping.take();
-        state.streams.retain(|id, s| {
-            let keep = live.contains(id.as_str());
+        for id in &change.removed {
+            let removed = state.streams.remove(id);
             debug_assert!(
-                keep || dropping.as_deref() == Some(id.as_str())
-                    || (s.memtable.update_count() == 0 && s.flushing.is_none()),
+                dropping.as_deref() == Some(id.as_str())
+                    || removed.is_none_or(|s| s.memtable.update_count() == 0 && s.flushing.is_none()),
                 "an edit removed stream {id:?} holding unsealed updates"
             );
-            keep
-        });
+        }
         carried.publish(state);
         Ok(publish(state, edited))
     }
 
-    /// The new version of every stream whose entry in `next` differs from its current version's (or that
-    /// is new), its files taken from the current version and `written`.
-    fn derive_versions(&self, next: &Manifest, written: &[Written]) -> Result<Vec<(String, Arc<Version>)>> {
-        // The current versions (O(streams) `Arc` clones under the lock; `edit_lock` keeps them current), then
-        // the comparisons without it.
-        let versions: HashMap<String, Arc<Version>> = {
+    /// The new version of every stream `change` added or changed, its files taken from its current
+    /// version and `written`. O(changed streams).
+    fn derive_versions(
+        &self,
+        change: &ManifestEdit,
+        written: &[Written],
+    ) -> Result<Vec<(String, Arc<Version>)>> {
+        // The current versions under the lock (`edit_lock` keeps them current), then the derivations
+        // without it.
+        let current: Vec<Option<Arc<Version>>> = {
             let state = self.live_state()?;
-            let ids = next.streams.iter().map(|m| &m.id);
-            ids.filter_map(|id| Some((id.clone(), state.streams.get(id)?.version.clone())))
-                .collect()
+            let version = |id: &String| Some(state.streams.get(id)?.version.clone());
+            change.changed.iter().map(|meta| version(&meta.id)).collect()
         };
-        let mut derived = Vec::new();
-        for meta in &next.streams {
-            let current = versions.get(&meta.id);
-            if current.is_some_and(|v| v.meta() == meta) {
-                continue;
-            }
+        let mut derived = Vec::with_capacity(change.changed.len());
+        for (meta, current) in change.changed.iter().zip(current) {
             let mut files: HashMap<u64, Arc<BatchFile>> =
                 current.map(|v| v.files().collect()).unwrap_or_default();
             files.extend(written.iter().map(|(b, m)| (m.file_no, b.clone())));
@@ -121,36 +124,16 @@ impl Store {
         Ok(derived)
     }
 
-    /// Commits `next`, whose changed or new streams' versions are `changed` (`what` names the operation,
-    /// for the error): as one edit object holding those entries and the removed streams' ids, or, once the
-    /// edits since the snapshot are many or large, as a new snapshot, after which the edits it covers are
-    /// deleted (`version::edit`; a delete that does not reach the disk leaves a stale edit the next open
-    /// removes). A failure poisons the store: the commit may or may not have reached the disk, and only a
-    /// reopen can tell.
-    fn commit_manifest(&self, next: &Manifest, changed: &[(String, Arc<Version>)], what: &str) -> Result<()> {
+    /// Commits `next`, which is `change` applied to the current manifest (`what` names the operation, for
+    /// the error): as the edit object `change`, or, once the edits since the snapshot are many or large,
+    /// as a new snapshot, after which the edits it covers are deleted (`version::edit`; a delete that does
+    /// not reach the disk leaves a stale edit the next open removes). A failure poisons the store: the
+    /// commit may or may not have reached the disk, and only a reopen can tell.
+    fn commit_manifest(&self, next: &Manifest, change: &ManifestEdit, what: &str) -> Result<()> {
         let mut log = self.inner.manifest_log.lock();
         let committed =
             if log.edits.len() < MAX_EDITS && log.edit_bytes < log.snapshot_bytes.max(MIN_SNAPSHOT_BYTES) {
-                let removed = {
-                    let live: std::collections::HashSet<&str> =
-                        next.streams.iter().map(|s| s.id.as_str()).collect();
-                    let state = self.live_state()?;
-                    let gone = state
-                        .manifest
-                        .streams
-                        .iter()
-                        .filter(|s| !live.contains(s.id.as_str()));
-                    gone.map(|s| s.id.clone()).collect()
-                };
-                let edit = ManifestEdit {
-                    store_id: next.store_id,
-                    generation: next.generation,
-                    next_file_no: next.next_file_no,
-                    next_stream_no: next.next_stream_no,
-                    removed,
-                    changed: changed.iter().map(|(_, v)| v.meta().clone()).collect(),
-                };
-                let bytes = edit.encode();
+                let bytes = change.encode();
                 let set = self.inner.blob.set(&edit_name(next.generation), &bytes);
                 set.map(|()| {
                     log.edits.push(next.generation);

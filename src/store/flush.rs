@@ -147,7 +147,7 @@ impl Store {
             next.next_file_no = next.next_file_no.max(high);
             // The stream exists (`edit_lock` has been held since it was found, and only an edit removes
             // streams); this edit refuses nothing.
-            if let Some(s) = next.streams.iter_mut().find(|s| s.id == id) {
+            if let Ok(s) = next.stream_mut(id) {
                 match plan {
                     Some(plan) => {
                         s.upper = plan.description.upper;

@@ -337,10 +337,10 @@ fn drop_volatile_spills(blob: &dyn Blob, mut manifest: Manifest, durable_log: bo
     // With a WAL that keeps nothing (MemLog), every stream loses its unsealed updates.
     let lost = |s: &StreamMeta| !s.durable || !durable_log;
     let volatile = |s: &StreamMeta| lost(s) && !s.spills.is_empty();
-    if !manifest.streams.iter().any(volatile) {
+    if !manifest.streams.iter().any(|s| volatile(s)) {
         return Ok(manifest);
     }
-    for s in manifest.streams.iter_mut().filter(|s| lost(s)) {
+    for s in manifest.streams_mut_where(lost) {
         s.spills.clear();
     }
     manifest.generation += 1;
@@ -399,8 +399,8 @@ impl Store {
             "lower spill marks to the log's end",
             &[],
             |m| {
-                for s in m.streams.iter_mut() {
-                    s.spilled_lsn = s.spilled_lsn.min(end);
+                for s in m.streams_mut_where(|s| s.spilled_lsn > end) {
+                    s.spilled_lsn = end;
                 }
                 Ok(())
             },

@@ -141,7 +141,7 @@ impl<'s> Carried<'s> {
             // move, and the rider returns as carried) and its upper is below the rider's: only
             // seals move it, and a seal of the stream planned after the rider queued starts at the
             // rider's upper (and is applied after it, in this edit or a later one).
-            if let Some(s) = next.streams.iter_mut().find(|s| s.id == r.id) {
+            if let Ok(s) = next.stream_mut(&r.id) {
                 debug_assert!(
                     s.upper < r.upper,
                     "a rider of {:?} does not advance its upper",

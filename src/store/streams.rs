@@ -25,7 +25,7 @@ impl Store {
             next.next_stream_no = stream_no
                 .checked_add(1)
                 .ok_or_else(|| Error::bad_input("stream numbers exhausted"))?;
-            next.streams.push(StreamMeta {
+            next.streams.push_back(Arc::new(StreamMeta {
                 stream_no,
                 id: id.to_string(),
                 upper: 0,
@@ -36,7 +36,7 @@ impl Store {
                 spills: Vec::new(),
                 spilled_lsn: 0,
                 types: String::new(),
-            });
+            }));
             Ok(())
         };
         // `apply_edit` installs the new stream's (empty) version.
@@ -216,7 +216,7 @@ impl Store {
             return Ok(discarded);
         }
         let edit = |next: &mut Manifest| {
-            if let Some(s) = next.streams.iter_mut().find(|s| s.id == id) {
+            if let Ok(s) = next.stream_mut(id) {
                 s.spills.clear();
             }
             Ok(())

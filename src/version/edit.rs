@@ -23,6 +23,7 @@ use crate::blob::Blob;
 use crate::encoding::{checksum, Decoder, FormatVersion, PutLe};
 use crate::error::{Error, Result};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// The prefix of an edit object's name; the rest is its generation in 16 hex digits.
 pub const EDIT_PREFIX: &str = "MANIFEST-EDIT-";
@@ -58,33 +59,72 @@ pub struct ManifestEdit {
     /// Ids of the streams the edit removed.
     pub removed: Vec<String>,
     /// The whole entry of every stream the edit added or changed, in the new manifest's order.
-    pub changed: Vec<StreamMeta>,
+    pub changed: Vec<Arc<StreamMeta>>,
 }
 
 impl ManifestEdit {
     /// The edit from `old` to `new` (`new.generation` must be `old.generation + 1`).
+    ///
+    /// O(streams) pointer comparisons and O(changed streams) entry comparisons: `new` is `old` edited
+    /// as every edit does (a clone whose entries are shared, changed ones copied on write, removed ones
+    /// taken out in place, new ones appended with stream numbers from `old.next_stream_no` on), so one
+    /// walk of both lists in step finds what changed. A `new` made otherwise (entries reordered) is
+    /// compared by id instead.
     pub fn between(old: &Manifest, new: &Manifest) -> ManifestEdit {
         debug_assert_eq!(new.generation, old.generation + 1);
-        let before: HashMap<&str, &StreamMeta> = old.streams.iter().map(|s| (s.id.as_str(), s)).collect();
-        let after: HashSet<&str> = new.streams.iter().map(|s| s.id.as_str()).collect();
+        let (removed, changed) = Self::walk(old, new).unwrap_or_else(|| Self::by_id(old, new));
+        debug_assert_eq!((removed.clone(), changed.clone()), Self::by_id(old, new));
         ManifestEdit {
             store_id: new.store_id,
             generation: new.generation,
             next_file_no: new.next_file_no,
             next_stream_no: new.next_stream_no,
-            removed: old
-                .streams
-                .iter()
-                .filter(|s| !after.contains(s.id.as_str()))
-                .map(|s| s.id.clone())
-                .collect(),
-            changed: new
-                .streams
-                .iter()
-                .filter(|s| before.get(s.id.as_str()) != Some(s))
-                .cloned()
-                .collect(),
+            removed,
+            changed,
         }
+    }
+
+    /// The removed ids and changed entries of `new` against `old`, by walking both lists in step; `None`
+    /// if `new` is not ordered as an edit leaves it.
+    fn walk(old: &Manifest, new: &Manifest) -> Option<(Vec<String>, Vec<Arc<StreamMeta>>)> {
+        let (mut removed, mut changed) = (Vec::new(), Vec::new());
+        let mut next = new.streams.iter().peekable();
+        for before in &old.streams {
+            // A shared entry is unchanged (its pointer, no read of the entry); an entry copied on write
+            // is compared.
+            if next.next_if(|after| Arc::ptr_eq(before, after)).is_some() {
+                continue;
+            }
+            match next.next_if(|after| after.stream_no == before.stream_no) {
+                Some(after) if before.id != after.id => return None,
+                Some(after) if before != after => changed.push(after.clone()),
+                Some(_) => {}
+                None => removed.push(before.id.clone()),
+            }
+        }
+        for added in next {
+            if added.stream_no < old.next_stream_no {
+                return None;
+            }
+            changed.push(added.clone());
+        }
+        Some((removed, changed))
+    }
+
+    /// The removed ids and changed entries of `new` against `old`, matched by id.
+    fn by_id(old: &Manifest, new: &Manifest) -> (Vec<String>, Vec<Arc<StreamMeta>>) {
+        let before: HashMap<&str, &Arc<StreamMeta>> =
+            old.streams.iter().map(|s| (s.id.as_str(), s)).collect();
+        let after: HashSet<&str> = new.streams.iter().map(|s| s.id.as_str()).collect();
+        let removed = old.streams.iter().filter(|s| !after.contains(s.id.as_str()));
+        let changed = new
+            .streams
+            .iter()
+            .filter(|s| before.get(s.id.as_str()) != Some(s));
+        (
+            removed.map(|s| s.id.clone()).collect(),
+            changed.cloned().collect(),
+        )
     }
 
     /// Applies the edit to `manifest` (read from `file`, for errors). Removed streams go, changed ones
@@ -121,7 +161,7 @@ impl ManifestEdit {
         for stream in &self.changed {
             match manifest.streams.iter_mut().find(|s| s.id == stream.id) {
                 Some(entry) => *entry = stream.clone(),
-                None => manifest.streams.push(stream.clone()),
+                None => manifest.streams.push_back(stream.clone()),
             }
         }
         Ok(())
@@ -191,12 +231,12 @@ impl ManifestEdit {
         let mut changed = Vec::with_capacity(changed_count.min(d.remaining() / 32));
         let mut files = HashSet::new();
         for _ in 0..changed_count {
-            changed.push(StreamMeta::decode(
+            changed.push(Arc::new(StreamMeta::decode(
                 &mut d,
                 MANIFEST_VERSION.0,
                 next_file_no,
                 &mut files,
-            )?);
+            )?));
         }
         d.finish("manifest edit")?;
         Ok(ManifestEdit {

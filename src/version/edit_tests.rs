@@ -36,10 +36,10 @@ fn base() -> Manifest {
         generation: 5,
         next_file_no: 10,
         next_stream_no: 3,
-        streams: vec![
-            stream(0, "a", 1, &[1]),
-            stream(1, "b", 2, &[2, 3]),
-            stream(2, "c", 0, &[]),
+        streams: imbl::vector![
+            stream(0, "a", 1, &[1]).into(),
+            stream(1, "b", 2, &[2, 3]).into(),
+            stream(2, "c", 0, &[]).into(),
         ],
     }
 }
@@ -50,9 +50,9 @@ fn edited(old: &Manifest) -> Manifest {
     new.generation += 1;
     new.next_file_no = 12;
     new.next_stream_no = 4;
-    new.streams[0] = stream(0, "a", 2, &[1, 11]);
+    new.streams[0] = stream(0, "a", 2, &[1, 11]).into();
     new.streams.remove(1);
-    new.streams.push(stream(3, "d", 0, &[]));
+    new.streams.push_back(stream(3, "d", 0, &[]).into());
     new
 }
 
@@ -74,6 +74,47 @@ fn an_edit_holds_what_changed_and_applies_to_the_next_manifest() {
     let mut other = old.clone();
     other.store_id = 1;
     assert!(decoded.apply(&mut other, "E").unwrap_err().is_corruption());
+}
+
+/// `between` finds an edit's changes by walking both stream lists in step; entries reordered (which no
+/// edit does) fall back to matching by id, with the same result. Entries copied on write but left equal
+/// are unchanged.
+#[test]
+fn between_walks_in_step_and_falls_back_to_ids() {
+    let old = base();
+    let new = edited(&old);
+    assert!(ManifestEdit::walk(&old, &new).is_some());
+    let mut same = old.clone();
+    same.generation += 1;
+    Arc::make_mut(&mut same.streams[1]).upper += 0;
+    assert!(!Arc::ptr_eq(&same.streams[1], &old.streams[1]));
+    let edit = ManifestEdit::between(&old, &same);
+    assert!(edit.changed.is_empty() && edit.removed.is_empty());
+    // "c" moved before "a" and changed: matched by id.
+    let mut reordered = edited(&old);
+    let c = reordered.streams.remove(1);
+    Arc::make_mut(&mut reordered.streams[0]).since = 1;
+    reordered.streams.push_front(Arc::new(StreamMeta {
+        upper: 5,
+        ..(*c).clone()
+    }));
+    assert!(ManifestEdit::walk(&old, &reordered).is_none());
+    let edit = ManifestEdit::between(&old, &reordered);
+    assert_eq!(edit.removed, vec!["b".to_string()]);
+    let changed: Vec<&str> = edit.changed.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(changed, ["c", "a", "d"]);
+    let mut applied = old.clone();
+    edit.apply(&mut applied, "E").unwrap();
+    let ids = |m: &Manifest| -> Vec<(String, u64, u64)> {
+        let mut ids: Vec<_> = m
+            .streams
+            .iter()
+            .map(|s| (s.id.clone(), s.upper, s.since))
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&applied), ids(&reordered));
 }
 
 #[test]
@@ -111,7 +152,7 @@ fn the_manifest_is_the_snapshot_and_its_edits_in_order() {
     let m1 = edited(&m0);
     let mut m2 = m1.clone();
     m2.generation += 1;
-    m2.streams[1].upper = 9;
+    Arc::make_mut(&mut m2.streams[1]).upper = 9;
     // A stale edit (at or below the snapshot's generation) is ignored and reported.
     blob.set(&edit_name(4), b"left over").unwrap();
     blob.set(&edit_name(6), &ManifestEdit::between(&m0, &m1).encode())
@@ -132,8 +173,8 @@ fn the_manifest_is_the_snapshot_and_its_edits_in_order() {
     );
     // An edit naming a file twice across streams leaves an inconsistent manifest: corruption.
     let mut bad = m1.clone();
-    bad.streams[1].batches = stream(3, "d", 1, &[11]).batches;
-    bad.streams[1].upper = 1;
+    Arc::make_mut(&mut bad.streams[1]).batches = stream(3, "d", 1, &[11]).batches;
+    Arc::make_mut(&mut bad.streams[1]).upper = 1;
     blob.set(&edit_name(6), &ManifestEdit::between(&m0, &bad).encode())
         .unwrap();
     blob.delete(&edit_name(7)).unwrap();

@@ -19,6 +19,7 @@
 use crate::encoding::{checksum, Decoder, FormatVersion, PutLe};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// The manifest's object name in the blob.
 pub const MANIFEST_NAME: &str = "MANIFEST";
@@ -47,8 +48,11 @@ pub struct Manifest {
     pub next_file_no: u64,
     /// The next stream number to hand out.
     pub next_stream_no: u32,
-    /// The streams, in creation order.
-    pub streams: Vec<StreamMeta>,
+    /// The streams, in creation order. Entries are shared between the manifests of successive commits:
+    /// an edit clones the list (a reference count per stream) and replaces the entries it changes
+    /// (`Manifest::stream_mut` copies one on write), so what a commit changed is found by
+    /// pointer ([`ManifestEdit::between`](super::ManifestEdit::between)).
+    pub streams: imbl::Vector<Arc<StreamMeta>>,
 }
 
 /// One stream's persisted state.
@@ -265,7 +269,7 @@ impl StreamMeta {
 impl Manifest {
     /// The stream with id `id`.
     pub fn stream(&self, id: &str) -> Option<&StreamMeta> {
-        self.streams.iter().find(|s| s.id == id)
+        self.streams.iter().find(|s| s.id == id).map(|s| &**s)
     }
 
     /// The stream with id `id`, to edit; [`Error::UnknownStream`] if there is none.
@@ -273,7 +277,19 @@ impl Manifest {
         self.streams
             .iter_mut()
             .find(|s| s.id == id)
+            .map(Arc::make_mut)
             .ok_or_else(|| Error::UnknownStream { id: id.to_string() })
+    }
+
+    /// Every stream for which `select` holds, to edit (each copied on write).
+    pub(crate) fn streams_mut_where(
+        &mut self,
+        mut select: impl FnMut(&StreamMeta) -> bool,
+    ) -> impl Iterator<Item = &mut StreamMeta> {
+        self.streams
+            .iter_mut()
+            .filter(move |s| select(s))
+            .map(Arc::make_mut)
     }
 
     /// The numbers of every file the manifest names: each stream's batches and spilled runs.
@@ -333,7 +349,7 @@ impl Manifest {
         let next_file_no = d.u64("next file number")?;
         let next_stream_no = d.u32("next stream number")?;
         let stream_count = d.u32("stream count")? as usize;
-        let mut streams = Vec::with_capacity(stream_count.min(d.remaining() / 32));
+        let mut streams = imbl::Vector::new();
         let (mut ids, mut nos, mut files) = (HashSet::new(), HashSet::new(), HashSet::new());
         for _ in 0..stream_count {
             let at = d.offset();
@@ -348,7 +364,7 @@ impl Manifest {
                     format!("stream {:?} number or id repeated or out of range", stream.id),
                 ));
             }
-            streams.push(stream);
+            streams.push_back(Arc::new(stream));
         }
         d.finish("manifest")?;
         Ok(Manifest {
@@ -371,8 +387,8 @@ mod tests {
             generation: 3,
             next_file_no: 10,
             next_stream_no: 2,
-            streams: vec![
-                StreamMeta {
+            streams: imbl::vector![
+                Arc::new(StreamMeta {
                     stream_no: 0,
                     id: "a".into(),
                     upper: 0,
@@ -383,8 +399,8 @@ mod tests {
                     spills: vec![],
                     spilled_lsn: 0,
                     types: String::new(),
-                },
-                StreamMeta {
+                }),
+                Arc::new(StreamMeta {
                     stream_no: 1,
                     id: "b/é".into(),
                     upper: 20,
@@ -425,7 +441,7 @@ mod tests {
                     }],
                     spilled_lsn: 77,
                     types: "key (u32, String), val serde Price".into(),
-                },
+                }),
             ],
         }
     }
@@ -481,7 +497,7 @@ mod tests {
     #[test]
     fn versions_before_3_are_read_without_types() {
         let mut m = sample();
-        m.streams[1].types.clear();
+        Arc::make_mut(&mut m.streams[1]).types.clear();
         assert_eq!(Manifest::decode(&as_version(&m, 2), "M").unwrap(), m);
         assert_eq!(Manifest::decode(&as_version(&m, 3), "M").unwrap(), m);
         let mut bytes = as_version(&m, 2);
@@ -501,7 +517,7 @@ mod tests {
     #[test]
     fn bad_types_are_corruption() {
         let mut m = sample();
-        m.streams[1].types = "x".repeat(MAX_TYPES_BYTES);
+        Arc::make_mut(&mut m.streams[1]).types = "x".repeat(MAX_TYPES_BYTES);
         assert_eq!(Manifest::decode(&m.encode(), "M").unwrap(), m);
         let mut bytes = m.encode();
         let at = bytes.len() - 8 - MAX_TYPES_BYTES;
@@ -516,15 +532,15 @@ mod tests {
     #[test]
     fn version_1_is_read_without_the_finished_flag() {
         let mut m = sample();
-        m.streams[1].types.clear();
-        m.streams[0].finished = false;
+        Arc::make_mut(&mut m.streams[1]).types.clear();
+        Arc::make_mut(&mut m.streams[0]).finished = false;
         let mut bytes = m.encode();
         bytes[8] = 1;
         let n = bytes.len() - 8;
         let sum = checksum(&bytes[..n]);
         bytes[n..].copy_from_slice(&sum.to_le_bytes());
         assert_eq!(Manifest::decode(&bytes, "M").unwrap(), m);
-        m.streams[0].finished = true;
+        Arc::make_mut(&mut m.streams[0]).finished = true;
         let mut bytes = m.encode();
         bytes[8] = 1;
         let sum = checksum(&bytes[..n]);
@@ -535,7 +551,7 @@ mod tests {
     #[test]
     fn overlapping_batches_are_corruption() {
         let mut m = sample();
-        m.streams[1].batches[1].lower = 9;
+        Arc::make_mut(&mut m.streams[1]).batches[1].lower = 9;
         assert!(Manifest::decode(&m.encode(), "M").unwrap_err().is_corruption());
     }
 }

@@ -29,7 +29,7 @@ pub use manifest::{
 /// One stream's durable state as of one manifest commit: see the module docs.
 #[derive(Debug)]
 pub struct Version {
-    meta: StreamMeta,
+    meta: Arc<StreamMeta>,
     /// `meta.batches`, open, in the same order.
     batches: Vec<Arc<BatchFile>>,
     /// `meta.spills`, open, in the same order.
@@ -40,7 +40,7 @@ impl Version {
     /// Opens every batch and spilled run `meta` names (at store open).
     ///
     /// Errors: [`Error::Corrupt`] if a file is missing or disagrees with the manifest; I/O errors.
-    pub(crate) fn open(blob: &dyn Blob, meta: StreamMeta) -> Result<Version> {
+    pub(crate) fn open(blob: &dyn Blob, meta: Arc<StreamMeta>) -> Result<Version> {
         let open_all = |metas: &[BatchMeta]| -> Result<Vec<Arc<BatchFile>>> {
             metas.iter().map(|m| open_batch(blob, m).map(Arc::new)).collect()
         };
@@ -57,7 +57,7 @@ impl Version {
     ///
     /// Errors: [`Error::Corrupt`] naming the manifest if `meta` names a file that is neither (a bug in the
     /// edit; nothing is committed then).
-    pub(crate) fn derive(meta: StreamMeta, files: &HashMap<u64, Arc<BatchFile>>) -> Result<Version> {
+    pub(crate) fn derive(meta: Arc<StreamMeta>, files: &HashMap<u64, Arc<BatchFile>>) -> Result<Version> {
         let pick = |metas: &[BatchMeta]| -> Result<Vec<Arc<BatchFile>>> {
             metas
                 .iter()

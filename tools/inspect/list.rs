@@ -206,7 +206,7 @@ fn listing_json<'a>(
         generation: m.generation,
         next_file_no: m.next_file_no,
         next_stream_no: m.next_stream_no,
-        streams: m.streams.iter().map(stream_json).collect(),
+        streams: m.streams.iter().map(|s| stream_json(s)).collect(),
         in_progress: pending
             .iter()
             .map(|(name, bytes)| FileJson { name, bytes: *bytes })
