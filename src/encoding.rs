@@ -58,6 +58,43 @@ impl FormatVersion {
     }
 }
 
+/// Opens a checksummed object read from `file` (the manifest snapshot and its edits, FORMAT.md §3): an
+/// 8-byte `magic`, a `u32` format version, the body, and the xxh3 checksum (`u64`) of everything before
+/// it. `what` names the object in errors; objects are at least `min_len` bytes. The checksum is checked
+/// before the version, so a damaged version field reads as corruption. Returns the version and a decoder
+/// over the body (absolute offset 12).
+///
+/// Errors: [`Error::Corrupt`] naming `file` (short object at 0, bad magic at 0, checksum mismatch at the
+/// checksum's offset, version 0 at 8); [`Error::VersionTooNew`] for a version above `supported`.
+pub fn open_checksummed<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 8],
+    what: &str,
+    min_len: usize,
+    supported: FormatVersion,
+    file: &'a str,
+) -> Result<(u32, Decoder<'a>)> {
+    debug_assert!(min_len >= 20, "magic, version and checksum");
+    if bytes.len() < min_len {
+        let detail = format!("{} bytes is too short for a {what}", bytes.len());
+        return Err(Error::corrupt(file, 0, detail));
+    }
+    if &bytes[..8] != magic {
+        return Err(Error::corrupt(file, 0, format!("not a {what} (bad magic)")));
+    }
+    let body_len = bytes.len() - 8;
+    if checksum(&bytes[..body_len]) != le_u64(bytes, body_len) {
+        return Err(Error::corrupt(
+            file,
+            body_len as u64,
+            format!("{what} checksum mismatch"),
+        ));
+    }
+    let version = le_u32(bytes, 8);
+    FormatVersion::check(version, supported, file, 8)?;
+    Ok((version, Decoder::new(&bytes[12..body_len], 12, file)))
+}
+
 /// A cursor over bytes read from `file`, starting at absolute offset `base`. Every read checks bounds and
 /// reports the absolute offset of a short read.
 pub struct Decoder<'a> {

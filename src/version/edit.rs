@@ -20,7 +20,7 @@
 
 use super::manifest::{Manifest, StreamMeta, MANIFEST_NAME, MANIFEST_VERSION};
 use crate::blob::Blob;
-use crate::encoding::{checksum, Decoder, FormatVersion, PutLe};
+use crate::encoding::{checksum, open_checksummed, FormatVersion, PutLe};
 use crate::error::{Error, Result};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -196,24 +196,7 @@ impl ManifestEdit {
     ///
     /// Errors: [`Error::Corrupt`] naming `file` and the offset; [`Error::VersionTooNew`].
     pub fn decode(bytes: &[u8], file: &str) -> Result<ManifestEdit> {
-        if bytes.len() < 48 {
-            let detail = format!("{} bytes is too short for a manifest edit", bytes.len());
-            return Err(Error::corrupt(file, 0, detail));
-        }
-        if &bytes[..8] != MAGIC {
-            return Err(Error::corrupt(file, 0, "not a manifest edit (bad magic)"));
-        }
-        let body_len = bytes.len() - 8;
-        if checksum(&bytes[..body_len]) != crate::encoding::le_u64(bytes, body_len) {
-            return Err(Error::corrupt(
-                file,
-                body_len as u64,
-                "manifest edit checksum mismatch",
-            ));
-        }
-        let mut d = Decoder::new(&bytes[8..body_len], 8, file);
-        let version = d.u32("version")?;
-        FormatVersion::check(version, EDIT_VERSION, file, 8)?;
+        let (_, mut d) = open_checksummed(bytes, MAGIC, "manifest edit", 48, EDIT_VERSION, file)?;
         let store_id = d.u32("store id")?;
         let generation = d.u64("generation")?;
         let next_file_no = d.u64("next file number")?;

@@ -16,7 +16,7 @@
 //! `upper`;
 //! file numbers unique and below `next_file_no`.
 
-use crate::encoding::{checksum, Decoder, FormatVersion, PutLe};
+use crate::encoding::{checksum, open_checksummed, Decoder, FormatVersion, PutLe};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -319,30 +319,8 @@ impl Manifest {
 
     /// Decodes and checks a manifest read from `file`.
     pub fn decode(bytes: &[u8], file: &str) -> Result<Self> {
-        if bytes.len() < 48 {
-            return Err(Error::corrupt(
-                file,
-                0,
-                format!("{} bytes is too short for a manifest", bytes.len()),
-            ));
-        }
-        if &bytes[..8] != MAGIC {
-            return Err(Error::corrupt(file, 0, "not a manifest (bad magic)"));
-        }
-        let body_len = bytes.len() - 8;
-        // Magic, version and the trailing checksum keep their places in every version; the checksum is
-        // checked first so a damaged version field reads as corruption.
-        if checksum(&bytes[..body_len]) != crate::encoding::le_u64(bytes, body_len) {
-            return Err(Error::corrupt(
-                file,
-                body_len as u64,
-                "manifest checksum mismatch",
-            ));
-        }
-        let mut d = Decoder::new(&bytes[8..], 8, file);
-        let version = d.u32("version")?;
-        FormatVersion::check(version, MANIFEST_VERSION, file, 8)?;
-        let mut d = Decoder::new(&bytes[12..body_len], 12, file);
+        // Magic, version and the trailing checksum keep their places in every version.
+        let (version, mut d) = open_checksummed(bytes, MAGIC, "manifest", 48, MANIFEST_VERSION, file)?;
         // Reserved (written 0) before the store id was recorded: 0 reads as none.
         let store_id = d.u32("store id")?;
         let generation = d.u64("generation")?;
