@@ -17,7 +17,12 @@ fn snippet(path: &std::path::Path) -> ddpersist::Result<()> {
     assert_eq!(prices, [(3, 1)]);
     let first = store.first_time("orders", &"apple".to_string())?; // "seen this before, and when?"
     assert_eq!(first, Some(0));
-    store.allow_compaction("orders", 1)?; // merges may advance times below 1
+    store.allow_compaction("orders", 1)?; // merges may advance times below 1: lookups as of them are refused,
+                                          // first times read advanced to 1 (the same before and after a merge)
+    assert!(store
+        .get::<String, u64>("orders", &"apple".to_string(), 0)
+        .is_err());
+    assert_eq!(store.first_time("orders", &"apple".to_string())?, Some(1));
     store.append("orders", &[("pear".to_string(), 2u64, 1, 1)], 1, 2)?; // a sorted interval [1, 2) at once
     store.seal_logged("orders", 3)?; // durable through one WAL record; its batch is written in the background
     store.drop_stream("orders")?; // gone, with its files and unsealed updates (the id may be created again)

@@ -277,14 +277,18 @@ where
 
 /// Refuses to create worker `index`'s stream of `id` where earlier runs persisted the id by other workers
 /// only: the directory belongs to another process (or the process now runs more workers than wrote it).
-/// Judged by what the streams held when the store was opened ([`Store::held_data_at_open`]), never by
-/// what they hold now: workers build at different moments, and one that built first may have written its
-/// stream already (under load in CI, a worker refused the directory another worker of its own process had
+/// Unsealed data is judged by what the streams held when the store was opened
+/// ([`Store::held_data_at_open`]), never by what they hold now: workers build at different moments, and
+/// one that built first may have written its stream already (under load in CI, a worker refused the directory another worker of its own process had
 /// just written, and the dataflow, built on one worker only, hung; `tests/restart_build_order.rs`).
 ///
 /// - A stream that held sealed data: refused now. In one process no worker seals before every worker
 ///   built (the frontier waits for all), and building creates the worker's stream durably first, so no
 ///   crash of a run leaves one worker's stream sealed and another's missing.
+/// - A stream that holds sealed data now (sealed since the open): refused too, by the same argument: this
+///   worker's stream existed when it sealed, so it was dropped since (`Store::drop_stream` of some of
+///   the id's streams, not all; found by an adversarial test, where the rebuilt workers read resume
+///   points 0 and 1 and the run never completed, or served a partial collection).
 /// - A stream that held only unsealed (durable) updates: ambiguous. A crashed run of this same process
 ///   leaves it when one worker wrote before another had built; another process's directory looks the
 ///   same. Returned: [`confirm_layout`] decides before this worker's first seal, when every worker of
@@ -295,10 +299,11 @@ fn check_layout(store: &Store, id: &str, index: usize) -> Result<Vec<String>> {
     let mut sealed = Vec::new();
     let mut unsealed = Vec::new();
     for m in manifest.streams.iter().filter(|m| worker_of(&m.id, id).is_some()) {
-        match store.held_data_at_open(&m.id) {
-            Some(HeldAtOpen::Sealed) => sealed.push(m.id.clone()),
-            Some(HeldAtOpen::Unsealed) => unsealed.push(m.id.clone()),
-            None => {}
+        let sealed_now = m.upper > 0 || m.finished;
+        match (store.held_data_at_open(&m.id), sealed_now) {
+            (Some(HeldAtOpen::Sealed), _) | (_, true) => sealed.push(m.id.clone()),
+            (Some(HeldAtOpen::Unsealed), false) => unsealed.push(m.id.clone()),
+            (None, false) => {}
         }
     }
     match sealed.is_empty() {
@@ -339,7 +344,7 @@ fn foreign_layout(store: &Store, id: &str, index: usize, foreign: &[String]) -> 
     Error::bad_input(format!(
         "store {} holds {foreign:?} from earlier runs but no stream of worker {index} for {id:?}: each \
          process must reopen the directory it wrote, with the same number of workers (one directory per \
-         process)",
+         process); to build the id again empty, drop every worker's stream of it (Store::drop_stream)",
         store.blob().location()
     ))
 }

@@ -9,9 +9,11 @@
 //! prefetched before any is probed (`batch::seek`): a lookup is bound by cache misses, which then overlap.
 //! Batches are held by `Arc` for the lookup's duration, so concurrent merges do not disturb it.
 //!
-//! Times below the stream's `since` may have been advanced to `since` by merges: a lookup `as_of` a time
-//! before `since` is not meaningful (as for any DD trace), and a first time is reported as at least the
-//! time it has been advanced to.
+//! Times below the stream's `since` may have been advanced to `since` by merges, or not yet: answers read
+//! through the since, so that they never depend on whether a merge ran (found by an adversarial test).
+//! A lookup `as_of` a time before the since is refused ([`Error::BadInput`]: as for any DD trace, the
+//! collection is known there only as of the since), and a first time is reported advanced to the since
+//! (`max(first, since)`).
 //!
 //! A key's diffs are accumulated exactly (`i128`), in whatever order the sources are read: only the
 //! total of each val at `as_of` must fit `i64` (DESIGN.md, "Diff arithmetic").
@@ -39,12 +41,26 @@ fn add(found: &mut Vec<(Vec<u8>, i128)>, val: &[u8], diff: i64) {
     }
 }
 
+/// [`Error::BadInput`] if `as_of` is below the since of the stream `id` as `version` holds it: the
+/// stream's updates there may or may not have been advanced to the since yet (module docs).
+fn refuse_below_since(id: &str, version: &Version, as_of: u64) -> Result<()> {
+    match as_of < version.since() {
+        true => Err(Error::bad_input(format!(
+            "lookup in stream {id:?} as of {as_of}, below its since {}: times before the since are known \
+             only as of the since (Store::allow_compaction)",
+            version.since()
+        ))),
+        false => Ok(()),
+    }
+}
+
 impl Store {
     /// The consolidated `(val, diff)` pairs of `key` in stream `id`, over all updates with time at or
     /// before `as_of` (sealed or not).
     ///
     /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], I/O and [`Error::Corrupt`] errors of the
-    /// batches; [`Error::DiffOverflow`] (naming `as_of`) if a val's diffs sum outside `i64`.
+    /// batches; [`Error::BadInput`] if `as_of` is below the stream's since (see the module docs);
+    /// [`Error::DiffOverflow`] (naming `as_of`) if a val's diffs sum outside `i64`.
     pub fn get_bytes(&self, id: &str, key: &[u8], as_of: u64) -> Result<Vals> {
         self.get_in_version(id, key, as_of).map(|(found, _)| found)
     }
@@ -57,6 +73,7 @@ impl Store {
         let version = self.gather_unsealed(id, &[key], as_of, &mut |_, val, _time, diff| {
             add(&mut found, val, diff)
         })?;
+        refuse_below_since(id, &version, as_of)?;
         probe_batches(&version, &KeyProbe::new(key), as_of, |val, diff| {
             add(&mut found, val, diff)
         })?;
@@ -74,6 +91,7 @@ impl Store {
         let version = self.gather_unsealed(id, keys, as_of, &mut |i, val, _time, diff| {
             add(&mut acc[i], val, diff)
         })?;
+        refuse_below_since(id, &version, as_of)?;
         for (found, key) in acc.iter_mut().zip(keys) {
             probe_batches(&version, &KeyProbe::new(key), as_of, |val, diff| {
                 add(found, val, diff)
@@ -98,8 +116,12 @@ impl Store {
         found.into_iter().map(|(v, d)| Ok((V::decode(&v)?, d))).collect()
     }
 
-    /// The first time at which stream `id` holds any update of `key` (sealed or not), or `None` if it
+    /// The first time at which stream `id` holds any update of `key` (sealed or not), advanced to the
+    /// stream's since (`max(first, since)`: merges may have advanced it, or not yet), or `None` if it
     /// never had one. For timestamp persistence: "have we assigned this data a timestamp before?"
+    ///
+    /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], I/O and [`Error::Corrupt`] errors of the
+    /// batches.
     pub fn first_time_bytes(&self, id: &str, key: &[u8]) -> Result<Option<u64>> {
         let mut first = u64::MAX;
         let version =
@@ -114,7 +136,7 @@ impl Store {
             batch.for_key_probe(&probe, |_, time, _| first = first.min(time))?;
         }
         // u64::MAX is never a valid time, so it stands for "none".
-        Ok((first != u64::MAX).then_some(first))
+        Ok((first != u64::MAX).then_some(first.max(version.since())))
     }
 
     /// Typed [`first_time_bytes`](Self::first_time_bytes).

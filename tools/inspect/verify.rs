@@ -199,6 +199,7 @@ fn verify_wal(store: &StoreDir, tally: &mut Tally) -> Result<()> {
         return Ok(());
     }
     let streams: HashSet<u32> = store.manifest.streams.iter().map(|s| s.stream_no).collect();
+    let next_stream_no = store.manifest.next_stream_no;
     let location = wal_dir.display().to_string();
     // The library's own scan: the replay rules, without replay's one change (cutting a torn tail), with
     // segment headers checked against the manifest's store id (another store's segment fails).
@@ -206,7 +207,7 @@ fn verify_wal(store: &StoreDir, tally: &mut Tally) -> Result<()> {
         &wal_dir,
         WalRecovery::Strict,
         store.manifest.store_id,
-        &mut |lsn, payload| check_record(&location, lsn, payload, &streams),
+        &mut |lsn, payload| check_record(&location, lsn, payload, &streams, next_stream_no),
     )?;
     tally.wal_records = scan.report.records;
     for stray in &scan.strays {
@@ -234,14 +235,22 @@ fn verify_wal(store: &StoreDir, tally: &mut Tally) -> Result<()> {
     Ok(())
 }
 
-/// A record must decode as the store writes it and name a stream of the manifest.
-fn check_record(location: &str, lsn: u64, payload: &[u8], streams: &HashSet<u32>) -> Result<()> {
+/// A record must decode as the store writes it and name a stream of the manifest, or one dropped since it
+/// was written: a number below the manifest's next one that names no stream (`Store::drop_stream`; numbers
+/// are never reused, and the store's replay discards those records, `store/open.rs`).
+fn check_record(
+    location: &str,
+    lsn: u64,
+    payload: &[u8],
+    streams: &HashSet<u32>,
+    next_stream_no: u32,
+) -> Result<()> {
     let what = format!("{location} (record at LSN {lsn})");
     let stream_no = decode(payload, &what)?.stream_no();
-    if !streams.contains(&stream_no) {
+    if !streams.contains(&stream_no) && stream_no >= next_stream_no {
         return Err(corrupt(
             &what,
-            0,
+            1,
             format!("names unknown stream number {stream_no}"),
         ));
     }
