@@ -163,13 +163,7 @@ fn batch_seed(rng: &mut Rng) -> Vec<u8> {
 }
 
 fn manifest_seed(rng: &mut Rng) -> Vec<u8> {
-    let mut m = Manifest {
-        store_id: rng.below(1 << 32) as u32,
-        generation: rng.below(100),
-        next_file_no: 0,
-        next_stream_no: 0,
-        streams: Default::default(),
-    };
+    let mut m = Manifest::new(rng.below(1 << 32) as u32, rng.below(100), 0, 0);
     let meta = |m: &mut Manifest, rng: &mut Rng, lower: u64, upper: u64| {
         let b = BatchMeta {
             file_no: m.next_file_no,
@@ -205,7 +199,7 @@ fn manifest_seed(rng: &mut Rng) -> Vec<u8> {
         } else {
             format!("s{s}")
         };
-        m.streams.push_back(std::sync::Arc::new(StreamMeta {
+        m.push_stream(std::sync::Arc::new(StreamMeta {
             stream_no: m.next_stream_no,
             id,
             upper,

@@ -339,7 +339,7 @@ impl Persister {
             .staged
             .iter()
             .map(|&(s, m, e, t, d)| (&buf[s..m], &buf[m..e], t, d));
-        match self.store.write_bytes(&self.stream, updates) {
+        match self.store.write_bytes_claimed(&self.stream, updates) {
             Ok(()) => {
                 let mut last = None;
                 for &(_, _, _, time, _) in &self.staged {
@@ -414,7 +414,7 @@ impl Persister {
                     self.placement.ran_inline();
                     let result = self
                         .store
-                        .seal_with(&self.stream, request.seal_to, request.options);
+                        .seal_with_claimed(&self.stream, request.seal_to, request.options);
                     spans.extend(self.finish(request, result));
                 }
             }
@@ -534,7 +534,7 @@ impl Persister {
         self.count_seal(true);
         if let Err(e) = self
             .store
-            .seal_with(&self.stream, request.seal_to, request.options)
+            .seal_with_claimed(&self.stream, request.seal_to, request.options)
         {
             self.fail(e);
             return false;

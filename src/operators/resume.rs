@@ -212,7 +212,7 @@ pub(crate) fn open_worker_stream(
     if meta.finished {
         // Nothing at or beyond its upper: it may move to the resume point, and stops being finished.
         let upper = meta.upper.max(resume.resume_at());
-        store.seal_with(&stream, upper, SealOptions::default())?;
+        store.seal_with_claimed(&stream, upper, SealOptions::default())?;
     }
     let upper = store.upper(&stream)?;
     Ok(WorkerStream {
@@ -473,7 +473,7 @@ mod tests {
             store.seal("s", t + 1).unwrap();
         }
         store
-            .seal_with(
+            .seal_with_claimed(
                 "s",
                 9,
                 SealOptions {
@@ -546,9 +546,12 @@ mod layout_tests {
         confirm_layout(&store, &opened.stream, &mut opened.unconfirmed).unwrap();
         assert!(opened.unconfirmed.is_empty());
         drop(claim);
-        // What this process writes after the open never counts: a new worker stream holding updates.
-        store.write(&opened.stream, &[(3u64, 4u64, 0, 1)]).unwrap();
-        assert_eq!(store.held_data_at_open(&opened.stream), None);
+        // What this process writes after the open never counts: a new worker stream holding updates
+        // (written once its operator's claim is gone).
+        let stream = opened.stream.clone();
+        drop(opened);
+        store.write(&stream, &[(3u64, 4u64, 0, 1)]).unwrap();
+        assert_eq!(store.held_data_at_open(&stream), None);
         assert_eq!(store.held_data_at_open("x/w1of2"), Some(HeldAtOpen::Unsealed));
     }
 }

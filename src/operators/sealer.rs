@@ -160,7 +160,7 @@ impl Sealer {
             .name("ddpersist-seal".into())
             .spawn(move || {
                 for request in inbox {
-                    let result = store.seal_with(&stream, request.seal_to, request.options);
+                    let result = store.seal_with_claimed(&stream, request.seal_to, request.options);
                     let failed = result.is_err();
                     // The operator may be gone (its dataflow dropped): then nobody waits for the result.
                     let _ = outbox.send(Done { request, result });

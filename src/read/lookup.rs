@@ -123,6 +123,11 @@ impl Store {
     /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], I/O and [`Error::Corrupt`] errors of the
     /// batches.
     pub fn first_time_bytes(&self, id: &str, key: &[u8]) -> Result<Option<u64>> {
+        self.first_time_in_version(id, key).map(|(first, _)| first)
+    }
+
+    /// [`first_time_bytes`](Self::first_time_bytes), with the version of the stream it read.
+    fn first_time_in_version(&self, id: &str, key: &[u8]) -> Result<(Option<u64>, Arc<Version>)> {
         let mut first = u64::MAX;
         let version =
             self.gather_unsealed(id, &[key], u64::MAX, &mut |_, _, time, _| first = first.min(time))?;
@@ -136,12 +141,17 @@ impl Store {
             batch.for_key_probe(&probe, |_, time, _| first = first.min(time))?;
         }
         // u64::MAX is never a valid time, so it stands for "none".
-        Ok((first != u64::MAX).then_some(first.max(version.since())))
+        let since = version.since();
+        Ok(((first != u64::MAX).then_some(first.max(since)), version))
     }
 
-    /// Typed [`first_time_bytes`](Self::first_time_bytes).
+    /// Typed [`first_time_bytes`](Self::first_time_bytes). Errors: as `first_time_bytes`, and
+    /// [`Error::BadInput`] if the stream records another key type ([`check_types`](Self::check_types):
+    /// another type could encode to the bytes of a key that was written; found by an adversarial test).
     pub fn first_time<K: Codec>(&self, id: &str, key: &K) -> Result<Option<u64>> {
-        self.first_time_bytes(id, &key.to_bytes())
+        let (first, version) = self.first_time_in_version(id, &key.to_bytes())?;
+        crate::store::refuse_other_key_type::<K>(id, &version.meta().types)?;
+        Ok(first)
     }
 
     /// Calls `f(key index, val, time, diff)` for the unsealed updates of `keys` at or before `as_of`, and

@@ -36,7 +36,8 @@ impl Store {
     /// logged seals; [`Error::BadInput`] if `upper` is not above
     /// `lower`, an update breaks the order, repeats a `(key, val, time)`, has a zero diff, a time
     /// outside `[lower, upper)`, a key over 16 MiB or a val over 64 MiB — then nothing changes (the partial
-    /// file is removed; the same if the iterator panics); [`Error::DiffOverflow`] as for [`seal`](Self::seal) when updates written earlier
+    /// file is removed; the same if the iterator panics), or while a persisted operator writes the stream
+    /// (its dataflow is running); [`Error::DiffOverflow`] as for [`seal`](Self::seal) when updates written earlier
     /// below `upper` sum with these outside `i64`; I/O errors (nothing changes); a failed manifest commit
     /// poisons the store, as for `seal`.
     pub fn append_bytes<'a>(
@@ -46,6 +47,7 @@ impl Store {
         lower: u64,
         upper: u64,
     ) -> Result<SealInfo> {
+        self.refuse_claimed(id)?;
         self.append_checked(id, CheckedStream::Unchecked, updates, (lower, upper))
     }
 
@@ -94,6 +96,7 @@ impl Store {
         lower: u64,
         upper: u64,
     ) -> Result<SealInfo> {
+        self.refuse_claimed(id)?;
         let checked = self.refuse_other_types::<K, V>(id)?;
         let encoded = super::write::Encoded::new(updates);
         self.append_checked(id, checked, encoded.iter(), (lower, upper))

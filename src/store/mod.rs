@@ -59,7 +59,7 @@ mod write;
 mod writers;
 
 pub use seal::SealOptions;
-pub(crate) use streams::refuse_other_types;
+pub(crate) use streams::{refuse_other_key_type, refuse_other_types};
 pub use writers::{HeldAtOpen, WriterClaim};
 
 /// One file written by a seal, a spill or a merge, not yet committed: open, with its manifest entry.

@@ -55,10 +55,17 @@ impl Store {
     /// manifest commit: whether the writer finished (see [`StreamMeta::finished`]), and a new since. The
     /// upper may stay where it is if `options` change something (an edit of the flag or the since only).
     ///
-    /// Errors: as [`seal`](Self::seal); [`Error::BadInput`] if `options.since` is `u64::MAX` or above
+    /// Errors: as [`seal`](Self::seal); [`Error::BadInput`] while a persisted operator writes the stream (its
+    /// dataflow is running), or if `options.since` is `u64::MAX` or above
     /// `upper`, or `upper` equals the stream's upper and `options` change nothing. A since below the
     /// stream's current since is ignored (since never goes backward).
     pub fn seal_with(&self, id: &str, upper: u64, options: SealOptions) -> Result<SealInfo> {
+        self.refuse_claimed(id)?;
+        self.seal_appending(id, upper, options, None)
+    }
+
+    /// [`seal_with`](Self::seal_with) by the persisted operator that holds the stream's writer claim.
+    pub(crate) fn seal_with_claimed(&self, id: &str, upper: u64, options: SealOptions) -> Result<SealInfo> {
         self.seal_appending(id, upper, options, None)
     }
 

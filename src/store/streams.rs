@@ -17,15 +17,21 @@ impl Store {
         }
         let guard = self.inner.edit_lock.lock();
         let what = format!("create_stream of {id:?}");
+        // Under `edit_lock` the streams in `state` are the manifest's (a lookup of a missing id there is
+        // O(1), in the manifest O(streams)).
+        if self.has_stream(id) {
+            return Err(Error::bad_input(format!("stream {id:?} already exists")));
+        }
         let edit = |next: &mut Manifest| {
-            if next.stream(id).is_some() {
-                return Err(Error::bad_input(format!("stream {id:?} already exists")));
-            }
+            debug_assert!(
+                next.stream(id).is_none(),
+                "stream {id:?} in the manifest, not in `state`"
+            );
             let stream_no = next.next_stream_no;
             next.next_stream_no = stream_no
                 .checked_add(1)
                 .ok_or_else(|| Error::bad_input("stream numbers exhausted"))?;
-            next.streams.push_back(Arc::new(StreamMeta {
+            next.push_stream(Arc::new(StreamMeta {
                 stream_no,
                 id: id.to_string(),
                 upper: 0,
@@ -164,7 +170,7 @@ impl Store {
             files
         };
         let edit = |next: &mut Manifest| {
-            next.streams.retain(|s| s.id != id);
+            next.retain_streams(|s| s.id != id);
             Ok(())
         };
         let dropped = self.apply_edit(&guard, &format!("drop_stream of {id:?}"), &[], edit, |_, ()| ());
@@ -346,6 +352,20 @@ pub(crate) fn refuse_other_types<K: crate::codec::Codec, V: crate::codec::Codec>
     // The store's API reads and writes store times: how an operator's times map onto them is not checked.
     let key_val = crate::codec::key_val_part(recorded);
     refuse_unless_recorded(id, key_val, &crate::codec::types_of::<K, V>())
+}
+
+/// [`Error::BadInput`] unless a stream `id` whose recorded types are `recorded` (empty: none) holds keys
+/// of type `K` (a typed call that names no val type: `Store::first_time`).
+pub(crate) fn refuse_other_key_type<K: crate::codec::Codec>(id: &str, recorded: &str) -> Result<()> {
+    let key_val = crate::codec::key_val_part(recorded);
+    if key_val.is_empty() || key_val.starts_with(&format!("key {}, val ", K::schema())) {
+        return Ok(());
+    }
+    Err(Error::bad_input(format!(
+        "stream {id:?} was written with {key_val}, not keys of {}: use the key type it was written with, \
+         or its key's bytes (first_time_bytes)",
+        K::schema()
+    )))
 }
 
 /// Which stream a typed call checked the types of ([`Store::refuse_other_types`]), for the write or append

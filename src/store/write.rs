@@ -12,6 +12,7 @@ impl Store {
     /// and [`Error::UnknownStream`] if the id was dropped and created again between that check and the
     /// write (the write goes to the stream checked or nowhere).
     pub fn write<K: Codec, V: Codec>(&self, id: &str, updates: &[(K, V, u64, i64)]) -> Result<()> {
+        self.refuse_claimed(id)?;
         let checked = self.refuse_other_types::<K, V>(id)?;
         self.write_checked(id, checked, Encoded::new(updates).iter())
     }
@@ -23,8 +24,19 @@ impl Store {
     /// (or at [`FRONTIER_CLOSED`]), a key over 16 MiB, a val over 64 MiB, or more than 512 MiB in one call;
     /// [`Error::DiffOverflow`] if the diffs of one `(key, val, time)` — this write's together with those the
     /// memtable holds — would sum outside `i64` (DESIGN.md, "Diff arithmetic"; partial sums do not count).
-    /// Zero diffs are dropped.
+    /// Zero diffs are dropped. [`Error::BadInput`] too while a persisted operator writes the stream (its
+    /// dataflow is running).
     pub fn write_bytes<'a>(&self, id: &str, updates: impl IntoIterator<Item = UpdateRef<'a>>) -> Result<()> {
+        self.refuse_claimed(id)?;
+        self.write_checked(id, CheckedStream::Unchecked, updates)
+    }
+
+    /// [`write_bytes`](Self::write_bytes) by the persisted operator that holds the stream's writer claim.
+    pub(crate) fn write_bytes_claimed<'a>(
+        &self,
+        id: &str,
+        updates: impl IntoIterator<Item = UpdateRef<'a>>,
+    ) -> Result<()> {
         self.write_checked(id, CheckedStream::Unchecked, updates)
     }
 
@@ -60,6 +72,7 @@ impl Store {
         id: &str,
         updates: impl IntoIterator<Item = UpdateRef<'a>>,
     ) -> Result<WriteTicket> {
+        self.refuse_claimed(id)?;
         let (ticket, over_budget) = self.write_unsynced(id, CheckedStream::Unchecked, updates)?;
         if over_budget {
             self.spill_after_write(id);

@@ -90,6 +90,20 @@ impl std::fmt::Debug for Inner {
 }
 
 impl Store {
+    /// [`Error::BadInput`] if a persisted operator holds stream `id`'s writer claim: a write, append or seal
+    /// through the `Store` API would change what the running operator serves (its trace, its output) behind
+    /// its back (found by an adversarial test: a typed `write` into a running arrangement's stream was
+    /// served by its trace). The operators write and seal through the `*_claimed` calls.
+    pub(crate) fn refuse_claimed(&self, id: &str) -> Result<()> {
+        match self.inner.writers.lock().live.contains(id) {
+            true => Err(Error::bad_input(format!(
+                "stream {id:?} is written by a running persisted operator: drop its dataflow before writing, \
+                 appending to or sealing the stream through the Store"
+            ))),
+            false => Ok(()),
+        }
+    }
+
     /// Claims stream `id` for one writer (an operator) until the returned claim drops.
     ///
     /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if a live claim on `id` exists (two operators

@@ -157,11 +157,11 @@ impl ManifestEdit {
         manifest.next_file_no = self.next_file_no;
         manifest.next_stream_no = self.next_stream_no;
         let removed: HashSet<&str> = self.removed.iter().map(String::as_str).collect();
-        manifest.streams.retain(|s| !removed.contains(s.id.as_str()));
+        manifest.retain_streams(|s| !removed.contains(s.id.as_str()));
         for stream in &self.changed {
-            match manifest.streams.iter_mut().find(|s| s.id == stream.id) {
-                Some(entry) => *entry = stream.clone(),
-                None => manifest.streams.push_back(stream.clone()),
+            match manifest.stream_mut(&stream.id) {
+                Ok(entry) => *entry = (**stream).clone(),
+                Err(_) => manifest.push_stream(stream.clone()),
             }
         }
         Ok(())

@@ -31,17 +31,15 @@ fn stream(no: u32, id: &str, upper: u64, files: &[u64]) -> StreamMeta {
 }
 
 fn base() -> Manifest {
-    Manifest {
-        store_id: 0x5EED,
-        generation: 5,
-        next_file_no: 10,
-        next_stream_no: 3,
-        streams: imbl::vector![
-            stream(0, "a", 1, &[1]).into(),
-            stream(1, "b", 2, &[2, 3]).into(),
-            stream(2, "c", 0, &[]).into(),
-        ],
+    let mut m = Manifest::new(0x5EED, 5, 10, 3);
+    for s in [
+        stream(0, "a", 1, &[1]),
+        stream(1, "b", 2, &[2, 3]),
+        stream(2, "c", 0, &[]),
+    ] {
+        m.push_stream(s.into());
     }
+    m
 }
 
 /// `old` edited into a new generation: "a" sealed further, "b" removed, "d" created.

@@ -53,6 +53,32 @@ pub struct Manifest {
     /// (`Manifest::stream_mut` copies one on write), so what a commit changed is found by
     /// pointer ([`ManifestEdit::between`](super::ManifestEdit::between)).
     pub streams: imbl::Vector<Arc<StreamMeta>>,
+    /// Each stream's number by id, for lookups: a cache kept by [`push_stream`](Self::push_stream) and
+    /// [`retain_streams`](Self::retain_streams), not part of the manifest's value.
+    pub(crate) numbers: StreamNumbers,
+}
+
+/// A cache of stream numbers by id beside [`Manifest::streams`] (shared between successive manifests,
+/// as the list is). Not part of the manifest's value: equal manifests may hold different caches. A lookup
+/// binary-searches the list (in creation order, so by stream number) for the cached number and checks
+/// the id it finds, and falls back to a linear search (a list changed other than through
+/// [`Manifest::push_stream`] and [`Manifest::retain_streams`], or not in creation order), so a stale cache
+/// costs time, never a wrong entry.
+#[derive(Clone, Default)]
+pub struct StreamNumbers(imbl::HashMap<String, u32>);
+
+impl PartialEq for StreamNumbers {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for StreamNumbers {}
+
+impl std::fmt::Debug for StreamNumbers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StreamNumbers({} ids)", self.0.len())
+    }
 }
 
 /// One stream's persisted state.
@@ -267,18 +293,57 @@ impl StreamMeta {
 }
 
 impl Manifest {
-    /// The stream with id `id`.
-    pub fn stream(&self, id: &str) -> Option<&StreamMeta> {
-        self.streams.iter().find(|s| s.id == id).map(|s| &**s)
+    /// A manifest without streams.
+    pub fn new(store_id: u32, generation: u64, next_file_no: u64, next_stream_no: u32) -> Manifest {
+        Manifest {
+            store_id,
+            generation,
+            next_file_no,
+            next_stream_no,
+            ..Manifest::default()
+        }
     }
 
-    /// The stream with id `id`, to edit; [`Error::UnknownStream`] if there is none.
+    /// The stream with id `id`.
+    pub fn stream(&self, id: &str) -> Option<&StreamMeta> {
+        self.position(id).map(|at| &*self.streams[at])
+    }
+
+    /// The stream with id `id`, to edit (copied on write); [`Error::UnknownStream`] if there is none.
     pub(crate) fn stream_mut(&mut self, id: &str) -> Result<&mut StreamMeta> {
-        self.streams
-            .iter_mut()
-            .find(|s| s.id == id)
-            .map(Arc::make_mut)
-            .ok_or_else(|| Error::UnknownStream { id: id.to_string() })
+        match self.position(id) {
+            Some(at) => Ok(Arc::make_mut(&mut self.streams[at])),
+            None => Err(Error::UnknownStream { id: id.to_string() }),
+        }
+    }
+
+    /// Where the stream with id `id` is in [`streams`](Self::streams): O(log streams) through the cache
+    /// of numbers, O(streams) for an id it does not hold ([`StreamNumbers`]).
+    fn position(&self, id: &str) -> Option<usize> {
+        let cached = self.numbers.0.get(id).and_then(|no| {
+            let at = self.streams.binary_search_by_key(no, |s| s.stream_no).ok()?;
+            (self.streams[at].id == id).then_some(at)
+        });
+        cached.or_else(|| self.streams.iter().position(|s| s.id == id))
+    }
+
+    /// Appends a stream (a new one: its number at or above every other's keeps the list in creation
+    /// order).
+    pub fn push_stream(&mut self, stream: Arc<StreamMeta>) {
+        self.numbers.0.insert(stream.id.clone(), stream.stream_no);
+        self.streams.push_back(stream);
+    }
+
+    /// Keeps only the streams for which `keep` holds.
+    pub fn retain_streams(&mut self, mut keep: impl FnMut(&StreamMeta) -> bool) {
+        let numbers = &mut self.numbers.0;
+        self.streams.retain(|s| {
+            let kept = keep(s);
+            if !kept {
+                numbers.remove(&s.id);
+            }
+            kept
+        });
     }
 
     /// Every stream for which `select` holds, to edit (each copied on write).
@@ -327,7 +392,7 @@ impl Manifest {
         let next_file_no = d.u64("next file number")?;
         let next_stream_no = d.u32("next stream number")?;
         let stream_count = d.u32("stream count")? as usize;
-        let mut streams = imbl::Vector::new();
+        let mut manifest = Manifest::new(store_id, generation, next_file_no, next_stream_no);
         let (mut ids, mut nos, mut files) = (HashSet::new(), HashSet::new(), HashSet::new());
         for _ in 0..stream_count {
             let at = d.offset();
@@ -342,16 +407,10 @@ impl Manifest {
                     format!("stream {:?} number or id repeated or out of range", stream.id),
                 ));
             }
-            streams.push_back(Arc::new(stream));
+            manifest.push_stream(Arc::new(stream));
         }
         d.finish("manifest")?;
-        Ok(Manifest {
-            store_id,
-            generation,
-            next_file_no,
-            next_stream_no,
-            streams,
-        })
+        Ok(manifest)
     }
 }
 
@@ -421,7 +480,35 @@ mod tests {
                     types: "key (u32, String), val serde Price".into(),
                 }),
             ],
+            ..Manifest::default()
         }
+    }
+
+    /// Lookups by id go through the cache of numbers, and a cache left stale by a list changed directly
+    /// (or out of creation order) costs a linear search, never a wrong entry; equality ignores it.
+    #[test]
+    fn lookups_by_id_survive_a_stale_cache() {
+        let mut m = Manifest::new(1, 1, 0, 4);
+        for (no, id) in [(0, "a"), (1, "b"), (2, "c")] {
+            let mut s = (*sample().streams[0]).clone();
+            (s.stream_no, s.id) = (no, id.to_string());
+            m.push_stream(Arc::new(s));
+        }
+        assert_eq!(m.stream("b").map(|s| s.stream_no), Some(1));
+        m.stream_mut("c").unwrap().upper = 7;
+        assert_eq!(m.stream("c").map(|s| s.upper), Some(7));
+        // Changed directly: "a" gone, "b" moved to the end with another number.
+        m.streams.remove(0);
+        let mut b = (*m.streams.remove(0)).clone();
+        b.stream_no = 3;
+        m.streams.push_back(Arc::new(b));
+        assert!(m.stream("a").is_none());
+        assert_eq!(m.stream("b").map(|s| s.stream_no), Some(3));
+        assert_eq!(m.stream("c").map(|s| s.upper), Some(7));
+        let decoded = Manifest::decode(&m.encode(), "M").unwrap();
+        assert_eq!(decoded, m);
+        m.retain_streams(|s| s.id != "c");
+        assert!(m.stream("c").is_none() && m.stream_mut("c").is_err());
     }
 
     #[test]

@@ -111,7 +111,7 @@ where
             writes.push((key_bytes, n, 1));
         }
     }
-    store.write_bytes(id, writes.iter().map(|(k, v, d)| (*k, &v[..], time, *d)))?;
+    store.write_bytes_claimed(id, writes.iter().map(|(k, v, d)| (*k, &v[..], time, *d)))?;
     Ok(out)
 }
 

@@ -247,7 +247,7 @@ where
                             finished,
                             since: super::resume::compaction_since(&store, &id, peers, upper),
                         };
-                        match store.seal_with(&handle.stream, upper, options) {
+                        match store.seal_with_claimed(&handle.stream, upper, options) {
                             Ok(_) => sealed = upper,
                             Err(e) => {
                                 handle.errors.record(e);
