@@ -18,7 +18,7 @@ fn snippet(path: &std::path::Path) -> ddpersist::Result<()> {
     let first = store.first_time("orders", &"apple".to_string())?; // "seen this before, and when?"
     assert_eq!(first, Some(0));
     store.allow_compaction("orders", 1)?; // merges may advance times below 1: lookups as of them are refused,
-                                          // first times read advanced to 1 (the same before and after a merge)
+                                          // first times read advanced to 1, updates that cancel out count for nothing
     assert!(store
         .get::<String, u64>("orders", &"apple".to_string(), 0)
         .is_err());

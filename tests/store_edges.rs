@@ -64,6 +64,29 @@ fn first_time_does_not_move_when_a_merge_runs() {
     assert_eq!(before, Some(8), "advanced to the since");
 }
 
+/// `first_time` of a key whose updates cancel out below the since: none, before a merge and after (found
+/// by a review: `Some(since)` before the merge, `None` after); a key inserted and retracted later keeps
+/// its first time; updates that cancel in one seal count for nothing either.
+#[test]
+fn first_time_of_updates_that_cancel_does_not_depend_on_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    s.create_stream("s", StreamOptions::default()).unwrap();
+    s.write("s", &[(1u64, 10u64, 1, 1), (2u64, 20u64, 2, 1)]).unwrap();
+    s.seal("s", 3).unwrap();
+    s.write("s", &[(1u64, 10u64, 4, -1), (2u64, 20u64, 9, -1)])
+        .unwrap();
+    s.seal("s", 5).unwrap();
+    // Inserted and retracted at one time, unsealed: nothing.
+    s.write("s", &[(3u64, 30u64, 6, 1)]).unwrap();
+    s.write("s", &[(3u64, 30u64, 6, -1)]).unwrap();
+    s.allow_compaction("s", 5).unwrap();
+    let firsts = |s: &Store| [1u64, 2, 3].map(|k| s.first_time("s", &k).unwrap());
+    assert_eq!(firsts(&s), [None, Some(5), None], "before the merge");
+    s.major_compact("s").unwrap();
+    assert_eq!(firsts(&s), [None, Some(5), None], "after the merge");
+}
+
 /// Diffs that overflow `i64` when consolidated: errors, never a panic, in a seal and in a merge.
 #[test]
 fn diff_overflow_in_seal_and_merge_is_an_error() {

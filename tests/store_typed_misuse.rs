@@ -96,6 +96,29 @@ fn writing_into_a_running_arrangements_stream_is_refused() {
         worker.step_while(|| probe.less_than(&1));
         let stream = worker_stream_id("prices", 0, 1);
         let wrote = s.write(&stream, &[("pear".to_string(), 5u64, 1, 1)]);
+        // Every other call that changes the stream's data or frontiers is refused too.
+        let pear = ("pear".to_string(), 5u64, 1u64, 1i64);
+        let others = [
+            (
+                "write_bytes",
+                s.write_bytes(&stream, [(&b"k"[..], &b"v"[..], 1, 1)]).is_ok(),
+            ),
+            (
+                "write_bytes_unsynced",
+                s.write_bytes_unsynced(&stream, [(&b"k"[..], &b"v"[..], 1, 1)])
+                    .is_ok(),
+            ),
+            (
+                "append",
+                s.append(&stream, std::slice::from_ref(&pear), 1, 2).is_ok(),
+            ),
+            ("seal", s.seal(&stream, 5).is_ok()),
+            ("seal_logged", s.seal_logged(&stream, 5).is_ok()),
+            ("allow_compaction", s.allow_compaction(&stream, 1).is_ok()),
+        ];
+        for (call, ok) in others {
+            assert!(!ok, "{call} into a running arrangement's stream was accepted");
+        }
         input.advance_to(2);
         input.flush();
         let start = std::time::Instant::now();
@@ -113,4 +136,7 @@ fn writing_into_a_running_arrangements_stream_is_refused() {
         !accepted,
         "a write into a running arrangement's stream was accepted; the arrangement then served {pears:?}"
     );
+    // Once its dataflow is gone, the stream takes writes through the Store again.
+    let stream = worker_stream_id("prices", 0, 1);
+    store.write(&stream, &[("pear".to_string(), 5u64, 9, 1)]).unwrap();
 }

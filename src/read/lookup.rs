@@ -12,8 +12,8 @@
 //! Times below the stream's `since` may have been advanced to `since` by merges, or not yet: answers read
 //! through the since, so that they never depend on whether a merge ran (found by an adversarial test).
 //! A lookup `as_of` a time before the since is refused ([`Error::BadInput`]: as for any DD trace, the
-//! collection is known there only as of the since), and a first time is reported advanced to the since
-//! (`max(first, since)`).
+//! collection is known there only as of the since), and a first time is the least time, times below
+//! the since read as the since, whose updates of some val do not cancel out.
 //!
 //! A key's diffs are accumulated exactly (`i128`), in whatever order the sources are read: only the
 //! total of each val at `as_of` must fit `i64` (DESIGN.md, "Diff arithmetic").
@@ -116,9 +116,10 @@ impl Store {
         found.into_iter().map(|(v, d)| Ok((V::decode(&v)?, d))).collect()
     }
 
-    /// The first time at which stream `id` holds any update of `key` (sealed or not), advanced to the
-    /// stream's since (`max(first, since)`: merges may have advanced it, or not yet), or `None` if it
-    /// never had one. For timestamp persistence: "have we assigned this data a timestamp before?"
+    /// The first time at which stream `id` holds an update of `key` (sealed or not) that does not cancel
+    /// out: the least time whose updates of some val sum to nonzero, times below the stream's since read
+    /// as the since (merges may have advanced them, or not yet); `None` if there is none. For timestamp
+    /// persistence: "have we assigned this data a timestamp before?" Reads every update of the key.
     ///
     /// Errors: [`Error::UnknownStream`], [`Error::Poisoned`], I/O and [`Error::Corrupt`] errors of the
     /// batches.
@@ -128,21 +129,38 @@ impl Store {
 
     /// [`first_time_bytes`](Self::first_time_bytes), with the version of the stream it read.
     fn first_time_in_version(&self, id: &str, key: &[u8]) -> Result<(Option<u64>, Arc<Version>)> {
-        let mut first = u64::MAX;
-        let version =
-            self.gather_unsealed(id, &[key], u64::MAX, &mut |_, _, time, _| first = first.min(time))?;
-        // Batches are in time order and every time in a batch is at or beyond its lower: stop once no
-        // later batch can hold an earlier time.
+        // Every update of the key, its time advanced to the since, summed per (val, time): the first time
+        // with a nonzero sum is what a merge (which advances and consolidates) or a seal (which
+        // consolidates) leaves, so the answer never depends on whether one ran (an adversarial review:
+        // +1 and -1 below the since answered the since before a merge and none after).
+        let mut sums: Vec<(u64, Vec<u8>, i128)> = Vec::new();
+        let mut add = |val: &[u8], time: u64, diff: i64| sums.push((time, val.to_vec(), i128::from(diff)));
+        let version = self.gather_unsealed(id, &[key], u64::MAX, &mut |_, val, time, diff| {
+            add(val, time, diff)
+        })?;
         let probe = KeyProbe::new(key);
         for batch in sources(&version) {
-            if first <= batch.description().lower {
-                break;
-            }
-            batch.for_key_probe(&probe, |_, time, _| first = first.min(time))?;
+            batch.for_key_probe(&probe, &mut add)?;
         }
-        // u64::MAX is never a valid time, so it stands for "none".
         let since = version.since();
-        Ok(((first != u64::MAX).then_some(first.max(since)), version))
+        for s in &mut sums {
+            s.0 = s.0.max(since);
+        }
+        sums.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut first = None;
+        let mut at = 0;
+        while at < sums.len() && first.is_none() {
+            let end = at
+                + sums[at..]
+                    .iter()
+                    .take_while(|s| (s.0, &s.1) == (sums[at].0, &sums[at].1))
+                    .count();
+            if sums[at..end].iter().map(|s| s.2).sum::<i128>() != 0 {
+                first = Some(sums[at].0);
+            }
+            at = end;
+        }
+        Ok((first, version))
     }
 
     /// Typed [`first_time_bytes`](Self::first_time_bytes). Errors: as `first_time_bytes`, and

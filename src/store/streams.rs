@@ -254,7 +254,8 @@ impl Store {
     }
 
     /// Allows merges to advance times below `since` to `since` (and so to consolidate updates whose diffs
-    /// then sum to zero). Reads at times at or beyond `since` are unaffected. Durable when it returns.
+    /// then sum to zero). Reads at times at or beyond `since` are unaffected; lookups below it are refused
+    /// (`read::lookup`). Durable when it returns.
     ///
     /// A since beyond the stream's upper is allowed (as DD's logical compaction frontier may be): updates
     /// written later at times below it are advanced too. A persisted operator's stream
@@ -265,8 +266,10 @@ impl Store {
     /// retractions lost; `tests/restart_compaction.rs` shows the rule the operators follow).
     ///
     /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `since` is below the stream's current since
-    /// (it never goes backward) or is `u64::MAX`.
+    /// (it never goes backward) or is `u64::MAX`, or while a persisted operator writes the stream (its
+    /// dataflow is running: the operator sets its since).
     pub fn allow_compaction(&self, id: &str, since: u64) -> Result<()> {
+        self.refuse_claimed(id)?;
         if since == crate::FRONTIER_CLOSED {
             return Err(Error::bad_input(
                 "since u64::MAX is reserved for the closed frontier",

@@ -90,8 +90,8 @@ impl std::fmt::Debug for Inner {
 }
 
 impl Store {
-    /// [`Error::BadInput`] if a persisted operator holds stream `id`'s writer claim: a write, append or seal
-    /// through the `Store` API would change what the running operator serves (its trace, its output) behind
+    /// [`Error::BadInput`] if a persisted operator holds stream `id`'s writer claim: a write, append, seal or
+    /// `allow_compaction` through the `Store` API would change what the running operator serves (its trace, its output) behind
     /// its back (found by an adversarial test: a typed `write` into a running arrangement's stream was
     /// served by its trace). The operators write and seal through the `*_claimed` calls.
     pub(crate) fn refuse_claimed(&self, id: &str) -> Result<()> {
@@ -104,7 +104,10 @@ impl Store {
         }
     }
 
-    /// Claims stream `id` for one writer (an operator) until the returned claim drops.
+    /// Claims stream `id` for one writer (an operator) until the returned claim drops. While it is held,
+    /// the `Store`'s own writes, appends, seals and `allow_compaction` of the stream are refused
+    /// ([`Error::BadInput`]): the claim is for the persisted operators, which write through the crate's
+    /// own calls.
     ///
     /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if a live claim on `id` exists (two operators
     /// would write one stream: e.g. one arrangement id used in two dataflows of a worker; or

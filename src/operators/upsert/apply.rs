@@ -35,7 +35,23 @@ use std::collections::btree_map::{BTreeMap, Entry};
 /// [`Error::DiffOverflow`] if a previous value's multiplicity is `i64::MIN`, which no retraction can undo
 /// in one `i64` diff; [`Error::BadInput`] (nothing written) for keys whose encodings disagree with them
 /// as above.
+/// [`Error::BadInput`] too while a persisted operator writes the stream (its dataflow is running).
 pub fn apply_upserts<K, V>(
+    store: &Store,
+    id: &str,
+    time: u64,
+    records: Vec<(K, Option<V>)>,
+) -> Result<Vec<(K, V, i64)>>
+where
+    K: Codec + Clone + Ord,
+    V: Codec,
+{
+    store.refuse_claimed(id)?;
+    apply_upserts_claimed(store, id, time, records)
+}
+
+/// [`apply_upserts`] by the upsert operator that holds the stream's writer claim.
+pub(crate) fn apply_upserts_claimed<K, V>(
     store: &Store,
     id: &str,
     time: u64,

@@ -216,7 +216,7 @@ where
                             break;
                         }
                         let (cap, records) = entry.remove();
-                        match apply_upserts(&store, &handle.stream, t.to_u64(), records) {
+                        match apply::apply_upserts_claimed(&store, &handle.stream, t.to_u64(), records) {
                             Ok(updates) => {
                                 applied_upto = applied_upto.max(t.to_u64().saturating_add(1));
                                 let updates = updates.into_iter().map(|(k, v, d)| ((k, v), t, d));
