@@ -13,17 +13,24 @@ fn verify(dir: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
+/// A store in `dir` with durable streams "a" and "b", one update written to each, and "a" dropped: its
+/// WAL record is still in the log.
+fn with_a_dropped_stream(dir: &std::path::Path) -> Store {
+    let store = Store::open(dir).unwrap();
+    store.create_stream("a", StreamOptions { durable: true }).unwrap();
+    store.create_stream("b", StreamOptions { durable: true }).unwrap();
+    store.write("a", &[(1u64, 1u64, 0, 1)]).unwrap();
+    store.write("b", &[(2u64, 2u64, 0, 1)]).unwrap();
+    store.drop_stream("a").unwrap();
+    store
+}
+
 #[test]
 fn verify_accepts_the_wal_records_of_a_dropped_stream() {
     let dir = tempfile::tempdir().unwrap();
     let live;
     {
-        let store = Store::open(dir.path()).unwrap();
-        store.create_stream("a", StreamOptions { durable: true }).unwrap();
-        store.create_stream("b", StreamOptions { durable: true }).unwrap();
-        store.write("a", &[(1u64, 1u64, 0, 1)]).unwrap();
-        store.write("b", &[(2u64, 2u64, 0, 1)]).unwrap();
-        store.drop_stream("a").unwrap();
+        let _live = with_a_dropped_stream(dir.path()); // open while verify reads it
         live = verify(dir.path());
     }
     // Closed: still the same log; the store itself reopens fine.
@@ -45,12 +52,7 @@ fn verify_accepts_the_wal_records_of_a_dropped_stream() {
 fn read_commands_accept_the_wal_records_of_a_dropped_stream() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(dir.path()).unwrap();
-        store.create_stream("a", StreamOptions { durable: true }).unwrap();
-        store.create_stream("b", StreamOptions { durable: true }).unwrap();
-        store.write("a", &[(1u64, 1u64, 0, 1)]).unwrap();
-        store.write("b", &[(2u64, 2u64, 0, 1)]).unwrap();
-        store.drop_stream("a").unwrap();
+        let store = with_a_dropped_stream(dir.path());
         // Created again under the same id: a new stream number.
         store.create_stream("a", StreamOptions { durable: true }).unwrap();
         store.write("a", &[(3u64, 3u64, 0, 1)]).unwrap();

@@ -159,9 +159,9 @@ impl ManifestEdit {
         let removed: HashSet<&str> = self.removed.iter().map(String::as_str).collect();
         manifest.retain_streams(|s| !removed.contains(s.id.as_str()));
         for stream in &self.changed {
-            match manifest.stream_mut(&stream.id) {
-                Ok(entry) => *entry = (**stream).clone(),
-                Err(_) => manifest.push_stream(stream.clone()),
+            match manifest.position(&stream.id) {
+                Some(at) => manifest.streams[at] = stream.clone(),
+                None => manifest.push_stream(stream.clone()),
             }
         }
         Ok(())
