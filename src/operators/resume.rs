@@ -185,9 +185,10 @@ pub(crate) fn open_worker_stream(
         return Err(Error::bad_input("an operator's id must not be empty"));
     }
     check_worker_count(store, id, peers)?;
-    let mut unconfirmed = Vec::new();
-    if !exists {
-        unconfirmed = check_layout(store, id, index)?;
+    let unconfirmed = if exists {
+        siblings_held_at_open(store, id, &stream)
+    } else {
+        let unconfirmed = check_layout(store, id, index)?;
         store.create_stream(&stream, options).map_err(|e| match e {
             // The limit applies to the worker's stream id: name the operator's id and its own limit.
             Error::BadInput { .. } if stream.len() > MAX_ID_BYTES => Error::bad_input(format!(
@@ -198,7 +199,8 @@ pub(crate) fn open_worker_stream(
             )),
             e => e,
         })?;
-    }
+        unconfirmed
+    };
     store.check_types(&stream, types)?;
     let claim = store.claim_writer(&stream)?;
     // A stream that keeps no unsealed update across a restart starts from its upper within a process too:
@@ -312,7 +314,26 @@ fn check_layout(store: &Store, id: &str, index: usize) -> Result<Vec<String>> {
     }
 }
 
-/// Before the first seal of a worker's `stream`, for which [`check_layout`] left `unconfirmed`:
+/// The other workers' streams of `id` that held data when the store was opened, beside this worker's
+/// own `stream` (which exists): this process's own workers must claim them before this worker's first
+/// seal ([`confirm_layout`]). One never claimed here was written by a worker of another process: the
+/// directory was written by one process of two workers and is now reopened by one process of a cluster
+/// of two processes of one worker each, which would serve half the collection (the other half, in this
+/// directory, never read) and start the other process's worker empty.
+fn siblings_held_at_open(store: &Store, id: &str, stream: &str) -> Vec<String> {
+    let manifest = store.manifest();
+    let siblings = manifest
+        .streams
+        .iter()
+        .filter(|m| m.id != stream && worker_of(&m.id, id).is_some());
+    siblings
+        .filter(|m| store.held_data_at_open(&m.id).is_some())
+        .map(|m| m.id.clone())
+        .collect()
+}
+
+/// Before the first seal of a worker's `stream`, for which [`open_worker_stream`] left `unconfirmed`
+/// ([`check_layout`] when the stream was missing, [`siblings_held_at_open`] when it existed):
 /// every such stream must have been claimed in this process since the store was opened (by its own
 /// worker's operator, which every worker of the process has built once the frontier moved). One that was
 /// not belongs to another process's workers: [`Error::BadInput`] as at build, and the operator stops
@@ -334,7 +355,18 @@ pub(crate) fn confirm_layout(store: &Store, stream: &str, unconfirmed: &mut Vec<
         false => {
             let (id, _) = operator_of(stream).unwrap_or((stream, 0));
             let index = worker_of(stream, id).map_or(0, |w| w.0);
-            Err(foreign_layout(store, id, index, &foreign))
+            match store.held_data_at_open(stream) {
+                // This worker's own stream is from earlier runs too: the others are no worker's here.
+                Some(_) => Err(Error::bad_input(format!(
+                    "store {} holds {foreign:?} from earlier runs, which no worker of this process writes: \
+                     each process must reopen the directory it wrote, with the same number of workers (one \
+                     directory per process; a cluster rerun with processes and workers split otherwise is \
+                     refused); to build the id again empty, drop every worker's stream of it \
+                     (Store::drop_stream)",
+                    store.blob().location()
+                ))),
+                None => Err(foreign_layout(store, id, index, &foreign)),
+            }
         }
     }
 }
@@ -446,112 +478,5 @@ macro_rules! worker_handle_accessors {
 pub(crate) use worker_handle_accessors;
 
 #[cfg(test)]
-mod tests {
-    use super::replay_as_of_since;
-    use crate::store::{SealOptions, Store, StreamOptions};
-
-    /// A stream's re-emission is as of its since, and the same before and after a merge at that since:
-    /// times below it read as it, each `(key, val)` summed there (zero sums gone), later times kept.
-    #[test]
-    fn a_replay_reads_as_of_the_since_whatever_merges_ran() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store
-            .create_stream("s", StreamOptions { durable: false })
-            .unwrap();
-        let updates: Vec<(String, u64, u64, i64)> = vec![
-            ("a".into(), 1, 1, 1),
-            ("a".into(), 1, 3, 1),
-            ("a".into(), 1, 6, -1),
-            ("b".into(), 2, 2, 1),
-            ("b".into(), 2, 4, -1),
-            ("c".into(), 3, 5, 1),
-        ];
-        for t in 1..8 {
-            let at: Vec<_> = updates.iter().filter(|u| u.2 == t).cloned().collect();
-            store.write("s", &at).unwrap();
-            store.seal("s", t + 1).unwrap();
-        }
-        store
-            .seal_with_claimed(
-                "s",
-                9,
-                SealOptions {
-                    finished: false,
-                    since: Some(5),
-                },
-            )
-            .unwrap();
-        let before = replay_as_of_since::<String, u64, u64>(&store, "s").unwrap();
-        let want = vec![
-            (("a".to_string(), 1), 5, 2),
-            (("a".to_string(), 1), 6, -1),
-            (("c".to_string(), 3), 5, 1),
-        ];
-        assert_eq!(before, (want, 9));
-        store.major_compact("s").unwrap();
-        assert_eq!(store.sealed("s").unwrap().batches.len(), 1, "merged");
-        assert_eq!(
-            replay_as_of_since::<String, u64, u64>(&store, "s").unwrap(),
-            before
-        );
-    }
-}
-
-#[cfg(test)]
-mod layout_tests {
-    use super::{confirm_layout, open_worker_stream};
-    use crate::store::{HeldAtOpen, Store, StreamOptions};
-
-    /// A store whose only stream of `"x"` is worker `held`'s of 2, holding `sealed` data or only
-    /// unsealed durable updates, reopened.
-    fn store_holding(dir: &std::path::Path, held: usize, sealed: bool) -> Store {
-        let stream = super::worker_stream_id("x", held, 2);
-        {
-            let store = Store::open(dir).unwrap();
-            store
-                .create_stream(&stream, StreamOptions { durable: true })
-                .unwrap();
-            store.write(&stream, &[(1u64, 2u64, 0, 1)]).unwrap();
-            if sealed {
-                store.seal(&stream, 1).unwrap();
-            }
-        }
-        Store::open(dir).unwrap()
-    }
-
-    /// Another worker's stream that held sealed data at the open refuses the build at once; one that held
-    /// only unsealed updates is confirmed before the first seal, once claimed in this process, and refused
-    /// there if it never was (another process's directory).
-    #[test]
-    fn a_missing_worker_stream_is_judged_by_what_the_others_held_at_the_open() {
-        let types = "key u64, val u64";
-        let options = StreamOptions { durable: true };
-        let dir = tempfile::tempdir().unwrap();
-        let store = store_holding(dir.path(), 1, true);
-        let err = open_worker_stream(&store, "x", (0, 2), options, types)
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("the directory it wrote"), "{err}");
-
-        let dir = tempfile::tempdir().unwrap();
-        let store = store_holding(dir.path(), 1, false);
-        let mut opened = open_worker_stream(&store, "x", (0, 2), options, types).unwrap();
-        assert_eq!(opened.unconfirmed, vec!["x/w1of2".to_string()]);
-        // Not claimed in this process: another process's stream.
-        let err = confirm_layout(&store, &opened.stream, &mut opened.unconfirmed).unwrap_err();
-        assert!(err.to_string().contains("no stream of worker 0"), "{err}");
-        // Claimed by this process's worker 1 (its operator built meanwhile): confirmed.
-        let claim = store.claim_writer("x/w1of2").unwrap();
-        confirm_layout(&store, &opened.stream, &mut opened.unconfirmed).unwrap();
-        assert!(opened.unconfirmed.is_empty());
-        drop(claim);
-        // What this process writes after the open never counts: a new worker stream holding updates
-        // (written once its operator's claim is gone).
-        let stream = opened.stream.clone();
-        drop(opened);
-        store.write(&stream, &[(3u64, 4u64, 0, 1)]).unwrap();
-        assert_eq!(store.held_data_at_open(&stream), None);
-        assert_eq!(store.held_data_at_open("x/w1of2"), Some(HeldAtOpen::Unsealed));
-    }
-}
+#[path = "resume_tests.rs"]
+mod tests;

@@ -47,7 +47,7 @@ impl Store {
         lower: u64,
         upper: u64,
     ) -> Result<SealInfo> {
-        self.refuse_claimed(id)?;
+        let _admitted = self.refuse_claimed(id)?;
         self.append_checked(id, CheckedStream::Unchecked, updates, (lower, upper))
     }
 
@@ -96,7 +96,7 @@ impl Store {
         lower: u64,
         upper: u64,
     ) -> Result<SealInfo> {
-        self.refuse_claimed(id)?;
+        let _admitted = self.refuse_claimed(id)?;
         let checked = self.refuse_other_types::<K, V>(id)?;
         let encoded = super::write::Encoded::new(updates);
         self.append_checked(id, checked, encoded.iter(), (lower, upper))

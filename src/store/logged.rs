@@ -61,7 +61,7 @@ impl Store {
     /// `seal_logged`, [`complete_seals`](Self::complete_seals) or `compact` of the stream tries again
     /// (`complete_seals` returns the error if it fails again).
     pub fn seal_logged(&self, id: &str, upper: u64) -> Result<()> {
-        self.refuse_claimed(id)?;
+        let _admitted = self.refuse_claimed(id)?;
         // The number says, under the lock below, that it is still that stream (not dropped and created
         // again meanwhile, perhaps with another durability).
         let (durable, stream_no) = self.durability(id)?;

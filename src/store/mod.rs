@@ -280,6 +280,9 @@ pub(crate) struct Inner {
     pub(crate) manifest_log: Mutex<edit::ManifestLog>,
     /// Live writers, streams claimed since this open and what streams held at it (`writers.rs`).
     pub(crate) writers: Mutex<writers::Writers>,
+    /// Notified (under `writers`) when a stream's last admitted `Store` call returns: a claim of it waits
+    /// for that (`writers.rs`).
+    pub(crate) calls_done: parking_lot::Condvar,
     /// Set when the last user handle drops: running merges stop early.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
     /// Unique among the stores of this process (from 1): stamped on write tickets.

@@ -305,6 +305,7 @@ impl Store {
             edit_lock: Mutex::new(()),
             manifest_log: Mutex::new(super::edit::ManifestLog::new(snapshot_bytes)),
             writers: Mutex::new(super::writers::Writers::new(held_at_open)),
+            calls_done: parking_lot::Condvar::new(),
             batches_changed: parking_lot::Condvar::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             id: super::NEXT_STORE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),

@@ -60,7 +60,7 @@ impl Store {
     /// `upper`, or `upper` equals the stream's upper and `options` change nothing. A since below the
     /// stream's current since is ignored (since never goes backward).
     pub fn seal_with(&self, id: &str, upper: u64, options: SealOptions) -> Result<SealInfo> {
-        self.refuse_claimed(id)?;
+        let _admitted = self.refuse_claimed(id)?;
         self.seal_appending(id, upper, options, None)
     }
 

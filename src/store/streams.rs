@@ -269,7 +269,7 @@ impl Store {
     /// (it never goes backward) or is `u64::MAX`, or while a persisted operator writes the stream (its
     /// dataflow is running: the operator sets its since).
     pub fn allow_compaction(&self, id: &str, since: u64) -> Result<()> {
-        self.refuse_claimed(id)?;
+        let _admitted = self.refuse_claimed(id)?;
         if since == crate::FRONTIER_CLOSED {
             return Err(Error::bad_input(
                 "since u64::MAX is reserved for the closed frontier",

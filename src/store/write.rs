@@ -12,7 +12,7 @@ impl Store {
     /// and [`Error::UnknownStream`] if the id was dropped and created again between that check and the
     /// write (the write goes to the stream checked or nowhere).
     pub fn write<K: Codec, V: Codec>(&self, id: &str, updates: &[(K, V, u64, i64)]) -> Result<()> {
-        self.refuse_claimed(id)?;
+        let _admitted = self.refuse_claimed(id)?;
         let checked = self.refuse_other_types::<K, V>(id)?;
         self.write_checked(id, checked, Encoded::new(updates).iter())
     }
@@ -27,7 +27,7 @@ impl Store {
     /// Zero diffs are dropped. [`Error::BadInput`] too while a persisted operator writes the stream (its
     /// dataflow is running).
     pub fn write_bytes<'a>(&self, id: &str, updates: impl IntoIterator<Item = UpdateRef<'a>>) -> Result<()> {
-        self.refuse_claimed(id)?;
+        let _admitted = self.refuse_claimed(id)?;
         self.write_checked(id, CheckedStream::Unchecked, updates)
     }
 
@@ -72,7 +72,7 @@ impl Store {
         id: &str,
         updates: impl IntoIterator<Item = UpdateRef<'a>>,
     ) -> Result<WriteTicket> {
-        self.refuse_claimed(id)?;
+        let _admitted = self.refuse_claimed(id)?;
         let (ticket, over_budget) = self.write_unsynced(id, CheckedStream::Unchecked, updates)?;
         if over_budget {
             self.spill_after_write(id);

@@ -30,6 +30,10 @@ static NEXT_CLAIM: AtomicU64 = AtomicU64::new(0);
 pub(crate) struct Writers {
     /// Streams with a live [`WriterClaim`].
     live: HashSet<String>,
+    /// Per stream, the `Store` calls that change it (writes, appends, seals, `allow_compaction`) running
+    /// now, each admitted by [`Store::refuse_claimed`] while no claim was live: a claim waits for them
+    /// ([`Store::claim_writer`]), so none of them lands once an operator holds the stream.
+    in_flight: HashMap<String, usize>,
     /// Streams that held data when this open of the store began (fixed by the open), each with what it
     /// held.
     held_at_open: HashMap<String, HeldAtOpen>,
@@ -52,6 +56,7 @@ impl Writers {
     pub(crate) fn new(held_at_open: HashMap<String, HeldAtOpen>) -> Self {
         Writers {
             live: HashSet::new(),
+            in_flight: HashMap::new(),
             held_at_open,
             claimed: HashSet::new(),
         }
@@ -81,6 +86,29 @@ impl Drop for WriterClaim {
     }
 }
 
+/// A `Store` call's admission to change a stream no operator claims ([`Store::refuse_claimed`]), held for
+/// the call's length: a [`Store::claim_writer`] of the stream waits until every such call returned.
+#[must_use = "the admission lasts while it is held: keep it until the call returns"]
+pub(crate) struct Unclaimed<'a> {
+    inner: &'a Inner,
+    id: &'a str,
+}
+
+impl Drop for Unclaimed<'_> {
+    fn drop(&mut self) {
+        let mut writers = self.inner.writers.lock();
+        let Some(count) = writers.in_flight.get_mut(self.id) else {
+            debug_assert!(false, "an admitted call of {:?} is not counted", self.id);
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            writers.in_flight.remove(self.id);
+            self.inner.calls_done.notify_all();
+        }
+    }
+}
+
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
@@ -94,20 +122,35 @@ impl Store {
     /// `allow_compaction` through the `Store` API would change what the running operator serves (its trace, its output) behind
     /// its back (found by an adversarial test: a typed `write` into a running arrangement's stream was
     /// served by its trace). The operators write and seal through the `*_claimed` calls.
-    pub(crate) fn refuse_claimed(&self, id: &str) -> Result<()> {
-        match self.inner.writers.lock().live.contains(id) {
-            true => Err(Error::bad_input(format!(
+    ///
+    /// Otherwise the call is admitted: hold the returned value until it returns, and a claim of the
+    /// stream waits for it ([`claim_writer`](Self::claim_writer)), so no call admitted before a claim
+    /// lands after it. Calls nest (a `seal_logged` that falls back to a `seal`).
+    pub(crate) fn refuse_claimed<'a>(&'a self, id: &'a str) -> Result<Unclaimed<'a>> {
+        let mut writers = self.inner.writers.lock();
+        if writers.live.contains(id) {
+            return Err(Error::bad_input(format!(
                 "stream {id:?} is written by a running persisted operator: drop its dataflow before writing, \
                  appending to or sealing the stream through the Store"
-            ))),
-            false => Ok(()),
+            )));
         }
+        match writers.in_flight.get_mut(id) {
+            Some(count) => *count += 1,
+            None => {
+                writers.in_flight.insert(id.to_string(), 1);
+            }
+        }
+        Ok(Unclaimed {
+            inner: &self.inner,
+            id,
+        })
     }
 
     /// Claims stream `id` for one writer (an operator) until the returned claim drops. While it is held,
     /// the `Store`'s own writes, appends, seals and `allow_compaction` of the stream are refused
     /// ([`Error::BadInput`]): the claim is for the persisted operators, which write through the crate's
-    /// own calls.
+    /// own calls. A write, append, seal or `allow_compaction` of the stream running when this is called
+    /// is waited for (it returns first, and what it did is in the stream before the claim is taken).
     ///
     /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if a live claim on `id` exists (two operators
     /// would write one stream: e.g. one arrangement id used in two dataflows of a worker; or
@@ -118,6 +161,11 @@ impl Store {
         }
         let inserted = {
             let mut writers = self.inner.writers.lock();
+            // The `Store`'s calls admitted before this claim finish first (none is admitted meanwhile
+            // once the claim is live; until then this waits, releasing the lock).
+            while !writers.live.contains(id) && writers.in_flight.contains_key(id) {
+                self.inner.calls_done.wait(&mut writers);
+            }
             let inserted = writers.live.insert(id.to_string());
             writers.claimed.insert(id.to_string());
             inserted
@@ -250,5 +298,50 @@ mod tests {
         let err = store.claim_writer("s").err().unwrap().to_string();
         assert!(err.contains("being dropped"), "{err}");
         drop(first);
+    }
+
+    /// A claim waits for the `Store` calls admitted before it (a write racing an operator's build landed
+    /// after the claim when the check came first and the write after), and refuses those that come after.
+    #[test]
+    fn a_claim_waits_for_admitted_calls_and_refuses_later_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_stream("s", Default::default()).unwrap();
+        store.create_stream("t", Default::default()).unwrap();
+        let outer = store.refuse_claimed("s").unwrap();
+        let nested = store.refuse_claimed("s").unwrap();
+        let claimed = Arc::new(AtomicBool::new(false));
+        let claimer = {
+            let (store, claimed) = (store.clone(), claimed.clone());
+            std::thread::spawn(move || {
+                let claim = store.claim_writer("s").unwrap();
+                claimed.store(true, Ordering::SeqCst);
+                claim
+            })
+        };
+        // Another stream's calls and claims go on meanwhile.
+        drop(store.claim_writer("t").unwrap());
+        store.write_bytes("t", [(&b"k"[..], &b"v"[..], 0, 1)]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !claimed.load(Ordering::SeqCst),
+            "the claim did not wait for the calls in flight"
+        );
+        drop(nested);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(
+            !claimed.load(Ordering::SeqCst),
+            "the claim did not wait for the outer call"
+        );
+        drop(outer);
+        let claim = claimer.join().unwrap();
+        assert!(claimed.load(Ordering::SeqCst));
+        let err = store
+            .write_bytes("s", [(&b"k"[..], &b"v"[..], 0, 1)])
+            .unwrap_err();
+        assert!(matches!(err, Error::BadInput { .. }), "{err}");
+        drop(claim);
+        store.write_bytes("s", [(&b"k"[..], &b"v"[..], 0, 1)]).unwrap();
+        assert!(store.inner.writers.lock().in_flight.is_empty());
     }
 }

@@ -46,7 +46,7 @@ where
     K: Codec + Clone + Ord,
     V: Codec,
 {
-    store.refuse_claimed(id)?;
+    let _admitted = store.refuse_claimed(id)?;
     apply_upserts_claimed(store, id, time, records)
 }
 
