@@ -89,23 +89,22 @@ fn run(dir: &Path, workers: usize, times: u64, pause_ms: u64) -> BTreeMap<u64, i
             (input, resume.into_iter().min().unwrap())
         });
         let all = events(times);
-        for t in resume..times {
-            input.advance_to(t);
-            if worker.index() == 0 {
-                for (event, _) in all.iter().filter(|e| e.1 == t) {
-                    input.update(event.clone(), 1);
-                }
-            }
-            input.advance_to(t + 1);
-            input.flush();
-            if pause_ms > 0 {
-                worker.step_while(|| probe.less_than(&(t + 1)));
-                if worker.index() == 0 {
-                    println!("complete {}", t + 1);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(pause_ms));
-            }
-        }
+        let worker_0_events = |w: &timely::worker::Worker, t: u64| match w.index() {
+            0 => all
+                .iter()
+                .filter(|e| e.1 == t)
+                .map(|(e, _)| (e.clone(), 1))
+                .collect(),
+            _ => Vec::new(),
+        };
+        common::kill::feed_times(
+            worker,
+            &mut input,
+            &probe,
+            resume..times,
+            pause_ms,
+            worker_0_events,
+        );
         drop(input);
         worker.step_while(|| !probe.done());
     })

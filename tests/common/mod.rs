@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod dropin;
+pub mod kill;
 
 use ddpersist::blob::Blob;
 use ddpersist::fs::{CrashPoint, CrashState};
@@ -341,4 +342,11 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Drops every dataflow `worker` has installed (returns once none is left to drop).
+pub fn drop_dataflows(worker: &mut timely::worker::Worker) {
+    for dataflow in worker.installed_dataflows() {
+        worker.drop_dataflow(dataflow);
+    }
 }
