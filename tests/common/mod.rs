@@ -3,6 +3,7 @@
 
 pub mod dropin;
 pub mod kill;
+pub mod ports;
 
 use ddpersist::blob::Blob;
 use ddpersist::fs::{CrashPoint, CrashState};

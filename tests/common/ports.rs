@@ -1,0 +1,48 @@
+//! Helpers of the ports of DD's own tests (`dd_ports*.rs`): DD's inputs built from update vectors, the one
+//! batch a captured run answers, DD's `reduce` test.
+
+use ddpersist::operators::ArrangeTyped;
+use ddpersist::Store;
+use differential_dataflow::{AsCollection, VecCollection};
+use timely::dataflow::operators::capture::{Capture, Extract};
+use timely::dataflow::operators::ToStream;
+use timely::dataflow::Scope;
+use timely::progress::Timestamp;
+
+/// `updates` (`(record, time, diff)`) as a collection of `scope`: what DD's tests write as
+/// `vec![...].into_iter().to_stream(scope).as_collection()`. Types are inferred as there.
+pub fn collection<'s, T: Timestamp, D: Clone + 'static, R: Clone + 'static>(
+    scope: Scope<'s, T>,
+    updates: Vec<(D, T, R)>,
+) -> VecCollection<'s, T, D, R> {
+    updates.into_iter().to_stream(scope).as_collection()
+}
+
+/// The data of the single batch an `extract()`ed capture holds: asserts there is exactly one
+/// `(time, data)` and returns its data.
+pub fn only_batch<T, D>(extracted: Vec<(T, Vec<D>)>) -> Vec<D> {
+    assert_eq!(extracted.len(), 1);
+    extracted.into_iter().next().unwrap().1
+}
+
+/// DD 0.26's `tests/reduce.rs` `reduce` with its `col1` arranged by `arrange_by_key_persisted(&store, id)`:
+/// three updates at the default time reduced to `(key, first val)` with the count of vals as diff, run
+/// once with `timely::example`. Returns the extracted capture (`(time, updates)` batches).
+pub fn dd_reduce(store: Store, id: &'static str) -> Vec<(u64, Vec<((i32, i32), u64, isize)>)> {
+    let data = timely::example(move |scope| {
+        let col1 = collection(
+            scope,
+            vec![
+                ((0, 0), Default::default(), 1),
+                ((1, 2), Default::default(), 1),
+                ((1, 1), Default::default(), 1),
+            ],
+        );
+        col1.arrange_by_key_persisted(&store, id)
+            .unwrap()
+            .reduce(|_, s, t| t.push((*s[0].0, s.len() as isize)))
+            .inner
+            .capture()
+    });
+    data.extract()
+}
