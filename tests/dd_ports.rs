@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::ports::collection;
+use common::ports::dd_join_inputs;
 use ddpersist::operators::{
     ArrangeEncoded, ArrangePersisted, ArrangeTyped, PersistHandle, PersistTime, TypedPersisted,
 };
@@ -463,17 +463,7 @@ fn dd_join_at_usize_times_with_a_restart() {
         let store = Store::open(dir.path()).unwrap();
         let data = timely::execute_directly(move |worker| {
             worker.dataflow::<usize, _, _>(|scope| {
-                let col1 = collection(
-                    scope,
-                    vec![((0, 0), Default::default(), 1), ((1, 2), Default::default(), 1)],
-                );
-                let col2 = collection(
-                    scope,
-                    vec![
-                        ((0, 'a'), Default::default(), 1),
-                        ((1, 'B'), Default::default(), 1),
-                    ],
-                );
+                let (col1, col2) = dd_join_inputs!(scope);
                 let (col2, _handle) = col2.arrange_persisted(&store, "col2").unwrap();
                 // should produce triples `(0,0,'a')` and `(1,2,'B')`.
                 col1.arrange_encoded()

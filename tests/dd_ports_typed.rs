@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::ports::{collection, dd_reduce, only_batch};
+use common::ports::{dd_join_inputs, dd_reduce, dd_semijoin_inputs, only_batch};
 use ddpersist::operators::{ArrangeTyped, ArrangeTypedBySelf};
 use ddpersist::Store;
 use differential_dataflow::input::Input;
@@ -45,18 +45,7 @@ fn twice(port: impl Fn(Store)) {
 fn join() {
     twice(|store| {
         let data = timely::example(move |scope| {
-            let col1 = collection(
-                scope,
-                vec![((0, 0), Default::default(), 1), ((1, 2), Default::default(), 1)],
-            );
-
-            let col2 = collection(
-                scope,
-                vec![
-                    ((0, 'a'), Default::default(), 1),
-                    ((1, 'B'), Default::default(), 1),
-                ],
-            );
+            let (col1, col2) = dd_join_inputs!(scope);
 
             // should produce triples `(0,0,'a')` and `(1,2,'B')`.
             col1.arrange_by_key_persisted(&store, "col1")
@@ -80,17 +69,7 @@ fn join() {
 fn join_map() {
     twice(|store| {
         let data = timely::example(move |scope| {
-            let col1 = collection(
-                scope,
-                vec![((0, 0), Default::default(), 1), ((1, 2), Default::default(), 1)],
-            );
-            let col2 = collection(
-                scope,
-                vec![
-                    ((0, 'a'), Default::default(), 1),
-                    ((1, 'B'), Default::default(), 1),
-                ],
-            );
+            let (col1, col2) = dd_join_inputs!(scope);
 
             // should produce records `(0 + 0,'a')` and `(1 + 2,'B')`.
             col1.arrange_by_key_persisted(&store, "col1")
@@ -114,11 +93,7 @@ fn join_map() {
 fn semijoin() {
     twice(|store| {
         let data = timely::example(move |scope| {
-            let col1 = collection(
-                scope,
-                vec![((0, 0), Default::default(), 1), ((1, 2), Default::default(), 1)],
-            );
-            let col2 = collection(scope, vec![(0, Default::default(), 1)]);
+            let (col1, col2) = dd_semijoin_inputs!(scope);
 
             // should retain record `(0,0)` and discard `(1,2)`.
             col1.arrange_by_key_persisted(&store, "col1")
@@ -136,11 +111,7 @@ fn semijoin() {
 fn antijoin() {
     twice(|store| {
         let data = timely::example(move |scope| {
-            let col1 = collection(
-                scope,
-                vec![((0, 0), Default::default(), 1), ((1, 2), Default::default(), 1)],
-            );
-            let col2 = collection(scope, vec![(0, Default::default(), 1)]);
+            let (col1, col2) = dd_semijoin_inputs!(scope);
 
             // should retain record `(1,2)` and discard `(0,0)`.
             col1.arrange_by_key_persisted(&store, "col1")

@@ -95,6 +95,30 @@ pub fn wal_segments(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The `.wal` segment files in a store directory's `wal/`, sorted (other files there left out).
+pub fn wal_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// For each `(dir, key)` of `stores`: opens the store in `dir`, creates stream `"s"` and writes the one
+/// update `(key, key, 5, 1)` (`u64`s; durable: acknowledged through the WAL), then closes the store.
+/// Returns nothing.
+pub fn write_one_each(stores: &[(&Path, u64)]) {
+    for &(dir, key) in stores {
+        let store = Store::open(dir).unwrap();
+        store
+            .create_stream("s", ddpersist::StreamOptions::default())
+            .unwrap();
+        store.write("s", &[(key, key, 5, 1)]).unwrap();
+    }
+}
+
 /// Flips one byte of a file.
 pub fn flip_byte(path: &Path, offset: u64) {
     let mut bytes = std::fs::read(path).unwrap();

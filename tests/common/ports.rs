@@ -46,3 +46,44 @@ pub fn dd_reduce(store: Store, id: &'static str) -> Vec<(u64, Vec<((i32, i32), u
     });
     data.extract()
 }
+
+/// DD 0.26's `tests/join.rs` inputs of `join` (and `join_map`) in `$scope`: `(col1, col2)` with `col1` =
+/// `(0, 0)`, `(1, 2)` and `col2` = `(0, 'a')`, `(1, 'B')`, at the default time with diff 1. A macro, so
+/// that every type is inferred at the use as in DD's test.
+#[allow(unused_macros)]
+macro_rules! dd_join_inputs {
+    ($scope:expr) => {
+        (
+            $crate::common::ports::collection(
+                $scope,
+                vec![((0, 0), Default::default(), 1), ((1, 2), Default::default(), 1)],
+            ),
+            $crate::common::ports::collection(
+                $scope,
+                vec![
+                    ((0, 'a'), Default::default(), 1),
+                    ((1, 'B'), Default::default(), 1),
+                ],
+            ),
+        )
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use dd_join_inputs;
+
+/// DD 0.26's `tests/join.rs` inputs of `semijoin` and `antijoin` in `$scope`: `(col1, col2)` with `col1` =
+/// `(0, 0)`, `(1, 2)` and `col2` = `0`, at the default time with diff 1 (types inferred at the use).
+#[allow(unused_macros)]
+macro_rules! dd_semijoin_inputs {
+    ($scope:expr) => {
+        (
+            $crate::common::ports::collection(
+                $scope,
+                vec![((0, 0), Default::default(), 1), ((1, 2), Default::default(), 1)],
+            ),
+            $crate::common::ports::collection($scope, vec![(0, Default::default(), 1)]),
+        )
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use dd_semijoin_inputs;
