@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::restart::{accumulate, Collection, Update};
 use ddpersist::blob::{FaultyBlob, MemBlob};
 use ddpersist::operators::{
     worker_stream_id, ArrangePersisted, CountPersisted, Persist, Upsert, UpsertPersisted,
@@ -169,19 +170,6 @@ fn a_killed_chain_converges() {
 }
 
 // ---- A failed operator in a chain ----
-
-type Row = (String, u64);
-type Update = (Row, u64, i64);
-type Collection = BTreeMap<Row, i64>;
-
-fn accumulate<'a>(updates: impl IntoIterator<Item = &'a Update>) -> Collection {
-    let mut acc = Collection::new();
-    for (row, _, diff) in updates {
-        *acc.entry(row.clone()).or_insert(0) += diff;
-    }
-    acc.retain(|_, d| *d != 0);
-    acc
-}
 
 const KEYS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
 

@@ -12,19 +12,15 @@
 
 mod common;
 
+use common::restart::{accumulate, Collection, Row, Update};
 use ddpersist::operators::{resume_at, ArrangePersisted, PersistOptions, ResumeState};
 use ddpersist::{Codec, Store};
 use differential_dataflow::input::Input as _;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
-
-type Row = (String, u64);
-type Update = (Row, u64, i64);
-type Collection = BTreeMap<Row, i64>;
 
 /// The source at time `t`: three inserts, and at even times the retraction of the first insert of `t - 2`.
 fn source(t: u64) -> Vec<(Row, i64)> {
@@ -44,15 +40,6 @@ fn model(end: u64) -> Collection {
         for (row, d) in source(t) {
             *acc.entry(row).or_insert(0) += d;
         }
-    }
-    acc.retain(|_, d| *d != 0);
-    acc
-}
-
-fn accumulate(updates: &[Update]) -> Collection {
-    let mut acc = Collection::new();
-    for (row, _, d) in updates {
-        *acc.entry(row.clone()).or_insert(0) += d;
     }
     acc.retain(|_, d| *d != 0);
     acc

@@ -4,6 +4,7 @@
 pub mod dropin;
 pub mod kill;
 pub mod ports;
+pub mod restart;
 
 use ddpersist::blob::Blob;
 use ddpersist::fs::{CrashPoint, CrashState};
