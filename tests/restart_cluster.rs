@@ -144,23 +144,11 @@ fn run_process(
             .resumes
             .push((worker.index(), resume, handle.own_upper(), handle.resume_at()));
         input.advance_to(resume);
-        for t in resume..end {
-            input.advance_to(t);
-            if worker.index() == 0 {
-                for (row, d) in source(t) {
-                    input.update(row, d);
-                }
-            }
-            input.advance_to(t + 1);
-            input.flush();
-            if pause_ms > 0 {
-                worker.step_while(|| probe.less_than(&(t + 1)));
-                if worker.index() == 0 {
-                    println!("complete {}", t + 1);
-                }
-                std::thread::sleep(Duration::from_millis(pause_ms));
-            }
-        }
+        let worker_0_source = |w: &timely::worker::Worker, t: u64| match w.index() {
+            0 => source(t),
+            _ => Vec::new(),
+        };
+        common::kill::feed_times(worker, &mut input, &probe, resume..end, pause_ms, worker_0_source);
         input.advance_to(end.max(resume));
         input.flush();
         worker.step_while(|| probe.less_than(&end.max(resume)) && handle.error().is_none());
@@ -171,9 +159,7 @@ fn run_process(
             drop(input);
             worker.step_while(|| !probe.done());
         } else {
-            for dataflow in worker.installed_dataflows() {
-                worker.drop_dataflow(dataflow);
-            }
+            common::drop_dataflows(worker);
         }
     })
     .unwrap();
