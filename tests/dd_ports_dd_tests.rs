@@ -64,17 +64,15 @@ type Captured = std::sync::mpsc::Receiver<
     timely::dataflow::operators::capture::Event<usize, Vec<((u64, i64), usize, i64)>>,
 >;
 
+/// The input handle of DD's import tests: `((src, dst), time, diff)` updates at `usize` times.
+type ImportInput = timely::dataflow::InputHandle<
+    usize,
+    timely::container::CapacityContainerBuilder<Vec<((u64, u64), usize, i64)>>,
+>;
+
 /// Sends `input_epochs` into `input` as DD's import tests do: epoch `t` at time `t`, each worker the
 /// changes whose source is its own (`src % peers == index`). Returns nothing.
-fn send_epochs(
-    input: &mut timely::dataflow::InputHandle<
-        usize,
-        timely::container::CapacityContainerBuilder<Vec<((u64, u64), usize, i64)>>,
-    >,
-    input_epochs: &[Vec<((u64, u64), i64)>],
-    index: usize,
-    peers: usize,
-) {
+fn send_epochs(input: &mut ImportInput, input_epochs: &[Vec<((u64, u64), i64)>], index: usize, peers: usize) {
     for (t, changes) in input_epochs.iter().enumerate() {
         if &t != input.time() {
             input.advance_to(t);

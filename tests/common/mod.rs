@@ -77,10 +77,15 @@ pub fn states(point: &CrashPoint, full: bool, rng: &mut Rng) -> Vec<CrashState> 
 
 /// The batch files in a store directory.
 pub fn batch_files(dir: &Path) -> Vec<PathBuf> {
+    files_ending(dir, "batch")
+}
+
+/// The files of `dir` whose extension is `ext`, sorted.
+fn files_ending(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "batch"))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
     out.sort();
     out
@@ -98,13 +103,7 @@ pub fn wal_segments(dir: &Path) -> Vec<PathBuf> {
 
 /// The `.wal` segment files in a store directory's `wal/`, sorted (other files there left out).
 pub fn wal_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    out.sort();
-    out
+    files_ending(&dir.join("wal"), "wal")
 }
 
 /// For each `(dir, key)` of `stores`: opens the store in `dir`, creates stream `"s"` and writes the one
