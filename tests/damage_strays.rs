@@ -2,20 +2,12 @@
 //! non-detections: each must give a clear error naming the file, or be handled, never a panic or wrong
 //! data.
 
+mod common;
+
+use common::{batch_files, wal_files};
 use ddpersist::Error;
 use ddpersist::{Store, StreamOptions};
 use std::fs;
-use std::path::{Path, PathBuf};
-
-fn batch_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "batch"))
-        .collect();
-    v.sort();
-    v
-}
 
 /// A stray file named like a batch file with the greatest file number (a copy, a file of another store or
 /// tool) is removed at open as an orphan. Open numbered new files past it (found by an adversarial
@@ -63,16 +55,6 @@ fn a_stray_batch_file_of_the_greatest_number_does_not_break_later_seals() {
     );
 }
 
-fn wal_segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    v.sort();
-    v
-}
-
 /// Two fresh stores' first WAL segments have the same name (`00000000000000000000.wal`). Another store's
 /// segment put in a store's `wal/` (a restore or copy mix-up) replayed its records into this store's
 /// streams by stream number (found by an adversarial test: this store's acknowledged write gone, the
@@ -83,12 +65,9 @@ fn wal_segments(dir: &Path) -> Vec<PathBuf> {
 fn a_wal_segment_of_another_store_is_refused_not_replayed() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    for (dir, key) in [(a.path(), 1u64), (b.path(), 2u64)] {
-        let store = Store::open(dir).unwrap();
-        store.create_stream("s", StreamOptions::default()).unwrap();
-        store.write("s", &[(key, key, 5, 1)]).unwrap(); // durable: acknowledged through the WAL
-    }
-    let (sa, sb) = (wal_segments(a.path()), wal_segments(b.path()));
+    // durable: acknowledged through the WAL
+    common::write_one_each(&[(a.path(), 1), (b.path(), 2)]);
+    let (sa, sb) = (wal_files(a.path()), wal_files(b.path()));
     assert_eq!(sa.len(), 1);
     assert_eq!(sa[0].file_name(), sb[0].file_name());
     fs::copy(&sb[0], &sa[0]).unwrap();

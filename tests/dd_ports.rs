@@ -6,6 +6,9 @@
 //! DD's `tests/join.rs` at `usize` times, joined with `join_core` against `arrange_encoded()`. Every
 //! answer is compared with the in-memory one.
 
+mod common;
+
+use common::ports::dd_join_inputs;
 use ddpersist::operators::{
     ArrangeEncoded, ArrangePersisted, ArrangeTyped, PersistHandle, PersistTime, TypedPersisted,
 };
@@ -452,26 +455,15 @@ fn times_beyond_the_timestamp_type_are_refused() {
 /// persisted already) and gives the same answer.
 #[test]
 fn dd_join_at_usize_times_with_a_restart() {
-    use differential_dataflow::AsCollection;
     use timely::dataflow::operators::capture::Extract;
-    use timely::dataflow::operators::{Capture, ToStream};
+    use timely::dataflow::operators::Capture;
 
     let dir = tempfile::tempdir().unwrap();
     for run in 0..2 {
         let store = Store::open(dir.path()).unwrap();
         let data = timely::execute_directly(move |worker| {
             worker.dataflow::<usize, _, _>(|scope| {
-                let col1 = vec![((0, 0), Default::default(), 1), ((1, 2), Default::default(), 1)]
-                    .into_iter()
-                    .to_stream(scope)
-                    .as_collection();
-                let col2 = vec![
-                    ((0, 'a'), Default::default(), 1),
-                    ((1, 'B'), Default::default(), 1),
-                ]
-                .into_iter()
-                .to_stream(scope)
-                .as_collection();
+                let (col1, col2) = dd_join_inputs!(scope);
                 let (col2, _handle) = col2.arrange_persisted(&store, "col2").unwrap();
                 // should produce triples `(0,0,'a')` and `(1,2,'B')`.
                 col1.arrange_encoded()

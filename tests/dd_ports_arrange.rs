@@ -17,13 +17,14 @@
 
 use ddpersist::operators::{ArrangeTyped, PersistTime};
 use ddpersist::Store;
-use differential_dataflow::input::Input;
+use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::operators::Iterate;
 use differential_dataflow::AsCollection;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::operators::*;
+use timely::dataflow::ProbeHandle;
 use timely::order::Product;
 
 /// The example's parameters: `nodes edges batch pre` and the number of query rounds.
@@ -56,15 +57,141 @@ impl Rng {
     }
 }
 
+/// One worker's share of the example's ever-changing random graph: `edges` edges among `nodes` nodes, each
+/// round adding one edge and deleting the oldest, the worker sending the additions and deletions whose
+/// number is its own modulo `peers`.
+struct RandomGraph {
+    rng1: Rng, // rng for edge additions
+    rng2: Rng, // rng for edge deletions
+    additions: usize,
+    deletions: usize,
+    nodes: u32,
+    edges: usize,
+    index: usize,
+    peers: usize,
+}
+
+impl RandomGraph {
+    /// Worker `index` of `peers`'s generator, seeded as the example seeds it (`[1, 2, 3, index]`).
+    fn new(index: usize, peers: usize, args: Args) -> Self {
+        let seed: &[_] = &[1, 2, 3, index];
+        RandomGraph {
+            rng1: Rng::from_seed(seed),
+            rng2: Rng::from_seed(seed),
+            additions: 0,
+            deletions: 0,
+            nodes: args.nodes,
+            edges: args.edges,
+            index,
+            peers,
+        }
+    }
+
+    /// A restart at `from`: draws and drops what the rounds before `from` sent (earlier runs persisted it).
+    fn skip_to(&mut self, from: usize) {
+        let nodes = self.nodes;
+        while self.additions < from - 1 + self.edges {
+            let _ = (self.rng1.gen_range(0, nodes), self.rng1.gen_range(0, nodes));
+            self.additions += 1;
+        }
+        while self.deletions < from - 1 {
+            let _ = (self.rng2.gen_range(0, nodes), self.rng2.gen_range(0, nodes));
+            self.deletions += 1;
+        }
+    }
+
+    /// Sends this worker's updates of the `batch` times from `time` on through `give`, as the example's
+    /// source does, and advances `time.inner` by `batch`.
+    fn send_batch(
+        &mut self,
+        time: &mut Product<(), usize>,
+        batch: usize,
+        mut give: impl FnMut(((u32, u32), Product<(), usize>, isize)),
+    ) {
+        let (nodes, peers, index) = (self.nodes, self.peers, self.index);
+        // we want to send at times.inner + (0 .. batch).
+        for _ in 0..batch {
+            while self.additions < time.inner + self.edges {
+                let src = self.rng1.gen_range(0, nodes);
+                let dst = self.rng1.gen_range(0, nodes);
+                if self.additions % peers == index {
+                    give(((src, dst), *time, 1isize));
+                }
+                self.additions += 1;
+            }
+            while self.deletions < time.inner {
+                let src = self.rng2.gen_range(0, nodes);
+                let dst = self.rng2.gen_range(0, nodes);
+                if self.deletions % peers == index {
+                    give(((src, dst), *time, -1isize));
+                }
+                self.deletions += 1;
+            }
+            time.inner += 1;
+        }
+    }
+}
+
+/// Time `Product<(), usize>` of the example's dataflows.
+type Time = Product<(), usize>;
+
+/// The example's query loop: `rounds` rounds, each inserting a root and a query (worker 0), advancing
+/// both inputs by `batch` times, retracting the query, and stepping `worker` until `probe` reaches the
+/// round's time; then drops the worker's dataflows. Returns nothing.
+fn query_rounds(
+    worker: &mut timely::worker::Worker,
+    (roots, query): (
+        &mut InputSession<Time, u32, isize>,
+        &mut InputSession<Time, u32, isize>,
+    ),
+    probe: &ProbeHandle<Time>,
+    args: Args,
+) {
+    let index = worker.index();
+    for round in 0..args.rounds {
+        let mut time = *query.time();
+
+        if index == 0 {
+            roots.insert(round as u32 % args.nodes);
+            query.insert(round as u32 % args.nodes);
+        }
+
+        time.inner += args.batch;
+
+        roots.advance_to(time);
+        roots.flush();
+        query.advance_to(time);
+        query.flush();
+
+        if index == 0 {
+            query.remove(round as u32 % args.nodes);
+        }
+
+        worker.step_while(|| probe.less_than(&time));
+    }
+    for dataflow in worker.installed_dataflows() {
+        worker.drop_dataflow(dataflow);
+    }
+}
+
+/// An `inspect` closure of the query dataflow `output`: pushes each `(record, time, diff)` into `captured`
+/// as `((output, record as text), time.inner, diff)`.
+fn capture_into<D: std::fmt::Debug>(
+    captured: &Arc<Mutex<Captured>>,
+    output: &'static str,
+) -> impl Fn(&(D, Time, isize)) + 'static {
+    let captured = captured.clone();
+    move |(x, t, r)| {
+        captured
+            .lock()
+            .unwrap()
+            .push(((output, format!("{x:?}")), t.inner, *r as i64))
+    }
+}
+
 /// The example with the persisted arrangement; returns the captured outputs and the resume point.
 fn persisted(dir: &Path, workers: usize, args: Args) -> (Captured, usize) {
-    let Args {
-        nodes,
-        edges,
-        batch,
-        pre,
-        rounds,
-    } = args;
+    let Args { batch, pre, .. } = args;
     let store = Store::open(dir).unwrap();
     let captured = Arc::new(Mutex::new(Vec::new()));
     let resume = Arc::new(Mutex::new(0));
@@ -72,8 +199,6 @@ fn persisted(dir: &Path, workers: usize, args: Args) -> (Captured, usize) {
 
     // define a new timely dataflow computation.
     timely::execute(timely::Config::process(workers), move |worker| {
-        let (c1, c2) = (c.clone(), c.clone());
-
         let index = worker.index();
         let peers = worker.peers();
 
@@ -90,12 +215,7 @@ fn persisted(dir: &Path, workers: usize, args: Args) -> (Captured, usize) {
                 timely::dataflow::operators::generic::source(scope, "RandomGraph", |mut capability, info| {
                     let activator = scope.activator_for(info.address);
 
-                    let seed: &[_] = &[1, 2, 3, index];
-                    let mut rng1 = Rng::from_seed(seed); // rng for edge additions
-                    let mut rng2 = Rng::from_seed(seed); // rng for edge deletions
-
-                    let mut additions = 0;
-                    let mut deletions = 0;
+                    let mut graph = RandomGraph::new(index, peers, args);
 
                     let handle = probe.clone();
                     let mut started = false;
@@ -106,14 +226,7 @@ fn persisted(dir: &Path, workers: usize, args: Args) -> (Captured, usize) {
                             started = true;
                             let from = from_source.get();
                             if from > 0 {
-                                while additions < from - 1 + edges {
-                                    let _ = (rng1.gen_range(0, nodes), rng1.gen_range(0, nodes));
-                                    additions += 1;
-                                }
-                                while deletions < from - 1 {
-                                    let _ = (rng2.gen_range(0, nodes), rng2.gen_range(0, nodes));
-                                    deletions += 1;
-                                }
+                                graph.skip_to(from);
                                 capability.downgrade(&Product::new((), from));
                             }
                         }
@@ -123,28 +236,7 @@ fn persisted(dir: &Path, workers: usize, args: Args) -> (Captured, usize) {
                             {
                                 // scope to allow session to drop, un-borrow.
                                 let mut session = output.session(&capability);
-
-                                // we want to send at times.inner + (0 .. batch).
-                                for _ in 0..batch {
-                                    while additions < time.inner + edges {
-                                        let src = rng1.gen_range(0, nodes);
-                                        let dst = rng1.gen_range(0, nodes);
-                                        if additions % peers == index {
-                                            session.give(((src, dst), time, 1isize));
-                                        }
-                                        additions += 1;
-                                    }
-                                    while deletions < time.inner {
-                                        let src = rng2.gen_range(0, nodes);
-                                        let dst = rng2.gen_range(0, nodes);
-                                        if deletions % peers == index {
-                                            session.give(((src, dst), time, -1isize));
-                                        }
-                                        deletions += 1;
-                                    }
-
-                                    time.inner += 1;
-                                }
+                                graph.send_batch(&mut time, batch, |update| session.give(update));
                             }
                             capability.downgrade(&time);
                         }
@@ -185,11 +277,7 @@ fn persisted(dir: &Path, workers: usize, args: Args) -> (Captured, usize) {
                 })
                 .map(|(_node, dist)| dist)
                 .consolidate()
-                .inspect(move |(x, t, r)| {
-                    c1.lock()
-                        .unwrap()
-                        .push((("distance", format!("{x:?}")), t.inner, *r as i64))
-                })
+                .inspect(capture_into(&c, "distance"))
                 .probe_with(&probe);
 
             input
@@ -209,11 +297,7 @@ fn persisted(dir: &Path, workers: usize, args: Args) -> (Captured, usize) {
                 .join_core(edges.clone(), |_n, &q, &d| Some((d, q)))
                 .map(|x| x.1)
                 .consolidate()
-                .inspect(move |(x, t, r)| {
-                    c2.lock()
-                        .unwrap()
-                        .push((("query", format!("{x:?}")), t.inner, *r as i64))
-                })
+                .inspect(capture_into(&c, "query"))
                 .probe_with(&probe);
 
             input
@@ -223,30 +307,7 @@ fn persisted(dir: &Path, workers: usize, args: Args) -> (Captured, usize) {
         // we drop rather than continually downgrade them as we run.
         drop(graph);
 
-        for round in 0..rounds {
-            let mut time = *query.time();
-
-            if index == 0 {
-                roots.insert(round as u32 % nodes);
-                query.insert(round as u32 % nodes);
-            }
-
-            time.inner += batch;
-
-            roots.advance_to(time);
-            roots.flush();
-            query.advance_to(time);
-            query.flush();
-
-            if index == 0 {
-                query.remove(round as u32 % nodes);
-            }
-
-            worker.step_while(|| probe.less_than(&time));
-        }
-        for dataflow in worker.installed_dataflows() {
-            worker.drop_dataflow(dataflow);
-        }
+        query_rounds(worker, (&mut roots, &mut query), &probe, args);
     })
     .unwrap();
     let captured = std::mem::take(&mut *captured.lock().unwrap());
@@ -256,19 +317,11 @@ fn persisted(dir: &Path, workers: usize, args: Args) -> (Captured, usize) {
 
 /// The example as DD wrote it (with the changes listed in the module docs, none to the arrangements).
 fn in_memory(workers: usize, args: Args) -> Captured {
-    let Args {
-        nodes,
-        edges,
-        batch,
-        pre,
-        rounds,
-    } = args;
+    let Args { batch, pre, .. } = args;
     let captured = Arc::new(Mutex::new(Vec::new()));
     let c = captured.clone();
 
     timely::execute(timely::Config::process(workers), move |worker| {
-        let (c1, c2) = (c.clone(), c.clone());
-
         let index = worker.index();
         let peers = worker.peers();
 
@@ -278,12 +331,7 @@ fn in_memory(workers: usize, args: Args) -> Captured {
             timely::dataflow::operators::generic::source(scope, "RandomGraph", |mut capability, info| {
                 let activator = scope.activator_for(info.address);
 
-                let seed: &[_] = &[1, 2, 3, index];
-                let mut rng1 = Rng::from_seed(seed);
-                let mut rng2 = Rng::from_seed(seed);
-
-                let mut additions = 0;
-                let mut deletions = 0;
+                let mut graph = RandomGraph::new(index, peers, args);
 
                 let handle = probe.clone();
 
@@ -292,25 +340,7 @@ fn in_memory(workers: usize, args: Args) -> Captured {
                         let mut time = *capability.time();
                         {
                             let mut session = output.session(&capability);
-                            for _ in 0..batch {
-                                while additions < time.inner + edges {
-                                    let src = rng1.gen_range(0, nodes);
-                                    let dst = rng1.gen_range(0, nodes);
-                                    if additions % peers == index {
-                                        session.give(((src, dst), time, 1isize));
-                                    }
-                                    additions += 1;
-                                }
-                                while deletions < time.inner {
-                                    let src = rng2.gen_range(0, nodes);
-                                    let dst = rng2.gen_range(0, nodes);
-                                    if deletions % peers == index {
-                                        session.give(((src, dst), time, -1isize));
-                                    }
-                                    deletions += 1;
-                                }
-                                time.inner += 1;
-                            }
+                            graph.send_batch(&mut time, batch, |update| session.give(update));
                         }
                         capability.downgrade(&time);
                     }
@@ -346,11 +376,7 @@ fn in_memory(workers: usize, args: Args) -> Captured {
                 })
                 .map(|(_node, dist)| dist)
                 .consolidate()
-                .inspect(move |(x, t, r)| {
-                    c1.lock()
-                        .unwrap()
-                        .push((("distance", format!("{x:?}")), t.inner, *r as i64))
-                })
+                .inspect(capture_into(&c, "distance"))
                 .probe_with(&probe);
 
             input
@@ -367,11 +393,7 @@ fn in_memory(workers: usize, args: Args) -> Captured {
                 .join_core(edges.clone(), |_n, &q, &d| Some((d, q)))
                 .map(|x| x.1)
                 .consolidate()
-                .inspect(move |(x, t, r)| {
-                    c2.lock()
-                        .unwrap()
-                        .push((("query", format!("{x:?}")), t.inner, *r as i64))
-                })
+                .inspect(capture_into(&c, "query"))
                 .probe_with(&probe);
 
             input
@@ -379,25 +401,7 @@ fn in_memory(workers: usize, args: Args) -> Captured {
 
         drop(graph);
 
-        for round in 0..rounds {
-            let mut time = *query.time();
-            if index == 0 {
-                roots.insert(round as u32 % nodes);
-                query.insert(round as u32 % nodes);
-            }
-            time.inner += batch;
-            roots.advance_to(time);
-            roots.flush();
-            query.advance_to(time);
-            query.flush();
-            if index == 0 {
-                query.remove(round as u32 % nodes);
-            }
-            worker.step_while(|| probe.less_than(&time));
-        }
-        for dataflow in worker.installed_dataflows() {
-            worker.drop_dataflow(dataflow);
-        }
+        query_rounds(worker, (&mut roots, &mut query), &probe, args);
     })
     .unwrap();
     let captured = std::mem::take(&mut *captured.lock().unwrap());

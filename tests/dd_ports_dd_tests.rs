@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::ports::{dd_reduce, only_batch};
 use ddpersist::operators::{ArrangeTyped, ArrangeTypedBySelf, PersistOptions, SealMode};
 use ddpersist::Store;
 use differential_dataflow::input::InputSession;
@@ -50,6 +51,67 @@ fn by_time(results: Vec<((u64, i64), usize, i64)>) -> Expected {
         .collect()
 }
 
+/// A worker's trace of the `import` arrangement of DD's import tests (`usize` times, `i64` diffs).
+type ImportTrace = ddpersist::operators::TypedTrace<
+    differential_dataflow::operators::arrange::TraceAgent<ddpersist::trace::PersistedTrace<usize>>,
+    u64,
+    u64,
+    i64,
+>;
+
+/// The capture of DD's import tests' output: `(record, time, diff)` batches by time.
+type Captured = std::sync::mpsc::Receiver<
+    timely::dataflow::operators::capture::Event<usize, Vec<((u64, i64), usize, i64)>>,
+>;
+
+/// The input handle of DD's import tests: `((src, dst), time, diff)` updates at `usize` times.
+type ImportInput = timely::dataflow::InputHandle<
+    usize,
+    timely::container::CapacityContainerBuilder<Vec<((u64, u64), usize, i64)>>,
+>;
+
+/// Sends `input_epochs` into `input` as DD's import tests do: epoch `t` at time `t`, each worker the
+/// changes whose source is its own (`src % peers == index`). Returns nothing.
+fn send_epochs(input: &mut ImportInput, input_epochs: &[Vec<((u64, u64), i64)>], index: usize, peers: usize) {
+    for (t, changes) in input_epochs.iter().enumerate() {
+        if &t != input.time() {
+            input.advance_to(t);
+        }
+        let &time = input.time();
+        for &((src, dst), w) in changes
+            .iter()
+            .filter(|&&((src, _), _)| (src as usize) % peers == index)
+        {
+            input.send(((src, dst), time, w));
+        }
+    }
+}
+
+/// DD's import tests' second dataflow on `worker`: imports `trace` (then drops it), reduces each key's
+/// vals to their sum with `reduce_abelian::<_, ValBuilder, ValSpine<u64, i64, _, _>>`, exchanges the
+/// output to worker 0 and captures it. Returns the capture.
+fn reduce_imported(worker: &mut timely::worker::Worker, mut trace: ImportTrace) -> Captured {
+    worker.dataflow(move |scope| {
+        let imported = trace.import(scope);
+        std::mem::drop(trace);
+        imported
+            .reduce_abelian::<_, ValBuilder<_, _, _, _>, ValSpine<u64, i64, _, _>>("Reduce", |_k, s, t| {
+                t.push((s.iter().map(|&(_, w)| w).sum(), 1i64))
+            })
+            .as_collection(|k, v| (*k, *v))
+            .inner
+            .exchange(|_| 0)
+            .capture()
+    })
+}
+
+/// The updates worker 0 captured (every worker's output is exchanged to it), from the guards of a
+/// `timely::execute` whose workers return their capture.
+fn worker_0_results(guards: timely::communication::WorkerGuards<Captured>) -> Vec<((u64, i64), usize, i64)> {
+    let captured = guards.join().into_iter().map(|x| x.unwrap()).next().unwrap();
+    captured.extract().into_iter().flat_map(|(_, d)| d).collect()
+}
+
 /// DD's `tests/import.rs` `test_import_vanilla`: 4 workers, raw `new_input` at `usize` times with `i64`
 /// diffs, the arrangement's trace imported into a second dataflow and reduced there with
 /// `reduce_abelian::<_, ValBuilder, ValSpine<u64, i64, _, _>>`.
@@ -59,10 +121,7 @@ fn dd_test_import_vanilla() {
     let store = Store::open(dir.path()).unwrap();
     let epochs = input_epochs();
     let captured = timely::execute(timely::Config::process(4), move |worker| {
-        let input_epochs = &epochs;
-        let index = worker.index();
-        let peers = worker.peers();
-        let (mut input, mut trace) = worker.dataflow::<usize, _, _>(|scope| {
+        let (mut input, trace) = worker.dataflow::<usize, _, _>(|scope| {
             let (input, edges) = scope.new_input::<Vec<((u64, u64), usize, i64)>>();
             let arranged = edges
                 .as_collection()
@@ -70,41 +129,13 @@ fn dd_test_import_vanilla() {
                 .unwrap();
             (input, arranged.trace.clone())
         });
-        let captured = worker.dataflow(move |scope| {
-            let imported = trace.import(scope);
-            std::mem::drop(trace);
-            imported
-                .reduce_abelian::<_, ValBuilder<_, _, _, _>, ValSpine<u64, i64, _, _>>(
-                    "Reduce",
-                    |_k, s, t| t.push((s.iter().map(|&(_, w)| w).sum(), 1i64)),
-                )
-                .as_collection(|k, v| (*k, *v))
-                .inner
-                .exchange(|_| 0)
-                .capture()
-        });
-        for (t, changes) in input_epochs.iter().enumerate() {
-            if &t != input.time() {
-                input.advance_to(t);
-            }
-            let &time = input.time();
-            for &((src, dst), w) in changes
-                .iter()
-                .filter(|&&((src, _), _)| (src as usize) % peers == index)
-            {
-                input.send(((src, dst), time, w));
-            }
-        }
+        let captured = reduce_imported(worker, trace);
+        send_epochs(&mut input, &epochs, worker.index(), worker.peers());
         input.close();
         captured
     })
-    .unwrap()
-    .join()
-    .into_iter()
-    .map(|x| x.unwrap())
-    .next()
     .unwrap();
-    let results = captured.extract().into_iter().flat_map(|(_, d)| d).collect();
+    let results = worker_0_results(captured);
     assert_eq!(by_time(results), expected());
 }
 
@@ -116,10 +147,7 @@ fn dd_test_import_completed_dataflow() {
     let store = Store::open(dir.path()).unwrap();
     let epochs = input_epochs();
     let captured = timely::execute(timely::Config::process(4), move |worker| {
-        let input_epochs = &epochs;
-        let index = worker.index();
-        let peers = worker.peers();
-        let (mut input, mut trace, probe) = worker.dataflow::<usize, _, _>(|scope| {
+        let (mut input, trace, probe) = worker.dataflow::<usize, _, _>(|scope| {
             let (input, edges) = scope.new_input::<Vec<((u64, u64), usize, i64)>>();
             let arranged = edges
                 .as_collection()
@@ -128,41 +156,13 @@ fn dd_test_import_completed_dataflow() {
             let (probe, _) = arranged.stream.clone().probe();
             (input, arranged.trace.clone(), probe)
         });
-        for (t, changes) in input_epochs.iter().enumerate() {
-            if &t != input.time() {
-                input.advance_to(t);
-            }
-            let &time = input.time();
-            for &((src, dst), w) in changes
-                .iter()
-                .filter(|&&((src, _), _)| (src as usize) % peers == index)
-            {
-                input.send(((src, dst), time, w));
-            }
-        }
+        send_epochs(&mut input, &epochs, worker.index(), worker.peers());
         input.close();
         worker.step_while(|| !probe.done());
-        worker.dataflow(move |scope| {
-            let imported = trace.import(scope);
-            std::mem::drop(trace);
-            imported
-                .reduce_abelian::<_, ValBuilder<_, _, _, _>, ValSpine<u64, i64, _, _>>(
-                    "Reduce",
-                    |_k, s, t| t.push((s.iter().map(|&(_, w)| w).sum(), 1i64)),
-                )
-                .as_collection(|k, v| (*k, *v))
-                .inner
-                .exchange(|_| 0)
-                .capture()
-        })
+        reduce_imported(worker, trace)
     })
-    .unwrap()
-    .join()
-    .into_iter()
-    .map(|x| x.unwrap())
-    .next()
     .unwrap();
-    let results = captured.extract().into_iter().flat_map(|(_, d)| d).collect();
+    let results = worker_0_results(captured);
     assert_eq!(by_time(results), expected());
 }
 
@@ -273,28 +273,10 @@ fn dd_test_threshold_total_zero_count() {
 /// DD's `tests/reduce.rs` `reduce`: `to_stream` of updates at the default time, reduced.
 #[test]
 fn dd_test_reduce() {
-    use timely::dataflow::operators::ToStream;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let data = timely::example(move |scope| {
-        let col1 = vec![
-            ((0, 0), Default::default(), 1),
-            ((1, 2), Default::default(), 1),
-            ((1, 1), Default::default(), 1),
-        ]
-        .into_iter()
-        .to_stream(scope)
-        .as_collection();
-        col1.arrange_by_key_persisted(&store, "reduce")
-            .unwrap()
-            .reduce(|_, s, t| t.push((*s[0].0, s.len() as isize)))
-            .inner
-            .capture()
-    });
-    let extracted = data.extract();
-    assert_eq!(extracted.len(), 1);
     assert_eq!(
-        extracted[0].1,
+        only_batch(dd_reduce(store, "reduce")),
         vec![((0, 0), Default::default(), 1), ((1, 1), Default::default(), 2)]
     );
 }

@@ -11,6 +11,9 @@
 //! Decode failures, `persist` and `upsert_persisted` at `usize` times, and README's snippet:
 //! `tests/typed_operators.rs`.
 
+mod common;
+
+use common::ports::{dd_join_inputs, dd_reduce, dd_semijoin_inputs, only_batch};
 use ddpersist::operators::{ArrangeTyped, ArrangeTypedBySelf};
 use ddpersist::Store;
 use differential_dataflow::input::Input;
@@ -42,18 +45,7 @@ fn twice(port: impl Fn(Store)) {
 fn join() {
     twice(|store| {
         let data = timely::example(move |scope| {
-            let col1 = vec![((0, 0), Default::default(), 1), ((1, 2), Default::default(), 1)]
-                .into_iter()
-                .to_stream(scope)
-                .as_collection();
-
-            let col2 = vec![
-                ((0, 'a'), Default::default(), 1),
-                ((1, 'B'), Default::default(), 1),
-            ]
-            .into_iter()
-            .to_stream(scope)
-            .as_collection();
+            let (col1, col2) = dd_join_inputs!(scope);
 
             // should produce triples `(0,0,'a')` and `(1,2,'B')`.
             col1.arrange_by_key_persisted(&store, "col1")
@@ -63,10 +55,8 @@ fn join() {
                 .capture()
         });
 
-        let extracted = data.extract();
-        assert_eq!(extracted.len(), 1);
         assert_eq!(
-            extracted[0].1,
+            only_batch(data.extract()),
             vec![
                 ((0, (0, 'a')), Default::default(), 1),
                 ((1, (2, 'B')), Default::default(), 1)
@@ -79,17 +69,7 @@ fn join() {
 fn join_map() {
     twice(|store| {
         let data = timely::example(move |scope| {
-            let col1 = vec![((0, 0), Default::default(), 1), ((1, 2), Default::default(), 1)]
-                .into_iter()
-                .to_stream(scope)
-                .as_collection();
-            let col2 = vec![
-                ((0, 'a'), Default::default(), 1),
-                ((1, 'B'), Default::default(), 1),
-            ]
-            .into_iter()
-            .to_stream(scope)
-            .as_collection();
+            let (col1, col2) = dd_join_inputs!(scope);
 
             // should produce records `(0 + 0,'a')` and `(1 + 2,'B')`.
             col1.arrange_by_key_persisted(&store, "col1")
@@ -99,10 +79,8 @@ fn join_map() {
                 .capture()
         });
 
-        let extracted = data.extract();
-        assert_eq!(extracted.len(), 1);
         assert_eq!(
-            extracted[0].1,
+            only_batch(data.extract()),
             vec![
                 ((0, 'a'), Default::default(), 1),
                 ((3, 'B'), Default::default(), 1)
@@ -115,14 +93,7 @@ fn join_map() {
 fn semijoin() {
     twice(|store| {
         let data = timely::example(move |scope| {
-            let col1 = vec![((0, 0), Default::default(), 1), ((1, 2), Default::default(), 1)]
-                .into_iter()
-                .to_stream(scope)
-                .as_collection();
-            let col2 = vec![(0, Default::default(), 1)]
-                .into_iter()
-                .to_stream(scope)
-                .as_collection();
+            let (col1, col2) = dd_semijoin_inputs!(scope);
 
             // should retain record `(0,0)` and discard `(1,2)`.
             col1.arrange_by_key_persisted(&store, "col1")
@@ -132,9 +103,7 @@ fn semijoin() {
                 .capture()
         });
 
-        let extracted = data.extract();
-        assert_eq!(extracted.len(), 1);
-        assert_eq!(extracted[0].1, vec![((0, 0), Default::default(), 1)]);
+        assert_eq!(only_batch(data.extract()), vec![((0, 0), Default::default(), 1)]);
     });
 }
 
@@ -142,14 +111,7 @@ fn semijoin() {
 fn antijoin() {
     twice(|store| {
         let data = timely::example(move |scope| {
-            let col1 = vec![((0, 0), Default::default(), 1), ((1, 2), Default::default(), 1)]
-                .into_iter()
-                .to_stream(scope)
-                .as_collection();
-            let col2 = vec![(0, Default::default(), 1)]
-                .into_iter()
-                .to_stream(scope)
-                .as_collection();
+            let (col1, col2) = dd_semijoin_inputs!(scope);
 
             // should retain record `(1,2)` and discard `(0,0)`.
             col1.arrange_by_key_persisted(&store, "col1")
@@ -159,9 +121,7 @@ fn antijoin() {
                 .inner
                 .capture()
         });
-        let extracted = data.extract();
-        assert_eq!(extracted.len(), 1);
-        assert_eq!(extracted[0].1, vec![((1, 2), Default::default(), 1)]);
+        assert_eq!(only_batch(data.extract()), vec![((1, 2), Default::default(), 1)]);
     });
 }
 
@@ -222,27 +182,8 @@ fn join_scaling(scale: u64) {
 #[test]
 fn reduce() {
     twice(|store| {
-        let data = timely::example(move |scope| {
-            let col1 = vec![
-                ((0, 0), Default::default(), 1),
-                ((1, 2), Default::default(), 1),
-                ((1, 1), Default::default(), 1),
-            ]
-            .into_iter()
-            .to_stream(scope)
-            .as_collection();
-
-            col1.arrange_by_key_persisted(&store, "col1")
-                .unwrap()
-                .reduce(|_, s, t| t.push((*s[0].0, s.len() as isize)))
-                .inner
-                .capture()
-        });
-
-        let extracted = data.extract();
-        assert_eq!(extracted.len(), 1);
         assert_eq!(
-            extracted[0].1,
+            only_batch(dd_reduce(store, "col1")),
             vec![((0, 0), Default::default(), 1), ((1, 1), Default::default(), 2)]
         );
     });
@@ -266,8 +207,7 @@ fn reduce_scaling() {
                 .capture()
         });
 
-        let extracted = data.extract();
-        assert_eq!(extracted.len(), 1);
+        only_batch(data.extract());
     });
 }
 

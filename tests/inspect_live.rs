@@ -2,20 +2,12 @@
 //! adversarial round; both failed before their fixes: the view did not bind its WAL reader to the store's
 //! id, and its open did not start over when a live store's merge deleted a file it was about to map).
 
+mod common;
+
+use common::wal_files;
 use ddpersist::{Store, StreamOptions};
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn wal_segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    v.sort();
-    v
-}
 
 /// The store open and `inspect verify` refuse a WAL segment of another store (WAL version 7, seeded
 /// header checksums; `tests/damage_strays.rs`). `inspect scan`, `get` and `stats` replay the WAL through
@@ -26,12 +18,8 @@ fn wal_segments(dir: &Path) -> Vec<PathBuf> {
 fn inspect_scan_refuses_a_wal_segment_of_another_store() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    for (dir, key) in [(a.path(), 1u64), (b.path(), 2u64)] {
-        let store = Store::open(dir).unwrap();
-        store.create_stream("s", StreamOptions::default()).unwrap();
-        store.write("s", &[(key, key, 5, 1)]).unwrap();
-    }
-    let (sa, sb) = (wal_segments(a.path()), wal_segments(b.path()));
+    common::write_one_each(&[(a.path(), 1), (b.path(), 2)]);
+    let (sa, sb) = (wal_files(a.path()), wal_files(b.path()));
     assert_eq!(sa[0].file_name(), sb[0].file_name());
     fs::copy(&sb[0], &sa[0]).unwrap();
     assert!(Store::open(a.path()).is_err(), "the open refuses it");

@@ -7,12 +7,12 @@
 
 mod common;
 
+use common::kill::{self, key_on, worker_of};
 use common::{accumulate_rows, Rng};
-use ddpersist::operators::{key_hash, worker_stream_id, ArrangePersisted, Persist};
+use ddpersist::operators::{worker_stream_id, ArrangePersisted, Persist};
 use ddpersist::{Codec, PersistManager, Store};
 use differential_dataflow::input::Input as _;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::operators::{Inspect, Probe};
@@ -20,15 +20,6 @@ use timely::dataflow::ProbeHandle;
 
 type Row = (String, u64);
 type Update = (Row, u64, i64);
-
-/// A key named `k{i}` that the store places on worker `w` of `peers` (the `i`-th such name).
-fn key_on(w: usize, peers: usize, i: usize) -> String {
-    (0..)
-        .map(|j| format!("k{j}"))
-        .filter(|k| (key_hash(&k.to_bytes()) % peers as u64) as usize == w)
-        .nth(i)
-        .unwrap()
-}
 
 /// The keys the source uses with `peers` workers: three on worker 0, two on worker 1 (busy only at times
 /// divisible by 3), none on the others (idle).
@@ -103,7 +94,7 @@ fn check_streams(store: &Store, id: &str, peers: usize, what: &str) -> Vec<u64> 
         let want = consolidate(
             history(peers, upper.min(10_000))
                 .into_iter()
-                .filter(|((k, _), t, _)| *t < upper && (key_hash(&k.to_bytes()) % peers as u64) as usize == w)
+                .filter(|((k, _), t, _)| *t < upper && worker_of(k, peers) == w)
                 .map(|((k, v), t, d)| (k, v, t, d)),
             since,
         );
@@ -153,23 +144,9 @@ fn run(dir: &Path, peers: usize, end: u64, pause_ms: u64, how: End) -> (Vec<Upda
         let resume = ph.resume_at().min(ah.resume_at());
         r.lock().unwrap().push(resume);
         input.advance_to(resume);
-        for t in resume..end {
-            input.advance_to(t);
-            for (i, (row, d)) in source(peers, t).into_iter().enumerate() {
-                if i % peers == worker.index() {
-                    input.update(row, d);
-                }
-            }
-            input.advance_to(t + 1);
-            input.flush();
-            if pause_ms > 0 {
-                worker.step_while(|| probe.less_than(&(t + 1)));
-                if worker.index() == 0 {
-                    println!("complete {}", t + 1);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(pause_ms));
-            }
-        }
+        kill::feed_times(worker, &mut input, &probe, resume..end, pause_ms, |w, t| {
+            kill::share(w, source(peers, t))
+        });
         worker.step_while(|| probe.less_than(&end));
         assert_eq!((ph.error(), ah.error()), (None, None));
         match how {
@@ -177,24 +154,15 @@ fn run(dir: &Path, peers: usize, end: u64, pause_ms: u64, how: End) -> (Vec<Upda
                 drop(input);
                 worker.step_while(|| !probe.done());
             }
-            End::Drop => {
-                for dataflow in worker.installed_dataflows() {
-                    worker.drop_dataflow(dataflow);
-                }
-            }
+            End::Drop => common::drop_dataflows(worker),
         }
         if worker.index() == 0 {
             println!("done");
         }
     })
     .unwrap();
-    let resumed = resumed.lock().unwrap().clone();
-    assert!(
-        resumed.windows(2).all(|w| w[0] == w[1]),
-        "resume points differ: {resumed:?}"
-    );
     let out = out.lock().unwrap().clone();
-    (out, resumed[0])
+    (out, kill::agreed_resume(&resumed))
 }
 
 /// The child process of the kill loops: one run as the environment says.
@@ -204,7 +172,7 @@ fn chain_child() {
     if common::child_var("DDPERSIST_KILL_DIR").is_none() {
         return;
     }
-    let var = |name: &str| std::env::var(name).expect("run by a parent test");
+    let var = kill::var;
     let dir = var("DDPERSIST_KILL_DIR");
     let peers: usize = var("DDPERSIST_KILL_PEERS").parse().unwrap();
     let end: u64 = var("DDPERSIST_KILL_END").parse().unwrap();
@@ -236,24 +204,7 @@ fn kill_loop(peers: usize, cycles: u64, seed: u64) {
                 ("DDPERSIST_KILL_CLOSE", u64::from(close).to_string()),
             ],
         );
-        let kill_after = rng.below(8);
-        let extra_ms = rng.below(6);
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut seen = 0;
-        while let Some(Ok(line)) = lines.next() {
-            if line.starts_with("complete ") {
-                seen += 1;
-                if seen > kill_after {
-                    break;
-                }
-            }
-            if line == "done" {
-                break;
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(extra_ms));
-        let _ = child.kill();
-        let status = child.wait().unwrap();
+        let status = kill::kill_at_random(&mut child, &mut rng).status;
         let what = format!("cycle {cycle} (end {end}, close {close}, status {status:?})");
         common::assert_killed_or_succeeded(status, &what);
         let store = Store::open(dir.path()).unwrap();
@@ -387,9 +338,7 @@ fn one_id_for_persist_and_arrange_is_refused() {
         input.advance_to(5);
         input.flush();
         worker.step_while(|| probe.less_than(&5));
-        for dataflow in worker.installed_dataflows() {
-            worker.drop_dataflow(dataflow);
-        }
+        common::drop_dataflows(worker);
     })
     .unwrap();
     let errors = errors.lock().unwrap().clone();

@@ -7,24 +7,16 @@
 
 mod common;
 
+use common::kill::{self, key_on, worker_of};
 use common::Rng;
-use ddpersist::operators::{key_hash, worker_stream_id, ArrangePersisted, Persist};
+use ddpersist::operators::{worker_stream_id, ArrangePersisted, Persist};
 use ddpersist::{Codec, ManagerOptions, PersistManager, Store};
 use differential_dataflow::input::Input as _;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
-
-fn key_on(w: usize, peers: usize, i: usize) -> String {
-    (0..)
-        .map(|j| format!("k{j}"))
-        .filter(|k| (key_hash(&k.to_bytes()) % peers as u64) as usize == w)
-        .nth(i)
-        .unwrap()
-}
 
 /// The updates run `run` sends at time `t`: none at times `4k + 2`; two rows of worker 0's keys, and one
 /// of worker 1's at odd times; vals name the run, the time and the row.
@@ -93,28 +85,15 @@ fn run(dir: &Path, peers: usize, run: u64, span: u64, pause_ms: u64) -> BTreeMap
         }
         input.advance_to(start);
         let end = start + span;
-        for t in start..end {
-            input.advance_to(t);
-            for (i, row) in sent(peers, run, t).into_iter().enumerate() {
-                if i % peers == worker.index() {
-                    input.update(row, 1);
-                }
-            }
-            input.advance_to(t + 1);
-            input.flush();
-            if pause_ms > 0 {
-                worker.step_while(|| probe.less_than(&(t + 1)));
-                if worker.index() == 0 {
-                    println!("complete {}", t + 1);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(pause_ms));
-            }
-        }
+        kill::feed_times(worker, &mut input, &probe, start..end, pause_ms, |w, t| {
+            kill::share(w, sent(peers, run, t))
+                .into_iter()
+                .map(|row| (row, 1))
+                .collect()
+        });
         worker.step_while(|| probe.less_than(&end));
         assert_eq!((ph.error(), ah.error()), (None, None));
-        for dataflow in worker.installed_dataflows() {
-            worker.drop_dataflow(dataflow);
-        }
+        common::drop_dataflows(worker);
         if worker.index() == 0 {
             println!("done");
         }
@@ -131,7 +110,7 @@ fn durable_child() {
     if common::child_var("DDPERSIST_KILL_DIR").is_none() {
         return;
     }
-    let var = |name: &str| std::env::var(name).expect("run by a parent test");
+    let var = kill::var;
     run(
         Path::new(&var("DDPERSIST_KILL_DIR")),
         var("DDPERSIST_KILL_PEERS").parse().unwrap(),
@@ -158,28 +137,11 @@ fn kill_loop(peers: usize, cycles: u64, seed: u64) {
                 ("DDPERSIST_KILL_PAUSE", (1 + rng.below(4)).to_string()),
             ],
         );
-        let kill_after = rng.below(8);
-        let extra_ms = rng.below(6);
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut seen, mut start, mut complete) = (0, None, None);
-        while let Some(Ok(line)) = lines.next() {
-            if let Some(s) = line.strip_prefix("start ") {
-                start = Some(s.parse::<u64>().unwrap());
-            }
-            if let Some(c) = line.strip_prefix("complete ") {
-                complete = Some(c.parse::<u64>().unwrap());
-                seen += 1;
-                if seen > kill_after {
-                    break;
-                }
-            }
-            if line == "done" {
-                break;
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(extra_ms));
-        let _ = child.kill();
-        let status = child.wait().unwrap();
+        let kill::Killed {
+            status,
+            start,
+            complete,
+        } = kill::kill_at_random(&mut child, &mut rng);
         let what = format!("cycle {cycle} (start {start:?}, complete {complete:?}, status {status:?})");
         common::assert_killed_or_succeeded(status, &what);
         if let (Some(start), Some(complete)) = (start, complete) {
@@ -200,10 +162,7 @@ fn kill_loop(peers: usize, cycles: u64, seed: u64) {
                     "{what}: p/w{w} holds ({k}, {v}) at {t}, never sent"
                 );
             }
-            for (key, _) in must
-                .iter()
-                .filter(|(k, _)| (key_hash(&k.0.to_bytes()) % peers as u64) as usize == w)
-            {
+            for (key, _) in must.iter().filter(|(k, _)| worker_of(&k.0, peers) == w) {
                 assert!(
                     p.contains_key(key),
                     "{what}: p/w{w} lost {key:?} of a time seen complete"

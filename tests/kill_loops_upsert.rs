@@ -7,30 +7,17 @@
 
 mod common;
 
+use common::kill::{self, key_on, worker_of};
 use common::Rng;
-use ddpersist::operators::{key_hash, worker_stream_id, ArrangePersisted, Persist, UpsertPersisted};
+use ddpersist::operators::{worker_stream_id, ArrangePersisted, Persist, UpsertPersisted};
 use ddpersist::{Codec, PersistManager, Store};
 use differential_dataflow::input::Input as _;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
-
-/// A key named `k{i}` that the store places on worker `w` of `peers` (the `i`-th such name).
-fn key_on(w: usize, peers: usize, i: usize) -> String {
-    (0..)
-        .map(|j| format!("k{j}"))
-        .filter(|k| (key_hash(&k.to_bytes()) % peers as u64) as usize == w)
-        .nth(i)
-        .unwrap()
-}
-
-fn worker_of(key: &str, peers: usize) -> usize {
-    (key_hash(&key.to_string().to_bytes()) % peers as u64) as usize
-}
 
 /// The source's events at time `t`: at most one per key; keys of worker 0 at most times, of worker 1 at
 /// times divisible by 4, none of the other workers' (idle); no event at times `5k + 4`. The event's val
@@ -174,46 +161,29 @@ fn run(dir: &Path, peers: usize, end: u64, pause_ms: u64, how: End) -> (BTreeMap
         } else {
             end.max(resume)
         };
-        for t in resume..end {
-            input.advance_to(t);
-            for (i, row) in events(peers, t).into_iter().enumerate() {
-                if i % peers == worker.index() {
-                    input.update(row, 1);
-                }
-            }
-            input.advance_to(t + 1);
-            input.flush();
-            if pause_ms > 0 {
-                worker.step_while(|| probe.less_than(&(t + 1)));
-                if worker.index() == 0 {
-                    println!("complete {}", t + 1);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(pause_ms));
-            }
-        }
+        kill::feed_times(worker, &mut input, &probe, resume..end, pause_ms, |w, t| {
+            kill::share(w, events(peers, t))
+                .into_iter()
+                .map(|row| (row, 1))
+                .collect()
+        });
         worker.step_while(|| probe.less_than(&end));
         assert_eq!((hs.0.error(), hs.1.error(), hs.2.error()), (None, None, None));
         if how == End::Close {
             drop(input);
             worker.step_while(|| !probe.done());
         } else {
-            for dataflow in worker.installed_dataflows() {
-                worker.drop_dataflow(dataflow);
-            }
+            common::drop_dataflows(worker);
         }
         if worker.index() == 0 {
             println!("done");
         }
     })
     .unwrap();
-    let resumed = resumed.lock().unwrap().clone();
-    assert!(
-        resumed.windows(2).all(|w| w[0] == w[1]),
-        "resume points differ: {resumed:?}"
-    );
+    let resume = kill::agreed_resume(&resumed);
     let mut out = out.lock().unwrap().clone();
     out.retain(|_, d| *d != 0);
-    (out, resumed[0])
+    (out, resume)
 }
 
 #[test]
@@ -222,7 +192,7 @@ fn upsert_child() {
     if common::child_var("DDPERSIST_KILL_DIR").is_none() {
         return;
     }
-    let var = |name: &str| std::env::var(name).expect("run by a parent test");
+    let var = kill::var;
     let how = match var("DDPERSIST_KILL_END_HOW").as_str() {
         "close" => End::Close,
         "read" => End::ReadOnly,
@@ -254,24 +224,7 @@ fn kill_loop(peers: usize, cycles: u64, seed: u64) {
                 ("DDPERSIST_KILL_END_HOW", how.to_string()),
             ],
         );
-        let kill_after = rng.below(8);
-        let extra_ms = rng.below(6);
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut seen = 0;
-        while let Some(Ok(line)) = lines.next() {
-            if line.starts_with("complete ") {
-                seen += 1;
-                if seen > kill_after {
-                    break;
-                }
-            }
-            if line == "done" {
-                break;
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(extra_ms));
-        let _ = child.kill();
-        let status = child.wait().unwrap();
+        let status = kill::kill_at_random(&mut child, &mut rng).status;
         let what = format!("cycle {cycle} (end {end}, {how}, status {status:?})");
         common::assert_killed_or_succeeded(status, &what);
         let store = Store::open(dir.path()).unwrap();

@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::restart::{accumulate, Collection, Update};
 use ddpersist::blob::{FaultyBlob, MemBlob};
 use ddpersist::operators::{
     worker_stream_id, ArrangePersisted, CountPersisted, Persist, Upsert, UpsertPersisted,
@@ -89,23 +90,22 @@ fn run(dir: &Path, workers: usize, times: u64, pause_ms: u64) -> BTreeMap<u64, i
             (input, resume.into_iter().min().unwrap())
         });
         let all = events(times);
-        for t in resume..times {
-            input.advance_to(t);
-            if worker.index() == 0 {
-                for (event, _) in all.iter().filter(|e| e.1 == t) {
-                    input.update(event.clone(), 1);
-                }
-            }
-            input.advance_to(t + 1);
-            input.flush();
-            if pause_ms > 0 {
-                worker.step_while(|| probe.less_than(&(t + 1)));
-                if worker.index() == 0 {
-                    println!("complete {}", t + 1);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(pause_ms));
-            }
-        }
+        let worker_0_events = |w: &timely::worker::Worker, t: u64| match w.index() {
+            0 => all
+                .iter()
+                .filter(|e| e.1 == t)
+                .map(|(e, _)| (e.clone(), 1))
+                .collect(),
+            _ => Vec::new(),
+        };
+        common::kill::feed_times(
+            worker,
+            &mut input,
+            &probe,
+            resume..times,
+            pause_ms,
+            worker_0_events,
+        );
         drop(input);
         worker.step_while(|| !probe.done());
     })
@@ -170,19 +170,6 @@ fn a_killed_chain_converges() {
 }
 
 // ---- A failed operator in a chain ----
-
-type Row = (String, u64);
-type Update = (Row, u64, i64);
-type Collection = BTreeMap<Row, i64>;
-
-fn accumulate<'a>(updates: impl IntoIterator<Item = &'a Update>) -> Collection {
-    let mut acc = Collection::new();
-    for (row, _, diff) in updates {
-        *acc.entry(row.clone()).or_insert(0) += diff;
-    }
-    acc.retain(|_, d| *d != 0);
-    acc
-}
 
 const KEYS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
 

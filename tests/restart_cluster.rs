@@ -12,19 +12,15 @@
 
 mod common;
 
+use common::restart::{accumulate, Collection, Row, Update};
 use ddpersist::operators::{resume_at, ArrangePersisted, PersistOptions, ResumeState};
 use ddpersist::{Codec, Store};
 use differential_dataflow::input::Input as _;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
-
-type Row = (String, u64);
-type Update = (Row, u64, i64);
-type Collection = BTreeMap<Row, i64>;
 
 /// The source at time `t`: three inserts, and at even times the retraction of the first insert of `t - 2`.
 fn source(t: u64) -> Vec<(Row, i64)> {
@@ -44,15 +40,6 @@ fn model(end: u64) -> Collection {
         for (row, d) in source(t) {
             *acc.entry(row).or_insert(0) += d;
         }
-    }
-    acc.retain(|_, d| *d != 0);
-    acc
-}
-
-fn accumulate(updates: &[Update]) -> Collection {
-    let mut acc = Collection::new();
-    for (row, _, d) in updates {
-        *acc.entry(row.clone()).or_insert(0) += d;
     }
     acc.retain(|_, d| *d != 0);
     acc
@@ -157,23 +144,11 @@ fn run_process(
             .resumes
             .push((worker.index(), resume, handle.own_upper(), handle.resume_at()));
         input.advance_to(resume);
-        for t in resume..end {
-            input.advance_to(t);
-            if worker.index() == 0 {
-                for (row, d) in source(t) {
-                    input.update(row, d);
-                }
-            }
-            input.advance_to(t + 1);
-            input.flush();
-            if pause_ms > 0 {
-                worker.step_while(|| probe.less_than(&(t + 1)));
-                if worker.index() == 0 {
-                    println!("complete {}", t + 1);
-                }
-                std::thread::sleep(Duration::from_millis(pause_ms));
-            }
-        }
+        let worker_0_source = |w: &timely::worker::Worker, t: u64| match w.index() {
+            0 => source(t),
+            _ => Vec::new(),
+        };
+        common::kill::feed_times(worker, &mut input, &probe, resume..end, pause_ms, worker_0_source);
         input.advance_to(end.max(resume));
         input.flush();
         worker.step_while(|| probe.less_than(&end.max(resume)) && handle.error().is_none());
@@ -184,9 +159,7 @@ fn run_process(
             drop(input);
             worker.step_while(|| !probe.done());
         } else {
-            for dataflow in worker.installed_dataflows() {
-                worker.drop_dataflow(dataflow);
-            }
+            common::drop_dataflows(worker);
         }
     })
     .unwrap();

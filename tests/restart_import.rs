@@ -13,18 +13,16 @@
 //! round's in-place restart under a live import lost 1 of 38 rows; leaving the trace open on a drop made a
 //! two-worker restart hang, and was not kept. The reference case, without the in-place restart, is here.
 
-use ddpersist::operators::{key_hash, worker_stream_id, ArrangePersisted, ImportChecked};
-use ddpersist::{Codec, SealOptions, Store, StreamOptions};
+mod common;
+
+use common::restart::{accumulate, persist_part, Collection, Row, Update};
+use ddpersist::operators::{ArrangePersisted, ImportChecked};
+use ddpersist::{Codec, Store};
 use differential_dataflow::input::Input as _;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
-
-type Row = (String, u64);
-type Update = (Row, u64, i64);
-type Collection = BTreeMap<Row, i64>;
 
 /// The source at time `t`: four inserts, and from time 2 the retraction of `t - 2`'s first insert.
 fn source(t: u64) -> Vec<(Row, i64)> {
@@ -48,40 +46,13 @@ fn y_row(row: &Row) -> Row {
     (format!("{}!", row.0), row.1)
 }
 
-fn accumulate<'a>(updates: impl IntoIterator<Item = &'a Update>) -> Collection {
-    let mut acc = Collection::new();
-    for (row, _, d) in updates {
-        *acc.entry(row.clone()).or_insert(0) += d;
-    }
-    acc.retain(|_, d| *d != 0);
-    acc
-}
-
-fn worker_of(key: &str, peers: u64) -> usize {
-    (key_hash(&key.to_string().to_bytes()) % peers) as usize
-}
-
 /// The state a crash of a 2-worker run leaves: worker `w`'s part of the source below `uppers[w]` in its
 /// stream of "x", sealed there (not finished); no "y" yet (it is added by this version of the program).
 fn crash_state(dir: &Path, uppers: [u64; 2]) {
     let store = Store::open(dir).unwrap();
     let all = source_updates(20);
     for (w, upper) in uppers.into_iter().enumerate() {
-        let id = worker_stream_id("x", w, 2);
-        store
-            .create_stream(&id, StreamOptions { durable: false })
-            .unwrap();
-        let part: Vec<(String, u64, u64, i64)> = all
-            .iter()
-            .filter(|(r, t, _)| worker_of(&r.0, 2) == w && *t < upper)
-            .map(|(r, t, d)| (r.0.clone(), r.1, *t, *d))
-            .collect();
-        store.write(&id, &part).unwrap();
-        let options = SealOptions {
-            finished: false,
-            since: None,
-        };
-        store.seal_with(&id, upper, options).unwrap();
+        persist_part(&store, w, &all, upper, false);
     }
 }
 

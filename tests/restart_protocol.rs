@@ -4,35 +4,19 @@
 //! (Failed operators holding their frontier so chained operators converge after a restart:
 //! `tests/restart_chain.rs`.)
 
-use ddpersist::operators::{key_hash, resume_at, worker_stream_id, ArrangePersisted, PersistHandle};
-use ddpersist::{Codec, Error, SealOptions, Store, StreamOptions};
+mod common;
+
+use common::restart::{accumulate, persist_part, worker_of, Collection, Row, Update};
+use ddpersist::operators::{resume_at, worker_stream_id, ArrangePersisted, PersistHandle};
+use ddpersist::{Codec, Error, Store};
 use differential_dataflow::input::Input as _;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 
-type Row = (String, u64);
-type Update = (Row, u64, i64);
-type Collection = BTreeMap<Row, i64>;
-
-fn accumulate<'a>(updates: impl IntoIterator<Item = &'a Update>) -> Collection {
-    let mut acc = Collection::new();
-    for (row, _, diff) in updates {
-        *acc.entry(row.clone()).or_insert(0) += diff;
-    }
-    acc.retain(|_, d| *d != 0);
-    acc
-}
-
 fn row(key: &str, val: u64) -> Row {
     (key.to_string(), val)
-}
-
-/// The worker (of `peers`) that holds `key`.
-fn worker_of(key: &str, peers: u64) -> usize {
-    (key_hash(&key.to_string().to_bytes()) % peers) as usize
 }
 
 /// What one run saw: the arrangement's whole output (persisted spans first), and each worker's
@@ -199,26 +183,6 @@ fn history(keys: &[&str], times: u64) -> Vec<Update> {
 }
 
 const KEYS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
-
-/// Persists worker `w`'s part of `updates` below `upper` into its stream of arrangement "x" (of 2), sealed
-/// at `upper`, finished or not: the state a run leaves behind.
-fn persist_part(store: &Store, w: usize, updates: &[Update], upper: u64, finished: bool) {
-    let id = worker_stream_id("x", w, 2);
-    store
-        .create_stream(&id, StreamOptions { durable: false })
-        .unwrap();
-    let part: Vec<(String, u64, u64, i64)> = updates
-        .iter()
-        .filter(|(r, t, _)| worker_of(&r.0, 2) == w && *t < upper)
-        .map(|(r, t, d)| (r.0.clone(), r.1, *t, *d))
-        .collect();
-    store.write(&id, &part).unwrap();
-    let options = SealOptions {
-        finished,
-        since: None,
-    };
-    store.seal_with(&id, upper, options).unwrap();
-}
 
 /// After a crash the workers' uppers differ: the input resumes at the least, the same on every worker;
 /// each worker drops the replay only below its own upper; the result equals the whole input's.

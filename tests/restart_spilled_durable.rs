@@ -47,6 +47,28 @@ fn wait_for_spill(store: &Store, stream: &str) -> usize {
     0
 }
 
+/// The first runs' input: one row at time 0, the input advanced to 1 and `worker` stepped until `probe`
+/// passes 1 (sealed), then the rows of time 5 written with the input at 5 (its frontier stalls there) and
+/// 50 steps. Returns nothing.
+fn feed_first_run(
+    worker: &mut timely::worker::Worker,
+    input: &mut differential_dataflow::input::InputSession<u64, Row, i64>,
+    probe: &ProbeHandle<u64>,
+) {
+    input.update(("first".to_string(), 0), 1);
+    input.advance_to(1);
+    input.flush();
+    worker.step_while(|| probe.less_than(&1));
+    input.advance_to(5);
+    for row in rows_at_5() {
+        input.update(row, 1);
+    }
+    input.flush();
+    for _ in 0..50 {
+        worker.step();
+    }
+}
+
 /// Run 1 of a durable arrangement "x": one row at time 0 sealed (input advanced to 1), then the rows of
 /// time 5 written while the frontier stays at 5 (spilled), then the process stops with the input open
 /// (the dataflow dropped: a crash after the writes would leave the same state). Returns the spill count.
@@ -66,18 +88,7 @@ fn first_run_arrange(dir: &Path) -> usize {
             arranged.stream.probe_with(&probe);
             (input, handle)
         });
-        input.update(("first".to_string(), 0), 1);
-        input.advance_to(1);
-        input.flush();
-        worker.step_while(|| probe.less_than(&1));
-        input.advance_to(5);
-        for row in rows_at_5() {
-            input.update(row, 1);
-        }
-        input.flush();
-        for _ in 0..50 {
-            worker.step();
-        }
+        feed_first_run(worker, &mut input, &probe);
         *s.lock().unwrap() = wait_for_spill(&store, &worker_stream_id("x", 0, 1));
         assert_eq!(handle.error(), None);
         for dataflow in worker.installed_dataflows() {
@@ -168,18 +179,7 @@ fn a_durable_persist_finishes_past_its_spilled_updates_when_the_source_ends_afte
                 persisted.inner.probe_with(&probe);
                 input
             });
-            input.update(("first".to_string(), 0), 1);
-            input.advance_to(1);
-            input.flush();
-            worker.step_while(|| probe.less_than(&1));
-            input.advance_to(5);
-            for row in rows_at_5() {
-                input.update(row, 1);
-            }
-            input.flush();
-            for _ in 0..50 {
-                worker.step();
-            }
+            feed_first_run(worker, &mut input, &probe);
             *s.lock().unwrap() = wait_for_spill(manager.store(), &worker_stream_id("p", 0, 1));
             for dataflow in worker.installed_dataflows() {
                 worker.drop_dataflow(dataflow);

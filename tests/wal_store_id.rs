@@ -3,11 +3,13 @@
 //! recording no id) opens with `Store::open`; another store's header-only segment is refused, not removed
 //! as a torn creation.
 
+mod common;
+
+use common::wal_files;
 use ddpersist::blob::DirBlob;
 use ddpersist::wal::{FileLog, Log, Lsn, ReplayReport, WalRecovery};
 use ddpersist::{Options, Store, StreamOptions};
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A `Log` wrapper written against the previous release (as `benches/compaction.rs`'s `CountingLog`, or
@@ -68,16 +70,6 @@ fn a_store_written_through_a_log_wrapper_opens_with_store_open() {
     );
 }
 
-fn wal_segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    v.sort();
-    v
-}
-
 /// As `damage_strays::a_wal_segment_of_another_store_is_refused_not_replayed`, but the other store's
 /// segment holds no record yet (a header only: a fresh store, or the fresh segment after a rollover).
 /// `scan.rs`'s `bad_header_only` takes a whole header that fails only the seeded checksum for a torn
@@ -93,7 +85,7 @@ fn a_header_only_wal_segment_of_another_store_is_refused_not_removed() {
         store.write("s", &[(1u64, 1u64, 5, 1)]).unwrap(); // acknowledged
     }
     drop(Store::open(b.path()).unwrap());
-    let (sa, sb) = (wal_segments(a.path()), wal_segments(b.path()));
+    let (sa, sb) = (wal_files(a.path()), wal_files(b.path()));
     assert_eq!(sa.len(), 1);
     assert_eq!(sa[0].file_name(), sb[0].file_name());
     assert_eq!(

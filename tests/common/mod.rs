@@ -2,6 +2,9 @@
 #![allow(dead_code)]
 
 pub mod dropin;
+pub mod kill;
+pub mod ports;
+pub mod restart;
 
 use ddpersist::blob::Blob;
 use ddpersist::fs::{CrashPoint, CrashState};
@@ -74,10 +77,15 @@ pub fn states(point: &CrashPoint, full: bool, rng: &mut Rng) -> Vec<CrashState> 
 
 /// The batch files in a store directory.
 pub fn batch_files(dir: &Path) -> Vec<PathBuf> {
+    files_ending(dir, "batch")
+}
+
+/// The files of `dir` whose extension is `ext`, sorted.
+fn files_ending(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "batch"))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
     out.sort();
     out
@@ -91,6 +99,24 @@ pub fn wal_segments(dir: &Path) -> Vec<PathBuf> {
         .collect();
     out.sort();
     out
+}
+
+/// The `.wal` segment files in a store directory's `wal/`, sorted (other files there left out).
+pub fn wal_files(dir: &Path) -> Vec<PathBuf> {
+    files_ending(&dir.join("wal"), "wal")
+}
+
+/// For each `(dir, key)` of `stores`: opens the store in `dir`, creates stream `"s"` and writes the one
+/// update `(key, key, 5, 1)` (`u64`s; durable: acknowledged through the WAL), then closes the store.
+/// Returns nothing.
+pub fn write_one_each(stores: &[(&Path, u64)]) {
+    for &(dir, key) in stores {
+        let store = Store::open(dir).unwrap();
+        store
+            .create_stream("s", ddpersist::StreamOptions::default())
+            .unwrap();
+        store.write("s", &[(key, key, 5, 1)]).unwrap();
+    }
 }
 
 /// Flips one byte of a file.
@@ -341,4 +367,11 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Drops every dataflow `worker` has installed (returns once none is left to drop).
+pub fn drop_dataflows(worker: &mut timely::worker::Worker) {
+    for dataflow in worker.installed_dataflows() {
+        worker.drop_dataflow(dataflow);
+    }
 }
