@@ -11,8 +11,10 @@
 
 mod common;
 
+use common::restart::operator_content;
+
 use common::Rng;
-use ddpersist::operators::{worker_stream_id, ArrangePersisted, Persist};
+use ddpersist::operators::{ArrangePersisted, Persist};
 use ddpersist::{Codec, PersistManager, Store};
 use differential_dataflow::input::Input as _;
 use std::collections::BTreeMap;
@@ -39,24 +41,6 @@ fn input(end: u64) -> BTreeMap<Update, i64> {
     (0..end)
         .flat_map(|t| rows(t).into_iter().map(move |(k, v)| ((k, v, t), 1)))
         .collect()
-}
-
-/// The updates at times below `below` of every worker stream of `id`, with their multiplicity.
-fn content(store: &Store, id: &str, below: u64) -> BTreeMap<Update, i64> {
-    let mut out = BTreeMap::new();
-    for w in 0..2 {
-        let stream = worker_stream_id(id, w, 2);
-        if !store.has_stream(&stream) {
-            continue;
-        }
-        for (k, v, t, d) in store.snapshot(&stream).unwrap().decode::<String, u64>().unwrap() {
-            if t < below {
-                *out.entry((k, v, t)).or_insert(0) += d;
-            }
-        }
-    }
-    out.retain(|_, d| *d != 0);
-    out
 }
 
 /// One run of two workers over `dir`: prints `resume R`, feeds times `from..end` (each worker the rows
@@ -204,7 +188,7 @@ fn kill_loop(cycles: u64, seed: u64) {
         let store = Store::open(dir.path()).unwrap();
         for id in ["p", "a"] {
             assert_eq!(
-                content(&store, id, kept),
+                operator_content(&store, id, 2, kept),
                 input(kept),
                 "{what}: {id} below the acknowledgement {kept}"
             );
@@ -220,7 +204,7 @@ fn kill_loop(cycles: u64, seed: u64) {
     let store = Store::open(dir.path()).unwrap();
     for id in ["p", "a"] {
         assert_eq!(
-            content(&store, id, u64::MAX),
+            operator_content(&store, id, 2, u64::MAX),
             input(END),
             "seed {seed}: {id} after the final run"
         );

@@ -7,8 +7,8 @@
 //!
 //! (The round's layout tests are not here: swapped directories holding only unsealed durable updates are
 //! now refused, `check_layout`, but a refusal in one process leaves its peers waiting on the cluster's
-//! connections, which an in-process harness cannot end; one process of two workers rerun as two processes
-//! of one is not detected: README, "Restarting".)
+//! connections, which an in-process harness cannot end.) One process of two workers rerun as two processes
+//! of one is refused before the first seal (`confirm_layout`).
 
 mod common;
 
@@ -17,6 +17,7 @@ use ddpersist::operators::{resume_at, ArrangePersisted, PersistOptions, ResumeSt
 use ddpersist::{Codec, Store};
 use differential_dataflow::input::Input as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use timely::dataflow::operators::{Inspect, Probe};
@@ -66,7 +67,9 @@ struct Seen {
 /// One process (`process` of `addresses.len()`, `threads` workers) of a cluster run over `dir`: builds
 /// `arrange_persisted(store, "x")`, agrees on the resume point, and feeds `source(t)` for `t` in
 /// `R..end` from worker 0, pausing `pause_ms` per time once it is complete (printing `complete T`).
-/// Closes its input at the end if `close`, else drops the dataflow.
+/// Closes its input at the end if `close`, else drops the dataflow. A worker whose operator reports an
+/// error sets `stop`, and every worker of the cluster then stops waiting for the run to complete (the
+/// errored operator holds its frontier for good).
 #[allow(clippy::too_many_arguments)]
 fn run_process(
     dir: &Path,
@@ -77,6 +80,7 @@ fn run_process(
     pause_ms: u64,
     durable: bool,
     close: bool,
+    stop: Arc<AtomicBool>,
 ) -> Seen {
     let store = Store::open(dir).unwrap();
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -151,11 +155,16 @@ fn run_process(
         common::kill::feed_times(worker, &mut input, &probe, resume..end, pause_ms, worker_0_source);
         input.advance_to(end.max(resume));
         input.flush();
-        worker.step_while(|| probe.less_than(&end.max(resume)) && handle.error().is_none());
+        worker.step_while(|| {
+            if handle.error().is_some() {
+                stop.store(true, Ordering::SeqCst);
+            }
+            probe.less_than(&end.max(resume)) && !stop.load(Ordering::SeqCst)
+        });
         if let Some(e) = handle.error() {
             s.lock().unwrap().errors.push(e);
         }
-        if close {
+        if close && !stop.load(Ordering::SeqCst) {
             drop(input);
             worker.step_while(|| !probe.done());
         } else {
@@ -173,12 +182,15 @@ fn run_cluster(dirs: &[PathBuf], threads: usize, end: u64, durable: bool, close:
         .iter()
         .map(|_| format!("127.0.0.1:{}", free_port()))
         .collect();
+    let stop = Arc::new(AtomicBool::new(false));
     let handles: Vec<_> = dirs
         .iter()
         .enumerate()
         .map(|(process, dir)| {
-            let (dir, addresses) = (dir.clone(), addresses.clone());
-            std::thread::spawn(move || run_process(&dir, process, threads, addresses, end, 0, durable, close))
+            let (dir, addresses, stop) = (dir.clone(), addresses.clone(), stop.clone());
+            std::thread::spawn(move || {
+                run_process(&dir, process, threads, addresses, end, 0, durable, close, stop)
+            })
         })
         .collect();
     let mut all = Seen::default();
@@ -223,6 +235,7 @@ fn cluster_child_process() {
         10,
         false,
         false,
+        Arc::default(),
     );
 }
 
@@ -285,4 +298,28 @@ fn a_killed_cluster_process_restarts_exactly_once() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A directory written by one process of two workers, reopened by process 0 of a cluster of two
+/// processes of one worker each (process 1 given a directory of its own, empty): process 0's worker would
+/// go on with worker 1's stream unread, serving half the collection while process 1 starts empty. Its
+/// operator stops before its first seal, naming the stream no worker of the process writes.
+#[test]
+fn a_directory_reopened_under_another_split_of_processes_is_refused() {
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let first = run_cluster(&paths[..1], 2, 10, false, false);
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    assert_eq!(accumulate(&first.output), model(10));
+    let seen = run_cluster(&paths, 1, 20, false, false);
+    assert!(
+        seen.errors
+            .iter()
+            .any(|e| e.contains("no worker of this process writes") && e.contains("x/w1of2")),
+        "{:?}",
+        seen.errors
+    );
+    // Nothing sealed past the first run's upper in the refused directory.
+    let store = Store::open(&paths[0]).unwrap();
+    assert_eq!(store.upper("x/w0of2").unwrap(), store.upper("x/w1of2").unwrap());
 }

@@ -44,3 +44,27 @@ pub fn persist_part(store: &Store, w: usize, updates: &[Update], upper: u64, fin
     };
     store.seal_with(&id, upper, options).unwrap();
 }
+
+/// The updates at times below `below` of every worker stream of operator `id` run by `peers` workers
+/// (`String` keys, `u64` vals): `(key, val, time)` with its summed diff, zero sums dropped.
+pub fn operator_content(
+    store: &Store,
+    id: &str,
+    peers: usize,
+    below: u64,
+) -> BTreeMap<(String, u64, u64), i64> {
+    let mut out = BTreeMap::new();
+    for w in 0..peers {
+        let stream = worker_stream_id(id, w, peers);
+        if !store.has_stream(&stream) {
+            continue;
+        }
+        for (k, v, t, d) in store.snapshot(&stream).unwrap().decode::<String, u64>().unwrap() {
+            if t < below {
+                *out.entry((k, v, t)).or_insert(0) += d;
+            }
+        }
+    }
+    out.retain(|_, d| *d != 0);
+    out
+}
