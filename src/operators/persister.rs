@@ -122,6 +122,11 @@ pub(crate) struct Persister {
     /// Streams of other workers to confirm as this process's before the first seal
     /// ([`confirm_layout`](super::resume::confirm_layout)).
     unconfirmed: Vec<String>,
+    /// Activates the operator (its next step) after an adaptive persister pipelines a seal: it then
+    /// looks whether the input stayed idle ([`advance`](Self::advance)).
+    wake: Option<SyncActivator>,
+    /// Whether input arrived since the last seal was requested.
+    took_input: bool,
 }
 
 impl Persister {
@@ -163,6 +168,8 @@ impl Persister {
             requested_since,
             placement: Placement::new(SealMode::Adaptive),
             unconfirmed: opened.unconfirmed,
+            wake: None,
+            took_input: false,
         }
     }
 
@@ -187,6 +194,9 @@ impl Persister {
     /// through `activator` when one is done, unless its [`SealMode`] is `Inline`. If the thread cannot be
     /// spawned, seals stay on the caller's thread (the same results, without the overlap).
     pub(crate) fn pipeline(&mut self, activator: SyncActivator) {
+        if self.placement.mode() == SealMode::Adaptive {
+            self.wake = Some(activator.clone());
+        }
         if self.placement.mode() != SealMode::Inline {
             self.sealer = Sealer::start(self.store.clone(), self.stream.clone(), activator).ok();
         }
@@ -273,6 +283,7 @@ impl Persister {
         T: PersistTime,
         R: super::PersistDiff,
     {
+        self.took_input = true;
         let mut replayed = 0;
         let mut previous: Option<(&(K, V), usize)> = None;
         for (kv, time, diff) in data.iter() {
@@ -370,6 +381,19 @@ impl Persister {
             spans.extend(self.finish(done.request, done.result));
             drained = true;
         }
+        // An adaptive persister whose input took nothing and did not move since the last seal was
+        // requested waits for the seals in flight on the worker's thread, as an inline seal would have:
+        // the input waits for their output (a dataflow that feeds a timestamp, then steps until its output
+        // comes), and spinning through steps until the seal thread is done would leave DD code that steps
+        // a fixed number of times without that output (found by an adversarial test: every 17th round,
+        // the pipelined seal that looks at the input, took ~2,500 steps instead of 3). The operator is
+        // activated after each pipelined seal's request to look (`wake`).
+        if self.placement.mode() == SealMode::Adaptive && to == self.requested && !self.took_input {
+            while let Some(done) = self.sealer.as_mut().and_then(Sealer::wait_done) {
+                spans.extend(self.finish(done.request, done.result));
+                drained = true;
+            }
+        }
         // The pipelined seals just done found the input where they left it (no advance arrived while
         // they ran) or not: see `SealMode::Adaptive`.
         if drained {
@@ -408,6 +432,10 @@ impl Persister {
                 (Some(sealer), false) => {
                     sealer.submit(request);
                     self.count_seal(false);
+                    if let Some(wake) = &self.wake {
+                        // An activation error means the worker is gone: nothing to wake.
+                        let _ = wake.activate();
+                    }
                 }
                 _ => {
                     self.count_seal(true);
@@ -453,6 +481,7 @@ impl Persister {
     fn request(&mut self, to: u64) -> Request {
         let (seal_to, finished) = self.seal_point(to);
         self.pending = self.pending.split_off(&seal_to);
+        self.took_input = false;
         self.requested = to;
         self.requested_seal = seal_to;
         // What the readers allow, at most what persisted operators downstream allow (below their uppers:

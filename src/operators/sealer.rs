@@ -50,7 +50,10 @@ pub enum SealMode {
     /// stream's memtable holds at most 1 MiB and no spilled run, and the store runs merges on threads of
     /// its own (`Options::compaction_threads` > 0): else a seal could write, or merge, much more on the
     /// worker's thread. A seal may still run a merge under back-pressure (`Options::max_batches_per_stream`)
-    /// on the thread that seals.
+    /// on the thread that seals. Whenever the input took nothing and did not move since the last seal was
+    /// requested, the operator waits for the seals in flight on the worker's thread: a dataflow that
+    /// waits for each timestamp's output sees it within a few worker steps, as in memory, whichever
+    /// thread seals.
     #[default]
     Adaptive,
     /// Always on the seal thread.
