@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: a naive model of a stream, and file surgery.
 #![allow(dead_code)]
 
+pub mod compare;
 pub mod dropin;
 pub mod kill;
 pub mod ports;
