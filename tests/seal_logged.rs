@@ -430,3 +430,60 @@ fn a_failed_spill_leaves_no_logged_seal_that_cannot_complete() {
     store.seal_logged("s", 1).unwrap();
     assert_eq!(store.upper("s").unwrap(), 1);
 }
+
+/// A seal logged on an operator's stream through the `Store` API whose batch did not commit (its flush
+/// failed) is completed when a persisted operator opens the stream: the operator starts at the logged
+/// upper, serves what was sealed there, and takes new input beyond it. (Before, it read the committed
+/// upper, 0, below the seal, and the input it was fed from there was refused.)
+#[test]
+fn an_operator_completes_the_logged_seals_of_its_stream_before_it_starts() {
+    use ddpersist::operators::{worker_stream_id, ArrangeTyped};
+    use differential_dataflow::input::Input as _;
+    use timely::dataflow::operators::{Inspect, Probe};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (store, blob) = open_faulty(dir.path(), inline());
+    let stream = worker_stream_id("x", 0, 1);
+    store.create_stream(&stream, StreamOptions::default()).unwrap();
+    store
+        .write(&stream, &[(1u64, 10u64, 0, 1), (2u64, 20u64, 3, 1)])
+        .unwrap();
+    blob.fail_after(0);
+    store.seal_logged(&stream, 5).unwrap();
+    blob.heal();
+    assert_eq!(
+        store.upper(&stream).unwrap(),
+        0,
+        "the batch of the logged seal is not committed"
+    );
+
+    let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let o = out.clone();
+    let (own_upper, resume) = timely::execute_directly(move |worker| {
+        let probe = timely::dataflow::ProbeHandle::new();
+        let (mut input, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, pairs) = scope.new_collection::<(u64, u64), isize>();
+            let arranged = pairs.arrange_by_key_persisted(&store, "x").unwrap();
+            let handle = arranged.trace.handle().cloned().unwrap();
+            arranged
+                .as_collection(|k, v| (*k, *v))
+                .inner
+                .inspect(move |u| o.lock().unwrap().push(*u))
+                .probe_with(&probe);
+            (input, handle)
+        });
+        let resume = handle.resume_at();
+        input.advance_to(resume);
+        input.insert((3, 30));
+        input.advance_to(resume + 1);
+        input.flush();
+        worker.step_while(|| probe.less_than(&(resume + 1)) && handle.error().is_none());
+        assert_eq!(handle.error(), None);
+        (handle.own_upper(), resume)
+    });
+    assert_eq!((own_upper, resume), (5, 5));
+    let mut rows: Vec<((u64, u64), isize)> =
+        out.lock().unwrap().iter().map(|(row, _, d)| (*row, *d)).collect();
+    rows.sort();
+    assert_eq!(rows, vec![((1, 10), 1), ((2, 20), 1), ((3, 30), 1)]);
+}

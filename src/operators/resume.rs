@@ -170,7 +170,8 @@ pub(crate) struct WorkerStream {
 /// Errors: [`Error::BadInput`] if the id is empty (and names no stream yet), if the id's streams were
 /// persisted by another number of workers, or the store holds streams of the id written by earlier runs but not this worker's (another
 /// process's directory, or a changed layout), or the stream was written with other types
-/// ([`Store::check_types`]), or another live operator writes the stream; store errors.
+/// ([`Store::check_types`]), or another live operator writes the stream; store errors, such as a failure
+/// to commit the batch of a seal logged on one of the id's streams ([`Store::complete_seals`]).
 pub(crate) fn open_worker_stream(
     store: &Store,
     id: &str,
@@ -185,6 +186,15 @@ pub(crate) fn open_worker_stream(
         return Err(Error::bad_input("an operator's id must not be empty"));
     }
     check_worker_count(store, id, peers)?;
+    // A seal logged through the `Store` API (`seal_logged`) is durable and refuses writes below it, but
+    // reaches a stream's upper only once its batch commits (the flush thread's, which may have failed):
+    // complete those of the id's streams before any upper is read here, or this operator would start
+    // below its own stream's seal and have its first writes refused.
+    let streams = store.manifest();
+    let streams = streams.streams.iter().filter(|m| worker_of(&m.id, id).is_some());
+    for s in streams.map(|m| m.id.clone()).collect::<Vec<_>>() {
+        store.complete_seals(&s)?;
+    }
     let unconfirmed = if exists {
         siblings_held_at_open(store, id, &stream)
     } else {
