@@ -122,9 +122,6 @@ pub(crate) struct Persister {
     /// Streams of other workers to confirm as this process's before the first seal
     /// ([`confirm_layout`](super::resume::confirm_layout)).
     unconfirmed: Vec<String>,
-    /// Activates the operator (its next step) after an adaptive persister pipelines a seal: it then
-    /// looks whether the input stayed idle ([`advance`](Self::advance)).
-    wake: Option<SyncActivator>,
     /// Whether input arrived since the last seal was requested.
     took_input: bool,
 }
@@ -168,7 +165,6 @@ impl Persister {
             requested_since,
             placement: Placement::new(SealMode::Adaptive),
             unconfirmed: opened.unconfirmed,
-            wake: None,
             took_input: false,
         }
     }
@@ -194,9 +190,6 @@ impl Persister {
     /// through `activator` when one is done, unless its [`SealMode`] is `Inline`. If the thread cannot be
     /// spawned, seals stay on the caller's thread (the same results, without the overlap).
     pub(crate) fn pipeline(&mut self, activator: SyncActivator) {
-        if self.placement.mode() == SealMode::Adaptive {
-            self.wake = Some(activator.clone());
-        }
         if self.placement.mode() != SealMode::Inline {
             self.sealer = Sealer::start(self.store.clone(), self.stream.clone(), activator).ok();
         }
@@ -387,7 +380,7 @@ impl Persister {
         // comes), and spinning through steps until the seal thread is done would leave DD code that steps
         // a fixed number of times without that output (found by an adversarial test: every 17th round,
         // the pipelined seal that looks at the input, took ~2,500 steps instead of 3). The operator is
-        // activated after each pipelined seal's request to look (`wake`).
+        // activated after each pipelined seal's request to look (`Sealer::submit`).
         if self.placement.mode() == SealMode::Adaptive && to == self.requested && !self.took_input {
             while let Some(done) = self.sealer.as_mut().and_then(Sealer::wait_done) {
                 spans.extend(self.finish(done.request, done.result));
@@ -432,10 +425,6 @@ impl Persister {
                 (Some(sealer), false) => {
                     sealer.submit(request);
                     self.count_seal(false);
-                    if let Some(wake) = &self.wake {
-                        // An activation error means the worker is gone: nothing to wake.
-                        let _ = wake.activate();
-                    }
                 }
                 _ => {
                     self.count_seal(true);

@@ -320,7 +320,7 @@ fn check_layout(store: &Store, id: &str, index: usize) -> Result<Vec<String>> {
     }
     match sealed.is_empty() {
         true => Ok(unsealed),
-        false => Err(foreign_layout(store, id, index, &sealed)),
+        false => Err(foreign_layout(store, id, (index, false), &sealed)),
     }
 }
 
@@ -365,28 +365,26 @@ pub(crate) fn confirm_layout(store: &Store, stream: &str, unconfirmed: &mut Vec<
         false => {
             let (id, _) = operator_of(stream).unwrap_or((stream, 0));
             let index = worker_of(stream, id).map_or(0, |w| w.0);
-            match store.held_data_at_open(stream) {
-                // This worker's own stream is from earlier runs too: the others are no worker's here.
-                Some(_) => Err(Error::bad_input(format!(
-                    "store {} holds {foreign:?} from earlier runs, which no worker of this process writes: \
-                     each process must reopen the directory it wrote, with the same number of workers (one \
-                     directory per process; a cluster rerun with processes and workers split otherwise is \
-                     refused); to build the id again empty, drop every worker's stream of it \
-                     (Store::drop_stream)",
-                    store.blob().location()
-                ))),
-                None => Err(foreign_layout(store, id, index, &foreign)),
-            }
+            // This worker's own stream from earlier runs too: the others are no worker's here.
+            let own = store.held_data_at_open(stream).is_some();
+            Err(foreign_layout(store, id, (index, own), &foreign))
         }
     }
 }
 
-/// The error of a store holding `foreign` streams of `id` from earlier runs but none of worker `index`.
-fn foreign_layout(store: &Store, id: &str, index: usize, foreign: &[String]) -> Error {
+/// The error of a store holding `foreign` streams of `id` from earlier runs that no worker of this process
+/// writes: none of worker `index` either, or (`own`) worker `index`'s own stream from earlier runs beside
+/// them (the directory reopened under another split of processes and workers).
+fn foreign_layout(store: &Store, id: &str, (index, own): (usize, bool), foreign: &[String]) -> Error {
+    let what = match own {
+        true => "which no worker of this process writes".to_string(),
+        false => format!("but no stream of worker {index} for {id:?}"),
+    };
     Error::bad_input(format!(
-        "store {} holds {foreign:?} from earlier runs but no stream of worker {index} for {id:?}: each \
-         process must reopen the directory it wrote, with the same number of workers (one directory per \
-         process); to build the id again empty, drop every worker's stream of it (Store::drop_stream)",
+        "store {} holds {foreign:?} from earlier runs, {what}: each process must reopen the directory it \
+         wrote, with the same number of workers (one directory per process; a cluster rerun with processes \
+         and workers split otherwise is refused); to build the id again empty, drop every worker's stream \
+         of it (Store::drop_stream)",
         store.blob().location()
     ))
 }

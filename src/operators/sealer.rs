@@ -151,6 +151,8 @@ pub(crate) struct Sealer {
     results: mpsc::Receiver<Done>,
     thread: Option<JoinHandle<()>>,
     in_flight: usize,
+    /// Activates the operator after each request.
+    wake: SyncActivator,
 }
 
 impl Sealer {
@@ -159,6 +161,7 @@ impl Sealer {
     pub(crate) fn start(store: Store, stream: String, activator: SyncActivator) -> Result<Sealer> {
         let (requests, inbox) = mpsc::channel::<Request>();
         let (outbox, results) = mpsc::channel::<Done>();
+        let wake = activator.clone();
         let thread = std::thread::Builder::new()
             .name("ddpersist-seal".into())
             .spawn(move || {
@@ -179,14 +182,19 @@ impl Sealer {
             results,
             thread: Some(thread),
             in_flight: 0,
+            wake,
         })
     }
 
-    /// Queues a seal. A request after a failed seal is never run (its `Done` never comes).
+    /// Queues a seal, and activates the operator (its next step), which may then find its input idle and
+    /// wait for the seal (`Persister::advance`). A request after a failed seal is never run (its `Done`
+    /// never comes).
     pub(crate) fn submit(&mut self, request: Request) {
         if let Some(requests) = &self.requests {
             if requests.send(request).is_ok() {
                 self.in_flight += 1;
+                // An activation error means the worker is gone: nothing to wake.
+                let _ = self.wake.activate();
             }
         }
     }
