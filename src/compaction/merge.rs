@@ -156,7 +156,7 @@ impl Store {
     /// Runs merges of stream `id` over `scope`, up to `limit` of them, until none is left to pick or the
     /// store stops; before each pick it waits for a merge in flight (a background merge that starts
     /// between the wait and the pick is waited for too). Returns how many it ran.
-    fn merge_while_due(&self, id: &str, scope: Scope, limit: usize) -> Result<usize> {
+    pub(crate) fn merge_while_due(&self, id: &str, scope: Scope, limit: usize) -> Result<usize> {
         let mut merges = 0;
         while merges < limit && !self.inner.stopping.load(Ordering::Relaxed) {
             self.wait_for_merge_in_flight(id)?;

@@ -8,8 +8,9 @@
 //! **Policy** (tiered, as in Cassandra's size-tiered and RocksDB's universal compaction; with fan-in 2 it
 //! is differential dataflow's Spine, a binary counter). A batch's level is `floor(log2(updates))`, its tier
 //! `level / log2(fan_in)` (`Options::merge_fan_in`, default 8). Batches are ordered by time; `fan_in`
-//! adjacent batches of one tier are merged into one of the next tier, and an older batch of a lower tier
-//! than its newer neighbour (consolidation shrank it) is merged with it. The newest due merge runs, and
+//! adjacent batches of one tier are merged into one of the next tier, and a batch whose older neighbour is of
+//! a lower tier (consolidation shrank it, or batches of uneven sizes) is merged with every older batch of a
+//! lower tier before it, in one merge (up to 64 inputs). The newest due merge runs, and
 //! every fourth pick the oldest, so big merges are not starved by the small ones new seals keep making due
 //! ([`pick_merge_fair`]). A stream of n updates sealed in chunks of s keeps fewer than `fan_in` batches per
 //! tier over `log_fan_in(n / s)` tiers, and each update is rewritten about `log_fan_in(n / s)` times: a

@@ -28,24 +28,43 @@ pub struct Pick {
     pub len: usize,
 }
 
+/// The most batches one merge of an inversion takes (as the largest `merge_fan_in`).
+const MAX_INPUTS: usize = 64;
+
 /// The due merges of a stream whose batches have `update_counts` (oldest first), in order: runs of
 /// `fan_in` adjacent batches of one tier, each starting where its tier's block of adjacent batches starts
-/// (the oldest `fan_in` of the block), and adjacent pairs whose older batch is of a lower tier than the
-/// newer (an inversion, after consolidation shrank a batch). A tiered policy (as in Cassandra's STCS and
+/// (the oldest `fan_in` of the block), and inversions: a batch with an older neighbour of a lower tier
+/// (after consolidation shrank a batch, or after batches of uneven sizes — logged seals flushed by time,
+/// an arrangement's coalesced seals, appends — left a smaller batch between bigger ones), merged with
+/// every batch older than it back to the first of its tier or above (at most [`MAX_INPUTS`] in all). A tiered policy (as in Cassandra's STCS and
 /// RocksDB's universal compaction): each update is rewritten about `log_fan_in(n / seal size)` times, and a
 /// stream keeps fewer than `fan_in` batches per tier.
 ///
 /// Why runs start at their block's start: merging the *newest* `fan_in` of a longer block (a backlog of
 /// seals behind the merges) would leave older batches of that tier before the newer, bigger output — an
-/// inversion — and each inversion merge then rewrites the big batch to absorb one small one, over and over
-/// (10 M updates appended faster than merges ran wrote 10.5 bytes per payload byte). Merged from the block's
-/// oldest end, outputs stay older than the batches left, and no inversion is made.
+/// inversion — and each inversion merge then rewrites the big batch (10 M updates appended faster than merges
+/// ran wrote 10.5 bytes per payload byte, when an inversion merged one pair at a time). Merged from the
+/// block's oldest end, outputs stay older than the batches left, and no inversion is made.
 fn due_merges(update_counts: &[u64], fan_in: usize) -> impl DoubleEndedIterator<Item = Pick> + '_ {
     let fan_in = 1usize << fan_in_bits(fan_in);
     let tiers: Vec<u32> = update_counts.iter().map(|&c| tier_of(c, fan_in)).collect();
     (0..update_counts.len().saturating_sub(1)).filter_map(move |i| {
         if tiers[i] < tiers[i + 1] {
-            return Some(Pick { start: i, len: 2 });
+            // Every batch older than the bigger one, back from `i`, while of a lower tier than it: one
+            // merge, one rewrite of the bigger batch, where merging pairs would rewrite it once for each
+            // (a run of 8 batches merged past a smaller batch older than it, then the 7 batches of its
+            // old tier before that one: 8 rewrites of the biggest batch of a stream, measured at 10 M
+            // updates with logged seals flushed by size on a loaded machine — BENCHMARKS.md, "Logged
+            // seals flushed by size").
+            let below = (0..=i)
+                .rev()
+                .take_while(|&j| tiers[j] < tiers[i + 1])
+                .take(MAX_INPUTS - 1)
+                .count();
+            return Some(Pick {
+                start: i + 1 - below,
+                len: below + 1,
+            });
         }
         if i > 0 && tiers[i - 1] == tiers[i] {
             return None;
@@ -344,5 +363,24 @@ mod tests {
         assert_eq!(pick_merge(&[64, 64, 64], 4), None);
         assert_eq!(pick_merge(&[64, 64, 64, 64], 4), pick(0, 4));
         assert_eq!(pick_merge(&[1000, 4, 64], 4), pick(1, 2));
+    }
+
+    #[test]
+    fn an_inversion_takes_every_smaller_older_batch_in_one_merge() {
+        let pick = |start, len| Some(Pick { start, len });
+        // Fan-in 8 (tier = level / 3): a batch of tier 8 (level 24), then 7 of tier 6 (level 18), one
+        // of tier 5 (level 15) and one of tier 7 (level 21), the output of 8 tier-6 batches merged past
+        // the tier-5 one. One merge takes the 8 smaller batches and the tier-7 one (pairs would
+        // rewrite it 8 times), and stops at the tier-8 batch.
+        let mut counts = vec![1 << 24];
+        counts.extend([400_000; 7]);
+        counts.extend([50_000, 4_000_000]);
+        assert_eq!(pick_merge(&counts, 8), pick(1, 9));
+        // At most 64 batches in one merge: the newest 63 smaller ones.
+        let mut counts = vec![40_000; 100];
+        counts[..100].iter_mut().step_by(7).for_each(|c| *c = 300_000);
+        counts.push(4_000_000);
+        let inversion = due_merges(&counts, 8).find(|p| p.start + p.len == counts.len());
+        assert_eq!(inversion, Some(Pick { start: 37, len: 64 }));
     }
 }

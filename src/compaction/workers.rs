@@ -4,13 +4,13 @@
 
 use super::merge::{Scope, Step};
 use super::*;
-use crate::store::Inner;
+use crate::store::{Flushed, Inner};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The background threads of one store — merges, and one flush thread for logged seals
 /// (`store/logged.rs`) — stopped and joined on drop.
@@ -28,40 +28,82 @@ pub(crate) struct Workers {
 
 #[derive(Default)]
 struct Queue {
-    /// Streams with work possibly due, and whether to stop.
-    pending: Mutex<(VecDeque<String>, bool)>,
+    pending: Mutex<Pending>,
     wake: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// Streams with work possibly due now.
+    now: VecDeque<String>,
+    /// Streams with work due by a deadline (the flush queue's: `Store::seal_logged`), at most one each.
+    by: Vec<(String, Instant)>,
+    stopped: bool,
+}
+
+/// Whether a stream [`Queue::pop`] returns was queued for now or came to its deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Due {
+    Now,
+    Deadline,
 }
 
 impl Queue {
     fn push(&self, id: &str) {
         let mut pending = self.pending.lock();
-        if !pending.0.iter().any(|p| p == id) {
-            pending.0.push_back(id.to_string());
+        if !pending.now.iter().any(|p| p == id) {
+            pending.now.push_back(id.to_string());
         }
         self.wake.notify_one();
     }
 
-    /// The next stream, waiting for one; `None` once stopped — with `drain`, only once stopped and empty.
-    fn pop(&self, drain: bool) -> Option<String> {
+    /// Queues `id` for `deadline`, unless it is queued for now; a deadline queued before is replaced (the
+    /// store's deadlines of a stream only move later, `Store::logged_deadline`, and the flush thread
+    /// checks one when it comes: an early one is queued again).
+    fn push_by(&self, id: &str, deadline: Instant) {
+        let mut pending = self.pending.lock();
+        if pending.now.iter().any(|p| p == id) {
+            return;
+        }
+        match pending.by.iter_mut().find(|(p, _)| p == id) {
+            Some((_, at)) => *at = deadline,
+            None => pending.by.push((id.to_string(), deadline)),
+        }
+        self.wake.notify_one();
+    }
+
+    /// The next stream, waiting for one: the one whose deadline passed first, if any (so that streams
+    /// queued for now, over and over, cannot hold a deadline back), else the oldest queued for now;
+    /// `None` once stopped — with `drain`, only once stopped and empty (deadlines then count as passed).
+    fn pop(&self, drain: bool) -> Option<(String, Due)> {
         let mut pending = self.pending.lock();
         loop {
-            let stopped = pending.1;
+            let stopped = pending.stopped;
             if stopped && !drain {
                 return None;
             }
-            if let Some(id) = pending.0.pop_front() {
-                return Some(id);
+            let now = Instant::now();
+            let first = (0..pending.by.len()).min_by_key(|&i| pending.by[i].1);
+            if let Some(i) = first.filter(|&i| pending.by[i].1 <= now) {
+                return Some((pending.by.swap_remove(i).0, Due::Deadline));
+            }
+            if let Some(id) = pending.now.pop_front() {
+                return Some((id, Due::Now));
             }
             if stopped {
-                return None;
+                return first.map(|i| (pending.by.swap_remove(i).0, Due::Deadline));
             }
-            self.wake.wait(&mut pending);
+            match first.map(|i| pending.by[i].1) {
+                Some(deadline) => {
+                    self.wake.wait_until(&mut pending, deadline);
+                }
+                None => self.wake.wait(&mut pending),
+            }
         }
     }
 
     fn stop(&self) {
-        self.pending.lock().1 = true;
+        self.pending.lock().stopped = true;
         self.wake.notify_all();
     }
 }
@@ -117,6 +159,11 @@ impl Workers {
         self.flushes.push(id);
     }
 
+    /// Queues stream `id`'s logged seals for the flush thread by `deadline` (`Store::seal_logged`).
+    pub(crate) fn push_flush_by(&self, id: &str, deadline: Instant) {
+        self.flushes.push_by(id, deadline);
+    }
+
     /// Whether the flush thread runs.
     pub(crate) fn has_flusher(&self) -> bool {
         self.has_flusher
@@ -133,8 +180,8 @@ impl Drop for Workers {
         // due again at the next open).
         self.inner.stopping.store(true, Ordering::Relaxed);
         self.queue.stop();
-        // The flush thread first writes the logged seals queued (a seal whose flush failed and was not
-        // queued again stays logged, for the next open).
+        // The flush thread first writes the logged seals queued, for now or for a deadline (a seal whose
+        // flush failed and was not queued again stays logged, for the next open).
         self.flushes.stop();
         for t in self.threads.drain(..) {
             // A worker that panicked has nothing left to clean up; the store's state is consistent.
@@ -189,24 +236,34 @@ fn schedule_idle() {
     }
 }
 
+/// A merge thread: runs the merges due of each stream queued (not its logged seals, which the flush
+/// thread writes when they are due: `Store::compact` writes them first).
 fn worker_loop(store: Store, queue: Arc<Queue>) {
-    while let Some(id) = queue.pop(false) {
-        let result = store.compact(&id);
+    while let Some((id, _)) = queue.pop(false) {
+        let result = store.merge_while_due(&id, Scope::Due, usize::MAX);
         store.merge_outcome(&id, result);
     }
 }
 
-/// The flush thread: completes the logged seals of each stream queued; a failure is recorded (the seals
-/// stay logged, and the next `seal_logged` or `complete_seals` tries again).
+/// The flush thread: completes the logged seals of each stream queued, for now or, at a deadline, if they
+/// are due by time then (`Store::flush_logged_if_due`; all of them when the store closes); a failure is
+/// recorded (the seals stay logged, and the next `seal_logged`, `complete_seals`, `seal`, `append` or
+/// `compact` of the stream tries again).
 fn flush_loop(store: Store, queue: Arc<Queue>, merges: Arc<Queue>) {
-    while let Some(id) = queue.pop(true) {
-        match store.flush_logged(&id) {
-            // Dropped after it was queued: nothing to flush.
-            Ok(_) | Err(Error::UnknownStream { .. }) => {}
+    while let Some((id, due)) = queue.pop(true) {
+        let closing = store.inner.stopping.load(Ordering::Relaxed);
+        let flushed = match due {
+            Due::Deadline if !closing => store.flush_logged_if_due(&id),
+            _ => store.flush_logged(&id).map(Flushed::Done),
+        };
+        match flushed {
+            // Its new batch may make merges due: the merge threads' work.
+            Ok(Flushed::Done(true)) => merges.push(&id),
+            Ok(Flushed::NotBefore(deadline)) => queue.push_by(&id, deadline),
+            // Nothing to flush, or dropped after it was queued.
+            Ok(Flushed::Done(false)) | Err(Error::UnknownStream { .. }) => {}
             Err(e) => store.record_flush_failure(&id, &e),
         }
-        // Its new batch may make merges due: the merge threads' work.
-        merges.push(&id);
     }
 }
 

@@ -169,7 +169,7 @@ impl Store {
                 stream.flushing_min_lsn = None;
                 // Logged seals this batch reaches are done: their records may be released.
                 let sealed = plan.map_or(0, |p| p.description.upper);
-                while stream.logged.front().is_some_and(|l| l.0 <= sealed) {
+                while stream.logged.front().is_some_and(|l| l.upper <= sealed) {
                     stream.logged.pop_front();
                 }
             }
@@ -406,7 +406,7 @@ impl Store {
             stream.flushing_min_lsn = None;
             if let Some(lower) = lower {
                 // Not below a logged seal: that one is durable in the WAL, flushed or not.
-                stream.pending_upper = lower.max(stream.logged.back().map_or(0, |l| l.0));
+                stream.pending_upper = lower.max(stream.logged.back().map_or(0, |l| l.upper));
             }
         }
     }

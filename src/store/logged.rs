@@ -11,6 +11,15 @@
 //!    (`SealTo::Logged`: the flush protocol of `store/flush.rs`), and that commit drops the logged seals it
 //!    reaches; the WAL keeps a seal record (`release_point`) until then.
 //!
+//! When: as RocksDB flushes a memtable once it reaches `write_buffer_size`, not at every commit. The flush
+//! thread takes the stream up once its memtable holds `Options::logged_flush_bytes`; or once no seal was
+//! logged on it for `Options::logged_flush_delay`, or its oldest logged seal is ten delays old (as a
+//! group commit or Nagle's algorithm: when the input goes quiet, or at a bound on the wait). So
+//! consecutive logged seals make one batch of about that size, a tier or more above one seal's, and the
+//! merges that would have combined the small batches never run (BENCHMARKS.md, "Logged seals flushed by
+//! size"). Past twice the size (the flush thread behind), `seal_logged` completes them on the caller's
+//! thread first.
+//!
 //! At open, replay reads every seal record (even below a stream's `spilled_lsn`: its updates may be in
 //! spilled runs, its upper is not) and the open seals each stream to its newest logged upper before it
 //! returns, so a crash at any point after step 2 recovers the upper (if that seal fails, the open still
@@ -22,16 +31,61 @@
 
 use super::seal::SealTo;
 use super::*;
+use std::time::{Duration, Instant};
 
-/// The most logged seals of one stream whose batches are not committed: past it, `seal_logged` completes
-/// them on the caller's thread first (the flush thread is behind). Checked before the lock is taken to
-/// log, so concurrent callers may pass it by one each: a bound on memory, not an invariant.
-const MAX_LOGGED_SEALS: usize = 2;
+/// A stream's logged seals are flushed once the oldest is this many `Options::logged_flush_delay`s old,
+/// even while seals keep coming (`Store::logged_deadline`).
+const MAX_DELAYS: u32 = 10;
+
+/// `Options::logged_flush_delay` past this counts as this (so that a deadline is a representable
+/// `Instant`: 10 times a year past now).
+const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A seal logged in the WAL whose batch is not committed yet (`StreamState::logged`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LoggedSeal {
+    /// The seal's upper.
+    pub upper: u64,
+    /// The LSN of its seal record: the WAL keeps the record until the batch commits.
+    pub lsn: Lsn,
+    /// When it was logged (or replayed, at open): the flush thread's deadlines count from it.
+    pub at: Instant,
+}
+
+impl LoggedSeal {
+    /// A seal to `upper` logged now at `lsn`.
+    pub fn new(upper: u64, lsn: Lsn) -> Self {
+        LoggedSeal {
+            upper,
+            lsn,
+            at: Instant::now(),
+        }
+    }
+}
+
+/// What [`Store::flush_logged_if_due`] did.
+pub(crate) enum Flushed {
+    /// Flushed, or nothing to flush; whether it committed a batch.
+    Done(bool),
+    /// Not due before this.
+    NotBefore(Instant),
+}
+
+/// What `seal_logged` does about a stream's logged seals after logging one, from the stream's memtable
+/// bytes and logged seals: [`Flush::Now`] once the memtable holds the flush size, else a flush by their
+/// deadline (`Store::logged_deadline`).
+enum Flush {
+    Now,
+    By(Instant),
+}
 
 impl Store {
     /// Seals stream `id` up to `upper` as [`seal`](Self::seal) does, but durably through the WAL: returns
     /// once a seal record is fsync'd (one group commit, shared with concurrent writers), and the batch file
-    /// and manifest commit are written afterwards by the store's flush thread. From the return on, writes
+    /// and manifest commit are written afterwards by the store's flush thread, all its logged seals as one
+    /// batch: once the stream's memtable holds `Options::logged_flush_bytes` (8 MiB by default), once no
+    /// seal was logged on it for `Options::logged_flush_delay` (100 ms), or once the oldest is ten delays
+    /// old, whichever comes first (and when the store closes). From the return on, writes
     /// below `upper` are refused and the upper is durable: a restart recovers it (the open completes the
     /// seal). [`upper`](Self::upper) and the batches ([`sealed`](Self::sealed), a DD trace) reach it when
     /// the batch commits; [`complete_seals`](Self::complete_seals) waits for that (and
@@ -49,8 +103,9 @@ impl Store {
     /// With `Options::compaction_threads == 0` there is no flush thread: the batch is written before this
     /// returns, after the record.
     ///
-    /// Back-pressure: as `seal`'s (the stream's batch bound), and when 2 logged seals of the stream are not
-    /// committed yet (the flush thread is behind), this completes them first.
+    /// Back-pressure: as `seal`'s (the stream's batch bound), and when 2 or more logged seals of the stream
+    /// are not committed yet and its memtable holds twice `logged_flush_bytes` (the flush thread is
+    /// behind), this completes them first.
     ///
     /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `upper` does not advance the stream's
     /// pending upper (the newest seal's, logged or not); an error of completing earlier logged seals
@@ -70,10 +125,15 @@ impl Store {
             return self.seal(id, upper).map(|_| ());
         }
         self.wait_for_merges(id)?;
-        if self.with_stream(id, |s| s.logged.len() >= MAX_LOGGED_SEALS)? {
+        // The flush thread is behind (a bound on memory, checked before the lock is taken to log, so
+        // concurrent callers may pass it by one each): complete the logged seals here first.
+        let flush_bytes = self.logged_flush_bytes();
+        let behind =
+            |s: &StreamState| s.logged.len() >= 2 && s.memtable.bytes() >= flush_bytes.saturating_mul(2);
+        if self.with_stream(id, behind)? {
             self.complete_seals(id)?;
         }
-        let end = {
+        let (end, flush) = {
             let mut guard = self.live_state()?;
             let state = &mut *guard;
             let stream = state
@@ -107,13 +167,52 @@ impl Store {
             }
             let (lsn, end) = log.append(&record::encode_seal(stream.version.stream_no(), upper))?;
             stream.pending_upper = upper;
-            stream.logged.push_back((upper, lsn));
+            stream.logged.push_back(LoggedSeal::new(upper, lsn));
             state.wal_end = state.wal_end.max(end);
-            end
+            let flush = match self.logged_deadline(stream) {
+                Some(deadline) if stream.memtable.bytes() < flush_bytes => Flush::By(deadline),
+                _ => Flush::Now,
+            };
+            (end, flush)
         };
         self.sync_wal(WriteTicket::at(end, self.inner.id))?;
-        self.schedule_flush(id);
+        match flush {
+            Flush::Now => self.schedule_flush(id),
+            Flush::By(deadline) => self.schedule_flush_by(id, deadline),
+        }
         Ok(())
+    }
+
+    /// The memtable bytes at which a stream's logged seals are flushed: `Options::logged_flush_bytes`,
+    /// at most a quarter of the memtable budget (a seal whose updates were spilled is not logged).
+    fn logged_flush_bytes(&self) -> usize {
+        let options = &self.inner.options;
+        options.logged_flush_bytes.min(options.memtable_budget_bytes / 4)
+    }
+
+    /// When stream `stream`'s logged seals are due by time (`None` without any): once no seal was logged
+    /// for `Options::logged_flush_delay` (the stream went quiet), or once the oldest is
+    /// [`MAX_DELAYS`] delays old (a stream sealed slowly but steadily). Not while seals keep coming
+    /// faster: a deadline flush then would cut a batch short of the size, and a batch a tier below its
+    /// neighbours costs a merge that rewrites the bigger newer one (`compaction::policy`, inversions).
+    fn logged_deadline(&self, stream: &StreamState) -> Option<Instant> {
+        let delay = self.inner.options.logged_flush_delay.min(MAX_DELAY);
+        let (oldest, newest) = (stream.logged.front()?, stream.logged.back()?);
+        Some((newest.at + delay).min(oldest.at + delay * MAX_DELAYS))
+    }
+
+    /// By the flush thread, at a deadline [`seal_logged`](Self::seal_logged) set: flushes stream `id`'s
+    /// logged seals if they are due by time ([`logged_deadline`](Self::logged_deadline)); else returns
+    /// when they will be (seals logged since the deadline was set postpone it; the ones it was set for may
+    /// have been flushed meanwhile, by size), for the flush thread to queue it again.
+    /// Errors: as [`flush_logged`](Self::flush_logged)'s.
+    pub(crate) fn flush_logged_if_due(&self, id: &str) -> Result<Flushed> {
+        let deadline = self.with_stream(id, |s| self.logged_deadline(s))?;
+        Ok(match deadline {
+            None => Flushed::Done(false),
+            Some(at) if at <= Instant::now() => Flushed::Done(self.flush_logged(id)?),
+            Some(at) => Flushed::NotBefore(at),
+        })
     }
 
     /// Writes the batch of every logged seal of stream `id` not committed yet
@@ -134,7 +233,7 @@ impl Store {
     pub(crate) fn flush_logged(&self, id: &str) -> Result<bool> {
         let now = |s: &StreamState| {
             (
-                s.logged.back().map(|l| l.0),
+                s.logged.back().map(|l| l.upper),
                 s.version.upper(),
                 s.version.stream_no(),
             )
@@ -158,6 +257,15 @@ impl Store {
             }
             self.seal_to(id, SealTo::Logged, SealOptions::default(), None)?;
             flushed = true;
+        }
+    }
+
+    /// Hands stream `id`'s logged seals to the flush thread to write by `deadline`, or completes them
+    /// inline when there is none (as [`schedule_flush`](Self::schedule_flush)).
+    fn schedule_flush_by(&self, id: &str, deadline: Instant) {
+        match &self.handle {
+            Some(workers) if workers.has_flusher() => workers.push_flush_by(id, deadline),
+            _ => self.schedule_flush(id),
         }
     }
 

@@ -51,6 +51,8 @@ mod append;
 mod edit;
 mod flush;
 mod logged;
+pub(crate) use logged::Flushed;
+use logged::LoggedSeal;
 mod open;
 mod ride;
 mod seal;
@@ -160,6 +162,23 @@ pub struct Options {
     /// stalled durable stream cannot pin the log while others write, and the WAL a reopen replays stays
     /// about this size, whatever the history.
     pub max_wal_bytes: Option<u64>,
+    /// A stream's logged seals (`Store::seal_logged`) are flushed, as one batch, once its memtable holds
+    /// this many bytes (counted as `memtable_budget_bytes` counts them, writes above the logged upper
+    /// included; at most a quarter of that budget), as RocksDB flushes a memtable at its
+    /// `write_buffer_size` (default 8 MiB; 0: each logged seal is flushed at once, its own batch). Larger
+    /// batches start in a higher merge tier, so fewer merges rewrite them: at 10 M updates sealed 10,000
+    /// at a time, 3.8 bytes written a payload byte instead of 4.6–4.7 (BENCHMARKS.md, "Logged seals
+    /// flushed by size"). Memory: with twice this in its memtable (the flush thread behind),
+    /// `seal_logged` flushes on the caller's thread, so a stream holds up to about four times this (twice
+    /// in its memtable, as much again in a flush being written).
+    pub logged_flush_bytes: usize,
+    /// How long logged seals wait for more when their stream goes quiet (default 100 ms; past a year it
+    /// counts as a year): the flush thread writes a stream's logged seals once no seal was logged on it
+    /// for this long, or once the oldest is ten times this old, however few bytes they hold; so a stream sealed slowly still reaches
+    /// [`Store::upper`], its batches and DD traces within about this (a second at most), while one sealed
+    /// fast is flushed by size only (a flush by time would cut its batch short: BENCHMARKS.md, "Logged
+    /// seals flushed by size").
+    pub logged_flush_delay: std::time::Duration,
 }
 
 impl Options {
@@ -188,6 +207,8 @@ impl Default for Options {
             max_batches_per_stream: 64,
             wal_zero_fill: false,
             max_wal_bytes: Some(1 << 30),
+            logged_flush_bytes: 8 << 20,
+            logged_flush_delay: std::time::Duration::from_millis(100),
         }
     }
 }
@@ -355,9 +376,8 @@ pub(crate) struct StreamState {
     /// Buckets being written by a seal or a spill in progress; still visible to snapshots and lookups.
     pub(crate) flushing: Option<Arc<Buckets>>,
     flushing_min_lsn: Option<Lsn>,
-    /// Seals logged in the WAL whose batch is not committed yet (`seal_logged`), oldest first: each its
-    /// upper and the LSN of its seal record (the WAL keeps it until the batch commits).
-    pub(crate) logged: std::collections::VecDeque<(u64, Lsn)>,
+    /// Seals logged in the WAL whose batch is not committed yet (`seal_logged`), oldest first.
+    pub(crate) logged: std::collections::VecDeque<LoggedSeal>,
     /// Whether a merge of this stream's batches is running (at most one per stream, besides a tail merge).
     pub(crate) merging: bool,
     /// The file number of the newest input of the running merge (`merging`): a tail merge beside it takes
@@ -500,7 +520,7 @@ fn release_point(state: &State) -> Lsn {
             [
                 s.memtable.min_lsn(),
                 s.flushing_min_lsn,
-                s.logged.front().map(|l| l.1),
+                s.logged.front().map(|l| l.lsn),
             ]
         })
         .flatten()

@@ -233,7 +233,7 @@ impl Store {
                 record::Record::Seal(seal) => {
                     if seal.upper > stream.pending_upper {
                         stream.pending_upper = seal.upper;
-                        stream.logged.push_back((seal.upper, lsn));
+                        stream.logged.push_back(LoggedSeal::new(seal.upper, lsn));
                     }
                     return Ok(());
                 }

@@ -144,7 +144,7 @@ impl Store {
             let upper = match to {
                 SealTo::At(upper) => upper,
                 SealTo::Logged => match stream.logged.back() {
-                    Some(&(logged, _)) if logged > lower => logged,
+                    Some(l) if l.upper > lower => l.upper,
                     // Nothing left to flush: another thread's flush (or a seal beyond it) committed it.
                     _ => {
                         return Ok(SealInfo {
@@ -162,7 +162,7 @@ impl Store {
             };
             // A logged seal not committed yet (logged after `seal_appending` completed the earlier ones)
             // is the stream's durable upper: nothing may be sealed or appended below it.
-            let logged = stream.logged.back().map(|l| l.0).filter(|&l| l > lower);
+            let logged = stream.logged.back().map(|l| l.upper).filter(|&l| l > lower);
             if let (SealTo::At(_), Some(logged)) = (to, logged) {
                 if let Some(expected) = appended.as_ref().map(|a| a.lower) {
                     return Err(Error::UpperMismatch {
