@@ -3,8 +3,11 @@
 //! came for `Options::logged_flush_delay` or the oldest is ten delays old, and when the store closes —
 //! never lose a seal on the way. The durability of a logged seal whenever its batch is written: `tests/seal_logged.rs`.
 
+use ddpersist::blob::{DirBlob, FaultyBlob};
+use ddpersist::wal::FileLog;
 use ddpersist::{Options, Store, StreamOptions};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Merges that never run in these tests (64 batches of a tier before one is due, and no back-pressure
@@ -181,4 +184,36 @@ fn flush_bytes_zero_flushes_every_logged_seal_at_once() {
     // Not the delay's hour: the flush thread took it up at once.
     wait_for_upper(&store, 1);
     assert_eq!(store.sealed("s").unwrap().batches.len(), 1);
+}
+
+#[test]
+fn a_failed_background_flush_is_tried_again_without_another_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = options(0, Duration::from_millis(20));
+    let blob = Arc::new(FaultyBlob::new(DirBlob::open(dir.path()).unwrap()));
+    let log = FileLog::open(
+        dir.path().join("wal"),
+        options.wal_segment_bytes,
+        options.wal_recovery,
+    )
+    .unwrap();
+    let store = Store::open_on(blob.clone(), Arc::new(log), options).unwrap();
+    store.create_stream("s", StreamOptions::default()).unwrap();
+    write_at(&store, 0, 5);
+    blob.fail_after(0);
+    store.seal_logged("s", 1).unwrap();
+    // The flush thread's attempt fails (the blob refuses every write) and is recorded.
+    let start = Instant::now();
+    while store.background_error().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the flush never failed"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(store.upper("s").unwrap(), 0);
+    // Healed, the flush thread tries again on its own (ten delays later), with no call on the stream.
+    blob.heal();
+    wait_for_upper(&store, 1);
+    assert_eq!(store.sealed("s").unwrap().batches[0].update_count(), 5);
 }

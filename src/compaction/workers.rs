@@ -247,8 +247,8 @@ fn worker_loop(store: Store, queue: Arc<Queue>) {
 
 /// The flush thread: completes the logged seals of each stream queued, for now or, at a deadline, if they
 /// are due by time then (`Store::flush_logged_if_due`; all of them when the store closes); a failure is
-/// recorded (the seals stay logged, and the next `seal_logged`, `complete_seals`, `seal`, `append` or
-/// `compact` of the stream tries again).
+/// recorded and tried again after ten `Options::logged_flush_delay`s (the seals stay logged; the next
+/// `seal_logged`, `complete_seals`, `seal`, `append` or `compact` of the stream tries again too).
 fn flush_loop(store: Store, queue: Arc<Queue>, merges: Arc<Queue>) {
     while let Some((id, due)) = queue.pop(true) {
         let closing = store.inner.stopping.load(Ordering::Relaxed);
@@ -262,7 +262,16 @@ fn flush_loop(store: Store, queue: Arc<Queue>, merges: Arc<Queue>) {
             Ok(Flushed::NotBefore(deadline)) => queue.push_by(&id, deadline),
             // Nothing to flush, or dropped after it was queued.
             Ok(Flushed::Done(false)) | Err(Error::UnknownStream { .. }) => {}
-            Err(e) => store.record_flush_failure(&id, &e),
+            Err(e) => {
+                store.record_flush_failure(&id, &e);
+                // Tried again later, as RocksDB resumes after a retryable background error (a full disk
+                // freed, a flaky remote blob): an idle stream's upper would otherwise stay behind, and
+                // its seal records pin the WAL, until its next call. Not while closing (the next open
+                // completes it) nor once poisoned (nothing can commit).
+                if !closing && !matches!(e, Error::Poisoned { .. }) {
+                    queue.push_by(&id, Instant::now() + store.flush_retry_delay());
+                }
+            }
         }
     }
 }

@@ -112,8 +112,9 @@ impl Store {
     /// (nothing of this seal happened); as `seal`'s when it falls back to one; a WAL error, which poisons
     /// the store (as a write's): the seal record may or may not have reached the disk, so a reopen may
     /// or may not recover the upper. A failure of the background flush is reported by
-    /// [`background_error`](Self::background_error); the seal stays durable in the WAL, and the next
-    /// `seal_logged`, [`complete_seals`](Self::complete_seals) or `compact` of the stream tries again
+    /// [`background_error`](Self::background_error); the seal stays durable in the WAL, the flush thread
+    /// tries again ten `logged_flush_delay`s later (and so on, until the store closes), and so does the
+    /// next `seal_logged`, [`complete_seals`](Self::complete_seals) or `compact` of the stream
     /// (`complete_seals` returns the error if it fails again).
     pub fn seal_logged(&self, id: &str, upper: u64) -> Result<()> {
         let _admitted = self.refuse_claimed(id)?;
@@ -199,6 +200,12 @@ impl Store {
         let delay = self.inner.options.logged_flush_delay.min(MAX_DELAY);
         let (oldest, newest) = (stream.logged.front()?, stream.logged.back()?);
         Some((newest.at + delay).min(oldest.at + delay * MAX_DELAYS))
+    }
+
+    /// How long the flush thread waits before it tries a failed flush again: the bound on a logged seal's
+    /// wait, ten `Options::logged_flush_delay`s (at most ten years, `MAX_DELAY`).
+    pub(crate) fn flush_retry_delay(&self) -> Duration {
+        self.inner.options.logged_flush_delay.min(MAX_DELAY) * MAX_DELAYS
     }
 
     /// By the flush thread, at a deadline [`seal_logged`](Self::seal_logged) set: flushes stream `id`'s
