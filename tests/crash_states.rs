@@ -23,7 +23,10 @@
 //! 16); `DDPERSIST_CRASH_STATES=full` runs longer workloads and checks every prefix, 16 page subsets, and
 //! recovery crashes at every crash point. Counts are printed at the end (`--nocapture`).
 //!
-//! The workload itself (`run_workload`): `crash_states/workload.rs`.
+//! The workload itself (`run_workload`): `crash_states/workload.rs`. A third test runs it with the flush
+//! thread on, so that logged seals are written later — by size, by deadline, at close — their file-system
+//! calls interleaved with the workload's, each a crash point (`DDPERSIST_FLUSHER_CRASH_SEEDS`
+//! workloads, default 1, each with its own delay and flush size).
 
 mod common;
 
@@ -50,15 +53,28 @@ const SEGMENT_BYTES: u64 = 1024;
 const STREAMS: [&str; 2] = ["d", "n"];
 const DURABLE: [bool; 2] = [true, false];
 
+thread_local! {
+    /// The flush thread of the workload this thread explores: `None` runs without background threads
+    /// (logged seals written inline, deterministic); `Some((delay, bytes))` with one merge thread and
+    /// the flush thread, whose `logged_flush_delay` and `logged_flush_bytes` these are.
+    static FLUSHER: std::cell::Cell<Option<(std::time::Duration, usize)>> = const { std::cell::Cell::new(None) };
+}
+
 fn options() -> Options {
-    Options {
+    let mut options = Options {
         memtable_budget_bytes: 800,
         max_wal_bytes: Some(6000),
         merge_fan_in: 2,
         compaction_threads: 0,
         block_target_bytes: 512,
         ..Options::default()
+    };
+    if let Some((delay, bytes)) = FLUSHER.with(|f| f.get()) {
+        options.compaction_threads = 1;
+        options.logged_flush_delay = delay;
+        options.logged_flush_bytes = bytes;
     }
+    options
 }
 
 /// Opens the store on `fs`; `zero_fill`: the WAL keeps its active segment zero-filled ahead (a
@@ -472,4 +488,30 @@ fn a_batch_file_under_its_final_name_counts_only_once_a_manifest_names_it() {
         points.len()
     );
     assert!(unnamed > 0 && named > 0 && merged > 0);
+}
+
+#[test]
+fn crash_states_with_the_flush_thread_writing_logged_seals_late() {
+    let seeds: u64 = std::env::var("DDPERSIST_FLUSHER_CRASH_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let mut total = Counts::default();
+    for seed in 0..seeds {
+        let delay = std::time::Duration::from_millis([0, 1, 3][(seed % 3) as usize]);
+        let bytes = [150, 0, 1 << 20][(seed / 3 % 3) as usize];
+        FLUSHER.with(|f| f.set(Some((delay, bytes))));
+        let c = explore(0xad05_3000 + seed, 50, false, false);
+        total.points += c.points;
+        total.states += c.states;
+        total.recovery_points += c.recovery_points;
+        total.recovery_states += c.recovery_states;
+        total.cover.add(c.cover);
+    }
+    FLUSHER.with(|f| f.set(None));
+    eprintln!(
+        "crash states with the flush thread: {} crash points, {} states; recovery {} points, {} states; {:?}",
+        total.points, total.states, total.recovery_points, total.recovery_states, total.cover
+    );
+    assert!(total.states > total.points);
 }

@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::{wal_files, wal_segment_bytes, wal_segments, Model};
-use ddpersist::blob::{DirBlob, FaultyBlob};
+use common::{open_faulty, wal_files, wal_segment_bytes, wal_segments, Model};
 use ddpersist::wal::record::{decode, Record, TAG_SEAL};
 use ddpersist::wal::{FileLog, WalRecovery};
 use ddpersist::{Error, Options, Store, StreamOptions};
@@ -20,14 +19,6 @@ fn inline() -> Options {
         compaction_threads: 0,
         ..Options::default()
     }
-}
-
-/// A store on `dir` whose batch files go through a `FaultyBlob` (to fail the flush after the record).
-fn open_faulty(dir: &Path, options: Options) -> (Store, Arc<FaultyBlob<DirBlob>>) {
-    let blob = Arc::new(FaultyBlob::new(DirBlob::open(dir).unwrap()));
-    let log = FileLog::open(dir.join("wal"), options.wal_segment_bytes, WalRecovery::Strict).unwrap();
-    let store = Store::open_on(blob.clone(), Arc::new(log), options).unwrap();
-    (store, blob)
 }
 
 fn write(store: &Store, model: &mut Model, id: &str, from: u64, n: u64, time: u64) {

@@ -3,11 +3,11 @@
 //! came for `Options::logged_flush_delay` or the oldest is ten delays old, and when the store closes —
 //! never lose a seal on the way. The durability of a logged seal whenever its batch is written: `tests/seal_logged.rs`.
 
-use ddpersist::blob::{DirBlob, FaultyBlob};
-use ddpersist::wal::FileLog;
+mod common;
+
+use common::{open_faulty, wait_for_upper};
 use ddpersist::{Options, Store, StreamOptions};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Merges that never run in these tests (64 batches of a tier before one is due, and no back-pressure
@@ -30,20 +30,6 @@ fn write_at(store: &Store, t: u64, n: u64) {
         .map(|k| (k, vec![k as u8; 1_000], t, 1))
         .collect();
     store.write("s", &updates).unwrap();
-}
-
-/// Waits (up to 10 s) until stream `s`'s committed upper reaches `upper`; returns how long it took.
-fn wait_for_upper(store: &Store, upper: u64) -> Duration {
-    let start = Instant::now();
-    while store.upper("s").unwrap() < upper {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "upper {} never reached {upper}",
-            store.upper("s").unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    start.elapsed()
 }
 
 fn open(dir: &Path, options: Options) -> Store {
@@ -89,7 +75,7 @@ fn a_stream_past_the_size_is_flushed_without_waiting_for_the_delay() {
         store.seal_logged("s", t + 1).unwrap();
     }
     // The flushes past the size reach close to the end without `complete_seals`, within the hour's delay.
-    wait_for_upper(&store, 100 - 13);
+    wait_for_upper(&store, "s", 100 - 13);
     store.complete_seals("s").unwrap();
     let sealed = store.sealed("s").unwrap();
     // Each flush but the last (`complete_seals`) held at least 256 KiB of memtable bytes: at most
@@ -117,7 +103,7 @@ fn a_logged_seal_reaches_its_batch_once_the_stream_is_quiet_for_the_delay() {
     write_at(&store, 0, 5);
     let logged = Instant::now();
     store.seal_logged("s", 1).unwrap();
-    wait_for_upper(&store, 1);
+    wait_for_upper(&store, "s", 1);
     assert!(
         logged.elapsed() >= delay,
         "flushed after {:?}, before the delay",
@@ -127,7 +113,7 @@ fn a_logged_seal_reaches_its_batch_once_the_stream_is_quiet_for_the_delay() {
     write_at(&store, 1, 5);
     let logged = Instant::now();
     store.seal_logged("s", 2).unwrap();
-    wait_for_upper(&store, 2);
+    wait_for_upper(&store, "s", 2);
     assert!(logged.elapsed() >= delay);
     assert_eq!(store.sealed("s").unwrap().batches.len(), 2);
 }
@@ -182,7 +168,7 @@ fn flush_bytes_zero_flushes_every_logged_seal_at_once() {
     write_at(&store, 0, 5);
     store.seal_logged("s", 1).unwrap();
     // Not the delay's hour: the flush thread took it up at once.
-    wait_for_upper(&store, 1);
+    wait_for_upper(&store, "s", 1);
     assert_eq!(store.sealed("s").unwrap().batches.len(), 1);
 }
 
@@ -190,14 +176,7 @@ fn flush_bytes_zero_flushes_every_logged_seal_at_once() {
 fn a_failed_background_flush_is_tried_again_without_another_call() {
     let dir = tempfile::tempdir().unwrap();
     let options = options(0, Duration::from_millis(20));
-    let blob = Arc::new(FaultyBlob::new(DirBlob::open(dir.path()).unwrap()));
-    let log = FileLog::open(
-        dir.path().join("wal"),
-        options.wal_segment_bytes,
-        options.wal_recovery,
-    )
-    .unwrap();
-    let store = Store::open_on(blob.clone(), Arc::new(log), options).unwrap();
+    let (store, blob) = open_faulty(dir.path(), options);
     store.create_stream("s", StreamOptions::default()).unwrap();
     write_at(&store, 0, 5);
     blob.fail_after(0);
@@ -214,6 +193,6 @@ fn a_failed_background_flush_is_tried_again_without_another_call() {
     assert_eq!(store.upper("s").unwrap(), 0);
     // Healed, the flush thread tries again on its own (ten delays later), with no call on the stream.
     blob.heal();
-    wait_for_upper(&store, 1);
+    wait_for_upper(&store, "s", 1);
     assert_eq!(store.sealed("s").unwrap().batches[0].update_count(), 5);
 }

@@ -41,13 +41,6 @@ struct Pending {
     stopped: bool,
 }
 
-/// Whether a stream [`Queue::pop`] returns was queued for now or came to its deadline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Due {
-    Now,
-    Deadline,
-}
-
 impl Queue {
     fn push(&self, id: &str) {
         let mut pending = self.pending.lock();
@@ -75,7 +68,7 @@ impl Queue {
     /// The next stream, waiting for one: the one whose deadline passed first, if any (so that streams
     /// queued for now, over and over, cannot hold a deadline back), else the oldest queued for now;
     /// `None` once stopped — with `drain`, only once stopped and empty (deadlines then count as passed).
-    fn pop(&self, drain: bool) -> Option<(String, Due)> {
+    fn pop(&self, drain: bool) -> Option<String> {
         let mut pending = self.pending.lock();
         loop {
             let stopped = pending.stopped;
@@ -85,13 +78,13 @@ impl Queue {
             let now = Instant::now();
             let first = (0..pending.by.len()).min_by_key(|&i| pending.by[i].1);
             if let Some(i) = first.filter(|&i| pending.by[i].1 <= now) {
-                return Some((pending.by.swap_remove(i).0, Due::Deadline));
+                return Some(pending.by.swap_remove(i).0);
             }
             if let Some(id) = pending.now.pop_front() {
-                return Some((id, Due::Now));
+                return Some(id);
             }
             if stopped {
-                return first.map(|i| (pending.by.swap_remove(i).0, Due::Deadline));
+                return first.map(|i| pending.by.swap_remove(i).0);
             }
             match first.map(|i| pending.by[i].1) {
                 Some(deadline) => {
@@ -239,22 +232,25 @@ fn schedule_idle() {
 /// A merge thread: runs the merges due of each stream queued (not its logged seals, which the flush
 /// thread writes when they are due: `Store::compact` writes them first).
 fn worker_loop(store: Store, queue: Arc<Queue>) {
-    while let Some((id, _)) = queue.pop(false) {
+    while let Some(id) = queue.pop(false) {
         let result = store.merge_while_due(&id, Scope::Due, usize::MAX);
         store.merge_outcome(&id, result);
     }
 }
 
-/// The flush thread: completes the logged seals of each stream queued, for now or, at a deadline, if they
-/// are due by time then (`Store::flush_logged_if_due`; all of them when the store closes); a failure is
-/// recorded and tried again after ten `Options::logged_flush_delay`s (the seals stay logged; the next
-/// `seal_logged`, `complete_seals`, `seal`, `append` or `compact` of the stream tries again too).
+/// The flush thread: completes the logged seals of each stream queued, for now or for a deadline, if they
+/// are due by size or by time when its turn comes (`Store::flush_logged_if_due`; all of them when the
+/// store closes); a failure is recorded and tried again after ten `Options::logged_flush_delay`s, at
+/// least 100 ms (the seals stay logged; the next `seal_logged`, `complete_seals`, `seal`, `append` or
+/// `compact` of the stream tries again too).
 fn flush_loop(store: Store, queue: Arc<Queue>, merges: Arc<Queue>) {
-    while let Some((id, due)) = queue.pop(true) {
+    while let Some(id) = queue.pop(true) {
         let closing = store.inner.stopping.load(Ordering::Relaxed);
-        let flushed = match due {
-            Due::Deadline if !closing => store.flush_logged_if_due(&id),
-            _ => store.flush_logged(&id).map(Flushed::Done),
+        // Queued for now (by size) or for a deadline, the stream is flushed only if due by either rule
+        // when its turn comes; all of it when the store closes.
+        let flushed = match closing {
+            false => store.flush_logged_if_due(&id),
+            true => store.flush_logged(&id).map(Flushed::Done),
         };
         match flushed {
             // Its new batch may make merges due: the merge threads' work.

@@ -37,6 +37,9 @@ use std::time::{Duration, Instant};
 /// even while seals keep coming (`Store::logged_deadline`).
 const MAX_DELAYS: u32 = 10;
 
+/// The shortest wait before the flush thread tries a failed flush again (`Store::flush_retry_delay`).
+const MIN_RETRY_DELAY: Duration = Duration::from_millis(100);
+
 /// `Options::logged_flush_delay` past this counts as this (so that a deadline is a representable
 /// `Instant`: 10 times a year past now).
 const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -113,7 +116,8 @@ impl Store {
     /// the store (as a write's): the seal record may or may not have reached the disk, so a reopen may
     /// or may not recover the upper. A failure of the background flush is reported by
     /// [`background_error`](Self::background_error); the seal stays durable in the WAL, the flush thread
-    /// tries again ten `logged_flush_delay`s later (and so on, until the store closes), and so does the
+    /// tries again ten `logged_flush_delay`s later, at least 100 ms (and so on, until the store closes),
+    /// and so does the
     /// next `seal_logged`, [`complete_seals`](Self::complete_seals) or `compact` of the stream
     /// (`complete_seals` returns the error if it fails again).
     pub fn seal_logged(&self, id: &str, upper: u64) -> Result<()> {
@@ -203,19 +207,38 @@ impl Store {
     }
 
     /// How long the flush thread waits before it tries a failed flush again: the bound on a logged seal's
-    /// wait, ten `Options::logged_flush_delay`s (at most ten years, `MAX_DELAY`).
+    /// wait, ten `Options::logged_flush_delay`s, but at least [`MIN_RETRY_DELAY`] (a delay of 0 would
+    /// retry a failing disk in a busy loop) and at most ten years (`MAX_DELAY`).
     pub(crate) fn flush_retry_delay(&self) -> Duration {
-        self.inner.options.logged_flush_delay.min(MAX_DELAY) * MAX_DELAYS
+        (self.inner.options.logged_flush_delay.min(MAX_DELAY) * MAX_DELAYS).max(MIN_RETRY_DELAY)
     }
 
-    /// By the flush thread, at a deadline [`seal_logged`](Self::seal_logged) set: flushes stream `id`'s
-    /// logged seals if they are due by time ([`logged_deadline`](Self::logged_deadline)); else returns
-    /// when they will be (seals logged since the deadline was set postpone it; the ones it was set for may
-    /// have been flushed meanwhile, by size), for the flush thread to queue it again.
-    /// Errors: as [`flush_logged`](Self::flush_logged)'s.
+    /// Queues stream `id`'s logged seals for the flush thread to try again after
+    /// [`flush_retry_delay`](Self::flush_retry_delay), if there is a flush thread (without one, as in a
+    /// read-only view, the stream's next call tries).
+    fn retry_flush_later(&self, id: &str) {
+        if let Some(workers) = self.handle.as_ref().filter(|w| w.has_flusher()) {
+            workers.push_flush_by(id, Instant::now() + self.flush_retry_delay());
+        }
+    }
+
+    /// By the flush thread, for a stream [`seal_logged`](Self::seal_logged) queued: flushes stream `id`'s
+    /// logged seals if they are due now, by size (the rule `seal_logged` applied; checked again because
+    /// seals logged while an earlier flush was queued or running queue the stream again, and that flush
+    /// may have taken what they saw) or by time ([`logged_deadline`](Self::logged_deadline)); else returns
+    /// when they will be due by time (seals logged since postpone it), for the flush thread to queue the
+    /// stream again. Errors: as [`flush_logged`](Self::flush_logged)'s.
     pub(crate) fn flush_logged_if_due(&self, id: &str) -> Result<Flushed> {
-        let deadline = self.with_stream(id, |s| self.logged_deadline(s))?;
-        Ok(match deadline {
+        let flush_bytes = self.logged_flush_bytes();
+        let due = self.with_stream(id, |s| {
+            let deadline = self.logged_deadline(s)?;
+            Some(
+                (s.memtable.bytes() >= flush_bytes)
+                    .then(Instant::now)
+                    .unwrap_or(deadline),
+            )
+        })?;
+        Ok(match due {
             None => Flushed::Done(false),
             Some(at) if at <= Instant::now() => Flushed::Done(self.flush_logged(id)?),
             Some(at) => Flushed::NotBefore(at),
@@ -299,8 +322,9 @@ impl Store {
     /// failure that leaves the store working (a full disk; a view whose blob refuses writes,
     /// `tools/inspect`) is recorded as a background error and does not fail the open (one that poisons
     /// it, a failed manifest commit, is returned): the seals stay logged (their updates in the memtable,
-    /// visible; writes below their uppers refused) and are tried again by the next `seal_logged`,
-    /// `complete_seals` or `compact` of the stream.
+    /// visible; writes below their uppers refused) and are tried again by the flush thread (as after a
+    /// failed background flush) and by the next `seal_logged`, `complete_seals` or `compact` of the
+    /// stream.
     pub(super) fn complete_logged_at_open(&self) -> Result<()> {
         let ids: Vec<String> = (self.live_state()?.streams.iter())
             .filter(|(_, s)| !s.logged.is_empty())
@@ -313,6 +337,7 @@ impl Store {
                     return Err(e);
                 }
                 self.record_flush_failure(&id, &e);
+                self.retry_flush_later(&id);
             }
         }
         Ok(())

@@ -7,11 +7,38 @@ pub mod kill;
 pub mod ports;
 pub mod restart;
 
-use ddpersist::blob::Blob;
+use ddpersist::blob::{Blob, DirBlob, FaultyBlob};
 use ddpersist::fs::{CrashPoint, CrashState};
-use ddpersist::{OwnedUpdate, Store};
+use ddpersist::wal::FileLog;
+use ddpersist::{Options, OwnedUpdate, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A store on `dir` whose objects go through a `FaultyBlob` (to fail batch and manifest writes on
+/// demand: `fail_after`, `heal`), its WAL a plain `FileLog`.
+pub fn open_faulty(dir: &Path, options: Options) -> (Store, Arc<FaultyBlob<DirBlob>>) {
+    let blob = Arc::new(FaultyBlob::new(DirBlob::open(dir).unwrap()));
+    let log = FileLog::open(dir.join("wal"), options.wal_segment_bytes, options.wal_recovery).unwrap();
+    let store = Store::open_on(blob.clone(), Arc::new(log), options).unwrap();
+    (store, blob)
+}
+
+/// Waits (up to 10 s) until stream `id`'s committed upper reaches `upper` (a logged seal's batch written
+/// in the background); returns how long it took.
+pub fn wait_for_upper(store: &Store, id: &str, upper: u64) -> Duration {
+    let start = Instant::now();
+    while store.upper(id).unwrap() < upper {
+        let now = store.upper(id).unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "upper {now} never reached {upper}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    start.elapsed()
+}
 
 /// What a stream's snapshot must hold: every written update, consolidated and sorted.
 #[derive(Default, Clone, Debug)]
