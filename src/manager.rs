@@ -30,7 +30,9 @@ pub struct ManagerOptions {
     pub max_bytes_per_sec: Option<u64>,
     /// Create new streams durable (unsealed updates survive a restart in the WAL; the input must not
     /// replay them). The default, `false`, fits replayable inputs: the input replays from
-    /// [`PersistHandle::resume_at`](crate::operators::PersistHandle::resume_at) after a restart.
+    /// [`PersistHandle::resume_at`](crate::operators::PersistHandle::resume_at) after a restart. A
+    /// stream's durability is fixed when it is created: a token over streams created with the other one
+    /// fails to build ([`Error::BadInput`]).
     pub durable: bool,
 }
 

@@ -456,7 +456,12 @@ fn an_operator_completes_the_logged_seals_of_its_stream_before_it_starts() {
         let probe = timely::dataflow::ProbeHandle::new();
         let (mut input, handle) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, pairs) = scope.new_collection::<(u64, u64), isize>();
-            let arranged = pairs.arrange_by_key_persisted(&store, "x").unwrap();
+            // The stream was created durable (a logged seal needs it): so is the operator.
+            let options = ddpersist::operators::PersistOptions {
+                durable: true,
+                ..Default::default()
+            };
+            let arranged = pairs.arrange_by_key_persisted_with(&store, "x", options).unwrap();
             let handle = arranged.trace.handle().cloned().unwrap();
             arranged
                 .as_collection(|k, v| (*k, *v))

@@ -57,7 +57,8 @@ pub struct PersistOptions {
     /// Create the stream durable: unsealed updates survive a restart in the store's WAL, and the input must
     /// then *not* replay them. The default, `false`, fits a replayable input (the usual case for operator
     /// state): unsealed updates are lost on restart and the input replays from
-    /// [`PersistHandle::resume_at`]. An existing stream keeps the durability it was created with.
+    /// [`PersistHandle::resume_at`]. A stream's durability is fixed when it is created: building an id whose
+    /// streams were created with the other one fails ([`Error::BadInput`]; the two resume differently).
     pub durable: bool,
     /// Where the operator runs its seals (default [`SealMode::Adaptive`]).
     pub seals: SealMode,
@@ -77,7 +78,7 @@ pub trait ArrangePersisted<'scope, K, V, T: PersistTime = u64> {
     ///
     /// Errors (when building the dataflow): [`Error::BadInput`] if the arrangement was persisted by a
     /// different number of workers or by other workers (another process's directory), or with other key
-    /// or val types (`Store::check_types`), or `id` is empty or in use by another live operator on this
+    /// or val types (`Store::check_types`), or with the other durability ([`PersistOptions::durable`]), or `id` is empty or in use by another live operator on this
     /// worker; store errors from creating or opening the stream
     /// ([`Error::Corrupt`] when batch files are missing or disagree with the manifest; a damaged block is
     /// met later and stops the arrangement: fail-stop, see [`PersistedTrace`]).

@@ -63,7 +63,7 @@ pub trait Persist<'scope, K, V, T: PersistTime = u64> {
     ///
     /// Errors (when building the dataflow): [`Error::BadInput`] if the token is for another worker or
     /// the stream was persisted by a different number of workers or with other key or val types
-    /// (`Store::check_types`); store errors opening or reading the
+    /// (`Store::check_types`), or with the other durability ([`ManagerOptions::durable`](crate::ManagerOptions::durable)); store errors opening or reading the
     /// stream; [`Error::Corrupt`] if a persisted key or val does not decode as `K` or `V`;
     /// [`Error::BadInput`] if a persisted time is beyond `T`'s range.
     fn persist(self, token: Token) -> Result<Persisted<'scope, K, V, T>>;

@@ -5,7 +5,9 @@
 //! [`UpsertPersisted`](super::UpsertPersisted)) opens its worker's stream through `open_worker_stream`,
 //! which
 //! 1. refuses a store whose streams of the id were written by another number of workers, or by other
-//!    workers than this one (a directory of another process, or a process restarted with more workers);
+//!    workers than this one (a directory of another process, or a process restarted with more workers),
+//!    or were created with the other durability (a durable stream's input continues with new updates,
+//!    one that is not durable replays: either way round, the unsealed updates would be lost or doubled);
 //! 2. creates the worker's stream if missing, checks that it holds the operator's key and val types (or
 //!    records them in a stream that holds nothing yet: [`Store::check_types`]; other types fail to
 //!    build), and claims it for the operator's life (a second operator on the same id and worker fails
@@ -186,6 +188,7 @@ pub(crate) fn open_worker_stream(
         return Err(Error::bad_input("an operator's id must not be empty"));
     }
     check_worker_count(store, id, peers)?;
+    check_durability(store, id, options.durable)?;
     // A seal logged through the `Store` API (`seal_logged`) is durable and refuses writes below it, but
     // reaches a stream's upper only once its batch commits (the flush thread's, which may have failed):
     // complete those of the id's streams before any upper is read here, or this operator would start
@@ -234,6 +237,27 @@ pub(crate) fn open_worker_stream(
         resume,
         unconfirmed,
     })
+}
+
+/// Fails with [`Error::BadInput`] if a stream of operator `id` in `store` has another durability than
+/// `durable` asks for. The two are resumed differently — a durable stream keeps its unsealed updates and
+/// its input continues with new ones at or beyond `greatest_upper`; one that is not durable loses them and
+/// its input replays from `resume_at` — so a dataflow built for the other would lose the unsealed updates
+/// (a durable build over a stream that is not) or count them twice (the reverse), found by an adversarial
+/// test. A stream's durability is fixed when it is created: retire the id to change it.
+fn check_durability(store: &Store, id: &str, durable: bool) -> Result<()> {
+    let manifest = store.manifest();
+    let other = (manifest.streams.iter()).find(|m| worker_of(&m.id, id).is_some() && m.durable != durable);
+    let Some(other) = other else { return Ok(()) };
+    let name = |durable: bool| if durable { "durable" } else { "not durable" };
+    Err(Error::bad_input(format!(
+        "operator {id:?} asks for streams that are {}, but its stream {:?} was created {} (a durable stream \
+         keeps its unsealed updates and its input continues at its greatest_upper; one that is not durable \
+         replays from resume_at): build it as it was created, or retire the id to change it",
+        name(durable),
+        other.id,
+        name(other.durable),
+    )))
 }
 
 /// Updates a restarted operator re-emits: `((key, val), time, diff)`.

@@ -550,10 +550,21 @@ where
 /// Arranging a collection of keys into a typed arrangement with `()` vals (DD's `arrange_by_self`).
 pub trait ArrangeTypedBySelf<'scope, T: Timestamp + Lattice, K, R> {
     /// [`ArrangeTyped::arrange_by_key_persisted`] of `(key, ())`.
-    fn arrange_by_self_persisted(
+    fn arrange_by_self_persisted(self, store: &Store, id: &str) -> Result<TypedPersisted<'scope, K, (), T, R>>
+    where
+        Self: Sized,
+        T: PersistTime,
+        R: PersistDiff,
+    {
+        self.arrange_by_self_persisted_with(store, id, PersistOptions::default())
+    }
+
+    /// [`ArrangeTyped::arrange_by_key_persisted_with`] of `(key, ())`: with options (a durable stream).
+    fn arrange_by_self_persisted_with(
         self,
         store: &Store,
         id: &str,
+        options: PersistOptions,
     ) -> Result<TypedPersisted<'scope, K, (), T, R>>
     where
         T: PersistTime,
@@ -571,12 +582,18 @@ where
     K: Codec + ExchangeData,
     R: differential_dataflow::difference::Semigroup + ExchangeData,
 {
-    fn arrange_by_self_persisted(self, store: &Store, id: &str) -> Result<TypedPersisted<'scope, K, (), T, R>>
+    fn arrange_by_self_persisted_with(
+        self,
+        store: &Store,
+        id: &str,
+        options: PersistOptions,
+    ) -> Result<TypedPersisted<'scope, K, (), T, R>>
     where
         T: PersistTime,
         R: PersistDiff,
     {
-        self.map(|k| (k, ())).arrange_by_key_persisted(store, id)
+        self.map(|k| (k, ()))
+            .arrange_by_key_persisted_with(store, id, options)
     }
 
     fn arrange_by_self_encoded(self) -> TypedEncoded<'scope, K, (), T, R>

@@ -84,7 +84,8 @@ pub trait UpsertPersisted<'scope, K, V, T: PersistTime = u64> {
     /// collection of `(key, val)` with its updates, and this worker's handle.
     ///
     /// Errors (when building the dataflow): [`crate::Error::BadInput`] if the state was persisted by a
-    /// different number of workers or with other key or val types (`Store::check_types`), `id` is empty,
+    /// different number of workers or with other key or val types (`Store::check_types`), or its streams
+    /// are durable (created by another persisting operator of the id), `id` is empty,
     /// or a persisted time is beyond `T`'s range; store errors from creating
     /// or opening the stream.
     fn upsert_persisted(self, store: &Store, id: &str) -> Result<Upserted<'scope, K, V, T>>;
