@@ -29,6 +29,8 @@ struct ConsolidatedEntry {
 pub struct Consolidated {
     arena: Vec<u8>,
     entries: Vec<ConsolidatedEntry>,
+    /// Distinct keys among `entries`, counted by [`consolidate`](Self::consolidate) (0 before).
+    keys: usize,
 }
 
 impl Consolidated {
@@ -75,10 +77,23 @@ impl Consolidated {
                 e.time,
             )
         };
-        self.entries
-            .sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| kv(a).cmp(&kv(b))));
+        // Sort 16-byte words (the key's prefix above the entry's index) rather than the 40-byte entries:
+        // about half the time for random keys. Runs of one prefix are then ordered by their bytes.
+        let entries = &self.entries;
+        let mut order: Vec<u128> = (entries.iter().enumerate())
+            .map(|(i, e)| (u128::from(e.prefix) << 64) | i as u128)
+            .collect();
+        order.sort_unstable();
+        let at = |word: u128| &entries[word as u64 as usize];
+        for run in order.chunk_by_mut(|a, b| a >> 64 == b >> 64) {
+            if run.len() > 1 {
+                run.sort_unstable_by(|&a, &b| kv(at(a)).cmp(&kv(at(b))));
+            }
+        }
         let mut out: Vec<ConsolidatedEntry> = Vec::with_capacity(self.entries.len());
-        let mut entries = self.entries.iter().copied().peekable();
+        let mut keys = 0;
+        let key = |e: &ConsolidatedEntry| &arena[e.at..e.at + e.key_len as usize];
+        let mut entries = order.iter().map(|&word| *at(word)).peekable();
         while let Some(mut e) = entries.next() {
             let mut sum = i128::from(e.diff);
             while let Some(next) = entries.next_if(|n| n.prefix == e.prefix && kv(n) == kv(&e)) {
@@ -89,10 +104,19 @@ impl Consolidated {
                 Error::diff_overflow(key, time)
             })?;
             if e.diff != 0 {
+                // A new key unless the previous kept update has the same one (the prefixes, in a
+                // register, tell most keys apart without touching the arena).
+                if out
+                    .last()
+                    .is_none_or(|p| p.prefix != e.prefix || key(p) != key(&e))
+                {
+                    keys += 1;
+                }
                 out.push(e);
             }
         }
         self.entries = out;
+        self.keys = keys;
         Ok(self)
     }
 
@@ -106,16 +130,19 @@ impl Consolidated {
         self.entries.is_empty()
     }
 
-    /// Number of distinct keys.
+    /// Number of distinct keys (counted as [`consolidate`](Self::consolidate) kept the updates: a pass
+    /// over the sorted order visits the arena at random, a tenth of a seal's time).
     pub fn key_count(&self) -> usize {
-        let mut prev: Option<&[u8]> = None;
-        self.iter()
-            .filter(|(k, ..)| {
-                let new = prev != Some(*k);
-                prev = Some(k);
-                new
-            })
-            .count()
+        debug_assert_eq!(
+            self.keys,
+            self.iter()
+                .map(|(k, ..)| k)
+                .collect::<Vec<_>>()
+                .chunk_by(|a, b| a == b)
+                .count(),
+            "key count kept by consolidate"
+        );
+        self.keys
     }
 
     /// Update `i` (`i < len()`).
@@ -213,11 +240,13 @@ mod tests {
             }
             let want: Vec<_> = want.into_iter().filter(|(_, d)| *d != 0).map(|((k, v, t), d)| (k, v, t, d)).collect();
             let refs = owned.iter().map(|(k, v, t, d)| (&k[..], &v[..], *t, *d));
-            let got: Vec<_> = Consolidated::from_updates(refs)
-                .unwrap()
+            let consolidated = Consolidated::from_updates(refs).unwrap();
+            let got: Vec<_> = consolidated
                 .iter()
                 .map(|(k, v, t, d)| (k.to_vec(), v.to_vec(), t, d))
                 .collect();
+            let keys = want.iter().map(|(k, ..)| k).collect::<std::collections::BTreeSet<_>>().len();
+            proptest::prop_assert_eq!(consolidated.key_count(), keys);
             proptest::prop_assert_eq!(got, want);
         }
     }
