@@ -48,6 +48,18 @@ where
     T: Timestamp + Lattice,
     B: CheckedBatch + Clone + 'static,
 {
+    hold_checked_below(spans, Antichain::new())
+}
+
+/// [`hold_until_checked`] for an import that leaves out the times at or beyond `until` (DD's
+/// `import_frontier_core`; empty: none): a span whose every time is there presents nothing, so its blocks
+/// are not checked and cannot hold the import (a damaged one held an import whose `until` was below it
+/// for good, though nothing it presented came from there: adversarial round 8).
+fn hold_checked_below<'scope, T, B>(spans: Spans<'scope, T, B>, until: Antichain<T>) -> Spans<'scope, T, B>
+where
+    T: Timestamp + Lattice,
+    B: CheckedBatch + Clone + 'static,
+{
     if !B::HAS_FILES {
         return spans;
     }
@@ -64,6 +76,10 @@ where
             move |(input, _frontier), output| {
                 input.for_each(|cap, data| {
                     for span in data.iter() {
+                        let left_out = !until.is_empty() && span.lower().iter().all(|t| until.less_equal(t));
+                        if left_out {
+                            continue;
+                        }
                         if let Some((file, errors)) = span.inner.as_ref().and_then(|b| b.checked_file()) {
                             checker
                                 .get_or_insert_with(|| {
@@ -178,7 +194,8 @@ impl<Tr: Trace<Batch: CheckedBatch> + 'static, K, V, R> TypedTrace<TraceAgent<Tr
 
     /// DD's `TraceAgent::import_frontier_core`: the updates of times in `[since, until)`, each time first
     /// advanced by `since`; times at or beyond `until` are left out, and the import's frontier closes once
-    /// every time is (an empty `until` leaves nothing out). Fail-stop as [`import`](Self::import).
+    /// every time is (an empty `until` leaves nothing out). Fail-stop as [`import`](Self::import), over
+    /// the spans it presents: one wholly at or beyond `until` is not checked and cannot hold it.
     pub fn import_frontier_core<'scope>(
         &mut self,
         scope: Scope<'scope, Tr::Time>,
@@ -186,9 +203,9 @@ impl<Tr: Trace<Batch: CheckedBatch> + 'static, K, V, R> TypedTrace<TraceAgent<Tr
         since: Antichain<Tr::Time>,
         until: Antichain<Tr::Time>,
     ) -> TypedImport<'scope, TraceFrontier<TraceAgent<Tr>>, K, V, R> {
-        let (arranged, button) = self.inner.import_frontier_core(scope, name, since, until);
+        let (arranged, button) = self.inner.import_frontier_core(scope, name, since, until.clone());
         let typed = TypedArranged {
-            stream: hold_until_checked(arranged.stream),
+            stream: hold_checked_below(arranged.stream, until),
             trace: self.with(arranged.trace),
         };
         (typed, button)
