@@ -6,14 +6,10 @@
 
 mod common;
 
-use common::{batch_files, flip_byte};
-use ddpersist::batch::BatchFile;
-use ddpersist::blob::BlobBytes;
+use common::fail_stop::{assert_complete_outputs_right, damage, first_run, options, round, ROUNDS};
 use ddpersist::operators::{ArrangePersisted, ArrangeTyped, ImportChecked};
-use ddpersist::{Codec, Error, Options, Store};
+use ddpersist::{Codec, Error, Store};
 use differential_dataflow::input::Input;
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::Probe;
@@ -21,83 +17,14 @@ use timely::dataflow::operators::Probe;
 /// What the restarted dataflow output: `((key, val), time, diff)`.
 type Output = Arc<Mutex<Vec<((String, u64), u64, i64)>>>;
 
-/// Times 0..ROUNDS, one sealed batch each.
-const ROUNDS: u64 = 5;
 /// The round whose batch is damaged.
 const BAD: u64 = 2;
-
-fn options() -> Options {
-    Options {
-        // Many small blocks per batch, and no merges, so each round stays its own file.
-        block_target_bytes: 256,
-        compaction_threads: 0,
-        merge_fan_in: 64,
-        ..Options::default()
-    }
-}
-
-fn round(t: u64) -> Vec<(String, u64)> {
-    (0..60)
-        .map(|i| (format!("k{t:02}-{i:03}"), i + 100 * t))
-        .collect()
-}
-
-/// Persists rounds 0..ROUNDS, one time each, and finishes the input: arranged by `arrange_persisted`, or
-/// by `arrange_by_key_persisted` if `typed`.
-fn first_run(dir: &Path, typed: bool) {
-    let store = Store::open_with(dir, options()).unwrap();
-    timely::execute_directly(move |worker| {
-        let probe = ProbeHandle::new();
-        let (mut input, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, a) = scope.new_collection::<(String, u64), i64>();
-            if typed {
-                let arranged = a.arrange_by_key_persisted(&store, "a").unwrap();
-                let handle = arranged.handle().unwrap().clone();
-                arranged.stream.probe_with(&probe);
-                return (input, handle);
-            }
-            let (arranged, handle) = a.arrange_persisted(&store, "a").unwrap();
-            arranged.stream.probe_with(&probe);
-            (input, handle)
-        });
-        // One seal (one batch file) per round.
-        for t in 0..ROUNDS {
-            for kv in round(t) {
-                input.update(kv, 1);
-            }
-            input.advance_to(t + 1);
-            input.flush();
-            worker.step_while(|| probe.less_than(&(t + 1)));
-        }
-        assert!(handle.error().is_none());
-        drop(input);
-        worker.step_while(|| !probe.done());
-    });
-}
-
-/// Flips a byte inside block 1 of the batch `[BAD, BAD + 1)`; returns the file's name and the block's
-/// offset.
-fn damage(dir: &Path) -> (String, u64) {
-    for path in batch_files(dir) {
-        let bytes = std::fs::read(&path).unwrap();
-        let file = BatchFile::open("x", BlobBytes::Heap(bytes.into())).unwrap();
-        if file.description().lower != BAD {
-            continue;
-        }
-        assert!(file.block_count() > 2, "the batch needs several blocks");
-        let offset = file.index_entry(1).offset;
-        flip_byte(&path, offset + 40);
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        return (name, offset);
-    }
-    panic!("no batch starts at {BAD}");
-}
 
 #[test]
 fn a_damaged_block_stops_the_arrangement_at_its_span() {
     let tmp = tempfile::tempdir().unwrap();
     first_run(tmp.path(), false);
-    let (bad_file, bad_offset) = damage(tmp.path());
+    let (bad_file, bad_offset) = damage(tmp.path(), BAD);
 
     let store = Store::open_with(tmp.path(), options()).unwrap();
     let out: Output = Default::default();
@@ -146,19 +73,6 @@ fn a_damaged_block_stops_the_arrangement_at_its_span() {
     assert_complete_outputs_right(&out.lock().unwrap(), frontier.unwrap());
 }
 
-/// Every output at a time below `frontier` (a complete time) accumulates to the right collection.
-fn assert_complete_outputs_right(out: &[((String, u64), u64, i64)], frontier: u64) {
-    for t in 0..frontier {
-        let mut got: BTreeMap<(String, u64), i64> = BTreeMap::new();
-        for (d, _, r) in out.iter().filter(|(_, time, _)| *time <= t) {
-            *got.entry(d.clone()).or_default() += r;
-        }
-        got.retain(|_, r| *r != 0);
-        let want: BTreeMap<(String, u64), i64> = (0..=t).flat_map(round).map(|kv| (kv, 1)).collect();
-        assert_eq!(got, want, "output at complete time {t}");
-    }
-}
-
 /// The restarted arrangement's trace imported into a second dataflow before any block is checked (a
 /// byte-level `import_checked`, or the typed `trace.import`): the import replays every restored span and
 /// follows the trace's upper, but its times complete only over checked blocks, so it too stops at the
@@ -169,7 +83,7 @@ fn an_import_made_before_the_check_stops_at_the_damaged_span() {
     for (typed, frontier_import) in [(false, false), (true, false), (true, true)] {
         let tmp = tempfile::tempdir().unwrap();
         first_run(tmp.path(), typed);
-        let (bad_file, _) = damage(tmp.path());
+        let (bad_file, _) = damage(tmp.path(), BAD);
         let store = Store::open_with(tmp.path(), options()).unwrap();
         let out: Output = Default::default();
         let o = out.clone();
@@ -259,7 +173,7 @@ fn an_import_made_before_the_check_stops_at_the_damaged_span() {
 fn a_damaged_block_is_an_error_for_lookups() {
     let tmp = tempfile::tempdir().unwrap();
     first_run(tmp.path(), false);
-    let (bad_file, _) = damage(tmp.path());
+    let (bad_file, _) = damage(tmp.path(), BAD);
     let store = Store::open_with(tmp.path(), options()).unwrap();
     let stream = ddpersist::operators::worker_stream_id("a", 0, 1);
     let mut errors = 0;

@@ -2,14 +2,11 @@
 
 mod common;
 
-use common::{batch_files, flip_byte};
-use ddpersist::batch::BatchFile;
-use ddpersist::blob::BlobBytes;
+use common::fail_stop::{assert_complete_outputs_right, damage, first_run, options, round, ROUNDS};
 use ddpersist::operators::ArrangeTyped;
 use ddpersist::{Options, Store};
 use differential_dataflow::input::Input;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::Probe;
@@ -17,58 +14,8 @@ use timely::progress::Antichain;
 
 type Output = Arc<Mutex<Vec<((String, u64), u64, i64)>>>;
 
-const ROUNDS: u64 = 5;
+/// The round whose batch is damaged.
 const BAD: u64 = 3;
-
-fn options() -> Options {
-    Options {
-        block_target_bytes: 256,
-        compaction_threads: 0,
-        merge_fan_in: 64,
-        ..Options::default()
-    }
-}
-
-fn round(t: u64) -> Vec<(String, u64)> {
-    (0..60)
-        .map(|i| (format!("k{t:02}-{i:03}"), i + 100 * t))
-        .collect()
-}
-
-fn first_run(dir: &Path) {
-    let store = Store::open_with(dir, options()).unwrap();
-    timely::execute_directly(move |worker| {
-        let probe = ProbeHandle::new();
-        let mut input = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, a) = scope.new_collection::<(String, u64), i64>();
-            let arranged = a.arrange_by_key_persisted(&store, "a").unwrap();
-            arranged.stream.probe_with(&probe);
-            input
-        });
-        for t in 0..ROUNDS {
-            for kv in round(t) {
-                input.update(kv, 1);
-            }
-            input.advance_to(t + 1);
-            input.flush();
-            worker.step_while(|| probe.less_than(&(t + 1)));
-        }
-        drop(input);
-        worker.step_while(|| !probe.done());
-    });
-}
-
-fn damage(dir: &Path) {
-    for path in batch_files(dir) {
-        let bytes = std::fs::read(&path).unwrap();
-        let file = BatchFile::open("x", BlobBytes::Heap(bytes.into())).unwrap();
-        if file.description().lower == BAD {
-            flip_byte(&path, file.index_entry(1).offset + 40);
-            return;
-        }
-    }
-    panic!("no batch starts at {BAD}");
-}
 
 /// `import_frontier_core(since [0], until [BAD])` presents only times below BAD, all of them in checked,
 /// undamaged spans; DD's import closes its frontier once the trace's upper passes `until`.
@@ -106,9 +53,9 @@ fn expected_below_until() -> BTreeMap<(String, u64), i64> {
 /// the import's frontier once it is done (or after 20 s), whether the trace stopped, and the import's output.
 fn run(damaged: bool) -> (Vec<u64>, bool, BTreeMap<(String, u64), i64>) {
     let tmp = tempfile::tempdir().unwrap();
-    first_run(tmp.path());
+    first_run(tmp.path(), true);
     if damaged {
-        damage(tmp.path());
+        damage(tmp.path(), BAD);
     }
     let store = Store::open_with(tmp.path(), options()).unwrap();
     let out: Output = Default::default();
@@ -164,19 +111,8 @@ fn run(damaged: bool) -> (Vec<u64>, bool, BTreeMap<(String, u64), i64>) {
 #[test]
 fn a_damaged_batch_under_merges_keeps_the_frontier_held() {
     let tmp = tempfile::tempdir().unwrap();
-    first_run(tmp.path());
-    let bad_name = {
-        let mut name = None;
-        for path in batch_files(tmp.path()) {
-            let bytes = std::fs::read(&path).unwrap();
-            let file = BatchFile::open("x", BlobBytes::Heap(bytes.into())).unwrap();
-            if file.description().lower == BAD {
-                name = Some(path.file_name().unwrap().to_string_lossy().into_owned());
-            }
-        }
-        name.unwrap()
-    };
-    damage(tmp.path());
+    first_run(tmp.path(), true);
+    let (bad_name, _) = damage(tmp.path(), BAD);
     let merging = Options {
         block_target_bytes: 256,
         compaction_threads: 1,
@@ -232,16 +168,7 @@ fn a_damaged_batch_under_merges_keeps_the_frontier_held() {
     let error = error.unwrap();
     assert!(error.contains(&bad_name), "the error {error} names {bad_name}");
     assert_eq!(frontier, vec![BAD], "the frontier is held at the damaged span");
-    let out = out.lock().unwrap();
-    for t in 0..BAD {
-        let mut got: BTreeMap<(String, u64), i64> = BTreeMap::new();
-        for (d, _, r) in out.iter().filter(|(_, time, _)| *time <= t) {
-            *got.entry(d.clone()).or_default() += r;
-        }
-        got.retain(|_, r| *r != 0);
-        let want: BTreeMap<(String, u64), i64> = (0..=t).flat_map(round).map(|kv| (kv, 1)).collect();
-        assert_eq!(got, want, "output at complete time {t}");
-    }
+    assert_complete_outputs_right(&out.lock().unwrap(), BAD);
 }
 
 /// Two workers; one worker's batch at BAD is damaged. A `count_total` over the arrangement and the same
@@ -274,18 +201,8 @@ fn two_workers_one_damaged_stream_holds_every_worker() {
         })
         .unwrap();
     }
-    // Damage the first (by name) of the batches at BAD.
-    let mut damaged = false;
-    for path in batch_files(tmp.path()) {
-        let bytes = std::fs::read(&path).unwrap();
-        let file = BatchFile::open("x", BlobBytes::Heap(bytes.into())).unwrap();
-        if file.description().lower == BAD && file.block_count() > 2 {
-            flip_byte(&path, file.index_entry(1).offset + 40);
-            damaged = true;
-            break;
-        }
-    }
-    assert!(damaged);
+    // Only worker 0 holds updates, so the one batch file at BAD is its.
+    damage(tmp.path(), BAD);
     let store = Store::open_with(tmp.path(), options()).unwrap();
     type Counts = Arc<Mutex<Vec<(String, u64, i64)>>>;
     let (direct, imported): (Counts, Counts) = Default::default();

@@ -44,6 +44,33 @@ struct Built {
     probe: ProbeHandle<u64>,
 }
 
+impl Built {
+    /// Round `t`: worker 0 gives each stream `s` (of "a", "b") the updates `updates(s)` at time `t`,
+    /// every worker advances its inputs past `t` and steps until the probe passes it.
+    fn round(&mut self, worker: &mut timely::worker::Worker, t: u64, updates: impl Fn(usize) -> Vec<Update>) {
+        for (s, input) in self.inputs.iter_mut().enumerate() {
+            input.advance_to(t);
+            if worker.index() == 0 {
+                for (d, _, r) in updates(s) {
+                    input.update(d, r);
+                }
+            }
+            input.advance_to(t + 1);
+            input.flush();
+        }
+        worker.step_while(|| self.probe.less_than(&(t + 1)));
+    }
+
+    /// Closes the inputs, steps until the dataflow is done, and checks that no handle met an error.
+    fn finish(mut self, worker: &mut timely::worker::Worker) {
+        self.inputs.clear();
+        worker.step_while(|| !self.probe.done());
+        for h in &self.handles {
+            assert_eq!(h.error(), None);
+        }
+    }
+}
+
 fn build(worker: &mut timely::worker::Worker, manager: &PersistManager, out: &Out) -> Built {
     let probe = ProbeHandle::new();
     let tokens: Vec<_> = ["a", "b"]
@@ -104,17 +131,7 @@ fn run(dir: &Path, workers: usize) {
         // Run 1: times 0..6 sealed, then time 6's updates taken in but not sealed; dropped, not closed.
         let mut built = build(worker, manager, &r[0]);
         for t in 0..6 {
-            for (s, input) in built.inputs.iter_mut().enumerate() {
-                input.advance_to(t);
-                if index == 0 {
-                    for (d, _, r) in input_of(s, t) {
-                        input.update(d, r);
-                    }
-                }
-                input.advance_to(t + 1);
-                input.flush();
-            }
-            worker.step_while(|| built.probe.less_than(&(t + 1)));
+            built.round(worker, t, |s| input_of(s, t));
         }
         for (s, input) in built.inputs.iter_mut().enumerate() {
             if index == 0 {
@@ -150,25 +167,10 @@ fn run(dir: &Path, workers: usize) {
             .max(built.handles[1].resume_state().greatest_upper);
         assert_eq!(from, 6, "worker {index}");
         for t in 6..10 {
-            for (s, input) in built.inputs.iter_mut().enumerate() {
-                input.advance_to(t);
-                // Time 6's input was given already; new updates at 6 use another key range.
-                if index == 0 {
-                    let new = if t == 6 { extra(s) } else { input_of(s, t) };
-                    for (d, _, r) in new {
-                        input.update(d, r);
-                    }
-                }
-                input.advance_to(t + 1);
-                input.flush();
-            }
-            worker.step_while(|| built.probe.less_than(&(t + 1)));
+            // Time 6's input was given already; new updates at 6 use another key range.
+            built.round(worker, t, |s| if t == 6 { extra(s) } else { input_of(s, t) });
         }
-        built.inputs.clear();
-        worker.step_while(|| !built.probe.done());
-        for h in &built.handles {
-            assert_eq!(h.error(), None);
-        }
+        built.finish(worker);
     })
     .unwrap();
     drop(manager);
@@ -260,23 +262,9 @@ fn the_rate_limit_spans_every_stream_and_worker_of_a_manager() {
     timely::execute(timely::Config::process(2), move |worker| {
         let mut built = build(worker, &m, &o);
         for t in 0..3 {
-            for (s, input) in built.inputs.iter_mut().enumerate() {
-                input.advance_to(t);
-                if worker.index() == 0 {
-                    for (d, _, r) in rows(s).into_iter().filter(|u| u.1 == t) {
-                        input.update(d, r);
-                    }
-                }
-                input.advance_to(t + 1);
-                input.flush();
-            }
-            worker.step_while(|| built.probe.less_than(&(t + 1)));
+            built.round(worker, t, |s| rows(s).into_iter().filter(|u| u.1 == t).collect());
         }
-        built.inputs.clear();
-        worker.step_while(|| !built.probe.done());
-        for h in &built.handles {
-            assert_eq!(h.error(), None);
-        }
+        built.finish(worker);
     })
     .unwrap();
     let took = start.elapsed();

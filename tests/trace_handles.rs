@@ -3,16 +3,20 @@
 //! `spans_through` + cursors, `import`, `import_frontier`), compaction frontiers moved while the store
 //! merges, and several importing dataflows with their own compaction frontiers, one dropped part way.
 
-use ddpersist::operators::ArrangeTyped;
+use ddpersist::operators::{ArrangeTyped, TypedTrace};
+use ddpersist::trace::PersistedTrace;
 use ddpersist::{Codec, Options, Store};
-use differential_dataflow::input::Input;
+use differential_dataflow::input::{Input, InputSession};
+use differential_dataflow::operators::arrange::TraceAgent;
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
+use differential_dataflow::trace::implementations::ord_neu::OrdValSpine;
 use differential_dataflow::trace::TraceReader;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::Probe;
 use timely::progress::Antichain;
+use timely::worker::Worker;
 
 /// `(key, val)` -> `(time, diff)`s.
 type Updates = Vec<((u64, u64), u64, i64)>;
@@ -68,6 +72,44 @@ fn at(updates: &Updates, t: u64) -> BTreeMap<(u64, u64), i64> {
 
 const ROUNDS: u64 = 16;
 
+/// A persisted trace handle and DD's, of the same collection.
+type PTrace = TypedTrace<TraceAgent<PersistedTrace<u64>>, u64, u64, isize>;
+type DTrace = TraceAgent<OrdValSpine<u64, u64, u64, isize>>;
+
+/// A dataflow arranging one input twice, persisted (stream "a" of `store`) and by DD, both probed by
+/// `probe`: the input and the two trace handles.
+fn arrange_both(
+    worker: &mut Worker,
+    store: &Store,
+    probe: &ProbeHandle<u64>,
+) -> (InputSession<u64, (u64, u64), isize>, PTrace, DTrace) {
+    worker.dataflow::<u64, _, _>(|scope| {
+        let (input, c) = scope.new_collection::<(u64, u64), isize>();
+        let p = c.clone().arrange_by_key_persisted(store, "a").unwrap();
+        let d = c.arrange_by_key();
+        p.stream.clone().probe_with(probe);
+        d.stream.clone().probe_with(probe);
+        (input, p.trace.clone(), d.trace.clone())
+    })
+}
+
+/// Every update of `trace`'s spans through `upper`, read by DD's cursor over them, decoded.
+fn persisted_updates(trace: &mut PTrace, upper: Antichain<u64>) -> Updates {
+    let spans = trace.spans_through(upper.borrow()).expect("persisted spans");
+    let (mut cursor, storage) = cursor_list(spans.into_iter().filter_map(|s| s.inner).collect());
+    let mut out = Updates::new();
+    while cursor.key_valid(&storage) {
+        let k = u64::decode(cursor.key(&storage)).unwrap();
+        while cursor.val_valid(&storage) {
+            let v = u64::decode(cursor.val(&storage)).unwrap();
+            cursor.map_times(&storage, |t, d| out.push(((k, v), t, d)));
+            cursor.step_val(&storage);
+        }
+        cursor.step_key(&storage);
+    }
+    out
+}
+
 /// A handle of the persisted trace and one of DD's, kept after the dataflow that built them is dropped
 /// (merges running, compaction frontiers moved part way): `read_upper`, the cursor over every span, and
 /// an `import` and `import_frontier` into a new dataflow all answer as DD's at every readable time.
@@ -79,14 +121,7 @@ fn a_handle_kept_after_its_dataflow_is_dropped_reads_as_dds() {
     let since = 6u64;
     let (cursor_p, cursor_d, uppers, imports) = timely::execute_directly(move |worker| {
         let probe = ProbeHandle::new();
-        let (mut input, mut tp, mut td) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, c) = scope.new_collection::<(u64, u64), isize>();
-            let p = c.clone().arrange_by_key_persisted(&st, "a").unwrap();
-            let d = c.arrange_by_key();
-            p.stream.clone().probe_with(&probe);
-            d.stream.clone().probe_with(&probe);
-            (input, p.trace.clone(), d.trace.clone())
-        });
+        let (mut input, mut tp, mut td) = arrange_both(worker, &st, &probe);
         for t in 0..ROUNDS {
             for (kv, d) in round(t) {
                 input.update(kv, d as isize);
@@ -118,20 +153,7 @@ fn a_handle_kept_after_its_dataflow_is_dropped_reads_as_dds() {
         let (mut up, mut ud) = (Antichain::new(), Antichain::new());
         tp.read_upper(&mut up);
         td.read_upper(&mut ud);
-        let spans = tp
-            .spans_through(Antichain::new().borrow())
-            .expect("persisted spans");
-        let (mut cursor, storage) = cursor_list(spans.into_iter().filter_map(|s| s.inner).collect());
-        let mut cp = Updates::new();
-        while cursor.key_valid(&storage) {
-            let k = u64::decode(cursor.key(&storage)).unwrap();
-            while cursor.val_valid(&storage) {
-                let v = u64::decode(cursor.val(&storage)).unwrap();
-                cursor.map_times(&storage, |t, d| cp.push(((k, v), t, d)));
-                cursor.step_val(&storage);
-            }
-            cursor.step_key(&storage);
-        }
+        let cp = persisted_updates(&mut tp, Antichain::new());
         let spans = td.spans_through(Antichain::new().borrow()).expect("DD spans");
         let (mut cursor, storage) = cursor_list(spans.into_iter().filter_map(|s| s.inner).collect());
         let mut cd = Updates::new();
@@ -214,14 +236,7 @@ fn imports_with_their_own_compaction_one_dropped_part_way() {
     let hold = 2u64;
     let (b_out, c_out, cursor_b, since) = timely::execute_directly(move |worker| {
         let probe = ProbeHandle::new();
-        let (mut input, mut tp, mut td) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, c) = scope.new_collection::<(u64, u64), isize>();
-            let p = c.clone().arrange_by_key_persisted(&st, "a").unwrap();
-            let d = c.arrange_by_key();
-            p.stream.clone().probe_with(&probe);
-            d.stream.clone().probe_with(&probe);
-            (input, p.trace.clone(), d.trace.clone())
-        });
+        let (mut input, mut tp, mut td) = arrange_both(worker, &st, &probe);
         let (b_out, c_out) = (Shared::default(), Shared::default());
         let (pb, pc) = (ProbeHandle::new(), ProbeHandle::new());
         let (bo, co) = (b_out.clone(), c_out.clone());
@@ -286,18 +301,7 @@ fn imports_with_their_own_compaction_one_dropped_part_way() {
             worker.step();
         }
         let since = st.since("a/w0of1").unwrap();
-        let spans = b_tp.spans_through(Antichain::new().borrow()).expect("B's spans");
-        let (mut cursor, storage) = cursor_list(spans.into_iter().filter_map(|s| s.inner).collect());
-        let mut cb = Updates::new();
-        while cursor.key_valid(&storage) {
-            let k = u64::decode(cursor.key(&storage)).unwrap();
-            while cursor.val_valid(&storage) {
-                let v = u64::decode(cursor.val(&storage)).unwrap();
-                cursor.map_times(&storage, |t, d| cb.push(((k, v), t, d)));
-                cursor.step_val(&storage);
-            }
-            cursor.step_key(&storage);
-        }
+        let cb = persisted_updates(&mut b_tp, Antichain::new());
         drop((c_tp, c_td));
         let (b, c) = (b_out.lock().unwrap().clone(), c_out.lock().unwrap().clone());
         (b, c, cb, since)
@@ -379,20 +383,7 @@ fn a_restored_compacted_trace_reads_right_from_its_since() {
             worker.step();
             assert!(start.elapsed().as_secs() < 5, "stuck");
         }
-        let spans = tp
-            .spans_through(Antichain::from_elem(ROUNDS).borrow())
-            .expect("spans");
-        let (mut cursor, storage) = cursor_list(spans.into_iter().filter_map(|s| s.inner).collect());
-        let mut cp = Updates::new();
-        while cursor.key_valid(&storage) {
-            let k = u64::decode(cursor.key(&storage)).unwrap();
-            while cursor.val_valid(&storage) {
-                let v = u64::decode(cursor.val(&storage)).unwrap();
-                cursor.map_times(&storage, |t, d| cp.push(((k, v), t, d)));
-                cursor.step_val(&storage);
-            }
-            cursor.step_key(&storage);
-        }
+        let cp = persisted_updates(&mut tp, Antichain::from_elem(ROUNDS));
         let (a, b) = (plain.lock().unwrap().clone(), frontier.lock().unwrap().clone());
         drop(input);
         (a, b, cp)

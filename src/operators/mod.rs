@@ -12,7 +12,7 @@
 //! - `persister`: the state machine inside the arranging operator (write, seal, emit) and
 //!   [`PersistHandle`], through which the caller sees what it persisted and the errors it met.
 //!
-//! - [`typed`], [`typed_join`], [`typed_reduce`]: [`TypedArranged`], the typed view of a persisted (or
+//! - [`typed`], [`typed_arrange`], [`typed_join`], [`typed_reduce`]: [`TypedArranged`], the typed view of a persisted (or
 //!   encoded in-memory) arrangement, whose operators hand closures decoded `&K`, `&V` and emit the input's
 //!   diff type: DD code ports by changing its `arrange_*` call only.
 //!
@@ -89,6 +89,7 @@ pub mod resume;
 mod sealer;
 pub mod time;
 pub mod typed;
+pub mod typed_arrange;
 pub mod typed_join;
 pub mod typed_reduce;
 pub mod upsert;
@@ -102,10 +103,8 @@ pub use persist_handle::PersistHandle;
 pub use resume::{agree_resume_state, resume_at, ResumeState};
 pub use sealer::{SealCounts, SealMode};
 pub use time::PersistTime;
-pub use typed::{
-    ArrangeTyped, ArrangeTypedBySelf, BytesCursor, BytesTrace, TypedArranged, TypedEncoded, TypedPersisted,
-    TypedTrace,
-};
+pub use typed::{BytesCursor, BytesTrace, TypedArranged, TypedEncoded, TypedPersisted, TypedTrace};
+pub use typed_arrange::{ArrangeTyped, ArrangeTypedBySelf};
 pub use typed_join::{JoinSide, Joined, SemijoinSide};
 pub use typed_reduce::{ReduceBuilder, ReduceLayout, ReduceSpine};
 pub use upsert::{Upsert, UpsertHandle, UpsertPersisted, Upserted};

@@ -2,10 +2,10 @@
 //! that DD code ports by changing its `arrange_*` call only. Closures get `&K`, `&V` decoded from the
 //! stored bytes; diffs come out as the input's diff type `R` (`isize` for `new_collection()`).
 //!
-//! - [`ArrangeTyped`]: `collection.arrange_by_key_persisted(&store, "id")?` in place of DD's
+//! - [`ArrangeTyped`](super::typed_arrange::ArrangeTyped) (in [`super::typed_arrange`]): `collection.arrange_by_key_persisted(&store, "id")?` in place of DD's
 //!   `arrange_by_key()` (a [`TypedPersisted`]), and `arrange_by_key_encoded()`, the in-memory arrangement
 //!   of the same shape, for the other side of a join or for use inside `iterate` (a [`TypedEncoded`]);
-//!   [`ArrangeTypedBySelf`] does the same for collections of keys (`arrange_by_self`).
+//!   [`ArrangeTypedBySelf`](super::typed_arrange::ArrangeTypedBySelf) does the same for collections of keys (`arrange_by_self`).
 //! - here: `as_collection`, `flat_map_ref`, `enter`, `enter_region`, `trace.import(scope)`;
 //! - [`super::typed_join`]: `join_core`, `join`, `join_map`, `semijoin`, `antijoin`;
 //! - [`super::typed_reduce`]: `reduce`, `count_total`, `threshold_total`, `distinct_total`.
@@ -24,29 +24,24 @@
 //! complete whose output may miss the skipped record: a probe stalls, and the slot says why. Drop the
 //! dataflow and fix the types. It never panics and never reports a wrong answer as final.
 
-use super::arrange::{ArrangePersisted, PersistOptions};
-use super::{key_hash, PersistDiff, PersistHandle, PersistTime};
+use super::{PersistDiff, PersistHandle};
 use crate::codec::Codec;
-use crate::error::{Error, Result};
-use crate::store::Store;
-use crate::trace::{BytesBatcher, BytesContainer, BytesSpine, BytesUpdate, ErrorSlot, PersistedTrace};
+use crate::error::Error;
+use crate::trace::{BytesContainer, BytesSpine, ErrorSlot, PersistedTrace};
 use differential_dataflow::difference::Semigroup;
 use differential_dataflow::lattice::Lattice;
-use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::wrappers::enter::TraceEnter;
 use differential_dataflow::trace::{BatchCursor, Cursor, Navigable, SpanOf, TraceReader};
-use differential_dataflow::{AsCollection, Data, ExchangeData, VecCollection};
+use differential_dataflow::{AsCollection, Data, VecCollection};
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::Map as _;
 use timely::dataflow::{Scope, Stream};
 use timely::progress::timestamp::Refines;
-use timely::progress::Timestamp;
 
 /// A typed persisted arrangement: `collection.arrange_by_key_persisted(&store, id)?`, over times `T`
 /// (`u64` by default) with diffs `R` (`isize` by default, what `new_collection()` gives).
@@ -463,143 +458,5 @@ impl Failures {
                 std::any::type_name::<R>()
             ))
         });
-    }
-}
-
-/// Arranging a collection of `(key, val)` pairs into a typed arrangement (DD's `arrange_by_key`).
-pub trait ArrangeTyped<'scope, T: Timestamp + Lattice, K, V, R> {
-    /// [`ArrangePersisted::arrange_persisted`], typed: the arrangement of stream `id` of `store`, with the
-    /// persisting operator's handle inside ([`TypedArranged::handle`]). At a top-level [`PersistTime`].
-    ///
-    /// Errors: those of [`ArrangePersisted::arrange_persisted`].
-    fn arrange_by_key_persisted(self, store: &Store, id: &str) -> Result<TypedPersisted<'scope, K, V, T, R>>
-    where
-        T: PersistTime,
-        R: PersistDiff;
-
-    /// As [`arrange_by_key_persisted`](Self::arrange_by_key_persisted), with options.
-    fn arrange_by_key_persisted_with(
-        self,
-        store: &Store,
-        id: &str,
-        options: PersistOptions,
-    ) -> Result<TypedPersisted<'scope, K, V, T, R>>
-    where
-        T: PersistTime,
-        R: PersistDiff;
-
-    /// An in-memory arrangement with a persisted one's encoding and partitioning (by [`key_hash`]), at
-    /// any time (also inside `iterate`): the other side of a join with a persisted arrangement.
-    fn arrange_by_key_encoded(self) -> TypedEncoded<'scope, K, V, T, R>
-    where
-        R: PersistDiff;
-}
-
-// `R: PersistDiff` sits on the methods, not the impl, so that another diff type (DD's `Present`) is a
-// compile error naming `PersistDiff`'s note (what diffs to use), not a method that does not exist.
-impl<'scope, T, K, V, R> ArrangeTyped<'scope, T, K, V, R> for VecCollection<'scope, T, (K, V), R>
-where
-    T: Timestamp + Lattice + ExchangeData,
-    K: Codec + ExchangeData,
-    V: Codec + ExchangeData,
-    R: differential_dataflow::difference::Semigroup + ExchangeData,
-{
-    fn arrange_by_key_persisted(self, store: &Store, id: &str) -> Result<TypedPersisted<'scope, K, V, T, R>>
-    where
-        T: PersistTime,
-        R: PersistDiff,
-    {
-        self.arrange_by_key_persisted_with(store, id, PersistOptions::default())
-    }
-
-    fn arrange_by_key_persisted_with(
-        self,
-        store: &Store,
-        id: &str,
-        options: PersistOptions,
-    ) -> Result<TypedPersisted<'scope, K, V, T, R>>
-    where
-        T: PersistTime,
-        R: PersistDiff,
-    {
-        let (arranged, handle) = self.arrange_persisted_with(store, id, options)?;
-        let errors = handle.errors().clone();
-        let mut typed = TypedArranged::new(arranged, errors, Some(handle.clone()));
-        typed.trace.origin = Rc::from(handle.stream_id());
-        Ok(typed)
-    }
-
-    fn arrange_by_key_encoded(self) -> TypedEncoded<'scope, K, V, T, R>
-    where
-        R: PersistDiff,
-    {
-        let encoded = self
-            .inner
-            .map(|((k, v), t, r): ((K, V), T, R)| ((k.to_bytes(), v.to_bytes()), t, r.to_i64()));
-        let exchange = Exchange::new(|update: &BytesUpdate<T>| key_hash(&(update.0).0));
-        let arranged = arrange_core::<_, _, BytesBatcher<T>, BytesSpine<T>>(
-            encoded,
-            exchange,
-            "ArrangeByKeyEncoded",
-            BytesBatcher::new,
-        );
-        TypedArranged::new(arranged, ErrorSlot::default(), None)
-    }
-}
-
-/// Arranging a collection of keys into a typed arrangement with `()` vals (DD's `arrange_by_self`).
-pub trait ArrangeTypedBySelf<'scope, T: Timestamp + Lattice, K, R> {
-    /// [`ArrangeTyped::arrange_by_key_persisted`] of `(key, ())`.
-    fn arrange_by_self_persisted(self, store: &Store, id: &str) -> Result<TypedPersisted<'scope, K, (), T, R>>
-    where
-        Self: Sized,
-        T: PersistTime,
-        R: PersistDiff,
-    {
-        self.arrange_by_self_persisted_with(store, id, PersistOptions::default())
-    }
-
-    /// [`ArrangeTyped::arrange_by_key_persisted_with`] of `(key, ())`: with options (a durable stream).
-    fn arrange_by_self_persisted_with(
-        self,
-        store: &Store,
-        id: &str,
-        options: PersistOptions,
-    ) -> Result<TypedPersisted<'scope, K, (), T, R>>
-    where
-        T: PersistTime,
-        R: PersistDiff;
-
-    /// [`ArrangeTyped::arrange_by_key_encoded`] of `(key, ())`.
-    fn arrange_by_self_encoded(self) -> TypedEncoded<'scope, K, (), T, R>
-    where
-        R: PersistDiff;
-}
-
-impl<'scope, T, K, R> ArrangeTypedBySelf<'scope, T, K, R> for VecCollection<'scope, T, K, R>
-where
-    T: Timestamp + Lattice + ExchangeData,
-    K: Codec + ExchangeData,
-    R: differential_dataflow::difference::Semigroup + ExchangeData,
-{
-    fn arrange_by_self_persisted_with(
-        self,
-        store: &Store,
-        id: &str,
-        options: PersistOptions,
-    ) -> Result<TypedPersisted<'scope, K, (), T, R>>
-    where
-        T: PersistTime,
-        R: PersistDiff,
-    {
-        self.map(|k| (k, ()))
-            .arrange_by_key_persisted_with(store, id, options)
-    }
-
-    fn arrange_by_self_encoded(self) -> TypedEncoded<'scope, K, (), T, R>
-    where
-        R: PersistDiff,
-    {
-        self.map(|k| (k, ())).arrange_by_key_encoded()
     }
 }

@@ -13,7 +13,8 @@
 //! (`R: Multiply<R2>`). Decode failures: see [`super::typed`] (reported in both sides' error slots;
 //! the output frontier is held).
 
-use super::typed::{ArrangeTyped, ArrangeTypedBySelf, BytesTrace, Failures, TypedArranged};
+use super::typed::{BytesTrace, Failures, TypedArranged};
+use super::typed_arrange::{ArrangeTyped, ArrangeTypedBySelf};
 use super::PersistDiff;
 use crate::codec::Codec;
 use crate::trace::{BytesContainer, BytesSpine};

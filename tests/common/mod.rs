@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod dropin;
+pub mod fail_stop;
 pub mod kill;
 pub mod ports;
 pub mod restart;
