@@ -25,7 +25,7 @@ const BAD: u64 = 3;
 /// a file, including those wholly at or beyond `until`, and held at the first unchecked one.
 #[test]
 fn an_import_with_until_below_the_damage_completes() {
-    let (frontier, stopped, out) = run(true);
+    let (frontier, stopped, out) = run(true, 0, BAD);
     assert!(stopped, "the damage is found");
     assert_eq!(out, expected_below_until(), "the import's output below until");
     // Actual: [3] (held at the damaged span's lower by `hold_until_checked`).
@@ -36,10 +36,25 @@ fn an_import_with_until_below_the_damage_completes() {
     );
 }
 
+/// `import_frontier_core(since [BAD + 1], until [BAD + 1])`: the damaged span `[BAD, BAD + 1)` lies below
+/// `until`, but `since` advances each of its times (every time, in fact) to `until`, so the import presents
+/// nothing and completes, as DD's does. Found by a review of round 8's fix: the hold compared the span's
+/// lower, not advanced by `since`, with `until`, checked the span and held the import at [BAD] for good.
+#[test]
+fn an_import_whose_since_advances_the_damage_past_until_completes() {
+    let (frontier, _stopped, out) = run(true, BAD + 1, BAD + 1);
+    assert_eq!(
+        out,
+        BTreeMap::new(),
+        "every time is advanced to until: nothing presented"
+    );
+    assert_eq!(frontier, Vec::<u64>::new(), "the import must complete");
+}
+
 /// The control: without damage the same import completes (DD's behaviour).
 #[test]
 fn an_import_with_until_completes_without_damage() {
-    let (frontier, stopped, out) = run(false);
+    let (frontier, stopped, out) = run(false, 0, BAD);
     assert!(!stopped);
     assert_eq!(out, expected_below_until());
     assert_eq!(frontier, Vec::<u64>::new());
@@ -49,9 +64,10 @@ fn expected_below_until() -> BTreeMap<(String, u64), i64> {
     (0..BAD).flat_map(round).map(|kv| (kv, 1)).collect()
 }
 
-/// Restarts over a store whose batch at BAD is damaged (if `damaged`), imports with until [BAD]; returns
-/// the import's frontier once it is done (or after 20 s), whether the trace stopped, and the import's output.
-fn run(damaged: bool) -> (Vec<u64>, bool, BTreeMap<(String, u64), i64>) {
+/// Restarts over a store whose batch at BAD is damaged (if `damaged`), imports with since [`since`] and until
+/// [`until`]; returns the import's frontier once it is done (or after 20 s), whether the trace stopped, and
+/// the import's output.
+fn run(damaged: bool, since: u64, until: u64) -> (Vec<u64>, bool, BTreeMap<(String, u64), i64>) {
     let tmp = tempfile::tempdir().unwrap();
     first_run(tmp.path(), true);
     if damaged {
@@ -74,8 +90,8 @@ fn run(damaged: bool) -> (Vec<u64>, bool, BTreeMap<(String, u64), i64>) {
             let (imp, _button) = trace.import_frontier_core(
                 scope,
                 "Until",
-                Antichain::from_elem(0),
-                Antichain::from_elem(BAD),
+                Antichain::from_elem(since),
+                Antichain::from_elem(until),
             );
             imp.as_collection(|k: &String, v: &u64| (k.clone(), *v))
                 .inspect(move |(d, t, r)| o.lock().unwrap().push((d.clone(), *t, *r)))

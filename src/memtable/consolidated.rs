@@ -43,8 +43,9 @@ impl Consolidated {
     }
 
     /// Copies `updates` as they come: not yet a valid `Consolidated` until [`consolidate`](Self::consolidate)d
-    /// (a cheap copy to make under a lock, sorting after it is released).
-    pub fn unsorted<'a>(updates: impl Iterator<Item = UpdateRef<'a>>) -> Self {
+    /// (a cheap copy to make under a lock, sorting after it is released). Crate-only: every `Consolidated`
+    /// outside the crate is consolidated (its [`key_count`](Self::key_count) is kept by `consolidate`).
+    pub(crate) fn unsorted<'a>(updates: impl Iterator<Item = UpdateRef<'a>>) -> Self {
         let mut out = Consolidated::default();
         for (k, v, time, diff) in updates {
             let at = out.arena.len();

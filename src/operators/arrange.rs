@@ -10,8 +10,8 @@
 //!    sealed batches as a [`PersistedTrace`] and inserts them, through the `TraceWriter`, into the trace it
 //!    shares with readers (so joins built later preload them);
 //! 2. on its first activation: emits those spans, covering `[0, upper)` of earlier runs, under its initial
-//!    capability (time `T::minimum()`), so stream readers (`as_collection`, `reduce`) see the persisted data, then
-//!    downgrades its capability to the persisted upper;
+//!    capability (time `T::minimum()`), so stream readers (`as_collection`, `reduce`) see the persisted data,
+//!    then downgrades its capability to the persisted upper;
 //! 3. on every activation: writes new input updates to the store and, when the input frontier advances,
 //!    seals and emits one span per advance (`Persister`), holding its capability at the trace's upper
 //!    (at or below every time a later span can hold); once the input is exhausted it closes the trace and
@@ -73,15 +73,15 @@ pub struct PersistOptions {
 /// convert them with [`PersistTime::from_u64`] (e.g. `usize::from_u64(handle.resume_at())`).
 pub trait ArrangePersisted<'scope, K, V, T: PersistTime = u64> {
     /// Arranges the collection by key into stream `id` of `store` (one stream per worker, see
-    /// [`worker_stream_id`](super::worker_stream_id)), with default [`PersistOptions`]. Returns the arrangement, served from the
-    /// batch files, and the worker's [`PersistHandle`].
+    /// [`worker_stream_id`](super::worker_stream_id)), with default [`PersistOptions`]. Returns the
+    /// arrangement, served from the batch files, and the worker's [`PersistHandle`].
     ///
     /// Errors (when building the dataflow): [`Error::BadInput`] if the arrangement was persisted by a
-    /// different number of workers or by other workers (another process's directory), or with other key
-    /// or val types (`Store::check_types`), or with the other durability ([`PersistOptions::durable`]), or `id` is empty or in use by another live operator on this
-    /// worker; store errors from creating or opening the stream
-    /// ([`Error::Corrupt`] when batch files are missing or disagree with the manifest; a damaged block is
-    /// met later and stops the arrangement: fail-stop, see [`PersistedTrace`]).
+    /// different number of workers or by other workers (another process's directory), or with other key or
+    /// val types (`Store::check_types`), or with the other durability ([`PersistOptions::durable`]), or `id`
+    /// is empty or in use by another live operator on this worker; store errors from creating or opening the
+    /// stream ([`Error::Corrupt`] when batch files are missing or disagree with the manifest; a damaged block
+    /// is met later and stops the arrangement: fail-stop, see [`PersistedTrace`]).
     fn arrange_persisted(self, store: &Store, id: &str) -> Result<PersistedArrangement<'scope, T>>
     where
         K: Codec + ExchangeData,

@@ -48,14 +48,21 @@ where
     T: Timestamp + Lattice,
     B: CheckedBatch + Clone + 'static,
 {
-    hold_checked_below(spans, Antichain::new())
+    hold_checked_below(spans, Antichain::new(), Antichain::new())
 }
 
-/// [`hold_until_checked`] for an import that leaves out the times at or beyond `until` (DD's
-/// `import_frontier_core`; empty: none): a span whose every time is there presents nothing, so its blocks
-/// are not checked and cannot hold the import (a damaged one held an import whose `until` was below it
-/// for good, though nothing it presented came from there: adversarial round 8).
-fn hold_checked_below<'scope, T, B>(spans: Spans<'scope, T, B>, until: Antichain<T>) -> Spans<'scope, T, B>
+/// [`hold_until_checked`] for an import that advances times by `since` and then leaves out those at or
+/// beyond `until` (DD's `import_frontier_core`; an empty `until` leaves out none): a span whose every time,
+/// advanced by `since`, is there presents nothing, so its blocks are not checked and cannot hold the
+/// import (a damaged one held an import whose `until` was below it for good, though nothing it presented
+/// came from there: adversarial round 8; and one below `until` whose times `since` advances past it).
+/// Every time of a span is at or beyond an element of its lower, and advancing by `since` keeps that
+/// order, so the span's lower, advanced, tells.
+fn hold_checked_below<'scope, T, B>(
+    spans: Spans<'scope, T, B>,
+    since: Antichain<T>,
+    until: Antichain<T>,
+) -> Spans<'scope, T, B>
 where
     T: Timestamp + Lattice,
     B: CheckedBatch + Clone + 'static,
@@ -76,7 +83,12 @@ where
             move |(input, _frontier), output| {
                 input.for_each(|cap, data| {
                     for span in data.iter() {
-                        let left_out = !until.is_empty() && span.lower().iter().all(|t| until.less_equal(t));
+                        let left_out = !until.is_empty()
+                            && span.lower().iter().all(|t| {
+                                let mut presented = t.clone();
+                                presented.advance_by(since.borrow());
+                                until.less_equal(&presented)
+                            });
                         if left_out {
                             continue;
                         }
@@ -195,7 +207,8 @@ impl<Tr: Trace<Batch: CheckedBatch> + 'static, K, V, R> TypedTrace<TraceAgent<Tr
     /// DD's `TraceAgent::import_frontier_core`: the updates of times in `[since, until)`, each time first
     /// advanced by `since`; times at or beyond `until` are left out, and the import's frontier closes once
     /// every time is (an empty `until` leaves nothing out). Fail-stop as [`import`](Self::import), over
-    /// the spans it presents: one wholly at or beyond `until` is not checked and cannot hold it.
+    /// the spans it presents: one whose every time, advanced by `since`, is at or beyond `until` is not
+    /// checked and cannot hold it.
     pub fn import_frontier_core<'scope>(
         &mut self,
         scope: Scope<'scope, Tr::Time>,
@@ -203,9 +216,11 @@ impl<Tr: Trace<Batch: CheckedBatch> + 'static, K, V, R> TypedTrace<TraceAgent<Tr
         since: Antichain<Tr::Time>,
         until: Antichain<Tr::Time>,
     ) -> TypedImport<'scope, TraceFrontier<TraceAgent<Tr>>, K, V, R> {
-        let (arranged, button) = self.inner.import_frontier_core(scope, name, since, until.clone());
+        let (arranged, button) = self
+            .inner
+            .import_frontier_core(scope, name, since.clone(), until.clone());
         let typed = TypedArranged {
-            stream: hold_checked_below(arranged.stream, until),
+            stream: hold_checked_below(arranged.stream, since, until),
             trace: self.with(arranged.trace),
         };
         (typed, button)

@@ -12,18 +12,20 @@
 //! - `persister`: the state machine inside the arranging operator (write, seal, emit) and
 //!   [`PersistHandle`], through which the caller sees what it persisted and the errors it met.
 //!
-//! - [`typed`], [`typed_arrange`], [`typed_join`], [`typed_reduce`]: [`TypedArranged`], the typed view of a persisted (or
-//!   encoded in-memory) arrangement, whose operators hand closures decoded `&K`, `&V` and emit the input's
-//!   diff type: DD code ports by changing its `arrange_*` call only.
+//! - [`typed`], [`typed_arrange`], [`typed_join`], [`typed_reduce`]: [`TypedArranged`], the typed view of a
+//!   persisted (or encoded in-memory) arrangement, whose operators hand closures decoded `&K`, `&V` and emit
+//!   the input's diff type: DD code ports by changing its `arrange_*` call only.
 //!
 //! **DD operators on a persisted arrangement.** [`ArrangeTyped::arrange_by_key_persisted`] takes
 //! `VecCollection<T, (K, V), R>` at any top-level timestamp `T` that is a [`PersistTime`] (`u64`, `u32`,
-//! `usize` — what DD's examples infer —, `u16`, `u8`, the signed `i32` — what Rust infers for `advance_to(1)` alone, as in DD's tests —, `i64`, `isize`, `i16`, `i8` (stored offset by their minimum), `Product<(), T>`) with any [`Codec`] key and val (std
-//! types, or a serde type through `serde_codec!`) and `R` one of `isize` (what `new_collection()` gives),
-//! `i64`, `i32`, `i16`, `i8` ([`PersistDiff`]), and returns a [`TypedPersisted`]`<K, V, T, R>`. Its operators take DD's
-//! closures unchanged (`&K`, `&V`, `&[(&V, R)]`) and emit diffs of type `R` (`isize` in, `isize` out). The
-//! untyped [`ArrangePersisted::arrange_persisted`] (keys and vals `&[u8]`, diffs `i64`) stays for byte-level
-//! use; [`TypedArranged::arranged`] gives the byte arrangement under a typed one.
+//! `usize` — what DD's examples infer —, `u16`, `u8`, the signed `i32` — what Rust infers for `advance_to(1)`
+//! alone, as in DD's tests —, `i64`, `isize`, `i16`, `i8` (stored offset by their minimum), `Product<(), T>`)
+//! with any [`Codec`] key and val (std types, or a serde type through `serde_codec!`) and `R` one of `isize`
+//! (what `new_collection()` gives), `i64`, `i32`, `i16`, `i8` ([`PersistDiff`]), and returns a
+//! [`TypedPersisted`]`<K, V, T, R>`. Its operators take DD's closures unchanged (`&K`, `&V`, `&[(&V, R)]`)
+//! and emit diffs of type `R` (`isize` in, `isize` out). The untyped [`ArrangePersisted::arrange_persisted`]
+//! (keys and vals `&[u8]`, diffs `i64`) stays for byte-level use; [`TypedArranged::arranged`] gives the byte
+//! arrangement under a typed one.
 //!
 //! | DD | on a persisted arrangement |
 //! |---|---|

@@ -6,9 +6,9 @@
 //! ([`Error::BadInput`]). The handle's times are store times (`u64`).
 //!
 //! The operator on worker `i` of `n` writes into the store stream
-//! [`worker_stream_id`](super::worker_stream_id)`(token.id(), i, n)` (input exchanged by [`key_hash`](super::key_hash) when `n > 1`, as for
-//! [`ArrangePersisted`](super::ArrangePersisted), so a restarted dataflow finds each key's history on the
-//! worker that receives its new updates). It:
+//! [`worker_stream_id`](super::worker_stream_id)`(token.id(), i, n)` (input exchanged by
+//! [`key_hash`](super::key_hash) when `n > 1`, as for [`ArrangePersisted`](super::ArrangePersisted), so a
+//! restarted dataflow finds each key's history on the worker that receives its new updates). It:
 //! 1. when built: reads the stream's snapshot (every persisted update, sealed or, for durable streams,
 //!    written and recovered from the WAL) and decodes it, so a decode error fails the build;
 //! 2. on its first activation: emits that replay, at the updates' own times;
@@ -61,9 +61,10 @@ pub trait Persist<'scope, K, V, T: PersistTime = u64> {
     /// Persists the collection into the stream of `token` (on this worker) and returns the collection —
     /// first what earlier runs persisted, then the new input — with the worker's [`PersistHandle`].
     ///
-    /// Errors (when building the dataflow): [`Error::BadInput`] if the token is for another worker or
-    /// the stream was persisted by a different number of workers or with other key or val types
-    /// (`Store::check_types`), or with the other durability ([`ManagerOptions::durable`](crate::ManagerOptions::durable)); store errors opening or reading the
+    /// Errors (when building the dataflow): [`Error::BadInput`] if the token is for another worker or the
+    /// stream was persisted by a different number of workers or with other key or val types
+    /// (`Store::check_types`), or with the other durability
+    /// ([`ManagerOptions::durable`](crate::ManagerOptions::durable)); store errors opening or reading the
     /// stream; [`Error::Corrupt`] if a persisted key or val does not decode as `K` or `V`;
     /// [`Error::BadInput`] if a persisted time is beyond `T`'s range.
     fn persist(self, token: Token) -> Result<Persisted<'scope, K, V, T>>;

@@ -170,10 +170,12 @@ pub(crate) struct WorkerStream {
 /// `types` ([`types_at`](super::types_at)): see the module docs.
 ///
 /// Errors: [`Error::BadInput`] if the id is empty (and names no stream yet), if the id's streams were
-/// persisted by another number of workers, or the store holds streams of the id written by earlier runs but not this worker's (another
-/// process's directory, or a changed layout), or the stream was written with other types
-/// ([`Store::check_types`]), or another live operator writes the stream; store errors, such as a failure
-/// to commit the batch of a seal logged on one of the id's streams ([`Store::complete_seals`]).
+/// persisted by another number of workers, or the store holds streams of the id written by earlier runs
+/// but not this worker's (another process's directory, or a changed layout), or one of the id's streams
+/// was created durable and `options` are not, or the reverse ([`check_durability`]), or the stream was
+/// written with other types ([`Store::check_types`]), or another live operator writes the stream; store
+/// errors, such as a failure to commit the batch of a seal logged on one of the id's streams
+/// ([`Store::complete_seals`]).
 pub(crate) fn open_worker_stream(
     store: &Store,
     id: &str,

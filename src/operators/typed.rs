@@ -2,10 +2,10 @@
 //! that DD code ports by changing its `arrange_*` call only. Closures get `&K`, `&V` decoded from the
 //! stored bytes; diffs come out as the input's diff type `R` (`isize` for `new_collection()`).
 //!
-//! - [`ArrangeTyped`](super::typed_arrange::ArrangeTyped) (in [`super::typed_arrange`]): `collection.arrange_by_key_persisted(&store, "id")?` in place of DD's
-//!   `arrange_by_key()` (a [`TypedPersisted`]), and `arrange_by_key_encoded()`, the in-memory arrangement
-//!   of the same shape, for the other side of a join or for use inside `iterate` (a [`TypedEncoded`]);
-//!   [`ArrangeTypedBySelf`](super::typed_arrange::ArrangeTypedBySelf) does the same for collections of keys (`arrange_by_self`).
+//! - [`ArrangeTyped`] (in [`super::typed_arrange`]): `collection.arrange_by_key_persisted(&store, "id")?` in
+//!   place of DD's `arrange_by_key()` (a [`TypedPersisted`]), and `arrange_by_key_encoded()`, the in-memory
+//!   arrangement of the same shape, for the other side of a join or for use inside `iterate` (a
+//!   [`TypedEncoded`]); [`ArrangeTypedBySelf`] does the same for collections of keys (`arrange_by_self`).
 //! - here: `as_collection`, `flat_map_ref`, `enter`, `enter_region`, `trace.import(scope)`;
 //! - [`super::typed_join`]: `join_core`, `join`, `join_map`, `semijoin`, `antijoin`;
 //! - [`super::typed_reduce`]: `reduce`, `count_total`, `threshold_total`, `distinct_total`.
@@ -25,6 +25,8 @@
 //! dataflow and fix the types. It never panics and never reports a wrong answer as final.
 
 use super::{PersistDiff, PersistHandle};
+// The builders' old path (`operators::typed::ArrangeTyped`) still works.
+pub use super::typed_arrange::{ArrangeTyped, ArrangeTypedBySelf};
 use crate::codec::Codec;
 use crate::error::Error;
 use crate::trace::{BytesContainer, BytesSpine, ErrorSlot, PersistedTrace};
