@@ -11,8 +11,10 @@ use crate::wal::record::UpdateRef;
 /// writer's work on the updates in between.
 const PREFETCH_AHEAD: usize = 8;
 
-/// One update of a [`Consolidated`]: where its key and val are in the arena, plus the key's first 8 bytes
-/// (big-endian, zero-padded), which decide most comparisons of the sort without touching the arena.
+/// One update of a [`Consolidated`]: where its key and val are in the arena, its time and diff, and the
+/// 8 bytes (big-endian, zero-padded) of its key that follow the prefix every key shares (read while the key
+/// is copied, and read again by `consolidate` when that prefix turns out not empty), which order most pairs
+/// in the sort without touching the arena.
 #[derive(Clone, Copy)]
 struct ConsolidatedEntry {
     prefix: u64,
@@ -31,6 +33,8 @@ pub struct Consolidated {
     entries: Vec<ConsolidatedEntry>,
     /// Distinct keys among `entries`, counted by [`consolidate`](Self::consolidate) (0 before).
     keys: usize,
+    /// How many first bytes every key shares (0 when there is no key), counted as the keys are copied.
+    shared: usize,
 }
 
 impl Consolidated {
@@ -47,7 +51,14 @@ impl Consolidated {
     /// outside the crate is consolidated (its [`key_count`](Self::key_count) is kept by `consolidate`).
     pub(crate) fn unsorted<'a>(updates: impl Iterator<Item = UpdateRef<'a>>) -> Self {
         let mut out = Consolidated::default();
+        let mut first: &[u8] = &[];
         for (k, v, time, diff) in updates {
+            // The prefix every key shares, against the first key: one memcmp a key, the usual case.
+            if out.entries.is_empty() {
+                (first, out.shared) = (k, k.len());
+            } else if out.shared > 0 && (k.len() < out.shared || k[..out.shared] != first[..out.shared]) {
+                out.shared = first.iter().zip(k).take_while(|(a, b)| a == b).count();
+            }
             let at = out.arena.len();
             out.arena.extend_from_slice(k);
             out.arena.extend_from_slice(v);
@@ -69,6 +80,17 @@ impl Consolidated {
     ///
     /// Errors: [`Error::DiffOverflow`] (its stream not yet named) if a sum is outside `i64`.
     pub fn consolidate(mut self) -> Result<Self> {
+        // Sort 16-byte words rather than the 40-byte entries (about half the time for random keys): above
+        // the entry's index, the 8 bytes (big-endian, zero-padded) of its key that follow the prefix every
+        // key shares (`user:` of string keys, a small tuple field's zeros), which order most pairs without
+        // touching the arena. Skipping a shared prefix keeps the byte order, and the zero padding keeps it
+        // for keys that end within the 8 bytes. Runs of one word prefix are then ordered by their bytes.
+        if self.shared > 0 {
+            let shared = self.shared;
+            for e in &mut self.entries {
+                e.prefix = key_prefix(&self.arena[e.at + shared..e.at + e.key_len as usize]);
+            }
+        }
         let arena = &self.arena;
         let kv = |e: &ConsolidatedEntry| {
             let key_end = e.at + e.key_len as usize;
@@ -78,8 +100,6 @@ impl Consolidated {
                 e.time,
             )
         };
-        // Sort 16-byte words (the key's prefix above the entry's index) rather than the 40-byte entries:
-        // about half the time for random keys. Runs of one prefix are then ordered by their bytes.
         let entries = &self.entries;
         let mut order: Vec<u128> = (entries.iter().enumerate())
             .map(|(i, e)| (u128::from(e.prefix) << 64) | i as u128)
@@ -224,16 +244,18 @@ mod tests {
     proptest::proptest! {
         /// Against a map: keys with long shared prefixes (ties of the 8-byte sort prefix), proper prefixes
         /// of each other, repeated `(key, val, time)`s and diffs that cancel.
+        /// Every key may start with the same `shared` bytes (the sort skips a prefix all keys share).
         #[test]
         fn consolidation_equals_a_map_of_sums(
             ups in proptest::collection::vec(
                 (proptest::collection::vec(0u8..3, 0..11), 0u8..3, 0u64..3, -2i64..3),
                 0..200,
-            )
+            ),
+            shared in proptest::collection::vec(0u8..3, 0..11),
         ) {
             let owned: Vec<(Vec<u8>, Vec<u8>, u64, i64)> = ups
                 .into_iter()
-                .map(|(k, v, t, d)| (k, vec![v], t, d))
+                .map(|(k, v, t, d)| ([&shared[..], &k[..]].concat(), vec![v], t, d))
                 .collect();
             let mut want = std::collections::BTreeMap::new();
             for (k, v, t, d) in &owned {
