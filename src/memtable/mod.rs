@@ -240,6 +240,11 @@ impl MemTable {
         min_lsn(&self.buckets)
     }
 
+    /// The latest time of an update held, if any.
+    pub fn max_time(&self) -> Option<u64> {
+        self.buckets.keys().next_back().copied()
+    }
+
     /// Updates held.
     pub fn update_count(&self) -> usize {
         self.update_count

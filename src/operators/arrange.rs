@@ -79,9 +79,11 @@ pub trait ArrangePersisted<'scope, K, V, T: PersistTime = u64> {
     /// Errors (when building the dataflow): [`Error::BadInput`] if the arrangement was persisted by a
     /// different number of workers or by other workers (another process's directory), or with other key or
     /// val types (`Store::check_types`), or with the other durability ([`PersistOptions::durable`]), or `id`
-    /// is empty or in use by another live operator on this worker; store errors from creating or opening the
-    /// stream ([`Error::Corrupt`] when batch files are missing or disagree with the manifest; a damaged block
-    /// is met later and stops the arrangement: fail-stop, see [`PersistedTrace`]).
+    /// is empty or in use by another live operator on this worker, or one of the id's streams holds a time
+    /// beyond `T`'s range; store errors from creating or opening the stream ([`Error::Corrupt`] when batch
+    /// files are missing or disagree with the manifest; a damaged block is met later and stops the
+    /// arrangement: fail-stop, see [`PersistedTrace`]). While running, an input update before its
+    /// message's time (timely's contract: never) is an [`Error::BadInput`] in the handle, and stops it.
     fn arrange_persisted(self, store: &Store, id: &str) -> Result<PersistedArrangement<'scope, T>>
     where
         K: Codec + ExchangeData,
@@ -129,7 +131,8 @@ where
         let stream_options = StreamOptions {
             durable: options.durable,
         };
-        let opened = open_worker_stream(store, id, (index, peers), stream_options, &types_at::<K, V, T>())?;
+        let opened =
+            open_worker_stream::<T>(store, id, (index, peers), stream_options, &types_at::<K, V, T>())?;
         let mut trace = PersistedTrace::<T>::open(store, &opened.stream)?;
         debug_assert_eq!(
             trace.upper(),
@@ -246,7 +249,13 @@ where
                 if let (Some(cap), Some(spans)) = (capability.as_ref(), initial.take()) {
                     output.session(cap).give_iterator(spans.into_iter());
                 }
-                input.for_each(|_time, data| persister.stage(data));
+                input.for_each(|message, data| {
+                    let times = data.iter().map(|(_, t, _)| t);
+                    if persister.refuse_times(message.stamp(), times) {
+                        data.clear();
+                    }
+                    persister.stage(data)
+                });
                 persister.write_staged();
                 // Maintenance first, so the seal below carries the since the trace's readers allow now.
                 writer.exert();

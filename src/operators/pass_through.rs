@@ -66,7 +66,9 @@ pub trait Persist<'scope, K, V, T: PersistTime = u64> {
     /// (`Store::check_types`), or with the other durability
     /// ([`ManagerOptions::durable`](crate::ManagerOptions::durable)); store errors opening or reading the
     /// stream; [`Error::Corrupt`] if a persisted key or val does not decode as `K` or `V`;
-    /// [`Error::BadInput`] if a persisted time is beyond `T`'s range.
+    /// [`Error::BadInput`] if one of the id's streams holds a time beyond `T`'s range. While running, an
+    /// input update before its message's time (timely's contract: never) is an [`Error::BadInput`] in the
+    /// handle, and stops it.
     fn persist(self, token: Token) -> Result<Persisted<'scope, K, V, T>>;
 }
 
@@ -89,7 +91,7 @@ where
         let manager = token.manager().clone();
         let store = manager.store().clone();
         let durable = manager.options().durable;
-        let opened = open_worker_stream(
+        let opened = open_worker_stream::<T>(
             &store,
             token.id(),
             (index, peers),
@@ -142,7 +144,11 @@ where
                     output.session(cap).give_container(&mut { updates });
                 }
             }
-            input.for_each(|_time, data| {
+            input.for_each(|message, data| {
+                let times = data.iter().map(|(_, t, _)| t);
+                if persister.refuse_times(message.stamp(), times) {
+                    data.clear();
+                }
                 data.retain(|(_, time, diff)| time.to_u64() >= own_upper && *diff != 0);
                 passed.extend(data.iter().cloned());
                 persister.stage(data);

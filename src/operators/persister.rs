@@ -254,6 +254,16 @@ impl Persister {
         }
     }
 
+    /// Stops the persister if one of an input message's `times` is before its `stamp`; returns whether.
+    pub(crate) fn refuse_times<'a, T: PersistTime>(
+        &mut self,
+        message: &Stamp<T>,
+        times: impl Iterator<Item = &'a T>,
+    ) -> bool {
+        let check = super::time::check_message_times(&self.stream, message, times);
+        check.map_err(|e| self.fail(e)).is_err()
+    }
+
     fn fail(&mut self, error: Error) {
         self.errors.record(error);
         self.stopped = true;

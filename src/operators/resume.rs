@@ -32,7 +32,7 @@
 //! same one at every restart); the streams of other processes are not visible there, so each process
 //! computes `R` over its own workers' streams, and [`resume_at`] agrees on the dataflow-wide value.
 
-use super::{check_worker_count, worker_stream_id};
+use super::{check_worker_count, worker_stream_id, PersistTime};
 use crate::error::{Error, Result};
 use crate::store::{HeldAtOpen, SealOptions, Store, StreamOptions, WriterClaim};
 use crate::version::MAX_ID_BYTES;
@@ -176,7 +176,7 @@ pub(crate) struct WorkerStream {
 /// written with other types ([`Store::check_types`]), or another live operator writes the stream; store
 /// errors, such as a failure to commit the batch of a seal logged on one of the id's streams
 /// ([`Store::complete_seals`]).
-pub(crate) fn open_worker_stream(
+pub(crate) fn open_worker_stream<T: PersistTime>(
     store: &Store,
     id: &str,
     (index, peers): (usize, usize),
@@ -191,6 +191,7 @@ pub(crate) fn open_worker_stream(
     }
     check_worker_count(store, id, peers)?;
     check_durability(store, id, options.durable)?;
+    check_times_fit::<T>(store, id)?;
     // A seal logged through the `Store` API (`seal_logged`) is durable and refuses writes below it, but
     // reaches a stream's upper only once its batch commits (the flush thread's, which may have failed):
     // complete those of the id's streams before any upper is read here, or this operator would start
@@ -260,6 +261,43 @@ fn check_durability(store: &Store, id: &str, durable: bool) -> Result<()> {
         other.id,
         name(other.durable),
     )))
+}
+
+/// Fails with [`Error::BadInput`] if a stream of operator `id` in `store` holds a time that a dataflow at
+/// times `T` could not read: a batch (or spilled run) whose description reaches past `T`'s range, a since
+/// past it over any update (every time below it reads as it), or a durable stream's unsealed update past
+/// it. Each worker's own trace and replay refuse such a stream when they read it; judged here over every
+/// stream of the id, as the other build checks are, so that every worker refuses alike (adversarial
+/// round 9: only the worker whose stream held a `u64` time past `u32`'s range refused a `u32` build; the
+/// other built, at a resume point `u32` cannot hold, and a dataflow built on one worker only hangs).
+fn check_times_fit<T: PersistTime>(store: &Store, id: &str) -> Result<()> {
+    let manifest = store.manifest();
+    for meta in manifest.streams.iter().filter(|m| worker_of(&m.id, id).is_some()) {
+        let fits = |t: u64| T::from_u64(t).is_some();
+        let past = (meta.batches.iter().chain(&meta.spills))
+            .find(|b| b.upper > 0 && !fits(b.upper - 1))
+            .map(|b| format!("a batch of times up to {}", b.upper - 1));
+        let unsealed = match meta.durable {
+            true => store.unsealed_max_time(&meta.id)?,
+            false => None, // dropped when its worker builds
+        };
+        let holds_updates = !meta.batches.is_empty() || !meta.spills.is_empty() || unsealed.is_some();
+        let past = past
+            .or_else(|| (holds_updates && !fits(meta.since)).then(|| format!("its since {}", meta.since)))
+            .or_else(|| {
+                let t = unsealed.filter(|&t| !fits(t.max(meta.since)))?;
+                Some(format!("an unsealed update at time {t}"))
+            });
+        if let Some(past) = past {
+            return Err(Error::bad_input(format!(
+                "operator {id:?} is built at times {}, but its stream {:?} holds {past}, beyond the range of \
+                 that timestamp type: build it at a type that holds the stream's times",
+                std::any::type_name::<T>(),
+                meta.id
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Updates a restarted operator re-emits: `((key, val), time, diff)`.

@@ -13,16 +13,17 @@
 //! [`crate::trace::frontier_value`]): a store frontier value `v` is the `T` frontier `[v]` when `v` fits
 //! `T`, and the empty frontier (every time of `T` complete) when it is beyond `T::MAX` — exact, because
 //! the embedding is a prefix. A stored *time* that does not fit `T` is never produced: batches holding one
-//! are refused when a trace over `T` opens them ([`Error::BadInput`](crate::Error::BadInput)).
+//! are refused when a trace over `T` opens them ([`Error::BadInput`]).
 
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::ExchangeData;
 use timely::order::{Product, TotalOrder};
 use timely::progress::timestamp::Refines;
+use timely::progress::Stamp;
 use timely::progress::Timestamp;
 
 use crate::codec::{time_mismatch, time_part, types_of, with_time_part, Codec};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A totally ordered timely timestamp that maps losslessly, in order, into the store's `u64` times
 /// (see the module docs): `u8`, `u16`, `u32`, `u64`, `usize`, the signed `i8` to `i64` and `isize`
@@ -44,7 +45,7 @@ pub trait PersistTime: Timestamp + Refines<()> + Lattice + TotalOrder + Exchange
     /// `i32`, `""` (the default) for the unsigned types. A persisted operator records it with its stream's
     /// key and val types, so a restart at another mapping (a dataflow at `i32` times over a stream written
     /// at `u64` times, whose stored times would stand for other times) fails to build with
-    /// [`Error::BadInput`](crate::Error::BadInput) instead of losing or doubling updates. Types of one
+    /// [`Error::BadInput`] instead of losing or doubling updates. Types of one
     /// mapping (`u32` and `u64`; `i64` and `isize`) read each other's streams.
     fn stored_as() -> &'static str {
         ""
@@ -159,13 +160,36 @@ pub(crate) fn types_at<K: Codec, V: Codec, T: PersistTime>() -> String {
     with_time_part(types_of::<K, V>(), T::stored_as())
 }
 
-/// [`Error::BadInput`](crate::Error::BadInput) unless stream `id`, whose recorded types are `recorded`, holds times stored as `T`
+/// [`Error::BadInput`] unless stream `id`, whose recorded types are `recorded`, holds times stored as `T`
 /// stores them. A stream that records no types (written by the byte-level API) is not checked.
 pub(crate) fn refuse_other_time<T: PersistTime>(id: &str, recorded: &str) -> Result<()> {
     if recorded.is_empty() || time_part(recorded) == T::stored_as() {
         return Ok(());
     }
     Err(time_mismatch(id, time_part(recorded), T::stored_as()))
+}
+
+/// Fails with [`Error::BadInput`] naming `operator` if one of `times` (the updates of one input message)
+/// is not at or beyond an element of the message's `stamp`. Timely's contract: a collection's updates are
+/// never before the times of the message that carries them (what progress tracking relies on; a message
+/// sent under no capability has an empty stamp and no such time). Such an update cannot be persisted at
+/// its time, nor passed on, nor told from a replay of persisted input, so a persisting operator refuses
+/// it, stops and holds its frontier (found by adversarial round 9: the de-upsert operator panicked on
+/// one, in timely's `delayed`; the others dropped it as a replay).
+pub(crate) fn check_message_times<'a, T: Timestamp>(
+    operator: &str,
+    stamp: &Stamp<T>,
+    mut times: impl Iterator<Item = &'a T>,
+) -> Result<()> {
+    match times.find(|t| !stamp.iter().any(|s| s.less_equal(t))) {
+        None => Ok(()),
+        Some(t) => Err(Error::bad_input(format!(
+            "operator {operator:?} received an update at time {t:?} in a message at times {:?}: a \
+             collection's updates are never before their message's time (timely's contract); the operator \
+             stops and holds its frontier",
+            stamp.iter().collect::<Vec<_>>()
+        ))),
+    }
 }
 
 #[cfg(test)]

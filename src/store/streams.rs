@@ -304,6 +304,15 @@ impl Store {
         self.with_stream(id, |s| s.version.since())
     }
 
+    /// The latest time of stream `id`'s unsealed updates held in memory (its memtable's, and a seal's in
+    /// flight), if any.
+    pub(crate) fn unsealed_max_time(&self, id: &str) -> Result<Option<u64>> {
+        self.with_stream(id, |s| {
+            let flushing = s.flushing.as_ref().and_then(|b| b.keys().next_back().copied());
+            s.memtable.max_time().max(flushing)
+        })
+    }
+
     /// Whether stream `id` is durable, and its number (which tells a call that reads it before taking the
     /// lock again that it is still that stream, not one of the id dropped and created again meanwhile).
     pub(crate) fn durability(&self, id: &str) -> Result<(bool, u32)> {

@@ -66,6 +66,10 @@ impl Store {
     /// written in order). This lets one thread keep writing while another waits for durability (group
     /// commit for a single writer): e.g. a source acknowledging its input only after `sync`.
     ///
+    /// The ticket of a write with nothing to log (to a stream that is not durable, or of no update) stands
+    /// for the WAL as it is: syncing it makes every earlier write durable too. A clean close (the last
+    /// handle dropped) writes and syncs what is still pending.
+    ///
     /// Errors: as [`write_bytes`](Self::write_bytes).
     pub fn write_bytes_unsynced<'a>(
         &self,
@@ -73,7 +77,12 @@ impl Store {
         updates: impl IntoIterator<Item = UpdateRef<'a>>,
     ) -> Result<WriteTicket> {
         let _admitted = self.refuse_claimed(id)?;
-        let (ticket, over_budget) = self.write_unsynced(id, CheckedStream::Unchecked, updates)?;
+        let (mut ticket, over_budget) = self.write_unsynced(id, CheckedStream::Unchecked, updates)?;
+        if ticket.lsn() == 0 {
+            // Later than every write before it (found by adversarial round 9: such a ticket was the zero
+            // ticket, and syncing it left an earlier write to a durable stream unsynced).
+            ticket = WriteTicket::at(self.inner.state.lock().wal_end, self.inner.id);
+        }
         if over_budget {
             self.spill_after_write(id);
         }
@@ -298,6 +307,18 @@ impl Encoded {
         self.spans
             .iter()
             .map(move |&(s, m, e, t, d)| (&bytes[s..m], &bytes[m..e], t, d))
+    }
+}
+
+impl super::Inner {
+    /// Writes and syncs the WAL records of every write so far, if one is pending (a `write_bytes_unsynced`
+    /// whose ticket no one synced): for a clean close. A failure is ignored (no caller to report to): those
+    /// writes are then lost as in a crash, which their contract allows.
+    pub(crate) fn sync_pending_writes(&self) {
+        let end = self.state.lock().wal_end;
+        if end > 0 {
+            let _ = self.log.sync(end);
+        }
     }
 }
 

@@ -38,6 +38,7 @@
 //! complete. Drop the dataflow after an error; a restart resumes where the state was sealed.
 
 use super::resume::{open_worker_stream, ResumeState};
+use super::time::check_message_times;
 use super::types_at;
 use super::{key_hash, PersistTime};
 use crate::codec::Codec;
@@ -86,8 +87,9 @@ pub trait UpsertPersisted<'scope, K, V, T: PersistTime = u64> {
     /// Errors (when building the dataflow): [`crate::Error::BadInput`] if the state was persisted by a
     /// different number of workers or with other key or val types (`Store::check_types`), or its streams
     /// are durable (created by another persisting operator of the id), `id` is empty,
-    /// or a persisted time is beyond `T`'s range; store errors from creating
-    /// or opening the stream.
+    /// or one of the id's streams holds a time beyond `T`'s range; store errors from creating or opening
+    /// the stream. While running, a record before its message's time (timely's contract: never) is a
+    /// [`crate::Error::BadInput`] in the handle, and stops the operator (its frontier held).
     fn upsert_persisted(self, store: &Store, id: &str) -> Result<Upserted<'scope, K, V, T>>;
 }
 
@@ -100,7 +102,7 @@ where
     fn upsert_persisted(self, store: &Store, id: &str) -> Result<Upserted<'scope, K, V, T>> {
         let scope = self.scope();
         let (index, peers) = (scope.index(), scope.peers());
-        let opened = open_worker_stream(
+        let opened = open_worker_stream::<T>(
             store,
             id,
             (index, peers),
@@ -197,8 +199,13 @@ where
                             output.session(cap).give_container(&mut updates);
                         }
                     }
-                    let failed = handle.errors.is_set();
+                    let mut failed = handle.errors.is_set();
                     input.for_each(|cap, data| {
+                        let times = data.iter().map(|(_, _, t)| t);
+                        if let Err(e) = check_message_times(&handle.stream, cap.stamp(), times) {
+                            handle.errors.record(e);
+                            failed = true;
+                        }
                         for (k, v, t) in data.drain(..) {
                             if t.to_u64() < handle.own_upper || failed {
                                 continue; // applied by an earlier run, or stopped
