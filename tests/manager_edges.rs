@@ -3,13 +3,16 @@
 //! (a stop), streams durable or not. After each run the output must accumulate to exactly the input fed
 //! so far, at every time from the run's resume point on, nothing lost and nothing doubled.
 
+mod common;
+
+use common::runs::{end_run, step_past};
+
 use ddpersist::operators::Persist;
 use ddpersist::{ManagerOptions, PersistManager, Store};
 use differential_dataflow::input::Input;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 
@@ -82,14 +85,7 @@ fn run(dir: &Path, durable: bool, to: u64, close: bool, out: &Out) -> Vec<u64> {
         };
         input_handle.advance_to(from);
         input_handle.flush();
-        let start = Instant::now();
-        while probe.less_than(&from) {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "hang replaying to {from}"
-            );
-            worker.step();
-        }
+        step_past(worker, &probe, from, &format!("replaying to {from}"));
         for t in from..to {
             if worker.index() == 0 {
                 for (r, d) in input(t) {
@@ -98,25 +94,9 @@ fn run(dir: &Path, durable: bool, to: u64, close: bool, out: &Out) -> Vec<u64> {
             }
             input_handle.advance_to(t + 1);
             input_handle.flush();
-            let start = Instant::now();
-            while probe.less_than(&(t + 1)) {
-                assert!(start.elapsed() < Duration::from_secs(30), "hang at {t}");
-                worker.step();
-            }
+            step_past(worker, &probe, t + 1, &format!("at {t}"));
         }
-        if close {
-            drop(input_handle);
-            let start = Instant::now();
-            while !probe.done() {
-                assert!(start.elapsed() < Duration::from_secs(30), "hang at the close");
-                worker.step();
-            }
-        } else {
-            for df in worker.installed_dataflows() {
-                worker.drop_dataflow(df);
-            }
-            drop(input_handle);
-        }
+        end_run(worker, input_handle, &probe, close);
         assert_eq!(handle.error(), None);
         from
     })
@@ -229,17 +209,10 @@ fn durable_future_updates_taken_in_before_a_stop_pass_through_exactly_once() {
                 }
                 input.advance_to(t + 1);
                 input.flush();
-                let start = Instant::now();
-                while probe.less_than(&(t + 1)) {
-                    assert!(start.elapsed() < Duration::from_secs(30), "hang at {t}");
-                    worker.step();
-                }
+                step_past(worker, &probe, t + 1, &format!("at {t}"));
             }
             // A stop: the future updates are taken in (written to the durable stream), not sealed.
-            for df in worker.installed_dataflows() {
-                worker.drop_dataflow(df);
-            }
-            drop(input);
+            end_run(worker, input, &probe, false);
             assert_eq!(handle.error(), None);
             from
         })

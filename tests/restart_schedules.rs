@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::runs::{end_run, step_past};
+
 use common::Rng;
 use ddpersist::operators::{ArrangeTyped, PersistOptions};
 use ddpersist::{Options, Store};
@@ -16,7 +18,6 @@ use differential_dataflow::input::Input;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 
@@ -103,14 +104,7 @@ fn run(dir: &Path, seed: u64, to: u64, end: End, durable: bool, out: &Out) -> u6
         };
         input.advance_to(from);
         input.flush();
-        let start = Instant::now();
-        while probe.less_than(&from) {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "hang replaying to {from}"
-            );
-            worker.step();
-        }
+        step_past(worker, &probe, from, &format!("replaying to {from}"));
         // Replay from `from`: every round at or past it, and the future updates of earlier rounds
         // that land at or past it (a replayable source re-produces what lies at or beyond `from`).
         let first = if durable { from } else { from.saturating_sub(4) };
@@ -125,28 +119,9 @@ fn run(dir: &Path, seed: u64, to: u64, end: End, durable: bool, out: &Out) -> u6
             }
             input.advance_to(round + 1);
             input.flush();
-            let start = Instant::now();
-            while probe.less_than(&(round + 1)) {
-                assert!(start.elapsed() < Duration::from_secs(30), "hang at round {round}");
-                worker.step();
-            }
+            step_past(worker, &probe, round + 1, &format!("at round {round}"));
         }
-        match end {
-            End::Close => {
-                drop(input);
-                let start = Instant::now();
-                while !probe.done() {
-                    assert!(start.elapsed() < Duration::from_secs(30), "hang at the close");
-                    worker.step();
-                }
-            }
-            End::Stop => {
-                for df in worker.installed_dataflows() {
-                    worker.drop_dataflow(df);
-                }
-                drop(input);
-            }
-        }
+        end_run(worker, input, &probe, matches!(end, End::Close));
         assert_eq!(handle.error(), None);
         from
     })

@@ -2,12 +2,15 @@
 //! closed early, runs with zero upserts, and restarts that continue from `resume_at` (with the input
 //! closed or left open), each compared with the upserted state at every time.
 
+mod common;
+
+use common::runs::{end_run, step_past};
+
 use ddpersist::operators::{Upsert, UpsertPersisted};
 use ddpersist::Store;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 use timely::dataflow::operators::{Input, Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 
@@ -80,14 +83,7 @@ fn run(dir: &Path, to: u64, close: bool, out: &Out) -> Vec<u64> {
         });
         let from = handle.resume_at();
         input.advance_to(from);
-        let start = Instant::now();
-        while probe.less_than(&from) {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "hang replaying to {from}"
-            );
-            worker.step();
-        }
+        step_past(worker, &probe, from, &format!("replaying to {from}"));
         for t in from..to {
             if worker.index() == 0 {
                 for r in plan(t, t + 1) {
@@ -95,25 +91,9 @@ fn run(dir: &Path, to: u64, close: bool, out: &Out) -> Vec<u64> {
                 }
             }
             input.advance_to(t + 1);
-            let start = Instant::now();
-            while probe.less_than(&(t + 1)) {
-                assert!(start.elapsed() < Duration::from_secs(30), "hang at {t}");
-                worker.step();
-            }
+            step_past(worker, &probe, t + 1, &format!("at {t}"));
         }
-        if close {
-            drop(input);
-            let start = Instant::now();
-            while !probe.done() {
-                assert!(start.elapsed() < Duration::from_secs(30), "hang at the close");
-                worker.step();
-            }
-        } else {
-            for df in worker.installed_dataflows() {
-                worker.drop_dataflow(df);
-            }
-            drop(input);
-        }
+        end_run(worker, input, &probe, close);
         assert_eq!(handle.error(), None);
         from
     })

@@ -7,13 +7,14 @@
 
 mod common;
 
+use common::runs::{end_run, step_past};
+
 use common::Rng;
 use ddpersist::operators::{Upsert, UpsertPersisted};
 use ddpersist::Store;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 use timely::dataflow::operators::{Input, Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 
@@ -70,33 +71,12 @@ fn run(dir: &Path, seed: u64, to: u64, end: End, out: &Out) -> u64 {
                 continue;
             }
             input.advance_to(round + 1);
-            let start = Instant::now();
-            while probe.less_than(&(round + 1)) {
-                assert!(start.elapsed() < Duration::from_secs(30), "hang at round {round}");
-                worker.step();
-            }
+            step_past(worker, &probe, round + 1, &format!("at round {round}"));
         }
-        match end {
-            End::Close => {
-                drop(input);
-                let start = Instant::now();
-                while !probe.done() {
-                    assert!(start.elapsed() < Duration::from_secs(30), "hang at the close");
-                    worker.step();
-                }
-            }
-            End::Stop => {
-                let start = Instant::now();
-                while probe.less_than(&from) {
-                    assert!(start.elapsed() < Duration::from_secs(30), "hang replaying");
-                    worker.step();
-                }
-                for df in worker.installed_dataflows() {
-                    worker.drop_dataflow(df);
-                }
-                drop(input);
-            }
+        if matches!(end, End::Stop) {
+            step_past(worker, &probe, from, "replaying");
         }
+        end_run(worker, input, &probe, matches!(end, End::Close));
         assert_eq!(handle.error(), None);
         from
     })

@@ -7,6 +7,7 @@ pub mod fail_stop;
 pub mod kill;
 pub mod ports;
 pub mod restart;
+pub mod runs;
 
 use ddpersist::blob::{Blob, DirBlob, FaultyBlob};
 use ddpersist::fs::{CrashPoint, CrashState};
