@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::copy_dir;
+
 use ddpersist::{Options, Store, StreamOptions};
 use std::path::Path;
 use std::process::Command;
@@ -140,19 +142,6 @@ fn damage_anywhere_never_panics_inspect() {
                 assert!(err.contains(name), "verify with {rel:?} damaged at {off}: {err}");
             }
             std::fs::remove_dir_all(&work).unwrap();
-        }
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
         }
     }
 }

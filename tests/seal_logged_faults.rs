@@ -5,12 +5,11 @@
 
 mod common;
 
-use common::open_faulty;
+use common::{copy_dir, open_faulty};
 use ddpersist::blob::{DirBlob, FaultyBlob};
 use ddpersist::wal::FileLog;
 use ddpersist::{Options, Store, StreamOptions};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,19 +102,6 @@ fn closing_while_flushes_fail_is_bounded_and_the_reopen_completes_them() {
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.upper("s").unwrap(), upper);
     assert_eq!(content(&store, "s"), model);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else if e.file_name() != "LOCK" {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 /// A logged seal whose flush failed at close is completed by the next open; when that open's flush

@@ -4,6 +4,10 @@
 //! (with the other durability), spills under a tiny memtable budget and WAL bound, and reopens between
 //! any two steps. Every answer at times at or beyond the since must equal the model's.
 
+mod common;
+
+use common::copy_dir;
+
 use ddpersist::store::WriteTicket;
 use ddpersist::{Error, Options, OwnedUpdate, SealOptions, Store, StreamOptions};
 use proptest::prelude::*;
@@ -507,20 +511,6 @@ impl H {
                     );
                 }
             }
-        }
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let path = entry.path();
-        let target = to.join(entry.file_name());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
         }
     }
 }

@@ -4,24 +4,11 @@
 //! ticket (or a later one) has returned, or once any seal ... or a memtable spill has returned ... A crash
 //! before that may lose them". So without a crash they are not lost, and a later ticket covers them.
 
-use ddpersist::{Store, StreamOptions};
-use std::path::Path;
+mod common;
 
-/// Copies a store directory file by file: what a `kill -9` of the process would leave on disk now (every
-/// byte written to a file survives a process crash; nothing still in the process's memory does).
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let path = entry.path();
-        let target = to.join(entry.file_name());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
-}
+use common::copy_dir;
+
+use ddpersist::{Store, StreamOptions};
 
 fn count(store: &Store, id: &str) -> usize {
     store.snapshot(id).unwrap().to_vec().unwrap().len()

@@ -149,6 +149,22 @@ pub fn write_one_each(stores: &[(&Path, u64)]) {
     }
 }
 
+/// Copies the store directory `from` to `to`, file by file, but its `LOCK` (taken again at open): what a
+/// `kill -9` of the process would leave on disk now (every byte written to a file survives a process
+/// crash; nothing still in the process's memory does).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (path, target) = (entry.path(), to.join(entry.file_name()));
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else if entry.file_name() != "LOCK" {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
 /// Flips one byte of a file.
 pub fn flip_byte(path: &Path, offset: u64) {
     let mut bytes = std::fs::read(path).unwrap();
