@@ -131,8 +131,14 @@ where
         let stream_options = StreamOptions {
             durable: options.durable,
         };
-        let opened =
-            open_worker_stream::<T>(store, id, (index, peers), stream_options, &types_at::<K, V, T>())?;
+        let opened = open_worker_stream::<T>(
+            store,
+            id,
+            (index, peers),
+            stream_options,
+            &types_at::<K, V, T>(),
+            true,
+        )?;
         let mut trace = PersistedTrace::<T>::open(store, &opened.stream)?;
         debug_assert_eq!(
             trace.upper(),

@@ -97,6 +97,7 @@ where
             (index, peers),
             StreamOptions { durable },
             &types_at::<K, V, T>(),
+            false,
         )?;
         let stream = opened.stream.clone();
         let (replay, upper): (Updates<K, V, T>, u64) = super::resume::replay_as_of_since(&store, &stream)?;

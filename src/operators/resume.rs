@@ -167,7 +167,9 @@ pub(crate) struct WorkerStream {
 
 /// Opens worker `index` of `peers`'s stream of arrangement `id` in `store` for one operator, creating it
 /// (with `options`) if missing, and checks (or, the first time, records) that it holds keys and vals of
-/// `types` ([`types_at`](super::types_at)): see the module docs.
+/// `types` ([`types_at`](super::types_at)), and that its times fit `T` (`by_description`: judged by
+/// batch descriptions, as an arrangement's trace reads them; else by the updates, as a replay does; see
+/// [`check_times_fit`]): see the module docs.
 ///
 /// Errors: [`Error::BadInput`] if the id is empty (and names no stream yet), if the id's streams were
 /// persisted by another number of workers, or the store holds streams of the id written by earlier runs
@@ -182,6 +184,7 @@ pub(crate) fn open_worker_stream<T: PersistTime>(
     (index, peers): (usize, usize),
     options: StreamOptions,
     types: &str,
+    by_description: bool,
 ) -> Result<WorkerStream> {
     let stream = worker_stream_id(id, index, peers);
     let exists = store.has_stream(&stream);
@@ -191,7 +194,7 @@ pub(crate) fn open_worker_stream<T: PersistTime>(
     }
     check_worker_count(store, id, peers)?;
     check_durability(store, id, options.durable)?;
-    check_times_fit::<T>(store, id)?;
+    check_times_fit::<T>(store, id, by_description)?;
     // A seal logged through the `Store` API (`seal_logged`) is durable and refuses writes below it, but
     // reaches a stream's upper only once its batch commits (the flush thread's, which may have failed):
     // complete those of the id's streams before any upper is read here, or this operator would start
@@ -264,19 +267,33 @@ fn check_durability(store: &Store, id: &str, durable: bool) -> Result<()> {
 }
 
 /// Fails with [`Error::BadInput`] if a stream of operator `id` in `store` holds a time that a dataflow at
-/// times `T` could not read: a batch (or spilled run) whose description reaches past `T`'s range, a since
-/// past it over any update (every time below it reads as it), or a durable stream's unsealed update past
-/// it. Each worker's own trace and replay refuse such a stream when they read it; judged here over every
-/// stream of the id, as the other build checks are, so that every worker refuses alike (adversarial
-/// round 9: only the worker whose stream held a `u64` time past `u32`'s range refused a `u32` build; the
-/// other built, at a resume point `u32` cannot hold, and a dataflow built on one worker only hangs).
-fn check_times_fit<T: PersistTime>(store: &Store, id: &str) -> Result<()> {
+/// times `T` could not read: with `by_description` (an arrangement, whose trace refuses a batch by its
+/// description) a batch or spilled run whose description reaches past `T`'s range, else (a replay, which
+/// reads each update) an update of such a batch or run past it — for a stream that is not durable, a
+/// sealed one only (its unsealed updates are dropped when its worker builds); a since past the range over
+/// any update (every time below it reads as it); a durable stream's unsealed update past it. Each
+/// worker's own trace or replay refuses such a stream when it reads it; judged here over every stream of
+/// the id, as the other build checks are, so that every worker refuses alike (adversarial round 9: only
+/// the worker whose stream held a `u64` time past `u32`'s range refused a `u32` build; the other built, at
+/// a resume point `u32` cannot hold, and a dataflow built on one worker only hangs; round 10: judging a
+/// replay by descriptions refused a batch of fitting times whose upper lay past the range).
+fn check_times_fit<T: PersistTime>(store: &Store, id: &str, by_description: bool) -> Result<()> {
     let manifest = store.manifest();
     for meta in manifest.streams.iter().filter(|m| worker_of(&m.id, id).is_some()) {
         let fits = |t: u64| T::from_u64(t).is_some();
-        let past = (meta.batches.iter().chain(&meta.spills))
-            .find(|b| b.upper > 0 && !fits(b.upper - 1))
-            .map(|b| format!("a batch of times up to {}", b.upper - 1));
+        let reaches_past =
+            (meta.batches.iter().chain(&meta.spills)).find(|b| b.upper > 0 && !fits(b.upper - 1));
+        let past = match reaches_past {
+            None => None,
+            Some(b) if by_description => Some(format!("a batch of times up to {}", b.upper - 1)),
+            // Rare: read the stream's updates, as its replay will.
+            Some(_) => (store.snapshot(&meta.id)?.iter()?)
+                .map(|u| u.map(|(_, _, t, _)| t))
+                .filter(|t| !matches!(t, Ok(t) if !meta.durable && *t >= meta.upper))
+                .find(|t| !matches!(t, Ok(t) if fits((*t).max(meta.since))))
+                .transpose()?
+                .map(|t| format!("an update at time {t}")),
+        };
         let unsealed = match meta.durable {
             true => store.unsealed_max_time(&meta.id)?,
             false => None, // dropped when its worker builds

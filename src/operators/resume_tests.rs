@@ -83,14 +83,14 @@ mod layout {
         let options = StreamOptions { durable: true };
         let dir = tempfile::tempdir().unwrap();
         let store = store_holding(dir.path(), 1, true);
-        let err = open_worker_stream::<u64>(&store, "x", (0, 2), options, types)
+        let err = open_worker_stream::<u64>(&store, "x", (0, 2), options, types, true)
             .err()
             .unwrap();
         assert!(err.to_string().contains("the directory it wrote"), "{err}");
 
         let dir = tempfile::tempdir().unwrap();
         let store = store_holding(dir.path(), 1, false);
-        let mut opened = open_worker_stream::<u64>(&store, "x", (0, 2), options, types).unwrap();
+        let mut opened = open_worker_stream::<u64>(&store, "x", (0, 2), options, types, true).unwrap();
         assert_eq!(opened.unconfirmed, vec!["x/w1of2".to_string()]);
         // Not claimed in this process: another process's stream.
         let err = confirm_layout(&store, &opened.stream, &mut opened.unconfirmed).unwrap_err();
@@ -121,7 +121,7 @@ mod layout {
             let dir = tempfile::tempdir().unwrap();
             drop(store_holding(dir.path(), 1, sealed));
             let store = store_holding(dir.path(), 0, sealed);
-            let mut opened = open_worker_stream::<u64>(&store, "x", (0, 2), options, types).unwrap();
+            let mut opened = open_worker_stream::<u64>(&store, "x", (0, 2), options, types, true).unwrap();
             assert_eq!(opened.unconfirmed, vec!["x/w1of2".to_string()]);
             let err = confirm_layout(&store, &opened.stream, &mut opened.unconfirmed).unwrap_err();
             assert!(
@@ -141,7 +141,7 @@ mod layout {
             .create_stream("x/w1of2", StreamOptions { durable: true })
             .unwrap();
         store.write("x/w1of2", &[(5u64, 6u64, 0, 1)]).unwrap();
-        let opened = open_worker_stream::<u64>(&store, "x", (0, 2), options, types).unwrap();
+        let opened = open_worker_stream::<u64>(&store, "x", (0, 2), options, types, true).unwrap();
         assert!(opened.unconfirmed.is_empty());
     }
 }

@@ -108,6 +108,7 @@ where
             (index, peers),
             StreamOptions { durable: false },
             &types_at::<K, V, T>(),
+            false,
         )?;
         let (replay, _) = super::resume::replay_as_of_since::<K, V, T>(store, &opened.stream)?;
         let handle = UpsertHandle {
