@@ -269,20 +269,23 @@ fn check_durability(store: &Store, id: &str, durable: bool) -> Result<()> {
 /// Fails with [`Error::BadInput`] if a stream of operator `id` in `store` holds a time that a dataflow at
 /// times `T` could not read: with `by_description` (an arrangement, whose trace refuses a batch by its
 /// description) a batch or spilled run whose description reaches past `T`'s range, else (a replay, which
-/// reads each update) an update of such a batch or run past it — for a stream that is not durable, a
-/// sealed one only (its unsealed updates are dropped when its worker builds); a since past the range over
-/// any update (every time below it reads as it); a durable stream's unsealed update past it. Each
-/// worker's own trace or replay refuses such a stream when it reads it; judged here over every stream of
-/// the id, as the other build checks are, so that every worker refuses alike (adversarial round 9: only
-/// the worker whose stream held a `u64` time past `u32`'s range refused a `u32` build; the other built, at
-/// a resume point `u32` cannot hold, and a dataflow built on one worker only hangs; round 10: judging a
-/// replay by descriptions refused a batch of fitting times whose upper lay past the range).
+/// reads each update) an update of such a batch or run past it — for a stream that is not durable, sealed
+/// ones only (its unsealed updates, spilled or not, are dropped when its worker builds); a since past the
+/// range over any update (every time below it reads as it); a durable stream's unsealed update past it.
+/// Each worker's own trace or replay refuses such a stream when it reads it; judged here over every
+/// stream of the id, as the other build checks are, so that every worker refuses alike (adversarial round
+/// 9: only the worker whose stream held a `u64` time past `u32`'s range refused a `u32` build; the other
+/// built, at a resume point `u32` cannot hold, and a dataflow built on one worker only hangs; round 10:
+/// judging a replay by descriptions refused a batch of fitting times whose upper lay past the range; a
+/// review: counting a volatile stream's spills refused one rebuilt in the same process that held nothing
+/// else).
 fn check_times_fit<T: PersistTime>(store: &Store, id: &str, by_description: bool) -> Result<()> {
     let manifest = store.manifest();
     for meta in manifest.streams.iter().filter(|m| worker_of(&m.id, id).is_some()) {
         let fits = |t: u64| T::from_u64(t).is_some();
-        let reaches_past =
-            (meta.batches.iter().chain(&meta.spills)).find(|b| b.upper > 0 && !fits(b.upper - 1));
+        // A stream that is not durable drops its spilled runs (unsealed updates) when its worker builds.
+        let spills = if meta.durable { &meta.spills[..] } else { &[] };
+        let reaches_past = (meta.batches.iter().chain(spills)).find(|b| b.upper > 0 && !fits(b.upper - 1));
         let past = match reaches_past {
             None => None,
             Some(b) if by_description => Some(format!("a batch of times up to {}", b.upper - 1)),
@@ -298,7 +301,7 @@ fn check_times_fit<T: PersistTime>(store: &Store, id: &str, by_description: bool
             true => store.unsealed_max_time(&meta.id)?,
             false => None, // dropped when its worker builds
         };
-        let holds_updates = !meta.batches.is_empty() || !meta.spills.is_empty() || unsealed.is_some();
+        let holds_updates = !meta.batches.is_empty() || !spills.is_empty() || unsealed.is_some();
         let past = past
             .or_else(|| (holds_updates && !fits(meta.since)).then(|| format!("its since {}", meta.since)))
             .or_else(|| {
