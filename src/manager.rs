@@ -32,7 +32,10 @@ pub struct ManagerOptions {
     /// replay them). The default, `false`, fits replayable inputs: the input replays from
     /// [`PersistHandle::resume_at`](crate::operators::PersistHandle::resume_at) after a restart. A
     /// stream's durability is fixed when it is created: a token over streams created with the other one
-    /// fails to build ([`Error::BadInput`]).
+    /// fails to build ([`Error::BadInput`]). It applies to every token of the manager: a `persist`
+    /// downstream of another persisted operator (which replays on restart) takes its token from a manager
+    /// that is not durable (a durable one that receives an update below its upper records
+    /// [`Error::BadInput`] in its handle and stops).
     pub durable: bool,
 }
 

@@ -331,7 +331,7 @@ fn a_different_worker_count_is_refused() {
 }
 
 /// A durable stream keeps unsealed updates across restarts: the operator finds them (recovered from the
-/// WAL), seals them with the input and serves them, while input below the sealed upper is skipped.
+/// WAL), seals them with the input and serves them.
 #[test]
 fn durable_stream_serves_recovered_updates() {
     let dir = tempfile::tempdir().unwrap();
@@ -362,7 +362,7 @@ fn durable_stream_serves_recovered_updates() {
                 .probe_with(&probe);
             (input, handle)
         });
-        input.update(("replayed".to_string(), 9), 1); // at time 0, below the sealed upper: skipped
+        // A durable stream's input does not replay (tests/restart_durable_chain.rs): new updates only.
         input.advance_to(3);
         input.update(("new".to_string(), 3), 1);
         input.advance_to(5);

@@ -59,6 +59,10 @@ pub struct PersistOptions {
     /// state): unsealed updates are lost on restart and the input replays from
     /// [`PersistHandle::resume_at`]. A stream's durability is fixed when it is created: building an id whose
     /// streams were created with the other one fails ([`Error::BadInput`]; the two resume differently).
+    /// Only an operator fed by a source that cannot replay is durable: a persisted operator upstream
+    /// re-emits what it persisted on restart, and a durable operator that receives an update below its
+    /// upper (a replay, which would re-send its recovered unsealed updates too) records
+    /// [`Error::BadInput`] in its handle and stops.
     pub durable: bool,
     /// Where the operator runs its seals (default [`SealMode::Adaptive`]).
     pub seals: SealMode,

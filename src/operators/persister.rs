@@ -8,7 +8,8 @@
 //!
 //! - [`stage`](Persister::stage) encodes input updates (by [`Codec`]) into one reused buffer, skipping
 //!   those at times below the trace's upper: they are persisted already (a restarted dataflow replays its
-//!   input, and the replay is idempotent);
+//!   input, and the replay is idempotent; a durable stream's operator refuses them first, in
+//!   [`refuse_times`](Persister::refuse_times): its input must not replay);
 //! - [`write_staged`](Persister::write_staged) writes the staged updates with one `Store::write_bytes`
 //!   call and notes their times as pending (written, not sealed);
 //! - [`advance`](Persister::advance) reacts to the input frontier moving to `f`: it seals the stream at
@@ -46,6 +47,7 @@
 pub(crate) use super::persist_handle::{PersistHandle, Shared};
 use super::resume::{ResumeState, WorkerStream};
 use super::sealer::{Placement, Request, SealCounts, SealMode, Sealer};
+pub(crate) use super::time::input_bound;
 use super::PersistTime;
 use crate::codec::Codec;
 use crate::error::Error;
@@ -53,7 +55,7 @@ use crate::manager::PersistManager;
 use crate::store::{SealOptions, Store, WriterClaim};
 use crate::trace::batch::description;
 use crate::trace::persisted::AllowedSince;
-use crate::trace::{antichain, frontier_value, ErrorSlot, PersistedBatch, PersistedSpan, PersistedTrace};
+use crate::trace::{antichain, ErrorSlot, PersistedBatch, PersistedSpan, PersistedTrace};
 use crate::FRONTIER_CLOSED;
 use differential_dataflow::operators::arrange::TraceWriter;
 use differential_dataflow::trace::Span;
@@ -61,7 +63,6 @@ use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
 use timely::dataflow::operators::Capability;
-use timely::progress::frontier::AntichainRef;
 use timely::progress::Stamp;
 use timely::scheduling::SyncActivator;
 
@@ -71,17 +72,6 @@ const MAX_SEALS_IN_FLIGHT: usize = 2;
 /// Staged bytes (keys, vals and 24 bytes of framing per update) that trigger a write before the input is
 /// drained, keeping one write well under the store's 512 MiB limit.
 const FLUSH_BYTES: usize = 64 << 20;
-
-/// How far an operator's input `frontier` completes times, as a store time: [`FRONTIER_CLOSED`] once the
-/// input is exhausted; a frontier at `u64::MAX`, a time the store cannot hold, completes the times below it
-/// only.
-pub(crate) fn input_bound<T: PersistTime>(frontier: AntichainRef<T>) -> u64 {
-    if frontier.is_empty() {
-        FRONTIER_CLOSED
-    } else {
-        frontier_value(frontier).min(FRONTIER_CLOSED - 1)
-    }
-}
 
 /// At most the first 32 bytes of `bytes`, for error messages.
 fn truncated(bytes: &[u8]) -> &[u8] {
@@ -124,6 +114,8 @@ pub(crate) struct Persister {
     unconfirmed: Vec<String>,
     /// Whether input arrived since the last seal was requested.
     took_input: bool,
+    /// Whether the stream is durable: its input must not replay ([`refuse_times`](Self::refuse_times)).
+    durable: bool,
 }
 
 impl Persister {
@@ -138,6 +130,7 @@ impl Persister {
         let upper = opened.upper;
         // The stream's since as of the build: a seal asks for a since only above it.
         let requested_since = store.since(&opened.stream).unwrap_or(0);
+        let durable = store.durability(&opened.stream).is_ok_and(|(durable, _)| durable);
         let shared = Shared {
             sealed_upper: Cell::new(upper),
             upper: Cell::new(upper),
@@ -166,6 +159,7 @@ impl Persister {
             placement: Placement::new(SealMode::Adaptive),
             unconfirmed: opened.unconfirmed,
             took_input: false,
+            durable,
         }
     }
 
@@ -254,13 +248,17 @@ impl Persister {
         }
     }
 
-    /// Stops the persister if one of an input message's `times` is before its `stamp`; returns whether.
+    /// Stops the persister if one of an input message's `times` is before its `stamp`, or, for a durable
+    /// stream, below its upper ([`super::time::refuse_replay`]); returns whether.
     pub(crate) fn refuse_times<'a, T: PersistTime>(
         &mut self,
         message: &Stamp<T>,
-        times: impl Iterator<Item = &'a T>,
+        times: impl Iterator<Item = &'a T> + Clone,
     ) -> bool {
-        let check = super::time::check_message_times(&self.stream, message, times);
+        let mut check = super::time::check_message_times(&self.stream, message, times.clone());
+        if self.durable && check.is_ok() {
+            check = super::time::refuse_replay(&self.stream, self.upper, times);
+        }
         check.map_err(|e| self.fail(e)).is_err()
     }
 

@@ -18,6 +18,7 @@
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::ExchangeData;
 use timely::order::{Product, TotalOrder};
+use timely::progress::frontier::AntichainRef;
 use timely::progress::timestamp::Refines;
 use timely::progress::Stamp;
 use timely::progress::Timestamp;
@@ -189,6 +190,44 @@ pub(crate) fn check_message_times<'a, T: Timestamp>(
              stops and holds its frontier",
             stamp.iter().collect::<Vec<_>>()
         ))),
+    }
+}
+
+/// Fails with [`Error::BadInput`] naming `operator`, a durable persisting operator whose stream is sealed
+/// up to `upper`, if one of `times` (an input message's) is below `upper`. A durable stream keeps its
+/// unsealed updates across a restart, so its input must not replay (README, "Restarting"): a time below
+/// the upper can only be a replay, and an input that replays those re-sends the recovered unsealed ones
+/// too, which the operator would take as new and count twice. That is what every persisted operator
+/// upstream does on restart (it re-emits what it persisted: `persist` its recovered unsealed updates
+/// too), so only an operator fed by a source that cannot replay is durable; the operator stops and holds
+/// its frontier (adversarial round 11: a durable `persist` or arrangement feeding a durable arrangement
+/// held a row sent once twice after a restart). The times at or beyond the upper cannot tell a replay:
+/// an input that replays only those is not found.
+pub(crate) fn refuse_replay<'a, T: PersistTime>(
+    operator: &str,
+    upper: u64,
+    mut times: impl Iterator<Item = &'a T>,
+) -> Result<()> {
+    match times.find(|t| t.to_u64() < upper) {
+        None => Ok(()),
+        Some(t) => Err(Error::bad_input(format!(
+            "durable operator {operator:?} received an update at time {t:?}, below its upper {upper}: its \
+             input replays (as every persisted operator does on restart, and a source fed from resume_at), \
+             and a durable stream, which keeps its unsealed updates, would count those twice; build an \
+             operator fed by a persisted one (or by a source that replays) not durable, after retiring its \
+             id (Store::drop_stream); the operator stops and holds its frontier"
+        ))),
+    }
+}
+
+/// How far an operator's input `frontier` completes times, as a store time: [`crate::FRONTIER_CLOSED`] once the
+/// input is exhausted; a frontier at `u64::MAX`, a time the store cannot hold, completes the times below it
+/// only.
+pub(crate) fn input_bound<T: PersistTime>(frontier: AntichainRef<T>) -> u64 {
+    if frontier.is_empty() {
+        crate::FRONTIER_CLOSED
+    } else {
+        crate::trace::frontier_value(frontier).min(crate::FRONTIER_CLOSED - 1)
     }
 }
 
