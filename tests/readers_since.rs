@@ -1,6 +1,6 @@
 //! The since a persisted arrangement's trace readers allow reaches the store with the operator's next
 //! seal. In a test binary of its own: the since also stays below the upper of every live persisted
-//! operator of the process (`operators::resume::compaction_since`, `tests/restart_compaction.rs`), so
+//! operator of the process (`operators::resume::compaction_since`, `tests/compaction/restart_compaction.rs`), so
 //! arrangements of other tests running beside it in one binary would hold it back.
 
 use ddpersist::operators::{ArrangePersisted, PersistHandle};

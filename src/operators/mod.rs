@@ -42,7 +42,7 @@
 //! | `count_total()`, `count_total_core::<R2>()` | the same call: `VecCollection<(K, R), isize>` / `<.., R2>` (over all of a key's vals) |
 //! | `threshold_total(f)`, `threshold_semigroup(f)`, `distinct_total()`, `distinct_total_core::<R2>()` | the same call: `VecCollection<K, R2>` / `VecCollection<K, isize>` (over all of a key's vals) |
 //! | `count()` (`Collection`) | `arrange_by_self_persisted(..)?.count_total()`, or [`CountPersisted::count`] on the byte arrangement |
-//! | `iterate` (read-only use inside the loop) | `arranged.enter(scope)` inside the loop, joined with `inner.arrange_by_key_encoded()` (`tests/dd_ports.rs`, `tests/dd_ports_arrange.rs`) |
+//! | `iterate` (read-only use inside the loop) | `arranged.enter(scope)` inside the loop, joined with `inner.arrange_by_key_encoded()` (`tests/ports/dd_ports.rs`, `tests/ports/dd_ports_arrange.rs`) |
 //! | `trace.import(scope)`, `import_named`, `import_core`, `import_frontier`, `import_frontier_core` | the same calls: `arranged.trace.import(scope)` gives a typed arrangement whose times complete only over checked blocks ([`import`]); on the byte-level trace, [`ImportChecked::import_checked`] |
 //! | `persist` a collection / de-upsert | [`Persist::persist`], [`UpsertPersisted::upsert_persisted`], at any [`PersistTime`] |
 //!

@@ -376,7 +376,7 @@ where
 /// Unsealed data is judged by what the streams held when the store was opened
 /// ([`Store::held_data_at_open`]), never by what they hold now: workers build at different moments, and
 /// one that built first may have written its stream already (under load in CI, a worker refused the directory another worker of its own process had
-/// just written, and the dataflow, built on one worker only, hung; `tests/restart_build_order.rs`).
+/// just written, and the dataflow, built on one worker only, hung; `tests/restart/restart_build_order.rs`).
 ///
 /// - A stream that held sealed data: refused now. In one process no worker seals before every worker
 ///   built (the frontier waits for all), and building creates the worker's stream durably first, so no

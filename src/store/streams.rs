@@ -263,7 +263,7 @@ impl Store {
     /// operators downstream of it. Do not raise it by hand: the history the operator re-emits after a
     /// restart would be collapsed to the new since, the restarted dataflow's answers below it lost, and a
     /// persisted operator downstream whose upper is below it would take that history again (rows doubled,
-    /// retractions lost; `tests/restart_compaction.rs` shows the rule the operators follow).
+    /// retractions lost; `tests/compaction/restart_compaction.rs` shows the rule the operators follow).
     ///
     /// Errors: [`Error::UnknownStream`]; [`Error::BadInput`] if `since` is below the stream's current since
     /// (it never goes backward) or is `u64::MAX`, or while a persisted operator writes the stream (its

@@ -6,7 +6,7 @@
 //! instead of two operators writing one stream; and a stream that held data at the open tells a worker
 //! that the directory was written by some set of workers. It is fixed at the open, not read from the
 //! current state: another worker of this process may have written its own stream already when this one
-//! looks (found by `tests/crash_states_operators.rs`, where the idle worker refused a layout it had
+//! looks (found by `tests/durability/crash_states_operators.rs`, where the idle worker refused a layout it had
 //! written itself and the dataflow hung).
 //!
 //! Invariant: `Writers::live` holds exactly the ids of live [`WriterClaim`]s, and [`PROCESS_CLAIMS`] holds

@@ -193,7 +193,7 @@ impl FileLog {
     }
 
     /// Calls `hook` before every step of creating, syncing and removing segment files, failing the step
-    /// if it returns an error: a fault-injection seam for tests (`tests/wal_faults.rs`).
+    /// if it returns an error: a fault-injection seam for tests (`tests/durability/wal_faults.rs`).
     pub fn with_segment_fault_hook(mut self, hook: SegmentFaultHook) -> Self {
         self.files.hook = Some(hook);
         self

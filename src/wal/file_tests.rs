@@ -444,7 +444,7 @@ fn a_reopened_segment_of_an_older_version_gets_no_sync_marks() {
 
 #[test]
 fn a_last_segment_of_a_header_of_zeros_is_a_torn_creation() {
-    // Found by `tests/crash_states.rs`: a power loss while creating a segment kept its size (a header) but
+    // Found by `tests/durability/crash_states.rs`: a power loss while creating a segment kept its size (a header) but
     // not its bytes. It never held a record (records follow the header's fsync), so it is cut, not corrupt.
     let dir = tempfile::tempdir().unwrap();
     let lsns = write_records(dir.path(), 1 << 20, &[b"one", b"two"]);

@@ -1,7 +1,7 @@
 //! Segment files of [`FileLog`]: creating one (header written and synced, then the directory), starting
 //! it as the active segment (at a rollover, or an idle rotation when every record is released), and
 //! removing released ones. Every step (and each group commit's write + `fdatasync`) is behind an optional fault hook
-//! ([`SegmentFaultHook`]) so that tests can fail each step in turn (`tests/wal_faults.rs`).
+//! ([`SegmentFaultHook`]) so that tests can fail each step in turn (`tests/durability/wal_faults.rs`).
 //!
 //! When a segment passes its size limit it is fsync'd and closed, and a new one is created and fsync'd
 //! together with the directory before any record is written to it. So only the last segment can have a

@@ -213,9 +213,22 @@ pub fn child_var(name: &str) -> Option<String> {
     value
 }
 
-/// Runs the `#[ignore]`d test `name` of the current test binary as a child process (with `envs` set and
-/// its stdout piped), for tests that kill a process midway (`kill -9`) and check what survived.
-pub fn spawn_child(name: &str, envs: &[(&str, String)]) -> std::process::Child {
+/// Runs the `#[ignore]`d test `name` of module `module` (the caller's `module_path!()`) of the current test
+/// binary as a child process (with `envs` set and its stdout piped), for tests that kill a process midway
+/// (`kill -9`) and check what survived. The test binaries group several modules (`tests/<group>/main.rs`),
+/// so the child is named by its path in the binary (`module_path!()` without the crate's name); a name the
+/// binary does not list fails here instead of running no test at all.
+pub fn spawn_child(module: &str, name: &str, envs: &[(&str, String)]) -> std::process::Child {
+    let name = match module.split_once("::") {
+        Some((_crate, path)) => format!("{path}::{name}"),
+        None => name.to_string(),
+    };
+    assert!(
+        ignored_tests().contains(&name),
+        "no ignored test {name:?} in this test binary: {:?}",
+        ignored_tests()
+    );
+    let name = name.as_str();
     let mut command = std::process::Command::new(std::env::current_exe().unwrap());
     command
         .args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"])
@@ -224,6 +237,24 @@ pub fn spawn_child(name: &str, envs: &[(&str, String)]) -> std::process::Child {
         command.env(key, value);
     }
     command.spawn().unwrap()
+}
+
+/// The names of the current test binary's `#[ignore]`d tests (its `--list --ignored`), read once.
+fn ignored_tests() -> &'static Vec<String> {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--list", "--ignored"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_suffix(": test"))
+            .map(str::to_string)
+            .collect()
+    })
 }
 
 /// Checks how a killed child process ended: killed by SIGKILL, or exited successfully before the kill

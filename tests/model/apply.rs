@@ -1,7 +1,7 @@
 //! `Harness::apply`: one operation on the store and on the model, with the checks it calls for.
 
 use super::{consolidate, Harness, StreamModel};
-use crate::Op;
+use crate::model::Op;
 use ddpersist::batch::batch_file_name;
 use ddpersist::{Error, OwnedUpdate, StreamOptions, FRONTIER_CLOSED};
 use std::collections::BTreeSet;

@@ -27,7 +27,7 @@
 //! replayed, and the state's size follows the number of keys, not of upserts. (A downstream operator whose
 //! upper lagged the state's would otherwise, after a restart, get the state's history before the since
 //! collapsed into one time at or past its upper, and keep values whose retractions were compacted away:
-//! the fault `tests/restart_chain.rs`'s chain over two stores hit when the arrangement's seals lagged.)
+//! the fault `tests/restart/restart_chain.rs`'s chain over two stores hit when the arrangement's seals lagged.)
 //! This needs the persisted operators downstream alive while the upsert runs: keep a chain's operators in
 //! one dataflow (a downstream operator dropped while the upsert goes on no longer holds the since back). In
 //! a cluster (the store holds only some workers' state streams) the state is not compacted, since
