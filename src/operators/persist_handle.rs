@@ -72,7 +72,8 @@ impl PersistHandle {
     /// store holds: a restarted input must replay the same updates below [`own_upper`](Self::own_upper),
     /// or start at [`resume_at`](Self::resume_at) with none below it (then this stays 0). A count where
     /// none was expected means the input was fed from too early a time, and what it held there that the
-    /// store does not is lost.
+    /// store does not is lost. Always 0 for a durable stream, whose operator refuses such updates
+    /// ([`Error::BadInput`](crate::Error::BadInput) in [`error`](Self::error)).
     pub fn replayed_updates(&self) -> u64 {
         self.shared.replayed.get()
     }

@@ -538,7 +538,8 @@ macro_rules! worker_handle_accessors {
         ///
         /// A durable stream's input does not replay: its *new* updates must be at or beyond
         /// [`ResumeState::greatest_upper`](crate::operators::ResumeState::greatest_upper) (after a crash
-        /// the workers' uppers may differ, and a worker drops input below its own upper as persisted).
+        /// the workers' uppers may differ, and a worker refuses input below its own upper as a replay,
+        /// [`Error::BadInput`](crate::Error::BadInput), stopping).
         pub fn resume_at(&self) -> u64 {
             self.resume.resume_at()
         }

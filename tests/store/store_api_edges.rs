@@ -3,7 +3,6 @@
 //! one byte over), empty keys and zero-sized vals, lookups as of `u64::MAX`, empty writes and empty
 //! seals, across merges and a reopen.
 
-
 use ddpersist::{Error, Options, Store, StreamOptions, FRONTIER_CLOSED};
 use std::collections::BTreeMap;
 
