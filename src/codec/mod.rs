@@ -45,6 +45,11 @@ mod std_types;
 #[cfg(test)]
 mod tests;
 
+/// At most the first 32 bytes of `bytes`, for error messages.
+pub(crate) fn truncated(bytes: &[u8]) -> &[u8] {
+    &bytes[..bytes.len().min(32)]
+}
+
 /// A type that can be stored as a key or a value.
 ///
 /// Implementations must be order-preserving (`a.cmp(&b) == a.to_bytes().cmp(&b.to_bytes())`) and

@@ -60,9 +60,10 @@ pub struct PersistOptions {
     /// [`PersistHandle::resume_at`]. A stream's durability is fixed when it is created: building an id whose
     /// streams were created with the other one fails ([`Error::BadInput`]; the two resume differently).
     /// Only an operator fed by a source that cannot replay is durable: a persisted operator upstream
-    /// re-emits what it persisted on restart, and a durable operator that receives an update below its
-    /// upper (a replay, which would re-send its recovered unsealed updates too) records
-    /// [`Error::BadInput`] in its handle and stops.
+    /// re-emits what it persisted on restart. A durable build directly over one's output is refused, and
+    /// a durable operator that receives an update below its upper (a replay, which would re-send its
+    /// recovered unsealed updates too) records [`Error::BadInput`] in its handle and stops, with every
+    /// worker of it (`operators::replays`).
     pub durable: bool,
     /// Where the operator runs its seals (default [`SealMode::Adaptive`]).
     pub seals: SealMode,
@@ -86,8 +87,10 @@ pub trait ArrangePersisted<'scope, K, V, T: PersistTime = u64> {
     /// is empty or in use by another live operator on this worker, or one of the id's streams holds a time
     /// beyond `T`'s range; store errors from creating or opening the stream ([`Error::Corrupt`] when batch
     /// files are missing or disagree with the manifest; a damaged block is met later and stops the
-    /// arrangement: fail-stop, see [`PersistedTrace`]). While running, an input update before its
-    /// message's time (timely's contract: never) is an [`Error::BadInput`] in the handle, and stops it.
+    /// arrangement: fail-stop, see [`PersistedTrace`]); [`Error::BadInput`] for a durable build over the
+    /// output of a persisted operator (which replays on restart). While running, an input update before
+    /// its message's time (timely's contract: never), or below a durable stream's upper (a replay), is an
+    /// [`Error::BadInput`] in the handle, and stops it.
     fn arrange_persisted(self, store: &Store, id: &str) -> Result<PersistedArrangement<'scope, T>>
     where
         K: Codec + ExchangeData,
@@ -132,6 +135,7 @@ where
     {
         let scope = self.inner.scope();
         let (index, peers) = (scope.index(), scope.peers());
+        super::replays::refuse_durable_over(&self.inner, id, options.durable)?;
         let stream_options = StreamOptions {
             durable: options.durable,
         };

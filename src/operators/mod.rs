@@ -87,6 +87,7 @@ pub mod import;
 pub mod pass_through;
 mod persist_handle;
 mod persister;
+mod replays;
 pub mod resume;
 mod sealer;
 pub mod time;

@@ -15,7 +15,7 @@
 //! 3. on every activation: writes the new input updates to the store (paying the manager's rate limit),
 //!    then passes them through; input at times below [`PersistHandle::own_upper`] was persisted (and
 //!    replayed) already and is dropped, so replaying a source from [`PersistHandle::resume_at`] is
-//!    idempotent;
+//!    idempotent (a durable stream's operator refuses it instead: below);
 //! 4. when the input frontier advances: seals the stream there (recording the advance even without
 //!    data), and holds its output capability at the persisted upper, so a downstream operator sees a time
 //!    complete only once it is sealed.
@@ -69,9 +69,10 @@ pub trait Persist<'scope, K, V, T: PersistTime = u64> {
     /// (`Store::check_types`), or with the other durability
     /// ([`ManagerOptions::durable`](crate::ManagerOptions::durable)); store errors opening or reading the
     /// stream; [`Error::Corrupt`] if a persisted key or val does not decode as `K` or `V`;
-    /// [`Error::BadInput`] if one of the id's streams holds a time beyond `T`'s range. While running, an
-    /// input update before its message's time (timely's contract: never) is an [`Error::BadInput`] in the
-    /// handle, and stops it.
+    /// [`Error::BadInput`] if one of the id's streams holds a time beyond `T`'s range, or for a durable
+    /// token over the output of a persisted operator (which replays on restart). While running, an input
+    /// update before its message's time (timely's contract: never), or below a durable stream's upper (a
+    /// replay), is an [`Error::BadInput`] in the handle, and stops it.
     fn persist(self, token: Token) -> Result<Persisted<'scope, K, V, T>>;
 }
 
@@ -94,6 +95,7 @@ where
         let manager = token.manager().clone();
         let store = manager.store().clone();
         let durable = manager.options().durable;
+        super::replays::refuse_durable_over(&self.inner, token.id(), durable)?;
         let opened = open_worker_stream::<T>(
             &store,
             token.id(),
@@ -113,6 +115,7 @@ where
             let exchange = Exchange::new(update_hash::<K, V, T, i64>());
             build(self.inner, exchange, token, replay, persister)
         };
+        super::replays::mark_replaying(&output);
         Ok((output.as_collection(), handle))
     }
 }

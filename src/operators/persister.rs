@@ -7,9 +7,8 @@
 //! makes for a trace over `T` by [`description`] (an upper beyond `T`'s range is `T`'s empty frontier).
 //!
 //! - [`stage`](Persister::stage) encodes input updates (by [`Codec`]) into one reused buffer, skipping
-//!   those at times below the trace's upper: they are persisted already (a restarted dataflow replays its
-//!   input, and the replay is idempotent; a durable stream's operator refuses them first, in
-//!   [`refuse_times`](Persister::refuse_times): its input must not replay);
+//!   those below the trace's upper: persisted already (a restarted input replays, idempotently; a durable
+//!   stream's must not: [`refuse_times`](Persister::refuse_times) refuses them, `super::replays`);
 //! - [`write_staged`](Persister::write_staged) writes the staged updates with one `Store::write_bytes`
 //!   call and notes their times as pending (written, not sealed);
 //! - [`advance`](Persister::advance) reacts to the input frontier moving to `f`: it seals the stream at
@@ -49,7 +48,7 @@ use super::resume::{ResumeState, WorkerStream};
 use super::sealer::{Placement, Request, SealCounts, SealMode, Sealer};
 pub(crate) use super::time::input_bound;
 use super::PersistTime;
-use crate::codec::Codec;
+use crate::codec::{truncated, Codec};
 use crate::error::Error;
 use crate::manager::PersistManager;
 use crate::store::{SealOptions, Store, WriterClaim};
@@ -72,11 +71,6 @@ const MAX_SEALS_IN_FLIGHT: usize = 2;
 /// Staged bytes (keys, vals and 24 bytes of framing per update) that trigger a write before the input is
 /// drained, keeping one write well under the store's 512 MiB limit.
 const FLUSH_BYTES: usize = 64 << 20;
-
-/// At most the first 32 bytes of `bytes`, for error messages.
-fn truncated(bytes: &[u8]) -> &[u8] {
-    &bytes[..bytes.len().min(32)]
-}
 
 /// The write path of one worker's stream: see the module docs.
 pub(crate) struct Persister {
@@ -257,7 +251,7 @@ impl Persister {
     ) -> bool {
         let mut check = super::time::check_message_times(&self.stream, message, times.clone());
         if self.durable && check.is_ok() {
-            check = super::time::refuse_replay(&self.stream, self.upper, times);
+            check = super::replays::refuse_replay(&self.store, &self.stream, self.upper, times);
         }
         check.map_err(|e| self.fail(e)).is_err()
     }
@@ -335,6 +329,9 @@ impl Persister {
 
     /// Writes the staged updates to the store in one call.
     pub(crate) fn write_staged(&mut self) {
+        if let Err(e) = super::replays::refused_by_sibling(&self.store, &self.stream, self.durable) {
+            self.fail(e);
+        }
         if self.stopped {
             // A stopped persister writes nothing more (module docs).
             self.staged.clear();

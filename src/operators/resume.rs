@@ -24,7 +24,7 @@
 //!
 //! The input replays from `R` (the same value on every worker). A worker drops replayed input below its
 //! own stream's upper (it is persisted there: the replay must be the same data for those times) and
-//! persists the rest. After a clean shutdown all uppers are equal, so new input can start at `R`. A
+//! persists the rest; a durable stream's input does not replay (`operators::replays`). After a clean shutdown all uppers are equal, so new input can start at `R`. A
 //! closed input is the source's end (its streams are marked finished): a run that only reads keeps its
 //! input open (advanced to `R`) and drops its dataflow.
 //!
@@ -551,7 +551,8 @@ macro_rules! worker_handle_accessors {
         }
 
         /// This worker's stream's sealed upper when the operator was built (at or above
-        /// [`resume_at`](Self::resume_at)): input below it was persisted by an earlier run and is dropped.
+        /// [`resume_at`](Self::resume_at)): input below it was persisted by an earlier run and is dropped
+        /// (refused, for a durable stream, whose input must not replay).
         pub fn own_upper(&self) -> u64 {
             self.own_upper
         }

@@ -282,46 +282,50 @@ where
         L: FnMut(&K, &V) -> I + 'static,
     {
         let failures = self.failures();
-        self.stream
-            .unary(Pipeline, "TypedAsCollection", move |_, _| {
-                // Capabilities held for good after a failure (module docs).
-                let mut held = Vec::new();
-                move |input, output| {
-                    input.for_each(|time, data| {
-                        let failed_before = failures.count();
-                        let mut session = output.session(&time);
-                        for span in data.iter() {
-                            let Some(batch) = span.inner.as_ref() else {
-                                continue;
-                            };
-                            let mut cursor = batch.cursor();
-                            while let Some(key_bytes) = cursor.get_key(batch) {
-                                if let Some(key) = failures.decode::<K>("key", key_bytes) {
-                                    while let Some(val_bytes) = cursor.get_val(batch) {
-                                        if let Some(val) = failures.decode::<V>("val", val_bytes) {
-                                            for datum in logic(&key, &val) {
-                                                cursor.map_times(batch, |t, d| {
-                                                    let diff = <BatchCursor<Tr> as Cursor>::owned_diff(d);
-                                                    if let Some(diff) = failures.diff::<R>(key_bytes, diff) {
-                                                        let t = <BatchCursor<Tr> as Cursor>::owned_time(t);
-                                                        session.give((datum.clone(), t, diff));
-                                                    }
-                                                });
-                                            }
+        let persisted = self.trace.handle.is_some();
+        let output = self.stream.unary(Pipeline, "TypedAsCollection", move |_, _| {
+            // Capabilities held for good after a failure (module docs).
+            let mut held = Vec::new();
+            move |input, output| {
+                input.for_each(|time, data| {
+                    let failed_before = failures.count();
+                    let mut session = output.session(&time);
+                    for span in data.iter() {
+                        let Some(batch) = span.inner.as_ref() else {
+                            continue;
+                        };
+                        let mut cursor = batch.cursor();
+                        while let Some(key_bytes) = cursor.get_key(batch) {
+                            if let Some(key) = failures.decode::<K>("key", key_bytes) {
+                                while let Some(val_bytes) = cursor.get_val(batch) {
+                                    if let Some(val) = failures.decode::<V>("val", val_bytes) {
+                                        for datum in logic(&key, &val) {
+                                            cursor.map_times(batch, |t, d| {
+                                                let diff = <BatchCursor<Tr> as Cursor>::owned_diff(d);
+                                                if let Some(diff) = failures.diff::<R>(key_bytes, diff) {
+                                                    let t = <BatchCursor<Tr> as Cursor>::owned_time(t);
+                                                    session.give((datum.clone(), t, diff));
+                                                }
+                                            });
                                         }
-                                        cursor.step_val(batch);
                                     }
+                                    cursor.step_val(batch);
                                 }
-                                cursor.step_key(batch);
                             }
+                            cursor.step_key(batch);
                         }
-                        if failures.count() > failed_before {
-                            held.push(time.retain_stamp(0));
-                        }
-                    });
-                }
-            })
-            .as_collection()
+                    }
+                    if failures.count() > failed_before {
+                        held.push(time.retain_stamp(0));
+                    }
+                });
+            }
+        });
+        if persisted {
+            // A persisted arrangement re-emits its batches on restart.
+            super::replays::mark_replaying(&output);
+        }
+        output.as_collection()
     }
 
     /// An empty collection that holds its frontier for good at the time of every batch of this

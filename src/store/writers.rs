@@ -39,6 +39,9 @@ pub(crate) struct Writers {
     held_at_open: HashMap<String, HeldAtOpen>,
     /// Streams claimed by a writer since this open (live or released since).
     claimed: HashSet<String>,
+    /// Worker streams of persisted operators one of whose durable workers refused its input's replay
+    /// since this open (`operators::replays`): each of them stops; cleared when the stream is dropped.
+    refused_replay: HashSet<String>,
 }
 
 /// What a stream held when the store was opened ([`Store::held_data_at_open`]).
@@ -59,6 +62,7 @@ impl Writers {
             in_flight: HashMap::new(),
             held_at_open,
             claimed: HashSet::new(),
+            refused_replay: HashSet::new(),
         }
     }
 }
@@ -229,9 +233,22 @@ impl Store {
         self.inner.writers.lock().claimed.contains(id)
     }
 
+    /// Marks `streams` (every worker stream of a persisted operator) as having had their input's replay
+    /// refused by one of them (see `operators::replays`), until each is dropped or the store reopened.
+    pub(crate) fn mark_replay_refused(&self, streams: impl IntoIterator<Item = String>) {
+        self.inner.writers.lock().refused_replay.extend(streams);
+    }
+
+    /// Whether stream `id` is marked by [`mark_replay_refused`](Self::mark_replay_refused).
+    pub(crate) fn replay_refused(&self, id: &str) -> bool {
+        self.inner.writers.lock().refused_replay.contains(id)
+    }
+
     /// Notes that stream `id` was dropped: what it held at the open is gone.
     pub(crate) fn forget_held_at_open(&self, id: &str) {
-        self.inner.writers.lock().held_at_open.remove(id);
+        let mut writers = self.inner.writers.lock();
+        writers.held_at_open.remove(id);
+        writers.refused_replay.remove(id);
     }
 }
 

@@ -14,7 +14,10 @@
 //! as new and count twice. Adversarial round 11 found that (a count of 2 for a row sent once); now such a
 //! downstream refuses its input's replay (an update below its upper, which a source that cannot replay
 //! never sends) with `BadInput` in its handle, stops and holds its frontier, before it seals anything
-//! twice. Chains with a downstream that is not durable hold every row once.
+//! twice (the chains below pass through a `map`, which hides the upstream from the build's check). Chains
+//! with a downstream that is not durable hold every row once. A durable operator built directly over a
+//! persisted operator's output is refused at build; with two workers, every worker stops when one
+//! refuses (review of the fix: a worker given only rows ahead took them as new).
 
 use ddpersist::operators::{worker_stream_id, ArrangeTyped, Persist, PersistOptions, UpsertPersisted};
 use ddpersist::{ManagerOptions, PersistManager, Store};
@@ -87,6 +90,9 @@ fn run(dir: &Path, upstream: Upstream, down: Down, first: bool) -> Option<String
                         durable,
                         ..Default::default()
                     };
+                    // Through a `map`, which hides the replaying upstream from the build's check (the
+                    // direct chains are refused at build: below); the replay is refused while running.
+                    let passed = passed.map(|row| row);
                     let down = passed.arrange_by_key_persisted_with(&st, "down", o).unwrap();
                     let handle = down.handle().unwrap();
                     let (state, errors) = (state.merge(handle.resume_state()), handle.errors().clone());
@@ -250,4 +256,184 @@ fn a_durable_persist_feeding_an_upsert_holds_each_row_once() {
 #[test]
 fn a_durable_arrangement_feeding_an_upsert_holds_each_row_once() {
     check(Upstream::Arrange, Down::Upsert);
+}
+
+/// A durable operator built directly over the output of a persisted operator (which replays on restart)
+/// is refused at build, before it holds anything: `persist`, `upsert_persisted` and a persisted
+/// arrangement's `as_collection` feeding `arrange_by_key_persisted_with`, `arrange_by_self_persisted_with`
+/// and `persist` through a durable manager. The same chains built not durable are taken.
+#[test]
+fn a_durable_operator_built_directly_over_a_persisted_output_is_refused_at_build() {
+    use ddpersist::operators::typed_arrange::ArrangeTypedBySelf;
+    use ddpersist::operators::UpsertPersisted;
+    use timely::dataflow::operators::Input as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let outcomes = timely::execute_directly(move |worker| {
+        let durable = PersistManager::with_options(
+            store.clone(),
+            ManagerOptions {
+                durable: true,
+                ..Default::default()
+            },
+        );
+        let plain = PersistManager::new(store.clone());
+        let opts = |durable| PersistOptions {
+            durable,
+            ..Default::default()
+        };
+        let outcomes = worker.dataflow::<u64, _, _>(|scope| {
+            let (_input, rows) = scope.new_collection::<(u32, String), i64>();
+            let (persisted, _) = rows.clone().persist(durable.token("src", 0).unwrap()).unwrap();
+            let (_upserts_in, upserts) = scope.new_input::<Vec<(u32, Option<String>, u64)>>();
+            let (upserted, _) = upserts.upsert_persisted(&store, "ups").unwrap();
+            let arranged = rows.arrange_by_key_persisted(&store, "arr").unwrap();
+            let as_collection = arranged.as_collection(|k: &u32, v: &String| (*k, v.clone()));
+            let refused = |r: Result<(), ddpersist::Error>| match r {
+                Err(ddpersist::Error::BadInput { detail }) => detail.contains("replays"),
+                _ => false,
+            };
+            let arrange =
+                |c: &differential_dataflow::VecCollection<_, (u32, String), i64>, id: &str, durable| {
+                    c.clone()
+                        .arrange_by_key_persisted_with(&store, id, opts(durable))
+                        .map(|_| ())
+                };
+            vec![
+                refused(arrange(&persisted, "a1", true)),
+                refused(arrange(&upserted, "a2", true)),
+                refused(arrange(&as_collection, "a3", true)),
+                refused(
+                    persisted
+                        .clone()
+                        .arrange_by_self_persisted_with(&store, "a4", opts(true))
+                        .map(|_| ()),
+                ),
+                refused(
+                    persisted
+                        .clone()
+                        .persist(durable.token("p5", 0).unwrap())
+                        .map(|_| ()),
+                ),
+                // Not durable: taken.
+                arrange(&persisted, "b1", false).is_ok(),
+                arrange(&as_collection, "b2", false).is_ok(),
+                persisted.clone().persist(plain.token("b3", 0).unwrap()).is_ok(),
+            ]
+        });
+        for df in worker.installed_dataflows() {
+            worker.drop_dataflow(df);
+        }
+        outcomes
+    });
+    assert_eq!(outcomes, vec![true; 8]);
+}
+
+/// One run of two workers: a durable `persist` of `rows`, through a `map`, into a durable arrangement.
+/// `first`: feeds one row at time 0 and 40 rows ahead at time 20, advances to 5, steps until both
+/// workers' downstream streams hold rows ahead unsealed and drops the dataflow. Else: advances the input
+/// to the agreed greatest upper, steps until a worker reports an error, then advances the input to 30 and
+/// steps until its own handle reports one. Returns each worker's error.
+fn run_two_workers(dir: &Path, first: bool) -> Vec<Option<String>> {
+    use ddpersist::trace::ErrorSlot;
+    use std::sync::{Arc, Mutex};
+    let store = Store::open(dir).unwrap();
+    let manager = PersistManager::with_options(
+        store.clone(),
+        ManagerOptions {
+            durable: true,
+            ..Default::default()
+        },
+    );
+    let slots: Arc<Mutex<Vec<ErrorSlot>>> = Arc::default();
+    let outcome = timely::execute(timely::Config::process(2), move |worker| {
+        let probe = ProbeHandle::new();
+        let (st, index) = (store.clone(), worker.index());
+        let token = manager.token("up", index).unwrap();
+        let (mut input, state, errors) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<(u32, String), i64>();
+            let (passed, up) = rows.persist(token).unwrap();
+            let o = PersistOptions {
+                durable: true,
+                ..Default::default()
+            };
+            let down = passed
+                .map(|row| row)
+                .arrange_by_key_persisted_with(&st, "down", o)
+                .unwrap();
+            let handle = down.handle().unwrap();
+            let out = (
+                up.resume_state().merge(handle.resume_state()),
+                handle.errors().clone(),
+            );
+            down.stream.probe_with(&probe);
+            (input, out.0, out.1)
+        });
+        slots.lock().unwrap().push(errors.clone());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let step = |worker: &mut timely::worker::Worker, what: &str| {
+            assert!(Instant::now() < deadline, "hang: {what}");
+            worker.step();
+        };
+        if first {
+            if index == 0 {
+                input.update((1, "now".to_string()), 1);
+                for k in 100..140 {
+                    input.update_at((k, "ahead".to_string()), 20, 1);
+                }
+            }
+            input.advance_to(5);
+            input.flush();
+            while probe.less_than(&5) {
+                step(worker, "the first run's seal");
+            }
+            let holds = |w| st.unsealed_len(&worker_stream_id("down", w, 2)).unwrap_or(0);
+            while holds(0) == 0 || holds(1) == 0 {
+                step(worker, "rows ahead on both workers");
+            }
+        } else {
+            input.advance_to(state.greatest_upper);
+            input.flush();
+            let refused =
+                |slots: &Mutex<Vec<ErrorSlot>>| slots.lock().unwrap().iter().any(|s| s.message().is_some());
+            while !refused(&slots) {
+                step(worker, "a worker refusing the replay");
+            }
+            input.advance_to(30);
+            input.flush();
+            while errors.message().is_none() {
+                step(worker, "every worker stopping");
+            }
+        }
+        for df in worker.installed_dataflows() {
+            worker.drop_dataflow(df);
+        }
+        errors.message()
+    })
+    .unwrap()
+    .join();
+    outcome.into_iter().map(|r| r.unwrap()).collect()
+}
+
+/// Two workers, the replay exchanged between them: the worker given the row below its upper refuses it;
+/// the other, given only rows ahead (at or beyond its upper, which it cannot tell from new ones), stops
+/// too (its sibling marked the operator in the store), before it seals them a second time.
+#[test]
+fn every_worker_of_a_durable_arrangement_stops_when_one_refuses_the_replay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = run_two_workers(tmp.path(), true);
+    assert_eq!(first, vec![None, None]);
+    let errors = run_two_workers(tmp.path(), false);
+    for error in &errors {
+        let error = error.as_deref().unwrap_or_default();
+        assert!(error.contains("replay"), "{errors:?}");
+    }
+    let store = Store::open(tmp.path()).unwrap();
+    for w in 0..2 {
+        let upper = store.upper(&worker_stream_id("down", w, 2)).unwrap();
+        assert!(
+            upper <= 20,
+            "worker {w} sealed the rows ahead (time 20) again: upper {upper}"
+        );
+    }
 }

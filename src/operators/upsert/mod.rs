@@ -137,6 +137,7 @@ where
             });
             build(self, exchange, state)
         };
+        super::replays::mark_replaying(&output.inner);
         Ok((output, handle))
     }
 }

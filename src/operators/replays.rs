@@ -1,0 +1,89 @@
+//! Streams that replay on restart, known on the worker that built them: the outputs of persisting
+//! operators (`persist`, `upsert_persisted`) and a persisted arrangement's collection
+//! (`TypedArranged::flat_map_ref`, behind `as_collection`), which re-emit what earlier runs persisted.
+//! A durable operator built directly over one is refused at build ([`refuse_durable_over`]): its
+//! input replays, and it would count its recovered unsealed updates twice (adversarial round 11). An
+//! operator in between (a `map`) hides the replay from this check; the persister's
+//! [`refuse_times`](super::persister::Persister::refuse_times) then refuses the replay's first update
+//! below the operator's upper while running.
+//!
+//! The refusal itself is per worker: a replay exchanged between workers may give a worker only updates
+//! at or beyond its upper, which it cannot tell from new ones. So the first worker that refuses marks the
+//! operator's worker streams in its store ([`refuse_replay`]) and every durable worker of them stops at
+//! its next activation before it writes or seals ([`refused_by_sibling`]); a worker that sealed the
+//! replay's updates in between is not undone (the replay arrives in the first activations, and a seal
+//! needs the input frontier past those updates' times, so it is unlikely). The mark lasts until the
+//! stream is dropped (retiring the id, as a durable stream that took a replay needs) or the store is
+//! reopened. Across processes nothing is shared.
+//!
+//! The set of replaying streams is per worker thread (a timely worker builds and runs its dataflows on one thread), keyed by
+//! the stream's scope address and its source `(operator, port)`; it grows by one entry per such stream
+//! built (a few dozen bytes).
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+use std::cell::RefCell;
+use std::collections::HashSet;
+use timely::dataflow::Stream;
+use timely::progress::Timestamp;
+
+thread_local! {
+    /// `(scope address, source operator, source port)` of each replaying stream built on this thread.
+    static REPLAYING: RefCell<HashSet<(Vec<usize>, usize, usize)>> = RefCell::default();
+}
+
+fn key<T: Timestamp, C>(stream: &Stream<'_, T, C>) -> (Vec<usize>, usize, usize) {
+    let source = stream.name();
+    (stream.scope().addr().to_vec(), source.node, source.port)
+}
+
+/// Records that `stream` replays on restart (see the module docs).
+pub(crate) fn mark_replaying<T: Timestamp, C>(stream: &Stream<'_, T, C>) {
+    let key = key(stream);
+    REPLAYING.with(|set| set.borrow_mut().insert(key));
+}
+
+/// Fails with [`Error::BadInput`] if `durable` and `input` is a stream marked as replaying: operator `id`
+/// would be a durable operator over an input that replays.
+pub(crate) fn refuse_durable_over<T: Timestamp, C>(
+    input: &Stream<'_, T, C>,
+    id: &str,
+    durable: bool,
+) -> Result<()> {
+    if !durable || !REPLAYING.with(|set| set.borrow().contains(&key(input))) {
+        return Ok(());
+    }
+    Err(Error::bad_input(format!(
+        "operator {id:?} is built durable over the output of a persisted operator, which replays what it \
+         persisted on restart: a durable stream keeps its unsealed updates and would count those twice; \
+         build it not durable (only an operator fed by a source that cannot replay is durable)"
+    )))
+}
+
+/// [`super::time::refuse_replay`] of the durable worker stream `stream` sealed up to `upper`; a refusal
+/// marks every worker stream of its operator in `store` (module docs).
+pub(crate) fn refuse_replay<'a, T: super::PersistTime>(
+    store: &Store,
+    stream: &str,
+    upper: u64,
+    times: impl Iterator<Item = &'a T>,
+) -> Result<()> {
+    let refused = super::time::refuse_replay(stream, upper, times);
+    if let (Err(_), Some((id, peers))) = (&refused, super::resume::operator_of(stream)) {
+        store.mark_replay_refused((0..peers).map(|i| super::worker_stream_id(id, i, peers)));
+    }
+    refused
+}
+
+/// [`Error::BadInput`] if `stream` is `durable` and marked by [`refuse_replay`] on another worker.
+pub(crate) fn refused_by_sibling(store: &Store, stream: &str, durable: bool) -> Result<()> {
+    match durable && store.replay_refused(stream) {
+        false => Ok(()),
+        true => Err(Error::bad_input(format!(
+            "a worker of the durable operator of stream {stream:?} refused its input's replay (an update \
+             below its upper): every worker of it stops, since a worker given only updates at or beyond \
+             its upper could not tell them from new ones and would count them twice; retire the id \
+             (Store::drop_stream of each worker's stream) and build it not durable"
+        ))),
+    }
+}
