@@ -135,7 +135,7 @@ where
     {
         let scope = self.inner.scope();
         let (index, peers) = (scope.index(), scope.peers());
-        super::replays::refuse_durable_over(&self.inner, id, options.durable)?;
+        super::replays::refuse_durable_over(store, &self.inner, id, options.durable)?;
         let stream_options = StreamOptions {
             durable: options.durable,
         };

@@ -95,7 +95,7 @@ where
         let manager = token.manager().clone();
         let store = manager.store().clone();
         let durable = manager.options().durable;
-        super::replays::refuse_durable_over(&self.inner, token.id(), durable)?;
+        super::replays::refuse_durable_over(&store, &self.inner, token.id(), durable)?;
         let opened = open_worker_stream::<T>(
             &store,
             token.id(),

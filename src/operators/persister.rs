@@ -124,7 +124,8 @@ impl Persister {
         let upper = opened.upper;
         // The stream's since as of the build: a seal asks for a since only above it.
         let requested_since = store.since(&opened.stream).unwrap_or(0);
-        let durable = store.durability(&opened.stream).is_ok_and(|(durable, _)| durable);
+        // A durable stream over a log that keeps nothing is resumed as one that is not (its input replays).
+        let durable = store.durable_log() && store.durability(&opened.stream).is_ok_and(|d| d.0);
         let shared = Shared {
             sealed_upper: Cell::new(upper),
             upper: Cell::new(upper),

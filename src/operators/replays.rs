@@ -43,14 +43,15 @@ pub(crate) fn mark_replaying<T: Timestamp, C>(stream: &Stream<'_, T, C>) {
     REPLAYING.with(|set| set.borrow_mut().insert(key));
 }
 
-/// Fails with [`Error::BadInput`] if `durable` and `input` is a stream marked as replaying: operator `id`
-/// would be a durable operator over an input that replays.
+/// Fails with [`Error::BadInput`] if `durable` (and `store`'s WAL keeps unsealed updates) and `input` is a
+/// stream marked as replaying: operator `id` would be a durable operator over an input that replays.
 pub(crate) fn refuse_durable_over<T: Timestamp, C>(
+    store: &Store,
     input: &Stream<'_, T, C>,
     id: &str,
     durable: bool,
 ) -> Result<()> {
-    if !durable || !REPLAYING.with(|set| set.borrow().contains(&key(input))) {
+    if !durable || !store.durable_log() || !REPLAYING.with(|set| set.borrow().contains(&key(input))) {
         return Ok(());
     }
     Err(Error::bad_input(format!(

@@ -284,7 +284,9 @@ fn check_times_fit<T: PersistTime>(store: &Store, id: &str, by_description: bool
     for meta in manifest.streams.iter().filter(|m| worker_of(&m.id, id).is_some()) {
         let fits = |t: u64| T::from_u64(t).is_some();
         // A stream that is not durable drops its spilled runs (unsealed updates) when its worker builds.
-        let spills = if meta.durable { &meta.spills[..] } else { &[] };
+        // So does a durable stream over a log that keeps nothing (an in-memory store).
+        let durable = meta.durable && store.durable_log();
+        let spills = if durable { &meta.spills[..] } else { &[] };
         let reaches_past = (meta.batches.iter().chain(spills)).find(|b| b.upper > 0 && !fits(b.upper - 1));
         let past = match reaches_past {
             None => None,
@@ -292,12 +294,12 @@ fn check_times_fit<T: PersistTime>(store: &Store, id: &str, by_description: bool
             // Rare: read the stream's updates, as its replay will.
             Some(_) => (store.snapshot(&meta.id)?.iter()?)
                 .map(|u| u.map(|(_, _, t, _)| t))
-                .filter(|t| !matches!(t, Ok(t) if !meta.durable && *t >= meta.upper))
+                .filter(|t| !matches!(t, Ok(t) if !durable && *t >= meta.upper))
                 .find(|t| !matches!(t, Ok(t) if fits((*t).max(meta.since))))
                 .transpose()?
                 .map(|t| format!("an update at time {t}")),
         };
-        let unsealed = match meta.durable {
+        let unsealed = match durable {
             true => store.unsealed_max_time(&meta.id)?,
             false => None, // dropped when its worker builds
         };

@@ -144,7 +144,7 @@ where
         T: PersistTime,
         R: PersistDiff,
     {
-        super::replays::refuse_durable_over(&self.inner, id, options.durable)?;
+        super::replays::refuse_durable_over(store, &self.inner, id, options.durable)?;
         self.map(|k| (k, ()))
             .arrange_by_key_persisted_with(store, id, options)
     }

@@ -313,6 +313,12 @@ impl Store {
         })
     }
 
+    /// Whether the store's WAL keeps what it logs across a reopen: a durable stream keeps its unsealed
+    /// updates only then (an in-memory log keeps nothing, and such a stream is treated as not durable).
+    pub(crate) fn durable_log(&self) -> bool {
+        self.inner.log.is_durable()
+    }
+
     /// Whether stream `id` is durable, and its number (which tells a call that reads it before taking the
     /// lock again that it is still that stream, not one of the id dropped and created again meanwhile).
     pub(crate) fn durability(&self, id: &str) -> Result<(bool, u32)> {

@@ -437,3 +437,61 @@ fn every_worker_of_a_durable_arrangement_stops_when_one_refuses_the_replay() {
         );
     }
 }
+
+/// A store whose WAL keeps nothing (`Store::in_memory`) resumes a durable stream as one that is not (its
+/// unsealed updates are dropped at build and its input replays): a durable operator over a persisted
+/// output builds there, and takes a replay below its upper as a replay (review of the fix).
+#[test]
+fn over_a_log_that_keeps_nothing_a_durable_chain_is_taken() {
+    let store = Store::in_memory().unwrap();
+    let manager = PersistManager::with_options(
+        store.clone(),
+        ManagerOptions {
+            durable: true,
+            ..Default::default()
+        },
+    );
+    let rows = |run: u64| -> Vec<((u32, String), u64, i64)> {
+        (0..=run)
+            .map(|t| ((t as u32, format!("row {t}")), t, 1))
+            .collect()
+    };
+    for run in 0..3u64 {
+        let (store, manager) = (store.clone(), manager.clone());
+        let error = timely::execute_directly(move |worker| {
+            let probe = ProbeHandle::new();
+            let (mut input, handles) = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, c) = scope.new_collection::<(u32, String), i64>();
+                let (passed, up) = c.persist(manager.token("up", 0).unwrap()).unwrap();
+                let o = PersistOptions {
+                    durable: true,
+                    ..Default::default()
+                };
+                let down = passed.arrange_by_key_persisted_with(&store, "down", o).unwrap();
+                let handle = down.handle().unwrap().clone();
+                down.stream.probe_with(&probe);
+                (input, (up, handle))
+            });
+            // A replayable input: every row from the resume point, then the run's new row.
+            input.advance_to(handles.0.resume_at());
+            for (row, t, d) in rows(run).into_iter().filter(|r| r.1 >= handles.0.resume_at()) {
+                input.update_at(row, t, d);
+            }
+            input.advance_to(run + 1);
+            input.flush();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while probe.less_than(&(run + 1)) && handles.1.error().is_none() {
+                assert!(Instant::now() < deadline, "hang in run {run}");
+                worker.step();
+            }
+            for df in worker.installed_dataflows() {
+                worker.drop_dataflow(df);
+            }
+            handles.1.error()
+        });
+        assert_eq!(error, None, "run {run}");
+    }
+    let down = collection(&store, &worker_stream_id("down", 0, 1));
+    let expected: BTreeMap<(u32, String), i64> = rows(2).into_iter().map(|(row, _, d)| (row, d)).collect();
+    assert_eq!(down, expected);
+}
