@@ -34,8 +34,8 @@ pub struct ManagerOptions {
     /// stream's durability is fixed when it is created: a token over streams created with the other one
     /// fails to build ([`Error::BadInput`]). It applies to every token of the manager: a `persist`
     /// downstream of another persisted operator (which replays on restart) takes its token from a manager
-    /// that is not durable (a durable one that receives an update below its upper records
-    /// [`Error::BadInput`] in its handle and stops).
+    /// that is not durable (a durable one is refused at build, or, holding recovered updates, stops with
+    /// [`Error::BadInput`] in its handle when it receives an update below its upper).
     pub durable: bool,
 }
 

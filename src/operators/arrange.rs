@@ -61,9 +61,9 @@ pub struct PersistOptions {
     /// streams were created with the other one fails ([`Error::BadInput`]; the two resume differently).
     /// Only an operator fed by a source that cannot replay is durable: a persisted operator upstream
     /// re-emits what it persisted on restart. A durable build directly over one's output is refused, and
-    /// a durable operator that receives an update below its upper (a replay, which would re-send its
-    /// recovered unsealed updates too) records [`Error::BadInput`] in its handle and stops, with every
-    /// worker of it (`operators::replays`).
+    /// a durable operator holding unsealed updates from before the restart that receives an update below
+    /// its upper (a replay, which would re-send those too) records [`Error::BadInput`] in its handle and
+    /// stops, with every such worker of it (`operators::replays`).
     pub durable: bool,
     /// Where the operator runs its seals (default [`SealMode::Adaptive`]).
     pub seals: SealMode,

@@ -28,8 +28,8 @@
 //! update the operator wrote before a crash survives in the WAL and is replayed downstream once, the input
 //! continues with new updates only, and updates it had sent but the operator had not yet written are lost
 //! with the crash. Replaying into a durable stream would write the recovered times twice: a durable
-//! operator refuses an update below its upper (a replay) with [`Error::BadInput`] in its handle and
-//! stops, so only an operator fed by a source that cannot replay is durable, never one downstream of a
+//! operator holding recovered updates refuses an update below its upper (a replay) with
+//! [`Error::BadInput`] in its handle and stops, so only an operator fed by a source that cannot replay is durable, never one downstream of a
 //! persisted operator (which replays on restart: adversarial round 11). A source that
 //! keeps what is not yet acknowledged loses nothing over a stream that is not durable: a probe on the
 //! output passes a time only once every worker sealed it, so the source drops what lies below the probe's

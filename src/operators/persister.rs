@@ -108,8 +108,9 @@ pub(crate) struct Persister {
     unconfirmed: Vec<String>,
     /// Whether input arrived since the last seal was requested.
     took_input: bool,
-    /// Whether the stream is durable: its input must not replay ([`refuse_times`](Self::refuse_times)).
-    durable: bool,
+    /// Whether the stream is durable (its input must not replay), and held unsealed updates when built,
+    /// which a replay would double ([`refuse_times`](Self::refuse_times)).
+    durable: (bool, bool),
 }
 
 impl Persister {
@@ -126,6 +127,7 @@ impl Persister {
         let requested_since = store.since(&opened.stream).unwrap_or(0);
         // A durable stream over a log that keeps nothing is resumed as one that is not (its input replays).
         let durable = store.durable_log() && store.durability(&opened.stream).is_ok_and(|d| d.0);
+        let durable = (durable, durable && !pending.is_empty());
         let shared = Shared {
             sealed_upper: Cell::new(upper),
             upper: Cell::new(upper),
@@ -251,8 +253,9 @@ impl Persister {
         times: impl Iterator<Item = &'a T> + Clone,
     ) -> bool {
         let mut check = super::time::check_message_times(&self.stream, message, times.clone());
-        if self.durable && check.is_ok() {
-            check = super::replays::refuse_replay(&self.store, &self.stream, self.upper, times);
+        if self.durable.0 && check.is_ok() {
+            check =
+                super::replays::refuse_replay(&self.store, &self.stream, (self.upper, self.durable.1), times);
         }
         check.map_err(|e| self.fail(e)).is_err()
     }
@@ -330,7 +333,7 @@ impl Persister {
 
     /// Writes the staged updates to the store in one call.
     pub(crate) fn write_staged(&mut self) {
-        if let Err(e) = super::replays::refused_by_sibling(&self.store, &self.stream, self.durable) {
+        if let Err(e) = super::replays::refused_by_sibling(&self.store, &self.stream, self.durable.1) {
             self.fail(e);
         }
         if self.stopped {

@@ -5,12 +5,14 @@
 //! input replays, and it would count its recovered unsealed updates twice (adversarial round 11). An
 //! operator in between (a `map`) hides the replay from this check; the persister's
 //! [`refuse_times`](super::persister::Persister::refuse_times) then refuses the replay's first update
-//! below the operator's upper while running.
+//! below the operator's upper while running, if the operator held unsealed updates when built (which
+//! the replay would double; holding none, it drops the replay below its upper, as a stream that is not
+//! durable does).
 //!
-//! The refusal itself is per worker: a replay exchanged between workers may give a worker only updates
-//! at or beyond its upper, which it cannot tell from new ones. So the first worker that refuses marks the
-//! operator's worker streams in its store ([`refuse_replay`]) and every durable worker of them stops at
-//! its next activation before it writes or seals ([`refused_by_sibling`]); a worker that sealed the
+//! Seeing a replay is per worker: one exchanged between workers may give a worker only updates at or
+//! beyond its upper, which it cannot tell from new ones. So the first worker that sees one marks the
+//! operator's worker streams in its store ([`refuse_replay`]) and every durable worker of them that held
+//! unsealed updates stops at its next activation before it writes or seals ([`refused_by_sibling`]); a worker that sealed the
 //! replay's updates in between is not undone (the replay arrives in the first activations, and a seal
 //! needs the input frontier past those updates' times, so it is unlikely). The mark lasts until the
 //! stream is dropped (retiring the id, as a durable stream that took a replay needs) or the store is
@@ -61,24 +63,31 @@ pub(crate) fn refuse_durable_over<T: Timestamp, C>(
     )))
 }
 
-/// [`super::time::refuse_replay`] of the durable worker stream `stream` sealed up to `upper`; a refusal
-/// marks every worker stream of its operator in `store` (module docs).
+/// [`super::time::refuse_replay`] of the durable worker stream `stream` sealed up to `upper`, which held
+/// unsealed updates when built if `recovered`: an update below the upper marks every worker stream of its
+/// operator in `store` as fed by a replay (module docs), and is refused if `recovered` (else it is dropped
+/// as persisted, as for a stream that is not durable: with nothing recovered a replay doubles nothing).
 pub(crate) fn refuse_replay<'a, T: super::PersistTime>(
     store: &Store,
     stream: &str,
-    upper: u64,
+    (upper, recovered): (u64, bool),
     times: impl Iterator<Item = &'a T>,
 ) -> Result<()> {
     let refused = super::time::refuse_replay(stream, upper, times);
     if let (Err(_), Some((id, peers))) = (&refused, super::resume::operator_of(stream)) {
         store.mark_replay_refused((0..peers).map(|i| super::worker_stream_id(id, i, peers)));
     }
-    refused
+    if recovered {
+        refused
+    } else {
+        Ok(())
+    }
 }
 
-/// [`Error::BadInput`] if `stream` is `durable` and marked by [`refuse_replay`] on another worker.
-pub(crate) fn refused_by_sibling(store: &Store, stream: &str, durable: bool) -> Result<()> {
-    match durable && store.replay_refused(stream) {
+/// [`Error::BadInput`] if `stream` held unsealed updates when built (`recovered`) and is marked by
+/// [`refuse_replay`] on any worker.
+pub(crate) fn refused_by_sibling(store: &Store, stream: &str, recovered: bool) -> Result<()> {
+    match recovered && store.replay_refused(stream) {
         false => Ok(()),
         true => Err(Error::bad_input(format!(
             "a worker of the durable operator of stream {stream:?} refused its input's replay (an update \

@@ -200,7 +200,7 @@ pub(crate) fn check_message_times<'a, T: Timestamp>(
 /// too, which the operator would take as new and count twice. That is what every persisted operator
 /// upstream does on restart (it re-emits what it persisted: `persist` its recovered unsealed updates
 /// too), so only an operator fed by a source that cannot replay is durable; the operator stops and holds
-/// its frontier (adversarial round 11: a durable `persist` or arrangement feeding a durable arrangement
+/// its frontier if it held unsealed updates (`operators::replays`) (adversarial round 11: a durable `persist` or arrangement feeding a durable arrangement
 /// held a row sent once twice after a restart). The times at or beyond the upper cannot tell a replay:
 /// an input that replays only those is not found.
 pub(crate) fn refuse_replay<'a, T: PersistTime>(

@@ -176,8 +176,9 @@ fn collection(store: &Store, stream: &str) -> BTreeMap<(u32, String), i64> {
     out
 }
 
-/// Runs the chain twice. A durable downstream fed by an input that replays (every upstream here) must
-/// refuse the replay (an error naming it) without counting a row twice; any other holds each row once.
+/// Runs the chain twice. A durable downstream holding unsealed rows, fed by an input that replays (every
+/// upstream here), must refuse the replay (an error naming it) without counting a row twice; any other
+/// holds each row once.
 fn check(upstream: Upstream, down: Down) {
     let tmp = tempfile::tempdir().unwrap();
     assert_eq!(run(tmp.path(), upstream, down, true), None);
@@ -187,7 +188,10 @@ fn check(upstream: Upstream, down: Down) {
     let downstream = collection(&store, &worker_stream_id("down", 0, 1));
     let sent: BTreeMap<(u32, String), i64> =
         [((1, "now".to_string()), 1), ((2, "ahead".to_string()), 1)].into();
-    if matches!(down, Down::Arrange { durable: true }) {
+    // An arrangement passes on only what it sealed: the downstream holds nothing unsealed from run 1, so
+    // the replay doubles nothing there and is taken (dropped below the upper).
+    let recovered = !matches!(upstream, Upstream::Arrange);
+    if matches!(down, Down::Arrange { durable: true }) && recovered {
         let error = error.unwrap_or_default();
         assert!(
             error.contains("replays") && error.contains("below its upper"),
@@ -240,10 +244,10 @@ fn a_replayed_persist_feeding_an_arrangement_that_is_not_durable_holds_each_row_
     check(Upstream::ReplayedPersist, Down::Arrange { durable: false });
 }
 
-/// An arrangement re-emits its batches on restart: a replay too (it doubled rows whenever the downstream
-/// had taken in, unsealed, rows the upstream had sealed).
+/// An arrangement re-emits its batches on restart: a replay too, which the downstream here takes, since it
+/// held nothing unsealed (it would refuse it had it taken in, unsealed, rows the upstream had sealed).
 #[test]
-fn a_durable_arrangement_fed_by_a_durable_arrangement_refuses_its_replay() {
+fn a_durable_arrangement_fed_by_a_durable_arrangement_holding_nothing_unsealed_takes_its_replay() {
     check(Upstream::Arrange, Down::Arrange { durable: true });
 }
 
