@@ -333,7 +333,8 @@ impl Persister {
 
     /// Writes the staged updates to the store in one call.
     pub(crate) fn write_staged(&mut self) {
-        if let Err(e) = super::replays::refused_by_sibling(&self.store, &self.stream, self.durable.1) {
+        let marked = !self.stopped && self.durable.1;
+        if let Err(e) = super::replays::refused_by_sibling(&self.store, &self.stream, marked) {
             self.fail(e);
         }
         if self.stopped {

@@ -18,31 +18,51 @@
 //! stream is dropped (retiring the id, as a durable stream that took a replay needs) or the store is
 //! reopened. Across processes nothing is shared.
 //!
-//! The set of replaying streams is per worker thread (a timely worker builds and runs its dataflows on one thread), keyed by
-//! the stream's scope address and its source `(operator, port)`; it grows by one entry per such stream
-//! built (a few dozen bytes).
+//! The set of replaying streams is per worker thread (a timely worker builds and runs its dataflows on one
+//! thread), keyed by the worker (its activations, held weakly: `timely::execute_directly` builds a new
+//! worker on the same thread, whose dataflow and operator indices start again at 0; a worker's entries
+//! are dropped once it is gone), the stream's scope address (a dataflow's index is never reused within
+//! a worker) and its source `(operator, port)`; it grows by one entry per such stream built.
 
 use crate::error::{Error, Result};
 use crate::store::Store;
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::rc::{Rc, Weak};
 use timely::dataflow::Stream;
 use timely::progress::Timestamp;
+use timely::scheduling::Activations;
+
+/// A replaying stream: its worker, scope address, source operator and source port.
+type Entry = (Weak<RefCell<Activations>>, Vec<usize>, usize, usize);
 
 thread_local! {
-    /// `(scope address, source operator, source port)` of each replaying stream built on this thread.
-    static REPLAYING: RefCell<HashSet<(Vec<usize>, usize, usize)>> = RefCell::default();
+    /// Each replaying stream built on this thread.
+    static REPLAYING: RefCell<Vec<Entry>> = RefCell::default();
 }
 
-fn key<T: Timestamp, C>(stream: &Stream<'_, T, C>) -> (Vec<usize>, usize, usize) {
+fn entry<T: Timestamp, C>(stream: &Stream<'_, T, C>) -> Entry {
     let source = stream.name();
-    (stream.scope().addr().to_vec(), source.node, source.port)
+    let worker = Rc::downgrade(&stream.scope().activations());
+    (worker, stream.scope().addr().to_vec(), source.node, source.port)
+}
+
+fn same(a: &Entry, b: &Entry) -> bool {
+    Weak::ptr_eq(&a.0, &b.0) && (&a.1, a.2, a.3) == (&b.1, b.2, b.3)
 }
 
 /// Records that `stream` replays on restart (see the module docs).
 pub(crate) fn mark_replaying<T: Timestamp, C>(stream: &Stream<'_, T, C>) {
-    let key = key(stream);
-    REPLAYING.with(|set| set.borrow_mut().insert(key));
+    let entry = entry(stream);
+    REPLAYING.with(|set| {
+        let mut set = set.borrow_mut();
+        set.retain(|e| e.0.strong_count() > 0);
+        set.push(entry);
+    });
+}
+
+fn is_replaying<T: Timestamp, C>(stream: &Stream<'_, T, C>) -> bool {
+    let entry = entry(stream);
+    REPLAYING.with(|set| set.borrow().iter().any(|e| same(e, &entry)))
 }
 
 /// Fails with [`Error::BadInput`] if `durable` (and `store`'s WAL keeps unsealed updates) and `input` is a
@@ -53,7 +73,7 @@ pub(crate) fn refuse_durable_over<T: Timestamp, C>(
     id: &str,
     durable: bool,
 ) -> Result<()> {
-    if !durable || !store.durable_log() || !REPLAYING.with(|set| set.borrow().contains(&key(input))) {
+    if !durable || !store.durable_log() || !is_replaying(input) {
         return Ok(());
     }
     Err(Error::bad_input(format!(

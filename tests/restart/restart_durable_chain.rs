@@ -499,3 +499,48 @@ fn over_a_log_that_keeps_nothing_a_durable_chain_is_taken() {
     let expected: BTreeMap<(u32, String), i64> = rows(2).into_iter().map(|(row, _, d)| (row, d)).collect();
     assert_eq!(down, expected);
 }
+
+/// The build's check knows a replaying stream by its worker, scope address and source operator and port:
+/// a later worker on the same thread (`execute_directly` again), whose indices start at 0 again, does
+/// not mistake a stream at the same place for one (review of the fix: a stale entry refused an unrelated
+/// durable arrangement).
+#[test]
+fn a_later_worker_on_the_same_thread_is_not_refused_for_an_earlier_ones_replaying_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let manager = PersistManager::new(store.clone());
+    let place = timely::execute_directly(move |worker| {
+        let place = worker.dataflow::<u64, _, _>(|scope| {
+            let (_input, rows) = scope.new_collection::<(u32, String), i64>();
+            let (passed, _) = rows.persist(manager.token("p", 0).unwrap()).unwrap();
+            let name = passed.inner.name();
+            (name.node, name.port)
+        });
+        for df in worker.installed_dataflows() {
+            worker.drop_dataflow(df);
+        }
+        place
+    });
+    let built = timely::execute_directly(move |worker| {
+        let built = worker.dataflow::<u64, _, _>(|scope| {
+            let (_input, mut rows) = scope.new_collection::<(u32, String), i64>();
+            // Operators until the stream sits where the earlier worker's replaying one did.
+            while (rows.inner.name().node, rows.inner.name().port) != place {
+                assert!(rows.inner.name().node < place.0, "passed the place {place:?}");
+                rows = rows.map(|row| row);
+            }
+            let o = PersistOptions {
+                durable: true,
+                ..Default::default()
+            };
+            rows.arrange_by_key_persisted_with(&store, "d", o)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        for df in worker.installed_dataflows() {
+            worker.drop_dataflow(df);
+        }
+        built
+    });
+    assert_eq!(built, Ok(()));
+}
