@@ -15,8 +15,9 @@
 //! unsealed updates stops at its next activation before it writes or seals ([`refused_by_sibling`]); a worker that sealed the
 //! replay's updates in between is not undone (the replay arrives in the first activations, and a seal
 //! needs the input frontier past those updates' times, so it is unlikely). The mark lasts until the
-//! stream is dropped (retiring the id, as a durable stream that took a replay needs) or the store is
-//! reopened. Across processes nothing is shared.
+//! worker's operator ends (its persister is dropped: a later operator over the stream, rebuilt in this
+//! process, decides for itself), the stream is dropped (retiring the id, as a durable stream that took a
+//! replay needs) or the store is reopened. Across processes nothing is shared.
 //!
 //! The set of replaying streams is per worker thread (a timely worker builds and runs its dataflows on one
 //! thread), keyed by the worker (its activations, held weakly: `timely::execute_directly` builds a new

@@ -234,7 +234,8 @@ impl Store {
     }
 
     /// Marks `streams` (every worker stream of a persisted operator) as having had their input's replay
-    /// refused by one of them (see `operators::replays`), until each is dropped or the store reopened.
+    /// refused by one of them (see `operators::replays`), until each is dropped, its operator ends
+    /// ([`clear_replay_refused`](Self::clear_replay_refused)) or the store is reopened.
     pub(crate) fn mark_replay_refused(&self, streams: impl IntoIterator<Item = String>) {
         self.inner.writers.lock().refused_replay.extend(streams);
     }
@@ -242,6 +243,12 @@ impl Store {
     /// Whether stream `id` is marked by [`mark_replay_refused`](Self::mark_replay_refused).
     pub(crate) fn replay_refused(&self, id: &str) -> bool {
         self.inner.writers.lock().refused_replay.contains(id)
+    }
+
+    /// Clears the mark of [`mark_replay_refused`](Self::mark_replay_refused) on stream `id`: its
+    /// operator ended, and a later one (a rebuild in this process) decides for itself.
+    pub(crate) fn clear_replay_refused(&self, id: &str) {
+        self.inner.writers.lock().refused_replay.remove(id);
     }
 
     /// Notes that stream `id` was dropped: what it held at the open is gone.

@@ -11,6 +11,21 @@ use timely::dataflow::ProbeHandle;
 /// An output log: every `(record, time, diff)` a collection emitted, diffs as `i64`.
 pub type Log<D, T = u64> = Arc<Mutex<Vec<(D, T, i64)>>>;
 
+/// Named pairs of output logs (a persisted program's and DD's in-memory one's), shared by the workers of
+/// a run and across runs.
+pub type Logs<D = String, T = u64> = Arc<Mutex<Vec<(&'static str, Log<D, T>, Log<D, T>)>>>;
+
+/// The pair of logs named `name` in `logs`, added empty on first use.
+pub fn log<D, T>(logs: &Logs<D, T>, name: &'static str) -> (Log<D, T>, Log<D, T>) {
+    let mut list = logs.lock().unwrap();
+    if let Some((_, a, b)) = list.iter().find(|(n, _, _)| *n == name) {
+        return (a.clone(), b.clone());
+    }
+    let (a, b): (Log<D, T>, Log<D, T>) = Default::default();
+    list.push((name, a.clone(), b.clone()));
+    (a, b)
+}
+
 /// Appends every update of `c` to `log` and probes it with `probe`. Returns nothing.
 pub fn rec<'s, D, T, R>(
     c: differential_dataflow::VecCollection<'s, T, D, R>,

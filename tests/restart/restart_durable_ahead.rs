@@ -10,7 +10,7 @@
 
 use crate::common;
 
-use common::compare::{rec, same_at_every_time, Log};
+use common::compare::{log, rec, same_at_every_time, Logs};
 use common::Rng;
 use ddpersist::operators::{worker_stream_id, ArrangeTyped, Persist, PersistOptions, SealMode};
 use ddpersist::{ManagerOptions, Options, PersistManager, Store};
@@ -60,19 +60,6 @@ fn options() -> Options {
         merge_fan_in: 2,
         ..Options::default()
     }
-}
-
-type S = Log<String, u64>;
-type Logs = Arc<Mutex<Vec<(&'static str, S, S)>>>;
-
-fn log(logs: &Logs, name: &'static str) -> (S, S) {
-    let mut list = logs.lock().unwrap();
-    if let Some((_, a, b)) = list.iter().find(|(n, _, _)| *n == name) {
-        return (a.clone(), b.clone());
-    }
-    let (a, b): (S, S) = Default::default();
-    list.push((name, a.clone(), b.clone()));
-    (a, b)
 }
 
 /// One run: feeds rounds from the resume point (`first`: from 0, with the rows ahead at round 2) up to

@@ -544,3 +544,91 @@ fn a_later_worker_on_the_same_thread_is_not_refused_for_an_earlier_ones_replayin
     });
     assert_eq!(built, Ok(()));
 }
+
+/// One run over `store` (kept open across runs, as a process that rebuilds its dataflow keeps it): a
+/// durable arrangement "down" fed through a `map` by a `persist` that is not durable (`replayed`), or by
+/// an input that does not replay. Feeds `rows` at their times, advances the input to `to` and steps until
+/// "down" holds `unsealed` updates unsealed; closes the input first if `close`. Returns its error.
+fn run_down(
+    store: &Store,
+    replayed: bool,
+    rows: &[(u32, &'static str, u64)],
+    to: u64,
+    unsealed: usize,
+    close: bool,
+) -> Option<String> {
+    let (store, rows) = (store.clone(), rows.to_vec());
+    timely::execute_directly(move |worker| {
+        let probe = ProbeHandle::new();
+        let manager = PersistManager::new(store.clone());
+        let (mut input, state, errors) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<(u32, String), i64>();
+            let (rows, up) = match replayed {
+                true => {
+                    let (passed, handle) = rows.persist(manager.token("up", 0).unwrap()).unwrap();
+                    (passed.map(|row| row), Some(handle.resume_state()))
+                }
+                false => (rows, None),
+            };
+            let o = PersistOptions {
+                durable: true,
+                ..Default::default()
+            };
+            let down = rows.arrange_by_key_persisted_with(&store, "down", o).unwrap();
+            let handle = down.handle().unwrap();
+            let state = match up {
+                Some(up) => up.merge(handle.resume_state()),
+                None => handle.resume_state(),
+            };
+            let errors = handle.errors().clone();
+            down.stream.probe_with(&probe);
+            (input, state, errors)
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        input.advance_to(state.greatest_upper);
+        for &(k, v, t) in &rows {
+            input.update_at((k, v.to_string()), t, 1);
+        }
+        input.advance_to(to);
+        if close {
+            drop(input);
+            while !probe.done() && errors.message().is_none() {
+                assert!(Instant::now() < deadline, "hang");
+                worker.step();
+            }
+        } else {
+            input.flush();
+            let down = worker_stream_id("down", 0, 1);
+            while errors.message().is_none() && store.unsealed_len(&down).unwrap_or(0) < unsealed {
+                assert!(Instant::now() < deadline, "hang");
+                worker.step();
+            }
+        }
+        for df in worker.installed_dataflows() {
+            worker.drop_dataflow(df);
+        }
+        errors.message()
+    })
+}
+
+/// The replay mark belongs to the operator that saw the replay: a durable arrangement that held nothing
+/// unsealed takes a replay (and marks its stream), then is stopped holding a row ahead; rebuilt in the same
+/// process over an input that does not replay, it takes its new rows and holds each row once (review of the
+/// fix: the mark outlived the operator and stopped the rebuilt one at once).
+#[test]
+fn a_durable_arrangement_rebuilt_in_the_same_process_is_not_stopped_by_an_earlier_operators_mark() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    // Sealed and closed: "down" holds nothing unsealed.
+    assert_eq!(run_down(&store, true, &[(1, "a", 0)], 5, 0, true), None);
+    // The persist re-emits the row at 0, below "down"'s upper: dropped (and the stream marked); the row
+    // at 20, ahead of the frontier, stays unsealed when the dataflow is dropped.
+    assert_eq!(run_down(&store, true, &[(2, "b", 20)], 10, 1, false), None);
+    // Rebuilt over an input that does not replay.
+    assert_eq!(run_down(&store, false, &[(3, "c", 30)], 40, 0, true), None);
+    let expected: BTreeMap<_, _> = [((1, "a"), 1), ((2, "b"), 1), ((3, "c"), 1)]
+        .into_iter()
+        .map(|((k, v), d)| ((k, v.to_string()), d))
+        .collect();
+    assert_eq!(collection(&store, &worker_stream_id("down", 0, 1)), expected);
+}

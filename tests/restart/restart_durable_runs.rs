@@ -9,7 +9,7 @@
 
 use crate::common;
 
-use common::compare::{rec, same_at_every_time, Log};
+use common::compare::{log, rec, same_at_every_time, Logs};
 use common::Rng;
 use ddpersist::operators::{agree_resume_state, worker_stream_id, ArrangeTyped, PersistOptions};
 use ddpersist::{Options, Store};
@@ -33,19 +33,6 @@ fn options() -> Options {
         merge_fan_in: 2,
         ..Options::default()
     }
-}
-
-type S = Log<String, u64>;
-type Logs = Arc<Mutex<Vec<(&'static str, S, S)>>>;
-
-fn log(logs: &Logs, name: &'static str) -> (S, S) {
-    let mut list = logs.lock().unwrap();
-    if let Some((_, a, b)) = list.iter().find(|(n, _, _)| *n == name) {
-        return (a.clone(), b.clone());
-    }
-    let (a, b): (S, S) = Default::default();
-    list.push((name, a.clone(), b.clone()));
-    (a, b)
 }
 
 /// The rows run `run` sends at round `t` (from worker `w`): some at `t`, some ahead.

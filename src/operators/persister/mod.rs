@@ -6,7 +6,7 @@
 //! with [`PersistTime::to_u64`] as they are staged, input frontiers by [`input_bound`], and the spans it
 //! makes for a trace over `T` by [`description`] (an upper beyond `T`'s range is `T`'s empty frontier).
 //!
-//! - [`stage`](Persister::stage) encodes input updates (by [`Codec`]) into one reused buffer, skipping
+//! - [`stage`](Persister::stage) encodes input updates (by [`Codec`](crate::codec::Codec)) into one reused buffer, skipping
 //!   those below the trace's upper: persisted already (a restarted input replays, idempotently; a durable
 //!   stream's must not: [`refuse_times`](Persister::refuse_times) refuses them, `super::replays`);
 //! - [`write_staged`](Persister::write_staged) writes the staged updates with one `Store::write_bytes`
@@ -48,7 +48,6 @@ use super::resume::{ResumeState, WorkerStream};
 use super::sealer::{Placement, Request, SealCounts, SealMode, Sealer};
 pub(crate) use super::time::input_bound;
 use super::PersistTime;
-use crate::codec::{truncated, Codec};
 use crate::error::Error;
 use crate::manager::PersistManager;
 use crate::store::{SealOptions, Store, WriterClaim};
@@ -64,6 +63,8 @@ use std::rc::Rc;
 use timely::dataflow::operators::Capability;
 use timely::progress::Stamp;
 use timely::scheduling::SyncActivator;
+
+mod stage;
 
 /// Seals a pipelined persister may have queued; advances beyond them wait for the next request (coalesce).
 const MAX_SEALS_IN_FLIGHT: usize = 2;
@@ -108,9 +109,30 @@ pub(crate) struct Persister {
     unconfirmed: Vec<String>,
     /// Whether input arrived since the last seal was requested.
     took_input: bool,
-    /// Whether the stream is durable (its input must not replay), and held unsealed updates when built,
-    /// which a replay would double ([`refuse_times`](Self::refuse_times)).
-    durable: (bool, bool),
+    /// What a durable stream checks of its input ([`refuse_times`](Self::refuse_times)).
+    durability: Durability,
+}
+
+/// Whether a persister's stream is durable, which makes its input's replays an error (`super::replays`).
+#[derive(Clone, Copy, Debug)]
+struct Durability {
+    /// The stream is durable (its input must not replay); false over a log that keeps nothing
+    /// ([`Store::durable_log`]), where it resumes as a stream that is not.
+    durable: bool,
+    /// It held unsealed updates when built, which a replay would double: it stops on a replay, or when a
+    /// sibling worker saw one (a replay below its own upper drops as any stream's does otherwise).
+    held_unsealed: bool,
+}
+
+impl Drop for Persister {
+    /// Clears the stream's replay mark (`super::replays`): it stops the workers of this operator, not of
+    /// a later one rebuilt over the same store in this process, which may hold unsealed updates and be fed
+    /// by an input that does not replay.
+    fn drop(&mut self) {
+        if self.durability.durable {
+            self.store.clear_replay_refused(&self.stream);
+        }
+    }
 }
 
 impl Persister {
@@ -127,7 +149,10 @@ impl Persister {
         let requested_since = store.since(&opened.stream).unwrap_or(0);
         // A durable stream over a log that keeps nothing is resumed as one that is not (its input replays).
         let durable = store.durable_log() && store.durability(&opened.stream).is_ok_and(|d| d.0);
-        let durable = (durable, durable && !pending.is_empty());
+        let durability = Durability {
+            durable,
+            held_unsealed: durable && !pending.is_empty(),
+        };
         let shared = Shared {
             sealed_upper: Cell::new(upper),
             upper: Cell::new(upper),
@@ -156,7 +181,7 @@ impl Persister {
             placement: Placement::new(SealMode::Adaptive),
             unconfirmed: opened.unconfirmed,
             took_input: false,
-            durable,
+            durability,
         }
     }
 
@@ -245,128 +270,10 @@ impl Persister {
         }
     }
 
-    /// Stops the persister if one of an input message's `times` is before its `stamp`, or, for a durable
-    /// stream, below its upper ([`super::time::refuse_replay`]); returns whether.
-    pub(crate) fn refuse_times<'a, T: PersistTime>(
-        &mut self,
-        message: &Stamp<T>,
-        times: impl Iterator<Item = &'a T> + Clone,
-    ) -> bool {
-        let mut check = super::time::check_message_times(&self.stream, message, times.clone());
-        if self.durable.0 && check.is_ok() {
-            check =
-                super::replays::refuse_replay(&self.store, &self.stream, (self.upper, self.durable.1), times);
-        }
-        check.map_err(|e| self.fail(e)).is_err()
-    }
-
     fn fail(&mut self, error: Error) {
         self.errors.record(error);
         self.stopped = true;
         self.shared.stopped.set(true);
-    }
-
-    /// Encodes the updates of `data` not yet persisted into the staging buffer, and clears `data`.
-    ///
-    /// Checks, for each update and the one staged before it from `data`, that the encodings of their
-    /// `(key, val)` compare as the values do under `Ord` (the [`Codec`] contract: a type whose encoding
-    /// orders or equates values unlike its `Ord` — an enum with explicit discriminants or a
-    /// `std::cmp::Reverse` field through `serde_codec!`, a hand-written `Ord` — would give other answers
-    /// than DD's in-memory arrangement, since the store sorts and groups by bytes). A disagreement stops
-    /// the persister with [`Error::BadInput`] naming the types (a check of neighbours in input order: it
-    /// finds a codec that misorders common values at once, not every one).
-    pub(crate) fn stage<K, V, T, R>(&mut self, data: &mut Vec<((K, V), T, R)>)
-    where
-        K: Codec + Ord,
-        V: Codec + Ord,
-        T: PersistTime,
-        R: super::PersistDiff,
-    {
-        self.took_input = true;
-        let mut replayed = 0;
-        let mut previous: Option<(&(K, V), usize)> = None;
-        for (kv, time, diff) in data.iter() {
-            let diff = &diff.to_i64();
-            let time = &time.to_u64();
-            if self.stopped || *diff == 0 {
-                continue;
-            }
-            if *time < self.upper {
-                replayed += 1;
-                continue;
-            }
-            let start = self.buf.len();
-            kv.0.encode(&mut self.buf);
-            let mid = self.buf.len();
-            kv.1.encode(&mut self.buf);
-            self.staged.push((start, mid, self.buf.len(), *time, *diff));
-            if let Some((prev, at)) = previous {
-                let (p_start, p_mid, p_end, ..) = self.staged[at];
-                let bytes = (&self.buf[start..mid], &self.buf[mid..]);
-                let prev_bytes = (&self.buf[p_start..p_mid], &self.buf[p_mid..p_end]);
-                if prev.cmp(kv) != prev_bytes.cmp(&bytes) {
-                    self.fail(Error::bad_input(format!(
-                        "the Codec of ({}, {}) orders two updates' (key, val) unlike their Ord (encodings \
-                         {:02x?} and {:02x?}, key then val): the store would sort or group them unlike DD's \
-                         arrangement \
-                         (enum variants with explicit discriminants, `Reverse` fields and hand-written `Ord`s \
-                         do not order as serde encodes them; see `codec::ordered_serde`)",
-                        K::schema(),
-                        V::schema(),
-                        (truncated(prev_bytes.0), truncated(prev_bytes.1)),
-                        (truncated(bytes.0), truncated(bytes.1)),
-                    )));
-                    continue;
-                }
-            }
-            previous = Some((kv, self.staged.len() - 1));
-            if self.buf.len() + 24 * self.staged.len() >= FLUSH_BYTES {
-                self.write_staged();
-                previous = None;
-            }
-        }
-        if replayed > 0 {
-            self.shared.replayed.set(self.shared.replayed.get() + replayed);
-        }
-        data.clear();
-    }
-
-    /// Writes the staged updates to the store in one call.
-    pub(crate) fn write_staged(&mut self) {
-        let marked = !self.stopped && self.durable.1;
-        if let Err(e) = super::replays::refused_by_sibling(&self.store, &self.stream, marked) {
-            self.fail(e);
-        }
-        if self.stopped {
-            // A stopped persister writes nothing more (module docs).
-            self.staged.clear();
-            self.buf.clear();
-        }
-        if self.staged.is_empty() {
-            return;
-        }
-        if let Some(manager) = &self.throttle {
-            manager.throttle(self.buf.len() + 24 * self.staged.len());
-        }
-        let buf = &self.buf;
-        let updates = self
-            .staged
-            .iter()
-            .map(|&(s, m, e, t, d)| (&buf[s..m], &buf[m..e], t, d));
-        match self.store.write_bytes_claimed(&self.stream, updates) {
-            Ok(()) => {
-                let mut last = None;
-                for &(_, _, _, time, _) in &self.staged {
-                    if last != Some(time) {
-                        self.pending.insert(time);
-                        last = Some(time);
-                    }
-                }
-            }
-            Err(e) => self.fail(e),
-        }
-        self.staged.clear();
-        self.buf.clear();
     }
 
     /// Advances the trace to `to` (the input frontier; [`FRONTIER_CLOSED`] once the input is exhausted),
