@@ -98,37 +98,25 @@ impl ResumeState {
 /// back through its stream's recorded upper; which operators are downstream is not recorded, so every
 /// other persisted operator in the store holds it back too: safe, at worst less compaction, until that
 /// operator runs again or its stream is dropped ([`Store::drop_stream`]; DESIGN.md §5.1). A stream at
-/// upper 0 (an id that never sealed anything) holds nothing back: it drops nothing from a replay, so it
-/// cannot double rows; unless an operator claimed it since the store's open (it took input this run and
-/// was dropped before sealing: at a restart it takes its upstream's whole history again, which must not
-/// be collapsed onto a since). A downstream operator in another store is seen only while it runs. `None` (no
+/// upper 0 (an id that never sealed anything) holds the since at 0: at a restart it takes its upstream's
+/// whole history, which must not be collapsed onto a since (adversarial rounds found its earlier times
+/// wrong twice: a stream at 0 claimed this run, then one left at 0 by an earlier run and not built).
+/// A downstream operator in another store is seen only while it runs. `None` (no
 /// compaction) when the store does not hold every worker's stream of the operator: in a cluster, operators downstream may live in another process's store, whose uppers this
 /// one cannot see. For de-upsert's state and the arranging operator's trace (DESIGN.md §5).
 pub(crate) fn compaction_since(store: &Store, id: &str, peers: usize, upper: u64) -> Option<u64> {
-    let (held, mut least, at_zero) = store.with_manifest(|manifest| {
-        let (mut held, mut least, mut at_zero) = (0, upper, Vec::new());
+    let (held, least) = store.with_manifest(|manifest| {
+        let (mut held, mut least) = (0, upper);
         for meta in &manifest.streams {
             if let Some((op, n)) = operator_of(&meta.id) {
                 held += usize::from(op == id && n == peers);
-                // A stream at upper 0 holds nothing it would drop from a replay: it cannot double rows.
-                if meta.upper > 0 {
-                    least = least.min(meta.upper);
-                } else {
-                    at_zero.push(meta.id.clone());
-                }
+                least = least.min(meta.upper);
             }
         }
-        (held, least, at_zero)
+        (held, least)
     });
     if held < peers {
         return None;
-    }
-    // But one an operator took input into this run (claimed since the open, and dropped before it sealed:
-    // a dataflow dropped on one worker) takes its upstream's whole history again at a restart, which a
-    // since past 0 would collapse (found by an adversarial test: the downstream's earlier times wrong).
-    // Read outside `with_manifest`: the writer registry's lock is never taken under `state`.
-    if at_zero.iter().any(|s| store.claimed_since_open(s)) {
-        least = 0;
     }
     let live = Store::process_claimed_uppers().into_iter().min().unwrap_or(upper);
     Some(least.min(live).saturating_sub(1))

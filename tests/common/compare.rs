@@ -67,8 +67,21 @@ pub fn same_at_every_time<D: Ord + Clone + Debug, T: Ord + Clone + Debug>(
     times: &[T],
     what: &str,
 ) {
+    same_at_times_where(a, b, times, |_| true, what)
+}
+
+/// [`same_at_every_time`] over the records `keep` selects, at each of `times`.
+pub fn same_at_times_where<'t, D: Ord + Clone + Debug, T: Ord + Clone + Debug + 't>(
+    a: &Log<D, T>,
+    b: &Log<D, T>,
+    times: impl IntoIterator<Item = &'t T>,
+    keep: impl Fn(&D) -> bool,
+    what: &str,
+) {
     for t in times {
-        let (x, y) = (at(a, t), at(b, t));
+        let (mut x, mut y) = (at(a, t), at(b, t));
+        x.retain(|d, _| keep(d));
+        y.retain(|d, _| keep(d));
         if x != y {
             let only_a: Vec<_> = x.iter().filter(|(k, v)| y.get(*k) != Some(v)).take(5).collect();
             let only_b: Vec<_> = y.iter().filter(|(k, v)| x.get(*k) != Some(v)).take(5).collect();

@@ -16,6 +16,7 @@ mod common;
 mod back_pressure;
 mod compaction;
 mod compaction_policy_props;
+mod compaction_readers;
 mod compaction_uneven;
 mod restart_compaction;
 mod since_props;

@@ -23,6 +23,7 @@ mod dd_dropin_rebuild;
 mod dd_dropin_restart_loop;
 mod dd_dropin_rounds;
 mod dd_dropin_seek;
+mod dd_dropin_signed_types;
 mod dd_dropin_time_types;
 mod dd_dropin_times;
 mod dd_dropin_typed_restart;

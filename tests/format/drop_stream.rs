@@ -222,8 +222,11 @@ fn spilled_runs_and_logged_seals_drop_with_the_stream() {
 
 /// Why it exists: a persisted operator no longer run holds back the compaction of the store's other
 /// operators (their since stays below its upper); dropped, it no longer does. `x` arranges at times
-/// 0..10 beside `y` (upper 3, not run any more): `x`'s since stays at 2; after `y` is dropped, the next
-/// run's seals carry `x`'s readers' since (a stream `z` at upper 0 beside them holds nothing back).
+/// 0..10 beside `y` (upper 3, not run any more) and `z` (created, never sealed: a mistyped id, or a
+/// downstream that will take `x`'s whole history when it first runs): `x`'s since stays at 0; after `y`
+/// is dropped, `z` still holds it at 0 (adversarial round 12: a stream at upper 0 that held nothing back
+/// let a downstream take collapsed history); after `z` is dropped too, the next run's seals carry `x`'s
+/// readers' since.
 #[test]
 fn a_dropped_operator_stream_no_longer_holds_compaction_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -231,7 +234,7 @@ fn a_dropped_operator_stream_no_longer_holds_compaction_back() {
     let y = worker_stream_id("y", 0, 1);
     store.create_stream(&y, StreamOptions { durable: false }).unwrap();
     store.seal(&y, 3).unwrap();
-    // An operator stream that never sealed anything (a mistyped id, say) holds nothing back.
+    // An operator stream that never sealed anything holds the since at 0.
     let z = worker_stream_id("z", 0, 1);
     store.create_stream(&z, StreamOptions { durable: false }).unwrap();
     let x = worker_stream_id("x", 0, 1);
@@ -258,9 +261,12 @@ fn a_dropped_operator_stream_no_longer_holds_compaction_back() {
         });
     };
     run(&store, 0, 10);
-    assert!(store.since(&x).unwrap() <= 2, "y's upper 3 holds x's since");
+    assert_eq!(store.since(&x).unwrap(), 0, "z's upper 0 holds x's since");
     store.drop_stream(&y).unwrap();
     run(&store, 10, 20);
+    assert_eq!(store.since(&x).unwrap(), 0, "z's upper 0 still holds x's since");
+    store.drop_stream(&z).unwrap();
+    run(&store, 20, 30);
     assert!(store.since(&x).unwrap() > 3, "since {}", store.since(&x).unwrap());
 }
 

@@ -6,7 +6,8 @@
 //! sealed again, with a since past `b/w0of2`'s upper. After a restart `b/w0of2` (upper 0, resume point
 //! 0) took `a`'s re-emission, whose history below the since was collapsed onto the since: `b`'s history
 //! no longer matched the in-memory collection at times from the resume point on. Fixed: a stream at
-//! upper 0 that an operator claimed since the store's open holds the since at 0.
+//! upper 0 that an operator claimed since the store's open holds the since at 0; since adversarial round
+//! 12 every stream at upper 0 does (`tests/compaction/compaction_readers.rs`).
 
 use ddpersist::operators::{key_hash, worker_stream_id, ArrangePersisted};
 use ddpersist::{Codec, Store};

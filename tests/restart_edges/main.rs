@@ -14,6 +14,7 @@ mod manager_edges;
 mod manager_restarts;
 mod restart_durability_mismatch;
 mod restart_durable_time_types;
+mod restart_near_max;
 mod restart_spilled_durable;
 mod restart_time_edges;
 mod restart_time_range;

@@ -15,6 +15,7 @@ mod concurrent;
 mod message_times_dd_operators;
 mod readme_store;
 mod store_api_edges;
+mod store_bad_paths_and_sizes;
 mod store_concurrent_streams;
 mod store_drop_recreate;
 mod store_edges;
