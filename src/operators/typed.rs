@@ -432,11 +432,11 @@ impl Failures {
             Err(error) => {
                 self.record(|| {
                     Error::decode(format!(
-                        "a {what} of arrangement {:?} does not decode as {} ({error}); bytes {:?}: the \
+                        "a {what} of arrangement {:?} does not decode as {} ({error}); bytes {:02x?}: the \
                          arrangement is read with other types than it was written with, or a codec is wrong",
                         self.origin,
                         std::any::type_name::<D>(),
-                        bytes.escape_ascii().to_string()
+                        crate::codec::truncated(bytes)
                     ))
                 });
                 None
@@ -458,8 +458,9 @@ impl Failures {
     pub(crate) fn out_of_range<R>(&self, key: &[u8], value: i128) {
         self.record(|| {
             Error::decode(format!(
-                "a diff of key {:?} of arrangement {:?} accumulates to {value}, outside the diff type {}",
-                key.escape_ascii().to_string(),
+                "a diff of the key encoded as {:02x?} of arrangement {:?} accumulates to {value}, outside \
+                 the diff type {}",
+                crate::codec::truncated(key),
                 self.origin,
                 std::any::type_name::<R>()
             ))

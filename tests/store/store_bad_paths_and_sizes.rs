@@ -157,4 +157,12 @@ fn narrow_diffs_summed_past_their_range_are_an_error_not_a_wrap() {
         total == 400 || error.is_some(),
         "sum of emitted diffs {total} (want 400) with no error: {rows:?}"
     );
+    // The error names the key's bytes once (round 12: they were escaped twice, `\\x00`).
+    if let Some(error) = error {
+        assert!(
+            error.contains("the key encoded as [00, 00, 00, 00, 00, 00, 00, 01]")
+                && error.contains("outside the diff type i8"),
+            "{error}"
+        );
+    }
 }
