@@ -12,6 +12,10 @@
 mod common;
 
 mod lookup;
+mod lookup_beside_background;
+mod lookup_byte_keys;
 mod lookup_concurrent;
+mod lookup_edge_times;
+mod lookup_model;
 mod lookup_since_ahead;
 mod trace_handles;

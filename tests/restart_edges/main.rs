@@ -12,6 +12,7 @@ mod durable_persist;
 mod manager;
 mod manager_edges;
 mod manager_restarts;
+mod manager_tokens;
 mod restart_durability_mismatch;
 mod restart_durable_time_types;
 mod restart_near_max;

@@ -17,3 +17,4 @@ mod seal_logged_kill;
 mod seal_logged_promises;
 mod seal_modes;
 mod seal_shared_prefix;
+mod write_seal_race;

@@ -9,6 +9,7 @@
 mod common;
 
 mod append;
+mod append_edges;
 mod bad_input;
 mod bad_input_message_times;
 mod concurrent;
