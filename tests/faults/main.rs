@@ -20,4 +20,5 @@ mod inspect_get;
 mod inspect_live;
 mod inspect_live_changes;
 mod inspect_live_runs;
+mod inspect_output;
 mod inspect_recreated_stream;

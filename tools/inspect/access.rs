@@ -156,25 +156,83 @@ pub struct SegmentFile {
     pub size: u64,
 }
 
-/// The segment files in `wal_dir`, oldest first; none when the directory does not exist.
+/// The segment files in `wal_dir`, oldest first; none when the directory does not exist. On a live store
+/// a seal's release deletes (or renames for reuse) the oldest segments at any time: a segment gone between
+/// the listing and its `stat` was released, and is left out.
 pub fn wal_segments(wal_dir: &Path) -> Result<Vec<SegmentFile>> {
+    let mut out = Vec::new();
+    for seg in segment_paths(wal_dir)? {
+        let size = match fs::metadata(&seg) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(format!("stat {}", seg.display()), e)),
+        };
+        let name = seg
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.push(SegmentFile { name, size });
+    }
+    Ok(out)
+}
+
+/// The paths of the segment files in `wal_dir`, oldest first; none when the directory does not exist.
+fn segment_paths(wal_dir: &Path) -> Result<Vec<PathBuf>> {
     if !wal_dir.is_dir() {
         return Ok(Vec::new());
     }
-    ddpersist::wal::scan::list_segments(wal_dir)?
-        .into_iter()
-        .map(|seg| {
-            let size = fs::metadata(&seg.path)
-                .map_err(|e| io(format!("stat {}", seg.path.display()), e))?
-                .len();
-            let name = seg
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            Ok(SegmentFile { name, size })
-        })
-        .collect()
+    let segments = ddpersist::wal::scan::list_segments(wal_dir)?;
+    Ok(segments.into_iter().map(|s| s.path).collect())
+}
+
+/// Runs `read` until it succeeds, or it fails while the store in `dir` did not move ([`LiveMark`]), or
+/// [`LIVE_RETRY_FOR`] passed; a little later each time (at most 50 ms between tries). Returns `read`'s
+/// first success or its last error.
+pub fn while_moving<T>(dir: &Path, mut read: impl FnMut() -> Result<T>) -> Result<T> {
+    let start = std::time::Instant::now();
+    let mut tries = 0u64;
+    loop {
+        let mark = LiveMark::read(dir)?;
+        match read() {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                tries += 1;
+                if !mark.moved(dir) || start.elapsed() > LIVE_RETRY_FOR {
+                    return Err(e);
+                }
+                std::thread::sleep(std::time::Duration::from_millis((5 * tries).min(50)));
+            }
+        }
+    }
+}
+
+/// How long [`while_moving`] starts a read over on a store that keeps moving.
+pub const LIVE_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a live store changes under a reader that takes no lock: the manifest's generation (a seal or
+/// merge committed; a merge then deletes its inputs) and the WAL's segment files (a release deletes or
+/// renames the oldest; a rollover adds one). A read that failed while this changed read a store in
+/// motion, not a damaged one, and is started over; one that failed while it did not is a real failure.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LiveMark {
+    generation: u64,
+    segments: Vec<PathBuf>,
+}
+
+impl LiveMark {
+    /// The mark of the store in `dir` now. Errors: those of [`StoreDir::open`] and of listing the WAL
+    /// directory.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let generation = StoreDir::open(dir)?.manifest.generation;
+        let segments = segment_paths(&dir.join(WAL_DIR))?;
+        Ok(LiveMark { generation, segments })
+    }
+
+    /// Whether the store in `dir` moved since this mark was read; false when it cannot be read now (the
+    /// caller then reports its own failure).
+    pub fn moved(&self, dir: &Path) -> bool {
+        LiveMark::read(dir).is_ok_and(|now| now != *self)
+    }
 }
 
 /// The file name of the batch file `meta` names.

@@ -45,11 +45,15 @@ fn in_progress(store: &StoreDir, dir: &Path) -> ddpersist::Result<Vec<(String, u
             let stem = n.strip_suffix(ddpersist::blob::TMP_SUFFIX).unwrap_or(n);
             ddpersist::batch::parse_batch_file_name(stem).is_some_and(|no| !named.contains(&no))
         })
-        .map(|n| {
-            let bytes = std::fs::metadata(dir.join(&n)).map(|m| m.len()).unwrap_or(0);
-            (n, bytes)
+        .filter_map(|n| {
+            // A seal's or merge's file gone since the listing was committed (renamed) or removed.
+            match std::fs::metadata(dir.join(&n)) {
+                Ok(m) => Some(Ok((n, m.len()))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => Some(Err(crate::error::io(format!("stat {}/{n}", dir.display()), e))),
+            }
         })
-        .collect();
+        .collect::<ddpersist::Result<_>>()?;
     out.sort();
     Ok(out)
 }

@@ -159,21 +159,35 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(problem)) => usage_exit(Cli::command().error(ErrorKind::ValueValidation, problem)),
         Err(Failure::Tool(e)) => {
-            eprintln!("inspect: {e}");
+            complain(format_args!("{e}\n"));
             ExitCode::FAILURE
         }
     }
 }
 
-/// Prints a clap error (or the help it stands for) and returns its exit status.
+/// Prints a clap error (or the help it stands for) and returns its exit status. Help that cannot be
+/// written (a closed pipe: `inspect --help | true`) fails as a report does (exit 1), where `print!`
+/// would panic.
 fn usage_exit(e: clap::Error) -> ExitCode {
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-        print!("{}", e.render());
-        return ExitCode::SUCCESS;
+        let mut out = io::stdout().lock();
+        return match write!(out, "{}", e.render()).and_then(|()| out.flush()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                complain(format_args!("{}\n", error::ToolError::Output(e)));
+                ExitCode::FAILURE
+            }
+        };
     }
     let text = e.render().to_string();
-    eprint!("inspect: {}", text.strip_prefix("error: ").unwrap_or(&text));
+    complain(format_args!("{}", text.strip_prefix("error: ").unwrap_or(&text)));
     ExitCode::from(USAGE_ERROR)
+}
+
+/// Writes `inspect: {what}` to stderr. A stderr that cannot be written (a closed pipe) leaves the exit
+/// status as the only report: `eprint!` would panic there.
+fn complain(what: std::fmt::Arguments<'_>) {
+    let _ = write!(io::stderr().lock(), "inspect: {what}");
 }
 
 /// Why a command failed.

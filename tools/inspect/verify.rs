@@ -5,8 +5,9 @@
 //! 3. every WAL segment and record is well formed (a read-only scan, see [`ddpersist::wal`]), and each record
 //!    decodes and names a stream in the manifest.
 //!
-//! Stops at the first failure. On a live store, a failure while the manifest changed under the check (a
-//! merge deleted a file the manifest read had named) starts the check over, up to 5 times.
+//! Stops at the first failure. On a live store, a batch file a merge deleted after the manifest read
+//! named it is skipped (and counted), and a WAL check that fails while the store moved under it (a
+//! commit, a released segment: `access::LiveMark`) starts over, for up to 10 s.
 //! What is odd but harmless (files the next open removes, a torn WAL tail
 //! that no sync mark covers, so never acknowledged) is reported as a warning. Bad WAL bytes it cannot
 //! prove were never acknowledged fail the check: damage before a sync mark naming a later LSN, and any
@@ -80,9 +81,6 @@ pub fn run(dir: &Path, json: bool, out: &mut dyn Write, err: &mut dyn Write) -> 
     outcome.map_err(ToolError::Store)
 }
 
-/// How often the WAL check is started over when it fails while a live store changed under it.
-const WAL_ATTEMPTS: usize = 5;
-
 fn verify_store(dir: &Path, tally: &mut Tally, may_show_progress: bool) -> Result<()> {
     let store = StoreDir::open(dir)?;
     tally.streams = store.manifest.streams.len() as u64;
@@ -97,20 +95,13 @@ fn verify_store(dir: &Path, tally: &mut Tally, may_show_progress: bool) -> Resul
     warn_unnamed_files(&store, tally)?;
     progress.set_message("WAL");
     // A live store may release a segment or add a stream while the WAL is read: a failure counts only if
-    // the manifest did not change meanwhile (else the check starts over with the new manifest).
-    let mut store = store;
-    let mut outcome = Ok(());
-    for attempt in 1..=WAL_ATTEMPTS {
-        outcome = verify_wal(&store, tally);
-        if outcome.is_ok() || attempt == WAL_ATTEMPTS {
-            break;
-        }
-        let now = StoreDir::open(dir)?;
-        if now.manifest.generation == store.manifest.generation {
-            break;
-        }
-        store = now;
-    }
+    // the store did not move meanwhile (else the check starts over with the new manifest).
+    drop(store);
+    let warned = tally.warnings.len();
+    let outcome = crate::access::while_moving(dir, || {
+        tally.warnings.truncate(warned);
+        verify_wal(&StoreDir::open(dir)?, tally)
+    });
     progress.finish_and_clear();
     outcome
 }

@@ -45,28 +45,14 @@ pub struct ReadOnlyStore {
 }
 
 /// Opens the store in `dir` on a read-only view (see the module docs). On a live store a merge may commit
-/// and delete a file between the view's manifest read and its mapping: an open that fails while the
-/// manifest changed under it starts over, a little later each time (at most 50 ms between tries), for up
+/// and delete a file between the view's manifest read and its mapping, and a seal's release delete a WAL segment
+/// the replay listed: an open that fails while the store moved under it ([`crate::access::LiveMark`]:
+/// the manifest's generation or the WAL's segments changed) starts over, a little later each time (at most 50 ms between tries), for up
 /// to 10 s (found by an adversarial test: 42 of 240 reads of a store merging all the time reported a
 /// missing batch file as corruption; 5 tries, as `verify` takes, still failed 22 times; 20 tries failed
 /// 4 of 120 reads on a loaded machine once commits got cheaper and merges more frequent).
 pub fn open_read_only(dir: &Path) -> Result<ReadOnlyStore> {
-    let start = std::time::Instant::now();
-    let mut tries = 0u64;
-    loop {
-        let generation = StoreDir::open(dir)?.manifest.generation;
-        match open_read_only_once(dir) {
-            Ok(store) => return Ok(store),
-            Err(e) => {
-                tries += 1;
-                let changed = StoreDir::open(dir).is_ok_and(|now| now.manifest.generation != generation);
-                if !changed || start.elapsed() > std::time::Duration::from_secs(10) {
-                    return Err(e);
-                }
-                std::thread::sleep(std::time::Duration::from_millis((5 * tries).min(50)));
-            }
-        }
-    }
+    crate::access::while_moving(dir, || open_read_only_once(dir))
 }
 
 fn open_read_only_once(dir: &Path) -> Result<ReadOnlyStore> {
