@@ -103,7 +103,7 @@ pub use count::CountPersisted;
 pub use import::{hold_until_checked, ImportButton, ImportChecked, TypedImport};
 pub use pass_through::{Persist, Persisted};
 pub use persist_handle::PersistHandle;
-pub use resume::{agree_resume_state, resume_at, ResumeState};
+pub use resume::{agree_resume_state, compaction_holder, resume_at, ResumeState};
 pub use sealer::{SealCounts, SealMode};
 pub use time::PersistTime;
 pub use typed::{BytesCursor, BytesTrace, TypedArranged, TypedEncoded, TypedPersisted, TypedTrace};

@@ -35,7 +35,7 @@
 use super::{check_worker_count, worker_stream_id, PersistTime};
 use crate::error::{Error, Result};
 use crate::store::{HeldAtOpen, SealOptions, Store, StreamOptions, WriterClaim};
-use crate::version::MAX_ID_BYTES;
+use crate::version::{Manifest, MAX_ID_BYTES};
 use std::cell::RefCell;
 use std::rc::Rc;
 use timely::dataflow::operators::vec::Broadcast;
@@ -106,13 +106,9 @@ impl ResumeState {
 /// one cannot see. For de-upsert's state and the arranging operator's trace (DESIGN.md §5).
 pub(crate) fn compaction_since(store: &Store, id: &str, peers: usize, upper: u64) -> Option<u64> {
     let (held, least) = store.with_manifest(|manifest| {
-        let (mut held, mut least) = (0, upper);
-        for meta in &manifest.streams {
-            if let Some((op, n)) = operator_of(&meta.id) {
-                held += usize::from(op == id && n == peers);
-                least = least.min(meta.upper);
-            }
-        }
+        let held = manifest.streams.iter().filter_map(|m| operator_of(&m.id));
+        let held = held.filter(|&(op, n)| op == id && n == peers).count();
+        let least = compaction_holder(manifest).map_or(upper, |(_, u)| u.min(upper));
         (held, least)
     });
     if held < peers {
@@ -120,6 +116,19 @@ pub(crate) fn compaction_since(store: &Store, id: &str, peers: usize, upper: u64
     }
     let live = Store::process_claimed_uppers().into_iter().min().unwrap_or(upper);
     Some(least.min(live).saturating_sub(1))
+}
+
+/// The persisted operator stream (a worker stream `"{id}/w{index}of{peers}"`) with the least upper in
+/// `manifest`, and that upper (a `u64` store time): the operators of the store compact their state only
+/// below it, minus one (`compaction_since`; operators live in the process may hold it lower still).
+/// `None` when the store holds no operator stream. `inspect list` shows it, to say which stream holds a
+/// store's compaction back (for instance one at upper 0 whose operator never sealed: drop it with
+/// [`Store::drop_stream`] when that operator is gone for good).
+pub fn compaction_holder(manifest: &Manifest) -> Option<(&str, u64)> {
+    let operators = manifest.streams.iter().filter(|m| operator_of(&m.id).is_some());
+    operators
+        .min_by_key(|m| m.upper)
+        .map(|m| (m.id.as_str(), m.upper))
 }
 
 /// `(id, peers)` of a worker stream `"{id}/w{index}of{peers}"`.

@@ -7,7 +7,7 @@
 use crate::common;
 
 use common::batch_files;
-use ddpersist::operators::{worker_stream_id, ArrangeTyped};
+use ddpersist::operators::{compaction_holder, worker_stream_id, ArrangeTyped};
 use ddpersist::{Error, Options, Store, StreamOptions};
 use differential_dataflow::input::Input;
 use differential_dataflow::trace::TraceReader;
@@ -260,14 +260,43 @@ fn a_dropped_operator_stream_no_longer_holds_compaction_back() {
             worker.step_while(|| !probe.done());
         });
     };
+    // Which stream holds the since back, as the library and `inspect list` (text and JSON) report it.
+    let holder = |store: &Store| {
+        let manifest = store.manifest();
+        compaction_holder(&manifest).map(|(id, upper)| (id.to_string(), upper))
+    };
+    let listed = |dir: &std::path::Path, json: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_inspect"));
+        c.arg("list").arg(dir);
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
     run(&store, 0, 10);
     assert_eq!(store.since(&x).unwrap(), 0, "z's upper 0 holds x's since");
+    assert_eq!(holder(&store), Some((z.clone(), 0)));
+    let text = listed(dir.path(), false);
+    assert!(
+        text.contains(&format!("operator state compacts below upper 0 of {z:?}")),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&listed(dir.path(), true)).unwrap();
+    assert_eq!(json["compaction_holder"]["stream"], z.as_str(), "{json}");
+    assert_eq!(json["compaction_holder"]["upper"], 0, "{json}");
     store.drop_stream(&y).unwrap();
     run(&store, 10, 20);
     assert_eq!(store.since(&x).unwrap(), 0, "z's upper 0 still holds x's since");
     store.drop_stream(&z).unwrap();
     run(&store, 20, 30);
     assert!(store.since(&x).unwrap() > 3, "since {}", store.since(&x).unwrap());
+    assert_eq!(holder(&store).map(|h| h.0), Some(x.clone()), "x alone is left");
+    store.drop_stream(&x).unwrap();
+    assert_eq!(holder(&store), None);
+    let json: serde_json::Value = serde_json::from_str(&listed(dir.path(), true)).unwrap();
+    assert!(json["compaction_holder"].is_null(), "{json}");
 }
 
 /// Streams dropped right after a logged seal (its batch perhaps still to be written by the flush thread)

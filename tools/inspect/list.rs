@@ -1,5 +1,6 @@
 //! `inspect DIR`: what the manifest records (generation, each stream's number, durability, frontiers,
-//! batches with their levels, and the FutureLog's spilled runs), the batch files being written right now (a seal or a merge in progress:
+//! batches with their levels, and the FutureLog's spilled runs; the operator stream whose upper holds back
+//! the compaction of the store's operator state), the batch files being written right now (a seal or a merge in progress:
 //! `*.batch.tmp`, or a finished file not yet named by the manifest), and which WAL segments are on disk,
 //! as text or as one JSON object. Reads the manifest only: batch contents are checked by `inspect verify`.
 
@@ -8,6 +9,7 @@ use crate::error::ToolResult;
 use crate::render::{frontier, interval, table, write_json, write_table, DescriptionJson, Frontier};
 use ddpersist::batch::batch_file_name;
 use ddpersist::blob::Blob;
+use ddpersist::operators::compaction_holder;
 use ddpersist::version::{BatchMeta, StreamMeta};
 use ddpersist::Description;
 use serde::Serialize;
@@ -72,6 +74,13 @@ fn write_text(
         m.generation, m.next_file_no, m.next_stream_no
     )?;
     writeln!(out, "streams: {}", m.streams.len())?;
+    if let Some((id, upper)) = compaction_holder(m) {
+        writeln!(
+            out,
+            "operator state compacts below upper {} of {id:?} (the operator stream with the least upper)",
+            frontier(upper)
+        )?;
+    }
     for s in &m.streams {
         write_stream_text(s, out)?;
     }
@@ -151,9 +160,18 @@ struct ListingJson<'a> {
     generation: u64,
     next_file_no: u64,
     next_stream_no: u32,
+    /// The operator stream whose upper bounds the compaction of every operator's state in the store.
+    compaction_holder: Option<HolderJson<'a>>,
     streams: Vec<StreamJson<'a>>,
     in_progress: Vec<FileJson<'a>>,
     wal_segments: Vec<FileJson<'a>>,
+}
+
+/// The operator stream with the least upper (`ddpersist::operators::compaction_holder`).
+#[derive(Serialize)]
+struct HolderJson<'a> {
+    stream: &'a str,
+    upper: Frontier,
 }
 
 /// A stream of the listing.
@@ -210,6 +228,10 @@ fn listing_json<'a>(
         generation: m.generation,
         next_file_no: m.next_file_no,
         next_stream_no: m.next_stream_no,
+        compaction_holder: compaction_holder(m).map(|(stream, upper)| HolderJson {
+            stream,
+            upper: Frontier(upper),
+        }),
         streams: m.streams.iter().map(|s| stream_json(s)).collect(),
         in_progress: pending
             .iter()
