@@ -9,14 +9,24 @@
 //! 10 M; `DDPERSIST_BENCH_ROUNDS` rounds; `DDPERSIST_BENCH_FAN_IN` the merge fan-in (default 8);
 //! `DDPERSIST_BENCH_MEMTABLE_MIB` the memtable budget (default 256, the store's default);
 //! `DDPERSIST_BENCH_COMPACTION_THREADS` the merge threads (default 1). Each
-//! round runs both, alternating which goes first. Prints one table: medians, the ratio, and the persisted
-//! store's batch count at the end.
+//! round runs both, alternating which goes first. Prints one table: medians of wall time and of the
+//! process's CPU time over the same span (every thread: for ddpersist its merge and flush threads too, so
+//! that CPU beside a loaded machine's other work shows), the ratios, and the persisted store's batch count
+//! at the end.
 
 mod common;
 
 use common::arrange::run;
 use common::engines::SEAL_EVERY;
-use common::{env_or, median};
+use common::{env_or, median, process_cpu};
+use std::time::Duration;
+
+/// `run`'s wall time and the process's CPU time over it.
+fn timed(n: u64, store: Option<&Store>) -> (Duration, Duration) {
+    let cpu = process_cpu();
+    let wall = run(n, store, "bench");
+    (wall, process_cpu().saturating_sub(cpu))
+}
 use ddpersist::Store;
 
 fn main() {
@@ -27,29 +37,38 @@ fn main() {
     let rounds: u64 = env_or("DDPERSIST_BENCH_ROUNDS", 3).max(1);
     let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
     let (mut dd, mut ours, mut batches) = (Vec::new(), Vec::new(), 0);
+    let (mut dd_cpu, mut ours_cpu) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let mut persisted = || {
             let dir = tempfile::tempdir_in(tmp).unwrap();
             let options = common::bench_options();
             let store = Store::open_with(dir.path(), options).unwrap();
-            let took = run(n, Some(&store), "bench");
+            let took = timed(n, Some(&store));
             batches = store.sealed("bench/w0of1").unwrap().batches.len();
             took
         };
-        if round % 2 == 0 {
-            dd.push(run(n, None, "bench"));
-            ours.push(persisted());
+        let (a, b) = if round % 2 == 0 {
+            let a = timed(n, None);
+            (a, persisted())
         } else {
-            ours.push(persisted());
-            dd.push(run(n, None, "bench"));
-        }
+            let b = persisted();
+            (timed(n, None), b)
+        };
+        dd.push(a.0);
+        dd_cpu.push(a.1);
+        ours.push(b.0);
+        ours_cpu.push(b.1);
         eprintln!(
-            "round {round}: DD {:?}, ddpersist {:?}",
-            dd[dd.len() - 1],
-            ours[ours.len() - 1]
+            "round {round}: DD {:?} ({:?} CPU), ddpersist {:?} ({:?} CPU), load {}",
+            a.0,
+            a.1,
+            b.0,
+            b.1,
+            common::loadavg()
         );
     }
     let (dd, ours) = (median(&mut dd), median(&mut ours));
+    let (dd_cpu, ours_cpu) = (median(&mut dd_cpu), median(&mut ours_cpu));
     println!(
         "arrange: {n} updates (16-byte keys, 100-byte vals, a time per {SEAL_EVERY}), {rounds} rounds, medians"
     );
@@ -61,5 +80,11 @@ fn main() {
     println!(
         "ratio ddpersist / DD               {:>10.2}   ({batches} batches at the end)",
         ours.as_secs_f64() / dd.as_secs_f64()
+    );
+    println!(
+        "CPU: DD {:.3} s, ddpersist {:.3} s, ratio {:.2}",
+        dd_cpu.as_secs_f64(),
+        ours_cpu.as_secs_f64(),
+        ours_cpu.as_secs_f64() / dd_cpu.as_secs_f64()
     );
 }

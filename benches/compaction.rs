@@ -37,7 +37,7 @@
 
 mod common;
 
-use common::{env_or, hex_key, median, seq_write, splitmix64};
+use common::{env_or, hex_key, median, process_cpu, seq_write, splitmix64};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use ddpersist::batch::format::DEFAULT_BLOCK_TARGET_BYTES;
 use ddpersist::batch::{batch_file_name, parse_batch_file_name, BatchFile, BatchWriter};
@@ -164,24 +164,6 @@ fn thread_cpu() -> Duration {
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
     Duration::from_nanos(ns)
-}
-
-/// CPU time of the whole process (every thread, including ones that have exited):
-/// `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`. A merge's helper I/O thread counts here, not in
-/// [`thread_cpu`]. During the merge benchmarks no other thread of the process runs.
-fn process_cpu() -> Duration {
-    #[cfg(target_os = "linux")]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-        if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } == 0 {
-            return Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
-        }
-    }
-    Duration::ZERO
 }
 
 /// CPU time of this process's threads whose name starts with `prefix` (from `/proc/self/task`).
