@@ -204,10 +204,10 @@ pub fn worker_stream_id(id: &str, index: usize, peers: usize) -> String {
     format!("{id}/w{index}of{peers}")
 }
 
-/// Fails with [`Error::BadInput`] if `store` holds streams of arrangement `id` written by a number of
-/// workers other than `peers`.
-pub fn check_worker_count(store: &Store, id: &str, peers: usize) -> Result<()> {
+/// The streams of arrangement `id` in `store` (`"{id}/w{index}of{count}"`), with their worker counts.
+fn worker_streams_of(store: &Store, id: &str) -> Vec<(String, usize)> {
     let prefix = format!("{id}/w");
+    let mut out = Vec::new();
     for stream in store.streams() {
         let Some((index, count)) = stream
             .strip_prefix(&prefix)
@@ -215,9 +215,62 @@ pub fn check_worker_count(store: &Store, id: &str, peers: usize) -> Result<()> {
         else {
             continue;
         };
-        let (Ok(_), Ok(count)) = (index.parse::<usize>(), count.parse::<usize>()) else {
-            continue;
-        };
+        if let (Ok(_), Ok(count)) = (index.parse::<usize>(), count.parse::<usize>()) {
+            out.push((stream, count));
+        }
+    }
+    out
+}
+
+/// Drops the streams of arrangement `id` written by a number of workers other than `peers` when none of
+/// them holds anything: upper 0, no batch, no unsealed update or spilled run. A build refused part way
+/// leaves such streams behind (the operators built before the refused one created theirs; adversarial
+/// round 14: a build on 3 workers refused over an older id left a new id's 3 empty streams, which then
+/// refused the rerun on the right 2 workers, "persisted by 3 workers"), as does a run stopped before its
+/// first seal. Holding nothing, they place no key on any worker, and left in place they would hold the
+/// store's compaction at 0 (DESIGN.md §5.1). Streams that hold something, or that a live operator writes
+/// (the drop refuses them), are left for [`check_worker_count`] to refuse. The workers of one build all
+/// come here: one at a time (a process-wide lock, taken only when such streams exist), so that none sees
+/// a stream another is dropping (a drop claims it, as a live operator would).
+///
+/// Errors: those of [`Store::drop_stream`] other than [`Error::UnknownStream`] and a live writer's
+/// [`Error::BadInput`] (a failed manifest commit, which poisons the store).
+pub(crate) fn retire_empty_streams_of_other_counts(store: &Store, id: &str, peers: usize) -> Result<()> {
+    static RETIRING: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+    let other = || -> Vec<String> {
+        let streams = worker_streams_of(store, id).into_iter();
+        let other = streams.filter(|(_, count)| *count != peers);
+        other.map(|(stream, _)| stream).collect()
+    };
+    if other().is_empty() {
+        return Ok(());
+    }
+    let _one_at_a_time = RETIRING.lock();
+    let other = other();
+    let manifest = store.manifest();
+    let empty = |stream: &String| {
+        let meta = manifest.streams.iter().find(|m| &m.id == stream);
+        let sealed_nothing = meta.is_none_or(|m| m.upper == 0 && m.batches.is_empty() && m.spills.is_empty());
+        sealed_nothing && !store.holds_unsealed(stream).unwrap_or(false)
+    };
+    if other.is_empty() || !other.iter().all(empty) {
+        return Ok(());
+    }
+    for stream in &other {
+        match store.drop_stream(stream) {
+            Ok(()) | Err(Error::UnknownStream { .. }) => {}
+            // A live operator writes it: check_worker_count refuses the build.
+            Err(Error::BadInput { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Fails with [`Error::BadInput`] if `store` holds streams of arrangement `id` written by a number of
+/// workers other than `peers`.
+pub fn check_worker_count(store: &Store, id: &str, peers: usize) -> Result<()> {
+    for (stream, count) in worker_streams_of(store, id) {
         if count != peers {
             return Err(Error::bad_input(format!(
                 "arrangement {id:?} was persisted by {count} workers (stream {stream:?}); restarting it with \

@@ -169,7 +169,8 @@ pub(crate) struct WorkerStream {
 /// [`check_times_fit`]): see the module docs.
 ///
 /// Errors: [`Error::BadInput`] if the id is empty (and names no stream yet), if the id's streams were
-/// persisted by another number of workers, or the store holds streams of the id written by earlier runs
+/// persisted by another number of workers and one of them holds something (empty ones are dropped:
+/// `retire_empty_streams_of_other_counts`), or the store holds streams of the id written by earlier runs
 /// but not this worker's (another process's directory, or a changed layout), or one of the id's streams
 /// was created durable and `options` are not, or the reverse ([`check_durability`]), or the stream was
 /// written with other types ([`Store::check_types`]), or another live operator writes the stream; store
@@ -189,6 +190,7 @@ pub(crate) fn open_worker_stream<T: PersistTime>(
     if id.is_empty() && !exists {
         return Err(Error::bad_input("an operator's id must not be empty"));
     }
+    super::retire_empty_streams_of_other_counts(store, id, peers)?;
     check_worker_count(store, id, peers)?;
     check_durability(store, id, options.durable)?;
     check_times_fit::<T>(store, id, by_description)?;

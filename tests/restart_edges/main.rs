@@ -22,3 +22,4 @@ mod restart_time_range;
 mod restart_time_range_wider;
 mod restart_time_type_edges;
 mod restart_time_types_switch;
+mod worker_count_changes;
