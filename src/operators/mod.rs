@@ -116,7 +116,7 @@ use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::store::Store;
 use differential_dataflow::ExchangeData;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The hash that places a key on a worker: xxh3-64 of the key's encoding (its bytes in the store).
 pub fn key_hash(key: &[u8]) -> u64 {
@@ -222,45 +222,46 @@ fn worker_streams_of(store: &Store, id: &str) -> Vec<(String, usize)> {
     out
 }
 
-/// Drops the streams of arrangement `id` written by a number of workers other than `peers` when none of
-/// them holds anything: upper 0, no batch, no unsealed update or spilled run. A build refused part way
-/// leaves such streams behind (the operators built before the refused one created theirs; adversarial
-/// round 14: a build on 3 workers refused over an older id left a new id's 3 empty streams, which then
-/// refused the rerun on the right 2 workers, "persisted by 3 workers"), as does a run stopped before its
-/// first seal. Holding nothing, they place no key on any worker, and left in place they would hold the
-/// store's compaction at 0 (DESIGN.md §5.1). Streams that hold something, or that a live operator writes
-/// (the drop refuses them), are left for [`check_worker_count`] to refuse. The workers of one build all
-/// come here: one at a time (a process-wide lock, taken only when such streams exist), so that none sees
-/// a stream another is dropping (a drop claims it, as a live operator would).
+/// Drops the streams of arrangement `id` written by a number of workers other than `peers` when this store
+/// holds all of them (every worker's stream of each such count: one process wrote them) and none holds
+/// anything ([`Store::holds_nothing`]: upper 0, not finished, no batch, spilled run, unsealed update or
+/// logged seal). A build refused part way leaves such streams behind (the operators built before the
+/// refused one created theirs; adversarial round 14: a build on 3 workers refused over an older id left a
+/// new id's 3 empty streams, which then refused the rerun on the right 2 workers, "persisted by 3
+/// workers"), as does a run stopped before its first seal. Holding nothing, they place no key on any
+/// worker, and left in place they would hold the store's compaction at 0 (DESIGN.md §5.1); the id is then
+/// built as a new one (a new id answers from its upstream's since, §5.1). Left for [`check_worker_count`]
+/// to refuse: streams that hold something, a live operator's (the drop claims each stream and checks it
+/// again under the claim), and a set of which this store holds only some (in a cluster each process holds
+/// its own workers' streams: one process alone must not decide otherwise than the others). The workers of
+/// one build come here one at a time (a process-wide lock, taken only when such streams exist).
 ///
 /// Errors: those of [`Store::drop_stream`] other than [`Error::UnknownStream`] and a live writer's
 /// [`Error::BadInput`] (a failed manifest commit, which poisons the store).
 pub(crate) fn retire_empty_streams_of_other_counts(store: &Store, id: &str, peers: usize) -> Result<()> {
     static RETIRING: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
-    let other = || -> Vec<String> {
+    let other = || -> Vec<(String, usize)> {
         let streams = worker_streams_of(store, id).into_iter();
-        let other = streams.filter(|(_, count)| *count != peers);
-        other.map(|(stream, _)| stream).collect()
+        streams.filter(|(_, count)| *count != peers).collect()
     };
     if other().is_empty() {
         return Ok(());
     }
     let _one_at_a_time = RETIRING.lock();
     let other = other();
-    let manifest = store.manifest();
-    let empty = |stream: &String| {
-        let meta = manifest.streams.iter().find(|m| &m.id == stream);
-        let sealed_nothing = meta.is_none_or(|m| m.upper == 0 && m.batches.is_empty() && m.spills.is_empty());
-        sealed_nothing && !store.holds_unsealed(stream).unwrap_or(false)
-    };
-    if other.is_empty() || !other.iter().all(empty) {
+    let mut held: BTreeMap<usize, usize> = BTreeMap::new();
+    for (_, count) in &other {
+        *held.entry(*count).or_default() += 1;
+    }
+    let whole = held.iter().all(|(count, streams)| count == streams);
+    if !whole || !other.iter().all(|(stream, _)| store.holds_nothing(stream)) {
         return Ok(());
     }
-    for stream in &other {
-        match store.drop_stream(stream) {
-            Ok(()) | Err(Error::UnknownStream { .. }) => {}
-            // A live operator writes it: check_worker_count refuses the build.
-            Err(Error::BadInput { .. }) => return Ok(()),
+    for (stream, _) in &other {
+        match store.drop_stream_if_empty(stream) {
+            Ok(true) | Err(Error::UnknownStream { .. }) => {}
+            // Written meanwhile, or a live operator's: check_worker_count refuses the build.
+            Ok(false) | Err(Error::BadInput { .. }) => return Ok(()),
             Err(e) => return Err(e),
         }
     }

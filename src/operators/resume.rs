@@ -119,8 +119,9 @@ pub(crate) fn compaction_since(store: &Store, id: &str, peers: usize, upper: u64
 }
 
 /// The persisted operator stream (a worker stream `"{id}/w{index}of{peers}"`) with the least upper in
-/// `manifest`, and that upper (a `u64` store time): the operators of the store compact their state only
-/// below it, minus one (`compaction_since`; operators live in the process may hold it lower still).
+/// `manifest`, and that upper (a `u64` store time): the since of an operator's state in the store is at
+/// most that upper minus one (`compaction_since`; operators live in the process may hold it lower still,
+/// and an operator whose workers' streams are not all in the store does not compact).
 /// `None` when the store holds no operator stream. `inspect list` shows it, to say which stream holds a
 /// store's compaction back (for instance one at upper 0 whose operator never sealed: drop it with
 /// [`Store::drop_stream`] when that operator is gone for good).

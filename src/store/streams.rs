@@ -151,6 +151,39 @@ impl Store {
         dropped
     }
 
+    /// Whether stream `id` holds nothing: upper 0, not finished, no batch, no spilled run, no unsealed
+    /// update, no logged seal, no flush in progress. False for an unknown stream.
+    pub(crate) fn holds_nothing(&self, id: &str) -> bool {
+        self.with_stream(id, |s| {
+            let meta = s.version.meta();
+            meta.upper == 0
+                && !meta.finished
+                && s.pending_upper == 0
+                && s.version.batches().is_empty()
+                && s.version.spills().is_empty()
+                && s.memtable.update_count() == 0
+                && s.flushing.is_none()
+        })
+        .unwrap_or(false)
+    }
+
+    /// [`drop_stream`](Self::drop_stream) if stream `id` still [holds nothing](Self::holds_nothing) once
+    /// claimed (no write or seal through the store gets in between the check and the drop); returns
+    /// whether it was dropped. Errors: as `drop_stream` ([`Error::BadInput`] for a live operator's stream).
+    pub(crate) fn drop_stream_if_empty(&self, id: &str) -> Result<bool> {
+        let claim = self.claim_writer(id)?;
+        if !self.holds_nothing(id) {
+            return Ok(false);
+        }
+        if let Some(s) = self.inner.state.lock().streams.get_mut(id) {
+            s.dropping = true;
+        }
+        let _unmark = Unmark { store: self, id };
+        let dropped = self.drop_claimed(id);
+        drop(claim);
+        dropped.map(|()| true)
+    }
+
     /// [`drop_stream`](Self::drop_stream) once the stream is claimed and marked: no new merge of it starts.
     fn drop_claimed(&self, id: &str) -> Result<()> {
         self.wait_for_merge_in_flight(id)?;

@@ -74,6 +74,16 @@ fn run(dir: &Path, peers: usize, ids: &'static [&'static str], feed: bool) -> (V
     (errors, rows)
 }
 
+/// Creates the streams of workers `workers` of `count` of operator `"x"` in the store in `dir`, empty.
+fn create_streams(dir: &Path, workers: std::ops::Range<usize>, count: usize, durable: bool) -> Store {
+    let store = Store::open(dir).unwrap();
+    for w in workers {
+        let id = ddpersist::operators::worker_stream_id("x", w, count);
+        store.create_stream(&id, StreamOptions { durable }).unwrap();
+    }
+    store
+}
+
 fn want(ids: &[&str]) -> Rows {
     let mut rows = Rows::new();
     for id in ids {
@@ -127,11 +137,7 @@ fn a_build_refused_for_its_worker_count_leaves_nothing_that_refuses_the_right_on
 fn streams_of_another_count_are_kept_if_one_holds_an_unsealed_update() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(dir.path()).unwrap();
-        for w in 0..3 {
-            let id = ddpersist::operators::worker_stream_id("x", w, 3);
-            store.create_stream(&id, StreamOptions { durable: true }).unwrap();
-        }
+        let store = create_streams(dir.path(), 0..3, 3, true);
         let one = ddpersist::operators::worker_stream_id("x", 1, 3);
         store.write(&one, &[("k".to_string(), 1u64, 0u64, 1i64)]).unwrap();
     }
@@ -139,6 +145,41 @@ fn streams_of_another_count_are_kept_if_one_holds_an_unsealed_update() {
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors.iter().all(|e| e.contains("3 workers")), "{errors:?}");
     let streams = Store::open(dir.path()).unwrap().streams();
+    assert_eq!(
+        streams.iter().filter(|s| s.ends_with("of3")).count(),
+        3,
+        "{streams:?}"
+    );
+}
+
+/// A store holding only some workers' streams of another count (a cluster's process holds its own
+/// workers' streams), even empty ones, is refused as before and keeps them: the other processes, which
+/// this one cannot see, may hold data, and one process alone must not decide otherwise than they do. So
+/// is a store whose other-count streams are all there, empty but one sealed closed (its input ended).
+#[test]
+fn only_a_whole_set_of_empty_streams_of_another_count_is_dropped() {
+    use ddpersist::operators::worker_stream_id;
+    let part = tempfile::tempdir().unwrap();
+    drop(create_streams(part.path(), 0..2, 4, false));
+    let (errors, _) = run(part.path(), 2, &["x"], false);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().all(|e| e.contains("4 workers")), "{errors:?}");
+    let streams = Store::open(part.path()).unwrap().streams();
+    assert_eq!(
+        streams.iter().filter(|s| s.ends_with("of4")).count(),
+        2,
+        "{streams:?}"
+    );
+
+    let finished = tempfile::tempdir().unwrap();
+    let store = create_streams(finished.path(), 0..3, 3, false);
+    store
+        .seal(&worker_stream_id("x", 2, 3), ddpersist::FRONTIER_CLOSED)
+        .unwrap();
+    drop(store);
+    let (errors, _) = run(finished.path(), 2, &["x"], false);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let streams = Store::open(finished.path()).unwrap().streams();
     assert_eq!(
         streams.iter().filter(|s| s.ends_with("of3")).count(),
         3,

@@ -191,18 +191,20 @@ fn segment_paths(wal_dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn while_moving<T>(dir: &Path, mut read: impl FnMut() -> Result<T>) -> Result<T> {
     let start = std::time::Instant::now();
     let mut tries = 0u64;
+    let mut mark = LiveMark::read(dir)?;
     loop {
-        let mark = LiveMark::read(dir)?;
-        match read() {
+        let failure = match read() {
             Ok(v) => return Ok(v),
-            Err(e) => {
-                tries += 1;
-                if !mark.moved(dir) || start.elapsed() > LIVE_RETRY_FOR {
-                    return Err(e);
-                }
-                std::thread::sleep(std::time::Duration::from_millis((5 * tries).min(50)));
-            }
+            Err(e) => e,
+        };
+        tries += 1;
+        // The mark after the failure: the next try's mark when the store moved. A mark that cannot be
+        // read now leaves the read's own error to report.
+        match LiveMark::read(dir) {
+            Ok(now) if now != mark && start.elapsed() <= LIVE_RETRY_FOR => mark = now,
+            _ => return Err(failure),
         }
+        std::thread::sleep(std::time::Duration::from_millis((5 * tries).min(50)));
     }
 }
 
@@ -226,12 +228,6 @@ impl LiveMark {
         let generation = StoreDir::open(dir)?.manifest.generation;
         let segments = segment_paths(&dir.join(WAL_DIR))?;
         Ok(LiveMark { generation, segments })
-    }
-
-    /// Whether the store in `dir` moved since this mark was read; false when it cannot be read now (the
-    /// caller then reports its own failure).
-    pub fn moved(&self, dir: &Path) -> bool {
-        LiveMark::read(dir).is_ok_and(|now| now != *self)
     }
 }
 

@@ -49,7 +49,7 @@ pub struct ReadOnlyStore {
 /// the replay listed: an open that fails while the store moved under it ([`crate::access::LiveMark`]:
 /// the manifest's generation or the WAL's segments changed) starts over, a little later each time (at most 50 ms between tries), for up
 /// to 10 s (found by an adversarial test: 42 of 240 reads of a store merging all the time reported a
-/// missing batch file as corruption; 5 tries, as `verify` takes, still failed 22 times; 20 tries failed
+/// missing batch file as corruption; 5 tries still failed 22 times; 20 tries failed
 /// 4 of 120 reads on a loaded machine once commits got cheaper and merges more frequent).
 pub fn open_read_only(dir: &Path) -> Result<ReadOnlyStore> {
     crate::access::while_moving(dir, || open_read_only_once(dir))
