@@ -206,20 +206,10 @@ pub fn worker_stream_id(id: &str, index: usize, peers: usize) -> String {
 
 /// The streams of arrangement `id` in `store` (`"{id}/w{index}of{count}"`), with their worker counts.
 fn worker_streams_of(store: &Store, id: &str) -> Vec<(String, usize)> {
-    let prefix = format!("{id}/w");
-    let mut out = Vec::new();
-    for stream in store.streams() {
-        let Some((index, count)) = stream
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.split_once("of"))
-        else {
-            continue;
-        };
-        if let (Ok(_), Ok(count)) = (index.parse::<usize>(), count.parse::<usize>()) {
-            out.push((stream, count));
-        }
-    }
-    out
+    let streams = store.streams().into_iter();
+    streams
+        .filter_map(|s| resume::worker_of(&s, id).map(|(_, count)| (s, count)))
+        .collect()
 }
 
 /// Drops the streams of arrangement `id` written by a number of workers other than `peers` when this store

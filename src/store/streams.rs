@@ -135,20 +135,7 @@ impl Store {
     /// [`WriterClaim`]: drop its dataflow first); [`Error::Poisoned`]; the manifest commit's I/O error
     /// (which poisons the store).
     pub fn drop_stream(&self, id: &str) -> Result<()> {
-        let claim = self.claim_writer(id).map_err(|e| match e {
-            Error::BadInput { .. } => Error::bad_input(format!(
-                "stream {id:?} is written by a live operator: drop its dataflow before the stream"
-            )),
-            e => e,
-        })?;
-        if let Some(s) = self.inner.state.lock().streams.get_mut(id) {
-            s.dropping = true;
-        }
-        // However `drop_claimed` ends (an error, a panic), a stream still there merges again.
-        let _unmark = Unmark { store: self, id };
-        let dropped = self.drop_claimed(id);
-        drop(claim);
-        dropped
+        self.drop_stream_if(id, |_| true).map(|_| ())
     }
 
     /// Whether stream `id` holds nothing: upper 0, not finished, no batch, no spilled run, no unsealed
@@ -171,13 +158,24 @@ impl Store {
     /// claimed (no write or seal through the store gets in between the check and the drop); returns
     /// whether it was dropped. Errors: as `drop_stream` ([`Error::BadInput`] for a live operator's stream).
     pub(crate) fn drop_stream_if_empty(&self, id: &str) -> Result<bool> {
-        let claim = self.claim_writer(id)?;
-        if !self.holds_nothing(id) {
+        self.drop_stream_if(id, |store| store.holds_nothing(id))
+    }
+
+    /// Claims stream `id`, and drops it if `drop_it` says so under the claim; returns whether it did.
+    fn drop_stream_if(&self, id: &str, drop_it: impl FnOnce(&Self) -> bool) -> Result<bool> {
+        let claim = self.claim_writer(id).map_err(|e| match e {
+            Error::BadInput { .. } => Error::bad_input(format!(
+                "stream {id:?} is written by a live operator: drop its dataflow before the stream"
+            )),
+            e => e,
+        })?;
+        if !drop_it(self) {
             return Ok(false);
         }
         if let Some(s) = self.inner.state.lock().streams.get_mut(id) {
             s.dropping = true;
         }
+        // However `drop_claimed` ends (an error, a panic), a stream still there merges again.
         let _unmark = Unmark { store: self, id };
         let dropped = self.drop_claimed(id);
         drop(claim);
