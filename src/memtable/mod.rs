@@ -63,7 +63,7 @@ impl Bucket {
         self.abs_sum += u128::from(diff.unsigned_abs());
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8], i64)> + '_ {
+    fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8], i64)> + Clone + '_ {
         self.entries.iter().map(|e| {
             let key_end = e.at + e.key_len as usize;
             (
@@ -287,14 +287,14 @@ pub fn min_lsn(buckets: &Buckets) -> Option<Lsn> {
 pub fn iter_buckets_in(
     buckets: &Buckets,
     times: std::ops::RangeInclusive<u64>,
-) -> impl Iterator<Item = UpdateRef<'_>> + '_ {
+) -> impl Iterator<Item = UpdateRef<'_>> + Clone + '_ {
     buckets
         .range(times)
         .flat_map(|(&time, b)| b.iter().map(move |(k, v, d)| (k, v, time, d)))
 }
 
 /// Every update in `buckets`, in no particular order.
-pub fn iter_buckets(buckets: &Buckets) -> impl Iterator<Item = UpdateRef<'_>> + '_ {
+pub fn iter_buckets(buckets: &Buckets) -> impl Iterator<Item = UpdateRef<'_>> + Clone + '_ {
     buckets
         .iter()
         .flat_map(|(&time, b)| b.iter().map(move |(k, v, d)| (k, v, time, d)))
