@@ -412,6 +412,12 @@ impl StreamState {
             dropping: false,
         }
     }
+
+    /// Whether any unsealed update is held: in the memtable, in a seal or spill in progress, or in a
+    /// spilled run ([`Store::holds_unsealed`]).
+    pub(crate) fn holds_unsealed(&self) -> bool {
+        self.memtable.update_count() > 0 || self.flushing.is_some() || !self.version.spills().is_empty()
+    }
 }
 
 /// LSN used for updates of streams that are not durable: never holds the WAL back.
@@ -499,9 +505,7 @@ impl Store {
     /// which a reopen reads from disk, not into memory). Errors: [`Error::UnknownStream`],
     /// [`Error::Poisoned`].
     pub fn holds_unsealed(&self, id: &str) -> Result<bool> {
-        self.with_stream(id, |s| {
-            s.memtable.update_count() > 0 || s.flushing.is_some() || !s.version.spills().is_empty()
-        })
+        self.with_stream(id, StreamState::holds_unsealed)
     }
 
     /// The blob holding the batch files and manifest.

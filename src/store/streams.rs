@@ -147,9 +147,7 @@ impl Store {
                 && !meta.finished
                 && s.pending_upper == 0
                 && s.version.batches().is_empty()
-                && s.version.spills().is_empty()
-                && s.memtable.update_count() == 0
-                && s.flushing.is_none()
+                && !s.holds_unsealed()
         })
         .unwrap_or(false)
     }

@@ -156,16 +156,26 @@ pub struct SegmentFile {
     pub size: u64,
 }
 
+/// The size of the file at `path` in bytes, or `None` if it is not there: on a live store a file listed a
+/// moment ago may be gone (a released WAL segment, a committed or removed in-progress batch file).
+///
+/// Errors: [`Error::Io`] ("stat PATH") for any other failure.
+pub fn size_if_present(path: &Path) -> Result<Option<u64>> {
+    match fs::metadata(path) {
+        Ok(meta) => Ok(Some(meta.len())),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(format!("stat {}", path.display()), e)),
+    }
+}
+
 /// The segment files in `wal_dir`, oldest first; none when the directory does not exist. On a live store
 /// a seal's release deletes (or renames for reuse) the oldest segments at any time: a segment gone between
 /// the listing and its `stat` was released, and is left out.
 pub fn wal_segments(wal_dir: &Path) -> Result<Vec<SegmentFile>> {
     let mut out = Vec::new();
     for seg in segment_paths(wal_dir)? {
-        let size = match fs::metadata(&seg) {
-            Ok(meta) => meta.len(),
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(io(format!("stat {}", seg.display()), e)),
+        let Some(size) = size_if_present(&seg)? else {
+            continue;
         };
         let name = seg
             .file_name()

@@ -49,11 +49,9 @@ fn in_progress(store: &StoreDir, dir: &Path) -> ddpersist::Result<Vec<(String, u
         })
         .filter_map(|n| {
             // A seal's or merge's file gone since the listing was committed (renamed) or removed.
-            match std::fs::metadata(dir.join(&n)) {
-                Ok(m) => Some(Ok((n, m.len()))),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => Some(Err(crate::error::io(format!("stat {}/{n}", dir.display()), e))),
-            }
+            crate::access::size_if_present(&dir.join(&n))
+                .map(|size| size.map(|size| (n, size)))
+                .transpose()
         })
         .collect::<ddpersist::Result<_>>()?;
     out.sort();
