@@ -96,6 +96,14 @@ impl Store {
                         .is_some_and(|n| n == format!("{MANIFEST_NAME}{TMP_SUFFIX}"))
                     || (name == WAL_DIR && wal_empty(entry.path()));
                 if !ok {
+                    // A store being created by another open (it holds the lock until its manifest is
+                    // written) is locked, not foreign: racing opens of a new directory (adversarial
+                    // round 15) saw its first files and no MANIFEST yet.
+                    if lock_held(&path.join(LOCK_NAME)) {
+                        return Err(Error::Locked {
+                            path: path.to_path_buf(),
+                        });
+                    }
                     let why = format!("it holds {name:?} and no MANIFEST");
                     return Err(not_a_store(path, &why));
                 }
@@ -369,6 +377,15 @@ fn new_store_id() -> u32 {
     seed.extend_from_slice(&(std::ptr::addr_of!(local) as usize as u64).to_le_bytes());
     let h = crate::encoding::checksum(&seed);
     ((h ^ (h >> 32)) as u32).max(1)
+}
+
+/// Whether the lock file at `path` exists and another handle or process holds its lock (an `flock`
+/// probe: taken and released at once when free).
+fn lock_held(path: &Path) -> bool {
+    let Ok(file) = File::options().write(true).open(path) else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock))
 }
 
 fn not_a_store(path: &Path, reason: &str) -> Error {

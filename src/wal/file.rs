@@ -144,6 +144,7 @@ impl FileLog {
                 hook: None,
                 free: Mutex::new(Vec::new()),
                 store_id: AtomicU32::new(0),
+                start: Mutex::new(None),
             },
             dir,
             segment_bytes: segment_bytes.max(SEGMENT_HEADER_BYTES + 1),
@@ -261,6 +262,13 @@ impl Log for FileLog {
                 )
             }
         };
+        // The log's start, recorded now if the log has none: a new log's, or an older release's, whose
+        // oldest segment is taken as its start (`start.rs`).
+        match (scan.start, segments.first()) {
+            (Some(start), _) => *self.files.start.lock() = Some(start),
+            (None, Some(oldest)) => self.files.write_start(oldest.first_lsn)?,
+            (None, None) => {}
+        }
         self.fill
             .set_active(active.clone(), zero_filled, active_bytes, file_len);
         // Only with zero-filling on: a waiting filler would be woken by every write for nothing.

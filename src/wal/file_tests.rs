@@ -395,6 +395,7 @@ fn a_stray_segment_of_a_failed_creation_is_removed_and_its_predecessor_stays_the
         hook: None,
         free: Default::default(),
         store_id: Default::default(),
+        start: Default::default(),
     };
     let (stray, _) = files.create(lsns[0].1, false).unwrap();
     let seg = dir.path().join(segment_name(0));

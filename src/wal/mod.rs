@@ -22,6 +22,7 @@ mod mem;
 pub mod record;
 pub mod scan;
 mod segments;
+mod start;
 mod varint;
 mod zero_fill;
 

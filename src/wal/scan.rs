@@ -66,6 +66,9 @@ pub struct Scan {
     pub strays: Vec<Segment>,
     /// What replay cuts off.
     pub cut: Option<Cut>,
+    /// The log's start as its start file records it (`None`: no start file, a log of an older release or
+    /// one never opened for appending); the oldest segment was checked to start at or before it.
+    pub start: Option<Lsn>,
 }
 
 /// The segment files in `dir`, oldest first (other files are ignored).
@@ -314,6 +317,12 @@ pub fn scan_on(
             tail_len = len;
         }
     }
+    // The oldest segment must hold the log's recorded start: one lost from the front leaves a contiguous
+    // log that merely starts later (`start.rs`).
+    let start = super::start::read_start(fs, dir)?;
+    if let Some(start) = start {
+        super::start::check_start(dir, start, segments.first().map(|s| s.first_lsn))?;
+    }
     // The last file, if it holds no record either, may also be a stray that the log went on past (its
     // creation failed, later records went to its predecessor): decided when its predecessor is read.
     let tail_first_lsn = segments
@@ -504,5 +513,6 @@ pub fn scan_on(
         segments,
         strays,
         cut,
+        start,
     })
 }

@@ -80,6 +80,8 @@ pub(crate) struct SegmentFiles {
     /// Released segment files kept for recycling (`*.free`), oldest first; at most [`RECYCLE_KEEP`] are
     /// added by releases (an open adopts whatever it finds).
     pub(crate) free: Mutex<Vec<PathBuf>>,
+    /// The log's start as last recorded in its start file by this process (`start.rs`), if any.
+    pub(crate) start: Mutex<Option<super::Lsn>>,
     /// The store's id (`Log::bind_store`; 0 until bound), which seeds the header checksum of every segment
     /// created.
     pub(crate) store_id: std::sync::atomic::AtomicU32,
@@ -370,6 +372,13 @@ impl FileLog {
         };
         if doomed.is_empty() {
             return Ok(());
+        }
+        // The log's new start (its oldest segment kept: the active one always stays) is recorded before
+        // any segment goes (`start.rs`).
+        let new_start = self.state.lock().segments.first().map(|s| s.first_lsn);
+        if let Err(e) = new_start.map_or(Ok(()), |s| self.files.write_start(s)) {
+            self.state.lock().segments.splice(0..0, doomed);
+            return Err(e);
         }
         // Oldest first, so that what stays is always a contiguous log. Each is kept for recycling or
         // removed; the kept ones join the pool once the directory is synced.

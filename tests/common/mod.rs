@@ -121,18 +121,9 @@ fn files_ending(dir: &Path, ext: &str) -> Vec<PathBuf> {
     out
 }
 
-/// The WAL segment files in a store directory.
+/// The `.wal` segment files in a store directory's `wal/`, oldest first (other files there, such as the
+/// start file `START` and released `*.free` ones, left out).
 pub fn wal_segments(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    out.sort();
-    out
-}
-
-/// The `.wal` segment files in a store directory's `wal/`, sorted (other files there left out).
-pub fn wal_files(dir: &Path) -> Vec<PathBuf> {
     files_ending(&dir.join("wal"), "wal")
 }
 

@@ -20,4 +20,5 @@ mod wal_bound;
 mod wal_faults;
 mod wal_lost;
 mod wal_recycle_crash;
+mod wal_start;
 mod wal_store_id;

@@ -179,14 +179,17 @@ fn every_crash_state_of_recycling_replays_exactly_the_acknowledged_records() {
 #[test]
 fn kept_files_whose_names_were_not_synced_are_synced_before_reuse() {
     use ddpersist::wal::{SegmentFaultHook, SegmentStep};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
     let fs = SimFs::new();
-    let fail_dir_sync = Arc::new(AtomicBool::new(false));
+    // Armed (nonzero): counts directory fsyncs from 1, and fails each after the first (a release's first
+    // one makes its new start file durable, `wal/START`; the next follows its renames).
+    let dir_syncs = Arc::new(AtomicU32::new(0));
     let hook: SegmentFaultHook = {
-        let fail = fail_dir_sync.clone();
+        let syncs = dir_syncs.clone();
         Arc::new(move |step: SegmentStep, _: &std::path::Path| {
-            match step == SegmentStep::SyncDir && fail.load(Ordering::SeqCst) {
+            let armed = step == SegmentStep::SyncDir && syncs.load(Ordering::SeqCst) > 0;
+            match armed && syncs.fetch_add(1, Ordering::SeqCst) >= 2 {
                 true => Err(std::io::Error::other("injected directory fsync failure")),
                 false => Ok(()),
             }
@@ -201,7 +204,7 @@ fn kept_files_whose_names_were_not_synced_are_synced_before_reuse() {
         end = log.append(&payload(no, 300)).unwrap().1;
         log.sync(end).unwrap();
     }
-    fail_dir_sync.store(true, Ordering::SeqCst);
+    dir_syncs.store(1, Ordering::SeqCst);
     assert!(
         log.release_before(end).is_err(),
         "the release's directory fsync fails"

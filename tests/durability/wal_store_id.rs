@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use common::wal_files;
+use common::wal_segments;
 use ddpersist::blob::DirBlob;
 use ddpersist::wal::{FileLog, Log, Lsn, ReplayReport, WalRecovery};
 use ddpersist::{Options, Store, StreamOptions};
@@ -85,7 +85,7 @@ fn a_header_only_wal_segment_of_another_store_is_refused_not_removed() {
         store.write("s", &[(1u64, 1u64, 5, 1)]).unwrap(); // acknowledged
     }
     drop(Store::open(b.path()).unwrap());
-    let (sa, sb) = (wal_files(a.path()), wal_files(b.path()));
+    let (sa, sb) = (wal_segments(a.path()), wal_segments(b.path()));
     assert_eq!(sa.len(), 1);
     assert_eq!(sa[0].file_name(), sb[0].file_name());
     assert_eq!(

@@ -18,6 +18,7 @@ fn only_segment(dir: &Path) -> PathBuf {
     let mut segs: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
         .collect();
     assert_eq!(segs.len(), 1, "{segs:?}");
     segs.pop().unwrap()

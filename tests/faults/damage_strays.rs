@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::{batch_files, wal_files};
+use common::{batch_files, wal_segments};
 use ddpersist::Error;
 use ddpersist::{Store, StreamOptions};
 use std::fs;
@@ -67,7 +67,7 @@ fn a_wal_segment_of_another_store_is_refused_not_replayed() {
     let b = tempfile::tempdir().unwrap();
     // durable: acknowledged through the WAL
     common::write_one_each(&[(a.path(), 1), (b.path(), 2)]);
-    let (sa, sb) = (wal_files(a.path()), wal_files(b.path()));
+    let (sa, sb) = (wal_segments(a.path()), wal_segments(b.path()));
     assert_eq!(sa.len(), 1);
     assert_eq!(sa[0].file_name(), sb[0].file_name());
     fs::copy(&sb[0], &sa[0]).unwrap();

@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::wal_files;
+use common::wal_segments;
 use ddpersist::{Store, StreamOptions};
 use std::fs;
 use std::process::Command;
@@ -19,7 +19,7 @@ fn inspect_scan_refuses_a_wal_segment_of_another_store() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     common::write_one_each(&[(a.path(), 1), (b.path(), 2)]);
-    let (sa, sb) = (wal_files(a.path()), wal_files(b.path()));
+    let (sa, sb) = (wal_segments(a.path()), wal_segments(b.path()));
     assert_eq!(sa[0].file_name(), sb[0].file_name());
     fs::copy(&sb[0], &sa[0]).unwrap();
     assert!(Store::open(a.path()).is_err(), "the open refuses it");

@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use common::{open_faulty, wal_files, wal_segment_bytes, wal_segments, Model};
+use common::{open_faulty, wal_segment_bytes, wal_segments, Model};
 use ddpersist::wal::record::{decode, Record, TAG_SEAL};
 use ddpersist::wal::{FileLog, WalRecovery};
 use ddpersist::{Error, Options, Store, StreamOptions};
@@ -190,7 +190,7 @@ fn logged_seals_with_a_flush_thread_end_in_the_same_batches_and_survive_reopen()
         // Every seal record is released with its segment once its batch committed: only the active
         // segment remains (beside at most two released ones kept for reuse, `.free`).
         let segments = wal_segments(dir.path());
-        assert_eq!(wal_files(dir.path()).len(), 1, "{segments:?}");
+        assert_eq!(wal_segments(dir.path()).len(), 1, "{segments:?}");
         assert!(segments.len() <= 3, "{segments:?}");
     }
     let store = Store::open_with(dir.path(), options).unwrap();

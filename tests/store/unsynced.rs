@@ -89,7 +89,11 @@ fn zero_filled_wal_opens_after_a_power_loss_dropped_pages_of_an_unsynced_flush()
     // Simulate a power loss during that flush: the pages from b's start up to c's page never reached the
     // disk (they still hold the filler's zeros); c's page did.
     let wal = dir.path().join("wal");
-    let seg = std::fs::read_dir(&wal).unwrap().next().unwrap().unwrap().path();
+    let seg = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "wal"))
+        .unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();
     let magic = 0x4C50_4444u32.to_le_bytes();
     let starts: Vec<usize> = (12..bytes.len() - 4)
