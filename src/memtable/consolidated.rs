@@ -20,12 +20,15 @@ const PARTITION_MIN_UPDATES: usize = 1 << 15;
 /// core's L2 cache (1 MiB on this project's machine).
 const PARTITION_UPDATES: usize = 4 << 10;
 
+/// The smallest buffer [`advise_huge`] advises, in bytes.
+const HUGE_MIN_BYTES: usize = 64 << 20;
+
 /// Cells of sort words a large input is counted in (by their top 16 bits) before they are cut into
 /// partitions.
 const CELLS: usize = 1 << 16;
 
 /// One update of a [`Consolidated`]: where its key and val are in the arena, its time and diff, and the
-/// 8 bytes (big-endian, zero-padded) of its key that follow the bytes every key of its partition shares
+/// 8 bytes (big-endian, zero-padded) of its key that follow the prefix every key of the input shares
 /// (read while the key is copied), which order most pairs in the sort without touching the arena.
 #[derive(Clone, Copy)]
 struct ConsolidatedEntry {
@@ -62,12 +65,12 @@ impl Consolidated {
     /// partition's words are all below the next one's. Keys crowded into one cell (the same 2 bytes after
     /// the shared prefix) make a larger partition, sorted the same way.
     ///
-    /// The arena and entries of a large input are asked to live on huge pages (`advise_huge`): their
-    /// first-touch page faults were half of the copy's time.
+    /// The arena and the partitioned entries of a large input (from 64 MiB) are asked to live on huge
+    /// pages (`advise_huge`): their first-touch page faults were half of the copy's time.
     ///
     /// Errors: [`Error::DiffOverflow`] (its stream not yet named) if equal `(key, val, time)` sum outside
     /// `i64`.
-    pub fn from_updates<'a, I>(updates: I) -> Result<Self>
+    pub(crate) fn from_updates<'a, I>(updates: I) -> Result<Self>
     where
         I: Iterator<Item = UpdateRef<'a>> + Clone,
     {
@@ -279,18 +282,24 @@ impl Consolidated {
 }
 
 /// Asks the kernel to back `buf` with transparent huge pages (`madvise(MADV_HUGEPAGE)`, Linux; nothing
-/// elsewhere or for buffers under 4 MiB): a 2 MiB page faults once where 512 small ones fault one by one.
+/// elsewhere): a 2 MiB page faults once where 512 small ones fault one by one. Only for buffers of at
+/// least `HUGE_MIN_BYTES`, above glibc's largest mmap threshold (32 MiB on 64-bit): such a buffer is a
+/// mapping of its own, so the advice leaves with it and never marks heap memory that outlives it.
 /// Advice only: the contents and the allocation are unchanged, and a refusal (huge pages off) is ignored.
 fn advise_huge<T>(buf: &mut [std::mem::MaybeUninit<T>]) {
     #[cfg(target_os = "linux")]
     {
-        const PAGE: usize = 4096;
         let len = std::mem::size_of_val(buf);
-        if len < 4 << 20 {
+        // SAFETY: sysconf only reads a system constant.
+        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            p if p > 0 => p as usize,
+            _ => return,
+        };
+        if len < HUGE_MIN_BYTES {
             return;
         }
         let start = buf.as_mut_ptr() as usize;
-        let (first, end) = (start.next_multiple_of(PAGE), (start + len) / PAGE * PAGE);
+        let (first, end) = (start.next_multiple_of(page), (start + len) / page * page);
         // SAFETY: `[first, end)` is whole pages inside `buf`'s own allocation, which this call borrows
         // mutably; MADV_HUGEPAGE only changes how the kernel backs those pages, never their contents.
         unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };

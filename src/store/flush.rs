@@ -226,7 +226,7 @@ impl Store {
             }
             Some(appended) => {
                 let updates = appended.updates.collect::<Result<Vec<_>>>()?;
-                Consolidated::from_updates(iter_buckets(drained).chain(updates))?
+                Consolidated::from_updates(iter_buckets(drained).chain(updates.iter().copied()))?
             }
             None => Consolidated::from_updates(iter_buckets(drained))?,
         };

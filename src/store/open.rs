@@ -382,7 +382,7 @@ fn new_store_id() -> u32 {
 /// Whether the lock file at `path` exists and another handle or process holds its lock (an `flock`
 /// probe: taken and released at once when free).
 fn lock_held(path: &Path) -> bool {
-    let Ok(file) = File::options().write(true).open(path) else {
+    let Ok(file) = File::options().read(true).open(path) else {
         return false;
     };
     matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock))

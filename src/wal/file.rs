@@ -262,12 +262,14 @@ impl Log for FileLog {
                 )
             }
         };
-        // The log's start, recorded now if the log has none: a new log's, or an older release's, whose
-        // oldest segment is taken as its start (`start.rs`).
-        match (scan.start, segments.first()) {
-            (Some(start), _) => *self.files.start.lock() = Some(start),
-            (None, Some(oldest)) => self.files.write_start(oldest.first_lsn)?,
-            (None, None) => {}
+        // The log's start, recorded now if the log has none (a new log's, or an older release's, whose
+        // oldest segment is taken as its start), or moved up to its oldest segment if a point-in-time
+        // open accepted a front lost (`start.rs`).
+        let oldest = segments.first().map(|s| s.first_lsn);
+        match (scan.start, oldest) {
+            (Some(start), Some(oldest)) if start >= oldest => *self.files.start.lock() = Some(start),
+            (_, Some(oldest)) => self.files.write_start(oldest)?,
+            (start, None) => *self.files.start.lock() = start,
         }
         self.fill
             .set_active(active.clone(), zero_filled, active_bytes, file_len);

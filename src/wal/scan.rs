@@ -319,8 +319,9 @@ pub fn scan_on(
     }
     // The oldest segment must hold the log's recorded start: one lost from the front leaves a contiguous
     // log that merely starts later (`start.rs`).
+    // A point-in-time open accepts lost records, as it accepts a cut log.
     let start = super::start::read_start(fs, dir)?;
-    if let Some(start) = start {
+    if let Some(start) = start.filter(|_| recovery == WalRecovery::Strict) {
         super::start::check_start(dir, start, segments.first().map(|s| s.first_lsn))?;
     }
     // The last file, if it holds no record either, may also be a stray that the log went on past (its

@@ -6,12 +6,15 @@
 //! The same role as RocksDB's minimum log number kept in its MANIFEST; here the WAL keeps it beside its
 //! segments, since only the WAL decides when segments go.
 //!
-//! Protocol (DESIGN.md §3, FORMAT.md §4 "Start file"): the file is written when the log's first segment
-//! is created (or at the first open of a log from an older release, which has none: then from its oldest
-//! segment), and before any release removes segments it is rewritten, durably (temporary file, `fsync`,
-//! rename, directory `fsync`), to the first LSN of the oldest segment kept. It never moves back. An open
-//! then requires the oldest segment to start at or before it (later segments are checked for gaps as
-//! before): one that starts after it is [`Error::Corrupt`] naming the missing segment.
+//! Protocol (DESIGN.md §3, FORMAT.md §4 "Start file"): the file is written at the end of the first replay
+//! of a log that has none (a new log, or one of an older release: from its oldest segment), and before
+//! any release removes segments it is rewritten, durably (temporary file, `fsync`,
+//! rename, directory `fsync`), to the first LSN of the oldest segment kept. It never moves back. A strict
+//! open ([`WalRecovery::Strict`](super::WalRecovery)) then requires the oldest segment to start at or
+//! before it (later segments are checked for gaps as before): one that starts after it is
+//! [`Error::Corrupt`] naming the missing segment. A point-in-time open accepts the loss, as it accepts a
+//! cut log. An older release ignores the file: its releases do not move it, so a store it ran on since is
+//! refused as missing its front until the file is removed (the error says so).
 
 use super::segments::{SegmentFiles, SegmentStep};
 use super::Lsn;
@@ -26,13 +29,15 @@ pub(crate) const START_FILE: &str = "START";
 const START_TMP: &str = "START.tmp";
 /// First 8 bytes of the start file.
 const START_MAGIC: &[u8; 8] = b"DDPWALST";
-/// Its length: magic, LSN, checksum.
-const START_BYTES: usize = 24;
+/// The format version written (and the newest read).
+const START_VERSION: u32 = 1;
+/// Its length: magic, version, reserved, LSN, checksum.
+const START_BYTES: usize = 32;
 
 /// The start recorded in `dir`'s start file, or `None` if there is none (a log of an older release).
 ///
-/// Errors: [`Error::Io`] reading it; [`Error::Corrupt`] (naming the file) if it is not 24 bytes with the
-/// magic and a matching checksum.
+/// Errors: [`Error::Io`] reading it; [`Error::Corrupt`] (naming the file) if it is not 32 bytes with the
+/// magic and a matching checksum; [`Error::VersionTooNew`] for a newer version.
 pub(crate) fn read_start(fs: &dyn Fs, dir: &Path) -> Result<Option<Lsn>> {
     let path = dir.join(START_FILE);
     if !fs.exists(&path) {
@@ -43,10 +48,18 @@ pub(crate) fn read_start(fs: &dyn Fs, dir: &Path) -> Result<Option<Lsn>> {
     if bytes.len() != START_BYTES || &bytes[..8] != START_MAGIC {
         return Err(Error::corrupt(name, 0, "not a WAL start file"));
     }
-    if le_u64(&bytes, 16) != checksum(&bytes[..16]) {
-        return Err(Error::corrupt(name, 16, "WAL start file checksum mismatch"));
+    if le_u64(&bytes, 24) != checksum(&bytes[..24]) {
+        return Err(Error::corrupt(name, 24, "WAL start file checksum mismatch"));
     }
-    Ok(Some(le_u64(&bytes, 8)))
+    let version = crate::encoding::le_u32(&bytes, 8);
+    if version > START_VERSION {
+        return Err(Error::VersionTooNew {
+            file: name,
+            found: version,
+            supported: START_VERSION,
+        });
+    }
+    Ok(Some(le_u64(&bytes, 16)))
 }
 
 /// The check an open makes: the log's oldest segment (its first LSN; `None` when there is no segment)
@@ -62,7 +75,10 @@ pub(crate) fn check_start(dir: &Path, start: Lsn, oldest: Option<Lsn>) -> Result
                 .to_string(),
             0,
             format!(
-                "WAL segment missing: the log starts at LSN {start} ({START_FILE}), its oldest segment {}",
+                "WAL segment missing: the log starts at LSN {start} ({START_FILE}), its oldest segment {} \
+                 (if a release older than the start file ran on this store since, its releases did not \
+                 move the start: remove {START_FILE}; to accept the loss, open with \
+                 WalRecovery::PointInTime)",
                 oldest.map_or("is gone".to_string(), |f| format!("at {f}"))
             ),
         )),
@@ -82,6 +98,8 @@ impl SegmentFiles {
         let (tmp, path) = (self.dir.join(START_TMP), self.dir.join(START_FILE));
         let mut bytes = Vec::with_capacity(START_BYTES);
         bytes.extend_from_slice(START_MAGIC);
+        bytes.extend_from_slice(&START_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
         bytes.extend_from_slice(&start.to_le_bytes());
         bytes.extend_from_slice(&checksum(&bytes).to_le_bytes());
         let ctx = |what: &str| format!("{what} {}", tmp.display());
@@ -133,10 +151,10 @@ mod tests {
         assert!(!dir.path().join(START_TMP).exists());
         let path = dir.path().join(START_FILE);
         let mut bytes = std::fs::read(&path).unwrap();
-        bytes[9] ^= 1;
+        bytes[17] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
         match read_start(&*fs, dir.path()) {
-            Err(Error::Corrupt { file, offset, .. }) => assert!(file.ends_with(START_FILE) && offset == 16),
+            Err(Error::Corrupt { file, offset, .. }) => assert!(file.ends_with(START_FILE) && offset == 24),
             other => panic!("{other:?}"),
         }
         assert!(check_start(dir.path(), 10, Some(0)).is_ok());

@@ -32,12 +32,15 @@ fn rows(dir: &Path) -> ddpersist::Result<usize> {
     Ok(store.snapshot("s")?.decode::<String, u64>()?.len())
 }
 
-/// The open of `dir` fails with `Error::Corrupt` naming a file of the WAL directory (`what` says which
-/// loss).
-fn assert_refused(dir: &Path, what: &str) {
+/// The open of `dir` fails with `Error::Corrupt` naming a file of the WAL directory, and saying `says`
+/// (`what` says which loss).
+fn assert_refused(dir: &Path, says: &str, what: &str) {
     match rows(dir) {
         Err(Error::Corrupt { file, detail, .. }) => {
-            assert!(file.contains("wal"), "{what}: {file}: {detail}")
+            assert!(
+                file.contains("wal") && detail.contains(says),
+                "{what}: {file}: {detail}"
+            )
         }
         other => panic!("{what}: expected Error::Corrupt, got {other:?}"),
     }
@@ -53,19 +56,54 @@ fn a_segment_lost_from_the_front_middle_or_all_of_the_log_is_an_error() {
         for &v in &victims {
             std::fs::remove_file(&segs[v]).unwrap();
         }
-        assert_refused(
-            dir.path(),
-            &format!("segments {victims:?} of {} deleted", segs.len()),
+        // Lost from the front: the start file's check; from the middle: the LSN gap's.
+        let says = if victims[0] == 0 {
+            "WAL segment missing"
+        } else {
+            "LSN gap"
+        };
+        let what = format!("segments {victims:?} of {} deleted", segs.len());
+        assert_refused(dir.path(), says, &what);
+        // The refusal changed nothing: still refused; and `inspect verify` says so too.
+        assert_refused(dir.path(), says, "again");
+        let verify = std::process::Command::new(env!("CARGO_BIN_EXE_inspect"))
+            .arg("verify")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&verify.stderr);
+        assert!(
+            !verify.status.success() && stderr.contains(says),
+            "verify: {stderr}"
         );
-        // The refusal changed nothing: still refused.
-        assert_refused(dir.path(), "again");
     }
     let dir = tempfile::tempdir().unwrap();
     write_unsealed(dir.path(), 300);
     for seg in common::wal_segments(dir.path()) {
         std::fs::remove_file(seg).unwrap();
     }
-    assert_refused(dir.path(), "every segment deleted, the start file kept");
+    assert_refused(
+        dir.path(),
+        "WAL segment missing",
+        "every segment deleted, the start file kept",
+    );
+    // A point-in-time open accepts the loss (nothing is left to replay), and the log is whole again.
+    let point_in_time = Options {
+        wal_recovery: ddpersist::wal::WalRecovery::PointInTime,
+        ..options()
+    };
+    let store = Store::open_with(dir.path(), point_in_time).unwrap();
+    assert_eq!(
+        store
+            .snapshot("s")
+            .unwrap()
+            .decode::<String, u64>()
+            .unwrap()
+            .len(),
+        0
+    );
+    drop(store);
+    assert_eq!(rows(dir.path()).unwrap(), 0);
 }
 
 /// Segments released by seals go without a trace the open could mistake for a loss: many releases, a
@@ -107,8 +145,6 @@ fn a_log_without_a_start_file_is_given_one() {
     assert_eq!(rows(dir.path()).unwrap(), 300);
     assert!(start.exists());
     std::fs::remove_file(&common::wal_segments(dir.path())[0]).unwrap();
-    assert_refused(
-        dir.path(),
-        "the oldest segment deleted after the start file was written",
-    );
+    let what = "the oldest segment deleted after the start file was written";
+    assert_refused(dir.path(), "WAL segment missing", what);
 }
