@@ -115,19 +115,12 @@ impl Store {
                 ));
             }
         }
-        let lock_path = path.join(LOCK_NAME);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(ctx("create lock file in"), e))?;
-        match lock.try_lock() {
-            Ok(()) => Ok(DirLock(lock)),
-            Err(fs::TryLockError::WouldBlock) => Err(Error::Locked {
+        match try_lock(&path.join(LOCK_NAME), true) {
+            Ok(Some(lock)) => Ok(DirLock(lock)),
+            Ok(None) => Err(Error::Locked {
                 path: path.to_path_buf(),
             }),
-            Err(fs::TryLockError::Error(e)) => Err(Error::io(ctx("lock"), e)),
+            Err(e) => Err(Error::io(ctx("lock (LOCK file) in"), e)),
         }
     }
 
@@ -379,13 +372,28 @@ fn new_store_id() -> u32 {
     ((h ^ (h >> 32)) as u32).max(1)
 }
 
-/// Whether the lock file at `path` exists and another handle or process holds its lock (an `flock`
-/// probe: taken and released at once when free).
-fn lock_held(path: &Path) -> bool {
-    let Ok(file) = File::options().read(true).open(path) else {
-        return false;
+/// Opens the lock file at `path` (creating it if `create`, else read-only) and tries its `flock`: the file
+/// holding the lock, or `None` if another handle or process holds it.
+fn try_lock(path: &Path, create: bool) -> std::io::Result<Option<File>> {
+    let file = match create {
+        true => File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?,
+        false => File::open(path)?,
     };
-    matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock))
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Whether the lock file at `path` exists and another handle or process holds its lock (a probe: taken
+/// and released at once when free; creates nothing).
+fn lock_held(path: &Path) -> bool {
+    matches!(try_lock(path, false), Ok(None))
 }
 
 fn not_a_store(path: &Path, reason: &str) -> Error {

@@ -95,7 +95,9 @@ pub trait Log: Send + Sync + 'static {
     fn sync(&self, lsn: Lsn) -> Result<()>;
 
     /// Allows the log to drop every record that starts before `lsn` (their contents are sealed).
-    /// Dropping is by whole segments, so some older records may be kept.
+    /// Dropping is by whole segments, so some older records may be kept. Calls must not overlap: a
+    /// release that fails puts its segments back, which a concurrent release could interleave with (the
+    /// store calls it only under its edit lock).
     fn release_before(&self, lsn: Lsn) -> Result<()>;
 
     /// Whether records survive a restart.

@@ -355,7 +355,9 @@ impl FileLog {
     /// (after an idle rotation, when everything is released).
     pub(super) fn release_segments(&self, lsn: Lsn) -> Result<()> {
         self.rotate_if_all_released(lsn)?;
-        let doomed: Vec<Segment> = {
+        // The segments that go, and the log's new start: its oldest segment kept (the active one always
+        // stays), read in the same critical section.
+        let (doomed, new_start): (Vec<Segment>, Option<Lsn>) = {
             let mut state = self.state.lock();
             // Past the last record there are only sync marks, which need not be kept.
             let lsn = if lsn >= state.records_end {
@@ -368,14 +370,13 @@ impl FileLog {
             let keep_from = (1..state.segments.len())
                 .find(|&i| state.segments[i].first_lsn > lsn)
                 .map_or(state.segments.len().saturating_sub(1), |i| i - 1);
-            state.segments.drain(..keep_from).collect()
+            let doomed = state.segments.drain(..keep_from).collect();
+            (doomed, state.segments.first().map(|s| s.first_lsn))
         };
         if doomed.is_empty() {
             return Ok(());
         }
-        // The log's new start (its oldest segment kept: the active one always stays) is recorded before
-        // any segment goes (`start.rs`).
-        let new_start = self.state.lock().segments.first().map(|s| s.first_lsn);
+        // The new start is recorded before any segment goes (`start.rs`).
         if let Err(e) = new_start.map_or(Ok(()), |s| self.files.write_start(s)) {
             self.state.lock().segments.splice(0..0, doomed);
             return Err(e);

@@ -37,7 +37,7 @@ pub enum Source {
 }
 
 impl Source {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Source::Persist => "persist",
             Source::Arranged => "arranged",
@@ -351,14 +351,6 @@ pub fn run_process(p: &Proc, slots: &[Slot], stop: Arc<AtomicBool>) -> Seen {
     seen
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 thread_local! {
     /// Whether `run_cluster*` called on this thread closes the inputs at the end.
     pub static CLOSE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -397,10 +389,7 @@ pub fn run_cluster_with(
     from: u64,
     feeder: Option<usize>,
 ) -> Seen {
-    let addresses: Vec<String> = dirs
-        .iter()
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
+    let addresses = common::local_addresses(dirs.len());
     let stop = Arc::new(AtomicBool::new(false));
     let handles: Vec<_> = dirs
         .iter()
@@ -581,36 +570,46 @@ pub fn check(
     Ok(())
 }
 
+/// Spawns a two-process cluster as child processes running `cluster_chain_child` (stdout piped): process
+/// `p` over directory `paths[p]` with `threads` workers, both on new local addresses, with `source`, `seed`
+/// and the `extra` environment variables.
+pub fn spawn_cluster(
+    paths: &[PathBuf],
+    threads: usize,
+    source: Source,
+    seed: u64,
+    extra: &[(&str, String)],
+) -> Vec<std::process::Child> {
+    let addresses = common::local_addresses(paths.len()).join(",");
+    (0..paths.len())
+        .map(|process| {
+            let mut envs = vec![
+                (
+                    "DDPERSIST_CLUSTERS_CLUSTER_DIR",
+                    paths[process].display().to_string(),
+                ),
+                ("DDPERSIST_CLUSTERS_CLUSTER_PROCESS", process.to_string()),
+                ("DDPERSIST_CLUSTERS_CLUSTER_THREADS", threads.to_string()),
+                ("DDPERSIST_CLUSTERS_CLUSTER_ADDRESSES", addresses.clone()),
+                ("DDPERSIST_CLUSTERS_CLUSTER_SOURCE", source.name().to_string()),
+                ("DDPERSIST_CLUSTERS_CLUSTER_SEED", seed.to_string()),
+            ];
+            envs.extend(extra.iter().cloned());
+            common::spawn_child(module_path!(), "cluster_chain_child", &envs)
+        })
+        .collect()
+}
+
 /// Kill rounds of a two-process cluster; after each kill a clean restart to the end is checked, and a
 /// final run to the end checks everything again.
 pub fn killed(threads: usize, source: Source, seed: u64, rounds: u64) {
     let peers = 2 * threads;
     let slots = cluster_slots(peers, seed, source);
     let expected = oracle(&slots);
-    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let (_dirs, paths) = common::temp_dirs(2);
     let mut rng = Rng(seed * 31 + threads as u64);
     for round in 0..rounds {
-        let addresses: Vec<String> = (0..2).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-        let mut children: Vec<_> = (0..2)
-            .map(|process| {
-                common::spawn_child(
-                    module_path!(),
-                    "cluster_chain_child",
-                    &[
-                        (
-                            "DDPERSIST_CLUSTERS_CLUSTER_DIR",
-                            paths[process].display().to_string(),
-                        ),
-                        ("DDPERSIST_CLUSTERS_CLUSTER_PROCESS", process.to_string()),
-                        ("DDPERSIST_CLUSTERS_CLUSTER_THREADS", threads.to_string()),
-                        ("DDPERSIST_CLUSTERS_CLUSTER_ADDRESSES", addresses.join(",")),
-                        ("DDPERSIST_CLUSTERS_CLUSTER_SOURCE", source.name().to_string()),
-                        ("DDPERSIST_CLUSTERS_CLUSTER_SEED", seed.to_string()),
-                    ],
-                )
-            })
-            .collect();
+        let mut children = spawn_cluster(&paths, threads, source, seed, &[]);
         let victim = rng.below(2) as usize;
         // Process 0's worker 0 prints; kill at a random point of it.
         let (a, b) = children.split_at_mut(1);
@@ -678,43 +677,23 @@ pub fn killed_timed_closing(threads: usize, source: Source, seed: u64, rounds: u
     let peers = 2 * threads;
     let slots = cluster_slots(peers, seed, source);
     let expected = oracle(&slots);
-    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let (_dirs, paths) = common::temp_dirs(2);
     let mut rng = Rng(seed * 131 + threads as u64);
     for round in 0..rounds {
-        let addresses: Vec<String> = (0..2).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-        let mut children: Vec<_> = (0..2)
-            .map(|process| {
-                let mut c = common::spawn_child(
-                    module_path!(),
-                    "cluster_chain_child",
-                    &[
-                        (
-                            "DDPERSIST_CLUSTERS_CLUSTER_DIR",
-                            paths[process].display().to_string(),
-                        ),
-                        ("DDPERSIST_CLUSTERS_CLUSTER_PROCESS", process.to_string()),
-                        ("DDPERSIST_CLUSTERS_CLUSTER_THREADS", threads.to_string()),
-                        ("DDPERSIST_CLUSTERS_CLUSTER_ADDRESSES", addresses.join(",")),
-                        ("DDPERSIST_CLUSTERS_CLUSTER_SOURCE", source.name().to_string()),
-                        ("DDPERSIST_CLUSTERS_CLUSTER_SEED", seed.to_string()),
-                        ("DDPERSIST_CLUSTERS_CLUSTER_PACE", "1".to_string()),
-                        (
-                            if close {
-                                "DDPERSIST_CLUSTERS_CLUSTER_CLOSE"
-                            } else {
-                                "DDPERSIST_CLUSTERS_CLUSTER_NO_CLOSE"
-                            },
-                            "1".to_string(),
-                        ),
-                    ],
-                );
-                // Drain stdout so the child never blocks on a full pipe.
-                let out = c.stdout.take().unwrap();
-                std::thread::spawn(move || std::io::copy(&mut { out }, &mut std::io::sink()));
-                c
-            })
-            .collect();
+        let closing = match close {
+            true => "DDPERSIST_CLUSTERS_CLUSTER_CLOSE",
+            false => "DDPERSIST_CLUSTERS_CLUSTER_NO_CLOSE",
+        };
+        let extra = [
+            ("DDPERSIST_CLUSTERS_CLUSTER_PACE", "1".to_string()),
+            (closing, "1".to_string()),
+        ];
+        let mut children = spawn_cluster(&paths, threads, source, seed, &extra);
+        for c in children.iter_mut() {
+            // Drain stdout so the child never blocks on a full pipe.
+            let out = c.stdout.take().unwrap();
+            std::thread::spawn(move || std::io::copy(&mut { out }, &mut std::io::sink()));
+        }
         let victim = rng.below(2) as usize;
         let ms = 50 + rng.below(400);
         std::thread::sleep(Duration::from_millis(ms));
@@ -790,8 +769,7 @@ fn chain_in_a_cluster_matches_dd_in_memory() {
     for (threads, source) in [(2, Source::Arranged), (1, Source::Upsert)] {
         let slots = cluster_slots(2 * threads, 1, source);
         let expected = oracle(&slots);
-        let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-        let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+        let (_dirs, paths) = common::temp_dirs(2);
         for end in [6, slots.len()] {
             let seen = run_cluster(&paths, threads, source, &slots, end);
             check(

@@ -2,8 +2,8 @@
 //! (idle), fed by a worker of that idle process; a process whose directory was lost between runs.
 
 use crate::cluster::*;
+use crate::common;
 use crate::schedule::*;
-use std::path::PathBuf;
 
 /// Two processes; every src key lives on process 0's workers, and the only feeder is the last worker
 /// (process 1's): process 1's persisted operators never hold a row. Restarted three times (and once
@@ -15,8 +15,7 @@ fn an_idle_process_fed_by_its_own_worker() {
         let process0: u32 = (1 << threads) - 1;
         let slots = cluster_slots_masked(peers, 7, source, vec![process0, 1, 0]);
         let expected = oracle(&slots);
-        let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-        let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+        let (_dirs, paths) = common::temp_dirs(2);
         for end in [5, slots.len(), slots.len()] {
             let seen = run_cluster_with(&paths, threads, source, &slots, end, 0, Some(peers - 1));
             check(

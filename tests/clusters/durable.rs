@@ -10,7 +10,6 @@ use ddpersist::operators::{ArrangeTyped, Persist, PersistOptions};
 use ddpersist::{PersistManager, Store};
 use differential_dataflow::input::Input as _;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
@@ -68,37 +67,14 @@ fn durable_killed(threads: usize, seed: u64, rounds: u64) {
     let source = Source::Durable;
     let peers = 2 * threads;
     let slots = cluster_slots(peers, seed, source);
-    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let (_dirs, paths) = common::temp_dirs(2);
     let mut rng = Rng(seed * 77 + threads as u64);
     // The greatest slot time any run gave src updates of: later runs send only later slots.
     let mut sent: Option<u64> = None;
     for round in 0..rounds {
         let from = sent.map_or(0, |t| t + 1);
-        let addresses: Vec<String> = (0..2).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-        let mut children: Vec<_> = (0..2)
-            .map(|process| {
-                common::spawn_child(
-                    "clusters::cluster",
-                    "cluster_chain_child",
-                    &[
-                        (
-                            "DDPERSIST_CLUSTERS_CLUSTER_DIR",
-                            paths[process].display().to_string(),
-                        ),
-                        ("DDPERSIST_CLUSTERS_CLUSTER_PROCESS", process.to_string()),
-                        ("DDPERSIST_CLUSTERS_CLUSTER_THREADS", threads.to_string()),
-                        ("DDPERSIST_CLUSTERS_CLUSTER_ADDRESSES", addresses.join(",")),
-                        (
-                            "DDPERSIST_CLUSTERS_CLUSTER_SOURCE",
-                            source_name(source).to_string(),
-                        ),
-                        ("DDPERSIST_CLUSTERS_CLUSTER_SEED", seed.to_string()),
-                        ("DDPERSIST_CLUSTERS_CLUSTER_FROM", from.to_string()),
-                    ],
-                )
-            })
-            .collect();
+        let from_env = [("DDPERSIST_CLUSTERS_CLUSTER_FROM", from.to_string())];
+        let mut children = spawn_cluster(&paths, threads, source, seed, &from_env);
         // Every line of both children, read to their end by threads.
         let readers: Vec<_> = children
             .iter_mut()
@@ -176,15 +152,6 @@ fn durable_killed(threads: usize, seed: u64, rounds: u64) {
             );
         }
         check(&what, &seen, &paths, threads, &slots, &expected).unwrap();
-    }
-}
-
-fn source_name(s: Source) -> &'static str {
-    match s {
-        Source::Persist => "persist",
-        Source::Arranged => "arranged",
-        Source::Upsert => "upsert",
-        Source::Durable => "durable",
     }
 }
 

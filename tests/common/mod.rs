@@ -230,6 +230,26 @@ pub fn spawn_child(module: &str, name: &str, envs: &[(&str, String)]) -> std::pr
     command.spawn().unwrap()
 }
 
+/// `n` addresses `127.0.0.1:PORT`, one per process of a timely cluster (`timely::Config::Cluster`), of
+/// ports the OS chose free: all `n` are bound before any is released, so they differ.
+pub fn local_addresses(n: usize) -> Vec<String> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| format!("127.0.0.1:{}", l.local_addr().unwrap().port()))
+        .collect()
+}
+
+/// `n` new temporary directories (removed when dropped) and their paths: one store directory per process
+/// of a cluster.
+pub fn temp_dirs(n: usize) -> (Vec<tempfile::TempDir>, Vec<PathBuf>) {
+    let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    let paths = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    (dirs, paths)
+}
+
 /// The names of the current test binary's `#[ignore]`d tests (its `--list --ignored`), read once.
 fn ignored_tests() -> &'static Vec<String> {
     static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();

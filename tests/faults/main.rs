@@ -10,6 +10,7 @@ mod common;
 
 mod corruption;
 mod damage_strays;
+mod disk_full;
 mod fail_stop;
 mod fail_stop_imports;
 mod inspect;

@@ -46,14 +46,6 @@ fn model(end: u64) -> Collection {
     acc
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// What one process of a cluster run saw.
 #[derive(Default, Debug, Clone)]
 struct Seen {
@@ -178,10 +170,7 @@ fn run_process(
 
 /// A whole cluster run in threads of this process: `dirs.len()` processes of `threads` workers.
 fn run_cluster(dirs: &[PathBuf], threads: usize, end: u64, durable: bool, close: bool) -> Seen {
-    let addresses: Vec<String> = dirs
-        .iter()
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
+    let addresses = common::local_addresses(dirs.len());
     let stop = Arc::new(AtomicBool::new(false));
     let handles: Vec<_> = dirs
         .iter()
@@ -248,9 +237,8 @@ fn a_killed_cluster_process_restarts_exactly_once() {
     let mut failures = Vec::new();
     for (threads, victim, kill_after, sleep_ms) in [(1, 0, 6, 3), (1, 1, 9, 11), (2, 0, 7, 5), (2, 1, 5, 17)]
     {
-        let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-        let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
-        let addresses: Vec<String> = (0..2).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let (_dirs, paths) = common::temp_dirs(2);
+        let addresses = common::local_addresses(2);
         let mut children: Vec<_> = (0..2)
             .map(|process| {
                 common::spawn_child(
@@ -307,8 +295,7 @@ fn a_killed_cluster_process_restarts_exactly_once() {
 /// operator stops before its first seal, naming the stream no worker of the process writes.
 #[test]
 fn a_directory_reopened_under_another_split_of_processes_is_refused() {
-    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let (_dirs, paths) = common::temp_dirs(2);
     let first = run_cluster(&paths[..1], 2, 10, false, false);
     assert!(first.errors.is_empty(), "{:?}", first.errors);
     assert_eq!(accumulate(&first.output), model(10));

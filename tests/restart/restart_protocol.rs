@@ -435,20 +435,11 @@ fn a_directory_of_another_worker_is_refused() {
 }
 
 /// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One run of a 2-process cluster (threads of this test, talking over 127.0.0.1), each process with one
 /// worker and its own directory `dirs[process]`. Worker 0 feeds `feed(R)`, R agreed by `resume_at`.
 /// Returns the arrangement's output of both processes and the agreed resume point of each.
 fn run_cluster(dirs: [&Path; 2], feed: fn(u64) -> Vec<Update>) -> (Vec<Update>, Vec<u64>) {
-    let ports = [free_port(), free_port()];
-    let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let addresses = common::local_addresses(2);
     let output = Arc::new(Mutex::new(Vec::new()));
     let resumes = Arc::new(Mutex::new(Vec::new()));
     let threads: Vec<_> = (0..2)

@@ -17,8 +17,9 @@ type Kept = Arc<Mutex<Vec<(u32, u32, u64, i64)>>>;
 enum Pace {
     /// A 50 µs pause every 4 writes, for 150 seals.
     Paced,
-    /// No pause, for this many writes each, while seals go on until they are done (at least 30).
-    Unpaced(u32),
+    /// No pause, until the sealer has done `seals` seals (or a writer `max_writes` writes, a bound on the
+    /// test's time): every seal races the writers.
+    Unpaced { seals: u64, max_writes: u32 },
 }
 
 fn race(durable: bool, logged: bool) {
@@ -43,7 +44,9 @@ fn race_paced(durable: bool, logged: bool, pace: Pace) {
             std::thread::spawn(move || {
                 let (mut ok, mut refused) = (0u64, 0u64);
                 let mut i = 0u32;
-                while !stop.load(Ordering::SeqCst) && !matches!(pace, Pace::Unpaced(n) if i >= n) {
+                while !stop.load(Ordering::SeqCst)
+                    && !matches!(pace, Pace::Unpaced { max_writes, .. } if i >= max_writes)
+                {
                     let t = seen.load(Ordering::SeqCst) + (i % 3) as u64;
                     let up = (w * 1000 + i % 50, i, t, 1i64);
                     match store.write("s", &[up]) {
@@ -66,12 +69,9 @@ fn race_paced(durable: bool, logged: bool, pace: Pace) {
     let mut upper = 0u64;
     let rounds = match pace {
         Pace::Paced => 0..150u64,
-        Pace::Unpaced(_) => 0..u64::MAX,
+        Pace::Unpaced { seals, .. } => 0..seals,
     };
     for round in rounds {
-        if matches!(pace, Pace::Unpaced(_)) && round >= 30 && writers.iter().all(|w| w.is_finished()) {
-            break;
-        }
         upper += 1;
         match round % 3 {
             0 => drop(store.seal("s", upper).unwrap()),
@@ -157,7 +157,15 @@ fn writes_race_seals_not_durable() {
 /// that as the sealer starved of the state lock was not borne out.
 #[test]
 fn unpaced_writers_race_seals() {
-    race_paced(false, false, Pace::Unpaced(30_000));
+    let pace = Pace::Unpaced {
+        seals: 30,
+        max_writes: 200_000,
+    };
+    race_paced(false, false, pace);
     // Each durable write waits for its WAL group's fsync: fewer.
-    race_paced(true, true, Pace::Unpaced(2_000));
+    let pace = Pace::Unpaced {
+        seals: 30,
+        max_writes: 20_000,
+    };
+    race_paced(true, true, pace);
 }

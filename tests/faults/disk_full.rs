@@ -1,0 +1,219 @@
+//! A full disk (`ENOSPC`) under a store: a tmpfs of a few MiB, mounted for the test, holds the store
+//! directory. Writes and seals go on until the disk is full, and a few more after. Every failure is the
+//! full disk's: an I/O error naming the file (`No space left on device`), or the poisoned store naming it
+//! (after a failed WAL write or manifest commit; a batch file that did not fit changes nothing, and the
+//! store goes on). Nothing panics, and nothing acknowledged is lost:
+//! - a reopen on the still full disk either serves exactly what was acknowledged or fails with the same
+//!   I/O error, changing nothing;
+//! - once the tmpfs is grown, a reopen serves exactly what was acknowledged: every sealed update, and for
+//!   a durable stream every acknowledged unsealed write too;
+//! - the store then takes writes and seals again.
+//!
+//! Mounting needs `CAP_SYS_ADMIN` (root, as CI runs here); without it the test says so on stderr and
+//! checks nothing.
+
+use ddpersist::{Error, Store, StreamOptions};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A tmpfs mounted on a new directory, unmounted and removed when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// A tmpfs of `mib` MiB, or `None` if this process may not mount one.
+    fn mount(mib: u64) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let size = format!("size={mib}m");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &size, "tmpfs"])
+            .arg(&dir)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !mounted {
+            let _ = std::fs::remove_dir(&dir);
+            return None;
+        }
+        Some(Tmpfs(dir))
+    }
+
+    /// Grows (or shrinks) the tmpfs to `mib` MiB.
+    fn resize(&self, mib: u64) {
+        let size = format!("remount,size={mib}m");
+        let status = Command::new("mount")
+            .args(["-o", &size])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount {}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Whether `e` is the full disk: the I/O error itself, or the poisoned store naming it.
+fn is_disk_full(e: &Error) -> bool {
+    match e {
+        Error::Io { source, .. } => source.raw_os_error() == Some(28),
+        Error::Poisoned { detail } => detail.contains("No space left on device"),
+        _ => false,
+    }
+}
+
+/// Updates of one write: 100 keys from `first`, 100-byte vals, at time `time`.
+fn updates(first: u64, time: u64) -> Vec<(u64, [u8; 100], u64, i64)> {
+    (first..first + 100)
+        .map(|k| (k, [k as u8; 100], time, 1))
+        .collect()
+}
+
+/// The keys stream `s` of `store` holds (each once, diff 1, its val), and its upper.
+fn held(store: &Store) -> (BTreeSet<u64>, u64) {
+    let mut keys = BTreeSet::new();
+    for (k, v, _t, d) in store.snapshot("s").unwrap().decode::<u64, [u8; 100]>().unwrap() {
+        assert_eq!((v, d), ([k as u8; 100], 1), "key {k}");
+        assert!(keys.insert(k), "key {k} twice");
+    }
+    (keys, store.upper("s").unwrap())
+}
+
+/// The keys of `writes` (first key, time) at times below `upper`, or all of them with `durable`.
+fn keys(writes: &[(u64, u64)], upper: u64, durable: bool) -> BTreeSet<u64> {
+    writes
+        .iter()
+        .filter(|(_, t)| durable || *t < upper)
+        .flat_map(|&(first, _)| first..first + 100)
+        .collect()
+}
+
+/// The writes of a run: (first key, time) of each acknowledged one and of each that failed, and the
+/// acknowledged upper.
+#[derive(Default)]
+struct Writes {
+    acked: Vec<(u64, u64)>,
+    failed: Vec<(u64, u64)>,
+    upper: u64,
+}
+
+impl Writes {
+    /// `n` writes of 100 updates (keys from `from`) at the acknowledged upper, a seal one further every
+    /// 20 writes; stops at the first error if `stop_at_first`. Returns the errors, each checked to be the
+    /// full disk's.
+    fn run(&mut self, store: &Store, from: u64, n: u64, stop_at_first: bool) -> Vec<Error> {
+        let mut errors = Vec::new();
+        for i in 0..n {
+            let first = from + i * 100;
+            match store.write("s", &updates(first, self.upper)) {
+                Ok(()) => self.acked.push((first, self.upper)),
+                Err(e) => {
+                    self.failed.push((first, self.upper));
+                    errors.push(e);
+                }
+            }
+            if i % 20 == 19 {
+                match store.seal("s", self.upper + 1) {
+                    Ok(_) => self.upper += 1,
+                    Err(e) => errors.push(e),
+                }
+            }
+            if stop_at_first && !errors.is_empty() {
+                break;
+            }
+        }
+        for e in &errors {
+            assert!(is_disk_full(e), "not the full disk's error: {e}");
+        }
+        errors
+    }
+
+    /// Checks what a reopened store holds: its upper is the acknowledged one or, if a failed seal's
+    /// commit was ambiguous (the store was poisoned), that seal's; every acknowledged update below it is
+    /// held (with `durable`, every acknowledged update), and nothing else but updates of writes that
+    /// failed (a failed WAL write may have reached the disk whole).
+    fn check(&self, store: &Store, durable: bool, what: &str) {
+        let (held, upper) = held(store);
+        let acked = self.upper;
+        assert!(
+            upper == acked || upper == acked + 1,
+            "{what}: upper {upper}, acknowledged {acked}"
+        );
+        let must = keys(&self.acked, upper, durable);
+        let may = keys(&self.failed, upper, durable);
+        let lost: Vec<_> = must.difference(&held).take(5).collect();
+        assert!(lost.is_empty(), "{what}: lost {lost:?}");
+        let extra: Vec<_> = held
+            .difference(&must)
+            .filter(|k| !may.contains(k))
+            .take(5)
+            .collect();
+        assert!(extra.is_empty(), "{what}: never written {extra:?}");
+    }
+}
+
+/// Fills a 16 MiB tmpfs through one stream (`durable` or not), tries 100 more writes and 5 seals on the
+/// full disk, and checks the reopen on the full disk, the reopen after growing it, and writes after.
+fn fill(durable: bool) {
+    let Some(fs) = Tmpfs::mount(16) else {
+        eprintln!("skipped: mounting a tmpfs needs CAP_SYS_ADMIN");
+        return;
+    };
+    let dir = fs.0.join("store");
+    let store = Store::open(&dir).unwrap();
+    store.create_stream("s", StreamOptions { durable }).unwrap();
+    let mut w = Writes::default();
+    assert!(!w.run(&store, 0, 100_000, true).is_empty(), "16 MiB never filled");
+    assert!(
+        w.acked.len() > 100,
+        "only {} writes before the disk filled",
+        w.acked.len()
+    );
+    let first = w.failed.first().copied();
+    let errors = w.run(&store, 10_000_000, 100, false);
+    eprintln!(
+        "durable {durable}: {} writes acknowledged, upper {}, first failed write {first:?}, then {} errors: {}",
+        w.acked.len(),
+        w.upper,
+        errors.len(),
+        errors[0]
+    );
+    assert!(
+        !errors.is_empty(),
+        "the full disk took 100 more writes and 5 seals"
+    );
+    drop(store);
+    // On the full disk: what was acknowledged, or the full disk's error.
+    match Store::open(&dir) {
+        Ok(store) => w.check(&store, durable, "reopened on the full disk"),
+        Err(e) => assert!(is_disk_full(&e), "reopen on the full disk: {e}"),
+    }
+    fs.resize(64);
+    let store = Store::open(&dir).unwrap();
+    w.check(&store, durable, "reopened with room");
+    // And it goes on, from the upper it reopened at.
+    let mut more = Writes {
+        upper: store.upper("s").unwrap(),
+        ..Writes::default()
+    };
+    assert!(more.run(&store, 20_000_000, 40, false).is_empty());
+    drop(store);
+    let store = Store::open(&dir).unwrap();
+    let (held_now, upper) = held(&store);
+    assert_eq!(upper, more.upper);
+    let new = keys(&more.acked, upper, durable);
+    assert!(new.is_subset(&held_now), "the writes after growing the disk");
+}
+
+#[test]
+fn a_full_disk_under_a_durable_stream_loses_nothing_acknowledged() {
+    fill(true);
+}
+
+#[test]
+fn a_full_disk_under_a_stream_that_is_not_durable_loses_no_seal() {
+    fill(false);
+}
