@@ -10,7 +10,6 @@ mod common;
 
 mod corruption;
 mod damage_strays;
-mod disk_full;
 mod fail_stop;
 mod fail_stop_imports;
 mod inspect;

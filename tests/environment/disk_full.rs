@@ -12,58 +12,9 @@
 //! Mounting needs `CAP_SYS_ADMIN` (root, as CI runs here); without it the test says so on stderr and
 //! checks nothing.
 
+use crate::env::{is_disk_full, Tmpfs};
 use ddpersist::{Error, Store, StreamOptions};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::Command;
-
-/// A tmpfs mounted on a new directory, unmounted and removed when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// A tmpfs of `mib` MiB, or `None` if this process may not mount one.
-    fn mount(mib: u64) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let size = format!("size={mib}m");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &size, "tmpfs"])
-            .arg(&dir)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !mounted {
-            let _ = std::fs::remove_dir(&dir);
-            return None;
-        }
-        Some(Tmpfs(dir))
-    }
-
-    /// Grows (or shrinks) the tmpfs to `mib` MiB.
-    fn resize(&self, mib: u64) {
-        let size = format!("remount,size={mib}m");
-        let status = Command::new("mount")
-            .args(["-o", &size])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(status.success(), "remount {}", self.0.display());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
-/// Whether `e` is the full disk: the I/O error itself, or the poisoned store naming it.
-fn is_disk_full(e: &Error) -> bool {
-    match e {
-        Error::Io { source, .. } => source.raw_os_error() == Some(28),
-        Error::Poisoned { detail } => detail.contains("No space left on device"),
-        _ => false,
-    }
-}
 
 /// Updates of one write: 100 keys from `first`, 100-byte vals, at time `time`.
 fn updates(first: u64, time: u64) -> Vec<(u64, [u8; 100], u64, i64)> {
@@ -159,7 +110,6 @@ impl Writes {
 /// full disk, and checks the reopen on the full disk, the reopen after growing it, and writes after.
 fn fill(durable: bool) {
     let Some(fs) = Tmpfs::mount(16) else {
-        eprintln!("skipped: mounting a tmpfs needs CAP_SYS_ADMIN");
         return;
     };
     let dir = fs.0.join("store");
