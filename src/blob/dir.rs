@@ -11,6 +11,13 @@
 //! next open. This relies on the directory fsync making every earlier entry change of the directory
 //! durable, and on a rename in a directory not becoming durable before an earlier creation in it (true
 //! of journaling file systems, ext4, XFS, btrfs, which commit directory changes in order; DESIGN.md §3).
+//!
+//! **Space reserve** ([`DirBlob::with_reserve`], which a store's open asks for): a file of zeros,
+//! [`RESERVE_NAME`], kept so that a full disk (`ENOSPC`) does not also block the small manifest commits
+//! that free space (`drop_stream`, the merges that retire batch files). A [`Blob::set`] that fails for
+//! want of space removes the reserve and tries once more; the next open of the store makes a new one if
+//! there is room. Batch files (`create_new`) never use it. (CockroachDB keeps a "ballast" file for the
+//! same reason.)
 
 use super::{check_name, Blob, BlobBytes, BlobWriter, TMP_SUFFIX};
 use crate::error::{Error, Result};
@@ -73,7 +80,17 @@ impl WriteBehind {
 pub struct DirBlob {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
+    /// The space reserve's path, if this blob keeps one (see the module docs).
+    reserve: Option<PathBuf>,
 }
+
+/// The name of a store directory's space reserve (see the module docs); not an object: [`Blob::list`]
+/// does not report it.
+pub const RESERVE_NAME: &str = "RESERVE";
+
+/// The size of the space reserve a store keeps, in bytes (1 MiB: a manifest edit is some hundred bytes,
+/// a snapshot about 100 bytes a stream and 60 a batch).
+pub const RESERVE_BYTES: usize = 1 << 20;
 
 impl std::fmt::Debug for DirBlob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,7 +111,39 @@ impl DirBlob {
     pub fn on(fs: Arc<dyn Fs>, dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         crate::fs::create_dir_durable(&*fs, &dir)?;
-        Ok(DirBlob { fs, dir })
+        Ok(DirBlob {
+            fs,
+            dir,
+            reserve: None,
+        })
+    }
+
+    /// Keeps a space reserve in the directory (see the module docs): [`set`](Blob::set) may remove it to
+    /// make room; [`fill_reserve`](Self::fill_reserve) writes it.
+    pub fn with_reserve(mut self) -> Self {
+        self.reserve = Some(self.path(RESERVE_NAME));
+        self
+    }
+
+    /// Writes the space reserve, `bytes` zero bytes, durably, if this blob keeps one and it is missing.
+    /// Best effort: on a full disk the blob goes on without one (a failed write removes its temporary).
+    pub fn fill_reserve(&self, bytes: usize) {
+        if self.reserve.as_ref().is_none_or(|path| self.fs.exists(path)) {
+            return;
+        }
+        let write = || -> Result<()> {
+            let mut writer = self.create(RESERVE_NAME)?;
+            writer.write(&vec![0; bytes])?;
+            writer.commit()
+        };
+        let _ = write();
+    }
+
+    /// Removes the space reserve, if there is one: whether space was freed.
+    fn release_reserve(&self) -> bool {
+        self.reserve
+            .as_ref()
+            .is_some_and(|path| self.fs.exists(path) && self.fs.remove(path).is_ok())
     }
 
     /// The directory.
@@ -158,6 +207,21 @@ impl Blob for DirBlob {
         self.writer(self.path(name), None)
     }
 
+    /// As the trait's, and on a full disk (`ENOSPC`) once more after removing the space reserve, if
+    /// there is one: a `set` of the same bytes under the same name is idempotent, wherever the first
+    /// attempt failed.
+    fn set(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let attempt = || -> Result<()> {
+            let mut writer = self.create(name)?;
+            writer.write(bytes)?;
+            writer.commit()
+        };
+        match attempt() {
+            Err(e) if is_no_space(&e) && self.release_reserve() => attempt(),
+            result => result,
+        }
+    }
+
     fn delete(&self, name: &str) -> Result<()> {
         check_name(name)?;
         let path = self.path(name);
@@ -179,7 +243,8 @@ impl Blob for DirBlob {
             .fs
             .list(&self.dir)
             .map_err(|e| Error::io(format!("list {}", self.dir.display()), e))?;
-        Ok(names.into_iter().filter(|n| check_name(n).is_ok()).collect())
+        let object = |n: &String| check_name(n).is_ok() && n != RESERVE_NAME;
+        Ok(names.into_iter().filter(object).collect())
     }
 
     fn location(&self) -> String {
@@ -262,6 +327,11 @@ impl BlobWriter for DirWriter {
             .map_err(|e| Error::io(ctx("rename", &self.path), e))?;
         sync_dir(&*self.fs, &self.dir)
     }
+}
+
+/// Whether `e` is a full disk's (`ENOSPC`).
+fn is_no_space(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.raw_os_error() == Some(28))
 }
 
 /// The error of every call on a writer after write-behind reported a failed write of its file.

@@ -24,7 +24,7 @@ pub(crate) mod dir;
 pub(crate) mod fault;
 mod mem;
 
-pub use dir::DirBlob;
+pub use dir::{DirBlob, RESERVE_BYTES, RESERVE_NAME};
 pub use fault::FaultyBlob;
 pub use mem::MemBlob;
 

@@ -39,7 +39,7 @@ impl Store {
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         let lock = Self::claim_dir(&path, &options)?;
-        let blob = Arc::new(DirBlob::open(&path)?);
+        let blob = Arc::new(DirBlob::open(&path)?.with_reserve());
         let log = Arc::new(
             FileLog::open(
                 path.join(WAL_DIR),
@@ -48,7 +48,10 @@ impl Store {
             )?
             .with_zero_fill(options.wal_zero_fill),
         );
-        Self::open_parts(blob, log, options, Some(lock))
+        let store = Self::open_parts(blob.clone(), log, options, Some(lock))?;
+        // After the manifest exists: a directory holding only a reserve is not a store.
+        blob.fill_reserve(crate::blob::dir::RESERVE_BYTES);
+        Ok(store)
     }
 
     /// Opens (or creates) a store over any [`Blob`] and [`Log`]: for in-memory stores, tests, and

@@ -25,12 +25,17 @@ fn updates(first: u64, time: u64) -> Vec<(u64, [u8; 100], u64, i64)> {
 
 /// The keys stream `s` of `store` holds (each once, diff 1, its val), and its upper.
 fn held(store: &Store) -> (BTreeSet<u64>, u64) {
+    held_in(store, "s")
+}
+
+/// The keys stream `id` of `store` holds (each once, diff 1, its val), and its upper.
+fn held_in(store: &Store, id: &str) -> (BTreeSet<u64>, u64) {
     let mut keys = BTreeSet::new();
-    for (k, v, _t, d) in store.snapshot("s").unwrap().decode::<u64, [u8; 100]>().unwrap() {
+    for (k, v, _t, d) in store.snapshot(id).unwrap().decode::<u64, [u8; 100]>().unwrap() {
         assert_eq!((v, d), ([k as u8; 100], 1), "key {k}");
         assert!(keys.insert(k), "key {k} twice");
     }
-    (keys, store.upper("s").unwrap())
+    (keys, store.upper(id).unwrap())
 }
 
 /// The keys of `writes` (first key, time) at times below `upper`, or all of them with `durable`.
@@ -166,4 +171,52 @@ fn a_full_disk_under_a_durable_stream_loses_nothing_acknowledged() {
 #[test]
 fn a_full_disk_under_a_stream_that_is_not_durable_loses_no_seal() {
     fill(false);
+}
+
+/// A full disk freed through the store: two streams hold sealed batches when another file fills the disk
+/// to its last byte. `drop_stream` of one commits (its manifest edit takes the space reserve, `RESERVE`,
+/// where a full disk would refuse it and poison the store) and frees its batch files: the other stream
+/// then takes writes and seals, and a reopen on the still filled disk writes a new reserve and has that
+/// stream whole and the dropped one gone.
+#[test]
+fn a_full_disk_is_freed_by_dropping_a_stream() {
+    let Some(fs) = Tmpfs::mount(16) else {
+        return;
+    };
+    let dir = fs.0.join("store");
+    let reserve = dir.join(ddpersist::blob::RESERVE_NAME);
+    let store = Store::open(&dir).unwrap();
+    assert!(reserve.exists(), "no reserve");
+    for id in ["keep", "big"] {
+        store.create_stream(id, StreamOptions { durable: false }).unwrap();
+        for t in 0..20u64 {
+            store.write(id, &updates(t * 100, t)).unwrap();
+            store.seal(id, t + 1).unwrap();
+        }
+    }
+    store.compact("big").unwrap();
+    let _filler = crate::store_full::fill(&dir);
+    let e = store
+        .write("keep", &updates(2_000, 20))
+        .and_then(|()| store.seal("keep", 21).map(|_| ()));
+    assert!(
+        e.as_ref().is_err_and(is_disk_full),
+        "a seal on the filled disk: {e:?}"
+    );
+    store.drop_stream("big").unwrap();
+    assert!(
+        !reserve.exists(),
+        "the drop did not need the reserve: the disk was not full"
+    );
+    for t in 21..30u64 {
+        store.write("keep", &updates(t * 100, t)).unwrap();
+        store.seal("keep", t + 1).unwrap();
+    }
+    drop(store);
+    let store = Store::open(&dir).unwrap();
+    assert!(reserve.exists(), "no new reserve");
+    assert!(!store.has_stream("big"));
+    let (keys, upper) = held_in(&store, "keep");
+    assert_eq!(upper, 30);
+    assert_eq!(keys, (0..3_000).collect::<BTreeSet<u64>>());
 }
