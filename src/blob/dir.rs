@@ -14,10 +14,13 @@
 //!
 //! **Space reserve** ([`DirBlob::with_reserve`], which a store's open asks for): a file of zeros,
 //! [`RESERVE_NAME`], kept so that a full disk (`ENOSPC`) does not also block the small manifest commits
-//! that free space (`drop_stream`, the merges that retire batch files). A [`Blob::set`] that fails for
-//! want of space removes the reserve and tries once more; the next open of the store makes a new one if
-//! there is room. Batch files (`create_new`) never use it. (CockroachDB keeps a "ballast" file for the
-//! same reason.)
+//! that free space (`drop_stream`, `allow_compaction`, a merge whose output was written before the disk
+//! filled). A [`Blob::set`] that fails for want of space removes the reserve and tries once more; the
+//! next open of the store makes a new one if there is room. Batch files (`create_new`) never use it, so a
+//! merge that still has its output to write does not get through; nor does a snapshot larger than the
+//! reserve (about 10,000 streams or 17,000 batches). One reserve a run: after it is used, a commit on a
+//! full disk poisons the store again until a reopen. (CockroachDB keeps a "ballast" file for the same
+//! reason.)
 
 use super::{check_name, Blob, BlobBytes, BlobWriter, TMP_SUFFIX};
 use crate::error::{Error, Result};
@@ -125,18 +128,29 @@ impl DirBlob {
         self
     }
 
-    /// Writes the space reserve, `bytes` zero bytes, durably, if this blob keeps one and it is missing.
-    /// Best effort: on a full disk the blob goes on without one (a failed write removes its temporary).
+    /// Writes the space reserve durably, `bytes` bytes, if this blob keeps one and it is missing (or
+    /// shorter). Best effort, and only with room to spare: with less than twice `bytes` free on the file
+    /// system (`statvfs`, where there is one) it writes nothing, as the reserve would take the last bytes
+    /// the WAL and batch files need; a failed write leaves no temporary. The bytes are pseudo-random, not
+    /// zeros, so that a compressing file system (btrfs, ZFS) gives back what the reserve held when it
+    /// is removed.
     pub fn fill_reserve(&self, bytes: usize) {
-        if self.reserve.as_ref().is_none_or(|path| self.fs.exists(path)) {
+        let Some(path) = &self.reserve else { return };
+        if self.fs.len(path).is_ok_and(|len| len >= bytes as u64) {
+            return;
+        }
+        if free_bytes(&self.dir).is_some_and(|free| free < 2 * bytes as u64) {
             return;
         }
         let write = || -> Result<()> {
             let mut writer = self.create(RESERVE_NAME)?;
-            writer.write(&vec![0; bytes])?;
+            writer.write(&incompressible(bytes))?;
             writer.commit()
         };
-        let _ = write();
+        if write().is_err() {
+            // A commit that failed before its rename leaves its temporary.
+            let _ = self.fs.remove(&self.path(&format!("{RESERVE_NAME}{TMP_SUFFIX}")));
+        }
     }
 
     /// Removes the space reserve, if there is one: whether space was freed.
@@ -329,9 +343,43 @@ impl BlobWriter for DirWriter {
     }
 }
 
-/// Whether `e` is a full disk's (`ENOSPC`).
+/// Whether `e` is a full disk's (`ENOSPC`) or an exhausted quota's (`EDQUOT`).
 fn is_no_space(e: &Error) -> bool {
-    matches!(e, Error::Io { source, .. } if source.raw_os_error() == Some(28))
+    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+    matches!(e, Error::Io { source, .. } if matches!(source.kind(), StorageFull | QuotaExceeded))
+}
+
+/// `n` bytes of a xorshift sequence: no file system compresses them away.
+fn incompressible(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The bytes free to an unprivileged writer on the file system holding `dir`, if known.
+#[cfg(unix)]
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: all-zero bytes are a valid `statvfs` (a plain C struct of integers).
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string and `stat` a valid, writable `statvfs`, both live for
+    // the call.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
+#[cfg(not(unix))]
+fn free_bytes(_dir: &Path) -> Option<u64> {
+    None
 }
 
 /// The error of every call on a writer after write-behind reported a failed write of its file.
@@ -354,162 +402,5 @@ impl Drop for DirWriter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fs::FsFile;
-
-    #[test]
-    fn a_large_object_under_early_writeback_reads_back_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let blob = DirBlob::open(dir.path()).unwrap();
-        let mut w = blob.create("big.batch").unwrap();
-        let piece: Vec<u8> = (0..(1 << 20) + 17).map(|i| (i % 251) as u8).collect();
-        let pieces = (3 * WRITEBACK_BYTES as usize) / piece.len() + 2;
-        for _ in 0..pieces {
-            w.write(&piece).unwrap();
-        }
-        w.write(b"tail").unwrap();
-        w.commit().unwrap();
-        let bytes = blob.get("big.batch").unwrap().unwrap();
-        assert_eq!(bytes.len(), pieces * piece.len() + 4);
-        assert!(bytes.chunks(piece.len()).take(pieces).all(|c| c == &piece[..]));
-        assert_eq!(&bytes[bytes.len() - 4..], b"tail");
-    }
-
-    #[test]
-    fn write_behind_waits_for_the_previous_step_and_starts_the_new_pages() {
-        let (step, page) = (WRITEBACK_BYTES, WRITEBACK_ALIGN);
-        let mut w = WriteBehind::default();
-        assert_eq!(w.next(0), None);
-        assert_eq!(w.next(step - 1), None, "less than a step is left dirty");
-        // The first step: nothing in flight to wait for; the partly written last page stays dirty.
-        assert_eq!(w.next(step + 10), Some(0..step));
-        assert_eq!(w.next(2 * step - 1), None, "not a step of whole pages yet");
-        // Each later one waits for the step before it (still maybe in flight), never for older bytes,
-        // and starts exactly the whole pages not handed over yet: the ranges tile the object.
-        assert_eq!(w.next(3 * step + 10), Some(0..3 * step));
-        assert_eq!(w.next(5 * step + page), Some(step..5 * step + page));
-        assert_eq!(w.next(6 * step + page), Some(3 * step..6 * step + page));
-        assert_eq!(
-            w,
-            WriteBehind {
-                in_flight_from: 5 * step + page,
-                handed_to: 6 * step + page
-            }
-        );
-    }
-
-    /// A file system whose files' write-behind fails with `kind` (Linux reports an earlier failed write
-    /// of the file to the call that waits for its writeback: `EIO` here).
-    struct FailingBehind(std::io::ErrorKind);
-
-    struct FailingBehindFile(Arc<dyn FsFile>, std::io::ErrorKind);
-
-    impl FsFile for FailingBehindFile {
-        fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-            self.0.write_at(buf, offset)
-        }
-        fn append(&self, buf: &[u8]) -> std::io::Result<()> {
-            self.0.append(buf)
-        }
-        fn set_len(&self, len: u64) -> std::io::Result<()> {
-            self.0.set_len(len)
-        }
-        fn sync_data(&self) -> std::io::Result<()> {
-            self.0.sync_data()
-        }
-        fn sync_all(&self) -> std::io::Result<()> {
-            self.0.sync_all()
-        }
-        fn len(&self) -> std::io::Result<u64> {
-            self.0.len()
-        }
-        fn write_behind(&self, _range: std::ops::Range<u64>) -> std::io::Result<()> {
-            Err(std::io::Error::new(self.1, "write-behind refused by the test"))
-        }
-    }
-
-    impl Fs for FailingBehind {
-        fn open(&self, path: &Path, how: OpenHow) -> std::io::Result<Arc<dyn FsFile>> {
-            Ok(Arc::new(FailingBehindFile(StdFs.open(path, how)?, self.0)))
-        }
-        fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-            StdFs.read(path)
-        }
-        fn map(&self, path: &Path) -> std::io::Result<Option<BlobBytes>> {
-            StdFs.map(path)
-        }
-        fn len(&self, path: &Path) -> std::io::Result<u64> {
-            StdFs.len(path)
-        }
-        fn exists(&self, path: &Path) -> bool {
-            StdFs.exists(path)
-        }
-        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-            StdFs.rename(from, to)
-        }
-        fn remove(&self, path: &Path) -> std::io::Result<()> {
-            StdFs.remove(path)
-        }
-        fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
-            StdFs.list(dir)
-        }
-        fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
-            StdFs.create_dir_all(dir)
-        }
-        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
-            StdFs.sync_dir(dir)
-        }
-    }
-
-    /// Writes `steps` steps' worth of bytes (in pieces of a step and a half, so that pieces cross steps)
-    /// and commits; returns the first error.
-    fn write_steps(blob: &DirBlob, name: &str, steps: usize) -> Result<()> {
-        let mut w = blob.create(name)?;
-        let piece = vec![7u8; WRITEBACK_BYTES as usize * 3 / 2];
-        for _ in 0..(steps * 2).div_ceil(3) {
-            w.write(&piece)?;
-        }
-        w.commit()
-    }
-
-    #[test]
-    fn a_failed_write_reported_by_write_behind_fails_the_object() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs: Arc<dyn Fs> = Arc::new(FailingBehind(std::io::ErrorKind::Other));
-        let blob = DirBlob::on(fs, dir.path()).unwrap();
-        let mut w = blob.create("a.batch").unwrap();
-        let piece = vec![7u8; 3 * WRITEBACK_BYTES as usize];
-        let err = w.write(&piece).unwrap_err();
-        assert!(format!("{err}").contains("write-behind"), "{err}");
-        // Nothing more is taken, and the object can never be committed (its fsync might succeed).
-        assert!(w.write(b"more").is_err());
-        assert!(w.commit().is_err());
-        assert!(blob.get("a.batch").unwrap().is_none());
-        assert!(write_steps(&blob, "b.batch", 4).is_err());
-        assert!(blob.get("b.batch").unwrap().is_none());
-    }
-
-    #[test]
-    fn a_file_system_without_write_behind_still_writes_whole_objects() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs: Arc<dyn Fs> = Arc::new(FailingBehind(std::io::ErrorKind::Unsupported));
-        let blob = DirBlob::on(fs, dir.path()).unwrap();
-        write_steps(&blob, "a.batch", 4).unwrap();
-        let bytes = blob.get("a.batch").unwrap().unwrap();
-        assert_eq!(bytes.len(), 3 * WRITEBACK_BYTES as usize * 3 / 2);
-        assert!(bytes.iter().all(|b| *b == 7));
-    }
-
-    #[test]
-    fn a_created_directory_is_synced_into_each_new_parent() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("a").join("b");
-        let synced = create_dir_durable(&dir).unwrap();
-        assert!(dir.is_dir());
-        // Top down: the entry of "a" in the temp dir, then that of "b" in "a".
-        assert_eq!(synced, vec![tmp.path().to_path_buf(), tmp.path().join("a")]);
-        // An existing directory: nothing to do.
-        assert!(create_dir_durable(&dir).unwrap().is_empty());
-    }
-}
+#[path = "dir_tests.rs"]
+mod tests;

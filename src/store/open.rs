@@ -48,9 +48,17 @@ impl Store {
             )?
             .with_zero_fill(options.wal_zero_fill),
         );
+        // Only once the manifest exists (a directory holding only a reserve is not a store), and in an
+        // existing store before the open starts its merges (a merge commit must not find the reserve
+        // half written); a new store has no merge due.
+        let existing = path.join(MANIFEST_NAME).exists();
+        if existing {
+            blob.fill_reserve(crate::blob::dir::RESERVE_BYTES);
+        }
         let store = Self::open_parts(blob.clone(), log, options, Some(lock))?;
-        // After the manifest exists: a directory holding only a reserve is not a store.
-        blob.fill_reserve(crate::blob::dir::RESERVE_BYTES);
+        if !existing {
+            blob.fill_reserve(crate::blob::dir::RESERVE_BYTES);
+        }
         Ok(store)
     }
 

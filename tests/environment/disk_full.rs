@@ -185,12 +185,20 @@ fn a_full_disk_is_freed_by_dropping_a_stream() {
     };
     let dir = fs.0.join("store");
     let reserve = dir.join(ddpersist::blob::RESERVE_NAME);
-    let store = Store::open(&dir).unwrap();
+    // No background merge: one finishing after the disk filled would free space or take the reserve.
+    let options = ddpersist::Options {
+        compaction_threads: 0,
+        ..Default::default()
+    };
+    let store = Store::open_with(&dir, options.clone()).unwrap();
     assert!(reserve.exists(), "no reserve");
-    for id in ["keep", "big"] {
+    // "keep" holds 2,000 updates, "big" 40,000 (4.6 MB, which its drop frees: room for a new reserve).
+    for (id, writes) in [("keep", 1), ("big", 20)] {
         store.create_stream(id, StreamOptions { durable: false }).unwrap();
         for t in 0..20u64 {
-            store.write(id, &updates(t * 100, t)).unwrap();
+            for w in 0..writes {
+                store.write(id, &updates((t * writes + w) * 100, t)).unwrap();
+            }
             store.seal(id, t + 1).unwrap();
         }
     }
@@ -213,8 +221,13 @@ fn a_full_disk_is_freed_by_dropping_a_stream() {
         store.seal("keep", t + 1).unwrap();
     }
     drop(store);
-    let store = Store::open(&dir).unwrap();
-    assert!(reserve.exists(), "no new reserve");
+    let store = Store::open_with(&dir, options).unwrap();
+    let len = std::fs::metadata(&reserve).map(|m| m.len()).ok();
+    assert_eq!(
+        len,
+        Some(ddpersist::blob::RESERVE_BYTES as u64),
+        "the new reserve"
+    );
     assert!(!store.has_stream("big"));
     let (keys, upper) = held_in(&store, "keep");
     assert_eq!(upper, 30);
