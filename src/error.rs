@@ -178,6 +178,14 @@ impl Error {
     pub fn is_corruption(&self) -> bool {
         matches!(self, Error::Corrupt { .. })
     }
+
+    /// Whether this error is an I/O error for want of space: a full disk (`ENOSPC`) or an exhausted quota
+    /// (`EDQUOT`), by [`std::io::ErrorKind`]. Such a failure is retryable once space is freed; the store
+    /// keeps a space reserve for it (DESIGN.md §3).
+    pub fn is_no_space(&self) -> bool {
+        use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+        matches!(self, Error::Io { source, .. } if matches!(source.kind(), StorageFull | QuotaExceeded))
+    }
 }
 
 impl fmt::Display for Error {

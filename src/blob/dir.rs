@@ -16,15 +16,17 @@
 //! [`RESERVE_NAME`], kept so that a full disk (`ENOSPC`) does not also block the small manifest commits
 //! that free space (`drop_stream`, `allow_compaction`, a merge whose output was written before the disk
 //! filled). A [`Blob::set`] that fails for want of space removes the reserve and tries once more; the
-//! next open of the store makes a new one if there is room. Batch files (`create_new`) never use it, so a
-//! merge that still has its output to write does not get through; nor does a snapshot larger than the
-//! reserve (about 10,000 streams or 17,000 batches). One reserve a run: after it is used, a commit on a
-//! full disk poisons the store again until a reopen. (CockroachDB keeps a "ballast" file for the same
-//! reason.)
+//! first `set` that commits with twice the reserve's size free again (the space the commit it served let
+//! the store free: a dropped stream's files, a merge's inputs) writes a new one, and so does the next open
+//! if there is room. Batch files (`create_new`) never use it, so a merge that still has its output to
+//! write does not get through; nor does a snapshot larger than the reserve (about 10,000 streams or
+//! 17,000 batches). Until it is renewed, a commit on a full disk poisons the store. (CockroachDB keeps a
+//! "ballast" file for the same reason.)
 
 use super::{check_name, Blob, BlobBytes, BlobWriter, TMP_SUFFIX};
 use crate::error::{Error, Result};
 use crate::fs::{sync_dir, Appender, Fs, OpenHow, StdFs};
+use parking_lot::Mutex;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -85,6 +87,9 @@ pub struct DirBlob {
     dir: PathBuf,
     /// The space reserve's path, if this blob keeps one (see the module docs).
     reserve: Option<PathBuf>,
+    /// The size in bytes of the reserve a `set` removed, to renew; 0 while none was removed. Held while
+    /// the reserve is written or removed, so that concurrent `set`s and `fill_reserve` take turns.
+    reserve_taken: Arc<Mutex<u64>>,
 }
 
 /// The name of a store directory's space reserve (see the module docs); not an object: [`Blob::list`]
@@ -118,6 +123,7 @@ impl DirBlob {
             fs,
             dir,
             reserve: None,
+            reserve_taken: Arc::new(Mutex::new(0)),
         })
     }
 
@@ -135,11 +141,21 @@ impl DirBlob {
     /// zeros, so that a compressing file system (btrfs, ZFS) gives back what the reserve held when it
     /// is removed.
     pub fn fill_reserve(&self, bytes: usize) {
+        let _turn = self.reserve_taken.lock();
+        self.fill_reserve_locked(bytes);
+    }
+
+    /// [`fill_reserve`](Self::fill_reserve), its caller holding `reserve_taken`.
+    fn fill_reserve_locked(&self, bytes: usize) {
         let Some(path) = &self.reserve else { return };
         if self.fs.len(path).is_ok_and(|len| len >= bytes as u64) {
             return;
         }
-        if free_bytes(&self.dir).is_some_and(|free| free < 2 * bytes as u64) {
+        if self
+            .fs
+            .free_bytes(&self.dir)
+            .is_some_and(|free| free < 2 * bytes as u64)
+        {
             return;
         }
         let write = || -> Result<()> {
@@ -153,11 +169,30 @@ impl DirBlob {
         }
     }
 
-    /// Removes the space reserve, if there is one: whether space was freed.
+    /// Removes the space reserve, if there is one (noting its size, to renew): whether space was freed.
     fn release_reserve(&self) -> bool {
-        self.reserve
-            .as_ref()
-            .is_some_and(|path| self.fs.exists(path) && self.fs.remove(path).is_ok())
+        let Some(path) = &self.reserve else { return false };
+        let mut taken = self.reserve_taken.lock();
+        let Ok(len) = self.fs.len(path) else { return false };
+        let removed = self.fs.remove(path).is_ok();
+        if removed {
+            *taken = len.max(1);
+        }
+        removed
+    }
+
+    /// After a `set` committed: renews a reserve an earlier `set` removed, once twice its size is free
+    /// again ([`fill_reserve`](Self::fill_reserve)'s rule; the space a `drop_stream` or a merge freed).
+    fn renew_reserve(&self) {
+        let Some(path) = &self.reserve else { return };
+        let mut taken = self.reserve_taken.lock();
+        if *taken == 0 {
+            return;
+        }
+        self.fill_reserve_locked(*taken as usize);
+        if self.fs.len(path).is_ok_and(|len| len >= *taken) {
+            *taken = 0;
+        }
     }
 
     /// The directory.
@@ -223,17 +258,22 @@ impl Blob for DirBlob {
 
     /// As the trait's, and on a full disk (`ENOSPC`) once more after removing the space reserve, if
     /// there is one: a `set` of the same bytes under the same name is idempotent, wherever the first
-    /// attempt failed.
+    /// attempt failed. After a commit, renews a reserve removed earlier once there is room (module docs).
+    /// The reserve's removal and renewal take turns with other `set`s' and with `fill_reserve`.
     fn set(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let attempt = || -> Result<()> {
             let mut writer = self.create(name)?;
             writer.write(bytes)?;
             writer.commit()
         };
-        match attempt() {
-            Err(e) if is_no_space(&e) && self.release_reserve() => attempt(),
+        let result = match attempt() {
+            Err(e) if e.is_no_space() && self.release_reserve() => attempt(),
             result => result,
+        };
+        if result.is_ok() {
+            self.renew_reserve();
         }
+        result
     }
 
     fn delete(&self, name: &str) -> Result<()> {
@@ -343,12 +383,6 @@ impl BlobWriter for DirWriter {
     }
 }
 
-/// Whether `e` is a full disk's (`ENOSPC`) or an exhausted quota's (`EDQUOT`).
-fn is_no_space(e: &Error) -> bool {
-    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
-    matches!(e, Error::Io { source, .. } if matches!(source.kind(), StorageFull | QuotaExceeded))
-}
-
 /// `n` bytes of a xorshift sequence: no file system compresses them away.
 fn incompressible(n: usize) -> Vec<u8> {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -360,26 +394,6 @@ fn incompressible(n: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-/// The bytes free to an unprivileged writer on the file system holding `dir`, if known.
-#[cfg(unix)]
-fn free_bytes(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: all-zero bytes are a valid `statvfs` (a plain C struct of integers).
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is a NUL-terminated string and `stat` a valid, writable `statvfs`, both live for
-    // the call.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
-        return None;
-    }
-    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
-}
-
-#[cfg(not(unix))]
-fn free_bytes(_dir: &Path) -> Option<u64> {
-    None
 }
 
 /// The error of every call on a writer after write-behind reported a failed write of its file.

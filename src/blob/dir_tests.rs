@@ -48,11 +48,13 @@ fn write_behind_waits_for_the_previous_step_and_starts_the_new_pages() {
 /// of the file to the call that waits for its writeback: `EIO` here).
 struct FailingBehind(std::io::ErrorKind, FullOnce);
 
-/// One call of [`FailingBehind`]'s, `rename` or the directory fsync, failed once with `ENOSPC` while armed.
+/// One call of [`FailingBehind`]'s, `rename` or the directory fsync, failed once with `ENOSPC` while armed;
+/// and the free bytes its file system reports when `full` (the real ones otherwise).
 #[derive(Default)]
 struct FullOnce {
     fails: &'static str,
     armed: std::sync::atomic::AtomicBool,
+    full: std::sync::atomic::AtomicBool,
 }
 
 impl FullOnce {
@@ -124,6 +126,12 @@ impl Fs for FailingBehind {
         self.1.fail("sync_dir")?;
         StdFs.sync_dir(dir)
     }
+    fn free_bytes(&self, dir: &Path) -> Option<u64> {
+        match self.1.full.load(std::sync::atomic::Ordering::SeqCst) {
+            true => Some(4096),
+            false => StdFs.free_bytes(dir),
+        }
+    }
 }
 
 /// Writes `steps` steps' worth of bytes (in pieces of a step and a half, so that pieces cross steps)
@@ -183,8 +191,9 @@ fn a_created_directory_is_synced_into_each_new_parent() {
 /// A `set` that finds the disk full before its rename (not applied) or in the directory fsync after it
 /// (applied, not yet durable) removes the space reserve and succeeds on its second attempt, leaving the
 /// new bytes under the name and no temporary; without a reserve it fails with the full disk's error.
+/// The reserve is renewed by the first `set` that commits with twice its size free.
 #[test]
-fn a_set_on_a_full_disk_takes_the_reserve_once() {
+fn a_set_on_a_full_disk_takes_the_reserve_until_space_is_back() {
     for fails in ["rename", "sync_dir"] {
         let dir = tempfile::tempdir().unwrap();
         // Write-behind refused (`Unsupported`: a file system without it), which the writer tolerates.
@@ -192,7 +201,7 @@ fn a_set_on_a_full_disk_takes_the_reserve_once() {
             std::io::ErrorKind::Unsupported,
             FullOnce {
                 fails,
-                armed: false.into(),
+                ..FullOnce::default()
             },
         ));
         let blob = DirBlob::on(fs.clone(), dir.path()).unwrap().with_reserve();
@@ -201,14 +210,31 @@ fn a_set_on_a_full_disk_takes_the_reserve_once() {
         assert_eq!(std::fs::metadata(&reserve).unwrap().len(), 4096, "{fails}");
         assert!(blob.list().unwrap().is_empty(), "the reserve is no object");
         blob.set("MANIFEST", b"old").unwrap();
-        fs.1.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let set = std::sync::atomic::Ordering::SeqCst;
+        fs.1.full.store(true, set);
+        fs.1.armed.store(true, set);
         blob.set("MANIFEST", b"new").unwrap();
         assert!(!reserve.exists(), "{fails}: the reserve was not taken");
         assert_eq!(&*blob.get("MANIFEST").unwrap().unwrap(), b"new", "{fails}");
         assert_eq!(blob.list().unwrap(), vec!["MANIFEST".to_string()], "{fails}");
-        // The reserve is gone: the next full disk is the caller's error.
-        fs.1.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Still full: a commit does not renew it, and the next full disk is the caller's error.
+        blob.set("OTHER", b"x").unwrap();
+        assert!(!reserve.exists(), "{fails}: renewed on a full disk");
+        fs.1.armed.store(true, set);
         let e = blob.set("MANIFEST", b"newer").unwrap_err();
-        assert!(is_no_space(&e), "{fails}: {e}");
+        assert!(e.is_no_space(), "{fails}: {e}");
+        // Space is back: the next commit renews it, at its size, and it serves again.
+        fs.1.full.store(false, set);
+        blob.set("OTHER", b"y").unwrap();
+        assert_eq!(
+            std::fs::metadata(&reserve).unwrap().len(),
+            4096,
+            "{fails}: renewed"
+        );
+        fs.1.full.store(true, set);
+        fs.1.armed.store(true, set);
+        blob.set("MANIFEST", b"newest").unwrap();
+        assert!(!reserve.exists(), "{fails}: the renewed reserve was not taken");
+        assert_eq!(&*blob.get("MANIFEST").unwrap().unwrap(), b"newest", "{fails}");
     }
 }

@@ -65,6 +65,32 @@ pub trait Fs: Send + Sync + 'static {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// `fsync`s a directory: the creations, renames and removals of its entries become durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// The bytes free to an unprivileged writer on the file system holding `dir` (`statvfs`: `f_bavail`
+    /// blocks of `f_frsize` bytes), if known. The default asks the real file system, so a simulated one
+    /// whose paths do not exist there answers `None`.
+    fn free_bytes(&self, dir: &Path) -> Option<u64> {
+        statvfs_free_bytes(dir)
+    }
+}
+
+/// [`Fs::free_bytes`] of the real file system.
+#[cfg(unix)]
+fn statvfs_free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: all-zero bytes are a valid `statvfs` (a plain C struct of integers).
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string and `stat` a valid, writable `statvfs`, both live for
+    // the call.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
+#[cfg(not(unix))]
+fn statvfs_free_bytes(_dir: &Path) -> Option<u64> {
+    None
 }
 
 /// An open file of an [`Fs`]. Shared between threads (the WAL's writer and zero-filler).

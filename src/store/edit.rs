@@ -181,4 +181,14 @@ impl ManifestLog {
             ..ManifestLog::default()
         }
     }
+
+    /// The log of a store whose snapshot is `snapshot_bytes` long and is followed by `edits` (generation
+    /// and size in bytes, in order): an open that could not fold them (a full disk).
+    pub(crate) fn continuing(snapshot_bytes: usize, edits: &[(u64, usize)]) -> Self {
+        ManifestLog {
+            edits: edits.iter().map(|e| e.0).collect(),
+            edit_bytes: edits.iter().map(|e| e.1).sum(),
+            snapshot_bytes,
+        }
+    }
 }

@@ -241,6 +241,10 @@ pub struct RecoveryReport {
     pub torn_tail: Option<TornTail>,
     /// Files removed because no manifest named them (left by an interrupted seal or write).
     pub orphans_removed: Vec<String>,
+    /// Why the manifest's edits were not folded into a new snapshot (the error of writing it: a full
+    /// disk or quota); the store opened on the snapshot and its edits as they were, and a later open
+    /// folds them.
+    pub fold_skipped: Option<String>,
 }
 
 /// What [`Store::write_bytes_unsynced`] returns: the end of the write's WAL record, to pass to

@@ -143,13 +143,12 @@ impl Store {
     ) -> Result<Store> {
         let mut report = RecoveryReport::default();
         // The snapshot and the edits after it (`version::edit`).
-        let (manifest, edit_objects, read_bytes, old_snapshot) = match crate::version::read_manifest(&*blob)?
+        let (manifest, edits, stale, read_bytes, old_snapshot) = match crate::version::read_manifest(&*blob)?
         {
             Some(read) => {
-                let mut names: Vec<String> = read.edits.iter().map(|e| edit_name(e.0)).collect();
-                names.extend(read.stale);
                 let old = read.snapshot_version < crate::version::MANIFEST_VERSION.0;
-                (read.manifest, names, read.snapshot_bytes, old)
+                let stale: Vec<String> = read.stale;
+                (read.manifest, read.edits, stale, read.snapshot_bytes, old)
             }
             None => {
                 let m = Manifest {
@@ -160,7 +159,7 @@ impl Store {
                 let bytes = m.encode();
                 blob.set(MANIFEST_NAME, &bytes)?;
                 report.created = true;
-                (m, Vec::new(), bytes.len(), false)
+                (m, Vec::new(), Vec::new(), bytes.len(), false)
             }
         };
         // Open every batch the manifest names; a missing or bad one fails the open.
@@ -196,18 +195,34 @@ impl Store {
         // the next open).
         // A snapshot of an older version is rewritten as well, before any edit follows it: a release
         // before version 4 would read it and ignore the edits (found by a review).
-        let snapshot_bytes = if edit_objects.is_empty() && manifest.generation == generation && !old_snapshot
-        {
-            read_bytes
+        // On a full disk (or quota) the fold is skipped: the snapshot and its edits are valid as they are,
+        // and the store opens on them, its next edits following theirs (adversarial round 16: the open
+        // failed on a disk the store had filled, until space was freed).
+        let folded = manifest.generation != generation;
+        for name in &stale {
+            blob.delete(name)?;
+        }
+        let manifest_log = if edits.is_empty() && !folded && !old_snapshot {
+            super::edit::ManifestLog::new(read_bytes)
         } else {
             let bytes = manifest.encode();
-            if manifest.generation == generation {
-                blob.set(MANIFEST_NAME, &bytes)?;
+            match if folded {
+                Ok(())
+            } else {
+                blob.set(MANIFEST_NAME, &bytes)
+            } {
+                Ok(()) => {
+                    for (generation, _) in &edits {
+                        blob.delete(&edit_name(*generation))?;
+                    }
+                    super::edit::ManifestLog::new(bytes.len())
+                }
+                Err(e) if e.is_no_space() && !old_snapshot => {
+                    report.fold_skipped = Some(e.to_string());
+                    super::edit::ManifestLog::continuing(read_bytes, &edits)
+                }
+                Err(e) => return Err(e),
             }
-            for name in &edit_objects {
-                blob.delete(name)?;
-            }
-            bytes.len()
         };
         let next_stream_no = manifest.next_stream_no;
         if !report.orphans_removed.is_empty() {
@@ -315,7 +330,7 @@ impl Store {
             options,
             state: Mutex::new(state),
             edit_lock: Mutex::new(()),
-            manifest_log: Mutex::new(super::edit::ManifestLog::new(snapshot_bytes)),
+            manifest_log: Mutex::new(manifest_log),
             writers: Mutex::new(super::writers::Writers::new(held_at_open)),
             calls_done: parking_lot::Condvar::new(),
             batches_changed: parking_lot::Condvar::new(),

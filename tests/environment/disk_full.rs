@@ -176,8 +176,9 @@ fn a_full_disk_under_a_stream_that_is_not_durable_loses_no_seal() {
 /// A full disk freed through the store: two streams hold sealed batches when another file fills the disk
 /// to its last byte. `drop_stream` of one commits (its manifest edit takes the space reserve, `RESERVE`,
 /// where a full disk would refuse it and poison the store) and frees its batch files: the other stream
-/// then takes writes and seals, and a reopen on the still filled disk writes a new reserve and has that
-/// stream whole and the dropped one gone.
+/// then takes writes and seals, whose commits renew the reserve; the disk filled again, the renewed
+/// reserve serves a `create_stream`; and a reopen once the filler is gone writes a new reserve and has
+/// that stream whole and the dropped one gone.
 #[test]
 fn a_full_disk_is_freed_by_dropping_a_stream() {
     let Some(fs) = Tmpfs::mount(16) else {
@@ -220,7 +221,22 @@ fn a_full_disk_is_freed_by_dropping_a_stream() {
         store.write("keep", &updates(t * 100, t)).unwrap();
         store.seal("keep", t + 1).unwrap();
     }
+    // The drop freed "big"'s files: the seals' commits renewed the reserve.
+    let len = std::fs::metadata(&reserve).map(|m| m.len()).ok();
+    assert_eq!(
+        len,
+        Some(ddpersist::blob::RESERVE_BYTES as u64),
+        "renewed in the run"
+    );
+    // The filler grows again (another file takes what is left, and a bit more): the next commit that
+    // finds the disk full takes the renewed reserve and succeeds.
+    let filler = crate::store_full::fill(&dir);
+    store
+        .create_stream("after", StreamOptions { durable: false })
+        .unwrap();
+    assert!(!reserve.exists(), "the create_stream did not need the reserve");
     drop(store);
+    std::fs::remove_file(filler).unwrap();
     let store = Store::open_with(&dir, options).unwrap();
     let len = std::fs::metadata(&reserve).map(|m| m.len()).ok();
     assert_eq!(

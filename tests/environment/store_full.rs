@@ -389,10 +389,10 @@ fn full_disk_during_wal_rollovers_loses_nothing() {
 
 /// A store that filled its disk by itself (a durable stream written and sealed until `ENOSPC`, merges
 /// running), closed, and opened again on the still full disk, as a user would to read it, three times:
-/// each open serves every acknowledged update, or fails with the full disk's error (its manifest fold,
-/// `flush …/MANIFEST.tmp`, did not fit: the space reserve was taken by a commit of the run, or never
-/// written on this 2 MiB disk), as DESIGN §3 allows; once the disk is grown, the open succeeds and
-/// serves them all.
+/// each open serves every acknowledged update (when its manifest fold does not fit — the space reserve
+/// taken by a commit of the run, or never written on this 2 MiB disk — it opens on the snapshot and edits
+/// as they are; it failed with the full disk's error, about 1 run in 9, before that); once the disk is
+/// grown, the open serves them all.
 #[test]
 fn a_store_that_filled_its_disk_opens_again_on_the_full_disk() {
     let Some(fs) = Tmpfs::mount(2) else { return };
@@ -417,23 +417,18 @@ fn a_store_that_filled_its_disk_opens_again_on_the_full_disk() {
     }
     assert!(failed > 0, "never filled");
     drop(store);
-    let mut outcomes = Vec::new();
-    for _ in 0..3 {
-        match Store::open_with(&dir, opts()) {
-            Ok(s) => {
-                let got = held(&s, "s");
-                for k in want.keys() {
-                    assert!(got.contains_key(k), "lost {k}");
-                }
-                outcomes.push(Ok(()));
-            }
-            Err(e) => {
-                assert!(is_disk_full(&e), "{e}");
-                outcomes.push(Err(e.to_string()));
-            }
+    for round in 0..3 {
+        let s =
+            Store::open_with(&dir, opts()).unwrap_or_else(|e| panic!("open {round} on the full disk: {e}"));
+        let got = held(&s, "s");
+        for k in want.keys() {
+            assert!(got.contains_key(k), "lost {k}");
         }
+        eprintln!(
+            "open {round} on the full disk: fold skipped {:?}",
+            s.recovery_report().fold_skipped
+        );
     }
-    eprintln!("opens on the full disk: {outcomes:?}");
     fs.resize(8);
     let s = Store::open_with(&dir, opts()).unwrap();
     let got = held(&s, "s");

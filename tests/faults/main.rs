@@ -22,3 +22,4 @@ mod inspect_live_changes;
 mod inspect_live_runs;
 mod inspect_output;
 mod inspect_recreated_stream;
+mod no_space;
