@@ -17,8 +17,11 @@
 //! that free space (`drop_stream`, `allow_compaction`, a merge whose output was written before the disk
 //! filled). A [`Blob::set`] that fails for want of space removes the reserve and tries once more; the
 //! first `set` that commits with twice the reserve's size free again (the space the commit it served let
-//! the store free: a dropped stream's files, a merge's inputs) writes a new one, and so does the next open
-//! if there is room. Batch files (`create_new`) never use it, so a merge that still has its output to
+//! the store free: a dropped stream's files, a merge's inputs) writes a new one (not after a quota's
+//! refusal, which `statvfs` cannot see), and so does the next open if there is room; one that
+//! `fill_reserve` could not write is written the same way. [`Blob::set_optional`] (the open's fold of
+//! manifest edits, which can be skipped) never takes it. A commit that fails before its rename removes
+//! its partial temporary. Batch files (`create_new`) never use it, so a merge that still has its output to
 //! write does not get through; nor does a snapshot larger than the reserve (about 10,000 streams or
 //! 17,000 batches). Until it is renewed, a commit on a full disk poisons the store. (CockroachDB keeps a
 //! "ballast" file for the same reason.)
@@ -87,9 +90,19 @@ pub struct DirBlob {
     dir: PathBuf,
     /// The space reserve's path, if this blob keeps one (see the module docs).
     reserve: Option<PathBuf>,
-    /// The size in bytes of the reserve a `set` removed, to renew; 0 while none was removed. Held while
-    /// the reserve is written or removed, so that concurrent `set`s and `fill_reserve` take turns.
-    reserve_taken: Arc<Mutex<u64>>,
+    /// Whether the reserve is to be renewed. Held while the reserve is written or removed, so that
+    /// concurrent `set`s and `fill_reserve` take turns.
+    reserve_state: Arc<Mutex<ReserveState>>,
+}
+
+/// What a [`DirBlob`] knows of its space reserve.
+#[derive(Clone, Copy, Debug, Default)]
+struct ReserveState {
+    /// Its size in bytes (the last `fill_reserve`'s).
+    bytes: u64,
+    /// Missing, to be written by the next `set` that commits with room for it: a `set` removed it for
+    /// want of space (`ENOSPC`), or `fill_reserve` found too little room.
+    missing: bool,
 }
 
 /// The name of a store directory's space reserve (see the module docs); not an object: [`Blob::list`]
@@ -123,7 +136,7 @@ impl DirBlob {
             fs,
             dir,
             reserve: None,
-            reserve_taken: Arc::new(Mutex::new(0)),
+            reserve_state: Arc::new(Mutex::new(ReserveState::default())),
         })
     }
 
@@ -141,57 +154,56 @@ impl DirBlob {
     /// zeros, so that a compressing file system (btrfs, ZFS) gives back what the reserve held when it
     /// is removed.
     pub fn fill_reserve(&self, bytes: usize) {
-        let _turn = self.reserve_taken.lock();
-        self.fill_reserve_locked(bytes);
+        let mut state = self.reserve_state.lock();
+        state.bytes = bytes as u64;
+        state.missing = !self.write_reserve(bytes as u64, true);
     }
 
-    /// [`fill_reserve`](Self::fill_reserve), its caller holding `reserve_taken`.
-    fn fill_reserve_locked(&self, bytes: usize) {
-        let Some(path) = &self.reserve else { return };
-        if self.fs.len(path).is_ok_and(|len| len >= bytes as u64) {
-            return;
+    /// Writes the reserve of `bytes` unless it is there: whether it is there now. Only with twice `bytes`
+    /// free, or (with `unknown_is_room`) where the free space is unknown. The caller holds `reserve_state`.
+    fn write_reserve(&self, bytes: u64, unknown_is_room: bool) -> bool {
+        let Some(path) = &self.reserve else { return true };
+        if self.fs.len(path).is_ok_and(|len| len >= bytes) {
+            return true;
         }
-        if self
-            .fs
-            .free_bytes(&self.dir)
-            .is_some_and(|free| free < 2 * bytes as u64)
-        {
-            return;
+        match self.fs.free_bytes(&self.dir) {
+            Some(free) if free < 2 * bytes => return false,
+            None if !unknown_is_room => return false,
+            _ => {}
         }
         let write = || -> Result<()> {
             let mut writer = self.create(RESERVE_NAME)?;
-            writer.write(&incompressible(bytes))?;
+            writer.write(&incompressible(bytes as usize))?;
             writer.commit()
         };
-        if write().is_err() {
-            // A commit that failed before its rename leaves its temporary.
-            let _ = self.fs.remove(&self.path(&format!("{RESERVE_NAME}{TMP_SUFFIX}")));
-        }
+        write().is_ok()
     }
 
-    /// Removes the space reserve, if there is one (noting its size, to renew): whether space was freed.
-    fn release_reserve(&self) -> bool {
+    /// Removes the space reserve for a `set` that failed with `e`, if there is one: whether space was
+    /// freed. A quota's refusal (`EDQUOT`) takes it for the rest of the run: `statvfs` cannot see a
+    /// quota, so nothing tells when renewing it would not take what the WAL and batch files need.
+    fn release_reserve(&self, e: &Error) -> bool {
         let Some(path) = &self.reserve else { return false };
-        let mut taken = self.reserve_taken.lock();
-        let Ok(len) = self.fs.len(path) else { return false };
-        let removed = self.fs.remove(path).is_ok();
-        if removed {
-            *taken = len.max(1);
+        let mut state = self.reserve_state.lock();
+        if !self.fs.exists(path) || self.fs.remove(path).is_err() {
+            return false;
         }
-        removed
+        let quota =
+            matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::QuotaExceeded);
+        if state.bytes == 0 {
+            // Not filled by this blob (`fill_reserve` sets its size): the store's.
+            state.bytes = RESERVE_BYTES as u64;
+        }
+        state.missing = !quota;
+        true
     }
 
-    /// After a `set` committed: renews a reserve an earlier `set` removed, once twice its size is free
-    /// again ([`fill_reserve`](Self::fill_reserve)'s rule; the space a `drop_stream` or a merge freed).
+    /// After a `set` committed: writes the reserve if it is missing and twice its size is free (known to
+    /// be: the space a `drop_stream` or a merge freed). A `statvfs` call per commit while it is missing.
     fn renew_reserve(&self) {
-        let Some(path) = &self.reserve else { return };
-        let mut taken = self.reserve_taken.lock();
-        if *taken == 0 {
-            return;
-        }
-        self.fill_reserve_locked(*taken as usize);
-        if self.fs.len(path).is_ok_and(|len| len >= *taken) {
-            *taken = 0;
+        let mut state = self.reserve_state.lock();
+        if state.missing {
+            state.missing = !self.write_reserve(state.bytes, false);
         }
     }
 
@@ -261,19 +273,22 @@ impl Blob for DirBlob {
     /// attempt failed. After a commit, renews a reserve removed earlier once there is room (module docs).
     /// The reserve's removal and renewal take turns with other `set`s' and with `fill_reserve`.
     fn set(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        let attempt = || -> Result<()> {
-            let mut writer = self.create(name)?;
-            writer.write(bytes)?;
-            writer.commit()
-        };
+        let attempt = || self.set_optional(name, bytes);
         let result = match attempt() {
-            Err(e) if e.is_no_space() && self.release_reserve() => attempt(),
+            Err(e) if e.is_no_space() && self.release_reserve(&e) => attempt(),
             result => result,
         };
         if result.is_ok() {
             self.renew_reserve();
         }
         result
+    }
+
+    /// As the trait's: the space reserve is neither taken nor renewed.
+    fn set_optional(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let mut writer = self.create(name)?;
+        writer.write(bytes)?;
+        writer.commit()
     }
 
     fn delete(&self, name: &str) -> Result<()> {
@@ -366,20 +381,31 @@ impl BlobWriter for DirWriter {
         }
         let writer = self.file.take().ok_or_else(|| Error::bad_input("commit twice"))?;
         let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
-        let Appender(file) = writer
-            .into_inner()
-            .map_err(|e| Error::io(ctx("flush", &self.path), e.into_error()))?;
-        file.sync_all()
-            .map_err(|e| Error::io(ctx("fsync", &self.path), e))?;
-        drop(file);
-        let Some(dest) = &self.dest else {
-            // `create_new`: the name becomes durable with the next `create` commit's directory fsync.
-            return Ok(());
+        let written = || -> Result<()> {
+            let Appender(file) = writer
+                .into_inner()
+                .map_err(|e| Error::io(ctx("flush", &self.path), e.into_error()))?;
+            file.sync_all()
+                .map_err(|e| Error::io(ctx("fsync", &self.path), e))?;
+            drop(file);
+            if let Some(dest) = &self.dest {
+                self.fs
+                    .rename(&self.path, dest)
+                    .map_err(|e| Error::io(ctx("rename", &self.path), e))?;
+            }
+            Ok(())
         };
-        self.fs
-            .rename(&self.path, dest)
-            .map_err(|e| Error::io(ctx("rename", &self.path), e))?;
-        sync_dir(&*self.fs, &self.dir)
+        if let Err(e) = written() {
+            // Not renamed: the partial file would hold the space it took (a full disk's last bytes) until
+            // the next open; `Drop` no longer can remove it, the writer being taken. Best effort.
+            let _ = self.fs.remove(&self.path);
+            return Err(e);
+        }
+        match &self.dest {
+            Some(_) => sync_dir(&*self.fs, &self.dir),
+            // `create_new`: the name becomes durable with the next `create` commit's directory fsync.
+            None => Ok(()),
+        }
     }
 }
 

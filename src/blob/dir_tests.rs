@@ -238,3 +238,37 @@ fn a_set_on_a_full_disk_takes_the_reserve_until_space_is_back() {
         assert_eq!(&*blob.get("MANIFEST").unwrap().unwrap(), b"newest", "{fails}");
     }
 }
+
+/// A commit that fails before its rename (here the rename itself, for want of space) removes its
+/// partial temporary, which would otherwise hold a full disk's last bytes until the next open; an
+/// optional `set` (the open's manifest fold) fails there without taking the space reserve.
+#[test]
+fn a_failed_commit_leaves_no_temporary_and_an_optional_set_no_reserve() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FailingBehind(
+        std::io::ErrorKind::Unsupported,
+        FullOnce {
+            fails: "rename",
+            ..FullOnce::default()
+        },
+    ));
+    let blob = DirBlob::on(fs.clone(), dir.path()).unwrap().with_reserve();
+    blob.fill_reserve(4096);
+    let reserve = dir.path().join(RESERVE_NAME);
+    let set = std::sync::atomic::Ordering::SeqCst;
+    fs.1.armed.store(true, set);
+    let e = blob.set_optional("MANIFEST", b"folded").unwrap_err();
+    assert!(e.is_no_space(), "{e}");
+    assert_eq!(
+        std::fs::metadata(&reserve).unwrap().len(),
+        4096,
+        "the reserve was taken"
+    );
+    assert!(blob.list().unwrap().is_empty(), "left {:?}", blob.list().unwrap());
+    assert!(blob.get("MANIFEST").unwrap().is_none());
+    // Without a reserve to take, a `set` fails the same way, leaving nothing either.
+    let bare = DirBlob::on(fs.clone(), dir.path().join("bare")).unwrap();
+    fs.1.armed.store(true, set);
+    assert!(bare.set("MANIFEST", b"x").unwrap_err().is_no_space());
+    assert!(bare.list().unwrap().is_empty(), "left {:?}", bare.list().unwrap());
+}

@@ -92,6 +92,15 @@ pub trait Blob: Send + Sync + 'static {
         w.commit()
     }
 
+    /// As [`set`](Self::set), for a write its caller can do without (the open's fold of manifest edits
+    /// into a snapshot): it never spends space kept for commits that must go through
+    /// ([`DirBlob`]'s space reserve). The default is `set`.
+    fn set_optional(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let mut w = self.create(name)?;
+        w.write(bytes)?;
+        w.commit()
+    }
+
     /// Removes `name`; removing an absent name is not an error. Not necessarily durable: a crash may bring
     /// the object back (the store only deletes objects that no manifest names, which open removes again).
     fn delete(&self, name: &str) -> Result<()>;

@@ -51,16 +51,20 @@ use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 
-// The updates of a collection of `(key, val)` pairs at times `T`.
-use super::resume::Replay as Updates;
+use super::resume::Replay;
+use super::PersistDiff;
 
-/// A persisted collection over times `T` (`u64` by default), and the handle on the operator that persists
-/// it.
-pub type Persisted<'scope, K, V, T = u64> = (VecCollection<'scope, T, (K, V), i64>, PersistHandle);
+/// The updates of a collection of `(key, val)` pairs at times `T` with diffs `R`.
+type Updates<K, V, T, R> = Vec<((K, V), T, R)>;
 
-/// Persisting a collection of `(key, val)` pairs at times `T` (a [`PersistTime`], `u64` by default) and
-/// passing it through. See the module docs.
-pub trait Persist<'scope, K, V, T: PersistTime = u64> {
+/// A persisted collection over times `T` (`u64` by default) with diffs `R` (`i64` by default), and the
+/// handle on the operator that persists it.
+pub type Persisted<'scope, K, V, T = u64, R = i64> = (VecCollection<'scope, T, (K, V), R>, PersistHandle);
+
+/// Persisting a collection of `(key, val)` pairs at times `T` (a [`PersistTime`], `u64` by default) with
+/// diffs `R` (a [`PersistDiff`]: `isize`, DD's default, `i64`, `i32`, ...; stored as `i64`) and passing it
+/// through. See the module docs.
+pub trait Persist<'scope, K, V, T: PersistTime = u64, R: PersistDiff = i64> {
     /// Persists the collection into the stream of `token` (on this worker) and returns the collection —
     /// first what earlier runs persisted, then the new input — with the worker's [`PersistHandle`].
     ///
@@ -70,19 +74,21 @@ pub trait Persist<'scope, K, V, T: PersistTime = u64> {
     /// ([`ManagerOptions::durable`](crate::ManagerOptions::durable)); store errors opening or reading the
     /// stream; [`Error::Corrupt`] if a persisted key or val does not decode as `K` or `V`;
     /// [`Error::BadInput`] if one of the id's streams holds a time beyond `T`'s range, or for a durable
-    /// token over the output of a persisted operator (which replays on restart). While running, an input
+    /// token over the output of a persisted operator (which replays on restart); [`Error::Decode`] if a
+    /// persisted diff (a sum of written ones, after merges) does not fit `R`. While running, an input
     /// update before its message's time (timely's contract: never), or below a durable stream's upper (a
     /// replay), is an [`Error::BadInput`] in the handle, and stops it.
-    fn persist(self, token: Token) -> Result<Persisted<'scope, K, V, T>>;
+    fn persist(self, token: Token) -> Result<Persisted<'scope, K, V, T, R>>;
 }
 
-impl<'scope, K, V, T> Persist<'scope, K, V, T> for VecCollection<'scope, T, (K, V), i64>
+impl<'scope, K, V, T, R> Persist<'scope, K, V, T, R> for VecCollection<'scope, T, (K, V), R>
 where
     K: Codec + ExchangeData,
     V: Codec + ExchangeData,
     T: PersistTime,
+    R: PersistDiff,
 {
-    fn persist(self, token: Token) -> Result<Persisted<'scope, K, V, T>> {
+    fn persist(self, token: Token) -> Result<Persisted<'scope, K, V, T, R>> {
         let scope = self.inner.scope();
         let (index, peers) = (scope.index(), scope.peers());
         if token.worker() != index {
@@ -105,14 +111,15 @@ where
             false,
         )?;
         let stream = opened.stream.clone();
-        let (replay, upper): (Updates<K, V, T>, u64) = super::resume::replay_as_of_since(&store, &stream)?;
+        let (replay, upper): (Replay<K, V, T>, u64) = super::resume::replay_as_of_since(&store, &stream)?;
+        let replay = narrow_diffs(replay, &stream)?;
         let pending = unsealed_times(&store, &stream, upper)?;
         let persister = Persister::new(&store, opened, pending, ErrorSlot::default()).throttled_by(manager);
         let handle = persister.handle();
         let output = if peers == 1 {
             build(self.inner, Pipeline, token, replay, persister)
         } else {
-            let exchange = Exchange::new(update_hash::<K, V, T, i64>());
+            let exchange = Exchange::new(update_hash::<K, V, T, R>());
             build(self.inner, exchange, token, replay, persister)
         };
         super::replays::mark_replaying(&output);
@@ -121,18 +128,19 @@ where
 }
 
 /// Builds the operator over `stream` (partitioned by `pact`): see the module docs.
-fn build<'scope, K, V, T, P>(
-    stream: timely::dataflow::Stream<'scope, T, Updates<K, V, T>>,
+fn build<'scope, K, V, T, R, P>(
+    stream: timely::dataflow::Stream<'scope, T, Updates<K, V, T, R>>,
     pact: P,
     token: Token,
-    replay: Updates<K, V, T>,
+    replay: Updates<K, V, T, R>,
     mut persister: Persister,
-) -> timely::dataflow::Stream<'scope, T, Updates<K, V, T>>
+) -> timely::dataflow::Stream<'scope, T, Updates<K, V, T, R>>
 where
     K: Codec + ExchangeData,
     V: Codec + ExchangeData,
     T: PersistTime,
-    P: ParallelizationContract<T, Updates<K, V, T>>,
+    R: PersistDiff,
+    P: ParallelizationContract<T, Updates<K, V, T, R>>,
 {
     let scope = stream.scope();
     let own_upper = persister.upper();
@@ -143,7 +151,7 @@ where
         let mut replay = Some(replay);
         // Held for the operator's life: no other operator persists this stream meanwhile.
         let token = token;
-        let mut passed: Updates<K, V, T> = Vec::new();
+        let mut passed: Updates<K, V, T, R> = Vec::new();
         move |(input, frontier), output| {
             let _ = &token;
             if let (Some(cap), Some(updates)) = (capability.as_ref(), replay.take()) {
@@ -156,7 +164,7 @@ where
                 if persister.refuse_times(message.stamp(), times) {
                     data.clear();
                 }
-                data.retain(|(_, time, diff)| time.to_u64() >= own_upper && *diff != 0);
+                data.retain(|(_, time, diff)| time.to_u64() >= own_upper && diff.to_i64() != 0);
                 passed.extend(data.iter().cloned());
                 persister.stage(data);
             });
@@ -173,4 +181,23 @@ where
             persister.hold(&mut capability);
         }
     })
+}
+
+/// The replay of `stream` with its diffs as `R`. Errors: [`Error::Decode`] naming the stream, the key's
+/// time and the diff if one does not fit `R` (a sum of written diffs, after merges).
+fn narrow_diffs<K, V, T: PersistTime, R: PersistDiff>(
+    replay: Replay<K, V, T>,
+    stream: &str,
+) -> Result<Updates<K, V, T, R>> {
+    replay
+        .into_iter()
+        .map(|(kv, time, diff)| match R::from_i64(diff) {
+            Some(diff) => Ok((kv, time, diff)),
+            None => Err(Error::decode(format!(
+                "stream {stream:?} holds a diff of {diff} at time {}, beyond the range of the collection's \
+                 diff type",
+                time.to_u64()
+            ))),
+        })
+        .collect()
 }

@@ -141,14 +141,28 @@ impl Store {
                 })
             } else {
                 let bytes = next.encode();
-                let set = self.inner.blob.set(MANIFEST_NAME, &bytes);
-                set.map(|()| {
-                    for generation in log.edits.drain(..) {
-                        let _ = self.inner.blob.delete(&edit_name(generation));
+                match self.inner.blob.set(MANIFEST_NAME, &bytes) {
+                    Ok(()) => {
+                        for generation in log.edits.drain(..) {
+                            let _ = self.inner.blob.delete(&edit_name(generation));
+                        }
+                        log.edit_bytes = 0;
+                        log.snapshot_bytes = bytes.len();
+                        Ok(())
                     }
-                    log.edit_bytes = 0;
-                    log.snapshot_bytes = bytes.len();
-                })
+                    // A snapshot that does not fit on a full disk: the edit object (a few hundred bytes)
+                    // may. Either way the disk reads back `next`: the snapshot at `next`'s generation if
+                    // its rename happened (the edit then stale), else the edits and this one.
+                    Err(e) if e.is_no_space() => {
+                        let bytes = change.encode();
+                        let set = self.inner.blob.set(&edit_name(next.generation), &bytes);
+                        set.map(|()| {
+                            log.edits.push(next.generation);
+                            log.edit_bytes += bytes.len();
+                        })
+                    }
+                    Err(e) => Err(e),
+                }
             };
         if let Err(e) = &committed {
             self.poison(format!("manifest commit failed in {what}: {e}"));

@@ -230,6 +230,7 @@ impl Default for StreamOptions {
 
 /// What an open found and repaired.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// Whether the store was created by this open.
     pub created: bool,

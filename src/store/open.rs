@@ -199,18 +199,26 @@ impl Store {
         // and the store opens on them, its next edits following theirs (adversarial round 16: the open
         // failed on a disk the store had filled, until space was freed).
         let folded = manifest.generation != generation;
-        for name in &stale {
-            blob.delete(name)?;
+        if !stale.is_empty() {
+            // Stale edits are left by a snapshot rewrite whose rename a crash may not have made durable:
+            // the directory fsync first, so that no edit goes before the snapshot covering it is durable.
+            // The removals are best effort (reads ignore stale edits; a full btrfs may refuse an unlink).
+            blob.sync_deletes()?;
+            for name in &stale {
+                let _ = blob.delete(name);
+            }
         }
         let manifest_log = if edits.is_empty() && !folded && !old_snapshot {
             super::edit::ManifestLog::new(read_bytes)
         } else {
             let bytes = manifest.encode();
-            match if folded {
-                Ok(())
-            } else {
-                blob.set(MANIFEST_NAME, &bytes)
-            } {
+            // Not through the space reserve (`Blob::set_optional`): the fold can be skipped, and the
+            // reserve is kept for the commits that free space.
+            let fold = match folded {
+                true => Ok(()),
+                false => blob.set_optional(MANIFEST_NAME, &bytes),
+            };
+            match fold {
                 Ok(()) => {
                     for (generation, _) in &edits {
                         blob.delete(&edit_name(*generation))?;

@@ -14,10 +14,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-/// What [`FullBlob`] does with a create: `OK`, or fail it with `FULL` (a full disk's error) or `DENIED`.
+/// What [`FullBlob`] does with a create: `OK`, or fail it with `FULL` (a full disk's error) or `DENIED`,
+/// or fail only a manifest snapshot's (`MANIFEST`) with a full disk's error (`NO_SNAPSHOT`).
 const OK: u8 = 0;
 const FULL: u8 = 1;
 const DENIED: u8 = 2;
+const NO_SNAPSHOT: u8 = 3;
 
 /// A directory blob that fails `create` and `create_new` (and so `set`) as `mode` says; reads, listings
 /// and deletes go through.
@@ -32,6 +34,7 @@ impl FullBlob {
         let kind = match self.mode.load(Ordering::SeqCst) {
             FULL => ErrorKind::StorageFull,
             DENIED => ErrorKind::PermissionDenied,
+            NO_SNAPSHOT if name == "MANIFEST" => ErrorKind::StorageFull,
             _ => return Ok(()),
         };
         Err(Error::Io {
@@ -174,12 +177,21 @@ fn a_store_with_edits_to_fold_opens_on_a_full_disk() {
     want.get_mut("b").unwrap().extend((2_000..2_010).map(|k| (k, 1)));
     let edits_after = edit_objects(&dir);
     assert_eq!(edits_after.len(), edits_before.len() + 2, "{edits_after:?}");
+    // Within 64 edits the run writes a snapshot, which covers the kept edits: they go.
+    for t in 7..71u64 {
+        store.seal("b", t).unwrap();
+    }
+    let left = edit_objects(&dir);
+    assert!(
+        edits_before.iter().all(|e| !left.contains(e)),
+        "kept edits outlived the run's snapshot: {left:?}"
+    );
     drop(store);
     let store = open(&dir, &full).unwrap();
     assert_eq!(store.recovery_report().fold_skipped, None);
     assert!(edit_objects(&dir).is_empty(), "folded: {:?}", edit_objects(&dir));
     assert_eq!(store.upper("a").unwrap(), 5);
-    assert_eq!(store.upper("b").unwrap(), 6);
+    assert_eq!(store.upper("b").unwrap(), 70);
     for (id, keys) in &want {
         assert_eq!(&held(&store, id), keys, "{id}");
     }
@@ -207,4 +219,36 @@ fn a_fold_that_fails_otherwise_fails_the_open() {
     full.store(OK, Ordering::SeqCst);
     let store = open(&dir, &full).unwrap();
     assert_eq!(held(&store, "a"), (0..10).map(|k| (k, 1)).collect());
+}
+
+/// A commit due to be a new snapshot (after 64 edits) on a disk where the snapshot does not fit commits
+/// as an edit object instead: no poisoned store, every seal durable, and the next open with room folds.
+#[test]
+fn a_snapshot_that_does_not_fit_commits_as_an_edit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mode = Arc::new(AtomicU8::new(OK));
+    {
+        let store = open(&dir, &mode).unwrap();
+        store.create_stream("a", StreamOptions::default()).unwrap();
+        mode.store(NO_SNAPSHOT, Ordering::SeqCst);
+        for t in 0..150u64 {
+            write(&store, "a", (t * 10, t * 10 + 10), t);
+            store.seal("a", t + 1).unwrap();
+        }
+        assert!(edit_objects(&dir).len() >= 150, "every seal an edit");
+        assert!(store.background_error().is_none());
+    }
+    // Still no room for a snapshot: the open keeps them all, and serves everything.
+    let store = open(&dir, &mode).unwrap();
+    assert!(store.recovery_report().fold_skipped.is_some());
+    assert_eq!(store.upper("a").unwrap(), 150);
+    assert_eq!(held(&store, "a"), (0..1_500).map(|k| (k, 1)).collect());
+    drop(store);
+    mode.store(OK, Ordering::SeqCst);
+    let store = open(&dir, &mode).unwrap();
+    assert_eq!(store.recovery_report().fold_skipped, None);
+    assert!(edit_objects(&dir).is_empty());
+    assert_eq!(held(&store, "a"), (0..1_500).map(|k| (k, 1)).collect());
 }
