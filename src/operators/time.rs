@@ -6,8 +6,9 @@
 //! `u64` and `usize` (8 bytes in the store on every platform, like its [`Codec`]); the
 //! signed `i8`, `i16`, `i32`, `i64` and `isize`, offset by their minimum (timely's `minimum()` is `MIN`;
 //! `i32` is what Rust infers for `advance_to(1)` with nothing else to go by, as in DD's tests), so the
-//! store time of `t` is `t - MIN`; and `Product<(), T>` of those (the timestamp of DD's
-//! `examples/arrange.rs`), stored as its inner coordinate.
+//! store time of `t` is `t - MIN`; `std::time::Duration`, stored in nanoseconds (up to about 584 years);
+//! and `Product<(), T>` of those (the timestamp of DD's `examples/arrange.rs`), stored as its inner
+//! coordinate. Timely's tuple timestamps are no top-level timestamps (`Refines<()>`), so they are not here.
 //!
 //! Frontiers convert at the boundary with the store ([`crate::trace::antichain`],
 //! [`crate::trace::frontier_value`]): a store frontier value `v` is the `T` frontier `[v]` when `v` fits
@@ -28,11 +29,11 @@ use crate::error::{Error, Result};
 
 /// A totally ordered timely timestamp that maps losslessly, in order, into the store's `u64` times
 /// (see the module docs): `u8`, `u16`, `u32`, `u64`, `usize`, the signed `i8` to `i64` and `isize`
-/// (offset by their minimum), and `Product<(), T>` of those. A top-level timestamp (`Refines<()>`), so
+/// (offset by their minimum), `std::time::Duration` (in nanoseconds), and `Product<(), T>` of those. A top-level timestamp (`Refines<()>`), so
 /// generic code can build a dataflow with it (`worker.dataflow::<T, _, _>`).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a timestamp a persisted arrangement can have",
-    note = "persisted arrangements take the top-level timestamps `u64`, `u32`, `usize`, `u16`, `u8`, `i64`, `i32`, `isize`, `i16`, `i8` and `Product<(), T>` of those"
+    note = "persisted arrangements take the top-level timestamps `u64`, `u32`, `usize`, `u16`, `u8`, `i64`, `i32`, `isize`, `i16`, `i8`, `std::time::Duration` and `Product<(), T>` of those"
 )]
 pub trait PersistTime: Timestamp + Refines<()> + Lattice + TotalOrder + ExchangeData + Copy {
     /// The time as the store holds it. Order-preserving: `a <= b` exactly when `a.to_u64() <= b.to_u64()`.
@@ -133,6 +134,24 @@ impl PersistTime for usize {
     #[inline(always)]
     fn from_u64(time: u64) -> Option<Self> {
         usize::try_from(time).ok()
+    }
+}
+
+/// `std::time::Duration` (a timestamp timely and DD take: wall-clock times, as in DD's `examples/`), stored
+/// as whole nanoseconds: `0 ..= u64::MAX` ns (about 584 years) embeds in order. A `Duration` beyond it
+/// saturates to `u64::MAX`, a time the store refuses (as `i64::MAX`'s), and a frontier there is the
+/// closed frontier, exact since no time it leaves open can be stored.
+impl PersistTime for std::time::Duration {
+    #[inline(always)]
+    fn to_u64(self) -> u64 {
+        u64::try_from(self.as_nanos()).unwrap_or(u64::MAX)
+    }
+    #[inline(always)]
+    fn from_u64(time: u64) -> Option<Self> {
+        Some(std::time::Duration::from_nanos(time))
+    }
+    fn stored_as() -> &'static str {
+        "t in nanoseconds"
     }
 }
 

@@ -1,6 +1,6 @@
 //! Adversarial round 9: the typed drop-in operators at other timestamps than `u32`/`u64` — `i32` times
-//! from negative ones, `Product<(), u32>`, `i16` up to its greatest time, `u8` up to 255, `usize` — with
-//! two workers and a restart from the least `resume_at` (converted with `T::from_u64`), compared with DD's
+//! from negative ones, `Product<(), u32>`, `i16` up to its greatest time, `u8` up to 255, `usize`, and
+//! `std::time::Duration` (round 17) — with two workers and a restart from the least `resume_at` (converted with `T::from_u64`), compared with DD's
 //! in-memory answers at every time from the resume point on.
 #![allow(clippy::type_complexity)]
 
@@ -246,6 +246,25 @@ fn usize_times_sparse() {
 fn i64_times_to_just_below_the_greatest() {
     let times: Vec<i64> = vec![i64::MIN, -3, 0, 7, i64::MAX - 5, i64::MAX - 3, i64::MAX - 1];
     restart(times, 3);
+}
+
+/// `std::time::Duration` times (adversarial round 17: refused as a timestamp type), stored in
+/// nanoseconds, from zero to just below 2^64 ns (about 584 years).
+#[test]
+fn duration_times_to_just_below_584_years() {
+    let times: Vec<Duration> = [
+        0,
+        1,
+        999,
+        1_000_000_000,
+        1_000_000_001,
+        u64::MAX - 9,
+        u64::MAX - 2,
+    ]
+    .into_iter()
+    .map(Duration::from_nanos)
+    .collect();
+    restart(times, 4);
 }
 
 #[test]
