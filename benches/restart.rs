@@ -38,7 +38,7 @@ const VAL_BYTES: usize = 100;
 const LOOKUPS: usize = 1_000;
 const COLD_SAMPLES: usize = 3;
 /// Bumped when the workload changes, so an old store is rebuilt.
-const WORKLOAD: &str = "restart-v1";
+const WORKLOAD: &str = "restart-v2";
 
 fn val(i: u64) -> [u8; VAL_BYTES] {
     let mut v = [0u8; VAL_BYTES];
@@ -72,7 +72,10 @@ fn ensure_store(tmp: &Path, n: usize) -> PathBuf {
     };
     let store = Store::open_with(&dir, options).unwrap();
     let id = stream();
-    store.create_stream(&id, StreamOptions::default()).unwrap();
+    // Not durable, as `arrange_persisted` creates its streams (a seal is their durability point).
+    store
+        .create_stream(&id, StreamOptions { durable: false })
+        .unwrap();
     let mut buf = Vec::with_capacity(CHUNK * (16 + VAL_BYTES));
     for s in 0..n.div_ceil(SEAL) {
         let (lo, hi) = (s * SEAL, ((s + 1) * SEAL).min(n));

@@ -47,9 +47,12 @@ pub struct BatchFile {
     fences: Fences,
     /// Block i's shape (counts and array positions) and key samples, set when it has been verified.
     /// Readers take the shape from here, never again from the file's bytes, which another program could
-    /// change under the map.
-    shapes: Box<[std::sync::OnceLock<(Block<'static>, KeySamples)>]>,
+    /// change under the map. Boxed, so that an open allocates 16 bytes a block, not a whole shape: a
+    /// restart opens every block of the store and verifies few.
+    #[allow(clippy::type_complexity)]
+    shapes: Box<[std::sync::OnceLock<Box<(Block<'static>, KeySamples)>>]>,
     /// Decompressed copies of lz4 blocks, filled on first use.
+    /// A slot a block if the file has an lz4 block, else none (read only for lz4 blocks).
     decompressed: Box<[std::sync::OnceLock<Box<[u8]>>]>,
     /// How many times a block was fetched through [`BatchFile::block`] (a measure of data pages touched).
     block_reads: std::sync::atomic::AtomicU64,
@@ -174,13 +177,14 @@ impl BatchFile {
         let mut index = Vec::with_capacity(footer.block_count as usize);
         let mut data_end = HEADER_BYTES as u64;
         let (mut keys, mut updates) = (0u64, 0u64);
-        for i in 0..footer.block_count as usize {
-            let at = index_start + i * INDEX_ENTRY_BYTES;
-            let e = IndexEntry::decode(&bytes[at..], at as u64, &name)?;
-            let at = at as u64;
+        let mut compressed = false;
+        let entries = index_bytes[..entries_len].chunks_exact(INDEX_ENTRY_BYTES);
+        for (i, raw) in entries.enumerate() {
+            let e = IndexEntry::from_bytes(raw.try_into().unwrap_or(&[0; INDEX_ENTRY_BYTES]));
+            let at = (index_start + i * INDEX_ENTRY_BYTES) as u64;
             let block_end = e.offset.checked_add(e.stored_len as u64);
             if e.offset < data_end
-                || e.offset % BLOCK_ALIGN as u64 != 0
+                || !e.offset.is_multiple_of(BLOCK_ALIGN as u64)
                 || block_end.is_none_or(|end| end > index_start as u64)
             {
                 return Err(bad(at, format!("block {i} at offset {} out of place", e.offset)));
@@ -193,7 +197,7 @@ impl BatchFile {
                 CODEC_RAW if e.raw_len == e.stored_len => {}
                 CODEC_RAW => return Err(bad(at + 20, "raw block with raw length != stored length".into())),
                 // lz4 expands at most about 255-fold: a larger claim would size a huge allocation.
-                CODEC_LZ4 if (e.raw_len as u64) <= e.stored_len as u64 * 255 + 64 => {}
+                CODEC_LZ4 if (e.raw_len as u64) <= e.stored_len as u64 * 255 + 64 => compressed = true,
                 CODEC_LZ4 => {
                     return Err(bad(at + 20, format!("lz4 block claims {} raw bytes", e.raw_len)));
                 }
@@ -232,7 +236,9 @@ impl BatchFile {
             key_area,
             fences,
             shapes,
-            decompressed: (0..block_count).map(|_| std::sync::OnceLock::new()).collect(),
+            decompressed: (0..if compressed { block_count } else { 0 })
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
             block_reads: std::sync::atomic::AtomicU64::new(0),
             filter,
             retire: parking_lot::Mutex::new(None),
@@ -395,7 +401,7 @@ impl BatchFile {
     /// [`Block::seek_key_in`] on block `i`.
     #[inline]
     pub(crate) fn sampled_range(&self, i: usize, probe: &KeyProbe<'_>) -> Range<usize> {
-        match self.shapes.get(i).and_then(|s| s.get()) {
+        match self.shapes.get(i).and_then(|s| s.get()).map(|b| &**b) {
             Some((shape, samples)) => samples.range(probe, shape.key_count()),
             None => 0..usize::MAX,
         }
@@ -447,14 +453,18 @@ impl BatchFile {
             BlockBytes::Borrowed(stored) => stored,
             BlockBytes::Owned(raw) => {
                 // Another thread may have won the race to fill the cache with the same bytes.
-                let _ = self.decompressed[i].set(raw);
-                self.decompressed[i].get().map_or(&[][..], |b| &b[..])
+                let slot = self
+                    .decompressed
+                    .get(i)
+                    .ok_or_else(|| corrupt(0, format!("block {i}: no lz4 slot")))?;
+                let _ = slot.set(raw);
+                slot.get().map_or(&[][..], |b| &b[..])
             }
         };
         let block = Block::shape(raw, e, self.footer.version)
             .map_err(|(off, detail)| corrupt(off as u64, format!("block {i}: {detail}")))?;
         let samples = KeySamples::new(block.key_count(), |k| block.key(k));
-        let _ = self.shapes[i].set((block.detach(), samples));
+        let _ = self.shapes[i].set(Box::new((block.detach(), samples)));
         Ok(block)
     }
 
@@ -468,7 +478,7 @@ impl BatchFile {
             .index
             .get(i)
             .ok_or_else(|| Error::bad_input(format!("block {i} out of range")))?;
-        if e.codec != CODEC_LZ4 || self.decompressed[i].get().is_some() {
+        if e.codec != CODEC_LZ4 || self.decompressed.get(i).is_some_and(|d| d.get().is_some()) {
             let block = self.block(i)?;
             let bytes = match self.verified_block_bytes(i) {
                 Some(bytes) => bytes,
@@ -527,7 +537,7 @@ impl BatchFile {
     /// decompressed copy, kept for the life of this value.
     #[inline]
     pub fn verified_block(&self, i: usize) -> Option<Block<'_>> {
-        let (shape, _) = self.shapes.get(i)?.get()?;
+        let (shape, _) = &**self.shapes.get(i)?.get()?;
         Some(shape.attach(self.verified_block_bytes(i)?))
     }
 
@@ -555,7 +565,7 @@ impl BatchFile {
         let e = self.index.get(i)?;
         self.shapes[i].get()?;
         if e.codec == CODEC_LZ4 {
-            return self.decompressed[i].get().map(|raw| &raw[..]);
+            return self.decompressed.get(i)?.get().map(|raw| &raw[..]);
         }
         let start = e.offset as usize;
         Some(&self.bytes[start..start + e.stored_len as usize])
