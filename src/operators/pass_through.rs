@@ -112,7 +112,7 @@ where
         )?;
         let stream = opened.stream.clone();
         let (replay, upper): (Replay<K, V, T>, u64) = super::resume::replay_as_of_since(&store, &stream)?;
-        let replay = narrow_diffs(replay, &stream)?;
+        let replay = super::resume::narrow_diffs(replay, &stream)?;
         let pending = unsealed_times(&store, &stream, upper)?;
         let persister = Persister::new(&store, opened, pending, ErrorSlot::default()).throttled_by(manager);
         let handle = persister.handle();
@@ -181,23 +181,4 @@ where
             persister.hold(&mut capability);
         }
     })
-}
-
-/// The replay of `stream` with its diffs as `R`. Errors: [`Error::Decode`] naming the stream, the key's
-/// time and the diff if one does not fit `R` (a sum of written diffs, after merges).
-fn narrow_diffs<K, V, T: PersistTime, R: PersistDiff>(
-    replay: Replay<K, V, T>,
-    stream: &str,
-) -> Result<Updates<K, V, T, R>> {
-    replay
-        .into_iter()
-        .map(|(kv, time, diff)| match R::from_i64(diff) {
-            Some(diff) => Ok((kv, time, diff)),
-            None => Err(Error::decode(format!(
-                "stream {stream:?} holds a diff of {diff} at time {}, beyond the range of the collection's \
-                 diff type",
-                time.to_u64()
-            ))),
-        })
-        .collect()
 }

@@ -323,7 +323,26 @@ fn check_times_fit<T: PersistTime>(store: &Store, id: &str, by_description: bool
 }
 
 /// Updates a restarted operator re-emits: `((key, val), time, diff)`.
-pub(crate) type Replay<K, V, T> = Vec<((K, V), T, i64)>;
+pub(crate) type Replay<K, V, T, R = i64> = Vec<((K, V), T, R)>;
+
+/// The replay of `stream` with its diffs as `R`. Errors: [`Error::Decode`] naming the stream, the key's
+/// time and the diff if one does not fit `R` (a sum of written diffs, after merges).
+pub(crate) fn narrow_diffs<K, V, T: super::PersistTime, R: super::PersistDiff>(
+    replay: Replay<K, V, T>,
+    stream: &str,
+) -> Result<Replay<K, V, T, R>> {
+    replay
+        .into_iter()
+        .map(|(kv, time, diff)| match R::from_i64(diff) {
+            Some(diff) => Ok((kv, time, diff)),
+            None => Err(crate::error::Error::decode(format!(
+                "stream {stream:?} holds a diff of {diff} at time {}, beyond the range of the collection's \
+                 diff type",
+                time.to_u64()
+            ))),
+        })
+        .collect()
+}
 
 /// What a restarted operator re-emits of its `stream`: the snapshot's updates (sealed ones, and a durable
 /// stream's unsealed ones) decoded at `T`, each time below the stream's since read as the since and each

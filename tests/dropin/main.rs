@@ -33,4 +33,5 @@ mod dd_dropin_two_dataflows;
 mod dd_dropin_typed_restart;
 mod dd_dropin_types;
 mod dd_dropin_upsert;
+mod dd_dropin_upsert_diffs;
 mod dd_dropin_upsert_restarts;

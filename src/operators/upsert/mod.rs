@@ -3,7 +3,8 @@
 //! new one, `None` deleting — with the previous values read from a store stream (see [`apply_upserts`]).
 //! Times: any top-level [`PersistTime`] `T` (`u64`, the default, `u32`, `usize`, ...), stored as `u64`;
 //! a persisted time beyond `T`'s range fails the build ([`crate::Error::BadInput`]). The handle's times are
-//! store times (`u64`).
+//! store times (`u64`). Diffs: `i64`, or any [`PersistDiff`] through
+//! [`upsert_persisted_as`](UpsertPersisted::upsert_persisted_as) (`isize`, as DD's `arrange_from_upsert`).
 //!
 //! Per worker (keys exchanged by [`key_hash`] when there are several), the operator stashes upserts by
 //! time; when the input frontier passes a time it applies that time's upserts against the state
@@ -40,7 +41,7 @@
 use super::resume::{open_worker_stream, ResumeState};
 use super::time::check_message_times;
 use super::types_at;
-use super::{key_hash, PersistTime};
+use super::{key_hash, PersistDiff, PersistTime};
 use crate::codec::Codec;
 use crate::error::Result;
 use crate::store::{SealOptions, Store, StreamOptions, WriterClaim};
@@ -59,8 +60,9 @@ use timely::dataflow::Stream;
 /// An upsert: `(key, new value or None to delete, time)`, at times `T` (`u64` by default).
 pub type Upsert<K, V, T = u64> = (K, Option<V>, T);
 
-/// The de-upserted collection (times `T`, `u64` by default) and this worker's handle.
-pub type Upserted<'scope, K, V, T = u64> = (VecCollection<'scope, T, (K, V), i64>, UpsertHandle);
+/// The de-upserted collection (times `T`, `u64` by default; diffs `R`, `i64` by default) and this
+/// worker's handle.
+pub type Upserted<'scope, K, V, T = u64, R = i64> = (VecCollection<'scope, T, (K, V), R>, UpsertHandle);
 
 /// Upserts waiting for their time to complete, with a capability to emit at that time.
 type Stash<K, V, T> = BTreeMap<T, (Capability<T>, Vec<(K, Option<V>)>)>;
@@ -91,6 +93,24 @@ pub trait UpsertPersisted<'scope, K, V, T: PersistTime = u64> {
     /// the stream. While running, a record before its message's time (timely's contract: never) is a
     /// [`crate::Error::BadInput`] in the handle, and stops the operator (its frontier held).
     fn upsert_persisted(self, store: &Store, id: &str) -> Result<Upserted<'scope, K, V, T>>;
+
+    /// [`upsert_persisted`](Self::upsert_persisted) with diffs of type `R` (a [`PersistDiff`]): `isize` to
+    /// stand where DD's `arrange_from_upsert` (whose diffs are `isize`) stood, and to join, concatenate or
+    /// reduce with collections of DD's default diff type, e.g.
+    /// `upserts.upsert_persisted_as::<isize>(&store, "u")`. The state is stored as for
+    /// `upsert_persisted` (the same stream serves either across restarts); the output's diffs are the
+    /// upserts' `+1` and `-1` and, after a restart, the persisted state's sums.
+    ///
+    /// Errors: as `upsert_persisted`'s, and [`crate::Error::Decode`] naming the stream if a persisted
+    /// sum does not fit `R` (the state's sums are `-1`, `0` or `1` after consolidation, but the stream
+    /// may have been written otherwise); while running, [`crate::Error::BadInput`] in the handle if `R`
+    /// cannot hold `+1` or `-1` (only a caller's own `PersistDiff` can fail so), and the operator stops as
+    /// for any error.
+    fn upsert_persisted_as<R: PersistDiff>(
+        self,
+        store: &Store,
+        id: &str,
+    ) -> Result<Upserted<'scope, K, V, T, R>>;
 }
 
 impl<'scope, K, V, T> UpsertPersisted<'scope, K, V, T> for Stream<'scope, T, Vec<Upsert<K, V, T>>>
@@ -100,6 +120,14 @@ where
     T: PersistTime,
 {
     fn upsert_persisted(self, store: &Store, id: &str) -> Result<Upserted<'scope, K, V, T>> {
+        self.upsert_persisted_as::<i64>(store, id)
+    }
+
+    fn upsert_persisted_as<R: PersistDiff>(
+        self,
+        store: &Store,
+        id: &str,
+    ) -> Result<Upserted<'scope, K, V, T, R>> {
         let scope = self.scope();
         let (index, peers) = (scope.index(), scope.peers());
         let opened = open_worker_stream::<T>(
@@ -111,6 +139,7 @@ where
             false,
         )?;
         let (replay, _) = super::resume::replay_as_of_since::<K, V, T>(store, &opened.stream)?;
+        let replay = super::resume::narrow_diffs(replay, &opened.stream)?;
         let handle = UpsertHandle {
             stream: opened.stream.clone(),
             resume: opened.resume,
@@ -143,7 +172,7 @@ where
 }
 
 /// What the operator owns besides its stash.
-struct State<K, V, T> {
+struct State<K, V, T, R> {
     store: Store,
     /// The upsert's id and the number of workers (for [`compaction_since`]).
     id: String,
@@ -152,27 +181,28 @@ struct State<K, V, T> {
     /// Held for the operator's life: no other operator writes the state stream.
     _claim: WriterClaim,
     /// The persisted state, emitted on the first activation.
-    replay: Vec<((K, V), T, i64)>,
+    replay: Vec<((K, V), T, R)>,
     /// Other workers' streams to confirm as this process's before the first seal
     /// ([`confirm_layout`](super::resume::confirm_layout)).
     unconfirmed: Vec<String>,
 }
 
 /// Builds the operator over `input` (partitioned by `pact`): see the module docs.
-fn build<'scope, K, V, T, P>(
+fn build<'scope, K, V, T, R, P>(
     input: Stream<'scope, T, Vec<Upsert<K, V, T>>>,
     pact: P,
-    state: State<K, V, T>,
-) -> VecCollection<'scope, T, (K, V), i64>
+    state: State<K, V, T, R>,
+) -> VecCollection<'scope, T, (K, V), R>
 where
     K: Codec + ExchangeData,
     V: Codec + ExchangeData,
     T: PersistTime,
+    R: PersistDiff,
     P: ParallelizationContract<T, Vec<Upsert<K, V, T>>>,
 {
     let scope = input.scope();
     input
-        .unary_frontier::<CapacityContainerBuilder<Vec<((K, V), T, i64)>>, _, _, _>(
+        .unary_frontier::<CapacityContainerBuilder<Vec<((K, V), T, R)>>, _, _, _>(
             pact,
             "UpsertPersisted",
             move |capability, info| {
@@ -229,8 +259,22 @@ where
                         match apply::apply_upserts_claimed(&store, &handle.stream, t.to_u64(), records) {
                             Ok(updates) => {
                                 applied_upto = applied_upto.max(t.to_u64().saturating_add(1));
-                                let updates = updates.into_iter().map(|(k, v, d)| ((k, v), t, d));
-                                output.session(&cap).give_iterator(updates);
+                                // An upsert's diffs are +1 and -1, which the library's diff types all
+                                // hold; a user's `PersistDiff` that cannot is an error, not a lost update.
+                                let updates: Option<Vec<_>> = updates
+                                    .into_iter()
+                                    .map(|(k, v, d)| R::from_i64(d).map(|d| ((k, v), t, d)))
+                                    .collect();
+                                let Some(mut updates) = updates else {
+                                    let detail = format!(
+                                        "the output's diff type cannot hold an upsert's +1 or -1 at time {}",
+                                        t.to_u64()
+                                    );
+                                    handle.errors.record(crate::Error::bad_input(detail));
+                                    stash.insert(t, (cap, Vec::new()));
+                                    return;
+                                };
+                                output.session(&cap).give_container(&mut updates);
                             }
                             Err(e) => {
                                 handle.errors.record(e);
