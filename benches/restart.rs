@@ -38,7 +38,7 @@ const VAL_BYTES: usize = 100;
 const LOOKUPS: usize = 1_000;
 const COLD_SAMPLES: usize = 3;
 /// Bumped when the workload changes, so an old store is rebuilt.
-const WORKLOAD: &str = "restart-v2";
+const WORKLOAD: &str = "restart-v3";
 
 fn val(i: u64) -> [u8; VAL_BYTES] {
     let mut v = [0u8; VAL_BYTES];

@@ -16,11 +16,11 @@
 pub mod store_model;
 pub use store_model::check_store_model;
 
-use ddpersist::batch::format::{FOOTER_BYTES, HEADER_BYTES, INDEX_ENTRY_BYTES};
+use ddpersist::batch::format::{FOOTER_BYTES, HEADER_BYTES, INDEX_ENTRY_BYTES, PARTITION_ENTRY_BYTES};
 use ddpersist::batch::{BatchFile, UpdateCursor};
 use ddpersist::blob::BlobBytes;
 use ddpersist::codec::Codec;
-use ddpersist::encoding::{checksum, checksum_seeded};
+use ddpersist::encoding::{checksum, checksum_parts_seeded, checksum_seeded};
 use ddpersist::version::{Manifest, ManifestEdit};
 use ddpersist::wal::record::{
     decode, decode_record, encode_seal, Record, RecordEncoder, RecordFormat, RECORD_PREFIX_BYTES, TAG_SEAL,
@@ -108,7 +108,8 @@ pub fn repair_batch(b: &mut [u8]) {
                 put_u64(b, at + 8, sum);
             }
         }
-        let sum = checksum(&b[index]);
+        let table = repair_partitions(b, footer_at, index.clone(), entries_len(b, footer_at));
+        let sum = checksum(&b[table.unwrap_or(index)]);
         put_u64(b, footer_at + 80, sum);
     }
     // The key filter section (kind 1) ends with the checksum of the rest of it.
@@ -127,6 +128,52 @@ pub fn repair_batch(b: &mut [u8]) {
     }
     let sum = checksum(&b[footer_at..footer_at + 120]);
     put_u64(b, footer_at + 120, sum);
+}
+
+/// The length of the index entries the footer claims (block count × 48 bytes).
+fn entries_len(b: &[u8], footer_at: usize) -> usize {
+    le_u32(b, footer_at + 12).map_or(0, |n| n as usize * INDEX_ENTRY_BYTES)
+}
+
+/// In a version 3 file whose partition table the footer lets us locate inside `index`: recomputes each
+/// partition's checksum (its entries and key bytes, where they lie inside the index); returns the table's
+/// range (what the footer's index checksum covers), or `None` for older versions.
+fn repair_partitions(
+    b: &mut [u8],
+    footer_at: usize,
+    index: std::ops::Range<usize>,
+    entries_len: usize,
+) -> Option<std::ops::Range<usize>> {
+    if le_u32(b, footer_at + 8)? < 3 {
+        return None;
+    }
+    let (per, table_len) = (
+        le_u32(b, footer_at + 112)? as usize,
+        le_u32(b, footer_at + 116)? as usize,
+    );
+    let table_at = index.end.checked_sub(table_len).filter(|&t| t >= index.start)?;
+    let key_area = index.start + entries_len;
+    let blocks = entries_len / INDEX_ENTRY_BYTES;
+    if per == 0 || key_area > table_at {
+        return Some(table_at..index.end);
+    }
+    for p in 0..blocks.div_ceil(per) {
+        let at = table_at + p * PARTITION_ENTRY_BYTES;
+        if at + PARTITION_ENTRY_BYTES > index.end {
+            break;
+        }
+        let (Some(key_off), Some(key_len)) = (le_u32(b, at + 8), le_u32(b, at + 12)) else {
+            break;
+        };
+        let keys = key_area + key_off as usize..key_area + key_off as usize + key_len as usize;
+        let entries = index.start + p * per * INDEX_ENTRY_BYTES
+            ..index.start + ((p + 1) * per).min(blocks) * INDEX_ENTRY_BYTES;
+        if keys.end <= table_at {
+            let sum = checksum_parts_seeded(&[&b[entries], &b[keys]], 0);
+            put_u64(b, at, sum);
+        }
+    }
+    Some(table_at..index.end)
 }
 
 /// Whether to skip inputs that hit bugs already reported (`DDP_FUZZ_SKIP_KNOWN` set), so a fuzzing run
@@ -177,12 +224,16 @@ fn check_batch_bytes(data: &[u8]) {
         Err(e) => return assert_format_error(&e, "BatchFile::open"),
     };
     assert_eq!(batch.size_bytes(), data.len() as u64);
+    // The index, a partition at a time: a partition that fails its check is a format error.
     for i in 0..batch.block_count() {
-        let _ = (
-            batch.index_entry(i),
-            batch.block_first_key(i),
-            batch.block_last_key(i),
-        );
+        let read = [
+            batch.index_entry(i).map(drop),
+            batch.block_first_key(i).map(drop),
+            batch.block_last_key(i).map(drop),
+        ];
+        for e in read.into_iter().filter_map(|r| r.err()) {
+            assert_format_error(&e, "index_entry");
+        }
     }
     // Point reads before anything is verified: the filter, the fences, one block each.
     for probe in [&b""[..], b"a", b"\0", b"\xff\xff"] {

@@ -27,7 +27,7 @@ impl<'a> UpdateCursor<'a> {
 
     /// A cursor at the first update whose key is `>= key`, found through the block index.
     pub fn seek(batch: &'a BatchFile, key: &[u8]) -> Result<Self> {
-        let mut c = Self::at_block(batch, batch.seek_block(key))?;
+        let mut c = Self::at_block(batch, batch.seek_block(key)?)?;
         if let Some(block) = c.block {
             // The block's last key is >= key, so this index is inside the block.
             c.key = block.seek_key_in(key, batch.sampled_range(c.block_idx, &KeyProbe::unhashed(key)));
@@ -98,7 +98,7 @@ impl<'a> UpdateCursor<'a> {
 
     /// The error for a block whose arrays no longer hold together.
     fn changed(&self) -> crate::Error {
-        let at = self.batch.index_entry(self.block_idx).offset;
+        let at = self.batch.index_entry(self.block_idx).map_or(0, |e| e.offset);
         let detail = format!("block {}: changed after it was verified", self.block_idx);
         crate::Error::corrupt(self.batch.name(), at, detail)
     }

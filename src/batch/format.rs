@@ -1,11 +1,14 @@
-//! Batch file layout, version 2 (version 1 is still read). All integers little-endian; all checksums
-//! xxh3-64.
+//! Batch file layout, version 3 (versions 1 and 2 are still read). All integers little-endian; all
+//! checksums xxh3-64.
 //!
 //! A file is a 32-byte header, 8-byte-aligned blocks (each a columnar trie of keys → vals → (time, diff):
-//! in version 2 times and diffs frame-of-reference coded in 0 to 8 bytes, offset arrays left out where
+//! since version 2 times and diffs frame-of-reference coded in 0 to 8 bytes, offset arrays left out where
 //! widths or counts make them implied; in version 1 full-width times and diffs and every `u32` offset
 //! array; stored raw or lz4-compressed), an index of 48-byte entries plus a key area
-//! holding every block's first and last key, an optional key filter section ([`super::filter`]), and a
+//! holding every block's first and last key, in version 3 followed by a *partition table* (one 32-byte
+//! entry per partition of [`PARTITION_BLOCKS`] consecutive blocks, with that partition's checksum and
+//! its first and last key, so that a reader checks the table at open and a partition of the index on
+//! first touch: `batch/index.rs`), an optional key filter section ([`super::filter`]), and a
 //! 128-byte footer. The byte layout has one home, FORMAT.md §2.
 //! In every version the header keeps this layout and the footer keeps its magic, version and checksum
 //! places, so a reader can tell a newer file from a corrupt one.
@@ -16,9 +19,20 @@ use crate::encoding::{checksum, Decoder, FormatVersion, PutLe};
 use crate::error::{Error, Result};
 
 /// The batch format version this library writes and the newest it reads.
-pub const BATCH_VERSION: FormatVersion = FormatVersion(2);
+pub const BATCH_VERSION: FormatVersion = FormatVersion(3);
 /// The first batch format version: full-width block columns (FORMAT.md §2, "Version 1 blocks").
 pub const BATCH_VERSION_1: u32 = 1;
+/// The first version with a partitioned block index (a partition table after the key area; FORMAT.md
+/// §2, "Index partitions"). Older files are read as one partition, checked whole at open.
+pub const BATCH_VERSION_PARTITIONED: u32 = 3;
+/// Blocks per index partition written (a power of two; a reader takes any power of two up to
+/// [`MAX_PARTITION_BLOCKS`]): 64 blocks is 3 KiB of entries plus their fence keys, about 4 MiB of data
+/// at the default block size, checked in about a microsecond on first touch.
+pub const PARTITION_BLOCKS: u32 = 64;
+/// The most blocks per index partition a reader accepts.
+pub const MAX_PARTITION_BLOCKS: u32 = 1 << 16;
+/// Partition table entry size in bytes.
+pub const PARTITION_ENTRY_BYTES: usize = 32;
 /// Magic at offset 0.
 pub const HEADER_MAGIC: &[u8; 8] = b"DDPBATCH";
 /// Magic at the start of the footer.
@@ -98,9 +112,10 @@ pub struct Footer {
     pub update_count: u64,
     /// Offset of the block index.
     pub index_offset: u64,
-    /// Length of the block index.
+    /// Length of the block index (entries, key area and, in version 3, the partition table).
     pub index_len: u64,
-    /// xxh3 of the block index.
+    /// xxh3 of the block index: in version 3 of its partition table (whose entries hold each partition's
+    /// checksum, which covers its entries, which hold each block's checksum); before, of the whole index.
     pub index_checksum: u64,
     /// Offset of the key filter (0 when absent).
     pub filter_offset: u64,
@@ -110,6 +125,10 @@ pub struct Footer {
     pub filter_kind: u32,
     /// Block target size the writer used.
     pub block_target_bytes: u32,
+    /// Blocks per index partition (version 3; 0 in older versions, where the field was reserved).
+    pub partition_blocks: u32,
+    /// Length of the partition table, the last bytes of the index (version 3; 0 before).
+    pub partition_table_len: u32,
 }
 
 impl Footer {
@@ -132,7 +151,8 @@ impl Footer {
         f.put_u64(self.filter_len);
         f.put_u32(self.filter_kind);
         f.put_u32(self.block_target_bytes);
-        f.put_u64(0);
+        f.put_u32(self.partition_blocks);
+        f.put_u32(self.partition_table_len);
         f.put_u64(checksum(&f));
         debug_assert_eq!(f.len(), FOOTER_BYTES);
         f
@@ -171,6 +191,8 @@ impl Footer {
             filter_len: d.u64("filter length")?,
             filter_kind: d.u32("filter kind")?,
             block_target_bytes: d.u32("block target")?,
+            partition_blocks: d.u32("partition blocks")?,
+            partition_table_len: d.u32("partition table length")?,
         };
         Ok(footer)
     }
@@ -236,6 +258,51 @@ impl IndexEntry {
             first_key_len: u32_at(36),
             last_key_len: u32_at(40),
             codec: b[44],
+        }
+    }
+}
+
+/// One decoded partition table entry (version 3): where a partition's fence keys lie and what its
+/// index bytes sum to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionEntry {
+    /// xxh3 of the partition's index entries followed by its bytes of the key area.
+    pub checksum: u64,
+    /// Offset in the key area of the partition's first block's first key.
+    pub key_off: u32,
+    /// Length of the partition's bytes of the key area (through its last block's last key).
+    pub key_len: u32,
+    /// Offset of the partition's first key in the table's key area (its last key follows).
+    pub fence_off: u32,
+    /// Length of the partition's first key (its first block's first key).
+    pub first_key_len: u32,
+    /// Length of the partition's last key (its last block's last key).
+    pub last_key_len: u32,
+}
+
+impl PartitionEntry {
+    /// Appends the entry's 32 bytes.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.put_u64(self.checksum);
+        out.put_u32(self.key_off);
+        out.put_u32(self.key_len);
+        out.put_u32(self.fence_off);
+        out.put_u32(self.first_key_len);
+        out.put_u32(self.last_key_len);
+        out.put_u32(0);
+    }
+
+    /// Decodes an entry's 32 bytes (every bit pattern is some entry; the caller checks what it says).
+    #[inline]
+    pub fn from_bytes(b: &[u8; PARTITION_ENTRY_BYTES]) -> Self {
+        let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or_default());
+        PartitionEntry {
+            checksum: u64::from_le_bytes(b[0..8].try_into().unwrap_or_default()),
+            key_off: u32_at(8),
+            key_len: u32_at(12),
+            fence_off: u32_at(16),
+            first_key_len: u32_at(20),
+            last_key_len: u32_at(24),
         }
     }
 }

@@ -32,6 +32,7 @@ mod column;
 pub mod cursor;
 pub mod filter;
 pub mod format;
+mod index;
 pub mod reader;
 mod scrub;
 pub(crate) mod seek;
@@ -109,6 +110,8 @@ pub(crate) fn prefetch<T>(items: &[T], at: usize) {
     let _ = (items, at);
 }
 
+#[cfg(test)]
+mod index_tests;
 #[cfg(test)]
 mod narrow_tests;
 #[cfg(test)]

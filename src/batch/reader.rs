@@ -1,8 +1,11 @@
 //! [`BatchFile`]: a batch served from its bytes (normally a read-only memory map).
 //!
 //! Invariants, established by [`BatchFile::open`] and kept for the life of the value:
-//! - the header, footer and block index passed their checksums; every index entry points inside the
-//!   data region, in order and without overlap, and its keys lie inside the index key area;
+//! - the header and footer passed their checksums, and so did the block index's partition table (in
+//!   format version 3; before, the whole index, which is then one partition checked at open);
+//! - an index entry is read only from a partition that passed its checksum and its checks (`batch/index.rs`):
+//!   every entry points inside the data region, in order and without overlap, and its keys lie inside
+//!   the partition's part of the key area;
 //! - a [`Block`] is handed out only after its checksum and its shape (counts equal to the index's; in
 //!   format version 2 the width codes, flags, widths and reserved byte valid; every array and byte column
 //!   inside the block and filling it exactly; O(1) in version 2, O(keys) in version 1: one pass over the
@@ -23,10 +26,10 @@
 use super::block::Block;
 use super::filter::{Filter, FILTER_KIND_BLOOM};
 use super::format::{
-    check_header, Footer, IndexEntry, BLOCK_ALIGN, CODEC_LZ4, CODEC_RAW, FOOTER_BYTES, HEADER_BYTES,
-    INDEX_ENTRY_BYTES,
+    check_header, Footer, IndexEntry, BATCH_VERSION_PARTITIONED, CODEC_LZ4, FOOTER_BYTES, HEADER_BYTES,
 };
-use super::seek::{Fences, KeyProbe, KeySamples};
+use super::index::{Index, Partition};
+use super::seek::{KeyProbe, KeySamples};
 use super::Description;
 use crate::blob::{Blob, BlobBytes};
 use crate::encoding::checksum;
@@ -40,20 +43,11 @@ pub struct BatchFile {
     name: String,
     bytes: BlobBytes,
     footer: Footer,
-    index: Vec<IndexEntry>,
-    /// Absolute offset of the index key area.
-    key_area: usize,
-    /// The prefixes of every block's fence keys, in memory (`super::seek`).
-    fences: Fences,
-    /// Block i's shape (counts and array positions) and key samples, set when it has been verified.
-    /// Readers take the shape from here, never again from the file's bytes, which another program could
-    /// change under the map. Boxed, so that an open allocates 16 bytes a block, not a whole shape: a
-    /// restart opens every block of the store and verifies few.
-    #[allow(clippy::type_complexity)]
-    shapes: Box<[std::sync::OnceLock<Box<(Block<'static>, KeySamples)>>]>,
-    /// Decompressed copies of lz4 blocks, filled on first use.
-    /// A slot a block if the file has an lz4 block, else none (read only for lz4 blocks).
-    decompressed: Box<[std::sync::OnceLock<Box<[u8]>>]>,
+    /// The block index, checked a partition at a time. Each checked partition holds its blocks' shapes
+    /// (counts and array positions) and key samples, set when a block has been verified: readers take
+    /// the shape from there, never again from the file's bytes, which another program could change under
+    /// the map; and its lz4 blocks' decompressed copies, filled on first use.
+    index: Index,
     /// How many times a block was fetched through [`BatchFile::block`] (a measure of data pages touched).
     block_reads: std::sync::atomic::AtomicU64,
     /// The key filter, if the file has one: its header is checked at open, its checksum on first use.
@@ -74,14 +68,6 @@ struct FilterSection {
     hash_count: u32,
     /// Whether the section passed its checksum, once checked.
     passed: std::sync::OnceLock<bool>,
-}
-
-/// The first (or, with `last`, the last) key of the block of index entry `e`, in the index key area at
-/// `key_area` of `bytes` (in bounds: `BatchFile::open` checks every entry's keys lie inside the area).
-fn fence_key<'b>(bytes: &'b [u8], key_area: usize, e: &IndexEntry, last: bool) -> &'b [u8] {
-    let start = key_area + e.first_key_off as usize + if last { e.first_key_len as usize } else { 0 };
-    let len = if last { e.last_key_len } else { e.first_key_len } as usize;
-    &bytes[start..start + len]
 }
 
 impl Drop for BatchFile {
@@ -132,21 +118,7 @@ impl BatchFile {
         if index_start < HEADER_BYTES as u64 || index_end.is_none_or(|end| end > footer_at as u64) {
             return Err(bad(footer_at as u64 + 64, "block index out of range".into()));
         }
-        let (index_start, index_end) = (
-            index_start as usize,
-            footer.index_len as usize + index_start as usize,
-        );
-        let index_bytes = &bytes[index_start..index_end];
-        if checksum(index_bytes) != footer.index_checksum {
-            return Err(bad(index_start as u64, "block index checksum mismatch".into()));
-        }
-        let entries_len = footer.block_count as usize * INDEX_ENTRY_BYTES;
-        if entries_len > index_bytes.len() {
-            return Err(bad(
-                index_start as u64,
-                "block count does not fit the index".into(),
-            ));
-        }
+        let index_end = footer.index_len as usize + index_start as usize;
         let filter = match footer.filter_kind {
             0 => None,
             FILTER_KIND_BLOOM => {
@@ -172,73 +144,22 @@ impl BatchFile {
                 ));
             }
         };
-        let key_area = index_start + entries_len;
-        let key_area_len = index_end - key_area;
-        let mut index = Vec::with_capacity(footer.block_count as usize);
-        let mut data_end = HEADER_BYTES as u64;
-        let (mut keys, mut updates) = (0u64, 0u64);
-        let mut compressed = false;
-        let entries = index_bytes[..entries_len].chunks_exact(INDEX_ENTRY_BYTES);
-        for (i, raw) in entries.enumerate() {
-            let e = IndexEntry::from_bytes(raw.try_into().unwrap_or(&[0; INDEX_ENTRY_BYTES]));
-            let at = (index_start + i * INDEX_ENTRY_BYTES) as u64;
-            let block_end = e.offset.checked_add(e.stored_len as u64);
-            if e.offset < data_end
-                || !e.offset.is_multiple_of(BLOCK_ALIGN as u64)
-                || block_end.is_none_or(|end| end > index_start as u64)
-            {
-                return Err(bad(at, format!("block {i} at offset {} out of place", e.offset)));
-            }
-            let keys_end = e.first_key_off as u64 + e.first_key_len as u64 + e.last_key_len as u64;
-            if keys_end > key_area_len as u64 {
-                return Err(bad(at + 32, format!("block {i} fence keys outside the key area")));
-            }
-            match e.codec {
-                CODEC_RAW if e.raw_len == e.stored_len => {}
-                CODEC_RAW => return Err(bad(at + 20, "raw block with raw length != stored length".into())),
-                // lz4 expands at most about 255-fold: a larger claim would size a huge allocation.
-                CODEC_LZ4 if (e.raw_len as u64) <= e.stored_len as u64 * 255 + 64 => compressed = true,
-                CODEC_LZ4 => {
-                    return Err(bad(at + 20, format!("lz4 block claims {} raw bytes", e.raw_len)));
-                }
-                c => return Err(bad(at + 44, format!("unknown block codec {c}"))),
-            }
-            if e.key_count == 0 || e.update_count == 0 {
-                return Err(bad(at + 24, format!("block {i} is empty")));
-            }
-            data_end = block_end.unwrap_or(u64::MAX);
-            keys += e.key_count as u64;
-            updates += e.update_count as u64;
-            index.push(e);
-        }
-        if keys != footer.key_count || updates != footer.update_count {
-            return Err(bad(
-                footer_at as u64 + 40,
-                "footer counts disagree with the block index".into(),
-            ));
-        }
         let d = footer.description;
         if d.lower > d.upper {
             return Err(bad(footer_at as u64 + 16, "description lower above upper".into()));
         }
-        let block_count = index.len();
-        let fences = Fences::new(
-            block_count,
-            |i| fence_key(&bytes, key_area, &index[i], false),
-            |i| fence_key(&bytes, key_area, &index[i], true),
-        );
-        let shapes = (0..block_count).map(|_| std::sync::OnceLock::new()).collect();
+        if version >= BATCH_VERSION_PARTITIONED
+            && (footer.key_count > footer.val_count || footer.val_count > footer.update_count)
+        {
+            // Older versions check the counts against the whole index at open; these, in `verify`.
+            return Err(bad(footer_at as u64 + 40, "footer counts out of order".into()));
+        }
+        let index = Index::open(&bytes, &footer, &name)?;
         Ok(BatchFile {
             name,
             bytes,
             footer,
             index,
-            key_area,
-            fences,
-            shapes,
-            decompressed: (0..if compressed { block_count } else { 0 })
-                .map(|_| std::sync::OnceLock::new())
-                .collect(),
             block_reads: std::sync::atomic::AtomicU64::new(0),
             filter,
             retire: parking_lot::Mutex::new(None),
@@ -284,23 +205,46 @@ impl BatchFile {
     }
 
     /// Number of blocks.
+    #[inline]
     pub fn block_count(&self) -> usize {
-        self.index.len()
+        self.index.block_count()
     }
 
-    /// The index entry of block `i` (`i < block_count()`).
-    pub fn index_entry(&self, i: usize) -> &IndexEntry {
-        &self.index[i]
+    /// Number of index partitions (FORMAT.md §2, "Index partitions"; 1 for a non-empty file of format
+    /// version 1 or 2, which has none and is checked whole at open).
+    pub fn index_partitions(&self) -> usize {
+        self.index.partition_count()
     }
 
-    /// The first key of block `i`, from the index (no data page is touched).
-    pub fn block_first_key(&self, i: usize) -> &[u8] {
-        fence_key(&self.bytes, self.key_area, &self.index[i], false)
+    /// How many index partitions have been checked so far (each on the first touch of one of its blocks).
+    pub fn index_partitions_checked(&self) -> usize {
+        self.index.checked_partitions().count()
     }
 
-    /// The last key of block `i`, from the index.
-    pub fn block_last_key(&self, i: usize) -> &[u8] {
-        fence_key(&self.bytes, self.key_area, &self.index[i], true)
+    /// Block `i`'s partition of the index and its place there, the partition checked on first use.
+    fn locate(&self, i: usize) -> Result<(&Partition, usize)> {
+        self.index.locate(&self.bytes, &self.name, i)
+    }
+
+    /// The index entry of block `i`. Reads (and on first use checks) the block's index partition; no data
+    /// page is touched. Errors: [`Error::BadInput`] if `i >= block_count()`; [`Error::Corrupt`] naming the
+    /// file and offset if the partition fails its check.
+    pub fn index_entry(&self, i: usize) -> Result<&IndexEntry> {
+        let (part, j) = self.locate(i)?;
+        Ok(&part.entries[j])
+    }
+
+    /// The first key of block `i`, from the index (no data page is touched). Errors: as
+    /// [`index_entry`](Self::index_entry).
+    pub fn block_first_key(&self, i: usize) -> Result<&[u8]> {
+        let e = self.index_entry(i)?;
+        Ok(self.index.key(&self.bytes, e, false))
+    }
+
+    /// The last key of block `i`, from the index. Errors: as [`index_entry`](Self::index_entry).
+    pub fn block_last_key(&self, i: usize) -> Result<&[u8]> {
+        let e = self.index_entry(i)?;
+        Ok(self.index.key(&self.bytes, e, true))
     }
 
     /// Whether `key` may be in this batch, from the key filter and the batch's first and last keys, without
@@ -312,13 +256,7 @@ impl BatchFile {
 
     /// [`may_contain`](Self::may_contain) for a key whose probe (hash, prefix) is already computed.
     pub fn may_contain_probe(&self, probe: &KeyProbe<'_>) -> Result<bool> {
-        let n = self.index.len();
-        if n == 0
-            || self.fences.first_above(0, probe, || self.block_first_key(0))
-            || self
-                .fences
-                .last_below(n - 1, probe, || self.block_last_key(n - 1))
-        {
+        if self.index.outside(&self.bytes, probe) {
             return Ok(false);
         }
         Ok(match self.checked_filter()? {
@@ -376,8 +314,12 @@ impl BatchFile {
         if !self.may_contain_probe(probe)? {
             return Ok(());
         }
-        let b = self.fences.seek(probe, |i| self.block_last_key(i));
-        if b >= self.block_count() || self.fences.first_above(b, probe, || self.block_first_key(b)) {
+        let b = self.index.seek(&self.bytes, &self.name, probe)?;
+        if b >= self.block_count() {
+            return Ok(());
+        }
+        let (part, j) = self.locate(b)?;
+        if self.index.first_above(&self.bytes, part, j, probe) {
             return Ok(());
         }
         let key = probe.key;
@@ -401,17 +343,22 @@ impl BatchFile {
     /// [`Block::seek_key_in`] on block `i`.
     #[inline]
     pub(crate) fn sampled_range(&self, i: usize, probe: &KeyProbe<'_>) -> Range<usize> {
-        match self.shapes.get(i).and_then(|s| s.get()).map(|b| &**b) {
+        let shape = self
+            .index
+            .checked(i)
+            .and_then(|(part, j)| part.shapes.get(j)?.get());
+        match shape.map(|b| &**b) {
             Some((shape, samples)) => samples.range(probe, shape.key_count()),
             None => 0..usize::MAX,
         }
     }
 
     /// The first block that may hold `key` or a larger key (the sparse index's seek): the first block
-    /// whose last key is `>= key`. Returns `block_count()` when every key is smaller.
-    pub fn seek_block(&self, key: &[u8]) -> usize {
-        self.fences
-            .seek(&KeyProbe::unhashed(key), |i| self.block_last_key(i))
+    /// whose last key is `>= key`. Returns `block_count()` when every key is smaller. Reads (and on first
+    /// use checks) one partition of the index. Errors: [`Error::Corrupt`] naming the file and offset if
+    /// that partition fails its check.
+    pub fn seek_block(&self, key: &[u8]) -> Result<usize> {
+        self.index.seek(&self.bytes, &self.name, &KeyProbe::unhashed(key))
     }
 
     /// Block `i`, its checksum and shape checked on first use (not its contents' order: see the module
@@ -431,8 +378,8 @@ impl BatchFile {
     /// differ from those written).
     pub fn check_written(&self) -> Result<()> {
         self.checked_filter()?;
-        for i in 0..self.index.len() {
-            if self.index[i].codec != CODEC_LZ4 {
+        for i in 0..self.block_count() {
+            if self.index_entry(i)?.codec != CODEC_LZ4 {
                 self.checked_block(i)?;
             }
         }
@@ -441,21 +388,19 @@ impl BatchFile {
 
     /// [`block`](Self::block) without counting the read.
     fn checked_block(&self, i: usize) -> Result<Block<'_>> {
-        let e = self
-            .index
-            .get(i)
-            .ok_or_else(|| Error::bad_input(format!("block {i} out of range")))?;
         if let Some(block) = self.verified_block(i) {
             return Ok(block);
         }
+        let (part, j) = self.locate(i)?;
+        let e = &part.entries[j];
         let corrupt = |off: u64, detail: String| Error::corrupt(&self.name, e.offset + off, detail);
-        let raw: &[u8] = match self.stored_checked(i)? {
+        let raw: &[u8] = match self.stored_checked(i, e)? {
             BlockBytes::Borrowed(stored) => stored,
             BlockBytes::Owned(raw) => {
                 // Another thread may have won the race to fill the cache with the same bytes.
-                let slot = self
+                let slot = part
                     .decompressed
-                    .get(i)
+                    .get(j)
                     .ok_or_else(|| corrupt(0, format!("block {i}: no lz4 slot")))?;
                 let _ = slot.set(raw);
                 slot.get().map_or(&[][..], |b| &b[..])
@@ -464,7 +409,9 @@ impl BatchFile {
         let block = Block::shape(raw, e, self.footer.version)
             .map_err(|(off, detail)| corrupt(off as u64, format!("block {i}: {detail}")))?;
         let samples = KeySamples::new(block.key_count(), |k| block.key(k));
-        let _ = self.shapes[i].set(Box::new((block.detach(), samples)));
+        if let Some(slot) = part.shapes.get(j) {
+            let _ = slot.set(Box::new((block.detach(), samples)));
+        }
         Ok(block)
     }
 
@@ -474,11 +421,9 @@ impl BatchFile {
     /// decompressed into a buffer the caller owns and is *not* cached, so a merge of compressed inputs
     /// holds one decompressed block per input, not the whole input.
     pub fn block_for_merge(&self, i: usize) -> Result<(Block<'static>, BlockBytes<'_>)> {
-        let e = self
-            .index
-            .get(i)
-            .ok_or_else(|| Error::bad_input(format!("block {i} out of range")))?;
-        if e.codec != CODEC_LZ4 || self.decompressed.get(i).is_some_and(|d| d.get().is_some()) {
+        let (part, j) = self.locate(i)?;
+        let e = &part.entries[j];
+        if e.codec != CODEC_LZ4 || part.decompressed.get(j).is_some_and(|d| d.get().is_some()) {
             let block = self.block(i)?;
             let bytes = match self.verified_block_bytes(i) {
                 Some(bytes) => bytes,
@@ -494,17 +439,16 @@ impl BatchFile {
         }
         self.block_reads.fetch_add(1, Ordering::Relaxed);
         let corrupt = |off: u64, detail: String| Error::corrupt(&self.name, e.offset + off, detail);
-        let raw = self.stored_checked(i)?;
+        let raw = self.stored_checked(i, e)?;
         let shape = Block::shape(&raw, e, self.footer.version)
             .map_err(|(off, detail)| corrupt(off as u64, format!("block {i}: {detail}")))?
             .detach();
         Ok((shape, raw))
     }
 
-    /// Block `i`'s stored bytes after their checksum, decompressed (into a new buffer) if lz4: the
-    /// bytes [`Block::check`] is to be run on.
-    fn stored_checked(&self, i: usize) -> Result<BlockBytes<'_>> {
-        let e = &self.index[i];
+    /// Block `i`'s stored bytes (entry `e`) after their checksum, decompressed (into a new buffer) if
+    /// lz4: the bytes [`Block::shape`] is to be run on.
+    fn stored_checked(&self, i: usize, e: &IndexEntry) -> Result<BlockBytes<'_>> {
         let start = e.offset as usize;
         let stored = &self.bytes[start..start + e.stored_len as usize];
         let corrupt = |detail: String| Error::corrupt(&self.name, e.offset, detail);
@@ -528,7 +472,10 @@ impl BatchFile {
 
     /// How many blocks hold a cached decompressed copy (lz4 blocks read through [`block`](Self::block)).
     pub fn cached_blocks(&self) -> usize {
-        self.decompressed.iter().filter(|c| c.get().is_some()).count()
+        let parts = self.index.checked_partitions();
+        parts
+            .map(|p| p.decompressed.iter().filter(|c| c.get().is_some()).count())
+            .sum()
     }
 
     /// Block `i` if it has been verified (always, after [`verify`](Self::verify) succeeded): the
@@ -537,15 +484,17 @@ impl BatchFile {
     /// decompressed copy, kept for the life of this value.
     #[inline]
     pub fn verified_block(&self, i: usize) -> Option<Block<'_>> {
-        let (shape, _) = &**self.shapes.get(i)?.get()?;
-        Some(shape.attach(self.verified_block_bytes(i)?))
+        let (part, j) = self.index.checked(i)?;
+        let (shape, _) = &**part.shapes.get(j)?.get()?;
+        Some(shape.attach(self.verified_bytes_in(part, j)?))
     }
 
     /// Where block `i`'s raw bytes lie in [`bytes`](Self::bytes), if it is verified and stored raw.
     #[inline]
     pub fn verified_raw_range(&self, i: usize) -> Option<std::ops::Range<usize>> {
-        let e = self.index.get(i)?;
-        if self.shapes[i].get().is_none() || e.codec == CODEC_LZ4 {
+        let (part, j) = self.index.checked(i)?;
+        let e = &part.entries[j];
+        if part.shapes.get(j)?.get().is_none() || e.codec == CODEC_LZ4 {
             return None;
         }
         let start = e.offset as usize;
@@ -562,10 +511,17 @@ impl BatchFile {
     /// block's shape ([`Block::detach`]).
     #[inline]
     pub fn verified_block_bytes(&self, i: usize) -> Option<&[u8]> {
-        let e = self.index.get(i)?;
-        self.shapes[i].get()?;
+        let (part, j) = self.index.checked(i)?;
+        self.verified_bytes_in(part, j)
+    }
+
+    /// [`verified_block_bytes`](Self::verified_block_bytes) of block `j` of the checked partition `part`.
+    #[inline]
+    fn verified_bytes_in<'s>(&'s self, part: &'s Partition, j: usize) -> Option<&'s [u8]> {
+        let e = part.entries.get(j)?;
+        part.shapes.get(j)?.get()?;
         if e.codec == CODEC_LZ4 {
-            return self.decompressed.get(i)?.get().map(|raw| &raw[..]);
+            return part.decompressed.get(j)?.get().map(|raw| &raw[..]);
         }
         let start = e.offset as usize;
         Some(&self.bytes[start..start + e.stored_len as usize])
@@ -579,7 +535,11 @@ impl BatchFile {
 
     /// Whether every block has been verified.
     pub fn is_verified(&self) -> bool {
-        self.shapes.iter().all(|s| s.get().is_some())
+        self.index.all_checked()
+            && self
+                .index
+                .checked_partitions()
+                .all(|p| p.shapes.iter().all(|s| s.get().is_some()))
     }
 }
 

@@ -5,10 +5,15 @@
 //! or a forger could still set them). The rule (FORMAT.md §2): between the header and the first block,
 //! between blocks, and between the last block and the index lie exactly the fewest zero bytes that align
 //! what follows to 8; the key filter (if any) follows the index immediately, and the footer follows it
-//! (or the index); the index's key area holds the fence keys back to back and nothing else; reserved
-//! fields are zero.
+//! (or the index); the index's key area holds the fence keys back to back and nothing else; in version
+//! 3 the partition table follows the key area, its entries in partition order naming their partitions'
+//! key bytes exactly, its key area holding their first and last keys back to back and nothing else;
+//! reserved fields are zero.
 
-use super::format::{BATCH_VERSION_1, BLOCK_ALIGN, CODEC_RAW, FOOTER_BYTES, HEADER_BYTES, INDEX_ENTRY_BYTES};
+use super::format::{
+    PartitionEntry, BATCH_VERSION_1, BATCH_VERSION_PARTITIONED, BLOCK_ALIGN, CODEC_RAW, FOOTER_BYTES,
+    HEADER_BYTES, INDEX_ENTRY_BYTES, PARTITION_ENTRY_BYTES,
+};
 use super::BatchFile;
 use crate::error::{Error, Result};
 use std::ops::Range;
@@ -27,7 +32,7 @@ impl BatchFile {
         let mut end = HEADER_BYTES;
         let mut fence_bytes = 0u64;
         for i in 0..self.block_count() {
-            let e = self.index_entry(i);
+            let e = self.index_entry(i)?;
             let start = e.offset as usize;
             self.padding(end..start, &format!("padding before block {i}"))?;
             let entry_at = index_start + i * INDEX_ENTRY_BYTES;
@@ -74,7 +79,16 @@ impl BatchFile {
         }
         self.padding(end..index_start, "padding before the index")?;
         let key_area = index_start + self.block_count() * INDEX_ENTRY_BYTES;
-        if (index_end - key_area) as u64 != fence_bytes {
+        let partitioned = footer.version >= BATCH_VERSION_PARTITIONED;
+        let key_area_end = if partitioned {
+            index_end - footer.partition_table_len as usize
+        } else {
+            index_end
+        };
+        if partitioned {
+            self.verify_partition_table(key_area_end..index_end)?;
+        }
+        if (key_area_end - key_area) as u64 != fence_bytes {
             return Err(self.bad(
                 key_area + fence_bytes as usize,
                 "bytes in the index's key area after the last fence key".into(),
@@ -99,7 +113,53 @@ impl BatchFile {
                 "bytes between the last section and the footer".into(),
             ));
         }
-        self.zeros(footer_at + 112..footer_at + 120, "reserved footer bytes")
+        if partitioned {
+            Ok(())
+        } else {
+            self.zeros(footer_at + 112..footer_at + 120, "reserved footer bytes")
+        }
+    }
+
+    /// Version 3's partition table at `table`: each entry names its partition's key bytes in the key area
+    /// (from its first block's first key through its last block's last key; its checksum and
+    /// keys were checked when the partition was), its fence keys follow the previous partition's, and the
+    /// table's key area ends with the last partition's; reserved fields are zero.
+    fn verify_partition_table(&self, table: Range<usize>) -> Result<()> {
+        let per = self.footer().partition_blocks as usize;
+        let (n, blocks) = (self.index_partitions(), self.block_count());
+        let mut fence_bytes = 0u64;
+        for p in 0..n {
+            let at = table.start + p * PARTITION_ENTRY_BYTES;
+            let raw = &self.bytes()[at..at + PARTITION_ENTRY_BYTES];
+            let e = PartitionEntry::from_bytes(raw.try_into().unwrap_or(&[0; PARTITION_ENTRY_BYTES]));
+            let (first, last) = (
+                self.index_entry(p * per)?,
+                self.index_entry(((p + 1) * per).min(blocks) - 1)?,
+            );
+            let key_end = last.first_key_off as u64 + last.first_key_len as u64 + last.last_key_len as u64;
+            if e.key_off != first.first_key_off || e.key_off as u64 + e.key_len as u64 != key_end {
+                return Err(self.bad(at + 8, format!("index partition {p}: key bytes not its blocks'")));
+            }
+            if e.fence_off as u64 != fence_bytes {
+                return Err(self.bad(
+                    at + 16,
+                    format!("index partition {p}: fence keys not after the previous ones"),
+                ));
+            }
+            fence_bytes += e.first_key_len as u64 + e.last_key_len as u64;
+            self.zeros(
+                at + 28..at + 32,
+                &format!("reserved bytes of index partition {p}"),
+            )?;
+        }
+        let keys_at = table.start + n * PARTITION_ENTRY_BYTES;
+        if (table.end - keys_at) as u64 != fence_bytes {
+            return Err(self.bad(
+                keys_at + fence_bytes as usize,
+                "bytes in the partition table after the last fence key".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// `gap` must be the fewest zero bytes that align its end to [`BLOCK_ALIGN`].

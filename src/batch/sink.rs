@@ -4,12 +4,12 @@
 
 use super::filter::{FilterBuilder, FILTER_KIND_BLOOM};
 use super::format::{
-    Footer, IndexEntry, BATCH_VERSION, BLOCK_ALIGN, CODEC_LZ4, CODEC_RAW, FOOTER_BYTES, HEADER_BYTES,
-    INDEX_ENTRY_BYTES,
+    Footer, IndexEntry, PartitionEntry, BATCH_VERSION, BLOCK_ALIGN, CODEC_LZ4, CODEC_RAW, FOOTER_BYTES,
+    HEADER_BYTES, INDEX_ENTRY_BYTES, PARTITION_BLOCKS, PARTITION_ENTRY_BYTES,
 };
 use super::Description;
 use crate::blob::BlobWriter;
-use crate::encoding::checksum;
+use crate::encoding::{checksum, checksum_parts_seeded};
 use crate::error::{Error, Result};
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
@@ -138,7 +138,9 @@ impl BlockSink {
         let index_offset = self.offset();
         debug_assert_eq!(self.index.len(), self.block_count as usize * INDEX_ENTRY_BYTES);
         let mut index = std::mem::take(&mut self.index);
+        let table = partition_table(&index, &self.index_keys)?;
         index.extend_from_slice(&self.index_keys);
+        index.extend_from_slice(&table);
         self.chunk.extend_from_slice(&index);
         let (filter_offset, filter_len, filter_kind) = match self.filter.take() {
             Some(mut filter) => {
@@ -158,11 +160,13 @@ impl BlockSink {
             update_count: self.update_count,
             index_offset,
             index_len: index.len() as u64,
-            index_checksum: checksum(&index),
+            index_checksum: checksum(&table),
             filter_offset,
             filter_len,
             filter_kind,
             block_target_bytes,
+            partition_blocks: PARTITION_BLOCKS,
+            partition_table_len: BlockBuilder::offset_u32(table.len(), "the index partition table")?,
         };
         self.chunk.extend_from_slice(&footer.encode());
         let size_bytes = self.offset();
@@ -176,6 +180,43 @@ impl BlockSink {
             size_bytes,
         })
     }
+}
+
+/// The index partition table (FORMAT.md §2, "Index partitions") of the index entries `entries` (48 bytes
+/// a block) whose fence keys are `keys` (the key area): an entry per [`PARTITION_BLOCKS`] blocks with the
+/// checksum of its entries and key bytes, then each partition's first and last key.
+fn partition_table(entries: &[u8], keys: &[u8]) -> Result<Vec<u8>> {
+    let blocks = entries.len() / INDEX_ENTRY_BYTES;
+    let per = PARTITION_BLOCKS as usize;
+    let partitions = blocks.div_ceil(per);
+    let mut table = Vec::with_capacity(partitions * (PARTITION_ENTRY_BYTES + 64));
+    let mut fences = Vec::new();
+    let entry = |i: usize| {
+        let raw = &entries[i * INDEX_ENTRY_BYTES..(i + 1) * INDEX_ENTRY_BYTES];
+        IndexEntry::from_bytes(raw.try_into().unwrap_or(&[0; INDEX_ENTRY_BYTES]))
+    };
+    for p in 0..partitions {
+        let (first, last) = (p * per, ((p + 1) * per).min(blocks) - 1);
+        let (e0, e1) = (entry(first), entry(last));
+        let key_start = e0.first_key_off as usize;
+        let last_start = e1.first_key_off as usize + e1.first_key_len as usize;
+        let key_end = last_start + e1.last_key_len as usize;
+        let part_entries = &entries[first * INDEX_ENTRY_BYTES..(last + 1) * INDEX_ENTRY_BYTES];
+        let fit = |n: usize, what: &str| BlockBuilder::offset_u32(n, what);
+        PartitionEntry {
+            checksum: checksum_parts_seeded(&[part_entries, &keys[key_start..key_end]], 0),
+            key_off: e0.first_key_off,
+            key_len: fit(key_end - key_start, "an index partition's keys")?,
+            fence_off: fit(fences.len(), "the index partition fence keys")?,
+            first_key_len: e0.first_key_len,
+            last_key_len: e1.last_key_len,
+        }
+        .encode(&mut table);
+        fences.extend_from_slice(&keys[key_start..key_start + e0.first_key_len as usize]);
+        fences.extend_from_slice(&keys[last_start..key_end]);
+    }
+    table.extend_from_slice(&fences);
+    Ok(table)
 }
 
 /// What the front end sends a background sink.

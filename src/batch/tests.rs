@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::OwnedUpdate as Owned;
 
 /// Sorted, consolidated updates with varied key, val and time fan-out.
-fn sample(n_keys: u32) -> Vec<Owned> {
+pub(super) fn sample(n_keys: u32) -> Vec<Owned> {
     let mut out = Vec::new();
     for k in 0..n_keys {
         let key = format!("key-{k:06}").into_bytes();
@@ -32,7 +32,13 @@ fn write(blob: &MemBlob, name: &str, updates: &[Owned], target: u32) -> BatchSta
     write_with(blob, name, updates, target, false)
 }
 
-fn write_with(blob: &MemBlob, name: &str, updates: &[Owned], target: u32, compress: bool) -> BatchStats {
+pub(super) fn write_with(
+    blob: &MemBlob,
+    name: &str,
+    updates: &[Owned],
+    target: u32,
+    compress: bool,
+) -> BatchStats {
     let desc = Description {
         lower: 0,
         upper: 100,
@@ -130,7 +136,7 @@ fn compressed_blocks_round_trip_and_shrink() {
         plain.size_bytes
     );
     let batch = BatchFile::open("c.batch", blob.get("c.batch").unwrap().unwrap()).unwrap();
-    assert!((0..batch.block_count()).any(|i| batch.index_entry(i).codec == format::CODEC_LZ4));
+    assert!((0..batch.block_count()).any(|i| batch.index_entry(i).unwrap().codec == format::CODEC_LZ4));
     batch.verify().unwrap();
     assert_eq!(read_all(&batch).unwrap(), updates);
     let c = UpdateCursor::seek(&batch, b"key-001234").unwrap();
@@ -235,7 +241,10 @@ fn parallel_verify_reports_the_first_bad_block_in_block_order() {
     batch.verify().unwrap();
     // Corrupt one block in the first quarter and one in the last: the error names the earlier one.
     let (early, late) = (n / 4, n - 2);
-    let (at_early, at_late) = (batch.index_entry(early).offset, batch.index_entry(late).offset);
+    let (at_early, at_late) = (
+        batch.index_entry(early).unwrap().offset,
+        batch.index_entry(late).unwrap().offset,
+    );
     let mut bad = good;
     for at in [at_early, at_late] {
         bad[at as usize + 20] ^= 0x40;
@@ -260,12 +269,8 @@ fn forged_blocks_with_valid_checksums_never_panic_a_read() {
     write(&blob, "g.batch", &updates, 400);
     let good = blob.get("g.batch").unwrap().unwrap().to_vec();
     let file = BatchFile::open("g.batch", crate::blob::BlobBytes::Heap(good.clone().into())).unwrap();
-    let e = *file.index_entry(0);
-    let (index_at, footer_at) = (
-        file.footer().index_offset as usize,
-        good.len() - format::FOOTER_BYTES,
-    );
-    let index_len = file.footer().index_len as usize;
+    let e = *file.index_entry(0).unwrap();
+    let index_at = file.footer().index_offset as usize;
     let block = e.offset as usize..e.offset as usize + e.stored_len as usize;
     let (mut structural, mut reads_erred) = (0, 0);
     for at in block.clone() {
@@ -275,13 +280,10 @@ fn forged_blocks_with_valid_checksums_never_panic_a_read() {
                 continue;
             }
             bad[at] = value;
-            // Re-seal the forgery: block checksum, index checksum, footer checksum.
+            // Re-seal the forgery: block checksum, index partition, table and footer checksums.
             let sum = checksum(&bad[block.clone()]);
             bad[index_at + 8..index_at + 16].copy_from_slice(&sum.to_le_bytes());
-            let sum = checksum(&bad[index_at..index_at + index_len]);
-            bad[footer_at + 80..footer_at + 88].copy_from_slice(&sum.to_le_bytes());
-            let sum = checksum(&bad[footer_at..footer_at + 120]);
-            bad[footer_at + 120..footer_at + 128].copy_from_slice(&sum.to_le_bytes());
+            reseal_index(&mut bad);
             let Ok(b) = BatchFile::open("g.batch", crate::blob::BlobBytes::Heap(bad.into())) else {
                 continue;
             };
@@ -320,7 +322,7 @@ fn check_written_verifies_every_raw_block_and_names_a_bad_one() {
     assert_eq!(batch.block_reads(), 0, "the writer's check is not a read");
     assert_eq!(read_all(&batch).unwrap().len(), updates.len());
 
-    let second = batch.index_entry(1).offset;
+    let second = batch.index_entry(1).unwrap().offset;
     let mut bad = good;
     bad[second as usize + 3] ^= 0x10;
     let batch = BatchFile::open("w.batch", crate::blob::BlobBytes::Heap(bad.into())).unwrap();
@@ -379,4 +381,30 @@ proptest::proptest! {
             proptest::prop_assert_eq!(c.key(), keys.iter().find(|k| **k >= probe).map(|k| k.as_slice()));
         }
     }
+}
+
+/// Re-seals a batch file of the current format after its index entries were edited (a forgery): every
+/// index partition's checksum, the partition table's (the footer's index checksum) and the footer's.
+pub(super) fn reseal_index(b: &mut [u8]) {
+    use crate::encoding::{checksum, checksum_parts_seeded, le_u32, le_u64};
+    let footer_at = b.len() - format::FOOTER_BYTES;
+    let index_at = le_u64(b, footer_at + 64) as usize;
+    let index_end = index_at + le_u64(b, footer_at + 72) as usize;
+    let blocks = le_u32(b, footer_at + 12) as usize;
+    let per = le_u32(b, footer_at + 112) as usize;
+    let table_at = index_end - le_u32(b, footer_at + 116) as usize;
+    let key_area = index_at + blocks * format::INDEX_ENTRY_BYTES;
+    for p in 0..blocks.div_ceil(per) {
+        let at = table_at + p * format::PARTITION_ENTRY_BYTES;
+        let (key_off, key_len) = (le_u32(b, at + 8) as usize, le_u32(b, at + 12) as usize);
+        let entries = index_at + p * per * format::INDEX_ENTRY_BYTES
+            ..index_at + ((p + 1) * per).min(blocks) * format::INDEX_ENTRY_BYTES;
+        let keys = key_area + key_off..key_area + key_off + key_len;
+        let sum = checksum_parts_seeded(&[&b[entries], &b[keys]], 0);
+        b[at..at + 8].copy_from_slice(&sum.to_le_bytes());
+    }
+    let sum = checksum(&b[table_at..index_end]);
+    b[footer_at + 80..footer_at + 88].copy_from_slice(&sum.to_le_bytes());
+    let sum = checksum(&b[footer_at..footer_at + 120]);
+    b[footer_at + 120..footer_at + 128].copy_from_slice(&sum.to_le_bytes());
 }

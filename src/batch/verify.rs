@@ -31,12 +31,12 @@ impl BatchFile {
         } else {
             1
         };
-        let vals = if threads <= 1 {
+        let counts = if threads <= 1 {
             self.verify_blocks(0..n)?
         } else {
             // Contiguous ranges, one per thread; the first error in block order wins.
             let chunk = n.div_ceil(threads);
-            let results: Vec<Result<u64>> = std::thread::scope(|scope| {
+            let results: Vec<Result<[u64; 3]>> = std::thread::scope(|scope| {
                 let handles: Vec<_> = (0..threads)
                     .map(|t| {
                         let range = (t * chunk).min(n)..((t + 1) * chunk).min(n);
@@ -55,19 +55,27 @@ impl BatchFile {
                     })
                     .collect()
             });
-            let mut vals = 0;
+            let mut counts = [0; 3];
             for r in results {
-                vals += r?;
+                let r = r?;
+                (0..3).for_each(|c| counts[c] += r[c]);
             }
-            vals
+            counts
         };
-        if vals != self.footer().val_count {
-            let at = self.bytes().len() as u64 - FOOTER_BYTES as u64 + 48;
-            return Err(Error::corrupt(
-                self.name(),
-                at,
-                "footer val count disagrees with the blocks",
-            ));
+        let f = self.footer();
+        let footer_at = self.bytes().len() as u64 - FOOTER_BYTES as u64;
+        for (c, (what, want, at)) in [
+            ("key", f.key_count, 40),
+            ("val", f.val_count, 48),
+            ("update", f.update_count, 56),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if counts[c] != want {
+                let detail = format!("footer {what} count disagrees with the blocks");
+                return Err(Error::corrupt(self.name(), footer_at + at, detail));
+            }
         }
         // The bytes no checksum covers (padding) and the reserved fields.
         self.verify_layout()
@@ -75,27 +83,24 @@ impl BatchFile {
 
     /// The per-block part of [`verify`](Self::verify) over blocks `range`: each block's checksum and
     /// structure, its times within the description, and its order after the previous block (by the
-    /// index's fence keys). Returns the blocks' val count.
-    fn verify_blocks(&self, range: std::ops::Range<usize>) -> Result<u64> {
+    /// index's fence keys). Returns the blocks' key, val and update counts.
+    fn verify_blocks(&self, range: std::ops::Range<usize>) -> Result<[u64; 3]> {
         let d = self.footer().description;
-        let mut vals = 0u64;
+        let mut counts = [0u64; 3];
         for i in range {
             let block = self.block(i)?;
-            let at = self.index_entry(i).offset;
+            let e = self.index_entry(i)?;
+            let at = e.offset;
             let bad = |detail: String| Error::corrupt(self.name(), at, format!("block {i}: {detail}"));
             // The structural pass reads skip (the writer's guarantee, checked here against the bytes). An
             // lz4 block's offsets are within its decompressed bytes: reported at the block's start.
             block
-                .check_contents(self.block_first_key(i), self.block_last_key(i))
+                .check_contents(self.block_first_key(i)?, self.block_last_key(i)?)
                 .map_err(|(off, detail)| {
-                    let off = if self.index_entry(i).codec == CODEC_RAW {
-                        off as u64
-                    } else {
-                        0
-                    };
+                    let off = if e.codec == CODEC_RAW { off as u64 } else { 0 };
                     Error::corrupt(self.name(), at + off, format!("block {i}: {detail}"))
                 })?;
-            if i > 0 && self.block_last_key(i - 1) >= self.block_first_key(i) {
+            if i > 0 && self.block_last_key(i - 1)? >= self.block_first_key(i)? {
                 return Err(bad(format!("does not start above block {}", i - 1)));
             }
             // Times lie in the description (or were advanced to its since by a merge).
@@ -108,9 +113,11 @@ impl BatchFile {
                     block.time(x)
                 )));
             }
-            vals += block.val_count() as u64;
+            counts[0] += block.key_count() as u64;
+            counts[1] += block.val_count() as u64;
+            counts[2] += block.update_count() as u64;
         }
-        Ok(vals)
+        Ok(counts)
     }
 
     /// [`verify`](Self::verify), and also that every key passes the key filter (a hash per key: several times
@@ -123,7 +130,7 @@ impl BatchFile {
             if let Some(k) =
                 (0..block.key_count()).find(|&k| !matches!(self.may_contain(block.key(k)), Ok(true)))
             {
-                let at = self.index_entry(i).offset;
+                let at = self.index_entry(i)?.offset;
                 let detail = format!("block {i}: key {k} is missing from the key filter");
                 return Err(Error::corrupt(self.name(), at, detail));
             }

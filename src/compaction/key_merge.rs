@@ -377,7 +377,8 @@ mod tests {
                 .collect();
             if round % 2 == 1 {
                 let lz4 = |b: &BatchFile| {
-                    (0..b.block_count()).any(|i| b.index_entry(i).codec == crate::batch::format::CODEC_LZ4)
+                    (0..b.block_count())
+                        .any(|i| b.index_entry(i).unwrap().codec == crate::batch::format::CODEC_LZ4)
                 };
                 compressed_blocks += batches.iter().filter(|b| lz4(b)).count();
             }

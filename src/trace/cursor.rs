@@ -261,8 +261,15 @@ impl<T: PersistTime> Cursor for PersistedCursor<T> {
         if self.key < count && b.key(count - 1) >= key {
             self.key = gallop(self.key, count, |i| b.key(i) < key);
         } else if let Some(file) = storage.file() {
-            // Every key of this block is below `key`: the fences pick the first block that may hold it.
-            self.block = file.seek_block(key).max(self.block + 1);
+            // Every key of this block is below `key`: the fences pick the first block that may hold it. An
+            // index partition that fails its check is fail-stop, as a block that does (`trace::batch`).
+            self.block = match file.seek_block(key) {
+                Ok(block) => block.max(self.block + 1),
+                Err(e) => {
+                    storage.errors().fail_stop(e);
+                    storage.block_count()
+                }
+            };
             // The samples exist once `block` has checked the block (on its first touch).
             self.key = storage.block(self.block).map_or(0, |next| {
                 next.seek_key_in(key, file.sampled_range(self.block, &KeyProbe::unhashed(key)))

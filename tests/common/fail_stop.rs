@@ -64,22 +64,41 @@ pub fn first_run(dir: &Path, typed: bool) {
     });
 }
 
-/// Flips a byte inside block 1 of the batch `[bad, bad + 1)`; returns the file's name and the block's
-/// offset.
-pub fn damage(dir: &Path, bad: u64) -> (String, u64) {
+/// The batch file `[bad, bad + 1)` in `dir`, opened from a copy of its bytes.
+fn batch_starting_at(dir: &Path, bad: u64) -> (std::path::PathBuf, BatchFile) {
     for path in batch_files(dir) {
         let bytes = std::fs::read(&path).unwrap();
         let file = BatchFile::open("x", BlobBytes::Heap(bytes.into())).unwrap();
-        if file.description().lower != bad {
-            continue;
+        if file.description().lower == bad {
+            return (path, file);
         }
-        assert!(file.block_count() > 2, "the batch needs several blocks");
-        let offset = file.index_entry(1).offset;
-        flip_byte(&path, offset + 40);
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        return (name, offset);
     }
     panic!("no batch starts at {bad}");
+}
+
+/// The file name of `path`.
+fn file_name(path: &Path) -> String {
+    path.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// Flips a byte inside block 1 of the batch `[bad, bad + 1)`; returns the file's name and the block's
+/// offset.
+pub fn damage(dir: &Path, bad: u64) -> (String, u64) {
+    let (path, file) = batch_starting_at(dir, bad);
+    assert!(file.block_count() > 2, "the batch needs several blocks");
+    let offset = file.index_entry(1).unwrap().offset;
+    flip_byte(&path, offset + 40);
+    (file_name(&path), offset)
+}
+
+/// Flips a byte inside index entry 1 of the batch `[bad, bad + 1)` (its key count), in the index partition
+/// that holds it; returns the file's name and the partition's offset (the start of its entries). The
+/// open checks only the partition table, so the damage is met on the partition's first touch.
+pub fn damage_index(dir: &Path, bad: u64) -> (String, u64) {
+    let (path, file) = batch_starting_at(dir, bad);
+    let index = file.footer().index_offset;
+    flip_byte(&path, index + 48 + 24);
+    (file_name(&path), index)
 }
 
 /// Every output `((key, val), time, diff)` at a time below `frontier` (a complete time) accumulates to

@@ -74,7 +74,7 @@ fn compressed_levels_keep_the_data() {
     let compressed = batch_files(dir.path()).iter().any(|f| {
         let bytes = ddpersist::blob::BlobBytes::Heap(std::fs::read(f).unwrap().into());
         let b = ddpersist::batch::BatchFile::open(f.display().to_string(), bytes).unwrap();
-        (0..b.block_count()).any(|i| b.index_entry(i).codec == ddpersist::batch::format::CODEC_LZ4)
+        (0..b.block_count()).any(|i| b.index_entry(i).unwrap().codec == ddpersist::batch::format::CODEC_LZ4)
     });
     assert!(compressed, "no compressed block in any batch");
 }

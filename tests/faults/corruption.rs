@@ -166,7 +166,7 @@ fn padding(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
     let mut gaps = Vec::new();
     let mut end = 32;
     for i in 0..b.block_count() {
-        let e = b.index_entry(i);
+        let e = b.index_entry(i).unwrap();
         gaps.push(end..e.offset as usize);
         end = (e.offset + e.stored_len as u64) as usize;
     }

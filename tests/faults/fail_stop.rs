@@ -6,7 +6,9 @@
 
 use crate::common;
 
-use common::fail_stop::{assert_complete_outputs_right, damage, first_run, options, round, ROUNDS};
+use common::fail_stop::{
+    assert_complete_outputs_right, damage, damage_index, first_run, options, round, ROUNDS,
+};
 use ddpersist::operators::{ArrangePersisted, ArrangeTyped, ImportChecked};
 use ddpersist::{Codec, Error, Store};
 use differential_dataflow::input::Input;
@@ -22,6 +24,19 @@ const BAD: u64 = 2;
 
 #[test]
 fn a_damaged_block_stops_the_arrangement_at_its_span() {
+    restart_over_damage(damage);
+}
+
+/// The same with a damaged index partition (format version 3 checks a partition on its first touch, not
+/// at open): the cursor that meets it stops serving the batch, as for a damaged block.
+#[test]
+fn a_damaged_index_partition_stops_the_arrangement_at_its_span() {
+    restart_over_damage(damage_index);
+}
+
+/// Runs the first run, damages round `BAD`'s batch with `damage`, restarts the arrangement and checks the
+/// error (the file and offset `damage` returned), the held frontier and every output at complete times.
+fn restart_over_damage(damage: fn(&std::path::Path, u64) -> (String, u64)) {
     let tmp = tempfile::tempdir().unwrap();
     first_run(tmp.path(), false);
     let (bad_file, bad_offset) = damage(tmp.path(), BAD);
@@ -171,6 +186,16 @@ fn an_import_made_before_the_check_stops_at_the_damaged_span() {
 /// The same damage, read through lookups: an error naming the file, never a panic or a wrong value.
 #[test]
 fn a_damaged_block_is_an_error_for_lookups() {
+    lookups_over_damage(damage);
+}
+
+/// A damaged index partition, read through lookups: as a damaged block.
+#[test]
+fn a_damaged_index_partition_is_an_error_for_lookups() {
+    lookups_over_damage(damage_index);
+}
+
+fn lookups_over_damage(damage: fn(&std::path::Path, u64) -> (String, u64)) {
     let tmp = tempfile::tempdir().unwrap();
     first_run(tmp.path(), false);
     let (bad_file, _) = damage(tmp.path(), BAD);

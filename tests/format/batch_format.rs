@@ -7,6 +7,8 @@
 //! - `tests/fixtures/batch_v2/`: batch format 2 (narrow columns), written by the commit that introduced
 //!   it, streams `s` and `u` (`u`'s blocks take
 //!   every narrow path: keys and vals of one width, one val per key, one update per val, one diff).
+//! - `tests/fixtures/batch_v3/`: batch format 3 (a partitioned block index), written by the commit that
+//!   introduced it, streams `s` and `u`.
 //!
 //! Regenerate a fixture for a new format version only (an old one must never change):
 //! `DDPERSIST_WRITE_FIXTURE=tests/fixtures/batch_vN cargo test --test format -- --ignored batch_format::`.
@@ -219,4 +221,9 @@ fn batch_format_1_reads_and_merges() {
 #[test]
 fn batch_format_2_reads_and_merges() {
     check_fixture("batch_v2", &[STREAM, UNIFORM]);
+}
+
+#[test]
+fn batch_format_3_reads_and_merges() {
+    check_fixture("batch_v3", &[STREAM, UNIFORM]);
 }

@@ -84,24 +84,26 @@ fn write_summary_text(batch: &BatchFile, out: &mut dyn Write) -> io::Result<()> 
     )
 }
 
-fn write_blocks_text(batch: &BatchFile, out: &mut dyn Write) -> io::Result<()> {
+fn write_blocks_text(batch: &BatchFile, out: &mut dyn Write) -> ToolResult<()> {
     writeln!(out, "blocks:")?;
     let mut t = table(&BLOCK_HEADER, &[0, 1, 2, 3, 4]);
-    t.add_rows((0..batch.block_count()).map(|i| block_row(batch, i)));
-    write_table(out, "  ", &t)
+    let rows = (0..batch.block_count()).map(|i| block_row(batch, i));
+    t.add_rows(rows.collect::<ddpersist::Result<Vec<_>>>()?);
+    Ok(write_table(out, "  ", &t)?)
 }
 
-fn block_row(batch: &BatchFile, i: usize) -> Vec<String> {
-    let e = batch.index_entry(i);
-    vec![
+/// Block `i`'s row of the blocks table. Errors: an index partition that fails its check.
+fn block_row(batch: &BatchFile, i: usize) -> ddpersist::Result<Vec<String>> {
+    let e = batch.index_entry(i)?;
+    Ok(vec![
         i.to_string(),
         e.offset.to_string(),
         e.stored_len.to_string(),
         e.key_count.to_string(),
         e.update_count.to_string(),
-        Bytes::of(batch.block_first_key(i)).text(),
-        Bytes::of(batch.block_last_key(i)).text(),
-    ]
+        Bytes::of(batch.block_first_key(i)?).text(),
+        Bytes::of(batch.block_last_key(i)?).text(),
+    ])
 }
 
 /// The updates table: one pass to size the columns, one to print.
@@ -177,17 +179,17 @@ fn write_json(batch: &BatchFile, out: &mut dyn Write) -> ToolResult<()> {
     let f = batch.footer();
     let blocks = (0..batch.block_count())
         .map(|i| {
-            let e = batch.index_entry(i);
-            BlockJson {
+            let e = batch.index_entry(i)?;
+            Ok(BlockJson {
                 offset: e.offset,
                 bytes: e.stored_len,
                 key_count: e.key_count,
                 update_count: e.update_count,
-                first_key: Bytes::of(batch.block_first_key(i)),
-                last_key: Bytes::of(batch.block_last_key(i)),
-            }
+                first_key: Bytes::of(batch.block_first_key(i)?),
+                last_key: Bytes::of(batch.block_last_key(i)?),
+            })
         })
-        .collect();
+        .collect::<ddpersist::Result<Vec<_>>>()?;
     let updates = StreamedSeq::new(updates(batch).map(|u| u.map(UpdateJson::from)));
     let doc = BatchJson {
         file: batch.name(),
