@@ -78,7 +78,7 @@ pub fn encode_header() -> Vec<u8> {
 }
 
 /// Checks the header at the start of `bytes` (at least [`HEADER_BYTES`] long); returns its format version
-/// (1 or 2). Errors: `Corrupt` (magic, checksum, version 0), `VersionTooNew`.
+/// (1 to 3). Errors: `Corrupt` (magic, checksum, version 0), `VersionTooNew`.
 pub fn check_header(bytes: &[u8], file: &str) -> Result<u32> {
     let mut d = Decoder::new(&bytes[..HEADER_BYTES], 0, file);
     if d.bytes(8, "magic")? != HEADER_MAGIC {

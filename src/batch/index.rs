@@ -101,7 +101,10 @@ impl Index {
         let index_start = footer.index_offset as usize;
         let index_end = index_start + footer.index_len as usize;
         let block_count = footer.block_count as usize;
-        let entries_len = block_count * INDEX_ENTRY_BYTES;
+        // At most 2^38 on 64-bit targets; on 32-bit ones a count past the address space is corruption.
+        let entries_len = block_count
+            .checked_mul(INDEX_ENTRY_BYTES)
+            .ok_or_else(|| bad(footer_at + 12, "block count past the address space".into()))?;
         if footer.version < BATCH_VERSION_PARTITIONED {
             if checksum(&bytes[index_start..index_end]) != footer.index_checksum {
                 return Err(bad(index_start, "block index checksum mismatch".into()));
@@ -120,6 +123,12 @@ impl Index {
                 parts: Box::new([]),
             };
             if block_count == 0 {
+                if footer.key_count != 0 || footer.update_count != 0 {
+                    return Err(bad(
+                        footer_at + 40,
+                        "footer counts disagree with the block index".into(),
+                    ));
+                }
                 return Ok(index);
             }
             let mut place = PartitionPlace {
@@ -290,6 +299,13 @@ impl Index {
         Ok((part, keys, updates))
     }
 
+    /// The partition of block `i` (0 in a file of one partition, whose shift is 32: no shift of a 32-bit
+    /// `usize` by its width).
+    #[inline]
+    fn partition_of(&self, i: usize) -> usize {
+        i.checked_shr(self.shift).unwrap_or(0)
+    }
+
     /// Number of blocks.
     #[inline]
     pub fn block_count(&self) -> usize {
@@ -323,14 +339,14 @@ impl Index {
         if i >= self.block_count {
             return Err(Error::bad_input(format!("block {i} out of range")));
         }
-        let part = self.partition(bytes, name, i >> self.shift)?;
+        let part = self.partition(bytes, name, self.partition_of(i))?;
         Ok((part, i - part.first_block))
     }
 
     /// Block `i`'s partition and its place there if the partition has been checked (no check is started).
     #[inline]
     pub fn checked(&self, i: usize) -> Option<(&Partition, usize)> {
-        let part = self.parts.get(i >> self.shift)?.get()?;
+        let part = self.parts.get(self.partition_of(i))?.get()?;
         let j = i.checked_sub(part.first_block)?;
         (j < part.entries.len()).then_some((part, j))
     }

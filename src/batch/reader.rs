@@ -4,8 +4,9 @@
 //! - the header and footer passed their checksums, and so did the block index's partition table (in
 //!   format version 3; before, the whole index, which is then one partition checked at open);
 //! - an index entry is read only from a partition that passed its checksum and its checks (`batch/index.rs`):
-//!   every entry points inside the data region, in order and without overlap, and its keys lie inside
-//!   the partition's part of the key area;
+//!   every entry points inside the data region, in order and without overlap within its partition
+//!   (across partitions, `verify`'s scrub checks it), and its keys lie inside the partition's part of
+//!   the key area;
 //! - a [`Block`] is handed out only after its checksum and its shape (counts equal to the index's; in
 //!   format version 2 the width codes, flags, widths and reserved byte valid; every array and byte column
 //!   inside the block and filling it exactly; O(1) in version 2, O(keys) in version 1: one pass over the

@@ -34,6 +34,15 @@ impl BatchFile {
         for i in 0..self.block_count() {
             let e = self.index_entry(i)?;
             let start = e.offset as usize;
+            if start < end {
+                // Partitions are checked one at a time, each for order within itself only: a block that
+                // starts inside the one before it (across partitions) is found here.
+                let entry_at = index_start + i * INDEX_ENTRY_BYTES;
+                return Err(self.bad(
+                    entry_at,
+                    format!("block {i} overlaps block {}", i.saturating_sub(1)),
+                ));
+            }
             self.padding(end..start, &format!("padding before block {i}"))?;
             let entry_at = index_start + i * INDEX_ENTRY_BYTES;
             self.zeros(
