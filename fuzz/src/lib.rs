@@ -16,11 +16,13 @@
 pub mod store_model;
 pub use store_model::check_store_model;
 
-use ddpersist::batch::format::{FOOTER_BYTES, HEADER_BYTES, INDEX_ENTRY_BYTES, PARTITION_ENTRY_BYTES};
+use ddpersist::batch::format::{
+    partition_checksum, FOOTER_BYTES, HEADER_BYTES, INDEX_ENTRY_BYTES, PARTITION_ENTRY_BYTES,
+};
 use ddpersist::batch::{BatchFile, UpdateCursor};
 use ddpersist::blob::BlobBytes;
 use ddpersist::codec::Codec;
-use ddpersist::encoding::{checksum, checksum_parts_seeded, checksum_seeded};
+use ddpersist::encoding::{checksum, checksum_seeded};
 use ddpersist::version::{Manifest, ManifestEdit};
 use ddpersist::wal::record::{
     decode, decode_record, encode_seal, Record, RecordEncoder, RecordFormat, RECORD_PREFIX_BYTES, TAG_SEAL,
@@ -169,7 +171,7 @@ fn repair_partitions(
         let entries = index.start + p * per * INDEX_ENTRY_BYTES
             ..index.start + ((p + 1) * per).min(blocks) * INDEX_ENTRY_BYTES;
         if keys.end <= table_at {
-            let sum = checksum_parts_seeded(&[&b[entries], &b[keys]], 0);
+            let sum = partition_checksum(&b[entries], &b[keys]);
             put_u64(b, at, sum);
         }
     }

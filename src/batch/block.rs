@@ -13,7 +13,9 @@ use super::format::{
     IndexEntry, BATCH_VERSION_1, BLOCK_HEADER_BYTES, BLOCK_HEADER_BYTES_V1, FLAG_FIXED_KEYS, FLAG_FIXED_VALS,
     FLAG_ONE_UPDATE_PER_VAL, FLAG_ONE_VAL_PER_KEY,
 };
+use super::seek::key_prefix;
 use crate::encoding::{le_u32, le_u64};
+use std::cmp::Ordering;
 use std::ops::Range;
 
 /// A block whose checksum and shape passed: a columnar trie of keys → vals → (time, diff), borrowed from the file's bytes.
@@ -463,17 +465,31 @@ impl<'a> Block<'a> {
 
     /// The index of the first key `>= key` in this block (`key_count()` if none).
     pub fn seek_key(&self, key: &[u8]) -> usize {
-        self.seek_key_in(key, 0..self.key_count)
+        self.seek_key_in(key, key_prefix(key), 0..self.key_count)
+    }
+
+    /// Whether key `i` is below `key`, whose [`key_prefix`] is `prefix`: the stored key's first 8 bytes
+    /// decide unless they equal the probe's (one load and compare of a `u64`; the whole keys, with
+    /// `memcmp`, only on a tie: `super::seek`'s "poor man's normalized keys").
+    #[inline]
+    pub(crate) fn key_below(&self, i: usize, key: &[u8], prefix: u64) -> bool {
+        let stored = self.key(i);
+        match key_prefix(stored).cmp(&prefix) {
+            Ordering::Less => true,
+            Ordering::Greater => false,
+            Ordering::Equal => stored < key,
+        }
     }
 
     /// [`seek_key`](Self::seek_key) given that the answer is in `range.start..=range.end` (from the
     /// block's [`KeySamples`](super::seek::KeySamples)): a search of that range only. A range outside
     /// the block is clamped to it.
-    pub(crate) fn seek_key_in(&self, key: &[u8], range: Range<usize>) -> usize {
+    pub(crate) fn seek_key_in(&self, key: &[u8], prefix: u64, range: Range<usize>) -> usize {
+        debug_assert_eq!(prefix, key_prefix(key));
         let end = range.end.min(self.key_count);
         let start = range.start.min(end);
         if self.key_width == 0 {
-            return start + super::partition_point(end - start, |i| self.key(start + i) < key);
+            return start + super::partition_point(end - start, |i| self.key_below(start + i, key, prefix));
         }
         // Keys of one width: a lower bound whose step updates `base` without a branch and asks for both
         // keys the next step may read while this step's comparison waits on memory, so the search's cache
@@ -501,12 +517,12 @@ impl<'a> Block<'a> {
             let next = (size - half) / 2;
             prefetch(base + next);
             prefetch(base + half + next);
-            if self.key(base + half) < key {
+            if self.key_below(base + half, key, prefix) {
                 base += half;
             }
             size -= half;
         }
-        base + usize::from(size == 1 && self.key(base) < key)
+        base + usize::from(size == 1 && self.key_below(base, key, prefix))
     }
 }
 

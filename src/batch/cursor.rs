@@ -27,14 +27,22 @@ impl<'a> UpdateCursor<'a> {
 
     /// A cursor at the first update whose key is `>= key`, found through the block index.
     pub fn seek(batch: &'a BatchFile, key: &[u8]) -> Result<Self> {
-        let mut c = Self::at_block(batch, batch.seek_block(key)?)?;
-        if let Some(block) = c.block {
-            // The block's last key is >= key, so this index is inside the block.
-            c.key = block.seek_key_in(key, batch.sampled_range(c.block_idx, &KeyProbe::unhashed(key)));
-            c.val = block.vals(c.key).start;
-            c.upd = block.updates(c.val).start;
-        }
-        Ok(c)
+        let probe = KeyProbe::unhashed(key);
+        let Some((block_idx, view)) = batch.seek_view(&probe, 0)? else {
+            return Self::at_block(batch, batch.block_count());
+        };
+        // The block's last key is >= key, so this index is inside the block.
+        let key = view.seek_key(&probe);
+        let block = view.block();
+        let val = block.vals(key).start;
+        Ok(UpdateCursor {
+            batch,
+            block_idx,
+            block: Some(block),
+            key,
+            val,
+            upd: block.updates(val).start,
+        })
     }
 
     fn at_block(batch: &'a BatchFile, block_idx: usize) -> Result<Self> {

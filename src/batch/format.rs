@@ -15,7 +15,7 @@
 //! A key never spans two blocks: a block may exceed the target size to hold all of one key's vals.
 
 use super::Description;
-use crate::encoding::{checksum, Decoder, FormatVersion, PutLe};
+use crate::encoding::{checksum, checksum_parts_seeded, Decoder, FormatVersion, PutLe};
 use crate::error::{Error, Result};
 
 /// The batch format version this library writes and the newest it reads.
@@ -260,6 +260,15 @@ impl IndexEntry {
             codec: b[44],
         }
     }
+}
+
+/// The checksum a partition table entry holds (FORMAT.md §2, "Index partitions"): the xxh3 of the
+/// partition's index entries (`entries`, 48 bytes a block) followed by its bytes of the key area (`keys`,
+/// from its first block's first key to its last block's last key). The writer, the reader's check and
+/// the tools that repair a damaged test file all compute it here.
+#[inline]
+pub fn partition_checksum(entries: &[u8], keys: &[u8]) -> u64 {
+    checksum_parts_seeded(&[entries, keys], 0)
 }
 
 /// One decoded partition table entry (version 3): where a partition's fence keys lie and what its

@@ -19,11 +19,11 @@
 
 use super::block::Block;
 use super::format::{
-    Footer, IndexEntry, PartitionEntry, BATCH_VERSION_PARTITIONED, BLOCK_ALIGN, CODEC_LZ4, CODEC_RAW,
-    HEADER_BYTES, INDEX_ENTRY_BYTES, MAX_PARTITION_BLOCKS, PARTITION_ENTRY_BYTES,
+    partition_checksum, Footer, IndexEntry, PartitionEntry, BATCH_VERSION_PARTITIONED, BLOCK_ALIGN,
+    CODEC_LZ4, CODEC_RAW, HEADER_BYTES, INDEX_ENTRY_BYTES, MAX_PARTITION_BLOCKS, PARTITION_ENTRY_BYTES,
 };
 use super::seek::{Fences, KeyProbe, KeySamples};
-use crate::encoding::{checksum, checksum_parts_seeded};
+use crate::encoding::checksum;
 use crate::error::{Error, Result};
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -233,7 +233,7 @@ impl Index {
         let bad = |offset: usize, detail: String| Error::corrupt(name, offset as u64, detail);
         let table = !self.places.is_empty();
         let entry_bytes = &bytes[place.entries.clone()];
-        if table && checksum_parts_seeded(&[entry_bytes, &bytes[place.keys.clone()]], 0) != place.checksum {
+        if table && partition_checksum(entry_bytes, &bytes[place.keys.clone()]) != place.checksum {
             return Err(bad(
                 place.entries.start,
                 format!("index partition {p} checksum mismatch"),
@@ -380,19 +380,34 @@ impl Index {
                 .last_below(n - 1, probe, || &bytes[self.places[n - 1].last.clone()])
     }
 
-    /// The first block whose last key is `>= probe.key` (`block_count()` if none): the partition by the
-    /// table's fences, then the block by the partition's (checked on first use). Errors: as
-    /// [`partition`](Self::partition).
-    pub fn seek(&self, bytes: &[u8], name: &str, probe: &KeyProbe<'_>) -> Result<usize> {
+    /// The first block whose last key is `>= probe.key`, as its partition and its place there (`None` if
+    /// every key is smaller): the partition by the table's fences, then the block by the partition's
+    /// (checked on first use). Errors: as [`partition`](Self::partition).
+    pub fn seek(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        probe: &KeyProbe<'_>,
+    ) -> Result<Option<(&Partition, usize)>> {
         let p = self.fences.seek(probe, |p| &bytes[self.places[p].last.clone()]);
         if p >= self.places.len() {
-            return Ok(self.block_count);
+            return Ok(None);
         }
         let part = self.partition(bytes, name, p)?;
         let j = part
             .fences
             .seek(probe, |j| self.key(bytes, &part.entries[j], true));
-        Ok(part.first_block + j)
+        if j < part.entries.len() {
+            return Ok(Some((part, j)));
+        }
+        // The table's last key of the partition is its last block's (checked with the partition), so the
+        // partition holds the answer; were it not so, the next block is the answer.
+        let next = part.first_block + j;
+        Ok(if next < self.block_count {
+            Some(self.locate(bytes, name, next)?)
+        } else {
+            None
+        })
     }
 
     /// Whether block `j` of `part` has its first key above `probe.key`.

@@ -42,6 +42,7 @@ pub mod writer;
 
 pub use block::Block;
 pub use cursor::UpdateCursor;
+pub(crate) use reader::BlockView;
 pub use reader::{BatchFile, BlockBytes};
 pub use seek::KeyProbe;
 pub use writer::{BatchStats, BatchWriter};

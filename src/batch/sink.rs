@@ -4,12 +4,12 @@
 
 use super::filter::{FilterBuilder, FILTER_KIND_BLOOM};
 use super::format::{
-    Footer, IndexEntry, PartitionEntry, BATCH_VERSION, BLOCK_ALIGN, CODEC_LZ4, CODEC_RAW, FOOTER_BYTES,
-    HEADER_BYTES, INDEX_ENTRY_BYTES, PARTITION_BLOCKS, PARTITION_ENTRY_BYTES,
+    partition_checksum, Footer, IndexEntry, PartitionEntry, BATCH_VERSION, BLOCK_ALIGN, CODEC_LZ4, CODEC_RAW,
+    FOOTER_BYTES, HEADER_BYTES, INDEX_ENTRY_BYTES, PARTITION_BLOCKS, PARTITION_ENTRY_BYTES,
 };
 use super::Description;
 use crate::blob::BlobWriter;
-use crate::encoding::{checksum, checksum_parts_seeded};
+use crate::encoding::checksum;
 use crate::error::{Error, Result};
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
@@ -204,7 +204,7 @@ fn partition_table(entries: &[u8], keys: &[u8]) -> Result<Vec<u8>> {
         let part_entries = &entries[first * INDEX_ENTRY_BYTES..(last + 1) * INDEX_ENTRY_BYTES];
         let fit = |n: usize, what: &str| BlockBuilder::offset_u32(n, what);
         PartitionEntry {
-            checksum: checksum_parts_seeded(&[part_entries, &keys[key_start..key_end]], 0),
+            checksum: partition_checksum(part_entries, &keys[key_start..key_end]),
             key_off: e0.first_key_off,
             key_len: fit(key_end - key_start, "an index partition's keys")?,
             fence_off: fit(fences.len(), "the index partition fence keys")?,

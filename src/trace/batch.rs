@@ -23,7 +23,7 @@
 
 use super::cursor::PersistedCursor;
 use super::{antichain, frontier_value, ErrorSlot};
-use crate::batch::{BatchFile, Block};
+use crate::batch::{BatchFile, BlockView};
 use crate::error::{Error, Result};
 use crate::operators::PersistTime;
 use differential_dataflow::trace::{Description, Navigable};
@@ -126,21 +126,22 @@ impl<T: PersistTime> PersistedBatch<T> {
     /// `None` when `i` is out of range or the block fails its check: then the error, naming file and
     /// offset, is recorded with [`ErrorSlot::fail_stop`].
     #[inline]
-    pub(crate) fn block(&self, i: usize) -> Option<Block<'_>> {
+    pub(crate) fn view(&self, i: usize) -> Option<BlockView<'_>> {
         let file = self.file.as_ref()?;
-        if let Some(block) = file.verified_block(i) {
-            return Some(block);
+        if let Some(view) = file.verified_view(i) {
+            return Some(view);
         }
         if i >= self.block_count {
             return None;
         }
-        match file.block(i) {
-            Ok(block) => Some(block),
-            Err(e) => {
-                self.errors.fail_stop(e);
-                None
-            }
-        }
+        self.fail_stop(file.block_view(i))
+    }
+
+    /// `result`'s value, or `None` with its error recorded with [`ErrorSlot::fail_stop`] (a cursor
+    /// cannot return it).
+    #[inline]
+    pub(crate) fn fail_stop<V>(&self, result: Result<V>) -> Option<V> {
+        result.map_err(|e| self.errors.fail_stop(e)).ok()
     }
 
     /// Serves `file` under its own description (see [`new`](Self::new)).

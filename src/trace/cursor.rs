@@ -26,7 +26,8 @@
 
 use super::batch::PersistedBatch;
 use super::containers::{BytesContainer, CopyContainer};
-use crate::batch::{Block, KeyProbe};
+use crate::batch::seek::key_prefix;
+use crate::batch::{Block, BlockView, KeyProbe};
 use crate::operators::PersistTime;
 use differential_dataflow::trace::Cursor;
 use std::marker::PhantomData;
@@ -77,28 +78,23 @@ impl<T: PersistTime> PersistedCursor<T> {
         Some(self.shape.attach(bytes))
     }
 
-    #[inline]
-    fn load<'a>(&self, batch: &'a PersistedBatch<T>) -> Option<Block<'a>> {
-        batch.block(self.block)
-    }
-
     /// Moves forward from `(block, key)` to the first readable key position at or after it (or to the end),
     /// and rewinds the vals of that key.
     fn settle(&mut self, batch: &PersistedBatch<T>) {
+        self.settle_from(batch, None)
+    }
+
+    /// [`settle`](Self::settle), with `view` the block at `block` if the caller has it already.
+    fn settle_from(&mut self, batch: &PersistedBatch<T>, mut view: Option<BlockView<'_>>) {
         let count = batch.block_count();
         while self.block < count {
-            match self.load(batch) {
-                Some(b) if self.key < b.key_count() => {
-                    match batch.file().and_then(|f| f.verified_raw_range(self.block)) {
-                        Some(range) => {
-                            self.shape = b.rebase(range.start);
-                            self.raw = true;
-                        }
-                        None => {
-                            self.shape = b.detach();
-                            self.raw = false;
-                        }
-                    }
+            match view.take().or_else(|| batch.view(self.block)) {
+                Some(v) if self.key < v.shape.key_count() => {
+                    let b = v.block();
+                    (self.shape, self.raw) = match v.raw_start {
+                        Some(start) => (v.shape.rebase(start), true),
+                        None => (*v.shape, false),
+                    };
                     self.key_count = b.key_count();
                     self.vals = b.vals(self.key);
                     self.val = self.vals.start;
@@ -257,23 +253,21 @@ impl<T: PersistTime> Cursor for PersistedCursor<T> {
     /// search of the keys between two of the block's key samples); rewinds the vals.
     fn seek_key(&mut self, storage: &PersistedBatch<T>, key: &[u8]) {
         let Some(b) = self.current(storage) else { return };
-        let count = b.key_count();
-        if self.key < count && b.key(count - 1) >= key {
-            self.key = gallop(self.key, count, |i| b.key(i) < key);
+        let (count, prefix) = (b.key_count(), key_prefix(key));
+        if self.key < count && !b.key_below(count - 1, key, prefix) {
+            self.key = gallop(self.key, count, |i| b.key_below(i, key, prefix));
         } else if let Some(file) = storage.file() {
-            // Every key of this block is below `key`: the fences pick the first block that may hold it. An
-            // index partition that fails its check is fail-stop, as a block that does (`trace::batch`).
-            self.block = match file.seek_block(key) {
-                Ok(block) => block.max(self.block + 1),
-                Err(e) => {
-                    storage.errors().fail_stop(e);
-                    storage.block_count()
+            // Every key of this block is below `key`: the fences pick the first block that may hold it, and
+            // its key samples the keys to search. An index partition or block that fails its check is
+            // fail-stop (`trace::batch`).
+            let probe = KeyProbe::unhashed(key);
+            match storage.fail_stop(file.seek_view(&probe, self.block + 1)) {
+                Some(Some((block, view))) => {
+                    (self.block, self.key) = (block, view.seek_key(&probe));
+                    return self.settle_from(storage, Some(view));
                 }
-            };
-            // The samples exist once `block` has checked the block (on its first touch).
-            self.key = storage.block(self.block).map_or(0, |next| {
-                next.seek_key_in(key, file.sampled_range(self.block, &KeyProbe::unhashed(key)))
-            });
+                _ => (self.block, self.key) = (storage.block_count(), 0),
+            }
         }
         self.settle(storage);
     }

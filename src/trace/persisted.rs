@@ -26,7 +26,7 @@
 //!
 //! Opening reads no block: it costs the store's batch list and one `BatchFile` per batch (header, footer
 //! and index, checked when the store opened the file), so a trace is ready in milliseconds whatever the
-//! store's size. Blocks are checked (checksum only: see `batch/reader.rs` for why the structure need not
+//! store's size. Blocks are checked (checksum only: see `batch/reader/` for why the structure need not
 //! be) on first touch by a cursor, and in the background by the arranging operator's [`SpanChecker`].
 //!
 //! **Fail-stop.** A DD cursor cannot return an error. A block that fails its checksum — found by a cursor

@@ -7,7 +7,7 @@
 //!   every entry points inside the data region, in order and without overlap within its partition
 //!   (across partitions, `verify`'s scrub checks it), and its keys lie inside the partition's part of
 //!   the key area;
-//! - a [`Block`] is handed out only after its checksum and its shape (counts equal to the index's; in
+//! - a [`Block`](super::Block) is handed out only after its checksum and its shape (counts equal to the index's; in
 //!   format version 2 the width codes, flags, widths and reserved byte valid; every array and byte column
 //!   inside the block and filling it exactly; O(1) in version 2, O(keys) in version 1: one pass over the
 //!   key offsets, which also notes a fixed key width) were checked, once per block per open file (the block's `shapes` slot is its one atomic "verified" state). So every accessor of a
@@ -24,17 +24,19 @@
 //! ranges, so a block that passes its checksum but is malformed (or changes after its check) reads as
 //! wrong values or an error, never as a panic or an endless loop.
 
-use super::block::Block;
 use super::filter::{Filter, FILTER_KIND_BLOOM};
 use super::format::{
-    check_header, Footer, IndexEntry, BATCH_VERSION_PARTITIONED, CODEC_LZ4, FOOTER_BYTES, HEADER_BYTES,
+    check_header, Footer, IndexEntry, BATCH_VERSION_PARTITIONED, FOOTER_BYTES, HEADER_BYTES,
 };
 use super::index::{Index, Partition};
-use super::seek::{KeyProbe, KeySamples};
+
+mod blocks;
+use super::seek::KeyProbe;
 use super::Description;
 use crate::blob::{Blob, BlobBytes};
-use crate::encoding::checksum;
 use crate::error::{Error, Result};
+pub use blocks::BlockBytes;
+pub(crate) use blocks::BlockView;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -315,18 +317,16 @@ impl BatchFile {
         if !self.may_contain_probe(probe)? {
             return Ok(());
         }
-        let b = self.index.seek(&self.bytes, &self.name, probe)?;
-        if b >= self.block_count() {
+        let Some((part, j)) = self.index.seek(&self.bytes, &self.name, probe)? else {
             return Ok(());
-        }
-        let (part, j) = self.locate(b)?;
+        };
         if self.index.first_above(&self.bytes, part, j, probe) {
             return Ok(());
         }
-        let key = probe.key;
-        let block = self.block(b)?;
-        let k = block.seek_key_in(key, self.sampled_range(b, probe));
-        if k >= block.key_count() || block.key(k) != key {
+        self.block_reads.fetch_add(1, Ordering::Relaxed);
+        let view = self.view_in(part, j)?;
+        let (block, k) = (view.block(), view.seek_key(probe));
+        if k >= block.key_count() || block.key(k) != probe.key {
             return Ok(());
         }
         for j in block.vals(k) {
@@ -338,194 +338,21 @@ impl BatchFile {
         Ok(())
     }
 
-    /// The key indexes of block `i` that hold its first key `>= probe.key` (the index is in
-    /// `start..=end`), from the block's key samples ([`KeySamples::range`]); for a block not verified
-    /// yet (no samples), every index (`0..usize::MAX`: [`Block::seek_key_in`] clamps it). For
-    /// [`Block::seek_key_in`] on block `i`.
-    #[inline]
-    pub(crate) fn sampled_range(&self, i: usize, probe: &KeyProbe<'_>) -> Range<usize> {
-        let shape = self
-            .index
-            .checked(i)
-            .and_then(|(part, j)| part.shapes.get(j)?.get());
-        match shape.map(|b| &**b) {
-            Some((shape, samples)) => samples.range(probe, shape.key_count()),
-            None => 0..usize::MAX,
-        }
-    }
-
     /// The first block that may hold `key` or a larger key (the sparse index's seek): the first block
     /// whose last key is `>= key`. Returns `block_count()` when every key is smaller. Reads (and on first
     /// use checks) one partition of the index. Errors: [`Error::Corrupt`] naming the file and offset if
     /// that partition fails its check.
     pub fn seek_block(&self, key: &[u8]) -> Result<usize> {
-        self.index.seek(&self.bytes, &self.name, &KeyProbe::unhashed(key))
-    }
-
-    /// Block `i`, its checksum and shape checked on first use (not its contents' order: see the module
-    /// docs). Errors: [`Error::Corrupt`] naming the file and the block's offset.
-    pub fn block(&self, i: usize) -> Result<Block<'_>> {
-        self.block_reads.fetch_add(1, Ordering::Relaxed);
-        self.checked_block(i)
-    }
-
-    /// Checks the checksum and shape of every raw (uncompressed) block not checked yet, and the key
-    /// filter's checksum, through the mapping, marking them verified: for a file this process has just
-    /// written (a seal's, spill's or merge's output), so that the writer's thread pays the first touch
-    /// (page faults, one checksum pass over the file) instead of the first lookup or cursor, or the
-    /// arranging operator's worker thread. lz4 blocks are left to their first reader (checking one here
-    /// would cache its decompressed copy). Not counted in [`block_reads`](Self::block_reads). Errors:
-    /// [`Error::Corrupt`] naming the file and the offset of the block or filter checksum (the bytes mapped
-    /// differ from those written).
-    pub fn check_written(&self) -> Result<()> {
-        self.checked_filter()?;
-        for i in 0..self.block_count() {
-            if self.index_entry(i)?.codec != CODEC_LZ4 {
-                self.checked_block(i)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// [`block`](Self::block) without counting the read.
-    fn checked_block(&self, i: usize) -> Result<Block<'_>> {
-        if let Some(block) = self.verified_block(i) {
-            return Ok(block);
-        }
-        let (part, j) = self.locate(i)?;
-        let e = &part.entries[j];
-        let corrupt = |off: u64, detail: String| Error::corrupt(&self.name, e.offset + off, detail);
-        let raw: &[u8] = match self.stored_checked(i, e)? {
-            BlockBytes::Borrowed(stored) => stored,
-            BlockBytes::Owned(raw) => {
-                // Another thread may have won the race to fill the cache with the same bytes.
-                let slot = part
-                    .decompressed
-                    .get(j)
-                    .ok_or_else(|| corrupt(0, format!("block {i}: no lz4 slot")))?;
-                let _ = slot.set(raw);
-                slot.get().map_or(&[][..], |b| &b[..])
-            }
-        };
-        let block = Block::shape(raw, e, self.footer.version)
-            .map_err(|(off, detail)| corrupt(off as u64, format!("block {i}: {detail}")))?;
-        let samples = KeySamples::new(block.key_count(), |k| block.key(k));
-        if let Some(slot) = part.shapes.get(j) {
-            let _ = slot.set(Box::new((block.detach(), samples)));
-        }
-        Ok(block)
-    }
-
-    /// Block `i` for a one-pass reader that holds one block at a time (a merge): checked like
-    /// [`block`](Self::block), returned as its shape and its bytes. A raw block, or an lz4 block some other
-    /// reader already decompressed, is borrowed from the file; an lz4 block not yet decompressed is
-    /// decompressed into a buffer the caller owns and is *not* cached, so a merge of compressed inputs
-    /// holds one decompressed block per input, not the whole input.
-    pub fn block_for_merge(&self, i: usize) -> Result<(Block<'static>, BlockBytes<'_>)> {
-        let (part, j) = self.locate(i)?;
-        let e = &part.entries[j];
-        if e.codec != CODEC_LZ4 || part.decompressed.get(j).is_some_and(|d| d.get().is_some()) {
-            let block = self.block(i)?;
-            let bytes = match self.verified_block_bytes(i) {
-                Some(bytes) => bytes,
-                None => {
-                    return Err(Error::corrupt(
-                        &self.name,
-                        e.offset,
-                        format!("block {i}: not readable"),
-                    ))
-                }
-            };
-            return Ok((block.detach(), BlockBytes::Borrowed(bytes)));
-        }
-        self.block_reads.fetch_add(1, Ordering::Relaxed);
-        let corrupt = |off: u64, detail: String| Error::corrupt(&self.name, e.offset + off, detail);
-        let raw = self.stored_checked(i, e)?;
-        let shape = Block::shape(&raw, e, self.footer.version)
-            .map_err(|(off, detail)| corrupt(off as u64, format!("block {i}: {detail}")))?
-            .detach();
-        Ok((shape, raw))
-    }
-
-    /// Block `i`'s stored bytes (entry `e`) after their checksum, decompressed (into a new buffer) if
-    /// lz4: the bytes [`Block::shape`] is to be run on.
-    fn stored_checked(&self, i: usize, e: &IndexEntry) -> Result<BlockBytes<'_>> {
-        let start = e.offset as usize;
-        let stored = &self.bytes[start..start + e.stored_len as usize];
-        let corrupt = |detail: String| Error::corrupt(&self.name, e.offset, detail);
-        if checksum(stored) != e.checksum {
-            return Err(corrupt(format!("block {i} checksum mismatch")));
-        }
-        if e.codec != CODEC_LZ4 {
-            return Ok(BlockBytes::Borrowed(stored));
-        }
-        let raw = lz4_flex::block::decompress(stored, e.raw_len as usize)
-            .map_err(|err| corrupt(format!("block {i}: lz4: {err}")))?;
-        if raw.len() != e.raw_len as usize {
-            return Err(corrupt(format!(
-                "block {i}: lz4 gave {} bytes, not {}",
-                raw.len(),
-                e.raw_len
-            )));
-        }
-        Ok(BlockBytes::Owned(raw.into_boxed_slice()))
-    }
-
-    /// How many blocks hold a cached decompressed copy (lz4 blocks read through [`block`](Self::block)).
-    pub fn cached_blocks(&self) -> usize {
-        let parts = self.index.checked_partitions();
-        parts
-            .map(|p| p.decompressed.iter().filter(|c| c.get().is_some()).count())
-            .sum()
-    }
-
-    /// Block `i` if it has been verified (always, after [`verify`](Self::verify) succeeded): the
-    /// infallible accessor for readers, such as DD cursors, that cannot return errors and so verify a
-    /// batch whole before using it. A raw block is served from the map; an lz4 block from its
-    /// decompressed copy, kept for the life of this value.
-    #[inline]
-    pub fn verified_block(&self, i: usize) -> Option<Block<'_>> {
-        let (part, j) = self.index.checked(i)?;
-        let (shape, _) = &**part.shapes.get(j)?.get()?;
-        Some(shape.attach(self.verified_bytes_in(part, j)?))
-    }
-
-    /// Where block `i`'s raw bytes lie in [`bytes`](Self::bytes), if it is verified and stored raw.
-    #[inline]
-    pub fn verified_raw_range(&self, i: usize) -> Option<std::ops::Range<usize>> {
-        let (part, j) = self.index.checked(i)?;
-        let e = &part.entries[j];
-        if part.shapes.get(j)?.get().is_none() || e.codec == CODEC_LZ4 {
-            return None;
-        }
-        let start = e.offset as usize;
-        Some(start..start + e.stored_len as usize)
+        let found = self
+            .index
+            .seek(&self.bytes, &self.name, &KeyProbe::unhashed(key))?;
+        Ok(found.map_or(self.block_count(), |(part, j)| part.first_block + j))
     }
 
     /// The file's bytes.
     #[inline]
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
-    }
-
-    /// The bytes of block `i` if it has been verified (no layout decoding): for cursors that cache the
-    /// block's shape ([`Block::detach`]).
-    #[inline]
-    pub fn verified_block_bytes(&self, i: usize) -> Option<&[u8]> {
-        let (part, j) = self.index.checked(i)?;
-        self.verified_bytes_in(part, j)
-    }
-
-    /// [`verified_block_bytes`](Self::verified_block_bytes) of block `j` of the checked partition `part`.
-    #[inline]
-    fn verified_bytes_in<'s>(&'s self, part: &'s Partition, j: usize) -> Option<&'s [u8]> {
-        let e = part.entries.get(j)?;
-        part.shapes.get(j)?.get()?;
-        if e.codec == CODEC_LZ4 {
-            return part.decompressed.get(j)?.get().map(|raw| &raw[..]);
-        }
-        let start = e.offset as usize;
-        Some(&self.bytes[start..start + e.stored_len as usize])
     }
 
     /// How many times [`block`](Self::block) fetched a block (lookups, cursors, merges): the data-page
@@ -541,26 +368,5 @@ impl BatchFile {
                 .index
                 .checked_partitions()
                 .all(|p| p.shapes.iter().all(|s| s.get().is_some()))
-    }
-}
-
-/// The bytes of a block handed out by [`BatchFile::block_for_merge`]: borrowed from the file (or its
-/// cache), or decompressed for the caller alone.
-#[derive(Debug)]
-pub enum BlockBytes<'a> {
-    /// The block's bytes in the file's map (raw) or in its decompressed cache.
-    Borrowed(&'a [u8]),
-    /// An lz4 block decompressed for this caller, dropped with it.
-    Owned(Box<[u8]>),
-}
-
-impl std::ops::Deref for BlockBytes<'_> {
-    type Target = [u8];
-    #[inline]
-    fn deref(&self) -> &[u8] {
-        match self {
-            BlockBytes::Borrowed(b) => b,
-            BlockBytes::Owned(b) => b,
-        }
     }
 }
