@@ -246,6 +246,9 @@ fn check_batch_bytes(data: &[u8]) {
             assert_format_error(&e, "for_key");
         }
     }
+    // The DD trace cursor over a file of its own (it checks blocks itself): no panic, fail-stop.
+    let fixed_probes: Vec<Vec<u8>> = [&b""[..], b"a", b"\0", b"\xff\xff"].map(|p| p.to_vec()).into();
+    check_trace_cursor(data, &fixed_probes, None);
     // Walk before verifying (blocks are checked lazily as the cursor enters them) ...
     let lazy = UpdateCursor::new(&batch).and_then(|mut c| walk(&mut c));
     if let Err(e) = &lazy {
@@ -327,6 +330,63 @@ fn check_batch_bytes(data: &[u8]) {
         let mut c = UpdateCursor::seek(&batch, probe).expect("seek in a verified batch");
         let rest = walk(&mut c).expect("walk after seek in a verified batch");
         assert_eq!(rest, updates[at..], "seek to {probe:?}");
+    }
+    check_trace_cursor(data, &probes, Some(&keys));
+}
+
+/// DD's trace cursor ([`PersistedCursor`](ddpersist::trace::PersistedCursor)) over `data` opened anew, so
+/// that its blocks and index partitions are checked by the cursor's own first touches: `seek_key` to each
+/// probe with a fresh cursor, and with one cursor over the probes in order (a seek within its block, and
+/// the fences' seek into another), then a walk of every key. Over any bytes: no panic, the walk ends, and a
+/// failed check stops the batch (the error recorded in its slot, nothing after it served). Over a batch that
+/// verified (`keys`: its keys in order): every seek lands on the first key at or above the probe, and the
+/// walk yields exactly `keys`.
+fn check_trace_cursor(data: &[u8], probes: &[Vec<u8>], keys: Option<&[&[u8]]>) {
+    use differential_dataflow::trace::{Cursor, Navigable};
+    let Ok(file) = BatchFile::open("fuzz.batch", BlobBytes::Heap(Arc::from(data))) else {
+        return;
+    };
+    let Ok(batch) = ddpersist::trace::PersistedBatch::<u64>::from_file(Arc::new(file)) else {
+        return;
+    };
+    let mut sorted = probes.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let want = |p: &[u8]| keys.and_then(|keys| keys.iter().find(|k| **k >= p).copied());
+    let mut one = batch.cursor();
+    for p in &sorted {
+        let mut fresh = batch.cursor();
+        fresh.seek_key(&batch, p);
+        one.seek_key(&batch, p);
+        if keys.is_some() {
+            assert_eq!(fresh.get_key(&batch), want(p), "fresh trace cursor seek to {p:?}");
+            assert_eq!(one.get_key(&batch), want(p), "trace cursor seek to {p:?}");
+        }
+    }
+    let mut walked = Vec::new();
+    let mut c = batch.cursor();
+    // Every key takes at least a byte of its block (its offset or its fixed width), and a block's bytes
+    // lie in the file: a walk of a hostile file whose blocks overlap still ends within this bound.
+    let blocks = batch.file().map_or(0, |f| f.block_count());
+    let bound = data.len().saturating_mul(blocks + 1);
+    while let Some(k) = c.get_key(&batch) {
+        walked.push(k);
+        assert!(walked.len() <= bound, "the trace cursor's walk does not end");
+        c.step_key(&batch);
+    }
+    match keys {
+        Some(keys) => {
+            assert_eq!(walked, keys, "trace cursor walk");
+            assert!(
+                !batch.errors().is_set(),
+                "a verified batch failed in the trace cursor"
+            );
+        }
+        None => {
+            if let Some(e) = batch.errors().take() {
+                assert_format_error(&e, "trace cursor");
+            }
+        }
     }
 }
 

@@ -33,7 +33,8 @@ impl<'a> UpdateCursor<'a> {
         };
         // The block's last key is >= key, so this index is inside the block.
         let key = view.seek_key(&probe);
-        let block = view.block();
+        // Counted in `block_reads`, as every block this cursor enters.
+        let block = batch.block(block_idx)?;
         let val = block.vals(key).start;
         Ok(UpdateCursor {
             batch,

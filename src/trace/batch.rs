@@ -8,7 +8,7 @@
 //! - every time in the file fits `T` (its description's upper is at most one past `T`'s greatest time).
 //!
 //! Blocks are *not* checked up front (that made opening a trace O(data)). A cursor checks a block's
-//! checksum on first touch (`PersistedBatch::block`; one atomic "verified" state per block, shared with
+//! checksum on first touch (`PersistedBatch::view`; one atomic "verified" state per block, shared with
 //! lookups through the `BatchFile`). A DD cursor cannot return an error, so a block that fails is
 //! *fail-stop*: the error (naming file and offset) goes to the batch's [`ErrorSlot`] with
 //! [`ErrorSlot::fail_stop`], and the cursor stops serving the batch (it moves to its end: nothing at or

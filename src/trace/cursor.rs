@@ -19,7 +19,7 @@
 //! Every read re-checks its index against the block it reads (a field comparison), so even a cursor
 //! used with a batch other than its own reads in bounds.
 //!
-//! Blocks are read with `PersistedBatch::block`: a block's checksum is checked the first time any
+//! Blocks are read with `PersistedBatch::view`: a block's checksum is checked the first time any
 //! reader touches it. A block that fails stops the batch's error slot (fail-stop, see
 //! [`super::batch`]) and the cursor moves to the batch's end. The cursor never panics and never returns
 //! bytes that failed their checksum.
@@ -369,6 +369,44 @@ mod tests {
             ],
             "(a, y)'s diffs cancel; (b, z)'s do not fit one i64"
         );
+    }
+
+    /// A seek out of the cursor's block into a block, or into an index partition, that fails its check
+    /// is fail-stop: the batch's error slot holds the error (naming the file and the offset of the block
+    /// or partition), the cursor is past the end, and a later seek serves nothing either.
+    #[test]
+    fn a_seek_into_a_damaged_block_or_index_partition_stops_the_batch() {
+        use crate::blob::BlobBytes;
+        use crate::error::Error;
+        let keys: Vec<Vec<u8>> = (0..3000u32).map(|i| format!("key{i:06}").into_bytes()).collect();
+        let val = [7u8; 100];
+        let updates: Vec<(&[u8], &[u8], u64, i64)> = keys.iter().map(|k| (&k[..], &val[..], 1, 1)).collect();
+        let good = file(&updates);
+        assert!(
+            good.block_count() > 70 && good.index_partitions() >= 2,
+            "block 70 is in partition 1"
+        );
+        let target = good.block_first_key(70).unwrap().to_vec();
+        let block_at = good.index_entry(70).unwrap().offset;
+        // Partition 1's index entries start 64 entries of 48 bytes into the index.
+        let partition_at = good.footer().index_offset + 64 * 48;
+        for at in [block_at, partition_at] {
+            let mut bytes = good.bytes().to_vec();
+            bytes[at as usize + 5] ^= 0xff;
+            let damaged = BatchFile::open("b", BlobBytes::Heap(Arc::from(bytes))).unwrap();
+            let batch = PersistedBatch::<u64>::from_file(Arc::new(damaged)).unwrap();
+            let mut c = batch.cursor();
+            assert_eq!(c.get_key(&batch), Some(&keys[0][..]), "block 0 serves");
+            c.seek_key(&batch, &target);
+            assert!(!c.key_valid(&batch), "damage at {at}: the cursor stops");
+            c.seek_key(&batch, &keys[keys.len() - 1]);
+            assert!(!c.key_valid(&batch), "and serves nothing after");
+            assert!(batch.errors().is_stopped());
+            match batch.errors().take() {
+                Some(Error::Corrupt { file, offset, .. }) => assert_eq!((file.as_str(), offset), ("b", at)),
+                other => panic!("damage at {at}: {other:?}"),
+            }
+        }
     }
 
     /// A since a narrower timestamp cannot hold would read every time as nothing: refused.

@@ -3,7 +3,9 @@
 //! with its key samples, for the seeks of lookups and cursors.
 //!
 //! A block's state lives in its index partition (`batch/index.rs`): its shape slot, set once it passed, and
-//! its decompressed copy. The accessors here find the partition once per call and read both from it.
+//! its decompressed copy. The seek accessors ([`BatchFile::seek_view`], and the lookup's `view_in`) get
+//! the partition from the index's seek and read both from it, with no second lookup of the partition once
+//! the block is verified; the others locate the block's partition from its number.
 
 use super::BatchFile;
 use crate::batch::block::Block;
@@ -124,8 +126,8 @@ impl BatchFile {
         if let Some(view) = self.verified_view(i) {
             return Ok(view);
         }
-        let (part, j) = self.locate(i)?;
         self.block_reads.fetch_add(1, Ordering::Relaxed);
+        let (part, j) = self.locate(i)?;
         self.view_in(part, j)
     }
 

@@ -29,8 +29,6 @@ use super::format::{
     check_header, Footer, IndexEntry, BATCH_VERSION_PARTITIONED, FOOTER_BYTES, HEADER_BYTES,
 };
 use super::index::{Index, Partition};
-
-mod blocks;
 use super::seek::KeyProbe;
 use super::Description;
 use crate::blob::{Blob, BlobBytes};
@@ -38,6 +36,8 @@ use crate::error::{Error, Result};
 pub use blocks::BlockBytes;
 pub(crate) use blocks::BlockView;
 use std::ops::Range;
+
+mod blocks;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -51,7 +51,7 @@ pub struct BatchFile {
     /// the shape from there, never again from the file's bytes, which another program could change under
     /// the map; and its lz4 blocks' decompressed copies, filled on first use.
     index: Index,
-    /// How many times a block was fetched through [`BatchFile::block`] (a measure of data pages touched).
+    /// How many times a block was fetched (a measure of data pages touched): see `block_reads()`.
     block_reads: std::sync::atomic::AtomicU64,
     /// The key filter, if the file has one: its header is checked at open, its checksum on first use.
     filter: Option<FilterSection>,
@@ -355,8 +355,11 @@ impl BatchFile {
         &self.bytes
     }
 
-    /// How many times [`block`](Self::block) fetched a block (lookups, cursors, merges): the data-page
-    /// touches, for tests and measurements.
+    /// How many blocks were fetched, for tests and measurements of the data-page touches: every call of
+    /// [`block`](Self::block) and [`block_for_merge`](Self::block_for_merge) (an [`UpdateCursor`](super::UpdateCursor) entering a block, a merge), every
+    /// block a lookup ([`for_key`](Self::for_key)) reads, and a DD trace cursor's first touch of each
+    /// block (its later reads go through the verified block, uncounted). The writer's
+    /// [`check_written`](Self::check_written) is not counted.
     pub fn block_reads(&self) -> u64 {
         self.block_reads.load(Ordering::Relaxed)
     }
