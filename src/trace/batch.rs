@@ -128,12 +128,10 @@ impl<T: PersistTime> PersistedBatch<T> {
     #[inline]
     pub(crate) fn view(&self, i: usize) -> Option<BlockView<'_>> {
         let file = self.file.as_ref()?;
-        if let Some(view) = file.verified_view(i) {
-            return Some(view);
-        }
         if i >= self.block_count {
             return None;
         }
+        // `block_view` serves a verified block first (an atomic load), and checks the others.
         self.fail_stop(file.block_view(i))
     }
 

@@ -194,21 +194,11 @@ impl BatchFile {
     pub fn block_for_merge(&self, i: usize) -> Result<(Block<'static>, BlockBytes<'_>)> {
         let (part, j) = self.locate(i)?;
         let e = &part.entries[j];
-        if e.codec != CODEC_LZ4 || part.decompressed.get(j).is_some_and(|d| d.get().is_some()) {
-            let block = self.block(i)?;
-            let bytes = match self.verified_block_bytes(i) {
-                Some(bytes) => bytes,
-                None => {
-                    return Err(Error::corrupt(
-                        &self.name,
-                        e.offset,
-                        format!("block {i}: not readable"),
-                    ))
-                }
-            };
-            return Ok((block.detach(), BlockBytes::Borrowed(bytes)));
-        }
         self.block_reads.fetch_add(1, Ordering::Relaxed);
+        if e.codec != CODEC_LZ4 || part.decompressed.get(j).is_some_and(|d| d.get().is_some()) {
+            let view = self.view_in(part, j)?;
+            return Ok((*view.shape, BlockBytes::Borrowed(view.bytes)));
+        }
         let corrupt = |off: u64, detail: String| Error::corrupt(&self.name, e.offset + off, detail);
         let raw = self.stored_checked(i, e)?;
         let shape = Block::shape(&raw, e, self.footer.version)
