@@ -28,5 +28,6 @@ mod restart_rebuild_staggered;
 mod restart_retire;
 mod restart_runs;
 mod restart_schedules;
+mod restart_sweeps;
 mod restart_two_sources;
 mod restart_uneven_workers;
