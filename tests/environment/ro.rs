@@ -7,7 +7,7 @@
 //! acknowledged is lost, and after the remount read-write a reopen serves everything and takes writes.
 
 use crate::common::compare::Log;
-use crate::df_full::{options, restart_and_check, run_with, Kind, Row};
+use crate::df_full::{assert_frontier_held, options, restart_and_check, run_with, Kind, Row};
 use crate::env::{Ext4, Tmpfs};
 use ddpersist::{Error, Options, Store, StreamOptions};
 use std::collections::BTreeMap;
@@ -223,9 +223,7 @@ fn ro_dataflow(kind: Kind, peers: usize) {
         acked >= 21,
         "frontier {acked} below the rounds completed before the remount"
     );
-    for w in &first {
-        assert_eq!(w.frontier, w.frontier_later, "frontier moved after the error");
-    }
+    assert_frontier_held(&first);
     fs.recover();
     restart_and_check(&dir, peers, kind, acked);
     let _ = options();

@@ -7,7 +7,7 @@
 
 use crate::common::compare::Log;
 use crate::common::Rng;
-use crate::df_full::{restart_and_check, run_with, Kind, Row};
+use crate::df_full::{assert_frontier_held, restart_and_check, run_with, Kind, Row};
 use crate::env::Ext4;
 use ddpersist::{Options, Store, StreamOptions};
 use std::collections::BTreeMap;
@@ -284,9 +284,7 @@ fn dataflow_power_loss(kind: Kind, peers: usize, at_round: u64) {
     );
     // Acknowledged before the shutdown began: the rounds up to `at_round`.
     let acked = at_round + 1;
-    for w in &first {
-        assert_eq!(w.frontier, w.frontier_later, "frontier moved after the error");
-    }
+    assert_frontier_held(&first);
     fs.remount();
     restart_and_check(&dir, peers, kind, acked);
 }
