@@ -141,6 +141,19 @@ struct Plan {
     partial: bool,
 }
 
+impl Plan {
+    /// The final run: no worker stops, the input runs to its end.
+    fn completing(workers: usize) -> Plan {
+        Plan {
+            stop: vec![None; workers],
+            steps: vec![0; workers],
+            close: false,
+            abrupt_close: false,
+            partial: false,
+        }
+    }
+}
+
 type OutLog = Log<String>;
 
 fn red(_k: &String, vals: &[(&Val, isize)], out: &mut Vec<(i64, isize)>) {
@@ -203,18 +216,7 @@ fn run(
     let resumes = Arc::new(Mutex::new(Vec::new()));
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let (l, rs, errs) = (log.clone(), resumes.clone(), errors.clone());
-    let rows = history(times, seed, keys);
-    let ups = upserts(times, seed, keys);
-    let ctx = Arc::new(Ctx {
-        store,
-        manager,
-        source,
-        feed,
-        times,
-        seed,
-        rows,
-        ups,
-    });
+    let ctx = Arc::new(Ctx::new(store, manager, source, feed, times, seed, keys));
     timely::execute(timely::Config::process(workers), move |worker| {
         round(worker, &ctx, &plan, &l, &rs, &errs, None, false)
     })
@@ -287,6 +289,31 @@ struct Ctx {
     seed: u64,
     rows: Vec<Vec<(Row, isize)>>,
     ups: Vec<Vec<(String, Option<Val>)>>,
+}
+
+impl Ctx {
+    /// The context of a run over `store`: the rows and upserts of `seed`, `times` times over `keys` keys.
+    fn new(
+        store: Store,
+        manager: PersistManager,
+        source: Source,
+        feed: Feed,
+        times: u64,
+        seed: u64,
+        keys: usize,
+    ) -> Ctx {
+        let (rows, ups) = (history(times, seed, keys), upserts(times, seed, keys));
+        Ctx {
+            store,
+            manager,
+            source,
+            feed,
+            times,
+            seed,
+            rows,
+            ups,
+        }
+    }
 }
 
 fn in_memory(times: u64, rows: Vec<Vec<(Row, isize)>>) -> OutLog {
@@ -409,13 +436,7 @@ fn scenario(
             ));
         }
     }
-    let last = Plan {
-        stop: vec![None; workers],
-        steps: vec![0; workers],
-        close: false,
-        abrupt_close: false,
-        partial: false,
-    };
+    let last = Plan::completing(workers);
     let (log, resume) = run(dir.path(), source, workers, feed, times, seed, keys, last)?;
     match first_difference(&log, &expected, resume..times) {
         Some((t, diff)) => Err(format!(

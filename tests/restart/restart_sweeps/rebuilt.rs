@@ -23,27 +23,11 @@ fn run_rebuilt(
     let store = Store::open(dir).map_err(|e| e.to_string())?;
     let manager = PersistManager::new(store.clone());
     let mut all = plans.to_vec();
-    all.push(Plan {
-        stop: vec![None; workers],
-        steps: vec![0; workers],
-        close: false,
-        abrupt_close: false,
-        partial: false,
-    });
+    all.push(Plan::completing(workers));
     let logs: Vec<OutLog> = all.iter().map(|_| Default::default()).collect();
     let resumes: Vec<Resumes> = all.iter().map(|_| Default::default()).collect();
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
-    let (rows, ups) = (history(times, seed, keys), upserts(times, seed, keys));
-    let ctx = Arc::new(Ctx {
-        store,
-        manager,
-        source,
-        feed,
-        times,
-        seed,
-        rows,
-        ups,
-    });
+    let ctx = Arc::new(Ctx::new(store, manager, source, feed, times, seed, keys));
     let between = Arc::new(std::sync::Barrier::new(workers));
     let built = Arc::new(std::sync::Barrier::new(workers));
     let (ls, rs, errs) = (logs.clone(), resumes.clone(), errors.clone());
