@@ -8,7 +8,9 @@
 //! `cargo bench --bench arrange` (N = 1 M, 3 rounds, median); `DDPERSIST_BENCH_UPDATES=10000000` for
 //! 10 M; `DDPERSIST_BENCH_ROUNDS` rounds; `DDPERSIST_BENCH_FAN_IN` the merge fan-in (default 8);
 //! `DDPERSIST_BENCH_MEMTABLE_MIB` the memtable budget (default 256, the store's default);
-//! `DDPERSIST_BENCH_COMPACTION_THREADS` the merge threads (default 1). Each
+//! `DDPERSIST_BENCH_COMPACTION_THREADS` the merge threads (default 1); `DDPERSIST_BENCH_SHAPE=u64` for
+//! `(u64, u64)` updates instead (`common::arrange::run_small`: DD's `arrange_by_key` against the typed
+//! `arrange_by_key_persisted`, 16 payload bytes an update). Each
 //! round runs both, alternating which goes first. Prints one table: medians of wall time and of the
 //! process's CPU time over the same span (every thread: for ddpersist its merge and flush threads too, so
 //! that CPU beside a loaded machine's other work shows), the ratios, and the persisted store's batch count
@@ -16,7 +18,7 @@
 
 mod common;
 
-use common::arrange::run;
+use common::arrange::{run, run_small};
 use common::engines::SEAL_EVERY;
 use common::{env_or, median, process_cpu};
 use std::time::Duration;
@@ -24,10 +26,18 @@ use std::time::Duration;
 /// `run`'s wall time and the process's CPU time over it.
 fn timed(n: u64, store: Option<&Store>) -> (Duration, Duration) {
     let cpu = process_cpu();
-    let wall = run(n, store, "bench");
+    let wall = match small() {
+        true => run_small(n, store, "bench"),
+        false => run(n, store, "bench"),
+    };
     (wall, process_cpu().saturating_sub(cpu))
 }
 use ddpersist::Store;
+
+/// Whether `DDPERSIST_BENCH_SHAPE=u64` asks for `(u64, u64)` updates.
+fn small() -> bool {
+    std::env::var("DDPERSIST_BENCH_SHAPE").is_ok_and(|s| s == "u64")
+}
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -69,9 +79,11 @@ fn main() {
     }
     let (dd, ours) = (median(&mut dd), median(&mut ours));
     let (dd_cpu, ours_cpu) = (median(&mut dd_cpu), median(&mut ours_cpu));
-    println!(
-        "arrange: {n} updates (16-byte keys, 100-byte vals, a time per {SEAL_EVERY}), {rounds} rounds, medians"
-    );
+    let shape = match small() {
+        true => "(u64, u64) updates: 8-byte keys and vals",
+        false => "16-byte keys, 100-byte vals",
+    };
+    println!("arrange: {n} updates ({shape}, a time per {SEAL_EVERY}), {rounds} rounds, medians");
     println!("DD arrange_by_key (in memory)      {:>10.3} s", dd.as_secs_f64());
     println!(
         "ddpersist arrange_persisted        {:>10.3} s",

@@ -132,7 +132,11 @@ impl Stats {
 
     /// The block's length in bytes once closed.
     pub(super) fn len(&self) -> usize {
-        let l = self.layout();
+        self.len_in(&self.layout())
+    }
+
+    /// [`len`](Self::len) under layout `l` (this block's own).
+    fn len_in(&self, l: &Layout) -> usize {
         let array = |present: bool, n: usize| if present { 4 * (n + 1) } else { 0 };
         BLOCK_HEADER_BYTES
             + (l.time_width + l.diff_width) * self.updates
@@ -147,9 +151,10 @@ impl Stats {
     /// Whether these contents with one more key of `key_len` bytes holding one val of `val_len` bytes
     /// with one update at `time` with `diff` encode in at most `target` bytes. Most of a block's keys are
     /// far below the target: a bound that assumes every column at its widest (times and diffs of 8
-    /// bytes, all four offset arrays) answers for them with a few additions, and the exact
-    /// [`len`](Self::len) of [`with_key`](Self::with_key) is computed only near the target (the exact
-    /// check was 14% of a seal's CPU).
+    /// bytes, all four offset arrays) answers for them with a few additions ([`Fit::Below`]), and the
+    /// exact [`len`](Self::len) of [`with_key`](Self::with_key) is computed only near the target (the
+    /// exact check was 14% of a seal's CPU), returned with its layout ([`Fit::Exact`]) so that the writer
+    /// can add the next keys' sizes to it ([`BlockBuilder::grown`]).
     #[inline]
     pub(super) fn fit_with_key(
         &self,
@@ -158,7 +163,7 @@ impl Stats {
         time: u64,
         diff: i64,
         target: usize,
-    ) -> bool {
+    ) -> Fit {
         let widest = BLOCK_HEADER_BYTES
             + 16 * (self.updates + 1)
             + 8 * (self.keys + 2)
@@ -167,7 +172,15 @@ impl Stats {
             + key_len
             + self.val_bytes
             + val_len;
-        widest <= target || self.with_key(key_len, val_len, time, diff).len() <= target
+        if widest <= target {
+            return Fit::Below;
+        }
+        let with = self.with_key(key_len, val_len, time, diff);
+        let layout = with.layout();
+        match with.len_in(&layout) {
+            len if len <= target => Fit::Exact(KnownSize { len, layout }),
+            _ => Fit::Over,
+        }
     }
 
     /// These contents with one more key of `key_len` bytes holding one val of `val_len` bytes with one
@@ -185,6 +198,26 @@ impl Stats {
         self.val_bytes += val_len;
         self
     }
+}
+
+/// What [`Stats::fit_with_key`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Fit {
+    /// The key fits: even with every column at its widest the block stays within the target.
+    Below,
+    /// The key fits, and the block with it has this exact size.
+    Exact(KnownSize),
+    /// The block with the key would pass the target.
+    Over,
+}
+
+/// A block's exact closed size and the layout it has (computed by [`Stats::fit_with_key`], carried from key
+/// to key by [`BlockBuilder::grown`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct KnownSize {
+    /// Bytes once closed.
+    pub(super) len: usize,
+    layout: Layout,
 }
 
 /// The fewest of 0, 1, 2, 4 or 8 bytes that hold `range`.
@@ -241,6 +274,44 @@ impl BlockBuilder {
         self.ranges.add_update(self.times.is_empty(), time, diff);
         self.times.push(time);
         self.diffs.push(diff);
+    }
+
+    /// The block's size with one more key of `key_len` bytes holding one val of `val_len` bytes with one
+    /// update at `time` with `diff`, from `known`, the block's exact size as it stands: its size plus the
+    /// key's own bytes in `known`'s layout, when the key leaves that layout as it is (its time and diff
+    /// inside the block's ranges, its key and val of the block's fixed widths, if any; one val with one
+    /// update keeps the count flags). `None` otherwise: the exact size is then computed anew (the key
+    /// may widen a column of every update). O(1) with no layout computed: after the first exact check of a
+    /// block, the writer's cut check for each later key.
+    #[inline]
+    pub(super) fn grown(
+        &self,
+        known: KnownSize,
+        key_len: usize,
+        val_len: usize,
+        time: u64,
+        diff: i64,
+    ) -> Option<KnownSize> {
+        let (l, r) = (&known.layout, &self.ranges);
+        let inside = !self.times.is_empty()
+            && (r.time_min..=r.time_max).contains(&time)
+            && (r.diff_min..=r.diff_max).contains(&diff);
+        let widths = (!l.has(FLAG_FIXED_KEYS) || key_len == l.key_width)
+            && (!l.has(FLAG_FIXED_VALS) || val_len == l.val_width);
+        if !(inside && widths) {
+            return None;
+        }
+        let array = |present: bool| if present { 4 } else { 0 };
+        let len = known.len
+            + l.time_width
+            + l.diff_width
+            + array(!l.has(FLAG_FIXED_KEYS))
+            + array(!l.has(FLAG_ONE_VAL_PER_KEY))
+            + array(!l.has(FLAG_FIXED_VALS))
+            + array(!l.has(FLAG_ONE_UPDATE_PER_VAL))
+            + key_len
+            + val_len;
+        Some(KnownSize { len, ..known })
     }
 
     /// What the block's encoding depends on, as it stands (O(1)).

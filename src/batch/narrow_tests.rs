@@ -306,11 +306,60 @@ proptest::proptest! {
         let exact = stats.with_key(key_len, val_len, time, diff).len();
         // Up to well past the widest-columns bound, so both of its answers are checked.
         for target in exact.saturating_sub(40)..exact + 2_000 {
-            proptest::prop_assert_eq!(
-                stats.fit_with_key(key_len, val_len, time, diff, target),
-                exact <= target,
-                "target {}", target
-            );
+            let fit = stats.fit_with_key(key_len, val_len, time, diff, target);
+            proptest::prop_assert_eq!(fit != builder::Fit::Over, exact <= target, "target {}", target);
+            if let builder::Fit::Exact(known) = fit {
+                proptest::prop_assert_eq!(known.len, exact);
+            }
+        }
+    }
+
+    /// The writer's cut check after the first exact one: `BlockBuilder::grown` gives the exact size of the
+    /// block with each next key of one val and one update, whenever it gives one, and gives one whenever
+    /// the key leaves the layout as it is (keys and vals of the block's widths, the time and diff inside
+    /// the block's ranges).
+    #[test]
+    fn a_grown_block_size_is_the_exact_size(
+        keys in proptest::collection::vec((1usize..4, 0usize..3, 0u64..300, -2i64..3), 1..40),
+    ) {
+        let mut b = builder::BlockBuilder::default();
+        b.reset();
+        let mut known: Option<builder::KnownSize> = None;
+        for (k, &(key_len, val_len, time, diff)) in keys.iter().enumerate() {
+            let stats = b.stats();
+            let exact = stats.with_key(key_len, val_len, time, diff).len();
+            if let Some(prev) = known {
+                let before = &keys[..k];
+                // A column of one width so far that the key's would change.
+                let fixed_other = |lens: Vec<usize>, len: usize| lens.iter().all(|&l| l == lens[0]) && lens[0] != len;
+                let widens = fixed_other(before.iter().map(|x| x.0).collect(), key_len)
+                    || fixed_other(before.iter().map(|x| x.1).collect(), val_len)
+                    || !(before.iter().map(|x| x.2).min().unwrap()..=before.iter().map(|x| x.2).max().unwrap()).contains(&time)
+                    || !(before.iter().map(|x| x.3).min().unwrap()..=before.iter().map(|x| x.3).max().unwrap()).contains(&diff);
+                match b.grown(prev, key_len, val_len, time, diff) {
+                    Some(grown) => proptest::prop_assert_eq!(grown.len, exact),
+                    None => proptest::prop_assert!(widens, "key {} widens nothing", k),
+                }
+            }
+            // The exact size with the key, as the writer learns it near the target (the widest bound
+            // answers `Below` only when it equals the exact size).
+            known = match stats.fit_with_key(key_len, val_len, time, diff, exact) {
+                builder::Fit::Exact(known) => Some(known),
+                builder::Fit::Below => None,
+                builder::Fit::Over => {
+                    return Err(proptest::test_runner::TestCaseError::fail("over at its own size"))
+                }
+            };
+            if k > 0 {
+                b.close_val().unwrap();
+                b.close_key().unwrap();
+            }
+            // Keys increase: the key's first byte is its index, the rest zeros.
+            let mut key = vec![0u8; key_len];
+            key[0] = k as u8;
+            b.start_key(&key).unwrap();
+            b.start_val(&vec![7u8; val_len]).unwrap();
+            b.push_update(time, diff);
         }
     }
 }

@@ -49,6 +49,9 @@ pub struct BatchWriter {
     back: Back,
     /// Whether to move the back end to a helper thread when the first block closes.
     background: bool,
+    /// The open block's exact closed size, when the cut check of its last key computed it and no update
+    /// has been added since but that key's own ([`BatchWriter::key_fits`]).
+    known: Option<KnownSize>,
 }
 
 impl BatchWriter {
@@ -74,6 +77,7 @@ impl BatchWriter {
             prev_block_last_key: None,
             last_time: 0,
             background: false,
+            known: None,
             back: Back::Inline(Box::new(BlockSink {
                 out,
                 chunk: Vec::new(),
@@ -197,16 +201,15 @@ impl BatchWriter {
                 Step::FirstKey
             }
         };
+        let fits = match step {
+            Step::NewKey => self.key_fits(key.len(), val.len(), time, diff),
+            _ => {
+                self.known = None;
+                true
+            }
+        };
         match step {
-            Step::NewKey
-                if !self.block.stats().fit_with_key(
-                    key.len(),
-                    val.len(),
-                    time,
-                    diff,
-                    self.block_target_bytes as usize,
-                ) =>
-            {
+            Step::NewKey if !fits => {
                 // Cut the block at a key boundary (keys never span blocks), before a key that would take
                 // it past the target: with it, not only its own bytes but every column it widens.
                 self.write_block()?;
@@ -232,6 +235,44 @@ impl BatchWriter {
         self.block.push_update(time, diff);
         self.last_time = time;
         Ok(())
+    }
+
+    /// Whether the block stays within its target with one more key of `key_len` bytes holding one val of
+    /// `val_len` bytes with one update at `time` with `diff`; notes the block's exact size with it when
+    /// known. From the size known after the last key when the key changes no column's layout
+    /// ([`BlockBuilder::grown`]), else by [`Stats::fit_with_key`].
+    #[inline]
+    fn key_fits(&mut self, key_len: usize, val_len: usize, time: u64, diff: i64) -> bool {
+        let target = self.block_target_bytes as usize;
+        let grown = (self.known).and_then(|known| self.block.grown(known, key_len, val_len, time, diff));
+        if let Some(grown) = grown {
+            debug_assert_eq!(
+                grown.len,
+                self.block.stats().with_key(key_len, val_len, time, diff).len(),
+                "a grown block size is its exact size"
+            );
+            let fits = grown.len <= target;
+            self.known = fits.then_some(grown);
+            return fits;
+        }
+        match self
+            .block
+            .stats()
+            .fit_with_key(key_len, val_len, time, diff, target)
+        {
+            Fit::Below => {
+                self.known = None;
+                true
+            }
+            Fit::Exact(known) => {
+                self.known = Some(known);
+                true
+            }
+            Fit::Over => {
+                self.known = None;
+                false
+            }
+        }
     }
 
     /// Closes the current block and hands it to the sink.

@@ -74,12 +74,35 @@ impl Consolidated {
     where
         I: Iterator<Item = UpdateRef<'a>> + Clone,
     {
-        Self::build(updates, PARTITION_MIN_UPDATES, PARTITION_UPDATES)
+        Self::build(updates, None, PARTITION_MIN_UPDATES, PARTITION_UPDATES)
     }
 
-    /// [`from_updates`](Self::from_updates), partitioning inputs of at least `partition_min` updates into
-    /// partitions of about `partition_updates` (tests take every path with small inputs).
-    fn build<'a, I>(updates: I, partition_min: usize, partition_updates: usize) -> Result<Self>
+    /// [`from_updates`](Self::from_updates) in buffers an earlier one gave back to `scratch`
+    /// ([`recycle`](Self::recycle)), when it holds any: a seal's arena and entries are tens of MiB, and
+    /// fresh ones fault in page by page (4 KiB pages below `HUGE_MIN_BYTES`), which was a quarter of the
+    /// consolidation of small updates (BENCHMARKS.md, "Small updates").
+    pub(crate) fn from_updates_in<'a, I>(updates: I, scratch: &Scratch) -> Result<Self>
+    where
+        I: Iterator<Item = UpdateRef<'a>> + Clone,
+    {
+        Self::build(updates, Some(scratch), PARTITION_MIN_UPDATES, PARTITION_UPDATES)
+    }
+
+    /// Gives this consolidation's buffers to `scratch` for the next [`from_updates_in`](Self::from_updates_in).
+    pub(crate) fn recycle(self, scratch: &Scratch) {
+        scratch.give_bytes(self.arena);
+        scratch.give_entries(self.entries);
+    }
+
+    /// [`from_updates`](Self::from_updates), in buffers of `scratch` if given, partitioning inputs of at
+    /// least `partition_min` updates into partitions of about `partition_updates` (tests take every path
+    /// with small inputs).
+    fn build<'a, I>(
+        updates: I,
+        scratch: Option<&Scratch>,
+        partition_min: usize,
+        partition_updates: usize,
+    ) -> Result<Self>
     where
         I: Iterator<Item = UpdateRef<'a>> + Clone,
     {
@@ -87,7 +110,9 @@ impl Consolidated {
         // the first, the usual case; none once nothing is shared).
         let (mut count, mut bytes, mut shared) = (0usize, 0usize, 0usize);
         let mut first: &[u8] = &[];
-        for (k, v, ..) in updates.clone() {
+        // Internal iteration (`for_each`) throughout: over the memtable's buckets (a `flat_map`) it runs as
+        // nested loops, where a `for` loop's `next` re-checks the inner and outer iterators each update.
+        updates.clone().for_each(|(k, v, ..)| {
             if count == 0 {
                 (first, shared) = (k, k.len());
             } else if shared > 0 && (k.len() < shared || k[..shared] != first[..shared]) {
@@ -95,7 +120,7 @@ impl Consolidated {
             }
             count += 1;
             bytes += k.len() + v.len();
-        }
+        });
         let word = |k: &[u8]| key_prefix(&k[shared..]);
         // Where each partition's entries start, ending with `count`; the partition of each cell.
         let mut starts = vec![0usize];
@@ -103,9 +128,9 @@ impl Consolidated {
         if count >= partition_min {
             // Pass 2: updates by cell, then the cells cut, in order, into partitions.
             let mut cells = vec![0usize; CELLS];
-            for (k, ..) in updates.clone() {
-                cells[(word(k) >> 48) as usize] += 1;
-            }
+            updates
+                .clone()
+                .for_each(|(k, ..)| cells[(word(k) >> 48) as usize] += 1);
             cell_part.reserve_exact(CELLS);
             let mut at = 0;
             for n in cells {
@@ -121,9 +146,9 @@ impl Consolidated {
         }
         let parts = starts.len() - 1;
         // Pass 3: the keys and vals into the arena; each entry into its partition's next place.
-        let mut arena = Vec::with_capacity(bytes);
+        let mut arena = scratch.map_or_else(|| Vec::with_capacity(bytes), |s| s.take_bytes(bytes));
         advise_huge(arena.spare_capacity_mut());
-        let mut staged = Vec::with_capacity(count);
+        let mut staged = scratch.map_or_else(|| Vec::with_capacity(count), |s| s.take_entries(count));
         advise_huge(staged.spare_capacity_mut());
         let blank = ConsolidatedEntry {
             prefix: 0,
@@ -135,7 +160,7 @@ impl Consolidated {
         };
         staged.resize(count, blank);
         let mut next = starts[..parts].to_vec();
-        for (k, v, time, diff) in updates {
+        updates.for_each(|(k, v, time, diff)| {
             let prefix = word(k);
             let slot = match parts {
                 1 => &mut next[0],
@@ -152,19 +177,29 @@ impl Consolidated {
             *slot += 1;
             arena.extend_from_slice(k);
             arena.extend_from_slice(v);
-        }
+        });
         debug_assert!(
             (0..parts).all(|p| next[p] == starts[p + 1]),
             "partitions filled exactly"
         );
+        let entries = scratch.map_or_else(|| Vec::with_capacity(count), |s| s.take_entries(count));
         let mut out = Consolidated {
             arena,
-            entries: Vec::with_capacity(count),
+            entries,
             keys: 0,
         };
         let mut order = Vec::new();
         for p in 0..parts {
-            out.consolidate_part(&staged[starts[p]..starts[p + 1]], &mut order)?;
+            if let Err(e) = out.consolidate_part(&staged[starts[p]..starts[p + 1]], &mut order) {
+                if let Some(scratch) = scratch {
+                    scratch.give_entries(staged);
+                    out.recycle(scratch);
+                }
+                return Err(e);
+            }
+        }
+        if let Some(scratch) = scratch {
+            scratch.give_entries(staged);
         }
         Ok(out)
     }
@@ -281,6 +316,97 @@ impl Consolidated {
     }
 }
 
+/// Buffers of finished consolidations kept for the next ones (one store's seals and spills): at most two
+/// entry buffers (a seal's partitioned input and its output) and one arena, and at most `cap_bytes` of
+/// capacity in all (`Options::memtable_budget_bytes` / 4: a buffer beyond it is freed, as before). Peak
+/// memory is unchanged (a seal holds these buffers while it runs); between seals the store keeps them
+/// instead of returning them to the allocator, which unmaps them (glibc maps every allocation past its
+/// mmap threshold, at most 32 MiB, on its own) and faults them in again on the next seal.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    cap_bytes: usize,
+    spare: parking_lot::Mutex<Spare>,
+}
+
+#[derive(Default)]
+struct Spare {
+    bytes: Option<Vec<u8>>,
+    entries: Vec<Vec<ConsolidatedEntry>>,
+}
+
+impl Spare {
+    fn held(&self) -> usize {
+        let entry = std::mem::size_of::<ConsolidatedEntry>();
+        self.bytes.as_ref().map_or(0, Vec::capacity)
+            + self.entries.iter().map(|e| e.capacity() * entry).sum::<usize>()
+    }
+}
+
+/// How many entry buffers a [`Scratch`] keeps.
+const SPARE_ENTRY_BUFFERS: usize = 2;
+
+impl Scratch {
+    /// A pool keeping at most `cap_bytes` of buffer capacity.
+    pub(crate) fn new(cap_bytes: usize) -> Self {
+        Scratch {
+            cap_bytes,
+            spare: Default::default(),
+        }
+    }
+
+    /// An empty byte buffer of at least `len` bytes' capacity: the one given back if it is large enough,
+    /// else a new one with an eighth more (so that seals of about one size reuse it).
+    fn take_bytes(&self, len: usize) -> Vec<u8> {
+        let mut spare = self.spare.lock();
+        match spare.bytes.take_if(|b| b.capacity() >= len) {
+            Some(bytes) => bytes,
+            // Not `reserve` on a smaller spare: `realloc` would copy its whole old capacity.
+            None => Vec::with_capacity(len.saturating_add(len / 8)),
+        }
+    }
+
+    /// An empty entry buffer of at least `len` entries' capacity: the smallest given back that is large
+    /// enough, else a new one with an eighth more.
+    fn take_entries(&self, len: usize) -> Vec<ConsolidatedEntry> {
+        let mut spare = self.spare.lock();
+        let fits = (0..spare.entries.len())
+            .filter(|&i| spare.entries[i].capacity() >= len)
+            .min_by_key(|&i| spare.entries[i].capacity());
+        match fits {
+            Some(i) => spare.entries.swap_remove(i),
+            None => Vec::with_capacity(len.saturating_add(len / 8)),
+        }
+    }
+
+    fn give_bytes(&self, mut bytes: Vec<u8>) {
+        bytes.clear();
+        let mut spare = self.spare.lock();
+        let kept = spare.bytes.as_ref().map_or(0, Vec::capacity);
+        if bytes.capacity() > kept && spare.held() - kept + bytes.capacity() <= self.cap_bytes {
+            spare.bytes = Some(bytes);
+        }
+    }
+
+    fn give_entries(&self, mut entries: Vec<ConsolidatedEntry>) {
+        entries.clear();
+        let size = entries.capacity() * std::mem::size_of::<ConsolidatedEntry>();
+        let mut spare = self.spare.lock();
+        if spare.entries.len() == SPARE_ENTRY_BUFFERS {
+            // Replace the smallest kept buffer if this one is larger.
+            let smallest = (0..spare.entries.len()).min_by_key(|&i| spare.entries[i].capacity());
+            match smallest {
+                Some(i) if spare.entries[i].capacity() < entries.capacity() => {
+                    spare.entries.swap_remove(i);
+                }
+                _ => return,
+            }
+        }
+        if spare.held() + size <= self.cap_bytes {
+            spare.entries.push(entries);
+        }
+    }
+}
+
 /// Asks the kernel to back `buf` with transparent huge pages (`madvise(MADV_HUGEPAGE)`, Linux; nothing
 /// elsewhere): a 2 MiB page faults once where 512 small ones fault one by one. Only for buffers of at
 /// least `HUGE_MIN_BYTES`, above glibc's largest mmap threshold (32 MiB on 64-bit): such a buffer is a
@@ -371,7 +497,7 @@ mod tests {
             .collect();
         let refs = || owned.iter().map(|(k, v, t, d)| (&k[..], &v[..], *t, *d));
         let partitioned = Consolidated::from_updates(refs()).unwrap();
-        let one_sort = Consolidated::build(refs(), usize::MAX, 0).unwrap();
+        let one_sort = Consolidated::build(refs(), None, usize::MAX, 0).unwrap();
         assert!(one_sort.len() > 1000);
         assert!(partitioned.iter().eq(one_sort.iter()));
         assert_eq!(partitioned.key_count(), one_sort.key_count());
@@ -389,6 +515,7 @@ mod tests {
                 0..200,
             ),
             shared in proptest::collection::vec(0u8..3, 0..11),
+            scratch_cap in proptest::sample::select(vec![0usize, 64, 1 << 20]),
         ) {
             let owned: Vec<(Vec<u8>, Vec<u8>, u64, i64)> = ups
                 .into_iter()
@@ -400,16 +527,20 @@ mod tests {
             }
             let want: Vec<_> = want.into_iter().filter(|(_, d)| *d != 0).map(|((k, v, t), d)| (k, v, t, d)).collect();
             let keys = want.iter().map(|(k, ..)| k).collect::<std::collections::BTreeSet<_>>().len();
-            // One sort; a partition per cell of sort words; partitions of a few cells.
-            for (partition_min, partition_updates) in [(usize::MAX, 0), (0, 1), (0, 7)] {
+            // One sort; a partition per cell of sort words; partitions of a few cells. In fresh buffers,
+            // then in those the builds before gave back (kept up to `scratch_cap` bytes).
+            let scratch = Scratch::new(scratch_cap);
+            for (partition_min, partition_updates) in [(usize::MAX, 0), (0, 1), (0, 7)].repeat(2) {
                 let refs = owned.iter().map(|(k, v, t, d)| (&k[..], &v[..], *t, *d));
-                let consolidated = Consolidated::build(refs, partition_min, partition_updates).unwrap();
+                let consolidated = Consolidated::build(refs, Some(&scratch), partition_min, partition_updates).unwrap();
                 let got: Vec<_> = consolidated
                     .iter()
                     .map(|(k, v, t, d)| (k.to_vec(), v.to_vec(), t, d))
                     .collect();
                 proptest::prop_assert_eq!(consolidated.key_count(), keys);
                 proptest::prop_assert_eq!(&got, &want);
+                consolidated.recycle(&scratch);
+                proptest::prop_assert!(scratch.spare.lock().held() <= scratch_cap);
             }
         }
     }

@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 mod consolidated;
 pub use consolidated::Consolidated;
+pub(crate) use consolidated::Scratch;
 
 /// Whether an exact sum of diffs fits an `i64` diff.
 fn fits(sum: i128) -> bool {

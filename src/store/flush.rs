@@ -204,6 +204,7 @@ impl Store {
     ) -> Result<Flushed> {
         let (consumed, description) = (&plan.consumed[..], plan.description);
         let (batch_no, remainder_no) = plan.file_nos;
+        let scratch = &self.inner.scratch;
         let unsealed = match appended {
             // Nothing else in the interval: the appended updates go to the writer as they come (validated
             // on the way; no copy, no sort).
@@ -226,16 +227,18 @@ impl Store {
             }
             Some(appended) => {
                 let updates = appended.updates.collect::<Result<Vec<_>>>()?;
-                Consolidated::from_updates(iter_buckets(drained).chain(updates.iter().copied()))?
+                Consolidated::from_updates_in(iter_buckets(drained).chain(updates.iter().copied()), scratch)?
             }
-            None => Consolidated::from_updates(iter_buckets(drained))?,
+            None => Consolidated::from_updates_in(iter_buckets(drained), scratch)?,
         };
         if consumed.is_empty() {
             // Only the memtable: its updates are already sorted and consolidated, and every time in it is below
             // the upper (the buckets were drained below it), so it goes to the writer as is. (The k-way
             // merge below gives the same sequence, at about a sixth of a seal's CPU.)
             let (keys, count) = (unsealed.key_count() as u64, unsealed.len() as u64);
-            let batch = self.write_file(batch_no, description, keys, count, unsealed.iter().map(Ok))?;
+            let batch = self.write_file(batch_no, description, keys, count, unsealed.iter().map(Ok));
+            unsealed.recycle(scratch);
+            let batch = batch?;
             return Ok(Flushed {
                 batch,
                 runs: Vec::new(),
@@ -248,7 +251,9 @@ impl Store {
         let keys = unsealed.key_count() as u64 + consumed.iter().map(|b| b.footer().key_count).sum::<u64>();
         let count = unsealed.len() as u64 + consumed.iter().map(|b| b.update_count()).sum::<u64>();
         let updates = MergeIter::new(cursors, Some(&unsealed), 0).with_times(0..description.upper);
-        let batch = self.write_file(batch_no, description, keys, count, updates)?;
+        let batch = self.write_file(batch_no, description, keys, count, updates);
+        unsealed.recycle(scratch);
+        let batch = batch?;
         let remainder_upper = consumed.iter().map(|b| b.description().upper).max().unwrap_or(0);
         let Some(remainder_no) = remainder_no.filter(|_| remainder_upper > description.upper) else {
             return Ok(Flushed {
@@ -355,7 +360,7 @@ impl Store {
 
     /// Writes the buckets of `drained` with times in `[first, last]` as one run.
     fn write_spill_part(&self, drained: &Buckets, first: u64, last: u64) -> Result<Option<Written>> {
-        let run = Consolidated::from_updates(iter_buckets_in(drained, first..=last))?;
+        let run = Consolidated::from_updates_in(iter_buckets_in(drained, first..=last), &self.inner.scratch)?;
         let file_no = self.inner.state.lock().alloc_file_no()?;
         let description = Description {
             lower: first,
@@ -363,13 +368,15 @@ impl Store {
             since: 0,
         };
         let updates = run.iter().map(Ok);
-        self.write_file(
+        let written = self.write_file(
             file_no,
             description,
             run.key_count() as u64,
             run.len() as u64,
             updates,
-        )
+        );
+        run.recycle(&self.inner.scratch);
+        written
     }
 
     /// The updates at or beyond `from` of the runs `consumed`, rewritten as one run up to `upper`.

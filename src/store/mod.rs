@@ -311,6 +311,9 @@ pub(crate) struct Inner {
     pub(crate) calls_done: parking_lot::Condvar,
     /// Set when the last user handle drops: running merges stop early.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
+    /// Buffers of finished seals and spills kept for the next (`memtable::Scratch`; at most a quarter of
+    /// `Options::memtable_budget_bytes`).
+    pub(crate) scratch: crate::memtable::Scratch,
     /// Unique among the stores of this process (from 1): stamped on write tickets.
     pub(crate) id: u64,
     report: RecoveryReport,

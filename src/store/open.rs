@@ -332,6 +332,7 @@ impl Store {
             riders: Vec::new(),
             dropping: None,
         };
+        let scratch = crate::memtable::Scratch::new(options.memtable_budget_bytes / 4);
         let inner = Arc::new(Inner {
             blob,
             log,
@@ -343,6 +344,7 @@ impl Store {
             calls_done: parking_lot::Condvar::new(),
             batches_changed: parking_lot::Condvar::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            scratch,
             id: super::NEXT_STORE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             report,
             _lock: lock,
