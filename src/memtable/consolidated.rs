@@ -3,6 +3,7 @@
 //! spilled runs) and what a snapshot reads of the unsealed updates. Sums are exact (`i128`); a total
 //! outside `i64` is an [`Error::DiffOverflow`] (DESIGN.md, "Diff arithmetic").
 
+use super::scratch::Scratch;
 use crate::batch::seek::key_prefix;
 use crate::error::{Error, Result};
 use crate::wal::record::UpdateRef;
@@ -31,7 +32,7 @@ const CELLS: usize = 1 << 16;
 /// 8 bytes (big-endian, zero-padded) of its key that follow the prefix every key of the input shares
 /// (read while the key is copied), which order most pairs in the sort without touching the arena.
 #[derive(Clone, Copy)]
-struct ConsolidatedEntry {
+pub(super) struct ConsolidatedEntry {
     prefix: u64,
     at: usize,
     key_len: u32,
@@ -316,97 +317,6 @@ impl Consolidated {
     }
 }
 
-/// Buffers of finished consolidations kept for the next ones (one store's seals and spills): at most two
-/// entry buffers (a seal's partitioned input and its output) and one arena, and at most `cap_bytes` of
-/// capacity in all (`Options::memtable_budget_bytes` / 4: a buffer beyond it is freed, as before). Peak
-/// memory is unchanged (a seal holds these buffers while it runs); between seals the store keeps them
-/// instead of returning them to the allocator, which unmaps them (glibc maps every allocation past its
-/// mmap threshold, at most 32 MiB, on its own) and faults them in again on the next seal.
-#[derive(Default)]
-pub(crate) struct Scratch {
-    cap_bytes: usize,
-    spare: parking_lot::Mutex<Spare>,
-}
-
-#[derive(Default)]
-struct Spare {
-    bytes: Option<Vec<u8>>,
-    entries: Vec<Vec<ConsolidatedEntry>>,
-}
-
-impl Spare {
-    fn held(&self) -> usize {
-        let entry = std::mem::size_of::<ConsolidatedEntry>();
-        self.bytes.as_ref().map_or(0, Vec::capacity)
-            + self.entries.iter().map(|e| e.capacity() * entry).sum::<usize>()
-    }
-}
-
-/// How many entry buffers a [`Scratch`] keeps.
-const SPARE_ENTRY_BUFFERS: usize = 2;
-
-impl Scratch {
-    /// A pool keeping at most `cap_bytes` of buffer capacity.
-    pub(crate) fn new(cap_bytes: usize) -> Self {
-        Scratch {
-            cap_bytes,
-            spare: Default::default(),
-        }
-    }
-
-    /// An empty byte buffer of at least `len` bytes' capacity: the one given back if it is large enough,
-    /// else a new one with an eighth more (so that seals of about one size reuse it).
-    fn take_bytes(&self, len: usize) -> Vec<u8> {
-        let mut spare = self.spare.lock();
-        match spare.bytes.take_if(|b| b.capacity() >= len) {
-            Some(bytes) => bytes,
-            // Not `reserve` on a smaller spare: `realloc` would copy its whole old capacity.
-            None => Vec::with_capacity(len.saturating_add(len / 8)),
-        }
-    }
-
-    /// An empty entry buffer of at least `len` entries' capacity: the smallest given back that is large
-    /// enough, else a new one with an eighth more.
-    fn take_entries(&self, len: usize) -> Vec<ConsolidatedEntry> {
-        let mut spare = self.spare.lock();
-        let fits = (0..spare.entries.len())
-            .filter(|&i| spare.entries[i].capacity() >= len)
-            .min_by_key(|&i| spare.entries[i].capacity());
-        match fits {
-            Some(i) => spare.entries.swap_remove(i),
-            None => Vec::with_capacity(len.saturating_add(len / 8)),
-        }
-    }
-
-    fn give_bytes(&self, mut bytes: Vec<u8>) {
-        bytes.clear();
-        let mut spare = self.spare.lock();
-        let kept = spare.bytes.as_ref().map_or(0, Vec::capacity);
-        if bytes.capacity() > kept && spare.held() - kept + bytes.capacity() <= self.cap_bytes {
-            spare.bytes = Some(bytes);
-        }
-    }
-
-    fn give_entries(&self, mut entries: Vec<ConsolidatedEntry>) {
-        entries.clear();
-        let size = entries.capacity() * std::mem::size_of::<ConsolidatedEntry>();
-        let mut spare = self.spare.lock();
-        if spare.entries.len() == SPARE_ENTRY_BUFFERS {
-            // Replace the smallest kept buffer if this one is larger.
-            let smallest = (0..spare.entries.len()).min_by_key(|&i| spare.entries[i].capacity());
-            match smallest {
-                Some(i) if spare.entries[i].capacity() < entries.capacity() => {
-                    spare.entries.swap_remove(i);
-                }
-                _ => return,
-            }
-        }
-        if spare.held() + size <= self.cap_bytes {
-            spare.entries.push(entries);
-        }
-    }
-}
-
 /// Asks the kernel to back `buf` with transparent huge pages (`madvise(MADV_HUGEPAGE)`, Linux; nothing
 /// elsewhere): a 2 MiB page faults once where 512 small ones fault one by one. Only for buffers of at
 /// least `HUGE_MIN_BYTES`, above glibc's largest mmap threshold (32 MiB on 64-bit): such a buffer is a
@@ -540,7 +450,7 @@ mod tests {
                 proptest::prop_assert_eq!(consolidated.key_count(), keys);
                 proptest::prop_assert_eq!(&got, &want);
                 consolidated.recycle(&scratch);
-                proptest::prop_assert!(scratch.spare.lock().held() <= scratch_cap);
+                proptest::prop_assert!(scratch.held_bytes() <= scratch_cap);
             }
         }
     }

@@ -23,8 +23,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 mod consolidated;
+mod scratch;
 pub use consolidated::Consolidated;
-pub(crate) use consolidated::Scratch;
+pub(crate) use scratch::Scratch;
 
 /// Whether an exact sum of diffs fits an `i64` diff.
 fn fits(sum: i128) -> bool {
