@@ -4,6 +4,7 @@
 //! or beyond the durable operator's upper (DESIGN §5: "not found"); idle processes.
 
 use crate::cluster::*;
+use crate::cluster_killed::spawn_cluster;
 use crate::common::{self, Rng};
 use crate::schedule::*;
 use ddpersist::operators::{ArrangeTyped, Persist, PersistOptions};

@@ -10,6 +10,8 @@ mod common;
 
 mod cluster;
 mod cluster_edges;
+mod cluster_killed;
+mod cluster_process;
 mod durable;
 mod ops_edges;
 #[allow(dead_code)]
