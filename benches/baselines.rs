@@ -20,7 +20,7 @@
 //!   row below the time); fjall a prefix scan of the key; DD a fresh cursor's `seek_key` per lookup.
 //! - `baseline_scan`: every update in (key, val, time) order: ddpersist's persisted trace cursor (from
 //!   the mmap, over the batches its size-tiered levels hold after `Store::compact`: 2 here, read through
-//!   DD's `cursor_list` as DD operators read a trace; `benches/read.rs` compares one batch with one);
+//!   DD's `cursor_list` as DD operators read a trace; `benches/read/` compares one batch with one);
 //!   `dd_inmemory_same_batches` holds the updates as DD batches split at the same times, read alike; SQLite `ORDER BY key, val, ts` (on the extra index); fjall a full iteration; DD the
 //!   batch's cursor.
 //!

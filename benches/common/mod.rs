@@ -1,7 +1,7 @@
 //! Pieces shared by the benches: the data generator, the sequential-write baseline each bench measures
 //! in the same run, and small helpers (environment, medians, /proc counters). Submodules: the engines of
 //! the baselines ([`engines`]), the arrangement run of benches/arrange.rs ([`arrange`]) and the restart
-//! measurements of benches/restart.rs and benches/read.rs ([`restart`]).
+//! measurements of benches/restart.rs and benches/read/ ([`restart`]).
 #![allow(dead_code)]
 
 pub mod arrange;

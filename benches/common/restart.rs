@@ -1,4 +1,4 @@
-//! Restart measurements shared by benches/restart.rs, benches/read.rs and benches/summary.rs: a persisted
+//! Restart measurements shared by benches/restart.rs, benches/read/ and benches/summary.rs: a persisted
 //! arrangement's trace ready to answer a cursor seek, and the store-level first lookup.
 
 use ddpersist::operators::{worker_stream_id, ArrangePersisted};

@@ -12,7 +12,7 @@ use ddpersist::{Options, Store, StreamOptions};
 use std::fs;
 use std::sync::Arc;
 
-/// A `Log` wrapper written against the previous release (as `benches/compaction.rs`'s `CountingLog`, or
+/// A `Log` wrapper written against the previous release (as `benches/compaction/counting.rs`'s `CountingLog`, or
 /// the fuzzer's `LateLog`): it forwards every method it knows of. `bind_store` has a no-op default, so it
 /// compiles unchanged and silently drops the binding.
 struct Wrapper(FileLog);
