@@ -13,15 +13,13 @@ use crate::wal::record::UpdateRef;
 const PREFETCH_AHEAD: usize = 8;
 
 /// Inputs of at least this many updates are sorted in partitions ([`Consolidated::from_updates`]): about
-/// where one seal's arena and entries (~140 bytes an update with 100-byte vals) outgrow a core's L2 cache
-/// (2 MiB on this project's machine) twice over.
+/// where one seal's arena and entries (~140 bytes an update with 100-byte vals) outgrow a core's 1 MiB
+/// L2 cache several times over.
 const PARTITION_MIN_UPDATES: usize = 1 << 15;
 
 /// Updates of one partition, about: their 40-byte entries and 16-byte sort words take a quarter of a
-/// core's L2 cache (2 MiB on this project's machine). Against 4 Ki updates (sized for 1 MiB), 8 Ki
-/// consolidated 320,000 updates 10–17% faster (fewer partitions to scatter into), 16 Ki no faster
-/// (BENCHMARKS.md, "Small updates").
-const PARTITION_UPDATES: usize = 8 << 10;
+/// core's L2 cache (1 MiB on this project's machine).
+const PARTITION_UPDATES: usize = 4 << 10;
 
 /// The smallest buffer [`advise_huge`] advises, in bytes.
 const HUGE_MIN_BYTES: usize = 64 << 20;
