@@ -17,8 +17,10 @@ const PREFETCH_AHEAD: usize = 8;
 /// L2 cache several times over.
 const PARTITION_MIN_UPDATES: usize = 1 << 15;
 
-/// Updates of one partition, about: their 40-byte entries and 16-byte sort words take a quarter of a
-/// core's L2 cache (1 MiB on this project's machine).
+/// Updates of one partition, about: their 40-byte entries and 16-byte sort words take a quarter of a 1 MiB
+/// L2 cache. This machine's is 2 MiB, and 8 Ki-update partitions sorted faster alone on one thread, but
+/// slower in a seal, whose sort shares its core with the batch helper and merges (BENCHMARKS.md, "Small
+/// updates").
 const PARTITION_UPDATES: usize = 4 << 10;
 
 /// The smallest buffer [`advise_huge`] advises, in bytes.
