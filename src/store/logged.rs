@@ -228,20 +228,29 @@ impl Store {
     /// may have taken what they saw) or by time ([`logged_deadline`](Self::logged_deadline)); else returns
     /// when they will be due by time (seals logged since postpone it), for the flush thread to queue the
     /// stream again. Errors: as [`flush_logged`](Self::flush_logged)'s.
+    ///
+    /// It flushes up to the newest upper logged when it found them due, no further: if a flush on
+    /// another thread (`complete_seals`, a `seal_logged` whose memtable was twice the size) reached that
+    /// upper meanwhile, it writes nothing, where reading the newest upper again would have flushed the
+    /// one or two seals logged since, as a batch of their own (a CI run of `seal_logged_flush` saw a
+    /// batch of one seal between two of a dozen).
     pub(crate) fn flush_logged_if_due(&self, id: &str) -> Result<Flushed> {
         let flush_bytes = self.logged_flush_bytes();
         let due = self.with_stream(id, |s| {
             let deadline = self.logged_deadline(s)?;
-            Some(
-                (s.memtable.bytes() >= flush_bytes)
-                    .then(Instant::now)
-                    .unwrap_or(deadline),
-            )
+            let at = (s.memtable.bytes() >= flush_bytes)
+                .then(Instant::now)
+                .unwrap_or(deadline);
+            Some((at, s.logged.back()?.upper, s.version.stream_no()))
         })?;
         Ok(match due {
             None => Flushed::Done(false),
-            Some(at) if at <= Instant::now() => Flushed::Done(self.flush_logged(id)?),
-            Some(at) => Flushed::NotBefore(at),
+            Some((at, target, stream_no)) if at <= Instant::now() => {
+                #[cfg(test)]
+                tests::hold_flush(id);
+                Flushed::Done(self.flush_logged_to(id, stream_no, target)?)
+            }
+            Some((at, ..)) => Flushed::NotBefore(at),
         })
     }
 
@@ -261,24 +270,25 @@ impl Store {
     /// [`complete_seals`](Self::complete_seals) without scheduling merges (the flush thread queues them
     /// itself); returns whether it committed a batch.
     pub(crate) fn flush_logged(&self, id: &str) -> Result<bool> {
-        let now = |s: &StreamState| {
-            (
-                s.logged.back().map(|l| l.upper),
-                s.version.upper(),
-                s.version.stream_no(),
-            )
-        };
-        let (logged, _, stream_no) = self.with_stream(id, now)?;
-        let Some(target) = logged else {
-            return Ok(false);
-        };
+        let newest = |s: &StreamState| (s.logged.back().map(|l| l.upper), s.version.stream_no());
+        match self.with_stream(id, newest)? {
+            (Some(target), stream_no) => self.flush_logged_to(id, stream_no, target),
+            (None, _) => Ok(false),
+        }
+    }
+
+    /// Writes the batches of stream `id`'s logged seals (`stream_no` the stream's number when `target`
+    /// was read) until its upper reaches `target`, a logged upper: nothing if it already has (another
+    /// flush took them meanwhile). Returns whether it committed a batch.
+    fn flush_logged_to(&self, id: &str, stream_no: u32, target: u64) -> Result<bool> {
+        let now = |s: &StreamState| (s.version.upper(), s.version.stream_no());
         #[cfg(test)]
         tests::hold_flush(id);
         let mut flushed = false;
         loop {
             // The stream these seals were logged in: not one created again under `id` after a drop, whose
             // upper would never reach `target` (and whose logged seals, if any, are its own).
-            let (_, upper, no) = self.with_stream(id, now)?;
+            let (upper, no) = self.with_stream(id, now)?;
             if no != stream_no {
                 return Err(Error::UnknownStream { id: id.to_string() });
             }
@@ -348,16 +358,24 @@ impl Store {
 mod tests {
     use super::*;
 
-    /// A test-only pause of `flush_logged` of one stream id after it read its target, for the interleaving
+    /// A test-only pause of a flush of one stream id after it read its target (`flush_logged_to`), and of
+    /// the flush thread's after it found the seals due (`flush_logged_if_due`), for the interleavings
     /// below.
-    static HOLD: parking_lot::Mutex<Option<(String, u64)>> = parking_lot::Mutex::new(None);
+    /// The ids held and for how long (tests run in parallel: one test's id each).
+    static HOLD: parking_lot::Mutex<Vec<(String, u64)>> = parking_lot::Mutex::new(Vec::new());
 
     pub(super) fn hold_flush(id: &str) {
-        let hold = HOLD.lock().clone();
-        if let Some((held, millis)) = hold.filter(|(held, _)| held == id) {
-            debug_assert_eq!(held, id);
+        let millis = HOLD.lock().iter().find(|(held, _)| held == id).map(|h| h.1);
+        if let Some(millis) = millis {
             std::thread::sleep(std::time::Duration::from_millis(millis));
         }
+    }
+
+    /// Holds the flushes of `id` for `millis` ms each, or no longer (`None`).
+    fn hold(id: &str, millis: Option<u64>) {
+        let mut held = HOLD.lock();
+        held.retain(|(h, _)| h != id);
+        held.extend(millis.map(|m| (id.to_string(), m)));
     }
 
     /// The flush thread reads a logged seal's upper by id, then waits for `edit_lock`; a `drop_stream`
@@ -367,7 +385,7 @@ mod tests {
     #[test]
     fn a_flush_of_a_stream_dropped_and_created_again_stops() {
         let id = "held-flush";
-        *HOLD.lock() = Some((id.to_string(), 300));
+        hold(id, Some(300));
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store.create_stream(id, StreamOptions { durable: true }).unwrap();
@@ -381,7 +399,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(50));
         store.drop_stream(id).unwrap();
         store.create_stream(id, StreamOptions { durable: true }).unwrap();
-        *HOLD.lock() = None;
+        hold(id, None);
         let (done, finished) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let flushed = flusher.join().unwrap();
@@ -394,5 +412,45 @@ mod tests {
             .expect("the flushes stopped and the store closed");
         assert!(matches!(flushed, Err(Error::UnknownStream { .. })), "{flushed:?}");
         assert_eq!(upper.unwrap(), 0, "the new stream was not sealed");
+    }
+
+    /// The flush thread finds a stream's logged seals due by size, then `complete_seals` on another
+    /// thread writes them and a smaller seal is logged after them. The flush thread must write nothing:
+    /// what it found due is written, and the new seal waits for its own deadline. Reading the newest
+    /// upper again after the check wrote that one seal as a batch of its own (a CI run of
+    /// `tests/seal/seal_logged_flush.rs` saw one between two of a dozen seals).
+    #[test]
+    fn a_flush_due_by_size_stops_at_the_upper_it_found_due() {
+        let id = "held-due";
+        let dir = tempfile::tempdir().unwrap();
+        let options = crate::Options {
+            logged_flush_bytes: 1 << 10,
+            logged_flush_delay: std::time::Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let store = Store::open_with(dir.path(), options).unwrap();
+        store.create_stream(id, StreamOptions { durable: true }).unwrap();
+        hold(id, Some(300));
+        let big: Vec<(u64, Vec<u8>, u64, i64)> = (0..4).map(|k| (k, vec![7u8; 512], 0, 1)).collect();
+        store.write(id, &big).unwrap();
+        // Past the size: the flush thread takes the stream up now, and is held after finding it due.
+        store.seal_logged(id, 1).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        hold(id, None);
+        store.complete_seals(id).unwrap();
+        store.write(id, &[(9u64, vec![1u8], 1u64, 1i64)]).unwrap();
+        store.seal_logged(id, 2).unwrap();
+        // The held flush wakes, finds upper 1 reached, and writes nothing.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let uppers: Vec<u64> = (store.sealed(id).unwrap().batches.iter())
+            .map(|b| b.description().upper)
+            .collect();
+        assert_eq!(
+            uppers,
+            [1],
+            "the seal logged after the check waits for its deadline"
+        );
+        store.complete_seals(id).unwrap();
+        assert_eq!(store.sealed(id).unwrap().batches.len(), 2);
     }
 }
