@@ -332,7 +332,7 @@ impl Store {
             riders: Vec::new(),
             dropping: None,
         };
-        let scratch = crate::memtable::Scratch::new(options.memtable_budget_bytes / 4);
+        let scratch = crate::memtable::Scratch::new(options.memtable_budget_bytes / 2);
         let inner = Arc::new(Inner {
             blob,
             log,
