@@ -75,10 +75,7 @@ pub fn spawn_cluster(
 /// Kill rounds of a two-process cluster; after each kill a clean restart to the end is checked, and a
 /// final run to the end checks everything again.
 pub fn killed(threads: usize, source: Source, seed: u64, rounds: u64) {
-    let peers = 2 * threads;
-    let slots = cluster_slots(peers, seed, source);
-    let expected = oracle(&slots);
-    let (_dirs, paths) = common::temp_dirs(2);
+    let (slots, expected, _dirs, paths) = schedule_and_dirs(threads, source, seed);
     let mut rng = Rng(seed * 31 + threads as u64);
     for round in 0..rounds {
         let mut children = spawn_cluster(&paths, threads, source, seed, &[]);
@@ -103,10 +100,7 @@ pub fn killed(threads: usize, source: Source, seed: u64, rounds: u64) {
             }
         };
         std::thread::sleep(Duration::from_millis(30));
-        for c in children.iter_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_all(&mut children);
         let what = format!(
             "{threads} worker(s)/process, {source:?}, seed {seed}, round {round}: killed process {victim} \
              after complete {:?}",
@@ -123,15 +117,7 @@ pub fn killed(threads: usize, source: Source, seed: u64, rounds: u64) {
         check(&what, &seen, &paths, threads, &slots, &expected).unwrap();
     }
     let seen = run_cluster(&paths, threads, source, &slots, slots.len());
-    check(
-        &format!("{threads}/{source:?}/{seed}: last run"),
-        &seen,
-        &paths,
-        threads,
-        &slots,
-        &expected,
-    )
-    .unwrap();
+    check_last_run(threads, source, seed, &seen, &paths, &slots, &expected);
     assert_eq!(seen.passed, Some(slots.last().unwrap().time + 1));
 }
 
@@ -146,10 +132,7 @@ pub fn killed_timed(threads: usize, source: Source, seed: u64, rounds: u64) {
 /// end, and a kill may land while the workers finish their streams.
 pub fn killed_timed_closing(threads: usize, source: Source, seed: u64, rounds: u64, close: bool) {
     CLOSE.with(|c| c.set(close));
-    let peers = 2 * threads;
-    let slots = cluster_slots(peers, seed, source);
-    let expected = oracle(&slots);
-    let (_dirs, paths) = common::temp_dirs(2);
+    let (slots, expected, _dirs, paths) = schedule_and_dirs(threads, source, seed);
     let mut rng = Rng(seed * 131 + threads as u64);
     for round in 0..rounds {
         let closing = match close {
@@ -171,10 +154,7 @@ pub fn killed_timed_closing(threads: usize, source: Source, seed: u64, rounds: u
         std::thread::sleep(Duration::from_millis(ms));
         let _ = children[victim].kill();
         std::thread::sleep(Duration::from_millis(20));
-        for c in children.iter_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_all(&mut children);
         let what = format!(
             "{threads}/{source:?}, seed {seed}, round {round}: killed process {victim} after {ms} ms"
         );
@@ -190,15 +170,62 @@ pub fn killed_timed_closing(threads: usize, source: Source, seed: u64, rounds: u
     let mut seen = run_cluster(&paths, threads, source, &slots, slots.len());
     seen.passed = seen.passed.map(|p| p.min(slots.last().unwrap().time + 1));
     CLOSE.with(|c| c.set(false));
+    check_last_run(threads, source, seed, &seen, &paths, &slots, &expected);
+}
+
+/// A kill test's schedule (a two-process cluster of `threads` workers each), DD's answer to it, and a new
+/// directory per process (removed when dropped) with its path.
+fn schedule_and_dirs(
+    threads: usize,
+    source: Source,
+    seed: u64,
+) -> (Vec<Slot>, Vec<Upd>, Vec<tempfile::TempDir>, Vec<PathBuf>) {
+    let peers = 2 * threads;
+    let slots = cluster_slots(peers, seed, source);
+    let expected = oracle(&slots);
+    let (dirs, paths) = common::temp_dirs(2);
+    (slots, expected, dirs, paths)
+}
+
+/// Kills every child process of a cluster and waits for each (one may have ended before).
+fn kill_all(children: &mut [std::process::Child]) {
+    for c in children.iter_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// Checks a kill test's last run (`seen`, to the end of `slots`) against DD's answer `expected`.
+fn check_last_run(
+    threads: usize,
+    source: Source,
+    seed: u64,
+    seen: &Seen,
+    paths: &[PathBuf],
+    slots: &[Slot],
+    expected: &[Upd],
+) {
     check(
         &format!("{threads}/{source:?}/{seed}: last run"),
-        &seen,
-        &paths,
+        seen,
+        paths,
         threads,
-        &slots,
-        &expected,
+        slots,
+        expected,
     )
     .unwrap();
+}
+
+/// Runs `run(threads, source, seed)` for each seed of `seeds`, with 1 and 2 workers a process and each
+/// source (the longer tests' sweep).
+fn for_each_seed_threads_and_source(seeds: std::ops::Range<u64>, run: impl Fn(usize, Source, u64)) {
+    for seed in seeds {
+        for threads in [1, 2] {
+            for source in [Source::Persist, Source::Arranged, Source::Upsert] {
+                run(threads, source, seed);
+            }
+        }
+    }
 }
 
 /// Every run closes its inputs at its end (the source ends there) and the next run continues past it,
@@ -226,13 +253,9 @@ fn chain_in_a_cluster_killed_at_random_moments() {
 #[test]
 #[ignore = "longer: more seeds of chain_in_a_cluster_killed_at_random_moments"]
 fn chain_in_a_cluster_killed_at_random_moments_long() {
-    for seed in 50..56 {
-        for threads in [1, 2] {
-            for source in [Source::Persist, Source::Arranged, Source::Upsert] {
-                killed_timed(threads, source, seed, 5);
-            }
-        }
-    }
+    for_each_seed_threads_and_source(50..56, |threads, source, seed| {
+        killed_timed(threads, source, seed, 5)
+    });
 }
 
 #[test]
@@ -253,11 +276,5 @@ fn chain_in_a_cluster_killed_at_random_upsert_1() {
 #[test]
 #[ignore = "longer: more seeds and sources"]
 fn chain_in_a_cluster_killed_at_random_long() {
-    for seed in 10..16 {
-        for threads in [1, 2] {
-            for source in [Source::Persist, Source::Arranged, Source::Upsert] {
-                killed(threads, source, seed, 4);
-            }
-        }
-    }
+    for_each_seed_threads_and_source(10..16, |threads, source, seed| killed(threads, source, seed, 4));
 }

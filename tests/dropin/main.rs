@@ -17,6 +17,7 @@ mod dd_dropin_import;
 mod dd_dropin_jumping_times;
 mod dd_dropin_loops;
 mod dd_dropin_mixed;
+mod dd_dropin_mixed_load;
 mod dd_dropin_operators;
 mod dd_dropin_park;
 mod dd_dropin_persist;

@@ -18,6 +18,7 @@ mod restart_cluster;
 mod restart_dropped_downstream;
 mod restart_durable_ahead;
 mod restart_durable_chain;
+mod restart_durable_chain_build;
 mod restart_durable_runs;
 mod restart_empty_sources;
 mod restart_import;

@@ -14,6 +14,7 @@ mod seal_logged_edges;
 mod seal_logged_faults;
 mod seal_logged_flush;
 mod seal_logged_kill;
+mod seal_logged_kill_model;
 mod seal_logged_promises;
 mod seal_modes;
 mod seal_shared_prefix;
