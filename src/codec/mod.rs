@@ -79,6 +79,20 @@ pub(crate) fn truncated(bytes: &[u8]) -> &[u8] {
             its `Ord`: not `Reverse`, see `ddpersist::codec::ordered_serde`)"
 )]
 pub trait Codec: Sized {
+    /// Whether the encoding orders every two values as their `Ord` does, by construction: true for the
+    /// built-in implementations of integers, `char`, `bool`, `()`, `String`, `Duration`, IP and socket
+    /// addresses, and for `Vec`, `Option`, `Box`, `Rc`, `Arc`, `Seq`, arrays, tuples, `Reverse`, `Wrapping`,
+    /// `BTreeSet`, `BTreeMap`, `VecDeque` and `Result` of such types (property-tested against `Ord` in
+    /// `tests/format/codec.rs`). False by default, as for `serde_codec!` types, whose derived or
+    /// hand-written `Ord` may order unlike their serde form (enums with explicit discriminants, `Reverse`
+    /// fields), and for floats, which have no `Ord`. A persisted operator whose key or val type has
+    /// `false` checks, per update, that the encodings of each two adjacent updates of an input order as
+    /// the values do (it stops with [`Error::BadInput`] where they differ, as the store would otherwise
+    /// sort and group them unlike DD's arrangement); with `true` for both it skips that check (two byte
+    /// comparisons and one `Ord` comparison an update, on the worker's thread). Set it in an
+    /// implementation of your own only if its encoding orders as its `Ord` for every pair of values.
+    const ORDERED: bool = false;
+
     /// Appends the encoding of `self` to `buf`.
     fn encode(&self, buf: &mut Vec<u8>);
 
@@ -217,6 +231,7 @@ pub(crate) fn take_array<const N: usize>(bytes: &mut &[u8], what: &str) -> Resul
 macro_rules! unsigned_codec {
     ($($t:ty),*) => {$(
         impl Codec for $t {
+            const ORDERED: bool = true;
             fn encode(&self, buf: &mut Vec<u8>) {
                 buf.extend_from_slice(&self.to_be_bytes());
             }
@@ -232,6 +247,7 @@ macro_rules! unsigned_codec {
 unsigned_codec!(u16, u32, u64, u128);
 
 impl Codec for u8 {
+    const ORDERED: bool = true;
     fn encode(&self, buf: &mut Vec<u8>) {
         buf.push(*self);
     }
@@ -252,6 +268,7 @@ impl Codec for u8 {
 macro_rules! signed_codec {
     ($($t:ty => $u:ty),*) => {$(
         impl Codec for $t {
+            const ORDERED: bool = true;
             fn encode(&self, buf: &mut Vec<u8>) {
                 // Flipping the sign bit maps i::MIN..=i::MAX onto 0..=u::MAX monotonically.
                 let flipped = (*self as $u) ^ (1 << (<$u>::BITS - 1));
@@ -272,6 +289,7 @@ signed_codec!(i8 => u8, i16 => u16, i32 => u32, i64 => u64, i128 => u128);
 /// `usize` is stored as a `u64`: 8 bytes on every platform, so a store written on a 64-bit machine reads
 /// on a 32-bit one (where values above `u32::MAX` are decode errors) and the other way round.
 impl Codec for usize {
+    const ORDERED: bool = true;
     fn schema() -> String {
         "usize".to_string()
     }
@@ -286,6 +304,7 @@ impl Codec for usize {
 
 /// `isize` is stored as an `i64`: 8 bytes on every platform (see `usize`).
 impl Codec for isize {
+    const ORDERED: bool = true;
     fn schema() -> String {
         "isize".to_string()
     }
@@ -300,6 +319,7 @@ impl Codec for isize {
 
 /// `char` is stored as its code point, a `u32`; decoding rejects surrogates and values above `0x10FFFF`.
 impl Codec for char {
+    const ORDERED: bool = true;
     fn schema() -> String {
         "char".to_string()
     }
@@ -347,6 +367,7 @@ macro_rules! float_codec {
 float_codec!(f32 => u32, f32_key, f32_from_key; f64 => u64, f64_key, f64_from_key);
 
 impl Codec for bool {
+    const ORDERED: bool = true;
     fn schema() -> String {
         "bool".to_string()
     }
@@ -368,6 +389,7 @@ pub(crate) fn decode_bool(b: u8) -> Result<bool> {
 }
 
 impl Codec for () {
+    const ORDERED: bool = true;
     fn schema() -> String {
         "()".to_string()
     }
@@ -425,6 +447,7 @@ pub(crate) fn decode_escaped_str(bytes: &mut &[u8]) -> Result<String> {
 }
 
 impl Codec for String {
+    const ORDERED: bool = true;
     fn schema() -> String {
         "String".to_string()
     }
@@ -439,6 +462,7 @@ impl Codec for String {
 /// `Vec<u8>` is an escaped byte string (like `String`); any other `Vec<T>` is a sequence: each element
 /// behind `0x01`, terminated by `0x00`. Both keep lexicographic order.
 impl<T: Codec> Codec for Vec<T> {
+    const ORDERED: bool = T::ORDERED;
     fn schema() -> String {
         format!("Vec<{}>", T::schema())
     }
@@ -451,6 +475,7 @@ impl<T: Codec> Codec for Vec<T> {
 }
 
 impl<T: Codec> Codec for Option<T> {
+    const ORDERED: bool = T::ORDERED;
     fn schema() -> String {
         format!("Option<{}>", T::schema())
     }
@@ -476,6 +501,7 @@ macro_rules! pointer_codec {
     ($($p:ident),*) => {$(
         /// Encoded as the value it points to.
         impl<T: Codec> Codec for $p<T> {
+            const ORDERED: bool = T::ORDERED;
             fn schema() -> String {
                 T::schema()
             }
@@ -497,6 +523,7 @@ pointer_codec!(Box, Rc, Arc);
 pub struct Seq<T>(pub Vec<T>);
 
 impl<T: Codec> Codec for Seq<T> {
+    const ORDERED: bool = T::ORDERED;
     fn schema() -> String {
         format!("Seq<{}>", T::schema())
     }
@@ -510,6 +537,7 @@ impl<T: Codec> Codec for Seq<T> {
 
 /// Arrays are their elements in order, with no length or framing (the length is part of the type).
 impl<T: Codec, const N: usize> Codec for [T; N] {
+    const ORDERED: bool = T::ORDERED;
     fn schema() -> String {
         format!("[{}; {N}]", T::schema())
     }
@@ -533,6 +561,7 @@ macro_rules! tuple_codec {
     ($($name:ident),+) => {
         /// Tuples are their fields in order, with no framing.
         impl<$($name: Codec),+> Codec for ($($name,)+) {
+            const ORDERED: bool = true $(&& $name::ORDERED)+;
             fn schema() -> String {
                 let fields: &[String] = &[$($name::schema()),+];
                 if let [one] = fields {

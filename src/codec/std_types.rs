@@ -24,6 +24,7 @@ use std::time::Duration;
 /// reads its bytes in order and stops where its encoding ends, so a value decoded from a window is the
 /// one the whole input holds.
 impl<T: Codec> Codec for Reverse<T> {
+    const ORDERED: bool = T::ORDERED;
     fn schema() -> String {
         format!("Reverse<{}>", T::schema())
     }
@@ -59,6 +60,7 @@ impl<T: Codec> Codec for Reverse<T> {
 
 /// As `T`: `Wrapping` orders as the value it wraps.
 impl<T: Codec> Codec for Wrapping<T> {
+    const ORDERED: bool = T::ORDERED;
     fn schema() -> String {
         format!("Wrapping<{}>", T::schema())
     }
@@ -87,6 +89,7 @@ fn decode_increasing<T: Codec, K: Ord>(
 /// The elements in order, as a sequence (each behind `0x01`, then `0x00`): a set orders as the sequence of
 /// its elements, as `BTreeSet`'s `Ord`.
 impl<T: Codec + Ord> Codec for BTreeSet<T> {
+    const ORDERED: bool = T::ORDERED;
     fn schema() -> String {
         format!("BTreeSet<{}>", T::schema())
     }
@@ -107,6 +110,7 @@ impl<T: Codec + Ord> Codec for BTreeSet<T> {
 /// The entries in key order, as a sequence of `(key, val)` pairs: a map orders as that sequence, as
 /// `BTreeMap`'s `Ord`.
 impl<K: Codec + Ord, V: Codec> Codec for BTreeMap<K, V> {
+    const ORDERED: bool = K::ORDERED && V::ORDERED;
     fn schema() -> String {
         format!("BTreeMap<{}, {}>", K::schema(), V::schema())
     }
@@ -126,6 +130,7 @@ impl<K: Codec + Ord, V: Codec> Codec for BTreeMap<K, V> {
 
 /// A sequence, as `Vec<T>` for `T` other than `u8` (for every `T`, `u8` included).
 impl<T: Codec> Codec for VecDeque<T> {
+    const ORDERED: bool = T::ORDERED;
     fn schema() -> String {
         format!("VecDeque<{}>", T::schema())
     }
@@ -144,6 +149,7 @@ impl<T: Codec> Codec for VecDeque<T> {
 
 /// `0x00` then the `Ok` value, or `0x01` then the `Err` value: `Ok` orders first, as `Result`'s `Ord`.
 impl<T: Codec, E: Codec> Codec for std::result::Result<T, E> {
+    const ORDERED: bool = T::ORDERED && E::ORDERED;
     fn schema() -> String {
         format!("Result<{}, {}>", T::schema(), E::schema())
     }
@@ -170,6 +176,7 @@ impl<T: Codec, E: Codec> Codec for std::result::Result<T, E> {
 
 /// Seconds as a big-endian `u64`, then nanoseconds as a big-endian `u32` (below 10^9): 12 bytes.
 impl Codec for Duration {
+    const ORDERED: bool = true;
     fn schema() -> String {
         "Duration".to_string()
     }
@@ -189,6 +196,7 @@ impl Codec for Duration {
 
 /// The 4 octets.
 impl Codec for Ipv4Addr {
+    const ORDERED: bool = true;
     fn schema() -> String {
         "Ipv4Addr".to_string()
     }
@@ -202,6 +210,7 @@ impl Codec for Ipv4Addr {
 
 /// The 16 octets.
 impl Codec for Ipv6Addr {
+    const ORDERED: bool = true;
     fn schema() -> String {
         "Ipv6Addr".to_string()
     }
@@ -215,6 +224,7 @@ impl Codec for Ipv6Addr {
 
 /// `0x00` then an `Ipv4Addr`, or `0x01` then an `Ipv6Addr` (`V4` orders first).
 impl Codec for IpAddr {
+    const ORDERED: bool = true;
     fn schema() -> String {
         "IpAddr".to_string()
     }
@@ -241,6 +251,7 @@ impl Codec for IpAddr {
 
 /// The address, then the port (big-endian `u16`).
 impl Codec for SocketAddrV4 {
+    const ORDERED: bool = true;
     fn schema() -> String {
         "SocketAddrV4".to_string()
     }
@@ -256,6 +267,7 @@ impl Codec for SocketAddrV4 {
 
 /// The address, the port, the flow info and the scope id (big-endian), the order `Ord` compares them in.
 impl Codec for SocketAddrV6 {
+    const ORDERED: bool = true;
     fn schema() -> String {
         "SocketAddrV6".to_string()
     }
@@ -275,6 +287,7 @@ impl Codec for SocketAddrV6 {
 
 /// `0x00` then a `SocketAddrV4`, or `0x01` then a `SocketAddrV6` (`V4` orders first).
 impl Codec for SocketAddr {
+    const ORDERED: bool = true;
     fn schema() -> String {
         "SocketAddr".to_string()
     }

@@ -316,3 +316,62 @@ fn usize_and_isize_are_eight_bytes() {
     expect_decode_error(char::decode(&0xD800u32.to_bytes()), b"surrogate");
     expect_decode_error(char::decode(&0x11_0000u32.to_bytes()), b"beyond unicode");
 }
+
+/// `Codec::ORDERED` (whether a persisted operator may skip its per-update order check) holds for the
+/// built-in types the properties above cover, and for compositions of them; not for floats (no `Ord`),
+/// serde types or compositions holding one.
+#[test]
+fn only_built_in_orders_are_trusted() {
+    use std::cmp::Reverse;
+    use std::collections::{BTreeMap, BTreeSet, VecDeque};
+    let trusted = [
+        ("u64", u64::ORDERED),
+        ("i8", i8::ORDERED),
+        ("usize", usize::ORDERED),
+        ("isize", isize::ORDERED),
+        ("char", char::ORDERED),
+        ("bool", bool::ORDERED),
+        ("()", <()>::ORDERED),
+        ("String", String::ORDERED),
+        ("Vec<u8>", <Vec<u8>>::ORDERED),
+        (
+            "(u64, String, Option<i64>)",
+            <(u64, String, Option<i64>)>::ORDERED,
+        ),
+        ("[i16; 3]", <[i16; 3]>::ORDERED),
+        ("Box<u64>", <Box<u64>>::ORDERED),
+        ("Arc<String>", <std::sync::Arc<String>>::ORDERED),
+        (
+            "Reverse<(Option<i8>, Vec<u8>)>",
+            <Reverse<(Option<i8>, Vec<u8>)>>::ORDERED,
+        ),
+        ("Wrapping<i16>", <std::num::Wrapping<i16>>::ORDERED),
+        ("BTreeSet<u8>", <BTreeSet<u8>>::ORDERED),
+        ("BTreeMap<u8, String>", <BTreeMap<u8, String>>::ORDERED),
+        ("VecDeque<u8>", <VecDeque<u8>>::ORDERED),
+        ("Result<u8, String>", <Result<u8, String>>::ORDERED),
+        ("Duration", std::time::Duration::ORDERED),
+        ("IpAddr", std::net::IpAddr::ORDERED),
+        ("SocketAddr", std::net::SocketAddr::ORDERED),
+        ("Seq<u8>", <ddpersist::codec::Seq<u8>>::ORDERED),
+    ];
+    let checked = [
+        ("f64", f64::ORDERED),
+        ("f32", f32::ORDERED),
+        ("(u64, f64)", <(u64, f64)>::ORDERED),
+        ("Reading", Reading::ORDERED),
+        ("Total", Total::ORDERED),
+        ("(u64, Reading)", <(u64, Reading)>::ORDERED),
+        ("Vec<Reading>", <Vec<Reading>>::ORDERED),
+        ("Option<Total>", <Option<Total>>::ORDERED),
+        ("BTreeMap<u8, Reading>", <BTreeMap<u8, Reading>>::ORDERED),
+        ("Result<u8, Total>", <Result<u8, Total>>::ORDERED),
+        ("Reverse<Total>", <Reverse<Total>>::ORDERED),
+    ];
+    for (name, ordered) in trusted {
+        assert!(ordered, "{name} orders by construction");
+    }
+    for (name, ordered) in checked {
+        assert!(!ordered, "{name} is checked per update");
+    }
+}
