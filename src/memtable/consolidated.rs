@@ -166,6 +166,8 @@ impl Consolidated {
             diff: 0,
         };
         // Written in partition order, not in place order: into the buffer's spare capacity, each slot once.
+        // The buffer is empty (as `Scratch` hands them out), so its spare capacity starts at slot 0.
+        staged.clear();
         let slots = &mut staged.spare_capacity_mut()[..count];
         let mut next = starts[..parts].to_vec();
         // Entries go to their partitions through a buffer of `WC` entries each (320 bytes: 4 to 16 measured
