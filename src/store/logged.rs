@@ -9,7 +9,9 @@
 //! 2. outside it: the WAL's group commit up to the record (durable when `seal_logged` returns);
 //! 3. the flush thread (`compaction::Workers`; inline without threads) seals to the newest logged upper
 //!    (`SealTo::Logged`: the flush protocol of `store/flush.rs`), and that commit drops the logged seals it
-//!    reaches; the WAL keeps a seal record (`release_point`) until then.
+//!    reaches; the WAL keeps a seal record (`release_point`) until then. A flush writes only if the
+//!    stream's upper is still below the logged upper it set out to reach, checked under the locks it
+//!    waited for: one that waited while another flush reached it writes nothing.
 //!
 //! When: as RocksDB flushes a memtable once it reaches `write_buffer_size`, not at every commit. The flush
 //! thread takes the stream up once its memtable holds `Options::logged_flush_bytes`; or once no seal was
@@ -295,7 +297,12 @@ impl Store {
             if upper >= target {
                 return Ok(flushed);
             }
-            self.seal_to(id, SealTo::Logged, SealOptions::default(), None)?;
+            self.seal_to(
+                id,
+                SealTo::Logged { through: target },
+                SealOptions::default(),
+                None,
+            )?;
             flushed = true;
         }
     }
@@ -452,5 +459,52 @@ mod tests {
         );
         store.complete_seals(id).unwrap();
         assert_eq!(store.sealed(id).unwrap().batches.len(), 2);
+    }
+
+    /// A flush checks the logged upper it set out to reach again under the locks (`SealTo::Logged`): a
+    /// flush that waited for `edit_lock` while another flush reached its target, and a seal was logged
+    /// after, writes nothing; one whose target is still ahead writes every logged seal. Without the
+    /// check under the locks, a CI run of `tests/seal/seal_logged_flush.rs` saw a batch of one seal
+    /// between two of a dozen and more.
+    #[test]
+    fn a_flush_that_waited_writes_nothing_once_its_target_is_reached() {
+        let id = "waited";
+        let dir = tempfile::tempdir().unwrap();
+        let options = crate::Options {
+            logged_flush_delay: std::time::Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let store = Store::open_with(dir.path(), options).unwrap();
+        store.create_stream(id, StreamOptions { durable: true }).unwrap();
+        store.write(id, &[(1u64, 1u64, 0, 1)]).unwrap();
+        store.seal_logged(id, 1).unwrap();
+        store.complete_seals(id).unwrap();
+        store.write(id, &[(2u64, 2u64, 1, 1)]).unwrap();
+        store.seal_logged(id, 2).unwrap();
+        // What the waiting flush does once it holds the locks: its target (1) is reached.
+        let logged = |through| SealTo::Logged { through };
+        let info = store
+            .seal_to(id, logged(1), SealOptions::default(), None)
+            .unwrap();
+        assert_eq!(
+            (info.description.upper, info.update_count),
+            (1, 0),
+            "nothing written"
+        );
+        assert_eq!(store.upper(id).unwrap(), 1);
+        let uppers = |store: &Store| -> Vec<u64> {
+            (store.sealed(id).unwrap().batches.iter())
+                .map(|b| b.description().upper)
+                .collect()
+        };
+        assert_eq!(uppers(&store), [1]);
+        // A target still ahead: the seal logged after it goes in too.
+        store.write(id, &[(3u64, 3u64, 2, 1)]).unwrap();
+        store.seal_logged(id, 3).unwrap();
+        let info = store
+            .seal_to(id, logged(2), SealOptions::default(), None)
+            .unwrap();
+        assert_eq!((info.description.upper, info.update_count), (3, 2));
+        assert_eq!(uppers(&store), [1, 3]);
     }
 }

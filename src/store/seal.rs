@@ -22,9 +22,14 @@ pub struct SealOptions {
 pub(super) enum SealTo {
     /// This upper.
     At(u64),
-    /// The newest logged seal's upper (`Store::seal_logged`), read under the locks; a seal that finds
-    /// none beyond the stream's upper does nothing.
-    Logged,
+    /// The newest logged seal's upper (`Store::seal_logged`), read under the locks, if the stream's upper
+    /// is still below `through` (a logged upper its caller read before it waited for the locks); else,
+    /// or with no logged seal beyond the stream's upper, the seal does nothing. The check under the
+    /// locks is what keeps a flush that waited for another to commit `through` from writing the one or
+    /// two seals logged since as a batch of their own (a CI run of `tests/seal/seal_logged_flush.rs` saw
+    /// uppers 71 then 72 between batches of a dozen seals and more, when the check was made only before
+    /// the wait).
+    Logged { through: u64 },
 }
 
 impl Store {
@@ -143,8 +148,8 @@ impl Store {
             let edits = finished != options.finished || options.since.is_some_and(|s| s > since);
             let upper = match to {
                 SealTo::At(upper) => upper,
-                SealTo::Logged => match stream.logged.back() {
-                    Some(l) if l.upper > lower => l.upper,
+                SealTo::Logged { through } => match stream.logged.back() {
+                    Some(l) if l.upper > lower && lower < through => l.upper,
                     // Nothing left to flush: another thread's flush (or a seal beyond it) committed it.
                     _ => {
                         return Ok(SealInfo {
