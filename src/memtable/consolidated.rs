@@ -1,5 +1,5 @@
 //! [`Consolidated`]: a memtable's updates sorted by `(key, val, time)`, equal triples summed and zero sums
-//! dropped, owned in one arena: what a seal writes into its batch (directly, or through `MergeIter` with
+//! dropped, owned (small updates in their entries, the rest in one arena): what a seal writes into its batch (directly, or through `MergeIter` with
 //! spilled runs) and what a snapshot reads of the unsealed updates. Sums are exact (`i128`); a total
 //! outside `i64` is an [`Error::DiffOverflow`] (DESIGN.md, "Diff arithmetic").
 
@@ -30,17 +30,87 @@ const HUGE_MIN_BYTES: usize = 64 << 20;
 /// partitions.
 const CELLS: usize = 1 << 16;
 
-/// One update of a [`Consolidated`]: where its key and val are in the arena, its time and diff, and the
-/// 8 bytes (big-endian, zero-padded) of its key that follow the prefix every key of the input shares
-/// (read while the key is copied), which order most pairs in the sort without touching the arena.
+/// Key and val bytes an entry holds itself ([`ConsolidatedEntry::data`]): an update of at most this many
+/// (a `(u64, u64)`, an `(i32, String)` of a short string) never touches the arena, so the sort, the
+/// consolidation and the writer's read in sorted order stay within the entries, which are in that
+/// order, where updates in the arena are visited at random (a cache and TLB miss each, past the caches).
+const INLINE: usize = 16;
+
+/// One update of a [`Consolidated`] (40 bytes): its time and diff, and in `data` either its key and val
+/// (`key_len + val_len ≤ INLINE`: the key, then the val) or its *sort word* and where its key and val
+/// are in the arena (8 bytes each: the word, native-endian, then the offset, little-endian). The sort
+/// word is the 8 bytes (big-endian, zero-padded) of the key that follow the prefix every key of the
+/// input shares, which order most pairs in the sort without reading the key; an entry holding its key
+/// computes it from the key ([`word`](Self::word)).
 #[derive(Clone, Copy)]
 pub(super) struct ConsolidatedEntry {
-    prefix: u64,
-    at: usize,
-    key_len: u32,
-    val_len: u32,
     time: u64,
     diff: i64,
+    key_len: u32,
+    val_len: u32,
+    data: [u8; INLINE],
+}
+
+impl ConsolidatedEntry {
+    /// The entry of `key` and `val` at `time` with `diff` and sort word `word`: the bytes copied into it
+    /// if they fit, else copied to the end of `arena`.
+    #[inline]
+    fn new(key: &[u8], val: &[u8], time: u64, diff: i64, word: u64, arena: &mut Vec<u8>) -> Self {
+        let mut data = [0u8; INLINE];
+        let (k, v) = (key.len(), val.len());
+        if k + v <= INLINE {
+            put_small(&mut data[..k], key);
+            put_small(&mut data[k..k + v], val);
+        } else {
+            let (w, at) = data.split_at_mut(8);
+            w.copy_from_slice(&word.to_ne_bytes());
+            at.copy_from_slice(&(arena.len() as u64).to_le_bytes());
+            arena.extend_from_slice(key);
+            arena.extend_from_slice(val);
+        }
+        ConsolidatedEntry {
+            time,
+            diff,
+            key_len: k as u32,
+            val_len: v as u32,
+            data,
+        }
+    }
+
+    /// Whether the key and val are in `data`, not in the arena.
+    #[inline]
+    fn inline(&self) -> bool {
+        self.key_len as usize + self.val_len as usize <= INLINE
+    }
+
+    /// Where the key starts in the arena (for an entry that is not [`inline`](Self::inline)).
+    #[inline]
+    fn at(&self) -> usize {
+        self.data.last_chunk().map_or(0, |at| u64::from_le_bytes(*at)) as usize
+    }
+
+    /// The sort word, for an input whose keys all share their first `shared` bytes.
+    #[inline]
+    fn word(&self, shared: usize) -> u64 {
+        match self.inline() {
+            true => key_prefix(&self.data[shared.min(self.key_len as usize)..self.key_len as usize]),
+            false => self
+                .data
+                .first_chunk()
+                .map_or(0, |word| u64::from_ne_bytes(*word)),
+        }
+    }
+
+    /// The key and val, from `data` or from `arena`.
+    #[inline]
+    fn key_val<'a>(&'a self, arena: &'a [u8]) -> (&'a [u8], &'a [u8]) {
+        let (k, v) = (self.key_len as usize, self.val_len as usize);
+        let at = self.at();
+        match self.inline() {
+            true => (&self.data[..k], &self.data[k..k + v]),
+            false => (&arena[at..at + k], &arena[at + k..at + k + v]),
+        }
+    }
 }
 
 /// Sorted, consolidated, owned updates: ordered by `(key, val, time)`, no repeated
@@ -59,9 +129,10 @@ impl Consolidated {
     /// The sort is cache-conscious, after the MSD radix sorts of the literature (Knuth, TAOCP vol. 3,
     /// §5.2.5). A first pass finds the prefix every key shares; each key's *sort word* is the 8 bytes
     /// after it (big-endian, zero-padded: ordered as the keys are, ties aside). The keys and vals are
-    /// copied, in arrival order, into one arena. A large input (at least `PARTITION_MIN_UPDATES`) is
-    /// first counted by the top 16 bits of its words (a histogram of 65,536 cells); the cells are cut, in
-    /// order, into partitions of about `PARTITION_UPDATES`; and each update's entry is copied into its
+    /// copied, in arrival order, into the entries (updates of at most `INLINE` bytes of key and val, the
+    /// common case for DD's everyday types) or into one arena. A large input (at least
+    /// `PARTITION_MIN_UPDATES`) is first counted by the top 16 bits of its words (a histogram of 65,536
+    /// cells); the cells are cut, in order, into partitions of about `PARTITION_UPDATES`; and each update's entry is copied into its
     /// partition's place, through a buffer of 8 entries a partition written out whole (software
     /// write-combining, as in the radix partitioning of Polychroniou and Ross, SIGMOD 2014: hundreds of
     /// partitions written one entry at a time each missed the cache and the TLB). Each partition is then
@@ -126,7 +197,10 @@ impl Consolidated {
                 shared = first.iter().zip(k).take_while(|(a, b)| a == b).count();
             }
             count += 1;
-            bytes += k.len() + v.len();
+            // Only what does not fit an entry goes to the arena.
+            if k.len() + v.len() > INLINE {
+                bytes += k.len() + v.len();
+            }
         });
         let word = |k: &[u8]| key_prefix(&k[shared..]);
         // Where each partition's entries start, ending with `count`; the partition of each cell.
@@ -152,18 +226,18 @@ impl Consolidated {
             starts.push(count);
         }
         let parts = starts.len() - 1;
-        // Pass 3: the keys and vals into the arena; each entry into its partition's next place.
+        // Pass 3: each entry into its partition's next place; keys and vals that do not fit it into the
+        // arena.
         let mut arena = scratch.map_or_else(|| Vec::with_capacity(bytes), |s| s.take_bytes(bytes));
         advise_huge(arena.spare_capacity_mut());
         let mut staged = scratch.map_or_else(|| Vec::with_capacity(count), |s| s.take_entries(count));
         advise_huge(staged.spare_capacity_mut());
         let blank = ConsolidatedEntry {
-            prefix: 0,
-            at: 0,
-            key_len: 0,
-            val_len: 0,
             time: 0,
             diff: 0,
+            key_len: 0,
+            val_len: 0,
+            data: [0; INLINE],
         };
         // Written in partition order, not in place order: into the buffer's spare capacity, each slot once.
         // The buffer is empty (as `Scratch` hands them out), so its spare capacity starts at slot 0.
@@ -176,20 +250,13 @@ impl Consolidated {
         let mut wc = vec![blank; parts * WC];
         let mut fill = vec![0u8; parts];
         updates.for_each(|(k, v, time, diff)| {
-            let prefix = word(k);
+            let w = word(k);
             let p = match parts {
                 1 => 0,
-                _ => cell_part[(prefix >> 48) as usize] as usize,
+                _ => cell_part[(w >> 48) as usize] as usize,
             };
             let f = fill[p] as usize;
-            wc[p * WC + f] = ConsolidatedEntry {
-                prefix,
-                at: arena.len(),
-                key_len: k.len() as u32,
-                val_len: v.len() as u32,
-                time,
-                diff,
-            };
+            wc[p * WC + f] = ConsolidatedEntry::new(k, v, time, diff, w, &mut arena);
             if f + 1 == WC {
                 write_slots(&mut slots[next[p]..next[p] + WC], &wc[p * WC..(p + 1) * WC]);
                 next[p] += WC;
@@ -197,8 +264,6 @@ impl Consolidated {
             } else {
                 fill[p] += 1;
             }
-            arena.extend_from_slice(k);
-            arena.extend_from_slice(v);
         });
         for p in 0..parts {
             let f = fill[p] as usize;
@@ -226,7 +291,7 @@ impl Consolidated {
         let consolidated = (0..parts).try_for_each(|p| {
             part.clear();
             part.extend_from_slice(&out.entries[starts[p]..starts[p + 1]]);
-            kept = out.consolidate_part(&part, kept, &mut order)?;
+            kept = out.consolidate_part(&part, shared, kept, &mut order)?;
             Ok(())
         });
         out.entries.truncate(kept);
@@ -234,8 +299,9 @@ impl Consolidated {
         consolidated.map(|()| out)
     }
 
-    /// Sorts `staged` (entries into `self.arena` whose sort words are order-consistent: taken after bytes
-    /// all their keys share; every key above the keys of `self.entries[..kept]`) by `(key, val, time)`,
+    /// Sorts `staged` (entries into `self.arena` of keys that all share their first `shared` bytes, so
+    /// that their sort words are order-consistent; every key above the keys of `self.entries[..kept]`,
+    /// and the keys of one sort word all in `staged`) by `(key, val, time)`,
     /// sums equal triples (exactly: partial sums may leave `i64`), drops zero sums and writes the rest to
     /// `self.entries` from `kept` on, counting new keys; returns where they end. `self.entries` must hold
     /// at least `kept + staged.len()` entries (they are overwritten). `order` is scratch space, kept
@@ -245,6 +311,7 @@ impl Consolidated {
     fn consolidate_part(
         &mut self,
         staged: &[ConsolidatedEntry],
+        shared: usize,
         mut kept: usize,
         order: &mut Vec<u128>,
     ) -> Result<usize> {
@@ -258,42 +325,43 @@ impl Consolidated {
         // touching the arena. Skipping a shared prefix keeps the byte order, and the zero padding keeps it
         // for keys that end within the 8 bytes. Runs of one word are then ordered by their bytes.
         let arena = &self.arena;
-        let kv = |e: &ConsolidatedEntry| {
-            let key_end = e.at + e.key_len as usize;
-            (
-                &arena[e.at..key_end],
-                &arena[key_end..key_end + e.val_len as usize],
-                e.time,
-            )
-        };
+        fn kv<'a>(arena: &'a [u8], e: &'a ConsolidatedEntry) -> (&'a [u8], &'a [u8], u64) {
+            let (key, val) = e.key_val(arena);
+            (key, val, e.time)
+        }
         order.clear();
-        order.extend((staged.iter().enumerate()).map(|(i, e)| (u128::from(e.prefix) << 64) | i as u128));
+        order
+            .extend((staged.iter().enumerate()).map(|(i, e)| (u128::from(e.word(shared)) << 64) | i as u128));
         order.sort_unstable();
         let at = |word: u128| &staged[word as u64 as usize];
         for run in order.chunk_by_mut(|a, b| a >> 64 == b >> 64) {
             if run.len() > 1 {
-                run.sort_unstable_by(|&a, &b| kv(at(a)).cmp(&kv(at(b))));
+                run.sort_unstable_by(|&a, &b| kv(arena, at(a)).cmp(&kv(arena, at(b))));
             }
         }
-        let key = |e: &ConsolidatedEntry| &arena[e.at..e.at + e.key_len as usize];
-        let mut entries = order.iter().map(|&word| *at(word)).peekable();
-        while let Some(mut e) = entries.next() {
+        let mut entries = order.iter().map(|&w| ((w >> 64) as u64, *at(w))).peekable();
+        // The sort word of the last update kept from `staged`, none yet.
+        let mut last_word = None;
+        while let Some((word, mut e)) = entries.next() {
             let mut sum = i128::from(e.diff);
-            while let Some(next) = entries.next_if(|n| n.prefix == e.prefix && kv(n) == kv(&e)) {
+            while let Some((_, next)) = entries.next_if(|(w, n)| *w == word && kv(arena, n) == kv(arena, &e))
+            {
                 sum += i128::from(next.diff);
             }
             e.diff = i64::try_from(sum).map_err(|_| {
-                let (key, _, time) = kv(&e);
+                let (key, _, time) = kv(arena, &e);
                 Error::diff_overflow(key, time)
             })?;
             if e.diff != 0 {
                 // A new key unless the previous kept update has the same one (the words, in a register,
-                // tell most keys apart without touching the arena; the last of another partition has
-                // another key, whatever its word).
-                let last = kept.checked_sub(1).map(|i| &self.entries[i]);
-                if last.is_none_or(|p| p.prefix != e.prefix || key(p) != key(&e)) {
+                // tell most keys apart without reading them; an update kept before `staged` has another
+                // key, as every key of this word is in `staged`).
+                let same_key =
+                    last_word == Some(word) && self.entries[kept - 1].key_val(arena).0 == e.key_val(arena).0;
+                if !same_key {
                     self.keys += 1;
                 }
+                last_word = Some(word);
                 self.entries[kept] = e;
                 kept += 1;
             }
@@ -329,33 +397,39 @@ impl Consolidated {
     /// Update `i` (`i < len()`).
     #[inline]
     pub fn get(&self, i: usize) -> UpdateRef<'_> {
-        let e = self.entries[i];
-        let key_end = e.at + e.key_len as usize;
-        (
-            &self.arena[e.at..key_end],
-            &self.arena[key_end..key_end + e.val_len as usize],
-            e.time,
-            e.diff,
-        )
+        let e = &self.entries[i];
+        let (key, val) = e.key_val(&self.arena);
+        (key, val, e.time, e.diff)
     }
 
-    /// The updates in order. Sorted order visits the arena at random, one cache miss or two per update, so
-    /// the iterator asks for the key and val bytes of the update 8 places ahead (`PREFETCH_AHEAD`) as it
-    /// yields each one: a seal writing the updates then waits on memory far less (the writer's order check
-    /// on each key was most of a seal's time).
+    /// The updates in order. Entries are in that order, and so are the keys and vals they hold; those in
+    /// the arena are visited at random, one cache miss or two per update, so the iterator asks for the key
+    /// and val bytes of the update 8 places ahead (`PREFETCH_AHEAD`) as it yields each one: a seal writing
+    /// the updates then waits on memory far less (the writer's order check on each key was most of a
+    /// seal's time).
     pub fn iter(&self) -> impl Iterator<Item = UpdateRef<'_>> + '_ {
         (0..self.len()).map(|i| {
-            if let Some(ahead) = self.entries.get(i + PREFETCH_AHEAD) {
-                let len = ahead.key_len as usize + ahead.val_len as usize;
+            if let Some(ahead) = self.entries.get(i + PREFETCH_AHEAD).filter(|e| !e.inline()) {
+                let (at, len) = (ahead.at(), ahead.key_len as usize + ahead.val_len as usize);
                 // The cache lines of the update's first 256 bytes, and its last byte's; longer vals are
                 // read sequentially, which the hardware prefetcher follows.
                 for off in (0..len.min(256)).step_by(64) {
-                    crate::batch::prefetch(&self.arena, ahead.at + off);
+                    crate::batch::prefetch(&self.arena, at + off);
                 }
-                crate::batch::prefetch(&self.arena, ahead.at + len.saturating_sub(1));
+                crate::batch::prefetch(&self.arena, at + len.saturating_sub(1));
             }
             self.get(i)
         })
+    }
+}
+
+/// Copies `from` into `to` (as long, at most [`INLINE`] bytes), with a fixed-size copy for the widths of
+/// the built-in codecs' integers (a call to `memcpy` otherwise).
+#[inline]
+fn put_small(to: &mut [u8], from: &[u8]) {
+    match (<&mut [u8; 8]>::try_from(&mut *to), <&[u8; 8]>::try_from(from)) {
+        (Ok(to), Ok(from)) => *to = *from,
+        _ => to.copy_from_slice(from),
     }
 }
 
@@ -436,8 +510,9 @@ mod tests {
         );
     }
 
-    /// A seal-sized input (4.7 MB: about four partitions) takes the partitioned sort by default, and gives
-    /// what one sort gives: keys with a shared prefix, then 0 to 8 random bytes, repeated and cancelling.
+    /// A seal-sized input (about four partitions) takes the partitioned sort by default, and gives what one
+    /// sort gives, and a map of sums: keys with a shared prefix, then 0 to 8 random bytes, repeated and
+    /// cancelling; vals of 100 bytes (kept in the arena) or of 0 to 8 (most held in their entries).
     #[test]
     fn a_large_input_is_partitioned_to_the_same_result() {
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -452,7 +527,11 @@ mod tests {
                 let r = next();
                 let mut key = b"user:".to_vec();
                 key.extend_from_slice(&r.to_be_bytes()[..(r % 9) as usize]);
-                (key, vec![(r >> 60) as u8; 100], r >> 62, (r >> 40) as i64 % 3)
+                let val_len = match r % 3 {
+                    0 => 100,
+                    _ => (r >> 20) as usize % 9,
+                };
+                (key, vec![(r >> 60) as u8; val_len], r >> 62, (r >> 40) as i64 % 3)
             })
             .collect();
         let refs = || owned.iter().map(|(k, v, t, d)| (&k[..], &v[..], *t, *d));
@@ -461,6 +540,20 @@ mod tests {
         assert!(one_sort.len() > 1000);
         assert!(partitioned.iter().eq(one_sort.iter()));
         assert_eq!(partitioned.key_count(), one_sort.key_count());
+        let mut sums = std::collections::BTreeMap::new();
+        for (k, v, t, d) in refs() {
+            *sums.entry((k, v, t)).or_insert(0i64) += d;
+        }
+        sums.retain(|_, d| *d != 0);
+        assert!(partitioned
+            .iter()
+            .eq(sums.iter().map(|(&(k, v, t), &d)| (k, v, t, d))));
+        let inline = partitioned.entries.iter().filter(|e| e.inline()).count();
+        assert!(
+            inline > 1000 && inline < partitioned.len() - 1000,
+            "{inline} of {}",
+            partitioned.len()
+        );
     }
 
     proptest::proptest! {
