@@ -339,14 +339,21 @@ impl Consolidated {
                 run.sort_unstable_by(|&a, &b| kv(arena, at(a)).cmp(&kv(arena, at(b))));
             }
         }
-        let mut entries = order.iter().map(|&w| ((w >> 64) as u64, *at(w))).peekable();
         // The sort word of the last update kept from `staged`, none yet.
         let mut last_word = None;
-        while let Some((word, mut e)) = entries.next() {
+        // By index, not a `Peekable` (whose `next_if`, not inlined, was 3% of a seal's samples).
+        let mut i = 0;
+        while let Some(&first) = order.get(i) {
+            let (word, mut e) = ((first >> 64) as u64, *at(first));
             let mut sum = i128::from(e.diff);
-            while let Some((_, next)) = entries.next_if(|(w, n)| *w == word && kv(arena, n) == kv(arena, &e))
-            {
-                sum += i128::from(next.diff);
+            i += 1;
+            while let Some(&next) = order.get(i) {
+                let n = at(next);
+                if (next >> 64) as u64 != word || kv(arena, n) != kv(arena, &e) {
+                    break;
+                }
+                sum += i128::from(n.diff);
+                i += 1;
             }
             e.diff = i64::try_from(sum).map_err(|_| {
                 let (key, _, time) = kv(arena, &e);
@@ -598,3 +605,4 @@ mod tests {
         }
     }
 }
+
