@@ -1,7 +1,8 @@
 //! [`Consolidated`]: a memtable's updates sorted by `(key, val, time)`, equal triples summed and zero sums
-//! dropped, owned (small updates in their entries, the rest in one arena): what a seal writes into its batch (directly, or through `MergeIter` with
-//! spilled runs) and what a snapshot reads of the unsealed updates. Sums are exact (`i128`); a total
-//! outside `i64` is an [`Error::DiffOverflow`] (DESIGN.md, "Diff arithmetic").
+//! dropped, owned (small updates in their entries, the rest in one arena): what a seal writes into its
+//! batch (directly, or through `MergeIter` with spilled runs) and what a snapshot reads of the unsealed
+//! updates. Sums are exact (`i128`); a total outside `i64` is an [`Error::DiffOverflow`] (DESIGN.md, "Diff
+//! arithmetic").
 
 use super::scratch::Scratch;
 use crate::batch::seek::key_prefix;
@@ -228,7 +229,11 @@ impl Consolidated {
         let parts = starts.len() - 1;
         // Pass 3: each entry into its partition's next place; keys and vals that do not fit it into the
         // arena.
-        let mut arena = scratch.map_or_else(|| Vec::with_capacity(bytes), |s| s.take_bytes(bytes));
+        // No arena when every update fits its entry: the one kept stays for a seal that needs it.
+        let mut arena = match (scratch, bytes) {
+            (Some(s), 1..) => s.take_bytes(bytes),
+            _ => Vec::with_capacity(bytes),
+        };
         advise_huge(arena.spare_capacity_mut());
         let mut staged = scratch.map_or_else(|| Vec::with_capacity(count), |s| s.take_entries(count));
         advise_huge(staged.spare_capacity_mut());

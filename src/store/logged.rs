@@ -297,13 +297,10 @@ impl Store {
             if upper >= target {
                 return Ok(flushed);
             }
-            self.seal_to(
-                id,
-                SealTo::Logged { through: target },
-                SealOptions::default(),
-                None,
-            )?;
-            flushed = true;
+            let through = SealTo::Logged { through: target };
+            let info = self.seal_to(id, through, SealOptions::default(), None)?;
+            // Nothing committed if another flush reached `target` while this one waited for the locks.
+            flushed |= info.description.upper > info.description.lower;
         }
     }
 
