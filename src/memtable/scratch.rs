@@ -7,10 +7,10 @@ use super::consolidated::ConsolidatedEntry;
 /// arena and one entry buffer, and at most `cap_bytes` of capacity in all (`Options::memtable_budget_bytes`
 /// / 2: a consolidation takes 40 bytes an update and its key and val bytes past 16 against the
 /// memtable's 24 and all of them, so that a seal of a quarter of the budget fits; a buffer beyond it is
-/// freed, as before). Peak memory is unchanged (a
-/// seal holds these buffers while it runs); between seals the store keeps them instead of returning them
-/// to the allocator, which unmaps them (glibc maps every allocation past its mmap threshold, at most
-/// 32 MiB, on its own) and faults them in again on the next seal.
+/// freed, as before). Peak memory is unchanged (a seal holds these buffers while it runs); between seals
+/// the store keeps them instead of returning them to the allocator, which unmaps them (glibc maps every
+/// allocation past its mmap threshold, at most 32 MiB, on its own) and faults them in again on the next
+/// seal.
 pub(crate) struct Scratch {
     cap_bytes: usize,
     spare: parking_lot::Mutex<Spare>,
